@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what deepcast's demo and tests need on a Debian machine.
+# As root it installs what is missing with apt-get (and npm ci for the web
+# page); otherwise it lists what to install and fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package
+declare -A need=(
+  [ffmpeg]=ffmpeg
+  [ffprobe]=ffmpeg
+  [xmllint]=libxml2-utils
+)
+if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
+  need[nginx]=nginx
+  need[wrk]=wrk
+  need[varnishd]=varnish
+fi
+
+missing=()
+for cmd in "${!need[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1; then
+    missing+=("${need[$cmd]}")
+  fi
+done
+# De-duplicate package names.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sed '/^$/d' | sort -u)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" fonts-dejavu-core >/dev/null
+  else
+    echo "deps: missing Debian packages: ${missing[*]}" >&2
+    echo "deps: install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "deps: Go 1.26 or newer is required (https://go.dev/dl/)" >&2
+  exit 1
+fi
+echo "deps: ok"

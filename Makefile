@@ -1,0 +1,47 @@
+# deepcast: the project's vocabulary. `make demo` and `make test` work on a
+# fresh Debian machine: both run `make deps` first.
+GO        ?= go
+BIN       := bin/deepcast
+DEMO_DIR  ?= demo
+FUZZTIME  ?= 5s
+
+.PHONY: all build deps demo test unit fuzz lint bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/deepcast
+
+deps:
+	@bash .ci/deps.sh
+
+demo: deps build
+	@mkdir -p $(DEMO_DIR)
+	@if [ ! -f $(DEMO_DIR)/sample.mp4 ]; then $(BIN) sample -o $(DEMO_DIR)/sample.mp4 -duration 30s -size 1280x720; fi
+	$(BIN) package -o $(DEMO_DIR)/library -name sample $(DEMO_DIR)/sample.mp4
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# A short run of every fuzz target (go test -fuzz takes one target at a time).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null || exit 1; \
+	  done; \
+	done
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+bench: build
+	@DEEPCAST_DEPS_BENCH=1 bash .ci/deps.sh
+	bash .ci/bench.sh
+
+clean:
+	rm -rf bin $(DEMO_DIR)

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/deepcast/deepcast/media"
+)
+
+func sampleCommand() command {
+	return command{
+		name:    "sample",
+		usage:   "",
+		summary: "make a synthetic source video (moving pattern, burned-in clock and frame number, stereo tone)",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			out := fs.String("o", "", "output file (.mp4), required")
+			dur := fs.Duration("duration", 30*time.Second, "length of the video")
+			size := fs.String("size", "1920x1080", "picture size WIDTHxHEIGHT")
+			fps := fs.Int("fps", 30, "frames per second")
+			return func(ctx context.Context, args []string) error {
+				if *out == "" || len(args) > 0 {
+					return fmt.Errorf("-o FILE is required and no arguments are taken: %w", errUsage)
+				}
+				var w, h int
+				if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {
+					return fmt.Errorf("-size %q: want WIDTHxHEIGHT: %w", *size, errUsage)
+				}
+				pp := newProgressPrinter(os.Stderr)
+				err := media.MakeSample(ctx, *out, media.SampleOptions{Duration: *dur, Width: w, Height: h, FPS: *fps, Progress: pp.update})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "\nwrote %s (%s, %dx%d @ %d fps)\n", *out, *dur, w, h, *fps)
+				return nil
+			}
+		},
+	}
+}
+
+func packageCommand() command {
+	return command{
+		name:    "package",
+		usage:   "INPUT...",
+		summary: "encode a source into a bitrate ladder and package it as a DASH asset (CMAF segments + MPD)",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			lib := fs.String("o", "", "library folder to add the asset to, required")
+			name := fs.String("name", "", "asset name (default: the first input's file name)")
+			seg := fs.Duration("seg", media.DefaultSegmentDur, "segment duration")
+			ladder := fs.String("ladder", "", `bitrate ladder, e.g. "1280x720@2800k,640x360@800k" (default: follows the source, never upscales)`)
+			cp := fs.Bool("copy", false, "inputs are pre-encoded renditions of one title: package them without re-encoding")
+			preset := fs.String("preset", "veryfast", "x264 preset for encoding")
+			return func(ctx context.Context, args []string) error {
+				if *lib == "" || len(args) == 0 {
+					return fmt.Errorf("-o LIBRARY and at least one INPUT are required: %w", errUsage)
+				}
+				opt := media.PackageOptions{Library: *lib, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset}
+				if *ladder != "" {
+					l, err := media.ParseLadder(*ladder)
+					if err != nil {
+						return err
+					}
+					opt.Ladder = l
+				}
+				pp := newProgressPrinter(os.Stderr)
+				opt.Progress = pp.update
+				start := time.Now()
+				a, err := media.Package(ctx, args, opt)
+				if err != nil {
+					return err
+				}
+				dir := filepath.Join(*lib, a.Name)
+				fmt.Printf("packaged %s in %s: %.1fs, %d renditions, %d segments of %gs, %.1f MiB\n",
+					a.Name, time.Since(start).Round(time.Millisecond), a.Duration, len(a.Renditions),
+					len(a.Renditions[0].Segments), a.SegmentDuration, float64(a.SizeOnDisk())/(1<<20))
+				for _, r := range a.Renditions {
+					if r.Type == "video" {
+						fmt.Printf("  %-12s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak\n", r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000)
+					} else {
+						fmt.Printf("  %-12s %d Hz x%d  %s  %5d kbit/s mean\n", r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000)
+					}
+				}
+				fmt.Printf("manifest: %s\n", filepath.Join(dir, media.ManifestFile))
+				return nil
+			}
+		},
+	}
+}

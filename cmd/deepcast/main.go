@@ -1,0 +1,114 @@
+// Command deepcast is the single binary of the deepcast DASH system: it
+// packages video, serves it from an origin and cache edges, and plays or
+// simulates it with an ABR client. Each job is a subcommand; see
+// `deepcast help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// command is one subcommand: its flags are declared by setup, and run does the work.
+type command struct {
+	name    string
+	usage   string // argument synopsis after the flags
+	summary string
+	setup   func(fs *flag.FlagSet) func(ctx context.Context, args []string) error
+}
+
+// commands lists every subcommand in the order `deepcast help` shows them.
+func commands() []command {
+	return []command{
+		sampleCommand(),
+		packageCommand(),
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks errors that are the caller's fault; the usage is printed.
+var errUsage = errors.New("usage")
+
+func run(args []string, stdout, stderr io.Writer) int {
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})))
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 {
+			return run([]string{args[1], "-h"}, stdout, stderr)
+		}
+		printHelp(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		fs := flag.NewFlagSet("deepcast "+c.name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		runFn := c.setup(fs)
+		fs.Usage = func() { printCommandUsage(stderr, c, fs) }
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if err := applyEnv(fs); err != nil {
+			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := runFn(ctx, fs.Args()); err != nil {
+			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
+			if errors.Is(err, errUsage) {
+				fs.Usage()
+				return 2
+			}
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "deepcast: unknown command %q\n\n", args[0])
+	printHelp(stderr)
+	return 2
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "deepcast: DASH packaging, origin, CDN edges and ABR playback in one binary.")
+	fmt.Fprintln(w, "\nUsage: deepcast <command> [flags] [args]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\n`deepcast <command> -h` explains every flag of a command. Every flag can also be")
+	fmt.Fprintln(w, "set with an environment variable DEEPCAST_<FLAG> (upper case, '-' as '_');")
+	fmt.Fprintln(w, "a flag on the command line wins. DEEPCAST_LOG=debug turns on debug logs.")
+}
+
+func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: deepcast %s [flags] %s\n\n%s\n\nFlags (each also settable as DEEPCAST_<FLAG>):\n", c.name, c.usage, c.summary)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  -%s\n    \t%s%s  [$%s]\n", f.Name, f.Usage, def, envName(f.Name))
+	})
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("DEEPCAST_LOG"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

@@ -1,0 +1,231 @@
+package manifest
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/Eyevinn/dash-mpd/mpd"
+)
+
+// Profiles are the DASH profiles every deepcast MPD claims.
+const Profiles = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"
+
+// Presentation describes a packaged VOD asset for Build.
+type Presentation struct {
+	Title         string
+	Duration      time.Duration
+	MinBufferTime time.Duration
+	Video         []Track
+	Audio         []Track
+}
+
+// Track is one Representation: its codec parameters and segment timeline.
+type Track struct {
+	ID         string // also the folder of its segments
+	Codecs     string
+	Bandwidth  uint32 // bit/s, the peak segment bitrate
+	Width      int
+	Height     int
+	FrameRate  string // "30" or "30000/1001"
+	SampleRate int
+	Channels   int
+	Lang       string
+	Timescale  uint32
+	// PTO is the presentationTimeOffset: the media time shown at period start.
+	PTO      uint64
+	Segments []Segment
+}
+
+// Segment is one media segment on a track's timeline, in its timescale.
+type Segment struct {
+	Time     uint64
+	Duration uint64
+}
+
+// Segment URL templates relative to the MPD; the folder is the Representation ID.
+const (
+	InitTemplate  = "$RepresentationID$/init.mp4"
+	MediaTemplate = "$RepresentationID$/$Number$.m4s"
+)
+
+// Build makes a static, single-period MPD for p.
+func Build(p Presentation) (*mpd.MPD, error) {
+	if len(p.Video) == 0 {
+		return nil, fmt.Errorf("mpd: no video tracks")
+	}
+	m := mpd.NewMPD(mpd.STATIC_TYPE)
+	m.Profiles = Profiles
+	m.MediaPresentationDuration = durPtr(p.Duration)
+	mbt := p.MinBufferTime
+	if mbt <= 0 {
+		mbt = 2 * time.Second
+	}
+	m.MinBufferTime = durPtr(mbt)
+	var maxSeg time.Duration
+	if p.Title != "" {
+		m.ProgramInformation = []*mpd.ProgramInformationType{{Title: p.Title}}
+	}
+	period := &mpd.Period{Id: "0", Start: durPtr(0)}
+	m.AppendPeriod(period)
+	id := uint32(0)
+	for _, set := range []struct {
+		kind   string
+		mime   string
+		tracks []Track
+	}{{"video", "video/mp4", p.Video}, {"audio", "audio/mp4", p.Audio}} {
+		if len(set.tracks) == 0 {
+			continue
+		}
+		as, err := adaptationSet(set.kind, set.mime, set.tracks, id)
+		if err != nil {
+			return nil, err
+		}
+		id++
+		period.AppendAdaptationSet(as)
+		for _, t := range set.tracks {
+			for _, s := range t.Segments {
+				maxSeg = max(maxSeg, ticks(s.Duration, t.Timescale))
+			}
+		}
+	}
+	if maxSeg > 0 {
+		m.MaxSegmentDuration = durPtr(maxSeg)
+	}
+	return m, nil
+}
+
+func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.AdaptationSetType, error) {
+	as := mpd.NewAdaptationSet()
+	as.Id = mpd.Ptr(id)
+	as.ContentType = mpd.RFC6838ContentTypeType(kind)
+	as.MimeType = mime
+	as.SegmentAlignment = true
+	as.StartWithSAP = 1
+	// Highest quality first is how players list it and how people read it.
+	sorted := slices.Clone(tracks)
+	slices.SortStableFunc(sorted, func(a, b Track) int { return int(b.Bandwidth) - int(a.Bandwidth) })
+	shared := true
+	for _, t := range sorted[1:] {
+		if !sameTimeline(sorted[0], t) {
+			shared = false
+		}
+	}
+	if shared {
+		as.SegmentTemplate = template(sorted[0])
+	}
+	codecs := sorted[0].Codecs
+	for _, t := range sorted {
+		if t.Codecs != codecs {
+			codecs = ""
+		}
+	}
+	as.Codecs = codecs
+	if kind == "video" {
+		as.Par = ""
+		maxW, maxH := 0, 0
+		for _, t := range sorted {
+			maxW, maxH = max(maxW, t.Width), max(maxH, t.Height)
+		}
+		as.MaxWidth, as.MaxHeight = uint32(maxW), uint32(maxH)
+		if fr := sorted[0].FrameRate; fr != "" {
+			as.MaxFrameRate = fr
+		}
+	}
+	if kind == "audio" && sorted[0].Lang != "" && sorted[0].Lang != "und" {
+		as.Lang = sorted[0].Lang
+	}
+	for _, t := range sorted {
+		if len(t.Segments) == 0 {
+			return nil, fmt.Errorf("mpd: track %s has no segments", t.ID)
+		}
+		if t.Timescale == 0 {
+			return nil, fmt.Errorf("mpd: track %s has timescale 0", t.ID)
+		}
+		rep := mpd.NewRepresentation()
+		rep.Id = t.ID
+		rep.Bandwidth = t.Bandwidth
+		if as.Codecs == "" {
+			rep.Codecs = t.Codecs
+		}
+		if kind == "video" {
+			rep.Width, rep.Height = uint32(t.Width), uint32(t.Height)
+			rep.FrameRate = mpd.FrameRateType(t.FrameRate)
+			rep.Sar = "1:1"
+		} else {
+			rep.AudioSamplingRate = mpd.Ptr(mpd.UIntVectorType(fmt.Sprint(t.SampleRate)))
+			rep.AudioChannelConfigurations = []*mpd.DescriptorType{{
+				SchemeIdUri: "urn:mpeg:dash:23003:3:audio_channel_configuration:2011",
+				Value:       fmt.Sprint(t.Channels),
+			}}
+		}
+		if !shared {
+			rep.SegmentTemplate = template(t)
+		}
+		as.AppendRepresentation(rep)
+	}
+	return as, nil
+}
+
+// template makes the SegmentTemplate of a track: @duration when every
+// segment but the last has one length, else a SegmentTimeline.
+func template(t Track) *mpd.SegmentTemplateType {
+	st := &mpd.SegmentTemplateType{Media: MediaTemplate, Initialization: InitTemplate}
+	st.StartNumber = mpd.Ptr(uint32(1))
+	st.Timescale = mpd.Ptr(t.Timescale)
+	if t.PTO != 0 {
+		st.PresentationTimeOffset = mpd.Ptr(t.PTO)
+	}
+	segs := t.Segments
+	uniform := segs[0].Time == t.PTO && segs[0].Duration <= 1<<32-1
+	for k := 1; k < len(segs) && uniform; k++ {
+		if k < len(segs)-1 && segs[k].Duration != segs[0].Duration || segs[k].Duration > segs[0].Duration {
+			uniform = false
+		}
+	}
+	if uniform {
+		st.Duration = mpd.Ptr(uint32(segs[0].Duration))
+		return st
+	}
+	tl := &mpd.SegmentTimelineType{}
+	next := uint64(0)
+	for k, s := range segs {
+		if k > 0 && s.Time == next {
+			last := tl.S[len(tl.S)-1]
+			if last.D == s.Duration {
+				last.R++
+				next += s.Duration
+				continue
+			}
+			tl.S = append(tl.S, &mpd.S{D: s.Duration})
+		} else {
+			tl.S = append(tl.S, &mpd.S{T: mpd.Ptr(s.Time), D: s.Duration})
+		}
+		next = s.Time + s.Duration
+	}
+	st.SegmentTimeline = tl
+	return st
+}
+
+func sameTimeline(a, b Track) bool {
+	return a.Timescale == b.Timescale && a.PTO == b.PTO && slices.Equal(a.Segments, b.Segments)
+}
+
+func ticks(d uint64, timescale uint32) time.Duration {
+	return time.Duration(float64(d) / float64(timescale) * float64(time.Second))
+}
+
+func durPtr(d time.Duration) *mpd.Duration {
+	v := mpd.Duration(d)
+	return &v
+}
+
+// Marshal writes m as indented XML with an XML declaration.
+func Marshal(m *mpd.MPD) ([]byte, error) {
+	var buf bytes.Buffer
+	if _, err := m.Write(&buf, "  ", true); err != nil {
+		return nil, fmt.Errorf("mpd: %w", err)
+	}
+	return buf.Bytes(), nil
+}

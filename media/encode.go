@@ -1,0 +1,173 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EncodeOptions control the one-pass ladder encode.
+type EncodeOptions struct {
+	Ladder     Ladder
+	SegmentDur time.Duration
+	// Preset is the x264 preset; "veryfast" when empty.
+	Preset   string
+	Progress ProgressFunc
+}
+
+// Encoded names the files one ffmpeg run wrote: one video file per rung
+// (same order as the ladder) and, when the source has sound, one audio file.
+type Encoded struct {
+	Video []string
+	Audio string
+}
+
+// AudioKbps is the AAC bitrate of every packaged asset.
+const AudioKbps = 128
+
+// Encode decodes src once and encodes every rung of the ladder (H.264, closed
+// GOPs, a keyframe forced at every segment boundary, no scene-cut keyframes)
+// plus AAC audio, writing single-track MP4 files into dir.
+// Cancelling ctx stops ffmpeg.
+func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*Encoded, error) {
+	args, enc := encodeArgs(src, dir, opt)
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(interruptSignal) }
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", src.Path, err)
+	}
+	var stderr tailBuffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("encode %s: ffmpeg not found on PATH (install ffmpeg)", src.Path)
+		}
+		return nil, fmt.Errorf("encode %s: %w", src.Path, err)
+	}
+	total := time.Duration(src.Duration * float64(time.Second))
+	var last time.Duration
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = readFFmpegProgress(stdout, func(p ffmpegProgress) {
+			last = p.OutTime
+			if opt.Progress != nil {
+				done := p.OutTime
+				if p.End {
+					done = total
+				}
+				opt.Progress(Progress{Stage: "encode", Done: done, Total: total, Speed: p.Speed, Elapsed: time.Since(start)})
+			}
+		})
+		_, _ = io.Copy(io.Discard, stdout)
+	})
+	wg.Wait()
+	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("encode %s: %w", src.Path, ctx.Err())
+		}
+		return nil, fmt.Errorf("encode %s: ffmpeg failed (%v): %s", src.Path, err, stderr.lastLines(3))
+	}
+	// A source whose index promises more than its data holds (a truncated
+	// file with the moov first) decodes "successfully" but short.
+	if total > 0 && last < total*9/10 {
+		return nil, fmt.Errorf("encode %s: only %.1fs of %.1fs could be decoded (truncated or corrupt source): %s",
+			src.Path, last.Seconds(), total.Seconds(), stderr.lastLines(2))
+	}
+	return enc, nil
+}
+
+// encodeArgs builds the single ffmpeg command line for the whole ladder.
+func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) {
+	preset := opt.Preset
+	if preset == "" {
+		preset = "veryfast"
+	}
+	seg := opt.SegmentDur.Seconds()
+	fps := src.Video.FrameRate.Float()
+	gop := max(1, int(seg*fps+0.5))
+	segStr := strconv.FormatFloat(seg, 'f', -1, 64)
+	// Besides a keyframe at every boundary, force one on the very last frame:
+	// then no B-frame trails the stream in decode order. ffmpeg's DASH
+	// demuxer stops at the first representation whose last packet has the
+	// lowest timestamp, so trailing B-frames in several representations make
+	// it drop the final frames of all but one.
+	lastT := strconv.FormatFloat(src.Video.Duration-1.5/fps, 'f', 4, 64)
+	keyExpr := "expr:gte(t,n_forced*" + segStr + ")+gte(t," + lastT + ")"
+
+	n := len(opt.Ladder)
+	var graph strings.Builder
+	fmt.Fprintf(&graph, "[0:v:0]split=%d", n)
+	for i := range n {
+		fmt.Fprintf(&graph, "[s%d]", i)
+	}
+	for i, r := range opt.Ladder {
+		fmt.Fprintf(&graph, ";[s%d]scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p[v%d]", i, r.Width, r.Height, i)
+	}
+	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1",
+		"-i", src.Path, "-filter_complex", graph.String()}
+	enc := &Encoded{}
+	for i, r := range opt.Ladder {
+		out := filepath.Join(dir, fmt.Sprintf("video%d.mp4", i))
+		enc.Video = append(enc.Video, out)
+		args = append(args,
+			"-map", fmt.Sprintf("[v%d]", i), "-an", "-sn", "-dn",
+			"-c:v", "libx264", "-preset", preset, "-profile:v", "high",
+			"-b:v", fmt.Sprintf("%dk", r.Kbps),
+			"-maxrate", fmt.Sprintf("%dk", r.Kbps*11/10),
+			"-bufsize", fmt.Sprintf("%dk", r.Kbps*2),
+			"-g", strconv.Itoa(gop), "-keyint_min", strconv.Itoa(gop), "-sc_threshold", "0",
+			"-x264-params", "open-gop=0:scenecut=0",
+			"-force_key_frames", keyExpr,
+			"-map_metadata", "-1", "-f", "mp4", out)
+	}
+	if src.Audio != nil {
+		enc.Audio = filepath.Join(dir, "audio.mp4")
+		args = append(args, "-map", fmt.Sprintf("0:%d", src.Audio.Index), "-vn", "-sn", "-dn",
+			"-c:a", "aac", "-b:a", fmt.Sprintf("%dk", AudioKbps), "-ac", "2", "-ar", "48000",
+			"-map_metadata", "-1", "-f", "mp4", enc.Audio)
+	}
+	return args, enc
+}
+
+// tailBuffer keeps the last few KiB written to it (ffmpeg's stderr).
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 8 << 10
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) lastLines(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(string(bytes.ToValidUTF8(t.buf, nil))), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	s := strings.Join(lines, " | ")
+	if s == "" {
+		return "no message"
+	}
+	return s
+}

@@ -1,0 +1,379 @@
+package media
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deepcast/deepcast/manifest"
+)
+
+// PackageOptions configure Package.
+type PackageOptions struct {
+	Library    string
+	Name       string        // asset name; from the first input's file name when empty
+	SegmentDur time.Duration // 2 s when zero
+	Ladder     Ladder        // the default ladder for the source when nil
+	// Copy packages pre-encoded renditions (one input each) without re-encoding.
+	Copy     bool
+	Preset   string
+	Progress ProgressFunc
+}
+
+// DefaultSegmentDur is the segment length when none is given.
+const DefaultSegmentDur = 2 * time.Second
+
+// Package turns inputs into a DASH asset in the library: probe, encode the
+// ladder (or take the inputs as they are with Copy), cut aligned CMAF
+// segments, write the MPD and asset.json, and publish the asset atomically.
+// On any error nothing is left in the library.
+func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, error) {
+	if len(inputs) == 0 {
+		return nil, fmt.Errorf("package: no input")
+	}
+	if !opt.Copy && len(inputs) > 1 {
+		return nil, fmt.Errorf("package: %d inputs: encoding takes one source (use -copy for pre-encoded renditions)", len(inputs))
+	}
+	if opt.SegmentDur == 0 {
+		opt.SegmentDur = DefaultSegmentDur
+	}
+	if opt.SegmentDur < 500*time.Millisecond || opt.SegmentDur > 30*time.Second {
+		return nil, fmt.Errorf("package: segment duration %s outside 0.5s..30s", opt.SegmentDur)
+	}
+	name := opt.Name
+	if name == "" {
+		name = NameFromFile(inputs[0])
+	}
+	if !ValidName(name) {
+		return nil, fmt.Errorf("package: asset name %q must match [A-Za-z0-9._-]+ and not start with a dot", name)
+	}
+	probes := make([]*Probe, len(inputs))
+	for i, in := range inputs {
+		p, err := ProbeFile(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		probes[i] = p
+	}
+	lib := Library{Root: opt.Library}
+	createdRoot := false
+	if _, err := os.Stat(lib.Root); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(lib.Root, 0o755); err != nil {
+			return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+		}
+		createdRoot = true
+	}
+	build := newBuildID()
+	staging, err := os.MkdirTemp(lib.Root, ".staging-"+name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(staging)
+			if createdRoot {
+				os.Remove(lib.Root)
+			}
+		}
+	}()
+	asset, err := build1(ctx, probes, staging, name, build, opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("package %s: %w", name, err)
+	}
+	if err := os.Chmod(staging, 0o755); err != nil {
+		return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+	}
+	if err := lib.install(staging, name, build); err != nil {
+		return nil, err
+	}
+	ok = true
+	return asset, nil
+}
+
+// NameFromFile derives an asset name from a file name: its base without
+// extension, with characters outside [A-Za-z0-9._-] replaced by '-'.
+func NameFromFile(path string) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	var b strings.Builder
+	for _, r := range base {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	s := strings.TrimLeft(b.String(), ".")
+	if len(s) > MaxNameLen {
+		s = s[:MaxNameLen]
+	}
+	if s == "" {
+		s = "asset"
+	}
+	return s
+}
+
+func newBuildID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return time.Now().UTC().Format("20060102T150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// rendition is a track on its way to becoming an on-disk Rendition.
+type rendition struct {
+	id    string
+	track *Track
+	cuts  []Cut
+	out   Rendition
+}
+
+// build1 does the work of Package inside the staging folder.
+func build1(ctx context.Context, probes []*Probe, staging, name, build string, opt PackageOptions) (*Asset, error) {
+	src := probes[0]
+	asset := &Asset{Format: assetFormat, Name: name, Build: build, Created: time.Now().UTC().Truncate(time.Second),
+		SegmentDuration: opt.SegmentDur.Seconds()}
+	for _, p := range probes {
+		asset.Sources = append(asset.Sources, Source{File: filepath.Base(p.Path), Size: p.Size, Duration: p.Duration,
+			Width: p.Video.Width, Height: p.Video.Height, FrameRate: p.Video.FrameRate.String(), Frames: p.Video.Frames})
+	}
+	var videoFiles []string
+	audioFile := ""
+	var ids []string
+	if opt.Copy {
+		videoFiles = make([]string, len(probes))
+		for i, p := range probes {
+			videoFiles[i] = p.Path
+			if audioFile == "" && p.Audio != nil {
+				audioFile = p.Path
+			}
+		}
+	} else {
+		ladder := opt.Ladder
+		if ladder == nil {
+			ladder = DefaultLadder(src.Video.Width, src.Video.Height)
+		} else {
+			var err error
+			if ladder, err = ladder.Fit(src.Video.Width, src.Video.Height); err != nil {
+				return nil, fmt.Errorf("package %s: %w", src.Path, err)
+			}
+		}
+		asset.Ladder = ladder
+		work := filepath.Join(staging, ".encode")
+		if err := os.Mkdir(work, 0o755); err != nil {
+			return nil, fmt.Errorf("package: %w", err)
+		}
+		defer os.RemoveAll(work)
+		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress})
+		if err != nil {
+			return nil, err
+		}
+		videoFiles, audioFile = enc.Video, enc.Audio
+		for _, r := range ladder {
+			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Height, r.Kbps))
+		}
+	}
+	rends, err := planRenditions(videoFiles, audioFile, ids, opt.SegmentDur)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeRenditions(ctx, rends, staging, opt.Progress); err != nil {
+		return nil, err
+	}
+	lead := rends[0]
+	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)
+	pres := manifest.Presentation{Title: name, Duration: time.Duration(asset.Duration * float64(time.Second)), MinBufferTime: opt.SegmentDur}
+	for _, r := range rends {
+		asset.Renditions = append(asset.Renditions, r.out)
+		mt := manifest.Track{ID: r.out.ID, Codecs: r.out.Codecs, Bandwidth: uint32(min(r.out.Bandwidth, 1<<32-1)),
+			Width: r.out.Width, Height: r.out.Height, FrameRate: r.out.FrameRate, SampleRate: r.out.SampleRate,
+			Channels: r.out.Channels, Lang: r.track.Lang, Timescale: r.out.Timescale, PTO: r.out.PTO}
+		for _, s := range r.out.Segments {
+			mt.Segments = append(mt.Segments, manifest.Segment{Time: s.Time, Duration: s.Duration})
+		}
+		if r.out.Type == "video" {
+			pres.Video = append(pres.Video, mt)
+		} else {
+			pres.Audio = append(pres.Audio, mt)
+		}
+	}
+	m, err := manifest.Build(pres)
+	if err != nil {
+		return nil, fmt.Errorf("package %s: %w", name, err)
+	}
+	xml, err := manifest.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("package %s: %w", name, err)
+	}
+	if asset.Manifest, err = writeFileSum(filepath.Join(staging, ManifestFile), xml); err != nil {
+		return nil, err
+	}
+	if err := asset.save(staging); err != nil {
+		return nil, err
+	}
+	return asset, nil
+}
+
+// planRenditions reads the tracks and plans aligned cuts for all of them,
+// refusing renditions whose keyframes do not line up.
+func planRenditions(videoFiles []string, audioFile string, ids []string, segDur time.Duration) ([]*rendition, error) {
+	var rends []*rendition
+	used := map[string]bool{}
+	for i, f := range videoFiles {
+		tracks, err := ReadTracks(f)
+		if err != nil {
+			return nil, err
+		}
+		var vt *Track
+		for _, t := range tracks {
+			if t.Kind == "video" {
+				vt = t
+				break
+			}
+		}
+		if vt == nil {
+			return nil, fmt.Errorf("package %s: no video track", f)
+		}
+		vt.MoveShiftIntoCTO()
+		seg := int64(segDur.Seconds()*float64(vt.Timescale) + 0.5)
+		cuts, err := PlanVideoCuts(vt, seg)
+		if err != nil {
+			return nil, err
+		}
+		id := fmt.Sprintf("%dp", vt.Height)
+		if i < len(ids) {
+			id = ids[i]
+		}
+		for n := 2; used[id]; n++ {
+			id = fmt.Sprintf("%dp-%d", vt.Height, n)
+		}
+		used[id] = true
+		rends = append(rends, &rendition{id: id, track: vt, cuts: cuts})
+	}
+	lead := rends[0]
+	for _, r := range rends[1:] {
+		if same, k := SameInstants(lead.cuts, lead.track.Timescale, r.cuts, r.track.Timescale); !same {
+			return nil, fmt.Errorf("renditions not aligned: %s and %s differ at segment %d (%s vs %s): "+
+				"every rendition needs keyframes at the same instants (closed GOPs, forced keyframes every segment)",
+				filepath.Base(lead.track.Path), filepath.Base(r.track.Path), k+1,
+				cutDesc(lead.cuts, k, lead.track.Timescale), cutDesc(r.cuts, k, r.track.Timescale))
+		}
+	}
+	if audioFile != "" {
+		tracks, err := ReadTracks(audioFile)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range tracks {
+			if t.Kind == "audio" {
+				cuts := PlanFollowerCuts(t, lead.cuts, lead.track.Timescale)
+				rends = append(rends, &rendition{id: fmt.Sprintf("audio-%dk", AudioKbps), track: t, cuts: cuts})
+				break
+			}
+		}
+	}
+	return rends, nil
+}
+
+func cutDesc(cuts []Cut, k int, timescale uint32) string {
+	if k >= len(cuts) {
+		return fmt.Sprintf("no segment %d (%d segments)", k+1, len(cuts))
+	}
+	return fmt.Sprintf("%.3fs", float64(cuts[k].Time)/float64(timescale))
+}
+
+// writeRenditions segments every rendition, in parallel, into staging/<id>/.
+func writeRenditions(ctx context.Context, rends []*rendition, staging string, progress ProgressFunc) error {
+	start := time.Now()
+	var mu sync.Mutex
+	var firstErr error
+	done := 0
+	sem := make(chan struct{}, 2)
+	var wg sync.WaitGroup
+	for _, r := range rends {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			err := ctx.Err()
+			if err == nil {
+				err = r.write(staging)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			done++
+			if progress != nil {
+				progress(Progress{Stage: "segment", Done: time.Duration(done), Total: time.Duration(len(rends)), Elapsed: time.Since(start)})
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func (r *rendition) write(staging string) error {
+	t := r.track
+	dir := filepath.Join(staging, r.id)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("rendition %s: %w", r.id, err)
+	}
+	init, err := WriteInit(t, filepath.Join(dir, "init.mp4"))
+	if err != nil {
+		return err
+	}
+	segs, err := WriteSegments(t, r.cuts, dir)
+	if err != nil {
+		return err
+	}
+	var peak float64
+	var bytes int64
+	for k, s := range segs {
+		bytes += s.Size
+		secs := float64(s.Duration) / float64(t.Timescale)
+		// A short tail segment says little about the stream's peak rate.
+		if secs <= 0 || (k == len(segs)-1 && len(segs) > 1 && secs < float64(segs[0].Duration)/float64(t.Timescale)/2) {
+			continue
+		}
+		peak = max(peak, float64(s.Size)*8/secs)
+	}
+	total := float64(t.DTS[t.Len()]) / float64(t.Timescale)
+	r.out = Rendition{ID: r.id, Type: t.Kind, Codecs: t.Codecs, Width: t.Width, Height: t.Height,
+		SampleRate: t.SampleRate, Channels: t.Channels, Bandwidth: int64(peak + 0.5), Timescale: t.Timescale,
+		PTO: uint64(max(0, t.Shift)), Samples: t.Len(), Init: init, Segments: segs}
+	if total > 0 {
+		r.out.Bitrate = int64(float64(bytes) * 8 / total)
+	}
+	if t.Kind == "video" {
+		r.out.FrameRate = frameRate(t)
+	}
+	return nil
+}
+
+// frameRate derives the DASH frameRate from the track's most common sample duration.
+func frameRate(t *Track) string {
+	counts := map[uint32]int{}
+	best, bestN := uint32(0), 0
+	for _, d := range t.Durs {
+		counts[d]++
+		if counts[d] > bestN {
+			best, bestN = d, counts[d]
+		}
+	}
+	if best == 0 {
+		return ""
+	}
+	r := Rational{Num: int(t.Timescale), Den: int(best)}
+	g := gcd(r.Num, r.Den)
+	return Rational{Num: r.Num / g, Den: r.Den / g}.String()
+}

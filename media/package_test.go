@@ -1,0 +1,329 @@
+package media_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mediatest.Cleanup()
+	os.Exit(code)
+}
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(file))
+}
+
+func TestPackagedMPDValidatesAgainstSchema(t *testing.T) {
+	lib := mediatest.Library(t)
+	schema := filepath.Join(repoRoot(t), "testdata", "dash-schema")
+	cmd := exec.Command("xmllint", "--nonet", "--noout", "--schema", "DASH-MPD.xsd", filepath.Join(lib, mediatest.AssetName, "manifest.mpd"))
+	cmd.Dir = schema
+	cmd.Env = append(os.Environ(), "XML_CATALOG_FILES="+filepath.Join(schema, "catalog.xml"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "validates") {
+		t.Fatalf("xmllint: %v\n%s", err, out)
+	}
+}
+
+func TestFFmpegDecodesEveryFrameOfEveryRendition(t *testing.T) {
+	lib := mediatest.Library(t)
+	want := mediatest.CountFrames(t, mediatest.Source(t))
+	if want != int(mediatest.Duration.Seconds())*mediatest.FPS {
+		t.Fatalf("source has %d frames", want)
+	}
+	abs, _ := filepath.Abs(filepath.Join(lib, mediatest.AssetName, "manifest.mpd"))
+	mediatest.CheckDecodesAll(t, abs, 2, want)
+}
+
+// readBack reads every segment of a rendition with mp4ff and checks the
+// decode timeline: tfdt of each segment continues the previous one.
+func readBack(t *testing.T, dir string, r media.Rendition) (samples int) {
+	t.Helper()
+	if _, err := mp4.ReadMP4File(filepath.Join(dir, r.ID, "init.mp4")); err != nil {
+		t.Fatalf("%s init: %v", r.ID, err)
+	}
+	var next uint64
+	for k := range r.Segments {
+		path := filepath.Join(dir, r.ID, strconv.Itoa(k+1)+".m4s")
+		f, err := mp4.ReadMP4File(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(f.Segments) != 1 || len(f.Segments[0].Fragments) != 1 {
+			t.Fatalf("%s: want one fragment", path)
+		}
+		traf := f.Segments[0].Fragments[0].Moof.Traf
+		tfdt := traf.Tfdt.BaseMediaDecodeTime()
+		if k > 0 && tfdt != next {
+			t.Errorf("%s: tfdt %d, previous segment ended at %d (gap or overlap)", path, tfdt, next)
+		}
+		n := 0
+		var dur uint64
+		for _, trun := range traf.Truns {
+			n += int(trun.SampleCount())
+			for _, s := range trun.GetSamples() {
+				dur += uint64(s.Dur)
+			}
+		}
+		if k == 0 && r.Type == "video" && !trun0Sync(traf) {
+			t.Errorf("%s: first sample is not a sync sample", path)
+		}
+		next = tfdt + dur
+		samples += n
+		if n != r.Segments[k].Samples {
+			t.Errorf("%s: %d samples, asset.json says %d", path, n, r.Segments[k].Samples)
+		}
+	}
+	return samples
+}
+
+func trun0Sync(traf *mp4.TrafBox) bool {
+	s := traf.Truns[0].GetSamples()
+	return len(s) > 0 && s[0].IsSync()
+}
+
+func TestSampleConservationAndContinuousDecodeTimes(t *testing.T) {
+	// Package the source as it is (-copy): its own tracks are the reference.
+	src := mediatest.Source(t)
+	lib := t.TempDir()
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: "copy", Copy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks, err := media.ReadTracks(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(lib, "copy")
+	for _, r := range a.Renditions {
+		got := readBack(t, dir, r)
+		var want int
+		for _, tr := range tracks {
+			if tr.Kind == r.Type {
+				want = tr.Len()
+			}
+		}
+		if got != want {
+			t.Errorf("%s: segments hold %d samples, source track has %d", r.ID, got, want)
+		}
+	}
+	// And the encoded asset: every video rendition holds every source frame.
+	enc := mediatest.Library(t)
+	ea, err := media.LoadAsset(filepath.Join(enc, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := mediatest.CountFrames(t, src)
+	for _, r := range ea.Renditions {
+		got := readBack(t, filepath.Join(enc, mediatest.AssetName), r)
+		if r.Type == "video" && got != frames {
+			t.Errorf("%s: %d samples, source has %d frames", r.ID, got, frames)
+		}
+	}
+}
+
+func TestCutsAreAlignedAcrossRenditions(t *testing.T) {
+	a, err := media.LoadAsset(filepath.Join(mediatest.Library(t), mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref *media.Rendition
+	for i, r := range a.Renditions {
+		if r.Type != "video" {
+			continue
+		}
+		if len(r.Segments) != 3 {
+			t.Errorf("%s: %d segments, want 3 of 2s", r.ID, len(r.Segments))
+		}
+		if ref == nil {
+			ref = &a.Renditions[i]
+			continue
+		}
+		for k := range r.Segments {
+			if r.Segments[k].Time*uint64(ref.Timescale) != ref.Segments[k].Time*uint64(r.Timescale) {
+				t.Errorf("%s segment %d starts at %d/%d, %s at %d/%d", r.ID, k+1, r.Segments[k].Time, r.Timescale,
+					ref.ID, ref.Segments[k].Time, ref.Timescale)
+			}
+		}
+	}
+}
+
+// treeHash fingerprints a folder: names, link targets and file contents.
+func treeHash(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
+		return "absent"
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		h.Write([]byte(rel + "\x00"))
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			h.Write([]byte("->" + target))
+		case d.Type().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(data)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func ffmpeg(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+	}
+}
+
+func TestBadInputsFailCleanly(t *testing.T) {
+	src := mediatest.Source(t)
+	tmp := t.TempDir()
+	lib := mediatest.CopyLibrary(t)
+	before := treeHash(t, lib)
+
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(tmp, "truncated.mp4")
+	os.WriteFile(truncated, data[:len(data)/3], 0o644)
+	corrupt := filepath.Join(tmp, "corrupt.mp4")
+	bad := append([]byte(nil), data...)
+	for i := 0; i < 256 && i < len(bad); i++ { // smash the header boxes
+		bad[i] ^= 0x5a
+	}
+	os.WriteFile(corrupt, bad, 0o644)
+	text := filepath.Join(tmp, "notes.mp4")
+	os.WriteFile(text, []byte("this is not a video\n"), 0o644)
+	empty := filepath.Join(tmp, "empty.mp4")
+	os.WriteFile(empty, nil, 0o644)
+	audioOnly := filepath.Join(tmp, "audio.m4a")
+	ffmpeg(t, "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audioOnly)
+
+	// Two renditions whose keyframes differ: 2 s GOPs against 1.5 s GOPs.
+	gop2 := filepath.Join(tmp, "gop2.mp4")
+	gop15 := filepath.Join(tmp, "gop15.mp4")
+	for _, g := range []struct{ out, gop string }{{gop2, "60"}, {gop15, "45"}} {
+		ffmpeg(t, "-i", src, "-an", "-t", "6", "-vf", "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast",
+			"-g", g.gop, "-keyint_min", g.gop, "-sc_threshold", "0", "-bf", "0", g.out)
+	}
+
+	tests := []struct {
+		name   string
+		inputs []string
+		copy   bool
+		want   []string // all must appear in the error
+	}{
+		{"missing", []string{filepath.Join(tmp, "nope.mp4")}, false, []string{"nope.mp4", "no such file"}},
+		{"truncated", []string{truncated}, false, []string{"truncated.mp4"}},
+		{"corrupt", []string{corrupt}, false, []string{"corrupt.mp4"}},
+		{"not media", []string{text}, false, []string{"notes.mp4", "not a readable media file"}},
+		{"empty", []string{empty}, false, []string{"empty.mp4", "empty"}},
+		{"audio only", []string{audioOnly}, false, []string{"audio.m4a", "no video stream"}},
+		{"directory", []string{tmp}, false, []string{"directory"}},
+		{"misaligned", []string{gop2, gop15}, true, []string{"not aligned", "gop2.mp4", "gop15.mp4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := media.Package(context.Background(), tt.inputs, media.PackageOptions{Library: lib, Name: mediatest.AssetName, Copy: tt.copy})
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if got := treeHash(t, lib); got != before {
+				t.Errorf("library changed after a failed package")
+			}
+		})
+	}
+	// A failure into a library that did not exist leaves no folder behind.
+	fresh := filepath.Join(tmp, "fresh-library")
+	if _, err := media.Package(context.Background(), []string{text}, media.PackageOptions{Library: fresh}); err == nil {
+		t.Fatal("want an error")
+	}
+	if _, err := media.Package(context.Background(), []string{gop2, gop15}, media.PackageOptions{Library: fresh, Copy: true}); err == nil {
+		t.Fatal("want an error")
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed package created %s", fresh)
+	}
+}
+
+func TestRepackageReplacesAtomicallyAndCancelLeavesNothing(t *testing.T) {
+	src := mediatest.Source(t)
+	lib := mediatest.CopyLibrary(t)
+	old, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ladder, _ := media.ParseLadder("320x180@300k")
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: mediatest.AssetName, Ladder: ladder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil || cur.Build != a.Build || cur.Build == old.Build {
+		t.Fatalf("after repackage the library serves build %v (err %v), want %s", cur, err, a.Build)
+	}
+	if len(cur.Renditions) != 2 {
+		t.Errorf("new version has %d renditions, want 1 video + audio", len(cur.Renditions))
+	}
+	// The previous version stays for clients still streaming it.
+	if _, err := media.LoadAsset(filepath.Join(lib, ".versions", mediatest.AssetName+"."+old.Build)); err != nil {
+		t.Errorf("previous version gone: %v", err)
+	}
+
+	// Cancel during the encode: no staging folder, no new version.
+	before := treeHash(t, lib)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Cancel as soon as ffmpeg reports progress: the encode is under way.
+	stop := func(p media.Progress) {
+		if p.Stage == "encode" {
+			cancel()
+		}
+	}
+	_, err = media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: mediatest.AssetName, Preset: "veryslow", Progress: stop})
+	if err == nil {
+		t.Fatal("cancelled package succeeded")
+	}
+	if got := treeHash(t, lib); got != before {
+		entries, _ := os.ReadDir(lib)
+		t.Errorf("cancelled package changed the library: %v", entries)
+	}
+}

@@ -1,0 +1,215 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// Probe is what ffprobe tells about a source file.
+type Probe struct {
+	Path     string
+	Format   string
+	Duration float64 // seconds
+	Size     int64
+	Video    *VideoStream
+	Audio    *AudioStream
+}
+
+// VideoStream describes a source's first video stream.
+type VideoStream struct {
+	Index     int
+	Codec     string
+	Width     int
+	Height    int
+	FrameRate Rational
+	Frames    int     // from the container's header; 0 when unknown
+	Duration  float64 // seconds; the container's duration when the stream has none
+}
+
+// AudioStream describes a source's first audio stream.
+type AudioStream struct {
+	Index      int
+	Codec      string
+	SampleRate int
+	Channels   int
+}
+
+// Rational is a fraction such as a frame rate of 30000/1001.
+type Rational struct{ Num, Den int }
+
+// Float returns the fraction's value, 0 for a zero denominator.
+func (r Rational) Float() float64 {
+	if r.Den == 0 {
+		return 0
+	}
+	return float64(r.Num) / float64(r.Den)
+}
+
+// String formats the rational as DASH frameRate does: "30" or "30000/1001".
+func (r Rational) String() string {
+	if r.Den == 1 {
+		return strconv.Itoa(r.Num)
+	}
+	return fmt.Sprintf("%d/%d", r.Num, r.Den)
+}
+
+// ParseRational reads "30/1", "30000/1001" or "25".
+func ParseRational(s string) (Rational, error) {
+	n, d, found := strings.Cut(s, "/")
+	num, err := strconv.Atoi(n)
+	if err != nil {
+		return Rational{}, fmt.Errorf("rational %q: %w", s, err)
+	}
+	den := 1
+	if found {
+		if den, err = strconv.Atoi(d); err != nil {
+			return Rational{}, fmt.Errorf("rational %q: %w", s, err)
+		}
+	}
+	if num < 0 || den <= 0 {
+		return Rational{}, fmt.Errorf("rational %q: must be non-negative over a positive denominator", s)
+	}
+	g := gcd(num, den)
+	if g > 1 {
+		num, den = num/g, den/g
+	}
+	return Rational{num, den}, nil
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// ffprobeOutput is the subset of `ffprobe -print_format json` we read.
+type ffprobeOutput struct {
+	Streams []struct {
+		Index        int    `json:"index"`
+		CodecType    string `json:"codec_type"`
+		CodecName    string `json:"codec_name"`
+		Width        int    `json:"width"`
+		Height       int    `json:"height"`
+		AvgFrameRate string `json:"avg_frame_rate"`
+		RFrameRate   string `json:"r_frame_rate"`
+		NbFrames     string `json:"nb_frames"`
+		Duration     string `json:"duration"`
+		SampleRate   string `json:"sample_rate"`
+		Channels     int    `json:"channels"`
+		Disposition  struct {
+			AttachedPic int `json:"attached_pic"`
+		} `json:"disposition"`
+	} `json:"streams"`
+	Format struct {
+		FormatName string `json:"format_name"`
+		Duration   string `json:"duration"`
+		Size       string `json:"size"`
+	} `json:"format"`
+}
+
+// ProbeFile runs ffprobe on path and checks that it is a usable video source.
+// Errors name the file and the cause.
+func ProbeFile(ctx context.Context, path string) (*Probe, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return nil, fmt.Errorf("source %s: is a directory, not a video file", path)
+	}
+	if st.Size() == 0 {
+		return nil, fmt.Errorf("source %s: file is empty", path)
+	}
+	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-print_format", "json",
+		"-show_format", "-show_streams", "--", path)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return nil, fmt.Errorf("source %s: ffprobe not found on PATH (install ffmpeg)", path)
+		}
+		return nil, fmt.Errorf("source %s: not a readable media file: %s", path, firstLine(stderr.String(), err.Error()))
+	}
+	p, err := parseProbe(stdout.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("source %s: %w", path, err)
+	}
+	p.Path = path
+	if p.Size == 0 {
+		p.Size = st.Size()
+	}
+	return p, nil
+}
+
+// parseProbe interprets ffprobe's JSON; it is fuzzed, so it must never panic.
+func parseProbe(data []byte) (*Probe, error) {
+	var out ffprobeOutput
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("ffprobe output: %w", err)
+	}
+	p := &Probe{Format: out.Format.FormatName}
+	if out.Format.Duration != "" {
+		d, err := strconv.ParseFloat(out.Format.Duration, 64)
+		if err == nil && d > 0 && !math.IsInf(d, 0) {
+			p.Duration = d
+		}
+	}
+	p.Size, _ = strconv.ParseInt(out.Format.Size, 10, 64)
+	for _, s := range out.Streams {
+		switch s.CodecType {
+		case "video":
+			if p.Video != nil || s.Disposition.AttachedPic == 1 {
+				continue
+			}
+			fr, err := ParseRational(s.AvgFrameRate)
+			if err != nil || fr.Num == 0 {
+				fr, _ = ParseRational(s.RFrameRate)
+			}
+			frames, _ := strconv.Atoi(s.NbFrames)
+			dur, _ := strconv.ParseFloat(s.Duration, 64)
+			if dur <= 0 || math.IsInf(dur, 0) || math.IsNaN(dur) {
+				dur = 0
+			}
+			p.Video = &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
+		case "audio":
+			if p.Audio != nil {
+				continue
+			}
+			sr, _ := strconv.Atoi(s.SampleRate)
+			p.Audio = &AudioStream{Index: s.Index, Codec: s.CodecName, SampleRate: sr, Channels: s.Channels}
+		}
+	}
+	switch {
+	case p.Video == nil:
+		return nil, fmt.Errorf("no video stream (found %d other streams)", len(out.Streams))
+	case p.Video.Width <= 0 || p.Video.Height <= 0:
+		return nil, fmt.Errorf("video stream has no picture size (corrupt or truncated?)")
+	case p.Video.FrameRate.Float() <= 0 || p.Video.FrameRate.Float() > 300:
+		return nil, fmt.Errorf("video stream has no usable frame rate (%s)", p.Video.FrameRate)
+	case p.Duration <= 0:
+		return nil, fmt.Errorf("no duration (corrupt or truncated?)")
+	}
+	if p.Video.Duration == 0 {
+		p.Video.Duration = p.Duration
+	}
+	return p, nil
+}
+
+// firstLine returns the first non-empty line of s, or fallback.
+func firstLine(s, fallback string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,89 @@
+package media
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseProbe(t *testing.T) {
+	ok := `{"streams":[{"index":0,"codec_type":"video","codec_name":"h264","width":1280,"height":720,"avg_frame_rate":"30/1","nb_frames":"300"},
+	{"index":1,"codec_type":"audio","codec_name":"aac","sample_rate":"48000","channels":2}],"format":{"format_name":"mov,mp4","duration":"10.0","size":"1000"}}`
+	p, err := parseProbe([]byte(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Video.Width != 1280 || p.Video.FrameRate.String() != "30" || p.Video.Frames != 300 || p.Audio.SampleRate != 48000 || p.Duration != 10 || p.Video.Duration != 10 {
+		t.Errorf("parsed %+v %+v %+v", p, p.Video, p.Audio)
+	}
+	bad := []struct{ name, json, want string }{
+		{"not json", `{`, "ffprobe output"},
+		{"audio only", `{"streams":[{"codec_type":"audio"}],"format":{"duration":"3"}}`, "no video stream"},
+		{"no size", `{"streams":[{"codec_type":"video","avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`, "no picture size"},
+		{"no rate", `{"streams":[{"codec_type":"video","width":2,"height":2,"avg_frame_rate":"0/0","r_frame_rate":"0/0"}],"format":{"duration":"3"}}`, "frame rate"},
+		{"no duration", `{"streams":[{"codec_type":"video","width":2,"height":2,"avg_frame_rate":"25/1"}],"format":{}}`, "no duration"},
+	}
+	for _, b := range bad {
+		if _, err := parseProbe([]byte(b.json)); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%s: error %v, want it to mention %q", b.name, err, b.want)
+		}
+	}
+}
+
+func TestParseRational(t *testing.T) {
+	for in, want := range map[string]string{"30/1": "30", "30000/1001": "30000/1001", "50/2": "25", "24": "24"} {
+		r, err := ParseRational(in)
+		if err != nil || r.String() != want {
+			t.Errorf("ParseRational(%q) = %v, %v; want %s", in, r, err, want)
+		}
+	}
+	for _, in := range []string{"", "a/b", "1/0", "-1/2", "3/-4"} {
+		if _, err := ParseRational(in); err == nil {
+			t.Errorf("ParseRational(%q): want an error", in)
+		}
+	}
+}
+
+func FuzzParseProbe(f *testing.F) {
+	f.Add([]byte(`{"streams":[{"codec_type":"video","width":2,"height":2,"avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`))
+	f.Add([]byte(`{"streams":[{"codec_type":"video","avg_frame_rate":"1/0","duration":"NaN"}],"format":{"duration":"1e400"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := parseProbe(data)
+		if err == nil && (p.Video == nil || p.Duration <= 0 || p.Video.Duration <= 0) {
+			t.Fatalf("accepted an unusable probe: %+v", p)
+		}
+	})
+}
+
+func FuzzParseAsset(f *testing.F) {
+	f.Add([]byte(`{"format":1,"name":"a","renditions":[{"id":"v","segments":[{"n":1}]}]}`))
+	f.Add([]byte(`{"format":1,"name":"..","renditions":[]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := ParseAsset(data)
+		if err != nil {
+			return
+		}
+		if !ValidName(a.Name) {
+			t.Fatalf("accepted name %q", a.Name)
+		}
+		for _, r := range a.Renditions {
+			if !ValidName(r.ID) {
+				t.Fatalf("accepted rendition %q", r.ID)
+			}
+		}
+	})
+}
+
+func TestValidName(t *testing.T) {
+	good := []string{"a", "clip_1.v2", "A-b.c", strings.Repeat("x", MaxNameLen)}
+	bad := []string{"", ".", "..", ".hidden", "a/b", "a\\b", "a b", "ä", "a%2f", strings.Repeat("x", MaxNameLen+1), "a\x00"}
+	for _, s := range good {
+		if !ValidName(s) {
+			t.Errorf("ValidName(%q) = false", s)
+		}
+	}
+	for _, s := range bad {
+		if ValidName(s) {
+			t.Errorf("ValidName(%q) = true", s)
+		}
+	}
+}

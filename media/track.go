@@ -1,0 +1,267 @@
+package media
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+
+	"github.com/Eyevinn/mp4ff/aac"
+	"github.com/Eyevinn/mp4ff/mp4"
+)
+
+// Track is the flattened sample table of one track of a progressive MP4.
+// Indexes are 0-based; DTS has one more entry than there are samples, the
+// last being the track's decode end.
+type Track struct {
+	Path      string
+	Kind      string // "video" or "audio"
+	TrackID   uint32
+	Timescale uint32
+	// Shift is the edit list's media time: the media time shown at
+	// presentation time 0 (B-frame delay for video, priming for AAC).
+	Shift int64
+
+	Offsets []int64
+	Sizes   []uint32
+	Durs    []uint32
+	CTOs    []int32 // composition offsets; nil when there are none
+	Sync    []bool  // nil when every sample is a sync sample
+	DTS     []uint64
+
+	Codecs     string
+	Width      int
+	Height     int
+	SampleRate int
+	Channels   int
+	Lang       string
+
+	trak      *mp4.TrakBox
+	signedCTO bool
+}
+
+// MoveShiftIntoCTO folds the edit-list shift into the composition offsets, the
+// CMAF way: the first frame is then presented at decode time 0 and no
+// presentationTimeOffset is needed (players such as ffmpeg's DASH demuxer
+// ignore it and would otherwise see the track end a few frames late).
+// Offsets may become negative, which trun version 1 carries.
+func (t *Track) MoveShiftIntoCTO() {
+	if t.Shift == 0 || t.CTOs == nil {
+		return
+	}
+	for i := range t.CTOs {
+		t.CTOs[i] -= int32(t.Shift)
+		if t.CTOs[i] < 0 {
+			t.signedCTO = true
+		}
+	}
+	t.Shift = 0
+}
+
+// Len is the number of samples.
+func (t *Track) Len() int { return len(t.Sizes) }
+
+// IsSync tells whether sample i can start a segment.
+func (t *Track) IsSync(i int) bool { return t.Sync == nil || t.Sync[i] }
+
+// PTS is sample i's presentation time in media time (before the edit-list shift).
+func (t *Track) PTS(i int) int64 {
+	pts := int64(t.DTS[i])
+	if t.CTOs != nil {
+		pts += int64(t.CTOs[i])
+	}
+	return pts
+}
+
+// ReadTracks reads the video and audio tracks of the progressive MP4 at path.
+// It fails on fragmented files, which are not sources but outputs.
+func ReadTracks(path string) ([]*Track, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("mp4 %s: %w", path, err)
+	}
+	defer f.Close()
+	mf, err := decodeMP4(f)
+	if err != nil {
+		return nil, fmt.Errorf("mp4 %s: %w", path, err)
+	}
+	if mf.Moov == nil {
+		return nil, fmt.Errorf("mp4 %s: no moov box", path)
+	}
+	if mf.IsFragmented() {
+		return nil, fmt.Errorf("mp4 %s: fragmented input is not supported", path)
+	}
+	var tracks []*Track
+	for _, trak := range mf.Moov.Traks {
+		t, err := flattenTrak(trak)
+		if err != nil {
+			return nil, fmt.Errorf("mp4 %s track %d: %w", path, trak.Tkhd.TrackID, err)
+		}
+		if t == nil {
+			continue
+		}
+		t.Path = path
+		tracks = append(tracks, t)
+	}
+	return tracks, nil
+}
+
+// decodeMP4 wraps mp4ff's decoder: it must not crash the process on a
+// hostile file, so a panic in the decoder becomes an error.
+func decodeMP4(f *os.File) (mf *mp4.File, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed mp4: %v", r)
+		}
+	}()
+	return mp4.DecodeFile(f, mp4.WithDecodeMode(mp4.DecModeLazyMdat))
+}
+
+// flattenTrak reads one trak's tables; it returns nil for tracks that are
+// neither video nor audio.
+func flattenTrak(trak *mp4.TrakBox) (*Track, error) {
+	if trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil {
+		return nil, fmt.Errorf("incomplete trak")
+	}
+	t := &Track{TrackID: trak.Tkhd.TrackID, Timescale: trak.Mdia.Mdhd.Timescale, trak: trak}
+	switch trak.Mdia.Hdlr.HandlerType {
+	case "vide":
+		t.Kind = "video"
+	case "soun":
+		t.Kind = "audio"
+	default:
+		return nil, nil
+	}
+	if t.Timescale == 0 {
+		return nil, fmt.Errorf("timescale is 0")
+	}
+	t.Lang = trak.Mdia.Mdhd.GetLanguage()
+	stbl := trak.Mdia.Minf.Stbl
+	if stbl.Stsz == nil || stbl.Stts == nil || stbl.Stsc == nil || stbl.Stsd == nil || (stbl.Stco == nil && stbl.Co64 == nil) {
+		return nil, fmt.Errorf("sample table incomplete")
+	}
+	if err := t.describe(stbl.Stsd); err != nil {
+		return nil, err
+	}
+	n := int(stbl.Stsz.GetNrSamples())
+	if n == 0 {
+		return nil, fmt.Errorf("no samples")
+	}
+	t.Sizes = make([]uint32, n)
+	for i := range n {
+		t.Sizes[i] = stbl.Stsz.GetSampleSize(i + 1)
+	}
+	// Decode times from stts runs.
+	t.Durs = make([]uint32, 0, n)
+	for e, count := range stbl.Stts.SampleCount {
+		for range count {
+			if len(t.Durs) == n {
+				break
+			}
+			t.Durs = append(t.Durs, stbl.Stts.SampleTimeDelta[e])
+		}
+	}
+	if len(t.Durs) != n {
+		return nil, fmt.Errorf("stts covers %d samples, stsz %d", len(t.Durs), n)
+	}
+	t.DTS = make([]uint64, n+1)
+	for i, d := range t.Durs {
+		t.DTS[i+1] = t.DTS[i] + uint64(d)
+	}
+	if ctts := stbl.Ctts; ctts != nil {
+		t.CTOs = make([]int32, n)
+		for i := range n {
+			t.CTOs[i] = ctts.GetCompositionTimeOffset(uint32(i + 1))
+		}
+	}
+	if stss := stbl.Stss; stss != nil {
+		t.Sync = make([]bool, n)
+		for _, nr := range stss.SampleNumber {
+			if nr >= 1 && int(nr) <= n {
+				t.Sync[nr-1] = true
+			}
+		}
+	}
+	if err := t.readOffsets(stbl); err != nil {
+		return nil, err
+	}
+	if trak.Edts != nil {
+		for _, elst := range trak.Edts.Elst {
+			for _, e := range elst.Entries {
+				if e.MediaTime >= 0 { // the first non-empty edit sets the start
+					t.Shift = e.MediaTime
+					goto shifted
+				}
+			}
+		}
+	}
+shifted:
+	return t, nil
+}
+
+// readOffsets resolves every sample's file offset from stsc and stco/co64.
+func (t *Track) readOffsets(stbl *mp4.StblBox) error {
+	n := t.Len()
+	var chunkOffsets []uint64
+	if stbl.Stco != nil {
+		for _, o := range stbl.Stco.ChunkOffset {
+			chunkOffsets = append(chunkOffsets, uint64(o))
+		}
+	} else {
+		chunkOffsets = stbl.Co64.ChunkOffset
+	}
+	entries := stbl.Stsc.Entries
+	if len(entries) == 0 {
+		return fmt.Errorf("stsc is empty")
+	}
+	t.Offsets = make([]int64, n)
+	sample := 0
+	for e := range entries {
+		first := int(entries[e].FirstChunk)
+		last := len(chunkOffsets)
+		if e+1 < len(entries) {
+			last = int(entries[e+1].FirstChunk) - 1
+		}
+		per := int(entries[e].SamplesPerChunk)
+		if first < 1 || last > len(chunkOffsets) || per <= 0 {
+			return fmt.Errorf("stsc entry %d out of range", e)
+		}
+		for c := first; c <= last && sample < n; c++ {
+			off := int64(chunkOffsets[c-1])
+			for k := 0; k < per && sample < n; k++ {
+				t.Offsets[sample] = off
+				off += int64(t.Sizes[sample])
+				sample++
+			}
+		}
+	}
+	if sample != n {
+		return fmt.Errorf("chunks hold %d samples, stsz %d", sample, n)
+	}
+	return nil
+}
+
+// describe reads codec parameters from the sample description.
+func (t *Track) describe(stsd *mp4.StsdBox) error {
+	switch t.Kind {
+	case "video":
+		if stsd.AvcX == nil || stsd.AvcX.AvcC == nil {
+			return fmt.Errorf("video codec is not H.264 (avc1/avc3)")
+		}
+		rec := stsd.AvcX.AvcC.DecConfRec
+		t.Codecs = fmt.Sprintf("%s.%02x%02x%02x", stsd.AvcX.Type(), rec.AVCProfileIndication, rec.ProfileCompatibility, rec.AVCLevelIndication)
+		t.Width, t.Height = int(stsd.AvcX.Width), int(stsd.AvcX.Height)
+	case "audio":
+		if stsd.Mp4a == nil || stsd.Mp4a.Esds == nil || stsd.Mp4a.Esds.DecConfigDescriptor == nil ||
+			stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo == nil {
+			return fmt.Errorf("audio codec is not AAC (mp4a)")
+		}
+		asc, err := aac.DecodeAudioSpecificConfig(bytes.NewReader(stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo.DecConfig))
+		if err != nil {
+			return fmt.Errorf("AAC config: %w", err)
+		}
+		t.Codecs = fmt.Sprintf("mp4a.40.%d", asc.ObjectType)
+		t.SampleRate = int(stsd.Mp4a.SampleRate)
+		t.Channels = int(stsd.Mp4a.ChannelCount)
+	}
+	return nil
+}
