@@ -182,11 +182,8 @@ func build1(ctx context.Context, probes []*Probe, staging, name, build string, o
 			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Height, r.Kbps))
 		}
 	}
-	rends, err := planRenditions(videoFiles, audioFile, ids, opt.SegmentDur)
+	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, opt.SegmentDur, staging, opt.Progress)
 	if err != nil {
-		return nil, err
-	}
-	if err := writeRenditions(ctx, rends, staging, opt.Progress); err != nil {
 		return nil, err
 	}
 	lead := rends[0]
@@ -221,6 +218,37 @@ func build1(ctx context.Context, probes []*Probe, staging, name, build string, o
 		return nil, err
 	}
 	return asset, nil
+}
+
+// SegmentFiles cuts pre-encoded single-title files into CMAF renditions
+// under outDir (one folder per rendition: init.mp4 and N.m4s): the video
+// track of each of videoFiles, aligned at segDur, and the audio track of
+// audioFile (if any) following the video's cuts. ids name the video
+// renditions (derived from the picture height when missing).
+func SegmentFiles(ctx context.Context, videoFiles []string, audioFile string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]Rendition, error) {
+	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, segDur, outDir, progress)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Rendition, len(rends))
+	for i, r := range rends {
+		out[i] = r.out
+	}
+	return out, nil
+}
+
+func segmentFiles(ctx context.Context, videoFiles []string, audioFile string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]*rendition, error) {
+	if len(videoFiles) == 0 {
+		return nil, fmt.Errorf("segment: no video files")
+	}
+	rends, err := planRenditions(videoFiles, audioFile, ids, segDur)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeRenditions(ctx, rends, outDir, progress); err != nil {
+		return nil, err
+	}
+	return rends, nil
 }
 
 // planRenditions reads the tracks and plans aligned cuts for all of them,
