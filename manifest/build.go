@@ -35,11 +35,11 @@ type Track struct {
 	Timescale  uint32
 	// PTO is the presentationTimeOffset: the media time shown at period start.
 	PTO      uint64
-	Segments []Segment
+	Segments []Span
 }
 
-// Segment is one media segment on a track's timeline, in its timescale.
-type Segment struct {
+// Span is one media segment on a track's timeline, in its timescale.
+type Span struct {
 	Time     uint64
 	Duration uint64
 }

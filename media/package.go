@@ -195,7 +195,7 @@ func build1(ctx context.Context, probes []*Probe, staging, name, build string, o
 			Width: r.out.Width, Height: r.out.Height, FrameRate: r.out.FrameRate, SampleRate: r.out.SampleRate,
 			Channels: r.out.Channels, Lang: r.track.Lang, Timescale: r.out.Timescale, PTO: r.out.PTO}
 		for _, s := range r.out.Segments {
-			mt.Segments = append(mt.Segments, manifest.Segment{Time: s.Time, Duration: s.Duration})
+			mt.Segments = append(mt.Segments, manifest.Span{Time: s.Time, Duration: s.Duration})
 		}
 		if r.out.Type == "video" {
 			pres.Video = append(pres.Video, mt)

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestHelpListsEveryCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"help"}, &out, &errb); code != 0 {
+		t.Fatalf("help exit %d", code)
+	}
+	help := out.String()
+	for _, c := range commands() {
+		if !strings.Contains(help, c.name) {
+			t.Errorf("help does not list %s", c.name)
+		}
+		out.Reset()
+		errb.Reset()
+		if code := run([]string{c.name, "-h"}, &out, &errb); code != 0 {
+			t.Errorf("%s -h exit %d", c.name, code)
+		}
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.setup(fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.Contains(errb.String(), "-"+f.Name+"\n") || !strings.Contains(errb.String(), envName(f.Name)) {
+				t.Errorf("%s -h does not explain -%s and its variable", c.name, f.Name)
+			}
+		})
+	}
+	if code := run([]string{"nope"}, &out, &errb); code != 2 {
+		t.Errorf("unknown command exit %d, want 2", code)
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	seg := fs.Duration("seg", 0, "")
+	name := fs.String("name", "default", "")
+	var mem byteSize
+	fs.Var(&mem, "mem", "")
+	t.Setenv("DEEPCAST_SEG", "4s")
+	t.Setenv("DEEPCAST_NAME", "from-env")
+	t.Setenv("DEEPCAST_MEM", "256MiB")
+	if err := fs.Parse([]string{"-name", "from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if seg.String() != "4s" || *name != "from-flag" || mem != 256<<20 {
+		t.Errorf("seg=%s name=%s mem=%d", seg, *name, mem)
+	}
+	t.Setenv("DEEPCAST_SEG", "soon")
+	fs2 := flag.NewFlagSet("y", flag.ContinueOnError)
+	fs2.Duration("seg", 0, "")
+	if err := applyEnv(fs2); err == nil || !strings.Contains(err.Error(), "DEEPCAST_SEG") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	tests := map[string]int64{"256MiB": 256 << 20, "20GiB": 20 << 30, "1.5GiB": 3 << 29, "1000": 1000, "2GB": 2e9, "64M": 64 << 20}
+	for in, want := range tests {
+		got, err := parseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "lots", "-1MiB", "1e30GiB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q): want an error", in)
+		}
+	}
+}
+
+func FuzzParseBytes(f *testing.F) {
+	f.Add("256MiB")
+	f.Add("1.5 G")
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := parseBytes(s)
+		if err == nil && v < 0 {
+			t.Fatalf("parseBytes(%q) = %d", s, v)
+		}
+	})
+}
+
+func TestSampleAndPackageCommands(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "s.mp4")
+	var out, errb bytes.Buffer
+	if code := run([]string{"sample", "-o", src, "-duration", "2s", "-size", "320x180"}, &out, &errb); code != 0 {
+		t.Fatalf("sample exit %d: %s", code, errb.String())
+	}
+	lib := filepath.Join(dir, "lib")
+	t.Setenv("DEEPCAST_LADDER", "320x180@300k")
+	if code := run([]string{"package", "-o", lib, "-name", "s", src}, &out, &errb); code != 0 {
+		t.Fatalf("package exit %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(lib, "s", "180p-300k", "1.m4s")); err != nil {
+		t.Errorf("package did not honour DEEPCAST_LADDER: %v", err)
+	}
+	if code := run([]string{"package", "-o", lib, filepath.Join(dir, "missing.mp4")}, &out, &errb); code != 1 {
+		t.Errorf("package of a missing file exit %d, want 1", code)
+	}
+}

@@ -1,0 +1,139 @@
+package manifest
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testPresentation() Presentation {
+	video := func(id string, bw uint32, w, h int) Track {
+		return Track{ID: id, Codecs: "avc1.64001f", Bandwidth: bw, Width: w, Height: h, FrameRate: "30", Timescale: 15360,
+			Segments: []Span{{0, 30720}, {30720, 30720}, {61440, 15360}}}
+	}
+	return Presentation{
+		Title: "t", Duration: 5 * time.Second, MinBufferTime: 2 * time.Second,
+		Video: []Track{video("360p", 800_000, 640, 360), video("720p", 2_800_000, 1280, 720)},
+		Audio: []Track{{ID: "audio", Codecs: "mp4a.40.2", Bandwidth: 130_000, SampleRate: 48000, Channels: 2, Timescale: 48000, PTO: 1024,
+			Segments: []Span{{0, 97280}, {97280, 96256}, {193536, 48128}}}},
+	}
+}
+
+func TestBuildThenParse(t *testing.T) {
+	m, err := Build(testPresentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml, err := Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(xml)
+	for _, want := range []string{`profiles="urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019"`,
+		`type="static"`, `duration="30720"`, `<SegmentTimeline>`, `presentationTimeOffset="1024"`, `segmentAlignment="true"`,
+		`startWithSAP="1"`, `contentType="video"`, `contentType="audio"`, `codecs="avc1.64001f"`, `mediaPresentationDuration="PT5S"`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("MPD lacks %s:\n%s", want, s)
+		}
+	}
+	base, _ := url.Parse("http://127.0.0.1:8080/vod/clip/manifest.mpd")
+	p, err := Parse(xml, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Duration != 5*time.Second || len(p.Video) != 2 || len(p.Audio) != 1 {
+		t.Fatalf("parsed %+v", p)
+	}
+	lo := p.Video[0]
+	if lo.ID != "360p" || lo.Bandwidth != 800_000 || lo.Init != "http://127.0.0.1:8080/vod/clip/360p/init.mp4" {
+		t.Errorf("lowest video %+v", lo)
+	}
+	if len(lo.Segments) != 3 || lo.Segments[2].URL != "http://127.0.0.1:8080/vod/clip/360p/3.m4s" ||
+		lo.Segments[1].Start != 2*time.Second || lo.Segments[2].Duration != time.Second {
+		t.Errorf("video segments %+v", lo.Segments)
+	}
+	au := p.Audio[0]
+	if len(au.Segments) != 3 || au.Segments[0].Start != -time.Duration(1024)*time.Second/48000 {
+		t.Errorf("audio segments %+v", au.Segments)
+	}
+	if got := lo.SegmentIndexAt(4500 * time.Millisecond); got != 2 {
+		t.Errorf("SegmentIndexAt(4.5s) = %d", got)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	wrap := func(inner string) string {
+		return `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT4S"><Period>` + inner + `</Period></MPD>`
+	}
+	tests := []struct {
+		name, xml, want string
+	}{
+		{"not xml", "hello", "mpd"},
+		{"dynamic", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic"><Period/></MPD>`, "only static"},
+		{"no period", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT4S"></MPD>`, "no Period"},
+		{"no duration", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"><Period/></MPD>`, "duration"},
+		{"no video", wrap(``), "no video"},
+		{"segment base", wrap(`<AdaptationSet contentType="video"><Representation id="a" bandwidth="1"><SegmentBase indexRange="0-1"/></Representation></AdaptationSet>`), "only SegmentTemplate"},
+		{"no media", wrap(`<AdaptationSet contentType="video"><SegmentTemplate duration="2"/><Representation id="a" bandwidth="1"/></AdaptationSet>`), "no @media"},
+		{"huge count", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Number$" duration="1" timescale="1000000"/><Representation id="a" bandwidth="1"/></AdaptationSet>`), "more than"},
+		{"huge repeat", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Number$"><SegmentTimeline><S d="1" r="2000000000"/></SegmentTimeline></SegmentTemplate><Representation id="a" bandwidth="1"/></AdaptationSet>`), "too large"},
+		{"bad template", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Nmber$" duration="2"/><Representation id="a" bandwidth="1"/></AdaptationSet>`), "unknown identifier"},
+		{"no bandwidth", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Number$" duration="2"/><Representation id="a"/></AdaptationSet>`), "bandwidth"},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(tt.xml), nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestExpand(t *testing.T) {
+	m, _ := Build(testPresentation())
+	rep := m.Periods[0].AdaptationSets[0].Representations[0]
+	tests := map[string]string{
+		"$RepresentationID$/$Number$.m4s": "720p/7.m4s",
+		"seg-$Number%05d$.m4s":            "seg-00007.m4s",
+		"$Time$-$Bandwidth$$$":            "99-2800000$",
+	}
+	for in, want := range tests {
+		got, err := expand(in, rep, 7, 99)
+		if err != nil || got != want {
+			t.Errorf("expand(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"$Number", "$Number%5d$", "$Number%0999d$", "$RepresentationID%02d$"} {
+		if _, err := expand(bad, rep, 1, 0); err == nil {
+			t.Errorf("expand(%q): want an error", bad)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	m, _ := Build(testPresentation())
+	xml, _ := Marshal(m)
+	f.Add(xml)
+	f.Add([]byte(`<MPD type="static" mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="$Number%03d$" duration="1"/><Representation id="x" bandwidth="5"/></AdaptationSet></Period></MPD>`))
+	base, _ := url.Parse("http://h/a/m.mpd")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := Parse(data, base)
+		if err != nil {
+			return
+		}
+		for _, r := range append(p.Video, p.Audio...) {
+			if len(r.Segments) == 0 || len(r.Segments) > MaxSegments {
+				t.Fatalf("representation %s with %d segments", r.ID, len(r.Segments))
+			}
+		}
+	})
+}
+
+func FuzzExpand(f *testing.F) {
+	f.Add("$RepresentationID$/$Number%05d$.m4s")
+	m, _ := Build(testPresentation())
+	rep := m.Periods[0].AdaptationSets[0].Representations[0]
+	f.Fuzz(func(t *testing.T, tpl string) {
+		_, _ = expand(tpl, rep, 3, 4)
+	})
+}

@@ -1,0 +1,357 @@
+package manifest
+
+import (
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Eyevinn/dash-mpd/mpd"
+)
+
+// Manifest is the player's view of a static MPD: the first Period's video
+// and audio Representations with every segment's address and timing.
+type Manifest struct {
+	Duration      time.Duration
+	MinBufferTime time.Duration
+	Video         []*Representation // by bandwidth, lowest first
+	Audio         []*Representation // by bandwidth, lowest first
+}
+
+// Representation is one playable rendition.
+type Representation struct {
+	ID        string
+	Bandwidth int // bit/s
+	Width     int
+	Height    int
+	Codecs    string
+	MimeType  string
+	Init      string // absolute URL of the initialization segment
+	Segments  []Segment
+}
+
+// Segment is one media segment of a Representation.
+type Segment struct {
+	Number   int
+	Start    time.Duration // presentation time in the period
+	Duration time.Duration
+	URL      string
+}
+
+// MaxSegments bounds the segments of one Representation, so a hostile MPD
+// (a tiny @duration over a long period) cannot exhaust memory.
+const MaxSegments = 200_000
+
+// Parse reads an MPD for playback. base is the MPD's own URL; relative
+// BaseURLs and templates resolve against it. Unsupported features (live
+// MPDs, SegmentBase/SegmentList addressing) are clear errors.
+func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("mpd: malformed: %v", r)
+		}
+	}()
+	doc, err := mpd.MPDFromBytes(data)
+	if err != nil {
+		return nil, fmt.Errorf("mpd: %w", err)
+	}
+	if doc.GetType() != mpd.STATIC_TYPE {
+		return nil, fmt.Errorf("mpd: type %q: only static (VOD) MPDs are supported", doc.GetType())
+	}
+	if len(doc.Periods) == 0 {
+		return nil, fmt.Errorf("mpd: no Period")
+	}
+	if base == nil {
+		base = &url.URL{}
+	}
+	m = &Manifest{}
+	if doc.MinBufferTime != nil {
+		m.MinBufferTime = time.Duration(*doc.MinBufferTime)
+	}
+	p := doc.Periods[0]
+	switch {
+	case p.Duration != nil:
+		m.Duration = time.Duration(*p.Duration)
+	case doc.MediaPresentationDuration != nil:
+		m.Duration = time.Duration(*doc.MediaPresentationDuration)
+		if p.Start != nil {
+			m.Duration -= time.Duration(*p.Start)
+		}
+	}
+	if m.Duration <= 0 {
+		return nil, fmt.Errorf("mpd: no positive duration (mediaPresentationDuration or Period@duration)")
+	}
+	pbase, err := resolve(base, doc.BaseURL, p.BaseURLs)
+	if err != nil {
+		return nil, err
+	}
+	for _, as := range p.AdaptationSets {
+		asBase, err := resolve(pbase, as.BaseURLs)
+		if err != nil {
+			return nil, err
+		}
+		for _, rep := range as.Representations {
+			kind := contentKind(as, rep)
+			if kind == "" {
+				continue
+			}
+			r, err := representation(as, rep, asBase, m.Duration, p.SegmentTemplate)
+			if err != nil {
+				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
+			}
+			if kind == "video" {
+				m.Video = append(m.Video, r)
+			} else {
+				m.Audio = append(m.Audio, r)
+			}
+		}
+	}
+	if len(m.Video) == 0 {
+		return nil, fmt.Errorf("mpd: no video Representation")
+	}
+	byBandwidth := func(a, b *Representation) int { return a.Bandwidth - b.Bandwidth }
+	slices.SortStableFunc(m.Video, byBandwidth)
+	slices.SortStableFunc(m.Audio, byBandwidth)
+	return m, nil
+}
+
+func contentKind(as *mpd.AdaptationSetType, rep *mpd.RepresentationType) string {
+	for _, s := range []string{string(as.ContentType), as.MimeType, rep.MimeType} {
+		switch {
+		case s == "video" || strings.HasPrefix(s, "video/"):
+			return "video"
+		case s == "audio" || strings.HasPrefix(s, "audio/"):
+			return "audio"
+		}
+	}
+	return ""
+}
+
+// resolve applies the first BaseURL of each level in turn.
+func resolve(base *url.URL, levels ...[]*mpd.BaseURLType) (*url.URL, error) {
+	u := base
+	for _, l := range levels {
+		if len(l) == 0 {
+			continue
+		}
+		ref, err := url.Parse(strings.TrimSpace(string(l[0].Value)))
+		if err != nil {
+			return nil, fmt.Errorf("mpd: BaseURL %q: %w", l[0].Value, err)
+		}
+		u = u.ResolveReference(ref)
+	}
+	return u, nil
+}
+
+func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, periodTpl *mpd.SegmentTemplateType) (*Representation, error) {
+	if rep.Id == "" {
+		return nil, fmt.Errorf("no id")
+	}
+	if rep.Bandwidth == 0 {
+		return nil, fmt.Errorf("no bandwidth")
+	}
+	base, err := resolve(asBase, rep.BaseURLs)
+	if err != nil {
+		return nil, err
+	}
+	r := &Representation{ID: rep.Id, Bandwidth: int(rep.Bandwidth), Width: int(rep.Width), Height: int(rep.Height),
+		Codecs: rep.Codecs, MimeType: rep.MimeType}
+	if r.Codecs == "" {
+		r.Codecs = as.Codecs
+	}
+	if r.MimeType == "" {
+		r.MimeType = as.MimeType
+	}
+	tpl := rep.SegmentTemplate
+	if tpl == nil {
+		tpl = as.SegmentTemplate
+	}
+	if tpl == nil {
+		tpl = periodTpl
+	}
+	if tpl == nil {
+		if rep.SegmentBase != nil || as.SegmentBase != nil || rep.SegmentList != nil || as.SegmentList != nil {
+			return nil, fmt.Errorf("only SegmentTemplate addressing is supported")
+		}
+		return nil, fmt.Errorf("no SegmentTemplate")
+	}
+	timescale := uint64(1)
+	if tpl.Timescale != nil && *tpl.Timescale > 0 {
+		timescale = uint64(*tpl.Timescale)
+	}
+	var pto uint64
+	if tpl.PresentationTimeOffset != nil {
+		pto = *tpl.PresentationTimeOffset
+	}
+	start := 1
+	if tpl.StartNumber != nil {
+		start = int(*tpl.StartNumber)
+	}
+	if tpl.Initialization != "" {
+		init, err := expand(tpl.Initialization, rep, 0, 0)
+		if err != nil {
+			return nil, err
+		}
+		if r.Init, err = join(base, init); err != nil {
+			return nil, err
+		}
+	}
+	if tpl.Media == "" {
+		return nil, fmt.Errorf("SegmentTemplate has no @media")
+	}
+	periodTicks := uint64(periodDur.Seconds()*float64(timescale) + 0.5)
+	add := func(t, d uint64) error {
+		if len(r.Segments) >= MaxSegments {
+			return fmt.Errorf("more than %d segments", MaxSegments)
+		}
+		n := start + len(r.Segments)
+		path, err := expand(tpl.Media, rep, n, t)
+		if err != nil {
+			return err
+		}
+		u, err := join(base, path)
+		if err != nil {
+			return err
+		}
+		r.Segments = append(r.Segments, Segment{Number: n, Start: toDur(int64(t)-int64(pto), timescale), Duration: toDur(int64(d), timescale), URL: u})
+		return nil
+	}
+	switch {
+	case tpl.SegmentTimeline != nil:
+		var t uint64
+		for i, s := range tpl.SegmentTimeline.S {
+			if s.T != nil {
+				t = *s.T
+			}
+			if s.D == 0 {
+				return nil, fmt.Errorf("SegmentTimeline S[%d] has no duration", i)
+			}
+			repeat := s.R
+			if repeat < 0 { // until the next S@t or the end of the period
+				end := pto + periodTicks
+				if i+1 < len(tpl.SegmentTimeline.S) && tpl.SegmentTimeline.S[i+1].T != nil {
+					end = *tpl.SegmentTimeline.S[i+1].T
+				}
+				if end <= t {
+					continue
+				}
+				repeat = int((end-t+s.D-1)/s.D) - 1
+			}
+			if repeat > MaxSegments {
+				return nil, fmt.Errorf("S[%d]@r=%d is too large", i, repeat)
+			}
+			for range repeat + 1 {
+				if err := add(t, s.D); err != nil {
+					return nil, err
+				}
+				t += s.D
+			}
+		}
+	case tpl.Duration != nil && *tpl.Duration > 0:
+		d := uint64(*tpl.Duration)
+		count := (periodTicks + d - 1) / d
+		if count > MaxSegments {
+			return nil, fmt.Errorf("%d segments of %d/%d s is more than %d", count, d, timescale, MaxSegments)
+		}
+		for k := range count {
+			dur := d
+			if (k+1)*d > periodTicks {
+				dur = periodTicks - k*d
+			}
+			if err := add(pto+k*d, dur); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("SegmentTemplate has neither @duration nor SegmentTimeline")
+	}
+	if len(r.Segments) == 0 {
+		return nil, fmt.Errorf("no segments")
+	}
+	return r, nil
+}
+
+func toDur(ticks int64, timescale uint64) time.Duration {
+	return time.Duration(float64(ticks) / float64(timescale) * float64(time.Second))
+}
+
+func join(base *url.URL, path string) (string, error) {
+	ref, err := url.Parse(path)
+	if err != nil {
+		return "", fmt.Errorf("segment URL %q: %w", path, err)
+	}
+	return base.ResolveReference(ref).String(), nil
+}
+
+// expand substitutes the DASH template identifiers $RepresentationID$,
+// $Number$, $Bandwidth$ and $Time$ (with optional %0Nd width) and $$.
+func expand(tpl string, rep *mpd.RepresentationType, number int, t uint64) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(tpl, '$')
+		if i < 0 {
+			b.WriteString(tpl)
+			return b.String(), nil
+		}
+		b.WriteString(tpl[:i])
+		rest := tpl[i+1:]
+		j := strings.IndexByte(rest, '$')
+		if j < 0 {
+			return "", fmt.Errorf("template %q: unterminated $", tpl)
+		}
+		ident := rest[:j]
+		tpl = rest[j+1:]
+		if ident == "" {
+			b.WriteByte('$')
+			continue
+		}
+		name, format, _ := strings.Cut(ident, "%")
+		var val string
+		switch name {
+		case "RepresentationID":
+			if format != "" {
+				return "", fmt.Errorf("template %q: $RepresentationID$ takes no format", tpl)
+			}
+			val = rep.Id
+			b.WriteString(val)
+			continue
+		case "Number":
+			val = strconv.Itoa(number)
+		case "Bandwidth":
+			val = strconv.FormatUint(uint64(rep.Bandwidth), 10)
+		case "Time":
+			val = strconv.FormatUint(t, 10)
+		default:
+			return "", fmt.Errorf("template: unknown identifier $%s$", ident)
+		}
+		if format != "" {
+			if len(format) < 3 || format[0] != '0' || format[len(format)-1] != 'd' {
+				return "", fmt.Errorf("template: format %%%s: want %%0Nd", format)
+			}
+			width, err := strconv.Atoi(format[1 : len(format)-1])
+			if err != nil || width < 1 || width > 20 {
+				return "", fmt.Errorf("template: format %%%s: width must be 1..20", format)
+			}
+			val = strings.Repeat("0", max(0, width-len(val))) + val
+		}
+		b.WriteString(val)
+	}
+}
+
+// SegmentIndexAt returns the index of the segment that holds presentation
+// time t (clamped to the first and last).
+func (r *Representation) SegmentIndexAt(t time.Duration) int {
+	i, _ := slices.BinarySearchFunc(r.Segments, t, func(s Segment, t time.Duration) int {
+		switch {
+		case s.Start+s.Duration <= t:
+			return -1
+		case s.Start > t:
+			return 1
+		}
+		return 0
+	})
+	return int(math.Min(float64(i), float64(len(r.Segments)-1)))
+}
