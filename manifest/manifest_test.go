@@ -137,3 +137,21 @@ func FuzzExpand(f *testing.F) {
 		_, _ = expand(tpl, rep, 3, 4)
 	})
 }
+
+func TestParseSurvivesRawGreaterThan(t *testing.T) {
+	// dash-mpd's decoder hangs on these; Parse must answer.
+	doc := `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S"><Period>x>y<AdaptationSet mimeType="video/mp4">a>b<SegmentTemplate media="s>$Number$" duration="1"/><Representation id="v" bandwidth="5"/></AdaptationSet></Period></MPD>`
+	done := make(chan error, 1)
+	go func() {
+		_, err := Parse([]byte(doc), nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("valid XML with raw '>' in text: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Parse hung on a raw '>' in character data")
+	}
+}

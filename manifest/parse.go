@@ -1,7 +1,10 @@
 package manifest
 
 import (
+	"bytes"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"math"
 	"net/url"
 	"slices"
@@ -41,9 +44,72 @@ type Segment struct {
 	URL      string
 }
 
-// MaxSegments bounds the segments of one Representation, so a hostile MPD
-// (a tiny @duration over a long period) cannot exhaust memory.
+// MaxMPDSize bounds the MPD documents Parse accepts.
+const MaxMPDSize = 16 << 20
+
+// sanitize checks data with the standard library's XML decoder before
+// dash-mpd sees it, and returns the document with every raw '>' in
+// character data written as "&gt;" (the same XML): dash-mpd's forked decoder
+// loops forever on a raw '>' in text, and on text outside the root.
+func sanitize(data []byte) ([]byte, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	var out []byte
+	copied := 0
+	root, depth := "", 0
+	for {
+		start := d.InputOffset()
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("not well-formed XML: %w", err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 && root != "" {
+				return nil, fmt.Errorf("more than one root element")
+			}
+			if root == "" {
+				root = t.Name.Local
+			}
+			depth++
+			if depth > maxDepth {
+				return nil, fmt.Errorf("elements nested deeper than %d", maxDepth)
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
+				return nil, fmt.Errorf("text outside the root element")
+			}
+			raw := data[start:d.InputOffset()]
+			if bytes.HasPrefix(raw, []byte("<![CDATA[")) {
+				return nil, fmt.Errorf("CDATA sections are not supported")
+			}
+			if bytes.IndexByte(raw, '>') >= 0 {
+				out = append(out, data[copied:start]...)
+				out = append(out, bytes.ReplaceAll(raw, []byte(">"), []byte("&gt;"))...)
+				copied = int(d.InputOffset())
+			}
+		}
+	}
+	if root != "MPD" {
+		return nil, fmt.Errorf("root element is %q, want MPD", root)
+	}
+	if out == nil {
+		return data, nil
+	}
+	return append(out, data[copied:]...), nil
+}
+
+// MaxSegments bounds the segments of all Representations together, so a
+// hostile MPD (a tiny @duration over a long period, thousands of
+// Representations) cannot exhaust memory.
 const MaxSegments = 200_000
+
+// maxDepth bounds element nesting; MPDs are a handful of levels deep.
+const maxDepth = 32
 
 // Parse reads an MPD for playback. base is the MPD's own URL; relative
 // BaseURLs and templates resolve against it. Unsupported features (live
@@ -54,6 +120,13 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 			m, err = nil, fmt.Errorf("mpd: malformed: %v", r)
 		}
 	}()
+	if len(data) > MaxMPDSize {
+		return nil, fmt.Errorf("mpd: %d bytes is larger than %d", len(data), MaxMPDSize)
+	}
+	data, err = sanitize(data)
+	if err != nil {
+		return nil, fmt.Errorf("mpd: %w", err)
+	}
 	doc, err := mpd.MPDFromBytes(data)
 	if err != nil {
 		return nil, fmt.Errorf("mpd: %w", err)
@@ -88,6 +161,7 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 	if err != nil {
 		return nil, err
 	}
+	budget := MaxSegments
 	for _, as := range p.AdaptationSets {
 		asBase, err := resolve(pbase, as.BaseURLs)
 		if err != nil {
@@ -98,10 +172,11 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 			if kind == "" {
 				continue
 			}
-			r, err := representation(as, rep, asBase, m.Duration, p.SegmentTemplate)
+			r, err := representation(as, rep, asBase, m.Duration, p.SegmentTemplate, budget)
 			if err != nil {
 				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
 			}
+			budget -= len(r.Segments)
 			if kind == "video" {
 				m.Video = append(m.Video, r)
 			} else {
@@ -146,7 +221,7 @@ func resolve(base *url.URL, levels ...[]*mpd.BaseURLType) (*url.URL, error) {
 	return u, nil
 }
 
-func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, periodTpl *mpd.SegmentTemplateType) (*Representation, error) {
+func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, periodTpl *mpd.SegmentTemplateType, budget int) (*Representation, error) {
 	if rep.Id == "" {
 		return nil, fmt.Errorf("no id")
 	}
@@ -204,8 +279,8 @@ func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBa
 	}
 	periodTicks := uint64(periodDur.Seconds()*float64(timescale) + 0.5)
 	add := func(t, d uint64) error {
-		if len(r.Segments) >= MaxSegments {
-			return fmt.Errorf("more than %d segments", MaxSegments)
+		if len(r.Segments) >= budget {
+			return fmt.Errorf("more than %d segments in the MPD", MaxSegments)
 		}
 		n := start + len(r.Segments)
 		path, err := expand(tpl.Media, rep, n, t)
@@ -253,8 +328,8 @@ func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBa
 	case tpl.Duration != nil && *tpl.Duration > 0:
 		d := uint64(*tpl.Duration)
 		count := (periodTicks + d - 1) / d
-		if count > MaxSegments {
-			return nil, fmt.Errorf("%d segments of %d/%d s is more than %d", count, d, timescale, MaxSegments)
+		if count > uint64(budget) {
+			return nil, fmt.Errorf("%d segments of %d/%d s: more than %d segments in the MPD", count, d, timescale, MaxSegments)
 		}
 		for k := range count {
 			dur := d
