@@ -29,6 +29,7 @@ func commands() []command {
 	return []command{
 		sampleCommand(),
 		packageCommand(),
+		originCommand(),
 	}
 }
 

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/deepcast/deepcast/origin"
+)
+
+func originCommand() command {
+	return command{
+		name:    "origin",
+		summary: "serve a library over HTTP: manifests, segments, catalogue, ingest, health, metrics",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			lib := fs.String("library", "", "library folder to serve, required")
+			addr := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+			token := fs.String("admin-token", "", "bearer token for write endpoints (POST /api/assets); none disables them")
+			maxUpload := byteSize(2 << 30)
+			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
+			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
+			accessLog := fs.Bool("access-log", true, "log every request")
+			return func(ctx context.Context, args []string) error {
+				if *lib == "" || len(args) > 0 {
+					return fmt.Errorf("-library DIR is required: %w", errUsage)
+				}
+				log := slog.Default().With("node", "origin")
+				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
+					CheckEvery: *check, AccessLog: *accessLog, Logger: log})
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				ln, err := listen(*addr)
+				if err != nil {
+					return err
+				}
+				log.Info("origin listening", "url", "http://"+ln.Addr().String(), "library", *lib)
+				return serve(ctx, srv, ln, log)
+			}
+		},
+	}
+}

@@ -1,0 +1,183 @@
+package origin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// AssetSummary is one asset in the catalogue API.
+type AssetSummary struct {
+	Name            string        `json:"name"`
+	Build           string        `json:"build"`
+	Created         time.Time     `json:"created"`
+	Duration        float64       `json:"duration"`
+	SegmentDuration float64       `json:"segmentDuration"`
+	Segments        int           `json:"segments"`
+	ManifestURL     string        `json:"manifestUrl"`
+	SizeOnDisk      int64         `json:"sizeOnDisk"`
+	Ladder          []LadderEntry `json:"ladder"`
+}
+
+// LadderEntry is one rendition in the catalogue API.
+type LadderEntry struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+	Codecs    string `json:"codecs"`
+	Bitrate   int64  `json:"bitrate"`
+	Bandwidth int64  `json:"bandwidth"`
+}
+
+func summary(e *Entry) AssetSummary {
+	a := e.Asset
+	out := AssetSummary{Name: e.Name, Build: a.Build, Created: a.Created, Duration: a.Duration, SegmentDuration: a.SegmentDuration,
+		ManifestURL: "/vod/" + e.Name + "/manifest.mpd", SizeOnDisk: a.SizeOnDisk()}
+	for _, r := range a.Renditions {
+		if r.Type == "video" {
+			out.Segments = max(out.Segments, len(r.Segments))
+		}
+		out.Ladder = append(out.Ladder, LadderEntry{ID: r.ID, Type: r.Type, Width: r.Width, Height: r.Height, Codecs: r.Codecs,
+			Bitrate: r.Bitrate, Bandwidth: r.Bandwidth})
+	}
+	return out
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", cacheNoStore)
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
+	entries, errs := s.catalog.List()
+	for _, err := range errs {
+		s.log.Warn("asset skipped", "err", err)
+	}
+	list := make([]AssetSummary, 0, len(entries))
+	for _, e := range entries {
+		list = append(list, summary(e))
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	writeJSON(w, http.StatusOK, map[string]any{"assets": list})
+}
+
+func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, summary(e))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", cacheNoStore)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz is ready when the library folder can be listed.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if _, err := os.ReadDir(s.catalog.Root()); err != nil {
+		httpError(w, http.StatusServiceUnavailable, "library unreadable")
+		return
+	}
+	s.healthz(w, r)
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	h := promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", cacheNoStore)
+		h.ServeHTTP(w, r)
+	})
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>deepcast origin</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;max-width:60rem}td,th{padding:.2rem .8rem;text-align:left}</style>
+</head><body><h1>deepcast origin</h1>
+<table><tr><th>asset</th><th>duration</th><th>renditions</th><th>manifest</th></tr>
+{{range .}}<tr><td>{{.Name}}</td><td>{{printf "%.1f" .Duration}} s</td><td>{{len .Ladder}}</td><td><a href="{{.ManifestURL}}">{{.ManifestURL}}</a></td></tr>
+{{else}}<tr><td colspan="4">The library is empty: add an asset with <code>deepcast package</code>.</td></tr>{{end}}
+</table><p><a href="/api/assets">/api/assets</a> · <a href="/metrics">/metrics</a></p></body></html>
+`))
+
+func (s *Server) index(w http.ResponseWriter, r *http.Request) {
+	entries, _ := s.catalog.List()
+	list := make([]AssetSummary, 0, len(entries))
+	for _, e := range entries {
+		list = append(list, summary(e))
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", cacheNoStore)
+	_ = indexPage.Execute(w, list)
+}
+
+// requireAdmin answers 401 without credentials and 403 with wrong ones.
+func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			httpError(w, http.StatusForbidden, "write endpoints are disabled: start the origin with -admin-token")
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		token, ok := strings.CutPrefix(auth, "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="deepcast"`)
+			httpError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
+			httpError(w, http.StatusForbidden, "wrong token")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	j, ok := s.jobs.get(chi.URLParam(r, "id"))
+	if !ok {
+		httpError(w, http.StatusNotFound, "no such job")
+		return
+	}
+	writeJSON(w, http.StatusOK, j)
+}
+
+// ingest streams a multipart upload (fields: file, and optional name and
+// ladder) to disk and starts a packaging job.
+func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	// Uploads may be large and slow: lift the server's read deadline for this request only.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Hour))
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUpload)
+	up, err := s.jobs.receive(r)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than %d bytes", s.cfg.MaxUpload))
+		default:
+			httpError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	j := s.jobs.start(up)
+	w.Header().Set("Location", "/api/jobs/"+j.ID)
+	writeJSON(w, http.StatusAccepted, j.snapshot())
+}

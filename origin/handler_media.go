@@ -1,0 +1,158 @@
+package origin
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/deepcast/deepcast/media"
+)
+
+// maxSegmentDigits bounds a segment number's text: no VOD asset has more
+// than a billion segments, and longer digits are a probe, not a request.
+const maxSegmentDigits = 9
+
+// etag makes the strong ETag of a file from its SHA-256: the same bytes give
+// the same tag on every replica and after every restart.
+func etag(sha256hex string) string {
+	if len(sha256hex) > 32 {
+		sha256hex = sha256hex[:32]
+	}
+	return `"` + sha256hex + `"`
+}
+
+// lookup resolves the asset URL parameter, answering 400/404 itself.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
+	name := chi.URLParam(r, "asset")
+	if !media.ValidName(name) {
+		httpError(w, http.StatusBadRequest, "invalid asset name")
+		return nil, false
+	}
+	e, err := s.catalog.Get(name)
+	if err != nil {
+		if errors.Is(err, media.ErrNoAsset) {
+			httpError(w, http.StatusNotFound, "no such asset")
+		} else {
+			s.log.Error("asset unreadable", "asset", name, "err", err)
+			httpError(w, http.StatusInternalServerError, "asset unreadable")
+		}
+		return nil, false
+	}
+	return e, true
+}
+
+func (s *Server) rendition(w http.ResponseWriter, r *http.Request, e *Entry) (*media.Rendition, bool) {
+	id := chi.URLParam(r, "rendition")
+	if !media.ValidName(id) {
+		httpError(w, http.StatusBadRequest, "invalid rendition name")
+		return nil, false
+	}
+	rd, ok := e.Asset.Rendition(id)
+	if !ok {
+		httpError(w, http.StatusNotFound, "no such rendition")
+		return nil, false
+	}
+	return rd, true
+}
+
+func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/dash+xml")
+	h.Set("Cache-Control", cacheManifest)
+	h.Set("ETag", etag(e.Asset.Manifest.SHA256))
+	http.ServeContent(w, r, "", e.Asset.Created, bytes.NewReader(e.Manifest))
+}
+
+func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	rd, ok := s.rendition(w, r, e)
+	if !ok {
+		return
+	}
+	ct := "video/mp4"
+	if rd.Type == "audio" {
+		ct = "audio/mp4"
+	}
+	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init.SHA256)
+}
+
+func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	rd, ok := s.rendition(w, r, e)
+	if !ok {
+		return
+	}
+	seg := chi.URLParam(r, "segment")
+	num, found := strings.CutSuffix(seg, ".m4s")
+	if !found {
+		httpError(w, http.StatusNotFound, "not found")
+		return
+	}
+	n, ok := parseSegmentNumber(num)
+	if !ok {
+		httpError(w, http.StatusBadRequest, "segment number must be a positive integer")
+		return
+	}
+	info, ok := rd.Segment(n)
+	if !ok {
+		httpError(w, http.StatusNotFound, "no such segment")
+		return
+	}
+	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), "video/iso.segment", info.SHA256)
+}
+
+// parseSegmentNumber accepts a positive decimal integer without sign or
+// leading zeros, so each segment has exactly one URL (one cache key).
+func parseSegmentNumber(s string) (int, bool) {
+	if s == "" || len(s) > maxSegmentDigits || s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// serveFile serves rel (a path made only of validated names) inside the
+// entry's version folder through http.ServeContent: ranges, conditional
+// requests and HEAD, with sendfile for the body.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel, contentType, sum string) {
+	f, err := os.Open(filepath.Join(e.Dir, rel))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			// The version was pruned under us: the client must reload the manifest.
+			s.catalog.Invalidate(e.Name)
+			httpError(w, http.StatusNotFound, "asset version gone, reload the manifest")
+			return
+		}
+		s.log.Error("open segment", "asset", e.Name, "file", rel, "err", err)
+		httpError(w, http.StatusInternalServerError, "segment unreadable")
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", cacheImmutable)
+	h.Set("ETag", etag(sum))
+	http.ServeContent(w, r, "", e.Asset.Created, f)
+}

@@ -1,0 +1,261 @@
+package origin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deepcast/deepcast/media"
+)
+
+// JobState is where an ingest job is.
+type JobState string
+
+// Job states.
+const (
+	JobQueued  JobState = "queued"
+	JobRunning JobState = "running"
+	JobDone    JobState = "done"
+	JobFailed  JobState = "failed"
+)
+
+// Job is what GET /api/jobs/{id} reports.
+type Job struct {
+	ID       string    `json:"id"`
+	Asset    string    `json:"asset"`
+	Source   string    `json:"source"`
+	State    JobState  `json:"state"`
+	Stage    string    `json:"stage,omitempty"`
+	Progress float64   `json:"progress"` // 0..1 within the stage
+	Error    string    `json:"error,omitempty"`
+	Manifest string    `json:"manifestUrl,omitempty"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
+}
+
+// maxJobsKept bounds the finished jobs remembered for GET /api/jobs/{id}.
+const maxJobsKept = 200
+
+type job struct {
+	mu sync.Mutex
+	Job
+}
+
+func (j *job) snapshot() Job {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.Job
+}
+
+func (j *job) update(f func(*Job)) {
+	j.mu.Lock()
+	f(&j.Job)
+	j.Updated = time.Now().UTC()
+	j.mu.Unlock()
+}
+
+// jobs runs ingest jobs one at a time (encoding takes every core).
+type jobs struct {
+	s      *Server
+	ctx    context.Context
+	cancel context.CancelFunc
+	slot   chan struct{}
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	byID  map[string]*job
+	order []string
+}
+
+func newJobs(s *Server) *jobs {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &jobs{s: s, ctx: ctx, cancel: cancel, slot: make(chan struct{}, 1), byID: map[string]*job{}}
+}
+
+func (js *jobs) get(id string) (Job, bool) {
+	js.mu.Lock()
+	j := js.byID[id]
+	js.mu.Unlock()
+	if j == nil {
+		return Job{}, false
+	}
+	return j.snapshot(), true
+}
+
+// close cancels running jobs (ffmpeg is stopped, nothing is left) and waits.
+func (js *jobs) close() {
+	js.cancel()
+	js.wg.Wait()
+}
+
+// upload is a received source file waiting for its job.
+type upload struct {
+	dir, path string
+	name      string
+	ladder    media.Ladder
+	filename  string
+}
+
+// receive streams the multipart body to a temporary file: the upload is
+// never held in memory.
+func (js *jobs) receive(r *http.Request) (up *upload, err error) {
+	mr, err := r.MultipartReader()
+	if err != nil {
+		return nil, fmt.Errorf("want a multipart/form-data upload with a file field: %w", err)
+	}
+	up = &upload{}
+	defer func() {
+		if err != nil && up.dir != "" {
+			os.RemoveAll(up.dir)
+		}
+	}()
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return up, fmt.Errorf("upload: %w", err)
+		}
+		switch part.FormName() {
+		case "file":
+			if up.path != "" {
+				return up, fmt.Errorf("upload: one file per job")
+			}
+			if err := up.save(part); err != nil {
+				return up, err
+			}
+		case "name", "ladder":
+			v, err := io.ReadAll(io.LimitReader(part, 1024))
+			if err != nil {
+				return up, fmt.Errorf("upload: %w", err)
+			}
+			if part.FormName() == "name" {
+				up.name = strings.TrimSpace(string(v))
+			} else if spec := strings.TrimSpace(string(v)); spec != "" {
+				if up.ladder, err = media.ParseLadder(spec); err != nil {
+					return up, err
+				}
+			}
+		}
+		part.Close()
+	}
+	if up.path == "" {
+		return up, fmt.Errorf("upload: no file field")
+	}
+	if up.name == "" {
+		up.name = media.NameFromFile(up.filename)
+	}
+	if !media.ValidName(up.name) {
+		return up, fmt.Errorf("asset name %q must match [A-Za-z0-9._-]+", up.name)
+	}
+	return up, nil
+}
+
+func (up *upload) save(part *multipart.Part) error {
+	dir, err := os.MkdirTemp("", "deepcast-upload-")
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	up.dir = dir
+	up.filename = filepath.Base(part.FileName())
+	if up.filename == "." || up.filename == "/" || up.filename == "" {
+		up.filename = "upload"
+	}
+	up.path = filepath.Join(dir, "source"+filepath.Ext(up.filename))
+	f, err := os.Create(up.path)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if _, err := io.Copy(f, part); err != nil {
+		f.Close()
+		return fmt.Errorf("upload: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	return nil
+}
+
+func newJobID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (js *jobs) start(up *upload) *job {
+	now := time.Now().UTC()
+	j := &job{Job: Job{ID: newJobID(), Asset: up.name, Source: up.filename, State: JobQueued, Created: now, Updated: now}}
+	js.mu.Lock()
+	js.byID[j.ID] = j
+	js.order = append(js.order, j.ID)
+	for len(js.order) > maxJobsKept {
+		delete(js.byID, js.order[0])
+		js.order = js.order[1:]
+	}
+	js.mu.Unlock()
+	js.count()
+	js.wg.Go(func() { js.run(j, up) })
+	return j
+}
+
+func (js *jobs) run(j *job, up *upload) {
+	defer os.RemoveAll(up.dir)
+	select {
+	case js.slot <- struct{}{}:
+		defer func() { <-js.slot }()
+	case <-js.ctx.Done():
+		js.fail(j, js.ctx.Err())
+		return
+	}
+	j.update(func(j *Job) { j.State = JobRunning })
+	js.count()
+	log := js.s.log.With("job", j.ID, "asset", up.name)
+	log.Info("ingest started", "source", up.filename)
+	_, err := media.Package(js.ctx, []string{up.path}, media.PackageOptions{
+		Library: js.s.catalog.Root(), Name: up.name, Ladder: up.ladder,
+		Progress: func(p media.Progress) {
+			j.update(func(j *Job) { j.Stage, j.Progress = p.Stage, p.Fraction() })
+		},
+	})
+	if err != nil {
+		// The packager names the temporary file; the user knows it by its upload name.
+		msg := strings.ReplaceAll(err.Error(), up.path, up.filename)
+		js.fail(j, fmt.Errorf("%s", msg))
+		log.Warn("ingest failed", "err", msg)
+		return
+	}
+	js.s.catalog.Invalidate(up.name)
+	j.update(func(j *Job) {
+		j.State, j.Progress, j.Manifest = JobDone, 1, "/vod/"+up.name+"/manifest.mpd"
+	})
+	js.count()
+	log.Info("ingest done")
+}
+
+func (js *jobs) fail(j *job, err error) {
+	j.update(func(j *Job) { j.State, j.Error = JobFailed, err.Error() })
+	js.count()
+}
+
+// count refreshes the jobs-by-state gauge.
+func (js *jobs) count() {
+	counts := map[JobState]int{JobQueued: 0, JobRunning: 0, JobDone: 0, JobFailed: 0}
+	js.mu.Lock()
+	for _, j := range js.byID {
+		counts[j.snapshot().State]++
+	}
+	js.mu.Unlock()
+	for st, n := range counts {
+		js.s.metrics.jobs.WithLabelValues(string(st)).Set(float64(n))
+	}
+}

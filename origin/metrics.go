@@ -1,0 +1,114 @@
+package origin
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the origin's Prometheus series, on a registry of their own so
+// several servers (tests, the demo) can live in one process.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	bytes    *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	jobs     *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deepcast_origin_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "deepcast_origin_http_sent_bytes_total", Help: "Response body bytes sent, by route pattern.",
+		}, []string{"route"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "deepcast_origin_http_request_duration_seconds",
+			Help:    "Time from request to the end of the response, by route pattern.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route"}),
+		jobs: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "deepcast_origin_jobs", Help: "Ingest jobs by state.",
+		}, []string{"state"}),
+	}
+	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// recorder captures status and body size while keeping the underlying
+// writer's io.ReaderFrom, so http.ServeContent still uses sendfile.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(r.ResponseWriter, src)
+	}
+	r.bytes += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection (deadlines, flush).
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// observe counts every request by its chi route pattern (never the raw path,
+// which a client controls) and writes the access log line.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		elapsed := time.Since(start)
+		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		s.metrics.bytes.WithLabelValues(route).Add(float64(rec.bytes))
+		s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+		if s.cfg.AccessLog {
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", rec.status),
+				slog.Int64("bytes", rec.bytes), slog.Duration("duration", elapsed), slog.String("remote", r.RemoteAddr),
+				slog.String("range", r.Header.Get("Range")))
+		}
+	})
+}

@@ -1,0 +1,577 @@
+package origin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mediatest.Cleanup()
+	os.Exit(code)
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// start serves lib on a loopback port.
+func start(t *testing.T, lib string, mut ...func(*Config)) (*Server, *httptest.Server) {
+	t.Helper()
+	cfg := Config{Library: lib, AdminToken: "secret-token", Logger: quietLogger(), CheckEvery: 50 * time.Millisecond, AccessLog: true}
+	for _, f := range mut {
+		f(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() {
+		ts.Close()
+		s.Close()
+	})
+	return s, ts
+}
+
+func get(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	return do(t, http.MethodGet, url, hdr...)
+}
+
+func do(t *testing.T, method, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func TestFFmpegPlaysOverHTTP(t *testing.T) {
+	_, ts := start(t, mediatest.Library(t))
+	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	mediatest.CheckDecodesAll(t, ts.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd", 2, frames)
+}
+
+func TestHeadersPerRoute(t *testing.T) {
+	lib := mediatest.Library(t)
+	_, ts := start(t, lib)
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := a.Renditions[0]
+	var audio media.Rendition
+	for _, r := range a.Renditions {
+		if r.Type == "audio" {
+			audio = r
+		}
+	}
+	base := ts.URL + "/vod/" + mediatest.AssetName
+	tests := []struct {
+		path, ctype, cache, etag string
+	}{
+		{base + "/manifest.mpd", "application/dash+xml", "public, max-age=60", a.Manifest.SHA256},
+		{base + "/" + v.ID + "/init.mp4", "video/mp4", "public, max-age=31536000, immutable", v.Init.SHA256},
+		{base + "/" + audio.ID + "/init.mp4", "audio/mp4", "public, max-age=31536000, immutable", audio.Init.SHA256},
+		{base + "/" + v.ID + "/2.m4s", "video/iso.segment", "public, max-age=31536000, immutable", v.Segments[1].SHA256},
+		{ts.URL + "/api/assets", "application/json", "no-store", ""},
+		{ts.URL + "/api/assets/" + mediatest.AssetName, "application/json", "no-store", ""},
+		{ts.URL + "/healthz", "text/plain; charset=utf-8", "no-store", ""},
+		{ts.URL + "/readyz", "text/plain; charset=utf-8", "no-store", ""},
+		{ts.URL + "/metrics", "text/plain", "no-store", ""},
+	}
+	for _, tt := range tests {
+		resp, body := get(t, tt.path)
+		h := resp.Header
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: status %d", tt.path, resp.StatusCode)
+			continue
+		}
+		if !strings.HasPrefix(h.Get("Content-Type"), tt.ctype) || h.Get("Cache-Control") != tt.cache {
+			t.Errorf("%s: Content-Type %q Cache-Control %q", tt.path, h.Get("Content-Type"), h.Get("Cache-Control"))
+		}
+		if h.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("%s: no CORS header", tt.path)
+		}
+		if tt.etag == "" {
+			continue
+		}
+		sum := sha256.Sum256(body)
+		if h.Get("ETag") != `"`+tt.etag[:32]+`"` || hex.EncodeToString(sum[:]) != tt.etag {
+			t.Errorf("%s: ETag %s does not match the content checksum", tt.path, h.Get("ETag"))
+		}
+		if h.Get("Last-Modified") == "" || h.Get("Accept-Ranges") != "bytes" {
+			t.Errorf("%s: Last-Modified %q Accept-Ranges %q", tt.path, h.Get("Last-Modified"), h.Get("Accept-Ranges"))
+		}
+		for _, exp := range []string{"Content-Length", "Content-Range", "ETag"} {
+			if !strings.Contains(h.Get("Access-Control-Expose-Headers"), exp) {
+				t.Errorf("%s: %s not exposed to scripts", tt.path, exp)
+			}
+		}
+	}
+	// The tag is the content's, not the server's: a second origin (a replica,
+	// or this one restarted) gives the same.
+	_, ts2 := start(t, lib)
+	r1, _ := get(t, base+"/"+v.ID+"/1.m4s")
+	r2, _ := get(t, ts2.URL+"/vod/"+mediatest.AssetName+"/"+v.ID+"/1.m4s")
+	if r1.Header.Get("ETag") != r2.Header.Get("ETag") || r1.Header.Get("Last-Modified") != r2.Header.Get("Last-Modified") {
+		t.Errorf("replicas disagree: %s/%s vs %s/%s", r1.Header.Get("ETag"), r1.Header.Get("Last-Modified"),
+			r2.Header.Get("ETag"), r2.Header.Get("Last-Modified"))
+	}
+}
+
+func TestRangesConditionalsHeadAndCORS(t *testing.T) {
+	lib := mediatest.Library(t)
+	_, ts := start(t, lib)
+	a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	v := a.Renditions[0]
+	url := ts.URL + "/vod/" + mediatest.AssetName + "/" + v.ID + "/1.m4s"
+	full, err := os.ReadFile(filepath.Join(lib, mediatest.AssetName, v.ID, "1.m4s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := len(full)
+
+	resp, body := get(t, url, "Range", "bytes=0-99")
+	if resp.StatusCode != 206 || !bytes.Equal(body, full[:100]) || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 0-99/%d", size) {
+		t.Errorf("first bytes: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
+	resp, body = get(t, url, "Range", "bytes=-500")
+	if resp.StatusCode != 206 || !bytes.Equal(body, full[size-500:]) {
+		t.Errorf("suffix: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	resp, body = get(t, url, "Range", "bytes=0-9,100-109")
+	if resp.StatusCode != 206 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") {
+		t.Errorf("multi-range: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	} else {
+		_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		var parts [][]byte
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(p)
+			parts = append(parts, b)
+		}
+		if len(parts) != 2 || !bytes.Equal(parts[0], full[0:10]) || !bytes.Equal(parts[1], full[100:110]) {
+			t.Errorf("multi-range parts wrong: %d parts", len(parts))
+		}
+	}
+	resp, _ = get(t, url, "Range", fmt.Sprintf("bytes=%d-", size+10))
+	if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
+		t.Errorf("unsatisfiable: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
+	resp, _ = get(t, url, "Range", "bytes=0-18446744073709551615000")
+	if resp.StatusCode != 416 && resp.StatusCode != 200 {
+		t.Errorf("absurd range: %d", resp.StatusCode)
+	}
+
+	first, _ := get(t, url)
+	tag, lm := first.Header.Get("ETag"), first.Header.Get("Last-Modified")
+	if resp, body := get(t, url, "If-None-Match", tag); resp.StatusCode != 304 || len(body) != 0 {
+		t.Errorf("If-None-Match: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, url, "If-None-Match", `"other"`); resp.StatusCode != 200 {
+		t.Errorf("If-None-Match other: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, url, "If-Modified-Since", lm); resp.StatusCode != 304 {
+		t.Errorf("If-Modified-Since: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, url, "If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"); resp.StatusCode != 200 {
+		t.Errorf("If-Modified-Since old: %d", resp.StatusCode)
+	}
+	resp, body = do(t, http.MethodHead, url)
+	if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != int64(size) || resp.Header.Get("ETag") != tag {
+		t.Errorf("HEAD: %d len %d cl %d", resp.StatusCode, len(body), resp.ContentLength)
+	}
+
+	resp, _ = do(t, http.MethodOptions, url, "Origin", "http://127.0.0.1:9999", "Access-Control-Request-Method", "GET",
+		"Access-Control-Request-Headers", "range")
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Range") ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	for _, p := range []string{"/vod/nope/manifest.mpd", "/vod/" + mediatest.AssetName + "/" + v.ID + "/99.m4s",
+		"/vod/" + mediatest.AssetName + "/nope/1.m4s", "/vod/" + mediatest.AssetName + "/nope/init.mp4", "/api/assets/nope", "/api/jobs/nope"} {
+		if resp, _ := get(t, ts.URL+p); resp.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+// rawGet sends a request line exactly as given (no client-side cleaning).
+func rawGet(t *testing.T, addr, target string) (int, []byte) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", target, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func TestHostilePaths(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	// A secret beside the library and inside its parent: it must never be served.
+	secret := []byte("TOP-SECRET-DO-NOT-SERVE")
+	os.WriteFile(filepath.Join(filepath.Dir(lib), "secret.m4s"), secret, 0o644)
+	os.WriteFile(filepath.Join(filepath.Dir(lib), "manifest.mpd"), secret, 0o644)
+	_, ts := start(t, lib)
+	addr := strings.TrimPrefix(ts.URL, "http://")
+	a := mediatest.AssetName
+	paths := []string{
+		"/vod/../secret.m4s",
+		"/vod/../../manifest.mpd",
+		"/vod/%2e%2e/manifest.mpd",
+		"/vod/%2E%2E/%2e%2e/secret.m4s",
+		"/vod/..%2fsecret/manifest.mpd",
+		"/vod/" + a + "%2f..%2f..%2fsecret.m4s",
+		"/vod/" + a + "/..%2f..%2fsecret/1.m4s",
+		"/vod/%252e%252e/manifest.mpd",
+		"/vod/%252e%252e%252fsecret/init.mp4",
+		"/vod/" + a + "%00/manifest.mpd",
+		"/vod/" + a + "/video%00/init.mp4",
+		"/vod/..\\..\\secret/manifest.mpd",
+		"/vod/" + a + "/..\\..\\/1.m4s",
+		"/vod/%5c..%5csecret/manifest.mpd",
+		"/vod//etc/passwd/init.mp4",
+		"/vod/%2fetc%2fpasswd/manifest.mpd",
+		"/vod/" + strings.Repeat("a", 300) + "/manifest.mpd",
+		"/vod/" + a + "/" + strings.Repeat("r", 300) + "/init.mp4",
+		"/vod/" + a + "/720p/" + strings.Repeat("9", 40) + ".m4s",
+		"/vod/\u2024\u2024/manifest.mpd",       // one-dot leaders that look like ".."
+		"/vod/%E2%80%A4%E2%80%A4/manifest.mpd", // the same, encoded
+		"/vod/\uff0e\uff0e/manifest.mpd",       // fullwidth full stops
+		"/vod/" + a + "/\u2215etc/init.mp4",    // division slash
+		"/vod/./manifest.mpd",
+		"/vod/" + a + "/./1.m4s",
+		"/vod/" + a + "/../" + a + "/manifest.mpd",
+		"/vod/" + a + "/x/-1.m4s",
+		"/vod/" + a + "/x/0.m4s",
+		"/vod/" + a + "/x/01.m4s",
+		"/vod/" + a + "/x/1e3.m4s",
+		"/vod/" + a + "/x/+1.m4s",
+		"/vod/" + a + "/x/1.m4s.bak",
+		"/vod/.versions/manifest.mpd",
+		"/vod/" + a + "/asset.json",
+		"/vod/" + a + "/",
+		"/vod/",
+		"/../../../../etc/passwd",
+		"/vod/%00/manifest.mpd",
+		"/vod/" + a + "/%2e%2e/%2e%2e/secret.m4s",
+	}
+	if len(paths) < 25 {
+		t.Fatalf("only %d hostile paths", len(paths))
+	}
+	for _, p := range paths {
+		code, body := rawGet(t, addr, p)
+		if code != 400 && code != 404 {
+			t.Errorf("%q: status %d, want 400 or 404", p, code)
+		}
+		if bytes.Contains(body, secret) || bytes.Contains(body, []byte("<MPD")) || bytes.Contains(body, []byte("root:")) {
+			t.Errorf("%q: served content", p)
+		}
+	}
+}
+
+func FuzzPaths(f *testing.F) {
+	lib := mediatest.Library(f)
+	s, err := New(Config{Library: lib, Logger: quietLogger()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	valid := map[string]bool{"/vod/" + mediatest.AssetName + "/manifest.mpd": true}
+	for _, r := range a.Renditions {
+		valid["/vod/"+mediatest.AssetName+"/"+r.ID+"/init.mp4"] = true
+		for _, sg := range r.Segments {
+			valid[fmt.Sprintf("/vod/%s/%s/%d.m4s", mediatest.AssetName, r.ID, sg.Number)] = true
+		}
+	}
+	for p := range valid {
+		f.Add(p)
+	}
+	f.Add("/vod/%2e%2e/manifest.mpd")
+	f.Add("/vod/clip/x/0001.m4s")
+	f.Fuzz(func(t *testing.T, path string) {
+		if !strings.HasPrefix(path, "/vod/") {
+			return
+		}
+		req, err := http.NewRequest(http.MethodGet, "http://x"+path, nil)
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		if rec.Code == 200 && !valid[req.URL.EscapedPath()] && !valid[req.URL.Path] {
+			t.Fatalf("%q served 200", path)
+		}
+		if rec.Code >= 500 {
+			t.Fatalf("%q: status %d", path, rec.Code)
+		}
+	})
+}
+
+func TestParseSegmentNumber(t *testing.T) {
+	for in, want := range map[string]int{"1": 1, "42": 42, "999999999": 999999999} {
+		if n, ok := parseSegmentNumber(in); !ok || n != want {
+			t.Errorf("parseSegmentNumber(%q) = %d, %v", in, n, ok)
+		}
+	}
+	for _, in := range []string{"", "0", "01", "-1", "+1", "1.0", "1e3", "١", "1000000000", " 1"} {
+		if _, ok := parseSegmentNumber(in); ok {
+			t.Errorf("parseSegmentNumber(%q) accepted", in)
+		}
+	}
+}
+
+func uploadFile(t *testing.T, url, token, path string, fields map[string]string) (*http.Response, Job) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		for k, v := range fields {
+			mw.WriteField(k, v)
+		}
+		fw, _ := mw.CreateFormFile("file", filepath.Base(path))
+		f, err := os.Open(path)
+		if err == nil {
+			io.Copy(fw, f)
+			f.Close()
+		}
+		pw.CloseWithError(mw.Close())
+	}()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/assets", pr)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var j Job
+	json.NewDecoder(resp.Body).Decode(&j)
+	return resp, j
+}
+
+func waitJob(t *testing.T, url, id string) (Job, []Job) {
+	t.Helper()
+	var seen []Job
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, body := get(t, url+"/api/jobs/"+id)
+		if resp.StatusCode != 200 {
+			t.Fatalf("job %s: %d", id, resp.StatusCode)
+		}
+		var j Job
+		if err := json.Unmarshal(body, &j); err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, j)
+		if j.State == JobDone || j.State == JobFailed {
+			return j, seen
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("job %s did not finish", id)
+	return Job{}, nil
+}
+
+func TestIngest(t *testing.T) {
+	lib := t.TempDir()
+	_, ts := start(t, lib)
+	src := mediatest.Source(t)
+
+	if resp, _ := uploadFile(t, ts.URL, "", src, nil); resp.StatusCode != 401 {
+		t.Errorf("no token: %d, want 401", resp.StatusCode)
+	}
+	if resp, _ := uploadFile(t, ts.URL, "wrong", src, nil); resp.StatusCode != 403 {
+		t.Errorf("wrong token: %d, want 403", resp.StatusCode)
+	}
+
+	resp, j := uploadFile(t, ts.URL, "secret-token", src, map[string]string{"name": "uploaded", "ladder": "320x180@300k"})
+	if resp.StatusCode != 202 || j.ID == "" || resp.Header.Get("Location") != "/api/jobs/"+j.ID {
+		t.Fatalf("upload: %d %+v", resp.StatusCode, j)
+	}
+	// Not in the catalogue until complete.
+	done, seen := waitJob(t, ts.URL, j.ID)
+	if done.State != JobDone || done.Manifest != "/vod/uploaded/manifest.mpd" {
+		t.Fatalf("job ended %+v", done)
+	}
+	sawProgress := false
+	for _, s := range seen {
+		if s.State == JobRunning && s.Progress > 0 && s.Progress < 1 {
+			sawProgress = true
+		}
+	}
+	if !sawProgress {
+		t.Logf("no intermediate progress observed in %d polls (fast encode)", len(seen))
+	}
+	mediatest.CheckDecodesAll(t, ts.URL+done.Manifest, 1, mediatest.CountFrames(t, src))
+	if resp, _ := get(t, ts.URL+"/api/assets/uploaded"); resp.StatusCode != 200 {
+		t.Errorf("catalogue: %d", resp.StatusCode)
+	}
+
+	// A corrupt upload fails with a reason and leaves no asset.
+	bad := filepath.Join(t.TempDir(), "broken.mp4")
+	data, _ := os.ReadFile(src)
+	os.WriteFile(bad, data[len(data)/2:], 0o644)
+	resp, j = uploadFile(t, ts.URL, "secret-token", bad, map[string]string{"name": "broken"})
+	if resp.StatusCode != 202 {
+		t.Fatalf("upload broken: %d", resp.StatusCode)
+	}
+	failed, _ := waitJob(t, ts.URL, j.ID)
+	if failed.State != JobFailed || !strings.Contains(failed.Error, "broken.mp4") {
+		t.Errorf("corrupt upload: %+v", failed)
+	}
+	if resp, _ := get(t, ts.URL+"/api/assets/broken"); resp.StatusCode != 404 {
+		t.Errorf("broken asset visible: %d", resp.StatusCode)
+	}
+	entries, _ := os.ReadDir(lib)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), "broken") || strings.HasPrefix(e.Name(), ".staging") {
+			t.Errorf("failed job left %s", e.Name())
+		}
+	}
+}
+
+func TestUploadLimit(t *testing.T) {
+	_, ts := start(t, t.TempDir(), func(c *Config) { c.MaxUpload = 1000 })
+	resp, _ := uploadFile(t, ts.URL, "secret-token", mediatest.Source(t), nil)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized upload: %d, want 413", resp.StatusCode)
+	}
+}
+
+func TestReplaceWhileStreamingNeverMixesVersions(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	_, ts := start(t, lib)
+	src := mediatest.Source(t)
+	stop := make(chan struct{})
+	var checked, mismatched atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(ts.URL + "/api/assets/" + mediatest.AssetName)
+				if err != nil {
+					continue
+				}
+				var sum AssetSummary
+				json.NewDecoder(resp.Body).Decode(&sum)
+				resp.Body.Close()
+				if len(sum.Ladder) == 0 {
+					continue
+				}
+				r := sum.Ladder[i%len(sum.Ladder)]
+				for _, p := range []string{"manifest.mpd", r.ID + "/init.mp4", r.ID + "/1.m4s", r.ID + "/2.m4s"} {
+					resp, err := client.Get(ts.URL + "/vod/" + mediatest.AssetName + "/" + p)
+					if err != nil {
+						continue
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 {
+						continue // a version pruned under us: a 404, never mixed bytes
+					}
+					h := sha256.Sum256(body)
+					checked.Add(1)
+					if `"`+hex.EncodeToString(h[:])[:32]+`"` != resp.Header.Get("ETag") {
+						mismatched.Add(1)
+					}
+				}
+			}
+		})
+	}
+	for i, ladder := range []string{"320x180@300k", "640x360@700k,320x180@200k", "320x180@250k"} {
+		l, _ := media.ParseLadder(ladder)
+		if _, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: mediatest.AssetName, Ladder: l, Preset: "ultrafast"}); err != nil {
+			t.Fatalf("repackage %d: %v", i, err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if checked.Load() < 20 || mismatched.Load() != 0 {
+		t.Errorf("%d responses checked, %d with bytes that do not match their ETag", checked.Load(), mismatched.Load())
+	}
+	// And the catalogue now serves the last version.
+	resp, body := get(t, ts.URL+"/api/assets/"+mediatest.AssetName)
+	var sum AssetSummary
+	json.Unmarshal(body, &sum)
+	if resp.StatusCode != 200 || len(sum.Ladder) != 2 || sum.Ladder[0].Bandwidth > 600_000 {
+		t.Errorf("after replacement: %+v", sum)
+	}
+}
+
+func TestMetricsCountRequestsByRoute(t *testing.T) {
+	_, ts := start(t, mediatest.Library(t))
+	get(t, ts.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd")
+	get(t, ts.URL+"/vod/nope/manifest.mpd")
+	_, body := get(t, ts.URL+"/metrics")
+	for _, want := range []string{
+		`deepcast_origin_http_requests_total{code="200",method="GET",route="/vod/{asset}/manifest.mpd"} 1`,
+		`deepcast_origin_http_requests_total{code="404",method="GET",route="/vod/{asset}/manifest.mpd"} 1`,
+		`deepcast_origin_http_sent_bytes_total{route="/vod/{asset}/manifest.mpd"}`,
+		`deepcast_origin_http_request_duration_seconds_bucket`,
+		`deepcast_origin_jobs{state="running"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

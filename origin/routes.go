@@ -1,0 +1,75 @@
+package origin
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+)
+
+// Cache-Control values of the ARCHITECTURE table.
+const (
+	cacheManifest  = "public, max-age=60"
+	cacheImmutable = "public, max-age=31536000, immutable"
+	cacheNoStore   = "no-store"
+)
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.observe, cors)
+	r.Get("/vod/{asset}/manifest.mpd", s.serveManifest)
+	r.Head("/vod/{asset}/manifest.mpd", s.serveManifest)
+	r.Get("/vod/{asset}/{rendition}/init.mp4", s.serveInit)
+	r.Head("/vod/{asset}/{rendition}/init.mp4", s.serveInit)
+	r.Get("/vod/{asset}/{rendition}/{segment}", s.serveSegment)
+	r.Head("/vod/{asset}/{rendition}/{segment}", s.serveSegment)
+	r.Get("/api/assets", s.listAssets)
+	r.Post("/api/assets", s.requireAdmin(s.ingest))
+	r.Get("/api/assets/{asset}", s.getAsset)
+	r.Get("/api/jobs/{id}", s.getJob)
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	if s.cfg.Web != nil {
+		r.Handle("/*", s.cfg.Web)
+	} else {
+		r.Get("/", s.index)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	return r
+}
+
+// cors lets dash.js on another origin play, read the headers it needs, and
+// send the conditional, range and CMCD headers it uses.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
+			h.Set("Access-Control-Max-Age", "86400")
+			h.Set("Cache-Control", cacheNoStore)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// httpError writes a short plain-text error that is never cached.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	h.Set("Cache-Control", cacheNoStore)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
