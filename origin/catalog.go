@@ -3,8 +3,10 @@ package origin
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,7 +22,12 @@ type Entry struct {
 	Dir      string // resolved version folder
 	Asset    *media.Asset
 	Manifest []byte
-	checked  atomic.Int64 // unix nanos of the last check that Dir is still current
+	// manifestTag is the manifest's ETag, computed once.
+	manifestTag string
+	// lastModified is the asset's creation time as an HTTP date.
+	lastModified string
+	manifestLen  string
+	checked      atomic.Int64 // unix nanos of the last check that Dir is still current
 }
 
 // Catalog keeps the assets of a library loaded and notices when one is
@@ -90,7 +97,8 @@ func (c *Catalog) reload(name string, old *Entry, now int64) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asset %s: %w", name, err)
 	}
-	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m}
+	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
+		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
 	e.checked.Store(now)
 	c.mu.Lock()
 	c.entries[name] = e

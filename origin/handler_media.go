@@ -3,6 +3,7 @@ package origin
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,11 +68,47 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/dash+xml")
-	h.Set("Cache-Control", cacheManifest)
-	h.Set("ETag", etag(e.Asset.Manifest.SHA256))
-	http.ServeContent(w, r, "", e.Asset.Created, bytes.NewReader(e.Manifest))
+	h["Content-Type"] = hdrDASH
+	h["Cache-Control"] = hdrCacheManifest
+	h["Etag"] = []string{e.manifestTag}
+	if plainGet(r) {
+		h["Accept-Ranges"] = hdrBytes
+		h["Last-Modified"] = []string{e.lastModified}
+		h["Content-Length"] = []string{e.manifestLen}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(e.Manifest)
+		}
+		return
+	}
+	// Small bodies go out through Write, not ReadFrom: the response is then
+	// one buffered write (headers and body in one syscall) instead of a
+	// flush of the headers followed by a copy.
+	http.ServeContent(writeOnly{w}, r, "", e.Asset.Created, bytes.NewReader(e.Manifest))
 }
+
+// plainGet reports a GET or HEAD with no Range and no conditions, which
+// needs none of http.ServeContent's negotiation.
+func plainGet(r *http.Request) bool {
+	h := r.Header
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+		h["Range"] == nil && h["If-None-Match"] == nil && h["If-Modified-Since"] == nil &&
+		h["If-Match"] == nil && h["If-Unmodified-Since"] == nil && h["If-Range"] == nil
+}
+
+// writeOnly hides the ResponseWriter's io.ReaderFrom.
+type writeOnly struct{ http.ResponseWriter }
+
+// Shared, never modified header values: no allocation per response.
+var (
+	hdrDASH           = []string{"application/dash+xml"}
+	hdrCacheManifest  = []string{cacheManifest}
+	hdrCacheImmutable = []string{cacheImmutable}
+	hdrVideoMP4       = []string{"video/mp4"}
+	hdrAudioMP4       = []string{"audio/mp4"}
+	hdrSegment        = []string{"video/iso.segment"}
+	hdrBytes          = []string{"bytes"}
+)
 
 func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 	e, ok := s.lookup(w, r)
@@ -82,9 +119,9 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ct := "video/mp4"
+	ct := hdrVideoMP4
 	if rd.Type == "audio" {
-		ct = "audio/mp4"
+		ct = hdrAudioMP4
 	}
 	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init.SHA256)
 }
@@ -114,7 +151,7 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such segment")
 		return
 	}
-	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), "video/iso.segment", info.SHA256)
+	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), hdrSegment, info.SHA256)
 }
 
 // parseSegmentNumber accepts a positive decimal integer without sign or
@@ -136,7 +173,7 @@ func parseSegmentNumber(s string) (int, bool) {
 // serveFile serves rel (a path made only of validated names) inside the
 // entry's version folder through http.ServeContent: ranges, conditional
 // requests and HEAD, with sendfile for the body.
-func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel, contentType, sum string) {
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel string, contentType []string, sum string) {
 	f, err := os.Open(filepath.Join(e.Dir, rel))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -151,8 +188,23 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel
 	}
 	defer f.Close()
 	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("Cache-Control", cacheImmutable)
-	h.Set("ETag", etag(sum))
+	h["Content-Type"] = contentType
+	h["Cache-Control"] = hdrCacheImmutable
+	h["Etag"] = []string{etag(sum)}
+	if plainGet(r) {
+		// The common case (a whole object, no conditions): headers first,
+		// then sendfile for the body, with no sniffing copy in between.
+		st, err := f.Stat()
+		if err == nil {
+			h["Accept-Ranges"] = hdrBytes
+			h["Last-Modified"] = []string{e.lastModified}
+			h["Content-Length"] = []string{strconv.FormatInt(st.Size(), 10)}
+			w.WriteHeader(http.StatusOK)
+			if r.Method != http.MethodHead {
+				_, _ = io.Copy(w, f)
+			}
+			return
+		}
+	}
 	http.ServeContent(w, r, "", e.Asset.Created, f)
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -19,6 +20,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	jobs     *prometheus.GaugeVec
+	byRoute  sync.Map // routeKey -> *routeMetrics
 }
 
 func newMetrics() *metrics {
@@ -42,6 +44,33 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
+}
+
+// routeMetrics are the series of one (route, method, status): resolved
+// once, so the hot path does no label hashing.
+type routeMetrics struct {
+	requests prometheus.Counter
+	bytes    prometheus.Counter
+	latency  prometheus.Observer
+}
+
+type routeKey struct {
+	route, method string
+	code          int
+}
+
+func (m *metrics) forRoute(route, method string, code int) *routeMetrics {
+	k := routeKey{route, method, code}
+	if v, ok := m.byRoute.Load(k); ok {
+		return v.(*routeMetrics)
+	}
+	rm := &routeMetrics{
+		requests: m.requests.WithLabelValues(route, method, strconv.Itoa(code)),
+		bytes:    m.bytes.WithLabelValues(route),
+		latency:  m.latency.WithLabelValues(route),
+	}
+	v, _ := m.byRoute.LoadOrStore(k, rm)
+	return v.(*routeMetrics)
 }
 
 // recorder captures status and body size while keeping the underlying
@@ -101,9 +130,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			route = rc.RoutePattern()
 		}
 		elapsed := time.Since(start)
-		s.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
-		s.metrics.bytes.WithLabelValues(route).Add(float64(rec.bytes))
-		s.metrics.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+		rm := s.metrics.forRoute(route, r.Method, rec.status)
+		rm.requests.Inc()
+		rm.bytes.Add(float64(rec.bytes))
+		rm.latency.Observe(elapsed.Seconds())
 		if s.cfg.AccessLog {
 			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", rec.status),

@@ -47,8 +47,8 @@ func (s *Server) routes() http.Handler {
 func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Expose-Headers", "Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via")
+		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+		h["Access-Control-Expose-Headers"] = hdrExposed
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
 			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
@@ -60,6 +60,11 @@ func cors(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+var (
+	hdrAnyOrigin = []string{"*"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via"}
+)
 
 // httpError writes a short plain-text error that is never cached.
 func httpError(w http.ResponseWriter, code int, msg string) {

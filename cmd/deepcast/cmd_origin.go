@@ -26,6 +26,7 @@ func originCommand() command {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR is required: %w", errUsage)
 				}
+				tuneGC()
 				log := slog.Default().With("node", "origin")
 				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
 					CheckEvery: *check, AccessLog: *accessLog, Logger: log})

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Helpers that run the real peers of `make bench` (nginx, Varnish) and the
+// load generator (wrk), all on loopback.
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// waitListening waits until addr accepts connections.
+func waitListening(t testing.TB, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never started listening", addr)
+}
+
+// startNginx runs Debian's nginx unprivileged-style from a generated config;
+// body is the content of the http block's server.
+func startNginx(t testing.TB, port int, httpExtra, server string) {
+	t.Helper()
+	if _, err := exec.LookPath("nginx"); err != nil {
+		t.Skip("nginx not installed (make bench installs it)")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	user := ""
+	if os.Getuid() == 0 {
+		user = "user root;"
+	}
+	conf := fmt.Sprintf(`%s
+worker_processes auto;
+daemon on;
+pid %[2]s/nginx.pid;
+error_log %[2]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 1000000; keepalive_timeout 120s;
+  client_body_temp_path %[2]s/body; proxy_temp_path %[2]s/proxy; fastcgi_temp_path %[2]s/fastcgi;
+  uwsgi_temp_path %[2]s/uwsgi; scgi_temp_path %[2]s/scgi;
+  types { application/dash+xml mpd; video/iso.segment m4s; video/mp4 mp4; application/json json; }
+  %[3]s
+  server {
+    listen 127.0.0.1:%[4]d;
+    %[5]s
+  }
+}
+`, user, dir, httpExtra, port, server)
+	path := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(path, []byte(conf), 0o644)
+	if out, err := exec.Command("nginx", "-c", path).CombinedOutput(); err != nil {
+		t.Fatalf("nginx: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		pid, _ := os.ReadFile(filepath.Join(dir, "nginx.pid"))
+		if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+			syscall.Kill(n, syscall.SIGQUIT)
+			for range 50 {
+				if syscall.Kill(n, 0) != nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// wrkResult is what one wrk run measured.
+type wrkResult struct {
+	RPS    float64
+	P50    time.Duration
+	P99    time.Duration
+	Errors int
+}
+
+var (
+	wrkRPS     = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkErrors  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+// runWrk loads the given paths on base (rotating over them) and parses the report.
+func runWrk(t testing.TB, base string, paths []string, conns int, dur time.Duration) wrkResult {
+	t.Helper()
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk not installed (make bench installs it)")
+	}
+	script := filepath.Join(t.TempDir(), "rotate.lua")
+	var b strings.Builder
+	b.WriteString("local paths = {\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "  %q,\n", p)
+	}
+	b.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n")
+	os.WriteFile(script, []byte(b.String()), 0o644)
+	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(dur.Seconds())),
+		"--latency", "--timeout", "10s", "-s", script, base).CombinedOutput()
+	if err != nil {
+		t.Fatalf("wrk: %v\n%s", err, out)
+	}
+	var r wrkResult
+	if m := wrkRPS.FindSubmatch(out); m != nil {
+		r.RPS, _ = strconv.ParseFloat(string(m[1]), 64)
+	}
+	for _, m := range wrkLatency.FindAllSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(string(m[2]), 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[string(m[3])]
+		d := time.Duration(v * float64(unit))
+		if string(m[1]) == "50" {
+			r.P50 = d
+		} else {
+			r.P99 = d
+		}
+	}
+	for _, m := range wrkErrors.FindAllSubmatch(out, -1) {
+		for _, g := range m[1:] {
+			n, _ := strconv.Atoi(string(g))
+			r.Errors += n
+		}
+	}
+	if r.RPS == 0 {
+		t.Fatalf("wrk printed no rate:\n%s", out)
+	}
+	return r
+}
+
+// median of wrk results by field.
+func medianResult(rs []wrkResult) wrkResult {
+	pick := func(f func(wrkResult) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	errs := 0
+	for _, r := range rs {
+		errs += r.Errors
+	}
+	return wrkResult{
+		RPS:    pick(func(r wrkResult) float64 { return r.RPS }),
+		P50:    time.Duration(pick(func(r wrkResult) float64 { return float64(r.P50) })),
+		P99:    time.Duration(pick(func(r wrkResult) float64 { return float64(r.P99) })),
+		Errors: errs,
+	}
+}
+
+func (r wrkResult) String() string {
+	return fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s  errors %d", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+}
+
+// readLines is bufio for small files.
+func readLines(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		out = append(out, sc.Text())
+	}
+	return out
+}
