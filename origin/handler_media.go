@@ -151,6 +151,8 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such segment")
 		return
 	}
+	// Edges bound their prefetching by this: no request past the last segment.
+	w.Header()["X-Deepcast-Last-Segment"] = []string{strconv.Itoa(len(rd.Segments))}
 	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), hdrSegment, info.SHA256)
 }
 

@@ -63,7 +63,7 @@ func cors(next http.Handler) http.Handler {
 
 var (
 	hdrAnyOrigin = []string{"*"}
-	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment"}
 )
 
 // httpError writes a short plain-text error that is never cached.

@@ -30,6 +30,7 @@ func commands() []command {
 		sampleCommand(),
 		packageCommand(),
 		originCommand(),
+		edgeCommand(),
 	}
 }
 

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/deepcast/deepcast/edge"
+)
+
+func edgeCommand() command {
+	return command{
+		name:    "edge",
+		summary: "run a CDN cache node (enter-deep or bring-home) in front of an origin or a parent edge",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			profile := fs.String("profile", edge.EnterDeep, "enter-deep (RAM only, prefetch) or bring-home (RAM + disk, shield)")
+			upstream := fs.String("upstream", "", "upstream base URLs, comma-separated, tried in order (active-standby), required")
+			addr := fs.String("listen", "127.0.0.1:9100", "address to listen on")
+			name := fs.String("name", "", "node name in Cache-Status and Via (default: deepcast-deep or deepcast-home)")
+			var mem, diskSize byteSize
+			fs.Var(&mem, "mem", "memory tier size (default: 256MiB enter-deep, 1GiB bring-home)")
+			disk := fs.String("disk", "", "disk tier folder (bring-home; default: none)")
+			fs.Var(&diskSize, "disk-size", "disk tier size (default 20GiB)")
+			siblings := fs.String("siblings", "", "base URLs of sibling bring-home nodes sharing the key space (comma-separated)")
+			self := fs.String("self", "", "this node's own base URL as siblings know it (default: http://LISTEN)")
+			token := fs.String("admin-token", "", "bearer token for POST /api/purge; none disables purge")
+			prefetch := fs.String("prefetch", "", "prefetch the next segment: true or false (default: on for enter-deep)")
+			queryAllow := fs.String("query-allow", "", "query parameters kept in the cache key (comma-separated; default: none)")
+			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
+			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
+			accessLog := fs.Bool("access-log", false, "log every request")
+			return func(ctx context.Context, args []string) error {
+				if *upstream == "" || len(args) > 0 {
+					return fmt.Errorf("-upstream URL is required: %w", errUsage)
+				}
+				cfg := edge.Config{Profile: *profile, Name: *name, Upstreams: splitList(*upstream), MemBytes: int64(mem),
+					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
+					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
+					AccessLog: *accessLog}
+				if *prefetch != "" {
+					v := *prefetch == "true" || *prefetch == "1" || *prefetch == "on"
+					cfg.Prefetch = &v
+				}
+				if cfg.Self == "" && len(cfg.Siblings) > 0 {
+					cfg.Self = "http://" + *addr
+				}
+				ln, err := listen(*addr)
+				if err != nil {
+					return err
+				}
+				defaults, err := edge.ProfileDefaults(*profile)
+				if err != nil {
+					return err
+				}
+				if cfg.MemBytes == 0 {
+					cfg.MemBytes = defaults.MemBytes
+				}
+				tuneEdgeMemory(cfg.MemBytes)
+				cfg.Logger = slog.Default()
+				n, err := edge.New(cfg)
+				if err != nil {
+					return err
+				}
+				defer n.Close()
+				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", "http://"+ln.Addr().String(),
+					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
+				return serve(ctx, n, ln, slog.Default().With("node", n.Name()))
+			}
+		},
+	}
+}
+
+// tuneEdgeMemory keeps the process near its cache budget: the memory tier
+// holds -mem of live objects and evicted ones are garbage, so a soft limit
+// of -mem plus working room makes the collector return them in time (the
+// default GOGC would let the heap grow to twice the live data).
+func tuneEdgeMemory(cache int64) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cache + 40<<20)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400) // the limit, not GOGC, bounds the heap when full
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

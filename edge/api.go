@@ -1,0 +1,326 @@
+package edge
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// counters are the node's running totals, read by /api/stats and /metrics.
+type counters struct {
+	requests, hits, misses, stale, coalesced, revalidations, prefetches, errors atomic.Int64
+	memoryBytes, diskBytes, upstreamBytes                                       atomic.Int64 // served from each tier
+	upstreamBytesFetched                                                        atomic.Int64
+}
+
+func (c *counters) addServed(tier string, n int) {
+	switch tier {
+	case "memory":
+		c.memoryBytes.Add(int64(n))
+	case "disk":
+		c.diskBytes.Add(int64(n))
+	default:
+		c.upstreamBytes.Add(int64(n))
+	}
+}
+
+// Stats is the JSON of GET /api/stats.
+type Stats struct {
+	Name          string           `json:"name"`
+	Profile       string           `json:"profile"`
+	Requests      int64            `json:"requests"`
+	Hits          int64            `json:"hits"`
+	Misses        int64            `json:"misses"`
+	Stale         int64            `json:"stale"`
+	Coalesced     int64            `json:"coalesced"`
+	Revalidations int64            `json:"revalidations"`
+	Prefetches    int64            `json:"prefetches"`
+	Errors        int64            `json:"errors"`
+	HitRatio      float64          `json:"hitRatio"`
+	BytesServed   map[string]int64 `json:"bytesServed"` // by tier: memory, disk, upstream
+	Objects       map[string]int64 `json:"objects"`     // by tier
+	CachedBytes   map[string]int64 `json:"cachedBytes"` // by tier
+	Evictions     map[string]int64 `json:"evictions"`   // by tier
+	Upstreams     []UpstreamHealth `json:"upstreams"`
+	Siblings      []UpstreamHealth `json:"siblings,omitempty"`
+}
+
+// Stats returns the node's counters now.
+func (n *Node) Stats() Stats {
+	c := &n.stats
+	s := Stats{Name: n.cfg.Name, Profile: n.cfg.Profile, Requests: c.requests.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
+		Stale: c.stale.Load(), Coalesced: c.coalesced.Load(), Revalidations: c.revalidations.Load(), Prefetches: c.prefetches.Load(),
+		Errors:      c.errors.Load(),
+		BytesServed: map[string]int64{"memory": c.memoryBytes.Load(), "disk": c.diskBytes.Load(), "upstream": c.upstreamBytes.Load()},
+		Objects:     map[string]int64{"memory": int64(n.mem.count())},
+		CachedBytes: map[string]int64{"memory": n.mem.bytes.Load()},
+		Evictions:   map[string]int64{"memory": n.mem.evictions.Load()},
+		Upstreams:   n.pool.health(),
+	}
+	if n.disk != nil {
+		objs, bytes, ev := n.disk.stats()
+		s.Objects["disk"], s.CachedBytes["disk"], s.Evictions["disk"] = int64(objs), bytes, ev
+	}
+	if n.siblings != nil {
+		s.Siblings = n.siblings.health()
+	}
+	if served := s.Hits + s.Misses + s.Stale + s.Revalidations; served > 0 {
+		s.HitRatio = float64(s.Hits+s.Stale) / float64(served)
+	}
+	return s
+}
+
+func (n *Node) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(n.observe, cors)
+	r.Get("/vod/*", n.serveObject)
+	r.Head("/vod/*", n.serveObject)
+	r.Post("/api/purge", n.purge)
+	r.Get("/api/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Stats()) })
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { plain(w, http.StatusOK, "ok") })
+	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		for _, u := range n.pool.health() {
+			if u.Healthy {
+				plain(w, http.StatusOK, "ok")
+				return
+			}
+		}
+		plain(w, http.StatusServiceUnavailable, "no healthy upstream")
+	})
+	mh := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
+	r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		mh.ServeHTTP(w, r)
+	})
+	if n.cfg.Web != nil {
+		r.Handle("/*", n.cfg.Web)
+	} else {
+		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
+			plain(w, http.StatusOK, fmt.Sprintf("deepcast edge %s (%s): /vod/{asset}/manifest.mpd, /api/stats, /metrics", n.cfg.Name, n.cfg.Profile))
+		})
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+	})
+	return r
+}
+
+// purgeRequest is the body of POST /api/purge.
+type purgeRequest struct {
+	Prefix string   `json:"prefix"`
+	Keys   []string `json:"keys"`
+}
+
+func (n *Node) purge(w http.ResponseWriter, r *http.Request) {
+	if n.cfg.AdminToken == "" {
+		httpError(w, http.StatusForbidden, "purge is disabled: start the edge with -admin-token")
+		return
+	}
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="deepcast"`)
+		httpError(w, http.StatusUnauthorized, "missing bearer token")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(n.cfg.AdminToken)) != 1 {
+		httpError(w, http.StatusForbidden, "wrong token")
+		return
+	}
+	var req purgeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
+		httpError(w, http.StatusBadRequest, "body must be JSON: {\"prefix\": \"/vod/NAME/\"} or {\"keys\": [...]}")
+		return
+	}
+	if req.Prefix == "" && len(req.Keys) == 0 || req.Prefix != "" && !strings.HasPrefix(req.Prefix, "/vod/") {
+		httpError(w, http.StatusBadRequest, "give a prefix under /vod/ or a list of keys")
+		return
+	}
+	keys := req.Keys
+	if req.Prefix != "" {
+		keys = append(keys, n.mem.keysWithPrefix(req.Prefix)...)
+		if n.disk != nil {
+			keys = append(keys, n.disk.keysWithPrefix(req.Prefix)...)
+		}
+	}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		n.mem.del(k)
+		if n.disk != nil {
+			n.disk.del(k)
+		}
+		n.prefetched.Delete(k)
+	}
+	n.log.Info("purged", "prefix", req.Prefix, "keys", len(seen))
+	writeJSON(w, http.StatusOK, map[string]int{"purged": len(seen)})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func plain(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+// httpError writes a short error that no cache keeps.
+func httpError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
+	plain(w, code, msg)
+}
+
+var (
+	hdrAnyOrigin = []string{"*"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment"}
+)
+
+// cors lets dash.js on another origin play and read Cache-Status.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+		h["Access-Control-Expose-Headers"] = hdrExposed
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// nodeMetrics are the node's Prometheus series; most read the counters.
+type nodeMetrics struct {
+	reg             *prometheus.Registry
+	upstreamLatency *prometheus.HistogramVec
+	requests        *prometheus.CounterVec
+}
+
+func newNodeMetrics(n *Node) *nodeMetrics {
+	m := &nodeMetrics{reg: prometheus.NewRegistry()}
+	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "deepcast_edge_upstream_request_duration_seconds", Help: "Upstream fetch latency to response headers, by upstream.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"upstream"})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deepcast_edge_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	c := &n.stats
+	m.reg.MustRegister(m.upstreamLatency, m.requests,
+		counter("deepcast_edge_cache_hits_total", "Requests served fresh from cache.", &c.hits),
+		counter("deepcast_edge_cache_misses_total", "Requests that went upstream for an object not in cache.", &c.misses),
+		counter("deepcast_edge_cache_stale_total", "Requests served stale (while revalidating or on upstream error).", &c.stale),
+		counter("deepcast_edge_cache_revalidations_total", "Stale objects revalidated upstream in the request path.", &c.revalidations),
+		counter("deepcast_edge_coalesced_total", "Requests that waited for another request's upstream fetch.", &c.coalesced),
+		counter("deepcast_edge_prefetch_total", "Segments prefetched.", &c.prefetches),
+		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),
+		counter("deepcast_edge_evictions_total", "Objects evicted from the memory tier.", &n.mem.evictions),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_objects", Help: "Objects in the memory tier."},
+			func() float64 { return float64(n.mem.count()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_bytes", Help: "Bytes in the memory tier."},
+			func() float64 { return float64(n.mem.bytes.Load()) }),
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+	served := prometheus.NewDesc("deepcast_edge_served_bytes_total", "Response body bytes served, by the tier they came from.", []string{"tier"}, nil)
+	up := prometheus.NewDesc("deepcast_edge_upstream_up", "Whether an upstream passes its health checks.", []string{"upstream"}, nil)
+	m.reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
+		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.memoryBytes.Load()), "memory")
+		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.diskBytes.Load()), "disk")
+		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.upstreamBytes.Load()), "upstream")
+		for _, u := range n.pool.health() {
+			v := 0.0
+			if u.Healthy {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(up, prometheus.GaugeValue, v, u.URL)
+		}
+	}, served, up))
+	return m
+}
+
+// funcCollector adapts a function to prometheus.Collector.
+type funcCollector struct {
+	collect func(chan<- prometheus.Metric)
+	descs   []*prometheus.Desc
+}
+
+func collectorFunc(f func(chan<- prometheus.Metric), descs ...*prometheus.Desc) prometheus.Collector {
+	return &funcCollector{collect: f, descs: descs}
+}
+
+func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+// observe counts requests by route pattern and writes the access log.
+func (n *Node) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := "unmatched"
+		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+			route = rc.RoutePattern()
+		}
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		n.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		if n.cfg.AccessLog {
+			n.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status, "remote", r.RemoteAddr)
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(p)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -1,0 +1,96 @@
+package edge
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Profiles of one program.
+const (
+	EnterDeep = "enter-deep" // many small nodes in access networks: RAM only, prefetch
+	BringHome = "bring-home" // few large nodes at exchange points: RAM + disk, shield
+)
+
+// Config configures a Node. Zero fields take the profile's defaults.
+type Config struct {
+	Name       string
+	Profile    string
+	Upstreams  []string // tried in order: active-standby
+	Self       string   // this node's own base URL, for sibling sharding
+	Siblings   []string // other bring-home nodes sharing the key space
+	MemBytes   int64
+	DiskDir    string // disk tier folder; none when empty
+	DiskBytes  int64
+	Prefetch   *bool
+	QueryAllow []string // query parameters that are part of the cache key
+	CheckEvery time.Duration
+	// FetchTimeout bounds one upstream fetch, so a dead upstream costs a
+	// client a bounded wait, not a hang.
+	FetchTimeout time.Duration
+	// Manifest defaults for stale-while-revalidate and stale-if-error when
+	// the upstream sends none.
+	ManifestSWR, ManifestSIE time.Duration
+	AdminToken               string
+	AccessLog                bool
+	Logger                   *slog.Logger
+	// Transport reaches upstreams and siblings; http.DefaultTransport's
+	// settings with more idle connections when nil.
+	Transport http.RoundTripper
+	// Web serves browser pages at "/" when set.
+	Web http.Handler
+}
+
+// ProfileDefaults returns the defaults of a profile (ARCHITECTURE.md's table).
+func ProfileDefaults(profile string) (Config, error) {
+	yes, no := true, false
+	switch profile {
+	case EnterDeep:
+		return Config{Profile: profile, Name: "deepcast-deep", MemBytes: 256 << 20, Prefetch: &yes}, nil
+	case BringHome:
+		return Config{Profile: profile, Name: "deepcast-home", MemBytes: 1 << 30, DiskBytes: 20 << 30, Prefetch: &no}, nil
+	}
+	return Config{}, fmt.Errorf("edge: profile %q: want %s or %s", profile, EnterDeep, BringHome)
+}
+
+func (c *Config) applyDefaults() error {
+	d, err := ProfileDefaults(c.Profile)
+	if err != nil {
+		return err
+	}
+	if c.Name == "" {
+		c.Name = d.Name
+	}
+	if c.MemBytes <= 0 {
+		c.MemBytes = d.MemBytes
+	}
+	if c.DiskBytes <= 0 {
+		c.DiskBytes = d.DiskBytes
+	}
+	if c.DiskBytes <= 0 {
+		c.DiskBytes = 20 << 30
+	}
+	if c.Prefetch == nil {
+		c.Prefetch = d.Prefetch
+	}
+	if c.CheckEvery <= 0 {
+		c.CheckEvery = 2 * time.Second
+	}
+	if c.FetchTimeout <= 0 {
+		c.FetchTimeout = 10 * time.Second
+	}
+	if c.ManifestSWR <= 0 {
+		c.ManifestSWR = 10 * time.Second
+	}
+	if c.ManifestSIE <= 0 {
+		c.ManifestSIE = 10 * time.Minute
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if !validName(c.Name) {
+		return fmt.Errorf("edge: name %q must match [A-Za-z0-9._-]+", c.Name)
+	}
+	return nil
+}

@@ -1,0 +1,679 @@
+package edge
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// fakeOrigin serves deterministic objects under /vod/a/v/N.m4s (N ≤ last),
+// /vod/a/v/init.mp4 and /vod/a/manifest.mpd, counting requests per path.
+type fakeOrigin struct {
+	mu       sync.Mutex
+	hits     map[string]int
+	total    atomic.Int64
+	last     int
+	size     int
+	mpdCC    string
+	gate     chan struct{} // when set, segment responses wait for it
+	queries  []string
+	cmcdHdrs []string
+	addr     string
+	srv      *http.Server
+	ln       net.Listener
+}
+
+func newFakeOrigin(t *testing.T) *fakeOrigin {
+	f := &fakeOrigin{hits: map[string]int{}, last: 5, size: 64 << 10, mpdCC: "public, max-age=60"}
+	f.start(t, "127.0.0.1:0")
+	t.Cleanup(f.stop)
+	return f
+}
+
+func (f *fakeOrigin) start(t *testing.T, addr string) {
+	var ln net.Listener
+	var err error
+	for range 50 { // a restarted origin may find its port in TIME_WAIT briefly
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.ln, f.addr = ln, ln.Addr().String()
+	f.srv = &http.Server{Handler: f}
+	go f.srv.Serve(ln)
+}
+
+func (f *fakeOrigin) stop() {
+	if f.srv != nil {
+		f.srv.Close()
+		f.srv = nil
+	}
+}
+
+func (f *fakeOrigin) url() string { return "http://" + f.addr }
+
+func segmentBytes(path string, size int) []byte {
+	b := make([]byte, size)
+	seed := sha256.Sum256([]byte(path))
+	for i := range b {
+		b[i] = seed[i%32] ^ byte(i/32)
+	}
+	return b
+}
+
+func (f *fakeOrigin) count(path string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits[path]
+}
+
+func (f *fakeOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.hits[r.URL.Path]++
+	f.queries = append(f.queries, r.URL.RawQuery)
+	if v := r.Header.Get("CMCD-Request"); v != "" {
+		f.cmcdHdrs = append(f.cmcdHdrs, v)
+	}
+	gate := f.gate
+	f.mu.Unlock()
+	f.total.Add(1)
+	switch {
+	case r.URL.Path == "/healthz":
+		w.Write([]byte("ok"))
+	case r.URL.Path == "/vod/a/manifest.mpd":
+		body := []byte("<MPD>manifest</MPD>")
+		w.Header().Set("Cache-Control", f.mpdCC)
+		w.Header().Set("Content-Type", "application/dash+xml")
+		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(body))
+	case strings.HasPrefix(r.URL.Path, "/vod/a/v/"):
+		name := strings.TrimPrefix(r.URL.Path, "/vod/a/v/")
+		var n int
+		if name != "init.mp4" {
+			if _, err := fmt.Sscanf(name, "%d.m4s", &n); err != nil || n < 1 || n > f.last {
+				http.NotFound(w, r)
+				return
+			}
+		}
+		if gate != nil {
+			<-gate
+		}
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("Content-Type", "video/iso.segment")
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, sha256.Sum256([]byte(r.URL.Path))))
+		w.Header().Set("X-Deepcast-Last-Segment", fmt.Sprint(f.last))
+		http.ServeContent(w, r, "", time.Unix(1700000000, 0), bytes.NewReader(segmentBytes(r.URL.Path, f.size)))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func newNode(t *testing.T, cfg Config) (*Node, *httptest.Server) {
+	t.Helper()
+	if cfg.Profile == "" {
+		cfg.Profile = EnterDeep
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
+	if cfg.CheckEvery == 0 {
+		cfg.CheckEvery = 100 * time.Millisecond
+	}
+	if cfg.FetchTimeout == 0 {
+		cfg.FetchTimeout = 2 * time.Second
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(n)
+	t.Cleanup(func() {
+		ts.Close()
+		n.Close()
+	})
+	return n, ts
+}
+
+func noPrefetch() *bool { v := false; return &v }
+
+func fetch(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1]
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+func TestHitMissAndHeaders(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, ts := newNode(t, Config{Name: "deep-t", Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if resp.StatusCode != 200 || !bytes.Equal(body, segmentBytes("/vod/a/v/1.m4s", o.size)) {
+		t.Fatalf("miss: %d", resp.StatusCode)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "deep-t; fwd=uri-miss") || !strings.Contains(cs, "stored") {
+		t.Errorf("miss Cache-Status %q", cs)
+	}
+	resp, body = fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if cs := resp.Header.Get("Cache-Status"); !strings.HasPrefix(cs, "deep-t; hit; ttl=") {
+		t.Errorf("hit Cache-Status %q", cs)
+	}
+	if resp.Header.Get("Via") != "1.1 deep-t" || resp.Header.Get("Age") == "" || resp.Header.Get("ETag") == "" ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "*" || !bytes.Equal(body, segmentBytes("/vod/a/v/1.m4s", o.size)) {
+		t.Errorf("hit headers %v", resp.Header)
+	}
+	if got := o.count("/vod/a/v/1.m4s"); got != 1 {
+		t.Errorf("origin saw %d requests, want 1", got)
+	}
+	// Ranges come from the whole cached object.
+	resp, body = fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "bytes=10-19")
+	if resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes("/vod/a/v/1.m4s", o.size)[10:20]) ||
+		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 10-19/%d", o.size) {
+		t.Errorf("range: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
+	// A range miss fetches the whole object once, then serves the range.
+	resp, body = fetch(t, ts.URL+"/vod/a/v/2.m4s", "Range", "bytes=-100")
+	if resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes("/vod/a/v/2.m4s", o.size)[o.size-100:]) {
+		t.Errorf("range miss: %d", resp.StatusCode)
+	}
+	fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	if got := o.count("/vod/a/v/2.m4s"); got != 1 {
+		t.Errorf("range miss then full: origin saw %d requests, want 1", got)
+	}
+	if resp, _ := fetch(t, ts.URL+"/vod/a/v/1.m4s", "If-None-Match", resp.Header.Get("ETag")); resp.StatusCode != 200 && resp.StatusCode != 304 {
+		t.Errorf("conditional: %d", resp.StatusCode)
+	}
+	// 404s pass through and are not cached.
+	resp, _ = fetch(t, ts.URL+"/vod/a/v/99.m4s")
+	if resp.StatusCode != 404 {
+		t.Errorf("missing segment: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/vod/..%2f/x.m4s", "/vod/a/v/0.m4s", "/vod/a/v/01.m4s", "/vod/%2e%2e/manifest.mpd", "/etc/passwd", "/vod/a/v/1.m4s/x"} {
+		if resp, _ := fetch(t, ts.URL+p); resp.StatusCode != 404 && resp.StatusCode != 400 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+}
+
+func TestCoalescing500(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.gate = make(chan struct{})
+	n, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	const clients = 500
+	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: clients}
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	defer tr.CloseIdleConnections()
+	sums := make([][32]byte, clients)
+	errs := make([]error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			resp, err := client.Get(ts.URL + "/vod/a/v/3.m4s")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 {
+				errs[i] = fmt.Errorf("status %d, %v", resp.StatusCode, err)
+			}
+			sums[i] = sha256.Sum256(b)
+		})
+	}
+	// Hold the single upstream response until every client is inside the node.
+	deadline := time.Now().Add(20 * time.Second)
+	for n.stats.requests.Load() < clients && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(o.gate)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+	}
+	want := sha256.Sum256(segmentBytes("/vod/a/v/3.m4s", o.size))
+	for i, s := range sums {
+		if s != want {
+			t.Fatalf("client %d got different bytes", i)
+		}
+	}
+	if got := o.count("/vod/a/v/3.m4s"); got != 1 {
+		t.Errorf("%d concurrent misses caused %d upstream requests, want 1", clients, got)
+	}
+	if n.Stats().Coalesced < clients-50 {
+		t.Errorf("coalesced %d", n.Stats().Coalesced)
+	}
+}
+
+func TestFailedFetchIsNotCached(t *testing.T) {
+	o := newFakeOrigin(t)
+	addr := o.addr
+	_, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	o.stop()
+	start := time.Now()
+	resp, _ := fetch(t, ts.URL+"/vod/a/v/4.m4s")
+	if resp.StatusCode != 502 && resp.StatusCode != 504 {
+		t.Errorf("dead origin: %d", resp.StatusCode)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("dead origin answered after %s", time.Since(start))
+	}
+	o.start(t, addr)
+	resp, _ = fetch(t, ts.URL+"/vod/a/v/4.m4s")
+	if resp.StatusCode != 200 {
+		t.Errorf("after recovery: %d (a failure was cached?)", resp.StatusCode)
+	}
+}
+
+func TestStaleIfErrorAndRecovery(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.mpdCC = "public, max-age=1"
+	addr := o.addr
+	_, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch(), ManifestSWR: time.Millisecond})
+	fetch(t, ts.URL+"/vod/a/manifest.mpd")
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	o.stop() // the origin dies
+	time.Sleep(1100 * time.Millisecond)
+	resp, body := fetch(t, ts.URL+"/vod/a/manifest.mpd")
+	if resp.StatusCode != 200 || string(body) != "<MPD>manifest</MPD>" || !strings.Contains(resp.Header.Get("Cache-Status"), "stale") {
+		t.Errorf("stale manifest: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	resp, _ = fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Errorf("cached segment with dead origin: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	start := time.Now()
+	resp, _ = fetch(t, ts.URL+"/vod/a/v/5.m4s")
+	if resp.StatusCode != 502 && resp.StatusCode != 504 || time.Since(start) > 5*time.Second {
+		t.Errorf("uncached with dead origin: %d after %s", resp.StatusCode, time.Since(start))
+	}
+	o.start(t, addr) // it comes back
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, _ = fetch(t, ts.URL+"/vod/a/v/5.m4s"); resp.StatusCode == 200 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp.StatusCode != 200 {
+		t.Errorf("after the origin returned: %d", resp.StatusCode)
+	}
+}
+
+func TestFailoverToStandby(t *testing.T) {
+	primary, standby := newFakeOrigin(t), newFakeOrigin(t)
+	n, ts := newNode(t, Config{Upstreams: []string{primary.url(), standby.url()}, Prefetch: noPrefetch(), CheckEvery: 100 * time.Millisecond})
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if primary.count("/vod/a/v/1.m4s") != 1 || standby.count("/vod/a/v/1.m4s") != 0 {
+		t.Fatal("active-standby: the primary should serve while healthy")
+	}
+	primary.stop()
+	// Even before the health checks notice, a failed GET is retried on the standby.
+	if resp, _ := fetch(t, ts.URL+"/vod/a/v/2.m4s"); resp.StatusCode != 200 {
+		t.Errorf("first GET after the primary died: %d", resp.StatusCode)
+	}
+	time.Sleep(2 * 100 * time.Millisecond * 2)
+	if n.pool.list[0].healthy.Load() {
+		t.Error("primary still marked healthy after two check intervals")
+	}
+	for i := 3; i <= 5; i++ {
+		if resp, _ := fetch(t, ts.URL+fmt.Sprintf("/vod/a/v/%d.m4s", i)); resp.StatusCode != 200 {
+			t.Errorf("GET %d after failover: %d", i, resp.StatusCode)
+		}
+	}
+}
+
+func TestDiskTierWarmRestartAndCorruption(t *testing.T) {
+	o := newFakeOrigin(t)
+	dir := t.TempDir()
+	cfg := Config{Profile: BringHome, Upstreams: []string{o.url()}, DiskDir: dir, MemBytes: 16 << 20}
+	n1, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts1 := httptest.NewServer(n1)
+	for i := 1; i <= 3; i++ {
+		fetch(t, ts1.URL+fmt.Sprintf("/vod/a/v/%d.m4s", i))
+	}
+	ts1.Close()
+	n1.Close()
+	before := o.total.Load()
+
+	// Truncate one entry on disk.
+	victim := (&diskTier{dir: dir}).fileFor("/vod/a/v/2.m4s")
+	st, err := os.Stat(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(victim, st.Size()-100)
+
+	n2, ts2 := newNode(t, Config{Profile: BringHome, Upstreams: []string{o.url()}, DiskDir: dir, MemBytes: 16 << 20})
+	_ = n2
+	resp, body := fetch(t, ts2.URL+"/vod/a/v/1.m4s")
+	if resp.StatusCode != 200 || !bytes.Equal(body, segmentBytes("/vod/a/v/1.m4s", o.size)) || !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Errorf("warm restart: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+	fetch(t, ts2.URL+"/vod/a/v/3.m4s")
+	if got := o.total.Load() - before; got > 0 && o.count("/vod/a/v/1.m4s")+o.count("/vod/a/v/3.m4s") != 2 {
+		t.Errorf("restarted node went upstream for objects on its disk")
+	}
+	resp, body = fetch(t, ts2.URL+"/vod/a/v/2.m4s")
+	if resp.StatusCode != 200 || !bytes.Equal(body, segmentBytes("/vod/a/v/2.m4s", o.size)) {
+		t.Errorf("truncated entry served: %d", resp.StatusCode)
+	}
+	if o.count("/vod/a/v/2.m4s") != 2 {
+		t.Errorf("truncated entry not refetched: origin saw %d", o.count("/vod/a/v/2.m4s"))
+	}
+}
+
+func TestPurge(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch(), AdminToken: "tok"})
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	fetch(t, ts.URL+"/vod/a/manifest.mpd")
+	post := func(token, body string) int {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/purge", strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := post("", `{"prefix":"/vod/a/"}`); c != 401 {
+		t.Errorf("no token: %d", c)
+	}
+	if c := post("nope", `{"prefix":"/vod/a/"}`); c != 403 {
+		t.Errorf("wrong token: %d", c)
+	}
+	if c := post("tok", `{"prefix":"/etc/"}`); c != 400 {
+		t.Errorf("prefix outside /vod/: %d", c)
+	}
+	if c := post("tok", `{"prefix":"/vod/a/"}`); c != 200 {
+		t.Errorf("purge: %d", c)
+	}
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if o.count("/vod/a/v/1.m4s") != 2 || o.count("/vod/a/manifest.mpd") != 1 {
+		t.Errorf("after purge the segment should be refetched: %d", o.count("/vod/a/v/1.m4s"))
+	}
+	if c := post("tok", `{"keys":["/vod/a/v/1.m4s"]}`); c != 200 {
+		t.Errorf("purge keys: %d", c)
+	}
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if o.count("/vod/a/v/1.m4s") != 3 {
+		t.Errorf("purge by key did not drop it")
+	}
+}
+
+func TestPrefetchOncePerSegmentAndStopsAtLast(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.last = 3
+	n, ts := newNode(t, Config{Upstreams: []string{o.url()}})
+	waitPrefetched := func(path string) {
+		deadline := time.Now().Add(5 * time.Second)
+		for o.count(path) == 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	waitPrefetched("/vod/a/v/2.m4s")
+	resp, _ := fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Errorf("prefetched segment not a hit: %q", resp.Header.Get("Cache-Status"))
+	}
+	waitPrefetched("/vod/a/v/3.m4s")
+	fetch(t, ts.URL+"/vod/a/v/3.m4s")
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	time.Sleep(300 * time.Millisecond)
+	for i := 1; i <= 3; i++ {
+		if c := o.count(fmt.Sprintf("/vod/a/v/%d.m4s", i)); c != 1 {
+			t.Errorf("segment %d fetched %d times, want once", i, c)
+		}
+	}
+	if c := o.count("/vod/a/v/4.m4s"); c != 0 {
+		t.Errorf("prefetched past the last segment (%d requests)", c)
+	}
+	if n.Stats().Prefetches != 2 {
+		t.Errorf("prefetches %d, want 2", n.Stats().Prefetches)
+	}
+	// CMCD's nor names the next object; the query goes upstream untouched.
+	cmcd := `bl=2000,br=800,nor="../v/3.m4s",sid="s1"`
+	n.mem.del("/vod/a/v/3.m4s")
+	n.prefetched.Delete("/vod/a/v/3.m4s")
+	fetch(t, ts.URL+"/vod/a/v/1.m4s?CMCD="+urlEncode(cmcd))
+	waitPrefetched("/vod/a/v/3.m4s")
+	deadline := time.Now().Add(5 * time.Second)
+	for o.count("/vod/a/v/3.m4s") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if o.count("/vod/a/v/3.m4s") != 2 {
+		t.Errorf("nor prefetch did not happen")
+	}
+	fetch(t, ts.URL+"/vod/a/v/4.m4s?CMCD="+urlEncode(cmcd), "CMCD-Request", `bl=100`)
+	o.mu.Lock()
+	found, hdr := false, false
+	for _, q := range o.queries {
+		if strings.Contains(q, "CMCD=") && strings.Contains(q, "sid") {
+			found = true
+		}
+	}
+	for _, h := range o.cmcdHdrs {
+		hdr = hdr || h == "bl=100"
+	}
+	o.mu.Unlock()
+	if !found || !hdr {
+		t.Errorf("CMCD not forwarded upstream (query %v, header %v)", found, hdr)
+	}
+}
+
+func TestCacheKeyPoisoning(t *testing.T) {
+	o := newFakeOrigin(t)
+	n, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	want := segmentBytes("/vod/a/v/1.m4s", o.size)
+	attempts := [][]string{
+		nil,
+		{"Host", "evil.example"},
+		{"X-Forwarded-Host", "evil.example"},
+		{"X-Original-URL", "/vod/a/v/2.m4s"},
+		{"X-Rewrite-URL", "/vod/a/v/2.m4s"},
+		{"Forwarded", "host=evil"},
+	}
+	for _, h := range attempts {
+		resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s", h...)
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Errorf("%v: wrong bytes", h)
+		}
+	}
+	for _, q := range []string{"?x=1", "?cb=123&y=%00", "?CMCD=bl%3D1"} {
+		resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s"+q)
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Errorf("%s: wrong bytes", q)
+		}
+	}
+	if c := n.mem.count(); c != 1 {
+		t.Errorf("%d cache entries after poisoning attempts, want 1", c)
+	}
+	if c := o.count("/vod/a/v/1.m4s"); c != 1 {
+		t.Errorf("upstream saw %d requests, want 1", c)
+	}
+}
+
+func TestSiblingsShardKeys(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.last = 40
+	// Three bring-home siblings; each must know its own URL before starting.
+	lns := make([]net.Listener, 3)
+	urls := make([]string, 3)
+	for i := range lns {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[i], urls[i] = ln, "http://"+ln.Addr().String()
+	}
+	nodes := make([]*Node, 3)
+	for i := range nodes {
+		n, err := New(Config{Profile: BringHome, Name: fmt.Sprintf("home-%d", i), Upstreams: []string{o.url()}, Self: urls[i],
+			Siblings: urls, MemBytes: 16 << 20, Logger: quiet(), CheckEvery: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = n
+		srv := &http.Server{Handler: n}
+		go srv.Serve(lns[i])
+		t.Cleanup(func() { srv.Close(); n.Close() })
+	}
+	// Every key asked at every sibling: the origin sees it once.
+	for k := 1; k <= 40; k++ {
+		for i := range nodes {
+			if resp, _ := fetch(t, urls[i]+fmt.Sprintf("/vod/a/v/%d.m4s", k)); resp.StatusCode != 200 {
+				t.Fatalf("sibling %d key %d: %d", i, k, resp.StatusCode)
+			}
+		}
+	}
+	owners := map[int]int{}
+	for k := 1; k <= 40; k++ {
+		if c := o.count(fmt.Sprintf("/vod/a/v/%d.m4s", k)); c != 1 {
+			t.Errorf("key %d fetched from the origin %d times, want 1", k, c)
+		}
+		owners[rendezvousOwner(fmt.Sprintf("/vod/a/v/%d.m4s", k), urls)]++
+	}
+	if len(owners) != 3 {
+		t.Errorf("keys not spread over the siblings: %v", owners)
+	}
+	// All three agree on every key's owner, whatever their member order.
+	for k := 1; k <= 40; k++ {
+		key := fmt.Sprintf("/vod/a/v/%d.m4s", k)
+		want := urls[rendezvousOwner(key, urls)]
+		for i := range nodes {
+			live := nodes[i].liveMembers()
+			if got := live[rendezvousOwner(key, live)]; got != want {
+				t.Errorf("sibling %d: owner of %s is %s, others say %s (members %v)", i, key, got, want, live)
+			}
+		}
+	}
+}
+
+func TestRendezvousMovesOnlyADeadMembersKeys(t *testing.T) {
+	members := []string{"http://a", "http://b", "http://c", "http://d"}
+	moved := 0
+	for k := range 10000 {
+		key := fmt.Sprintf("/vod/x/v/%d.m4s", k)
+		before := members[rendezvousOwner(key, members)]
+		after := []string{"http://a", "http://b", "http://d"}[rendezvousOwner(key, []string{"http://a", "http://b", "http://d"})]
+		if before != "http://c" && before != after {
+			t.Fatalf("key %s moved from live %s to %s", key, before, after)
+		}
+		if before != after {
+			moved++
+		}
+	}
+	if moved < 2000 || moved > 3000 {
+		t.Errorf("%d of 10000 keys moved, want about a quarter", moved)
+	}
+}
+
+func TestParsePolicy(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		cc, expires, age string
+		ttl              time.Duration
+		store            bool
+		swr, sie         time.Duration
+	}{
+		{"public, max-age=60", "", "", 60 * time.Second, true, 0, 0},
+		{"public, max-age=60, s-maxage=10", "", "", 10 * time.Second, true, 0, 0},
+		{"max-age=60", "", "15", 45 * time.Second, true, 0, 0},
+		{"no-store", "", "", 0, false, 0, 0},
+		{"private, max-age=60", "", "", 60 * time.Second, false, 0, 0},
+		{"max-age=5, stale-while-revalidate=30, stale-if-error=600", "", "", 5 * time.Second, true, 30 * time.Second, 600 * time.Second},
+		{"", "Thu, 01 Jan 2026 00:01:00 GMT", "", time.Minute, true, 0, 0},
+		{"public, max-age=31536000, immutable", "", "", 31536000 * time.Second, true, 0, 0},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		if tt.cc != "" {
+			h.Set("Cache-Control", tt.cc)
+		}
+		if tt.expires != "" {
+			h.Set("Expires", tt.expires)
+			h.Set("Date", now.Format(http.TimeFormat))
+		}
+		if tt.age != "" {
+			h.Set("Age", tt.age)
+		}
+		p := parsePolicy(h, now)
+		if p.TTL != tt.ttl || p.cacheable() != tt.store || p.SWR != tt.swr || p.SIE != tt.sie {
+			t.Errorf("%q: %+v", tt.cc, p)
+		}
+	}
+	if p := parsePolicy(http.Header{"Cache-Control": {"no-cache"}}, now); !p.NoCache || !p.cacheable() {
+		t.Errorf("no-cache: %+v", p)
+	}
+}
+
+func FuzzParseObjectPath(f *testing.F) {
+	f.Add("/vod/a/manifest.mpd")
+	f.Add("/vod/a/v/12.m4s")
+	f.Add("/vod/%2e%2e/v/1.m4s")
+	f.Fuzz(func(t *testing.T, s string) {
+		p, ok := parseObjectPath(s)
+		if !ok {
+			return
+		}
+		for _, part := range []string{p.Asset, p.Rendition} {
+			if strings.Contains(part, "..") && part == ".." || strings.ContainsAny(part, "/%\\\x00") {
+				t.Fatalf("%q accepted with part %q", s, part)
+			}
+		}
+	})
+}
+
+func FuzzParsePolicy(f *testing.F) {
+	f.Add("public, max-age=60, stale-if-error=99999999999999999999", "x")
+	f.Fuzz(func(t *testing.T, cc, age string) {
+		p := parsePolicy(http.Header{"Cache-Control": {cc}, "Age": {age}}, time.Now())
+		if p.TTL < 0 || p.SWR < 0 || p.SIE < 0 {
+			t.Fatalf("negative durations %+v", p)
+		}
+	})
+}
+
+func urlEncode(s string) string {
+	r := strings.NewReplacer("=", "%3D", ",", "%2C", `"`, "%22", "/", "%2F")
+	return r.Replace(s)
+}

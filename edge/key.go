@@ -1,0 +1,73 @@
+package edge
+
+import (
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+func validName(s string) bool { return nameRE.MatchString(s) && !strings.HasPrefix(s, ".") }
+
+// objectPath is a parsed /vod/ path: the only paths an edge caches.
+type objectPath struct {
+	Asset, Rendition string
+	Segment          int // 0 for the manifest and init segments
+	Kind             string
+}
+
+// parseObjectPath validates an escaped request path against the URL scheme
+// (/vod/{asset}/manifest.mpd, /vod/{asset}/{rendition}/init.mp4 and
+// /vod/{asset}/{rendition}/{n}.m4s) and returns it parsed. The escaped form
+// is used so that encoded slashes or dots can never pass as separators.
+func parseObjectPath(escaped string) (objectPath, bool) {
+	rest, ok := strings.CutPrefix(escaped, "/vod/")
+	if !ok {
+		return objectPath{}, false
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 2 && parts[1] == "manifest.mpd" && validName(parts[0]):
+		return objectPath{Asset: parts[0], Kind: "manifest"}, true
+	case len(parts) == 3 && validName(parts[0]) && validName(parts[1]):
+		if parts[2] == "init.mp4" {
+			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "init"}, true
+		}
+		num, ok := strings.CutSuffix(parts[2], ".m4s")
+		if !ok || num == "" || len(num) > 9 || num[0] == '0' {
+			return objectPath{}, false
+		}
+		n, err := strconv.Atoi(num)
+		if err != nil || n < 1 || strconv.Itoa(n) != num {
+			return objectPath{}, false
+		}
+		return objectPath{Asset: parts[0], Rendition: parts[1], Segment: n, Kind: "segment"}, true
+	}
+	return objectPath{}, false
+}
+
+// segmentPath is the path of segment n of the same rendition.
+func (p objectPath) segmentPath(n int) string {
+	return "/vod/" + p.Asset + "/" + p.Rendition + "/" + strconv.Itoa(n) + ".m4s"
+}
+
+// cacheKey is the normalised key of a request: the validated path, plus the
+// query parameters on the allow-list (sorted), so neither Host nor junk
+// queries can fragment or poison the cache.
+func cacheKey(path string, query url.Values, allow []string) string {
+	if len(allow) == 0 || len(query) == 0 {
+		return path
+	}
+	kept := url.Values{}
+	for _, k := range allow {
+		if v, ok := query[k]; ok {
+			kept[k] = v
+		}
+	}
+	if len(kept) == 0 {
+		return path
+	}
+	return path + "?" + kept.Encode()
+}

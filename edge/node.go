@@ -1,0 +1,578 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// siblingHeader marks a request one bring-home node makes to the sibling
+// that owns a key: the owner fetches it upstream instead of passing it on.
+const siblingHeader = "X-Deepcast-Sibling"
+
+// maxObjectBytes bounds one cached object (segments are a few MiB).
+const maxObjectBytes = 256 << 20
+
+// Node is an edge cache node: an http.Handler for the /vod/ URL space and
+// its admin API, composed of the memory and disk tiers, the upstream pool,
+// the coalescing group and the freshness rules.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	mem      *memoryTier
+	disk     *diskTier
+	pool     *upstreamPool
+	siblings *upstreamPool // nil without siblings; includes no self
+	members  []string      // self + siblings, for rendezvous hashing
+	client   *http.Client
+	group    singleflight.Group
+	stats    counters
+	metrics  *nodeMetrics
+	handler  http.Handler
+
+	prefetchSlots chan struct{}
+	prefetched    sync.Map // key -> struct{}: prefetch each segment once
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a node and starts its health checks; Close stops them.
+func New(cfg Config) (*Node, error) {
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4)}
+	tr := cfg.Transport
+	if tr == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		t.ResponseHeaderTimeout = cfg.FetchTimeout
+		t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		tr = t
+	}
+	n.client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var err error
+	if n.mem, err = newMemoryTier(cfg.MemBytes); err != nil {
+		return nil, err
+	}
+	if cfg.DiskDir != "" {
+		if n.disk, err = openDiskTier(cfg.DiskDir, cfg.DiskBytes, n.log); err != nil {
+			n.mem.close()
+			return nil, err
+		}
+	}
+	if n.pool, err = newUpstreamPool(cfg.Upstreams, n.client, cfg.CheckEvery, n.log); err != nil {
+		n.mem.close()
+		return nil, err
+	}
+	if len(cfg.Siblings) > 0 {
+		if cfg.Self == "" {
+			n.mem.close()
+			return nil, errors.New("edge: siblings need this node's own URL (Self) to share the key space")
+		}
+		self, err := parseUpstreamURL(cfg.Self)
+		if err != nil {
+			n.mem.close()
+			return nil, err
+		}
+		n.members = append(n.members, self.String())
+		var sibs []string
+		for _, s := range cfg.Siblings {
+			u, err := parseUpstreamURL(s)
+			if err != nil {
+				n.mem.close()
+				return nil, err
+			}
+			if u.String() != self.String() {
+				sibs = append(sibs, u.String())
+			}
+		}
+		if len(sibs) > 0 {
+			n.siblings, _ = newUpstreamPool(sibs, n.client, cfg.CheckEvery, n.log)
+		}
+	}
+	n.metrics = newNodeMetrics(n)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.wg.Go(func() { n.pool.run(n.ctx) })
+	if n.siblings != nil {
+		n.wg.Go(func() { n.siblings.run(n.ctx) })
+	}
+	n.handler = n.routes()
+	return n, nil
+}
+
+// Close stops health checks and background work.
+func (n *Node) Close() {
+	n.cancel()
+	n.wg.Wait()
+	n.mem.close()
+}
+
+// ServeHTTP implements http.Handler.
+func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.ServeHTTP(w, r) }
+
+// Name is the node's name in Cache-Status and Via.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// lookup finds key in memory, then on disk (promoting it to memory).
+func (n *Node) lookup(key string) (*object, string) {
+	if o, ok := n.mem.get(key); ok {
+		return o, "memory"
+	}
+	if n.disk != nil {
+		if o, ok := n.disk.get(key); ok {
+			n.mem.put(o)
+			return o, "disk"
+		}
+	}
+	return nil, ""
+}
+
+func (n *Node) store(o *object) {
+	n.mem.put(o)
+	if n.disk != nil {
+		if err := n.disk.put(o); err != nil {
+			n.log.Warn("disk tier write failed", "key", o.Key, "err", err)
+		}
+	}
+}
+
+// fetchResult is what one (coalesced) upstream fetch produced.
+type fetchResult struct {
+	obj         *object // the object to serve (new, or refreshed by a 304)
+	status      int     // upstream status
+	cacheStatus string  // upstream's Cache-Status, to keep in the chain
+	notModified bool
+	passthrough *passResponse // a non-200 answer relayed to the client
+}
+
+// passResponse is an upstream answer that is not cached (404, ...).
+type passResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errUpstream is an upstream that could not be reached or failed (5xx).
+type errUpstream struct {
+	err     error
+	timeout bool
+}
+
+func (e *errUpstream) Error() string { return e.err.Error() }
+func (e *errUpstream) Unwrap() error { return e.err }
+
+// fetch gets key from the owner sibling or the upstreams, coalesced: one
+// request per key at a time; concurrent callers share its result. A failed
+// fetch is not remembered, so the next caller tries again.
+func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling bool) (fetchResult, bool, error) {
+	v, err, shared := n.group.Do(key, func() (any, error) {
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.FetchTimeout)
+		defer cancel()
+		res, err := n.fetchOnce(ctx, r, key, stale, fromSibling)
+		if err != nil {
+			return nil, err
+		}
+		if res.obj != nil && res.cacheable {
+			n.store(res.obj)
+		}
+		return res.fetchResult, nil
+	})
+	if err != nil {
+		return fetchResult{}, shared, err
+	}
+	return v.(fetchResult), shared, nil
+}
+
+// defaultTTL applies when an upstream says nothing about freshness:
+// manifests are short-lived, segments are immutable by our URL scheme.
+func (n *Node) defaultTTL(key string) time.Duration {
+	if strings.HasSuffix(strings.SplitN(key, "?", 2)[0], ".mpd") {
+		return 2 * time.Second
+	}
+	return 24 * time.Hour
+}
+
+// rawFetch carries what fetch needs besides the result.
+type rawFetch struct {
+	fetchResult
+	policy    policy
+	cacheable bool
+}
+
+func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale *object, fromSibling bool) (*rawFetch, error) {
+	if n.siblings != nil && !fromSibling {
+		if owner := rendezvousOwner(key, n.liveMembers()); owner > 0 {
+			sib := n.siblingByURL(n.liveMembers()[owner])
+			if sib != nil {
+				res, err := n.fetchFrom(ctx, sib, r, key, stale, true)
+				if err == nil {
+					n.siblings.markSuccess(sib)
+					return res, nil
+				}
+				n.siblings.markFailure(sib, err)
+				n.log.Warn("sibling fetch failed, going upstream", "sibling", sib.url.String(), "key", key, "err", err)
+			}
+		}
+	}
+	order := n.pool.order()
+	var lastErr error
+	for i, up := range order {
+		if i == 2 {
+			break // an idempotent GET is retried once, on the next upstream
+		}
+		res, err := n.fetchFrom(ctx, up, r, key, stale, false)
+		if err == nil {
+			n.pool.markSuccess(up)
+			return res, nil
+		}
+		n.pool.markFailure(up, err)
+		lastErr = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// liveMembers is self plus the healthy siblings: a dead sibling's share of
+// the keys moves to the others.
+func (n *Node) liveMembers() []string {
+	out := []string{n.members[0]}
+	for _, s := range n.siblings.list {
+		if s.healthy.Load() {
+			out = append(out, s.url.String())
+		}
+	}
+	return out
+}
+
+func (n *Node) siblingByURL(u string) *upstream {
+	for _, s := range n.siblings.list {
+		if s.url.String() == u {
+			return s
+		}
+	}
+	return nil
+}
+
+func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key string, stale *object, toSibling bool) (*rawFetch, error) {
+	target := up.url.String() + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery // CMCD and the rest go upstream untouched
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, &errUpstream{err: err}
+	}
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, "Cmcd-") {
+			req.Header[k] = v
+		}
+	}
+	req.Header.Set("Via", "1.1 "+n.cfg.Name)
+	if toSibling {
+		req.Header.Set(siblingHeader, n.cfg.Name)
+	}
+	if stale != nil {
+		if stale.ETag != "" {
+			req.Header.Set("If-None-Match", stale.ETag)
+		}
+		if stale.LastModified != "" {
+			req.Header.Set("If-Modified-Since", stale.LastModified)
+		}
+	}
+	start := time.Now()
+	resp, err := n.client.Do(req)
+	n.metrics.upstreamLatency.WithLabelValues(up.url.Host).Observe(time.Since(start).Seconds())
+	if err != nil {
+		var ne net.Error
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), timeout: errors.As(err, &ne) && ne.Timeout()}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 500 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status)}
+	}
+	now := time.Now()
+	res := &rawFetch{policy: parsePolicy(resp.Header, now)}
+	res.status = resp.StatusCode
+	res.cacheStatus = resp.Header.Get("Cache-Status")
+	switch resp.StatusCode {
+	case http.StatusOK:
+		body, err := readBody(resp)
+		if err != nil {
+			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
+		}
+		p := res.policy
+		if strings.HasSuffix(r.URL.Path, ".mpd") && p.SWR == 0 && p.SIE == 0 {
+			p.SWR, p.SIE = n.cfg.ManifestSWR, n.cfg.ManifestSIE
+		}
+		res.policy = p
+		res.obj = newObject(key, resp.Header, body, p, now, n.defaultTTL(key))
+		res.cacheable = p.cacheable()
+	case http.StatusNotModified:
+		if stale == nil {
+			return nil, &errUpstream{err: fmt.Errorf("upstream %s: 304 to an unconditional request", up.url.Host)}
+		}
+		res.notModified = true
+		res.obj = stale.refreshed(resp.Header, res.policy, now, n.defaultTTL(key))
+		res.cacheable = true
+	default:
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		res.passthrough = &passResponse{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
+	}
+	return res, nil
+}
+
+func readBody(resp *http.Response) ([]byte, error) {
+	if resp.ContentLength > maxObjectBytes {
+		return nil, fmt.Errorf("object of %d bytes is larger than %d", resp.ContentLength, maxObjectBytes)
+	}
+	if resp.ContentLength >= 0 {
+		// Exact size: no slack capacity kept alive in the cache.
+		body := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			return nil, fmt.Errorf("body: %w", err)
+		}
+		return body, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxObjectBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	if len(body) > maxObjectBytes {
+		return nil, fmt.Errorf("object larger than %d bytes", maxObjectBytes)
+	}
+	return bytes.Clone(body), nil
+}
+
+// serveObject is the /vod/ handler: hit, stale, or miss, then the bytes.
+func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	p, ok := parseObjectPath(r.URL.EscapedPath())
+	if !ok {
+		httpError(w, http.StatusNotFound, "not found")
+		return
+	}
+	n.stats.requests.Add(1)
+	key := cacheKey(r.URL.Path, r.URL.Query(), n.cfg.QueryAllow)
+	fromSibling := r.Header.Get(siblingHeader) != ""
+	now := time.Now()
+	o, tier := n.lookup(key)
+	switch {
+	case o != nil && o.fresh(now):
+		n.stats.hits.Add(1)
+		n.stats.addServed(tier, len(o.Body))
+		n.respond(w, r, o, fmt.Sprintf("%s; hit; ttl=%d", n.cfg.Name, int(o.ttl(now).Seconds())))
+		n.maybePrefetch(r, p, o)
+		return
+	case o != nil && now.Before(o.Expires.Add(o.SWR)) && !o.NoCache:
+		// stale-while-revalidate: serve now, refresh in the background.
+		n.stats.stale.Add(1)
+		n.stats.addServed(tier, len(o.Body))
+		n.respond(w, r, o, fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds())))
+		n.revalidateAsync(r, key, o)
+		return
+	}
+	res, shared, err := n.fetch(r, key, o, fromSibling)
+	if shared {
+		n.stats.coalesced.Add(1)
+	}
+	collapsed := ""
+	if shared {
+		collapsed = "; collapsed"
+	}
+	if err != nil {
+		n.stats.errors.Add(1)
+		if o != nil && now.Before(o.Expires.Add(o.SIE)) {
+			// stale-if-error: the upstream failed, the old copy is better than nothing.
+			n.stats.stale.Add(1)
+			n.stats.addServed(tier, len(o.Body))
+			n.respond(w, r, o, fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds())))
+			return
+		}
+		var ue *errUpstream
+		code := http.StatusBadGateway
+		if errors.As(err, &ue) && ue.timeout || errors.Is(err, context.DeadlineExceeded) {
+			code = http.StatusGatewayTimeout
+		}
+		n.log.Warn("upstream fetch failed", "key", key, "err", err)
+		w.Header().Set("Cache-Status", fmt.Sprintf("%s; fwd=uri-miss; detail=upstream-error", n.cfg.Name))
+		httpError(w, code, "upstream unavailable")
+		return
+	}
+	if res.passthrough != nil {
+		n.stats.misses.Add(1)
+		h := w.Header()
+		for _, k := range []string{"Content-Type", "Cache-Control"} {
+			if v := res.passthrough.header.Get(k); v != "" {
+				h.Set(k, v)
+			}
+		}
+		h.Set("Cache-Status", chainStatus(res.cacheStatus, fmt.Sprintf("%s; fwd=uri-miss; fwd-status=%d%s", n.cfg.Name, res.passthrough.status, collapsed)))
+		h.Set("Via", "1.1 "+n.cfg.Name)
+		h.Set("Content-Length", strconv.Itoa(len(res.passthrough.body)))
+		w.WriteHeader(res.passthrough.status)
+		if r.Method != http.MethodHead {
+			w.Write(res.passthrough.body)
+		}
+		return
+	}
+	fwd := "uri-miss"
+	if o != nil {
+		fwd = "stale"
+		n.stats.revalidations.Add(1)
+	} else {
+		n.stats.misses.Add(1)
+	}
+	n.stats.addServed("upstream", len(res.obj.Body))
+	status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; stored; ttl=%d%s", n.cfg.Name, fwd, res.status, int(res.obj.ttl(time.Now()).Seconds()), collapsed)
+	n.respond(w, r, res.obj, chainStatus(res.cacheStatus, status))
+	n.maybePrefetch(r, p, res.obj)
+}
+
+// chainStatus appends this node's Cache-Status entry to the upstream's
+// (RFC 9211: the entry closest to the origin comes first).
+func chainStatus(upstream, ours string) string {
+	if upstream == "" {
+		return ours
+	}
+	return upstream + ", " + ours
+}
+
+// revalidateAsync refreshes a stale object in the background (coalesced).
+func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
+	req := r.Clone(context.Background())
+	n.wg.Go(func() {
+		if _, _, err := n.fetch(req, key, o, req.Header.Get(siblingHeader) != ""); err != nil {
+			n.log.Warn("background revalidation failed", "key", key, "err", err)
+		}
+	})
+}
+
+// respond writes o with its headers; ranges and conditional requests are
+// answered from the whole cached object.
+func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus string) {
+	h := w.Header()
+	if o.ContentType != "" {
+		h["Content-Type"] = []string{o.ContentType}
+	}
+	if o.ETag != "" {
+		h["Etag"] = []string{o.ETag}
+	}
+	if o.CacheControl != "" {
+		h["Cache-Control"] = []string{o.CacheControl}
+	}
+	if o.LastSegment != "" {
+		h["X-Deepcast-Last-Segment"] = []string{o.LastSegment}
+	}
+	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
+	h["Via"] = []string{"1.1 " + n.cfg.Name}
+	h["Cache-Status"] = []string{cacheStatus}
+	h["Accept-Ranges"] = hdrBytes
+	lm, _ := http.ParseTime(o.LastModified)
+	if o.LastModified != "" {
+		h["Last-Modified"] = []string{o.LastModified}
+	}
+	if plainGet(r) {
+		h["Content-Length"] = []string{strconv.Itoa(len(o.Body))}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(o.Body)
+		}
+		return
+	}
+	http.ServeContent(writeOnly{w}, r, "", lm, bytes.NewReader(o.Body))
+}
+
+// plainGet is a GET or HEAD with no Range and no conditions.
+func plainGet(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] == nil && h["If-None-Match"] == nil && h["If-Modified-Since"] == nil &&
+		h["If-Match"] == nil && h["If-Unmodified-Since"] == nil && h["If-Range"] == nil
+}
+
+// writeOnly hides io.ReaderFrom: an in-memory body is one buffered write.
+type writeOnly struct{ http.ResponseWriter }
+
+var hdrBytes = []string{"bytes"}
+
+// maybePrefetch fetches the next segment of the rendition in the background
+// (enter-deep): the one CMCD's nor names, else n+1; never past the last
+// segment the origin announced; once per segment; bounded concurrency.
+func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
+	if !*n.cfg.Prefetch || p.Kind != "segment" {
+		return
+	}
+	next := p.segmentPath(p.Segment + 1)
+	if nor := cmcdNextObject(r); nor != "" {
+		if u, err := r.URL.Parse(nor); err == nil {
+			if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {
+				next, p = u.EscapedPath(), np
+				p.Segment-- // so the bound below checks the named segment
+			}
+		}
+	}
+	if last, err := strconv.Atoi(o.LastSegment); err == nil && p.Segment+1 > last {
+		return
+	}
+	key := next
+	if _, done := n.prefetched.LoadOrStore(key, struct{}{}); done {
+		return
+	}
+	if _, ok := n.mem.get(key); ok {
+		return
+	}
+	select {
+	case n.prefetchSlots <- struct{}{}:
+	default:
+		n.prefetched.Delete(key) // busy: a later request may try again
+		return
+	}
+	req := r.Clone(context.Background())
+	req.URL = &url.URL{Path: next}
+	n.wg.Go(func() {
+		defer func() { <-n.prefetchSlots }()
+		n.stats.prefetches.Add(1)
+		if _, _, err := n.fetch(req, key, nil, false); err != nil {
+			n.prefetched.Delete(key)
+			n.log.Debug("prefetch failed", "key", key, "err", err)
+		}
+	})
+}
+
+// cmcdNextObject returns CMCD's nor (next object request) from the CMCD
+// query argument or the CMCD-Request header (CTA-5004), unquoted.
+func cmcdNextObject(r *http.Request) string {
+	for _, src := range []string{r.URL.Query().Get("CMCD"), r.Header.Get("CMCD-Request")} {
+		for kv := range strings.SplitSeq(src, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if ok && k == "nor" {
+				if s, err := strconv.Unquote(v); err == nil {
+					return s
+				}
+				return strings.Trim(v, `"`)
+			}
+		}
+	}
+	return ""
+}

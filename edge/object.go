@@ -1,0 +1,71 @@
+package edge
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"time"
+)
+
+// object is one cached response: a whole 200 OK body with the headers that
+// describe it. Objects are never modified; a refresh stores a new one.
+type object struct {
+	Key          string
+	Body         []byte
+	ContentType  string
+	ETag         string
+	LastModified string
+	CacheControl string
+	LastSegment  string // upstream's X-Deepcast-Last-Segment, for prefetch bounds
+	Stored       time.Time
+	Expires      time.Time // fresh until
+	SWR, SIE     time.Duration
+	NoCache      bool
+	Sum          [32]byte // SHA-256 of Body, checked when read back from disk
+}
+
+// fresh reports whether the object may be served without asking upstream.
+func (o *object) fresh(now time.Time) bool { return !o.NoCache && now.Before(o.Expires) }
+
+// ttl is the remaining freshness (negative when stale), for Cache-Status.
+func (o *object) ttl(now time.Time) time.Duration { return o.Expires.Sub(now) }
+
+// age is how long ago the object was stored (or refreshed).
+func (o *object) age(now time.Time) time.Duration { return max(0, now.Sub(o.Stored)) }
+
+// cost is the object's weight in the memory tier: its bytes plus the
+// bookkeeping around them.
+func (o *object) cost() int64 {
+	return int64(len(o.Body)+len(o.Key)+len(o.ContentType)+len(o.ETag)+len(o.LastModified)+len(o.CacheControl)) + 256
+}
+
+// newObject builds an object from an upstream 200 response and its body.
+func newObject(key string, h http.Header, body []byte, p policy, now time.Time, defaultTTL time.Duration) *object {
+	ttl := p.TTL
+	if !p.hasTTL {
+		ttl = defaultTTL
+	}
+	return &object{
+		Key: key, Body: body, ContentType: h.Get("Content-Type"), ETag: h.Get("ETag"),
+		LastModified: h.Get("Last-Modified"), CacheControl: h.Get("Cache-Control"),
+		LastSegment: h.Get("X-Deepcast-Last-Segment"),
+		Stored:      now, Expires: now.Add(ttl), SWR: p.SWR, SIE: p.SIE, NoCache: p.NoCache,
+		Sum: sha256.Sum256(body),
+	}
+}
+
+// refreshed is a copy of o made fresh again by a 304 Not Modified.
+func (o *object) refreshed(h http.Header, p policy, now time.Time, defaultTTL time.Duration) *object {
+	n := *o
+	ttl := p.TTL
+	if !p.hasTTL {
+		ttl = defaultTTL
+	}
+	n.Stored, n.Expires = now, now.Add(ttl)
+	if p.SWR > 0 || p.SIE > 0 {
+		n.SWR, n.SIE = p.SWR, p.SIE
+	}
+	if cc := h.Get("Cache-Control"); cc != "" {
+		n.CacheControl = cc
+	}
+	return &n
+}

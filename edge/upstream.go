@@ -1,0 +1,146 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// upstream is one parent (an origin or a bring-home edge) with its health.
+type upstream struct {
+	url     *url.URL
+	healthy atomic.Bool
+	fails   atomic.Int32 // consecutive failures (active and passive)
+}
+
+// upstreamPool chooses among upstreams: active-standby, the first healthy
+// one wins. Health is checked actively (GET /healthz every interval) and
+// passively (a failed fetch counts); an upstream is down after two
+// consecutive failures and up again after one success, so a dead primary
+// loses its traffic within two check intervals.
+type upstreamPool struct {
+	list   []*upstream
+	client *http.Client
+	every  time.Duration
+	log    *slog.Logger
+}
+
+// downAfter is how many consecutive failures take an upstream out.
+const downAfter = 2
+
+func newUpstreamPool(urls []string, client *http.Client, every time.Duration, log *slog.Logger) (*upstreamPool, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("edge: at least one upstream is required")
+	}
+	p := &upstreamPool{client: client, every: every, log: log}
+	for _, raw := range urls {
+		u, err := parseUpstreamURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		up := &upstream{url: u}
+		up.healthy.Store(true) // optimistic until a check says otherwise
+		p.list = append(p.list, up)
+	}
+	return p, nil
+}
+
+func parseUpstreamURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(raw), "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("edge: upstream %q: want an http(s)://host[:port] URL", raw)
+	}
+	return u, nil
+}
+
+// order returns the upstreams to try: healthy ones first, in configured order.
+func (p *upstreamPool) order() []*upstream {
+	out := make([]*upstream, 0, len(p.list))
+	for _, u := range p.list {
+		if u.healthy.Load() {
+			out = append(out, u)
+		}
+	}
+	for _, u := range p.list {
+		if !u.healthy.Load() {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (p *upstreamPool) markFailure(u *upstream, why error) {
+	if u.fails.Add(1) >= downAfter && u.healthy.Swap(false) {
+		p.log.Warn("upstream down", "upstream", u.url.String(), "err", why)
+	}
+}
+
+func (p *upstreamPool) markSuccess(u *upstream) {
+	u.fails.Store(0)
+	if !u.healthy.Swap(true) {
+		p.log.Info("upstream up", "upstream", u.url.String())
+	}
+}
+
+// check probes every upstream's /healthz once.
+func (p *upstreamPool) check(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, u := range p.list {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, max(p.every, 200*time.Millisecond))
+			defer cancel()
+			req, _ := http.NewRequestWithContext(cctx, http.MethodGet, u.url.String()+"/healthz", nil)
+			resp, err := p.client.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("healthz: %s", resp.Status)
+				}
+			}
+			if err != nil {
+				p.markFailure(u, err)
+			} else {
+				p.markSuccess(u)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// run checks health every interval until ctx ends.
+func (p *upstreamPool) run(ctx context.Context) {
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	p.check(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.check(ctx)
+		}
+	}
+}
+
+// UpstreamHealth is one upstream in /api/stats.
+type UpstreamHealth struct {
+	URL     string `json:"url"`
+	Healthy bool   `json:"healthy"`
+}
+
+func (p *upstreamPool) health() []UpstreamHealth {
+	out := make([]UpstreamHealth, len(p.list))
+	for i, u := range p.list {
+		out[i] = UpstreamHealth{URL: u.url.String(), Healthy: u.healthy.Load()}
+	}
+	return out
+}
