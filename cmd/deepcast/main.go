@@ -31,6 +31,8 @@ func commands() []command {
 		packageCommand(),
 		originCommand(),
 		edgeCommand(),
+		playCommand(),
+		simCommand(),
 	}
 }
 

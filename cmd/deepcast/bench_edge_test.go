@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/origin"
+)
+
+// startVarnish runs Debian's varnishd with malloc storage in front of backend.
+func startVarnish(t testing.TB, port int, backend string) {
+	t.Helper()
+	if _, err := exec.LookPath("varnishd"); err != nil {
+		t.Skip("varnishd not installed (make bench installs it)")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	host, bport, _ := strings.Cut(strings.TrimPrefix(backend, "http://"), ":")
+	vcl := fmt.Sprintf("vcl 4.1;\nbackend default { .host = %q; .port = %q; }\n", host, bport)
+	os.WriteFile(filepath.Join(dir, "default.vcl"), []byte(vcl), 0o644)
+	admin := freePort(t)
+	args := []string{"-a", fmt.Sprintf("127.0.0.1:%d", port), "-T", fmt.Sprintf("127.0.0.1:%d", admin),
+		"-f", filepath.Join(dir, "default.vcl"), "-s", "malloc,1G", "-n", filepath.Join(dir, "work"), "-P", filepath.Join(dir, "pid"),
+		"-p", "thread_pool_min=50"}
+	if os.Getuid() == 0 {
+		args = append(args, "-j", "none")
+	}
+	if out, err := exec.Command("varnishd", args...).CombinedOutput(); err != nil {
+		t.Fatalf("varnishd: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		pid, _ := os.ReadFile(filepath.Join(dir, "pid"))
+		if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+			syscall.Kill(n, syscall.SIGTERM)
+			time.Sleep(300 * time.Millisecond)
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// coldStorm sends clients simultaneous GETs for one uncached URL and returns
+// the time until the last response is complete.
+func coldStorm(t testing.TB, url string, clients int) (time.Duration, int) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: 0, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := 0
+	for range clients {
+		wg.Go(func() {
+			<-start
+			resp, err := client.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("%d", resp.StatusCode)
+				}
+			}
+			if err != nil {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		})
+	}
+	t0 := time.Now()
+	close(start)
+	wg.Wait()
+	return time.Since(t0), failed
+}
+
+// TestBenchEdgeVsPeers compares hot hits through our enter-deep node, nginx
+// proxy_cache (with proxy_cache_lock) and Varnish (malloc), all in front of
+// the same origin, with wrk (64 connections over 200 objects), for ~1 MiB
+// segments and ~2 KiB manifests, interleaved; then a cold storm of 1,000
+// clients on one fresh segment per system. Run by `make bench`.
+func TestBenchEdgeVsPeers(t *testing.T) {
+	if os.Getenv("DEEPCAST_BENCH") == "" {
+		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
+	}
+	var rl syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < 65536 {
+		rl.Cur = min(65536, rl.Max)
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
+	}
+	lib, a := benchLibrary(t)
+	// 200 manifests: the same version folder under 200 names.
+	target, _ := os.Readlink(filepath.Join(lib, a.Name))
+	var manifests []string
+	for i := range 200 {
+		name := fmt.Sprintf("m%03d", i)
+		os.Symlink(target, filepath.Join(lib, name))
+		manifests = append(manifests, "/vod/"+name+"/manifest.mpd")
+	}
+	segs := segmentPaths(a, 0)
+	// 200 segment objects: each segment under several asset names.
+	var segObjs []string
+	for i := 0; len(segObjs) < 200; i++ {
+		for _, s := range segs {
+			if len(segObjs) < 200 {
+				segObjs = append(segObjs, strings.Replace(s, "/vod/bench/", fmt.Sprintf("/vod/m%03d/", i), 1))
+			}
+		}
+	}
+	tuneGC()
+	log := discard()
+	osrv, err := origin.New(origin.Config{Library: lib, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer osrv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oln, _ := listen("127.0.0.1:0")
+	go serve(ctx, osrv, oln, log)
+	originURL := "http://" + oln.Addr().String()
+
+	no := false
+	node, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "bench-deep", Upstreams: []string{originURL},
+		MemBytes: 2 << 30, Prefetch: &no, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	eln, _ := listen("127.0.0.1:0")
+	go serve(ctx, node, eln, log)
+	ours := "http://" + eln.Addr().String()
+
+	nport := freePort(t)
+	cacheDir := t.TempDir()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		cacheDir, _ = os.MkdirTemp("/dev/shm", "deepcast-nginx-cache-")
+		defer os.RemoveAll(cacheDir)
+	}
+	os.Chmod(cacheDir, 0o777)
+	startNginx(t, nport, fmt.Sprintf("proxy_cache_path %s levels=1:2 keys_zone=c:32m max_size=2g inactive=1d use_temp_path=off;", cacheDir),
+		fmt.Sprintf(`location / { proxy_pass %s; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 30s;
+      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; }`, originURL))
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nport)
+	vport := freePort(t)
+	startVarnish(t, vport, originURL)
+	varnishURL := fmt.Sprintf("http://127.0.0.1:%d", vport)
+
+	systems := []struct{ name, url string }{{"deepcast", ours}, {"nginx", nginxURL}, {"varnish", varnishURL}}
+	fmt.Printf("edge hot hits: ours (enter-deep) vs nginx proxy_cache vs Varnish malloc; wrk 2 threads, 64 connections, 200 objects, 5 s runs, 3 interleaved rounds\n")
+	for _, load := range []struct {
+		name  string
+		paths []string
+	}{{"1 MiB segments", segObjs}, {"2 KiB manifests", manifests}} {
+		res := map[string][]wrkResult{}
+		for _, s := range systems { // fill every cache, then warm
+			runWrk(t, s.url, load.paths, 64, 3*time.Second)
+		}
+		for range 3 {
+			for _, s := range systems {
+				res[s.name] = append(res[s.name], runWrk(t, s.url, load.paths, 64, 5*time.Second))
+			}
+		}
+		med := map[string]wrkResult{}
+		for _, s := range systems {
+			med[s.name] = medianResult(res[s.name])
+			fmt.Printf("  %-16s %-8s %s\n", load.name, s.name, med[s.name])
+		}
+		best := med["nginx"]
+		if med["varnish"].RPS > best.RPS {
+			best = med["varnish"]
+		}
+		bestP99 := min(med["nginx"].P99, med["varnish"].P99)
+		fmt.Printf("  %-16s deepcast vs better peer: req/s %.2fx (target >= 1), p99 %.2fx of the better peer's (target <= 1)\n",
+			load.name, med["deepcast"].RPS/best.RPS, float64(med["deepcast"].P99)/float64(bestP99))
+	}
+	// Cold storm: 1,000 clients on a segment none of the systems has.
+	storms := map[string][]time.Duration{}
+	fresh := 0
+	for round := range 3 {
+		for _, s := range systems {
+			fresh++
+			path := strings.Replace(segs[round%len(segs)], "/vod/bench/", fmt.Sprintf("/vod/m%03d/", 100+fresh), 1)
+			d, failed := coldStorm(t, s.url+path, 1000)
+			if failed > 0 {
+				fmt.Printf("  cold storm %s: %d of 1000 failed\n", s.name, failed)
+			}
+			storms[s.name] = append(storms[s.name], d)
+		}
+	}
+	for _, s := range systems {
+		slices.Sort(storms[s.name])
+	}
+	fmt.Printf("  cold storm (1000 clients, one fresh ~1 MiB segment), median of 3: deepcast %s, nginx %s, varnish %s (target: deepcast <= nginx)\n",
+		storms["deepcast"][1].Round(time.Millisecond), storms["nginx"][1].Round(time.Millisecond), storms["varnish"][1].Round(time.Millisecond))
+	st := node.Stats()
+	fmt.Printf("  deepcast node: %d hits, %d misses, %d coalesced\n", st.Hits, st.Misses, st.Coalesced)
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/deepcast/deepcast/player"
+)
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func simCommand() command {
+	return command{
+		name:    "sim",
+		summary: "simulate ABR algorithms over bandwidth traces (trace-driven, virtual clock); CSV, logs, plots",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder or MPD file, or an MPD URL; required")
+			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
+			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", "))
+			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
+			pensieve := fs.Bool("pensieve", false, "Pensieve's simulator assumptions (95% payload, 80 ms RTT, 60 s cap, start at rendition 1, first chunk out of QoE)")
+			jobs := fs.Int("j", 0, "parallel sessions (default: number of CPUs)")
+			out := fs.String("out", "", "write one CSV row per (trace, abr) to this file")
+			logDir := fs.String("log", "", "write a per-chunk CSV per session into this folder")
+			plotDir := fs.String("plot", "", "write PNG plots (QoE CDF, a few sessions over time) into this folder")
+			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
+			return func(ctx context.Context, args []string) error {
+				if *video == "" || *traces == "" || len(args) > 0 {
+					return fmt.Errorf("-video and -traces are required: %w", errUsage)
+				}
+				v, err := player.LoadVideo(ctx, *video, http.DefaultClient)
+				if err != nil {
+					return err
+				}
+				ts, err := player.LoadTraces(splitList(*traces))
+				if err != nil {
+					return err
+				}
+				algs, err := player.ParseABRList(*abr)
+				if err != nil {
+					return err
+				}
+				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt,
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != ""}
+				if isTerminal(os.Stderr) {
+					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
+						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+					opt.Progress = func(done, total int) { _ = bar.Set(done) }
+				}
+				start := time.Now()
+				results, err := player.Simulate(ctx, opt)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
+					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
+				player.WriteSummary(os.Stdout, player.Summarize(results))
+				if *out != "" {
+					if err := writeFile(*out, func(f *os.File) error { return player.WriteResults(f, results) }); err != nil {
+						return err
+					}
+					fmt.Printf("results: %s\n", *out)
+				}
+				if *logDir != "" {
+					if err := player.WriteLogs(*logDir, results); err != nil {
+						return err
+					}
+					fmt.Printf("logs: %s\n", *logDir)
+				}
+				if *plotDir != "" {
+					if err := player.WritePlots(*plotDir, results, 3); err != nil {
+						return err
+					}
+					fmt.Printf("plots: %s\n", filepath.Join(*plotDir, "qoe_cdf.png"))
+				}
+				return nil
+			}
+		},
+	}
+}
+
+func writeFile(path string, fn func(*os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = fn(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func playCommand() command {
+	return command{
+		name:    "play",
+		usage:   "URL",
+		summary: "play an MPD over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a live line and a summary",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
+			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
+			rtt := fs.Duration("rtt", 0, "delay before each request's first byte")
+			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video)")
+			out := fs.String("out", "", "write the per-chunk log as CSV to this file")
+			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
+			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
+			quiet := fs.Bool("quiet", false, "no live line per chunk")
+			return func(ctx context.Context, args []string) error {
+				if len(args) != 1 {
+					return fmt.Errorf("one MPD URL is required: %w", errUsage)
+				}
+				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
+					QoE: *qoe, Live: !*quiet})
+				if err != nil {
+					return err
+				}
+				player.WriteSummary(os.Stdout, player.Summarize([]player.SimResult{{Trace: "play", ABR: *abr, Result: res}}))
+				fmt.Printf("startup %.2fs, %d stalls (%.2fs), %d switches, QoE %.2f\n", res.Startup.Seconds(), res.RebufferCount,
+					res.Rebuffer.Seconds(), res.Switches, res.QoE)
+				if *out != "" {
+					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		},
+	}
+}
+
+type playOptions struct {
+	ABR, Trace, QoE string
+	RTT, Duration   time.Duration
+	CMCD, Live      bool
+}
+
+// play runs one real-time session against url.
+func play(ctx context.Context, url string, o playOptions) (player.Result, error) {
+	client := &http.Client{Timeout: 60 * time.Second}
+	v, err := player.LoadVideo(ctx, url, client)
+	if err != nil {
+		return player.Result{}, err
+	}
+	a, err := player.NewABR(o.ABR)
+	if err != nil {
+		return player.Result{}, err
+	}
+	q, err := player.NewQoE(o.QoE)
+	if err != nil {
+		return player.Result{}, err
+	}
+	clock := player.NewWallClock()
+	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3}
+	if o.Trace != "" {
+		ts, err := player.LoadTraces([]string{o.Trace})
+		if err != nil {
+			return player.Result{}, err
+		}
+		f.Shaper = player.NewShaper(ts[0])
+	}
+	cfg := player.DefaultConfig()
+	if o.Duration > 0 {
+		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
+	}
+	if o.Live {
+		cfg.OnChunk = func(l player.ChunkLog) {
+			fmt.Printf("%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
+				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate,
+				map[bool]string{true: fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds()), false: ""}[l.Rebuffer > 0])
+		}
+	}
+	s := &player.Session{Video: v, ABR: a, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}
+	return s.Run(ctx)
+}

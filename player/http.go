@@ -1,0 +1,262 @@
+package player
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// WallClock is real time since the session began.
+type WallClock struct{ start time.Time }
+
+// NewWallClock starts a clock now.
+func NewWallClock() *WallClock { return &WallClock{start: time.Now()} }
+
+// Now implements Clock.
+func (c *WallClock) Now() time.Duration { return time.Since(c.start) }
+
+// Sleep implements Clock.
+func (c *WallClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// HTTPFetcher downloads segments over real HTTP, optionally shaped to a
+// bandwidth trace and with a round-trip delay, and reports CMCD.
+type HTTPFetcher struct {
+	Client *http.Client
+	Clock  Clock
+	// Shaper limits the download rate to a trace over wall time (nil: none).
+	Shaper *Shaper
+	// RTT is waited before each request's first byte.
+	RTT time.Duration
+	// CMCD sends CTA-5004 data as the CMCD query argument.
+	CMCD      bool
+	SessionID string
+	// Retries of a failed segment, with doubling backoff from Backoff.
+	Retries int
+	Backoff time.Duration
+}
+
+// NewSessionID makes a CMCD session id.
+func NewSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Fetch implements Fetcher.
+func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) {
+	backoff := f.Backoff
+	if backoff <= 0 {
+		backoff = 250 * time.Millisecond
+	}
+	var lastErr error
+	for attempt := 0; attempt <= f.Retries; attempt++ {
+		if attempt > 0 {
+			if err := f.Clock.Sleep(ctx, backoff); err != nil {
+				return Download{}, err
+			}
+			backoff *= 2
+		}
+		d, err := f.fetchOnce(ctx, req)
+		if err == nil {
+			return d, nil
+		}
+		lastErr = err
+		var perm *permanentError
+		if errors.As(err, &perm) || ctx.Err() != nil {
+			break
+		}
+	}
+	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, f.Retries+1)
+}
+
+// permanentError is a failure a retry cannot fix (404 and other 4xx).
+type permanentError struct{ status string }
+
+func (e *permanentError) Error() string { return e.status }
+
+func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, error) {
+	u := req.URL
+	if f.CMCD {
+		u = addCMCD(u, f.cmcd(req))
+	}
+	sent := f.Clock.Now()
+	if f.RTT > 0 {
+		if err := f.Clock.Sleep(ctx, f.RTT); err != nil {
+			return Download{}, err
+		}
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Download{}, err
+	}
+	resp, err := f.Client.Do(hreq)
+	if err != nil {
+		return Download{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return Download{}, &permanentError{status: resp.Status}
+		}
+		return Download{}, errors.New(resp.Status)
+	}
+	first := f.Clock.Now()
+	var body io.Reader = resp.Body
+	if f.Shaper != nil {
+		body = f.Shaper.Reader(ctx, resp.Body)
+	}
+	n, err := io.Copy(io.Discard, body)
+	if err != nil {
+		return Download{}, fmt.Errorf("body: %w", err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return Download{}, fmt.Errorf("body: %d of %d bytes", n, resp.ContentLength)
+	}
+	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
+}
+
+// cmcd builds the CTA-5004 key/value list for a request.
+func (f *HTTPFetcher) cmcd(req Request) string {
+	var kv []string
+	ot := "v"
+	if req.Rendition < 0 {
+		ot = "a"
+	}
+	if req.Bitrate > 0 {
+		kv = append(kv, "br="+strconv.Itoa(int(math.Round(req.Bitrate))))
+	}
+	kv = append(kv, "bl="+strconv.Itoa(int(req.Buffer.Milliseconds()/100*100)))
+	if req.Duration > 0 {
+		kv = append(kv, "d="+strconv.Itoa(int(req.Duration.Milliseconds())))
+	}
+	if req.Estimate > 0 {
+		kv = append(kv, "mtp="+strconv.Itoa(int(req.Estimate/100)*100))
+	}
+	if req.NextURL != "" {
+		kv = append(kv, "nor="+strconv.Quote(relativeURL(req.URL, req.NextURL)))
+	}
+	kv = append(kv, "ot="+ot)
+	if f.SessionID != "" {
+		kv = append(kv, "sid="+strconv.Quote(f.SessionID))
+	}
+	if req.Startup {
+		kv = append(kv, "su")
+	}
+	return strings.Join(kv, ",") // CTA-5004 orders keys alphabetically, as here
+}
+
+// relativeURL expresses next relative to cur when they share a directory
+// tree, as CMCD's nor asks.
+func relativeURL(cur, next string) string {
+	cu, err1 := url.Parse(cur)
+	nu, err2 := url.Parse(next)
+	if err1 != nil || err2 != nil || cu.Host != nu.Host {
+		return next
+	}
+	curDir := path.Dir(cu.Path)
+	if strings.HasPrefix(nu.Path, curDir+"/") {
+		return strings.TrimPrefix(nu.Path, curDir+"/")
+	}
+	if parent := path.Dir(curDir); strings.HasPrefix(nu.Path, parent+"/") {
+		return "../" + strings.TrimPrefix(nu.Path, parent+"/")
+	}
+	return nu.Path
+}
+
+func addCMCD(raw, data string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	q.Set("CMCD", data)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Shaper throttles every download of a session to one link whose capacity
+// follows a trace over wall time (looping), as a bottleneck would.
+type Shaper struct {
+	trace *Trace
+	start time.Time
+	mu    sync.Mutex
+	used  float64 // bytes delivered so far
+}
+
+// NewShaper starts the trace now.
+func NewShaper(t *Trace) *Shaper { return &Shaper{trace: t, start: time.Now()} }
+
+// capacity is the bytes the link could carry from start to elapsed seconds.
+func (s *Shaper) capacity(elapsed float64) float64 {
+	t := s.trace
+	period := t.Time[len(t.Time)-1] - t.Time[0]
+	var perLoop float64
+	for i := 1; i < len(t.Time); i++ {
+		perLoop += t.Mbps[i] * 1e6 / 8 * (t.Time[i] - t.Time[i-1])
+	}
+	loops := math.Floor(elapsed / period)
+	total := loops * perLoop
+	rest := elapsed - loops*period
+	for i := 1; i < len(t.Time) && rest > 0; i++ {
+		d := math.Min(rest, t.Time[i]-t.Time[i-1])
+		total += t.Mbps[i] * 1e6 / 8 * d
+		rest -= d
+	}
+	return total
+}
+
+// Reader wraps a body so it is delivered no faster than the link allows.
+func (s *Shaper) Reader(ctx context.Context, r io.Reader) io.Reader {
+	return &shapedReader{s: s, r: r, ctx: ctx}
+}
+
+type shapedReader struct {
+	s   *Shaper
+	r   io.Reader
+	ctx context.Context
+}
+
+const shapeQuantum = 8 << 10
+
+func (sr *shapedReader) Read(p []byte) (int, error) {
+	if len(p) > shapeQuantum {
+		p = p[:shapeQuantum]
+	}
+	for {
+		sr.s.mu.Lock()
+		avail := sr.s.capacity(time.Since(sr.s.start).Seconds()) - sr.s.used
+		if avail >= float64(len(p)) || avail >= shapeQuantum {
+			n, err := sr.r.Read(p)
+			sr.s.used += float64(n)
+			sr.s.mu.Unlock()
+			return n, err
+		}
+		sr.s.mu.Unlock()
+		select {
+		case <-sr.ctx.Done():
+			return 0, sr.ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package player
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// ResultColumns are the columns of `sim -out`, a contract for scripts.
+var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "rebuffer_s", "rebuffer_count", "switches", "startup_s", "qoe"}
+
+// WriteResults writes one CSV row per (trace, abr).
+func WriteResults(w io.Writer, results []SimResult) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ResultColumns); err != nil {
+		return err
+	}
+	for _, r := range results {
+		if err := cw.Write([]string{r.Trace, r.ABR, strconv.Itoa(r.Chunks), f3(r.MeanBitrate), f3(r.Rebuffer.Seconds()),
+			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
+
+// LogColumns are the columns of a per-chunk session log.
+var LogColumns = []string{"time_s", "chunk", "rendition", "bitrate_kbps", "bytes", "download_s", "estimate_kbps", "buffer_s", "rebuffer_s", "qoe"}
+
+// WriteLog writes a session's per-chunk log as CSV.
+func WriteLog(w io.Writer, log []ChunkLog) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(LogColumns); err != nil {
+		return err
+	}
+	for _, l := range log {
+		if err := cw.Write([]string{f3(l.Time.Seconds()), strconv.Itoa(l.Chunk), strconv.Itoa(l.Rendition), f3(l.BitrateKbps),
+			strconv.FormatInt(l.Bytes, 10), f3(l.DownloadTime.Seconds()), f3(l.Estimate), f3(l.Buffer.Seconds()),
+			f3(l.Rebuffer.Seconds()), f3(l.QoE)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteLogs writes DIR/<trace>__<abr>.csv for every session.
+func WriteLogs(dir string, results []SimResult) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	for _, r := range results {
+		f, err := os.Create(filepath.Join(dir, safeFile(r.Trace)+"__"+r.ABR+".csv"))
+		if err != nil {
+			return fmt.Errorf("log: %w", err)
+		}
+		err = WriteLog(f, r.Log)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("log: %w", err)
+		}
+	}
+	return nil
+}
+
+func safeFile(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == 0 {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// Summary aggregates an algorithm's sessions.
+type Summary struct {
+	ABR           string
+	Sessions      int
+	MeanQoE       float64
+	P10, P50, P90 float64
+	MeanBitrate   float64 // kbit/s
+	RebufferRatio float64
+	Switches      float64 // mean per session
+}
+
+// Summarize groups results by algorithm, in the order algorithms appear.
+func Summarize(results []SimResult) []Summary {
+	byABR := map[string][]SimResult{}
+	var order []string
+	for _, r := range results {
+		if _, ok := byABR[r.ABR]; !ok {
+			order = append(order, r.ABR)
+		}
+		byABR[r.ABR] = append(byABR[r.ABR], r)
+	}
+	var out []Summary
+	for _, a := range order {
+		rs := byABR[a]
+		s := Summary{ABR: a, Sessions: len(rs)}
+		qoes := make([]float64, len(rs))
+		var stall, play float64
+		for i, r := range rs {
+			qoes[i] = r.QoE
+			s.MeanQoE += r.QoE
+			s.MeanBitrate += r.MeanBitrate
+			s.Switches += float64(r.Switches)
+			stall += r.Rebuffer.Seconds()
+			play += r.PlayTime.Seconds()
+		}
+		n := float64(len(rs))
+		s.MeanQoE /= n
+		s.MeanBitrate /= n
+		s.Switches /= n
+		if play > 0 {
+			s.RebufferRatio = stall / play
+		}
+		slices.Sort(qoes)
+		s.P10, s.P50, s.P90 = quantile(qoes, 0.1), quantile(qoes, 0.5), quantile(qoes, 0.9)
+		out = append(out, s)
+	}
+	return out
+}
+
+func quantile(sorted []float64, q float64) float64 {
+	if len(sorted) == 0 {
+		return math.NaN()
+	}
+	pos := q * float64(len(sorted)-1)
+	lo := int(pos)
+	hi := min(lo+1, len(sorted)-1)
+	f := pos - float64(lo)
+	return sorted[lo]*(1-f) + sorted[hi]*f
+}
+
+// WriteSummary prints the per-algorithm table.
+func WriteSummary(w io.Writer, sums []Summary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t")
+	for _, s := range sums {
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.1f\t\n", s.ABR, s.Sessions, s.MeanQoE, s.P10, s.P50, s.P90,
+			s.MeanBitrate, 100*s.RebufferRatio, s.Switches)
+	}
+	tw.Flush()
+}

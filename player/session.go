@@ -1,0 +1,220 @@
+package player
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Clock is the session's time: the wall clock for play, a virtual clock
+// driven by a trace for sim. Times are durations since the session began.
+type Clock interface {
+	Now() time.Duration
+	// Sleep waits d (the player idles while its buffer is full).
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Request is one segment download, with the player's state at the time
+// (which CMCD reports).
+type Request struct {
+	Chunk     int
+	Rendition int // -1 for audio
+	URL       string
+	Size      int64 // expected bytes (known to sim; a hint for play)
+	// Player state for CMCD: bitrate (kbit/s), buffer, throughput estimate,
+	// object duration, the next object's URL, and whether playback has yet
+	// to start.
+	Bitrate  float64
+	Buffer   time.Duration
+	Estimate float64
+	Duration time.Duration
+	NextURL  string
+	Startup  bool
+}
+
+// Download is what a fetch measured, on the session's clock.
+type Download struct {
+	Bytes     int64
+	Sent      time.Duration // request sent
+	FirstByte time.Duration
+	LastByte  time.Duration
+}
+
+// Elapsed is the time from request to last byte.
+func (d Download) Elapsed() time.Duration { return d.LastByte - d.Sent }
+
+// Fetcher downloads segments: over HTTP for play, over a trace for sim.
+type Fetcher interface {
+	Fetch(ctx context.Context, req Request) (Download, error)
+}
+
+// Config shapes a session's buffer model.
+type Config struct {
+	MaxBuffer time.Duration // the loop waits when the buffer is fuller (60 s)
+	// StartRendition is the first chunk's rendition; -1 lets the ABR choose.
+	StartRendition int
+	// SleepQuantum rounds buffer-full waits up (Pensieve: 500 ms); 0 waits exactly.
+	SleepQuantum time.Duration
+	// SkipFirstQoE leaves the first chunk out of the QoE sum (Pensieve).
+	SkipFirstQoE bool
+	// Chunks caps how many chunks are played (0: all).
+	Chunks int
+	// OnChunk, if set, sees every chunk as it completes.
+	OnChunk func(ChunkLog)
+}
+
+// DefaultConfig is the buffer model of `play` and of `sim` without -pensieve.
+func DefaultConfig() Config { return Config{MaxBuffer: 60 * time.Second, StartRendition: -1} }
+
+// ChunkLog is one row of a session's per-chunk log.
+type ChunkLog struct {
+	Time         time.Duration // when the chunk's download completed
+	Chunk        int
+	Rendition    int
+	BitrateKbps  float64
+	Bytes        int64
+	DownloadTime time.Duration
+	Estimate     float64 // throughput estimate (kbit/s) after this chunk
+	Buffer       time.Duration
+	Rebuffer     time.Duration
+	QoE          float64 // this chunk's QoE term (0 when left out)
+}
+
+// Result summarises a session.
+type Result struct {
+	Chunks        int
+	MeanBitrate   float64 // kbit/s over played chunks
+	Rebuffer      time.Duration
+	RebufferCount int
+	Switches      int
+	Startup       time.Duration
+	QoE           float64
+	PlayTime      time.Duration // media time played
+	Log           []ChunkLog
+}
+
+// RebufferRatio is stall time over media time.
+func (r Result) RebufferRatio() float64 {
+	if r.PlayTime <= 0 {
+		return 0
+	}
+	return r.Rebuffer.Seconds() / r.PlayTime.Seconds()
+}
+
+// Session is one playback: the loop choose → download → measure → update
+// buffer → repeat, written once for both clocks.
+type Session struct {
+	Video   *Video
+	ABR     ABR
+	QoE     QoEModel
+	Clock   Clock
+	Fetcher Fetcher
+	Config  Config
+	// KeepLog keeps every ChunkLog in the Result.
+	KeepLog bool
+}
+
+// Run plays the whole video (or Config.Chunks of it).
+func (s *Session) Run(ctx context.Context) (Result, error) {
+	v := s.Video
+	if v == nil || s.ABR == nil || s.QoE == nil || s.Clock == nil || s.Fetcher == nil {
+		return Result{}, errors.New("session: video, ABR, QoE, clock and fetcher are required")
+	}
+	chunks := v.Chunks
+	if s.Config.Chunks > 0 && s.Config.Chunks < chunks {
+		chunks = s.Config.Chunks
+	}
+	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
+	var res Result
+	var buffer time.Duration
+	var bitrateSum float64
+	chunkDur := v.ChunkDuration
+	for k := range chunks {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		st.Chunk, st.Buffer = k, buffer
+		q := -1
+		if k == 0 && s.Config.StartRendition >= 0 {
+			q = min(s.Config.StartRendition, len(v.Bitrates)-1)
+		} else {
+			q = s.ABR.Choose(st)
+		}
+		if q < 0 || q >= len(v.Bitrates) {
+			return res, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, len(v.Bitrates))
+		}
+		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: buffer,
+			Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
+		if v.URLs != nil {
+			req.URL = v.URLs[k][q]
+			if k+1 < chunks {
+				req.NextURL = v.URLs[k+1][q]
+			}
+		}
+		dl, err := s.Fetcher.Fetch(ctx, req)
+		if err != nil {
+			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
+		}
+		elapsed := dl.Elapsed()
+		// Audio follows the video's timeline at its one rendition.
+		if k < len(v.AudioURLs) {
+			adl, err := s.Fetcher.Fetch(ctx, Request{Chunk: k, Rendition: -1, URL: v.AudioURLs[k], Size: v.AudioSize[k],
+				Buffer: buffer, Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0})
+			if err != nil {
+				return res, fmt.Errorf("audio chunk %d: %w", k+1, err)
+			}
+			elapsed = adl.LastByte - dl.Sent
+		}
+		st.addSample(dl)
+		var rebuf time.Duration
+		if k == 0 {
+			res.Startup = elapsed // playback starts once the first segment is in
+		} else if elapsed > buffer {
+			rebuf = elapsed - buffer
+			res.Rebuffer += rebuf
+			res.RebufferCount++
+		}
+		buffer = max(buffer-elapsed, 0) + chunkDur
+		if k > 0 && q != st.Last {
+			res.Switches++
+		}
+		var term float64
+		switch {
+		case k > 0:
+			term = s.QoE.Chunk(v.Bitrates, q, st.Last, rebuf)
+		case !s.Config.SkipFirstQoE:
+			term = s.QoE.Chunk(v.Bitrates, q, q, 0) - s.QoE.Startup(res.Startup)
+		}
+		res.QoE += term
+		bitrateSum += v.Bitrates[q]
+		st.Last = q
+		res.Chunks++
+		log := ChunkLog{Time: s.Clock.Now(), Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
+			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term}
+		// A full buffer makes the loop wait before the next request.
+		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
+			wait := buffer - s.Config.MaxBuffer
+			if q := s.Config.SleepQuantum; q > 0 {
+				wait = (wait + q - 1) / q * q
+			}
+			if k+1 < chunks {
+				if err := s.Clock.Sleep(ctx, wait); err != nil {
+					return res, err
+				}
+				buffer -= wait
+			}
+		}
+		if s.KeepLog {
+			res.Log = append(res.Log, log)
+		}
+		if s.Config.OnChunk != nil {
+			s.Config.OnChunk(log)
+		}
+	}
+	res.PlayTime = time.Duration(res.Chunks) * chunkDur
+	if res.Chunks > 0 {
+		res.MeanBitrate = bitrateSum / float64(res.Chunks)
+	}
+	return res, nil
+}

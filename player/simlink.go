@@ -1,0 +1,88 @@
+package player
+
+import (
+	"context"
+	"time"
+)
+
+// TraceLink is the virtual clock and the fetcher of a simulated session: a
+// link whose capacity follows a trace. Downloads consume the trace's bytes
+// (times the payload share), add the round-trip time, and waiting advances
+// along the trace without sending. The trace loops when it ends.
+type TraceLink struct {
+	trace   *Trace
+	Payload float64       // share of the rate that carries payload (Pensieve: 0.95)
+	RTT     time.Duration // added to every download (Pensieve: 80 ms)
+	ptr     int           // current trace row
+	lastT   float64       // trace time reached within row ptr's interval
+	now     time.Duration // virtual time since the session began
+}
+
+// NewTraceLink starts at the trace's second row, as Pensieve's simulator
+// does (the first row only marks time zero).
+func NewTraceLink(t *Trace, payload float64, rtt time.Duration) *TraceLink {
+	if payload <= 0 {
+		payload = 1
+	}
+	return &TraceLink{trace: t, Payload: payload, RTT: rtt, ptr: 1, lastT: t.Time[0]}
+}
+
+// Now implements Clock.
+func (l *TraceLink) Now() time.Duration { return l.now }
+
+// Sleep implements Clock: time passes along the trace, nothing is sent.
+func (l *TraceLink) Sleep(ctx context.Context, d time.Duration) error {
+	left := d.Seconds()
+	for guard := 0; left > 0; guard++ {
+		dur := l.trace.Time[l.ptr] - l.lastT
+		if dur > left {
+			l.lastT += left
+			break
+		}
+		left -= dur
+		l.advance()
+		if guard%4096 == 4095 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	l.now += d
+	return nil
+}
+
+func (l *TraceLink) advance() {
+	l.lastT = l.trace.Time[l.ptr]
+	l.ptr++
+	if l.ptr >= len(l.trace.Time) {
+		l.ptr = 1
+		l.lastT = l.trace.Time[0]
+	}
+}
+
+// Fetch implements Fetcher: the download takes as long as the trace needs
+// to carry req.Size payload bytes, plus the RTT.
+func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
+	size := float64(req.Size)
+	sent := 0.0
+	delay := 0.0
+	for guard := 0; ; guard++ {
+		rate := l.trace.Mbps[l.ptr] * 1e6 / 8 * l.Payload // payload bytes per second
+		dur := l.trace.Time[l.ptr] - l.lastT
+		chunk := rate * dur
+		if sent+chunk > size {
+			frac := (size - sent) / rate
+			delay += frac
+			l.lastT += frac
+			break
+		}
+		sent += chunk
+		delay += dur
+		l.advance()
+		if guard%4096 == 4095 && ctx.Err() != nil {
+			return Download{}, ctx.Err()
+		}
+	}
+	start := l.now
+	elapsed := time.Duration(delay*float64(time.Second)) + l.RTT
+	l.now += elapsed
+	return Download{Bytes: req.Size, Sent: start, FirstByte: start + l.RTT, LastByte: l.now}, nil
+}

@@ -1,0 +1,60 @@
+package player
+
+import "time"
+
+// Sample is one measured download.
+type Sample struct {
+	Bytes   int64
+	Elapsed time.Duration // request sent to last byte
+}
+
+// Kbps is the sample's throughput.
+func (s Sample) Kbps() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Bytes) * 8 / 1000 / s.Elapsed.Seconds()
+}
+
+// State is what an ABR algorithm sees before choosing a chunk's rendition.
+// It belongs to one session.
+type State struct {
+	Video     *Video
+	Chunk     int // index of the chunk being chosen, from 0
+	Chunks    int
+	Buffer    time.Duration
+	MaxBuffer time.Duration
+	Last      int // previous chunk's rendition; -1 before the first
+	History   []Sample
+	ewma      EWMA
+}
+
+func (s *State) addSample(d Download) {
+	smp := Sample{Bytes: d.Bytes, Elapsed: d.Elapsed()}
+	s.History = append(s.History, smp)
+	s.ewma.Add(smp)
+}
+
+// Estimate is the dash.js-style throughput estimate (kbit/s): the smaller
+// of a fast and a slow EWMA; 0 before any download.
+func (s *State) Estimate() float64 { return s.ewma.Estimate() }
+
+// Bitrates are the video renditions' bitrates (kbit/s), lowest first.
+func (s *State) Bitrates() []float64 { return s.Video.Bitrates }
+
+// ChunkSeconds is the chunk duration in seconds.
+func (s *State) ChunkSeconds() float64 { return s.Video.ChunkDuration.Seconds() }
+
+// Remaining is the number of chunks after the current one.
+func (s *State) Remaining() int { return s.Chunks - s.Chunk - 1 }
+
+// highestBelow returns the highest rendition whose bitrate is at most kbps.
+func highestBelow(bitrates []float64, kbps float64) int {
+	q := 0
+	for i, b := range bitrates {
+		if b <= kbps {
+			q = i
+		}
+	}
+	return q
+}

@@ -1,0 +1,109 @@
+package player
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Trace is a bandwidth trace: Mbit/s over time, row i holding for the
+// interval (Time[i-1], Time[i]]. Players loop it when it ends.
+type Trace struct {
+	Name string
+	Time []float64 // seconds, increasing, from 0
+	Mbps []float64
+}
+
+// ParseTrace reads "time_s throughput_Mbps" lines (whitespace separated).
+func ParseTrace(r io.Reader, name string) (*Trace, error) {
+	t := &Trace{Name: name}
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("trace %s line %d: want two columns, time and Mbit/s", name, line)
+		}
+		ts, err1 := strconv.ParseFloat(f[0], 64)
+		bw, err2 := strconv.ParseFloat(f[1], 64)
+		if err1 != nil || err2 != nil || ts < 0 || bw < 0 || bw > 1e6 || ts > 1e8 {
+			return nil, fmt.Errorf("trace %s line %d: %q is not a time and a non-negative rate", name, line, sc.Text())
+		}
+		if n := len(t.Time); n > 0 && ts <= t.Time[n-1] {
+			return nil, fmt.Errorf("trace %s line %d: time %g does not increase", name, line, ts)
+		}
+		t.Time = append(t.Time, ts)
+		t.Mbps = append(t.Mbps, bw)
+		if len(t.Time) > 10_000_000 {
+			return nil, fmt.Errorf("trace %s: too long", name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("trace %s: %w", name, err)
+	}
+	if len(t.Time) < 2 {
+		return nil, fmt.Errorf("trace %s: needs at least two samples", name)
+	}
+	var total float64
+	for i := 1; i < len(t.Time); i++ {
+		total += t.Mbps[i] * (t.Time[i] - t.Time[i-1])
+	}
+	if total <= 0 {
+		return nil, fmt.Errorf("trace %s: carries no data at all (every sample is zero)", name)
+	}
+	return t, nil
+}
+
+// LoadTraces reads trace files: each item of spec is a file or a folder
+// (every regular file in it, sorted).
+func LoadTraces(spec []string) ([]*Trace, error) {
+	var files []string
+	for _, s := range spec {
+		st, err := os.Stat(s)
+		if err != nil {
+			return nil, fmt.Errorf("traces: %w", err)
+		}
+		if !st.IsDir() {
+			files = append(files, s)
+			continue
+		}
+		entries, err := os.ReadDir(s)
+		if err != nil {
+			return nil, fmt.Errorf("traces: %w", err)
+		}
+		var in []string
+		for _, e := range entries {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") && !strings.EqualFold(e.Name(), "README.md") {
+				in = append(in, filepath.Join(s, e.Name()))
+			}
+		}
+		sort.Strings(in)
+		files = append(files, in...)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("traces: no files in %v", spec)
+	}
+	traces := make([]*Trace, 0, len(files))
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, fmt.Errorf("traces: %w", err)
+		}
+		t, err := ParseTrace(fh, filepath.Base(f))
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		traces = append(traces, t)
+	}
+	return traces, nil
+}

@@ -1,0 +1,260 @@
+package player
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deepcast/deepcast/manifest"
+)
+
+// Video describes what a session plays: chunk duration, the bitrate of
+// each video rendition (lowest first) and every chunk's size at each.
+type Video struct {
+	Name          string
+	ChunkDuration time.Duration
+	Bitrates      []float64 // kbit/s, ascending
+	// Sizes[chunk][rendition] in bytes. It may hold more rows than Chunks
+	// (Pensieve's video has a 49th row for robustMPC's look-ahead).
+	Sizes  [][]int64
+	Chunks int
+	// URLs of each chunk's segment per rendition, and the audio segments
+	// that follow the video's timeline; empty for size-only sources.
+	URLs      [][]string
+	InitURLs  []string
+	AudioURLs []string
+	AudioInit string
+	AudioSize []int64
+}
+
+// Size is the byte size of chunk at rendition; past the last row it repeats
+// the last row, so look-ahead never falls off the end.
+func (v *Video) Size(chunk, rendition int) int64 {
+	if chunk >= len(v.Sizes) {
+		chunk = len(v.Sizes) - 1
+	}
+	return v.Sizes[chunk][rendition]
+}
+
+// ParseVideoCSV reads a video description like envivio-4s-48.csv: a header
+// "chunk,300kbps,750kbps,..." then one row per chunk with byte sizes.
+func ParseVideoCSV(r io.Reader, name string, chunkDur time.Duration) (*Video, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	v := &Video{Name: name, ChunkDuration: chunkDur}
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		cols := strings.Split(text, ",")
+		if v.Bitrates == nil {
+			if len(cols) < 2 {
+				return nil, fmt.Errorf("video %s line %d: header needs a chunk column and at least one bitrate", name, line)
+			}
+			for _, c := range cols[1:] {
+				kbps, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(strings.ToLower(c)), "kbps"), 64)
+				if err != nil || kbps <= 0 {
+					return nil, fmt.Errorf("video %s line %d: column %q is not a bitrate like 300kbps", name, line, c)
+				}
+				if len(v.Bitrates) > 0 && kbps <= v.Bitrates[len(v.Bitrates)-1] {
+					return nil, fmt.Errorf("video %s line %d: bitrates must increase", name, line)
+				}
+				v.Bitrates = append(v.Bitrates, kbps)
+			}
+			if len(v.Bitrates) > 32 {
+				return nil, fmt.Errorf("video %s: more than 32 renditions", name)
+			}
+			continue
+		}
+		if len(cols) != len(v.Bitrates)+1 {
+			return nil, fmt.Errorf("video %s line %d: %d columns, want %d", name, line, len(cols), len(v.Bitrates)+1)
+		}
+		row := make([]int64, len(v.Bitrates))
+		for i, c := range cols[1:] {
+			n, err := strconv.ParseInt(strings.TrimSpace(c), 10, 64)
+			if err != nil || n <= 0 || n > 1<<34 {
+				return nil, fmt.Errorf("video %s line %d: size %q is not a positive byte count", name, line, c)
+			}
+			row[i] = n
+		}
+		v.Sizes = append(v.Sizes, row)
+		if len(v.Sizes) > 1_000_000 {
+			return nil, fmt.Errorf("video %s: too many chunks", name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("video %s: %w", name, err)
+	}
+	if len(v.Sizes) == 0 {
+		return nil, fmt.Errorf("video %s: no chunks", name)
+	}
+	v.Chunks = len(v.Sizes)
+	return v, nil
+}
+
+// PensieveChunks is the number of chunks Pensieve's simulator plays of its
+// video; the file's extra row only feeds robustMPC's look-ahead.
+const PensieveChunks = 48
+
+// LoadVideo reads SOURCE: a video CSV, a local MPD or asset folder (sizes
+// from the segment files), or an MPD URL (sizes from HEAD requests).
+func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video, error) {
+	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+		return loadRemoteMPD(ctx, source, client)
+	}
+	st, err := os.Stat(source)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	if st.IsDir() {
+		source = filepath.Join(source, "manifest.mpd")
+	}
+	if strings.HasSuffix(strings.ToLower(source), ".csv") {
+		f, err := os.Open(source)
+		if err != nil {
+			return nil, fmt.Errorf("video %s: %w", source, err)
+		}
+		defer f.Close()
+		// Chunk length from a name such as envivio-4s-48.csv; 4 s otherwise.
+		dur := 4 * time.Second
+		for part := range strings.SplitSeq(strings.TrimSuffix(filepath.Base(source), ".csv"), "-") {
+			if d, err := time.ParseDuration(part); err == nil && d > 0 {
+				dur = d
+			}
+		}
+		return ParseVideoCSV(f, strings.TrimSuffix(filepath.Base(source), ".csv"), dur)
+	}
+	data, err := os.ReadFile(source)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	abs, _ := filepath.Abs(source)
+	m, err := manifest.Parse(data, &url.URL{Scheme: "file", Path: abs})
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	return videoFromManifest(m, filepath.Base(filepath.Dir(abs)), func(u string) (int64, error) {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return 0, err
+		}
+		st, err := os.Stat(pu.Path)
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	})
+}
+
+// FetchManifest downloads and parses an MPD.
+func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*manifest.Manifest, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, mpdURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("mpd %s: %s", mpdURL, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, manifest.MaxMPDSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+	}
+	base, _ := url.Parse(mpdURL)
+	if resp.Request != nil && resp.Request.URL != nil {
+		base = resp.Request.URL // after redirects, relative URLs follow the final location
+	}
+	m, err := manifest.Parse(data, base)
+	if err != nil {
+		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+	}
+	return m, nil
+}
+
+func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Video, error) {
+	m, err := FetchManifest(ctx, mpdURL, client)
+	if err != nil {
+		return nil, err
+	}
+	cache := &sync.Map{}
+	return videoFromManifest(m, mpdURL, func(u string) (int64, error) {
+		if v, ok := cache.Load(u); ok {
+			return v.(int64), nil
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
+			return 0, fmt.Errorf("HEAD %s: %s", u, resp.Status)
+		}
+		cache.Store(u, resp.ContentLength)
+		return resp.ContentLength, nil
+	})
+}
+
+// videoFromManifest lays the MPD's video Representations out as a Video,
+// asking size for every segment.
+func videoFromManifest(m *manifest.Manifest, name string, size func(url string) (int64, error)) (*Video, error) {
+	v := &Video{Name: name}
+	chunks := len(m.Video[0].Segments)
+	for _, r := range m.Video {
+		if len(r.Segments) != chunks {
+			return nil, fmt.Errorf("video %s: representations have %d and %d segments: not aligned", name, chunks, len(r.Segments))
+		}
+	}
+	v.Chunks = chunks
+	v.ChunkDuration = m.Video[0].Segments[0].Duration
+	v.Sizes = make([][]int64, chunks)
+	v.URLs = make([][]string, chunks)
+	for _, r := range m.Video {
+		v.Bitrates = append(v.Bitrates, float64(r.Bandwidth)/1000)
+		v.InitURLs = append(v.InitURLs, r.Init)
+	}
+	for k := range chunks {
+		v.Sizes[k] = make([]int64, len(m.Video))
+		v.URLs[k] = make([]string, len(m.Video))
+		for i, r := range m.Video {
+			n, err := size(r.Segments[k].URL)
+			if err != nil {
+				return nil, fmt.Errorf("video %s: segment %d of %s: %w", name, k+1, r.ID, err)
+			}
+			v.Sizes[k][i], v.URLs[k][i] = n, r.Segments[k].URL
+		}
+	}
+	if len(m.Audio) > 0 {
+		a := m.Audio[0] // the lowest: the ABR chooses video only
+		v.AudioInit = a.Init
+		for _, s := range a.Segments {
+			v.AudioURLs = append(v.AudioURLs, s.URL)
+			n, err := size(s.URL)
+			if err != nil {
+				return nil, fmt.Errorf("video %s: audio segment %d: %w", name, s.Number, err)
+			}
+			v.AudioSize = append(v.AudioSize, n)
+		}
+	}
+	return v, nil
+}
+
