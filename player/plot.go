@@ -46,9 +46,21 @@ func WritePlots(dir string, results []SimResult, sessions int) error {
 			return fmt.Errorf("plot: %w", err)
 		}
 		line.Color = plotutil.Color(i)
+		line.Dashes = plotutil.Dashes(i / 4)
 		line.Width = vg.Points(1.5)
 		p.Add(line)
 		p.Legend.Add(s.ABR, line)
+	}
+	// A few catastrophic sessions (long outages) would squeeze the rest into
+	// a sliver: start the axis at the 2nd percentile of all sessions.
+	var all []float64
+	for _, r := range results {
+		all = append(all, r.QoE)
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		p.X.Min = quantile(all, 0.02)
+		p.X.Max = all[len(all)-1]
 	}
 	p.Add(plotter.NewGrid())
 	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, "qoe_cdf.png")); err != nil {
@@ -99,6 +111,7 @@ func sessionPlot(dir, trace string, results []SimResult) error {
 				return fmt.Errorf("plot: %w", err)
 			}
 			line.Color = plotutil.Color(i)
+			line.Dashes = plotutil.Dashes(i / 4)
 			line.Width = vg.Points(1.2)
 			p.Add(line)
 			if pi == 0 {

@@ -107,8 +107,6 @@ func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe
 	} else {
 		link = NewTraceLink(t, 1, opt.RTT)
 	}
-	video := *opt.Video
-	video.AudioURLs = nil // simulation moves video bytes only
-	s := &Session{Video: &video, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg, KeepLog: opt.KeepLogs}
+	s := &Session{Video: opt.Video, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg, KeepLog: opt.KeepLogs}
 	return s.Run(ctx)
 }

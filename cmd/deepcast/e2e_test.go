@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 
 	"fmt"
 	"io"
@@ -18,8 +19,10 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
+	"github.com/deepcast/deepcast/player"
 )
 
 func TestMain(m *testing.M) {
@@ -172,5 +175,93 @@ func TestEdgeProcessStaysWithinItsMemoryBudget(t *testing.T) {
 	t.Logf("filled %d MiB through a %d MiB cache: peak RSS %d MiB", 3*mem>>20, mem>>20, peak>>20)
 	if peak > mem+64<<20 {
 		t.Errorf("peak RSS %d MiB exceeds -mem + 64 MiB = %d MiB", peak>>20, (mem+64<<20)>>20)
+	}
+}
+
+func TestSimMatchesRealPlayback(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.mp4")
+	ctx := context.Background()
+	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: 10 * time.Second, Width: 640, Height: 360}); err != nil {
+		t.Fatal(err)
+	}
+	ladder, _ := media.ParseLadder("640x360@1100k,320x180@350k")
+	lib := filepath.Join(dir, "lib")
+	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, SegmentDur: time.Second, Preset: "ultrafast"}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(o)
+	defer ts.Close()
+	defer o.Close()
+	trace := filepath.Join(dir, "const-2mbps")
+	var b strings.Builder
+	for i := range 120 {
+		fmt.Fprintf(&b, "%d.0 2.0\n", i)
+	}
+	os.WriteFile(trace, []byte(b.String()), 0o644)
+	url := ts.URL + "/vod/clip/manifest.mpd"
+	for _, abr := range []string{"throughput", "robustmpc"} {
+		real, err := play(ctx, url, playOptions{ABR: abr, Trace: trace, QoE: "lin"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := player.LoadVideo(ctx, url, http.DefaultClient)
+		if err != nil {
+			t.Fatal(err)
+		}
+		traces, _ := player.LoadTraces([]string{trace})
+		sims, err := player.Simulate(ctx, player.SimOptions{Video: v, Traces: traces, Algorithms: []string{abr}, KeepLogs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sim := sims[0]
+		same := 0
+		var rs, ss []int
+		for i := range real.Log {
+			rs = append(rs, real.Log[i].Rendition)
+			ss = append(ss, sim.Log[i].Rendition)
+			if real.Log[i].Rendition == sim.Log[i].Rendition {
+				same++
+			}
+		}
+		share := float64(same) / float64(len(real.Log))
+		t.Logf("%s: real %v, sim %v: %.0f%% the same", abr, rs, ss, 100*share)
+		if len(real.Log) != len(sim.Log) || share < 0.9 {
+			t.Errorf("%s: sim and real agree on %.0f%% of %d chunks, want >= 90%%", abr, 100*share, len(real.Log))
+		}
+	}
+}
+
+func TestPlayErrorsAreClear(t *testing.T) {
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/garbage.mpd":
+			w.Write([]byte("abc>"))
+		case "/live.mpd":
+			w.Write([]byte(`<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic"><Period/></MPD>`))
+		case "/missing-segments.mpd":
+			w.Write([]byte(`<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT4S"><Period>
+<AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate media="v/$Number$.m4s" duration="2" timescale="1"/>
+<Representation id="v" bandwidth="100000"/></AdaptationSet></Period></MPD>`))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer bad.Close()
+	ctx := context.Background()
+	for path, want := range map[string]string{
+		"/garbage.mpd":          "mpd",
+		"/live.mpd":             "only static",
+		"/nope.mpd":             "404",
+		"/missing-segments.mpd": "404",
+	} {
+		_, err := play(ctx, bad.URL+path, playOptions{ABR: "throughput", QoE: "lin"})
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want it to say %q", path, err, want)
+		}
 	}
 }

@@ -1,0 +1,417 @@
+package player
+
+import (
+	"context"
+	"math"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testdata(parts ...string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(append([]string{filepath.Dir(filepath.Dir(file)), "testdata"}, parts...)...)
+}
+
+func loadEnvivio(t testing.TB) *Video {
+	v, err := LoadVideo(context.Background(), testdata("videos", "envivio-4s-48.csv"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// constTrace is a link of constant rate.
+func constTrace(mbps float64) *Trace {
+	t := &Trace{Name: "const"}
+	for i := range 200 {
+		t.Time = append(t.Time, float64(i))
+		t.Mbps = append(t.Mbps, mbps)
+	}
+	return t
+}
+
+// stepTrace is a link that changes rate at given seconds.
+func stepTrace(steps ...[2]float64) *Trace {
+	t := &Trace{Name: "steps"}
+	for i := range 2000 {
+		rate := steps[0][1]
+		for _, s := range steps {
+			if float64(i) >= s[0] {
+				rate = s[1]
+			}
+		}
+		t.Time = append(t.Time, float64(i))
+		t.Mbps = append(t.Mbps, rate)
+	}
+	return t
+}
+
+func runSim(t *testing.T, v *Video, tr *Trace, abr ABR, cfg Config) Result {
+	t.Helper()
+	link := NewTraceLink(tr, 1, 0)
+	q, _ := NewQoE("lin")
+	s := &Session{Video: v, ABR: abr, QoE: q, Clock: link, Fetcher: link, Config: cfg, KeepLog: true}
+	r, err := s.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// state builds an ABR state by hand.
+func state(v *Video, buffer time.Duration, last int, samplesKbps ...float64) *State {
+	s := &State{Video: v, Chunk: 10, Chunks: v.Chunks, Buffer: buffer, Last: last, MaxBuffer: 60 * time.Second}
+	for _, k := range samplesKbps {
+		s.addSample(Download{Bytes: int64(k * 1000 / 8), Sent: 0, LastByte: time.Second})
+	}
+	return s
+}
+
+func TestThroughputRule(t *testing.T) {
+	v := loadEnvivio(t) // 300, 750, 1200, 1850, 2850, 4300
+	a := &Throughput{Safety: 0.9}
+	tests := []struct {
+		name    string
+		samples []float64
+		want    int
+	}{
+		{"no history starts low", nil, 0},
+		{"steady 2 Mbit/s picks 1200 (0.9 safety)", []float64{2000, 2000, 2000, 2000}, 2},
+		{"just enough with safety", []float64{2100, 2100, 2100, 2100, 2100, 2100}, 3},
+		{"zero bandwidth", []float64{0.001, 0.001}, 0},
+		{"fast link", []float64{20000, 20000, 20000, 20000, 20000}, 5},
+	}
+	for _, tt := range tests {
+		if got := a.Choose(state(v, 10*time.Second, 0, tt.samples...)); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	// Falling bandwidth: the EWMA's fast side reacts, the choice drops.
+	s := state(v, 10*time.Second, 5, 8000, 8000, 8000, 8000, 8000, 8000)
+	hi := a.Choose(s)
+	for range 12 { // 12 s of 500 kbit/s: the 3 s half-life has done its work
+		s.addSample(Download{Bytes: 500 * 1000 / 8, LastByte: time.Second})
+	}
+	if lo := a.Choose(s); lo >= hi || lo > 1 {
+		t.Errorf("after a drop to 500 kbit/s: %d (was %d)", lo, hi)
+	}
+}
+
+func TestBBA(t *testing.T) {
+	v := loadEnvivio(t)
+	b := &BBA{Reservoir: 5, Cushion: 10}
+	for _, tt := range []struct {
+		buf  time.Duration
+		want int
+	}{{0, 0}, {4 * time.Second, 0}, {5 * time.Second, 0}, {7 * time.Second, 1}, {10 * time.Second, 2}, {14 * time.Second, 4}, {15 * time.Second, 5}, {60 * time.Second, 5}} {
+		// Throughput must not matter: give it a fast link and a dead one.
+		for _, k := range []float64{50000, 1} {
+			if got := b.Choose(state(v, tt.buf, 0, k)); got != tt.want {
+				t.Errorf("buffer %s, %g kbit/s: %d, want %d", tt.buf, k, got, tt.want)
+			}
+		}
+	}
+}
+
+func TestBOLA(t *testing.T) {
+	v := loadEnvivio(t)
+	// Buffer drives it once started: more buffer, higher rendition.
+	prev := -1
+	for _, buf := range []time.Duration{8, 12, 16, 20, 24} {
+		b := &BOLA{started: true}
+		got := b.Choose(state(v, buf*time.Second, 5, 50000, 50000, 50000))
+		if got < prev {
+			t.Errorf("buffer %ds: %d, below %d at less buffer", buf, got, prev)
+		}
+		prev = got
+	}
+	if b := (&BOLA{started: true}); b.Choose(state(v, 1*time.Second, 5, 50000)) != 0 {
+		t.Error("an almost empty buffer must choose the lowest rendition")
+	}
+	if b := (&BOLA{started: true}); b.Choose(state(v, 40*time.Second, 5, 50000)) != 5 {
+		t.Error("a full buffer must choose the highest rendition")
+	}
+	// BOLA-O: from a low rendition, no jump above what throughput sustains.
+	b := &BOLA{started: true}
+	if got := b.Choose(state(v, 40*time.Second, 0, 900, 900, 900)); got > 1 {
+		t.Errorf("switch-up guard: %d with 900 kbit/s measured", got)
+	}
+	// Startup follows throughput.
+	b = &BOLA{}
+	if got := b.Choose(state(v, time.Second, 0, 1500, 1500)); got != 2 {
+		t.Errorf("startup: %d, want the throughput choice 2 (1200 <= 0.9 x 1500)", got)
+	}
+}
+
+func TestDynamicHysteresis(t *testing.T) {
+	v := loadEnvivio(t)
+	d := &Dynamic{}
+	s := state(v, 5*time.Second, 0, 3000, 3000, 3000)
+	d.Choose(s)
+	if d.useBOLA {
+		t.Fatal("BOLA at 5 s of buffer")
+	}
+	s.Buffer = 13 * time.Second
+	d.Choose(s)
+	if !d.useBOLA {
+		t.Fatal("not BOLA at 13 s")
+	}
+	s.Buffer = 8 * time.Second // above half of 12: stays BOLA
+	d.Choose(s)
+	if !d.useBOLA {
+		t.Fatal("left BOLA above half the stable buffer")
+	}
+	s.Buffer = 5 * time.Second
+	d.Choose(s)
+	if d.useBOLA {
+		t.Fatal("still BOLA below half the stable buffer")
+	}
+}
+
+func TestMPCAlgorithms(t *testing.T) {
+	v := loadEnvivio(t)
+	for _, name := range []string{"robustmpc", "deepcast"} {
+		// Steady fast link, decent buffer: highest.
+		a, _ := NewABR(name)
+		s := state(v, 20*time.Second, 5)
+		for range 6 {
+			s.addSample(Download{Bytes: 20000 * 1000 / 8, LastByte: time.Second})
+			a.Choose(s)
+		}
+		if got := a.Choose(s); got != 5 {
+			t.Errorf("%s on a steady 20 Mbit/s link: %d", name, got)
+		}
+		// Zero bandwidth, empty buffer: lowest.
+		a, _ = NewABR(name)
+		s = state(v, 0, 3)
+		for range 6 {
+			s.addSample(Download{Bytes: 1, LastByte: 10 * time.Second})
+			a.Choose(s)
+		}
+		if got := a.Choose(s); got != 0 {
+			t.Errorf("%s with no bandwidth: %d", name, got)
+		}
+		// Rising bandwidth: choices rise.
+		a, _ = NewABR(name)
+		s = state(v, 10*time.Second, 0)
+		prev := 0
+		for _, k := range []float64{500, 1000, 2000, 4000, 8000, 8000, 8000, 8000} {
+			s.addSample(Download{Bytes: int64(k * 1000 / 8), LastByte: time.Second})
+			got := a.Choose(s)
+			if got+1 < prev {
+				t.Errorf("%s on rising bandwidth fell from %d to %d", name, prev, got)
+			}
+			s.Last, prev = got, got
+		}
+		if prev < 3 {
+			t.Errorf("%s after rising to 8 Mbit/s: %d", name, prev)
+		}
+	}
+	// RobustMPC's prediction error makes it cautious on a noisy link.
+	calm, noisy := &RobustMPC{Horizon: 5}, &RobustMPC{Horizon: 5}
+	sc, sn := state(v, 8*time.Second, 2), state(v, 8*time.Second, 2)
+	for i := range 8 {
+		sc.addSample(Download{Bytes: 2500 * 1000 / 8, LastByte: time.Second})
+		k := 1000.0
+		if i%2 == 0 {
+			k = 6000
+		}
+		sn.addSample(Download{Bytes: int64(k * 1000 / 8), LastByte: time.Second})
+		calm.Choose(sc)
+		noisy.Choose(sn)
+	}
+	if c, n := calm.Choose(sc), noisy.Choose(sn); n > c {
+		t.Errorf("noisy link chose %d above the calm link's %d", n, c)
+	}
+}
+
+func TestQoEModels(t *testing.T) {
+	br := []float64{300, 750, 1200, 1850, 2850, 4300}
+	tests := []struct {
+		model     string
+		q, last   int
+		rebuf     time.Duration
+		want      float64
+		startup   time.Duration
+		wantStart float64
+	}{
+		// lin: 1.85 - 4.3*0.5 - |1.85-0.75| = 1.85 - 2.15 - 1.1 = -1.4
+		{"lin", 3, 1, 500 * time.Millisecond, -1.4, time.Second, 0},
+		// log: ln(4300/300) - 0 - |ln(4300/300) - ln(2850/300)| = 2.6626 - 0.4113
+		{"log", 5, 4, 0, math.Log(4300.0/300) - math.Log(4300.0/2850), 0, 0},
+		// hd: 20 - 8*1 - |20-12| = 4
+		{"hd", 5, 3, time.Second, 4, 0, 0},
+		// yin: 2.85 - |2.85-4.3| - 3*2 = 2.85 - 1.45 - 6 = -4.6; startup 1.5 s costs 4.5
+		{"yin", 4, 5, 2 * time.Second, -4.6, 1500 * time.Millisecond, 4.5},
+	}
+	for _, tt := range tests {
+		m, err := NewQoE(tt.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Chunk(br, tt.q, tt.last, tt.rebuf); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("%s: %.6f, want %.6f", tt.model, got, tt.want)
+		}
+		if got := m.Startup(tt.startup); math.Abs(got-tt.wantStart) > 1e-9 {
+			t.Errorf("%s startup: %.6f, want %.6f", tt.model, got, tt.wantStart)
+		}
+	}
+	if _, err := NewQoE("nope"); err == nil {
+		t.Error("unknown model accepted")
+	}
+}
+
+func TestSessionBufferModel(t *testing.T) {
+	v := &Video{ChunkDuration: 4 * time.Second, Bitrates: []float64{1000}, Chunks: 30}
+	for range 30 {
+		v.Sizes = append(v.Sizes, []int64{500_000}) // 4 Mbit per chunk
+	}
+	// 2 Mbit/s: 2 s per 4 s chunk; the buffer grows by 2 s a chunk to the cap.
+	cfg := DefaultConfig()
+	cfg.MaxBuffer = 20 * time.Second
+	r := runSim(t, v, constTrace(2), &Throughput{Safety: 0.9}, cfg)
+	if r.Startup != 2*time.Second || r.Rebuffer != 0 || r.RebufferCount != 0 {
+		t.Errorf("startup %s rebuffer %s", r.Startup, r.Rebuffer)
+	}
+	maxBuf := time.Duration(0)
+	for _, l := range r.Log {
+		maxBuf = max(maxBuf, l.Buffer)
+	}
+	if maxBuf > 20*time.Second+4*time.Second {
+		t.Errorf("buffer reached %s past the 20 s cap", maxBuf)
+	}
+	// 0.5 Mbit/s: 8 s per 4 s chunk: a 4 s stall every chunk after the first.
+	r = runSim(t, v, constTrace(0.5), &Throughput{Safety: 0.9}, cfg)
+	if r.RebufferCount != 29 || math.Abs(r.Rebuffer.Seconds()-29*4) > 0.01 {
+		t.Errorf("slow link: %d stalls, %s", r.RebufferCount, r.Rebuffer)
+	}
+	// Zero bandwidth for a while, then back: the session survives and stalls.
+	r = runSim(t, v, stepTrace([2]float64{0, 3}, [2]float64{20, 0}, [2]float64{60, 3}), &Throughput{Safety: 0.9}, cfg)
+	if r.Chunks != 30 || r.Rebuffer == 0 {
+		t.Errorf("outage: %d chunks, %s stalled", r.Chunks, r.Rebuffer)
+	}
+}
+
+func TestTraceLinkPensieveArithmetic(t *testing.T) {
+	// 8 Mbit/s with 95% payload: 1 MB takes 1/0.95 s, plus 80 ms.
+	link := NewTraceLink(constTrace(8), 0.95, 80*time.Millisecond)
+	d, _ := link.Fetch(context.Background(), Request{Size: 1_000_000})
+	secs := 1 / 0.95
+	want := time.Duration(secs*float64(time.Second)) + 80*time.Millisecond
+	if diff := d.Elapsed() - want; diff > time.Millisecond || diff < -time.Millisecond {
+		t.Errorf("elapsed %s, want %s", d.Elapsed(), want)
+	}
+	// A short trace loops.
+	short := &Trace{Time: []float64{0, 1, 2}, Mbps: []float64{8, 8, 8}}
+	link = NewTraceLink(short, 1, 0)
+	d, _ = link.Fetch(context.Background(), Request{Size: 5_000_000})
+	if math.Abs(d.Elapsed().Seconds()-5) > 0.01 {
+		t.Errorf("looping trace: %s", d.Elapsed())
+	}
+}
+
+func TestPensieveModeMatchesReferenceBB(t *testing.T) {
+	v := loadEnvivio(t)
+	for set, want := range map[string]float64{"fcc": 5.8, "hsdpa": 24.2} {
+		traces, err := LoadTraces([]string{testdata("traces", set)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"bba"}, Pensieve: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for _, r := range res {
+			sum += r.QoE
+		}
+		if got := sum / float64(len(res)); math.Abs(got-want) > 0.1 {
+			t.Errorf("%s: BB mean QoE_lin %.2f, Pensieve's simulator gives %.1f", set, got, want)
+		}
+	}
+}
+
+func TestParseTraceAndVideoErrors(t *testing.T) {
+	bad := map[string]string{
+		"one column":  "0.0\n1.0 2\n",
+		"negative":    "0 1\n1 -2\n",
+		"not numbers": "a b\n",
+		"decreasing":  "0 1\n5 1\n3 1\n",
+		"all zero":    "0 0\n1 0\n2 0\n",
+		"too short":   "0 1\n",
+	}
+	for name, in := range bad {
+		if _, err := ParseTrace(strings.NewReader(in), name); err == nil {
+			t.Errorf("trace %s accepted", name)
+		}
+	}
+	if _, err := ParseTrace(strings.NewReader("0 0\n1 0\n2 5\n"), "zeros then data"); err != nil {
+		t.Errorf("zero-bandwidth samples rejected: %v", err)
+	}
+	badVideo := map[string]string{
+		"no header rate": "chunk,fast\n1,2\n",
+		"bad size":       "chunk,300kbps\n1,x\n",
+		"columns":        "chunk,300kbps,750kbps\n1,2\n",
+		"decreasing":     "chunk,750kbps,300kbps\n1,2,3\n",
+		"empty":          "chunk,300kbps\n",
+	}
+	for name, in := range badVideo {
+		if _, err := ParseVideoCSV(strings.NewReader(in), name, 4*time.Second); err == nil {
+			t.Errorf("video %s accepted", name)
+		}
+	}
+}
+
+func FuzzParseTrace(f *testing.F) {
+	f.Add("0.0 1.5\n1.0 2.5\n")
+	f.Add("0 0\n5 0\n10 7.7\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		tr, err := ParseTrace(strings.NewReader(s), "fuzz")
+		if err != nil {
+			return
+		}
+		link := NewTraceLink(tr, 0.95, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		d, err := link.Fetch(ctx, Request{Size: 1000})
+		if err == nil && d.Elapsed() < 0 {
+			t.Fatalf("negative download time")
+		}
+	})
+}
+
+func FuzzParseVideoCSV(f *testing.F) {
+	f.Add("chunk,300kbps,750kbps\n1,100,200\n2,150,300\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := ParseVideoCSV(strings.NewReader(s), "fuzz", 4*time.Second)
+		if err != nil {
+			return
+		}
+		for _, row := range v.Sizes {
+			if len(row) != len(v.Bitrates) {
+				t.Fatal("ragged sizes")
+			}
+		}
+	})
+}
+
+func BenchmarkSimulationStep(b *testing.B) {
+	v := loadEnvivio(b)
+	traces, _ := LoadTraces([]string{testdata("traces", "hsdpa")})
+	for _, name := range Algorithms() {
+		b.Run(name, func(b *testing.B) {
+			var media time.Duration
+			for i := 0; b.Loop(); i++ {
+				r, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces[i%len(traces) : i%len(traces)+1], Algorithms: []string{name}, Pensieve: true, Jobs: 1})
+				if err != nil {
+					b.Fatal(err)
+				}
+				media += r[0].PlayTime
+			}
+			b.ReportMetric(media.Seconds()/b.Elapsed().Seconds(), "media-s/s")
+		})
+	}
+}
