@@ -9,8 +9,8 @@ export DEEPCAST_BENCH=1
 echo "== packaging: deepcast segmenting vs ffmpeg -c copy -f dash"
 go test -count=1 -run '^TestBenchSegmentVsFFmpeg$' -v ./media/ | grep -vE '^(=== RUN|--- PASS|PASS|ok )'
 
-for t in $(grep -rhoE '^func (TestBench[A-Za-z0-9_]+)' --include='*_test.go' origin edge player 2>/dev/null | awk '{print $2}' | sed 's/(.*//' | sort -u); do
-  pkg=$(grep -rlE "^func $t\(" --include='*_test.go' origin edge player | head -1 | xargs dirname)
+for t in $(grep -rhoE '^func (TestBench[A-Za-z0-9_]+)' --include="*_test.go" origin edge player cmd 2>/dev/null | awk '{print $2}' | sed 's/(.*//' | sort -u); do
+  pkg=$(grep -rlE "^func $t\(" --include="*_test.go" origin edge player cmd | head -1 | xargs dirname)
   echo "== $pkg: $t"
   go test -count=1 -timeout 20m -run "^$t\$" -v "./$pkg/" | grep -vE '^(=== RUN|--- PASS|PASS|ok )'
 done

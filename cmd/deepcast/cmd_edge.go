@@ -77,14 +77,12 @@ func edgeCommand() command {
 
 // tuneEdgeMemory keeps the process near its cache budget: the memory tier
 // holds -mem of live objects and evicted ones are garbage, so a soft limit
-// of -mem plus working room makes the collector return them in time (the
-// default GOGC would let the heap grow to twice the live data).
+// of -mem plus working room makes the collector return them in time, while
+// a high GOGC keeps it idle while the cache is not full.
 func tuneEdgeMemory(cache int64) {
+	tuneGC()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cache + 40<<20)
-	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400) // the limit, not GOGC, bounds the heap when full
 	}
 }
 
