@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -18,7 +19,6 @@ import (
 type counters struct {
 	requests, hits, misses, stale, coalesced, revalidations, prefetches, errors atomic.Int64
 	memoryBytes, diskBytes, upstreamBytes                                       atomic.Int64 // served from each tier
-	upstreamBytesFetched                                                        atomic.Int64
 }
 
 func (c *counters) addServed(tier string, n int) {
@@ -248,7 +248,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			func() float64 { return float64(n.mem.count()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_bytes", Help: "Bytes in the memory tier."},
 			func() float64 { return float64(n.mem.bytes.Load()) }),
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	served := prometheus.NewDesc("deepcast_edge_served_bytes_total", "Response body bytes served, by the tier they came from.", []string{"tier"}, nil)
 	up := prometheus.NewDesc("deepcast_edge_upstream_up", "Whether an upstream passes its health checks.", []string{"upstream"}, nil)

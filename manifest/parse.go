@@ -316,7 +316,7 @@ func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBa
 				repeat = int((end-t+s.D-1)/s.D) - 1
 			}
 			if repeat > MaxSegments {
-				return nil, fmt.Errorf("S[%d]@r=%d is too large", i, repeat)
+				return nil, fmt.Errorf("timeline entry %d: @r=%d is too large", i, repeat)
 			}
 			for range repeat + 1 {
 				if err := add(t, s.D); err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics are the origin's Prometheus series, on a registry of their own so
@@ -42,7 +43,7 @@ func newMetrics() *metrics {
 		}, []string{"state"}),
 	}
 	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

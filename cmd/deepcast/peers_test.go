@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -181,19 +180,4 @@ func medianResult(rs []wrkResult) wrkResult {
 
 func (r wrkResult) String() string {
 	return fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s  errors %d", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
-}
-
-// readLines is bufio for small files.
-func readLines(path string) []string {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
 }
