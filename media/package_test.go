@@ -21,11 +21,7 @@ import (
 	"github.com/deepcast/deepcast/media/mediatest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	mediatest.Cleanup()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { mediatest.Main(m) }
 
 func repoRoot(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)

@@ -13,6 +13,18 @@ type EWMA struct {
 	totalWeight                float64
 }
 
+// halfLives returns the configured half-lives, dash.js's 3 s and 8 s by default.
+func (e *EWMA) halfLives() (fast, slow float64) {
+	fast, slow = e.FastHalfLife, e.SlowHalfLife
+	if fast <= 0 {
+		fast = 3
+	}
+	if slow <= 0 {
+		slow = 8
+	}
+	return fast, slow
+}
+
 // Add takes one sample.
 func (e *EWMA) Add(s Sample) {
 	kbps := s.Kbps()
@@ -20,13 +32,7 @@ func (e *EWMA) Add(s Sample) {
 	if w <= 0 || math.IsInf(kbps, 0) {
 		return
 	}
-	fh, sh := e.FastHalfLife, e.SlowHalfLife
-	if fh <= 0 {
-		fh = 3
-	}
-	if sh <= 0 {
-		sh = 8
-	}
+	fh, sh := e.halfLives()
 	af := math.Pow(0.5, w/fh)
 	as := math.Pow(0.5, w/sh)
 	e.fast = af*e.fast + (1-af)*kbps
@@ -39,13 +45,7 @@ func (e *EWMA) Estimate() float64 {
 	if e.totalWeight <= 0 {
 		return 0
 	}
-	fh, sh := e.FastHalfLife, e.SlowHalfLife
-	if fh <= 0 {
-		fh = 3
-	}
-	if sh <= 0 {
-		sh = 8
-	}
+	fh, sh := e.halfLives()
 	f := e.fast / (1 - math.Pow(0.5, e.totalWeight/fh))
 	s := e.slow / (1 - math.Pow(0.5, e.totalWeight/sh))
 	return math.Min(f, s)

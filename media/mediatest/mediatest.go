@@ -86,11 +86,14 @@ func CopyLibrary(tb testing.TB) string {
 	return dst
 }
 
-// Cleanup removes the per-process content; call it from TestMain.
-func Cleanup() {
+// Main runs a package's tests and then removes the per-process content:
+// use it as the package's TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
+	os.Exit(code)
 }
 
 // CountFrames counts the video packets of a file with ffprobe.
