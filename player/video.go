@@ -257,4 +257,3 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 	}
 	return v, nil
 }
-
