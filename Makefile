@@ -15,10 +15,9 @@ build:
 deps:
 	@bash .ci/deps.sh
 
+# The whole CDN on this machine until Ctrl-C: sample, origin, edges, pages, an ABR run.
 demo: deps build
-	@mkdir -p $(DEMO_DIR)
-	@if [ ! -f $(DEMO_DIR)/sample.mp4 ]; then $(BIN) sample -o $(DEMO_DIR)/sample.mp4 -duration 30s -size 1280x720; fi
-	$(BIN) package -o $(DEMO_DIR)/library -name sample $(DEMO_DIR)/sample.mp4
+	$(BIN) demo -dir $(DEMO_DIR)
 
 test: deps
 	$(GO) vet ./...

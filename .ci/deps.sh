@@ -10,6 +10,8 @@ declare -A need=(
   [ffmpeg]=ffmpeg
   [ffprobe]=ffmpeg
   [xmllint]=libxml2-utils
+  [chromium]=chromium
+  [npm]=npm
 )
 if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[nginx]=nginx
@@ -41,5 +43,15 @@ fi
 if ! command -v go >/dev/null 2>&1; then
   echo "deps: Go 1.26 or newer is required (https://go.dev/dl/)" >&2
   exit 1
+fi
+# Front-end packages for the web pages, exactly as the lockfile says.
+if [ ! -f web/node_modules/dashjs/package.json ] || [ ! -f web/node_modules/uplot/package.json ] || \
+   [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: npm is missing: install Node.js (apt-get install npm) and run: cd web && npm ci" >&2
+    exit 1
+  fi
+  echo "deps: npm ci in web/"
+  (cd web && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "deps: ok"

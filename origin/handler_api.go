@@ -84,6 +84,22 @@ func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, summary(e))
 }
 
+// Stats is the JSON of GET /api/stats, read by the dashboard.
+type Stats struct {
+	Name        string `json:"name"`
+	Role        string `json:"role"`
+	Requests    int64  `json:"requests"`
+	BytesSent   int64  `json:"bytesSent"`
+	Assets      int    `json:"assets"`
+	JobsRunning int    `json:"jobsRunning"`
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	entries, _ := s.catalog.List()
+	writeJSON(w, http.StatusOK, Stats{Name: "origin", Role: "origin", Requests: s.requests.Load(), BytesSent: s.sent.Load(),
+		Assets: len(entries), JobsRunning: s.jobs.running()})
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", cacheNoStore)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

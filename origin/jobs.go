@@ -247,6 +247,19 @@ func (js *jobs) fail(j *job, err error) {
 	js.count()
 }
 
+// running counts the jobs in the running state.
+func (js *jobs) running() int {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	n := 0
+	for _, j := range js.byID {
+		if j.snapshot().State == JobRunning {
+			n++
+		}
+	}
+	return n
+}
+
 // count refreshes the jobs-by-state gauge.
 func (js *jobs) count() {
 	counts := map[JobState]int{JobQueued: 0, JobRunning: 0, JobDone: 0, JobFailed: 0}

@@ -131,6 +131,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			route = rc.RoutePattern()
 		}
 		elapsed := time.Since(start)
+		s.requests.Add(1)
+		s.sent.Add(rec.bytes)
 		rm := s.metrics.forRoute(route, r.Method, rec.status)
 		rm.requests.Inc()
 		rm.bytes.Add(float64(rec.bytes))

@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	r.Post("/api/assets", s.requireAdmin(s.ingest))
 	r.Get("/api/assets/{asset}", s.getAsset)
 	r.Get("/api/jobs/{id}", s.getJob)
+	r.Get("/api/stats", s.stats)
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())

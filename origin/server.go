@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,8 @@ type Server struct {
 	jobs    *jobs
 	metrics *metrics
 	handler http.Handler
+	// requests and sent are running totals for /api/stats.
+	requests, sent atomic.Int64
 }
 
 // New makes a Server for cfg. The library folder must exist.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/web"
 )
 
 func edgeCommand() command {
@@ -34,6 +35,7 @@ func edgeCommand() command {
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
 			accessLog := fs.Bool("access-log", false, "log every request")
+			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *upstream == "" || len(args) > 0 {
 					return fmt.Errorf("-upstream URL is required: %w", errUsage)
@@ -62,6 +64,15 @@ func edgeCommand() command {
 				}
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
+				name := cfg.Name
+				if name == "" {
+					name = defaults.Name
+				}
+				nodes := []web.Node{{Name: name, Role: *profile, URL: "http://" + ln.Addr().String()}}
+				for _, u := range cfg.Upstreams {
+					nodes = append(nodes, web.Node{Name: u, Role: "upstream", URL: u})
+				}
+				cfg.Web = web.Handler(web.Config{Self: name, Nodes: nodes, ModulesDir: *modules, Logger: cfg.Logger})
 				n, err := edge.New(cfg)
 				if err != nil {
 					return err

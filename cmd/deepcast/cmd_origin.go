@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/origin"
+	"github.com/deepcast/deepcast/web"
 )
 
 func originCommand() command {
@@ -22,22 +23,27 @@ func originCommand() command {
 			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
 			accessLog := fs.Bool("access-log", true, "log every request")
+			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR is required: %w", errUsage)
 				}
 				tuneGC()
 				log := slog.Default().With("node", "origin")
-				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
-					CheckEvery: *check, AccessLog: *accessLog, Logger: log})
-				if err != nil {
-					return err
-				}
-				defer srv.Close()
 				ln, err := listen(*addr)
 				if err != nil {
 					return err
 				}
+				self := "http://" + ln.Addr().String()
+				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
+					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: self}}})
+				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
+					CheckEvery: *check, AccessLog: *accessLog, Logger: log, Web: pages})
+				if err != nil {
+					ln.Close()
+					return err
+				}
+				defer srv.Close()
 				log.Info("origin listening", "url", "http://"+ln.Addr().String(), "library", *lib)
 				return serve(ctx, srv, ln, log)
 			}

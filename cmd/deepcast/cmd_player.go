@@ -144,6 +144,7 @@ func playCommand() command {
 
 type playOptions struct {
 	ABR, Trace, QoE string
+	TraceValue      *player.Trace // used instead of Trace when set
 	RTT, Duration   time.Duration
 	CMCD, Live      bool
 }
@@ -165,7 +166,10 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	clock := player.NewWallClock()
 	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3}
-	if o.Trace != "" {
+	switch {
+	case o.TraceValue != nil:
+		f.Shaper = player.NewShaper(o.TraceValue)
+	case o.Trace != "":
 		ts, err := player.LoadTraces([]string{o.Trace})
 		if err != nil {
 			return player.Result{}, err

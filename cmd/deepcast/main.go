@@ -33,6 +33,7 @@ func commands() []command {
 		edgeCommand(),
 		playCommand(),
 		simCommand(),
+		demoCommand(),
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -180,4 +182,22 @@ func medianResult(rs []wrkResult) wrkResult {
 
 func (r wrkResult) String() string {
 	return fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s  errors %d", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+}
+
+// lockedBuffer collects a subprocess's output safely.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/origin"
+	"github.com/deepcast/deepcast/web"
+)
+
+// chromium is Debian's browser, which `make deps` installs.
+const chromium = "/usr/bin/chromium"
+
+// browser starts headless Chromium with the flags this machine needs and a
+// fresh profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s not found: `make deps` installs it (apt-get install chromium)", chromium)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancel()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// webSetup is a three-tier chain with the web pages on every node.
+type webSetup struct {
+	origin, home, deep string
+	lib                string
+}
+
+func startWebChain(t *testing.T) webSetup {
+	t.Helper()
+	modules := filepath.Join(repoRoot(), "web", "node_modules")
+	if missing := web.MissingModules(modules); len(missing) > 0 {
+		t.Fatalf("web modules missing (%v): `make deps` runs npm ci in web/", missing)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.mp4")
+	ctx := context.Background()
+	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: 24 * time.Second, Width: 640, Height: 360}); err != nil {
+		t.Fatal(err)
+	}
+	ladder, _ := media.ParseLadder("640x360@1200k,320x180@300k")
+	lib := filepath.Join(dir, "lib")
+	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
+		t.Fatal(err)
+	}
+	// Listeners first, so every page knows every node.
+	var lns [3]*httptest.Server
+	mux := [3]*swapHandler{{}, {}, {}}
+	for i := range lns {
+		lns[i] = httptest.NewServer(mux[i])
+		t.Cleanup(lns[i].Close)
+	}
+	nodes := []web.Node{{Name: "origin", Role: "origin", URL: lns[0].URL}, {Name: "home", Role: edge.BringHome, URL: lns[1].URL},
+		{Name: "deep", Role: edge.EnterDeep, URL: lns[2].URL}}
+	pages := func(self string) http.Handler {
+		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: modules, Logger: discard()})
+	}
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard(), Web: pages("origin")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	mux[0].h = o
+	home, err := edge.New(edge.Config{Profile: edge.BringHome, Name: "home", Upstreams: []string{lns[0].URL}, MemBytes: 64 << 20,
+		Logger: discard(), Web: pages("home")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(home.Close)
+	mux[1].h = home
+	deep, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{lns[1].URL}, MemBytes: 64 << 20,
+		Logger: discard(), Web: pages("deep")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deep.Close)
+	mux[2].h = deep
+	return webSetup{origin: lns[0].URL, home: lns[1].URL, deep: lns[2].URL, lib: lib}
+}
+
+// swapHandler lets a server start before its handler exists.
+type swapHandler struct{ h http.Handler }
+
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.h == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	s.h.ServeHTTP(w, r)
+}
+
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Join(wd, "..", "..")
+}
+
+// pageStats is window.deepcast as the player page keeps it.
+type pageStats struct {
+	CurrentTime    float64  `json:"currentTime"`
+	DecodedFrames  int      `json:"decodedFrames"`
+	Errors         []string `json:"errors"`
+	CacheHits      int      `json:"cacheHits"`
+	CacheResponses int      `json:"cacheResponses"`
+	DownSwitches   int      `json:"downSwitches"`
+	UpSwitches     int      `json:"upSwitches"`
+	Bitrate        int      `json:"bitrate"`
+}
+
+func readStats(t *testing.T, ctx context.Context) pageStats {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[pageStats](`window.deepcast || {}`))
+	if err != nil {
+		t.Fatalf("read page stats: %v", err)
+	}
+	return s
+}
+
+// waitFor polls the page until cond holds, within limit.
+func waitFor(t *testing.T, ctx context.Context, limit time.Duration, what string, cond func(pageStats) bool) pageStats {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	var s pageStats
+	for time.Now().Before(deadline) {
+		s = readStats(t, ctx)
+		if len(s.Errors) > 0 {
+			t.Fatalf("dash.js error while waiting for %s: %v", what, s.Errors)
+		}
+		if cond(s) {
+			return s
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s: %+v", what, s)
+	return s
+}
+
+func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
+	setup := startWebChain(t)
+	ctx := browser(t)
+	// Small buffer targets so a cap change shows within seconds; start capped.
+	page := setup.deep + "/?asset=clip&abr=throughput&buffer=4&cap=400"
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 40*time.Second, "playback to start at the capped rendition", func(s pageStats) bool {
+		return s.CurrentTime > 1 && s.Bitrate > 0 && s.Bitrate < 400
+	})
+	// Raise the cap: dash.js must switch up.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(-1)`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 30*time.Second, "a switch up after the cap is lifted", func(s pageStats) bool { return s.UpSwitches >= 1 })
+	// Lower it again: dash.js must switch down.
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(400)`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 30*time.Second, "a switch down after the cap is lowered", func(s pageStats) bool { return s.DownSwitches >= 1 })
+	s := waitFor(t, ctx, 60*time.Second, "currentTime past 10 s", func(s pageStats) bool { return s.CurrentTime > 10 })
+	if s.DecodedFrames == 0 {
+		t.Error("no frames decoded")
+	}
+	if s.CacheHits == 0 {
+		t.Errorf("the page saw no edge hit in %d segment responses", s.CacheResponses)
+	}
+	t.Logf("player: %+v", s)
+	shot(t, ctx, "player.png")
+
+	// The dashboard shows the enter-deep node's hits.
+	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var hits float64
+	for time.Now().Before(deadline) {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(window.deepcastNodes && window.deepcastNodes.deep && window.deepcastNodes.deep.hits) || 0`))
+		if err == nil && v > 0 {
+			hits = v
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if hits == 0 {
+		t.Error("the dashboard shows no hits for the enter-deep node")
+	}
+	time.Sleep(1500 * time.Millisecond) // a second poll, so rates show
+	shot(t, ctx, "dashboard.png")
+}
+
+// shot saves a screenshot when DEEPCAST_SCREENSHOTS names a folder (the
+// README's images are made this way).
+func shot(t *testing.T, ctx context.Context, name string) {
+	dir := os.Getenv("DEEPCAST_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "demo", "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "2s")
+	cmd.Dir = repoRoot()
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	}()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(out.String(), "serving; Ctrl-C") {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo did not come up:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo exited early: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var deeps []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == edge.EnterDeep && strings.HasPrefix(f[2], "http://") {
+			deeps = append(deeps, f[2])
+		}
+	}
+	if len(deeps) != 2 {
+		t.Fatalf("want two enter-deep nodes in the table:\n%s", out.String())
+	}
+	frames := 6 * 30
+	for _, d := range deeps {
+		resp, err := http.Get(d + "/")
+		if err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s: player page: %v", d, err)
+		} else {
+			resp.Body.Close()
+		}
+		checkDecodes(t, d+"/vod/sample/manifest.mpd", frames)
+	}
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo exit: %v\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("demo still running 10 s after SIGINT")
+	}
+	if !strings.Contains(out.String(), "all nodes stopped") {
+		t.Errorf("no clean shutdown message:\n%s", out.String())
+	}
+	t.Logf("stopped %s after SIGINT", time.Since(start).Round(time.Millisecond))
+	if procs, _ := exec.Command("pgrep", "-f", dir).Output(); len(strings.TrimSpace(string(procs))) > 0 {
+		t.Errorf("processes left behind: %s", procs)
+	}
+	// A second run reuses the packaged sample.
+	again := exec.Command(bin, "demo", "-dir", dir, "-play", "0")
+	again.Dir = repoRoot()
+	out2 := &lockedBuffer{}
+	again.Stdout, again.Stderr = out2, out2
+	if err := again.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(time.Minute)
+	for !strings.Contains(out2.String(), "serving; Ctrl-C") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	again.Process.Signal(os.Interrupt)
+	again.Wait()
+	if !strings.Contains(out2.String(), "reusing the packaged sample") {
+		t.Errorf("second run did not reuse the sample:\n%s", out2.String())
+	}
+}
+
+func checkDecodes(t *testing.T, url string, frames int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "verbose", "-i", url, "-map", "0", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg %s: %v", url, err)
+	}
+	want := fmt.Sprintf("%d frames decoded", frames)
+	if !strings.Contains(string(out), want) {
+		t.Errorf("ffmpeg through %s did not decode %d frames", url, frames)
+	}
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/origin"
+	"github.com/deepcast/deepcast/player"
+	"github.com/deepcast/deepcast/web"
+)
+
+func demoCommand() command {
+	return command{
+		name:    "demo",
+		summary: "the whole CDN on this machine: sample content, origin, a bring-home and two enter-deep edges, player page, an ABR run",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			dir := fs.String("dir", "demo", "working folder for the sample, the library and the disk cache")
+			open := fs.Bool("open", false, "open the player page in a browser")
+			dur := fs.Duration("sample-duration", 30*time.Second, "length of the sample video")
+			size := fs.String("sample-size", "1280x720", "picture size of the sample video")
+			playFor := fs.Duration("play", 20*time.Second, "media time of the demo's ABR session (0 skips it)")
+			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
+			return func(ctx context.Context, args []string) error {
+				if len(args) > 0 {
+					return fmt.Errorf("no arguments are taken: %w", errUsage)
+				}
+				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules})
+			}
+		},
+	}
+}
+
+type demoOptions struct {
+	Dir            string
+	Open           bool
+	SampleDuration time.Duration
+	SampleSize     string
+	Play           time.Duration
+	Modules        string
+}
+
+// demoAsset is the name of the demo's packaged sample.
+const demoAsset = "sample"
+
+// listenPreferred listens on addr, or on a free loopback port if it is taken.
+func listenPreferred(addr string) (net.Listener, error) {
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		return ln, nil
+	}
+	return listen("127.0.0.1:0")
+}
+
+func runDemo(ctx context.Context, o demoOptions) error {
+	tuneGC()
+	log := slog.Default()
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	lib := filepath.Join(o.Dir, "library")
+	if err := prepareDemoContent(ctx, o, lib); err != nil {
+		return err
+	}
+	// Listeners first: every node must know every other's URL.
+	addrs := []struct{ name, role, addr string }{
+		{"origin", "origin", "127.0.0.1:8080"},
+		{"home-1", edge.BringHome, "127.0.0.1:9200"},
+		{"deep-a", edge.EnterDeep, "127.0.0.1:9101"},
+		{"deep-b", edge.EnterDeep, "127.0.0.1:9102"},
+	}
+	lns := make([]net.Listener, len(addrs))
+	var nodes []web.Node
+	for i, a := range addrs {
+		ln, err := listenPreferred(a.addr)
+		if err != nil {
+			for _, l := range lns[:i] {
+				l.Close()
+			}
+			return err
+		}
+		lns[i] = ln
+		nodes = append(nodes, web.Node{Name: a.name, Role: a.role, URL: "http://" + ln.Addr().String()})
+	}
+	pages := func(self string) http.Handler {
+		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: o.Modules, Logger: log})
+	}
+	osrv, err := origin.New(origin.Config{Library: lib, Logger: log.With("node", "origin"), Web: pages("origin")})
+	if err != nil {
+		return err
+	}
+	defer osrv.Close()
+	handlers := []http.Handler{osrv}
+	var edges []*edge.Node
+	defer func() {
+		for _, e := range edges {
+			e.Close()
+		}
+	}()
+	for _, a := range addrs[1:] {
+		cfg := edge.Config{Profile: a.role, Name: a.name, Logger: log, Web: pages(a.name), CheckEvery: time.Second}
+		if a.role == edge.BringHome {
+			cfg.Upstreams = []string{nodes[0].URL}
+			cfg.DiskDir = filepath.Join(o.Dir, "cache-"+a.name)
+			cfg.MemBytes, cfg.DiskBytes = 256<<20, 2<<30
+		} else {
+			cfg.Upstreams = []string{nodes[1].URL}
+			cfg.MemBytes = 128 << 20
+		}
+		n, err := edge.New(cfg)
+		if err != nil {
+			return fmt.Errorf("edge %s: %w", a.name, err)
+		}
+		edges = append(edges, n)
+		handlers = append(handlers, n)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(lns))
+	for i, ln := range lns {
+		wg.Go(func() {
+			if err := serve(sctx, handlers[i], ln, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs <- fmt.Errorf("%s: %w", addrs[i].name, err)
+			}
+		})
+	}
+	printDemoTable(nodes)
+	if missing := web.MissingModules(webModules(o.Modules)); len(missing) > 0 {
+		fmt.Println("\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
+	}
+	deep := nodes[2].URL
+	if o.Open {
+		_ = exec.Command("xdg-open", deep+"/?asset="+demoAsset).Start()
+	}
+	if o.Play > 0 {
+		fmt.Printf("\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
+		res, err := play(ctx, deep+"/vod/"+demoAsset+"/manifest.mpd", playOptions{ABR: "robustmpc", QoE: "lin", Duration: o.Play,
+			TraceValue: demoTrace(), Live: true})
+		switch {
+		case err != nil && ctx.Err() == nil:
+			fmt.Printf("play: %v\n", err)
+		case err == nil:
+			player.WriteSummary(os.Stdout, player.Summarize([]player.SimResult{{Trace: "demo", ABR: "robustmpc", Result: res}}))
+		}
+	}
+	fmt.Printf("\nserving; Ctrl-C stops every node\n")
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		stop()
+		wg.Wait()
+		return err
+	}
+	stop()
+	wg.Wait()
+	fmt.Println("all nodes stopped")
+	return nil
+}
+
+func webModules(dir string) string {
+	if dir == "" {
+		return web.DefaultModulesDir()
+	}
+	return dir
+}
+
+// prepareDemoContent makes the sample and packages it, unless a packaged
+// sample is already there (a second run reuses it).
+func prepareDemoContent(ctx context.Context, o demoOptions, lib string) error {
+	if _, err := media.LoadAsset(filepath.Join(lib, demoAsset)); err == nil {
+		fmt.Printf("reusing the packaged sample in %s\n", filepath.Join(lib, demoAsset))
+		return nil
+	}
+	src := filepath.Join(o.Dir, "sample.mp4")
+	pp := newProgressPrinter(os.Stderr)
+	if _, err := os.Stat(src); err != nil {
+		var w, h int
+		if _, err := fmt.Sscanf(o.SampleSize, "%dx%d", &w, &h); err != nil {
+			return fmt.Errorf("-sample-size %q: want WIDTHxHEIGHT", o.SampleSize)
+		}
+		if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: o.SampleDuration, Width: w, Height: h, Progress: pp.update}); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr)
+	}
+	a, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: demoAsset, Progress: pp.update})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("packaged %s: %d renditions, %d segments\n", a.Name, len(a.Renditions), len(a.Renditions[0].Segments))
+	return nil
+}
+
+func printDemoTable(nodes []web.Node) {
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tROLE\tURL\tPLAYER\tDASHBOARD\tMETRICS")
+	for _, n := range nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/?asset=%s\t%s/dashboard\t%s/metrics\n", n.Name, n.Role, n.URL, n.URL, demoAsset, n.URL, n.URL)
+	}
+	tw.Flush()
+	fmt.Printf("\nmanifest through an enter-deep edge: %s/vod/%s/manifest.mpd\n", nodes[2].URL, demoAsset)
+}
+
+// demoTrace is a built-in variable link: 4 Mbit/s, a dip to 0.8, back up.
+func demoTrace() *player.Trace {
+	t := &player.Trace{Name: "demo-variable"}
+	for i := 0; i <= 60; i++ {
+		rate := 4.0
+		if i%30 >= 12 && i%30 < 20 {
+			rate = 0.8
+		}
+		t.Time = append(t.Time, float64(i))
+		t.Mbps = append(t.Mbps, rate)
+	}
+	return t
+}
