@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
@@ -334,4 +336,92 @@ func checkDecodes(t *testing.T, url string, frames int) {
 	if !strings.Contains(string(out), want) {
 		t.Errorf("ffmpeg through %s did not decode %d frames", url, frames)
 	}
+}
+
+func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
+	modules := filepath.Join(repoRoot(), "web", "node_modules")
+	if missing := web.MissingModules(modules); len(missing) > 0 {
+		t.Fatalf("web modules missing (%v): `make deps` runs npm ci in web/", missing)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.mp4")
+	ctx := context.Background()
+	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: 30 * time.Second, Width: 640, Height: 360}); err != nil {
+		t.Fatal(err)
+	}
+	ladder, _ := media.ParseLadder("640x360@900k,320x180@300k")
+	lib := filepath.Join(dir, "lib")
+	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	ots := httptest.NewServer(o)
+	t.Cleanup(ots.Close)
+	// Two edges in front of the origin; the page itself comes from B, which stays up.
+	mk := func(name string) (*edge.Node, *httptest.Server) {
+		n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: name, Upstreams: []string{ots.URL}, MemBytes: 64 << 20, Logger: discard(),
+			Web: web.Handler(web.Config{Self: name, ModulesDir: modules, Logger: discard()})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		ts := httptest.NewServer(n)
+		t.Cleanup(ts.Close)
+		return n, ts
+	}
+	_, a := mk("edge-a")
+	_, b := mk("edge-b")
+	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
+  - {name: edge-a, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
+  - {name: edge-b, url: %s, addresses: [127.0.0.3], profile: bring-home}
+`, a.URL, b.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 500 * time.Millisecond, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go rt.Run(rctx)
+	rts := httptest.NewServer(rt)
+	t.Cleanup(rts.Close)
+
+	bctx := browser(t)
+	mpd := rts.URL + "/vod/clip/manifest.mpd?route=steering"
+	if err := chromedp.Do(bctx, chromedp.Navigate(b.URL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
+		t.Fatal(err)
+	}
+	servedBy := func() []string {
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`(window.deepcast.recent || []).filter(r => r.cache).map(r => r.cache.node)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	waitFor(t, bctx, 40*time.Second, "playback past 8 s", func(s pageStats) bool { return s.CurrentTime > 8 })
+	if nodes := servedBy(); len(nodes) == 0 || nodes[len(nodes)-1] != "edge-a" {
+		t.Fatalf("playback did not start on edge A: %v", nodes)
+	}
+	// Edge A dies.
+	a.CloseClientConnections()
+	a.Close()
+	s := waitFor(t, bctx, 60*time.Second, "currentTime past 20 s after edge A died", func(s pageStats) bool { return s.CurrentTime > 20 })
+	nodes := servedBy()
+	if len(nodes) == 0 || nodes[0] != "edge-b" {
+		t.Errorf("latest segments not from edge B: %v", nodes)
+	}
+	maxStall, err := chromedp.Run(bctx, chromedp.Evaluate[float64](`window.deepcast.maxStall || 0`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maxStall > 2 {
+		t.Errorf("a stall of %.1f s while moving to edge B", maxStall)
+	}
+	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/player"
@@ -79,6 +82,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		{"home-1", edge.BringHome, "127.0.0.1:9200"},
 		{"deep-a", edge.EnterDeep, "127.0.0.1:9101"},
 		{"deep-b", edge.EnterDeep, "127.0.0.1:9102"},
+		{"router", "router", "127.0.0.1:8000"},
 	}
 	lns := make([]net.Listener, len(addrs))
 	var nodes []web.Node
@@ -108,7 +112,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			e.Close()
 		}
 	}()
-	for _, a := range addrs[1:] {
+	for _, a := range addrs[1:4] {
 		cfg := edge.Config{Profile: a.role, Name: a.name, Logger: log, Web: pages(a.name), CheckEvery: time.Second}
 		if a.role == edge.BringHome {
 			cfg.Upstreams = []string{nodes[0].URL}
@@ -125,10 +129,43 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		edges = append(edges, n)
 		handlers = append(handlers, n)
 	}
+	// The router: deep-a covers loopback viewers, deep-b a 10.2/16 access
+	// network (ask the DNS with ECS to see it), home-1 everyone else.
+	var redges []*routing.Edge
+	for i, a := range addrs[1:4] {
+		u, _ := url.Parse(nodes[i+1].URL)
+		e := &routing.Edge{Name: a.name, URL: u, Profile: a.role, Weight: 1,
+			Addresses: []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, byte(2 + i)})}}
+		switch a.name {
+		case "deep-a":
+			e.Subnets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		case "deep-b":
+			e.Subnets = []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")}
+		}
+		redges = append(redges, e)
+	}
+	router, err := routing.New(routing.Config{Edges: redges, Strategy: "nearest", Check: time.Second, Self: nodes[4].URL,
+		Logger: log})
+	if err != nil {
+		return err
+	}
+	handlers = append(handlers, router)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(lns)+1)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(lns))
+	dnsLn, err := listenPreferred("127.0.0.1:8053")
+	if err != nil {
+		return err
+	}
+	dnsAddr := dnsLn.Addr().String()
+	dnsLn.Close() // the DNS server takes this port for UDP and TCP
+	wg.Go(func() { router.Run(sctx) })
+	wg.Go(func() {
+		if err := router.ServeDNSOn(sctx, dnsAddr, nil); err != nil {
+			errs <- fmt.Errorf("router dns: %w", err)
+		}
+	})
 	for i, ln := range lns {
 		wg.Go(func() {
 			if err := serve(sctx, handlers[i], ln, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -137,6 +174,8 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		})
 	}
 	printDemoTable(nodes)
+	fmt.Printf("router: %s/vod/%s/manifest.mpd (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
+		nodes[4].URL, demoAsset, dnsAddr, router.ServiceName())
 	if missing := web.MissingModules(webModules(o.Modules)); len(missing) > 0 {
 		fmt.Println("\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
 	}
@@ -208,6 +247,10 @@ func printDemoTable(nodes []web.Node) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tURL\tPLAYER\tDASHBOARD\tMETRICS")
 	for _, n := range nodes {
+		if n.Role == "router" { // the router serves no pages: play through it from deep-a's
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s/?asset=%s&node=%s\t-\t%s/metrics\n", n.Name, n.Role, n.URL, nodes[2].URL, demoAsset, n.URL, n.URL)
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/?asset=%s\t%s/dashboard\t%s/metrics\n", n.Name, n.Role, n.URL, n.URL, demoAsset, n.URL, n.URL)
 	}
 	tw.Flush()

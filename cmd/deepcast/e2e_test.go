@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
@@ -259,5 +260,30 @@ func TestPlayErrorsAreClear(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want it to say %q", path, err, want)
 		}
+	}
+}
+
+func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
+	lib := mediatest.Library(t)
+	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	_, home, deep, _ := chain(t, lib)
+	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
+  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
+  - {name: home, url: %s, addresses: [127.0.0.3], profile: bring-home}
+`, deep.URL, home.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 200 * time.Millisecond, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	rs := httptest.NewServer(r)
+	defer rs.Close()
+	for _, mode := range []string{"", "?route=baseurl", "?route=steering"} {
+		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd"+mode, 2, frames)
 	}
 }

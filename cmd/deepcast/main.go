@@ -31,6 +31,7 @@ func commands() []command {
 		packageCommand(),
 		originCommand(),
 		edgeCommand(),
+		routerCommand(),
 		playCommand(),
 		simCommand(),
 		demoCommand(),

@@ -17,6 +17,11 @@ function card(node, s, rates, err) {
   if (err) {
     return `<div class="panel node"><h3>${node.name} <span class="tag down">down</span></h3><div class="role">${node.role} · ${node.url}</div><p class="muted">${err}</p></div>`;
   }
+  if (node.role === 'router') {
+    const rows = (s.edges || []).map((e) => `<tr><th>${e.name}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${e.load.toFixed(1)} req/s</td></tr>`).join('');
+    return `<div class="panel node"><h3>${node.name}</h3><div class="role">${node.role} · ${node.url}</div>
+      <table><tr><th>strategy</th><td>${s.strategy}</td></tr>${rows}</table></div>`;
+  }
   if (node.role === 'origin') {
     return `<div class="panel node"><h3>${node.name}</h3><div class="role">${node.role} · ${node.url}</div>
       <table>

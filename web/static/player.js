@@ -4,8 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  player: null, chart: null, t0: 0, ladder: {}, points: [[], []],
-  stats: { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
+  player: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
+  stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
            recent: [] },
 };
@@ -93,7 +93,7 @@ function applyCap() {
 function play() {
   const asset = $('asset').value;
   const node = $('node').value;
-  if (!asset || !node) return;
+  if (!state.mpdOverride && (!asset || !node)) return;
   if (state.player) { state.player.reset(); }
   state.points = [[], []];
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
@@ -101,7 +101,10 @@ function play() {
   $('error').classList.add('hidden');
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
-  const url = `${node}/vod/${asset}/manifest.mpd`;
+  // Through the router, ask for a content-steered MPD: one BaseURL per edge,
+  // and dash.js follows the router's steering manifest.
+  const viaRouter = state.routers.has(node);
+  const url = state.mpdOverride || `${node}/vod/${asset}/manifest.mpd${viaRouter ? '?route=steering' : ''}`;
   const p = dashjs.MediaPlayer().create();
   state.player = p;
   const streaming = {
@@ -132,7 +135,12 @@ function play() {
     }
     last = r;
   });
-  p.on(ev.ERROR, (e) => showError((e.error && (e.error.message || e.error.code)) || 'unknown'));
+  p.on(ev.ERROR, (e) => {
+    // A failed segment download (codes 17 and 27) is retried by dash.js, on
+    // another BaseURL if there is one: count it, it is not the end of playback.
+    if (e.error && (e.error.code === 17 || e.error.code === 27)) { state.stats.networkErrors = (state.stats.networkErrors || 0) + 1; return; }
+    showError((e.error && (e.error.message || e.error.code)) || 'unknown');
+  });
   p.on(ev.PLAYBACK_ERROR, (e) => showError((e.error && e.error.message) || 'media error'));
   p.initialize($('video'), url, true);
 }
@@ -171,7 +179,13 @@ function watchStalls() {
   const v = $('video');
   let since = 0;
   v.addEventListener('waiting', () => { if (v.currentTime > 0 && !since) { since = performance.now(); state.stats.stalls++; } });
-  const end = () => { if (since) { state.stats.stallSeconds += (performance.now() - since) / 1000; since = 0; } };
+  const end = () => {
+    if (!since) return;
+    const d = (performance.now() - since) / 1000;
+    state.stats.stallSeconds += d;
+    state.stats.maxStall = Math.max(state.stats.maxStall || 0, d);
+    since = 0;
+  };
   v.addEventListener('playing', end);
   v.addEventListener('seeked', end);
 }
@@ -185,6 +199,8 @@ async function init() {
   $('served-by').textContent = `served by ${cfg.self || location.host}`;
   const params = new URLSearchParams(location.search);
   const preferred = params.get('node') || location.origin;
+  for (const n of nodes) if (n.role === 'router') state.routers.add(n.url);
+  if (params.get('mpd')) state.mpdOverride = params.get('mpd');
   $('node').innerHTML = nodes.map((n) => `<option value="${n.url}" ${n.url === preferred ? 'selected' : ''}>${n.name} (${n.role})</option>`).join('');
   // The catalogue lives at the origin; try it first, then any node that has one.
   const candidates = [...nodes].sort((a, b) => (b.role === 'origin') - (a.role === 'origin'));
@@ -208,7 +224,7 @@ async function init() {
   $('cap').addEventListener('change', applyCap);
   $('abr').addEventListener('change', () => state.player && state.player.updateSettings({ streaming: { abr: { rules: abrRules($('abr').value) } } }));
   setInterval(tick, 250);
-  if (params.get('autoplay') !== '0' && assets.length && window.dashjs) play();
+  if (params.get('autoplay') !== '0' && (assets.length || state.mpdOverride) && window.dashjs) play();
 }
 
 // setCapValue selects a cap, adding the option when the list lacks it.

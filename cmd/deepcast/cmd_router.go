@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deepcast/deepcast/edge/routing"
+)
+
+func routerCommand() command {
+	return command{
+		name:    "router",
+		summary: "send viewers to the right edge: DNS, HTTP redirect and DASH content steering, from live edge health",
+		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+			edgesFile := fs.String("edges", "", "YAML file listing the edges (name, url, addresses, profile, weight, subnets), required")
+			addr := fs.String("listen", "127.0.0.1:8000", "HTTP address (302 redirects, ?route=baseurl|steering manifests, /steering)")
+			dnsAddr := fs.String("dns", "127.0.0.1:8053", "DNS address, UDP and TCP (empty disables DNS)")
+			zone := fs.String("zone", "cdn.deepcast.test.", "DNS zone served; viewers resolve video.<zone>")
+			strategy := fs.String("strategy", "nearest", "edge choice: "+strings.Join(routing.Strategies, ", "))
+			check := fs.Duration("check", 2*time.Second, "edge health check interval")
+			return func(ctx context.Context, args []string) error {
+				if *edgesFile == "" || len(args) > 0 {
+					return fmt.Errorf("-edges FILE is required: %w", errUsage)
+				}
+				edges, err := routing.LoadEdges(*edgesFile)
+				if err != nil {
+					return err
+				}
+				ln, err := listen(*addr)
+				if err != nil {
+					return err
+				}
+				log := slog.Default().With("node", "router")
+				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
+					Self: "http://" + ln.Addr().String(), Logger: log})
+				if err != nil {
+					ln.Close()
+					return err
+				}
+				tuneGC()
+				return runRouter(ctx, r, ln, *dnsAddr, log)
+			}
+		},
+	}
+}
+
+// runRouter serves HTTP and DNS and checks health until ctx ends.
+func runRouter(ctx context.Context, r *routing.Router, ln net.Listener, dnsAddr string, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() { r.Run(ctx) })
+	if dnsAddr != "" {
+		ready := make(chan struct{})
+		wg.Go(func() {
+			if err := r.ServeDNSOn(ctx, dnsAddr, ready); err != nil {
+				errc <- err
+			}
+		})
+		select {
+		case <-ready:
+			log.Info("router DNS listening", "addr", dnsAddr, "service", r.ServiceName())
+		case err := <-errc:
+			cancel()
+			wg.Wait()
+			ln.Close()
+			return err
+		}
+	}
+	log.Info("router listening", "url", "http://"+ln.Addr().String())
+	err := serve(ctx, r, ln, log)
+	cancel()
+	wg.Wait()
+	select {
+	case derr := <-errc:
+		return errors.Join(err, derr)
+	default:
+	}
+	return err
+}

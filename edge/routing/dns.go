@@ -1,0 +1,178 @@
+package routing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// DNS answers are short-lived so viewers follow health changes quickly.
+const (
+	answerTTL = 5
+	zoneTTL   = 300
+	// maxUDPSize caps EDNS0 answers (the DNS flag day 2020 value).
+	maxUDPSize = 1232
+)
+
+// ServiceName is the name viewers resolve, under the zone.
+func (r *Router) ServiceName() string { return "video." + r.cfg.Zone }
+
+func (r *Router) nsName() string { return "ns1." + r.cfg.Zone }
+
+// ServeDNS implements dns.Handler: it answers for the zone only, from live
+// edge state, never larger than the query allows.
+func (r *Router) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	var remote netip.Addr
+	udp := true
+	switch a := w.RemoteAddr().(type) {
+	case *net.UDPAddr:
+		remote, _ = netip.AddrFromSlice(a.IP)
+	case *net.TCPAddr:
+		remote, _ = netip.AddrFromSlice(a.IP)
+		udp = false
+	}
+	resp := r.Answer(req, remote.Unmap())
+	if udp {
+		size := dns.MinMsgSize // 512 without EDNS0
+		if opt := req.IsEdns0(); opt != nil {
+			size = min(max(int(opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+		}
+		resp.Truncate(size)
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// Answer builds the response to one query from a resolver at remote.
+func (r *Router) Answer(req *dns.Msg, remote netip.Addr) *dns.Msg {
+	resp := new(dns.Msg)
+	qtype := "none"
+	defer func() { r.metrics.queries.WithLabelValues(qtype, dns.RcodeToString[resp.Rcode]).Inc() }()
+	if req.Opcode != dns.OpcodeQuery {
+		resp.SetRcode(req, dns.RcodeNotImplemented)
+		return resp
+	}
+	if len(req.Question) != 1 {
+		resp.SetRcode(req, dns.RcodeFormatError)
+		return resp
+	}
+	q := req.Question[0]
+	qtype = dns.TypeToString[q.Qtype]
+	if qtype == "" {
+		qtype = "other"
+	}
+	name := strings.ToLower(dns.Fqdn(q.Name))
+	zone := strings.ToLower(r.cfg.Zone)
+	if !dns.IsSubDomain(zone, name) || q.Qclass != dns.ClassINET {
+		resp.SetRcode(req, dns.RcodeRefused)
+		return resp
+	}
+	resp.SetReply(req)
+	resp.Authoritative = true
+	resp.RecursionAvailable = false
+	client := remote
+	var ecs *dns.EDNS0_SUBNET
+	if opt := req.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+				ecs = s
+				if a, ok := netip.AddrFromSlice(s.Address); ok {
+					client = a.Unmap()
+				}
+			}
+		}
+		out := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		out.SetUDPSize(maxUDPSize)
+		if ecs != nil {
+			// The answer holds for the whole source prefix.
+			out.Option = append(out.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: ecs.Family,
+				SourceNetmask: ecs.SourceNetmask, SourceScope: ecs.SourceNetmask, Address: ecs.Address})
+		}
+		resp.Extra = append(resp.Extra, out)
+	}
+	soa := r.soa()
+	switch {
+	case q.Qtype == dns.TypeANY:
+		// RFC 8482: a minimal answer, nothing to amplify.
+		resp.Answer = append(resp.Answer, &dns.HINFO{Hdr: hdr(name, dns.TypeHINFO, answerTTL), Cpu: "RFC8482"})
+	case name == zone && q.Qtype == dns.TypeSOA:
+		resp.Answer = append(resp.Answer, soa)
+	case name == zone && q.Qtype == dns.TypeNS:
+		resp.Answer = append(resp.Answer, &dns.NS{Hdr: hdr(zone, dns.TypeNS, zoneTTL), Ns: r.nsName()})
+	case name == strings.ToLower(r.nsName()) && q.Qtype == dns.TypeA:
+		resp.Answer = append(resp.Answer, &dns.A{Hdr: hdr(name, dns.TypeA, zoneTTL), A: net.IPv4(127, 0, 0, 1)})
+	case name == strings.ToLower(r.ServiceName()) && (q.Qtype == dns.TypeA || q.Qtype == dns.TypeAAAA):
+		for _, e := range r.Choose(client) {
+			var rrs []dns.RR
+			for _, a := range e.Addresses {
+				if a.Is4() && q.Qtype == dns.TypeA {
+					rrs = append(rrs, &dns.A{Hdr: hdr(name, dns.TypeA, answerTTL), A: a.AsSlice()})
+				}
+				if a.Is6() && q.Qtype == dns.TypeAAAA {
+					rrs = append(rrs, &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, answerTTL), AAAA: a.AsSlice()})
+				}
+			}
+			if len(rrs) > 0 {
+				resp.Answer = rrs
+				break
+			}
+		}
+		if len(resp.Answer) == 0 {
+			resp.Ns = append(resp.Ns, soa)
+		}
+	case name == zone || name == strings.ToLower(r.ServiceName()) || name == strings.ToLower(r.nsName()):
+		resp.Ns = append(resp.Ns, soa) // the name exists, not this type
+	default:
+		resp.Rcode = dns.RcodeNameError
+		resp.Ns = append(resp.Ns, soa)
+	}
+	return resp
+}
+
+func hdr(name string, t uint16, ttl uint32) dns.RR_Header {
+	return dns.RR_Header{Name: name, Rrtype: t, Class: dns.ClassINET, Ttl: ttl}
+}
+
+func (r *Router) soa() *dns.SOA {
+	return &dns.SOA{Hdr: hdr(r.cfg.Zone, dns.TypeSOA, zoneTTL), Ns: r.nsName(), Mbox: "hostmaster." + r.cfg.Zone,
+		Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: answerTTL}
+}
+
+// ServeDNSOn answers on UDP and TCP at addr until ctx ends. ready, if not
+// nil, is closed once both listen.
+func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struct{}) error {
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return fmt.Errorf("dns: listen udp %s: %w", addr, err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		pc.Close()
+		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
+	}
+	udp := &dns.Server{PacketConn: pc, Handler: r, UDPSize: maxUDPSize}
+	tcp := &dns.Server{Listener: ln, Handler: r, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- udp.ActivateAndServe() }()
+	go func() { errc <- tcp.ActivateAndServe() }()
+	if ready != nil {
+		close(ready)
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	e1 := udp.ShutdownContext(sctx)
+	e2 := tcp.ShutdownContext(sctx)
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	return errors.Join(e1, e2)
+}

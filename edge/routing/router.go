@@ -1,0 +1,322 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deepcast/deepcast/manifest"
+)
+
+// Config configures a Router.
+type Config struct {
+	Edges    []*Edge
+	Strategy string
+	Zone     string        // DNS zone, e.g. "cdn.deepcast.test."
+	Check    time.Duration // health check interval
+	// Self is the router's own base URL, for steering manifests.
+	Self   string
+	Logger *slog.Logger
+}
+
+// Router answers viewers with an edge: by HTTP (302, BaseURL, steering) and
+// by DNS (see DNS).
+type Router struct {
+	cfg      Config
+	log      *slog.Logger
+	Monitor  *Monitor
+	strategy Strategy
+	metrics  *routerMetrics
+	client   *http.Client
+	handler  http.Handler
+}
+
+// SteeringTTL is how long a steering manifest holds (seconds).
+const SteeringTTL = 2
+
+// New builds a router; Run starts its health checks.
+func New(cfg Config) (*Router, error) {
+	if len(cfg.Edges) == 0 {
+		return nil, fmt.Errorf("router: no edges")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Check <= 0 {
+		cfg.Check = 2 * time.Second
+	}
+	if cfg.Strategy == "" {
+		cfg.Strategy = "nearest"
+	}
+	st, err := NewStrategy(cfg.Strategy)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Zone == "" {
+		cfg.Zone = "cdn.deepcast.test."
+	}
+	if !strings.HasSuffix(cfg.Zone, ".") {
+		cfg.Zone += "."
+	}
+	r := &Router{cfg: cfg, log: cfg.Logger.With("node", "router"), strategy: st, client: &http.Client{Timeout: 10 * time.Second}}
+	r.Monitor = NewMonitor(cfg.Edges, cfg.Check, r.log)
+	r.metrics = newRouterMetrics(r)
+	r.handler = r.routes()
+	return r, nil
+}
+
+// Run checks edge health until ctx ends.
+func (r *Router) Run(ctx context.Context) { r.Monitor.Run(ctx) }
+
+// ServeHTTP implements http.Handler.
+func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.handler.ServeHTTP(w, req) }
+
+// Choose ranks the healthy edges for a client (best first) and counts the
+// decision.
+func (r *Router) Choose(client netip.Addr) []*EdgeState {
+	ranked := r.strategy.Rank(client, r.Monitor.Healthy())
+	if len(ranked) > 0 {
+		r.metrics.decisions.WithLabelValues(r.strategy.Name(), ranked[0].Name).Inc()
+	}
+	return ranked
+}
+
+func clientAddr(req *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(req.RemoteAddr)
+	if err != nil {
+		host = req.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+var vodPath = regexp.MustCompile(`^/vod/([A-Za-z0-9._-]{1,128})/`)
+
+func (r *Router) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /vod/", r.serveVOD)
+	mux.HandleFunc("HEAD /vod/", r.serveVOD)
+	mux.HandleFunc("GET /steering", r.serveSteering)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /api/stats", r.serveStats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
+	return cors(mux)
+}
+
+// serveVOD redirects to the chosen edge, or for manifests with
+// ?route=baseurl / ?route=steering returns a rewritten MPD.
+func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
+	m := vodPath.FindStringSubmatch(req.URL.EscapedPath())
+	if m == nil || strings.Contains(req.URL.EscapedPath(), "..") {
+		plain(w, http.StatusNotFound, "not found")
+		return
+	}
+	ranked := r.Choose(clientAddr(req))
+	if len(ranked) == 0 {
+		w.Header().Set("Retry-After", "2")
+		plain(w, http.StatusServiceUnavailable, "no healthy edge")
+		return
+	}
+	route := req.URL.Query().Get("route")
+	if strings.HasSuffix(req.URL.Path, "/manifest.mpd") && (route == "baseurl" || route == "steering") {
+		r.serveRewritten(w, req, m[1], route, ranked)
+		return
+	}
+	target := ranked[0].URL.String() + req.URL.EscapedPath()
+	if req.URL.RawQuery != "" {
+		target += "?" + req.URL.RawQuery
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
+	http.Redirect(w, req, target, http.StatusFound)
+}
+
+func (r *Router) serveRewritten(w http.ResponseWriter, req *http.Request, asset, route string, ranked []*EdgeState) {
+	var data []byte
+	var err error
+	for _, e := range ranked { // the MPD from the first edge that answers
+		data, err = r.fetch(req.Context(), e.URL.String()+"/vod/"+asset+"/manifest.mpd")
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		plain(w, http.StatusBadGateway, "no edge could serve the manifest")
+		return
+	}
+	var bases []manifest.BaseURL
+	var steering *manifest.Steering
+	if route == "baseurl" {
+		bases = []manifest.BaseURL{{URL: ranked[0].URL.String() + "/vod/" + asset + "/"}}
+	} else {
+		for _, e := range r.Monitor.Edges { // every edge: steering may move the player to any
+			bases = append(bases, manifest.BaseURL{URL: e.URL.String() + "/vod/" + asset + "/", ServiceLocation: e.Name})
+		}
+		self := r.cfg.Self
+		if self == "" {
+			self = "http://" + req.Host
+		}
+		steering = &manifest.Steering{ServerURL: self + "/steering?asset=" + url.QueryEscape(asset),
+			DefaultServiceLocation: ranked[0].Name, QueryBeforeStart: true}
+	}
+	out, err := manifest.Rewrite(data, bases, steering)
+	if err != nil {
+		plain(w, http.StatusBadGateway, "manifest: "+err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/dash+xml")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
+	if req.Method != http.MethodHead {
+		_, _ = w.Write(out)
+	}
+}
+
+func (r *Router) fetch(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, manifest.MaxMPDSize))
+}
+
+// steeringManifest is the DASH-IF content steering response.
+type steeringManifest struct {
+	Version  int      `json:"VERSION"`
+	TTL      int      `json:"TTL"`
+	Reload   string   `json:"RELOAD-URI"`
+	Priority []string `json:"PATHWAY-PRIORITY"`
+}
+
+// serveSteering orders the pathways (edge names) for this viewer from live
+// health and the strategy: healthy edges in the strategy's order, then the
+// rest, so a player leaves a dead edge at its next reload.
+func (r *Router) serveSteering(w http.ResponseWriter, req *http.Request) {
+	ranked := r.Choose(clientAddr(req))
+	var prio []string
+	for _, e := range ranked {
+		prio = append(prio, e.Name)
+	}
+	if len(prio) == 0 { // nothing healthy: keep every pathway, the player decides
+		for _, e := range r.Monitor.Edges {
+			prio = append(prio, e.Name)
+		}
+	}
+	reload := *req.URL
+	reload.Scheme, reload.Host = "", ""
+	q := reload.Query()
+	q.Del("_DASH_pathway")
+	q.Del("_DASH_throughput")
+	reload.RawQuery = q.Encode()
+	self := r.cfg.Self
+	if self == "" {
+		self = "http://" + req.Host
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(steeringManifest{Version: 1, TTL: SteeringTTL, Reload: self + reload.RequestURI(), Priority: prio})
+}
+
+// EdgeStatus is one edge in /api/stats.
+type EdgeStatus struct {
+	Name     string  `json:"name"`
+	URL      string  `json:"url"`
+	Profile  string  `json:"profile"`
+	Up       bool    `json:"up"`
+	Load     float64 `json:"load"`
+	HitRatio float64 `json:"hitRatio"`
+}
+
+func (r *Router) serveStats(w http.ResponseWriter, _ *http.Request) {
+	var out []EdgeStatus
+	for _, e := range r.Monitor.Edges {
+		e.mu.Lock()
+		out = append(out, EdgeStatus{Name: e.Name, URL: e.URL.String(), Profile: e.Profile, Up: e.up, Load: e.load, HitRatio: e.hitRatio})
+		e.mu.Unlock()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{"name": "router", "role": "router", "strategy": r.strategy.Name(), "edges": out})
+}
+
+func plain(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(msg + "\n"))
+}
+
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Expose-Headers", "Location, X-Deepcast-Edge")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Range, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// routerMetrics are the router's Prometheus series.
+type routerMetrics struct {
+	reg       *prometheus.Registry
+	decisions *prometheus.CounterVec
+	queries   *prometheus.CounterVec
+}
+
+func newRouterMetrics(r *Router) *routerMetrics {
+	m := &routerMetrics{reg: prometheus.NewRegistry()}
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deepcast_router_decisions_total", Help: "Viewers sent to an edge, by strategy and edge.",
+	}, []string{"strategy", "edge"})
+	m.queries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "deepcast_router_dns_queries_total", Help: "DNS queries by type and response code.",
+	}, []string{"type", "rcode"})
+	up := prometheus.NewDesc("deepcast_router_edge_up", "Whether an edge passes its health checks.", []string{"edge"}, nil)
+	m.reg.MustRegister(m.decisions, m.queries, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&healthCollector{r: r, desc: up})
+	return m
+}
+
+type healthCollector struct {
+	r    *Router
+	desc *prometheus.Desc
+}
+
+func (c *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, e := range c.r.Monitor.Edges {
+		v := 0.0
+		if e.Up() {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, e.Name)
+	}
+}

@@ -1,0 +1,469 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestParseEdges(t *testing.T) {
+	good := `edges:
+  - name: deep-a
+    url: http://127.0.0.1:9101
+    addresses: [127.0.0.2, "::2"]
+    profile: enter-deep
+    weight: 1
+    subnets: [10.1.0.0/16]
+  - name: home-1
+    url: http://127.0.0.1:9201/
+    addresses: [127.0.0.3]
+    profile: bring-home
+    weight: 2
+`
+	edges, err := ParseEdges([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(edges) != 2 || edges[0].Weight != 1 || edges[1].Weight != 2 || len(edges[0].Addresses) != 2 ||
+		!edges[0].covers(netip.MustParseAddr("10.1.2.3")) || edges[1].URL.String() != "http://127.0.0.1:9201" {
+		t.Errorf("parsed %+v %+v", edges[0], edges[1])
+	}
+	bad := []struct{ yaml, want string }{
+		{"edges: []", "no edges"},
+		{"edges:\n  - name: a\n    url: ftp://x\n    addresses: [127.0.0.1]\n    profile: enter-deep\n", "edge 1 (a): field url"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [nope]\n    profile: enter-deep\n", "edge 1 (a): field addresses"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: deep\n", "edge 1 (a): field profile"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: bring-home\n    weight: 0\n", "field weight"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: enter-deep\n    subnets: [10.0.0.0/99]\n", "field subnets"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: bring-home\n    subnets: [10.0.0.0/8]\n", "only enter-deep"},
+		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: bring-home\n  - name: a\n    url: http://y\n    addresses: [127.0.0.1]\n    profile: bring-home\n", "edge 2 (a): field name"},
+		{"edges:\n  - name: a\n    url: http://x\n    adresses: [127.0.0.1]\n", "adresses"},
+		{"edges:\n  - url: http://x\n", "edge 1: field name"},
+	}
+	for _, b := range bad {
+		if _, err := ParseEdges([]byte(b.yaml)); err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%q: error %v, want %q", b.yaml, err, b.want)
+		}
+	}
+}
+
+func FuzzParseEdges(f *testing.F) {
+	f.Add("edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: bring-home\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		edges, err := ParseEdges([]byte(s))
+		if err != nil {
+			return
+		}
+		for _, e := range edges {
+			if e.Weight < 1 || len(e.Addresses) == 0 || e.URL == nil {
+				t.Fatalf("accepted %+v", e)
+			}
+		}
+	})
+}
+
+func states(edges ...*Edge) []*EdgeState {
+	var out []*EdgeState
+	for _, e := range edges {
+		out = append(out, &EdgeState{Edge: e, up: true})
+	}
+	return out
+}
+
+func edge(name, profile string, weight int, subnets ...string) *Edge {
+	e := &Edge{Name: name, Profile: profile, Weight: weight, Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.9")}}
+	for _, s := range subnets {
+		e.Subnets = append(e.Subnets, netip.MustParsePrefix(s))
+	}
+	return e
+}
+
+func TestStrategies(t *testing.T) {
+	es := states(edge("deep-a", EnterDeep, 1, "10.1.0.0/16"), edge("deep-b", EnterDeep, 1, "10.2.0.0/16"),
+		edge("home-1", BringHome, 2), edge("home-2", BringHome, 1))
+	es[2].load, es[3].load = 100, 10 // per weight: home-1 50, home-2 10
+	near := Nearest{}
+	if got := near.Rank(netip.MustParseAddr("10.1.7.7"), es); got[0].Name != "deep-a" {
+		t.Errorf("nearest in zone: %s", got[0].Name)
+	}
+	if got := near.Rank(netip.MustParseAddr("192.0.2.1"), es); got[0].Name != "home-2" || len(got) != 2 {
+		t.Errorf("nearest outside every zone: %v", names(got))
+	}
+	if got := (LeastLoad{}).Rank(netip.Addr{}, es); got[0].Load() > got[len(got)-1].Load() {
+		t.Errorf("least-load order %v", names(got))
+	}
+	rr := &RoundRobin{}
+	counts := map[string]int{}
+	for range 500 {
+		counts[rr.Rank(netip.Addr{}, es)[0].Name]++
+	}
+	// Weights 1, 1, 2, 1 out of 5.
+	if counts["home-1"] != 200 || counts["deep-a"] != 100 || counts["home-2"] != 100 {
+		t.Errorf("weighted round robin: %v", counts)
+	}
+}
+
+func names(es []*EdgeState) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name)
+	}
+	return out
+}
+
+func TestIPHashSpreadAndStability(t *testing.T) {
+	es := states(edge("a", BringHome, 1), edge("b", BringHome, 1), edge("c", BringHome, 2), edge("d", BringHome, 1))
+	const n = 10000
+	counts := map[string]int{}
+	first := map[int]string{}
+	h := IPHash{}
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		e := h.Rank(a, es)[0].Name
+		counts[e]++
+		first[i] = e
+		if again := h.Rank(a, es)[0].Name; again != e {
+			t.Fatal("a viewer does not stick to one edge")
+		}
+	}
+	weights := map[string]float64{"a": 1, "b": 1, "c": 2, "d": 1}
+	for name, w := range weights {
+		want := n * w / 5
+		if got := float64(counts[name]); got < want*0.9 || got > want*1.1 {
+			t.Errorf("edge %s got %d viewers, want %.0f ±10%%", name, counts[name], want)
+		}
+	}
+	without := []*EdgeState{es[0], es[1], es[2]} // d (weight 1 of 5) removed
+	moved := 0
+	for i := range n {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		e := h.Rank(a, without)[0].Name
+		if e != first[i] {
+			moved++
+			if first[i] != "d" {
+				t.Fatalf("viewer %d moved from live edge %s", i, first[i])
+			}
+		}
+	}
+	if moved > n*30/100 {
+		t.Errorf("removing one of four edges remapped %d of %d viewers (> 30%%)", moved, n)
+	}
+	t.Logf("spread %v; removing d remapped %.1f%%", counts, 100*float64(moved)/n)
+}
+
+// fakeEdge is an edge whose health the test controls.
+type fakeEdge struct {
+	srv   *httptest.Server
+	alive atomic.Bool
+	reqs  atomic.Int64
+}
+
+func newFakeEdge(t *testing.T, mpd string) *fakeEdge {
+	f := &fakeEdge{}
+	f.alive.Store(true)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !f.alive.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		switch {
+		case r.URL.Path == "/healthz":
+			w.Write([]byte("ok"))
+		case r.URL.Path == "/api/stats":
+			fmt.Fprintf(w, `{"requests": %d, "hitRatio": 0.5}`, f.reqs.Load())
+		case strings.HasSuffix(r.URL.Path, "/manifest.mpd"):
+			f.reqs.Add(1)
+			w.Write([]byte(mpd))
+		default:
+			f.reqs.Add(1)
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+const testMPD = `<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT4S" minBufferTime="PT2S" profiles="urn:mpeg:dash:profile:isoff-live:2011"><Period><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate media="$RepresentationID$/$Number$.m4s" initialization="$RepresentationID$/init.mp4" duration="2" timescale="1"/><Representation id="v" bandwidth="100000"/></AdaptationSet></Period></MPD>`
+
+type testSetup struct {
+	router     *Router
+	deep, home *fakeEdge
+	dnsAddr    string
+	http       *httptest.Server
+}
+
+func setup(t *testing.T, strategy string) testSetup {
+	deep, home := newFakeEdge(t, testMPD), newFakeEdge(t, testMPD)
+	yaml := fmt.Sprintf(`edges:
+  - name: deep-a
+    url: %s
+    addresses: [127.0.0.2]
+    profile: enter-deep
+    subnets: [10.1.0.0/16]
+  - name: home-1
+    url: %s
+    addresses: [127.0.0.3, "::3"]
+    profile: bring-home
+    weight: 2
+`, deep.srv.URL, home.srv.URL)
+	edges, err := ParseEdges([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Edges: edges, Strategy: strategy, Zone: "cdn.deepcast.test", Check: 100 * time.Millisecond, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go r.Run(ctx)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ready := make(chan struct{})
+	go r.ServeDNSOn(ctx, addr, ready)
+	<-ready
+	hs := httptest.NewServer(r)
+	t.Cleanup(hs.Close)
+	return testSetup{router: r, deep: deep, home: home, dnsAddr: addr, http: hs}
+}
+
+func query(t *testing.T, addr, name string, qtype uint16, ecs string, net string) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	if ecs != "" {
+		p := netip.MustParsePrefix(ecs)
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(1232)
+		family := uint16(1)
+		if p.Addr().Is6() {
+			family = 2
+		}
+		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: family, SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()})
+		m.Extra = append(m.Extra, o)
+	}
+	c := &dns.Client{Net: net, Timeout: 2 * time.Second}
+	resp, _, err := c.Exchange(m, addr)
+	if err != nil {
+		t.Fatalf("query %s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	return resp
+}
+
+func firstA(m *dns.Msg) string {
+	for _, rr := range m.Answer {
+		switch a := rr.(type) {
+		case *dns.A:
+			return a.A.String()
+		case *dns.AAAA:
+			return a.AAAA.String()
+		}
+	}
+	return ""
+}
+
+func TestDNSAnswersFollowStrategyECSAndHealth(t *testing.T) {
+	s := setup(t, "nearest")
+	svc := "video.cdn.deepcast.test."
+	// Without ECS the resolver's address (127.0.0.1) is outside every zone.
+	if got := firstA(query(t, s.dnsAddr, svc, dns.TypeA, "", "udp")); got != "127.0.0.3" {
+		t.Errorf("no ECS: %s, want the bring-home edge", got)
+	}
+	// ECS from the enter-deep edge's coverage zone changes the answer.
+	resp := query(t, s.dnsAddr, svc, dns.TypeA, "10.1.20.0/24", "udp")
+	if got := firstA(resp); got != "127.0.0.2" {
+		t.Errorf("ECS in 10.1.0.0/16: %s, want deep-a", got)
+	}
+	if !resp.Authoritative || resp.Answer[0].Header().Ttl > 30 {
+		t.Errorf("want an authoritative, short-TTL answer: %v", resp)
+	}
+	if opt := resp.IsEdns0(); opt == nil || len(opt.Option) == 0 {
+		t.Error("ECS option not echoed")
+	}
+	if got := firstA(query(t, s.dnsAddr, svc, dns.TypeAAAA, "10.1.20.0/24", "tcp")); got != "::3" {
+		t.Errorf("AAAA over TCP: %s, want home-1's IPv6 (deep-a has none)", got)
+	}
+	// Kill deep-a: gone from answers within two check intervals (plus a check's time).
+	s.deep.alive.Store(false)
+	time.Sleep(2*100*time.Millisecond + 150*time.Millisecond)
+	if got := firstA(query(t, s.dnsAddr, svc, dns.TypeA, "10.1.20.0/24", "udp")); got != "127.0.0.3" {
+		t.Errorf("after deep-a died: %s", got)
+	}
+	s.deep.alive.Store(true)
+	deadline := time.Now().Add(3 * time.Second)
+	for firstA(query(t, s.dnsAddr, svc, dns.TypeA, "10.1.20.0/24", "udp")) != "127.0.0.2" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := firstA(query(t, s.dnsAddr, svc, dns.TypeA, "10.1.20.0/24", "udp")); got != "127.0.0.2" {
+		t.Errorf("after recovery: %s", got)
+	}
+}
+
+func TestDNSZoneRules(t *testing.T) {
+	s := setup(t, "round-robin")
+	if r := query(t, s.dnsAddr, "example.com.", dns.TypeA, "", "udp"); r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
+		t.Errorf("out of zone: %s", dns.RcodeToString[r.Rcode])
+	}
+	if r := query(t, s.dnsAddr, "cdn.deepcast.test.", dns.TypeSOA, "", "udp"); len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeSOA {
+		t.Errorf("SOA: %v", r)
+	}
+	if r := query(t, s.dnsAddr, "cdn.deepcast.test.", dns.TypeNS, "", "tcp"); len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeNS {
+		t.Errorf("NS: %v", r)
+	}
+	if r := query(t, s.dnsAddr, "nope.cdn.deepcast.test.", dns.TypeA, "", "udp"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("unknown name: %s", dns.RcodeToString[r.Rcode])
+	}
+	r := query(t, s.dnsAddr, "video.cdn.deepcast.test.", dns.TypeANY, "", "udp")
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == dns.TypeA || rr.Header().Rrtype == dns.TypeAAAA {
+			t.Errorf("ANY answered with addresses: %v", r.Answer)
+		}
+	}
+}
+
+func TestDNSNeverAnswersLargerThanAsked(t *testing.T) {
+	var addrs []netip.Addr
+	for i := range 60 {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}))
+	}
+	r, _ := New(Config{Edges: []*Edge{{Name: "big", Profile: BringHome, Weight: 1, Addresses: addrs, URL: mustURL("http://127.0.0.1:1")}},
+		Zone: "z.test.", Logger: quiet()})
+	req := new(dns.Msg)
+	req.SetQuestion("video.z.test.", dns.TypeA)
+	full := r.Answer(req, netip.MustParseAddr("127.0.0.1"))
+	if full.Len() <= 512 {
+		t.Fatalf("test needs an answer over 512 bytes, got %d", full.Len())
+	}
+	// Through the UDP path: truncated to 512 with TC set.
+	w := &capture{remote: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5353}}
+	r.ServeDNS(w, req)
+	if w.msg == nil || !w.msg.Truncated {
+		t.Fatal("oversized UDP answer not truncated")
+	}
+	if packed, _ := w.msg.Pack(); len(packed) > 512 {
+		t.Errorf("UDP answer of %d bytes to a 512-byte query", len(packed))
+	}
+}
+
+type capture struct {
+	dns.ResponseWriter
+	remote net.Addr
+	msg    *dns.Msg
+}
+
+func (c *capture) RemoteAddr() net.Addr      { return c.remote }
+func (c *capture) WriteMsg(m *dns.Msg) error { c.msg = m; return nil }
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+func FuzzDNSAnswer(f *testing.F) {
+	r, _ := New(Config{Edges: []*Edge{edge("h", BringHome, 1)}, Zone: "cdn.deepcast.test.", Logger: quiet()})
+	r.Monitor.Edges[0].Edge.URL = mustURL("http://127.0.0.1:1")
+	q := new(dns.Msg)
+	q.SetQuestion("video.cdn.deepcast.test.", dns.TypeA)
+	q.SetEdns0(1232, false)
+	packed, _ := q.Pack()
+	f.Add(packed)
+	f.Add([]byte{0, 1, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := new(dns.Msg)
+		if err := req.Unpack(data); err != nil {
+			return // miekg drops what it cannot parse
+		}
+		resp := r.Answer(req, netip.MustParseAddr("192.0.2.1"))
+		if _, err := resp.Pack(); err != nil {
+			t.Fatalf("answer does not pack: %v", err)
+		}
+	})
+}
+
+func TestHTTPRedirectBaseURLAndSteering(t *testing.T) {
+	s := setup(t, "ip-hash")
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(s.http.URL + "/vod/clip/v/3.m4s?CMCD=bl%3D100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 302 || !strings.HasSuffix(loc, "/vod/clip/v/3.m4s?CMCD=bl%3D100") ||
+		!(strings.HasPrefix(loc, s.deep.srv.URL) || strings.HasPrefix(loc, s.home.srv.URL)) {
+		t.Errorf("redirect: %d %q", resp.StatusCode, loc)
+	}
+	resp, err = client.Get(s.http.URL + "/vod/clip/manifest.mpd?route=baseurl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	chosen := resp.Header.Get("X-Deepcast-Edge")
+	want := s.home.srv.URL
+	if chosen == "deep-a" {
+		want = s.deep.srv.URL
+	}
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<BaseURL>"+want+"/vod/clip/</BaseURL>") {
+		t.Errorf("baseurl mode: %d %s", resp.StatusCode, body)
+	}
+	resp, _ = client.Get(s.http.URL + "/vod/clip/manifest.mpd?route=steering")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{`serviceLocation="deep-a"`, `serviceLocation="home-1"`, "<ContentSteering", "/steering?asset=clip"} {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("steering MPD lacks %s:\n%s", w, body)
+		}
+	}
+	var sm steeringManifest
+	resp, _ = client.Get(s.http.URL + "/steering?asset=clip&_DASH_pathway=deep-a&_DASH_throughput=5000")
+	json.NewDecoder(resp.Body).Decode(&sm)
+	resp.Body.Close()
+	if sm.Version != 1 || sm.TTL <= 0 || len(sm.Priority) != 2 || strings.Contains(sm.Reload, "_DASH_pathway") || !strings.Contains(sm.Reload, "/steering?asset=clip") {
+		t.Errorf("steering manifest: %+v", sm)
+	}
+	// A dead edge drops to the back of the priority list.
+	s.deep.alive.Store(false)
+	time.Sleep(2*100*time.Millisecond + 150*time.Millisecond)
+	resp, _ = client.Get(s.http.URL + "/steering?asset=clip")
+	json.NewDecoder(resp.Body).Decode(&sm)
+	resp.Body.Close()
+	if len(sm.Priority) == 0 || sm.Priority[0] != "home-1" || len(sm.Priority) != 1 {
+		t.Errorf("with deep-a down: %v", sm.Priority)
+	}
+	// Every redirect now goes to the live edge.
+	for range 20 {
+		resp, _ := client.Get(s.http.URL + "/vod/clip/v/1.m4s")
+		resp.Body.Close()
+		if !strings.HasPrefix(resp.Header.Get("Location"), s.home.srv.URL) {
+			t.Fatalf("redirect to a dead edge: %s", resp.Header.Get("Location"))
+		}
+	}
+	resp, _ = client.Get(s.http.URL + "/metrics")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{"deepcast_router_decisions_total", `deepcast_router_edge_up{edge="deep-a"} 0`} {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+}
