@@ -17,6 +17,8 @@ if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[nginx]=nginx
   need[wrk]=wrk
   need[varnishd]=varnish
+  need[nsd]=nsd
+  need[dnsperf]=dnsperf
 fi
 
 missing=()

@@ -52,7 +52,7 @@ func (r *Router) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func (r *Router) Answer(req *dns.Msg, remote netip.Addr) *dns.Msg {
 	resp := new(dns.Msg)
 	qtype := "none"
-	defer func() { r.metrics.queries.WithLabelValues(qtype, dns.RcodeToString[resp.Rcode]).Inc() }()
+	defer func() { r.metrics.countQuery(qtype, resp.Rcode) }()
 	if req.Opcode != dns.OpcodeQuery {
 		resp.SetRcode(req, dns.RcodeNotImplemented)
 		return resp
@@ -95,7 +95,7 @@ func (r *Router) Answer(req *dns.Msg, remote netip.Addr) *dns.Msg {
 		}
 		resp.Extra = append(resp.Extra, out)
 	}
-	soa := r.soa()
+	soa := r.zoneSOA
 	switch {
 	case q.Qtype == dns.TypeANY:
 		// RFC 8482: a minimal answer, nothing to amplify.

@@ -22,5 +22,11 @@ func (Nearest) Rank(client netip.Addr, healthy []*EdgeState) []*EdgeState {
 			home = append(home, e)
 		}
 	}
-	return append(byLoad(zone), byLoad(home)...)
+	if len(zone) > 1 {
+		zone = byLoad(zone)
+	}
+	if len(home) > 1 {
+		home = byLoad(home)
+	}
+	return append(zone, home...)
 }

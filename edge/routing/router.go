@@ -13,8 +13,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,6 +45,7 @@ type Router struct {
 	metrics  *routerMetrics
 	client   *http.Client
 	handler  http.Handler
+	zoneSOA  *dns.SOA // immutable, shared by every answer
 }
 
 // SteeringTTL is how long a steering manifest holds (seconds).
@@ -74,6 +77,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("node", "router"), strategy: st, client: &http.Client{Timeout: 10 * time.Second}}
 	r.Monitor = NewMonitor(cfg.Edges, cfg.Check, r.log)
+	r.zoneSOA = r.soa()
 	r.metrics = newRouterMetrics(r)
 	r.handler = r.routes()
 	return r, nil
@@ -90,7 +94,7 @@ func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.handler
 func (r *Router) Choose(client netip.Addr) []*EdgeState {
 	ranked := r.strategy.Rank(client, r.Monitor.Healthy())
 	if len(ranked) > 0 {
-		r.metrics.decisions.WithLabelValues(r.strategy.Name(), ranked[0].Name).Inc()
+		r.metrics.countDecision(r.strategy.Name(), ranked[0].Name)
 	}
 	return ranked
 }
@@ -283,11 +287,30 @@ func cors(next http.Handler) http.Handler {
 	})
 }
 
-// routerMetrics are the router's Prometheus series.
+// routerMetrics are the router's Prometheus series. Counters are resolved
+// once per label set: the DNS path does no label hashing.
 type routerMetrics struct {
 	reg       *prometheus.Registry
 	decisions *prometheus.CounterVec
 	queries   *prometheus.CounterVec
+	resolved  sync.Map // string -> prometheus.Counter
+}
+
+func (m *routerMetrics) counter(vec *prometheus.CounterVec, kind, a, b string) prometheus.Counter {
+	key := kind + "\x00" + a + "\x00" + b
+	if c, ok := m.resolved.Load(key); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := m.resolved.LoadOrStore(key, vec.WithLabelValues(a, b))
+	return c.(prometheus.Counter)
+}
+
+func (m *routerMetrics) countDecision(strategy, edge string) {
+	m.counter(m.decisions, "decision", strategy, edge).Inc()
+}
+
+func (m *routerMetrics) countQuery(qtype string, rcode int) {
+	m.counter(m.queries, "query", qtype, dns.RcodeToString[rcode]).Inc()
 }
 
 func newRouterMetrics(r *Router) *routerMetrics {
