@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/go-chi/chi/v5"
@@ -220,6 +221,17 @@ type nodeMetrics struct {
 	reg             *prometheus.Registry
 	upstreamLatency *prometheus.HistogramVec
 	requests        *prometheus.CounterVec
+	resolved        sync.Map // route/method/code -> prometheus.Counter
+}
+
+// countRequest counts a request, resolving its series once per label set.
+func (m *nodeMetrics) countRequest(route, method string, code int) {
+	key := route + " " + method + " " + strconv.Itoa(code)
+	c, ok := m.resolved.Load(key)
+	if !ok {
+		c, _ = m.resolved.LoadOrStore(key, m.requests.WithLabelValues(route, method, strconv.Itoa(code)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 func newNodeMetrics(n *Node) *nodeMetrics {
@@ -297,7 +309,7 @@ func (n *Node) observe(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		n.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.status)).Inc()
+		n.metrics.countRequest(route, r.Method, rec.status)
 		if n.cfg.AccessLog {
 			n.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status, "remote", r.RemoteAddr)
 		}

@@ -42,6 +42,7 @@ type Node struct {
 	metrics  *nodeMetrics
 	handler  http.Handler
 
+	via           []string // this node's Via header value
 	prefetchSlots chan struct{}
 	prefetched    sync.Map // key -> struct{}: prefetch each segment once
 
@@ -55,7 +56,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4)}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4), via: []string{"1.1 " + cfg.Name}}
 	tr := cfg.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -382,7 +383,7 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 	case o != nil && o.fresh(now):
 		n.stats.hits.Add(1)
 		n.stats.addServed(tier, len(o.Body))
-		n.respond(w, r, o, fmt.Sprintf("%s; hit; ttl=%d", n.cfg.Name, int(o.ttl(now).Seconds())))
+		n.respond(w, r, o, n.cfg.Name+"; hit; ttl="+strconv.Itoa(int(o.ttl(now).Seconds())))
 		n.maybePrefetch(r, p, o)
 		return
 	case o != nil && now.Before(o.Expires.Add(o.SWR)) && !o.NoCache:
@@ -470,37 +471,24 @@ func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
 }
 
 // respond writes o with its headers; ranges and conditional requests are
-// answered from the whole cached object.
+// answered from the whole cached object. The header values that never
+// change are built once per object.
 func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus string) {
 	h := w.Header()
-	if o.ContentType != "" {
-		h["Content-Type"] = []string{o.ContentType}
-	}
-	if o.ETag != "" {
-		h["Etag"] = []string{o.ETag}
-	}
-	if o.CacheControl != "" {
-		h["Cache-Control"] = []string{o.CacheControl}
-	}
-	if o.LastSegment != "" {
-		h["X-Deepcast-Last-Segment"] = []string{o.LastSegment}
+	for k, v := range o.headers(n.via) {
+		h[k] = v
 	}
 	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
-	h["Via"] = []string{"1.1 " + n.cfg.Name}
 	h["Cache-Status"] = []string{cacheStatus}
-	h["Accept-Ranges"] = hdrBytes
-	lm, _ := http.ParseTime(o.LastModified)
-	if o.LastModified != "" {
-		h["Last-Modified"] = []string{o.LastModified}
-	}
 	if plainGet(r) {
-		h["Content-Length"] = []string{strconv.Itoa(len(o.Body))}
+		h["Content-Length"] = o.contentLength
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(o.Body)
 		}
 		return
 	}
+	lm, _ := http.ParseTime(o.LastModified)
 	http.ServeContent(writeOnly{w}, r, "", lm, bytes.NewReader(o.Body))
 }
 

@@ -3,6 +3,8 @@ package edge
 import (
 	"crypto/sha256"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 )
 
@@ -21,6 +23,32 @@ type object struct {
 	SWR, SIE     time.Duration
 	NoCache      bool
 	Sum          [32]byte // SHA-256 of Body, checked when read back from disk
+
+	// hdr and contentLength are the response header values, built once.
+	hdrOnce       sync.Once
+	hdr           http.Header
+	contentLength []string
+}
+
+// headers returns the object's fixed response headers (not Age or
+// Cache-Status, which change per response). Callers must not modify them.
+func (o *object) headers(via []string) http.Header {
+	o.hdrOnce.Do(func() {
+		h := http.Header{"Via": via, "Accept-Ranges": hdrBytes}
+		set := func(k, v string) {
+			if v != "" {
+				h[k] = []string{v}
+			}
+		}
+		set("Content-Type", o.ContentType)
+		set("Etag", o.ETag)
+		set("Cache-Control", o.CacheControl)
+		set("Last-Modified", o.LastModified)
+		set("X-Deepcast-Last-Segment", o.LastSegment)
+		o.hdr = h
+		o.contentLength = []string{strconv.Itoa(len(o.Body))}
+	})
+	return o.hdr
 }
 
 // fresh reports whether the object may be served without asking upstream.
@@ -55,7 +83,8 @@ func newObject(key string, h http.Header, body []byte, p policy, now time.Time, 
 
 // refreshed is a copy of o made fresh again by a 304 Not Modified.
 func (o *object) refreshed(h http.Header, p policy, now time.Time, defaultTTL time.Duration) *object {
-	n := *o
+	n := object{Key: o.Key, Body: o.Body, ContentType: o.ContentType, ETag: o.ETag, LastModified: o.LastModified,
+		CacheControl: o.CacheControl, LastSegment: o.LastSegment, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache, Sum: o.Sum}
 	ttl := p.TTL
 	if !p.hasTTL {
 		ttl = defaultTTL

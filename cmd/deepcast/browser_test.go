@@ -65,21 +65,8 @@ type webSetup struct {
 
 func startWebChain(t *testing.T) webSetup {
 	t.Helper()
-	modules := filepath.Join(repoRoot(), "web", "node_modules")
-	if missing := web.MissingModules(modules); len(missing) > 0 {
-		t.Fatalf("web modules missing (%v): `make deps` runs npm ci in web/", missing)
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.mp4")
-	ctx := context.Background()
-	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: 24 * time.Second, Width: 640, Height: 360}); err != nil {
-		t.Fatal(err)
-	}
-	ladder, _ := media.ParseLadder("640x360@1200k,320x180@300k")
-	lib := filepath.Join(dir, "lib")
-	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
-		t.Fatal(err)
-	}
+	modules := webModulesForTest(t)
+	lib := packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k")
 	// Listeners first, so every page knows every node.
 	var lns [3]*httptest.Server
 	mux := [3]*swapHandler{{}, {}, {}}
@@ -113,6 +100,37 @@ func startWebChain(t *testing.T) webSetup {
 	t.Cleanup(deep.Close)
 	mux[2].h = deep
 	return webSetup{origin: lns[0].URL, home: lns[1].URL, deep: lns[2].URL, lib: lib}
+}
+
+// webModulesForTest is web/node_modules, which must be installed.
+func webModulesForTest(t *testing.T) string {
+	t.Helper()
+	modules := filepath.Join(repoRoot(), "web", "node_modules")
+	if missing := web.MissingModules(modules); len(missing) > 0 {
+		t.Fatalf("web modules missing (%v): `make deps` runs npm ci in web/", missing)
+	}
+	return modules
+}
+
+// packageClip makes a sample of the given length and packages it as "clip"
+// with the ladder; it returns the library.
+func packageClip(t *testing.T, d time.Duration, ladderSpec string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.mp4")
+	ctx := context.Background()
+	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: d, Width: 640, Height: 360}); err != nil {
+		t.Fatal(err)
+	}
+	ladder, err := media.ParseLadder(ladderSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(dir, "lib")
+	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
+		t.Fatal(err)
+	}
+	return lib
 }
 
 // swapHandler lets a server start before its handler exists.
@@ -339,21 +357,8 @@ func checkDecodes(t *testing.T, url string, frames int) {
 }
 
 func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
-	modules := filepath.Join(repoRoot(), "web", "node_modules")
-	if missing := web.MissingModules(modules); len(missing) > 0 {
-		t.Fatalf("web modules missing (%v): `make deps` runs npm ci in web/", missing)
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.mp4")
-	ctx := context.Background()
-	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: 30 * time.Second, Width: 640, Height: 360}); err != nil {
-		t.Fatal(err)
-	}
-	ladder, _ := media.ParseLadder("640x360@900k,320x180@300k")
-	lib := filepath.Join(dir, "lib")
-	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
-		t.Fatal(err)
-	}
+	modules := webModulesForTest(t)
+	lib := packageClip(t, 30*time.Second, "640x360@900k,320x180@300k")
 	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
 	if err != nil {
 		t.Fatal(err)

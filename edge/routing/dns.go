@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
@@ -146,19 +147,35 @@ func (r *Router) soa() *dns.SOA {
 // ServeDNSOn answers on UDP and TCP at addr until ctx ends. ready, if not
 // nil, is closed once both listen.
 func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struct{}) error {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return fmt.Errorf("dns: listen udp %s: %w", addr, err)
+	// One UDP socket per CPU on the same port (SO_REUSEPORT): the kernel
+	// spreads queries over them and each has its own reader.
+	lc := net.ListenConfig{Control: reusePort}
+	var udps []*dns.Server
+	for range max(1, runtime.NumCPU()) {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			for _, u := range udps {
+				u.PacketConn.Close()
+			}
+			return fmt.Errorf("dns: listen udp %s: %w", addr, err)
+		}
+		if addr == "" || strings.HasSuffix(addr, ":0") {
+			addr = pc.LocalAddr().String() // the rest join the port the first got
+		}
+		udps = append(udps, &dns.Server{PacketConn: pc, Handler: r, UDPSize: maxUDPSize})
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		pc.Close()
+		for _, u := range udps {
+			u.PacketConn.Close()
+		}
 		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: r, UDPSize: maxUDPSize}
 	tcp := &dns.Server{Listener: ln, Handler: r, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
-	errc := make(chan error, 2)
-	go func() { errc <- udp.ActivateAndServe() }()
+	errc := make(chan error, len(udps)+1)
+	for _, u := range udps {
+		go func() { errc <- u.ActivateAndServe() }()
+	}
 	go func() { errc <- tcp.ActivateAndServe() }()
 	if ready != nil {
 		close(ready)
@@ -169,10 +186,12 @@ func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struc
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	e1 := udp.ShutdownContext(sctx)
-	e2 := tcp.ShutdownContext(sctx)
+	errs := []error{tcp.ShutdownContext(sctx)}
+	for _, u := range udps {
+		errs = append(errs, u.ShutdownContext(sctx))
+	}
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	return errors.Join(e1, e2)
+	return errors.Join(errs...)
 }
