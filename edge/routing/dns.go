@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -148,35 +149,38 @@ func (r *Router) soa() *dns.SOA {
 // nil, is closed once both listen.
 func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struct{}) error {
 	// One UDP socket per CPU on the same port (SO_REUSEPORT): the kernel
-	// spreads queries over them and each has its own reader.
+	// spreads queries over them, and each socket has one reader that
+	// answers in place (no goroutine or control message per packet).
 	lc := net.ListenConfig{Control: reusePort}
-	var udps []*dns.Server
+	var conns []*net.UDPConn
+	closeAll := func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
 	for range max(1, runtime.NumCPU()) {
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
-			for _, u := range udps {
-				u.PacketConn.Close()
-			}
+			closeAll()
 			return fmt.Errorf("dns: listen udp %s: %w", addr, err)
 		}
-		if addr == "" || strings.HasSuffix(addr, ":0") {
+		if strings.HasSuffix(addr, ":0") {
 			addr = pc.LocalAddr().String() // the rest join the port the first got
 		}
-		udps = append(udps, &dns.Server{PacketConn: pc, Handler: r, UDPSize: maxUDPSize})
+		conns = append(conns, pc.(*net.UDPConn))
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		for _, u := range udps {
-			u.PacketConn.Close()
-		}
+		closeAll()
 		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
 	}
 	tcp := &dns.Server{Listener: ln, Handler: r, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
-	errc := make(chan error, len(udps)+1)
-	for _, u := range udps {
-		go func() { errc <- u.ActivateAndServe() }()
-	}
+	errc := make(chan error, 1)
 	go func() { errc <- tcp.ActivateAndServe() }()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { r.serveUDP(c) })
+	}
 	if ready != nil {
 		close(ready)
 	}
@@ -184,14 +188,65 @@ func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struc
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	closeAll()
+	wg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	errs := []error{tcp.ShutdownContext(sctx)}
-	for _, u := range udps {
-		errs = append(errs, u.ShutdownContext(sctx))
-	}
+	serr := tcp.ShutdownContext(sctx)
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	return errors.Join(errs...)
+	return serr
+}
+
+// serveUDP answers queries on one socket until it is closed.
+func (r *Router) serveUDP(c *net.UDPConn) {
+	in := make([]byte, dns.MaxMsgSize)
+	out := make([]byte, 0, maxUDPSize)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		resp, ok := r.answerPacket(in[:n], from.Addr().Unmap())
+		if !ok {
+			continue
+		}
+		packed, err := resp.PackBuffer(out)
+		if err != nil {
+			continue
+		}
+		_, _ = c.WriteToUDPAddrPort(packed, from)
+	}
+}
+
+// answerPacket parses a UDP query and answers it, truncated to the size the
+// query allows. A packet that does not parse gets FORMERR when its header
+// is intact (12 bytes, never more than the query), and nothing otherwise.
+func (r *Router) answerPacket(pkt []byte, from netip.Addr) (*dns.Msg, bool) {
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		if len(pkt) < 12 || pkt[2]&0x80 != 0 { // too short, or a response: ignore
+			return nil, false
+		}
+		resp := new(dns.Msg)
+		resp.Id = uint16(pkt[0])<<8 | uint16(pkt[1])
+		resp.Response = true
+		resp.Rcode = dns.RcodeFormatError
+		r.metrics.countQuery("malformed", dns.RcodeFormatError)
+		return resp, true
+	}
+	if req.Response {
+		return nil, false
+	}
+	resp := r.Answer(req, from)
+	size := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		size = min(max(int(opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+	}
+	resp.Truncate(size)
+	return resp, true
 }

@@ -38,7 +38,7 @@ var (
 	onceErr error
 )
 
-// Dir is the per-process folder that holds the sample and the library.
+// setup makes the sample and packages it, once per test binary.
 func setup() {
 	dir, onceErr = os.MkdirTemp("", "deepcast-mediatest-")
 	if onceErr != nil {
