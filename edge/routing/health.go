@@ -102,7 +102,7 @@ func (m *Monitor) check(ctx context.Context, e *EdgeState) {
 	}
 	now := time.Now()
 	e.mu.Lock()
-	changed, up := false, e.up
+	changed := false
 	if err != nil {
 		e.oks = 0
 		e.fails++
@@ -120,7 +120,7 @@ func (m *Monitor) check(ctx context.Context, e *EdgeState) {
 		}
 		e.lastReq, e.lastAt, e.hitRatio = st.Requests, now, st.HitRatio
 	}
-	up = e.up
+	up := e.up
 	e.mu.Unlock()
 	if changed {
 		m.log.Info("edge health changed", "edge", e.Name, "up", up, "err", err)
