@@ -108,3 +108,36 @@ func TestSampleAndPackageCommands(t *testing.T) {
 		t.Errorf("package of a missing file exit %d, want 1", code)
 	}
 }
+
+func TestSimCommandOutputs(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join("..", "..", "testdata")
+	out := filepath.Join(dir, "results.csv")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"),
+		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com") + "," + filepath.Join(root, "traces", "hsdpa", "bus.ljansbakken-oslo-report.2010-09-28_1407CEST.log"),
+		"-abr", "bba,robustmpc", "-pensieve", "-out", out, "-log", filepath.Join(dir, "logs"), "-plot", filepath.Join(dir, "plots")}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("sim exit %d: %s", code, stderr.String())
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if lines[0] != "trace,abr,chunks,mean_bitrate_kbps,rebuffer_s,rebuffer_count,switches,startup_s,qoe" || len(lines) != 5 {
+		t.Errorf("results.csv:\n%s", data)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.csv"))
+	plots, _ := filepath.Glob(filepath.Join(dir, "plots", "*.png"))
+	if len(logs) != 4 || len(plots) < 2 {
+		t.Errorf("%d logs and %d plots", len(logs), len(plots))
+	}
+	first, _ := os.ReadFile(logs[0])
+	if !strings.HasPrefix(string(first), "time_s,chunk,rendition,bitrate_kbps,bytes,download_s,estimate_kbps,buffer_s,rebuffer_s,qoe\n") {
+		t.Errorf("log header: %q", strings.SplitN(string(first), "\n", 2)[0])
+	}
+	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-traces", dir, "-abr", "nope"}, &stdout, &stderr); code == 0 {
+		t.Error("unknown ABR accepted")
+	}
+}
