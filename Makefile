@@ -38,7 +38,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
-bench: build
+bench: deps build
 	@DEEPCAST_DEPS_BENCH=1 bash .ci/deps.sh
 	bash .ci/bench.sh
 
