@@ -55,11 +55,13 @@ func (p objectPath) segmentPath(n int) string {
 
 // cacheKey is the normalised key of a request: the validated path, plus the
 // query parameters on the allow-list (sorted), so neither Host nor junk
-// queries can fragment or poison the cache.
-func cacheKey(path string, query url.Values, allow []string) string {
-	if len(allow) == 0 || len(query) == 0 {
+// queries can fragment or poison the cache. The query is parsed only when
+// there is an allow-list: on the hot path there usually is none.
+func cacheKey(path, rawQuery string, allow []string) string {
+	if len(allow) == 0 || rawQuery == "" {
 		return path
 	}
+	query, _ := url.ParseQuery(rawQuery)
 	kept := url.Values{}
 	for _, k := range allow {
 		if v, ok := query[k]; ok {

@@ -155,10 +155,9 @@ func (n *Node) store(o *object) {
 
 // fetchResult is what one (coalesced) upstream fetch produced.
 type fetchResult struct {
-	obj         *object // the object to serve (new, or refreshed by a 304)
-	status      int     // upstream status
-	cacheStatus string  // upstream's Cache-Status, to keep in the chain
-	notModified bool
+	obj         *object       // the object to serve (new, or refreshed by a 304)
+	status      int           // upstream status
+	cacheStatus string        // upstream's Cache-Status, to keep in the chain
 	passthrough *passResponse // a non-200 answer relayed to the client
 }
 
@@ -331,7 +330,6 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		if stale == nil {
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: 304 to an unconditional request", up.url.Host)}
 		}
-		res.notModified = true
 		res.obj = stale.refreshed(resp.Header, res.policy, now, n.defaultTTL(key))
 		res.cacheable = true
 	default:
@@ -375,7 +373,7 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n.stats.requests.Add(1)
-	key := cacheKey(r.URL.Path, r.URL.Query(), n.cfg.QueryAllow)
+	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.cfg.QueryAllow)
 	fromSibling := r.Header.Get(siblingHeader) != ""
 	now := time.Now()
 	o, tier := n.lookup(key)

@@ -84,7 +84,7 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 			}
 		}
 	}()
-	asset, err := build1(ctx, probes, staging, name, build, opt)
+	asset, err := buildAsset(ctx, probes, staging, name, build, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +137,8 @@ type rendition struct {
 	out   Rendition
 }
 
-// build1 does the work of Package inside the staging folder.
-func build1(ctx context.Context, probes []*Probe, staging, name, build string, opt PackageOptions) (*Asset, error) {
+// buildAsset does the work of Package inside the staging folder.
+func buildAsset(ctx context.Context, probes []*Probe, staging, name, build string, opt PackageOptions) (*Asset, error) {
 	src := probes[0]
 	asset := &Asset{Format: assetFormat, Name: name, Build: build, Created: time.Now().UTC().Truncate(time.Second),
 		SegmentDuration: opt.SegmentDur.Seconds()}

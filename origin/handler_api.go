@@ -63,7 +63,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
+// summaries lists the assets that load, by name; broken ones are logged.
+func (s *Server) summaries() []AssetSummary {
 	entries, errs := s.catalog.List()
 	for _, err := range errs {
 		s.log.Warn("asset skipped", "err", err)
@@ -73,7 +74,11 @@ func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
 		list = append(list, summary(e))
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"assets": list})
+	return list
+}
+
+func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"assets": s.summaries()})
 }
 
 func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
@@ -135,14 +140,9 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 `))
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	entries, _ := s.catalog.List()
-	list := make([]AssetSummary, 0, len(entries))
-	for _, e := range entries {
-		list = append(list, summary(e))
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", cacheNoStore)
-	_ = indexPage.Execute(w, list)
+	_ = indexPage.Execute(w, s.summaries())
 }
 
 // requireAdmin answers 401 without credentials and 403 with wrong ones.

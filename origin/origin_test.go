@@ -451,6 +451,10 @@ func TestIngest(t *testing.T) {
 	if !sawProgress {
 		t.Logf("no intermediate progress observed in %d polls (fast encode)", len(seen))
 	}
+	// Whatever the polls caught, the job ends at full progress of its last stage.
+	if done.Progress != 1 || done.Stage == "" {
+		t.Errorf("finished job reports stage %q, progress %.2f", done.Stage, done.Progress)
+	}
 	mediatest.CheckDecodesAll(t, ts.URL+done.Manifest, 1, mediatest.CountFrames(t, src))
 	if resp, _ := get(t, ts.URL+"/api/assets/uploaded"); resp.StatusCode != 200 {
 		t.Errorf("catalogue: %d", resp.StatusCode)
@@ -570,4 +574,40 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+}
+
+// BenchmarkServeSegment is the origin's hot path: a whole segment and the
+// manifest over a real loopback connection.
+func BenchmarkServeSegment(b *testing.B) {
+	lib := mediatest.Library(b)
+	_, ts := startBench(b, lib)
+	a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	for _, p := range []string{"manifest.mpd", a.Renditions[0].ID + "/1.m4s"} {
+		url := ts.URL + "/vod/" + mediatest.AssetName + "/" + p
+		b.Run(p, func(b *testing.B) {
+			var n int64
+			for b.Loop() {
+				resp, err := http.Get(url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				n, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			b.SetBytes(n)
+		})
+	}
+}
+
+func startBench(b *testing.B, lib string) (*Server, *httptest.Server) {
+	s, err := New(Config{Library: lib, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	b.Cleanup(func() {
+		ts.Close()
+		s.Close()
+	})
+	return s, ts
 }

@@ -415,3 +415,33 @@ func BenchmarkSimulationStep(b *testing.B) {
 		})
 	}
 }
+
+func TestEstimators(t *testing.T) {
+	kbps := func(k float64) Sample { return Sample{Bytes: int64(k * 1000 / 8), Elapsed: time.Second} }
+	h := []Sample{kbps(1000), kbps(4000), kbps(4000), kbps(4000), kbps(1000), kbps(1000)}
+	// Harmonic mean of the last 5: 5 / (3/4000 + 2/1000) = 1818.18…
+	if got := HarmonicMean(h, 5); math.Abs(got-5/(3.0/4000+2.0/1000)) > 1e-6 {
+		t.Errorf("harmonic mean %f, want 1818.18", got)
+	}
+	// Sliding window of the last 3: (4000 + 1000 + 1000) / 3.
+	if got := SlidingWindow(h, 3); math.Abs(got-2000) > 1e-6 {
+		t.Errorf("sliding window %f, want 2000", got)
+	}
+	if HarmonicMean(nil, 5) != 0 || SlidingWindow(nil, 5) != 0 {
+		t.Error("no history must give 0")
+	}
+	// The EWMA of a constant rate is that rate; after a drop the fast side
+	// pulls the estimate down before the slow side would.
+	var e EWMA
+	for range 10 {
+		e.Add(kbps(3000))
+	}
+	if got := e.Estimate(); math.Abs(got-3000) > 1 {
+		t.Errorf("EWMA of a constant 3000: %f", got)
+	}
+	e.Add(kbps(500))
+	e.Add(kbps(500))
+	if got := e.Estimate(); got >= 3000 || got <= 500 {
+		t.Errorf("EWMA after a drop: %f", got)
+	}
+}

@@ -64,8 +64,12 @@ func DefaultModulesDir() string {
 	return candidates[0]
 }
 
-// MissingModules lists the front-end files that are not installed.
+// MissingModules lists the front-end files that are not installed in dir
+// (DefaultModulesDir when empty).
 func MissingModules(dir string) []string {
+	if dir == "" {
+		dir = DefaultModulesDir()
+	}
 	var missing []string
 	for _, rel := range vendorFiles {
 		if _, err := os.Stat(filepath.Join(dir, rel)); err != nil {

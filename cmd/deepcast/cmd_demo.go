@@ -176,7 +176,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	printDemoTable(nodes)
 	fmt.Printf("router: %s/vod/%s/manifest.mpd (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
 		nodes[4].URL, demoAsset, dnsAddr, router.ServiceName())
-	if missing := web.MissingModules(webModules(o.Modules)); len(missing) > 0 {
+	if missing := web.MissingModules(o.Modules); len(missing) > 0 {
 		fmt.Println("\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
 	}
 	deep := nodes[2].URL
@@ -206,13 +206,6 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	wg.Wait()
 	fmt.Println("all nodes stopped")
 	return nil
-}
-
-func webModules(dir string) string {
-	if dir == "" {
-		return web.DefaultModulesDir()
-	}
-	return dir
 }
 
 // prepareDemoContent makes the sample and packages it, unless a packaged
