@@ -3,6 +3,7 @@ package player
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"testing"
 	"time"
@@ -61,5 +62,93 @@ func TestBenchSweep(t *testing.T) {
 			fmt.Printf(" %s %.2f", s.ABR, s.MeanQoE)
 		}
 		fmt.Printf("; deepcast vs robustmpc %+.1f%%\n", 100*(means["deepcast"]/means["robustmpc"]-1))
+	}
+}
+
+// clairvoyantMPC knows the future: it plans like MPC over Horizon chunks
+// but replays each candidate sequence on a copy of the session's own trace
+// link, so its predictions are exact. No online algorithm with the same
+// horizon and no value on the buffer beyond it can beat it, which makes it
+// the yardstick for how much an ABR leaves on the table.
+type clairvoyantMPC struct {
+	link    *TraceLink
+	horizon int
+}
+
+func (c *clairvoyantMPC) Name() string { return "clairvoyant" }
+
+func (c *clairvoyantMPC) Choose(s *State) int {
+	br := s.Bitrates()
+	h := max(1, min(c.horizon, s.Chunks-s.Chunk))
+	maxBuf := s.MaxBuffer.Seconds()
+	best, bestFirst := math.Inf(-1), 0
+	var walk func(step, prev, first int, link TraceLink, buf, reward float64)
+	walk = func(step, prev, first int, link TraceLink, buf, reward float64) {
+		if step == h {
+			if reward > best {
+				best, bestFirst = reward, first
+			}
+			return
+		}
+		for q := range br {
+			f := first
+			if step == 0 {
+				f = q
+			}
+			l := link
+			d, _ := l.Fetch(context.Background(), Request{Size: s.Video.Size(s.Chunk+step, q)})
+			dl := d.Elapsed().Seconds()
+			b, stall := buf-dl, 0.0
+			if b < 0 {
+				b, stall = 0, -b
+			}
+			b += s.ChunkSeconds()
+			if maxBuf > 0 && b > maxBuf {
+				l.Sleep(context.Background(), time.Duration((b-maxBuf)*float64(time.Second)))
+				b = maxBuf
+			}
+			walk(step+1, q, f, l, b, reward+br[q]/1000-4.3*stall-math.Abs(br[q]-br[prev])/1000)
+		}
+	}
+	walk(0, max(s.Last, 0), 0, *c.link, s.Buffer.Seconds(), 0)
+	return bestFirst
+}
+
+// TestBenchClairvoyantBound prints the mean QoE_lin per trace set of an MPC
+// that knows the next 5 chunks' download times exactly: the headroom over
+// robustMPC that better prediction alone could win. Run by `make bench`.
+func TestBenchClairvoyantBound(t *testing.T) {
+	if os.Getenv("DEEPCAST_BENCH") == "" {
+		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
+	}
+	v := loadEnvivio(t)
+	qoe, err := NewQoE("lin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []string{"fcc", "hsdpa"} {
+		traces, err := LoadTraces([]string{testdata("traces", set)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		robust := Summarize(res)[0].MeanQoE
+		var sum float64
+		for _, tr := range traces {
+			link := NewTraceLink(tr, 0.95, 80*time.Millisecond)
+			cfg := DefaultConfig()
+			cfg.StartRendition, cfg.SleepQuantum, cfg.SkipFirstQoE, cfg.Chunks = 1, 500*time.Millisecond, true, PensieveChunks
+			s := &Session{Video: v, ABR: &clairvoyantMPC{link: link, horizon: 5}, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
+			r, err := s.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += r.QoE
+		}
+		bound := sum / float64(len(traces))
+		fmt.Printf("  %s: clairvoyant 5-chunk MPC %.2f, robustmpc %.2f (%+.1f%% headroom)\n", set, bound, robust, 100*(bound/robust-1))
 	}
 }

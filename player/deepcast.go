@@ -16,8 +16,10 @@ import "math"
 // comes is not chosen, and one that would starve only in the worst case is
 // not thrown away. And it adds a terminal value for the buffer left at the
 // end of the horizon (each second up to 20 s worth twice the lowest
-// rendition's bitrate per chunk duration), which makes the plan build and
-// keep a cushion for the outages that dominate rebuffering on real traces.
+// rendition's bitrate per chunk duration, and never more than the chunks
+// after the horizon can still play), which makes the plan build and keep a
+// cushion for the outages that dominate rebuffering on real traces, and
+// spend it as the video ends.
 // Its constants are fixed for every trace and video.
 type Deepcast struct {
 	Horizon  int // chunks; 5 when zero
@@ -55,7 +57,10 @@ func (d *Deepcast) Choose(s *State) int {
 	}
 	h = max(1, min(h, s.Chunks-s.Chunk))
 	scenarios := []float64{pred / (1 + maxErr), pred / (1 + maxErr/2)}
-	return planScenarios(s, h, scenarios, []float64{0.5, 0.5}, deepcastBufferValue, deepcastBufferTarget)
+	// Buffer left when the last chunk is in never plays out as a saved
+	// stall, so near the end only what the remaining chunks can use counts.
+	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
+	return planScenarios(s, h, scenarios, []float64{0.5, 0.5}, deepcastBufferValue, target)
 }
 
 // planScenarios scores every rendition sequence of length h by its weighted
@@ -83,6 +88,9 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 		if step == h {
 			v := rews[step]
 			for j := range k {
+				if target <= 0 {
+					break
+				}
 				v += weight[j] * value * math.Min(bufs[step][j], target) / chunkSec * br[0] / 1000
 			}
 			if v >= best {
