@@ -17,4 +17,4 @@ done
 
 echo "== Go benchmarks (hot paths)"
 go test -run '^$' -bench . -benchtime 2x -count 1 ./media/ | grep -E '^(Benchmark|goos|cpu)'
-go test -run '^$' -bench . -count 1 ./origin/ ./edge/... ./player/... ./manifest/ 2>/dev/null | grep -E '^Benchmark' || true
+go test -run '^$' -bench . -count 1 ./origin/ ./edge/... ./player/... ./manifest/ ./cmd/... 2>/dev/null | grep -E '^Benchmark' || true

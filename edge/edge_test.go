@@ -735,3 +735,70 @@ func BenchmarkCacheHit(b *testing.B) {
 		})
 	}
 }
+
+// TestAnswerPlainMatchesServeHTTP pins the fast path to the net/http path:
+// a miss is the handler's own response, a hit has the same headers (but
+// Date, Content-Length, which the writer adds, and the clock-driven
+// numbers) and bytes, and requests the fast path declines have no effect.
+func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
+	o := newFakeOrigin(t)
+	n, _ := newNode(t, Config{Name: "deep-f", Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	const p = "/vod/a/v/1.m4s"
+	want := segmentBytes(p, o.size)
+	miss, ok := n.AnswerPlain(false, p, "127.0.0.1:1")
+	if !ok || miss.Status != 200 || !bytes.Equal(miss.Body, want) || !strings.Contains(string(miss.Header), "Cache-Status: deep-f; fwd=uri-miss") {
+		t.Fatalf("miss: ok=%v status %d\n%s", ok, miss.Status, miss.Header)
+	}
+	if strings.Contains("\r\n"+string(miss.Header), "\r\nContent-Length:") {
+		t.Errorf("miss header block carries Content-Length:\n%s", miss.Header)
+	}
+	hits := n.Stats().Hits
+	hit, ok := n.AnswerPlain(false, p, "127.0.0.1:1")
+	if !ok || hit.Status != 200 || !bytes.Equal(hit.Body, want) {
+		t.Fatalf("hit: ok=%v status %d", ok, hit.Status)
+	}
+	hit.Done(int64(len(hit.Body)), time.Millisecond, nil)
+	if n.Stats().Hits != hits+1 {
+		t.Errorf("the fast hit was not counted")
+	}
+	rec := httptest.NewRecorder()
+	n.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
+	numbers := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return '#'
+			}
+			return r
+		}, s)
+	}
+	got := http.Header{}
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(hit.Header), "\r\n"), "\r\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		got.Add(k, v)
+	}
+	wantHdr := rec.Header().Clone()
+	wantHdr.Del("Date")
+	wantHdr.Del("Content-Length")
+	for _, k := range []string{"Age", "Cache-Status"} {
+		got.Set(k, numbers(got.Get(k)))
+		wantHdr.Set(k, numbers(wantHdr.Get(k)))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(wantHdr) || !bytes.Equal(rec.Body.Bytes(), want) {
+		t.Errorf("hit headers:\n fast     %v\n net/http %v", got, wantHdr)
+	}
+	if _, ok := n.AnswerPlain(true, p, "x"); !ok {
+		t.Error("HEAD of a fresh hit declined")
+	}
+	if _, ok := n.AnswerPlain(true, "/vod/a/v/3.m4s", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
+		t.Error("HEAD miss: the fast path must decline without fetching")
+	}
+	for _, bad := range []string{"/api/stats", "/vod/a/v/0.m4s", "/vod/../x.m4s", "/"} {
+		if _, ok := n.AnswerPlain(false, bad, "x"); ok {
+			t.Errorf("%s: the fast path answered", bad)
+		}
+	}
+	o.stop()
+	if r, ok := n.AnswerPlain(false, "/vod/a/v/4.m4s", "x"); !ok || r.Status != http.StatusBadGateway && r.Status != http.StatusGatewayTimeout {
+		t.Errorf("dead origin, uncached object: ok=%v status %d", ok, r.Status)
+	}
+}

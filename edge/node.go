@@ -503,14 +503,17 @@ type writeOnly struct{ http.ResponseWriter }
 var hdrBytes = []string{"bytes"}
 
 // maybePrefetch fetches the next segment of the rendition in the background
-// (enter-deep): the one CMCD's nor names, else n+1; never past the last
+// (enter-deep): the one CMCD's nor names, else n+1 (r is nil on the fast
+// path, whose requests carry no CMCD); never past the last
 // segment the origin announced; once per segment; bounded concurrency.
 func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 	if !*n.cfg.Prefetch || p.Kind != "segment" {
 		return
 	}
 	next := p.segmentPath(p.Segment + 1)
-	if nor := cmcdNextObject(r); nor != "" {
+	if r == nil { // the fast path: no CMCD, no request to clone
+		r = &http.Request{Method: http.MethodGet, URL: &url.URL{Path: next}, Header: http.Header{}}
+	} else if nor := cmcdNextObject(r); nor != "" {
 		if u, err := r.URL.Parse(nor); err == nil {
 			if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {
 				next, p = u.EscapedPath(), np

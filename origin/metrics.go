@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -130,18 +131,23 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		elapsed := time.Since(start)
-		s.requests.Add(1)
-		s.sent.Add(rec.bytes)
-		rm := s.metrics.forRoute(route, r.Method, rec.status)
-		rm.requests.Inc()
-		rm.bytes.Add(float64(rec.bytes))
-		rm.latency.Observe(elapsed.Seconds())
-		if s.cfg.AccessLog {
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-				slog.String("method", r.Method), slog.String("path", r.URL.EscapedPath()), slog.Int("status", rec.status),
-				slog.Int64("bytes", rec.bytes), slog.Duration("duration", elapsed), slog.String("remote", r.RemoteAddr),
-				slog.String("range", r.Header.Get("Range")))
-		}
+		s.account(r.Context(), route, r.Method, r.URL.EscapedPath(), r.RemoteAddr, r.Header.Get("Range"), rec.status, rec.bytes, time.Since(start))
 	})
+}
+
+// account records one answered request in the totals, the route's series
+// and the access log; both the net/http path and the fast path call it.
+func (s *Server) account(ctx context.Context, route, method, path, remote, rng string, status int, sent int64, elapsed time.Duration) {
+	s.requests.Add(1)
+	s.sent.Add(sent)
+	rm := s.metrics.forRoute(route, method, status)
+	rm.requests.Inc()
+	rm.bytes.Add(float64(sent))
+	rm.latency.Observe(elapsed.Seconds())
+	if s.cfg.AccessLog {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "request",
+			slog.String("method", method), slog.String("path", path), slog.Int("status", status),
+			slog.Int64("bytes", sent), slog.Duration("duration", elapsed), slog.String("remote", remote),
+			slog.String("range", rng))
+	}
 }

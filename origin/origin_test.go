@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,7 +306,14 @@ func TestHostilePaths(t *testing.T) {
 	if len(paths) < 25 {
 		t.Fatalf("only %d hostile paths", len(paths))
 	}
+	srv, _ := start(t, lib)
 	for _, p := range paths {
+		if r, ok := srv.AnswerPlain(false, p, "test"); ok {
+			t.Errorf("%q: the fast path answered", p)
+			if r.File != nil {
+				r.File.Close()
+			}
+		}
 		code, body := rawGet(t, addr, p)
 		if code != 400 && code != 404 {
 			t.Errorf("%q: status %d, want 400 or 404", p, code)
@@ -348,10 +356,71 @@ func FuzzPaths(f *testing.F) {
 		if rec.Code == 200 && !valid[req.URL.EscapedPath()] && !valid[req.URL.Path] {
 			t.Fatalf("%q served 200", path)
 		}
+		if r, ok := s.AnswerPlain(false, path, "fuzz"); ok {
+			if r.File != nil {
+				r.File.Close()
+			}
+			if !valid[path] {
+				t.Fatalf("fast path answered %q", path)
+			}
+		}
 		if rec.Code >= 500 {
 			t.Fatalf("%q: status %d", path, rec.Code)
 		}
 	})
+}
+
+// TestAnswerPlainMatchesServeHTTP pins the fast path to the net/http path:
+// the same status, headers (but Date, which the writer adds) and bytes for
+// every kind of media object, GET and HEAD, and the same metrics.
+func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
+	lib := mediatest.Library(t)
+	s, _ := start(t, lib)
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/vod/" + a.Name + "/manifest.mpd"}
+	for _, r := range a.Renditions {
+		paths = append(paths, "/vod/"+a.Name+"/"+r.ID+"/init.mp4", fmt.Sprintf("/vod/%s/%s/%d.m4s", a.Name, r.ID, len(r.Segments)))
+	}
+	for _, p := range paths {
+		for _, head := range []bool{false, true} {
+			method := map[bool]string{false: http.MethodGet, true: http.MethodHead}[head]
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest(method, p, nil))
+			before := s.requests.Load()
+			fr, ok := s.AnswerPlain(head, p, "127.0.0.1:1")
+			if !ok {
+				t.Fatalf("%s %s: the fast path declined", method, p)
+			}
+			body := fr.Body
+			size := int64(len(fr.Body))
+			if fr.File != nil {
+				body, _ = io.ReadAll(fr.File)
+				fr.File.Close()
+				size = fr.Size
+			}
+			fr.Done(size, time.Millisecond, nil)
+			if s.requests.Load() != before+1 {
+				t.Errorf("%s %s: the fast path did not count the request", method, p)
+			}
+			got := http.Header{}
+			for line := range strings.SplitSeq(strings.TrimSuffix(string(fr.Header), "\r\n"), "\r\n") {
+				k, v, _ := strings.Cut(line, ": ")
+				got.Add(k, v)
+			}
+			got.Set("Content-Length", strconv.FormatInt(size, 10))
+			want := rec.Header().Clone()
+			want.Del("Date")
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s %s headers:\n fast     %v\n net/http %v", method, p, got, want)
+			}
+			if !head && !bytes.Equal(body, rec.Body.Bytes()) {
+				t.Errorf("%s %s: bodies differ (%d vs %d bytes)", method, p, len(body), rec.Body.Len())
+			}
+		}
+	}
 }
 
 func TestParseSegmentNumber(t *testing.T) {

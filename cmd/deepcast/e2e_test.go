@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 
 	"fmt"
 	"io"
@@ -43,8 +44,45 @@ func (c *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.h.ServeHTTP(w, r)
 }
 
-// chain starts origin → bring-home → enter-deep on loopback ports.
-func chain(t *testing.T, lib string) (originCount *countingHandler, home, deep *httptest.Server, deepNode *edge.Node) {
+// startServe runs h with serve (the fast path in front of net/http, as the
+// deepcast commands do) on a loopback port; stop shuts it down gracefully
+// and returns serve's error, bounded in time.
+func startServe(t *testing.T, h http.Handler) (base string, stop func() error) {
+	t.Helper()
+	ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, h, ln, discard()) }()
+	return "http://" + ln.Addr().String(), func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(shutdownGrace + 5*time.Second):
+			return fmt.Errorf("serve did not shut down within %s", shutdownGrace+5*time.Second)
+		}
+	}
+}
+
+// serveLoopback is startServe until the test ends.
+func serveLoopback(t *testing.T, h http.Handler) string {
+	t.Helper()
+	base, stop := startServe(t, h)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return base
+}
+
+// chain starts origin → bring-home → enter-deep on loopback ports; the
+// edges run behind the fast path, the origin behind plain net/http so its
+// requests can be counted.
+func chain(t *testing.T, lib string) (originCount *countingHandler, home, deep string, deepNode *edge.Node) {
 	t.Helper()
 	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
 	if err != nil {
@@ -57,21 +95,19 @@ func chain(t *testing.T, lib string) (originCount *countingHandler, home, deep *
 	if err != nil {
 		t.Fatal(err)
 	}
-	home = httptest.NewServer(hn)
-	deepNode, err = edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{home.URL},
-		MemBytes: 64 << 20, Logger: discard(), CheckEvery: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deep = httptest.NewServer(deepNode)
-	t.Cleanup(func() {
-		deep.Close()
-		deepNode.Close()
-		home.Close()
+	t.Cleanup(func() { // after the servers' own cleanups
 		hn.Close()
 		ots.Close()
 		o.Close()
 	})
+	home = serveLoopback(t, hn)
+	deepNode, err = edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{home},
+		MemBytes: 64 << 20, Logger: discard(), CheckEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(deepNode.Close)
+	deep = serveLoopback(t, deepNode)
 	return originCount, home, deep, deepNode
 }
 
@@ -79,7 +115,7 @@ func TestThreeTierChainPlaysAndSecondPlayStaysAtTheEdge(t *testing.T) {
 	lib := mediatest.Library(t)
 	frames := mediatest.CountFrames(t, mediatest.Source(t))
 	oc, _, deep, deepNode := chain(t, lib)
-	url := deep.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	url := deep + "/vod/" + mediatest.AssetName + "/manifest.mpd"
 	mediatest.CheckDecodesAll(t, url, 2, frames)
 	first := oc.vod.Load()
 	if first == 0 {
@@ -91,6 +127,30 @@ func TestThreeTierChainPlaysAndSecondPlayStaysAtTheEdge(t *testing.T) {
 	}
 	if s := deepNode.Stats(); s.Hits == 0 {
 		t.Errorf("enter-deep stats show no hits: %+v", s)
+	}
+}
+
+// TestFFmpegPlaysFromTheOriginFastPath plays every rendition from an
+// origin served the way `deepcast origin` serves it (the fast path in
+// front of net/http) and checks every frame decodes.
+func TestFFmpegPlaysFromTheOriginFastPath(t *testing.T) {
+	lib := mediatest.Library(t)
+	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	base := serveLoopback(t, o)
+	mediatest.CheckDecodesAll(t, base+"/vod/"+mediatest.AssetName+"/manifest.mpd", 2, frames)
+	var st struct{ Requests int64 }
+	resp, err := http.Get(base + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || st.Requests == 0 {
+		t.Errorf("origin stats after the play: %+v, %v", st, err)
 	}
 }
 
@@ -191,16 +251,15 @@ func TestSimMatchesRealPlayback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(o)
-	defer ts.Close()
 	defer o.Close()
+	base := serveLoopback(t, o)
 	trace := filepath.Join(dir, "const-2mbps")
 	var b strings.Builder
 	for i := range 120 {
 		fmt.Fprintf(&b, "%d.0 2.0\n", i)
 	}
 	os.WriteFile(trace, []byte(b.String()), 0o644)
-	url := ts.URL + "/vod/clip/manifest.mpd"
+	url := base + "/vod/clip/manifest.mpd"
 	for _, abr := range []string{"throughput", "robustmpc"} {
 		real, err := play(ctx, url, playOptions{ABR: abr, Trace: trace, QoE: "lin"})
 		if err != nil {
@@ -270,7 +329,7 @@ func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
 	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
   - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
   - {name: home, url: %s, addresses: [127.0.0.3], profile: bring-home}
-`, deep.URL, home.URL)))
+`, deep, home)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,10 @@ import (
 	"runtime"
 	"runtime/debug"
 	"time"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
+	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/origin"
 )
 
 // shutdownGrace bounds how long in-flight responses may take after SIGINT/SIGTERM.
@@ -55,10 +59,43 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// server is what serve runs: net/http alone, or the fast path in front of it.
+type server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// fastResponder adapts the origin's and the edge's plain-request answers
+// to the fast path; nil for handlers without one, or when
+// DEEPCAST_FASTPATH=off asks for net/http alone (to compare the two).
+func fastResponder(h http.Handler) fastpath.Responder {
+	if os.Getenv("DEEPCAST_FASTPATH") == "off" {
+		return nil
+	}
+	switch s := h.(type) {
+	case *origin.Server:
+		return func(head bool, path, remote string) (fastpath.Response, bool) {
+			r, ok := s.AnswerPlain(head, path, remote)
+			return fastpath.Response{Header: r.Header, Body: r.Body, File: r.File, Size: r.Size, Done: r.Done}, ok
+		}
+	case *edge.Node:
+		return func(head bool, path, remote string) (fastpath.Response, bool) {
+			r, ok := s.AnswerPlain(head, path, remote)
+			return fastpath.Response{Status: r.Status, Header: r.Header, Body: r.Body, Done: r.Done}, ok
+		}
+	}
+	return nil
+}
+
 // serve runs h on ln until ctx ends, then shuts down gracefully: in-flight
-// responses get shutdownGrace to finish.
+// responses get shutdownGrace to finish. The origin and the edge get the
+// fast path in front of net/http.
 func serve(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logger) error {
-	srv := newHTTPServer(h, log)
+	var srv server = newHTTPServer(h, log)
+	if respond := fastResponder(h); respond != nil {
+		srv = &fastpath.Server{Respond: respond, HTTP: srv.(*http.Server)}
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,16 +15,10 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // an in-flight response
 		w.Write([]byte("finished"))
 	})
-	ln, err := listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, h, ln, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	base, stop := startServe(t, h)
 	body := make(chan string, 1)
 	go func() {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		resp, err := http.Get(base + "/")
 		if err != nil {
 			body <- "error: " + err.Error()
 			return
@@ -35,19 +28,13 @@ func TestServeShutsDownGracefully(t *testing.T) {
 		body <- string(b)
 	}()
 	<-started
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(shutdownGrace + 5*time.Second):
-		t.Fatal("shutdown did not finish")
+	if err := stop(); err != nil {
+		t.Errorf("serve: %v", err)
 	}
 	if got := <-body; got != "finished" {
 		t.Errorf("in-flight response: %q", got)
 	}
-	if _, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+	if _, err := http.Get(base + "/"); err == nil {
 		t.Error("server still accepts connections after shutdown")
 	}
 	srv := newHTTPServer(h, slog.Default())

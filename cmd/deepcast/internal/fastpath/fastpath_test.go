@@ -1,0 +1,383 @@
+package fastpath
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestParseHead(t *testing.T) {
+	const host = "Host: a\r\n"
+	for _, tc := range []struct {
+		head     string
+		ok       bool
+		isHead   bool
+		wantPath string
+	}{
+		{"GET /vod/a/manifest.mpd HTTP/1.1\r\n" + host + "\r\n", true, false, "/vod/a/manifest.mpd"},
+		{"HEAD /vod/a/v/1.m4s HTTP/1.1\r\n" + host + "User-Agent: x\r\nAccept: */*\r\n\r\n", true, true, "/vod/a/v/1.m4s"},
+		{"GET /a HTTP/1.1\r\n" + host + "Connection: keep-alive\r\n\r\n", true, false, "/a"},
+		{"GET /a HTTP/1.1\r\n" + host + "Origin: http://x:1\r\nCookie: a=b\r\n\r\n", true, false, "/a"},
+		{"GET /a HTTP/1.1\r\n\r\n", false, false, ""},                                 // no Host
+		{"GET /a HTTP/1.1\r\n" + host + host + "\r\n", false, false, ""},              // two Hosts
+		{"GET /a HTTP/1.0\r\n" + host + "\r\n", false, false, ""},                     // HTTP/1.0
+		{"POST /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                    // method
+		{"OPTIONS /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                 // preflight
+		{"GET /a?CMCD=br%3D1 HTTP/1.1\r\n" + host + "\r\n", false, false, ""},         // query
+		{"GET /a/%2e%2e/b HTTP/1.1\r\n" + host + "\r\n", false, false, ""},            // escapes
+		{"GET http://x/a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},             // absolute form
+		{"GET * HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                      // asterisk form
+		{"GET /a\\b HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                  // backslash
+		{"GET /a  HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                    // double space
+		{"GET /a HTTP/1.1\r\n" + host + "Range: bytes=0-1\r\n\r\n", false, false, ""}, // range
+		{"GET /a HTTP/1.1\r\n" + host + "if-none-match: \"x\"\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "If-Modified-Since: x\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "Content-Length: 0\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "Connection: close\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "Expect: 100-continue\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "CMCD-Request: nor=\"2.m4s\"\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + "X-Deepcast-Sibling: home\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\r\n" + host + " folded\r\n\r\n", false, false, ""},     // obs-fold
+		{"GET /a HTTP/1.1\r\n" + host + "Bad Name: x\r\n\r\n", false, false, ""}, // space in name
+		{"GET /a HTTP/1.1\r\n" + host + "X: a\x00b\r\n\r\n", false, false, ""},   // NUL
+		{"GET /a HTTP/1.1\r\n" + host + "NoColon\r\n\r\n", false, false, ""},
+		{"GET /a HTTP/1.1\n" + host + "\r\n", false, false, ""}, // bare LF
+		{"GET /" + strings.Repeat("a", maxPath) + " HTTP/1.1\r\n" + host + "\r\n", false, false, ""},
+	} {
+		isHead, path, ok := parseHead([]byte(tc.head))
+		if ok != tc.ok || ok && (isHead != tc.isHead || path != tc.wantPath) {
+			t.Errorf("parseHead(%q) = %v, %q, %v; want %v, %q, %v", tc.head, isHead, path, ok, tc.isHead, tc.wantPath, tc.ok)
+		}
+	}
+}
+
+func FuzzParseHead(f *testing.F) {
+	f.Add([]byte("GET /vod/a/manifest.mpd HTTP/1.1\r\nHost: a\r\n\r\n"))
+	f.Add([]byte("HEAD /a HTTP/1.1\r\nHost: a\r\nRange: bytes=1-\r\n\r\n"))
+	f.Add([]byte("GET /a%2f HTTP/1.1\r\nHost: a\r\n \r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if headEnd(b) < 0 {
+			return
+		}
+		_, path, ok := parseHead(b)
+		if ok && (!validPath([]byte(path)) || strings.ContainsAny(path, "?%#\\ ")) {
+			t.Fatalf("accepted path %q", path)
+		}
+	})
+}
+
+// testServer runs a front on loopback with a Responder serving two paths
+// (one from memory, one from a file) and a net/http handler that names
+// itself, so each test can tell who answered.
+type testServer struct {
+	addr    string
+	srv     *Server
+	done    chan error
+	fast    atomic.Int64
+	handled atomic.Int64
+	file    string
+}
+
+var bigBody = strings.Repeat("0123456789abcdef", 20000) // 320 kB: corked, writev/sendfile
+
+func startTestServer(t testing.TB, tune func(*http.Server)) *testServer {
+	t.Helper()
+	ts := &testServer{done: make(chan error, 1), file: filepath.Join(t.TempDir(), "obj")}
+	if err := os.WriteFile(ts.file, []byte(bigBody), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ts.handled.Add(1)
+			w.Header().Set("X-Answered-By", "net/http")
+			if r.URL.Path == "/slow" {
+				time.Sleep(300 * time.Millisecond)
+			}
+			fmt.Fprintf(w, "net/http %s %s range=%q", r.Method, r.URL.RequestURI(), r.Header.Get("Range"))
+		}),
+		ReadHeaderTimeout: 2 * time.Second, IdleTimeout: 2 * time.Second, WriteTimeout: 5 * time.Second,
+	}
+	if tune != nil {
+		tune(h)
+	}
+	ts.srv = &Server{HTTP: h, Respond: func(head bool, path, remote string) (Response, bool) {
+		if remote == "" {
+			t.Error("no remote address")
+		}
+		switch path {
+		case "/small":
+			ts.fast.Add(1)
+			return Response{Header: []byte("Content-Type: text/plain\r\nX-Answered-By: fast\r\n"), Body: []byte("small body")}, true
+		case "/big":
+			ts.fast.Add(1)
+			return Response{Header: []byte("X-Answered-By: fast\r\n"), Body: []byte(bigBody)}, true
+		case "/file":
+			f, err := os.Open(ts.file)
+			if err != nil {
+				return Response{}, false
+			}
+			ts.fast.Add(1)
+			return Response{Header: []byte("X-Answered-By: fast\r\n"), File: f, Size: int64(len(bigBody))}, true
+		case "/missing":
+			ts.fast.Add(1)
+			return Response{Status: http.StatusNotFound, Header: []byte("X-Answered-By: fast\r\n"), Body: []byte("nope")}, true
+		}
+		return Response{}, false
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.addr = ln.Addr().String()
+	go func() { ts.done <- ts.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ts.srv.Close()
+		select {
+		case <-ts.done:
+		case <-time.After(5 * time.Second):
+			t.Error("Serve did not return after Close")
+		}
+	})
+	return ts
+}
+
+// exchange writes raw on one connection and reads n responses.
+func exchange(t *testing.T, addr, raw string, n int, methods ...string) []*http.Response {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var out []*http.Response
+	for i := range n {
+		m := http.MethodGet
+		if i < len(methods) {
+			m = methods[i]
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: m})
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("response %d body: %v", i, err)
+		}
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		resp.ContentLength = int64(len(body))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// readOne reads one whole response.
+func readOne(t *testing.T, br *bufio.Reader) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+}
+
+func body(r *http.Response) string { b, _ := io.ReadAll(r.Body); return string(b) }
+
+func get(path string, extra ...string) string {
+	return "GET " + path + " HTTP/1.1\r\nHost: x\r\n" + strings.Join(extra, "") + "\r\n"
+}
+
+func TestFastResponsesOnOneConnection(t *testing.T) {
+	ts := startTestServer(t, nil)
+	// Pipelined in one write: memory, large memory, file, HEAD, error status.
+	raw := get("/small") + get("/big") + get("/file") + "HEAD /file HTTP/1.1\r\nHost: x\r\n\r\n" + get("/missing")
+	rs := exchange(t, ts.addr, raw, 5, "GET", "GET", "GET", "HEAD", "GET")
+	want := []struct {
+		code   int
+		body   string
+		length string
+	}{
+		{200, "small body", "10"}, {200, bigBody, fmt.Sprint(len(bigBody))}, {200, bigBody, fmt.Sprint(len(bigBody))},
+		{200, "", fmt.Sprint(len(bigBody))}, {404, "nope", "4"},
+	}
+	for i, w := range want {
+		r := rs[i]
+		if r.StatusCode != w.code || body(r) != w.body || r.Header.Get("Content-Length") != w.length ||
+			r.Header.Get("X-Answered-By") != "fast" || r.Header.Get("Date") == "" {
+			t.Errorf("response %d: %d %v", i, r.StatusCode, r.Header)
+		}
+	}
+	if ts.handled.Load() != 0 || ts.fast.Load() != 5 {
+		t.Errorf("fast %d, net/http %d; want 5, 0", ts.fast.Load(), ts.handled.Load())
+	}
+}
+
+func TestHandOffKeepsTheBytesAndTheConnection(t *testing.T) {
+	ts := startTestServer(t, nil)
+	for name, tc := range map[string]struct {
+		raw   string
+		want  []string // answered-by per response
+		check func(t *testing.T, rs []*http.Response)
+	}{
+		"range after a fast request, pipelined": {
+			raw:  get("/small") + get("/file", "Range: bytes=0-3\r\n") + get("/small"),
+			want: []string{"fast", "net/http", "net/http"},
+			check: func(t *testing.T, rs []*http.Response) {
+				if b := body(rs[1]); b != `net/http GET /file range="bytes=0-3"` {
+					t.Errorf("handed-off request arrived as %q", b)
+				}
+			},
+		},
+		"unknown path": {raw: get("/other") + get("/small"), want: []string{"net/http", "net/http"}},
+		"query":        {raw: get("/small?x=1"), want: []string{"net/http"}},
+		"head too large for the front": {
+			raw:  get("/small", "Cookie: "+strings.Repeat("c", 2*headBuffer)+"\r\n"),
+			want: []string{"net/http"},
+		},
+		"HTTP/1.0": {raw: "GET /small HTTP/1.0\r\nHost: x\r\n\r\n", want: []string{"net/http"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rs := exchange(t, ts.addr, tc.raw, len(tc.want))
+			for i, w := range tc.want {
+				if got := rs[i].Header.Get("X-Answered-By"); got != w || rs[i].StatusCode != 200 {
+					t.Errorf("response %d answered by %q (%d), want %q", i, got, rs[i].StatusCode, w)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, rs)
+			}
+		})
+	}
+	// Malformed requests reach net/http, which refuses them.
+	rs := exchange(t, ts.addr, "GET /small HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 1)
+	if rs[0].StatusCode != http.StatusBadRequest {
+		t.Errorf("malformed header: %d, want 400", rs[0].StatusCode)
+	}
+}
+
+func TestIdleConnectionsTimeOut(t *testing.T) {
+	ts := startTestServer(t, func(h *http.Server) { h.IdleTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, get("/small"))
+	br := bufio.NewReader(c)
+	readOne(t, br)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("idle connection closed after %s", d)
+	}
+}
+
+func TestSlowHeadTimesOut(t *testing.T) {
+	ts := startTestServer(t, func(h *http.Server) { h.ReadHeaderTimeout = 200 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /small HTTP/1.1\r\n") // and never the rest
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("slow head: %v, want EOF", err)
+	}
+}
+
+func TestShutdownFinishesInFlightAndClosesIdle(t *testing.T) {
+	ts := startTestServer(t, nil)
+	idle, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	io.WriteString(idle, get("/small"))
+	ibr := bufio.NewReader(idle)
+	readOne(t, ibr)
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + ts.addr + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		slow <- string(b)
+	}()
+	for i := 0; ts.handled.Load() == 0 && i < 200; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if got := <-slow; !strings.HasPrefix(got, "net/http GET /slow") {
+		t.Errorf("in-flight request: %q", got)
+	}
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := ibr.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("idle connection after shutdown: %v, want EOF", err)
+	}
+	if err := <-ts.done; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+	ts.done <- nil // for the cleanup
+	if c, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
+		c.Close()
+		t.Error("still accepting after shutdown")
+	}
+}
+
+// benchmarkRoundTrips times sequential GETs of path over one keep-alive
+// loopback connection: the front's per-request cost plus the syscalls.
+func benchmarkRoundTrips(b *testing.B, path string, size int) {
+	ts := startTestServer(b, nil)
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := []byte(get(path))
+	br := bufio.NewReaderSize(c, 64<<10)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, _ := io.Copy(io.Discard, resp.Body); n != int64(size) {
+			b.Fatalf("body of %d bytes", n)
+		}
+	}
+}
+
+func BenchmarkFastSmallFromMemory(b *testing.B) { benchmarkRoundTrips(b, "/small", len("small body")) }
+func BenchmarkFastLargeFromMemory(b *testing.B) { benchmarkRoundTrips(b, "/big", len(bigBody)) }
+func BenchmarkFastLargeFromFile(b *testing.B)   { benchmarkRoundTrips(b, "/file", len(bigBody)) }
