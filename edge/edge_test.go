@@ -757,6 +757,9 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	if !ok || hit.Status != 200 || !bytes.Equal(hit.Body, want) {
 		t.Fatalf("hit: ok=%v status %d", ok, hit.Status)
 	}
+	if &hit.Body[0] != &miss.Body[0] {
+		t.Error("the miss copied the object's body instead of sharing it")
+	}
 	hit.Done(int64(len(hit.Body)), time.Millisecond, nil)
 	if n.Stats().Hits != hits+1 {
 		t.Errorf("the fast hit was not counted")

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -24,63 +23,81 @@ type FastResponse struct {
 // count into the same series.
 const routeObjects = "/vod/*"
 
-// AnswerPlain answers a plain GET (or HEAD) of an object path: the same
-// headers and bytes ServeHTTP sends. A fresh hit is answered without any
-// per-request allocation beyond its header block; anything else (miss,
-// stale, error) runs the node's handler on a synthetic request and returns
-// the recorded response, so every cache rule lives in one place. It reports
-// false, having done nothing, for paths that are not objects and for HEAD
+// AnswerPlain answers a plain GET (or HEAD) of an object path with the
+// same status, headers and bytes ServeHTTP sends, deciding through the
+// same resolve: a fresh hit costs no allocation beyond the response's
+// bookkeeping, and a miss hands the shared cached object on without a copy
+// (a cold storm of a thousand clients shares one body). It reports false,
+// having done nothing, for paths that are not objects and for HEAD
 // requests that are not fresh hits; ServeHTTP must then answer them.
 func (n *Node) AnswerPlain(head bool, path, remote string) (FastResponse, bool) {
 	p, ok := parseObjectPath(path)
 	if !ok {
 		return FastResponse{}, false
 	}
+	key := cacheKey(path, "", n.cfg.QueryAllow)
 	method := http.MethodGet
 	if head {
 		method = http.MethodHead
-	}
-	key := cacheKey(path, "", n.cfg.QueryAllow)
-	now := time.Now()
-	o, tier := n.lookup(key)
-	if o == nil || !o.fresh(now) {
-		if head {
+		if o, _ := n.lookup(key); o == nil || !o.fresh(time.Now()) {
 			return FastResponse{}, false
 		}
-		return n.answerRecorded(path, remote), true
 	}
-	n.stats.requests.Add(1)
-	n.stats.hits.Add(1)
-	n.stats.addServed(tier, len(o.Body))
-	h := make([]byte, 0, 640)
-	h = append(h, o.headerBlock(n.via[0])...)
-	h = append(h, "Age: "...)
-	h = strconv.AppendInt(h, int64(o.age(now).Seconds()), 10)
-	h = append(h, "\r\nCache-Status: "...)
-	h = append(h, n.cfg.Name...)
-	h = append(h, "; hit; ttl="...)
-	h = strconv.AppendInt(h, int64(o.ttl(now).Seconds()), 10)
-	h = append(h, "\r\n"...)
-	n.maybePrefetch(nil, p, o)
-	return FastResponse{Status: http.StatusOK, Header: h, Body: o.Body, Done: func(int64, time.Duration, error) {
-		n.metrics.countRequest(routeObjects, method, http.StatusOK)
-		if n.cfg.AccessLog {
-			n.log.Info("request", "method", method, "path", path, "status", http.StatusOK, "remote", remote)
+	out := n.resolve(nil, p, key, path)
+	var fr FastResponse
+	if out.obj != nil {
+		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
+		if out.cacheStatus == "" {
+			fr.Header = n.hitHeader(out.obj)
+		} else {
+			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
 		}
-	}}, true
+	} else {
+		fr = n.recorded(out, path)
+	}
+	status := fr.Status
+	fr.Done = func(int64, time.Duration, error) {
+		n.metrics.countRequest(routeObjects, method, status)
+		if n.cfg.AccessLog {
+			n.log.Info("request", "method", method, "path", path, "status", status, "remote", remote)
+		}
+	}
+	return fr, true
 }
 
-// answerRecorded runs the node's handler for a GET of path and returns
-// what it wrote.
-func (n *Node) answerRecorded(path, remote string) FastResponse {
-	rec := &bufferedResponse{header: http.Header{}}
-	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, path, nil)
-	if err != nil { // the front passes only plain paths; this is a bug, not input
-		return FastResponse{Status: http.StatusBadRequest, Header: []byte("Content-Type: text/plain; charset=utf-8\r\n"), Body: []byte("bad request\n")}
+// hitHeader returns the header lines of a fresh hit on o, rebuilt only when
+// its Age (whole seconds) changes.
+func (n *Node) hitHeader(o *object) []byte {
+	now := time.Now()
+	age := int64(o.age(now) / time.Second)
+	if hb := o.hit.Load(); hb != nil && hb.age == age {
+		return hb.block
 	}
-	req.RemoteAddr = remote
-	req.RequestURI = path
-	n.handler.ServeHTTP(rec, req)
+	block := make([]byte, 0, len(o.headerBlock(n.via[0]))+96)
+	block = append(block, o.headerBlock(n.via[0])...)
+	block = appendAgeAndStatus(block, o, now, n.hitStatus(o, now))
+	o.hit.Store(&hitBlock{age: age, block: block})
+	return block
+}
+
+// appendAgeAndStatus appends the per-response Age and Cache-Status lines.
+func appendAgeAndStatus(h []byte, o *object, now time.Time, cacheStatus string) []byte {
+	h = append(h, "Age: "...)
+	h = strconv.AppendInt(h, int64(o.age(now)/time.Second), 10)
+	h = append(h, "\r\nCache-Status: "...)
+	h = append(h, cacheStatus...)
+	return append(h, "\r\n"...)
+}
+
+// recorded renders an outcome without an object (a relayed upstream answer
+// or an upstream failure) through writeOutcome, with the CORS headers the
+// router's middleware adds, so both paths send the same.
+func (n *Node) recorded(out outcome, path string) FastResponse {
+	rec := &bufferedResponse{header: http.Header{
+		"Access-Control-Allow-Origin":   hdrAnyOrigin,
+		"Access-Control-Expose-Headers": hdrExposed,
+	}}
+	n.writeOutcome(rec, orPlain(nil, path), out)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

@@ -372,32 +372,45 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "not found")
 		return
 	}
-	n.stats.requests.Add(1)
 	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.cfg.QueryAllow)
-	fromSibling := r.Header.Get(siblingHeader) != ""
+	n.writeOutcome(w, r, n.resolve(r, p, key, r.URL.Path))
+}
+
+// outcome is what the node decided for one object request: an object to
+// send, an upstream answer to relay, or an upstream failure.
+type outcome struct {
+	obj         *object // sent with 200 (ranges and conditions apply)
+	cacheStatus string
+	pass        *passResponse // relayed as is
+	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
+}
+
+// resolve finds or fetches the object for key, counts the request, and
+// starts prefetching or background revalidation as the case needs. r is
+// the client's request; the fast path passes nil (a plain GET of path).
+func (n *Node) resolve(r *http.Request, p objectPath, key, path string) outcome {
+	n.stats.requests.Add(1)
+	fromSibling := r != nil && r.Header.Get(siblingHeader) != ""
 	now := time.Now()
 	o, tier := n.lookup(key)
 	switch {
 	case o != nil && o.fresh(now):
 		n.stats.hits.Add(1)
 		n.stats.addServed(tier, len(o.Body))
-		n.respond(w, r, o, n.cfg.Name+"; hit; ttl="+strconv.Itoa(int(o.ttl(now).Seconds())))
 		n.maybePrefetch(r, p, o)
-		return
+		return outcome{obj: o} // cacheStatus: a plain hit, see hitStatus
 	case o != nil && now.Before(o.Expires.Add(o.SWR)) && !o.NoCache:
 		// stale-while-revalidate: serve now, refresh in the background.
 		n.stats.stale.Add(1)
 		n.stats.addServed(tier, len(o.Body))
-		n.respond(w, r, o, fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds())))
-		n.revalidateAsync(r, key, o)
-		return
+		n.revalidateAsync(orPlain(r, path), key, o)
+		return outcome{obj: o, cacheStatus: fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds()))}
 	}
+	r = orPlain(r, path)
 	res, shared, err := n.fetch(r, key, o, fromSibling)
-	if shared {
-		n.stats.coalesced.Add(1)
-	}
 	collapsed := ""
 	if shared {
+		n.stats.coalesced.Add(1)
 		collapsed = "; collapsed"
 	}
 	if err != nil {
@@ -406,8 +419,7 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 			// stale-if-error: the upstream failed, the old copy is better than nothing.
 			n.stats.stale.Add(1)
 			n.stats.addServed(tier, len(o.Body))
-			n.respond(w, r, o, fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds())))
-			return
+			return outcome{obj: o, cacheStatus: fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds()))}
 		}
 		var ue *errUpstream
 		code := http.StatusBadGateway
@@ -415,26 +427,12 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 			code = http.StatusGatewayTimeout
 		}
 		n.log.Warn("upstream fetch failed", "key", key, "err", err)
-		w.Header().Set("Cache-Status", fmt.Sprintf("%s; fwd=uri-miss; detail=upstream-error", n.cfg.Name))
-		httpError(w, code, "upstream unavailable")
-		return
+		return outcome{errCode: code, cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-error"}
 	}
 	if res.passthrough != nil {
 		n.stats.misses.Add(1)
-		h := w.Header()
-		for _, k := range []string{"Content-Type", "Cache-Control"} {
-			if v := res.passthrough.header.Get(k); v != "" {
-				h.Set(k, v)
-			}
-		}
-		h.Set("Cache-Status", chainStatus(res.cacheStatus, fmt.Sprintf("%s; fwd=uri-miss; fwd-status=%d%s", n.cfg.Name, res.passthrough.status, collapsed)))
-		h.Set("Via", "1.1 "+n.cfg.Name)
-		h.Set("Content-Length", strconv.Itoa(len(res.passthrough.body)))
-		w.WriteHeader(res.passthrough.status)
-		if r.Method != http.MethodHead {
-			w.Write(res.passthrough.body)
-		}
-		return
+		return outcome{pass: res.passthrough, cacheStatus: chainStatus(res.cacheStatus,
+			fmt.Sprintf("%s; fwd=uri-miss; fwd-status=%d%s", n.cfg.Name, res.passthrough.status, collapsed))}
 	}
 	fwd := "uri-miss"
 	if o != nil {
@@ -444,9 +442,51 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		n.stats.misses.Add(1)
 	}
 	n.stats.addServed("upstream", len(res.obj.Body))
-	status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; stored; ttl=%d%s", n.cfg.Name, fwd, res.status, int(res.obj.ttl(time.Now()).Seconds()), collapsed)
-	n.respond(w, r, res.obj, chainStatus(res.cacheStatus, status))
 	n.maybePrefetch(r, p, res.obj)
+	status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; stored; ttl=%d%s", n.cfg.Name, fwd, res.status, int(res.obj.ttl(time.Now()).Seconds()), collapsed)
+	return outcome{obj: res.obj, cacheStatus: chainStatus(res.cacheStatus, status)}
+}
+
+// orPlain returns r, or for the fast path (r nil) a plain GET of path.
+func orPlain(r *http.Request, path string) *http.Request {
+	if r != nil {
+		return r
+	}
+	return &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+}
+
+// hitStatus is the Cache-Status of a fresh hit.
+func (n *Node) hitStatus(o *object, now time.Time) string {
+	return n.cfg.Name + "; hit; ttl=" + strconv.Itoa(int(o.ttl(now).Seconds()))
+}
+
+// writeOutcome sends an outcome through net/http.
+func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome) {
+	switch {
+	case out.errCode != 0:
+		w.Header().Set("Cache-Status", out.cacheStatus)
+		httpError(w, out.errCode, "upstream unavailable")
+	case out.pass != nil:
+		h := w.Header()
+		for _, k := range []string{"Content-Type", "Cache-Control"} {
+			if v := out.pass.header.Get(k); v != "" {
+				h.Set(k, v)
+			}
+		}
+		h.Set("Cache-Status", out.cacheStatus)
+		h.Set("Via", "1.1 "+n.cfg.Name)
+		h.Set("Content-Length", strconv.Itoa(len(out.pass.body)))
+		w.WriteHeader(out.pass.status)
+		if r.Method != http.MethodHead {
+			w.Write(out.pass.body)
+		}
+	default:
+		cs := out.cacheStatus
+		if cs == "" {
+			cs = n.hitStatus(out.obj, time.Now())
+		}
+		n.respond(w, r, out.obj, cs)
+	}
 }
 
 // chainStatus appends this node's Cache-Status entry to the upstream's

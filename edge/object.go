@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,15 @@ type object struct {
 	// fast path.
 	blockOnce sync.Once
 	block     []byte
+	// hit is the last fresh-hit header block (block plus Age and
+	// Cache-Status), valid while the age in seconds is the same.
+	hit atomic.Pointer[hitBlock]
+}
+
+// hitBlock is a fresh-hit header block for one value of Age.
+type hitBlock struct {
+	age   int64
+	block []byte
 }
 
 // headers returns the object's fixed response headers (not Age or
@@ -92,9 +102,9 @@ func (o *object) ttl(now time.Time) time.Duration { return o.Expires.Sub(now) }
 func (o *object) age(now time.Time) time.Duration { return max(0, now.Sub(o.Stored)) }
 
 // cost is the object's weight in the memory tier: its bytes plus the
-// bookkeeping around them.
+// bookkeeping around them (struct, built header blocks).
 func (o *object) cost() int64 {
-	return int64(len(o.Body)+len(o.Key)+len(o.ContentType)+len(o.ETag)+len(o.LastModified)+len(o.CacheControl)) + 256
+	return int64(len(o.Body)+len(o.Key)+len(o.ContentType)+len(o.ETag)+len(o.LastModified)+len(o.CacheControl)) + 1024
 }
 
 // newObject builds an object from an upstream 200 response and its body.
