@@ -12,7 +12,8 @@ import "math"
 // drop. Deepcast changes two things. It scores each rendition sequence by
 // its expected linear QoE over two throughput scenarios held with equal
 // weight, the robust prediction and a half-discounted one (harmonic mean /
-// (1 + max error/2)), so a plan that only works if the worst case never
+// (1 + max error/2)), where the max error is over the last 10 predictions
+// rather than 5, so a plan that only works if the worst case never
 // comes is not chosen, and one that would starve only in the worst case is
 // not thrown away. And it adds a terminal value for the buffer left at the
 // end of the horizon (each second up to 20 s worth twice the lowest
@@ -31,6 +32,10 @@ type Deepcast struct {
 const (
 	deepcastBufferValue  = 2.0  // × lowest bitrate per chunk-duration of buffer
 	deepcastBufferTarget = 20.0 // seconds of buffer that still earn value
+	// deepcastErrorMemory is how many past predictions the worst error is
+	// taken over: 10 chunks (40 s of a 4 s-chunk video) against robustMPC's
+	// 5, so one calm stretch does not erase the memory of a volatile link.
+	deepcastErrorMemory = 10
 )
 
 // Name implements ABR.
@@ -48,7 +53,7 @@ func (d *Deepcast) Choose(s *State) int {
 	pred := HarmonicMean(s.History, 5)
 	d.lastPred = pred
 	maxErr := 0.0
-	for i := max(0, len(d.errors)-5); i < len(d.errors); i++ {
+	for i := max(0, len(d.errors)-deepcastErrorMemory); i < len(d.errors); i++ {
 		maxErr = math.Max(maxErr, d.errors[i])
 	}
 	h := d.Horizon
