@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,16 @@ func (s *Server) forget(c *conn) {
 // serveConn answers requests on c until it closes, errs, or is handed off.
 func (s *Server) serveConn(c *conn) {
 	defer s.forget(c)
+	defer func() {
+		// As net/http does: a panic in a Responder costs its connection,
+		// not the process.
+		if v := recover(); v != nil {
+			c.Close()
+			if s.HTTP.ErrorLog != nil {
+				s.HTTP.ErrorLog.Printf("fastpath: panic serving %s: %v\n%s", c.RemoteAddr(), v, debug.Stack())
+			}
+		}
+	}()
 	buf := make([]byte, headBuffer)
 	remote := c.RemoteAddr().String()
 	var out []byte // response head scratch, reused

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,6 +132,8 @@ func startTestServer(t testing.TB, tune func(*http.Server)) *testServer {
 			}
 			ts.fast.Add(1)
 			return Response{Header: []byte("X-Answered-By: fast\r\n"), File: f, Size: int64(len(bigBody))}, true
+		case "/panic":
+			panic("responder bug")
 		case "/missing":
 			ts.fast.Add(1)
 			return Response{Status: http.StatusNotFound, Header: []byte("X-Answered-By: fast\r\n"), Body: []byte("nope")}, true
@@ -381,3 +385,33 @@ func benchmarkRoundTrips(b *testing.B, path string, size int) {
 func BenchmarkFastSmallFromMemory(b *testing.B) { benchmarkRoundTrips(b, "/small", len("small body")) }
 func BenchmarkFastLargeFromMemory(b *testing.B) { benchmarkRoundTrips(b, "/big", len(bigBody)) }
 func BenchmarkFastLargeFromFile(b *testing.B)   { benchmarkRoundTrips(b, "/file", len(bigBody)) }
+
+func TestResponderPanicCostsOnlyItsConnection(t *testing.T) {
+	var logged strings.Builder
+	var mu sync.Mutex
+	ts := startTestServer(t, func(h *http.Server) {
+		h.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logged.Write(p) }), "", 0)
+	})
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, get("/panic"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Errorf("after a panic: %v, want the connection closed", err)
+	}
+	if rs := exchange(t, ts.addr, get("/small"), 1); rs[0].StatusCode != 200 {
+		t.Errorf("server after a panic: %d", rs[0].StatusCode)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "responder bug") {
+		t.Errorf("panic not logged: %q", logged.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
