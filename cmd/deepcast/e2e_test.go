@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -344,5 +345,62 @@ func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
 	defer rs.Close()
 	for _, mode := range []string{"", "?route=baseurl", "?route=steering"} {
 		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd"+mode, 2, frames)
+	}
+}
+
+// TestHostilePathsThroughTheFastPath sends hostile request targets, on
+// keep-alive connections the fast path takes, to an origin and to an edge
+// in front of it, both served as the commands serve them: every one is a
+// 400 or 404 and nothing outside the library is ever sent.
+func TestHostilePathsThroughTheFastPath(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	secret := "TOP-SECRET-DO-NOT-SERVE"
+	os.WriteFile(filepath.Join(filepath.Dir(lib), "secret.m4s"), []byte(secret), 0o644)
+	os.WriteFile(filepath.Join(filepath.Dir(lib), "manifest.mpd"), []byte(secret), 0o644)
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	originURL := serveLoopback(t, o)
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{originURL}, MemBytes: 32 << 20, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	edgeURL := serveLoopback(t, n)
+	a := mediatest.AssetName
+	paths := []string{
+		"/vod/../secret.m4s", "/vod/../../manifest.mpd", "/vod/./manifest.mpd", "/vod/" + a + "/./1.m4s",
+		"/vod/" + a + "/../" + a + "/manifest.mpd", "/vod/..", "/vod/" + a + "/..", "/vod//etc/passwd/init.mp4",
+		"/vod/" + strings.Repeat("a", 300) + "/manifest.mpd", "/vod/" + a + "/x/0.m4s", "/vod/" + a + "/x/01.m4s",
+		"/vod/" + a + "/x/1.m4s.bak", "/vod/.versions/manifest.mpd", "/vod/" + a + "/asset.json", "/vod/" + a + "/",
+		"/vod/", "/../../../../etc/passwd", "/vod/%2e%2e/manifest.mpd", "/vod/" + a + "%2f..%2f..%2fsecret.m4s",
+		"/vod/" + a + "%00/manifest.mpd", "/vod/..\\secret/manifest.mpd", "/vod/~/manifest.mpd",
+		"/vod/" + a + "/video/" + strings.Repeat("9", 40) + ".m4s", "/vod/" + a + "/manifest.mpd/x",
+	}
+	for _, base := range []string{originURL, edgeURL} {
+		addr := strings.TrimPrefix(base, "http://")
+		for _, p := range paths {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", p)
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				c.Close()
+				t.Fatalf("%s%s: %v", base, p, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			c.Close()
+			if resp.StatusCode != 400 && resp.StatusCode != 404 {
+				t.Errorf("%s%s: status %d, want 400 or 404", base, p, resp.StatusCode)
+			}
+			if strings.Contains(string(body), secret) || strings.Contains(string(body), "<MPD") {
+				t.Errorf("%s%s: served content", base, p)
+			}
+		}
 	}
 }
