@@ -48,7 +48,7 @@ func (c *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // startServe runs h with serve (the fast path in front of net/http, as the
 // deepcast commands do) on a loopback port; stop shuts it down gracefully
 // and returns serve's error, bounded in time.
-func startServe(t *testing.T, h http.Handler) (base string, stop func() error) {
+func startServe(t testing.TB, h http.Handler) (base string, stop func() error) {
 	t.Helper()
 	ln, err := listen("127.0.0.1:0")
 	if err != nil {

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/origin"
+)
+
+// BenchmarkOriginServe compares the origin behind the fast path with the
+// same origin on net/http alone (DEEPCAST_FASTPATH=off), for a manifest
+// and a media segment, over loopback keep-alive connections (one per
+// parallel goroutine). `make bench` runs it six times and compares the two
+// servers with benchstat -col /server.
+func BenchmarkOriginServe(b *testing.B) {
+	lib := mediatest.Library(b)
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		b.Fatal(err)
+	}
+	objects := []struct{ name, path string }{
+		{"manifest", "/vod/" + a.Name + "/manifest.mpd"},
+		{"segment", fmt.Sprintf("/vod/%s/%s/1.m4s", a.Name, a.Renditions[0].ID)},
+	}
+	for _, server := range []string{"fastpath", "net-http"} {
+		for _, obj := range objects {
+			b.Run("server="+server+"/object="+obj.name, func(b *testing.B) {
+				if server == "net-http" {
+					b.Setenv("DEEPCAST_FASTPATH", "off")
+				}
+				o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer o.Close()
+				base, stop := startServe(b, o)
+				defer stop()
+				addr := strings.TrimPrefix(base, "http://")
+				req := []byte("GET " + obj.path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
+				b.ReportAllocs()
+				b.RunParallel(func(pb *testing.PB) {
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					defer c.Close()
+					br := bufio.NewReaderSize(c, 64<<10)
+					for pb.Next() {
+						if _, err := c.Write(req); err != nil {
+							b.Error(err)
+							return
+						}
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						io.Copy(io.Discard, resp.Body)
+						if resp.StatusCode != http.StatusOK {
+							b.Errorf("status %d", resp.StatusCode)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
