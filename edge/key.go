@@ -2,14 +2,27 @@ package edge
 
 import (
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 )
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
-
-func validName(s string) bool { return nameRE.MatchString(s) && !strings.HasPrefix(s, ".") }
+// validName reports an asset or rendition name of the URL scheme:
+// [A-Za-z0-9._-]{1,128}, not starting with a dot. (The origin's media
+// package has the same rule; the edge may not import it.) A loop rather
+// than a regexp, since every request checks two names.
+func validName(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // objectPath is a parsed /vod/ path: the only paths an edge caches.
 type objectPath struct {

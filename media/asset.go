@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -153,13 +152,23 @@ func (a *Asset) save(dir string) error {
 // MaxNameLen bounds asset and rendition names.
 const MaxNameLen = 128
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-
 // ValidName reports whether s may name an asset or rendition: it matches
 // [A-Za-z0-9._-]+, is at most MaxNameLen bytes, is not "." or "..", and does
 // not start with "." (hidden names are the library's own).
 func ValidName(s string) bool {
-	return len(s) <= MaxNameLen && nameRE.MatchString(s) && !strings.HasPrefix(s, ".")
+	if s == "" || len(s) > MaxNameLen || s[0] == '.' {
+		return false
+	}
+	// A loop, not a regexp: every request to the origin checks one or two
+	// names, and the regexp was 3% of the origin's CPU serving manifests.
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Library is a folder of assets. Each asset name is a symbolic link to an

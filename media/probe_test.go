@@ -1,6 +1,7 @@
 package media
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -86,4 +87,18 @@ func TestValidName(t *testing.T) {
 			t.Errorf("ValidName(%q) = true", s)
 		}
 	}
+}
+
+// FuzzValidName holds the hand-written check to its definition.
+func FuzzValidName(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	for _, s := range []string{"a", ".", "..", ".x", "a/b", "ä", strings.Repeat("x", MaxNameLen+1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := len(s) <= MaxNameLen && re.MatchString(s) && !strings.HasPrefix(s, ".")
+		if got := ValidName(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

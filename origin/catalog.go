@@ -27,7 +27,9 @@ type Entry struct {
 	// lastModified is the asset's creation time as an HTTP date.
 	lastModified string
 	manifestLen  string
-	checked      atomic.Int64 // unix nanos of the last check that Dir is still current
+	// manifestHeader is the fast path's header block for the manifest.
+	manifestHeader []byte
+	checked        atomic.Int64 // unix nanos of the last check that Dir is still current
 }
 
 // Catalog keeps the assets of a library loaded and notices when one is
@@ -99,6 +101,7 @@ func (c *Catalog) reload(name string, old *Entry, now int64) (*Entry, error) {
 	}
 	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
 		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
+	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
 	e.checked.Store(now)
 	c.mu.Lock()
 	c.entries[name] = e

@@ -61,9 +61,7 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 		}
 	}
 	if rest == "manifest.mpd" {
-		h := make([]byte, 0, 512)
-		h = appendCommon(h, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
-		return FastResponse{Header: h, Body: e.Manifest, Done: done(routeManifest)}, true
+		return FastResponse{Header: e.manifestHeader, Body: e.Manifest, Done: done(routeManifest)}, true
 	}
 	id, file, ok := strings.Cut(rest, "/")
 	if !ok || !media.ValidName(id) {

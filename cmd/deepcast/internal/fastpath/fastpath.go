@@ -192,7 +192,8 @@ func (s *Server) serveConn(c *conn) {
 	}()
 	buf := make([]byte, headBuffer)
 	remote := c.RemoteAddr().String()
-	var out []byte // response head scratch, reused
+	last := time.Now() // end of the last response, for the idle deadline
+	var out []byte     // response head scratch, reused
 	start, end := 0, 0
 	for {
 		if start == end {
@@ -204,7 +205,7 @@ func (s *Server) serveConn(c *conn) {
 				c.Close()
 				return
 			}
-			c.SetReadDeadline(deadline(s.HTTP.IdleTimeout))
+			c.SetReadDeadline(deadline(last, s.HTTP.IdleTimeout))
 		}
 		// Read until the buffer holds a whole head.
 		headLen := headEnd(buf[start:end])
@@ -224,7 +225,7 @@ func (s *Server) serveConn(c *conn) {
 					return
 				}
 				idle = false
-				c.SetReadDeadline(deadline(firstPositive(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout)))
+				c.SetReadDeadline(deadline(time.Now(), firstPositive(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout)))
 			}
 			end += n
 			if err != nil {
@@ -244,12 +245,13 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 		start += headLen
-		c.SetWriteDeadline(deadline(s.HTTP.WriteTimeout))
+		c.SetWriteDeadline(deadline(began, s.HTTP.WriteTimeout))
 		var sent int64
 		var err error
-		out, sent, err = writeResponse(c.Conn, out, head, resp)
+		out, sent, err = writeResponse(c.Conn, out, head, resp, began)
+		last = time.Now()
 		if resp.Done != nil {
-			resp.Done(sent, time.Since(began), err)
+			resp.Done(sent, last.Sub(began), err)
 		}
 		if err != nil {
 			c.Close()
@@ -267,12 +269,13 @@ func firstPositive(ds ...time.Duration) time.Duration {
 	return 0
 }
 
-// deadline is now+d, or no deadline for d <= 0.
-func deadline(d time.Duration) time.Time {
+// deadline is now+d, or no deadline for d <= 0. Callers pass the time they
+// already read: time.Now was 4% of the front's CPU when read per use.
+func deadline(now time.Time, d time.Duration) time.Time {
 	if d <= 0 {
 		return time.Time{}
 	}
-	return time.Now().Add(d)
+	return now.Add(d)
 }
 
 // handOff gives c to the net/http server, replaying the bytes read so far.
@@ -291,7 +294,7 @@ func (s *Server) handOff(c *conn, read []byte) {
 // the head's write; larger ones go out with writev; files with sendfile,
 // corked so the head and the file's first bytes share segments. (Corking
 // writev too was measured: no gain in throughput and a longer latency tail.)
-func writeResponse(c net.Conn, scratch []byte, head bool, resp Response) ([]byte, int64, error) {
+func writeResponse(c net.Conn, scratch []byte, head bool, resp Response, now time.Time) ([]byte, int64, error) {
 	status := resp.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -306,7 +309,7 @@ func writeResponse(c net.Conn, scratch []byte, head bool, resp Response) ([]byte
 	b = append(b, ' ')
 	b = append(b, http.StatusText(status)...)
 	b = append(b, "\r\nDate: "...)
-	b = appendDate(b)
+	b = appendDate(b, now)
 	b = append(b, "\r\n"...)
 	b = append(b, resp.Header...)
 	b = append(b, "Content-Length: "...)
@@ -350,8 +353,7 @@ type cachedDate struct {
 	text []byte
 }
 
-func appendDate(b []byte) []byte {
-	now := time.Now()
+func appendDate(b []byte, now time.Time) []byte {
 	d := dateCache.Load()
 	if d == nil || d.unix != now.Unix() {
 		d = &cachedDate{unix: now.Unix(), text: now.UTC().AppendFormat(nil, http.TimeFormat)}
