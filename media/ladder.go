@@ -94,8 +94,10 @@ func parseKbps(s string) (int, error) {
 		s, mult = s[:len(s)-1], 1000
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v <= 0 || v*mult > 200000 {
-		return 0, fmt.Errorf("bitrate %q must be a positive number of kbit/s up to 200M", s)
+	// The test is on the kbit/s value itself, written so that NaN fails it:
+	// a rate under 1 kbit/s would become a 0k rung that no ladder accepts.
+	if kbps := v * mult; err != nil || !(kbps >= 1 && kbps <= 200000) {
+		return 0, fmt.Errorf("bitrate %q must be a number of kbit/s from 1k to 200M", s)
 	}
 	return int(v * mult), nil
 }
