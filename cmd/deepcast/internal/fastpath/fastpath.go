@@ -101,7 +101,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				time.Sleep(delay)
 				continue
 			}
-			s.handoff.close()
+			s.handoff.Close()
 			return err
 		}
 		delay = 0
@@ -183,11 +183,13 @@ func (s *Server) serveConn(c *conn) {
 	defer func() {
 		// As net/http does: a panic in a Responder costs its connection,
 		// not the process.
+		// Logged before the close, so the log line exists by the time the
+		// client sees the connection end.
 		if v := recover(); v != nil {
-			c.Close()
 			if s.HTTP.ErrorLog != nil {
 				s.HTTP.ErrorLog.Printf("fastpath: panic serving %s: %v\n%s", c.RemoteAddr(), v, debug.Stack())
 			}
+			c.Close()
 		}
 	}()
 	buf := make([]byte, headBuffer)
@@ -201,10 +203,13 @@ func (s *Server) serveConn(c *conn) {
 		}
 		idle := start == end
 		if idle {
-			if s.shutting.Load() || !c.state.CompareAndSwap(stateActive, stateIdle) && c.state.Load() != stateIdle {
+			// Between requests the connection is idle, which Shutdown may
+			// close; a closed state stays closed.
+			if s.shutting.Load() || c.state.Load() == stateClosed {
 				c.Close()
 				return
 			}
+			c.state.CompareAndSwap(stateActive, stateIdle)
 			c.SetReadDeadline(deadline(last, s.HTTP.IdleTimeout))
 		}
 		// Read until the buffer holds a whole head.
@@ -412,8 +417,9 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *handoffListener) close() { l.once.Do(func() { close(l.done) }) }
-
-func (l *handoffListener) Close() error { l.close(); return nil }
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
 
 func (l *handoffListener) Addr() net.Addr { return l.addr }
