@@ -37,13 +37,14 @@ func (n *Node) AnswerPlain(head bool, path, remote string) (FastResponse, bool) 
 	}
 	key := cacheKey(path, "", n.cfg.QueryAllow)
 	method := http.MethodGet
+	o, tier := n.lookup(key)
 	if head {
 		method = http.MethodHead
-		if o, _ := n.lookup(key); o == nil || !o.fresh(time.Now()) {
+		if o == nil || !o.fresh(time.Now()) {
 			return FastResponse{}, false
 		}
 	}
-	out := n.resolve(nil, p, key, path)
+	out := n.resolveFound(nil, p, key, path, o, tier)
 	var fr FastResponse
 	if out.obj != nil {
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
@@ -84,9 +85,8 @@ func (n *Node) hitHeader(o *object) []byte {
 func appendAgeAndStatus(h []byte, o *object, now time.Time, cacheStatus string) []byte {
 	h = append(h, "Age: "...)
 	h = strconv.AppendInt(h, int64(o.age(now)/time.Second), 10)
-	h = append(h, "\r\nCache-Status: "...)
-	h = append(h, cacheStatus...)
-	return append(h, "\r\n"...)
+	h = append(h, "\r\n"...)
+	return appendHeaderLine(h, "Cache-Status", cacheStatus)
 }
 
 // recorded renders an outcome without an object (a relayed upstream answer
@@ -107,13 +107,18 @@ func (n *Node) recorded(out outcome, path string) FastResponse {
 			continue
 		}
 		for _, v := range vs {
-			h = append(h, k...)
-			h = append(h, ": "...)
-			h = append(h, v...)
-			h = append(h, "\r\n"...)
+			h = appendHeaderLine(h, k, v)
 		}
 	}
 	return FastResponse{Status: rec.status, Header: h, Body: rec.body.Bytes()}
+}
+
+// appendHeaderLine appends "k: v" and CRLF.
+func appendHeaderLine(b []byte, k, v string) []byte {
+	b = append(b, k...)
+	b = append(b, ": "...)
+	b = append(b, v...)
+	return append(b, "\r\n"...)
 }
 
 // bufferedResponse is an http.ResponseWriter that keeps the response.

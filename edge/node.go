@@ -389,10 +389,16 @@ type outcome struct {
 // starts prefetching or background revalidation as the case needs. r is
 // the client's request; the fast path passes nil (a plain GET of path).
 func (n *Node) resolve(r *http.Request, p objectPath, key, path string) outcome {
+	o, tier := n.lookup(key)
+	return n.resolveFound(r, p, key, path, o, tier)
+}
+
+// resolveFound is resolve for a key already looked up: o and tier are what
+// the lookup found (o nil on a miss).
+func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *object, tier string) outcome {
 	n.stats.requests.Add(1)
 	fromSibling := r != nil && r.Header.Get(siblingHeader) != ""
 	now := time.Now()
-	o, tier := n.lookup(key)
 	switch {
 	case o != nil && o.fresh(now):
 		n.stats.hits.Add(1)
@@ -551,13 +557,13 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 		return
 	}
 	next := p.segmentPath(p.Segment + 1)
-	if r == nil { // the fast path: no CMCD, no request to clone
-		r = &http.Request{Method: http.MethodGet, URL: &url.URL{Path: next}, Header: http.Header{}}
-	} else if nor := cmcdNextObject(r); nor != "" {
-		if u, err := r.URL.Parse(nor); err == nil {
-			if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {
-				next, p = u.EscapedPath(), np
-				p.Segment-- // so the bound below checks the named segment
+	if r != nil { // the fast path passes none: its requests carry no CMCD
+		if nor := cmcdNextObject(r); nor != "" {
+			if u, err := r.URL.Parse(nor); err == nil {
+				if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {
+					next, p = u.EscapedPath(), np
+					p.Segment-- // so the bound below checks the named segment
+				}
 			}
 		}
 	}
@@ -577,7 +583,7 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 		n.prefetched.Delete(key) // busy: a later request may try again
 		return
 	}
-	req := r.Clone(context.Background())
+	req := orPlain(r, next).Clone(context.Background())
 	req.URL = &url.URL{Path: next}
 	n.wg.Go(func() {
 		defer func() { <-n.prefetchSlots }()

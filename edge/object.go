@@ -72,10 +72,7 @@ func (o *object) headerBlock(via string) []byte {
 		var b []byte
 		add := func(k, v string) {
 			if v != "" {
-				b = append(b, k...)
-				b = append(b, ": "...)
-				b = append(b, v...)
-				b = append(b, "\r\n"...)
+				b = appendHeaderLine(b, k, v)
 			}
 		}
 		add("Accept-Ranges", "bytes")

@@ -48,18 +48,24 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
 	return e, true
 }
 
-func (s *Server) rendition(w http.ResponseWriter, r *http.Request, e *Entry) (*media.Rendition, bool) {
+// rendition resolves the asset and rendition URL parameters, answering
+// 400/404 itself.
+func (s *Server) rendition(w http.ResponseWriter, r *http.Request) (*Entry, *media.Rendition, bool) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return nil, nil, false
+	}
 	id := chi.URLParam(r, "rendition")
 	if !media.ValidName(id) {
 		httpError(w, http.StatusBadRequest, "invalid rendition name")
-		return nil, false
+		return nil, nil, false
 	}
 	rd, ok := e.Asset.Rendition(id)
 	if !ok {
 		httpError(w, http.StatusNotFound, "no such rendition")
-		return nil, false
+		return nil, nil, false
 	}
-	return rd, true
+	return e, rd, true
 }
 
 func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
@@ -111,11 +117,7 @@ var (
 )
 
 func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
-	e, ok := s.lookup(w, r)
-	if !ok {
-		return
-	}
-	rd, ok := s.rendition(w, r, e)
+	e, rd, ok := s.rendition(w, r)
 	if !ok {
 		return
 	}
@@ -127,11 +129,7 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
-	e, ok := s.lookup(w, r)
-	if !ok {
-		return
-	}
-	rd, ok := s.rendition(w, r, e)
+	e, rd, ok := s.rendition(w, r)
 	if !ok {
 		return
 	}

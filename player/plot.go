@@ -41,14 +41,10 @@ func WritePlots(dir string, results []SimResult, sessions int) error {
 		for k, q := range qoes {
 			pts[k] = plotter.XY{X: q, Y: float64(k+1) / float64(len(qoes))}
 		}
-		line, err := plotter.NewLine(pts)
+		line, err := addLine(p, pts, i, 1.5)
 		if err != nil {
-			return fmt.Errorf("plot: %w", err)
+			return err
 		}
-		line.Color = plotutil.Color(i)
-		line.Dashes = plotutil.Dashes(i / 4)
-		line.Width = vg.Points(1.5)
-		p.Add(line)
 		p.Legend.Add(s.ABR, line)
 	}
 	// A few catastrophic sessions (long outages) would squeeze the rest into
@@ -106,14 +102,10 @@ func sessionPlot(dir, trace string, results []SimResult) error {
 			for k, l := range r.Log {
 				pts[k] = plotter.XY{X: l.Time.Seconds(), Y: panel.value(l)}
 			}
-			line, err := plotter.NewLine(pts)
+			line, err := addLine(p, pts, i, 1.2)
 			if err != nil {
-				return fmt.Errorf("plot: %w", err)
+				return err
 			}
-			line.Color = plotutil.Color(i)
-			line.Dashes = plotutil.Dashes(i / 4)
-			line.Width = vg.Points(1.2)
-			p.Add(line)
 			if pi == 0 {
 				p.Legend.Add(r.ABR, line)
 			}
@@ -141,4 +133,18 @@ func sessionPlot(dir, trace string, results []SimResult) error {
 		return fmt.Errorf("plot: %w", err)
 	}
 	return nil
+}
+
+// addLine draws pts as the i-th series of p: a colour per series, dashed
+// from the fifth series on.
+func addLine(p *plot.Plot, pts plotter.XYs, i int, width float64) (*plotter.Line, error) {
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return nil, fmt.Errorf("plot: %w", err)
+	}
+	line.Color = plotutil.Color(i)
+	line.Dashes = plotutil.Dashes(i / 4)
+	line.Width = vg.Points(width)
+	p.Add(line)
+	return line, nil
 }
