@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -745,6 +746,10 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	n, _ := newNode(t, Config{Name: "deep-f", Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
 	const p = "/vod/a/v/1.m4s"
 	want := segmentBytes(p, o.size)
+	before := n.Stats()
+	if _, ok := n.AnswerHit(false, p, "127.0.0.1:1"); ok || o.count(p) != 0 || !reflect.DeepEqual(n.Stats(), before) {
+		t.Fatalf("AnswerHit of a miss: ok=%v, %d upstream requests, stats %+v -> %+v; want a decline with no effect", ok, o.count(p), before, n.Stats())
+	}
 	miss, ok := n.AnswerPlain(false, p, "127.0.0.1:1")
 	if !ok || miss.Status != 200 || !bytes.Equal(miss.Body, want) || !strings.Contains(string(miss.Header), "Cache-Status: deep-f; fwd=uri-miss") {
 		t.Fatalf("miss: ok=%v status %d\n%s", ok, miss.Status, miss.Header)
@@ -791,6 +796,12 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	}
 	if _, ok := n.AnswerPlain(true, p, "x"); !ok {
 		t.Error("HEAD of a fresh hit declined")
+	}
+	if h, ok := n.AnswerHit(false, p, "x"); !ok || h.Status != 200 || &h.Body[0] != &hit.Body[0] || !strings.Contains(string(h.Header), "Cache-Status: deep-f; hit") {
+		t.Errorf("AnswerHit of a fresh hit: ok=%v, status %d\n%s", ok, h.Status, h.Header)
+	}
+	if _, ok := n.AnswerHit(true, "/vod/a/v/3.m4s", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
+		t.Error("AnswerHit must decline a HEAD miss without fetching")
 	}
 	if _, ok := n.AnswerPlain(true, "/vod/a/v/3.m4s", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
 		t.Error("HEAD miss: the fast path must decline without fetching")

@@ -31,13 +31,33 @@ const routeObjects = "/vod/*"
 // having done nothing, for paths that are not objects and for HEAD
 // requests that are not fresh hits; ServeHTTP must then answer them.
 func (n *Node) AnswerPlain(head bool, path, remote string) (FastResponse, bool) {
+	return n.answerPlain(head, path, remote, false)
+}
+
+// AnswerHit is AnswerPlain for an event loop that must not wait: it
+// answers fresh hits in memory only and reports false, having done
+// nothing, for everything else (misses, stale objects, the disk tier),
+// which AnswerPlain then answers on a goroutine.
+func (n *Node) AnswerHit(head bool, path, remote string) (FastResponse, bool) {
+	return n.answerPlain(head, path, remote, true)
+}
+
+func (n *Node) answerPlain(head bool, path, remote string, hitsOnly bool) (FastResponse, bool) {
 	p, ok := parseObjectPath(path)
 	if !ok {
 		return FastResponse{}, false
 	}
 	key := cacheKey(path, "", n.cfg.QueryAllow)
 	method := http.MethodGet
-	o, tier := n.lookup(key)
+	var o *object
+	tier := "memory"
+	if hitsOnly {
+		if o, ok = n.mem.get(key); !ok || !o.fresh(time.Now()) {
+			return FastResponse{}, false
+		}
+	} else {
+		o, tier = n.lookup(key)
+	}
 	if head {
 		method = http.MethodHead
 		if o == nil || !o.fresh(time.Now()) {

@@ -105,6 +105,8 @@ type wrkResult struct {
 	P50    time.Duration
 	P99    time.Duration
 	Errors int
+	// P99Min and P99Max span the rounds a median was taken over.
+	P99Min, P99Max time.Duration
 }
 
 var (
@@ -172,7 +174,12 @@ func medianResult(rs []wrkResult) wrkResult {
 	for _, r := range rs {
 		errs += r.Errors
 	}
+	lo, hi := rs[0].P99, rs[0].P99
+	for _, r := range rs {
+		lo, hi = min(lo, r.P99), max(hi, r.P99)
+	}
 	return wrkResult{
+		P99Min: lo, P99Max: hi,
 		RPS:    pick(func(r wrkResult) float64 { return r.RPS }),
 		P50:    time.Duration(pick(func(r wrkResult) float64 { return float64(r.P50) })),
 		P99:    time.Duration(pick(func(r wrkResult) float64 { return float64(r.P99) })),
@@ -181,7 +188,11 @@ func medianResult(rs []wrkResult) wrkResult {
 }
 
 func (r wrkResult) String() string {
-	return fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s  errors %d", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+	s := fmt.Sprintf("%9.0f req/s  p50 %8s  p99 %8s  errors %d", r.RPS, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Errors)
+	if r.P99Max > 0 {
+		s += fmt.Sprintf("  (p99 over the rounds %s-%s)", r.P99Min.Round(10*time.Microsecond), r.P99Max.Round(10*time.Microsecond))
+	}
+	return s
 }
 
 // lockedBuffer collects a subprocess's output safely.

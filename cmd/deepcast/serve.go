@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
@@ -66,35 +67,55 @@ type server interface {
 	Close() error
 }
 
-// fastResponder adapts the origin's and the edge's plain-request answers
-// to the fast path; nil for handlers without one, or when
-// DEEPCAST_FASTPATH=off asks for net/http alone (to compare the two).
-func fastResponder(h http.Handler) fastpath.Responder {
-	if os.Getenv("DEEPCAST_FASTPATH") == "off" {
+// fastFront puts the fast path in front of the origin's and the edge's
+// net/http server; nil for other handlers, or when DEEPCAST_FASTPATH=off
+// asks for net/http alone. DEEPCAST_FASTPATH=goroutines runs it with a
+// goroutine per connection instead of event loops. (Both are there to
+// compare, as make bench does.)
+func fastFront(h http.Handler, hs *http.Server) *fastpath.Server {
+	mode := os.Getenv("DEEPCAST_FASTPATH")
+	if mode == "off" {
 		return nil
+	}
+	front := &fastpath.Server{HTTP: hs}
+	if mode == "goroutines" {
+		front.Loops = -1
+	}
+	if n, err := strconv.Atoi(os.Getenv("DEEPCAST_LOOPS")); err == nil && n > 0 {
+		front.Loops = n
 	}
 	switch s := h.(type) {
 	case *origin.Server:
-		return func(head bool, path, remote string) (fastpath.Response, bool) {
+		// The origin answers from its folders and memory: never waits on
+		// the network, so the loops call it directly.
+		front.Respond = func(head bool, path, remote string) (fastpath.Response, bool) {
 			r, ok := s.AnswerPlain(head, path, remote)
 			return fastpath.Response{Header: r.Header, Body: r.Body, File: r.File, Size: r.Size, Done: r.Done}, ok
 		}
 	case *edge.Node:
-		return func(head bool, path, remote string) (fastpath.Response, bool) {
-			r, ok := s.AnswerPlain(head, path, remote)
+		edgeResponse := func(r edge.FastResponse, ok bool) (fastpath.Response, bool) {
 			return fastpath.Response{Status: r.Status, Header: r.Header, Body: r.Body, Done: r.Done}, ok
 		}
+		front.Instant = func(head bool, path, remote string) (fastpath.Response, bool) {
+			return edgeResponse(s.AnswerHit(head, path, remote))
+		}
+		front.Respond = func(head bool, path, remote string) (fastpath.Response, bool) {
+			return edgeResponse(s.AnswerPlain(head, path, remote))
+		}
+	default:
+		return nil
 	}
-	return nil
+	return front
 }
 
 // serve runs h on ln until ctx ends, then shuts down gracefully: in-flight
 // responses get shutdownGrace to finish. The origin and the edge get the
 // fast path in front of net/http.
 func serve(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logger) error {
-	var srv server = newHTTPServer(h, log)
-	if respond := fastResponder(h); respond != nil {
-		srv = &fastpath.Server{Respond: respond, HTTP: srv.(*http.Server)}
+	hs := newHTTPServer(h, log)
+	var srv server = hs
+	if front := fastFront(h, hs); front != nil {
+		srv = front
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

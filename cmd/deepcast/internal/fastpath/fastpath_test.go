@@ -89,14 +89,31 @@ type testServer struct {
 	done    chan error
 	fast    atomic.Int64
 	handled atomic.Int64
+	waited  atomic.Int64
+	release chan struct{}
 	file    string
 }
 
 var bigBody = strings.Repeat("0123456789abcdef", 20000) // 320 kB: corked, writev/sendfile
 
-func startTestServer(t testing.TB, tune func(*http.Server)) *testServer {
+// modes are the front's two ways to run connections, which every test
+// below runs in: event loops (with an Instant responder that declines
+// /waited, so Respond answers it on a goroutine) and a goroutine per
+// connection.
+var modes = []struct {
+	name  string
+	loops int
+}{{"loops", 2}, {"goroutines", -1}}
+
+func forModes(t *testing.T, test func(t *testing.T, loops int)) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { test(t, m.loops) })
+	}
+}
+
+func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServer {
 	t.Helper()
-	ts := &testServer{done: make(chan error, 1), file: filepath.Join(t.TempDir(), "obj")}
+	ts := &testServer{done: make(chan error, 1), release: make(chan struct{}), file: filepath.Join(t.TempDir(), "obj")}
 	if err := os.WriteFile(ts.file, []byte(bigBody), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -114,11 +131,20 @@ func startTestServer(t testing.TB, tune func(*http.Server)) *testServer {
 	if tune != nil {
 		tune(h)
 	}
-	ts.srv = &Server{HTTP: h, Respond: func(head bool, path, remote string) (Response, bool) {
-		if remote == "" {
-			t.Error("no remote address")
+	ts.srv = &Server{HTTP: h, Loops: loops, Respond: func(head bool, path, remote string) (Response, bool) {
+		if remote == "" || remote == "unknown" {
+			t.Errorf("remote address %q", remote)
 		}
 		switch path {
+		case "/block": // waits until the test releases it
+			<-ts.release
+			ts.fast.Add(1)
+			return Response{Header: []byte("X-Answered-By: fast\r\n"), Body: []byte("released")}, true
+		case "/waited": // an answer that waits, like a cache miss
+			time.Sleep(30 * time.Millisecond)
+			ts.fast.Add(1)
+			ts.waited.Add(1)
+			return Response{Header: []byte("X-Answered-By: fast\r\n"), Body: []byte("waited body")}, true
 		case "/small":
 			ts.fast.Add(1)
 			return Response{Header: []byte("Content-Type: text/plain\r\nX-Answered-By: fast\r\n"), Body: []byte("small body")}, true
@@ -140,6 +166,15 @@ func startTestServer(t testing.TB, tune func(*http.Server)) *testServer {
 		}
 		return Response{}, false
 	}}
+	if loops >= 0 {
+		respond := ts.srv.Respond
+		ts.srv.Instant = func(head bool, path, remote string) (Response, bool) {
+			if path == "/waited" || path == "/block" || path == "/other" {
+				return Response{}, false
+			}
+			return respond(head, path, remote)
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -208,157 +243,173 @@ func get(path string, extra ...string) string {
 }
 
 func TestFastResponsesOnOneConnection(t *testing.T) {
-	ts := startTestServer(t, nil)
-	// Pipelined in one write: memory, large memory, file, HEAD, error status.
-	raw := get("/small") + get("/big") + get("/file") + "HEAD /file HTTP/1.1\r\nHost: x\r\n\r\n" + get("/missing")
-	rs := exchange(t, ts.addr, raw, 5, "GET", "GET", "GET", "HEAD", "GET")
-	want := []struct {
-		code   int
-		body   string
-		length string
-	}{
-		{200, "small body", "10"}, {200, bigBody, fmt.Sprint(len(bigBody))}, {200, bigBody, fmt.Sprint(len(bigBody))},
-		{200, "", fmt.Sprint(len(bigBody))}, {404, "nope", "4"},
-	}
-	for i, w := range want {
-		r := rs[i]
-		if r.StatusCode != w.code || body(r) != w.body || r.Header.Get("Content-Length") != w.length ||
-			r.Header.Get("X-Answered-By") != "fast" || r.Header.Get("Date") == "" {
-			t.Errorf("response %d: %d %v", i, r.StatusCode, r.Header)
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		// Pipelined in one write: memory, large memory, file, HEAD, error status.
+		raw := get("/small") + get("/big") + get("/file") + "HEAD /file HTTP/1.1\r\nHost: x\r\n\r\n" + get("/missing")
+		rs := exchange(t, ts.addr, raw, 5, "GET", "GET", "GET", "HEAD", "GET")
+		want := []struct {
+			code   int
+			body   string
+			length string
+		}{
+			{200, "small body", "10"}, {200, bigBody, fmt.Sprint(len(bigBody))}, {200, bigBody, fmt.Sprint(len(bigBody))},
+			{200, "", fmt.Sprint(len(bigBody))}, {404, "nope", "4"},
 		}
-	}
-	if ts.handled.Load() != 0 || ts.fast.Load() != 5 {
-		t.Errorf("fast %d, net/http %d; want 5, 0", ts.fast.Load(), ts.handled.Load())
-	}
+		for i, w := range want {
+			r := rs[i]
+			if r.StatusCode != w.code || body(r) != w.body || r.Header.Get("Content-Length") != w.length ||
+				r.Header.Get("X-Answered-By") != "fast" || r.Header.Get("Date") == "" {
+				t.Errorf("response %d: %d %v", i, r.StatusCode, r.Header)
+			}
+		}
+		if ts.handled.Load() != 0 || ts.fast.Load() != 5 {
+			t.Errorf("fast %d, net/http %d; want 5, 0", ts.fast.Load(), ts.handled.Load())
+		}
+	})
 }
 
 func TestHandOffKeepsTheBytesAndTheConnection(t *testing.T) {
-	ts := startTestServer(t, nil)
-	for name, tc := range map[string]struct {
-		raw   string
-		want  []string // answered-by per response
-		check func(t *testing.T, rs []*http.Response)
-	}{
-		"range after a fast request, pipelined": {
-			raw:  get("/small") + get("/file", "Range: bytes=0-3\r\n") + get("/small"),
-			want: []string{"fast", "net/http", "net/http"},
-			check: func(t *testing.T, rs []*http.Response) {
-				if b := body(rs[1]); b != `net/http GET /file range="bytes=0-3"` {
-					t.Errorf("handed-off request arrived as %q", b)
-				}
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		for name, tc := range map[string]struct {
+			raw   string
+			want  []string // answered-by per response
+			check func(t *testing.T, rs []*http.Response)
+		}{
+			"range after a fast request, pipelined": {
+				raw:  get("/small") + get("/file", "Range: bytes=0-3\r\n") + get("/small"),
+				want: []string{"fast", "net/http", "net/http"},
+				check: func(t *testing.T, rs []*http.Response) {
+					if b := body(rs[1]); b != `net/http GET /file range="bytes=0-3"` {
+						t.Errorf("handed-off request arrived as %q", b)
+					}
+				},
 			},
-		},
-		"unknown path": {raw: get("/other") + get("/small"), want: []string{"net/http", "net/http"}},
-		"query":        {raw: get("/small?x=1"), want: []string{"net/http"}},
-		"head too large for the front": {
-			raw:  get("/small", "Cookie: "+strings.Repeat("c", 2*headBuffer)+"\r\n"),
-			want: []string{"net/http"},
-		},
-		"HTTP/1.0": {raw: "GET /small HTTP/1.0\r\nHost: x\r\n\r\n", want: []string{"net/http"}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			rs := exchange(t, ts.addr, tc.raw, len(tc.want))
-			for i, w := range tc.want {
-				if got := rs[i].Header.Get("X-Answered-By"); got != w || rs[i].StatusCode != 200 {
-					t.Errorf("response %d answered by %q (%d), want %q", i, got, rs[i].StatusCode, w)
+			"unknown path": {raw: get("/other") + get("/small"), want: []string{"net/http", "net/http"}},
+			"query":        {raw: get("/small?x=1"), want: []string{"net/http"}},
+			"head too large for the front": {
+				raw:  get("/small", "Cookie: "+strings.Repeat("c", 2*headBuffer)+"\r\n"),
+				want: []string{"net/http"},
+			},
+			"HTTP/1.0": {raw: "GET /small HTTP/1.0\r\nHost: x\r\n\r\n", want: []string{"net/http"}},
+		} {
+			t.Run(name, func(t *testing.T) {
+				rs := exchange(t, ts.addr, tc.raw, len(tc.want))
+				for i, w := range tc.want {
+					if got := rs[i].Header.Get("X-Answered-By"); got != w || rs[i].StatusCode != 200 {
+						t.Errorf("response %d answered by %q (%d), want %q", i, got, rs[i].StatusCode, w)
+					}
 				}
-			}
-			if tc.check != nil {
-				tc.check(t, rs)
-			}
-		})
-	}
-	// Malformed requests reach net/http, which refuses them.
-	rs := exchange(t, ts.addr, "GET /small HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 1)
-	if rs[0].StatusCode != http.StatusBadRequest {
-		t.Errorf("malformed header: %d, want 400", rs[0].StatusCode)
-	}
+				if tc.check != nil {
+					tc.check(t, rs)
+				}
+			})
+		}
+		// Malformed requests reach net/http, which refuses them.
+		rs := exchange(t, ts.addr, "GET /small HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 1)
+		if rs[0].StatusCode != http.StatusBadRequest {
+			t.Errorf("malformed header: %d, want 400", rs[0].StatusCode)
+		}
+	})
 }
 
 func TestIdleConnectionsTimeOut(t *testing.T) {
-	ts := startTestServer(t, func(h *http.Server) { h.IdleTimeout = 200 * time.Millisecond })
-	c, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, get("/small"))
-	br := bufio.NewReader(c)
-	readOne(t, br)
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	start := time.Now()
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-		t.Fatalf("idle connection: %v, want EOF", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("idle connection closed after %s", d)
-	}
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, func(h *http.Server) { h.IdleTimeout = 200 * time.Millisecond })
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, get("/small"))
+		br := bufio.NewReader(c)
+		readOne(t, br)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		start := time.Now()
+		if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("idle connection: %v, want EOF", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("idle connection closed after %s", d)
+		}
+	})
 }
 
 func TestSlowHeadTimesOut(t *testing.T) {
-	ts := startTestServer(t, func(h *http.Server) { h.ReadHeaderTimeout = 200 * time.Millisecond })
-	c, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET /small HTTP/1.1\r\n") // and never the rest
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("slow head: %v, want EOF", err)
-	}
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, func(h *http.Server) { h.ReadHeaderTimeout = 200 * time.Millisecond })
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET /small HTTP/1.1\r\n") // and never the rest
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Fatalf("slow head: %v, want EOF", err)
+		}
+	})
 }
 
 func TestShutdownFinishesInFlightAndClosesIdle(t *testing.T) {
-	ts := startTestServer(t, nil)
-	idle, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close()
-	io.WriteString(idle, get("/small"))
-	ibr := bufio.NewReader(idle)
-	readOne(t, ibr)
-	slow := make(chan string, 1)
-	go func() {
-		resp, err := http.Get("http://" + ts.addr + "/slow")
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		idle, err := net.Dial("tcp", ts.addr)
 		if err != nil {
-			slow <- err.Error()
-			return
+			t.Fatal(err)
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		slow <- string(b)
-	}()
-	for i := 0; ts.handled.Load() == 0 && i < 200; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := ts.srv.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown: %v", err)
-	}
-	if got := <-slow; !strings.HasPrefix(got, "net/http GET /slow") {
-		t.Errorf("in-flight request: %q", got)
-	}
-	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := ibr.ReadByte(); !errors.Is(err, io.EOF) {
-		t.Errorf("idle connection after shutdown: %v, want EOF", err)
-	}
-	if err := <-ts.done; !errors.Is(err, http.ErrServerClosed) {
-		t.Errorf("Serve returned %v", err)
-	}
-	ts.done <- nil // for the cleanup
-	if c, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
-		c.Close()
-		t.Error("still accepting after shutdown")
-	}
+		defer idle.Close()
+		io.WriteString(idle, get("/small"))
+		ibr := bufio.NewReader(idle)
+		readOne(t, ibr)
+		slow := make(chan string, 1)
+		go func() {
+			resp, err := http.Get("http://" + ts.addr + "/slow")
+			if err != nil {
+				slow <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			slow <- string(b)
+		}()
+		for i := 0; ts.handled.Load() == 0 && i < 200; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if got := <-slow; !strings.HasPrefix(got, "net/http GET /slow") {
+			t.Errorf("in-flight request: %q", got)
+		}
+		idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := ibr.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Errorf("idle connection after shutdown: %v, want EOF", err)
+		}
+		if err := <-ts.done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+		ts.done <- nil // for the cleanup
+		if c, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
+			c.Close()
+			t.Error("still accepting after shutdown")
+		}
+	})
 }
 
 // benchmarkRoundTrips times sequential GETs of path over one keep-alive
 // loopback connection: the front's per-request cost plus the syscalls.
 func benchmarkRoundTrips(b *testing.B, path string, size int) {
-	ts := startTestServer(b, nil)
+	for _, m := range modes {
+		b.Run(m.name, func(b *testing.B) { benchmarkRoundTripsIn(b, m.loops, path, size) })
+	}
+}
+
+func benchmarkRoundTripsIn(b *testing.B, loops int, path string, size int) {
+	ts := startTestServer(b, loops, nil)
 	c, err := net.Dial("tcp", ts.addr)
 	if err != nil {
 		b.Fatal(err)
@@ -387,31 +438,185 @@ func BenchmarkFastLargeFromMemory(b *testing.B) { benchmarkRoundTrips(b, "/big",
 func BenchmarkFastLargeFromFile(b *testing.B)   { benchmarkRoundTrips(b, "/file", len(bigBody)) }
 
 func TestResponderPanicCostsOnlyItsConnection(t *testing.T) {
-	var logged strings.Builder
-	var mu sync.Mutex
-	ts := startTestServer(t, func(h *http.Server) {
-		h.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logged.Write(p) }), "", 0)
+	forModes(t, func(t *testing.T, loops int) {
+		var logged strings.Builder
+		var mu sync.Mutex
+		ts := startTestServer(t, loops, func(h *http.Server) {
+			h.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logged.Write(p) }), "", 0)
+		})
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, get("/panic"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+			t.Errorf("after a panic: %v, want the connection closed", err)
+		}
+		if rs := exchange(t, ts.addr, get("/small"), 1); rs[0].StatusCode != 200 {
+			t.Errorf("server after a panic: %d", rs[0].StatusCode)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !strings.Contains(logged.String(), "responder bug") {
+			t.Errorf("panic not logged: %q", logged.String())
+		}
 	})
-	c, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, get("/panic"))
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Errorf("after a panic: %v, want the connection closed", err)
-	}
-	if rs := exchange(t, ts.addr, get("/small"), 1); rs[0].StatusCode != 200 {
-		t.Errorf("server after a panic: %d", rs[0].StatusCode)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !strings.Contains(logged.String(), "responder bug") {
-		t.Errorf("panic not logged: %q", logged.String())
-	}
 }
 
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestWaitingAnswersLeaveTheConnectionInOrder(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		// Pipelined: instant, waited (a goroutine answers it in loop mode),
+		// instant again, and one both responders decline.
+		rs := exchange(t, ts.addr, get("/small")+get("/waited")+get("/small")+get("/other")+get("/small"), 5)
+		want := []struct{ by, body string }{
+			{"fast", "small body"}, {"fast", "waited body"}, {"fast", "small body"},
+			{"net/http", "net/http GET /other range=\"\""}, {"net/http", "net/http GET /small range=\"\""},
+		}
+		for i, w := range want {
+			if got := rs[i].Header.Get("X-Answered-By"); got != w.by || body(rs[i]) != w.body {
+				t.Errorf("response %d by %q: %q; want %q by %q", i, got, body(rs[i]), w.body, w.by)
+			}
+		}
+		if ts.waited.Load() != 1 {
+			t.Errorf("waited answered %d times, want 1", ts.waited.Load())
+		}
+	})
+}
+
+func TestAWaitingAnswerDoesNotHoldUpTheLoop(t *testing.T) {
+	ts := startTestServer(t, 1, nil) // one loop: both connections share it
+	blocked := make(chan string, 1)
+	go func() {
+		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+		if err != nil {
+			blocked <- err.Error()
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, get("/block"))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			blocked <- err.Error()
+			return
+		}
+		blocked <- body(resp)
+	}()
+	// The other connection is answered while /block waits.
+	for range 3 {
+		if rs := exchange(t, ts.addr, get("/small"), 1); body(rs[0]) != "small body" {
+			t.Fatalf("while another request waits: %q", body(rs[0]))
+		}
+	}
+	select {
+	case got := <-blocked:
+		t.Fatalf("/block answered before its release: %q", got)
+	default:
+	}
+	close(ts.release)
+	select {
+	case got := <-blocked:
+		if got != "released" {
+			t.Errorf("/block: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("/block never answered")
+	}
+}
+
+func TestASlowReaderGetsEveryByte(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		// 40 large answers (13 MB) pipelined, far more than the socket
+		// buffers hold: the front must stop and resume many times.
+		const n = 40
+		var raw strings.Builder
+		for i := range n {
+			raw.WriteString(get([]string{"/big", "/file"}[i%2]))
+		}
+		go io.WriteString(c, raw.String())
+		time.Sleep(100 * time.Millisecond) // let the buffers fill before reading
+		br := bufio.NewReader(c)
+		for i := range n {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			if b := body(resp); b != bigBody {
+				t.Fatalf("response %d: %d bytes, want %d", i, len(b), len(bigBody))
+			}
+		}
+	})
+}
+
+func TestAReaderThatStopsIsCutOffByTheWriteTimeout(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, func(h *http.Server) { h.WriteTimeout = 300 * time.Millisecond })
+		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var raw strings.Builder
+		for range 100 { // 32 MB: more than loopback buffers take
+			raw.WriteString(get("/big"))
+		}
+		go io.WriteString(c, raw.String())
+		time.Sleep(time.Second) // well past the write timeout
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.Copy(io.Discard, c)
+		if err == nil && n >= int64(100*len(bigBody)) || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("read %d bytes, err %v: want the server to have closed the connection", n, err)
+		}
+	})
+}
+
+func TestShutdownWaitsForAWaitingAnswer(t *testing.T) {
+	ts := startTestServer(t, 1, nil)
+	c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, get("/block"))
+	// /block is waiting once the loop has given it to a goroutine; an
+	// answer on another connection shows the loop got that far.
+	exchange(t, ts.addr, get("/small"), 1)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- ts.srv.Shutdown(ctx)
+	}()
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v with an answer in flight", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(ts.release)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil || body(resp) != "released" {
+		t.Fatalf("in-flight answer after Shutdown: %v", err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-ts.done; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+	ts.done <- nil // for the cleanup
+}

@@ -1,0 +1,15 @@
+//go:build !linux
+
+package fastpath
+
+import "net"
+
+// loopsSupported reports whether this platform has the event loops: only
+// Linux does (epoll); elsewhere every connection gets a goroutine.
+const loopsSupported = false
+
+type loop struct{}
+
+func (s *Server) startLoops(int) error { return nil }
+func (s *Server) adopt(net.Conn) bool  { return false }
+func (l *loop) wakeUp()                {}
