@@ -10,12 +10,16 @@ import "math"
 // prediction error) and values nothing after its 5-chunk horizon, so it
 // spends buffer greedily inside the horizon and is caught out by the next
 // drop. Deepcast changes two things. It scores each rendition sequence by
-// its expected linear QoE over two throughput scenarios held with equal
-// weight, the robust prediction and a half-discounted one (harmonic mean /
-// (1 + max error/2)), where the max error is over the last 10 predictions
-// rather than 5, so a plan that only works if the worst case never
-// comes is not chosen, and one that would starve only in the worst case is
-// not thrown away. And it adds a terminal value for the buffer left at the
+// its expected linear QoE over three throughput scenarios: the robust
+// prediction and a half-discounted one (harmonic mean / (1 + max error/2)),
+// 45% each, where the max error is over the last 10 predictions rather
+// than 5, and, 10%, the harmonic mean with a fixed 30% margin whatever the
+// recent errors. So a plan that only works if the worst case never comes
+// is not chosen, one that would starve only in the worst case is not
+// thrown away, and one outage (whose error stays in the memory for ten
+// chunks, and which the lagging harmonic mean follows with more large
+// errors) does not leave every scenario at a fraction of the link that
+// came back. And it adds a terminal value for the buffer left at the
 // end of the horizon (each second up to 20 s worth twice the lowest
 // rendition's bitrate per chunk duration, and never more than the chunks
 // after the horizon can still play), which makes the plan build and keep a
@@ -36,6 +40,10 @@ const (
 	// taken over: 10 chunks (40 s of a 4 s-chunk video) against robustMPC's
 	// 5, so one calm stretch does not erase the memory of a volatile link.
 	deepcastErrorMemory = 10
+	// deepcastSteadyMargin and deepcastSteadyWeight make the third
+	// scenario: the prediction less a fixed margin, with a small weight.
+	deepcastSteadyMargin = 0.3
+	deepcastSteadyWeight = 0.1
 )
 
 // Name implements ABR.
@@ -61,11 +69,13 @@ func (d *Deepcast) Choose(s *State) int {
 		h = 5
 	}
 	h = max(1, min(h, s.Chunks-s.Chunk))
-	scenarios := []float64{pred / (1 + maxErr), pred / (1 + maxErr/2)}
+	scenarios := []float64{pred / (1 + maxErr), pred / (1 + maxErr/2), pred / (1 + deepcastSteadyMargin)}
+	hedged := (1 - deepcastSteadyWeight) / 2
+	weights := []float64{hedged, hedged, deepcastSteadyWeight}
 	// Buffer left when the last chunk is in never plays out as a saved
 	// stall, so near the end only what the remaining chunks can use counts.
 	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
-	return planScenarios(s, h, scenarios, []float64{0.5, 0.5}, deepcastBufferValue, target)
+	return planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
 }
 
 // planScenarios scores every rendition sequence of length h by its weighted
