@@ -19,7 +19,7 @@ echo "== Go benchmarks (hot paths)"
 go test -run '^$' -bench . -benchtime 2x -count 1 ./media/ | grep -E '^(Benchmark|goos|cpu)'
 go test -run '^$' -bench . -count 1 ./origin/ ./edge/... ./player/... ./manifest/ ./cmd/deepcast/internal/... 2>/dev/null | grep -E '^Benchmark' || true
 
-echo "== the origin behind the fast path vs net/http alone (6 runs, benchstat)"
+echo "== the origin behind the fast path (event loops; goroutine per connection) vs net/http alone, in-process client (6 runs, benchstat)"
 out=$(mktemp)
 go test -run '^$' -bench '^BenchmarkOriginServe$' -count 6 ./cmd/deepcast/ > "$out"
 go run golang.org/x/perf/cmd/benchstat@latest -col /server "$out" | grep -vE '^(goos|goarch|pkg|cpu):'

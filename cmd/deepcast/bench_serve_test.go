@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -15,11 +16,14 @@ import (
 	"github.com/deepcast/deepcast/origin"
 )
 
-// BenchmarkOriginServe compares the origin behind the fast path with the
-// same origin on net/http alone (DEEPCAST_FASTPATH=off), for a manifest
-// and a media segment, over loopback keep-alive connections (one per
-// parallel goroutine). `make bench` runs it six times and compares the two
-// servers with benchstat -col /server.
+// BenchmarkOriginServe compares the origin behind the fast path, on event
+// loops and with a goroutine per connection (DEEPCAST_FASTPATH=goroutines),
+// with the same origin on net/http alone (DEEPCAST_FASTPATH=off), for a
+// manifest and a media segment, over 64 loopback keep-alive connections
+// (one per parallel goroutine; as many as wrk uses in make bench: with
+// few connections an in-process client measures thread wake-ups more
+// than servers, see fastpath's benchmarkRoundTrips). `make bench` runs it
+// six times and compares the servers with benchstat -col /server.
 func BenchmarkOriginServe(b *testing.B) {
 	lib := mediatest.Library(b)
 	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
@@ -30,12 +34,10 @@ func BenchmarkOriginServe(b *testing.B) {
 		{"manifest", "/vod/" + a.Name + "/manifest.mpd"},
 		{"segment", fmt.Sprintf("/vod/%s/%s/1.m4s", a.Name, a.Renditions[0].ID)},
 	}
-	for _, server := range []string{"fastpath", "net-http"} {
+	for _, server := range []struct{ name, mode string }{{"fastpath", ""}, {"goroutines", "goroutines"}, {"net-http", "off"}} {
 		for _, obj := range objects {
-			b.Run("server="+server+"/object="+obj.name, func(b *testing.B) {
-				if server == "net-http" {
-					b.Setenv("DEEPCAST_FASTPATH", "off")
-				}
+			b.Run("server="+server.name+"/object="+obj.name, func(b *testing.B) {
+				b.Setenv("DEEPCAST_FASTPATH", server.mode)
 				o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
 				if err != nil {
 					b.Fatal(err)
@@ -46,6 +48,7 @@ func BenchmarkOriginServe(b *testing.B) {
 				addr := strings.TrimPrefix(base, "http://")
 				req := []byte("GET " + obj.path + " HTTP/1.1\r\nHost: bench\r\n\r\n")
 				b.ReportAllocs()
+				b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
 				b.RunParallel(func(pb *testing.PB) {
 					c, err := net.Dial("tcp", addr)
 					if err != nil {

@@ -106,7 +106,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Unlock()
 	if n := s.Loops; loopsSupported && n >= 0 {
 		if n == 0 {
-			n = defaultLoops()
+			n = DefaultLoops()
 		}
 		if err := s.startLoops(n); err != nil {
 			s.stopLoops()
@@ -149,7 +149,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// defaultLoops is two event loops per CPU. Why not one: a loop serves its
+// DefaultLoops is the number of event loops a Server runs when Loops is
+// 0: two per CPU, or none where the platform has no loops. Why not one: a loop serves its
 // connections in turn, so when the kernel preempts its thread (load
 // generators, other processes) all of them wait a whole time slice; with
 // twice as many loops each preemption stalls half as many connections, and
@@ -157,7 +158,12 @@ func (s *Server) Serve(ln net.Listener) error {
 // hits, wrk -t2 -c64 on the same 2 cores, three interleaved rounds: p99
 // 4.1-5.7 ms with one loop per CPU, 3.1-4.7 ms with two, the same req/s;
 // four per CPU cut req/s by a fifth for no further gain.
-func defaultLoops() int { return 2 * runtime.NumCPU() }
+func DefaultLoops() int {
+	if !loopsSupported {
+		return 0
+	}
+	return 2 * runtime.NumCPU()
+}
 
 // Shutdown stops accepting, closes idle connections, lets in-flight
 // responses finish until ctx ends, and shuts the net/http server down too.

@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -119,17 +118,7 @@ func newLoop(s *Server) (*loop, error) {
 	return &loop{s: s, ep: ep, wake: wake, events: make([]unix.EpollEvent, 256)}, nil
 }
 
-// loopsRunning counts the loops of every Server in the process, for
-// GOMAXPROCS.
-var loopsRunning atomic.Int64
-
 // startLoops makes n loops, or none when the platform refuses.
-//
-// Each busy loop holds a P (it is a goroutine locked to its thread), so
-// unless GOMAXPROCS was set by the user it is raised to the CPUs plus the
-// loops: the rest of the program (responders' goroutines, net/http, the
-// GC) keeps as many Ps as there are CPUs, and a loop coming back from
-// epoll_wait never queues for a P behind them.
 func (s *Server) startLoops(n int) error {
 	for range n {
 		l, err := newLoop(s)
@@ -138,11 +127,7 @@ func (s *Server) startLoops(n int) error {
 		}
 		s.loops = append(s.loops, l)
 		s.wg.Add(1)
-		loopsRunning.Add(1)
 		go l.run()
-	}
-	if total := int(loopsRunning.Load()) + runtime.NumCPU(); os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < total {
-		runtime.GOMAXPROCS(total)
 	}
 	return nil
 }
@@ -207,7 +192,6 @@ func (l *loop) post(cp *completion) {
 
 func (l *loop) run() {
 	defer l.s.wg.Done()
-	defer loopsRunning.Add(-1)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	tick := sweepInterval(l.s)
