@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/origin"
 )
@@ -123,7 +124,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 			}
 		}
 	}
-	tuneGC()
+	tuneGC(fastpath.DefaultLoops())
 	log := discard()
 	osrv, err := origin.New(origin.Config{Library: lib, Logger: log})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/web"
 )
@@ -91,7 +92,7 @@ func edgeCommand() command {
 // of -mem plus working room makes the collector return them in time, while
 // a high GOGC keeps it idle while the cache is not full.
 func tuneEdgeMemory(cache int64) {
-	tuneGC()
+	tuneGC(fastpath.DefaultLoops())
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cache + 40<<20)
 	}

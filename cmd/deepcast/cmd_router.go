@@ -44,7 +44,7 @@ func routerCommand() command {
 					ln.Close()
 					return err
 				}
-				tuneGC()
+				tuneGC(0)
 				return runRouter(ctx, r, ln, *dnsAddr, log)
 			}
 		},

@@ -42,14 +42,15 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // kernel does the receiver's work inline too): p99 under load -40%. With
 // the fast path's event loops, each busy loop holds a P, so the loops get
 // theirs on top of the CPUs and one coming back from epoll_wait never
-// queues for a P behind responders' goroutines, net/http or the GC.
+// queues for a P behind responders' goroutines, net/http or the GC: loops
+// is how many the process runs (0 for servers without the fast path).
 // Explicit GOGC and GOMAXPROCS settings win.
-func tuneGC() {
+func tuneGC(loops int) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(800)
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.NumCPU() + max(1, fastpath.DefaultLoops()))
+		runtime.GOMAXPROCS(runtime.NumCPU() + max(1, loops))
 	}
 }
 

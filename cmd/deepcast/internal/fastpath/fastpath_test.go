@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -624,4 +625,72 @@ func TestShutdownWaitsForAWaitingAnswer(t *testing.T) {
 		t.Errorf("Serve returned %v", err)
 	}
 	ts.done <- nil // for the cleanup
+}
+
+// TestSplitPipelinesAnswerInOrder sends long pipelines of fast requests
+// cut into random pieces (heads split anywhere, heads straddling the
+// front's buffer, padding headers of random size) and checks every answer
+// in order: the front's buffering, compaction and resumption.
+func TestSplitPipelinesAnswerInOrder(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, nil)
+		rng := rand.New(rand.NewPCG(1, uint64(loops+2)))
+		type want struct {
+			method, body string
+			code         int
+		}
+		kinds := []struct {
+			raw func(pad string) string
+			w   want
+		}{
+			{func(p string) string { return get("/small", p) }, want{"GET", "small body", 200}},
+			{func(p string) string { return get("/big", p) }, want{"GET", bigBody, 200}},
+			{func(p string) string { return get("/file", p) }, want{"GET", bigBody, 200}},
+			{func(p string) string { return "HEAD /file HTTP/1.1\r\nHost: x\r\n" + p + "\r\n" }, want{"HEAD", "", 200}},
+			{func(p string) string { return get("/missing", p) }, want{"GET", "nope", 404}},
+			{func(p string) string { return get("/waited", p) }, want{"GET", "waited body", 200}},
+		}
+		for round := range 4 {
+			var raw strings.Builder
+			var wants []want
+			for range 30 {
+				k := kinds[rng.IntN(len(kinds))]
+				pad := ""
+				if rng.IntN(3) == 0 {
+					pad = "X-Pad: " + strings.Repeat("p", rng.IntN(1500)) + "\r\n"
+				}
+				raw.WriteString(k.raw(pad))
+				wants = append(wants, k.w)
+			}
+			c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			cuts := rand.New(rand.NewPCG(rng.Uint64(), 0)) // the writer's own
+			go func() {
+				b := raw.String()
+				for len(b) > 0 {
+					n := min(len(b), 1+cuts.IntN(700))
+					if _, err := io.WriteString(c, b[:n]); err != nil {
+						return
+					}
+					b = b[n:]
+					time.Sleep(100 * time.Microsecond) // a piece per read, most of the time
+				}
+			}()
+			br := bufio.NewReader(c)
+			for i, w := range wants {
+				resp, err := http.ReadResponse(br, &http.Request{Method: w.method})
+				if err != nil {
+					t.Fatalf("round %d, response %d: %v", round, i, err)
+				}
+				if got := body(resp); resp.StatusCode != w.code || got != w.body || resp.Header.Get("X-Answered-By") != "fast" {
+					t.Fatalf("round %d, response %d: %d by %q, %d bytes; want %d, %d bytes", round, i,
+						resp.StatusCode, resp.Header.Get("X-Answered-By"), len(got), w.code, len(w.body))
+				}
+			}
+			c.Close()
+		}
+	})
 }
