@@ -210,15 +210,22 @@ func (s *Server) Close() error {
 // stopLoops makes the event loops close their connections and exit.
 func (s *Server) stopLoops() {
 	s.closing.Store(true)
-	for _, l := range s.loops {
+	s.wakeLoops()
+}
+
+// wakeLoops makes every loop look at the server's state: a stopping loop
+// closes its connections, a shutting one its idle connections.
+func (s *Server) wakeLoops() {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
 		l.wakeUp()
 	}
 }
 
 func (s *Server) closeIdle() {
-	for _, l := range s.loops {
-		l.wakeUp() // a shutting loop closes its idle connections itself
-	}
+	s.wakeLoops()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {

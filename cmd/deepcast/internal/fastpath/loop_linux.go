@@ -125,7 +125,9 @@ func (s *Server) startLoops(n int) error {
 		if err != nil {
 			return err
 		}
+		s.mu.Lock() // Close and Shutdown read the loops from other goroutines
 		s.loops = append(s.loops, l)
+		s.mu.Unlock()
 		s.wg.Add(1)
 		go l.run()
 	}
@@ -164,12 +166,25 @@ func (s *Server) adopt(c net.Conn) bool {
 		return true
 	}
 	l.inbox = append(l.inbox, fd)
+	l.signal()
 	l.mu.Unlock()
-	l.wakeUp()
 	return true
 }
 
+// wakeUp makes the loop look at its inbox and the server's state.
 func (l *loop) wakeUp() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.signal()
+}
+
+// signal writes the eventfd; l.mu must be held. Once the loop has exited
+// its eventfd is closed and the number may belong to another file by now,
+// so nothing is written then.
+func (l *loop) signal() {
+	if l.exited {
+		return
+	}
 	one := [8]byte{1}
 	unix.Write(l.wake, one[:]) // EAGAIN only when the counter is full: it is awake anyway
 }
@@ -186,8 +201,8 @@ func (l *loop) post(cp *completion) {
 		return
 	}
 	l.finished = append(l.finished, cp)
+	l.signal()
 	l.mu.Unlock()
-	l.wakeUp()
 }
 
 func (l *loop) run() {
@@ -651,7 +666,7 @@ func (l *loop) closeAll() {
 }
 
 // release closes the loop's own descriptors, once it has exited (no
-// goroutine may write to the eventfd after: post checks exited).
+// goroutine writes to the eventfd after: signal checks exited).
 func (l *loop) release() {
 	unix.Close(l.ep)
 	unix.Close(l.wake)
