@@ -234,6 +234,17 @@ func (m *nodeMetrics) countRequest(route, method string, code int) {
 	c.(prometheus.Counter).Inc()
 }
 
+// RegisterMetrics adds collectors to the node's /metrics, for what serves
+// it (cmd/deepcast's HTTP front reports its connections there).
+func (n *Node) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := n.metrics.reg.Register(c); err != nil {
+			return fmt.Errorf("edge metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 func newNodeMetrics(n *Node) *nodeMetrics {
 	m := &nodeMetrics{reg: prometheus.NewRegistry()}
 	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{

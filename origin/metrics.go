@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -46,6 +47,17 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// RegisterMetrics adds collectors to the origin's /metrics, for what
+// serves it (cmd/deepcast's HTTP front reports its connections there).
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.metrics.reg.Register(c); err != nil {
+			return fmt.Errorf("origin metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // routeMetrics are the series of one (route, method, status): resolved

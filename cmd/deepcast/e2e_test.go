@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 
 	"fmt"
 	"io"
@@ -403,4 +404,67 @@ func TestHostilePathsThroughTheFastPath(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFastPathMetrics: an edge behind serve() reports its front on
+// /metrics: a miss answered off the loop, a hit in it, and the /metrics
+// request itself handed to net/http. (A manifest would not do: its
+// short freshness makes the second request a revalidation, which waits.)
+func TestFastPathMetrics(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	originURL := serveLoopback(t, o)
+	no := false
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{originURL}, MemBytes: 32 << 20, Prefetch: &no, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	edgeURL := serveLoopback(t, n)
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	segment := fmt.Sprintf("%s/vod/%s/%s/1.m4s", edgeURL, a.Name, a.Renditions[0].ID)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 2 { // a miss, then a hit (segments are immutable: the hit is fresh)
+		resp, err := client.Get(segment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("segment: %d", resp.StatusCode)
+		}
+	}
+	resp, err := client.Get(edgeURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := []string{"deepcast_fastpath_connections ", "deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_timeouts_total 0\n"}
+	if fastpath.DefaultLoops() > 0 {
+		want = append(want, "deepcast_fastpath_waited_total 1\n")
+	}
+	for _, w := range want {
+		if !strings.Contains(string(body), w) {
+			t.Errorf("/metrics has no %q:\n%s", strings.TrimSpace(w), fastLines(string(body)))
+		}
+	}
+}
+
+func fastLines(metrics string) string {
+	var out []string
+	for l := range strings.Lines(metrics) {
+		if strings.HasPrefix(l, "deepcast_fastpath_") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/origin"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // shutdownGrace bounds how long in-flight responses may take after SIGINT/SIGTERM.
@@ -111,6 +112,29 @@ func fastFront(h http.Handler, hs *http.Server) *fastpath.Server {
 	return front
 }
 
+// metricsRegistrar is a handler whose /metrics can take more collectors.
+type metricsRegistrar interface {
+	RegisterMetrics(...prometheus.Collector) error
+}
+
+// frontCollectors are the fast path's series: connections it holds, and
+// how many it handed to net/http, answered off a loop, or timed out.
+func frontCollectors(f *fastpath.Server) []prometheus.Collector {
+	counter := func(name, help string, v func(fastpath.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(f.Stats())) })
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_fastpath_connections", Help: "Connections the HTTP/1.1 fast path holds (not handed to net/http)."},
+			func() float64 { return float64(f.Stats().Open) }),
+		counter("deepcast_fastpath_handoffs_total", "Connections the fast path handed to net/http (requests it does not answer itself).",
+			func(s fastpath.Stats) int64 { return s.HandedOff }),
+		counter("deepcast_fastpath_waited_total", "Requests an event loop had answered on a goroutine because the answer had to wait (edge misses).",
+			func(s fastpath.Stats) int64 { return s.Waited }),
+		counter("deepcast_fastpath_timeouts_total", "Connections the fast path closed at a read, write or idle deadline.",
+			func(s fastpath.Stats) int64 { return s.TimedOut }),
+	}
+}
+
 // serve runs h on ln until ctx ends, then shuts down gracefully: in-flight
 // responses get shutdownGrace to finish. The origin and the edge get the
 // fast path in front of net/http.
@@ -119,6 +143,13 @@ func serve(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logge
 	var srv server = hs
 	if front := fastFront(h, hs); front != nil {
 		srv = front
+		if m, ok := h.(metricsRegistrar); ok {
+			if err := m.RegisterMetrics(frontCollectors(front)...); err != nil {
+				// Served twice in one process (tests): the first front's
+				// series stay; serving is not worth failing for this.
+				log.Warn("fast path metrics not registered", "err", err)
+			}
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -82,6 +82,21 @@ type Server struct {
 	wg       sync.WaitGroup
 	loops    []*loop
 	next     uint64 // round robin over loops, by the accept loop
+
+	open, handedOff, waited, timedOut atomic.Int64
+}
+
+// Stats are the front's own figures, for metrics.
+type Stats struct {
+	Open      int64 // connections the front holds now
+	HandedOff int64 // connections given to net/http, since the start
+	Waited    int64 // answers a loop had Respond compute on a goroutine (Instant declined, Respond answered)
+	TimedOut  int64 // connections closed by a deadline
+}
+
+// Stats returns the front's figures so far.
+func (s *Server) Stats() Stats {
+	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
 }
 
 // Connection states, for shutdown: only idle connections may be closed.
@@ -143,6 +158,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return http.ErrServerClosed
 		}
 		s.conns[fc] = struct{}{}
+		s.open.Add(1)
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(fc)
@@ -239,6 +255,7 @@ func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.open.Add(-1)
 	s.wg.Done()
 }
 
@@ -299,6 +316,9 @@ func (s *Server) serveConn(c *conn) {
 			}
 			end += n
 			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					s.timedOut.Add(1)
+				}
 				c.Close()
 				return
 			}
@@ -350,6 +370,7 @@ func deadline(now time.Time, d time.Duration) time.Time {
 
 // handOff gives c to the net/http server, replaying the bytes read so far.
 func (s *Server) handOff(c net.Conn, read []byte) {
+	s.handedOff.Add(1)
 	c.SetDeadline(time.Time{})
 	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), read...)}
 	select {

@@ -334,6 +334,9 @@ func TestIdleConnectionsTimeOut(t *testing.T) {
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("idle connection closed after %s", d)
 		}
+		if st := ts.srv.Stats(); st.TimedOut != 1 {
+			t.Errorf("stats %+v: want 1 timed out", st)
+		}
 	})
 }
 
@@ -492,6 +495,14 @@ func TestWaitingAnswersLeaveTheConnectionInOrder(t *testing.T) {
 		}
 		if ts.waited.Load() != 1 {
 			t.Errorf("waited answered %d times, want 1", ts.waited.Load())
+		}
+		st := ts.srv.Stats()
+		wantWaited := int64(0)
+		if loops > 0 {
+			wantWaited = 1 // /waited; /other went to Respond too, which declined it
+		}
+		if st.Waited != wantWaited || st.HandedOff != 1 {
+			t.Errorf("stats %+v: want %d waited, 1 handed off", st, wantWaited)
 		}
 	})
 }

@@ -319,6 +319,7 @@ func (l *loop) add(fd int) {
 		return
 	}
 	l.live++
+	l.s.open.Add(1)
 	c.deadline = deadline(time.Now(), firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout, l.s.HTTP.IdleTimeout))
 	l.service(c, unix.EPOLLIN) // bytes may have arrived before registration
 }
@@ -484,6 +485,7 @@ func (l *loop) complete(cp *completion) {
 		l.handOff(c)
 		return
 	}
+	l.s.waited.Add(1)
 	c.start += cp.headLen
 	l.startResponse(c, cp.head, cp.resp, cp.began)
 	l.service(c, unix.EPOLLIN)
@@ -592,6 +594,7 @@ func (l *loop) finish(c *lconn, err error) {
 func (l *loop) sweep(now time.Time) {
 	for _, c := range l.slots {
 		if c != nil && !c.busy && !c.deadline.IsZero() && now.After(c.deadline) {
+			l.s.timedOut.Add(1)
 			l.closeConn(c, errTimeout)
 		}
 	}
@@ -619,6 +622,7 @@ func (l *loop) detach(c *lconn) {
 	l.slots[c.id] = nil
 	l.free = append(l.free, c.id)
 	l.live--
+	l.s.open.Add(-1)
 }
 
 // handOff gives c, with the bytes it has buffered, to net/http.
