@@ -368,11 +368,12 @@ func deadline(now time.Time, d time.Duration) time.Time {
 	return now.Add(d)
 }
 
-// handOff gives c to the net/http server, replaying the bytes read so far.
+// handOff gives c to the net/http server, replaying the bytes read so far;
+// read becomes the hand-off's (callers are done with it).
 func (s *Server) handOff(c net.Conn, read []byte) {
 	s.handedOff.Add(1)
 	c.SetDeadline(time.Time{})
-	pc := &prefixConn{Conn: c, prefix: append([]byte(nil), read...)}
+	pc := &prefixConn{Conn: c, prefix: read}
 	select {
 	case s.handoff.conns <- pc:
 	case <-s.handoff.done:

@@ -196,12 +196,8 @@ func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServ
 // exchange writes raw on one connection and reads n responses.
 func exchange(t *testing.T, addr, raw string, n int, methods ...string) []*http.Response {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dial(t, addr, 10*time.Second)
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		t.Fatal(err)
 	}
@@ -225,6 +221,21 @@ func exchange(t *testing.T, addr, raw string, n int, methods ...string) []*http.
 		out = append(out, resp)
 	}
 	return out
+}
+
+// dial connects to addr, closing the connection when the test ends at the
+// latest, with a deadline for all its I/O (none when within is zero).
+func dial(t testing.TB, addr string, within time.Duration) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if within > 0 {
+		c.SetDeadline(time.Now().Add(within))
+	}
+	return c
 }
 
 // readOne reads one whole response.
@@ -318,11 +329,7 @@ func TestHandOffKeepsTheBytesAndTheConnection(t *testing.T) {
 func TestIdleConnectionsTimeOut(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, func(h *http.Server) { h.IdleTimeout = 200 * time.Millisecond })
-		c, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, ts.addr, 0)
 		io.WriteString(c, get("/small"))
 		br := bufio.NewReader(c)
 		readOne(t, br)
@@ -343,11 +350,7 @@ func TestIdleConnectionsTimeOut(t *testing.T) {
 func TestSlowHeadTimesOut(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, func(h *http.Server) { h.ReadHeaderTimeout = 200 * time.Millisecond })
-		c, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, ts.addr, 0)
 		io.WriteString(c, "GET /small HTTP/1.1\r\n") // and never the rest
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -359,11 +362,7 @@ func TestSlowHeadTimesOut(t *testing.T) {
 func TestShutdownFinishesInFlightAndClosesIdle(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, nil)
-		idle, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer idle.Close()
+		idle := dial(t, ts.addr, 0)
 		io.WriteString(idle, get("/small"))
 		ibr := bufio.NewReader(idle)
 		readOne(t, ibr)
@@ -419,11 +418,7 @@ func benchmarkRoundTrips(b *testing.B, path string, size int) {
 
 func benchmarkRoundTripsIn(b *testing.B, loops int, path string, size int) {
 	ts := startTestServer(b, loops, nil)
-	c, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := dial(b, ts.addr, 0)
 	req := []byte(get(path))
 	br := bufio.NewReaderSize(c, 64<<10)
 	b.SetBytes(int64(size))
@@ -453,11 +448,7 @@ func TestResponderPanicCostsOnlyItsConnection(t *testing.T) {
 		ts := startTestServer(t, loops, func(h *http.Server) {
 			h.ErrorLog = log.New(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logged.Write(p) }), "", 0)
 		})
-		c, err := net.Dial("tcp", ts.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, ts.addr, 0)
 		io.WriteString(c, get("/panic"))
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
@@ -551,12 +542,7 @@ func TestAWaitingAnswerDoesNotHoldUpTheLoop(t *testing.T) {
 func TestASlowReaderGetsEveryByte(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, nil)
-		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c := dial(t, ts.addr, 20*time.Second)
 		// 40 large answers (13 MB) pipelined, far more than the socket
 		// buffers hold: the front must stop and resume many times.
 		const n = 40
@@ -582,11 +568,7 @@ func TestASlowReaderGetsEveryByte(t *testing.T) {
 func TestAReaderThatStopsIsCutOffByTheWriteTimeout(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, func(h *http.Server) { h.WriteTimeout = 300 * time.Millisecond })
-		c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
+		c := dial(t, ts.addr, 0)
 		var raw strings.Builder
 		for range 100 { // 32 MB: more than loopback buffers take
 			raw.WriteString(get("/big"))
@@ -603,12 +585,7 @@ func TestAReaderThatStopsIsCutOffByTheWriteTimeout(t *testing.T) {
 
 func TestShutdownWaitsForAWaitingAnswer(t *testing.T) {
 	ts := startTestServer(t, 1, nil)
-	c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c := dial(t, ts.addr, 10*time.Second)
 	io.WriteString(c, get("/block"))
 	// /block is waiting once the loop has given it to a goroutine; an
 	// answer on another connection shows the loop got that far.
@@ -673,11 +650,7 @@ func TestSplitPipelinesAnswerInOrder(t *testing.T) {
 				raw.WriteString(k.raw(pad))
 				wants = append(wants, k.w)
 			}
-			c, err := net.DialTimeout("tcp", ts.addr, 2*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c := dial(t, ts.addr, 20*time.Second)
 			cuts := rand.New(rand.NewPCG(rng.Uint64(), 0)) // the writer's own
 			go func() {
 				b := raw.String()

@@ -40,7 +40,7 @@ type loop struct {
 	wake int // eventfd: inbox has work, or the server is stopping
 
 	mu       sync.Mutex
-	inbox    []int         // accepted sockets to adopt
+	inbox    []accepted    // sockets to adopt
 	finished []*completion // responses computed off the loop
 	exited   bool
 
@@ -80,6 +80,13 @@ type lconn struct {
 	done      func(sent int64, elapsed time.Duration, err error)
 
 	deadline time.Time // zero: none
+}
+
+// accepted is a socket the accept loop gives a loop, with the peer's
+// address its Go connection already knew.
+type accepted struct {
+	fd     int
+	remote string
 }
 
 // completion is a response computed by a goroutine for a loop's connection.
@@ -156,6 +163,7 @@ func (s *Server) adopt(c net.Conn) bool {
 		unix.Close(fd)
 		return false
 	}
+	remote := tc.RemoteAddr().String()
 	tc.Close() // the socket lives on in fd
 	s.next++
 	l := s.loops[s.next%uint64(len(s.loops))]
@@ -165,7 +173,7 @@ func (s *Server) adopt(c net.Conn) bool {
 		unix.Close(fd)
 		return true
 	}
-	l.inbox = append(l.inbox, fd)
+	l.inbox = append(l.inbox, accepted{fd: fd, remote: remote})
 	l.signal()
 	l.mu.Unlock()
 	return true
@@ -266,8 +274,8 @@ func sweepInterval(s *Server) time.Duration {
 // left in flight).
 func (l *loop) takeInbox() bool {
 	inbox, finished := l.take(false)
-	for _, fd := range inbox {
-		l.add(fd)
+	for _, a := range inbox {
+		l.add(a)
 	}
 	for _, cp := range finished {
 		l.complete(cp)
@@ -298,12 +306,13 @@ func (l *loop) takeInbox() bool {
 	return false
 }
 
-func (l *loop) add(fd int) {
+func (l *loop) add(a accepted) {
+	fd := a.fd
 	if l.s.shutting.Load() {
 		unix.Close(fd)
 		return
 	}
-	c := &lconn{fd: fd, remote: remoteAddr(fd)}
+	c := &lconn{fd: fd, remote: a.remote}
 	if k := len(l.free); k > 0 {
 		c.id, l.free = l.free[k-1], l.free[:k-1]
 		l.slots[c.id] = c
@@ -322,20 +331,6 @@ func (l *loop) add(fd int) {
 	l.s.open.Add(1)
 	c.deadline = deadline(time.Now(), firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout, l.s.HTTP.IdleTimeout))
 	l.service(c, unix.EPOLLIN) // bytes may have arrived before registration
-}
-
-func remoteAddr(fd int) string {
-	sa, err := unix.Getpeername(fd)
-	if err != nil {
-		return "unknown"
-	}
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	case *unix.SockaddrInet6:
-		return (&net.TCPAddr{IP: a.Addr[:], Port: a.Port}).String()
-	}
-	return "unknown"
 }
 
 // idle reports a connection between requests, which shutdown may close.
@@ -641,7 +636,7 @@ func (l *loop) handOff(c *lconn) {
 }
 
 // take empties the inbox; with exit set no more arrives after.
-func (l *loop) take(exit bool) (inbox []int, finished []*completion) {
+func (l *loop) take(exit bool) (inbox []accepted, finished []*completion) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	inbox, finished = l.inbox, l.finished
@@ -658,8 +653,8 @@ func (l *loop) closeAll() {
 		}
 	}
 	inbox, finished := l.take(true)
-	for _, fd := range inbox {
-		unix.Close(fd)
+	for _, a := range inbox {
+		unix.Close(a.fd)
 	}
 	for _, cp := range finished {
 		if cp.resp.File != nil {
