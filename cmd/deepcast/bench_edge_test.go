@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/origin"
 )
@@ -124,7 +123,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 			}
 		}
 	}
-	tuneGC(fastpath.DefaultLoops())
+	tuneGC()
 	log := discard()
 	osrv, err := origin.New(origin.Config{Library: lib, Logger: log})
 	if err != nil {

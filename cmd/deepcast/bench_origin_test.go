@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/origin"
 )
@@ -54,7 +53,7 @@ func TestBenchOriginVsNginx(t *testing.T) {
 	if os.Getenv("DEEPCAST_BENCH") == "" {
 		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
 	}
-	tuneGC(fastpath.DefaultLoops())
+	tuneGC()
 	lib, a := benchLibrary(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv, err := origin.New(origin.Config{Library: lib, Logger: log, AccessLog: false})

@@ -108,7 +108,7 @@ func TestBenchRouterDNSVsNSD(t *testing.T) {
 	if _, err := exec.LookPath("dnsperf"); err != nil {
 		t.Skip("dnsperf not installed (make bench installs it)")
 	}
-	tuneGC(0)
+	tuneGC()
 	var yaml strings.Builder
 	yaml.WriteString("edges:\n")
 	for i, sub := range []string{"10.1.0.0/16", "10.2.0.0/16", "", ""} {

@@ -17,7 +17,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
@@ -68,7 +67,7 @@ func listenPreferred(addr string) (net.Listener, error) {
 }
 
 func runDemo(ctx context.Context, o demoOptions) error {
-	tuneGC(fastpath.DefaultLoops())
+	tuneGC()
 	log := slog.Default()
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err

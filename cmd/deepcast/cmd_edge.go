@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/web"
 )
@@ -92,7 +91,7 @@ func edgeCommand() command {
 // of -mem plus working room makes the collector return them in time, while
 // a high GOGC keeps it idle while the cache is not full.
 func tuneEdgeMemory(cache int64) {
-	tuneGC(fastpath.DefaultLoops())
+	tuneGC()
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cache + 40<<20)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
 )
@@ -29,7 +28,7 @@ func originCommand() command {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR is required: %w", errUsage)
 				}
-				tuneGC(fastpath.DefaultLoops())
+				tuneGC()
 				log := slog.Default().With("node", "origin")
 				ln, err := listen(*addr)
 				if err != nil {

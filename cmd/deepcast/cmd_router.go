@@ -44,7 +44,7 @@ func routerCommand() command {
 					ln.Close()
 					return err
 				}
-				tuneGC(0)
+				tuneGC()
 				return runRouter(ctx, r, ln, *dnsAddr, log)
 			}
 		},

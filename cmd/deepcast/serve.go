@@ -37,21 +37,18 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // tuneGC trades memory for CPU in the servers: a server's live heap is
 // small (metadata, buffers) while its allocation rate is high, so the
-// default GOGC=100 spends CPU collecting little. It also runs more Ps
+// default GOGC=100 spends CPU collecting little. It also runs one more P
 // than there are CPUs. With goroutines per connection one spare P kept
 // ready goroutines running while others sat in write(2) (on loopback the
-// kernel does the receiver's work inline too): p99 under load -40%. With
-// the fast path's event loops, each busy loop holds a P, so the loops get
-// theirs on top of the CPUs and one coming back from epoll_wait never
-// queues for a P behind responders' goroutines, net/http or the GC: loops
-// is how many the process runs (0 for servers without the fast path).
+// kernel does the receiver's work inline too): p99 under load -40%. The
+// fast path's event loops add a P each on top of this while they run.
 // Explicit GOGC and GOMAXPROCS settings win.
-func tuneGC(loops int) {
+func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(800)
 	}
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.NumCPU() + max(1, loops))
+		runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 	}
 }
 

@@ -5,6 +5,7 @@ package fastpath
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -49,5 +50,28 @@ func TestAnExitedLoopWritesNothing(t *testing.T) {
 	l.wakeUp()
 	if st, err := reused.Stat(); err != nil || st.Size() != 0 {
 		t.Fatalf("a file that took the exited loop's eventfd number got %d bytes (%v)", st.Size(), err)
+	}
+}
+
+// TestLoopsBringTheirOwnPs: a busy loop waits in a raw system call and so
+// holds its P; the server adds a P per loop while the loops run and gives
+// them back when they exit, so the rest of the program keeps the Ps it had.
+func TestLoopsBringTheirOwnPs(t *testing.T) {
+	before := runtime.GOMAXPROCS(0)
+	ts := startTestServer(t, 3, nil)
+	exchange(t, ts.addr, get("/small"), 1) // the loops are running
+	if got := runtime.GOMAXPROCS(0); got != before+3 {
+		t.Fatalf("GOMAXPROCS with 3 loops running = %d, want %d", got, before+3)
+	}
+	ts.srv.Close()
+	select {
+	case err := <-ts.done:
+		ts.done <- err // for the cleanup
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	ts.srv.wg.Wait()
+	if got := runtime.GOMAXPROCS(0); got != before {
+		t.Fatalf("GOMAXPROCS after the loops exited = %d, want %d", got, before)
 	}
 }
