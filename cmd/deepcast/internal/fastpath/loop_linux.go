@@ -271,19 +271,21 @@ func (l *loop) run() {
 	}
 }
 
-// wait waits up to ms milliseconds (-1: for ever) for the loop's events. A busy loop
-// (one that had events last time) waits with a raw system call, so the
-// runtime sees its P running rather than in a system call. Why: the loop
-// goroutine never reschedules, so the runtime's monitor (sysmon) takes its
-// P away whenever it finds it in a system call 10 ms after the last
-// schedule, and every such take keeps the monitor polling every 20 µs for
-// a while. With 1 MiB answers those polls were two thirds of the edge's
-// context switches (perf record -e context-switches): 27-32k per 5 s
-// against Varnish's 16k. With raw waits and raw socket I/O it is 12-13k.
+// wait waits up to ms milliseconds (-1: for ever) for the loop's events.
+// A busy loop (one that had events last time) waits with a raw system
+// call, so the runtime sees its P running rather than in a system call.
+// Why: the loop goroutine never reschedules, so the runtime's monitor
+// (sysmon) takes its P away whenever it finds it in a system call 10 ms
+// after the last schedule, and every such take keeps the monitor polling
+// every 20 µs for a while. With 1 MiB answers those polls were two thirds
+// of the edge's context switches (perf record -e context-switches): 27-32k
+// per 5 s against Varnish's 16k; with raw waits and raw socket I/O, 10-13k.
 // An idle loop waits through the scheduler, so that an idle server lets
-// its Ps go and the monitor sleep; a raw wait that lasts is cut short by
+// its Ps go and the monitor sleep. A raw wait that lasts is cut short by
 // the runtime's preemption signal (EINTR), so the garbage collector never
-// waits on it for long.
+// waits on it for long; with GODEBUG=asyncpreemptoff=1 there is no such
+// signal and a stop-the-world may wait out the wait, at most a sweep
+// interval.
 func (l *loop) wait(ms int, busy bool) (int, error) {
 	if !busy || ms < 0 {
 		return unix.EpollWait(l.ep, l.events, ms)
