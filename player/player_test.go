@@ -342,6 +342,9 @@ func TestParseTraceAndVideoErrors(t *testing.T) {
 		"decreasing":  "0 1\n5 1\n3 1\n",
 		"all zero":    "0 0\n1 0\n2 0\n",
 		"too short":   "0 1\n",
+		"NaN time":    "NaN 1\n1 1\n2 1\n",
+		"NaN rate":    "0 1\n1 nan\n2 1\n",
+		"Inf rate":    "0 1\n1 +Inf\n2 1\n",
 	}
 	for name, in := range bad {
 		if _, err := ParseTrace(strings.NewReader(in), name); err == nil {
@@ -357,6 +360,8 @@ func TestParseTraceAndVideoErrors(t *testing.T) {
 		"columns":        "chunk,300kbps,750kbps\n1,2\n",
 		"decreasing":     "chunk,750kbps,300kbps\n1,2,3\n",
 		"empty":          "chunk,300kbps\n",
+		"NaN rate":       "chunk,NaNkbps\n1,2\n",
+		"Inf rate":       "chunk,300kbps,infkbps\n1,2,3\n",
 	}
 	for name, in := range badVideo {
 		if _, err := ParseVideoCSV(strings.NewReader(in), name, 4*time.Second); err == nil {
@@ -372,6 +377,12 @@ func FuzzParseTrace(f *testing.F) {
 		tr, err := ParseTrace(strings.NewReader(s), "fuzz")
 		if err != nil {
 			return
+		}
+		for i := range tr.Time {
+			if !(tr.Time[i] >= 0 && tr.Mbps[i] >= 0) || math.IsInf(tr.Time[i], 0) || math.IsInf(tr.Mbps[i], 0) ||
+				(i > 0 && !(tr.Time[i] > tr.Time[i-1])) {
+				t.Fatalf("sample %d: time %g, %g Mbit/s", i, tr.Time[i], tr.Mbps[i])
+			}
 		}
 		link := NewTraceLink(tr, 0.95, 0)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -389,6 +400,11 @@ func FuzzParseVideoCSV(f *testing.F) {
 		v, err := ParseVideoCSV(strings.NewReader(s), "fuzz", 4*time.Second)
 		if err != nil {
 			return
+		}
+		for i, b := range v.Bitrates {
+			if !(b > 0) || math.IsInf(b, 0) || (i > 0 && !(b > v.Bitrates[i-1])) {
+				t.Fatalf("bitrate %d: %g", i, b)
+			}
 		}
 		for _, row := range v.Sizes {
 			if len(row) != len(v.Bitrates) {

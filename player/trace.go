@@ -35,7 +35,8 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 		}
 		ts, err1 := strconv.ParseFloat(f[0], 64)
 		bw, err2 := strconv.ParseFloat(f[1], 64)
-		if err1 != nil || err2 != nil || ts < 0 || bw < 0 || bw > 1e6 || ts > 1e8 {
+		// Written so that NaN fails too: every comparison with NaN is false.
+		if err1 != nil || err2 != nil || !(ts >= 0 && ts <= 1e8 && bw >= 0 && bw <= 1e6) {
 			return nil, fmt.Errorf("trace %s line %d: %q is not a time and a non-negative rate", name, line, sc.Text())
 		}
 		if n := len(t.Time); n > 0 && ts <= t.Time[n-1] {

@@ -65,7 +65,7 @@ func ParseVideoCSV(r io.Reader, name string, chunkDur time.Duration) (*Video, er
 			}
 			for _, c := range cols[1:] {
 				kbps, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(strings.ToLower(c)), "kbps"), 64)
-				if err != nil || kbps <= 0 {
+				if err != nil || !(kbps > 0 && kbps <= 1e7) { // NaN fails too
 					return nil, fmt.Errorf("video %s line %d: column %q is not a bitrate like 300kbps", name, line, c)
 				}
 				if len(v.Bitrates) > 0 && kbps <= v.Bitrates[len(v.Bitrates)-1] {

@@ -66,7 +66,8 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v < 0 || v*float64(mult) > 1<<62 {
+	// Written so that NaN fails too: every comparison with NaN is false.
+	if err != nil || !(v >= 0 && v*float64(mult) <= 1<<62) {
 		return 0, fmt.Errorf("size %q: want a number with an optional unit such as 256MiB", s)
 	}
 	return int64(v * float64(mult)), nil

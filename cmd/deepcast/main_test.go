@@ -71,7 +71,7 @@ func TestParseBytes(t *testing.T) {
 			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "lots", "-1MiB", "1e30GiB"} {
+	for _, in := range []string{"", "lots", "-1MiB", "1e30GiB", "NaN", "nan MiB", "Inf", "-inf"} {
 		if _, err := parseBytes(in); err == nil {
 			t.Errorf("parseBytes(%q): want an error", in)
 		}
