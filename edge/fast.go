@@ -52,17 +52,19 @@ func (n *Node) answerPlain(head bool, path, remote string, hitsOnly bool) (FastR
 	var o *object
 	tier := "memory"
 	if hitsOnly {
-		if o, ok = n.mem.get(key); !ok || !o.fresh(time.Now()) {
-			return FastResponse{}, false
-		}
+		o, _ = n.mem.get(key)
 	} else {
 		o, tier = n.lookup(key)
 	}
-	if head {
-		method = http.MethodHead
+	if hitsOnly || head {
+		// Only fresh hits: a miss or a revalidation waits, and a HEAD of
+		// one is net/http's (it must not fetch the body).
 		if o == nil || !o.fresh(time.Now()) {
 			return FastResponse{}, false
 		}
+	}
+	if head {
+		method = http.MethodHead
 	}
 	out := n.resolveFound(nil, p, key, path, o, tier)
 	var fr FastResponse

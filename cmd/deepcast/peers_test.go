@@ -170,12 +170,9 @@ func medianResult(rs []wrkResult) wrkResult {
 		slices.Sort(v)
 		return v[len(v)/2]
 	}
-	errs := 0
+	errs, lo, hi := 0, rs[0].P99, rs[0].P99
 	for _, r := range rs {
 		errs += r.Errors
-	}
-	lo, hi := rs[0].P99, rs[0].P99
-	for _, r := range rs {
 		lo, hi = min(lo, r.P99), max(hi, r.P99)
 	}
 	return wrkResult{

@@ -49,6 +49,14 @@ type Response struct {
 	Done func(sent int64, elapsed time.Duration, err error)
 }
 
+// size is the body's length: Body's, or Size bytes of File.
+func (r Response) size() int64 {
+	if r.Body == nil && r.File != nil {
+		return r.Size
+	}
+	return int64(len(r.Body))
+}
+
 // Responder answers a plain GET (or HEAD when head is set) of path, which
 // holds only unreserved characters and slashes, from the client at remote.
 // It reports false to let net/http answer instead; it must then have had
@@ -312,7 +320,7 @@ func (s *Server) serveConn(c *conn) {
 					return
 				}
 				idle = false
-				c.SetReadDeadline(deadline(time.Now(), firstPositive(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout)))
+				c.SetReadDeadline(s.headDeadline(time.Now()))
 			}
 			end += n
 			if err != nil {
@@ -359,6 +367,11 @@ func firstPositive(ds ...time.Duration) time.Duration {
 	return 0
 }
 
+// headDeadline is when a request head begun at now must be complete.
+func (s *Server) headDeadline(now time.Time) time.Time {
+	return deadline(now, firstPositive(s.HTTP.ReadHeaderTimeout, s.HTTP.ReadTimeout))
+}
+
 // deadline is now+d, or no deadline for d <= 0. Callers pass the time they
 // already read: time.Now was 4% of the front's CPU when read per use.
 func deadline(now time.Time, d time.Duration) time.Time {
@@ -387,9 +400,8 @@ func (s *Server) handOff(c net.Conn, read []byte) {
 // corked so the head and the file's first bytes share segments. (Corking
 // writev too was measured: no gain in throughput and a longer latency tail.)
 func writeResponse(c net.Conn, scratch []byte, head bool, resp Response, now time.Time) ([]byte, int64, error) {
-	size := int64(len(resp.Body))
-	if resp.Body == nil && resp.File != nil {
-		size = resp.Size
+	size := resp.size()
+	if resp.File != nil {
 		defer resp.File.Close()
 	}
 	b := appendHead(scratch[:0], resp, size, now)

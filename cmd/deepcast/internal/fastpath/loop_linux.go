@@ -290,12 +290,8 @@ func (l *loop) wait(ms int, busy bool) (int, error) {
 	if !busy || ms < 0 {
 		return unix.EpollWait(l.ep, l.events, ms)
 	}
-	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])),
-		uintptr(len(l.events)), uintptr(ms), 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	return rawResult(unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])),
+		uintptr(len(l.events)), uintptr(ms), 0, 0))
 }
 
 // procsMu serialises addProcs.
@@ -400,13 +396,14 @@ func (l *loop) service(c *lconn, events uint32) {
 			l.closeConn(c, errors.New("panic"))
 		}
 	}()
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if readable {
 		c.drained = false
 	}
 	if c.closed || c.busy {
 		return
 	}
-	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) == 0 && !c.writing {
+	if !readable && !c.writing {
 		return // the socket became writable with nothing to write
 	}
 	for budget := fairBudget; ; {
@@ -444,7 +441,8 @@ func (l *loop) service(c *lconn, events uint32) {
 }
 
 // read reads what the socket has; it reports false when nothing came
-// (EAGAIN: the next edge brings us back) or the connection ended.
+// (EAGAIN, or drained by the last read: the next edge brings us back) or
+// the connection ended.
 func (l *loop) read(c *lconn) bool {
 	if c.drained {
 		if c.start == c.end {
@@ -480,7 +478,7 @@ func (l *loop) read(c *lconn) bool {
 		if c.start == c.end {
 			// The first bytes of a request: the idle deadline gives way
 			// to the head's.
-			c.deadline = deadline(time.Now(), firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout))
+			c.deadline = l.s.headDeadline(time.Now())
 		}
 		c.drained = n < len(c.buf)-c.end
 		c.end += n
@@ -551,10 +549,7 @@ func (l *loop) complete(cp *completion) {
 
 // startResponse lays out resp for flush.
 func (l *loop) startResponse(c *lconn, head bool, resp Response, began time.Time) {
-	size := int64(len(resp.Body))
-	if resp.Body == nil && resp.File != nil {
-		size = resp.Size
-	}
+	size := resp.size()
 	c.out = appendHead(c.out[:0], resp, size, began)
 	c.headBytes = int64(len(c.out))
 	c.outOff, c.written = 0, 0
@@ -640,7 +635,7 @@ func (l *loop) finish(c *lconn, err error) {
 		if c.start == c.end {
 			c.deadline = deadline(now, l.s.HTTP.IdleTimeout)
 		} else {
-			c.deadline = deadline(now, firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout))
+			c.deadline = l.s.headDeadline(now)
 		}
 	}
 	if done != nil {
@@ -668,7 +663,6 @@ func (l *loop) closeConn(c *lconn, err error) {
 		err = net.ErrClosed
 	}
 	l.finish(c, err)
-	c.closed = true
 	unix.Close(c.fd) // also takes it out of the epoll set
 	l.detach(c)
 }
@@ -765,11 +759,7 @@ func writev(fd int, a, b []byte) (int, error) {
 	iov := [2]unix.Iovec{{Base: &a[0]}, {Base: &b[0]}}
 	iov[0].SetLen(len(a))
 	iov[1].SetLen(len(b))
-	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2)
-	if e != 0 {
-		return 0, e
-	}
-	return int(n), nil
+	return rawResult(unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), 2))
 }
 
 // Socket reads and writes on a loop are raw system calls, for the reason
@@ -779,18 +769,19 @@ func writev(fd int, a, b []byte) (int, error) {
 
 // rawRead is read(2) on a non-blocking socket.
 func rawRead(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
+	return rawResult(unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
 }
 
 // rawWrite is write(2) on a non-blocking socket.
 func rawWrite(fd int, p []byte) (int, error) {
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return rawResult(unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p))))
+}
+
+// rawResult turns a raw system call's return into a count and an error
+// (0 with the error when it failed).
+func rawResult(n, _ uintptr, e unix.Errno) (int, error) {
 	if e != 0 {
-		return -1, e
+		return 0, e
 	}
 	return int(n), nil
 }
