@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -366,24 +368,26 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	t.Cleanup(o.Close)
 	ots := httptest.NewServer(o)
 	t.Cleanup(ots.Close)
-	// Two edges in front of the origin; the page itself comes from B, which stays up.
-	mk := func(name string) (*edge.Node, *httptest.Server) {
+	// Two edges in front of the origin; the page itself comes from B, which
+	// stays up and runs behind serve(), as deepcast edge does. A runs on
+	// httptest so that it can die abruptly, connections and all.
+	mk := func(name string) *edge.Node {
 		n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: name, Upstreams: []string{ots.URL}, MemBytes: 64 << 20, Logger: discard(),
 			Web: web.Handler(web.Config{Self: name, ModulesDir: modules, Logger: discard()})})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(n.Close)
-		ts := httptest.NewServer(n)
-		t.Cleanup(ts.Close)
-		return n, ts
+		return n
 	}
-	_, a := mk("edge-a")
-	_, b := mk("edge-b")
+	a := httptest.NewServer(mk("edge-a"))
+	t.Cleanup(a.Close)
+	nodeB := mk("edge-b")
+	bURL := serveLoopback(t, nodeB)
 	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
   - {name: edge-a, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
   - {name: edge-b, url: %s, addresses: [127.0.0.3], profile: bring-home}
-`, a.URL, b.URL)))
+`, a.URL, bURL)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +403,7 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 
 	bctx := browser(t)
 	mpd := rts.URL + "/vod/clip/manifest.mpd?route=steering"
-	if err := chromedp.Do(bctx, chromedp.Navigate(b.URL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(bURL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
 		t.Fatal(err)
 	}
 	servedBy := func() []string {
@@ -427,6 +431,26 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	}
 	if maxStall > 2 {
 		t.Errorf("a stall of %.1f s while moving to edge B", maxStall)
+	}
+	// B ran behind serve()'s front. Our page has dash.js send CMCD in the
+	// query, and the cache acts on it, so the front hands those
+	// connections to net/http whole: playing through B exercised the
+	// hand-off with a real browser, and none of its segments were answered
+	// by the event loops.
+	resp, err := http.Get(bURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	front := map[string]int{}
+	for l := range strings.Lines(string(body)) {
+		if name, v, ok := strings.Cut(strings.TrimSpace(l), " "); ok && strings.HasPrefix(name, "deepcast_fastpath_") {
+			front[name], _ = strconv.Atoi(v)
+		}
+	}
+	if front["deepcast_fastpath_handoffs_total"] == 0 || front["deepcast_fastpath_waited_total"] != 0 {
+		t.Errorf("edge B's front: want dash.js's CMCD-carrying connections handed to net/http, none answered by a loop:\n%s", fastLines(string(body)))
 	}
 	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
 }
