@@ -747,10 +747,10 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	const p = "/vod/a/v/1.m4s"
 	want := segmentBytes(p, o.size)
 	before := n.Stats()
-	if _, ok := n.AnswerHit(false, p, "127.0.0.1:1"); ok || o.count(p) != 0 || !reflect.DeepEqual(n.Stats(), before) {
+	if _, ok := n.AnswerHit(false, p, "", "127.0.0.1:1"); ok || o.count(p) != 0 || !reflect.DeepEqual(n.Stats(), before) {
 		t.Fatalf("AnswerHit of a miss: ok=%v, %d upstream requests, stats %+v -> %+v; want a decline with no effect", ok, o.count(p), before, n.Stats())
 	}
-	miss, ok := n.AnswerPlain(false, p, "127.0.0.1:1")
+	miss, ok := n.AnswerPlain(false, p, "", "127.0.0.1:1")
 	if !ok || miss.Status != 200 || !bytes.Equal(miss.Body, want) || !strings.Contains(string(miss.Header), "Cache-Status: deep-f; fwd=uri-miss") {
 		t.Fatalf("miss: ok=%v status %d\n%s", ok, miss.Status, miss.Header)
 	}
@@ -758,7 +758,7 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 		t.Errorf("miss header block carries Content-Length:\n%s", miss.Header)
 	}
 	hits := n.Stats().Hits
-	hit, ok := n.AnswerPlain(false, p, "127.0.0.1:1")
+	hit, ok := n.AnswerPlain(false, p, "", "127.0.0.1:1")
 	if !ok || hit.Status != 200 || !bytes.Equal(hit.Body, want) {
 		t.Fatalf("hit: ok=%v status %d", ok, hit.Status)
 	}
@@ -794,25 +794,63 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(wantHdr) || !bytes.Equal(rec.Body.Bytes(), want) {
 		t.Errorf("hit headers:\n fast     %v\n net/http %v", got, wantHdr)
 	}
-	if _, ok := n.AnswerPlain(true, p, "x"); !ok {
+	if _, ok := n.AnswerPlain(true, p, "", "x"); !ok {
 		t.Error("HEAD of a fresh hit declined")
 	}
-	if h, ok := n.AnswerHit(false, p, "x"); !ok || h.Status != 200 || &h.Body[0] != &hit.Body[0] || !strings.Contains(string(h.Header), "Cache-Status: deep-f; hit") {
+	if h, ok := n.AnswerHit(false, p, "", "x"); !ok || h.Status != 200 || &h.Body[0] != &hit.Body[0] || !strings.Contains(string(h.Header), "Cache-Status: deep-f; hit") {
 		t.Errorf("AnswerHit of a fresh hit: ok=%v, status %d\n%s", ok, h.Status, h.Header)
 	}
-	if _, ok := n.AnswerHit(true, "/vod/a/v/3.m4s", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
+	if _, ok := n.AnswerHit(true, "/vod/a/v/3.m4s", "", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
 		t.Error("AnswerHit must decline a HEAD miss without fetching")
 	}
-	if _, ok := n.AnswerPlain(true, "/vod/a/v/3.m4s", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
+	if _, ok := n.AnswerPlain(true, "/vod/a/v/3.m4s", "", "x"); ok || o.count("/vod/a/v/3.m4s") != 0 {
 		t.Error("HEAD miss: the fast path must decline without fetching")
 	}
 	for _, bad := range []string{"/api/stats", "/vod/a/v/0.m4s", "/vod/../x.m4s", "/"} {
-		if _, ok := n.AnswerPlain(false, bad, "x"); ok {
+		if _, ok := n.AnswerPlain(false, bad, "", "x"); ok {
 			t.Errorf("%s: the fast path answered", bad)
 		}
 	}
 	o.stop()
-	if r, ok := n.AnswerPlain(false, "/vod/a/v/4.m4s", "x"); !ok || r.Status != http.StatusBadGateway && r.Status != http.StatusGatewayTimeout {
+	if r, ok := n.AnswerPlain(false, "/vod/a/v/4.m4s", "", "x"); !ok || r.Status != http.StatusBadGateway && r.Status != http.StatusGatewayTimeout {
 		t.Errorf("dead origin, uncached object: ok=%v status %d", ok, r.Status)
+	}
+}
+
+// TestAnswerPlainKeysQueriesLikeServeHTTP: the fast path builds the cache
+// key from the query as ServeHTTP does, so the two share objects: only the
+// allow-listed parameter makes a new key, CMCD and junk do not.
+func TestAnswerPlainKeysQueriesLikeServeHTTP(t *testing.T) {
+	o := newFakeOrigin(t)
+	n, _ := newNode(t, Config{Name: "deep-q", Upstreams: []string{o.url()}, Prefetch: noPrefetch(), QueryAllow: []string{"v"}})
+	const p = "/vod/a/v/2.m4s"
+	for i, tc := range []struct {
+		fast          bool
+		query         string
+		wantUpstreams int // upstream requests for p so far
+	}{
+		{true, "v=1&CMCD=bl%3D100", 1},
+		{false, "CMCD=bl%3D200&v=1", 1}, // the same key from net/http
+		{true, "v=1&x=junk", 1},
+		{true, "v=2", 2},
+		{true, "CMCD=bl%3D300", 3}, // no v: the bare path's key
+		{false, "", 3},
+		{true, "", 3},
+	} {
+		if tc.fast {
+			r, ok := n.AnswerPlain(false, p, tc.query, "x")
+			if !ok || r.Status != http.StatusOK {
+				t.Fatalf("%d: fast %q: ok=%v status %d", i, tc.query, ok, r.Status)
+			}
+		} else {
+			rec := httptest.NewRecorder()
+			n.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p+"?"+tc.query, nil))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%d: net/http %q: %d", i, tc.query, rec.Code)
+			}
+		}
+		if got := o.count(p); got != tc.wantUpstreams {
+			t.Errorf("%d: after %q: %d upstream requests, want %d", i, tc.query, got, tc.wantUpstreams)
+		}
 	}
 }

@@ -23,31 +23,38 @@ type FastResponse struct {
 // count into the same series.
 const routeObjects = "/vod/*"
 
-// AnswerPlain answers a plain GET (or HEAD) of an object path with the
+// AnswerPlain answers a plain GET (or HEAD) of an object path, with query
+// the raw query ("" for none; players put CMCD there), with the
 // same status, headers and bytes ServeHTTP sends, deciding through the
 // same resolve: a fresh hit costs no allocation beyond the response's
 // bookkeeping, and a miss hands the shared cached object on without a copy
 // (a cold storm of a thousand clients shares one body). It reports false,
 // having done nothing, for paths that are not objects and for HEAD
 // requests that are not fresh hits; ServeHTTP must then answer them.
-func (n *Node) AnswerPlain(head bool, path, remote string) (FastResponse, bool) {
-	return n.answerPlain(head, path, remote, false)
+func (n *Node) AnswerPlain(head bool, path, query, remote string) (FastResponse, bool) {
+	return n.answerPlain(head, path, query, remote, false)
 }
 
 // AnswerHit is AnswerPlain for an event loop that must not wait: it
 // answers fresh hits in memory only and reports false, having done
 // nothing, for everything else (misses, stale objects, the disk tier),
 // which AnswerPlain then answers on a goroutine.
-func (n *Node) AnswerHit(head bool, path, remote string) (FastResponse, bool) {
-	return n.answerPlain(head, path, remote, true)
+func (n *Node) AnswerHit(head bool, path, query, remote string) (FastResponse, bool) {
+	return n.answerPlain(head, path, query, remote, true)
 }
 
-func (n *Node) answerPlain(head bool, path, remote string, hitsOnly bool) (FastResponse, bool) {
+func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool) (FastResponse, bool) {
 	p, ok := parseObjectPath(path)
 	if !ok {
 		return FastResponse{}, false
 	}
-	key := cacheKey(path, "", n.cfg.QueryAllow)
+	key := cacheKey(path, query, n.cfg.QueryAllow)
+	var r *http.Request // nil: a plain GET of path, which resolve needs no request for
+	if query != "" {
+		// The query (CMCD, usually) names the prefetch target (nor) and
+		// goes upstream untouched on a miss, as it does from ServeHTTP.
+		r = plainRequest(path, query)
+	}
 	method := http.MethodGet
 	var o *object
 	tier := "memory"
@@ -66,7 +73,7 @@ func (n *Node) answerPlain(head bool, path, remote string, hitsOnly bool) (FastR
 	if head {
 		method = http.MethodHead
 	}
-	out := n.resolveFound(nil, p, key, path, o, tier)
+	out := n.resolveFound(r, p, key, path, o, tier)
 	var fr FastResponse
 	if out.obj != nil {
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}

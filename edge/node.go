@@ -458,7 +458,13 @@ func orPlain(r *http.Request, path string) *http.Request {
 	if r != nil {
 		return r
 	}
-	return &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+	return plainRequest(path, "")
+}
+
+// plainRequest is a GET of path?query with no headers: what the fast path
+// answers, for the code that takes a request.
+func plainRequest(path, query string) *http.Request {
+	return &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path, RawQuery: query}, Header: http.Header{}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 }
 
 // hitStatus is the Cache-Status of a fresh hit.
@@ -550,14 +556,14 @@ var hdrBytes = []string{"bytes"}
 
 // maybePrefetch fetches the next segment of the rendition in the background
 // (enter-deep): the one CMCD's nor names, else n+1 (r is nil on the fast
-// path, whose requests carry no CMCD); never past the last
+// path for requests with no query, so no CMCD); never past the last
 // segment the origin announced; once per segment; bounded concurrency.
 func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 	if !*n.cfg.Prefetch || p.Kind != "segment" {
 		return
 	}
 	next := p.segmentPath(p.Segment + 1)
-	if r != nil { // the fast path passes none: its requests carry no CMCD
+	if r != nil { // nil: a fast-path request with no query, so no CMCD
 		if nor := cmcdNextObject(r); nor != "" {
 			if u, err := r.URL.Parse(nor); err == nil {
 				if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {

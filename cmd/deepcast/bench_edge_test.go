@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -136,16 +137,23 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 	go serve(ctx, osrv, oln, log)
 	originURL := "http://" + oln.Addr().String()
 
-	no := false
-	node, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "bench-deep", Upstreams: []string{originURL},
-		MemBytes: 2 << 30, Prefetch: &no, Logger: log})
-	if err != nil {
+	// Our node runs as its own process, as deployed and as the peers run:
+	// in the test's process it would share a runtime with the origin, the
+	// storm's 1,000 client goroutines and the test's heap.
+	bin := buildBinary(t)
+	eport := freePort(t)
+	ours := fmt.Sprintf("http://127.0.0.1:%d", eport)
+	node := exec.Command(bin, "edge", "-profile", "enter-deep", "-name", "bench-deep", "-upstream", originURL,
+		"-listen", fmt.Sprintf("127.0.0.1:%d", eport), "-mem", "2GiB", "-prefetch", "false")
+	node.Stderr = io.Discard
+	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer node.Close()
-	eln, _ := listen("127.0.0.1:0")
-	go serve(ctx, node, eln, log)
-	ours := "http://" + eln.Addr().String()
+	defer func() {
+		node.Process.Signal(os.Interrupt)
+		node.Wait()
+	}()
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", eport))
 
 	nport := freePort(t)
 	cacheDir := t.TempDir()
@@ -209,6 +217,10 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 	}
 	fmt.Printf("  cold storm (1000 clients, one fresh ~1 MiB segment), median of 3: deepcast %s, nginx %s, varnish %s (target: deepcast <= nginx)\n",
 		storms["deepcast"][1].Round(time.Millisecond), storms["nginx"][1].Round(time.Millisecond), storms["varnish"][1].Round(time.Millisecond))
-	st := node.Stats()
+	var st edge.Stats
+	if resp, err := http.Get(ours + "/api/stats"); err == nil {
+		json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+	}
 	fmt.Printf("  deepcast node: %d hits, %d misses, %d coalesced\n", st.Hits, st.Misses, st.Coalesced)
 }

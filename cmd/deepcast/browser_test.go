@@ -368,9 +368,10 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	t.Cleanup(o.Close)
 	ots := httptest.NewServer(o)
 	t.Cleanup(ots.Close)
-	// Two edges in front of the origin; the page itself comes from B, which
-	// stays up and runs behind serve(), as deepcast edge does. A runs on
-	// httptest so that it can die abruptly, connections and all.
+	// Two edges in front of the origin. B stays up and runs behind serve(),
+	// as deepcast edge does; A runs on httptest so that it can die
+	// abruptly, connections and all. The page comes from a server of its
+	// own, as a site hosts its player apart from its CDN.
 	mk := func(name string) *edge.Node {
 		n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: name, Upstreams: []string{ots.URL}, MemBytes: 64 << 20, Logger: discard(),
 			Web: web.Handler(web.Config{Self: name, ModulesDir: modules, Logger: discard()})})
@@ -400,10 +401,12 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	go rt.Run(rctx)
 	rts := httptest.NewServer(rt)
 	t.Cleanup(rts.Close)
+	page := httptest.NewServer(web.Handler(web.Config{Self: "page", ModulesDir: modules, Logger: discard()}))
+	t.Cleanup(page.Close)
 
 	bctx := browser(t)
 	mpd := rts.URL + "/vod/clip/manifest.mpd?route=steering"
-	if err := chromedp.Do(bctx, chromedp.Navigate(bURL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(page.URL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
 		t.Fatal(err)
 	}
 	servedBy := func() []string {
@@ -433,10 +436,10 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 		t.Errorf("a stall of %.1f s while moving to edge B", maxStall)
 	}
 	// B ran behind serve()'s front. Our page has dash.js send CMCD in the
-	// query, and the cache acts on it, so the front hands those
-	// connections to net/http whole: playing through B exercised the
-	// hand-off with a real browser, and none of its segments were answered
-	// by the event loops.
+	// query of every request, and the front answers those itself: B's
+	// misses on a goroutine (waited), its hits on the loops. Only the
+	// router's health checks and this /metrics request are handed to
+	// net/http (one connection each; a spare for a reconnect).
 	resp, err := http.Get(bURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -449,8 +452,10 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 			front[name], _ = strconv.Atoi(v)
 		}
 	}
-	if front["deepcast_fastpath_handoffs_total"] == 0 || front["deepcast_fastpath_waited_total"] != 0 {
-		t.Errorf("edge B's front: want dash.js's CMCD-carrying connections handed to net/http, none answered by a loop:\n%s", fastLines(string(body)))
+	if front["deepcast_fastpath_answered_total"] < 2 || front["deepcast_fastpath_waited_total"] == 0 ||
+		front["deepcast_fastpath_handoffs_total"] > 3 {
+		t.Errorf("edge B's front: want dash.js's segments answered by it, not handed to net/http:\n%s", fastLines(string(body)))
 	}
+	t.Logf("edge B's front:\n%s", fastLines(string(body)))
 	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
 }

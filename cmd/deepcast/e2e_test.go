@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,8 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -447,8 +450,9 @@ func TestFastPathMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	want := []string{"deepcast_fastpath_connections ", "deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_timeouts_total 0\n"}
-	if fastpath.DefaultLoops() > 0 {
+	want := []string{"deepcast_fastpath_connections ", "deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_answered_total 2\n",
+		"deepcast_fastpath_timeouts_total 0\n"}
+	if fastpath.DefaultLoops() > 0 && os.Getenv("DEEPCAST_FASTPATH") == "" {
 		want = append(want, "deepcast_fastpath_waited_total 1\n")
 	}
 	for _, w := range want {
@@ -466,4 +470,115 @@ func fastLines(metrics string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// queryLog is an upstream that records the target of every object request.
+type queryLog struct {
+	h    http.Handler
+	mu   sync.Mutex
+	seen []string
+}
+
+func (q *queryLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/vod/") {
+		q.mu.Lock()
+		q.seen = append(q.seen, r.URL.RequestURI())
+		q.mu.Unlock()
+	}
+	q.h.ServeHTTP(w, r)
+}
+
+func (q *queryLog) targets() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.seen)
+}
+
+// TestEdgeFastPathTakesCMCDQueries: dash.js sends CMCD in the query of
+// every request (our player page does). The edge's front answers those
+// requests itself (no hand-off to net/http) and treats them as ServeHTTP
+// does: the query goes upstream untouched on a miss, CMCD's nor picks the
+// segment to prefetch, and the query is not part of the cache key.
+func TestEdgeFastPathTakesCMCDQueries(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	up := &queryLog{h: o}
+	ots := httptest.NewServer(up)
+	t.Cleanup(ots.Close)
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	edgeURL := serveLoopback(t, n)
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := a.Renditions[0]
+	if len(r.Segments) < 3 {
+		t.Fatalf("test asset has %d segments, want 3 or more", len(r.Segments))
+	}
+	dir := fmt.Sprintf("/vod/%s/%s/", a.Name, r.ID)
+	// As dash.js writes it: nor names segment 3, not the next one, so a
+	// prefetch of 3 shows that nor was read.
+	cmcd := "CMCD=bl%3D0%2Cbr%3D" + strconv.FormatInt(r.Bandwidth/1000, 10) + "%2Cnor%3D%223.m4s%22%2Cot%3Dv%2Csid%3D%22s-1%22%2Csu"
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(target string) (*http.Response, []byte) {
+		t.Helper()
+		resp, err := client.Get(edgeURL + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", target, resp.StatusCode)
+		}
+		return resp, body
+	}
+	_, first := get(dir + "1.m4s?" + cmcd)
+	if got := up.targets(); len(got) == 0 || got[0] != dir+"1.m4s?"+cmcd {
+		t.Fatalf("upstream saw %q, want the CMCD query untouched: %q", got, dir+"1.m4s?"+cmcd)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !slices.Contains(up.targets(), dir+"3.m4s") || n.Stats().Objects["memory"] < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no prefetch of the segment nor names (3.m4s): upstream saw %q", up.targets())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := n.Stats()
+	// Other CMCD values and junk beside them: the same object, and no new
+	// prefetch (nor still names 3.m4s, which is cached).
+	for _, q := range []string{"?" + strings.Replace(cmcd, "bl%3D0", "bl%3D4000", 1), "?" + cmcd + "&x=junk", "?utm=%2F..%2F&" + cmcd} {
+		resp, body := get(dir + "1.m4s" + q)
+		if !bytes.Equal(body, first) || !strings.Contains(resp.Header.Get("Cache-Status"), "deep; hit") {
+			t.Errorf("1.m4s%s: %d bytes, Cache-Status %q; want the cached object, a hit", q, len(body), resp.Header.Get("Cache-Status"))
+		}
+	}
+	after := n.Stats()
+	if after.Objects["memory"] != before.Objects["memory"] || after.Hits != before.Hits+3 {
+		t.Errorf("queries changed the cache: objects %d -> %d, hits %d -> %d", before.Objects["memory"], after.Objects["memory"], before.Hits, after.Hits)
+	}
+	if got := up.targets(); slices.ContainsFunc(got[1:], func(s string) bool { return strings.HasPrefix(s, dir+"1.m4s") }) {
+		t.Errorf("upstream asked for 1.m4s again: %q", got)
+	}
+	// Every request above was the front's: none handed to net/http (the
+	// /metrics request itself is, after the counters are read).
+	resp, err := client.Get(edgeURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{"deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_answered_total 4\n"} {
+		if !strings.Contains(string(metrics), w) {
+			t.Errorf("/metrics has no %q:\n%s", strings.TrimSpace(w), fastLines(string(metrics)))
+		}
+	}
 }

@@ -89,19 +89,21 @@ func fastFront(h http.Handler, hs *http.Server) *fastpath.Server {
 	case *origin.Server:
 		// The origin answers from its folders and memory: never waits on
 		// the network, so the loops call it directly.
-		front.Respond = func(head bool, path, remote string) (fastpath.Response, bool) {
-			r, ok := s.AnswerPlain(head, path, remote)
+		// It has no use for a query (CMCD is the caches' business), as on
+		// its net/http routes, which route by path alone.
+		front.Respond = func(q fastpath.Request) (fastpath.Response, bool) {
+			r, ok := s.AnswerPlain(q.Head, q.Path, q.Remote)
 			return fastpath.Response{Header: r.Header, Body: r.Body, File: r.File, Size: r.Size, Done: r.Done}, ok
 		}
 	case *edge.Node:
 		edgeResponse := func(r edge.FastResponse, ok bool) (fastpath.Response, bool) {
 			return fastpath.Response{Status: r.Status, Header: r.Header, Body: r.Body, Done: r.Done}, ok
 		}
-		front.Instant = func(head bool, path, remote string) (fastpath.Response, bool) {
-			return edgeResponse(s.AnswerHit(head, path, remote))
+		front.Instant = func(q fastpath.Request) (fastpath.Response, bool) {
+			return edgeResponse(s.AnswerHit(q.Head, q.Path, q.Query, q.Remote))
 		}
-		front.Respond = func(head bool, path, remote string) (fastpath.Response, bool) {
-			return edgeResponse(s.AnswerPlain(head, path, remote))
+		front.Respond = func(q fastpath.Request) (fastpath.Response, bool) {
+			return edgeResponse(s.AnswerPlain(q.Head, q.Path, q.Query, q.Remote))
 		}
 	default:
 		return nil
@@ -125,6 +127,8 @@ func frontCollectors(f *fastpath.Server) []prometheus.Collector {
 			func() float64 { return float64(f.Stats().Open) }),
 		counter("deepcast_fastpath_handoffs_total", "Connections the fast path handed to net/http (requests it does not answer itself).",
 			func(s fastpath.Stats) int64 { return s.HandedOff }),
+		counter("deepcast_fastpath_answered_total", "Requests the fast path answered itself (on a loop, or on a goroutine for a waiting answer).",
+			func(s fastpath.Stats) int64 { return s.Answered }),
 		counter("deepcast_fastpath_waited_total", "Requests an event loop had answered on a goroutine because the answer had to wait (edge misses).",
 			func(s fastpath.Stats) int64 { return s.Waited }),
 		counter("deepcast_fastpath_timeouts_total", "Connections the fast path closed at a read, write or idle deadline.",

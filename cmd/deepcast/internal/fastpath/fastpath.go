@@ -8,7 +8,7 @@
 // Request and header map, and deadline bookkeeping; on small objects that
 // cost nginx's throughput by a quarter on this hardware. The front parses
 // only what it can answer and is strict about it: anything unusual (another
-// method or version, a query, a range or conditional, a body, Connection
+// method or version, escapes in the path, a range or conditional, a body, Connection
 // options, obs-fold, control bytes, a head larger than its buffer) goes to
 // net/http untouched, so HTTP semantics beyond the hot path stay net/http's.
 //
@@ -57,11 +57,23 @@ func (r Response) size() int64 {
 	return int64(len(r.Body))
 }
 
-// Responder answers a plain GET (or HEAD when head is set) of path, which
-// holds only unreserved characters and slashes, from the client at remote.
-// It reports false to let net/http answer instead; it must then have had
-// no effect.
-type Responder func(head bool, path, remote string) (Response, bool)
+// Request is a plain GET or HEAD the front parsed.
+type Request struct {
+	Head bool // HEAD: the answer has no body
+	// Path holds only unreserved characters (RFC 3986) and slashes: no
+	// escapes, so it needs no decoding and cannot hide a "/" or "..".
+	Path string
+	// Query is what followed "?", or "": RFC 3986 query characters and
+	// well-formed percent escapes only. Players put CMCD here
+	// (CMCD=...), so the front takes it rather than leave every such
+	// request to net/http.
+	Query  string
+	Remote string // the client's address
+}
+
+// Responder answers a Request. It reports false to let net/http answer
+// instead; it must then have had no effect.
+type Responder func(Request) (Response, bool)
 
 // headBuffer bounds a request head the front parses itself; a larger head
 // goes to net/http, which applies MaxHeaderBytes.
@@ -91,20 +103,21 @@ type Server struct {
 	loops    []*loop
 	next     uint64 // round robin over loops, by the accept loop
 
-	open, handedOff, waited, timedOut atomic.Int64
+	open, handedOff, answered, waited, timedOut atomic.Int64
 }
 
 // Stats are the front's own figures, for metrics.
 type Stats struct {
 	Open      int64 // connections the front holds now
 	HandedOff int64 // connections given to net/http, since the start
+	Answered  int64 // requests the front answered itself, since the start
 	Waited    int64 // answers a loop had Respond compute on a goroutine (Instant declined, Respond answered)
 	TimedOut  int64 // connections closed by a deadline
 }
 
 // Stats returns the front's figures so far.
 func (s *Server) Stats() Stats {
-	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
+	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), Answered: s.answered.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
 }
 
 // Connection states, for shutdown: only idle connections may be closed.
@@ -333,20 +346,22 @@ func (s *Server) serveConn(c *conn) {
 			headLen = headEnd(buf[start:end])
 		}
 		began := time.Now()
-		head, path, ok := parseHead(buf[start : start+headLen])
+		req, ok := parseHead(buf[start : start+headLen])
 		var resp Response
 		if ok {
-			resp, ok = s.Respond(head, path, remote)
+			req.Remote = remote
+			resp, ok = s.Respond(req)
 		}
 		if !ok {
 			s.handOff(c.Conn, buf[start:end])
 			return
 		}
 		start += headLen
+		s.answered.Add(1)
 		c.SetWriteDeadline(deadline(began, s.HTTP.WriteTimeout))
 		var sent int64
 		var err error
-		out, sent, err = writeResponse(c.Conn, out, head, resp, began)
+		out, sent, err = writeResponse(c.Conn, out, req.Head, resp, began)
 		last = time.Now()
 		if resp.Done != nil {
 			resp.Done(sent, last.Sub(began), err)

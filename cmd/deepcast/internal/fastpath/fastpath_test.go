@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,12 +32,25 @@ func TestParseHead(t *testing.T) {
 		{"HEAD /vod/a/v/1.m4s HTTP/1.1\r\n" + host + "User-Agent: x\r\nAccept: */*\r\n\r\n", true, true, "/vod/a/v/1.m4s"},
 		{"GET /a HTTP/1.1\r\n" + host + "Connection: keep-alive\r\n\r\n", true, false, "/a"},
 		{"GET /a HTTP/1.1\r\n" + host + "Origin: http://x:1\r\nCookie: a=b\r\n\r\n", true, false, "/a"},
-		{"GET /a HTTP/1.1\r\n\r\n", false, false, ""},                                 // no Host
-		{"GET /a HTTP/1.1\r\n" + host + host + "\r\n", false, false, ""},              // two Hosts
-		{"GET /a HTTP/1.0\r\n" + host + "\r\n", false, false, ""},                     // HTTP/1.0
-		{"POST /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                    // method
-		{"OPTIONS /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                 // preflight
-		{"GET /a?CMCD=br%3D1 HTTP/1.1\r\n" + host + "\r\n", false, false, ""},         // query
+		{"GET /a HTTP/1.1\r\n\r\n", false, false, ""},                                      // no Host
+		{"GET /a HTTP/1.1\r\n" + host + host + "\r\n", false, false, ""},                   // two Hosts
+		{"GET /a HTTP/1.0\r\n" + host + "\r\n", false, false, ""},                          // HTTP/1.0
+		{"POST /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                         // method
+		{"OPTIONS /a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                      // preflight
+		{"GET /a?CMCD=br%3D1 HTTP/1.1\r\n" + host + "\r\n", true, false, "/a?CMCD=br%3D1"}, // CMCD, query mode
+		{"GET /vod/a/v/1.m4s?CMCD=bl%3D2100%2Cbr%3D3200%2Cnor%3D%222.m4s%22%2Csid%3D%22x-y%22 HTTP/1.1\r\n" + host + "\r\n",
+			true, false, "/vod/a/v/1.m4s?CMCD=bl%3D2100%2Cbr%3D3200%2Cnor%3D%222.m4s%22%2Csid%3D%22x-y%22"},
+		{"GET /a?x=1&y=a/b:c@d?e!$'()*+,;~ HTTP/1.1\r\n" + host + "\r\n", true, false, "/a?x=1&y=a/b:c@d?e!$'()*+,;~"},
+		{"GET /a? HTTP/1.1\r\n" + host + "\r\n", true, false, "/a"},                  // empty query
+		{"GET /a?x=%zz HTTP/1.1\r\n" + host + "\r\n", false, false, ""},              // bad escape
+		{"GET /a?x=%4 HTTP/1.1\r\n" + host + "\r\n", false, false, ""},               // short escape
+		{"GET /a?x=\"y\" HTTP/1.1\r\n" + host + "\r\n", false, false, ""},            // raw quote
+		{"GET /a?x=y#f HTTP/1.1\r\n" + host + "\r\n", false, false, ""},              // fragment
+		{"GET /a?x=y\x01 HTTP/1.1\r\n" + host + "\r\n", false, false, ""},            // control byte
+		{"GET /a?x=\xff HTTP/1.1\r\n" + host + "\r\n", false, false, ""},             // not ASCII
+		{"GET /a%2f?x=1 HTTP/1.1\r\n" + host + "\r\n", false, false, ""},             // escape in the path
+		{"GET /a/../b?x=1 HTTP/1.1\r\n" + host + "\r\n", true, false, "/a/../b?x=1"}, // dots are the responder's to refuse
+		{"GET /a?" + strings.Repeat("x", maxTarget) + " HTTP/1.1\r\n" + host + "\r\n", false, false, ""},
 		{"GET /a/%2e%2e/b HTTP/1.1\r\n" + host + "\r\n", false, false, ""},            // escapes
 		{"GET http://x/a HTTP/1.1\r\n" + host + "\r\n", false, false, ""},             // absolute form
 		{"GET * HTTP/1.1\r\n" + host + "\r\n", false, false, ""},                      // asterisk form
@@ -59,9 +73,13 @@ func TestParseHead(t *testing.T) {
 		{"GET /a HTTP/1.1\n" + host + "\r\n", false, false, ""}, // bare LF
 		{"GET /" + strings.Repeat("a", maxPath) + " HTTP/1.1\r\n" + host + "\r\n", false, false, ""},
 	} {
-		isHead, path, ok := parseHead([]byte(tc.head))
-		if ok != tc.ok || ok && (isHead != tc.isHead || path != tc.wantPath) {
-			t.Errorf("parseHead(%q) = %v, %q, %v; want %v, %q, %v", tc.head, isHead, path, ok, tc.isHead, tc.wantPath, tc.ok)
+		req, ok := parseHead([]byte(tc.head))
+		target := req.Path
+		if req.Query != "" {
+			target += "?" + req.Query
+		}
+		if ok != tc.ok || ok && (req.Head != tc.isHead || target != tc.wantPath) {
+			t.Errorf("parseHead(%q) = %v, %q, %v; want %v, %q, %v", tc.head, req.Head, target, ok, tc.isHead, tc.wantPath, tc.ok)
 		}
 	}
 }
@@ -70,13 +88,25 @@ func FuzzParseHead(f *testing.F) {
 	f.Add([]byte("GET /vod/a/manifest.mpd HTTP/1.1\r\nHost: a\r\n\r\n"))
 	f.Add([]byte("HEAD /a HTTP/1.1\r\nHost: a\r\nRange: bytes=1-\r\n\r\n"))
 	f.Add([]byte("GET /a%2f HTTP/1.1\r\nHost: a\r\n \r\n\r\n"))
+	f.Add([]byte("GET /vod/a/v/1.m4s?CMCD=bl%3D2100%2Cnor%3D%222.m4s%22 HTTP/1.1\r\nHost: a\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if headEnd(b) < 0 {
 			return
 		}
-		_, path, ok := parseHead(b)
-		if ok && (!validPath([]byte(path)) || strings.ContainsAny(path, "?%#\\ ")) {
-			t.Fatalf("accepted path %q", path)
+		req, ok := parseHead(b)
+		if ok && (!validPath([]byte(req.Path)) || strings.ContainsAny(req.Path, "?%#\\ ")) {
+			t.Fatalf("accepted path %q", req.Path)
+		}
+		if ok && (!validQuery([]byte(req.Query)) || strings.ContainsAny(req.Query, "#\\ \"<>") ||
+			len(req.Path)+len(req.Query) > maxTarget) {
+			t.Fatalf("accepted query %q", req.Query)
+		}
+		if ok {
+			// Whatever the front takes, net/http's parser reads the same way.
+			u, err := url.ParseRequestURI(req.Path + "?" + req.Query)
+			if err != nil || u.Path != req.Path || u.RawQuery != req.Query {
+				t.Fatalf("%q?%q: net/url reads %v, %v", req.Path, req.Query, u, err)
+			}
 		}
 	})
 }
@@ -132,11 +162,14 @@ func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServ
 	if tune != nil {
 		tune(h)
 	}
-	ts.srv = &Server{HTTP: h, Loops: loops, Respond: func(head bool, path, remote string) (Response, bool) {
-		if remote == "" || remote == "unknown" {
-			t.Errorf("remote address %q", remote)
+	ts.srv = &Server{HTTP: h, Loops: loops, Respond: func(q Request) (Response, bool) {
+		if q.Remote == "" || q.Remote == "unknown" {
+			t.Errorf("remote address %q", q.Remote)
 		}
-		switch path {
+		switch q.Path {
+		case "/query":
+			ts.fast.Add(1)
+			return Response{Header: []byte("X-Answered-By: fast\r\n"), Body: []byte("query " + q.Query)}, true
 		case "/block": // waits until the test releases it
 			<-ts.release
 			ts.fast.Add(1)
@@ -169,11 +202,11 @@ func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServ
 	}}
 	if loops >= 0 {
 		respond := ts.srv.Respond
-		ts.srv.Instant = func(head bool, path, remote string) (Response, bool) {
-			if path == "/waited" || path == "/block" || path == "/other" {
+		ts.srv.Instant = func(q Request) (Response, bool) {
+			if q.Path == "/waited" || q.Path == "/block" || q.Path == "/other" {
 				return Response{}, false
 			}
-			return respond(head, path, remote)
+			return respond(q)
 		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -299,7 +332,18 @@ func TestHandOffKeepsTheBytesAndTheConnection(t *testing.T) {
 				},
 			},
 			"unknown path": {raw: get("/other") + get("/small"), want: []string{"net/http", "net/http"}},
-			"query":        {raw: get("/small?x=1"), want: []string{"net/http"}},
+			"CMCD query, then a bad escape, pipelined": {
+				raw:  get("/query?CMCD=br%3D3200%2Cnor%3D%222.m4s%22") + get("/small?x=%zz") + get("/query"),
+				want: []string{"fast", "net/http", "net/http"},
+				check: func(t *testing.T, rs []*http.Response) {
+					if b := body(rs[0]); b != `query CMCD=br%3D3200%2Cnor%3D%222.m4s%22` {
+						t.Errorf("the responder got %q", b)
+					}
+					if b := body(rs[1]); b != `net/http GET /small?x=%zz range=""` {
+						t.Errorf("handed-off request arrived as %q", b)
+					}
+				},
+			},
 			"head too large for the front": {
 				raw:  get("/small", "Cookie: "+strings.Repeat("c", 2*headBuffer)+"\r\n"),
 				want: []string{"net/http"},

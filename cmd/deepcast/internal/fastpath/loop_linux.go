@@ -490,19 +490,20 @@ func (l *loop) read(c *lconn) bool {
 // a goroutine when the answer may block, or by net/http.
 func (l *loop) request(c *lconn, n int) {
 	began := time.Now()
-	head, path, ok := parseHead(c.buf[c.start : c.start+n])
+	req, ok := parseHead(c.buf[c.start : c.start+n])
 	if !ok {
 		l.handOff(c)
 		return
 	}
+	req.Remote = c.remote
 	instant := l.s.Instant
 	if instant == nil {
 		instant = l.s.Respond
 	}
-	resp, ok := instant(head, path, c.remote)
+	resp, ok := instant(req)
 	if ok {
 		c.start += n
-		l.startResponse(c, head, resp, began)
+		l.startResponse(c, req.Head, resp, began)
 		return
 	}
 	if l.s.Instant == nil {
@@ -512,7 +513,7 @@ func (l *loop) request(c *lconn, n int) {
 	c.busy = true
 	c.deadline = time.Time{} // the responder bounds its own waits
 	go func() {
-		cp := &completion{c: c, head: head, headLen: n, began: began}
+		cp := &completion{c: c, head: req.Head, headLen: n, began: began}
 		defer func() {
 			if v := recover(); v != nil {
 				cp.panic = v
@@ -520,7 +521,7 @@ func (l *loop) request(c *lconn, n int) {
 			}
 			l.post(cp)
 		}()
-		cp.resp, cp.ok = l.s.Respond(head, path, c.remote)
+		cp.resp, cp.ok = l.s.Respond(req)
 	}()
 }
 
@@ -549,6 +550,7 @@ func (l *loop) complete(cp *completion) {
 
 // startResponse lays out resp for flush.
 func (l *loop) startResponse(c *lconn, head bool, resp Response, began time.Time) {
+	l.s.answered.Add(1)
 	size := resp.size()
 	c.out = appendHead(c.out[:0], resp, size, began)
 	c.headBytes = int64(len(c.out))

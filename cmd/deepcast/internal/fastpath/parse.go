@@ -12,50 +12,61 @@ func headEnd(b []byte) int {
 	return i + 4
 }
 
-// maxPath bounds the paths the front takes; longer ones go to net/http.
-const maxPath = 1024
+// maxPath bounds the paths the front takes, and maxTarget path and query
+// together (a CMCD query is a few hundred bytes); longer ones go to
+// net/http.
+const (
+	maxPath   = 1024
+	maxTarget = 3072
+)
 
 // parseHead reads a request head (request line and header lines through
 // the blank line) and reports whether the front may answer it: GET or HEAD,
-// HTTP/1.1, an origin-form path of unreserved characters and slashes, one
-// Host, and no header that asks for more than a whole object (ranges,
+// HTTP/1.1, an origin-form target whose path has only unreserved characters
+// and slashes and whose query (if any) only query characters, one Host,
+// and no header that asks for more than a whole object (ranges,
 // conditions, a body, Connection options, upgrades, CMCD or sibling
 // headers the caches act on). ok is false for everything else, including
-// anything malformed: net/http then answers it, errors included.
-func parseHead(b []byte) (head bool, path string, ok bool) {
+// anything malformed: net/http then answers it, errors included. The
+// Request it returns has no Remote.
+func parseHead(b []byte) (req Request, ok bool) {
 	eol := bytes.Index(b, []byte("\r\n"))
 	if eol < 0 {
-		return false, "", false
+		return Request{}, false
 	}
 	line := b[:eol]
 	switch {
 	case bytes.HasPrefix(line, []byte("GET ")):
 		line = line[4:]
 	case bytes.HasPrefix(line, []byte("HEAD ")):
-		line, head = line[5:], true
+		line, req.Head = line[5:], true
 	default:
-		return false, "", false
+		return Request{}, false
 	}
 	target, proto, found := bytes.Cut(line, []byte(" "))
-	if !found || string(proto) != "HTTP/1.1" || !validPath(target) {
-		return false, "", false
+	if !found || string(proto) != "HTTP/1.1" || len(target) > maxTarget {
+		return Request{}, false
+	}
+	path, query, hasQuery := bytes.Cut(target, []byte("?"))
+	if !validPath(path) || hasQuery && !validQuery(query) {
+		return Request{}, false
 	}
 	hosts := 0
 	rest := b[eol+2:]
 	for {
 		eol = bytes.Index(rest, []byte("\r\n"))
 		if eol < 0 {
-			return false, "", false
+			return Request{}, false
 		}
 		if eol == 0 {
 			break // the blank line
 		}
 		name, value, found := bytes.Cut(rest[:eol], []byte(":"))
 		if !found || !validToken(name) || !validValue(value) {
-			return false, "", false
+			return Request{}, false
 		}
 		if !acceptableHeader(name, bytes.Trim(value, " \t")) {
-			return false, "", false
+			return Request{}, false
 		}
 		if len(name) == 4 && bytes.EqualFold(name, []byte("Host")) {
 			hosts++
@@ -63,9 +74,10 @@ func parseHead(b []byte) (head bool, path string, ok bool) {
 		rest = rest[eol+2:]
 	}
 	if hosts != 1 {
-		return false, "", false
+		return Request{}, false
 	}
-	return head, string(target), true
+	req.Path, req.Query = string(path), string(query)
+	return req, true
 }
 
 // validPath accepts "/" followed by unreserved characters (RFC 3986) and
@@ -83,6 +95,29 @@ func validPath(p []byte) bool {
 		}
 	}
 	return true
+}
+
+// validQuery accepts the query characters of RFC 3986 (unreserved,
+// sub-delimiters, ":", "@", "/" and "?") and percent escapes of two hex
+// digits: what players send (CMCD=bl%3D21300%2Cbr%3D3200...), and nothing
+// that a parser downstream could read two ways.
+func validQuery(q []byte) bool {
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/?"), c) >= 0:
+		case c == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // validToken reports an RFC 9110 token (a header name).
