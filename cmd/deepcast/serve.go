@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
@@ -78,7 +79,9 @@ func fastFront(h http.Handler, hs *http.Server) *fastpath.Server {
 	if mode == "off" {
 		return nil
 	}
-	front := &fastpath.Server{HTTP: hs}
+	// Both answer media paths only: a connection handed to net/http for
+	// anything else comes back for the next media request.
+	front := &fastpath.Server{HTTP: hs, Claims: func(q fastpath.Request) bool { return strings.HasPrefix(q.Path, "/vod/") }}
 	if mode == "goroutines" {
 		front.Loops = -1
 	}
@@ -127,6 +130,8 @@ func frontCollectors(f *fastpath.Server) []prometheus.Collector {
 			func() float64 { return float64(f.Stats().Open) }),
 		counter("deepcast_fastpath_handoffs_total", "Connections the fast path handed to net/http (requests it does not answer itself).",
 			func(s fastpath.Stats) int64 { return s.HandedOff }),
+		counter("deepcast_fastpath_takebacks_total", "Handed-off connections the fast path took back from net/http for a media request.",
+			func(s fastpath.Stats) int64 { return s.TakenBack }),
 		counter("deepcast_fastpath_answered_total", "Requests the fast path answered itself (on a loop, or on a goroutine for a waiting answer).",
 			func(s fastpath.Stats) int64 { return s.Answered }),
 		counter("deepcast_fastpath_waited_total", "Requests an event loop had answered on a goroutine because the answer had to wait (edge misses).",

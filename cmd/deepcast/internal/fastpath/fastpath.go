@@ -11,6 +11,8 @@
 // method or version, escapes in the path, a range or conditional, a body, Connection
 // options, obs-fold, control bytes, a head larger than its buffer) goes to
 // net/http untouched, so HTTP semantics beyond the hot path stay net/http's.
+// A connection handed over comes back when net/http has answered and the
+// next request is one the front takes (see handoff.go).
 //
 // On Linux the connections the front keeps are served by epoll event loops
 // (see loop_linux.go for why); elsewhere, or with Server.Loops < 0, each
@@ -83,6 +85,11 @@ const headBuffer = 4096
 // ReadHeaderTimeout, WriteTimeout and IdleTimeout bound the front too.
 type Server struct {
 	Respond Responder
+	// Claims, when set, reports whether Respond is meant for requests like
+	// q (the media paths, say): the front takes a handed-off connection
+	// back from net/http only for a request it claims. Nil claims every
+	// request the front can parse.
+	Claims func(q Request) bool
 	// Instant, when set, answers like Respond but only what it can answer
 	// without waiting (no network I/O): the event loops call it, and give
 	// what it declines to Respond on a goroutine. When nil, Respond itself
@@ -101,15 +108,16 @@ type Server struct {
 	closing  atomic.Bool
 	wg       sync.WaitGroup
 	loops    []*loop
-	next     uint64 // round robin over loops, by the accept loop
+	next     atomic.Uint64 // round robin over loops: the accept loop and take-backs
 
-	open, handedOff, answered, waited, timedOut atomic.Int64
+	open, handedOff, takenBack, answered, waited, timedOut atomic.Int64
 }
 
 // Stats are the front's own figures, for metrics.
 type Stats struct {
 	Open      int64 // connections the front holds now
 	HandedOff int64 // connections given to net/http, since the start
+	TakenBack int64 // handed-off connections the front took back from net/http
 	Answered  int64 // requests the front answered itself, since the start
 	Waited    int64 // answers a loop had Respond compute on a goroutine (Instant declined, Respond answered)
 	TimedOut  int64 // connections closed by a deadline
@@ -117,7 +125,7 @@ type Stats struct {
 
 // Stats returns the front's figures so far.
 func (s *Server) Stats() Stats {
-	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), Answered: s.answered.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
+	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), TakenBack: s.takenBack.Load(), Answered: s.answered.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
 }
 
 // Connection states, for shutdown: only idle connections may be closed.
@@ -129,7 +137,8 @@ const (
 
 type conn struct {
 	net.Conn
-	state atomic.Int32
+	state  atomic.Int32
+	prefix []byte // read from the socket before the front took it
 }
 
 // Serve accepts connections on ln until Shutdown or Close; it returns
@@ -147,6 +156,17 @@ func (s *Server) Serve(ln net.Listener) error {
 		if err := s.startLoops(n); err != nil {
 			s.stopLoops()
 			return fmt.Errorf("fastpath: event loops: %w", err)
+		}
+	}
+	// Handed-off connections learn from net/http when it waits for their
+	// next request: the moment the front may take them back.
+	prev := s.HTTP.ConnState
+	s.HTTP.ConnState = func(c net.Conn, st http.ConnState) {
+		if h, ok := c.(*handedConn); ok {
+			h.state.Store(int32(st))
+		}
+		if prev != nil {
+			prev(c, st)
 		}
 	}
 	go s.HTTP.Serve(s.handoff) // returns when Shutdown or Close closes the handoff listener
@@ -168,22 +188,32 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		if s.adopt(c) {
-			continue
-		}
-		fc := &conn{Conn: c}
-		s.mu.Lock()
-		if s.shutting.Load() {
-			s.mu.Unlock()
-			c.Close()
+		if !s.take(c, nil) {
 			return http.ErrServerClosed
 		}
-		s.conns[fc] = struct{}{}
-		s.open.Add(1)
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go s.serveConn(fc)
 	}
+}
+
+// take starts serving c, whose first bytes, already read, are prefix: on a
+// loop when there are loops, else on a goroutine. It reports false, having
+// closed c, when the server is shutting down.
+func (s *Server) take(c net.Conn, prefix []byte) bool {
+	if s.adopt(c, prefix) {
+		return true
+	}
+	fc := &conn{Conn: c, prefix: prefix}
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		c.Close()
+		return false
+	}
+	s.conns[fc] = struct{}{}
+	s.open.Add(1)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go s.serveConn(fc)
+	return true
 }
 
 // DefaultLoops is the number of event loops a Server runs when Loops is
@@ -299,7 +329,7 @@ func (s *Server) serveConn(c *conn) {
 	remote := c.RemoteAddr().String()
 	last := time.Now() // end of the last response, for the idle deadline
 	var out []byte     // response head scratch, reused
-	start, end := 0, 0
+	start, end := 0, copy(buf, c.prefix)
 	for {
 		if start == end {
 			start, end = 0, 0
@@ -401,7 +431,7 @@ func deadline(now time.Time, d time.Duration) time.Time {
 func (s *Server) handOff(c net.Conn, read []byte) {
 	s.handedOff.Add(1)
 	c.SetDeadline(time.Time{})
-	pc := &prefixConn{Conn: c, prefix: read}
+	pc := &handedConn{Conn: c, s: s, buf: read, framing: true}
 	select {
 	case s.handoff.conns <- pc:
 	case <-s.handoff.done:
@@ -489,38 +519,6 @@ func appendDate(b []byte, now time.Time) []byte {
 		dateCache.Store(d)
 	}
 	return append(b, d.text...)
-}
-
-// prefixConn replays bytes the front read before handing the connection
-// over, and keeps sendfile and half-close available to net/http.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
-// ReadFrom lets net/http use sendfile on the underlying TCP connection.
-func (p *prefixConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := p.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(p.Conn, r)
-}
-
-// CloseWrite half-closes, as net/http does before closing on errors.
-func (p *prefixConn) CloseWrite() error {
-	if cw, ok := p.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 // handoffListener is the net/http server's listener: it yields the

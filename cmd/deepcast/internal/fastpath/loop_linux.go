@@ -92,6 +92,7 @@ type lconn struct {
 type accepted struct {
 	fd     int
 	remote string
+	prefix []byte // bytes read before: a request net/http gave back
 }
 
 // completion is a response computed by a goroutine for a loop's connection.
@@ -147,10 +148,10 @@ func (s *Server) startLoops(n int) error {
 	return nil
 }
 
-// adopt gives an accepted TCP connection to a loop: the loop works on a
-// duplicate of its socket and the Go connection is closed. It reports
-// false, with c untouched, when c cannot be moved.
-func (s *Server) adopt(c net.Conn) bool {
+// adopt gives a TCP connection to a loop, with the bytes already read from
+// it: the loop works on a duplicate of its socket and the Go connection is
+// closed. It reports false, with c untouched, when c cannot be moved.
+func (s *Server) adopt(c net.Conn, prefix []byte) bool {
 	tc, ok := c.(*net.TCPConn)
 	if !ok || len(s.loops) == 0 {
 		return false
@@ -171,15 +172,14 @@ func (s *Server) adopt(c net.Conn) bool {
 	}
 	remote := tc.RemoteAddr().String()
 	tc.Close() // the socket lives on in fd
-	s.next++
-	l := s.loops[s.next%uint64(len(s.loops))]
+	l := s.loops[s.next.Add(1)%uint64(len(s.loops))]
 	l.mu.Lock()
 	if l.exited {
 		l.mu.Unlock()
 		unix.Close(fd)
 		return true
 	}
-	l.inbox = append(l.inbox, accepted{fd: fd, remote: remote})
+	l.inbox = append(l.inbox, accepted{fd: fd, remote: remote, prefix: prefix})
 	l.signal()
 	l.mu.Unlock()
 	return true
@@ -379,6 +379,11 @@ func (l *loop) add(a accepted) {
 	l.live++
 	l.s.open.Add(1)
 	c.deadline = deadline(time.Now(), firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout, l.s.HTTP.IdleTimeout))
+	if len(a.prefix) > 0 {
+		c.buf = l.getBuf()
+		c.end = copy(c.buf, a.prefix)
+		c.deadline = l.s.headDeadline(time.Now())
+	}
 	l.service(c, unix.EPOLLIN) // bytes may have arrived before registration
 }
 

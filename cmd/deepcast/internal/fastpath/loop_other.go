@@ -10,6 +10,6 @@ const loopsSupported = false
 
 type loop struct{}
 
-func (s *Server) startLoops(int) error { return nil }
-func (s *Server) adopt(net.Conn) bool  { return false }
-func (l *loop) wakeUp()                {}
+func (s *Server) startLoops(int) error        { return nil }
+func (s *Server) adopt(net.Conn, []byte) bool { return false }
+func (l *loop) wakeUp()                       {}
