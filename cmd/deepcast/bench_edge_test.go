@@ -52,6 +52,21 @@ func startVarnish(t testing.TB, port int, backend string) {
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
 }
 
+// ratios formats per-round ratios, in round order.
+func ratios(v []float64) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = fmt.Sprintf("%.2f", x)
+	}
+	return strings.Join(parts, " ")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
 // coldStorm sends clients simultaneous GETs for one uncached URL and returns
 // the time until the last response is complete.
 func coldStorm(t testing.TB, url string, clients int) (time.Duration, int) {
@@ -180,8 +195,11 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 		for _, s := range systems { // fill every cache, then warm
 			runWrk(t, s.url, load.paths, 64, 3*time.Second)
 		}
-		for range edgeRounds {
-			for _, s := range systems {
+		for round := range edgeRounds {
+			// Each round starts with the next system, so that none is
+			// always the one measured right after another's load.
+			for i := range systems {
+				s := systems[(round+i)%len(systems)]
 				res[s.name] = append(res[s.name], runWrk(t, s.url, load.paths, 64, 5*time.Second))
 			}
 		}
@@ -197,6 +215,16 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 		bestP99 := min(med["nginx"].P99, med["varnish"].P99)
 		fmt.Printf("  %-16s deepcast vs better peer: req/s %.2fx (target >= 1), p99 %.2fx of the better peer's (target <= 1)\n",
 			load.name, med["deepcast"].RPS/best.RPS, float64(med["deepcast"].P99)/float64(bestP99))
+		// The same, round by round: the machine's state drifts between
+		// rounds (shared CPUs), and runs within a round share it.
+		var rpsRatio, p99Ratio []float64
+		for r := range edgeRounds {
+			ours, n, v := res["deepcast"][r], res["nginx"][r], res["varnish"][r]
+			rpsRatio = append(rpsRatio, ours.RPS/max(n.RPS, v.RPS))
+			p99Ratio = append(p99Ratio, float64(ours.P99)/float64(min(n.P99, v.P99)))
+		}
+		fmt.Printf("  %-16s per round: req/s %s, p99 %s (median %.2fx, %.2fx)\n", load.name,
+			ratios(rpsRatio), ratios(p99Ratio), median(rpsRatio), median(p99Ratio))
 	}
 	// Cold storm: 1,000 clients on a segment none of the systems has.
 	storms := map[string][]time.Duration{}
