@@ -108,7 +108,7 @@ type Server struct {
 	closing  atomic.Bool
 	wg       sync.WaitGroup
 	loops    []*loop
-	next     atomic.Uint64 // round robin over loops: the accept loop and take-backs
+	hub      *hub // what the loops share
 
 	open, handedOff, takenBack, answered, waited, timedOut atomic.Int64
 }

@@ -9,7 +9,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -21,9 +23,9 @@ import (
 // behind every other ready goroutine; on 2 cores with 64 busy connections
 // that queueing is what made the latency tail (p99 of 2 KiB answers 7-8 ms
 // against nginx's 4-6 ms, measured here with otherwise identical servers).
-// A loop per core that owns its connections' readiness (epoll, edge
-// triggered) answers each ready connection in turn with no scheduling in
-// between: p99 3.4-4.9 ms in the same measurement. Requests a loop cannot
+// Loops on their own threads that wait on the connections' readiness
+// (epoll, edge triggered) answer each ready connection in turn with no
+// scheduling in between: p99 3.4-4.9 ms in the same measurement. Requests a loop cannot
 // answer at once (a cache miss that waits for the upstream) run on a
 // goroutine and the loop writes their response when it is ready, so no
 // connection ever waits for another's upstream.
@@ -31,31 +33,69 @@ import (
 // loopsSupported reports whether this platform has the event loops.
 const loopsSupported = true
 
-// loop is one event loop: an epoll instance on a locked OS thread and the
-// connections it owns. Only the loop's goroutine touches its connections;
-// other goroutines talk to it through inbox and the eventfd.
-type loop struct {
-	s    *Server
+// hub is what a server's loops share: one epoll instance for every
+// connection, so that any running loop serves any ready connection. Why
+// not a set per loop: a loop that the kernel preempts holds up every
+// connection it owns, and at 1 MiB a loop's batch of ready connections
+// takes milliseconds. With connections owned by loops, the edge's 1 MiB
+// p99 was 26-43 ms against Varnish's 25-57 ms in the same rounds, and
+// 23-29 ms with shared readiness (wrk -t2 -c64, 200 objects; measured here).
+// Connections are registered edge-triggered; an event may reach any loop,
+// and an owned flag makes one loop at a time run a connection: a loop that
+// finds it owned leaves its events to the owner (see dispatch). Deadline
+// checks and computed responses go the same way.
+type hub struct {
 	ep   int
-	wake int // eventfd: inbox has work, or the server is stopping
+	wake int // eventfd, edge-triggered: the inbox has work, or the server's state changed
+	stop int // eventfd, level-triggered once written: every loop is to exit
 
 	mu       sync.Mutex
-	inbox    []accepted    // sockets to adopt
-	finished []*completion // responses computed off the loop
-	exited   bool
+	inbox    []accepted // sockets to adopt
+	finished []*lconn   // connections whose response a goroutine computed
+	exited   bool       // the descriptors are closed: signal nothing
+	running  int        // loops not yet exited
+	stopped  bool       // stop was written
 
+	slotMu sync.RWMutex
 	slots  []*lconn // by id, the epoll event's data
 	free   []int32  // unused ids
-	live   int
+	gen    uint32   // the next connection's generation, against stale events
+	live   atomic.Int64
+
+	nextSweep atomic.Int64 // unix nanoseconds; the loop that moves it sweeps
+}
+
+// loop is one event loop: a locked OS thread waiting on the hub's epoll
+// instance. Only the loop that owns a connection (owned, below) touches it.
+type loop struct {
+	s      *Server
+	h      *hub
 	ready  []*lconn // connections with buffered requests left for later, for fairness
 	bufs   [][]byte // spare head buffers
 	events []unix.EpollEvent
+	sent   int // bytes written since the last wait
 }
 
-// lconn is a connection owned by a loop.
+// bigBatch is how many bytes written since its last wait make a loop take
+// one ready connection at a time (instead of up to len(events)): what a
+// loop takes, it alone serves, so a preempted loop holds up what it took.
+// With 1 MiB answers, one at a time gave a p99 of 24-31 ms and sixteen
+// 26-42 ms; with 2 KiB answers one at a time cost a fifth of the req/s
+// (three interleaved rounds each, wrk -t2 -c64; measured here).
+const bigBatch = 256 << 10
+
+// lconn is a connection on the loops.
 type lconn struct {
+	// owned: a loop runs it; pending: events left for the owner, which
+	// looks at them before it lets go (see dispatch). A closed connection
+	// stays owned for good.
+	owned   atomic.Bool
+	pending atomic.Uint32
+	cp      *completion // the response a goroutine computed (evComplete)
+
 	fd     int
 	id     int32
+	gen    uint32
 	remote string
 	closed bool
 	busy   bool // a goroutine is computing its response
@@ -108,39 +148,54 @@ type completion struct {
 
 const (
 	wakeID = -1
+	stopID = -2
 	// fairBudget bounds the requests one connection gets answered before
 	// the loop turns to the others.
 	fairBudget = 16
+	// Events of our own, beside epoll's: a computed response is ready; a
+	// deadline or shutdown check; the server closes.
+	evComplete = 1 << 28
+	evCheck    = 1 << 29
+	evClose    = 1 << 30
 )
 
-func newLoop(s *Server) (*loop, error) {
-	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+func newHub() (*hub, error) {
+	h := &hub{ep: -1, wake: -1, stop: -1}
+	var err error
+	if h.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
+	for _, fd := range []*int{&h.wake, &h.stop} {
+		if *fd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+			h.release()
+			return nil, err
+		}
+	}
+	if err = unix.EpollCtl(h.ep, unix.EPOLL_CTL_ADD, h.wake, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: wakeID}); err == nil {
+		err = unix.EpollCtl(h.ep, unix.EPOLL_CTL_ADD, h.stop, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: stopID})
+	}
 	if err != nil {
+		h.release()
 		return nil, err
 	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(ep)
-		return nil, err
-	}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeID}); err != nil {
-		unix.Close(ep)
-		unix.Close(wake)
-		return nil, err
-	}
-	return &loop{s: s, ep: ep, wake: wake, events: make([]unix.EpollEvent, 256)}, nil
+	return h, nil
 }
 
 // startLoops makes n loops, or none when the platform refuses.
 func (s *Server) startLoops(n int) error {
+	h, err := newHub()
+	if err != nil {
+		return err
+	}
+	h.running = n
+	s.mu.Lock() // Close and Shutdown read the loops from other goroutines
+	s.hub = h
 	for range n {
-		l, err := newLoop(s)
-		if err != nil {
-			return err
-		}
-		s.mu.Lock() // Close and Shutdown read the loops from other goroutines
-		s.loops = append(s.loops, l)
-		s.mu.Unlock()
+		s.loops = append(s.loops, &loop{s: s, h: h, events: make([]unix.EpollEvent, 16)})
+	}
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
 		s.wg.Add(1)
 		addProcs(1)
 		go l.run()
@@ -172,51 +227,64 @@ func (s *Server) adopt(c net.Conn, prefix []byte) bool {
 	}
 	remote := tc.RemoteAddr().String()
 	tc.Close() // the socket lives on in fd
-	l := s.loops[s.next.Add(1)%uint64(len(s.loops))]
-	l.mu.Lock()
-	if l.exited {
-		l.mu.Unlock()
+	h := s.hub
+	h.mu.Lock()
+	if h.exited {
+		h.mu.Unlock()
 		unix.Close(fd)
 		return true
 	}
-	l.inbox = append(l.inbox, accepted{fd: fd, remote: remote, prefix: prefix})
-	l.signal()
-	l.mu.Unlock()
+	h.inbox = append(h.inbox, accepted{fd: fd, remote: remote, prefix: prefix})
+	h.signal()
+	h.mu.Unlock()
 	return true
 }
 
-// wakeUp makes the loop look at its inbox and the server's state.
+// wakeUp makes a loop look at the inbox and the server's state.
 func (l *loop) wakeUp() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.signal()
+	l.h.mu.Lock()
+	defer l.h.mu.Unlock()
+	l.h.signal()
 }
 
-// signal writes the eventfd; l.mu must be held. Once the loop has exited
-// its eventfd is closed and the number may belong to another file by now,
-// so nothing is written then.
-func (l *loop) signal() {
-	if l.exited {
+// signal writes the wake eventfd; h.mu must be held. Once the loops have
+// exited the descriptors are closed and the number may belong to another
+// file by now, so nothing is written then.
+func (h *hub) signal() {
+	if h.exited {
 		return
 	}
 	one := [8]byte{1}
-	unix.Write(l.wake, one[:]) // EAGAIN only when the counter is full: it is awake anyway
+	unix.Write(h.wake, one[:]) // EAGAIN only when the counter is full: a loop is awake anyway
 }
 
-// post hands a computed response to the loop; if the loop is gone the
+// stopAll makes every loop exit (the stop eventfd stays readable); h.mu
+// must be held.
+func (h *hub) stopAll() {
+	if h.exited || h.stopped {
+		return
+	}
+	h.stopped = true
+	one := [8]byte{1}
+	unix.Write(h.stop, one[:])
+}
+
+// post hands a computed response to the loops; if they are gone the
 // response is dropped here.
 func (l *loop) post(cp *completion) {
-	l.mu.Lock()
-	if l.exited {
-		l.mu.Unlock()
+	h := l.h
+	h.mu.Lock()
+	if h.exited {
+		h.mu.Unlock()
 		if cp.resp.File != nil {
 			cp.resp.File.Close()
 		}
 		return
 	}
-	l.finished = append(l.finished, cp)
-	l.signal()
-	l.mu.Unlock()
+	cp.c.cp = cp // read by the loop that takes it from finished, after h.mu
+	h.finished = append(h.finished, cp.c)
+	h.signal()
+	h.mu.Unlock()
 }
 
 func (l *loop) run() {
@@ -224,50 +292,196 @@ func (l *loop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer addProcs(-1) // startLoops added it
+	defer l.exit()
+	h := l.h
 	tick := sweepInterval(l.s)
-	nextSweep := time.Now().Add(tick)
+	h.nextSweep.CompareAndSwap(0, time.Now().Add(tick).UnixNano())
 	busy := false
 	for {
-		// Rounded up: rounded down, the last millisecond before a sweep
-		// was spent in epoll_wait(0) calls, about 500 of them per sweep.
-		wait := max(0, int((time.Until(nextSweep)+time.Millisecond-1)/time.Millisecond))
+		// Every loop wakes at least once a tick, so that one of them
+		// sweeps; none when there are no connections (no deadlines).
+		wait := int((tick + time.Millisecond - 1) / time.Millisecond)
 		switch {
 		case len(l.ready) > 0:
 			wait = 0
-		case l.live == 0:
-			wait = -1 // no deadlines to keep: sleep until the eventfd
+		case h.live.Load() == 0 && !l.s.shutting.Load():
+			wait = -1
 		}
-		n, err := l.wait(wait, busy)
+		take := len(l.events)
+		if l.sent >= bigBatch {
+			take = 1
+		}
+		l.sent = 0
+		n, err := l.wait(l.events[:take], wait, busy)
 		busy = n > 0
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.logf("fastpath: epoll_wait: %v", err)
-			l.closeAll()
-			return
+			l.s.closing.Store(true)
 		}
+		stop := false
 		for _, ev := range l.events[:max(n, 0)] {
-			if ev.Fd == wakeID {
+			switch ev.Fd {
+			case wakeID:
 				var b [8]byte
-				rawRead(l.wake, b[:])
-				continue
-			}
-			if c := l.slots[ev.Fd]; c != nil {
-				l.service(c, ev.Events)
+				rawRead(h.wake, b[:])
+				l.takeInbox()
+			case stopID:
+				stop = true
+			default:
+				if c := h.lookup(ev.Fd, uint32(ev.Pad)); c != nil {
+					l.dispatch(c, ev.Events)
+				}
 			}
 		}
 		if len(l.ready) > 0 {
 			ready := l.ready
 			l.ready = nil
 			for _, c := range ready {
-				l.service(c, unix.EPOLLIN)
+				l.dispatch(c, unix.EPOLLIN)
 			}
 		}
-		if l.takeInbox() {
+		if stop {
 			return
 		}
-		if now := time.Now(); !now.Before(nextSweep) {
-			l.sweep(now)
-			nextSweep = now.Add(tick)
+		now := time.Now()
+		switch {
+		case l.s.closing.Load():
+			l.checkAll(evClose)
+			l.takeInbox() // closes what arrived
+			h.mu.Lock()
+			h.stopAll()
+			h.mu.Unlock()
+			return
+		case l.s.shutting.Load():
+			l.checkAll(evCheck) // closes idle connections
+			h.mu.Lock()
+			if h.live.Load() == 0 && len(h.inbox) == 0 && len(h.finished) == 0 {
+				h.stopAll()
+			}
+			h.mu.Unlock()
+		default:
+			if next := h.nextSweep.Load(); now.UnixNano() >= next && h.nextSweep.CompareAndSwap(next, now.Add(tick).UnixNano()) {
+				l.checkAll(evCheck)
+			}
 		}
+	}
+}
+
+// exit ends a loop; the last one closes the hub.
+func (l *loop) exit() {
+	h := l.h
+	h.mu.Lock()
+	h.running--
+	last := h.running == 0
+	var inbox []accepted
+	var finished []*lconn
+	if last {
+		inbox, finished = h.inbox, h.finished
+		h.inbox, h.finished = nil, nil
+		h.exited = true
+	}
+	h.mu.Unlock()
+	if !last {
+		return
+	}
+	for _, a := range inbox {
+		unix.Close(a.fd)
+	}
+	for _, c := range finished {
+		if c.cp.resp.File != nil {
+			c.cp.resp.File.Close()
+		}
+	}
+	h.slotMu.RLock()
+	left := slices.Clone(h.slots)
+	h.slotMu.RUnlock()
+	for _, c := range left {
+		if c != nil && c.owned.CompareAndSwap(false, true) {
+			l.closeConn(c, net.ErrClosed)
+		}
+	}
+	h.release()
+}
+
+// lookup returns the connection an event is for, or nil when it has gone
+// (the id may be another connection's by now: the generation tells).
+func (h *hub) lookup(id int32, gen uint32) *lconn {
+	h.slotMu.RLock()
+	defer h.slotMu.RUnlock()
+	if id < 0 || int(id) >= len(h.slots) {
+		return nil
+	}
+	if c := h.slots[id]; c != nil && c.gen == gen {
+		return c
+	}
+	return nil
+}
+
+// checkAll gives every connection the event ev (a deadline or shutdown
+// check, or the close): at once when no loop runs it, else to the loop that
+// does, before it lets the connection go.
+func (l *loop) checkAll(ev uint32) {
+	l.h.slotMu.RLock()
+	conns := slices.Clone(l.h.slots)
+	l.h.slotMu.RUnlock()
+	for _, c := range conns {
+		if c != nil {
+			l.dispatch(c, ev)
+		}
+	}
+}
+
+// dispatch runs events on c if no other loop runs c; else it leaves them
+// for that loop, which looks at them before it lets c go, so nothing is
+// lost between two loops.
+func (l *loop) dispatch(c *lconn, ev uint32) {
+	c.pending.Or(ev)
+	if c.owned.CompareAndSwap(false, true) {
+		l.drive(c)
+	}
+}
+
+// drive runs c's pending events while this loop owns c, and lets it go;
+// events that came meanwhile are run before the loop leaves.
+func (l *loop) drive(c *lconn) {
+	for {
+		if ev := c.pending.Swap(0); ev != 0 && !c.closed {
+			l.handle(c, ev)
+		}
+		if c.closed {
+			return // owned for good: stale events find nobody
+		}
+		c.owned.Store(false)
+		if c.pending.Load() == 0 || !c.owned.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// handle runs one set of events on c, which this loop owns.
+func (l *loop) handle(c *lconn, ev uint32) {
+	switch {
+	case ev&evClose != 0:
+		l.closeConn(c, net.ErrClosed)
+		return
+	case ev&evComplete != 0:
+		cp := c.cp
+		c.cp = nil
+		l.complete(cp)
+	}
+	if ev&evCheck != 0 && !c.closed && !c.busy {
+		switch {
+		case !c.deadline.IsZero() && time.Now().After(c.deadline):
+			l.s.timedOut.Add(1)
+			l.closeConn(c, errTimeout)
+			return
+		case l.s.shutting.Load() && l.idle(c):
+			l.closeConn(c, nil)
+			return
+		}
+	}
+	if ev &^= evComplete | evCheck; ev != 0 && !c.closed {
+		l.service(c, ev)
 	}
 }
 
@@ -286,12 +500,12 @@ func (l *loop) run() {
 // waits on it for long; with GODEBUG=asyncpreemptoff=1 there is no such
 // signal and a stop-the-world may wait out the wait, at most a sweep
 // interval.
-func (l *loop) wait(ms int, busy bool) (int, error) {
+func (l *loop) wait(events []unix.EpollEvent, ms int, busy bool) (int, error) {
 	if !busy || ms < 0 {
-		return unix.EpollWait(l.ep, l.events, ms)
+		return unix.EpollWait(l.h.ep, events, ms)
 	}
-	return rawResult(unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])),
-		uintptr(len(l.events)), uintptr(ms), 0, 0))
+	return rawResult(unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(l.h.ep), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), uintptr(ms), 0, 0))
 }
 
 // procsMu serialises addProcs.
@@ -318,41 +532,19 @@ func sweepInterval(s *Server) time.Duration {
 	return max(d, 5*time.Millisecond)
 }
 
-// takeInbox adopts new sockets and writes finished responses; it reports
-// true when the loop is done (server closed, or shut down with nothing
-// left in flight).
-func (l *loop) takeInbox() bool {
-	inbox, finished := l.take(false)
+// takeInbox adopts new sockets and writes finished responses.
+func (l *loop) takeInbox() {
+	h := l.h
+	h.mu.Lock()
+	inbox, finished := h.inbox, h.finished
+	h.inbox, h.finished = nil, nil
+	h.mu.Unlock()
 	for _, a := range inbox {
 		l.add(a)
 	}
-	for _, cp := range finished {
-		l.complete(cp)
+	for _, c := range finished {
+		l.dispatch(c, evComplete)
 	}
-	if l.s.closing.Load() {
-		l.closeAll()
-		return true
-	}
-	if l.s.shutting.Load() {
-		for _, c := range l.slots {
-			if c != nil && l.idle(c) {
-				l.closeConn(c, nil)
-			}
-		}
-		if l.live == 0 {
-			l.mu.Lock()
-			done := len(l.inbox) == 0 && len(l.finished) == 0
-			if done {
-				l.exited = true
-			}
-			l.mu.Unlock()
-			if done {
-				l.release()
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func (l *loop) add(a accepted) {
@@ -361,22 +553,30 @@ func (l *loop) add(a accepted) {
 		unix.Close(fd)
 		return
 	}
+	h := l.h
 	c := &lconn{fd: fd, remote: a.remote}
-	if k := len(l.free); k > 0 {
-		c.id, l.free = l.free[k-1], l.free[:k-1]
-		l.slots[c.id] = c
+	c.owned.Store(true) // until drive lets it go, below
+	h.slotMu.Lock()
+	h.gen++
+	c.gen = h.gen
+	if k := len(h.free); k > 0 {
+		c.id, h.free = h.free[k-1], h.free[:k-1]
+		h.slots[c.id] = c
 	} else {
-		c.id = int32(len(l.slots))
-		l.slots = append(l.slots, c)
+		c.id = int32(len(h.slots))
+		h.slots = append(h.slots, c)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.id}
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
-		l.slots[c.id] = nil
-		l.free = append(l.free, c.id)
+	h.slotMu.Unlock()
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.id, Pad: int32(c.gen)}
+	if err := unix.EpollCtl(h.ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		h.slotMu.Lock()
+		h.slots[c.id] = nil
+		h.free = append(h.free, c.id)
+		h.slotMu.Unlock()
 		unix.Close(fd)
 		return
 	}
-	l.live++
+	h.live.Add(1)
 	l.s.open.Add(1)
 	c.deadline = deadline(time.Now(), firstPositive(l.s.HTTP.ReadHeaderTimeout, l.s.HTTP.ReadTimeout, l.s.HTTP.IdleTimeout))
 	if len(a.prefix) > 0 {
@@ -384,7 +584,8 @@ func (l *loop) add(a accepted) {
 		c.end = copy(c.buf, a.prefix)
 		c.deadline = l.s.headDeadline(time.Now())
 	}
-	l.service(c, unix.EPOLLIN) // bytes may have arrived before registration
+	c.pending.Store(unix.EPOLLIN) // bytes may have arrived before registration
+	l.drive(c)
 }
 
 // idle reports a connection between requests, which shutdown may close.
@@ -610,6 +811,7 @@ func (l *loop) flush(c *lconn) (done bool, err error) {
 		}
 		if n > 0 {
 			c.written += int64(n)
+			l.sent += n
 		}
 		switch {
 		case errors.Is(err, unix.EAGAIN):
@@ -650,16 +852,6 @@ func (l *loop) finish(c *lconn, err error) {
 	}
 }
 
-// sweep closes connections past their deadline.
-func (l *loop) sweep(now time.Time) {
-	for _, c := range l.slots {
-		if c != nil && !c.busy && !c.deadline.IsZero() && now.After(c.deadline) {
-			l.s.timedOut.Add(1)
-			l.closeConn(c, errTimeout)
-		}
-	}
-}
-
 var errTimeout = errors.New("fastpath: deadline exceeded")
 
 func (l *loop) closeConn(c *lconn, err error) {
@@ -678,16 +870,19 @@ func (l *loop) closeConn(c *lconn, err error) {
 func (l *loop) detach(c *lconn) {
 	c.closed = true
 	l.putBuf(c)
-	l.slots[c.id] = nil
-	l.free = append(l.free, c.id)
-	l.live--
+	h := l.h
+	h.slotMu.Lock()
+	h.slots[c.id] = nil
+	h.free = append(h.free, c.id)
+	h.slotMu.Unlock()
+	h.live.Add(-1)
 	l.s.open.Add(-1)
 }
 
 // handOff gives c, with the bytes it has buffered, to net/http.
 func (l *loop) handOff(c *lconn) {
 	prefix := append([]byte(nil), c.buf[c.start:c.end]...)
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
+	unix.EpollCtl(l.h.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
 	f := os.NewFile(uintptr(c.fd), "")
 	nc, err := net.FileConn(f) // a duplicate, in Go's poller
 	f.Close()
@@ -699,40 +894,14 @@ func (l *loop) handOff(c *lconn) {
 	go l.s.handOff(nc, prefix)
 }
 
-// take empties the inbox; with exit set no more arrives after.
-func (l *loop) take(exit bool) (inbox []accepted, finished []*completion) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	inbox, finished = l.inbox, l.finished
-	l.inbox, l.finished = nil, nil
-	l.exited = l.exited || exit
-	return inbox, finished
-}
-
-// closeAll closes every connection and ends the loop.
-func (l *loop) closeAll() {
-	for _, c := range l.slots {
-		if c != nil {
-			l.closeConn(c, net.ErrClosed)
+// release closes the hub's descriptors, once every loop has exited (no
+// goroutine writes to the eventfds after: signal checks exited).
+func (h *hub) release() {
+	for _, fd := range []int{h.ep, h.wake, h.stop} {
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 	}
-	inbox, finished := l.take(true)
-	for _, a := range inbox {
-		unix.Close(a.fd)
-	}
-	for _, cp := range finished {
-		if cp.resp.File != nil {
-			cp.resp.File.Close()
-		}
-	}
-	l.release()
-}
-
-// release closes the loop's own descriptors, once it has exited (no
-// goroutine writes to the eventfd after: signal checks exited).
-func (l *loop) release() {
-	unix.Close(l.ep)
-	unix.Close(l.wake)
 }
 
 func (l *loop) getBuf() []byte {

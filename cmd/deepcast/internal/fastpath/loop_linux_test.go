@@ -15,18 +15,18 @@ import (
 	"time"
 )
 
-// TestAnExitedLoopWritesNothing: after a loop has exited, its eventfd's
-// number may belong to another file; waking the loop (Shutdown's idle
-// sweep does, repeatedly) must not write into that file.
+// TestAnExitedLoopWritesNothing: after the loops have exited, their
+// eventfd's number may belong to another file; waking them (Shutdown's
+// idle sweep does, repeatedly) must not write into that file.
 func TestAnExitedLoopWritesNothing(t *testing.T) {
 	ts := startTestServer(t, 1, nil)
 	exchange(t, ts.addr, get("/small"), 1) // the loop is running
 	ts.srv.mu.Lock()
 	l := ts.srv.loops[0]
 	ts.srv.mu.Unlock()
-	l.mu.Lock()
-	wake := l.wake
-	l.mu.Unlock()
+	l.h.mu.Lock()
+	wake := l.h.wake
+	l.h.mu.Unlock()
 	ts.srv.Close()
 	select {
 	case <-ts.done:

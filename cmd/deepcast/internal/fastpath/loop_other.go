@@ -10,6 +10,8 @@ const loopsSupported = false
 
 type loop struct{}
 
+type hub struct{}
+
 func (s *Server) startLoops(int) error        { return nil }
 func (s *Server) adopt(net.Conn, []byte) bool { return false }
 func (l *loop) wakeUp()                       {}
