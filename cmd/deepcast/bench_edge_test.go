@@ -61,12 +61,6 @@ func ratios(v []float64) string {
 	return strings.Join(parts, " ")
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 // coldStorm sends clients simultaneous GETs for one uncached URL and returns
 // the time until the last response is complete.
 func coldStorm(t testing.TB, url string, clients int) (time.Duration, int) {

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -361,12 +359,7 @@ func checkDecodes(t *testing.T, url string, frames int) {
 func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	modules := webModulesForTest(t)
 	lib := packageClip(t, 30*time.Second, "640x360@900k,320x180@300k")
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	ots := httptest.NewServer(o)
+	ots := httptest.NewServer(startOrigin(t, lib))
 	t.Cleanup(ots.Close)
 	// Two edges in front of the origin; the page itself comes from B, which
 	// stays up and runs behind serve(), as deepcast edge does. A runs on
@@ -437,22 +430,11 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	// misses on a goroutine (waited), its hits on the loops. The page's
 	// own files went to net/http, and Chromium reused those connections
 	// for segments: the front took them back.
-	resp, err := http.Get(bURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	front := map[string]int{}
-	for l := range strings.Lines(string(body)) {
-		if name, v, ok := strings.Cut(strings.TrimSpace(l), " "); ok && strings.HasPrefix(name, "deepcast_fastpath_") {
-			front[name], _ = strconv.Atoi(v)
-		}
-	}
+	front, lines := frontMetrics(t, bURL)
 	if front["deepcast_fastpath_answered_total"] < 2 || front["deepcast_fastpath_waited_total"] == 0 ||
 		front["deepcast_fastpath_takebacks_total"] == 0 {
-		t.Errorf("edge B's front: want dash.js's segments answered by it, not handed to net/http:\n%s", fastLines(string(body)))
+		t.Errorf("edge B's front: want dash.js's segments answered by it, not handed to net/http:\n%s", lines)
 	}
-	t.Logf("edge B's front:\n%s", fastLines(string(body)))
+	t.Logf("edge B's front:\n%s", lines)
 	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
 }

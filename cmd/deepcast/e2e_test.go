@@ -83,6 +83,50 @@ func serveLoopback(t *testing.T, h http.Handler) string {
 	return base
 }
 
+// startOrigin opens an origin on lib, closed when the test ends.
+func startOrigin(t *testing.T, lib string) *origin.Server {
+	t.Helper()
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	return o
+}
+
+// deepEdge starts an enter-deep node named "deep" (32 MiB) in front of
+// upstream, behind serve() on loopback, and returns it with its base URL.
+func deepEdge(t *testing.T, upstream string, prefetch bool) (*edge.Node, string) {
+	t.Helper()
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{upstream}, MemBytes: 32 << 20, Prefetch: &prefetch, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	return n, serveLoopback(t, n)
+}
+
+// frontMetrics reads the fast path's series from base's /metrics: values
+// by name, and the lines themselves for messages.
+func frontMetrics(t *testing.T, base string) (map[string]int, string) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	values := map[string]int{}
+	var lines []string
+	for l := range strings.Lines(string(body)) {
+		if name, v, ok := strings.Cut(strings.TrimSpace(l), " "); ok && strings.HasPrefix(name, "deepcast_fastpath_") {
+			values[name], _ = strconv.Atoi(v)
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	return values, strings.Join(lines, "\n")
+}
+
 // chain starts origin → bring-home → enter-deep on loopback ports; the
 // edges run behind the fast path, the origin behind plain net/http so its
 // requests can be counted.
@@ -140,12 +184,7 @@ func TestThreeTierChainPlaysAndSecondPlayStaysAtTheEdge(t *testing.T) {
 func TestFFmpegPlaysFromTheOriginFastPath(t *testing.T) {
 	lib := mediatest.Library(t)
 	frames := mediatest.CountFrames(t, mediatest.Source(t))
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	base := serveLoopback(t, o)
+	base := serveLoopback(t, startOrigin(t, lib))
 	mediatest.CheckDecodesAll(t, base+"/vod/"+mediatest.AssetName+"/manifest.mpd", 2, frames)
 	var st struct{ Requests int64 }
 	resp, err := http.Get(base + "/api/stats")
@@ -360,18 +399,8 @@ func TestHostilePathsThroughTheFastPath(t *testing.T) {
 	secret := "TOP-SECRET-DO-NOT-SERVE"
 	os.WriteFile(filepath.Join(filepath.Dir(lib), "secret.m4s"), []byte(secret), 0o644)
 	os.WriteFile(filepath.Join(filepath.Dir(lib), "manifest.mpd"), []byte(secret), 0o644)
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	originURL := serveLoopback(t, o)
-	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{originURL}, MemBytes: 32 << 20, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	edgeURL := serveLoopback(t, n)
+	originURL := serveLoopback(t, startOrigin(t, lib))
+	_, edgeURL := deepEdge(t, originURL, true)
 	a := mediatest.AssetName
 	paths := []string{
 		"/vod/../secret.m4s", "/vod/../../manifest.mpd", "/vod/./manifest.mpd", "/vod/" + a + "/./1.m4s",
@@ -414,19 +443,7 @@ func TestHostilePathsThroughTheFastPath(t *testing.T) {
 // short freshness makes the second request a revalidation, which waits.)
 func TestFastPathMetrics(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	originURL := serveLoopback(t, o)
-	no := false
-	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{originURL}, MemBytes: 32 << 20, Prefetch: &no, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	edgeURL := serveLoopback(t, n)
+	_, edgeURL := deepEdge(t, serveLoopback(t, startOrigin(t, lib)), false)
 	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
 	if err != nil {
 		t.Fatal(err)
@@ -444,32 +461,19 @@ func TestFastPathMetrics(t *testing.T) {
 			t.Fatalf("segment: %d", resp.StatusCode)
 		}
 	}
-	resp, err := client.Get(edgeURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	want := []string{"deepcast_fastpath_connections ", "deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_answered_total 2\n",
-		"deepcast_fastpath_timeouts_total 0\n"}
+	front, lines := frontMetrics(t, edgeURL)
+	want := map[string]int{"deepcast_fastpath_handoffs_total": 1, "deepcast_fastpath_answered_total": 2, "deepcast_fastpath_timeouts_total": 0}
 	if fastpath.DefaultLoops() > 0 && os.Getenv("DEEPCAST_FASTPATH") == "" {
-		want = append(want, "deepcast_fastpath_waited_total 1\n")
+		want["deepcast_fastpath_waited_total"] = 1
 	}
-	for _, w := range want {
-		if !strings.Contains(string(body), w) {
-			t.Errorf("/metrics has no %q:\n%s", strings.TrimSpace(w), fastLines(string(body)))
+	if _, ok := front["deepcast_fastpath_connections"]; !ok {
+		t.Errorf("/metrics has no deepcast_fastpath_connections:\n%s", lines)
+	}
+	for name, v := range want {
+		if got, ok := front[name]; !ok || got != v {
+			t.Errorf("/metrics: %s = %d (present: %v), want %d:\n%s", name, got, ok, v, lines)
 		}
 	}
-}
-
-func fastLines(metrics string) string {
-	var out []string
-	for l := range strings.Lines(metrics) {
-		if strings.HasPrefix(l, "deepcast_fastpath_") {
-			out = append(out, strings.TrimSpace(l))
-		}
-	}
-	return strings.Join(out, "\n")
 }
 
 // queryLog is an upstream that records the target of every object request.
@@ -501,20 +505,10 @@ func (q *queryLog) targets() []string {
 // segment to prefetch, and the query is not part of the cache key.
 func TestEdgeFastPathTakesCMCDQueries(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	up := &queryLog{h: o}
+	up := &queryLog{h: startOrigin(t, lib)}
 	ots := httptest.NewServer(up)
 	t.Cleanup(ots.Close)
-	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	edgeURL := serveLoopback(t, n)
+	n, edgeURL := deepEdge(t, ots.URL, true)
 	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
 	if err != nil {
 		t.Fatal(err)
@@ -570,15 +564,7 @@ func TestEdgeFastPathTakesCMCDQueries(t *testing.T) {
 	}
 	// Every request above was the front's: none handed to net/http (the
 	// /metrics request itself is, after the counters are read).
-	resp, err := client.Get(edgeURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, w := range []string{"deepcast_fastpath_handoffs_total 1\n", "deepcast_fastpath_answered_total 4\n"} {
-		if !strings.Contains(string(metrics), w) {
-			t.Errorf("/metrics has no %q:\n%s", strings.TrimSpace(w), fastLines(string(metrics)))
-		}
+	if front, lines := frontMetrics(t, edgeURL); front["deepcast_fastpath_handoffs_total"] != 1 || front["deepcast_fastpath_answered_total"] != 4 {
+		t.Errorf("/metrics: want 1 hand-off (this request) and 4 answered:\n%s", lines)
 	}
 }

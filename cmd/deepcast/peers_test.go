@@ -160,6 +160,13 @@ func runWrk(t testing.TB, base string, paths []string, conns int, dur time.Durat
 	return r
 }
 
+// median is the middle value of v (the upper one of an even count).
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
 // median of wrk results by field.
 func medianResult(rs []wrkResult) wrkResult {
 	pick := func(f func(wrkResult) float64) float64 {
@@ -167,8 +174,7 @@ func medianResult(rs []wrkResult) wrkResult {
 		for i, r := range rs {
 			v[i] = f(r)
 		}
-		slices.Sort(v)
-		return v[len(v)/2]
+		return median(v)
 	}
 	errs, lo, hi := 0, rs[0].P99, rs[0].P99
 	for _, r := range rs {

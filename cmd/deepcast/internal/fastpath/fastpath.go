@@ -217,14 +217,13 @@ func (s *Server) take(c net.Conn, prefix []byte) bool {
 }
 
 // DefaultLoops is the number of event loops a Server runs when Loops is
-// 0: two per CPU, or none where the platform has no loops. Why not one: a loop serves its
-// connections in turn, so when the kernel preempts its thread (load
-// generators, other processes) all of them wait a whole time slice; with
-// twice as many loops each preemption stalls half as many connections, and
-// loops that sleep more often are woken sooner. Measured here with 2 KiB
+// 0: two per CPU, or none where the platform has no loops. Measured when
+// each loop still owned its connections (a preempted loop then stalled all
+// of them; now the loops share readiness, see loop_linux.go) with 2 KiB
 // hits, wrk -t2 -c64 on the same 2 cores, three interleaved rounds: p99
 // 4.1-5.7 ms with one loop per CPU, 3.1-4.7 ms with two, the same req/s;
-// four per CPU cut req/s by a fifth for no further gain.
+// four per CPU cut req/s by a fifth for no further gain. Not measured again
+// since the loops share readiness.
 func DefaultLoops() int {
 	if !loopsSupported {
 		return 0
@@ -280,14 +279,14 @@ func (s *Server) stopLoops() {
 	s.wakeLoops()
 }
 
-// wakeLoops makes every loop look at the server's state: a stopping loop
-// closes its connections, a shutting one its idle connections.
+// wakeLoops makes a loop look at the server's state (the loops share it):
+// a stopping server's connections are closed, a shutting one's idle ones.
 func (s *Server) wakeLoops() {
 	s.mu.Lock()
-	loops := s.loops
+	h := s.hub
 	s.mu.Unlock()
-	for _, l := range loops {
-		l.wakeUp()
+	if h != nil {
+		h.wakeUp()
 	}
 }
 

@@ -241,10 +241,10 @@ func (s *Server) adopt(c net.Conn, prefix []byte) bool {
 }
 
 // wakeUp makes a loop look at the inbox and the server's state.
-func (l *loop) wakeUp() {
-	l.h.mu.Lock()
-	defer l.h.mu.Unlock()
-	l.h.signal()
+func (h *hub) wakeUp() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.signal()
 }
 
 // signal writes the wake eventfd; h.mu must be held. Once the loops have

@@ -52,7 +52,7 @@ func TestAnExitedLoopWritesNothing(t *testing.T) {
 	}
 	ts.srv.closeIdle()
 	ts.srv.stopLoops()
-	l.wakeUp()
+	l.h.wakeUp()
 	if st, err := reused.Stat(); err != nil || st.Size() != 0 {
 		t.Fatalf("a file that took the exited loop's eventfd number got %d bytes (%v)", st.Size(), err)
 	}

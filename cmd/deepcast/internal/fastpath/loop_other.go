@@ -14,4 +14,4 @@ type hub struct{}
 
 func (s *Server) startLoops(int) error        { return nil }
 func (s *Server) adopt(net.Conn, []byte) bool { return false }
-func (l *loop) wakeUp()                       {}
+func (h *hub) wakeUp()                        {}
