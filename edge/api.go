@@ -85,22 +85,10 @@ func (n *Node) routes() http.Handler {
 	r.Get("/vod/*", n.serveObject)
 	r.Head("/vod/*", n.serveObject)
 	r.Post("/api/purge", n.purge)
-	r.Get("/api/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Stats()) })
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) { plain(w, http.StatusOK, "ok") })
-	r.Get("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		for _, u := range n.pool.health() {
-			if u.Healthy {
-				plain(w, http.StatusOK, "ok")
-				return
-			}
-		}
-		plain(w, http.StatusServiceUnavailable, "no healthy upstream")
-	})
-	mh := promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{})
-	r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		mh.ServeHTTP(w, r)
-	})
+	r.Get("/api/stats", n.opsGuard(n.serveStats))
+	r.Get("/healthz", n.healthz)
+	r.Get("/readyz", n.readyz)
+	r.Get("/metrics", n.opsGuard(n.serveMetrics))
 	if n.cfg.Web != nil {
 		r.Handle("/*", n.cfg.Web)
 	} else {
@@ -115,6 +103,78 @@ func (n *Node) routes() http.Handler {
 	return r
 }
 
+// OpsHandler serves what an operator reads and does (/metrics, /api/stats,
+// /api/purge, /healthz, /readyz) with no guard but purge's token: for a
+// listener only operators reach (-admin-listen).
+func (n *Node) OpsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/api/stats", n.serveStats)
+	r.Get("/metrics", n.serveMetrics)
+	r.Post("/api/purge", n.purge)
+	r.Get("/healthz", n.healthz)
+	r.Get("/readyz", n.readyz)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
+	return r
+}
+
+func (n *Node) serveStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.Stats())
+}
+
+func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	n.metrics.handler.ServeHTTP(w, r)
+}
+
+func (n *Node) healthz(w http.ResponseWriter, r *http.Request) { plain(w, http.StatusOK, "ok") }
+
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	for _, u := range n.pool.health() {
+		if u.Healthy {
+			plain(w, http.StatusOK, "ok")
+			return
+		}
+	}
+	plain(w, http.StatusServiceUnavailable, "no healthy upstream")
+}
+
+// opsGuard applies Config.Ops to what reveals the node's upstreams and
+// traffic (/metrics, /api/stats) on the viewers' listener.
+func (n *Node) opsGuard(next http.HandlerFunc) http.HandlerFunc {
+	return OpsAccess{Hidden: n.cfg.OpsHidden, Token: n.cfg.MetricsToken}.Guard(next)
+}
+
+// OpsAccess says who may read a node's metrics and stats on the listener
+// viewers use: everyone (the zero value), holders of a bearer Token, or
+// nobody (Hidden: they are on an operators' listener instead).
+type OpsAccess struct {
+	Hidden bool
+	Token  string
+}
+
+// Guard wraps next with the access rule.
+func (a OpsAccess) Guard(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case a.Hidden:
+			httpError(w, http.StatusNotFound, "not served on this listener: see the node's -admin-listen address, or start it with -metrics-token")
+			return
+		case a.Token != "":
+			token, ok := bearerToken(r.Header.Get("Authorization"))
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="deepcast-metrics"`)
+				httpError(w, http.StatusUnauthorized, "missing bearer token (-metrics-token)")
+				return
+			}
+			if subtle.ConstantTimeCompare([]byte(token), []byte(a.Token)) != 1 {
+				httpError(w, http.StatusForbidden, "wrong token")
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
 // purgeRequest is the body of POST /api/purge.
 type purgeRequest struct {
 	Prefix string   `json:"prefix"`
@@ -126,8 +186,8 @@ func (n *Node) purge(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "purge is disabled: start the edge with -admin-token")
 		return
 	}
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || token == "" {
+	token, ok := bearerToken(r.Header.Get("Authorization"))
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="deepcast"`)
 		httpError(w, http.StatusUnauthorized, "missing bearer token")
 		return
@@ -153,19 +213,34 @@ func (n *Node) purge(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	seen := map[string]bool{}
+	purged := 0
 	for _, k := range keys {
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		n.mem.del(k)
-		if n.disk != nil {
-			n.disk.del(k)
+		held := n.mem.del(k)
+		if n.disk != nil && n.disk.del(k) {
+			held = true
 		}
-		n.prefetched.Delete(k)
+		n.prefetched.forget(k)
+		if held {
+			purged++ // a key that was never cached is not reported purged
+		}
 	}
-	n.log.Info("purged", "prefix", req.Prefix, "keys", len(seen))
-	writeJSON(w, http.StatusOK, map[string]int{"purged": len(seen)})
+	n.log.Info("purged", "prefix", req.Prefix, "keys", purged)
+	writeJSON(w, http.StatusOK, map[string]int{"purged": purged})
+}
+
+// bearerToken returns the token of an Authorization header value of the
+// Bearer scheme, whose name is case-insensitive (RFC 9110, 11.1).
+func bearerToken(auth string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(auth), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -219,6 +294,7 @@ func cors(next http.Handler) http.Handler {
 // nodeMetrics are the node's Prometheus series; most read the counters.
 type nodeMetrics struct {
 	reg             *prometheus.Registry
+	handler         http.Handler
 	upstreamLatency *prometheus.HistogramVec
 	requests        *prometheus.CounterVec
 	resolved        sync.Map // route/method/code -> prometheus.Counter
@@ -247,6 +323,7 @@ func (n *Node) RegisterMetrics(cs ...prometheus.Collector) error {
 
 func newNodeMetrics(n *Node) *nodeMetrics {
 	m := &nodeMetrics{reg: prometheus.NewRegistry()}
+	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	m.upstreamLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "deepcast_edge_upstream_request_duration_seconds", Help: "Upstream fetch latency to response headers, by upstream.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},

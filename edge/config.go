@@ -33,8 +33,13 @@ type Config struct {
 	// the upstream sends none.
 	ManifestSWR, ManifestSIE time.Duration
 	AdminToken               string
-	AccessLog                bool
-	Logger                   *slog.Logger
+	// MetricsToken, when set, is the bearer token /metrics and /api/stats
+	// ask for; OpsHidden takes them off the handler altogether (they are
+	// on OpsHandler, served on an operators' listener).
+	MetricsToken string
+	OpsHidden    bool
+	AccessLog    bool
+	Logger       *slog.Logger
 	// Transport reaches upstreams and siblings; http.DefaultTransport's
 	// settings with more idle connections when nil.
 	Transport http.RoundTripper

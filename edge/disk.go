@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -56,36 +55,116 @@ type diskHeader struct {
 	NoCache      bool          `json:"noCache"`
 }
 
-func openDiskTier(dir string, limit int64, log *slog.Logger) (*diskTier, error) {
+// diskMarker is the file that makes a folder the disk tier's: the tier
+// only ever removes files in a folder that has it, and only files named as
+// the tier names them.
+const diskMarker = ".deepcast-disk-tier"
+
+// diskMarkerText is the marker's content, for a person who finds the folder.
+const diskMarkerText = "This folder is a deepcast edge's disk tier: the edge adds and removes files here.\n"
+
+// claimDiskDir makes sure dir is the tier's own: an empty or new folder is
+// claimed with the marker file; a folder that has the marker is the
+// tier's; any other folder is refused, so a mistyped -disk never deletes a
+// user's files. (A folder of a version before the marker, holding only
+// files in the tier's layout, is claimed too.)
+func claimDiskDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("disk tier: %w", err)
+		return fmt.Errorf("disk tier: %w", err)
+	}
+	marker := filepath.Join(dir, diskMarker)
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("disk tier: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !isShardDir(e.Name()) || !onlyTierFiles(filepath.Join(dir, e.Name())) {
+			return fmt.Errorf("disk tier: %s is not empty and has no %s file: refusing to use a folder the edge did not create (give an empty or new folder)", dir, diskMarker)
+		}
+	}
+	if err := os.WriteFile(marker, []byte(diskMarkerText), 0o644); err != nil {
+		return fmt.Errorf("disk tier: %w", err)
+	}
+	return nil
+}
+
+// isShardDir reports a name of the tier's two-hex-digit subfolders.
+func isShardDir(name string) bool { return len(name) == 2 && isLowerHex(name) }
+
+// isObjectFile reports a name the tier gives an object file (64 hex digits)
+// or its temporary file.
+func isObjectFile(name string) bool {
+	return len(name) == 64 && isLowerHex(name) || strings.HasPrefix(name, ".tmp-")
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// onlyTierFiles reports whether dir holds object files only.
+func onlyTierFiles(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !isObjectFile(e.Name()) {
+			return false
+		}
+	}
+	return true
+}
+
+func openDiskTier(dir string, limit int64, log *slog.Logger) (*diskTier, error) {
+	if err := claimDiskDir(dir); err != nil {
+		return nil, err
 	}
 	d := &diskTier{dir: dir, limit: limit, log: log, index: map[string]*diskEntry{}}
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return err
-		}
-		if strings.HasPrefix(e.Name(), ".tmp-") {
-			os.Remove(p) // a write interrupted by a crash
-			return nil
-		}
-		h, size, err := readDiskHeader(p)
-		if err != nil {
-			log.Warn("disk tier: dropping unreadable object", "file", p, "err", err)
-			os.Remove(p)
-			return nil
-		}
-		info, _ := e.Info()
-		used := time.Now()
-		if info != nil {
-			used = info.ModTime()
-		}
-		d.index[h.Key] = &diskEntry{file: p, size: size, used: used}
-		d.bytes += size
-		return nil
-	})
+	shards, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk tier: %w", err)
+	}
+	for _, shard := range shards {
+		if !shard.IsDir() || !isShardDir(shard.Name()) {
+			continue // the marker, or something someone put there: not ours to touch
+		}
+		files, err := os.ReadDir(filepath.Join(dir, shard.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("disk tier: %w", err)
+		}
+		for _, e := range files {
+			p := filepath.Join(dir, shard.Name(), e.Name())
+			if !e.Type().IsRegular() || !isObjectFile(e.Name()) {
+				continue
+			}
+			if strings.HasPrefix(e.Name(), ".tmp-") {
+				os.Remove(p) // a write of ours interrupted by a crash
+				continue
+			}
+			h, size, err := readDiskHeader(p)
+			if err != nil || d.fileFor(h.Key) != p {
+				if err == nil {
+					err = fmt.Errorf("holds key %q, which belongs in another file", h.Key)
+				}
+				log.Warn("disk tier: dropping unreadable object", "file", p, "err", err)
+				os.Remove(p)
+				continue
+			}
+			used := time.Now()
+			if info, err := e.Info(); err == nil {
+				used = info.ModTime()
+			}
+			d.index[h.Key] = &diskEntry{file: p, size: size, used: used}
+			d.bytes += size
+		}
 	}
 	d.mu.Lock()
 	d.evictLocked()
@@ -256,14 +335,17 @@ func (d *diskTier) evictLocked() {
 	}
 }
 
-func (d *diskTier) del(key string) {
+// del removes key and reports whether the tier held it.
+func (d *diskTier) del(key string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e := d.index[key]; e != nil {
+	e := d.index[key]
+	if e != nil {
 		os.Remove(e.file)
 		d.bytes -= e.size
 		delete(d.index, key)
 	}
+	return e != nil
 }
 
 func (d *diskTier) keysWithPrefix(prefix string) []string {

@@ -482,8 +482,7 @@ func TestPrefetchOncePerSegmentAndStopsAtLast(t *testing.T) {
 	}
 	// CMCD's nor names the next object; the query goes upstream untouched.
 	cmcd := `bl=2000,br=800,nor="../v/3.m4s",sid="s1"`
-	n.mem.del("/vod/a/v/3.m4s")
-	n.prefetched.Delete("/vod/a/v/3.m4s")
+	n.mem.del("/vod/a/v/3.m4s") // forgets that it was prefetched, too
 	fetch(t, ts.URL+"/vod/a/v/1.m4s?CMCD="+urlEncode(cmcd))
 	waitPrefetched("/vod/a/v/3.m4s")
 	deadline := time.Now().Add(5 * time.Second)

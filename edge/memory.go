@@ -18,6 +18,9 @@ type memoryTier struct {
 	keys      map[string]int64 // key -> cost
 	bytes     atomic.Int64
 	evictions atomic.Int64
+	// gone, when set, hears of every key that leaves the tier (evicted,
+	// refused or deleted), so what is remembered about it can go too.
+	gone func(key string)
 }
 
 func newMemoryTier(maxBytes int64) (*memoryTier, error) {
@@ -53,6 +56,9 @@ func (m *memoryTier) forget(o *object) {
 		m.bytes.Add(-c)
 	}
 	m.mu.Unlock()
+	if m.gone != nil {
+		m.gone(o.Key)
+	}
 }
 
 func (m *memoryTier) get(key string) (*object, bool) { return m.cache.Get(key) }
@@ -77,14 +83,20 @@ func (m *memoryTier) put(o *object) {
 	m.cache.Wait() // visible to the next Get: no second fetch for this key
 }
 
-func (m *memoryTier) del(key string) {
+// del removes key and reports whether the tier held it.
+func (m *memoryTier) del(key string) bool {
 	m.cache.Del(key)
 	m.mu.Lock()
-	if c, ok := m.keys[key]; ok {
+	c, ok := m.keys[key]
+	if ok {
 		delete(m.keys, key)
 		m.bytes.Add(-c)
 	}
 	m.mu.Unlock()
+	if m.gone != nil {
+		m.gone(key)
+	}
+	return ok
 }
 
 // keysWithPrefix lists the cached keys under prefix.

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ type Node struct {
 
 	via           []string // this node's Via header value
 	prefetchSlots chan struct{}
-	prefetched    sync.Map // key -> struct{}: prefetch each segment once
+	prefetched    *prefetchMemo
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -71,6 +72,8 @@ func New(cfg Config) (*Node, error) {
 	if n.mem, err = newMemoryTier(cfg.MemBytes); err != nil {
 		return nil, err
 	}
+	n.prefetched = newPrefetchMemo(maxPrefetchMemo)
+	n.mem.gone = n.prefetched.forget
 	if cfg.DiskDir != "" {
 		if n.disk, err = openDiskTier(cfg.DiskDir, cfg.DiskBytes, n.log); err != nil {
 			n.mem.close()
@@ -159,6 +162,7 @@ type fetchResult struct {
 	status      int           // upstream status
 	cacheStatus string        // upstream's Cache-Status, to keep in the chain
 	passthrough *passResponse // a non-200 answer relayed to the client
+	stored      bool          // obj was put in the cache (not private, not no-store)
 }
 
 // passResponse is an upstream answer that is not cached (404, ...).
@@ -190,6 +194,7 @@ func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling boo
 		}
 		if res.obj != nil && res.cacheable {
 			n.store(res.obj)
+			res.stored = true
 		}
 		return res.fetchResult, nil
 	})
@@ -273,8 +278,8 @@ func (n *Node) siblingByURL(u string) *upstream {
 
 func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key string, stale *object, toSibling bool) (*rawFetch, error) {
 	target := up.url.String() + r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery // CMCD and the rest go upstream untouched
+	if q := forwardedQuery(r.URL.RawQuery, n.cfg.QueryAllow); q != "" {
+		target += "?" + q
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
@@ -332,11 +337,57 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		}
 		res.obj = stale.refreshed(resp.Header, res.policy, now, n.defaultTTL(key))
 		res.cacheable = true
+	case http.StatusPartialContent:
+		// The edge never asks for a range upstream: a 206 is a part taken
+		// for the whole, with or without its Content-Range.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: 206 Partial Content to a request without Range", up.url.Host)}
 	default:
+		if isRedirect(resp.StatusCode) && resp.Header.Get("Location") == "" {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s without Location", up.url.Host, resp.Status)}
+		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		res.passthrough = &passResponse{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
 	}
 	return res, nil
+}
+
+// isRedirect reports the statuses that mean nothing without a Location.
+func isRedirect(code int) bool {
+	switch code {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// passedHeaders are the upstream headers a relayed (uncached) answer keeps:
+// what its status needs to mean anything to the client.
+var passedHeaders = []string{"Content-Type", "Cache-Control", "Location", "Retry-After", "WWW-Authenticate", "Allow", "Content-Range"}
+
+// forwardedQuery is the part of a client's query that goes upstream on a
+// miss: the parameters that are in the cache key (allow) and CMCD, which
+// is telemetry for the origin, in the order the client sent them. The rest
+// stays here: a parameter upstream could act on but the key does not hold
+// would let one client's variant be served to all.
+func forwardedQuery(raw string, allow []string) string {
+	if raw == "" {
+		return ""
+	}
+	var kept []string
+	for part := range strings.SplitSeq(raw, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		if name == "CMCD" || slices.Contains(allow, name) {
+			kept = append(kept, part)
+		}
+	}
+	return strings.Join(kept, "&")
 }
 
 func readBody(resp *http.Response) ([]byte, error) {
@@ -449,7 +500,15 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	}
 	n.stats.addServed("upstream", len(res.obj.Body))
 	n.maybePrefetch(r, p, res.obj)
-	status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; stored; ttl=%d%s", n.cfg.Name, fwd, res.status, int(res.obj.ttl(time.Now()).Seconds()), collapsed)
+	// RFC 9211: "stored" only when this cache kept the response, and a
+	// ttl only for what it keeps.
+	status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d", n.cfg.Name, fwd, res.status)
+	if res.stored {
+		status += fmt.Sprintf("; stored; ttl=%d", int(res.obj.ttl(time.Now()).Seconds()))
+	} else {
+		status += "; detail=not-stored"
+	}
+	status += collapsed
 	return outcome{obj: res.obj, cacheStatus: chainStatus(res.cacheStatus, status)}
 }
 
@@ -480,7 +539,7 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 		httpError(w, out.errCode, "upstream unavailable")
 	case out.pass != nil:
 		h := w.Header()
-		for _, k := range []string{"Content-Type", "Cache-Control"} {
+		for _, k := range passedHeaders {
 			if v := out.pass.header.Get(k); v != "" {
 				h.Set(k, v)
 			}
@@ -557,36 +616,35 @@ var hdrBytes = []string{"bytes"}
 // maybePrefetch fetches the next segment of the rendition in the background
 // (enter-deep): the one CMCD's nor names, else n+1 (r is nil on the fast
 // path for requests with no query, so no CMCD); never past the last
-// segment the origin announced; once per segment; bounded concurrency.
+// segment the origin announced; once while the segment is cached; bounded
+// concurrency. A nor is followed only when it is a relative reference to a
+// segment of the same asset and rendition: the client chooses which
+// segment, never which path the edge fetches.
 func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 	if !*n.cfg.Prefetch || p.Kind != "segment" {
 		return
 	}
 	next := p.segmentPath(p.Segment + 1)
 	if r != nil { // nil: a fast-path request with no query, so no CMCD
-		if nor := cmcdNextObject(r); nor != "" {
-			if u, err := r.URL.Parse(nor); err == nil {
-				if np, ok := parseObjectPath(u.EscapedPath()); ok && np.Kind == "segment" {
-					next, p = u.EscapedPath(), np
-					p.Segment-- // so the bound below checks the named segment
-				}
-			}
+		if np, ok := sameRenditionSegment(r, p, cmcdNextObject(r)); ok {
+			next, p = np.segmentPath(np.Segment), np
+			p.Segment-- // so the bound below checks the named segment
 		}
 	}
 	if last, err := strconv.Atoi(o.LastSegment); err == nil && p.Segment+1 > last {
 		return
 	}
 	key := next
-	if _, done := n.prefetched.LoadOrStore(key, struct{}{}); done {
+	if _, ok := n.mem.get(key); ok {
 		return
 	}
-	if _, ok := n.mem.get(key); ok {
+	if !n.prefetched.mark(key) {
 		return
 	}
 	select {
 	case n.prefetchSlots <- struct{}{}:
 	default:
-		n.prefetched.Delete(key) // busy: a later request may try again
+		n.prefetched.forget(key) // busy: a later request may try again
 		return
 	}
 	req := orPlain(r, next).Clone(context.Background())
@@ -594,11 +652,82 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 	n.wg.Go(func() {
 		defer func() { <-n.prefetchSlots }()
 		n.stats.prefetches.Add(1)
-		if _, _, err := n.fetch(req, key, nil, false); err != nil {
-			n.prefetched.Delete(key)
+		res, _, err := n.fetch(req, key, nil, false)
+		if err != nil || !res.stored {
+			n.prefetched.forget(key)
+		}
+		if err != nil {
 			n.log.Debug("prefetch failed", "key", key, "err", err)
 		}
 	})
+}
+
+// sameRenditionSegment resolves a CMCD nor against the request r for the
+// segment p and returns the segment it names, when nor is a relative
+// reference (no scheme, no host, no absolute path) to a later segment of
+// the same asset and rendition.
+func sameRenditionSegment(r *http.Request, p objectPath, nor string) (objectPath, bool) {
+	if nor == "" || strings.HasPrefix(nor, "/") || strings.Contains(nor, "\\") {
+		return objectPath{}, false
+	}
+	ref, err := url.Parse(nor)
+	if err != nil || ref.Scheme != "" || ref.Host != "" || ref.User != nil {
+		return objectPath{}, false
+	}
+	base := &url.URL{Path: p.segmentPath(p.Segment)}
+	if r != nil && r.URL != nil && r.URL.Path != "" {
+		base = &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}
+	}
+	u := base.ResolveReference(&url.URL{Path: ref.Path, RawPath: ref.RawPath})
+	np, ok := parseObjectPath(u.EscapedPath())
+	if !ok || np.Kind != "segment" || np.Asset != p.Asset || np.Rendition != p.Rendition || np.Segment <= p.Segment {
+		return objectPath{}, false
+	}
+	return np, true
+}
+
+// maxPrefetchMemo bounds the segments remembered as prefetched.
+const maxPrefetchMemo = 1 << 16
+
+// prefetchMemo remembers the segments prefetched and still cached, so many
+// requests naming the same next segment cause one prefetch. A key is
+// forgotten when it leaves the memory tier (so an evicted segment can be
+// prefetched again) or its prefetch fails; past its bound the memo starts
+// over, which costs at most one more prefetch per segment.
+type prefetchMemo struct {
+	mu   sync.Mutex
+	keys map[string]struct{}
+	max  int
+}
+
+func newPrefetchMemo(max int) *prefetchMemo {
+	return &prefetchMemo{keys: map[string]struct{}{}, max: max}
+}
+
+// mark records key and reports whether it was not recorded yet.
+func (m *prefetchMemo) mark(key string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.keys[key]; ok {
+		return false
+	}
+	if len(m.keys) >= m.max {
+		clear(m.keys)
+	}
+	m.keys[key] = struct{}{}
+	return true
+}
+
+func (m *prefetchMemo) forget(key string) {
+	m.mu.Lock()
+	delete(m.keys, key)
+	m.mu.Unlock()
+}
+
+func (m *prefetchMemo) len() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.keys)
 }
 
 // cmcdNextObject returns CMCD's nor (next object request) from the CMCD

@@ -152,19 +152,57 @@ func (s *Server) requireAdmin(next http.HandlerFunc) http.HandlerFunc {
 			httpError(w, http.StatusForbidden, "write endpoints are disabled: start the origin with -admin-token")
 			return
 		}
-		auth := r.Header.Get("Authorization")
-		token, ok := strings.CutPrefix(auth, "Bearer ")
-		if !ok || token == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="deepcast"`)
-			httpError(w, http.StatusUnauthorized, "missing bearer token")
-			return
+		if checkBearer(w, r, s.cfg.AdminToken, "deepcast") {
+			next(w, r)
 		}
-		if subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.AdminToken)) != 1 {
-			httpError(w, http.StatusForbidden, "wrong token")
-			return
-		}
-		next(w, r)
 	}
+}
+
+// opsGuard keeps /metrics and /api/stats off the viewers' listener
+// (OpsHidden: they are on OpsHandler) or behind MetricsToken.
+func (s *Server) opsGuard(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case s.cfg.OpsHidden:
+			httpError(w, http.StatusNotFound, "not served on this listener: see the origin's -admin-listen address, or start it with -metrics-token")
+		case s.cfg.MetricsToken != "":
+			if checkBearer(w, r, s.cfg.MetricsToken, "deepcast-metrics") {
+				next(w, r)
+			}
+		default:
+			next(w, r)
+		}
+	}
+}
+
+// checkBearer reports whether r carries the bearer token want, having
+// answered 401 (none) or 403 (another) when it does not. The scheme's
+// name is case-insensitive (RFC 9110, 11.1).
+func checkBearer(w http.ResponseWriter, r *http.Request, want, realm string) bool {
+	scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm+`"`)
+		httpError(w, http.StatusUnauthorized, "missing bearer token")
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		httpError(w, http.StatusForbidden, "wrong token")
+		return false
+	}
+	return true
+}
+
+// OpsHandler serves /metrics, /api/stats, /healthz and /readyz with no
+// guard: for a listener only operators reach (-admin-listen).
+func (s *Server) OpsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Get("/api/stats", s.stats)
+	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
+	return r
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {

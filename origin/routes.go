@@ -27,10 +27,10 @@ func (s *Server) routes() http.Handler {
 	r.Post("/api/assets", s.requireAdmin(s.ingest))
 	r.Get("/api/assets/{asset}", s.getAsset)
 	r.Get("/api/jobs/{id}", s.getJob)
-	r.Get("/api/stats", s.stats)
+	r.Get("/api/stats", s.opsGuard(s.stats))
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
-	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r.Get("/metrics", s.opsGuard(s.metricsHandler().ServeHTTP))
 	if s.cfg.Web != nil {
 		r.Handle("/*", s.cfg.Web)
 	} else {

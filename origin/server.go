@@ -19,7 +19,12 @@ type Config struct {
 	// CheckEvery is how often an asset is re-checked for replacement.
 	CheckEvery time.Duration
 	AccessLog  bool
-	Logger     *slog.Logger
+	// MetricsToken, when set, is the bearer token /metrics and /api/stats
+	// ask for; OpsHidden takes them off the handler (they are on
+	// OpsHandler, for an operators' listener).
+	MetricsToken string
+	OpsHidden    bool
+	Logger       *slog.Logger
 	// Web serves the browser pages at "/"; a plain asset list when nil.
 	Web http.Handler
 }

@@ -35,6 +35,7 @@ func edgeCommand() command {
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
 			accessLog := fs.Bool("access-log", false, "log every request")
+			ops := addOpsFlags(fs)
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *upstream == "" || len(args) > 0 {
@@ -64,6 +65,7 @@ func edgeCommand() command {
 				}
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
+				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(ln, cfg.Logger)
 				name := cfg.Name
 				if name == "" {
 					name = defaults.Name
@@ -80,7 +82,7 @@ func edgeCommand() command {
 				defer n.Close()
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", "http://"+ln.Addr().String(),
 					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
-				return serve(ctx, n, ln, slog.Default().With("node", n.Name()))
+				return serveWithOps(ctx, n, ln, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}
 		},
 	}

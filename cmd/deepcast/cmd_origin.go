@@ -23,6 +23,7 @@ func originCommand() command {
 			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
 			accessLog := fs.Bool("access-log", true, "log every request")
+			ops := addOpsFlags(fs)
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) > 0 {
@@ -38,14 +39,15 @@ func originCommand() command {
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: self}}})
 				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
-					CheckEvery: *check, AccessLog: *accessLog, Logger: log, Web: pages})
+					CheckEvery: *check, AccessLog: *accessLog, Logger: log, Web: pages,
+					MetricsToken: *ops.token, OpsHidden: ops.hidden(ln, log)})
 				if err != nil {
 					ln.Close()
 					return err
 				}
 				defer srv.Close()
 				log.Info("origin listening", "url", "http://"+ln.Addr().String(), "library", *lib)
-				return serve(ctx, srv, ln, log)
+				return serveWithOps(ctx, srv, ln, ops, srv.OpsHandler(), log)
 			}
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -175,5 +176,78 @@ func serve(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logge
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return serr
 	}
+	return err
+}
+
+// opsFlags are the flags that say where an operator reads a node's metrics
+// and stats (-admin-listen, -metrics-token).
+type opsFlags struct {
+	listen, token *string
+}
+
+func addOpsFlags(fs *flag.FlagSet) opsFlags {
+	return opsFlags{
+		listen: fs.String("admin-listen", "", "separate address for /metrics, /api/stats (and the edge's /api/purge); they leave the main listener"),
+		token:  fs.String("metrics-token", "", "bearer token that /metrics and /api/stats ask for on the main listener"),
+	}
+}
+
+// hidden decides whether /metrics and /api/stats leave the main listener
+// ln: when an admin listener takes them, or when ln is reachable from other
+// machines and no token guards them (they name upstreams and show the
+// traffic), which log says. On loopback they stay open, as the demo needs.
+func (o opsFlags) hidden(ln net.Listener, log *slog.Logger) bool {
+	if *o.listen != "" {
+		return true
+	}
+	if *o.token != "" {
+		return false
+	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", ln.Addr().String())
+		return true
+	}
+	return false
+}
+
+// serveWithOps runs serve for h on ln and, when -admin-listen is set, ops on
+// that address with net/http until ctx ends; the first error stops both.
+func serveWithOps(ctx context.Context, h http.Handler, ln net.Listener, o opsFlags, ops http.Handler, log *slog.Logger) error {
+	if *o.listen == "" {
+		return serve(ctx, h, ln, log)
+	}
+	oln, err := listen(*o.listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	log.Info("admin listening", "url", "http://"+oln.Addr().String())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- serve(ctx, h, ln, log) }()
+	go func() { errc <- serveOps(ctx, ops, oln, log) }()
+	first := <-errc
+	cancel()
+	if second := <-errc; first == nil {
+		first = second
+	}
+	return first
+}
+
+// serveOps serves h with net/http alone until ctx ends.
+func serveOps(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logger) error {
+	hs := newHTTPServer(h, log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	<-errc
 	return err
 }

@@ -80,16 +80,29 @@ func (r *Router) Answer(req *dns.Msg, remote netip.Addr) *dns.Msg {
 	client := remote
 	var ecs *dns.EDNS0_SUBNET
 	if opt := req.IsEdns0(); opt != nil {
+		out := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		out.SetUDPSize(maxUDPSize)
+		if opt.Version() != 0 {
+			// RFC 6891, 6.1.3: we speak EDNS version 0 only.
+			resp.Rcode = dns.RcodeBadVers
+			resp.Answer, resp.Ns = nil, nil
+			resp.Extra = []dns.RR{out}
+			return resp
+		}
 		for _, o := range opt.Option {
 			if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+				prefix, ok := ecsPrefix(s)
+				if !ok {
+					resp.Rcode = dns.RcodeFormatError
+					resp.Extra = []dns.RR{out}
+					return resp
+				}
 				ecs = s
-				if a, ok := netip.AddrFromSlice(s.Address); ok {
-					client = a.Unmap()
+				if prefix.Bits() > 0 { // /0: the resolver asks that no subnet be used
+					client = prefix.Addr()
 				}
 			}
 		}
-		out := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		out.SetUDPSize(maxUDPSize)
 		if ecs != nil {
 			// The answer holds for the whole source prefix.
 			out.Option = append(out.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: ecs.Family,
@@ -134,6 +147,41 @@ func (r *Router) Answer(req *dns.Msg, remote netip.Addr) *dns.Msg {
 		resp.Ns = append(resp.Ns, soa)
 	}
 	return resp
+}
+
+// ecsPrefix checks an ECS option of a query (RFC 7871, 7.1.2): a known
+// family, a source prefix no longer than its addresses, a scope of 0, and
+// no address bits set past the source prefix. It returns the prefix.
+func ecsPrefix(s *dns.EDNS0_SUBNET) (netip.Prefix, bool) {
+	if s.SourceScope != 0 {
+		return netip.Prefix{}, false
+	}
+	var a netip.Addr
+	switch s.Family {
+	case 0: // what dig sends for +subnet=0
+		if s.SourceNetmask != 0 {
+			return netip.Prefix{}, false
+		}
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 0), true
+	case 1:
+		ip := s.Address.To4()
+		if ip == nil {
+			return netip.Prefix{}, false
+		}
+		a = netip.AddrFrom4([4]byte(ip))
+	case 2:
+		if len(s.Address) != 16 {
+			return netip.Prefix{}, false
+		}
+		a = netip.AddrFrom16([16]byte(s.Address))
+	default:
+		return netip.Prefix{}, false
+	}
+	p, err := a.Prefix(int(s.SourceNetmask))
+	if err != nil || p.Addr() != a {
+		return netip.Prefix{}, false
+	}
+	return p, true
 }
 
 func hdr(name string, t uint16, ttl uint32) dns.RR_Header {

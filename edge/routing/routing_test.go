@@ -492,3 +492,57 @@ func TestHTTPRedirectBaseURLAndSteering(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSRefusesMalformedECSAndOtherEDNSVersions: an ECS option with
+// address bits past its source prefix, a scope in a query or a prefix
+// longer than the family's addresses is FORMERR (RFC 7871, 7.1.2); EDNS
+// version 1 is BADVERS with an OPT of version 0 (RFC 6891, 6.1.3).
+func TestDNSRefusesMalformedECSAndOtherEDNSVersions(t *testing.T) {
+	s := setup(t, "nearest")
+	svc := "video.cdn.deepcast.test."
+	// The option goes out as raw bytes: miekg/dns masks an address when
+	// it packs one, and a hostile resolver does not.
+	exchange := func(version uint8, ecs *dns.EDNS0_SUBNET) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(svc, dns.TypeA)
+		o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		o.SetUDPSize(1232)
+		o.SetVersion(version)
+		if ecs != nil {
+			raw := []byte{byte(ecs.Family >> 8), byte(ecs.Family), ecs.SourceNetmask, ecs.SourceScope}
+			raw = append(raw, ecs.Address...) // as given: a hostile resolver may send more than the prefix
+			o.Option = append(o.Option, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: raw})
+		}
+		m.Extra = append(m.Extra, o)
+		resp, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, s.dnsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	v4 := func(a string) net.IP { return net.ParseIP(a).To4() }
+	for _, c := range []struct {
+		name    string
+		version uint8
+		ecs     *dns.EDNS0_SUBNET
+		rcode   int
+	}{
+		{"host bits set", 0, &dns.EDNS0_SUBNET{Family: 1, SourceNetmask: 8, Address: v4("10.1.2.255")}, dns.RcodeFormatError},
+		{"scope in a query", 0, &dns.EDNS0_SUBNET{Family: 1, SourceNetmask: 24, SourceScope: 16, Address: v4("10.1.2.0")[:3]}, dns.RcodeFormatError},
+		{"v6 host bits", 0, &dns.EDNS0_SUBNET{Family: 2, SourceNetmask: 48, Address: net.ParseIP("2001:db8:1:2::1")}, dns.RcodeFormatError},
+		{"well-formed", 0, &dns.EDNS0_SUBNET{Family: 1, SourceNetmask: 24, Address: v4("10.1.2.0")[:3]}, dns.RcodeSuccess},
+		{"prefix zero", 0, &dns.EDNS0_SUBNET{Family: 0, SourceNetmask: 0}, dns.RcodeSuccess},
+		{"EDNS version 1", 1, nil, dns.RcodeBadVers},
+	} {
+		resp := exchange(c.version, c.ecs)
+		if resp.Rcode != c.rcode {
+			t.Errorf("%s: rcode %s, want %s", c.name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[c.rcode])
+		}
+		if c.rcode != dns.RcodeSuccess && len(resp.Answer) > 0 {
+			t.Errorf("%s: answered %v", c.name, resp.Answer)
+		}
+		if opt := resp.IsEdns0(); opt == nil || opt.Version() != 0 {
+			t.Errorf("%s: response OPT %v, want one of version 0", c.name, opt)
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package edge
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Regression tests for what a hostile review of the edge found: each
+// failed before its fix.
+
+// TestNorPrefetchStaysInTheRendition: CMCD's nor may only name a later
+// segment of the same asset and rendition, by a relative reference; hits
+// carrying other paths make no upstream requests, and the memo of what was
+// prefetched stays bounded and forgets evicted segments.
+func TestNorPrefetchStaysInTheRendition(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.last = 50
+	n, ts := newNode(t, Config{Upstreams: []string{o.url()}})
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	waitFor(t, "segment 2 prefetched", func() bool { _, ok := n.mem.get("/vod/a/v/2.m4s"); return ok })
+	hostile := []string{
+		`/vod/a/zz/3.m4s`, `/vod/jN/zz/3.m4s`, `../w/4.m4s`, `../../b/v/5.m4s`, `http://evil.example/vod/a/v/6.m4s`,
+		`//evil.example/vod/a/v/7.m4s`, `../v/manifest.mpd`, `../init.mp4`, `1.m4s`, `0.m4s`, `..%2fw%2f8.m4s`, `9.m4s?x=1#y`,
+	}
+	vodRequests := func() int {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		total := 0
+		for p, c := range o.hits {
+			if p != "/healthz" {
+				total += c
+			}
+		}
+		return total
+	}
+	before := vodRequests()
+	for i := range 200 {
+		nor := hostile[i%len(hostile)]
+		fetch(t, ts.URL+"/vod/a/v/1.m4s?CMCD="+urlEncode(fmt.Sprintf(`nor="%s",sid="s"`, nor)))
+	}
+	time.Sleep(200 * time.Millisecond) // prefetches would have started by now
+	o.mu.Lock()
+	var stray []string
+	for p := range o.hits {
+		if p != "/healthz" && !strings.HasPrefix(p, "/vod/a/v/") || p == "/vod/a/v/6.m4s" || p == "/vod/a/v/7.m4s" {
+			stray = append(stray, p)
+		}
+	}
+	o.mu.Unlock()
+	// Only 9.m4s (a relative name in the same rendition) may be fetched.
+	if got := vodRequests() - before; got > 1 || len(stray) > 0 {
+		t.Errorf("hostile nor values caused %d upstream requests (paths outside the rendition: %v)", got, stray)
+	}
+	// A segment that left the cache may be prefetched again.
+	fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	waitFor(t, "segment 3 prefetched", func() bool { _, ok := n.mem.get("/vod/a/v/3.m4s"); return ok })
+	n.mem.del("/vod/a/v/3.m4s")
+	fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	waitFor(t, "segment 3 prefetched again after eviction", func() bool { return o.count("/vod/a/v/3.m4s") == 2 })
+
+	m := newPrefetchMemo(8)
+	for i := range 100 {
+		m.mark(fmt.Sprint(i))
+	}
+	if m.len() > 8 {
+		t.Errorf("prefetch memo holds %d keys, bound 8", m.len())
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// scriptedUpstream answers /healthz with 200 and every other path with
+// what answer says.
+func scriptedUpstream(t *testing.T, answer func(w http.ResponseWriter, r *http.Request)) *httptest.Server {
+	var mu sync.Mutex
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Write([]byte("ok"))
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		answer(w, r)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// TestRelayedAnswersKeepWhatTheirStatusNeeds: a redirect keeps its
+// Location (or is a 502 without one); a 206 to a request without Range is
+// a 502, never relayed as if whole.
+func TestRelayedAnswersKeepWhatTheirStatusNeeds(t *testing.T) {
+	cases := []struct {
+		name     string
+		answer   func(w http.ResponseWriter)
+		code     int
+		location string
+	}{
+		{"302 with Location", func(w http.ResponseWriter) {
+			w.Header().Set("Location", "http://other.example/vod/a/v/1.m4s")
+			w.WriteHeader(http.StatusFound)
+		}, http.StatusFound, "http://other.example/vod/a/v/1.m4s"},
+		{"302 without Location", func(w http.ResponseWriter) { w.WriteHeader(http.StatusFound) }, http.StatusBadGateway, ""},
+		{"307 without Location", func(w http.ResponseWriter) { w.WriteHeader(http.StatusTemporaryRedirect) }, http.StatusBadGateway, ""},
+		{"206 without Content-Range", func(w http.ResponseWriter) {
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write([]byte("part"))
+		}, http.StatusBadGateway, ""},
+		{"206 with Content-Range", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Range", "bytes 0-3/100")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write([]byte("part"))
+		}, http.StatusBadGateway, ""},
+		{"404", func(w http.ResponseWriter) { http.NotFound(w, nil) }, http.StatusNotFound, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			up := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) { c.answer(w) })
+			_, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch()})
+			client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			resp, err := client.Get(ts.URL + "/vod/a/v/1.m4s")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != c.code || resp.Header.Get("Location") != c.location {
+				t.Errorf("status %d Location %q, want %d %q", resp.StatusCode, resp.Header.Get("Location"), c.code, c.location)
+			}
+		})
+	}
+}
+
+// TestCacheStatusSaysWhetherStored: a private or no-store response is not
+// stored, and Cache-Status must not say it was.
+func TestCacheStatusSaysWhetherStored(t *testing.T) {
+	for _, cc := range []string{"private, max-age=60", "no-store", "public, max-age=60"} {
+		t.Run(cc, func(t *testing.T) {
+			up := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", cc)
+				w.Write([]byte("body"))
+			})
+			_, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch()})
+			resp, _ := fetch(t, ts.URL+"/vod/a/v/1.m4s")
+			stored := strings.Contains(resp.Header.Get("Cache-Status"), "; stored")
+			if want := cc == "public, max-age=60"; stored != want {
+				t.Errorf("Cache-Status %q: stored=%v, want %v", resp.Header.Get("Cache-Status"), stored, want)
+			}
+			resp, _ = fetch(t, ts.URL+"/vod/a/v/1.m4s")
+			hit := strings.Contains(resp.Header.Get("Cache-Status"), "; hit")
+			if want := cc == "public, max-age=60"; hit != want {
+				t.Errorf("second request Cache-Status %q: hit=%v, want %v", resp.Header.Get("Cache-Status"), hit, want)
+			}
+		})
+	}
+}
+
+// TestOnlyKeyedQueryGoesUpstream: the upstream sees the query parameters
+// that are in the cache key, and CMCD, and nothing else, so a parameter
+// that could change the answer never reaches it unkeyed.
+func TestOnlyKeyedQueryGoesUpstream(t *testing.T) {
+	var seen []string
+	up := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.URL.RawQuery)
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		fmt.Fprintf(w, "variant %s", r.URL.Query().Get("lang"))
+	})
+	_, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch(), QueryAllow: []string{"v"}})
+	_, b1 := fetch(t, ts.URL+"/vod/a/v/1.m4s?lang=evil&v=2&CMCD=br%3D800")
+	_, b2 := fetch(t, ts.URL+"/vod/a/v/1.m4s?v=2")
+	if string(b1) != "variant " || string(b2) != string(b1) {
+		t.Errorf("bodies %q, %q: an unkeyed parameter reached the upstream", b1, b2)
+	}
+	for _, q := range seen {
+		if strings.Contains(q, "lang") {
+			t.Errorf("upstream saw %q", q)
+		}
+	}
+	if len(seen) == 0 || seen[0] != "v=2&CMCD=br%3D800" {
+		t.Errorf("upstream queries %q, want the keyed parameter and CMCD", seen)
+	}
+	for _, c := range []struct{ raw, want string }{
+		{"", ""}, {"a=1&b=2", ""}, {"v=1&v=2", "v=1&v=2"}, {"%76=1", "%76=1"}, {"CMCD=x&%zz=1", "CMCD=x"},
+	} {
+		if got := forwardedQuery(c.raw, []string{"v"}); got != c.want {
+			t.Errorf("forwardedQuery(%q) = %q, want %q", c.raw, got, c.want)
+		}
+	}
+}
+
+// TestDiskTierNeverDeletesForeignFiles: a -disk folder holding files the
+// tier did not write is refused, and the files stay.
+func TestDiskTierNeverDeletesForeignFiles(t *testing.T) {
+	o := newFakeOrigin(t)
+	dir := t.TempDir()
+	precious := filepath.Join(dir, "thesis.tex")
+	nested := filepath.Join(dir, "ab", "notes.txt")
+	os.MkdirAll(filepath.Dir(nested), 0o755)
+	os.WriteFile(precious, []byte("years of work"), 0o644)
+	os.WriteFile(nested, []byte("more work"), 0o644)
+	_, err := New(Config{Profile: BringHome, Upstreams: []string{o.url()}, DiskDir: dir, Logger: quiet()})
+	if err == nil || !strings.Contains(err.Error(), diskMarker) {
+		t.Fatalf("a foreign folder was accepted: %v", err)
+	}
+	for _, f := range []string{precious, nested} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// A new folder is claimed; a foreign file put there later is left alone.
+	own := filepath.Join(t.TempDir(), "cache")
+	n, ts := newNode(t, Config{Profile: BringHome, Upstreams: []string{o.url()}, DiskDir: own, MemBytes: 16 << 20})
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	ts.Close()
+	n.Close()
+	stray := filepath.Join(own, "README")
+	os.WriteFile(stray, []byte("mine"), 0o644)
+	badShard := filepath.Join(own, "zz", "x")
+	os.MkdirAll(filepath.Dir(badShard), 0o755)
+	os.WriteFile(badShard, []byte("mine too"), 0o644)
+	if _, ts2 := newNode(t, Config{Profile: BringHome, Upstreams: []string{o.url()}, DiskDir: own, MemBytes: 16 << 20}); ts2 == nil {
+		t.Fatal("reopen failed")
+	}
+	for _, f := range []string{stray, badShard, filepath.Join(own, diskMarker)} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestPurgeCountsOnlyCachedKeysAndAcceptsAnyCaseBearer: the bearer scheme
+// is case-insensitive; keys that were never cached are not reported purged.
+func TestPurgeCountsOnlyCachedKeysAndAcceptsAnyCaseBearer(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch(), AdminToken: "tok"})
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/purge", strings.NewReader(`{"keys":["/vod/a/v/1.m4s","/vod/never/v/9.m4s"]}`))
+		req.Header.Set("Authorization", scheme+" tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]int
+		json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		want := 0
+		if scheme == "bearer" {
+			want = 1 // the first purge finds the one cached key
+		}
+		if resp.StatusCode != 200 || got["purged"] != want {
+			t.Errorf("%s: status %d purged %d, want 200 and %d", scheme, resp.StatusCode, got["purged"], want)
+		}
+	}
+}
+
+// TestOpsAccess: /metrics and /api/stats name the upstreams; with a token
+// they ask for it, hidden they are only on OpsHandler.
+func TestOpsAccess(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, open := newNode(t, Config{Upstreams: []string{o.url()}})
+	_, guarded := newNode(t, Config{Upstreams: []string{o.url()}, MetricsToken: "m"})
+	hiddenNode, hidden := newNode(t, Config{Upstreams: []string{o.url()}, OpsHidden: true})
+	ops := httptest.NewServer(hiddenNode.OpsHandler())
+	t.Cleanup(ops.Close)
+	for _, c := range []struct {
+		base, auth string
+		code       int
+	}{
+		{open.URL, "", 200}, {guarded.URL, "", 401}, {guarded.URL, "Bearer x", 403}, {guarded.URL, "bearer m", 200},
+		{hidden.URL, "", 404}, {hidden.URL, "Bearer m", 404}, {ops.URL, "", 200},
+	} {
+		for _, path := range []string{"/metrics", "/api/stats"} {
+			var hdr []string
+			if c.auth != "" {
+				hdr = []string{"Authorization", c.auth}
+			}
+			resp, body := fetch(t, c.base+path, hdr...)
+			if resp.StatusCode != c.code {
+				t.Errorf("%s%s (%q): %d, want %d", c.base, path, c.auth, resp.StatusCode, c.code)
+			}
+			if c.code != 200 && strings.Contains(string(body), o.addr) {
+				t.Errorf("%s%s refused but named the upstream", c.base, path)
+			}
+		}
+	}
+}
