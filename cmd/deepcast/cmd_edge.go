@@ -65,6 +65,7 @@ func edgeCommand() command {
 				}
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
+				raiseFileLimit(cfg.Logger)
 				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(ln, cfg.Logger)
 				name := cfg.Name
 				if name == "" {

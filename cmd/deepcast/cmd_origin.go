@@ -31,6 +31,7 @@ func originCommand() command {
 				}
 				tuneGC()
 				log := slog.Default().With("node", "origin")
+				raiseFileLimit(log)
 				ln, err := listen(*addr)
 				if err != nil {
 					return err

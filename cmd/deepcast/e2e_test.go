@@ -53,13 +53,20 @@ func (c *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // and returns serve's error, bounded in time.
 func startServe(t testing.TB, h http.Handler) (base string, stop func() error) {
 	t.Helper()
+	return startServeMode(t, h, os.Getenv("DEEPCAST_FASTPATH"))
+}
+
+// startServeMode is startServe with the fast path's mode given ("off":
+// net/http alone).
+func startServeMode(t testing.TB, h http.Handler, mode string) (base string, stop func() error) {
+	t.Helper()
 	ln, err := listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, h, ln, discard()) }()
+	go func() { done <- serveMode(ctx, h, ln, discard(), mode) }()
 	return "http://" + ln.Addr().String(), func() error {
 		cancel()
 		select {
@@ -84,7 +91,7 @@ func serveLoopback(t *testing.T, h http.Handler) string {
 }
 
 // startOrigin opens an origin on lib, closed when the test ends.
-func startOrigin(t *testing.T, lib string) *origin.Server {
+func startOrigin(t testing.TB, lib string) *origin.Server {
 	t.Helper()
 	o, err := origin.New(origin.Config{Library: lib, Logger: discard()})
 	if err != nil {

@@ -75,8 +75,7 @@ type server interface {
 // asks for net/http alone. DEEPCAST_FASTPATH=goroutines runs it with a
 // goroutine per connection instead of event loops. (Both are there to
 // compare, as make bench does.)
-func fastFront(h http.Handler, hs *http.Server) *fastpath.Server {
-	mode := os.Getenv("DEEPCAST_FASTPATH")
+func fastFront(h http.Handler, hs *http.Server, mode string) *fastpath.Server {
 	if mode == "off" {
 		return nil
 	}
@@ -137,6 +136,8 @@ func frontCollectors(f *fastpath.Server) []prometheus.Collector {
 			func(s fastpath.Stats) int64 { return s.Answered }),
 		counter("deepcast_fastpath_waited_total", "Requests an event loop had answered on a goroutine because the answer had to wait (edge misses).",
 			func(s fastpath.Stats) int64 { return s.Waited }),
+		counter("deepcast_fastpath_accept_retries_total", "Accepts that failed (out of file descriptors, mostly) and were retried after a pause.",
+			func(s fastpath.Stats) int64 { return s.AcceptRetries }),
 		counter("deepcast_fastpath_timeouts_total", "Connections the fast path closed at a read, write or idle deadline.",
 			func(s fastpath.Stats) int64 { return s.TimedOut }),
 	}
@@ -146,9 +147,15 @@ func frontCollectors(f *fastpath.Server) []prometheus.Collector {
 // responses get shutdownGrace to finish. The origin and the edge get the
 // fast path in front of net/http.
 func serve(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logger) error {
+	return serveMode(ctx, h, ln, log, os.Getenv("DEEPCAST_FASTPATH"))
+}
+
+// serveMode is serve with the fast path's mode given: "" (event loops),
+// "goroutines", or "off" (net/http alone).
+func serveMode(ctx context.Context, h http.Handler, ln net.Listener, log *slog.Logger, mode string) error {
 	hs := newHTTPServer(h, log)
 	var srv server = hs
-	if front := fastFront(h, hs); front != nil {
+	if front := fastFront(h, hs, mode); front != nil {
 		srv = front
 		if m, ok := h.(metricsRegistrar); ok {
 			if err := m.RegisterMetrics(frontCollectors(front)...); err != nil {

@@ -32,6 +32,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -110,7 +111,7 @@ type Server struct {
 	loops    []*loop
 	hub      *hub // what the loops share
 
-	open, handedOff, takenBack, answered, waited, timedOut atomic.Int64
+	open, handedOff, takenBack, answered, waited, timedOut, acceptRetries atomic.Int64
 }
 
 // Stats are the front's own figures, for metrics.
@@ -121,11 +122,14 @@ type Stats struct {
 	Answered  int64 // requests the front answered itself, since the start
 	Waited    int64 // answers a loop had Respond compute on a goroutine (Instant declined, Respond answered)
 	TimedOut  int64 // connections closed by a deadline
+	// AcceptRetries counts accepts that failed and were retried after a
+	// pause (out of file descriptors, mostly).
+	AcceptRetries int64
 }
 
 // Stats returns the front's figures so far.
 func (s *Server) Stats() Stats {
-	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), TakenBack: s.takenBack.Load(), Answered: s.answered.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load()}
+	return Stats{Open: s.open.Load(), HandedOff: s.handedOff.Load(), TakenBack: s.takenBack.Load(), Answered: s.answered.Load(), Waited: s.waited.Load(), TimedOut: s.timedOut.Load(), AcceptRetries: s.acceptRetries.Load()}
 }
 
 // Connection states, for shutdown: only idle connections may be closed.
@@ -177,8 +181,14 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() { // EMFILE and friends: back off, as net/http does
+			if retryableAccept(err) {
+				// Out of file descriptors (or a connection gone before it
+				// was accepted): back off and keep serving, as net/http
+				// does; the connections already open go on.
+				if delay == 0 && s.HTTP.ErrorLog != nil {
+					s.HTTP.ErrorLog.Printf("fastpath: accept: %v; backing off", err)
+				}
+				s.acceptRetries.Add(1)
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -192,6 +202,19 @@ func (s *Server) Serve(ln net.Listener) error {
 			return http.ErrServerClosed
 		}
 	}
+}
+
+// retryableAccept reports the accept errors a server outlives: a full
+// file table (EMFILE, ENFILE), no memory for a socket (ENOBUFS, ENOMEM),
+// a connection reset before it was accepted (ECONNABORTED), a timeout.
+func retryableAccept(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // take starts serving c, whose first bytes, already read, are prefix: on a
@@ -366,6 +389,13 @@ func (s *Server) serveConn(c *conn) {
 			}
 			end += n
 			if err != nil {
+				if errors.Is(err, io.EOF) && start < end {
+					// The client ended its side in the middle of a
+					// head: net/http answers that (400), as it would
+					// without the front.
+					s.handOff(c.Conn, buf[start:end])
+					return
+				}
 				if errors.Is(err, os.ErrDeadlineExceeded) {
 					s.timedOut.Add(1)
 				}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -762,6 +763,102 @@ func TestHandedOffConnectionsComeBack(t *testing.T) {
 		}
 		if st := ts.srv.Stats(); st.TakenBack != 3 || st.HandedOff != 4 {
 			t.Errorf("stats %+v: want 3 taken back, 4 handed off", st)
+		}
+	})
+}
+
+// flakyListener fails its first accepts with EMFILE, as a process out of
+// file descriptors sees them, then accepts for real.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	}
+	return l.Listener.Accept()
+}
+
+// TestAcceptOutOfFilesBacksOffAndKeepsServing: EMFILE on accept used to
+// end Serve (and so the process); now the front pauses and goes on.
+func TestAcceptOutOfFilesBacksOffAndKeepsServing(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fl := &flakyListener{Listener: ln}
+		fl.fails.Store(5)
+		srv := &Server{HTTP: &http.Server{ReadHeaderTimeout: time.Second}, Loops: loops, Respond: func(q Request) (Response, bool) {
+			return Response{Body: []byte("ok")}, true
+		}}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(fl) }()
+		t.Cleanup(func() {
+			srv.Close()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Error("Serve did not return after Close")
+			}
+		})
+		rs := exchange(t, ln.Addr().String(), get("/x"), 1)
+		if body(rs[0]) != "ok" {
+			t.Errorf("answer %q", body(rs[0]))
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("Serve returned on EMFILE: %v", err)
+		default:
+		}
+		if got := srv.Stats().AcceptRetries; got != 5 {
+			t.Errorf("accept retries %d, want 5", got)
+		}
+	})
+}
+
+// TestBareLFAndOddHostsGoToNetHTTPAtOnce: heads the front does not fully
+// understand are net/http's at once, so the two agree (a bare LF used to
+// wait for the head timeout; "Host: a b" and "Host: a@evil" were answered
+// 200 by the front and 400 by net/http).
+func TestBareLFAndOddHostsGoToNetHTTPAtOnce(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		ts := startTestServer(t, loops, func(h *http.Server) { h.ReadHeaderTimeout = 30 * time.Second })
+		for _, c := range []struct {
+			name, raw string
+			code      int
+		}{
+			{"bare LF", "GET /small HTTP/1.1\nHost: x\n\n", 200},
+			{"bare LF after the request line", "GET /small HTTP/1.1\nHost: x\r\n\r\n", 200},
+			{"space in Host", "GET /small HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+			{"userinfo in Host", "GET /small HTTP/1.1\r\nHost: a@evil\r\n\r\n", 400},
+		} {
+			start := time.Now()
+			rs := exchange(t, ts.addr, c.raw, 1)
+			if rs[0].StatusCode != c.code || c.code == 200 && rs[0].Header.Get("X-Answered-By") != "net/http" {
+				t.Errorf("%s: %d by %q, want %d from net/http", c.name, rs[0].StatusCode, rs[0].Header.Get("X-Answered-By"), c.code)
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("%s: answered after %s", c.name, d)
+			}
+		}
+		// A Content-Length behind a bare LF is net/http's to frame: it
+		// reads the body and answers, with nothing held back.
+		c := dial(t, ts.addr, 10*time.Second)
+		io.WriteString(c, "GET /small HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhelloGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+		br := bufio.NewReader(c)
+		start := time.Now()
+		for i := range 2 {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("hidden Content-Length: answered after %s", d)
 		}
 	})
 }

@@ -46,6 +46,10 @@ func (h *handedConn) Read(b []byte) (int, error) {
 		// A boundary: net/http has had every byte of the requests before.
 		n, err := h.fillHead()
 		switch {
+		case err != nil && len(h.buf) > 0:
+			// The client stopped in the middle of a head: net/http gets
+			// what came, then the socket's end, and answers that.
+			h.framing = false
 		case err != nil:
 			return 0, err
 		case n < 0 || !plainHead(h.buf[:n]):
@@ -136,8 +140,9 @@ func (h *handedConn) claims(head []byte) bool {
 // plainHead reports a GET or HEAD head with no body and no upgrade: the
 // next bytes after it are the next request's.
 func plainHead(head []byte) bool {
-	if !bytes.HasPrefix(head, []byte("GET ")) && !bytes.HasPrefix(head, []byte("HEAD ")) {
-		return false
+	if !bytes.HasPrefix(head, []byte("GET ")) && !bytes.HasPrefix(head, []byte("HEAD ")) ||
+		!bytes.HasSuffix(head, []byte("\r\n\r\n")) || hasBareLF(head) {
+		return false // net/http may read lines, and so the framing, otherwise
 	}
 	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
 		name, _, _ := bytes.Cut(line, []byte(":"))

@@ -104,6 +104,10 @@ type lconn struct {
 	// came (edge-triggered epoll reports every arrival after the read).
 	// Saves a read(2) per request.
 	drained bool
+	// peerDone: an event said the peer closed its side (RDHUP/HUP). The
+	// FIN may have come with the last bytes, in the same edge, so a short
+	// read no longer means the socket is drained: the next read sees EOF.
+	peerDone bool
 
 	buf        []byte // request bytes; nil while idle
 	start, end int
@@ -584,7 +588,11 @@ func (l *loop) add(a accepted) {
 		c.end = copy(c.buf, a.prefix)
 		c.deadline = l.s.headDeadline(time.Now())
 	}
-	c.pending.Store(unix.EPOLLIN) // bytes may have arrived before registration
+	// Bytes may have arrived before registration. Or, not Store: another
+	// loop may already have left the registration's first events here (a
+	// FIN among them), and a Store lost them: a half-closed client's
+	// socket then stayed open until the idle deadline.
+	c.pending.Or(unix.EPOLLIN)
 	l.drive(c)
 }
 
@@ -605,6 +613,9 @@ func (l *loop) service(c *lconn, events uint32) {
 	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	if readable {
 		c.drained = false
+	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 {
+		c.peerDone = true
 	}
 	if c.closed || c.busy {
 		return
@@ -677,6 +688,11 @@ func (l *loop) read(c *lconn) bool {
 				l.putBuf(c)
 			}
 			return false
+		case n == 0 && err == nil && c.start < c.end:
+			// The client ended its side in the middle of a head: net/http
+			// answers that (400), as it would without the front.
+			l.handOff(c)
+			return false
 		case err != nil || n <= 0:
 			l.closeConn(c, nil)
 			return false
@@ -686,7 +702,7 @@ func (l *loop) read(c *lconn) bool {
 			// to the head's.
 			c.deadline = l.s.headDeadline(time.Now())
 		}
-		c.drained = n < len(c.buf)-c.end
+		c.drained = n < len(c.buf)-c.end && !c.peerDone
 		c.end += n
 		return true
 	}

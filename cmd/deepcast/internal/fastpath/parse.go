@@ -3,13 +3,33 @@ package fastpath
 import "bytes"
 
 // headEnd returns the length of the request head at the start of b,
-// through its blank line, or -1 when b does not hold a whole head yet.
+// through its blank line, or -1 when b does not hold a whole head yet. A
+// bare LF (not after a CR) ends the head there: the front does not take
+// such a head (parseHead refuses it), and net/http, which reads a bare LF
+// as a line end, must get it at once rather than after a wait for a CRLF
+// that may never come.
 func headEnd(b []byte) int {
-	i := bytes.Index(b, []byte("\r\n\r\n"))
-	if i < 0 {
-		return -1
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		j += i
+		if j == 0 || b[j-1] != '\r' || j >= 3 && b[j-2] == '\n' && b[j-3] == '\r' {
+			return j + 1
+		}
+		i = j + 1
 	}
-	return i + 4
+}
+
+// hasBareLF reports an LF in b that does not follow a CR.
+func hasBareLF(b []byte) bool {
+	for i, c := range b {
+		if c == '\n' && (i == 0 || b[i-1] != '\r') {
+			return true
+		}
+	}
+	return false
 }
 
 // maxPath bounds the paths the front takes, and maxTarget path and query
@@ -30,6 +50,9 @@ const (
 // anything malformed: net/http then answers it, errors included. The
 // Request it returns has no Remote.
 func parseHead(b []byte) (req Request, ok bool) {
+	if !bytes.HasSuffix(b, []byte("\r\n\r\n")) || hasBareLF(b) {
+		return Request{}, false
+	}
 	eol := bytes.Index(b, []byte("\r\n"))
 	if eol < 0 {
 		return Request{}, false
@@ -69,6 +92,9 @@ func parseHead(b []byte) (req Request, ok bool) {
 			return Request{}, false
 		}
 		if len(name) == 4 && bytes.EqualFold(name, []byte("Host")) {
+			if !validHost(bytes.Trim(value, " \t")) {
+				return Request{}, false
+			}
 			hosts++
 		}
 		rest = rest[eol+2:]
@@ -109,6 +135,25 @@ func validQuery(q []byte) bool {
 		case bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/?"), c) >= 0:
 		case c == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]):
 			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHost accepts a plain host[:port]: letters, digits, "-", ".", "_",
+// "~", ":" and the brackets of an IPv6 literal. Anything else (spaces,
+// userinfo, escapes) goes to net/http, which decides (it answers 400 to
+// "a b" and "a@b").
+func validHost(b []byte) bool {
+	if len(b) == 0 || len(b) > 255 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']':
 		default:
 			return false
 		}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+// The fast path answers what it fully understands and hands the rest to
+// net/http; so for any bytes a client sends, a server with the fast path
+// must answer exactly as one without it (DEEPCAST_FASTPATH=off), Date
+// aside. These tests and the fuzz target hold the two to that.
+
+// differentialPair is one origin served twice: behind the fast path and
+// by net/http alone, and a segment path of its asset.
+type differentialPair struct{ fast, plain, segment string }
+
+// exchangeRaw writes raw on a new connection to addr, half-closes it, and
+// returns everything the server sends until it closes (bounded in time).
+func exchangeRaw(addr string, raw []byte) []byte {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return []byte("dial: " + err.Error())
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(8 * time.Second))
+	c.Write(raw)
+	c.(*net.TCPConn).CloseWrite()
+	out, _ := io.ReadAll(c)
+	return out
+}
+
+// canonical is the responses in b with the Date header left out, each
+// header on its own sorted line; what does not parse is kept as is.
+func canonical(b []byte, head bool) string {
+	var sb strings.Builder
+	br := bufio.NewReader(bytes.NewReader(b))
+	for {
+		if _, err := br.Peek(1); err != nil {
+			break
+		}
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			rest, _ := io.ReadAll(br)
+			fmt.Fprintf(&sb, "unparsed: %q\n", rest)
+			break
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var lines []string
+		for k, vs := range resp.Header {
+			if k != "Date" {
+				lines = append(lines, k+": "+strings.Join(vs, ", "))
+			}
+		}
+		slices.Sort(lines)
+		fmt.Fprintf(&sb, "%s\n%s\nbody %d bytes %x err %v\n", resp.Status, strings.Join(lines, "\n"), len(body), body[:min(len(body), 64)], err)
+	}
+	return sb.String()
+}
+
+// startPair serves one origin with and without the fast path until tb
+// ends.
+func startPair(tb testing.TB) differentialPair {
+	tb.Helper()
+	lib := mediatest.CopyLibrary(tb)
+	o := startOrigin(tb, lib)
+	fast, stopFast := startServeMode(tb, o, "")
+	plain, stopPlain := startServeMode(tb, o, "off")
+	tb.Cleanup(func() { stopFast(); stopPlain() })
+	entries, err := os.ReadDir(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rendition := ""
+	for _, e := range entries {
+		if e.IsDir() && rendition == "" {
+			rendition = e.Name()
+		}
+	}
+	return differentialPair{fast: strings.TrimPrefix(fast, "http://"), plain: strings.TrimPrefix(plain, "http://"),
+		segment: "/vod/" + mediatest.AssetName + "/" + rendition + "/1.m4s"}
+}
+
+// differentialSeeds are requests at the edges of what the fast path takes.
+func differentialSeeds(seg string) []string {
+	a := mediatest.AssetName
+	return []string{
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n",
+		"HEAD " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\nHost: x\n\n",
+		"GET " + seg + " HTTP/1.1\nHost: x\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: a b\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: a@evil\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nhello",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\n\r\n",
+		"GET " + seg + " HTTP/1.0\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+		"GET " + seg + "?CMCD=bl%3D100 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
+		"GET /vod/" + a + "/../x HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /vod/%2e%2e/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\nGET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: [::1]:80\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r",
+		"GET " + seg + " HTTP/1.1\r\nHo st: x\r\n\r\n",
+		"get " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n",
+	}
+}
+
+func TestFastPathAnswersExactlyAsNetHTTP(t *testing.T) {
+	p := startPair(t)
+	for _, raw := range differentialSeeds(p.segment) {
+		head := strings.HasPrefix(raw, "HEAD ")
+		start := time.Now()
+		fast := canonical(exchangeRaw(p.fast, []byte(raw)), head)
+		// A client that sent its request and closed its side is answered
+		// and let go at once (a lost FIN used to hold such sockets open
+		// until the idle deadline), as net/http does.
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q: the fast path took %s to answer and close", raw, d)
+		}
+		plain := canonical(exchangeRaw(p.plain, []byte(raw)), head)
+		if fast != plain {
+			t.Errorf("%q:\nfast path:\n%s\nnet/http:\n%s", raw, fast, plain)
+		}
+	}
+}
+
+// FuzzFastPathMatchesNetHTTP sends the same bytes to both servers and
+// compares the answers.
+func FuzzFastPathMatchesNetHTTP(f *testing.F) {
+	p := startPair(f)
+	for _, s := range differentialSeeds(p.segment) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		head := bytes.HasPrefix(raw, []byte("HEAD "))
+		fast, plain := canonical(exchangeRaw(p.fast, raw), head), canonical(exchangeRaw(p.plain, raw), head)
+		if fast != plain {
+			t.Errorf("%q:\nfast path:\n%s\nnet/http:\n%s", raw, fast, plain)
+		}
+	})
+}
