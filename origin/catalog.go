@@ -1,6 +1,8 @@
 package origin
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -98,6 +100,9 @@ func (c *Catalog) reload(name string, old *Entry, now int64) (*Entry, error) {
 	m, err := os.ReadFile(filepath.Join(dir, media.ManifestFile))
 	if err != nil {
 		return nil, fmt.Errorf("asset %s: %w", name, err)
+	}
+	if sum := sha256.Sum256(m); int64(len(m)) != a.Manifest.Size || hex.EncodeToString(sum[:]) != a.Manifest.SHA256 {
+		return nil, fmt.Errorf("asset %s: %s: %w (%d bytes)", name, media.ManifestFile, errDamaged, len(m))
 	}
 	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
 		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}

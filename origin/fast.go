@@ -91,9 +91,9 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 		info = media.FileInfo{Size: seg.Size, SHA256: seg.SHA256}
 		route, contentType, lastSeg = routeSegment, hdrSegment[0], strconv.Itoa(len(rd.Segments))
 	}
-	f, err := os.Open(filepath.Join(e.Dir, id, file))
+	f, err := s.openVerified(e, filepath.Join(id, file), info)
 	if err != nil {
-		return FastResponse{}, false // ServeHTTP reports it (and notices a pruned version)
+		return FastResponse{}, false // ServeHTTP reports it (a damaged file, a pruned version)
 	}
 	h := make([]byte, 0, 512)
 	h = appendCommon(h, contentType, cacheImmutable, etag(info.SHA256), e.lastModified)

@@ -37,9 +37,14 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
 	}
 	e, err := s.catalog.Get(name)
 	if err != nil {
-		if errors.Is(err, media.ErrNoAsset) {
+		switch {
+		case errors.Is(err, media.ErrNoAsset):
 			httpError(w, http.StatusNotFound, "no such asset")
-		} else {
+		case errors.Is(err, errDamaged):
+			s.log.Error("damaged library file not served", "asset", name, "err", err)
+			s.metrics.damaged.Inc()
+			httpError(w, http.StatusInternalServerError, "damaged object: the library file does not match asset.json")
+		default:
 			s.log.Error("asset unreadable", "asset", name, "err", err)
 			httpError(w, http.StatusInternalServerError, "asset unreadable")
 		}
@@ -125,7 +130,7 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 	if rd.Type == "audio" {
 		ct = hdrAudioMP4
 	}
-	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init.SHA256)
+	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init)
 }
 
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +156,7 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 	}
 	// Edges bound their prefetching by this: no request past the last segment.
 	w.Header()["X-Deepcast-Last-Segment"] = []string{strconv.Itoa(len(rd.Segments))}
-	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), hdrSegment, info.SHA256)
+	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), hdrSegment, media.FileInfo{Size: info.Size, SHA256: info.SHA256})
 }
 
 // parseSegmentNumber accepts a positive decimal integer without sign or
@@ -173,9 +178,16 @@ func parseSegmentNumber(s string) (int, bool) {
 // serveFile serves rel (a path made only of validated names) inside the
 // entry's version folder through http.ServeContent: ranges, conditional
 // requests and HEAD, with sendfile for the body.
-func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel string, contentType []string, sum string) {
-	f, err := os.Open(filepath.Join(e.Dir, rel))
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel string, contentType []string, info media.FileInfo) {
+	sum := info.SHA256
+	f, err := s.openVerified(e, rel, info)
 	if err != nil {
+		if errors.Is(err, errDamaged) {
+			// The same answer on both paths (the fast path leaves damaged
+			// files to this one): 500, never cached, nothing of the file.
+			httpError(w, http.StatusInternalServerError, "damaged object: the library file does not match asset.json")
+			return
+		}
 		if errors.Is(err, os.ErrNotExist) {
 			// The version was pruned under us: the client must reload the manifest.
 			s.catalog.Invalidate(e.Name)

@@ -23,6 +23,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	jobs     *prometheus.GaugeVec
+	damaged  prometheus.Counter
 	byRoute  sync.Map // routeKey -> *routeMetrics
 }
 
@@ -44,7 +45,11 @@ func newMetrics() *metrics {
 			Name: "deepcast_origin_jobs", Help: "Ingest jobs by state.",
 		}, []string{"state"}),
 	}
-	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs,
+	m.damaged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "deepcast_origin_damaged_files_total",
+		Help: "Requests refused because the library file differs from asset.json (size or checksum).",
+	})
+	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs, m.damaged,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -36,6 +36,7 @@ type Server struct {
 	catalog *Catalog
 	jobs    *jobs
 	metrics *metrics
+	checks  fileChecks
 	handler http.Handler
 	// requests and sent are running totals for /api/stats.
 	requests, sent atomic.Int64

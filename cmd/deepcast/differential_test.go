@@ -7,14 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/origin"
 )
 
 // The fast path answers what it fully understands and hands the rest to
@@ -78,23 +77,21 @@ func canonical(b []byte, head bool) string {
 // ends.
 func startPair(tb testing.TB) differentialPair {
 	tb.Helper()
-	lib := mediatest.CopyLibrary(tb)
-	o := startOrigin(tb, lib)
+	return startPairOn(tb, startOrigin(tb, mediatest.CopyLibrary(tb)))
+}
+
+// startPairOn serves o with and without the fast path until tb ends.
+func startPairOn(tb testing.TB, o *origin.Server) differentialPair {
+	tb.Helper()
 	fast, stopFast := startServeMode(tb, o, "")
 	plain, stopPlain := startServeMode(tb, o, "off")
 	tb.Cleanup(func() { stopFast(); stopPlain() })
-	entries, err := os.ReadDir(filepath.Join(lib, mediatest.AssetName))
+	a, err := o.Catalog().Get(mediatest.AssetName)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rendition := ""
-	for _, e := range entries {
-		if e.IsDir() && rendition == "" {
-			rendition = e.Name()
-		}
-	}
 	return differentialPair{fast: strings.TrimPrefix(fast, "http://"), plain: strings.TrimPrefix(plain, "http://"),
-		segment: "/vod/" + mediatest.AssetName + "/" + rendition + "/1.m4s"}
+		segment: "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/1.m4s"}
 }
 
 // differentialSeeds are requests at the edges of what the fast path takes.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,88 @@ func TestServersOutliveRunningOutOfFiles(t *testing.T) {
 		if out := logs.String(); !strings.Contains(out, "open-file limit") || !strings.Contains(out, "files=128") {
 			t.Errorf("%s did not log its file limit:\n%s", s.name, out)
 		}
+	}
+}
+
+// TestDamagedLibraryFilesAreNeverServed: a segment truncated, grown or
+// altered on disk used to go out as if whole (200, the full content's
+// ETag; net/http with the short length, the fast path with the long one),
+// and an edge kept it for a year. Now both paths answer the same 500, the
+// origin logs and counts it, and the edge stores nothing.
+func TestDamagedLibraryFilesAreNeverServed(t *testing.T) {
+	for _, damage := range []struct {
+		name string
+		do   func(path string) error
+	}{
+		{"truncated", func(p string) error { return os.Truncate(p, 100) }},
+		{"grown", func(p string) error {
+			f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteString("junk appended by a broken sync")
+			return err
+		}},
+		{"altered", func(p string) error {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			for i := 200; i < 400 && i < len(b); i++ {
+				b[i] ^= 0xff
+			}
+			return os.WriteFile(p, b, 0o644)
+		}},
+	} {
+		t.Run(damage.name, func(t *testing.T) {
+			lib := mediatest.CopyLibrary(t)
+			o := startOrigin(t, lib)
+			base := serveLoopback(t, o)
+			p := startPairOn(t, o)
+			// Serve once whole, so the damage comes after a verified serve.
+			get := func(url string, hdr ...string) (*http.Response, []byte) {
+				req, _ := http.NewRequest(http.MethodGet, url, nil)
+				for i := 0; i+1 < len(hdr); i += 2 {
+					req.Header.Set(hdr[i], hdr[i+1])
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return resp, b
+			}
+			if resp, _ := get(base + p.segment); resp.StatusCode != 200 {
+				t.Fatalf("before the damage: %s", resp.Status)
+			}
+			e, err := o.Catalog().Get(mediatest.AssetName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(e.Dir, strings.SplitN(strings.TrimPrefix(p.segment, "/vod/"), "/", 2)[1])
+			if err := damage.do(file); err != nil {
+				t.Fatal(err)
+			}
+			fast, plain := exchangeRaw(p.fast, []byte("GET "+p.segment+" HTTP/1.1\r\nHost: x\r\n\r\n")), exchangeRaw(p.plain, []byte("GET "+p.segment+" HTTP/1.1\r\nHost: x\r\n\r\n"))
+			if cf, cp := canonical(fast, false), canonical(plain, false); cf != cp || !strings.HasPrefix(cf, "500 ") {
+				t.Errorf("fast path and net/http disagree or serve it:\n%s\n%s", cf, cp)
+			}
+			resp, _ := get(base+p.segment, "CMCD-Request", "bl=1000")
+			if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("ETag") != "" {
+				t.Errorf("with CMCD-Request (net/http): %s ETag %q", resp.Status, resp.Header.Get("ETag"))
+			}
+			_, edgeURL := deepEdge(t, base, false)
+			resp, _ = get(edgeURL + p.segment)
+			if resp.StatusCode == http.StatusOK || strings.Contains(resp.Header.Get("Cache-Status"), "stored") {
+				t.Errorf("edge: %s, Cache-Status %q", resp.Status, resp.Header.Get("Cache-Status"))
+			}
+			_, metrics := get(base + "/metrics")
+			if !strings.Contains(string(metrics), "deepcast_origin_damaged_files_total") ||
+				strings.Contains(string(metrics), "deepcast_origin_damaged_files_total 0\n") {
+				t.Errorf("damage not counted in /metrics")
+			}
+		})
 	}
 }
