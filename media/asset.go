@@ -34,6 +34,9 @@ type Asset struct {
 	Ladder     Ladder      `json:"ladder,omitempty"`
 	Renditions []Rendition `json:"renditions"`
 	Manifest   FileInfo    `json:"manifest"`
+	// DecodeErrors counts the errors met decoding a source packaged with
+	// AllowDamaged: its frames may show damage.
+	DecodeErrors int `json:"decodeErrors,omitempty"`
 }
 
 // Source records an input file of the asset.

@@ -21,6 +21,9 @@ type EncodeOptions struct {
 	// Preset is the x264 preset; "veryfast" when empty.
 	Preset   string
 	Progress ProgressFunc
+	// AllowDamaged lets an encode that met decode errors succeed (they are
+	// counted in Encoded.DecodeErrors); otherwise it fails.
+	AllowDamaged bool
 }
 
 // Encoded names the files one ffmpeg run wrote: one video file per rung
@@ -28,6 +31,10 @@ type EncodeOptions struct {
 type Encoded struct {
 	Video []string
 	Audio string
+	// DecodeErrors counts the errors ffmpeg reported reading the source
+	// (each a damaged frame or packet); DecodeErrorSample quotes the first.
+	DecodeErrors      int
+	DecodeErrorSample string
 }
 
 // AudioKbps is the AAC bitrate of every packaged asset.
@@ -47,7 +54,8 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 		return nil, fmt.Errorf("encode %s: %w", src.Path, err)
 	}
 	var stderr tailBuffer
-	cmd.Stderr = &stderr
+	errs := &lineCounter{}
+	cmd.Stderr = io.MultiWriter(&stderr, errs)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
@@ -84,7 +92,64 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 		return nil, fmt.Errorf("encode %s: only %.1fs of %.1fs could be decoded (truncated or corrupt source): %s",
 			src.Path, last.Seconds(), total.Seconds(), stderr.lastLines(2))
 	}
+	// ffmpeg runs at -v error, so every line it writes is an error, and
+	// with an exit status of 0 they are the decoder's: damaged frames
+	// that would be published concealed or broken.
+	enc.DecodeErrors, enc.DecodeErrorSample = errs.count()
+	if enc.DecodeErrors > 0 && !opt.AllowDamaged {
+		return nil, fmt.Errorf("encode %s: %w: %d decode error(s), the first: %s (package it anyway with -allow-damaged)",
+			src.Path, ErrDamagedSource, enc.DecodeErrors, enc.DecodeErrorSample)
+	}
 	return enc, nil
+}
+
+// ErrDamagedSource is a source that decodes with errors.
+var ErrDamagedSource = errors.New("damaged source")
+
+// lineCounter counts the non-empty lines written to it and keeps the first.
+type lineCounter struct {
+	mu      sync.Mutex
+	lines   int
+	first   string
+	partial []byte
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.partial = append(c.partial, p...)
+	for {
+		i := bytes.IndexByte(c.partial, '\n')
+		if i < 0 {
+			break
+		}
+		c.add(c.partial[:i])
+		c.partial = c.partial[i+1:]
+	}
+	if len(c.partial) > 4096 { // a line that long still counts once
+		c.add(c.partial)
+		c.partial = c.partial[:0]
+	}
+	return len(p), nil
+}
+
+func (c *lineCounter) add(line []byte) {
+	if l := strings.TrimSpace(string(bytes.ToValidUTF8(line, nil))); l != "" {
+		c.lines++
+		if c.first == "" {
+			c.first = l
+		}
+	}
+}
+
+func (c *lineCounter) count() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.partial) > 0 {
+		c.add(c.partial)
+		c.partial = nil
+	}
+	return c.lines, c.first
 }
 
 // encodeArgs builds the single ffmpeg command line for the whole ladder.
@@ -114,8 +179,11 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 	for i, r := range opt.Ladder {
 		fmt.Fprintf(&graph, ";[s%d]scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p[v%d]", i, r.Width, r.Height, i)
 	}
-	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1",
-		"-i", src.Path, "-filter_complex", graph.String()}
+	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1"}
+	if src.Untrusted {
+		args = append(args, untrustedInputArgs()...)
+	}
+	args = append(args, "-i", src.Path, "-filter_complex", graph.String())
 	enc := &Encoded{}
 	for i, r := range opt.Ladder {
 		out := filepath.Join(dir, fmt.Sprintf("video%d.mp4", i))

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,12 @@ type PackageOptions struct {
 	Copy     bool
 	Preset   string
 	Progress ProgressFunc
+	// Untrusted inputs (uploads) must be plain media containers and are
+	// read with nothing else (see ProbeUpload).
+	Untrusted bool
+	// AllowDamaged packages a source that decodes with errors; the errors
+	// are logged. Without it such a source is refused.
+	AllowDamaged bool
 }
 
 // DefaultSegmentDur is the segment length when none is given.
@@ -56,7 +63,7 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	}
 	probes := make([]*Probe, len(inputs))
 	for i, in := range inputs {
-		p, err := ProbeFile(ctx, in)
+		p, err := probeFile(ctx, in, opt.Untrusted)
 		if err != nil {
 			return nil, err
 		}
@@ -173,11 +180,15 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			return nil, fmt.Errorf("package: %w", err)
 		}
 		defer os.RemoveAll(work)
-		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress})
+		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress, AllowDamaged: opt.AllowDamaged})
 		if err != nil {
 			return nil, err
 		}
 		videoFiles, audioFile = enc.Video, enc.Audio
+		if enc.DecodeErrors > 0 {
+			asset.DecodeErrors = enc.DecodeErrors
+			slog.Warn("packaging a damaged source (-allow-damaged)", "source", src.Path, "decode_errors", enc.DecodeErrors, "first", enc.DecodeErrorSample)
+		}
 		for _, r := range ladder {
 			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Height, r.Kbps))
 		}

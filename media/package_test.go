@@ -323,3 +323,72 @@ func TestRepackageReplacesAtomicallyAndCancelLeavesNothing(t *testing.T) {
 		t.Errorf("cancelled package changed the library: %v", entries)
 	}
 }
+
+// damagedCopy writes src with 200 bytes flipped through the middle of its
+// media data: the container stays readable, frames fail to decode.
+func damagedCopy(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		data[len(data)*3/10+i*(len(data)/2/200)] ^= 0xa5
+	}
+	if err := os.WriteFile(dst, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedSourceIsRefusedUnlessAllowed: a corrupt but decodable source
+// used to be packaged without a word (ffmpeg exits 0 after decode errors).
+func TestDamagedSourceIsRefusedUnlessAllowed(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "damaged.mp4")
+	damagedCopy(t, mediatest.Source(t), src)
+	lib := mediatest.CopyLibrary(t)
+	before := treeHash(t, lib)
+	_, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: "damaged", Ladder: media.Ladder{{Width: 320, Height: 180, Kbps: 250}}, Preset: "ultrafast"})
+	if !errors.Is(err, media.ErrDamagedSource) || !strings.Contains(err.Error(), "decode error") || !strings.Contains(err.Error(), "-allow-damaged") {
+		t.Fatalf("damaged source: %v", err)
+	}
+	if treeHash(t, lib) != before {
+		t.Error("a refused source changed the library")
+	}
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: "damaged", Ladder: media.Ladder{{Width: 320, Height: 180, Kbps: 250}}, Preset: "ultrafast", AllowDamaged: true})
+	if err != nil {
+		t.Fatalf("with AllowDamaged: %v", err)
+	}
+	if a.DecodeErrors == 0 {
+		t.Error("asset.json does not record the decode errors")
+	}
+}
+
+// TestUploadsMustBePlainContainers: a playlist naming a file of the
+// server's used to be packaged from that file; uploads now must be plain
+// containers, and what names other files is refused.
+func TestUploadsMustBePlainContainers(t *testing.T) {
+	src := mediatest.Source(t)
+	tmp := t.TempDir()
+	hls := filepath.Join(tmp, "upload.m3u8")
+	os.WriteFile(hls, []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6.0,\n"+src+"\n#EXT-X-ENDLIST\n"), 0o644)
+	concat := filepath.Join(tmp, "upload.ffconcat")
+	os.WriteFile(concat, []byte("ffconcat version 1.0\nfile '"+src+"'\n"), 0o644)
+	lib := mediatest.CopyLibrary(t)
+	before := treeHash(t, lib)
+	for _, in := range []string{hls, concat} {
+		_, err := media.Package(context.Background(), []string{in}, media.PackageOptions{Library: lib, Name: "leak", Untrusted: true})
+		if err == nil || !strings.Contains(err.Error(), "plain media container") {
+			t.Errorf("%s: %v, want a refusal", filepath.Base(in), err)
+		}
+	}
+	if treeHash(t, lib) != before {
+		t.Error("a refused upload changed the library")
+	}
+	// The operator's own playlist is still theirs to package (trusted).
+	if _, err := media.ProbeFile(context.Background(), hls); err != nil {
+		t.Errorf("trusted probe of a playlist: %v", err)
+	}
+	if p, err := media.ProbeUpload(context.Background(), src); err != nil || p.Format == "" {
+		t.Errorf("plain MP4 upload: %v", err)
+	}
+}

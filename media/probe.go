@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -21,6 +22,9 @@ type Probe struct {
 	Size     int64
 	Video    *VideoStream
 	Audio    *AudioStream
+	// Untrusted: the file came from an untrusted party (ProbeUpload), and
+	// ffmpeg reads it with the same restrictions.
+	Untrusted bool
 }
 
 // VideoStream describes a source's first video stream.
@@ -119,6 +123,41 @@ type ffprobeOutput struct {
 // ProbeFile runs ffprobe on path and checks that it is a usable video source.
 // Errors name the file and the cause.
 func ProbeFile(ctx context.Context, path string) (*Probe, error) {
+	return probeFile(ctx, path, false)
+}
+
+// ProbeUpload is ProbeFile for a file from an untrusted party (an ingest
+// upload): it must be a plain media container that references no other
+// file, or it is refused. Why: a playlist (HLS, concat, ...) or an image
+// sequence names other files, and ffmpeg would read files of the server's
+// into a published asset.
+func ProbeUpload(ctx context.Context, path string) (*Probe, error) {
+	return probeFile(ctx, path, true)
+}
+
+// uploadFormats are the demuxers an upload may be read with: containers
+// that hold their media themselves (ffmpeg matches any name of a
+// demuxer's list, so "mov" admits "mov,mp4,m4a,3gp,3g2,mj2").
+var uploadFormats = []string{"mov", "matroska", "avi", "mpegts", "flv", "ogg", "mpeg", "asf", "mxf", "h264", "hevc"}
+
+// untrustedInputArgs go before an untrusted "-i": read the one local file
+// with a listed demuxer and nothing else.
+func untrustedInputArgs() []string {
+	return []string{"-protocol_whitelist", "file", "-format_whitelist", strings.Join(uploadFormats, ",")}
+}
+
+// plainContainer reports whether an ffprobe format_name is one of the
+// upload formats.
+func plainContainer(formatName string) bool {
+	for name := range strings.SplitSeq(formatName, ",") {
+		if slices.Contains(uploadFormats, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func probeFile(ctx context.Context, path string, untrusted bool) (*Probe, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", path, err)
@@ -129,13 +168,19 @@ func ProbeFile(ctx context.Context, path string) (*Probe, error) {
 	if st.Size() == 0 {
 		return nil, fmt.Errorf("source %s: file is empty", path)
 	}
-	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error", "-print_format", "json",
-		"-show_format", "-show_streams", "--", path)
+	args := []string{"-v", "error", "-print_format", "json", "-show_format", "-show_streams"}
+	if untrusted {
+		args = append(args, untrustedInputArgs()...)
+	}
+	cmd := exec.CommandContext(ctx, "ffprobe", append(args, "--", path)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("source %s: ffprobe not found on PATH (install ffmpeg)", path)
+		}
+		if untrusted && strings.Contains(stderr.String(), "whitelist") {
+			return nil, fmt.Errorf("source %s: not a plain media container (playlists, image sequences and files that name other files are refused): %s", path, firstLine(stderr.String(), err.Error()))
 		}
 		return nil, fmt.Errorf("source %s: not a readable media file: %s", path, firstLine(stderr.String(), err.Error()))
 	}
@@ -143,6 +188,10 @@ func ProbeFile(ctx context.Context, path string) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", path, err)
 	}
+	if untrusted && !plainContainer(p.Format) {
+		return nil, fmt.Errorf("source %s: format %q is not a plain media container (accepted: %s)", path, p.Format, strings.Join(uploadFormats, ", "))
+	}
+	p.Untrusted = untrusted
 	p.Path = path
 	if p.Size == 0 {
 		p.Size = st.Size()

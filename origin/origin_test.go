@@ -680,3 +680,23 @@ func startBench(b *testing.B, lib string) (*Server, *httptest.Server) {
 	})
 	return s, ts
 }
+
+// TestIngestRefusesPlaylistsThatNameServerFiles: an uploaded .m3u8 naming
+// a file on the server used to publish that file as an asset.
+func TestIngestRefusesPlaylistsThatNameServerFiles(t *testing.T) {
+	lib := t.TempDir()
+	_, ts := start(t, lib)
+	playlist := filepath.Join(t.TempDir(), "innocent.m3u8")
+	os.WriteFile(playlist, []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6.0,\n"+mediatest.Source(t)+"\n#EXT-X-ENDLIST\n"), 0o644)
+	resp, j := uploadFile(t, ts.URL, "secret-token", playlist, map[string]string{"name": "leak"})
+	if resp.StatusCode != 202 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	failed, _ := waitJob(t, ts.URL, j.ID)
+	if failed.State != JobFailed || !strings.Contains(failed.Error, "plain media container") || !strings.Contains(failed.Error, "innocent.m3u8") {
+		t.Errorf("playlist upload: %+v", failed)
+	}
+	if resp, _ := get(t, ts.URL+"/vod/leak/manifest.mpd"); resp.StatusCode != 404 {
+		t.Errorf("a playlist's target was published: %d", resp.StatusCode)
+	}
+}

@@ -52,12 +52,13 @@ func packageCommand() command {
 			seg := fs.Duration("seg", media.DefaultSegmentDur, "segment duration")
 			ladder := fs.String("ladder", "", `bitrate ladder, e.g. "1280x720@2800k,640x360@800k" (default: follows the source, never upscales)`)
 			cp := fs.Bool("copy", false, "inputs are pre-encoded renditions of one title: package them without re-encoding")
+			damaged := fs.Bool("allow-damaged", false, "package a source that decodes with errors (damaged frames are published); refused without it")
 			preset := fs.String("preset", "veryfast", "x264 preset for encoding")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) == 0 {
 					return fmt.Errorf("-o LIBRARY and at least one INPUT are required: %w", errUsage)
 				}
-				opt := media.PackageOptions{Library: *lib, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset}
+				opt := media.PackageOptions{Library: *lib, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged}
 				if *ladder != "" {
 					l, err := media.ParseLadder(*ladder)
 					if err != nil {
