@@ -19,6 +19,7 @@ import (
 // counters are the node's running totals, read by /api/stats and /metrics.
 type counters struct {
 	requests, hits, misses, stale, coalesced, revalidations, prefetches, errors atomic.Int64
+	spooled                                                                     atomic.Int64 // large objects streamed through a file
 	memoryBytes, diskBytes, upstreamBytes                                       atomic.Int64 // served from each tier
 }
 
@@ -342,6 +343,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		counter("deepcast_edge_cache_revalidations_total", "Stale objects revalidated upstream in the request path.", &c.revalidations),
 		counter("deepcast_edge_coalesced_total", "Requests that waited for another request's upstream fetch.", &c.coalesced),
 		counter("deepcast_edge_prefetch_total", "Segments prefetched.", &c.prefetches),
+		counter("deepcast_edge_spooled_total", "Large objects streamed to clients through a spool file instead of memory.", &c.spooled),
 		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),
 		counter("deepcast_edge_evictions_total", "Objects evicted from the memory tier.", &n.mem.evictions),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_objects", Help: "Objects in the memory tier."},

@@ -22,6 +22,10 @@ type Config struct {
 	Siblings   []string // other bring-home nodes sharing the key space
 	MemBytes   int64
 	DiskDir    string // disk tier folder; none when empty
+	// SpoolDir holds large objects while they stream through (large.go):
+	// the disk tier's folder when there is one, else the system's temp
+	// folder, when empty.
+	SpoolDir string
 	DiskBytes  int64
 	Prefetch   *bool
 	QueryAllow []string // query parameters that are part of the cache key

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -59,6 +60,11 @@ type diskHeader struct {
 // only ever removes files in a folder that has it, and only files named as
 // the tier names them.
 const diskMarker = ".deepcast-disk-tier"
+
+// spoolFolder is the subfolder of the disk tier where large objects are
+// spooled while they arrive (see large.go); what is left there after a
+// crash is removed at start.
+const spoolFolder = ".spool"
 
 // diskMarkerText is the marker's content, for a person who finds the folder.
 const diskMarkerText = "This folder is a deepcast edge's disk tier: the edge adds and removes files here.\n"
@@ -128,6 +134,13 @@ func openDiskTier(dir string, limit int64, log *slog.Logger) (*diskTier, error) 
 		return nil, err
 	}
 	d := &diskTier{dir: dir, limit: limit, log: log, index: map[string]*diskEntry{}}
+	if spools, err := os.ReadDir(filepath.Join(dir, spoolFolder)); err == nil {
+		for _, e := range spools {
+			if strings.HasPrefix(e.Name(), "deepcast-spool-") {
+				os.Remove(filepath.Join(dir, spoolFolder, e.Name())) // ours, from before a crash
+			}
+		}
+	}
 	shards, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("disk tier: %w", err)
@@ -264,15 +277,21 @@ func (d *diskTier) put(o *object) error {
 	h := diskHeader{Key: o.Key, Len: len(o.Body), SHA256: hex.EncodeToString(o.Sum[:]), ContentType: o.ContentType,
 		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment,
 		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
+	return d.write(o.Key, h, bytes.NewReader(o.Body), int64(len(o.Body)))
+}
+
+// write stores header h and size bytes of body as key's file, atomically
+// (temporary file, then rename), and evicts to fit.
+func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) error {
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	size := int64(4 + len(hdr) + len(o.Body))
-	if size > d.limit/2 {
+	total := int64(4+len(hdr)) + size
+	if total > d.limit/2 {
 		return nil
 	}
-	path := d.fileFor(o.Key)
+	path := d.fileFor(key)
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -280,14 +299,15 @@ func (d *diskTier) put(o *object) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
 	var lenBuf [4]byte
 	binary.BigEndian.PutUint32(lenBuf[:], uint32(len(hdr)))
-	buf.Write(lenBuf[:])
-	buf.Write(hdr)
-	_, err = tmp.Write(buf.Bytes())
+	_, err = tmp.Write(append(lenBuf[:], hdr...))
 	if err == nil {
-		_, err = tmp.Write(o.Body)
+		var n int64
+		n, err = io.Copy(tmp, body)
+		if err == nil && n != size {
+			err = fmt.Errorf("wrote %d of %d bytes", n, size)
+		}
 	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
@@ -300,14 +320,68 @@ func (d *diskTier) put(o *object) error {
 		return fmt.Errorf("disk tier: %w", err)
 	}
 	d.mu.Lock()
-	if old := d.index[o.Key]; old != nil {
+	if old := d.index[key]; old != nil {
 		d.bytes -= old.size
 	}
-	d.index[o.Key] = &diskEntry{file: path, size: size, used: time.Now()}
-	d.bytes += size
+	d.index[key] = &diskEntry{file: path, size: total, used: time.Now()}
+	d.bytes += total
 	d.evictLocked()
 	d.mu.Unlock()
 	return nil
+}
+
+// putFile stores an object whose body is the first size bytes of body (a
+// finished spool) with SHA-256 sum, as put does for one in memory.
+func (d *diskTier) putFile(o *object, sum []byte, body *os.File, size int64) error {
+	h := diskHeader{Key: o.Key, Len: int(size), SHA256: hex.EncodeToString(sum), ContentType: o.ContentType,
+		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment,
+		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
+	return d.write(o.Key, h, io.NewSectionReader(body, 0, size), size)
+}
+
+// holdsBig reports whether key's file holds more than limit bytes.
+func (d *diskTier) holdsBig(key string, limit int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.index[key]
+	return e != nil && e.size > limit
+}
+
+// bigEntry returns the complete file of key when its body is larger than
+// limit: served by file, never read into memory. A file whose length
+// disagrees with its header is removed. (The body's SHA-256 is checked
+// when small objects are read; a large one is checked by length only, as
+// it is sent while it is read.)
+func (d *diskTier) bigEntry(key string, limit int64) (*bigObject, bool) {
+	d.mu.Lock()
+	e := d.index[key]
+	if e != nil {
+		e.used = time.Now()
+	}
+	d.mu.Unlock()
+	if e == nil || e.size <= limit {
+		return nil, false
+	}
+	h, size, err := readDiskHeader(e.file)
+	if err == nil && h.Key != key {
+		err = fmt.Errorf("file holds %q", h.Key)
+	}
+	var offset int64
+	if err == nil {
+		offset = size - int64(h.Len)
+		if h.Len < 0 || offset < 4 {
+			err = fmt.Errorf("body is %d bytes, header says %d", size, h.Len)
+		}
+	}
+	if err != nil {
+		d.log.Warn("disk tier: corrupt object removed, will refetch", "key", key, "err", err)
+		d.del(key)
+		return nil, false
+	}
+	meta := &object{Key: h.Key, ContentType: h.ContentType, ETag: h.ETag, LastModified: h.LastModified,
+		CacheControl: h.CacheControl, LastSegment: h.LastSegment, Stored: h.Stored, Expires: h.Expires,
+		SWR: h.SWR, SIE: h.SIE, NoCache: h.NoCache}
+	return &bigObject{meta: meta, size: int64(h.Len), path: e.file, offset: offset}, true
 }
 
 // evictLocked removes least recently used objects until the tier fits.

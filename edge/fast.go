@@ -73,7 +73,20 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 	if head {
 		method = http.MethodHead
 	}
+	if o == nil {
+		if b, _ := n.lookupBig(key, time.Now()); b != nil {
+			return FastResponse{}, false // streamed from a file: net/http's
+		}
+	}
 	out := n.resolveFound(r, p, key, path, o, tier)
+	if out.big != nil {
+		// A miss that turned out large: net/http joins the spool this
+		// fetch started; the request is counted there, not twice.
+		n.stats.requests.Add(-1)
+		n.stats.misses.Add(-1)
+		n.stats.addServed("upstream", -int(max(0, out.big.size)))
+		return FastResponse{}, false
+	}
 	var fr FastResponse
 	if out.obj != nil {
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}

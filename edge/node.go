@@ -16,15 +16,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 )
 
 // siblingHeader marks a request one bring-home node makes to the sibling
 // that owns a key: the owner fetches it upstream instead of passing it on.
 const siblingHeader = "X-Deepcast-Sibling"
-
-// maxObjectBytes bounds one cached object (segments are a few MiB).
-const maxObjectBytes = 256 << 20
 
 // Node is an edge cache node: an http.Handler for the /vod/ URL space and
 // its admin API, composed of the memory and disk tiers, the upstream pool,
@@ -43,9 +41,16 @@ type Node struct {
 	metrics  *nodeMetrics
 	handler  http.Handler
 
-	via           []string // this node's Via header value
-	prefetchSlots chan struct{}
-	prefetched    *prefetchMemo
+	via []string // this node's Via header value
+	// maxMemObject is the largest object read into memory; larger ones
+	// are spooled (large.go). inflightBudget bounds the bytes of all
+	// in-memory reads at once; a read that does not fit is spooled too.
+	maxMemObject   int64
+	inflightBudget *semaphore.Weighted
+	fillsMu        sync.Mutex
+	fills          map[string]*fill
+	prefetchSlots  chan struct{}
+	prefetched     *prefetchMemo
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,6 +78,8 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.prefetched = newPrefetchMemo(maxPrefetchMemo)
+	n.maxMemObject, n.fills = MaxMemoryObject(cfg.MemBytes), map[string]*fill{}
+	n.inflightBudget = semaphore.NewWeighted(InflightBudget(cfg.MemBytes))
 	n.mem.gone = n.prefetched.forget
 	if cfg.DiskDir != "" {
 		if n.disk, err = openDiskTier(cfg.DiskDir, cfg.DiskBytes, n.log); err != nil {
@@ -138,11 +145,24 @@ func (n *Node) lookup(key string) (*object, string) {
 	if o, ok := n.mem.get(key); ok {
 		return o, "memory"
 	}
-	if n.disk != nil {
+	if n.disk != nil && !n.disk.holdsBig(key, n.maxMemObject) {
 		if o, ok := n.disk.get(key); ok {
 			n.mem.put(o)
 			return o, "disk"
 		}
+	}
+	return nil, ""
+}
+
+// lookupBig finds a large object: fresh on disk, or being spooled.
+func (n *Node) lookupBig(key string, now time.Time) (*bigObject, string) {
+	if n.disk != nil {
+		if b, ok := n.disk.bigEntry(key, n.maxMemObject); ok && b.meta.fresh(now) {
+			return b, "disk"
+		}
+	}
+	if b := n.inflight(key); b != nil {
+		return b, "upstream"
 	}
 	return nil, ""
 }
@@ -162,6 +182,7 @@ type fetchResult struct {
 	status      int           // upstream status
 	cacheStatus string        // upstream's Cache-Status, to keep in the chain
 	passthrough *passResponse // a non-200 answer relayed to the client
+	big         *bigObject    // a large object, streamed through a file
 	stored      bool          // obj was put in the cache (not private, not no-store)
 }
 
@@ -281,7 +302,18 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	if q := forwardedQuery(r.URL.RawQuery, n.cfg.QueryAllow); q != "" {
 		target += "?" + q
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	// The request outlives ctx (the fetch's time bound) only when its body
+	// is spooled: the fill then owns it and bounds it by progress.
+	reqCtx, reqCancel := context.WithCancel(n.ctx)
+	unlink := context.AfterFunc(ctx, reqCancel)
+	spooled := false
+	defer func() {
+		if !spooled {
+			unlink()
+			reqCancel()
+		}
+	}()
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, target, nil)
 	if err != nil {
 		return nil, &errUpstream{err: err}
 	}
@@ -309,7 +341,11 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		var ne net.Error
 		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), timeout: errors.As(err, &ne) && ne.Timeout()}
 	}
-	defer resp.Body.Close()
+	defer func() {
+		if !spooled {
+			resp.Body.Close()
+		}
+	}()
 	if resp.StatusCode >= 500 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status)}
@@ -320,17 +356,28 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	res.cacheStatus = resp.Header.Get("Cache-Status")
 	switch resp.StatusCode {
 	case http.StatusOK:
-		body, err := readBody(resp)
-		if err != nil {
-			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
-		}
 		p := res.policy
 		if strings.HasSuffix(r.URL.Path, ".mpd") && p.SWR == 0 && p.SIE == 0 {
 			p.SWR, p.SIE = n.cfg.ManifestSWR, n.cfg.ManifestSIE
 		}
 		res.policy = p
-		res.obj = newObject(key, resp.Header, body, p, now, n.defaultTTL(key))
 		res.cacheable = p.cacheable()
+		body, large, err := n.readSmall(resp)
+		if err != nil {
+			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
+		}
+		if large {
+			meta := newObject(key, resp.Header, nil, p, now, n.defaultTTL(key))
+			big, err := n.startFill(key, meta, res.cacheable, resp, body, reqCancel)
+			if err != nil {
+				return nil, &errUpstream{err: err}
+			}
+			spooled = true
+			unlink()
+			res.big, res.cacheable = big, false
+			return res, nil
+		}
+		res.obj = newObject(key, resp.Header, body, p, now, n.defaultTTL(key))
 	case http.StatusNotModified:
 		if stale == nil {
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: 304 to an unconditional request", up.url.Host)}
@@ -390,26 +437,50 @@ func forwardedQuery(raw string, allow []string) string {
 	return strings.Join(kept, "&")
 }
 
-func readBody(resp *http.Response) ([]byte, error) {
-	if resp.ContentLength > maxObjectBytes {
-		return nil, fmt.Errorf("object of %d bytes is larger than %d", resp.ContentLength, maxObjectBytes)
+// MaxMemoryObject is the largest object a node with a memory tier of
+// mem bytes reads into memory: a sixteenth of the tier, at most 16 MiB
+// (video segments are a few MiB). Larger objects are spooled.
+func MaxMemoryObject(mem int64) int64 { return min(16<<20, max(1<<20, mem/16)) }
+
+// InflightBudget bounds the bytes a node with a memory tier of mem bytes
+// reads into memory at once, over all upstream fetches: a quarter of the
+// tier, at least four of its largest in-memory objects. With the memory
+// tier, it is what the node's memory holds besides per-connection buffers
+// and the runtime.
+func InflightBudget(mem int64) int64 { return max(4*MaxMemoryObject(mem), mem/4) }
+
+// readSmall reads resp's body into memory when it is small enough and
+// fits the in-flight budget; else it reports large, with the bytes read
+// so far (for a body of unknown length), and the caller spools the rest.
+func (n *Node) readSmall(resp *http.Response) (body []byte, large bool, err error) {
+	size := resp.ContentLength
+	if size > n.maxMemObject {
+		return nil, true, nil
 	}
-	if resp.ContentLength >= 0 {
+	want := size
+	if want < 0 {
+		want = n.maxMemObject
+	}
+	if !n.inflightBudget.TryAcquire(want) {
+		return nil, true, nil // memory is busy with other reads: stream this one
+	}
+	defer n.inflightBudget.Release(want)
+	if size >= 0 {
 		// Exact size: no slack capacity kept alive in the cache.
-		body := make([]byte, resp.ContentLength)
+		body = make([]byte, size)
 		if _, err := io.ReadFull(resp.Body, body); err != nil {
-			return nil, fmt.Errorf("body: %w", err)
+			return nil, false, fmt.Errorf("body: %w", err)
 		}
-		return body, nil
+		return body, false, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxObjectBytes+1))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, n.maxMemObject+1))
 	if err != nil {
-		return nil, fmt.Errorf("body: %w", err)
+		return nil, false, fmt.Errorf("body: %w", err)
 	}
-	if len(body) > maxObjectBytes {
-		return nil, fmt.Errorf("object larger than %d bytes", maxObjectBytes)
+	if int64(len(body)) > n.maxMemObject {
+		return body, true, nil
 	}
-	return bytes.Clone(body), nil
+	return bytes.Clone(body), false, nil
 }
 
 // serveObject is the /vod/ handler: hit, stale, or miss, then the bytes.
@@ -433,6 +504,7 @@ type outcome struct {
 	obj         *object // sent with 200 (ranges and conditions apply)
 	cacheStatus string
 	pass        *passResponse // relayed as is
+	big         *bigObject    // a large object, sent from its file
 	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
 }
 
@@ -462,6 +534,18 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		n.stats.addServed(tier, len(o.Body))
 		n.revalidateAsync(orPlain(r, path), key, o)
 		return outcome{obj: o, cacheStatus: fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds()))}
+	}
+	if o == nil {
+		if b, tier := n.lookupBig(key, now); b != nil {
+			if tier == "disk" {
+				n.stats.hits.Add(1)
+				n.stats.addServed(tier, int(b.size))
+				return outcome{big: b, cacheStatus: n.hitStatus(b.meta, now)}
+			}
+			n.stats.misses.Add(1)
+			n.stats.coalesced.Add(1)
+			return outcome{big: b, cacheStatus: n.cfg.Name + "; fwd=uri-miss; collapsed; detail=streamed"}
+		}
 	}
 	r = orPlain(r, path)
 	res, shared, err := n.fetch(r, key, o, fromSibling)
@@ -497,6 +581,11 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		n.stats.revalidations.Add(1)
 	} else {
 		n.stats.misses.Add(1)
+	}
+	if res.big != nil {
+		n.stats.addServed("upstream", int(max(0, res.big.size)))
+		status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; detail=streamed%s", n.cfg.Name, fwd, res.status, collapsed)
+		return outcome{big: res.big, cacheStatus: chainStatus(res.cacheStatus, status)}
 	}
 	n.stats.addServed("upstream", len(res.obj.Body))
 	n.maybePrefetch(r, p, res.obj)
@@ -551,6 +640,8 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 		if r.Method != http.MethodHead {
 			w.Write(out.pass.body)
 		}
+	case out.big != nil:
+		n.respondBig(w, r, out.big, out.cacheStatus)
 	default:
 		cs := out.cacheStatus
 		if cs == "" {

@@ -96,7 +96,9 @@ func edgeCommand() command {
 func tuneEdgeMemory(cache int64) {
 	tuneGC()
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(cache + 40<<20)
+		// The cache, the bytes of upstream reads in flight (larger objects
+		// stream through files), and working room.
+		debug.SetMemoryLimit(cache + edge.InflightBudget(cache) + 40<<20)
 	}
 }
 

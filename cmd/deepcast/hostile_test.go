@@ -2,17 +2,23 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/media/mediatest"
 )
 
@@ -200,3 +206,95 @@ func TestDamagedLibraryFilesAreNeverServed(t *testing.T) {
 		})
 	}
 }
+
+// TestEdgeStreamsLargeObjectsWithinItsMemoryBudget: large objects used to
+// be read whole into memory, so an edge with -mem 512MiB reached 2.5 GiB
+// with ten 200 MiB misses at once. Now they stream through spool files and
+// the process stays within -mem plus the documented in-flight budget plus
+// working room, whatever the sizes.
+func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	const mem = 64 << 20
+	const objSize = 48 << 20
+	payload := make([]byte, objSize)
+	for i := range payload {
+		payload[i] = byte(i*13 + i>>20)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		if !strings.Contains(r.URL.Path, "/chunked/") {
+			w.Header().Set("Content-Length", strconv.Itoa(objSize))
+		}
+		for off := 0; off < objSize; off += 4 << 20 {
+			if _, err := w.Write(payload[off : off+4<<20]); err != nil {
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", up.URL, "-listen", addr, "-mem", "64MiB", "-prefetch", "false")
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}()
+	waitListening(t, addr)
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			if rss, err := rssBytes(cmd.Process.Pid); err == nil && rss > peak.Load() {
+				peak.Store(rss)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 60 * time.Second}
+	for i := range 10 {
+		wg.Go(func() {
+			kind := "v"
+			if i%2 == 1 {
+				kind = "chunked"
+			}
+			resp, err := client.Get(fmt.Sprintf("http://%s/vod/a/%s/%d.m4s", addr, kind, i+1))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			h := sha256.New()
+			n, _ := io.Copy(h, resp.Body)
+			if n != objSize || !bytes.Equal(h.Sum(nil), sha256Of(payload)) {
+				t.Errorf("object %d: %d bytes, content differs", i+1, n)
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	bound := int64(mem + edge.InflightBudget(mem) + 64<<20)
+	t.Logf("10 concurrent misses of %d MiB through a %d MiB cache: peak RSS %d MiB (bound %d MiB)", objSize>>20, mem>>20, peak.Load()>>20, bound>>20)
+	if peak.Load() > bound {
+		t.Errorf("peak RSS %d MiB exceeds -mem + in-flight budget + 64 MiB = %d MiB", peak.Load()>>20, bound>>20)
+	}
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }

@@ -1,0 +1,308 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Large objects.
+//
+// An object is read into memory whole only when it is small (at most
+// Node.maxMemObject bytes) and the bytes of all such reads in flight fit
+// the node's in-flight budget; every other object is spooled: its bytes go
+// to a file as they come from upstream, and every client that asks for it
+// meanwhile is sent them from that file as they arrive (one upstream
+// request, however many readers). A completed spool enters the disk tier
+// when there is one, and is served from there by file; without a disk tier
+// it is not kept. So the memory a node holds is its memory tier (-mem),
+// the in-flight budget, and per-connection buffers, whatever the mix of
+// object sizes.
+
+// errFillGone is a spool that finished and was removed before a reader
+// joined it: the reader looks the object up again.
+var errFillGone = errors.New("spooled object finished before the reader joined")
+
+// fill is one object being spooled from upstream to a file.
+type fill struct {
+	key  string
+	meta *object // headers and freshness, no Body
+	size int64   // Content-Length, or -1 when upstream sent none
+	path string
+	file *os.File // written by run, read by readers (pread)
+	keep bool     // cacheable: a complete fill enters the disk tier
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	written int64
+	done    bool
+	err     error // why the fill failed, when done
+	readers int
+	joined  bool // a reader has joined (so none left means all left)
+	closed  bool // file closed and removed
+}
+
+// bigObject is an object served from a file: complete (on the disk tier,
+// path at offset) or still being spooled (fill).
+type bigObject struct {
+	meta   *object
+	size   int64 // -1: unknown until the fill ends
+	fill   *fill
+	path   string
+	offset int64
+}
+
+// spoolDir is where fills write: beside the disk tier (same file system,
+// so a finished spool is copied within it), else the system's temp folder.
+func (n *Node) spoolDir() string {
+	if n.cfg.SpoolDir != "" {
+		return n.cfg.SpoolDir
+	}
+	if n.disk != nil {
+		return filepath.Join(n.disk.dir, spoolFolder)
+	}
+	return os.TempDir()
+}
+
+// startFill spools resp's body (after prefix, bytes already read from it)
+// in the background, and returns the object to serve from it. cancel
+// aborts the upstream request; the fill owns it.
+func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Response, prefix []byte, cancel context.CancelFunc) (*bigObject, error) {
+	dir := n.spoolDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	file, err := os.CreateTemp(dir, "deepcast-spool-")
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, path: file.Name(), file: file}
+	f.cond = sync.NewCond(&f.mu)
+	n.fillsMu.Lock()
+	n.fills[key] = f
+	n.fillsMu.Unlock()
+	n.stats.spooled.Add(1)
+	n.wg.Go(func() { n.runFill(f, resp.Body, prefix, cancel) })
+	return &bigObject{meta: meta, size: f.size, fill: f}, nil
+}
+
+// runFill copies body to the fill's file; a body that stalls for
+// FetchTimeout is abandoned. A complete object enters the disk tier.
+func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel context.CancelFunc) {
+	defer cancel()
+	defer body.Close()
+	sum := sha256.New()
+	stalled := time.AfterFunc(n.cfg.FetchTimeout, cancel)
+	defer stalled.Stop()
+	write := func(p []byte) error {
+		if _, err := f.file.Write(p); err != nil {
+			return fmt.Errorf("spool %s: %w", f.path, err)
+		}
+		sum.Write(p)
+		f.mu.Lock()
+		f.written += int64(len(p))
+		f.mu.Unlock()
+		f.cond.Broadcast()
+		return nil
+	}
+	err := write(prefix)
+	buf := make([]byte, 256<<10)
+	for err == nil {
+		stalled.Reset(n.cfg.FetchTimeout)
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			err = write(buf[:k])
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil && err == nil {
+			err = fmt.Errorf("upstream body: %w", rerr)
+		}
+		if err == nil && n.ctx.Err() != nil {
+			err = n.ctx.Err()
+		}
+		if err == nil && n.disk == nil && f.abandoned() {
+			err = errors.New("every reader left and there is no disk tier to keep it")
+		}
+	}
+	f.mu.Lock()
+	written := f.written
+	f.mu.Unlock()
+	if err == nil && f.size >= 0 && written != f.size {
+		err = fmt.Errorf("upstream body: %d bytes of %d", written, f.size)
+	}
+	if err == nil && n.disk != nil && f.keep {
+		if perr := n.disk.putFile(f.meta, sum.Sum(nil), f.file, written); perr != nil {
+			n.log.Warn("disk tier write failed", "key", f.key, "err", perr)
+		}
+	}
+	if err != nil {
+		n.stats.errors.Add(1)
+		n.log.Warn("spooled fetch failed", "key", f.key, "err", err)
+	}
+	// Readers that came through the map have joined by now; later ones
+	// find the disk tier (or fetch anew).
+	n.fillsMu.Lock()
+	if n.fills[f.key] == f {
+		delete(n.fills, f.key)
+	}
+	n.fillsMu.Unlock()
+	f.mu.Lock()
+	f.done, f.err = true, err
+	if f.size < 0 {
+		f.size = written
+	}
+	f.mu.Unlock()
+	f.cond.Broadcast()
+	f.release(0)
+}
+
+// abandoned reports a fill whose readers all left.
+func (f *fill) abandoned() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.joined && f.readers == 0
+}
+
+// release drops delta readers and closes and removes the file once the
+// fill is done and nobody reads it.
+func (f *fill) release(delta int) {
+	f.mu.Lock()
+	f.readers -= delta
+	last := f.done && f.readers == 0 && !f.closed
+	if last {
+		f.closed = true
+	}
+	f.mu.Unlock()
+	if last {
+		f.file.Close()
+		os.Remove(f.path)
+	}
+}
+
+// join returns a reader of the fill's bytes from the start, which blocks
+// until they have arrived; errFillGone when the fill is over and closed.
+func (f *fill) join() (io.ReadCloser, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errFillGone
+	}
+	f.readers++
+	f.joined = true
+	return &fillReader{f: f}, nil
+}
+
+// fillReader reads a fill at its own offset.
+type fillReader struct {
+	f      *fill
+	off    int64
+	closed bool
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	f := r.f
+	f.mu.Lock()
+	for f.written <= r.off && !f.done {
+		f.cond.Wait()
+	}
+	avail, done, ferr := f.written-r.off, f.done, f.err
+	f.mu.Unlock()
+	if avail <= 0 {
+		if done && ferr != nil {
+			return 0, ferr
+		}
+		return 0, io.EOF
+	}
+	k, err := f.file.ReadAt(p[:min(int64(len(p)), avail)], r.off)
+	r.off += int64(k)
+	if err == io.EOF && k > 0 {
+		err = nil
+	}
+	return k, err
+}
+
+func (r *fillReader) Close() error {
+	if !r.closed {
+		r.closed = true
+		r.f.release(1)
+	}
+	return nil
+}
+
+// open returns a reader of the whole body and, for a complete file, a
+// seekable one (ranges and conditions apply to it).
+func (b *bigObject) open() (io.ReadCloser, io.ReadSeeker, error) {
+	if b.fill != nil {
+		rc, err := b.fill.join()
+		return rc, nil, err
+	}
+	file, err := os.Open(b.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := file.Stat()
+	if err != nil || st.Size() != b.offset+b.size {
+		file.Close()
+		return nil, nil, fmt.Errorf("disk tier: %s changed under us", b.path)
+	}
+	sr := io.NewSectionReader(file, b.offset, b.size)
+	return file, sr, nil
+}
+
+// inflight returns the object being spooled for key, if any.
+func (n *Node) inflight(key string) *bigObject {
+	n.fillsMu.Lock()
+	f := n.fills[key]
+	n.fillsMu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return &bigObject{meta: f.meta, size: f.size, fill: f}
+}
+
+// respondBig sends a large object through net/http: from a complete file
+// with ranges and conditions; from a fill as it arrives (a Range is
+// ignored, as RFC 9110 lets a server do, and the whole object is sent).
+func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus string) {
+	body, seeker, err := b.open()
+	if err != nil {
+		n.log.Warn("large object unreadable", "key", b.meta.Key, "err", err)
+		w.Header().Set("Cache-Status", n.cfg.Name+"; fwd=uri-miss; detail=spool-gone")
+		httpError(w, http.StatusServiceUnavailable, "object being replaced, retry")
+		w.Header().Set("Retry-After", "1")
+		return
+	}
+	defer body.Close()
+	h := w.Header()
+	for k, v := range b.meta.headers(n.via) {
+		h[k] = v
+	}
+	h["Age"] = []string{strconv.Itoa(int(b.meta.age(time.Now()).Seconds()))}
+	h["Cache-Status"] = []string{cacheStatus}
+	if seeker != nil {
+		lm, _ := http.ParseTime(b.meta.LastModified)
+		http.ServeContent(w, r, "", lm, seeker)
+		return
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && b.meta.ETag != "" && inm == b.meta.ETag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if b.size >= 0 {
+		h["Content-Length"] = []string{strconv.FormatInt(b.size, 10)}
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = io.Copy(w, body)
+	}
+}

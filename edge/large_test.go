@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// bigUpstream serves /vod/a/v/N.m4s as size deterministic bytes, sent in
+// chunks with a pause between them, with or without a Content-Length,
+// counting requests; /vod/a/v/cut.m4s stops halfway.
+type bigUpstream struct {
+	size    int
+	chunked bool
+	pause   time.Duration
+	hits    atomic.Int64
+	srv     *httptest.Server
+}
+
+func newBigUpstream(t *testing.T, size int, chunked bool, pause time.Duration) *bigUpstream {
+	u := &bigUpstream{size: size, chunked: chunked, pause: pause}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		u.hits.Add(1)
+		body := segmentBytes(r.URL.Path, u.size)
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", `"`+strconv.Itoa(len(r.URL.Path))+`"`)
+		if !u.chunked {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		end := len(body)
+		if strings.HasSuffix(r.URL.Path, "/cut.m4s") {
+			end = len(body) / 2
+		}
+		for off := 0; off < end; off += 1 << 20 {
+			w.Write(body[off:min(end, off+1<<20)])
+			w.(http.Flusher).Flush()
+			time.Sleep(u.pause)
+		}
+		if end < len(body) {
+			panic(http.ErrAbortHandler) // the upstream dies mid-body
+		}
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// TestLargeObjectsStreamThroughOneFetch: objects larger than a node keeps
+// in memory are streamed to every concurrent reader from one upstream
+// fetch, with or without a Content-Length, byte for byte.
+func TestLargeObjectsStreamThroughOneFetch(t *testing.T) {
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			const size = 12 << 20
+			up := newBigUpstream(t, size, chunked, 20*time.Millisecond)
+			spool := t.TempDir()
+			n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(), SpoolDir: spool})
+			if n.maxMemObject >= size {
+				t.Fatalf("test object of %d bytes is not large for this node (%d)", size, n.maxMemObject)
+			}
+			want := segmentBytes("/vod/a/v/1.m4s", size)
+			var wg sync.WaitGroup
+			statuses := make([]string, 5)
+			for i := range 5 {
+				wg.Go(func() {
+					resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s")
+					statuses[i] = resp.Header.Get("Cache-Status")
+					if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+						t.Errorf("reader %d: %d, %d bytes", i, resp.StatusCode, len(body))
+					}
+				})
+			}
+			wg.Wait()
+			if got := up.hits.Load(); got != 1 {
+				t.Errorf("%d upstream fetches for one object, want 1 (statuses %q)", got, statuses)
+			}
+			if n.Stats().CachedBytes["memory"] > 1<<20 {
+				t.Errorf("a large object went into the memory tier (%d bytes)", n.Stats().CachedBytes["memory"])
+			}
+			if !strings.Contains(statuses[0]+statuses[1], "streamed") {
+				t.Errorf("Cache-Status %q does not say streamed", statuses)
+			}
+			// Without a disk tier nothing is kept: the spool file is gone.
+			waitFor(t, "spool file removed", func() bool {
+				m, _ := filepath.Glob(filepath.Join(spool, "*"))
+				n.fillsMu.Lock()
+				defer n.fillsMu.Unlock()
+				return len(n.fills) == 0 && len(m) == 0
+			})
+		})
+	}
+}
+
+// TestLargeObjectsLandOnDiskAndServeRanges: a bring-home node keeps a
+// finished large object on its disk tier and serves it (and ranges of it)
+// from the file.
+func TestLargeObjectsLandOnDiskAndServeRanges(t *testing.T) {
+	const size = 10 << 20
+	up := newBigUpstream(t, size, false, 0)
+	_, ts := newNode(t, Config{Profile: BringHome, Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, DiskDir: t.TempDir()})
+	want := segmentBytes("/vod/a/v/2.m4s", size)
+	if resp, body := fetch(t, ts.URL+"/vod/a/v/2.m4s"); resp.StatusCode != 200 || !bytes.Equal(body, want) {
+		t.Fatalf("first fetch: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	var resp *http.Response
+	var body []byte
+	waitFor(t, "a hit from the disk tier", func() bool {
+		resp, body = fetch(t, ts.URL+"/vod/a/v/2.m4s")
+		return strings.Contains(resp.Header.Get("Cache-Status"), "hit")
+	})
+	if !bytes.Equal(body, want) || up.hits.Load() != 1 {
+		t.Errorf("disk hit: %d bytes, %d upstream fetches", len(body), up.hits.Load())
+	}
+	resp, body = fetch(t, ts.URL+"/vod/a/v/2.m4s", "Range", "bytes=5000000-5000099")
+	if resp.StatusCode != 206 || !bytes.Equal(body, want[5000000:5000100]) {
+		t.Errorf("range from disk: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+// TestLargeObjectCutUpstreamIsNotKept: an upstream that dies mid-body
+// leaves its readers with a short, failed response and nothing cached.
+func TestLargeObjectCutUpstreamIsNotKept(t *testing.T) {
+	const size = 8 << 20
+	up := newBigUpstream(t, size, false, 0)
+	dir := t.TempDir()
+	n, ts := newNode(t, Config{Profile: BringHome, Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, DiskDir: dir})
+	resp, err := http.Get(ts.URL + "/vod/a/v/cut.m4s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil && len(got) == size {
+		t.Fatalf("a cut body arrived whole")
+	}
+	waitFor(t, "fill over", func() bool { n.fillsMu.Lock(); defer n.fillsMu.Unlock(); return len(n.fills) == 0 })
+	if objs, _, _ := n.disk.stats(); objs != 0 {
+		t.Errorf("a cut object was stored on disk")
+	}
+}
