@@ -15,17 +15,17 @@ const (
 
 // Config configures a Node. Zero fields take the profile's defaults.
 type Config struct {
-	Name       string
-	Profile    string
-	Upstreams  []string // tried in order: active-standby
-	Self       string   // this node's own base URL, for sibling sharding
-	Siblings   []string // other bring-home nodes sharing the key space
-	MemBytes   int64
-	DiskDir    string // disk tier folder; none when empty
+	Name      string
+	Profile   string
+	Upstreams []string // tried in order: active-standby
+	Self      string   // this node's own base URL, for sibling sharding
+	Siblings  []string // other bring-home nodes sharing the key space
+	MemBytes  int64
+	DiskDir   string // disk tier folder; none when empty
 	// SpoolDir holds large objects while they stream through (large.go):
 	// the disk tier's folder when there is one, else the system's temp
 	// folder, when empty.
-	SpoolDir string
+	SpoolDir   string
 	DiskBytes  int64
 	Prefetch   *bool
 	QueryAllow []string // query parameters that are part of the cache key
