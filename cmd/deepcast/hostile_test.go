@@ -298,3 +298,28 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 }
 
 func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// TestOpsEndpointsOffOnPublicListeners: /metrics and /api/stats name the
+// upstreams; on a listener other machines reach they are off unless a
+// token guards them or an admin listener takes them.
+func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
+	for _, c := range []struct {
+		listen, admin, token string
+		hidden               bool
+	}{
+		{"127.0.0.1:0", "", "", false},
+		{"0.0.0.0:0", "", "", true},
+		{"0.0.0.0:0", "", "tok", false},
+		{"127.0.0.1:0", "127.0.0.1:0", "", true},
+	} {
+		ln, err := net.Listen("tcp", c.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := opsFlags{listen: &c.admin, token: &c.token}
+		if got := o.hidden(ln, discard()); got != c.hidden {
+			t.Errorf("listen %s admin %q token %q: hidden %v, want %v", c.listen, c.admin, c.token, got, c.hidden)
+		}
+		ln.Close()
+	}
+}
