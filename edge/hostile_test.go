@@ -301,3 +301,23 @@ func TestOpsAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestAHangingUpstreamLeavesTimeForTheNext: an upstream that takes the
+// request and never answers (a partition) used to spend the whole fetch
+// timeout, so the retry on the standby never ran and the client got a 504.
+func TestAHangingUpstreamLeavesTimeForTheNext(t *testing.T) {
+	release := make(chan struct{})
+	hanging := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) { <-release })
+	t.Cleanup(func() { close(release) })
+	good := newFakeOrigin(t)
+	n, ts := newNode(t, Config{Upstreams: []string{hanging.URL, good.url()}, Prefetch: noPrefetch(), FetchTimeout: 2 * time.Second})
+	n.pool.list[1].healthy.Store(true)
+	start := time.Now()
+	resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if resp.StatusCode != 200 || len(body) != good.size {
+		t.Errorf("status %d after %s, want 200 from the standby", resp.StatusCode, time.Since(start))
+	}
+	if d := time.Since(start); d > 1800*time.Millisecond {
+		t.Errorf("took %s", d)
+	}
+}

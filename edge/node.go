@@ -257,12 +257,18 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 		}
 	}
 	order := n.pool.order()
+	tries := min(2, len(order)) // an idempotent GET is retried once, on the next upstream
 	var lastErr error
-	for i, up := range order {
-		if i == 2 {
-			break // an idempotent GET is retried once, on the next upstream
+	for i, up := range order[:tries] {
+		// A first attempt that hangs (a partitioned upstream takes
+		// requests and never answers) may spend only half of the time
+		// left, so the retry on the next upstream still has its half.
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok && i < tries-1 {
+			actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 		}
-		res, err := n.fetchFrom(ctx, up, r, key, stale, false)
+		res, err := n.fetchFrom(actx, up, r, key, stale, false)
+		cancel()
 		if err == nil {
 			n.pool.markSuccess(up)
 			return res, nil

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,38 @@ func TestRewriteBaseURLsAndSteering(t *testing.T) {
 	}
 	if _, err := Rewrite([]byte("abc>"), nil, nil); err == nil {
 		t.Error("garbage accepted")
+	}
+}
+
+// TestBasesStartAtTheSteeringDefault: every MPD-level BaseURL is kept for
+// failover, the steering default pathway first, and segments resolve
+// against it.
+func TestBasesStartAtTheSteeringDefault(t *testing.T) {
+	m, _ := Build(testPresentation())
+	xml, _ := Marshal(m)
+	bases := []BaseURL{{URL: "http://a/vod/a/", ServiceLocation: "a"}, {URL: "http://b/vod/a/", ServiceLocation: "b"}, {URL: "http://c/vod/a/", ServiceLocation: "c"}}
+	for _, c := range []struct {
+		def  string
+		want []string
+	}{
+		{"b", []string{"http://b/vod/a/", "http://a/vod/a/", "http://c/vod/a/"}},
+		{"", []string{"http://a/vod/a/", "http://b/vod/a/", "http://c/vod/a/"}},
+		{"nowhere", []string{"http://a/vod/a/", "http://b/vod/a/", "http://c/vod/a/"}},
+	} {
+		var st *Steering
+		if c.def != "" {
+			st = &Steering{ServerURL: "http://r/steering", DefaultServiceLocation: c.def}
+		}
+		out, err := Rewrite(xml, bases, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Parse(out, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(p.Bases, c.want) || !strings.HasPrefix(p.Video[0].Segments[0].URL, c.want[0]) {
+			t.Errorf("default %q: bases %v, first segment %s", c.def, p.Bases, p.Video[0].Segments[0].URL)
+		}
 	}
 }

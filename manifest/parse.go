@@ -22,6 +22,12 @@ type Manifest struct {
 	MinBufferTime time.Duration
 	Video         []*Representation // by bandwidth, lowest first
 	Audio         []*Representation // by bandwidth, lowest first
+	// Bases are the MPD-level BaseURLs, absolute, the one the segment URLs
+	// were resolved against first: the content steering default pathway
+	// when the MPD names one, else the first listed. A player that fails
+	// at one location tries the next (DASH's BaseURL failover). Empty when
+	// the MPD has none.
+	Bases []string
 }
 
 // Representation is one playable rendition.
@@ -157,7 +163,28 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 	if m.Duration <= 0 {
 		return nil, fmt.Errorf("mpd: no positive duration (mediaPresentationDuration or Period@duration)")
 	}
-	pbase, err := resolve(base, doc.BaseURL, p.BaseURLs)
+	mpdBases := doc.BaseURL
+	if len(mpdBases) > 1 {
+		// Start at the steering default pathway, then the rest in order.
+		first := 0
+		if cs := doc.ContentSteering; cs != nil && cs.DefaultServiceLocation != "" {
+			for i, b := range mpdBases {
+				if b.ServiceLocation == cs.DefaultServiceLocation {
+					first = i
+					break
+				}
+			}
+		}
+		mpdBases = append(append([]*mpd.BaseURLType{mpdBases[first]}, mpdBases[:first]...), mpdBases[first+1:]...)
+		for _, b := range mpdBases {
+			u, err := resolve(base, []*mpd.BaseURLType{b})
+			if err != nil {
+				return nil, err
+			}
+			m.Bases = append(m.Bases, u.String())
+		}
+	}
+	pbase, err := resolve(base, mpdBases, p.BaseURLs)
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,11 @@ package player
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -53,6 +56,35 @@ type HTTPFetcher struct {
 	// Retries of a failed segment, with doubling backoff from Backoff.
 	Retries int
 	Backoff time.Duration
+	// Mirrors are the MPD's BaseURLs (Video.Bases), the one segment URLs
+	// start with first. A segment that fails at one location (once
+	// retried) is fetched from the next, which the session then keeps
+	// using, as dash.js fails over between BaseURLs.
+	Mirrors []string
+
+	// Verify checks each body against its strong ETag when that is the
+	// hex SHA-256 prefix deepcast's origin gives (other ETags are not
+	// checked): a mismatch is a failed attempt, counted as corrupt.
+	Verify bool
+
+	mu     sync.Mutex
+	active int // the mirror in use
+
+	attempts, failed, verified, corrupt, switches atomic.Int64
+}
+
+// FetchStats are an HTTPFetcher's counts so far.
+type FetchStats struct {
+	Attempts int64 `json:"attempts"` // requests sent
+	Failed   int64 `json:"failed"`   // requests that failed (each retry or failover counts)
+	Verified int64 `json:"verified"` // bodies checked against their ETag
+	Corrupt  int64 `json:"corrupt"`  // bodies that did not match it
+	Switches int64 `json:"switches"` // failovers to another BaseURL
+}
+
+// Stats returns the fetcher's counts so far.
+func (f *HTTPFetcher) Stats() FetchStats {
+	return FetchStats{Attempts: f.attempts.Load(), Failed: f.failed.Load(), Verified: f.verified.Load(), Corrupt: f.corrupt.Load(), Switches: f.switches.Load()}
 }
 
 // NewSessionID makes a CMCD session id.
@@ -64,29 +96,70 @@ func NewSessionID() string {
 
 // Fetch implements Fetcher.
 func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) {
+	if len(f.Mirrors) < 2 || !strings.HasPrefix(req.URL, f.Mirrors[0]) {
+		return f.fetchRetrying(ctx, req, f.Retries)
+	}
+	rest := strings.TrimPrefix(req.URL, f.Mirrors[0])
+	f.mu.Lock()
+	start := f.active
+	f.mu.Unlock()
+	var errs []error
+	for k := range len(f.Mirrors) {
+		m := (start + k) % len(f.Mirrors)
+		at := req
+		at.URL = f.Mirrors[m] + rest
+		d, err := f.fetchRetrying(ctx, at, min(f.Retries, 1))
+		if err == nil {
+			if m != start {
+				f.mu.Lock()
+				f.active = m
+				f.mu.Unlock()
+				f.switches.Add(1)
+			}
+			return d, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return Download{}, errors.Join(errs...)
+}
+
+// Mirror reports the mirror in use (an index into Mirrors; 0: the first).
+func (f *HTTPFetcher) Mirror() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.active
+}
+
+// fetchRetrying fetches req, retrying a failure that is not permanent.
+func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries int) (Download, error) {
 	backoff := f.Backoff
 	if backoff <= 0 {
 		backoff = 250 * time.Millisecond
 	}
 	var lastErr error
-	for attempt := 0; attempt <= f.Retries; attempt++ {
+	for attempt := 0; attempt <= retries; attempt++ {
 		if attempt > 0 {
 			if err := f.Clock.Sleep(ctx, backoff); err != nil {
 				return Download{}, err
 			}
 			backoff *= 2
 		}
+		f.attempts.Add(1)
 		d, err := f.fetchOnce(ctx, req)
 		if err == nil {
 			return d, nil
 		}
+		f.failed.Add(1)
 		lastErr = err
 		var perm *permanentError
 		if errors.As(err, &perm) || ctx.Err() != nil {
 			break
 		}
 	}
-	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, f.Retries+1)
+	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, retries+1)
 }
 
 // permanentError is a failure a retry cannot fix (404 and other 4xx).
@@ -126,6 +199,12 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	if f.Shaper != nil {
 		body = f.Shaper.Reader(ctx, resp.Body)
 	}
+	var sum hash.Hash
+	want := strongHexTag(resp.Header.Get("ETag"))
+	if f.Verify && want != "" {
+		sum = sha256.New()
+		body = io.TeeReader(body, sum)
+	}
 	n, err := io.Copy(io.Discard, body)
 	if err != nil {
 		return Download{}, fmt.Errorf("body: %w", err)
@@ -133,7 +212,33 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return Download{}, fmt.Errorf("body: %d of %d bytes", n, resp.ContentLength)
 	}
+	if sum != nil {
+		f.verified.Add(1)
+		if got := hex.EncodeToString(sum.Sum(nil)); !strings.HasPrefix(got, want) {
+			f.corrupt.Add(1)
+			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its ETag %s", got[:len(want)], want)
+		}
+	}
 	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
+}
+
+// strongHexTag returns the hex digits of a strong ETag made of 32 to 64 of
+// them (a SHA-256, whole or a prefix), or "" for any other ETag.
+func strongHexTag(tag string) string {
+	t, ok := strings.CutPrefix(tag, `"`)
+	if !ok {
+		return ""
+	}
+	t, ok = strings.CutSuffix(t, `"`)
+	if !ok || len(t) < 32 || len(t) > 64 {
+		return ""
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return ""
+		}
+	}
+	return t
 }
 
 // cmcd builds the CTA-5004 key/value list for a request.

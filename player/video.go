@@ -34,6 +34,9 @@ type Video struct {
 	AudioURLs []string
 	AudioInit string
 	AudioSize []int64
+	// Bases are the MPD's alternative locations (see manifest.Manifest),
+	// the one the URLs above start with first.
+	Bases []string
 }
 
 // Size is the byte size of chunk at rendition; past the last row it repeats
@@ -193,10 +196,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Vi
 		return nil, err
 	}
 	cache := &sync.Map{}
-	return videoFromManifest(m, mpdURL, func(u string) (int64, error) {
-		if v, ok := cache.Load(u); ok {
-			return v.(int64), nil
-		}
+	head := func(u string) (int64, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 		if err != nil {
 			return 0, err
@@ -209,15 +209,32 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Vi
 		if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
 			return 0, fmt.Errorf("HEAD %s: %s", u, resp.Status)
 		}
-		cache.Store(u, resp.ContentLength)
 		return resp.ContentLength, nil
+	}
+	return videoFromManifest(m, mpdURL, func(u string) (int64, error) {
+		if v, ok := cache.Load(u); ok {
+			return v.(int64), nil
+		}
+		n, err := head(u)
+		// A location that fails: the same object at the MPD's other ones.
+		for i := 1; err != nil && i < len(m.Bases) && strings.HasPrefix(u, m.Bases[0]) && ctx.Err() == nil; i++ {
+			var aerr error
+			if n, aerr = head(m.Bases[i] + strings.TrimPrefix(u, m.Bases[0])); aerr == nil {
+				err = nil
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+		cache.Store(u, n)
+		return n, nil
 	})
 }
 
 // videoFromManifest lays the MPD's video Representations out as a Video,
 // asking size for every segment.
 func videoFromManifest(m *manifest.Manifest, name string, size func(url string) (int64, error)) (*Video, error) {
-	v := &Video{Name: name}
+	v := &Video{Name: name, Bases: m.Bases}
 	chunks := len(m.Video[0].Segments)
 	for _, r := range m.Video {
 		if len(r.Segments) != chunks {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -119,12 +120,20 @@ func playCommand() command {
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
+			verify := fs.Bool("verify", false, "check every body against its ETag (deepcast's origin tags by SHA-256); a mismatch counts as corrupt and is refetched")
+			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("one MPD URL is required: %w", errUsage)
 				}
+				var stats player.FetchStats
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet})
+					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats})
+				if *jsonOut != "" {
+					if werr := writePlayJSON(*jsonOut, res, stats, err); werr != nil && err == nil {
+						err = werr
+					}
+				}
 				if err != nil {
 					return err
 				}
@@ -143,10 +152,42 @@ func playCommand() command {
 }
 
 type playOptions struct {
-	ABR, Trace, QoE string
-	TraceValue      *player.Trace // used instead of Trace when set
-	RTT, Duration   time.Duration
-	CMCD, Live      bool
+	ABR, Trace, QoE    string
+	TraceValue         *player.Trace // used instead of Trace when set
+	RTT, Duration      time.Duration
+	CMCD, Live, Verify bool
+	// Stats, when set, receives the fetcher's request counts at the end.
+	Stats *player.FetchStats
+}
+
+// playReport is the JSON of play -json.
+type playReport struct {
+	OK            bool              `json:"ok"`
+	Error         string            `json:"error,omitempty"`
+	Chunks        int               `json:"chunks"`
+	QoE           float64           `json:"qoe"`
+	MeanBitrate   float64           `json:"meanBitrateKbps"`
+	Startup       float64           `json:"startupSeconds"`
+	Stalls        int               `json:"stalls"`
+	StallSeconds  float64           `json:"stallSeconds"`
+	Switches      int               `json:"switches"`
+	PlaySeconds   float64           `json:"playSeconds"`
+	Requests      player.FetchStats `json:"requests"`
+	FinishedAtUTC time.Time         `json:"finished"`
+}
+
+func writePlayJSON(path string, res player.Result, stats player.FetchStats, playErr error) error {
+	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
+		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
+		Requests: stats, FinishedAtUTC: time.Now().UTC()}
+	if playErr != nil {
+		r.Error = playErr.Error()
+	}
+	return writeFile(path, func(f *os.File) error {
+		enc := json.NewEncoder(f)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	})
 }
 
 // play runs one real-time session against url.
@@ -165,7 +206,11 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		return player.Result{}, err
 	}
 	clock := player.NewWallClock()
-	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3}
+	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3,
+		Mirrors: v.Bases, Verify: o.Verify}
+	if o.Stats != nil {
+		defer func() { *o.Stats = f.Stats() }()
+	}
 	switch {
 	case o.TraceValue != nil:
 		f.Shaper = player.NewShaper(o.TraceValue)

@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/player"
 )
 
 // lockedWriter is a bytes.Buffer safe for a child's output and the test.
@@ -321,5 +323,74 @@ func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
 			t.Errorf("listen %s admin %q token %q: hidden %v, want %v", c.listen, c.admin, c.token, got, c.hidden)
 		}
 		ln.Close()
+	}
+}
+
+// TestPlayFailsOverBetweenBaseURLsAndVerifies: a session whose location
+// dies mid-play goes on at the MPD's next BaseURL, and a location that
+// sends other bytes than its ETag promises is caught by -verify.
+func TestPlayFailsOverBetweenBaseURLsAndVerifies(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	o := startOrigin(t, lib)
+	var served atomic.Int64
+	var dead atomic.Bool
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if dead.Load() {
+			panic(http.ErrAbortHandler) // the connection drops, as a killed node's would
+		}
+		if strings.HasSuffix(r.URL.Path, ".m4s") && r.Method == http.MethodGet && served.Add(1) == 4 {
+			dead.Store(true)
+		}
+		o.ServeHTTP(w, r)
+	}))
+	defer flaky.Close()
+	corrupting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		o.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if strings.HasSuffix(r.URL.Path, ".m4s") && r.Method == http.MethodGet && len(body) > 100 {
+			body[len(body)/2] ^= 1
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(body)
+	}))
+	defer corrupting.Close()
+	good := serveLoopback(t, o)
+	a := mediatest.AssetName
+	mpd := func(bases ...string) string {
+		raw, err := os.ReadFile(filepath.Join(lib, a, "manifest.mpd"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bs []manifest.BaseURL
+		for _, b := range bases {
+			bs = append(bs, manifest.BaseURL{URL: b + "/vod/" + a + "/"})
+		}
+		out, err := manifest.Rewrite(raw, bs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(out) }))
+		t.Cleanup(srv.Close)
+		return srv.URL + "/manifest.mpd"
+	}
+	ctx := t.Context()
+	var stats player.FetchStats
+	res, err := play(ctx, mpd(flaky.URL, good), playOptions{ABR: "throughput", QoE: "lin", Verify: true, Stats: &stats})
+	if err != nil || res.Chunks == 0 {
+		t.Fatalf("a dead first location ended the session: %v", err)
+	}
+	if stats.Switches != 1 || stats.Failed == 0 || stats.Corrupt != 0 {
+		t.Errorf("dead location: %+v, want one switch after failures", stats)
+	}
+	stats = player.FetchStats{}
+	if _, err := play(ctx, mpd(corrupting.URL, good), playOptions{ABR: "throughput", QoE: "lin", Verify: true, Stats: &stats}); err != nil {
+		t.Fatalf("a corrupting location ended the session: %v", err)
+	}
+	if stats.Corrupt == 0 || stats.Switches != 1 || stats.Verified == 0 {
+		t.Errorf("corrupting location: %+v, want corrupt bodies caught and a switch", stats)
 	}
 }
