@@ -25,6 +25,7 @@ func routerCommand() command {
 			zone := fs.String("zone", "cdn.deepcast.test.", "DNS zone served; viewers resolve video.<zone>")
 			strategy := fs.String("strategy", "nearest", "edge choice: "+strings.Join(routing.Strategies, ", "))
 			check := fs.Duration("check", 2*time.Second, "edge health check interval")
+			statsToken := fs.String("edge-token", "", "bearer token for the edges' /api/stats (their -metrics-token), read for load")
 			return func(ctx context.Context, args []string) error {
 				if *edgesFile == "" || len(args) > 0 {
 					return fmt.Errorf("-edges FILE is required: %w", errUsage)
@@ -39,7 +40,7 @@ func routerCommand() command {
 				}
 				log := slog.Default().With("node", "router")
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
-					Self: "http://" + ln.Addr().String(), Logger: log})
+					Self: "http://" + ln.Addr().String(), StatsToken: *statsToken, Logger: log})
 				if err != nil {
 					ln.Close()
 					return err

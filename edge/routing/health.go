@@ -45,7 +45,8 @@ func (s *EdgeState) Load() float64 {
 	return s.load / float64(s.Weight)
 }
 
-// Monitor polls every edge's /healthz and /api/stats.
+// Monitor polls every edge's /healthz (its health) and /api/stats (its
+// load, when the edge lets the router read it).
 type Monitor struct {
 	Edges  []*EdgeState
 	client *http.Client
@@ -53,6 +54,8 @@ type Monitor struct {
 	log    *slog.Logger
 	// OnChange is called when an edge goes up or down.
 	OnChange func(e *EdgeState, up bool)
+	// StatsToken is sent as a bearer token for /api/stats.
+	StatsToken string
 }
 
 // NewMonitor watches edges; all start up (a router must answer at once) and
@@ -97,8 +100,11 @@ type edgeStats struct {
 func (m *Monitor) check(ctx context.Context, e *EdgeState) {
 	err := m.get(ctx, e.URL.String()+"/healthz", nil)
 	var st edgeStats
+	statsOK := false
 	if err == nil {
-		err = m.get(ctx, e.URL.String()+"/api/stats", &st)
+		// Stats only weigh the edge; an edge that keeps them private (a
+		// public listener without the router's token) is still up.
+		statsOK = m.get(ctx, e.URL.String()+"/api/stats", &st) == nil
 	}
 	now := time.Now()
 	e.mu.Lock()
@@ -115,10 +121,12 @@ func (m *Monitor) check(ctx context.Context, e *EdgeState) {
 		if !e.up && e.oks >= upAfter {
 			e.up, changed = true, true
 		}
-		if !e.lastAt.IsZero() && st.Requests >= e.lastReq {
-			e.load = float64(st.Requests-e.lastReq) / now.Sub(e.lastAt).Seconds()
+		if statsOK {
+			if !e.lastAt.IsZero() && st.Requests >= e.lastReq {
+				e.load = float64(st.Requests-e.lastReq) / now.Sub(e.lastAt).Seconds()
+			}
+			e.lastReq, e.lastAt, e.hitRatio = st.Requests, now, st.HitRatio
 		}
-		e.lastReq, e.lastAt, e.hitRatio = st.Requests, now, st.HitRatio
 	}
 	up := e.up
 	e.mu.Unlock()
@@ -134,6 +142,9 @@ func (m *Monitor) get(ctx context.Context, url string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if into != nil && m.StatsToken != "" {
+		req.Header.Set("Authorization", "Bearer "+m.StatsToken)
 	}
 	resp, err := m.client.Do(req)
 	if err != nil {

@@ -31,8 +31,12 @@ type Config struct {
 	Zone     string        // DNS zone, e.g. "cdn.deepcast.test."
 	Check    time.Duration // health check interval
 	// Self is the router's own base URL, for steering manifests.
-	Self   string
-	Logger *slog.Logger
+	Self string
+	// StatsToken is the bearer token the router sends for the edges'
+	// /api/stats (their -metrics-token), read for load; health is
+	// /healthz alone, so edges that keep their stats private stay up.
+	StatsToken string
+	Logger     *slog.Logger
 }
 
 // Router answers viewers with an edge: by HTTP (302, BaseURL, steering) and
@@ -77,6 +81,7 @@ func New(cfg Config) (*Router, error) {
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("node", "router"), strategy: st, client: &http.Client{Timeout: 10 * time.Second}}
 	r.Monitor = NewMonitor(cfg.Edges, cfg.Check, r.log)
+	r.Monitor.StatsToken = cfg.StatsToken
 	r.zoneSOA = r.soa()
 	r.metrics = newRouterMetrics(r)
 	r.handler = r.routes()

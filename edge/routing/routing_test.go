@@ -546,3 +546,40 @@ func TestDNSRefusesMalformedECSAndOtherEDNSVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivateStatsDoNotTakeAnEdgeDown: an edge on a public listener keeps
+// /api/stats behind its -metrics-token; it is up while /healthz answers,
+// and the router reads its load with -edge-token.
+func TestPrivateStatsDoNotTakeAnEdgeDown(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz":
+			w.Write([]byte("ok"))
+		case r.URL.Path == "/api/stats" && r.Header.Get("Authorization") == "Bearer tok":
+			fmt.Fprintf(w, `{"requests": %d, "hitRatio": 0.5}`, requests.Add(100))
+		default:
+			http.Error(w, "missing bearer token", http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	edges, err := ParseEdges([]byte("edges:\n  - {name: e, url: " + srv.URL + ", addresses: [127.0.0.1], profile: enter-deep}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, token := range []string{"", "tok"} {
+		m := NewMonitor(edges, 100*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		m.StatsToken = token
+		for range 3 {
+			m.CheckAll(context.Background())
+			time.Sleep(10 * time.Millisecond)
+		}
+		e := m.Edges[0]
+		if !e.Up() {
+			t.Errorf("token %q: an edge whose stats are private went down", token)
+		}
+		if loaded := e.Load() > 0; loaded != (token == "tok") {
+			t.Errorf("token %q: load %.1f", token, e.Load())
+		}
+	}
+}
