@@ -5,7 +5,7 @@ BIN       := bin/deepcast
 DEMO_DIR  ?= demo
 FUZZTIME  ?= 5s
 
-.PHONY: all build deps demo test unit fuzz lint bench clean
+.PHONY: all build deps demo test unit fuzz lint bench lab soak clean
 
 all: build
 
@@ -47,6 +47,18 @@ lint:
 bench: deps build
 	@DEEPCAST_DEPS_BENCH=1 bash .ci/deps.sh
 	bash .ci/bench.sh
+
+# The fault lab at full length (root: network namespaces): 40 viewers and a
+# browser over a 2-minute asset while nodes die, links drop and disks fill.
+# `make test` runs the short version. The report is also in lab-report.md.
+lab: deps
+	DEEPCAST_LAB=full DEEPCAST_LAB_OUT=$(CURDIR)/lab-report.md $(GO) test -count=1 -run '^TestFaultLab$$' -v -timeout 30m ./cmd/deepcast
+
+# Ten minutes of mixed load through origin, bring-home and enter-deep:
+# wrk over many keys, playing sessions, purges, a cache 3x over capacity.
+# The report is also in soak-report.md.
+soak: deps
+	DEEPCAST_SOAK=1 DEEPCAST_SOAK_OUT=$(CURDIR)/soak-report.md $(GO) test -count=1 -run '^TestSoak$$' -v -timeout 30m ./cmd/deepcast
 
 clean:
 	rm -rf bin $(DEMO_DIR)

@@ -90,12 +90,17 @@ func (p *upstreamPool) markSuccess(u *upstream) {
 	}
 }
 
-// check probes every upstream's /healthz once.
-func (p *upstreamPool) check(ctx context.Context) {
+// check probes every upstream's /healthz once; it reports whether a probe
+// failed on an upstream that is still up (one more failure takes it out).
+func (p *upstreamPool) check(ctx context.Context) (suspect bool) {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for _, u := range p.list {
 		wg.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, max(p.every, 200*time.Millisecond))
+			// Half an interval: a probe that hangs (a partition) fails in
+			// time for the recheck, so a dead upstream is out within two
+			// intervals (see run).
+			cctx, cancel := context.WithTimeout(ctx, max(p.every/2, 100*time.Millisecond))
 			defer cancel()
 			req, _ := http.NewRequestWithContext(cctx, http.MethodGet, u.url.String()+"/healthz", nil)
 			resp, err := p.client.Do(req)
@@ -108,25 +113,39 @@ func (p *upstreamPool) check(ctx context.Context) {
 			}
 			if err != nil {
 				p.markFailure(u, err)
+				if u.healthy.Load() {
+					mu.Lock()
+					suspect = true
+					mu.Unlock()
+				}
 			} else {
 				p.markSuccess(u)
 			}
 		})
 	}
 	wg.Wait()
+	return suspect
 }
 
 // run checks health every interval until ctx ends.
 func (p *upstreamPool) run(ctx context.Context) {
 	t := time.NewTicker(p.every)
 	defer t.Stop()
-	p.check(ctx)
+	// A failed probe is checked again at once rather than at the next
+	// tick: an upstream that died is out within two intervals (the wait for
+	// a tick, then two probes of half an interval each), not three.
+	checkAgain := func() {
+		if p.check(ctx) && ctx.Err() == nil {
+			p.check(ctx)
+		}
+	}
+	checkAgain()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			p.check(ctx)
+			checkAgain()
 		}
 	}
 }

@@ -61,7 +61,9 @@ type Monitor struct {
 // NewMonitor watches edges; all start up (a router must answer at once) and
 // the first failed checks take dead ones out.
 func NewMonitor(edges []*Edge, every time.Duration, log *slog.Logger) *Monitor {
-	m := &Monitor{client: &http.Client{Timeout: max(every, 500*time.Millisecond)}, every: every, log: log}
+	// Half an interval per probe, and a failed probe checked again at
+	// once (see Run): a dead edge is out within two intervals.
+	m := &Monitor{client: &http.Client{Timeout: max(every/2, 100*time.Millisecond)}, every: every, log: log}
 	for _, e := range edges {
 		m.Edges = append(m.Edges, &EdgeState{Edge: e, up: true})
 	}
@@ -72,24 +74,38 @@ func NewMonitor(edges []*Edge, every time.Duration, log *slog.Logger) *Monitor {
 func (m *Monitor) Run(ctx context.Context) {
 	t := time.NewTicker(m.every)
 	defer t.Stop()
-	m.CheckAll(ctx)
+	checkAgain := func() {
+		if m.CheckAll(ctx) && ctx.Err() == nil {
+			m.CheckAll(ctx)
+		}
+	}
+	checkAgain()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.CheckAll(ctx)
+			checkAgain()
 		}
 	}
 }
 
-// CheckAll checks every edge once, in parallel.
-func (m *Monitor) CheckAll(ctx context.Context) {
+// CheckAll checks every edge once, in parallel; it reports whether a check
+// failed on an edge that is still up (Run checks again at once then).
+func (m *Monitor) CheckAll(ctx context.Context) (suspect bool) {
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	for _, e := range m.Edges {
-		wg.Go(func() { m.check(ctx, e) })
+		wg.Go(func() {
+			if !m.check(ctx, e) && e.Up() {
+				mu.Lock()
+				suspect = true
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
+	return suspect
 }
 
 type edgeStats struct {
@@ -97,7 +113,8 @@ type edgeStats struct {
 	HitRatio float64 `json:"hitRatio"`
 }
 
-func (m *Monitor) check(ctx context.Context, e *EdgeState) {
+// check checks e once and reports whether it passed.
+func (m *Monitor) check(ctx context.Context, e *EdgeState) bool {
 	err := m.get(ctx, e.URL.String()+"/healthz", nil)
 	var st edgeStats
 	statsOK := false
@@ -136,6 +153,7 @@ func (m *Monitor) check(ctx context.Context, e *EdgeState) {
 			m.OnChange(e, up)
 		}
 	}
+	return err == nil
 }
 
 func (m *Monitor) get(ctx context.Context, url string, into any) error {
