@@ -47,8 +47,15 @@ type fill struct {
 	err     error // why the fill failed, when done
 	readers int
 	joined  bool // a reader has joined (so none left means all left)
+	lapsed  bool // the grace after the end is over: no more readers join
 	closed  bool // file closed and removed
 }
+
+// fillGrace is how long a finished spool stays joinable: the requests that
+// shared its fetch (or came just after) join it within microseconds, but
+// under load a goroutine may wait a while for a CPU, and one that found the
+// file gone would have to fetch again.
+const fillGrace = 2 * time.Second
 
 // bigObject is an object served from a file: complete (on the disk tier,
 // path at offset) or still being spooled (fill).
@@ -149,13 +156,6 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 		n.stats.errors.Add(1)
 		n.log.Warn("spooled fetch failed", "key", f.key, "err", err)
 	}
-	// Readers that came through the map have joined by now; later ones
-	// find the disk tier (or fetch anew).
-	n.fillsMu.Lock()
-	if n.fills[f.key] == f {
-		delete(n.fills, f.key)
-	}
-	n.fillsMu.Unlock()
 	f.mu.Lock()
 	f.done, f.err = true, err
 	if f.size < 0 {
@@ -163,7 +163,26 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	}
 	f.mu.Unlock()
 	f.cond.Broadcast()
-	f.release(0)
+	forget := func() {
+		n.fillsMu.Lock()
+		if n.fills[f.key] == f {
+			delete(n.fills, f.key)
+		}
+		n.fillsMu.Unlock()
+	}
+	if err != nil {
+		forget() // the next request fetches anew
+	}
+	// A finished spool stays joinable for a grace period; then later
+	// requests find the disk tier (or fetch anew), and the file goes when
+	// its last reader does.
+	time.AfterFunc(fillGrace, func() {
+		forget()
+		f.mu.Lock()
+		f.lapsed = true
+		f.mu.Unlock()
+		f.release(0)
+	})
 }
 
 // abandoned reports a fill whose readers all left.
@@ -178,7 +197,7 @@ func (f *fill) abandoned() bool {
 func (f *fill) release(delta int) {
 	f.mu.Lock()
 	f.readers -= delta
-	last := f.done && f.readers == 0 && !f.closed
+	last := f.done && f.lapsed && f.readers == 0 && !f.closed
 	if last {
 		f.closed = true
 	}
@@ -194,7 +213,7 @@ func (f *fill) release(delta int) {
 func (f *fill) join() (io.ReadCloser, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.closed {
+	if f.closed || f.done && f.err != nil {
 		return nil, errFillGone
 	}
 	f.readers++
