@@ -22,6 +22,7 @@ demo: deps build
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	DEEPCAST_LAB=short $(GO) test -count=1 -run '^TestFaultLab$$' -v -timeout 10m ./cmd/deepcast
 	@$(MAKE) --no-print-directory fuzz
 
 # A short run of every fuzz target (go test -fuzz takes one target at a time).

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -47,6 +48,10 @@ type Config struct {
 	// Transport reaches upstreams and siblings; http.DefaultTransport's
 	// settings with more idle connections when nil.
 	Transport http.RoundTripper
+	// UpstreamTLS verifies https:// upstreams and siblings (extra CAs) and
+	// may present a client certificate; the system's roots when nil.
+	// HTTP/2 is used where an upstream offers it.
+	UpstreamTLS *tls.Config
 	// Web serves browser pages at "/" when set.
 	Web http.Handler
 }

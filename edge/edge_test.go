@@ -226,7 +226,9 @@ func TestHitMissAndHeaders(t *testing.T) {
 func TestCoalescing500(t *testing.T) {
 	o := newFakeOrigin(t)
 	o.gate = make(chan struct{})
-	n, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	// The gate, not the fetch timeout, decides when the answer comes: on a
+	// loaded machine 500 clients take a while to get in.
+	n, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch(), FetchTimeout: 30 * time.Second})
 	const clients = 500
 	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: clients}
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}

@@ -3,6 +3,8 @@ package edge
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +72,11 @@ func New(cfg Config) (*Node, error) {
 		t.MaxIdleConnsPerHost = 256
 		t.ResponseHeaderTimeout = cfg.FetchTimeout
 		t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		t.TLSHandshakeTimeout = 5 * time.Second
+		t.ForceAttemptHTTP2 = true
+		if cfg.UpstreamTLS != nil {
+			t.TLSClientConfig = cfg.UpstreamTLS.Clone()
+		}
 		tr = t
 	}
 	n.client = &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -512,6 +519,31 @@ type outcome struct {
 	pass        *passResponse // relayed as is
 	big         *bigObject    // a large object, sent from its file
 	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
+	errMsg      string        // the reason sent with errCode ("upstream unavailable" when empty)
+}
+
+// tlsFailure describes an upstream TLS failure (an untrusted, expired or
+// misnamed certificate, a failed handshake), or "" for other errors.
+func tlsFailure(err error) string {
+	var (
+		verify   *tls.CertificateVerificationError
+		unknown  x509.UnknownAuthorityError
+		hostname x509.HostnameError
+		invalid  x509.CertificateInvalidError
+		record   tls.RecordHeaderError
+		alert    tls.AlertError
+	)
+	switch {
+	case errors.As(err, &verify):
+		return verify.Err.Error()
+	case errors.As(err, &unknown), errors.As(err, &hostname), errors.As(err, &invalid):
+		return err.Error()
+	case errors.As(err, &record):
+		return "the upstream does not speak TLS"
+	case errors.As(err, &alert):
+		return "TLS alert: " + alert.Error()
+	}
+	return ""
 }
 
 // resolve finds or fetches the object for key, counts the request, and
@@ -574,6 +606,10 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			code = http.StatusGatewayTimeout
 		}
 		n.log.Warn("upstream fetch failed", "key", key, "err", err)
+		if reason := tlsFailure(err); reason != "" {
+			return outcome{errCode: http.StatusBadGateway, errMsg: "upstream certificate rejected: " + reason,
+				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-tls-error"}
+		}
 		return outcome{errCode: code, cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-error"}
 	}
 	if res.passthrough != nil {
@@ -631,7 +667,11 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 	switch {
 	case out.errCode != 0:
 		w.Header().Set("Cache-Status", out.cacheStatus)
-		httpError(w, out.errCode, "upstream unavailable")
+		msg := out.errMsg
+		if msg == "" {
+			msg = "upstream unavailable"
+		}
+		httpError(w, out.errCode, msg)
 	case out.pass != nil:
 		h := w.Header()
 		for _, k := range passedHeaders {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/web"
 )
@@ -36,6 +37,10 @@ func edgeCommand() command {
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
 			accessLog := fs.Bool("access-log", false, "log every request")
 			ops := addOpsFlags(fs)
+			tf := addTLSFlags(fs)
+			upCA := fs.String("upstream-ca", "", "PEM CA to verify https:// upstreams and siblings with (besides the system's)")
+			upCert := fs.String("upstream-cert", "", "client certificate (PEM) presented to upstreams (mutual TLS)")
+			upKey := fs.String("upstream-key", "", "key of -upstream-cert")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *upstream == "" || len(args) > 0 {
@@ -49,15 +54,25 @@ func edgeCommand() command {
 					v := *prefetch == "true" || *prefetch == "1" || *prefetch == "on"
 					cfg.Prefetch = &v
 				}
-				if cfg.Self == "" && len(cfg.Siblings) > 0 {
-					cfg.Self = "http://" + *addr
-				}
-				ln, err := listen(*addr)
+				topts, err := tf.options()
 				if err != nil {
 					return err
 				}
+				if *upCA != "" || *upCert != "" || *upKey != "" {
+					if cfg.UpstreamTLS, err = tlsserve.ClientConfig(*upCA, *upCert, *upKey); err != nil {
+						return err
+					}
+				}
+				l, err := openNodeListeners(*addr, topts, slog.Default())
+				if err != nil {
+					return err
+				}
+				if cfg.Self == "" && len(cfg.Siblings) > 0 {
+					cfg.Self = l.selfURL()
+				}
 				defaults, err := edge.ProfileDefaults(*profile)
 				if err != nil {
+					l.close()
 					return err
 				}
 				if cfg.MemBytes == 0 {
@@ -66,24 +81,25 @@ func edgeCommand() command {
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
 				raiseFileLimit(cfg.Logger)
-				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(ln, cfg.Logger)
+				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(cfg.Logger, l.addrs()...)
 				name := cfg.Name
 				if name == "" {
 					name = defaults.Name
 				}
-				nodes := []web.Node{{Name: name, Role: *profile, URL: "http://" + ln.Addr().String()}}
+				nodes := []web.Node{{Name: name, Role: *profile, URL: l.selfURL()}}
 				for _, u := range cfg.Upstreams {
 					nodes = append(nodes, web.Node{Name: u, Role: "upstream", URL: u})
 				}
 				cfg.Web = web.Handler(web.Config{Self: name, Nodes: nodes, ModulesDir: *modules, Logger: cfg.Logger})
 				n, err := edge.New(cfg)
 				if err != nil {
+					l.close()
 					return err
 				}
 				defer n.Close()
-				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", "http://"+ln.Addr().String(),
+				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
 					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
-				return serveWithOps(ctx, n, ln, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
+				return serveNode(ctx, n, l, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}
 		},
 	}

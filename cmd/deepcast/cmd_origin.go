@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/deepcast/deepcast/origin"
@@ -24,31 +25,44 @@ func originCommand() command {
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
 			accessLog := fs.Bool("access-log", true, "log every request")
 			ops := addOpsFlags(fs)
+			tf := addTLSFlags(fs)
+			clientCA := fs.String("client-ca", "", "PEM CA whose client certificates /vod/ and /api/ require (mutual TLS with the edges; cleartext requests to them are refused)")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR is required: %w", errUsage)
 				}
+				topts, err := tf.options()
+				if err != nil {
+					return err
+				}
+				if *clientCA != "" && !topts.Enabled() {
+					return fmt.Errorf("-client-ca needs -tls-listen: %w", errUsage)
+				}
+				topts.ClientCA = *clientCA
 				tuneGC()
 				log := slog.Default().With("node", "origin")
 				raiseFileLimit(log)
-				ln, err := listen(*addr)
+				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
 					return err
 				}
-				self := "http://" + ln.Addr().String()
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
-					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: self}}})
+					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
 					CheckEvery: *check, AccessLog: *accessLog, Logger: log, Web: pages,
-					MetricsToken: *ops.token, OpsHidden: ops.hidden(ln, log)})
+					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {
-					ln.Close()
+					l.close()
 					return err
 				}
 				defer srv.Close()
-				log.Info("origin listening", "url", "http://"+ln.Addr().String(), "library", *lib)
-				return serveWithOps(ctx, srv, ln, ops, srv.OpsHandler(), log)
+				var h http.Handler = srv
+				if *clientCA != "" {
+					h = requireClientCert(srv)
+				}
+				log.Info("origin listening", "url", l.selfURL(), "library", *lib)
+				return serveNode(ctx, h, l, ops, srv.OpsHandler(), log)
 			}
 		},
 	}

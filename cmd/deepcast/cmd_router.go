@@ -2,15 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 	"github.com/deepcast/deepcast/edge/routing"
 )
 
@@ -26,6 +27,8 @@ func routerCommand() command {
 			strategy := fs.String("strategy", "nearest", "edge choice: "+strings.Join(routing.Strategies, ", "))
 			check := fs.Duration("check", 2*time.Second, "edge health check interval")
 			statsToken := fs.String("edge-token", "", "bearer token for the edges' /api/stats (their -metrics-token), read for load")
+			edgeCA := fs.String("edge-ca", "", "PEM CA to verify https:// edges with (besides the system's)")
+			tf := addTLSFlags(fs)
 			return func(ctx context.Context, args []string) error {
 				if *edgesFile == "" || len(args) > 0 {
 					return fmt.Errorf("-edges FILE is required: %w", errUsage)
@@ -34,26 +37,36 @@ func routerCommand() command {
 				if err != nil {
 					return err
 				}
-				ln, err := listen(*addr)
+				topts, err := tf.options()
 				if err != nil {
 					return err
 				}
+				var edgeTLS *tls.Config
+				if *edgeCA != "" {
+					if edgeTLS, err = tlsserve.ClientConfig(*edgeCA, "", ""); err != nil {
+						return err
+					}
+				}
 				log := slog.Default().With("node", "router")
-				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
-					Self: "http://" + ln.Addr().String(), StatsToken: *statsToken, Logger: log})
+				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
-					ln.Close()
+					return err
+				}
+				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
+					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: log})
+				if err != nil {
+					l.close()
 					return err
 				}
 				tuneGC()
-				return runRouter(ctx, r, ln, *dnsAddr, log)
+				return runRouter(ctx, r, l, *dnsAddr, log)
 			}
 		},
 	}
 }
 
-// runRouter serves HTTP and DNS and checks health until ctx ends.
-func runRouter(ctx context.Context, r *routing.Router, ln net.Listener, dnsAddr string, log *slog.Logger) error {
+// runRouter serves HTTP(S) and DNS and checks health until ctx ends.
+func runRouter(ctx context.Context, r *routing.Router, l nodeListeners, dnsAddr string, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -72,12 +85,13 @@ func runRouter(ctx context.Context, r *routing.Router, ln net.Listener, dnsAddr 
 		case err := <-errc:
 			cancel()
 			wg.Wait()
-			ln.Close()
+			l.close()
 			return err
 		}
 	}
-	log.Info("router listening", "url", "http://"+ln.Addr().String())
-	err := serve(ctx, r, ln, log)
+	log.Info("router listening", "url", l.selfURL())
+	none := ""
+	err := serveNode(ctx, r, l, opsFlags{listen: &none, token: &none}, nil, log)
 	cancel()
 	wg.Wait()
 	select {

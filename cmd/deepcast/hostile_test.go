@@ -319,7 +319,7 @@ func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
 			t.Fatal(err)
 		}
 		o := opsFlags{listen: &c.admin, token: &c.token}
-		if got := o.hidden(ln, discard()); got != c.hidden {
+		if got := o.hidden(discard(), ln.Addr()); got != c.hidden {
 			t.Errorf("listen %s admin %q token %q: hidden %v, want %v", c.listen, c.admin, c.token, got, c.hidden)
 		}
 		ln.Close()

@@ -32,6 +32,7 @@ func commands() []command {
 		originCommand(),
 		edgeCommand(),
 		routerCommand(),
+		certCommand(),
 		playCommand(),
 		simCommand(),
 		demoCommand(),

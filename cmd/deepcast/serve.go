@@ -199,20 +199,23 @@ func addOpsFlags(fs *flag.FlagSet) opsFlags {
 	}
 }
 
-// hidden decides whether /metrics and /api/stats leave the main listener
-// ln: when an admin listener takes them, or when ln is reachable from other
-// machines and no token guards them (they name upstreams and show the
-// traffic), which log says. On loopback they stay open, as the demo needs.
-func (o opsFlags) hidden(ln net.Listener, log *slog.Logger) bool {
+// hidden decides whether /metrics and /api/stats leave the listeners at
+// addrs: when an admin listener takes them, or when one of them is
+// reachable from other machines and no token guards them (they name
+// upstreams and show the traffic), which log says. On loopback they stay
+// open, as the demo needs.
+func (o opsFlags) hidden(log *slog.Logger, addrs ...net.Addr) bool {
 	if *o.listen != "" {
 		return true
 	}
 	if *o.token != "" {
 		return false
 	}
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-		log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", ln.Addr().String())
-		return true
+	for _, a := range addrs {
+		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+			log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", a.String())
+			return true
+		}
 	}
 	return false
 }

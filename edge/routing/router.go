@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -36,7 +37,10 @@ type Config struct {
 	// /api/stats (their -metrics-token), read for load; health is
 	// /healthz alone, so edges that keep their stats private stay up.
 	StatsToken string
-	Logger     *slog.Logger
+	// EdgeTLS verifies https:// edges (for health checks and the MPDs
+	// the router rewrites); the system's roots when nil.
+	EdgeTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // Router answers viewers with an edge: by HTTP (302, BaseURL, steering) and
@@ -80,8 +84,14 @@ func New(cfg Config) (*Router, error) {
 		cfg.Zone += "."
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("node", "router"), strategy: st, client: &http.Client{Timeout: 10 * time.Second}}
+	if cfg.EdgeTLS != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = cfg.EdgeTLS.Clone()
+		r.client.Transport = t
+	}
 	r.Monitor = NewMonitor(cfg.Edges, cfg.Check, r.log)
 	r.Monitor.StatsToken = cfg.StatsToken
+	r.Monitor.client.Transport = r.client.Transport
 	r.zoneSOA = r.soa()
 	r.metrics = newRouterMetrics(r)
 	r.handler = r.routes()

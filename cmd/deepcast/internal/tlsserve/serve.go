@@ -1,0 +1,245 @@
+package tlsserve
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
+)
+
+// Options configure a node's HTTPS side.
+type Options struct {
+	Listen string // TCP (and with HTTP3, UDP) address
+	Pairs  []Pair // certificates from files
+	// ACME: certificates for Domains from the CA at URL (Let's Encrypt
+	// when empty), kept in Dir; CA, when set, is a PEM file of roots that
+	// the ACME server's own HTTPS is verified against (a test CA).
+	ACMEDomains []string
+	ACMEDir     string
+	ACMEURL     string
+	ACMECA      string
+	HTTP3       bool // HTTP/3 over QUIC on the same port, advertised with Alt-Svc
+	HSTS        bool // Strict-Transport-Security on every answer
+	ClientCA    string
+	// Watch is how often certificate files are checked for changes.
+	Watch time.Duration
+}
+
+// Enabled reports whether HTTPS is asked for.
+func (o Options) Enabled() bool { return o.Listen != "" }
+
+// Server is a node's HTTPS listener (HTTP/2 and HTTP/1.1) and, with
+// HTTP3, its QUIC listener on the same port.
+type Server struct {
+	opts  Options
+	log   *slog.Logger
+	store *Store // nil with ACME
+	cfg   *tls.Config
+	http  *http.Server
+	h3    *http3.Server
+	ln    net.Listener
+	udp   net.PacketConn
+	stop  chan struct{}
+	once  sync.Once
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New checks the certificates (a bad one is a clear error now, not at the
+// first handshake) and opens the listeners; Serve then serves a handler
+// on them.
+func New(opts Options, log *slog.Logger) (*Server, error) {
+	s := &Server{opts: opts, log: log, stop: make(chan struct{})}
+	var getCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	acmeOn := len(opts.ACMEDomains) > 0
+	switch {
+	case acmeOn && len(opts.Pairs) > 0:
+		return nil, errors.New("tls: give -tls-cert/-tls-key or -acme-domains, not both")
+	case acmeOn:
+		m, err := acmeManager(opts)
+		if err != nil {
+			return nil, err
+		}
+		getCert = m.GetCertificate
+	default:
+		st, err := NewStore(opts.Pairs, log)
+		if err != nil {
+			return nil, err
+		}
+		s.store, getCert = st, st.GetCertificate
+	}
+	var clientCAs *x509.CertPool
+	if opts.ClientCA != "" {
+		data, err := os.ReadFile(opts.ClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client ca %s: %w", opts.ClientCA, err)
+		}
+		clientCAs = x509.NewCertPool()
+		if !clientCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("client ca %s: no PEM certificate in it", opts.ClientCA)
+		}
+	}
+	s.cfg = ServerConfig(getCert, clientCAs)
+	if acmeOn {
+		s.cfg.NextProtos = append(s.cfg.NextProtos, acme.ALPNProto) // TLS-ALPN-01 challenges
+	}
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("tls listen %s: %w", opts.Listen, err)
+	}
+	s.ln = ln
+	if opts.HTTP3 {
+		tcp := ln.Addr().(*net.TCPAddr)
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(tcp.IP.String(), strconv.Itoa(tcp.Port)))
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("http3 listen udp %s: %w", opts.Listen, err)
+		}
+		s.udp = udp
+	}
+	return s, nil
+}
+
+// headers adds Alt-Svc (with HTTP/3) and HSTS (when asked) to the answers
+// of the TLS listener.
+func (s *Server) headers(next http.Handler, port int) http.Handler {
+	altSvc := fmt.Sprintf(`h3=":%d"; ma=86400`, port)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.HTTP3 {
+			w.Header().Set("Alt-Svc", altSvc)
+		}
+		if s.opts.HSTS {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Addr is the TCP listener's address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve serves h until Shutdown or Close, with base's timeouts and
+// limits; it returns http.ErrServerClosed then, or a listener's error.
+func (s *Server) Serve(h http.Handler, base *http.Server) error {
+	port := s.ln.Addr().(*net.TCPAddr).Port
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	if s.udp != nil {
+		s.h3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(s.cfg.Clone()), Port: port,
+			MaxHeaderBytes: base.MaxHeaderBytes, IdleTimeout: base.IdleTimeout, Logger: s.log}
+	}
+	s.http = &http.Server{Handler: s.headers(h, port), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
+		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
+		MaxHeaderBytes: base.MaxHeaderBytes, ErrorLog: base.ErrorLog}
+	s.mu.Unlock()
+	if s.store != nil && s.opts.Watch > 0 {
+		go s.store.Watch(s.stop, s.opts.Watch)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	if s.h3 != nil {
+		go func() { errc <- s.h3.Serve(s.udp) }()
+	}
+	err := <-errc
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, quic.ErrServerClosed) {
+		return http.ErrServerClosed
+	}
+	return err
+}
+
+// Reload reads the certificate files again (SIGHUP); a bad file is
+// refused and the old certificates stay.
+func (s *Server) Reload() error {
+	if s.store == nil {
+		return nil
+	}
+	if err := s.store.Reload(); err != nil {
+		return err
+	}
+	s.log.Info("certificates reloaded", "files", len(s.opts.Pairs))
+	return nil
+}
+
+// Store is the certificate store (nil with ACME).
+func (s *Server) Store() *Store { return s.store }
+
+// Shutdown stops accepting and lets in-flight requests finish until ctx
+// ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	s.closed = true
+	hs, h3 := s.http, s.h3
+	s.mu.Unlock()
+	var err error
+	if h3 != nil {
+		err = h3.Shutdown(ctx)
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if hs == nil {
+		return s.ln.Close()
+	}
+	if herr := hs.Shutdown(ctx); err == nil {
+		err = herr
+	}
+	return err
+}
+
+// Close closes everything at once.
+func (s *Server) Close() error {
+	s.once.Do(func() { close(s.stop) })
+	s.mu.Lock()
+	s.closed = true
+	hs, h3 := s.http, s.h3
+	s.mu.Unlock()
+	if h3 != nil {
+		h3.Close()
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if hs == nil {
+		return s.ln.Close()
+	}
+	return hs.Close()
+}
+
+// acmeManager configures autocert for the options.
+func acmeManager(o Options) (*autocert.Manager, error) {
+	if o.ACMEDir == "" {
+		return nil, errors.New("tls: -acme-dir is needed to keep the ACME account and certificates")
+	}
+	m := &autocert.Manager{Prompt: autocert.AcceptTOS, Cache: autocert.DirCache(o.ACMEDir), HostPolicy: autocert.HostWhitelist(o.ACMEDomains...)}
+	client := &acme.Client{DirectoryURL: o.ACMEURL}
+	if client.DirectoryURL == "" {
+		client.DirectoryURL = autocert.DefaultACMEDirectory
+	}
+	if o.ACMECA != "" {
+		pool, err := CertPool(o.ACMECA)
+		if err != nil {
+			return nil, err
+		}
+		client.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	}
+	m.Client = client
+	return m, nil
+}

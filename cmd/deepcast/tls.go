@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
+)
+
+// tlsFlags are the HTTPS flags every server subcommand has.
+type tlsFlags struct {
+	listen, cert, key                     *string
+	acmeDomains, acmeDir, acmeURL, acmeCA *string
+	http3, hsts                           *bool
+}
+
+func addTLSFlags(fs *flag.FlagSet) tlsFlags {
+	return tlsFlags{
+		listen:      fs.String("tls-listen", "", "HTTPS address (TLS 1.2/1.3, HTTP/2 and HTTP/1.1 by ALPN); empty: no HTTPS"),
+		cert:        fs.String("tls-cert", "", "certificate PEM files, comma-separated, chosen by SNI (reloaded when they change or on SIGHUP)"),
+		key:         fs.String("tls-key", "", "key PEM files, comma-separated, one per -tls-cert file in the same order"),
+		acmeDomains: fs.String("acme-domains", "", "get certificates for these domains (comma-separated) from an ACME CA instead of -tls-cert"),
+		acmeDir:     fs.String("acme-dir", "", "folder for the ACME account and certificates"),
+		acmeURL:     fs.String("acme-url", "", "ACME directory URL (default: Let's Encrypt)"),
+		acmeCA:      fs.String("acme-ca", "", "PEM roots to verify the ACME server with (a private or test CA)"),
+		http3:       fs.Bool("http3", false, "also serve HTTP/3 over QUIC on the -tls-listen port (UDP), advertised with Alt-Svc"),
+		hsts:        fs.Bool("hsts", false, "send Strict-Transport-Security on HTTPS answers"),
+	}
+}
+
+// options returns the HTTPS options, or an error for contradictory flags.
+func (f tlsFlags) options() (tlsserve.Options, error) {
+	o := tlsserve.Options{Listen: *f.listen, ACMEDomains: splitList(*f.acmeDomains), ACMEDir: *f.acmeDir, ACMEURL: *f.acmeURL,
+		ACMECA: *f.acmeCA, HTTP3: *f.http3, HSTS: *f.hsts, Watch: 2 * time.Second}
+	pairs, err := tlsserve.ParsePairs(*f.cert, *f.key)
+	if err != nil {
+		return o, err
+	}
+	o.Pairs = pairs
+	if o.Listen == "" && (len(pairs) > 0 || len(o.ACMEDomains) > 0 || o.HTTP3) {
+		return o, errors.New("-tls-cert, -acme-domains and -http3 need -tls-listen ADDR")
+	}
+	if o.Listen != "" && len(pairs) == 0 && len(o.ACMEDomains) == 0 {
+		return o, errors.New("-tls-listen needs -tls-cert and -tls-key, or -acme-domains")
+	}
+	return o, nil
+}
+
+// nodeListeners are the addresses a node serves on: cleartext (fast path
+// in front of net/http for origin and edge), HTTPS, the operators' one.
+type nodeListeners struct {
+	plain net.Listener // nil: no cleartext listener
+	tls   *tlsserve.Server
+}
+
+// openNodeListeners opens the cleartext listener (unless addr is empty)
+// and the HTTPS one (when o asks for it; its certificates are checked
+// now), and checks that at least one is asked for.
+func openNodeListeners(addr string, o tlsserve.Options, log *slog.Logger) (nodeListeners, error) {
+	var l nodeListeners
+	if addr == "" && !o.Enabled() {
+		return l, fmt.Errorf("give -listen or -tls-listen (or both): %w", errUsage)
+	}
+	if addr != "" {
+		ln, err := listen(addr)
+		if err != nil {
+			return l, err
+		}
+		l.plain = ln
+	}
+	if o.Enabled() {
+		ts, err := tlsserve.New(o, log)
+		if err != nil {
+			l.close()
+			return l, err
+		}
+		l.tls = ts
+	}
+	return l, nil
+}
+
+// close closes listeners that will not be served.
+func (l nodeListeners) close() {
+	if l.plain != nil {
+		l.plain.Close()
+	}
+	if l.tls != nil {
+		l.tls.Close()
+	}
+}
+
+// requireClientCert refuses /vod/ and /api/ to requests without a verified
+// client certificate (the listener verifies one when given: -client-ca),
+// cleartext ones included; pages, health and metrics stay open.
+func requireClientCert(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (strings.HasPrefix(r.URL.Path, "/vod/") || strings.HasPrefix(r.URL.Path, "/api/")) &&
+			(r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "a client certificate is required (mutual TLS)", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// addrs are the listeners' addresses.
+func (l nodeListeners) addrs() []net.Addr {
+	var out []net.Addr
+	if l.plain != nil {
+		out = append(out, l.plain.Addr())
+	}
+	if l.tls != nil {
+		out = append(out, l.tls.Addr())
+	}
+	return out
+}
+
+// selfURL is the base URL a node is reached at: HTTPS when it has it.
+func (l nodeListeners) selfURL() string {
+	if l.tls != nil {
+		return "https://" + l.tls.Addr().String()
+	}
+	return "http://" + l.plain.Addr().String()
+}
+
+// serveNode runs every listener of a node until ctx ends, then shuts them
+// all down gracefully. SIGHUP reloads the certificates (a bad file is
+// refused and logged; the old ones stay) instead of ending the process.
+func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlags, opsHandler http.Handler, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if l.tls == nil {
+					log.Info("SIGHUP: no certificates to reload")
+					continue
+				}
+				if err := l.tls.Reload(); err != nil {
+					log.Error("SIGHUP: certificates not reloaded; the old ones stay", "err", err)
+				}
+			}
+		}
+	}()
+	errc := make(chan error, 3)
+	running := 0
+	if l.plain != nil {
+		running++
+		go func() { errc <- serveWithOps(ctx, h, l.plain, ops, opsHandler, log) }()
+	} else if *ops.listen != "" {
+		oln, err := listen(*ops.listen)
+		if err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		running++
+		go func() { errc <- serveOps(ctx, opsHandler, oln, log) }()
+	}
+	if l.tls != nil {
+		running++
+		log.Info("https listening", "url", "https://"+l.tls.Addr().String())
+		go func() {
+			done := make(chan error, 1)
+			go func() { done <- l.tls.Serve(h, newHTTPServer(h, log)) }()
+			select {
+			case err := <-done:
+				errc <- err
+				return
+			case <-ctx.Done():
+			}
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+			defer scancel()
+			err := l.tls.Shutdown(sctx)
+			if errors.Is(err, context.DeadlineExceeded) {
+				l.tls.Close()
+				err = fmt.Errorf("https shutdown: in-flight requests did not finish within %s", shutdownGrace)
+			}
+			<-done
+			errc <- err
+		}()
+	}
+	var first error
+	for range running {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && first == nil {
+			first = err
+			cancel()
+		}
+		cancel() // one listener ending ends the node
+	}
+	return first
+}
