@@ -71,6 +71,7 @@ type HTTPFetcher struct {
 	active int // the mirror in use
 
 	attempts, failed, verified, corrupt, switches atomic.Int64
+	proto                                         atomic.Pointer[string]
 }
 
 // FetchStats are an HTTPFetcher's counts so far.
@@ -80,11 +81,18 @@ type FetchStats struct {
 	Verified int64 `json:"verified"` // bodies checked against their ETag
 	Corrupt  int64 `json:"corrupt"`  // bodies that did not match it
 	Switches int64 `json:"switches"` // failovers to another BaseURL
+	// Protocol is the HTTP version of the last response (HTTP/1.1,
+	// HTTP/2.0, HTTP/3.0).
+	Protocol string `json:"protocol"`
 }
 
 // Stats returns the fetcher's counts so far.
 func (f *HTTPFetcher) Stats() FetchStats {
-	return FetchStats{Attempts: f.attempts.Load(), Failed: f.failed.Load(), Verified: f.verified.Load(), Corrupt: f.corrupt.Load(), Switches: f.switches.Load()}
+	st := FetchStats{Attempts: f.attempts.Load(), Failed: f.failed.Load(), Verified: f.verified.Load(), Corrupt: f.corrupt.Load(), Switches: f.switches.Load()}
+	if p := f.proto.Load(); p != nil {
+		st.Protocol = *p
+	}
+	return st
 }
 
 // NewSessionID makes a CMCD session id.
@@ -187,6 +195,8 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		return Download{}, err
 	}
 	defer resp.Body.Close()
+	proto := resp.Proto
+	f.proto.Store(&proto)
 	if resp.StatusCode != http.StatusOK {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		if resp.StatusCode >= 400 && resp.StatusCode < 500 {

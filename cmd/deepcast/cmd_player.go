@@ -13,6 +13,9 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 	"github.com/deepcast/deepcast/player"
 )
 
@@ -36,11 +39,17 @@ func simCommand() command {
 			logDir := fs.String("log", "", "write a per-chunk CSV per session into this folder")
 			plotDir := fs.String("plot", "", "write PNG plots (QoE CDF, a few sessions over time) into this folder")
 			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
+			ca := fs.String("ca", "", "PEM CA to verify an https:// -video with (besides the system's)")
+			h3 := fs.Bool("http3", false, "fetch an https:// -video over HTTP/3")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
 				}
-				v, err := player.LoadVideo(ctx, *video, http.DefaultClient)
+				client, err := httpClient(*ca, *h3, 60*time.Second)
+				if err != nil {
+					return err
+				}
+				v, err := player.LoadVideo(ctx, *video, client)
 				if err != nil {
 					return err
 				}
@@ -122,13 +131,15 @@ func playCommand() command {
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
 			verify := fs.Bool("verify", false, "check every body against its ETag (deepcast's origin tags by SHA-256); a mismatch counts as corrupt and is refetched")
 			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
+			ca := fs.String("ca", "", "PEM CA to verify https:// URLs with (besides the system's)")
+			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("one MPD URL is required: %w", errUsage)
 				}
 				var stats player.FetchStats
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats})
+					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3})
 				if *jsonOut != "" {
 					if werr := writePlayJSON(*jsonOut, res, stats, err); werr != nil && err == nil {
 						err = werr
@@ -138,8 +149,8 @@ func playCommand() command {
 					return err
 				}
 				player.WriteSummary(os.Stdout, player.Summarize([]player.SimResult{{Trace: "play", ABR: *abr, Result: res}}))
-				fmt.Printf("startup %.2fs, %d stalls (%.2fs), %d switches, QoE %.2f\n", res.Startup.Seconds(), res.RebufferCount,
-					res.Rebuffer.Seconds(), res.Switches, res.QoE)
+				fmt.Printf("startup %.2fs, %d stalls (%.2fs), %d switches, QoE %.2f, over %s\n", res.Startup.Seconds(), res.RebufferCount,
+					res.Rebuffer.Seconds(), res.Switches, res.QoE, stats.Protocol)
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err
@@ -158,6 +169,25 @@ type playOptions struct {
 	CMCD, Live, Verify bool
 	// Stats, when set, receives the fetcher's request counts at the end.
 	Stats *player.FetchStats
+	CA    string // extra roots for https:// URLs
+	HTTP3 bool
+}
+
+// httpClient is the players' client: the system's roots plus ca, over
+// HTTP/3 when h3 is set (https:// only), else HTTP/1.1 or HTTP/2 as the
+// server offers.
+func httpClient(ca string, h3 bool, timeout time.Duration) (*http.Client, error) {
+	cfg, err := tlsserve.ClientConfig(ca, "", "")
+	if err != nil {
+		return nil, err
+	}
+	if h3 {
+		return &http.Client{Timeout: timeout, Transport: &http3.Transport{TLSClientConfig: cfg}}, nil
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	t.ForceAttemptHTTP2 = true
+	return &http.Client{Timeout: timeout, Transport: t}, nil
 }
 
 // playReport is the JSON of play -json.
@@ -192,7 +222,10 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, play
 
 // play runs one real-time session against url.
 func play(ctx context.Context, url string, o playOptions) (player.Result, error) {
-	client := &http.Client{Timeout: 60 * time.Second}
+	client, err := httpClient(o.CA, o.HTTP3, 60*time.Second)
+	if err != nil {
+		return player.Result{}, err
+	}
 	v, err := player.LoadVideo(ctx, url, client)
 	if err != nil {
 		return player.Result{}, err

@@ -124,8 +124,10 @@ var streamLine = regexp.MustCompile(`Input stream #0:(\d+) \((video|audio)\): (\
 // Decode plays url (a path or an http URL of an MPD) with ffmpeg, mapping
 // every stream, and returns the per-stream counts from its verbose log.
 // ffmpeg's exit status is not trusted: it exits 0 even when segments 404.
-func Decode(ctx context.Context, url string) ([]StreamCount, string, error) {
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "verbose", "-i", url, "-map", "0", "-f", "null", "-")
+// Input options (such as -ca_file for https URLs) go before -i.
+func Decode(ctx context.Context, url string, inputOpts ...string) ([]StreamCount, string, error) {
+	args := append([]string{"-hide_banner", "-nostdin", "-v", "verbose"}, inputOpts...)
+	cmd := exec.CommandContext(ctx, "ffmpeg", append(args, "-i", url, "-map", "0", "-f", "null", "-")...)
 	var log bytes.Buffer
 	cmd.Stderr = &log
 	err := cmd.Run()
@@ -144,11 +146,12 @@ func Decode(ctx context.Context, url string) ([]StreamCount, string, error) {
 
 // CheckDecodesAll fails the test unless ffmpeg decodes, for every video
 // stream of the MPD at url, exactly wantFrames frames, and some audio.
-func CheckDecodesAll(tb testing.TB, url string, wantVideoStreams, wantFrames int) {
+// Input options go to ffmpeg before -i.
+func CheckDecodesAll(tb testing.TB, url string, wantVideoStreams, wantFrames int, inputOpts ...string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	counts, log, err := Decode(ctx, url)
+	counts, log, err := Decode(ctx, url, inputOpts...)
 	if err != nil {
 		tb.Fatalf("decode %s: %v\n%s", url, err, tail(log))
 	}

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+// node is a deepcast server process of a test.
+type node struct {
+	cmd  *exec.Cmd
+	logs *lockedWriter
+	done chan error
+}
+
+// startNode runs bin with args until the test ends, and waits until addr
+// (its TCP listener) accepts connections.
+func startNode(t *testing.T, bin, addr string, args ...string) *node {
+	t.Helper()
+	n := &node{cmd: exec.Command(bin, args...), logs: newLockedWriter(), done: make(chan error, 1)}
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.done <- n.cmd.Wait() }()
+	t.Cleanup(func() {
+		n.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			n.cmd.Process.Kill()
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-n.done:
+			t.Fatalf("%s exited: %v\n%s", args[0], err, n.logs.String())
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return n
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s never listened on %s:\n%s", args[0], addr, n.logs.String())
+	return n
+}
+
+// testCerts makes a local CA and a leaf for 127.0.0.1 and localhost.
+func testCerts(t *testing.T) (ca string, leaf tlsserve.Pair) {
+	t.Helper()
+	ca, leaf, _, err := tlsserve.LocalCA(t.TempDir(), []string{"127.0.0.1", "localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, leaf
+}
+
+// clientFor trusts ca, presenting cert when given; over HTTP/3 with h3.
+func clientFor(t *testing.T, ca string, cert *tlsserve.Pair, h3 bool) *http.Client {
+	t.Helper()
+	var c *tls.Config
+	var err error
+	if cert != nil {
+		c, err = tlsserve.ClientConfig(ca, cert.Cert, cert.Key)
+	} else {
+		c, err = tlsserve.ClientConfig(ca, "", "")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h3 {
+		tr := &http3.Transport{TLSClientConfig: c}
+		t.Cleanup(func() { tr.Close() })
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	tr := &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+func getBody(t *testing.T, c *http.Client, url string) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s body: %v", url, err)
+	}
+	return resp, b
+}
+
+var ttlRE = regexp.MustCompile(`ttl=-?\d+`)
+
+// TestHTTPSThreeTiers: origin, bring-home and enter-deep all on TLS with
+// verification on, the origin requiring the edges' client certificate
+// (mutual TLS); ffmpeg decodes every frame through all three with the CA;
+// HTTP/1.1 in the clear, HTTP/2 (curl and Go) and HTTP/3 (Go) fetch the
+// same bytes and headers from the enter-deep node.
+func TestHTTPSThreeTiers(t *testing.T) {
+	bin := buildBinary(t)
+	lib := mediatest.CopyLibrary(t)
+	ca, leaf := testCerts(t)
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	oTLS, hTLS, dTLS, dPlain := port(), port(), port(), port()
+	tlsArgs := []string{"-tls-cert", leaf.Cert, "-tls-key", leaf.Key}
+	startNode(t, bin, oTLS, append([]string{"origin", "-library", lib, "-listen", "", "-tls-listen", oTLS, "-client-ca", ca, "-access-log=false"}, tlsArgs...)...)
+	startNode(t, bin, hTLS, append([]string{"edge", "-profile", "bring-home", "-listen", "", "-tls-listen", hTLS, "-upstream", "https://" + oTLS,
+		"-upstream-ca", ca, "-upstream-cert", leaf.Cert, "-upstream-key", leaf.Key, "-name", "home"}, tlsArgs...)...)
+	startNode(t, bin, dTLS, append([]string{"edge", "-profile", "enter-deep", "-listen", dPlain, "-tls-listen", dTLS, "-http3", "-upstream", "https://" + hTLS,
+		"-upstream-ca", ca, "-name", "deep"}, tlsArgs...)...)
+
+	// Mutual TLS: the origin refuses /vod/ without a client certificate.
+	mpdPath := "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	if resp, _ := getBody(t, clientFor(t, ca, nil, false), "https://"+oTLS+mpdPath); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("origin without a client certificate: %s, want 403", resp.Status)
+	}
+	if resp, _ := getBody(t, clientFor(t, ca, &leaf, false), "https://"+oTLS+mpdPath); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Errorf("origin with a client certificate: %s over %s, want 200 over HTTP/2", resp.Status, resp.Proto)
+	}
+
+	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	mediatest.CheckDecodesAll(t, "https://"+dTLS+mpdPath, 2, frames, "-ca_file", ca)
+
+	// The same object over every protocol.
+	a, err := startOrigin(t, lib).Catalog().Get(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg := "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/2.m4s"
+	type answer struct {
+		proto string
+		sum   string
+		hdr   string
+	}
+	describe := func(resp *http.Response, body []byte) answer {
+		sum := sha256.Sum256(body)
+		return answer{proto: resp.Proto, sum: hex.EncodeToString(sum[:8]), hdr: fmt.Sprintf("%d ETag=%s Cache-Control=%s Cache-Status=%s",
+			resp.StatusCode, resp.Header.Get("ETag"), resp.Header.Get("Cache-Control"), ttlRE.ReplaceAllString(resp.Header.Get("Cache-Status"), "ttl=N"))}
+	}
+	getBody(t, http.DefaultClient, "http://"+dPlain+seg) // warm: every answer below is a hit
+	var answers []answer
+	answers = append(answers, describe(getBody(t, http.DefaultClient, "http://"+dPlain+seg)))
+	answers = append(answers, describe(getBody(t, clientFor(t, ca, nil, false), "https://"+dTLS+seg)))
+	h3resp, h3body := getBody(t, clientFor(t, ca, nil, true), "https://"+dTLS+seg)
+	answers = append(answers, describe(h3resp, h3body))
+	if _, err := exec.LookPath("curl"); err == nil {
+		out, err := exec.Command("curl", "-s", "--http2", "--cacert", ca, "-D", "-", "-o", filepath.Join(t.TempDir(), "body"), "-w", "%{http_version}", "https://"+dTLS+seg).Output()
+		if err != nil {
+			t.Fatalf("curl --http2: %v", err)
+		}
+		if !strings.HasSuffix(string(out), "2") || !strings.Contains(strings.ToLower(string(out)), "alt-svc: h3=") {
+			t.Errorf("curl --http2 did not speak HTTP/2 or saw no Alt-Svc:\n%s", out)
+		}
+	}
+	for _, w := range []string{"HTTP/1.1", "HTTP/2.0", "HTTP/3.0"} {
+		found := false
+		for _, a := range answers {
+			found = found || a.proto == w
+		}
+		if !found {
+			t.Errorf("no answer over %s: %+v", w, answers)
+		}
+	}
+	for _, a := range answers[1:] {
+		if a.sum != answers[0].sum || a.hdr != answers[0].hdr {
+			t.Errorf("%s answered %+v, cleartext %+v", a.proto, a, answers[0])
+		}
+	}
+	if !strings.Contains(answers[0].hdr, "hit") {
+		t.Errorf("not a hit: %s", answers[0].hdr)
+	}
+}
+
+// writeCert writes a self-signed ECDSA certificate (and its key) valid
+// from notBefore to notAfter for hosts.
+func writeCert(t *testing.T, dir, name string, hosts []string, notBefore, notAfter time.Time) tlsserve.Pair {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	p := tlsserve.Pair{Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
+	os.WriteFile(p.Cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(p.Key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return p
+}
+
+// TestBadCertificatesFailClearly: a server with a bad certificate stops at
+// once, naming the file and the cause; an edge whose upstream presents a
+// bad one answers 502 with the reason and logs it, without hanging.
+func TestBadCertificatesFailClearly(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	now := time.Now()
+	good := writeCert(t, dir, "good", []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	other := writeCert(t, dir, "other", []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	expired := writeCert(t, dir, "expired", []string{"127.0.0.1"}, now.Add(-48*time.Hour), now.Add(-24*time.Hour))
+	junk := filepath.Join(dir, "junk.pem")
+	os.WriteFile(junk, []byte("not a certificate\n"), 0o644)
+	for _, c := range []struct {
+		name      string
+		cert, key string
+		want      []string
+	}{
+		{"expired", expired.Cert, expired.Key, []string{expired.Cert, "expired"}},
+		{"key of another certificate", good.Cert, other.Key, []string{other.Key, good.Cert, "does not go with"}},
+		{"missing file", filepath.Join(dir, "nope.pem"), good.Key, []string{"nope.pem", "no such file"}},
+		{"not PEM", junk, good.Key, []string{"junk.pem", "no PEM"}},
+		{"keys without certificates", good.Cert + "," + other.Cert, good.Key, []string{"2 certificate file(s) but 1 key file(s)"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "origin", "-library", dir, "-listen", "", "-tls-listen", "127.0.0.1:0",
+				"-tls-cert", c.cert, "-tls-key", c.key).CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("started anyway (or hung): %v\n%s", err, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("error does not mention %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+	// Upstreams: an unknown CA and a certificate for another host.
+	lib := mediatest.CopyLibrary(t)
+	_, leaf := testCerts(t)
+	wrongHost := writeCert(t, dir, "wronghost", []string{"elsewhere.example"}, now.Add(-time.Hour), now.Add(time.Hour))
+	for _, c := range []struct {
+		name   string
+		pair   tlsserve.Pair
+		edgeCA string
+	}{
+		{"unknown CA", leaf, ""},
+		{"wrong host", wrongHost, wrongHost.Cert},
+	} {
+		t.Run("upstream "+c.name, func(t *testing.T) {
+			o, e := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+			startNode(t, bin, o, "origin", "-library", lib, "-listen", "", "-tls-listen", o, "-tls-cert", c.pair.Cert, "-tls-key", c.pair.Key)
+			args := []string{"edge", "-listen", e, "-upstream", "https://" + o, "-prefetch", "false"}
+			if c.edgeCA != "" {
+				args = append(args, "-upstream-ca", c.edgeCA)
+			}
+			n := startNode(t, bin, e, args...)
+			start := time.Now()
+			resp, body := getBody(t, http.DefaultClient, "http://"+e+"/vod/"+mediatest.AssetName+"/manifest.mpd")
+			if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "certificate") {
+				t.Errorf("%s: %d %q, want a 502 naming the certificate", c.name, resp.StatusCode, body)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("took %s", d)
+			}
+			if !strings.Contains(n.logs.String(), "certificate") {
+				t.Errorf("no log line about the certificate:\n%s", n.logs.String())
+			}
+		})
+	}
+}
+
+// TestCertificateReplacedOnDiskIsServed: new connections get a replaced
+// certificate within seconds while an open connection goes on; a bad
+// replacement (and SIGHUP with it) leaves the old one serving.
+func TestCertificateReplacedOnDiskIsServed(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	now := time.Now()
+	first := writeCert(t, dir, "first", []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	live := tlsserve.Pair{Cert: filepath.Join(dir, "live.pem"), Key: filepath.Join(dir, "live-key.pem")}
+	copyFile := func(src, dst string) {
+		b, _ := os.ReadFile(src)
+		tmp := dst + ".tmp"
+		os.WriteFile(tmp, b, 0o600)
+		os.Rename(tmp, dst)
+	}
+	copyFile(first.Cert, live.Cert)
+	copyFile(first.Key, live.Key)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	n := startNode(t, bin, addr, "origin", "-library", mediatest.CopyLibrary(t), "-listen", "", "-tls-listen", addr, "-tls-cert", live.Cert, "-tls-key", live.Key)
+	served := func() *x509.Certificate {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // only to read which certificate is served
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	// An open connection, kept across the swap.
+	pool := x509.NewCertPool()
+	b, _ := os.ReadFile(first.Cert)
+	pool.AppendCertsFromPEM(b)
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if resp, _ := getBody(t, old, "https://"+addr+"/healthz"); resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	second := writeCert(t, dir, "second", []string{"127.0.0.1"}, now.Add(-time.Hour), now.Add(time.Hour))
+	copyFile(second.Key, live.Key)
+	copyFile(second.Cert, live.Cert)
+	deadline := time.Now().Add(8 * time.Second)
+	for served().SerialNumber.Cmp(mustParse(t, second.Cert).SerialNumber) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replaced certificate was not served within 8 s:\n%s", n.logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if resp, _ := getBody(t, old, "https://"+addr+"/healthz"); resp.StatusCode != 200 {
+		t.Errorf("the open connection broke: %s", resp.Status)
+	}
+	// A broken replacement and a SIGHUP: refused, the second stays.
+	os.WriteFile(live.Cert, []byte("garbage"), 0o644)
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(3 * time.Second)
+	if got := served(); got.SerialNumber.Cmp(mustParse(t, second.Cert).SerialNumber) != 0 {
+		t.Errorf("a broken file replaced the certificate")
+	}
+	select {
+	case err := <-n.done:
+		t.Fatalf("SIGHUP ended the node: %v", err)
+	default:
+	}
+	if !strings.Contains(n.logs.String(), "not reloaded") {
+		t.Errorf("no log line about the refused certificate:\n%s", n.logs.String())
+	}
+}
+
+func mustParse(t *testing.T, file string) *x509.Certificate {
+	t.Helper()
+	b, _ := os.ReadFile(file)
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", file)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestParseTLSPairs(t *testing.T) {
+	for _, c := range []struct {
+		certs, keys string
+		n           int
+		err         bool
+	}{
+		{"", "", 0, false}, {"a.pem", "a.key", 1, false}, {"a.pem, b.pem", "a.key,b.key", 2, false},
+		{"a.pem,b.pem", "a.key", 0, true}, {"a.pem", "", 0, true}, {",,", ",", 0, false},
+	} {
+		p, err := tlsserve.ParsePairs(c.certs, c.keys)
+		if (err != nil) != c.err || len(p) != c.n {
+			t.Errorf("ParsePairs(%q, %q) = %v, %v", c.certs, c.keys, p, err)
+		}
+	}
+}
+
+func FuzzParseTLSPairs(f *testing.F) {
+	f.Add("a.pem,b.pem", "a.key,b.key")
+	f.Add(",", "x")
+	f.Fuzz(func(t *testing.T, certs, keys string) {
+		p, err := tlsserve.ParsePairs(certs, keys)
+		if err != nil {
+			return
+		}
+		for _, pair := range p {
+			if pair.Cert == "" || pair.Key == "" || strings.Contains(pair.Cert, ",") || strings.Contains(pair.Key, ",") {
+				t.Fatalf("pair %+v from %q, %q", pair, certs, keys)
+			}
+		}
+		nonEmpty := 0
+		for c := range strings.SplitSeq(certs, ",") {
+			if strings.TrimSpace(c) != "" {
+				nonEmpty++
+			}
+		}
+		if len(p) != nonEmpty {
+			t.Fatalf("%d pairs from %d certificate names in %q", len(p), nonEmpty, certs)
+		}
+	})
+}
