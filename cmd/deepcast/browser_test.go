@@ -29,6 +29,12 @@ const chromium = "/usr/bin/chromium"
 // fresh profile.
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	return browserWith(t, chromedp.Flag("disable-quic", true))
+}
+
+// browserWith is browser with more (or other) flags, such as QUIC's.
+func browserWith(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
 	if _, err := os.Stat(chromium); err != nil {
 		t.Fatalf("%s not found: `make deps` installs it (apt-get install chromium)", chromium)
 	}
@@ -37,7 +43,6 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("headless", true),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("no-first-run", true),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -46,6 +51,7 @@ func browser(t *testing.T) context.Context {
 		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()),
 	)
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)

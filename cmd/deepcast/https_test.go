@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
@@ -418,4 +420,55 @@ func FuzzParseTLSPairs(f *testing.F) {
 			t.Fatalf("%d pairs from %d certificate names in %q", len(p), nonEmpty, certs)
 		}
 	})
+}
+
+// TestBrowserPlaysOverHTTP2AndHTTP3: dash.js in Chromium plays from an
+// enter-deep node over HTTPS, trusting the test certificate by its public
+// key (never by turning verification off in deepcast), and the Resource
+// Timing API says its segments came over h2, then, with QUIC forced for
+// the node, over h3.
+func TestBrowserPlaysOverHTTP2AndHTTP3(t *testing.T) {
+	bin := buildBinary(t)
+	lib := packageClip(t, 20*time.Second, "640x360@900k,320x180@300k")
+	_, leaf := testCerts(t)
+	o, d := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log=false")
+	startNode(t, bin, d, "edge", "-listen", "", "-tls-listen", d, "-http3", "-tls-cert", leaf.Cert, "-tls-key", leaf.Key,
+		"-upstream", "http://"+o, "-web-modules", webModulesForTest(t))
+	spki, err := spkiHash(leaf.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		want  string
+		flags []chromedp.ExecAllocatorOption
+	}{
+		{"h2", []chromedp.ExecAllocatorOption{chromedp.Flag("disable-quic", true), chromedp.Flag("ignore-certificate-errors-spki-list", spki)}},
+		{"h3", []chromedp.ExecAllocatorOption{chromedp.Flag("enable-quic", true), chromedp.Flag("origin-to-force-quic-on", d),
+			chromedp.Flag("ignore-certificate-errors-spki-list", spki)}},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			bctx := browserWith(t, c.flags...)
+			mpd := "https://" + d + "/vod/clip/manifest.mpd"
+			if err := chromedp.Do(bctx, chromedp.Navigate("https://"+d+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, bctx, 40*time.Second, "playback past 6 s", func(s pageStats) bool { return s.CurrentTime > 6 })
+			protos, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](
+				`performance.getEntriesByType('resource').filter(e => new URL(e.name).pathname.endsWith('.m4s')).map(e => e.nextHopProtocol)`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(protos) == 0 {
+				t.Fatal("no segment in the Resource Timing entries")
+			}
+			for _, p := range protos {
+				if p != c.want {
+					t.Errorf("segments came over %v, want all %s", protos, c.want)
+					break
+				}
+			}
+			t.Logf("%d segments over %s", len(protos), c.want)
+		})
+	}
 }
