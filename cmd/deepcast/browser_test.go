@@ -295,7 +295,7 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 	var deeps []string
 	for _, line := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(line)
-		if len(f) >= 3 && f[1] == edge.EnterDeep && strings.HasPrefix(f[2], "http://") {
+		if len(f) >= 3 && f[1] == edge.EnterDeep && strings.HasPrefix(f[2], "https://") {
 			deeps = append(deeps, f[2])
 		}
 	}
@@ -303,14 +303,17 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 		t.Fatalf("want two enter-deep nodes in the table:\n%s", out.String())
 	}
 	frames := 6 * 30
+	// What viewers see is HTTPS, with the demo's own CA.
+	ca := filepath.Join(dir, "tls", "ca.pem")
+	client := clientFor(t, ca, nil, false)
 	for _, d := range deeps {
-		resp, err := http.Get(d + "/")
-		if err != nil || resp.StatusCode != 200 {
-			t.Errorf("%s: player page: %v", d, err)
+		resp, err := client.Get(d + "/")
+		if err != nil || resp.StatusCode != 200 || resp.ProtoMajor != 2 || !strings.HasPrefix(resp.Header.Get("Alt-Svc"), "h3=") {
+			t.Errorf("%s: player page: %v %v", d, err, resp)
 		} else {
 			resp.Body.Close()
 		}
-		checkDecodes(t, d+"/vod/sample/manifest.mpd", frames)
+		checkDecodes(t, d+"/vod/sample/manifest.mpd", frames, "-ca_file", ca)
 	}
 	start := time.Now()
 	cmd.Process.Signal(os.Interrupt)
@@ -348,11 +351,12 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 	}
 }
 
-func checkDecodes(t *testing.T, url string, frames int) {
+func checkDecodes(t *testing.T, url string, frames int, inputOpts ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "verbose", "-i", url, "-map", "0", "-f", "null", "-").CombinedOutput()
+	args := append([]string{"-hide_banner", "-nostdin", "-v", "verbose"}, inputOpts...)
+	out, err := exec.CommandContext(ctx, "ffmpeg", append(args, "-i", url, "-map", "0", "-f", "null", "-")...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ffmpeg %s: %v", url, err)
 	}

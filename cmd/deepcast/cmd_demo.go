@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
@@ -76,26 +77,51 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if err := prepareDemoContent(ctx, o, lib); err != nil {
 		return err
 	}
-	// Listeners first: every node must know every other's URL.
-	addrs := []struct{ name, role, addr string }{
-		{"origin", "origin", "127.0.0.1:8080"},
-		{"home-1", edge.BringHome, "127.0.0.1:9200"},
-		{"deep-a", edge.EnterDeep, "127.0.0.1:9101"},
-		{"deep-b", edge.EnterDeep, "127.0.0.1:9102"},
-		{"router", "router", "127.0.0.1:8000"},
+	// Viewers see HTTPS (HTTP/2 and HTTP/3) with a certificate of a local
+	// CA made once under the demo folder; the tiers talk to each other in
+	// the clear, through the fast path.
+	ca, leaf, made, err := tlsserve.LocalCA(filepath.Join(o.Dir, "tls"), []string{"127.0.0.1", "localhost"}, time.Now())
+	if err != nil {
+		return err
 	}
-	lns := make([]net.Listener, len(addrs))
+	// Listeners first: every node must know every other's URL.
+	addrs := []struct{ name, role, addr, tlsAddr string }{
+		{"origin", "origin", "127.0.0.1:8080", "127.0.0.1:8443"},
+		{"home-1", edge.BringHome, "127.0.0.1:9200", "127.0.0.1:9643"},
+		{"deep-a", edge.EnterDeep, "127.0.0.1:9101", "127.0.0.1:9541"},
+		{"deep-b", edge.EnterDeep, "127.0.0.1:9102", "127.0.0.1:9542"},
+		{"router", "router", "127.0.0.1:8000", "127.0.0.1:8444"},
+	}
+	lns := make([]nodeListeners, len(addrs))
+	closeAll := func() {
+		for _, l := range lns {
+			if l.plain != nil || l.tls != nil {
+				l.close()
+			}
+		}
+	}
 	var nodes []web.Node
+	var plainURLs []string
 	for i, a := range addrs {
 		ln, err := listenPreferred(a.addr)
 		if err != nil {
-			for _, l := range lns[:i] {
-				l.Close()
-			}
+			closeAll()
 			return err
 		}
-		lns[i] = ln
-		nodes = append(nodes, web.Node{Name: a.name, Role: a.role, URL: "http://" + ln.Addr().String()})
+		topts := tlsserve.Options{Listen: a.tlsAddr, Pairs: []tlsserve.Pair{leaf}, HTTP3: true, Watch: 2 * time.Second}
+		ts, err := tlsserve.New(topts, log)
+		if err != nil {
+			topts.Listen = "127.0.0.1:0"
+			ts, err = tlsserve.New(topts, log)
+		}
+		if err != nil {
+			ln.Close()
+			closeAll()
+			return err
+		}
+		lns[i] = nodeListeners{plain: ln, tls: ts}
+		nodes = append(nodes, web.Node{Name: a.name, Role: a.role, URL: lns[i].selfURL()})
+		plainURLs = append(plainURLs, "http://"+ln.Addr().String())
 	}
 	pages := func(self string) http.Handler {
 		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: o.Modules, Logger: log})
@@ -115,11 +141,11 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	for _, a := range addrs[1:4] {
 		cfg := edge.Config{Profile: a.role, Name: a.name, Logger: log, Web: pages(a.name), CheckEvery: time.Second}
 		if a.role == edge.BringHome {
-			cfg.Upstreams = []string{nodes[0].URL}
+			cfg.Upstreams = []string{plainURLs[0]}
 			cfg.DiskDir = filepath.Join(o.Dir, "cache-"+a.name)
 			cfg.MemBytes, cfg.DiskBytes = 256<<20, 2<<30
 		} else {
-			cfg.Upstreams = []string{nodes[1].URL}
+			cfg.Upstreams = []string{plainURLs[1]}
 			cfg.MemBytes = 128 << 20
 		}
 		n, err := edge.New(cfg)
@@ -144,8 +170,12 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		}
 		redges = append(redges, e)
 	}
+	edgeTLS, err := tlsserve.ClientConfig(ca, "", "")
+	if err != nil {
+		return err
+	}
 	router, err := routing.New(routing.Config{Edges: redges, Strategy: "nearest", Check: time.Second, Self: nodes[4].URL,
-		Logger: log})
+		EdgeTLS: edgeTLS, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -166,14 +196,23 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			errs <- fmt.Errorf("router dns: %w", err)
 		}
 	})
-	for i, ln := range lns {
+	none := ""
+	for i, l := range lns {
 		wg.Go(func() {
-			if err := serve(sctx, handlers[i], ln, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serveNode(sctx, handlers[i], l, opsFlags{listen: &none, token: &none}, nil, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("%s: %w", addrs[i].name, err)
 			}
 		})
 	}
 	printDemoTable(nodes)
+	if made {
+		fmt.Printf("\nmade a local CA for the demo's HTTPS: %s\n", ca)
+	}
+	fmt.Printf("\nHTTPS (HTTP/2, HTTP/3) with the demo's own CA %s; trust it to open the pages without a warning:\n", ca)
+	fmt.Printf("  Debian: sudo cp %s /usr/local/share/ca-certificates/deepcast-demo.crt && sudo update-ca-certificates\n", ca)
+	fmt.Printf("  browsers: import %s as an authority (Chrome: Settings > Privacy and security > Security > Manage certificates)\n", ca)
+	fmt.Printf("  curl --cacert %s …, ffmpeg -ca_file %s …, deepcast play -ca %s …\n", ca, ca, ca)
+	fmt.Printf("tiers talk in the clear (fast path): %v\n", plainURLs)
 	fmt.Printf("router: %s/vod/%s/manifest.mpd (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
 		nodes[4].URL, demoAsset, dnsAddr, router.ServiceName())
 	if missing := web.MissingModules(o.Modules); len(missing) > 0 {
@@ -186,7 +225,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if o.Play > 0 {
 		fmt.Printf("\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
 		res, err := play(ctx, deep+"/vod/"+demoAsset+"/manifest.mpd", playOptions{ABR: "robustmpc", QoE: "lin", Duration: o.Play,
-			TraceValue: demoTrace(), Live: true})
+			TraceValue: demoTrace(), Live: true, CA: ca})
 		switch {
 		case err != nil && ctx.Err() == nil:
 			fmt.Printf("play: %v\n", err)
