@@ -472,3 +472,43 @@ func TestBrowserPlaysOverHTTP2AndHTTP3(t *testing.T) {
 		})
 	}
 }
+
+// TestRouterOverHTTPS: the router answers over HTTPS and sends viewers to
+// the https:// edges its edges file names (302, steering MPD), checking
+// their health over TLS with its CA.
+func TestRouterOverHTTPS(t *testing.T) {
+	bin := buildBinary(t)
+	lib := mediatest.CopyLibrary(t)
+	ca, leaf := testCerts(t)
+	o, d, r := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log=false")
+	startNode(t, bin, d, "edge", "-listen", "", "-tls-listen", d, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-upstream", "http://"+o)
+	edges := filepath.Join(t.TempDir(), "edges.yaml")
+	os.WriteFile(edges, []byte(fmt.Sprintf("edges:\n  - {name: deep, url: https://%s, addresses: [127.0.0.1], profile: enter-deep, subnets: [127.0.0.0/8]}\n", d)), 0o644)
+	startNode(t, bin, r, "router", "-edges", edges, "-listen", "", "-tls-listen", r, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key,
+		"-edge-ca", ca, "-dns", "", "-check", "500ms")
+	c := clientFor(t, ca, nil, false)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	seg := "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	var resp *http.Response
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ = getBody(t, c, "https://"+r+seg)
+		if resp.StatusCode == http.StatusFound || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://"+d+seg {
+		t.Errorf("302: %s to %q, want https://%s%s", resp.Status, resp.Header.Get("Location"), d, seg)
+	}
+	resp, body := getBody(t, c, "https://"+r+seg+"?route=steering")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "<BaseURL serviceLocation=\"deep\">https://"+d+"/vod/") ||
+		!strings.Contains(string(body), "https://"+r+"/steering") {
+		t.Errorf("steering MPD over HTTPS: %s\n%s", resp.Status, body)
+	}
+	c.CheckRedirect = nil
+	if resp, _ := getBody(t, c, "https://"+r+seg); resp.StatusCode != 200 || resp.Request.URL.Host != d {
+		t.Errorf("following the redirect: %s from %s", resp.Status, resp.Request.URL)
+	}
+}
