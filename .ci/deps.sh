@@ -19,6 +19,7 @@ if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[varnishd]=varnish
   need[nsd]=nsd
   need[dnsperf]=dnsperf
+  need[h2load]=nghttp2-client
 fi
 
 missing=()

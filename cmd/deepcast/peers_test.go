@@ -50,6 +50,13 @@ func waitListening(t testing.TB, addr string) {
 // body is the content of the http block's server.
 func startNginx(t testing.TB, port int, httpExtra, server string) {
 	t.Helper()
+	startNginxListen(t, port, "", httpExtra, server)
+}
+
+// startNginxListen is startNginx with options on the listen directive
+// ("ssl http2").
+func startNginxListen(t testing.TB, port int, listenOpts, httpExtra, server string) {
+	t.Helper()
 	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Skip("nginx not installed (make bench installs it)")
 	}
@@ -74,11 +81,11 @@ http {
   types { application/dash+xml mpd; video/iso.segment m4s; video/mp4 mp4; application/json json; }
   %[3]s
   server {
-    listen 127.0.0.1:%[4]d;
+    listen 127.0.0.1:%[4]d %[6]s;
     %[5]s
   }
 }
-`, user, dir, httpExtra, port, server)
+`, user, dir, httpExtra, port, server, listenOpts)
 	path := filepath.Join(dir, "nginx.conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	if out, err := exec.Command("nginx", "-c", path).CombinedOutput(); err != nil {
