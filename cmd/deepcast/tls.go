@@ -41,7 +41,7 @@ func addTLSFlags(fs *flag.FlagSet) tlsFlags {
 // options returns the HTTPS options, or an error for contradictory flags.
 func (f tlsFlags) options() (tlsserve.Options, error) {
 	o := tlsserve.Options{Listen: *f.listen, ACMEDomains: splitList(*f.acmeDomains), ACMEDir: *f.acmeDir, ACMEURL: *f.acmeURL,
-		ACMECA: *f.acmeCA, HTTP3: *f.http3, HSTS: *f.hsts, Watch: 2 * time.Second}
+		ACMECA: *f.acmeCA, HTTP3: *f.http3, HSTS: *f.hsts, Watch: time.Second}
 	pairs, err := tlsserve.ParsePairs(*f.cert, *f.key)
 	if err != nil {
 		return o, err

@@ -91,13 +91,15 @@ func (m *Monitor) Run(ctx context.Context) {
 }
 
 // CheckAll checks every edge once, in parallel; it reports whether a check
-// failed on an edge that is still up (Run checks again at once then).
+// disagreed with an edge's state (failed on one that is up, passed on one
+// that is down): Run checks again at once then, so a change takes two
+// checks in a row but not two intervals.
 func (m *Monitor) CheckAll(ctx context.Context) (suspect bool) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for _, e := range m.Edges {
 		wg.Go(func() {
-			if !m.check(ctx, e) && e.Up() {
+			if m.check(ctx, e) != e.Up() {
 				mu.Lock()
 				suspect = true
 				mu.Unlock()
