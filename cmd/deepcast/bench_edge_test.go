@@ -52,6 +52,19 @@ func startVarnish(t testing.TB, port int, backend string) {
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
 }
 
+// benchManifests names the asset's version folder n more times in lib
+// (m000, m001, …) and returns their manifest paths: n objects of ~2 KiB.
+func benchManifests(lib, asset string, n int) []string {
+	target, _ := os.Readlink(filepath.Join(lib, asset))
+	var manifests []string
+	for i := range n {
+		name := fmt.Sprintf("m%03d", i)
+		os.Symlink(target, filepath.Join(lib, name))
+		manifests = append(manifests, "/vod/"+name+"/manifest.mpd")
+	}
+	return manifests
+}
+
 // ratios formats per-round ratios, in round order.
 func ratios(v []float64) string {
 	parts := make([]string, len(v))
@@ -115,14 +128,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	lib, a := benchLibrary(t)
-	// 200 manifests: the same version folder under 200 names.
-	target, _ := os.Readlink(filepath.Join(lib, a.Name))
-	var manifests []string
-	for i := range 200 {
-		name := fmt.Sprintf("m%03d", i)
-		os.Symlink(target, filepath.Join(lib, name))
-		manifests = append(manifests, "/vod/"+name+"/manifest.mpd")
-	}
+	manifests := benchManifests(lib, a.Name, 200)
 	segs := segmentPaths(a, 0)
 	// 200 segment objects: each segment under several asset names.
 	var segObjs []string

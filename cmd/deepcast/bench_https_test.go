@@ -127,13 +127,7 @@ func TestBenchHTTPSEdgeVsNginx(t *testing.T) {
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
 	}
 	lib, a := benchLibrary(t)
-	target, _ := os.Readlink(lib + "/" + a.Name)
-	var manifests []string
-	for i := range 50 {
-		name := fmt.Sprintf("m%03d", i)
-		os.Symlink(target, lib+"/"+name)
-		manifests = append(manifests, "/vod/"+name+"/manifest.mpd")
-	}
+	manifests := benchManifests(lib, a.Name, 50)
 	segs := segmentPaths(a, 0)
 	if len(segs) > 16 {
 		segs = segs[:16]

@@ -231,6 +231,53 @@ func rssBytes(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS")
 }
 
+// payloadUpstream serves the same size deterministic bytes for every path
+// but /healthz, immutable, without a Content-Length for paths with
+// "/chunked/" in them, until the test ends; it returns the bytes too.
+func payloadUpstream(t *testing.T, size int) (*httptest.Server, []byte) {
+	t.Helper()
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i*13 + i>>20)
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		if !strings.Contains(r.URL.Path, "/chunked/") {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+		}
+		for off := 0; off < size; off += 4 << 20 {
+			if _, err := w.Write(payload[off:min(size, off+4<<20)]); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(up.Close)
+	return up, payload
+}
+
+// startMemEdge runs an enter-deep `deepcast edge` process with -mem mem
+// and no prefetch in front of upstream until the test ends, spooling into
+// a folder of the test's; it returns the process and its address.
+func startMemEdge(t *testing.T, bin, upstream, mem string) (*exec.Cmd, string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", upstream, "-listen", addr, "-mem", mem, "-prefetch", "false")
+	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	})
+	waitListening(t, addr)
+	return cmd, addr
+}
+
 func TestEdgeProcessStaysWithinItsMemoryBudget(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -238,35 +285,12 @@ func TestEdgeProcessStaysWithinItsMemoryBudget(t *testing.T) {
 	bin := buildBinary(t)
 	const mem = 64 << 20
 	const objSize = 1 << 20
-	payload := make([]byte, objSize)
-	for i := range payload {
-		payload[i] = byte(i * 7)
-	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		w.Header().Set("Content-Length", strconv.Itoa(objSize))
-		w.Write(payload)
-	}))
-	defer up.Close()
-	port := freePort(t)
-	cmd := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", up.URL, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
-		"-mem", "64MiB", "-prefetch", "false")
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	up, _ := payloadUpstream(t, objSize)
+	cmd, addr := startMemEdge(t, bin, up.URL, "64MiB")
 	client := &http.Client{Timeout: 10 * time.Second}
 	var peak int64
 	for i := 1; i <= 3*mem/objSize; i++ {
-		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/vod/a/v/%d.m4s", port, i))
+		resp, err := client.Get(fmt.Sprintf("http://%s/vod/a/v/%d.m4s", addr, i))
 		if err != nil {
 			t.Fatal(err)
 		}

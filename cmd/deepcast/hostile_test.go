@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,22 @@ import (
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/player"
 )
+
+// getWith GETs url with header name/value pairs and reads the body.
+func getWith(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
 
 // lockedWriter is a bytes.Buffer safe for a child's output and the test.
 type lockedWriter struct {
@@ -163,19 +178,7 @@ func TestDamagedLibraryFilesAreNeverServed(t *testing.T) {
 			base := serveLoopback(t, o)
 			p := startPairOn(t, o)
 			// Serve once whole, so the damage comes after a verified serve.
-			get := func(url string, hdr ...string) (*http.Response, []byte) {
-				req, _ := http.NewRequest(http.MethodGet, url, nil)
-				for i := 0; i+1 < len(hdr); i += 2 {
-					req.Header.Set(hdr[i], hdr[i+1])
-				}
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				return resp, b
-			}
+			get := func(url string, hdr ...string) (*http.Response, []byte) { return getWith(t, url, hdr...) }
 			if resp, _ := get(base + p.segment); resp.StatusCode != 200 {
 				t.Fatalf("before the damage: %s", resp.Status)
 			}
@@ -221,37 +224,8 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 	bin := buildBinary(t)
 	const mem = 64 << 20
 	const objSize = 48 << 20
-	payload := make([]byte, objSize)
-	for i := range payload {
-		payload[i] = byte(i*13 + i>>20)
-	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		if !strings.Contains(r.URL.Path, "/chunked/") {
-			w.Header().Set("Content-Length", strconv.Itoa(objSize))
-		}
-		for off := 0; off < objSize; off += 4 << 20 {
-			if _, err := w.Write(payload[off : off+4<<20]); err != nil {
-				return
-			}
-		}
-	}))
-	defer up.Close()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", up.URL, "-listen", addr, "-mem", "64MiB", "-prefetch", "false")
-	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	waitListening(t, addr)
+	up, payload := payloadUpstream(t, objSize)
+	cmd, addr := startMemEdge(t, bin, up.URL, "64MiB")
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
