@@ -381,47 +381,6 @@ func mustParse(t *testing.T, file string) *x509.Certificate {
 	return c
 }
 
-func TestParseTLSPairs(t *testing.T) {
-	for _, c := range []struct {
-		certs, keys string
-		n           int
-		err         bool
-	}{
-		{"", "", 0, false}, {"a.pem", "a.key", 1, false}, {"a.pem, b.pem", "a.key,b.key", 2, false},
-		{"a.pem,b.pem", "a.key", 0, true}, {"a.pem", "", 0, true}, {",,", ",", 0, false},
-	} {
-		p, err := tlsserve.ParsePairs(c.certs, c.keys)
-		if (err != nil) != c.err || len(p) != c.n {
-			t.Errorf("ParsePairs(%q, %q) = %v, %v", c.certs, c.keys, p, err)
-		}
-	}
-}
-
-func FuzzParseTLSPairs(f *testing.F) {
-	f.Add("a.pem,b.pem", "a.key,b.key")
-	f.Add(",", "x")
-	f.Fuzz(func(t *testing.T, certs, keys string) {
-		p, err := tlsserve.ParsePairs(certs, keys)
-		if err != nil {
-			return
-		}
-		for _, pair := range p {
-			if pair.Cert == "" || pair.Key == "" || strings.Contains(pair.Cert, ",") || strings.Contains(pair.Key, ",") {
-				t.Fatalf("pair %+v from %q, %q", pair, certs, keys)
-			}
-		}
-		nonEmpty := 0
-		for c := range strings.SplitSeq(certs, ",") {
-			if strings.TrimSpace(c) != "" {
-				nonEmpty++
-			}
-		}
-		if len(p) != nonEmpty {
-			t.Fatalf("%d pairs from %d certificate names in %q", len(p), nonEmpty, certs)
-		}
-	})
-}
-
 // TestBrowserPlaysOverHTTP2AndHTTP3: dash.js in Chromium plays from an
 // enter-deep node over HTTPS, trusting the test certificate by its public
 // key (never by turning verification off in deepcast), and the Resource
