@@ -176,6 +176,20 @@ func TestHTTPSThreeTiers(t *testing.T) {
 	answers = append(answers, describe(getBody(t, clientFor(t, ca, nil, false), "https://"+dTLS+seg)))
 	h3resp, h3body := getBody(t, clientFor(t, ca, nil, true), "https://"+dTLS+seg)
 	answers = append(answers, describe(h3resp, h3body))
+	// HTTP/1.1 over TLS: the fast path answers it, with the listener's
+	// Alt-Svc like net/http's answers.
+	roots, err := tlsserve.ClientConfig(ca, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: roots, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	h1resp, h1body := getBody(t, h1, "https://"+dTLS+seg)
+	if h1resp.ProtoMajor != 1 || !strings.HasPrefix(h1resp.Header.Get("Alt-Svc"), "h3=") {
+		t.Errorf("HTTP/1.1 over TLS: %s, Alt-Svc %q", h1resp.Proto, h1resp.Header.Get("Alt-Svc"))
+	}
+	tlsAnswer := describe(h1resp, h1body)
+	tlsAnswer.proto = "HTTP/1.1 over TLS"
+	answers = append(answers, tlsAnswer)
 	if _, err := exec.LookPath("curl"); err == nil {
 		out, err := exec.Command("curl", "-s", "--http2", "--cacert", ca, "-D", "-", "-o", filepath.Join(t.TempDir(), "body"), "-w", "%{http_version}", "https://"+dTLS+seg).Output()
 		if err != nil {

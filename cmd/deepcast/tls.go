@@ -99,6 +99,21 @@ func (l nodeListeners) close() {
 	}
 }
 
+// tlsFront is the fast path for HTTP/1.1 over TLS in front of h (origin
+// and edge; nil for other handlers or with DEEPCAST_FASTPATH=off): a
+// goroutine per connection (a TLS connection cannot move to the event
+// loops), handing what it does not answer to a net/http server of its
+// own, with the TLS listener's Alt-Svc and HSTS lines on every answer.
+func tlsFront(h http.Handler, ts *tlsserve.Server, log *slog.Logger) tlsserve.Front {
+	front := fastFront(h, newHTTPServer(ts.Headers(h), log), os.Getenv("DEEPCAST_FASTPATH"))
+	if front == nil {
+		return nil
+	}
+	front.Loops = -1
+	front.ExtraHeader = ts.HeaderLines()
+	return front
+}
+
 // requireClientCert refuses /vod/ and /api/ to requests without a verified
 // client certificate (the listener verifies one when given: -client-ca),
 // cleartext ones included; pages, health and metrics stay open.
@@ -177,7 +192,7 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 		log.Info("https listening", "url", "https://"+l.tls.Addr().String())
 		go func() {
 			done := make(chan error, 1)
-			go func() { done <- l.tls.Serve(h, newHTTPServer(h, log)) }()
+			go func() { done <- l.tls.Serve(h, newHTTPServer(h, log), tlsFront(h, l.tls, log)) }()
 			select {
 			case err := <-done:
 				errc <- err

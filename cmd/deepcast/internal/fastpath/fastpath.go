@@ -100,6 +100,9 @@ type Server struct {
 	// Loops is the number of event loops (Linux): 0 means two per CPU, a
 	// negative number none, i.e. a goroutine per connection.
 	Loops int
+	// ExtraHeader, when set, is header lines (each ending in CRLF) added
+	// to every answer the front writes (Alt-Svc and HSTS over TLS).
+	ExtraHeader []byte
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -420,7 +423,7 @@ func (s *Server) serveConn(c *conn) {
 		c.SetWriteDeadline(deadline(began, s.HTTP.WriteTimeout))
 		var sent int64
 		var err error
-		out, sent, err = writeResponse(c.Conn, out, req.Head, resp, began)
+		out, sent, err = writeResponse(c.Conn, out, req.Head, resp, began, s.ExtraHeader)
 		last = time.Now()
 		if resp.Done != nil {
 			resp.Done(sent, last.Sub(began), err)
@@ -473,12 +476,12 @@ func (s *Server) handOff(c net.Conn, read []byte) {
 // the head's write; larger ones go out with writev; files with sendfile,
 // corked so the head and the file's first bytes share segments. (Corking
 // writev too was measured: no gain in throughput and a longer latency tail.)
-func writeResponse(c net.Conn, scratch []byte, head bool, resp Response, now time.Time) ([]byte, int64, error) {
+func writeResponse(c net.Conn, scratch []byte, head bool, resp Response, now time.Time, extra []byte) ([]byte, int64, error) {
 	size := resp.size()
 	if resp.File != nil {
 		defer resp.File.Close()
 	}
-	b := appendHead(scratch[:0], resp, size, now)
+	b := appendHead(scratch[:0], resp, size, now, extra)
 	switch {
 	case head || size == 0:
 		_, err := c.Write(b)
@@ -513,9 +516,9 @@ func writeResponse(c net.Conn, scratch []byte, head bool, resp Response, now tim
 // out in one write; larger bodies go out with writev, uncopied.
 const smallBody = 16 << 10
 
-// appendHead appends resp's status line and header block, with Date and
-// the Content-Length size, to b.
-func appendHead(b []byte, resp Response, size int64, now time.Time) []byte {
+// appendHead appends resp's status line and header block, with Date, the
+// extra lines and the Content-Length size, to b.
+func appendHead(b []byte, resp Response, size int64, now time.Time, extra []byte) []byte {
 	status := resp.Status
 	if status == 0 {
 		status = http.StatusOK
@@ -528,6 +531,7 @@ func appendHead(b []byte, resp Response, size int64, now time.Time) []byte {
 	b = appendDate(b, now)
 	b = append(b, "\r\n"...)
 	b = append(b, resp.Header...)
+	b = append(b, extra...)
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, size, 10)
 	return append(b, "\r\n\r\n"...)

@@ -774,7 +774,7 @@ func (l *loop) complete(cp *completion) {
 func (l *loop) startResponse(c *lconn, head bool, resp Response, began time.Time) {
 	l.s.answered.Add(1)
 	size := resp.size()
-	c.out = appendHead(c.out[:0], resp, size, began)
+	c.out = appendHead(c.out[:0], resp, size, began, l.s.ExtraHeader)
 	c.headBytes = int64(len(c.out))
 	c.outOff, c.written = 0, 0
 	c.writing, c.began, c.done = true, began, resp.Done

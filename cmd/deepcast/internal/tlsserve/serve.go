@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -57,6 +58,8 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool
+	front  Front
+	split  []*connListener
 }
 
 // New checks the certificates (a bad one is a clear error now, not at the
@@ -132,9 +135,20 @@ func (s *Server) headers(next http.Handler, port int) http.Handler {
 // Addr is the TCP listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Front serves HTTP/1.1 on connections whose TLS handshake is done: the
+// fast path, which answers plain media requests itself and hands the
+// rest to a net/http server of its own.
+type Front interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
 // Serve serves h until Shutdown or Close, with base's timeouts and
 // limits; it returns http.ErrServerClosed then, or a listener's error.
-func (s *Server) Serve(h http.Handler, base *http.Server) error {
+// With front, connections that chose HTTP/1.1 (or nothing) by ALPN go to
+// it after their handshake; HTTP/2 ones to net/http.
+func (s *Server) Serve(h http.Handler, base *http.Server, front Front) error {
 	port := s.ln.Addr().(*net.TCPAddr).Port
 	s.mu.Lock()
 	if s.closed {
@@ -145,15 +159,24 @@ func (s *Server) Serve(h http.Handler, base *http.Server) error {
 		s.h3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(s.cfg.Clone()), Port: port,
 			MaxHeaderBytes: base.MaxHeaderBytes, IdleTimeout: base.IdleTimeout, Logger: s.log}
 	}
-	s.http = &http.Server{Handler: s.headers(h, port), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
+	s.http = &http.Server{Handler: s.Headers(h), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
 		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
 		MaxHeaderBytes: base.MaxHeaderBytes, ErrorLog: base.ErrorLog}
+	s.front = front
 	s.mu.Unlock()
 	if s.store != nil && s.opts.Watch > 0 {
 		go s.store.Watch(s.stop, s.opts.Watch)
 	}
-	errc := make(chan error, 2)
-	go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	errc := make(chan error, 4)
+	if front == nil {
+		go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
+	} else {
+		h1, h2 := newConnListener(s.ln.Addr()), newConnListener(s.ln.Addr())
+		s.split = []*connListener{h1, h2}
+		go func() { errc <- front.Serve(h1) }()
+		go func() { errc <- s.http.Serve(h2) }()
+		go func() { errc <- s.acceptTLS(base.ReadHeaderTimeout, h1, h2) }()
+	}
 	if s.h3 != nil {
 		go func() { errc <- s.h3.Serve(s.udp) }()
 	}
@@ -163,6 +186,111 @@ func (s *Server) Serve(h http.Handler, base *http.Server) error {
 	}
 	return err
 }
+
+// acceptTLS accepts TCP connections, completes each one's handshake on a
+// goroutine of its own (bounded by timeout), and passes it on by the
+// protocol it chose: h2 to h2, anything else to h1.
+func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	var delay time.Duration
+	for {
+		raw, err := s.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			h1.Close()
+			h2.Close()
+			return err
+		}
+		delay = 0
+		go func() {
+			tc := tls.Server(raw, s.cfg)
+			tc.SetDeadline(time.Now().Add(timeout))
+			if err := tc.Handshake(); err != nil {
+				raw.Close()
+				return
+			}
+			tc.SetDeadline(time.Time{})
+			if tc.ConnectionState().NegotiatedProtocol == "h2" {
+				h2.push(tc)
+			} else {
+				h1.push(tc)
+			}
+		}()
+	}
+}
+
+// isTemporary reports accept errors a server outlives (out of files, a
+// connection reset before it was accepted).
+func isTemporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// Headers wraps next with the headers of this listener's answers: Alt-Svc
+// (with HTTP/3) and Strict-Transport-Security (when asked).
+func (s *Server) Headers(next http.Handler) http.Handler {
+	return s.headers(next, s.ln.Addr().(*net.TCPAddr).Port)
+}
+
+// HeaderLines are the same headers as CRLF-ended lines, for a front that
+// writes its answers itself.
+func (s *Server) HeaderLines() []byte {
+	var b []byte
+	if s.opts.HTTP3 {
+		b = fmt.Appendf(b, "Alt-Svc: h3=\":%d\"; ma=86400\r\n", s.ln.Addr().(*net.TCPAddr).Port)
+	}
+	if s.opts.HSTS {
+		b = append(b, "Strict-Transport-Security: max-age=31536000\r\n"...)
+	}
+	return b
+}
+
+// connListener is a listener of connections accepted elsewhere.
+type connListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
 
 // Reload reads the certificate files again (SIGHUP); a bad file is
 // refused and the old certificates stay.
@@ -186,7 +314,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	s.closed = true
-	hs, h3 := s.http, s.h3
+	hs, h3, front := s.http, s.h3, s.front
 	s.mu.Unlock()
 	var err error
 	if h3 != nil {
@@ -197,6 +325,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if hs == nil {
 		return s.ln.Close()
+	}
+	if front != nil {
+		s.ln.Close() // the front and net/http are served from channels
+		if ferr := front.Shutdown(ctx); err == nil {
+			err = ferr
+		}
 	}
 	if herr := hs.Shutdown(ctx); err == nil {
 		err = herr
@@ -209,7 +343,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	s.closed = true
-	hs, h3 := s.http, s.h3
+	hs, h3, front := s.http, s.h3, s.front
 	s.mu.Unlock()
 	if h3 != nil {
 		h3.Close()
@@ -219,6 +353,10 @@ func (s *Server) Close() error {
 	}
 	if hs == nil {
 		return s.ln.Close()
+	}
+	if front != nil {
+		s.ln.Close()
+		front.Close()
 	}
 	return hs.Close()
 }
