@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -75,6 +76,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		if path := os.Getenv("DEEPCAST_CPUPROFILE"); path != "" {
+			// A CPU profile of the whole run, for `go tool pprof`: how the
+			// HTTP/2 path was measured against the fast path.
+			if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+				defer func() { pprof.StopCPUProfile(); f.Close() }()
+			}
+		}
 		if err := runFn(ctx, fs.Args()); err != nil {
 			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
 			if errors.Is(err, errUsage) {
