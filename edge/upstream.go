@@ -90,62 +90,56 @@ func (p *upstreamPool) markSuccess(u *upstream) {
 	}
 }
 
-// check probes every upstream's /healthz once; it reports whether a probe
-// failed on an upstream that is still up (one more failure takes it out).
-func (p *upstreamPool) check(ctx context.Context) (suspect bool) {
+// check probes every upstream's /healthz once, in parallel; a probe that
+// fails on an upstream that is still up is repeated at once (one more
+// failure takes it out), so a dead upstream is out within two intervals:
+// the wait for a tick, then two probes of at most half an interval each.
+func (p *upstreamPool) check(ctx context.Context) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for _, u := range p.list {
 		wg.Go(func() {
-			// Half an interval: a probe that hangs (a partition) fails in
-			// time for the recheck, so a dead upstream is out within two
-			// intervals (see run).
-			cctx, cancel := context.WithTimeout(ctx, max(p.every/2, 100*time.Millisecond))
-			defer cancel()
-			req, _ := http.NewRequestWithContext(cctx, http.MethodGet, u.url.String()+"/healthz", nil)
-			resp, err := p.client.Do(req)
-			if err == nil {
-				io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					err = fmt.Errorf("healthz: %s", resp.Status)
-				}
-			}
-			if err != nil {
-				p.markFailure(u, err)
-				if u.healthy.Load() {
-					mu.Lock()
-					suspect = true
-					mu.Unlock()
-				}
-			} else {
-				p.markSuccess(u)
+			if !p.probe(ctx, u) && u.healthy.Load() && ctx.Err() == nil {
+				p.probe(ctx, u)
 			}
 		})
 	}
 	wg.Wait()
-	return suspect
+}
+
+// probe checks u's /healthz once and records the outcome.
+func (p *upstreamPool) probe(ctx context.Context, u *upstream) bool {
+	// Half an interval: a probe that hangs (a partition) fails in time
+	// for the recheck.
+	cctx, cancel := context.WithTimeout(ctx, max(p.every/2, 100*time.Millisecond))
+	defer cancel()
+	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, u.url.String()+"/healthz", nil)
+	resp, err := p.client.Do(req)
+	if err == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("healthz: %s", resp.Status)
+		}
+	}
+	if err != nil {
+		p.markFailure(u, err)
+		return false
+	}
+	p.markSuccess(u)
+	return true
 }
 
 // run checks health every interval until ctx ends.
 func (p *upstreamPool) run(ctx context.Context) {
 	t := time.NewTicker(p.every)
 	defer t.Stop()
-	// A failed probe is checked again at once rather than at the next
-	// tick: an upstream that died is out within two intervals (the wait for
-	// a tick, then two probes of half an interval each), not three.
-	checkAgain := func() {
-		if p.check(ctx) && ctx.Err() == nil {
-			p.check(ctx)
-		}
-	}
-	checkAgain()
+	p.check(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			checkAgain()
+			p.check(ctx)
 		}
 	}
 }

@@ -74,40 +74,31 @@ func NewMonitor(edges []*Edge, every time.Duration, log *slog.Logger) *Monitor {
 func (m *Monitor) Run(ctx context.Context) {
 	t := time.NewTicker(m.every)
 	defer t.Stop()
-	checkAgain := func() {
-		if m.CheckAll(ctx) && ctx.Err() == nil {
-			m.CheckAll(ctx)
-		}
-	}
-	checkAgain()
+	m.CheckAll(ctx)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			checkAgain()
+			m.CheckAll(ctx)
 		}
 	}
 }
 
-// CheckAll checks every edge once, in parallel; it reports whether a check
-// disagreed with an edge's state (failed on one that is up, passed on one
-// that is down): Run checks again at once then, so a change takes two
-// checks in a row but not two intervals.
-func (m *Monitor) CheckAll(ctx context.Context) (suspect bool) {
+// CheckAll checks every edge once, in parallel. A check that disagrees
+// with an edge's state (fails on one that is up, passes on one that is
+// down) is repeated at once, so a change takes two checks in a row but
+// not two intervals, and no edge waits for another's check.
+func (m *Monitor) CheckAll(ctx context.Context) {
 	var wg sync.WaitGroup
-	var mu sync.Mutex
 	for _, e := range m.Edges {
 		wg.Go(func() {
-			if m.check(ctx, e) != e.Up() {
-				mu.Lock()
-				suspect = true
-				mu.Unlock()
+			if m.check(ctx, e) != e.Up() && ctx.Err() == nil {
+				m.check(ctx, e)
 			}
 		})
 	}
 	wg.Wait()
-	return suspect
 }
 
 type edgeStats struct {
@@ -120,7 +111,9 @@ func (m *Monitor) check(ctx context.Context, e *EdgeState) bool {
 	err := m.get(ctx, e.URL.String()+"/healthz", nil)
 	var st edgeStats
 	statsOK := false
-	if err == nil {
+	if err == nil && e.Up() {
+		// Stats only weigh an edge that is up; a recovering one is judged
+		// by /healthz alone, so its checks stay quick.
 		// Stats only weigh the edge; an edge that keeps them private (a
 		// public listener without the router's token) is still up.
 		statsOK = m.get(ctx, e.URL.String()+"/api/stats", &st) == nil
