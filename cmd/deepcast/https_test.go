@@ -191,12 +191,23 @@ func TestHTTPSThreeTiers(t *testing.T) {
 	tlsAnswer.proto = "HTTP/1.1 over TLS"
 	answers = append(answers, tlsAnswer)
 	if _, err := exec.LookPath("curl"); err == nil {
-		out, err := exec.Command("curl", "-s", "--http2", "--cacert", ca, "-D", "-", "-o", filepath.Join(t.TempDir(), "body"), "-w", "%{http_version}", "https://"+dTLS+seg).Output()
+		bodyFile := filepath.Join(t.TempDir(), "body")
+		out, err := exec.Command("curl", "-s", "--http2", "--cacert", ca, "-D", "-", "-o", bodyFile, "-w", "%{http_version}", "https://"+dTLS+seg).Output()
 		if err != nil {
 			t.Fatalf("curl --http2: %v", err)
 		}
 		if !strings.HasSuffix(string(out), "2") || !strings.Contains(strings.ToLower(string(out)), "alt-svc: h3=") {
 			t.Errorf("curl --http2 did not speak HTTP/2 or saw no Alt-Svc:\n%s", out)
+		}
+		got, _ := os.ReadFile(bodyFile)
+		sum := sha256.Sum256(got)
+		if hex.EncodeToString(sum[:8]) != answers[0].sum {
+			t.Errorf("curl --http2 got other bytes than cleartext HTTP/1.1")
+		}
+		for _, h := range []string{"etag: " + strings.Split(strings.Split(answers[0].hdr, "ETag=")[1], " ")[0], "cache-control: public, max-age=31536000, immutable"} {
+			if !strings.Contains(strings.ToLower(string(out)), strings.ToLower(h)) {
+				t.Errorf("curl --http2 headers lack %q:\n%s", h, out)
+			}
 		}
 	}
 	for _, w := range []string{"HTTP/1.1", "HTTP/2.0", "HTTP/3.0"} {
@@ -483,5 +494,42 @@ func TestRouterOverHTTPS(t *testing.T) {
 	c.CheckRedirect = nil
 	if resp, _ := getBody(t, c, "https://"+r+seg); resp.StatusCode != 200 || resp.Request.URL.Host != d {
 		t.Errorf("following the redirect: %s from %s", resp.Status, resp.Request.URL)
+	}
+}
+
+// TestCertCommandAndHSTS: deepcast cert makes the CA once and a leaf for
+// the hosts and says how to trust it; a node started with -hsts sends
+// Strict-Transport-Security, one without does not.
+func TestCertCommandAndHSTS(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	for i, wantMade := range []bool{true, false} {
+		out, err := exec.Command(bin, "cert", "-o", dir, "-hosts", "127.0.0.1,localhost,*.cdn.deepcast.test").CombinedOutput()
+		if err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, out)
+		}
+		if made := strings.Contains(string(out), "made a local CA"); made != wantMade ||
+			!strings.Contains(string(out), "--ignore-certificate-errors-spki-list=") || !strings.Contains(string(out), "curl --cacert") {
+			t.Errorf("run %d output:\n%s", i, out)
+		}
+	}
+	leaf := mustParse(t, filepath.Join(dir, tlsserve.LeafFile))
+	if leaf.VerifyHostname("x.cdn.deepcast.test") != nil || leaf.VerifyHostname("127.0.0.1") != nil || leaf.VerifyHostname("localhost") != nil {
+		t.Errorf("leaf covers %v %v", leaf.DNSNames, leaf.IPAddresses)
+	}
+	lib := mediatest.CopyLibrary(t)
+	ca := filepath.Join(dir, tlsserve.CAFile)
+	for _, hsts := range []bool{false, true} {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		args := []string{"origin", "-library", lib, "-listen", "", "-tls-listen", addr, "-tls-cert", filepath.Join(dir, tlsserve.LeafFile),
+			"-tls-key", filepath.Join(dir, tlsserve.LeafKeyFile), "-access-log=false"}
+		if hsts {
+			args = append(args, "-hsts")
+		}
+		startNode(t, bin, addr, args...)
+		resp, _ := getBody(t, clientFor(t, ca, nil, false), "https://"+addr+"/vod/"+mediatest.AssetName+"/manifest.mpd")
+		if got := resp.Header.Get("Strict-Transport-Security") != ""; got != hsts {
+			t.Errorf("-hsts=%v: Strict-Transport-Security %q", hsts, resp.Header.Get("Strict-Transport-Security"))
+		}
 	}
 }
