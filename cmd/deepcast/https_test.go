@@ -153,6 +153,12 @@ func TestHTTPSThreeTiers(t *testing.T) {
 
 	frames := mediatest.CountFrames(t, mediatest.Source(t))
 	mediatest.CheckDecodesAll(t, "https://"+dTLS+mpdPath, 2, frames, "-ca_file", ca)
+	// The simulator reads a video from an https:// MPD with the same CA.
+	trace := filepath.Join(repoRoot(), "testdata", "traces", "fcc", "trace_10322_http---edition.cnn.com")
+	if out, err := exec.Command(bin, "sim", "-video", "https://"+dTLS+mpdPath, "-ca", ca, "-traces", trace, "-abr", "bba").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "1 sessions") {
+		t.Errorf("sim -video https://: %v\n%s", err, out)
+	}
 
 	// The same object over every protocol.
 	a, err := startOrigin(t, lib).Catalog().Get(mediatest.AssetName)
