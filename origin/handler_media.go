@@ -41,8 +41,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
 		case errors.Is(err, media.ErrNoAsset):
 			httpError(w, http.StatusNotFound, "no such asset")
 		case errors.Is(err, errDamaged):
-			s.log.Error("damaged library file not served", "asset", name, "err", err)
-			s.metrics.damaged.Inc()
+			s.noteDamaged(name, media.ManifestFile, "", err)
 			httpError(w, http.StatusInternalServerError, "damaged object: the library file does not match asset.json")
 		default:
 			s.log.Error("asset unreadable", "asset", name, "err", err)

@@ -76,10 +76,16 @@ func (s *Server) openVerified(e *Entry, rel string, info media.FileInfo) (*os.Fi
 	return f, nil
 }
 
-// damaged logs and counts a damaged file, and returns err.
+// damaged logs and counts a damaged file of e, forgets that it was
+// verified, and returns err.
 func (s *Server) damaged(e *Entry, rel string, err error) error {
-	s.log.Error("damaged library file not served", "asset", e.Name, "file", rel, "dir", e.Dir, "err", err)
-	s.metrics.damaged.Inc()
+	s.noteDamaged(e.Name, rel, e.Dir, err)
 	s.checks.m.Delete(filepath.Join(e.Dir, rel))
 	return err
+}
+
+// noteDamaged is the log line and the count of one refused damaged file.
+func (s *Server) noteDamaged(asset, rel, dir string, err error) {
+	s.log.Error("damaged library file not served", "asset", asset, "file", rel, "dir", dir, "err", err)
+	s.metrics.damaged.Inc()
 }

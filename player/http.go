@@ -134,13 +134,6 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) 
 	return Download{}, errors.Join(errs...)
 }
 
-// Mirror reports the mirror in use (an index into Mirrors; 0: the first).
-func (f *HTTPFetcher) Mirror() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.active
-}
-
 // fetchRetrying fetches req, retrying a failure that is not permanent.
 func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries int) (Download, error) {
 	backoff := f.Backoff

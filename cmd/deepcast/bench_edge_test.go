@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
-	"github.com/deepcast/deepcast/origin"
 )
 
 // startVarnish runs Debian's varnishd with malloc storage in front of backend.
@@ -50,6 +49,22 @@ func startVarnish(t testing.TB, port int, backend string) {
 		}
 	})
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+}
+
+// startBenchOrigin serves lib with an origin behind serve() (the fast
+// path, as deployed) on loopback until the test ends; it returns the
+// origin's base URL.
+func startBenchOrigin(t *testing.T, lib string) string {
+	t.Helper()
+	o := startOrigin(t, lib)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go serve(ctx, o, ln, discard())
+	return "http://" + ln.Addr().String()
 }
 
 // benchManifests names the asset's version folder n more times in lib
@@ -122,11 +137,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 	if os.Getenv("DEEPCAST_BENCH") == "" {
 		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
 	}
-	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < 65536 {
-		rl.Cur = min(65536, rl.Max)
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-	}
+	raiseFileLimit(discard())
 	lib, a := benchLibrary(t)
 	manifests := benchManifests(lib, a.Name, 200)
 	segs := segmentPaths(a, 0)
@@ -140,17 +151,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 		}
 	}
 	tuneGC()
-	log := discard()
-	osrv, err := origin.New(origin.Config{Library: lib, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer osrv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	oln, _ := listen("127.0.0.1:0")
-	go serve(ctx, osrv, oln, log)
-	originURL := "http://" + oln.Addr().String()
+	originURL := startBenchOrigin(t, lib)
 
 	// Our node runs as its own process, as deployed and as the peers run:
 	// in the test's process it would share a runtime with the origin, the

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -13,14 +12,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
-	"github.com/deepcast/deepcast/origin"
 )
 
 var h2loadRPS = regexp.MustCompile(`finished in [0-9.]+m?s, ([0-9.]+) req/s`)
@@ -121,28 +118,14 @@ func TestBenchHTTPSEdgeVsNginx(t *testing.T) {
 			t.Skipf("%s not installed (make bench installs it)", tool)
 		}
 	}
-	var rl syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Cur < 65536 {
-		rl.Cur = min(65536, rl.Max)
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl)
-	}
+	raiseFileLimit(discard())
 	lib, a := benchLibrary(t)
 	manifests := benchManifests(lib, a.Name, 50)
 	segs := segmentPaths(a, 0)
 	if len(segs) > 16 {
 		segs = segs[:16]
 	}
-	log := discard()
-	osrv, err := origin.New(origin.Config{Library: lib, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer osrv.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	oln, _ := listen("127.0.0.1:0")
-	go serve(ctx, osrv, oln, log)
-	originURL := "http://" + oln.Addr().String()
+	originURL := startBenchOrigin(t, lib)
 
 	ca, leaf := testCerts(t)
 	bin := buildBinary(t)

@@ -196,10 +196,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			errs <- fmt.Errorf("router dns: %w", err)
 		}
 	})
-	none := ""
 	for i, l := range lns {
 		wg.Go(func() {
-			if err := serveNode(sctx, handlers[i], l, opsFlags{listen: &none, token: &none}, nil, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serveNode(sctx, handlers[i], l, noOps(), nil, log.With("node", addrs[i].name)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("%s: %w", addrs[i].name, err)
 			}
 		})

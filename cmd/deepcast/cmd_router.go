@@ -90,8 +90,7 @@ func runRouter(ctx context.Context, r *routing.Router, l nodeListeners, dnsAddr 
 		}
 	}
 	log.Info("router listening", "url", l.selfURL())
-	none := ""
-	err := serveNode(ctx, r, l, opsFlags{listen: &none, token: &none}, nil, log)
+	err := serveNode(ctx, r, l, noOps(), nil, log)
 	cancel()
 	wg.Wait()
 	select {

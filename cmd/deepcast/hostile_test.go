@@ -17,27 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/player"
 )
-
-// getWith GETs url with header name/value pairs and reads the body.
-func getWith(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
-}
 
 // lockedWriter is a bytes.Buffer safe for a child's output and the test.
 type lockedWriter struct {
@@ -178,7 +161,9 @@ func TestDamagedLibraryFilesAreNeverServed(t *testing.T) {
 			base := serveLoopback(t, o)
 			p := startPairOn(t, o)
 			// Serve once whole, so the damage comes after a verified serve.
-			get := func(url string, hdr ...string) (*http.Response, []byte) { return getWith(t, url, hdr...) }
+			get := func(url string, hdr ...string) (*http.Response, []byte) {
+				return getBody(t, http.DefaultClient, url, hdr...)
+			}
 			if resp, _ := get(base + p.segment); resp.StatusCode != 200 {
 				t.Fatalf("before the damage: %s", resp.Status)
 			}
@@ -226,22 +211,7 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 	const objSize = 48 << 20
 	up, payload := payloadUpstream(t, objSize)
 	cmd, addr := startMemEdge(t, bin, up.URL, "64MiB")
-	var peak atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		for {
-			if rss, err := rssBytes(cmd.Process.Pid); err == nil && rss > peak.Load() {
-				peak.Store(rss)
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
+	peakRSS := watchPeakRSS(cmd.Process.Pid)
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 60 * time.Second}
 	for i := range 10 {
@@ -264,13 +234,9 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
-	bound := int64(mem + edge.InflightBudget(mem) + 64<<20)
-	t.Logf("10 concurrent misses of %d MiB through a %d MiB cache: peak RSS %d MiB (bound %d MiB)", objSize>>20, mem>>20, peak.Load()>>20, bound>>20)
-	if peak.Load() > bound {
-		t.Errorf("peak RSS %d MiB exceeds -mem + in-flight budget + 64 MiB = %d MiB", peak.Load()>>20, bound>>20)
-	}
+	peak := peakRSS()
+	t.Logf("10 concurrent misses of %d MiB through a %d MiB cache: peak RSS %d MiB", objSize>>20, mem>>20, peak>>20)
+	checkEdgeMemoryBound(t, peak, mem)
 }
 
 func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }

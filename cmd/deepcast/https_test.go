@@ -108,9 +108,18 @@ func clientFor(t *testing.T, ca string, cert *tlsserve.Pair, h3 bool) *http.Clie
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-func getBody(t *testing.T, c *http.Client, url string) (*http.Response, []byte) {
+// getBody GETs url through c, with header name/value pairs, and reads the
+// body.
+func getBody(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", url, err)
 	}

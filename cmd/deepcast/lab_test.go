@@ -692,7 +692,11 @@ func runLab(t *testing.T, scale labScale) {
 		all(not(sees("home1", "origin1")), not(sees("home2", "origin1"))))
 	inject(at(18), "partition bring-home home1 (link down)", func() { nw.partition("home1", true) },
 		all(not(sees("deep2", "home1")), not(sees("deep3", "home1")), not(sees("home2", "home1"))))
-	inject(at(22), "fill home2's disk tier (ENOSPC)", func() { fillDisk(homeDisk["home2"]) }, nil)
+	inject(at(22), "fill home2's disk tier (ENOSPC)", func() {
+		if err := fillDisk(homeDisk["home2"]); !errors.Is(err, syscall.ENOSPC) {
+			t.Errorf("filling home2's disk tier stopped with %v, not ENOSPC: the fault did not take", err)
+		}
+	}, nil)
 	inject(at(26), "heal home1's link", func() { nw.partition("home1", false) },
 		all(sees("deep2", "home1"), sees("deep3", "home1"), sees("home2", "home1")))
 	inject(at(29), "restart origin1", func() { l.start(l.procs["origin1"]) }, all(sees("home1", "origin1"), sees("home2", "origin1")))
@@ -803,16 +807,17 @@ func copyAtomically(t *testing.T, src, dst string) {
 }
 
 // fillDisk writes a ballast file into dir until the file system is full.
-func fillDisk(dir string) {
+// It returns the error that stopped it: ENOSPC when the fault took.
+func fillDisk(dir string) error {
 	f, err := os.Create(filepath.Join(dir, "ballast"))
 	if err != nil {
-		return
+		return err
 	}
 	defer f.Close()
 	buf := make([]byte, 1<<20)
 	for {
 		if _, err := f.Write(buf); err != nil {
-			return
+			return err
 		}
 	}
 }

@@ -192,6 +192,13 @@ type opsFlags struct {
 	listen, token *string
 }
 
+// noOps is the ops flags of a node without them (router, demo): no admin
+// listener, no token.
+func noOps() opsFlags {
+	var listen, token string
+	return opsFlags{listen: &listen, token: &token}
+}
+
 func addOpsFlags(fs *flag.FlagSet) opsFlags {
 	return opsFlags{
 		listen: fs.String("admin-listen", "", "separate address for /metrics, /api/stats (and the edge's /api/purge); they leave the main listener"),
@@ -218,31 +225,6 @@ func (o opsFlags) hidden(log *slog.Logger, addrs ...net.Addr) bool {
 		}
 	}
 	return false
-}
-
-// serveWithOps runs serve for h on ln and, when -admin-listen is set, ops on
-// that address with net/http until ctx ends; the first error stops both.
-func serveWithOps(ctx context.Context, h http.Handler, ln net.Listener, o opsFlags, ops http.Handler, log *slog.Logger) error {
-	if *o.listen == "" {
-		return serve(ctx, h, ln, log)
-	}
-	oln, err := listen(*o.listen)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	log.Info("admin listening", "url", "http://"+oln.Addr().String())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
-	go func() { errc <- serve(ctx, h, ln, log) }()
-	go func() { errc <- serveOps(ctx, ops, oln, log) }()
-	first := <-errc
-	cancel()
-	if second := <-errc; first == nil {
-		first = second
-	}
-	return first
 }
 
 // serveOps serves h with net/http alone until ctx ends.

@@ -149,10 +149,19 @@ func (l nodeListeners) selfURL() string {
 	return "http://" + l.plain.Addr().String()
 }
 
-// serveNode runs every listener of a node until ctx ends, then shuts them
-// all down gracefully. SIGHUP reloads the certificates (a bad file is
+// serveNode runs every listener of a node (cleartext, -admin-listen,
+// HTTPS) until ctx ends, then shuts them all down gracefully. SIGHUP reloads the certificates (a bad file is
 // refused and logged; the old ones stay) instead of ending the process.
 func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlags, opsHandler http.Handler, log *slog.Logger) error {
+	var admin net.Listener
+	if *ops.listen != "" {
+		var err error
+		if admin, err = listen(*ops.listen); err != nil {
+			l.close()
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		log.Info("admin listening", "url", "http://"+admin.Addr().String())
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	hup := make(chan os.Signal, 1)
@@ -174,18 +183,15 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 			}
 		}
 	}()
-	errc := make(chan error, 3)
+	errc := make(chan error, 3) // cleartext, admin, HTTPS
 	running := 0
 	if l.plain != nil {
 		running++
-		go func() { errc <- serveWithOps(ctx, h, l.plain, ops, opsHandler, log) }()
-	} else if *ops.listen != "" {
-		oln, err := listen(*ops.listen)
-		if err != nil {
-			return fmt.Errorf("admin listener: %w", err)
-		}
+		go func() { errc <- serve(ctx, h, l.plain, log) }()
+	}
+	if admin != nil {
 		running++
-		go func() { errc <- serveOps(ctx, opsHandler, oln, log) }()
+		go func() { errc <- serveOps(ctx, opsHandler, admin, log) }()
 	}
 	if l.tls != nil {
 		running++

@@ -184,7 +184,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			if retryableAccept(err) {
+			if RetryableAccept(err) {
 				// Out of file descriptors (or a connection gone before it
 				// was accepted): back off and keep serving, as net/http
 				// does; the connections already open go on.
@@ -207,10 +207,11 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// retryableAccept reports the accept errors a server outlives: a full
+// RetryableAccept reports the accept errors a server outlives: a full
 // file table (EMFILE, ENFILE), no memory for a socket (ENOBUFS, ENOMEM),
 // a connection reset before it was accepted (ECONNABORTED), a timeout.
-func retryableAccept(err error) bool {
+// Every accept loop of deepcast's servers backs off on these and goes on.
+func RetryableAccept(err error) bool {
 	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN} {
 		if errors.Is(err, e) {
 			return true

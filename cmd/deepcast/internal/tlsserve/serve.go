@@ -12,13 +12,14 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 )
 
 // Options configure a node's HTTPS side.
@@ -198,8 +199,7 @@ func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
 	for {
 		raw, err := s.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+			if fastpath.RetryableAccept(err) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -224,17 +224,6 @@ func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
 			}
 		}()
 	}
-}
-
-// isTemporary reports accept errors a server outlives (out of files, a
-// connection reset before it was accepted).
-func isTemporary(err error) bool {
-	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 // Headers wraps next with the headers of this listener's answers: Alt-Svc
@@ -304,9 +293,6 @@ func (s *Server) Reload() error {
 	s.log.Info("certificates reloaded", "files", len(s.opts.Pairs))
 	return nil
 }
-
-// Store is the certificate store (nil with ACME).
-func (s *Server) Store() *Store { return s.store }
 
 // Shutdown stops accepting and lets in-flight requests finish until ctx
 // ends.
