@@ -138,6 +138,18 @@ func TestBenchHTTPSEdgeVsNginx(t *testing.T) {
 	}
 	defer func() { node.Process.Signal(os.Interrupt); node.Wait() }()
 	waitListening(t, ours)
+	// The same node with HTTP/2 left to net/http's server, to show what
+	// h2front is worth.
+	oursNet := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	netNode := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", originURL, "-listen", "", "-tls-listen", oursNet,
+		"-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-mem", "2GiB", "-prefetch", "false")
+	netNode.Env = append(os.Environ(), "DEEPCAST_HTTP2=net")
+	netNode.Stderr = io.Discard
+	if err := netNode.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { netNode.Process.Signal(os.Interrupt); netNode.Wait() }()
+	waitListening(t, oursNet)
 	nport := freePort(t)
 	cacheDir, _ := os.MkdirTemp("/dev/shm", "deepcast-nginx-cache-")
 	defer os.RemoveAll(cacheDir)
@@ -158,12 +170,17 @@ func TestBenchHTTPSEdgeVsNginx(t *testing.T) {
 		for _, s := range systems {
 			runWrk(t, "https://"+s.addr, load.paths, 64, 2*time.Second)
 		}
+		runH2load(t, "https://"+oursNet, load.paths, 2*time.Second) // warm its cache
 		h1 := map[string][]wrkResult{}
 		h2 := map[string][]float64{}
+		h2systems := append(systems, struct{ name, addr string }{"net/http h2", oursNet})
 		for round := range rounds {
 			for i := range systems {
 				s := systems[(round+i)%len(systems)]
 				h1[s.name] = append(h1[s.name], runWrk(t, "https://"+s.addr, load.paths, 64, 5*time.Second))
+			}
+			for i := range h2systems {
+				s := h2systems[(round+i)%len(h2systems)]
 				rps, failed := runH2load(t, "https://"+s.addr, load.paths, 5*time.Second)
 				if failed > 0 {
 					fmt.Printf("  h2load %s: %d failed\n", s.name, failed)
@@ -172,10 +189,11 @@ func TestBenchHTTPSEdgeVsNginx(t *testing.T) {
 			}
 		}
 		d1, n1 := medianResult(h1["deepcast"]), medianResult(h1["nginx"])
-		d2, n2 := median(h2["deepcast"]), median(h2["nginx"])
+		d2, n2, g2 := median(h2["deepcast"]), median(h2["nginx"]), median(h2["net/http h2"])
 		fmt.Printf("  %-16s HTTP/1.1+TLS (wrk)  deepcast %s | nginx %s | req/s %.2fx, p99 %.2fx (targets >= 1, <= 1)\n",
 			load.name, d1, n1, d1.RPS/n1.RPS, float64(d1.P99)/float64(n1.P99))
-		fmt.Printf("  %-16s HTTP/2 (h2load)     deepcast %.0f req/s | nginx %.0f req/s | %.2fx (target >= 1)\n", load.name, d2, n2, d2/n2)
+		fmt.Printf("  %-16s HTTP/2 (h2load)     deepcast %.0f req/s | nginx %.0f req/s | %.2fx (target >= 1); the same node on net/http's HTTP/2 %.0f req/s (%.2fx nginx)\n",
+			load.name, d2, n2, d2/n2, g2, g2/n2)
 	}
 	// HTTP/3 against HTTP/2, our node, Go clients.
 	roots, err := tlsserve.ClientConfig(ca, "", "")

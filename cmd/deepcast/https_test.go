@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -429,7 +430,7 @@ func mustParse(t *testing.T, file string) *x509.Certificate {
 func TestBrowserPlaysOverHTTP2AndHTTP3(t *testing.T) {
 	bin := buildBinary(t)
 	lib := packageClip(t, 20*time.Second, "640x360@900k,320x180@300k")
-	_, leaf := testCerts(t)
+	ca, leaf := testCerts(t)
 	o, d := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log=false")
 	startNode(t, bin, d, "edge", "-listen", "", "-tls-listen", d, "-http3", "-tls-cert", leaf.Cert, "-tls-key", leaf.Key,
@@ -468,6 +469,19 @@ func TestBrowserPlaysOverHTTP2AndHTTP3(t *testing.T) {
 				}
 			}
 			t.Logf("%d segments over %s", len(protos), c.want)
+			if c.want != "h2" {
+				return
+			}
+			// Over h2 the segments were answered by h2front's fast path,
+			// not left to the node's handler.
+			_, body := getBody(t, clientFor(t, ca, nil, false), "https://"+d+"/metrics")
+			m := regexp.MustCompile(`deepcast_http2_streams_total\{answered_by="front"\} (\d+)`).FindStringSubmatch(string(body))
+			if m == nil {
+				t.Fatalf("no deepcast_http2_streams_total{answered_by=\"front\"} in /metrics")
+			}
+			if n, _ := strconv.Atoi(m[1]); n < len(protos) {
+				t.Errorf("h2front answered %d streams itself, fewer than the %d segments played", n, len(protos))
+			}
 		})
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/h2front"
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 )
 
@@ -99,19 +102,52 @@ func (l nodeListeners) close() {
 	}
 }
 
-// tlsFront is the fast path for HTTP/1.1 over TLS in front of h (origin
-// and edge; nil for other handlers or with DEEPCAST_FASTPATH=off): a
-// goroutine per connection (a TLS connection cannot move to the event
-// loops), handing what it does not answer to a net/http server of its
-// own, with the TLS listener's Alt-Svc and HSTS lines on every answer.
-func tlsFront(h http.Handler, ts *tlsserve.Server, log *slog.Logger) tlsserve.Front {
+// tlsFronts are the servers of a node's TLS connections (origin and edge;
+// none for other handlers or with DEEPCAST_FASTPATH=off): for HTTP/1.1 the
+// fast path with a goroutine per connection (a TLS connection cannot move
+// to the event loops), handing what it does not answer to a net/http
+// server of its own; for HTTP/2 h2front, answering the same plain media
+// requests with the same Responders (DEEPCAST_HTTP2=net leaves HTTP/2 to
+// net/http, to compare). Both add the TLS listener's Alt-Svc and HSTS
+// lines.
+func tlsFronts(h http.Handler, ts *tlsserve.Server, log *slog.Logger) tlsserve.Fronts {
 	front := fastFront(h, newHTTPServer(ts.Headers(h), log), os.Getenv("DEEPCAST_FASTPATH"))
 	if front == nil {
-		return nil
+		return tlsserve.Fronts{}
 	}
 	front.Loops = -1
 	front.ExtraHeader = ts.HeaderLines()
-	return front
+	fronts := tlsserve.Fronts{HTTP1: front}
+	if os.Getenv("DEEPCAST_HTTP2") != "net" {
+		base := newHTTPServer(h, log)
+		h2 := &h2front.Server{Handler: ts.Headers(h), Respond: front.Respond, Instant: front.Instant,
+			Claims: front.Claims, ExtraHeader: front.ExtraHeader, ReadHeaderTimeout: base.ReadHeaderTimeout,
+			ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
+			MaxHeaderBytes: base.MaxHeaderBytes, Log: log}
+		fronts.HTTP2 = h2
+		if m, ok := h.(metricsRegistrar); ok {
+			if err := m.RegisterMetrics(http2Collectors(h2)...); err != nil {
+				log.Warn("http2 metrics not registered", "err", err)
+			}
+		}
+	}
+	return fronts
+}
+
+// http2Collectors are h2front's series: connections open, and streams by
+// who answered them.
+func http2Collectors(s *h2front.Server) []prometheus.Collector {
+	streams := func(by string, v func(h2front.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "deepcast_http2_streams_total",
+			Help:        "HTTP/2 streams (requests), by what answered them: the fast path's responders (front) or the node's handler.",
+			ConstLabels: prometheus.Labels{"answered_by": by}}, func() float64 { return float64(v(s.Stats())) })
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_http2_connections", Help: "HTTP/2 connections open."},
+			func() float64 { return float64(s.Stats().Open) }),
+		streams("front", func(st h2front.Stats) int64 { return st.Answered }),
+		streams("handler", func(st h2front.Stats) int64 { return st.Handled }),
+	}
 }
 
 // requireClientCert refuses /vod/ and /api/ to requests without a verified
@@ -198,7 +234,7 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 		log.Info("https listening", "url", "https://"+l.tls.Addr().String())
 		go func() {
 			done := make(chan error, 1)
-			go func() { done <- l.tls.Serve(h, newHTTPServer(h, log), tlsFront(h, l.tls, log)) }()
+			go func() { done <- l.tls.Serve(h, newHTTPServer(h, log), tlsFronts(h, l.tls, log)) }()
 			select {
 			case err := <-done:
 				errc <- err

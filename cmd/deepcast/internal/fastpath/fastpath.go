@@ -177,35 +177,56 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 	}
 	go s.HTTP.Serve(s.handoff) // returns when Shutdown or Close closes the handoff listener
-	var delay time.Duration
+	var backoff AcceptBackoff
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			if RetryableAccept(err) {
-				// Out of file descriptors (or a connection gone before it
-				// was accepted): back off and keep serving, as net/http
-				// does; the connections already open go on.
-				if delay == 0 && s.HTTP.ErrorLog != nil {
-					s.HTTP.ErrorLog.Printf("fastpath: accept: %v; backing off", err)
-				}
+			// Out of file descriptors (or a connection gone before it
+			// was accepted): back off and keep serving, as net/http
+			// does; the connections already open go on.
+			if RetryableAccept(err) && backoff.First() && s.HTTP.ErrorLog != nil {
+				s.HTTP.ErrorLog.Printf("fastpath: accept: %v; backing off", err)
+			}
+			if backoff.Retry(err) {
 				s.acceptRetries.Add(1)
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
 				continue
 			}
 			s.handoff.Close()
 			s.stopLoops()
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		if !s.take(c, nil) {
 			return http.ErrServerClosed
 		}
 	}
 }
+
+// AcceptBackoff paces an accept loop through the errors of
+// RetryableAccept: a pause that doubles from 5 ms to a second while they
+// last.
+type AcceptBackoff struct{ delay time.Duration }
+
+// Retry sleeps and reports true for an error the loop outlives; false
+// for any other.
+func (b *AcceptBackoff) Retry(err error) bool {
+	if !RetryableAccept(err) {
+		return false
+	}
+	b.delay = min(max(2*b.delay, 5*time.Millisecond), time.Second)
+	time.Sleep(b.delay)
+	return true
+}
+
+// First reports whether no pause is under way (the loop's first failure:
+// the one to log).
+func (b *AcceptBackoff) First() bool { return b.delay == 0 }
+
+// Reset is called after an accept succeeds.
+func (b *AcceptBackoff) Reset() { b.delay = 0 }
 
 // RetryableAccept reports the accept errors a server outlives: a full
 // file table (EMFILE, ENFILE), no memory for a socket (ENOBUFS, ENOMEM),

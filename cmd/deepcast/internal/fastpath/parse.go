@@ -1,6 +1,9 @@
 package fastpath
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // headEnd returns the length of the request head at the start of b,
 // through its blank line, or -1 when b does not hold a whole head yet. A
@@ -91,7 +94,7 @@ func parseHead(b []byte) (req Request, ok bool) {
 		if !acceptableHeader(name, bytes.Trim(value, " \t")) {
 			return Request{}, false
 		}
-		if len(name) == 4 && bytes.EqualFold(name, []byte("Host")) {
+		if foldEqual(name, "Host") {
 			if !validHost(bytes.Trim(value, " \t")) {
 				return Request{}, false
 			}
@@ -108,12 +111,12 @@ func parseHead(b []byte) (req Request, ok bool) {
 
 // validPath accepts "/" followed by unreserved characters (RFC 3986) and
 // slashes: no escapes, no query, no fragment.
-func validPath(p []byte) bool {
+func validPath[T string | []byte](p T) bool {
 	if len(p) == 0 || len(p) > maxPath || p[0] != '/' {
 		return false
 	}
-	for _, c := range p {
-		switch {
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '/' || c == '-' || c == '.' || c == '_' || c == '~':
 		default:
@@ -127,12 +130,12 @@ func validPath(p []byte) bool {
 // sub-delimiters, ":", "@", "/" and "?") and percent escapes of two hex
 // digits: what players send (CMCD=bl%3D21300%2Cbr%3D3200...), and nothing
 // that a parser downstream could read two ways.
-func validQuery(q []byte) bool {
+func validQuery[T string | []byte](q T) bool {
 	for i := 0; i < len(q); i++ {
 		c := q[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case bytes.IndexByte([]byte("-._~!$&'()*+,;=:@/?"), c) >= 0:
+		case strings.IndexByte("-._~!$&'()*+,;=:@/?", c) >= 0:
 		case c == '%' && i+2 < len(q) && isHex(q[i+1]) && isHex(q[i+2]):
 			i += 2
 		default:
@@ -146,12 +149,12 @@ func validQuery(q []byte) bool {
 // "~", ":" and the brackets of an IPv6 literal. Anything else (spaces,
 // userinfo, escapes) goes to net/http, which decides (it answers 400 to
 // "a b" and "a@b").
-func validHost(b []byte) bool {
+func validHost[T string | []byte](b T) bool {
 	if len(b) == 0 || len(b) > 255 {
 		return false
 	}
-	for _, c := range b {
-		switch {
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
 		case c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']':
 		default:
@@ -192,24 +195,47 @@ func validValue(b []byte) bool {
 
 // acceptableHeader reports whether a request header leaves the request a
 // plain whole-object fetch.
-func acceptableHeader(name, value []byte) bool {
-	switch {
-	case bytes.EqualFold(name, []byte("Connection")):
-		return bytes.EqualFold(value, []byte("keep-alive"))
-	case bytes.EqualFold(name, []byte("Range")),
-		bytes.EqualFold(name, []byte("Content-Length")),
-		bytes.EqualFold(name, []byte("Transfer-Encoding")),
-		bytes.EqualFold(name, []byte("Expect")),
-		bytes.EqualFold(name, []byte("Upgrade")),
-		bytes.EqualFold(name, []byte("Trailer")),
-		hasFoldPrefix(name, "If-"),
-		hasFoldPrefix(name, "CMCD-"),
-		hasFoldPrefix(name, "X-Deepcast-"):
-		return false
+func acceptableHeader[T string | []byte](name, value T) bool {
+	if foldEqual(name, "Connection") {
+		return foldEqual(value, "keep-alive")
+	}
+	for _, n := range refusedHeaders {
+		if foldEqual(name, n) {
+			return false
+		}
+	}
+	for _, p := range refusedPrefixes {
+		if len(name) >= len(p) && foldEqual(name[:len(p)], p) {
+			return false
+		}
 	}
 	return true
 }
 
-func hasFoldPrefix(b []byte, prefix string) bool {
-	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
+// refusedHeaders and refusedPrefixes name the request headers that make a
+// request more than a plain whole-object fetch.
+var (
+	refusedHeaders  = []string{"Range", "Content-Length", "Transfer-Encoding", "Expect", "Upgrade", "Trailer"}
+	refusedPrefixes = []string{"If-", "CMCD-", "X-Deepcast-"}
+)
+
+// foldEqual is ASCII case-insensitive equality of a header name or value
+// with s.
+func foldEqual[T string | []byte](b T, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

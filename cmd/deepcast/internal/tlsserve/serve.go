@@ -59,7 +59,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	closed bool
-	front  Front
+	fronts Fronts
 	split  []*connListener
 }
 
@@ -136,20 +136,27 @@ func (s *Server) headers(next http.Handler, port int) http.Handler {
 // Addr is the TCP listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Front serves HTTP/1.1 on connections whose TLS handshake is done: the
-// fast path, which answers plain media requests itself and hands the
-// rest to a net/http server of its own.
+// Front serves connections whose TLS handshake is done: the fast path for
+// HTTP/1.1 (which hands what it does not answer to a net/http server of
+// its own) and h2front for HTTP/2.
 type Front interface {
 	Serve(net.Listener) error
 	Shutdown(context.Context) error
 	Close() error
 }
 
+// Fronts are the servers of connections by the protocol their handshake
+// chose; a nil one leaves its connections to net/http.
+type Fronts struct {
+	HTTP1 Front // HTTP/1.1 (or no ALPN)
+	HTTP2 Front // h2
+}
+
 // Serve serves h until Shutdown or Close, with base's timeouts and
 // limits; it returns http.ErrServerClosed then, or a listener's error.
-// With front, connections that chose HTTP/1.1 (or nothing) by ALPN go to
-// it after their handshake; HTTP/2 ones to net/http.
-func (s *Server) Serve(h http.Handler, base *http.Server, front Front) error {
+// Connections go to fronts by the protocol they chose by ALPN, after
+// their handshake; net/http serves the rest.
+func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 	port := s.ln.Addr().(*net.TCPAddr).Port
 	s.mu.Lock()
 	if s.closed {
@@ -163,19 +170,29 @@ func (s *Server) Serve(h http.Handler, base *http.Server, front Front) error {
 	s.http = &http.Server{Handler: s.Headers(h), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
 		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
 		MaxHeaderBytes: base.MaxHeaderBytes, ErrorLog: base.ErrorLog}
-	s.front = front
+	s.fronts = fronts
 	s.mu.Unlock()
 	if s.store != nil && s.opts.Watch > 0 {
 		go s.store.Watch(s.stop, s.opts.Watch)
 	}
 	errc := make(chan error, 4)
-	if front == nil {
+	if fronts.HTTP1 == nil && fronts.HTTP2 == nil {
 		go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
 	} else {
 		h1, h2 := newConnListener(s.ln.Addr()), newConnListener(s.ln.Addr())
 		s.split = []*connListener{h1, h2}
-		go func() { errc <- front.Serve(h1) }()
-		go func() { errc <- s.http.Serve(h2) }()
+		// net/http needs one listener: it gets whichever protocol has no
+		// front (both ways, it upgrades to h2 itself when ALPN said so).
+		for _, p := range []struct {
+			front Front
+			ln    *connListener
+		}{{fronts.HTTP1, h1}, {fronts.HTTP2, h2}} {
+			if p.front != nil {
+				go func() { errc <- p.front.Serve(p.ln) }()
+			} else {
+				go func() { errc <- s.http.Serve(p.ln) }()
+			}
+		}
 		go func() { errc <- s.acceptTLS(base.ReadHeaderTimeout, h1, h2) }()
 	}
 	if s.h3 != nil {
@@ -195,20 +212,18 @@ func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	var delay time.Duration
+	var backoff fastpath.AcceptBackoff
 	for {
 		raw, err := s.ln.Accept()
 		if err != nil {
-			if fastpath.RetryableAccept(err) {
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
+			if backoff.Retry(err) {
 				continue
 			}
 			h1.Close()
 			h2.Close()
 			return err
 		}
-		delay = 0
+		backoff.Reset()
 		go func() {
 			tc := tls.Server(raw, s.cfg)
 			tc.SetDeadline(time.Now().Add(timeout))
@@ -300,7 +315,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	s.closed = true
-	hs, h3, front := s.http, s.h3, s.front
+	hs, h3, fronts := s.http, s.h3, s.fronts
 	s.mu.Unlock()
 	var err error
 	if h3 != nil {
@@ -312,9 +327,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if hs == nil {
 		return s.ln.Close()
 	}
-	if front != nil {
-		s.ln.Close() // the front and net/http are served from channels
-		if ferr := front.Shutdown(ctx); err == nil {
+	s.ln.Close() // the fronts and net/http are served from channels
+	for _, f := range []Front{fronts.HTTP1, fronts.HTTP2} {
+		if f == nil {
+			continue
+		}
+		if ferr := f.Shutdown(ctx); err == nil {
 			err = ferr
 		}
 	}
@@ -329,7 +347,7 @@ func (s *Server) Close() error {
 	s.once.Do(func() { close(s.stop) })
 	s.mu.Lock()
 	s.closed = true
-	hs, h3, front := s.http, s.h3, s.front
+	hs, h3, fronts := s.http, s.h3, s.fronts
 	s.mu.Unlock()
 	if h3 != nil {
 		h3.Close()
@@ -340,9 +358,11 @@ func (s *Server) Close() error {
 	if hs == nil {
 		return s.ln.Close()
 	}
-	if front != nil {
-		s.ln.Close()
-		front.Close()
+	s.ln.Close()
+	for _, f := range []Front{fronts.HTTP1, fronts.HTTP2} {
+		if f != nil {
+			f.Close()
+		}
 	}
 	return hs.Close()
 }
