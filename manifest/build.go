@@ -23,19 +23,25 @@ type Presentation struct {
 
 // Track is one Representation: its codec parameters and segment timeline.
 type Track struct {
-	ID         string // also the folder of its segments
-	Codecs     string
-	Bandwidth  uint32 // bit/s, the peak segment bitrate
-	Width      int
-	Height     int
-	FrameRate  string // "30" or "30000/1001"
-	SampleRate int
-	Channels   int
-	Lang       string
-	Timescale  uint32
+	ID        string // also the folder of its segments
+	Codecs    string
+	Bandwidth uint32 // bit/s, the peak segment bitrate
+	// AvgBandwidth is the mean bitrate over the whole track (bit/s).
+	AvgBandwidth uint32
+	Width        int
+	Height       int
+	FrameRate    string // "30" or "30000/1001"
+	SampleRate   int
+	Channels     int
+	Lang         string
+	Timescale    uint32
 	// PTO is the presentationTimeOffset: the media time shown at period start.
 	PTO      uint64
 	Segments []Span
+	// Keyframes are, per segment, the length of the segment's prefix that
+	// holds its first frame (a keyframe) whole; nil when unknown. HLS
+	// I-frame playlists address them as byte ranges.
+	Keyframes []int64
 }
 
 // Span is one media segment on a track's timeline, in its timescale.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/deepcast/deepcast/manifest"
 )
 
 // AssetFile is the metadata file inside every asset folder.
@@ -60,6 +62,7 @@ type Rendition struct {
 	FrameRate  string `json:"frameRate,omitempty"`
 	SampleRate int    `json:"sampleRate,omitempty"`
 	Channels   int    `json:"channels,omitempty"`
+	Lang       string `json:"lang,omitempty"` // audio: the source's language tag
 	// Bitrate is the mean bitrate over the whole rendition (bit/s).
 	Bitrate int64 `json:"bitrate"`
 	// Bandwidth is the peak segment bitrate (bit/s), the MPD's @bandwidth.
@@ -81,6 +84,34 @@ func (a *Asset) SizeOnDisk() int64 {
 		}
 	}
 	return total
+}
+
+// Presentation describes the asset for the manifest builders (the MPD and
+// the HLS playlists), from its metadata alone.
+func (a *Asset) Presentation() manifest.Presentation {
+	p := manifest.Presentation{Title: a.Name, Duration: time.Duration(a.Duration * float64(time.Second)),
+		MinBufferTime: time.Duration(a.SegmentDuration * float64(time.Second))}
+	for _, r := range a.Renditions {
+		t := manifest.Track{ID: r.ID, Codecs: r.Codecs, Bandwidth: uint32(min(r.Bandwidth, 1<<32-1)),
+			AvgBandwidth: uint32(min(r.Bitrate, 1<<32-1)), Width: r.Width, Height: r.Height, FrameRate: r.FrameRate,
+			SampleRate: r.SampleRate, Channels: r.Channels, Lang: r.Lang, Timescale: r.Timescale, PTO: r.PTO}
+		keys := r.Type == "video"
+		for _, s := range r.Segments {
+			t.Segments = append(t.Segments, manifest.Span{Time: s.Time, Duration: s.Duration})
+			keys = keys && s.Key > 0
+		}
+		if keys {
+			for _, s := range r.Segments {
+				t.Keyframes = append(t.Keyframes, s.Key)
+			}
+		}
+		if r.Type == "video" {
+			p.Video = append(p.Video, t)
+		} else {
+			p.Audio = append(p.Audio, t)
+		}
+	}
+	return p
 }
 
 // Rendition returns the rendition with the given ID.

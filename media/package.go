@@ -199,21 +199,14 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	}
 	lead := rends[0]
 	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)
-	pres := manifest.Presentation{Title: name, Duration: time.Duration(asset.Duration * float64(time.Second)), MinBufferTime: opt.SegmentDur}
 	for _, r := range rends {
+		if r.out.Type == "audio" {
+			r.out.Lang = r.track.Lang
+		}
 		asset.Renditions = append(asset.Renditions, r.out)
-		mt := manifest.Track{ID: r.out.ID, Codecs: r.out.Codecs, Bandwidth: uint32(min(r.out.Bandwidth, 1<<32-1)),
-			Width: r.out.Width, Height: r.out.Height, FrameRate: r.out.FrameRate, SampleRate: r.out.SampleRate,
-			Channels: r.out.Channels, Lang: r.track.Lang, Timescale: r.out.Timescale, PTO: r.out.PTO}
-		for _, s := range r.out.Segments {
-			mt.Segments = append(mt.Segments, manifest.Span{Time: s.Time, Duration: s.Duration})
-		}
-		if r.out.Type == "video" {
-			pres.Video = append(pres.Video, mt)
-		} else {
-			pres.Audio = append(pres.Audio, mt)
-		}
 	}
+	pres := asset.Presentation()
+	pres.Title, pres.MinBufferTime = name, opt.SegmentDur
 	m, err := manifest.Build(pres)
 	if err != nil {
 		return nil, fmt.Errorf("package %s: %w", name, err)

@@ -95,6 +95,11 @@ type SegmentInfo struct {
 	Samples  int    `json:"samples"`
 	Size     int64  `json:"size"`
 	SHA256   string `json:"sha256"`
+	// Key is, for video, the length of the segment's prefix that holds its
+	// first frame (a keyframe) whole: styp, moof, the mdat header and that
+	// sample. An HLS I-frame playlist addresses it as a byte range; 0 when
+	// not recorded (assets packaged before it was: see KeyframeLength).
+	Key int64 `json:"key,omitempty"`
 }
 
 // FileInfo describes a written file.
@@ -168,6 +173,10 @@ func WriteSegments(t *Track, cuts []Cut, dir string) ([]SegmentInfo, error) {
 		if err := frag.Encode(&buf); err != nil { // moof and the mdat header: the mdat is lazy
 			return nil, fmt.Errorf("segment %d of %s: %w", k+1, t.Path, err)
 		}
+		var key int64
+		if t.Kind == "video" && t.IsSync(c.Sample) {
+			key = int64(buf.Len()) + int64(t.Sizes[c.Sample])
+		}
 		if err := t.appendSampleData(&buf, src, c.Sample, end); err != nil {
 			return nil, fmt.Errorf("segment %d of %s: %w", k+1, t.Path, err)
 		}
@@ -178,7 +187,7 @@ func WriteSegments(t *Track, cuts []Cut, dir string) ([]SegmentInfo, error) {
 		}
 		ept, last := t.presentationSpan(c.Sample, end)
 		infos = append(infos, SegmentInfo{Number: k + 1, Time: uint64(ept), Duration: uint64(last - ept),
-			Samples: end - c.Sample, Size: fi.Size, SHA256: fi.SHA256})
+			Samples: end - c.Sample, Size: fi.Size, SHA256: fi.SHA256, Key: key})
 	}
 	// Make the timeline continuous: each segment lasts until the next starts.
 	for k := 0; k+1 < len(infos); k++ {

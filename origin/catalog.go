@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,6 +32,7 @@ type Entry struct {
 	manifestLen  string
 	// manifestHeader is the fast path's header block for the manifest.
 	manifestHeader []byte
+	hls            *hlsSet // the HLS playlists; nil when they could not be made
 	checked        atomic.Int64 // unix nanos of the last check that Dir is still current
 }
 
@@ -40,6 +42,7 @@ type Entry struct {
 type Catalog struct {
 	lib   media.Library
 	every time.Duration
+	log   *slog.Logger
 
 	mu      sync.RWMutex
 	entries map[string]*Entry
@@ -48,7 +51,7 @@ type Catalog struct {
 // NewCatalog serves the library at root, re-checking each asset at most
 // every interval.
 func NewCatalog(root string, every time.Duration) *Catalog {
-	return &Catalog{lib: media.Library{Root: root}, every: every, entries: map[string]*Entry{}}
+	return &Catalog{lib: media.Library{Root: root}, every: every, log: slog.Default(), entries: map[string]*Entry{}}
 }
 
 // Root is the library folder.
@@ -107,6 +110,9 @@ func (c *Catalog) reload(name string, old *Entry, now int64) (*Entry, error) {
 	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
 		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
 	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
+	if e.hls, err = buildHLS(dir, a, e.lastModified, c.log); err != nil {
+		c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
+	}
 	e.checked.Store(now)
 	c.mu.Lock()
 	c.entries[name] = e

@@ -63,6 +63,13 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 	if rest == "manifest.mpd" {
 		return FastResponse{Header: e.manifestHeader, Body: e.Manifest, Done: done(routeManifest)}, true
 	}
+	if strings.HasSuffix(rest, ".m3u8") {
+		p, route, ok := e.findPlaylist(rest)
+		if !ok {
+			return FastResponse{}, false
+		}
+		return FastResponse{Header: p.header, Body: p.body, Done: done(route)}, true
+	}
 	id, file, ok := strings.Cut(rest, "/")
 	if !ok || !media.ValidName(id) {
 		return FastResponse{}, false

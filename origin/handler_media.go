@@ -91,10 +91,16 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// Small bodies go out through Write, not ReadFrom: the response is then
-	// one buffered write (headers and body in one syscall) instead of a
-	// flush of the headers followed by a copy.
-	http.ServeContent(writeOnly{w}, r, "", e.Asset.Created, bytes.NewReader(e.Manifest))
+	serveBytes(w, r, e, e.Manifest)
+}
+
+// serveBytes answers a conditional or range request for a small document
+// of the entry (a manifest, a playlist) with http.ServeContent. Small
+// bodies go out through Write, not ReadFrom: the response is then one
+// buffered write (headers and body in one syscall) instead of a flush of
+// the headers followed by a copy.
+func serveBytes(w http.ResponseWriter, r *http.Request, e *Entry, body []byte) {
+	http.ServeContent(writeOnly{w}, r, "", e.Asset.Created, bytes.NewReader(body))
 }
 
 // plainGet reports a GET or HEAD with no Range and no conditions, which

@@ -61,6 +61,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.CheckEvery = time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewCatalog(cfg.Library, cfg.CheckEvery), metrics: newMetrics()}
+	s.catalog.log = cfg.Logger
 	s.jobs = newJobs(s)
 	s.jobs.count()
 	s.handler = s.routes()

@@ -1,0 +1,426 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/Eyevinn/hls-m3u8/m3u8"
+)
+
+// HLS playlist names inside an asset: the multivariant playlist beside
+// the MPD, and per rendition folder its media playlist and, for video,
+// its I-frame playlist. They address the same init.mp4 and N.m4s files
+// as the MPD, so one set of segments (and one cache object per segment)
+// serves both.
+const (
+	HLSMultivariant = "master.m3u8"
+	HLSMedia        = "media.m3u8"
+	HLSIFrames      = "iframes.m3u8"
+	// HLSContentType is the media type of every playlist (RFC 8216).
+	HLSContentType = "application/vnd.apple.mpegurl"
+	// HLSAudioGroup is the GROUP-ID of the audio renditions.
+	HLSAudioGroup = "audio"
+)
+
+// HLS is an asset's playlists.
+type HLS struct {
+	Multivariant []byte
+	Media        map[string][]byte // by track ID
+	IFrames      map[string][]byte // by video track ID, for tracks with Keyframes
+}
+
+// BuildHLS makes the HLS (fMP4) playlists of p: the multivariant playlist
+// (one variant per video track with the audio as an EXT-X-MEDIA group,
+// and an I-frame variant per video track whose keyframes are known), a
+// VOD media playlist per track, and the I-frame playlists.
+func BuildHLS(p Presentation) (*HLS, error) {
+	if len(p.Video) == 0 {
+		return nil, errors.New("hls: no video tracks")
+	}
+	out := &HLS{Media: map[string][]byte{}, IFrames: map[string][]byte{}}
+	for _, t := range append(slices.Clone(p.Video), p.Audio...) {
+		b, err := mediaPlaylist(t)
+		if err != nil {
+			return nil, err
+		}
+		out.Media[t.ID] = b
+	}
+	for _, t := range p.Video {
+		if len(t.Keyframes) == 0 {
+			continue
+		}
+		b, err := iframePlaylist(t)
+		if err != nil {
+			return nil, err
+		}
+		out.IFrames[t.ID] = b
+	}
+	m := multivariant(p)
+	v, _ := m.CalcMinVersion()
+	m.SetVersion(v)
+	out.Multivariant = m.Encode().Bytes()
+	return out, nil
+}
+
+// multivariant makes the multivariant playlist, variants lowest bitrate
+// first.
+func multivariant(p Presentation) *m3u8.MasterPlaylist {
+	m := m3u8.NewMasterPlaylist()
+	m.SetIndependentSegments(true)
+	var alts []*m3u8.Alternative
+	var audioPeak, audioAvg uint32
+	audioCodecs := ""
+	for i, a := range p.Audio {
+		name := a.ID
+		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: name, Default: i == 0, Autoselect: true,
+			URI: a.ID + "/" + HLSMedia}
+		if a.Lang != "" && a.Lang != "und" {
+			alt.Language = a.Lang
+		}
+		if a.Channels > 0 {
+			alt.Channels = &m3u8.Channels{Amount: a.Channels}
+		}
+		alts = append(alts, alt)
+		if a.Bandwidth > audioPeak {
+			audioPeak, audioAvg = a.Bandwidth, a.AvgBandwidth
+		}
+		if i == 0 {
+			audioCodecs = a.Codecs
+		}
+	}
+	video := slices.Clone(p.Video)
+	slices.SortStableFunc(video, func(a, b Track) int { return int(a.Bandwidth) - int(b.Bandwidth) })
+	for _, t := range video {
+		params := m3u8.VariantParams{Bandwidth: t.Bandwidth + audioPeak, AverageBandwidth: t.AvgBandwidth + audioAvg,
+			Codecs: t.Codecs, Resolution: fmt.Sprintf("%dx%d", t.Width, t.Height), FrameRate: frameRate(t.FrameRate)}
+		if t.AvgBandwidth == 0 {
+			params.AverageBandwidth = 0
+		}
+		if audioCodecs != "" {
+			params.Codecs += "," + audioCodecs
+			params.Audio = HLSAudioGroup
+			params.Alternatives = alts
+		}
+		m.Append(t.ID+"/"+HLSMedia, nil, params)
+	}
+	for _, t := range video {
+		if len(t.Keyframes) == 0 {
+			continue
+		}
+		m.Append(t.ID+"/"+HLSIFrames, nil, m3u8.VariantParams{Iframe: true, Bandwidth: iframePeak(t), Codecs: t.Codecs,
+			Resolution: fmt.Sprintf("%dx%d", t.Width, t.Height)})
+	}
+	return m
+}
+
+// frameRate reads "30" or "30000/1001" as frames per second, to three
+// decimals as HLS writes it.
+func frameRate(s string) float64 {
+	num, den, found := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	if found {
+		d, err := strconv.ParseFloat(den, 64)
+		if err != nil || d <= 0 {
+			return 0
+		}
+		n /= d
+	}
+	return math.Round(n*1000) / 1000
+}
+
+// seconds is a span of a track's timescale in seconds.
+func seconds(d uint64, timescale uint32) float64 { return float64(d) / float64(timescale) }
+
+// targetDuration is EXT-X-TARGETDURATION: every EXTINF rounded to the
+// nearest integer must be at most it (RFC 8216 4.3.3.1).
+func targetDuration(t Track) uint {
+	var target uint = 1
+	for _, s := range t.Segments {
+		target = max(target, uint(math.Round(seconds(s.Duration, t.Timescale))))
+	}
+	return target
+}
+
+// mediaPlaylist is a track's VOD media playlist: EXT-X-MAP for init.mp4,
+// then N.m4s with its real duration.
+func mediaPlaylist(t Track) ([]byte, error) {
+	if len(t.Segments) == 0 || t.Timescale == 0 {
+		return nil, fmt.Errorf("hls: track %s has no segments or timescale 0", t.ID)
+	}
+	pl, err := m3u8.NewMediaPlaylist(0, uint(len(t.Segments)))
+	if err != nil {
+		return nil, fmt.Errorf("hls: %w", err)
+	}
+	pl.MediaType = m3u8.VOD
+	pl.SetIndependentSegments(true)
+	pl.Map = &m3u8.Map{URI: "init.mp4"}
+	for k, s := range t.Segments {
+		if err := pl.AppendSegment(&m3u8.MediaSegment{URI: strconv.Itoa(k+1) + ".m4s", Duration: seconds(s.Duration, t.Timescale)}); err != nil {
+			return nil, fmt.Errorf("hls: track %s: %w", t.ID, err)
+		}
+	}
+	pl.TargetDuration = targetDuration(t)
+	pl.Close()
+	pl.SetVersion(minVersion(pl))
+	return pl.Encode().Bytes(), nil
+}
+
+// iframePlaylist is a video track's I-frame playlist: per segment, the
+// byte range of its keyframe (from the segment's start, so with its moof),
+// lasting until the next segment's.
+func iframePlaylist(t Track) ([]byte, error) {
+	if len(t.Keyframes) != len(t.Segments) {
+		return nil, fmt.Errorf("hls: track %s: %d keyframes for %d segments", t.ID, len(t.Keyframes), len(t.Segments))
+	}
+	pl, err := m3u8.NewMediaPlaylist(0, uint(len(t.Segments)))
+	if err != nil {
+		return nil, fmt.Errorf("hls: %w", err)
+	}
+	pl.MediaType = m3u8.VOD
+	pl.Iframe = true
+	pl.SetIndependentSegments(true)
+	pl.Map = &m3u8.Map{URI: "init.mp4"}
+	for k, s := range t.Segments {
+		seg := &m3u8.MediaSegment{URI: strconv.Itoa(k+1) + ".m4s", Duration: seconds(s.Duration, t.Timescale), Limit: t.Keyframes[k]}
+		if err := pl.AppendSegment(seg); err != nil {
+			return nil, fmt.Errorf("hls: track %s: %w", t.ID, err)
+		}
+	}
+	pl.TargetDuration = targetDuration(t)
+	pl.Close()
+	pl.SetVersion(minVersion(pl))
+	return pl.Encode().Bytes(), nil
+}
+
+// minVersion is the EXT-X-VERSION a media playlist needs (RFC 8216 7):
+// what it uses by the library's reckoning, and at least 6 for EXT-X-MAP
+// outside an I-frame playlist (4 within one).
+func minVersion(pl *m3u8.MediaPlaylist) uint8 {
+	v, _ := pl.CalcMinVersion()
+	if pl.Map != nil && !pl.Iframe {
+		v = max(v, 6)
+	}
+	return max(v, 4)
+}
+
+// iframePeak is an I-frame playlist's BANDWIDTH: its largest keyframe's
+// bits over its segment's duration.
+func iframePeak(t Track) uint32 {
+	var peak float64
+	for k, s := range t.Segments {
+		if d := seconds(s.Duration, t.Timescale); d > 0 && k < len(t.Keyframes) {
+			peak = max(peak, float64(t.Keyframes[k])*8/d)
+		}
+	}
+	return uint32(min(math.Ceil(peak), math.MaxUint32))
+}
+
+// MaxPlaylistSize bounds the playlists ParseHLS reads.
+const MaxPlaylistSize = 4 << 20
+
+// IsHLS reports whether a manifest is an HLS playlist: its URL's path
+// ends in .m3u8, or its body starts with #EXTM3U.
+func IsHLS(u string, body []byte) bool {
+	if pu, err := url.Parse(u); err == nil && strings.HasSuffix(strings.ToLower(pu.Path), ".m3u8") {
+		return true
+	}
+	return bytes.HasPrefix(bytes.TrimLeft(body, "\ufeff \t\r\n"), []byte("#EXTM3U"))
+}
+
+// ParseHLS reads a multivariant playlist fetched from base and the media
+// playlists it names (through get) into a Manifest: video
+// Representations from its variants, audio from its default audio group.
+// With content steering, the variants of the default pathway (else the
+// first) are taken.
+func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*Manifest, error) {
+	master, err := decodeMaster(data)
+	if err != nil {
+		return nil, err
+	}
+	pathway := ""
+	if master.ContentSteering != nil {
+		pathway = master.ContentSteering.PathwayId
+	}
+	if pathway == "" {
+		for _, v := range master.Variants {
+			if v.PathwayId != "" {
+				pathway = v.PathwayId
+				break
+			}
+		}
+	}
+	m := &Manifest{}
+	seen := map[string]bool{}
+	audioGroup := ""
+	for _, v := range master.Variants {
+		if v.Iframe || pathway != "" && v.PathwayId != "" && v.PathwayId != pathway {
+			continue
+		}
+		u, err := base.Parse(v.URI)
+		if err != nil {
+			return nil, fmt.Errorf("hls: variant %q: %w", v.URI, err)
+		}
+		if seen[u.String()] {
+			continue
+		}
+		seen[u.String()] = true
+		w, h := 0, 0
+		if v.Resolution != "" {
+			if _, err := fmt.Sscanf(v.Resolution, "%dx%d", &w, &h); err != nil {
+				return nil, fmt.Errorf("hls: variant %q: resolution %q", v.URI, v.Resolution)
+			}
+		}
+		rep := &Representation{ID: repID(u), Bandwidth: int(v.Bandwidth), Width: w, Height: h, Codecs: videoCodecs(v.Codecs), MimeType: "video/mp4"}
+		if err := readMediaPlaylist(rep, u, get); err != nil {
+			return nil, err
+		}
+		m.Video = append(m.Video, rep)
+		if audioGroup == "" {
+			audioGroup = v.Audio
+		}
+	}
+	if len(m.Video) == 0 {
+		return nil, errors.New("hls: no variant streams")
+	}
+	for _, alt := range master.GetAllAlternatives() {
+		if alt.Type != "AUDIO" || alt.GroupId != audioGroup || alt.URI == "" || !alt.Default && len(m.Audio) > 0 {
+			continue
+		}
+		u, err := base.Parse(alt.URI)
+		if err != nil {
+			return nil, fmt.Errorf("hls: audio %q: %w", alt.URI, err)
+		}
+		rep := &Representation{ID: repID(u), MimeType: "audio/mp4"}
+		if err := readMediaPlaylist(rep, u, get); err != nil {
+			return nil, err
+		}
+		m.Audio = []*Representation{rep}
+		if alt.Default {
+			break
+		}
+	}
+	slices.SortStableFunc(m.Video, func(a, b *Representation) int { return a.Bandwidth - b.Bandwidth })
+	for _, s := range m.Video[0].Segments {
+		m.Duration += s.Duration
+	}
+	if len(m.Video[0].Segments) > 0 {
+		m.MinBufferTime = m.Video[0].Segments[0].Duration
+	}
+	return m, nil
+}
+
+// repID names a rendition by its playlist's folder (deepcast's layout),
+// else by the playlist's name.
+func repID(u *url.URL) string {
+	parts := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
+	if len(parts) >= 2 {
+		return parts[len(parts)-2]
+	}
+	return parts[len(parts)-1]
+}
+
+// videoCodecs keeps the video codec of a CODECS list.
+func videoCodecs(codecs string) string {
+	for c := range strings.SplitSeq(codecs, ",") {
+		c = strings.TrimSpace(c)
+		if !strings.HasPrefix(c, "mp4a") && !strings.HasPrefix(c, "ac-3") && !strings.HasPrefix(c, "ec-3") && !strings.HasPrefix(c, "opus") {
+			return c
+		}
+	}
+	return codecs
+}
+
+func decodeMaster(data []byte) (*m3u8.MasterPlaylist, error) {
+	pl, kind, err := decodePlaylist(data)
+	if err != nil {
+		return nil, err
+	}
+	if kind != m3u8.MASTER {
+		return nil, errors.New("hls: a media playlist, not a multivariant playlist")
+	}
+	return pl.(*m3u8.MasterPlaylist), nil
+}
+
+// decodePlaylist decodes a playlist strictly, turning a panic of the
+// decoder on hostile input into an error.
+func decodePlaylist(data []byte) (pl m3u8.Playlist, kind m3u8.ListType, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pl, err = nil, fmt.Errorf("hls: malformed playlist: %v", r)
+		}
+	}()
+	if len(data) > MaxPlaylistSize {
+		return nil, 0, fmt.Errorf("hls: %d bytes is larger than %d", len(data), MaxPlaylistSize)
+	}
+	if !IsHLS("", data) {
+		return nil, 0, errors.New("hls: not a playlist (no #EXTM3U)")
+	}
+	pl, kind, err = m3u8.Decode(*bytes.NewBuffer(data), true)
+	if err != nil {
+		return nil, 0, fmt.Errorf("hls: %w", err)
+	}
+	return pl, kind, nil
+}
+
+// maxHLSSegments bounds the segments of one media playlist.
+const maxHLSSegments = 1 << 20
+
+// readMediaPlaylist fetches a media playlist and fills rep's init and
+// segments from it.
+func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]byte, error)) error {
+	data, err := get(u)
+	if err != nil {
+		return fmt.Errorf("hls: media playlist %s: %w", u, err)
+	}
+	pl, kind, err := decodePlaylist(data)
+	if err != nil {
+		return fmt.Errorf("media playlist %s: %w", u, err)
+	}
+	if kind != m3u8.MEDIA {
+		return fmt.Errorf("hls: %s is not a media playlist", u)
+	}
+	mp := pl.(*m3u8.MediaPlaylist)
+	if !mp.Closed {
+		return fmt.Errorf("hls: %s is a live playlist (no EXT-X-ENDLIST); only VOD is played", u)
+	}
+	if mp.Map != nil {
+		iu, err := u.Parse(mp.Map.URI)
+		if err != nil {
+			return fmt.Errorf("hls: %s: EXT-X-MAP %q: %w", u, mp.Map.URI, err)
+		}
+		rep.Init = iu.String()
+	}
+	var start time.Duration
+	for k, s := range mp.GetAllSegments() {
+		if k >= maxHLSSegments {
+			return fmt.Errorf("hls: %s has more than %d segments", u, maxHLSSegments)
+		}
+		if s.Limit > 0 {
+			return fmt.Errorf("hls: %s: byte-range segments are not played", u)
+		}
+		su, err := u.Parse(s.URI)
+		if err != nil {
+			return fmt.Errorf("hls: %s: segment %q: %w", u, s.URI, err)
+		}
+		if s.Duration < 0 || math.IsNaN(s.Duration) || s.Duration > 3600 {
+			return fmt.Errorf("hls: %s: segment %q lasts %v s", u, s.URI, s.Duration)
+		}
+		d := time.Duration(math.Round(s.Duration * float64(time.Second)))
+		rep.Segments = append(rep.Segments, Segment{Number: k + 1, Start: start, Duration: d, URL: su.String()})
+		start += d
+	}
+	if len(rep.Segments) == 0 {
+		return fmt.Errorf("hls: %s has no segments", u)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package manifest
+
+import (
+	"errors"
+	"math"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func hlsPresentation() Presentation {
+	spans := func(d ...uint64) []Span {
+		var out []Span
+		var t uint64
+		for _, x := range d {
+			out = append(out, Span{Time: t, Duration: x})
+			t += x
+		}
+		return out
+	}
+	return Presentation{Duration: 5005 * time.Millisecond, Video: []Track{
+		{ID: "720p", Codecs: "avc1.64001f", Bandwidth: 2500000, AvgBandwidth: 2000000, Width: 1280, Height: 720, FrameRate: "30000/1001",
+			Timescale: 30000, Segments: spans(60060, 60060, 30030), Keyframes: []int64{40000, 42000, 39000}},
+		{ID: "360p", Codecs: "avc1.64001e", Bandwidth: 800000, AvgBandwidth: 600000, Width: 640, Height: 360, FrameRate: "30",
+			Timescale: 30000, Segments: spans(60060, 60060, 30030)},
+	}, Audio: []Track{{ID: "audio", Codecs: "mp4a.40.2", Bandwidth: 130000, AvgBandwidth: 128000, SampleRate: 48000, Channels: 2,
+		Lang: "en", Timescale: 48000, Segments: spans(96096, 96096, 48048)}}}
+}
+
+// fromMap serves playlists from memory, as the origin would.
+func fromMap(files map[string][]byte) func(*url.URL) ([]byte, error) {
+	return func(u *url.URL) ([]byte, error) {
+		b, ok := files[u.Path]
+		if !ok {
+			return nil, errors.New("404 " + u.Path)
+		}
+		return b, nil
+	}
+}
+
+func TestHLSRoundTrip(t *testing.T) {
+	p := hlsPresentation()
+	h, err := BuildHLS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master := string(h.Multivariant)
+	for _, want := range []string{
+		`#EXT-X-INDEPENDENT-SEGMENTS`,
+		`#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio",NAME="audio",LANGUAGE="en",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="2",URI="audio/media.m3u8"`,
+		`#EXT-X-STREAM-INF:BANDWIDTH=2630000,AVERAGE-BANDWIDTH=2128000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=29.970,AUDIO="audio"` + "\n720p/media.m3u8",
+		`#EXT-X-STREAM-INF:BANDWIDTH=930000,AVERAGE-BANDWIDTH=728000,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=30.000,AUDIO="audio"` + "\n360p/media.m3u8",
+		`#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=311689,CODECS="avc1.64001f",RESOLUTION=1280x720,URI="720p/iframes.m3u8"`,
+	} {
+		if !strings.Contains(master, want) {
+			t.Errorf("multivariant playlist lacks %q:\n%s", want, master)
+		}
+	}
+	if strings.Index(master, "360p/media") > strings.Index(master, "720p/media") {
+		t.Error("variants not lowest bitrate first")
+	}
+	if _, ok := h.IFrames["360p"]; ok {
+		t.Error("an I-frame playlist for a track without keyframe ranges")
+	}
+	for id, pl := range h.Media {
+		text := string(pl)
+		for _, want := range []string{"#EXT-X-VERSION:6", "#EXT-X-PLAYLIST-TYPE:VOD", `#EXT-X-MAP:URI="init.mp4"`, "#EXT-X-ENDLIST", "#EXT-X-INDEPENDENT-SEGMENTS"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: lacks %q:\n%s", id, want, text)
+			}
+		}
+		checkTargetDuration(t, id, text)
+	}
+	iframes := string(h.IFrames["720p"])
+	for _, want := range []string{"#EXT-X-I-FRAMES-ONLY", "#EXT-X-BYTERANGE:40000@0\n#EXTINF:2.002,\n1.m4s", "#EXT-X-BYTERANGE:39000@0\n#EXTINF:1.001,\n3.m4s"} {
+		if !strings.Contains(iframes, want) {
+			t.Errorf("I-frame playlist lacks %q:\n%s", want, iframes)
+		}
+	}
+	checkTargetDuration(t, "720p iframes", iframes)
+
+	files := map[string][]byte{"/vod/a/master.m3u8": h.Multivariant}
+	for id, b := range h.Media {
+		files["/vod/a/"+id+"/media.m3u8"] = b
+	}
+	base, _ := url.Parse("https://edge.example/vod/a/master.m3u8")
+	m, err := ParseHLS(h.Multivariant, base, fromMap(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Video) != 2 || len(m.Audio) != 1 || m.Video[0].ID != "360p" || m.Video[1].Width != 1280 || m.Video[1].Codecs != "avc1.64001f" {
+		t.Fatalf("parsed %+v", m)
+	}
+	if got := m.Video[1].Segments[2]; got.URL != "https://edge.example/vod/a/720p/3.m4s" || got.Number != 3 || got.Start != 4004*time.Millisecond {
+		t.Errorf("segment 3: %+v", got)
+	}
+	if m.Video[0].Init != "https://edge.example/vod/a/360p/init.mp4" || m.Audio[0].Init != "https://edge.example/vod/a/audio/init.mp4" {
+		t.Errorf("init %q %q", m.Video[0].Init, m.Audio[0].Init)
+	}
+	// The playlists' durations sum to the presentation's within a frame.
+	if d := m.Duration - p.Duration; d > 34*time.Millisecond || d < -34*time.Millisecond {
+		t.Errorf("duration %v, want %v", m.Duration, p.Duration)
+	}
+}
+
+// checkTargetDuration: EXT-X-TARGETDURATION is at least every EXTINF
+// rounded to the nearest integer (RFC 8216 4.3.3.1), and no larger than
+// needed.
+func checkTargetDuration(t *testing.T, name, text string) {
+	t.Helper()
+	m := regexp.MustCompile(`#EXT-X-TARGETDURATION:(\d+)`).FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("%s: no EXT-X-TARGETDURATION", name)
+	}
+	target, _ := strconv.Atoi(m[1])
+	most := 0
+	for _, d := range regexp.MustCompile(`#EXTINF:([0-9.]+),`).FindAllStringSubmatch(text, -1) {
+		f, _ := strconv.ParseFloat(d[1], 64)
+		most = max(most, int(math.Round(f)))
+	}
+	if most > target || target > max(most, 1) {
+		t.Errorf("%s: target duration %d for a longest rounded EXTINF of %d", name, target, most)
+	}
+}
+
+func TestParseHLSRefuses(t *testing.T) {
+	base, _ := url.Parse("https://e/vod/a/master.m3u8")
+	media := "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\n1.m4s\n#EXT-X-ENDLIST\n"
+	live := strings.TrimSuffix(media, "#EXT-X-ENDLIST\n")
+	master := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=10x10\nv/media.m3u8\n"
+	for _, tc := range []struct {
+		name, master string
+		files        map[string]string
+		want         string
+	}{
+		{"not a playlist", "<MPD/>", nil, "no #EXTM3U"},
+		{"a media playlist", media, nil, "not a multivariant"},
+		{"no variants", "#EXTM3U\n#EXT-X-VERSION:3\n", nil, "hls: "},
+		{"missing media playlist", master, nil, "404"},
+		{"live", master, map[string]string{"/vod/a/v/media.m3u8": live}, "live playlist"},
+		{"master as media", master, map[string]string{"/vod/a/v/media.m3u8": master}, "not a media playlist"},
+	} {
+		files := map[string][]byte{}
+		for k, v := range tc.files {
+			files[k] = []byte(v)
+		}
+		_, err := ParseHLS([]byte(tc.master), base, fromMap(files))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// FuzzParseHLS: no playlist, however hostile, panics the reader or loops
+// it; what it accepts has segments with sane durations.
+func FuzzParseHLS(f *testing.F) {
+	h, err := BuildHLS(hlsPresentation())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(h.Multivariant, h.Media["720p"])
+	f.Add(h.Multivariant, h.IFrames["720p"])
+	f.Add([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"), []byte("#EXTM3U\n#EXTINF:-1,\na\n#EXT-X-ENDLIST\n"))
+	base, _ := url.Parse("https://e/vod/a/master.m3u8")
+	f.Fuzz(func(t *testing.T, master, media []byte) {
+		m, err := ParseHLS(master, base, func(*url.URL) ([]byte, error) { return media, nil })
+		if err != nil {
+			return
+		}
+		for _, r := range append(m.Video, m.Audio...) {
+			if len(r.Segments) == 0 {
+				t.Fatalf("accepted a rendition without segments: %+v", r)
+			}
+			for _, s := range r.Segments {
+				if s.Duration < 0 || s.Duration > time.Hour {
+					t.Fatalf("accepted a segment of %v", s.Duration)
+				}
+			}
+		}
+	})
+}

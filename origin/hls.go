@@ -1,0 +1,171 @@
+package origin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/deepcast/deepcast/manifest"
+	"github.com/deepcast/deepcast/media"
+)
+
+// The HLS playlists are made from asset.json when an asset is loaded, not
+// written by the packager: every asset gets them, those packaged before
+// HLS existed included, with no re-packaging and no second copy of the
+// media; they are a few KiB, built once per version.
+
+// playlist is one HLS playlist as served.
+type playlist struct {
+	body   []byte
+	tag    string // ETag, from the playlist's SHA-256
+	length string
+	header []byte // the fast path's header block
+}
+
+// hlsSet is an asset's playlists.
+type hlsSet struct {
+	master  playlist
+	media   map[string]playlist // by rendition
+	iframes map[string]playlist // by video rendition
+}
+
+func newPlaylist(body []byte, lastModified string) playlist {
+	sum := sha256.Sum256(body)
+	p := playlist{body: body, tag: etag(hex.EncodeToString(sum[:])), length: strconv.Itoa(len(body))}
+	p.header = appendCommon(nil, manifest.HLSContentType, cacheManifest, p.tag, lastModified)
+	return p
+}
+
+// buildHLS makes the playlists of an asset loaded from dir. Segments
+// packaged before their keyframe ranges were recorded are read for them
+// (one small read each); if that fails the asset has no I-frame
+// playlists, and the log says why.
+func buildHLS(dir string, a *media.Asset, lastModified string, log *slog.Logger) (*hlsSet, error) {
+	p := a.Presentation()
+	for i, t := range p.Video {
+		if len(t.Keyframes) > 0 {
+			continue
+		}
+		keys, err := readKeyframes(dir, a, t.ID)
+		if err != nil {
+			log.Warn("no I-frame playlist", "asset", a.Name, "rendition", t.ID, "err", err)
+			continue
+		}
+		p.Video[i].Keyframes = keys
+	}
+	h, err := manifest.BuildHLS(p)
+	if err != nil {
+		return nil, fmt.Errorf("asset %s: %w", a.Name, err)
+	}
+	set := &hlsSet{master: newPlaylist(h.Multivariant, lastModified), media: map[string]playlist{}, iframes: map[string]playlist{}}
+	for id, b := range h.Media {
+		set.media[id] = newPlaylist(b, lastModified)
+	}
+	for id, b := range h.IFrames {
+		set.iframes[id] = newPlaylist(b, lastModified)
+	}
+	return set, nil
+}
+
+// readKeyframes finds the keyframe range of every segment of a video
+// rendition from the files.
+func readKeyframes(dir string, a *media.Asset, id string) ([]int64, error) {
+	r, ok := a.Rendition(id)
+	if !ok {
+		return nil, fmt.Errorf("no rendition %s", id)
+	}
+	keys := make([]int64, len(r.Segments))
+	for k, s := range r.Segments {
+		f, err := os.Open(filepath.Join(dir, id, strconv.Itoa(s.Number)+".m4s"))
+		if err != nil {
+			return nil, err
+		}
+		keys[k], err = media.KeyframeLength(f, s.Size)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("segment %d: %w", s.Number, err)
+		}
+	}
+	return keys, nil
+}
+
+// Routes of the playlists, as chi reports them.
+const (
+	routeMaster  = "/vod/{asset}/master.m3u8"
+	routeMedia   = "/vod/{asset}/{rendition}/media.m3u8"
+	routeIFrames = "/vod/{asset}/{rendition}/iframes.m3u8"
+)
+
+var hdrHLS = []string{manifest.HLSContentType}
+
+// findPlaylist returns the playlist a path names inside an entry: the
+// multivariant one ("master.m3u8") or a rendition's ("ID/media.m3u8",
+// "ID/iframes.m3u8").
+func (e *Entry) findPlaylist(rel string) (playlist, string, bool) {
+	if e.hls == nil {
+		return playlist{}, "", false
+	}
+	if rel == manifest.HLSMultivariant {
+		return e.hls.master, routeMaster, true
+	}
+	dir, file := filepath.Split(rel)
+	if dir == "" {
+		return playlist{}, "", false
+	}
+	id := dir[:len(dir)-1]
+	var p playlist
+	var ok bool
+	switch file {
+	case manifest.HLSMedia:
+		p, ok = e.hls.media[id]
+		return p, routeMedia, ok
+	case manifest.HLSIFrames:
+		p, ok = e.hls.iframes[id]
+		return p, routeIFrames, ok
+	}
+	return playlist{}, "", false
+}
+
+// servePlaylist answers the playlist routes, with the same cache rules
+// as the MPD.
+func (s *Server) servePlaylist(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	rel := manifest.HLSMultivariant
+	if id := chi.URLParam(r, "rendition"); id != "" {
+		if !media.ValidName(id) {
+			httpError(w, http.StatusBadRequest, "invalid rendition name")
+			return
+		}
+		rel = id + "/" + chi.URLParam(r, "playlist")
+	}
+	p, _, ok := e.findPlaylist(rel)
+	if !ok {
+		httpError(w, http.StatusNotFound, "no such playlist")
+		return
+	}
+	h := w.Header()
+	h["Content-Type"] = hdrHLS
+	h["Cache-Control"] = hdrCacheManifest
+	h["Etag"] = []string{p.tag}
+	if plainGet(r) {
+		h["Accept-Ranges"] = hdrBytes
+		h["Last-Modified"] = []string{e.lastModified}
+		h["Content-Length"] = []string{p.length}
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(p.body)
+		}
+		return
+	}
+	serveBytes(w, r, e, p.body)
+}
