@@ -32,7 +32,7 @@ type Entry struct {
 	manifestLen  string
 	// manifestHeader is the fast path's header block for the manifest.
 	manifestHeader []byte
-	hls            *hlsSet // the HLS playlists; nil when they could not be made
+	hls            *hlsSet      // the HLS playlists; nil when they could not be made
 	checked        atomic.Int64 // unix nanos of the last check that Dir is still current
 }
 
