@@ -32,8 +32,9 @@ type objectPath struct {
 }
 
 // parseObjectPath validates an escaped request path against the URL scheme
-// (/vod/{asset}/manifest.mpd, /vod/{asset}/{rendition}/init.mp4 and
-// /vod/{asset}/{rendition}/{n}.m4s) and returns it parsed. The escaped form
+// (/vod/{asset}/manifest.mpd, /vod/{asset}/master.m3u8,
+// /vod/{asset}/{rendition}/init.mp4, /vod/{asset}/{rendition}/{n}.m4s and
+// the rendition's media.m3u8 and iframes.m3u8) and returns it parsed. The escaped form
 // is used so that encoded slashes or dots can never pass as separators.
 func parseObjectPath(escaped string) (objectPath, bool) {
 	rest, ok := strings.CutPrefix(escaped, "/vod/")
@@ -42,11 +43,14 @@ func parseObjectPath(escaped string) (objectPath, bool) {
 	}
 	parts := strings.Split(rest, "/")
 	switch {
-	case len(parts) == 2 && parts[1] == "manifest.mpd" && validName(parts[0]):
+	case len(parts) == 2 && (parts[1] == "manifest.mpd" || parts[1] == "master.m3u8") && validName(parts[0]):
 		return objectPath{Asset: parts[0], Kind: "manifest"}, true
 	case len(parts) == 3 && validName(parts[0]) && validName(parts[1]):
-		if parts[2] == "init.mp4" {
+		switch parts[2] {
+		case "init.mp4":
 			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "init"}, true
+		case "media.m3u8", "iframes.m3u8":
+			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "manifest"}, true
 		}
 		num, ok := strings.CutSuffix(parts[2], ".m4s")
 		if !ok || num == "" || len(num) > 9 || num[0] == '0' {
@@ -59,6 +63,12 @@ func parseObjectPath(escaped string) (objectPath, bool) {
 		return objectPath{Asset: parts[0], Rendition: parts[1], Segment: n, Kind: "segment"}, true
 	}
 	return objectPath{}, false
+}
+
+// isManifest reports a manifest's path (an MPD or an HLS playlist): short
+// lived, refreshed in the background, unlike the immutable segments.
+func isManifest(path string) bool {
+	return strings.HasSuffix(path, ".mpd") || strings.HasSuffix(path, ".m3u8")
 }
 
 // segmentPath is the path of segment n of the same rendition.

@@ -235,7 +235,7 @@ func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling boo
 // defaultTTL applies when an upstream says nothing about freshness:
 // manifests are short-lived, segments are immutable by our URL scheme.
 func (n *Node) defaultTTL(key string) time.Duration {
-	if strings.HasSuffix(strings.SplitN(key, "?", 2)[0], ".mpd") {
+	if isManifest(strings.SplitN(key, "?", 2)[0]) {
 		return 2 * time.Second
 	}
 	return 24 * time.Hour
@@ -370,7 +370,7 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	switch resp.StatusCode {
 	case http.StatusOK:
 		p := res.policy
-		if strings.HasSuffix(r.URL.Path, ".mpd") && p.SWR == 0 && p.SIE == 0 {
+		if isManifest(r.URL.Path) && p.SWR == 0 && p.SIE == 0 {
 			p.SWR, p.SIE = n.cfg.ManifestSWR, n.cfg.ManifestSIE
 		}
 		res.policy = p

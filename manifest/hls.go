@@ -424,3 +424,88 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 	}
 	return nil
 }
+
+// Pathway is one place an HLS presentation can be fetched from: a base
+// URL (ending in "/") against which the playlist's URIs resolve, named
+// for content steering.
+type Pathway struct {
+	Name string
+	Base string
+}
+
+// RewriteHLS returns a multivariant playlist whose variant, I-frame and
+// audio URIs are absolute on the pathways: with one pathway and no
+// steering, on it alone; with steering (the URI of a steering server),
+// every variant and rendition group once per pathway, tagged with its
+// PATHWAY-ID (each pathway its own audio group), and an
+// EXT-X-CONTENT-STEERING tag naming the first pathway as the default.
+func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error) {
+	if len(pathways) == 0 {
+		return nil, errors.New("hls: no pathway")
+	}
+	in, err := decodeMaster(data)
+	if err != nil {
+		return nil, err
+	}
+	out := m3u8.NewMasterPlaylist()
+	out.SetIndependentSegments(in.IndependentSegments())
+	for _, pw := range pathways {
+		base, err := url.Parse(pw.Base)
+		if err != nil {
+			return nil, fmt.Errorf("hls: pathway %s: %w", pw.Name, err)
+		}
+		abs := func(ref string) (string, error) {
+			u, err := base.Parse(ref)
+			if err != nil {
+				return "", fmt.Errorf("hls: URI %q: %w", ref, err)
+			}
+			return u.String(), nil
+		}
+		groups := map[string]string{} // group ID in -> out
+		var alts []*m3u8.Alternative
+		for _, a := range in.GetAllAlternatives() {
+			c := *a
+			if c.URI != "" {
+				if c.URI, err = abs(c.URI); err != nil {
+					return nil, err
+				}
+			}
+			if steering != "" {
+				groups[a.GroupId] = a.GroupId + "-" + pw.Name
+				c.GroupId = groups[a.GroupId]
+			}
+			alts = append(alts, &c)
+		}
+		for _, v := range in.Variants {
+			params := v.VariantParams
+			uri, err := abs(v.URI)
+			if err != nil {
+				return nil, err
+			}
+			params.Alternatives = nil
+			if !params.Iframe {
+				for _, a := range alts {
+					if g, ok := groups[params.Audio]; a.GroupId == params.Audio || ok && a.GroupId == g {
+						params.Alternatives = append(params.Alternatives, a)
+					}
+				}
+			}
+			if steering != "" {
+				params.PathwayId = pw.Name
+				if g, ok := groups[params.Audio]; ok {
+					params.Audio = g
+				}
+			}
+			out.Append(uri, nil, params)
+		}
+		if steering == "" {
+			break
+		}
+	}
+	if steering != "" {
+		out.ContentSteering = &m3u8.ContentSteering{ServerURI: steering, PathwayId: pathways[0].Name}
+	}
+	v, _ := out.CalcMinVersion()
+	out.SetVersion(v)
+	return out.Encode().Bytes(), nil
+}

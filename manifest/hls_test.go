@@ -182,3 +182,51 @@ func FuzzParseHLS(f *testing.F) {
 		}
 	})
 }
+
+func TestRewriteHLS(t *testing.T) {
+	h, err := BuildHLS(hlsPresentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := RewriteHLS(h.Multivariant, []Pathway{{Name: "deep1", Base: "https://d1.example/vod/a/"}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nhttps://d1.example/vod/a/360p/media.m3u8\n", `URI="https://d1.example/vod/a/audio/media.m3u8"`,
+		`URI="https://d1.example/vod/a/720p/iframes.m3u8"`, `AUDIO="audio"`} {
+		if !strings.Contains(string(one), want) {
+			t.Errorf("one pathway: lacks %q:\n%s", want, one)
+		}
+	}
+	if strings.Contains(string(one), "PATHWAY-ID") || strings.Contains(string(one), "CONTENT-STEERING") {
+		t.Errorf("steering tags without steering:\n%s", one)
+	}
+	two, err := RewriteHLS(h.Multivariant, []Pathway{{"deep1", "https://d1.example/vod/a/"}, {"deep2", "https://d2.example/vod/a/"}},
+		"https://router.example/steering?asset=a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(two)
+	for _, want := range []string{`#EXT-X-CONTENT-STEERING:SERVER-URI="https://router.example/steering?asset=a",PATHWAY-ID="deep1"`,
+		`GROUP-ID="audio-deep2"`, `AUDIO="audio-deep2",PATHWAY-ID="deep2"` + "\nhttps://d2.example/vod/a/720p/media.m3u8",
+		`URI="https://d2.example/vod/a/audio/media.m3u8"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("steering: lacks %q:\n%s", want, text)
+		}
+	}
+	// A player of the default pathway reads the same presentation as from
+	// the edge itself.
+	files := map[string][]byte{}
+	for id, b := range h.Media {
+		files["/vod/a/"+id+"/media.m3u8"] = b
+	}
+	base, _ := url.Parse("https://router.example/vod/a/master.m3u8")
+	m, err := ParseHLS(two, base, fromMap(files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Video) != 2 || len(m.Audio) != 1 || !strings.HasPrefix(m.Video[0].Segments[0].URL, "https://d1.example/vod/a/") ||
+		!strings.HasPrefix(m.Audio[0].Init, "https://d1.example/") {
+		t.Errorf("parsed the steered playlist as %+v", m)
+	}
+}

@@ -144,7 +144,14 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 		return nil, fmt.Errorf("video %s: %w", source, err)
 	}
 	abs, _ := filepath.Abs(source)
-	m, err := manifest.Parse(data, &url.URL{Scheme: "file", Path: abs})
+	var m *manifest.Manifest
+	if manifest.IsHLS(source, data) {
+		m, err = manifest.ParseHLS(data, &url.URL{Scheme: "file", Path: abs}, func(u *url.URL) ([]byte, error) {
+			return os.ReadFile(u.Path)
+		})
+	} else {
+		m, err = manifest.Parse(data, &url.URL{Scheme: "file", Path: abs})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", source, err)
 	}
@@ -161,33 +168,56 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 	})
 }
 
-// FetchManifest downloads and parses an MPD.
+// FetchManifest downloads and parses a manifest: an MPD, or an HLS
+// multivariant playlist (a .m3u8 URL, or a body starting #EXTM3U) with
+// the media playlists it names.
 func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*manifest.Manifest, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, mpdURL, nil)
+	data, base, err := fetchDocument(ctx, mpdURL, client, manifest.MaxMPDSize)
 	if err != nil {
-		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
+	}
+	var m *manifest.Manifest
+	if manifest.IsHLS(mpdURL, data) {
+		m, err = manifest.ParseHLS(data, base, func(u *url.URL) ([]byte, error) {
+			b, _, err := fetchDocument(ctx, u.String(), client, manifest.MaxPlaylistSize)
+			return b, err
+		})
+	} else {
+		m, err = manifest.Parse(data, base)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
+	}
+	return m, nil
+}
+
+// fetchDocument GETs a manifest or playlist of at most limit bytes; base
+// is its URL after redirects, against which its relative URLs resolve.
+func fetchDocument(ctx context.Context, u string, client *http.Client, limit int64) ([]byte, *url.URL, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("mpd %s: %s", mpdURL, resp.Status)
+		return nil, nil, fmt.Errorf("%s: %s", u, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, manifest.MaxMPDSize+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
+		return nil, nil, err
 	}
-	base, _ := url.Parse(mpdURL)
+	if int64(len(data)) > limit {
+		return nil, nil, fmt.Errorf("%s: larger than %d bytes", u, limit)
+	}
+	base := req.URL
 	if resp.Request != nil && resp.Request.URL != nil {
 		base = resp.Request.URL // after redirects, relative URLs follow the final location
 	}
-	m, err := manifest.Parse(data, base)
-	if err != nil {
-		return nil, fmt.Errorf("mpd %s: %w", mpdURL, err)
-	}
-	return m, nil
+	return data, base, nil
 }
 
 func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Video, error) {

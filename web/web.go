@@ -41,9 +41,11 @@ type Config struct {
 
 // vendorFiles maps our URLs to files inside node_modules.
 var vendorFiles = map[string]string{
-	"dash.all.min.js":   "dashjs/dist/modern/umd/dash.all.min.js",
-	"uPlot.iife.min.js": "uplot/dist/uPlot.iife.min.js",
-	"uPlot.min.css":     "uplot/dist/uPlot.min.css",
+	"dash.all.min.js":          "dashjs/dist/modern/umd/dash.all.min.js",
+	"hls.min.js":               "hls.js/dist/hls.min.js",
+	"shaka-player.compiled.js": "shaka-player/dist/shaka-player.compiled.js",
+	"uPlot.iife.min.js":        "uplot/dist/uPlot.iife.min.js",
+	"uPlot.min.css":            "uplot/dist/uPlot.min.css",
 }
 
 // DefaultModulesDir finds web/node_modules from the working directory or

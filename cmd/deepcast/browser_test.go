@@ -366,7 +366,16 @@ func checkDecodes(t *testing.T, url string, frames int, inputOpts ...string) {
 	}
 }
 
+// TestBrowserContentSteeringMovesOffADeadEdge: dash.js (DASH) and hls.js
+// (HLS) play through the router's content steering, start on edge A, and
+// move to edge B without a stall when A dies.
 func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
+	for _, c := range []struct{ engine, manifest string }{{"dashjs", "manifest.mpd"}, {"hlsjs", "master.m3u8"}} {
+		t.Run(c.engine, func(t *testing.T) { testSteering(t, c.engine, c.manifest) })
+	}
+}
+
+func testSteering(t *testing.T, engine, manifestFile string) {
 	modules := webModulesForTest(t)
 	lib := packageClip(t, 30*time.Second, "640x360@900k,320x180@300k")
 	ots := httptest.NewServer(startOrigin(t, lib))
@@ -405,8 +414,8 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	t.Cleanup(rts.Close)
 
 	bctx := browser(t)
-	mpd := rts.URL + "/vod/clip/manifest.mpd?route=steering"
-	if err := chromedp.Do(bctx, chromedp.Navigate(bURL+"/?buffer=6&mpd="+url.QueryEscape(mpd))); err != nil {
+	mpd := rts.URL + "/vod/clip/" + manifestFile + "?route=steering"
+	if err := chromedp.Do(bctx, chromedp.Navigate(bURL+"/?buffer=6&engine="+engine+"&mpd="+url.QueryEscape(mpd))); err != nil {
 		t.Fatal(err)
 	}
 	servedBy := func() []string {
@@ -435,6 +444,13 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	if maxStall > 2 {
 		t.Errorf("a stall of %.1f s while moving to edge B", maxStall)
 	}
+	if len(s.Errors) > 0 {
+		t.Errorf("the page reported errors: %v", s.Errors)
+	}
+	if engine != "dashjs" {
+		t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
+		return
+	}
 	// B ran behind serve()'s front. Our page has dash.js send CMCD in the
 	// query of every request, and the front answers those itself: B's
 	// misses on a goroutine (waited), its hits on the loops. The page's
@@ -447,4 +463,47 @@ func TestBrowserContentSteeringMovesOffADeadEdge(t *testing.T) {
 	}
 	t.Logf("edge B's front:\n%s", lines)
 	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
+}
+
+// TestBrowserPlaysHLS: hls.js and Shaka play the HLS playlists (and Shaka
+// the MPD) through an enter-deep edge start to finish: both renditions
+// reached, switches when the page caps and uncaps the bitrate, frames
+// decoded, no errors, and edge hits.
+func TestBrowserPlaysHLS(t *testing.T) {
+	setup := startWebChain(t)
+	for _, engine := range []string{"hlsjs", "shaka-hls", "shaka-dash"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := browser(t)
+			// HLS variants carry their audio in BANDWIDTH: 700 kbit/s
+			// holds the low rung only.
+			page := setup.deep + "/?asset=clip&buffer=4&cap=700&engine=" + engine
+			if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 40*time.Second, "playback to start at the capped rendition", func(s pageStats) bool {
+				return s.CurrentTime > 1 && s.Bitrate > 0 && s.Bitrate < 700
+			})
+			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(-1)`)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 30*time.Second, "a switch up after the cap is lifted", func(s pageStats) bool { return s.UpSwitches >= 1 })
+			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(700)`)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 30*time.Second, "a switch down after the cap is lowered", func(s pageStats) bool { return s.DownSwitches >= 1 })
+			// To the end (24 s), both renditions seen.
+			s := waitFor(t, ctx, 60*time.Second, "playback to the end", func(s pageStats) bool { return s.CurrentTime > 23 })
+			heights, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[...new Set(window.deepcast.renditions.map(r => r.height))]`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(heights) < 2 {
+				t.Errorf("renditions shown: heights %v, want both", heights)
+			}
+			if s.DecodedFrames == 0 || len(s.Errors) > 0 || s.CacheHits == 0 {
+				t.Errorf("decoded %d frames, errors %v, %d hits in %d segment responses", s.DecodedFrames, s.Errors, s.CacheHits, s.CacheResponses)
+			}
+			t.Logf("%s: %+v, heights %v", engine, s, heights)
+		})
+	}
 }

@@ -78,8 +78,10 @@ func ParseEdges(data []byte) ([]*Edge, error) {
 		bad := func(field, format string, a ...any) error {
 			return fmt.Errorf("%s: field %s: %s", where, field, fmt.Sprintf(format, a...))
 		}
-		if e.Name == "" || strings.ContainsAny(e.Name, " \t,/") {
-			return nil, bad("name", "required, without spaces, commas or slashes")
+		if !pathwayName(e.Name) {
+			// The name is the edge's pathway in content steering: HLS
+			// allows only these characters in a PATHWAY-ID.
+			return nil, bad("name", "required: letters, digits, '.', '-' and '_' only (it is the edge's content steering pathway)")
 		}
 		if seen[e.Name] {
 			return nil, bad("name", "%q is used twice", e.Name)
@@ -134,4 +136,20 @@ func (e *Edge) covers(client netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// pathwayName reports a name usable as an HLS PATHWAY-ID and a DASH
+// serviceLocation: [A-Za-z0-9._-]+.
+func pathwayName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -151,7 +151,7 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	route := req.URL.Query().Get("route")
-	if strings.HasSuffix(req.URL.Path, "/manifest.mpd") && (route == "baseurl" || route == "steering") {
+	if (strings.HasSuffix(req.URL.Path, "/manifest.mpd") || strings.HasSuffix(req.URL.Path, "/master.m3u8")) && (route == "baseurl" || route == "steering") {
 		r.serveRewritten(w, req, m[1], route, ranked)
 		return
 	}
@@ -164,11 +164,21 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 	http.Redirect(w, req, target, http.StatusFound)
 }
 
+// serveRewritten answers a manifest (the MPD, or the HLS multivariant
+// playlist) that sends the player to the edges itself: with
+// route=baseurl to the best edge (BaseURL, absolute playlist URIs), with
+// route=steering to every edge, each a pathway (DASH ServiceLocation, HLS
+// PATHWAY-ID), ordered by this router's steering server.
 func (r *Router) serveRewritten(w http.ResponseWriter, req *http.Request, asset, route string, ranked []*EdgeState) {
+	hls := strings.HasSuffix(req.URL.Path, ".m3u8")
+	file, contentType := "manifest.mpd", "application/dash+xml"
+	if hls {
+		file, contentType = manifest.HLSMultivariant, manifest.HLSContentType
+	}
 	var data []byte
 	var err error
-	for _, e := range ranked { // the MPD from the first edge that answers
-		data, err = r.fetch(req.Context(), e.URL.String()+"/vod/"+asset+"/manifest.mpd")
+	for _, e := range ranked { // the manifest from the first edge that answers
+		data, err = r.fetch(req.Context(), e.URL.String()+"/vod/"+asset+"/"+file)
 		if err == nil {
 			break
 		}
@@ -178,26 +188,44 @@ func (r *Router) serveRewritten(w http.ResponseWriter, req *http.Request, asset,
 		return
 	}
 	var bases []manifest.BaseURL
-	var steering *manifest.Steering
+	steeringURL := ""
 	if route == "baseurl" {
-		bases = []manifest.BaseURL{{URL: ranked[0].URL.String() + "/vod/" + asset + "/"}}
+		bases = []manifest.BaseURL{{URL: ranked[0].URL.String() + "/vod/" + asset + "/", ServiceLocation: ranked[0].Name}}
 	} else {
-		for _, e := range r.Monitor.Edges { // every edge: steering may move the player to any
-			bases = append(bases, manifest.BaseURL{URL: e.URL.String() + "/vod/" + asset + "/", ServiceLocation: e.Name})
+		// Every edge, the best first: steering may move the player to any.
+		bases = append(bases, manifest.BaseURL{URL: ranked[0].URL.String() + "/vod/" + asset + "/", ServiceLocation: ranked[0].Name})
+		for _, e := range r.Monitor.Edges {
+			if e != ranked[0] {
+				bases = append(bases, manifest.BaseURL{URL: e.URL.String() + "/vod/" + asset + "/", ServiceLocation: e.Name})
+			}
 		}
 		self := r.cfg.Self
 		if self == "" {
 			self = "http://" + req.Host
 		}
-		steering = &manifest.Steering{ServerURL: self + "/steering?asset=" + url.QueryEscape(asset),
-			DefaultServiceLocation: ranked[0].Name, QueryBeforeStart: true}
+		steeringURL = self + "/steering?asset=" + url.QueryEscape(asset)
 	}
-	out, err := manifest.Rewrite(data, bases, steering)
+	var out []byte
+	if hls {
+		pathways := make([]manifest.Pathway, len(bases))
+		for i, b := range bases {
+			pathways[i] = manifest.Pathway{Name: b.ServiceLocation, Base: b.URL}
+		}
+		out, err = manifest.RewriteHLS(data, pathways, steeringURL)
+	} else {
+		var steering *manifest.Steering
+		if steeringURL != "" {
+			steering = &manifest.Steering{ServerURL: steeringURL, DefaultServiceLocation: ranked[0].Name, QueryBeforeStart: true}
+		} else {
+			bases[0].ServiceLocation = ""
+		}
+		out, err = manifest.Rewrite(data, bases, steering)
+	}
 	if err != nil {
 		plain(w, http.StatusBadGateway, "manifest: "+err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/dash+xml")
+	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
@@ -222,7 +250,8 @@ func (r *Router) fetch(ctx context.Context, u string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(resp.Body, manifest.MaxMPDSize))
 }
 
-// steeringManifest is the DASH-IF content steering response.
+// steeringManifest is the content steering response: DASH-IF's and HLS's
+// share this JSON.
 type steeringManifest struct {
 	Version  int      `json:"VERSION"`
 	TTL      int      `json:"TTL"`
@@ -247,8 +276,9 @@ func (r *Router) serveSteering(w http.ResponseWriter, req *http.Request) {
 	reload := *req.URL
 	reload.Scheme, reload.Host = "", ""
 	q := reload.Query()
-	q.Del("_DASH_pathway")
-	q.Del("_DASH_throughput")
+	for _, k := range []string{"_DASH_pathway", "_DASH_throughput", "_HLS_pathway", "_HLS_throughput"} {
+		q.Del(k) // what the player adds to each reload
+	}
 	reload.RawQuery = q.Encode()
 	self := r.cfg.Self
 	if self == "" {

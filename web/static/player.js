@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const state = {
-  player: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
+  session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
            recent: [] },
@@ -84,65 +84,181 @@ function abrRules(strategy) {
   };
 }
 
-function applyCap() {
-  if (!state.player) return;
+// The engines the page plays with: dash.js (DASH), hls.js (HLS) and Shaka
+// (either). Each adapter starts playback of url and reports to the same
+// stats: segments with their Cache-Status, quality switches, errors.
+function resetStats() {
+  state.points = [[], []];
+  Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
+    stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [] });
+  state.lastRendition = null;
+}
+
+// renditionShown records a video quality the player switched to.
+function renditionShown(bandwidth, height, width) {
+  state.stats.renditions.push({ t: (performance.now() - state.t0) / 1000, bandwidth, height });
+  const last = state.lastRendition;
+  if (last) {
+    if (bandwidth < last.bandwidth) state.stats.downSwitches++;
+    if (bandwidth > last.bandwidth) state.stats.upSwitches++;
+  }
+  state.lastRendition = { bandwidth, height, width };
+}
+
+const engines = {
+  dashjs: {
+    manifest: 'manifest.mpd',
+    start(url) {
+      const p = dashjs.MediaPlayer().create();
+      const streaming = {
+        abr: { rules: abrRules($('abr').value), maxBitrate: { video: +$('cap').value } },
+        cmcd: { enabled: true, mode: 'query', sid: 'deepcast-' + Math.random().toString(16).slice(2, 10) },
+      };
+      if (state.bufferTarget > 0) {
+        // A short buffer makes ABR changes visible within seconds (tests, demos).
+        const b = state.bufferTarget;
+        streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
+      }
+      p.updateSettings({ streaming });
+      if (typeof p.addResponseInterceptor === 'function') {
+        p.addResponseInterceptor((resp) => {
+          try { recordSegment(resp.request && resp.request.url, resp.headers); } catch (e) { /* stats only */ }
+          return Promise.resolve(resp);
+        });
+      }
+      const ev = dashjs.MediaPlayer.events;
+      p.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
+        if (e.mediaType !== 'video' || !e.newRepresentation) return;
+        renditionShown(e.newRepresentation.bandwidth, e.newRepresentation.height, e.newRepresentation.width);
+      });
+      p.on(ev.ERROR, (e) => {
+        // A failed segment download (codes 17 and 27) is retried by dash.js, on
+        // another BaseURL if there is one: count it, it is not the end of playback.
+        if (e.error && (e.error.code === 17 || e.error.code === 27)) { state.stats.networkErrors = (state.stats.networkErrors || 0) + 1; return; }
+        showError((e.error && (e.error.message || e.error.code)) || 'unknown');
+      });
+      p.on(ev.PLAYBACK_ERROR, (e) => showError((e.error && e.error.message) || 'media error'));
+      p.initialize($('video'), url, true);
+      return {
+        stop() { p.reset(); },
+        rules(strategy) { p.updateSettings({ streaming: { abr: { rules: abrRules(strategy) } } }); },
+        cap(kbps) { p.updateSettings({ streaming: { abr: { maxBitrate: { video: kbps } } } }); },
+        now() {
+          const r = p.getCurrentRepresentationForType && p.getCurrentRepresentationForType('video');
+          return { bandwidth: r && r.bandwidth, width: r && r.width, height: r && r.height,
+            buffer: p.getBufferLength('video') || 0, throughput: p.getAverageThroughput ? p.getAverageThroughput('video') || 0 : 0 };
+        },
+      };
+    },
+  },
+  hlsjs: {
+    manifest: 'master.m3u8',
+    start(url) {
+      const cfg = { capLevelToPlayerSize: false };
+      if (state.bufferTarget > 0) {
+        // hls.js buffers up to 60 MB past maxBufferLength at low bitrates:
+        // bound both, or a short clip is all fetched at its first level.
+        Object.assign(cfg, { maxBufferLength: state.bufferTarget, maxMaxBufferLength: state.bufferTarget });
+      }
+      const hls = new Hls(cfg);
+      const E = Hls.Events;
+      hls.on(E.FRAG_LOADED, (_, d) => {
+        const x = d.networkDetails;
+        const headers = x && (x.headers || { get: (n) => (x.getResponseHeader ? x.getResponseHeader(n) : null) });
+        try { recordSegment(d.frag && d.frag.url, headers); } catch (e) { /* stats only */ }
+      });
+      hls.on(E.LEVEL_SWITCHED, (_, d) => {
+        const l = hls.levels[d.level];
+        if (l) renditionShown(l.bitrate, l.height, l.width);
+      });
+      hls.on(E.MANIFEST_PARSED, () => {
+        state.stats.levels = hls.levels.map((l) => ({ bitrate: l.bitrate, height: l.height, url: l.url && l.url[0] }));
+        capHls(hls, +$('cap').value);
+      });
+      hls.on(E.ERROR, (_, d) => {
+        if (!d.fatal) { state.stats.networkErrors = (state.stats.networkErrors || 0) + 1; return; }
+        showError(`hls.js ${d.type}: ${d.details}`);
+      });
+      hls.loadSource(url);
+      hls.attachMedia($('video'));
+      return {
+        stop() { hls.destroy(); },
+        cap(kbps) { capHls(hls, kbps); },
+        now() {
+          const l = hls.levels[hls.currentLevel];
+          return { bandwidth: l && l.bitrate, width: l && l.width, height: l && l.height, buffer: bufferAhead(), throughput: hls.bandwidthEstimate || 0 };
+        },
+      };
+    },
+  },
+  'shaka-hls': { manifest: 'master.m3u8', start: (url) => startShaka(url) },
+  'shaka-dash': { manifest: 'manifest.mpd', start: (url) => startShaka(url) },
+};
+
+// capHls keeps hls.js at or below kbps (all levels when negative).
+function capHls(hls, kbps) {
+  if (!(kbps > 0)) { hls.autoLevelCapping = -1; return; }
+  let best = 0;
+  hls.levels.forEach((l, i) => { if (l.bitrate <= kbps * 1000 && l.bitrate >= hls.levels[best].bitrate) best = i; });
+  // Capping only: setting a level would turn hls.js's ABR off.
+  hls.autoLevelCapping = best;
+}
+
+function bufferAhead() {
+  const v = $('video');
+  for (let i = 0; i < v.buffered.length; i++) {
+    if (v.buffered.start(i) <= v.currentTime + 0.1 && v.currentTime <= v.buffered.end(i)) return v.buffered.end(i) - v.currentTime;
+  }
+  return 0;
+}
+
+function startShaka(url) {
+  shaka.polyfill.installAll();
+  const p = new shaka.Player();
   const cap = +$('cap').value;
-  state.player.updateSettings({ streaming: { abr: { maxBitrate: { video: cap } } } });
+  p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } },
+    streaming: state.bufferTarget > 0 ? { bufferingGoal: state.bufferTarget } : {} });
+  p.getNetworkingEngine().registerResponseFilter((type, resp) => {
+    try { recordSegment(resp.uri, resp.headers); } catch (e) { /* stats only */ }
+  });
+  const active = () => p.getVariantTracks().find((t) => t.active);
+  const shown = () => { const t = active(); if (t) renditionShown(t.videoBandwidth || t.bandwidth, t.height, t.width); };
+  p.addEventListener('adaptation', shown);
+  p.addEventListener('variantchanged', shown);
+  p.addEventListener('error', (e) => showError(`Shaka ${e.detail && e.detail.code}`));
+  p.attach($('video')).then(() => p.load(url)).then(shown).catch((e) => showError(`Shaka ${e.code || e.message || e}`));
+  return {
+    stop() { p.destroy(); },
+    cap(kbps) { p.configure({ abr: { restrictions: { maxBandwidth: kbps > 0 ? kbps * 1000 : Infinity } } }); },
+    now() {
+      const t = active();
+      const st = p.getStats();
+      return { bandwidth: t && (t.videoBandwidth || t.bandwidth), width: t && t.width, height: t && t.height, buffer: bufferAhead(), throughput: st.estimatedBandwidth || 0 };
+    },
+  };
+}
+
+function applyCap() {
+  if (state.session) state.session.cap(+$('cap').value);
 }
 
 function play() {
   const asset = $('asset').value;
   const node = $('node').value;
   if (!state.mpdOverride && (!asset || !node)) return;
-  if (state.player) { state.player.reset(); }
-  state.points = [[], []];
-  Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
-    stallSeconds: 0, renditions: [], recent: [] });
+  if (state.session) { state.session.stop(); state.session = null; }
+  resetStats();
   $('error').classList.add('hidden');
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
-  // Through the router, ask for a content-steered MPD: one BaseURL per edge,
-  // and dash.js follows the router's steering manifest.
+  const engine = engines[$('engine').value] || engines.dashjs;
+  // Through the router, ask for a content-steered manifest: the edges as
+  // pathways (BaseURLs, or PATHWAY-IDs in HLS), and the player follows the
+  // router's steering manifest.
   const viaRouter = state.routers.has(node);
-  const url = state.mpdOverride || `${node}/vod/${asset}/manifest.mpd${viaRouter ? '?route=steering' : ''}`;
-  const p = dashjs.MediaPlayer().create();
-  state.player = p;
-  const streaming = {
-    abr: { rules: abrRules($('abr').value), maxBitrate: { video: +$('cap').value } },
-    cmcd: { enabled: true, mode: 'query', sid: 'deepcast-' + Math.random().toString(16).slice(2, 10) },
-  };
-  if (state.bufferTarget > 0) {
-    // A short buffer makes ABR changes visible within seconds (tests, demos).
-    const b = state.bufferTarget;
-    streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
-  }
-  p.updateSettings({ streaming });
-  if (typeof p.addResponseInterceptor === 'function') {
-    p.addResponseInterceptor((resp) => {
-      try { recordSegment(resp.request && resp.request.url, resp.headers); } catch (e) { /* stats only */ }
-      return Promise.resolve(resp);
-    });
-  }
-  const ev = dashjs.MediaPlayer.events;
-  let last = null;
-  p.on(ev.QUALITY_CHANGE_RENDERED, (e) => {
-    if (e.mediaType !== 'video' || !e.newRepresentation) return;
-    const r = e.newRepresentation;
-    state.stats.renditions.push({ t: (performance.now() - state.t0) / 1000, bandwidth: r.bandwidth, height: r.height });
-    if (last) {
-      if (r.bandwidth < last.bandwidth) state.stats.downSwitches++;
-      if (r.bandwidth > last.bandwidth) state.stats.upSwitches++;
-    }
-    last = r;
-  });
-  p.on(ev.ERROR, (e) => {
-    // A failed segment download (codes 17 and 27) is retried by dash.js, on
-    // another BaseURL if there is one: count it, it is not the end of playback.
-    if (e.error && (e.error.code === 17 || e.error.code === 27)) { state.stats.networkErrors = (state.stats.networkErrors || 0) + 1; return; }
-    showError((e.error && (e.error.message || e.error.code)) || 'unknown');
-  });
-  p.on(ev.PLAYBACK_ERROR, (e) => showError((e.error && e.error.message) || 'media error'));
-  p.initialize($('video'), url, true);
+  const url = state.mpdOverride || `${node}/vod/${asset}/${engine.manifest}${viaRouter ? '?route=steering' : ''}`;
+  state.stats.url = url;
+  state.session = engine.start(url);
 }
 
 function tick() {
@@ -154,17 +270,16 @@ function tick() {
     s.decodedFrames = q.totalVideoFrames;
     s.droppedFrames = q.droppedVideoFrames;
   }
-  const p = state.player;
-  if (p) {
+  if (state.session) {
     try {
-      const r = p.getCurrentRepresentationForType && p.getCurrentRepresentationForType('video');
-      if (r) {
-        s.bitrate = Math.round(r.bandwidth / 1000);
-        $('s-rendition').textContent = `${r.width}×${r.height}`;
+      const n = state.session.now();
+      if (n.bandwidth) {
+        s.bitrate = Math.round(n.bandwidth / 1000);
+        $('s-rendition').textContent = `${n.width}×${n.height}`;
         $('s-bitrate').textContent = s.bitrate;
       }
-      s.buffer = p.getBufferLength('video') || 0;
-      s.throughput = p.getAverageThroughput ? Math.round(p.getAverageThroughput('video') || 0) : 0;
+      s.buffer = n.buffer || 0;
+      s.throughput = Math.round(n.throughput > 100000 ? n.throughput / 1000 : n.throughput || 0);
     } catch (e) { /* not ready yet */ }
   }
   $('s-buffer').textContent = s.buffer.toFixed(1);
@@ -191,7 +306,7 @@ function watchStalls() {
 }
 
 async function init() {
-  if (window.deepcastMissingModules || !window.dashjs) {
+  if (window.deepcastMissingModules || !window.dashjs || !window.Hls || !window.shaka) {
     $('modules-missing').classList.remove('hidden');
   }
   const cfg = await (await fetch('/config.json')).json();
@@ -216,13 +331,15 @@ async function init() {
   $('asset').innerHTML = assets.map((a) => `<option value="${a.name}">${a.name} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
   if (params.get('asset')) $('asset').value = params.get('asset');
   if (params.get('abr')) $('abr').value = params.get('abr');
+  if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
   if (params.get('cap')) setCapValue(params.get('cap'));
   state.chart = makeChart();
   watchStalls();
   $('play').addEventListener('click', play);
   $('cap').addEventListener('change', applyCap);
-  $('abr').addEventListener('change', () => state.player && state.player.updateSettings({ streaming: { abr: { rules: abrRules($('abr').value) } } }));
+  $('abr').addEventListener('change', () => state.session && state.session.rules && state.session.rules($('abr').value));
+  $('engine').addEventListener('change', play);
   setInterval(tick, 250);
   if (params.get('autoplay') !== '0' && (assets.length || state.mpdOverride) && window.dashjs) play();
 }
