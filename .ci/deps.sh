@@ -12,6 +12,7 @@ declare -A need=(
   [xmllint]=libxml2-utils
   [chromium]=chromium
   [npm]=npm
+  [gst-launch-1.0]=gstreamer1.0-tools
 )
 if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[nginx]=nginx
@@ -26,6 +27,13 @@ missing=()
 for cmd in "${!need[@]}"; do
   if ! command -v "$cmd" >/dev/null 2>&1; then
     missing+=("${need[$cmd]}")
+  fi
+done
+# GStreamer plays HLS in the tests: its HLS demuxer (plugins-bad), the MP4
+# demuxer (plugins-good) and the H.264/AAC decoders (libav).
+for plugin in hlsdemux:gstreamer1.0-plugins-bad qtdemux:gstreamer1.0-plugins-good avdec_h264:gstreamer1.0-libav; do
+  if ! gst-inspect-1.0 "${plugin%%:*}" >/dev/null 2>&1; then
+    missing+=("${plugin#*:}" gstreamer1.0-plugins-base)
   fi
 done
 # De-duplicate package names.

@@ -29,7 +29,7 @@ func simCommand() command {
 		name:    "sim",
 		summary: "simulate ABR algorithms over bandwidth traces (trace-driven, virtual clock); CSV, logs, plots",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
-			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder or MPD file, or an MPD URL; required")
+			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, or an MPD or .m3u8 URL; required")
 			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
 			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", "))
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")

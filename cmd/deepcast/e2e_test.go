@@ -448,6 +448,13 @@ func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
 	defer rs.Close()
 	for _, mode := range []string{"", "?route=baseurl", "?route=steering"} {
 		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd"+mode, 2, frames)
+		// HLS: ffmpeg knows no pathways, so with steering it plays every
+		// pathway's variants: both edges' URIs work.
+		streams := 2
+		if mode == "?route=steering" {
+			streams = 4
+		}
+		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/master.m3u8"+mode, streams, frames)
 	}
 }
 
@@ -471,6 +478,8 @@ func TestHostilePathsThroughTheFastPath(t *testing.T) {
 		"/vod/", "/../../../../etc/passwd", "/vod/%2e%2e/manifest.mpd", "/vod/" + a + "%2f..%2f..%2fsecret.m4s",
 		"/vod/" + a + "%00/manifest.mpd", "/vod/..\\secret/manifest.mpd", "/vod/~/manifest.mpd",
 		"/vod/" + a + "/video/" + strings.Repeat("9", 40) + ".m4s", "/vod/" + a + "/manifest.mpd/x",
+		"/vod/" + a + "/master.m3u8/x", "/vod/" + a + "/x/media.m3u8.bak", "/vod/" + a + "/%2e%2e/master.m3u8",
+		"/vod/../" + a + "/master.m3u8", "/vod/" + a + "/../x/iframes.m3u8", "/vod/" + a + "/x/other.m3u8",
 	}
 	for _, base := range []string{originURL, edgeURL} {
 		addr := strings.TrimPrefix(base, "http://")
