@@ -212,7 +212,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	fmt.Printf("  browsers: import %s as an authority (Chrome: Settings > Privacy and security > Security > Manage certificates)\n", ca)
 	fmt.Printf("  curl --cacert %s …, ffmpeg -ca_file %s …, deepcast play -ca %s …\n", ca, ca, ca)
 	fmt.Printf("tiers talk in the clear (fast path): %v\n", plainURLs)
-	fmt.Printf("router: %s/vod/%s/manifest.mpd (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
+	fmt.Printf("router: %s/vod/%s/manifest.mpd or master.m3u8 (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
 		nodes[4].URL, demoAsset, dnsAddr, router.ServiceName())
 	if missing := web.MissingModules(o.Modules); len(missing) > 0 {
 		fmt.Println("\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
@@ -285,7 +285,9 @@ func printDemoTable(nodes []web.Node) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/?asset=%s\t%s/dashboard\t%s/metrics\n", n.Name, n.Role, n.URL, n.URL, demoAsset, n.URL, n.URL)
 	}
 	tw.Flush()
-	fmt.Printf("\nmanifest through an enter-deep edge: %s/vod/%s/manifest.mpd\n", nodes[2].URL, demoAsset)
+	fmt.Printf("\nmanifest through an enter-deep edge: %s/vod/%s/manifest.mpd (DASH), %s/vod/%s/master.m3u8 (HLS, the same segments)\n",
+		nodes[2].URL, demoAsset, nodes[2].URL, demoAsset)
+	fmt.Printf("the player page plays DASH with dash.js or Shaka and HLS with hls.js or Shaka: pick one under Player, or add &engine=hlsjs\n")
 }
 
 // demoTrace is a built-in variable link: 4 Mbit/s, a dip to 0.8, back up.
