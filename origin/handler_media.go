@@ -77,29 +77,30 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	serveDocument(w, r, e, hdrDASH, e.manifestTag, e.manifestLen, e.Manifest)
+}
+
+// serveDocument answers for a manifest or playlist of the entry: its
+// cache rules and validators, the whole body at once for a plain GET,
+// http.ServeContent for ranges and conditions.
+func serveDocument(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, tag, length string, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = hdrDASH
+	h["Content-Type"] = contentType
 	h["Cache-Control"] = hdrCacheManifest
-	h["Etag"] = []string{e.manifestTag}
+	h["Etag"] = []string{tag}
 	if plainGet(r) {
 		h["Accept-Ranges"] = hdrBytes
 		h["Last-Modified"] = []string{e.lastModified}
-		h["Content-Length"] = []string{e.manifestLen}
+		h["Content-Length"] = []string{length}
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			_, _ = w.Write(e.Manifest)
+			_, _ = w.Write(body)
 		}
 		return
 	}
-	serveBytes(w, r, e, e.Manifest)
-}
-
-// serveBytes answers a conditional or range request for a small document
-// of the entry (a manifest, a playlist) with http.ServeContent. Small
-// bodies go out through Write, not ReadFrom: the response is then one
-// buffered write (headers and body in one syscall) instead of a flush of
-// the headers followed by a copy.
-func serveBytes(w http.ResponseWriter, r *http.Request, e *Entry, body []byte) {
+	// Small bodies go out through Write, not ReadFrom: the response is then
+	// one buffered write (headers and body in one syscall) instead of a
+	// flush of the headers followed by a copy.
 	http.ServeContent(writeOnly{w}, r, "", e.Asset.Created, bytes.NewReader(body))
 }
 

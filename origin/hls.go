@@ -153,19 +153,5 @@ func (s *Server) servePlaylist(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no such playlist")
 		return
 	}
-	h := w.Header()
-	h["Content-Type"] = hdrHLS
-	h["Cache-Control"] = hdrCacheManifest
-	h["Etag"] = []string{p.tag}
-	if plainGet(r) {
-		h["Accept-Ranges"] = hdrBytes
-		h["Last-Modified"] = []string{e.lastModified}
-		h["Content-Length"] = []string{p.length}
-		w.WriteHeader(http.StatusOK)
-		if r.Method != http.MethodHead {
-			_, _ = w.Write(p.body)
-		}
-		return
-	}
-	serveBytes(w, r, e, p.body)
+	serveDocument(w, r, e, hdrHLS, p.tag, p.length, p.body)
 }

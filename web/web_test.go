@@ -45,7 +45,7 @@ func TestPagesConfigAndVendorFiles(t *testing.T) {
 		Nodes   []Node   `json:"nodes"`
 		Missing []string `json:"missingModules"`
 	}
-	if err := json.Unmarshal([]byte(body), &cfg); err != nil || code != 200 || cfg.Self != "deep-a" || len(cfg.Nodes) != 1 || len(cfg.Missing) != 2 {
+	if err := json.Unmarshal([]byte(body), &cfg); err != nil || code != 200 || cfg.Self != "deep-a" || len(cfg.Nodes) != 1 || len(cfg.Missing) != len(vendorFiles)-1 {
 		t.Errorf("config.json: %d %s", code, body)
 	}
 	for _, p := range []string{"/static/", "/vendor/../../etc/passwd", "/vendor/nope.js", "/static/../web.go"} {

@@ -203,19 +203,7 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, 40*time.Second, "playback to start at the capped rendition", func(s pageStats) bool {
-		return s.CurrentTime > 1 && s.Bitrate > 0 && s.Bitrate < 400
-	})
-	// Raise the cap: dash.js must switch up.
-	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(-1)`)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, 30*time.Second, "a switch up after the cap is lifted", func(s pageStats) bool { return s.UpSwitches >= 1 })
-	// Lower it again: dash.js must switch down.
-	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(400)`)); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, ctx, 30*time.Second, "a switch down after the cap is lowered", func(s pageStats) bool { return s.DownSwitches >= 1 })
+	capSwitches(t, ctx, 400)
 	s := waitFor(t, ctx, 60*time.Second, "currentTime past 10 s", func(s pageStats) bool { return s.CurrentTime > 10 })
 	if s.DecodedFrames == 0 {
 		t.Error("no frames decoded")
@@ -245,6 +233,25 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 	}
 	time.Sleep(1500 * time.Millisecond) // a second poll, so rates show
 	shot(t, ctx, "dashboard.png")
+}
+
+// capSwitches checks the page's player against a bitrate cap: it starts
+// below capKbps (the page was opened with that cap), switches up when the
+// cap is lifted and down when it is set again.
+func capSwitches(t *testing.T, ctx context.Context, capKbps int) {
+	t.Helper()
+	waitFor(t, ctx, 40*time.Second, "playback to start at the capped rendition", func(s pageStats) bool {
+		return s.CurrentTime > 1 && s.Bitrate > 0 && s.Bitrate < capKbps
+	})
+	setCap := func(kbps int) {
+		if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`window.deepcastSetCap(%d)`, kbps))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setCap(-1)
+	waitFor(t, ctx, 30*time.Second, "a switch up after the cap is lifted", func(s pageStats) bool { return s.UpSwitches >= 1 })
+	setCap(capKbps)
+	waitFor(t, ctx, 30*time.Second, "a switch down after the cap is lowered", func(s pageStats) bool { return s.DownSwitches >= 1 })
 }
 
 // shot saves a screenshot when DEEPCAST_SCREENSHOTS names a folder (the
@@ -480,17 +487,7 @@ func TestBrowserPlaysHLS(t *testing.T) {
 			if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, ctx, 40*time.Second, "playback to start at the capped rendition", func(s pageStats) bool {
-				return s.CurrentTime > 1 && s.Bitrate > 0 && s.Bitrate < 700
-			})
-			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(-1)`)); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, ctx, 30*time.Second, "a switch up after the cap is lifted", func(s pageStats) bool { return s.UpSwitches >= 1 })
-			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`window.deepcastSetCap(700)`)); err != nil {
-				t.Fatal(err)
-			}
-			waitFor(t, ctx, 30*time.Second, "a switch down after the cap is lowered", func(s pageStats) bool { return s.DownSwitches >= 1 })
+			capSwitches(t, ctx, 700)
 			// To the end (24 s), both renditions seen.
 			s := waitFor(t, ctx, 60*time.Second, "playback to the end", func(s pageStats) bool { return s.CurrentTime > 23 })
 			heights, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[...new Set(window.deepcast.renditions.map(r => r.height))]`))

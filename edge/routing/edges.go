@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deepcast/deepcast/media"
 )
 
 // Profiles of edges, as in the edges file.
@@ -78,10 +80,10 @@ func ParseEdges(data []byte) ([]*Edge, error) {
 		bad := func(field, format string, a ...any) error {
 			return fmt.Errorf("%s: field %s: %s", where, field, fmt.Sprintf(format, a...))
 		}
-		if !pathwayName(e.Name) {
+		if !media.ValidName(e.Name) || len(e.Name) > 64 {
 			// The name is the edge's pathway in content steering: HLS
 			// allows only these characters in a PATHWAY-ID.
-			return nil, bad("name", "required: letters, digits, '.', '-' and '_' only (it is the edge's content steering pathway)")
+			return nil, bad("name", "required: up to 64 letters, digits, '.', '-' and '_', not starting with '.' (it is the edge's content steering pathway)")
 		}
 		if seen[e.Name] {
 			return nil, bad("name", "%q is used twice", e.Name)
@@ -136,20 +138,4 @@ func (e *Edge) covers(client netip.Addr) bool {
 		}
 	}
 	return false
-}
-
-// pathwayName reports a name usable as an HLS PATHWAY-ID and a DASH
-// serviceLocation: [A-Za-z0-9._-]+.
-func pathwayName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
 }
