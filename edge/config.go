@@ -106,5 +106,10 @@ func (c *Config) applyDefaults() error {
 	if !validName(c.Name) {
 		return fmt.Errorf("edge: name %q must match [A-Za-z0-9._-]+", c.Name)
 	}
+	if c.Profile == EnterDeep && c.DiskDir != "" {
+		// Refused rather than ignored: an operator who asked for a disk
+		// tier would otherwise believe there is one.
+		return fmt.Errorf("edge: a disk tier (%s) on an %s node: enter-deep nodes are memory only; use -profile %s", c.DiskDir, EnterDeep, BringHome)
+	}
 	return nil
 }

@@ -49,6 +49,7 @@ type diskHeader struct {
 	LastModified string        `json:"lastModified"`
 	CacheControl string        `json:"cacheControl"`
 	LastSegment  string        `json:"lastSegment,omitempty"`
+	Via          string        `json:"via,omitempty"`
 	Stored       time.Time     `json:"stored"`
 	Expires      time.Time     `json:"expires"`
 	SWR          time.Duration `json:"swr"`
@@ -268,14 +269,14 @@ func (d *diskTier) read(path, key string) (*object, error) {
 		return nil, errors.New("checksum mismatch")
 	}
 	return &object{Key: h.Key, Body: body, ContentType: h.ContentType, ETag: h.ETag, LastModified: h.LastModified,
-		CacheControl: h.CacheControl, LastSegment: h.LastSegment, Stored: h.Stored, Expires: h.Expires,
+		CacheControl: h.CacheControl, LastSegment: h.LastSegment, UpstreamVia: h.Via, Stored: h.Stored, Expires: h.Expires,
 		SWR: h.SWR, SIE: h.SIE, NoCache: h.NoCache, Sum: sum}, nil
 }
 
 // put writes o atomically (temporary file, then rename) and evicts to fit.
 func (d *diskTier) put(o *object) error {
 	h := diskHeader{Key: o.Key, Len: len(o.Body), SHA256: hex.EncodeToString(o.Sum[:]), ContentType: o.ContentType,
-		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment,
+		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment, Via: o.UpstreamVia,
 		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
 	return d.write(o.Key, h, bytes.NewReader(o.Body), int64(len(o.Body)))
 }
@@ -334,7 +335,7 @@ func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) e
 // finished spool) with SHA-256 sum, as put does for one in memory.
 func (d *diskTier) putFile(o *object, sum []byte, body *os.File, size int64) error {
 	h := diskHeader{Key: o.Key, Len: int(size), SHA256: hex.EncodeToString(sum), ContentType: o.ContentType,
-		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment,
+		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment, Via: o.UpstreamVia,
 		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
 	return d.write(o.Key, h, io.NewSectionReader(body, 0, size), size)
 }
@@ -379,7 +380,7 @@ func (d *diskTier) bigEntry(key string, limit int64) (*bigObject, bool) {
 		return nil, false
 	}
 	meta := &object{Key: h.Key, ContentType: h.ContentType, ETag: h.ETag, LastModified: h.LastModified,
-		CacheControl: h.CacheControl, LastSegment: h.LastSegment, Stored: h.Stored, Expires: h.Expires,
+		CacheControl: h.CacheControl, LastSegment: h.LastSegment, UpstreamVia: h.Via, Stored: h.Stored, Expires: h.Expires,
 		SWR: h.SWR, SIE: h.SIE, NoCache: h.NoCache}
 	return &bigObject{meta: meta, size: int64(h.Len), path: e.file, offset: offset}, true
 }

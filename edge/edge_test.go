@@ -855,3 +855,67 @@ func TestAnswerPlainKeysQueriesLikeServeHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestViaNamesTheChain: through enter-deep -> bring-home -> origin, Via
+// lists both tiers, nearest the origin first (as Cache-Status does), on
+// a miss, a hit, through the fast path and through net/http (a range).
+func TestViaNamesTheChain(t *testing.T) {
+	f := newFakeOrigin(t)
+	_, home := newNode(t, Config{Profile: BringHome, Name: "home", Upstreams: []string{f.url()}, Prefetch: noPrefetch()})
+	deep, deepSrv := newNode(t, Config{Name: "deep", Upstreams: []string{home.URL}, Prefetch: noPrefetch()})
+	for _, c := range []struct {
+		name string
+		hdr  []string
+	}{{"miss", nil}, {"hit", nil}, {"range", []string{"Range", "bytes=0-99"}}} {
+		resp, _ := fetch(t, deepSrv.URL+"/vod/a/v/1.m4s", c.hdr...)
+		if got := resp.Header.Get("Via"); got != "1.1 home, 1.1 deep" {
+			t.Errorf("%s: Via %q, want %q (Cache-Status %q)", c.name, got, "1.1 home, 1.1 deep", resp.Header.Get("Cache-Status"))
+		}
+	}
+	fr, ok := deep.AnswerHit(false, "/vod/a/v/1.m4s", "", "127.0.0.1:1")
+	if !ok || !strings.Contains(string(fr.Header), "Via: 1.1 home, 1.1 deep\r\n") {
+		t.Errorf("fast path hit: %v %q", ok, fr.Header)
+	}
+}
+
+// TestRelayedErrorLeavesTheParentUp: a bring-home parent that relays its
+// origin's 502s still answers its own /healthz, so its enter-deep child
+// keeps it up (and keeps asking it), rather than counting the origin's
+// failure against it.
+func TestRelayedErrorLeavesTheParentUp(t *testing.T) {
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			w.Write([]byte("ok"))
+			return
+		}
+		http.Error(w, "origin broken", http.StatusBadGateway)
+	}))
+	t.Cleanup(broken.Close)
+	_, home := newNode(t, Config{Profile: BringHome, Name: "home", Upstreams: []string{broken.URL}, Prefetch: noPrefetch()})
+	var logs syncBuffer
+	deep, deepSrv := newNode(t, Config{Name: "deep", Upstreams: []string{home.URL}, Prefetch: noPrefetch(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for i := 1; i <= 5; i++ {
+		if resp, _ := fetch(t, fmt.Sprintf("%s/vod/a/v/%d.m4s", deepSrv.URL, i)); resp.StatusCode < 500 {
+			t.Fatalf("segment %d: %d through a broken origin", i, resp.StatusCode)
+		}
+		for _, u := range deep.Stats().Upstreams {
+			if !u.Healthy {
+				t.Fatalf("after segment %d the enter-deep node has its parent %s down for relaying the origin's 502", i, u.URL)
+			}
+		}
+	}
+	if strings.Contains(logs.String(), "upstream down") {
+		t.Errorf("the enter-deep node marked its parent down:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -204,6 +204,11 @@ type passResponse struct {
 type errUpstream struct {
 	err     error
 	timeout bool
+	// answered: the upstream answered, with a 5xx. It may be relaying its
+	// own upstream's failure (a bring-home parent passing on an origin's
+	// 502): that is not this upstream's failure, and does not count
+	// against its health (its /healthz probe decides).
+	answered bool
 }
 
 func (e *errUpstream) Error() string { return e.err.Error() }
@@ -258,7 +263,9 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 					n.siblings.markSuccess(sib)
 					return res, nil
 				}
-				n.siblings.markFailure(sib, err)
+				if eu := (*errUpstream)(nil); !errors.As(err, &eu) || !eu.answered {
+					n.siblings.markFailure(sib, err)
+				}
 				n.log.Warn("sibling fetch failed, going upstream", "sibling", sib.url.String(), "key", key, "err", err)
 			}
 		}
@@ -280,7 +287,9 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 			n.pool.markSuccess(up)
 			return res, nil
 		}
-		n.pool.markFailure(up, err)
+		if eu := (*errUpstream)(nil); !errors.As(err, &eu) || !eu.answered {
+			n.pool.markFailure(up, err)
+		}
 		lastErr = err
 		if ctx.Err() != nil {
 			break
@@ -361,7 +370,7 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	}()
 	if resp.StatusCode >= 500 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status)}
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true}
 	}
 	now := time.Now()
 	res := &rawFetch{policy: parsePolicy(resp.Header, now)}
@@ -680,7 +689,11 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 			}
 		}
 		h.Set("Cache-Status", out.cacheStatus)
-		h.Set("Via", "1.1 "+n.cfg.Name)
+		via := "1.1 " + n.cfg.Name
+		if up := strings.Join(out.pass.header.Values("Via"), ", "); up != "" {
+			via = up + ", " + via
+		}
+		h.Set("Via", via)
 		h.Set("Content-Length", strconv.Itoa(len(out.pass.body)))
 		w.WriteHeader(out.pass.status)
 		if r.Method != http.MethodHead {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,11 +20,15 @@ type object struct {
 	LastModified string
 	CacheControl string
 	LastSegment  string // upstream's X-Deepcast-Last-Segment, for prefetch bounds
-	Stored       time.Time
-	Expires      time.Time // fresh until
-	SWR, SIE     time.Duration
-	NoCache      bool
-	Sum          [32]byte // SHA-256 of Body, checked when read back from disk
+	// UpstreamVia is the upstream's Via (the tiers behind this node): this
+	// node's own entry is added after it, so Via names the whole chain as
+	// Cache-Status does.
+	UpstreamVia string
+	Stored      time.Time
+	Expires     time.Time // fresh until
+	SWR, SIE    time.Duration
+	NoCache     bool
+	Sum         [32]byte // SHA-256 of Body, checked when read back from disk
 
 	// hdr and contentLength are the response header values, built once.
 	hdrOnce       sync.Once
@@ -48,7 +53,7 @@ type hitBlock struct {
 // Cache-Status, which change per response). Callers must not modify them.
 func (o *object) headers(via []string) http.Header {
 	o.hdrOnce.Do(func() {
-		h := http.Header{"Via": via, "Accept-Ranges": hdrBytes}
+		h := http.Header{"Via": []string{o.chainVia(strings.Join(via, ", "))}, "Accept-Ranges": hdrBytes}
 		set := func(k, v string) {
 			if v != "" {
 				h[k] = []string{v}
@@ -82,11 +87,20 @@ func (o *object) headerBlock(via string) []byte {
 		add("Content-Type", o.ContentType)
 		add("Etag", o.ETag)
 		add("Last-Modified", o.LastModified)
-		add("Via", via)
+		add("Via", o.chainVia(via))
 		add("X-Deepcast-Last-Segment", o.LastSegment)
 		o.block = b
 	})
 	return o.block
+}
+
+// chainVia is the Via of an answer from this node: the upstream's, then
+// this node's.
+func (o *object) chainVia(own string) string {
+	if o.UpstreamVia == "" {
+		return own
+	}
+	return o.UpstreamVia + ", " + own
 }
 
 // fresh reports whether the object may be served without asking upstream.
@@ -113,8 +127,8 @@ func newObject(key string, h http.Header, body []byte, p policy, now time.Time, 
 	return &object{
 		Key: key, Body: body, ContentType: h.Get("Content-Type"), ETag: h.Get("ETag"),
 		LastModified: h.Get("Last-Modified"), CacheControl: h.Get("Cache-Control"),
-		LastSegment: h.Get("X-Deepcast-Last-Segment"),
-		Stored:      now, Expires: now.Add(ttl), SWR: p.SWR, SIE: p.SIE, NoCache: p.NoCache,
+		LastSegment: h.Get("X-Deepcast-Last-Segment"), UpstreamVia: strings.Join(h.Values("Via"), ", "),
+		Stored: now, Expires: now.Add(ttl), SWR: p.SWR, SIE: p.SIE, NoCache: p.NoCache,
 		Sum: sha256.Sum256(body),
 	}
 }
@@ -122,7 +136,7 @@ func newObject(key string, h http.Header, body []byte, p policy, now time.Time, 
 // refreshed is a copy of o made fresh again by a 304 Not Modified.
 func (o *object) refreshed(h http.Header, p policy, now time.Time, defaultTTL time.Duration) *object {
 	n := object{Key: o.Key, Body: o.Body, ContentType: o.ContentType, ETag: o.ETag, LastModified: o.LastModified,
-		CacheControl: o.CacheControl, LastSegment: o.LastSegment, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache, Sum: o.Sum}
+		CacheControl: o.CacheControl, LastSegment: o.LastSegment, UpstreamVia: o.UpstreamVia, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache, Sum: o.Sum}
 	ttl := p.TTL
 	if !p.hasTTL {
 		ttl = defaultTTL

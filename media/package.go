@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -169,10 +170,18 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 		if ladder == nil {
 			ladder = DefaultLadder(src.Video.Width, src.Video.Height)
 		} else {
-			var err error
-			if ladder, err = ladder.Fit(src.Video.Width, src.Video.Height); err != nil {
+			fitted, err := ladder.Fit(src.Video.Width, src.Video.Height)
+			if err != nil {
 				return nil, fmt.Errorf("package %s: %w", src.Path, err)
 			}
+			for _, r := range ladder {
+				if !slices.Contains(fitted, r) {
+					// Never upscaled: said, not silently dropped.
+					slog.Warn("ladder rung dropped: larger than the source", "rung", r.String(), "source",
+						fmt.Sprintf("%dx%d", src.Video.Width, src.Video.Height))
+				}
+			}
+			ladder = fitted
 		}
 		asset.Ladder = ladder
 		work := filepath.Join(staging, ".encode")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/deepcast/deepcast/media"
@@ -24,6 +25,11 @@ func sampleCommand() command {
 			return func(ctx context.Context, args []string) error {
 				if *out == "" || len(args) > 0 {
 					return fmt.Errorf("-o FILE is required and no arguments are taken: %w", errUsage)
+				}
+				if ext := strings.ToLower(filepath.Ext(*out)); ext != ".mp4" {
+					// ffmpeg would pick the container by the name, but what it
+					// writes is meant as MP4 (H.264 + AAC, faststart).
+					return fmt.Errorf("-o %s: the sample is an MP4 file; name it .mp4: %w", *out, errUsage)
 				}
 				var w, h int
 				if _, err := fmt.Sscanf(*size, "%dx%d", &w, &h); err != nil {

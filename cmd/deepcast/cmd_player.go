@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,7 +120,7 @@ func playCommand() command {
 	return command{
 		name:    "play",
 		usage:   "URL",
-		summary: "play an MPD over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a live line and a summary",
+		summary: "play an MPD or HLS playlist over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a live line and a summary",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
 			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
@@ -135,7 +136,12 @@ func playCommand() command {
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
-					return fmt.Errorf("one MPD URL is required: %w", errUsage)
+					return fmt.Errorf("one MPD or playlist URL is required: %w", errUsage)
+				}
+				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
+					// play measures real downloads: a file has none. Say so
+					// now rather than after retries.
+					return fmt.Errorf("%q is not an http(s):// URL: play streams over HTTP (serve a library with `deepcast origin`, or simulate a local asset with `deepcast sim -video %s`): %w", args[0], args[0], errUsage)
 				}
 				var stats player.FetchStats
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
@@ -148,9 +154,10 @@ func playCommand() command {
 				if err != nil {
 					return err
 				}
-				player.WriteSummary(os.Stdout, player.Summarize([]player.SimResult{{Trace: "play", ABR: *abr, Result: res}}))
-				fmt.Printf("startup %.2fs, %d stalls (%.2fs), %d switches, QoE %.2f, over %s\n", res.Startup.Seconds(), res.RebufferCount,
-					res.Rebuffer.Seconds(), res.Switches, res.QoE, stats.Protocol)
+				// One session: its figures, not percentiles of one value.
+				fmt.Printf("%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
+					*abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
+					res.RebufferRatio()*100, res.Switches, stats.Protocol)
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err

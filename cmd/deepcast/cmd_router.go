@@ -53,7 +53,7 @@ func routerCommand() command {
 					return err
 				}
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
-					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: log})
+					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default()}) // it names itself
 				if err != nil {
 					l.close()
 					return err

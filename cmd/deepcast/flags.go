@@ -8,14 +8,30 @@ import (
 	"strings"
 )
 
-// envName is the environment variable that can set flag name.
-func envName(name string) string {
-	return "DEEPCAST_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+// envName is the environment variable that can set flag name of command
+// cmd: DEEPCAST_<COMMAND>_<FLAG>, so that one environment can hold the
+// settings of several commands (an edge's -listen and a router's) and no
+// variable means two things.
+func envName(cmd, name string) string {
+	return "DEEPCAST_" + envWord(cmd) + "_" + envWord(name)
 }
 
-// applyEnv sets every flag not given on the command line from its
-// DEEPCAST_<FLAG> environment variable, if present.
-func applyEnv(fs *flag.FlagSet) error {
+func envWord(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
+
+// globalEnv are the variables that are not a command's flag; no flag's
+// variable may be one of them (a test checks).
+var globalEnv = []string{
+	"DEEPCAST_LOG_LEVEL",   // default log level of every command
+	"DEEPCAST_FASTPATH",    // off | goroutines: the HTTP/1.1 front's mode, to compare
+	"DEEPCAST_LOOPS",       // the fast path's event loops
+	"DEEPCAST_HTTP2",       // net: HTTP/2 by net/http's server, to compare
+	"DEEPCAST_CPUPROFILE",  // write a CPU profile of the run
+	"DEEPCAST_WEB_MODULES", // front-end packages on disk
+}
+
+// applyEnv sets every flag of command cmd not given on the command line
+// from its DEEPCAST_<COMMAND>_<FLAG> environment variable, if present.
+func applyEnv(cmd string, fs *flag.FlagSet) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var err error
@@ -23,9 +39,9 @@ func applyEnv(fs *flag.FlagSet) error {
 		if given[f.Name] || err != nil {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v, ok := os.LookupEnv(envName(cmd, f.Name)); ok {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", envName(f.Name), v, e)
+				err = fmt.Errorf("%s=%q: %w", envName(cmd, f.Name), v, e)
 			}
 		}
 	})
@@ -56,8 +72,8 @@ var byteUnits = []struct {
 }
 
 // parseBytes reads a byte count with an optional unit (KiB, MiB, GiB, TiB, KB, MB, GB, TB, K, M, G, T).
-func parseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
+func parseBytes(in string) (int64, error) {
+	s := strings.TrimSpace(in)
 	mult := int64(1)
 	for _, u := range byteUnits {
 		if strings.HasSuffix(s, u.suffix) {
@@ -68,7 +84,7 @@ func parseBytes(s string) (int64, error) {
 	v, err := strconv.ParseFloat(s, 64)
 	// Written so that NaN fails too: every comparison with NaN is false.
 	if err != nil || !(v >= 0 && v*float64(mult) <= 1<<62) {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit such as 256MiB", s)
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), such as 256MiB", in)
 	}
 	return int64(v * float64(mult)), nil
 }

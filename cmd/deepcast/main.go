@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 )
 
@@ -48,8 +49,14 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) int {
-	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()})))
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	logLevel.Set(defaultLevel())
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel})))
+	if len(args) == 0 {
+		// A bare `deepcast` is a mistake in a script: say what exists, and fail.
+		printHelp(stderr)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) > 1 {
 			return run([]string{args[1], "-h"}, stdout, stderr)
 		}
@@ -63,16 +70,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("deepcast "+c.name, flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		runFn := c.setup(fs)
+		logs := addLogFlags(c, fs)
 		fs.Usage = func() { printCommandUsage(stderr, c, fs) }
-		if err := fs.Parse(args[1:]); err != nil {
+		positional, err := parseInterspersed(fs, args[1:])
+		if err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0
 			}
 			return 2
 		}
-		if err := applyEnv(fs); err != nil {
+		if err := applyEnv(c.name, fs); err != nil {
 			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
 			return 2
+		}
+		if logs != nil {
+			if err := logs.install(stderr); err != nil {
+				fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
+				return 2
+			}
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
@@ -83,8 +98,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				defer func() { pprof.StopCPUProfile(); f.Close() }()
 			}
 		}
-		if err := runFn(ctx, fs.Args()); err != nil {
-			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
+		if err := runFn(ctx, positional); err != nil {
+			// Errors of the packages often start with their own name,
+			// which is the command's: say it once.
+			msg := strings.TrimPrefix(err.Error(), c.name+": ")
+			fmt.Fprintf(stderr, "deepcast %s: %s\n", c.name, msg)
 			if errors.Is(err, errUsage) {
 				fs.Usage()
 				return 2
@@ -98,6 +116,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// parseInterspersed parses flags wherever they stand among the
+// positional arguments (`package -o lib src.mp4 -name late`), which it
+// returns in order; after "--" everything is positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		before := len(args)
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := args[:before-len(rest)]
+		if len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
 func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "deepcast: DASH packaging, origin, CDN edges and ABR playback in one binary.")
 	fmt.Fprintln(w, "\nUsage: deepcast <command> [flags] [args]\n\nCommands:")
@@ -105,25 +146,22 @@ func printHelp(w io.Writer) {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\n`deepcast <command> -h` explains every flag of a command. Every flag can also be")
-	fmt.Fprintln(w, "set with an environment variable DEEPCAST_<FLAG> (upper case, '-' as '_');")
-	fmt.Fprintln(w, "a flag on the command line wins. DEEPCAST_LOG=debug turns on debug logs.")
+	fmt.Fprintln(w, "set with an environment variable DEEPCAST_<COMMAND>_<FLAG> (upper case, '-' as '_',")
+	fmt.Fprintln(w, "e.g. DEEPCAST_EDGE_LISTEN); a flag on the command line wins.")
+	fmt.Fprintln(w, "DEEPCAST_LOG_LEVEL=debug|info|warn|error sets the log level of every command.")
 }
 
 func printCommandUsage(w io.Writer, c command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "Usage: deepcast %s [flags] %s\n\n%s\n\nFlags (each also settable as DEEPCAST_<FLAG>):\n", c.name, c.usage, c.summary)
+	fmt.Fprintf(w, "Usage: deepcast %s [flags] %s\n\n%s\n\nFlags (each also settable as DEEPCAST_%s_<FLAG>):\n", c.name, c.usage, c.summary, envWord(c.name))
 	fs.VisitAll(func(f *flag.Flag) {
 		def := ""
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
-			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		switch f.DefValue {
+		case "", "0", "0s", "false":
+		default:
+			if !strings.Contains(f.Usage, "(default") {
+				def = fmt.Sprintf(" (default %s)", f.DefValue)
+			}
 		}
-		fmt.Fprintf(w, "  -%s\n    \t%s%s  [$%s]\n", f.Name, f.Usage, def, envName(f.Name))
+		fmt.Fprintf(w, "  -%s\n    \t%s%s  [$%s]\n", f.Name, f.Usage, def, envName(c.name, f.Name))
 	})
-}
-
-func logLevel() slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(os.Getenv("DEEPCAST_LOG"))); err != nil {
-		return slog.LevelInfo
-	}
-	return l
 }

@@ -27,7 +27,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 		c.setup(fs)
 		fs.VisitAll(func(f *flag.Flag) {
-			if !strings.Contains(errb.String(), "-"+f.Name+"\n") || !strings.Contains(errb.String(), envName(f.Name)) {
+			if !strings.Contains(errb.String(), "-"+f.Name+"\n") || !strings.Contains(errb.String(), envName(c.name, f.Name)) {
 				t.Errorf("%s -h does not explain -%s and its variable", c.name, f.Name)
 			}
 		})
@@ -43,23 +43,49 @@ func TestFlagsFromEnvironment(t *testing.T) {
 	name := fs.String("name", "default", "")
 	var mem byteSize
 	fs.Var(&mem, "mem", "")
-	t.Setenv("DEEPCAST_SEG", "4s")
-	t.Setenv("DEEPCAST_NAME", "from-env")
-	t.Setenv("DEEPCAST_MEM", "256MiB")
+	t.Setenv("DEEPCAST_X_SEG", "4s")
+	t.Setenv("DEEPCAST_X_NAME", "from-env")
+	t.Setenv("DEEPCAST_X_MEM", "256MiB")
+	t.Setenv("DEEPCAST_Y_MEM", "1") // another command's: not ours
 	if err := fs.Parse([]string{"-name", "from-flag"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyEnv(fs); err != nil {
+	if err := applyEnv("x", fs); err != nil {
 		t.Fatal(err)
 	}
 	if seg.String() != "4s" || *name != "from-flag" || mem != 256<<20 {
 		t.Errorf("seg=%s name=%s mem=%d", seg, *name, mem)
 	}
-	t.Setenv("DEEPCAST_SEG", "soon")
+	t.Setenv("DEEPCAST_Y_SEG", "soon")
 	fs2 := flag.NewFlagSet("y", flag.ContinueOnError)
 	fs2.Duration("seg", 0, "")
-	if err := applyEnv(fs2); err == nil || !strings.Contains(err.Error(), "DEEPCAST_SEG") {
+	if err := applyEnv("y", fs2); err == nil || !strings.Contains(err.Error(), "DEEPCAST_Y_SEG") {
 		t.Errorf("bad env value: %v", err)
+	}
+}
+
+// TestNoVariableMeansTwoThings: every flag of every command has its own
+// environment variable, none shared with another command's flag or with
+// a global variable.
+func TestNoVariableMeansTwoThings(t *testing.T) {
+	owner := map[string]string{}
+	for _, g := range globalEnv {
+		owner[g] = "global"
+	}
+	for _, c := range commands() {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		c.setup(fs)
+		addLogFlags(c, fs)
+		fs.VisitAll(func(f *flag.Flag) {
+			v := envName(c.name, f.Name)
+			if o, dup := owner[v]; dup {
+				t.Errorf("%s is both %s and %s -%s", v, o, c.name, f.Name)
+			}
+			owner[v] = c.name + " -" + f.Name
+		})
+	}
+	if len(owner) < 50 {
+		t.Errorf("only %d variables: the commands' flags were not all seen", len(owner))
 	}
 }
 
@@ -97,7 +123,8 @@ func TestSampleAndPackageCommands(t *testing.T) {
 		t.Fatalf("sample exit %d: %s", code, errb.String())
 	}
 	lib := filepath.Join(dir, "lib")
-	t.Setenv("DEEPCAST_LADDER", "320x180@300k")
+	t.Setenv("DEEPCAST_PACKAGE_LADDER", "320x180@300k")
+	t.Setenv("DEEPCAST_SIM_LADDER", "junk") // not package's
 	if code := run([]string{"package", "-o", lib, "-name", "s", src}, &out, &errb); code != 0 {
 		t.Fatalf("package exit %d: %s", code, errb.String())
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -65,7 +66,7 @@ func ParseEdges(data []byte) ([]*Edge, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("edges file: %w", err)
+		return nil, fmt.Errorf("edges file: %s", yamlMessage(err))
 	}
 	if len(f.Edges) == 0 {
 		return nil, fmt.Errorf("edges file: no edges (want a list under \"edges:\")")
@@ -138,4 +139,37 @@ func (e *Edge) covers(client netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// yamlTypes name the Go types of the edges file as its reader knows
+// them, for yaml's errors.
+var yamlTypes = map[string]string{
+	"[]routing.edgeEntry": "a list of edges",
+	"routing.edgeEntry":   "an edge (name, url, addresses, ...)",
+	"routing.edgesFile":   "an edges file (edges: a list)",
+	"[]string":            "a list of strings",
+	"float64":             "a number",
+	"int":                 "an integer",
+	"string":              "a string",
+	"bool":                "true or false",
+}
+
+var yamlTypeRef = regexp.MustCompile(`(into|in type) (\[\]routing\.edgeEntry|routing\.\w+|\[\]string|float64|int|string|bool)\b`)
+
+// yamlMessage is yaml's error with the Go type names it mentions said as
+// the file's shapes ("line 3: cannot unmarshal !!str `x` into a list of
+// strings", "line 4: field colour not found in an edge ...").
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	return yamlTypeRef.ReplaceAllStringFunc(msg, func(m string) string {
+		sub := yamlTypeRef.FindStringSubmatch(m)
+		name, ok := yamlTypes[sub[2]]
+		if !ok {
+			name = "a value"
+		}
+		if sub[1] == "in type" {
+			return "in " + name
+		}
+		return "into " + name
+	})
 }
