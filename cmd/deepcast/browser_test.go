@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +214,21 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 		t.Errorf("the page saw no edge hit in %d segment responses", s.CacheResponses)
 	}
 	t.Logf("player: %+v", s)
+	// The chart: the bitrate of each segment at its media time (a step
+	// every 2 s segment, in order), on an axis with several readable ticks.
+	xs, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`window.deepcast.chart[0]`))
+	if err != nil || len(xs) < 4 || !slices.IsSorted(xs) || xs[0] != 0 || xs[len(xs)-1] > 24 {
+		t.Errorf("chart x values %v (%v): want segment start times from 0", xs, err)
+	}
+	for _, x := range xs {
+		if math.Mod(x, 2) != 0 {
+			t.Errorf("chart x value %v is not a segment's start", x)
+		}
+	}
+	ticks, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.deepcastChartTicks()`))
+	if err != nil || len(ticks) < 3 || !strings.Contains(strings.Join(ticks, " "), "bit/s") {
+		t.Errorf("bitrate axis ticks %q (%v): want three or more, in kbit/s or Mbit/s", ticks, err)
+	}
 	shot(t, ctx, "player.png")
 
 	// The dashboard shows the enter-deep node's hits.

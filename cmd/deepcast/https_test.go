@@ -336,6 +336,11 @@ func TestBadCertificatesFailClearly(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("took %s", d)
 			}
+			// The log line may follow the answer by a moment (a health
+			// probe of the upstream writes it): wait for it, boundedly.
+			for deadline := time.Now().Add(5 * time.Second); !strings.Contains(n.logs.String(), "certificate") && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
 			if !strings.Contains(n.logs.String(), "certificate") {
 				t.Errorf("no log line about the certificate:\n%s", n.logs.String())
 			}
@@ -498,8 +503,15 @@ func TestRouterOverHTTPS(t *testing.T) {
 	startNode(t, bin, d, "edge", "-listen", "", "-tls-listen", d, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-upstream", "http://"+o)
 	edges := filepath.Join(t.TempDir(), "edges.yaml")
 	os.WriteFile(edges, []byte(fmt.Sprintf("edges:\n  - {name: deep, url: https://%s, addresses: [127.0.0.1], profile: enter-deep, subnets: [127.0.0.0/8]}\n", d)), 0o644)
-	startNode(t, bin, r, "router", "-edges", edges, "-listen", "", "-tls-listen", r, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key,
-		"-edge-ca", ca, "-dns", "", "-check", "500ms")
+	rn := startNode(t, bin, r, "router", "-edges", edges, "-listen", "", "-tls-listen", r, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key,
+		"-edge-ca", ca, "-dns", "", "-check", "500ms", "-log-format", "json")
+	t.Cleanup(func() {
+		// The router names itself once per line, in JSON lines as asked.
+		logs := rn.logs.String()
+		if strings.Contains(logs, `"node":"router","node":"router"`) || !strings.Contains(logs, `"node":"router"`) {
+			t.Errorf("router logs:\n%s", logs)
+		}
+	})
 	c := clientFor(t, ca, nil, false)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	seg := "/vod/" + mediatest.AssetName + "/manifest.mpd"

@@ -50,8 +50,17 @@ function recordSegment(url, headers) {
   state.stats.recent.length = Math.min(state.stats.recent.length, 14);
   const lad = state.ladder[m[1]];
   if (lad && lad.type === 'video') {
-    state.points[0].push(row.time);
-    state.points[1].push(lad.bandwidth / 1000);
+    // Plotted at the segment's media time (its start in the video), not at
+    // when it arrived: the chart reads as the quality of the video.
+    const t = (row.n - 1) * (state.segmentDuration || 2);
+    const i = state.points[0].indexOf(t);
+    if (i >= 0) state.points[1][i] = lad.bandwidth / 1000; // a segment fetched again (a switch, a seek)
+    else {
+      let j = state.points[0].findIndex((x) => x > t);
+      if (j < 0) j = state.points[0].length;
+      state.points[0].splice(j, 0, t);
+      state.points[1].splice(j, 0, lad.bandwidth / 1000);
+    }
     if (state.chart) state.chart.setData(state.points);
   }
   renderSegments();
@@ -65,15 +74,28 @@ function renderSegments() {
   }).join('');
 }
 
+// kbps formats a bitrate for people: 850 kbit/s, 2.4 Mbit/s, 209 Mbit/s.
+function kbps(v) {
+  if (!(v > 0)) return '–';
+  if (v >= 10000) return `${Math.round(v / 1000)} Mbit/s`;
+  if (v >= 1000) return `${(v / 1000).toFixed(1)} Mbit/s`;
+  return `${Math.round(v)} kbit/s`;
+}
+
 function makeChart() {
   if (!window.uPlot) return null;
   const width = Math.max(280, $('chart').clientWidth || 600);
+  const top = Math.max(100, ...Object.values(state.ladder).filter((r) => r.type === 'video').map((r) => r.bandwidth / 1000));
   return new uPlot({
-    width, height: 180,
-    scales: { x: { time: false } },
-    axes: [{ stroke: '#8b98a5', grid: { stroke: '#2a3540' }, label: 'time (s)' },
-           { stroke: '#8b98a5', grid: { stroke: '#2a3540' }, label: 'kbit/s' }],
-    series: [{ label: 't' }, { label: 'video bitrate', stroke: '#4db6ff', width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: true } }],
+    width, height: 220,
+    scales: { x: { time: false }, y: { range: () => [0, top * 1.15] } },
+    axes: [{ stroke: '#8b98a5', grid: { stroke: '#2a3540' }, label: 'media time (s)' },
+           { stroke: '#8b98a5', grid: { stroke: '#2a3540' }, label: 'video bitrate', size: 80, space: 24,
+             incrs: [50, 100, 200, 250, 500, 1000, 2000, 2500, 5000, 10000, 20000, 50000],
+             values: (u, vals) => vals.map((v) => (v === 0 ? '0' : kbps(v))) }],
+    series: [{ label: 'media time (s)' },
+             { label: 'video bitrate', stroke: '#4db6ff', width: 2, paths: uPlot.paths.stepped({ align: 1 }), points: { show: true },
+               value: (u, v) => kbps(v) }],
   }, state.points, $('chart'));
 }
 
@@ -89,6 +111,7 @@ function abrRules(strategy) {
 // stats: segments with their Cache-Status, quality switches, errors.
 function resetStats() {
   state.points = [[], []];
+  state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
     stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [] });
   state.lastRendition = null;
@@ -276,14 +299,14 @@ function tick() {
       if (n.bandwidth) {
         s.bitrate = Math.round(n.bandwidth / 1000);
         $('s-rendition').textContent = `${n.width}×${n.height}`;
-        $('s-bitrate').textContent = s.bitrate;
+        $('s-bitrate').textContent = kbps(s.bitrate);
       }
       s.buffer = n.buffer || 0;
       s.throughput = Math.round(n.throughput > 100000 ? n.throughput / 1000 : n.throughput || 0);
     } catch (e) { /* not ready yet */ }
   }
   $('s-buffer').textContent = s.buffer.toFixed(1);
-  $('s-throughput').textContent = s.throughput || '–';
+  $('s-throughput').textContent = kbps(s.throughput);
   $('s-stalls').textContent = `${s.stalls} (${s.stallSeconds.toFixed(1)})`;
   $('s-frames').textContent = `${s.decodedFrames} / ${s.droppedFrames}`;
   $('s-hits').textContent = `${s.cacheHits} / ${s.cacheResponses}`;
@@ -328,8 +351,11 @@ async function init() {
   }
   if (assets === null) { assets = []; showError('no node of this setup lists assets (is the origin up?)'); }
   for (const a of assets) for (const r of a.ladder) state.ladder[r.id] = r;
+  const chosen = () => assets.find((a) => a.name === $('asset').value) || assets[0];
   $('asset').innerHTML = assets.map((a) => `<option value="${a.name}">${a.name} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
   if (params.get('asset')) $('asset').value = params.get('asset');
+  state.segmentDuration = (chosen() || {}).segmentDuration || 2;
+  $('asset').addEventListener('change', () => { state.segmentDuration = (chosen() || {}).segmentDuration || 2; });
   if (params.get('abr')) $('abr').value = params.get('abr');
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
@@ -357,4 +383,6 @@ function setCapValue(kbps) {
 }
 
 window.deepcastSetCap = (kbps) => { setCapValue(kbps); applyCap(); };
+// For tests: the tick labels the chart drew on its bitrate axis.
+window.deepcastChartTicks = () => (state.chart && state.chart.axes[1]._values) || [];
 init().catch((e) => showError(e.message || e));

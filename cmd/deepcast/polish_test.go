@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/edge/routing"
+)
+
+// TestWhatANewUserTrippedOver: each of the rough edges a new user met on
+// the command line, now fixed.
+func TestWhatANewUserTrippedOver(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name     string
+		args     []string
+		code     int
+		want     string // in stderr
+		unwanted string // not in stderr
+	}{
+		{"bare deepcast fails with the help", nil, 2, "Commands:", ""},
+		{"one prefix per error", []string{"sample", "-o", "/nonexistent/dir/x.mp4", "-duration", "1s", "-size", "64x64"}, 1, "deepcast sample: ", "sample: sample:"},
+		{"sample names the container", []string{"sample", "-o", filepath.Join(dir, "x.mkv")}, 2, "name it .mp4", ""},
+		{"a size is quoted as given", []string{"edge", "-upstream", "http://127.0.0.1:1", "-mem", "12XB"}, 2, `"12XB"`, `"12X"`},
+		{"enter-deep has no disk", []string{"edge", "-profile", "enter-deep", "-upstream", "http://127.0.0.1:1", "-disk", dir, "-listen", "127.0.0.1:0"}, 1, "memory only", ""},
+		{"play wants a URL, at once", []string{"play", "lib/demo/manifest.mpd"}, 2, "not an http(s):// URL", "unsupported protocol scheme"},
+		{"flags after the input", []string{"package", "-o", filepath.Join(dir, "lib"), filepath.Join(dir, "missing.mp4"), "-name", "late"}, 1, "missing.mp4", "2 inputs"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			start := time.Now()
+			code := run(c.args, &out, &errb)
+			if code != c.code || !strings.Contains(errb.String(), c.want) || c.unwanted != "" && strings.Contains(errb.String(), c.unwanted) {
+				t.Errorf("deepcast %v: exit %d (want %d), stderr:\n%s", c.args, code, c.code, errb.String())
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Errorf("deepcast %v took %v", c.args, time.Since(start))
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.mkv")); err == nil {
+		t.Error("sample wrote x.mkv")
+	}
+	// -h: one default per flag.
+	var out, errb bytes.Buffer
+	run([]string{"play", "-h"}, &out, &errb)
+	if m := regexp.MustCompile(`\(default[^\n]*\(default`).FindString(errb.String()); m != "" {
+		t.Errorf("play -h shows two defaults: %s", m)
+	}
+}
+
+// TestLadderRungAboveTheSourceIsWarned: a rung larger than the source is
+// dropped (never upscaled), and said so.
+func TestLadderRungAboveTheSourceIsWarned(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "s.mp4")
+	var out, errb bytes.Buffer
+	if code := run([]string{"sample", "-o", src, "-duration", "2s", "-size", "320x180"}, &out, &errb); code != 0 {
+		t.Fatalf("sample: %s", errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"package", "-o", filepath.Join(dir, "lib"), src, "-ladder", "640x360@800k,320x180@300k", "-name", "s"}, &out, &errb); code != 0 {
+		t.Fatalf("package: %s", errb.String())
+	}
+	if !strings.Contains(errb.String(), "ladder rung dropped") || !strings.Contains(errb.String(), "640x360@800k") {
+		t.Errorf("no warning for the dropped rung:\n%s", errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "lib", "s", "180p-300k")); err != nil {
+		t.Errorf("the flags after the input were not applied: %v", err)
+	}
+}
+
+// TestEdgesFileErrorsInTheFilesWords: YAML errors name the file's shapes
+// and lines, not Go types.
+func TestEdgesFileErrorsInTheFilesWords(t *testing.T) {
+	_, err := routing.ParseEdges([]byte("edges:\n  - name: a\n    url: http://x\n    colour: red\n    addresses: 5\n"))
+	if err == nil || strings.Contains(err.Error(), "routing.") || !strings.Contains(err.Error(), "line 4: field colour not found in an edge") ||
+		!strings.Contains(err.Error(), "line 5: cannot unmarshal !!int `5` into a list of strings") {
+		t.Errorf("error: %v", err)
+	}
+}
