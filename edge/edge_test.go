@@ -347,10 +347,10 @@ func TestFailoverToStandby(t *testing.T) {
 	}
 	// Marked down within two check intervals (plus a check's time on a busy machine).
 	deadline := time.Now().Add(2*100*time.Millisecond + 400*time.Millisecond)
-	for n.pool.list[0].healthy.Load() && time.Now().Before(deadline) {
+	for n.pool.list()[0].healthy.Load() && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n.pool.list[0].healthy.Load() {
+	if n.pool.list()[0].healthy.Load() {
 		t.Error("primary still marked healthy after two check intervals")
 	}
 	for i := 3; i <= 5; i++ {

@@ -311,7 +311,7 @@ func TestAHangingUpstreamLeavesTimeForTheNext(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	good := newFakeOrigin(t)
 	n, ts := newNode(t, Config{Upstreams: []string{hanging.URL, good.url()}, Prefetch: noPrefetch(), FetchTimeout: 2 * time.Second})
-	n.pool.list[1].healthy.Store(true)
+	n.pool.list()[1].healthy.Store(true)
 	start := time.Now()
 	resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s")
 	if resp.StatusCode != 200 || len(body) != good.size {

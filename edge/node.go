@@ -144,6 +144,11 @@ func (n *Node) Close() {
 // ServeHTTP implements http.Handler.
 func (n *Node) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.handler.ServeHTTP(w, r) }
 
+// SetUpstreams makes urls the node's upstreams, in order, at once (a
+// configuration reload); an upstream that stays keeps its health. A bad
+// URL refuses the whole list and leaves the old one.
+func (n *Node) SetUpstreams(urls []string) error { return n.pool.replace(urls) }
+
 // Name is the node's name in Cache-Status and Via.
 func (n *Node) Name() string { return n.cfg.Name }
 
@@ -302,7 +307,7 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 // the keys moves to the others.
 func (n *Node) liveMembers() []string {
 	out := []string{n.members[0]}
-	for _, s := range n.siblings.list {
+	for _, s := range n.siblings.list() {
 		if s.healthy.Load() {
 			out = append(out, s.url.String())
 		}
@@ -311,7 +316,7 @@ func (n *Node) liveMembers() []string {
 }
 
 func (n *Node) siblingByURL(u string) *upstream {
-	for _, s := range n.siblings.list {
+	for _, s := range n.siblings.list() {
 		if s.url.String() == u {
 			return s
 		}

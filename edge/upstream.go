@@ -27,10 +27,12 @@ type upstream struct {
 // consecutive failures and up again after one success, so a dead primary
 // loses its traffic within two check intervals.
 type upstreamPool struct {
-	list   []*upstream
-	client *http.Client
-	every  time.Duration
-	log    *slog.Logger
+	// current is the list in order; replace swaps it whole (a reload), so
+	// readers take one consistent list.
+	current atomic.Pointer[[]*upstream]
+	client  *http.Client
+	every   time.Duration
+	log     *slog.Logger
 }
 
 // downAfter is how many consecutive failures take an upstream out.
@@ -41,16 +43,44 @@ func newUpstreamPool(urls []string, client *http.Client, every time.Duration, lo
 		return nil, errors.New("edge: at least one upstream is required")
 	}
 	p := &upstreamPool{client: client, every: every, log: log}
+	if err := p.replace(urls); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// list is the upstreams now, in configured order.
+func (p *upstreamPool) list() []*upstream { return *p.current.Load() }
+
+// replace makes urls the upstreams, in that order, all or nothing: an
+// upstream that stays keeps its health, a new one starts healthy (until a
+// check says otherwise).
+func (p *upstreamPool) replace(urls []string) error {
+	if len(urls) == 0 {
+		return errors.New("edge: at least one upstream is required")
+	}
+	old := map[string]*upstream{}
+	if cur := p.current.Load(); cur != nil {
+		for _, u := range *cur {
+			old[u.url.String()] = u
+		}
+	}
+	var next []*upstream
 	for _, raw := range urls {
 		u, err := parseUpstreamURL(raw)
 		if err != nil {
-			return nil, err
+			return err
+		}
+		if up, ok := old[u.String()]; ok {
+			next = append(next, up)
+			continue
 		}
 		up := &upstream{url: u}
-		up.healthy.Store(true) // optimistic until a check says otherwise
-		p.list = append(p.list, up)
+		up.healthy.Store(true)
+		next = append(next, up)
 	}
-	return p, nil
+	p.current.Store(&next)
+	return nil
 }
 
 func parseUpstreamURL(raw string) (*url.URL, error) {
@@ -63,13 +93,14 @@ func parseUpstreamURL(raw string) (*url.URL, error) {
 
 // order returns the upstreams to try: healthy ones first, in configured order.
 func (p *upstreamPool) order() []*upstream {
-	out := make([]*upstream, 0, len(p.list))
-	for _, u := range p.list {
+	list := p.list()
+	out := make([]*upstream, 0, len(list))
+	for _, u := range list {
 		if u.healthy.Load() {
 			out = append(out, u)
 		}
 	}
-	for _, u := range p.list {
+	for _, u := range list {
 		if !u.healthy.Load() {
 			out = append(out, u)
 		}
@@ -96,7 +127,7 @@ func (p *upstreamPool) markSuccess(u *upstream) {
 // the wait for a tick, then two probes of at most half an interval each.
 func (p *upstreamPool) check(ctx context.Context) {
 	var wg sync.WaitGroup
-	for _, u := range p.list {
+	for _, u := range p.list() {
 		wg.Go(func() {
 			if !p.probe(ctx, u) && u.healthy.Load() && ctx.Err() == nil {
 				p.probe(ctx, u)
@@ -151,8 +182,9 @@ type UpstreamHealth struct {
 }
 
 func (p *upstreamPool) health() []UpstreamHealth {
-	out := make([]UpstreamHealth, len(p.list))
-	for i, u := range p.list {
+	list := p.list()
+	out := make([]UpstreamHealth, len(list))
+	for i, u := range list {
 		out[i] = UpstreamHealth{URL: u.url.String(), Healthy: u.healthy.Load()}
 	}
 	return out

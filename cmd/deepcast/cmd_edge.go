@@ -99,6 +99,13 @@ func edgeCommand() command {
 				defer n.Close()
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
 					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
+				// SIGHUP: the -config file's upstreams replace the running ones.
+				activeConfig.live = func(cf *configFile) error {
+					if v, ok := cf.fileValue("upstream"); ok {
+						return n.SetUpstreams(splitList(v))
+					}
+					return nil
+				}
 				return serveNode(ctx, n, l, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}
 		},

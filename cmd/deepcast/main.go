@@ -71,6 +71,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		runFn := c.setup(fs)
 		logs := addLogFlags(c, fs)
+		cfgPath := addConfigFlag(c, fs)
 		fs.Usage = func() { printCommandUsage(stderr, c, fs) }
 		positional, err := parseInterspersed(fs, args[1:])
 		if err != nil {
@@ -82,6 +83,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if err := applyEnv(c.name, fs); err != nil {
 			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
 			return 2
+		}
+		if cfgPath != nil && *cfgPath != "" {
+			if err := useConfig(c, fs, *cfgPath); err != nil {
+				fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
+				return 2
+			}
 		}
 		if logs != nil {
 			if err := logs.install(stderr); err != nil {

@@ -186,8 +186,9 @@ func (l nodeListeners) selfURL() string {
 }
 
 // serveNode runs every listener of a node (cleartext, -admin-listen,
-// HTTPS) until ctx ends, then shuts them all down gracefully. SIGHUP reloads the certificates (a bad file is
-// refused and logged; the old ones stay) instead of ending the process.
+// HTTPS) until ctx ends, then shuts them all down gracefully. SIGHUP reloads
+// the -config file's live settings and the certificates (a bad file is
+// refused and logged; the old settings stay) instead of ending the process.
 func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlags, opsHandler http.Handler, log *slog.Logger) error {
 	var admin net.Listener
 	if *ops.listen != "" {
@@ -209,8 +210,8 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 			case <-ctx.Done():
 				return
 			case <-hup:
+				reloadConfig(log)
 				if l.tls == nil {
-					log.Info("SIGHUP: no certificates to reload")
 					continue
 				}
 				if err := l.tls.Reload(); err != nil {

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func edgeCommand0() command {
+	for _, c := range commands() {
+		if c.name == "edge" {
+			return c
+		}
+	}
+	panic("no edge command")
+}
+
+func TestConfigFileKeysAreFlags(t *testing.T) {
+	c := edgeCommand0()
+	for _, tc := range []struct {
+		name, yaml, want string // want: "" to accept, else a part of the error
+	}{
+		{"flags as keys", "listen: 127.0.0.1:1\nmem: 64MiB\nprefetch: false\nupstream: [http://a:1, http://b:2]\n", ""},
+		{"empty", "", ""},
+		{"unknown key with its line", "listen: x\ncolour: red\n", "line 2: unknown key \"colour\""},
+		{"wrong type with its line", "listen: x\nmem: lots\n", "line 2: mem: "},
+		{"a bool that is not", "http3: maybe\n", "line 1: http3"},
+		{"a mapping where a value goes", "upstream: {a: b}\n", "line 1: upstream: want a value or a list"},
+		{"twice", "mem: 1MiB\nmem: 2MiB\n", "given twice"},
+		{"not a mapping", "- a\n- b\n", "want a mapping"},
+		{"config inside config", "config: other.yaml\n", "unknown key \"config\""},
+		{"broken YAML", "listen: [\n", "config f.yaml"},
+	} {
+		cf, err := parseConfig("f.yaml", []byte(tc.yaml), newFlagSet(c))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		case tc.want == "" && tc.name == "flags as keys" && cf.values["upstream"] != "http://a:1,http://b:2":
+			t.Errorf("list value %q", cf.values["upstream"])
+		}
+	}
+}
+
+// TestConfigPrecedence: flag > environment > file > default.
+func TestConfigPrecedence(t *testing.T) {
+	c := edgeCommand0()
+	file := filepath.Join(t.TempDir(), "edge.yaml")
+	os.WriteFile(file, []byte("name: from-file\nmem: 64MiB\nfetch-timeout: 3s\nquery-allow: a,b\n"), 0o644)
+	t.Setenv("DEEPCAST_EDGE_MEM", "128MiB")
+	t.Setenv("DEEPCAST_EDGE_FETCH_TIMEOUT", "4s")
+	fs := newFlagSet(c)
+	if _, err := parseInterspersed(fs, []string{"-fetch-timeout", "5s"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(c.name, fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := useConfig(c, fs, file); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { activeConfig.path = "" })
+	got := func(n string) string { return fs.Lookup(n).Value.String() }
+	if got("fetch-timeout") != "5s" || got("mem") != "128MiB" || got("name") != "from-file" || got("query-allow") != "a,b" || got("profile") != "enter-deep" {
+		t.Errorf("fetch-timeout %s (flag), mem %s (env), name %s (file), query-allow %s (file), profile %s (default)",
+			got("fetch-timeout"), got("mem"), got("name"), got("query-allow"), got("profile"))
+	}
+}
+
+// TestSIGHUPReloadsTheConfig: a running edge takes the upstreams and log
+// level of its edited -config file on SIGHUP, and keeps them when a later
+// edit is broken (a log line says why).
+func TestSIGHUPReloadsTheConfig(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "edge.yaml")
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(fmt.Sprintf("listen: %s\nupstream: http://127.0.0.1:1\nlog-level: info\n", addr))
+	n := startNode(t, bin, addr, "edge", "-config", file)
+	upstreams := func() []string {
+		resp, err := http.Get("http://" + addr + "/api/stats")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var s struct{ Upstreams []struct{ URL string } }
+		json.NewDecoder(resp.Body).Decode(&s)
+		var out []string
+		for _, u := range s.Upstreams {
+			out = append(out, u.URL)
+		}
+		return out
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s:\n%s", what, n.logs.String())
+			}
+		}
+	}
+	write(fmt.Sprintf("listen: %s\nupstream: [http://127.0.0.1:2, http://127.0.0.1:3]\nlog-level: debug\n", addr))
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil("the new upstreams", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:2 http://127.0.0.1:3" })
+	waitUntil("the debug level", func() bool { return strings.Contains(n.logs.String(), "log_level=DEBUG") })
+	write("listen: [broken\n")
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil("the refusal", func() bool { return strings.Contains(n.logs.String(), "configuration not reloaded; the old one stays") })
+	if got := strings.Join(upstreams(), " "); got != "http://127.0.0.1:2 http://127.0.0.1:3" {
+		t.Errorf("after a broken file the upstreams are %q", got)
+	}
+}
