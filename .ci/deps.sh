@@ -13,6 +13,9 @@ declare -A need=(
   [chromium]=chromium
   [npm]=npm
   [gst-launch-1.0]=gstreamer1.0-tools
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [systemd-analyze]=systemd
 )
 if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[nginx]=nginx

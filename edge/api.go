@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -297,6 +298,7 @@ type nodeMetrics struct {
 	reg             *prometheus.Registry
 	handler         http.Handler
 	upstreamLatency *prometheus.HistogramVec
+	latency         prometheus.Histogram // client requests, both paths
 	requests        *prometheus.CounterVec
 	resolved        sync.Map // route/method/code -> prometheus.Counter
 }
@@ -332,11 +334,15 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deepcast_edge_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
 	}, []string{"route", "method", "code"})
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "deepcast_edge_http_request_duration_seconds", Help: "Time to answer a client request, to the last byte written.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
 	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
 	c := &n.stats
-	m.reg.MustRegister(m.upstreamLatency, m.requests,
+	m.reg.MustRegister(m.upstreamLatency, m.requests, m.latency,
 		counter("deepcast_edge_cache_hits_total", "Requests served fresh from cache.", &c.hits),
 		counter("deepcast_edge_cache_misses_total", "Requests that went upstream for an object not in cache.", &c.misses),
 		counter("deepcast_edge_cache_stale_total", "Requests served stale (while revalidating or on upstream error).", &c.stale),
@@ -354,10 +360,18 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	)
 	served := prometheus.NewDesc("deepcast_edge_served_bytes_total", "Response body bytes served, by the tier they came from.", []string{"tier"}, nil)
 	up := prometheus.NewDesc("deepcast_edge_upstream_up", "Whether an upstream passes its health checks.", []string{"upstream"}, nil)
+	diskBytes := prometheus.NewDesc("deepcast_edge_disk_bytes", "Bytes in the disk tier.", nil, nil)
+	diskLimit := prometheus.NewDesc("deepcast_edge_disk_limit_bytes", "The disk tier's size (-disk-size).", nil, nil)
+	diskErrors := prometheus.NewDesc("deepcast_edge_disk_write_errors_total", "Objects the disk tier failed to write (a full or failing file system).", nil, nil)
 	m.reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.memoryBytes.Load()), "memory")
 		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.diskBytes.Load()), "disk")
 		ch <- prometheus.MustNewConstMetric(served, prometheus.CounterValue, float64(c.upstreamBytes.Load()), "upstream")
+		if n.disk != nil {
+			ch <- prometheus.MustNewConstMetric(diskBytes, prometheus.GaugeValue, float64(n.disk.used()))
+			ch <- prometheus.MustNewConstMetric(diskLimit, prometheus.GaugeValue, float64(n.disk.limit))
+			ch <- prometheus.MustNewConstMetric(diskErrors, prometheus.CounterValue, float64(n.disk.writeErrors.Load()))
+		}
 		for _, u := range n.pool.health() {
 			v := 0.0
 			if u.Healthy {
@@ -365,7 +379,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			}
 			ch <- prometheus.MustNewConstMetric(up, prometheus.GaugeValue, v, u.URL)
 		}
-	}, served, up))
+	}, served, up, diskBytes, diskLimit, diskErrors))
 	return m
 }
 
@@ -390,8 +404,10 @@ func (c *funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 // observe counts requests by route pattern and writes the access log.
 func (n *Node) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
+		n.metrics.latency.Observe(time.Since(start).Seconds())
 		route := "unmatched"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,15 @@ type diskTier struct {
 	index     map[string]*diskEntry
 	bytes     int64
 	evictions int64
+
+	writeErrors atomic.Int64 // objects not written: a full or failing file system
+}
+
+// used is the bytes the tier holds.
+func (d *diskTier) used() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.bytes
 }
 
 type diskEntry struct {
@@ -283,7 +293,12 @@ func (d *diskTier) put(o *object) error {
 
 // write stores header h and size bytes of body as key's file, atomically
 // (temporary file, then rename), and evicts to fit.
-func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) error {
+func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) (err error) {
+	defer func() {
+		if err != nil {
+			d.writeErrors.Add(1)
+		}
+	}()
 	hdr, err := json.Marshal(h)
 	if err != nil {
 		return err

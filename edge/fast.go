@@ -99,8 +99,9 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 		fr = n.recorded(out, path)
 	}
 	status := fr.Status
-	fr.Done = func(int64, time.Duration, error) {
+	fr.Done = func(_ int64, elapsed time.Duration, _ error) {
 		n.metrics.countRequest(routeObjects, method, status)
+		n.metrics.latency.Observe(elapsed.Seconds())
 		if n.cfg.AccessLog {
 			n.log.Info("request", "method", method, "path", path, "status", status, "remote", remote)
 		}

@@ -133,7 +133,11 @@ func (r *Router) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /api/stats", r.serveStats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
-	return cors(mux)
+	return cors(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		mux.ServeHTTP(w, req)
+		r.metrics.latency.Observe(time.Since(start).Seconds())
+	}))
 }
 
 // serveVOD redirects to the chosen edge, or for manifests with
@@ -336,6 +340,7 @@ func cors(next http.Handler) http.Handler {
 // once per label set: the DNS path does no label hashing.
 type routerMetrics struct {
 	reg       *prometheus.Registry
+	latency   prometheus.Histogram
 	decisions *prometheus.CounterVec
 	queries   *prometheus.CounterVec
 	resolved  sync.Map // string -> prometheus.Counter
@@ -366,8 +371,12 @@ func newRouterMetrics(r *Router) *routerMetrics {
 	m.queries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "deepcast_router_dns_queries_total", Help: "DNS queries by type and response code.",
 	}, []string{"type", "rcode"})
+	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "deepcast_router_http_request_duration_seconds", Help: "Time to answer an HTTP request (redirect, manifest, steering).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
 	up := prometheus.NewDesc("deepcast_router_edge_up", "Whether an edge passes its health checks.", []string{"edge"}, nil)
-	m.reg.MustRegister(m.decisions, m.queries, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	m.reg.MustRegister(m.latency, m.decisions, m.queries, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&healthCollector{r: r, desc: up})
 	return m
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+// deployDir is the operator's kit in the repository.
+func deployDir() string { return filepath.Join(repoRoot(), "cmd", "deepcast", "deploy") }
+
+// TestSystemdUnitsVerify: the service units pass systemd-analyze verify
+// (with the binary where they expect it).
+func TestSystemdUnitsVerify(t *testing.T) {
+	if _, err := exec.LookPath("systemd-analyze"); err != nil {
+		t.Fatalf("systemd-analyze not found (Debian: systemd): %v", err)
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	units, _ := filepath.Glob(filepath.Join(deployDir(), "systemd", "*.service"))
+	if len(units) < 3 {
+		t.Fatalf("units: %v", units)
+	}
+	var names []string
+	for _, u := range units {
+		data, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(data), "/usr/local/bin/deepcast", bin)
+		for _, want := range []string{"DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes", "ExecReload=/bin/kill -HUP $MAINPID"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s lacks %s", filepath.Base(u), want)
+			}
+		}
+		name := filepath.Join(dir, filepath.Base(u))
+		os.WriteFile(name, []byte(text), 0o644)
+		names = append(names, name)
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify"}, names...)...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestPrometheusRulesAndDashboard: promtool accepts the alert rules; a
+// real Prometheus scrapes an origin, a bring-home and an enter-deep node
+// and a router while ffmpeg plays through them, and every query of the
+// Grafana dashboard returns data.
+func TestPrometheusRulesAndDashboard(t *testing.T) {
+	for _, tool := range []string{"prometheus", "promtool"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: `make deps` installs it (Debian: prometheus)", tool)
+		}
+	}
+	rules := filepath.Join(deployDir(), "prometheus", "deepcast-rules.yml")
+	if out, err := exec.Command("promtool", "check", "rules", rules).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	bin := buildBinary(t)
+	lib := mediatest.CopyLibrary(t)
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	o, h, d, r, p := port(), port(), port(), port(), port()
+	startNode(t, bin, o, "origin", "-library", lib, "-listen", o)
+	startNode(t, bin, h, "edge", "-profile", "bring-home", "-name", "home-1", "-upstream", "http://"+o, "-listen", h, "-disk", t.TempDir())
+	startNode(t, bin, d, "edge", "-name", "deep-1", "-upstream", "http://"+h, "-listen", d)
+	edges := filepath.Join(t.TempDir(), "edges.yaml")
+	os.WriteFile(edges, []byte(fmt.Sprintf("edges:\n  - {name: deep-1, url: http://%s, addresses: [127.0.0.1], profile: enter-deep, subnets: [127.0.0.0/8]}\n", d)), 0o644)
+	startNode(t, bin, r, "router", "-edges", edges, "-listen", r, "-dns", "", "-check", "500ms")
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+  - {job_name: deepcast-origin, static_configs: [{targets: [%q]}]}
+  - {job_name: deepcast-bring-home, static_configs: [{targets: [%q]}]}
+  - {job_name: deepcast-enter-deep, static_configs: [{targets: [%q]}]}
+  - {job_name: deepcast-router, static_configs: [{targets: [%q]}]}
+`, rules, o, h, d, r)
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	if out, err := exec.Command("promtool", "check", "config", cfgFile).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+	startNode(t, "prometheus", p, "--config.file="+cfgFile, "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+p)
+
+	// Traffic: ffmpeg through the enter-deep node (misses, then hits),
+	// redirects from the router.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for range 2 {
+		if _, log, err := mediatest.Decode(ctx, "http://"+d+"/vod/"+mediatest.AssetName+"/manifest.mpd"); err != nil {
+			t.Fatalf("ffmpeg: %v\n%s", err, log)
+		}
+		http.Get("http://" + r + "/vod/" + mediatest.AssetName + "/manifest.mpd")
+	}
+	time.Sleep(3 * time.Second) // scrapes after the traffic
+
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(deployDir(), "grafana", "deepcast-dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	query := func(expr string) (int, error) {
+		resp, err := http.Get("http://" + p + "/api/v1/query?query=" + url.QueryEscape(expr))
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		var res struct {
+			Status string
+			Error  string
+			Data   struct{ Result []json.RawMessage }
+		}
+		json.NewDecoder(resp.Body).Decode(&res)
+		if res.Status != "success" {
+			return 0, fmt.Errorf("%s: %s", res.Status, res.Error)
+		}
+		return len(res.Data.Result), nil
+	}
+	queries := 0
+	for _, panel := range dash.Panels {
+		for _, target := range panel.Targets {
+			expr := strings.ReplaceAll(target.Expr, "$__rate_interval", "20s")
+			queries++
+			var n int
+			var err error
+			// Rates need two scrapes of the traffic: give them a little time.
+			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+				if n, err = query(expr); (err == nil && n > 0) || time.Now().After(deadline) {
+					break
+				}
+			}
+			if err != nil || n == 0 {
+				t.Errorf("panel %q: %s: %d series, %v", panel.Title, expr, n, err)
+			}
+		}
+	}
+	if queries < 10 {
+		t.Errorf("only %d dashboard queries", queries)
+	}
+	// The recording rules evaluate too.
+	for _, rec := range []string{"deepcast:origin_offload:ratio_rate5m", "deepcast:hit_ratio:ratio_rate5m"} {
+		if n, err := query(rec); err != nil || n == 0 {
+			t.Errorf("recording rule %s: %d series, %v", rec, n, err)
+		}
+	}
+}
