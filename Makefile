@@ -9,8 +9,19 @@ FUZZTIME  ?= 5s
 
 all: build
 
-build:
-	$(GO) build -o $(BIN) ./cmd/deepcast
+# One self-contained binary: the web pages' npm packages (web/node_modules,
+# `npm ci`) are copied into web/dist and embedded; version, commit and
+# build date are stamped in.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+build: web/node_modules/.package-lock.json
+	$(GO) run ./web/internal/mkdist web/node_modules web/dist
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)" -o $(BIN) ./cmd/deepcast
+
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
 
 deps:
 	@bash .ci/deps.sh

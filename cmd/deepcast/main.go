@@ -38,6 +38,7 @@ func commands() []command {
 		playCommand(),
 		simCommand(),
 		demoCommand(),
+		versionCommand(),
 	}
 }
 

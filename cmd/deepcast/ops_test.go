@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,56 @@ scrape_configs:
 		if n, err := query(rec); err != nil || n == 0 {
 			t.Errorf("recording rule %s: %d series, %v", rec, n, err)
 		}
+	}
+}
+
+// TestBuiltBinaryServesPagesAlone: `make build` makes one binary that,
+// copied alone to an empty folder, serves working pages (the npm packages
+// and their licences embedded) and says its version.
+func TestBuiltBinaryServesPagesAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs make build")
+	}
+	dir := t.TempDir()
+	built := filepath.Join(dir, "build", "deepcast")
+	if out, err := exec.Command("make", "-C", repoRoot(), "build", "BIN="+built).CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	alone := filepath.Join(dir, "elsewhere")
+	os.MkdirAll(alone, 0o755)
+	data, err := os.ReadFile(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(alone, "deepcast")
+	os.WriteFile(bin, data, 0o755)
+
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil || !strings.Contains(string(out), "web packages embedded") || !regexp.MustCompile(`commit [0-9a-f]{40}`).Match(out) {
+		t.Errorf("deepcast version: %v\n%s", err, out)
+	}
+	lib := mediatest.CopyLibrary(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cmd := exec.Command(bin, "origin", "-library", lib, "-listen", addr)
+	cmd.Dir = alone // no web/node_modules anywhere near
+	cmd.Env = append(os.Environ(), "DEEPCAST_WEB_MODULES=")
+	logs := newLockedWriter()
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	waitListening(t, addr)
+	for path, want := range map[string]string{
+		"/": "deepcast player", "/vendor/dash.all.min.js": "dashjs", "/vendor/hls.min.js": "Hls",
+		"/vendor/shaka-player.compiled.js": "shaka", "/vendor/uPlot.iife.min.js": "uPlot", "/licenses/hls.js.LICENSE": "Apache",
+	} {
+		resp, body := getBody(t, http.DefaultClient, "http://"+addr+path)
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("%s: %d, %d bytes without %q", path, resp.StatusCode, len(body), want)
+		}
+	}
+	if strings.Contains(logs.String(), "not installed") {
+		t.Errorf("the copied binary says its packages are missing:\n%s", logs.String())
 	}
 }
