@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -405,40 +408,26 @@ func (c *funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 func (n *Node) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &accesslog.Recorder{ResponseWriter: w}
+		var info *accessInfo
+		if n.cfg.AccessLog != nil {
+			info = &accessInfo{}
+			r = r.WithContext(context.WithValue(r.Context(), accessKey{}, info))
+		}
 		next.ServeHTTP(rec, r)
-		n.metrics.latency.Observe(time.Since(start).Seconds())
+		elapsed := time.Since(start)
+		n.metrics.latency.Observe(elapsed.Seconds())
 		route := "unmatched"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
-		n.metrics.countRequest(route, r.Method, rec.status)
-		if n.cfg.AccessLog {
-			n.log.Info("request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status, "remote", r.RemoteAddr)
+		n.metrics.countRequest(route, r.Method, rec.Status)
+		if info != nil {
+			n.cfg.AccessLog.Log(accesslog.Record{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.EscapedPath(), Status: rec.Status,
+				Bytes: rec.Bytes, Duration: elapsed, Cache: info.cache, Tier: info.tier, Upstream: info.upstream})
 		}
 	})
 }
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(p []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(p)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

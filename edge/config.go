@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 )
 
 // Profiles of one program.
@@ -43,7 +45,7 @@ type Config struct {
 	// on OpsHandler, served on an operators' listener).
 	MetricsToken string
 	OpsHidden    bool
-	AccessLog    bool
+	AccessLog    *accesslog.Logger // nil: no access log
 	Logger       *slog.Logger
 	// Transport reaches upstreams and siblings; http.DefaultTransport's
 	// settings with more idle connections when nil.

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 )
 
 // FastResponse is a whole response to a plain request, for an HTTP/1.1
@@ -99,12 +101,11 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 		fr = n.recorded(out, path)
 	}
 	status := fr.Status
-	fr.Done = func(_ int64, elapsed time.Duration, _ error) {
+	fr.Done = func(sent int64, elapsed time.Duration, _ error) {
 		n.metrics.countRequest(routeObjects, method, status)
 		n.metrics.latency.Observe(elapsed.Seconds())
-		if n.cfg.AccessLog {
-			n.log.Info("request", "method", method, "path", path, "status", status, "remote", remote)
-		}
+		n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,
+			Duration: elapsed, Cache: out.cacheLabel(), Tier: out.tier, Upstream: out.upstream})
 	}
 	return fr, true
 }

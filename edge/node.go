@@ -196,6 +196,7 @@ type fetchResult struct {
 	passthrough *passResponse // a non-200 answer relayed to the client
 	big         *bigObject    // a large object, streamed through a file
 	stored      bool          // obj was put in the cache (not private, not no-store)
+	from        string        // the upstream or sibling that answered
 }
 
 // passResponse is an upstream answer that is not cached (404, ...).
@@ -379,6 +380,7 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	}
 	now := time.Now()
 	res := &rawFetch{policy: parsePolicy(resp.Header, now)}
+	res.from = up.url.Host
 	res.status = resp.StatusCode
 	res.cacheStatus = resp.Header.Get("Cache-Status")
 	switch resp.StatusCode {
@@ -522,8 +524,19 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.cfg.QueryAllow)
-	n.writeOutcome(w, r, n.resolve(r, p, key, r.URL.Path))
+	out := n.resolve(r, p, key, r.URL.Path)
+	if info, ok := r.Context().Value(accessKey{}).(*accessInfo); ok {
+		info.cache, info.tier, info.upstream = out.cacheLabel(), out.tier, out.upstream
+	}
+	n.writeOutcome(w, r, out)
 }
+
+// accessKey carries an *accessInfo in a request's context, for the access
+// log written when the request ends.
+type accessKey struct{}
+
+// accessInfo is what the object handler tells the access log.
+type accessInfo struct{ cache, tier, upstream string }
 
 // outcome is what the node decided for one object request: an object to
 // send, an upstream answer to relay, or an upstream failure.
@@ -534,6 +547,24 @@ type outcome struct {
 	big         *bigObject    // a large object, sent from its file
 	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
 	errMsg      string        // the reason sent with errCode ("upstream unavailable" when empty)
+	tier        string        // where the body came from: memory, disk or upstream (access log)
+	upstream    string        // the upstream or sibling fetched from, if any (access log)
+}
+
+// cacheLabel is the outcome in one word, for the access log: hit, stale,
+// miss, pass (an uncached answer relayed) or error.
+func (o outcome) cacheLabel() string {
+	switch {
+	case o.errCode != 0:
+		return "error"
+	case o.pass != nil:
+		return "pass"
+	case strings.Contains(o.cacheStatus, "fwd=stale") || strings.Contains(o.cacheStatus, "detail=stale"):
+		return "stale"
+	case o.cacheStatus == "" || strings.Contains(o.cacheStatus, "; hit"):
+		return "hit"
+	}
+	return "miss"
 }
 
 // tlsFailure describes an upstream TLS failure (an untrusted, expired or
@@ -579,24 +610,24 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		n.stats.hits.Add(1)
 		n.stats.addServed(tier, len(o.Body))
 		n.maybePrefetch(r, p, o)
-		return outcome{obj: o} // cacheStatus: a plain hit, see hitStatus
+		return outcome{obj: o, tier: tier} // cacheStatus: a plain hit, see hitStatus
 	case o != nil && now.Before(o.Expires.Add(o.SWR)) && !o.NoCache:
 		// stale-while-revalidate: serve now, refresh in the background.
 		n.stats.stale.Add(1)
 		n.stats.addServed(tier, len(o.Body))
 		n.revalidateAsync(orPlain(r, path), key, o)
-		return outcome{obj: o, cacheStatus: fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds()))}
+		return outcome{obj: o, tier: tier, cacheStatus: fmt.Sprintf("%s; hit; ttl=%d; detail=stale-while-revalidate", n.cfg.Name, int(o.ttl(now).Seconds()))}
 	}
 	if o == nil {
 		if b, tier := n.lookupBig(key, now); b != nil {
 			if tier == "disk" {
 				n.stats.hits.Add(1)
 				n.stats.addServed(tier, int(b.size))
-				return outcome{big: b, cacheStatus: n.hitStatus(b.meta, now)}
+				return outcome{big: b, tier: "disk", cacheStatus: n.hitStatus(b.meta, now)}
 			}
 			n.stats.misses.Add(1)
 			n.stats.coalesced.Add(1)
-			return outcome{big: b, cacheStatus: n.cfg.Name + "; fwd=uri-miss; collapsed; detail=streamed"}
+			return outcome{big: b, tier: "upstream", cacheStatus: n.cfg.Name + "; fwd=uri-miss; collapsed; detail=streamed"}
 		}
 	}
 	r = orPlain(r, path)
@@ -612,7 +643,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			// stale-if-error: the upstream failed, the old copy is better than nothing.
 			n.stats.stale.Add(1)
 			n.stats.addServed(tier, len(o.Body))
-			return outcome{obj: o, cacheStatus: fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds()))}
+			return outcome{obj: o, tier: tier, cacheStatus: fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds()))}
 		}
 		var ue *errUpstream
 		code := http.StatusBadGateway
@@ -628,7 +659,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	}
 	if res.passthrough != nil {
 		n.stats.misses.Add(1)
-		return outcome{pass: res.passthrough, cacheStatus: chainStatus(res.cacheStatus,
+		return outcome{pass: res.passthrough, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus,
 			fmt.Sprintf("%s; fwd=uri-miss; fwd-status=%d%s", n.cfg.Name, res.passthrough.status, collapsed))}
 	}
 	fwd := "uri-miss"
@@ -641,7 +672,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	if res.big != nil {
 		n.stats.addServed("upstream", int(max(0, res.big.size)))
 		status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; detail=streamed%s", n.cfg.Name, fwd, res.status, collapsed)
-		return outcome{big: res.big, cacheStatus: chainStatus(res.cacheStatus, status)}
+		return outcome{big: res.big, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus, status)}
 	}
 	n.stats.addServed("upstream", len(res.obj.Body))
 	n.maybePrefetch(r, p, res.obj)
@@ -654,7 +685,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		status += "; detail=not-stored"
 	}
 	status += collapsed
-	return outcome{obj: res.obj, cacheStatus: chainStatus(res.cacheStatus, status)}
+	return outcome{obj: res.obj, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus, status)}
 }
 
 // orPlain returns r, or for the fast path (r nil) a plain GET of path.

@@ -3,16 +3,17 @@ package origin
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 )
 
 // metrics are the origin's Prometheus series, on a registry of their own so
@@ -92,63 +93,21 @@ func (m *metrics) forRoute(route, method string, code int) *routeMetrics {
 	return v.(*routeMetrics)
 }
 
-// recorder captures status and body size while keeping the underlying
-// writer's io.ReaderFrom, so http.ServeContent still uses sendfile.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	var n int64
-	var err error
-	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(src)
-	} else {
-		n, err = io.Copy(r.ResponseWriter, src)
-	}
-	r.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the connection (deadlines, flush).
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
 // observe counts every request by its chi route pattern (never the raw path,
 // which a client controls) and writes the access log line.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &recorder{ResponseWriter: w}
+		rec := &accesslog.Recorder{ResponseWriter: w} // keeps sendfile
 		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
 		route := "unmatched"
 		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
 			route = rc.RoutePattern()
 		}
-		s.account(r.Context(), route, r.Method, r.URL.EscapedPath(), r.RemoteAddr, r.Header.Get("Range"), rec.status, rec.bytes, time.Since(start))
+		s.account(r.Context(), route, r.Method, r.URL.EscapedPath(), r.RemoteAddr, r.Header.Get("Range"), rec.Status, rec.Bytes, time.Since(start))
 	})
 }
 
@@ -161,10 +120,11 @@ func (s *Server) account(ctx context.Context, route, method, path, remote, rng s
 	rm.requests.Inc()
 	rm.bytes.Add(float64(sent))
 	rm.latency.Observe(elapsed.Seconds())
-	if s.cfg.AccessLog {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "request",
-			slog.String("method", method), slog.String("path", path), slog.Int("status", status),
-			slog.Int64("bytes", sent), slog.Duration("duration", elapsed), slog.String("remote", remote),
-			slog.String("range", rng))
+	if s.cfg.AccessLog != nil {
+		tier := ""
+		if status < 300 && strings.HasPrefix(path, "/vod/") {
+			tier = "library"
+		}
+		s.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent, Duration: elapsed, Tier: tier})
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 )
@@ -35,7 +36,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 // start serves lib on a loopback port.
 func start(t *testing.T, lib string, mut ...func(*Config)) (*Server, *httptest.Server) {
 	t.Helper()
-	cfg := Config{Library: lib, AdminToken: "secret-token", Logger: quietLogger(), CheckEvery: 50 * time.Millisecond, AccessLog: true}
+	cfg := Config{Library: lib, AdminToken: "secret-token", Logger: quietLogger(), CheckEvery: 50 * time.Millisecond, AccessLog: accesslog.New(io.Discard, "origin")}
 	for _, f := range mut {
 		f(&cfg)
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync/atomic"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 )
 
 // Config configures an origin Server.
@@ -18,7 +20,7 @@ type Config struct {
 	MaxUpload int64
 	// CheckEvery is how often an asset is re-checked for replacement.
 	CheckEvery time.Duration
-	AccessLog  bool
+	AccessLog  *accesslog.Logger // nil: no access log
 	// MetricsToken, when set, is the bearer token /metrics and /api/stats
 	// ask for; OpsHidden takes them off the handler (they are on
 	// OpsHandler, for an operators' listener).

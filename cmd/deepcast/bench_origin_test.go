@@ -56,7 +56,7 @@ func TestBenchOriginVsNginx(t *testing.T) {
 	tuneGC()
 	lib, a := benchLibrary(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := origin.New(origin.Config{Library: lib, Logger: log, AccessLog: false})
+	srv, err := origin.New(origin.Config{Library: lib, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,7 +35,7 @@ func edgeCommand() command {
 			queryAllow := fs.String("query-allow", "", "query parameters kept in the cache key (comma-separated; default: none)")
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
-			accessLog := fs.Bool("access-log", false, "log every request")
+			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
 			upCA := fs.String("upstream-ca", "", "PEM CA to verify https:// upstreams and siblings with (besides the system's)")
@@ -49,7 +49,7 @@ func edgeCommand() command {
 				cfg := edge.Config{Profile: *profile, Name: *name, Upstreams: splitList(*upstream), MemBytes: int64(mem),
 					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
-					AccessLog: *accessLog}
+				}
 				if *prefetch != "" {
 					v := *prefetch == "true" || *prefetch == "1" || *prefetch == "on"
 					cfg.Prefetch = &v
@@ -86,6 +86,7 @@ func edgeCommand() command {
 				if name == "" {
 					name = defaults.Name
 				}
+				cfg.AccessLog = accessLogger(*accessLog, name)
 				nodes := []web.Node{{Name: name, Role: *profile, URL: l.selfURL()}}
 				for _, u := range cfg.Upstreams {
 					nodes = append(nodes, web.Node{Name: u, Role: "upstream", URL: u})

@@ -23,7 +23,7 @@ func originCommand() command {
 			maxUpload := byteSize(2 << 30)
 			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
-			accessLog := fs.Bool("access-log", true, "log every request")
+			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
 			clientCA := fs.String("client-ca", "", "PEM CA whose client certificates /vod/ and /api/ require (mutual TLS with the edges; cleartext requests to them are refused)")
@@ -50,7 +50,7 @@ func originCommand() command {
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
-					CheckEvery: *check, AccessLog: *accessLog, Logger: log, Web: pages,
+					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
 					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {
 					l.close()

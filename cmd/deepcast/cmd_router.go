@@ -25,6 +25,7 @@ func routerCommand() command {
 			dnsAddr := fs.String("dns", "127.0.0.1:8053", "DNS address, UDP and TCP (empty disables DNS)")
 			zone := fs.String("zone", "cdn.deepcast.test.", "DNS zone served; viewers resolve video.<zone>")
 			strategy := fs.String("strategy", "nearest", "edge choice: "+strings.Join(routing.Strategies, ", "))
+			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, upstream = the edge chosen)")
 			check := fs.Duration("check", 2*time.Second, "edge health check interval")
 			statsToken := fs.String("edge-token", "", "bearer token for the edges' /api/stats (their -metrics-token), read for load")
 			edgeCA := fs.String("edge-ca", "", "PEM CA to verify https:// edges with (besides the system's)")
@@ -53,7 +54,8 @@ func routerCommand() command {
 					return err
 				}
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
-					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default()}) // it names itself
+					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default(), // it names itself
+					AccessLog: accessLogger(*accessLog, "router")})
 				if err != nil {
 					l.close()
 					return err

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+
+	"github.com/deepcast/deepcast/edge/accesslog"
 )
 
 // serverCommands are the long-running commands: they take -log-format
@@ -80,4 +82,13 @@ func (l *logSettings) install(w io.Writer) error {
 	logLevel.Set(level)
 	slog.SetDefault(slog.New(h))
 	return nil
+}
+
+// accessLogger is a node's access log when on: JSON lines on stderr, one
+// format for every node (see package accesslog).
+func accessLogger(on bool, node string) *accesslog.Logger {
+	if !on {
+		return nil
+	}
+	return accesslog.New(os.Stderr, node)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 )
 
@@ -216,4 +217,97 @@ func TestBuiltBinaryServesPagesAlone(t *testing.T) {
 	if strings.Contains(logs.String(), "not installed") {
 		t.Errorf("the copied binary says its packages are missing:\n%s", logs.String())
 	}
+}
+
+// TestAccessLogsOneFormat: with -access-log, the origin, an edge and the
+// router each write a JSON line per request with the same fields (cache,
+// tier and upstream filled where the node knows them), through the fast
+// path and net/http alike; without it they write none.
+func TestAccessLogsOneFormat(t *testing.T) {
+	bin := buildBinary(t)
+	lib := mediatest.CopyLibrary(t)
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	o, d, r, quiet := port(), port(), port(), port()
+	on := startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log")
+	dn := startNode(t, bin, d, "edge", "-name", "deep-1", "-upstream", "http://"+o, "-listen", d, "-access-log", "-prefetch", "false")
+	edges := filepath.Join(t.TempDir(), "edges.yaml")
+	os.WriteFile(edges, []byte(fmt.Sprintf("edges:\n  - {name: deep-1, url: http://%s, addresses: [127.0.0.1], profile: enter-deep, subnets: [127.0.0.0/8]}\n", d)), 0o644)
+	rn := startNode(t, bin, r, "router", "-edges", edges, "-listen", r, "-dns", "", "-access-log")
+	qn := startNode(t, bin, quiet, "edge", "-upstream", "http://"+o, "-listen", quiet)
+
+	seg := "/vod/" + mediatest.AssetName + "/" + firstVideoRendition(t, lib) + "/1.m4s"
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, _ := getBody(t, noRedirect, "http://"+r+seg)
+		if resp.StatusCode == http.StatusFound || time.Now().After(deadline) {
+			break
+		}
+	}
+	getBody(t, http.DefaultClient, "http://"+d+seg)                        // miss (fast path)
+	getBody(t, http.DefaultClient, "http://"+d+seg)                        // hit (fast path)
+	getBody(t, http.DefaultClient, "http://"+d+seg, "Range", "bytes=0-99") // hit (net/http)
+	getBody(t, http.DefaultClient, "http://"+quiet+seg)
+
+	type line struct {
+		Time, Msg, Node, Remote, Method, Path, Cache, Tier, Upstream string
+		Status                                                       int
+		Bytes                                                        int64
+		DurationMS                                                   *float64 `json:"duration_ms"`
+	}
+	read := func(n *node, want int) []line {
+		t.Helper()
+		var out []line
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out = out[:0]
+			for _, l := range strings.Split(n.logs.String(), "\n") {
+				var rec line
+				if json.Unmarshal([]byte(l), &rec) == nil && rec.Msg == "access" && rec.Path == seg {
+					out = append(out, rec)
+				}
+			}
+			if len(out) >= want || time.Now().After(deadline) {
+				return out
+			}
+		}
+	}
+	deep := read(dn, 3)
+	if len(deep) != 3 {
+		t.Fatalf("edge access lines %+v\n%s", deep, dn.logs.String())
+	}
+	for i, want := range []struct {
+		status      int
+		cache, tier string
+		upstream    bool
+	}{{200, "miss", "upstream", true}, {200, "hit", "memory", false}, {206, "hit", "memory", false}} {
+		l := deep[i]
+		if l.Node != "deep-1" || l.Method != "GET" || l.Status != want.status || l.Cache != want.cache || l.Tier != want.tier ||
+			(l.Upstream == o) != want.upstream || l.Bytes <= 0 || l.DurationMS == nil || l.Time == "" || !strings.HasPrefix(l.Remote, "127.0.0.1:") {
+			t.Errorf("edge line %d: %+v, want %+v", i, l, want)
+		}
+	}
+	if org := read(on, 2); len(org) != 2 || org[0].Node != "origin" || org[0].Tier != "library" || org[0].Status != 200 || org[0].Bytes <= 0 {
+		t.Errorf("origin access lines %+v", org)
+	}
+	if rt := read(rn, 1); len(rt) < 1 || rt[0].Node != "router" || rt[0].Status != http.StatusFound || rt[0].Upstream != "deep-1" {
+		t.Errorf("router access lines %+v", rt)
+	}
+	if strings.Contains(qn.logs.String(), `"msg":"access"`) || strings.Contains(qn.logs.String(), "msg=access") {
+		t.Errorf("an edge without -access-log logged requests:\n%s", qn.logs.String())
+	}
+}
+
+// firstVideoRendition names a video rendition of the test asset.
+func firstVideoRendition(t *testing.T, lib string) string {
+	t.Helper()
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range a.Renditions {
+		if r.Type == "video" {
+			return r.ID
+		}
+	}
+	t.Fatal("no video rendition")
+	return ""
 }

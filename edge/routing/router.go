@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/manifest"
 )
 
@@ -41,6 +42,8 @@ type Config struct {
 	// the router rewrites); the system's roots when nil.
 	EdgeTLS *tls.Config
 	Logger  *slog.Logger
+	// AccessLog, when set, logs every HTTP request (the edge chosen as upstream).
+	AccessLog *accesslog.Logger
 }
 
 // Router answers viewers with an edge: by HTTP (302, BaseURL, steering) and
@@ -135,8 +138,12 @@ func (r *Router) routes() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
 	return cors(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
-		mux.ServeHTTP(w, req)
-		r.metrics.latency.Observe(time.Since(start).Seconds())
+		rec := &accesslog.Recorder{ResponseWriter: w}
+		mux.ServeHTTP(rec, req)
+		elapsed := time.Since(start)
+		r.metrics.latency.Observe(elapsed.Seconds())
+		r.cfg.AccessLog.Log(accesslog.Record{Remote: req.RemoteAddr, Method: req.Method, Path: req.URL.EscapedPath(),
+			Status: rec.Status, Bytes: rec.Bytes, Duration: elapsed, Upstream: w.Header().Get("X-Deepcast-Edge")})
 	}))
 }
 
