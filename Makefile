@@ -5,7 +5,7 @@ BIN       := bin/deepcast
 DEMO_DIR  ?= demo
 FUZZTIME  ?= 5s
 
-.PHONY: all build deps demo test unit fuzz lint bench lab soak clean
+.PHONY: all build image deps demo test unit fuzz lint bench lab soak clean
 
 all: build
 
@@ -19,6 +19,15 @@ DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 build: web/node_modules/.package-lock.json
 	$(GO) run ./web/internal/mkdist web/node_modules web/dist
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)" -o $(BIN) ./cmd/deepcast
+
+# The container image, without a container daemon: the static binary (web
+# packages embedded) on an empty base, as an OCI layout in $(IMAGE) and
+# $(IMAGE).tar (podman load / docker load / skopeo copy take it).
+IMAGE ?= bin/image
+image: web/node_modules/.package-lock.json
+	$(GO) run ./web/internal/mkdist web/node_modules web/dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)" -o $(IMAGE)-deepcast ./cmd/deepcast
+	$(GO) run ./cmd/mkimage -bin $(IMAGE)-deepcast -o $(IMAGE) -tag deepcast:$(VERSION) -version $(VERSION)
 
 web/node_modules/.package-lock.json: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund

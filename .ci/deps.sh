@@ -16,6 +16,8 @@ declare -A need=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [systemd-analyze]=systemd
+  [skopeo]=skopeo
+  [umoci]=umoci
 )
 if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
   need[nginx]=nginx

@@ -139,20 +139,22 @@ scrape_configs:
 		}
 		return len(res.Data.Result), nil
 	}
+	// Rates need two scrapes of the traffic, recording rules an evaluation
+	// after that: each query gets a little time to return series.
+	eventually := func(expr string) (int, error) {
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			n, err := query(expr)
+			if (err == nil && n > 0) || time.Now().After(deadline) {
+				return n, err
+			}
+		}
+	}
 	queries := 0
 	for _, panel := range dash.Panels {
 		for _, target := range panel.Targets {
 			expr := strings.ReplaceAll(target.Expr, "$__rate_interval", "20s")
 			queries++
-			var n int
-			var err error
-			// Rates need two scrapes of the traffic: give them a little time.
-			for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-				if n, err = query(expr); (err == nil && n > 0) || time.Now().After(deadline) {
-					break
-				}
-			}
-			if err != nil || n == 0 {
+			if n, err := eventually(expr); err != nil || n == 0 {
 				t.Errorf("panel %q: %s: %d series, %v", panel.Title, expr, n, err)
 			}
 		}
@@ -162,7 +164,7 @@ scrape_configs:
 	}
 	// The recording rules evaluate too.
 	for _, rec := range []string{"deepcast:origin_offload:ratio_rate5m", "deepcast:hit_ratio:ratio_rate5m"} {
-		if n, err := query(rec); err != nil || n == 0 {
+		if n, err := eventually(rec); err != nil || n == 0 {
 			t.Errorf("recording rule %s: %d series, %v", rec, n, err)
 		}
 	}
@@ -310,4 +312,51 @@ func firstVideoRendition(t *testing.T, lib string) string {
 	}
 	t.Fatal("no video rendition")
 	return ""
+}
+
+// TestContainerImage: `make image` builds an OCI image without a
+// container daemon; skopeo reads it (entrypoint, user) and converts it to
+// a docker-archive, umoci unpacks it, and the binary inside runs with its
+// web packages.
+func TestContainerImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the image")
+	}
+	for _, tool := range []string{"skopeo", "umoci"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: `make deps` installs it", tool)
+		}
+	}
+	dir := t.TempDir()
+	image := filepath.Join(dir, "image")
+	if out, err := exec.Command("make", "-C", repoRoot(), "image", "IMAGE="+image, "VERSION=test").CombinedOutput(); err != nil {
+		t.Fatalf("make image: %v\n%s", err, out)
+	}
+	out, err := exec.Command("skopeo", "inspect", "--config", "oci:"+image+":test").Output()
+	if err != nil {
+		t.Fatalf("skopeo inspect: %v", err)
+	}
+	var cfg struct {
+		Config struct {
+			User       string
+			Entrypoint []string
+		}
+	}
+	if json.Unmarshal(out, &cfg) != nil || cfg.Config.User != "65532:65532" || strings.Join(cfg.Config.Entrypoint, " ") != "/usr/local/bin/deepcast" {
+		t.Errorf("image config: %s", out)
+	}
+	if out, err := exec.Command("skopeo", "copy", "oci:"+image+":test", "docker-archive:"+filepath.Join(dir, "docker.tar")+":deepcast:test").CombinedOutput(); err != nil {
+		t.Errorf("skopeo copy to a docker archive: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := exec.Command("umoci", "unpack", "--rootless", "--image", image+":test", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	out, err = exec.Command(filepath.Join(bundle, "rootfs", "usr", "local", "bin", "deepcast"), "version").Output()
+	if err != nil || !strings.Contains(string(out), "deepcast test") || !strings.Contains(string(out), "web packages embedded") {
+		t.Errorf("the image's binary: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "rootfs", "etc", "ssl", "certs", "ca-certificates.crt")); err != nil {
+		t.Errorf("no CA bundle in the image: %v", err)
+	}
 }
