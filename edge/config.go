@@ -32,7 +32,13 @@ type Config struct {
 	DiskBytes  int64
 	Prefetch   *bool
 	QueryAllow []string // query parameters that are part of the cache key
-	CheckEvery time.Duration
+	// CacheRules override freshness, stale windows and query keys per
+	// path prefix (SetCacheRules at run time).
+	CacheRules []CacheRule
+	// UpstreamWeights, when set (one per upstream), make the upstreams a
+	// weighted pool instead of an active-standby list (SetUpstreamPool).
+	UpstreamWeights []float64
+	CheckEvery      time.Duration
 	// FetchTimeout bounds one upstream fetch, so a dead upstream costs a
 	// client a bounded wait, not a hang.
 	FetchTimeout time.Duration

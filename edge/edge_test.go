@@ -923,3 +923,65 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 }
 
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// TestCacheRulesOverrideTheUpstream: a path rule's TTL makes immutable
+// segments stale after it (revalidated upstream), and its query keys
+// split the cache by those parameters only, for its paths alone.
+func TestCacheRulesOverrideTheUpstream(t *testing.T) {
+	f := newFakeOrigin(t)
+	n, srv := newNode(t, Config{Upstreams: []string{f.url()}, Prefetch: noPrefetch(),
+		CacheRules: []CacheRule{{Prefix: "/vod/a/v/", TTL: 300 * time.Millisecond, QueryKeys: []string{"lang"}}}})
+	fetch(t, srv.URL+"/vod/a/v/1.m4s")
+	if resp, _ := fetch(t, srv.URL+"/vod/a/v/1.m4s"); !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Fatalf("second fetch: %s", resp.Header.Get("Cache-Status"))
+	}
+	time.Sleep(400 * time.Millisecond)
+	if resp, _ := fetch(t, srv.URL+"/vod/a/v/1.m4s"); !strings.Contains(resp.Header.Get("Cache-Status"), "fwd=stale") {
+		t.Errorf("after the rule's TTL: %s, want a revalidation", resp.Header.Get("Cache-Status"))
+	}
+	before := f.count("/vod/a/v/2.m4s")
+	for _, q := range []string{"?lang=en", "?lang=fr", "?lang=en", "?other=1", ""} {
+		fetch(t, srv.URL+"/vod/a/v/2.m4s"+q)
+	}
+	if got := f.count("/vod/a/v/2.m4s") - before; got != 3 {
+		t.Errorf("%d upstream fetches for lang=en, lang=fr and none; want 3 (other= is not a key)", got)
+	}
+	// A reload replaces the rules at once; a bad list changes nothing.
+	if err := n.SetCacheRules([]CacheRule{{Prefix: "/etc/"}}); err == nil {
+		t.Error("a rule outside /vod/ was accepted")
+	}
+	if n.rule("/vod/a/v/3.m4s") == nil {
+		t.Error("a refused reload dropped the old rules")
+	}
+}
+
+// TestWeightedUpstreamPool: with weights 3 and 1 each key goes to one
+// upstream, about three keys in four to the heavy one; when it dies its
+// keys move to the other.
+func TestWeightedUpstreamPool(t *testing.T) {
+	heavy, light := newFakeOrigin(t), newFakeOrigin(t)
+	heavy.last, light.last = 400, 400
+	heavy.size, light.size = 1024, 1024
+	_, srv := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch()})
+	for i := 1; i <= 400; i++ {
+		fetch(t, fmt.Sprintf("%s/vod/a/v/%d.m4s", srv.URL, i))
+	}
+	h, l := heavy.total.Load(), light.total.Load()
+	if h+l < 400 || float64(h)/float64(l) < 2.2 || float64(h)/float64(l) > 4.2 {
+		t.Errorf("heavy upstream got %d fetches, light %d: want about 3 to 1", h, l)
+	}
+	// The same key, through another node with the same pool: the same upstream.
+	_, other := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch()})
+	before := heavy.count("/vod/a/v/7.m4s") + light.count("/vod/a/v/7.m4s")
+	wasHeavy := heavy.count("/vod/a/v/7.m4s") > 0
+	fetch(t, other.URL+"/vod/a/v/7.m4s")
+	if after := heavy.count("/vod/a/v/7.m4s"); (after > 0) != wasHeavy || after+light.count("/vod/a/v/7.m4s") != before+1 {
+		t.Error("one key went to different upstreams from two nodes with the same pool")
+	}
+	heavy.stop()
+	for i := 401 - 20; i <= 400; i++ {
+		if resp, _ := fetch(t, fmt.Sprintf("%s/vod/a/v/%d.m4s?x", other.URL, i)); resp.StatusCode != 200 {
+			t.Fatalf("segment %d with the heavy upstream dead: %d", i, resp.StatusCode)
+		}
+	}
+}

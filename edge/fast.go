@@ -50,7 +50,7 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 	if !ok {
 		return FastResponse{}, false
 	}
-	key := cacheKey(path, query, n.cfg.QueryAllow)
+	key := cacheKey(path, query, n.queryKeys(path))
 	var r *http.Request // nil: a plain GET of path, which resolve needs no request for
 	if query != "" {
 		// The query (CMCD, usually) names the prefetch target (nor) and

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -35,8 +36,9 @@ type Node struct {
 	mem      *memoryTier
 	disk     *diskTier
 	pool     *upstreamPool
-	siblings *upstreamPool // nil without siblings; includes no self
-	members  []string      // self + siblings, for rendezvous hashing
+	rules    atomic.Pointer[[]CacheRule] // longest prefix first; SetCacheRules replaces them
+	siblings *upstreamPool               // nil without siblings; includes no self
+	members  []string                    // self + siblings, for rendezvous hashing
 	client   *http.Client
 	group    singleflight.Group
 	stats    counters
@@ -94,9 +96,27 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if err := n.SetCacheRules(cfg.CacheRules); err != nil {
+		n.mem.close()
+		return nil, err
+	}
 	if n.pool, err = newUpstreamPool(cfg.Upstreams, n.client, cfg.CheckEvery, n.log); err != nil {
 		n.mem.close()
 		return nil, err
+	}
+	if cfg.UpstreamWeights != nil {
+		if len(cfg.UpstreamWeights) != len(cfg.Upstreams) {
+			n.mem.close()
+			return nil, fmt.Errorf("edge: %d weights for %d upstreams", len(cfg.UpstreamWeights), len(cfg.Upstreams))
+		}
+		pool := make([]WeightedUpstream, len(cfg.Upstreams))
+		for i := range pool {
+			pool[i] = WeightedUpstream{URL: cfg.Upstreams[i], Weight: cfg.UpstreamWeights[i]}
+		}
+		if err := n.SetUpstreamPool(pool); err != nil {
+			n.mem.close()
+			return nil, err
+		}
 	}
 	if len(cfg.Siblings) > 0 {
 		if cfg.Self == "" {
@@ -276,7 +296,7 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 			}
 		}
 	}
-	order := n.pool.order()
+	order := n.pool.order(key)
 	tries := min(2, len(order)) // an idempotent GET is retried once, on the next upstream
 	var lastErr error
 	for i, up := range order[:tries] {
@@ -327,7 +347,7 @@ func (n *Node) siblingByURL(u string) *upstream {
 
 func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key string, stale *object, toSibling bool) (*rawFetch, error) {
 	target := up.url.String() + r.URL.EscapedPath()
-	if q := forwardedQuery(r.URL.RawQuery, n.cfg.QueryAllow); q != "" {
+	if q := forwardedQuery(r.URL.RawQuery, n.queryKeys(r.URL.Path)); q != "" {
 		target += "?" + q
 	}
 	// The request outlives ctx (the fetch's time bound) only when its body
@@ -379,7 +399,7 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true}
 	}
 	now := time.Now()
-	res := &rawFetch{policy: parsePolicy(resp.Header, now)}
+	res := &rawFetch{policy: n.applyRule(r.URL.Path, parsePolicy(resp.Header, now))}
 	res.from = up.url.Host
 	res.status = resp.StatusCode
 	res.cacheStatus = resp.Header.Get("Cache-Status")
@@ -523,7 +543,7 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "not found")
 		return
 	}
-	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.cfg.QueryAllow)
+	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.queryKeys(r.URL.Path))
 	out := n.resolve(r, p, key, r.URL.Path)
 	if info, ok := r.Context().Value(accessKey{}).(*accessInfo); ok {
 		info.cache, info.tier, info.upstream = out.cacheLabel(), out.tier, out.upstream

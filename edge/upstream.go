@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 // upstream is one parent (an origin or a bring-home edge) with its health.
 type upstream struct {
 	url     *url.URL
+	weight  float64 // in a weighted pool
 	healthy atomic.Bool
 	fails   atomic.Int32 // consecutive failures (active and passive)
 }
@@ -30,9 +33,12 @@ type upstreamPool struct {
 	// current is the list in order; replace swaps it whole (a reload), so
 	// readers take one consistent list.
 	current atomic.Pointer[[]*upstream]
-	client  *http.Client
-	every   time.Duration
-	log     *slog.Logger
+	// weighted: each key goes to the healthy upstream weighted
+	// rendezvous hashing picks (SetUpstreamPool); else active-standby.
+	weighted atomic.Bool
+	client   *http.Client
+	every    time.Duration
+	log      *slog.Logger
 }
 
 // downAfter is how many consecutive failures take an upstream out.
@@ -55,7 +61,11 @@ func (p *upstreamPool) list() []*upstream { return *p.current.Load() }
 // replace makes urls the upstreams, in that order, all or nothing: an
 // upstream that stays keeps its health, a new one starts healthy (until a
 // check says otherwise).
-func (p *upstreamPool) replace(urls []string) error {
+func (p *upstreamPool) replace(urls []string) error { return p.replaceWeighted(urls, nil) }
+
+// replaceWeighted is replace for a weighted pool (weights nil: an
+// active-standby list).
+func (p *upstreamPool) replaceWeighted(urls []string, weights []float64) error {
 	if len(urls) == 0 {
 		return errors.New("edge: at least one upstream is required")
 	}
@@ -71,14 +81,20 @@ func (p *upstreamPool) replace(urls []string) error {
 		if err != nil {
 			return err
 		}
-		if up, ok := old[u.String()]; ok {
-			next = append(next, up)
+		w := 1.0
+		if weights != nil {
+			w = weights[len(next)]
+		}
+		prev, had := old[u.String()]
+		if had && prev.weight == w {
+			next = append(next, prev)
 			continue
 		}
-		up := &upstream{url: u}
-		up.healthy.Store(true)
+		up := &upstream{url: u, weight: w}
+		up.healthy.Store(!had || prev.healthy.Load()) // a new one: healthy until a check says otherwise
 		next = append(next, up)
 	}
+	p.weighted.Store(weights != nil)
 	p.current.Store(&next)
 	return nil
 }
@@ -92,13 +108,22 @@ func parseUpstreamURL(raw string) (*url.URL, error) {
 }
 
 // order returns the upstreams to try: healthy ones first, in configured order.
-func (p *upstreamPool) order() []*upstream {
+func (p *upstreamPool) order(key string) []*upstream {
 	list := p.list()
 	out := make([]*upstream, 0, len(list))
 	for _, u := range list {
 		if u.healthy.Load() {
 			out = append(out, u)
 		}
+	}
+	if p.weighted.Load() && len(out) > 1 {
+		// Weighted rendezvous: the key's upstream first, the next best as
+		// the fallback; a dead upstream's keys spread over the others.
+		scores := make(map[*upstream]float64, len(out))
+		for _, u := range out {
+			scores[u] = hrwScore(key, u.url.String(), u.weight)
+		}
+		slices.SortStableFunc(out, func(a, b *upstream) int { return cmp.Compare(scores[b], scores[a]) })
 	}
 	for _, u := range list {
 		if !u.healthy.Load() {

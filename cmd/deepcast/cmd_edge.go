@@ -43,12 +43,28 @@ func edgeCommand() command {
 			upKey := fs.String("upstream-key", "", "key of -upstream-cert")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
-				if *upstream == "" || len(args) > 0 {
-					return fmt.Errorf("-upstream URL is required: %w", errUsage)
+				var rules []edge.CacheRule
+				var pool []edge.WeightedUpstream
+				if activeConfig.file != nil {
+					var err error
+					if rules, pool, err = edgeExtras(activeConfig.file); err != nil {
+						return err
+					}
+				}
+				if *upstream == "" && pool == nil || len(args) > 0 {
+					return fmt.Errorf("-upstream URL (or upstream-pool in -config) is required: %w", errUsage)
+				}
+				if *upstream != "" && pool != nil {
+					return fmt.Errorf("give -upstream or upstream-pool in -config, not both: %w", errUsage)
 				}
 				cfg := edge.Config{Profile: *profile, Name: *name, Upstreams: splitList(*upstream), MemBytes: int64(mem),
 					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
+				}
+				cfg.CacheRules = rules
+				for _, u := range pool {
+					cfg.Upstreams = append(cfg.Upstreams, u.URL)
+					cfg.UpstreamWeights = append(cfg.UpstreamWeights, u.Weight)
 				}
 				if *prefetch != "" {
 					v := *prefetch == "true" || *prefetch == "1" || *prefetch == "on"
@@ -101,11 +117,30 @@ func edgeCommand() command {
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
 					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
 				// SIGHUP: the -config file's upstreams replace the running ones.
+				// SIGHUP: the -config file's upstreams (or upstream pool) and
+				// cache rules replace the running ones, all checked first.
 				activeConfig.live = func(cf *configFile) error {
-					if v, ok := cf.fileValue("upstream"); ok {
-						return n.SetUpstreams(splitList(v))
+					rules, pool, err := edgeExtras(cf)
+					if err != nil {
+						return err
 					}
-					return nil
+					v, hasUp := cf.fileValue("upstream")
+					if pool == nil && hasUp {
+						for _, u := range splitList(v) {
+							pool = append(pool, edge.WeightedUpstream{URL: u, Weight: 1})
+						}
+						if err := edge.CheckUpstreams(pool); err != nil {
+							return err
+						}
+						if err := n.SetUpstreams(splitList(v)); err != nil {
+							return err
+						}
+					} else if pool != nil {
+						if err := n.SetUpstreamPool(pool); err != nil {
+							return err
+						}
+					}
+					return n.SetCacheRules(rules) // checked by edgeExtras
 				}
 				return serveNode(ctx, n, l, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}

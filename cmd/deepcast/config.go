@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -33,22 +34,28 @@ type configFile struct {
 	path   string
 	values map[string]string
 	lines  map[string]int
+	// extras are the keys a command takes beyond its flags (the edge's
+	// cache-rules and upstream-pool), for it to read.
+	extras map[string]*yaml.Node
 }
+
+// extraKeys are, per command, the -config keys that are not flags.
+var extraKeys = map[string][]string{"edge": {"cache-rules", "upstream-pool"}}
 
 // readConfig reads a -config file and checks every value with the
 // flag's own parser on scratch, a flag set of the same command that
 // nothing else uses (so a bad file changes nothing).
-func readConfig(path string, scratch *flag.FlagSet) (*configFile, error) {
+func readConfig(path string, scratch *flag.FlagSet, extras []string) (*configFile, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return parseConfig(path, data, scratch)
+	return parseConfig(path, data, scratch, extras...)
 }
 
 // parseConfig reads the YAML of a -config file (see readConfig).
-func parseConfig(path string, data []byte, scratch *flag.FlagSet) (*configFile, error) {
-	cf := &configFile{path: path, values: map[string]string{}, lines: map[string]int{}}
+func parseConfig(path string, data []byte, scratch *flag.FlagSet, extras ...string) (*configFile, error) {
+	cf := &configFile{path: path, values: map[string]string{}, lines: map[string]int{}, extras: map[string]*yaml.Node{}}
 	var doc yaml.Node
 	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -69,6 +76,13 @@ func parseConfig(path string, data []byte, scratch *flag.FlagSet) (*configFile, 
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		name := k.Value
+		if slices.Contains(extras, name) {
+			if _, dup := cf.extras[name]; dup {
+				return nil, fmt.Errorf("config %s: line %d: %q given twice", path, k.Line, name)
+			}
+			cf.extras[name] = v
+			continue
+		}
 		if name == "config" || scratch.Lookup(name) == nil {
 			return nil, fmt.Errorf("config %s: line %d: unknown key %q (the keys are the command's flag names, without the dash)", path, k.Line, name)
 		}
@@ -140,6 +154,8 @@ var activeConfig struct {
 	// the file does not change them, at start or on reload.
 	pinned  map[string]bool
 	scratch func() *flag.FlagSet
+	file    *configFile // as read at start
+	extras  []string    // the command's keys beyond its flags
 	// live, when set, applies what can change while the server runs
 	// (the edge's upstreams); it must refuse, changing nothing, what it
 	// cannot apply.
@@ -159,7 +175,7 @@ func newFlagSet(c command) *flag.FlagSet {
 // useConfig reads the -config file of command c and sets from it the
 // flags of fs that the command line and the environment left unset.
 func useConfig(c command, fs *flag.FlagSet, path string) error {
-	cf, err := readConfig(path, newFlagSet(c))
+	cf, err := readConfig(path, newFlagSet(c), extraKeys[c.name])
 	if err != nil {
 		return err
 	}
@@ -168,8 +184,9 @@ func useConfig(c command, fs *flag.FlagSet, path string) error {
 	if err := cf.apply(fs, pinned); err != nil {
 		return err
 	}
-	activeConfig.path, activeConfig.pinned = path, pinned
+	activeConfig.path, activeConfig.pinned, activeConfig.file = path, pinned, cf
 	activeConfig.scratch = func() *flag.FlagSet { return newFlagSet(c) }
+	activeConfig.extras = extraKeys[c.name]
 	return nil
 }
 
@@ -181,7 +198,7 @@ func reloadConfig(log *slog.Logger) {
 	if activeConfig.path == "" {
 		return
 	}
-	cf, err := readConfig(activeConfig.path, activeConfig.scratch())
+	cf, err := readConfig(activeConfig.path, activeConfig.scratch(), activeConfig.extras)
 	if err == nil && activeConfig.live != nil {
 		err = activeConfig.live(cf)
 	}

@@ -66,7 +66,7 @@ func TestConfigPrecedence(t *testing.T) {
 	if err := useConfig(c, fs, file); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { activeConfig.path = "" })
+	t.Cleanup(func() { activeConfig.path, activeConfig.file = "", nil })
 	got := func(n string) string { return fs.Lookup(n).Value.String() }
 	if got("fetch-timeout") != "5s" || got("mem") != "128MiB" || got("name") != "from-file" || got("query-allow") != "a,b" || got("profile") != "enter-deep" {
 		t.Errorf("fetch-timeout %s (flag), mem %s (env), name %s (file), query-allow %s (file), profile %s (default)",
@@ -115,10 +115,63 @@ func TestSIGHUPReloadsTheConfig(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil("the new upstreams", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:2 http://127.0.0.1:3" })
 	waitUntil("the debug level", func() bool { return strings.Contains(n.logs.String(), "log_level=DEBUG") })
+	// A weighted pool and cache rules, by the same reload.
+	write(fmt.Sprintf("listen: %s\nupstream-pool:\n  - {url: http://127.0.0.1:4, weight: 2}\n  - {url: http://127.0.0.1:5}\ncache-rules:\n  - {prefix: /vod/, ttl: 5s}\n", addr))
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil("the pool", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:4 http://127.0.0.1:5" })
 	write("listen: [broken\n")
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil("the refusal", func() bool { return strings.Contains(n.logs.String(), "configuration not reloaded; the old one stays") })
-	if got := strings.Join(upstreams(), " "); got != "http://127.0.0.1:2 http://127.0.0.1:3" {
+	if got := strings.Join(upstreams(), " "); got != "http://127.0.0.1:4 http://127.0.0.1:5" {
 		t.Errorf("after a broken file the upstreams are %q", got)
+	}
+}
+
+func TestEdgeConfigCacheRulesAndPool(t *testing.T) {
+	c := edgeCommand0()
+	good := `listen: 127.0.0.1:1
+cache-rules:
+  - prefix: /vod/news-
+    ttl: 10s
+    stale-while-revalidate: 5s
+    query-keys: [lang]
+  - {prefix: /vod/, stale-if-error: 10m}
+upstream-pool:
+  - {url: http://o1:8080, weight: 3}
+  - {url: http://o2:8080}
+`
+	cf, err := parseConfig("e.yaml", []byte(good), newFlagSet(c), extraKeys["edge"]...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, pool, err := edgeExtras(cf)
+	if err != nil || len(rules) != 2 || rules[0].TTL != 10*time.Second || rules[0].QueryKeys[0] != "lang" || rules[1].SIE != 10*time.Minute ||
+		len(pool) != 2 || pool[0].Weight != 3 || pool[1].Weight != 1 {
+		t.Fatalf("rules %+v pool %+v err %v", rules, pool, err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"cache-rules:\n  - {prefix: /vod/, colour: red}\n", "line 2: cache-rules: unknown key \"colour\""},
+		{"cache-rules:\n  - prefix: /vod/\n    ttl: soon\n", "line 3: cache-rules: \"soon\" is not a duration"},
+		{"cache-rules:\n  - {prefix: /etc/}\n", "must start with /vod/"},
+		{"cache-rules: {prefix: /vod/}\n", "want a list"},
+		{"upstream-pool:\n  - {url: http://o1, weight: 0}\n", "weight \"0\": want a positive number"},
+		{"upstream-pool:\n  - {url: ftp://o1}\n", "want an http(s)"},
+		{"upstream: http://a\nupstream-pool:\n  - {url: http://o1}\n", "not both"},
+	} {
+		cf, err := parseConfig("e.yaml", []byte(tc.yaml), newFlagSet(c), extraKeys["edge"]...)
+		if err == nil {
+			_, _, err = edgeExtras(cf)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %q", tc.yaml, err, tc.want)
+		}
+	}
+	// Another command has no such keys.
+	for _, other := range commands() {
+		if other.name == "origin" {
+			if _, err := parseConfig("o.yaml", []byte("cache-rules: []\n"), newFlagSet(other), extraKeys["origin"]...); err == nil {
+				t.Error("origin accepted cache-rules")
+			}
+		}
 	}
 }
