@@ -207,13 +207,24 @@ func TestBuiltBinaryServesPagesAlone(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
 	waitListening(t, addr)
-	for path, want := range map[string]string{
-		"/": "deepcast player", "/vendor/dash.all.min.js": "dashjs", "/vendor/hls.min.js": "Hls",
-		"/vendor/shaka-player.compiled.js": "shaka", "/vendor/uPlot.iife.min.js": "uPlot", "/licenses/hls.js.LICENSE": "Apache",
-	} {
-		resp, body := getBody(t, http.DefaultClient, "http://"+addr+path)
-		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
-			t.Errorf("%s: %d, %d bytes without %q", path, resp.StatusCode, len(body), want)
+	// An edge from the same lone binary, in front of it.
+	edgeAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	ecmd := exec.Command(bin, "edge", "-upstream", "http://"+addr, "-listen", edgeAddr)
+	ecmd.Dir, ecmd.Env, ecmd.Stdout, ecmd.Stderr = alone, cmd.Env, logs, logs
+	if err := ecmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ecmd.Process.Signal(os.Interrupt); ecmd.Wait() })
+	waitListening(t, edgeAddr)
+	for _, node := range []string{addr, edgeAddr} {
+		for path, want := range map[string]string{
+			"/": "deepcast player", "/vendor/dash.all.min.js": "dashjs", "/vendor/hls.min.js": "Hls",
+			"/vendor/shaka-player.compiled.js": "shaka", "/vendor/uPlot.iife.min.js": "uPlot", "/licenses/hls.js.LICENSE": "Apache",
+		} {
+			resp, body := getBody(t, http.DefaultClient, "http://"+node+path)
+			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+				t.Errorf("%s%s: %d, %d bytes without %q", node, path, resp.StatusCode, len(body), want)
+			}
 		}
 	}
 	if strings.Contains(logs.String(), "not installed") {
