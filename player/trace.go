@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Trace is a bandwidth trace: Mbit/s over time, row i holding for the
@@ -26,6 +27,11 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 	line := 0
 	for sc.Scan() {
 		line++
+		if text := sc.Text(); strings.IndexByte(text, 0) >= 0 || !utf8.ValidString(text) {
+			// A video or another binary file given as a trace: say so,
+			// without printing its bytes.
+			return nil, fmt.Errorf("trace %s: binary data, not a bandwidth trace (want text lines of a time in seconds and a throughput in Mbit/s)", name)
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
 			continue
@@ -37,7 +43,7 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 		bw, err2 := strconv.ParseFloat(f[1], 64)
 		// Written so that NaN fails too: every comparison with NaN is false.
 		if err1 != nil || err2 != nil || !(ts >= 0 && ts <= 1e8 && bw >= 0 && bw <= 1e6) {
-			return nil, fmt.Errorf("trace %s line %d: %q is not a time and a non-negative rate", name, line, sc.Text())
+			return nil, fmt.Errorf("trace %s line %d: %q is not a time in seconds and a non-negative throughput in Mbit/s", name, line, clip(sc.Text(), 60))
 		}
 		if n := len(t.Time); n > 0 && ts <= t.Time[n-1] {
 			return nil, fmt.Errorf("trace %s line %d: time %g does not increase", name, line, ts)
@@ -107,4 +113,12 @@ func LoadTraces(spec []string) ([]*Trace, error) {
 		traces = append(traces, t)
 	}
 	return traces, nil
+}
+
+// clip shortens s to at most n bytes for an error message.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -139,6 +139,13 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 		}
 		return ParseVideoCSV(f, strings.TrimSuffix(filepath.Base(source), ".csv"), dur)
 	}
+	switch strings.ToLower(filepath.Ext(source)) {
+	case ".mpd", ".m3u8", ".m3u", ".xml":
+	default:
+		// A media file (or anything else) given as the video: say what
+		// is wanted rather than what a manifest parser made of it.
+		return nil, fmt.Errorf("video %s: want a video CSV (chunk sizes per rendition, like envivio-4s-48.csv), a packaged asset folder, its manifest.mpd or master.m3u8, or an http(s) URL of one; to simulate a video file, package it first (deepcast package)", source)
+	}
 	data, err := os.ReadFile(source)
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", source, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
@@ -48,6 +49,11 @@ func simCommand() command {
 				}
 				client, err := httpClient(*ca, *h3, 60*time.Second)
 				if err != nil {
+					return err
+				}
+				// Outputs first: a path that cannot be written fails now, not
+				// after the whole simulation.
+				if err := checkOutputs(*out, *logDir, *plotDir); err != nil {
 					return err
 				}
 				v, err := player.LoadVideo(ctx, *video, client)
@@ -277,4 +283,46 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	s := &player.Session{Video: v, ABR: a, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}
 	return s.Run(ctx)
+}
+
+// checkOutputs makes sure sim can write what it was asked to: the -out
+// file's folder exists and takes files, the -log and -plot folders can be
+// made and written.
+func checkOutputs(out, logDir, plotDir string) error {
+	if out != "" {
+		if err := writable(filepath.Dir(out)); err != nil {
+			return fmt.Errorf("-out %s: %w", out, err)
+		}
+	}
+	for _, d := range []struct{ flag, dir string }{{"-log", logDir}, {"-plot", plotDir}} {
+		if d.dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(d.dir, 0o755); err != nil {
+			return fmt.Errorf("%s %s: %w", d.flag, d.dir, err)
+		}
+		if err := writable(d.dir); err != nil {
+			return fmt.Errorf("%s %s: %w", d.flag, d.dir, err)
+		}
+	}
+	return nil
+}
+
+// writable checks that dir exists and a file can be created in it.
+func writable(dir string) error {
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("folder %s does not exist", dir)
+	case err != nil:
+		return err
+	case !st.IsDir():
+		return fmt.Errorf("%s is not a folder", dir)
+	}
+	f, err := os.CreateTemp(dir, ".deepcast-check-")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

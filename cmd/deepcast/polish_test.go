@@ -84,3 +84,36 @@ func TestEdgesFileErrorsInTheFilesWords(t *testing.T) {
 		t.Errorf("error: %v", err)
 	}
 }
+
+// TestSimSaysWhatIsWrongFirst: sim checks its outputs before it
+// simulates, and names what it wanted when given a video file as a trace
+// or as the video.
+func TestSimSaysWhatIsWrongFirst(t *testing.T) {
+	dir := t.TempDir()
+	video := filepath.Join(repoRoot(), "testdata", "videos", "envivio-4s-48.csv")
+	traces := filepath.Join(repoRoot(), "testdata", "traces", "fcc")
+	binary := filepath.Join(dir, "clip.mp4")
+	os.WriteFile(binary, append([]byte{0, 0, 0, 0x20, 'f', 't', 'y', 'p', 0xff, 0xfe}, bytes.Repeat([]byte{0}, 100)...), 0o644)
+	for _, c := range []struct {
+		name     string
+		args     []string
+		want     string
+		unwanted string
+	}{
+		{"out in a missing folder", []string{"-video", video, "-traces", traces, "-out", "/nonexistent/r.csv"}, "-out /nonexistent/r.csv: folder /nonexistent does not exist", "sessions"},
+		{"a video as a trace", []string{"-video", video, "-traces", binary}, "binary data, not a bandwidth trace", "\x00"},
+		{"a video file as the video", []string{"-video", binary, "-traces", traces}, "want a video CSV", "outside the root"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			start := time.Now()
+			code := run(append([]string{"sim"}, c.args...), &out, &errb)
+			if code == 0 || !strings.Contains(errb.String(), c.want) || strings.Contains(errb.String()+out.String(), c.unwanted) {
+				t.Errorf("exit %d\nstderr: %q\nstdout: %q", code, errb.String(), out.String())
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("took %v: the check did not come first", time.Since(start))
+			}
+		})
+	}
+}
