@@ -3,11 +3,14 @@ package player
 import (
 	"context"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot/plotter"
 )
 
 func testdata(parts ...string) string {
@@ -459,5 +462,53 @@ func TestEstimators(t *testing.T) {
 	e.Add(kbps(500))
 	if got := e.Estimate(); got >= 3000 || got <= 500 {
 		t.Errorf("EWMA after a drop: %f", got)
+	}
+}
+
+// TestPlotsAreReadable: the plots are written; their tick labels are
+// short (25, not 25.00); no two algorithms share a colour; the bitrate is
+// drawn as steps over the trace's bandwidth.
+func TestPlotsAreReadable(t *testing.T) {
+	v := loadEnvivio(t)
+	traces, err := LoadTraces([]string{testdata("traces", "fcc")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces[:4], Algorithms: Algorithms(), Pensieve: true, KeepLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := WritePlots(dir, res, 2, traces); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.png"))
+	if len(files) != 3 {
+		t.Fatalf("plots: %v", files)
+	}
+	for _, f := range files {
+		if st, err := os.Stat(f); err != nil || st.Size() < 10_000 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	for _, r := range [][2]float64{{0, 175}, {0, 1}, {-87.2, 112}, {400, 1850}} {
+		for _, tick := range (cleanTicks{}).Ticks(r[0], r[1]) {
+			if strings.HasSuffix(tick.Label, ".00") || strings.HasSuffix(tick.Label, "0") && strings.Contains(tick.Label, ".") {
+				t.Errorf("tick label %q on [%v, %v]", tick.Label, r[0], r[1])
+			}
+		}
+	}
+	algs := algorithmsOf(res)
+	seen := map[any]string{}
+	for i, a := range algs {
+		c := palette[i%len(palette)]
+		if other, ok := seen[c]; ok {
+			t.Errorf("%s and %s share a colour", a, other)
+		}
+		seen[c] = a
+	}
+	band, err := traceLine(traces[0], 200)
+	if err != nil || band.StepStyle != plotter.PostStep || len(band.XYs) < 10 {
+		t.Errorf("trace line: %v", err)
 	}
 }

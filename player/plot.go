@@ -2,13 +2,15 @@ package player
 
 import (
 	"fmt"
+	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
@@ -16,112 +18,245 @@ import (
 
 // WritePlots draws, into dir: qoe_cdf.png (the CDF of session QoE per
 // algorithm) and, for up to sessions traces, session_<trace>.png with
-// bitrate, buffer and throughput estimate over time for every algorithm.
-// Results must carry their logs for the session plots.
-func WritePlots(dir string, results []SimResult, sessions int) error {
+// bitrate (over the trace's bandwidth), buffer and throughput estimate over
+// time for every algorithm. Results must carry their logs for the session
+// plots; traces, when given, are drawn under the bitrates.
+func WritePlots(dir string, results []SimResult, sessions int, traces []*Trace) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("plot dir: %w", err)
 	}
-	sums := Summarize(results)
-	p := plot.New()
-	p.Title.Text = "Session QoE, CDF per algorithm"
-	p.X.Label.Text = "QoE"
-	p.Y.Label.Text = "fraction of sessions"
-	p.Legend.Top = true
-	p.Legend.Left = true
-	for i, s := range sums {
-		var qoes []float64
-		for _, r := range results {
-			if r.ABR == s.ABR {
-				qoes = append(qoes, r.QoE)
-			}
-		}
-		slices.Sort(qoes)
-		pts := make(plotter.XYs, len(qoes))
-		for k, q := range qoes {
-			pts[k] = plotter.XY{X: q, Y: float64(k+1) / float64(len(qoes))}
-		}
-		line, err := addLine(p, pts, i, 1.5)
-		if err != nil {
-			return err
-		}
-		p.Legend.Add(s.ABR, line)
+	if err := cdfPlot(dir, results); err != nil {
+		return err
 	}
-	// A few catastrophic sessions (long outages) would squeeze the rest into
-	// a sliver: start the axis at the 2nd percentile of all sessions.
-	var all []float64
+	var names []string
 	for _, r := range results {
-		all = append(all, r.QoE)
-	}
-	slices.Sort(all)
-	if len(all) > 0 {
-		p.X.Min = quantile(all, 0.02)
-		p.X.Max = all[len(all)-1]
-	}
-	p.Add(plotter.NewGrid())
-	if err := p.Save(7*vg.Inch, 4.5*vg.Inch, filepath.Join(dir, "qoe_cdf.png")); err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	var traces []string
-	for _, r := range results {
-		if len(traces) == sessions {
+		if len(names) == sessions {
 			break
 		}
-		if !slices.Contains(traces, r.Trace) && len(r.Log) > 0 {
-			traces = append(traces, r.Trace)
+		if !slices.Contains(names, r.Trace) && len(r.Log) > 0 {
+			names = append(names, r.Trace)
 		}
 	}
-	for _, t := range traces {
-		if err := sessionPlot(dir, t, results); err != nil {
+	for _, name := range names {
+		var tr *Trace
+		for _, t := range traces {
+			if t.Name == name {
+				tr = t
+			}
+		}
+		if err := sessionPlot(dir, name, tr, results); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func sessionPlot(dir, trace string, results []SimResult) error {
+// palette gives each algorithm its own colour (Tableau 10): no two series
+// of a plot share one, up to ten.
+var palette = []color.Color{
+	color.RGBA{31, 119, 180, 255}, color.RGBA{255, 127, 14, 255}, color.RGBA{44, 160, 44, 255},
+	color.RGBA{214, 39, 40, 255}, color.RGBA{148, 103, 189, 255}, color.RGBA{140, 86, 75, 255},
+	color.RGBA{227, 119, 194, 255}, color.RGBA{127, 127, 127, 255}, color.RGBA{188, 189, 34, 255},
+	color.RGBA{23, 190, 207, 255},
+}
+
+// algorithmsOf lists the algorithms of results, in their first order: the
+// i-th keeps the i-th colour in every plot.
+func algorithmsOf(results []SimResult) []string {
+	var out []string
+	for _, r := range results {
+		if !slices.Contains(out, r.ABR) {
+			out = append(out, r.ABR)
+		}
+	}
+	return out
+}
+
+func cdfPlot(dir string, results []SimResult) error {
+	p := plot.New()
+	p.Title.Text = "Session QoE, CDF per algorithm (further right is better)"
+	p.X.Label.Text = "session QoE"
+	p.Y.Label.Text = "fraction of sessions"
+	algs := algorithmsOf(results)
+	legend := plot.NewLegend()
+	var all []float64
+	for i, abr := range algs {
+		var qoes []float64
+		for _, r := range results {
+			if r.ABR == abr {
+				qoes = append(qoes, r.QoE)
+			}
+		}
+		slices.Sort(qoes)
+		all = append(all, qoes...)
+		pts := make(plotter.XYs, 0, len(qoes)+1)
+		for k, q := range qoes {
+			if k == 0 {
+				pts = append(pts, plotter.XY{X: q, Y: 0})
+			}
+			pts = append(pts, plotter.XY{X: q, Y: float64(k+1) / float64(len(qoes))})
+		}
+		line, err := addLine(p, pts, palette[i%len(palette)], 1.6, plotter.PostStep)
+		if err != nil {
+			return err
+		}
+		legend.Add(abr, line)
+	}
+	// A few sessions with long outages score far below the rest and would
+	// squeeze every curve into a sliver: the axis starts three
+	// interquartile ranges below the median (never above the 1st
+	// percentile), and the title says how many sessions lie left of it.
+	slices.Sort(all)
+	if len(all) > 1 {
+		lo := max(quantile(all, 0.01), quantile(all, 0.5)-3*(quantile(all, 0.75)-quantile(all, 0.25)))
+		p.X.Min, p.X.Max = lo, all[len(all)-1]+0.02*(all[len(all)-1]-lo)
+		if below := countBelow(all, lo); below > 0 {
+			p.Title.Text += fmt.Sprintf("\n%d of %d sessions below %s, off the left edge", below, len(all), strconv.FormatFloat(math.Round(lo*10)/10, 'f', -1, 64))
+		}
+	}
+	p.Y.Min, p.Y.Max = 0, 1
+	p.X.Tick.Marker, p.Y.Tick.Marker = cleanTicks{}, cleanTicks{}
+	p.Add(plotter.NewGrid())
+	return saveWithLegend(filepath.Join(dir, "qoe_cdf.png"), [][]*plot.Plot{{p}}, legend, 8*vg.Inch, 4.5*vg.Inch)
+}
+
+func countBelow(sorted []float64, x float64) int {
+	n := 0
+	for _, v := range sorted {
+		if v < x {
+			n++
+		}
+	}
+	return n
+}
+
+func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 	panels := []struct {
 		title string
 		value func(ChunkLog) float64
+		x     func(ChunkLog) float64
+		step  plotter.StepKind
 	}{
-		{"video bitrate (kbit/s)", func(l ChunkLog) float64 { return l.BitrateKbps }},
-		{"buffer (s)", func(l ChunkLog) float64 { return l.Buffer.Seconds() }},
-		{"throughput estimate (kbit/s)", func(l ChunkLog) float64 { return l.Estimate }},
+		// The rendition chosen for each chunk holds from its download's
+		// start until the next one's: steps, not slopes.
+		{"video bitrate chosen (kbit/s)", func(l ChunkLog) float64 { return l.BitrateKbps },
+			func(l ChunkLog) float64 { return (l.Time - l.DownloadTime).Seconds() }, plotter.PostStep},
+		{"buffer (s)", func(l ChunkLog) float64 { return l.Buffer.Seconds() },
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep},
+		{"throughput estimate (kbit/s)", func(l ChunkLog) float64 { return l.Estimate },
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep},
 	}
+	algs := algorithmsOf(results)
+	legend := plot.NewLegend()
 	plots := make([][]*plot.Plot, len(panels))
+	end := 0.0
+	for _, r := range results {
+		if r.Trace == name && len(r.Log) > 0 {
+			end = max(end, r.Log[len(r.Log)-1].Time.Seconds())
+		}
+	}
 	for pi, panel := range panels {
 		p := plot.New()
-		p.Title.Text = fmt.Sprintf("%s: %s", trace, panel.title)
-		p.X.Label.Text = "time (s)"
-		i := 0
+		p.Title.Text = panel.title
+		if pi == 0 {
+			p.Title.Text = name + ": " + panel.title
+		}
+		p.X.Label.Text = "session time (s)"
+		if pi == 0 && tr != nil {
+			band, err := traceLine(tr, end)
+			if err != nil {
+				return err
+			}
+			p.Add(band)
+			legend.Add("trace bandwidth", band)
+		}
 		for _, r := range results {
-			if r.Trace != trace {
+			if r.Trace != name {
 				continue
 			}
+			i := slices.Index(algs, r.ABR)
 			pts := make(plotter.XYs, len(r.Log))
 			for k, l := range r.Log {
-				pts[k] = plotter.XY{X: l.Time.Seconds(), Y: panel.value(l)}
+				pts[k] = plotter.XY{X: panel.x(l), Y: panel.value(l)}
 			}
-			line, err := addLine(p, pts, i, 1.2)
+			line, err := addLine(p, pts, palette[i%len(palette)], 1.3, panel.step)
 			if err != nil {
 				return err
 			}
 			if pi == 0 {
-				p.Legend.Add(r.ABR, line)
+				legend.Add(r.ABR, line)
 			}
-			i++
 		}
+		p.X.Min, p.X.Max = 0, end
+		if pi < 2 {
+			p.Y.Min = 0 // bitrate and buffer read from zero; the estimate's range is its own
+		}
+		p.X.Tick.Marker, p.Y.Tick.Marker = cleanTicks{}, cleanTicks{}
 		p.Add(plotter.NewGrid())
-		p.Legend.Top = true
 		plots[pi] = []*plot.Plot{p}
 	}
-	img := vgimg.New(8*vg.Inch, 9*vg.Inch)
+	return saveWithLegend(filepath.Join(dir, "session_"+safeFile(name)+".png"), plots, legend, 9*vg.Inch, 9*vg.Inch)
+}
+
+// traceLine is a trace's bandwidth in kbit/s over [0, end] s, repeated as
+// the simulator loops it, as a light filled step line.
+func traceLine(tr *Trace, end float64) (*plotter.Line, error) {
+	var pts plotter.XYs
+	if len(tr.Time) == 0 {
+		return nil, fmt.Errorf("plot: trace %s is empty", tr.Name)
+	}
+	period := tr.Time[len(tr.Time)-1] - tr.Time[0]
+	for loop := 0.0; period > 0; loop += period {
+		for k := range tr.Time {
+			x := loop + tr.Time[k] - tr.Time[0]
+			if x > end {
+				break
+			}
+			pts = append(pts, plotter.XY{X: x, Y: tr.Mbps[k] * 1000})
+		}
+		if loop+period > end || len(pts) > 100_000 {
+			break
+		}
+	}
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return nil, fmt.Errorf("plot: %w", err)
+	}
+	line.StepStyle = plotter.PostStep
+	line.Color = color.RGBA{170, 170, 170, 255}
+	line.FillColor = color.RGBA{225, 225, 225, 255}
+	line.Width = vg.Points(0.8)
+	return line, nil
+}
+
+// addLine draws pts on p in colour c.
+func addLine(p *plot.Plot, pts plotter.XYs, c color.Color, width float64, step plotter.StepKind) (*plotter.Line, error) {
+	line, err := plotter.NewLine(pts)
+	if err != nil {
+		return nil, fmt.Errorf("plot: %w", err)
+	}
+	line.Color = c
+	line.Width = vg.Points(width)
+	line.StepStyle = step
+	p.Add(line)
+	return line, nil
+}
+
+// saveWithLegend draws plots in a column and the legend to their right,
+// where it covers no data, and writes the PNG.
+func saveWithLegend(path string, plots [][]*plot.Plot, legend plot.Legend, w, h vg.Length) error {
+	img := vgimg.New(w, h)
 	dc := draw.New(img)
-	canvases := plot.Align(plots, draw.Tiles{Rows: len(panels), Cols: 1, PadY: vg.Points(6)}, dc)
+	const legendWidth = 1.5 * vg.Inch
+	plotArea := draw.Crop(dc, 0, -legendWidth, 0, 0)
+	canvases := plot.Align(plots, draw.Tiles{Rows: len(plots), Cols: 1, PadY: vg.Points(8)}, plotArea)
 	for i := range plots {
 		plots[i][0].Draw(canvases[i][0])
 	}
-	f, err := os.Create(filepath.Join(dir, "session_"+safeFile(trace)+".png"))
+	legend.Top, legend.Left = true, true
+	legend.XOffs, legend.YOffs = vg.Points(6), -vg.Points(24)
+	legend.Draw(draw.Crop(dc, w-legendWidth, 0, 0, 0))
+	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
@@ -135,16 +270,16 @@ func sessionPlot(dir, trace string, results []SimResult) error {
 	return nil
 }
 
-// addLine draws pts as the i-th series of p: a colour per series, dashed
-// from the fifth series on.
-func addLine(p *plot.Plot, pts plotter.XYs, i int, width float64) (*plotter.Line, error) {
-	line, err := plotter.NewLine(pts)
-	if err != nil {
-		return nil, fmt.Errorf("plot: %w", err)
+// cleanTicks are gonum's default tick positions labelled the short way:
+// 25 not 25.00, 0.2 not 0.20, 1200 not 1200.00.
+type cleanTicks struct{}
+
+func (cleanTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', -1, 64)
+		}
 	}
-	line.Color = plotutil.Color(i)
-	line.Dashes = plotutil.Dashes(i / 4)
-	line.Width = vg.Points(width)
-	p.Add(line)
-	return line, nil
+	return ticks
 }

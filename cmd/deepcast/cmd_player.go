@@ -96,7 +96,7 @@ func simCommand() command {
 					fmt.Printf("logs: %s\n", *logDir)
 				}
 				if *plotDir != "" {
-					if err := player.WritePlots(*plotDir, results, 3); err != nil {
+					if err := player.WritePlots(*plotDir, results, 3, ts); err != nil {
 						return err
 					}
 					fmt.Printf("plots: %s\n", filepath.Join(*plotDir, "qoe_cdf.png"))
