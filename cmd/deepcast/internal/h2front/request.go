@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 
@@ -334,15 +336,17 @@ func (c *conn) writeDeadline(st *stream) time.Time {
 // date, the extra lines and content-length; connection-specific fields
 // are dropped.
 func (c *conn) fastFields(resp fastpath.Response, size int64, now time.Time) []field {
-	fields := make([]field, 0, 12)
-	var date [29]byte
-	fields = append(fields, field{"date", string(fastpath.AppendDate(date[:0], now))})
+	fields := make([]field, 0, 14)
+	fields = append(fields, field{"date", dateString(now)})
 	fields = appendLines(fields, resp.Header)
 	fields = appendLines(fields, c.s.ExtraHeader)
 	return append(fields, field{"content-length", strconv.FormatInt(size, 10)})
 }
 
-// appendLines adds header lines ("Name: value\r\n") as fields.
+// appendLines adds header lines ("Name: value\r\n") as fields. The
+// values point into lines, which Responders never change once built (and
+// the fields are used before the response is done), so they are not
+// copied: this is the path of every hot answer.
 func appendLines(fields []field, lines []byte) []field {
 	for len(lines) > 0 {
 		line, rest, _ := bytes.Cut(lines, []byte("\r\n"))
@@ -351,14 +355,55 @@ func appendLines(fields []field, lines []byte) []field {
 		if !ok {
 			continue
 		}
-		n := strings.ToLower(string(bytes.TrimSpace(name)))
+		n := lowerName(bytes.TrimSpace(name))
 		switch n {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "content-length", "date":
 			continue
 		}
-		fields = append(fields, field{n, string(bytes.TrimSpace(value))})
+		v := bytes.TrimSpace(value)
+		fields = append(fields, field{n, unsafe.String(unsafe.SliceData(v), len(v))})
 	}
 	return fields
+}
+
+// commonNames are the header names deepcast's answers use, lower-cased
+// once.
+var commonNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"Accept-Ranges", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Age",
+		"Alt-Svc", "Cache-Control", "Cache-Status", "Content-Length", "Content-Type", "Date", "ETag", "Etag",
+		"Last-Modified", "Strict-Transport-Security", "Via", "X-Deepcast-Last-Segment", "Connection"} {
+		m[n] = strings.ToLower(n)
+	}
+	return m
+}()
+
+// lowerName is a header name in lower case, without allocating for the
+// common ones.
+func lowerName(b []byte) string {
+	if n, ok := commonNames[string(b)]; ok { // no allocation: a map lookup by []byte
+		return n
+	}
+	return strings.ToLower(string(b))
+}
+
+// dateNow caches the Date value of the current second.
+var dateNow atomic.Pointer[struct {
+	unix int64
+	text string
+}]
+
+// dateString is now as an HTTP date, formatted once a second.
+func dateString(now time.Time) string {
+	d := dateNow.Load()
+	if d == nil || d.unix != now.Unix() {
+		d = &struct {
+			unix int64
+			text string
+		}{now.Unix(), string(fastpath.AppendDate(nil, now))}
+		dateNow.Store(d)
+	}
+	return d.text
 }
 
 // writeSimple answers a stream with a status and no body.
