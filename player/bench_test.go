@@ -152,3 +152,20 @@ func TestBenchClairvoyantBound(t *testing.T) {
 		fmt.Printf("  %s: clairvoyant 5-chunk MPC %.2f, robustmpc %.2f (%+.1f%% headroom)\n", set, bound, robust, 100*(bound/robust-1))
 	}
 }
+
+// BenchmarkRobustMPCSession is one Pensieve-mode robustMPC session of the
+// 48-chunk envivio video: the unit issue 18's speed target counts in.
+func BenchmarkRobustMPCSession(b *testing.B) {
+	v := loadEnvivio(b)
+	traces, err := LoadTraces([]string{testdata("traces", "fcc")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := SimOptions{Video: v, Traces: traces[:1], Algorithms: []string{"robustmpc"}, Pensieve: true, Jobs: 1}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := Simulate(context.Background(), opt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

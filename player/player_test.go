@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -510,5 +511,95 @@ func TestPlotsAreReadable(t *testing.T) {
 	band, err := traceLine(traces[0], 200)
 	if err != nil || band.StepStyle != plotter.PostStep || len(band.XYs) < 10 {
 		t.Errorf("trace line: %v", err)
+	}
+}
+
+// planMPCReference is the plain recursive search planMPC must decide
+// exactly as (kept here as the specification).
+func planMPCReference(s *State, h int, predicted func(step int) float64, rebufPenalty, smooth float64) int {
+	br := s.Bitrates()
+	n := len(br)
+	last := s.Last
+	if last < 0 {
+		last = 0
+	}
+	chunkSec := s.ChunkSeconds()
+	best, bestFirst := math.Inf(-1), 0
+	var walk func(step, prev, first int, buffer, reward float64)
+	walk = func(step, prev, first int, buffer, reward float64) {
+		if step == h {
+			if reward >= best {
+				best, bestFirst = reward, first
+			}
+			return
+		}
+		bw := predicted(step)
+		for q := range n {
+			f := first
+			if step == 0 {
+				f = q
+			}
+			size := float64(s.Video.Size(s.Chunk+step, q))
+			dl := math.Inf(1)
+			if bw > 0 {
+				dl = size * 8 / 1000 / bw
+			}
+			buf, rebuf := buffer, 0.0
+			if buf < dl {
+				rebuf = dl - buf
+				buf = 0
+			} else {
+				buf -= dl
+			}
+			buf += chunkSec
+			r := reward + br[q]/1000 - rebufPenalty*rebuf - smooth*math.Abs(br[q]-br[prev])/1000
+			walk(step+1, q, f, buf, r)
+		}
+	}
+	walk(0, last, 0, s.Buffer.Seconds(), 0)
+	return bestFirst
+}
+
+// TestRobustMPCDecisionsUnchanged: the fast planner chooses, chunk by
+// chunk, exactly what the plain search chooses, over every fcc and hsdpa
+// trace in Pensieve's mode and in the plain one.
+func TestRobustMPCDecisionsUnchanged(t *testing.T) {
+	v := loadEnvivio(t)
+	var traces []*Trace
+	for _, set := range []string{"fcc", "hsdpa"} {
+		ts, err := LoadTraces([]string{testdata("traces", set)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		traces = append(traces, ts...)
+	}
+	decisions := func(pensieve bool) map[string][]int {
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: pensieve, KeepLogs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string][]int{}
+		for _, r := range res {
+			for _, l := range r.Log {
+				out[r.Trace] = append(out[r.Trace], l.Rendition)
+			}
+		}
+		return out
+	}
+	for _, pensieve := range []bool{true, false} {
+		fast := decisions(pensieve)
+		mpcPlanner = planMPCReference
+		ref := decisions(pensieve)
+		mpcPlanner = planMPC
+		checked := 0
+		for trace, want := range ref {
+			if !slices.Equal(fast[trace], want) {
+				t.Errorf("pensieve=%v %s: fast %v, reference %v", pensieve, trace, fast[trace], want)
+			}
+			checked += len(want)
+		}
+		if checked < 5000 {
+			t.Errorf("only %d decisions compared", checked)
+		}
 	}
 }
