@@ -280,8 +280,13 @@ func (c *conn) readFrame() error {
 	return err
 }
 
-// onSettings applies the peer's settings and acknowledges them.
+// onSettings applies the peer's settings and acknowledges them. The ACK
+// goes out before any DATA the new settings allow (a peer may read
+// frames in that order, as h2spec does): the write lock is held
+// throughout, and every writer needs it.
 func (c *conn) onSettings(f *http2.SettingsFrame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	var werr error
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		if err := s.Valid(); err != nil {
@@ -305,9 +310,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 			c.peerMaxFrame = int(s.Val)
 			c.mu.Unlock()
 		case http2.SettingHeaderTableSize:
-			c.wmu.Lock()
 			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
-			c.wmu.Unlock()
 		}
 		return nil
 	})
@@ -317,8 +320,6 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if werr != nil {
 		return werr
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	c.out = appendFrame(c.out, http2.FrameSettings, http2.FlagSettingsAck, 0, nil)
 	return c.flushLocked()
 }

@@ -534,7 +534,7 @@ func TestH2Spec(t *testing.T) {
 	_, port, _ := net.SplitHostPort(addr)
 	// Once answered by the fast path, once by a handler.
 	for _, path := range []string{"/vod/small", "/page"} {
-		cmd := exec.Command(h2spec, "--strict", "--tls", "--insecure", "--port", port, "--path", path, "--timeout", "5") // a loaded CI machine (race detector, parallel tests) needs more than h2spec's 2 s
+		cmd := exec.Command(h2spec, "--strict", "--tls", "--insecure", "--port", port, "--path", path, "--timeout", "2")
 		res, err := cmd.CombinedOutput()
 		summary := ""
 		if i := bytes.LastIndex(res, []byte("tests,")); i >= 0 {
