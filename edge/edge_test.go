@@ -962,7 +962,10 @@ func TestWeightedUpstreamPool(t *testing.T) {
 	heavy, light := newFakeOrigin(t), newFakeOrigin(t)
 	heavy.last, light.last = 400, 400
 	heavy.size, light.size = 1024, 1024
-	_, srv := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch()})
+	// Health probes every 10 s: a probe timing out on a loaded machine
+	// would take an upstream out and skew the shares this test measures.
+	_, srv := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch(),
+		CheckEvery: 10 * time.Second})
 	for i := 1; i <= 400; i++ {
 		fetch(t, fmt.Sprintf("%s/vod/a/v/%d.m4s", srv.URL, i))
 	}
@@ -977,7 +980,8 @@ func TestWeightedUpstreamPool(t *testing.T) {
 		t.Errorf("heavy upstream got %d of the keys, light %d: want about 300 and 100", h, l)
 	}
 	// The same key, through another node with the same pool: the same upstream.
-	_, other := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch()})
+	_, other := newNode(t, Config{Upstreams: []string{heavy.url(), light.url()}, UpstreamWeights: []float64{3, 1}, Prefetch: noPrefetch(),
+		CheckEvery: 10 * time.Second})
 	before := heavy.count("/vod/a/v/7.m4s") + light.count("/vod/a/v/7.m4s")
 	wasHeavy := heavy.count("/vod/a/v/7.m4s") > 0
 	fetch(t, other.URL+"/vod/a/v/7.m4s")
