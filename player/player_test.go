@@ -603,3 +603,23 @@ func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestResultsByTraceFamily: a trace's family is its folder, and results
+// split by it.
+func TestResultsByTraceFamily(t *testing.T) {
+	v := loadEnvivio(t)
+	traces, err := LoadTraces([]string{testdata("traces", "fcc"), testdata("traces", "hsdpa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"bba"}, Pensieve: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fams := Families(res); !slices.Equal(fams, []string{"fcc", "hsdpa"}) {
+		t.Fatalf("families %v", fams)
+	}
+	if n, m := len(OfFamily(res, "fcc")), len(OfFamily(res, "hsdpa")); n != 59 || m != 68 {
+		t.Errorf("%d fcc and %d hsdpa results, want 59 and 68", n, m)
+	}
+}

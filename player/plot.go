@@ -17,7 +17,8 @@ import (
 )
 
 // WritePlots draws, into dir: qoe_cdf.png (the CDF of session QoE per
-// algorithm) and, for up to sessions traces, session_<trace>.png with
+// algorithm), with several trace families one qoe_cdf_<family>.png each,
+// and, for up to sessions traces, session_<trace>.png with
 // bitrate (over the trace's bandwidth), buffer and throughput estimate over
 // time for every algorithm. Results must carry their logs for the session
 // plots; traces, when given, are drawn under the bitrates.
@@ -25,8 +26,16 @@ func WritePlots(dir string, results []SimResult, sessions int, traces []*Trace) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("plot dir: %w", err)
 	}
-	if err := cdfPlot(dir, results); err != nil {
+	if err := cdfPlot(filepath.Join(dir, "qoe_cdf.png"), "", results); err != nil {
 		return err
+	}
+	// Each trace family apart too, when there are several.
+	if fams := Families(results); len(fams) > 1 {
+		for _, f := range fams {
+			if err := cdfPlot(filepath.Join(dir, "qoe_cdf_"+safeFile(f)+".png"), f, OfFamily(results, f)); err != nil {
+				return err
+			}
+		}
 	}
 	var names []string
 	for _, r := range results {
@@ -63,18 +72,15 @@ var palette = []color.Color{
 // algorithmsOf lists the algorithms of results, in their first order: the
 // i-th keeps the i-th colour in every plot.
 func algorithmsOf(results []SimResult) []string {
-	var out []string
-	for _, r := range results {
-		if !slices.Contains(out, r.ABR) {
-			out = append(out, r.ABR)
-		}
-	}
-	return out
+	return distinct(results, func(r SimResult) string { return r.ABR })
 }
 
-func cdfPlot(dir string, results []SimResult) error {
+func cdfPlot(path, family string, results []SimResult) error {
 	p := plot.New()
 	p.Title.Text = "Session QoE, CDF per algorithm (further right is better)"
+	if family != "" {
+		p.Title.Text = family + " traces: session QoE, CDF per algorithm (further right is better)"
+	}
 	p.X.Label.Text = "session QoE"
 	p.Y.Label.Text = "fraction of sessions"
 	algs := algorithmsOf(results)
@@ -117,7 +123,7 @@ func cdfPlot(dir string, results []SimResult) error {
 	p.Y.Min, p.Y.Max = 0, 1
 	p.X.Tick.Marker, p.Y.Tick.Marker = cleanTicks{}, cleanTicks{}
 	p.Add(plotter.NewGrid())
-	return saveWithLegend(filepath.Join(dir, "qoe_cdf.png"), [][]*plot.Plot{{p}}, legend, 8*vg.Inch, 4.5*vg.Inch)
+	return saveWithLegend(path, [][]*plot.Plot{{p}}, legend, 8*vg.Inch, 4.5*vg.Inch)
 }
 
 func countBelow(sorted []float64, x float64) int {

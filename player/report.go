@@ -144,6 +144,33 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[lo]*(1-f) + sorted[hi]*f
 }
 
+// Families lists the trace families of results, in their first order.
+func Families(results []SimResult) []string {
+	return distinct(results, func(r SimResult) string { return r.Family })
+}
+
+// distinct lists the values of field over results, in their first order.
+func distinct(results []SimResult, field func(SimResult) string) []string {
+	var out []string
+	for _, r := range results {
+		if v := field(r); !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// OfFamily is the results of one trace family.
+func OfFamily(results []SimResult, family string) []SimResult {
+	var out []SimResult
+	for _, r := range results {
+		if r.Family == family {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // WriteSummary prints the per-algorithm table.
 func WriteSummary(w io.Writer, sums []Summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

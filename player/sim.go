@@ -28,8 +28,9 @@ type SimOptions struct {
 
 // SimResult is one (trace, algorithm) session.
 type SimResult struct {
-	Trace string
-	ABR   string
+	Trace  string
+	Family string // the trace's family (its folder)
+	ABR    string
 	Result
 }
 
@@ -66,7 +67,7 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("trace %s, %s: %w", t.Name, name, err)
 				}
-				out[i] = SimResult{Trace: t.Name, ABR: name, Result: res}
+				out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
 				done++
 				if opt.Progress != nil {
 					opt.Progress(done, total)

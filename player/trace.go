@@ -16,8 +16,11 @@ import (
 // interval (Time[i-1], Time[i]]. Players loop it when it ends.
 type Trace struct {
 	Name string
-	Time []float64 // seconds, increasing, from 0
-	Mbps []float64
+	// Family is the folder the trace came from (fcc, hsdpa, oboe, ...):
+	// sim reports each family apart as well as all together.
+	Family string
+	Time   []float64 // seconds, increasing, from 0
+	Mbps   []float64
 }
 
 // ParseTrace reads "time_s throughput_Mbps" lines (whitespace separated).
@@ -110,6 +113,7 @@ func LoadTraces(spec []string) ([]*Trace, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.Family = filepath.Base(filepath.Dir(f))
 		traces = append(traces, t)
 	}
 	return traces, nil

@@ -83,6 +83,15 @@ func simCommand() command {
 				fmt.Printf("%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
 				player.WriteSummary(os.Stdout, player.Summarize(results))
+				// Each trace family apart: a gain can hold on one and not on
+				// another.
+				if fams := player.Families(results); len(fams) > 1 {
+					for _, f := range fams {
+						fr := player.OfFamily(results, f)
+						fmt.Printf("\nfamily %s (%d sessions):\n", f, len(fr))
+						player.WriteSummary(os.Stdout, player.Summarize(fr))
+					}
+				}
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteResults(f, results) }); err != nil {
 						return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -115,5 +116,16 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 				t.Errorf("took %v: the check did not come first", time.Since(start))
 			}
 		})
+	}
+}
+
+// TestSimSummarisesEachFamily: with traces from several folders, sim
+// prints the summary of each family after the overall one.
+func TestSimSummarisesEachFamily(t *testing.T) {
+	traces := filepath.Join(repoRoot(), "testdata", "traces")
+	out, err := exec.Command(buildBinary(t), "sim", "-video", filepath.Join(repoRoot(), "testdata", "videos", "envivio-4s-48.csv"),
+		"-traces", filepath.Join(traces, "fcc")+","+filepath.Join(traces, "hsdpa"), "-abr", "bba", "-pensieve").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "family fcc (59 sessions)") || !strings.Contains(string(out), "family hsdpa (68 sessions)") {
+		t.Errorf("%v:\n%s", err, out)
 	}
 }
