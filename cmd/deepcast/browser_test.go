@@ -316,6 +316,10 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	// The ABR session's own figures, over HTTPS, no percentiles of one value.
+	if !strings.Contains(out.String(), "robustmpc: QoE ") || !strings.Contains(out.String(), "over HTTP/") || strings.Contains(out.String(), "p10") {
+		t.Errorf("demo's session summary:\n%s", out.String())
+	}
 	var deeps []string
 	for _, line := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(line)

@@ -223,13 +223,14 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	}
 	if o.Play > 0 {
 		fmt.Printf("\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
+		var stats player.FetchStats
 		res, err := play(ctx, deep+"/vod/"+demoAsset+"/manifest.mpd", playOptions{ABR: "robustmpc", QoE: "lin", Duration: o.Play,
-			TraceValue: demoTrace(), Live: true, CA: ca})
+			TraceValue: demoTrace(), Live: true, CA: ca, Stats: &stats})
 		switch {
 		case err != nil && ctx.Err() == nil:
 			fmt.Printf("play: %v\n", err)
 		case err == nil:
-			player.WriteSummary(os.Stdout, player.Summarize([]player.SimResult{{Trace: "demo", ABR: "robustmpc", Result: res}}))
+			printSession("robustmpc", res, stats.Protocol)
 		}
 	}
 	fmt.Printf("\nserving; Ctrl-C stops every node\n")

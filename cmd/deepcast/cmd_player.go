@@ -169,10 +169,7 @@ func playCommand() command {
 				if err != nil {
 					return err
 				}
-				// One session: its figures, not percentiles of one value.
-				fmt.Printf("%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
-					*abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
-					res.RebufferRatio()*100, res.Switches, stats.Protocol)
+				printSession(*abr, res, stats.Protocol)
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err
@@ -334,4 +331,12 @@ func writable(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
+}
+
+// printSession prints one played session's figures: its own, not
+// percentiles of one value.
+func printSession(abr string, res player.Result, protocol string) {
+	fmt.Printf("%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
+		abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
+		res.RebufferRatio()*100, res.Switches, protocol)
 }
