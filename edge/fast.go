@@ -104,8 +104,10 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 	fr.Done = func(sent int64, elapsed time.Duration, _ error) {
 		n.metrics.countRequest(routeObjects, method, status)
 		n.metrics.latency.Observe(elapsed.Seconds())
-		n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,
-			Duration: elapsed, Cache: out.cacheLabel(), Tier: out.tier, Upstream: out.upstream})
+		if n.cfg.AccessLog != nil { // every hot hit passes here: no record to build when off
+			n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,
+				Duration: elapsed, Cache: out.cacheLabel(), Tier: out.tier, Upstream: out.upstream})
+		}
 	}
 	return fr, true
 }

@@ -234,6 +234,11 @@ func IsHLS(u string, body []byte) bool {
 	if pu, err := url.Parse(u); err == nil && strings.HasSuffix(strings.ToLower(pu.Path), ".m3u8") {
 		return true
 	}
+	return startsM3U(body)
+}
+
+// startsM3U reports a body that opens with #EXTM3U (after a BOM or blanks).
+func startsM3U(body []byte) bool {
 	return bytes.HasPrefix(bytes.TrimLeft(body, "\ufeff \t\r\n"), []byte("#EXTM3U"))
 }
 
@@ -362,7 +367,7 @@ func decodePlaylist(data []byte) (pl m3u8.Playlist, kind m3u8.ListType, err erro
 	if len(data) > MaxPlaylistSize {
 		return nil, 0, fmt.Errorf("hls: %d bytes is larger than %d", len(data), MaxPlaylistSize)
 	}
-	if !IsHLS("", data) {
+	if !startsM3U(data) {
 		return nil, 0, errors.New("hls: not a playlist (no #EXTM3U)")
 	}
 	pl, kind, err = m3u8.Decode(*bytes.NewBuffer(data), true)

@@ -124,23 +124,17 @@ func edgeCommand() command {
 					if err != nil {
 						return err
 					}
-					v, hasUp := cf.fileValue("upstream")
-					if pool == nil && hasUp {
-						for _, u := range splitList(v) {
-							pool = append(pool, edge.WeightedUpstream{URL: u, Weight: 1})
-						}
-						if err := edge.CheckUpstreams(pool); err != nil {
-							return err
-						}
-						if err := n.SetUpstreams(splitList(v)); err != nil {
-							return err
-						}
+					// Upstreams first: each setter is all or nothing, and the
+					// rules, checked by edgeExtras, cannot fail after them.
+					if v, hasUp := cf.fileValue("upstream"); pool == nil && hasUp {
+						err = n.SetUpstreams(splitList(v))
 					} else if pool != nil {
-						if err := n.SetUpstreamPool(pool); err != nil {
-							return err
-						}
+						err = n.SetUpstreamPool(pool)
 					}
-					return n.SetCacheRules(rules) // checked by edgeExtras
+					if err != nil {
+						return err
+					}
+					return n.SetCacheRules(rules)
 				}
 				return serveNode(ctx, n, l, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}

@@ -119,7 +119,7 @@ func tlsFronts(h http.Handler, ts *tlsserve.Server, log *slog.Logger) tlsserve.F
 	front.ExtraHeader = ts.HeaderLines()
 	fronts := tlsserve.Fronts{HTTP1: front}
 	if os.Getenv("DEEPCAST_HTTP2") != "net" {
-		base := newHTTPServer(h, log)
+		base := front.HTTP // the same timeouts and limits as HTTP/1.1
 		h2 := &h2front.Server{Handler: ts.Headers(h), Respond: front.Respond, Instant: front.Instant,
 			Claims: front.Claims, ExtraHeader: front.ExtraHeader, ReadHeaderTimeout: base.ReadHeaderTimeout,
 			ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,

@@ -142,8 +142,10 @@ func (r *Router) routes() http.Handler {
 		mux.ServeHTTP(rec, req)
 		elapsed := time.Since(start)
 		r.metrics.latency.Observe(elapsed.Seconds())
-		r.cfg.AccessLog.Log(accesslog.Record{Remote: req.RemoteAddr, Method: req.Method, Path: req.URL.EscapedPath(),
-			Status: rec.Status, Bytes: rec.Bytes, Duration: elapsed, Upstream: w.Header().Get("X-Deepcast-Edge")})
+		if r.cfg.AccessLog != nil {
+			r.cfg.AccessLog.Log(accesslog.Record{Remote: req.RemoteAddr, Method: req.Method, Path: req.URL.EscapedPath(),
+				Status: rec.Status, Bytes: rec.Bytes, Duration: elapsed, Upstream: w.Header().Get("X-Deepcast-Edge")})
+		}
 	}))
 }
 

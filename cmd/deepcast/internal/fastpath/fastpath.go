@@ -107,7 +107,7 @@ type Server struct {
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	ln       net.Listener
-	handoff  *handoffListener
+	handoff  *ConnListener
 	shutting atomic.Bool
 	closing  atomic.Bool
 	wg       sync.WaitGroup
@@ -154,7 +154,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	s.ln = ln
 	s.conns = map[*conn]struct{}{}
-	s.handoff = &handoffListener{addr: ln.Addr(), conns: make(chan net.Conn), done: make(chan struct{})}
+	s.handoff = NewConnListener(ln.Addr())
 	s.mu.Unlock()
 	if n := s.Loops; loopsSupported && n >= 0 {
 		if n == 0 {
@@ -486,11 +486,7 @@ func (s *Server) handOff(c net.Conn, read []byte) {
 	s.handedOff.Add(1)
 	c.SetDeadline(time.Time{})
 	pc := &handedConn{Conn: c, s: s, buf: read, framing: true}
-	select {
-	case s.handoff.conns <- pc:
-	case <-s.handoff.done:
-		c.Close()
-	}
+	s.handoff.Push(pc)
 }
 
 // writeResponse writes resp's head (into scratch, which it returns for
@@ -576,16 +572,34 @@ func appendDate(b []byte, now time.Time) []byte {
 	return append(b, d.text...)
 }
 
-// handoffListener is the net/http server's listener: it yields the
-// connections the front hands over.
-type handoffListener struct {
+// ConnListener is a net.Listener of connections accepted elsewhere and
+// pushed to it: the net/http server behind the front gets the connections
+// the front hands over this way, and the TLS listener splits connections
+// by protocol with two of them.
+type ConnListener struct {
 	addr  net.Addr
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
 }
 
-func (l *handoffListener) Accept() (net.Conn, error) {
+// NewConnListener is a ConnListener reporting addr as its address.
+func NewConnListener(addr net.Addr) *ConnListener {
+	return &ConnListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// Push gives c to the next Accept, or closes it when the listener is
+// closed.
+func (l *ConnListener) Push(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// Accept returns the next pushed connection, or net.ErrClosed.
+func (l *ConnListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -594,9 +608,11 @@ func (l *handoffListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *handoffListener) Close() error {
+// Close makes Accept and Push stop.
+func (l *ConnListener) Close() error {
 	l.once.Do(func() { close(l.done) })
 	return nil
 }
 
-func (l *handoffListener) Addr() net.Addr { return l.addr }
+// Addr is the address given at creation.
+func (l *ConnListener) Addr() net.Addr { return l.addr }

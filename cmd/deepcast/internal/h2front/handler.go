@@ -17,8 +17,6 @@ import (
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/fastpath"
 )
 
-var errEOF = io.EOF
-
 // handle runs the Handler for a stream on this goroutine and finishes its
 // answer.
 func (c *conn) handle(st *stream, r *request) {
@@ -253,7 +251,7 @@ func (w *responseWriter) fields(end bool) []field {
 	}
 	fields := make([]field, 0, len(h)+1)
 	for k, vs := range h {
-		lk := strings.ToLower(k)
+		lk := lowerName([]byte(k))
 		switch lk {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "trailer":
 			continue

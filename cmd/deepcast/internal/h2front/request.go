@@ -3,6 +3,7 @@ package h2front
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -43,7 +44,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			return streamError{id, http2.ErrCodeProtocol}
 		}
 		if st.body != nil {
-			st.body.closeWithError(errEOF)
+			st.body.closeWithError(io.EOF)
 		}
 		c.maybeDone(st)
 		return nil

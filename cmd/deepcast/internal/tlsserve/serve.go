@@ -60,7 +60,6 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	fronts Fronts
-	split  []*connListener
 }
 
 // New checks the certificates (a bad one is a clear error now, not at the
@@ -179,13 +178,12 @@ func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 	if fronts.HTTP1 == nil && fronts.HTTP2 == nil {
 		go func() { errc <- s.http.ServeTLS(s.ln, "", "") }()
 	} else {
-		h1, h2 := newConnListener(s.ln.Addr()), newConnListener(s.ln.Addr())
-		s.split = []*connListener{h1, h2}
+		h1, h2 := fastpath.NewConnListener(s.ln.Addr()), fastpath.NewConnListener(s.ln.Addr())
 		// net/http needs one listener: it gets whichever protocol has no
 		// front (both ways, it upgrades to h2 itself when ALPN said so).
 		for _, p := range []struct {
 			front Front
-			ln    *connListener
+			ln    *fastpath.ConnListener
 		}{{fronts.HTTP1, h1}, {fronts.HTTP2, h2}} {
 			if p.front != nil {
 				go func() { errc <- p.front.Serve(p.ln) }()
@@ -208,7 +206,7 @@ func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 // acceptTLS accepts TCP connections, completes each one's handshake on a
 // goroutine of its own (bounded by timeout), and passes it on by the
 // protocol it chose: h2 to h2, anything else to h1.
-func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
+func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *fastpath.ConnListener) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
@@ -233,9 +231,9 @@ func (s *Server) acceptTLS(timeout time.Duration, h1, h2 *connListener) error {
 			}
 			tc.SetDeadline(time.Time{})
 			if tc.ConnectionState().NegotiatedProtocol == "h2" {
-				h2.push(tc)
+				h2.Push(tc)
 			} else {
-				h1.push(tc)
+				h1.Push(tc)
 			}
 		}()
 	}
@@ -259,42 +257,6 @@ func (s *Server) HeaderLines() []byte {
 	}
 	return b
 }
-
-// connListener is a listener of connections accepted elsewhere.
-type connListener struct {
-	addr  net.Addr
-	conns chan net.Conn
-	done  chan struct{}
-	once  sync.Once
-}
-
-func newConnListener(addr net.Addr) *connListener {
-	return &connListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *connListener) push(c net.Conn) {
-	select {
-	case l.conns <- c:
-	case <-l.done:
-		c.Close()
-	}
-}
-
-func (l *connListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *connListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *connListener) Addr() net.Addr { return l.addr }
 
 // Reload reads the certificate files again (SIGHUP); a bad file is
 // refused and the old certificates stay.
