@@ -2,14 +2,13 @@ package media
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/deepcast/deepcast/manifest"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // AssetFile is the metadata file inside every asset folder.
@@ -184,134 +183,15 @@ func (a *Asset) save(dir string) error {
 }
 
 // MaxNameLen bounds asset and rendition names.
-const MaxNameLen = 128
+const MaxNameLen = store.MaxNameLen
 
 // ValidName reports whether s may name an asset or rendition: it matches
 // [A-Za-z0-9._-]+, is at most MaxNameLen bytes, is not "." or "..", and does
 // not start with "." (hidden names are the library's own).
-func ValidName(s string) bool {
-	if s == "" || len(s) > MaxNameLen || s[0] == '.' {
-		return false
-	}
-	// A loop, not a regexp: every request to the origin checks one or two
-	// names, and the regexp was 3% of the origin's CPU serving manifests.
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// Library is a folder of assets. Each asset name is a symbolic link to an
-// immutable version folder under .versions/, so replacing an asset is one
-// atomic rename and a reader that resolved a version keeps a consistent view.
-type Library struct {
-	Root string
-}
-
-const versionsDir = ".versions"
-
-// Names lists the assets of the library, sorted.
-func (l Library) Names() ([]string, error) {
-	entries, err := os.ReadDir(l.Root)
-	if err != nil {
-		return nil, fmt.Errorf("library %s: %w", l.Root, err)
-	}
-	var names []string
-	for _, e := range entries {
-		if ValidName(e.Name()) {
-			names = append(names, e.Name())
-		}
-	}
-	return names, nil
-}
+func ValidName(s string) bool { return store.ValidName(s) }
 
 // ErrNoAsset is returned for a name that is not in the library.
-var ErrNoAsset = errors.New("no such asset")
+var ErrNoAsset = store.ErrNoAsset
 
-// Resolve returns the version folder that name currently points to. The
-// result never lies outside the library root.
-func (l Library) Resolve(name string) (string, error) {
-	if !ValidName(name) {
-		return "", fmt.Errorf("asset %q: %w", name, ErrNoAsset)
-	}
-	p := filepath.Join(l.Root, name)
-	target, err := filepath.EvalSymlinks(p)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", fmt.Errorf("asset %q: %w", name, ErrNoAsset)
-		}
-		return "", fmt.Errorf("asset %q: %w", name, err)
-	}
-	root, err := filepath.EvalSymlinks(l.Root)
-	if err != nil {
-		return "", fmt.Errorf("library %s: %w", l.Root, err)
-	}
-	rel, err := filepath.Rel(root, target)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", fmt.Errorf("asset %q: resolves outside the library", name)
-	}
-	return target, nil
-}
-
-// install moves a finished staging folder into place as the new version of
-// name, then drops versions older than the previous one (clients still
-// streaming the previous version keep being served until they reload).
-func (l Library) install(staging, name, build string) error {
-	vdir := filepath.Join(l.Root, versionsDir)
-	if err := os.MkdirAll(vdir, 0o755); err != nil {
-		return fmt.Errorf("library: %w", err)
-	}
-	version := name + "." + build
-	if err := os.Rename(staging, filepath.Join(vdir, version)); err != nil {
-		return fmt.Errorf("library: install %s: %w", name, err)
-	}
-	link := filepath.Join(l.Root, name)
-	previous := ""
-	if st, err := os.Lstat(link); err == nil {
-		if st.Mode()&os.ModeSymlink != 0 {
-			if t, err := os.Readlink(link); err == nil {
-				previous = filepath.Base(t)
-			}
-		} else if st.IsDir() {
-			// A plain folder (copied in by hand): keep it as the previous version.
-			previous = name + ".legacy-" + build
-			if err := os.Rename(link, filepath.Join(vdir, previous)); err != nil {
-				return fmt.Errorf("library: move aside %s: %w", link, err)
-			}
-		}
-	}
-	tmpLink := filepath.Join(l.Root, ".link-"+version)
-	if err := os.Symlink(filepath.Join(versionsDir, version), tmpLink); err != nil {
-		return fmt.Errorf("library: %w", err)
-	}
-	if err := os.Rename(tmpLink, link); err != nil {
-		os.Remove(tmpLink)
-		return fmt.Errorf("library: publish %s: %w", name, err)
-	}
-	l.prune(name, version, previous)
-	return nil
-}
-
-// prune removes the versions of name other than current and previous.
-func (l Library) prune(name, current, previous string) {
-	vdir := filepath.Join(l.Root, versionsDir)
-	entries, err := os.ReadDir(vdir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		v := e.Name()
-		if v == current || v == previous || !strings.HasPrefix(v, name+".") {
-			continue
-		}
-		// Only this asset's versions: the build suffix has no dots.
-		if strings.Contains(strings.TrimPrefix(v, name+"."), ".") {
-			continue
-		}
-		_ = os.RemoveAll(filepath.Join(vdir, v))
-	}
-}
+// Library is a library folder (see store.Folder).
+type Library = store.Folder

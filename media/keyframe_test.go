@@ -2,6 +2,7 @@ package media_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,7 +44,7 @@ func TestKeyframeLengthMatchesThePackager(t *testing.T) {
 
 func packagedForKeyframes(t testing.TB) (string, *media.Asset) {
 	lib := mediatest.Library(t)
-	names, err := media.Library{Root: lib}.Names()
+	names, err := media.Library{Root: lib}.Names(context.Background())
 	if err != nil || len(names) == 0 {
 		t.Fatalf("library: %v %v", names, err)
 	}

@@ -15,11 +15,15 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/manifest"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // PackageOptions configure Package.
 type PackageOptions struct {
+	// Library is a folder or an s3://BUCKET/PREFIX URL; Store, when set,
+	// is the library already opened (with its S3 options) and wins.
 	Library    string
+	Store      store.Store
 	Name       string        // asset name; from the first input's file name when empty
 	SegmentDur time.Duration // 2 s when zero
 	Ladder     Ladder        // the default ladder for the source when nil
@@ -70,25 +74,30 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 		}
 		probes[i] = p
 	}
-	lib := Library{Root: opt.Library}
-	createdRoot := false
-	if _, err := os.Stat(lib.Root); errors.Is(err, os.ErrNotExist) {
-		if err := os.MkdirAll(lib.Root, 0o755); err != nil {
-			return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+	lib := opt.Store
+	if lib == nil {
+		var err error
+		if lib, err = store.Open(ctx, opt.Library, store.S3Options{}); err != nil {
+			return nil, err
 		}
-		createdRoot = true
+	}
+	createdRoot := false
+	if f, isFolder := lib.(store.Folder); isFolder {
+		if _, err := os.Stat(f.Root); errors.Is(err, os.ErrNotExist) {
+			createdRoot = true
+		}
 	}
 	build := newBuildID()
-	staging, err := os.MkdirTemp(lib.Root, ".staging-"+name+"-")
+	staging, err := lib.Staging(name)
 	if err != nil {
-		return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+		return nil, err
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			os.RemoveAll(staging)
 			if createdRoot {
-				os.Remove(lib.Root)
+				os.Remove(lib.String())
 			}
 		}
 	}()
@@ -99,10 +108,13 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("package %s: %w", name, err)
 	}
-	if err := os.Chmod(staging, 0o755); err != nil {
-		return nil, fmt.Errorf("library %s: %w", lib.Root, err)
+	var publishProgress func(store.Progress)
+	if opt.Progress != nil {
+		publishProgress = func(p store.Progress) {
+			opt.Progress(Progress{Stage: "publish", Bytes: p.Done, TotalBytes: p.Total, Elapsed: p.Elapsed})
+		}
 	}
-	if err := lib.install(staging, name, build); err != nil {
+	if err := lib.Publish(ctx, staging, name, build, publishProgress); err != nil {
 		return nil, err
 	}
 	ok = true

@@ -15,10 +15,16 @@ type Progress struct {
 	Total   time.Duration // media time to process
 	Speed   float64       // media seconds per wall second; 0 when unknown
 	Elapsed time.Duration
+	// Bytes and TotalBytes count a stage that moves bytes, not media
+	// time (publishing to an object store); TotalBytes is 0 otherwise.
+	Bytes, TotalBytes int64
 }
 
 // Fraction returns the completed share in [0, 1].
 func (p Progress) Fraction() float64 {
+	if p.TotalBytes > 0 {
+		return min(1, max(0, float64(p.Bytes)/float64(p.TotalBytes)))
+	}
 	if p.Total <= 0 {
 		return 0
 	}
@@ -27,6 +33,12 @@ func (p Progress) Fraction() float64 {
 
 // ETA estimates the wall time left from the current speed, 0 when unknown.
 func (p Progress) ETA() time.Duration {
+	if p.TotalBytes > 0 {
+		if p.Bytes <= 0 || p.Bytes >= p.TotalBytes || p.Elapsed <= 0 {
+			return 0
+		}
+		return time.Duration(float64(p.Elapsed) * float64(p.TotalBytes-p.Bytes) / float64(p.Bytes))
+	}
 	if p.Speed <= 0 || p.Done >= p.Total {
 		return 0
 	}

@@ -1,30 +1,35 @@
 package origin
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 )
 
-// Entry is one asset as served: the version folder it was loaded from, its
+// Entry is one asset as served: the version it was loaded from, its
 // metadata and its manifest bytes. An Entry never changes; a replaced asset
 // gets a new Entry, so one response never mixes two versions.
 type Entry struct {
-	Name     string
-	Dir      string // resolved version folder
-	Asset    *media.Asset
+	Name    string
+	Dir     string // the version folder on disk; empty for an object store
+	Version store.Version
+	Asset   *media.Asset
+	// Manifest is the MPD.
 	Manifest []byte
+	// inits are the init segments by rendition, for an object store:
+	// every session asks for them first, so they are never a store trip.
+	inits map[string][]byte
 	// manifestTag is the manifest's ETag, computed once.
 	manifestTag string
 	// lastModified is the asset's creation time as an HTTP date.
@@ -33,33 +38,71 @@ type Entry struct {
 	// manifestHeader is the fast path's header block for the manifest.
 	manifestHeader []byte
 	hls            *hlsSet      // the HLS playlists; nil when they could not be made
-	checked        atomic.Int64 // unix nanos of the last check that Dir is still current
+	checked        atomic.Int64 // unix nanos of the last check that the version is still current
+	refreshing     atomic.Bool  // a background check is under way (object stores)
 }
+
+// remote reports an entry whose files are in an object store.
+func (e *Entry) remote() bool { return e.Dir == "" }
 
 // Catalog keeps the assets of a library loaded and notices when one is
 // added or replaced from outside (ingest or `deepcast package`): an entry
-// older than the check interval is re-resolved before use.
+// older than the check interval is re-resolved before use. On an object
+// store the check runs in the background while the entry keeps being
+// served, so no request waits for the store to answer about a pointer,
+// and an entry stays served when the store is down.
 type Catalog struct {
-	lib   media.Library
-	every time.Duration
-	log   *slog.Logger
+	lib     store.Store
+	remote  bool
+	every   time.Duration
+	timeout time.Duration
+	log     *slog.Logger
 
 	mu      sync.RWMutex
 	entries map[string]*Entry
+	loading map[string]*load
 }
 
-// NewCatalog serves the library at root, re-checking each asset at most
-// every interval.
+// load is one first load of an asset that concurrent requests share.
+type load struct {
+	done chan struct{}
+	e    *Entry
+	err  error
+}
+
+// maxDocument bounds asset.json and manifest.mpd read from a library.
+const maxDocument = 64 << 20
+
+// NewCatalog serves the library folder at root, re-checking each asset at
+// most every interval.
 func NewCatalog(root string, every time.Duration) *Catalog {
-	return &Catalog{lib: media.Library{Root: root}, every: every, log: slog.Default(), entries: map[string]*Entry{}}
+	return NewStoreCatalog(store.Folder{Root: root}, every, 0)
 }
 
-// Root is the library folder.
-func (c *Catalog) Root() string { return c.lib.Root }
+// NewStoreCatalog serves the library in lib, re-checking each asset at
+// most every interval; timeout bounds each trip to an object store (10 s
+// when zero).
+func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
+	_, folder := lib.(store.Folder)
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(),
+		entries: map[string]*Entry{}, loading: map[string]*load{}}
+}
+
+// Root names the library: its folder or its URL.
+func (c *Catalog) Root() string { return c.lib.String() }
+
+// Store is the library's store.
+func (c *Catalog) Store() store.Store { return c.lib }
 
 // Get returns the current version of an asset; the error wraps
 // media.ErrNoAsset when there is none.
-func (c *Catalog) Get(name string) (*Entry, error) {
+func (c *Catalog) Get(name string) (*Entry, error) { return c.GetContext(context.Background(), name) }
+
+// GetContext is Get for a request: ctx bounds a load from the store.
+func (c *Catalog) GetContext(ctx context.Context, name string) (*Entry, error) {
 	if !media.ValidName(name) {
 		return nil, fmt.Errorf("asset %q: %w", name, media.ErrNoAsset)
 	}
@@ -70,7 +113,50 @@ func (c *Catalog) Get(name string) (*Entry, error) {
 	if e != nil && now-e.checked.Load() < int64(c.every) {
 		return e, nil
 	}
-	return c.reload(name, e, now)
+	if e == nil || !c.remote {
+		return c.loadShared(ctx, name, e, now)
+	}
+	if e.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer e.refreshing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			defer cancel()
+			_, _ = c.reload(ctx, name, e, now)
+		}()
+	}
+	return e, nil
+}
+
+// loadShared runs one reload of name for all the requests that need it
+// at once.
+func (c *Catalog) loadShared(ctx context.Context, name string, old *Entry, now int64) (*Entry, error) {
+	if !c.remote {
+		return c.reload(ctx, name, old, now) // a few syscalls: nothing to share
+	}
+	c.mu.Lock()
+	l := c.loading[name]
+	if l == nil {
+		l = &load{done: make(chan struct{})}
+		c.loading[name] = l
+		c.mu.Unlock()
+		go func() {
+			defer close(l.done)
+			lctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			defer cancel()
+			l.e, l.err = c.reload(lctx, name, old, now)
+			c.mu.Lock()
+			delete(c.loading, name)
+			c.mu.Unlock()
+		}()
+	} else {
+		c.mu.Unlock()
+	}
+	select {
+	case <-l.done:
+		return l.e, l.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("asset %s: %w: %w", name, store.ErrUnavailable, ctx.Err())
+	}
 }
 
 // Invalidate drops the cached entry of name, so the next Get re-reads it.
@@ -80,55 +166,114 @@ func (c *Catalog) Invalidate(name string) {
 	c.mu.Unlock()
 }
 
-func (c *Catalog) reload(name string, old *Entry, now int64) (*Entry, error) {
-	dir, err := c.lib.Resolve(name)
+func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64) (*Entry, error) {
+	var prev store.Version
+	if old != nil {
+		prev = old.Version
+	}
+	v, err := c.lib.Current(ctx, name, prev)
 	if err != nil {
 		if errors.Is(err, media.ErrNoAsset) {
 			c.Invalidate(name)
+			return nil, err
+		}
+		if old != nil && c.remote {
+			// The store does not answer: keep serving what is loaded.
+			c.log.Warn("library store unavailable, serving the loaded version", "asset", name, "err", err)
+			old.checked.Store(now)
+			return old, nil
 		}
 		return nil, err
 	}
-	if old != nil && old.Dir == dir {
+	if old != nil && old.Version.ID == v.ID && old.Dir == v.Dir {
 		old.checked.Store(now)
 		return old, nil
 	}
-	a, err := media.LoadAsset(dir)
+	e, err := c.loadEntry(ctx, name, v)
 	if err != nil {
+		if old != nil && c.remote && errors.Is(err, store.ErrUnavailable) {
+			old.checked.Store(now)
+			return old, nil
+		}
 		return nil, err
-	}
-	if a.Name != name {
-		// A folder copied under another name: serve it, under the name asked for.
-		a.Name = name
-	}
-	m, err := os.ReadFile(filepath.Join(dir, media.ManifestFile))
-	if err != nil {
-		return nil, fmt.Errorf("asset %s: %w", name, err)
-	}
-	if sum := sha256.Sum256(m); int64(len(m)) != a.Manifest.Size || hex.EncodeToString(sum[:]) != a.Manifest.SHA256 {
-		return nil, fmt.Errorf("asset %s: %s: %w (%d bytes)", name, media.ManifestFile, errDamaged, len(m))
-	}
-	e := &Entry{Name: name, Dir: dir, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
-		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
-	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
-	if e.hls, err = buildHLS(dir, a, e.lastModified, c.log); err != nil {
-		c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
 	}
 	e.checked.Store(now)
 	c.mu.Lock()
 	c.entries[name] = e
 	c.mu.Unlock()
+	if old != nil {
+		c.log.Info("asset version changed", "asset", name, "version", v.ID)
+	}
 	return e, nil
+}
+
+// loadEntry reads a version's metadata and manifest (and, from an object
+// store, its init segments) and makes its Entry.
+func (c *Catalog) loadEntry(ctx context.Context, name string, v store.Version) (*Entry, error) {
+	data, err := c.lib.ReadFile(ctx, v, media.AssetFile, maxDocument)
+	if err != nil {
+		return nil, fmt.Errorf("asset %s: %w", name, err)
+	}
+	a, err := media.ParseAsset(data)
+	if err != nil {
+		return nil, fmt.Errorf("asset %s: %w", name, err)
+	}
+	if a.Name != name {
+		// A folder copied under another name: serve it, under the name asked for.
+		a.Name = name
+	}
+	m, err := c.lib.ReadFile(ctx, v, media.ManifestFile, maxDocument)
+	if err != nil {
+		return nil, fmt.Errorf("asset %s: %w", name, err)
+	}
+	if !matches(m, a.Manifest) {
+		return nil, fmt.Errorf("asset %s: %s: %w (%d bytes)", name, media.ManifestFile, errDamaged, len(m))
+	}
+	e := &Entry{Name: name, Dir: v.Dir, Version: v, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
+		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
+	if e.remote() {
+		e.inits = make(map[string][]byte, len(a.Renditions))
+		for _, r := range a.Renditions {
+			rel := r.ID + "/init.mp4"
+			b, err := c.lib.ReadFile(ctx, v, rel, max(r.Init.Size, 1))
+			if err != nil {
+				return nil, fmt.Errorf("asset %s: %w", name, err)
+			}
+			if !matches(b, r.Init) {
+				return nil, fmt.Errorf("asset %s: %s: %w (%d bytes)", name, rel, errDamaged, len(b))
+			}
+			e.inits[r.ID] = b
+		}
+	}
+	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
+	if e.hls, err = buildHLS(ctx, c.lib, v, a, e.lastModified, c.log); err != nil {
+		c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
+	}
+	return e, nil
+}
+
+// matches reports whether data is the file info describes.
+func matches(data []byte, info media.FileInfo) bool {
+	sum := sha256.Sum256(data)
+	return int64(len(data)) == info.Size && hex.EncodeToString(sum[:]) == info.SHA256
 }
 
 // List returns every asset of the library that loads; broken ones are
 // skipped (and reported in errs).
 func (c *Catalog) List() (entries []*Entry, errs []error) {
-	names, err := c.lib.Names()
+	return c.ListContext(context.Background())
+}
+
+// ListContext is List for a request.
+func (c *Catalog) ListContext(ctx context.Context) (entries []*Entry, errs []error) {
+	lctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	names, err := c.lib.Names(lctx)
 	if err != nil {
 		return nil, []error{err}
 	}
 	for _, n := range names {
-		e, err := c.Get(n)
+		e, err := c.GetContext(ctx, n)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -98,9 +98,17 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 		info = media.FileInfo{Size: seg.Size, SHA256: seg.SHA256}
 		route, contentType, lastSeg = routeSegment, hdrSegment[0], strconv.Itoa(len(rd.Segments))
 	}
-	f, err := s.openVerified(e, filepath.Join(id, file), info)
-	if err != nil {
-		return FastResponse{}, false // ServeHTTP reports it (a damaged file, a pruned version)
+	var f *os.File
+	var body []byte
+	switch {
+	case !e.remote():
+		if f, err = s.openVerified(e, filepath.Join(id, file), info); err != nil {
+			return FastResponse{}, false // ServeHTTP reports it (a damaged file, a pruned version)
+		}
+	case route == routeInit:
+		body = e.inits[id]
+	default:
+		return FastResponse{}, false // streamed from the object store by ServeHTTP
 	}
 	h := make([]byte, 0, 512)
 	h = appendCommon(h, contentType, cacheImmutable, etag(info.SHA256), e.lastModified)
@@ -108,6 +116,9 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 		h = append(h, "X-Deepcast-Last-Segment: "...)
 		h = append(h, lastSeg...)
 		h = append(h, "\r\n"...)
+	}
+	if body != nil {
+		return FastResponse{Header: h, Body: body, Done: done(route)}, true
 	}
 	return FastResponse{Header: h, File: f, Size: info.Size, Done: done(route)}, true
 }

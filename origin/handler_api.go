@@ -1,13 +1,13 @@
 package origin
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -100,7 +100,7 @@ type Stats struct {
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
-	entries, _ := s.catalog.List()
+	entries, _ := s.catalog.ListContext(r.Context())
 	writeJSON(w, http.StatusOK, Stats{Name: "origin", Role: "origin", Requests: s.requests.Load(), BytesSent: s.sent.Load(),
 		Assets: len(entries), JobsRunning: s.jobs.running()})
 }
@@ -111,9 +111,13 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz is ready when the library folder can be listed.
+// readyz is ready when the library answers: its folder can be listed,
+// or its object store answers about the bucket within 2 s.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if _, err := os.ReadDir(s.catalog.Root()); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.catalog.Store().Check(ctx); err != nil {
+		s.log.Warn("not ready", "err", err)
 		httpError(w, http.StatusServiceUnavailable, "library unreadable")
 		return
 	}

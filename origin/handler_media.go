@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // maxSegmentDigits bounds a segment number's text: no VOD asset has more
@@ -35,11 +36,13 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
 		httpError(w, http.StatusBadRequest, "invalid asset name")
 		return nil, false
 	}
-	e, err := s.catalog.Get(name)
+	e, err := s.catalog.GetContext(r.Context(), name)
 	if err != nil {
 		switch {
 		case errors.Is(err, media.ErrNoAsset):
 			httpError(w, http.StatusNotFound, "no such asset")
+		case errors.Is(err, store.ErrUnavailable):
+			s.storeDown(w, name, media.AssetFile, err)
 		case errors.Is(err, errDamaged):
 			s.noteDamaged(name, media.ManifestFile, "", err)
 			httpError(w, http.StatusInternalServerError, "damaged object: the library file does not match asset.json")
@@ -80,18 +83,42 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
 	serveDocument(w, r, e, hdrDASH, e.manifestTag, e.manifestLen, e.Manifest)
 }
 
+// setEntity sets the headers every answer about a library file carries.
+func setEntity(h http.Header, contentType, cacheControl []string, tag string) {
+	h["Content-Type"] = contentType
+	h["Cache-Control"] = cacheControl
+	h["Etag"] = []string{tag}
+}
+
+// setWhole sets the rest of the headers of a whole-file 200, written
+// without http.ServeContent.
+func setWhole(h http.Header, lastModified, length string) {
+	h["Accept-Ranges"] = hdrBytes
+	h["Last-Modified"] = []string{lastModified}
+	h["Content-Length"] = []string{length}
+}
+
+// serveBytes is serveDocument for an immutable file held in memory.
+func serveBytes(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, info media.FileInfo, body []byte) {
+	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(info.SHA256))
+	if plainGet(r) {
+		setWhole(w.Header(), e.lastModified, strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(body)
+		}
+		return
+	}
+	http.ServeContent(writeOnly{w}, r, "", e.Asset.Created, bytes.NewReader(body))
+}
+
 // serveDocument answers for a manifest or playlist of the entry: its
 // cache rules and validators, the whole body at once for a plain GET,
 // http.ServeContent for ranges and conditions.
 func serveDocument(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, tag, length string, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = contentType
-	h["Cache-Control"] = hdrCacheManifest
-	h["Etag"] = []string{tag}
+	setEntity(w.Header(), contentType, hdrCacheManifest, tag)
 	if plainGet(r) {
-		h["Accept-Ranges"] = hdrBytes
-		h["Last-Modified"] = []string{e.lastModified}
-		h["Content-Length"] = []string{length}
+		setWhole(w.Header(), e.lastModified, length)
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)
@@ -135,6 +162,10 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 	ct := hdrVideoMP4
 	if rd.Type == "audio" {
 		ct = hdrAudioMP4
+	}
+	if e.remote() {
+		serveBytes(w, r, e, ct, rd.Init, e.inits[rd.ID])
+		return
 	}
 	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init)
 }
@@ -185,6 +216,10 @@ func parseSegmentNumber(s string) (int, bool) {
 // entry's version folder through http.ServeContent: ranges, conditional
 // requests and HEAD, with sendfile for the body.
 func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel string, contentType []string, info media.FileInfo) {
+	if e.remote() {
+		s.serveObject(w, r, e, filepath.ToSlash(rel), contentType, info)
+		return
+	}
 	sum := info.SHA256
 	f, err := s.openVerified(e, rel, info)
 	if err != nil {
@@ -205,18 +240,13 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel
 		return
 	}
 	defer f.Close()
-	h := w.Header()
-	h["Content-Type"] = contentType
-	h["Cache-Control"] = hdrCacheImmutable
-	h["Etag"] = []string{etag(sum)}
+	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(sum))
 	if plainGet(r) {
 		// The common case (a whole object, no conditions): headers first,
 		// then sendfile for the body, with no sniffing copy in between.
 		st, err := f.Stat()
 		if err == nil {
-			h["Accept-Ranges"] = hdrBytes
-			h["Last-Modified"] = []string{e.lastModified}
-			h["Content-Length"] = []string{strconv.FormatInt(st.Size(), 10)}
+			setWhole(w.Header(), e.lastModified, strconv.FormatInt(st.Size(), 10))
 			w.WriteHeader(http.StatusOK)
 			if r.Method != http.MethodHead {
 				_, _ = io.Copy(w, f)

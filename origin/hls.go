@@ -1,12 +1,13 @@
 package origin
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // The HLS playlists are made from asset.json when an asset is loaded, not
@@ -47,13 +49,13 @@ func newPlaylist(body []byte, lastModified string) playlist {
 // packaged before their keyframe ranges were recorded are read for them
 // (one small read each); if that fails the asset has no I-frame
 // playlists, and the log says why.
-func buildHLS(dir string, a *media.Asset, lastModified string, log *slog.Logger) (*hlsSet, error) {
+func buildHLS(ctx context.Context, lib store.Store, v store.Version, a *media.Asset, lastModified string, log *slog.Logger) (*hlsSet, error) {
 	p := a.Presentation()
 	for i, t := range p.Video {
 		if len(t.Keyframes) > 0 {
 			continue
 		}
-		keys, err := readKeyframes(dir, a, t.ID)
+		keys, err := readKeyframes(ctx, lib, v, a, t.ID)
 		if err != nil {
 			log.Warn("no I-frame playlist", "asset", a.Name, "rendition", t.ID, "err", err)
 			continue
@@ -76,24 +78,41 @@ func buildHLS(dir string, a *media.Asset, lastModified string, log *slog.Logger)
 
 // readKeyframes finds the keyframe range of every segment of a video
 // rendition from the files.
-func readKeyframes(dir string, a *media.Asset, id string) ([]int64, error) {
+func readKeyframes(ctx context.Context, lib store.Store, v store.Version, a *media.Asset, id string) ([]int64, error) {
 	r, ok := a.Rendition(id)
 	if !ok {
 		return nil, fmt.Errorf("no rendition %s", id)
 	}
 	keys := make([]int64, len(r.Segments))
 	for k, s := range r.Segments {
-		f, err := os.Open(filepath.Join(dir, id, strconv.Itoa(s.Number)+".m4s"))
-		if err != nil {
-			return nil, err
-		}
-		keys[k], err = media.KeyframeLength(f, s.Size)
-		f.Close()
-		if err != nil {
+		var err error
+		f := storeFile{ctx: ctx, lib: lib, v: v, rel: id + "/" + strconv.Itoa(s.Number) + ".m4s"}
+		if keys[k], err = media.KeyframeLength(f, s.Size); err != nil {
 			return nil, fmt.Errorf("segment %d: %w", s.Number, err)
 		}
 	}
 	return keys, nil
+}
+
+// storeFile reads a library file at offsets, one store read each.
+type storeFile struct {
+	ctx context.Context
+	lib store.Store
+	v   store.Version
+	rel string
+}
+
+// ReadAt implements io.ReaderAt.
+func (f storeFile) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	body, _, err := f.lib.Open(f.ctx, f.v, f.rel, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	return io.ReadFull(body, p)
 }
 
 // Routes of the playlists, as chi reports them.

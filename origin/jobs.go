@@ -222,7 +222,7 @@ func (js *jobs) run(j *job, up *upload) {
 	log := js.s.log.With("job", j.ID, "asset", up.name)
 	log.Info("ingest started", "source", up.filename)
 	_, err := media.Package(js.ctx, []string{up.path}, media.PackageOptions{
-		Library: js.s.catalog.Root(), Name: up.name, Ladder: up.ladder,
+		Library: js.s.catalog.Root(), Store: js.s.catalog.Store(), Name: up.name, Ladder: up.ladder,
 		Untrusted: true, // an upload: a plain container, no references to other files
 		Progress: func(p media.Progress) {
 			j.update(func(j *Job) { j.Stage, j.Progress = p.Stage, p.Fraction() })

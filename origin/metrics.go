@@ -25,7 +25,10 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	jobs     *prometheus.GaugeVec
 	damaged  prometheus.Counter
-	byRoute  sync.Map // routeKey -> *routeMetrics
+	// storeErrors counts requests answered 503/504 because the library's
+	// object store did not serve what they needed.
+	storeErrors prometheus.Counter
+	byRoute     sync.Map // routeKey -> *routeMetrics
 }
 
 func newMetrics() *metrics {
@@ -50,7 +53,11 @@ func newMetrics() *metrics {
 		Name: "deepcast_origin_damaged_files_total",
 		Help: "Requests refused because the library file differs from asset.json (size or checksum).",
 	})
-	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs, m.damaged,
+	m.storeErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "deepcast_origin_store_errors_total",
+		Help: "Requests answered 503/504 because the library store did not answer (or not in time).",
+	})
+	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs, m.damaged, m.storeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

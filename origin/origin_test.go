@@ -85,154 +85,156 @@ func TestFFmpegPlaysOverHTTP(t *testing.T) {
 }
 
 func TestHeadersPerRoute(t *testing.T) {
-	lib := mediatest.Library(t)
-	_, ts := start(t, lib)
-	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := a.Renditions[0]
-	var audio media.Rendition
-	for _, r := range a.Renditions {
-		if r.Type == "audio" {
-			audio = r
+	forEachLibrary(t, func(t *testing.T, lib string, on func(*Config)) {
+		_, ts := start(t, lib, on)
+		a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	base := ts.URL + "/vod/" + mediatest.AssetName
-	tests := []struct {
-		path, ctype, cache, etag string
-	}{
-		{base + "/manifest.mpd", "application/dash+xml", "public, max-age=60", a.Manifest.SHA256},
-		{base + "/" + v.ID + "/init.mp4", "video/mp4", "public, max-age=31536000, immutable", v.Init.SHA256},
-		{base + "/" + audio.ID + "/init.mp4", "audio/mp4", "public, max-age=31536000, immutable", audio.Init.SHA256},
-		{base + "/" + v.ID + "/2.m4s", "video/iso.segment", "public, max-age=31536000, immutable", v.Segments[1].SHA256},
-		{ts.URL + "/api/assets", "application/json", "no-store", ""},
-		{ts.URL + "/api/assets/" + mediatest.AssetName, "application/json", "no-store", ""},
-		{ts.URL + "/healthz", "text/plain; charset=utf-8", "no-store", ""},
-		{ts.URL + "/readyz", "text/plain; charset=utf-8", "no-store", ""},
-		{ts.URL + "/metrics", "text/plain", "no-store", ""},
-	}
-	for _, tt := range tests {
-		resp, body := get(t, tt.path)
-		h := resp.Header
-		if resp.StatusCode != 200 {
-			t.Errorf("%s: status %d", tt.path, resp.StatusCode)
-			continue
-		}
-		if !strings.HasPrefix(h.Get("Content-Type"), tt.ctype) || h.Get("Cache-Control") != tt.cache {
-			t.Errorf("%s: Content-Type %q Cache-Control %q", tt.path, h.Get("Content-Type"), h.Get("Cache-Control"))
-		}
-		if h.Get("Access-Control-Allow-Origin") != "*" {
-			t.Errorf("%s: no CORS header", tt.path)
-		}
-		if tt.etag == "" {
-			continue
-		}
-		sum := sha256.Sum256(body)
-		if h.Get("ETag") != `"`+tt.etag[:32]+`"` || hex.EncodeToString(sum[:]) != tt.etag {
-			t.Errorf("%s: ETag %s does not match the content checksum", tt.path, h.Get("ETag"))
-		}
-		if h.Get("Last-Modified") == "" || h.Get("Accept-Ranges") != "bytes" {
-			t.Errorf("%s: Last-Modified %q Accept-Ranges %q", tt.path, h.Get("Last-Modified"), h.Get("Accept-Ranges"))
-		}
-		for _, exp := range []string{"Content-Length", "Content-Range", "ETag"} {
-			if !strings.Contains(h.Get("Access-Control-Expose-Headers"), exp) {
-				t.Errorf("%s: %s not exposed to scripts", tt.path, exp)
+		v := a.Renditions[0]
+		var audio media.Rendition
+		for _, r := range a.Renditions {
+			if r.Type == "audio" {
+				audio = r
 			}
 		}
-	}
-	// The tag is the content's, not the server's: a second origin (a replica,
-	// or this one restarted) gives the same.
-	_, ts2 := start(t, lib)
-	r1, _ := get(t, base+"/"+v.ID+"/1.m4s")
-	r2, _ := get(t, ts2.URL+"/vod/"+mediatest.AssetName+"/"+v.ID+"/1.m4s")
-	if r1.Header.Get("ETag") != r2.Header.Get("ETag") || r1.Header.Get("Last-Modified") != r2.Header.Get("Last-Modified") {
-		t.Errorf("replicas disagree: %s/%s vs %s/%s", r1.Header.Get("ETag"), r1.Header.Get("Last-Modified"),
-			r2.Header.Get("ETag"), r2.Header.Get("Last-Modified"))
-	}
+		base := ts.URL + "/vod/" + mediatest.AssetName
+		tests := []struct {
+			path, ctype, cache, etag string
+		}{
+			{base + "/manifest.mpd", "application/dash+xml", "public, max-age=60", a.Manifest.SHA256},
+			{base + "/" + v.ID + "/init.mp4", "video/mp4", "public, max-age=31536000, immutable", v.Init.SHA256},
+			{base + "/" + audio.ID + "/init.mp4", "audio/mp4", "public, max-age=31536000, immutable", audio.Init.SHA256},
+			{base + "/" + v.ID + "/2.m4s", "video/iso.segment", "public, max-age=31536000, immutable", v.Segments[1].SHA256},
+			{ts.URL + "/api/assets", "application/json", "no-store", ""},
+			{ts.URL + "/api/assets/" + mediatest.AssetName, "application/json", "no-store", ""},
+			{ts.URL + "/healthz", "text/plain; charset=utf-8", "no-store", ""},
+			{ts.URL + "/readyz", "text/plain; charset=utf-8", "no-store", ""},
+			{ts.URL + "/metrics", "text/plain", "no-store", ""},
+		}
+		for _, tt := range tests {
+			resp, body := get(t, tt.path)
+			h := resp.Header
+			if resp.StatusCode != 200 {
+				t.Errorf("%s: status %d", tt.path, resp.StatusCode)
+				continue
+			}
+			if !strings.HasPrefix(h.Get("Content-Type"), tt.ctype) || h.Get("Cache-Control") != tt.cache {
+				t.Errorf("%s: Content-Type %q Cache-Control %q", tt.path, h.Get("Content-Type"), h.Get("Cache-Control"))
+			}
+			if h.Get("Access-Control-Allow-Origin") != "*" {
+				t.Errorf("%s: no CORS header", tt.path)
+			}
+			if tt.etag == "" {
+				continue
+			}
+			sum := sha256.Sum256(body)
+			if h.Get("ETag") != `"`+tt.etag[:32]+`"` || hex.EncodeToString(sum[:]) != tt.etag {
+				t.Errorf("%s: ETag %s does not match the content checksum", tt.path, h.Get("ETag"))
+			}
+			if h.Get("Last-Modified") == "" || h.Get("Accept-Ranges") != "bytes" {
+				t.Errorf("%s: Last-Modified %q Accept-Ranges %q", tt.path, h.Get("Last-Modified"), h.Get("Accept-Ranges"))
+			}
+			for _, exp := range []string{"Content-Length", "Content-Range", "ETag"} {
+				if !strings.Contains(h.Get("Access-Control-Expose-Headers"), exp) {
+					t.Errorf("%s: %s not exposed to scripts", tt.path, exp)
+				}
+			}
+		}
+		// The tag is the content's, not the server's: a second origin (a replica,
+		// or this one restarted) gives the same.
+		_, ts2 := start(t, lib, on)
+		r1, _ := get(t, base+"/"+v.ID+"/1.m4s")
+		r2, _ := get(t, ts2.URL+"/vod/"+mediatest.AssetName+"/"+v.ID+"/1.m4s")
+		if r1.Header.Get("ETag") != r2.Header.Get("ETag") || r1.Header.Get("Last-Modified") != r2.Header.Get("Last-Modified") {
+			t.Errorf("replicas disagree: %s/%s vs %s/%s", r1.Header.Get("ETag"), r1.Header.Get("Last-Modified"),
+				r2.Header.Get("ETag"), r2.Header.Get("Last-Modified"))
+		}
+	})
 }
 
 func TestRangesConditionalsHeadAndCORS(t *testing.T) {
-	lib := mediatest.Library(t)
-	_, ts := start(t, lib)
-	a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
-	v := a.Renditions[0]
-	url := ts.URL + "/vod/" + mediatest.AssetName + "/" + v.ID + "/1.m4s"
-	full, err := os.ReadFile(filepath.Join(lib, mediatest.AssetName, v.ID, "1.m4s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := len(full)
+	forEachLibrary(t, func(t *testing.T, lib string, on func(*Config)) {
+		_, ts := start(t, lib, on)
+		a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+		v := a.Renditions[0]
+		url := ts.URL + "/vod/" + mediatest.AssetName + "/" + v.ID + "/1.m4s"
+		full, err := os.ReadFile(filepath.Join(lib, mediatest.AssetName, v.ID, "1.m4s"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := len(full)
 
-	resp, body := get(t, url, "Range", "bytes=0-99")
-	if resp.StatusCode != 206 || !bytes.Equal(body, full[:100]) || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 0-99/%d", size) {
-		t.Errorf("first bytes: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
-	}
-	resp, body = get(t, url, "Range", "bytes=-500")
-	if resp.StatusCode != 206 || !bytes.Equal(body, full[size-500:]) {
-		t.Errorf("suffix: %d, %d bytes", resp.StatusCode, len(body))
-	}
-	resp, body = get(t, url, "Range", "bytes=0-9,100-109")
-	if resp.StatusCode != 206 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") {
-		t.Errorf("multi-range: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
-	} else {
-		_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-		var parts [][]byte
-		for {
-			p, err := mr.NextPart()
-			if err != nil {
-				break
+		resp, body := get(t, url, "Range", "bytes=0-99")
+		if resp.StatusCode != 206 || !bytes.Equal(body, full[:100]) || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 0-99/%d", size) {
+			t.Errorf("first bytes: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+		}
+		resp, body = get(t, url, "Range", "bytes=-500")
+		if resp.StatusCode != 206 || !bytes.Equal(body, full[size-500:]) {
+			t.Errorf("suffix: %d, %d bytes", resp.StatusCode, len(body))
+		}
+		resp, body = get(t, url, "Range", "bytes=0-9,100-109")
+		if resp.StatusCode != 206 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "multipart/byteranges") {
+			t.Errorf("multi-range: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		} else {
+			_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+			mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+			var parts [][]byte
+			for {
+				p, err := mr.NextPart()
+				if err != nil {
+					break
+				}
+				b, _ := io.ReadAll(p)
+				parts = append(parts, b)
 			}
-			b, _ := io.ReadAll(p)
-			parts = append(parts, b)
+			if len(parts) != 2 || !bytes.Equal(parts[0], full[0:10]) || !bytes.Equal(parts[1], full[100:110]) {
+				t.Errorf("multi-range parts wrong: %d parts", len(parts))
+			}
 		}
-		if len(parts) != 2 || !bytes.Equal(parts[0], full[0:10]) || !bytes.Equal(parts[1], full[100:110]) {
-			t.Errorf("multi-range parts wrong: %d parts", len(parts))
+		resp, _ = get(t, url, "Range", fmt.Sprintf("bytes=%d-", size+10))
+		if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
+			t.Errorf("unsatisfiable: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
 		}
-	}
-	resp, _ = get(t, url, "Range", fmt.Sprintf("bytes=%d-", size+10))
-	if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
-		t.Errorf("unsatisfiable: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
-	}
-	resp, _ = get(t, url, "Range", "bytes=0-18446744073709551615000")
-	if resp.StatusCode != 416 && resp.StatusCode != 200 {
-		t.Errorf("absurd range: %d", resp.StatusCode)
-	}
-
-	first, _ := get(t, url)
-	tag, lm := first.Header.Get("ETag"), first.Header.Get("Last-Modified")
-	if resp, body := get(t, url, "If-None-Match", tag); resp.StatusCode != 304 || len(body) != 0 {
-		t.Errorf("If-None-Match: %d", resp.StatusCode)
-	}
-	if resp, _ := get(t, url, "If-None-Match", `"other"`); resp.StatusCode != 200 {
-		t.Errorf("If-None-Match other: %d", resp.StatusCode)
-	}
-	if resp, _ := get(t, url, "If-Modified-Since", lm); resp.StatusCode != 304 {
-		t.Errorf("If-Modified-Since: %d", resp.StatusCode)
-	}
-	if resp, _ := get(t, url, "If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"); resp.StatusCode != 200 {
-		t.Errorf("If-Modified-Since old: %d", resp.StatusCode)
-	}
-	resp, body = do(t, http.MethodHead, url)
-	if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != int64(size) || resp.Header.Get("ETag") != tag {
-		t.Errorf("HEAD: %d len %d cl %d", resp.StatusCode, len(body), resp.ContentLength)
-	}
-
-	resp, _ = do(t, http.MethodOptions, url, "Origin", "http://127.0.0.1:9999", "Access-Control-Request-Method", "GET",
-		"Access-Control-Request-Headers", "range")
-	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
-		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Range") ||
-		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
-		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
-	}
-
-	for _, p := range []string{"/vod/nope/manifest.mpd", "/vod/" + mediatest.AssetName + "/" + v.ID + "/99.m4s",
-		"/vod/" + mediatest.AssetName + "/nope/1.m4s", "/vod/" + mediatest.AssetName + "/nope/init.mp4", "/api/assets/nope", "/api/jobs/nope"} {
-		if resp, _ := get(t, ts.URL+p); resp.StatusCode != 404 {
-			t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+		resp, _ = get(t, url, "Range", "bytes=0-18446744073709551615000")
+		if resp.StatusCode != 416 && resp.StatusCode != 200 {
+			t.Errorf("absurd range: %d", resp.StatusCode)
 		}
-	}
+
+		first, _ := get(t, url)
+		tag, lm := first.Header.Get("ETag"), first.Header.Get("Last-Modified")
+		if resp, body := get(t, url, "If-None-Match", tag); resp.StatusCode != 304 || len(body) != 0 {
+			t.Errorf("If-None-Match: %d", resp.StatusCode)
+		}
+		if resp, _ := get(t, url, "If-None-Match", `"other"`); resp.StatusCode != 200 {
+			t.Errorf("If-None-Match other: %d", resp.StatusCode)
+		}
+		if resp, _ := get(t, url, "If-Modified-Since", lm); resp.StatusCode != 304 {
+			t.Errorf("If-Modified-Since: %d", resp.StatusCode)
+		}
+		if resp, _ := get(t, url, "If-Modified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"); resp.StatusCode != 200 {
+			t.Errorf("If-Modified-Since old: %d", resp.StatusCode)
+		}
+		resp, body = do(t, http.MethodHead, url)
+		if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength != int64(size) || resp.Header.Get("ETag") != tag {
+			t.Errorf("HEAD: %d len %d cl %d", resp.StatusCode, len(body), resp.ContentLength)
+		}
+
+		resp, _ = do(t, http.MethodOptions, url, "Origin", "http://127.0.0.1:9999", "Access-Control-Request-Method", "GET",
+			"Access-Control-Request-Headers", "range")
+		if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Range") ||
+			!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
+			t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+		}
+
+		for _, p := range []string{"/vod/nope/manifest.mpd", "/vod/" + mediatest.AssetName + "/" + v.ID + "/99.m4s",
+			"/vod/" + mediatest.AssetName + "/nope/1.m4s", "/vod/" + mediatest.AssetName + "/nope/init.mp4", "/api/assets/nope", "/api/jobs/nope"} {
+			if resp, _ := get(t, ts.URL+p); resp.StatusCode != 404 {
+				t.Errorf("%s: %d, want 404", p, resp.StatusCode)
+			}
+		}
+	})
 }
 
 // rawGet sends a request line exactly as given (no client-side cleaning).
@@ -255,74 +257,75 @@ func rawGet(t *testing.T, addr, target string) (int, []byte) {
 }
 
 func TestHostilePaths(t *testing.T) {
-	lib := mediatest.CopyLibrary(t)
-	// A secret beside the library and inside its parent: it must never be served.
-	secret := []byte("TOP-SECRET-DO-NOT-SERVE")
-	os.WriteFile(filepath.Join(filepath.Dir(lib), "secret.m4s"), secret, 0o644)
-	os.WriteFile(filepath.Join(filepath.Dir(lib), "manifest.mpd"), secret, 0o644)
-	_, ts := start(t, lib)
-	addr := strings.TrimPrefix(ts.URL, "http://")
-	a := mediatest.AssetName
-	paths := []string{
-		"/vod/../secret.m4s",
-		"/vod/../../manifest.mpd",
-		"/vod/%2e%2e/manifest.mpd",
-		"/vod/%2E%2E/%2e%2e/secret.m4s",
-		"/vod/..%2fsecret/manifest.mpd",
-		"/vod/" + a + "%2f..%2f..%2fsecret.m4s",
-		"/vod/" + a + "/..%2f..%2fsecret/1.m4s",
-		"/vod/%252e%252e/manifest.mpd",
-		"/vod/%252e%252e%252fsecret/init.mp4",
-		"/vod/" + a + "%00/manifest.mpd",
-		"/vod/" + a + "/video%00/init.mp4",
-		"/vod/..\\..\\secret/manifest.mpd",
-		"/vod/" + a + "/..\\..\\/1.m4s",
-		"/vod/%5c..%5csecret/manifest.mpd",
-		"/vod//etc/passwd/init.mp4",
-		"/vod/%2fetc%2fpasswd/manifest.mpd",
-		"/vod/" + strings.Repeat("a", 300) + "/manifest.mpd",
-		"/vod/" + a + "/" + strings.Repeat("r", 300) + "/init.mp4",
-		"/vod/" + a + "/720p/" + strings.Repeat("9", 40) + ".m4s",
-		"/vod/\u2024\u2024/manifest.mpd",       // one-dot leaders that look like ".."
-		"/vod/%E2%80%A4%E2%80%A4/manifest.mpd", // the same, encoded
-		"/vod/\uff0e\uff0e/manifest.mpd",       // fullwidth full stops
-		"/vod/" + a + "/\u2215etc/init.mp4",    // division slash
-		"/vod/./manifest.mpd",
-		"/vod/" + a + "/./1.m4s",
-		"/vod/" + a + "/../" + a + "/manifest.mpd",
-		"/vod/" + a + "/x/-1.m4s",
-		"/vod/" + a + "/x/0.m4s",
-		"/vod/" + a + "/x/01.m4s",
-		"/vod/" + a + "/x/1e3.m4s",
-		"/vod/" + a + "/x/+1.m4s",
-		"/vod/" + a + "/x/1.m4s.bak",
-		"/vod/.versions/manifest.mpd",
-		"/vod/" + a + "/asset.json",
-		"/vod/" + a + "/",
-		"/vod/",
-		"/../../../../etc/passwd",
-		"/vod/%00/manifest.mpd",
-		"/vod/" + a + "/%2e%2e/%2e%2e/secret.m4s",
-	}
-	if len(paths) < 25 {
-		t.Fatalf("only %d hostile paths", len(paths))
-	}
-	srv, _ := start(t, lib)
-	for _, p := range paths {
-		if r, ok := srv.AnswerPlain(false, p, "test"); ok {
-			t.Errorf("%q: the fast path answered", p)
-			if r.File != nil {
-				r.File.Close()
+	forEachLibrary(t, func(t *testing.T, lib string, on func(*Config)) {
+		// A secret beside the library and inside its parent: it must never be served.
+		secret := []byte("TOP-SECRET-DO-NOT-SERVE")
+		os.WriteFile(filepath.Join(filepath.Dir(lib), "secret.m4s"), secret, 0o644)
+		os.WriteFile(filepath.Join(filepath.Dir(lib), "manifest.mpd"), secret, 0o644)
+		_, ts := start(t, lib, on)
+		addr := strings.TrimPrefix(ts.URL, "http://")
+		a := mediatest.AssetName
+		paths := []string{
+			"/vod/../secret.m4s",
+			"/vod/../../manifest.mpd",
+			"/vod/%2e%2e/manifest.mpd",
+			"/vod/%2E%2E/%2e%2e/secret.m4s",
+			"/vod/..%2fsecret/manifest.mpd",
+			"/vod/" + a + "%2f..%2f..%2fsecret.m4s",
+			"/vod/" + a + "/..%2f..%2fsecret/1.m4s",
+			"/vod/%252e%252e/manifest.mpd",
+			"/vod/%252e%252e%252fsecret/init.mp4",
+			"/vod/" + a + "%00/manifest.mpd",
+			"/vod/" + a + "/video%00/init.mp4",
+			"/vod/..\\..\\secret/manifest.mpd",
+			"/vod/" + a + "/..\\..\\/1.m4s",
+			"/vod/%5c..%5csecret/manifest.mpd",
+			"/vod//etc/passwd/init.mp4",
+			"/vod/%2fetc%2fpasswd/manifest.mpd",
+			"/vod/" + strings.Repeat("a", 300) + "/manifest.mpd",
+			"/vod/" + a + "/" + strings.Repeat("r", 300) + "/init.mp4",
+			"/vod/" + a + "/720p/" + strings.Repeat("9", 40) + ".m4s",
+			"/vod/\u2024\u2024/manifest.mpd",       // one-dot leaders that look like ".."
+			"/vod/%E2%80%A4%E2%80%A4/manifest.mpd", // the same, encoded
+			"/vod/\uff0e\uff0e/manifest.mpd",       // fullwidth full stops
+			"/vod/" + a + "/\u2215etc/init.mp4",    // division slash
+			"/vod/./manifest.mpd",
+			"/vod/" + a + "/./1.m4s",
+			"/vod/" + a + "/../" + a + "/manifest.mpd",
+			"/vod/" + a + "/x/-1.m4s",
+			"/vod/" + a + "/x/0.m4s",
+			"/vod/" + a + "/x/01.m4s",
+			"/vod/" + a + "/x/1e3.m4s",
+			"/vod/" + a + "/x/+1.m4s",
+			"/vod/" + a + "/x/1.m4s.bak",
+			"/vod/.versions/manifest.mpd",
+			"/vod/" + a + "/asset.json",
+			"/vod/" + a + "/",
+			"/vod/",
+			"/../../../../etc/passwd",
+			"/vod/%00/manifest.mpd",
+			"/vod/" + a + "/%2e%2e/%2e%2e/secret.m4s",
+		}
+		if len(paths) < 25 {
+			t.Fatalf("only %d hostile paths", len(paths))
+		}
+		srv, _ := start(t, lib, on)
+		for _, p := range paths {
+			if r, ok := srv.AnswerPlain(false, p, "test"); ok {
+				t.Errorf("%q: the fast path answered", p)
+				if r.File != nil {
+					r.File.Close()
+				}
+			}
+			code, body := rawGet(t, addr, p)
+			if code != 400 && code != 404 {
+				t.Errorf("%q: status %d, want 400 or 404", p, code)
+			}
+			if bytes.Contains(body, secret) || bytes.Contains(body, []byte("<MPD")) || bytes.Contains(body, []byte("root:")) {
+				t.Errorf("%q: served content", p)
 			}
 		}
-		code, body := rawGet(t, addr, p)
-		if code != 400 && code != 404 {
-			t.Errorf("%q: status %d, want 400 or 404", p, code)
-		}
-		if bytes.Contains(body, secret) || bytes.Contains(body, []byte("<MPD")) || bytes.Contains(body, []byte("root:")) {
-			t.Errorf("%q: served content", p)
-		}
-	}
+	})
 }
 
 func FuzzPaths(f *testing.F) {

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -9,11 +10,18 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // Config configures an origin Server.
 type Config struct {
+	// Library is a folder or an s3://BUCKET/PREFIX URL; Store, when set,
+	// is that library already opened (with its S3 options) and wins.
 	Library string
+	Store   store.Store
+	// StoreTimeout bounds each trip to an object store: no answer (or no
+	// byte while streaming) for that long is a 504 (10 s when zero).
+	StoreTimeout time.Duration
 	// AdminToken guards the write endpoints; without one they are disabled.
 	AdminToken string
 	// MaxUpload bounds an ingest upload in bytes.
@@ -44,14 +52,26 @@ type Server struct {
 	requests, sent atomic.Int64
 }
 
-// New makes a Server for cfg. The library folder must exist.
+// New makes a Server for cfg. A library folder must exist; an object
+// store is not contacted (readiness reports whether it answers).
 func New(cfg Config) (*Server, error) {
-	st, err := os.Stat(cfg.Library)
-	if err != nil {
-		return nil, fmt.Errorf("origin: library: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("origin: library %s is not a folder", cfg.Library)
+	if cfg.Store == nil {
+		if store.IsS3(cfg.Library) {
+			lib, err := store.OpenS3(context.Background(), cfg.Library, store.S3Options{})
+			if err != nil {
+				return nil, fmt.Errorf("origin: %w", err)
+			}
+			cfg.Store = lib
+		} else {
+			st, err := os.Stat(cfg.Library)
+			if err != nil {
+				return nil, fmt.Errorf("origin: library: %w", err)
+			}
+			if !st.IsDir() {
+				return nil, fmt.Errorf("origin: library %s is not a folder", cfg.Library)
+			}
+			cfg.Store = store.Folder{Root: cfg.Library}
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -62,7 +82,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CheckEvery <= 0 {
 		cfg.CheckEvery = time.Second
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewCatalog(cfg.Library, cfg.CheckEvery), metrics: newMetrics()}
+	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewStoreCatalog(cfg.Store, cfg.CheckEvery, cfg.StoreTimeout), metrics: newMetrics()}
 	s.catalog.log = cfg.Logger
 	s.jobs = newJobs(s)
 	s.jobs.count()

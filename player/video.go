@@ -270,6 +270,28 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Vi
 
 // videoFromManifest lays the MPD's video Representations out as a Video,
 // asking size for every segment.
+// VideoFromMPD makes a Video from an asset's MPD held in memory (read
+// from an object store, say); sizeOf gives a segment's size from its path
+// relative to the MPD, such as "720p/3.m4s".
+func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, error)) (*Video, error) {
+	base := &url.URL{Scheme: "file", Path: "/" + name + "/"}
+	m, err := manifest.Parse(data, base.JoinPath("manifest.mpd"))
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", name, err)
+	}
+	return videoFromManifest(m, name, func(u string) (int64, error) {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return 0, err
+		}
+		rel, ok := strings.CutPrefix(pu.Path, base.Path)
+		if !ok {
+			return 0, fmt.Errorf("segment %s outside the asset", u)
+		}
+		return sizeOf(rel)
+	})
+}
+
 func videoFromManifest(m *manifest.Manifest, name string, size func(url string) (int64, error)) (*Video, error) {
 	v := &Video{Name: name, Bases: m.Bases}
 	chunks := len(m.Video[0].Segments)

@@ -17,7 +17,9 @@ func originCommand() command {
 		name:    "origin",
 		summary: "serve a library over HTTP: manifests, segments, catalogue, ingest, health, metrics",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
-			lib := fs.String("library", "", "library folder to serve, required")
+			lib := fs.String("library", "", "library to serve, required: a folder or s3://BUCKET/PREFIX")
+			sf := addStoreFlags(fs)
+			storeTimeout := fs.Duration("store-timeout", 10*time.Second, "object store library: a read that gets no byte for this long is answered 504")
 			addr := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 			token := fs.String("admin-token", "", "bearer token for write endpoints (POST /api/assets); none disables them")
 			maxUpload := byteSize(2 << 30)
@@ -30,7 +32,17 @@ func originCommand() command {
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) > 0 {
-					return fmt.Errorf("-library DIR is required: %w", errUsage)
+					return fmt.Errorf("-library DIR or -library s3://BUCKET/PREFIX is required: %w", errUsage)
+				}
+				if *storeTimeout <= 0 {
+					return fmt.Errorf("-store-timeout must be positive: %w", errUsage)
+				}
+				libStore, err := sf.open(ctx, *lib)
+				if err != nil {
+					return err
+				}
+				if err := checkStore(ctx, libStore); err != nil {
+					return err
 				}
 				topts, err := tf.options()
 				if err != nil {
@@ -49,7 +61,7 @@ func originCommand() command {
 				}
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
-				srv, err := origin.New(origin.Config{Library: *lib, AdminToken: *token, MaxUpload: int64(maxUpload),
+				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),
 					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
 					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 func sampleCommand() command {
@@ -53,7 +54,8 @@ func packageCommand() command {
 		usage:   "INPUT...",
 		summary: "encode a source into a bitrate ladder and package it as a DASH asset (CMAF segments + MPD)",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
-			lib := fs.String("o", "", "library folder to add the asset to, required")
+			lib := fs.String("o", "", "library to add the asset to, required: a folder or s3://BUCKET/PREFIX")
+			sf := addStoreFlags(fs)
 			name := fs.String("name", "", "asset name (default: the first input's file name)")
 			seg := fs.Duration("seg", media.DefaultSegmentDur, "segment duration")
 			ladder := fs.String("ladder", "", `bitrate ladder, e.g. "1280x720@2800k,640x360@800k" (default: follows the source, never upscales)`)
@@ -64,7 +66,17 @@ func packageCommand() command {
 				if *lib == "" || len(args) == 0 {
 					return fmt.Errorf("-o LIBRARY and at least one INPUT are required: %w", errUsage)
 				}
-				opt := media.PackageOptions{Library: *lib, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged}
+				libStore, err := sf.open(ctx, *lib)
+				if err != nil {
+					return err
+				}
+				if store.IsS3(*lib) {
+					// A wrong endpoint or key fails now, not after the encode.
+					if err := checkStore(ctx, libStore); err != nil {
+						return err
+					}
+				}
+				opt := media.PackageOptions{Library: *lib, Store: libStore, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged}
 				if *ladder != "" {
 					l, err := media.ParseLadder(*ladder)
 					if err != nil {
@@ -79,7 +91,6 @@ func packageCommand() command {
 				if err != nil {
 					return err
 				}
-				dir := filepath.Join(*lib, a.Name)
 				fmt.Printf("packaged %s in %s: %.1fs, %d renditions, %d segments of %gs, %.1f MiB\n",
 					a.Name, time.Since(start).Round(time.Millisecond), a.Duration, len(a.Renditions),
 					len(a.Renditions[0].Segments), a.SegmentDuration, float64(a.SizeOnDisk())/(1<<20))
@@ -90,7 +101,11 @@ func packageCommand() command {
 						fmt.Printf("  %-12s %d Hz x%d  %s  %5d kbit/s mean\n", r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000)
 					}
 				}
-				fmt.Printf("manifest: %s\n", filepath.Join(dir, media.ManifestFile))
+				if store.IsS3(*lib) {
+					fmt.Printf("published: %s/%s (version %s.%s)\n", strings.TrimSuffix(*lib, "/"), a.Name, a.Name, a.Build)
+				} else {
+					fmt.Printf("manifest: %s\n", filepath.Join(*lib, a.Name, media.ManifestFile))
+				}
 				return nil
 			}
 		},

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 	"github.com/deepcast/deepcast/player"
 )
 
@@ -31,8 +34,9 @@ func simCommand() command {
 		name:    "sim",
 		summary: "simulate ABR algorithms over bandwidth traces (trace-driven, virtual clock); CSV, logs, plots",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
-			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, or an MPD or .m3u8 URL; required")
+			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, an MPD or .m3u8 URL, or an asset in an object store library (s3://BUCKET/PREFIX/NAME); required")
 			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
+			sf := addStoreFlags(fs)
 			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", "))
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
 			pensieve := fs.Bool("pensieve", false, "Pensieve's simulator assumptions (95% payload, 80 ms RTT, 60 s cap, start at rendition 1, first chunk out of QoE)")
@@ -56,7 +60,12 @@ func simCommand() command {
 				if err := checkOutputs(*out, *logDir, *plotDir); err != nil {
 					return err
 				}
-				v, err := player.LoadVideo(ctx, *video, client)
+				var v *player.Video
+				if store.IsS3(*video) {
+					v, err = loadStoreVideo(ctx, sf, *video)
+				} else {
+					v, err = player.LoadVideo(ctx, *video, client)
+				}
 				if err != nil {
 					return err
 				}
@@ -339,4 +348,50 @@ func printSession(abr string, res player.Result, protocol string) {
 	fmt.Printf("%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
 		abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
 		res.RebufferRatio()*100, res.Switches, protocol)
+}
+
+// loadStoreVideo reads an asset of an object store library, named by its
+// library URL and name (s3://BUCKET/PREFIX/NAME), for the simulator: its
+// MPD, with segment sizes from its asset.json.
+func loadStoreVideo(ctx context.Context, sf *storeFlags, location string) (*player.Video, error) {
+	i := strings.LastIndex(strings.TrimSuffix(location, "/"), "/")
+	libURL, name := location[:i], strings.TrimSuffix(location[i+1:], "/")
+	if i < len("s3://") || !media.ValidName(name) {
+		return nil, fmt.Errorf("video %s: want s3://BUCKET/PREFIX/NAME, an asset of a library: %w", location, errUsage)
+	}
+	lib, err := sf.open(ctx, libURL)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	ver, err := lib.Current(ctx, name, store.Version{})
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", location, err)
+	}
+	data, err := lib.ReadFile(ctx, ver, media.AssetFile, 64<<20)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", location, err)
+	}
+	a, err := media.ParseAsset(data)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", location, err)
+	}
+	mpd, err := lib.ReadFile(ctx, ver, media.ManifestFile, 64<<20)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", location, err)
+	}
+	return player.VideoFromMPD(mpd, name, func(rel string) (int64, error) {
+		id, file, _ := strings.Cut(rel, "/")
+		r, ok := a.Rendition(id)
+		n, err := strconv.Atoi(strings.TrimSuffix(file, ".m4s"))
+		if !ok || err != nil {
+			return 0, fmt.Errorf("segment %s: not in asset.json", rel)
+		}
+		seg, ok := r.Segment(n)
+		if !ok {
+			return 0, fmt.Errorf("segment %s: not in asset.json", rel)
+		}
+		return seg.Size, nil
+	})
 }

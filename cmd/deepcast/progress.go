@@ -42,7 +42,14 @@ func (p *progressPrinter) update(pr media.Progress) {
 	}
 	pct := int(pr.Fraction() * 100)
 	var line string
-	if pr.Stage == "segment" {
+	if pr.TotalBytes > 0 {
+		rate := 0.0
+		if pr.Elapsed > 0 {
+			rate = float64(pr.Bytes) / pr.Elapsed.Seconds() / 1e6
+		}
+		line = fmt.Sprintf("%-8s %3d%%  %.1f/%.1f MB  %.1f MB/s  ETA %s", pr.Stage, pct,
+			float64(pr.Bytes)/1e6, float64(pr.TotalBytes)/1e6, rate, pr.ETA().Round(time.Second))
+	} else if pr.Stage == "segment" {
 		line = fmt.Sprintf("%-8s %3d%%  %d/%d renditions  %s", pr.Stage, pct, int(pr.Done), int(pr.Total), pr.Elapsed.Round(time.Millisecond))
 	} else {
 		line = fmt.Sprintf("%-8s %3d%%  %s/%s  speed %.2fx  ETA %s", pr.Stage, pct,
@@ -54,7 +61,7 @@ func (p *progressPrinter) update(pr media.Progress) {
 		}
 		p.lastDraw = time.Now()
 		fmt.Fprintf(p.w, "\r\033[K%s", line)
-		if pct >= 100 && pr.Stage == "segment" {
+		if pct >= 100 && (pr.Stage == "segment" || pr.TotalBytes > 0) {
 			fmt.Fprintln(p.w)
 			p.stage = ""
 		}

@@ -1,0 +1,243 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
+)
+
+// stage writes files (path -> content) into a fresh staging folder of lib.
+func stage(t *testing.T, lib store.Store, name string, files map[string]string) string {
+	t.Helper()
+	dir, err := lib.Staging(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, body := range files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// stores returns a folder library and an object store library, both empty.
+func stores(t *testing.T) map[string]store.Store {
+	t.Helper()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "lib-test")
+	s3lib, err := store.Open(context.Background(), "s3://"+bucket+"/vod/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]store.Store{"folder": store.Folder{Root: filepath.Join(t.TempDir(), "lib")}, "s3": s3lib}
+}
+
+// TestPublishReadReplace runs the same life of an asset through both
+// stores: publish, resolve, read whole and in ranges, list, replace (the
+// previous version stays readable, the one before is pruned).
+func TestPublishReadReplace(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	seg := strings.Repeat("0123456789", 1000)
+	for kind, lib := range stores(t) {
+		t.Run(kind, func(t *testing.T) {
+			if _, err := lib.Current(ctx, "movie", store.Version{}); !errors.Is(err, store.ErrNoAsset) {
+				t.Fatalf("Current before publish: %v, want ErrNoAsset", err)
+			}
+			var versions []store.Version
+			for i, build := range []string{"b1", "b2", "b3"} {
+				dir := stage(t, lib, "movie", map[string]string{"asset.json": build, "720p/1.m4s": seg, "720p/init.mp4": "init" + build})
+				var last store.Progress
+				if err := lib.Publish(ctx, dir, "movie", build, func(p store.Progress) { last = p }); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("staging folder left after publish: %v", err)
+				}
+				if kind == "s3" && (last.Total != int64(len(seg)+len(build)+4+len(build)) || last.Done != last.Total) {
+					t.Errorf("last progress %+v", last)
+				}
+				v, err := lib.Current(ctx, "movie", store.Version{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v.ID != "movie."+build {
+					t.Fatalf("publish %d: version %q", i, v.ID)
+				}
+				if same, err := lib.Current(ctx, "movie", v); err != nil || same != v {
+					t.Errorf("Current with the live version: %+v, %v", same, err)
+				}
+				versions = append(versions, v)
+				got, err := lib.ReadFile(ctx, v, "asset.json", 100)
+				if err != nil || string(got) != build {
+					t.Fatalf("asset.json: %q, %v", got, err)
+				}
+			}
+			// The previous version is still complete; the first was pruned.
+			if got, err := lib.ReadFile(ctx, versions[1], "720p/init.mp4", 100); err != nil || string(got) != "initb2" {
+				t.Errorf("previous version: %q, %v", got, err)
+			}
+			if _, err := lib.ReadFile(ctx, versions[0], "720p/init.mp4", 100); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the version before the previous one was not pruned: %v", err)
+			}
+			for _, c := range []struct{ off, n int64 }{{0, -1}, {0, 1}, {9990, 10}, {5000, -1}, {123, 4567}} {
+				body, size, err := lib.Open(ctx, versions[2], "720p/1.m4s", c.off, c.n)
+				if err != nil {
+					t.Fatalf("open %+v: %v", c, err)
+				}
+				got, err := io.ReadAll(body)
+				body.Close()
+				want := seg[c.off:]
+				if c.n >= 0 {
+					want = seg[c.off : c.off+c.n]
+				}
+				if err != nil || size != int64(len(seg)) || string(got) != want {
+					t.Errorf("open %+v: %d bytes of %d, %v", c, len(got), size, err)
+				}
+			}
+			if _, err := lib.ReadFile(ctx, versions[2], "720p/1.m4s", 100); err == nil {
+				t.Error("ReadFile over its limit succeeded")
+			}
+			names, err := lib.Names(ctx)
+			if err != nil || !slices.Equal(names, []string{"movie"}) {
+				t.Errorf("Names: %v, %v", names, err)
+			}
+			if err := lib.Check(ctx); err != nil {
+				t.Errorf("Check: %v", err)
+			}
+		})
+	}
+}
+
+// TestHostileNames: no file name, version or asset name reaches outside
+// the library, in either store.
+func TestHostileNames(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for kind, lib := range stores(t) {
+		t.Run(kind, func(t *testing.T) {
+			dir := stage(t, lib, "a", map[string]string{"asset.json": "x"})
+			if err := lib.Publish(ctx, dir, "a", "b1", nil); err != nil {
+				t.Fatal(err)
+			}
+			v, err := lib.Current(ctx, "a", store.Version{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rel := range []string{"../a", "..", "/etc/passwd", "x/../../y", ".versions/a.b1/asset.json", "a//b", "", "%2e%2e/x", "a\\..\\b"} {
+				if _, err := lib.ReadFile(ctx, v, rel, 100); err == nil {
+					t.Errorf("ReadFile(%q) succeeded", rel)
+				}
+				if _, _, err := lib.Open(ctx, v, rel, 0, -1); err == nil {
+					t.Errorf("Open(%q) succeeded", rel)
+				}
+			}
+			for _, name := range []string{"..", ".versions", "a/b", "", "../a", strings.Repeat("n", 200)} {
+				if _, err := lib.Current(ctx, name, store.Version{}); !errors.Is(err, store.ErrNoAsset) {
+					t.Errorf("Current(%q): %v, want ErrNoAsset", name, err)
+				}
+			}
+		})
+	}
+}
+
+// TestS3URLs checks which library URLs are taken.
+func TestS3URLs(t *testing.T) {
+	for _, c := range []struct {
+		url string
+		ok  bool
+	}{
+		{"s3://bucket", true},
+		{"s3://bucket/", true},
+		{"s3://bucket/a/b", true},
+		{"s3://my-bucket.example/vod_lib/2026", true},
+		{"s3://b", false},
+		{"s3://bucket/../x", false},
+		{"s3://bucket/a/../b", false},
+		{"s3://bucket/.versions", false},
+		{"s3://bucket/a%2Fb", false},
+		{"s3://user@bucket/a", false},
+		{"s3://bucket/a?x=1", false},
+		{"s3://bucket:9000/a", false},
+		{"s3:/bucket", false},
+		{"s3://bucket//a", true}, // the same prefix as s3://bucket/a
+	} {
+		_, err := store.OpenS3(context.Background(), c.url, store.S3Options{})
+		if (err == nil) != c.ok {
+			t.Errorf("OpenS3(%q): %v, want ok=%v", c.url, err, c.ok)
+		}
+	}
+}
+
+// FuzzS3URL: no library URL makes a prefix that could leave its bucket.
+func FuzzS3URL(f *testing.F) {
+	for _, s := range []string{"s3://bucket/a/b", "s3://b/../x", "s3://bucket/a%2F..", "s3://x y/z"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		lib, err := store.OpenS3(context.Background(), u, store.S3Options{})
+		if err != nil {
+			return
+		}
+		if s := lib.String(); strings.Contains(s, "..") || strings.Contains(s[len("s3://"):], "//") {
+			t.Errorf("accepted %q", u)
+		}
+	})
+}
+
+// TestInterruptedPublishLeavesThePreviousVersion: a publish whose context
+// ends during the upload leaves the pointer where it was and no objects
+// of the partial version.
+func TestInterruptedPublishLeavesThePreviousVersion(t *testing.T) {
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "interrupt")
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := lib.Publish(ctx, stage(t, lib, "a", map[string]string{"asset.json": "old"}), "a", "b1", nil); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"asset.json": "new"}
+	for i := range 40 {
+		files["r/"+string(rune('a'+i%26))+strings.Repeat("x", i/26)+".m4s"] = strings.Repeat("s", 100<<10)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	err = lib.Publish(pctx, stage(t, lib, "a", files), "a", "b2", func(p store.Progress) {
+		if p.Done > 0 {
+			stop() // Ctrl-C after the first file
+		}
+	})
+	stop()
+	if err == nil {
+		t.Fatal("an interrupted publish succeeded")
+	}
+	v, err := lib.Current(ctx, "a", store.Version{})
+	if err != nil || v.ID != "a.b1" {
+		t.Fatalf("after the interrupted publish the live version is %q (%v), want a.b1", v.ID, err)
+	}
+	if got, err := lib.ReadFile(ctx, v, "asset.json", 10); err != nil || !bytes.Equal(got, []byte("old")) {
+		t.Errorf("old version: %q, %v", got, err)
+	}
+	if keys := srv.Keys(t, bucket, "lib/.versions/a.b2/"); len(keys) != 0 {
+		t.Errorf("the partial version left %d objects: %v", len(keys), keys[:min(3, len(keys))])
+	}
+}

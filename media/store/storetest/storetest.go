@@ -1,0 +1,256 @@
+// Package storetest runs a real S3 server for tests: versitygw (the
+// Versity S3 gateway, Apache-2.0) with its posix backend in a temporary
+// folder, started as a process on a loopback port. The binary comes from
+// the module's tool line (`go tool versitygw`), built once and cached by
+// the go command.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/deepcast/deepcast/media/store"
+)
+
+// Credentials of every test server: the tests are alone on loopback.
+const (
+	AccessKey = "deepcasttest"
+	SecretKey = "deepcast-test-secret-key"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// Binary returns the path of the versitygw binary, building it with the
+// go command the first time (a minute or two; cached afterwards).
+func Binary() (string, error) {
+	binOnce.Do(func() {
+		if p := os.Getenv("DEEPCAST_VERSITYGW"); p != "" {
+			binPath = p
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, "go", "tool", "-n", "versitygw").Output()
+		if err != nil {
+			binErr = fmt.Errorf("go tool -n versitygw: %w", err)
+			return
+		}
+		binPath = strings.TrimSpace(string(out))
+	})
+	return binPath, binErr
+}
+
+// Server is a running versitygw.
+type Server struct {
+	// Endpoint is the server's URL, http://127.0.0.1:PORT.
+	Endpoint string
+	// Dir holds the buckets (one folder each).
+	Dir string
+	// Log is where its output goes.
+	Log  string
+	addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
+}
+
+// Start runs a versitygw for the test, stopped when it ends, and points
+// the AWS SDK's standard chain at it through the environment (so the test
+// cannot run in parallel with others that set it).
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s := &Server{Dir: tb.TempDir()}
+	s.Log = filepath.Join(tb.TempDir(), "versitygw.log")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.addr = l.Addr().String()
+	l.Close()
+	s.Endpoint = "http://" + s.addr
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	for k, v := range s.Env() {
+		setenv(tb, k, v)
+	}
+	return s
+}
+
+// setenv is testing.TB's Setenv where there is one.
+func setenv(tb testing.TB, k, v string) {
+	if t, ok := tb.(interface{ Setenv(string, string) }); ok {
+		t.Setenv(k, v)
+		return
+	}
+	old, had := os.LookupEnv(k)
+	os.Setenv(k, v)
+	tb.Cleanup(func() {
+		if had {
+			os.Setenv(k, old)
+		} else {
+			os.Unsetenv(k)
+		}
+	})
+}
+
+// Env is the environment that points the AWS SDK at the server.
+func (s *Server) Env() map[string]string {
+	return map[string]string{
+		"AWS_ACCESS_KEY_ID":     AccessKey,
+		"AWS_SECRET_ACCESS_KEY": SecretKey,
+		"AWS_REGION":            "us-east-1",
+		"AWS_ENDPOINT_URL_S3":   s.Endpoint,
+		// Nothing from the machine's own AWS files.
+		"AWS_CONFIG_FILE":             os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		"AWS_EC2_METADATA_DISABLED":   "true",
+	}
+}
+
+// start launches the process on s.addr and waits, bounded, until it answers.
+func (s *Server) start() error {
+	bin, err := Binary()
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(s.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.addr, "posix", s.Dir)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("versitygw: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); logf.Close(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			out, _ := os.ReadFile(s.Log)
+			return fmt.Errorf("versitygw exited at start:\n%s", out)
+		default:
+		}
+		resp, err := http.Get(s.Endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Stop()
+	return fmt.Errorf("versitygw did not answer on %s within 30 s", s.addr)
+}
+
+// Stop kills the server (a store that goes away) and waits for it.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// Restart starts a stopped server again on the same address and folder.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Client is an S3 client of the server.
+func (s *Server) Client(tb testing.TB) *s3.Client {
+	tb.Helper()
+	cfg, err := config.LoadDefaultConfig(context.Background(),
+		config.WithRegion("us-east-1"),
+		config.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: AccessKey, SecretAccessKey: SecretKey}, nil
+		})))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(s.Endpoint)
+		o.UsePathStyle = true
+	})
+}
+
+// Bucket creates a bucket and returns its name.
+func (s *Server) Bucket(tb testing.TB, name string) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := s.Client(tb).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		tb.Fatalf("create bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// Keys lists every key of a bucket under prefix.
+func (s *Server) Keys(tb testing.TB, bucket, prefix string) []string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(s.Client(tb), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			tb.Fatalf("list %s/%s: %v", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys
+}
+
+// CopyIn publishes a copy of a version folder's files (an asset already
+// packaged into a folder library) into lib as name.build.
+func CopyIn(tb testing.TB, lib store.Store, versionDir, name, build string) {
+	tb.Helper()
+	staging, err := lib.Staging(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-rL", versionDir+"/.", staging).CombinedOutput(); err != nil {
+		tb.Fatalf("copy %s: %v: %s", versionDir, err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := lib.Publish(ctx, staging, name, build, nil); err != nil {
+		tb.Fatal(err)
+	}
+}

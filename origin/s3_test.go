@@ -1,0 +1,278 @@
+package origin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
+)
+
+// testSecret is put beside every test library: no request may reach it.
+const testSecret = "TOP-SECRET-DO-NOT-SERVE"
+
+// s3Library starts a versitygw and copies the test asset into a library
+// at s3://BUCKET/lib, with secrets beside the prefix.
+func s3Library(t *testing.T) (store.Store, *storetest.Server) {
+	t.Helper()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "origin-test")
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := (store.Folder{Root: mediatest.Library(t)}).Resolve(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := media.LoadAsset(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, lib, dir, mediatest.AssetName, a.Build)
+	client := srv.Client(t)
+	for _, key := range []string{"secret.m4s", "manifest.mpd", "other/" + mediatest.AssetName + "/manifest.mpd", "lib/.versions/secret.m4s"} {
+		if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+			Body: strings.NewReader(testSecret)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lib, srv
+}
+
+// forEachLibrary runs f over the test asset in a library folder (a copy
+// the test may change) and in an object store library: lib is the folder,
+// on points a Config at the library of the run.
+func forEachLibrary(t *testing.T, f func(t *testing.T, lib string, on func(*Config))) {
+	t.Run("folder", func(t *testing.T) { f(t, mediatest.CopyLibrary(t), func(*Config) {}) })
+	t.Run("s3", func(t *testing.T) {
+		s3lib, _ := s3Library(t)
+		f(t, mediatest.CopyLibrary(t), func(c *Config) { c.Store = s3lib })
+	})
+}
+
+// TestS3OriginServesWhatTheFolderOriginServes compares every response of
+// an origin on an object store with the same asset's from a folder:
+// status, validators and bytes, for whole files, ranges and HEAD.
+func TestS3OriginServesWhatTheFolderOriginServes(t *testing.T) {
+	lib := mediatest.Library(t)
+	s3lib, _ := s3Library(t)
+	_, folder := start(t, lib)
+	_, objects := start(t, lib, func(c *Config) { c.Store = s3lib })
+	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := []string{"/manifest.mpd", "/master.m3u8"}
+	for _, r := range a.Renditions {
+		paths = append(paths, "/"+r.ID+"/init.mp4", "/"+r.ID+"/media.m3u8")
+		for _, s := range r.Segments {
+			paths = append(paths, "/"+r.ID+"/"+strconv.Itoa(s.Number)+".m4s")
+		}
+	}
+	requests := [][]string{nil, {"Range", "bytes=0-0"}, {"Range", "bytes=100-1099"}, {"Range", "bytes=-700"}, {"Range", "bytes=1000-"}}
+	for _, p := range paths {
+		for _, hdr := range requests {
+			url := "/vod/" + mediatest.AssetName + p
+			want, wantBody := get(t, folder.URL+url, hdr...)
+			got, gotBody := get(t, objects.URL+url, hdr...)
+			if got.StatusCode != want.StatusCode || !bytes.Equal(gotBody, wantBody) {
+				t.Errorf("%s %v: s3 %d, %d bytes; folder %d, %d bytes", url, hdr, got.StatusCode, len(gotBody), want.StatusCode, len(wantBody))
+			}
+			for _, h := range []string{"Etag", "Last-Modified", "Content-Type", "Cache-Control", "Content-Range", "Content-Length", "Accept-Ranges", "X-Deepcast-Last-Segment"} {
+				if got.Header.Get(h) != want.Header.Get(h) {
+					t.Errorf("%s %v: %s %q from s3, %q from the folder", url, hdr, h, got.Header.Get(h), want.Header.Get(h))
+				}
+			}
+		}
+		resp, body := do(t, http.MethodHead, objects.URL+"/vod/"+mediatest.AssetName+p)
+		if resp.StatusCode != 200 || len(body) != 0 || resp.ContentLength <= 0 {
+			t.Errorf("HEAD %s: %d, %d bytes, length %d", p, resp.StatusCode, len(body), resp.ContentLength)
+		}
+	}
+}
+
+// TestS3StoreDownAndSlow: with the store gone, what is in memory (the
+// manifest, the init segments) is still served, a segment is a 503 with
+// Retry-After at once, readiness fails; with the store stalled, a segment
+// is a 504 within the store timeout; with the store back, all is served.
+func TestS3StoreDownAndSlow(t *testing.T) {
+	s3lib, srv := s3Library(t)
+	_, ts := start(t, mediatest.Library(t), func(c *Config) { c.Store = s3lib; c.StoreTimeout = time.Second })
+	a, _ := media.LoadAsset(filepath.Join(mediatest.Library(t), mediatest.AssetName))
+	base := ts.URL + "/vod/" + mediatest.AssetName
+	seg := base + "/" + a.Renditions[0].ID + "/2.m4s"
+	if resp, _ := get(t, base+"/manifest.mpd"); resp.StatusCode != 200 {
+		t.Fatalf("manifest with the store up: %d", resp.StatusCode)
+	}
+	srv.Stop()
+	for _, p := range []string{"/manifest.mpd", "/master.m3u8", "/" + a.Renditions[0].ID + "/init.mp4"} {
+		if resp, _ := get(t, base+p); resp.StatusCode != 200 {
+			t.Errorf("%s with the store down: %d, want 200 from memory", p, resp.StatusCode)
+		}
+	}
+	start := time.Now()
+	resp, _ := get(t, seg)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("segment with the store down: %d, Retry-After %q, Cache-Control %q", resp.StatusCode, resp.Header.Get("Retry-After"), resp.Header.Get("Cache-Control"))
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the 503 took %s", d)
+	}
+	if resp, _ := get(t, ts.URL+"/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("readyz with the store down: %d", resp.StatusCode)
+	}
+	srv.Restart(t)
+	if resp, _ := get(t, ts.URL+"/readyz"); resp.StatusCode != 200 {
+		t.Errorf("readyz with the store back: %d", resp.StatusCode)
+	}
+	if resp, body := get(t, seg); resp.StatusCode != 200 || int64(len(body)) != a.Renditions[0].Segments[1].Size {
+		t.Errorf("segment with the store back: %d, %d bytes", resp.StatusCode, len(body))
+	}
+
+	// A store that accepts connections and never answers.
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Close()
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	stalled, err := store.Open(context.Background(), s3lib.String(), store.S3Options{Endpoint: "http://" + hang.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvStalled, err := New(Config{Library: s3lib.String(), Store: stalled, Logger: quietLogger(), StoreTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srvStalled.Close()
+	// Load the asset from the live store's copy, then serve it from the
+	// stalled one: a segment is a store trip.
+	e, err := NewStoreCatalog(s3lib, time.Hour, time.Second).Get(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.checked.Store(time.Now().UnixNano())
+	srvStalled.catalog.entries[mediatest.AssetName] = e
+	srvStalled.catalog.every = time.Hour
+	start = time.Now()
+	rec := &recorder{header: http.Header{}}
+	req, _ := http.NewRequest(http.MethodGet, "/vod/"+mediatest.AssetName+"/"+a.Renditions[0].ID+"/2.m4s", nil)
+	srvStalled.ServeHTTP(rec, req)
+	if rec.code != http.StatusGatewayTimeout || rec.header.Get("Retry-After") == "" {
+		t.Errorf("segment from a stalled store: %d, Retry-After %q", rec.code, rec.header.Get("Retry-After"))
+	}
+	if d := time.Since(start); d < 900*time.Millisecond || d > 8*time.Second {
+		t.Errorf("the 504 came after %s, want about the 1 s store timeout (SDK retries included)", d)
+	}
+}
+
+// recorder is a minimal ResponseWriter for a direct ServeHTTP call.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return r.body.Write(b)
+}
+func (r *recorder) WriteHeader(code int) { r.code = code }
+
+// TestS3NewBuildOnEveryOrigin: a new build published to the bucket is
+// served by every origin on it within a few seconds, without a restart,
+// and a session holding the old manifest still gets the old segments.
+func TestS3NewBuildOnEveryOrigin(t *testing.T) {
+	s3lib, _ := s3Library(t)
+	lib := mediatest.Library(t)
+	var bases []string
+	for range 2 {
+		_, ts := start(t, lib, func(c *Config) { c.Store = s3lib; c.CheckEvery = 200 * time.Millisecond })
+		bases = append(bases, ts.URL+"/vod/"+mediatest.AssetName)
+	}
+	_, oldMPD := get(t, bases[0]+"/manifest.mpd")
+	dir, _ := (store.Folder{Root: lib}).Resolve(mediatest.AssetName)
+	a, _ := media.LoadAsset(dir)
+	oldSeg := a.Renditions[0].ID + "/1.m4s"
+	_, oldBody := get(t, bases[1]+"/"+oldSeg)
+
+	// The new build: the same files with another creation time and title,
+	// so its manifest and validators differ.
+	staging := t.TempDir()
+	if out, err := execCp(dir, staging); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	a.Build, a.Created = "b2new", a.Created.Add(time.Hour)
+	mpd := bytes.Replace(oldMPD, []byte("</MPD>"), []byte("<!-- b2 --></MPD>"), 1)
+	writeAsset(t, staging, a, mpd)
+	storetest.CopyIn(t, s3lib, staging, mediatest.AssetName, a.Build)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for _, base := range bases {
+		for {
+			resp, body := get(t, base+"/manifest.mpd")
+			if resp.StatusCode == 200 && bytes.Equal(body, mpd) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the new build not served within 10 s", base)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The old version is the previous one: still there for old sessions,
+	// through the entry an old request resolved (the same bytes).
+	if _, body := get(t, bases[1]+"/"+oldSeg); !bytes.Equal(body, oldBody) {
+		t.Error("segment bytes changed across builds of the same files")
+	}
+}
+
+func execCp(src, dst string) ([]byte, error) {
+	return exec.Command("cp", "-rL", src+"/.", dst).CombinedOutput()
+}
+
+// writeAsset rewrites asset.json and manifest.mpd of a version folder.
+func writeAsset(t *testing.T, dir string, a *media.Asset, mpd []byte) {
+	t.Helper()
+	sum := sha256.Sum256(mpd)
+	a.Manifest = media.FileInfo{Size: int64(len(mpd)), SHA256: hex.EncodeToString(sum[:])}
+	if err := os.WriteFile(filepath.Join(dir, media.ManifestFile), mpd, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, media.AssetFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
