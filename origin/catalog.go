@@ -38,6 +38,11 @@ type Entry struct {
 	// manifestHeader is the fast path's header block for the manifest.
 	manifestHeader []byte
 	hls            *hlsSet      // the HLS playlists; nil when they could not be made
+	// prev is the version this one replaced, while it is the previous
+	// one (the libraries keep its files): sessions that started on it
+	// still find what the new version lacks (a rendition of the old
+	// ladder, a segment past the new end).
+	prev           atomic.Pointer[Entry]
 	checked        atomic.Int64 // unix nanos of the last check that the version is still current
 	refreshing     atomic.Bool  // a background check is under way (object stores)
 }
@@ -159,6 +164,15 @@ func (c *Catalog) loadShared(ctx context.Context, name string, old *Entry, now i
 	}
 }
 
+// Refresh re-resolves name now (after an ingest on this origin), keeping
+// the entry it replaces as the previous version.
+func (c *Catalog) Refresh(ctx context.Context, name string) (*Entry, error) {
+	c.mu.RLock()
+	old := c.entries[name]
+	c.mu.RUnlock()
+	return c.reload(ctx, name, old, time.Now().UnixNano())
+}
+
 // Invalidate drops the cached entry of name, so the next Get re-reads it.
 func (c *Catalog) Invalidate(name string) {
 	c.mu.Lock()
@@ -198,6 +212,10 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		return nil, err
 	}
 	e.checked.Store(now)
+	if old != nil {
+		old.prev.Store(nil) // one version back, no chain
+		e.prev.Store(old)
+	}
 	c.mu.Lock()
 	c.entries[name] = e
 	c.mu.Unlock()

@@ -69,6 +69,12 @@ func (s *Server) rendition(w http.ResponseWriter, r *http.Request) (*Entry, *med
 	}
 	rd, ok := e.Asset.Rendition(id)
 	if !ok {
+		// A rendition of the previous ladder, for sessions that began on it.
+		if p := e.prev.Load(); p != nil {
+			if rd, ok := p.Asset.Rendition(id); ok {
+				return p, rd, true
+			}
+		}
 		httpError(w, http.StatusNotFound, "no such rendition")
 		return nil, nil, false
 	}
@@ -187,6 +193,16 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info, ok := rd.Segment(n)
+	if !ok {
+		// Past the new version's end: the previous one may have it.
+		if p := e.prev.Load(); p != nil {
+			if prd, found := p.Asset.Rendition(rd.ID); found {
+				if info, ok = prd.Segment(n); ok {
+					e, rd = p, prd
+				}
+			}
+		}
+	}
 	if !ok {
 		httpError(w, http.StatusNotFound, "no such segment")
 		return

@@ -235,7 +235,9 @@ func (js *jobs) run(j *job, up *upload) {
 		log.Warn("ingest failed", "err", msg)
 		return
 	}
-	js.s.catalog.Invalidate(up.name)
+	if _, err := js.s.catalog.Refresh(js.ctx, up.name); err != nil {
+		js.s.catalog.Invalidate(up.name)
+	}
 	j.update(func(j *Job) {
 		j.State, j.Progress, j.Manifest = JobDone, 1, "/vod/"+up.name+"/manifest.mpd"
 	})

@@ -276,3 +276,29 @@ func writeAsset(t *testing.T, dir string, a *media.Asset, mpd []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestS3IngestOnOneOriginServedByAll: an upload ingested by one origin of
+// a bucket is published to the store and served by another origin.
+func TestS3IngestOnOneOriginServedByAll(t *testing.T) {
+	s3lib, srv := s3Library(t)
+	lib := mediatest.Library(t)
+	_, a := start(t, lib, func(c *Config) { c.Store = s3lib })
+	_, b := start(t, lib, func(c *Config) { c.Store = s3lib; c.CheckEvery = 200 * time.Millisecond })
+	if resp, _ := get(t, b.URL+"/vod/uploaded/manifest.mpd"); resp.StatusCode != 404 {
+		t.Fatalf("before the ingest: %d", resp.StatusCode)
+	}
+	resp, j := uploadFile(t, a.URL, "secret-token", mediatest.Source(t), map[string]string{"name": "uploaded", "ladder": "320x180@300k"})
+	if resp.StatusCode != 202 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	if done, _ := waitJob(t, a.URL, j.ID); done.State != JobDone {
+		t.Fatalf("job ended %+v", done)
+	}
+	if keys := srv.Keys(t, "origin-test", "lib/uploaded"); len(keys) != 1 {
+		t.Errorf("pointer objects for the ingested asset: %v", keys)
+	}
+	for _, base := range []string{a.URL, b.URL} {
+		frames := mediatest.CountFrames(t, mediatest.Source(t))
+		mediatest.CheckDecodesAll(t, base+"/vod/uploaded/manifest.mpd", 1, frames)
+	}
+}
