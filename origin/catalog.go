@@ -37,14 +37,14 @@ type Entry struct {
 	manifestLen  string
 	// manifestHeader is the fast path's header block for the manifest.
 	manifestHeader []byte
-	hls            *hlsSet      // the HLS playlists; nil when they could not be made
+	hls            *hlsSet // the HLS playlists; nil when they could not be made
 	// prev is the version this one replaced, while it is the previous
 	// one (the libraries keep its files): sessions that started on it
 	// still find what the new version lacks (a rendition of the old
 	// ladder, a segment past the new end).
-	prev           atomic.Pointer[Entry]
-	checked        atomic.Int64 // unix nanos of the last check that the version is still current
-	refreshing     atomic.Bool  // a background check is under way (object stores)
+	prev       atomic.Pointer[Entry]
+	checked    atomic.Int64 // unix nanos of the last check that the version is still current
+	refreshing atomic.Bool  // a background check is under way (object stores)
 }
 
 // remote reports an entry whose files are in an object store.

@@ -21,6 +21,8 @@ import (
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/player"
 	"github.com/deepcast/deepcast/web"
@@ -37,11 +39,12 @@ func demoCommand() command {
 			size := fs.String("sample-size", "1280x720", "picture size of the sample video")
 			playFor := fs.Duration("play", 20*time.Second, "media time of the demo's ABR session (0 skips it)")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
+			s3 := fs.Bool("s3", false, "keep the library in a local S3 server (versitygw, under -dir) with two origins in front of it")
 			return func(ctx context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("no arguments are taken: %w", errUsage)
 				}
-				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules})
+				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules, S3: *s3})
 			}
 		},
 	}
@@ -54,6 +57,44 @@ type demoOptions struct {
 	SampleSize     string
 	Play           time.Duration
 	Modules        string
+	// S3 puts the library in a local S3 server with two origins on it.
+	S3 bool
+}
+
+// demoBucket is the demo's bucket on its own S3 server.
+const demoBucket = "deepcast-demo"
+
+// startDemoS3 runs versitygw with its buckets under dir/s3 (kept across
+// runs, like the folder library) and opens the demo library on it. The
+// demo's own process gets the server's credentials through the AWS
+// environment variables, as any deployment would.
+func startDemoS3(ctx context.Context, dir string) (*storetest.Server, store.Store, error) {
+	ln, err := listenPreferred("127.0.0.1:7070")
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	gw, err := storetest.Launch(filepath.Join(dir, "s3"), addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("demo S3 server: %w", err)
+	}
+	for k, v := range map[string]string{"AWS_ACCESS_KEY_ID": storetest.AccessKey, "AWS_SECRET_ACCESS_KEY": storetest.SecretKey, "AWS_REGION": "us-east-1"} {
+		os.Setenv(k, v)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := gw.EnsureBucket(bctx, demoBucket); err != nil {
+		gw.Stop()
+		return nil, nil, err
+	}
+	lib, err := store.Open(ctx, "s3://"+demoBucket+"/library", store.S3Options{Endpoint: gw.Endpoint})
+	if err != nil {
+		gw.Stop()
+		return nil, nil, err
+	}
+	fmt.Printf("S3 server (versitygw) at %s, buckets in %s; library %s\n", gw.Endpoint, gw.Dir, lib)
+	return gw, lib, nil
 }
 
 // demoAsset is the name of the demo's packaged sample.
@@ -73,7 +114,15 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return err
 	}
-	lib := filepath.Join(o.Dir, "library")
+	var lib store.Store = store.Folder{Root: filepath.Join(o.Dir, "library")}
+	if o.S3 {
+		gw, s3lib, err := startDemoS3(ctx, o.Dir)
+		if err != nil {
+			return err
+		}
+		defer gw.Stop()
+		lib = s3lib
+	}
 	if err := prepareDemoContent(ctx, o, lib); err != nil {
 		return err
 	}
@@ -91,6 +140,10 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		{"deep-a", edge.EnterDeep, "127.0.0.1:9101", "127.0.0.1:9541"},
 		{"deep-b", edge.EnterDeep, "127.0.0.1:9102", "127.0.0.1:9542"},
 		{"router", "router", "127.0.0.1:8000", "127.0.0.1:8444"},
+	}
+	if o.S3 {
+		// Last, so the indexes above stay; the bring-home edge takes both.
+		addrs = append(addrs, struct{ name, role, addr, tlsAddr string }{"origin-2", "origin", "127.0.0.1:8081", "127.0.0.1:8445"})
 	}
 	lns := make([]nodeListeners, len(addrs))
 	closeAll := func() {
@@ -126,12 +179,21 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	pages := func(self string) http.Handler {
 		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: o.Modules, Logger: log})
 	}
-	osrv, err := origin.New(origin.Config{Library: lib, Logger: log.With("node", "origin"), Web: pages("origin")})
+	osrv, err := origin.New(origin.Config{Library: lib.String(), Store: lib, Logger: log.With("node", "origin"), Web: pages("origin")})
 	if err != nil {
 		return err
 	}
 	defer osrv.Close()
 	handlers := []http.Handler{osrv}
+	var origin2 http.Handler
+	if o.S3 {
+		o2, err := origin.New(origin.Config{Library: lib.String(), Store: lib, Logger: log.With("node", "origin-2"), Web: pages("origin-2")})
+		if err != nil {
+			return err
+		}
+		defer o2.Close()
+		origin2 = o2
+	}
 	var edges []*edge.Node
 	defer func() {
 		for _, e := range edges {
@@ -142,6 +204,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		cfg := edge.Config{Profile: a.role, Name: a.name, Logger: log, Web: pages(a.name), CheckEvery: time.Second}
 		if a.role == edge.BringHome {
 			cfg.Upstreams = []string{plainURLs[0]}
+			if o.S3 {
+				cfg.Upstreams = append(cfg.Upstreams, plainURLs[5])
+			}
 			cfg.DiskDir = filepath.Join(o.Dir, "cache-"+a.name)
 			cfg.MemBytes, cfg.DiskBytes = 256<<20, 2<<30
 		} else {
@@ -180,6 +245,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		return err
 	}
 	handlers = append(handlers, router)
+	if origin2 != nil {
+		handlers = append(handlers, origin2)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(lns)+1)
 	sctx, stop := context.WithCancel(ctx)
@@ -249,9 +317,9 @@ func runDemo(ctx context.Context, o demoOptions) error {
 
 // prepareDemoContent makes the sample and packages it, unless a packaged
 // sample is already there (a second run reuses it).
-func prepareDemoContent(ctx context.Context, o demoOptions, lib string) error {
-	if _, err := media.LoadAsset(filepath.Join(lib, demoAsset)); err == nil {
-		fmt.Printf("reusing the packaged sample in %s\n", filepath.Join(lib, demoAsset))
+func prepareDemoContent(ctx context.Context, o demoOptions, lib store.Store) error {
+	if _, err := lib.Current(ctx, demoAsset, store.Version{}); err == nil {
+		fmt.Printf("reusing the packaged sample in %s/%s\n", lib, demoAsset)
 		return nil
 	}
 	src := filepath.Join(o.Dir, "sample.mp4")
@@ -266,7 +334,7 @@ func prepareDemoContent(ctx context.Context, o demoOptions, lib string) error {
 		}
 		fmt.Fprintln(os.Stderr)
 	}
-	a, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: demoAsset, Progress: pp.update})
+	a, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib.String(), Store: lib, Name: demoAsset, Progress: pp.update})
 	if err != nil {
 		return err
 	}

@@ -438,3 +438,62 @@ func TestS3RepackageWhileAPlayerStreams(t *testing.T) {
 	// move to it when their copy of the manifest expires).
 	mediatest.CheckDecodesAll(t, o2+"/vod/"+mediatest.AssetName+"/manifest.mpd", 1, frames)
 }
+
+// TestDemoS3 runs `deepcast demo -s3`: the library in its own versitygw,
+// two origins on it; a viewer plays through an enter-deep edge, and
+// SIGINT stops every node and the S3 server.
+func TestDemoS3(t *testing.T) {
+	if _, err := storetest.Binary(); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "demo", "-s3", "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "0")
+	cmd.Dir = repoRoot()
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+		}
+	}()
+	deadline := time.Now().Add(3 * time.Minute)
+	for !strings.Contains(out.String(), "serving; Ctrl-C") {
+		if time.Now().After(deadline) {
+			t.Fatalf("demo -s3 did not come up:\n%s", out.String())
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("demo -s3 exited early: %v\n%s", err, out.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var origins, deeps []string
+	for _, line := range strings.Split(out.String(), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == "origin" {
+			origins = append(origins, f[0])
+		}
+		if len(f) >= 3 && f[1] == edge.EnterDeep {
+			deeps = append(deeps, f[2])
+		}
+	}
+	if len(origins) != 2 || !strings.Contains(out.String(), "library s3://"+demoBucket+"/library") || len(deeps) == 0 {
+		t.Fatalf("demo -s3 shows origins %v and no S3 library:\n%s", origins, out.String())
+	}
+	checkDecodes(t, deeps[0]+"/vod/sample/manifest.mpd", 6*30, "-ca_file", filepath.Join(dir, "tls", "ca.pem"))
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("demo -s3 still running 15 s after SIGINT")
+	}
+	if procs, _ := exec.Command("pgrep", "-f", dir).Output(); len(strings.TrimSpace(string(procs))) > 0 {
+		t.Errorf("processes left behind (the S3 server?): %s", procs)
+	}
+}

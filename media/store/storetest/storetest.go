@@ -1,8 +1,8 @@
-// Package storetest runs a real S3 server for tests: versitygw (the
-// Versity S3 gateway, Apache-2.0) with its posix backend in a temporary
-// folder, started as a process on a loopback port. The binary comes from
-// the module's tool line (`go tool versitygw`), built once and cached by
-// the go command.
+// Package storetest runs a real S3 server for tests and the demo:
+// versitygw (the Versity S3 gateway, Apache-2.0) with its posix backend in
+// a folder, started as a process on a loopback port. The binary is
+// $DEEPCAST_VERSITYGW, else versitygw on the PATH, else the module's tool
+// line (`go tool versitygw`), built once and cached by the go command.
 package storetest
 
 import (
@@ -45,11 +45,15 @@ func Binary() (string, error) {
 			binPath = p
 			return
 		}
+		if p, err := exec.LookPath("versitygw"); err == nil {
+			binPath = p
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, "go", "tool", "-n", "versitygw").Output()
 		if err != nil {
-			binErr = fmt.Errorf("go tool -n versitygw: %w", err)
+			binErr = fmt.Errorf("no versitygw: not on the PATH, and `go tool -n versitygw` (in the deepcast module) failed: %w", err)
 			return
 		}
 		binPath = strings.TrimSpace(string(out))
@@ -76,16 +80,14 @@ type Server struct {
 // cannot run in parallel with others that set it).
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	s := &Server{Dir: tb.TempDir()}
-	s.Log = filepath.Join(tb.TempDir(), "versitygw.log")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.addr = l.Addr().String()
+	addr := l.Addr().String()
 	l.Close()
-	s.Endpoint = "http://" + s.addr
-	if err := s.start(); err != nil {
+	s, err := Launch(tb.TempDir(), addr)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(s.Stop)
@@ -93,6 +95,20 @@ func Start(tb testing.TB) *Server {
 		setenv(tb, k, v)
 	}
 	return s
+}
+
+// Launch runs versitygw on addr with its buckets in dir (its log beside
+// them, in dir/versitygw.log) and waits until it answers. Stop ends it.
+func Launch(dir, addr string) (*Server, error) {
+	data := filepath.Join(dir, "buckets")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: data, Log: filepath.Join(dir, "versitygw.log"), addr: addr, Endpoint: "http://" + addr}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // setenv is testing.TB's Setenv where there is one.
@@ -193,18 +209,41 @@ func (s *Server) Restart(tb testing.TB) {
 // Client is an S3 client of the server.
 func (s *Server) Client(tb testing.TB) *s3.Client {
 	tb.Helper()
+	c, err := s.client()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func (s *Server) client() (*s3.Client, error) {
 	cfg, err := config.LoadDefaultConfig(context.Background(),
 		config.WithRegion("us-east-1"),
 		config.WithCredentialsProvider(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: AccessKey, SecretAccessKey: SecretKey}, nil
 		})))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(s.Endpoint)
 		o.UsePathStyle = true
-	})
+	}), nil
+}
+
+// EnsureBucket creates a bucket unless it exists.
+func (s *Server) EnsureBucket(ctx context.Context, name string) error {
+	client, err := s.client()
+	if err != nil {
+		return err
+	}
+	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(name)}); err == nil {
+		return nil
+	}
+	if _, err := client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return nil
 }
 
 // Bucket creates a bucket and returns its name.
