@@ -41,6 +41,8 @@ demo: deps build
 
 test: deps
 	$(GO) vet ./...
+	@echo "building versitygw, the S3 server the tests run (a go tool of this module; cached after the first time)"
+	$(GO) tool -n versitygw >/dev/null
 	$(GO) test -race -count=1 -timeout 15m ./...
 	DEEPCAST_LAB=short $(GO) test -count=1 -run '^TestFaultLab$$' -v -timeout 10m ./cmd/deepcast
 	@$(MAKE) --no-print-directory fuzz

@@ -7,8 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/deepcast/deepcast/media"
@@ -30,6 +32,10 @@ const retryAfter = "2"
 // 503 (504 when it is too slow) with Retry-After; one that stalls later
 // cuts the response short, so no cache keeps a truncated copy.
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, e *Entry, rel string, contentType []string, info media.FileInfo) {
+	if d, ok := s.catalog.Store().(store.Direct); ok && d.DirectReads() && r.Method == http.MethodGet && plainGet(r) {
+		s.serveDirect(w, r, d, e, rel, contentType, info)
+		return
+	}
 	obj := newObjectReader(r.Context(), s.catalog.Store(), e.Version, rel, info.Size, s.catalog.timeout)
 	defer obj.Close()
 	if rh := r.Header.Get("Range"); rh != "" {
@@ -57,7 +63,10 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, e *Entry, r
 		setWhole(w.Header(), e.lastModified, strconv.FormatInt(info.Size, 10))
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
-			if _, err := io.Copy(w, obj); err != nil {
+			buf := copyBuffers.Get().(*[]byte)
+			_, err := io.CopyBuffer(writeOnly{w}, obj, *buf)
+			copyBuffers.Put(buf)
+			if err != nil {
 				s.log.Warn("segment cut short: the store stopped sending", "asset", e.Name, "file", rel, "err", err)
 			}
 		}
@@ -65,6 +74,32 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, e *Entry, r
 	}
 	http.ServeContent(w, r, "", e.Asset.Created, obj)
 }
+
+// serveDirect streams a whole segment from a store connection of our own
+// to the client: on HTTP/1.1 the body goes from socket to socket with
+// splice, never through this process's memory.
+func (s *Server) serveDirect(w http.ResponseWriter, r *http.Request, d store.Direct, e *Entry, rel string, contentType []string, info media.FileInfo) {
+	body, err := d.OpenDirect(r.Context(), e.Version, rel, s.catalog.timeout)
+	if err != nil {
+		s.objectError(w, e, rel, err)
+		return
+	}
+	defer body.Close()
+	if body.Size != info.Size {
+		s.objectError(w, e, rel, fmt.Errorf("%w: %d bytes in the store, asset.json says %d", errDamaged, body.Size, info.Size))
+		return
+	}
+	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(info.SHA256))
+	setWhole(w.Header(), e.lastModified, strconv.FormatInt(info.Size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, body); err != nil {
+		s.log.Warn("segment cut short: the store stopped sending", "asset", e.Name, "file", rel, "err", err)
+	}
+}
+
+// copyBuffers hold the copy buffers of segments streamed from a store:
+// bigger than io.Copy's 32 KiB, so a 1 MiB segment is a few writes.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // objectError answers a store read that failed before the response began.
 func (s *Server) objectError(w http.ResponseWriter, e *Entry, rel string, err error) {
@@ -87,7 +122,7 @@ func (s *Server) storeDown(w http.ResponseWriter, asset, rel string, err error) 
 	s.log.Warn("library store unavailable", "asset", asset, "file", rel, "err", err)
 	s.metrics.storeErrors.Inc()
 	w.Header().Set("Retry-After", retryAfter)
-	if errors.Is(err, errStoreTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, errStoreTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 		httpError(w, http.StatusGatewayTimeout, "library store timed out")
 		return
 	}
@@ -208,6 +243,13 @@ func (o *objectReader) closeBody() {
 		o.timer.Stop()
 	}
 	if o.body != nil {
+		if o.bodyAt == o.bodyTo {
+			// Everything asked for was read: reading the end of the
+			// response (no syscall: its length is known) lets the store
+			// connection go back to the pool instead of being closed.
+			var end [1]byte
+			_, _ = o.body.Read(end[:])
+		}
 		o.body.Close()
 		o.body = nil
 	}

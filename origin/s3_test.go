@@ -66,6 +66,16 @@ func forEachLibrary(t *testing.T, f func(t *testing.T, lib string, on func(*Conf
 		s3lib, _ := s3Library(t)
 		f(t, mediatest.CopyLibrary(t), func(c *Config) { c.Store = s3lib })
 	})
+	// Whole segments through the SDK's GetObject instead of a spliced
+	// connection of the origin's own.
+	t.Run("s3-sdk", func(t *testing.T) {
+		s3lib, srv := s3Library(t)
+		sdk, err := store.Open(context.Background(), s3lib.String(), store.S3Options{Endpoint: srv.Endpoint, NoDirect: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f(t, mediatest.CopyLibrary(t), func(c *Config) { c.Store = sdk })
+	})
 }
 
 // TestS3OriginServesWhatTheFolderOriginServes compares every response of

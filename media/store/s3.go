@@ -40,6 +40,9 @@ type S3Options struct {
 	PathStyle bool
 	// Parallel bounds the files uploaded at once by Publish (16 when zero).
 	Parallel int
+	// NoDirect reads whole objects through the SDK even from a plain-HTTP
+	// endpoint (see Direct), for comparison.
+	NoDirect bool
 }
 
 // defaultRegion is used when the standard chain names none: S3-compatible
@@ -56,6 +59,13 @@ type S3 struct {
 	prefix   string // "" or "a/b/" (with the slash)
 	location string
 	parallel int
+	// direct: the endpoint is plain HTTP, and whole objects are read on
+	// connections of pool (see OpenDirect).
+	direct  bool
+	presign *s3.PresignClient
+	pool    connPool
+	signed  sync.Map // key -> *signedRequest
+	nsigned atomic.Int64
 }
 
 // OpenS3 opens the library at an s3://BUCKET/PREFIX URL. It does not
@@ -100,7 +110,8 @@ func OpenS3(ctx context.Context, location string, opt S3Options) (*S3, error) {
 	}
 	// The canonical URL: what messages print and what String returns.
 	location = strings.TrimSuffix("s3://"+bucket+"/"+prefix, "/")
-	return &S3{client: client, bucket: bucket, prefix: prefix, location: location, parallel: parallel}, nil
+	return &S3{client: client, bucket: bucket, prefix: prefix, location: location, parallel: parallel,
+		direct: directFor(endpoint) && !opt.NoDirect, presign: s3.NewPresignClient(client)}, nil
 }
 
 // hostOnlyEndpoint reports an endpoint URL whose host is an IP address or
@@ -317,9 +328,9 @@ type stagedFile struct {
 
 // Publish uploads the staging folder under .versions/NAME.BUILD/ with
 // bounded parallel uploads, then writes the pointer object (the only
-// write a reader sees), then prunes old versions. If an upload fails or
-// ctx ends first, what was uploaded is deleted and the pointer is not
-// touched.
+// write a reader sees). Versions older than the live one (which becomes
+// the previous one) are deleted meanwhile. If an upload fails or ctx ends
+// first, what was uploaded is deleted and the pointer is not touched.
 func (s *S3) Publish(ctx context.Context, staging, name, build string, progress func(Progress)) (err error) {
 	defer os.RemoveAll(staging)
 	version := name + "." + build
@@ -341,6 +352,18 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 		}
 	}
 	report()
+	// The live version now becomes the previous one; every other version
+	// of name can go, and is deleted while the new one uploads.
+	previous := ""
+	if v, err := s.Current(ctx, name, Version{}); err == nil {
+		previous = v.ID
+	}
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		s.prune(ctx, name, version, previous)
+	}()
+	defer func() { <-pruned }()
 	if err := s.uploadAll(ctx, staging, version, files, func(n int64) { done.Add(n); report() }); err != nil {
 		// Nothing points at the partial version; remove it even when ctx
 		// is cancelled (Ctrl-C), within a bound of its own.
@@ -351,10 +374,6 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 		}
 		return fmt.Errorf("publish %s to %s: %w", name, s.location, err)
 	}
-	previous := ""
-	if v, err := s.Current(ctx, name, Version{}); err == nil {
-		previous = v.ID
-	}
 	body, _ := json.Marshal(pointer{Format: 1, Version: version})
 	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name)),
 		Body: strings.NewReader(string(body)), ContentType: aws.String("application/json"), CacheControl: aws.String("no-store")}); err != nil {
@@ -363,7 +382,6 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 		_ = s.deletePartial(cctx, version)
 		return fmt.Errorf("publish %s to %s: pointer: %w", name, s.location, s.fail("write", s.pointerKey(name), err))
 	}
-	s.prune(ctx, name, version, previous)
 	return nil
 }
 

@@ -241,3 +241,58 @@ func TestInterruptedPublishLeavesThePreviousVersion(t *testing.T) {
 		t.Errorf("the partial version left %d objects: %v", len(keys), keys[:min(3, len(keys))])
 	}
 }
+
+// TestDirectReads: whole objects read on the store's own connections
+// (for splice) are the objects' bytes, by Read and by WriteTo; a missing
+// one is fs.ErrNotExist; connections are reused, and one the server
+// closed meanwhile is replaced without an error.
+func TestDirectReads(t *testing.T) {
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "direct")
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := lib.(store.Direct)
+	if !ok || !d.DirectReads() {
+		t.Fatal("an http:// endpoint gives no direct reads")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	big := strings.Repeat("abcdefghij", 300_000) // 3 MB: more than one read
+	if err := lib.Publish(ctx, stage(t, lib, "a", map[string]string{"asset.json": "{}", "r/1.m4s": big}), "a", "b1", nil); err != nil {
+		t.Fatal(err)
+	}
+	v, err := lib.Current(ctx, "a", store.Version{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		body, err := d.OpenDirect(ctx, v, "r/1.m4s", 5*time.Second)
+		if err != nil {
+			t.Fatalf("read %d: %v", i, err)
+		}
+		var got bytes.Buffer
+		if i%2 == 0 {
+			_, err = io.Copy(&got, body) // WriteTo
+		} else {
+			_, err = io.Copy(&got, io.LimitReader(body, 1<<40)) // Read
+		}
+		body.Close()
+		if err != nil || got.String() != big || body.Size != int64(len(big)) {
+			t.Fatalf("read %d: %d bytes of %d, %v", i, got.Len(), len(big), err)
+		}
+		if i == 3 {
+			// The server goes away and comes back: the pooled connections are dead.
+			srv.Stop()
+			srv.Restart(t)
+		}
+	}
+	if _, err := d.OpenDirect(ctx, v, "r/2.m4s", 5*time.Second); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing object: %v", err)
+	}
+	noDirect, _ := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, NoDirect: true})
+	if noDirect.(store.Direct).DirectReads() {
+		t.Error("NoDirect still reads directly")
+	}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
+	"github.com/deepcast/deepcast/origin"
+)
+
+// TestBenchS3OriginVsDirect measures what the origin costs in front of an
+// object store: cold segment fetches (the origin keeps no segment; every
+// request is a GET to the store) against the same GETs sent straight to
+// versitygw with presigned URLs, ~1 MiB segments, wrk with 64
+// connections, 3 interleaved rounds. Then the publish rate of the
+// packager's upload against the SDK's own recursive upload
+// (transfermanager.UploadDirectory, what `aws s3 cp --recursive` does)
+// of the same files with the same parallelism. Run by `make bench`.
+func TestBenchS3OriginVsDirect(t *testing.T) {
+	if os.Getenv("DEEPCAST_BENCH") == "" {
+		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
+	}
+	tuneGC()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "bench")
+	folder, a := benchLibrary(t)
+	dir, err := (store.Folder{Root: folder}).Resolve(a.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
+
+	log := slog.New(slog.NewTextHandler(benchLogOut(), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Two origins on the bucket: whole segments spliced from store
+	// connections of its own (the default on a plain-HTTP endpoint), and
+	// through the SDK's GetObject with a user-space copy.
+	startOrigin := func(lib store.Store) string {
+		osrv, err := origin.New(origin.Config{Library: lib.String(), Store: lib, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(osrv.Close)
+		ln, err := listen("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go serve(ctx, osrv, ln, log)
+		return "http://" + ln.Addr().String()
+	}
+	ours := startOrigin(lib)
+	viaSDK, err := store.Open(context.Background(), lib.String(), store.S3Options{Endpoint: srv.Endpoint, NoDirect: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oursSDK := startOrigin(viaSDK)
+
+	segs := segmentPaths(a, 900<<10)
+	presign := s3.NewPresignClient(srv.Client(t))
+	var direct []string
+	for _, p := range segs {
+		rel := strings.TrimPrefix(p, "/vod/"+a.Name+"/")
+		req, err := presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket),
+			Key: aws.String("lib/.versions/" + a.Name + "." + a.Build + "/" + rel)}, s3.WithPresignExpires(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(req.URL)
+		direct = append(direct, u.RequestURI())
+	}
+	fmt.Printf("origin on versitygw vs direct GETs to versitygw: %d segments of ~1 MiB; wrk 2 threads, 64 connections, 5 s runs, 3 interleaved rounds\n", len(segs))
+	var o, k, d []wrkResult
+	runWrk(t, ours, segs, 64, 2*time.Second)
+	runWrk(t, oursSDK, segs, 64, 2*time.Second)
+	runWrk(t, srv.Endpoint, direct, 64, 2*time.Second)
+	for range 3 {
+		o = append(o, runWrk(t, ours, segs, 64, 5*time.Second))
+		k = append(k, runWrk(t, oursSDK, segs, 64, 5*time.Second))
+		d = append(d, runWrk(t, srv.Endpoint, direct, 64, 5*time.Second))
+	}
+	mo, mk, md := medianResult(o), medianResult(k), medianResult(d)
+	fmt.Printf("  origin, splice    %s\n  origin, SDK copy  %s\n  direct            %s\n", mo, mk, md)
+	fmt.Printf("  ratio origin/direct: req/s %.2fx (target >= 0.9), p99 %.2fx (target <= 1.2); through the SDK: req/s %.2fx, p99 %.2fx\n",
+		mo.RPS/md.RPS, float64(mo.P99)/float64(md.P99), mk.RPS/md.RPS, float64(mk.P99)/float64(md.P99))
+
+	// Publish rate.
+	var size int64
+	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			if st, err := e.Info(); err == nil {
+				size += st.Size()
+			}
+		}
+		return err
+	})
+	tm := transfermanager.New(srv.Client(t), func(o *transfermanager.Options) {
+		o.Concurrency = 16
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+	})
+	var ourTimes, sdkTimes []time.Duration
+	for i := range 3 {
+		staging, err := lib.Staging(a.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command("cp", "-rL", dir+"/.", staging).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		start := time.Now()
+		if err := lib.Publish(ctx, staging, a.Name, fmt.Sprintf("bench%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+		ourTimes = append(ourTimes, time.Since(start))
+		start = time.Now()
+		if _, err := tm.UploadDirectory(ctx, &transfermanager.UploadDirectoryInput{Bucket: aws.String(bucket), Source: aws.String(dir),
+			Recursive: aws.Bool(true), KeyPrefix: aws.String(fmt.Sprintf("sdk%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+		sdkTimes = append(sdkTimes, time.Since(start))
+	}
+	slices.Sort(ourTimes)
+	slices.Sort(sdkTimes)
+	mb := float64(size) / 1e6
+	fmt.Printf("publish %.1f MB (%d files): package -o s3:// %.0f MB/s (median of 3, %s), SDK UploadDirectory %.0f MB/s (%s); ratio %.2fx (target >= 1.0)\n",
+		mb, countFiles(dir), mb/ourTimes[1].Seconds(), ourTimes[1].Round(time.Millisecond), mb/sdkTimes[1].Seconds(), sdkTimes[1].Round(time.Millisecond),
+		sdkTimes[1].Seconds()/ourTimes[1].Seconds())
+}
+
+func countFiles(dir string) int {
+	n := 0
+	filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			n++
+		}
+		return err
+	})
+	return n
+}
+
+func benchLogOut() io.Writer {
+	if os.Getenv("DEEPCAST_BENCH_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
