@@ -2,6 +2,7 @@ package player
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -36,24 +37,44 @@ func Algorithms() []string {
 // NewABR makes a fresh algorithm by name.
 func NewABR(name string) (ABR, error) {
 	f, ok := algorithms[strings.ToLower(name)]
+	if strings.ToLower(name) == Optimal {
+		return nil, fmt.Errorf("ABR %q knows the whole trace in advance: it runs in sim only", name)
+	}
 	if !ok {
 		return nil, fmt.Errorf("unknown ABR %q (have %s)", name, strings.Join(Algorithms(), ", "))
 	}
 	return f(), nil
 }
 
-// ParseABRList reads "all" or "a,b,c".
+// ParseABRList reads "all" or "a,b,c", where "all" stands for every
+// algorithm a player can run and "optimal" adds the offline optimum
+// (sim only): "all,optimal".
 func ParseABRList(spec string) ([]string, error) {
 	if spec == "" || spec == "all" {
 		return Algorithms(), nil
 	}
 	var out []string
+	add := func(n string) {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
 	for n := range strings.SplitSeq(spec, ",") {
 		n = strings.TrimSpace(strings.ToLower(n))
+		switch n {
+		case "all":
+			for _, a := range Algorithms() {
+				add(a)
+			}
+			continue
+		case Optimal:
+			add(n)
+			continue
+		}
 		if _, err := NewABR(n); err != nil {
 			return nil, err
 		}
-		out = append(out, n)
+		add(n)
 	}
 	return out, nil
 }

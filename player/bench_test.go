@@ -53,15 +53,26 @@ func TestBenchSweep(t *testing.T) {
 		}
 	}
 	fmt.Printf("  full sweep: %d traces x %d algorithms in %s (best of 3; target < 2 s)\n", len(all), len(Algorithms()), best.Round(time.Millisecond))
+	// The offline optimum alone, both cores (its own run includes the
+	// other algorithms' sessions, its incumbents).
+	start := time.Now()
+	if _, err := Simulate(ctx, SimOptions{Video: v, Traces: all, Algorithms: []string{Optimal}, Pensieve: true}); err != nil {
+		t.Fatal(err)
+	}
+	d := time.Since(start)
+	fmt.Printf("  optimal: %d traces x 48 chunks x %d renditions in %s, %.1f ms a trace (target: 142 traces in < 10 s, i.e. < 70 ms a trace)\n",
+		len(all), len(v.Bitrates), d.Round(time.Millisecond), float64(d.Milliseconds())/float64(len(all)))
 	for _, set := range []string{"fcc", "hsdpa"} {
-		res, _ := Simulate(ctx, SimOptions{Video: v, Traces: sets[set], Algorithms: Algorithms(), Pensieve: true})
+		res, _ := Simulate(ctx, SimOptions{Video: v, Traces: sets[set], Algorithms: append(Algorithms(), Optimal), Pensieve: true})
 		fmt.Printf("  mean QoE_lin on %s (%d traces):", set, len(sets[set]))
 		means := map[string]float64{}
 		for _, s := range Summarize(res) {
 			means[s.ABR] = s.MeanQoE
 			fmt.Printf(" %s %.2f", s.ABR, s.MeanQoE)
 		}
-		fmt.Printf("; deepcast vs robustmpc %+.1f%%\n", 100*(means["deepcast"]/means["robustmpc"]-1))
+		gap, best, _ := GapClosed(Summarize(res), "deepcast")
+		fmt.Printf("; deepcast vs robustmpc %+.1f%%, of the optimum %.3f, gap_closed %.3f (best baseline %s)\n",
+			100*(means["deepcast"]/means["robustmpc"]-1), means["deepcast"]/means[Optimal], gap, best)
 	}
 }
 

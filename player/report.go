@@ -14,7 +14,9 @@ import (
 )
 
 // ResultColumns are the columns of `sim -out`, a contract for scripts.
-var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "rebuffer_s", "rebuffer_count", "switches", "startup_s", "qoe"}
+// The last, optimal_qoe, is the offline optimum's QoE on the row's trace,
+// empty when the optimum was not run.
+var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "rebuffer_s", "rebuffer_count", "switches", "startup_s", "qoe", "optimal_qoe"}
 
 // WriteResults writes one CSV row per (trace, abr).
 func WriteResults(w io.Writer, results []SimResult) error {
@@ -22,9 +24,14 @@ func WriteResults(w io.Writer, results []SimResult) error {
 	if err := cw.Write(ResultColumns); err != nil {
 		return err
 	}
+	best := optimalByTrace(results)
 	for _, r := range results {
+		opt := ""
+		if q, ok := best[r.Trace]; ok {
+			opt = f3(q)
+		}
 		if err := cw.Write([]string{r.Trace, r.ABR, strconv.Itoa(r.Chunks), f3(r.MeanBitrate), f3(r.Rebuffer.Seconds()),
-			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE)}); err != nil {
+			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE), opt}); err != nil {
 			return err
 		}
 	}
@@ -93,6 +100,20 @@ type Summary struct {
 	MeanBitrate   float64 // kbit/s
 	RebufferRatio float64
 	Switches      float64 // mean per session
+	// OfOptimal is the mean QoE as a fraction of the offline optimum's on
+	// the same traces; NaN when the optimum was not run.
+	OfOptimal float64
+}
+
+// optimalByTrace is the optimum's QoE per trace, where it was run.
+func optimalByTrace(results []SimResult) map[string]float64 {
+	m := map[string]float64{}
+	for _, r := range results {
+		if r.ABR == Optimal {
+			m[r.Trace] = r.QoE
+		}
+	}
+	return m
 }
 
 // Summarize groups results by algorithm, in the order algorithms appear.
@@ -105,10 +126,23 @@ func Summarize(results []SimResult) []Summary {
 		}
 		byABR[r.ABR] = append(byABR[r.ABR], r)
 	}
+	optimal := optimalByTrace(results)
 	var out []Summary
 	for _, a := range order {
 		rs := byABR[a]
-		s := Summary{ABR: a, Sessions: len(rs)}
+		s := Summary{ABR: a, Sessions: len(rs), OfOptimal: math.NaN()}
+		var mine, best float64
+		matched := 0
+		for _, r := range rs {
+			if q, ok := optimal[r.Trace]; ok {
+				mine += r.QoE
+				best += q
+				matched++
+			}
+		}
+		if matched > 0 && best != 0 {
+			s.OfOptimal = mine / best
+		}
 		qoes := make([]float64, len(rs))
 		var stall, play float64
 		for i, r := range rs {
@@ -171,13 +205,58 @@ func OfFamily(results []SimResult, family string) []SimResult {
 	return out
 }
 
-// WriteSummary prints the per-algorithm table.
+// WriteSummary prints the per-algorithm table; of_optimal when the
+// optimum was run.
 func WriteSummary(w io.Writer, sums []Summary) {
+	withOptimal := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.OfOptimal) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t")
+	head := "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t"
+	if withOptimal {
+		head += "of_optimal\t"
+	}
+	fmt.Fprintln(tw, head)
 	for _, s := range sums {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.1f\t\n", s.ABR, s.Sessions, s.MeanQoE, s.P10, s.P50, s.P90,
+		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.1f\t", s.ABR, s.Sessions, s.MeanQoE, s.P10, s.P50, s.P90,
 			s.MeanBitrate, 100*s.RebufferRatio, s.Switches)
+		if withOptimal {
+			fmt.Fprintf(tw, "%.3f\t", s.OfOptimal)
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// Baselines are the algorithms deepcast's own is measured against.
+var Baselines = []string{"robustmpc", "bola", "dynamic", "bba", "throughput"}
+
+// GapClosed is the share of the gap between the best baseline and the
+// optimum that algorithm abr closes, on the sessions in sums:
+// (abr - best) / (optimal - best). ok is false unless abr, the optimum
+// and a baseline are all there.
+func GapClosed(sums []Summary, abr string) (gap float64, best string, ok bool) {
+	mean := map[string]float64{}
+	for _, s := range sums {
+		mean[s.ABR] = s.MeanQoE
+	}
+	mine, has := mean[abr]
+	opt, hasOpt := mean[Optimal]
+	if !has || !hasOpt {
+		return 0, "", false
+	}
+	for _, b := range Baselines {
+		if q, ok := mean[b]; ok && (best == "" || q > mean[best]) {
+			best = b
+		}
+	}
+	if best == "" || opt == mean[best] {
+		return 0, best, false
+	}
+	return (mine - mean[best]) / (opt - mean[best]), best, true
+}
+
+// WriteGapClosed prints the gap_closed line of abr, if it can be made.
+func WriteGapClosed(w io.Writer, sums []Summary, abr string) {
+	if gap, best, ok := GapClosed(sums, abr); ok {
+		fmt.Fprintf(w, "gap_closed %s: %.3f of the gap between the best baseline (%s) and the optimum\n", abr, gap, best)
+	}
 }

@@ -22,6 +22,9 @@ type SimOptions struct {
 	RTT      time.Duration // without Pensieve
 	Jobs     int           // parallel sessions; GOMAXPROCS when zero
 	KeepLogs bool
+	// OptimalGrid is the buffer resolution of the "optimal" algorithm's
+	// dynamic program (DefaultOptimalGrid when zero).
+	OptimalGrid time.Duration
 	// Progress is called after each session (done, total).
 	Progress func(done, total int)
 }
@@ -42,6 +45,9 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		return nil, err
 	}
 	for _, a := range opt.Algorithms {
+		if a == Optimal {
+			continue
+		}
 		if _, err := NewABR(a); err != nil {
 			return nil, err
 		}
@@ -94,20 +100,59 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 }
 
 func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe QoEModel) (Result, error) {
-	abr, _ := NewABR(name)
+	cfg, link := simSetup(opt, t)
+	var abr ABR
+	if name == Optimal {
+		seq, err := optimalSequence(ctx, opt, t, qoe)
+		if err != nil {
+			return Result{}, err
+		}
+		abr = &replay{seq: seq}
+	} else {
+		abr, _ = NewABR(name)
+	}
+	s := &Session{Video: opt.Video, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg, KeepLog: opt.KeepLogs}
+	return s.Run(ctx)
+}
+
+// simSetup is a simulated session's buffer model and link.
+func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	cfg := DefaultConfig()
-	var link *TraceLink
 	if opt.Pensieve {
-		link = NewTraceLink(t, 0.95, 80*time.Millisecond)
 		cfg.StartRendition = min(1, len(opt.Video.Bitrates)-1)
 		cfg.SleepQuantum = 500 * time.Millisecond
 		cfg.SkipFirstQoE = true
 		if opt.Video.Chunks > PensieveChunks {
 			cfg.Chunks = PensieveChunks
 		}
-	} else {
-		link = NewTraceLink(t, 1, opt.RTT)
+		return cfg, NewTraceLink(t, 0.95, 80*time.Millisecond)
 	}
-	s := &Session{Video: opt.Video, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg, KeepLog: opt.KeepLogs}
-	return s.Run(ctx)
+	return cfg, NewTraceLink(t, 1, opt.RTT)
+}
+
+// optimalSequence plans the optimum on trace t, with every other
+// algorithm's choices on it as incumbents.
+func optimalSequence(ctx context.Context, opt SimOptions, t *Trace, qoe QoEModel) ([]int, error) {
+	var incumbents [][]int
+	inner := opt
+	inner.KeepLogs = true
+	for _, a := range Algorithms() {
+		res, err := simulateOne(ctx, inner, t, a, qoe)
+		if err != nil {
+			return nil, err
+		}
+		seq := make([]int, len(res.Log))
+		for i, l := range res.Log {
+			seq[i] = l.Rendition
+		}
+		incumbents = append(incumbents, seq)
+	}
+	cfg, link := simSetup(opt, t)
+	chunks := opt.Video.Chunks
+	if cfg.Chunks > 0 && cfg.Chunks < chunks {
+		chunks = cfg.Chunks
+	}
+	m := &optModel{video: opt.Video, qoe: qoe, cfg: cfg, chunks: chunks}
+	seq, _, err := planOptimal(ctx, m, *link, opt.OptimalGrid, incumbents)
+	return seq, err
 }

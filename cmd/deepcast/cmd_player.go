@@ -37,7 +37,9 @@ func simCommand() command {
 			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, an MPD or .m3u8 URL, or an asset in an object store library (s3://BUCKET/PREFIX/NAME); required")
 			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
 			sf := addStoreFlags(fs)
-			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", "))
+			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", ")+
+				", optimal (the offline optimum, knowing the trace: all,optimal adds it)")
+			grid := fs.Duration("optimal-grid", player.DefaultOptimalGrid, "buffer resolution of the optimum's dynamic program")
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
 			pensieve := fs.Bool("pensieve", false, "Pensieve's simulator assumptions (95% payload, 80 ms RTT, 60 s cap, start at rendition 1, first chunk out of QoE)")
 			jobs := fs.Int("j", 0, "parallel sessions (default: number of CPUs)")
@@ -77,7 +79,7 @@ func simCommand() command {
 				if err != nil {
 					return err
 				}
-				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt,
+				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
 					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != ""}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
@@ -91,14 +93,18 @@ func simCommand() command {
 				}
 				fmt.Printf("%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
-				player.WriteSummary(os.Stdout, player.Summarize(results))
+				sums := player.Summarize(results)
+				player.WriteSummary(os.Stdout, sums)
+				player.WriteGapClosed(os.Stdout, sums, "deepcast")
 				// Each trace family apart: a gain can hold on one and not on
 				// another.
 				if fams := player.Families(results); len(fams) > 1 {
 					for _, f := range fams {
 						fr := player.OfFamily(results, f)
 						fmt.Printf("\nfamily %s (%d sessions):\n", f, len(fr))
-						player.WriteSummary(os.Stdout, player.Summarize(fr))
+						fs := player.Summarize(fr)
+						player.WriteSummary(os.Stdout, fs)
+						player.WriteGapClosed(os.Stdout, fs, "deepcast")
 					}
 				}
 				if *out != "" {

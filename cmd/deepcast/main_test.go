@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -143,7 +144,7 @@ func TestSimCommandOutputs(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"),
 		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com") + "," + filepath.Join(root, "traces", "hsdpa", "bus.ljansbakken-oslo-report.2010-09-28_1407CEST.log"),
-		"-abr", "bba,robustmpc", "-pensieve", "-out", out, "-log", filepath.Join(dir, "logs"), "-plot", filepath.Join(dir, "plots")}, &stdout, &stderr)
+		"-abr", "bba,robustmpc,optimal", "-pensieve", "-out", out, "-log", filepath.Join(dir, "logs"), "-plot", filepath.Join(dir, "plots")}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("sim exit %d: %s", code, stderr.String())
 	}
@@ -152,12 +153,22 @@ func TestSimCommandOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if lines[0] != "trace,abr,chunks,mean_bitrate_kbps,rebuffer_s,rebuffer_count,switches,startup_s,qoe" || len(lines) != 5 {
+	// The columns of before, then optimal_qoe: the optimum's QoE on the
+	// row's trace, never below the row's own.
+	if lines[0] != "trace,abr,chunks,mean_bitrate_kbps,rebuffer_s,rebuffer_count,switches,startup_s,qoe,optimal_qoe" || len(lines) != 7 {
 		t.Errorf("results.csv:\n%s", data)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		qoe, err1 := strconv.ParseFloat(f[8], 64)
+		best, err2 := strconv.ParseFloat(f[9], 64)
+		if err1 != nil || err2 != nil || qoe > best {
+			t.Errorf("row %q: qoe above optimal_qoe, or no optimal_qoe", l)
+		}
 	}
 	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.csv"))
 	plots, _ := filepath.Glob(filepath.Join(dir, "plots", "*.png"))
-	if len(logs) != 4 || len(plots) < 2 {
+	if len(logs) != 6 || len(plots) < 2 {
 		t.Errorf("%d logs and %d plots", len(logs), len(plots))
 	}
 	first, _ := os.ReadFile(logs[0])
