@@ -180,3 +180,42 @@ func BenchmarkRobustMPCSession(b *testing.B) {
 		}
 	}
 }
+
+// TestBenchFamilies prints, per trace family, every algorithm's mean
+// QoE_lin against the offline optimum: of_optimal, deepcast's gain over
+// the best baseline and gap_closed (Pensieve mode, envivio). deepcast's
+// constants were chosen on fcc and hsdpa; oboe and puffer-2021 are out
+// of sample. Run by `make bench`; it measures, it does not judge.
+func TestBenchFamilies(t *testing.T) {
+	if os.Getenv("DEEPCAST_BENCH") == "" {
+		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
+	}
+	v := loadEnvivio(t)
+	fmt.Println("per family, QoE_lin against the optimum (deepcast fitted on fcc+hsdpa; oboe, puffer-2021 out of sample):")
+	for _, fam := range []string{"fcc", "hsdpa", "oboe", "puffer-2021"} {
+		ts, err := LoadTraces([]string{testdata("traces", fam)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: ts, Algorithms: append(Algorithms(), Optimal), Pensieve: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums := Summarize(res)
+		gap, best, _ := GapClosed(sums, "deepcast")
+		mean := map[string]Summary{}
+		for _, s := range sums {
+			mean[s.ABR] = s
+		}
+		fmt.Printf("  %-12s %4d traces: optimal %7.2f; deepcast %7.2f (of_optimal %.3f); best baseline %s %7.2f (%.3f); deepcast over it %+.1f%%; gap_closed %.3f\n",
+			fam, len(ts), mean[Optimal].MeanQoE, mean["deepcast"].MeanQoE, mean["deepcast"].OfOptimal, best, mean[best].MeanQoE, mean[best].OfOptimal,
+			100*(mean["deepcast"].MeanQoE/mean[best].MeanQoE-1), gap)
+		fmt.Printf("  %-12s of_optimal:", "")
+		for _, s := range sums {
+			if s.ABR != Optimal {
+				fmt.Printf(" %s %.3f", s.ABR, s.OfOptimal)
+			}
+		}
+		fmt.Println()
+	}
+}
