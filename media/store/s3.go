@@ -315,7 +315,7 @@ func (s *S3) Staging(name string) (string, error) {
 // Check asks the store about the bucket.
 func (s *S3) Check(ctx context.Context) error {
 	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
-		return s.fail("bucket", s.bucket, err)
+		return s.fail("bucket", "", err)
 	}
 	return nil
 }
