@@ -78,12 +78,6 @@ type load struct {
 // maxDocument bounds asset.json and manifest.mpd read from a library.
 const maxDocument = 64 << 20
 
-// NewCatalog serves the library folder at root, re-checking each asset at
-// most every interval.
-func NewCatalog(root string, every time.Duration) *Catalog {
-	return NewStoreCatalog(store.Folder{Root: root}, every, 0)
-}
-
 // NewStoreCatalog serves the library in lib, re-checking each asset at
 // most every interval; timeout bounds each trip to an object store (10 s
 // when zero).

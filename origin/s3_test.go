@@ -18,6 +18,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -38,15 +39,7 @@ func s3Library(t *testing.T) (store.Store, *storetest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := (store.Folder{Root: mediatest.Library(t)}).Resolve(mediatest.AssetName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := media.LoadAsset(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CopyIn(t, lib, dir, mediatest.AssetName, a.Build)
+	storetest.CopyAsset(t, lib, mediatest.Library(t), mediatest.AssetName)
 	client := srv.Client(t)
 	for _, key := range []string{"secret.m4s", "manifest.mpd", "other/" + mediatest.AssetName + "/manifest.mpd", "lib/.versions/secret.m4s"} {
 		if _, err := client.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
@@ -125,7 +118,7 @@ func TestS3OriginServesWhatTheFolderOriginServes(t *testing.T) {
 // is a 504 within the store timeout; with the store back, all is served.
 func TestS3StoreDownAndSlow(t *testing.T) {
 	s3lib, srv := s3Library(t)
-	_, ts := start(t, mediatest.Library(t), func(c *Config) { c.Store = s3lib; c.StoreTimeout = time.Second })
+	srv0, ts := start(t, mediatest.Library(t), func(c *Config) { c.Store = s3lib; c.StoreTimeout = time.Second })
 	a, _ := media.LoadAsset(filepath.Join(mediatest.Library(t), mediatest.AssetName))
 	base := ts.URL + "/vod/" + mediatest.AssetName
 	seg := base + "/" + a.Renditions[0].ID + "/2.m4s"
@@ -145,6 +138,9 @@ func TestS3StoreDownAndSlow(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the 503 took %s", d)
+	}
+	if n := testutil.ToFloat64(srv0.metrics.storeErrors); n != 1 {
+		t.Errorf("deepcast_origin_store_errors_total %v after one refused segment, want 1", n)
 	}
 	if resp, _ := get(t, ts.URL+"/readyz"); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("readyz with the store down: %d", resp.StatusCode)

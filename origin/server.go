@@ -56,21 +56,19 @@ type Server struct {
 // store is not contacted (readiness reports whether it answers).
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
-		if store.IsS3(cfg.Library) {
-			lib, err := store.OpenS3(context.Background(), cfg.Library, store.S3Options{})
-			if err != nil {
-				return nil, fmt.Errorf("origin: %w", err)
-			}
-			cfg.Store = lib
-		} else {
-			st, err := os.Stat(cfg.Library)
-			if err != nil {
-				return nil, fmt.Errorf("origin: library: %w", err)
-			}
-			if !st.IsDir() {
-				return nil, fmt.Errorf("origin: library %s is not a folder", cfg.Library)
-			}
-			cfg.Store = store.Folder{Root: cfg.Library}
+		lib, err := store.Open(context.Background(), cfg.Library, store.S3Options{})
+		if err != nil {
+			return nil, fmt.Errorf("origin: %w", err)
+		}
+		cfg.Store = lib
+	}
+	if f, ok := cfg.Store.(store.Folder); ok {
+		st, err := os.Stat(f.Root)
+		if err != nil {
+			return nil, fmt.Errorf("origin: library: %w", err)
+		}
+		if !st.IsDir() {
+			return nil, fmt.Errorf("origin: library %s is not a folder", f.Root)
 		}
 	}
 	if cfg.Logger == nil {

@@ -288,10 +288,12 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "demo", "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "2s")
+// startDemo runs `deepcast demo` with args from the repository root
+// until it serves (3 minutes at most), killed when the test ends if still
+// running; done reports its exit.
+func startDemo(t *testing.T, bin string, args ...string) (*exec.Cmd, *lockedBuffer, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"demo"}, args...)...)
 	cmd.Dir = repoRoot()
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -299,23 +301,34 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
+	exited := make(chan struct{})
+	go func() { done <- cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-exited:
+		default:
 			cmd.Process.Kill()
+			<-exited
 		}
-	}()
+	})
 	deadline := time.Now().Add(3 * time.Minute)
 	for !strings.Contains(out.String(), "serving; Ctrl-C") {
 		if time.Now().After(deadline) {
-			t.Fatalf("demo did not come up:\n%s", out.String())
+			t.Fatalf("demo %v did not come up:\n%s", args, out.String())
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("demo exited early: %v\n%s", err, out.String())
+			t.Fatalf("demo %v exited early: %v\n%s", args, err, out.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+	return cmd, out, done
+}
+
+func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	cmd, out, done := startDemo(t, bin, "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "2s")
 	// The ABR session's own figures, over HTTPS, no percentiles of one value.
 	if !strings.Contains(out.String(), "robustmpc: QoE ") || !strings.Contains(out.String(), "over HTTP/") || strings.Contains(out.String(), "p10") {
 		t.Errorf("demo's session summary:\n%s", out.String())
@@ -368,7 +381,7 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 	if err := again.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(time.Minute)
+	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(out2.String(), "serving; Ctrl-C") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}

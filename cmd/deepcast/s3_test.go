@@ -173,32 +173,15 @@ func TestS3PackageCommandPlaysThroughTheEdge(t *testing.T) {
 // ffmpeg plays at real time through the edge; the play completes with
 // every frame, and the survivor served the rest.
 func TestS3TwoOriginsOneKilledMidPlay(t *testing.T) {
-	srv := storetest.Start(t)
-	bucket := srv.Bucket(t, "vod-fleet")
-	lib := "s3://" + bucket + "/lib"
-	copyTestAsset(t, lib)
-	bin := buildBinary(t)
-	o1, n1 := startS3Origin(t, bin, lib)
-	o2, _ := startS3Origin(t, bin, lib)
-	_, edgeURL := homeEdge(t, o1, o2)
-	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	f := startS3Fleet(t, "vod-fleet")
+	o1, o2 := f.origins[0], f.origins[1]
 	before := originRequests(t, o2)
-
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		counts, log, err := mediatest.Decode(ctx, edgeURL+"/vod/"+mediatest.AssetName+"/manifest.mpd", "-re")
-		if err == nil && (len(counts) != 3 || counts[0].Frames != frames || counts[1].Frames != frames) {
-			err = fmt.Errorf("decoded %+v, want 2 video streams of %d frames and audio\n%s", counts, frames, log)
-		}
-		done <- err
-	}()
+	done := playInBackground(f.edge+"/vod/"+mediatest.AssetName+"/manifest.mpd", f.frames, "-re")
 	time.Sleep(2 * time.Second)
 	if originRequests(t, o1) == 0 {
 		t.Fatal("the first origin served nothing in the first 2 s of play")
 	}
-	if err := n1.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := f.nodes[0].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -214,23 +197,54 @@ func TestS3TwoOriginsOneKilledMidPlay(t *testing.T) {
 	}
 }
 
+// s3Fleet is the test asset in a bucket, two `deepcast origin` processes
+// on it, and a bring-home edge in front of them.
+type s3Fleet struct {
+	bin, lib string
+	origins  []string
+	nodes    []*node
+	edge     string
+	frames   int // of the test source
+}
+
+func startS3Fleet(t *testing.T, bucket string) s3Fleet {
+	t.Helper()
+	srv := storetest.Start(t)
+	f := s3Fleet{lib: "s3://" + srv.Bucket(t, bucket) + "/lib", bin: buildBinary(t)}
+	copyTestAsset(t, f.lib)
+	for range 2 {
+		o, n := startS3Origin(t, f.bin, f.lib)
+		f.origins, f.nodes = append(f.origins, o), append(f.nodes, n)
+	}
+	_, f.edge = homeEdge(t, f.origins...)
+	f.frames = mediatest.CountFrames(t, mediatest.Source(t))
+	return f
+}
+
+// playInBackground decodes url with ffmpeg (input options opts) and
+// reports on the channel whether both video streams had every frame.
+func playInBackground(url string, frames int, opts ...string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		counts, log, err := mediatest.Decode(ctx, url, opts...)
+		if err == nil && (len(counts) != 3 || counts[0].Frames != frames || counts[1].Frames != frames) {
+			err = fmt.Errorf("decoded %+v, want 2 video streams of %d frames and audio\n%s", counts, frames, log)
+		}
+		done <- err
+	}()
+	return done
+}
+
 // copyTestAsset publishes the packaged test asset into an s3:// library.
-func copyTestAsset(t *testing.T, lib string) store.Store {
+func copyTestAsset(t *testing.T, lib string) {
 	t.Helper()
 	s, err := store.Open(context.Background(), lib, store.S3Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := (store.Folder{Root: mediatest.Library(t)}).Resolve(mediatest.AssetName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := media.LoadAsset(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CopyIn(t, s, dir, mediatest.AssetName, a.Build)
-	return s
+	storetest.CopyAsset(t, s, mediatest.Library(t), mediatest.AssetName)
 }
 
 // originRequests reads an origin's request count from /api/stats.
@@ -387,27 +401,10 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 // version), and new sessions get the new manifest from both origins
 // within a few seconds, without a restart.
 func TestS3RepackageWhileAPlayerStreams(t *testing.T) {
-	srv := storetest.Start(t)
-	bucket := srv.Bucket(t, "vod-repackage")
-	lib := "s3://" + bucket + "/lib"
-	copyTestAsset(t, lib)
-	bin := buildBinary(t)
-	o1, _ := startS3Origin(t, bin, lib)
-	o2, _ := startS3Origin(t, bin, lib)
-	_, edgeURL := homeEdge(t, o1, o2)
-	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	f := startS3Fleet(t, "vod-repackage")
+	o1, o2, frames, bin, lib := f.origins[0], f.origins[1], f.frames, f.bin, f.lib
 	_, oldMPD := httpGet(t, o1+"/vod/"+mediatest.AssetName+"/manifest.mpd")
-
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		counts, log, err := mediatest.Decode(ctx, edgeURL+"/vod/"+mediatest.AssetName+"/manifest.mpd", "-readrate", "0.5")
-		if err == nil && (len(counts) != 3 || counts[0].Frames != frames || counts[1].Frames != frames) {
-			err = fmt.Errorf("decoded %+v, want 2 video streams of %d frames and audio\n%s", counts, frames, log)
-		}
-		done <- err
-	}()
+	done := playInBackground(f.edge+"/vod/"+mediatest.AssetName+"/manifest.mpd", frames, "-readrate", "0.5")
 	time.Sleep(time.Second)
 	out, err := runCLI(t, bin, "package", "-o", lib, "-name", mediatest.AssetName, "-ladder", "320x180@300k", "-preset", "ultrafast", mediatest.Source(t))
 	if err != nil {
@@ -448,31 +445,7 @@ func TestDemoS3(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "demo", "-s3", "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "0")
-	cmd.Dir = repoRoot()
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-	}()
-	deadline := time.Now().Add(3 * time.Minute)
-	for !strings.Contains(out.String(), "serving; Ctrl-C") {
-		if time.Now().After(deadline) {
-			t.Fatalf("demo -s3 did not come up:\n%s", out.String())
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("demo -s3 exited early: %v\n%s", err, out.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	cmd, out, done := startDemo(t, bin, "-s3", "-dir", dir, "-sample-duration", "6s", "-sample-size", "320x180", "-play", "0")
 	var origins, deeps []string
 	for _, line := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(line)

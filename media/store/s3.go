@@ -518,7 +518,7 @@ func (s *S3) prune(ctx context.Context, name, current, previous string) {
 		}
 	}
 	for _, v := range old {
-		_ = s.deleteVersion(ctx, v)
+		_, _ = s.deleteVersion(ctx, v)
 	}
 }
 
@@ -530,7 +530,7 @@ func (s *S3) deletePartial(ctx context.Context, version string) error {
 	var err error
 	for range 5 {
 		var n int
-		if n, err = s.deleteVersionCount(ctx, version); err == nil && n == 0 {
+		if n, err = s.deleteVersion(ctx, version); err == nil && n == 0 {
 			return nil
 		}
 		select {
@@ -542,15 +542,9 @@ func (s *S3) deletePartial(ctx context.Context, version string) error {
 	return err
 }
 
-// deleteVersion deletes every object of a version folder.
-func (s *S3) deleteVersion(ctx context.Context, version string) error {
-	_, err := s.deleteVersionCount(ctx, version)
-	return err
-}
-
-// deleteVersionCount deletes every object of a version folder and says
-// how many there were.
-func (s *S3) deleteVersionCount(ctx context.Context, version string) (int, error) {
+// deleteVersion deletes every object of a version folder and says how
+// many there were.
+func (s *S3) deleteVersion(ctx context.Context, version string) (int, error) {
 	if !isVersionName(version) {
 		return 0, fmt.Errorf("version %q: %w", version, fs.ErrInvalid)
 	}

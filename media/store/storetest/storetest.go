@@ -293,3 +293,14 @@ func CopyIn(tb testing.TB, lib store.Store, versionDir, name, build string) {
 		tb.Fatal(err)
 	}
 }
+
+// CopyAsset publishes a copy of the live version of asset name of a folder
+// library into lib, under the same build.
+func CopyAsset(tb testing.TB, lib store.Store, folder, name string) {
+	tb.Helper()
+	dir, err := store.Folder{Root: folder}.Resolve(name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	CopyIn(tb, lib, dir, name, strings.TrimPrefix(filepath.Base(dir), name+"."))
+}
