@@ -67,16 +67,16 @@ type URIMatch struct {
 // Renewal is a catr claim: how and when a fresh token goes back to the
 // client before this one expires.
 type Renewal struct {
-	Type          int   // 0 automatic, 1 cookie, 2 header, 3 redirect
-	ExpAdd        int64 // the new token's lifetime, seconds
-	Deadline      int64 // renew in the last Deadline seconds of the old one
-	CookieName    string
-	HeaderName    string
-	CookieParams  []string
-	HeaderParams  []string
-	Code          int // the redirect status
-	hasDeadline   bool
-	raw           cbor.RawMessage
+	Type         int   // 0 automatic, 1 cookie, 2 header, 3 redirect
+	ExpAdd       int64 // the new token's lifetime, seconds
+	Deadline     int64 // renew in the last Deadline seconds of the old one
+	CookieName   string
+	HeaderName   string
+	CookieParams []string
+	HeaderParams []string
+	Code         int // the redirect status
+	hasDeadline  bool
+	raw          cbor.RawMessage
 }
 
 // Renewal types.
