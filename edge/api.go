@@ -276,7 +276,7 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 
 var (
 	hdrAnyOrigin = []string{"*"}
-	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, X-Deepcast-Auth, CTA-Common-Access-Token"}
 )
 
 // cors lets dash.js on another origin play and read Cache-Status.
@@ -287,7 +287,7 @@ func cors(next http.Handler) http.Handler {
 		h["Access-Control-Expose-Headers"] = hdrExposed
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
+			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session, CTA-Common-Access-Token")
 			h.Set("Access-Control-Max-Age", "86400")
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -304,6 +304,7 @@ type nodeMetrics struct {
 	latency         prometheus.Histogram // client requests, both paths
 	requests        *prometheus.CounterVec
 	resolved        sync.Map // route/method/code -> prometheus.Counter
+	auth            *authMetrics
 }
 
 // countRequest counts a request, resolving its series once per label set.
@@ -345,6 +346,9 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
 	}
 	c := &n.stats
+	if n.cfg.Auth != nil {
+		m.auth = newAuthMetrics(m.reg)
+	}
 	m.reg.MustRegister(m.upstreamLatency, m.requests, m.latency,
 		counter("deepcast_edge_cache_hits_total", "Requests served fresh from cache.", &c.hits),
 		counter("deepcast_edge_cache_misses_total", "Requests that went upstream for an object not in cache.", &c.misses),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/edge/auth"
 )
 
 // Profiles of one program.
@@ -62,6 +63,10 @@ type Config struct {
 	UpstreamTLS *tls.Config
 	// Web serves browser pages at "/" when set.
 	Web http.Handler
+	// Auth, when set, checks an access token on every /vod/ request
+	// (auth.CAT or auth.SecureLink): the node facing viewers enforces
+	// tokens; its upstreams, reached without them, do not.
+	Auth auth.Checker
 }
 
 // ProfileDefaults returns the defaults of a profile (ARCHITECTURE.md's table).

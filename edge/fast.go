@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/edge/auth"
 )
 
 // FastResponse is a whole response to a plain request, for an HTTP/1.1
@@ -34,7 +35,7 @@ const routeObjects = "/vod/*"
 // having done nothing, for paths that are not objects and for HEAD
 // requests that are not fresh hits; ServeHTTP must then answer them.
 func (n *Node) AnswerPlain(head bool, path, query, remote string) (FastResponse, bool) {
-	return n.answerPlain(head, path, query, remote, false)
+	return n.answerPlain(PlainRequest{Head: head, Path: path, Query: query, Remote: remote}, false)
 }
 
 // AnswerHit is AnswerPlain for an event loop that must not wait: it
@@ -42,13 +43,30 @@ func (n *Node) AnswerPlain(head bool, path, query, remote string) (FastResponse,
 // nothing, for everything else (misses, stale objects, the disk tier),
 // which AnswerPlain then answers on a goroutine.
 func (n *Node) AnswerHit(head bool, path, query, remote string) (FastResponse, bool) {
-	return n.answerPlain(head, path, query, remote, true)
+	return n.answerPlain(PlainRequest{Head: head, Path: path, Query: query, Remote: remote}, true)
 }
 
-func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool) (FastResponse, bool) {
+// Answer is AnswerPlain with everything a front parsed: what a node that
+// checks tokens needs (Config.Auth).
+func (n *Node) Answer(q PlainRequest) (FastResponse, bool) { return n.answerPlain(q, false) }
+
+// AnswerInstant is AnswerHit with everything a front parsed.
+func (n *Node) AnswerInstant(q PlainRequest) (FastResponse, bool) { return n.answerPlain(q, true) }
+
+func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
+	head, path, remote := q.Head, q.Path, q.Remote
 	p, ok := parseObjectPath(path)
 	if !ok {
 		return FastResponse{}, false
+	}
+	method := http.MethodGet
+	if head {
+		method = http.MethodHead
+	}
+	query := q.Query
+	if n.cfg.Auth != nil {
+		// Token parameters are never part of a key nor sent upstream.
+		query = auth.StripQuery(query, n.cfg.Auth.Strip())
 	}
 	key := cacheKey(path, query, n.queryKeys(path))
 	var r *http.Request // nil: a plain GET of path, which resolve needs no request for
@@ -57,7 +75,6 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 		// goes upstream untouched on a miss, as it does from ServeHTTP.
 		r = plainRequest(path, query)
 	}
-	method := http.MethodGet
 	var o *object
 	tier := "memory"
 	if hitsOnly {
@@ -72,13 +89,21 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 			return FastResponse{}, false
 		}
 	}
-	if head {
-		method = http.MethodHead
-	}
 	if o == nil {
 		if b, _ := n.lookupBig(key, time.Now()); b != nil {
 			return FastResponse{}, false // streamed from a file: net/http's
 		}
+	}
+	var authHeader []byte
+	if n.cfg.Auth != nil {
+		// Checked here, once the front is sure to answer (a check records
+		// the use of a single-use token) and before anything goes
+		// upstream: a refused request costs the upstream nothing.
+		fr, answered, extra := n.fastAuth(&q, remote, method)
+		if answered {
+			return fr, true
+		}
+		authHeader = extra
 	}
 	out := n.resolveFound(r, p, key, path, o, tier)
 	if out.big != nil {
@@ -99,6 +124,9 @@ func (n *Node) answerPlain(head bool, path, query, remote string, hitsOnly bool)
 		}
 	} else {
 		fr = n.recorded(out, path)
+	}
+	if authHeader != nil {
+		fr.Header = append(bytes.Clone(fr.Header), authHeader...)
 	}
 	status := fr.Status
 	fr.Done = func(sent int64, elapsed time.Duration, _ error) {

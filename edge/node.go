@@ -543,6 +543,9 @@ func (n *Node) serveObject(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "not found")
 		return
 	}
+	if !n.guardObject(w, r) {
+		return
+	}
 	key := cacheKey(r.URL.Path, r.URL.RawQuery, n.queryKeys(r.URL.Path))
 	out := n.resolve(r, p, key, r.URL.Path)
 	if info, ok := r.Context().Value(accessKey{}).(*accessInfo); ok {

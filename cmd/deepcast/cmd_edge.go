@@ -41,6 +41,7 @@ func edgeCommand() command {
 			upCA := fs.String("upstream-ca", "", "PEM CA to verify https:// upstreams and siblings with (besides the system's)")
 			upCert := fs.String("upstream-cert", "", "client certificate (PEM) presented to upstreams (mutual TLS)")
 			upKey := fs.String("upstream-key", "", "key of -upstream-cert")
+			af := addAuthFlags(fs)
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
 				var rules []edge.CacheRule
@@ -62,6 +63,10 @@ func edgeCommand() command {
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
 				}
 				cfg.CacheRules = rules
+				var err error
+				if cfg.Auth, err = af.checker(); err != nil {
+					return err
+				}
 				for _, u := range pool {
 					cfg.Upstreams = append(cfg.Upstreams, u.URL)
 					cfg.UpstreamWeights = append(cfg.UpstreamWeights, u.Weight)
@@ -115,7 +120,7 @@ func edgeCommand() command {
 				}
 				defer n.Close()
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
-					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk)
+					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk, "auth", *af.mode)
 				// SIGHUP: the -config file's upstreams replace the running ones.
 				// SIGHUP: the -config file's upstreams (or upstream pool) and
 				// cache rules replace the running ones, all checked first.

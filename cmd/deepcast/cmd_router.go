@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
+	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/edge/routing"
 )
 
@@ -30,6 +31,11 @@ func routerCommand() command {
 			statsToken := fs.String("edge-token", "", "bearer token for the edges' /api/stats (their -metrics-token), read for load")
 			edgeCA := fs.String("edge-ca", "", "PEM CA to verify https:// edges with (besides the system's)")
 			tf := addTLSFlags(fs)
+			tokenKey := fs.String("token-key", "", "sign viewers' Common Access Tokens with this key file (as `deepcast token -new-key` writes it): a 302 for a manifest carries one for the asset (?cat=…)")
+			tokenTTL := fs.Duration("token-ttl", 2*time.Hour, "lifetime of the tokens the router signs")
+			tokenRenew := fs.Duration("token-renew", 0, "the edges renew the router's tokens in their last RENEW (catr); none when 0")
+			tokenIssuer := fs.String("token-issuer", "", "iss of the router's tokens (the edges' -auth-issuer)")
+			tokenAudience := fs.String("token-audience", "", "aud of the router's tokens (the edges' -auth-audience), comma-separated")
 			return func(ctx context.Context, args []string) error {
 				if *edgesFile == "" || len(args) > 0 {
 					return fmt.Errorf("-edges FILE is required: %w", errUsage)
@@ -48,6 +54,20 @@ func routerCommand() command {
 						return err
 					}
 				}
+				var tokens *routing.TokenIssuer
+				if *tokenKey != "" {
+					keys, err := auth.LoadKeys(*tokenKey)
+					if err != nil {
+						return err
+					}
+					if !keys[0].CanMint() {
+						return fmt.Errorf("-token-key %s: the first key is a public key, which cannot sign", *tokenKey)
+					}
+					if *tokenTTL <= 0 || *tokenRenew < 0 || *tokenRenew >= *tokenTTL {
+						return fmt.Errorf("-token-ttl %s -token-renew %s: want a positive lifetime longer than the renewal window: %w", *tokenTTL, *tokenRenew, errUsage)
+					}
+					tokens = &routing.TokenIssuer{Key: keys[0], TTL: *tokenTTL, Renew: *tokenRenew, Issuer: *tokenIssuer, Audience: splitList(*tokenAudience)}
+				}
 				log := slog.Default().With("node", "router")
 				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
@@ -55,7 +75,7 @@ func routerCommand() command {
 				}
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
 					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default(), // it names itself
-					AccessLog: accessLogger(*accessLog, "router")})
+					AccessLog: accessLogger(*accessLog, "router"), Tokens: tokens})
 				if err != nil {
 					l.close()
 					return err

@@ -35,6 +35,7 @@ func commands() []command {
 		edgeCommand(),
 		routerCommand(),
 		certCommand(),
+		tokenCommand(),
 		playCommand(),
 		simCommand(),
 		demoCommand(),

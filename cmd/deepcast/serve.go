@@ -102,11 +102,15 @@ func fastFront(h http.Handler, hs *http.Server, mode string) *fastpath.Server {
 		edgeResponse := func(r edge.FastResponse, ok bool) (fastpath.Response, bool) {
 			return fastpath.Response{Status: r.Status, Header: r.Header, Body: r.Body, Done: r.Done}, ok
 		}
+		plain := func(q fastpath.Request) edge.PlainRequest {
+			return edge.PlainRequest{Head: q.Head, Path: q.Path, Query: q.Query, Remote: q.Remote, Host: q.Host,
+				Secure: q.Secure, Token: q.Token, Cookie: q.Cookie}
+		}
 		front.Instant = func(q fastpath.Request) (fastpath.Response, bool) {
-			return edgeResponse(s.AnswerHit(q.Head, q.Path, q.Query, q.Remote))
+			return edgeResponse(s.AnswerInstant(plain(q)))
 		}
 		front.Respond = func(q fastpath.Request) (fastpath.Response, bool) {
-			return edgeResponse(s.AnswerPlain(q.Head, q.Path, q.Query, q.Remote))
+			return edgeResponse(s.Answer(plain(q)))
 		}
 	default:
 		return nil

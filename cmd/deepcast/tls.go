@@ -116,6 +116,7 @@ func tlsFronts(h http.Handler, ts *tlsserve.Server, log *slog.Logger) tlsserve.F
 		return tlsserve.Fronts{}
 	}
 	front.Loops = -1
+	front.Secure = true
 	front.ExtraHeader = ts.HeaderLines()
 	fronts := tlsserve.Fronts{HTTP1: front}
 	if os.Getenv("DEEPCAST_HTTP2") != "net" {

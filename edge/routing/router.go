@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/manifest"
 )
 
@@ -44,6 +45,27 @@ type Config struct {
 	Logger  *slog.Logger
 	// AccessLog, when set, logs every HTTP request (the edge chosen as upstream).
 	AccessLog *accesslog.Logger
+	// Tokens, when set, makes the router hand viewers Common Access
+	// Tokens: a 302 for a manifest gets one for the asset's folder in
+	// its Location (?cat=…), which the edge turns into a session cookie.
+	Tokens *TokenIssuer
+}
+
+// TokenIssuer is how the router signs viewers' tokens: the router is
+// where a viewer is sent to an edge, so it is where an entitlement
+// becomes a token.
+type TokenIssuer struct {
+	Key      *auth.Key
+	TTL      time.Duration
+	Renew    time.Duration // catr: renew in the token's last Renew; none when 0
+	Issuer   string
+	Audience []string
+}
+
+// mint makes a token for an asset's folder.
+func (t *TokenIssuer) mint(asset string) (string, error) {
+	return auth.Mint(t.Key, auth.TokenSpec{Issuer: t.Issuer, Audience: t.Audience, Expires: time.Now().Add(t.TTL),
+		PathPrefix: "/vod/" + asset + "/", Renew: t.Renew})
 }
 
 // Router answers viewers with an edge: by HTTP (302, BaseURL, steering) and
@@ -169,12 +191,31 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	target := ranked[0].URL.String() + req.URL.EscapedPath()
-	if req.URL.RawQuery != "" {
-		target += "?" + req.URL.RawQuery
+	query := req.URL.RawQuery
+	if r.cfg.Tokens != nil && isManifestPath(req.URL.Path) && !req.URL.Query().Has(auth.QueryParam) {
+		tok, err := r.cfg.Tokens.mint(m[1])
+		if err != nil {
+			r.log.Error("minting a viewer token", "err", err)
+			plain(w, http.StatusInternalServerError, "could not sign a token")
+			return
+		}
+		if query != "" {
+			query += "&"
+		}
+		query += auth.QueryParam + "=" + tok
+	}
+	if query != "" {
+		target += "?" + query
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
 	http.Redirect(w, req, target, http.StatusFound)
+}
+
+// isManifestPath reports an MPD or HLS multivariant playlist path: where a
+// session starts, so where the router hands out its token.
+func isManifestPath(p string) bool {
+	return strings.HasSuffix(p, "/manifest.mpd") || strings.HasSuffix(p, "/master.m3u8")
 }
 
 // serveRewritten answers a manifest (the MPD, or the HLS multivariant

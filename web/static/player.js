@@ -279,7 +279,11 @@ function play() {
   // pathways (BaseURLs, or PATHWAY-IDs in HLS), and the player follows the
   // router's steering manifest.
   const viaRouter = state.routers.has(node);
-  const url = state.mpdOverride || `${node}/vod/${asset}/${engine.manifest}${viaRouter ? '?route=steering' : ''}`;
+  let url = state.mpdOverride || `${node}/vod/${asset}/${engine.manifest}${viaRouter ? '?route=steering' : ''}`;
+  // A viewer's access token (?cat= on this page) goes on the manifest's
+  // URL only: the edge answers with a session cookie that carries it to
+  // the segments (and renews it when the token asks).
+  if (state.token && !state.mpdOverride) url += (url.includes('?') ? '&' : '?') + 'cat=' + encodeURIComponent(state.token);
   state.stats.url = url;
   state.session = engine.start(url);
 }
@@ -339,6 +343,7 @@ async function init() {
   const preferred = params.get('node') || location.origin;
   for (const n of nodes) if (n.role === 'router') state.routers.add(n.url);
   if (params.get('mpd')) state.mpdOverride = params.get('mpd');
+  if (params.get('cat')) state.token = params.get('cat');
   $('node').innerHTML = nodes.map((n) => `<option value="${n.url}" ${n.url === preferred ? 'selected' : ''}>${n.name} (${n.role})</option>`).join('');
   // The catalogue lives at the origin; try it first, then any node that has one.
   const candidates = [...nodes].sort((a, b) => (b.role === 'origin') - (a.role === 'origin'));

@@ -72,6 +72,11 @@ type Request struct {
 	// request to net/http.
 	Query  string
 	Remote string // the client's address
+	Host   string // the Host header (HTTP/1.1) or :authority (HTTP/2)
+	Secure bool   // the connection is TLS (Server.Secure)
+	// Token is the CTA-Common-Access-Token header and Cookie the Cookie
+	// header(s), for an edge that checks access tokens; "" when absent.
+	Token, Cookie string
 }
 
 // Responder answers a Request. It reports false to let net/http answer
@@ -103,6 +108,9 @@ type Server struct {
 	// ExtraHeader, when set, is header lines (each ending in CRLF) added
 	// to every answer the front writes (Alt-Svc and HSTS over TLS).
 	ExtraHeader []byte
+	// Secure marks the front's connections as TLS: its Requests say so
+	// (a token may be for https only).
+	Secure bool
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -433,7 +441,7 @@ func (s *Server) serveConn(c *conn) {
 		req, ok := parseHead(buf[start : start+headLen])
 		var resp Response
 		if ok {
-			req.Remote = remote
+			req.Remote, req.Secure = remote, s.Secure
 			resp, ok = s.Respond(req)
 		}
 		if !ok {

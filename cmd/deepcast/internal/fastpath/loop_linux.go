@@ -717,7 +717,7 @@ func (l *loop) request(c *lconn, n int) {
 		l.handOff(c)
 		return
 	}
-	req.Remote = c.remote
+	req.Remote, req.Secure = c.remote, l.s.Secure
 	instant := l.s.Instant
 	if instant == nil {
 		instant = l.s.Respond

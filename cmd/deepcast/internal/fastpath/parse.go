@@ -94,11 +94,26 @@ func parseHead(b []byte) (req Request, ok bool) {
 		if !acceptableHeader(name, bytes.Trim(value, " \t")) {
 			return Request{}, false
 		}
-		if foldEqual(name, "Host") {
-			if !validHost(bytes.Trim(value, " \t")) {
+		switch {
+		case foldEqual(name, "Host"):
+			v := bytes.Trim(value, " \t")
+			if !validHost(v) {
 				return Request{}, false
 			}
+			req.Host = string(v)
 			hosts++
+		case foldEqual(name, "CTA-Common-Access-Token"):
+			if req.Token != "" {
+				return Request{}, false // two: net/http's to judge
+			}
+			req.Token = string(bytes.Trim(value, " \t"))
+		case foldEqual(name, "Cookie"):
+			// Several Cookie lines are one list (RFC 6265 5.4).
+			v := string(bytes.Trim(value, " \t"))
+			if req.Cookie != "" {
+				v = req.Cookie + "; " + v
+			}
+			req.Cookie = v
 		}
 		rest = rest[eol+2:]
 	}

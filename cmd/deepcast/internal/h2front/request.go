@@ -190,7 +190,16 @@ func (c *conn) plain(req *request, st *stream) (fastpath.Request, bool) {
 	if !ok || !fastpath.PlainHost(req.authority) {
 		return fastpath.Request{}, false
 	}
-	q.Path, q.Query, q.Remote = path, query, c.remote
+	q.Path, q.Query, q.Remote, q.Host, q.Secure = path, query, c.remote, req.authority, req.scheme == "https"
+	if v := req.header["Cta-Common-Access-Token"]; len(v) > 0 {
+		if len(v) > 1 {
+			return fastpath.Request{}, false
+		}
+		q.Token = v[0]
+	}
+	if v := req.header["Cookie"]; len(v) > 0 {
+		q.Cookie = v[0]
+	}
 	if c.s.Claims != nil && !c.s.Claims(q) {
 		return fastpath.Request{}, false
 	}
