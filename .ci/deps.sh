@@ -12,6 +12,7 @@ declare -A need=(
   [xmllint]=libxml2-utils
   [chromium]=chromium
   [npm]=npm
+  [nginx]=nginx
   [gst-launch-1.0]=gstreamer1.0-tools
   [prometheus]=prometheus
   [promtool]=prometheus
@@ -20,7 +21,6 @@ declare -A need=(
   [umoci]=umoci
 )
 if [ "${DEEPCAST_DEPS_BENCH:-}" = 1 ]; then
-  need[nginx]=nginx
   need[wrk]=wrk
   need[varnishd]=varnish
   need[nsd]=nsd
