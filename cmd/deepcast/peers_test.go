@@ -125,6 +125,13 @@ var (
 // runWrk loads the given paths on base (rotating over them) and parses the report.
 func runWrk(t testing.TB, base string, paths []string, conns int, dur time.Duration) wrkResult {
 	t.Helper()
+	return runWrkWith(t, base, paths, conns, dur, nil)
+}
+
+// runWrkWith is runWrk with request headers (name, value pairs) on every
+// request.
+func runWrkWith(t testing.TB, base string, paths []string, conns int, dur time.Duration, header []string) wrkResult {
+	t.Helper()
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Skip("wrk not installed (make bench installs it)")
 	}
@@ -134,7 +141,11 @@ func runWrk(t testing.TB, base string, paths []string, conns int, dur time.Durat
 	for _, p := range paths {
 		fmt.Fprintf(&b, "  %q,\n", p)
 	}
-	b.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1])\nend\n")
+	b.WriteString("}\nlocal headers = {\n")
+	for i := 0; i+1 < len(header); i += 2 {
+		fmt.Fprintf(&b, "  [%q] = %q,\n", header[i], header[i+1])
+	}
+	b.WriteString("}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(\"GET\", paths[(i % #paths) + 1], headers)\nend\n")
 	os.WriteFile(script, []byte(b.String()), 0o644)
 	out, err := exec.Command("wrk", "-t2", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%ds", int(dur.Seconds())),
 		"--latency", "--timeout", "10s", "-s", script, base).CombinedOutput()

@@ -283,3 +283,26 @@ func FuzzCheckToken(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCATCheck is the per-request cost of a token already seen (the
+// hot path of a protected edge) and of a first sight (verification).
+func BenchmarkCATCheck(b *testing.B) {
+	k := mustKey(b, "k", "HS256")
+	c, _ := NewCAT(CATConfig{Keys: []*Key{k}, Issuer: "i"})
+	tok, _ := Mint(k, TokenSpec{Issuer: "i", Expires: time.Now().Add(time.Hour), PathPrefix: "/vod/a/", Methods: []string{"GET"}})
+	r := Request{Method: "GET", Host: "edge", Path: "/vod/a/v0/1.m4s", Header: tok}
+	b.Run("seen", func(b *testing.B) {
+		for b.Loop() {
+			if d := c.Check(&r); !d.Allowed() {
+				b.Fatal(d)
+			}
+		}
+	})
+	b.Run("first", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := c.verifyToken(tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
