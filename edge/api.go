@@ -89,6 +89,7 @@ func (n *Node) routes() http.Handler {
 	r.Use(n.observe, cors)
 	r.Get("/vod/*", n.serveObject)
 	r.Head("/vod/*", n.serveObject)
+	r.Post("/vod/{asset}/clearkey", n.relayLicence)
 	r.Post("/api/purge", n.purge)
 	r.Get("/api/stats", n.opsGuard(n.serveStats))
 	r.Get("/healthz", n.healthz)

@@ -19,6 +19,37 @@ type Presentation struct {
 	MinBufferTime time.Duration
 	Video         []Track
 	Audio         []Track
+	// Protection, when set, says the media are encrypted (Common
+	// Encryption) and where the ClearKey licence is.
+	Protection *Protection
+}
+
+// Protection describes an encrypted presentation for its MPD.
+type Protection struct {
+	Scheme string // cenc or cbcs
+	KeyID  string // the default KID, as a UUID string
+	// LicenceURL is the ClearKey licence server (W3C EME ClearKey JSON).
+	LicenceURL string
+}
+
+// ClearKey's DRM system (DASH-IF IOP) and the MPD's protection scheme.
+const (
+	schemeMP4Protection = "urn:mpeg:dash:mp4protection:2011"
+	schemeClearKey      = "urn:uuid:e2719d58-a985-b3c9-781a-b030af78d30e"
+)
+
+// contentProtections are the ContentProtection descriptors of an
+// encrypted adaptation set: the scheme with the default KID, and ClearKey
+// with its licence URL.
+func (p *Protection) contentProtections() []*mpd.ContentProtectionType {
+	common := &mpd.ContentProtectionType{DefaultKID: p.KeyID}
+	common.SchemeIdUri, common.Value = schemeMP4Protection, p.Scheme
+	ck := &mpd.ContentProtectionType{}
+	ck.SchemeIdUri, ck.Value = schemeClearKey, "ClearKey1.0"
+	if p.LicenceURL != "" {
+		ck.LaURL = &mpd.LaURLType{LicenseType: "EME-1.0", Value: mpd.AnyURI(p.LicenceURL)}
+	}
+	return []*mpd.ContentProtectionType{common, ck}
 }
 
 // Track is one Representation: its codec parameters and segment timeline.
@@ -89,6 +120,9 @@ func Build(p Presentation) (*mpd.MPD, error) {
 			return nil, err
 		}
 		id++
+		if p.Protection != nil {
+			as.ContentProtections = p.Protection.contentProtections()
+		}
 		period.AppendAdaptationSet(as)
 		for _, t := range set.tracks {
 			for _, s := range t.Segments {

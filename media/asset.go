@@ -38,7 +38,14 @@ type Asset struct {
 	// DecodeErrors counts the errors met decoding a source packaged with
 	// AllowDamaged: its frames may show damage.
 	DecodeErrors int `json:"decodeErrors,omitempty"`
+	// Protection, when set, says the media are encrypted; the key is in
+	// KeysFile, not here.
+	Protection *Protection `json:"protection,omitempty"`
 }
+
+// LicencePath is the ClearKey licence endpoint of an asset, under the
+// asset's folder so that an edge's token for the asset covers it.
+func LicencePath(asset string) string { return "/vod/" + asset + "/clearkey" }
 
 // Source records an input file of the asset.
 type Source struct {
@@ -90,6 +97,10 @@ func (a *Asset) SizeOnDisk() int64 {
 func (a *Asset) Presentation() manifest.Presentation {
 	p := manifest.Presentation{Title: a.Name, Duration: time.Duration(a.Duration * float64(time.Second)),
 		MinBufferTime: time.Duration(a.SegmentDuration * float64(time.Second))}
+	if a.Protection != nil {
+		kid, _ := parseHex16(a.Protection.KeyID)
+		p.Protection = &manifest.Protection{Scheme: a.Protection.Scheme, KeyID: uuidString(kid), LicenceURL: LicencePath(a.Name)}
+	}
 	for _, r := range a.Renditions {
 		t := manifest.Track{ID: r.ID, Codecs: r.Codecs, Bandwidth: uint32(min(r.Bandwidth, 1<<32-1)),
 			AvgBandwidth: uint32(min(r.Bitrate, 1<<32-1)), Width: r.Width, Height: r.Height, FrameRate: r.FrameRate,

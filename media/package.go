@@ -37,6 +37,9 @@ type PackageOptions struct {
 	// AllowDamaged packages a source that decodes with errors; the errors
 	// are logged. Without it such a source is refused.
 	AllowDamaged bool
+	// Encrypt, when set, encrypts every rendition (Common Encryption);
+	// the key goes to the asset's private KeysFile.
+	Encrypt *Encryption
 }
 
 // DefaultSegmentDur is the segment length when none is given.
@@ -55,6 +58,14 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	}
 	if opt.SegmentDur == 0 {
 		opt.SegmentDur = DefaultSegmentDur
+	}
+	if opt.Encrypt != nil {
+		// Checked (and the random key drawn) before any work is done.
+		e := *opt.Encrypt
+		if err := e.resolve(); err != nil {
+			return nil, fmt.Errorf("package: %w", err)
+		}
+		opt.Encrypt = &e
 	}
 	if opt.SegmentDur < 500*time.Millisecond || opt.SegmentDur > 30*time.Second {
 		return nil, fmt.Errorf("package: segment duration %s outside 0.5s..30s", opt.SegmentDur)
@@ -217,6 +228,21 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, opt.SegmentDur, staging, opt.Progress)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Encrypt != nil {
+		e := *opt.Encrypt
+		if err := e.resolve(); err != nil {
+			return nil, fmt.Errorf("package %s: %w", name, err)
+		}
+		for _, r := range rends {
+			if err := protectRendition(filepath.Join(staging, r.id), &r.out, e); err != nil {
+				return nil, fmt.Errorf("package %s: %w", name, err)
+			}
+		}
+		if err := writeKeys(staging, e); err != nil {
+			return nil, err
+		}
+		asset.Protection = &Protection{Scheme: e.Scheme, KeyID: hex.EncodeToString(e.KeyID)}
 	}
 	lead := rends[0]
 	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)

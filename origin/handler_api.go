@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/deepcast/deepcast/media"
 )
 
 // AssetSummary is one asset in the catalogue API.
@@ -27,6 +29,9 @@ type AssetSummary struct {
 	ManifestURL     string        `json:"manifestUrl"`
 	SizeOnDisk      int64         `json:"sizeOnDisk"`
 	Ladder          []LadderEntry `json:"ladder"`
+	// Protection, for an encrypted asset, is its scheme and key id (never
+	// the key): players need them to set up ClearKey.
+	Protection *media.Protection `json:"protection,omitempty"`
 }
 
 // LadderEntry is one rendition in the catalogue API.
@@ -43,7 +48,7 @@ type LadderEntry struct {
 func summary(e *Entry) AssetSummary {
 	a := e.Asset
 	out := AssetSummary{Name: e.Name, Build: a.Build, Created: a.Created, Duration: a.Duration, SegmentDuration: a.SegmentDuration,
-		ManifestURL: "/vod/" + e.Name + "/manifest.mpd", SizeOnDisk: a.SizeOnDisk()}
+		ManifestURL: "/vod/" + e.Name + "/manifest.mpd", SizeOnDisk: a.SizeOnDisk(), Protection: a.Protection}
 	for _, r := range a.Renditions {
 		if r.Type == "video" {
 			out.Segments = max(out.Segments, len(r.Segments))

@@ -28,6 +28,7 @@ type metrics struct {
 	// storeErrors counts requests answered 503/504 because the library's
 	// object store did not serve what they needed.
 	storeErrors prometheus.Counter
+	licences    prometheus.Counter // ClearKey licences handed out
 	byRoute     sync.Map // routeKey -> *routeMetrics
 }
 
@@ -57,7 +58,11 @@ func newMetrics() *metrics {
 		Name: "deepcast_origin_store_errors_total",
 		Help: "Requests answered 503/504 because the library store did not answer (or not in time).",
 	})
-	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs, m.damaged, m.storeErrors,
+	m.licences = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "deepcast_origin_licences_total",
+		Help: "ClearKey licences handed out (keys of encrypted assets).",
+	})
+	m.reg.MustRegister(m.requests, m.bytes, m.latency, m.jobs, m.damaged, m.storeErrors, m.licences,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

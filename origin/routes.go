@@ -27,6 +27,7 @@ func (s *Server) routes() http.Handler {
 	r.Head("/vod/{asset}/{rendition}/init.mp4", s.serveInit)
 	r.Get("/vod/{asset}/{rendition}/{segment}", s.serveSegment)
 	r.Head("/vod/{asset}/{rendition}/{segment}", s.serveSegment)
+	r.Post("/vod/{asset}/clearkey", s.serveLicence)
 	r.Get("/api/assets", s.listAssets)
 	r.Post("/api/assets", s.requireAdmin(s.ingest))
 	r.Get("/api/assets/{asset}", s.getAsset)

@@ -62,9 +62,17 @@ func packageCommand() command {
 			cp := fs.Bool("copy", false, "inputs are pre-encoded renditions of one title: package them without re-encoding")
 			damaged := fs.Bool("allow-damaged", false, "package a source that decodes with errors (damaged frames are published); refused without it")
 			preset := fs.String("preset", "veryfast", "x264 preset for encoding")
+			encrypt := fs.String("encrypt", "", "encrypt the media (Common Encryption): cenc or cbcs; the key stays in the asset's private keys.json, handed out by the origin's ClearKey licence endpoint (default: clear)")
+			keyID := fs.String("key-id", "", "-encrypt: the key id, 32 hex digits (default: random)")
+			key := fs.String("key", "", "-encrypt: the content key, 32 hex digits (default: random)")
+			keyFile := fs.String("key-file", "", "-encrypt: a file holding KID:KEY in hex (instead of -key-id and -key, which a process list would show)")
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) == 0 {
 					return fmt.Errorf("-o LIBRARY and at least one INPUT are required: %w", errUsage)
+				}
+				enc, err := encryptionFlags(*encrypt, *keyID, *key, *keyFile)
+				if err != nil {
+					return err
 				}
 				libStore, err := sf.open(ctx, *lib)
 				if err != nil {
@@ -76,7 +84,8 @@ func packageCommand() command {
 						return err
 					}
 				}
-				opt := media.PackageOptions{Library: *lib, Store: libStore, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged}
+				opt := media.PackageOptions{Library: *lib, Store: libStore, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged,
+					Encrypt: enc}
 				if *ladder != "" {
 					l, err := media.ParseLadder(*ladder)
 					if err != nil {
@@ -110,4 +119,40 @@ func packageCommand() command {
 			}
 		},
 	}
+}
+
+// encryptionFlags reads package's -encrypt, -key-id, -key and -key-file.
+func encryptionFlags(scheme, keyID, key, keyFile string) (*media.Encryption, error) {
+	if scheme == "" {
+		if keyID != "" || key != "" || keyFile != "" {
+			return nil, fmt.Errorf("-key-id, -key and -key-file need -encrypt cenc or -encrypt cbcs: %w", errUsage)
+		}
+		return nil, nil
+	}
+	if scheme != media.SchemeCENC && scheme != media.SchemeCBCS {
+		return nil, fmt.Errorf("-encrypt %q: want cenc or cbcs: %w", scheme, errUsage)
+	}
+	e := &media.Encryption{Scheme: scheme}
+	switch {
+	case keyFile != "":
+		if keyID != "" || key != "" {
+			return nil, fmt.Errorf("give -key-file or -key-id and -key, not both: %w", errUsage)
+		}
+		b, err := os.ReadFile(keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("-key-file: %w", err)
+		}
+		if e.KeyID, e.Key, err = media.ParseKeyPair(string(b)); err != nil {
+			return nil, fmt.Errorf("-key-file %s: %w", keyFile, err)
+		}
+	case keyID != "" || key != "":
+		if keyID == "" || key == "" {
+			return nil, fmt.Errorf("-key-id and -key go together: %w", errUsage)
+		}
+		var err error
+		if e.KeyID, e.Key, err = media.ParseKeyPair(keyID + ":" + key); err != nil {
+			return nil, fmt.Errorf("%w: %w", err, errUsage)
+		}
+	}
+	return e, nil
 }
