@@ -126,11 +126,11 @@ func protectRendition(dir string, r *Rendition, e Encryption) error {
 		return fmt.Errorf("encrypt %s: init segment: %v", r.ID, err)
 	}
 	kid := mp4.UUID(e.KeyID)
+	// The common PSSH (key ids for any CDM) is what EME's "cenc"
+	// initialization data carries to the ClearKey CDM. No ClearKey-system
+	// PSSH: dash.js would hand it to the CDM as "keyids" JSON, which it
+	// is not; the MPD's default_KID gives dash.js its key id.
 	common, err := mp4.NewPsshBox(CommonSystemID, []string{hex.EncodeToString(e.KeyID)}, nil)
-	if err != nil {
-		return err
-	}
-	clearKey, err := mp4.NewPsshBox(ClearKeySystemID, []string{hex.EncodeToString(e.KeyID)}, nil)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func protectRendition(dir string, r *Rendition, e Encryption) error {
 		iv = make([]byte, 16)
 	}
 	rand.Read(iv)
-	ipd, err := mp4.InitProtect(f.Init, e.Key, iv, e.Scheme, kid, []*mp4.PsshBox{common, clearKey})
+	ipd, err := mp4.InitProtect(f.Init, e.Key, iv, e.Scheme, kid, []*mp4.PsshBox{common})
 	if err != nil {
 		return fmt.Errorf("encrypt %s: %w", r.ID, err)
 	}

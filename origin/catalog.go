@@ -258,8 +258,15 @@ func (c *Catalog) loadEntry(ctx context.Context, name string, v store.Version) (
 		}
 	}
 	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
-	if e.hls, err = buildHLS(ctx, c.lib, v, a, e.lastModified, c.log); err != nil {
-		c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
+	switch {
+	case a.Protection != nil:
+		// Encrypted assets are DASH only: their HLS playlists would need
+		// key tags (EXT-X-KEY) that no ClearKey HLS player agrees on, and a
+		// playlist without them would only fail in the decoder.
+	default:
+		if e.hls, err = buildHLS(ctx, c.lib, v, a, e.lastModified, c.log); err != nil {
+			c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
+		}
 	}
 	return e, nil
 }

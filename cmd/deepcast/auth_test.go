@@ -1,8 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,6 +22,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -320,16 +327,17 @@ func TestSecureLinkAgreesWithNginx(t *testing.T) {
 	}
 }
 
-// TestBrowserPlaysAProtectedAsset: dash.js and Shaka in Chromium play an
-// asset through an edge that checks CAT tokens, the token on the
-// manifest's URL only (the page's ?cat=): the edge's session cookie
-// carries it to the segments, and since the token lives 8 s on a 16 s
-// clip, playing to the end shows that catr renewal (by cookie) keeps a
-// session going past its first token. Without a token, the page reports
-// the refusal and decodes nothing.
+// TestBrowserPlaysAProtectedAsset: dash.js and Shaka in Chromium play
+// encrypted assets (cenc; Shaka cbcs too) through an edge that checks CAT
+// tokens, keys from the origin's ClearKey licence endpoint (EME ClearKey),
+// the token on the manifest's URL only (the page's ?cat=): the edge's
+// session cookie carries it to the segments and the licence request, and
+// since the token lives 8 s on a 16 s clip, playing to the end shows that
+// catr renewal (by cookie) keeps a session going past its first token.
+// Without a token, the page reports the refusal and decodes nothing.
 func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 	modules := webModulesForTest(t)
-	lib := packageClip(t, 16*time.Second, "640x360@1200k,320x180@300k")
+	lib := packageEncrypted(t, 16*time.Second, "640x360@1200k,320x180@300k", map[string]string{"clip": media.SchemeCENC, "clipcbcs": media.SchemeCBCS})
 	key, _ := auth.NewKey("viewer-key", "HS256")
 	checker, err := auth.NewCAT(auth.CATConfig{Keys: []*auth.Key{key}, Issuer: "deepcast-test"})
 	if err != nil {
@@ -358,16 +366,16 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 	}
 	t.Cleanup(deep.Close)
 	mux[1].h = deep
-	for _, engine := range []string{"dashjs", "shaka-dash"} {
-		t.Run(engine, func(t *testing.T) {
-			before := scrape(t, lns[1].URL+"/metrics")
+	for _, tc := range []struct{ engine, asset string }{{"dashjs", "clip"}, {"shaka-dash", "clip"}, {"shaka-dash", "clipcbcs"}} {
+		t.Run(tc.engine+"/"+tc.asset, func(t *testing.T) {
+			before, licences := scrape(t, lns[1].URL+"/metrics"), metricValue(scrape(t, lns[0].URL+"/metrics"), "deepcast_origin_licences_total")
 			tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(8 * time.Second),
-				Renew: 6 * time.Second, PathPrefix: "/vod/clip/"})
+				Renew: 6 * time.Second, PathPrefix: "/vod/" + tc.asset + "/"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx := browser(t)
-			page := lns[1].URL + "/?asset=clip&buffer=4&engine=" + engine + "&cat=" + url.QueryEscape(tok)
+			page := lns[1].URL + "/?asset=" + tc.asset + "&buffer=4&engine=" + tc.engine + "&cat=" + url.QueryEscape(tok)
 			if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 				t.Fatal(err)
 			}
@@ -379,11 +387,16 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			if renewed < 1 {
 				t.Errorf("played %.1f s on an 8 s token without a renewal", s.CurrentTime)
 			}
-			t.Logf("%s with a token: %+v, %v renewals", engine, s, renewed)
-
+			if got := metricValue(scrape(t, lns[0].URL+"/metrics"), "deepcast_origin_licences_total") - licences; got < 1 {
+				t.Errorf("played an encrypted asset without a licence from the origin")
+			}
+			t.Logf("%s %s with a token: %+v, %v renewals", tc.engine, tc.asset, s, renewed)
+			if tc.asset != "clip" {
+				return
+			}
 			// No token: the refusal, cleanly.
 			ctx = browser(t)
-			if err := chromedp.Do(ctx, chromedp.Navigate(lns[1].URL+"/?asset=clip&engine="+engine)); err != nil {
+			if err := chromedp.Do(ctx, chromedp.Navigate(lns[1].URL+"/?asset="+tc.asset+"&engine="+tc.engine)); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(30 * time.Second)
@@ -393,9 +406,33 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			if len(s.Errors) == 0 || s.DecodedFrames > 0 {
 				t.Errorf("without a token: errors %v, %d frames decoded", s.Errors, s.DecodedFrames)
 			}
-			t.Logf("%s without a token: %v", engine, s.Errors)
+			t.Logf("%s without a token: %v", tc.engine, s.Errors)
 		})
 	}
+}
+
+// packageEncrypted makes a sample of the given length and packages it
+// under each name with its encryption scheme; it returns the library.
+func packageEncrypted(t *testing.T, d time.Duration, ladderSpec string, names map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.mp4")
+	ctx := context.Background()
+	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: d, Width: 640, Height: 360}); err != nil {
+		t.Fatal(err)
+	}
+	ladder, err := media.ParseLadder(ladderSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := filepath.Join(dir, "lib")
+	for name, scheme := range names {
+		if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: name, Ladder: ladder, Preset: "ultrafast",
+			Encrypt: &media.Encryption{Scheme: scheme}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lib
 }
 
 // metricValue is the value of an unlabelled series on a /metrics page (0
@@ -408,4 +445,152 @@ func metricValue(page, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestEncryptedAssetThroughAProtectedEdge: `deepcast package -encrypt
+// cenc -key-file` makes an asset that ffmpeg decodes frame for frame with
+// the key (each segment with its init segment, fetched through an edge
+// with -auth cat); the edge hands the key (ClearKey JSON) only to a
+// request with a token for the asset; the key is in no /vod/ or /api/
+// response and in no log line; wrong flags fail before any work.
+func TestEncryptedAssetThroughAProtectedEdge(t *testing.T) {
+	dir := t.TempDir()
+	src := mediatest.Source(t)
+	frames := mediatest.CountFrames(t, src)
+	const kidHex, keyHex = "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", "3f1e5d7c9b2a4e6f8d0c1b3a5e7f9d2c"
+	keyFile := filepath.Join(dir, "asset.key")
+	os.WriteFile(keyFile, []byte("# KID:KEY\n"+kidHex+":"+keyHex+"\n"), 0o600)
+	lib := filepath.Join(dir, "lib")
+	var out, errb bytes.Buffer
+	for _, bad := range [][]string{{"-encrypt", "aes"}, {"-key", keyHex}, {"-encrypt", "cenc", "-key-id", kidHex}, {"-encrypt", "cenc", "-key-id", "12", "-key", keyHex},
+		{"-encrypt", "cenc", "-key-file", keyFile, "-key", keyHex}} {
+		if code := run(append(append([]string{"package", "-o", lib, "-name", "x"}, bad...), src), &out, &errb); code != 2 {
+			t.Errorf("package %v: exit %d, want 2", bad, code)
+		}
+	}
+	if code := run([]string{"package", "-o", lib, "-name", "sec", "-ladder", mediatest.Ladder, "-preset", "ultrafast", "-encrypt", "cenc", "-key-file", keyFile, src}, &out, &errb); code != 0 {
+		t.Fatalf("package -encrypt: exit %d: %s", code, errb.String())
+	}
+	a, err := media.LoadAsset(filepath.Join(lib, "sec"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o, err := origin.New(origin.Config{Library: lib, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	originURL := serveLoopback(t, o)
+	tokenKey, _ := auth.NewKey("k", "HS256")
+	checker, _ := auth.NewCAT(auth.CATConfig{Keys: []*auth.Key{tokenKey}})
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{originURL}, MemBytes: 32 << 20, Logger: logger,
+		Auth: checker, AccessLog: accesslog.New(&logs, "deep")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	edgeURL := serveLoopback(t, n)
+	tok, _ := auth.Mint(tokenKey, auth.TokenSpec{Expires: time.Now().Add(time.Hour), PathPrefix: "/vod/sec/"})
+
+	// Every frame, segment by segment, through the protected edge.
+	for _, r := range a.Renditions {
+		decoded := 0
+		for _, s := range r.Segments {
+			base := fmt.Sprintf("%s/vod/sec/%s/", edgeURL, r.ID)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			counts, log, err := mediatest.Decode(ctx, "concat:"+base+"init.mp4?cat="+tok+"|"+base+fmt.Sprintf("%d.m4s?cat=%s", s.Number, tok),
+				"-protocol_whitelist", "concat,http,tcp", "-decryption_key", keyHex)
+			cancel()
+			if err != nil || len(counts) != 1 || strings.Contains(log, "Error while decoding") {
+				t.Fatalf("%s segment %d: %v %+v\n%s", r.ID, s.Number, err, counts, log)
+			}
+			decoded += counts[0].Frames
+		}
+		if r.Type == "video" && decoded != frames {
+			t.Errorf("%s: %d frames decoded, the source has %d", r.ID, decoded, frames)
+		}
+		if decoded == 0 {
+			t.Errorf("%s: nothing decoded", r.ID)
+		}
+	}
+
+	// The licence: with a token, the key; without, a refusal.
+	kid, _ := hex.DecodeString(kidHex)
+	body := `{"kids":["` + base64.RawURLEncoding.EncodeToString(kid) + `"],"type":"temporary"}`
+	licence := func(hdr ...string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, edgeURL+"/vod/sec/clearkey", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, answer := licence(auth.HeaderName, tok)
+	var lic struct {
+		Keys []struct{ Kty, K, Kid string }
+	}
+	json.Unmarshal([]byte(answer), &lic)
+	key, _ := hex.DecodeString(keyHex)
+	if code != 200 || len(lic.Keys) != 1 || lic.Keys[0].K != base64.RawURLEncoding.EncodeToString(key) || lic.Keys[0].Kty != "oct" {
+		t.Fatalf("licence with a token: %d %s", code, answer)
+	}
+	if code, _ := licence(); code != 401 {
+		t.Errorf("licence without a token: %d", code)
+	}
+	other, _ := auth.Mint(tokenKey, auth.TokenSpec{Expires: time.Now().Add(time.Hour), PathPrefix: "/vod/other/"})
+	if code, _ := licence(auth.HeaderName, other); code != 403 {
+		t.Errorf("licence with another asset's token: %d", code)
+	}
+
+	// The key is nowhere it should not be.
+	forms := []string{keyHex, strings.ToUpper(keyHex), base64.StdEncoding.EncodeToString(key), base64.RawURLEncoding.EncodeToString(key), string(key)}
+	var served []string
+	if resp, _ := http.Get(originURL + "/vod/sec/master.m3u8"); resp == nil || resp.StatusCode != 404 {
+		t.Error("an encrypted asset has HLS playlists (without key tags)")
+	}
+	for _, p := range []string{"/vod/sec/manifest.mpd", "/api/assets", "/api/assets/sec"} {
+		served = append(served, p)
+	}
+	for _, r := range a.Renditions {
+		served = append(served, fmt.Sprintf("/vod/sec/%s/init.mp4", r.ID))
+		for _, s := range r.Segments {
+			served = append(served, fmt.Sprintf("/vod/sec/%s/%d.m4s", r.ID, s.Number))
+		}
+	}
+	for _, p := range served {
+		resp, err := http.Get(originURL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d", p, resp.StatusCode)
+		}
+		for _, f := range forms {
+			if bytes.Contains(b, []byte(f)) {
+				t.Errorf("the key (as %q) is in %s", f, p)
+			}
+		}
+	}
+	if resp, _ := http.Get(originURL + "/vod/sec/keys.json"); resp == nil || resp.StatusCode == 200 {
+		t.Error("keys.json is served")
+	}
+	for _, f := range forms[:4] {
+		if strings.Contains(logs.String(), f) {
+			t.Errorf("the key (as %q) is in the logs", f)
+		}
+	}
+	if !strings.Contains(logs.String(), "clearkey") {
+		t.Error("the access log did not record the licence requests (is it capturing?)")
+	}
 }

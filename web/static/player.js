@@ -163,7 +163,7 @@ const engines = {
       p.on(ev.PLAYBACK_ERROR, (e) => showError((e.error && e.error.message) || 'media error'));
       // An encrypted asset's key comes from the ClearKey licence endpoint
       // beside its manifest (a clear asset never asks).
-      p.setProtectionData({ 'org.w3.clearkey': { serverURL: licenceURL(url) } });
+      p.setProtectionData({ 'org.w3.clearkey': { serverURL: licenceURL(url), initDataTypes: ['keyids', 'cenc'] } });
       p.initialize($('video'), url, true);
       return {
         stop() { p.reset(); },
