@@ -153,3 +153,19 @@ func tailLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
+// FuzzParseKeyPair: -key-file contents are read as 16-byte key id and key
+// or refused.
+func FuzzParseKeyPair(f *testing.F) {
+	f.Add("# KID:KEY\na0a1a2a3a4a5a6a7a8a9aaabacadaeaf:3f1e5d7c9b2a4e6f8d0c1b3a5e7f9d2c\n")
+	f.Add("01234567-89ab-cdef-0123-456789abcdef:00112233445566778899aabbccddeeff")
+	f.Add(":")
+	f.Fuzz(func(t *testing.T, s string) {
+		kid, key, err := media.ParseKeyPair(s)
+		if err == nil && (len(kid) != 16 || len(key) != 16) {
+			t.Fatalf("%q read as %d and %d bytes", s, len(kid), len(key))
+		}
+		if _, _, err := media.ParseContentKey([]byte(s)); err == nil && !strings.Contains(s, "keyId") {
+			t.Fatalf("%q read as a key file", s)
+		}
+	})
+}

@@ -29,7 +29,7 @@ type metrics struct {
 	// object store did not serve what they needed.
 	storeErrors prometheus.Counter
 	licences    prometheus.Counter // ClearKey licences handed out
-	byRoute     sync.Map // routeKey -> *routeMetrics
+	byRoute     sync.Map           // routeKey -> *routeMetrics
 }
 
 func newMetrics() *metrics {

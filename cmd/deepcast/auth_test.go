@@ -553,13 +553,10 @@ func TestEncryptedAssetThroughAProtectedEdge(t *testing.T) {
 
 	// The key is nowhere it should not be.
 	forms := []string{keyHex, strings.ToUpper(keyHex), base64.StdEncoding.EncodeToString(key), base64.RawURLEncoding.EncodeToString(key), string(key)}
-	var served []string
 	if resp, _ := http.Get(originURL + "/vod/sec/master.m3u8"); resp == nil || resp.StatusCode != 404 {
 		t.Error("an encrypted asset has HLS playlists (without key tags)")
 	}
-	for _, p := range []string{"/vod/sec/manifest.mpd", "/api/assets", "/api/assets/sec"} {
-		served = append(served, p)
-	}
+	served := []string{"/vod/sec/manifest.mpd", "/api/assets", "/api/assets/sec"}
 	for _, r := range a.Renditions {
 		served = append(served, fmt.Sprintf("/vod/sec/%s/init.mp4", r.ID))
 		for _, s := range r.Segments {
@@ -592,5 +589,90 @@ func TestEncryptedAssetThroughAProtectedEdge(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "clearkey") {
 		t.Error("the access log did not record the licence requests (is it capturing?)")
+	}
+}
+
+// TestTokenCommandAndEdgeFlags: `deepcast token -new-key` writes a key
+// file (owner-only, never over another), `deepcast token -key … -uri …`
+// prints a token alone on its last line, and an `edge -auth cat
+// -auth-key` process accepts it for the asset and refuses the rest;
+// `-securelink` prints a link as nginx's secure_link_md5 makes them.
+func TestTokenCommandAndEdgeFlags(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "edge.key")
+	runBin := func(args ...string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var stdout, stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		if err != nil {
+			err = fmt.Errorf("%w: %s", err, stderr.String())
+		}
+		return stdout.String(), err
+	}
+	if _, err := runBin("token", "-new-key", keyFile, "-kid", "edge-1"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(keyFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v %v", err, st)
+	}
+	before, _ := os.ReadFile(keyFile)
+	if _, err := runBin("token", "-new-key", keyFile); err == nil {
+		t.Error("-new-key overwrote a key file")
+	}
+	if after, _ := os.ReadFile(keyFile); !bytes.Equal(after, before) {
+		t.Error("the key file changed")
+	}
+	out, err := runBin("token", "-key", keyFile, "-uri", "/vod/"+mediatest.AssetName+"/", "-ttl", "10m", "-renew", "1m", "-issuer", "ops")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	tok := lines[len(lines)-1]
+	keys, err := auth.LoadKeys(keyFile)
+	if err != nil || keys[0].ID != "edge-1" {
+		t.Fatalf("keys: %v", err)
+	}
+	checker, _ := auth.NewCAT(auth.CATConfig{Keys: keys, Issuer: "ops"})
+	if cl, err := checker.Verify(tok); err != nil || cl.Renewal == nil || len(cl.URI) != 1 {
+		t.Fatalf("minted token %q: %v %+v", tok, err, cl)
+	}
+
+	originURL := serveLoopback(t, startOrigin(t, mediatest.Library(t)))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startNode(t, bin, addr, "edge", "-upstream", originURL, "-listen", addr, "-auth", "cat", "-auth-key", keyFile, "-auth-issuer", "ops")
+	mpd := "http://" + addr + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	for _, c := range []struct {
+		url    string
+		header string
+		want   int
+	}{{mpd, tok, 200}, {mpd, "", 401}, {strings.Replace(mpd, mediatest.AssetName, "other", 1), tok, 403}, {mpd + "?cat=" + tok, "", 200}} {
+		req, _ := http.NewRequest(http.MethodGet, c.url, nil)
+		if c.header != "" {
+			req.Header.Set(auth.HeaderName, c.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s (header %v): %d, want %d", c.url, c.header != "", resp.StatusCode, c.want)
+		}
+	}
+	if _, err := runBin("edge", "-upstream", originURL, "-listen", "127.0.0.1:0", "-auth", "cat"); err == nil || !strings.Contains(err.Error(), "-auth-key") {
+		t.Errorf("-auth cat without a key: %v", err)
+	}
+
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("s3cr3t\n"), 0o600)
+	out, err = runBin("token", "-securelink", "-key", secret, "-uri", "/vod/a/manifest.mpd", "-remote", "127.0.0.1", "-ttl", "1h")
+	if err != nil || !strings.HasPrefix(strings.TrimSpace(out), "/vod/a/manifest.mpd?md5=") {
+		t.Fatalf("securelink: %q %v", out, err)
 	}
 }

@@ -306,3 +306,33 @@ func BenchmarkCATCheck(b *testing.B) {
 		}
 	})
 }
+
+// FuzzParseKeys: a key file, whatever it holds, is read or refused, and
+// what is read mints tokens that verify.
+func FuzzParseKeys(f *testing.F) {
+	hs, _ := NewKey("a", "HS256")
+	es, _ := NewKey("b", "ES256")
+	b, _ := MarshalKeys(hs, es)
+	f.Add(b)
+	f.Add([]byte(`{"kty":"oct","k":"MDEyMzQ1Njc4OWFiY2RlZg"}`))
+	f.Add([]byte{0x81, 0xa3, 0x01, 0x04, 0x02, 0x41, 0x6b, 0x20, 0x50, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := ParseKeys(data)
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if !k.CanMint() {
+				continue
+			}
+			tok, err := Mint(k, TokenSpec{Expires: time.Now().Add(time.Hour)})
+			if err != nil {
+				t.Fatalf("key %q read but cannot mint: %v", k.ID, err)
+			}
+			c, _ := NewCAT(CATConfig{Keys: []*Key{k.Public()}})
+			if _, err := c.Verify(tok); err != nil {
+				t.Fatalf("key %q: its own token does not verify: %v", k.ID, err)
+			}
+		}
+	})
+}

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 
 	"github.com/fxamacker/cbor/v2"
@@ -164,17 +162,17 @@ func ecKey(k *Key, x, y, d []byte) (*Key, error) {
 	if len(x) != 32 || len(y) != 32 {
 		return nil, errors.New("P-256 coordinates are 32 bytes each")
 	}
-	// crypto/ecdh checks that the point is on the curve.
-	if _, err := ecdh.P256().NewPublicKey(append(append([]byte{4}, x...), y...)); err != nil {
+	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
+	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
-	k.public = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
+	k.public = pub
 	if d != nil {
 		priv, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), d)
 		if err != nil {
 			return nil, fmt.Errorf("private key: %w", err)
 		}
-		if priv.X.Cmp(k.public.X) != 0 || priv.Y.Cmp(k.public.Y) != 0 {
+		if !priv.PublicKey.Equal(pub) {
 			return nil, errors.New("private key does not match x, y")
 		}
 		k.private = priv
@@ -296,10 +294,17 @@ func MarshalKeys(keys ...*Key) ([]byte, error) {
 			}
 			f.Keys = append(f.Keys, jwk{Kty: "oct", Kid: k.ID, Alg: alg, K: enc(k.secret)})
 		case AlgES256:
-			j := jwk{Kty: "EC", Kid: k.ID, Alg: "ES256", Crv: "P-256",
-				X: enc(k.public.X.FillBytes(make([]byte, 32))), Y: enc(k.public.Y.FillBytes(make([]byte, 32)))}
+			point, err := k.public.Bytes() // 0x04, X, Y
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %w", k.ID, err)
+			}
+			j := jwk{Kty: "EC", Kid: k.ID, Alg: "ES256", Crv: "P-256", X: enc(point[1:33]), Y: enc(point[33:65])}
 			if k.private != nil {
-				j.D = enc(k.private.D.FillBytes(make([]byte, 32)))
+				d, err := k.private.Bytes()
+				if err != nil {
+					return nil, fmt.Errorf("key %q: %w", k.ID, err)
+				}
+				j.D = enc(d)
 			}
 			f.Keys = append(f.Keys, j)
 		default:

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/deepcast/deepcast/edge/auth"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -581,5 +583,55 @@ func TestPrivateStatsDoNotTakeAnEdgeDown(t *testing.T) {
 		if loaded := e.Load() > 0; loaded != (token == "tok") {
 			t.Errorf("token %q: load %.1f", token, e.Load())
 		}
+	}
+}
+
+// TestRouterHandsOutTokens: with a token issuer, a 302 for a manifest
+// carries a CAT for the asset's folder that an edge's checker accepts for
+// the asset and refuses for another; segments and requests that already
+// carry a token get none.
+func TestRouterHandsOutTokens(t *testing.T) {
+	s := setup(t, "ip-hash")
+	key, _ := auth.NewKey("router", "HS256")
+	s.router.cfg.Tokens = &TokenIssuer{Key: key, TTL: time.Hour, Renew: 5 * time.Minute, Issuer: "router", Audience: []string{"edges"}}
+	checker, _ := auth.NewCAT(auth.CATConfig{Keys: []*auth.Key{key}, Issuer: "router", Audience: []string{"edges"}})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	location := func(path string) *url.URL {
+		t.Helper()
+		resp, err := client.Get(s.http.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		u, err := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != 302 || err != nil {
+			t.Fatalf("GET %s: %d %q", path, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return u
+	}
+	for _, p := range []string{"/vod/clip/manifest.mpd", "/vod/clip/master.m3u8?CMCD=x"} {
+		u := location(p)
+		tok := u.Query().Get(auth.QueryParam)
+		if tok == "" {
+			t.Fatalf("%s: no token in %s", p, u)
+		}
+		cl, err := checker.Verify(tok)
+		if err != nil || cl.Renewal == nil || cl.Expires < time.Now().Add(50*time.Minute).Unix() {
+			t.Fatalf("%s: token %v %+v", p, err, cl)
+		}
+		seg := &auth.Request{Method: "GET", Path: "/vod/clip/v/1.m4s", Header: tok}
+		if d := checker.Check(seg); !d.Allowed() {
+			t.Errorf("the router's token is refused for its asset: %+v", d)
+		}
+		seg.Path = "/vod/other/v/1.m4s"
+		if d := checker.Check(seg); d.Allowed() {
+			t.Error("the router's token opens another asset")
+		}
+	}
+	if u := location("/vod/clip/v/1.m4s"); u.Query().Has(auth.QueryParam) {
+		t.Errorf("a segment redirect got a token: %s", u)
+	}
+	if u := location("/vod/clip/manifest.mpd?cat=mine"); u.Query()[auth.QueryParam][0] != "mine" || len(u.Query()[auth.QueryParam]) != 1 {
+		t.Errorf("a request with a token got another: %s", u)
 	}
 }
