@@ -27,7 +27,6 @@ import (
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
-	"github.com/deepcast/deepcast/web"
 )
 
 // protectedEdge starts an enter-deep node checking CAT tokens made with
@@ -99,17 +98,7 @@ func TestEdgeChecksAccessTokens(t *testing.T) {
 			client := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 			get := func(target string, hdr ...string) (*http.Response, []byte) {
 				t.Helper()
-				req, _ := http.NewRequest(http.MethodGet, base+target, nil)
-				for i := 0; i+1 < len(hdr); i += 2 {
-					req.Header.Set(hdr[i], hdr[i+1])
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer resp.Body.Close()
-				b, _ := io.ReadAll(resp.Body)
-				return resp, b
+				return getBody(t, client, base+target, hdr...)
 			}
 			refusals := []struct {
 				name, target string
@@ -328,54 +317,31 @@ func TestSecureLinkAgreesWithNginx(t *testing.T) {
 }
 
 // TestBrowserPlaysAProtectedAsset: dash.js and Shaka in Chromium play
-// encrypted assets (cenc; Shaka cbcs too) through an edge that checks CAT
-// tokens, keys from the origin's ClearKey licence endpoint (EME ClearKey),
+// encrypted assets (cenc; Shaka cbcs too) through a three-tier chain
+// whose enter-deep edge checks CAT tokens, keys from the origin's ClearKey licence endpoint (EME ClearKey),
 // the token on the manifest's URL only (the page's ?cat=): the edge's
 // session cookie carries it to the segments and the licence request, and
 // since the token lives 8 s on a 16 s clip, playing to the end shows that
 // catr renewal (by cookie) keeps a session going past its first token.
 // Without a token, the page reports the refusal and decodes nothing.
 func TestBrowserPlaysAProtectedAsset(t *testing.T) {
-	modules := webModulesForTest(t)
-	lib := packageEncrypted(t, 16*time.Second, "640x360@1200k,320x180@300k", map[string]string{"clip": media.SchemeCENC, "clipcbcs": media.SchemeCBCS})
+	lib := packageAssets(t, 16*time.Second, "640x360@1200k,320x180@300k", map[string]string{"clip": media.SchemeCENC, "clipcbcs": media.SchemeCBCS})
 	key, _ := auth.NewKey("viewer-key", "HS256")
 	checker, err := auth.NewCAT(auth.CATConfig{Keys: []*auth.Key{key}, Issuer: "deepcast-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lns [2]*httptest.Server
-	mux := [2]*swapHandler{{}, {}}
-	for i := range lns {
-		lns[i] = httptest.NewServer(mux[i])
-		t.Cleanup(lns[i].Close)
-	}
-	nodes := []web.Node{{Name: "origin", Role: "origin", URL: lns[0].URL}, {Name: "deep", Role: edge.EnterDeep, URL: lns[1].URL}}
-	pages := func(self string) http.Handler {
-		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: modules, Logger: discard()})
-	}
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard(), Web: pages("origin")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(o.Close)
-	mux[0].h = o
-	deep, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{lns[0].URL}, MemBytes: 64 << 20,
-		Logger: discard(), Web: pages("deep"), Auth: checker})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(deep.Close)
-	mux[1].h = deep
+	setup := startWebChainOn(t, lib, checker)
 	for _, tc := range []struct{ engine, asset string }{{"dashjs", "clip"}, {"shaka-dash", "clip"}, {"shaka-dash", "clipcbcs"}} {
 		t.Run(tc.engine+"/"+tc.asset, func(t *testing.T) {
-			before, licences := scrape(t, lns[1].URL+"/metrics"), metricValue(scrape(t, lns[0].URL+"/metrics"), "deepcast_origin_licences_total")
+			before, licences := scrape(t, setup.deep+"/metrics"), metricValue(scrape(t, setup.origin+"/metrics"), "deepcast_origin_licences_total")
 			tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(8 * time.Second),
 				Renew: 6 * time.Second, PathPrefix: "/vod/" + tc.asset + "/"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx := browser(t)
-			page := lns[1].URL + "/?asset=" + tc.asset + "&buffer=4&engine=" + tc.engine + "&cat=" + url.QueryEscape(tok)
+			page := setup.deep + "/?asset=" + tc.asset + "&buffer=4&engine=" + tc.engine + "&cat=" + url.QueryEscape(tok)
 			if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 				t.Fatal(err)
 			}
@@ -383,11 +349,11 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			if s.DecodedFrames == 0 || len(s.Errors) > 0 {
 				t.Errorf("decoded %d frames, errors %v", s.DecodedFrames, s.Errors)
 			}
-			renewed := metricValue(scrape(t, lns[1].URL+"/metrics"), "deepcast_edge_auth_renewed_total") - metricValue(before, "deepcast_edge_auth_renewed_total")
+			renewed := metricValue(scrape(t, setup.deep+"/metrics"), "deepcast_edge_auth_renewed_total") - metricValue(before, "deepcast_edge_auth_renewed_total")
 			if renewed < 1 {
 				t.Errorf("played %.1f s on an 8 s token without a renewal", s.CurrentTime)
 			}
-			if got := metricValue(scrape(t, lns[0].URL+"/metrics"), "deepcast_origin_licences_total") - licences; got < 1 {
+			if got := metricValue(scrape(t, setup.origin+"/metrics"), "deepcast_origin_licences_total") - licences; got < 1 {
 				t.Errorf("played an encrypted asset without a licence from the origin")
 			}
 			t.Logf("%s %s with a token: %+v, %v renewals", tc.engine, tc.asset, s, renewed)
@@ -396,7 +362,7 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			}
 			// No token: the refusal, cleanly.
 			ctx = browser(t)
-			if err := chromedp.Do(ctx, chromedp.Navigate(lns[1].URL+"/?asset="+tc.asset+"&engine="+tc.engine)); err != nil {
+			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset="+tc.asset+"&engine="+tc.engine)); err != nil {
 				t.Fatal(err)
 			}
 			deadline := time.Now().Add(30 * time.Second)
@@ -411,9 +377,10 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 	}
 }
 
-// packageEncrypted makes a sample of the given length and packages it
-// under each name with its encryption scheme; it returns the library.
-func packageEncrypted(t *testing.T, d time.Duration, ladderSpec string, names map[string]string) string {
+// packageAssets makes a sample of the given length and packages it under
+// each name with its encryption scheme ("" for none); it returns the
+// library.
+func packageAssets(t *testing.T, d time.Duration, ladderSpec string, names map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.mp4")
@@ -427,8 +394,11 @@ func packageEncrypted(t *testing.T, d time.Duration, ladderSpec string, names ma
 	}
 	lib := filepath.Join(dir, "lib")
 	for name, scheme := range names {
-		if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: name, Ladder: ladder, Preset: "ultrafast",
-			Encrypt: &media.Encryption{Scheme: scheme}}); err != nil {
+		opt := media.PackageOptions{Library: lib, Name: name, Ladder: ladder, Preset: "ultrafast"}
+		if scheme != "" {
+			opt.Encrypt = &media.Encryption{Scheme: scheme}
+		}
+		if _, err := media.Package(ctx, []string{src}, opt); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -521,17 +491,7 @@ func TestEncryptedAssetThroughAProtectedEdge(t *testing.T) {
 	kid, _ := hex.DecodeString(kidHex)
 	body := `{"kids":["` + base64.RawURLEncoding.EncodeToString(kid) + `"],"type":"temporary"}`
 	licence := func(hdr ...string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, edgeURL+"/vod/sec/clearkey", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		resp, b := doBody(t, http.DefaultClient, http.MethodPost, edgeURL+"/vod/sec/clearkey", body, append([]string{"Content-Type", "application/json"}, hdr...)...)
 		return resp.StatusCode, string(b)
 	}
 	code, answer := licence(auth.HeaderName, tok)

@@ -18,8 +18,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/edge/routing"
-	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
 )
@@ -73,8 +73,14 @@ type webSetup struct {
 
 func startWebChain(t *testing.T) webSetup {
 	t.Helper()
+	return startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"), nil)
+}
+
+// startWebChainOn is startWebChain on a library, the enter-deep node
+// checking tokens with check when it is not nil.
+func startWebChainOn(t *testing.T, lib string, check auth.Checker) webSetup {
+	t.Helper()
 	modules := webModulesForTest(t)
-	lib := packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k")
 	// Listeners first, so every page knows every node.
 	var lns [3]*httptest.Server
 	mux := [3]*swapHandler{{}, {}, {}}
@@ -101,7 +107,7 @@ func startWebChain(t *testing.T) webSetup {
 	t.Cleanup(home.Close)
 	mux[1].h = home
 	deep, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{lns[1].URL}, MemBytes: 64 << 20,
-		Logger: discard(), Web: pages("deep")})
+		Logger: discard(), Web: pages("deep"), Auth: check})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,21 +130,7 @@ func webModulesForTest(t *testing.T) string {
 // with the ladder; it returns the library.
 func packageClip(t *testing.T, d time.Duration, ladderSpec string) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src.mp4")
-	ctx := context.Background()
-	if err := media.MakeSample(ctx, src, media.SampleOptions{Duration: d, Width: 640, Height: 360}); err != nil {
-		t.Fatal(err)
-	}
-	ladder, err := media.ParseLadder(ladderSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib := filepath.Join(dir, "lib")
-	if _, err := media.Package(ctx, []string{src}, media.PackageOptions{Library: lib, Name: "clip", Ladder: ladder, Preset: "ultrafast"}); err != nil {
-		t.Fatal(err)
-	}
-	return lib
+	return packageAssets(t, d, ladderSpec, map[string]string{"clip": ""})
 }
 
 // swapHandler lets a server start before its handler exists.

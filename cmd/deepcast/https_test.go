@@ -113,7 +113,18 @@ func clientFor(t *testing.T, ca string, cert *tlsserve.Pair, h3 bool) *http.Clie
 // body.
 func getBody(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	return doBody(t, c, http.MethodGet, url, "", hdr...)
+}
+
+// doBody sends a request with a body (none when empty) and header
+// name/value pairs through c, and reads the answer's body.
+func doBody(t *testing.T, c *http.Client, method, url, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,12 +133,12 @@ func getBody(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Res
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("GET %s body: %v", url, err)
+		t.Fatalf("%s %s body: %v", method, url, err)
 	}
 	return resp, b
 }
