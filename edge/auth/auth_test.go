@@ -336,3 +336,30 @@ func FuzzParseKeys(f *testing.F) {
 		}
 	})
 }
+
+// TestRedirectRenewalDoesNotLoop: a token whose renewal window opens at
+// once (renew as long as its life) is not redirected while young, so its
+// successor, young too, cannot send the player round in circles.
+func TestRedirectRenewalDoesNotLoop(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := mustKey(t, "k", "HS256")
+	c, _ := NewCAT(CATConfig{Keys: []*Key{k}, Now: func() time.Time { return now }})
+	tok, _ := Mint(k, TokenSpec{IssuedAt: now, Expires: now.Add(time.Minute), Renew: time.Minute, RenewType: RenewRedirect})
+	r := Request{Method: "GET", Path: "/vod/a/manifest.mpd", Query: "cat=" + tok}
+	for i := range 3 {
+		now = now.Add(2 * time.Second)
+		if d := c.Check(&r); !d.Allowed() || d.Redirect != "" {
+			t.Fatalf("request %d at %d s: %+v", i, 2*(i+1), d)
+		}
+	}
+	now = now.Add(10 * time.Second)
+	d := c.Check(&r)
+	if d.Redirect == "" {
+		t.Fatalf("an old token in its window was not redirected: %+v", d)
+	}
+	// The successor is young: followed at once, it is served.
+	r.Query = strings.SplitN(d.Redirect, "?", 2)[1]
+	if d := c.Check(&r); !d.Allowed() || d.Redirect != "" {
+		t.Fatalf("the successor redirected again: %+v", d)
+	}
+}

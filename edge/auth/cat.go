@@ -101,10 +101,16 @@ type verified struct {
 	key    *Key
 	err    error // a token that failed is remembered too: cheap to refuse again
 	// renewed is the fresh token handed out in the renewal window, made
-	// once for every request that asks in that window.
-	renewMu sync.Mutex
-	renewed string
+	// once for the requests that ask in that window (again once it is half
+	// spent, so no request gets a token about to lapse).
+	renewMu    sync.Mutex
+	renewed    string
+	renewedIat int64
 }
+
+// redirectMinAge is how old (seconds) a token must be before a request
+// carrying it is redirected to its successor.
+const redirectMinAge = 10
 
 // maxCached bounds the verified-token memory; when full it starts over
 // (tokens are cheap to verify again, and the bound is what matters).
@@ -313,13 +319,24 @@ func (c *CAT) renew(r *Request, token, via string, v *verified, now int64, d *De
 	if now < v.claims.Expires-deadline || !v.key.CanMint() {
 		return false
 	}
-	fresh, err := c.renewedToken(v, now)
-	if err != nil {
-		return false // the old token is still valid: serve, renew next time
-	}
 	kind := rn.Type
 	if kind == RenewAutomatic {
 		kind = map[string]int{"header": RenewHeader, "cookie": RenewCookie, "query": RenewRedirect}[via]
+	}
+	maxAge := rn.ExpAdd / 2
+	if kind == RenewRedirect {
+		if v.claims.IssuedAt != 0 && now-v.claims.IssuedAt < redirectMinAge {
+			// A token whose renewal window opens at once (expadd no longer
+			// than deadline) would redirect to a successor that redirects
+			// again: a young token is served as it is, and renewed later.
+			return false
+		}
+		// The successor a redirect names is young, for the same reason.
+		maxAge = redirectMinAge / 2
+	}
+	fresh, err := c.renewedToken(v, now, maxAge)
+	if err != nil {
+		return false // the old token is still valid: serve, renew next time
 	}
 	switch kind {
 	case RenewHeader:
@@ -353,10 +370,10 @@ func (c *CAT) renew(r *Request, token, via string, v *verified, now int64, d *De
 // renewedToken is the token's successor: the same claims with a new
 // issue time, expiry and id, sealed with the same key. One is made per
 // token and handed to every request in its window.
-func (c *CAT) renewedToken(v *verified, now int64) (string, error) {
+func (c *CAT) renewedToken(v *verified, now, maxAge int64) (string, error) {
 	v.renewMu.Lock()
 	defer v.renewMu.Unlock()
-	if v.renewed != "" {
+	if v.renewed != "" && now-v.renewedIat < maxAge {
 		return v.renewed, nil
 	}
 	spec := TokenSpec{Issuer: v.claims.Issuer, Subject: v.claims.Subject, Audience: v.claims.Audience,
@@ -366,7 +383,7 @@ func (c *CAT) renewedToken(v *verified, now int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	v.renewed = t
+	v.renewed, v.renewedIat = t, now
 	return t, nil
 }
 
