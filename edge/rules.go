@@ -149,6 +149,9 @@ func hrwScore(key, url string, weight float64) float64 {
 	f.Write([]byte(key))
 	f.Write([]byte{0})
 	f.Write([]byte(url))
-	h := (float64(f.Sum64()>>11) + 0.5) / (1 << 53)
+	// FNV alone barely mixes its last bytes into its top bits, and pool
+	// URLs often differ only there (origin-1, origin-2; ports): the
+	// finaliser spreads them, or one upstream takes most keys.
+	h := (float64(mix64(f.Sum64())>>11) + 0.5) / (1 << 53)
 	return -weight / math.Log(h)
 }
