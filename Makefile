@@ -10,14 +10,15 @@ FUZZTIME  ?= 5s
 all: build
 
 # One self-contained binary: the web pages' npm packages (web/node_modules,
-# `npm ci`) are copied into web/dist and embedded; version, commit and
-# build date are stamped in.
+# `npm ci`) are copied into web/dist, the ABR core is compiled to
+# WebAssembly into web/dist/abr, both embedded; version, commit and build
+# date are stamped in.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 DATE    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 
 build: web/node_modules/.package-lock.json
-	$(GO) run ./web/internal/mkdist web/node_modules web/dist
+	GO=$(GO) $(GO) run ./web/internal/mkdist web/node_modules web/dist
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)" -o $(BIN) ./cmd/deepcast
 
 # The container image, without a container daemon: the static binary (web
@@ -25,7 +26,7 @@ build: web/node_modules/.package-lock.json
 # $(IMAGE).tar (podman load / docker load / skopeo copy take it).
 IMAGE ?= bin/image
 image: web/node_modules/.package-lock.json
-	$(GO) run ./web/internal/mkdist web/node_modules web/dist
+	GO=$(GO) $(GO) run ./web/internal/mkdist web/node_modules web/dist
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.date=$(DATE)" -o $(IMAGE)-deepcast ./cmd/deepcast
 	$(GO) run ./cmd/mkimage -bin $(IMAGE)-deepcast -o $(IMAGE) -tag deepcast:$(VERSION) -version $(VERSION)
 

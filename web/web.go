@@ -54,7 +54,11 @@ type Config struct {
 	Nodes []Node
 	// ModulesDir is web/node_modules, where `npm ci` put dash.js and uPlot.
 	ModulesDir string
-	Logger     *slog.Logger
+	// ABRDir holds the ABR core in WebAssembly (BuildABR); when empty,
+	// what `make build` embedded, or web/dist/abr. Without it the page
+	// offers dash.js's own rules only.
+	ABRDir string
+	Logger *slog.Logger
 }
 
 // vendorFiles maps our URLs to files inside node_modules.
@@ -139,8 +143,8 @@ func BuildDist(modules, distDir string) (int, error) {
 	return n, nil
 }
 
-// Handler serves the pages: / (player), /dashboard, /static/*, /vendor/*
-// and /config.json.
+// Handler serves the pages: / (player), /dashboard, /static/*, /vendor/*,
+// /abr/* (the ABR core in WebAssembly) and /config.json.
 func Handler(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -179,10 +183,12 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("GET /dashboard", page("dashboard.html"))
 	mux.Handle("GET /static/", http.StripPrefix("/static/", noDirs(files)))
 	mux.Handle("GET /licenses/", http.StripPrefix("/licenses/", noDirs(licenseFiles())))
+	abr := abrFiles(cfg.ABRDir)
+	mux.HandleFunc("GET /abr/{file}", serveABR(abr))
 	mux.HandleFunc("GET /config.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
-		_ = json.NewEncoder(w).Encode(map[string]any{"self": cfg.Self, "nodes": cfg.Nodes, "missingModules": missing})
+		_ = json.NewEncoder(w).Encode(map[string]any{"self": cfg.Self, "nodes": cfg.Nodes, "missingModules": missing, "abrCore": abr != nil})
 	})
 	mux.HandleFunc("GET /vendor/{file}", func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("file")

@@ -331,7 +331,7 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setup := startWebChainOn(t, lib, checker)
+	setup := startWebChainOn(t, lib, chainOptions{auth: checker})
 	for _, tc := range []struct{ engine, asset string }{{"dashjs", "clip"}, {"shaka-dash", "clip"}, {"shaka-dash", "clipcbcs"}} {
 		t.Run(tc.engine+"/"+tc.asset, func(t *testing.T) {
 			before, licences := scrape(t, setup.deep+"/metrics"), metricValue(scrape(t, setup.origin+"/metrics"), "deepcast_origin_licences_total")

@@ -73,12 +73,17 @@ type webSetup struct {
 
 func startWebChain(t *testing.T) webSetup {
 	t.Helper()
-	return startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"), nil)
+	return startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"), chainOptions{})
 }
 
-// startWebChainOn is startWebChain on a library, the enter-deep node
-// checking tokens with check when it is not nil.
-func startWebChainOn(t *testing.T, lib string, check auth.Checker) webSetup {
+// chainOptions vary startWebChainOn's chain.
+type chainOptions struct {
+	auth   auth.Checker // the enter-deep node checks tokens with it
+	abrDir string       // the pages' ABR core in WebAssembly (web.BuildABR)
+}
+
+// startWebChainOn is startWebChain on a library, with options.
+func startWebChainOn(t *testing.T, lib string, opt chainOptions) webSetup {
 	t.Helper()
 	modules := webModulesForTest(t)
 	// Listeners first, so every page knows every node.
@@ -91,7 +96,7 @@ func startWebChainOn(t *testing.T, lib string, check auth.Checker) webSetup {
 	nodes := []web.Node{{Name: "origin", Role: "origin", URL: lns[0].URL}, {Name: "home", Role: edge.BringHome, URL: lns[1].URL},
 		{Name: "deep", Role: edge.EnterDeep, URL: lns[2].URL}}
 	pages := func(self string) http.Handler {
-		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: modules, Logger: discard()})
+		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: modules, ABRDir: opt.abrDir, Logger: discard()})
 	}
 	o, err := origin.New(origin.Config{Library: lib, Logger: discard(), Web: pages("origin")})
 	if err != nil {
@@ -107,7 +112,7 @@ func startWebChainOn(t *testing.T, lib string, check auth.Checker) webSetup {
 	t.Cleanup(home.Close)
 	mux[1].h = home
 	deep, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{lns[1].URL}, MemBytes: 64 << 20,
-		Logger: discard(), Web: pages("deep"), Auth: check})
+		Logger: discard(), Web: pages("deep"), Auth: opt.auth})
 	if err != nil {
 		t.Fatal(err)
 	}

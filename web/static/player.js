@@ -100,10 +100,103 @@ function makeChart() {
 }
 
 function abrRules(strategy) {
+  // With the Go core every choice is its own: dash.js's rules are off.
+  const core = strategy === 'deepcast';
   return {
-    throughputRule: { active: strategy !== 'bola' },
-    bolaRule: { active: strategy !== 'throughput' },
+    throughputRule: { active: !core && strategy !== 'bola' },
+    bolaRule: { active: !core && strategy !== 'throughput' },
+    insufficientBufferRule: { active: !core },
+    switchHistoryRule: { active: !core },
+    droppedFramesRule: { active: !core },
+    abandonRequestsRule: { active: !core },
   };
+}
+
+// loadABRCore starts the player's ABR core (the Go code `deepcast sim`
+// and `play` run) compiled to WebAssembly: /abr/wasm_exec.js is Go's
+// loader, and the module sets window.deepcastABR.
+async function loadABRCore() {
+  await new Promise((resolve, reject) => {
+    const s = document.createElement('script');
+    s.src = '/abr/wasm_exec.js';
+    s.onload = resolve;
+    s.onerror = () => reject(new Error('no /abr/wasm_exec.js'));
+    document.head.appendChild(s);
+  });
+  const go = new Go();
+  const { instance } = await WebAssembly.instantiateStreaming(fetch('/abr/deepcast-abr.wasm'), go.importObject);
+  go.run(instance); // runs main until it waits: deepcastABR is set by then
+  if (!window.deepcastABR) throw new Error('the ABR core did not start');
+  return window.deepcastABR;
+}
+
+// coreRule is a dash.js custom ABR rule whose choices are the Go core's
+// algorithm: the adapter turns dash.js's measurements (each video
+// segment's bytes and download time, the buffer, the last rendition)
+// into the core's state once per segment, and the core's choice into a
+// representation within the bitrate cap. Every decision is kept in
+// window.deepcast.abrLog with the state it was made from.
+function coreRule(p, algorithm) {
+  const core = state.abrCore;
+  const samples = [];
+  const decisions = new Map();
+  let chunk = 0;
+  let last = -1;
+  let session = null;
+  let ladder = null; // video representations, lowest bitrate first
+  state.stats.abrLog = [];
+  p.on(dashjs.MediaPlayer.events.FRAGMENT_LOADING_COMPLETED, (e) => {
+    const r = e.request;
+    if (e.error || !r || r.mediaType !== 'video' || r.type !== 'MediaSegment') return;
+    const ms = r.endDate && r.startDate ? r.endDate - r.startDate : 0;
+    samples.push({ bytes: r.bytesLoaded || 0, ms: Math.max(0, ms) });
+    if (ladder && r.representation) last = ladder.findIndex((x) => x.id === r.representation.id);
+    chunk++;
+  });
+  function DeepcastCoreRule() {
+    const context = this.context;
+    const SwitchRequest = dashjs.FactoryMaker.getClassFactoryByName('SwitchRequest');
+    function getSwitchRequest(rulesContext) {
+      const sr = SwitchRequest(context).create();
+      const mediaInfo = rulesContext.getMediaInfo();
+      if (!mediaInfo || mediaInfo.type !== 'video') return sr;
+      const abr = rulesContext.getAbrController();
+      if (!ladder) {
+        ladder = [...abr.getPossibleVoRepresentations(mediaInfo, true)].sort((a, b) => a.bitrateInKbit - b.bitrateInKbit);
+        const chunkSeconds = state.segmentDuration || 2;
+        const video = { chunkSeconds, chunks: Math.max(1, Math.ceil(p.duration() / chunkSeconds - 1e-3)), bitrates: ladder.map((x) => x.bitrateInKbit) };
+        const made = core.newSession(algorithm, JSON.stringify(video));
+        if (made.error) { showError(`ABR core: ${made.error}`); return sr; }
+        session = made.id;
+        state.stats.abrVideo = video;
+      }
+      if (session === null) return sr;
+      let rec = decisions.get(chunk);
+      if (!rec) {
+        const st = { chunk, buffer: p.getBufferLength('video') || 0, maxBuffer: state.bufferTarget > 0 ? state.bufferTarget : 12, last,
+          history: samples.slice(-64) };
+        if (chunk >= state.stats.abrVideo.chunks) return sr;
+        const res = core.choose(session, JSON.stringify(st));
+        if (res.error) { showError(`ABR core: ${res.error}`); return sr; }
+        rec = { chunk, state: st, quality: res.quality };
+        decisions.set(chunk, rec);
+        state.stats.abrLog.push(rec);
+      }
+      // The page's cap: the highest allowed rendition at or below the choice.
+      const allowed = new Set(abr.getPossibleVoRepresentationsFilteredBySettings(mediaInfo, true).map((x) => x.id));
+      let q = rec.quality;
+      while (q > 0 && !allowed.has(ladder[q].id)) q--;
+      rec.applied = q;
+      state.abrDecision = `${algorithm} (Go core): chunk ${chunk + 1} → ${ladder[rec.quality].height}p` + (q !== rec.quality ? `, capped to ${ladder[q].height}p` : '');
+      sr.representation = ladder[q];
+      sr.priority = 1; // strong
+      sr.reason = { rule: 'DeepcastCoreRule', quality: rec.quality };
+      return sr;
+    }
+    return { getSwitchRequest, reset() {} };
+  }
+  DeepcastCoreRule.__dashjs_factory_name = 'DeepcastCoreRule';
+  return dashjs.FactoryMaker.getClassFactory(DeepcastCoreRule);
 }
 
 // The engines the page plays with: dash.js (DASH), hls.js (HLS) and Shaka
@@ -143,6 +236,7 @@ const engines = {
         streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
       }
       p.updateSettings({ streaming });
+      if ($('abr').value === 'deepcast' && state.abrCore) p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', coreRule(p, 'deepcast'));
       if (typeof p.addResponseInterceptor === 'function') {
         p.addResponseInterceptor((resp) => {
           try { recordSegment(resp.request && resp.request.url, resp.headers); } catch (e) { /* stats only */ }
@@ -297,6 +391,8 @@ function play() {
   // the segments (and renews it when the token asks).
   if (state.token && !state.mpdOverride) url += (url.includes('?') ? '&' : '?') + 'cat=' + encodeURIComponent(state.token);
   state.stats.url = url;
+  state.playingAbr = $('abr').value;
+  state.abrDecision = '';
   state.session = engine.start(url);
 }
 
@@ -327,6 +423,7 @@ function tick() {
   $('s-frames').textContent = `${s.decodedFrames} / ${s.droppedFrames}`;
   $('s-hits').textContent = `${s.cacheHits} / ${s.cacheResponses}`;
   $('s-switches').textContent = `${s.downSwitches} / ${s.upSwitches}`;
+  $('s-abr').textContent = state.abrDecision || '–';
 }
 
 function watchStalls() {
@@ -349,6 +446,17 @@ async function init() {
     $('modules-missing').classList.remove('hidden');
   }
   const cfg = await (await fetch('/config.json')).json();
+  if (cfg.abrCore) {
+    try {
+      state.abrCore = await loadABRCore();
+      const o = document.createElement('option');
+      o.value = 'deepcast';
+      o.textContent = 'deepcast (Go core in WebAssembly)';
+      $('abr').appendChild(o);
+    } catch (e) {
+      console.warn('ABR core not loaded', e);
+    }
+  }
   const nodes = cfg.nodes && cfg.nodes.length ? cfg.nodes : [{ name: cfg.self || 'this server', role: '', url: location.origin }];
   $('served-by').textContent = `served by ${cfg.self || location.host}`;
   const params = new URLSearchParams(location.search);
@@ -381,7 +489,11 @@ async function init() {
   watchStalls();
   $('play').addEventListener('click', play);
   $('cap').addEventListener('change', applyCap);
-  $('abr').addEventListener('change', () => state.session && state.session.rules && state.session.rules($('abr').value));
+  $('abr').addEventListener('change', () => {
+    // The Go core's rule is added when dash.js starts: to or from it, restart.
+    if ($('abr').value === 'deepcast' || state.playingAbr === 'deepcast') { play(); return; }
+    if (state.session && state.session.rules) state.session.rules($('abr').value);
+  });
   $('engine').addEventListener('change', play);
   setInterval(tick, 250);
   if (params.get('autoplay') !== '0' && (assets.length || state.mpdOverride) && window.dashjs) play();

@@ -1,11 +1,14 @@
 // Command mkdist copies the front-end packages the pages use from
-// web/node_modules into web/dist, with their licences, for `make build` to
-// embed them in the binary.
+// web/node_modules into web/dist, with their licences, and compiles the
+// ABR core to WebAssembly into web/dist/abr, for `make build` to embed
+// them in the binary. It runs from the module's root.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/deepcast/deepcast/web"
 )
@@ -21,4 +24,13 @@ func main() {
 		os.Exit(1)
 	}
 	fmt.Printf("mkdist: %d files from %s into %s\n", n, modules, dist)
+	goCmd := os.Getenv("GO")
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	if err := web.BuildABR(context.Background(), goCmd, ".", filepath.Join(dist, "abr")); err != nil {
+		fmt.Fprintln(os.Stderr, "mkdist:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("mkdist: the ABR core in WebAssembly into %s\n", filepath.Join(dist, "abr"))
 }

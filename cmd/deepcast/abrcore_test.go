@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/deepcast/deepcast/player"
+	"github.com/deepcast/deepcast/web"
+)
+
+// buildABRCore compiles the ABR core to WebAssembly for the pages
+// (what `make build` embeds) into a test folder.
+func buildABRCore(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := web.BuildABR(ctx, "go", repoRoot(), dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// abrRecord is one decision of the page's Go core, as it logged it.
+type abrRecord struct {
+	Chunk   int                 `json:"chunk"`
+	State   player.BrowserState `json:"state"`
+	Quality int                 `json:"quality"`
+	Applied int                 `json:"applied"`
+}
+
+// TestBrowserRunsTheGoABRCore: the player page runs deepcast's ABR, the
+// Go code sim and play run compiled to WebAssembly, as a dash.js custom
+// rule: dash.js plays through an enter-deep edge on its choices, keeps to
+// the page's bitrate cap and switches when it is lifted and set again,
+// and every decision it made is the one the Go core makes, natively,
+// from the same states in the same order.
+func TestBrowserRunsTheGoABRCore(t *testing.T) {
+	setup := startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"), chainOptions{abrDir: buildABRCore(t)})
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4&cap=700&engine=dashjs&abr=deepcast")); err != nil {
+		t.Fatal(err)
+	}
+	capSwitches(t, ctx, 700)
+	waitFor(t, ctx, 60*time.Second, "playback to the end", func(s pageStats) bool { return s.CurrentTime > 23 })
+	var got struct {
+		Log   []abrRecord         `json:"log"`
+		Video player.BrowserVideo `json:"video"`
+		Shown string              `json:"shown"`
+	}
+	js := `JSON.stringify({log: window.deepcast.abrLog, video: window.deepcast.abrVideo, shown: document.getElementById('s-abr').textContent})`
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Log) < 10 || got.Video.Chunks < 12 || got.Video.Chunks > 13 || len(got.Video.Bitrates) != 2 {
+		t.Fatalf("the page's core made %d decisions over %+v", len(got.Log), got.Video)
+	}
+	if got.Shown == "" || got.Shown == "–" {
+		t.Error("the page does not show the core's decisions")
+	}
+	// The same decisions from the same states, natively.
+	s, err := player.NewBrowserSession("deepcast", got.Video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups, capped := 0, 0
+	for i, rec := range got.Log {
+		q, err := s.Choose(rec.State)
+		if err != nil {
+			t.Fatalf("decision %d: %v", i, err)
+		}
+		if q != rec.Quality {
+			t.Errorf("chunk %d: the browser's core chose %d, the Go core %d from %+v", rec.Chunk, rec.Quality, q, rec.State)
+		}
+		if rec.Applied > rec.Quality {
+			t.Errorf("chunk %d: applied %d above the choice %d", rec.Chunk, rec.Applied, rec.Quality)
+		}
+		if rec.Applied < rec.Quality {
+			capped++
+		}
+		if rec.Quality > 0 {
+			ups++
+		}
+	}
+	if ups == 0 || capped == 0 {
+		t.Errorf("over %d decisions the core never chose the top (%d) or was never capped (%d)", len(got.Log), ups, capped)
+	}
+	t.Logf("%d decisions, %d of the top rendition, %d capped; last shown: %s", len(got.Log), ups, capped, got.Shown)
+}

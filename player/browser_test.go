@@ -1,0 +1,98 @@
+package player
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// recorder wraps an ABR and keeps, as a browser would see it, the state
+// of every choice it is asked for.
+type recorder struct {
+	ABR
+	states []BrowserState
+	picks  []int
+}
+
+func (r *recorder) Choose(s *State) int {
+	bs := BrowserState{Chunk: s.Chunk, Buffer: s.Buffer.Seconds(), MaxBuffer: s.MaxBuffer.Seconds(), Last: s.Last}
+	for _, h := range s.History {
+		bs.History = append(bs.History, BrowserSample{Bytes: h.Bytes, Ms: float64(h.Elapsed) / float64(time.Millisecond)})
+	}
+	q := r.ABR.Choose(s)
+	r.states, r.picks = append(r.states, bs), append(r.picks, q)
+	return q
+}
+
+// TestBrowserSessionDecidesAsTheSimulator: for every algorithm a player
+// can run, on real traces, a BrowserSession (what the page's WebAssembly
+// runs) fed the states a simulated session saw makes the simulator's
+// choices, chunk by chunk.
+func TestBrowserSessionDecidesAsTheSimulator(t *testing.T) {
+	v := loadEnvivio(t)
+	bv := BrowserVideo{ChunkSeconds: v.ChunkDuration.Seconds(), Chunks: v.Chunks, Bitrates: v.Bitrates, Sizes: v.Sizes[:v.Chunks]}
+	traces, err := LoadTraces([]string{testdata("traces", "hsdpa")})
+	if err != nil || len(traces) < 3 {
+		t.Fatalf("HSDPA traces: %v", err)
+	}
+	for _, name := range Algorithms() {
+		for _, tr := range traces[:3] {
+			path := tr.Name
+			abr, _ := NewABR(name)
+			rec := &recorder{ABR: abr}
+			runSim(t, v, tr, rec, Config{MaxBuffer: 60 * time.Second, StartRendition: -1})
+			bs, err := NewBrowserSession(name, bv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, st := range rec.states {
+				q, err := bs.Choose(st)
+				if err != nil {
+					t.Fatalf("%s %s chunk %d: %v", name, filepath.Base(path), st.Chunk, err)
+				}
+				if q != rec.picks[i] {
+					t.Fatalf("%s on %s, chunk %d: the browser session chose %d, the simulator %d", name, filepath.Base(path), st.Chunk, q, rec.picks[i])
+				}
+				// Asked again for the same chunk: the same answer.
+				if again, _ := bs.Choose(st); again != q {
+					t.Fatalf("%s chunk %d asked twice: %d then %d", name, st.Chunk, q, again)
+				}
+			}
+		}
+	}
+}
+
+func TestBrowserSessionRefusesBadInput(t *testing.T) {
+	good := BrowserVideo{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300, 1200}}
+	for _, v := range []BrowserVideo{
+		{ChunkSeconds: 0, Chunks: 10, Bitrates: []float64{300}},
+		{ChunkSeconds: 2, Chunks: 0, Bitrates: []float64{300}},
+		{ChunkSeconds: 2, Chunks: 10},
+		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{1200, 300}},
+		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300, math.NaN()}},
+		{ChunkSeconds: 2, Chunks: 2, Bitrates: []float64{300}, Sizes: [][]int64{{1}}},
+	} {
+		if _, err := NewBrowserSession("deepcast", v); err == nil {
+			t.Errorf("%+v accepted", v)
+		}
+	}
+	if _, err := NewBrowserSession(Optimal, good); err == nil {
+		t.Error("the offline optimum accepted for a browser")
+	}
+	s, err := NewBrowserSession("deepcast", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []BrowserState{{Chunk: 10}, {Chunk: 1, Last: 2}, {Chunk: 1, Buffer: -1}, {Chunk: 1, Buffer: math.NaN()}} {
+		if _, err := s.Choose(st); err == nil {
+			t.Errorf("%+v accepted", st)
+		}
+	}
+	if _, err := s.Choose(BrowserState{Chunk: 3, Last: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Choose(BrowserState{Chunk: 2, Last: 0}); err == nil {
+		t.Error("a session went back a chunk")
+	}
+}

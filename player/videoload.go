@@ -1,0 +1,241 @@
+//go:build !js
+
+package player
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/deepcast/deepcast/manifest"
+)
+
+// LoadVideo reads SOURCE: a video CSV, a local MPD or asset folder (sizes
+// from the segment files), or an MPD URL (sizes from HEAD requests).
+func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video, error) {
+	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
+		return loadRemoteMPD(ctx, source, client)
+	}
+	st, err := os.Stat(source)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	if st.IsDir() {
+		source = filepath.Join(source, "manifest.mpd")
+	}
+	if strings.HasSuffix(strings.ToLower(source), ".csv") {
+		f, err := os.Open(source)
+		if err != nil {
+			return nil, fmt.Errorf("video %s: %w", source, err)
+		}
+		defer f.Close()
+		// Chunk length from a name such as envivio-4s-48.csv; 4 s otherwise.
+		dur := 4 * time.Second
+		for part := range strings.SplitSeq(strings.TrimSuffix(filepath.Base(source), ".csv"), "-") {
+			if d, err := time.ParseDuration(part); err == nil && d > 0 {
+				dur = d
+			}
+		}
+		return ParseVideoCSV(f, strings.TrimSuffix(filepath.Base(source), ".csv"), dur)
+	}
+	switch strings.ToLower(filepath.Ext(source)) {
+	case ".mpd", ".m3u8", ".m3u", ".xml":
+	default:
+		// A media file (or anything else) given as the video: say what
+		// is wanted rather than what a manifest parser made of it.
+		return nil, fmt.Errorf("video %s: want a video CSV (chunk sizes per rendition, like envivio-4s-48.csv), a packaged asset folder, its manifest.mpd or master.m3u8, or an http(s) URL of one; to simulate a video file, package it first (deepcast package)", source)
+	}
+	data, err := os.ReadFile(source)
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	abs, _ := filepath.Abs(source)
+	var m *manifest.Manifest
+	if manifest.IsHLS(source, data) {
+		m, err = manifest.ParseHLS(data, &url.URL{Scheme: "file", Path: abs}, func(u *url.URL) ([]byte, error) {
+			return os.ReadFile(u.Path)
+		})
+	} else {
+		m, err = manifest.Parse(data, &url.URL{Scheme: "file", Path: abs})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", source, err)
+	}
+	return videoFromManifest(m, filepath.Base(filepath.Dir(abs)), func(u string) (int64, error) {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return 0, err
+		}
+		st, err := os.Stat(pu.Path)
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	})
+}
+
+// FetchManifest downloads and parses a manifest: an MPD, or an HLS
+// multivariant playlist (a .m3u8 URL, or a body starting #EXTM3U) with
+// the media playlists it names.
+func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*manifest.Manifest, error) {
+	data, base, err := fetchDocument(ctx, mpdURL, client, manifest.MaxMPDSize)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
+	}
+	var m *manifest.Manifest
+	if manifest.IsHLS(mpdURL, data) {
+		m, err = manifest.ParseHLS(data, base, func(u *url.URL) ([]byte, error) {
+			b, _, err := fetchDocument(ctx, u.String(), client, manifest.MaxPlaylistSize)
+			return b, err
+		})
+	} else {
+		m, err = manifest.Parse(data, base)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
+	}
+	return m, nil
+}
+
+// fetchDocument GETs a manifest or playlist of at most limit bytes; base
+// is its URL after redirects, against which its relative URLs resolve.
+func fetchDocument(ctx context.Context, u string, client *http.Client, limit int64) ([]byte, *url.URL, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s: %s", u, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, nil, fmt.Errorf("%s: larger than %d bytes", u, limit)
+	}
+	base := req.URL
+	if resp.Request != nil && resp.Request.URL != nil {
+		base = resp.Request.URL // after redirects, relative URLs follow the final location
+	}
+	return data, base, nil
+}
+
+func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Video, error) {
+	m, err := FetchManifest(ctx, mpdURL, client)
+	if err != nil {
+		return nil, err
+	}
+	cache := &sync.Map{}
+	head := func(u string) (int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
+			return 0, fmt.Errorf("HEAD %s: %s", u, resp.Status)
+		}
+		return resp.ContentLength, nil
+	}
+	return videoFromManifest(m, mpdURL, func(u string) (int64, error) {
+		if v, ok := cache.Load(u); ok {
+			return v.(int64), nil
+		}
+		n, err := head(u)
+		// A location that fails: the same object at the MPD's other ones.
+		for i := 1; err != nil && i < len(m.Bases) && strings.HasPrefix(u, m.Bases[0]) && ctx.Err() == nil; i++ {
+			var aerr error
+			if n, aerr = head(m.Bases[i] + strings.TrimPrefix(u, m.Bases[0])); aerr == nil {
+				err = nil
+			}
+		}
+		if err != nil {
+			return 0, err
+		}
+		cache.Store(u, n)
+		return n, nil
+	})
+}
+
+// videoFromManifest lays the MPD's video Representations out as a Video,
+// asking size for every segment.
+// VideoFromMPD makes a Video from an asset's MPD held in memory (read
+// from an object store, say); sizeOf gives a segment's size from its path
+// relative to the MPD, such as "720p/3.m4s".
+func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, error)) (*Video, error) {
+	base := &url.URL{Scheme: "file", Path: "/" + name + "/"}
+	m, err := manifest.Parse(data, base.JoinPath("manifest.mpd"))
+	if err != nil {
+		return nil, fmt.Errorf("video %s: %w", name, err)
+	}
+	return videoFromManifest(m, name, func(u string) (int64, error) {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return 0, err
+		}
+		rel, ok := strings.CutPrefix(pu.Path, base.Path)
+		if !ok {
+			return 0, fmt.Errorf("segment %s outside the asset", u)
+		}
+		return sizeOf(rel)
+	})
+}
+
+func videoFromManifest(m *manifest.Manifest, name string, size func(url string) (int64, error)) (*Video, error) {
+	v := &Video{Name: name, Bases: m.Bases}
+	chunks := len(m.Video[0].Segments)
+	for _, r := range m.Video {
+		if len(r.Segments) != chunks {
+			return nil, fmt.Errorf("video %s: representations have %d and %d segments: not aligned", name, chunks, len(r.Segments))
+		}
+	}
+	v.Chunks = chunks
+	v.ChunkDuration = m.Video[0].Segments[0].Duration
+	v.Sizes = make([][]int64, chunks)
+	v.URLs = make([][]string, chunks)
+	for _, r := range m.Video {
+		v.Bitrates = append(v.Bitrates, float64(r.Bandwidth)/1000)
+		v.InitURLs = append(v.InitURLs, r.Init)
+	}
+	for k := range chunks {
+		v.Sizes[k] = make([]int64, len(m.Video))
+		v.URLs[k] = make([]string, len(m.Video))
+		for i, r := range m.Video {
+			n, err := size(r.Segments[k].URL)
+			if err != nil {
+				return nil, fmt.Errorf("video %s: segment %d of %s: %w", name, k+1, r.ID, err)
+			}
+			v.Sizes[k][i], v.URLs[k][i] = n, r.Segments[k].URL
+		}
+	}
+	if len(m.Audio) > 0 {
+		a := m.Audio[0] // the lowest: the ABR chooses video only
+		v.AudioInit = a.Init
+		for _, s := range a.Segments {
+			v.AudioURLs = append(v.AudioURLs, s.URL)
+			n, err := size(s.URL)
+			if err != nil {
+				return nil, fmt.Errorf("video %s: audio segment %d: %w", name, s.Number, err)
+			}
+			v.AudioSize = append(v.AudioSize, n)
+		}
+	}
+	return v, nil
+}
