@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -378,12 +379,26 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 	if err := again.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
+	waited := make(chan error, 1)
+	go func() { waited <- again.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(out2.String(), "serving; Ctrl-C") && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	again.Process.Signal(os.Interrupt)
-	again.Wait()
+	select {
+	case <-waited:
+	case <-time.After(20 * time.Second):
+		// Its goroutines say where it is stuck.
+		again.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-waited:
+		case <-time.After(5 * time.Second):
+			again.Process.Kill()
+			<-waited
+		}
+		t.Fatalf("the second demo run still ran 20 s after SIGINT:\n%s", out2.String())
+	}
 	if !strings.Contains(out2.String(), "reusing the packaged sample") {
 		t.Errorf("second run did not reuse the sample:\n%s", out2.String())
 	}
