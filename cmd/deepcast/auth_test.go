@@ -321,7 +321,7 @@ func TestSecureLinkAgreesWithNginx(t *testing.T) {
 // whose enter-deep edge checks CAT tokens, keys from the origin's ClearKey licence endpoint (EME ClearKey),
 // the token on the manifest's URL only (the page's ?cat=): the edge's
 // session cookie carries it to the segments and the licence request, and
-// since the token lives 10 s on a 16 s clip, playing to the end shows that
+// since the token lives 14 s on a 16 s clip, playing to the end shows that
 // catr renewal (by cookie) keeps a session going past its first token.
 // Without a token, the page reports the refusal and decodes nothing.
 func TestBrowserPlaysAProtectedAsset(t *testing.T) {
@@ -335,11 +335,13 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 	for _, tc := range []struct{ engine, asset string }{{"dashjs", "clip"}, {"shaka-dash", "clip"}, {"shaka-dash", "clipcbcs"}} {
 		t.Run(tc.engine+"/"+tc.asset, func(t *testing.T) {
 			before, licences := scrape(t, setup.deep+"/metrics"), metricValue(scrape(t, setup.origin+"/metrics"), "deepcast_origin_licences_total")
-			// A 10 s token renewed in its last 7 s: a slow machine's pauses
-			// of up to 7 s between requests (a player with a full buffer)
-			// keep the session.
-			tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(10 * time.Second),
-				Renew: 7 * time.Second, PathPrefix: "/vod/" + tc.asset + "/"})
+			// A 14 s token renewed in its last 12 s: every request 2 s or
+			// more after a token was issued renews it, so a loaded machine's
+			// pauses of up to 12 s between requests (a stalled player with
+			// a full buffer) keep the session, and the 16 s clip still
+			// outlives the first token.
+			tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(14 * time.Second),
+				Renew: 12 * time.Second, PathPrefix: "/vod/" + tc.asset + "/"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -363,7 +365,7 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			}
 			renewed := metricValue(scrape(t, setup.deep+"/metrics"), "deepcast_edge_auth_renewed_total") - metricValue(before, "deepcast_edge_auth_renewed_total")
 			if renewed < 1 {
-				t.Errorf("played %.1f s on a 10 s token without a renewal", s.CurrentTime)
+				t.Errorf("played %.1f s on a 14 s token without a renewal", s.CurrentTime)
 			}
 			if got := metricValue(scrape(t, setup.origin+"/metrics"), "deepcast_origin_licences_total") - licences; got < 1 {
 				t.Errorf("played an encrypted asset without a licence from the origin")

@@ -92,7 +92,9 @@ func TestSIGHUPReloadsTheConfig(t *testing.T) {
 	upstreams := func() []string {
 		resp, err := http.Get("http://" + addr + "/api/stats")
 		if err != nil {
-			t.Fatal(err)
+			// A loaded machine can drop a connection: the callers poll.
+			t.Logf("GET /api/stats: %v", err)
+			return nil
 		}
 		defer resp.Body.Close()
 		var s struct{ Upstreams []struct{ URL string } }
