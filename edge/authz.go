@@ -42,28 +42,10 @@ func (n *Node) checkAccess(q *auth.Request) auth.Decision {
 	switch {
 	case !d.Allowed():
 		n.metrics.auth.refused.WithLabelValues(d.Reason).Inc()
-	case d.Redirect != "":
+	case d.Renewed:
 		n.metrics.auth.renewed.Inc()
-	default:
-		for _, h := range d.Headers {
-			if h[0] != "Set-Cookie" || !strings.HasPrefix(h[1], auth.CookieName+"="+tokenOf(q)) {
-				n.metrics.auth.renewed.Inc()
-				break
-			}
-		}
 	}
 	return d
-}
-
-// tokenOf is the token a request carried in its URL, if any: the session
-// cookie made from it is not a renewal.
-func tokenOf(q *auth.Request) string {
-	for part := range strings.SplitSeq(q.Query, "&") {
-		if v, ok := strings.CutPrefix(part, auth.QueryParam+"="); ok {
-			return v
-		}
-	}
-	return "\x00" // matches no cookie
 }
 
 // authRequest is the token check's view of a net/http request.
@@ -146,15 +128,7 @@ func (n *Node) fastAuth(q *PlainRequest, remote string, method string) (fr FastR
 // fastRecorded turns a recorded answer into a FastResponse that counts
 // itself like the others.
 func (n *Node) fastRecorded(rec *bufferedResponse, path, method, remote string) FastResponse {
-	var h []byte
-	for k, vs := range rec.header {
-		if k == "Content-Length" || k == "Date" {
-			continue
-		}
-		for _, v := range vs {
-			h = appendHeaderLine(h, k, v)
-		}
-	}
+	h := headerLines(rec.header)
 	status := rec.status
 	body := rec.body.Bytes()
 	if method == http.MethodHead {

@@ -175,8 +175,14 @@ func (n *Node) recorded(out outcome, path string) FastResponse {
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
+	return FastResponse{Status: rec.status, Header: headerLines(rec.header), Body: rec.body.Bytes()}
+}
+
+// headerLines writes a recorded answer's header as the fronts' header
+// lines, without Content-Length and Date, which they add.
+func headerLines(header http.Header) []byte {
 	var h []byte
-	for k, vs := range rec.header {
+	for k, vs := range header {
 		if k == "Content-Length" || k == "Date" {
 			continue
 		}
@@ -184,7 +190,7 @@ func (n *Node) recorded(out outcome, path string) FastResponse {
 			h = appendHeaderLine(h, k, v)
 		}
 	}
-	return FastResponse{Status: rec.status, Header: h, Body: rec.body.Bytes()}
+	return h
 }
 
 // appendHeaderLine appends "k: v" and CRLF.

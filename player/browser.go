@@ -137,7 +137,4 @@ func (b *BrowserSession) Choose(s BrowserState) (int, error) {
 	return q, nil
 }
 
-// Algorithm is the session's algorithm name.
-func (b *BrowserSession) Algorithm() string { return b.abr.Name() }
-
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

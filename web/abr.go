@@ -81,10 +81,9 @@ func abrFiles(dir string) fs.FS {
 			return sub
 		}
 	}
-	for _, d := range []string{filepath.Join("web", "dist", abrSubdir)} {
-		if _, err := os.Stat(filepath.Join(d, ABRWasm)); err == nil {
-			return os.DirFS(d)
-		}
+	d := filepath.Join("web", "dist", abrSubdir)
+	if _, err := os.Stat(filepath.Join(d, ABRWasm)); err == nil {
+		return os.DirFS(d)
 	}
 	return nil
 }

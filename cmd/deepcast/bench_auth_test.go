@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -46,20 +44,8 @@ func TestBenchTokenCheckCost(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	start := func(extra ...string) string {
-		port := freePort(t)
-		args := append([]string{"edge", "-profile", "enter-deep", "-upstream", originURL, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
-			"-mem", "2GiB", "-prefetch", "false"}, extra...)
-		cmd := exec.Command(bin, args...)
-		cmd.Stderr = io.Discard
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(os.Interrupt)
-			cmd.Wait()
-		})
-		waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
-		return fmt.Sprintf("http://127.0.0.1:%d", port)
+		_, addr := startMemEdge(t, bin, originURL, "2GiB", extra...)
+		return "http://" + addr
 	}
 	systems := []struct{ name, url string }{{"open", start()}, {"cat", start("-auth", "cat", "-auth-key", keyFile, "-auth-issuer", "bench")}}
 	header := []string{auth.HeaderName, tok}

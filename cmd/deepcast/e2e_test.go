@@ -259,12 +259,13 @@ func payloadUpstream(t *testing.T, size int) (*httptest.Server, []byte) {
 }
 
 // startMemEdge runs an enter-deep `deepcast edge` process with -mem mem
-// and no prefetch in front of upstream until the test ends, spooling into
-// a folder of the test's; it returns the process and its address.
-func startMemEdge(t *testing.T, bin, upstream, mem string) (*exec.Cmd, string) {
+// and no prefetch in front of upstream (and the extra flags) until the
+// test ends, spooling into a folder of the test's; it returns the process
+// and its address.
+func startMemEdge(t *testing.T, bin, upstream, mem string, extra ...string) (*exec.Cmd, string) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cmd := exec.Command(bin, "edge", "-profile", "enter-deep", "-upstream", upstream, "-listen", addr, "-mem", mem, "-prefetch", "false")
+	cmd := exec.Command(bin, append([]string{"edge", "-profile", "enter-deep", "-upstream", upstream, "-listen", addr, "-mem", mem, "-prefetch", "false"}, extra...)...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	cmd.Stderr = io.Discard
 	if err := cmd.Start(); err != nil {

@@ -167,11 +167,14 @@ func TestCATRenewal(t *testing.T) {
 		case "query":
 			r.Query = "cat=" + tok
 		}
-		if d := c.Check(&r); !d.Allowed() || len(d.Headers) > 0 && tc.via != "query" {
+		if d := c.Check(&r); !d.Allowed() || d.Renewed || len(d.Headers) > 0 && tc.via != "query" {
 			t.Fatalf("type %d early: %+v", tc.kind, d)
 		}
 		now = now.Add(90 * time.Second) // inside the last minute
 		d := c.Check(&r)
+		if !d.Renewed {
+			t.Fatalf("type %d in its window: not marked renewed: %+v", tc.kind, d)
+		}
 		var fresh string
 		switch tc.header {
 		case "Location":

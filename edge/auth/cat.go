@@ -55,6 +55,8 @@ type Decision struct {
 	// Location instead (a catr redirect renewal).
 	Redirect     string
 	RedirectCode int
+	// Renewed says the headers or the redirect hand out a renewed token.
+	Renewed bool
 }
 
 // Allowed reports a decision that lets the request through.
@@ -194,7 +196,7 @@ func (c *CAT) Check(r *Request) Decision {
 	if via == "query" && d.Redirect == "" {
 		// The URL's token becomes the session's cookie, so the segments a
 		// player asks for next (relative URLs, without the query) carry it.
-		d.Headers = append(d.Headers, [2]string{"Set-Cookie", c.sessionCookie(r, token, cl, now)})
+		d.Headers = append(d.Headers, [2]string{"Set-Cookie", c.sessionCookie(r, token, cl)})
 	}
 	return d
 }
@@ -338,6 +340,7 @@ func (c *CAT) renew(r *Request, token, via string, v *verified, now int64, d *De
 	if err != nil {
 		return false // the old token is still valid: serve, renew next time
 	}
+	d.Renewed = true
 	switch kind {
 	case RenewHeader:
 		name := rn.HeaderName
@@ -389,7 +392,7 @@ func (c *CAT) renewedToken(v *verified, now, maxAge int64) (string, error) {
 
 // sessionCookie is the Set-Cookie value that carries a URL's token to the
 // requests that follow.
-func (c *CAT) sessionCookie(r *Request, token string, cl *Claims, now int64) string {
+func (c *CAT) sessionCookie(r *Request, token string, cl *Claims) string {
 	return strings.Join(append([]string{CookieName + "=" + token}, c.cookieParams(r, cl, cl.Expires)...), "; ")
 }
 

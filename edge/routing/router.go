@@ -186,7 +186,7 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	route := req.URL.Query().Get("route")
-	if (strings.HasSuffix(req.URL.Path, "/manifest.mpd") || strings.HasSuffix(req.URL.Path, "/master.m3u8")) && (route == "baseurl" || route == "steering") {
+	if isManifestPath(req.URL.Path) && (route == "baseurl" || route == "steering") {
 		r.serveRewritten(w, req, m[1], route, ranked)
 		return
 	}
