@@ -12,7 +12,7 @@ go test -count=1 -run '^TestBenchSegmentVsFFmpeg$' -v ./media/ | grep -vE '^(===
 for t in $(grep -rhoE '^func (TestBench[A-Za-z0-9_]+)' --include="*_test.go" origin edge player cmd 2>/dev/null | awk '{print $2}' | sed 's/(.*//' | sort -u); do
   pkg=$(grep -rlE "^func $t\(" --include="*_test.go" origin edge player cmd | head -1 | xargs dirname)
   echo "== $pkg: $t"
-  go test -count=1 -timeout 20m -run "^$t\$" -v "./$pkg/" | grep -vE '^(=== RUN|--- PASS|PASS|ok )'
+  go test -count=1 -timeout 45m -run "^$t\$" -v "./$pkg/" | grep -vE '^(=== RUN|--- PASS|PASS|ok )'
 done
 
 echo "== Go benchmarks (hot paths)"

@@ -1,10 +1,12 @@
 package player
 
 import (
+	_ "embed"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // ABR chooses the rendition of the next chunk. An ABR value belongs to one
@@ -15,14 +17,47 @@ type ABR interface {
 }
 
 // algorithms maps names to constructors: one fresh ABR per session.
-var algorithms = map[string]func() ABR{
-	"throughput": func() ABR { return &Throughput{Safety: 0.9} },
-	"bba":        func() ABR { return &BBA{Reservoir: 5, Cushion: 10} },
-	"bola":       func() ABR { return &BOLA{} },
-	"robustmpc":  func() ABR { return &RobustMPC{Horizon: 5} },
-	"dynamic":    func() ABR { return &Dynamic{} },
-	"deepcast":   func() ABR { return &Deepcast{} },
+var algorithms = map[string]func() (ABR, error){
+	"throughput": func() (ABR, error) { return &Throughput{Safety: 0.9}, nil },
+	"bba":        func() (ABR, error) { return &BBA{Reservoir: 5, Cushion: 10}, nil },
+	"bola":       func() (ABR, error) { return &BOLA{}, nil },
+	"robustmpc":  func() (ABR, error) { return &RobustMPC{Horizon: 5}, nil },
+	"dynamic":    func() (ABR, error) { return &Dynamic{}, nil },
+	DeepcastMPC:  func() (ABR, error) { return &Deepcast{name: DeepcastMPC}, nil },
+	DeepcastLearned: func() (ABR, error) {
+		m, err := ShippedPolicy()
+		if err != nil {
+			return nil, err
+		}
+		return &Learned{Model: m, name: DeepcastLearned}, nil
+	},
 }
+
+// The names of deepcast's own two ABRs: the hedged MPC (hand-made
+// control) and the policy learned by imitating the optimum (model.json,
+// made by `deepcast train`). Whichever generalised better in the
+// cross-validation (fit on some trace families, measured on the others;
+// see player/README.md) is the one called "deepcast".
+const (
+	DeepcastMPC     = "deepcast"
+	DeepcastLearned = "deepcast-learned"
+)
+
+// shippedModel is the learned policy `-abr deepcast-learned` plays,
+// trained on all four trace families of testdata (player/README.md says
+// how to make it again).
+//
+//go:embed model.json
+var shippedModel []byte
+
+// ShippedPolicy is the learned policy shipped in this build.
+var ShippedPolicy = sync.OnceValues(func() (*PolicyModel, error) {
+	m, err := ParsePolicyModel(shippedModel)
+	if err != nil {
+		return nil, fmt.Errorf("shipped model.json: %w", err)
+	}
+	return m, nil
+})
 
 // Algorithms lists the ABR names, sorted.
 func Algorithms() []string {
@@ -43,7 +78,7 @@ func NewABR(name string) (ABR, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown ABR %q (have %s)", name, strings.Join(Algorithms(), ", "))
 	}
-	return f(), nil
+	return f()
 }
 
 // ParseABRList reads "all" or "a,b,c", where "all" stands for every

@@ -28,6 +28,7 @@ import "math"
 // Its constants are fixed for every trace and video.
 type Deepcast struct {
 	Horizon  int // chunks; 5 when zero
+	name     string
 	errors   []float64
 	lastPred float64
 }
@@ -47,7 +48,12 @@ const (
 )
 
 // Name implements ABR.
-func (d *Deepcast) Name() string { return "deepcast" }
+func (d *Deepcast) Name() string {
+	if d.name == "" {
+		return DeepcastMPC
+	}
+	return d.name
+}
 
 // Choose implements ABR.
 func (d *Deepcast) Choose(s *State) int {

@@ -27,8 +27,9 @@ type optState struct {
 	startup time.Duration
 	last    int
 	qoe     float64
-	parent  int32 // index in the previous chunk's states
-	q       int8  // rendition of the chunk that led here
+	sample  Sample // the last video download, as the session measured it
+	parent  int32  // index in the previous chunk's states
+	q       int8   // rendition of the chunk that led here
 }
 
 // optModel steps sessions exactly as Session.Run does with a TraceLink.
@@ -48,6 +49,7 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 		return n, err
 	}
 	elapsed := dl.Elapsed()
+	n.sample = Sample{Bytes: dl.Bytes, Elapsed: elapsed}
 	if k < len(v.AudioURLs) {
 		adl, err := n.link.Fetch(ctx, Request{Chunk: k, Rendition: -1, Size: v.AudioSize[k]})
 		if err != nil {
@@ -91,6 +93,15 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 // on the same trace) are kept whole beside the grid, so the result is
 // never below any of them.
 func planOptimal(ctx context.Context, m *optModel, start TraceLink, grid time.Duration, incumbents [][]int) ([]int, float64, error) {
+	return planFrom(ctx, m, optState{link: start, last: -1, parent: -1}, 0, grid, incumbents)
+}
+
+// planFrom is planOptimal from any point of a session: start is the
+// session before chunk k0 (its link position, buffer and last rendition).
+// The sequence it returns covers chunks k0 onwards, and the QoE counts
+// their terms only (plus start.qoe). Incumbents, if any, are sequences
+// of those chunks.
+func planFrom(ctx context.Context, m *optModel, start optState, k0 int, grid time.Duration, incumbents [][]int) ([]int, float64, error) {
 	if grid <= 0 {
 		grid = DefaultOptimalGrid
 	}
@@ -102,19 +113,25 @@ func planOptimal(ctx context.Context, m *optModel, start TraceLink, grid time.Du
 	if m.cfg.MaxBuffer <= 0 {
 		cells = int(time.Duration(m.chunks)*m.video.ChunkDuration/grid) + 2
 	}
-	layers := make([][]optState, m.chunks+1)
-	layers[0] = []optState{{link: start, last: -1, parent: -1}}
+	if k0 < 0 || k0 >= m.chunks {
+		return nil, 0, fmt.Errorf("optimal: start at chunk %d of %d", k0, m.chunks)
+	}
+	steps := m.chunks - k0
+	start.parent = -1
+	layers := make([][]optState, steps+1)
+	layers[0] = []optState{start}
 	// inc[i] is the index, in the current layer, of incumbent i's state.
 	inc := make([]int32, len(incumbents))
 	best := make([]int32, renditions*cells)
-	for k := range m.chunks {
+	for j := range steps {
+		k := k0 + j
 		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
 		for i := range best {
 			best[i] = -1
 		}
-		prev := layers[k]
+		prev := layers[j]
 		next := make([]optState, 0, len(best))
 		choices := renditions
 		first := 0
@@ -141,10 +158,10 @@ func planOptimal(ctx context.Context, m *optModel, start TraceLink, grid time.Du
 		}
 		// The incumbents' next states, whatever the grid kept.
 		for i, seq := range incumbents {
-			if k >= len(seq) {
+			if j >= len(seq) {
 				continue
 			}
-			n, err := m.step(ctx, &prev[inc[i]], k, seq[k])
+			n, err := m.step(ctx, &prev[inc[i]], k, seq[j])
 			if err != nil {
 				return nil, 0, err
 			}
@@ -152,9 +169,9 @@ func planOptimal(ctx context.Context, m *optModel, start TraceLink, grid time.Du
 			inc[i] = int32(len(next))
 			next = append(next, n)
 		}
-		layers[k+1] = next
+		layers[j+1] = next
 	}
-	last := layers[m.chunks]
+	last := layers[steps]
 	if len(last) == 0 {
 		return nil, 0, errors.New("optimal: no chunks")
 	}
@@ -164,10 +181,10 @@ func planOptimal(ctx context.Context, m *optModel, start TraceLink, grid time.Du
 			bi = i
 		}
 	}
-	seq := make([]int, m.chunks)
-	for k, i := m.chunks, int32(bi); k > 0; k-- {
-		s := layers[k][i]
-		seq[k-1] = int(s.q)
+	seq := make([]int, steps)
+	for j, i := steps, int32(bi); j > 0; j-- {
+		s := layers[j][i]
+		seq[j-1] = int(s.q)
 		i = s.parent
 	}
 	return seq, last[bi].qoe, nil

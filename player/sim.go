@@ -27,6 +27,17 @@ type SimOptions struct {
 	OptimalGrid time.Duration
 	// Progress is called after each session (done, total).
 	Progress func(done, total int)
+	// Policies are learned policies to run besides the named algorithms,
+	// by the names Algorithms uses for them.
+	Policies map[string]*PolicyModel
+}
+
+// newABR makes the named algorithm: one of opt.Policies or a built-in.
+func (opt SimOptions) newABR(name string) (ABR, error) {
+	if m, ok := opt.Policies[name]; ok {
+		return &Learned{Model: m, name: name}, nil
+	}
+	return NewABR(name)
 }
 
 // SimResult is one (trace, algorithm) session.
@@ -48,7 +59,7 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		if a == Optimal {
 			continue
 		}
-		if _, err := NewABR(a); err != nil {
+		if _, err := opt.newABR(a); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +120,7 @@ func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe
 		}
 		abr = &replay{seq: seq}
 	} else {
-		abr, _ = NewABR(name)
+		abr, _ = opt.newABR(name)
 	}
 	s := &Session{Video: opt.Video, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg, KeepLog: opt.KeepLogs}
 	return s.Run(ctx)

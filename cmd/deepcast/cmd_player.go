@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +51,7 @@ func simCommand() command {
 			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
 			ca := fs.String("ca", "", "PEM CA to verify an https:// -video with (besides the system's)")
 			h3 := fs.Bool("http3", false, "fetch an https:// -video over HTTP/3")
+			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
@@ -79,8 +82,18 @@ func simCommand() command {
 				if err != nil {
 					return err
 				}
+				policies, err := loadPolicies(splitList(*models))
+				if err != nil {
+					return err
+				}
+				for _, name := range slices.Sorted(maps.Keys(policies)) {
+					if slices.Contains(algs, name) {
+						return fmt.Errorf("-model: %s is also an algorithm's name: rename the file", name)
+					}
+					algs = append(algs, name)
+				}
 				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
-					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != ""}
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -95,7 +108,7 @@ func simCommand() command {
 					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
 				sums := player.Summarize(results)
 				player.WriteSummary(os.Stdout, sums)
-				player.WriteGapClosed(os.Stdout, sums, "deepcast")
+				writeGaps(sums, algs)
 				// Each trace family apart: a gain can hold on one and not on
 				// another.
 				if fams := player.Families(results); len(fams) > 1 {
@@ -104,7 +117,7 @@ func simCommand() command {
 						fmt.Printf("\nfamily %s (%d sessions):\n", f, len(fr))
 						fs := player.Summarize(fr)
 						player.WriteSummary(os.Stdout, fs)
-						player.WriteGapClosed(os.Stdout, fs, "deepcast")
+						writeGaps(fs, algs)
 					}
 				}
 				if *out != "" {
@@ -129,6 +142,37 @@ func simCommand() command {
 			}
 		},
 	}
+}
+
+// writeGaps prints gap_closed for every algorithm that is not a
+// baseline: deepcast's own and the -model policies.
+func writeGaps(sums []player.Summary, algs []string) {
+	for _, a := range algs {
+		if a != player.Optimal && !slices.Contains(player.Baselines, a) {
+			player.WriteGapClosed(os.Stdout, sums, a)
+		}
+	}
+}
+
+// loadPolicies reads model files, each named by its file name.
+func loadPolicies(paths []string) (map[string]*player.PolicyModel, error) {
+	out := map[string]*player.PolicyModel{}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("-model: %w", err)
+		}
+		m, err := player.ParsePolicyModel(data)
+		if err != nil {
+			return nil, fmt.Errorf("-model %s: %w", p, err)
+		}
+		name := strings.ToLower(strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)))
+		if _, dup := out[name]; dup || name == "" {
+			return nil, fmt.Errorf("-model %s: two models named %q", p, name)
+		}
+		out[name] = m
+	}
+	return out, nil
 }
 
 func writeFile(path string, fn func(*os.File) error) error {

@@ -38,6 +38,7 @@ func commands() []command {
 		tokenCommand(),
 		playCommand(),
 		simCommand(),
+		trainCommand(),
 		demoCommand(),
 		versionCommand(),
 	}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/deepcast/deepcast/player"
 )
 
 func TestHelpListsEveryCommand(t *testing.T) {
@@ -177,5 +179,61 @@ func TestSimCommandOutputs(t *testing.T) {
 	}
 	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-traces", dir, "-abr", "nope"}, &stdout, &stderr); code == 0 {
 		t.Error("unknown ABR accepted")
+	}
+}
+
+// TestTrainCommand: deepcast train writes a model that sim -model runs
+// beside the other algorithms, and refuses bad flags before any work.
+func TestTrainCommand(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join("..", "..", "testdata")
+	// A 10-chunk cut of the envivio video keeps the optimum's labels cheap.
+	full, err := os.ReadFile(filepath.Join(root, "videos", "envivio-4s-48.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	video := filepath.Join(dir, "short.csv")
+	if err := os.WriteFile(video, []byte(strings.Join(strings.Split(string(full), "\n")[:11], "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	traces := filepath.Join(root, "traces", "hsdpa")
+	model := filepath.Join(dir, "mine.json")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"train", "-video", video, "-traces", traces, "-sample", "4", "-rounds", "2", "-epochs", "5",
+		"-teacher-grid", "1s", "-o", model}, &stdout, &stderr); code != 0 {
+		t.Fatalf("train exit %d: %s", code, stderr.String())
+	}
+	data, err := os.ReadFile(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := player.ParsePolicyModel(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Training["traces"] != float64(4) || m.Training["seed"] != float64(1) {
+		t.Errorf("training record %v", m.Training)
+	}
+	out := filepath.Join(dir, "r.csv")
+	if code := run([]string{"sim", "-video", video, "-traces", traces, "-pensieve", "-abr", "bba", "-model", model, "-out", out}, &stdout, &stderr); code != 0 {
+		t.Fatalf("sim -model exit %d: %s", code, stderr.String())
+	}
+	rows, _ := os.ReadFile(out)
+	if n := strings.Count(string(rows), ",mine,"); n != 68 {
+		t.Errorf("%d rows of the model, want one per hsdpa trace (68)", n)
+	}
+	for _, bad := range [][]string{
+		{"train", "-video", video, "-traces", traces},                                          // no -o
+		{"train", "-video", video, "-traces", traces, "-o", "/nonexistent/m.json"},             // unwritable
+		{"train", "-video", video, "-traces", traces, "-o", model, "-hidden", "0"},             // bad width
+		{"train", "-video", video, "-traces", traces, "-o", model, "-rounds", "0"},             // no rounds
+		{"train", "-video", video, "-traces", traces, "-o", model, "-qoe", "nope"},             // unknown QoE
+		{"sim", "-video", video, "-traces", traces, "-model", video},                           // not a model
+		{"sim", "-video", video, "-traces", traces, "-model", filepath.Join(dir, "bola.json")}, // missing
+	} {
+		stderr.Reset()
+		if code := run(bad, &stdout, &stderr); code == 0 {
+			t.Errorf("%v accepted", bad)
+		}
 	}
 }

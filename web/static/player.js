@@ -99,9 +99,13 @@ function makeChart() {
   }, state.points, $('chart'));
 }
 
+// coreStrategies are the ABR strategies the Go core (WebAssembly) runs:
+// deepcast's own, as many as the core offers.
+const coreStrategies = new Set();
+
 function abrRules(strategy) {
   // With the Go core every choice is its own: dash.js's rules are off.
-  const core = strategy === 'deepcast';
+  const core = coreStrategies.has(strategy);
   return {
     throughputRule: { active: !core && strategy !== 'bola' },
     bolaRule: { active: !core && strategy !== 'throughput' },
@@ -236,7 +240,7 @@ const engines = {
         streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
       }
       p.updateSettings({ streaming });
-      if ($('abr').value === 'deepcast' && state.abrCore) p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', coreRule(p, 'deepcast'));
+      if (coreStrategies.has($('abr').value) && state.abrCore) p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', coreRule(p, $('abr').value));
       if (typeof p.addResponseInterceptor === 'function') {
         p.addResponseInterceptor((resp) => {
           try { recordSegment(resp.request && resp.request.url, resp.headers); } catch (e) { /* stats only */ }
@@ -449,10 +453,15 @@ async function init() {
   if (cfg.abrCore) {
     try {
       state.abrCore = await loadABRCore();
-      const o = document.createElement('option');
-      o.value = 'deepcast';
-      o.textContent = 'deepcast (Go core in WebAssembly)';
-      $('abr').appendChild(o);
+      const labels = { deepcast: 'deepcast (Go core in WebAssembly)', 'deepcast-learned': 'deepcast-learned (learned policy, WebAssembly)' };
+      for (const name of Object.keys(labels)) {
+        if (!state.abrCore.algorithms.includes(name)) continue;
+        coreStrategies.add(name);
+        const o = document.createElement('option');
+        o.value = name;
+        o.textContent = labels[name];
+        $('abr').appendChild(o);
+      }
     } catch (e) {
       console.warn('ABR core not loaded', e);
     }
@@ -491,7 +500,7 @@ async function init() {
   $('cap').addEventListener('change', applyCap);
   $('abr').addEventListener('change', () => {
     // The Go core's rule is added when dash.js starts: to or from it, restart.
-    if ($('abr').value === 'deepcast' || state.playingAbr === 'deepcast') { play(); return; }
+    if (coreStrategies.has($('abr').value) || coreStrategies.has(state.playingAbr)) { play(); return; }
     if (state.session && state.session.rules) state.session.rules($('abr').value);
   });
   $('engine').addEventListener('change', play);
