@@ -35,9 +35,9 @@ var algorithms = map[string]func() (ABR, error){
 
 // The names of deepcast's own two ABRs: the hedged MPC (hand-made
 // control) and the policy learned by imitating the optimum (model.json,
-// made by `deepcast train`). Whichever generalised better in the
+// made by `deepcast train`). The one that generalised better in the
 // cross-validation (fit on some trace families, measured on the others;
-// see player/README.md) is the one called "deepcast".
+// see player/README.md), the hedged MPC, is the one called "deepcast".
 const (
 	DeepcastMPC     = "deepcast"
 	DeepcastLearned = "deepcast-learned"

@@ -66,10 +66,7 @@ func (d *Deepcast) Choose(s *State) int {
 	}
 	pred := HarmonicMean(s.History, 5)
 	d.lastPred = pred
-	maxErr := 0.0
-	for i := max(0, len(d.errors)-deepcastErrorMemory); i < len(d.errors); i++ {
-		maxErr = math.Max(maxErr, d.errors[i])
-	}
+	maxErr := d.maxError()
 	h := d.Horizon
 	if h <= 0 {
 		h = 5
@@ -82,6 +79,15 @@ func (d *Deepcast) Choose(s *State) int {
 	// stall, so near the end only what the remaining chunks can use counts.
 	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
 	return planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
+}
+
+// maxError is the largest relative prediction error in the memory.
+func (d *Deepcast) maxError() float64 {
+	m := 0.0
+	for i := max(0, len(d.errors)-deepcastErrorMemory); i < len(d.errors); i++ {
+		m = math.Max(m, d.errors[i])
+	}
+	return m
 }
 
 // planScenarios scores every rendition sequence of length h by its weighted

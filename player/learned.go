@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -156,13 +154,12 @@ func (p *policyFeaturizer) features(s *State) ([][]float64, int) {
 	if len(s.History) == 0 {
 		return nil, 0
 	}
+	// The MPC's choice; its prediction (the harmonic mean of the last 5
+	// downloads) and its error memory are then this state's.
 	mpcChoice := p.mpc.Choose(s)
-	maxErr := 0.0
-	for i := max(0, len(p.mpc.errors)-deepcastErrorMemory); i < len(p.mpc.errors); i++ {
-		maxErr = math.Max(maxErr, p.mpc.errors[i])
-	}
+	maxErr := p.mpc.maxError()
+	hm := p.mpc.lastPred
 	h := s.History
-	hm := HarmonicMean(h, 5)
 	last := h[len(h)-1].Kbps()
 	slowest := math.Inf(1)
 	for i := max(0, len(h)-5); i < len(h); i++ {
@@ -253,11 +250,12 @@ func (l *Learned) Choose(s *State) int {
 	if rows == nil {
 		return 0
 	}
-	return l.Model.best(rows)
+	return l.Model.Best(rows)
 }
 
-// best is the highest-scoring candidate (the lowest on a tie).
-func (m *PolicyModel) best(rows [][]float64) int {
+// Best is the highest-scoring candidate of a decision's feature rows
+// (the lowest on a tie).
+func (m *PolicyModel) Best(rows [][]float64) int {
 	best, bq := math.Inf(-1), 0
 	for q, f := range rows {
 		if v := m.Score(f); v > best {
@@ -269,12 +267,12 @@ func (m *PolicyModel) best(rows [][]float64) int {
 
 // Decision is one choice a learned policy is trained on: the features of
 // every candidate rendition at a state a session reached, and the
-// rendition the offline optimum plays from that state.
+// rendition the teacher values most from that state.
 type Decision struct {
 	Features [][]float64
 	Best     int
-	// Regret of each candidate: the optimum's QoE from this state less
-	// its QoE when it must play the candidate first (0 for Best). A miss
+	// Regret of each candidate: the teacher's best QoE from this state
+	// less its QoE when the candidate is played first (0 for Best). A miss
 	// that costs a stall weighs more than one that costs a little bitrate.
 	Regret []float64
 }
@@ -303,48 +301,23 @@ func CollectDecisions(ctx context.Context, opt SimOptions, policy *PolicyModel, 
 	if err != nil {
 		return nil, nil, err
 	}
-	jobs := opt.Jobs
-	if jobs <= 0 {
-		jobs = runtime.GOMAXPROCS(0)
-	}
 	out := make([][]Decision, len(opt.Traces))
 	scores := make([]float64, len(opt.Traces))
-	errs := make([]error, len(opt.Traces))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	done := 0
-	for range jobs {
-		wg.Go(func() {
-			for i := range work {
-				out[i], scores[i], errs[i] = collectTrace(ctx, opt, opt.Traces[i], qoe, policy, teach)
-				mu.Lock()
-				done++
-				if opt.Progress != nil {
-					opt.Progress(done, len(opt.Traces))
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	for i := range opt.Traces {
-		if ctx.Err() != nil {
-			break
+	err = forEach(ctx, len(opt.Traces), opt.Jobs, opt.Progress, func(i int) error {
+		var err error
+		if out[i], scores[i], err = collectTrace(ctx, opt, opt.Traces[i], qoe, policy, teach); err != nil {
+			return fmt.Errorf("trace %s: %w", opt.Traces[i].Name, err)
 		}
-		work <- i
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
-	close(work)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			return nil, nil, fmt.Errorf("trace %s: %w", opt.Traces[i].Name, err)
-		}
-	}
-	return out, scores, ctx.Err()
+	return out, scores, nil
 }
 
-// teacher is the ABR of a DAgger rollout: it records the optimum's choice
-// at every state and plays the policy's (or the MPC's).
+// teacher is the ABR of a DAgger session: it records every state's
+// labelled decision and plays the policy's choice (or the MPC's).
 type teacher struct {
 	ctx    context.Context
 	link   *TraceLink
@@ -373,10 +346,11 @@ func (t *teacher) Choose(s *State) int {
 	if t.policy == nil {
 		return mpcChoice
 	}
-	return t.policy.best(rows)
+	return t.policy.Best(rows)
 }
 
-// label plans the optimum from s once per first rendition.
+// label values every first rendition from s: the chunk played at it,
+// then the optimum's (or, with Rollout, the MPC's) continuation.
 func (t *teacher) label(s *State, n int) (Decision, error) {
 	start := optState{link: *t.link, buffer: s.Buffer, last: s.Last}
 	q := make([]float64, n)
@@ -431,12 +405,7 @@ func (t *teacher) rollout(s *State, cur optState) (float64, error) {
 
 func collectTrace(ctx context.Context, opt SimOptions, tr *Trace, qoe QoEModel, policy *PolicyModel, teach Teacher) ([]Decision, float64, error) {
 	cfg, link := simSetup(opt, tr)
-	chunks := opt.Video.Chunks
-	if cfg.Chunks > 0 && cfg.Chunks < chunks {
-		chunks = cfg.Chunks
-	}
-	t := &teacher{ctx: ctx, link: link, teach: teach, policy: policy,
-		model: &optModel{video: opt.Video, qoe: qoe, cfg: cfg, chunks: chunks}}
+	t := &teacher{ctx: ctx, link: link, teach: teach, policy: policy, model: newOptModel(opt.Video, qoe, cfg)}
 	s := &Session{Video: opt.Video, ABR: t, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
 	res, err := s.Run(ctx)
 	if err == nil {

@@ -78,7 +78,7 @@ func FuzzParsePolicyModel(f *testing.F) {
 			return
 		}
 		// A model that passed its check must score without panicking.
-		if q := m.best(rows); q < 0 || q >= len(rows) {
+		if q := m.Best(rows); q < 0 || q >= len(rows) {
 			t.Fatalf("best %d of %d", q, len(rows))
 		}
 	})
@@ -171,7 +171,7 @@ func TestTeacherAgreesWithTheOptimum(t *testing.T) {
 	v, traces, qoe, opt := pensieveSetup(t, "fcc")
 	for _, tr := range traces[:4] {
 		cfg, link := simSetup(opt, tr)
-		m := &optModel{video: v, qoe: qoe, cfg: cfg, chunks: PensieveChunks}
+		m := newOptModel(v, qoe, cfg)
 		_, want, err := planOptimal(context.Background(), m, *link, 500*time.Millisecond, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +246,7 @@ func TestRolloutIsTheMPCSession(t *testing.T) {
 	v, traces, qoe, opt := pensieveSetup(t, "hsdpa")
 	for _, tr := range traces[:4] {
 		cfg, link := simSetup(opt, tr)
-		m := &optModel{video: v, qoe: qoe, cfg: cfg, chunks: PensieveChunks}
+		m := newOptModel(v, qoe, cfg)
 		tc := &teacher{ctx: context.Background(), link: link, teach: Teacher{Rollout: true}, model: m}
 		var predicted float64
 		probe := abrFunc(func(s *State) int {

@@ -63,12 +63,31 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 			return nil, err
 		}
 	}
-	jobs := opt.Jobs
+	out := make([]SimResult, len(opt.Traces)*len(opt.Algorithms))
+	err = forEach(ctx, len(out), opt.Jobs, opt.Progress, func(i int) error {
+		t := opt.Traces[i/len(opt.Algorithms)]
+		name := opt.Algorithms[i%len(opt.Algorithms)]
+		res, err := simulateOne(ctx, opt, t, name, qoe)
+		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
+		if err != nil {
+			return fmt.Errorf("trace %s, %s: %w", t.Name, name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// forEach runs fn for 0…n-1 on jobs goroutines (GOMAXPROCS when zero),
+// reporting progress (done, n) after each, one report at a time. It
+// returns the first error fn returned, else the context's: no more work
+// starts once the context is done.
+func forEach(ctx context.Context, n, jobs int, progress func(done, total int), fn func(i int) error) error {
 	if jobs <= 0 {
 		jobs = runtime.GOMAXPROCS(0)
 	}
-	total := len(opt.Traces) * len(opt.Algorithms)
-	out := make([]SimResult, total)
 	work := make(chan int)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -77,23 +96,20 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 	for range jobs {
 		wg.Go(func() {
 			for i := range work {
-				t := opt.Traces[i/len(opt.Algorithms)]
-				name := opt.Algorithms[i%len(opt.Algorithms)]
-				res, err := simulateOne(ctx, opt, t, name, qoe)
+				err := fn(i)
 				mu.Lock()
 				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("trace %s, %s: %w", t.Name, name, err)
+					firstErr = err
 				}
-				out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
 				done++
-				if opt.Progress != nil {
-					opt.Progress(done, total)
+				if progress != nil {
+					progress(done, n)
 				}
 				mu.Unlock()
 			}
 		})
 	}
-	for i := range total {
+	for i := range n {
 		if ctx.Err() != nil {
 			break
 		}
@@ -102,12 +118,9 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 	close(work)
 	wg.Wait()
 	if firstErr != nil {
-		return nil, firstErr
+		return firstErr
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return ctx.Err()
 }
 
 func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe QoEModel) (Result, error) {
@@ -159,11 +172,16 @@ func optimalSequence(ctx context.Context, opt SimOptions, t *Trace, qoe QoEModel
 		incumbents = append(incumbents, seq)
 	}
 	cfg, link := simSetup(opt, t)
-	chunks := opt.Video.Chunks
+	seq, _, err := planOptimal(ctx, newOptModel(opt.Video, qoe, cfg), *link, opt.OptimalGrid, incumbents)
+	return seq, err
+}
+
+// newOptModel steps sessions of v under cfg, over as many chunks as
+// Session.Run plays.
+func newOptModel(v *Video, qoe QoEModel, cfg Config) *optModel {
+	chunks := v.Chunks
 	if cfg.Chunks > 0 && cfg.Chunks < chunks {
 		chunks = cfg.Chunks
 	}
-	m := &optModel{video: opt.Video, qoe: qoe, cfg: cfg, chunks: chunks}
-	seq, _, err := planOptimal(ctx, m, *link, opt.OptimalGrid, incumbents)
-	return seq, err
+	return &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks}
 }

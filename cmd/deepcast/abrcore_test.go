@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -48,11 +49,13 @@ func TestBrowserRunsTheGoABRCore(t *testing.T) {
 	capSwitches(t, ctx, 700)
 	waitFor(t, ctx, 60*time.Second, "playback to the end", func(s pageStats) bool { return s.CurrentTime > 23 })
 	var got struct {
-		Log   []abrRecord         `json:"log"`
-		Video player.BrowserVideo `json:"video"`
-		Shown string              `json:"shown"`
+		Log     []abrRecord         `json:"log"`
+		Video   player.BrowserVideo `json:"video"`
+		Shown   string              `json:"shown"`
+		Options []string            `json:"options"`
 	}
-	js := `JSON.stringify({log: window.deepcast.abrLog, video: window.deepcast.abrVideo, shown: document.getElementById('s-abr').textContent})`
+	js := `JSON.stringify({log: window.deepcast.abrLog, video: window.deepcast.abrVideo, shown: document.getElementById('s-abr').textContent,
+		options: [...document.querySelectorAll('#abr option')].map((o) => o.value)})`
 	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +68,10 @@ func TestBrowserRunsTheGoABRCore(t *testing.T) {
 	}
 	if got.Shown == "" || got.Shown == "–" {
 		t.Error("the page does not show the core's decisions")
+	}
+	// Both of deepcast's ABRs are offered beside dash.js's own rules.
+	if !slices.Contains(got.Options, player.DeepcastMPC) || !slices.Contains(got.Options, player.DeepcastLearned) {
+		t.Errorf("the page offers %v", got.Options)
 	}
 	// The same decisions from the same states, natively.
 	s, err := player.NewBrowserSession("deepcast", got.Video)

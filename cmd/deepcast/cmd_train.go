@@ -13,6 +13,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/atomicfile"
 	"github.com/deepcast/deepcast/player"
 	"github.com/deepcast/deepcast/player/learn"
 )
@@ -91,7 +92,8 @@ func trainCommand() command {
 				if err != nil {
 					return err
 				}
-				if err := writeFileAtomic(*out, data); err != nil {
+				// A model half written would fail to load: write it whole.
+				if err := atomicfile.Write(*out, data, 0o644); err != nil {
 					return err
 				}
 				fmt.Printf("model: %s (%d bytes) in %s; use it with sim -model %s\n", *out, len(data), rep.Elapsed.Round(time.Second), *out)
@@ -154,28 +156,4 @@ func trainProgress() func(stage string, done, total int) {
 			fmt.Fprintf(os.Stderr, "%s: %d/%d in %s\n", stage, done, total, time.Since(start).Round(time.Millisecond))
 		}
 	}
-}
-
-// writeFileAtomic writes data to path through a temporary file in the same
-// folder, so a reader never sees half a model.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".deepcast-tmp-")
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
 }

@@ -52,7 +52,7 @@ func TestBenchCrossValidation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Printf("trained on %v (%d traces) in %s, round %d kept\n", f.train, int(model.Training["traces"].(int)), time.Since(start).Round(time.Second), rep.Chosen)
+		fmt.Printf("trained on %v (%v traces) in %s, round %d kept\n", f.train, model.Training["traces"], time.Since(start).Round(time.Second), rep.Chosen)
 		for _, fam := range f.test {
 			algs := append(slices.Clone(player.Baselines), player.DeepcastMPC, "fold", player.Optimal)
 			res, err := player.Simulate(ctx, player.SimOptions{Video: v, Traces: load(fam), Algorithms: algs, Pensieve: true,

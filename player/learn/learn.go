@@ -89,6 +89,10 @@ func Train(ctx context.Context, opt Options) (*player.PolicyModel, Report, error
 		return nil, Report{}, errors.New("train: a video and traces are required")
 	}
 	defaults(&opt)
+	qoe, err := player.NewQoE(opt.Sim.QoE)
+	if err != nil {
+		return nil, Report{}, fmt.Errorf("train: %w", err)
+	}
 	progress := func(stage string) func(int, int) {
 		return func(d, t int) {
 			if opt.Progress != nil {
@@ -164,7 +168,7 @@ func Train(ctx context.Context, opt Options) (*player.PolicyModel, Report, error
 	bestModel.Training = map[string]any{
 		"method": map[bool]string{false: "DAgger imitation of the offline optimum", true: "DAgger, labels by rollouts of the hedged MPC"}[opt.Rollout], "seed": opt.Seed, "rounds": opt.Rounds,
 		"chosen_round": rep.Chosen, "epochs": opt.Epochs, "traces": len(opt.Sim.Traces), "video": opt.Sim.Video.Name,
-		"qoe": qoeName(opt.Sim.QoE), "pensieve": opt.Sim.Pensieve, "teacher_grid_ms": opt.TeacherGrid.Milliseconds(),
+		"qoe": qoe.Name(), "pensieve": opt.Sim.Pensieve, "teacher_grid_ms": opt.TeacherGrid.Milliseconds(),
 		"train_mean_qoe": bestQoE, "scale": opt.Scale[:],
 	}
 	return bestModel, rep, nil
@@ -184,13 +188,6 @@ func policyQoE(ctx context.Context, sim player.SimOptions, model *player.PolicyM
 		out[i] = r.QoE
 	}
 	return out, nil
-}
-
-func qoeName(q string) string {
-	if q == "" {
-		return "lin"
-	}
-	return q
 }
 
 func defaults(o *Options) {
@@ -220,12 +217,7 @@ func agreement(m *player.PolicyModel, data []player.Decision) (float64, float64)
 	same := 0
 	regret := 0.0
 	for _, d := range data {
-		best, bq := math.Inf(-1), 0
-		for q, f := range d.Features {
-			if v := m.Score(f); v > best {
-				best, bq = v, q
-			}
-		}
+		bq := m.Best(d.Features)
 		if bq == d.Best {
 			same++
 		}
@@ -311,7 +303,7 @@ func (n *network) model() *player.PolicyModel {
 }
 
 // fit runs the epochs over data with Adam and returns the last epoch's
-// mean cross-entropy.
+// mean loss.
 func (n *network) fit(ctx context.Context, data []player.Decision, opt Options, rng *rand.Rand, progress func(int, int)) float64 {
 	order := make([]int, len(data))
 	for i := range order {
@@ -335,7 +327,8 @@ func (n *network) fit(ctx context.Context, data []player.Decision, opt Options, 
 }
 
 // batchStep does one Adam step on the decisions of batch and returns
-// their mean cross-entropy before the step.
+// their mean loss (expected regret plus the cross-entropy share) before
+// the step.
 func (n *network) batchStep(data []player.Decision, batch []int, lr float64) float64 {
 	nf := len(n.mean)
 	rows := 0

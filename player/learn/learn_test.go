@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -111,5 +112,60 @@ func TestTrainRefusesNothingToLearn(t *testing.T) {
 	cancel()
 	if _, _, err := Train(ctx, Options{Sim: shortSetup(t, 2)}); err == nil {
 		t.Error("a cancelled training returned a model")
+	}
+}
+
+// TestScaled: each copy is its trace times one factor within the bounds,
+// the same for a seed, and the originals are untouched.
+func TestScaled(t *testing.T) {
+	orig := &player.Trace{Name: "t", Time: []float64{0, 1, 2}, Mbps: []float64{1, 2, 4}}
+	draw := func(seed uint64) []*player.Trace {
+		return scaled([]*player.Trace{orig, orig, orig}, [2]float64{0.5, 2.5}, rand.New(rand.NewPCG(seed, seed)))
+	}
+	a, b := draw(3), draw(3)
+	factors := map[float64]bool{}
+	for i, c := range a {
+		f := c.Mbps[0]
+		if f < 0.5 || f > 2.5 || c.Mbps[1] != 2*f || c.Mbps[2] != 4*f || c.Name != "t" || &c.Time[0] != &orig.Time[0] {
+			t.Errorf("copy %d: %v", i, c.Mbps)
+		}
+		if b[i].Mbps[0] != f {
+			t.Errorf("copy %d differs for the same seed", i)
+		}
+		factors[f] = true
+	}
+	if len(factors) != 3 {
+		t.Errorf("factors %v: not one per trace", factors)
+	}
+	if orig.Mbps[0] != 1 || orig.Mbps[2] != 4 {
+		t.Errorf("the original changed: %v", orig.Mbps)
+	}
+}
+
+// TestTrainVariants: rollout labels and scaled traces train a loadable
+// model that records how it was made.
+func TestTrainVariants(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	m, rep, err := Train(ctx, Options{Sim: shortSetup(t, 3), Rounds: 1, Epochs: 5, Rollout: true, Scale: [2]float64{0.5, 2}, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 1 || rep.Rounds[0].Decisions != 3*11 {
+		t.Errorf("report %+v: want 33 decisions (3 traces × 11 free chunks)", rep.Rounds)
+	}
+	if m.Training["method"] != "DAgger, labels by rollouts of the hedged MPC" || m.Training["qoe"] != "lin" {
+		t.Errorf("training record %v", m.Training)
+	}
+	if s, ok := m.Training["scale"].([]float64); !ok || s[0] != 0.5 || s[1] != 2 {
+		t.Errorf("scale recorded as %v", m.Training["scale"])
+	}
+	if err := m.Check(); err != nil {
+		t.Fatal(err)
+	}
+	bad := shortSetup(t, 1)
+	bad.QoE = "nope"
+	if _, _, err := Train(ctx, Options{Sim: bad}); err == nil {
+		t.Error("an unknown QoE model accepted")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/atomicfile"
 )
 
 // Files of a local CA folder (deepcast cert -o DIR).
@@ -150,23 +152,8 @@ func readCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, err
 // writePEM writes one PEM block atomically (temporary file, then rename),
 // so a server watching the file never reads half of it.
 func writePEM(path, kind string, der []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), mode); err != nil {
 		return fmt.Errorf("cert: %w", err)
-	}
-	err = pem.Encode(tmp, &pem.Block{Type: kind, Bytes: der})
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("cert: %s: %w", path, err)
 	}
 	return nil
 }
