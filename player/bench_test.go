@@ -3,8 +3,9 @@ package player
 import (
 	"context"
 	"fmt"
-	"math"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,58 +77,37 @@ func TestBenchSweep(t *testing.T) {
 	}
 }
 
-// clairvoyantMPC knows the future: it plans like MPC over Horizon chunks
-// but replays each candidate sequence on a copy of the session's own trace
-// link, so its predictions are exact. No online algorithm with the same
-// horizon and no value on the buffer beyond it can beat it, which makes it
-// the yardstick for how much an ABR leaves on the table.
-type clairvoyantMPC struct {
+// foresight knows the next Horizon chunks of the trace exactly: before
+// each chunk it plans those chunks with the offline optimum's dynamic
+// program (planFrom on the session's own link, from the session's exact
+// state, nothing valued after the horizon) and plays the plan's first
+// rendition. It is the yardstick for what better prediction could win: an
+// online algorithm whose throughput prediction were perfect for Horizon
+// chunks, and useless after.
+type foresight struct {
 	link    *TraceLink
+	model   *optModel
 	horizon int
 }
 
-func (c *clairvoyantMPC) Name() string { return "clairvoyant" }
+func (f *foresight) Name() string { return fmt.Sprintf("foresight-%d", f.horizon) }
 
-func (c *clairvoyantMPC) Choose(s *State) int {
-	br := s.Bitrates()
-	h := max(1, min(c.horizon, s.Chunks-s.Chunk))
-	maxBuf := s.MaxBuffer.Seconds()
-	best, bestFirst := math.Inf(-1), 0
-	var walk func(step, prev, first int, link TraceLink, buf, reward float64)
-	walk = func(step, prev, first int, link TraceLink, buf, reward float64) {
-		if step == h {
-			if reward > best {
-				best, bestFirst = reward, first
-			}
-			return
-		}
-		for q := range br {
-			f := first
-			if step == 0 {
-				f = q
-			}
-			l := link
-			d, _ := l.Fetch(context.Background(), Request{Size: s.Video.Size(s.Chunk+step, q)})
-			dl := d.Elapsed().Seconds()
-			b, stall := buf-dl, 0.0
-			if b < 0 {
-				b, stall = 0, -b
-			}
-			b += s.ChunkSeconds()
-			if maxBuf > 0 && b > maxBuf {
-				l.Sleep(context.Background(), time.Duration((b-maxBuf)*float64(time.Second)))
-				b = maxBuf
-			}
-			walk(step+1, q, f, l, b, reward+br[q]/1000-4.3*stall-math.Abs(br[q]-br[prev])/1000)
-		}
+func (f *foresight) Choose(s *State) int {
+	m := *f.model
+	m.chunks = min(f.model.chunks, s.Chunk+f.horizon)
+	start := optState{link: *f.link, buffer: s.Buffer, last: s.Last}
+	seq, _, err := planFrom(context.Background(), &m, start, s.Chunk, 250*time.Millisecond, nil)
+	if err != nil || len(seq) == 0 {
+		return max(s.Last, 0)
 	}
-	walk(0, max(s.Last, 0), 0, *c.link, s.Buffer.Seconds(), 0)
-	return bestFirst
+	return seq[0]
 }
 
-// TestBenchClairvoyantBound prints the mean QoE_lin per trace set of an MPC
-// that knows the next 5 chunks' download times exactly: the headroom over
-// robustMPC that better prediction alone could win. Run by `make bench`.
+// TestBenchClairvoyantBound prints, per trace family, the gap_closed of
+// players that know the next 3, 5 and 8 chunks' throughput exactly, beside
+// deepcast's: how far ahead an online algorithm would have to see the
+// network to close half of the gap between the best baseline and the
+// optimum, issue 18's target. Run by `make bench`.
 func TestBenchClairvoyantBound(t *testing.T) {
 	if os.Getenv("DEEPCAST_BENCH") == "" {
 		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
@@ -137,30 +117,46 @@ func TestBenchClairvoyantBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, set := range []string{"fcc", "hsdpa"} {
-		traces, err := LoadTraces([]string{testdata("traces", set)})
+	ctx := context.Background()
+	fmt.Println("perfect foresight of the next k chunks (Pensieve mode, envivio, QoE_lin): mean QoE, gap_closed")
+	for _, family := range []string{"fcc", "hsdpa", "oboe", "puffer-2021"} {
+		traces, err := LoadTraces([]string{testdata("traces", family)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: true})
+		opt := SimOptions{Video: v, Traces: traces, Algorithms: append(slices.Clone(Baselines), DeepcastMPC, Optimal), Pensieve: true}
+		res, err := Simulate(ctx, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
-		robust := Summarize(res)[0].MeanQoE
-		var sum float64
-		for _, tr := range traces {
-			link := NewTraceLink(tr, 0.95, 80*time.Millisecond)
-			cfg := DefaultConfig()
-			cfg.StartRendition, cfg.SleepQuantum, cfg.SkipFirstQoE, cfg.Chunks = 1, 500*time.Millisecond, true, PensieveChunks
-			s := &Session{Video: v, ABR: &clairvoyantMPC{link: link, horizon: 5}, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
-			r, err := s.Run(context.Background())
+		for _, k := range []int{3, 5, 8} {
+			out := make([]SimResult, len(traces))
+			err := forEach(ctx, len(traces), 0, nil, func(i int) error {
+				cfg, link := simSetup(opt, traces[i])
+				abr := &foresight{link: link, model: newOptModel(v, qoe, cfg), horizon: k}
+				s := &Session{Video: v, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
+				r, err := s.Run(ctx)
+				out[i] = SimResult{Trace: traces[i].Name, Family: family, ABR: abr.Name(), Result: r}
+				return err
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum += r.QoE
+			res = append(res, out...)
 		}
-		bound := sum / float64(len(traces))
-		fmt.Printf("  %s: clairvoyant 5-chunk MPC %.2f, robustmpc %.2f (%+.1f%% headroom)\n", set, bound, robust, 100*(bound/robust-1))
+		sums := Summarize(res)
+		fmt.Printf("  %s (%d traces):", family, len(traces))
+		for _, s := range sums {
+			if s.ABR != DeepcastMPC && s.ABR != Optimal && !strings.HasPrefix(s.ABR, "foresight") {
+				continue
+			}
+			fmt.Printf(" %s %.2f", s.ABR, s.MeanQoE)
+			if gap, _, ok := GapClosed(sums, s.ABR); ok && s.ABR != Optimal {
+				fmt.Printf(" (%.3f)", gap)
+			}
+		}
+		_, best, _ := GapClosed(sums, DeepcastMPC)
+		fmt.Printf("; best baseline %s\n", best)
 	}
 }
 
