@@ -122,6 +122,9 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	var publishProgress func(store.Progress)
 	if opt.Progress != nil {
 		publishProgress = func(p store.Progress) {
+			if p.Live {
+				return // the upload's last report already said 100 %
+			}
 			opt.Progress(Progress{Stage: "publish", Bytes: p.Done, TotalBytes: p.Total, Elapsed: p.Elapsed})
 		}
 	}

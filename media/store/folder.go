@@ -186,6 +186,9 @@ func (l Folder) Publish(_ context.Context, staging, name, build string, progress
 		os.Remove(tmpLink)
 		return fmt.Errorf("library: publish %s: %w", name, err)
 	}
+	if progress != nil {
+		progress(Progress{Live: true})
+	}
 	l.prune(name, version, previous)
 	return nil
 }

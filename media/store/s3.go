@@ -328,8 +328,11 @@ type stagedFile struct {
 
 // Publish uploads the staging folder under .versions/NAME.BUILD/ with
 // bounded parallel uploads, then writes the pointer object (the only
-// write a reader sees). Versions older than the live one (which becomes
-// the previous one) are deleted meanwhile. If an upload fails or ctx ends
+// write a reader sees), reports Live, and deletes the versions older than
+// the one it replaced (which stays, as the previous one). Pruning waits
+// until the new version is live, as in the folder library: its deletes
+// would otherwise compete with the uploads, and publishing is done for
+// readers when the pointer is written. If an upload fails or ctx ends
 // first, what was uploaded is deleted and the pointer is not touched.
 func (s *S3) Publish(ctx context.Context, staging, name, build string, progress func(Progress)) (err error) {
 	defer os.RemoveAll(staging)
@@ -344,27 +347,21 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 	start := time.Now()
 	var done atomic.Int64
 	var pmu sync.Mutex
-	report := func() {
+	report := func(live bool) {
 		if progress != nil {
 			pmu.Lock()
-			progress(Progress{Done: done.Load(), Total: total, Elapsed: time.Since(start)})
+			progress(Progress{Done: done.Load(), Total: total, Elapsed: time.Since(start), Live: live})
 			pmu.Unlock()
 		}
 	}
-	report()
-	// The live version now becomes the previous one; every other version
-	// of name can go, and is deleted while the new one uploads.
+	report(false)
+	// The live version becomes the previous one; every other version of
+	// name goes once the new one is live.
 	previous := ""
 	if v, err := s.Current(ctx, name, Version{}); err == nil {
 		previous = v.ID
 	}
-	pruned := make(chan struct{})
-	go func() {
-		defer close(pruned)
-		s.prune(ctx, name, version, previous)
-	}()
-	defer func() { <-pruned }()
-	if err := s.uploadAll(ctx, staging, version, files, func(n int64) { done.Add(n); report() }); err != nil {
+	if err := s.uploadAll(ctx, staging, version, files, func(n int64) { done.Add(n); report(false) }); err != nil {
 		// Nothing points at the partial version; remove it even when ctx
 		// is cancelled (Ctrl-C), within a bound of its own.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -382,6 +379,8 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 		_ = s.deletePartial(cctx, version)
 		return fmt.Errorf("publish %s to %s: pointer: %w", name, s.location, s.fail("write", s.pointerKey(name), err))
 	}
+	report(true)
+	s.prune(ctx, name, version, previous)
 	return nil
 }
 
@@ -420,6 +419,9 @@ func listStaging(staging string) ([]stagedFile, int64, error) {
 	return files, total, nil
 }
 
+// multipartThreshold is the size from which a file is uploaded in parts.
+const multipartThreshold = 16 << 20
+
 // uploadAll uploads files with at most s.parallel at once; the first
 // error stops the rest.
 func (s *S3) uploadAll(ctx context.Context, staging, version string, files []stagedFile, uploaded func(int64)) error {
@@ -429,7 +431,7 @@ func (s *S3) uploadAll(ctx context.Context, staging, version string, files []sta
 	// which is deprecated) does the multipart uploads of big files.
 	up := transfermanager.New(s.client, func(o *transfermanager.Options) {
 		o.PartSizeBytes = 8 << 20
-		o.MultipartUploadThreshold = 16 << 20
+		o.MultipartUploadThreshold = multipartThreshold
 		o.Concurrency = 4
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
 	})
@@ -474,11 +476,19 @@ func (s *S3) uploadFile(ctx context.Context, up *transfermanager.Client, staging
 	}
 	defer file.Close()
 	key := s.versionKey(version, f.rel)
-	in := &transfermanager.UploadObjectInput{Bucket: &s.bucket, Key: &key, Body: file, ContentLength: aws.Int64(f.size)}
-	if ct := contentType(f.rel); ct != "" {
-		in.ContentType = aws.String(ct)
+	var ct *string
+	if t := contentType(f.rel); t != "" {
+		ct = aws.String(t)
 	}
-	if _, err := up.UploadObject(ctx, in); err != nil {
+	// Below the multipart threshold the transfer manager would read the
+	// whole file into memory first (up to 16 MiB for each of the parallel
+	// uploads); a PutObject streams it from the file instead.
+	if f.size < multipartThreshold {
+		_, err = s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: file, ContentLength: aws.Int64(f.size), ContentType: ct})
+	} else {
+		_, err = up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &s.bucket, Key: &key, Body: file, ContentLength: aws.Int64(f.size), ContentType: ct})
+	}
+	if err != nil {
 		return s.fail("upload", key, err)
 	}
 	return nil

@@ -43,6 +43,10 @@ type Version struct {
 type Progress struct {
 	Done, Total int64
 	Elapsed     time.Duration
+	// Live is set on the one report made when the new version became the
+	// one readers get; what follows it is housekeeping (pruning old
+	// versions).
+	Live bool
 }
 
 // Store is a library of assets.

@@ -55,6 +55,8 @@ func TestPublishReadReplace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	seg := strings.Repeat("0123456789", 1000)
+	// big takes the multipart upload (from 16 MiB); the others a PutObject.
+	big := strings.Repeat("deepcast", 17<<20/8) + "tail"
 	for kind, lib := range stores(t) {
 		t.Run(kind, func(t *testing.T) {
 			if _, err := lib.Current(ctx, "movie", store.Version{}); !errors.Is(err, store.ErrNoAsset) {
@@ -62,16 +64,35 @@ func TestPublishReadReplace(t *testing.T) {
 			}
 			var versions []store.Version
 			for i, build := range []string{"b1", "b2", "b3"} {
-				dir := stage(t, lib, "movie", map[string]string{"asset.json": build, "720p/1.m4s": seg, "720p/init.mp4": "init" + build})
-				var last store.Progress
-				if err := lib.Publish(ctx, dir, "movie", build, func(p store.Progress) { last = p }); err != nil {
+				files := map[string]string{"asset.json": build, "720p/1.m4s": seg, "720p/init.mp4": "init" + build}
+				if build == "b2" {
+					files["1080p/1.m4s"] = big
+				}
+				total := 0
+				for _, body := range files {
+					total += len(body)
+				}
+				dir := stage(t, lib, "movie", files)
+				var last, beforeLive store.Progress
+				lives := 0
+				if err := lib.Publish(ctx, dir, "movie", build, func(p store.Progress) {
+					if p.Live {
+						lives++
+					} else {
+						beforeLive = p
+					}
+					last = p
+				}); err != nil {
 					t.Fatal(err)
+				}
+				if lives != 1 || !last.Live {
+					t.Errorf("publish reported live %d times, last %+v: want once, last", lives, last)
 				}
 				if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("staging folder left after publish: %v", err)
 				}
-				if kind == "s3" && (last.Total != int64(len(seg)+len(build)+4+len(build)) || last.Done != last.Total) {
-					t.Errorf("last progress %+v", last)
+				if kind == "s3" && (beforeLive.Total != int64(total) || beforeLive.Done != beforeLive.Total) {
+					t.Errorf("last upload progress %+v, want all of %d bytes", beforeLive, total)
 				}
 				v, err := lib.Current(ctx, "movie", store.Version{})
 				if err != nil {
@@ -92,6 +113,9 @@ func TestPublishReadReplace(t *testing.T) {
 			// The previous version is still complete; the first was pruned.
 			if got, err := lib.ReadFile(ctx, versions[1], "720p/init.mp4", 100); err != nil || string(got) != "initb2" {
 				t.Errorf("previous version: %q, %v", got, err)
+			}
+			if got, err := lib.ReadFile(ctx, versions[1], "1080p/1.m4s", int64(len(big))); err != nil || string(got) != big {
+				t.Errorf("previous version's big segment: %d bytes (want %d), %v", len(got), len(big), err)
 			}
 			if _, err := lib.ReadFile(ctx, versions[0], "720p/init.mp4", 100); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("the version before the previous one was not pruned: %v", err)
