@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/store"
 	"github.com/deepcast/deepcast/media/store/storetest"
 	"github.com/deepcast/deepcast/origin"
@@ -27,8 +28,10 @@ import (
 // object store: cold segment fetches (the origin keeps no segment; every
 // request is a GET to the store) against the same GETs sent straight to
 // versitygw with presigned URLs, ~1 MiB segments, wrk with 64
-// connections, 3 interleaved rounds. Before that, on the idle store, the
-// publish rate (benchPublish). Run by `make bench`.
+// connections, 3 interleaved rounds (benchServing), with the store on
+// loopback and then, where namespaces can be made (root), behind a 1 Gbit/s
+// link. Before that, on the idle store, the publish rate (benchPublish).
+// Run by `make bench`.
 func TestBenchS3OriginVsDirect(t *testing.T) {
 	if os.Getenv("DEEPCAST_BENCH") == "" {
 		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
@@ -47,17 +50,46 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 	}
 	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
 	benchPublish(t, context.Background(), srv, bucket, lib, dir, a.Name)
+	fmt.Printf("origin on versitygw vs direct GETs to versitygw, both on loopback: ")
+	benchServing(t, srv, bucket, lib, a)
+
+	// The same with the store across a network, as an object store is
+	// from its origins: versitygw in a network namespace of its own behind
+	// a 1 Gbit/s link (tbf both ways), the origins and wrk outside it.
+	if why := labNamespacesSupported(); why != "" {
+		fmt.Printf("the store behind a 1 Gbit/s link: skipped (%s)\n", why)
+		return
+	}
+	nw := newLabNet(t, []string{"store"}, map[string]string{"store": "store"})
+	h := nw.host("store")
+	far, err := storetest.LaunchIn(t.TempDir(), h.IP+":9000", h.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(far.Stop)
+	farBucket := far.Bucket(t, "bench")
+	farLib, err := store.Open(context.Background(), "s3://"+farBucket+"/lib", store.S3Options{Endpoint: far.Endpoint, Parallel: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, farLib, dir, a.Name, a.Build)
+	fmt.Printf("the same, the store behind a 1 Gbit/s link (its own network namespace): ")
+	benchServing(t, far, farBucket, farLib, a)
+}
+
+// benchServing compares cold segment fetches through two origins on lib
+// (whole segments spliced from store connections of its own, the default
+// on a plain-HTTP endpoint, and through the SDK's GetObject with a
+// user-space copy) with the same GETs sent straight to the store with
+// presigned URLs: wrk, 64 connections, 3 interleaved rounds.
+func benchServing(t *testing.T, srv *storetest.Server, bucket string, lib store.Store, a *media.Asset) {
 	live, err := lib.Current(context.Background(), a.Name, store.Version{})
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	log := slog.New(slog.NewTextHandler(benchLogOut(), nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Two origins on the bucket: whole segments spliced from store
-	// connections of its own (the default on a plain-HTTP endpoint), and
-	// through the SDK's GetObject with a user-space copy.
 	startOrigin := func(lib store.Store) string {
 		osrv, err := origin.New(origin.Config{Library: lib.String(), Store: lib, Logger: log})
 		if err != nil {
@@ -91,7 +123,7 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 		u, _ := url.Parse(req.URL)
 		direct = append(direct, u.RequestURI())
 	}
-	fmt.Printf("origin on versitygw vs direct GETs to versitygw: %d segments of ~1 MiB; wrk 2 threads, 64 connections, 5 s runs, 3 interleaved rounds\n", len(segs))
+	fmt.Printf("%d segments of ~1 MiB; wrk 2 threads, 64 connections, 5 s runs, 3 interleaved rounds\n", len(segs))
 	var o, k, d []wrkResult
 	runWrk(t, ours, segs, 64, 2*time.Second)
 	runWrk(t, oursSDK, segs, 64, 2*time.Second)

@@ -40,7 +40,8 @@ type labNet struct {
 }
 
 // labRates are the tbf rates of each kind of link, both directions.
-var labRates = map[string]string{"origin": "400mbit", "home": "800mbit", "deep": "400mbit", "router": "100mbit", "clients": "1gbit"}
+// ("store" is the S3 bench's object store, not a lab node.)
+var labRates = map[string]string{"origin": "400mbit", "home": "800mbit", "deep": "400mbit", "router": "100mbit", "clients": "1gbit", "store": "1gbit"}
 
 // run runs a command and fails the test on error.
 func (n *labNet) run(args ...string) {

@@ -68,11 +68,12 @@ type Server struct {
 	// Dir holds the buckets (one folder each).
 	Dir string
 	// Log is where its output goes.
-	Log  string
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
+	Log   string
+	addr  string
+	netns string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	mu    sync.Mutex
 }
 
 // Start runs a versitygw for the test, stopped when it ends, and points
@@ -100,11 +101,17 @@ func Start(tb testing.TB) *Server {
 // Launch runs versitygw on addr with its buckets in dir (its log beside
 // them, in dir/versitygw.log) and waits until it answers. Stop ends it.
 func Launch(dir, addr string) (*Server, error) {
+	return LaunchIn(dir, addr, "")
+}
+
+// LaunchIn is Launch inside the network namespace netns (none when empty),
+// for a store across a rate-limited link.
+func LaunchIn(dir, addr, netns string) (*Server, error) {
 	data := filepath.Join(dir, "buckets")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: data, Log: filepath.Join(dir, "versitygw.log"), addr: addr, Endpoint: "http://" + addr}
+	s := &Server{Dir: data, Log: filepath.Join(dir, "versitygw.log"), addr: addr, Endpoint: "http://" + addr, netns: netns}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -152,7 +159,12 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.addr, "posix", s.Dir)
+	args := []string{bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.addr, "posix", s.Dir}
+	if s.netns != "" {
+		// ip execs the server in the namespace: s.cmd is the server itself.
+		args = append([]string{"ip", "netns", "exec", s.netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
