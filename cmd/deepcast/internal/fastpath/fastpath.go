@@ -160,6 +160,15 @@ type conn struct {
 // http.ErrServerClosed then, or the accept error.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
+	// Shutdown or Close may come first (a SIGINT as the node starts):
+	// they set shutting before they look for a listener to close, so
+	// one found unset here would never be closed, and Accept would wait
+	// for ever.
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return http.ErrServerClosed
+	}
 	s.ln = ln
 	s.conns = map[*conn]struct{}{}
 	s.handoff = NewConnListener(ln.Addr())

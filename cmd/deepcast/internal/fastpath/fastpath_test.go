@@ -407,6 +407,46 @@ func TestSlowHeadTimesOut(t *testing.T) {
 	})
 }
 
+// TestShutdownBeforeServe: a node told to stop as it starts (SIGINT right
+// after launch) calls Shutdown or Close before its Serve goroutine has
+// run; Serve must then return at once instead of waiting in Accept on a
+// listener nobody will close.
+func TestShutdownBeforeServe(t *testing.T) {
+	for _, stop := range []string{"Shutdown", "Close"} {
+		t.Run(stop, func(t *testing.T) {
+			srv := &Server{HTTP: &http.Server{Handler: http.NotFoundHandler()}, Respond: func(Request) (Response, bool) { return Response{}, false }}
+			if stop == "Shutdown" {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := srv.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+			} else {
+				srv.Close()
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ln) }()
+			select {
+			case err := <-done:
+				if !errors.Is(err, http.ErrServerClosed) {
+					t.Errorf("Serve after %s: %v, want http.ErrServerClosed", stop, err)
+				}
+			case <-time.After(5 * time.Second):
+				ln.Close()
+				t.Fatalf("Serve after %s still accepting after 5 s", stop)
+			}
+			if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+				c.Close()
+				t.Error("the listener is still open")
+			}
+		})
+	}
+}
+
 func TestShutdownFinishesInFlightAndClosesIdle(t *testing.T) {
 	forModes(t, func(t *testing.T, loops int) {
 		ts := startTestServer(t, loops, nil)
