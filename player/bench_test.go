@@ -3,6 +3,7 @@ package player
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -80,21 +81,38 @@ func TestBenchSweep(t *testing.T) {
 // foresight knows the next Horizon chunks of the trace exactly: before
 // each chunk it plans those chunks with the offline optimum's dynamic
 // program (planFrom on the session's own link, from the session's exact
-// state, nothing valued after the horizon) and plays the plan's first
-// rendition. It is the yardstick for what better prediction could win: an
-// online algorithm whose throughput prediction were perfect for Horizon
-// chunks, and useless after.
+// state) and plays the plan's first rendition. It is the yardstick for
+// what better prediction could win: an online algorithm whose throughput
+// prediction were perfect for Horizon chunks, and useless after. With
+// keep set, the plan also values the buffer it leaves as deepcast does
+// (deepcastBufferValue per chunk duration at the lowest bitrate, up to
+// deepcastBufferTarget or what the chunks after the horizon can play), so
+// a short horizon does not spend the cushion the chunks after it need.
 type foresight struct {
 	link    *TraceLink
 	model   *optModel
 	horizon int
+	keep    bool
 }
 
-func (f *foresight) Name() string { return fmt.Sprintf("foresight-%d", f.horizon) }
+func (f *foresight) Name() string {
+	if f.keep {
+		return fmt.Sprintf("foresight-%d+buffer", f.horizon)
+	}
+	return fmt.Sprintf("foresight-%d", f.horizon)
+}
 
 func (f *foresight) Choose(s *State) int {
 	m := *f.model
 	m.chunks = min(f.model.chunks, s.Chunk+f.horizon)
+	if f.keep {
+		chunkSec := s.ChunkSeconds()
+		target := math.Min(deepcastBufferTarget, float64(f.model.chunks-m.chunks)*chunkSec)
+		lowest := s.Bitrates()[0] / 1000
+		m.terminal = func(b time.Duration) float64 {
+			return deepcastBufferValue * math.Min(b.Seconds(), target) / chunkSec * lowest
+		}
+	}
 	start := optState{link: *f.link, buffer: s.Buffer, last: s.Last}
 	seq, _, err := planFrom(context.Background(), &m, start, s.Chunk, 250*time.Millisecond, nil)
 	if err != nil || len(seq) == 0 {
@@ -104,8 +122,9 @@ func (f *foresight) Choose(s *State) int {
 }
 
 // TestBenchClairvoyantBound prints, per trace family, the gap_closed of
-// players that know the next 3, 5 and 8 chunks' throughput exactly, beside
-// deepcast's: how far ahead an online algorithm would have to see the
+// players that know the next 3, 5 and 8 chunks' throughput exactly (each
+// planning with nothing valued after its horizon, then with deepcast's
+// value on the buffer left), beside deepcast's: how far ahead an online algorithm would have to see the
 // network to close half of the gap between the best baseline and the
 // optimum, issue 18's target. Run by `make bench`.
 func TestBenchClairvoyantBound(t *testing.T) {
@@ -129,11 +148,14 @@ func TestBenchClairvoyantBound(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []int{3, 5, 8} {
+		for _, f := range []struct {
+			k    int
+			keep bool
+		}{{3, false}, {5, false}, {8, false}, {3, true}, {5, true}, {8, true}} {
 			out := make([]SimResult, len(traces))
 			err := forEach(ctx, len(traces), 0, nil, func(i int) error {
 				cfg, link := simSetup(opt, traces[i])
-				abr := &foresight{link: link, model: newOptModel(v, qoe, cfg), horizon: k}
+				abr := &foresight{link: link, model: newOptModel(v, qoe, cfg), horizon: f.k, keep: f.keep}
 				s := &Session{Video: v, ABR: abr, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
 				r, err := s.Run(ctx)
 				out[i] = SimResult{Trace: traces[i].Name, Family: family, ABR: abr.Name(), Result: r}

@@ -38,6 +38,10 @@ type optModel struct {
 	qoe    QoEModel
 	cfg    Config
 	chunks int
+	// terminal, when set, values the state a plan ends in (its buffer)
+	// on top of its QoE: what a planner with a short horizon adds so it
+	// does not spend the buffer the chunks after the horizon need.
+	terminal func(buffer time.Duration) float64
 }
 
 // step downloads chunk k at rendition q from s.
@@ -175,9 +179,15 @@ func planFrom(ctx context.Context, m *optModel, start optState, k0 int, grid tim
 	if len(last) == 0 {
 		return nil, 0, errors.New("optimal: no chunks")
 	}
+	score := func(s *optState) float64 {
+		if m.terminal == nil {
+			return s.qoe
+		}
+		return s.qoe + m.terminal(s.buffer)
+	}
 	bi := 0
 	for i := range last {
-		if last[i].qoe > last[bi].qoe {
+		if score(&last[i]) > score(&last[bi]) {
 			bi = i
 		}
 	}

@@ -79,6 +79,53 @@ func TestOptimalModelMatchesTheSession(t *testing.T) {
 	}
 }
 
+// TestPlanTerminalValue: a plan over a short horizon ends with at least as
+// much buffer when the buffer it leaves is valued, more on some trace, and
+// without a terminal value it is the plain optimum of those chunks.
+func TestPlanTerminalValue(t *testing.T) {
+	v := loadEnvivio(t)
+	traces, err := LoadTraces([]string{testdata("traces", "hsdpa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qoe, _ := NewQoE("lin")
+	opt := SimOptions{Video: v, Pensieve: true}
+	ends := func(m *optModel, tr *Trace) (time.Duration, float64) {
+		cfg, link := simSetup(opt, tr)
+		m.cfg = cfg
+		seq, predicted, err := planFrom(context.Background(), m, optState{link: *link, last: -1}, 0, 250*time.Millisecond, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := optState{link: *link, last: -1}
+		for k, q := range seq {
+			if s, err = m.step(context.Background(), &s, k, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s.buffer, predicted
+	}
+	more := 0
+	for _, tr := range traces[:10] {
+		plain := &optModel{video: v, qoe: qoe, chunks: 4}
+		valued := &optModel{video: v, qoe: qoe, chunks: 4, terminal: func(b time.Duration) float64 { return 10 * b.Seconds() }}
+		b0, q0 := ends(plain, tr)
+		b1, q1 := ends(valued, tr)
+		if b1 < b0 {
+			t.Errorf("%s: %v of buffer left with it valued, %v without", tr.Name, b1, b0)
+		}
+		if q1 > q0+1e-9 {
+			t.Errorf("%s: QoE %.3f with a terminal value, above the plain optimum %.3f", tr.Name, q1, q0)
+		}
+		if b1 > b0 {
+			more++
+		}
+	}
+	if more == 0 {
+		t.Error("valuing the buffer left never changed a plan")
+	}
+}
+
 // TestOptimalGridConverges: refining the buffer grid moves the optimum's
 // mean QoE by less than 0.5 % (the bound; 0.03 % is measured
 // from 0.1 s to 0.025 s on all 127 traces).
