@@ -50,8 +50,14 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 	}
 	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
 	benchPublish(t, context.Background(), srv, bucket, lib, dir, a.Name)
-	fmt.Printf("origin on versitygw vs direct GETs to versitygw, both on loopback: ")
+	fmt.Printf("origin on versitygw vs direct GETs to versitygw, both on loopback (versitygw as the issue runs it: a new connection for every GET): ")
 	benchServing(t, srv, bucket, lib, a)
+
+	// versitygw closes each connection after one answer unless run with
+	// --keep-alive; AWS S3, MinIO and Ceph RGW keep them open, and then
+	// the origin's pooled store connections are reused.
+	fmt.Printf("the same, versitygw --keep-alive (connections reused, as S3, MinIO and Ceph RGW do): ")
+	benchServingOn(t, fmt.Sprintf("127.0.0.1:%d", freePort(t)), storetest.Options{KeepAlive: true}, dir, a)
 
 	// The same with the store across a network, as an object store is
 	// from its origins: versitygw in a network namespace of its own behind
@@ -62,26 +68,36 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 	}
 	nw := newLabNet(t, []string{"store"}, map[string]string{"store": "store"})
 	h := nw.host("store")
-	far, err := storetest.LaunchIn(t.TempDir(), h.IP+":9000", h.NS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(far.Stop)
-	farBucket := far.Bucket(t, "bench")
-	farLib, err := store.Open(context.Background(), "s3://"+farBucket+"/lib", store.S3Options{Endpoint: far.Endpoint, Parallel: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CopyIn(t, farLib, dir, a.Name, a.Build)
 	fmt.Printf("the same, the store behind a 1 Gbit/s link (its own network namespace): ")
-	benchServing(t, far, farBucket, farLib, a)
+	benchServingOn(t, h.IP+":9000", storetest.Options{Netns: h.NS}, dir, a)
+}
+
+// benchServingOn runs benchServing on a versitygw of its own, launched on
+// addr with opts, with the asset version in dir copied in.
+func benchServingOn(t *testing.T, addr string, opts storetest.Options, dir string, a *media.Asset) {
+	srv, err := storetest.LaunchWith(t.TempDir(), addr, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	bucket := srv.Bucket(t, "bench")
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
+	benchServing(t, srv, bucket, lib, a)
 }
 
 // benchServing compares cold segment fetches through two origins on lib
 // (whole segments spliced from store connections of its own, the default
 // on a plain-HTTP endpoint, and through the SDK's GetObject with a
 // user-space copy) with the same GETs sent straight to the store with
-// presigned URLs: wrk, 64 connections, 3 interleaved rounds.
+// presigned URLs, and through nginx as a reverse proxy (the peer): wrk, 64
+// connections, 3 interleaved rounds. Beside the rates it prints the CPU
+// time per request of the process in the middle and of versitygw: on a
+// machine whose two cores also run the store and wrk, that, more than the
+// rate, is what the origin would cost where its clients are elsewhere.
 func benchServing(t *testing.T, srv *storetest.Server, bucket string, lib store.Store, a *media.Asset) {
 	live, err := lib.Current(context.Background(), a.Name, store.Version{})
 	if err != nil {
@@ -123,20 +139,76 @@ func benchServing(t *testing.T, srv *storetest.Server, bucket string, lib store.
 		u, _ := url.Parse(req.URL)
 		direct = append(direct, u.RequestURI())
 	}
-	fmt.Printf("%d segments of ~1 MiB; wrk 2 threads, 64 connections, 5 s runs, 3 interleaved rounds\n", len(segs))
-	var o, k, d []wrkResult
-	runWrk(t, ours, segs, 64, 2*time.Second)
-	runWrk(t, oursSDK, segs, 64, 2*time.Second)
-	runWrk(t, srv.Endpoint, direct, 64, 2*time.Second)
-	for range 3 {
-		o = append(o, runWrk(t, ours, segs, 64, 5*time.Second))
-		k = append(k, runWrk(t, oursSDK, segs, 64, 5*time.Second))
-		d = append(d, runWrk(t, srv.Endpoint, direct, 64, 5*time.Second))
+	// The peer: nginx as a plain reverse proxy in front of the store
+	// (pooled upstream connections, streaming, no cache), given the
+	// same presigned paths; what any proxy in this place costs.
+	proxy, nginxPid := "", 0
+	if _, err := exec.LookPath("nginx"); err == nil {
+		port := freePort(t)
+		host := strings.TrimPrefix(srv.Endpoint, "http://")
+		nginxPid = startNginx(t, port, fmt.Sprintf("upstream store { server %s; keepalive 128; }", host),
+			fmt.Sprintf(`location / { proxy_pass http://store; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host %s; proxy_buffering off; proxy_buffer_size 64k; proxy_buffers 8 64k; proxy_busy_buffers_size 128k; }`, host))
+		proxy = fmt.Sprintf("http://127.0.0.1:%d", port)
 	}
-	mo, mk, md := medianResult(o), medianResult(k), medianResult(d)
-	fmt.Printf("  origin, splice    %s\n  origin, SDK copy  %s\n  direct            %s\n", mo, mk, md)
+	// Each contender: where wrk sends, which paths, and which process is
+	// the one in the middle whose CPU time per request is counted (the
+	// origins run in this process); versitygw's is counted for all.
+	const round = 5 * time.Second
+	type contender struct {
+		name     string
+		who      string // what runs in the middle ("" for direct GETs)
+		base     string
+		paths    []string
+		pid      int
+		children bool
+		results  []wrkResult
+		middle   time.Duration // CPU time of the process in the middle
+		store    time.Duration // versitygw's CPU time
+		requests float64
+	}
+	cs := []*contender{
+		{name: "origin, splice", who: "origin", base: ours, paths: segs, pid: os.Getpid()},
+		{name: "origin, SDK copy", who: "origin", base: oursSDK, paths: segs, pid: os.Getpid()},
+		{name: "direct", base: srv.Endpoint, paths: direct},
+	}
+	if proxy != "" {
+		cs = append(cs, &contender{name: "nginx proxy_pass", who: "nginx", base: proxy, paths: direct, pid: nginxPid, children: true})
+	}
+	fmt.Printf("%d segments of ~1 MiB; wrk 2 threads, 64 connections, %s runs, 3 interleaved rounds\n", len(segs), round)
+	for _, c := range cs {
+		runWrk(t, c.base, c.paths, 64, 2*time.Second)
+	}
+	for range 3 {
+		for _, c := range cs {
+			m0, s0 := procCPU(c.children, c.pid), procCPU(false, srv.Pid())
+			r := runWrk(t, c.base, c.paths, 64, round)
+			c.middle += procCPU(c.children, c.pid) - m0
+			c.store += procCPU(false, srv.Pid()) - s0
+			c.requests += r.RPS * round.Seconds()
+			c.results = append(c.results, r)
+		}
+	}
+	perRequest := func(d time.Duration, n float64) string {
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)/max(n, 1))
+	}
+	med := map[string]wrkResult{}
+	for _, c := range cs {
+		med[c.name] = medianResult(c.results)
+		cpu := "versitygw " + perRequest(c.store, c.requests)
+		if c.who != "" {
+			cpu = c.who + " " + perRequest(c.middle, c.requests) + ", " + cpu
+		}
+		fmt.Printf("  %-18s %s  CPU per request: %s\n", c.name, med[c.name], cpu)
+	}
+	mo, mk, md := med["origin, splice"], med["origin, SDK copy"], med["direct"]
 	fmt.Printf("  ratio origin/direct: req/s %.2fx (target >= 0.9), p99 %.2fx (target <= 1.2); through the SDK: req/s %.2fx, p99 %.2fx\n",
 		mo.RPS/md.RPS, float64(mo.P99)/float64(md.P99), mk.RPS/md.RPS, float64(mk.P99)/float64(md.P99))
+	if mn, ok := med["nginx proxy_pass"]; ok {
+		fmt.Printf("  peer: nginx/direct req/s %.2fx, p99 %.2fx; origin/nginx req/s %.2fx, p99 %.2fx\n",
+			mn.RPS/md.RPS, float64(mn.P99)/float64(md.P99), mo.RPS/mn.RPS, float64(mo.P99)/float64(mn.P99))
+	} else {
+		fmt.Println("  peer: nginx not installed (make bench installs it), skipped")
+	}
 }
 
 // benchPublish compares the publish rate of the packager's upload with

@@ -47,15 +47,16 @@ func waitListening(t testing.TB, addr string) {
 }
 
 // startNginx runs Debian's nginx unprivileged-style from a generated config;
-// body is the content of the http block's server.
-func startNginx(t testing.TB, port int, httpExtra, server string) {
+// body is the content of the http block's server. It returns the master
+// process's ID.
+func startNginx(t testing.TB, port int, httpExtra, server string) int {
 	t.Helper()
-	startNginxListen(t, port, "", httpExtra, server)
+	return startNginxListen(t, port, "", httpExtra, server)
 }
 
 // startNginxListen is startNginx with options on the listen directive
 // ("ssl http2").
-func startNginxListen(t testing.TB, port int, listenOpts, httpExtra, server string) {
+func startNginxListen(t testing.TB, port int, listenOpts, httpExtra, server string) int {
 	t.Helper()
 	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Skip("nginx not installed (make bench installs it)")
@@ -104,6 +105,43 @@ http {
 		}
 	})
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+	pid, _ := os.ReadFile(filepath.Join(dir, "nginx.pid"))
+	n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+	return n
+}
+
+// procCPU is the CPU time (user and system) the processes have used so far,
+// with their children when withChildren (nginx's workers under its master),
+// read from /proc; a process that is gone counts nothing.
+func procCPU(withChildren bool, pids ...int) time.Duration {
+	const tick = 10 * time.Millisecond // USER_HZ is 100 on Linux
+	var total time.Duration
+	for _, pid := range pids {
+		if pid <= 0 {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		utime, _ := strconv.Atoi(f[11])
+		stime, _ := strconv.Atoi(f[12])
+		total += time.Duration(utime+stime) * tick
+		if withChildren {
+			kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+			for _, k := range strings.Fields(string(kids)) {
+				if n, err := strconv.Atoi(k); err == nil {
+					total += procCPU(false, n)
+				}
+			}
+		}
+	}
+	return total
 }
 
 // wrkResult is what one wrk run measured.

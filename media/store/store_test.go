@@ -273,10 +273,20 @@ func TestInterruptedPublishLeavesThePreviousVersion(t *testing.T) {
 
 // TestDirectReads: whole objects read on the store's own connections
 // (for splice) are the objects' bytes, by Read and by WriteTo; a missing
-// one is fs.ErrNotExist; connections are reused, and one the server
-// closed meanwhile is replaced without an error.
+// one is fs.ErrNotExist; with a store that keeps connections open they
+// are reused, and one the server closed meanwhile is replaced without an
+// error. Against versitygw as the tests run it (a connection per answer)
+// and with --keep-alive.
 func TestDirectReads(t *testing.T) {
-	srv := storetest.Start(t)
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "close", true: "keep-alive"}[keep], func(t *testing.T) {
+			testDirectReads(t, keep)
+		})
+	}
+}
+
+func testDirectReads(t *testing.T, keepAlive bool) {
+	srv := storetest.StartWith(t, storetest.Options{KeepAlive: keepAlive})
 	bucket := srv.Bucket(t, "direct")
 	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
 	if err != nil {
@@ -310,6 +320,11 @@ func TestDirectReads(t *testing.T) {
 		body.Close()
 		if err != nil || got.String() != big || body.Size != int64(len(big)) {
 			t.Fatalf("read %d: %d bytes of %d, %v", i, got.Len(), len(big), err)
+		}
+		// One read at a time: with keep-alive its connection goes back to
+		// the pool for the next; without, none is kept.
+		if idle, want := store.IdleDirect(lib), map[bool]int{false: 0, true: 1}[keepAlive]; idle != want {
+			t.Errorf("read %d: %d idle store connections, want %d", i, idle, want)
 		}
 		if i == 3 {
 			// The server goes away and comes back: the pooled connections are dead.

@@ -68,12 +68,12 @@ type Server struct {
 	// Dir holds the buckets (one folder each).
 	Dir string
 	// Log is where its output goes.
-	Log   string
-	addr  string
-	netns string
-	cmd   *exec.Cmd
-	done  chan struct{}
-	mu    sync.Mutex
+	Log  string
+	addr string
+	opts Options
+	cmd  *exec.Cmd
+	done chan struct{}
+	mu   sync.Mutex
 }
 
 // Start runs a versitygw for the test, stopped when it ends, and points
@@ -81,13 +81,19 @@ type Server struct {
 // cannot run in parallel with others that set it).
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(tb testing.TB, o Options) *Server {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	addr := l.Addr().String()
 	l.Close()
-	s, err := Launch(tb.TempDir(), addr)
+	s, err := LaunchWith(tb.TempDir(), addr, o)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -101,17 +107,27 @@ func Start(tb testing.TB) *Server {
 // Launch runs versitygw on addr with its buckets in dir (its log beside
 // them, in dir/versitygw.log) and waits until it answers. Stop ends it.
 func Launch(dir, addr string) (*Server, error) {
-	return LaunchIn(dir, addr, "")
+	return LaunchWith(dir, addr, Options{})
 }
 
-// LaunchIn is Launch inside the network namespace netns (none when empty),
-// for a store across a rate-limited link.
-func LaunchIn(dir, addr, netns string) (*Server, error) {
+// Options are how a versitygw is run beyond its address and folder.
+type Options struct {
+	// Netns is the network namespace to run it in (none when empty), for
+	// a store across a rate-limited link.
+	Netns string
+	// KeepAlive lets clients reuse connections (versitygw --keep-alive).
+	// versitygw closes every connection after one request unless told
+	// otherwise; AWS S3, MinIO and Ceph RGW keep them open.
+	KeepAlive bool
+}
+
+// LaunchWith is Launch with options.
+func LaunchWith(dir, addr string, o Options) (*Server, error) {
 	data := filepath.Join(dir, "buckets")
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, err
 	}
-	s := &Server{Dir: data, Log: filepath.Join(dir, "versitygw.log"), addr: addr, Endpoint: "http://" + addr, netns: netns}
+	s := &Server{Dir: data, Log: filepath.Join(dir, "versitygw.log"), addr: addr, Endpoint: "http://" + addr, opts: o}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -159,10 +175,14 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	args := []string{bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.addr, "posix", s.Dir}
-	if s.netns != "" {
+	args := []string{bin, "--access", AccessKey, "--secret", SecretKey, "--port", s.addr}
+	if s.opts.KeepAlive {
+		args = append(args, "--keep-alive")
+	}
+	args = append(args, "posix", s.Dir)
+	if s.opts.Netns != "" {
 		// ip execs the server in the namespace: s.cmd is the server itself.
-		args = append([]string{"ip", "netns", "exec", s.netns}, args...)
+		args = append([]string{"ip", "netns", "exec", s.opts.Netns}, args...)
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -192,6 +212,17 @@ func (s *Server) start() error {
 	}
 	s.Stop()
 	return fmt.Errorf("versitygw did not answer on %s within 30 s", s.addr)
+}
+
+// Pid is the server's process ID (0 when it is not running): what a
+// benchmark reads its CPU time by.
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 // Stop kills the server (a store that goes away) and waits for it.
