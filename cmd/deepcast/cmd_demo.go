@@ -65,7 +65,7 @@ type demoOptions struct {
 const demoBucket = "deepcast-demo"
 
 // startDemoS3 runs versitygw with its buckets under dir/s3 (kept across
-// runs, like the folder library) and opens the demo library on it. The
+// runs, like the folder library; --keep-alive) and opens the demo library on it. The
 // demo's own process gets the server's credentials through the AWS
 // environment variables, as any deployment would.
 func startDemoS3(ctx context.Context, dir string) (*storetest.Server, store.Store, error) {
@@ -75,7 +75,9 @@ func startDemoS3(ctx context.Context, dir string) (*storetest.Server, store.Stor
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	gw, err := storetest.Launch(filepath.Join(dir, "s3"), addr)
+	// With keep-alive, as AWS S3, MinIO and Ceph RGW serve: the origins'
+	// store connections are reused instead of dialled for every segment.
+	gw, err := storetest.LaunchWith(filepath.Join(dir, "s3"), addr, storetest.Options{KeepAlive: true})
 	if err != nil {
 		return nil, nil, fmt.Errorf("demo S3 server: %w", err)
 	}

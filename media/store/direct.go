@@ -83,11 +83,21 @@ func (b *DirectBody) WriteTo(w io.Writer) (int64, error) {
 	// than the body still has to bring after the step began (a copy part
 	// way into a step would otherwise wait for bytes that never come): so
 	// the last step wakes for every burst. Back to waking at once before
-	// the connection can carry another answer.
-	defer setWakeAt(b.conn, 1)
+	// the connection can carry another answer. The mark is set only when
+	// it changes (each setsockopt costs microseconds): a connection comes
+	// here with it at 1.
+	wake := int64(1)
+	defer func() {
+		if wake != 1 {
+			setWakeAt(b.conn, 1)
+		}
+	}()
 	for b.rest > 0 {
 		step := min(wakeChunk, b.rest)
-		setWakeAt(b.conn, int(max(1, min(wakeChunk, b.rest-step))))
+		if w := max(1, min(wakeChunk, b.rest-step)); w != wake {
+			setWakeAt(b.conn, int(w))
+			wake = w
+		}
 		lr := &io.LimitedReader{R: b.conn, N: step}
 		n, err := io.Copy(w, lr)
 		total += n
