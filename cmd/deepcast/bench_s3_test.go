@@ -38,17 +38,12 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 	}
 	tuneGC()
 	srv := storetest.Start(t)
-	bucket := srv.Bucket(t, "bench")
 	folder, a := benchLibrary(t)
 	dir, err := (store.Folder{Root: folder}).Resolve(a.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
+	bucket, lib := benchBucket(t, srv, dir, a)
 	benchPublish(t, context.Background(), srv, bucket, lib, dir, a.Name)
 	fmt.Printf("origin on versitygw vs direct GETs to versitygw, both on loopback (versitygw as the issue runs it: a new connection for every GET): ")
 	benchServing(t, srv, bucket, lib, a)
@@ -73,20 +68,27 @@ func TestBenchS3OriginVsDirect(t *testing.T) {
 }
 
 // benchServingOn runs benchServing on a versitygw of its own, launched on
-// addr with opts, with the asset version in dir copied in.
+// addr with opts.
 func benchServingOn(t *testing.T, addr string, opts storetest.Options, dir string, a *media.Asset) {
 	srv, err := storetest.LaunchWith(t.TempDir(), addr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
+	bucket, lib := benchBucket(t, srv, dir, a)
+	benchServing(t, srv, bucket, lib, a)
+}
+
+// benchBucket makes the bench bucket on srv and opens a library in it
+// with the asset version in dir copied in.
+func benchBucket(t *testing.T, srv *storetest.Server, dir string, a *media.Asset) (string, store.Store) {
 	bucket := srv.Bucket(t, "bench")
 	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, Parallel: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	storetest.CopyIn(t, lib, dir, a.Name, a.Build)
-	benchServing(t, srv, bucket, lib, a)
+	return bucket, lib
 }
 
 // benchServing compares cold segment fetches through two origins on lib
@@ -162,17 +164,18 @@ func benchServing(t *testing.T, srv *storetest.Server, bucket string, lib store.
 		pid      int
 		children bool
 		results  []wrkResult
+		median   wrkResult
 		middle   time.Duration // CPU time of the process in the middle
 		store    time.Duration // versitygw's CPU time
 		requests float64
 	}
-	cs := []*contender{
-		{name: "origin, splice", who: "origin", base: ours, paths: segs, pid: os.Getpid()},
-		{name: "origin, SDK copy", who: "origin", base: oursSDK, paths: segs, pid: os.Getpid()},
-		{name: "direct", base: srv.Endpoint, paths: direct},
-	}
+	splice := &contender{name: "origin, splice", who: "origin", base: ours, paths: segs, pid: os.Getpid()}
+	viaCopy := &contender{name: "origin, SDK copy", who: "origin", base: oursSDK, paths: segs, pid: os.Getpid()}
+	straight := &contender{name: "direct", base: srv.Endpoint, paths: direct}
+	nginx := &contender{name: "nginx proxy_pass", who: "nginx", base: proxy, paths: direct, pid: nginxPid, children: true}
+	cs := []*contender{splice, viaCopy, straight}
 	if proxy != "" {
-		cs = append(cs, &contender{name: "nginx proxy_pass", who: "nginx", base: proxy, paths: direct, pid: nginxPid, children: true})
+		cs = append(cs, nginx)
 	}
 	fmt.Printf("%d segments of ~1 MiB; wrk 2 threads, 64 connections, %s runs, 3 interleaved rounds\n", len(segs), round)
 	for _, c := range cs {
@@ -191,19 +194,19 @@ func benchServing(t *testing.T, srv *storetest.Server, bucket string, lib store.
 	perRequest := func(d time.Duration, n float64) string {
 		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)/max(n, 1))
 	}
-	med := map[string]wrkResult{}
 	for _, c := range cs {
-		med[c.name] = medianResult(c.results)
+		c.median = medianResult(c.results)
 		cpu := "versitygw " + perRequest(c.store, c.requests)
 		if c.who != "" {
 			cpu = c.who + " " + perRequest(c.middle, c.requests) + ", " + cpu
 		}
-		fmt.Printf("  %-18s %s  CPU per request: %s\n", c.name, med[c.name], cpu)
+		fmt.Printf("  %-18s %s  CPU per request: %s\n", c.name, c.median, cpu)
 	}
-	mo, mk, md := med["origin, splice"], med["origin, SDK copy"], med["direct"]
+	mo, mk, md := splice.median, viaCopy.median, straight.median
 	fmt.Printf("  ratio origin/direct: req/s %.2fx (target >= 0.9), p99 %.2fx (target <= 1.2); through the SDK: req/s %.2fx, p99 %.2fx\n",
 		mo.RPS/md.RPS, float64(mo.P99)/float64(md.P99), mk.RPS/md.RPS, float64(mk.P99)/float64(md.P99))
-	if mn, ok := med["nginx proxy_pass"]; ok {
+	if proxy != "" {
+		mn := nginx.median
 		fmt.Printf("  peer: nginx/direct req/s %.2fx, p99 %.2fx; origin/nginx req/s %.2fx, p99 %.2fx\n",
 			mn.RPS/md.RPS, float64(mn.P99)/float64(md.P99), mo.RPS/mn.RPS, float64(mo.P99)/float64(mn.P99))
 	} else {

@@ -117,8 +117,9 @@ func (b *DirectBody) WriteTo(w io.Writer) (int64, error) {
 // store across a link arrives in many small bursts, and each wakeup costs a
 // trip through the netpoller and a pair of splice calls: woken per burst,
 // the origin spent 9.9 ms of CPU on a 1 MiB segment from a store behind a
-// 1 Gbit/s link (nginx as the proxy: 7.2 ms); woken per 256 KiB, 5.4 ms
-// (`make bench`, TestBenchS3OriginVsDirect).
+// 1 Gbit/s link (nginx as the proxy: 7.2 ms); woken per 256 KiB, 5.4–6.0
+// ms over three runs (`make bench`, TestBenchS3OriginVsDirect). 256 KiB was
+// the one size tried: a quarter of a typical segment.
 const wakeChunk = 256 << 10
 
 // Close returns the connection to the pool when the body was read whole.

@@ -104,12 +104,6 @@ func StartWith(tb testing.TB, o Options) *Server {
 	return s
 }
 
-// Launch runs versitygw on addr with its buckets in dir (its log beside
-// them, in dir/versitygw.log) and waits until it answers. Stop ends it.
-func Launch(dir, addr string) (*Server, error) {
-	return LaunchWith(dir, addr, Options{})
-}
-
 // Options are how a versitygw is run beyond its address and folder.
 type Options struct {
 	// Netns is the network namespace to run it in (none when empty), for
@@ -121,7 +115,9 @@ type Options struct {
 	KeepAlive bool
 }
 
-// LaunchWith is Launch with options.
+// LaunchWith runs versitygw on addr with its buckets in dir (its log
+// beside them, in dir/versitygw.log), as the options say, and waits until
+// it answers. Stop ends it.
 func LaunchWith(dir, addr string, o Options) (*Server, error) {
 	data := filepath.Join(dir, "buckets")
 	if err := os.MkdirAll(data, 0o755); err != nil {
