@@ -24,13 +24,20 @@ import "math"
 // rendition's bitrate per chunk duration, and never more than the chunks
 // after the horizon can still play), which makes the plan build and keep a
 // cushion for the outages that dominate rebuffering on real traces, and
-// spend it as the video ends.
+// spend it as the video ends. Until its memory holds ten errors, it also
+// takes the worst error to be at least 40 %: a link it has measured once
+// or twice is not one it knows, and the first samples of a session said
+// nothing about the drops to come (without this, one fast first download
+// sent it from the start rendition to the top and back down again).
 // Its constants are fixed for every trace and video.
 type Deepcast struct {
 	Horizon  int // chunks; 5 when zero
 	name     string
 	errors   []float64
 	lastPred float64
+	// unprimed leaves the start prior out: the learned policy's features
+	// and rollouts come from the MPC its shipped model was trained with.
+	unprimed bool
 }
 
 // Deepcast's fixed constants.
@@ -45,6 +52,10 @@ const (
 	// scenario: the prediction less a fixed margin, with a small weight.
 	deepcastSteadyMargin = 0.3
 	deepcastSteadyWeight = 0.1
+	// deepcastStartError is the least worst error assumed while the
+	// memory is not yet full. Chosen on fcc and hsdpa from 0, 0.1, 0.25,
+	// 0.4, 0.5 and 1 (player/README.md has the cross-validation).
+	deepcastStartError = 0.4
 )
 
 // Name implements ABR.
@@ -66,7 +77,7 @@ func (d *Deepcast) Choose(s *State) int {
 	}
 	pred := HarmonicMean(s.History, 5)
 	d.lastPred = pred
-	maxErr := d.maxError()
+	maxErr := d.worstError()
 	h := d.Horizon
 	if h <= 0 {
 		h = 5
@@ -79,6 +90,17 @@ func (d *Deepcast) Choose(s *State) int {
 	// stall, so near the end only what the remaining chunks can use counts.
 	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
 	return planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
+}
+
+// worstError is the error the pessimistic scenarios plan with: the
+// memory's largest, and no less than the start prior before the memory
+// is full.
+func (d *Deepcast) worstError() float64 {
+	e := d.maxError()
+	if !d.unprimed && len(d.errors) < deepcastErrorMemory {
+		e = math.Max(e, deepcastStartError)
+	}
+	return e
 }
 
 // maxError is the largest relative prediction error in the memory.

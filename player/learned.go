@@ -156,6 +156,7 @@ func (p *policyFeaturizer) features(s *State) ([][]float64, int) {
 	}
 	// The MPC's choice; its prediction (the harmonic mean of the last 5
 	// downloads) and its error memory are then this state's.
+	p.mpc.unprimed = true
 	mpcChoice := p.mpc.Choose(s)
 	maxErr := p.mpc.maxError()
 	hm := p.mpc.lastPred

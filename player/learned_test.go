@@ -118,7 +118,7 @@ func TestLearnedFollowsItsScores(t *testing.T) {
 			cfg.StartRendition = 0
 			r := runSim(t, v, tr, &Learned{Model: tinyModel(c.w)}, cfg)
 			r.MeanBitrate = (r.MeanBitrate*float64(r.Chunks) - v.Bitrates[0]) / float64(r.Chunks-1) // the first chunk was forced
-			h := runSim(t, v, tr, &Deepcast{}, cfg)
+			h := runSim(t, v, tr, &Deepcast{unprimed: true}, cfg)
 			if !c.want(r, h) {
 				t.Fatalf("%s: mean %.0f kbit/s, QoE %.2f (the hedged MPC: %.2f)", c.name, r.MeanBitrate, r.QoE, h.QoE)
 			}
@@ -268,7 +268,7 @@ func TestRolloutIsTheMPCSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		direct := runSimCfg(t, v, tr, &Deepcast{}, opt)
+		direct := runSimCfg(t, v, tr, &Deepcast{unprimed: true}, opt)
 		if math.Abs(predicted-res.QoE) > 1e-9 || math.Abs(res.QoE-direct) > 1e-9 {
 			t.Errorf("%s: rollout %.6f, the session %.6f, the MPC alone %.6f", tr.Name, predicted, res.QoE, direct)
 		}

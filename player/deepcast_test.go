@@ -1,0 +1,41 @@
+package player
+
+import (
+	"testing"
+	"time"
+)
+
+// TestDeepcastStartPrior: until ten errors are in the memory the worst
+// error planned with is at least the start prior, so one fast first
+// download does not send the player from the start rendition to the top.
+func TestDeepcastStartPrior(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		errors   []float64
+		unprimed bool
+		want     float64
+	}{
+		{"nothing measured", nil, false, deepcastStartError},
+		{"three small errors", []float64{0.1, 0.05, 0.1}, false, deepcastStartError},
+		{"a large error", []float64{0.1, 0.9, 0.1}, false, 0.9},
+		{"a full memory", []float64{0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.12}, false, 0.12},
+		{"unprimed", []float64{0.1, 0.05, 0.1}, true, 0.1},
+	} {
+		d := &Deepcast{errors: c.errors, unprimed: c.unprimed}
+		if got := d.worstError(); got != c.want {
+			t.Errorf("%s: worst error %g, want %g", c.name, got, c.want)
+		}
+	}
+
+	v := loadEnvivio(t)
+	first := func(d *Deepcast) int {
+		s := state(v, 4*time.Second, 1)
+		s.Chunk = 1
+		s.addSample(Download{Bytes: v.Size(0, 1), LastByte: time.Duration(float64(v.Size(0, 1)*8) / 3e6 * float64(time.Second))})
+		return d.Choose(s)
+	}
+	primed, unprimed := first(&Deepcast{}), first(&Deepcast{unprimed: true})
+	if primed >= unprimed {
+		t.Errorf("after one 3 Mbit/s download with 4 s of buffer: %d with the start prior, %d without", primed, unprimed)
+	}
+}
