@@ -199,6 +199,15 @@ func TestHitMissAndHeaders(t *testing.T) {
 		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 10-19/%d", o.size) {
 		t.Errorf("range: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
 	}
+	// RFC 9110: the unit is case-insensitive, and a Range in a unit the
+	// node does not know is ignored (the whole object, not a 416).
+	seg1 := segmentBytes("/vod/a/v/1.m4s", o.size)
+	if resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "Bytes=0-9"); resp.StatusCode != 206 || !bytes.Equal(body, seg1[:10]) {
+		t.Errorf("Bytes=0-9: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "items=0-1"); resp.StatusCode != 200 || !bytes.Equal(body, seg1) {
+		t.Errorf("items=0-1: %d, %d bytes", resp.StatusCode, len(body))
+	}
 	// A range miss fetches the whole object once, then serves the range.
 	resp, body = fetch(t, ts.URL+"/vod/a/v/2.m4s", "Range", "bytes=-100")
 	if resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes("/vod/a/v/2.m4s", o.size)[o.size-100:]) {

@@ -196,6 +196,16 @@ func TestRangesConditionalsHeadAndCORS(t *testing.T) {
 		if resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", size) {
 			t.Errorf("unsatisfiable: %d %q", resp.StatusCode, resp.Header.Get("Content-Range"))
 		}
+		// RFC 9110 §14.1-14.2: the unit is case-insensitive, and a Range in
+		// a unit the server does not know is ignored, not refused.
+		resp, body = get(t, url, "Range", "Bytes=0-99")
+		if resp.StatusCode != 206 || !bytes.Equal(body, full[:100]) {
+			t.Errorf("Bytes=0-99: %d, %d bytes", resp.StatusCode, len(body))
+		}
+		resp, body = get(t, url, "Range", "items=0-1")
+		if resp.StatusCode != 200 || !bytes.Equal(body, full) {
+			t.Errorf("items=0-1: %d, %d bytes", resp.StatusCode, len(body))
+		}
 		resp, _ = get(t, url, "Range", "bytes=0-18446744073709551615000")
 		if resp.StatusCode != 416 && resp.StatusCode != 200 {
 			t.Errorf("absurd range: %d", resp.StatusCode)

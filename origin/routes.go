@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/deepcast/deepcast/edge/byterange"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -63,6 +64,7 @@ func cors(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		byterange.Normalize(r.Header)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -1,0 +1,38 @@
+// Package byterange reads a request's Range header the way RFC 9110
+// (§14.1–14.2) asks of a server that knows one range unit, bytes, before
+// net/http's ServeContent answers it. It lives beside the edge; the origin
+// and every edge tier share it so that a Range is treated the same on
+// every node a request crosses.
+package byterange
+
+import (
+	"net/http"
+	"strings"
+)
+
+// unit is the one range unit deepcast serves.
+const unit = "bytes="
+
+// Normalize makes h's Range header one that ServeContent reads as RFC
+// 9110 means it:
+//   - a Range in another unit (items=0-1), or with no unit at all, is
+//     removed: a server must ignore a unit it does not know and send the
+//     whole representation, where ServeContent would answer 416;
+//   - the unit's name is case-insensitive, so Bytes=0-99 becomes
+//     bytes=0-99, which ServeContent would otherwise refuse.
+//
+// A malformed bytes range is left as it is: ServeContent answers it 416,
+// as nginx does.
+func Normalize(h http.Header) {
+	v := h["Range"]
+	if len(v) == 0 {
+		return
+	}
+	r := strings.TrimLeft(v[0], " \t")
+	switch {
+	case len(r) < len(unit) || !strings.EqualFold(r[:len(unit)], unit):
+		delete(h, "Range")
+	case r != v[0] || r[:len(unit)] != unit || len(v) > 1:
+		h["Range"] = []string{unit + r[len(unit):]}
+	}
+}
