@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
-	"github.com/deepcast/deepcast/edge/byterange"
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -87,7 +88,7 @@ func (n *Node) Stats() Stats {
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(n.observe, cors)
+	r.Use(n.observe, cors, middleware.GetHead)
 	r.Get("/vod/*", n.serveObject)
 	r.Head("/vod/*", n.serveObject)
 	r.Post("/vod/{asset}/clearkey", n.relayLicence)
@@ -97,14 +98,17 @@ func (n *Node) routes() http.Handler {
 	r.Get("/readyz", n.readyz)
 	r.Get("/metrics", n.opsGuard(n.serveMetrics))
 	if n.cfg.Web != nil {
-		r.Handle("/*", n.cfg.Web)
+		// The pages are read-only (GetHead gives them HEAD): a POST to a
+		// segment is then a 405 with Allow, not the pages' 404.
+		r.Get("/*", n.cfg.Web.ServeHTTP)
 	} else {
 		r.Get("/", func(w http.ResponseWriter, r *http.Request) {
 			plain(w, http.StatusOK, fmt.Sprintf("deepcast edge %s (%s): /vod/{asset}/manifest.mpd, /api/stats, /metrics", n.cfg.Name, n.cfg.Profile))
 		})
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", httpsem.Allow(r, req))
 		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
 	})
 	return r
@@ -294,7 +298,7 @@ func cors(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		byterange.Normalize(r.Header)
+		httpsem.NormalizeRange(r.Header)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -321,3 +321,44 @@ func TestAHangingUpstreamLeavesTimeForTheNext(t *testing.T) {
 		t.Errorf("took %s", d)
 	}
 }
+
+// TestMethodsOutsideTheRoutes: a method a path does not take is a 405
+// with Allow, also with the web pages mounted (whose catch-all route once
+// answered every method with their 404), and HEAD works wherever GET does.
+func TestMethodsOutsideTheRoutes(t *testing.T) {
+	up := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("body")) })
+	pages := http.NewServeMux()
+	pages.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("page")) })
+	for _, web := range []http.Handler{pages, nil} {
+		_, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Web: web})
+		for _, r := range []struct {
+			method, path string
+			status       int
+			allow        string
+		}{
+			{http.MethodPost, "/vod/a/v/1.m4s", 405, "GET, HEAD, OPTIONS"},
+			{http.MethodPut, "/api/purge", 405, allowPurge(web != nil)},
+			{http.MethodHead, "/vod/a/v/1.m4s", 200, ""},
+			{http.MethodHead, "/healthz", 200, ""},
+		} {
+			req, _ := http.NewRequest(r.method, ts.URL+r.path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != r.status || resp.Header.Get("Allow") != r.allow {
+				t.Errorf("pages %v: %s %s: %d, Allow %q; want %d, %q", web != nil, r.method, r.path, resp.StatusCode, resp.Header.Get("Allow"), r.status, r.allow)
+			}
+		}
+	}
+}
+
+// allowPurge is the Allow of a 405 on /api/purge: with the pages mounted
+// their catch-all takes GET (and HEAD) there too, and answers it 404.
+func allowPurge(pages bool) string {
+	if pages {
+		return "GET, HEAD, POST, OPTIONS"
+	}
+	return "POST, OPTIONS"
+}

@@ -714,3 +714,45 @@ func TestIngestRefusesPlaylistsThatNameServerFiles(t *testing.T) {
 		t.Errorf("a playlist's target was published: %d", resp.StatusCode)
 	}
 }
+
+// TestMethodsOutsideTheRoutes: a method a path does not take is a 405
+// that says in Allow what the path does take, with the web pages mounted
+// (their catch-all route once answered every method with their 404) and
+// without them.
+func TestMethodsOutsideTheRoutes(t *testing.T) {
+	lib := mediatest.Library(t)
+	a, _ := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+	seg := "/vod/" + mediatest.AssetName + "/" + a.Renditions[0].ID + "/1.m4s"
+	pages := http.NewServeMux()
+	pages.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "page") })
+	for _, c := range []struct {
+		name string
+		web  http.Handler
+	}{{"with pages", pages}, {"without pages", nil}} {
+		t.Run(c.name, func(t *testing.T) {
+			_, ts := start(t, lib, func(cfg *Config) { cfg.Web = c.web })
+			for _, r := range []struct {
+				method, path string
+				status       int
+				allow        string
+			}{
+				{http.MethodPost, seg, 405, "GET, HEAD, OPTIONS"},
+				{http.MethodDelete, "/vod/" + mediatest.AssetName + "/manifest.mpd", 405, "GET, HEAD, OPTIONS"},
+				{http.MethodPut, "/api/assets", 405, "GET, HEAD, POST, OPTIONS"},
+				{http.MethodHead, "/api/assets", 200, ""},
+				{http.MethodGet, seg, 200, ""},
+				{http.MethodHead, seg, 200, ""},
+			} {
+				resp, _ := do(t, r.method, ts.URL+r.path)
+				if resp.StatusCode != r.status || resp.Header.Get("Allow") != r.allow {
+					t.Errorf("%s %s: %d, Allow %q; want %d, %q", r.method, r.path, resp.StatusCode, resp.Header.Get("Allow"), r.status, r.allow)
+				}
+			}
+			if c.web != nil {
+				if resp, body := get(t, ts.URL+"/"); resp.StatusCode != 200 || string(body) != "page" {
+					t.Errorf("GET /: %d %q", resp.StatusCode, body)
+				}
+			}
+		})
+	}
+}

@@ -4,8 +4,9 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/deepcast/deepcast/edge/byterange"
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 )
 
 // Cache-Control values of the ARCHITECTURE table.
@@ -17,7 +18,7 @@ const (
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.observe, cors)
+	r.Use(s.observe, cors, middleware.GetHead)
 	r.Get("/vod/{asset}/manifest.mpd", s.serveManifest)
 	r.Head("/vod/{asset}/manifest.mpd", s.serveManifest)
 	r.Get("/vod/{asset}/master.m3u8", s.servePlaylist)
@@ -38,12 +39,15 @@ func (s *Server) routes() http.Handler {
 	r.Get("/readyz", s.readyz)
 	r.Get("/metrics", s.opsGuard(s.metricsHandler().ServeHTTP))
 	if s.cfg.Web != nil {
-		r.Handle("/*", s.cfg.Web)
+		// The pages are read-only (GetHead gives them HEAD): a POST to a
+		// segment is then a 405 with Allow, not the pages' 404.
+		r.Get("/*", s.cfg.Web.ServeHTTP)
 	} else {
 		r.Get("/", s.index)
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { httpError(w, http.StatusNotFound, "not found") })
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", httpsem.Allow(r, req))
 		httpError(w, http.StatusMethodNotAllowed, "method not allowed")
 	})
 	return r
@@ -64,7 +68,7 @@ func cors(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		byterange.Normalize(r.Header)
+		httpsem.NormalizeRange(r.Header)
 		next.ServeHTTP(w, r)
 	})
 }

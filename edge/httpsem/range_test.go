@@ -1,4 +1,4 @@
-package byterange
+package httpsem
 
 import (
 	"net/http"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-func TestNormalize(t *testing.T) {
+func TestNormalizeRange(t *testing.T) {
 	for _, c := range []struct {
 		in   []string
 		want []string // nil: removed
@@ -31,19 +31,19 @@ func TestNormalize(t *testing.T) {
 		if c.in != nil {
 			h["Range"] = slices.Clone(c.in)
 		}
-		Normalize(h)
+		NormalizeRange(h)
 		if got := h["Range"]; !slices.Equal(got, c.want) {
 			t.Errorf("%q: %q, want %q", c.in, got, c.want)
 		}
 	}
 }
 
-// TestServeContentAfterNormalize: what a client gets from ServeContent
-// behind Normalize, for the ranges ServeContent alone gets wrong.
-func TestServeContentAfterNormalize(t *testing.T) {
+// TestServeContentAfterNormalizeRange: what a client gets from ServeContent
+// behind NormalizeRange, for the ranges ServeContent alone gets wrong.
+func TestServeContentAfterNormalizeRangeRange(t *testing.T) {
 	body := strings.Repeat("0123456789", 10)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		Normalize(r.Header)
+		NormalizeRange(r.Header)
 		http.ServeContent(w, r, "", time.Unix(0, 0), strings.NewReader(body))
 	})
 	for _, c := range []struct {
@@ -67,15 +67,15 @@ func TestServeContentAfterNormalize(t *testing.T) {
 	}
 }
 
-// FuzzNormalize: whatever the header, Normalize leaves either no Range or
+// FuzzNormalizeRange: whatever the header, NormalizeRange leaves either no Range or
 // one that starts with the lower-case unit and keeps the ranges as sent.
-func FuzzNormalize(f *testing.F) {
+func FuzzNormalizeRangeRange(f *testing.F) {
 	for _, s := range []string{"bytes=0-99", "Bytes=1-", "items=0-1", "", " bytes=-5", "bYtEs=0-1,2-3"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		h := http.Header{"Range": {s}}
-		Normalize(h)
+		NormalizeRange(h)
 		v, ok := h["Range"]
 		if !ok {
 			return

@@ -1,19 +1,19 @@
-// Package byterange reads a request's Range header the way RFC 9110
-// (§14.1–14.2) asks of a server that knows one range unit, bytes, before
-// net/http's ServeContent answers it. It lives beside the edge; the origin
-// and every edge tier share it so that a Range is treated the same on
-// every node a request crosses.
-package byterange
+// Package httpsem holds the parts of HTTP's semantics (RFC 9110) that
+// every deepcast node applies the same way in front of its handlers: how
+// a Range header is read before net/http's ServeContent answers it, and
+// which methods a path allows when a request uses another. It lives
+// beside the edge; the origin and every edge tier share it.
+package httpsem
 
 import (
 	"net/http"
 	"strings"
 )
 
-// unit is the one range unit deepcast serves.
+// unit is the one range unit deepcast serves (RFC 9110 §14.1).
 const unit = "bytes="
 
-// Normalize makes h's Range header one that ServeContent reads as RFC
+// NormalizeRange makes h's Range header one that ServeContent reads as RFC
 // 9110 means it:
 //   - a Range in another unit (items=0-1), or with no unit at all, is
 //     removed: a server must ignore a unit it does not know and send the
@@ -23,7 +23,7 @@ const unit = "bytes="
 //
 // A malformed bytes range is left as it is: ServeContent answers it 416,
 // as nginx does.
-func Normalize(h http.Header) {
+func NormalizeRange(h http.Header) {
 	v := h["Range"]
 	if len(v) == 0 {
 		return
