@@ -88,7 +88,7 @@ func (n *Node) Stats() Stats {
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(n.observe, cors, middleware.GetHead)
+	r.Use(n.observe, cors, httpsem.Ranges, middleware.GetHead)
 	r.Get("/vod/*", n.serveObject)
 	r.Head("/vod/*", n.serveObject)
 	r.Post("/vod/{asset}/clearkey", n.relayLicence)
@@ -298,7 +298,6 @@ func cors(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
-		httpsem.NormalizeRange(r.Header)
 		next.ServeHTTP(w, r)
 	})
 }

@@ -36,3 +36,12 @@ func NormalizeRange(h http.Header) {
 		h["Range"] = []string{unit + r[len(unit):]}
 	}
 }
+
+// Ranges is NormalizeRange as middleware, in front of every handler that
+// may answer a Range.
+func Ranges(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		NormalizeRange(r.Header)
+		next.ServeHTTP(w, r)
+	})
+}

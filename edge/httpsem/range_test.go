@@ -39,13 +39,12 @@ func TestNormalizeRange(t *testing.T) {
 }
 
 // TestServeContentAfterNormalizeRange: what a client gets from ServeContent
-// behind NormalizeRange, for the ranges ServeContent alone gets wrong.
-func TestServeContentAfterNormalizeRangeRange(t *testing.T) {
+// behind Ranges, for the ranges ServeContent alone gets wrong.
+func TestServeContentAfterNormalizeRange(t *testing.T) {
 	body := strings.Repeat("0123456789", 10)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		NormalizeRange(r.Header)
+	h := Ranges(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "", time.Unix(0, 0), strings.NewReader(body))
-	})
+	}))
 	for _, c := range []struct {
 		rng    string
 		status int
@@ -67,9 +66,10 @@ func TestServeContentAfterNormalizeRangeRange(t *testing.T) {
 	}
 }
 
-// FuzzNormalizeRange: whatever the header, NormalizeRange leaves either no Range or
-// one that starts with the lower-case unit and keeps the ranges as sent.
-func FuzzNormalizeRangeRange(f *testing.F) {
+// FuzzNormalizeRange: whatever the header, NormalizeRange leaves either no
+// Range or one that starts with the lower-case unit and keeps the ranges
+// as sent.
+func FuzzNormalizeRange(f *testing.F) {
 	for _, s := range []string{"bytes=0-99", "Bytes=1-", "items=0-1", "", " bytes=-5", "bYtEs=0-1,2-3"} {
 		f.Add(s)
 	}
