@@ -208,6 +208,12 @@ func TestHitMissAndHeaders(t *testing.T) {
 	if resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "items=0-1"); resp.StatusCode != 200 || !bytes.Equal(body, seg1) {
 		t.Errorf("items=0-1: %d, %d bytes", resp.StatusCode, len(body))
 	}
+	if resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "bytes=0-0,-0"); resp.StatusCode != 206 || !bytes.Equal(body, seg1[:1]) {
+		t.Errorf("bytes=0-0,-0: %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if resp, _ := fetch(t, ts.URL+"/vod/a/v/1.m4s", "Range", "bytes=-0"); resp.StatusCode != 416 || resp.Header.Get("Content-Range") != fmt.Sprintf("bytes */%d", len(seg1)) {
+		t.Errorf("bytes=-0: %d, Content-Range %q", resp.StatusCode, resp.Header.Get("Content-Range"))
+	}
 	// A range miss fetches the whole object once, then serves the range.
 	resp, body = fetch(t, ts.URL+"/vod/a/v/2.m4s", "Range", "bytes=-100")
 	if resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes("/vod/a/v/2.m4s", o.size)[o.size-100:]) {

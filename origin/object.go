@@ -297,7 +297,7 @@ func parseRangeSpans(h string, size int64) [][2]int64 {
 				if err != nil || b < a {
 					return nil
 				}
-				end = min(b+1, size)
+				end = min(b, size-1) + 1 // b+1 could overflow
 			}
 		}
 		spans = append(spans, [2]int64{start, end})

@@ -206,9 +206,17 @@ func TestRangesConditionalsHeadAndCORS(t *testing.T) {
 		if resp.StatusCode != 200 || !bytes.Equal(body, full) {
 			t.Errorf("items=0-1: %d, %d bytes", resp.StatusCode, len(body))
 		}
-		resp, _ = get(t, url, "Range", "bytes=0-18446744073709551615000")
-		if resp.StatusCode != 416 && resp.StatusCode != 200 {
-			t.Errorf("absurd range: %d", resp.StatusCode)
+		// A last-pos past any length reaches the end (RFC 9110 §14.1.2);
+		// a suffix of no bytes cannot be satisfied (§14.1.1).
+		resp, body = get(t, url, "Range", "bytes=10-18446744073709551615000")
+		if resp.StatusCode != 206 || !bytes.Equal(body, full[10:]) {
+			t.Errorf("bytes=10-(past int64): %d, %d bytes", resp.StatusCode, len(body))
+		}
+		for _, rng := range []string{"bytes=-0", "bytes=18446744073709551615000-", "bytes=-+0"} {
+			resp, _ = get(t, url, "Range", rng)
+			if want := fmt.Sprintf("bytes */%d", len(full)); resp.StatusCode != 416 || resp.Header.Get("Content-Range") != want {
+				t.Errorf("%s: %d, Content-Range %q, want 416 with %q", rng, resp.StatusCode, resp.Header.Get("Content-Range"), want)
+			}
 		}
 
 		first, _ := get(t, url)

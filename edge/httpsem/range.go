@@ -6,7 +6,9 @@
 package httpsem
 
 import (
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -19,22 +21,126 @@ const unit = "bytes="
 //     removed: a server must ignore a unit it does not know and send the
 //     whole representation, where ServeContent would answer 416;
 //   - the unit's name is case-insensitive, so Bytes=0-99 becomes
-//     bytes=0-99, which ServeContent would otherwise refuse.
+//     bytes=0-99, which ServeContent would otherwise refuse;
+//   - a position too large for an int64 still has its meaning (§14.1.2): a
+//     last-pos or a suffix-length past the end reaches the end, and a
+//     first-pos past the end cannot be satisfied. ServeContent fails to
+//     parse such numbers and answers 416 where the range asks for the
+//     whole representation;
+//   - a suffix range of length zero (bytes=-0) cannot be satisfied
+//     (§14.1.1), where ServeContent answers 206 with an empty body and a
+//     Content-Range whose last byte precedes its first.
 //
-// A malformed bytes range is left as it is: ServeContent answers it 416,
-// as nginx does.
+// A range set none of whose ranges can be satisfied, and a malformed one
+// (bytes=abc, bytes=5-1, bytes=-+0: ServeContent would serve some of
+// these), become a first-pos past any length, which ServeContent answers
+// 416 with Content-Range bytes */LENGTH, as nginx answers them.
 func NormalizeRange(h http.Header) {
 	v := h["Range"]
 	if len(v) == 0 {
 		return
 	}
 	r := strings.TrimLeft(v[0], " \t")
-	switch {
-	case len(r) < len(unit) || !strings.EqualFold(r[:len(unit)], unit):
+	if len(r) < len(unit) || !strings.EqualFold(r[:len(unit)], unit) {
 		delete(h, "Range")
-	case r != v[0] || r[:len(unit)] != unit || len(v) > 1:
-		h["Range"] = []string{unit + r[len(unit):]}
+		return
 	}
+	set, ok := canonicalRangeSet(r[len(unit):])
+	if !ok {
+		set = unsatisfiable
+	}
+	if n := unit + set; n != v[0] || len(v) > 1 {
+		h["Range"] = []string{n}
+	}
+}
+
+// blanks are what ServeContent trims around ranges and their numbers.
+const blanks = " \t\r\n"
+
+// unsatisfiable is a first-pos past the end of any representation.
+var unsatisfiable = strconv.FormatInt(math.MaxInt64, 10) + "-"
+
+// canonicalRangeSet rewrites a byte-range set (what follows "bytes=") so
+// that every number fits an int64, without changing what it asks for, and
+// drops the ranges no representation can satisfy (unsatisfiable when that
+// leaves none). It reports false for a set that is not well formed, and
+// returns set itself when nothing needs rewriting.
+func canonicalRangeSet(set string) (string, bool) {
+	var specs []string
+	changed := false
+	for part := range strings.SplitSeq(set, ",") {
+		spec := strings.Trim(part, blanks)
+		if spec == "" {
+			// RFC 9110's list rule lets empty elements be, and ignored.
+			continue
+		}
+		first, last, ok := strings.Cut(spec, "-")
+		// ServeContent reads blanks around the dash too.
+		first, last = strings.Trim(first, blanks), strings.Trim(last, blanks)
+		if !ok || (last != "" && !digits(last)) || (first != "" && !digits(first)) || (first == "" && last == "") {
+			return "", false
+		}
+		switch {
+		case first == "" && strings.Trim(last, "0") == "":
+			// bytes=-0: a suffix of no bytes.
+			changed = true
+			continue
+		case first == "":
+			if l, over := clamp(last); over {
+				spec, changed = "-"+l, true
+			}
+		default:
+			f, fOver := clamp(first)
+			if fOver {
+				changed = true
+				continue
+			}
+			if last != "" {
+				l, lOver := clamp(last)
+				if !lOver {
+					a, _ := strconv.ParseInt(f, 10, 64)
+					b, _ := strconv.ParseInt(l, 10, 64)
+					if b < a {
+						return "", false
+					}
+				} else {
+					spec, changed = f+"-"+l, true
+				}
+			}
+		}
+		specs = append(specs, spec)
+	}
+	switch {
+	case len(specs) == 0 && changed:
+		return unsatisfiable, true
+	case len(specs) == 0:
+		return "", false
+	case !changed:
+		return set, true
+	}
+	return strings.Join(specs, ","), true
+}
+
+// digits reports a non-empty string of ASCII digits.
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// clamp returns a decimal that fits an int64: s itself, or the largest
+// int64 when s is larger, which it reports.
+func clamp(s string) (string, bool) {
+	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+		return strconv.FormatInt(math.MaxInt64, 10), true
+	}
+	return s, false
 }
 
 // Ranges is NormalizeRange as middleware, in front of every handler that

@@ -1,0 +1,31 @@
+package origin
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestParseRangeSpans: the spans fetched from the store for a Range, as
+// the Ranges middleware leaves it (every number fits an int64).
+func TestParseRangeSpans(t *testing.T) {
+	for _, c := range []struct {
+		h    string
+		want [][2]int64
+	}{
+		{"bytes=0-99", [][2]int64{{0, 100}}},
+		{"bytes=900-", [][2]int64{{900, 1000}}},
+		{"bytes=-100", [][2]int64{{900, 1000}}},
+		{"bytes=-5000", [][2]int64{{0, 1000}}},
+		{"bytes=0-0, 10-19", [][2]int64{{0, 1}, {10, 20}}},
+		{"bytes=0-9223372036854775807", [][2]int64{{0, 1000}}},
+		{"bytes=-9223372036854775807", [][2]int64{{0, 1000}}},
+		{"bytes=9223372036854775807-", nil},
+		{"bytes=5-1", nil},
+		{"bytes=abc", nil},
+		{"items=0-1", nil},
+	} {
+		if got := parseRangeSpans(c.h, 1000); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.h, got, c.want)
+		}
+	}
+}
