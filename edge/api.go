@@ -88,7 +88,7 @@ func (n *Node) Stats() Stats {
 
 func (n *Node) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(n.observe, cors, httpsem.Ranges, middleware.GetHead)
+	r.Use(n.observe, cors, httpsem.Ranges, httpsem.CloseAfterTransferCoding, middleware.GetHead)
 	r.Get("/vod/*", n.serveObject)
 	r.Head("/vod/*", n.serveObject)
 	r.Post("/vod/{asset}/clearkey", n.relayLicence)
@@ -119,6 +119,7 @@ func (n *Node) routes() http.Handler {
 // listener only operators reach (-admin-listen).
 func (n *Node) OpsHandler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(httpsem.CloseAfterTransferCoding)
 	r.Get("/api/stats", n.serveStats)
 	r.Get("/metrics", n.serveMetrics)
 	r.Post("/api/purge", n.purge)

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/media"
 )
 
@@ -206,6 +207,7 @@ func checkBearer(w http.ResponseWriter, r *http.Request, want, realm string) boo
 // guard: for a listener only operators reach (-admin-listen).
 func (s *Server) OpsHandler() http.Handler {
 	r := chi.NewRouter()
+	r.Use(httpsem.CloseAfterTransferCoding)
 	r.Get("/api/stats", s.stats)
 	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
 	r.Get("/healthz", s.healthz)

@@ -18,7 +18,7 @@ const (
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.observe, cors, httpsem.Ranges, middleware.GetHead)
+	r.Use(s.observe, cors, httpsem.Ranges, httpsem.CloseAfterTransferCoding, middleware.GetHead)
 	r.Get("/vod/{asset}/manifest.mpd", s.serveManifest)
 	r.Head("/vod/{asset}/manifest.mpd", s.serveManifest)
 	r.Get("/vod/{asset}/master.m3u8", s.servePlaylist)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -157,4 +158,28 @@ func FuzzFastPathMatchesNetHTTP(f *testing.F) {
 			t.Errorf("%q:\nfast path:\n%s\nnet/http:\n%s", raw, fast, plain)
 		}
 	})
+}
+
+// TestTransferCodingClosesTheConnection: with and without the fast path in
+// front, the origin answers a GET with Transfer-Encoding and
+// Content-Length and closes (RFC 9112 §6.1): the request pipelined after
+// it is never answered. So are its ops listener's.
+func TestTransferCodingClosesTheConnection(t *testing.T) {
+	o := startOrigin(t, mediatest.CopyLibrary(t))
+	p := startPairOn(t, o)
+	ops := httptest.NewServer(o.OpsHandler())
+	defer ops.Close()
+	for _, c := range []struct{ name, addr, path string }{
+		{"fast path", p.fast, p.segment},
+		{"net/http", p.plain, p.segment},
+		{"ops", strings.TrimPrefix(ops.URL, "http://"), "/healthz"},
+	} {
+		raw := "GET " + c.path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
+			"GET " + c.path + " HTTP/1.1\r\nHost: x\r\n\r\n"
+		// (canonical reads Connection: close into the response, not a header.)
+		got := canonical(exchangeRaw(c.addr, []byte(raw)), false)
+		if n := strings.Count(got, "200 OK"); n != 1 {
+			t.Errorf("%s: %d answers, want 1:\n%s", c.name, n, got)
+		}
+	}
 }

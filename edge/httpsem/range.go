@@ -1,8 +1,9 @@
-// Package httpsem holds the parts of HTTP's semantics (RFC 9110) that
-// every deepcast node applies the same way in front of its handlers: how
-// a Range header is read before net/http's ServeContent answers it, and
-// which methods a path allows when a request uses another. It lives
-// beside the edge; the origin and every edge tier share it.
+// Package httpsem holds the parts of HTTP's semantics (RFC 9110, 9112)
+// that every deepcast node applies the same way in front of its handlers:
+// how a Range header is read before net/http's ServeContent answers it,
+// which methods a path allows when a request uses another, and when a
+// connection must close after its answer. It lives beside the edge; the
+// origin, every edge tier and the router share it.
 package httpsem
 
 import (

@@ -24,6 +24,7 @@ import (
 
 	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/edge/auth"
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/manifest"
 )
 
@@ -158,7 +159,7 @@ func (r *Router) routes() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { plain(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /api/stats", r.serveStats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{}))
-	return cors(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	return cors(httpsem.CloseAfterTransferCoding(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
 		rec := &accesslog.Recorder{ResponseWriter: w}
 		mux.ServeHTTP(rec, req)
@@ -168,7 +169,7 @@ func (r *Router) routes() http.Handler {
 			r.cfg.AccessLog.Log(accesslog.Record{Remote: req.RemoteAddr, Method: req.Method, Path: req.URL.EscapedPath(),
 				Status: rec.Status, Bytes: rec.Bytes, Duration: elapsed, Upstream: w.Header().Get("X-Deepcast-Edge")})
 		}
-	}))
+	})))
 }
 
 // serveVOD redirects to the chosen edge, or for manifests with
