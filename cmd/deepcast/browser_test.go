@@ -21,6 +21,7 @@ import (
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/edge/routing"
+	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
 )
@@ -548,5 +549,53 @@ func TestBrowserPlaysHLS(t *testing.T) {
 			}
 			t.Logf("%s: %+v, heights %v", engine, s, heights)
 		})
+	}
+}
+
+// TestBrowserShowsStreamDataAsText: the player page plays a stream from a
+// server it does not know (?mpd=) whose answers carry markup in their
+// Cache-Status; the page shows that text in its segment table and never
+// runs it.
+func TestBrowserShowsStreamDataAsText(t *testing.T) {
+	o, err := origin.New(origin.Config{Library: mediatest.CopyLibrary(t), Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(o.Close)
+	const payload = `<img src=x onerror="window.deepcastInjected=1">`
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "deep; hit, "+payload)
+		o.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hostile.Close)
+	page := httptest.NewServer(web.Handler(web.Config{Self: "page", ModulesDir: webModulesForTest(t), Logger: discard()}))
+	t.Cleanup(page.Close)
+
+	ctx := browser(t)
+	mpd := hostile.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/?buffer=4&mpd="+url.QueryEscape(mpd))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 40*time.Second, "segments with the hostile Cache-Status", func(s pageStats) bool { return s.CacheResponses >= 2 })
+	type shown struct {
+		Injected bool   `json:"injected"`
+		Images   int    `json:"images"`
+		Text     string `json:"text"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var got shown
+	for time.Now().Before(deadline) {
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[shown](`({injected: !!window.deepcastInjected,
+			images: document.querySelectorAll('#segments img').length, text: document.getElementById('segments').textContent})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(got.Text, payload) || got.Injected || got.Images > 0 {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if got.Injected || got.Images > 0 || !strings.Contains(got.Text, payload) {
+		t.Errorf("segment table: injected %v, %d img elements, text %q; want the header's text shown as text", got.Injected, got.Images, got.Text)
 	}
 }

@@ -3,6 +3,10 @@
 // last figures for tests.
 'use strict';
 
+// esc makes a value text inside HTML: what a stream or a node sends (a
+// Cache-Status header, a rendition id, a name) is data, never markup.
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+
 const prev = {};
 window.deepcastNodes = {};
 
@@ -15,15 +19,15 @@ const fmtBytes = (n) => {
 
 function card(node, s, rates, err) {
   if (err) {
-    return `<div class="panel node"><h3>${node.name} <span class="tag down">down</span></h3><div class="role">${node.role} · ${node.url}</div><p class="muted">${err}</p></div>`;
+    return `<div class="panel node"><h3>${esc(node.name)} <span class="tag down">down</span></h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div><p class="muted">${esc(err)}</p></div>`;
   }
   if (node.role === 'router') {
-    const rows = (s.edges || []).map((e) => `<tr><th>${e.name}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${e.load.toFixed(1)} req/s</td></tr>`).join('');
-    return `<div class="panel node"><h3>${node.name}</h3><div class="role">${node.role} · ${node.url}</div>
-      <table><tr><th>strategy</th><td>${s.strategy}</td></tr>${rows}</table></div>`;
+    const rows = (s.edges || []).map((e) => `<tr><th>${esc(e.name)}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${e.load.toFixed(1)} req/s</td></tr>`).join('');
+    return `<div class="panel node"><h3>${esc(node.name)}</h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div>
+      <table><tr><th>strategy</th><td>${esc(s.strategy)}</td></tr>${rows}</table></div>`;
   }
   if (node.role === 'origin') {
-    return `<div class="panel node"><h3>${node.name}</h3><div class="role">${node.role} · ${node.url}</div>
+    return `<div class="panel node"><h3>${esc(node.name)}</h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div>
       <table>
         <tr><th>requests/s</th><td>${rates.rps.toFixed(1)}</td></tr>
         <tr><th>sent/s</th><td>${fmtBytes(rates.sent)}</td></tr>
@@ -33,11 +37,11 @@ function card(node, s, rates, err) {
       </table></div>`;
   }
   const ratio = s.hitRatio || 0;
-  const ups = (s.upstreams || []).map((u) => `<span class="tag ${u.healthy ? 'hit' : 'down'}">${u.url.replace('http://', '')}</span>`).join(' ');
+  const ups = (s.upstreams || []).map((u) => `<span class="tag ${u.healthy ? 'hit' : 'down'}">${esc(u.url.replace('http://', ''))}</span>`).join(' ');
   const tiers = ['memory', 'disk', 'upstream'].filter((t) => s.bytesServed && t in s.bytesServed)
     .map((t) => `<tr><th>${t} bytes/s</th><td>${fmtBytes(rates.tiers[t] || 0)}</td></tr>`).join('');
-  const objects = Object.entries(s.objects || {}).map(([t, n]) => `${n} in ${t} (${fmtBytes((s.cachedBytes || {})[t] || 0)})`).join(', ');
-  return `<div class="panel node"><h3>${node.name}</h3><div class="role">${node.role} · ${node.url}</div>
+  const objects = Object.entries(s.objects || {}).map(([t, n]) => `${esc(n)} in ${esc(t)} (${fmtBytes((s.cachedBytes || {})[t] || 0)})`).join(', ');
+  return `<div class="panel node"><h3>${esc(node.name)}</h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div>
     <div class="bar"><div style="width:${(ratio * 100).toFixed(1)}%"></div></div>
     <table>
       <tr><th>hit ratio</th><td>${(ratio * 100).toFixed(1)} %</td></tr>

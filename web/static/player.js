@@ -3,6 +3,9 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
+// esc makes a value text inside HTML: what a stream or a node sends (a
+// Cache-Status header, a rendition id, a name) is data, never markup.
+const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
@@ -69,8 +72,8 @@ function recordSegment(url, headers) {
 function renderSegments() {
   $('segments').innerHTML = state.stats.recent.map((r) => {
     const c = r.cache;
-    const tag = c ? `<span class="tag ${c.kind}">${c.kind}</span>` : '<span class="muted">no cache</span>';
-    return `<tr><td>${r.time.toFixed(1)}s</td><td>${r.rendition}/${r.n}</td><td>${tag}</td><td>${c ? c.node : 'origin'}</td></tr>`;
+    const tag = c ? `<span class="tag ${esc(c.kind)}">${esc(c.kind)}</span>` : '<span class="muted">no cache</span>';
+    return `<tr><td>${r.time.toFixed(1)}s</td><td>${esc(r.rendition)}/${r.n}</td><td>${tag}</td><td>${c ? esc(c.node) : 'origin'}</td></tr>`;
   }).join('');
 }
 
@@ -473,7 +476,7 @@ async function init() {
   for (const n of nodes) if (n.role === 'router') state.routers.add(n.url);
   if (params.get('mpd')) state.mpdOverride = params.get('mpd');
   if (params.get('cat')) state.token = params.get('cat');
-  $('node').innerHTML = nodes.map((n) => `<option value="${n.url}" ${n.url === preferred ? 'selected' : ''}>${n.name} (${n.role})</option>`).join('');
+  $('node').innerHTML = nodes.map((n) => `<option value="${esc(n.url)}" ${n.url === preferred ? 'selected' : ''}>${esc(n.name)} (${esc(n.role)})</option>`).join('');
   // The catalogue lives at the origin; try it first, then any node that has one.
   const candidates = [...nodes].sort((a, b) => (b.role === 'origin') - (a.role === 'origin'));
   let assets = null;
@@ -486,7 +489,7 @@ async function init() {
   if (assets === null) { assets = []; showError('no node of this setup lists assets (is the origin up?)'); }
   for (const a of assets) for (const r of a.ladder) state.ladder[r.id] = r;
   const chosen = () => assets.find((a) => a.name === $('asset').value) || assets[0];
-  $('asset').innerHTML = assets.map((a) => `<option value="${a.name}">${a.name} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
+  $('asset').innerHTML = assets.map((a) => `<option value="${esc(a.name)}">${esc(a.name)} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
   if (params.get('asset')) $('asset').value = params.get('asset');
   state.segmentDuration = (chosen() || {}).segmentDuration || 2;
   $('asset').addEventListener('change', () => { state.segmentDuration = (chosen() || {}).segmentDuration || 2; });
