@@ -29,15 +29,24 @@ import "math"
 // or twice is not one it knows, and the first samples of a session said
 // nothing about the drops to come (without this, one fast first download
 // sent it from the start rendition to the top and back down again).
+// And once the buffer holds 10 s, it never chooses below what BOLA would:
+// its scenarios are pessimistic by design, and with a deep buffer that
+// pessimism keeps it at low renditions long after a drop (one deep dip
+// stays in the error memory for ten chunks) while the buffer-based rule,
+// which is what a deep buffer is for, climbs. It is the switch dash.js's
+// DYNAMIC rule makes between throughput and BOLA, as a floor under the
+// plan rather than a hand-over.
 // Its constants are fixed for every trace and video.
 type Deepcast struct {
 	Horizon  int // chunks; 5 when zero
 	name     string
 	errors   []float64
 	lastPred float64
-	// unprimed leaves the start prior out: the learned policy's features
-	// and rollouts come from the MPC its shipped model was trained with.
+	// unprimed leaves the start prior and the BOLA floor out: the learned
+	// policy's features and rollouts come from the MPC its shipped model
+	// was trained with.
 	unprimed bool
+	bola     BOLA // the floor's rule, kept per session (its startup phase)
 }
 
 // Deepcast's fixed constants.
@@ -56,6 +65,10 @@ const (
 	// memory is not yet full. Chosen on fcc and hsdpa from 0, 0.1, 0.25,
 	// 0.4, 0.5 and 1 (player/README.md has the cross-validation).
 	deepcastStartError = 0.4
+	// deepcastBolaBuffer is the buffer (seconds) from which BOLA's choice
+	// is a floor. Chosen on fcc and hsdpa from 0, 5, 10, 12, 15, 18, 20,
+	// 25 and 35 (player/README.md has the cross-validation).
+	deepcastBolaBuffer = 10.0
 )
 
 // Name implements ABR.
@@ -89,7 +102,15 @@ func (d *Deepcast) Choose(s *State) int {
 	// Buffer left when the last chunk is in never plays out as a saved
 	// stall, so near the end only what the remaining chunks can use counts.
 	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
-	return planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
+	q := planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
+	if d.unprimed {
+		return q
+	}
+	// BOLA chooses every chunk, so its startup phase ends when it would.
+	if b := d.bola.Choose(s); b > q && s.Buffer.Seconds() >= deepcastBolaBuffer {
+		q = b
+	}
+	return q
 }
 
 // worstError is the error the pessimistic scenarios plan with: the

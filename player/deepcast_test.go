@@ -39,3 +39,29 @@ func TestDeepcastStartPrior(t *testing.T) {
 		t.Errorf("after one 3 Mbit/s download with 4 s of buffer: %d with the start prior, %d without", primed, unprimed)
 	}
 }
+
+// TestDeepcastBolaFloor: with a deep buffer, a large error in the memory
+// no longer holds deepcast below what BOLA chooses; unprimed (the learned
+// policy's MPC), the plan stands. (Under 10 s of buffer BOLA's own choice
+// is at the bottom of the ladder, so the floor's threshold has no state
+// to show it here; the cross-validation in player/README.md chose it.)
+func TestDeepcastBolaFloor(t *testing.T) {
+	v := loadEnvivio(t) // 300, 750, 1200, 1850, 2850, 4300
+	dip := []float64{5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1}
+	choose := func(d *Deepcast, buffer time.Duration) (got, plan, bola int) {
+		s := func() *State { return state(v, buffer, 2, 5000, 5000, 5000, 5000, 5000, 5000) }
+		plan = (&Deepcast{errors: dip, unprimed: true}).Choose(s())
+		bola = (&BOLA{}).Choose(s())
+		return d.Choose(s()), plan, bola
+	}
+	got, plan, bola := choose(&Deepcast{errors: dip}, 30*time.Second)
+	if plan >= bola {
+		t.Fatalf("the test's state is wrong: the plan (%d) is not below BOLA (%d)", plan, bola)
+	}
+	if got != bola {
+		t.Errorf("30 s of buffer: %d, want BOLA's %d (the plan alone: %d)", got, bola, plan)
+	}
+	if got, plan, _ := choose(&Deepcast{errors: dip, unprimed: true}, 30*time.Second); got != plan {
+		t.Errorf("unprimed: %d, want the plan's %d", got, plan)
+	}
+}
