@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -273,20 +275,24 @@ func runDemo(ctx context.Context, o demoOptions) error {
 			}
 		})
 	}
-	printDemoTable(nodes)
+	// The nodes log as they start: the block goes out in one write, so
+	// their lines fall before or after it, never inside the table.
+	var info strings.Builder
+	printDemoTable(&info, nodes)
 	if made {
-		fmt.Printf("\nmade a local CA for the demo's HTTPS: %s\n", ca)
+		fmt.Fprintf(&info, "\nmade a local CA for the demo's HTTPS: %s\n", ca)
 	}
-	fmt.Printf("\nHTTPS (HTTP/2, HTTP/3) with the demo's own CA %s; trust it to open the pages without a warning:\n", ca)
-	fmt.Printf("  Debian: sudo cp %s /usr/local/share/ca-certificates/deepcast-demo.crt && sudo update-ca-certificates\n", ca)
-	fmt.Printf("  browsers: import %s as an authority (Chrome: Settings > Privacy and security > Security > Manage certificates)\n", ca)
-	fmt.Printf("  curl --cacert %s …, ffmpeg -ca_file %s …, deepcast play -ca %s …\n", ca, ca, ca)
-	fmt.Printf("tiers talk in the clear (fast path): %v\n", plainURLs)
-	fmt.Printf("router: %s/vod/%s/manifest.mpd or master.m3u8 (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
+	fmt.Fprintf(&info, "\nHTTPS (HTTP/2, HTTP/3) with the demo's own CA %s; trust it to open the pages without a warning:\n", ca)
+	fmt.Fprintf(&info, "  Debian: sudo cp %s /usr/local/share/ca-certificates/deepcast-demo.crt && sudo update-ca-certificates\n", ca)
+	fmt.Fprintf(&info, "  browsers: import %s as an authority (Chrome: Settings > Privacy and security > Security > Manage certificates)\n", ca)
+	fmt.Fprintf(&info, "  curl --cacert %s …, ffmpeg -ca_file %s …, deepcast play -ca %s …\n", ca, ca, ca)
+	fmt.Fprintf(&info, "tiers talk in the clear (fast path): %v\n", plainURLs)
+	fmt.Fprintf(&info, "router: %s/vod/%s/manifest.mpd or master.m3u8 (302), ?route=baseurl, ?route=steering; DNS %s for %s\n",
 		nodes[4].URL, demoAsset, dnsAddr, router.ServiceName())
 	if missing := web.MissingModules(o.Modules); len(missing) > 0 {
-		fmt.Println("\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
+		fmt.Fprintln(&info, "\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
 	}
+	os.Stdout.WriteString(info.String())
 	deep := nodes[2].URL
 	if o.Open {
 		_ = exec.Command("xdg-open", deep+"/?asset="+demoAsset).Start()
@@ -344,9 +350,10 @@ func prepareDemoContent(ctx context.Context, o demoOptions, lib store.Store) err
 	return nil
 }
 
-func printDemoTable(nodes []web.Node) {
-	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+// printDemoTable writes the table of nodes and where to play to w.
+func printDemoTable(w io.Writer, nodes []web.Node) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tROLE\tURL\tPLAYER\tDASHBOARD\tMETRICS")
 	for _, n := range nodes {
 		if n.Role == "router" { // the router serves no pages: play through it from deep-a's
@@ -356,9 +363,9 @@ func printDemoTable(nodes []web.Node) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/?asset=%s\t%s/dashboard\t%s/metrics\n", n.Name, n.Role, n.URL, n.URL, demoAsset, n.URL, n.URL)
 	}
 	tw.Flush()
-	fmt.Printf("\nmanifest through an enter-deep edge: %s/vod/%s/manifest.mpd (DASH), %s/vod/%s/master.m3u8 (HLS, the same segments)\n",
+	fmt.Fprintf(w, "\nmanifest through an enter-deep edge: %s/vod/%s/manifest.mpd (DASH), %s/vod/%s/master.m3u8 (HLS, the same segments)\n",
 		nodes[2].URL, demoAsset, nodes[2].URL, demoAsset)
-	fmt.Printf("the player page plays DASH with dash.js or Shaka and HLS with hls.js or Shaka: pick one under Player, or add &engine=hlsjs\n")
+	fmt.Fprintf(w, "the player page plays DASH with dash.js or Shaka and HLS with hls.js or Shaka: pick one under Player, or add &engine=hlsjs\n")
 }
 
 // demoTrace is a built-in variable link: 4 Mbit/s, a dip to 0.8, back up.
