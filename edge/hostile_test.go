@@ -3,8 +3,6 @@ package edge
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 )
 
 // Regression tests for what a hostile review of the edge found: each
@@ -378,32 +378,9 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 		srv  *httptest.Server
 		path string
 	}{{ts, "/vod/a/v/1.m4s"}, {ops, "/healthz"}} {
-		raw := "GET " + c.path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
-			"GET " + c.path + " HTTP/1.1\r\nHost: x\r\n\r\n"
-		got := exchangeUntilClosed(t, c.srv.Listener.Addr().String(), raw)
+		got := httpsemtest.ExchangeUntilClosed(t, c.srv.Listener.Addr().String(), httpsemtest.Smuggled(c.path))
 		if n := strings.Count(got, "HTTP/1.1 200"); n != 1 || !strings.Contains(got, "Connection: close") {
 			t.Errorf("%s: %d answers, want 1 with Connection: close: %q", c.path, n, got)
 		}
 	}
-}
-
-// exchangeUntilClosed sends raw on a new connection and returns what the
-// server sends until it closes; a server that keeps the connection fails
-// the test after 5 s.
-func exchangeUntilClosed(t *testing.T, addr, raw string) string {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(c)
-	if err != nil {
-		t.Errorf("the connection stayed open: %v", err)
-	}
-	return string(out)
 }

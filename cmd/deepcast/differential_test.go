@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
 )
@@ -174,12 +175,9 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 		{"net/http", p.plain, p.segment},
 		{"ops", strings.TrimPrefix(ops.URL, "http://"), "/healthz"},
 	} {
-		raw := "GET " + c.path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" +
-			"GET " + c.path + " HTTP/1.1\r\nHost: x\r\n\r\n"
-		// (canonical reads Connection: close into the response, not a header.)
-		got := canonical(exchangeRaw(c.addr, []byte(raw)), false)
-		if n := strings.Count(got, "200 OK"); n != 1 {
-			t.Errorf("%s: %d answers, want 1:\n%s", c.name, n, got)
+		got := httpsemtest.ExchangeUntilClosed(t, c.addr, httpsemtest.Smuggled(c.path))
+		if n := strings.Count(got, "200 OK"); n != 1 || !strings.Contains(got, "Connection: close") {
+			t.Errorf("%s: %d answers, want 1 with Connection: close:\n%s", c.name, n, got)
 		}
 	}
 }

@@ -59,7 +59,7 @@ func NormalizeRange(h http.Header) {
 const blanks = " \t\r\n"
 
 // unsatisfiable is a first-pos past the end of any representation.
-var unsatisfiable = strconv.FormatInt(math.MaxInt64, 10) + "-"
+var unsatisfiable = maxPosition + "-"
 
 // canonicalRangeSet rewrites a byte-range set (what follows "bytes=") so
 // that every number fits an int64, without changing what it asks for, and
@@ -81,33 +81,23 @@ func canonicalRangeSet(set string) (string, bool) {
 		if !ok || (last != "" && !digits(last)) || (first != "" && !digits(first)) || (first == "" && last == "") {
 			return "", false
 		}
+		f, fOver := position(first)
+		l, lOver := position(last)
 		switch {
-		case first == "" && strings.Trim(last, "0") == "":
+		case first == "" && !lOver && l == 0:
 			// bytes=-0: a suffix of no bytes.
 			changed = true
 			continue
-		case first == "":
-			if l, over := clamp(last); over {
-				spec, changed = "-"+l, true
-			}
-		default:
-			f, fOver := clamp(first)
-			if fOver {
-				changed = true
-				continue
-			}
-			if last != "" {
-				l, lOver := clamp(last)
-				if !lOver {
-					a, _ := strconv.ParseInt(f, 10, 64)
-					b, _ := strconv.ParseInt(l, 10, 64)
-					if b < a {
-						return "", false
-					}
-				} else {
-					spec, changed = f+"-"+l, true
-				}
-			}
+		case fOver:
+			// A first-pos past any length.
+			changed = true
+			continue
+		case first != "" && last != "" && !lOver && l < f:
+			return "", false
+		case lOver && first == "":
+			spec, changed = "-"+maxPosition, true
+		case lOver:
+			spec, changed = first+"-"+maxPosition, true
 		}
 		specs = append(specs, spec)
 	}
@@ -135,13 +125,17 @@ func digits(s string) bool {
 	return true
 }
 
-// clamp returns a decimal that fits an int64: s itself, or the largest
-// int64 when s is larger, which it reports.
-func clamp(s string) (string, bool) {
-	if _, err := strconv.ParseInt(s, 10, 64); err != nil {
-		return strconv.FormatInt(math.MaxInt64, 10), true
+// maxPosition is the largest position ServeContent can read.
+var maxPosition = strconv.FormatInt(math.MaxInt64, 10)
+
+// position reads a run of digits (or "", as 0); over reports one too
+// large for an int64, which stands for a position past any length.
+func position(s string) (n int64, over bool) {
+	if s == "" {
+		return 0, false
 	}
-	return s, false
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err != nil
 }
 
 // Ranges is NormalizeRange as middleware, in front of every handler that

@@ -19,6 +19,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/deepcast/deepcast/edge/auth"
+	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -641,19 +642,8 @@ func TestRouterHandsOutTokens(t *testing.T) {
 // §6.1), so the request pipelined after it is never read.
 func TestTransferCodingClosesTheConnection(t *testing.T) {
 	s := setup(t, "ip-hash")
-	c, err := net.DialTimeout("tcp", s.http.Listener.Addr().String(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"+
-		"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	out, err := io.ReadAll(c)
-	if err != nil {
-		t.Errorf("the connection stayed open: %v", err)
-	}
-	if n := strings.Count(string(out), "HTTP/1.1 200"); n != 1 || !strings.Contains(string(out), "Connection: close") {
+	out := httpsemtest.ExchangeUntilClosed(t, s.http.Listener.Addr().String(), httpsemtest.Smuggled("/healthz"))
+	if n := strings.Count(out, "HTTP/1.1 200"); n != 1 || !strings.Contains(out, "Connection: close") {
 		t.Errorf("%d answers, want 1 with Connection: close: %q", n, out)
 	}
 }

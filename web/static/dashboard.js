@@ -3,10 +3,6 @@
 // last figures for tests.
 'use strict';
 
-// esc makes a value text inside HTML: what a stream or a node sends (a
-// Cache-Status header, a rendition id, a name) is data, never markup.
-const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-
 const prev = {};
 window.deepcastNodes = {};
 

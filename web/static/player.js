@@ -3,9 +3,6 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-// esc makes a value text inside HTML: what a stream or a node sends (a
-// Cache-Status header, a rendition id, a name) is data, never markup.
-const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
 const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
