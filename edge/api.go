@@ -294,7 +294,7 @@ func cors(next http.Handler) http.Handler {
 		h["Access-Control-Expose-Headers"] = hdrExposed
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", "Range, If-None-Match, If-Modified-Since, Authorization, Content-Type, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session, CTA-Common-Access-Token")
+			h.Set("Access-Control-Allow-Headers", httpsem.CORSRequestHeaders)
 			h.Set("Access-Control-Max-Age", "86400")
 			w.WriteHeader(http.StatusNoContent)
 			return

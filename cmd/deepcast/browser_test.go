@@ -519,6 +519,76 @@ func testSteering(t *testing.T, engine, manifestFile string) {
 	t.Logf("moved to edge B; longest stall %.2f s; %+v", maxStall, s)
 }
 
+// TestBrowserSendsATokenHeaderThroughTheRouter: a page on another origin
+// asks the router for a manifest with its Common Access Token in the
+// CTA-Common-Access-Token header (CTA-5007's header form) and an
+// If-None-Match. The router's preflight must allow what the edge's does,
+// since the browser takes the request, headers and all, on to the edge
+// the 302 names: there the token is checked. Without the token the edge
+// refuses.
+func TestBrowserSendsATokenHeaderThroughTheRouter(t *testing.T) {
+	lib := packageClip(t, 4*time.Second, "320x180@300k")
+	key, _ := auth.NewKey("viewer-key", "HS256")
+	checker, err := auth.NewCAT(auth.CATConfig{Keys: []*auth.Key{key}, Issuer: "deepcast-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := startWebChainOn(t, lib, chainOptions{auth: checker})
+	edges, err := routing.ParseEdges([]byte(fmt.Sprintf("edges:\n  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}\n", setup.deep)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 500 * time.Millisecond, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go rt.Run(rctx)
+	rts := httptest.NewServer(rt)
+	t.Cleanup(rts.Close)
+	tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(5 * time.Minute), PathPrefix: "/vod/clip/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The router sends viewers to the edge once its first health check is in.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := noFollow.Get(rts.URL + "/vod/clip/manifest.mpd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the router still answers %d after 10 s", resp.StatusCode)
+		}
+	}
+	ctx := browser(t)
+	// Any page of the edge's origin will do: the router is another origin.
+	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/healthz")); err != nil {
+		t.Fatal(err)
+	}
+	manifest := rts.URL + "/vod/clip/manifest.mpd"
+	for _, c := range []struct {
+		name, headers, want string
+	}{
+		{"token in the header", fmt.Sprintf(`{"CTA-Common-Access-Token": %q, "If-None-Match": "\"other\""}`, tok), "200 " + setup.deep + "/vod/clip/manifest.mpd"},
+		{"no token", `{"If-None-Match": "\"other\""}`, "401 " + setup.deep + "/vod/clip/manifest.mpd"},
+	} {
+		js := fmt.Sprintf(`fetch(%q, {headers: %s}).then(r => r.status + " " + r.url, e => "failed: " + e)`, manifest, c.headers)
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s: fetch through the router gave %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
 // TestBrowserPlaysHLS: hls.js and Shaka play the HLS playlists (and Shaka
 // the MPD) through an enter-deep edge start to finish: both renditions
 // reached, switches when the page caps and uncaps the bitrate, frames

@@ -379,7 +379,8 @@ func cors(next http.Handler) http.Handler {
 		w.Header().Set("Access-Control-Expose-Headers", "Location, X-Deepcast-Edge")
 		if r.Method == http.MethodOptions {
 			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", "Range, CMCD-Request, CMCD-Object, CMCD-Status, CMCD-Session")
+			w.Header().Set("Access-Control-Allow-Headers", httpsem.CORSRequestHeaders)
+			w.Header().Set("Access-Control-Max-Age", "86400")
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
