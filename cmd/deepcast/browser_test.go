@@ -589,6 +589,30 @@ func TestBrowserSendsATokenHeaderThroughTheRouter(t *testing.T) {
 	}
 }
 
+// TestBrowserPlaysFromItsOwnNodeUnderAnotherName: an edge's page opened
+// under a name the node list does not know (here localhost for 127.0.0.1,
+// in production a load balancer's name) still plays from that edge, not
+// from the first node of the list, the origin.
+func TestBrowserPlaysFromItsOwnNodeUnderAnotherName(t *testing.T) {
+	setup := startWebChain(t)
+	ctx := browser(t)
+	page := strings.Replace(setup.deep, "127.0.0.1", "localhost", 1) + "/?asset=clip&autoplay=0"
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for deadline := time.Now().Add(20 * time.Second); got == "" && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('asset').options.length ? document.getElementById('node').value : ""`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = v
+	}
+	if got != setup.deep {
+		t.Errorf("the deep edge's page, opened as %s, plays from %q, want the deep edge %s", page, got, setup.deep)
+	}
+}
+
 // TestBrowserPlaysHLS: hls.js and Shaka play the HLS playlists (and Shaka
 // the MPD) through an enter-deep edge start to finish: both renditions
 // reached, switches when the page caps and uncaps the bitrate, frames

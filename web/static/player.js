@@ -469,7 +469,12 @@ async function init() {
   const nodes = cfg.nodes && cfg.nodes.length ? cfg.nodes : [{ name: cfg.self || 'this server', role: '', url: location.origin }];
   $('served-by').textContent = `served by ${cfg.self || location.host}`;
   const params = new URLSearchParams(location.search);
-  const preferred = params.get('node') || location.origin;
+  // Play from this node by default, also when the page was opened under
+  // another name than the node's configured URL (a load balancer's name, a
+  // cleartext port): matched by name, not address, lest the viewer be
+  // sent around the CDN to the first node of the list, the origin.
+  const self = nodes.find((n) => n.url === location.origin) || nodes.find((n) => cfg.self && n.name === cfg.self);
+  const preferred = params.get('node') || (self ? self.url : location.origin);
   for (const n of nodes) if (n.role === 'router') state.routers.add(n.url);
   if (params.get('mpd')) state.mpdOverride = params.get('mpd');
   if (params.get('cat')) state.token = params.get('cat');
