@@ -315,6 +315,14 @@ func TestTraceLinkPensieveArithmetic(t *testing.T) {
 	if math.Abs(d.Elapsed().Seconds()-5) > 0.01 {
 		t.Errorf("looping trace: %s", d.Elapsed())
 	}
+	// A trace too slow to carry a chunk in a day is an error, not a hang.
+	slow := &Trace{Name: "slow", Time: []float64{0, 1, 2}, Mbps: []float64{1e-300, 1e-300, 1e-300}}
+	link = NewTraceLink(slow, 1, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := link.Fetch(ctx, Request{Size: 1000}); err == nil || !strings.Contains(err.Error(), "near zero") {
+		t.Errorf("a near-zero trace: %v, want an error about its rates", err)
+	}
 }
 
 func TestPensieveModeMatchesReferenceBB(t *testing.T) {

@@ -2,8 +2,14 @@ package player
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
+
+// maxSimDownload bounds one simulated download: a trace whose rates are
+// near zero (a unit mistake, a broken capture) would otherwise loop over
+// itself for hours of real time to carry one chunk.
+const maxSimDownload = 24 * 60 * 60.0 // seconds of trace time
 
 // TraceLink is the virtual clock and the fetcher of a simulated session: a
 // link whose capacity follows a trace. Downloads consume the trace's bytes
@@ -77,6 +83,10 @@ func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
 		sent += chunk
 		delay += dur
 		l.advance()
+		if delay > maxSimDownload {
+			return Download{}, fmt.Errorf("trace %s carries %.0f of %d bytes in 24 h: its rates are near zero (are they in Mbit/s?)",
+				l.trace.Name, sent, req.Size)
+		}
 		if guard%4096 == 4095 && ctx.Err() != nil {
 			return Download{}, ctx.Err()
 		}
