@@ -13,9 +13,9 @@ const fmtBytes = (n) => {
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 };
 
-function card(node, s, rates, err) {
+function card(node, s, rates, err, tag = 'down') {
   if (err) {
-    return `<div class="panel node"><h3>${esc(node.name)} <span class="tag down">down</span></h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div><p class="muted">${esc(err)}</p></div>`;
+    return `<div class="panel node"><h3>${esc(node.name)} <span class="tag ${tag === 'down' ? 'down' : 'stale'}">${esc(tag)}</span></h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div><p class="muted">${esc(err)}</p></div>`;
   }
   if (node.role === 'router') {
     const rows = (s.edges || []).map((e) => `<tr><th>${esc(e.name)}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${e.load.toFixed(1)} req/s</td></tr>`).join('');
@@ -54,8 +54,23 @@ function card(node, s, rates, err) {
 async function poll(nodes) {
   const now = performance.now() / 1000;
   const cards = await Promise.all(nodes.map(async (n) => {
+    let resp;
     try {
-      const s = await (await fetch(`${n.url}/api/stats`, { cache: 'no-store' })).json();
+      resp = await fetch(`${n.url}/api/stats`, { cache: 'no-store' });
+    } catch (e) {
+      window.deepcastNodes[n.name] = { role: n.role, down: true };
+      // fetch does not say why; over HTTPS an untrusted certificate (the
+      // demo's own CA) looks the same as a dead node.
+      const why = n.url.startsWith('https:') ? 'unreachable: down, or its certificate is not trusted by this browser' : 'unreachable';
+      return card(n, null, null, why);
+    }
+    if (!resp.ok) {
+      // Up, but its stats are for operators (-metrics-token, -admin-listen).
+      window.deepcastNodes[n.name] = { role: n.role, private: true };
+      return card(n, null, null, `up; its stats are not public here (HTTP ${resp.status})`, 'private');
+    }
+    try {
+      const s = await resp.json();
       const p = prev[n.url];
       const dt = p ? now - p.t : 0;
       const rate = (a, b) => (dt > 0 ? Math.max(0, (a - b) / dt) : 0);
@@ -66,7 +81,7 @@ async function poll(nodes) {
       return card(n, s, rates);
     } catch (e) {
       window.deepcastNodes[n.name] = { role: n.role, down: true };
-      return card(n, null, null, 'unreachable');
+      return card(n, null, null, `unreadable stats: ${e.message || e}`);
     }
   }));
   document.getElementById('nodes').innerHTML = cards.join('');
