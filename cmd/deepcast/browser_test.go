@@ -613,6 +613,52 @@ func TestBrowserPlaysFromItsOwnNodeUnderAnotherName(t *testing.T) {
 	}
 }
 
+// TestBrowserDashboardTellsPrivateFromDown: on the dashboard, a node that
+// is up but keeps its stats for operators (-metrics-token) shows as
+// private, not down; a node that does not answer shows as down.
+func TestBrowserDashboardTellsPrivateFromDown(t *testing.T) {
+	modules := webModulesForTest(t)
+	ots := httptest.NewServer(startOrigin(t, mediatest.CopyLibrary(t)))
+	t.Cleanup(ots.Close)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	ln := httptest.NewUnstartedServer(nil)
+	edgeURL := "http://" + ln.Listener.Addr().String()
+	nodes := []web.Node{{Name: "origin", Role: "origin", URL: ots.URL}, {Name: "deep", Role: edge.EnterDeep, URL: edgeURL},
+		{Name: "gone", Role: edge.EnterDeep, URL: dead.URL}}
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
+		MetricsToken: "ops-secret", Logger: discard(), Web: web.Handler(web.Config{Self: "deep", Nodes: nodes, ModulesDir: modules, Logger: discard()})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	ln.Config.Handler = n
+	ln.Start()
+	t.Cleanup(ln.Close)
+
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(edgeURL+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	type seen struct {
+		Origin, Private, Down bool
+	}
+	var got seen
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		got, err = chromedp.Run(ctx, chromedp.Evaluate[seen](`(() => { const d = window.deepcastNodes || {};
+			return {Origin: !!(d.origin && d.origin.requests !== undefined), Private: !!(d.deep && d.deep.private && !d.deep.down), Down: !!(d.gone && d.gone.down)}; })()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Origin && got.Private && got.Down {
+			break
+		}
+	}
+	if !got.Origin || !got.Private || !got.Down {
+		t.Errorf("dashboard: origin with stats %v, token-guarded edge private %v, dead node down %v; want all true", got.Origin, got.Private, got.Down)
+	}
+}
+
 // TestBrowserPlaysHLS: hls.js and Shaka play the HLS playlists (and Shaka
 // the MPD) through an enter-deep edge start to finish: both renditions
 // reached, switches when the page caps and uncaps the bitrate, frames

@@ -392,6 +392,7 @@ func (s *Server) serveConn(c *conn) {
 	buf := make([]byte, headBuffer)
 	remote := c.RemoteAddr().String()
 	last := time.Now() // end of the last response, for the idle deadline
+	served := false    // an answer went out: what follows is not the first request
 	var out []byte     // response head scratch, reused
 	start, end := 0, copy(buf, c.prefix)
 	for {
@@ -431,7 +432,7 @@ func (s *Server) serveConn(c *conn) {
 			}
 			end += n
 			if err != nil {
-				if errors.Is(err, io.EOF) && start < end {
+				if errors.Is(err, io.EOF) && start < end && !nextRequestTooShort(served, end-start) {
 					// The client ended its side in the middle of a
 					// head: net/http answers that (400), as it would
 					// without the front.
@@ -463,6 +464,7 @@ func (s *Server) serveConn(c *conn) {
 		var sent int64
 		var err error
 		out, sent, err = writeResponse(c.Conn, out, req.Head, resp, began, s.ExtraHeader)
+		served = true
 		last = time.Now()
 		if resp.Done != nil {
 			resp.Done(sent, last.Sub(began), err)
@@ -473,6 +475,14 @@ func (s *Server) serveConn(c *conn) {
 		}
 	}
 }
+
+// nextRequestTooShort reports whether net/http would close a connection
+// whose client ended its side with n bytes of a request pending, without
+// answering them: after its first request it waits for 4 bytes of the next
+// before reading it (a Peek, so that no header timeout starts on an idle
+// connection), and a client that stops short of those gets no 400. On the
+// first request any bytes are answered.
+func nextRequestTooShort(served bool, n int) bool { return served && n < 4 }
 
 func firstPositive(ds ...time.Duration) time.Duration {
 	for _, d := range ds {

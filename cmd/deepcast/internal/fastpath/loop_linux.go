@@ -108,6 +108,9 @@ type lconn struct {
 	// FIN may have come with the last bytes, in the same edge, so a short
 	// read no longer means the socket is drained: the next read sees EOF.
 	peerDone bool
+	// served: the connection has had an answer, so what follows is not
+	// its first request (see nextRequestTooShort).
+	served bool
 
 	buf        []byte // request bytes; nil while idle
 	start, end int
@@ -688,6 +691,9 @@ func (l *loop) read(c *lconn) bool {
 				l.putBuf(c)
 			}
 			return false
+		case n == 0 && err == nil && c.start < c.end && nextRequestTooShort(c.served, c.end-c.start):
+			l.closeConn(c, nil)
+			return false
 		case n == 0 && err == nil && c.start < c.end:
 			// The client ended its side in the middle of a head: net/http
 			// answers that (400), as it would without the front.
@@ -772,6 +778,7 @@ func (l *loop) complete(cp *completion) {
 
 // startResponse lays out resp for flush.
 func (l *loop) startResponse(c *lconn, head bool, resp Response, began time.Time) {
+	c.served = true
 	l.s.answered.Add(1)
 	size := resp.size()
 	c.out = appendHead(c.out[:0], resp, size, began, l.s.ExtraHeader)
