@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
@@ -128,6 +130,10 @@ func differentialSeeds(seg string) []string {
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n00",
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n0000",
 		"00",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\nGET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n",
 	}
 }
 
@@ -191,4 +197,76 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 			t.Errorf("%s: %d answers, want 1 with Connection: close:\n%s", c.name, n, got)
 		}
 	}
+}
+
+// volatileEdgeHeader matches what differs between two answers of one edge
+// a moment apart: the age of the copy, and the freshness left in
+// Cache-Status.
+var volatileEdgeHeader = regexp.MustCompile(`(?m)^Age: \d+\n|; ttl=-?\d+`)
+
+// edgeTrio is one enter-deep node (no prefetch) in front of an origin,
+// served behind the front's event loops, its goroutines, and by net/http
+// alone (addresses by mode: "", "goroutines", "off"), and a segment path.
+type edgeTrio struct {
+	modes   map[string]string
+	segment string
+}
+
+func startEdgeTrio(tb testing.TB) edgeTrio {
+	tb.Helper()
+	o := startOrigin(tb, mediatest.CopyLibrary(tb))
+	ots := httptest.NewServer(o)
+	tb.Cleanup(ots.Close)
+	noPrefetch := false
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
+		Prefetch: &noPrefetch, Logger: discard()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Close)
+	e := edgeTrio{modes: map[string]string{}}
+	for _, mode := range []string{"", "goroutines", "off"} {
+		base, stop := startServeMode(tb, n, mode)
+		tb.Cleanup(func() { stop() })
+		e.modes[mode] = strings.TrimPrefix(base, "http://")
+	}
+	a, err := o.Catalog().Get(mediatest.AssetName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.segment = "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/1.m4s"
+	return e
+}
+
+// compare sends raw to net/http twice (the first fills the cache with
+// whatever it fetches from the origin), then to both fronts, and reports
+// where an answer differs from net/http's second.
+func (e edgeTrio) compare(t *testing.T, raw []byte) {
+	head := bytes.HasPrefix(raw, []byte("HEAD "))
+	exchangeRaw(e.modes["off"], raw)
+	plain := volatileEdgeHeader.ReplaceAllString(canonical(exchangeRaw(e.modes["off"], raw), head), "")
+	for mode, name := range map[string]string{"": "event loops", "goroutines": "goroutines"} {
+		fast := volatileEdgeHeader.ReplaceAllString(canonical(exchangeRaw(e.modes[mode], raw), head), "")
+		if fast != plain {
+			t.Errorf("%q:\nedge fast path (%s):\n%s\nnet/http:\n%s", raw, name, fast, plain)
+		}
+	}
+}
+
+// TestEdgeFastPathAnswersExactlyAsNetHTTP is the differential test for an
+// edge: behind the front or not, it answers every seed alike.
+func TestEdgeFastPathAnswersExactlyAsNetHTTP(t *testing.T) {
+	e := startEdgeTrio(t)
+	for _, raw := range differentialSeeds(e.segment) {
+		e.compare(t, []byte(raw))
+	}
+}
+
+// FuzzEdgeFastPathMatchesNetHTTP is FuzzFastPathMatchesNetHTTP for an edge.
+func FuzzEdgeFastPathMatchesNetHTTP(f *testing.F) {
+	e := startEdgeTrio(f)
+	for _, s := range differentialSeeds(e.segment) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(e.compare)
 }

@@ -411,7 +411,7 @@ func (s *Server) serveConn(c *conn) {
 			c.SetReadDeadline(deadline(last, s.HTTP.IdleTimeout))
 		}
 		// Read until the buffer holds a whole head.
-		headLen := headEnd(buf[start:end])
+		headLen := nextHead(buf[start:end], served)
 		for headLen < 0 {
 			if end == len(buf) {
 				if start == 0 {
@@ -445,7 +445,7 @@ func (s *Server) serveConn(c *conn) {
 				c.Close()
 				return
 			}
-			headLen = headEnd(buf[start:end])
+			headLen = nextHead(buf[start:end], served)
 		}
 		began := time.Now()
 		req, ok := parseHead(buf[start : start+headLen])
@@ -474,6 +474,17 @@ func (s *Server) serveConn(c *conn) {
 			return
 		}
 	}
+}
+
+// nextHead is headEnd for the bytes of a connection's next request, or -1
+// while net/http would still be waiting for them: after a first request it
+// reads a next one only once 4 bytes have come (see nextRequestTooShort),
+// so a blank line alone is no request to answer yet.
+func nextHead(b []byte, served bool) int {
+	if nextRequestTooShort(served, len(b)) {
+		return -1
+	}
+	return headEnd(b)
 }
 
 // nextRequestTooShort reports whether net/http would close a connection

@@ -642,7 +642,7 @@ func (l *loop) service(c *lconn, events uint32) {
 			l.closeConn(c, nil)
 			return
 		}
-		if n := headEnd(c.buf[c.start:c.end]); n >= 0 {
+		if n := nextHead(c.buf[c.start:c.end], c.served); n >= 0 {
 			if budget == 0 {
 				l.ready = append(l.ready, c)
 				return
