@@ -201,6 +201,9 @@ const MaxNameLen = store.MaxNameLen
 // not start with "." (hidden names are the library's own).
 func ValidName(s string) bool { return store.ValidName(s) }
 
+// NameRule says in words what ValidName checks.
+var NameRule = store.NameRule
+
 // ErrNoAsset is returned for a name that is not in the library.
 var ErrNoAsset = store.ErrNoAsset
 

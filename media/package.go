@@ -75,7 +75,7 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 		name = NameFromFile(inputs[0])
 	}
 	if !ValidName(name) {
-		return nil, fmt.Errorf("package: asset name %q must match [A-Za-z0-9._-]+ and not start with a dot", name)
+		return nil, fmt.Errorf("package: asset name %q: %s", name, NameRule)
 	}
 	probes := make([]*Probe, len(inputs))
 	for i, in := range inputs {

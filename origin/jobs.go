@@ -156,7 +156,7 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 		up.name = media.NameFromFile(up.filename)
 	}
 	if !media.ValidName(up.name) {
-		return up, fmt.Errorf("asset name %q must match [A-Za-z0-9._-]+", up.name)
+		return up, fmt.Errorf("asset name %q: %s", up.name, media.NameRule)
 	}
 	return up, nil
 }

@@ -93,6 +93,9 @@ func IsS3(location string) bool { return strings.HasPrefix(location, "s3://") }
 // MaxNameLen bounds asset and rendition names.
 const MaxNameLen = 128
 
+// NameRule says in words what ValidName checks, for error messages.
+var NameRule = fmt.Sprintf("use only A-Z a-z 0-9 . _ -, at most %d bytes, not starting with a dot", MaxNameLen)
+
 // ValidName reports whether s may name an asset or rendition: it matches
 // [A-Za-z0-9._-]+, is at most MaxNameLen bytes, is not "." or "..", and does
 // not start with "." (hidden names are the library's own).
