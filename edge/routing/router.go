@@ -26,6 +26,7 @@ import (
 	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/manifest"
+	"github.com/deepcast/deepcast/media"
 )
 
 // Config configures a Router.
@@ -176,7 +177,7 @@ func (r *Router) routes() http.Handler {
 // ?route=baseurl / ?route=steering returns a rewritten MPD.
 func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 	m := vodPath.FindStringSubmatch(req.URL.EscapedPath())
-	if m == nil || strings.Contains(req.URL.EscapedPath(), "..") {
+	if m == nil || !media.ValidName(m[1]) || hasDotSegment(req.URL.Path) {
 		plain(w, http.StatusNotFound, "not found")
 		return
 	}
@@ -211,6 +212,18 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
 	http.Redirect(w, req, target, http.StatusFound)
+}
+
+// hasDotSegment reports a "." or ".." segment in a (decoded) path. Only
+// whole segments count: ".." inside a name ("a..b") is an asset name like
+// any other, which the origin and the edges serve.
+func hasDotSegment(path string) bool {
+	for seg := range strings.SplitSeq(path, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // isManifestPath reports an MPD or HLS multivariant playlist path: where a

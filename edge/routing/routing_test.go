@@ -496,6 +496,40 @@ func TestHTTPRedirectBaseURLAndSteering(t *testing.T) {
 	}
 }
 
+// TestRouterPathRules: the router sends on what the edges serve, asset
+// names with dots inside included, and refuses dot segments and names the
+// library cannot have.
+func TestRouterPathRules(t *testing.T) {
+	s := setup(t, "ip-hash")
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, c := range []struct {
+		path string
+		want int
+	}{
+		{"/vod/clip/manifest.mpd", http.StatusFound},
+		{"/vod/a..b/manifest.mpd", http.StatusFound},
+		{"/vod/clip/v..1/1.m4s", http.StatusFound},
+		{"/vod/clip/%2e%2e/%2e%2e/etc/passwd", http.StatusNotFound},
+		{"/vod/clip/./1.m4s", http.StatusTemporaryRedirect}, // net/http's mux: to the clean path
+		{"/vod/.versions/manifest.mpd", http.StatusNotFound},
+		{"/vod/%2e%2e/manifest.mpd", http.StatusNotFound},
+	} {
+		req, err := http.NewRequest(http.MethodGet, s.http.URL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.URL.Opaque = c.path // sent as written, dot segments and escapes kept
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("%s: %d, want %d", c.path, resp.StatusCode, c.want)
+		}
+	}
+}
+
 // TestDNSRefusesMalformedECSAndOtherEDNSVersions: an ECS option with
 // address bits past its source prefix, a scope in a query or a prefix
 // longer than the family's addresses is FORMERR (RFC 7871, 7.1.2); EDNS
