@@ -20,7 +20,6 @@ import (
 
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/auth"
-	"github.com/deepcast/deepcast/edge/routing"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
@@ -450,25 +449,13 @@ func testSteering(t *testing.T, engine, manifestFile string) {
 	t.Cleanup(a.Close)
 	nodeB := mk("edge-b")
 	bURL := serveLoopback(t, nodeB)
-	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
+	router := startRouter(t, 500*time.Millisecond, fmt.Sprintf(`edges:
   - {name: edge-a, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
   - {name: edge-b, url: %s, addresses: [127.0.0.3], profile: bring-home}
-`, a.URL, bURL)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 500 * time.Millisecond, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go rt.Run(rctx)
-	rts := httptest.NewServer(rt)
-	t.Cleanup(rts.Close)
+`, a.URL, bURL))
 
 	bctx := browser(t)
-	mpd := rts.URL + "/vod/clip/" + manifestFile + "?route=steering"
+	mpd := router + "/vod/clip/" + manifestFile + "?route=steering"
 	if err := chromedp.Do(bctx, chromedp.Navigate(bURL+"/?buffer=6&engine="+engine+"&mpd="+url.QueryEscape(mpd))); err != nil {
 		t.Fatal(err)
 	}
@@ -534,19 +521,7 @@ func TestBrowserSendsATokenHeaderThroughTheRouter(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup := startWebChainOn(t, lib, chainOptions{auth: checker})
-	edges, err := routing.ParseEdges([]byte(fmt.Sprintf("edges:\n  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}\n", setup.deep)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rt, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 500 * time.Millisecond, Logger: discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go rt.Run(rctx)
-	rts := httptest.NewServer(rt)
-	t.Cleanup(rts.Close)
+	router := startRouter(t, 500*time.Millisecond, fmt.Sprintf("edges:\n  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}\n", setup.deep))
 	tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(5 * time.Minute), PathPrefix: "/vod/clip/"})
 	if err != nil {
 		t.Fatal(err)
@@ -554,7 +529,7 @@ func TestBrowserSendsATokenHeaderThroughTheRouter(t *testing.T) {
 	// The router sends viewers to the edge once its first health check is in.
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		resp, err := noFollow.Get(rts.URL + "/vod/clip/manifest.mpd")
+		resp, err := noFollow.Get(router + "/vod/clip/manifest.mpd")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +546,7 @@ func TestBrowserSendsATokenHeaderThroughTheRouter(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/healthz")); err != nil {
 		t.Fatal(err)
 	}
-	manifest := rts.URL + "/vod/clip/manifest.mpd"
+	manifest := router + "/vod/clip/manifest.mpd"
 	for _, c := range []struct {
 		name, headers, want string
 	}{

@@ -427,35 +427,43 @@ func TestPlayErrorsAreClear(t *testing.T) {
 	}
 }
 
-func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
-	lib := mediatest.Library(t)
-	frames := mediatest.CountFrames(t, mediatest.Source(t))
-	_, home, deep, _ := chain(t, lib)
-	edges, err := routing.ParseEdges([]byte(fmt.Sprintf(`edges:
-  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
-  - {name: home, url: %s, addresses: [127.0.0.3], profile: bring-home}
-`, deep, home)))
+// startRouter runs a router (nearest edge, health checked every check)
+// over the edges of edgesYAML until the test ends, and returns its URL.
+func startRouter(t *testing.T, check time.Duration, edgesYAML string) string {
+	t.Helper()
+	edges, err := routing.ParseEdges([]byte(edgesYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: 200 * time.Millisecond, Logger: discard()})
+	rt, err := routing.New(routing.Config{Edges: edges, Strategy: "nearest", Check: check, Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
-	rs := httptest.NewServer(r)
-	defer rs.Close()
+	t.Cleanup(cancel)
+	go rt.Run(ctx)
+	rts := httptest.NewServer(rt)
+	t.Cleanup(rts.Close)
+	return rts.URL
+}
+
+func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
+	lib := mediatest.Library(t)
+	frames := mediatest.CountFrames(t, mediatest.Source(t))
+	_, home, deep, _ := chain(t, lib)
+	router := startRouter(t, 200*time.Millisecond, fmt.Sprintf(`edges:
+  - {name: deep, url: %s, addresses: [127.0.0.2], profile: enter-deep, subnets: [127.0.0.0/8]}
+  - {name: home, url: %s, addresses: [127.0.0.3], profile: bring-home}
+`, deep, home))
 	for _, mode := range []string{"", "?route=baseurl", "?route=steering"} {
-		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd"+mode, 2, frames)
+		mediatest.CheckDecodesAll(t, router+"/vod/"+mediatest.AssetName+"/manifest.mpd"+mode, 2, frames)
 		// HLS: ffmpeg knows no pathways, so with steering it plays every
 		// pathway's variants: both edges' URIs work.
 		streams := 2
 		if mode == "?route=steering" {
 			streams = 4
 		}
-		mediatest.CheckDecodesAll(t, rs.URL+"/vod/"+mediatest.AssetName+"/master.m3u8"+mode, streams, frames)
+		mediatest.CheckDecodesAll(t, router+"/vod/"+mediatest.AssetName+"/master.m3u8"+mode, streams, frames)
 	}
 }
 
