@@ -25,9 +25,11 @@ import (
 // must answer exactly as one without it (DEEPCAST_FASTPATH=off), Date
 // aside. These tests and the fuzz target hold the two to that.
 
-// differentialPair is one origin served twice: behind the fast path and
-// by net/http alone, and a segment path of its asset.
-type differentialPair struct{ fast, plain, segment string }
+// differentialPair is one node (origin or edge) served three times: behind
+// the front's event loops (fast), behind its goroutine per connection
+// (goroutines) and by net/http alone (plain), and a segment path of its
+// asset.
+type differentialPair struct{ fast, goroutines, plain, segment string }
 
 // exchangeRaw writes raw on a new connection to addr, half-closes it, and
 // returns everything the server sends until it closes (bounded in time).
@@ -87,15 +89,77 @@ func startPair(tb testing.TB) differentialPair {
 // startPairOn serves o with and without the fast path until tb ends.
 func startPairOn(tb testing.TB, o *origin.Server) differentialPair {
 	tb.Helper()
-	fast, stopFast := startServeMode(tb, o, "")
-	plain, stopPlain := startServeMode(tb, o, "off")
-	tb.Cleanup(func() { stopFast(); stopPlain() })
+	return servePair(tb, o, firstSegment(tb, o))
+}
+
+// startEdgePair serves one enter-deep node (no prefetch, so its cache
+// changes only by what the tests ask) in front of an origin, with and
+// without the fast path, until tb ends.
+func startEdgePair(tb testing.TB) differentialPair {
+	tb.Helper()
+	o := startOrigin(tb, mediatest.CopyLibrary(tb))
+	ots := httptest.NewServer(o)
+	tb.Cleanup(ots.Close)
+	noPrefetch := false
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
+		Prefetch: &noPrefetch, Logger: discard()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Close)
+	return servePair(tb, n, firstSegment(tb, o))
+}
+
+// firstSegment is the path of the first segment of o's sample asset.
+func firstSegment(tb testing.TB, o *origin.Server) string {
+	tb.Helper()
 	a, err := o.Catalog().Get(mediatest.AssetName)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return differentialPair{fast: strings.TrimPrefix(fast, "http://"), plain: strings.TrimPrefix(plain, "http://"),
-		segment: "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/1.m4s"}
+	return "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/1.m4s"
+}
+
+// servePair serves h in the three modes until tb ends.
+func servePair(tb testing.TB, h http.Handler, segment string) differentialPair {
+	tb.Helper()
+	p := differentialPair{segment: segment}
+	for _, m := range []struct {
+		mode string
+		addr *string
+	}{{"", &p.fast}, {"goroutines", &p.goroutines}, {"off", &p.plain}} {
+		base, stop := startServeMode(tb, h, m.mode)
+		tb.Cleanup(func() { stop() })
+		*m.addr = strings.TrimPrefix(base, "http://")
+	}
+	return p
+}
+
+// volatileHeader matches what differs between two answers of one edge a
+// moment apart: the age of the copy, and the freshness left in
+// Cache-Status.
+var volatileHeader = regexp.MustCompile(`(?m)^Age: \d+\n|; ttl=-?\d+`)
+
+// compare sends raw to net/http twice (the first fills an edge's cache
+// with whatever it fetches from the origin), then to both fronts, and
+// reports where a front's answer differs from net/http's second, or where
+// a front kept a client that had sent its bytes and closed its side for
+// more than 2 s (a lost FIN used to hold such sockets open until the idle
+// deadline).
+func (p differentialPair) compare(t *testing.T, raw []byte) {
+	head := bytes.HasPrefix(raw, []byte("HEAD "))
+	exchangeRaw(p.plain, raw)
+	plain := volatileHeader.ReplaceAllString(canonical(exchangeRaw(p.plain, raw), head), "")
+	for _, front := range []struct{ name, addr string }{{"event loops", p.fast}, {"goroutines", p.goroutines}} {
+		start := time.Now()
+		fast := volatileHeader.ReplaceAllString(canonical(exchangeRaw(front.addr, raw), head), "")
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%q: the fast path (%s) took %s to answer and close", raw, front.name, d)
+		}
+		if fast != plain {
+			t.Errorf("%q:\nfast path (%s):\n%s\nnet/http:\n%s", raw, front.name, fast, plain)
+		}
+	}
 }
 
 // differentialSeeds are requests at the edges of what the fast path takes.
@@ -138,44 +202,20 @@ func differentialSeeds(seg string) []string {
 }
 
 func TestFastPathAnswersExactlyAsNetHTTP(t *testing.T) {
-	o := startOrigin(t, mediatest.CopyLibrary(t))
-	p := startPairOn(t, o)
-	// The front's other mode, a goroutine per connection, answers alike.
-	goroutines, stop := startServeMode(t, o, "goroutines")
-	t.Cleanup(func() { stop() })
+	p := startPair(t)
 	for _, raw := range differentialSeeds(p.segment) {
-		head := strings.HasPrefix(raw, "HEAD ")
-		plain := canonical(exchangeRaw(p.plain, []byte(raw)), head)
-		for mode, addr := range map[string]string{"event loops": p.fast, "goroutines": strings.TrimPrefix(goroutines, "http://")} {
-			start := time.Now()
-			fast := canonical(exchangeRaw(addr, []byte(raw)), head)
-			// A client that sent its request and closed its side is
-			// answered and let go at once (a lost FIN used to hold such
-			// sockets open until the idle deadline), as net/http does.
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("%q: the fast path (%s) took %s to answer and close", raw, mode, d)
-			}
-			if fast != plain {
-				t.Errorf("%q:\nfast path (%s):\n%s\nnet/http:\n%s", raw, mode, fast, plain)
-			}
-		}
+		p.compare(t, []byte(raw))
 	}
 }
 
-// FuzzFastPathMatchesNetHTTP sends the same bytes to both servers and
+// FuzzFastPathMatchesNetHTTP sends the same bytes to the three servers and
 // compares the answers.
 func FuzzFastPathMatchesNetHTTP(f *testing.F) {
 	p := startPair(f)
 	for _, s := range differentialSeeds(p.segment) {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
-		head := bytes.HasPrefix(raw, []byte("HEAD "))
-		fast, plain := canonical(exchangeRaw(p.fast, raw), head), canonical(exchangeRaw(p.plain, raw), head)
-		if fast != plain {
-			t.Errorf("%q:\nfast path:\n%s\nnet/http:\n%s", raw, fast, plain)
-		}
-	})
+	f.Fuzz(p.compare)
 }
 
 // TestTransferCodingClosesTheConnection: with and without the fast path in
@@ -189,6 +229,7 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 	defer ops.Close()
 	for _, c := range []struct{ name, addr, path string }{
 		{"fast path", p.fast, p.segment},
+		{"fast path, goroutines", p.goroutines, p.segment},
 		{"net/http", p.plain, p.segment},
 		{"ops", strings.TrimPrefix(ops.URL, "http://"), "/healthz"},
 	} {
@@ -199,74 +240,20 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 	}
 }
 
-// volatileEdgeHeader matches what differs between two answers of one edge
-// a moment apart: the age of the copy, and the freshness left in
-// Cache-Status.
-var volatileEdgeHeader = regexp.MustCompile(`(?m)^Age: \d+\n|; ttl=-?\d+`)
-
-// edgeTrio is one enter-deep node (no prefetch) in front of an origin,
-// served behind the front's event loops, its goroutines, and by net/http
-// alone (addresses by mode: "", "goroutines", "off"), and a segment path.
-type edgeTrio struct {
-	modes   map[string]string
-	segment string
-}
-
-func startEdgeTrio(tb testing.TB) edgeTrio {
-	tb.Helper()
-	o := startOrigin(tb, mediatest.CopyLibrary(tb))
-	ots := httptest.NewServer(o)
-	tb.Cleanup(ots.Close)
-	noPrefetch := false
-	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
-		Prefetch: &noPrefetch, Logger: discard()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(n.Close)
-	e := edgeTrio{modes: map[string]string{}}
-	for _, mode := range []string{"", "goroutines", "off"} {
-		base, stop := startServeMode(tb, n, mode)
-		tb.Cleanup(func() { stop() })
-		e.modes[mode] = strings.TrimPrefix(base, "http://")
-	}
-	a, err := o.Catalog().Get(mediatest.AssetName)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	e.segment = "/vod/" + mediatest.AssetName + "/" + a.Asset.Renditions[0].ID + "/1.m4s"
-	return e
-}
-
-// compare sends raw to net/http twice (the first fills the cache with
-// whatever it fetches from the origin), then to both fronts, and reports
-// where an answer differs from net/http's second.
-func (e edgeTrio) compare(t *testing.T, raw []byte) {
-	head := bytes.HasPrefix(raw, []byte("HEAD "))
-	exchangeRaw(e.modes["off"], raw)
-	plain := volatileEdgeHeader.ReplaceAllString(canonical(exchangeRaw(e.modes["off"], raw), head), "")
-	for mode, name := range map[string]string{"": "event loops", "goroutines": "goroutines"} {
-		fast := volatileEdgeHeader.ReplaceAllString(canonical(exchangeRaw(e.modes[mode], raw), head), "")
-		if fast != plain {
-			t.Errorf("%q:\nedge fast path (%s):\n%s\nnet/http:\n%s", raw, name, fast, plain)
-		}
-	}
-}
-
 // TestEdgeFastPathAnswersExactlyAsNetHTTP is the differential test for an
 // edge: behind the front or not, it answers every seed alike.
 func TestEdgeFastPathAnswersExactlyAsNetHTTP(t *testing.T) {
-	e := startEdgeTrio(t)
-	for _, raw := range differentialSeeds(e.segment) {
-		e.compare(t, []byte(raw))
+	p := startEdgePair(t)
+	for _, raw := range differentialSeeds(p.segment) {
+		p.compare(t, []byte(raw))
 	}
 }
 
 // FuzzEdgeFastPathMatchesNetHTTP is FuzzFastPathMatchesNetHTTP for an edge.
 func FuzzEdgeFastPathMatchesNetHTTP(f *testing.F) {
-	e := startEdgeTrio(f)
-	for _, s := range differentialSeeds(e.segment) {
+	p := startEdgePair(f)
+	for _, s := range differentialSeeds(p.segment) {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(e.compare)
+	f.Fuzz(p.compare)
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -150,8 +149,6 @@ func clientAddr(req *http.Request) netip.Addr {
 	return a.Unmap()
 }
 
-var vodPath = regexp.MustCompile(`^/vod/([A-Za-z0-9._-]{1,128})/`)
-
 func (r *Router) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /vod/", r.serveVOD)
@@ -176,8 +173,10 @@ func (r *Router) routes() http.Handler {
 // serveVOD redirects to the chosen edge, or for manifests with
 // ?route=baseurl / ?route=steering returns a rewritten MPD.
 func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
-	m := vodPath.FindStringSubmatch(req.URL.EscapedPath())
-	if m == nil || !media.ValidName(m[1]) || hasDotSegment(req.URL.Path) {
+	// The asset is the segment after /vod/, a name the library can hold
+	// (so it has no escapes: the escaped path's segment is the name).
+	asset, _, ok := strings.Cut(strings.TrimPrefix(req.URL.EscapedPath(), "/vod/"), "/")
+	if !ok || !media.ValidName(asset) || hasDotSegment(req.URL.Path) {
 		plain(w, http.StatusNotFound, "not found")
 		return
 	}
@@ -189,13 +188,13 @@ func (r *Router) serveVOD(w http.ResponseWriter, req *http.Request) {
 	}
 	route := req.URL.Query().Get("route")
 	if isManifestPath(req.URL.Path) && (route == "baseurl" || route == "steering") {
-		r.serveRewritten(w, req, m[1], route, ranked)
+		r.serveRewritten(w, req, asset, route, ranked)
 		return
 	}
 	target := ranked[0].URL.String() + req.URL.EscapedPath()
 	query := req.URL.RawQuery
 	if r.cfg.Tokens != nil && isManifestPath(req.URL.Path) && !req.URL.Query().Has(auth.QueryParam) {
-		tok, err := r.cfg.Tokens.mint(m[1])
+		tok, err := r.cfg.Tokens.mint(asset)
 		if err != nil {
 			r.log.Error("minting a viewer token", "err", err)
 			plain(w, http.StatusInternalServerError, "could not sign a token")
