@@ -41,7 +41,7 @@ func TestACMEWithPebble(t *testing.T) {
 	certs := filepath.Join(strings.TrimSpace(string(modDir)), "test", "certs")
 	const domain = "video.cdn.deepcast.test"
 	plainPort, tlsPort, acmePort, mgmtPort, httpPort := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
-	dnsPort := freeUDPPort(t)
+	dnsPort := freePort(t) // the router serves DNS on UDP and TCP
 
 	// The router answers video.cdn.deepcast.test with the node's address.
 	edges := filepath.Join(dir, "edges.yaml")
@@ -135,15 +135,4 @@ func TestACMEWithPebble(t *testing.T) {
 		t.Errorf("served certificate issued by %q for %v", leaf.Issuer.CommonName, leaf.DNSNames)
 	}
 	t.Logf("certificate for %v issued by %s", leaf.DNSNames, leaf.Issuer.CommonName)
-}
-
-// freeUDPPort returns a loopback UDP port nobody uses right now.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }

@@ -135,10 +135,14 @@ func TestBenchRouterDNSVsNSD(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	ours := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	ready := make(chan struct{})
-	go r.ServeDNSOn(ctx, ours, ready)
-	<-ready
+	ready := make(chan string, 1)
+	go r.ServeDNSOn(ctx, "127.0.0.1:0", ready)
+	var ours string
+	select {
+	case ours = <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the router's DNS never listened")
+	}
 	nport := freePort(t)
 	startNSD(t, nport)
 	theirs := fmt.Sprintf("127.0.0.1:%d", nport)

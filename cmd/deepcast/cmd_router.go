@@ -95,15 +95,15 @@ func runRouter(ctx context.Context, r *routing.Router, l nodeListeners, dnsAddr 
 	errc := make(chan error, 2)
 	wg.Go(func() { r.Run(ctx) })
 	if dnsAddr != "" {
-		ready := make(chan struct{})
+		ready := make(chan string, 1)
 		wg.Go(func() {
 			if err := r.ServeDNSOn(ctx, dnsAddr, ready); err != nil {
 				errc <- err
 			}
 		})
 		select {
-		case <-ready:
-			log.Info("router DNS listening", "addr", dnsAddr, "service", r.ServiceName())
+		case addr := <-ready:
+			log.Info("router DNS listening", "addr", addr, "service", r.ServiceName())
 		case err := <-errc:
 			cancel()
 			wg.Wait()

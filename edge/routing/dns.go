@@ -194,33 +194,18 @@ func (r *Router) soa() *dns.SOA {
 }
 
 // ServeDNSOn answers on UDP and TCP at addr until ctx ends. ready, if not
-// nil, is closed once both listen.
-func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struct{}) error {
-	// One UDP socket per CPU on the same port (SO_REUSEPORT): the kernel
-	// spreads queries over them, and each socket has one reader that
-	// answers in place (no goroutine or control message per packet).
-	lc := net.ListenConfig{Control: reusePort}
-	var conns []*net.UDPConn
+// nil, gets the address both listen on once they do (the port the kernel
+// chose, when addr asks for any port with ":0"); it needs room for that
+// value, as ServeDNSOn does not wait for a reader.
+func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- string) error {
+	conns, ln, err := listenDNS(addr)
+	if err != nil {
+		return err
+	}
 	closeAll := func() {
 		for _, c := range conns {
 			c.Close()
 		}
-	}
-	for range max(1, runtime.NumCPU()) {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("dns: listen udp %s: %w", addr, err)
-		}
-		if strings.HasSuffix(addr, ":0") {
-			addr = pc.LocalAddr().String() // the rest join the port the first got
-		}
-		conns = append(conns, pc.(*net.UDPConn))
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		closeAll()
-		return fmt.Errorf("dns: listen tcp %s: %w", addr, err)
 	}
 	tcp := &dns.Server{Listener: ln, Handler: r, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second}
 	errc := make(chan error, 1)
@@ -230,7 +215,7 @@ func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- struc
 		wg.Go(func() { r.serveUDP(c) })
 	}
 	if ready != nil {
-		close(ready)
+		ready <- ln.Addr().String()
 	}
 	select {
 	case <-ctx.Done():
@@ -297,4 +282,40 @@ func (r *Router) answerPacket(pkt []byte, from netip.Addr) (*dns.Msg, bool) {
 	}
 	resp.Truncate(size)
 	return resp, true
+}
+
+// listenDNS opens one UDP socket per CPU on addr's port (SO_REUSEPORT: the
+// kernel spreads queries over them, and each socket has one reader that
+// answers in place, with no goroutine or control message per packet) and a
+// TCP listener on the same port. Asked for any port, it tries again when the
+// port UDP got is taken for TCP: the two are separate spaces.
+func listenDNS(addr string) ([]*net.UDPConn, net.Listener, error) {
+	anyPort := strings.HasSuffix(addr, ":0")
+	lc := net.ListenConfig{Control: reusePort}
+	for attempt := 0; ; attempt++ {
+		var conns []*net.UDPConn
+		closeAll := func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}
+		at := addr
+		for range max(1, runtime.NumCPU()) {
+			pc, err := lc.ListenPacket(context.Background(), "udp", at)
+			if err != nil {
+				closeAll()
+				return nil, nil, fmt.Errorf("dns: listen udp %s: %w", addr, err)
+			}
+			at = pc.LocalAddr().String() // the rest join the port the first got
+			conns = append(conns, pc.(*net.UDPConn))
+		}
+		ln, err := net.Listen("tcp", at)
+		if err == nil {
+			return conns, ln, nil
+		}
+		closeAll()
+		if !anyPort || attempt == 20 {
+			return nil, nil, fmt.Errorf("dns: listen tcp %s: %w", at, err)
+		}
+	}
 }

@@ -254,12 +254,7 @@ func setup(t *testing.T, strategy string) testSetup {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go r.Run(ctx)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	ready := make(chan struct{})
-	go r.ServeDNSOn(ctx, addr, ready)
-	<-ready
+	addr := serveDNS(t, ctx, r)
 	hs := httptest.NewServer(r)
 	t.Cleanup(hs.Close)
 	return testSetup{router: r, deep: deep, home: home, dnsAddr: addr, http: hs}
@@ -679,5 +674,49 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 	out := httpsemtest.ExchangeUntilClosed(t, s.http.Listener.Addr().String(), httpsemtest.Smuggled("/healthz"))
 	if n := strings.Count(out, "HTTP/1.1 200"); n != 1 || !strings.Contains(out, "Connection: close") {
 		t.Errorf("%d answers, want 1 with Connection: close: %q", n, out)
+	}
+}
+
+// serveDNS serves r's DNS on a port the kernel picks and returns its
+// address once it answers.
+func serveDNS(t *testing.T, ctx context.Context, r *Router) string {
+	t.Helper()
+	ready, errc := make(chan string, 1), make(chan error, 1)
+	go func() { errc <- r.ServeDNSOn(ctx, "127.0.0.1:0", ready) }()
+	select {
+	case addr := <-ready:
+		return addr
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("DNS never listened")
+	}
+	return ""
+}
+
+// TestDNSListensOnBothOrNeither: a port taken for TCP fails the DNS server
+// with an error that says so, and lets its UDP sockets go.
+func TestDNSListensOnBothOrNeither(t *testing.T) {
+	r := setup(t, "nearest").router
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r.ServeDNSOn(ctx, taken.Addr().String(), make(chan string, 1))
+	if err == nil || !strings.Contains(err.Error(), "listen tcp") {
+		t.Fatalf("DNS on a port taken for TCP: %v", err)
+	}
+	pc, err := net.ListenPacket("udp", taken.Addr().String())
+	if err != nil {
+		t.Fatalf("the UDP port was kept after the failure: %v", err)
+	}
+	pc.Close()
+	// Any port: both listen, on one port.
+	addr := serveDNS(t, ctx, r)
+	if m := query(t, addr, "cdn.deepcast.test", dns.TypeSOA, "", "tcp"); m == nil {
+		t.Fatal("no answer over TCP")
 	}
 }

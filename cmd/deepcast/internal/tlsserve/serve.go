@@ -100,21 +100,37 @@ func New(opts Options, log *slog.Logger) (*Server, error) {
 	if acmeOn {
 		s.cfg.NextProtos = append(s.cfg.NextProtos, acme.ALPNProto) // TLS-ALPN-01 challenges
 	}
-	ln, err := net.Listen("tcp", opts.Listen)
+	ln, udp, err := listenTCPAndUDP(opts.Listen, opts.HTTP3)
 	if err != nil {
-		return nil, fmt.Errorf("tls listen %s: %w", opts.Listen, err)
+		return nil, err
 	}
-	s.ln = ln
-	if opts.HTTP3 {
+	s.ln, s.udp = ln, udp
+	return s, nil
+}
+
+// listenTCPAndUDP listens on addr for TLS over TCP and, with h3, on the
+// same port for QUIC. Asked for any port (":0"), it retries when the port
+// the kernel gave TCP is taken for UDP: the two are separate spaces.
+func listenTCPAndUDP(addr string, h3 bool) (net.Listener, net.PacketConn, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls listen %s: %w", addr, err)
+		}
+		if !h3 {
+			return ln, nil, nil
+		}
 		tcp := ln.Addr().(*net.TCPAddr)
 		udp, err := net.ListenPacket("udp", net.JoinHostPort(tcp.IP.String(), strconv.Itoa(tcp.Port)))
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("http3 listen udp %s: %w", opts.Listen, err)
+		if err == nil {
+			return ln, udp, nil
 		}
-		s.udp = udp
+		ln.Close()
+		if port != "0" || attempt == 20 {
+			return nil, nil, fmt.Errorf("http3 listen udp %s: %w", addr, err)
+		}
 	}
-	return s, nil
 }
 
 // headers adds Alt-Svc (with HTTP/3) and HSTS (when asked) to the answers
