@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -16,70 +15,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/media/store/storetest"
 )
 
 // Helpers that run the real peers of `make bench` (nginx, Varnish) and the
 // load generator (wrk), all on loopback.
 
-// freePort returns a loopback port that is free for both TCP and UDP right
-// now, for a server the test starts as another process (which must be told
-// its port). The port comes from outside the kernel's ephemeral range: a
-// port from inside it, released between the check and the server's bind,
-// can meanwhile become the local end of any outgoing connection on the
-// machine (CI once lost the router's DNS port that way), while ports
-// outside it are only ever taken by explicit binds.
-func freePort(t testing.TB) int {
-	t.Helper()
-	lo, hi := portsOutsideEphemeral()
-	freePortMu.Lock()
-	defer freePortMu.Unlock()
-	for range 1000 {
-		port := lo + rand.IntN(hi-lo)
-		if freePortGiven[port] {
-			continue
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		pc, err := net.ListenPacket("udp", addr)
-		ln.Close()
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		freePortGiven[port] = true
-		return port
-	}
-	t.Fatalf("no free port in %d-%d", lo, hi)
-	return 0
-}
-
-var (
-	freePortMu    sync.Mutex
-	freePortGiven = map[int]bool{}
-)
-
-// portsOutsideEphemeral is a range of ports [lo, hi) below (or, if there is
-// no room there, above) /proc/sys/net/ipv4/ip_local_port_range.
-func portsOutsideEphemeral() (lo, hi int) {
-	low, high := 32768, 60999 // Linux's default
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if l, err := strconv.Atoi(f[0]); err == nil {
-				low = l
-			}
-			if h, err := strconv.Atoi(f[1]); err == nil {
-				high = h
-			}
-		}
-	}
-	if low > 12000 {
-		return 10000, low
-	}
-	return high + 1, 65536
-}
+// freePort returns a loopback port for a server that a test runs as
+// another process.
+var freePort = storetest.FreePort
 
 // waitListening waits until addr accepts connections.
 func waitListening(t testing.TB, addr string) {

@@ -8,11 +8,13 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,12 +89,7 @@ func Start(tb testing.TB) *Server {
 // StartWith is Start with options.
 func StartWith(tb testing.TB, o Options) *Server {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(tb))
 	s, err := LaunchWith(tb.TempDir(), addr, o)
 	if err != nil {
 		tb.Fatal(err)
@@ -342,4 +339,64 @@ func CopyAsset(tb testing.TB, lib store.Store, folder, name string) {
 		tb.Fatal(err)
 	}
 	CopyIn(tb, lib, dir, name, strings.TrimPrefix(filepath.Base(dir), name+"."))
+}
+
+// FreePort returns a loopback port that is free for both TCP and UDP right
+// now, for a server the test starts as another process (which must be told
+// its port). The port comes from outside the kernel's ephemeral range: a
+// port from inside it, released between the check and the server's bind,
+// can meanwhile become the local end of any outgoing connection on the
+// machine (CI once lost the router's DNS port that way), while ports
+// outside it are only ever taken by explicit binds.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	lo, hi := portsOutsideEphemeral()
+	freePortMu.Lock()
+	defer freePortMu.Unlock()
+	for range 1000 {
+		port := lo + rand.IntN(hi-lo)
+		if freePortGiven[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		freePortGiven[port] = true
+		return port
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return 0
+}
+
+var (
+	freePortMu    sync.Mutex
+	freePortGiven = map[int]bool{}
+)
+
+// portsOutsideEphemeral is a range of ports [lo, hi) below (or, if there is
+// no room there, above) /proc/sys/net/ipv4/ip_local_port_range.
+func portsOutsideEphemeral() (lo, hi int) {
+	low, high := 32768, 60999 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if l, err := strconv.Atoi(f[0]); err == nil {
+				low = l
+			}
+			if h, err := strconv.Atoi(f[1]); err == nil {
+				high = h
+			}
+		}
+	}
+	if low > 12000 {
+		return 10000, low
+	}
+	return high + 1, 65536
 }
