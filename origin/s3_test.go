@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/media/store"
@@ -90,12 +91,18 @@ func TestS3OriginServesWhatTheFolderOriginServes(t *testing.T) {
 			paths = append(paths, "/"+r.ID+"/"+strconv.Itoa(s.Number)+".m4s")
 		}
 	}
-	requests := [][]string{nil, {"Range", "bytes=0-0"}, {"Range", "bytes=100-1099"}, {"Range", "bytes=-700"}, {"Range", "bytes=1000-"}}
+	// Past httpsem.MaxRanges ranges, the whole object: never a ranged
+	// GET to the store per range.
+	tooMany := "bytes=0-0" + strings.Repeat(",0-0", httpsem.MaxRanges)
+	requests := [][]string{nil, {"Range", "bytes=0-0"}, {"Range", "bytes=100-1099"}, {"Range", "bytes=-700"}, {"Range", "bytes=1000-"}, {"Range", tooMany}}
 	for _, p := range paths {
 		for _, hdr := range requests {
 			url := "/vod/" + mediatest.AssetName + p
 			want, wantBody := get(t, folder.URL+url, hdr...)
 			got, gotBody := get(t, objects.URL+url, hdr...)
+			if len(hdr) > 0 && hdr[1] == tooMany && (got.StatusCode != 200 || want.StatusCode != 200) {
+				t.Errorf("%s with %d ranges: s3 %d, folder %d, want the whole object", url, httpsem.MaxRanges+1, got.StatusCode, want.StatusCode)
+			}
 			if got.StatusCode != want.StatusCode || !bytes.Equal(gotBody, wantBody) {
 				t.Errorf("%s %v: s3 %d, %d bytes; folder %d, %d bytes", url, hdr, got.StatusCode, len(gotBody), want.StatusCode, len(wantBody))
 			}

@@ -30,7 +30,13 @@ const unit = "bytes="
 //     whole representation;
 //   - a suffix range of length zero (bytes=-0) cannot be satisfied
 //     (§14.1.1), where ServeContent answers 206 with an empty body and a
-//     Content-Range whose last byte precedes its first.
+//     Content-Range whose last byte precedes its first;
+//   - a set of more than MaxRanges ranges is removed, so the whole
+//     representation is sent (§14.2 lets a server ignore "many small
+//     ranges"). No player asks for more than a few, while a header of
+//     thousands of one-byte ranges would cost a part header each, making
+//     the answer bigger than the object, and for a library in an object
+//     store a ranged GET each.
 //
 // A range set none of whose ranges can be satisfied, and a malformed one
 // (bytes=abc, bytes=5-1, bytes=-+0: ServeContent would serve some of
@@ -47,12 +53,31 @@ func NormalizeRange(h http.Header) {
 		return
 	}
 	set, ok := canonicalRangeSet(r[len(unit):])
+	if ok && ranges(set) > MaxRanges {
+		delete(h, "Range")
+		return
+	}
 	if !ok {
 		set = unsatisfiable
 	}
 	if n := unit + set; n != v[0] || len(v) > 1 {
 		h["Range"] = []string{n}
 	}
+}
+
+// MaxRanges is the most ranges one request is answered range by range.
+const MaxRanges = 32
+
+// ranges counts the ranges of a well-formed set, whose empty elements do
+// not count.
+func ranges(set string) int {
+	n := 0
+	for part := range strings.SplitSeq(set, ",") {
+		if strings.Trim(part, blanks) != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // blanks are what ServeContent trims around ranges and their numbers.

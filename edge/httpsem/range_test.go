@@ -41,6 +41,10 @@ func TestNormalizeRange(t *testing.T) {
 		{[]string{"bytes=,"}, []string{"bytes=9223372036854775807-"}},
 		{[]string{"bytes=-+0"}, []string{"bytes=9223372036854775807-"}},
 		{[]string{"bytes= 0 - 1 ,, 2-3"}, []string{"bytes= 0 - 1 ,, 2-3"}},
+		{[]string{manyRanges(MaxRanges)}, []string{manyRanges(MaxRanges)}},
+		{[]string{manyRanges(MaxRanges) + ",,"}, []string{manyRanges(MaxRanges) + ",,"}},
+		{[]string{manyRanges(MaxRanges + 1)}, nil},
+		{[]string{manyRanges(MaxRanges+1) + ",5-1"}, []string{"bytes=9223372036854775807-"}},
 	} {
 		h := http.Header{}
 		if c.in != nil {
@@ -51,6 +55,15 @@ func TestNormalizeRange(t *testing.T) {
 			t.Errorf("%q: %q, want %q", c.in, got, c.want)
 		}
 	}
+}
+
+// manyRanges is a set of n one-byte ranges.
+func manyRanges(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf("%d-%d", i, i)
+	}
+	return "bytes=" + strings.Join(parts, ",")
 }
 
 // TestServeContentAfterNormalizeRange: what a client gets from ServeContent
