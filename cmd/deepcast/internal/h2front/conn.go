@@ -45,6 +45,8 @@ type stream struct {
 	cancel       context.CancelFunc // the handler's context, or nil
 	pendingCred  int64              // consumed receive window not yet returned
 	deadline     time.Time          // a handler's write deadline, when it set one
+	working      bool               // a goroutine answers it (a handler, or Respond after Instant)
+	orphan       bool               // reset while that goroutine still runs
 }
 
 // conn is one HTTP/2 connection. Its goroutine (serve) reads and
@@ -75,6 +77,14 @@ type conn struct {
 	closed        bool
 	closeErr      error
 	active        int // open streams
+	// orphans are streams reset while their goroutine still runs: they
+	// count against the concurrency limit until it returns, or a peer
+	// that resets each stream it opens (CVE-2023-44487, "rapid reset")
+	// would start goroutines, and upstream fetches, without bound.
+	orphans int
+	// refusedForOrphans counts the streams refused in a row because of
+	// orphans; a peer that keeps opening them is told to calm down.
+	refusedForOrphans int
 
 	wmu       sync.Mutex
 	out       []byte // frames not yet written
@@ -466,6 +476,10 @@ func (c *conn) endStream(st *stream, reset bool, err error) {
 	delete(c.streams, st.id)
 	if reset {
 		st.reset = true
+		if st.working && !st.orphan {
+			st.orphan = true
+			c.orphans++
+		}
 	}
 	st.localClosed = true
 	c.active--
@@ -525,6 +539,14 @@ func (c *conn) openStream(id uint32, remoteClosed bool, declared int64) (*stream
 	if uint32(c.active) >= c.s.maxStreams() {
 		return nil, streamError{id, http2.ErrCodeRefusedStream}
 	}
+	if uint32(c.active+c.orphans) >= c.s.maxStreams() {
+		c.refusedForOrphans++
+		if c.refusedForOrphans > 4*int(c.s.maxStreams()) {
+			return nil, connError{http2.ErrCodeEnhanceYourCalm, "streams reset faster than their handlers end"}
+		}
+		return nil, streamError{id, http2.ErrCodeRefusedStream}
+	}
+	c.refusedForOrphans = 0
 	st := &stream{id: id, sendWindow: c.initialWindow, recvWindow: streamRecvWindow, remoteClosed: remoteClosed, declared: declared}
 	c.streams[id] = st
 	if c.active == 0 {
@@ -533,6 +555,26 @@ func (c *conn) openStream(id uint32, remoteClosed bool, declared int64) (*stream
 	c.active++
 	c.s.streams.Add(1)
 	return st, nil
+}
+
+// work runs answer for st on a goroutine of its own, counted against
+// the concurrency limit until it returns, even once st is reset.
+func (c *conn) work(st *stream, answer func()) {
+	c.mu.Lock()
+	st.working = true
+	c.mu.Unlock()
+	go func() {
+		defer func() {
+			c.mu.Lock()
+			st.working = false
+			if st.orphan {
+				st.orphan = false
+				c.orphans--
+			}
+			c.mu.Unlock()
+		}()
+		answer()
+	}()
 }
 
 // goAway tells the peer no new streams will be taken (Shutdown); the

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -615,4 +616,79 @@ func FuzzServerFrames(f *testing.F) {
 			t.Fatalf("the server wrote a malformed frame: %v", err)
 		}
 	})
+}
+
+// TestRapidResetIsBounded: a peer that resets every stream it opens
+// (CVE-2023-44487) cannot have more handlers running than the streams it
+// may open: streams past that are refused, and a peer that keeps at it
+// is told to calm down (GOAWAY ENHANCE_YOUR_CALM).
+func TestRapidResetIsBounded(t *testing.T) {
+	const limit = 8
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	s := &Server{MaxConcurrentStreams: limit, IdleTimeout: time.Minute, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release // a handler busy with something that ignores its context
+	})}
+	defer close(release)
+	client, server := tcpPair(t)
+	go s.ServeConn(server)
+	c := newRawClient(t, client)
+	c.until(func(f http2.Frame) bool { sf, ok := f.(*http2.SettingsFrame); return ok && sf.IsAck() })
+	// The frames are made here and written from another goroutine, which
+	// stops when the server has gone away.
+	var frames bytes.Buffer
+	fw := http2.NewFramer(&frames, nil)
+	open := func(id uint32) {
+		c.hbuf.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "127.0.0.1"}, {":path", "/slow"}} {
+			c.enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		fw.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndStream: true, EndHeaders: true})
+	}
+	// As many streams as allowed, reset once their handlers run.
+	for i := range limit {
+		open(uint32(2*i + 1))
+	}
+	if _, err := client.Write(frames.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); running.Load() < limit; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers started, want %d", running.Load(), limit)
+		}
+	}
+	frames.Reset()
+	for i := range limit {
+		fw.WriteRSTStream(uint32(2*i+1), http2.ErrCodeCancel)
+	}
+	// Then open and reset at once, again and again.
+	for i := limit; i < 200; i++ {
+		open(uint32(2*i + 1))
+		fw.WriteRSTStream(uint32(2*i+1), http2.ErrCodeCancel)
+	}
+	go client.Write(frames.Bytes())
+	var code http2.ErrCode
+	refused := 0
+	c.until(func(f http2.Frame) bool {
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				refused++
+			}
+		case *http2.GoAwayFrame:
+			code = f.ErrCode
+			return true
+		}
+		return false
+	})
+	if n := most.Load(); n > limit {
+		t.Errorf("%d handlers ran at once for a peer allowed %d streams", n, limit)
+	}
+	if code != http2.ErrCodeEnhanceYourCalm || refused == 0 {
+		t.Errorf("GOAWAY %v after %d refused streams, want ENHANCE_YOUR_CALM after some", code, refused)
+	}
 }

@@ -83,7 +83,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 				c.s.answered.Add(1)
 				return c.writeFast(st, q, resp, time.Now())
 			}
-			go c.respondOrHandle(st, req, q)
+			c.work(st, func() { c.respondOrHandle(st, req, q) })
 			return nil
 		}
 		if resp, ok := c.s.Respond(q); ok {
@@ -94,7 +94,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if !st.remoteClosed {
 		st.body = newPipe(c, st)
 	}
-	go c.handle(st, req)
+	c.work(st, func() { c.handle(st, req) })
 	return nil
 }
 
