@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
 
@@ -51,7 +50,7 @@ type Server struct {
 	store *Store // nil with ACME
 	cfg   *tls.Config
 	http  *http.Server
-	h3    *http3.Server
+	h3    *h3Server
 	ln    net.Listener
 	udp   net.PacketConn
 	stop  chan struct{}
@@ -172,15 +171,14 @@ type Fronts struct {
 // Connections go to fronts by the protocol they chose by ALPN, after
 // their handshake; net/http serves the rest.
 func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
-	port := s.ln.Addr().(*net.TCPAddr).Port
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return http.ErrServerClosed
 	}
 	if s.udp != nil {
-		s.h3 = &http3.Server{Handler: h, TLSConfig: http3.ConfigureTLSConfig(s.cfg.Clone()), Port: port,
-			MaxHeaderBytes: base.MaxHeaderBytes, IdleTimeout: base.IdleTimeout, Logger: s.log}
+		// Its own copy, taken before net/http adds "h2" to s.cfg.
+		s.h3 = newH3(h, base, s, s.cfg.Clone())
 	}
 	s.http = &http.Server{Handler: s.Headers(h), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
 		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
@@ -210,7 +208,7 @@ func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 		go func() { errc <- s.acceptTLS(base.ReadHeaderTimeout, h1, h2) }()
 	}
 	if s.h3 != nil {
-		go func() { errc <- s.h3.Serve(s.udp) }()
+		go func() { errc <- s.h3.serve(s.udp) }()
 	}
 	err := <-errc
 	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) || errors.Is(err, quic.ErrServerClosed) {
@@ -297,7 +295,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	var err error
 	if h3 != nil {
-		err = h3.Shutdown(ctx)
+		err = h3.shutdown(ctx)
 	}
 	if s.udp != nil {
 		s.udp.Close()
@@ -328,7 +326,7 @@ func (s *Server) Close() error {
 	hs, h3, fronts := s.http, s.h3, s.fronts
 	s.mu.Unlock()
 	if h3 != nil {
-		h3.Close()
+		h3.close()
 	}
 	if s.udp != nil {
 		s.udp.Close()
