@@ -381,8 +381,8 @@ var (
 	freePortGiven = map[int]bool{}
 )
 
-// portsOutsideEphemeral is a range of ports [lo, hi) below (or, if there is
-// no room there, above) /proc/sys/net/ipv4/ip_local_port_range.
+// portsOutsideEphemeral is a range of ports [lo, hi) outside the kernel's
+// ephemeral range (/proc/sys/net/ipv4/ip_local_port_range).
 func portsOutsideEphemeral() (lo, hi int) {
 	low, high := 32768, 60999 // Linux's default
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
@@ -395,8 +395,19 @@ func portsOutsideEphemeral() (lo, hi int) {
 			}
 		}
 	}
-	if low > 12000 {
-		return 10000, low
+	return portsOutside(low, high)
+}
+
+// portsOutside is the wider of the ports below the ephemeral range
+// [low, high] (from 10000, clear of well-known services) and those above
+// it; with under 1000 either way, any port from 10000.
+func portsOutside(low, high int) (lo, hi int) {
+	lo, hi = 10000, low
+	if 65536-(high+1) > hi-lo {
+		lo, hi = high+1, 65536
 	}
-	return high + 1, 65536
+	if hi-lo < 1000 {
+		return 10000, 65536
+	}
+	return lo, hi
 }
