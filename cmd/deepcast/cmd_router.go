@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,7 @@ func routerCommand() command {
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, upstream = the edge chosen)")
 			check := fs.Duration("check", 2*time.Second, "edge health check interval")
 			statsToken := fs.String("edge-token", "", "bearer token for the edges' /api/stats (their -metrics-token), read for load")
+			self := fs.String("self", "", "this router's base URL as viewers reach it (https://steer.example), in the steering URLs it hands out; default: the -tls-listen address, else -listen's, with the host as written")
 			edgeCA := fs.String("edge-ca", "", "PEM CA to verify https:// edges with (besides the system's)")
 			tf := addTLSFlags(fs)
 			tokenKey := fs.String("token-key", "", "sign viewers' Common Access Tokens with this key file (as `deepcast token -new-key` writes it): a 302 for a manifest carries one for the asset (?cat=…)")
@@ -73,8 +76,21 @@ func routerCommand() command {
 				if err != nil {
 					return err
 				}
+				selfURL := *self
+				if selfURL == "" {
+					selfURL = l.selfURL()
+					if u, err := url.Parse(selfURL); err == nil {
+						if ip, err := netip.ParseAddr(u.Hostname()); err == nil && ip.IsUnspecified() {
+							log.Warn("the router listens on every interface: its steering URLs name "+u.Host+", which viewers cannot reach; give -self", "self", selfURL)
+						}
+					}
+				} else if u, err := url.Parse(selfURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+					l.close()
+					return fmt.Errorf("-self %q: want http(s)://HOST[:PORT], the router's base URL: %w", selfURL, errUsage)
+				}
+				selfURL = strings.TrimSuffix(selfURL, "/")
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
-					Self: l.selfURL(), StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default(), // it names itself
+					Self: selfURL, StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default(), // it names itself
 					AccessLog: accessLogger(*accessLog, "router"), Tokens: tokens})
 				if err != nil {
 					l.close()

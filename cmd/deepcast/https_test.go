@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -509,7 +510,9 @@ func TestRouterOverHTTPS(t *testing.T) {
 	bin := buildBinary(t)
 	lib := mediatest.CopyLibrary(t)
 	ca, leaf := testCerts(t)
-	o, d, r := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	// The router listens on a name, as deployments do: the URLs it hands
+	// out keep the name its certificate is for, not the address.
+	o, d, r := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("localhost:%d", freePort(t))
 	startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log=false")
 	startNode(t, bin, d, "edge", "-listen", "", "-tls-listen", d, "-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-upstream", "http://"+o)
 	edges := filepath.Join(t.TempDir(), "edges.yaml")
@@ -543,9 +546,35 @@ func TestRouterOverHTTPS(t *testing.T) {
 		!strings.Contains(string(body), "https://"+r+"/steering") {
 		t.Errorf("steering MPD over HTTPS: %s\n%s", resp.Status, body)
 	}
+	resp, body = getBody(t, c, "https://"+r+"/steering?asset="+mediatest.AssetName+"&_DASH_pathway=deep")
+	var sm struct {
+		Reload string `json:"RELOAD-URI"`
+	}
+	if err := json.Unmarshal(body, &sm); err != nil || !strings.HasPrefix(sm.Reload, "https://"+r+"/steering?") {
+		t.Errorf("steering manifest: %s %s, want RELOAD-URI on https://%s", resp.Status, body, r)
+	}
 	c.CheckRedirect = nil
 	if resp, _ := getBody(t, c, "https://"+r+seg); resp.StatusCode != 200 || resp.Request.URL.Host != d {
 		t.Errorf("following the redirect: %s from %s", resp.Status, resp.Request.URL)
+	}
+
+	// -self names the router as viewers reach it (a load balancer's name).
+	r2 := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startNode(t, bin, r2, "router", "-edges", edges, "-listen", r2, "-self", "https://steer.example/", "-edge-ca", ca, "-dns", "", "-check", "500ms")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, body = getBody(t, http.DefaultClient, "http://"+r2+seg+"?route=steering")
+		if resp.StatusCode == 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(string(body), "https://steer.example/steering?asset=") {
+		t.Errorf("steering MPD of a router with -self: %s\n%s", resp.Status, body)
+	}
+	for _, bad := range []string{"ftp://steer.example", "https://", "https://steer.example/path", "steer.example"} {
+		out, err := exec.Command(bin, "router", "-edges", edges, "-listen", "127.0.0.1:0", "-dns", "", "-self", bad).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "-self") {
+			t.Errorf("-self %q: %v\n%s", bad, err, out)
+		}
 	}
 }
 
@@ -582,6 +611,28 @@ func TestCertCommandAndHSTS(t *testing.T) {
 		resp, _ := getBody(t, clientFor(t, ca, nil, false), "https://"+addr+"/vod/"+mediatest.AssetName+"/manifest.mpd")
 		if got := resp.Header.Get("Strict-Transport-Security") != ""; got != hsts {
 			t.Errorf("-hsts=%v: Strict-Transport-Security %q", hsts, resp.Header.Get("Strict-Transport-Security"))
+		}
+	}
+}
+
+// TestNodeHostPort: a node's URL keeps the host its listen address named,
+// with the port it got; an address that names every interface (or none)
+// gives the listener's own.
+func TestNodeHostPort(t *testing.T) {
+	for _, c := range []struct{ host, addr, want string }{
+		{"router.cdn.example", "203.0.113.5:443", "router.cdn.example:443"},
+		{"localhost", "127.0.0.1:34567", "localhost:34567"}, // asked for port 0
+		{"::1", "[::1]:80", "[::1]:80"},
+		{"", "[::]:443", "[::]:443"},
+		{"0.0.0.0", "0.0.0.0:8000", "0.0.0.0:8000"},
+		{"::", "[::]:8000", "[::]:8000"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := nodeHostPort(c.host, addr); got != c.want {
+			t.Errorf("%q on %s: %s, want %s", c.host, c.addr, got, c.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -64,6 +65,10 @@ func (f tlsFlags) options() (tlsserve.Options, error) {
 type nodeListeners struct {
 	plain net.Listener // nil: no cleartext listener
 	tls   *tlsserve.Server
+	// plainHost and tlsHost are the hosts the listen addresses named:
+	// a node's URL keeps a name as given (its certificate is for the
+	// name, not for the address the name resolved to).
+	plainHost, tlsHost string
 }
 
 // openNodeListeners opens the cleartext listener (unless addr is empty)
@@ -80,6 +85,7 @@ func openNodeListeners(addr string, o tlsserve.Options, log *slog.Logger) (nodeL
 			return l, err
 		}
 		l.plain = ln
+		l.plainHost, _, _ = net.SplitHostPort(addr)
 	}
 	if o.Enabled() {
 		ts, err := tlsserve.New(o, log)
@@ -88,6 +94,7 @@ func openNodeListeners(addr string, o tlsserve.Options, log *slog.Logger) (nodeL
 			return l, err
 		}
 		l.tls = ts
+		l.tlsHost, _, _ = net.SplitHostPort(o.Listen)
 	}
 	return l, nil
 }
@@ -181,9 +188,20 @@ func (l nodeListeners) addrs() []net.Addr {
 // selfURL is the base URL a node is reached at: HTTPS when it has it.
 func (l nodeListeners) selfURL() string {
 	if l.tls != nil {
-		return "https://" + l.tls.Addr().String()
+		return "https://" + nodeHostPort(l.tlsHost, l.tls.Addr())
 	}
-	return "http://" + l.plain.Addr().String()
+	return "http://" + nodeHostPort(l.plainHost, l.plain.Addr())
+}
+
+// nodeHostPort is host (as the listen address gave it) with the port the
+// listener got, or the listener's address when host is empty or names
+// every interface, which no client can reach it by.
+func nodeHostPort(host string, a net.Addr) string {
+	_, port, err := net.SplitHostPort(a.String())
+	if ip, perr := netip.ParseAddr(host); host == "" || err != nil || (perr == nil && ip.IsUnspecified()) {
+		return a.String()
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // serveNode runs every listener of a node (cleartext, -admin-listen,
