@@ -33,6 +33,7 @@ func TestFleetFromTheDeployConfigs(t *testing.T) {
 	addrs := map[string]string{}
 	for _, a := range []string{"origin-1.internal:8080", "origin-2.internal:8080", "origin-1.internal:9101", "origin-2.internal:9101",
 		"home-1.internal:8080", "home-2.internal:8080", "home-1.internal:9102", "home-2.internal:9102",
+		"home-1.cdn.example:443", "home-2.cdn.example:443",
 		"deep-1.cdn.example:443", "deep-2.cdn.example:443", "deep-1.internal:9103", "deep-2.internal:9103",
 		"router.cdn.example:443", "router.internal:8080", "router.cdn.example:53"} {
 		addrs[a] = port()
@@ -53,13 +54,13 @@ func TestFleetFromTheDeployConfigs(t *testing.T) {
 			s = strings.ReplaceAll(s, k, addrs[k])
 		}
 		// URLs of the HTTPS listeners carry no port in the files (443).
-		for _, n := range []string{"deep-1", "deep-2"} {
+		for _, n := range []string{"deep-1", "deep-2", "home-1", "home-2"} {
 			s = strings.ReplaceAll(s, "https://"+n+".cdn.example", "https://"+addrs[n+".cdn.example:443"])
 		}
 		s = strings.ReplaceAll(s, "/srv/deepcast/library", lib)
 		s = strings.ReplaceAll(s, "/var/cache/deepcast-edge", filepath.Join(dir, strings.TrimSuffix(file, ".yaml")+"-disk"))
 		s = strings.ReplaceAll(s, "/etc/deepcast/edges.yaml", filepath.Join(dir, "edges.yaml"))
-		for _, n := range []string{"deep-1", "deep-2", "router"} {
+		for _, n := range []string{"deep-1", "deep-2", "home-1", "home-2", "router"} {
 			s = strings.ReplaceAll(s, "/etc/deepcast/tls/"+n+"-key.pem", leaf.Key)
 			s = strings.ReplaceAll(s, "/etc/deepcast/tls/"+n+".pem", leaf.Cert)
 		}
@@ -107,6 +108,33 @@ func TestFleetFromTheDeployConfigs(t *testing.T) {
 	for _, d := range []string{"deep-1", "deep-2"} {
 		mediatest.CheckDecodesAll(t, "https://"+addrs[d+".cdn.example:443"]+"/vod/"+mediatest.AssetName+"/manifest.mpd", 2, frames, "-ca_file", ca)
 	}
+	// The router reaches every edge at the URL it would send viewers to:
+	// the bring-home pair too (its fallback), over HTTPS.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var st struct {
+			Edges []struct {
+				Name string `json:"name"`
+				Up   bool   `json:"up"`
+			} `json:"edges"`
+		}
+		if resp, err := http.Get("http://" + addrs["router.internal:8080"] + "/api/stats"); err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		up := 0
+		for _, e := range st.Edges {
+			if e.Up {
+				up++
+			}
+		}
+		if up == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the router sees %+v, want 4 edges up", st.Edges)
+		}
+	}
+	mediatest.CheckDecodesAll(t, "https://"+addrs["home-1.cdn.example:443"]+"/vod/"+mediatest.AssetName+"/manifest.mpd", 2, frames, "-ca_file", ca)
 	// The router sends a viewer to an enter-deep node (they are healthy).
 	c := clientFor(t, ca, nil, false)
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
