@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -52,6 +56,49 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	out, err := exec.Command("systemd-analyze", append([]string{"verify"}, names...)...).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestUnitsAllowWhatTheConfigsAsk: each deploy config's service unit lets
+// the node do what the config asks: a listener below port 1024 needs
+// CAP_NET_BIND_SERVICE, a TLS key needs the group it is read through (the
+// units run as a throwaway user).
+func TestUnitsAllowWhatTheConfigsAsk(t *testing.T) {
+	configs, _ := filepath.Glob(filepath.Join(deployDir(), "config", "*.yaml"))
+	checked := 0
+	for _, c := range configs {
+		unit := map[string]string{"origin": "deepcast-origin", "home": "deepcast-edge", "deep": "deepcast-edge", "router": "deepcast-router"}[strings.SplitN(strings.TrimSuffix(filepath.Base(c), ".yaml"), "-", 2)[0]]
+		if unit == "" {
+			continue // edges.yaml: the router's edge list
+		}
+		data, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := yaml.Unmarshal(data, &cfg); err != nil {
+			t.Fatalf("%s: %v", c, err)
+		}
+		text, err := os.ReadFile(filepath.Join(deployDir(), "systemd", unit+".service"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked++
+		for _, key := range []string{"listen", "tls-listen", "dns", "admin-listen"} {
+			addr, _ := cfg[key].(string)
+			if _, port, err := net.SplitHostPort(addr); err == nil {
+				if n, _ := strconv.Atoi(port); n < 1024 && (!strings.Contains(string(text), "\nAmbientCapabilities=CAP_NET_BIND_SERVICE") ||
+					!strings.Contains(string(text), "\nCapabilityBoundingSet=CAP_NET_BIND_SERVICE")) {
+					t.Errorf("%s: %s %s, and %s cannot bind below 1024", filepath.Base(c), key, addr, unit)
+				}
+			}
+		}
+		if cfg["tls-key"] != nil && !strings.Contains(string(text), "\nSupplementaryGroups=ssl-cert") {
+			t.Errorf("%s: a TLS key, which %s's throwaway user cannot read", filepath.Base(c), unit)
+		}
+	}
+	if checked < 7 {
+		t.Errorf("%d configs checked, want the fleet's 7", checked)
 	}
 }
 
