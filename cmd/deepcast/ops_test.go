@@ -96,6 +96,9 @@ func TestUnitsAllowWhatTheConfigsAsk(t *testing.T) {
 		if cfg["tls-key"] != nil && !strings.Contains(string(text), "\nSupplementaryGroups=ssl-cert") {
 			t.Errorf("%s: a TLS key, which %s's throwaway user cannot read", filepath.Base(c), unit)
 		}
+		if !strings.Contains(string(text), "\nStateDirectory="+unit+"\n") {
+			t.Errorf("%s: no StateDirectory=%s for -acme-dir /var/lib/%s/acme", unit, unit, unit)
+		}
 	}
 	if checked < 7 {
 		t.Errorf("%d configs checked, want the fleet's 7", checked)
