@@ -597,10 +597,21 @@ func TestBrowserDashboardTellsPrivateFromDown(t *testing.T) {
 	t.Cleanup(ots.Close)
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
+	// A node whose stats put markup where figures belong, in every kind
+	// of card: the page shows it as text, never runs it.
+	hostile := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Content-Type", "application/json")
+		const bad = `"<img src=x onerror=\"window.pwned=1\">"`
+		fmt.Fprintf(w, `{"requests":%[1]s,"assets":%[1]s,"jobsRunning":%[1]s,"hits":%[1]s,"misses":%[1]s,"stale":%[1]s,"coalesced":%[1]s,"prefetches":%[1]s,"hitRatio":%[1]s,"strategy":%[1]s,"edges":[{"name":%[1]s,"up":true,"load":%[1]s}]}`, bad)
+	}))
+	t.Cleanup(hostile.Close)
 	ln := httptest.NewUnstartedServer(nil)
 	edgeURL := "http://" + ln.Listener.Addr().String()
 	nodes := []web.Node{{Name: "origin", Role: "origin", URL: ots.URL}, {Name: "deep", Role: edge.EnterDeep, URL: edgeURL},
-		{Name: "gone", Role: edge.EnterDeep, URL: dead.URL}}
+		{Name: "gone", Role: edge.EnterDeep, URL: dead.URL},
+		{Name: "bad-origin", Role: "origin", URL: hostile.URL}, {Name: "bad-edge", Role: edge.EnterDeep, URL: hostile.URL},
+		{Name: "bad-router", Role: "router", URL: hostile.URL}}
 	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
 		MetricsToken: "ops-secret", Logger: discard(), Web: web.Handler(web.Config{Self: "deep", Nodes: nodes, ModulesDir: modules, Logger: discard()})})
 	if err != nil {
@@ -616,21 +627,27 @@ func TestBrowserDashboardTellsPrivateFromDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	type seen struct {
-		Origin, Private, Down bool
+		Origin, Private, Down, Hostile, Ran bool
+		Markup                              int
 	}
 	var got seen
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		got, err = chromedp.Run(ctx, chromedp.Evaluate[seen](`(() => { const d = window.deepcastNodes || {};
-			return {Origin: !!(d.origin && d.origin.requests !== undefined), Private: !!(d.deep && d.deep.private && !d.deep.down), Down: !!(d.gone && d.gone.down)}; })()`))
+			return {Origin: !!(d.origin && d.origin.requests !== undefined), Private: !!(d.deep && d.deep.private && !d.deep.down), Down: !!(d.gone && d.gone.down),
+				Hostile: !!(d['bad-origin'] && d['bad-edge'] && d['bad-router']) && document.getElementById('nodes').children.length === 6,
+				Ran: window.pwned !== undefined, Markup: document.querySelectorAll('#nodes img').length}; })()`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Origin && got.Private && got.Down {
+		if got.Origin && got.Private && got.Down && got.Hostile {
 			break
 		}
 	}
-	if !got.Origin || !got.Private || !got.Down {
-		t.Errorf("dashboard: origin with stats %v, token-guarded edge private %v, dead node down %v; want all true", got.Origin, got.Private, got.Down)
+	if !got.Origin || !got.Private || !got.Down || !got.Hostile {
+		t.Errorf("dashboard: origin with stats %v, token-guarded edge private %v, dead node down %v, hostile nodes shown %v; want all true", got.Origin, got.Private, got.Down, got.Hostile)
+	}
+	if got.Ran || got.Markup > 0 {
+		t.Errorf("a node's stats became markup on the dashboard: %d img elements, script ran %v", got.Markup, got.Ran)
 	}
 }
 

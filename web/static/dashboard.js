@@ -18,7 +18,7 @@ function card(node, s, rates, err, tag = 'down') {
     return `<div class="panel node"><h3>${esc(node.name)} <span class="tag ${tag === 'down' ? 'down' : 'stale'}">${esc(tag)}</span></h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div><p class="muted">${esc(err)}</p></div>`;
   }
   if (node.role === 'router') {
-    const rows = (s.edges || []).map((e) => `<tr><th>${esc(e.name)}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${e.load.toFixed(1)} req/s</td></tr>`).join('');
+    const rows = (s.edges || []).map((e) => `<tr><th>${esc(e.name)}</th><td><span class="tag ${e.up ? 'hit' : 'down'}">${e.up ? 'up' : 'down'}</span> ${Number(e.load || 0).toFixed(1)} req/s</td></tr>`).join('');
     return `<div class="panel node"><h3>${esc(node.name)}</h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div>
       <table><tr><th>strategy</th><td>${esc(s.strategy)}</td></tr>${rows}</table></div>`;
   }
@@ -27,9 +27,9 @@ function card(node, s, rates, err, tag = 'down') {
       <table>
         <tr><th>requests/s</th><td>${rates.rps.toFixed(1)}</td></tr>
         <tr><th>sent/s</th><td>${fmtBytes(rates.sent)}</td></tr>
-        <tr><th>requests</th><td>${s.requests}</td></tr>
-        <tr><th>assets</th><td>${s.assets}</td></tr>
-        <tr><th>jobs running</th><td>${s.jobsRunning}</td></tr>
+        <tr><th>requests</th><td>${count(s.requests)}</td></tr>
+        <tr><th>assets</th><td>${count(s.assets)}</td></tr>
+        <tr><th>jobs running</th><td>${count(s.jobsRunning)}</td></tr>
       </table></div>`;
   }
   const ratio = s.hitRatio || 0;
@@ -43,9 +43,9 @@ function card(node, s, rates, err, tag = 'down') {
       <tr><th>hit ratio</th><td>${(ratio * 100).toFixed(1)} %</td></tr>
       <tr><th>requests/s</th><td>${rates.rps.toFixed(1)}</td></tr>
       ${tiers}
-      <tr><th>hits · misses · stale</th><td>${s.hits} · ${s.misses} · ${s.stale}</td></tr>
-      <tr><th>coalesced waits</th><td>${s.coalesced}</td></tr>
-      <tr><th>prefetches</th><td>${s.prefetches}</td></tr>
+      <tr><th>hits · misses · stale</th><td>${count(s.hits)} · ${count(s.misses)} · ${count(s.stale)}</td></tr>
+      <tr><th>coalesced waits</th><td>${count(s.coalesced)}</td></tr>
+      <tr><th>prefetches</th><td>${count(s.prefetches)}</td></tr>
       <tr><th>objects</th><td>${objects}</td></tr>
       <tr><th>upstreams</th><td>${ups}</td></tr>
     </table></div>`;

@@ -4,3 +4,7 @@
 'use strict';
 
 const esc = (v) => String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
+
+// count shows a figure a node reports: a finite number as it is, anything
+// else (a node that sends a string where a count belongs) as a dash.
+const count = (v) => (typeof v === 'number' && Number.isFinite(v) ? String(v) : '–');
