@@ -57,9 +57,17 @@ func TestNorPrefetchStaysInTheRendition(t *testing.T) {
 		}
 	}
 	o.mu.Unlock()
-	// Only 9.m4s (a relative name in the same rendition) may be fetched.
-	if got := vodRequests() - before; got > 1 || len(stray) > 0 {
+	// None: 9.m4s is in the same rendition but further ahead than a
+	// player's next request.
+	if got := vodRequests() - before; got > 0 || len(stray) > 0 {
 		t.Errorf("hostile nor values caused %d upstream requests (paths outside the rendition: %v)", got, stray)
+	}
+	// The next few segments are followed; one past them is not.
+	fetch(t, ts.URL+"/vod/a/v/1.m4s?CMCD="+urlEncode(fmt.Sprintf(`nor="%d.m4s"`, 1+maxNorAhead+1)))
+	fetch(t, ts.URL+"/vod/a/v/1.m4s?CMCD="+urlEncode(fmt.Sprintf(`nor="%d.m4s"`, 1+maxNorAhead)))
+	waitFor(t, "the segment nor names prefetched", func() bool { return o.count(fmt.Sprintf("/vod/a/v/%d.m4s", 1+maxNorAhead)) == 1 })
+	if c := o.count(fmt.Sprintf("/vod/a/v/%d.m4s", 1+maxNorAhead+1)); c != 0 {
+		t.Errorf("nor %d segments ahead was fetched %d times", maxNorAhead+1, c)
 	}
 	// A segment that left the cache may be prefetched again.
 	fetch(t, ts.URL+"/vod/a/v/2.m4s")

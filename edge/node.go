@@ -871,10 +871,15 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 	})
 }
 
+// maxNorAhead is how far past the requested segment a CMCD nor may point:
+// a player names the next request there, while any farther segment would
+// let each cache hit make the node fetch a segment of the client's choice.
+const maxNorAhead = 4
+
 // sameRenditionSegment resolves a CMCD nor against the request r for the
 // segment p and returns the segment it names, when nor is a relative
-// reference (no scheme, no host, no absolute path) to a later segment of
-// the same asset and rendition.
+// reference (no scheme, no host, no absolute path) to one of the next
+// maxNorAhead segments of the same asset and rendition.
 func sameRenditionSegment(r *http.Request, p objectPath, nor string) (objectPath, bool) {
 	if nor == "" || strings.HasPrefix(nor, "/") || strings.Contains(nor, "\\") {
 		return objectPath{}, false
@@ -889,7 +894,7 @@ func sameRenditionSegment(r *http.Request, p objectPath, nor string) (objectPath
 	}
 	u := base.ResolveReference(&url.URL{Path: ref.Path, RawPath: ref.RawPath})
 	np, ok := parseObjectPath(u.EscapedPath())
-	if !ok || np.Kind != "segment" || np.Asset != p.Asset || np.Rendition != p.Rendition || np.Segment <= p.Segment {
+	if !ok || np.Kind != "segment" || np.Asset != p.Asset || np.Rendition != p.Rendition || np.Segment <= p.Segment || np.Segment > p.Segment+maxNorAhead {
 		return objectPath{}, false
 	}
 	return np, true
