@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -79,10 +78,8 @@ func routerCommand() command {
 				selfURL := *self
 				if selfURL == "" {
 					selfURL = l.selfURL()
-					if u, err := url.Parse(selfURL); err == nil {
-						if ip, err := netip.ParseAddr(u.Hostname()); err == nil && ip.IsUnspecified() {
-							log.Warn("the router listens on every interface: its steering URLs name "+u.Host+", which viewers cannot reach; give -self", "self", selfURL)
-						}
+					if u, err := url.Parse(selfURL); err == nil && everyInterface(u.Hostname()) {
+						log.Warn("the router listens on every interface: its steering URLs name "+u.Host+", which viewers cannot reach; give -self", "self", selfURL)
 					}
 				} else if u, err := url.Parse(selfURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
 					l.close()

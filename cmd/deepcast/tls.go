@@ -198,10 +198,17 @@ func (l nodeListeners) selfURL() string {
 // every interface, which no client can reach it by.
 func nodeHostPort(host string, a net.Addr) string {
 	_, port, err := net.SplitHostPort(a.String())
-	if ip, perr := netip.ParseAddr(host); host == "" || err != nil || (perr == nil && ip.IsUnspecified()) {
+	if err != nil || everyInterface(host) {
 		return a.String()
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// everyInterface reports a listen host that names no one address (empty,
+// 0.0.0.0, ::), so no client can reach a node by it.
+func everyInterface(host string) bool {
+	ip, err := netip.ParseAddr(host)
+	return host == "" || (err == nil && ip.IsUnspecified())
 }
 
 // serveNode runs every listener of a node (cleartext, -admin-listen,

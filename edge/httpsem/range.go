@@ -52,8 +52,8 @@ func NormalizeRange(h http.Header) {
 		delete(h, "Range")
 		return
 	}
-	set, ok := canonicalRangeSet(r[len(unit):])
-	if ok && ranges(set) > MaxRanges {
+	set, n, ok := canonicalRangeSet(r[len(unit):])
+	if ok && n > MaxRanges {
 		delete(h, "Range")
 		return
 	}
@@ -68,18 +68,6 @@ func NormalizeRange(h http.Header) {
 // MaxRanges is the most ranges one request is answered range by range.
 const MaxRanges = 32
 
-// ranges counts the ranges of a well-formed set, whose empty elements do
-// not count.
-func ranges(set string) int {
-	n := 0
-	for part := range strings.SplitSeq(set, ",") {
-		if strings.Trim(part, blanks) != "" {
-			n++
-		}
-	}
-	return n
-}
-
 // blanks are what ServeContent trims around ranges and their numbers.
 const blanks = " \t\r\n"
 
@@ -89,9 +77,10 @@ var unsatisfiable = maxPosition + "-"
 // canonicalRangeSet rewrites a byte-range set (what follows "bytes=") so
 // that every number fits an int64, without changing what it asks for, and
 // drops the ranges no representation can satisfy (unsatisfiable when that
-// leaves none). It reports false for a set that is not well formed, and
-// returns set itself when nothing needs rewriting.
-func canonicalRangeSet(set string) (string, bool) {
+// leaves none), and counts the ranges it keeps. It reports false for a set
+// that is not well formed, and returns set itself when nothing needs
+// rewriting.
+func canonicalRangeSet(set string) (string, int, bool) {
 	var specs []string
 	changed := false
 	for part := range strings.SplitSeq(set, ",") {
@@ -104,7 +93,7 @@ func canonicalRangeSet(set string) (string, bool) {
 		// ServeContent reads blanks around the dash too.
 		first, last = strings.Trim(first, blanks), strings.Trim(last, blanks)
 		if !ok || (last != "" && !digits(last)) || (first != "" && !digits(first)) || (first == "" && last == "") {
-			return "", false
+			return "", 0, false
 		}
 		f, fOver := position(first)
 		l, lOver := position(last)
@@ -118,7 +107,7 @@ func canonicalRangeSet(set string) (string, bool) {
 			changed = true
 			continue
 		case first != "" && last != "" && !lOver && l < f:
-			return "", false
+			return "", 0, false
 		case lOver && first == "":
 			spec, changed = "-"+maxPosition, true
 		case lOver:
@@ -128,13 +117,13 @@ func canonicalRangeSet(set string) (string, bool) {
 	}
 	switch {
 	case len(specs) == 0 && changed:
-		return unsatisfiable, true
+		return unsatisfiable, 0, true
 	case len(specs) == 0:
-		return "", false
+		return "", 0, false
 	case !changed:
-		return set, true
+		return set, len(specs), true
 	}
-	return strings.Join(specs, ","), true
+	return strings.Join(specs, ","), len(specs), true
 }
 
 // digits reports a non-empty string of ASCII digits.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -45,11 +46,11 @@ type h3Server struct {
 
 // newH3 makes the HTTP/3 server of h with base's limits and cfg's
 // certificates.
-func newH3(h http.Handler, base *http.Server, s *Server, cfg *tls.Config) *h3Server {
+func newH3(h http.Handler, base *http.Server, cfg *tls.Config, log *slog.Logger) *h3Server {
 	hs := &h3Server{tls: http3.ConfigureTLSConfig(cfg), headerTimeout: base.ReadHeaderTimeout, readTimeout: base.ReadTimeout,
 		conns: map[*quic.Conn]struct{}{}}
 	hs.grace, hs.graceCancel = context.WithCancel(context.Background())
-	hs.srv = &http3.Server{Handler: hs.bodyDeadline(h), MaxHeaderBytes: base.MaxHeaderBytes, IdleTimeout: base.IdleTimeout, Logger: s.log}
+	hs.srv = &http3.Server{Handler: hs.bodyDeadline(h), MaxHeaderBytes: base.MaxHeaderBytes, IdleTimeout: base.IdleTimeout, Logger: log}
 	return hs
 }
 
@@ -141,16 +142,13 @@ func (hs *h3Server) serveConn(conn *quic.Conn) {
 	}
 	// Shutting down: refuse what opens now, until the requests under way
 	// are done and their answers have left.
+	refuse, stop := context.WithCancel(conn.Context())
 	done := make(chan struct{})
 	go func() {
 		requests.Wait()
 		drained(conn)
-		close(done)
-	}()
-	refuse, stop := context.WithCancel(conn.Context())
-	go func() {
-		<-done
 		stop()
+		close(done)
 	}()
 	for {
 		str, err := conn.AcceptStream(refuse)

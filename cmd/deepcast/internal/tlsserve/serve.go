@@ -178,7 +178,7 @@ func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 	}
 	if s.udp != nil {
 		// Its own copy, taken before net/http adds "h2" to s.cfg.
-		s.h3 = newH3(h, base, s, s.cfg.Clone())
+		s.h3 = newH3(h, base, s.cfg.Clone(), s.log)
 	}
 	s.http = &http.Server{Handler: s.Headers(h), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
 		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
