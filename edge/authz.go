@@ -99,6 +99,7 @@ type PlainRequest struct {
 	Secure bool   // arrived over TLS
 	Token  string // the CTA-Common-Access-Token header
 	Cookie string // the Cookie header(s)
+	Loop   string // the CDN-Loop header(s), joined with ", "; "" for none
 }
 
 // fastAuth runs the token check for a fast-path request. It returns the

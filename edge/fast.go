@@ -70,10 +70,14 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 	}
 	key := cacheKey(path, query, n.queryKeys(path))
 	var r *http.Request // nil: a plain GET of path, which resolve needs no request for
-	if query != "" {
+	if query != "" || q.Loop != "" {
 		// The query (CMCD, usually) names the prefetch target (nor) and
-		// goes upstream untouched on a miss, as it does from ServeHTTP.
+		// goes upstream untouched on a miss, as it does from ServeHTTP;
+		// so does a parent's CDN-Loop, which a miss must check.
 		r = plainRequest(path, query)
+		if q.Loop != "" {
+			r.Header[loopHeader] = []string{q.Loop}
+		}
 	}
 	var o *object
 	tier := "memory"

@@ -27,6 +27,10 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 	if !n.guardObject(w, r) {
 		return
 	}
+	if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
+		httpError(w, http.StatusLoopDetected, "loop detected: "+why+"; check the edges' -upstream settings")
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxLicenceBody+1))
 	if err != nil || len(body) > maxLicenceBody {
 		httpError(w, http.StatusRequestEntityTooLarge, "licence request too large")
@@ -35,6 +39,7 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), n.cfg.FetchTimeout)
 	defer cancel()
 	path := "/vod/" + asset + "/clearkey"
+	looped := false
 	for _, up := range n.pool.order(path) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, up.url.String()+path, bytes.NewReader(body))
 		if err != nil {
@@ -42,6 +47,7 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 		}
 		req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 		req.Header["Via"] = n.via
+		n.addLoopEntry(req, r)
 		resp, err := n.client.Do(req)
 		if err != nil {
 			n.pool.markFailure(up, err)
@@ -49,6 +55,7 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 		}
 		answer, err := io.ReadAll(io.LimitReader(resp.Body, maxLicenceBody+1))
 		resp.Body.Close()
+		looped = looped || resp.StatusCode == http.StatusLoopDetected
 		if err != nil || len(answer) > maxLicenceBody || resp.StatusCode >= 500 {
 			continue // the next upstream may do better
 		}
@@ -58,6 +65,10 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", "no-store")
 		w.WriteHeader(resp.StatusCode)
 		_, _ = w.Write(answer)
+		return
+	}
+	if looped {
+		httpError(w, http.StatusLoopDetected, "loop detected upstream; check the edges' -upstream settings")
 		return
 	}
 	w.Header().Set("Retry-After", "2")

@@ -45,7 +45,8 @@ type Node struct {
 	metrics  *nodeMetrics
 	handler  http.Handler
 
-	via []string // this node's Via header value
+	via    []string // this node's Via header value
+	loopID string   // this node's identity in CDN-Loop (loop.go)
 	// maxMemObject is the largest object read into memory; larger ones
 	// are spooled (large.go). inflightBudget bounds the bytes of all
 	// in-memory reads at once; a read that does not fit is spooled too.
@@ -66,7 +67,7 @@ func New(cfg Config) (*Node, error) {
 	if err := cfg.applyDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4), via: []string{"1.1 " + cfg.Name}}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4), via: []string{"1.1 " + cfg.Name}, loopID: newLoopID()}
 	tr := cfg.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -235,6 +236,9 @@ type errUpstream struct {
 	// 502): that is not this upstream's failure, and does not count
 	// against its health (its /healthz probe decides).
 	answered bool
+	// loop: the upstream answered 508 Loop Detected, which the node passes
+	// on, so that the client learns what is wrong.
+	loop bool
 }
 
 func (e *errUpstream) Error() string { return e.err.Error() }
@@ -371,6 +375,7 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		}
 	}
 	req.Header.Set("Via", "1.1 "+n.cfg.Name)
+	n.addLoopEntry(req, r)
 	if toSibling {
 		req.Header.Set(siblingHeader, n.cfg.Name)
 	}
@@ -396,7 +401,8 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	}()
 	if resp.StatusCode >= 500 {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true}
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true,
+			loop: resp.StatusCode == http.StatusLoopDetected}
 	}
 	now := time.Now()
 	res := &rawFetch{policy: n.applyRule(r.URL.Path, parsePolicy(resp.Header, now))}
@@ -653,6 +659,14 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			return outcome{big: b, tier: "upstream", cacheStatus: n.cfg.Name + "; fwd=uri-miss; collapsed; detail=streamed"}
 		}
 	}
+	if r != nil {
+		if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
+			n.stats.errors.Add(1)
+			n.log.Warn("upstream loop", "key", key, "err", why, "cdn_loop", strings.Join(r.Header[loopHeader], ", "))
+			return outcome{errCode: http.StatusLoopDetected, errMsg: "loop detected: " + why + "; check the edges' -upstream settings",
+				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=loop-detected"}
+		}
+	}
 	r = orPlain(r, path)
 	res, shared, err := n.fetch(r, key, o, fromSibling)
 	collapsed := ""
@@ -674,6 +688,10 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			code = http.StatusGatewayTimeout
 		}
 		n.log.Warn("upstream fetch failed", "key", key, "err", err)
+		if errors.As(err, &ue) && ue.loop {
+			return outcome{errCode: http.StatusLoopDetected, errMsg: "loop detected upstream; check the edges' -upstream settings",
+				cacheStatus: n.cfg.Name + "; fwd=uri-miss; fwd-status=508; detail=loop-detected"}
+		}
 		if reason := tlsFailure(err); reason != "" {
 			return outcome{errCode: http.StatusBadGateway, errMsg: "upstream certificate rejected: " + reason,
 				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-tls-error"}

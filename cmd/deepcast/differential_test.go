@@ -180,6 +180,8 @@ func differentialSeeds(seg string) []string {
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
 		"GET " + seg + "?CMCD=bl%3D100 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nCDN-Loop: a; id=1\r\ncdn-loop: b, c\r\n\r\n",
+		"GET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\nCDN-Loop: " + strings.Repeat("a,", 17) + "a\r\n\r\n",
 		"GET /vod/" + a + "/../x HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /vod/%2e%2e/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\nGET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\n\r\n",

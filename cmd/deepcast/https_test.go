@@ -636,3 +636,29 @@ func TestNodeHostPort(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeRingIsRefusedAtOnce runs two edges, each the other's upstream
+// (one over HTTPS and HTTP/2, the other over cleartext HTTP/1.1, so that
+// both fronts carry CDN-Loop), and checks that a miss is answered 508 Loop
+// Detected at once over either protocol, instead of going round the ring
+// until -fetch-timeout.
+func TestEdgeRingIsRefusedAtOnce(t *testing.T) {
+	bin := buildBinary(t)
+	ca, leaf := testCerts(t)
+	port := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+	aPlain, aTLS, bTLS := port(), port(), port()
+	const fetchTimeout = 8 * time.Second
+	common := []string{"edge", "-profile", "bring-home", "-fetch-timeout", fetchTimeout.String(), "-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-upstream-ca", ca}
+	startNode(t, bin, aTLS, append(common, "-name", "a", "-listen", aPlain, "-tls-listen", aTLS, "-upstream", "https://"+bTLS)...)
+	startNode(t, bin, bTLS, append(common, "-name", "b", "-listen", "", "-tls-listen", bTLS, "-upstream", "http://"+aPlain)...)
+	for i, tc := range []struct {
+		client *http.Client
+		base   string
+	}{{http.DefaultClient, "http://" + aPlain}, {clientFor(t, ca, nil, false), "https://" + aTLS}, {clientFor(t, ca, nil, false), "https://" + bTLS}} {
+		start := time.Now()
+		resp, body := getBody(t, tc.client, fmt.Sprintf("%s/vod/a/v/%d.m4s", tc.base, i+1))
+		if took := time.Since(start); resp.StatusCode != http.StatusLoopDetected || took > fetchTimeout/2 {
+			t.Errorf("%s over %s: %s after %v (%q), want 508 at once", tc.base, resp.Proto, resp.Status, took.Round(time.Millisecond), body)
+		}
+	}
+}

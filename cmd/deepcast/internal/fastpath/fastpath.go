@@ -77,6 +77,10 @@ type Request struct {
 	// Token is the CTA-Common-Access-Token header and Cookie the Cookie
 	// header(s), for an edge that checks access tokens; "" when absent.
 	Token, Cookie string
+	// Loop is the CDN-Loop header(s) (RFC 8586) joined with ", ", for an
+	// edge that must not send a request round a loop of caches; "" when
+	// absent.
+	Loop string
 }
 
 // Responder answers a Request. It reports false to let net/http answer

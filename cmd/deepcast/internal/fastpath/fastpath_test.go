@@ -902,3 +902,19 @@ func TestBareLFAndOddHostsGoToNetHTTPAtOnce(t *testing.T) {
 		}
 	})
 }
+
+// TestParseHeadKeepsCDNLoop: the CDN-Loop lines (RFC 8586) reach the
+// responder as one list, so an edge answering on the fast path can refuse
+// a request that went round a loop of caches.
+func TestParseHeadKeepsCDNLoop(t *testing.T) {
+	for _, tc := range []struct{ head, want string }{
+		{"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", ""},
+		{"GET /a HTTP/1.1\r\nHost: a\r\nCDN-Loop: home; id=1\r\n\r\n", "home; id=1"},
+		{"GET /a HTTP/1.1\r\nHost: a\r\ncdn-loop:  x, y \r\nCDN-Loop: home; id=1\r\n\r\n", "x, y, home; id=1"},
+	} {
+		req, ok := parseHead([]byte(tc.head))
+		if !ok || req.Loop != tc.want {
+			t.Errorf("parseHead(%q): Loop %q, %v; want %q", tc.head, req.Loop, ok, tc.want)
+		}
+	}
+}

@@ -114,6 +114,13 @@ func parseHead(b []byte) (req Request, ok bool) {
 				v = req.Cookie + "; " + v
 			}
 			req.Cookie = v
+		case foldEqual(name, "CDN-Loop"):
+			// A list header: several lines are one list (RFC 9110 5.3).
+			v := string(bytes.Trim(value, " \t"))
+			if req.Loop != "" {
+				v = req.Loop + ", " + v
+			}
+			req.Loop = v
 		}
 		rest = rest[eol+2:]
 	}

@@ -96,6 +96,9 @@ func mediaServer(t testing.TB, objects map[string][]byte) *Server {
 				}
 				return fastpath.Response{Header: []byte("Content-Type: video/mp4\r\n"), File: f, Size: int64(len(objects[q.Path]))}, true
 			}
+			if q.Path == "/vod/loop" { // what an edge checks loops with
+				return fastpath.Response{Header: []byte("X-Loop: " + q.Loop + "\r\n"), Body: []byte{}}, true
+			}
 			b, ok := objects[q.Path]
 			if !ok {
 				return fastpath.Response{}, false
@@ -690,5 +693,27 @@ func TestRapidResetIsBounded(t *testing.T) {
 	}
 	if code != http2.ErrCodeEnhanceYourCalm || refused == 0 {
 		t.Errorf("GOAWAY %v after %d refused streams, want ENHANCE_YOUR_CALM after some", code, refused)
+	}
+}
+
+// TestPlainRequestsKeepCDNLoop: a request the fast path answers keeps its
+// CDN-Loop fields (RFC 8586), as one list, so that an edge behind this
+// front can refuse a request that went round a loop of caches.
+func TestPlainRequestsKeepCDNLoop(t *testing.T) {
+	addr, client := testServer(t, mediaServer(t, map[string][]byte{}), nil)
+	for _, values := range [][]string{nil, {"home; id=1"}, {"a, b", "home; id=1"}} {
+		req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/vod/loop", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header["Cdn-Loop"] = values
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got, want := resp.Header.Get("X-Loop"), strings.Join(values, ", "); resp.StatusCode != 200 || got != want {
+			t.Errorf("CDN-Loop %q: %s, X-Loop %q, want %q", values, resp.Status, got, want)
+		}
 	}
 }

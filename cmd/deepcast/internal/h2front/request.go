@@ -200,6 +200,7 @@ func (c *conn) plain(req *request, st *stream) (fastpath.Request, bool) {
 	if v := req.header["Cookie"]; len(v) > 0 {
 		q.Cookie = v[0]
 	}
+	q.Loop = strings.Join(req.header["Cdn-Loop"], ", ")
 	if c.s.Claims != nil && !c.s.Claims(q) {
 		return fastpath.Request{}, false
 	}
