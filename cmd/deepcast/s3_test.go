@@ -342,6 +342,7 @@ func TestS3InterruptedPublishLeavesTheOldVersion(t *testing.T) {
 	}
 	go io.Copy(io.Discard, stderr)
 	cmd.Wait()
+	killedAt := time.Now()
 	deadline.Stop()
 	if !killed {
 		t.Fatal("the packager never reached its upload")
@@ -361,8 +362,11 @@ func TestS3InterruptedPublishLeavesTheOldVersion(t *testing.T) {
 	}
 	unchanged("after a publish the store refused")
 
-	// 3. a good publish replaces the asset and prunes the partial upload.
+	// 3. a good publish replaces the asset and prunes the partial upload,
+	// once its marker has gone stale (store.StalePublish after the last
+	// beat, plus the store's one-second clock).
 	faulty.failPuts.Store(false)
+	time.Sleep(time.Until(killedAt.Add(store.StalePublish + 2*time.Second)))
 	if out, err := runCLI(t, bin, append([]string{"package", "-o", lib, "-copy", "-name", mediatest.AssetName}, inputs...)...); err != nil {
 		t.Fatalf("package: %v\n%s", err, out)
 	}

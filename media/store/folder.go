@@ -159,10 +159,19 @@ func (l Folder) Publish(_ context.Context, staging, name, build string, progress
 	if err := os.MkdirAll(vdir, 0o755); err != nil {
 		return fmt.Errorf("library: %w", err)
 	}
+	// Publishes to one folder take turns from here to the end of pruning:
+	// one publish of a name would otherwise prune the version another has
+	// just moved in, or made live.
+	unlock, err := lockFolder(vdir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	version := name + "." + build
 	if err := os.Rename(staging, filepath.Join(vdir, version)); err != nil {
 		return fmt.Errorf("library: install %s: %w", name, err)
 	}
+	atPublishStep("installed", build)
 	link := filepath.Join(l.Root, name)
 	previous := ""
 	if st, err := os.Lstat(link); err == nil {
@@ -189,9 +198,14 @@ func (l Folder) Publish(_ context.Context, staging, name, build string, progress
 	if progress != nil {
 		progress(Progress{Live: true})
 	}
+	atPublishStep("live", build)
 	l.prune(name, version, previous)
 	return nil
 }
+
+// publishLock is the file in .versions that publishes lock (lock_unix.go);
+// it is no version of any name (a version's name has a build after a dot).
+const publishLock = ".publish.lock"
 
 // prune removes the versions of name other than current and previous.
 func (l Folder) prune(name, current, previous string) {

@@ -202,32 +202,62 @@ func (s *S3) Current(ctx context.Context, name string, prev Version) (Version, e
 	if !ValidName(name) {
 		return Version{}, fmt.Errorf("asset %q: %w", name, ErrNoAsset)
 	}
-	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name))}
-	if prev.Tag != "" {
-		in.IfNoneMatch = aws.String(prev.Tag)
-	}
-	out, err := s.client.GetObject(ctx, in)
+	p, err := s.getPointer(ctx, name, prev.Tag)
 	if err != nil {
 		if status(err) == http.StatusNotModified {
 			return prev, nil
 		}
-		if notFound(err) {
-			return Version{}, fmt.Errorf("asset %q: %w", name, ErrNoAsset)
+		return Version{}, err
+	}
+	return Version{ID: p.Version, Tag: p.tag}, nil
+}
+
+// readPointer reads the live version of name and when its pointer was
+// written, by the store's clock.
+func (s *S3) readPointer(ctx context.Context, name string) (string, time.Time, error) {
+	p, err := s.getPointer(ctx, name, "")
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return p.Version, p.modified, nil
+}
+
+// storedPointer is a pointer object as read from the store.
+type storedPointer struct {
+	pointer
+	tag      string
+	modified time.Time
+}
+
+// getPointer reads and checks name's pointer object; with ifNoneMatch, an
+// unchanged one is the store's 304 error.
+func (s *S3) getPointer(ctx context.Context, name, ifNoneMatch string) (storedPointer, error) {
+	in := &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name))}
+	if ifNoneMatch != "" {
+		in.IfNoneMatch = aws.String(ifNoneMatch)
+	}
+	out, err := s.client.GetObject(ctx, in)
+	if err != nil {
+		if status(err) == http.StatusNotModified {
+			return storedPointer{}, err
 		}
-		return Version{}, s.fail("asset "+name, s.pointerKey(name), err)
+		if notFound(err) {
+			return storedPointer{}, fmt.Errorf("asset %q: %w", name, ErrNoAsset)
+		}
+		return storedPointer{}, s.fail("asset "+name, s.pointerKey(name), err)
 	}
 	defer out.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(out.Body, maxPointer+1))
 	if err != nil {
-		return Version{}, s.fail("asset "+name, s.pointerKey(name), err)
+		return storedPointer{}, s.fail("asset "+name, s.pointerKey(name), err)
 	}
 	var p pointer
 	if len(data) > maxPointer || json.Unmarshal(data, &p) != nil || p.Format != 1 || !isVersionOf(p.Version, name) {
 		// A pointer to another asset's version (or anything else) is not
 		// followed: the key space outside name's versions stays out of reach.
-		return Version{}, fmt.Errorf("asset %q: pointer object %s is not a version of it", name, s.pointerKey(name))
+		return storedPointer{}, fmt.Errorf("asset %q: pointer object %s is not a version of it", name, s.pointerKey(name))
 	}
-	return Version{ID: p.Version, Tag: aws.ToString(out.ETag)}, nil
+	return storedPointer{pointer: p, tag: aws.ToString(out.ETag), modified: aws.ToTime(out.LastModified)}, nil
 }
 
 // ReadFile reads a whole (small) object of a version.
@@ -355,31 +385,48 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 		}
 	}
 	report(false)
-	// The live version becomes the previous one; every other version of
-	// name goes once the new one is live.
+	// The marker tells concurrent publishes of name that this version is
+	// being written, so that their pruning leaves it alone; it is the
+	// first thing written, so a store refusing writes fails here.
+	stopBeat, err := s.beginPublish(ctx, version)
+	if err != nil {
+		return fmt.Errorf("publish %s to %s: %w", name, s.location, err)
+	}
+	defer stopBeat()
+	// Nothing points at a version that failed; remove it even when ctx is
+	// cancelled (Ctrl-C), within a bound of its own.
+	abandon := func(err error) error {
+		stopBeat()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := s.deletePartial(cctx, version); derr != nil {
+			err = fmt.Errorf("%w (and the partial upload stays, to be pruned by a later publish: %v)", err, derr)
+		}
+		return fmt.Errorf("publish %s to %s: %w", name, s.location, err)
+	}
+	if err := s.uploadAll(ctx, staging, version, files, func(n int64) { done.Add(n); report(false) }); err != nil {
+		return abandon(err)
+	}
+	atPublishStep("uploaded", build)
+	if err := s.checkComplete(ctx, version, files); err != nil {
+		return abandon(err)
+	}
+	atPublishStep("installed", build)
+	// The version this one replaces is kept for the clients streaming it:
+	// read just before the pointer moves, since another publish of name
+	// may have gone live while this one uploaded.
 	previous := ""
 	if v, err := s.Current(ctx, name, Version{}); err == nil {
 		previous = v.ID
 	}
-	if err := s.uploadAll(ctx, staging, version, files, func(n int64) { done.Add(n); report(false) }); err != nil {
-		// Nothing points at the partial version; remove it even when ctx
-		// is cancelled (Ctrl-C), within a bound of its own.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if derr := s.deletePartial(cctx, version); derr != nil {
-			err = fmt.Errorf("%w (and the partial upload stays, to be pruned by the next publish: %v)", err, derr)
-		}
-		return fmt.Errorf("publish %s to %s: %w", name, s.location, err)
-	}
 	body, _ := json.Marshal(pointer{Format: 1, Version: version})
 	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name)),
 		Body: strings.NewReader(string(body)), ContentType: aws.String("application/json"), CacheControl: aws.String("no-store")}); err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		_ = s.deletePartial(cctx, version)
-		return fmt.Errorf("publish %s to %s: pointer: %w", name, s.location, s.fail("write", s.pointerKey(name), err))
+		return abandon(fmt.Errorf("pointer: %w", s.fail("write", s.pointerKey(name), err)))
 	}
 	report(true)
+	stopBeat()
+	atPublishStep("live", build)
 	s.prune(ctx, name, version, previous)
 	return nil
 }
@@ -509,8 +556,9 @@ func contentType(rel string) string {
 }
 
 // prune deletes the versions of name other than current and previous
-// (among them those of publishes that were interrupted). Failures are
-// left for the next publish.
+// (among them those of publishes that were interrupted), except the one
+// live now and those another publish is still writing. Failures are left
+// for the next publish.
 func (s *S3) prune(ctx context.Context, name, current, previous string) {
 	vprefix := s.prefix + versionsDir + "/"
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(vprefix + name + "."), Delimiter: aws.String("/")})
@@ -527,7 +575,20 @@ func (s *S3) prune(ctx context.Context, name, current, previous string) {
 			}
 		}
 	}
+	if len(old) == 0 {
+		return
+	}
+	// The pointer as it is now: a publish that went live since this one
+	// did keeps its version, and the pointer's time is the store's now,
+	// to age the markers by (hosts' clocks may disagree with the store's).
+	live, now, err := s.readPointer(ctx, name)
+	if err != nil {
+		return
+	}
 	for _, v := range old {
+		if v == live || s.publishing(ctx, v, now) {
+			continue
+		}
 		_, _ = s.deleteVersion(ctx, v)
 	}
 }

@@ -22,6 +22,17 @@ import (
 	"time"
 )
 
+// publishHook, when set (by tests), is called by Publish at its steps:
+// "uploaded" (object stores: every file is up), "installed" and "live".
+var publishHook func(point, build string)
+
+// atPublishStep calls publishHook.
+func atPublishStep(point, build string) {
+	if publishHook != nil {
+		publishHook(point, build)
+	}
+}
+
 // ErrNoAsset is returned for a name that is not in the library.
 var ErrNoAsset = errors.New("no such asset")
 

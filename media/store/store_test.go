@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/deepcast/deepcast/media/store"
 	"github.com/deepcast/deepcast/media/store/storetest"
 )
@@ -338,5 +340,107 @@ func testDirectReads(t *testing.T, keepAlive bool) {
 	noDirect, _ := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint, NoDirect: true})
 	if noDirect.(store.Direct).DirectReads() {
 		t.Error("NoDirect still reads directly")
+	}
+}
+
+// TestConcurrentPublishesOfOneName: two publishes of one name overlap (two
+// packagers, or an ingest retried on another origin): B runs from start to
+// end while A is paused, first after A's version is in the store but not
+// live, then after A's version went live but before A prunes. Neither
+// publish may delete a version the other made live or is about to, so the
+// live version is complete whichever finishes last.
+func TestConcurrentPublishesOfOneName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	files := func(build string) map[string]string {
+		return map[string]string{"asset.json": build, "720p/init.mp4": "init" + build, "720p/1.m4s": strings.Repeat(build, 1000)}
+	}
+	for kind, lib := range stores(t) {
+		for _, point := range []string{"installed", "live"} {
+			t.Run(kind+"/"+point, func(t *testing.T) {
+				name := "race-" + point
+				if err := lib.Publish(ctx, stage(t, lib, name, files("b0")), name, "b0", nil); err != nil {
+					t.Fatal(err)
+				}
+				paused, resume := make(chan struct{}), make(chan struct{})
+				store.PausePublish(t, "b1", func(at string) {
+					if at == point {
+						close(paused)
+						<-resume
+					}
+				})
+				errA, errB := make(chan error, 1), make(chan error, 1)
+				go func() { errA <- lib.Publish(ctx, stage(t, lib, name, files("b1")), name, "b1", nil) }()
+				<-paused
+				go func() { errB <- lib.Publish(ctx, stage(t, lib, name, files("b2")), name, "b2", nil) }()
+				// B runs to its end unless the store makes it wait for A
+				// (either is right); A then goes on.
+				select {
+				case err := <-errB:
+					errB <- err
+				case <-time.After(3 * time.Second):
+				}
+				close(resume)
+				for _, err := range []error{<-errA, <-errB} {
+					if err != nil {
+						t.Errorf("publish: %v", err)
+					}
+				}
+				live, err := lib.Current(ctx, name, store.Version{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				build := strings.TrimPrefix(live.ID, name+".")
+				for rel, want := range files(build) {
+					if got, err := lib.ReadFile(ctx, live, rel, 1<<20); err != nil || string(got) != want {
+						t.Errorf("live version %s: %s: %d bytes, %v", live.ID, rel, len(got), err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestS3PublishRefusesAVersionPrunedUnderIt: when part of a publish's
+// upload is deleted before it goes live (a concurrent publish pruned it
+// after the marker went stale), the publish fails and the previous
+// version stays live and whole, rather than a version with holes going
+// live.
+func TestS3PublishRefusesAVersionPrunedUnderIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "lib-pruned")
+	lib, err := store.Open(ctx, "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"asset.json": "{}", "720p/init.mp4": "init", "720p/1.m4s": "segment"}
+	if err := lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b0", nil); err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client(t)
+	store.PausePublish(t, "b1", func(point string) {
+		if point == "uploaded" {
+			if _, err := client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: aws.String("lib/.versions/movie.b1/720p/1.m4s")}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	err = lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b1", nil)
+	if err == nil || !strings.Contains(err.Error(), "lost 1 of its 3 files") {
+		t.Errorf("publish of a version pruned under it: %v", err)
+	}
+	live, err := lib.Current(ctx, "movie", store.Version{})
+	if err != nil || live.ID != "movie.b0" {
+		t.Fatalf("live version %+v, %v; want movie.b0", live, err)
+	}
+	for rel, want := range files {
+		if got, err := lib.ReadFile(ctx, live, rel, 100); err != nil || string(got) != want {
+			t.Errorf("%s: %q, %v", rel, got, err)
+		}
+	}
+	if keys := srv.Keys(t, bucket, "lib/.versions/movie.b1/"); len(keys) != 0 {
+		t.Errorf("the refused version left %v", keys)
 	}
 }

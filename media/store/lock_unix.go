@@ -1,0 +1,33 @@
+//go:build unix
+
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// lockFolder takes an exclusive lock on the library folder's versions
+// (.versions/.publish.lock), waiting for another publish (of this process
+// or another) to let go of it, and returns the function that lets go.
+func lockFolder(vdir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(vdir, publishLock), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("library lock: %w", err)
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("library lock %s: %w", f.Name(), err)
+	}
+	// Closing the file lets go of the lock.
+	return func() { f.Close() }, nil
+}
