@@ -316,6 +316,7 @@ type nodeMetrics struct {
 
 // countRequest counts a request, resolving its series once per label set.
 func (m *nodeMetrics) countRequest(route, method string, code int) {
+	method = httpsem.MethodLabel(method)
 	key := route + " " + method + " " + strconv.Itoa(code)
 	c, ok := m.resolved.Load(key)
 	if !ok {

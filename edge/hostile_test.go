@@ -312,6 +312,35 @@ func TestOpsAccess(t *testing.T) {
 	}
 }
 
+// TestMadeUpMethodsShareOneSeries: a client picks its method tokens; each
+// made-up one used to become a label value of the request counter, so a
+// client could grow every node's memory and scrape without bound.
+func TestMadeUpMethodsShareOneSeries(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, ts := newNode(t, Config{Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	for i := range 40 {
+		for _, path := range []string{"/vod/a/v/1.m4s", "/nowhere"} {
+			req, _ := http.NewRequest(fmt.Sprintf("M%02dX", i), ts.URL+path, nil)
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+	fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	_, body := fetch(t, ts.URL+"/metrics")
+	if strings.Contains(string(body), `method="M`) {
+		t.Error("a client's made-up method is a label value")
+	}
+	for _, want := range []string{
+		`deepcast_edge_http_requests_total{code="405",method="other",route="unmatched"} 80`,
+		`deepcast_edge_http_requests_total{code="200",method="GET",route="/vod/*"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
 // TestAHangingUpstreamLeavesTimeForTheNext: an upstream that takes the
 // request and never answers (a partition) used to spend the whole fetch
 // timeout, so the retry on the standby never ran and the client got a 504.

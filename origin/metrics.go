@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/edge/httpsem"
 )
 
 // metrics are the origin's Prometheus series, on a registry of their own so
@@ -128,7 +129,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 func (s *Server) account(ctx context.Context, route, method, path, remote, rng string, status int, sent int64, elapsed time.Duration) {
 	s.requests.Add(1)
 	s.sent.Add(sent)
-	rm := s.metrics.forRoute(route, method, status)
+	rm := s.metrics.forRoute(route, httpsem.MethodLabel(method), status)
 	rm.requests.Inc()
 	rm.bytes.Add(float64(sent))
 	rm.latency.Observe(elapsed.Seconds())

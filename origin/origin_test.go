@@ -653,13 +653,24 @@ func TestMetricsCountRequestsByRoute(t *testing.T) {
 	_, ts := start(t, mediatest.Library(t))
 	get(t, ts.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd")
 	get(t, ts.URL+"/vod/nope/manifest.mpd")
+	// A client's method tokens are its own: they must not each make a series.
+	for i := range 40 {
+		req, _ := http.NewRequest(fmt.Sprintf("M%02dX", i), ts.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
 	_, body := get(t, ts.URL+"/metrics")
+	if strings.Contains(string(body), `method="M`) {
+		t.Error("a client's made-up method is a label value")
+	}
 	for _, want := range []string{
 		`deepcast_origin_http_requests_total{code="200",method="GET",route="/vod/{asset}/manifest.mpd"} 1`,
 		`deepcast_origin_http_requests_total{code="404",method="GET",route="/vod/{asset}/manifest.mpd"} 1`,
 		`deepcast_origin_http_sent_bytes_total{route="/vod/{asset}/manifest.mpd"}`,
 		`deepcast_origin_http_request_duration_seconds_bucket`,
 		`deepcast_origin_jobs{state="running"} 0`,
+		`deepcast_origin_http_requests_total{code="405",method="other",route="unmatched"} 40`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)

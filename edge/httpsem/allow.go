@@ -30,3 +30,16 @@ func Allow(routes chi.Routes, r *http.Request) string {
 	}
 	return strings.Join(append(allow, http.MethodOptions), ", ")
 }
+
+// MethodLabel is method as a metrics label: one of RFC 9110's methods (and
+// PATCH), else "other". A client chooses the method token freely, so the
+// raw token as a label would let it make a new series per request, without
+// bound, in every node's memory and every scrape.
+func MethodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete,
+		http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace:
+		return method
+	}
+	return "other"
+}
