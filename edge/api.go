@@ -240,6 +240,7 @@ func (n *Node) purge(w http.ResponseWriter, r *http.Request) {
 			purged++ // a key that was never cached is not reported purged
 		}
 	}
+	purged += n.negative.del(req.Keys, req.Prefix)
 	n.log.Info("purged", "prefix", req.Prefix, "keys", purged)
 	writeJSON(w, http.StatusOK, map[string]int{"purged": purged})
 }

@@ -56,6 +56,7 @@ type Node struct {
 	fills          map[string]*fill
 	prefetchSlots  chan struct{}
 	prefetched     *prefetchMemo
+	negative       negativeCache // upstream 404s and 410s that may be kept
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -225,6 +226,16 @@ type passResponse struct {
 	status int
 	header http.Header
 	body   []byte
+	// stored is when a negative entry (negative.go) kept it; zero for an
+	// answer relayed as it came.
+	stored time.Time
+}
+
+// age is the Age of a kept answer: what the upstream said plus the time
+// it has been here.
+func (p *passResponse) age(now time.Time) int {
+	up, _ := strconv.Atoi(p.header.Get("Age"))
+	return max(0, up) + int(max(0, now.Sub(p.stored)).Seconds())
 }
 
 // errUpstream is an upstream that could not be reached or failed (5xx).
@@ -254,6 +265,9 @@ func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling boo
 		res, err := n.fetchOnce(ctx, r, key, stale, fromSibling)
 		if err != nil {
 			return nil, err
+		}
+		if res.passthrough != nil {
+			n.negative.put(key, res.passthrough, time.Now())
 		}
 		if res.obj != nil && res.cacheable {
 			n.store(res.obj)
@@ -467,7 +481,7 @@ func isRedirect(code int) bool {
 
 // passedHeaders are the upstream headers a relayed (uncached) answer keeps:
 // what its status needs to mean anything to the client.
-var passedHeaders = []string{"Content-Type", "Cache-Control", "Location", "Retry-After", "WWW-Authenticate", "Allow", "Content-Range"}
+var passedHeaders = []string{"Content-Type", "Cache-Control", "Age", "Location", "Retry-After", "WWW-Authenticate", "Allow", "Content-Range"}
 
 // forwardedQuery is the part of a client's query that goes upstream on a
 // miss: the parameters that are in the cache key (allow) and CMCD, which
@@ -659,6 +673,13 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			return outcome{big: b, tier: "upstream", cacheStatus: n.cfg.Name + "; fwd=uri-miss; collapsed; detail=streamed"}
 		}
 	}
+	if o == nil {
+		if e, ok := n.negative.get(key, now); ok {
+			n.stats.hits.Add(1)
+			n.stats.addServed(tier, len(e.pass.body))
+			return outcome{pass: e.pass, tier: "memory", cacheStatus: fmt.Sprintf("%s; hit; ttl=%d", n.cfg.Name, int(e.expires.Sub(now).Seconds()))}
+		}
+	}
 	if r != nil {
 		if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
 			n.stats.errors.Add(1)
@@ -764,6 +785,9 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 			if v := out.pass.header.Get(k); v != "" {
 				h.Set(k, v)
 			}
+		}
+		if !out.pass.stored.IsZero() {
+			h.Set("Age", strconv.Itoa(out.pass.age(time.Now())))
 		}
 		h.Set("Cache-Status", out.cacheStatus)
 		via := "1.1 " + n.cfg.Name

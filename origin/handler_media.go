@@ -40,7 +40,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*Entry, bool) {
 	if err != nil {
 		switch {
 		case errors.Is(err, media.ErrNoAsset):
-			httpError(w, http.StatusNotFound, "no such asset")
+			missing(w, r, "no such asset")
 		case errors.Is(err, store.ErrUnavailable):
 			s.storeDown(w, name, media.AssetFile, err)
 		case errors.Is(err, errDamaged):
@@ -75,7 +75,7 @@ func (s *Server) rendition(w http.ResponseWriter, r *http.Request) (*Entry, *med
 				return p, rd, true
 			}
 		}
-		httpError(w, http.StatusNotFound, "no such rendition")
+		missing(w, r, "no such rendition")
 		return nil, nil, false
 	}
 	return e, rd, true
@@ -204,7 +204,7 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok {
-		httpError(w, http.StatusNotFound, "no such segment")
+		missing(w, r, "no such segment")
 		return
 	}
 	// Edges bound their prefetching by this: no request past the last segment.

@@ -169,7 +169,7 @@ func (s *Server) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	}
 	p, _, ok := e.findPlaylist(rel)
 	if !ok {
-		httpError(w, http.StatusNotFound, "no such playlist")
+		missing(w, r, "no such playlist")
 		return
 	}
 	serveDocument(w, r, e, hdrHLS, p.tag, p.length, p.body)

@@ -141,6 +141,22 @@ func TestHeadersPerRoute(t *testing.T) {
 				}
 			}
 		}
+		// What the library does not hold: caches may keep a media path's 404
+		// briefly (so a flood of one missing object stays at the edges); the
+		// API's stays no-store.
+		for _, tt := range []struct{ path, cache string }{
+			{ts.URL + "/vod/nope/manifest.mpd", "public, max-age=2"},
+			{ts.URL + "/vod/nope/master.m3u8", "public, max-age=2"},
+			{base + "/nope/init.mp4", "public, max-age=2"},
+			{base + "/" + v.ID + "/99999.m4s", "public, max-age=2"},
+			{base + "/nope/media.m3u8", "public, max-age=2"},
+			{ts.URL + "/api/assets/nope", "no-store"},
+		} {
+			resp, _ := get(t, tt.path)
+			if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != tt.cache {
+				t.Errorf("%s: %d, Cache-Control %q; want 404, %q", tt.path, resp.StatusCode, resp.Header.Get("Cache-Control"), tt.cache)
+			}
+		}
 		// The tag is the content's, not the server's: a second origin (a replica,
 		// or this one restarted) gives the same.
 		_, ts2 := start(t, lib, on)

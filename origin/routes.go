@@ -3,6 +3,7 @@ package origin
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/go-chi/chi/v5"
@@ -14,6 +15,7 @@ const (
 	cacheManifest  = "public, max-age=60"
 	cacheImmutable = "public, max-age=31536000, immutable"
 	cacheNoStore   = "no-store"
+	cacheMissing   = "public, max-age=2"
 )
 
 func (s *Server) routes() http.Handler {
@@ -79,10 +81,29 @@ var (
 
 // httpError writes a short plain-text error that is never cached.
 func httpError(w http.ResponseWriter, code int, msg string) {
+	writeError(w, code, msg, cacheNoStore)
+}
+
+// missing answers 404 for an asset, rendition, segment or playlist the
+// library does not hold. Caches may keep the answer to a GET or HEAD of a
+// media path for two seconds: a flood of requests for one missing object
+// then costs the origin one request per edge every two seconds, rather
+// than most of the flood; an asset published meanwhile is seen a moment
+// later. Everything else (the API, licences) stays no-store.
+func missing(w http.ResponseWriter, r *http.Request, msg string) {
+	cc := cacheNoStore
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, "/vod/") {
+		cc = cacheMissing
+	}
+	writeError(w, http.StatusNotFound, msg, cc)
+}
+
+// writeError answers code with msg as plain text and cc as Cache-Control.
+func writeError(w http.ResponseWriter, code int, msg, cc string) {
 	h := w.Header()
 	h.Del("ETag")
 	h.Del("Last-Modified")
-	h.Set("Cache-Control", cacheNoStore)
+	h.Set("Cache-Control", cc)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Length", strconv.Itoa(len(msg)+1))
