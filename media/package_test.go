@@ -227,6 +227,9 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	os.WriteFile(empty, nil, 0o644)
 	audioOnly := filepath.Join(tmp, "audio.m4a")
 	ffmpeg(t, "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audioOnly)
+	// Wider than any source deepcast encodes from (cheap to make: few pixels).
+	tooWide := filepath.Join(tmp, "wide.mkv")
+	ffmpeg(t, "-f", "lavfi", "-i", "color=c=black:s=8200x16:d=0.2", "-c:v", "mjpeg", tooWide)
 
 	// Two renditions whose keyframes differ: 2 s GOPs against 1.5 s GOPs.
 	gop2 := filepath.Join(tmp, "gop2.mp4")
@@ -249,6 +252,7 @@ func TestBadInputsFailCleanly(t *testing.T) {
 		{"empty", []string{empty}, false, []string{"empty.mp4", "empty"}},
 		{"audio only", []string{audioOnly}, false, []string{"audio.m4a", "no video stream"}},
 		{"directory", []string{tmp}, false, []string{"directory"}},
+		{"too large a picture", []string{tooWide}, false, []string{"wide.mkv", "8200x16", "larger than deepcast encodes from"}},
 		{"misaligned", []string{gop2, gop15}, true, []string{"not aligned", "gop2.mp4", "gop15.mp4"}},
 	}
 	for _, tt := range tests {

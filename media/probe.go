@@ -242,6 +242,9 @@ func parseProbe(data []byte) (*Probe, error) {
 		return nil, fmt.Errorf("no video stream (found %d other streams)", len(out.Streams))
 	case p.Video.Width <= 0 || p.Video.Height <= 0:
 		return nil, fmt.Errorf("video stream has no picture size (corrupt or truncated?)")
+	case p.Video.Width > maxSourceSide || p.Video.Height > maxSourceSide || p.Video.Width*p.Video.Height > maxSourcePixels:
+		return nil, fmt.Errorf("video is %dx%d: larger than deepcast encodes from (8K, %d pixels a frame; %d on a side)",
+			p.Video.Width, p.Video.Height, maxSourcePixels, maxSourceSide)
 	case p.Video.FrameRate.Float() <= 0 || p.Video.FrameRate.Float() > 300:
 		return nil, fmt.Errorf("video stream has no usable frame rate (%s)", p.Video.FrameRate)
 	case p.Duration <= 0:
@@ -252,6 +255,15 @@ func parseProbe(data []byte) (*Probe, error) {
 	}
 	return p, nil
 }
+
+// maxSourceSide and maxSourcePixels bound a source's picture: H.264's and
+// HEVC's highest levels (8192x4352). A file that claims more (an upload
+// that says 16384x16384, say) would have ffmpeg hold gigabytes of decoded
+// frames before any rung came out, for a ladder that tops out at 8192 anyway.
+const (
+	maxSourceSide   = 8192
+	maxSourcePixels = 8192 * 4352
+)
 
 // firstLine returns the first non-empty line of s, or fallback.
 func firstLine(s, fallback string) string {

@@ -13,6 +13,10 @@ func TestParseProbe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eightK := strings.Replace(strings.Replace(ok, `"width":1280`, `"width":7680`, 1), `"height":720`, `"height":4320`, 1)
+	if _, err := parseProbe([]byte(eightK)); err != nil {
+		t.Errorf("8K source: %v", err)
+	}
 	if p.Video.Width != 1280 || p.Video.FrameRate.String() != "30" || p.Video.Frames != 300 || p.Audio.SampleRate != 48000 || p.Duration != 10 || p.Video.Duration != 10 {
 		t.Errorf("parsed %+v %+v %+v", p, p.Video, p.Audio)
 	}
@@ -21,6 +25,9 @@ func TestParseProbe(t *testing.T) {
 		{"audio only", `{"streams":[{"codec_type":"audio"}],"format":{"duration":"3"}}`, "no video stream"},
 		{"no size", `{"streams":[{"codec_type":"video","avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`, "no picture size"},
 		{"no rate", `{"streams":[{"codec_type":"video","width":2,"height":2,"avg_frame_rate":"0/0","r_frame_rate":"0/0"}],"format":{"duration":"3"}}`, "frame rate"},
+		{"too big", `{"streams":[{"codec_type":"video","width":16384,"height":16384,"avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`, "larger than deepcast encodes from"},
+		{"too wide", `{"streams":[{"codec_type":"video","width":8200,"height":100,"avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`, "larger than"},
+		{"too many pixels", `{"streams":[{"codec_type":"video","width":8192,"height":8192,"avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`, "larger than"},
 		{"no duration", `{"streams":[{"codec_type":"video","width":2,"height":2,"avg_frame_rate":"25/1"}],"format":{}}`, "no duration"},
 	}
 	for _, b := range bad {
