@@ -26,6 +26,9 @@ const (
 	// maxNegative bounds the entries: a bound, not an LRU (misses of many
 	// distinct missing keys gain nothing from it anyway).
 	maxNegative = 4096
+	// maxNegativeBody bounds the body of a kept answer (a 404's is a line
+	// of text), so the entries hold at most 16 MiB beside -mem.
+	maxNegativeBody = 4 << 10
 	// maxNegativeTTL bounds how long a missing object stays missing here,
 	// whatever the upstream said: it may be published any time.
 	maxNegativeTTL = time.Minute
@@ -38,7 +41,7 @@ func negativeStatus(code int) bool { return code == 404 || code == 410 }
 // explicit freshness lifetime.
 func (c *negativeCache) put(key string, pass *passResponse, now time.Time) {
 	p := parsePolicy(pass.header, now)
-	if !negativeStatus(pass.status) || !p.cacheable() || !p.hasTTL || p.NoCache || p.TTL <= 0 {
+	if !negativeStatus(pass.status) || len(pass.body) > maxNegativeBody || !p.cacheable() || !p.hasTTL || p.NoCache || p.TTL <= 0 {
 		return
 	}
 	c.mu.Lock()

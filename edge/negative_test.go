@@ -93,7 +93,7 @@ func TestMissingObjectsAreKeptBriefly(t *testing.T) {
 }
 
 // TestNegativeCacheIsBounded: distinct missing keys never hold more than
-// maxNegative entries.
+// maxNegative entries, and no body over maxNegativeBody is kept.
 func TestNegativeCacheIsBounded(t *testing.T) {
 	var c negativeCache
 	now := time.Now()
@@ -103,6 +103,10 @@ func TestNegativeCacheIsBounded(t *testing.T) {
 	}
 	if n := len(c.entries); n > maxNegative {
 		t.Errorf("%d entries, bound %d", n, maxNegative)
+	}
+	c.put("/vod/a/v/big.m4s", &passResponse{status: http.StatusNotFound, header: pass.header, body: make([]byte, maxNegativeBody+1)}, now)
+	if _, ok := c.get("/vod/a/v/big.m4s", now); ok {
+		t.Error("a 404 with a body over the bound was kept")
 	}
 	if _, ok := c.get(fmt.Sprintf("/vod/a/v/%d.m4s", 3*maxNegative), now.Add(59*time.Second)); !ok {
 		t.Error("the last entry is gone before its time")
