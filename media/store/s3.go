@@ -422,7 +422,23 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 	body, _ := json.Marshal(pointer{Format: 1, Version: version})
 	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name)),
 		Body: strings.NewReader(string(body)), ContentType: aws.String("application/json"), CacheControl: aws.String("no-store")}); err != nil {
-		return abandon(fmt.Errorf("pointer: %w", s.fail("write", s.pointerKey(name), err)))
+		err = fmt.Errorf("pointer: %w", s.fail("write", s.pointerKey(name), err))
+		// A write whose answer was lost (an error after the store took it,
+		// a timeout) may have made this version live: deleting it then
+		// would leave the asset pointing at nothing. Only a pointer read
+		// back that names another version lets the upload go.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		live, rerr := s.Current(cctx, name, Version{})
+		cancel()
+		switch {
+		case rerr == nil && live.ID == version:
+			// It took effect: the publish is done.
+		case rerr == nil || errors.Is(rerr, ErrNoAsset):
+			return abandon(err)
+		default:
+			stopBeat()
+			return fmt.Errorf("publish %s to %s: %w (whether it took effect is unknown: the pointer could not be read back, %v; the upload stays)", name, s.location, err, rerr)
+		}
 	}
 	report(true)
 	stopBeat()

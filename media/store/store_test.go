@@ -6,10 +6,15 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -442,5 +447,55 @@ func TestS3PublishRefusesAVersionPrunedUnderIt(t *testing.T) {
 	}
 	if keys := srv.Keys(t, bucket, "lib/.versions/movie.b1/"); len(keys) != 0 {
 		t.Errorf("the refused version left %v", keys)
+	}
+}
+
+// TestS3PointerWrittenButAnswerLost: the store takes the pointer write but
+// its answer is lost (a 500 after the commit, a timeout): the new version
+// is live, so the publish must count as done, not delete the version the
+// pointer now names (which left the asset pointing at nothing).
+func TestS3PointerWrittenButAnswerLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "lib-lost")
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var lose atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && lose.Load() && r.URL.Path == "/"+bucket+"/lib/movie" {
+			proxy.ServeHTTP(httptest.NewRecorder(), r) // committed; the answer goes nowhere
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>injected</Message></Error>`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	lib, err := store.Open(ctx, "s3://"+bucket+"/lib", store.S3Options{Endpoint: front.URL, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"asset.json": "{}", "720p/init.mp4": "init", "720p/1.m4s": "segment"}
+	if err := lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b0", nil); err != nil {
+		t.Fatal(err)
+	}
+	lose.Store(true)
+	if err := lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b1", nil); err != nil {
+		t.Errorf("publish whose pointer write landed: %v", err)
+	}
+	lose.Store(false)
+	live, err := lib.Current(ctx, "movie", store.Version{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, want := range files {
+		if got, err := lib.ReadFile(ctx, live, rel, 100); err != nil || string(got) != want {
+			t.Errorf("live version %s: %s: %q, %v", live.ID, rel, got, err)
+		}
 	}
 }
