@@ -631,3 +631,60 @@ func TestResultsByTraceFamily(t *testing.T) {
 		t.Errorf("%d fcc and %d hsdpa results, want 59 and 68", n, m)
 	}
 }
+
+// TestSameTraceNamesInTwoFamilies: two families may hold traces of the
+// same file name; each session keeps a name of its own, so its results,
+// -log file and plot are not another's (the second log file used to
+// overwrite the first).
+func TestSameTraceNamesInTwoFamilies(t *testing.T) {
+	v := loadEnvivio(t)
+	src := testdata("traces", "fcc")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	var dirs []string
+	for i, fam := range []string{"a", "b", "b"} { // b twice: the same files given twice
+		dir := filepath.Join(root, fam)
+		if i < 2 {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries[i : i+2] { // a: traces 0 and 1, b: 1 and 2
+				data, err := os.ReadFile(filepath.Join(src, e.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		dirs = append(dirs, dir)
+	}
+	traces, err := LoadTraces(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := entries[1].Name()
+	var names []string
+	for _, tr := range traces {
+		names = append(names, tr.Name)
+	}
+	want := []string{entries[0].Name(), "a/" + shared, "b/" + shared, "b/" + entries[2].Name(), "b/" + shared + "#2", "b/" + entries[2].Name() + "#2"}
+	if !slices.Equal(names, want) {
+		t.Errorf("names %q, want %q", names, want)
+	}
+	res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"bba"}, Pensieve: true, KeepLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := t.TempDir()
+	if err := WriteLogs(logs, res); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := os.ReadDir(logs); len(files) != len(traces) {
+		t.Errorf("%d log files for %d sessions", len(files), len(traces))
+	}
+}

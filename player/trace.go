@@ -116,7 +116,29 @@ func LoadTraces(spec []string) ([]*Trace, error) {
 		t.Family = filepath.Base(filepath.Dir(f))
 		traces = append(traces, t)
 	}
+	uniqueNames(traces)
 	return traces, nil
+}
+
+// uniqueNames makes every trace's name its own: a file name that several
+// families share becomes family/name (and name#2, … when even that is
+// shared), since results, -log files and plots are keyed by the name; two
+// sessions under one name had one's log file overwrite the other's.
+func uniqueNames(traces []*Trace) {
+	count := map[string]int{}
+	for _, t := range traces {
+		count[t.Name]++
+	}
+	seen := map[string]int{}
+	for _, t := range traces {
+		if count[t.Name] > 1 {
+			t.Name = t.Family + "/" + t.Name
+		}
+		seen[t.Name]++
+		if n := seen[t.Name]; n > 1 {
+			t.Name += "#" + strconv.Itoa(n)
+		}
+	}
 }
 
 // clip shortens s to at most n bytes for an error message.
