@@ -14,7 +14,9 @@ import (
 // (.versions/.publish.lock), waiting for another publish (of this process
 // or another) to let go of it, and returns the function that lets go.
 func lockFolder(vdir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(vdir, publishLock), os.O_CREATE|os.O_RDWR, 0o644)
+	// Read-only: flock needs no more, and the file may be another user's
+	// (the origin's service user and an operator running the packager).
+	f, err := os.OpenFile(filepath.Join(vdir, publishLock), os.O_CREATE|os.O_RDONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("library lock: %w", err)
 	}
