@@ -12,19 +12,21 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// A publish to an object store marks its version folder as being written
-// with a marker object it rewrites every PublishBeat, and removes once the
-// version is live. Another publish of the same name prunes old versions
-// when it goes live; it leaves alone a version whose marker was written
-// less than StalePublish ago, by the store's clock: two publishes of one
-// name that overlap (two packagers, an ingest retried on another origin)
-// would otherwise delete each other's upload. The marker of a publish that
-// was killed stops being rewritten, and its partial upload is pruned by
-// the first publish after StalePublish.
-const (
-	PublishBeat  = 2 * time.Second
-	StalePublish = 10 * time.Second
-)
+// StalePublish is how long a publish to an object store may go unheard
+// of before its version counts as abandoned. A publish marks its version
+// folder as being written with a marker object it rewrites every
+// publishBeat, and removes once the version is live; another publish of
+// the same name prunes old versions when it goes live, and leaves alone a
+// version whose marker was written less than StalePublish ago, by the
+// store's clock. Two publishes of one name that overlap (two packagers, an
+// ingest retried on another origin) would otherwise delete each other's
+// upload. The marker of a publish that was killed stops being rewritten,
+// and its partial upload is pruned by the first publish after StalePublish.
+const StalePublish = 10 * time.Second
+
+// publishBeat is how often a publish rewrites its marker: several beats fit
+// in StalePublish, so one lost write does not make it look abandoned.
+const publishBeat = 2 * time.Second
 
 // publishingMarker is the marker's name in the version folder; files of a
 // version never start with a dot (validRel), so no reader ever serves it.
@@ -47,14 +49,14 @@ func (s *S3) beginPublish(ctx context.Context, version string) (stop func(), err
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(PublishBeat)
+		t := time.NewTicker(publishBeat)
 		defer t.Stop()
 		for {
 			select {
 			case <-bctx.Done():
 				return
 			case <-t.C:
-				pctx, pcancel := context.WithTimeout(bctx, PublishBeat)
+				pctx, pcancel := context.WithTimeout(bctx, publishBeat)
 				_ = put(pctx) // a missed beat is made up by the next; StalePublish spans several
 				pcancel()
 			}
