@@ -28,7 +28,7 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
-		httpError(w, http.StatusLoopDetected, "loop detected: "+why+"; check the edges' -upstream settings")
+		httpError(w, http.StatusLoopDetected, loopMessage(why))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxLicenceBody+1))
@@ -68,7 +68,7 @@ func (n *Node) relayLicence(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if looped {
-		httpError(w, http.StatusLoopDetected, "loop detected upstream; check the edges' -upstream settings")
+		httpError(w, http.StatusLoopDetected, loopUpstreamMessage)
 		return
 	}
 	w.Header().Set("Retry-After", "2")

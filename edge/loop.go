@@ -70,3 +70,12 @@ func (n *Node) loopedThrough(values []string) string {
 	}
 	return ""
 }
+
+// loopMessage is the body of a 508 this node answers itself: why, and
+// what to look at.
+func loopMessage(why string) string {
+	return "loop detected: " + why + "; check the edges' -upstream settings"
+}
+
+// loopUpstreamMessage is the body of a 508 passed on from an upstream.
+const loopUpstreamMessage = "loop detected upstream; check the edges' -upstream settings"

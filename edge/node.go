@@ -677,14 +677,14 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		if e, ok := n.negative.get(key, now); ok {
 			n.stats.hits.Add(1)
 			n.stats.addServed(tier, len(e.pass.body))
-			return outcome{pass: e.pass, tier: "memory", cacheStatus: fmt.Sprintf("%s; hit; ttl=%d", n.cfg.Name, int(e.expires.Sub(now).Seconds()))}
+			return outcome{pass: e.pass, tier: "memory", cacheStatus: n.hitEntry(e.expires.Sub(now))}
 		}
 	}
 	if r != nil {
 		if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
 			n.stats.errors.Add(1)
 			n.log.Warn("upstream loop", "key", key, "err", why, "cdn_loop", strings.Join(r.Header[loopHeader], ", "))
-			return outcome{errCode: http.StatusLoopDetected, errMsg: "loop detected: " + why + "; check the edges' -upstream settings",
+			return outcome{errCode: http.StatusLoopDetected, errMsg: loopMessage(why),
 				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=loop-detected"}
 		}
 	}
@@ -710,7 +710,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		}
 		n.log.Warn("upstream fetch failed", "key", key, "err", err)
 		if errors.As(err, &ue) && ue.loop {
-			return outcome{errCode: http.StatusLoopDetected, errMsg: "loop detected upstream; check the edges' -upstream settings",
+			return outcome{errCode: http.StatusLoopDetected, errMsg: loopUpstreamMessage,
 				cacheStatus: n.cfg.Name + "; fwd=uri-miss; fwd-status=508; detail=loop-detected"}
 		}
 		if reason := tlsFailure(err); reason != "" {
@@ -765,8 +765,11 @@ func plainRequest(path, query string) *http.Request {
 }
 
 // hitStatus is the Cache-Status of a fresh hit.
-func (n *Node) hitStatus(o *object, now time.Time) string {
-	return n.cfg.Name + "; hit; ttl=" + strconv.Itoa(int(o.ttl(now).Seconds()))
+func (n *Node) hitStatus(o *object, now time.Time) string { return n.hitEntry(o.ttl(now)) }
+
+// hitEntry is this node's Cache-Status entry for a hit with ttl left.
+func (n *Node) hitEntry(ttl time.Duration) string {
+	return n.cfg.Name + "; hit; ttl=" + strconv.Itoa(int(ttl.Seconds()))
 }
 
 // writeOutcome sends an outcome through net/http.

@@ -75,17 +75,11 @@ func routerCommand() command {
 				if err != nil {
 					return err
 				}
-				selfURL := *self
-				if selfURL == "" {
-					selfURL = l.selfURL()
-					if u, err := url.Parse(selfURL); err == nil && everyInterface(u.Hostname()) {
-						log.Warn("the router listens on every interface: its steering URLs name "+u.Host+", which viewers cannot reach; give -self", "self", selfURL)
-					}
-				} else if u, err := url.Parse(selfURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+				selfURL, err := routerSelf(*self, l, log)
+				if err != nil {
 					l.close()
-					return fmt.Errorf("-self %q: want http(s)://HOST[:PORT], the router's base URL: %w", selfURL, errUsage)
+					return err
 				}
-				selfURL = strings.TrimSuffix(selfURL, "/")
 				r, err := routing.New(routing.Config{Edges: edges, Strategy: *strategy, Zone: *zone, Check: *check,
 					Self: selfURL, StatsToken: *statsToken, EdgeTLS: edgeTLS, Logger: slog.Default(), // it names itself
 					AccessLog: accessLogger(*accessLog, "router"), Tokens: tokens})
@@ -134,4 +128,22 @@ func runRouter(ctx context.Context, r *routing.Router, l nodeListeners, dnsAddr 
 	default:
 	}
 	return err
+}
+
+// routerSelf is the router's base URL for the steering URLs it hands out:
+// -self when given (a usage error unless it is http(s)://HOST[:PORT]),
+// else its own listener's, with a warning when that names every interface.
+func routerSelf(flagValue string, l nodeListeners, log *slog.Logger) (string, error) {
+	if flagValue == "" {
+		self := l.selfURL()
+		if u, err := url.Parse(self); err == nil && everyInterface(u.Hostname()) {
+			log.Warn("the router listens on every interface: its steering URLs name "+u.Host+", which viewers cannot reach; give -self", "self", self)
+		}
+		return self, nil
+	}
+	u, err := url.Parse(flagValue)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		return "", fmt.Errorf("-self %q: want http(s)://HOST[:PORT], the router's base URL: %w", flagValue, errUsage)
+	}
+	return strings.TrimSuffix(flagValue, "/"), nil
 }

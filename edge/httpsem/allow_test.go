@@ -31,3 +31,15 @@ func TestAllow(t *testing.T) {
 		}
 	}
 }
+
+func TestMethodLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"GET": "GET", "HEAD": "HEAD", "POST": "POST", "PUT": "PUT", "DELETE": "DELETE", "OPTIONS": "OPTIONS",
+		"PATCH": "PATCH", "CONNECT": "CONNECT", "TRACE": "TRACE",
+		"get": "other", "M00X": "other", "PROPFIND": "other", "": "other",
+	} {
+		if got := MethodLabel(in); got != want {
+			t.Errorf("MethodLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -212,21 +212,11 @@ func (s *S3) Current(ctx context.Context, name string, prev Version) (Version, e
 	return Version{ID: p.Version, Tag: p.tag}, nil
 }
 
-// readPointer reads the live version of name and when its pointer was
-// written, by the store's clock.
-func (s *S3) readPointer(ctx context.Context, name string) (string, time.Time, error) {
-	p, err := s.getPointer(ctx, name, "")
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return p.Version, p.modified, nil
-}
-
 // storedPointer is a pointer object as read from the store.
 type storedPointer struct {
 	pointer
 	tag      string
-	modified time.Time
+	modified time.Time // when it was written, by the store's clock
 }
 
 // getPointer reads and checks name's pointer object; with ifNoneMatch, an
@@ -597,12 +587,12 @@ func (s *S3) prune(ctx context.Context, name, current, previous string) {
 	// The pointer as it is now: a publish that went live since this one
 	// did keeps its version, and the pointer's time is the store's now,
 	// to age the markers by (hosts' clocks may disagree with the store's).
-	live, now, err := s.readPointer(ctx, name)
+	live, err := s.getPointer(ctx, name, "")
 	if err != nil {
 		return
 	}
 	for _, v := range old {
-		if v == live || s.publishing(ctx, v, now) {
+		if v == live.Version || s.publishing(ctx, v, live.modified) {
 			continue
 		}
 		_, _ = s.deleteVersion(ctx, v)

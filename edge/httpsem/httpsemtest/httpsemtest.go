@@ -3,8 +3,11 @@
 package httpsemtest
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -37,4 +40,29 @@ func ExchangeUntilClosed(t testing.TB, addr, raw string) string {
 		t.Errorf("the connection stayed open: %v", err)
 	}
 	return string(out)
+}
+
+// SendMadeUpMethods sends n requests to each url, each with a method of its
+// own that no RFC defines (M00X, M01X, …), as a client may.
+func SendMadeUpMethods(n int, urls ...string) {
+	for i := range n {
+		for _, u := range urls {
+			req, err := http.NewRequest(fmt.Sprintf("M%02dX", i), u, nil)
+			if err != nil {
+				continue
+			}
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}
+}
+
+// CheckNoMadeUpMethodLabel fails t when metrics (a /metrics page) has a
+// label value of a method SendMadeUpMethods sent.
+func CheckNoMadeUpMethodLabel(t testing.TB, metrics string) {
+	t.Helper()
+	if strings.Contains(metrics, `method="M`) {
+		t.Error("a client's made-up method is a label value")
+	}
 }

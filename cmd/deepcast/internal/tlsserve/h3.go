@@ -185,14 +185,7 @@ func drained(conn *quic.Conn) {
 // shutdown stops taking connections and streams and waits, until ctx
 // ends, for the requests under way; then it closes what is left.
 func (hs *h3Server) shutdown(ctx context.Context) error {
-	hs.mu.Lock()
-	hs.closed = true
-	ln := hs.ln
-	hs.mu.Unlock()
-	hs.graceCancel()
-	if ln != nil {
-		ln.Close()
-	}
+	hs.stop()
 	done := make(chan struct{})
 	go func() { hs.wg.Wait(); close(done) }()
 	select {
@@ -206,6 +199,14 @@ func (hs *h3Server) shutdown(ctx context.Context) error {
 
 // close ends every connection at once.
 func (hs *h3Server) close() {
+	for _, c := range hs.stop() {
+		c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "closing")
+	}
+}
+
+// stop takes no more connections nor streams (the grace ends, the
+// listener closes) and returns the connections open now.
+func (hs *h3Server) stop() []*quic.Conn {
 	hs.mu.Lock()
 	hs.closed = true
 	ln := hs.ln
@@ -218,7 +219,5 @@ func (hs *h3Server) close() {
 	if ln != nil {
 		ln.Close()
 	}
-	for _, c := range conns {
-		c.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "closing")
-	}
+	return conns
 }
