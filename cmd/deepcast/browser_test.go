@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/deepcast/deepcast/edge"
@@ -730,4 +732,49 @@ func TestBrowserShowsStreamDataAsText(t *testing.T) {
 	if got.Injected || got.Images > 0 || !strings.Contains(got.Text, payload) {
 		t.Errorf("segment table: injected %v, %d img elements, text %q; want the header's text shown as text", got.Injected, got.Images, got.Text)
 	}
+}
+
+// networkLog records what a page's requests met that a test wants to see
+// when the page misbehaves: requests that failed (with Chromium's reason)
+// and answers of 400 or more, each with the time since the log began.
+type networkLog struct {
+	mu     sync.Mutex
+	start  time.Time
+	urls   map[network.RequestID]string
+	events []string
+}
+
+// watchNetwork starts a networkLog for the page of ctx.
+func watchNetwork(t *testing.T, ctx context.Context) *networkLog {
+	t.Helper()
+	l := &networkLog{start: time.Now(), urls: map[network.RequestID]string{}}
+	err := chromedp.Listen(ctx, func(ev any) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		at := time.Since(l.start).Round(time.Millisecond)
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			l.urls[e.RequestID] = e.Request.URL
+		case *network.EventResponseReceived:
+			if e.Response.Status >= 400 {
+				l.events = append(l.events, fmt.Sprintf("%v %s: HTTP %d over %s", at, e.Response.URL, int(e.Response.Status), e.Response.Protocol))
+			}
+		case *network.EventLoadingFailed:
+			l.events = append(l.events, fmt.Sprintf("%v %s: %s (canceled %v, blocked %q)", at, l.urls[e.RequestID], e.ErrorText, e.Canceled, e.BlockedReason))
+		}
+	})
+	if err != nil {
+		t.Fatalf("watch the page's network: %v", err)
+	}
+	return l
+}
+
+// String lists what was recorded, one event a line.
+func (l *networkLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.events) == 0 {
+		return "no failed request"
+	}
+	return strings.Join(l.events, "\n")
 }

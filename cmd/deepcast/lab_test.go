@@ -613,6 +613,7 @@ func runLab(t *testing.T, scale labScale) {
 	// One browser with dash.js, its page from deep3, the MPD from the router.
 	var browserStats pageStats
 	var browserErr error
+	var browserNet *networkLog
 	viewers.Go(func() {
 		spkis := []string{}
 		for _, p := range []tlsserve.Pair{first, next} {
@@ -625,6 +626,7 @@ func runLab(t *testing.T, scale labScale) {
 		}
 		bctx := browserWith(t, chromedp.Flag("disable-quic", true), chromedp.Flag("ignore-certificate-errors-spki-list", strings.Join(spkis, ",")))
 		page := l.viewer["deep3"] + "/?buffer=6&mpd=" + url.QueryEscape(mpd)
+		browserNet = watchNetwork(t, bctx)
 		if err := chromedp.Do(bctx, chromedp.Navigate(page)); err != nil {
 			browserErr = err
 			return
@@ -761,6 +763,9 @@ func runLab(t *testing.T, scale labScale) {
 	rep.browser, rep.browserErr = browserStats, browserErr
 	text := rep.String(scale)
 	t.Log("\n" + text)
+	if browserNet != nil {
+		t.Logf("what the browser's requests met (faults fail some on purpose):\n%s", browserNet)
+	}
 	if out := os.Getenv("DEEPCAST_LAB_OUT"); out != "" {
 		os.WriteFile(out, []byte(text), 0o644)
 	}
@@ -786,6 +791,12 @@ func runLab(t *testing.T, scale labScale) {
 	}
 	if browserErr != nil || browserStats.CurrentTime < scale.asset.Seconds()-5 {
 		t.Errorf("the browser viewer: %v, %+v", browserErr, browserStats)
+		if browserNet != nil {
+			t.Logf("the browser's failed requests:\n%s", browserNet)
+		}
+		if log, err := os.ReadFile(l.procs["deep3"].log); err == nil {
+			t.Logf("deep3, which served the page, logged:\n%s", tailLines(string(log), 40))
+		}
 	}
 }
 
