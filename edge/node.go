@@ -27,6 +27,12 @@ import (
 // that owns a key: the owner fetches it upstream instead of passing it on.
 const siblingHeader = "X-Deepcast-Sibling"
 
+// MaxUpstreamConns is the most connections a node opens to one upstream
+// or sibling (fetches past it wait for one to be free): a parent node
+// bounds the connections one client may hold, and must not refuse its
+// own children.
+const MaxUpstreamConns = 192
+
 // Node is an edge cache node: an http.Handler for the /vod/ URL space and
 // its admin API, composed of the memory and disk tiers, the upstream pool,
 // the coalescing group and the freshness rules.
@@ -73,7 +79,8 @@ func New(cfg Config) (*Node, error) {
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 1024
-		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConnsPerHost = MaxUpstreamConns
+		t.MaxConnsPerHost = MaxUpstreamConns
 		t.ResponseHeaderTimeout = cfg.FetchTimeout
 		t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 		t.TLSHandshakeTimeout = 5 * time.Second

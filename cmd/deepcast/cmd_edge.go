@@ -38,6 +38,7 @@ func edgeCommand() command {
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
+			cf := addConnFlags(fs, defaultConnsPerClient)
 			upCA := fs.String("upstream-ca", "", "PEM CA to verify https:// upstreams and siblings with (besides the system's)")
 			upCert := fs.String("upstream-cert", "", "client certificate (PEM) presented to upstreams (mutual TLS)")
 			upKey := fs.String("upstream-key", "", "key of -upstream-cert")
@@ -84,10 +85,12 @@ func edgeCommand() command {
 						return err
 					}
 				}
+				files := raiseFileLimit(slog.Default())
 				l, err := openNodeListeners(*addr, topts, slog.Default())
 				if err != nil {
 					return err
 				}
+				l.limit(cf.limiter(files, slog.Default()))
 				if cfg.Self == "" && len(cfg.Siblings) > 0 {
 					cfg.Self = l.selfURL()
 				}
@@ -101,7 +104,6 @@ func edgeCommand() command {
 				}
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
-				raiseFileLimit(cfg.Logger)
 				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(cfg.Logger, l.addrs()...)
 				name := cfg.Name
 				if name == "" {

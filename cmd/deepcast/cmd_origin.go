@@ -28,6 +28,9 @@ func originCommand() command {
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
+			// Edges and packagers are the origin's clients: few
+			// addresses with many connections each.
+			cf := addConnFlags(fs, 0)
 			clientCA := fs.String("client-ca", "", "PEM CA whose client certificates /vod/ and /api/ require (mutual TLS with the edges; cleartext requests to them are refused)")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
@@ -54,11 +57,12 @@ func originCommand() command {
 				topts.ClientCA = *clientCA
 				tuneGC()
 				log := slog.Default().With("node", "origin")
-				raiseFileLimit(log)
+				files := raiseFileLimit(log)
 				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
 					return err
 				}
+				l.limit(cf.limiter(files, log))
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),

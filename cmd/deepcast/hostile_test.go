@@ -42,17 +42,24 @@ func (w *lockedWriter) String() string {
 	return w.buf.String()
 }
 
-// TestServersOutliveRunningOutOfFiles: under a 128-file limit, 300 idle
-// keep-alive connections used to make origin and edge exit with "accept4:
-// too many open files". Now they back off, serve again once connections
-// close, and log the limit they run with.
-func TestServersOutliveRunningOutOfFiles(t *testing.T) {
+// needPrlimit skips a test that runs the binary under a small open-file
+// limit where that cannot be done.
+func needPrlimit(t *testing.T) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	if _, err := exec.LookPath("prlimit"); err != nil {
 		t.Skip("prlimit (util-linux) not installed")
 	}
+}
+
+// TestServersOutliveRunningOutOfFiles: under a 128-file limit, 300 idle
+// keep-alive connections used to make origin and edge exit with "accept4:
+// too many open files". Now they back off, serve again once connections
+// close, and log the limit they run with.
+func TestServersOutliveRunningOutOfFiles(t *testing.T) {
+	needPrlimit(t)
 	bin := buildBinary(t)
 	lib := mediatest.CopyLibrary(t)
 	originPort := freePort(t)

@@ -11,11 +11,12 @@ import (
 // nginx's worker_rlimit_nofile does (Go's runtime does it too since 1.19,
 // but says nothing), and logs the figure: every connection is a file, and
 // an operator should see how many a node can hold before it backs off.
-func raiseFileLimit(log *slog.Logger) {
+// It returns the limit, 0 when unknown.
+func raiseFileLimit(log *slog.Logger) uint64 {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		log.Warn("open-file limit unknown", "err", err)
-		return
+		return 0
 	}
 	if lim.Cur < lim.Max {
 		raised := lim
@@ -27,4 +28,5 @@ func raiseFileLimit(log *slog.Logger) {
 		}
 	}
 	log.Info("open-file limit", "files", lim.Cur)
+	return lim.Cur
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/h2front"
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/tlsserve"
 )
@@ -65,6 +66,8 @@ func (f tlsFlags) options() (tlsserve.Options, error) {
 type nodeListeners struct {
 	plain net.Listener // nil: no cleartext listener
 	tls   *tlsserve.Server
+	// conns counts the connections of both listeners; nil: unbounded.
+	conns *connlimit.Limiter
 	// plainHost and tlsHost are the hosts the listen addresses named:
 	// a node's URL keeps a name as given (its certificate is for the
 	// name, not for the address the name resolved to).
@@ -97,6 +100,17 @@ func openNodeListeners(addr string, o tlsserve.Options, log *slog.Logger) (nodeL
 		l.tlsHost, _, _ = net.SplitHostPort(o.Listen)
 	}
 	return l, nil
+}
+
+// limit bounds the connections of both listeners with lim.
+func (l *nodeListeners) limit(lim *connlimit.Limiter) {
+	l.conns = lim
+	if l.plain != nil {
+		l.plain = lim.Listener(l.plain)
+	}
+	if l.tls != nil {
+		l.tls.WrapListener(lim.Listener)
+	}
 }
 
 // close closes listeners that will not be served.
@@ -246,6 +260,11 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 			}
 		}
 	}()
+	if m, ok := h.(metricsRegistrar); ok && l.conns != nil {
+		if err := m.RegisterMetrics(connCollectors(l.conns)...); err != nil {
+			log.Warn("connection metrics not registered", "err", err)
+		}
+	}
 	errc := make(chan error, 3) // cleartext, admin, HTTPS
 	running := 0
 	if l.plain != nil {

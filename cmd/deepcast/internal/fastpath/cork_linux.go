@@ -3,6 +3,8 @@ package fastpath
 import (
 	"net"
 	"syscall"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
 )
 
 // setCork sets TCP_CORK on c when it is a TCP connection: while corked the
@@ -12,7 +14,7 @@ import (
 // Measured here with 1 MiB segments over loopback: +25% req/s (the same
 // trick as nginx's tcp_nopush with sendfile).
 func setCork(c net.Conn, on bool) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := connlimit.Unwrap(c).(*net.TCPConn)
 	if !ok {
 		return
 	}

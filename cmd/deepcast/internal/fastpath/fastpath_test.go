@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
 )
 
 func TestParseHead(t *testing.T) {
@@ -148,6 +151,13 @@ func forModes(t *testing.T, test func(t *testing.T, loops int)) {
 
 func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServer {
 	t.Helper()
+	return startTestServerOn(t, loops, tune, nil)
+}
+
+// startTestServerOn is startTestServer with its listener wrapped by wrap
+// (nil: none).
+func startTestServerOn(t testing.TB, loops int, tune func(*http.Server), wrap func(net.Listener) net.Listener) *testServer {
+	t.Helper()
 	ts := &testServer{done: make(chan error, 1), release: make(chan struct{}), file: filepath.Join(t.TempDir(), "obj")}
 	if err := os.WriteFile(ts.file, []byte(bigBody), 0o644); err != nil {
 		t.Fatal(err)
@@ -218,6 +228,9 @@ func startTestServer(t testing.TB, loops int, tune func(*http.Server)) *testServ
 		t.Fatal(err)
 	}
 	ts.addr = ln.Addr().String()
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	go func() { ts.done <- ts.srv.Serve(ln) }()
 	t.Cleanup(func() {
 		ts.srv.Close()
@@ -917,4 +930,68 @@ func TestParseHeadKeepsCDNLoop(t *testing.T) {
 			t.Errorf("parseHead(%q): Loop %q, %v; want %q", tc.head, req.Loop, ok, tc.want)
 		}
 	}
+}
+
+// TestCountedConnectionsKeepTheirPlaceUntilClosed: a connection counted
+// by a connlimit listener holds its place while the front serves it (on a
+// loop, handed to net/http and taken back) and gives it back when it
+// closes, whichever path closes it.
+func TestCountedConnectionsKeepTheirPlaceUntilClosed(t *testing.T) {
+	forModes(t, func(t *testing.T, loops int) {
+		lim := connlimit.New(connlimit.Limits{PerClient: 3}, slog.New(slog.DiscardHandler))
+		ts := startTestServerOn(t, loops, nil, lim.Listener)
+		ts.srv.Claims = func(q Request) bool { return q.Path != "/unclaimed" }
+		var conns []net.Conn
+		for i := range 3 {
+			c := dial(t, ts.addr, 10*time.Second)
+			conns = append(conns, c)
+			br := bufio.NewReader(c)
+			for _, path := range []string{"/small", "/other", "/small", "/file"} {
+				io.WriteString(c, get(path))
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("connection %d, %s: %v", i, path, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+			}
+		}
+		if open := lim.Stats().Open; open != 3 {
+			t.Errorf("%d connections counted, 3 open", open)
+		}
+		if loops >= 0 && loopsSupported {
+			if live := loopConns(ts.srv); live != 3 {
+				t.Errorf("%d connections on the loops, want the 3 (a counted connection must move to a loop too)", live)
+			}
+		}
+		// A fourth is closed as it is accepted.
+		extra := dial(t, ts.addr, 5*time.Second)
+		io.WriteString(extra, get("/small"))
+		if n, err := extra.Read(make([]byte, 64)); err == nil {
+			t.Errorf("a fourth connection was answered (%d bytes)", n)
+		}
+		if st := lim.Stats(); st.RefusedPerClient != 1 {
+			t.Errorf("stats %+v: want one refused", st)
+		}
+		// Closed by the client: the places come back, on whichever path
+		// the server held each connection.
+		for _, c := range conns {
+			c.Close()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for lim.Stats().Open > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if open := lim.Stats().Open; open != 0 {
+			t.Fatalf("%d connections still counted after all closed", open)
+		}
+		c := dial(t, ts.addr, 5*time.Second)
+		readOneAfter(t, c, get("/small"))
+	})
+}
+
+// readOneAfter writes raw on c and reads one whole response.
+func readOneAfter(t *testing.T, c net.Conn, raw string) {
+	t.Helper()
+	io.WriteString(c, raw)
+	readOne(t, bufio.NewReader(c))
 }

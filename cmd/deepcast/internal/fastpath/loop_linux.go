@@ -16,6 +16,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
 )
 
 // Event loops: why. With a goroutine per connection, a request's bytes
@@ -93,12 +95,13 @@ type lconn struct {
 	pending atomic.Uint32
 	cp      *completion // the response a goroutine computed (evComplete)
 
-	fd     int
-	id     int32
-	gen    uint32
-	remote string
-	closed bool
-	busy   bool // a goroutine is computing its response
+	fd      int
+	id      int32
+	gen     uint32
+	remote  string
+	release func() // gives the connection's place back (connlimit), once
+	closed  bool
+	busy    bool // a goroutine is computing its response
 	// drained: the last read came back short, so the socket had nothing
 	// more; the next read would only get EAGAIN until an event says bytes
 	// came (edge-triggered epoll reports every arrival after the read).
@@ -137,9 +140,10 @@ type lconn struct {
 // accepted is a socket the accept loop gives a loop, with the peer's
 // address its Go connection already knew.
 type accepted struct {
-	fd     int
-	remote string
-	prefix []byte // bytes read before: a request net/http gave back
+	fd      int
+	remote  string
+	prefix  []byte // bytes read before: a request net/http gave back
+	release func() // gives the connection's place back (connlimit), once
 }
 
 // completion is a response computed by a goroutine for a loop's connection.
@@ -214,7 +218,7 @@ func (s *Server) startLoops(n int) error {
 // it: the loop works on a duplicate of its socket and the Go connection is
 // closed. It reports false, with c untouched, when c cannot be moved.
 func (s *Server) adopt(c net.Conn, prefix []byte) bool {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := connlimit.Unwrap(c).(*net.TCPConn)
 	if !ok || len(s.loops) == 0 {
 		return false
 	}
@@ -233,15 +237,22 @@ func (s *Server) adopt(c net.Conn, prefix []byte) bool {
 		return false
 	}
 	remote := tc.RemoteAddr().String()
+	// A counted connection stays counted while its socket lives on in
+	// fd: whoever closes fd gives its place back.
+	release := func() {}
+	if cc, ok := c.(*connlimit.Conn); ok {
+		release = cc.Detach()
+	}
 	tc.Close() // the socket lives on in fd
 	h := s.hub
 	h.mu.Lock()
 	if h.exited {
 		h.mu.Unlock()
 		unix.Close(fd)
+		release()
 		return true
 	}
-	h.inbox = append(h.inbox, accepted{fd: fd, remote: remote, prefix: prefix})
+	h.inbox = append(h.inbox, accepted{fd: fd, remote: remote, prefix: prefix, release: release})
 	h.signal()
 	h.mu.Unlock()
 	return true
@@ -393,6 +404,7 @@ func (l *loop) exit() {
 	}
 	for _, a := range inbox {
 		unix.Close(a.fd)
+		a.release()
 	}
 	for _, c := range finished {
 		if c.cp.resp.File != nil {
@@ -555,13 +567,17 @@ func (l *loop) takeInbox() {
 }
 
 func (l *loop) add(a accepted) {
+	if a.release == nil {
+		a.release = func() {}
+	}
 	fd := a.fd
 	if l.s.shutting.Load() {
 		unix.Close(fd)
+		a.release()
 		return
 	}
 	h := l.h
-	c := &lconn{fd: fd, remote: a.remote}
+	c := &lconn{fd: fd, remote: a.remote, release: a.release}
 	c.owned.Store(true) // until drive lets it go, below
 	h.slotMu.Lock()
 	h.gen++
@@ -581,6 +597,7 @@ func (l *loop) add(a accepted) {
 		h.free = append(h.free, c.id)
 		h.slotMu.Unlock()
 		unix.Close(fd)
+		a.release()
 		return
 	}
 	h.live.Add(1)
@@ -887,6 +904,7 @@ func (l *loop) closeConn(c *lconn, err error) {
 	l.finish(c, err)
 	unix.Close(c.fd) // also takes it out of the epoll set
 	l.detach(c)
+	c.release()
 }
 
 // detach forgets c (closed or handed off).
@@ -912,9 +930,11 @@ func (l *loop) handOff(c *lconn) {
 	l.detach(c)
 	if err != nil {
 		l.logf("fastpath: hand-off of %s: %v", c.remote, err)
+		c.release()
 		return
 	}
-	go l.s.handOff(nc, prefix)
+	// The Go connection now holds the socket, and its place.
+	go l.s.handOff(connlimit.Wrap(nc, c.release), prefix)
 }
 
 // release closes the hub's descriptors, once every loop has exited (no

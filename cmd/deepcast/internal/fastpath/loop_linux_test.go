@@ -121,3 +121,6 @@ func TestARawWaitDoesNotHoldUpTheGC(t *testing.T) {
 		}
 	}
 }
+
+// loopConns is how many connections the server's loops hold.
+func loopConns(s *Server) int64 { return s.hub.live.Load() }

@@ -147,6 +147,10 @@ func (s *Server) headers(next http.Handler, port int) http.Handler {
 	})
 }
 
+// WrapListener puts wrap around the TCP listener (a connection limiter):
+// called before Serve, it sees every connection before its handshake.
+func (s *Server) WrapListener(wrap func(net.Listener) net.Listener) { s.ln = wrap(s.ln) }
+
 // Addr is the TCP listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"flag"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
+)
+
+// defaultConnsPerClient is the edge's and the router's default
+// -max-conns-per-client. A browser holds one HTTP/2 connection to a node,
+// or six over HTTP/1.1; a household, a few browsers. An enter-deep node
+// sees its viewers before any carrier NAT, and a bring-home node's
+// busiest clients are the edges below it, which open at most
+// edge.MaxUpstreamConns to one upstream: 256 leaves them room.
+const defaultConnsPerClient = 256
+
+// connFlags bound the connections a node holds (see connlimit).
+type connFlags struct {
+	perClient, total *int
+}
+
+// addConnFlags adds -max-conns-per-client (default perClient) and
+// -max-conns.
+func addConnFlags(fs *flag.FlagSet, perClient int) connFlags {
+	return connFlags{
+		perClient: fs.Int("max-conns-per-client", perClient,
+			"connections one client address (an IPv6 /64) may hold open; more are closed as they are accepted; 0: no limit"),
+		total: fs.Int("max-conns", 0,
+			"connections the node holds in all; more are closed as they are accepted (default: the open-file limit less a fifth, kept for upstream connections and files; -1: no limit)"),
+	}
+}
+
+// limiter returns the Limiter the flags ask for, given the open-file
+// limit (0: unknown).
+func (f connFlags) limiter(fileLimit uint64, log *slog.Logger) *connlimit.Limiter {
+	return connlimit.New(connlimit.Limits{PerClient: max(0, *f.perClient), Total: connTotal(*f.total, fileLimit)}, log)
+}
+
+// connTotal is the total bound: the flag's, or by default the open-file
+// limit less a reserve (a fifth, at least 64) that a flood of clients
+// cannot take, so that upstream fetches, the disk tier and health checks
+// always find a descriptor.
+func connTotal(flagValue int, fileLimit uint64) int {
+	switch {
+	case flagValue > 0:
+		return flagValue
+	case flagValue < 0 || fileLimit == 0 || fileLimit > 1<<30:
+		return 0
+	}
+	reserve := max(64, fileLimit/5)
+	if fileLimit <= reserve {
+		return 1
+	}
+	return int(fileLimit - reserve)
+}
+
+// connCollectors are a Limiter's series.
+func connCollectors(l *connlimit.Limiter) []prometheus.Collector {
+	refused := func(reason string, v func(connlimit.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "deepcast_connections_refused_total",
+			Help:        "Connections closed as they were accepted, because of -max-conns-per-client (per-client) or -max-conns (total).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(v(l.Stats())) })
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_connections_open", Help: "Client connections open on the node's listeners (cleartext and HTTPS)."},
+			func() float64 { return float64(l.Stats().Open) }),
+		refused("per-client", func(s connlimit.Stats) int64 { return s.RefusedPerClient }),
+		refused("total", func(s connlimit.Stats) int64 { return s.RefusedTotal }),
+	}
+}
