@@ -63,6 +63,10 @@ type Catalog struct {
 	timeout time.Duration
 	log     *slog.Logger
 
+	// unknown bounds the store lookups of names not loaded (object
+	// stores only).
+	unknown *unknownNames
+
 	mu      sync.RWMutex
 	entries map[string]*Entry
 	loading map[string]*load
@@ -87,7 +91,7 @@ func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
 		timeout = 10 * time.Second
 	}
 	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(),
-		entries: map[string]*Entry{}, loading: map[string]*load{}}
+		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}}
 }
 
 // Root names the library: its folder or its URL.
@@ -112,6 +116,9 @@ func (c *Catalog) GetContext(ctx context.Context, name string) (*Entry, error) {
 	if e != nil && now-e.checked.Load() < int64(c.every) {
 		return e, nil
 	}
+	if e == nil && c.remote {
+		return c.loadUnknown(ctx, name, now)
+	}
 	if e == nil || !c.remote {
 		return c.loadShared(ctx, name, e, now)
 	}
@@ -125,6 +132,30 @@ func (c *Catalog) GetContext(ctx context.Context, name string) (*Entry, error) {
 	}
 	return e, nil
 }
+
+// loadUnknown loads a name not loaded yet from an object store, when
+// c.unknown lets it ask the store.
+func (c *Catalog) loadUnknown(ctx context.Context, name string, now int64) (*Entry, error) {
+	if err := c.unknown.admit(ctx, name, c.listNames); err != nil {
+		return nil, err
+	}
+	e, err := c.loadShared(ctx, name, nil, now)
+	if errors.Is(err, media.ErrNoAsset) {
+		c.unknown.noteAbsent(name)
+	}
+	return e, err
+}
+
+// listNames reads the library's names, within the store timeout.
+func (c *Catalog) listNames(ctx context.Context) ([]string, error) {
+	lctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.lib.Names(lctx)
+}
+
+// SparedLookups is how many requests for names not in the library were
+// answered without asking its object store (see unknownNames).
+func (c *Catalog) SparedLookups() int64 { return c.unknown.spared.Load() }
 
 // loadShared runs one reload of name for all the requests that need it
 // at once.
@@ -213,6 +244,7 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	c.mu.Lock()
 	c.entries[name] = e
 	c.mu.Unlock()
+	c.unknown.forget(name)
 	if old != nil {
 		c.log.Info("asset version changed", "asset", name, "version", v.ID)
 	}
@@ -285,9 +317,16 @@ func (c *Catalog) List() (entries []*Entry, errs []error) {
 
 // ListContext is List for a request.
 func (c *Catalog) ListContext(ctx context.Context) (entries []*Entry, errs []error) {
-	lctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	names, err := c.lib.Names(lctx)
+	var names []string
+	var err error
+	if c.remote {
+		// The listing of an object store is a paid request, and pages of
+		// them for a big library: one read per check interval serves
+		// every catalogue request.
+		names, err = c.unknown.names(ctx, time.Now(), c.listNames)
+	} else {
+		names, err = c.listNames(ctx)
+	}
 	if err != nil {
 		return nil, []error{err}
 	}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/media/store"
 )
@@ -82,6 +84,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewStoreCatalog(cfg.Store, cfg.CheckEvery, cfg.StoreTimeout), metrics: newMetrics()}
 	s.catalog.log = cfg.Logger
+	s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "deepcast_origin_store_lookups_spared_total",
+		Help: "Requests for names not in the library answered 404 without asking its object store (a name just found absent, or one its listing lacks while lookups of unknown names are over budget).",
+	}, func() float64 { return float64(s.catalog.SparedLookups()) }))
 	s.jobs = newJobs(s)
 	s.jobs.count()
 	s.handler = s.routes()
