@@ -90,7 +90,7 @@ func edgeCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, slog.Default()))
+				l.limit(cf.limiter(files, slog.Default()), slog.Default())
 				if cfg.Self == "" && len(cfg.Siblings) > 0 {
 					cfg.Self = l.selfURL()
 				}

@@ -62,7 +62,7 @@ func originCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, log))
+				l.limit(cf.limiter(files, log), log)
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),

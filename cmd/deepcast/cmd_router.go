@@ -77,7 +77,7 @@ func routerCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, log))
+				l.limit(cf.limiter(files, log), log)
 				selfURL, err := routerSelf(*self, l, log)
 				if err != nil {
 					l.close()

@@ -57,16 +57,25 @@ func connTotal(flagValue int, fileLimit uint64) int {
 	return int(fileLimit - reserve)
 }
 
-// connCollectors are a Limiter's series.
-func connCollectors(l *connlimit.Limiter) []prometheus.Collector {
+// connCollectors are the series of a node's Limiters, summed.
+func connCollectors(ls ...*connlimit.Limiter) []prometheus.Collector {
+	sum := func() (s connlimit.Stats) {
+		for _, l := range ls {
+			st := l.Stats()
+			s.Open += st.Open
+			s.RefusedPerClient += st.RefusedPerClient
+			s.RefusedTotal += st.RefusedTotal
+		}
+		return s
+	}
 	refused := func(reason string, v func(connlimit.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "deepcast_connections_refused_total",
-			Help:        "Connections closed as they were accepted, because of -max-conns-per-client (per-client) or -max-conns (total).",
-			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(v(l.Stats())) })
+			Help:        "Connections closed as they were accepted (QUIC: once their handshake was done), because of -max-conns-per-client (per-client) or -max-conns (total).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(v(sum())) })
 	}
 	return []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_connections_open", Help: "Client connections open on the node's listeners (cleartext and HTTPS)."},
-			func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_connections_open", Help: "Client connections open on the node's listeners (cleartext, HTTPS and HTTP/3)."},
+			func() float64 { return float64(sum().Open) }),
 		refused("per-client", func(s connlimit.Stats) int64 { return s.RefusedPerClient }),
 		refused("total", func(s connlimit.Stats) int64 { return s.RefusedTotal }),
 	}

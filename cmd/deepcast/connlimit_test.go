@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go/http3"
 
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -184,5 +187,65 @@ func TestConnTotal(t *testing.T) {
 		if got := connTotal(c.flag, c.files); got != c.want {
 			t.Errorf("connTotal(%d, %d) = %d, want %d", c.flag, c.files, got, c.want)
 		}
+	}
+}
+
+// TestHTTP3ConnectionsPerClientAreBounded: QUIC connections hold no file,
+// but each holds memory and goroutines, and one client could open them
+// without end; now -max-conns-per-client bounds them as it does TCP ones.
+func TestHTTP3ConnectionsPerClientAreBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	lib := mediatest.CopyLibrary(t)
+	ca, leaf := testCerts(t)
+	o, d, admin := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startNode(t, bin, o, "origin", "-library", lib, "-listen", o, "-access-log=false")
+	startNode(t, bin, d, "edge", "-upstream", "http://"+o, "-listen", "", "-tls-listen", d, "-http3",
+		"-tls-cert", leaf.Cert, "-tls-key", leaf.Key, "-admin-listen", admin, "-max-conns-per-client", "3")
+	url := "https://" + d + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	get := func(c *http.Client) error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s", resp.Status)
+		}
+		return nil
+	}
+	// Each client is a QUIC connection of its own, kept open.
+	var clients []*http.Client
+	for i := range 5 {
+		c := clientFor(t, ca, nil, true)
+		t0 := time.Now()
+		err := get(c)
+		t.Logf("connection %d: %v in %v", i+1, err, time.Since(t0))
+		switch {
+		case i < 3 && err != nil:
+			t.Fatalf("connection %d of 3 allowed: %v", i+1, err)
+		case i >= 3 && err == nil:
+			t.Errorf("connection %d answered, past the 3 allowed", i+1)
+		case i >= 3 && !strings.Contains(err.Error(), "H3_EXCESSIVE_LOAD") && !strings.Contains(err.Error(), "0x107"):
+			t.Errorf("connection %d refused with %v, want H3_EXCESSIVE_LOAD", i+1, err)
+		}
+		clients = append(clients, c)
+	}
+	if n := connMetric(t, "http://"+admin+"/metrics", `deepcast_connections_refused_total{reason="per-client"}`); n != 2 {
+		t.Errorf("%d connections refused per client, want 2", n)
+	}
+	// One closes: its place is free again.
+	clients[0].Transport.(*http3.Transport).Close()
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if err = get(clientFor(t, ca, nil, true)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("a new connection after one closed: %v", err)
 	}
 }

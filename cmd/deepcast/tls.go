@@ -66,8 +66,9 @@ func (f tlsFlags) options() (tlsserve.Options, error) {
 type nodeListeners struct {
 	plain net.Listener // nil: no cleartext listener
 	tls   *tlsserve.Server
-	// conns counts the connections of both listeners; nil: unbounded.
-	conns *connlimit.Limiter
+	// conns count the connections of the listeners (TCP, then QUIC);
+	// none: unbounded.
+	conns []*connlimit.Limiter
 	// plainHost and tlsHost are the hosts the listen addresses named:
 	// a node's URL keeps a name as given (its certificate is for the
 	// name, not for the address the name resolved to).
@@ -102,14 +103,21 @@ func openNodeListeners(addr string, o tlsserve.Options, log *slog.Logger) (nodeL
 	return l, nil
 }
 
-// limit bounds the connections of both listeners with lim.
-func (l *nodeListeners) limit(lim *connlimit.Limiter) {
-	l.conns = lim
+// limit bounds the connections of both listeners with lim, and the
+// HTTP/3 connections per client as lim does the TCP ones (QUIC
+// connections hold no file, so the total is not theirs).
+func (l *nodeListeners) limit(lim *connlimit.Limiter, log *slog.Logger) {
+	l.conns = []*connlimit.Limiter{lim}
 	if l.plain != nil {
 		l.plain = lim.Listener(l.plain)
 	}
 	if l.tls != nil {
 		l.tls.WrapListener(lim.Listener)
+		if per := lim.Limits().PerClient; per > 0 {
+			quic := connlimit.New(connlimit.Limits{PerClient: per}, log)
+			l.tls.LimitQUIC(quic.Admit)
+			l.conns = append(l.conns, quic)
+		}
 	}
 }
 
@@ -260,8 +268,8 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 			}
 		}
 	}()
-	if m, ok := h.(metricsRegistrar); ok && l.conns != nil {
-		if err := m.RegisterMetrics(connCollectors(l.conns)...); err != nil {
+	if m, ok := h.(metricsRegistrar); ok && len(l.conns) > 0 {
+		if err := m.RegisterMetrics(connCollectors(l.conns...)...); err != nil {
 			log.Warn("connection metrics not registered", "err", err)
 		}
 	}

@@ -96,8 +96,11 @@ func ClientKey(remote net.Addr) (netip.Addr, bool) {
 	return ip, true
 }
 
-// admit counts a new connection from remote, or says why not.
-func (l *Limiter) admit(remote net.Addr) (release func(), ok bool) {
+// Admit counts a new connection from remote and returns the func that
+// gives its place back (call it once, when the connection ends), or
+// reports false for a connection past a limit. Listener calls it; a
+// server whose connections are not a listener's (QUIC) calls it itself.
+func (l *Limiter) Admit(remote net.Addr) (release func(), ok bool) {
 	key, keyed := ClientKey(remote)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -159,7 +162,7 @@ func (ln *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		release, ok := ln.l.admit(c.RemoteAddr())
+		release, ok := ln.l.Admit(c.RemoteAddr())
 		if !ok {
 			c.Close()
 			continue

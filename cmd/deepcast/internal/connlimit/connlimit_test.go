@@ -52,7 +52,7 @@ func TestLimitsAndPlacesGivenBack(t *testing.T) {
 			l := New(c.limits, slog.New(slog.DiscardHandler))
 			var releases []func()
 			for i, cl := range c.clients {
-				release, ok := l.admit(addr(cl))
+				release, ok := l.Admit(addr(cl))
 				if ok != c.want[i] {
 					t.Fatalf("connection %d from %s: admitted %v, want %v", i, cl, ok, c.want[i])
 				}
@@ -71,7 +71,7 @@ func TestLimitsAndPlacesGivenBack(t *testing.T) {
 			}
 			// Every place is free again.
 			for i, cl := range c.clients {
-				if _, ok := l.admit(addr(cl)); ok != c.want[i] {
+				if _, ok := l.Admit(addr(cl)); ok != c.want[i] {
 					t.Errorf("again, connection %d from %s: admitted %v, want %v", i, cl, ok, c.want[i])
 				}
 			}

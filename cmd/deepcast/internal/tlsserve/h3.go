@@ -32,6 +32,9 @@ type h3Server struct {
 	tls           *tls.Config
 	headerTimeout time.Duration
 	readTimeout   time.Duration
+	// admit counts a connection against its client's share (nil: no
+	// limit); see Server.LimitQUIC.
+	admit func(net.Addr) (release func(), ok bool)
 
 	// grace ends when Shutdown starts.
 	grace       context.Context
@@ -89,9 +92,19 @@ func (hs *h3Server) serve(udp net.PacketConn) error {
 			}
 			return err
 		}
+		release := func() {}
+		if hs.admit != nil {
+			r, ok := hs.admit(conn.RemoteAddr())
+			if !ok {
+				conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeExcessiveLoad), "too many connections from this client")
+				continue
+			}
+			release = r
+		}
 		hs.mu.Lock()
 		if hs.closed {
 			hs.mu.Unlock()
+			release()
 			conn.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
 			continue
 		}
@@ -100,6 +113,7 @@ func (hs *h3Server) serve(udp net.PacketConn) error {
 		hs.mu.Unlock()
 		go func() {
 			defer hs.wg.Done()
+			defer release()
 			hs.serveConn(conn)
 			hs.mu.Lock()
 			delete(hs.conns, conn)

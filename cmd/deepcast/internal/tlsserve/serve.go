@@ -59,6 +59,8 @@ type Server struct {
 	mu     sync.Mutex
 	closed bool
 	fronts Fronts
+	// admitQUIC counts HTTP/3 connections (LimitQUIC).
+	admitQUIC func(net.Addr) (func(), bool)
 }
 
 // New checks the certificates (a bad one is a clear error now, not at the
@@ -151,6 +153,11 @@ func (s *Server) headers(next http.Handler, port int) http.Handler {
 // called before Serve, it sees every connection before its handshake.
 func (s *Server) WrapListener(wrap func(net.Listener) net.Listener) { s.ln = wrap(s.ln) }
 
+// LimitQUIC has admit count every HTTP/3 connection once its handshake
+// is done (a connection it refuses is closed with H3_EXCESSIVE_LOAD), as
+// WrapListener's limiter counts TCP connections. Called before Serve.
+func (s *Server) LimitQUIC(admit func(net.Addr) (release func(), ok bool)) { s.admitQUIC = admit }
+
 // Addr is the TCP listener's address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
@@ -183,6 +190,7 @@ func (s *Server) Serve(h http.Handler, base *http.Server, fronts Fronts) error {
 	if s.udp != nil {
 		// Its own copy, taken before net/http adds "h2" to s.cfg.
 		s.h3 = newH3(h, base, s.cfg.Clone(), s.log)
+		s.h3.admit = s.admitQUIC
 	}
 	s.http = &http.Server{Handler: s.Headers(h), TLSConfig: s.cfg, ReadHeaderTimeout: base.ReadHeaderTimeout,
 		ReadTimeout: base.ReadTimeout, WriteTimeout: base.WriteTimeout, IdleTimeout: base.IdleTimeout,
