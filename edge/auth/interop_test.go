@@ -125,9 +125,14 @@ func TestCATInteroperability(t *testing.T) {
 
 	t.Run("renewal both ways", func(t *testing.T) {
 		// A deepcast token in its last minute: @eyevinn/cat's HTTP validator
-		// renews it, and deepcast accepts the renewed one.
+		// renews it, and deepcast accepts the renewed one. Times are taken
+		// afresh before each mint: the first call of node installs
+		// @eyevinn/cat (many seconds on a fresh clone), and a token 20 s
+		// from expiry minted against the test's start had expired by the
+		// time it was checked.
+		now := time.Now()
 		tok, err := Mint(key, TokenSpec{Issuer: "deepcast", Audience: []string{"edges"}, IssuedAt: now.Add(-100 * time.Second),
-			Expires: now.Add(20 * time.Second), PathPrefix: "/vod/bbb/", Renew: time.Minute, RenewType: RenewHeader})
+			Expires: now.Add(40 * time.Second), PathPrefix: "/vod/bbb/", Renew: time.Minute, RenewType: RenewHeader})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,8 +154,9 @@ func TestCATInteroperability(t *testing.T) {
 
 		// An @eyevinn/cat token in its last minute: deepcast renews it, and
 		// @eyevinn/cat accepts the renewed one.
+		now = time.Now()
 		res = catjs(t, map[string]any{"op": "mint", "kid": key.ID, "keyHex": keyHex, "claims": map[string]any{
-			"iss": "deepcast", "aud": "edges", "exp": now.Unix() + 20, "iat": now.Unix() - 100,
+			"iss": "deepcast", "aud": "edges", "exp": now.Unix() + 40, "iat": now.Unix() - 100,
 			"catu": map[string]any{"path": map[string]any{"prefix-match": "/vod/bbb/"}},
 			"catr": map[string]any{"type": "header", "header-name": "cta-common-access-token", "expadd": 120, "deadline": 60},
 		}})
