@@ -339,13 +339,18 @@ func TestBrowserPlaysAProtectedAsset(t *testing.T) {
 			// more after a token was issued renews it, so a loaded machine's
 			// pauses of up to 12 s between requests (a stalled player with
 			// a full buffer) keep the session, and the 16 s clip still
-			// outlives the first token.
+			// outlives the first token. The browser starts first, so that
+			// its start (seconds on a loaded machine) does not use up the
+			// token.
+			ctx := browser(t)
+			if err := chromedp.Do(ctx); err != nil {
+				t.Fatal(err)
+			}
 			tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(14 * time.Second),
 				Renew: 12 * time.Second, PathPrefix: "/vod/" + tc.asset + "/"})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := browser(t)
 			page := setup.deep + "/?asset=" + tc.asset + "&buffer=4&engine=" + tc.engine + "&cat=" + url.QueryEscape(tok)
 			if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
 				t.Fatal(err)
