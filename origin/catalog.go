@@ -70,6 +70,9 @@ type Catalog struct {
 	mu      sync.RWMutex
 	entries map[string]*Entry
 	loading map[string]*load
+	// rejected is, by name, the version that last failed to load while
+	// an older one was being served (see reload).
+	rejected map[string]store.Version
 }
 
 // load is one first load of an asset that concurrent requests share.
@@ -91,7 +94,7 @@ func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
 		timeout = 10 * time.Second
 	}
 	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(),
-		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}}
+		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}, rejected: map[string]store.Version{}}
 }
 
 // Root names the library: its folder or its URL.
@@ -224,7 +227,7 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		}
 		return nil, err
 	}
-	if old != nil && old.Version.ID == v.ID && old.Dir == v.Dir {
+	if old != nil && (old.Version.ID == v.ID && old.Dir == v.Dir || c.isRejected(name, v)) {
 		old.checked.Store(now)
 		return old, nil
 	}
@@ -234,8 +237,18 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 			old.checked.Store(now)
 			return old, nil
 		}
+		if old != nil && !errors.Is(err, store.ErrUnavailable) {
+			// The new version cannot be served (damaged, unparsable, a
+			// file missing): the loaded one is whole, and the library
+			// keeps the version it replaced. Its viewers keep playing
+			// and the operator hears of it, once per version.
+			c.reject(name, v, err)
+			old.checked.Store(now)
+			return old, nil
+		}
 		return nil, err
 	}
+	c.forgetRejected(name)
 	e.checked.Store(now)
 	if old != nil {
 		old.prev.Store(nil) // one version back, no chain
@@ -249,6 +262,31 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		c.log.Info("asset version changed", "asset", name, "version", v.ID)
 	}
 	return e, nil
+}
+
+// isRejected reports whether v is the version of name that failed to
+// load last.
+func (c *Catalog) isRejected(name string, v store.Version) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	r, ok := c.rejected[name]
+	return ok && r == v
+}
+
+// reject remembers that v of name cannot be served, and says so.
+func (c *Catalog) reject(name string, v store.Version, err error) {
+	c.mu.Lock()
+	c.rejected[name] = v
+	c.mu.Unlock()
+	c.log.Error("new version of the asset cannot be served; serving the loaded one until the asset is published again",
+		"asset", name, "version", v.ID, "err", err)
+}
+
+// forgetRejected drops the rejected version of name: a good one loaded.
+func (c *Catalog) forgetRejected(name string) {
+	c.mu.Lock()
+	delete(c.rejected, name)
+	c.mu.Unlock()
 }
 
 // loadEntry reads a version's metadata and manifest (and, from an object

@@ -785,3 +785,79 @@ func TestMethodsOutsideTheRoutes(t *testing.T) {
 		})
 	}
 }
+
+// TestUnreadableNewVersionKeepsTheLoadedOne: a library whose pointer
+// moves to a version that cannot be served (its asset.json damaged) used
+// to answer 500 "asset unreadable" to every viewer of the asset, though
+// the version they were playing was whole and still in the library. Now
+// the loaded version is served and the operator told, until a good
+// version is published.
+func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	_, ts := start(t, lib, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return logs.Write(p)
+		}), nil))
+	})
+	manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	resp, before := get(t, manifest)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %s", resp.Status)
+	}
+	tag := resp.Header.Get("ETag")
+	// A version whose asset.json is damaged goes live, as a symlink
+	// swap does it.
+	link := filepath.Join(lib, mediatest.AssetName)
+	live, err := os.Readlink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(filepath.Dir(live), mediatest.AssetName+".damaged")
+	if err := os.CopyFS(filepath.Join(lib, bad), os.DirFS(filepath.Join(lib, live))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lib, bad, media.AssetFile), []byte(`{"name": "clip", "renditions": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp := link + ".tmp"
+	if err := os.Symlink(bad, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // past the check interval (50 ms)
+	for range 3 {
+		resp, body := get(t, manifest)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != tag || !bytes.Equal(body, before) {
+			t.Fatalf("manifest after a damaged version went live: %s, ETag %s (was %s)", resp.Status, resp.Header.Get("ETag"), tag)
+		}
+		time.Sleep(60 * time.Millisecond)
+	}
+	mu.Lock()
+	said := strings.Count(logs.String(), "cannot be served")
+	mu.Unlock()
+	if said != 1 {
+		t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
+	}
+	// A good version published: served.
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(live, link); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if resp, _ := get(t, manifest); resp.StatusCode != http.StatusOK {
+		t.Errorf("manifest after a good version: %s", resp.Status)
+	}
+}
+
+// writerFunc is an io.Writer made of a func.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
