@@ -38,7 +38,7 @@ func edgeCommand() command {
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
-			cf := addConnFlags(fs, defaultConnsPerClient)
+			cf := addConnFlags(fs, -1, " (default: 256 enter-deep, 1024 bring-home)")
 			upCA := fs.String("upstream-ca", "", "PEM CA to verify https:// upstreams and siblings with (besides the system's)")
 			upCert := fs.String("upstream-cert", "", "client certificate (PEM) presented to upstreams (mutual TLS)")
 			upKey := fs.String("upstream-key", "", "key of -upstream-cert")
@@ -90,7 +90,11 @@ func edgeCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, slog.Default()), slog.Default())
+				perClient := deepConnsPerClient
+				if *profile == edge.BringHome {
+					perClient = sharedConnsPerClient
+				}
+				l.limit(cf.limiter(files, perClient, slog.Default()), slog.Default())
 				if cfg.Self == "" && len(cfg.Siblings) > 0 {
 					cfg.Self = l.selfURL()
 				}

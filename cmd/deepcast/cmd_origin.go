@@ -30,7 +30,7 @@ func originCommand() command {
 			tf := addTLSFlags(fs)
 			// Edges and packagers are the origin's clients: few
 			// addresses with many connections each.
-			cf := addConnFlags(fs, 0)
+			cf := addConnFlags(fs, 0, "")
 			clientCA := fs.String("client-ca", "", "PEM CA whose client certificates /vod/ and /api/ require (mutual TLS with the edges; cleartext requests to them are refused)")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
@@ -62,7 +62,7 @@ func originCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, log), log)
+				l.limit(cf.limiter(files, 0, log), log)
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),

@@ -33,7 +33,7 @@ func routerCommand() command {
 			self := fs.String("self", "", "this router's base URL as viewers reach it (https://steer.example), in the steering URLs it hands out; default: the -tls-listen address, else -listen's, with the host as written")
 			edgeCA := fs.String("edge-ca", "", "PEM CA to verify https:// edges with (besides the system's)")
 			tf := addTLSFlags(fs)
-			cf := addConnFlags(fs, defaultConnsPerClient)
+			cf := addConnFlags(fs, sharedConnsPerClient, "")
 			tokenKey := fs.String("token-key", "", "sign viewers' Common Access Tokens with this key file (as `deepcast token -new-key` writes it): a 302 for a manifest carries one for the asset (?cat=…)")
 			tokenTTL := fs.Duration("token-ttl", 2*time.Hour, "lifetime of the tokens the router signs")
 			tokenRenew := fs.Duration("token-renew", 0, "the edges renew the router's tokens in their last RENEW (catr); none when 0")
@@ -77,7 +77,7 @@ func routerCommand() command {
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, log), log)
+				l.limit(cf.limiter(files, sharedConnsPerClient, log), log)
 				selfURL, err := routerSelf(*self, l, log)
 				if err != nil {
 					l.close()

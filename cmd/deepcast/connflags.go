@@ -9,34 +9,45 @@ import (
 	"github.com/deepcast/deepcast/cmd/deepcast/internal/connlimit"
 )
 
-// defaultConnsPerClient is the edge's and the router's default
-// -max-conns-per-client. A browser holds one HTTP/2 connection to a node,
-// or six over HTTP/1.1; a household, a few browsers. An enter-deep node
-// sees its viewers before any carrier NAT, and a bring-home node's
-// busiest clients are the edges below it, which open at most
-// edge.MaxUpstreamConns to one upstream: 256 leaves them room.
-const defaultConnsPerClient = 256
+// Default -max-conns-per-client. A browser holds one HTTP/2 connection
+// to a node, or six over HTTP/1.1; a household, a few browsers.
+//   - An enter-deep node sits inside an access network and sees its
+//     viewers' own addresses, before any carrier NAT: 256.
+//   - A bring-home node and the router may see viewers through carrier
+//     NAT, hundreds of subscribers behind one address, idle keep-alive
+//     connections included: 1024. A bring-home node's busiest clients
+//     are the edges below it, which open at most edge.MaxUpstreamConns
+//     to one upstream.
+const (
+	deepConnsPerClient   = 256
+	sharedConnsPerClient = 1024
+)
 
 // connFlags bound the connections a node holds (see connlimit).
 type connFlags struct {
 	perClient, total *int
 }
 
-// addConnFlags adds -max-conns-per-client (default perClient) and
-// -max-conns.
-func addConnFlags(fs *flag.FlagSet, perClient int) connFlags {
+// addConnFlags adds -max-conns-per-client (default perClient, whose
+// meaning usage says) and -max-conns.
+func addConnFlags(fs *flag.FlagSet, perClient int, usage string) connFlags {
 	return connFlags{
 		perClient: fs.Int("max-conns-per-client", perClient,
-			"connections one client address (an IPv6 /64) may hold open; more are closed as they are accepted; 0: no limit"),
+			"connections one client address (an IPv6 /64) may hold open; more are closed as they are accepted; 0: no limit"+usage),
 		total: fs.Int("max-conns", 0,
 			"connections the node holds in all; more are closed as they are accepted (default: the open-file limit less a fifth, kept for upstream connections and files; -1: no limit)"),
 	}
 }
 
 // limiter returns the Limiter the flags ask for, given the open-file
-// limit (0: unknown).
-func (f connFlags) limiter(fileLimit uint64, log *slog.Logger) *connlimit.Limiter {
-	return connlimit.New(connlimit.Limits{PerClient: max(0, *f.perClient), Total: connTotal(*f.total, fileLimit)}, log)
+// limit (0: unknown) and the per-client bound to apply when the flag
+// was left at -1.
+func (f connFlags) limiter(fileLimit uint64, perClientDefault int, log *slog.Logger) *connlimit.Limiter {
+	per := *f.perClient
+	if per < 0 {
+		per = perClientDefault
+	}
+	return connlimit.New(connlimit.Limits{PerClient: per, Total: connTotal(*f.total, fileLimit)}, log)
 }
 
 // connTotal is the total bound: the flag's, or by default the open-file
