@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -735,8 +736,9 @@ func TestBrowserShowsStreamDataAsText(t *testing.T) {
 }
 
 // networkLog records what a page's requests met that a test wants to see
-// when the page misbehaves: requests that failed (with Chromium's reason)
-// and answers of 400 or more, each with the time since the log began.
+// when the page misbehaves: requests that failed (with Chromium's reason),
+// answers of 400 or more, and what the browser logged as errors besides,
+// each with the time since the log began.
 type networkLog struct {
 	mu     sync.Mutex
 	start  time.Time
@@ -761,6 +763,12 @@ func watchNetwork(t *testing.T, ctx context.Context) *networkLog {
 			}
 		case *network.EventLoadingFailed:
 			l.events = append(l.events, fmt.Sprintf("%v %s: %s (canceled %v, blocked %q)", at, l.urls[e.RequestID], e.ErrorText, e.Canceled, e.BlockedReason))
+		case *cdplog.EventEntryAdded:
+			// What the browser itself logs as an error: a script it
+			// refused to run (its MIME type, say), a security violation.
+			if e.Entry != nil && e.Entry.Level == cdplog.EntryLevelError && e.Entry.Source != cdplog.EntrySourceNetwork {
+				l.events = append(l.events, fmt.Sprintf("%v browser %s: %s (%s)", at, e.Entry.Source, e.Entry.Text, e.Entry.URL))
+			}
 		}
 	})
 	if err != nil {
