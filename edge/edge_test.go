@@ -558,12 +558,12 @@ func TestCacheKeyPoisoning(t *testing.T) {
 	}
 }
 
-func TestSiblingsShardKeys(t *testing.T) {
-	o := newFakeOrigin(t)
-	o.last = 40
-	// Three bring-home siblings; each must know its own URL before starting.
-	lns := make([]net.Listener, 3)
-	urls := make([]string, 3)
+// startSiblings starts count bring-home siblings in front of o, each
+// knowing its own URL before it starts, and returns them with their URLs.
+func startSiblings(t *testing.T, o *fakeOrigin, count int) ([]*Node, []string) {
+	t.Helper()
+	lns := make([]net.Listener, count)
+	urls := make([]string, count)
 	for i := range lns {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -571,7 +571,7 @@ func TestSiblingsShardKeys(t *testing.T) {
 		}
 		lns[i], urls[i] = ln, "http://"+ln.Addr().String()
 	}
-	nodes := make([]*Node, 3)
+	nodes := make([]*Node, count)
 	for i := range nodes {
 		n, err := New(Config{Profile: BringHome, Name: fmt.Sprintf("home-%d", i), Upstreams: []string{o.url()}, Self: urls[i],
 			Siblings: urls, MemBytes: 16 << 20, Logger: quiet(), CheckEvery: 100 * time.Millisecond})
@@ -583,6 +583,13 @@ func TestSiblingsShardKeys(t *testing.T) {
 		go srv.Serve(lns[i])
 		t.Cleanup(func() { srv.Close(); n.Close() })
 	}
+	return nodes, urls
+}
+
+func TestSiblingsShardKeys(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.last = 40
+	nodes, urls := startSiblings(t, o, 3)
 	// Every key asked at every sibling: the origin sees it once.
 	for k := 1; k <= 40; k++ {
 		for i := range nodes {
@@ -610,6 +617,49 @@ func TestSiblingsShardKeys(t *testing.T) {
 			if got := live[rendezvousOwner(key, live)]; got != want {
 				t.Errorf("sibling %d: owner of %s is %s, others say %s (members %v)", i, key, got, want, live)
 			}
+		}
+	}
+}
+
+// TestClientCannotPoseAsASibling: the header that marks a sibling's fetch
+// (the owner goes upstream instead of passing the request on) used to be
+// honoured from anyone, so a client sending it made a bring-home node
+// skip the key's owner and fetch from the origin itself: one more origin
+// fetch and one more copy per node and object. Now only a request from a
+// sibling's address counts as a sibling's.
+func TestClientCannotPoseAsASibling(t *testing.T) {
+	o := newFakeOrigin(t)
+	o.last = 40
+	nodes, urls := startSiblings(t, o, 2)
+	for deadline := time.Now().Add(5 * time.Second); nodes[0].siblingAddrs.Load() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("siblings' addresses never resolved")
+		}
+	}
+	// A client on an address of its own.
+	client := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext}}
+	for k := 1; k <= 40; k++ {
+		key := fmt.Sprintf("/vod/a/v/%d.m4s", k)
+		if urls[rendezvousOwner(key, urls)] != urls[1] {
+			continue // keys the second node owns
+		}
+		req, _ := http.NewRequest(http.MethodGet, urls[0]+key, nil)
+		req.Header.Set(siblingHeader, "home-1")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", key, resp.Status)
+		}
+		// The owner holds it: asked there, the origin is not asked again.
+		if resp, _ := fetch(t, urls[1]+key); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s at its owner: %s", key, resp.Status)
+		}
+		if c := o.count(key); c != 1 {
+			t.Errorf("%s: the origin was asked %d times, want 1 (through its owner)", key, c)
 		}
 	}
 }

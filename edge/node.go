@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -44,12 +45,15 @@ type Node struct {
 	pool     *upstreamPool
 	rules    atomic.Pointer[[]CacheRule] // longest prefix first; SetCacheRules replaces them
 	siblings *upstreamPool               // nil without siblings; includes no self
-	members  []string                    // self + siblings, for rendezvous hashing
-	client   *http.Client
-	group    singleflight.Group
-	stats    counters
-	metrics  *nodeMetrics
-	handler  http.Handler
+	// siblingAddrs are the addresses the siblings' URLs resolve to: only
+	// a request from one of them is taken as a sibling's (sentBySibling).
+	siblingAddrs atomic.Pointer[map[netip.Addr]struct{}]
+	members      []string // self + siblings, for rendezvous hashing
+	client       *http.Client
+	group        singleflight.Group
+	stats        counters
+	metrics      *nodeMetrics
+	handler      http.Handler
 
 	via    []string // this node's Via header value
 	loopID string   // this node's identity in CDN-Loop (loop.go)
@@ -158,9 +162,72 @@ func New(cfg Config) (*Node, error) {
 	n.wg.Go(func() { n.pool.run(n.ctx) })
 	if n.siblings != nil {
 		n.wg.Go(func() { n.siblings.run(n.ctx) })
+		n.wg.Go(func() { n.resolveSiblings(n.ctx) })
 	}
 	n.handler = n.routes()
 	return n, nil
+}
+
+// sentBySibling reports a request that a sibling sent as the owner's
+// fetch: it carries siblingHeader and comes from a sibling's address. A
+// client that sends the header itself does not make this node skip the
+// key's owner and go to its own upstream.
+func (n *Node) sentBySibling(r *http.Request) bool {
+	if r == nil || r.Header.Get(siblingHeader) == "" {
+		return false
+	}
+	addrs := n.siblingAddrs.Load()
+	if addrs == nil {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	_, ok := (*addrs)[ap.Addr().Unmap()]
+	return ok
+}
+
+// siblingResolveEvery is how often the siblings' host names are looked
+// up again.
+const siblingResolveEvery = 30 * time.Second
+
+// resolveSiblings keeps siblingAddrs up to date until ctx ends. A name
+// that does not resolve keeps the addresses it had.
+func (n *Node) resolveSiblings(ctx context.Context) {
+	known := map[string][]netip.Addr{}
+	for {
+		for _, u := range n.siblings.list() {
+			host := u.url.Hostname()
+			if ip, err := netip.ParseAddr(host); err == nil {
+				known[host] = []netip.Addr{ip.Unmap()}
+				continue
+			}
+			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
+			cancel()
+			if err != nil {
+				n.log.Warn("sibling address not resolved", "sibling", u.url.String(), "err", err)
+				continue
+			}
+			for i := range ips {
+				ips[i] = ips[i].Unmap()
+			}
+			known[host] = ips
+		}
+		set := map[netip.Addr]struct{}{}
+		for _, ips := range known {
+			for _, ip := range ips {
+				set[ip] = struct{}{}
+			}
+		}
+		n.siblingAddrs.Store(&set)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(siblingResolveEvery):
+		}
+	}
 }
 
 // Close stops health checks and background work.
@@ -653,7 +720,7 @@ func (n *Node) resolve(r *http.Request, p objectPath, key, path string) outcome 
 // the lookup found (o nil on a miss).
 func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *object, tier string) outcome {
 	n.stats.requests.Add(1)
-	fromSibling := r != nil && r.Header.Get(siblingHeader) != ""
+	fromSibling := n.sentBySibling(r)
 	now := time.Now()
 	switch {
 	case o != nil && o.fresh(now):
@@ -834,7 +901,7 @@ func chainStatus(upstream, ours string) string {
 func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
 	req := r.Clone(context.Background())
 	n.wg.Go(func() {
-		if _, _, err := n.fetch(req, key, o, req.Header.Get(siblingHeader) != ""); err != nil {
+		if _, _, err := n.fetch(req, key, o, n.sentBySibling(req)); err != nil {
 			n.log.Warn("background revalidation failed", "key", key, "err", err)
 		}
 	})
