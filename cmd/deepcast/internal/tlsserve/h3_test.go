@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -144,5 +145,24 @@ func TestHTTP3ShutdownFinishesRequests(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Shutdown did not return once the request was done")
+	}
+}
+
+// TestShutdownOfPlainNetHTTPReportsNoError: without fronts, net/http
+// serves the listener itself, and Shutdown closed it first and then let
+// net/http close it again, which sometimes came back as "use of closed
+// network connection" from a clean shutdown (a router's HTTPS, say).
+func TestShutdownOfPlainNetHTTPReportsNoError(t *testing.T) {
+	for i := range 30 {
+		s, addr, _ := startH3(t, http.NotFoundHandler(), time.Second)
+		if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+			c.Close()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := s.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("shutdown %d: %v", i, err)
+		}
 	}
 }

@@ -324,7 +324,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ferr
 		}
 	}
-	if herr := hs.Shutdown(ctx); err == nil {
+	if herr := hs.Shutdown(ctx); err == nil && !errors.Is(herr, net.ErrClosed) {
+		// net/http closes the listeners it serves too: the one closed
+		// above, when it serves s.ln itself, is no error.
 		err = herr
 	}
 	return err
@@ -352,7 +354,10 @@ func (s *Server) Close() error {
 			f.Close()
 		}
 	}
-	return hs.Close()
+	if err := hs.Close(); !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // acmeManager configures autocert for the options.
