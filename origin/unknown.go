@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 
 	"github.com/deepcast/deepcast/media"
@@ -36,19 +37,12 @@ type unknownNames struct {
 	budget *rate.Limiter
 	spared atomic.Int64 // 404s answered without asking the store
 
+	listing singleflight.Group // one read of the listing for all waiting requests
+
 	mu       sync.Mutex
 	absent   map[string]time.Time // name -> when it was found absent
 	listed   []string             // sorted, from the listing of listedAt
 	listedAt time.Time
-	listing  *listing // the read of the listing under way, if any
-}
-
-// listing is one read of the library's names that concurrent requests
-// share.
-type listing struct {
-	done  chan struct{}
-	names []string
-	err   error
 }
 
 // Budget of lookups for names not known to exist, and the bound on the
@@ -102,27 +96,23 @@ func (u *unknownNames) names(ctx context.Context, now time.Time, list func(conte
 		u.mu.Unlock()
 		return names, nil
 	}
-	l := u.listing
-	if l == nil {
-		l = &listing{done: make(chan struct{})}
-		u.listing = l
-		go func() {
-			defer close(l.done)
-			names, err := list(context.WithoutCancel(ctx))
-			slices.Sort(names)
-			u.mu.Lock()
-			u.listing = nil
-			if err == nil {
-				u.listed, u.listedAt = names, time.Now()
-			}
-			u.mu.Unlock()
-			l.names, l.err = names, err
-		}()
-	}
 	u.mu.Unlock()
+	// Not bound to this request: a caller that gives up leaves the read
+	// to the others (list bounds it in time).
+	read := u.listing.DoChan("", func() (any, error) {
+		names, err := list(context.WithoutCancel(ctx))
+		slices.Sort(names)
+		if err == nil {
+			u.mu.Lock()
+			u.listed, u.listedAt = names, time.Now()
+			u.mu.Unlock()
+		}
+		return names, err
+	})
 	select {
-	case <-l.done:
-		return l.names, l.err
+	case r := <-read:
+		names, _ := r.Val.([]string)
+		return names, r.Err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("%w: %w", store.ErrUnavailable, ctx.Err())
 	}

@@ -85,7 +85,6 @@ func edgeCommand() command {
 						return err
 					}
 				}
-				files := raiseFileLimit(slog.Default())
 				l, err := openNodeListeners(*addr, topts, slog.Default())
 				if err != nil {
 					return err
@@ -94,7 +93,7 @@ func edgeCommand() command {
 				if *profile == edge.BringHome {
 					perClient = sharedConnsPerClient
 				}
-				l.limit(cf.limiter(files, perClient, slog.Default()), slog.Default())
+				cf.limitConns(&l, perClient, slog.Default())
 				if cfg.Self == "" && len(cfg.Siblings) > 0 {
 					cfg.Self = l.selfURL()
 				}

@@ -57,12 +57,11 @@ func originCommand() command {
 				topts.ClientCA = *clientCA
 				tuneGC()
 				log := slog.Default().With("node", "origin")
-				files := raiseFileLimit(log)
 				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, 0, log), log)
+				cf.limitConns(&l, 0, log)
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),

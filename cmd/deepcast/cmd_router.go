@@ -72,12 +72,11 @@ func routerCommand() command {
 					tokens = &routing.TokenIssuer{Key: keys[0], TTL: *tokenTTL, Renew: *tokenRenew, Issuer: *tokenIssuer, Audience: splitList(*tokenAudience)}
 				}
 				log := slog.Default().With("node", "router")
-				files := raiseFileLimit(log)
 				l, err := openNodeListeners(*addr, topts, log)
 				if err != nil {
 					return err
 				}
-				l.limit(cf.limiter(files, sharedConnsPerClient, log), log)
+				cf.limitConns(&l, sharedConnsPerClient, log)
 				selfURL, err := routerSelf(*self, l, log)
 				if err != nil {
 					l.close()

@@ -39,15 +39,16 @@ func addConnFlags(fs *flag.FlagSet, perClient int, usage string) connFlags {
 	}
 }
 
-// limiter returns the Limiter the flags ask for, given the open-file
-// limit (0: unknown) and the per-client bound to apply when the flag
-// was left at -1.
-func (f connFlags) limiter(fileLimit uint64, perClientDefault int, log *slog.Logger) *connlimit.Limiter {
+// limitConns raises the open-file limit (see raiseFileLimit) and bounds
+// the connections of l's listeners as the flags ask: perClientDefault is
+// the per-client bound when the flag was left at -1.
+func (f connFlags) limitConns(l *nodeListeners, perClientDefault int, log *slog.Logger) {
+	files := raiseFileLimit(log)
 	per := *f.perClient
 	if per < 0 {
 		per = perClientDefault
 	}
-	return connlimit.New(connlimit.Limits{PerClient: per, Total: connTotal(*f.total, fileLimit)}, log)
+	l.limit(connlimit.New(connlimit.Limits{PerClient: per, Total: connTotal(*f.total, files)}, log), log)
 }
 
 // connTotal is the total bound: the flag's, or by default the open-file
