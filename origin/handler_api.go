@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -229,14 +230,34 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 // ladder) to disk and starts a packaging job.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	// Uploads may be large and slow: lift the server's read deadline for this request only.
+	// Refusals come before the body is read: the uploader learns at once,
+	// not after sending gigabytes.
+	if r.ContentLength > s.cfg.MaxUpload {
+		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than %d bytes", s.cfg.MaxUpload))
+		return
+	}
+	if !s.jobs.hold() {
+		w.Header().Set("Retry-After", "60")
+		httpError(w, http.StatusServiceUnavailable, fmt.Sprintf("ingest is full: %d jobs are being uploaded, queued or run; try again later", s.cfg.MaxJobs))
+		return
+	}
+	if free, ok := freeBytes(s.cfg.UploadDir); ok && r.ContentLength > 0 && free < uint64(r.ContentLength) {
+		s.jobs.release()
+		httpError(w, http.StatusInsufficientStorage, fmt.Sprintf("no room for the upload: %d bytes, %d free where uploads wait", r.ContentLength, free))
+		return
+	}
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Hour))
 	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUpload)
 	up, err := s.jobs.receive(r)
 	if err != nil {
+		s.jobs.release()
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
 			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than %d bytes", s.cfg.MaxUpload))
+		case errors.Is(err, syscall.ENOSPC):
+			s.log.Warn("ingest: the upload disk is full", "dir", s.cfg.UploadDir, "err", err)
+			httpError(w, http.StatusInsufficientStorage, "no room for the upload where uploads wait")
 		default:
 			httpError(w, http.StatusBadRequest, err.Error())
 		}

@@ -42,8 +42,16 @@ type Job struct {
 	Updated  time.Time `json:"updated"`
 }
 
-// maxJobsKept bounds the finished jobs remembered for GET /api/jobs/{id}.
+// maxJobsKept bounds the finished jobs remembered for GET /api/jobs/{id};
+// a job not yet finished is always remembered.
 const maxJobsKept = 200
+
+// DefaultMaxJobs bounds the ingest jobs an origin holds at once (being
+// uploaded, queued or running) when Config.MaxJobs is zero. Jobs run one
+// at a time, and each one waiting keeps its upload on disk: without a
+// bound, a script retrying uploads in a loop fills the upload disk with
+// jobs that would run for hours.
+const DefaultMaxJobs = 8
 
 type job struct {
 	mu sync.Mutex
@@ -74,11 +82,34 @@ type jobs struct {
 	mu    sync.Mutex
 	byID  map[string]*job
 	order []string
+	// held counts the jobs from their upload's first byte until they end;
+	// max bounds it, keep bounds the finished jobs remembered.
+	held, max, keep int
 }
 
-func newJobs(s *Server) *jobs {
+func newJobs(s *Server, max int) *jobs {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &jobs{s: s, ctx: ctx, cancel: cancel, slot: make(chan struct{}, 1), byID: map[string]*job{}}
+	return &jobs{s: s, ctx: ctx, cancel: cancel, slot: make(chan struct{}, 1), byID: map[string]*job{},
+		max: max, keep: maxJobsKept}
+}
+
+// hold takes a place for a new job, false when every place is taken. The
+// place is given back by release: when the upload fails, or when the job
+// it started ends.
+func (js *jobs) hold() bool {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	if js.held >= js.max {
+		return false
+	}
+	js.held++
+	return true
+}
+
+func (js *jobs) release() {
+	js.mu.Lock()
+	js.held--
+	js.mu.Unlock()
 }
 
 func (js *jobs) get(id string) (Job, bool) {
@@ -131,7 +162,7 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 			if up.path != "" {
 				return up, fmt.Errorf("upload: one file per job")
 			}
-			if err := up.save(part); err != nil {
+			if err := up.save(js.s.cfg.UploadDir, part); err != nil {
 				return up, err
 			}
 		case "name", "ladder":
@@ -161,8 +192,8 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 	return up, nil
 }
 
-func (up *upload) save(part *multipart.Part) error {
-	dir, err := os.MkdirTemp("", "deepcast-upload-")
+func (up *upload) save(dir string, part *multipart.Part) error {
+	dir, err := os.MkdirTemp(dir, "deepcast-upload-")
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
@@ -198,17 +229,39 @@ func (js *jobs) start(up *upload) *job {
 	js.mu.Lock()
 	js.byID[j.ID] = j
 	js.order = append(js.order, j.ID)
-	for len(js.order) > maxJobsKept {
-		delete(js.byID, js.order[0])
-		js.order = js.order[1:]
-	}
+	js.forgetLocked()
 	js.mu.Unlock()
 	js.count()
 	js.wg.Go(func() { js.run(j, up) })
 	return j
 }
 
+// forgetLocked drops the oldest finished jobs past js.keep. Jobs still
+// queued or running stay: their uploader is polling them.
+func (js *jobs) forgetLocked() {
+	finished := 0
+	for _, id := range js.order {
+		if st := js.byID[id].snapshot().State; st == JobDone || st == JobFailed {
+			finished++
+		}
+	}
+	kept := js.order[:0]
+	for _, id := range js.order {
+		if st := js.byID[id].snapshot().State; finished > js.keep && (st == JobDone || st == JobFailed) {
+			delete(js.byID, id)
+			finished--
+			continue
+		}
+		kept = append(kept, id)
+	}
+	clear(js.order[len(kept):])
+	js.order = kept
+}
+
+// run packages one upload; the job's place (see hold) is given back when
+// it ends, its upload deleted.
 func (js *jobs) run(j *job, up *upload) {
+	defer js.release()
 	defer os.RemoveAll(up.dir)
 	select {
 	case js.slot <- struct{}{}:
@@ -238,15 +291,24 @@ func (js *jobs) run(j *job, up *upload) {
 	if _, err := js.s.catalog.Refresh(js.ctx, up.name); err != nil {
 		js.s.catalog.Invalidate(up.name)
 	}
-	j.update(func(j *Job) {
+	js.finish(j, func(j *Job) {
 		j.State, j.Progress, j.Manifest = JobDone, 1, "/vod/"+up.name+"/manifest.mpd"
 	})
-	js.count()
 	log.Info("ingest done")
 }
 
 func (js *jobs) fail(j *job, err error) {
-	j.update(func(j *Job) { j.State, j.Error = JobFailed, err.Error() })
+	js.finish(j, func(j *Job) { j.State, j.Error = JobFailed, err.Error() })
+}
+
+// finish records how a job ended and forgets old finished ones: the jobs
+// finished while others queued are forgotten now rather than at the next
+// upload.
+func (js *jobs) finish(j *job, f func(*Job)) {
+	j.update(f)
+	js.mu.Lock()
+	js.forgetLocked()
+	js.mu.Unlock()
 	js.count()
 }
 

@@ -28,6 +28,13 @@ type Config struct {
 	AdminToken string
 	// MaxUpload bounds an ingest upload in bytes.
 	MaxUpload int64
+	// MaxJobs bounds the ingest jobs held at once: being uploaded, queued
+	// or running (DefaultMaxJobs when zero). Past it an upload is refused
+	// with 503 before its body is read.
+	MaxJobs int
+	// UploadDir is where uploads wait for their job (os.TempDir() when
+	// empty): it needs room for MaxJobs uploads of up to MaxUpload bytes.
+	UploadDir string
 	// CheckEvery is how often an asset is re-checked for replacement.
 	CheckEvery time.Duration
 	AccessLog  *accesslog.Logger // nil: no access log
@@ -82,13 +89,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.CheckEvery <= 0 {
 		cfg.CheckEvery = time.Second
 	}
+	if cfg.MaxJobs <= 0 {
+		cfg.MaxJobs = DefaultMaxJobs
+	}
+	if cfg.UploadDir == "" {
+		cfg.UploadDir = os.TempDir()
+	} else if st, err := os.Stat(cfg.UploadDir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("origin: upload folder %s: not a folder (%v)", cfg.UploadDir, err)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewStoreCatalog(cfg.Store, cfg.CheckEvery, cfg.StoreTimeout), metrics: newMetrics()}
 	s.catalog.log = cfg.Logger
 	s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "deepcast_origin_store_lookups_spared_total",
 		Help: "Requests for names not in the library answered 404 without asking its object store (a name just found absent, or one its listing lacks while lookups of unknown names are over budget).",
 	}, func() float64 { return float64(s.catalog.SparedLookups()) }))
-	s.jobs = newJobs(s)
+	s.jobs = newJobs(s, cfg.MaxJobs)
 	s.jobs.count()
 	s.handler = s.routes()
 	return s, nil

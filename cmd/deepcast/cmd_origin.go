@@ -24,6 +24,8 @@ func originCommand() command {
 			token := fs.String("admin-token", "", "bearer token for write endpoints (POST /api/assets); none disables them")
 			maxUpload := byteSize(2 << 30)
 			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
+			maxJobs := fs.Int("max-jobs", origin.DefaultMaxJobs, "ingest jobs held at once (being uploaded, queued or running); past it uploads get 503")
+			uploadDir := fs.String("upload-dir", "", "where uploads wait for their job (default: the system's temporary folder); needs room for -max-jobs uploads of -max-upload")
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
@@ -36,6 +38,9 @@ func originCommand() command {
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR or -library s3://BUCKET/PREFIX is required: %w", errUsage)
+				}
+				if *maxJobs <= 0 {
+					return fmt.Errorf("-max-jobs must be positive: %w", errUsage)
 				}
 				if *storeTimeout <= 0 {
 					return fmt.Errorf("-store-timeout must be positive: %w", errUsage)
@@ -65,6 +70,7 @@ func originCommand() command {
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),
+					MaxJobs: *maxJobs, UploadDir: *uploadDir,
 					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
 					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {

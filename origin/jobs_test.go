@@ -1,0 +1,130 @@
+package origin
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// junkFile writes n random bytes: an upload whose job fails at once (it is
+// no video), which is all a test of the queue needs.
+func junkFile(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	path := filepath.Join(t.TempDir(), "junk.mp4")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// uploadSized sends path as uploadFile does, with a Content-Length: the
+// body is built in memory first.
+func uploadSized(t *testing.T, url, path string) (*http.Response, Job) {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", filepath.Base(path))
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fw.Write(data)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/assets", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer secret-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var j Job
+	json.NewDecoder(resp.Body).Decode(&j)
+	return resp, j
+}
+
+func TestIngestJobsAreBounded(t *testing.T) {
+	s, ts := start(t, t.TempDir(), func(c *Config) { c.MaxJobs = 2 })
+	s.jobs.keep = 1
+	junk := junkFile(t, 64<<10)
+
+	// Hold the one running place so the jobs stay queued.
+	s.jobs.slot <- struct{}{}
+	var ids []string
+	for i := range 2 {
+		resp, j := uploadFile(t, ts.URL, "secret-token", junk, nil)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("upload %d of 2: %d, want 202", i+1, resp.StatusCode)
+		}
+		ids = append(ids, j.ID)
+	}
+	resp, _ := uploadFile(t, ts.URL, "secret-token", junk, nil)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("upload past -max-jobs: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Jobs not finished are remembered whatever keep says: their
+	// uploaders are polling them.
+	for _, id := range ids {
+		if resp, _ := get(t, ts.URL+"/api/jobs/"+id); resp.StatusCode != http.StatusOK {
+			t.Errorf("queued job %s: %d, want 200", id, resp.StatusCode)
+		}
+	}
+	<-s.jobs.slot
+	for _, id := range ids {
+		if j, _ := waitJob(t, ts.URL, id); j.State != JobFailed {
+			t.Errorf("junk job %s ended %s, want failed", id, j.State)
+		}
+	}
+	// Their places are free again; of the finished jobs, the newest keep are remembered.
+	resp, j := uploadFile(t, ts.URL, "secret-token", junk, nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("upload after the queue drained: %d, want 202", resp.StatusCode)
+	}
+	waitJob(t, ts.URL, j.ID)
+	for _, id := range ids {
+		if resp, _ := get(t, ts.URL+"/api/jobs/"+id); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("old finished job %s: %d, want 404 (forgotten)", id, resp.StatusCode)
+		}
+	}
+}
+
+func TestIngestRefusesWhatTheUploadDiskCannotHold(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("needs a tmpfs of its own (root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	// One place only: each refusal must give it back.
+	_, ts := start(t, t.TempDir(), func(c *Config) { c.MaxJobs = 1; c.UploadDir = dir })
+	big := junkFile(t, 2<<20)
+
+	// Declared too large: refused before the body is read.
+	resp, _ := uploadSized(t, ts.URL, big)
+	if resp.StatusCode != http.StatusInsufficientStorage {
+		t.Errorf("declared 2 MiB into 1 MiB: %d, want 507", resp.StatusCode)
+	}
+	// Not declared (chunked): the disk fills, the partial upload goes.
+	resp, _ = uploadFile(t, ts.URL, "secret-token", big, nil)
+	if resp.StatusCode != http.StatusInsufficientStorage {
+		t.Errorf("chunked 2 MiB into 1 MiB: %d, want 507", resp.StatusCode)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("refused uploads left %d entries in the upload folder", len(left))
+	}
+	resp, j := uploadFile(t, ts.URL, "secret-token", junkFile(t, 64<<10), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("upload that fits, after two refusals: %d, want 202", resp.StatusCode)
+	}
+	waitJob(t, ts.URL, j.ID)
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("a finished job left %d entries in the upload folder", len(left))
+	}
+}
