@@ -26,6 +26,7 @@ import (
 type counters struct {
 	requests, hits, misses, stale, coalesced, revalidations, prefetches, errors atomic.Int64
 	spooled                                                                     atomic.Int64 // large objects streamed through a file
+	digestMismatches                                                            atomic.Int64 // upstream bodies refused for their Repr-Digest
 	memoryBytes, diskBytes, upstreamBytes                                       atomic.Int64 // served from each tier
 }
 
@@ -284,7 +285,7 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 
 var (
 	hdrAnyOrigin = []string{"*"}
-	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, X-Deepcast-Auth, CTA-Common-Access-Token"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, X-Deepcast-Auth, CTA-Common-Access-Token, Repr-Digest"}
 )
 
 // cors lets dash.js on another origin play and read Cache-Status.
@@ -367,6 +368,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		counter("deepcast_edge_prefetch_total", "Segments prefetched.", &c.prefetches),
 		counter("deepcast_edge_spooled_total", "Large objects streamed to clients through a spool file instead of memory.", &c.spooled),
 		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),
+		counter("deepcast_edge_digest_mismatches_total", "Upstream bodies that did not match their Repr-Digest: refused, never cached.", &c.digestMismatches),
 		counter("deepcast_edge_evictions_total", "Objects evicted from the memory tier.", &n.mem.evictions),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_objects", Help: "Objects in the memory tier."},
 			func() float64 { return float64(n.mem.count()) }),

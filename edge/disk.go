@@ -51,20 +51,10 @@ type diskEntry struct {
 
 // diskHeader is the JSON header of an object file.
 type diskHeader struct {
-	Key          string        `json:"key"`
-	Len          int           `json:"len"`
-	SHA256       string        `json:"sha256"`
-	ContentType  string        `json:"contentType"`
-	ETag         string        `json:"etag"`
-	LastModified string        `json:"lastModified"`
-	CacheControl string        `json:"cacheControl"`
-	LastSegment  string        `json:"lastSegment,omitempty"`
-	Via          string        `json:"via,omitempty"`
-	Stored       time.Time     `json:"stored"`
-	Expires      time.Time     `json:"expires"`
-	SWR          time.Duration `json:"swr"`
-	SIE          time.Duration `json:"sie"`
-	NoCache      bool          `json:"noCache"`
+	Key    string `json:"key"`
+	Len    int    `json:"len"`
+	SHA256 string `json:"sha256"`
+	objectMeta
 }
 
 // diskMarker is the file that makes a folder the disk tier's: the tier
@@ -278,16 +268,12 @@ func (d *diskTier) read(path, key string) (*object, error) {
 	if hex.EncodeToString(sum[:]) != h.SHA256 {
 		return nil, errors.New("checksum mismatch")
 	}
-	return &object{Key: h.Key, Body: body, ContentType: h.ContentType, ETag: h.ETag, LastModified: h.LastModified,
-		CacheControl: h.CacheControl, LastSegment: h.LastSegment, UpstreamVia: h.Via, Stored: h.Stored, Expires: h.Expires,
-		SWR: h.SWR, SIE: h.SIE, NoCache: h.NoCache, Sum: sum}, nil
+	return &object{Key: h.Key, Body: body, objectMeta: h.objectMeta, Sum: sum}, nil
 }
 
 // put writes o atomically (temporary file, then rename) and evicts to fit.
 func (d *diskTier) put(o *object) error {
-	h := diskHeader{Key: o.Key, Len: len(o.Body), SHA256: hex.EncodeToString(o.Sum[:]), ContentType: o.ContentType,
-		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment, Via: o.UpstreamVia,
-		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
+	h := diskHeader{Key: o.Key, Len: len(o.Body), SHA256: hex.EncodeToString(o.Sum[:]), objectMeta: o.objectMeta}
 	return d.write(o.Key, h, bytes.NewReader(o.Body), int64(len(o.Body)))
 }
 
@@ -349,9 +335,7 @@ func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) (
 // putFile stores an object whose body is the first size bytes of body (a
 // finished spool) with SHA-256 sum, as put does for one in memory.
 func (d *diskTier) putFile(o *object, sum []byte, body *os.File, size int64) error {
-	h := diskHeader{Key: o.Key, Len: int(size), SHA256: hex.EncodeToString(sum), ContentType: o.ContentType,
-		ETag: o.ETag, LastModified: o.LastModified, CacheControl: o.CacheControl, LastSegment: o.LastSegment, Via: o.UpstreamVia,
-		Stored: o.Stored, Expires: o.Expires, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache}
+	h := diskHeader{Key: o.Key, Len: int(size), SHA256: hex.EncodeToString(sum), objectMeta: o.objectMeta}
 	return d.write(o.Key, h, io.NewSectionReader(body, 0, size), size)
 }
 
@@ -394,9 +378,7 @@ func (d *diskTier) bigEntry(key string, limit int64) (*bigObject, bool) {
 		d.del(key)
 		return nil, false
 	}
-	meta := &object{Key: h.Key, ContentType: h.ContentType, ETag: h.ETag, LastModified: h.LastModified,
-		CacheControl: h.CacheControl, LastSegment: h.LastSegment, UpstreamVia: h.Via, Stored: h.Stored, Expires: h.Expires,
-		SWR: h.SWR, SIE: h.SIE, NoCache: h.NoCache}
+	meta := &object{Key: h.Key, objectMeta: h.objectMeta}
 	return &bigObject{meta: meta, size: int64(h.Len), path: e.file, offset: offset}, true
 }
 

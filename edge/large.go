@@ -109,13 +109,23 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	sum := sha256.New()
 	stalled := time.AfterFunc(n.cfg.FetchTimeout, cancel)
 	defer stalled.Stop()
+	// With a Repr-Digest to check, the last byte received is withheld
+	// from readers until the whole body has matched it: a body that does
+	// not match reaches no client whole (each is cut one byte short, so
+	// neither a player nor a cache below takes it for the object).
+	var hold int64
+	if f.meta.Digest != "" {
+		hold = 1
+	}
+	var got int64
 	write := func(p []byte) error {
 		if _, err := f.file.Write(p); err != nil {
 			return fmt.Errorf("spool %s: %w", f.path, err)
 		}
 		sum.Write(p)
+		got += int64(len(p))
 		f.mu.Lock()
-		f.written += int64(len(p))
+		f.written = max(0, got-hold)
 		f.mu.Unlock()
 		f.cond.Broadcast()
 		return nil
@@ -141,11 +151,12 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 			err = errors.New("every reader left and there is no disk tier to keep it")
 		}
 	}
-	f.mu.Lock()
-	written := f.written
-	f.mu.Unlock()
+	written := got
 	if err == nil && f.size >= 0 && written != f.size {
 		err = fmt.Errorf("upstream body: %d bytes of %d", written, f.size)
+	}
+	if err == nil {
+		err = n.checkDigest(f.meta.Digest, [32]byte(sum.Sum(nil)))
 	}
 	if err == nil && n.disk != nil && f.keep {
 		if perr := n.disk.putFile(f.meta, sum.Sum(nil), f.file, written); perr != nil {
@@ -158,6 +169,9 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	}
 	f.mu.Lock()
 	f.done, f.err = true, err
+	if err == nil {
+		f.written = written // the byte withheld for the digest check
+	}
 	if f.size < 0 {
 		f.size = written
 	}
@@ -321,7 +335,30 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		h["Content-Length"] = []string{strconv.FormatInt(b.size, 10)}
 	}
 	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = io.Copy(w, body)
+	if r.Method == http.MethodHead {
+		return
 	}
+	src := &readErr{r: body}
+	if _, err := io.Copy(w, src); err != nil && src.err != nil {
+		// The fill failed (upstream cut, digest mismatch). Without a
+		// Content-Length, ending the response would end a chunked body
+		// cleanly, and the client, or a cache below, would take the part
+		// for the whole: the response is aborted instead.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// readErr remembers the error of its reader, so a copy's error can be
+// told apart from the writer's (a client that left).
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err = err
+	}
+	return n, err
 }

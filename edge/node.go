@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 )
@@ -316,7 +317,8 @@ func (p *passResponse) age(now time.Time) int {
 type errUpstream struct {
 	err     error
 	timeout bool
-	// answered: the upstream answered, with a 5xx. It may be relaying its
+	// answered: the upstream answered, with a 5xx (or a body that failed
+	// its digest: one bad object, not a bad upstream). It may be relaying its
 	// own upstream's failure (a bring-home parent passing on an origin's
 	// 502): that is not this upstream's failure, and does not count
 	// against its health (its /healthz probe decides).
@@ -521,6 +523,13 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			return res, nil
 		}
 		res.obj = newObject(key, resp.Header, body, p, now, n.defaultTTL(key))
+		if err := n.checkDigest(res.obj.Digest, res.obj.Sum); err != nil {
+			// The upstream is up and answering; one object behind it is
+			// bad. Its health stays as it is (answered), or one damaged
+			// object would take a healthy origin out of the pool.
+			n.log.Warn("upstream body refused", "upstream", up.url.Host, "key", key, "err", err)
+			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), answered: true}
+		}
 	case http.StatusNotModified:
 		if stale == nil {
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: 304 to an unconditional request", up.url.Host)}
@@ -541,6 +550,27 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		res.passthrough = &passResponse{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
 	}
 	return res, nil
+}
+
+// errDigestMismatch is an upstream body whose SHA-256 is not the one its
+// Repr-Digest names.
+var errDigestMismatch = errors.New("body does not match its Repr-Digest")
+
+// checkDigest compares a body's SHA-256 with the upstream's Repr-Digest
+// field, when the field has a sha-256 member: a body altered anywhere
+// behind this node (a store object overwritten in place, a damaged disk
+// on a parent) is refused rather than kept for a year under an immutable
+// ETag. A mismatch is logged and counted by the caller's error path.
+func (n *Node) checkDigest(field string, sum [32]byte) error {
+	if field == "" {
+		return nil
+	}
+	want, ok := httpsem.ReprSHA256(field)
+	if !ok || want == sum {
+		return nil
+	}
+	n.stats.digestMismatches.Add(1)
+	return fmt.Errorf("%w: SHA-256 %x, Repr-Digest says %x", errDigestMismatch, sum[:8], want[:8])
 }
 
 // isRedirect reports the statuses that mean nothing without a Location.

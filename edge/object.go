@@ -10,25 +10,36 @@ import (
 	"time"
 )
 
-// object is one cached response: a whole 200 OK body with the headers that
-// describe it. Objects are never modified; a refresh stores a new one.
-type object struct {
-	Key          string
-	Body         []byte
-	ContentType  string
-	ETag         string
-	LastModified string
-	CacheControl string
-	LastSegment  string // upstream's X-Deepcast-Last-Segment, for prefetch bounds
+// objectMeta is what is kept of a cached response besides its body: the
+// headers that describe it and its freshness. The disk tier stores it as
+// JSON in each object file's header.
+type objectMeta struct {
+	ContentType  string `json:"contentType"`
+	ETag         string `json:"etag"`
+	LastModified string `json:"lastModified"`
+	CacheControl string `json:"cacheControl"`
+	LastSegment  string `json:"lastSegment,omitempty"` // upstream's X-Deepcast-Last-Segment, for prefetch bounds
 	// UpstreamVia is the upstream's Via (the tiers behind this node): this
 	// node's own entry is added after it, so Via names the whole chain as
 	// Cache-Status does.
-	UpstreamVia string
-	Stored      time.Time
-	Expires     time.Time // fresh until
-	SWR, SIE    time.Duration
-	NoCache     bool
-	Sum         [32]byte // SHA-256 of Body, checked when read back from disk
+	UpstreamVia string `json:"via,omitempty"`
+	// Digest is the upstream's Repr-Digest (RFC 9530), passed on as
+	// received; its SHA-256 was checked against the body.
+	Digest  string        `json:"digest,omitempty"`
+	Stored  time.Time     `json:"stored"`
+	Expires time.Time     `json:"expires"` // fresh until
+	SWR     time.Duration `json:"swr"`
+	SIE     time.Duration `json:"sie"`
+	NoCache bool          `json:"noCache"`
+}
+
+// object is one cached response: a whole 200 OK body with the headers that
+// describe it. Objects are never modified; a refresh stores a new one.
+type object struct {
+	Key  string
+	Body []byte
+	objectMeta
+	Sum [32]byte // SHA-256 of Body, checked when read back from disk
 
 	// hdr and contentLength are the response header values, built once.
 	hdrOnce       sync.Once
@@ -64,6 +75,7 @@ func (o *object) headers(via []string) http.Header {
 		set("Cache-Control", o.CacheControl)
 		set("Last-Modified", o.LastModified)
 		set("X-Deepcast-Last-Segment", o.LastSegment)
+		set("Repr-Digest", o.Digest)
 		o.hdr = h
 		o.contentLength = []string{strconv.Itoa(len(o.Body))}
 	})
@@ -87,6 +99,7 @@ func (o *object) headerBlock(via string) []byte {
 		add("Content-Type", o.ContentType)
 		add("Etag", o.ETag)
 		add("Last-Modified", o.LastModified)
+		add("Repr-Digest", o.Digest)
 		add("Via", o.chainVia(via))
 		add("X-Deepcast-Last-Segment", o.LastSegment)
 		o.block = b
@@ -124,19 +137,18 @@ func newObject(key string, h http.Header, body []byte, p policy, now time.Time, 
 	if !p.hasTTL {
 		ttl = defaultTTL
 	}
-	return &object{
-		Key: key, Body: body, ContentType: h.Get("Content-Type"), ETag: h.Get("ETag"),
+	return &object{Key: key, Body: body, Sum: sha256.Sum256(body), objectMeta: objectMeta{
+		ContentType: h.Get("Content-Type"), ETag: h.Get("ETag"),
 		LastModified: h.Get("Last-Modified"), CacheControl: h.Get("Cache-Control"),
 		LastSegment: h.Get("X-Deepcast-Last-Segment"), UpstreamVia: strings.Join(h.Values("Via"), ", "),
+		Digest: h.Get("Repr-Digest"),
 		Stored: now, Expires: now.Add(ttl), SWR: p.SWR, SIE: p.SIE, NoCache: p.NoCache,
-		Sum: sha256.Sum256(body),
-	}
+	}}
 }
 
 // refreshed is a copy of o made fresh again by a 304 Not Modified.
 func (o *object) refreshed(h http.Header, p policy, now time.Time, defaultTTL time.Duration) *object {
-	n := object{Key: o.Key, Body: o.Body, ContentType: o.ContentType, ETag: o.ETag, LastModified: o.LastModified,
-		CacheControl: o.CacheControl, LastSegment: o.LastSegment, UpstreamVia: o.UpstreamVia, SWR: o.SWR, SIE: o.SIE, NoCache: o.NoCache, Sum: o.Sum}
+	n := object{Key: o.Key, Body: o.Body, objectMeta: o.objectMeta, Sum: o.Sum}
 	ttl := p.TTL
 	if !p.hasTTL {
 		ttl = defaultTTL

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/media"
 )
 
@@ -112,6 +113,14 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 	}
 	h := make([]byte, 0, 512)
 	h = appendCommon(h, contentType, cacheImmutable, etag(info.SHA256), e.lastModified)
+	line := len(h)
+	h = append(h, "Repr-Digest: "...)
+	value := len(h)
+	if h = httpsem.AppendReprDigest(h, info.SHA256); len(h) > value {
+		h = append(h, "\r\n"...)
+	} else {
+		h = h[:line] // no whole SHA-256 on record: no field
+	}
 	if lastSeg != "" {
 		h = append(h, "X-Deepcast-Last-Segment: "...)
 		h = append(h, lastSeg...)

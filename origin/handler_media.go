@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/store"
 )
@@ -96,6 +97,18 @@ func setEntity(h http.Header, contentType, cacheControl []string, tag string) {
 	h["Etag"] = []string{tag}
 }
 
+// setDigest sets Repr-Digest (RFC 9530) for a library file: the SHA-256
+// of its whole bytes as asset.json records it, on 200 and 206 alike (it
+// names the representation, not the part sent). Edges check what they
+// fetch against it before they keep it, so a store object altered in
+// place, which an origin streaming from the store cannot see, is never
+// cached; players may check it too.
+func setDigest(h http.Header, sha256hex string) {
+	if d := httpsem.ReprDigest(sha256hex); d != "" {
+		h["Repr-Digest"] = []string{d}
+	}
+}
+
 // setWhole sets the rest of the headers of a whole-file 200, written
 // without http.ServeContent.
 func setWhole(h http.Header, lastModified, length string) {
@@ -107,6 +120,7 @@ func setWhole(h http.Header, lastModified, length string) {
 // serveBytes is serveDocument for an immutable file held in memory.
 func serveBytes(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, info media.FileInfo, body []byte) {
 	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(info.SHA256))
+	setDigest(w.Header(), info.SHA256)
 	if plainGet(r) {
 		setWhole(w.Header(), e.lastModified, strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
@@ -257,6 +271,7 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, e *Entry, rel
 	}
 	defer f.Close()
 	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(sum))
+	setDigest(w.Header(), sum)
 	if plainGet(r) {
 		// The common case (a whole object, no conditions): headers first,
 		// then sendfile for the body, with no sniffing copy in between.

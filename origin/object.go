@@ -59,6 +59,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, e *Entry, r
 		}
 	}
 	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(info.SHA256))
+	setDigest(w.Header(), info.SHA256)
 	if plainGet(r) {
 		setWhole(w.Header(), e.lastModified, strconv.FormatInt(info.Size, 10))
 		w.WriteHeader(http.StatusOK)
@@ -90,6 +91,7 @@ func (s *Server) serveDirect(w http.ResponseWriter, r *http.Request, d store.Dir
 		return
 	}
 	setEntity(w.Header(), contentType, hdrCacheImmutable, etag(info.SHA256))
+	setDigest(w.Header(), info.SHA256)
 	setWhole(w.Header(), e.lastModified, strconv.FormatInt(info.Size, 10))
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, body); err != nil {

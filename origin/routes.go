@@ -76,7 +76,7 @@ func cors(next http.Handler) http.Handler {
 
 var (
 	hdrAnyOrigin = []string{"*"}
-	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, Repr-Digest"}
 )
 
 // httpError writes a short plain-text error that is never cached.

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -103,10 +106,16 @@ func TestS3OriginServesWhatTheFolderOriginServes(t *testing.T) {
 			if len(hdr) > 0 && hdr[1] == tooMany && (got.StatusCode != 200 || want.StatusCode != 200) {
 				t.Errorf("%s with %d ranges: s3 %d, folder %d, want the whole object", url, httpsem.MaxRanges+1, got.StatusCode, want.StatusCode)
 			}
+			if isMedia := strings.HasSuffix(p, ".m4s") || strings.HasSuffix(p, ".mp4"); isMedia && got.StatusCode == 200 {
+				sum, ok := httpsem.ReprSHA256(got.Header.Get("Repr-Digest"))
+				if !ok || sum != sha256.Sum256(gotBody) {
+					t.Errorf("%s: Repr-Digest %q is not the body's SHA-256", url, got.Header.Get("Repr-Digest"))
+				}
+			}
 			if got.StatusCode != want.StatusCode || !bytes.Equal(gotBody, wantBody) {
 				t.Errorf("%s %v: s3 %d, %d bytes; folder %d, %d bytes", url, hdr, got.StatusCode, len(gotBody), want.StatusCode, len(wantBody))
 			}
-			for _, h := range []string{"Etag", "Last-Modified", "Content-Type", "Cache-Control", "Content-Range", "Content-Length", "Accept-Ranges", "X-Deepcast-Last-Segment"} {
+			for _, h := range []string{"Etag", "Last-Modified", "Content-Type", "Cache-Control", "Content-Range", "Content-Length", "Accept-Ranges", "X-Deepcast-Last-Segment", "Repr-Digest"} {
 				if got.Header.Get(h) != want.Header.Get(h) {
 					t.Errorf("%s %v: %s %q from s3, %q from the folder", url, hdr, h, got.Header.Get(h), want.Header.Get(h))
 				}
@@ -314,4 +323,84 @@ func TestS3IngestOnOneOriginServedByAll(t *testing.T) {
 		frames := mediatest.CountFrames(t, mediatest.Source(t))
 		mediatest.CheckDecodesAll(t, base+"/vod/uploaded/manifest.mpd", 1, frames)
 	}
+}
+
+// TestS3SegmentAlteredInTheStoreIsNeverCached: a segment object
+// overwritten in the bucket with other bytes of the same size (which the
+// origin, streaming from the store, cannot see) is refused by the edge in
+// front of it against the Repr-Digest the origin sends, never served whole
+// and never cached; the untouched segments still are.
+func TestS3SegmentAlteredInTheStoreIsNeverCached(t *testing.T) {
+	s3lib, srv := s3Library(t)
+	_, ts := start(t, mediatest.Library(t), func(c *Config) { c.Store = s3lib })
+	prefetch := false
+	node, err := edge.New(edge.Config{Profile: edge.BringHome, Name: "home", Upstreams: []string{ts.URL}, DiskDir: t.TempDir(),
+		MemBytes: 64 << 20, Prefetch: &prefetch, Logger: quietLogger(), CheckEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Close)
+	home := httptest.NewServer(node)
+	t.Cleanup(home.Close)
+
+	a, _ := media.LoadAsset(filepath.Join(mediatest.Library(t), mediatest.AssetName))
+	rd := a.Renditions[0]
+	client := srv.Client(t)
+	var key string
+	for _, k := range srv.Keys(t, "origin-test", "lib/.versions/") {
+		if strings.HasSuffix(k, "/"+rd.ID+"/1.m4s") {
+			key = k
+		}
+	}
+	if key == "" {
+		t.Fatalf("no key for %s/1.m4s in the bucket", rd.ID)
+	}
+	ctx := context.Background()
+	obj, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("origin-test"), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := io.ReadAll(obj.Body)
+	obj.Body.Close()
+	data[len(data)/2] ^= 0xff
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("origin-test"), Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+
+	base := "/vod/" + mediatest.AssetName + "/" + rd.ID + "/"
+	// The origin itself passes the altered bytes on, under the recorded digest.
+	if resp, body := get(t, ts.URL+base+"1.m4s"); resp.StatusCode != 200 || !bytes.Equal(body, data) || resp.Header.Get("Repr-Digest") == "" {
+		t.Fatalf("origin: %d, %d bytes, Repr-Digest %q; want the altered bytes with the recorded digest", resp.StatusCode, len(body), resp.Header.Get("Repr-Digest"))
+	}
+	for round := range 2 {
+		resp, body := get(t, home.URL+base+"1.m4s")
+		if resp.StatusCode == 200 {
+			t.Errorf("edge, round %d: 200 with %d bytes of an object that does not match its digest", round, len(body))
+		}
+	}
+	_, metrics := get(t, home.URL+"/metrics")
+	if !strings.Contains(string(metrics), "deepcast_edge_digest_mismatches_total 2") {
+		t.Errorf("the edge did not count 2 digest mismatches:\n%s", grepLines(string(metrics), "digest"))
+	}
+	want, _ := os.ReadFile(filepath.Join(mediatest.Library(t), mediatest.AssetName, rd.ID, "2.m4s"))
+	for round := range 2 {
+		resp, body := get(t, home.URL+base+"2.m4s")
+		if resp.StatusCode != 200 || !bytes.Equal(body, want) {
+			t.Errorf("edge, untouched segment, round %d: %d, %d bytes", round, resp.StatusCode, len(body))
+		}
+		if round == 1 && !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+			t.Errorf("untouched segment not cached: Cache-Status %q", resp.Header.Get("Cache-Status"))
+		}
+	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }

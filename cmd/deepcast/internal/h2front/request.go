@@ -383,7 +383,7 @@ var commonNames = func() map[string]string {
 	m := map[string]string{}
 	for _, n := range []string{"Accept-Ranges", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Age",
 		"Alt-Svc", "Cache-Control", "Cache-Status", "Content-Length", "Content-Type", "Date", "ETag", "Etag",
-		"Last-Modified", "Strict-Transport-Security", "Via", "X-Deepcast-Last-Segment", "Connection"} {
+		"Last-Modified", "Repr-Digest", "Strict-Transport-Security", "Via", "X-Deepcast-Last-Segment", "Connection"} {
 		m[n] = strings.ToLower(n)
 	}
 	return m
