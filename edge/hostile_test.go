@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -411,4 +412,30 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 			t.Errorf("%s: %d answers, want 1 with Connection: close: %q", c.path, n, got)
 		}
 	}
+}
+
+// FuzzNorStaysInTheRendition: whatever CMCD nor a client sends with a
+// segment request, what the node would prefetch is one of the next few
+// segments of the same rendition, never another path.
+func FuzzNorStaysInTheRendition(f *testing.F) {
+	for _, nor := range []string{"2.m4s", "../v/3.m4s", "..%2fw%2f8.m4s", "//evil.example/vod/a/v/7.m4s", "9.m4s?x=1#y", "./5.m4s", "%2e%2e/v/4.m4s"} {
+		f.Add(`nor="`+nor+`",sid="s"`, "/vod/a/v/1.m4s")
+	}
+	f.Fuzz(func(t *testing.T, cmcd, path string) {
+		p, ok := parseObjectPath(path)
+		if !ok || p.Kind != "segment" {
+			return
+		}
+		r, err := http.NewRequest(http.MethodGet, "http://edge"+path+"?CMCD="+url.QueryEscape(cmcd), nil)
+		if err != nil {
+			return
+		}
+		np, ok := sameRenditionSegment(r, p, cmcdNextObject(r))
+		if !ok {
+			return
+		}
+		if np.Kind != "segment" || np.Asset != p.Asset || np.Rendition != p.Rendition || np.Segment <= p.Segment || np.Segment > p.Segment+maxNorAhead {
+			t.Fatalf("nor from %q on %s names %+v", cmcd, path, np)
+		}
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/edge"
 )
 
 func edgeCommand0() command {
@@ -176,4 +178,35 @@ upstream-pool:
 			}
 		}
 	}
+}
+
+// FuzzParseConfig: a -config file of any content is read, or refused
+// with an error naming the file; never a panic, and the edge's cache rules
+// from a file that was read pass the check the node applies.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte("upstream: http://o1:8080\nmem: 64MiB\n"))
+	f.Add([]byte("cache-rules:\n  - {prefix: /vod/, ttl: 10s, query-keys: [lang]}\nupstream-pool:\n  - {url: http://o1:8080, weight: 3}\n"))
+	f.Add([]byte("cache-rules: [1, {prefix: }]\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Add([]byte("&a [*a]"))
+	edgeCmd := edgeCommand0()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cf, err := parseConfig("f.yaml", data, newFlagSet(edgeCmd), extraKeys["edge"]...)
+		if err != nil {
+			if !strings.Contains(err.Error(), "f.yaml") {
+				t.Fatalf("error without the file's name: %v", err)
+			}
+			return
+		}
+		rules, _, err := edgeExtras(cf)
+		if err != nil {
+			if !strings.Contains(err.Error(), "f.yaml") {
+				t.Fatalf("error without the file's name: %v", err)
+			}
+			return
+		}
+		if err := edge.CheckCacheRules(rules); err != nil {
+			t.Fatalf("rules read from %q fail the node's check: %v", data, err)
+		}
+	})
 }
