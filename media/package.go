@@ -106,7 +106,7 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(staging)
+			store.RemoveWorkFolder(staging)
 			if createdRoot {
 				os.Remove(lib.String())
 			}

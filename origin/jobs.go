@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/store"
 )
 
 // JobState is where an ingest job is.
@@ -146,7 +147,7 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 	up = &upload{}
 	defer func() {
 		if err != nil && up.dir != "" {
-			os.RemoveAll(up.dir)
+			store.RemoveWorkFolder(up.dir)
 		}
 	}()
 	for {
@@ -193,7 +194,7 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 }
 
 func (up *upload) save(dir string, part *multipart.Part) error {
-	dir, err := os.MkdirTemp(dir, "deepcast-upload-")
+	dir, err := store.MakeWorkFolder(dir, "deepcast-upload-", "")
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
@@ -262,7 +263,7 @@ func (js *jobs) forgetLocked() {
 // it ends, its upload deleted.
 func (js *jobs) run(j *job, up *upload) {
 	defer js.release()
-	defer os.RemoveAll(up.dir)
+	defer store.RemoveWorkFolder(up.dir)
 	select {
 	case js.slot <- struct{}{}:
 		defer func() { <-js.slot }()

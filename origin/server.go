@@ -97,6 +97,16 @@ func New(cfg Config) (*Server, error) {
 	} else if st, err := os.Stat(cfg.UploadDir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("origin: upload folder %s: not a folder (%v)", cfg.UploadDir, err)
 	}
+	// Uploads and stagings a killed process left behind (see
+	// store.MakeWorkFolder); live ones are held, and stay.
+	if n := store.SweepWorkFolders(cfg.UploadDir, "deepcast-upload-"); n > 0 {
+		cfg.Logger.Info("removed uploads left by an origin that was killed", "dir", cfg.UploadDir, "count", n)
+	}
+	if f, ok := cfg.Store.(store.Folder); ok {
+		if n := store.SweepWorkFolders(f.Root, ".staging-"); n > 0 {
+			cfg.Logger.Info("removed stagings left by a packager that was killed", "library", f.Root, "count", n)
+		}
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewStoreCatalog(cfg.Store, cfg.CheckEvery, cfg.StoreTimeout), metrics: newMetrics()}
 	s.catalog.log = cfg.Logger
 	s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -322,8 +322,12 @@ func TestS3InterruptedPublishLeavesTheOldVersion(t *testing.T) {
 		mediatest.CheckDecodesAll(t, mpdURL, 2, frames)
 	}
 
-	// 1. kill -9 during the upload.
+	// 1. kill -9 during the upload. The packagers stage in a temporary
+	// folder of this test's, to see what a killed one leaves there.
+	tmp := t.TempDir()
+	staged := func() []string { m, _ := filepath.Glob(filepath.Join(tmp, "deepcast-staging-*")); return m }
 	cmd := exec.Command(bin, append([]string{"package", "-o", lib, "-s3-endpoint", proxyURL, "-s3-parallel", "2", "-copy", "-name", mediatest.AssetName}, inputs...)...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	stderr, _ := cmd.StderrPipe()
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
@@ -348,6 +352,9 @@ func TestS3InterruptedPublishLeavesTheOldVersion(t *testing.T) {
 		t.Fatal("the packager never reached its upload")
 	}
 	unchanged("after kill -9 of the packager mid-upload")
+	if len(staged()) == 0 {
+		t.Errorf("the killed packager left no staging folder in %s: the sweep below tests nothing", tmp)
+	}
 	if vs := versions(); len(vs) != 2 {
 		t.Errorf("versions after the killed publish: %v, want the live one and the partial one", vs)
 	}
@@ -367,8 +374,16 @@ func TestS3InterruptedPublishLeavesTheOldVersion(t *testing.T) {
 	// beat, plus the store's one-second clock).
 	faulty.failPuts.Store(false)
 	time.Sleep(time.Until(killedAt.Add(store.StalePublish + 2*time.Second)))
-	if out, err := runCLI(t, bin, append([]string{"package", "-o", lib, "-copy", "-name", mediatest.AssetName}, inputs...)...); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	good := exec.CommandContext(ctx, bin, append([]string{"package", "-o", lib, "-copy", "-name", mediatest.AssetName}, inputs...)...)
+	good.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if out, err := good.CombinedOutput(); err != nil {
 		t.Fatalf("package: %v\n%s", err, out)
+	}
+	// It swept away what the killed one staged, and left nothing of its own.
+	if left := staged(); len(left) != 0 {
+		t.Errorf("staging folders left in %s after a good publish: %v", tmp, left)
 	}
 	if vs := versions(); len(vs) != 2 {
 		t.Errorf("versions after a good publish: %v, want the new one and the previous one", vs)

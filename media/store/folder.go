@@ -128,7 +128,7 @@ func (l Folder) Staging(name string) (string, error) {
 	if err := os.MkdirAll(l.Root, 0o755); err != nil {
 		return "", fmt.Errorf("library %s: %w", l.Root, err)
 	}
-	dir, err := os.MkdirTemp(l.Root, ".staging-"+name+"-")
+	dir, err := MakeWorkFolder(l.Root, ".staging-", name+"-")
 	if err != nil {
 		return "", fmt.Errorf("library %s: %w", l.Root, err)
 	}
@@ -149,7 +149,9 @@ func (l Folder) Check(context.Context) error {
 func (l Folder) Publish(_ context.Context, staging, name, build string, progress func(Progress)) (err error) {
 	defer func() {
 		if err != nil {
-			os.RemoveAll(staging)
+			RemoveWorkFolder(staging)
+		} else {
+			ReleaseWorkFolder(staging) // renamed into place
 		}
 	}()
 	if err := os.Chmod(staging, 0o755); err != nil {

@@ -325,7 +325,7 @@ func cutLast(s, sep string) (before, after string, ok bool) {
 // Staging makes a local temporary folder: the version is built on disk
 // and uploaded whole.
 func (s *S3) Staging(name string) (string, error) {
-	dir, err := os.MkdirTemp("", "deepcast-staging-"+name+"-")
+	dir, err := MakeWorkFolder("", "deepcast-staging-", name+"-")
 	if err != nil {
 		return "", fmt.Errorf("staging %s: %w", name, err)
 	}
@@ -355,7 +355,7 @@ type stagedFile struct {
 // readers when the pointer is written. If an upload fails or ctx ends
 // first, what was uploaded is deleted and the pointer is not touched.
 func (s *S3) Publish(ctx context.Context, staging, name, build string, progress func(Progress)) (err error) {
-	defer os.RemoveAll(staging)
+	defer RemoveWorkFolder(staging)
 	version := name + "." + build
 	if !ValidName(name) || !isVersionOf(version, name) {
 		return fmt.Errorf("publish %q build %q: invalid name", name, build)
