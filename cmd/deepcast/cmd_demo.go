@@ -33,6 +33,7 @@ import (
 func demoCommand() command {
 	return command{
 		name:    "demo",
+		serves:  true,
 		summary: "the whole CDN on this machine: sample content, origin, a bring-home and two enter-deep edges, player page, an ABR run",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			dir := fs.String("dir", "demo", "working folder for the sample, the library and the disk cache")

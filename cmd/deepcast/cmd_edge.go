@@ -18,6 +18,7 @@ import (
 func edgeCommand() command {
 	return command{
 		name:    "edge",
+		serves:  true,
 		summary: "run a CDN cache node (enter-deep or bring-home) in front of an origin or a parent edge",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			profile := fs.String("profile", edge.EnterDeep, "enter-deep (RAM only, prefetch) or bring-home (RAM + disk, shield)")

@@ -15,6 +15,7 @@ import (
 func originCommand() command {
 	return command{
 		name:    "origin",
+		serves:  true,
 		summary: "serve a library over HTTP: manifests, segments, catalogue, ingest, health, metrics",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			lib := fs.String("library", "", "library to serve, required: a folder or s3://BUCKET/PREFIX")

@@ -20,6 +20,7 @@ import (
 func routerCommand() command {
 	return command{
 		name:    "router",
+		serves:  true,
 		summary: "send viewers to the right edge: DNS, HTTP redirect and DASH content steering, from live edge health",
 		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
 			edgesFile := fs.String("edges", "", "YAML file listing the edges (name, url, addresses, profile, weight, subnets), required")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -209,4 +210,60 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("rules read from %q fail the node's check: %v", data, err)
 		}
 	})
+}
+
+// TestSIGHUPWhileStartingDoesNotEndTheNode: a SIGHUP that reaches a node
+// in its first moments (its first log line is out, it does not serve
+// yet) used to end the process, SIGHUP's default action; a supervisor that
+// reloads a node it has just started took it down (seen once as a failure
+// of TestSIGHUPReloadsTheConfig under load). Now the node starts, serves,
+// and applies the reload once it serves.
+func TestSIGHUPWhileStartingDoesNotEndTheNode(t *testing.T) {
+	bin := buildBinary(t)
+	for _, cmd := range []string{"edge", "origin"} {
+		dir := t.TempDir()
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		file := filepath.Join(dir, cmd+".yaml")
+		settings := fmt.Sprintf("listen: %s\nupstream: http://127.0.0.1:1\n", addr)
+		if cmd == "origin" {
+			settings = fmt.Sprintf("listen: %s\nlibrary: %s\n", addr, dir)
+		}
+		os.WriteFile(file, []byte(settings), 0o644)
+		logs := newLockedWriter()
+		p := exec.Command(bin, cmd, "-config", file)
+		p.Stdout, p.Stderr = logs, logs
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Wait() }()
+		t.Cleanup(func() {
+			p.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(15 * time.Second):
+				p.Process.Kill()
+			}
+		})
+		deadline := time.Now().Add(15 * time.Second)
+		for logs.String() == "" && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		p.Process.Signal(syscall.SIGHUP)
+		for !strings.Contains(logs.String(), "configuration reloaded") {
+			select {
+			case err := <-done:
+				t.Fatalf("%s: a SIGHUP while it started ended it (%v):\n%s", cmd, err, logs.String())
+			case <-time.After(10 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no reload within 15 s:\n%s", cmd, logs.String())
+			}
+		}
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s after an early SIGHUP: %v %v\n%s", cmd, resp, err, logs.String())
+		}
+		resp.Body.Close()
+	}
 }

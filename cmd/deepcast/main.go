@@ -24,6 +24,9 @@ type command struct {
 	usage   string // argument synopsis after the flags
 	summary string
 	setup   func(fs *flag.FlagSet) func(ctx context.Context, args []string) error
+	// serves: a long-running node, which SIGHUP reloads instead of ending
+	// (caught from the start: see catchEarlyHangups).
+	serves bool
 }
 
 // commands lists every subcommand in the order `deepcast help` shows them.
@@ -69,6 +72,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, c := range commands() {
 		if c.name != args[0] {
 			continue
+		}
+		if c.serves {
+			catchEarlyHangups()
 		}
 		fs := flag.NewFlagSet("deepcast "+c.name, flag.ContinueOnError)
 		fs.SetOutput(stderr)

@@ -252,6 +252,9 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if takeEarlyHangup() {
+		hup <- syscall.SIGHUP // sent while the node was starting: reload now
+	}
 	go func() {
 		for {
 			select {
