@@ -439,3 +439,29 @@ func FuzzNorStaysInTheRendition(f *testing.F) {
 		}
 	})
 }
+
+// TestHugeUpstreamHeadersAreRefused: an upstream whose answer carries more
+// than MaxUpstreamHeaderBytes of headers (kept with the object, they
+// would weigh on the memory tier far beyond the body) fails the fetch
+// instead of being cached.
+func TestHugeUpstreamHeadersAreRefused(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			return
+		}
+		if r.URL.Path == "/vod/a/v/2.m4s" {
+			w.Header().Set("Repr-Digest", strings.Repeat("x", MaxUpstreamHeaderBytes))
+		}
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Write([]byte("segment"))
+	}))
+	t.Cleanup(upstream.Close)
+	_, ts := newNode(t, Config{Upstreams: []string{upstream.URL}, Prefetch: noPrefetch()})
+	if resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s"); resp.StatusCode != 200 || string(body) != "segment" {
+		t.Fatalf("ordinary answer: %d %q", resp.StatusCode, body)
+	}
+	resp, _ := fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("answer with %d KiB of headers: %d, want 502", MaxUpstreamHeaderBytes>>10, resp.StatusCode)
+	}
+}

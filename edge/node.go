@@ -89,6 +89,10 @@ func New(cfg Config) (*Node, error) {
 		t.ResponseHeaderTimeout = cfg.FetchTimeout
 		t.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 		t.TLSHandshakeTimeout = 5 * time.Second
+		// What an upstream's headers may take: kept with every object, a
+		// megabyte of headers (net/http allows ten) on each would fill the
+		// memory tier with headers. deepcast's own are under 2 KiB.
+		t.MaxResponseHeaderBytes = MaxUpstreamHeaderBytes
 		t.ForceAttemptHTTP2 = true
 		if cfg.UpstreamTLS != nil {
 			t.TLSClientConfig = cfg.UpstreamTLS.Clone()
@@ -609,6 +613,10 @@ func forwardedQuery(raw string, allow []string) string {
 	}
 	return strings.Join(kept, "&")
 }
+
+// MaxUpstreamHeaderBytes bounds the header block of an upstream's answer;
+// a larger one fails the fetch.
+const MaxUpstreamHeaderBytes = 64 << 10
 
 // MaxMemoryObject is the largest object a node with a memory tier of
 // mem bytes reads into memory: a sixteenth of the tier, at most 16 MiB
