@@ -43,23 +43,26 @@ func (c *counters) addServed(tier string, n int) {
 
 // Stats is the JSON of GET /api/stats.
 type Stats struct {
-	Name          string           `json:"name"`
-	Profile       string           `json:"profile"`
-	Requests      int64            `json:"requests"`
-	Hits          int64            `json:"hits"`
-	Misses        int64            `json:"misses"`
-	Stale         int64            `json:"stale"`
-	Coalesced     int64            `json:"coalesced"`
-	Revalidations int64            `json:"revalidations"`
-	Prefetches    int64            `json:"prefetches"`
-	Errors        int64            `json:"errors"`
-	HitRatio      float64          `json:"hitRatio"`
-	BytesServed   map[string]int64 `json:"bytesServed"` // by tier: memory, disk, upstream
-	Objects       map[string]int64 `json:"objects"`     // by tier
-	CachedBytes   map[string]int64 `json:"cachedBytes"` // by tier
-	Evictions     map[string]int64 `json:"evictions"`   // by tier
-	Upstreams     []UpstreamHealth `json:"upstreams"`
-	Siblings      []UpstreamHealth `json:"siblings,omitempty"`
+	Name          string `json:"name"`
+	Profile       string `json:"profile"`
+	Requests      int64  `json:"requests"`
+	Hits          int64  `json:"hits"`
+	Misses        int64  `json:"misses"`
+	Stale         int64  `json:"stale"`
+	Coalesced     int64  `json:"coalesced"`
+	Revalidations int64  `json:"revalidations"`
+	Prefetches    int64  `json:"prefetches"`
+	Errors        int64  `json:"errors"`
+	// DigestMismatches counts upstream bodies refused for their
+	// Repr-Digest: a store or a parent holding damaged objects.
+	DigestMismatches int64            `json:"digestMismatches"`
+	HitRatio         float64          `json:"hitRatio"`
+	BytesServed      map[string]int64 `json:"bytesServed"` // by tier: memory, disk, upstream
+	Objects          map[string]int64 `json:"objects"`     // by tier
+	CachedBytes      map[string]int64 `json:"cachedBytes"` // by tier
+	Evictions        map[string]int64 `json:"evictions"`   // by tier
+	Upstreams        []UpstreamHealth `json:"upstreams"`
+	Siblings         []UpstreamHealth `json:"siblings,omitempty"`
 }
 
 // Stats returns the node's counters now.
@@ -67,7 +70,7 @@ func (n *Node) Stats() Stats {
 	c := &n.stats
 	s := Stats{Name: n.cfg.Name, Profile: n.cfg.Profile, Requests: c.requests.Load(), Hits: c.hits.Load(), Misses: c.misses.Load(),
 		Stale: c.stale.Load(), Coalesced: c.coalesced.Load(), Revalidations: c.revalidations.Load(), Prefetches: c.prefetches.Load(),
-		Errors:      c.errors.Load(),
+		Errors: c.errors.Load(), DigestMismatches: c.digestMismatches.Load(),
 		BytesServed: map[string]int64{"memory": c.memoryBytes.Load(), "disk": c.diskBytes.Load(), "upstream": c.upstreamBytes.Load()},
 		Objects:     map[string]int64{"memory": int64(n.mem.count())},
 		CachedBytes: map[string]int64{"memory": n.mem.bytes.Load()},

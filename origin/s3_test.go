@@ -378,6 +378,10 @@ func TestS3SegmentAlteredInTheStoreIsNeverCached(t *testing.T) {
 			t.Errorf("edge, round %d: 200 with %d bytes of an object that does not match its digest", round, len(body))
 		}
 	}
+	var stats edge.Stats
+	if _, body := get(t, home.URL+"/api/stats"); json.Unmarshal(body, &stats) != nil || stats.DigestMismatches != 2 {
+		t.Errorf("/api/stats: %d digest mismatches, want 2 (%s)", stats.DigestMismatches, body)
+	}
 	_, metrics := get(t, home.URL+"/metrics")
 	if !strings.Contains(string(metrics), "deepcast_edge_digest_mismatches_total 2") {
 		t.Errorf("the edge did not count 2 digest mismatches:\n%s", grepLines(string(metrics), "digest"))

@@ -46,6 +46,7 @@ function card(node, s, rates, err, tag = 'down') {
       <tr><th>hits · misses · stale</th><td>${count(s.hits)} · ${count(s.misses)} · ${count(s.stale)}</td></tr>
       <tr><th>coalesced waits</th><td>${count(s.coalesced)}</td></tr>
       <tr><th>prefetches</th><td>${count(s.prefetches)}</td></tr>
+      <tr><th>upstream errors · bad bodies</th><td>${count(s.errors)} · ${count(s.digestMismatches)}</td></tr>
       <tr><th>objects</th><td>${objects}</td></tr>
       <tr><th>upstreams</th><td>${ups}</td></tr>
     </table></div>`;
