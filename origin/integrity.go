@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/deepcast/deepcast/media"
@@ -25,12 +24,16 @@ var errDamaged = errors.New("file does not match asset.json")
 type verified struct {
 	size  int64
 	mtime time.Time
+	// ino and ctime (the inode's change time, which every write moves and
+	// no user can set back) catch a file rewritten in place with its
+	// modification time restored (cp --preserve, rsync -t, touch -r).
 	ino   uint64
+	ctime int64
 }
 
 // fileChecks remembers, per version folder and file, the last verified
 // look of each file: the checksum is computed on a file's first serve and
-// again whenever it changes (size, modification time or inode), never per
+// again whenever it changes (size, modification or change time, inode), never per
 // request; the size is compared on every serve.
 type fileChecks struct{ m sync.Map } // path -> verified
 
@@ -53,9 +56,7 @@ func (s *Server) openVerified(e *Entry, rel string, info media.FileInfo) (*os.Fi
 		return nil, s.damaged(e, rel, fmt.Errorf("%w: %d bytes, asset.json says %d", errDamaged, st.Size(), info.Size))
 	}
 	look := verified{size: st.Size(), mtime: st.ModTime()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		look.ino = sys.Ino
-	}
+	look.ino, look.ctime = fileIdentity(st)
 	if v, ok := s.checks.m.Load(path); ok && v.(verified) == look {
 		return f, nil
 	}

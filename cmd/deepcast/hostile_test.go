@@ -161,6 +161,26 @@ func TestDamagedLibraryFilesAreNeverServed(t *testing.T) {
 			}
 			return os.WriteFile(p, b, 0o644)
 		}},
+		// Rewritten in place (same inode, same size) with its modification
+		// time put back, as cp --preserve or rsync -t would leave it.
+		{"altered, time kept", func(p string) error {
+			st, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			if _, err := f.WriteAt([]byte("junk written in place"), 300); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			return os.Chtimes(p, st.ModTime(), st.ModTime())
+		}},
 	} {
 		t.Run(damage.name, func(t *testing.T) {
 			lib := mediatest.CopyLibrary(t)
