@@ -564,7 +564,7 @@ var errDigestMismatch = errors.New("body does not match its Repr-Digest")
 // field, when the field has a sha-256 member: a body altered anywhere
 // behind this node (a store object overwritten in place, a damaged disk
 // on a parent) is refused rather than kept for a year under an immutable
-// ETag. A mismatch is logged and counted by the caller's error path.
+// ETag. It counts a mismatch; the caller logs it and fails the fetch.
 func (n *Node) checkDigest(field string, sum [32]byte) error {
 	if field == "" {
 		return nil
