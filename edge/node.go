@@ -556,10 +556,6 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	return res, nil
 }
 
-// errDigestMismatch is an upstream body whose SHA-256 is not the one its
-// Repr-Digest names.
-var errDigestMismatch = errors.New("body does not match its Repr-Digest")
-
 // checkDigest compares a body's SHA-256 with the upstream's Repr-Digest
 // field, when the field has a sha-256 member: a body altered anywhere
 // behind this node (a store object overwritten in place, a damaged disk
@@ -574,7 +570,7 @@ func (n *Node) checkDigest(field string, sum [32]byte) error {
 		return nil
 	}
 	n.stats.digestMismatches.Add(1)
-	return fmt.Errorf("%w: SHA-256 %x, Repr-Digest says %x", errDigestMismatch, sum[:8], want[:8])
+	return fmt.Errorf("body does not match its Repr-Digest: SHA-256 %x, Repr-Digest says %x", sum[:8], want[:8])
 }
 
 // isRedirect reports the statuses that mean nothing without a Location.

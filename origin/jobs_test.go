@@ -3,7 +3,6 @@ package origin
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -38,17 +37,8 @@ func uploadSized(t *testing.T, url, path string) (*http.Response, Job) {
 	}
 	fw.Write(data)
 	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, url+"/api/assets", &body)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	req.Header.Set("Authorization", "Bearer secret-token")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var j Job
-	json.NewDecoder(resp.Body).Decode(&j)
-	return resp, j
+	// A *bytes.Buffer body: net/http sends its length.
+	return postUpload(t, url, "secret-token", &body, mw.FormDataContentType())
 }
 
 func TestIngestJobsAreBounded(t *testing.T) {

@@ -491,8 +491,15 @@ func uploadFile(t *testing.T, url, token, path string, fields map[string]string)
 		}
 		pw.CloseWithError(mw.Close())
 	}()
-	req, _ := http.NewRequest(http.MethodPost, url+"/api/assets", pr)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
+	return postUpload(t, url, token, pr, mw.FormDataContentType())
+}
+
+// postUpload sends an ingest request with body (a multipart form of
+// contentType) and decodes the job it answers with, if any.
+func postUpload(t *testing.T, url, token string, body io.Reader, contentType string) (*http.Response, Job) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url+"/api/assets", body)
+	req.Header.Set("Content-Type", contentType)
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

@@ -229,27 +229,13 @@ func TestSIGHUPWhileStartingDoesNotEndTheNode(t *testing.T) {
 			settings = fmt.Sprintf("listen: %s\nlibrary: %s\n", addr, dir)
 		}
 		os.WriteFile(file, []byte(settings), 0o644)
-		logs := newLockedWriter()
-		p := exec.Command(bin, cmd, "-config", file)
-		p.Stdout, p.Stderr = logs, logs
-		if err := p.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- p.Wait() }()
-		t.Cleanup(func() {
-			p.Process.Signal(os.Interrupt)
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				p.Process.Kill()
-			}
-		})
+		p := runProcess(t, exec.Command(bin, cmd, "-config", file))
+		logs, done := p.logs, p.done
 		deadline := time.Now().Add(15 * time.Second)
 		for logs.String() == "" && time.Now().Before(deadline) {
 			time.Sleep(time.Millisecond)
 		}
-		p.Process.Signal(syscall.SIGHUP)
+		p.cmd.Process.Signal(syscall.SIGHUP)
 		for !strings.Contains(logs.String(), "configuration reloaded") {
 			select {
 			case err := <-done:

@@ -75,22 +75,8 @@ func TestServersOutliveRunningOutOfFiles(t *testing.T) {
 	}
 	seg := "/vod/" + mediatest.AssetName + "/manifest.mpd"
 	for _, s := range servers {
-		logs := newLockedWriter()
-		cmd := exec.Command("prlimit", append([]string{"--nofile=128:128", bin}, s.args...)...)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Signal(os.Interrupt)
-			select {
-			case <-exited:
-			case <-time.After(15 * time.Second):
-				cmd.Process.Kill()
-			}
-		})
+		p := runProcess(t, exec.Command("prlimit", append([]string{"--nofile=128:128", bin}, s.args...)...))
+		logs, exited := p.logs, p.done
 		waitListening(t, s.addr)
 		var conns []net.Conn
 		for range 300 {

@@ -42,11 +42,12 @@ type node struct {
 	done chan error
 }
 
-// startNode runs bin with args until the test ends, and waits until addr
-// (its TCP listener) accepts connections.
-func startNode(t *testing.T, bin, addr string, args ...string) *node {
+// runProcess starts cmd with its output in the node's logs, and at the
+// test's end interrupts it (killed if still running 15 s later). done
+// receives its exit.
+func runProcess(t *testing.T, cmd *exec.Cmd) *node {
 	t.Helper()
-	n := &node{cmd: exec.Command(bin, args...), logs: newLockedWriter(), done: make(chan error, 1)}
+	n := &node{cmd: cmd, logs: newLockedWriter(), done: make(chan error, 1)}
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -60,6 +61,14 @@ func startNode(t *testing.T, bin, addr string, args ...string) *node {
 			n.cmd.Process.Kill()
 		}
 	})
+	return n
+}
+
+// startNode runs bin with args until the test ends, and waits until addr
+// (its TCP listener) accepts connections.
+func startNode(t *testing.T, bin, addr string, args ...string) *node {
+	t.Helper()
+	n := runProcess(t, exec.Command(bin, args...))
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
