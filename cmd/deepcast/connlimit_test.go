@@ -234,8 +234,12 @@ func TestHTTP3ConnectionsPerClientAreBounded(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	if n := connMetric(t, "http://"+admin+"/metrics", `deepcast_connections_refused_total{reason="per-client"}`); n != 2 {
-		t.Errorf("%d connections refused per client, want 2", n)
+	// Each refused request is one refused connection, or two: quic-go's
+	// client dials once more when the refusal closed the connection
+	// before it could open its request stream (errConnUnusable), which
+	// under load it sometimes does (seen in CI: 3 for 2 requests).
+	if n := connMetric(t, "http://"+admin+"/metrics", `deepcast_connections_refused_total{reason="per-client"}`); n < 2 || n > 4 {
+		t.Errorf("%d connections refused per client, want 2 to 4 (2 requests refused, each redialed at most once)", n)
 	}
 	// One closes: its place is free again.
 	clients[0].Transport.(*http3.Transport).Close()
