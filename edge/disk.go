@@ -47,6 +47,13 @@ type diskEntry struct {
 	file string
 	size int64
 	used time.Time
+	// checked is closed once the body of a file found at start has been
+	// hashed against its header (see bigEntry); bad says it did not
+	// match. Files this process wrote start checked: their bytes were
+	// hashed as they arrived.
+	check   sync.Once
+	bad     bool
+	checked bool
 }
 
 // diskHeader is the JSON header of an object file.
@@ -176,7 +183,7 @@ func openDiskTier(dir string, limit int64, log *slog.Logger) (*diskTier, error) 
 			if info, err := e.Info(); err == nil {
 				used = info.ModTime()
 			}
-			d.index[h.Key] = &diskEntry{file: p, size: size, used: used}
+			d.index[h.Key] = &diskEntry{file: p, size: size, used: used} // not checked: see bigEntry
 			d.bytes += size
 		}
 	}
@@ -235,7 +242,7 @@ func (d *diskTier) get(key string) (*object, bool) {
 	o, err := d.read(e.file, key)
 	if err != nil {
 		d.log.Warn("disk tier: corrupt object removed, will refetch", "key", key, "err", err)
-		d.del(key)
+		d.delEntry(key, e)
 		return nil, false
 	}
 	return o, true
@@ -325,7 +332,7 @@ func (d *diskTier) write(key string, h diskHeader, body io.Reader, size int64) (
 	if old := d.index[key]; old != nil {
 		d.bytes -= old.size
 	}
-	d.index[key] = &diskEntry{file: path, size: total, used: time.Now()}
+	d.index[key] = &diskEntry{file: path, size: total, used: time.Now(), checked: true}
 	d.bytes += total
 	d.evictLocked()
 	d.mu.Unlock()
@@ -349,9 +356,16 @@ func (d *diskTier) holdsBig(key string, limit int64) bool {
 
 // bigEntry returns the complete file of key when its body is larger than
 // limit: served by file, never read into memory. A file whose length
-// disagrees with its header is removed. (The body's SHA-256 is checked
-// when small objects are read; a large one is checked by length only, as
-// it is sent while it is read.)
+// disagrees with its header is removed.
+//
+// A large body is sent while it is read, so its SHA-256 cannot be checked
+// on every hit as a small object's is. Files this process wrote were
+// hashed as they arrived; a file found at start is hashed once, before its
+// first hit. That is where damage comes from: files are renamed into place
+// without fsync, so after a crash or a power cut one may have its full
+// length and blocks that were never written (zeros), and a disk may rot
+// while the node is down. Such a file is removed and fetched again, never
+// served under its immutable ETag.
 func (d *diskTier) bigEntry(key string, limit int64) (*bigObject, bool) {
 	d.mu.Lock()
 	e := d.index[key]
@@ -373,13 +387,37 @@ func (d *diskTier) bigEntry(key string, limit int64) (*bigObject, bool) {
 			err = fmt.Errorf("body is %d bytes, header says %d", size, h.Len)
 		}
 	}
+	if err == nil && !e.checked {
+		e.check.Do(func() { e.bad = !bodyMatches(e.file, offset, h.SHA256) })
+		if e.bad {
+			err = errors.New("checksum mismatch")
+		}
+	}
 	if err != nil {
 		d.log.Warn("disk tier: corrupt object removed, will refetch", "key", key, "err", err)
-		d.del(key)
+		d.delEntry(key, e)
 		return nil, false
 	}
 	meta := &object{Key: h.Key, objectMeta: h.objectMeta}
 	return &bigObject{meta: meta, size: int64(h.Len), path: e.file, offset: offset}, true
+}
+
+// bodyMatches reports whether the bytes of file from offset on have the
+// SHA-256 whose hex is want.
+func bodyMatches(file string, offset int64, want string) bool {
+	f, err := os.Open(file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return false
+	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return false
+	}
+	return hex.EncodeToString(sum.Sum(nil)) == want
 }
 
 // evictLocked removes least recently used objects until the tier fits.
@@ -418,6 +456,18 @@ func (d *diskTier) del(key string) bool {
 		delete(d.index, key)
 	}
 	return e != nil
+}
+
+// delEntry removes key's file if e is still its entry: a write that
+// replaced it since (at the same path) is kept.
+func (d *diskTier) delEntry(key string, e *diskEntry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.index[key] == e {
+		os.Remove(e.file)
+		d.bytes -= e.size
+		delete(d.index, key)
+	}
 }
 
 func (d *diskTier) keysWithPrefix(prefix string) []string {
