@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/httpsem"
 )
 
 // WallClock is real time since the session began.
@@ -64,9 +66,11 @@ type HTTPFetcher struct {
 	// using, as dash.js fails over between BaseURLs.
 	Mirrors []string
 
-	// Verify checks each body against its strong ETag when that is the
-	// hex SHA-256 prefix deepcast's origin gives (other ETags are not
-	// checked): a mismatch is a failed attempt, counted as corrupt.
+	// Verify checks each body against the SHA-256 its answer declares: the
+	// Repr-Digest field (RFC 9530, which deepcast's origin sends and its
+	// edges pass on, as any server may), else a strong ETag that is a hex
+	// SHA-256 prefix, as deepcast's origin gives. Answers with neither are
+	// not checked. A mismatch is a failed attempt, counted as corrupt.
 	Verify bool
 
 	mu     sync.Mutex
@@ -205,7 +209,7 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		body = f.Shaper.Reader(ctx, resp.Body)
 	}
 	var sum hash.Hash
-	want := strongHexTag(resp.Header.Get("ETag"))
+	want, from := declaredSHA256(resp)
 	if f.Verify && want != "" {
 		sum = sha256.New()
 		body = io.TeeReader(body, sum)
@@ -221,10 +225,27 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		f.verified.Add(1)
 		if got := hex.EncodeToString(sum.Sum(nil)); !strings.HasPrefix(got, want) {
 			f.corrupt.Add(1)
-			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its ETag %s", got[:len(want)], want)
+			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its %s %s", got[:len(want)], from, want)
 		}
 	}
 	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
+}
+
+// declaredSHA256 returns the hex SHA-256 (or a prefix of it) that resp
+// declares for its body, and the field it came from; "" when it declares
+// none. A body the transport decompressed is not the representation either
+// field describes, so it declares none.
+func declaredSHA256(resp *http.Response) (hexSum, field string) {
+	if resp.Uncompressed {
+		return "", ""
+	}
+	if sum, ok := httpsem.ReprSHA256(resp.Header.Get("Repr-Digest")); ok {
+		return hex.EncodeToString(sum[:]), "Repr-Digest"
+	}
+	if t := strongHexTag(resp.Header.Get("ETag")); t != "" {
+		return t, "ETag"
+	}
+	return "", ""
 }
 
 // strongHexTag returns the hex digits of a strong ETag made of 32 to 64 of

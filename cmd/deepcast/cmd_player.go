@@ -204,7 +204,7 @@ func playCommand() command {
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
-			verify := fs.Bool("verify", false, "check every body against its ETag (deepcast's origin tags by SHA-256); a mismatch counts as corrupt and is refetched")
+			verify := fs.Bool("verify", false, "check every body against the SHA-256 its answer declares (Repr-Digest, else a deepcast ETag); a mismatch counts as corrupt and is refetched")
 			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
 			ca := fs.String("ca", "", "PEM CA to verify https:// URLs with (besides the system's)")
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")

@@ -297,20 +297,29 @@ func TestPlayFailsOverBetweenBaseURLsAndVerifies(t *testing.T) {
 		o.ServeHTTP(w, r)
 	}))
 	defer flaky.Close()
-	corrupting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := httptest.NewRecorder()
-		o.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		if strings.HasSuffix(r.URL.Path, ".m4s") && r.Method == http.MethodGet && len(body) > 100 {
-			body[len(body)/2] ^= 1
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(body)
-	}))
-	defer corrupting.Close()
+	// A corrupting location flips a bit in every segment; with opaqueTags
+	// it also gives ETags that are no hash (as nginx serving the same
+	// files would), so only Repr-Digest tells a client what to expect.
+	corruptingServer := func(opaqueTags bool) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rec := httptest.NewRecorder()
+			o.ServeHTTP(rec, r)
+			body := rec.Body.Bytes()
+			if strings.HasSuffix(r.URL.Path, ".m4s") && r.Method == http.MethodGet && len(body) > 100 {
+				body[len(body)/2] ^= 1
+			}
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			if opaqueTags && w.Header().Get("ETag") != "" {
+				w.Header().Set("ETag", fmt.Sprintf(`"%x-5f3a"`, len(body)))
+			}
+			w.WriteHeader(rec.Code)
+			w.Write(body)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
 	good := serveLoopback(t, o)
 	a := mediatest.AssetName
 	mpd := func(bases ...string) string {
@@ -339,11 +348,13 @@ func TestPlayFailsOverBetweenBaseURLsAndVerifies(t *testing.T) {
 	if stats.Switches != 1 || stats.Failed == 0 || stats.Corrupt != 0 {
 		t.Errorf("dead location: %+v, want one switch after failures", stats)
 	}
-	stats = player.FetchStats{}
-	if _, err := play(ctx, mpd(corrupting.URL, good), playOptions{ABR: "throughput", QoE: "lin", Verify: true, Stats: &stats}); err != nil {
-		t.Fatalf("a corrupting location ended the session: %v", err)
-	}
-	if stats.Corrupt == 0 || stats.Switches != 1 || stats.Verified == 0 {
-		t.Errorf("corrupting location: %+v, want corrupt bodies caught and a switch", stats)
+	for _, opaqueTags := range []bool{false, true} {
+		stats = player.FetchStats{}
+		if _, err := play(ctx, mpd(corruptingServer(opaqueTags).URL, good), playOptions{ABR: "throughput", QoE: "lin", Verify: true, Stats: &stats}); err != nil {
+			t.Fatalf("a corrupting location (opaque ETags %v) ended the session: %v", opaqueTags, err)
+		}
+		if stats.Corrupt == 0 || stats.Switches != 1 || stats.Verified == 0 {
+			t.Errorf("corrupting location (opaque ETags %v): %+v, want corrupt bodies caught and a switch", opaqueTags, stats)
+		}
 	}
 }
