@@ -246,13 +246,16 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusInsufficientStorage, fmt.Sprintf("no room for the upload: %d bytes, %d free where uploads wait", r.ContentLength, free))
 		return
 	}
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Hour))
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxUpload)
+	guard := newStallGuard(http.MaxBytesReader(w, r.Body, s.cfg.MaxUpload), http.NewResponseController(w), s.cfg.UploadStall)
+	r.Body = guard
 	up, err := s.jobs.receive(r)
 	if err != nil {
 		s.jobs.release()
 		var tooBig *http.MaxBytesError
 		switch {
+		case guard.stalled:
+			s.log.Warn("ingest: upload stalled", "remote", r.RemoteAddr, "err", err)
+			httpError(w, http.StatusRequestTimeout, fmt.Sprintf("upload stalled: fewer than %d bytes in %s", uploadFloor, s.cfg.UploadStall))
 		case errors.As(err, &tooBig):
 			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("upload larger than %d bytes", s.cfg.MaxUpload))
 		case errors.Is(err, syscall.ENOSPC):

@@ -1,14 +1,20 @@
 package origin
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"fmt"
+	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 )
 
 // junkFile writes n random bytes: an upload whose job fails at once (it is
@@ -116,5 +122,70 @@ func TestIngestRefusesWhatTheUploadDiskCannotHold(t *testing.T) {
 	waitJob(t, ts.URL, j.ID)
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("a finished job left %d entries in the upload folder", len(left))
+	}
+}
+
+// TestStalledUploadsGiveTheirPlaceBack: an uploader that stops sending is
+// answered 408 once a window passes without uploadFloor more bytes, and its
+// ingest place goes to the next upload; one that sends slowly but steadily
+// is never cut.
+func TestStalledUploadsGiveTheirPlaceBack(t *testing.T) {
+	const window = 500 * time.Millisecond
+	upDir := t.TempDir()
+	s, ts := start(t, t.TempDir(), func(c *Config) { c.MaxJobs = 1; c.UploadStall = window; c.UploadDir = upDir })
+	s.jobs.keep = 1
+
+	// A steady uploader: uploadFloor every window/3, for six windows.
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		fw, _ := mw.CreateFormFile("file", "slow.mp4")
+		chunk := make([]byte, uploadFloor)
+		for range 18 {
+			rand.Read(chunk)
+			if _, err := fw.Write(chunk); err != nil {
+				return
+			}
+			time.Sleep(window / 3)
+		}
+		pw.CloseWithError(mw.Close())
+	}()
+	began := time.Now()
+	resp, j := postUpload(t, ts.URL, "secret-token", pr, mw.FormDataContentType())
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a steady upload of %s: %d, want 202", time.Since(began).Round(time.Millisecond), resp.StatusCode)
+	}
+	waitJob(t, ts.URL, j.ID)
+
+	// A stalled uploader: headers, the start of the file, then nothing.
+	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const boundary = "stall"
+	start := "--" + boundary + "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\n" + strings.Repeat("x", 1000)
+	fmt.Fprintf(conn, "POST /api/assets HTTP/1.1\r\nHost: origin\r\nAuthorization: Bearer secret-token\r\n"+
+		"Content-Type: multipart/form-data; boundary=%s\r\nContent-Length: %d\r\n\r\n%s", boundary, 10<<20, start)
+	began = time.Now()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	stalled, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("stalled upload: no answer within 10 s: %v", err)
+	}
+	stalled.Body.Close()
+	if stalled.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("stalled upload: %d, want 408", stalled.StatusCode)
+	}
+	if took := time.Since(began); took < window*8/10 {
+		t.Errorf("stalled upload cut after %s, before its window of %s", took, window)
+	}
+	resp, j = uploadFile(t, ts.URL, "secret-token", junkFile(t, 64<<10), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("upload after a stalled one: %d, want 202 (the place given back)", resp.StatusCode)
+	}
+	waitJob(t, ts.URL, j.ID)
+	if left, _ := os.ReadDir(upDir); len(left) != 0 {
+		t.Errorf("the stalled upload left %d entries in the upload folder", len(left))
 	}
 }

@@ -32,6 +32,10 @@ type Config struct {
 	// or running (DefaultMaxJobs when zero). Past it an upload is refused
 	// with 503 before its body is read.
 	MaxJobs int
+	// UploadStall ends an upload that brings fewer than uploadFloor bytes
+	// within this long (DefaultUploadStall when zero): such an uploader
+	// is answered 408 and its ingest place goes to the next.
+	UploadStall time.Duration
 	// UploadDir is where uploads wait for their job (os.TempDir() when
 	// empty): it needs room for MaxJobs uploads of up to MaxUpload bytes.
 	UploadDir string
@@ -88,6 +92,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.CheckEvery <= 0 {
 		cfg.CheckEvery = time.Second
+	}
+	if cfg.UploadStall <= 0 {
+		cfg.UploadStall = DefaultUploadStall
 	}
 	if cfg.MaxJobs <= 0 {
 		cfg.MaxJobs = DefaultMaxJobs
