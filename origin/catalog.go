@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,6 +47,31 @@ type Entry struct {
 	prev       atomic.Pointer[Entry]
 	checked    atomic.Int64 // unix nanos of the last check that the version is still current
 	refreshing atomic.Bool  // a background check is under way (object stores)
+	// cost is about how many bytes of memory the entry holds; used is
+	// when a request last asked for it (unix nanos; 0: only a listing
+	// has), for the catalogue's eviction.
+	cost int64
+	used atomic.Int64
+}
+
+// memoryCost estimates the bytes e holds: its documents, init segments and
+// playlists, and the parsed asset.json, which is about as large in memory
+// as its text (per segment a SHA-256 in hex, a few numbers and the
+// headers of both).
+func (e *Entry) memoryCost(assetJSON int) int64 {
+	n := int64(2*assetJSON + len(e.Manifest) + len(e.manifestHeader))
+	for _, b := range e.inits {
+		n += int64(len(b))
+	}
+	if e.hls != nil {
+		n += int64(len(e.hls.master.body) + len(e.hls.master.header))
+		for _, set := range []map[string]playlist{e.hls.media, e.hls.iframes} {
+			for _, p := range set {
+				n += int64(len(p.body) + len(p.header))
+			}
+		}
+	}
+	return n
 }
 
 // remote reports an entry whose files are in an object store.
@@ -67,7 +94,16 @@ type Catalog struct {
 	// stores only).
 	unknown *unknownNames
 
+	// budget bounds the bytes of the loaded entries (their cost): past
+	// it, the least recently requested ones are dropped and loaded again
+	// when next asked for. Each long asset holds megabytes (a hash per
+	// segment, the HLS playlists), and a library in an object store may
+	// hold more assets than any one origin's memory.
+	budget    int64
+	evictions atomic.Int64
+
 	mu      sync.RWMutex
+	bytes   int64 // the cost of the entries in the map
 	entries map[string]*Entry
 	loading map[string]*load
 	// rejected is, by name, the version that last failed to load while
@@ -93,8 +129,61 @@ func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(),
+	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(), budget: DefaultCatalogBytes,
 		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}, rejected: map[string]store.Version{}}
+}
+
+// DefaultCatalogBytes is the default bound on a catalogue's loaded entries:
+// about 150 two-hour assets of four renditions (some 3 MB each: a hash per
+// segment, the HLS playlists), or thousands of short ones.
+const DefaultCatalogBytes = 512 << 20
+
+// SetMemory bounds the bytes of the loaded entries (DefaultCatalogBytes
+// when n <= 0).
+func (c *Catalog) SetMemory(n int64) {
+	if n <= 0 {
+		n = DefaultCatalogBytes
+	}
+	c.mu.Lock()
+	c.budget = n
+	c.evictLocked("")
+	c.mu.Unlock()
+}
+
+// Memory reports the loaded entries, their cost in bytes, and how many
+// have been dropped to stay within the bound.
+func (c *Catalog) Memory() (entries int, bytes, evictions int64) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.entries), c.bytes, c.evictions.Load()
+}
+
+// evictLocked drops the least recently requested entries, never keep's,
+// until the rest fit nine tenths of the budget, so that a catalogue at
+// its bound does not sort for every load.
+func (c *Catalog) evictLocked(keep string) {
+	if c.bytes <= c.budget {
+		return
+	}
+	type byUse struct {
+		name string
+		used int64
+	}
+	all := make([]byUse, 0, len(c.entries))
+	for name, e := range c.entries {
+		if name != keep {
+			all = append(all, byUse{name, e.used.Load()})
+		}
+	}
+	slices.SortFunc(all, func(a, b byUse) int { return cmp.Compare(a.used, b.used) })
+	for _, it := range all {
+		if c.bytes <= c.budget*9/10 {
+			break
+		}
+		c.bytes -= c.entries[it.name].cost
+		delete(c.entries, it.name)
+		c.evictions.Add(1)
+	}
 }
 
 // Root names the library: its folder or its URL.
@@ -109,6 +198,17 @@ func (c *Catalog) Get(name string) (*Entry, error) { return c.GetContext(context
 
 // GetContext is Get for a request: ctx bounds a load from the store.
 func (c *Catalog) GetContext(ctx context.Context, name string) (*Entry, error) {
+	e, err := c.get(ctx, name)
+	if e != nil {
+		e.used.Store(time.Now().UnixNano())
+	}
+	return e, err
+}
+
+// get is GetContext without marking the entry as requested: what a
+// listing uses, so that listing the library does not count as viewers'
+// demand for every asset in it.
+func (c *Catalog) get(ctx context.Context, name string) (*Entry, error) {
 	if !media.ValidName(name) {
 		return nil, fmt.Errorf("asset %q: %w", name, media.ErrNoAsset)
 	}
@@ -204,7 +304,10 @@ func (c *Catalog) Refresh(ctx context.Context, name string) (*Entry, error) {
 // Invalidate drops the cached entry of name, so the next Get re-reads it.
 func (c *Catalog) Invalidate(name string) {
 	c.mu.Lock()
-	delete(c.entries, name)
+	if e := c.entries[name]; e != nil {
+		c.bytes -= e.cost
+		delete(c.entries, name)
+	}
 	c.mu.Unlock()
 }
 
@@ -253,9 +356,15 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	if old != nil {
 		old.prev.Store(nil) // one version back, no chain
 		e.prev.Store(old)
+		e.used.Store(old.used.Load())
 	}
 	c.mu.Lock()
+	if was := c.entries[name]; was != nil {
+		c.bytes -= was.cost
+	}
 	c.entries[name] = e
+	c.bytes += e.cost
+	c.evictLocked(name)
 	c.mu.Unlock()
 	c.unknown.forget(name)
 	if old != nil {
@@ -338,6 +447,7 @@ func (c *Catalog) loadEntry(ctx context.Context, name string, v store.Version) (
 			c.log.Error("no HLS playlists", "asset", name, "err", err) // DASH still plays
 		}
 	}
+	e.cost = e.memoryCost(len(data))
 	return e, nil
 }
 
@@ -355,26 +465,75 @@ func (c *Catalog) List() (entries []*Entry, errs []error) {
 
 // ListContext is List for a request.
 func (c *Catalog) ListContext(ctx context.Context) (entries []*Entry, errs []error) {
-	var names []string
-	var err error
-	if c.remote {
-		// The listing of an object store is a paid request, and pages of
-		// them for a big library: one read per check interval serves
-		// every catalogue request.
-		names, err = c.unknown.names(ctx, time.Now(), c.listNames)
-	} else {
-		names, err = c.listNames(ctx)
-	}
+	errs = c.Walk(ctx, func(e *Entry) { entries = append(entries, e) })
+	return entries, errs
+}
+
+// Walk calls fn with every asset of the library that loads, one at a time,
+// so that a caller that keeps a little of each (a summary) never holds the
+// whole library in memory; broken ones are skipped and reported in errs.
+// Listing does not count as a request for the assets (see get).
+func (c *Catalog) Walk(ctx context.Context, fn func(*Entry)) (errs []error) {
+	names, err := c.names(ctx)
 	if err != nil {
-		return nil, []error{err}
+		return []error{err}
 	}
 	for _, n := range names {
-		e, err := c.GetContext(ctx, n)
+		c.mu.RLock()
+		e := c.entries[n]
+		c.mu.RUnlock()
+		if e != nil {
+			e, err = c.get(ctx, n)
+		} else {
+			e, err = c.loadListed(ctx, n)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		entries = append(entries, e)
+		fn(e)
 	}
-	return entries, errs
+	return errs
+}
+
+// loadListed loads an asset a listing named and keeps it only if it fits
+// the budget as things are: a listing of a library larger than the
+// catalogue's memory must not push out what viewers are requesting.
+func (c *Catalog) loadListed(ctx context.Context, name string) (*Entry, error) {
+	now := time.Now().UnixNano()
+	v, err := c.lib.Current(ctx, name, store.Version{})
+	if err != nil {
+		return nil, err
+	}
+	e, err := c.loadEntry(ctx, name, v)
+	if err != nil {
+		return nil, err
+	}
+	e.checked.Store(now)
+	c.unknown.forget(name)
+	c.mu.Lock()
+	if c.entries[name] == nil && c.bytes+e.cost <= c.budget {
+		c.entries[name] = e
+		c.bytes += e.cost
+	}
+	c.mu.Unlock()
+	return e, nil
+}
+
+// Count is how many names the library lists, loaded or not, broken or
+// not: what a dashboard polling it needs, without loading (or, from an
+// object store, checking) every asset on each poll.
+func (c *Catalog) Count(ctx context.Context) (int, error) {
+	names, err := c.names(ctx)
+	return len(names), err
+}
+
+// names reads the library's names. The listing of an object store is a
+// paid request, and pages of them for a big library: one read per check
+// interval serves every catalogue request.
+func (c *Catalog) names(ctx context.Context) ([]string, error) {
+	if c.remote {
+		return c.unknown.names(ctx, time.Now(), c.listNames)
+	}
+	return c.listNames(ctx)
 }

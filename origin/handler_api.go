@@ -71,21 +71,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 // summaries lists the assets that load, by name; broken ones are logged.
-func (s *Server) summaries() []AssetSummary {
-	entries, errs := s.catalog.List()
+func (s *Server) summaries(ctx context.Context) []AssetSummary {
+	var list []AssetSummary
+	errs := s.catalog.Walk(ctx, func(e *Entry) { list = append(list, summary(e)) })
 	for _, err := range errs {
 		s.log.Warn("asset skipped", "err", err)
-	}
-	list := make([]AssetSummary, 0, len(entries))
-	for _, e := range entries {
-		list = append(list, summary(e))
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	return list
 }
 
 func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"assets": s.summaries()})
+	writeJSON(w, http.StatusOK, map[string]any{"assets": s.summaries(r.Context())})
 }
 
 func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
@@ -107,9 +104,9 @@ type Stats struct {
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
-	entries, _ := s.catalog.ListContext(r.Context())
+	assets, _ := s.catalog.Count(r.Context())
 	writeJSON(w, http.StatusOK, Stats{Name: "origin", Role: "origin", Requests: s.requests.Load(), BytesSent: s.sent.Load(),
-		Assets: len(entries), JobsRunning: s.jobs.running()})
+		Assets: assets, JobsRunning: s.jobs.running()})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
@@ -153,7 +150,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", cacheNoStore)
-	_ = indexPage.Execute(w, s.summaries())
+	_ = indexPage.Execute(w, s.summaries(r.Context()))
 }
 
 // requireAdmin answers 401 without credentials and 403 with wrong ones.

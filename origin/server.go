@@ -32,6 +32,10 @@ type Config struct {
 	// or running (DefaultMaxJobs when zero). Past it an upload is refused
 	// with 503 before its body is read.
 	MaxJobs int
+	// CatalogBytes bounds the memory of the loaded assets (metadata,
+	// manifests, init segments, playlists); the least recently requested
+	// are dropped past it (DefaultCatalogBytes when zero).
+	CatalogBytes int64
 	// UploadStall ends an upload that brings fewer than uploadFloor bytes
 	// within this long (DefaultUploadStall when zero): such an uploader
 	// is answered 408 and its ingest place goes to the next.
@@ -116,6 +120,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, catalog: NewStoreCatalog(cfg.Store, cfg.CheckEvery, cfg.StoreTimeout), metrics: newMetrics()}
 	s.catalog.log = cfg.Logger
+	s.catalog.SetMemory(cfg.CatalogBytes)
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deepcast_origin_catalog_bytes",
+		Help: "Memory held by the loaded assets (metadata, manifests, init segments, playlists), bounded by -catalog-memory.",
+	}, func() float64 { _, b, _ := s.catalog.Memory(); return float64(b) }))
+	s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "deepcast_origin_catalog_evictions_total",
+		Help: "Loaded assets dropped to stay within -catalog-memory (loaded again when next requested).",
+	}, func() float64 { _, _, n := s.catalog.Memory(); return float64(n) }))
 	s.metrics.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "deepcast_origin_store_lookups_spared_total",
 		Help: "Requests for names not in the library answered 404 without asking its object store (a name just found absent, or one its listing lacks while lookups of unknown names are over budget).",

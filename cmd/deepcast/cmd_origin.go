@@ -27,6 +27,8 @@ func originCommand() command {
 			fs.Var(&maxUpload, "max-upload", "largest ingest upload")
 			maxJobs := fs.Int("max-jobs", origin.DefaultMaxJobs, "ingest jobs held at once (being uploaded, queued or running); past it uploads get 503")
 			uploadDir := fs.String("upload-dir", "", "where uploads wait for their job (default: the system's temporary folder); needs room for -max-jobs uploads of -max-upload")
+			catalogMem := byteSize(origin.DefaultCatalogBytes)
+			fs.Var(&catalogMem, "catalog-memory", "memory for loaded assets (metadata, manifests, init segments, playlists); the least recently requested are dropped past it and loaded again when asked for")
 			uploadStall := fs.Duration("upload-stall", origin.DefaultUploadStall, "an upload that brings less than 64 KiB in this long is answered 408 and gives its ingest place back")
 			check := fs.Duration("check", time.Second, "how often an asset is re-checked for replacement on disk")
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
@@ -75,7 +77,7 @@ func originCommand() command {
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),
-					MaxJobs: *maxJobs, UploadDir: *uploadDir, UploadStall: *uploadStall,
+					MaxJobs: *maxJobs, UploadDir: *uploadDir, UploadStall: *uploadStall, CatalogBytes: int64(catalogMem),
 					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
 					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {
