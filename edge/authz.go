@@ -100,6 +100,9 @@ type PlainRequest struct {
 	Token  string // the CTA-Common-Access-Token header
 	Cookie string // the Cookie header(s)
 	Loop   string // the CDN-Loop header(s), joined with ", "; "" for none
+	// AcceptEncoding is the Accept-Encoding header(s), joined with ", ";
+	// "" for none.
+	AcceptEncoding string
 }
 
 // fastAuth runs the token check for a fast-path request. It returns the

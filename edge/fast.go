@@ -120,6 +120,7 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 	}
 	var fr FastResponse
 	if out.obj != nil {
+		out.obj = out.obj.forClient([]string{q.AcceptEncoding})
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
 		if out.cacheStatus == "" {
 			fr.Header = n.hitHeader(out.obj)

@@ -469,6 +469,11 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		}
 	}
 	req.Header.Set("Via", "1.1 "+n.cfg.Name)
+	// The tiers keep and check the identity representation (the bytes
+	// Repr-Digest and the ETag describe) and encode for their own
+	// clients; asking for it also keeps Go's transport from asking for
+	// gzip and decoding it out of sight.
+	req.Header.Set("Accept-Encoding", "identity")
 	n.addLoopEntry(req, r)
 	if toSibling {
 		req.Header.Set(siblingHeader, n.cfg.Name)
@@ -503,6 +508,12 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	res.from = up.url.Host
 	res.status = resp.StatusCode
 	res.cacheStatus = resp.Header.Get("Cache-Status")
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.StatusCode != http.StatusNotModified {
+		// Kept and served as the identity bytes it is not, an encoded body
+		// would reach every client undecodable.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: Content-Encoding %q to a request for identity", up.url.Host, ce), answered: true}
+	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		p := res.policy
@@ -945,6 +956,7 @@ func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
 // answered from the whole cached object. The header values that never
 // change are built once per object.
 func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus string) {
+	o = o.forClient(r.Header.Values("Accept-Encoding"))
 	h := w.Header()
 	for k, v := range o.headers(n.via) {
 		h[k] = v

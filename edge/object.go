@@ -1,13 +1,18 @@
 package edge
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/httpsem"
 )
 
 // objectMeta is what is kept of a cached response besides its body: the
@@ -52,6 +57,84 @@ type object struct {
 	// hit is the last fresh-hit header block (block plus Age and
 	// Cache-Status), valid while the age in seconds is the same.
 	hit atomic.Pointer[hitBlock]
+
+	// encoding is the content coding of Body ("" for identity): set on
+	// the gzip representation only, which is made from the cached one
+	// once, when a client first takes it (gzOnce), and kept beside it.
+	encoding string
+	gzOnce   sync.Once
+	gz       *object
+}
+
+// Manifests are the text a cache compresses: a two-hour HLS playlist is
+// some 42 KB and gzip makes it under 5 KB, where a viewer's session
+// waits for it before its first segment. Media segments are compressed
+// video and audio already. Below minGzip the saving does not pay for the
+// coding's header and the client's work.
+const minGzip = 1 << 10
+
+// compressible reports whether o's gzip representation may be offered.
+func (o *object) compressible() bool {
+	if o.encoding != "" || len(o.Body) < minGzip {
+		return false
+	}
+	mediaType, _, _ := strings.Cut(o.ContentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mediaType)) {
+	case "application/dash+xml", "application/vnd.apple.mpegurl", "audio/mpegurl", "application/x-mpegurl":
+		return true
+	}
+	return false
+}
+
+// forClient returns the representation of o for a client whose
+// Accept-Encoding field lines are acceptEncoding: the gzip one when o is
+// compressible and the client takes gzip, else o itself.
+func (o *object) forClient(acceptEncoding []string) *object {
+	if !o.compressible() || !httpsem.AcceptsGzip(strings.Join(acceptEncoding, ", ")) {
+		return o
+	}
+	o.gzOnce.Do(func() { o.gz = o.gzipped() })
+	if o.gz == nil {
+		return o
+	}
+	return o.gz
+}
+
+// gzipped makes o's gzip representation, or nil when gzip does not make
+// it smaller. A representation of its own, it has its own strong ETag
+// (RFC 9110 §8.8.3: another entity tag for another encoding), which
+// conditional requests and If-Range match against, and its own
+// Repr-Digest (RFC 9530 digests the encoded bytes).
+func (o *object) gzipped() *object {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	zw.Write(o.Body)
+	zw.Close()
+	if buf.Len() >= len(o.Body) {
+		return nil
+	}
+	g := &object{Key: o.Key, Body: buf.Bytes(), objectMeta: o.objectMeta, encoding: "gzip"}
+	g.Sum = sha256.Sum256(g.Body)
+	g.ETag = encodedTag(o.ETag, "gzip")
+	if o.Digest != "" {
+		g.Digest = httpsem.ReprDigest(hex.EncodeToString(g.Sum[:]))
+	}
+	return g
+}
+
+// encodedTag is the entity tag of an encoded representation of the one
+// tagged tag: the same tag with the coding's name inside its quotes, weak
+// if tag was ("" for none).
+func encodedTag(tag, coding string) string {
+	opaque, weak := strings.CutPrefix(tag, "W/")
+	if len(opaque) < 2 || opaque[0] != '"' || opaque[len(opaque)-1] != '"' {
+		return ""
+	}
+	t := opaque[:len(opaque)-1] + "-" + coding + `"`
+	if weak {
+		t = "W/" + t
+	}
+	return t
 }
 
 // hitBlock is a fresh-hit header block for one value of Age.
@@ -70,12 +153,16 @@ func (o *object) headers(via []string) http.Header {
 				h[k] = []string{v}
 			}
 		}
+		set("Content-Encoding", o.encoding)
 		set("Content-Type", o.ContentType)
 		set("Etag", o.ETag)
 		set("Cache-Control", o.CacheControl)
 		set("Last-Modified", o.LastModified)
 		set("X-Deepcast-Last-Segment", o.LastSegment)
 		set("Repr-Digest", o.Digest)
+		if o.varies() {
+			h["Vary"] = hdrVaryEncoding
+		}
 		o.hdr = h
 		o.contentLength = []string{strconv.Itoa(len(o.Body))}
 	})
@@ -96,16 +183,29 @@ func (o *object) headerBlock(via string) []byte {
 		add("Access-Control-Allow-Origin", hdrAnyOrigin[0])
 		add("Access-Control-Expose-Headers", hdrExposed[0])
 		add("Cache-Control", o.CacheControl)
+		add("Content-Encoding", o.encoding)
 		add("Content-Type", o.ContentType)
 		add("Etag", o.ETag)
 		add("Last-Modified", o.LastModified)
 		add("Repr-Digest", o.Digest)
+		if o.varies() {
+			add("Vary", hdrVaryEncoding[0])
+		}
 		add("Via", o.chainVia(via))
 		add("X-Deepcast-Last-Segment", o.LastSegment)
 		o.block = b
 	})
 	return o.block
 }
+
+// hdrVaryEncoding is the Vary of a representation chosen by the client's
+// Accept-Encoding: caches below must not give one client's gzip to
+// another that did not ask for it.
+var hdrVaryEncoding = []string{"Accept-Encoding"}
+
+// varies reports whether o's answers depend on Accept-Encoding: both
+// representations of a compressible object say so.
+func (o *object) varies() bool { return o.encoding != "" || o.compressible() }
 
 // chainVia is the Via of an answer from this node: the upstream's, then
 // this node's.

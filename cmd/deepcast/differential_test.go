@@ -200,6 +200,12 @@ func differentialSeeds(seg string) []string {
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\r\n",
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\n",
 		"GET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n\nGET " + seg + " HTTP/1.1\r\nHost: x\r\n\r\n",
+		// Content codings: an edge gzips manifests for clients that take it.
+		"GET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, deflate, br\r\n\r\n",
+		"GET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\naccept-encoding: gzip;q=0.5\r\n\r\n",
+		"GET /vod/" + a + "/manifest.mpd HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip;q=0, *\r\n\r\n",
+		"GET /vod/" + a + "/master.m3u8 HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
+		"GET " + seg + " HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n",
 	}
 }
 
@@ -248,6 +254,14 @@ func TestEdgeFastPathAnswersExactlyAsNetHTTP(t *testing.T) {
 	p := startEdgePair(t)
 	for _, raw := range differentialSeeds(p.segment) {
 		p.compare(t, []byte(raw))
+	}
+	// The seeds reach the gzip representation: the manifest is long
+	// enough to be compressed, and both fronts send it.
+	gz := "GET /vod/" + mediatest.AssetName + "/manifest.mpd HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
+	for _, addr := range []string{p.fast, p.plain} {
+		if got := canonical(exchangeRaw(addr, []byte(gz)), false); !strings.Contains(got, "Content-Encoding: gzip") {
+			t.Errorf("%s: the manifest was not gzipped:\n%s", addr, got)
+		}
 	}
 }
 

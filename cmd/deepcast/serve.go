@@ -104,7 +104,7 @@ func fastFront(h http.Handler, hs *http.Server, mode string) *fastpath.Server {
 		}
 		plain := func(q fastpath.Request) edge.PlainRequest {
 			return edge.PlainRequest{Head: q.Head, Path: q.Path, Query: q.Query, Remote: q.Remote, Host: q.Host,
-				Secure: q.Secure, Token: q.Token, Cookie: q.Cookie, Loop: q.Loop}
+				Secure: q.Secure, Token: q.Token, Cookie: q.Cookie, Loop: q.Loop, AcceptEncoding: q.AcceptEncoding}
 		}
 		front.Instant = func(q fastpath.Request) (fastpath.Response, bool) {
 			return edgeResponse(s.AnswerInstant(plain(q)))

@@ -81,6 +81,9 @@ type Request struct {
 	// edge that must not send a request round a loop of caches; "" when
 	// absent.
 	Loop string
+	// AcceptEncoding is the Accept-Encoding header(s) joined with ", ",
+	// for a responder that compresses; "" when absent.
+	AcceptEncoding string
 }
 
 // Responder answers a Request. It reports false to let net/http answer

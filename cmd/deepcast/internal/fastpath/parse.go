@@ -114,6 +114,13 @@ func parseHead(b []byte) (req Request, ok bool) {
 				v = req.Cookie + "; " + v
 			}
 			req.Cookie = v
+		case foldEqual(name, "Accept-Encoding"):
+			// A list header, as CDN-Loop.
+			v := string(bytes.Trim(value, " \t"))
+			if req.AcceptEncoding != "" {
+				v = req.AcceptEncoding + ", " + v
+			}
+			req.AcceptEncoding = v
 		case foldEqual(name, "CDN-Loop"):
 			// A list header: several lines are one list (RFC 9110 5.3).
 			v := string(bytes.Trim(value, " \t"))

@@ -201,6 +201,7 @@ func (c *conn) plain(req *request, st *stream) (fastpath.Request, bool) {
 		q.Cookie = v[0]
 	}
 	q.Loop = strings.Join(req.header["Cdn-Loop"], ", ")
+	q.AcceptEncoding = strings.Join(req.header["Accept-Encoding"], ", ")
 	if c.s.Claims != nil && !c.s.Claims(q) {
 		return fastpath.Request{}, false
 	}
