@@ -501,6 +501,8 @@ func (c *Catalog) Walk(ctx context.Context, fn func(*Entry)) (errs []error) {
 // catalogue's memory must not push out what viewers are requesting.
 func (c *Catalog) loadListed(ctx context.Context, name string) (*Entry, error) {
 	now := time.Now().UnixNano()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout) // as every other trip to the store
+	defer cancel()
 	v, err := c.lib.Current(ctx, name, store.Version{})
 	if err != nil {
 		return nil, err

@@ -212,6 +212,16 @@ func TestS3StoreDownAndSlow(t *testing.T) {
 	if d := time.Since(start); d < 900*time.Millisecond || d > 8*time.Second {
 		t.Errorf("the 504 came after %s, want about the 1 s store timeout (SDK retries included)", d)
 	}
+	// A listing's load of an asset not loaded is a store trip too.
+	start = time.Now()
+	bound, cancel := context.WithTimeout(context.Background(), 20*time.Second) // the test's own bound
+	defer cancel()
+	if _, err := srvStalled.catalog.loadListed(bound, "other"); err == nil {
+		t.Errorf("a listed asset loaded from a stalled store")
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Errorf("a listed asset's load from a stalled store took %s, want about the 1 s store timeout", d)
+	}
 }
 
 // recorder is a minimal ResponseWriter for a direct ServeHTTP call.
