@@ -228,7 +228,14 @@ func (o *object) age(now time.Time) time.Duration { return max(0, now.Sub(o.Stor
 // cost is the object's weight in the memory tier: its bytes plus the
 // bookkeeping around them (struct, built header blocks).
 func (o *object) cost() int64 {
-	return int64(len(o.Body)+len(o.Key)+len(o.ContentType)+len(o.ETag)+len(o.LastModified)+len(o.CacheControl)+len(o.Digest)) + 1024
+	n := int64(len(o.Body)+len(o.Key)+len(o.ContentType)+len(o.ETag)+len(o.LastModified)+len(o.CacheControl)+len(o.Digest)) + 1024
+	if o.compressible() {
+		// Room for the gzip copy made at its first gzip answer, after
+		// the object entered the tier: playlists and MPDs shrink five-
+		// to tenfold.
+		n += int64(len(o.Body)/5) + 1024
+	}
+	return n
 }
 
 // newObject builds an object from an upstream 200 response and its body.
