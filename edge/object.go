@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -67,23 +65,13 @@ type object struct {
 }
 
 // Manifests are the text a cache compresses: a two-hour HLS playlist is
-// some 42 KB and gzip makes it under 5 KB, where a viewer's session
-// waits for it before its first segment. Media segments are compressed
-// video and audio already. Below minGzip the saving does not pay for the
-// coding's header and the client's work.
-const minGzip = 1 << 10
+// some 42 KB and gzip makes it under 5 KB, where a viewer's session waits
+// for it before its first segment. Media segments are compressed video and
+// audio already.
 
 // compressible reports whether o's gzip representation may be offered.
 func (o *object) compressible() bool {
-	if o.encoding != "" || len(o.Body) < minGzip {
-		return false
-	}
-	mediaType, _, _ := strings.Cut(o.ContentType, ";")
-	switch strings.ToLower(strings.TrimSpace(mediaType)) {
-	case "application/dash+xml", "application/vnd.apple.mpegurl", "audio/mpegurl", "application/x-mpegurl":
-		return true
-	}
-	return false
+	return o.encoding == "" && len(o.Body) >= httpsem.MinGzip && httpsem.IsManifestType(o.ContentType)
 }
 
 // forClient returns the representation of o for a client whose
@@ -101,40 +89,21 @@ func (o *object) forClient(acceptEncoding []string) *object {
 }
 
 // gzipped makes o's gzip representation, or nil when gzip does not make
-// it smaller. A representation of its own, it has its own strong ETag
-// (RFC 9110 §8.8.3: another entity tag for another encoding), which
-// conditional requests and If-Range match against, and its own
+// it smaller. A representation of its own, it has its own strong ETag,
+// which conditional requests and If-Range match against, and its own
 // Repr-Digest (RFC 9530 digests the encoded bytes).
 func (o *object) gzipped() *object {
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
-	zw.Write(o.Body)
-	zw.Close()
-	if buf.Len() >= len(o.Body) {
+	body, ok := httpsem.Gzip(o.Body)
+	if !ok {
 		return nil
 	}
-	g := &object{Key: o.Key, Body: buf.Bytes(), objectMeta: o.objectMeta, encoding: "gzip"}
+	g := &object{Key: o.Key, Body: body, objectMeta: o.objectMeta, encoding: "gzip"}
 	g.Sum = sha256.Sum256(g.Body)
-	g.ETag = encodedTag(o.ETag, "gzip")
+	g.ETag = httpsem.EncodedTag(o.ETag, "gzip")
 	if o.Digest != "" {
 		g.Digest = httpsem.ReprDigest(hex.EncodeToString(g.Sum[:]))
 	}
 	return g
-}
-
-// encodedTag is the entity tag of an encoded representation of the one
-// tagged tag: the same tag with the coding's name inside its quotes, weak
-// if tag was ("" for none).
-func encodedTag(tag, coding string) string {
-	opaque, weak := strings.CutPrefix(tag, "W/")
-	if len(opaque) < 2 || opaque[0] != '"' || opaque[len(opaque)-1] != '"' {
-		return ""
-	}
-	t := opaque[:len(opaque)-1] + "-" + coding + `"`
-	if weak {
-		t = "W/" + t
-	}
-	return t
 }
 
 // hitBlock is a fresh-hit header block for one value of Age.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,14 +31,12 @@ type Entry struct {
 	// inits are the init segments by rendition, for an object store:
 	// every session asks for them first, so they are never a store trip.
 	inits map[string][]byte
-	// manifestTag is the manifest's ETag, computed once.
-	manifestTag string
+	// mpd is the MPD as served (Manifest, with its ETag, header block
+	// and gzip representation).
+	mpd document
 	// lastModified is the asset's creation time as an HTTP date.
 	lastModified string
-	manifestLen  string
-	// manifestHeader is the fast path's header block for the manifest.
-	manifestHeader []byte
-	hls            *hlsSet // the HLS playlists; nil when they could not be made
+	hls          *hlsSet // the HLS playlists; nil when they could not be made
 	// prev is the version this one replaced, while it is the previous
 	// one (the libraries keep its files): sessions that started on it
 	// still find what the new version lacks (a rendition of the old
@@ -59,15 +56,15 @@ type Entry struct {
 // as its text (per segment a SHA-256 in hex, a few numbers and the
 // headers of both).
 func (e *Entry) memoryCost(assetJSON int) int64 {
-	n := int64(2*assetJSON + len(e.Manifest) + len(e.manifestHeader))
+	n := int64(2*assetJSON + e.mpd.size())
 	for _, b := range e.inits {
 		n += int64(len(b))
 	}
 	if e.hls != nil {
-		n += int64(len(e.hls.master.body) + len(e.hls.master.header))
-		for _, set := range []map[string]playlist{e.hls.media, e.hls.iframes} {
+		n += int64(e.hls.master.size())
+		for _, set := range []map[string]document{e.hls.media, e.hls.iframes} {
 			for _, p := range set {
-				n += int64(len(p.body) + len(p.header))
+				n += int64(p.size())
 			}
 		}
 	}
@@ -420,8 +417,7 @@ func (c *Catalog) loadEntry(ctx context.Context, name string, v store.Version) (
 	if !matches(m, a.Manifest) {
 		return nil, fmt.Errorf("asset %s: %s: %w (%d bytes)", name, media.ManifestFile, errDamaged, len(m))
 	}
-	e := &Entry{Name: name, Dir: v.Dir, Version: v, Asset: a, Manifest: m, manifestTag: etag(a.Manifest.SHA256),
-		lastModified: a.Created.UTC().Format(http.TimeFormat), manifestLen: strconv.Itoa(len(m))}
+	e := &Entry{Name: name, Dir: v.Dir, Version: v, Asset: a, Manifest: m, lastModified: a.Created.UTC().Format(http.TimeFormat)}
 	if e.remote() {
 		e.inits = make(map[string][]byte, len(a.Renditions))
 		for _, r := range a.Renditions {
@@ -436,7 +432,7 @@ func (c *Catalog) loadEntry(ctx context.Context, name string, v store.Version) (
 			e.inits[r.ID] = b
 		}
 	}
-	e.manifestHeader = appendCommon(nil, hdrDASH[0], cacheManifest, e.manifestTag, e.lastModified)
+	e.mpd = newDocument(m, hdrDASH[0], etag(a.Manifest.SHA256), e.lastModified)
 	switch {
 	case a.Protection != nil:
 		// Encrypted assets are DASH only: their HLS playlists would need

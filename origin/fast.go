@@ -40,6 +40,13 @@ const (
 // nothing, for every other request (unknown or invalid paths, errors),
 // which ServeHTTP must then answer.
 func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool) {
+	return s.AnswerEncoded(head, path, remote, "")
+}
+
+// AnswerEncoded is AnswerPlain for a client whose Accept-Encoding field
+// (its lines joined with ", ") is acceptEncoding: manifests go out
+// gzipped when it takes gzip, as ServeHTTP sends them.
+func (s *Server) AnswerEncoded(head bool, path, remote, acceptEncoding string) (FastResponse, bool) {
 	rest, ok := strings.CutPrefix(path, "/vod/")
 	if !ok {
 		return FastResponse{}, false
@@ -62,14 +69,16 @@ func (s *Server) AnswerPlain(head bool, path, remote string) (FastResponse, bool
 		}
 	}
 	if rest == "manifest.mpd" {
-		return FastResponse{Header: e.manifestHeader, Body: e.Manifest, Done: done(routeManifest)}, true
+		d := e.mpd.forClient([]string{acceptEncoding})
+		return FastResponse{Header: d.header, Body: d.body, Done: done(routeManifest)}, true
 	}
 	if strings.HasSuffix(rest, ".m3u8") {
 		p, route, ok := e.findPlaylist(rest)
 		if !ok {
 			return FastResponse{}, false
 		}
-		return FastResponse{Header: p.header, Body: p.body, Done: done(route)}, true
+		d := p.forClient([]string{acceptEncoding})
+		return FastResponse{Header: d.header, Body: d.body, Done: done(route)}, true
 	}
 	id, file, ok := strings.Cut(rest, "/")
 	if !ok || !media.ValidName(id) {

@@ -87,7 +87,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	serveDocument(w, r, e, hdrDASH, e.manifestTag, e.manifestLen, e.Manifest)
+	serveDocument(w, r, e, hdrDASH, &e.mpd)
 }
 
 // setEntity sets the headers every answer about a library file carries.
@@ -135,10 +135,18 @@ func serveBytes(w http.ResponseWriter, r *http.Request, e *Entry, contentType []
 // serveDocument answers for a manifest or playlist of the entry: its
 // cache rules and validators, the whole body at once for a plain GET,
 // http.ServeContent for ranges and conditions.
-func serveDocument(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, tag, length string, body []byte) {
-	setEntity(w.Header(), contentType, hdrCacheManifest, tag)
+func serveDocument(w http.ResponseWriter, r *http.Request, e *Entry, contentType []string, doc *document) {
+	if doc.gz != nil {
+		w.Header()["Vary"] = hdrVaryEncoding
+		doc = doc.forClient(r.Header.Values("Accept-Encoding"))
+	}
+	if doc.encoding != "" {
+		w.Header()["Content-Encoding"] = []string{doc.encoding}
+	}
+	body := doc.body
+	setEntity(w.Header(), contentType, hdrCacheManifest, doc.tag)
 	if plainGet(r) {
-		setWhole(w.Header(), e.lastModified, length)
+		setWhole(w.Header(), e.lastModified, doc.length)
 		w.WriteHeader(http.StatusOK)
 		if r.Method != http.MethodHead {
 			_, _ = w.Write(body)
@@ -166,6 +174,7 @@ type writeOnly struct{ http.ResponseWriter }
 // Shared, never modified header values: no allocation per response.
 var (
 	hdrDASH           = []string{"application/dash+xml"}
+	hdrVaryEncoding   = []string{"Accept-Encoding"}
 	hdrCacheManifest  = []string{cacheManifest}
 	hdrCacheImmutable = []string{cacheImmutable}
 	hdrVideoMP4       = []string{"video/mp4"}

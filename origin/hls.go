@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/store"
@@ -23,26 +25,65 @@ import (
 // HLS existed included, with no re-packaging and no second copy of the
 // media; they are a few KiB, built once per version.
 
-// playlist is one HLS playlist as served.
-type playlist struct {
+// document is a manifest as served: the MPD or one HLS playlist.
+type document struct {
 	body   []byte
-	tag    string // ETag, from the playlist's SHA-256
+	tag    string // ETag, from the document's SHA-256
 	length string
 	header []byte // the fast path's header block
+	// gz is the gzip representation, for clients that take it (nil: the
+	// document is too short to gain from it). Manifests are made once
+	// per version, so is this; the origin serves it to viewers that
+	// reach it directly, as edges do (the tiers ask it for identity).
+	gz       *document
+	encoding string // "gzip" on the gzip representation
+}
+
+// newDocument makes the served form of a manifest of contentType.
+func newDocument(body []byte, contentType, tag, lastModified string) document {
+	d := document{body: body, tag: tag, length: strconv.Itoa(len(body))}
+	d.header = appendCommon(nil, contentType, cacheManifest, tag, lastModified)
+	if len(body) < httpsem.MinGzip {
+		return d
+	}
+	if gz, ok := httpsem.Gzip(body); ok {
+		d.header = append(d.header, "Vary: Accept-Encoding\r\n"...)
+		z := &document{body: gz, tag: httpsem.EncodedTag(tag, "gzip"), length: strconv.Itoa(len(gz)), encoding: "gzip"}
+		z.header = appendCommon(nil, contentType, cacheManifest, z.tag, lastModified)
+		z.header = append(z.header, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"...)
+		d.gz = z
+	}
+	return d
+}
+
+// forClient returns the representation of d for a client whose
+// Accept-Encoding field lines are acceptEncoding.
+func (d *document) forClient(acceptEncoding []string) *document {
+	if d.gz != nil && httpsem.AcceptsGzip(strings.Join(acceptEncoding, ", ")) {
+		return d.gz
+	}
+	return d
+}
+
+// size is the bytes d holds, both representations.
+func (d *document) size() int {
+	n := len(d.body) + len(d.header)
+	if d.gz != nil {
+		n += d.gz.size()
+	}
+	return n
 }
 
 // hlsSet is an asset's playlists.
 type hlsSet struct {
-	master  playlist
-	media   map[string]playlist // by rendition
-	iframes map[string]playlist // by video rendition
+	master  document
+	media   map[string]document // by rendition
+	iframes map[string]document // by video rendition
 }
 
-func newPlaylist(body []byte, lastModified string) playlist {
+func newPlaylist(body []byte, lastModified string) document {
 	sum := sha256.Sum256(body)
-	p := playlist{body: body, tag: etag(hex.EncodeToString(sum[:])), length: strconv.Itoa(len(body))}
-	p.header = appendCommon(nil, manifest.HLSContentType, cacheManifest, p.tag, lastModified)
-	return p
+	return newDocument(body, manifest.HLSContentType, etag(hex.EncodeToString(sum[:])), lastModified)
 }
 
 // buildHLS makes the playlists of an asset loaded from dir. Segments
@@ -66,7 +107,7 @@ func buildHLS(ctx context.Context, lib store.Store, v store.Version, a *media.As
 	if err != nil {
 		return nil, fmt.Errorf("asset %s: %w", a.Name, err)
 	}
-	set := &hlsSet{master: newPlaylist(h.Multivariant, lastModified), media: map[string]playlist{}, iframes: map[string]playlist{}}
+	set := &hlsSet{master: newPlaylist(h.Multivariant, lastModified), media: map[string]document{}, iframes: map[string]document{}}
 	for id, b := range h.Media {
 		set.media[id] = newPlaylist(b, lastModified)
 	}
@@ -127,19 +168,19 @@ var hdrHLS = []string{manifest.HLSContentType}
 // findPlaylist returns the playlist a path names inside an entry: the
 // multivariant one ("master.m3u8") or a rendition's ("ID/media.m3u8",
 // "ID/iframes.m3u8").
-func (e *Entry) findPlaylist(rel string) (playlist, string, bool) {
+func (e *Entry) findPlaylist(rel string) (document, string, bool) {
 	if e.hls == nil {
-		return playlist{}, "", false
+		return document{}, "", false
 	}
 	if rel == manifest.HLSMultivariant {
 		return e.hls.master, routeMaster, true
 	}
 	dir, file := filepath.Split(rel)
 	if dir == "" {
-		return playlist{}, "", false
+		return document{}, "", false
 	}
 	id := dir[:len(dir)-1]
-	var p playlist
+	var p document
 	var ok bool
 	switch file {
 	case manifest.HLSMedia:
@@ -149,7 +190,7 @@ func (e *Entry) findPlaylist(rel string) (playlist, string, bool) {
 		p, ok = e.hls.iframes[id]
 		return p, routeIFrames, ok
 	}
-	return playlist{}, "", false
+	return document{}, "", false
 }
 
 // servePlaylist answers the playlist routes, with the same cache rules
@@ -172,5 +213,5 @@ func (s *Server) servePlaylist(w http.ResponseWriter, r *http.Request) {
 		missing(w, r, "no such playlist")
 		return
 	}
-	serveDocument(w, r, e, hdrHLS, p.tag, p.length, p.body)
+	serveDocument(w, r, e, hdrHLS, &p)
 }

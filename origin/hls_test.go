@@ -2,7 +2,10 @@ package origin
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -136,5 +140,104 @@ func TestHLSForAssetsPackagedBeforeIt(t *testing.T) {
 		if resp.StatusCode != 200 || !bytes.Equal(got, want[p]) {
 			t.Errorf("%s of an asset without keyframe ranges: %d\n%s\nwant\n%s", p, resp.StatusCode, got, want[p])
 		}
+	}
+}
+
+// TestManifestsGzipped: the origin sends its MPD and HLS playlists gzipped
+// to a viewer that takes gzip, as a representation of its own (ETag, Vary),
+// on both its paths; edges, which ask for identity, and clients that
+// refuse gzip get the identity bytes.
+func TestManifestsGzipped(t *testing.T) {
+	s, ts := start(t, mediatest.Library(t))
+	e, err := s.Catalog().Get(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.mpd.gz == nil || e.hls == nil {
+		t.Fatalf("the sample's MPD (%d bytes) has no gzip representation, or the asset no HLS", len(e.Manifest))
+	}
+	docs := []string{"manifest.mpd"}
+	if e.hls.master.gz != nil {
+		docs = append(docs, "master.m3u8")
+	}
+	for id, d := range e.hls.media {
+		if d.gz != nil {
+			docs = append(docs, id+"/media.m3u8")
+			break
+		}
+	}
+	for _, d := range e.hls.media {
+		if len(d.body) < httpsem.MinGzip && d.gz != nil {
+			t.Errorf("a playlist of %d bytes has a gzip representation", len(d.body))
+		}
+	}
+	t.Logf("documents with a gzip representation: %v", docs)
+	for _, p := range docs {
+		url := ts.URL + "/vod/" + mediatest.AssetName + "/" + p
+		plainResp, plain := get(t, url)
+		gzResp, gz := get(t, url, "Accept-Encoding", "gzip, deflate, br")
+		if plainResp.Header.Get("Content-Encoding") != "" || gzResp.Header.Get("Content-Encoding") != "gzip" {
+			t.Fatalf("%s: Content-Encoding %q (identity) and %q (gzip)", p, plainResp.Header.Get("Content-Encoding"), gzResp.Header.Get("Content-Encoding"))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if decoded, _ := io.ReadAll(zr); !bytes.Equal(decoded, plain) || len(gz) >= len(plain) {
+			t.Errorf("%s: gzip answer of %d bytes decodes to %d, identity %d", p, len(gz), len(decoded), len(plain))
+		}
+		if gzResp.Header.Get("ETag") != strings.TrimSuffix(plainResp.Header.Get("ETag"), `"`)+`-gzip"` {
+			t.Errorf("%s: ETag %q for gzip, %q for identity", p, gzResp.Header.Get("ETag"), plainResp.Header.Get("ETag"))
+		}
+		for _, r := range []*http.Response{plainResp, gzResp} {
+			if r.Header.Get("Vary") != "Accept-Encoding" {
+				t.Errorf("%s: Vary %q", p, r.Header.Get("Vary"))
+			}
+		}
+		if r, _ := get(t, url, "Accept-Encoding", "gzip", "If-None-Match", gzResp.Header.Get("ETag")); r.StatusCode != http.StatusNotModified {
+			t.Errorf("%s: If-None-Match with the gzip tag: %d", p, r.StatusCode)
+		}
+		if r, body := get(t, url, "Accept-Encoding", "gzip;q=0"); r.Header.Get("Content-Encoding") != "" || !bytes.Equal(body, plain) {
+			t.Errorf("%s: gzip;q=0 got Content-Encoding %q", p, r.Header.Get("Content-Encoding"))
+		}
+		// The fast path sends the same.
+		fast, ok := s.AnswerEncoded(false, "/vod/"+mediatest.AssetName+"/"+p, "127.0.0.1:1", "gzip")
+		if !ok || !bytes.Equal(fast.Body, gz) || !strings.Contains(string(fast.Header), "Content-Encoding: gzip\r\n") ||
+			!strings.Contains(string(fast.Header), "Etag: "+gzResp.Header.Get("ETag")+"\r\n") {
+			t.Errorf("%s: fast path gzip answer: ok %v, %d bytes\n%s", p, ok, len(fast.Body), fast.Header)
+		}
+		if fast, _ := s.AnswerPlain(false, "/vod/"+mediatest.AssetName+"/"+p, "127.0.0.1:1"); !bytes.Equal(fast.Body, plain) {
+			t.Errorf("%s: fast path without Accept-Encoding: %d bytes", p, len(fast.Body))
+		}
+	}
+}
+
+// TestLongPlaylistsHaveAGzipRepresentation: a long-form playlist (1,800
+// segments) gets a gzip representation a fraction of its size, with the
+// headers the fast path sends; a short one gets none.
+func TestLongPlaylistsHaveAGzipRepresentation(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n")
+	for i := 1; i <= 1800; i++ {
+		b.WriteString("#EXTINF:4.000,\n" + strconv.Itoa(i) + ".m4s\n")
+	}
+	long := newPlaylist([]byte(b.String()), "Mon, 01 Jan 2026 00:00:00 GMT")
+	if long.gz == nil || long.gz.encoding != "gzip" || len(long.gz.body)*5 > len(long.body) {
+		t.Fatalf("a %d-byte playlist: gzip representation %v", len(long.body), long.gz != nil)
+	}
+	for _, want := range []string{"Content-Encoding: gzip\r\n", "Vary: Accept-Encoding\r\n", "Etag: " + long.gz.tag + "\r\n"} {
+		if !strings.Contains(string(long.gz.header), want) {
+			t.Errorf("gzip header block lacks %q:\n%s", want, long.gz.header)
+		}
+	}
+	if !strings.Contains(string(long.header), "Vary: Accept-Encoding\r\n") || strings.Contains(string(long.header), "Content-Encoding") {
+		t.Errorf("identity header block:\n%s", long.header)
+	}
+	if got := long.forClient([]string{"br", "gzip;q=0.5"}); got != long.gz {
+		t.Errorf("a client taking gzip got the identity representation")
+	}
+	short := newPlaylist([]byte("#EXTM3U\n#EXTINF:4.0,\n1.m4s\n#EXT-X-ENDLIST\n"), "")
+	if short.gz != nil || strings.Contains(string(short.header), "Vary") {
+		t.Errorf("a short playlist has a gzip representation or a Vary")
 	}
 }

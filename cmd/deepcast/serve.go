@@ -95,7 +95,7 @@ func fastFront(h http.Handler, hs *http.Server, mode string) *fastpath.Server {
 		// It has no use for a query (CMCD is the caches' business), as on
 		// its net/http routes, which route by path alone.
 		front.Respond = func(q fastpath.Request) (fastpath.Response, bool) {
-			r, ok := s.AnswerPlain(q.Head, q.Path, q.Remote)
+			r, ok := s.AnswerEncoded(q.Head, q.Path, q.Remote, q.AcceptEncoding)
 			return fastpath.Response{Header: r.Header, Body: r.Body, File: r.File, Size: r.Size, Done: r.Done}, ok
 		}
 	case *edge.Node:

@@ -1,6 +1,8 @@
 package httpsem
 
 import (
+	"bytes"
+	"compress/gzip"
 	"strconv"
 	"strings"
 )
@@ -55,4 +57,50 @@ func positiveWeight(params string) bool {
 	}
 	q, err := strconv.ParseFloat(value, 64)
 	return err == nil && q > 0 && q <= 1
+}
+
+// MinGzip is the smallest body worth compressing: below it the saving does
+// not pay for gzip's header and the client's work.
+const MinGzip = 1 << 10
+
+// Gzip compresses body at the best level and reports whether that made it
+// smaller. The same bytes always give the same output (no name, no time in
+// the header), so every node that compresses one representation sends the
+// same bytes under its one ETag.
+func Gzip(body []byte) ([]byte, bool) {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	zw.Write(body)
+	zw.Close()
+	if buf.Len() >= len(body) {
+		return nil, false
+	}
+	return buf.Bytes(), true
+}
+
+// EncodedTag is the entity tag of an encoded representation of the one
+// tagged tag: the same tag with the coding's name inside its quotes, weak
+// if tag was; "" for a tag that is not one (RFC 9110 §8.8.3: another
+// representation, another tag).
+func EncodedTag(tag, coding string) string {
+	opaque, weak := strings.CutPrefix(tag, "W/")
+	if len(opaque) < 2 || opaque[0] != '"' || opaque[len(opaque)-1] != '"' {
+		return ""
+	}
+	t := opaque[:len(opaque)-1] + "-" + coding + `"`
+	if weak {
+		t = "W/" + t
+	}
+	return t
+}
+
+// IsManifestType reports the media types of DASH MPDs and HLS playlists,
+// the text the nodes compress (segments are compressed media already).
+func IsManifestType(contentType string) bool {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mediaType)) {
+	case "application/dash+xml", "application/vnd.apple.mpegurl", "audio/mpegurl", "application/x-mpegurl":
+		return true
+	}
+	return false
 }

@@ -55,3 +55,33 @@ func FuzzAcceptsGzip(f *testing.F) {
 		}
 	})
 }
+
+func TestEncodedTagAndGzip(t *testing.T) {
+	for _, c := range []struct{ tag, want string }{
+		{`"abc"`, `"abc-gzip"`},
+		{`W/"abc"`, `W/"abc-gzip"`},
+		{`""`, `"-gzip"`},
+		{``, ``},
+		{`abc`, ``},
+		{`"abc`, ``},
+		{`W/`, ``},
+	} {
+		if got := EncodedTag(c.tag, "gzip"); got != c.want {
+			t.Errorf("EncodedTag(%q) = %q, want %q", c.tag, got, c.want)
+		}
+	}
+	text := []byte(strings.Repeat("#EXTINF:4.000,\n1.m4s\n", 100))
+	a, ok := Gzip(text)
+	b, _ := Gzip(text)
+	if !ok || len(a) >= len(text) || string(a) != string(b) {
+		t.Errorf("Gzip of %d bytes of text: %d bytes, ok %v, same output twice %v", len(text), len(a), ok, string(a) == string(b))
+	}
+	if _, ok := Gzip([]byte("x")); ok {
+		t.Errorf("Gzip of one byte reported a saving")
+	}
+	for ct, want := range map[string]bool{"application/dash+xml": true, "Application/vnd.apple.mpegURL; charset=utf-8": true, "video/mp4": false, "": false} {
+		if IsManifestType(ct) != want {
+			t.Errorf("IsManifestType(%q) = %v", ct, !want)
+		}
+	}
+}
