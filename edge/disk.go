@@ -47,13 +47,13 @@ type diskEntry struct {
 	file string
 	size int64
 	used time.Time
-	// checked is closed once the body of a file found at start has been
-	// hashed against its header (see bigEntry); bad says it did not
-	// match. Files this process wrote start checked: their bytes were
-	// hashed as they arrived.
+	// checked is set on files this process wrote: their bytes were
+	// hashed as they arrived. A file found at start is hashed against
+	// its header once, by check, before its first hit as a large object
+	// (see bigEntry); bad says it did not match.
+	checked bool
 	check   sync.Once
 	bad     bool
-	checked bool
 }
 
 // diskHeader is the JSON header of an object file.
@@ -451,9 +451,7 @@ func (d *diskTier) del(key string) bool {
 	defer d.mu.Unlock()
 	e := d.index[key]
 	if e != nil {
-		os.Remove(e.file)
-		d.bytes -= e.size
-		delete(d.index, key)
+		d.removeLocked(key, e)
 	}
 	return e != nil
 }
@@ -464,10 +462,15 @@ func (d *diskTier) delEntry(key string, e *diskEntry) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.index[key] == e {
-		os.Remove(e.file)
-		d.bytes -= e.size
-		delete(d.index, key)
+		d.removeLocked(key, e)
 	}
+}
+
+// removeLocked removes entry e of key and its file.
+func (d *diskTier) removeLocked(key string, e *diskEntry) {
+	os.Remove(e.file)
+	d.bytes -= e.size
+	delete(d.index, key)
 }
 
 func (d *diskTier) keysWithPrefix(prefix string) []string {

@@ -71,26 +71,6 @@ func gunzip(t *testing.T, b []byte) []byte {
 	return out
 }
 
-// rawGet sends a GET with exactly the headers given (no transparent
-// decoding), and returns the answer and its bytes as sent.
-func rawGet(t *testing.T, url string, hdr ...string) (*http.Response, []byte) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	if req.Header.Get("Accept-Encoding") == "" {
-		req.Header.Set("Accept-Encoding", "identity")
-	}
-	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp, body
-}
-
 // TestManifestsAreGzippedForClientsThatAsk: a long playlist goes out
 // gzipped to a client that takes gzip, as its own representation (its own
 // ETag and Repr-Digest, Vary), on both the net/http path and the fast
@@ -103,7 +83,7 @@ func TestManifestsAreGzippedForClientsThatAsk(t *testing.T) {
 	const playlist = "/vod/a/v/media.m3u8"
 	want := playlistBody(1800)
 
-	plainResp, plain := rawGet(t, cts.URL+playlist)
+	plainResp, plain := fetch(t, cts.URL+playlist)
 	if !bytes.Equal(plain, want) || plainResp.Header.Get("Content-Encoding") != "" {
 		t.Fatalf("identity client: %d bytes, Content-Encoding %q", len(plain), plainResp.Header.Get("Content-Encoding"))
 	}
@@ -111,7 +91,7 @@ func TestManifestsAreGzippedForClientsThatAsk(t *testing.T) {
 		t.Errorf("identity answer of a compressible object: Vary %q, want Accept-Encoding", plainResp.Header.Get("Vary"))
 	}
 	for _, ae := range []string{"gzip, deflate, br, zstd", "br;q=1, gzip;q=0.5"} {
-		resp, body := rawGet(t, cts.URL+playlist, "Accept-Encoding", ae)
+		resp, body := fetch(t, cts.URL+playlist, "Accept-Encoding", ae)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
 			t.Fatalf("Accept-Encoding %q: %d, Content-Encoding %q", ae, resp.StatusCode, resp.Header.Get("Content-Encoding"))
 		}
@@ -132,23 +112,23 @@ func TestManifestsAreGzippedForClientsThatAsk(t *testing.T) {
 			t.Errorf("gzip answer: Vary %q, Content-Length %q for %d bytes", resp.Header.Get("Vary"), resp.Header.Get("Content-Length"), len(body))
 		}
 		// Its own tag revalidates it.
-		if r304, _ := rawGet(t, cts.URL+playlist, "Accept-Encoding", ae, "If-None-Match", resp.Header.Get("ETag")); r304.StatusCode != http.StatusNotModified {
+		if r304, _ := fetch(t, cts.URL+playlist, "Accept-Encoding", ae, "If-None-Match", resp.Header.Get("ETag")); r304.StatusCode != http.StatusNotModified {
 			t.Errorf("If-None-Match with the gzip tag: %d, want 304", r304.StatusCode)
 		}
 	}
 	for _, ae := range []string{"gzip;q=0", "identity", "br", "gzip;q=nonsense"} {
-		if resp, body := rawGet(t, cts.URL+playlist, "Accept-Encoding", ae); !bytes.Equal(body, want) || resp.Header.Get("Content-Encoding") != "" {
+		if resp, body := fetch(t, cts.URL+playlist, "Accept-Encoding", ae); !bytes.Equal(body, want) || resp.Header.Get("Content-Encoding") != "" {
 			t.Errorf("Accept-Encoding %q: Content-Encoding %q, %d bytes; want identity", ae, resp.Header.Get("Content-Encoding"), len(body))
 		}
 	}
 	for _, p := range []string{"/vod/a/manifest.mpd", "/vod/a/v/1.m4s"} {
-		if resp, _ := rawGet(t, cts.URL+p, "Accept-Encoding", "gzip"); resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Vary") != "" {
+		if resp, _ := fetch(t, cts.URL+p, "Accept-Encoding", "gzip"); resp.Header.Get("Content-Encoding") != "" || resp.Header.Get("Vary") != "" {
 			t.Errorf("%s: Content-Encoding %q, Vary %q; want neither (short or not text)", p, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"))
 		}
 	}
 	// A range of a gzip answer is a range of the gzip bytes.
-	full, gz := rawGet(t, cts.URL+playlist, "Accept-Encoding", "gzip")
-	if resp, part := rawGet(t, cts.URL+playlist, "Accept-Encoding", "gzip", "Range", "bytes=10-99"); resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, gz[10:100]) || resp.Header.Get("ETag") != full.Header.Get("ETag") {
+	full, gz := fetch(t, cts.URL+playlist, "Accept-Encoding", "gzip")
+	if resp, part := fetch(t, cts.URL+playlist, "Accept-Encoding", "gzip", "Range", "bytes=10-99"); resp.StatusCode != http.StatusPartialContent || !bytes.Equal(part, gz[10:100]) || resp.Header.Get("ETag") != full.Header.Get("ETag") {
 		t.Errorf("range of the gzip answer: %d, %d bytes", resp.StatusCode, len(part))
 	}
 
@@ -193,7 +173,7 @@ func TestUpstreamContentCodingIsRefused(t *testing.T) {
 	}))
 	defer up.Close()
 	n, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch()})
-	resp, _ := rawGet(t, ts.URL+"/vod/a/v/media.m3u8")
+	resp, _ := fetch(t, ts.URL+"/vod/a/v/media.m3u8")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("an encoded answer to a request for identity: %d, want 502", resp.StatusCode)
 	}

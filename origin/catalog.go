@@ -453,18 +453,6 @@ func matches(data []byte, info media.FileInfo) bool {
 	return int64(len(data)) == info.Size && hex.EncodeToString(sum[:]) == info.SHA256
 }
 
-// List returns every asset of the library that loads; broken ones are
-// skipped (and reported in errs).
-func (c *Catalog) List() (entries []*Entry, errs []error) {
-	return c.ListContext(context.Background())
-}
-
-// ListContext is List for a request.
-func (c *Catalog) ListContext(ctx context.Context) (entries []*Entry, errs []error) {
-	errs = c.Walk(ctx, func(e *Entry) { entries = append(entries, e) })
-	return entries, errs
-}
-
 // Walk calls fn with every asset of the library that loads, one at a time,
 // so that a caller that keeps a little of each (a summary) never holds the
 // whole library in memory; broken ones are skipped and reported in errs.
