@@ -253,7 +253,15 @@ func serveNode(ctx context.Context, h http.Handler, l nodeListeners, ops opsFlag
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	if takeEarlyHangup() {
-		hup <- syscall.SIGHUP // sent while the node was starting: reload now
+		// Sent while the node was starting: reload now. A hangup that
+		// came between the two registrations reached hup as well, and
+		// one pending reload is enough: a blocking send would wait for
+		// ever on the full channel, before anything reads it, and the
+		// node would never serve.
+		select {
+		case hup <- syscall.SIGHUP:
+		default:
+		}
 	}
 	go func() {
 		for {
