@@ -156,6 +156,13 @@ func TestStalledUploadsGiveTheirPlaceBack(t *testing.T) {
 		t.Fatalf("a steady upload of %s: %d, want 202", time.Since(began).Round(time.Millisecond), resp.StatusCode)
 	}
 	waitJob(t, ts.URL, j.ID)
+	// The finished job gives its place back just after its state says so.
+	for deadline := time.Now().Add(5 * time.Second); !s.jobs.hold(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the steady upload's job kept its place 5 s after it finished")
+		}
+	}
+	s.jobs.release()
 
 	// A stalled uploader: headers, the start of the file, then nothing.
 	conn, err := net.Dial("tcp", ts.Listener.Addr().String())
