@@ -86,6 +86,9 @@ type jobs struct {
 	// held counts the jobs from their upload's first byte until they end;
 	// max bounds it, keep bounds the finished jobs remembered.
 	held, max, keep int
+	// ending, when set (by tests), runs as a job's end is about to be
+	// recorded.
+	ending func()
 }
 
 func newJobs(s *Server, max int) *jobs {
@@ -259,17 +262,25 @@ func (js *jobs) forgetLocked() {
 	js.order = kept
 }
 
-// run packages one upload; the job's place (see hold) is given back when
-// it ends, its upload deleted.
+// run packages one upload. The job's place (see hold), its running slot
+// and its upload are all given back before its state says it ended: an
+// uploader that sends its next file as soon as it reads "done" must find
+// the place free, not a 503.
 func (js *jobs) run(j *job, up *upload) {
-	defer js.release()
-	defer store.RemoveWorkFolder(up.dir)
+	end := js.work(j, up)
+	store.RemoveWorkFolder(up.dir)
+	js.release()
+	js.finish(j, end)
+}
+
+// work waits for the running slot, packages the upload and returns how
+// the job ended.
+func (js *jobs) work(j *job, up *upload) func(*Job) {
 	select {
 	case js.slot <- struct{}{}:
 		defer func() { <-js.slot }()
 	case <-js.ctx.Done():
-		js.fail(j, js.ctx.Err())
-		return
+		return failed(js.ctx.Err())
 	}
 	j.update(func(j *Job) { j.State = JobRunning })
 	js.count()
@@ -285,27 +296,30 @@ func (js *jobs) run(j *job, up *upload) {
 	if err != nil {
 		// The packager names the temporary file; the user knows it by its upload name.
 		msg := strings.ReplaceAll(err.Error(), up.path, up.filename)
-		js.fail(j, fmt.Errorf("%s", msg))
 		log.Warn("ingest failed", "err", msg)
-		return
+		return failed(fmt.Errorf("%s", msg))
 	}
 	if _, err := js.s.catalog.Refresh(js.ctx, up.name); err != nil {
 		js.s.catalog.Invalidate(up.name)
 	}
-	js.finish(j, func(j *Job) {
-		j.State, j.Progress, j.Manifest = JobDone, 1, "/vod/"+up.name+"/manifest.mpd"
-	})
 	log.Info("ingest done")
+	return func(j *Job) {
+		j.State, j.Progress, j.Manifest = JobDone, 1, "/vod/"+up.name+"/manifest.mpd"
+	}
 }
 
-func (js *jobs) fail(j *job, err error) {
-	js.finish(j, func(j *Job) { j.State, j.Error = JobFailed, err.Error() })
+// failed is how a job that failed with err ends.
+func failed(err error) func(*Job) {
+	return func(j *Job) { j.State, j.Error = JobFailed, err.Error() }
 }
 
 // finish records how a job ended and forgets old finished ones: the jobs
 // finished while others queued are forgotten now rather than at the next
 // upload.
 func (js *jobs) finish(j *job, f func(*Job)) {
+	if js.ending != nil {
+		js.ending()
+	}
 	j.update(f)
 	js.mu.Lock()
 	js.forgetLocked()
