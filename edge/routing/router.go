@@ -295,6 +295,17 @@ func (r *Router) serveRewritten(w http.ResponseWriter, req *http.Request, asset,
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Deepcast-Edge", ranked[0].Name)
+	// Gzipped as the edges gzip the manifests they serve: a session waits
+	// for this one before its first segment, and it is made per request.
+	if len(out) >= httpsem.MinGzip {
+		w.Header().Set("Vary", "Accept-Encoding")
+		if httpsem.AcceptsGzip(strings.Join(req.Header.Values("Accept-Encoding"), ", ")) {
+			if gz, ok := httpsem.Gzip(out); ok {
+				out = gz
+				w.Header().Set("Content-Encoding", "gzip")
+			}
+		}
+	}
 	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	if req.Method != http.MethodHead {
 		_, _ = w.Write(out)

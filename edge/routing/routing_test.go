@@ -1,6 +1,8 @@
 package routing
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/deepcast/deepcast/edge/auth"
+	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 )
 
@@ -230,7 +234,12 @@ type testSetup struct {
 }
 
 func setup(t *testing.T, strategy string) testSetup {
-	deep, home := newFakeEdge(t, testMPD), newFakeEdge(t, testMPD)
+	return setupServing(t, strategy, testMPD)
+}
+
+// setupServing is setup with edges that serve mpd as every manifest.
+func setupServing(t *testing.T, strategy, mpd string) testSetup {
+	deep, home := newFakeEdge(t, mpd), newFakeEdge(t, mpd)
 	yaml := fmt.Sprintf(`edges:
   - name: deep-a
     url: %s
@@ -487,6 +496,65 @@ func TestHTTPRedirectBaseURLAndSteering(t *testing.T) {
 	for _, w := range []string{"deepcast_router_decisions_total", `deepcast_router_edge_up{edge="deep-a"} 0`} {
 		if !strings.Contains(string(body), w) {
 			t.Errorf("metrics lack %s", w)
+		}
+	}
+}
+
+// TestRewrittenManifestsAreGzipped: a rewritten MPD of 1 KiB or more goes
+// out gzipped to a client that takes gzip, the same document as the
+// identity answer, and as identity to one that does not.
+func TestRewrittenManifestsAreGzipped(t *testing.T) {
+	var reps strings.Builder
+	for i := range 12 {
+		fmt.Fprintf(&reps, `<Representation id="v%d" bandwidth="%d" width="1280" height="720" codecs="avc1.64001f"/>`, i, 100000*(i+1))
+	}
+	mpd := strings.Replace(testMPD, `<Representation id="v" bandwidth="100000"/>`, reps.String(), 1)
+	s := setupServing(t, "ip-hash", mpd)
+	get := func(route, acceptEncoding string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, s.http.URL+"/vod/clip/manifest.mpd?route="+route, nil)
+		req.Header.Set("Accept-Encoding", acceptEncoding) // set: the transport leaves the body as sent
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	for _, route := range []string{"baseurl", "steering"} {
+		plain, doc := get(route, "identity")
+		if plain.StatusCode != 200 || plain.Header.Get("Content-Encoding") != "" || len(doc) < httpsem.MinGzip {
+			t.Fatalf("%s, identity: %d, Content-Encoding %q, %d bytes; want 200, none, at least %d", route, plain.StatusCode, plain.Header.Get("Content-Encoding"), len(doc), httpsem.MinGzip)
+		}
+		for _, ae := range []string{"gzip", "br;q=1, gzip;q=0.5", "*"} {
+			resp, body := get(route, ae)
+			if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("Vary") != "Accept-Encoding" ||
+				resp.Header.Get("Content-Length") != strconv.Itoa(len(body)) {
+				t.Errorf("%s, Accept-Encoding %q: Content-Encoding %q, Vary %q, Content-Length %s for %d bytes; want gzip, Accept-Encoding, the length sent",
+					route, ae, resp.Header.Get("Content-Encoding"), resp.Header.Get("Vary"), resp.Header.Get("Content-Length"), len(body))
+				continue
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%s: not gzip: %v", route, err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatalf("%s: broken gzip: %v", route, err)
+			}
+			// The edge chosen may differ between requests; the document
+			// is otherwise the same.
+			if len(body) >= len(doc) || !strings.Contains(string(got), "<ContentSteering") && route == "steering" ||
+				strings.Count(string(got), "<Representation") != 12 {
+				t.Errorf("%s, Accept-Encoding %q: %d gzip bytes for a %d-byte document that decodes to:\n%s", route, ae, len(body), len(doc), got)
+			}
+		}
+		if resp, _ := get(route, "gzip;q=0, identity"); resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%s: gzip;q=0 was answered with Content-Encoding %q", route, resp.Header.Get("Content-Encoding"))
 		}
 	}
 }
