@@ -453,16 +453,30 @@ func matches(data []byte, info media.FileInfo) bool {
 	return int64(len(data)) == info.Size && hex.EncodeToString(sum[:]) == info.SHA256
 }
 
-// Walk calls fn with every asset of the library that loads, one at a time,
-// so that a caller that keeps a little of each (a summary) never holds the
-// whole library in memory; broken ones are skipped and reported in errs.
+// Walk calls fn with the assets of the library that load, in name order,
+// one at a time, so that a caller that keeps a little of each (a summary)
+// never holds the whole library in memory; broken ones are skipped and
+// reported in errs. It starts after the name after ("" for the first)
+// and stops once limit assets were given to fn (0: no limit); next is
+// the last name it looked at when names are left after it, "" at the end.
 // Listing does not count as a request for the assets (see get).
-func (c *Catalog) Walk(ctx context.Context, fn func(*Entry)) (errs []error) {
+func (c *Catalog) Walk(ctx context.Context, after string, limit int, fn func(*Entry)) (next string, errs []error) {
 	names, err := c.names(ctx)
 	if err != nil {
-		return []error{err}
+		return "", []error{err}
 	}
-	for _, n := range names {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	start, _ := slices.BinarySearch(names, after)
+	if start < len(names) && names[start] == after && after != "" {
+		start++
+	}
+	given := 0
+	for i := start; i < len(names); i++ {
+		if limit > 0 && given == limit {
+			return names[i-1], errs
+		}
+		n := names[i]
 		c.mu.RLock()
 		e := c.entries[n]
 		c.mu.RUnlock()
@@ -476,8 +490,9 @@ func (c *Catalog) Walk(ctx context.Context, fn func(*Entry)) (errs []error) {
 			continue
 		}
 		fn(e)
+		given++
 	}
-	return errs
+	return "", errs
 }
 
 // loadListed loads an asset a listing named and keeps it only if it fits

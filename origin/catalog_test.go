@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -85,5 +88,95 @@ func TestCatalogStaysWithinItsMemory(t *testing.T) {
 	cat.mu.RUnlock()
 	if _, b, _ := cat.Memory(); b > budget || !hotLoaded {
 		t.Errorf("after a listing: %d bytes (bound %d), requested asset loaded %v", b, budget, hotLoaded)
+	}
+}
+
+// TestAssetListingsArePaged: /api/assets gives at most a page of assets
+// in name order, and where the next page starts; the pages together are
+// the whole library, each asset once, and a page loads only its own
+// assets.
+func TestAssetListingsArePaged(t *testing.T) {
+	lib := mediatest.CopyLibrary(t)
+	folder := store.Folder{Root: lib}
+	dir, err := folder.Resolve(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := range 6 {
+		name := fmt.Sprintf("a%d", i)
+		storetest.CopyIn(t, folder, dir, name, "b1")
+		want = append(want, name)
+	}
+	want = append(want, mediatest.AssetName)
+	slices.Sort(want)
+	s, ts := start(t, lib)
+
+	type page struct {
+		Assets []AssetSummary
+		Next   string
+	}
+	list := func(query string) (int, page) {
+		t.Helper()
+		resp, body := get(t, ts.URL+"/api/assets"+query)
+		var p page
+		if resp.StatusCode == http.StatusOK {
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+		}
+		return resp.StatusCode, p
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > len(want) {
+			t.Fatalf("more than %d pages of 3: %v", len(want), got)
+		}
+		before, _, _ := s.Catalog().Memory()
+		code, p := list("?limit=3&after=" + url.QueryEscape(after))
+		if code != http.StatusOK || len(p.Assets) > 3 {
+			t.Fatalf("page after %q: %d, %d assets; want 200, at most 3", after, code, len(p.Assets))
+		}
+		if loaded, _, _ := s.Catalog().Memory(); loaded > before+len(p.Assets) {
+			t.Errorf("a page of %d assets loaded %d", len(p.Assets), loaded-before)
+		}
+		for _, a := range p.Assets {
+			got = append(got, a.Name)
+		}
+		if p.Next == "" {
+			break
+		}
+		if len(p.Assets) != 3 || p.Next != p.Assets[2].Name {
+			t.Fatalf("page after %q: %d assets, next %q; a page with a next is full and ends at next", after, len(p.Assets), p.Next)
+		}
+		after = p.Next
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("paged listing %v, want %v", got, want)
+	}
+	// Unpaged, as before: every asset (the library is under a page).
+	if code, p := list(""); code != http.StatusOK || len(p.Assets) != len(want) || p.Next != "" {
+		t.Errorf("whole listing: %d, %d assets, next %q; want 200, %d, none", code, len(p.Assets), p.Next, len(want))
+	}
+	// After a name not in the library: from the next name in order.
+	if _, p := list("?after=a3x"); len(p.Assets) == 0 || p.Assets[0].Name != "a4" {
+		t.Errorf("after a3x: %v, want from a4", p.Assets)
+	}
+	if _, p := list("?after=zzz"); len(p.Assets) != 0 || p.Next != "" {
+		t.Errorf("after the last name: %d assets, next %q; want none", len(p.Assets), p.Next)
+	}
+	// The index page lists the first assets and links to the rest.
+	defer func(n int) { indexAssets = n }(indexAssets)
+	indexAssets = 2
+	resp, body := get(t, ts.URL+"/")
+	link := `href="/api/assets?after=` + want[1] + `"`
+	if resp.StatusCode != http.StatusOK || strings.Count(string(body), "<tr><td>") != 2 || !strings.Contains(string(body), link) {
+		t.Errorf("index page with room for 2 assets: %d, %d rows, link %s: %v\n%s", resp.StatusCode, strings.Count(string(body), "<tr><td>"), link, strings.Contains(string(body), link), body)
+	}
+	for _, bad := range []string{"0", "-1", "1001", "x", "1e3"} {
+		if code, _ := list("?limit=" + bad); code != http.StatusBadRequest {
+			t.Errorf("limit=%s: %d, want 400", bad, code)
+		}
 	}
 }

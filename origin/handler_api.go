@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
-	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -70,19 +70,47 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// summaries lists the assets that load, by name; broken ones are logged.
-func (s *Server) summaries(ctx context.Context) []AssetSummary {
-	var list []AssetSummary
-	errs := s.catalog.Walk(ctx, func(e *Entry) { list = append(list, summary(e)) })
+// listPage is the most assets one listing gives (and its default): a
+// listing loads every asset it names, so an unbounded one of a large
+// library in an object store would read all of it on every call.
+const listPage = 1000
+
+// summaries lists up to limit assets that load, by name, after the name
+// after; next is where the following page starts ("" at the end). Broken
+// assets are logged.
+func (s *Server) summaries(ctx context.Context, after string, limit int) (list []AssetSummary, next string) {
+	next, errs := s.catalog.Walk(ctx, after, limit, func(e *Entry) { list = append(list, summary(e)) })
 	for _, err := range errs {
 		s.log.Warn("asset skipped", "err", err)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-	return list
+	return list, next
 }
 
+// assetList is the JSON of GET /api/assets.
+type assetList struct {
+	Assets []AssetSummary `json:"assets"`
+	// Next is the after= of the next page, absent on the last one.
+	Next string `json:"next,omitempty"`
+}
+
+// listAssets answers GET /api/assets?limit=N&after=NAME: up to N assets
+// (listPage at most, and by default) in name order after NAME.
 func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"assets": s.summaries(r.Context())})
+	q := r.URL.Query()
+	limit := listPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > listPage {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", listPage, v))
+			return
+		}
+		limit = n
+	}
+	list, next := s.summaries(r.Context(), q.Get("after"), limit)
+	if list == nil {
+		list = []AssetSummary{}
+	}
+	writeJSON(w, http.StatusOK, assetList{Assets: list, Next: next})
 }
 
 func (s *Server) getAsset(w http.ResponseWriter, r *http.Request) {
@@ -142,15 +170,23 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;max-width:60rem}td,th{padding:.2rem .8rem;text-align:left}</style>
 </head><body><h1>deepcast origin</h1>
 <table><tr><th>asset</th><th>duration</th><th>renditions</th><th>manifest</th></tr>
-{{range .}}<tr><td>{{.Name}}</td><td>{{printf "%.1f" .Duration}} s</td><td>{{len .Ladder}}</td><td><a href="{{.ManifestURL}}">{{.ManifestURL}}</a></td></tr>
+{{range .Assets}}<tr><td>{{.Name}}</td><td>{{printf "%.1f" .Duration}} s</td><td>{{len .Ladder}}</td><td><a href="{{.ManifestURL}}">{{.ManifestURL}}</a></td></tr>
 {{else}}<tr><td colspan="4">The library is empty: add an asset with <code>deepcast package</code>.</td></tr>{{end}}
-</table><p><a href="/api/assets">/api/assets</a> · <a href="/metrics">/metrics</a></p></body></html>
+</table>{{if .Next}}<p>The first assets only: <a href="/api/assets?after={{.Next}}">/api/assets?after={{.Next}}</a> lists the next ones.</p>{{end}}<p><a href="/api/assets">/api/assets</a> · <a href="/metrics">/metrics</a></p></body></html>
 `))
+
+// indexAssets is how many assets the origin's index page lists (a
+// variable for tests).
+var indexAssets = 200
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", cacheNoStore)
-	_ = indexPage.Execute(w, s.summaries(r.Context()))
+	list, next := s.summaries(r.Context(), "", indexAssets)
+	_ = indexPage.Execute(w, struct {
+		Assets []AssetSummary
+		Next   string
+	}{list, next})
 }
 
 // requireAdmin answers 401 without credentials and 403 with wrong ones.
