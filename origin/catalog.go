@@ -106,7 +106,14 @@ type Catalog struct {
 	// rejected is, by name, the version that last failed to load while
 	// an older one was being served (see reload).
 	rejected map[string]store.Version
+	// evicted is, by name, the version an evicted entry served (up to
+	// maxEvictedKept names): what to serve again if the version its
+	// pointer names by then cannot be loaded, as for a loaded asset.
+	evicted map[string]store.Version
 }
+
+// maxEvictedKept bounds Catalog.evicted (a version is some 100 bytes).
+const maxEvictedKept = 1 << 16
 
 // load is one first load of an asset that concurrent requests share.
 type load struct {
@@ -127,7 +134,8 @@ func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
 		timeout = 10 * time.Second
 	}
 	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(), budget: DefaultCatalogBytes,
-		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}, rejected: map[string]store.Version{}}
+		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}, rejected: map[string]store.Version{},
+		evicted: map[string]store.Version{}}
 }
 
 // DefaultCatalogBytes is the default bound on a catalogue's loaded entries:
@@ -177,9 +185,13 @@ func (c *Catalog) evictLocked(keep string) {
 		if c.bytes <= c.budget*9/10 {
 			break
 		}
-		c.bytes -= c.entries[it.name].cost
+		e := c.entries[it.name]
+		c.bytes -= e.cost
 		delete(c.entries, it.name)
 		c.evictions.Add(1)
+		if len(c.evicted) < maxEvictedKept {
+			c.evicted[it.name] = e.Version
+		}
 	}
 }
 
@@ -317,6 +329,7 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	if err != nil {
 		if errors.Is(err, media.ErrNoAsset) {
 			c.Invalidate(name)
+			c.forget(name)
 			return nil, err
 		}
 		if old != nil && c.remote {
@@ -327,17 +340,24 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		}
 		return nil, err
 	}
-	if old != nil && (old.Version.ID == v.ID && old.Dir == v.Dir || c.isRejected(name, v)) {
+	if old == nil {
+		e, latest, err := c.loadCurrent(ctx, name, v)
+		if err != nil {
+			return nil, err
+		}
+		return c.install(name, e, nil, now, latest), nil
+	}
+	if old.Version.ID == v.ID && old.Dir == v.Dir || c.isRejected(name, v) {
 		old.checked.Store(now)
 		return old, nil
 	}
 	e, err := c.loadEntry(ctx, name, v)
 	if err != nil {
-		if old != nil && c.remote && errors.Is(err, store.ErrUnavailable) {
+		if c.remote && errors.Is(err, store.ErrUnavailable) {
 			old.checked.Store(now)
 			return old, nil
 		}
-		if old != nil && !errors.Is(err, store.ErrUnavailable) {
+		if !errors.Is(err, store.ErrUnavailable) {
 			// The new version cannot be served (damaged, unparsable, a
 			// file missing): the loaded one is whole, and the library
 			// keeps the version it replaced. Its viewers keep playing
@@ -348,7 +368,41 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		}
 		return nil, err
 	}
-	c.forgetRejected(name)
+	c.log.Info("asset version changed", "asset", name, "version", v.ID)
+	return c.install(name, e, old, now, true), nil
+}
+
+// loadCurrent loads name, not loaded, whose pointer names v. An asset
+// evicted while it served another version is treated as a loaded one
+// would be: if v cannot be served (or already failed to), the version
+// it served is loaded instead (the library keeps the version a publish
+// replaced), and latest is false.
+func (c *Catalog) loadCurrent(ctx context.Context, name string, v store.Version) (e *Entry, latest bool, err error) {
+	c.mu.RLock()
+	served, known := c.evicted[name]
+	c.mu.RUnlock()
+	if !known || served == v {
+		e, err = c.loadEntry(ctx, name, v)
+		return e, true, err
+	}
+	if !c.isRejected(name, v) {
+		e, err = c.loadEntry(ctx, name, v)
+		if err == nil || errors.Is(err, store.ErrUnavailable) {
+			return e, true, err
+		}
+		c.reject(name, v, err)
+	}
+	e, err = c.loadEntry(ctx, name, served)
+	return e, false, err
+}
+
+// install makes e the loaded entry of name, replacing old (nil: none),
+// and evicts past the budget. latest says e is the version the pointer
+// names, so no version of name is rejected any more.
+func (c *Catalog) install(name string, e, old *Entry, now int64, latest bool) *Entry {
+	if latest {
+		c.forgetRejected(name)
+	}
 	e.checked.Store(now)
 	if old != nil {
 		old.prev.Store(nil) // one version back, no chain
@@ -361,13 +415,11 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	}
 	c.entries[name] = e
 	c.bytes += e.cost
+	delete(c.evicted, name)
 	c.evictLocked(name)
 	c.mu.Unlock()
 	c.unknown.forget(name)
-	if old != nil {
-		c.log.Info("asset version changed", "asset", name, "version", v.ID)
-	}
-	return e, nil
+	return e
 }
 
 // isRejected reports whether v is the version of name that failed to
@@ -392,6 +444,14 @@ func (c *Catalog) reject(name string, v store.Version, err error) {
 func (c *Catalog) forgetRejected(name string) {
 	c.mu.Lock()
 	delete(c.rejected, name)
+	c.mu.Unlock()
+}
+
+// forget drops what is remembered of name: it left the library.
+func (c *Catalog) forget(name string) {
+	c.mu.Lock()
+	delete(c.rejected, name)
+	delete(c.evicted, name)
 	c.mu.Unlock()
 }
 
@@ -506,9 +566,12 @@ func (c *Catalog) loadListed(ctx context.Context, name string) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	e, err := c.loadEntry(ctx, name, v)
+	e, latest, err := c.loadCurrent(ctx, name, v)
 	if err != nil {
 		return nil, err
+	}
+	if latest {
+		c.forgetRejected(name)
 	}
 	e.checked.Store(now)
 	c.unknown.forget(name)
@@ -516,6 +579,7 @@ func (c *Catalog) loadListed(ctx context.Context, name string) (*Entry, error) {
 	if c.entries[name] == nil && c.bytes+e.cost <= c.budget {
 		c.entries[name] = e
 		c.bytes += e.cost
+		delete(c.evicted, name)
 	}
 	c.mu.Unlock()
 	return e, nil

@@ -824,27 +824,7 @@ func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 		t.Fatalf("manifest: %s", resp.Status)
 	}
 	tag := resp.Header.Get("ETag")
-	// A version whose asset.json is damaged goes live, as a symlink
-	// swap does it.
-	link := filepath.Join(lib, mediatest.AssetName)
-	live, err := os.Readlink(link)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bad := filepath.Join(filepath.Dir(live), mediatest.AssetName+".damaged")
-	if err := os.CopyFS(filepath.Join(lib, bad), os.DirFS(filepath.Join(lib, live))); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(lib, bad, media.AssetFile), []byte(`{"name": "clip", "renditions": [`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tmp := link + ".tmp"
-	if err := os.Symlink(bad, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		t.Fatal(err)
-	}
+	republish := publishDamaged(t, lib)
 	time.Sleep(100 * time.Millisecond) // past the check interval (50 ms)
 	for range 3 {
 		resp, body := get(t, manifest)
@@ -860,15 +840,104 @@ func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 		t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
 	}
 	// A good version published: served.
-	if err := os.Remove(link); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(live, link); err != nil {
-		t.Fatal(err)
-	}
+	republish()
 	time.Sleep(100 * time.Millisecond)
 	if resp, _ := get(t, manifest); resp.StatusCode != http.StatusOK {
 		t.Errorf("manifest after a good version: %s", resp.Status)
+	}
+}
+
+// publishDamaged makes a copy of the live version of the sample asset
+// with its asset.json damaged the live one, as a symlink swap does it,
+// and returns what puts the good one back.
+func publishDamaged(t *testing.T, lib string) (republish func()) {
+	t.Helper()
+	link := filepath.Join(lib, mediatest.AssetName)
+	live, err := os.Readlink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(filepath.Dir(live), mediatest.AssetName+".damaged")
+	if err := os.CopyFS(filepath.Join(lib, bad), os.DirFS(filepath.Join(lib, live))); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lib, bad, media.AssetFile), []byte(`{"name": "clip", "renditions": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	swap := func(to string) {
+		tmp := link + ".tmp"
+		if err := os.Symlink(to, tmp); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap(bad)
+	return func() { swap(live) }
+}
+
+// TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged: an asset the
+// catalogue dropped to stay within its memory is served as a loaded one
+// is when its pointer moves to a version that cannot be served: the
+// version it served, not a 500, whether the damaged version went live
+// before the eviction (already rejected) or after it.
+func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
+	for _, damagedFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("damaged before the eviction %v", damagedFirst), func(t *testing.T) {
+			lib := mediatest.CopyLibrary(t)
+			var logs bytes.Buffer
+			var mu sync.Mutex
+			s, ts := start(t, lib, func(c *Config) {
+				c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					return logs.Write(p)
+				}), nil))
+			})
+			manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+			resp, before := get(t, manifest)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("manifest: %s", resp.Status)
+			}
+			tag := resp.Header.Get("ETag")
+			evict := func() {
+				s.Catalog().SetMemory(1)
+				if n, _, _ := s.Catalog().Memory(); n != 0 {
+					t.Fatalf("%d entries loaded after the bound fell to 1 byte", n)
+				}
+				s.Catalog().SetMemory(0)
+			}
+			var republish func()
+			if damagedFirst {
+				republish = publishDamaged(t, lib)
+				time.Sleep(100 * time.Millisecond) // past the check interval (50 ms)
+				get(t, manifest)                   // the damaged version is rejected
+				evict()
+			} else {
+				evict()
+				republish = publishDamaged(t, lib)
+			}
+			for range 3 {
+				resp, body := get(t, manifest)
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != tag || !bytes.Equal(body, before) {
+					t.Fatalf("manifest of the evicted asset after a damaged version went live: %s, ETag %s (was %s)", resp.Status, resp.Header.Get("ETag"), tag)
+				}
+				time.Sleep(60 * time.Millisecond)
+				evict()
+			}
+			mu.Lock()
+			said := strings.Count(logs.String(), "cannot be served")
+			mu.Unlock()
+			if said != 1 {
+				t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
+			}
+			republish()
+			time.Sleep(100 * time.Millisecond)
+			if resp, _ := get(t, manifest); resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != tag {
+				t.Errorf("manifest after the good version was published again: %s, ETag %s", resp.Status, resp.Header.Get("ETag"))
+			}
+		})
 	}
 }
 
