@@ -166,10 +166,18 @@ func TestAssetListingsArePaged(t *testing.T) {
 	if _, p := list("?after=zzz"); len(p.Assets) != 0 || p.Next != "" {
 		t.Errorf("after the last name: %d assets, next %q; want none", len(p.Assets), p.Next)
 	}
-	// The index page lists the first assets and links to the rest.
-	defer func(n int) { indexAssets = n }(indexAssets)
-	indexAssets = 2
-	resp, body := get(t, ts.URL+"/")
+	// With pages of 2: listings give 2 by default and no more, and the
+	// index page lists the first 2 and links to the rest.
+	_, small := start(t, lib, func(c *Config) { c.ListPage = 2 })
+	resp, body := get(t, small.URL+"/api/assets")
+	var p page
+	if err := json.Unmarshal(body, &p); err != nil || len(p.Assets) != 2 || p.Next != want[1] {
+		t.Errorf("listing with pages of 2: %d assets, next %q, %v; want 2, %s", len(p.Assets), p.Next, err, want[1])
+	}
+	if resp, _ := get(t, small.URL+"/api/assets?limit=3"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("limit=3 with pages of 2: %d, want 400", resp.StatusCode)
+	}
+	resp, body = get(t, small.URL+"/")
 	link := `href="/api/assets?after=` + want[1] + `"`
 	if resp.StatusCode != http.StatusOK || strings.Count(string(body), "<tr><td>") != 2 || !strings.Contains(string(body), link) {
 		t.Errorf("index page with room for 2 assets: %d, %d rows, link %s: %v\n%s", resp.StatusCode, strings.Count(string(body), "<tr><td>"), link, strings.Contains(string(body), link), body)

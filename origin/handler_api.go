@@ -70,10 +70,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// listPage is the most assets one listing gives (and its default): a
-// listing loads every asset it names, so an unbounded one of a large
-// library in an object store would read all of it on every call.
-const listPage = 1000
+// DefaultListPage is the most assets one listing gives (and its default)
+// unless Config.ListPage says otherwise: a listing loads every asset it
+// names, so an unbounded one of a large library in an object store would
+// read all of it on every call.
+const DefaultListPage = 1000
+
+// listPage is the most assets one listing gives.
+func (s *Server) listPage() int {
+	if s.cfg.ListPage > 0 {
+		return s.cfg.ListPage
+	}
+	return DefaultListPage
+}
 
 // summaries lists up to limit assets that load, by name, after the name
 // after; next is where the following page starts ("" at the end). Broken
@@ -94,14 +103,15 @@ type assetList struct {
 }
 
 // listAssets answers GET /api/assets?limit=N&after=NAME: up to N assets
-// (listPage at most, and by default) in name order after NAME.
+// (a page at most, and by default) in name order after NAME.
 func (s *Server) listAssets(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := listPage
+	page := s.listPage()
+	limit := page
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > listPage {
-			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", listPage, v))
+		if err != nil || n < 1 || n > page {
+			httpError(w, http.StatusBadRequest, fmt.Sprintf("limit: want a whole number from 1 to %d, got %q", page, v))
 			return
 		}
 		limit = n
@@ -175,14 +185,13 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 </table>{{if .Next}}<p>The first assets only: <a href="/api/assets?after={{.Next}}">/api/assets?after={{.Next}}</a> lists the next ones.</p>{{end}}<p><a href="/api/assets">/api/assets</a> · <a href="/metrics">/metrics</a></p></body></html>
 `))
 
-// indexAssets is how many assets the origin's index page lists (a
-// variable for tests).
-var indexAssets = 200
+// indexAssets is how many assets the origin's index page lists.
+const indexAssets = 200
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", cacheNoStore)
-	list, next := s.summaries(r.Context(), "", indexAssets)
+	list, next := s.summaries(r.Context(), "", min(indexAssets, s.listPage()))
 	_ = indexPage.Execute(w, struct {
 		Assets []AssetSummary
 		Next   string

@@ -36,6 +36,9 @@ type Config struct {
 	// manifests, init segments, playlists); the least recently requested
 	// are dropped past it (DefaultCatalogBytes when zero).
 	CatalogBytes int64
+	// ListPage is the most assets one GET /api/assets gives, and its
+	// default (DefaultListPage when zero).
+	ListPage int
 	// UploadStall ends an upload that brings fewer than uploadFloor bytes
 	// within this long (DefaultUploadStall when zero): such an uploader
 	// is answered 408 and its ingest place goes to the next.

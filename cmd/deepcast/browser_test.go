@@ -24,6 +24,8 @@ import (
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
 	"github.com/deepcast/deepcast/origin"
 	"github.com/deepcast/deepcast/web"
 )
@@ -84,6 +86,8 @@ func startWebChain(t *testing.T) webSetup {
 type chainOptions struct {
 	auth   auth.Checker // the enter-deep node checks tokens with it
 	abrDir string       // the pages' ABR core in WebAssembly (web.BuildABR)
+	// listPage is the origin's most assets per listing (0: its default).
+	listPage int
 }
 
 // startWebChainOn is startWebChain on a library, with options.
@@ -102,7 +106,7 @@ func startWebChainOn(t *testing.T, lib string, opt chainOptions) webSetup {
 	pages := func(self string) http.Handler {
 		return web.Handler(web.Config{Self: self, Nodes: nodes, ModulesDir: modules, ABRDir: opt.abrDir, Logger: discard()})
 	}
-	o, err := origin.New(origin.Config{Library: lib, Logger: discard(), Web: pages("origin")})
+	o, err := origin.New(origin.Config{Library: lib, Logger: discard(), Web: pages("origin"), ListPage: opt.listPage})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,6 +592,36 @@ func TestBrowserPlaysFromItsOwnNodeUnderAnotherName(t *testing.T) {
 	}
 	if got != setup.deep {
 		t.Errorf("the deep edge's page, opened as %s, plays from %q, want the deep edge %s", page, got, setup.deep)
+	}
+}
+
+// TestBrowserOpensAnAssetPastTheFirstListingPage: a listing gives one
+// page of the library; the player page opened for an asset past it (a
+// link into a large library) still offers and plays that asset.
+func TestBrowserOpensAnAssetPastTheFirstListingPage(t *testing.T) {
+	lib := packageClip(t, 8*time.Second, "320x180@300k")
+	folder := store.Folder{Root: lib}
+	dir, err := folder.Resolve("clip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, folder, dir, "aaa", "b1") // first in name order: the one asset of page 1
+	setup := startWebChainOn(t, lib, chainOptions{listPage: 1})
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4")); err != nil {
+		t.Fatal(err)
+	}
+	s := waitFor(t, ctx, 60*time.Second, "clip played to its end", func(s pageStats) bool { return s.CurrentTime > 7 })
+	offered, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.getElementById('asset').options].map(o => o.value)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chosen, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('asset').value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chosen != "clip" || !slices.Equal(offered, []string{"clip", "aaa"}) || s.DecodedFrames == 0 || len(s.Errors) > 0 {
+		t.Errorf("asset chosen %q of %v, %d frames decoded, errors %v; want clip of [clip aaa], played", chosen, offered, s.DecodedFrames, s.Errors)
 	}
 }
 

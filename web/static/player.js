@@ -482,17 +482,26 @@ async function init() {
   // The catalogue lives at the origin; try it first, then any node that has one.
   const candidates = [...nodes].sort((a, b) => (b.role === 'origin') - (a.role === 'origin'));
   let assets = null;
+  const wanted = params.get('asset');
   for (const n of candidates) {
     try {
       const resp = await fetch(`${n.url}/api/assets`);
-      if (resp.ok) { assets = (await resp.json()).assets || []; break; }
+      if (!resp.ok) continue;
+      assets = (await resp.json()).assets || [];
+      // A listing is one page of a large library: an asset asked for by
+      // name may be past it.
+      if (wanted && !assets.some((a) => a.name === wanted)) {
+        const one = await fetch(`${n.url}/api/assets/${encodeURIComponent(wanted)}`);
+        if (one.ok) assets.unshift(await one.json());
+      }
+      break;
     } catch (e) { /* next */ }
   }
   if (assets === null) { assets = []; showError('no node of this setup lists assets (is the origin up?)'); }
   for (const a of assets) for (const r of a.ladder) state.ladder[r.id] = r;
   const chosen = () => assets.find((a) => a.name === $('asset').value) || assets[0];
   $('asset').innerHTML = assets.map((a) => `<option value="${esc(a.name)}">${esc(a.name)} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
-  if (params.get('asset')) $('asset').value = params.get('asset');
+  if (wanted) $('asset').value = wanted;
   state.segmentDuration = (chosen() || {}).segmentDuration || 2;
   $('asset').addEventListener('change', () => { state.segmentDuration = (chosen() || {}).segmentDuration || 2; });
   if (params.get('abr')) $('abr').value = params.get('abr');
