@@ -373,6 +373,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),
 		counter("deepcast_edge_digest_mismatches_total", "Upstream bodies that did not match their Repr-Digest: refused, never cached.", &c.digestMismatches),
 		counter("deepcast_edge_evictions_total", "Objects evicted from the memory tier.", &n.mem.evictions),
+		counter("deepcast_edge_client_misses_refused_total", "Misses answered 429 because their client passed ClientMissRate (-client-miss-rate).", &n.missesRefused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_objects", Help: "Objects in the memory tier."},
 			func() float64 { return float64(n.mem.count()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "deepcast_edge_memory_bytes", Help: "Bytes in the memory tier."},

@@ -43,6 +43,12 @@ type Config struct {
 	// FetchTimeout bounds one upstream fetch, so a dead upstream costs a
 	// client a bounded wait, not a hang.
 	FetchTimeout time.Duration
+	// ClientMissRate bounds the upstream fetches one client (an IP
+	// address, an IPv6 /64) may cause, per second, with bursts of 10
+	// seconds' worth; past it a miss is answered 429 with Retry-After.
+	// Hits are never limited, nor siblings. Zero: no bound. For the nodes
+	// viewers reach, not for a parent, whose clients are edges.
+	ClientMissRate float64
 	// Manifest defaults for stale-while-revalidate and stale-if-error when
 	// the upstream sends none.
 	ManifestSWR, ManifestSIE time.Duration

@@ -569,6 +569,13 @@ func TestCacheKeyPoisoning(t *testing.T) {
 // knowing its own URL before it starts, and returns them with their URLs.
 func startSiblings(t *testing.T, o *fakeOrigin, count int) ([]*Node, []string) {
 	t.Helper()
+	return startSiblingsWith(t, o, count, nil)
+}
+
+// startSiblingsWith is startSiblings with each node's Config changed by
+// adjust (when not nil).
+func startSiblingsWith(t *testing.T, o *fakeOrigin, count int, adjust func(*Config)) ([]*Node, []string) {
+	t.Helper()
 	lns := make([]net.Listener, count)
 	urls := make([]string, count)
 	for i := range lns {
@@ -580,8 +587,12 @@ func startSiblings(t *testing.T, o *fakeOrigin, count int) ([]*Node, []string) {
 	}
 	nodes := make([]*Node, count)
 	for i := range nodes {
-		n, err := New(Config{Profile: BringHome, Name: fmt.Sprintf("home-%d", i), Upstreams: []string{o.url()}, Self: urls[i],
-			Siblings: urls, MemBytes: 16 << 20, Logger: quiet(), CheckEvery: 100 * time.Millisecond})
+		cfg := Config{Profile: BringHome, Name: fmt.Sprintf("home-%d", i), Upstreams: []string{o.url()}, Self: urls[i],
+			Siblings: urls, MemBytes: 16 << 20, Logger: quiet(), CheckEvery: 100 * time.Millisecond}
+		if adjust != nil {
+			adjust(&cfg)
+		}
+		n, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -109,7 +109,7 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		}
 		authHeader = extra
 	}
-	out := n.resolveFound(r, p, key, path, o, tier)
+	out := n.resolveFound(r, p, key, path, o, tier, remote)
 	if out.big != nil {
 		// A miss that turned out large: net/http joins the spool this
 		// fetch started; the request is counted there, not twice.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -68,6 +69,9 @@ type Node struct {
 	prefetchSlots  chan struct{}
 	prefetched     *prefetchMemo
 	negative       negativeCache // upstream 404s and 410s that may be kept
+	missLimit      *missLimiter  // nil: misses not limited per client
+	missesRefused  atomic.Int64
+	fetching       sync.Map // keys whose fetch is running: a miss that joins one costs no upstream trip
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -107,6 +111,7 @@ func New(cfg Config) (*Node, error) {
 	n.prefetched = newPrefetchMemo(maxPrefetchMemo)
 	n.maxMemObject, n.fills = MaxMemoryObject(cfg.MemBytes), map[string]*fill{}
 	n.inflightBudget = semaphore.NewWeighted(InflightBudget(cfg.MemBytes))
+	n.missLimit = newMissLimiter(cfg.ClientMissRate)
 	n.mem.gone = n.prefetched.forget
 	if cfg.DiskDir != "" {
 		if n.disk, err = openDiskTier(cfg.DiskDir, cfg.DiskBytes, n.log); err != nil {
@@ -340,6 +345,8 @@ func (e *errUpstream) Unwrap() error { return e.err }
 // fetch is not remembered, so the next caller tries again.
 func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling bool) (fetchResult, bool, error) {
 	v, err, shared := n.group.Do(key, func() (any, error) {
+		n.fetching.Store(key, struct{}{})
+		defer n.fetching.Delete(key)
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.FetchTimeout)
 		defer cancel()
 		res, err := n.fetchOnce(ctx, r, key, stale, fromSibling)
@@ -359,6 +366,13 @@ func (n *Node) fetch(r *http.Request, key string, stale *object, fromSibling boo
 		return fetchResult{}, shared, err
 	}
 	return v.(fetchResult), shared, nil
+}
+
+// fetchRunning reports whether key's upstream fetch is under way: a miss
+// that joins it costs no upstream trip of its own.
+func (n *Node) fetchRunning(key string) bool {
+	_, ok := n.fetching.Load(key)
+	return ok
 }
 
 // defaultTTL applies when an upstream says nothing about freshness:
@@ -709,6 +723,7 @@ type outcome struct {
 	big         *bigObject    // a large object, sent from its file
 	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
 	errMsg      string        // the reason sent with errCode ("upstream unavailable" when empty)
+	retryAfter  time.Duration // sent as Retry-After (whole seconds, at least 1) with errCode when set
 	tier        string        // where the body came from: memory, disk or upstream (access log)
 	upstream    string        // the upstream or sibling fetched from, if any (access log)
 }
@@ -758,12 +773,12 @@ func tlsFailure(err error) string {
 // the client's request; the fast path passes nil (a plain GET of path).
 func (n *Node) resolve(r *http.Request, p objectPath, key, path string) outcome {
 	o, tier := n.lookup(key)
-	return n.resolveFound(r, p, key, path, o, tier)
+	return n.resolveFound(r, p, key, path, o, tier, r.RemoteAddr)
 }
 
 // resolveFound is resolve for a key already looked up: o and tier are what
-// the lookup found (o nil on a miss).
-func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *object, tier string) outcome {
+// the lookup found (o nil on a miss); remote is the client's address.
+func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *object, tier, remote string) outcome {
 	n.stats.requests.Add(1)
 	fromSibling := n.sentBySibling(r)
 	now := time.Now()
@@ -805,6 +820,14 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			n.log.Warn("upstream loop", "key", key, "err", why, "cdn_loop", strings.Join(r.Header[loopHeader], ", "))
 			return outcome{errCode: http.StatusLoopDetected, errMsg: loopMessage(why),
 				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=loop-detected"}
+		}
+	}
+	if o == nil && n.missLimit != nil && !fromSibling && !n.fetchRunning(key) {
+		if ok, wait := n.missLimit.allow(remote, now); !ok {
+			n.missesRefused.Add(1)
+			return outcome{errCode: http.StatusTooManyRequests, retryAfter: wait,
+				errMsg:      "too many cache misses from this client: try again after Retry-After",
+				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=client-miss-rate"}
 		}
 	}
 	r = orPlain(r, path)
@@ -896,6 +919,9 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 	switch {
 	case out.errCode != 0:
 		w.Header().Set("Cache-Status", out.cacheStatus)
+		if out.retryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(out.retryAfter.Seconds())))))
+		}
 		msg := out.errMsg
 		if msg == "" {
 			msg = "upstream unavailable"

@@ -171,8 +171,8 @@ func TestAssetListingsArePaged(t *testing.T) {
 	_, small := start(t, lib, func(c *Config) { c.ListPage = 2 })
 	resp, body := get(t, small.URL+"/api/assets")
 	var p page
-	if err := json.Unmarshal(body, &p); err != nil || len(p.Assets) != 2 || p.Next != want[1] {
-		t.Errorf("listing with pages of 2: %d assets, next %q, %v; want 2, %s", len(p.Assets), p.Next, err, want[1])
+	if err := json.Unmarshal(body, &p); err != nil || resp.StatusCode != http.StatusOK || len(p.Assets) != 2 || p.Next != want[1] {
+		t.Errorf("listing with pages of 2: %d, %d assets, next %q, %v; want 200, 2, %s", resp.StatusCode, len(p.Assets), p.Next, err, want[1])
 	}
 	if resp, _ := get(t, small.URL+"/api/assets?limit=3"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("limit=3 with pages of 2: %d, want 400", resp.StatusCode)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -36,6 +37,7 @@ func edgeCommand() command {
 			queryAllow := fs.String("query-allow", "", "query parameters kept in the cache key (comma-separated; default: none)")
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
+			missRate := fs.Float64("client-miss-rate", 0, "cache misses a second one client (IP address, IPv6 /64) may cause, in bursts of 10 s worth; past it 429 with Retry-After (0: no bound; for nodes viewers reach directly)")
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
@@ -63,6 +65,10 @@ func edgeCommand() command {
 				cfg := edge.Config{Profile: *profile, Name: *name, Upstreams: splitList(*upstream), MemBytes: int64(mem),
 					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
+					ClientMissRate: *missRate,
+				}
+				if *missRate < 0 || math.IsNaN(*missRate) || math.IsInf(*missRate, 0) {
+					return fmt.Errorf("-client-miss-rate %v: want a rate of 0 (no bound) or more: %w", *missRate, errUsage)
 				}
 				cfg.CacheRules = rules
 				var err error

@@ -254,6 +254,45 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 
 func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
+// TestEdgeProcessBoundsAClientsMisses: `edge -client-miss-rate` answers a
+// client's misses past its budget with 429 and Retry-After (the fast path
+// of the built binary answers these plain GETs), and refuses a rate below
+// zero before it starts.
+func TestEdgeProcessBoundsAClientsMisses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	if out, err := exec.Command(bin, "edge", "-upstream", "http://127.0.0.1:1", "-client-miss-rate", "-1").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "-client-miss-rate") {
+		t.Errorf("a negative rate: %v, %s; want a usage error naming the flag", err, out)
+	}
+	up, _ := payloadUpstream(t, 4096)
+	_, addr := startMemEdge(t, bin, up.URL, "64MiB", "-client-miss-rate", "0.5") // bursts of 5
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(i int) *http.Response {
+		t.Helper()
+		resp, err := client.Get(fmt.Sprintf("http://%s/vod/a/v/%d.m4s", addr, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for i := 1; i <= 5; i++ {
+		if resp := get(i); resp.StatusCode != http.StatusOK {
+			t.Fatalf("miss %d of a burst of 5: %d", i, resp.StatusCode)
+		}
+	}
+	if resp := get(6); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "2" {
+		t.Errorf("6th miss at once: %d, Retry-After %q; want 429, 2 (a token every 2 s)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp := get(1); resp.StatusCode != http.StatusOK {
+		t.Errorf("a hit past the misses: %d, want 200", resp.StatusCode)
+	}
+}
+
 // TestOpsEndpointsOffOnPublicListeners: /metrics and /api/stats name the
 // upstreams; on a listener other machines reach they are off unless a
 // token guards them or an admin listener takes them.
