@@ -721,7 +721,7 @@ type outcome struct {
 	cacheStatus string
 	pass        *passResponse // relayed as is
 	big         *bigObject    // a large object, sent from its file
-	errCode     int           // 502 or 504: the upstream failed, nothing stale to serve
+	errCode     int           // an error status: 502 or 504 (the upstream failed, nothing stale to serve), 508, 429
 	errMsg      string        // the reason sent with errCode ("upstream unavailable" when empty)
 	retryAfter  time.Duration // sent as Retry-After (whole seconds, at least 1) with errCode when set
 	tier        string        // where the body came from: memory, disk or upstream (access log)
