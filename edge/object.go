@@ -64,12 +64,11 @@ type object struct {
 	gz       *object
 }
 
-// Manifests are the text a cache compresses: a two-hour HLS playlist is
-// some 42 KB and gzip makes it under 5 KB, where a viewer's session waits
-// for it before its first segment. Media segments are compressed video and
-// audio already.
-
-// compressible reports whether o's gzip representation may be offered.
+// compressible reports whether o's gzip representation may be offered:
+// o is a manifest of MinGzip bytes or more, the text a cache compresses (a
+// two-hour HLS playlist is some 42 KB and gzip makes it under 5 KB, where
+// a viewer's session waits for it before its first segment; segments are
+// compressed media already).
 func (o *object) compressible() bool {
 	return o.encoding == "" && len(o.Body) >= httpsem.MinGzip && httpsem.IsManifestType(o.ContentType)
 }

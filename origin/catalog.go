@@ -400,26 +400,38 @@ func (c *Catalog) loadCurrent(ctx context.Context, name string, v store.Version)
 // and evicts past the budget. latest says e is the version the pointer
 // names, so no version of name is rejected any more.
 func (c *Catalog) install(name string, e, old *Entry, now int64, latest bool) *Entry {
-	if latest {
-		c.forgetRejected(name)
-	}
-	e.checked.Store(now)
+	c.loaded(name, e, now, latest)
 	if old != nil {
 		old.prev.Store(nil) // one version back, no chain
 		e.prev.Store(old)
 		e.used.Store(old.used.Load())
 	}
 	c.mu.Lock()
+	c.putLocked(name, e)
+	c.evictLocked(name)
+	c.mu.Unlock()
+	return e
+}
+
+// loaded records what loading e, the version of name checked at now,
+// tells: name exists, and, when e is the version its pointer names
+// (latest), no version of it is rejected any more.
+func (c *Catalog) loaded(name string, e *Entry, now int64, latest bool) {
+	if latest {
+		c.forgetRejected(name)
+	}
+	e.checked.Store(now)
+	c.unknown.forget(name)
+}
+
+// putLocked makes e the loaded entry of name, in place of any other.
+func (c *Catalog) putLocked(name string, e *Entry) {
 	if was := c.entries[name]; was != nil {
 		c.bytes -= was.cost
 	}
 	c.entries[name] = e
 	c.bytes += e.cost
 	delete(c.evicted, name)
-	c.evictLocked(name)
-	c.mu.Unlock()
-	c.unknown.forget(name)
-	return e
 }
 
 // isRejected reports whether v is the version of name that failed to
@@ -525,10 +537,8 @@ func (c *Catalog) Walk(ctx context.Context, after string, limit int, fn func(*En
 	if err != nil {
 		return "", []error{err}
 	}
-	names = slices.Clone(names)
-	slices.Sort(names)
-	start, _ := slices.BinarySearch(names, after)
-	if start < len(names) && names[start] == after && after != "" {
+	start, found := slices.BinarySearch(names, after) // a store lists its names sorted
+	if found {
 		start++
 	}
 	given := 0
@@ -570,16 +580,10 @@ func (c *Catalog) loadListed(ctx context.Context, name string) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if latest {
-		c.forgetRejected(name)
-	}
-	e.checked.Store(now)
-	c.unknown.forget(name)
+	c.loaded(name, e, now, latest)
 	c.mu.Lock()
 	if c.entries[name] == nil && c.bytes+e.cost <= c.budget {
-		c.entries[name] = e
-		c.bytes += e.cost
-		delete(c.evicted, name)
+		c.putLocked(name, e)
 	}
 	c.mu.Unlock()
 	return e, nil

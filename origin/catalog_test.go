@@ -21,14 +21,9 @@ import (
 // library for a count.
 func TestCatalogStaysWithinItsMemory(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	folder := store.Folder{Root: lib}
-	dir, err := folder.Resolve(mediatest.AssetName)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const copies = 8
 	for i := range copies {
-		storetest.CopyIn(t, folder, dir, fmt.Sprintf("copy%d", i), "b1")
+		storetest.CopyAssetAs(t, store.Folder{Root: lib}, lib, mediatest.AssetName, fmt.Sprintf("copy%d", i))
 	}
 	// The cost of one asset, from an origin without a bound.
 	probe, pts := start(t, lib)
@@ -97,15 +92,10 @@ func TestCatalogStaysWithinItsMemory(t *testing.T) {
 // assets.
 func TestAssetListingsArePaged(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	folder := store.Folder{Root: lib}
-	dir, err := folder.Resolve(mediatest.AssetName)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var want []string
 	for i := range 6 {
 		name := fmt.Sprintf("a%d", i)
-		storetest.CopyIn(t, folder, dir, name, "b1")
+		storetest.CopyAssetAs(t, store.Folder{Root: lib}, lib, mediatest.AssetName, name)
 		want = append(want, name)
 	}
 	want = append(want, mediatest.AssetName)

@@ -809,15 +809,8 @@ func TestMethodsOutsideTheRoutes(t *testing.T) {
 // version is published.
 func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	_, ts := start(t, lib, func(c *Config) {
-		c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			return logs.Write(p)
-		}), nil))
-	})
+	logs := &logCapture{}
+	_, ts := start(t, lib, func(c *Config) { c.Logger = logs.logger() })
 	manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
 	resp, before := get(t, manifest)
 	if resp.StatusCode != http.StatusOK {
@@ -833,10 +826,7 @@ func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 		}
 		time.Sleep(60 * time.Millisecond)
 	}
-	mu.Lock()
-	said := strings.Count(logs.String(), "cannot be served")
-	mu.Unlock()
-	if said != 1 {
+	if said := strings.Count(logs.String(), "cannot be served"); said != 1 {
 		t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
 	}
 	// A good version published: served.
@@ -886,15 +876,8 @@ func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
 	for _, damagedFirst := range []bool{true, false} {
 		t.Run(fmt.Sprintf("damaged before the eviction %v", damagedFirst), func(t *testing.T) {
 			lib := mediatest.CopyLibrary(t)
-			var logs bytes.Buffer
-			var mu sync.Mutex
-			s, ts := start(t, lib, func(c *Config) {
-				c.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-					mu.Lock()
-					defer mu.Unlock()
-					return logs.Write(p)
-				}), nil))
-			})
+			logs := &logCapture{}
+			s, ts := start(t, lib, func(c *Config) { c.Logger = logs.logger() })
 			manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
 			resp, before := get(t, manifest)
 			if resp.StatusCode != http.StatusOK {
@@ -926,10 +909,7 @@ func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
 				time.Sleep(60 * time.Millisecond)
 				evict()
 			}
-			mu.Lock()
-			said := strings.Count(logs.String(), "cannot be served")
-			mu.Unlock()
-			if said != 1 {
+			if said := strings.Count(logs.String(), "cannot be served"); said != 1 {
 				t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
 			}
 			republish()
@@ -941,7 +921,25 @@ func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
 	}
 }
 
-// writerFunc is an io.Writer made of a func.
-type writerFunc func([]byte) (int, error)
+// logCapture keeps what a server logs, for a test to read while the
+// server runs.
+type logCapture struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
 
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+func (l *logCapture) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// String is what was logged so far.
+func (l *logCapture) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// logger logs text lines into l.
+func (l *logCapture) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

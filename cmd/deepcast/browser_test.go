@@ -600,12 +600,7 @@ func TestBrowserPlaysFromItsOwnNodeUnderAnotherName(t *testing.T) {
 // link into a large library) still offers and plays that asset.
 func TestBrowserOpensAnAssetPastTheFirstListingPage(t *testing.T) {
 	lib := packageClip(t, 8*time.Second, "320x180@300k")
-	folder := store.Folder{Root: lib}
-	dir, err := folder.Resolve("clip")
-	if err != nil {
-		t.Fatal(err)
-	}
-	storetest.CopyIn(t, folder, dir, "aaa", "b1") // first in name order: the one asset of page 1
+	storetest.CopyAssetAs(t, store.Folder{Root: lib}, lib, "clip", "aaa") // first in name order: the one asset of page 1
 	setup := startWebChainOn(t, lib, chainOptions{listPage: 1})
 	ctx := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4")); err != nil {

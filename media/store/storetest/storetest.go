@@ -334,11 +334,18 @@ func CopyIn(tb testing.TB, lib store.Store, versionDir, name, build string) {
 // library into lib, under the same build.
 func CopyAsset(tb testing.TB, lib store.Store, folder, name string) {
 	tb.Helper()
+	CopyAssetAs(tb, lib, folder, name, name)
+}
+
+// CopyAssetAs is CopyAsset publishing the copy as asset as (lib may be the
+// folder library itself: a library of several assets from one package).
+func CopyAssetAs(tb testing.TB, lib store.Store, folder, name, as string) {
+	tb.Helper()
 	dir, err := store.Folder{Root: folder}.Resolve(name)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	CopyIn(tb, lib, dir, name, strings.TrimPrefix(filepath.Base(dir), name+"."))
+	CopyIn(tb, lib, dir, as, strings.TrimPrefix(filepath.Base(dir), name+"."))
 }
 
 // FreePort returns a loopback port that is free for both TCP and UDP right
