@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // AcceptsGzip reports whether an Accept-Encoding field value (several
@@ -69,14 +70,26 @@ const MinGzip = 1 << 10
 // same bytes under its one ETag.
 func Gzip(body []byte) ([]byte, bool) {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	zw := gzipWriters.Get().(*gzip.Writer)
+	zw.Reset(&buf)
 	zw.Write(body)
 	zw.Close()
+	zw.Reset(nil) // keeps no reference to buf while pooled
+	gzipWriters.Put(zw)
 	if buf.Len() >= len(body) {
 		return nil, false
 	}
 	return buf.Bytes(), true
 }
+
+// gzipWriters are reused: a writer at the best level holds about a
+// megabyte of state, whose allocation and clearing cost far more than
+// compressing a manifest of a few KiB, and the router compresses one per
+// session it starts.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestCompression) // a valid level: no error
+	return zw
+}}
 
 // EncodedTag is the entity tag of an encoded representation of the one
 // tagged tag: the same tag with the coding's name inside its quotes, weak
