@@ -104,7 +104,7 @@ type Catalog struct {
 	entries map[string]*Entry
 	loading map[string]*load
 	// rejected is, by name, the version that last failed to load while
-	// an older one was being served (see reload).
+	// an older one was served instead (see reload and loadCurrent).
 	rejected map[string]store.Version
 	// evicted is, by name, the version an evicted entry served (up to
 	// maxEvictedKept names): what to serve again if the version its
@@ -362,7 +362,7 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 			// file missing): the loaded one is whole, and the library
 			// keeps the version it replaced. Its viewers keep playing
 			// and the operator hears of it, once per version.
-			c.reject(name, v, err)
+			c.reject(name, v, old.Version, err)
 			old.checked.Store(now)
 			return old, nil
 		}
@@ -372,28 +372,49 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	return c.install(name, e, old, now, true), nil
 }
 
-// loadCurrent loads name, not loaded, whose pointer names v. An asset
-// evicted while it served another version is treated as a loaded one
-// would be: if v cannot be served (or already failed to), the version
-// it served is loaded instead (the library keeps the version a publish
-// replaced), and latest is false.
+// loadCurrent loads name, not loaded, whose pointer names v. If v
+// cannot be served (or already failed to), name is served as a loaded
+// asset would be, with the version before v, and latest is false: the
+// version it served when it was evicted, or, if this catalogue never
+// served it (a fresh origin, or one more in a fleet whose others kept
+// serving the version v replaced), the version the library kept from
+// before v. Only with neither is v's failure the answer.
 func (c *Catalog) loadCurrent(ctx context.Context, name string, v store.Version) (e *Entry, latest bool, err error) {
 	c.mu.RLock()
 	served, known := c.evicted[name]
 	c.mu.RUnlock()
-	if !known || served == v {
+	if known && served == v {
 		e, err = c.loadEntry(ctx, name, v)
 		return e, true, err
 	}
+	var failed error // why v cannot be served; nil if that was found before
 	if !c.isRejected(name, v) {
 		e, err = c.loadEntry(ctx, name, v)
 		if err == nil || errors.Is(err, store.ErrUnavailable) {
 			return e, true, err
 		}
-		c.reject(name, v, err)
+		failed = err
 	}
-	e, err = c.loadEntry(ctx, name, served)
-	return e, false, err
+	if !known {
+		// Asked only now that v failed: a folder library lists its
+		// versions for it.
+		var perr error
+		if served, perr = c.lib.Previous(ctx, name, v); perr != nil {
+			if failed == nil { // rejected before: find out why again
+				if e, failed = c.loadEntry(ctx, name, v); failed == nil {
+					return e, true, nil
+				}
+			}
+			return nil, false, failed
+		}
+	}
+	if failed != nil {
+		c.reject(name, v, served, failed)
+	}
+	if e, err = c.loadEntry(ctx, name, served); err != nil {
+		return nil, false, fmt.Errorf("asset %s: version %s cannot be served, nor %s before it: %w", name, v.ID, served.ID, err)
+	}
+	return e, false, nil
 }
 
 // install makes e the loaded entry of name, replacing old (nil: none),
@@ -443,13 +464,14 @@ func (c *Catalog) isRejected(name string, v store.Version) bool {
 	return ok && r == v
 }
 
-// reject remembers that v of name cannot be served, and says so.
-func (c *Catalog) reject(name string, v store.Version, err error) {
+// reject remembers that v of name cannot be served, and says so and
+// what is served instead.
+func (c *Catalog) reject(name string, v, served store.Version, err error) {
 	c.mu.Lock()
 	c.rejected[name] = v
 	c.mu.Unlock()
-	c.log.Error("new version of the asset cannot be served; serving the loaded one until the asset is published again",
-		"asset", name, "version", v.ID, "err", err)
+	c.log.Error("new version of the asset cannot be served; serving the version before it until the asset is published again",
+		"asset", name, "version", v.ID, "serving", served.ID, "err", err)
 }
 
 // forgetRejected drops the rejected version of name: a good one loaded.

@@ -28,6 +28,8 @@ import (
 	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/media/store"
+	"github.com/deepcast/deepcast/media/store/storetest"
 )
 
 func TestMain(m *testing.M) { mediatest.Main(m) }
@@ -919,6 +921,95 @@ func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFreshOriginServesTheVersionBeforeADamagedOne: an origin that starts
+// (or joins a fleet) after a version that cannot be served went live used
+// to answer 500 to every viewer of the asset, while the origins that were
+// already serving it kept serving the version before: a restart turned a
+// damaged publish into an outage, and two origins of one library answered
+// differently. Now a fresh origin serves the version the library kept
+// from before the damaged one, as the others do, and says so once; with
+// no version before it, the failure is still the answer.
+func TestFreshOriginServesTheVersionBeforeADamagedOne(t *testing.T) {
+	for _, kind := range []string{"folder", "s3"} {
+		t.Run(kind, func(t *testing.T) {
+			lib := mediatest.CopyLibrary(t)
+			live, err := store.Folder{Root: lib}.Resolve(mediatest.AssetName)
+			if err != nil {
+				t.Fatal(err)
+			}
+			on := func(*Config) {}
+			damage := func() { publishDamaged(t, lib) }
+			if kind == "s3" {
+				s3lib, _ := s3Library(t)
+				on = func(c *Config) { c.Store = s3lib }
+				damage = func() {
+					dir := t.TempDir()
+					if out, err := execCp(live, dir); err != nil {
+						t.Fatalf("%v: %s", err, out)
+					}
+					if err := os.WriteFile(filepath.Join(dir, media.AssetFile), []byte(`{"name": "clip", "renditions": [`), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					storetest.CopyIn(t, s3lib, dir, mediatest.AssetName, "damaged")
+				}
+			}
+			a, err := media.LoadAsset(live)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base := "/vod/" + mediatest.AssetName
+			seg := base + "/" + a.Renditions[0].ID + "/1.m4s"
+			_, serving := start(t, lib, on)
+			resp, mpd := get(t, serving.URL+base+"/manifest.mpd")
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("manifest: %s", resp.Status)
+			}
+			tag := resp.Header.Get("ETag")
+			_, segment := get(t, serving.URL+seg)
+
+			damage()
+			logs := &logCapture{}
+			_, fresh := start(t, lib, on, func(c *Config) { c.Logger = logs.logger() })
+			time.Sleep(100 * time.Millisecond) // past the check interval (50 ms) of the serving one
+			for range 3 {
+				for _, o := range []*httptest.Server{fresh, serving} {
+					resp, body := get(t, o.URL+base+"/manifest.mpd")
+					if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") != tag || !bytes.Equal(body, mpd) {
+						t.Fatalf("manifest after a damaged version went live (fresh origin %v): %s, ETag %s (was %s)", o == fresh, resp.Status, resp.Header.Get("ETag"), tag)
+					}
+					if resp, body := get(t, o.URL+seg); resp.StatusCode != http.StatusOK || !bytes.Equal(body, segment) {
+						t.Fatalf("segment after a damaged version went live (fresh origin %v): %s, %d bytes", o == fresh, resp.Status, len(body))
+					}
+				}
+				time.Sleep(60 * time.Millisecond)
+			}
+			if resp, body := get(t, fresh.URL+"/api/assets"); resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"`+mediatest.AssetName+`"`) {
+				t.Errorf("listing of the fresh origin: %s %s", resp.Status, body)
+			}
+			if said := strings.Count(logs.String(), "cannot be served"); said != 1 || !strings.Contains(logs.String(), "serving="+filepath.Base(live)) {
+				t.Errorf("the damaged version was reported %d times, want once, naming %s as served:\n%s", said, filepath.Base(live), logs.String())
+			}
+		})
+	}
+	t.Run("nothing before it", func(t *testing.T) {
+		lib := mediatest.CopyLibrary(t)
+		live, err := store.Folder{Root: lib}.Resolve(mediatest.AssetName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		publishDamaged(t, lib)
+		if err := os.RemoveAll(live); err != nil {
+			t.Fatal(err)
+		}
+		_, fresh := start(t, lib)
+		for range 2 {
+			if resp, _ := get(t, fresh.URL+"/vod/"+mediatest.AssetName+"/manifest.mpd"); resp.StatusCode != http.StatusInternalServerError {
+				t.Errorf("manifest of an asset whose only version is damaged: %s, want 500", resp.Status)
+			}
+		}
+	})
 }
 
 // logCapture keeps what a server logs, for a test to read while the

@@ -71,6 +71,38 @@ func (l Folder) Current(_ context.Context, name string, _ Version) (Version, err
 	return Version{ID: filepath.Base(dir), Dir: dir, Tag: dir}, nil
 }
 
+// Previous is the newest version folder of name other than v's. A folder
+// library keeps the live version and the one it replaced, and a version
+// folder only ever appears whole (renamed in from its staging folder), so
+// that is the replaced one. Builds name their time first, so the newest
+// sorts last; a plain folder moved aside by a publish ("legacy-BUILD")
+// counts as of the build that replaced it.
+func (l Folder) Previous(_ context.Context, name string, v Version) (Version, error) {
+	if !ValidName(name) {
+		return Version{}, fmt.Errorf("asset %q: %w", name, ErrNoAsset)
+	}
+	entries, err := os.ReadDir(filepath.Join(l.Root, versionsDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Version{}, fmt.Errorf("library %s: %w", l.Root, err)
+	}
+	best, bestKey := "", ""
+	for _, e := range entries {
+		id := e.Name()
+		if id == v.ID || !e.IsDir() || !isVersionOf(id, name) {
+			continue
+		}
+		key := strings.TrimPrefix(strings.TrimPrefix(id, name+"."), "legacy-")
+		if best == "" || key > bestKey {
+			best, bestKey = id, key
+		}
+	}
+	if best == "" {
+		return Version{}, fmt.Errorf("asset %q: no version before %s: %w", name, v.ID, ErrNoAsset)
+	}
+	dir := filepath.Join(l.Root, versionsDir, best)
+	return Version{ID: best, Dir: dir, Tag: dir}, nil
+}
+
 // ReadFile reads a file of a version folder, up to limit bytes.
 func (l Folder) ReadFile(_ context.Context, v Version, rel string, limit int64) ([]byte, error) {
 	if err := checkRel(rel); err != nil {

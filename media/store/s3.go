@@ -176,6 +176,10 @@ func (s *S3) versionKey(version, rel string) string {
 type pointer struct {
 	Format  int    `json:"format"`
 	Version string `json:"version"`
+	// Previous is the version this one replaced (kept by the pruning),
+	// for readers that cannot serve this one; absent in pointers written
+	// before it was recorded, and for a first version.
+	Previous string `json:"previous,omitempty"`
 }
 
 // Names lists the pointer objects directly under the prefix.
@@ -209,7 +213,15 @@ func (s *S3) Current(ctx context.Context, name string, prev Version) (Version, e
 		}
 		return Version{}, err
 	}
-	return Version{ID: p.Version, Tag: p.tag}, nil
+	return Version{ID: p.Version, Tag: p.tag, Previous: p.Previous}, nil
+}
+
+// Previous is the version v's pointer names as the one it replaced.
+func (s *S3) Previous(_ context.Context, name string, v Version) (Version, error) {
+	if v.Previous == "" || v.Previous == v.ID {
+		return Version{}, fmt.Errorf("asset %q: no version before %s recorded: %w", name, v.ID, ErrNoAsset)
+	}
+	return Version{ID: v.Previous, Tag: v.Tag}, nil
 }
 
 // storedPointer is a pointer object as read from the store.
@@ -246,6 +258,9 @@ func (s *S3) getPointer(ctx context.Context, name, ifNoneMatch string) (storedPo
 		// A pointer to another asset's version (or anything else) is not
 		// followed: the key space outside name's versions stays out of reach.
 		return storedPointer{}, fmt.Errorf("asset %q: pointer object %s is not a version of it", name, s.pointerKey(name))
+	}
+	if !isVersionOf(p.Previous, name) {
+		p.Previous = "" // the same rule for the version it replaced
 	}
 	return storedPointer{pointer: p, tag: aws.ToString(out.ETag), modified: aws.ToTime(out.LastModified)}, nil
 }
@@ -409,7 +424,7 @@ func (s *S3) Publish(ctx context.Context, staging, name, build string, progress 
 	if v, err := s.Current(ctx, name, Version{}); err == nil {
 		previous = v.ID
 	}
-	body, _ := json.Marshal(pointer{Format: 1, Version: version})
+	body, _ := json.Marshal(pointer{Format: 1, Version: version, Previous: previous})
 	if _, err := s.client.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: aws.String(s.pointerKey(name)),
 		Body: strings.NewReader(string(body)), ContentType: aws.String("application/json"), CacheControl: aws.String("no-store")}); err != nil {
 		err = fmt.Errorf("pointer: %w", s.fail("write", s.pointerKey(name), err))

@@ -48,6 +48,10 @@ type Version struct {
 	Dir string
 	// Tag changes whenever the pointer does (the pointer object's ETag).
 	Tag string
+	// Previous is the version this one replaced when it went live, where
+	// the store records it (an object store's pointer does): see
+	// Store.Previous.
+	Previous string
 }
 
 // Progress is a snapshot of a publish: bytes written to the store.
@@ -71,6 +75,12 @@ type Store interface {
 	// unchanged without reading it again. The error wraps ErrNoAsset for
 	// a name that is not in the library.
 	Current(ctx context.Context, name string, prev Version) (Version, error)
+	// Previous resolves the version that v replaced, which a publish keeps
+	// for the clients still streaming it: what a reader falls back to when
+	// v cannot be served (damaged, a file missing) and it has served no
+	// version of name before. The error wraps ErrNoAsset when the library
+	// has none.
+	Previous(ctx context.Context, name string, v Version) (Version, error)
 	// ReadFile reads a whole file of a version, refusing one over limit
 	// bytes. A missing file wraps fs.ErrNotExist.
 	ReadFile(ctx context.Context, v Version, rel string, limit int64) ([]byte, error)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -112,6 +113,18 @@ func TestPublishReadReplace(t *testing.T) {
 					t.Errorf("Current with the live version: %+v, %v", same, err)
 				}
 				versions = append(versions, v)
+				// The version v replaced, as a reader that cannot serve v
+				// falls back to it; none before the first.
+				prev, err := lib.Previous(ctx, "movie", v)
+				if i == 0 {
+					if !errors.Is(err, store.ErrNoAsset) {
+						t.Errorf("Previous of the first version: %+v, %v; want ErrNoAsset", prev, err)
+					}
+				} else if err != nil || prev.ID != versions[i-1].ID {
+					t.Errorf("Previous of %s: %+v, %v; want %s", v.ID, prev, err, versions[i-1].ID)
+				} else if got, err := lib.ReadFile(ctx, prev, "720p/init.mp4", 100); err != nil || string(got) != "init"+strings.TrimPrefix(versions[i-1].ID, "movie.") {
+					t.Errorf("init of the version before %s: %q, %v", v.ID, got, err)
+				}
 				got, err := lib.ReadFile(ctx, v, "asset.json", 100)
 				if err != nil || string(got) != build {
 					t.Fatalf("asset.json: %q, %v", got, err)
@@ -182,6 +195,9 @@ func TestHostileNames(t *testing.T) {
 			for _, name := range []string{"..", ".versions", "a/b", "", "../a", strings.Repeat("n", 200)} {
 				if _, err := lib.Current(ctx, name, store.Version{}); !errors.Is(err, store.ErrNoAsset) {
 					t.Errorf("Current(%q): %v, want ErrNoAsset", name, err)
+				}
+				if p, err := lib.Previous(ctx, name, v); !errors.Is(err, store.ErrNoAsset) {
+					t.Errorf("Previous(%q): %+v, %v, want ErrNoAsset", name, p, err)
 				}
 			}
 		})
@@ -496,6 +512,45 @@ func TestS3PointerWrittenButAnswerLost(t *testing.T) {
 	for rel, want := range files {
 		if got, err := lib.ReadFile(ctx, live, rel, 100); err != nil || string(got) != want {
 			t.Errorf("live version %s: %s: %q, %v", live.ID, rel, got, err)
+		}
+	}
+}
+
+// TestS3PointerPreviousStaysWithinTheAsset: the version a pointer object
+// names as the one it replaced is followed only when it is a version of
+// the same asset, as the live version itself.
+func TestS3PointerPreviousStaysWithinTheAsset(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := storetest.Start(t)
+	bucket := srv.Bucket(t, "lib-test")
+	lib, err := store.Open(ctx, "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client(t)
+	for _, c := range []struct{ previous, want string }{
+		{"a.b1", "a.b1"},
+		{"other.b1", ""},
+		{"a.b1/../../other.b1", ""},
+		{"../a.b1", ""},
+		{"a", ""},
+		{"a.b2", ""}, // the live version itself
+	} {
+		body := fmt.Sprintf(`{"format": 1, "version": "a.b2", "previous": %q}`, c.previous)
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String("lib/a"), Body: strings.NewReader(body)}); err != nil {
+			t.Fatal(err)
+		}
+		v, err := lib.Current(ctx, "a", store.Version{})
+		if err != nil {
+			t.Fatalf("pointer %s: %v", body, err)
+		}
+		p, err := lib.Previous(ctx, "a", v)
+		switch {
+		case c.want == "" && !errors.Is(err, store.ErrNoAsset):
+			t.Errorf("previous %q: %+v, %v; want ErrNoAsset", c.previous, p, err)
+		case c.want != "" && (err != nil || p.ID != c.want):
+			t.Errorf("previous %q: %+v, %v; want %s", c.previous, p, err, c.want)
 		}
 	}
 }
