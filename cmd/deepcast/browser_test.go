@@ -601,6 +601,7 @@ func TestBrowserPlaysFromItsOwnNodeUnderAnotherName(t *testing.T) {
 func TestBrowserOpensAnAssetPastTheFirstListingPage(t *testing.T) {
 	lib := packageClip(t, 8*time.Second, "320x180@300k")
 	storetest.CopyAssetAs(t, store.Folder{Root: lib}, lib, "clip", "aaa") // first in name order: the one asset of page 1
+	storetest.CopyAssetAs(t, store.Folder{Root: lib}, lib, "clip", "zzz") // the last page
 	setup := startWebChainOn(t, lib, chainOptions{listPage: 1})
 	ctx := browser(t)
 	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4")); err != nil {
@@ -615,9 +616,29 @@ func TestBrowserOpensAnAssetPastTheFirstListingPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if chosen != "clip" || !slices.Equal(offered, []string{"clip", "aaa"}) || s.DecodedFrames == 0 || len(s.Errors) > 0 {
-		t.Errorf("asset chosen %q of %v, %d frames decoded, errors %v; want clip of [clip aaa], played", chosen, offered, s.DecodedFrames, s.Errors)
+	if chosen != "clip" || !slices.Equal(offered, []string{"clip", "aaa", "/more"}) || s.DecodedFrames == 0 || len(s.Errors) > 0 {
+		t.Errorf("asset chosen %q of %v, %d frames decoded, errors %v; want clip of [clip aaa /more], played", chosen, offered, s.DecodedFrames, s.Errors)
 	}
+	// The list's last entry fetches the pages after the first: past the
+	// page that holds only clip (listed already) to zzz, the last.
+	type list struct {
+		Offered []string
+		Chosen  string
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const s = document.getElementById('asset'); s.value = '/more'; s.dispatchEvent(new Event('change')); return true; })()`)); err != nil {
+		t.Fatal(err)
+	}
+	want := list{Offered: []string{"clip", "aaa", "zzz"}, Chosen: "zzz"}
+	var got list
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, err = chromedp.Run(ctx, chromedp.Evaluate[list](`({Offered: [...document.getElementById('asset').options].map(o => o.value), Chosen: document.getElementById('asset').value})`)); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(got.Offered, want.Offered) && got.Chosen == want.Chosen {
+			return
+		}
+	}
+	t.Errorf("after choosing more assets: %+v, want %+v", got, want)
 }
 
 // TestBrowserDashboardTellsPrivateFromDown: on the dashboard, a node that

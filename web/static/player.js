@@ -375,10 +375,14 @@ function applyCap() {
   if (state.session) state.session.cap(+$('cap').value);
 }
 
+// moreAssets is the value of the asset list's last entry while the
+// library has pages not fetched yet; no asset name can be it.
+const moreAssets = '/more';
+
 function play() {
   const asset = $('asset').value;
   const node = $('node').value;
-  if (!state.mpdOverride && (!asset || !node)) return;
+  if (!state.mpdOverride && (!asset || asset === moreAssets || !node)) return;
   if (state.session) { state.session.stop(); state.session = null; }
   resetStats();
   $('error').classList.add('hidden');
@@ -482,12 +486,15 @@ async function init() {
   // The catalogue lives at the origin; try it first, then any node that has one.
   const candidates = [...nodes].sort((a, b) => (b.role === 'origin') - (a.role === 'origin'));
   let assets = null;
+  let listing = null; // where the listing came from, and the name its next page starts after
   const wanted = params.get('asset');
   for (const n of candidates) {
     try {
       const resp = await fetch(`${n.url}/api/assets`);
       if (!resp.ok) continue;
-      assets = (await resp.json()).assets || [];
+      const page = await resp.json();
+      assets = page.assets || [];
+      listing = { url: n.url, next: page.next || '' };
       // A listing is one page of a large library: an asset asked for by
       // name may be past it.
       if (wanted && !assets.some((a) => a.name === wanted)) {
@@ -498,12 +505,49 @@ async function init() {
     } catch (e) { /* next */ }
   }
   if (assets === null) { assets = []; showError('no node of this setup lists assets (is the origin up?)'); }
-  for (const a of assets) for (const r of a.ladder) state.ladder[r.id] = r;
   const chosen = () => assets.find((a) => a.name === $('asset').value) || assets[0];
-  $('asset').innerHTML = assets.map((a) => `<option value="${esc(a.name)}">${esc(a.name)} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('');
+  // The list offers the library a page at a time: its last entry, while
+  // pages are left, fetches the next one.
+  const showAssets = () => {
+    for (const a of assets) for (const r of a.ladder) state.ladder[r.id] = r;
+    const keep = $('asset').value;
+    $('asset').innerHTML = assets.map((a) => `<option value="${esc(a.name)}">${esc(a.name)} (${a.duration.toFixed(0)} s, ${a.ladder.length} renditions)</option>`).join('') +
+      (listing && listing.next ? `<option value="${moreAssets}">more assets after ${esc(listing.next)}…</option>` : '');
+    if (keep && keep !== moreAssets) $('asset').value = keep;
+  };
+  const showMore = async () => {
+    const had = new Set(assets.map((a) => a.name));
+    let added = null;
+    // Pages until one brings an asset not listed yet (the one opened by
+    // name may be all a page holds), bounded.
+    for (let i = 0; i < 10 && listing.next && !added; i++) {
+      const resp = await fetch(`${listing.url}/api/assets?after=${encodeURIComponent(listing.next)}`);
+      if (!resp.ok) throw new Error(`listing after ${listing.next}: ${resp.status}`);
+      const page = await resp.json();
+      listing.next = page.next || '';
+      for (const a of page.assets || []) {
+        if (had.has(a.name)) continue;
+        assets.push(a);
+        added = added || a.name;
+      }
+    }
+    showAssets();
+    $('asset').value = added || (assets[0] || {}).name || '';
+  };
+  showAssets();
   if (wanted) $('asset').value = wanted;
   state.segmentDuration = (chosen() || {}).segmentDuration || 2;
-  $('asset').addEventListener('change', () => { state.segmentDuration = (chosen() || {}).segmentDuration || 2; });
+  $('asset').addEventListener('change', async () => {
+    if ($('asset').value === moreAssets) {
+      try {
+        await showMore();
+      } catch (e) {
+        showError(e.message || e);
+        showAssets();
+      }
+    }
+    state.segmentDuration = (chosen() || {}).segmentDuration || 2;
+  });
   if (params.get('abr')) $('abr').value = params.get('abr');
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
