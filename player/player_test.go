@@ -382,6 +382,37 @@ func TestParseTraceAndVideoErrors(t *testing.T) {
 	}
 }
 
+// TestScaleTraces: each factor gives every trace once, its bandwidth
+// multiplied and, unless the factor is 1, its name and family tagged;
+// the traces given are left as they were.
+func TestScaleTraces(t *testing.T) {
+	a := &Trace{Name: "t1", Family: "fcc", Time: []float64{0, 1}, Mbps: []float64{1, 3}}
+	b := &Trace{Name: "t2", Family: "oboe", Time: []float64{0, 2}, Mbps: []float64{0.5, 0}}
+	got := ScaleTraces([]*Trace{a, b}, []float64{0.5, 1, 2.25})
+	want := []struct {
+		name, family string
+		mbps         []float64
+	}{
+		{"t1-x0.5", "fcc-x0.5", []float64{0.5, 1.5}},
+		{"t2-x0.5", "oboe-x0.5", []float64{0.25, 0}},
+		{"t1", "fcc", []float64{1, 3}},
+		{"t2", "oboe", []float64{0.5, 0}},
+		{"t1-x2.25", "fcc-x2.25", []float64{2.25, 6.75}},
+		{"t2-x2.25", "oboe-x2.25", []float64{1.125, 0}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d traces, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if g := got[i]; g.Name != w.name || g.Family != w.family || !slices.Equal(g.Mbps, w.mbps) || !slices.Equal(g.Time, got[i%2].Time) {
+			t.Errorf("trace %d: %s (%s) %v, want %s (%s) %v", i, g.Name, g.Family, g.Mbps, w.name, w.family, w.mbps)
+		}
+	}
+	if a.Name != "t1" || a.Family != "fcc" || !slices.Equal(a.Mbps, []float64{1, 3}) {
+		t.Errorf("the trace given changed: %+v", a)
+	}
+}
+
 func FuzzParseTrace(f *testing.F) {
 	f.Add("0.0 1.5\n1.0 2.5\n")
 	f.Add("0 0\n5 0\n10 7.7\n")

@@ -73,6 +73,41 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 	return t, nil
 }
 
+// Scale is a copy of t with every bandwidth sample multiplied by f.
+func (t *Trace) Scale(f float64) *Trace {
+	c := *t
+	c.Mbps = make([]float64, len(t.Mbps))
+	for i, m := range t.Mbps {
+		c.Mbps[i] = m * f
+	}
+	return &c
+}
+
+// ScaleTraces returns every trace once per bandwidth factor, in the order
+// of factors. A factor other than 1 tags the trace's name and family
+// ("fcc" at 0.5 is family "fcc-x0.5"), so that each regime is reported
+// apart: the same networks, slower or faster, are a check on bandwidth
+// regimes that the trace sets do not have.
+func ScaleTraces(ts []*Trace, factors []float64) []*Trace {
+	out := make([]*Trace, 0, len(ts)*len(factors))
+	for _, f := range factors {
+		tag := ""
+		if f != 1 {
+			tag = "-x" + strconv.FormatFloat(f, 'g', -1, 64)
+		}
+		for _, t := range ts {
+			c := t
+			if f != 1 {
+				c = t.Scale(f)
+				c.Name += tag
+				c.Family += tag
+			}
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // LoadTraces reads trace files: each item of spec is a file or a folder
 // (every regular file in it, sorted).
 func LoadTraces(spec []string) ([]*Trace, error) {

@@ -51,6 +51,7 @@ func simCommand() command {
 			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
 			ca := fs.String("ca", "", "PEM CA to verify an https:// -video with (besides the system's)")
 			h3 := fs.Bool("http3", false, "fetch an https:// -video over HTTP/3")
+			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
@@ -74,10 +75,15 @@ func simCommand() command {
 				if err != nil {
 					return err
 				}
+				factors, err := parseFactors(*scale)
+				if err != nil {
+					return err
+				}
 				ts, err := player.LoadTraces(splitList(*traces))
 				if err != nil {
 					return err
 				}
+				ts = player.ScaleTraces(ts, factors)
 				algs, err := player.ParseABRList(*abr)
 				if err != nil {
 					return err
@@ -444,4 +450,21 @@ func loadStoreVideo(ctx context.Context, sf *storeFlags, location string) (*play
 		}
 		return seg.Size, nil
 	})
+}
+
+// parseFactors reads sim's -scale: "0.5,1,2" (empty: 1, the traces as
+// they are).
+func parseFactors(s string) ([]float64, error) {
+	if s == "" {
+		return []float64{1}, nil
+	}
+	var out []float64
+	for p := range strings.SplitSeq(s, ",") {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(f > 0) || f > 100 || slices.Contains(out, f) {
+			return nil, fmt.Errorf("-scale %q: want distinct factors 0 < F <= 100, comma-separated: %w", s, errUsage)
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,7 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 		{"out in a missing folder", []string{"-video", video, "-traces", traces, "-out", "/nonexistent/r.csv"}, "-out /nonexistent/r.csv: folder /nonexistent does not exist", "sessions"},
 		{"a video as a trace", []string{"-video", video, "-traces", binary}, "binary data, not a bandwidth trace", "\x00"},
 		{"a video file as the video", []string{"-video", binary, "-traces", traces}, "want a video CSV", "outside the root"},
+		{"a bandwidth factor of zero", []string{"-video", video, "-traces", traces, "-scale", "1,0"}, "want distinct factors 0 < F <= 100", "traces x"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -116,6 +118,30 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 				t.Errorf("took %v: the check did not come first", time.Since(start))
 			}
 		})
+	}
+}
+
+// TestSimScalesTheTraces: -scale plays every trace at each bandwidth
+// factor, each factor other than 1 a family of its own; on half the
+// bandwidth the throughput rule fetches less.
+func TestSimScalesTheTraces(t *testing.T) {
+	out, err := exec.Command(buildBinary(t), "sim", "-video", filepath.Join(repoRoot(), "testdata", "videos", "envivio-4s-48.csv"),
+		"-traces", filepath.Join(repoRoot(), "testdata", "traces", "hsdpa"), "-abr", "throughput", "-pensieve", "-scale", "0.5,1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	kbps := map[string]float64{}
+	family := ""
+	for line := range strings.Lines(string(out)) {
+		if f, ok := strings.CutPrefix(line, "family "); ok {
+			family, _, _ = strings.Cut(f, " ")
+		}
+		if f := strings.Fields(line); family != "" && len(f) > 6 && f[0] == "throughput" {
+			kbps[family], _ = strconv.ParseFloat(f[6], 64)
+		}
+	}
+	if !strings.Contains(string(out), "136 sessions (136 traces x 1 algorithms)") || len(kbps) != 2 || !(kbps["hsdpa-x0.5"] > 0 && kbps["hsdpa-x0.5"] < kbps["hsdpa"]) {
+		t.Errorf("mean kbit/s per family %v, want hsdpa-x0.5 below hsdpa:\n%s", kbps, out)
 	}
 }
 

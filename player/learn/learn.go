@@ -472,13 +472,7 @@ func scaled(traces []*player.Trace, bounds [2]float64, rng *rand.Rand) []*player
 	lo, hi := math.Log(bounds[0]), math.Log(bounds[1])
 	out := make([]*player.Trace, len(traces))
 	for i, t := range traces {
-		f := math.Exp(lo + rng.Float64()*(hi-lo))
-		c := *t
-		c.Mbps = make([]float64, len(t.Mbps))
-		for j, m := range t.Mbps {
-			c.Mbps[j] = m * f
-		}
-		out[i] = &c
+		out[i] = t.Scale(math.Exp(lo + rng.Float64()*(hi-lo)))
 	}
 	return out
 }
