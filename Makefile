@@ -55,12 +55,15 @@ test: deps
 # written to" (the input is kept in testdata/fuzz, and plain `go test` runs
 # it from then on), and fails at once; a run that failed only with that
 # spurious deadline error is tried up to three times.
+# The coordinator kills its workers at the end, before their tests' cleanup
+# runs: their temporary folders go to one of the run's own, removed after.
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; trap 'exit 1' INT TERM; \
+	for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "fuzz $$pkg $$t"; \
 	    for try in 1 2 3; do \
-	      out=$$($(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) && break; \
+	      out=$$(TMPDIR=$$tmp $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) && break; \
 	      if echo "$$out" | grep -q 'Failing input written to' || ! echo "$$out" | grep -q 'context deadline exceeded'; then \
 	        echo "$$out"; echo "fuzz $$pkg $$t failed"; exit 1; fi; \
 	      echo "fuzz $$pkg $$t: spurious deadline error at the end of -fuzztime (golang/go#75804), try $$try of 3"; \
