@@ -452,6 +452,9 @@ func loadStoreVideo(ctx context.Context, sf *storeFlags, location string) (*play
 	})
 }
 
+// maxScaleFactors bounds sim's -scale list.
+const maxScaleFactors = 16
+
 // parseFactors reads sim's -scale: "0.5,1,2" (empty: 1, the traces as
 // they are).
 func parseFactors(s string) ([]float64, error) {
@@ -461,8 +464,10 @@ func parseFactors(s string) ([]float64, error) {
 	var out []float64
 	for p := range strings.SplitSeq(s, ",") {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || !(f > 0) || f > 100 || slices.Contains(out, f) {
-			return nil, fmt.Errorf("-scale %q: want distinct factors 0 < F <= 100, comma-separated: %w", s, errUsage)
+		// Each factor is another copy of every trace in memory: a few
+		// regimes are what the flag is for.
+		if err != nil || !(f > 0) || f > 100 || slices.Contains(out, f) || len(out) == maxScaleFactors {
+			return nil, fmt.Errorf("-scale %q: want up to %d distinct factors 0 < F <= 100, comma-separated: %w", s, maxScaleFactors, errUsage)
 		}
 		out = append(out, f)
 	}

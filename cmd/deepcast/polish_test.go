@@ -105,7 +105,8 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 		{"out in a missing folder", []string{"-video", video, "-traces", traces, "-out", "/nonexistent/r.csv"}, "-out /nonexistent/r.csv: folder /nonexistent does not exist", "sessions"},
 		{"a video as a trace", []string{"-video", video, "-traces", binary}, "binary data, not a bandwidth trace", "\x00"},
 		{"a video file as the video", []string{"-video", binary, "-traces", traces}, "want a video CSV", "outside the root"},
-		{"a bandwidth factor of zero", []string{"-video", video, "-traces", traces, "-scale", "1,0"}, "want distinct factors 0 < F <= 100", "traces x"},
+		{"a bandwidth factor of zero", []string{"-video", video, "-traces", traces, "-scale", "1,0"}, "want up to 16 distinct factors 0 < F <= 100", "traces x"},
+		{"too many bandwidth factors", []string{"-video", video, "-traces", traces, "-scale", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"}, "want up to 16 distinct factors", "traces x"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
