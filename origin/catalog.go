@@ -347,7 +347,14 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 		}
 		return c.install(name, e, nil, now, latest), nil
 	}
-	if old.Version.ID == v.ID && old.Dir == v.Dir || c.isRejected(name, v) {
+	if old.Version.ID == v.ID && old.Dir == v.Dir {
+		// The pointer names what is served (again, if it had moved to a
+		// version that could not be served).
+		c.forgetRejected(name)
+		old.checked.Store(now)
+		return old, nil
+	}
+	if c.isRejected(name, v) {
 		old.checked.Store(now)
 		return old, nil
 	}
@@ -474,8 +481,24 @@ func (c *Catalog) reject(name string, v, served store.Version, err error) {
 		"asset", name, "version", v.ID, "serving", served.ID, "err", err)
 }
 
+// HeldBack is how many assets are served as the version before their
+// live one, which cannot be served: an alert for the operator, who must
+// publish them again.
+func (c *Catalog) HeldBack() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.rejected)
+}
+
 // forgetRejected drops the rejected version of name: a good one loaded.
+// Most calls find none, and take only the read lock.
 func (c *Catalog) forgetRejected(name string) {
+	c.mu.RLock()
+	_, ok := c.rejected[name]
+	c.mu.RUnlock()
+	if !ok {
+		return
+	}
 	c.mu.Lock()
 	delete(c.rejected, name)
 	c.mu.Unlock()

@@ -831,11 +831,17 @@ func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 	if said := strings.Count(logs.String(), "cannot be served"); said != 1 {
 		t.Errorf("the damaged version was reported %d times, want once:\n%s", said, logs.String())
 	}
+	if _, body := get(t, ts.URL+"/metrics"); !strings.Contains(string(body), "\ndeepcast_origin_assets_held_back 1\n") {
+		t.Error("no held-back asset in the metrics while the damaged version is live")
+	}
 	// A good version published: served.
 	republish()
 	time.Sleep(100 * time.Millisecond)
 	if resp, _ := get(t, manifest); resp.StatusCode != http.StatusOK {
 		t.Errorf("manifest after a good version: %s", resp.Status)
+	}
+	if _, body := get(t, ts.URL+"/metrics"); !strings.Contains(string(body), "\ndeepcast_origin_assets_held_back 0\n") {
+		t.Error("an asset still held back in the metrics after a good version was published")
 	}
 }
 
@@ -990,6 +996,11 @@ func TestFreshOriginServesTheVersionBeforeADamagedOne(t *testing.T) {
 			}
 			if said := strings.Count(logs.String(), "cannot be served"); said != 1 || !strings.Contains(logs.String(), "serving="+filepath.Base(live)) {
 				t.Errorf("the damaged version was reported %d times, want once, naming %s as served:\n%s", said, filepath.Base(live), logs.String())
+			}
+			for _, o := range []*httptest.Server{fresh, serving} {
+				if _, body := get(t, o.URL+"/metrics"); !strings.Contains(string(body), "\ndeepcast_origin_assets_held_back 1\n") {
+					t.Errorf("fresh origin %v: no held-back asset in its metrics", o == fresh)
+				}
 			}
 		})
 	}

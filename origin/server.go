@@ -136,6 +136,10 @@ func New(cfg Config) (*Server, error) {
 		Name: "deepcast_origin_store_lookups_spared_total",
 		Help: "Requests for names not in the library answered 404 without asking its object store (a name just found absent, or one its listing lacks while lookups of unknown names are over budget).",
 	}, func() float64 { return float64(s.catalog.SparedLookups()) }))
+	s.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "deepcast_origin_assets_held_back",
+		Help: "Assets served as the version before their live one, because the live one cannot be served (damaged or unreadable; the log names it), as of each asset's last check.",
+	}, func() float64 { return float64(s.catalog.HeldBack()) }))
 	s.jobs = newJobs(s, cfg.MaxJobs)
 	s.jobs.count()
 	s.handler = s.routes()

@@ -221,7 +221,9 @@ func (s *S3) Previous(_ context.Context, name string, v Version) (Version, error
 	if v.Previous == "" || v.Previous == v.ID {
 		return Version{}, fmt.Errorf("asset %q: no version before %s recorded: %w", name, v.ID, ErrNoAsset)
 	}
-	return Version{ID: v.Previous, Tag: v.Tag}, nil
+	// No Tag: the pointer's ETag is v's, and a check of the pointer with
+	// it would take "unchanged" for "still the previous version".
+	return Version{ID: v.Previous}, nil
 }
 
 // storedPointer is a pointer object as read from the store.
