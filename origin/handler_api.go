@@ -139,12 +139,15 @@ type Stats struct {
 	BytesSent   int64  `json:"bytesSent"`
 	Assets      int    `json:"assets"`
 	JobsRunning int    `json:"jobsRunning"`
+	// HeldBack counts the assets served as the version before their live
+	// one, which cannot be served (deepcast_origin_assets_held_back).
+	HeldBack int `json:"heldBack"`
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	assets, _ := s.catalog.Count(r.Context())
 	writeJSON(w, http.StatusOK, Stats{Name: "origin", Role: "origin", Requests: s.requests.Load(), BytesSent: s.sent.Load(),
-		Assets: assets, JobsRunning: s.jobs.running()})
+		Assets: assets, JobsRunning: s.jobs.running(), HeldBack: s.catalog.HeldBack()})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -1001,6 +1001,10 @@ func TestFreshOriginServesTheVersionBeforeADamagedOne(t *testing.T) {
 				if _, body := get(t, o.URL+"/metrics"); !strings.Contains(string(body), "\ndeepcast_origin_assets_held_back 1\n") {
 					t.Errorf("fresh origin %v: no held-back asset in its metrics", o == fresh)
 				}
+				var st Stats
+				if _, body := get(t, o.URL+"/api/stats"); json.Unmarshal(body, &st) != nil || st.HeldBack != 1 {
+					t.Errorf("fresh origin %v: stats %s, want heldBack 1", o == fresh, body)
+				}
 			}
 		})
 	}

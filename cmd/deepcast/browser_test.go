@@ -656,7 +656,7 @@ func TestBrowserDashboardTellsPrivateFromDown(t *testing.T) {
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		w.Header().Set("Content-Type", "application/json")
 		const bad = `"<img src=x onerror=\"window.pwned=1\">"`
-		fmt.Fprintf(w, `{"requests":%[1]s,"assets":%[1]s,"jobsRunning":%[1]s,"hits":%[1]s,"misses":%[1]s,"stale":%[1]s,"coalesced":%[1]s,"prefetches":%[1]s,"hitRatio":%[1]s,"strategy":%[1]s,"edges":[{"name":%[1]s,"up":true,"load":%[1]s}]}`, bad)
+		fmt.Fprintf(w, `{"requests":%[1]s,"assets":%[1]s,"jobsRunning":%[1]s,"heldBack":%[1]s,"hits":%[1]s,"misses":%[1]s,"stale":%[1]s,"coalesced":%[1]s,"prefetches":%[1]s,"hitRatio":%[1]s,"strategy":%[1]s,"edges":[{"name":%[1]s,"up":true,"load":%[1]s}]}`, bad)
 	}))
 	t.Cleanup(hostile.Close)
 	ln := httptest.NewUnstartedServer(nil)

@@ -30,6 +30,7 @@ function card(node, s, rates, err, tag = 'down') {
         <tr><th>requests</th><td>${count(s.requests)}</td></tr>
         <tr><th>assets</th><td>${count(s.assets)}</td></tr>
         <tr><th>jobs running</th><td>${count(s.jobsRunning)}</td></tr>
+        ${s.heldBack ? `<tr><th>held back</th><td><span class="tag down">${count(s.heldBack)}</span> live version cannot be served (see the origin's log)</td></tr>` : ''}
       </table></div>`;
   }
   const ratio = s.hitRatio || 0;
