@@ -56,6 +56,19 @@ func stores(t *testing.T) map[string]store.Store {
 	return map[string]store.Store{"folder": store.Folder{Root: filepath.Join(t.TempDir(), "lib")}, "s3": s3lib}
 }
 
+// s3Lib starts a versitygw with an empty bucket and opens the library at
+// s3://BUCKET/lib in it.
+func s3Lib(t *testing.T, bucket string) (*storetest.Server, string, store.Store) {
+	t.Helper()
+	srv := storetest.Start(t)
+	bucket = srv.Bucket(t, bucket)
+	lib, err := store.Open(context.Background(), "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, bucket, lib
+}
+
 // TestPublishReadReplace runs the same life of an asset through both
 // stores: publish, resolve, read whole and in ranges, list, replace (the
 // previous version stays readable, the one before is pruned).
@@ -430,12 +443,7 @@ func TestConcurrentPublishesOfOneName(t *testing.T) {
 func TestS3PublishRefusesAVersionPrunedUnderIt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv := storetest.Start(t)
-	bucket := srv.Bucket(t, "lib-pruned")
-	lib, err := store.Open(ctx, "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, bucket, lib := s3Lib(t, "lib-pruned")
 	files := map[string]string{"asset.json": "{}", "720p/init.mp4": "init", "720p/1.m4s": "segment"}
 	if err := lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b0", nil); err != nil {
 		t.Fatal(err)
@@ -448,7 +456,7 @@ func TestS3PublishRefusesAVersionPrunedUnderIt(t *testing.T) {
 			}
 		}
 	})
-	err = lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b1", nil)
+	err := lib.Publish(ctx, stage(t, lib, "movie", files), "movie", "b1", nil)
 	if err == nil || !strings.Contains(err.Error(), "lost 1 of its 3 files") {
 		t.Errorf("publish of a version pruned under it: %v", err)
 	}
@@ -522,12 +530,7 @@ func TestS3PointerWrittenButAnswerLost(t *testing.T) {
 func TestS3PointerPreviousStaysWithinTheAsset(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv := storetest.Start(t)
-	bucket := srv.Bucket(t, "lib-test")
-	lib, err := store.Open(ctx, "s3://"+bucket+"/lib", store.S3Options{Endpoint: srv.Endpoint})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, bucket, lib := s3Lib(t, "lib-test")
 	client := srv.Client(t)
 	for _, c := range []struct{ previous, want string }{
 		{"a.b1", "a.b1"},
