@@ -110,7 +110,22 @@ type Catalog struct {
 	// maxEvictedKept names): what to serve again if the version its
 	// pointer names by then cannot be loaded, as for a loaded asset.
 	evicted map[string]store.Version
+	// unservable is, by name, why an asset not loaded could not be
+	// served at all (its live version is damaged and none before it can
+	// be served), and when that was found: the answer for the check
+	// interval, so that requests for it do not each read the store.
+	unservable map[string]failure
 }
+
+// failure is a load that failed, and when.
+type failure struct {
+	at  int64 // UnixNano
+	err error
+}
+
+// maxUnservable bounds Catalog.unservable: past it, it is forgotten all
+// at once (a library with that many damaged assets has worse problems).
+const maxUnservable = 4096
 
 // maxEvictedKept bounds Catalog.evicted (a version is some 100 bytes).
 const maxEvictedKept = 1 << 16
@@ -135,7 +150,7 @@ func NewStoreCatalog(lib store.Store, every, timeout time.Duration) *Catalog {
 	}
 	return &Catalog{lib: lib, remote: !folder, every: every, timeout: timeout, log: slog.Default(), budget: DefaultCatalogBytes,
 		unknown: newUnknownNames(every), entries: map[string]*Entry{}, loading: map[string]*load{}, rejected: map[string]store.Version{},
-		evicted: map[string]store.Version{}}
+		evicted: map[string]store.Version{}, unservable: map[string]failure{}}
 }
 
 // DefaultCatalogBytes is the default bound on a catalogue's loaded entries:
@@ -227,6 +242,11 @@ func (c *Catalog) get(ctx context.Context, name string) (*Entry, error) {
 	c.mu.RUnlock()
 	if e != nil && now-e.checked.Load() < int64(c.every) {
 		return e, nil
+	}
+	if e == nil {
+		if err := c.knownUnservable(name, now); err != nil {
+			return nil, err
+		}
 	}
 	if e == nil && c.remote {
 		return c.loadUnknown(ctx, name, now)
@@ -343,6 +363,9 @@ func (c *Catalog) reload(ctx context.Context, name string, old *Entry, now int64
 	if old == nil {
 		e, latest, err := c.loadCurrent(ctx, name, v)
 		if err != nil {
+			if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, media.ErrNoAsset) {
+				c.noteUnservable(name, now, err)
+			}
 			return nil, err
 		}
 		return c.install(name, e, nil, now, latest), nil
@@ -442,12 +465,13 @@ func (c *Catalog) install(name string, e, old *Entry, now int64, latest bool) *E
 }
 
 // loaded records what loading e, the version of name checked at now,
-// tells: name exists, and, when e is the version its pointer names
-// (latest), no version of it is rejected any more.
+// tells: name exists and can be served, and, when e is the version its
+// pointer names (latest), no version of it is rejected any more.
 func (c *Catalog) loaded(name string, e *Entry, now int64, latest bool) {
 	if latest {
 		c.forgetRejected(name)
 	}
+	c.forgetUnservable(name)
 	e.checked.Store(now)
 	c.unknown.forget(name)
 }
@@ -491,17 +515,20 @@ func (c *Catalog) HeldBack() int {
 }
 
 // forgetRejected drops the rejected version of name: a good one loaded.
-// Most calls find none, and take only the read lock.
-func (c *Catalog) forgetRejected(name string) {
-	c.mu.RLock()
-	_, ok := c.rejected[name]
-	c.mu.RUnlock()
+func (c *Catalog) forgetRejected(name string) { dropName(&c.mu, c.rejected, name) }
+
+// dropName deletes name from m, which mu guards. Most calls find nothing
+// (a catalogue calls it for every load), and take only the read lock.
+func dropName[V any](mu *sync.RWMutex, m map[string]V, name string) {
+	mu.RLock()
+	_, ok := m[name]
+	mu.RUnlock()
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	delete(c.rejected, name)
-	c.mu.Unlock()
+	mu.Lock()
+	delete(m, name)
+	mu.Unlock()
 }
 
 // forget drops what is remembered of name: it left the library.
@@ -509,8 +536,38 @@ func (c *Catalog) forget(name string) {
 	c.mu.Lock()
 	delete(c.rejected, name)
 	delete(c.evicted, name)
+	delete(c.unservable, name)
 	c.mu.Unlock()
 }
+
+// knownUnservable is why name could not be served, if that was found
+// less than a check interval before now: a damaged asset is looked at
+// again as often as a served one is checked for a new version, not once
+// per request (a store read or three each, from a client that asks in a
+// loop, or from every player of a popular asset).
+func (c *Catalog) knownUnservable(name string, now int64) error {
+	c.mu.RLock()
+	f, ok := c.unservable[name]
+	c.mu.RUnlock()
+	if ok && now-f.at < int64(c.every) {
+		return f.err
+	}
+	return nil
+}
+
+// noteUnservable remembers that name, not loaded, could not be served
+// when checked at now, and why.
+func (c *Catalog) noteUnservable(name string, now int64, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.unservable) >= maxUnservable {
+		clear(c.unservable)
+	}
+	c.unservable[name] = failure{at: now, err: err}
+}
+
+// forgetUnservable drops why name could not be served: it loaded.
+func (c *Catalog) forgetUnservable(name string) { dropName(&c.mu, c.unservable, name) }
 
 // loadEntry reads a version's metadata and manifest (and, from an object
 // store, its init segments) and makes its Entry.

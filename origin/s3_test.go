@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,4 +418,79 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// countingStore is a library store that counts the requests a catalogue
+// makes of it.
+type countingStore struct {
+	store.Store
+	asked atomic.Int64
+}
+
+func (s *countingStore) Current(ctx context.Context, name string, prev store.Version) (store.Version, error) {
+	s.asked.Add(1)
+	return s.Store.Current(ctx, name, prev)
+}
+
+func (s *countingStore) Previous(ctx context.Context, name string, v store.Version) (store.Version, error) {
+	s.asked.Add(1)
+	return s.Store.Previous(ctx, name, v)
+}
+
+func (s *countingStore) ReadFile(ctx context.Context, v store.Version, rel string, limit int64) ([]byte, error) {
+	s.asked.Add(1)
+	return s.Store.ReadFile(ctx, v, rel, limit)
+}
+
+// TestDamagedAssetIsNotReadAgainPerRequest: an asset whose only version
+// is damaged answers 500 from memory until the next check, not after a
+// trip to the store per request; once published again whole, it is served
+// after that check.
+func TestDamagedAssetIsNotReadAgainPerRequest(t *testing.T) {
+	s3lib, _ := s3Library(t)
+	folder := mediatest.Library(t)
+	live, err := store.Folder{Root: folder}.Resolve(mediatest.AssetName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := t.TempDir()
+	if out, err := execCp(live, damaged); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(damaged, media.AssetFile), []byte(`{"name": "broken", "renditions": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyIn(t, s3lib, damaged, "broken", "damaged")
+
+	counted := &countingStore{Store: s3lib}
+	_, slow := start(t, folder, func(c *Config) { c.Store = counted; c.CheckEvery = time.Hour })
+	_, quick := start(t, folder, func(c *Config) { c.Store = s3lib; c.CheckEvery = 100 * time.Millisecond })
+	manifest := "/vod/broken/manifest.mpd"
+	for _, ts := range []*httptest.Server{slow, quick} {
+		if resp, _ := get(t, ts.URL+manifest); resp.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("manifest of an asset whose only version is damaged: %s, want 500", resp.Status)
+		}
+	}
+	once := counted.asked.Load()
+	for range 40 {
+		if resp, _ := get(t, slow.URL+manifest); resp.StatusCode != http.StatusInternalServerError {
+			t.Fatalf("manifest of the damaged asset again: %s, want 500", resp.Status)
+		}
+	}
+	if again := counted.asked.Load() - once; again != 0 {
+		t.Errorf("40 more requests for the damaged asset within the check interval asked the store %d more times (the first: %d), want none", again, once)
+	}
+
+	storetest.CopyAssetAs(t, s3lib, folder, mediatest.AssetName, "broken")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, _ := get(t, quick.URL+manifest)
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the asset published again whole is still %s after 10 s", resp.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
