@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/httpsem"
 )
 
 // Large objects.
@@ -327,7 +329,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		http.ServeContent(w, r, "", lm, seeker)
 		return
 	}
-	if inm := r.Header.Get("If-None-Match"); inm != "" && b.meta.ETag != "" && inm == b.meta.ETag {
+	if httpsem.NotModified(r.Header, b.meta.ETag, b.meta.LastModified) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}

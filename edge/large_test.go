@@ -215,3 +215,46 @@ func TestLargeDiskObjectsAreCheckedAfterARestart(t *testing.T) {
 		t.Errorf("the object fetched again: %d bytes, Cache-Status %q", len(body), resp.Header.Get("Cache-Status"))
 	}
 }
+
+// TestLargeObjectInFillAnswersConditionals: a revalidation of a large
+// object while it is still coming from upstream is answered 304 when its
+// If-None-Match lists the object's tag among others, or names it weakly,
+// and in full otherwise.
+func TestLargeObjectInFillAnswersConditionals(t *testing.T) {
+	const size = 12 << 20
+	up := newBigUpstream(t, size, false, 300*time.Millisecond) // 3.6 s from first to last byte
+	n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(), SpoolDir: t.TempDir()})
+	const path = "/vod/a/v/1.m4s"
+	tag := `"` + strconv.Itoa(len(path)) + `"`
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		fetch(t, ts.URL+path)
+	}()
+	waitFor(t, "a fill under way", func() bool {
+		n.fillsMu.Lock()
+		defer n.fillsMu.Unlock()
+		return len(n.fills) == 1
+	})
+	for _, c := range []struct {
+		inm  string
+		want int
+	}{
+		{`"other", ` + tag, http.StatusNotModified},
+		{"W/" + tag, http.StatusNotModified},
+		{"*", http.StatusNotModified},
+		{`"other"`, http.StatusOK},
+	} {
+		resp, body := fetch(t, ts.URL+path, "If-None-Match", c.inm)
+		if resp.StatusCode != c.want || !strings.Contains(resp.Header.Get("Cache-Status"), "streamed") {
+			t.Errorf("If-None-Match %s during the fill: %d (Cache-Status %q), want %d from the fill", c.inm, resp.StatusCode, resp.Header.Get("Cache-Status"), c.want)
+		}
+		if c.want == http.StatusOK && len(body) != size {
+			t.Errorf("If-None-Match %s: %d bytes, want %d", c.inm, len(body), size)
+		}
+	}
+	<-first
+	if got := up.hits.Load(); got != 1 {
+		t.Errorf("%d upstream fetches, want 1", got)
+	}
+}
