@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // DNS answers are short-lived so viewers follow health changes quickly.
@@ -232,27 +234,72 @@ func (r *Router) ServeDNSOn(ctx context.Context, addr string, ready chan<- strin
 	return serr
 }
 
+// udpBatch is how many datagrams serveUDP takes from, and hands to, the
+// kernel in one system call (recvmmsg and sendmmsg on Linux): under load
+// the queue holds many queries, and a call per datagram each way cost more
+// than answering them.
+const udpBatch = 32
+
+// maxUDPQuery is the largest query read whole. A longer datagram (no
+// resolver sends one: EDNS0 buffers are at most 4096 bytes) arrives cut,
+// does not parse, and gets FORMERR.
+const maxUDPQuery = 8 << 10
+
+// batchConn reads and writes several datagrams a call (x/net's ipv4 and
+// ipv6 PacketConn, one message at a time where the system has no batch
+// calls).
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
 // serveUDP answers queries on one socket until it is closed.
 func (r *Router) serveUDP(c *net.UDPConn) {
-	in := make([]byte, dns.MaxMsgSize)
-	out := make([]byte, 0, maxUDPSize)
+	var bc batchConn = ipv4.NewPacketConn(c)
+	if a, ok := c.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() == nil {
+		bc = ipv6.NewPacketConn(c)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	bufs := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, maxUDPQuery)}
+		bufs[i] = make([]byte, 0, maxUDPSize)
+		out[i].Buffers = make([][]byte, 1)
+	}
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(in)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue
 		}
-		resp, ok := r.answerPacket(in[:n], from.Addr().Unmap())
-		if !ok {
-			continue
+		k := 0
+		for _, m := range in[:n] {
+			from, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			addr, _ := netip.AddrFromSlice(from.IP)
+			resp, ok := r.answerPacket(m.Buffers[0][:m.N], addr.Unmap())
+			if !ok {
+				continue
+			}
+			packed, err := resp.PackBuffer(bufs[k])
+			if err != nil {
+				continue
+			}
+			out[k].Buffers[0], out[k].Addr = packed, from
+			k++
 		}
-		packed, err := resp.PackBuffer(out)
-		if err != nil {
-			continue
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil || w == 0 {
+				break // the rest are lost, as a datagram may be; resolvers ask again
+			}
+			sent += w
 		}
-		_, _ = c.WriteToUDPAddrPort(packed, from)
 	}
 }
 

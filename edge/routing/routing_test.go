@@ -336,6 +336,73 @@ func TestDNSAnswersFollowStrategyECSAndHealth(t *testing.T) {
 	})
 }
 
+// TestDNSAnswersABurst: queries sent back to back from one socket, more
+// than the server takes from the kernel in one call, each get their own
+// answer once, and a malformed one among them gets FORMERR without
+// costing the others theirs.
+func TestDNSAnswersABurst(t *testing.T) {
+	s := setup(t, "nearest")
+	c, err := net.Dial("udp", s.dnsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const burst = 3*udpBatch + 5
+	const malformed = udpBatch + 1 // the ID of a query whose question is cut
+	for id := range uint16(burst) {
+		m := new(dns.Msg)
+		m.SetQuestion("video.cdn.deepcast.test.", dns.TypeA)
+		if id%2 == 1 { // half from the enter-deep edge's coverage
+			o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+			o.SetUDPSize(1232)
+			o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(10, 1, 20, 0).To4()})
+			m.Extra = append(m.Extra, o)
+		}
+		m.Id = id
+		pkt, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == malformed {
+			pkt = pkt[:len(pkt)-3]
+		}
+		if _, err := c.Write(pkt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint16]bool{}
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(seen) < burst {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d of %d answers: %v", len(seen), burst, err)
+		}
+		resp := new(dns.Msg)
+		if err := resp.Unpack(buf[:n]); err != nil {
+			t.Fatalf("answer does not parse: %v", err)
+		}
+		if seen[resp.Id] {
+			t.Fatalf("query %d answered twice", resp.Id)
+		}
+		seen[resp.Id] = true
+		want := "127.0.0.3"
+		if resp.Id%2 == 1 {
+			want = "127.0.0.2"
+		}
+		switch {
+		case resp.Id == malformed:
+			if resp.Rcode != dns.RcodeFormatError {
+				t.Errorf("the cut query: rcode %s, want FORMERR", dns.RcodeToString[resp.Rcode])
+			}
+		case resp.Id >= burst:
+			t.Fatalf("answer to query %d, never sent", resp.Id)
+		case firstA(resp) != want:
+			t.Errorf("query %d: %s, want %s", resp.Id, firstA(resp), want)
+		}
+	}
+}
+
 func TestDNSZoneRules(t *testing.T) {
 	s := setup(t, "round-robin")
 	if r := query(t, s.dnsAddr, "example.com.", dns.TypeA, "", "udp"); r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
