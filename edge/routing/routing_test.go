@@ -342,7 +342,23 @@ func TestDNSAnswersFollowStrategyECSAndHealth(t *testing.T) {
 // costing the others theirs.
 func TestDNSAnswersABurst(t *testing.T) {
 	s := setup(t, "nearest")
-	c, err := net.Dial("udp", s.dnsAddr)
+	t.Run("IPv4", func(t *testing.T) { burst(t, s.dnsAddr) })
+	t.Run("IPv6", func(t *testing.T) {
+		if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
+			t.Skipf("no IPv6 loopback here: %v", err)
+		} else {
+			ln.Close()
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		burst(t, serveDNSAt(t, ctx, s.router, "[::1]:0"))
+	})
+}
+
+// burst sends the queries of TestDNSAnswersABurst to the server at addr
+// and checks the answers.
+func burst(t *testing.T, addr string) {
+	c, err := net.Dial("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -816,8 +832,14 @@ func TestTransferCodingClosesTheConnection(t *testing.T) {
 // address once it answers.
 func serveDNS(t *testing.T, ctx context.Context, r *Router) string {
 	t.Helper()
+	return serveDNSAt(t, ctx, r, "127.0.0.1:0")
+}
+
+// serveDNSAt is serveDNS on addr.
+func serveDNSAt(t *testing.T, ctx context.Context, r *Router, addr string) string {
+	t.Helper()
 	ready, errc := make(chan string, 1), make(chan error, 1)
-	go func() { errc <- r.ServeDNSOn(ctx, "127.0.0.1:0", ready) }()
+	go func() { errc <- r.ServeDNSOn(ctx, addr, ready) }()
 	select {
 	case addr := <-ready:
 		return addr
