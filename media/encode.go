@@ -88,9 +88,12 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 	}
 	// A source whose index promises more than its data holds (a truncated
 	// file with the moov first) decodes "successfully" but short.
-	if total > 0 && last < total*9/10 {
-		return nil, fmt.Errorf("encode %s: only %.1fs of %.1fs could be decoded (truncated or corrupt source): %s",
-			src.Path, last.Seconds(), total.Seconds(), stderr.lastLines(2))
+	if total > 0 && last < total*9/10-encoderLag(src) {
+		err := fmt.Errorf("encode %s: only %.1fs of %.1fs could be decoded (truncated or corrupt source)", src.Path, last.Seconds(), total.Seconds())
+		if said := stderr.lastLines(2); said != noMessage {
+			err = fmt.Errorf("%w: %s", err, said)
+		}
+		return nil, err
 	}
 	// ffmpeg runs at -v error, so every line it writes is an error, and
 	// with an exit status of 0 they are the decoder's: damaged frames
@@ -101,6 +104,21 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 			src.Path, ErrDamagedSource, enc.DecodeErrors, enc.DecodeErrorSample)
 	}
 	return enc, nil
+}
+
+// encoderLag is how far behind the source's end ffmpeg's last progress
+// report may be for a whole encode: it gives the time of the last packet
+// written in decoding order, which x264's B-frames hold back by a few
+// frames. At 25 frames a second that is a tenth of a second; at 5 (a
+// slide show, a screen recording) it is most of a second, more than a
+// tenth of a short clip.
+func encoderLag(src *Probe) time.Duration {
+	const frames = 4
+	fps := 25.0
+	if src.Video != nil && src.Video.FrameRate.Float() > 0 {
+		fps = src.Video.FrameRate.Float()
+	}
+	return time.Duration(frames / fps * float64(time.Second))
 }
 
 // ErrDamagedSource is a source that decodes with errors.
@@ -235,7 +253,10 @@ func (t *tailBuffer) lastLines(n int) string {
 	}
 	s := strings.Join(lines, " | ")
 	if s == "" {
-		return "no message"
+		return noMessage
 	}
 	return s
 }
+
+// noMessage is lastLines of a tail that holds nothing.
+const noMessage = "no message"

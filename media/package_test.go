@@ -231,6 +231,16 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	tooWide := filepath.Join(tmp, "wide.mkv")
 	ffmpeg(t, "-f", "lavfi", "-i", "color=c=black:s=8200x16:d=0.2", "-c:v", "mjpeg", tooWide)
 
+	// Cut with its index first: it probes whole and decodes short.
+	faststart := filepath.Join(tmp, "faststart.mp4")
+	ffmpeg(t, "-i", src, "-c", "copy", "-movflags", "+faststart", faststart)
+	whole, err := os.ReadFile(faststart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutShort := filepath.Join(tmp, "cut-short.mp4")
+	os.WriteFile(cutShort, whole[:len(whole)/2], 0o644)
+
 	// Two renditions whose keyframes differ: 2 s GOPs against 1.5 s GOPs.
 	gop2 := filepath.Join(tmp, "gop2.mp4")
 	gop15 := filepath.Join(tmp, "gop15.mp4")
@@ -247,6 +257,7 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	}{
 		{"missing", []string{filepath.Join(tmp, "nope.mp4")}, false, []string{"nope.mp4", "no such file"}},
 		{"truncated", []string{truncated}, false, []string{"truncated.mp4"}},
+		{"truncated, index first", []string{cutShort}, false, []string{"cut-short.mp4", "could be decoded", "truncated or corrupt"}},
 		{"corrupt", []string{corrupt}, false, []string{"corrupt.mp4"}},
 		{"not media", []string{text}, false, []string{"notes.mp4", "not a readable media file"}},
 		{"empty", []string{empty}, false, []string{"empty.mp4", "empty"}},
@@ -281,6 +292,42 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed package created %s", fresh)
+	}
+}
+
+// TestWholeSourcesOfFewFramesPackage: a short clip and a slide show of 5
+// frames a second are whole, and package with every frame, though the
+// encoder's last progress report is a few frames short of their end (at
+// 5 frames a second, more than a tenth of a 4 s clip).
+func TestWholeSourcesOfFewFramesPackage(t *testing.T) {
+	tmp := t.TempDir()
+	for _, c := range []struct {
+		name, rate string
+		seconds    string
+		frames     int
+	}{
+		{"slides", "5", "4", 20},
+		{"blink", "25", "0.4", 10},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := filepath.Join(tmp, c.name+".mp4")
+			ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate="+c.rate, "-t", c.seconds, "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
+			lib := filepath.Join(tmp, "lib-"+c.name)
+			if _, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib}); err != nil {
+				t.Fatalf("a whole %s s clip at %s frames a second: %v", c.seconds, c.rate, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			counts, log, err := mediatest.Decode(ctx, filepath.Join(lib, c.name, media.ManifestFile))
+			if err != nil || len(counts) == 0 {
+				t.Fatalf("decode: %v\n%s", err, log)
+			}
+			for _, sc := range counts {
+				if sc.Kind == "video" && sc.Frames != c.frames {
+					t.Errorf("stream %d: %d frames decoded, the source has %d", sc.Index, sc.Frames, c.frames)
+				}
+			}
+		})
 	}
 }
 
