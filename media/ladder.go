@@ -16,6 +16,10 @@ type Rung struct {
 	Kbps int `json:"kbps"`
 }
 
+// Lines is the rung's picture size as video is named, by its short side:
+// 720 for 1280x720 and for 720x1280.
+func (r Rung) Lines() int { return min(r.Width, r.Height) }
+
 // String formats the rung the way ParseLadder reads it, e.g. "1280x720@2800k".
 func (r Rung) String() string { return fmt.Sprintf("%dx%d@%dk", r.Width, r.Height, r.Kbps) }
 
@@ -114,7 +118,17 @@ func (l Ladder) sort() {
 // DefaultLadder follows the source: every standard rung whose height is at
 // most the source's, resized to the source's aspect ratio, never upscaled.
 // A source smaller than the lowest standard rung gets one rung at its own size.
+// A portrait source (taller than wide) gets the rungs of its landscape twin
+// turned upright: its short side is what the rung names, as for any
+// other picture, so a 1080x1920 source starts at 1080x1920, not 608x1080.
 func DefaultLadder(srcWidth, srcHeight int) Ladder {
+	if srcHeight > srcWidth {
+		l := DefaultLadder(srcHeight, srcWidth)
+		for i := range l {
+			l[i].Width, l[i].Height = l[i].Height, l[i].Width
+		}
+		return l
+	}
 	var l Ladder
 	for _, r := range standardLadder {
 		if r.Height > srcHeight {

@@ -225,7 +225,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			slog.Warn("packaging a damaged source (-allow-damaged)", "source", src.Path, "decode_errors", enc.DecodeErrors, "first", enc.DecodeErrorSample)
 		}
 		for _, r := range ladder {
-			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Height, r.Kbps))
+			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Lines(), r.Kbps))
 		}
 	}
 	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, opt.SegmentDur, staging, opt.Progress)
@@ -331,12 +331,13 @@ func planRenditions(videoFiles []string, audioFile string, ids []string, segDur 
 		if err != nil {
 			return nil, err
 		}
-		id := fmt.Sprintf("%dp", vt.Height)
+		lines := min(vt.Width, vt.Height)
+		id := fmt.Sprintf("%dp", lines)
 		if i < len(ids) {
 			id = ids[i]
 		}
 		for n := 2; used[id]; n++ {
-			id = fmt.Sprintf("%dp-%d", vt.Height, n)
+			id = fmt.Sprintf("%dp-%d", lines, n)
 		}
 		used[id] = true
 		rends = append(rends, &rendition{id: id, track: vt, cuts: cuts})

@@ -5,11 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -328,6 +331,63 @@ func TestWholeSourcesOfFewFramesPackage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRotatedSourceIsPackagedUpright: a phone's portrait video, stored
+// landscape with a quarter turn in its display matrix, is packaged as the
+// portrait picture it shows, on a portrait ladder named by its short
+// side, and its frames are the source's, not squeezed into landscape.
+func TestRotatedSourceIsPackagedUpright(t *testing.T) {
+	tmp := t.TempDir()
+	stored := filepath.Join(tmp, "stored.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", stored)
+	phone := filepath.Join(tmp, "phone.mp4")
+	ffmpeg(t, "-i", stored, "-c", "copy", "-metadata:s:v:0", "rotate=90", phone)
+	lib := filepath.Join(tmp, "lib")
+	a, err := media.Package(context.Background(), []string{phone}, media.PackageOptions{Library: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Sources[0]; got.Width != 360 || got.Height != 640 {
+		t.Errorf("source recorded as %dx%d, want 360x640 as shown", got.Width, got.Height)
+	}
+	var ids []string
+	for _, r := range a.Renditions {
+		if r.Type != "video" {
+			continue
+		}
+		ids = append(ids, fmt.Sprintf("%s %dx%d", r.ID, r.Width, r.Height))
+	}
+	if want := []string{"360p-800k 360x640", "240p-400k 240x426"}; !slices.Equal(ids, want) {
+		t.Fatalf("renditions %q, want %q", ids, want)
+	}
+	// The top rendition against the source as ffmpeg shows it.
+	dir := filepath.Join(lib, a.Name, a.Renditions[0].ID)
+	joined := filepath.Join(tmp, "top.mp4")
+	var whole []byte
+	for _, f := range []string{"init.mp4", "1.m4s"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole = append(whole, b...)
+	}
+	if err := os.WriteFile(joined, whole, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", joined, "-i", phone,
+		"-lavfi", "[0:v][1:v]psnr", "-frames:v", "25", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("psnr: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`PSNR .* average:([0-9.]+|inf)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("no PSNR in:\n%s", out)
+	}
+	t.Logf("PSNR %s dB", m[1])
+	if db, _ := strconv.ParseFloat(string(m[1]), 64); string(m[1]) != "inf" && db < 25 {
+		t.Errorf("the packaged picture is %s dB from the source as shown, want >= 25 (turned or squeezed?)", m[1])
 	}
 }
 

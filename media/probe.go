@@ -29,10 +29,17 @@ type Probe struct {
 
 // VideoStream describes a source's first video stream.
 type VideoStream struct {
-	Index     int
-	Codec     string
-	Width     int
-	Height    int
+	Index int
+	Codec string
+	// Width and Height are the picture's as it is shown, which is how
+	// ffmpeg decodes it: a phone's portrait video, stored landscape with
+	// a rotation in its display matrix, is taller than wide here.
+	Width  int
+	Height int
+	// Rotation is the display matrix's rotation as ffprobe gives it, in
+	// whole quarter turns (0, 90, 180 or 270 degrees), which the decoder
+	// applies.
+	Rotation  int
 	FrameRate Rational
 	Frames    int     // from the container's header; 0 when unknown
 	Duration  float64 // seconds; the container's duration when the stream has none
@@ -112,6 +119,10 @@ type ffprobeOutput struct {
 		Disposition  struct {
 			AttachedPic int `json:"attached_pic"`
 		} `json:"disposition"`
+		SideData []struct {
+			Type     string  `json:"side_data_type"`
+			Rotation float64 `json:"rotation"`
+		} `json:"side_data_list"`
 	} `json:"streams"`
 	Format struct {
 		FormatName string `json:"format_name"`
@@ -228,7 +239,16 @@ func parseProbe(data []byte) (*Probe, error) {
 			if dur <= 0 || math.IsInf(dur, 0) || math.IsNaN(dur) {
 				dur = 0
 			}
-			p.Video = &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
+			v := &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
+			for _, sd := range s.SideData {
+				if sd.Type == "Display Matrix" {
+					v.Rotation = quarterTurns(sd.Rotation) * 90
+				}
+			}
+			if v.Rotation%180 != 0 {
+				v.Width, v.Height = v.Height, v.Width
+			}
+			p.Video = v
 		case "audio":
 			if p.Audio != nil {
 				continue
@@ -254,6 +274,21 @@ func parseProbe(data []byte) (*Probe, error) {
 		p.Video.Duration = p.Duration
 	}
 	return p, nil
+}
+
+// quarterTurns is a rotation in degrees as whole quarter turns, 0 to 3.
+// Like ffmpeg's decoder, it takes an angle within a degree of a quarter
+// turn for one; any other angle is turned inside the same frame, which
+// keeps its size, so it counts as none here.
+func quarterTurns(deg float64) int {
+	if math.IsNaN(deg) || math.IsInf(deg, 0) || math.Abs(deg) > 1e6 {
+		return 0
+	}
+	turns := math.Round(deg / 90)
+	if math.Abs(deg-turns*90) > 1 {
+		return 0
+	}
+	return int(math.Mod(math.Mod(turns, 4)+4, 4))
 }
 
 // maxSourceSide and maxSourcePixels bound a source's picture: H.264's and

@@ -20,6 +20,26 @@ func TestParseProbe(t *testing.T) {
 	if p.Video.Width != 1280 || p.Video.FrameRate.String() != "30" || p.Video.Frames != 300 || p.Audio.SampleRate != 48000 || p.Duration != 10 || p.Video.Duration != 10 {
 		t.Errorf("parsed %+v %+v %+v", p, p.Video, p.Audio)
 	}
+	// A phone's portrait video: stored 1920x1080, shown (and decoded by
+	// ffmpeg) a quarter turn round, whichever way ffprobe signs it.
+	for _, c := range []struct {
+		rotation string
+		w, h     int
+		turned   int
+	}{
+		{"90", 1080, 1920, 90}, {"-90", 1080, 1920, 270}, {"270.0", 1080, 1920, 270}, {"180", 1920, 1080, 180},
+		{"0", 1920, 1080, 0}, {"45", 1920, 1080, 0}, {"-450", 1080, 1920, 270},
+	} {
+		rotated := `{"streams":[{"index":0,"codec_type":"video","codec_name":"h264","width":1920,"height":1080,"avg_frame_rate":"30/1",
+		"side_data_list":[{"side_data_type":"Display Matrix","displaymatrix":"...","rotation":` + c.rotation + `}]}],"format":{"duration":"10.0"}}`
+		p, err := parseProbe([]byte(rotated))
+		if err != nil {
+			t.Fatalf("rotation %s: %v", c.rotation, err)
+		}
+		if p.Video.Width != c.w || p.Video.Height != c.h || p.Video.Rotation != c.turned {
+			t.Errorf("rotation %s: %dx%d turned %d, want %dx%d turned %d", c.rotation, p.Video.Width, p.Video.Height, p.Video.Rotation, c.w, c.h, c.turned)
+		}
+	}
 	bad := []struct{ name, json, want string }{
 		{"not json", `{`, "ffprobe output"},
 		{"audio only", `{"streams":[{"codec_type":"audio"}],"format":{"duration":"3"}}`, "no video stream"},
