@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,37 +335,58 @@ func TestWholeSourcesOfFewFramesPackage(t *testing.T) {
 	}
 }
 
-// TestRotatedSourceIsPackagedUpright: a phone's portrait video, stored
+// TestSourcesArePackagedAsShown: a phone's portrait video, stored
 // landscape with a quarter turn in its display matrix, is packaged as the
 // portrait picture it shows, on a portrait ladder named by its short
-// side, and its frames are the source's, not squeezed into landscape.
-func TestRotatedSourceIsPackagedUpright(t *testing.T) {
+// side; an anamorphic one (a DVD's 720x480 shown at 16:9) at the width it
+// is shown at. Their frames are the source's as a player shows it, not
+// squeezed.
+func TestSourcesArePackagedAsShown(t *testing.T) {
 	tmp := t.TempDir()
 	stored := filepath.Join(tmp, "stored.mp4")
 	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", stored)
 	phone := filepath.Join(tmp, "phone.mp4")
 	ffmpeg(t, "-i", stored, "-c", "copy", "-metadata:s:v:0", "rotate=90", phone)
-	lib := filepath.Join(tmp, "lib")
-	a, err := media.Package(context.Background(), []string{phone}, media.PackageOptions{Library: lib})
-	if err != nil {
-		t.Fatal(err)
+	dvd := filepath.Join(tmp, "dvd.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x480:rate=25", "-t", "2", "-vf", "setsar=32/27", "-c:v", "libx264", "-pix_fmt", "yuv420p", dvd)
+	for _, c := range []struct {
+		src   string
+		shown [2]int
+		want  []string
+	}{
+		{phone, [2]int{360, 640}, []string{"360p-800k 360x640", "240p-400k 240x426"}},
+		{dvd, [2]int{854, 480}, []string{"480p-1400k 854x480", "360p-800k 640x360", "240p-400k 428x240"}},
+	} {
+		t.Run(filepath.Base(c.src), func(t *testing.T) {
+			lib := filepath.Join(tmp, "lib")
+			a, err := media.Package(context.Background(), []string{c.src}, media.PackageOptions{Library: lib})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.Sources[0]; got.Width != c.shown[0] || got.Height != c.shown[1] {
+				t.Errorf("source recorded as %dx%d, want %dx%d as shown", got.Width, got.Height, c.shown[0], c.shown[1])
+			}
+			var ids []string
+			for _, r := range a.Renditions {
+				if r.Type == "video" {
+					ids = append(ids, fmt.Sprintf("%s %dx%d", r.ID, r.Width, r.Height))
+				}
+			}
+			if !slices.Equal(ids, c.want) {
+				t.Fatalf("renditions %q, want %q", ids, c.want)
+			}
+			top := a.Renditions[0]
+			if db := psnrAgainst(t, filepath.Join(lib, a.Name, top.ID), c.src, top.Width, top.Height); db < 25 {
+				t.Errorf("the top rendition is %.1f dB from the source as shown, want >= 25 (turned or squeezed?)", db)
+			}
+		})
 	}
-	if got := a.Sources[0]; got.Width != 360 || got.Height != 640 {
-		t.Errorf("source recorded as %dx%d, want 360x640 as shown", got.Width, got.Height)
-	}
-	var ids []string
-	for _, r := range a.Renditions {
-		if r.Type != "video" {
-			continue
-		}
-		ids = append(ids, fmt.Sprintf("%s %dx%d", r.ID, r.Width, r.Height))
-	}
-	if want := []string{"360p-800k 360x640", "240p-400k 240x426"}; !slices.Equal(ids, want) {
-		t.Fatalf("renditions %q, want %q", ids, want)
-	}
-	// The top rendition against the source as ffmpeg shows it.
-	dir := filepath.Join(lib, a.Name, a.Renditions[0].ID)
-	joined := filepath.Join(tmp, "top.mp4")
+}
+
+// psnrAgainst is the PSNR of the first segment of the rendition in dir
+// against src as ffmpeg shows it, scaled to w x h square pixels.
+func psnrAgainst(t *testing.T, dir, src string, w, h int) float64 {
+	t.Helper()
 	var whole []byte
 	for _, f := range []string{"init.mp4", "1.m4s"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
@@ -373,11 +395,13 @@ func TestRotatedSourceIsPackagedUpright(t *testing.T) {
 		}
 		whole = append(whole, b...)
 	}
+	joined := filepath.Join(t.TempDir(), "first.mp4")
 	if err := os.WriteFile(joined, whole, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", joined, "-i", phone,
-		"-lavfi", "[0:v][1:v]psnr", "-frames:v", "25", "-f", "null", "-").CombinedOutput()
+	graph := fmt.Sprintf("[1:v]scale=%d:%d,setsar=1[ref];[0:v][ref]psnr", w, h)
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", joined, "-i", src,
+		"-lavfi", graph, "-frames:v", "25", "-f", "null", "-").CombinedOutput()
 	if err != nil {
 		t.Fatalf("psnr: %v\n%s", err, out)
 	}
@@ -385,10 +409,12 @@ func TestRotatedSourceIsPackagedUpright(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no PSNR in:\n%s", out)
 	}
-	t.Logf("PSNR %s dB", m[1])
-	if db, _ := strconv.ParseFloat(string(m[1]), 64); string(m[1]) != "inf" && db < 25 {
-		t.Errorf("the packaged picture is %s dB from the source as shown, want >= 25 (turned or squeezed?)", m[1])
+	if string(m[1]) == "inf" {
+		return math.Inf(1)
 	}
+	db, _ := strconv.ParseFloat(string(m[1]), 64)
+	t.Logf("PSNR %.1f dB", db)
+	return db
 }
 
 func TestRepackageReplacesAtomicallyAndCancelLeavesNothing(t *testing.T) {

@@ -31,9 +31,11 @@ type Probe struct {
 type VideoStream struct {
 	Index int
 	Codec string
-	// Width and Height are the picture's as it is shown, which is how
-	// ffmpeg decodes it: a phone's portrait video, stored landscape with
-	// a rotation in its display matrix, is taller than wide here.
+	// Width and Height are the picture's as it is shown, in square
+	// pixels: a phone's portrait video, stored landscape with a rotation
+	// in its display matrix (which ffmpeg's decoder applies), is taller
+	// than wide here, and an anamorphic one (a DVD's 720x480 at 16:9) is
+	// as wide as its sample aspect ratio makes it (854x480).
 	Width  int
 	Height int
 	// Rotation is the display matrix's rotation as ffprobe gives it, in
@@ -105,18 +107,19 @@ func gcd(a, b int) int {
 // ffprobeOutput is the subset of `ffprobe -print_format json` we read.
 type ffprobeOutput struct {
 	Streams []struct {
-		Index        int    `json:"index"`
-		CodecType    string `json:"codec_type"`
-		CodecName    string `json:"codec_name"`
-		Width        int    `json:"width"`
-		Height       int    `json:"height"`
-		AvgFrameRate string `json:"avg_frame_rate"`
-		RFrameRate   string `json:"r_frame_rate"`
-		NbFrames     string `json:"nb_frames"`
-		Duration     string `json:"duration"`
-		SampleRate   string `json:"sample_rate"`
-		Channels     int    `json:"channels"`
-		Disposition  struct {
+		Index             int    `json:"index"`
+		CodecType         string `json:"codec_type"`
+		CodecName         string `json:"codec_name"`
+		Width             int    `json:"width"`
+		Height            int    `json:"height"`
+		AvgFrameRate      string `json:"avg_frame_rate"`
+		RFrameRate        string `json:"r_frame_rate"`
+		NbFrames          string `json:"nb_frames"`
+		Duration          string `json:"duration"`
+		SampleRate        string `json:"sample_rate"`
+		Channels          int    `json:"channels"`
+		SampleAspectRatio string `json:"sample_aspect_ratio"`
+		Disposition       struct {
 			AttachedPic int `json:"attached_pic"`
 		} `json:"disposition"`
 		SideData []struct {
@@ -240,6 +243,7 @@ func parseProbe(data []byte) (*Probe, error) {
 				dur = 0
 			}
 			v := &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
+			v.Width = shownWidth(s.Width, s.SampleAspectRatio)
 			for _, sd := range s.SideData {
 				if sd.Type == "Display Matrix" {
 					v.Rotation = quarterTurns(sd.Rotation) * 90
@@ -274,6 +278,28 @@ func parseProbe(data []byte) (*Probe, error) {
 		p.Video.Duration = p.Duration
 	}
 	return p, nil
+}
+
+// shownWidth is the width of a picture of width coded pixels of the
+// sample aspect ratio sar ("32:27"): the width at which its square-pixel
+// renditions show it unsqueezed (a DVD's 720x480 at 32:27 is 854x480,
+// HDV's 1440x1080 at 4:3 is 1920x1080), to an even number. An unknown, square or absurd
+// ratio (beyond 1:4 to 4:1) leaves it as it is.
+func shownWidth(width int, sar string) int {
+	num, den, ok := strings.Cut(sar, ":")
+	if !ok {
+		return width
+	}
+	n, err1 := strconv.Atoi(num)
+	d, err2 := strconv.Atoi(den)
+	if err1 != nil || err2 != nil || n <= 0 || d <= 0 || n == d {
+		return width
+	}
+	r := float64(n) / float64(d)
+	if r < 0.25 || r > 4 {
+		return width
+	}
+	return 2 * int(math.Round(float64(width)*r/2)) // 4:2:0 renditions need even sizes
 }
 
 // quarterTurns is a rotation in degrees as whole quarter turns, 0 to 3.

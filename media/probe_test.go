@@ -1,6 +1,7 @@
 package media
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -38,6 +39,33 @@ func TestParseProbe(t *testing.T) {
 		}
 		if p.Video.Width != c.w || p.Video.Height != c.h || p.Video.Rotation != c.turned {
 			t.Errorf("rotation %s: %dx%d turned %d, want %dx%d turned %d", c.rotation, p.Video.Width, p.Video.Height, p.Video.Rotation, c.w, c.h, c.turned)
+		}
+	}
+	// Anamorphic pictures are as wide as they are shown, then turned.
+	for _, c := range []struct {
+		w, h     int
+		sar, rot string
+		wantW    int
+		wantH    int
+	}{
+		{720, 480, "32:27", "0", 854, 480},
+		{1440, 1080, "4:3", "0", 1920, 1080},
+		{720, 576, "16:15", "0", 768, 576},
+		{720, 480, "32:27", "90", 480, 854},
+		{640, 360, "1:1", "0", 640, 360},
+		{641, 361, "0:1", "0", 641, 361},
+		{640, 360, "N/A", "0", 640, 360},
+		{640, 360, "100:1", "0", 640, 360},
+		{640, 360, "-4:3", "0", 640, 360},
+	} {
+		js := fmt.Sprintf(`{"streams":[{"codec_type":"video","width":%d,"height":%d,"sample_aspect_ratio":%q,"avg_frame_rate":"25/1",
+		"side_data_list":[{"side_data_type":"Display Matrix","rotation":%s}]}],"format":{"duration":"3"}}`, c.w, c.h, c.sar, c.rot)
+		p, err := parseProbe([]byte(js))
+		if err != nil {
+			t.Fatalf("%dx%d %s: %v", c.w, c.h, c.sar, err)
+		}
+		if p.Video.Width != c.wantW || p.Video.Height != c.wantH {
+			t.Errorf("%dx%d at %s turned %s: shown %dx%d, want %dx%d", c.w, c.h, c.sar, c.rot, p.Video.Width, p.Video.Height, c.wantW, c.wantH)
 		}
 	}
 	bad := []struct{ name, json, want string }{
