@@ -190,7 +190,14 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 
 	n := len(opt.Ladder)
 	var graph strings.Builder
-	fmt.Fprintf(&graph, "[0:v:0]split=%d", n)
+	graph.WriteString("[0:v:0]")
+	if src.Video.Interlaced {
+		// Fields woven into a frame comb on every moving edge once the
+		// frame is scaled and shown progressively, as every rendition is:
+		// one deinterlaced frame per source frame, before the split.
+		graph.WriteString("bwdif=mode=send_frame:parity=auto:deint=all,")
+	}
+	fmt.Fprintf(&graph, "split=%d", n)
 	for i := range n {
 		fmt.Fprintf(&graph, "[s%d]", i)
 	}

@@ -383,9 +383,52 @@ func TestSourcesArePackagedAsShown(t *testing.T) {
 	}
 }
 
-// psnrAgainst is the PSNR of the first segment of the rendition in dir
-// against src as ffmpeg shows it, scaled to w x h square pixels.
-func psnrAgainst(t *testing.T, dir, src string, w, h int) float64 {
+// TestInterlacedSourceIsDeinterlaced: a source of woven fields (a
+// broadcast's 576i) is packaged as progressive frames, one per source
+// frame, which ffmpeg's field detector no longer finds combed.
+func TestInterlacedSourceIsDeinterlaced(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "broadcast.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x576:rate=50", "-t", "2", "-vf", "interlace=scan=tff,setfield=tff",
+		"-c:v", "libx264", "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-pix_fmt", "yuv420p", src)
+	if tff, progressive := fieldDetection(t, src); tff <= progressive {
+		t.Fatalf("the test source is not interlaced: %d frames top field first, %d progressive", tff, progressive)
+	}
+	ladder, _ := media.ParseLadder("720x576@2000k")
+	lib := filepath.Join(tmp, "lib")
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Ladder: ladder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := joinFirstSegment(t, filepath.Join(lib, a.Name, a.Renditions[0].ID))
+	if tff, progressive := fieldDetection(t, first); progressive <= tff {
+		t.Errorf("the rendition is still combed: %d frames top field first, %d progressive", tff, progressive)
+	}
+	if got := mediatest.CountFrames(t, first); got != 50 {
+		t.Errorf("first segment: %d frames, want 50 (2 s at 25 frames a second)", got)
+	}
+}
+
+// fieldDetection runs ffmpeg's idet filter over path and returns its
+// multi-frame counts of top-field-first and progressive frames.
+func fieldDetection(t *testing.T, path string) (tff, progressive int) {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", path, "-vf", "idet", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("idet %s: %v\n%s", path, err, out)
+	}
+	m := regexp.MustCompile(`Multi frame detection: TFF:\s*(\d+) BFF:\s*\d+ Progressive:\s*(\d+)`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("idet printed no counts:\n%s", out)
+	}
+	tff, _ = strconv.Atoi(string(m[1]))
+	progressive, _ = strconv.Atoi(string(m[2]))
+	return tff, progressive
+}
+
+// joinFirstSegment writes the init segment and first media segment of
+// the rendition in dir into one playable file and returns its path.
+func joinFirstSegment(t *testing.T, dir string) string {
 	t.Helper()
 	var whole []byte
 	for _, f := range []string{"init.mp4", "1.m4s"} {
@@ -399,6 +442,14 @@ func psnrAgainst(t *testing.T, dir, src string, w, h int) float64 {
 	if err := os.WriteFile(joined, whole, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return joined
+}
+
+// psnrAgainst is the PSNR of the first segment of the rendition in dir
+// against src as ffmpeg shows it, scaled to w x h square pixels.
+func psnrAgainst(t *testing.T, dir, src string, w, h int) float64 {
+	t.Helper()
+	joined := joinFirstSegment(t, dir)
 	graph := fmt.Sprintf("[1:v]scale=%d:%d,setsar=1[ref];[0:v][ref]psnr", w, h)
 	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", joined, "-i", src,
 		"-lavfi", graph, "-frames:v", "25", "-f", "null", "-").CombinedOutput()

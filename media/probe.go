@@ -38,6 +38,9 @@ type VideoStream struct {
 	// as wide as its sample aspect ratio makes it (854x480).
 	Width  int
 	Height int
+	// Interlaced says the frames hold two fields each (field order top or
+	// bottom first: broadcast, DVD and camcorder sources).
+	Interlaced bool
 	// Rotation is the display matrix's rotation as ffprobe gives it, in
 	// whole quarter turns (0, 90, 180 or 270 degrees), which the decoder
 	// applies.
@@ -119,6 +122,7 @@ type ffprobeOutput struct {
 		SampleRate        string `json:"sample_rate"`
 		Channels          int    `json:"channels"`
 		SampleAspectRatio string `json:"sample_aspect_ratio"`
+		FieldOrder        string `json:"field_order"`
 		Disposition       struct {
 			AttachedPic int `json:"attached_pic"`
 		} `json:"disposition"`
@@ -244,6 +248,7 @@ func parseProbe(data []byte) (*Probe, error) {
 			}
 			v := &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
 			v.Width = shownWidth(s.Width, s.SampleAspectRatio)
+			v.Interlaced = slices.Contains([]string{"tt", "bb", "tb", "bt"}, s.FieldOrder)
 			for _, sd := range s.SideData {
 				if sd.Type == "Display Matrix" {
 					v.Rotation = quarterTurns(sd.Rotation) * 90

@@ -41,6 +41,12 @@ func TestParseProbe(t *testing.T) {
 			t.Errorf("rotation %s: %dx%d turned %d, want %dx%d turned %d", c.rotation, p.Video.Width, p.Video.Height, p.Video.Rotation, c.w, c.h, c.turned)
 		}
 	}
+	for order, want := range map[string]bool{"tt": true, "bb": true, "tb": true, "bt": true, "progressive": false, "unknown": false, "": false} {
+		js := `{"streams":[{"codec_type":"video","width":720,"height":576,"field_order":"` + order + `","avg_frame_rate":"25/1"}],"format":{"duration":"3"}}`
+		if p, err := parseProbe([]byte(js)); err != nil || p.Video.Interlaced != want {
+			t.Errorf("field order %q: interlaced %v (%v), want %v", order, p != nil && p.Video.Interlaced, err, want)
+		}
+	}
 	// Anamorphic pictures are as wide as they are shown, then turned.
 	for _, c := range []struct {
 		w, h     int
