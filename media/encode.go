@@ -226,8 +226,12 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 	}
 	if src.Audio != nil {
 		enc.Audio = filepath.Join(dir, "audio.mp4")
+		// The sound keeps its place against the picture: a track that
+		// starts late (a camera's, an edit's) is padded with silence from
+		// the presentation's start, as every segmented track starts there
+		// (the picture's own gap is filled by the constant-rate output).
 		args = append(args, "-map", fmt.Sprintf("0:%d", src.Audio.Index), "-vn", "-sn", "-dn",
-			"-c:a", "aac", "-b:a", fmt.Sprintf("%dk", AudioKbps), "-ac", "2", "-ar", "48000",
+			"-af", "aresample=first_pts=0", "-c:a", "aac", "-b:a", fmt.Sprintf("%dk", AudioKbps), "-ac", "2", "-ar", "48000",
 			"-map_metadata", "-1", "-f", "mp4", enc.Audio)
 	}
 	return args, enc

@@ -409,6 +409,69 @@ func TestInterlacedSourceIsDeinterlaced(t *testing.T) {
 	}
 }
 
+// TestLateSoundKeepsItsPlace: a source whose sound begins half a second
+// after its picture is packaged with that half second silent, not with
+// the sound moved to the start (half a second out of sync).
+func TestLateSoundKeepsItsPlace(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "late.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
+		"-t", "4", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", src)
+	lib := filepath.Join(tmp, "lib")
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sound string
+	for _, r := range a.Renditions {
+		if r.Type == "audio" {
+			sound = joinFirstSegment(t, filepath.Join(lib, a.Name, r.ID))
+		}
+	}
+	if sound == "" {
+		t.Fatal("no audio rendition")
+	}
+	if peak := maxVolume(t, sound, "0", "0.4"); peak > -60 {
+		t.Errorf("the first 0.4 s of the sound peaks at %.1f dB; the source is silent there", peak)
+	}
+	if peak := maxVolume(t, sound, "0.6", "0.4"); peak < -40 {
+		t.Errorf("0.6-1.0 s of the sound peaks at %.1f dB; the source's tone plays there", peak)
+	}
+
+	// The other way round: a picture that begins half a second after the
+	// sound repeats its first frame from the start.
+	lateSrc := filepath.Join(tmp, "late-picture.mp4")
+	ffmpeg(t, "-itsoffset", "0.5", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:d=3.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
+		"-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-fps_mode", "passthrough", "-pix_fmt", "yuv420p", "-c:a", "aac", lateSrc)
+	b, err := media.Package(context.Background(), []string{lateSrc}, media.PackageOptions{Library: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mediatest.CountFrames(t, joinFirstSegment(t, filepath.Join(lib, b.Name, b.Renditions[0].ID))); got != 50 {
+		t.Errorf("the first 2 s segment of a picture that starts 0.5 s late holds %d frames, want 50", got)
+	}
+}
+
+// maxVolume is the peak level in dB of the sound of path over length
+// seconds from start.
+func maxVolume(t *testing.T, path, start, length string) float64 {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-ss", start, "-t", length, "-i", path,
+		"-af", "volumedetect", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("volumedetect %s: %v\n%s", path, err, out)
+	}
+	m := regexp.MustCompile(`max_volume: (-?[0-9.]+|-inf) dB`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("volumedetect printed no peak:\n%s", out)
+	}
+	if string(m[1]) == "-inf" {
+		return math.Inf(-1)
+	}
+	db, _ := strconv.ParseFloat(string(m[1]), 64)
+	return db
+}
+
 // fieldDetection runs ffmpeg's idet filter over path and returns its
 // multi-frame counts of top-field-first and progressive frames.
 func fieldDetection(t *testing.T, path string) (tff, progressive int) {
