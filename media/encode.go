@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,6 +107,54 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 	return enc, nil
 }
 
+// toSDR is the filter chain (ending in a comma; "" for none) that turns
+// pictures of colour c into SDR BT.709, what every rendition is: 8-bit
+// H.264 that any player shows as it is. Without it an HDR or wide-gamut
+// source's values would be shown as BT.709 ones: grey and washed out.
+//   - HLG was made to be shown on SDR screens by converting its transfer
+//     and primaries, which zscale does.
+//   - PQ holds absolute light up to 10,000 nits: it is made linear (SDR
+//     white at 100 nits), tone-mapped with mobius, which leaves what is in
+//     SDR's range nearly as it is and compresses only the highlights above
+//     it (hable's filmic curve reshapes all of it and darkens the rest), then
+//     converted.
+//   - BT.2020 primaries with an SDR transfer need only the primaries and
+//     matrix converted.
+//
+// Input properties the stream does not tag, or tags with a name zscale
+// does not know, are taken as BT.2020's (the only ones HDR is made in) and
+// the transfer as BT.709's.
+func toSDR(c Colour) string {
+	if !c.HDR() && !c.WideGamut() {
+		return ""
+	}
+	known := func(v string, names []string, def string) string {
+		if slices.Contains(names, v) {
+			return v
+		}
+		return def
+	}
+	rng := "tv"
+	if c.Range == "pc" {
+		rng = "pc"
+	}
+	source := fmt.Sprintf("zscale=tin=%s:min=%s:pin=%s:rin=%s",
+		known(c.Transfer, zscaleTransfers, "bt709"), known(c.Matrix, zscaleMatrices, "bt2020nc"), known(c.Primaries, zscalePrimaries, "bt2020"), rng)
+	if c.Transfer == "smpte2084" {
+		return source + ":t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p,"
+	}
+	return source + ":t=bt709:m=bt709:p=bt709:r=tv,format=yuv420p,"
+}
+
+// The names, as ffprobe gives them, that zscale reads as input
+// properties.
+var (
+	zscaleTransfers = []string{"bt709", "smpte170m", "bt470m", "bt470bg", "linear", "log100", "log316", "bt2020-10", "bt2020-12",
+		"smpte2084", "iec61966-2-4", "iec61966-2-1", "arib-std-b67"}
+	zscaleMatrices  = []string{"bt709", "fcc", "bt470bg", "smpte170m", "ycgco", "bt2020nc", "bt2020c"}
+	zscalePrimaries = []string{"bt709", "bt470m", "bt470bg", "smpte170m", "smpte240m", "film", "bt2020", "smpte428", "smpte431", "smpte432"}
+)
+
 // encoderLag is how far behind the source's end ffmpeg's last progress
 // report may be for a whole encode: it gives the time of the last packet
 // written in decoding order, which x264's B-frames hold back by a few
@@ -197,6 +246,7 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 		// one deinterlaced frame per source frame, before the split.
 		graph.WriteString("bwdif=mode=send_frame:parity=auto:deint=all,")
 	}
+	graph.WriteString(toSDR(src.Video.Colour))
 	fmt.Fprintf(&graph, "split=%d", n)
 	for i := range n {
 		fmt.Fprintf(&graph, "[s%d]", i)

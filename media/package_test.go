@@ -472,6 +472,49 @@ func maxVolume(t *testing.T, path, start, length string) float64 {
 	return db
 }
 
+// TestHDRSourcesArePackagedAsSDR: a phone's HLG video and an HDR10 (PQ)
+// one are packaged as SDR BT.709, what every rendition is, with their
+// colours, not as their HDR values shown as SDR ones (grey and washed
+// out). The sources are an SDR picture converted to HDR, so the SDR
+// picture is what the renditions must come back to.
+func TestHDRSourcesArePackagedAsSDR(t *testing.T) {
+	tmp := t.TempDir()
+	sdr := filepath.Join(tmp, "sdr.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", sdr)
+	ladder, _ := media.ParseLadder("640x360@2000k")
+	for _, c := range []struct {
+		name, transfer string
+		minDB          float64 // what the SDR picture shown as is scores: 15.7 (HLG), 13.6 (PQ)
+	}{
+		{"hlg", "arib-std-b67", 25},
+		{"pq", "smpte2084", 20},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := filepath.Join(tmp, c.name+".mp4")
+			ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2",
+				"-vf", "zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t="+c.transfer+":m=bt2020nc:p=bt2020:r=tv:npl=100,format=yuv420p10le",
+				"-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020", "-color_trc", c.transfer, "-colorspace", "bt2020nc", src)
+			lib := filepath.Join(tmp, "lib-"+c.name)
+			a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Ladder: ladder})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(lib, a.Name, a.Renditions[0].ID)
+			out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt,color_transfer,color_primaries",
+				"-of", "compact=p=0:nk=1", joinFirstSegment(t, dir)).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(string(out)); got != "yuv420p|bt709|bt709" {
+				t.Errorf("rendition pixels and colour: %s, want yuv420p|bt709|bt709", got)
+			}
+			if db := psnrAgainst(t, dir, sdr, 640, 360); db < c.minDB {
+				t.Errorf("the rendition is %.1f dB from the SDR picture, want >= %.0f", db, c.minDB)
+			}
+		})
+	}
+}
+
 // fieldDetection runs ffmpeg's idet filter over path and returns its
 // multi-frame counts of top-field-first and progressive frames.
 func fieldDetection(t *testing.T, path string) (tff, progressive int) {

@@ -41,6 +41,9 @@ type VideoStream struct {
 	// Interlaced says the frames hold two fields each (field order top or
 	// bottom first: broadcast, DVD and camcorder sources).
 	Interlaced bool
+	// Colour is how the pixel values are to be read, as the stream tags
+	// it ("" where it does not).
+	Colour Colour
 	// Rotation is the display matrix's rotation as ffprobe gives it, in
 	// whole quarter turns (0, 90, 180 or 270 degrees), which the decoder
 	// applies.
@@ -123,6 +126,10 @@ type ffprobeOutput struct {
 		Channels          int    `json:"channels"`
 		SampleAspectRatio string `json:"sample_aspect_ratio"`
 		FieldOrder        string `json:"field_order"`
+		ColorSpace        string `json:"color_space"`
+		ColorTransfer     string `json:"color_transfer"`
+		ColorPrimaries    string `json:"color_primaries"`
+		ColorRange        string `json:"color_range"`
 		Disposition       struct {
 			AttachedPic int `json:"attached_pic"`
 		} `json:"disposition"`
@@ -249,6 +256,7 @@ func parseProbe(data []byte) (*Probe, error) {
 			v := &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
 			v.Width = shownWidth(s.Width, s.SampleAspectRatio)
 			v.Interlaced = slices.Contains([]string{"tt", "bb", "tb", "bt"}, s.FieldOrder)
+			v.Colour = Colour{Matrix: s.ColorSpace, Transfer: s.ColorTransfer, Primaries: s.ColorPrimaries, Range: s.ColorRange}
 			for _, sd := range s.SideData {
 				if sd.Type == "Display Matrix" {
 					v.Rotation = quarterTurns(sd.Rotation) * 90
@@ -284,6 +292,22 @@ func parseProbe(data []byte) (*Probe, error) {
 	}
 	return p, nil
 }
+
+// Colour is a video stream's colour description, in ffprobe's names.
+type Colour struct {
+	Matrix    string // bt709, bt2020nc, ...
+	Transfer  string // bt709, smpte2084 (PQ), arib-std-b67 (HLG), ...
+	Primaries string // bt709, bt2020, ...
+	Range     string // tv or pc
+}
+
+// HDR reports a high-dynamic-range transfer: PQ (HDR10, Dolby Vision's
+// base) or HLG (broadcast, and what phones record by default).
+func (c Colour) HDR() bool { return c.Transfer == "smpte2084" || c.Transfer == "arib-std-b67" }
+
+// WideGamut reports BT.2020 primaries, which an SDR rendition's BT.709
+// pixels cannot hold as they are.
+func (c Colour) WideGamut() bool { return c.Primaries == "bt2020" }
 
 // shownWidth is the width of a picture of width coded pixels of the
 // sample aspect ratio sar ("32:27"): the width at which its square-pixel

@@ -47,6 +47,11 @@ func TestParseProbe(t *testing.T) {
 			t.Errorf("field order %q: interlaced %v (%v), want %v", order, p != nil && p.Video.Interlaced, err, want)
 		}
 	}
+	hlg := `{"streams":[{"codec_type":"video","width":1920,"height":1080,"avg_frame_rate":"30/1","color_space":"bt2020nc",
+	"color_transfer":"arib-std-b67","color_primaries":"bt2020","color_range":"tv"}],"format":{"duration":"3"}}`
+	if p, err := parseProbe([]byte(hlg)); err != nil || p.Video.Colour != (Colour{Matrix: "bt2020nc", Transfer: "arib-std-b67", Primaries: "bt2020", Range: "tv"}) || !p.Video.Colour.HDR() {
+		t.Errorf("HLG source: %+v (%v)", p.Video, err)
+	}
 	// Anamorphic pictures are as wide as they are shown, then turned.
 	for _, c := range []struct {
 		w, h     int
