@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -165,9 +166,33 @@ func encoderLag(src *Probe) time.Duration {
 	const frames = 4
 	fps := 25.0
 	if src.Video != nil && src.Video.FrameRate.Float() > 0 {
-		fps = src.Video.FrameRate.Float()
+		rate, _ := renditionRate(src.Video.FrameRate)
+		fps = rate.Float()
 	}
 	return time.Duration(frames / fps * float64(time.Second))
+}
+
+// maxFrameRate bounds the renditions' frame rate. A phone's 120 or 240
+// frames a second would spend the ladder's bitrates, chosen for 24 to 60,
+// on two to four times the frames, and decoding them is beyond many of
+// the devices that play the low rungs; HLS authoring guidance stops at 60.
+const maxFrameRate = 60
+
+// renditionRate is the frame rate of the renditions of a source of frame
+// rate r: r itself up to maxFrameRate, else r divided by the smallest
+// whole number that brings it there (120 -> 60, 100 -> 50, 90 -> 45), so
+// every kept frame is a source frame, evenly spaced. every is that divisor.
+func renditionRate(r Rational) (rate Rational, every int) {
+	f := r.Float()
+	if f <= maxFrameRate || r.Den <= 0 {
+		return r, 1
+	}
+	every = int(math.Ceil(f / maxFrameRate))
+	num, den := r.Num, r.Den*every
+	if g := gcd(num, den); g > 1 {
+		num, den = num/g, den/g
+	}
+	return Rational{Num: num, Den: den}, every
 }
 
 // ErrDamagedSource is a source that decodes with errors.
@@ -226,7 +251,8 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 		preset = "veryfast"
 	}
 	seg := opt.SegmentDur.Seconds()
-	fps := src.Video.FrameRate.Float()
+	rate, every := renditionRate(src.Video.FrameRate)
+	fps := rate.Float()
 	gop := max(1, int(seg*fps+0.5))
 	segStr := strconv.FormatFloat(seg, 'f', -1, 64)
 	// Besides a keyframe at every boundary, force one on the very last frame:
@@ -247,6 +273,9 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 		graph.WriteString("bwdif=mode=send_frame:parity=auto:deint=all,")
 	}
 	graph.WriteString(toSDR(src.Video.Colour))
+	if every > 1 {
+		fmt.Fprintf(&graph, "fps=%d/%d,", rate.Num, rate.Den)
+	}
 	fmt.Fprintf(&graph, "split=%d", n)
 	for i := range n {
 		fmt.Fprintf(&graph, "[s%d]", i)

@@ -515,6 +515,27 @@ func TestHDRSourcesArePackagedAsSDR(t *testing.T) {
 	}
 }
 
+// TestHighFrameRateSourceIsPackagedAt60: a phone's 120 frames a second
+// are packaged at 60, every other frame, so the ladder's bitrates buy the
+// picture they were chosen for.
+func TestHighFrameRateSourceIsPackagedAt60(t *testing.T) {
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "slowmo.mp4")
+	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=120", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
+	lib := filepath.Join(tmp, "lib")
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := a.Renditions[0]
+	if top.FrameRate != "60" {
+		t.Errorf("rendition %s at %q frames a second, want 60", top.ID, top.FrameRate)
+	}
+	if got := mediatest.CountFrames(t, joinFirstSegment(t, filepath.Join(lib, a.Name, top.ID))); got != 120 {
+		t.Errorf("the first 2 s segment holds %d frames, want 120", got)
+	}
+}
+
 // fieldDetection runs ffmpeg's idet filter over path and returns its
 // multi-frame counts of top-field-first and progressive frames.
 func fieldDetection(t *testing.T, path string) (tff, progressive int) {

@@ -40,3 +40,26 @@ func TestToSDR(t *testing.T) {
 		}
 	}
 }
+
+func TestRenditionRate(t *testing.T) {
+	for _, c := range []struct {
+		in    Rational
+		want  string
+		every int
+	}{
+		{Rational{24, 1}, "24", 1},
+		{Rational{30000, 1001}, "30000/1001", 1},
+		{Rational{60, 1}, "60", 1},
+		{Rational{120, 1}, "60", 2},
+		{Rational{120000, 1001}, "60000/1001", 2},
+		{Rational{100, 1}, "50", 2},
+		{Rational{90, 1}, "45", 2},
+		{Rational{144, 1}, "48", 3},
+		{Rational{240, 1}, "60", 4},
+	} {
+		got, every := renditionRate(c.in)
+		if got.String() != c.want || every != c.every {
+			t.Errorf("renditionRate(%s) = %s, every %d; want %s, every %d", c.in, got, every, c.want, c.every)
+		}
+	}
+}
