@@ -456,19 +456,36 @@ func TestLateSoundKeepsItsPlace(t *testing.T) {
 // seconds from start.
 func maxVolume(t *testing.T, path, start, length string) float64 {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-ss", start, "-t", length, "-i", path,
-		"-af", "volumedetect", "-f", "null", "-").CombinedOutput()
+	m := analyse(t, `max_volume: (-?[0-9.]+|-inf) dB`, "-ss", start, "-t", length, "-i", path, "-af", "volumedetect")
+	return decibels(m[1])
+}
+
+// analyse runs ffmpeg with args (inputs and an analysing filter; the
+// output is discarded) and returns the submatches of pattern in what it
+// logs, failing the test when it fails or logs no match.
+func analyse(t *testing.T, pattern string, args ...string) [][]byte {
+	t.Helper()
+	args = append(append([]string{"-hide_banner", "-nostdin"}, args...), "-f", "null", "-")
+	out, err := exec.Command("ffmpeg", args...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("volumedetect %s: %v\n%s", path, err, out)
+		t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
 	}
-	m := regexp.MustCompile(`max_volume: (-?[0-9.]+|-inf) dB`).FindSubmatch(out)
+	m := regexp.MustCompile(pattern).FindSubmatch(out)
 	if m == nil {
-		t.Fatalf("volumedetect printed no peak:\n%s", out)
+		t.Fatalf("ffmpeg %v logged nothing like %q:\n%s", args, pattern, out)
 	}
-	if string(m[1]) == "-inf" {
+	return m
+}
+
+// decibels reads a figure in dB as ffmpeg logs it, inf and -inf too.
+func decibels(b []byte) float64 {
+	switch string(b) {
+	case "inf":
+		return math.Inf(1)
+	case "-inf":
 		return math.Inf(-1)
 	}
-	db, _ := strconv.ParseFloat(string(m[1]), 64)
+	db, _ := strconv.ParseFloat(string(b), 64)
 	return db
 }
 
@@ -540,14 +557,7 @@ func TestHighFrameRateSourceIsPackagedAt60(t *testing.T) {
 // multi-frame counts of top-field-first and progressive frames.
 func fieldDetection(t *testing.T, path string) (tff, progressive int) {
 	t.Helper()
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", path, "-vf", "idet", "-f", "null", "-").CombinedOutput()
-	if err != nil {
-		t.Fatalf("idet %s: %v\n%s", path, err, out)
-	}
-	m := regexp.MustCompile(`Multi frame detection: TFF:\s*(\d+) BFF:\s*\d+ Progressive:\s*(\d+)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("idet printed no counts:\n%s", out)
-	}
+	m := analyse(t, `Multi frame detection: TFF:\s*(\d+) BFF:\s*\d+ Progressive:\s*(\d+)`, "-i", path, "-vf", "idet")
 	tff, _ = strconv.Atoi(string(m[1]))
 	progressive, _ = strconv.Atoi(string(m[2]))
 	return tff, progressive
@@ -576,21 +586,9 @@ func joinFirstSegment(t *testing.T, dir string) string {
 // against src as ffmpeg shows it, scaled to w x h square pixels.
 func psnrAgainst(t *testing.T, dir, src string, w, h int) float64 {
 	t.Helper()
-	joined := joinFirstSegment(t, dir)
 	graph := fmt.Sprintf("[1:v]scale=%d:%d,setsar=1[ref];[0:v][ref]psnr", w, h)
-	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-i", joined, "-i", src,
-		"-lavfi", graph, "-frames:v", "25", "-f", "null", "-").CombinedOutput()
-	if err != nil {
-		t.Fatalf("psnr: %v\n%s", err, out)
-	}
-	m := regexp.MustCompile(`PSNR .* average:([0-9.]+|inf)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("no PSNR in:\n%s", out)
-	}
-	if string(m[1]) == "inf" {
-		return math.Inf(1)
-	}
-	db, _ := strconv.ParseFloat(string(m[1]), 64)
+	m := analyse(t, `PSNR .* average:([0-9.]+|inf)`, "-i", joinFirstSegment(t, dir), "-i", src, "-lavfi", graph, "-frames:v", "25")
+	db := decibels(m[1])
 	t.Logf("PSNR %.1f dB", db)
 	return db
 }
