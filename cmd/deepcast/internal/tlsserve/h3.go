@@ -176,23 +176,32 @@ func (hs *h3Server) serveConn(conn *quic.Conn) {
 	rc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "shutting down")
 }
 
-// drained waits until conn has stopped sending (what its streams queued
-// has left, as far as the sender can tell) or has ended: closing it any
-// earlier would drop the tail of the last answers.
+// drained waits until conn has gone quiet both ways (what its streams
+// queued has left and the peer has nothing more to acknowledge or allow)
+// or has ended: closing it any earlier would drop the tail of the last
+// answers. Quiet in one direction only is not enough: a sender waiting
+// for the peer's flow-control credit, or starved of CPU for a moment,
+// sends nothing while the answer is still under way (a 2 MB answer lost
+// its last 100 KB so under a loaded test run), but the peer's
+// acknowledgements and credit still arrive.
 func drained(conn *quic.Conn) {
-	last := conn.ConnectionStats().BytesSent
+	moved := func() [2]uint64 {
+		st := conn.ConnectionStats()
+		return [2]uint64{st.BytesSent, st.BytesReceived}
+	}
+	last := moved()
 	for range 1000 { // bounded; Shutdown's context bounds it too
-		quiet := max(3*conn.ConnectionStats().SmoothedRTT, 20*time.Millisecond)
+		quiet := max(3*conn.ConnectionStats().SmoothedRTT, 50*time.Millisecond)
 		select {
 		case <-conn.Context().Done():
 			return
 		case <-time.After(quiet):
 		}
-		sent := conn.ConnectionStats().BytesSent
-		if sent == last {
+		now := moved()
+		if now == last {
 			return
 		}
-		last = sent
+		last = now
 	}
 }
 
