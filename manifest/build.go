@@ -64,8 +64,16 @@ type Track struct {
 	FrameRate    string // "30" or "30000/1001"
 	SampleRate   int
 	Channels     int
-	Lang         string
-	Timescale    uint32
+	// Lang is an audio track's language, a BCP 47 tag ("" when unknown).
+	Lang string
+	// Label names an audio track in a player's menu ("English",
+	// "Director's commentary").
+	Label string
+	// Role is an audio track's DASH Role: "main", "alternate",
+	// "commentary", "description" (audio description) or "dub"; "" says
+	// nothing.
+	Role      string
+	Timescale uint32
 	// PTO is the presentationTimeOffset: the media time shown at period start.
 	PTO      uint64
 	Segments []Span
@@ -106,12 +114,17 @@ func Build(p Presentation) (*mpd.MPD, error) {
 	}
 	period := &mpd.Period{Id: "0", Start: durPtr(0)}
 	m.AppendPeriod(period)
-	id := uint32(0)
-	for _, set := range []struct {
+	type set struct {
 		kind   string
 		mime   string
 		tracks []Track
-	}{{"video", "video/mp4", p.Video}, {"audio", "audio/mp4", p.Audio}} {
+	}
+	sets := []set{{"video", "video/mp4", p.Video}}
+	for _, g := range AudioGroups(p.Audio) {
+		sets = append(sets, set{"audio", "audio/mp4", g})
+	}
+	id := uint32(0)
+	for _, set := range sets {
 		if len(set.tracks) == 0 {
 			continue
 		}
@@ -173,8 +186,8 @@ func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.Adaptatio
 			as.MaxFrameRate = fr
 		}
 	}
-	if kind == "audio" && sorted[0].Lang != "" && sorted[0].Lang != "und" {
-		as.Lang = sorted[0].Lang
+	if kind == "audio" {
+		describeAudioSet(as, sorted[0])
 	}
 	for _, t := range sorted {
 		if len(t.Segments) == 0 {
@@ -206,6 +219,63 @@ func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.Adaptatio
 		as.AppendRepresentation(rep)
 	}
 	return as, nil
+}
+
+// AudioGroups splits audio tracks into the sets a viewer chooses between:
+// tracks of one language, role and label are bitrates of one sound, and
+// make one AdaptationSet. The main sound's set comes first, the others in
+// the order their first track has in tracks.
+func AudioGroups(tracks []Track) [][]Track {
+	type key struct{ lang, role, label string }
+	var order []key
+	groups := map[key][]Track{}
+	for _, t := range tracks {
+		k := key{t.Lang, t.Role, t.Label}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], t)
+	}
+	out := make([][]Track, 0, len(order))
+	for _, k := range order {
+		out = append(out, groups[k])
+	}
+	slices.SortStableFunc(out, func(a, b []Track) int {
+		switch {
+		case a[0].Role == "main" && b[0].Role != "main":
+			return -1
+		case b[0].Role == "main" && a[0].Role != "main":
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// DASH's Role scheme, and the scheme DASH-IF names for marking audio
+// description as an accessibility feature (value 1: for the visually
+// impaired).
+const (
+	schemeRole              = "urn:mpeg:dash:role:2011"
+	schemeAudioPurpose      = "urn:tva:metadata:cs:AudioPurposeCS:2007"
+	audioPurposeDescription = "1"
+)
+
+// describeAudioSet says in the AdaptationSet which sound t is: its
+// language, role (the main one is what players start with) and label.
+func describeAudioSet(as *mpd.AdaptationSetType, t Track) {
+	if t.Lang != "" && t.Lang != "und" {
+		as.Lang = t.Lang
+	}
+	if t.Role != "" {
+		as.Roles = []*mpd.DescriptorType{{SchemeIdUri: schemeRole, Value: t.Role}}
+	}
+	if t.Role == "description" {
+		as.Accessibilities = []*mpd.DescriptorType{{SchemeIdUri: schemeAudioPurpose, Value: audioPurposeDescription}}
+	}
+	if t.Label != "" {
+		as.Labels = []*mpd.LabelType{{Value: t.Label}}
+	}
 }
 
 // template makes the SegmentTemplate of a track: @duration when every

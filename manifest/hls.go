@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -65,7 +66,7 @@ func BuildHLS(p Presentation) (*HLS, error) {
 	m := multivariant(p)
 	v, _ := m.CalcMinVersion()
 	m.SetVersion(v)
-	out.Multivariant = m.Encode().Bytes()
+	out.Multivariant = defaultsFirst(m.Encode().Bytes())
 	return out, nil
 }
 
@@ -77,12 +78,29 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 	var alts []*m3u8.Alternative
 	var audioPeak, audioAvg uint32
 	audioCodecs := ""
+	first := slices.IndexFunc(p.Audio, func(t Track) bool { return t.Role == "main" })
+	names := map[string]bool{}
 	for i, a := range p.Audio {
-		name := a.ID
-		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: name, Default: i == 0, Autoselect: true,
+		// NAME is what a player's menu shows, unique in the group.
+		// A quote or a line break would end the attribute or the line.
+		name := strings.Map(func(r rune) rune {
+			if r == '"' || r < ' ' || r == 0x7f {
+				return -1
+			}
+			return r
+		}, cmp.Or(a.Label, a.ID))
+		base := name
+		for n := 2; names[name]; n++ {
+			name = fmt.Sprintf("%s %d", base, n)
+		}
+		names[name] = true
+		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: name, Default: i == max(first, 0), Autoselect: true,
 			URI: a.ID + "/" + HLSMedia}
 		if a.Lang != "" && a.Lang != "und" {
 			alt.Language = a.Lang
+		}
+		if a.Role == "description" {
+			alt.Characteristics = "public.accessibility.describes-video"
 		}
 		if a.Channels > 0 {
 			alt.Channels = &m3u8.Channels{Amount: a.Channels}
@@ -91,7 +109,7 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 		if a.Bandwidth > audioPeak {
 			audioPeak, audioAvg = a.Bandwidth, a.AvgBandwidth
 		}
-		if i == 0 {
+		if i == max(first, 0) {
 			audioCodecs = a.Codecs
 		}
 	}
@@ -512,5 +530,55 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	}
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
-	return out.Encode().Bytes(), nil
+	return defaultsFirst(out.Encode().Bytes()), nil
+}
+
+// defaultsFirst moves a multivariant playlist's DEFAULT=YES renditions
+// (EXT-X-MEDIA) ahead of the others, which keep their order. The
+// playlist library writes renditions sorted by name, and a player that
+// finds several renditions of the viewer's language and no other way to
+// choose (Shaka) takes the first: the director's commentary before the
+// film's own sound.
+func defaultsFirst(playlist []byte) []byte {
+	lines := bytes.SplitAfter(playlist, []byte("\n"))
+	var at []int
+	var media [][]byte
+	for i, l := range lines {
+		if bytes.HasPrefix(l, []byte("#EXT-X-MEDIA:")) {
+			at = append(at, i)
+			media = append(media, l)
+		}
+	}
+	slices.SortStableFunc(media, func(a, b []byte) int {
+		return cmp.Compare(boolInt(!isDefault(a)), boolInt(!isDefault(b)))
+	})
+	for k, i := range at {
+		lines[i] = media[k]
+	}
+	return bytes.Join(lines, nil)
+}
+
+// isDefault says whether an EXT-X-MEDIA line has DEFAULT=YES among its
+// attributes (not inside a quoted value such as a NAME).
+func isDefault(line []byte) bool {
+	attrs := line[bytes.IndexByte(line, ':')+1:]
+	quoted := false
+	for i := 0; i < len(attrs); i++ {
+		switch {
+		case attrs[i] == '"':
+			quoted = !quoted
+		case !quoted && (i == 0 || attrs[i-1] == ','):
+			if bytes.HasPrefix(attrs[i:], []byte("DEFAULT=YES")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,5 +229,44 @@ func TestRewriteHLS(t *testing.T) {
 	if len(m.Video) != 2 || len(m.Audio) != 1 || !strings.HasPrefix(m.Video[0].Segments[0].URL, "https://d1.example/vod/a/") ||
 		!strings.HasPrefix(m.Audio[0].Init, "https://d1.example/") {
 		t.Errorf("parsed the steered playlist as %+v", m)
+	}
+}
+
+// TestDefaultRenditionComesFirst: whatever the renditions' names, the
+// DEFAULT=YES one leads the EXT-X-MEDIA lines, also after RewriteHLS
+// (each pathway's group with its default first); a NAME that merely
+// contains the words is not a default, and one cannot break its line.
+func TestDefaultRenditionComesFirst(t *testing.T) {
+	p := testPresentation()
+	a := p.Audio[0]
+	sound := func(id, lang, role, label string) Track {
+		t := a
+		t.ID, t.Lang, t.Role, t.Label = id, lang, role, label
+		return t
+	}
+	p.Audio = []Track{sound("fr", "fr", "alternate", "français"), sound("en", "en", "main", "English"),
+		sound("c", "en", "commentary", "A commentary,DEFAULT=YES"), sound("x", "", "", "English\"\n#EXT-X-ENDLIST")}
+	h, err := BuildHLS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := func(playlist []byte) []string {
+		var names []string
+		for _, l := range strings.Split(string(playlist), "\n") {
+			if strings.HasPrefix(l, "#EXT-X-MEDIA:") {
+				names = append(names, regexp.MustCompile(`NAME="([^"]*)"`).FindStringSubmatch(l)[1])
+			}
+		}
+		return names
+	}
+	if got := first(h.Multivariant); len(got) != 4 || got[0] != "English" || !slices.Contains(got, "English#EXT-X-ENDLIST") {
+		t.Errorf("renditions in the order %q, want English first and the quote and line break dropped from a label", got)
+	}
+	steered, err := RewriteHLS(h.Multivariant, []Pathway{{"a", "http://a/vod/x/"}, {"b", "http://b/vod/x/"}}, "http://r/steer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := first(steered); len(got) != 8 || got[0] != "English" || got[1] != "English" {
+		t.Errorf("steered renditions in the order %q, want both pathways' English first", got)
 	}
 }

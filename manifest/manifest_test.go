@@ -214,3 +214,60 @@ func TestBasesStartAtTheSteeringDefault(t *testing.T) {
 		}
 	}
 }
+
+// TestAudioSetsByLanguageAndRole: bitrates of one sound share an
+// AdaptationSet; each language and role is a set of its own, the main one
+// first, which the parser finds again as the sound to start with.
+func TestAudioSetsByLanguageAndRole(t *testing.T) {
+	p := testPresentation()
+	a := p.Audio[0]
+	sound := func(id, lang, role, label string, bw uint32) Track {
+		t := a
+		t.ID, t.Lang, t.Role, t.Label, t.Bandwidth = id, lang, role, label, bw
+		return t
+	}
+	p.Audio = []Track{sound("de-128", "de", "alternate", "Deutsch", 130_000), sound("en-64", "en", "main", "English", 66_000),
+		sound("en-c", "en", "commentary", "Commentary", 66_000), sound("en-128", "en", "main", "English", 130_000)}
+	groups := AudioGroups(p.Audio)
+	var ids [][]string
+	for _, g := range groups {
+		var s []string
+		for _, t := range g {
+			s = append(s, t.ID)
+		}
+		ids = append(ids, s)
+	}
+	if want := [][]string{{"en-64", "en-128"}, {"de-128"}, {"en-c"}}; !slices.EqualFunc(ids, want, slices.Equal) {
+		t.Fatalf("audio sets %v, want %v", ids, want)
+	}
+	m, err := Build(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xml, err := Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := url.Parse("http://127.0.0.1:8080/vod/clip/manifest.mpd")
+	parsed, err := Parse(xml, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	main := parsed.MainAudio()
+	if len(parsed.Audio) != 4 || len(main) != 2 || main[0].ID != "en-64" || main[1].ID != "en-128" || main[0].Lang != "en" || main[0].Role != "main" {
+		t.Errorf("main sound %+v of %d audio Representations", main, len(parsed.Audio))
+	}
+	// Without roles, the first audio AdaptationSet is the main sound.
+	for i := range p.Audio {
+		p.Audio[i].Role = ""
+	}
+	m, _ = Build(p)
+	xml, _ = Marshal(m)
+	parsed, err = Parse(xml, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if main := parsed.MainAudio(); len(main) != 1 || main[0].ID != "de-128" {
+		t.Errorf("without roles the main sound is %+v, want de-128 (first set)", main)
+	}
+}

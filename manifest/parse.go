@@ -38,8 +38,16 @@ type Representation struct {
 	Height    int
 	Codecs    string
 	MimeType  string
-	Init      string // absolute URL of the initialization segment
-	Segments  []Segment
+	// Lang and Role are the AdaptationSet's language and DASH Role
+	// ("main", "commentary", ...), "" when it names none.
+	Lang string
+	Role string
+	// Set is the index of the Representation's AdaptationSet in the
+	// Period: Representations with the same Set are bitrates of one
+	// sound or picture.
+	Set      int
+	Init     string // absolute URL of the initialization segment
+	Segments []Segment
 }
 
 // Segment is one media segment of a Representation.
@@ -189,7 +197,7 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 		return nil, err
 	}
 	budget := MaxSegments
-	for _, as := range p.AdaptationSets {
+	for set, as := range p.AdaptationSets {
 		asBase, err := resolve(pbase, as.BaseURLs)
 		if err != nil {
 			return nil, err
@@ -204,6 +212,12 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
 			}
 			budget -= len(r.Segments)
+			r.Set, r.Lang = set, as.Lang
+			for _, role := range as.Roles {
+				if role.SchemeIdUri == schemeRole {
+					r.Role = role.Value
+				}
+			}
 			if kind == "video" {
 				m.Video = append(m.Video, r)
 			} else {
@@ -218,6 +232,29 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 	slices.SortStableFunc(m.Video, byBandwidth)
 	slices.SortStableFunc(m.Audio, byBandwidth)
 	return m, nil
+}
+
+// MainAudio is the sound a player starts with: the Representations of
+// the AdaptationSet whose Role is main, else of the first audio
+// AdaptationSet, lowest bandwidth first; nil when there is no audio.
+func (m *Manifest) MainAudio() []*Representation {
+	if len(m.Audio) == 0 {
+		return nil
+	}
+	set := m.Audio[0].Set
+	for _, r := range m.Audio {
+		set = min(set, r.Set)
+	}
+	if i := slices.IndexFunc(m.Audio, func(r *Representation) bool { return r.Role == "main" }); i >= 0 {
+		set = m.Audio[i].Set
+	}
+	var out []*Representation
+	for _, r := range m.Audio {
+		if r.Set == set {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func contentKind(as *mpd.AdaptationSetType, rep *mpd.RepresentationType) string {

@@ -68,7 +68,13 @@ type Rendition struct {
 	FrameRate  string `json:"frameRate,omitempty"`
 	SampleRate int    `json:"sampleRate,omitempty"`
 	Channels   int    `json:"channels,omitempty"`
-	Lang       string `json:"lang,omitempty"` // audio: the source's language tag
+	Lang       string `json:"lang,omitempty"` // audio: BCP 47 ("en"), "" when unknown
+	// Label is what a player's menu shows for an audio track ("English",
+	// "Director's commentary").
+	Label string `json:"label,omitempty"`
+	// Role is what an audio track is to a viewer: "main", "alternate",
+	// "commentary", "description" or "dub" (DASH's Role words).
+	Role string `json:"role,omitempty"`
 	// Bitrate is the mean bitrate over the whole rendition (bit/s).
 	Bitrate int64 `json:"bitrate"`
 	// Bandwidth is the peak segment bitrate (bit/s), the MPD's @bandwidth.
@@ -104,7 +110,7 @@ func (a *Asset) Presentation() manifest.Presentation {
 	for _, r := range a.Renditions {
 		t := manifest.Track{ID: r.ID, Codecs: r.Codecs, Bandwidth: uint32(min(r.Bandwidth, 1<<32-1)),
 			AvgBandwidth: uint32(min(r.Bitrate, 1<<32-1)), Width: r.Width, Height: r.Height, FrameRate: r.FrameRate,
-			SampleRate: r.SampleRate, Channels: r.Channels, Lang: r.Lang, Timescale: r.Timescale, PTO: r.PTO}
+			SampleRate: r.SampleRate, Channels: r.Channels, Lang: LanguageTag(r.Lang), Label: r.Label, Role: r.Role, Timescale: r.Timescale, PTO: r.PTO}
 		keys := r.Type == "video"
 		for _, s := range r.Segments {
 			t.Segments = append(t.Segments, manifest.Span{Time: s.Time, Duration: s.Duration})

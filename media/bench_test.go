@@ -37,7 +37,7 @@ func encodedLadder(tb testing.TB) (*media.Encoded, string) {
 func BenchmarkSegmentFiles(b *testing.B) {
 	enc, dir := encodedLadder(b)
 	var bytes int64
-	for _, f := range append(slices.Clone(enc.Video), enc.Audio) {
+	for _, f := range append(slices.Clone(enc.Video), enc.Audio...) {
 		st, _ := os.Stat(f)
 		bytes += st.Size()
 	}
@@ -78,7 +78,7 @@ func TestBenchSegmentVsFFmpeg(t *testing.T) {
 		os.Mkdir(out, 0o755)
 		defer os.RemoveAll(out)
 		args := []string{"-hide_banner", "-nostdin", "-v", "error", "-y"}
-		files := append(slices.Clone(enc.Video), enc.Audio)
+		files := append(slices.Clone(enc.Video), enc.Audio...)
 		for _, f := range files {
 			args = append(args, "-i", f)
 		}

@@ -29,10 +29,11 @@ type EncodeOptions struct {
 }
 
 // Encoded names the files one ffmpeg run wrote: one video file per rung
-// (same order as the ladder) and, when the source has sound, one audio file.
+// (same order as the ladder) and one audio file per audio stream of the
+// source (same order as its Audios).
 type Encoded struct {
 	Video []string
-	Audio string
+	Audio []string
 	// DecodeErrors counts the errors ffmpeg reported reading the source
 	// (each a damaged frame or packet); DecodeErrorSample quotes the first.
 	DecodeErrors      int
@@ -303,15 +304,18 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 			"-force_key_frames", keyExpr,
 			"-map_metadata", "-1", "-f", "mp4", out)
 	}
-	if src.Audio != nil {
-		enc.Audio = filepath.Join(dir, "audio.mp4")
+	for i, a := range src.Audios {
+		out := filepath.Join(dir, fmt.Sprintf("audio%d.mp4", i))
+		enc.Audio = append(enc.Audio, out)
 		// The sound keeps its place against the picture: a track that
 		// starts late (a camera's, an edit's) is padded with silence from
 		// the presentation's start, as every segmented track starts there
 		// (the picture's own gap is filled by the constant-rate output).
-		args = append(args, "-map", fmt.Sprintf("0:%d", src.Audio.Index), "-vn", "-sn", "-dn",
+		// Its language goes into the track header, where the segmenter
+		// and any player reading the init segment find it.
+		args = append(args, "-map", fmt.Sprintf("0:%d", a.Index), "-vn", "-sn", "-dn",
 			"-af", "aresample=first_pts=0", "-c:a", "aac", "-b:a", fmt.Sprintf("%dk", AudioKbps), "-ac", "2", "-ar", "48000",
-			"-map_metadata", "-1", "-f", "mp4", enc.Audio)
+			"-map_metadata", "-1", "-metadata:s:a:0", "language="+mdhdLanguage(a.Lang), "-f", "mp4", out)
 	}
 	return args, enc
 }

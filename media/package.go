@@ -1,6 +1,7 @@
 package media
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -180,15 +181,15 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 		asset.Sources = append(asset.Sources, Source{File: filepath.Base(p.Path), Size: p.Size, Duration: p.Duration,
 			Width: p.Video.Width, Height: p.Video.Height, FrameRate: p.Video.FrameRate.String(), Frames: p.Video.Frames})
 	}
-	var videoFiles []string
-	audioFile := ""
+	var videoFiles, audioFiles []string
+	var audioStreams []*AudioStream // what the encoded audio files are, in order; nil when copied
 	var ids []string
 	if opt.Copy {
 		videoFiles = make([]string, len(probes))
 		for i, p := range probes {
 			videoFiles[i] = p.Path
-			if audioFile == "" && p.Audio != nil {
-				audioFile = p.Path
+			if len(audioFiles) == 0 && p.Audio != nil {
+				audioFiles = []string{p.Path}
 			}
 		}
 	} else {
@@ -219,7 +220,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 		if err != nil {
 			return nil, err
 		}
-		videoFiles, audioFile = enc.Video, enc.Audio
+		videoFiles, audioFiles, audioStreams = enc.Video, enc.Audio, src.Audios
 		if enc.DecodeErrors > 0 {
 			asset.DecodeErrors = enc.DecodeErrors
 			slog.Warn("packaging a damaged source (-allow-damaged)", "source", src.Path, "decode_errors", enc.DecodeErrors, "first", enc.DecodeErrorSample)
@@ -227,8 +228,11 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 		for _, r := range ladder {
 			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Lines(), r.Kbps))
 		}
+		for _, a := range src.Audios {
+			ids = append(ids, audioRenditionID(a.Lang, a.Role, len(src.Audios) > 1))
+		}
 	}
-	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, opt.SegmentDur, staging, opt.Progress)
+	rends, err := segmentFiles(ctx, videoFiles, audioFiles, ids, opt.SegmentDur, staging, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -249,9 +253,11 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	}
 	lead := rends[0]
 	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)
+	n := 0
 	for _, r := range rends {
 		if r.out.Type == "audio" {
-			r.out.Lang = r.track.Lang
+			describeAudio(&r.out, r.track, audioStreams, n)
+			n++
 		}
 		asset.Renditions = append(asset.Renditions, r.out)
 	}
@@ -274,13 +280,32 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	return asset, nil
 }
 
+// describeAudio gives the n-th audio rendition its language, role and
+// label: from the source stream it was encoded from (streams[n]) or,
+// copied, from its track header, the first being the main one.
+func describeAudio(out *Rendition, track *Track, streams []*AudioStream, n int) {
+	out.Lang = LanguageTag(track.Lang)
+	title := ""
+	out.Role = "alternate"
+	if n == 0 {
+		out.Role = "main"
+	}
+	if n < len(streams) {
+		out.Role, title = streams[n].Role, streams[n].Title
+		if streams[n].Lang != "" {
+			out.Lang = streams[n].Lang
+		}
+	}
+	out.Label = audioLabel(out.Lang, title, out.Role, n+1)
+}
+
 // SegmentFiles cuts pre-encoded single-title files into CMAF renditions
 // under outDir (one folder per rendition: init.mp4 and N.m4s): the video
-// track of each of videoFiles, aligned at segDur, and the audio track of
-// audioFile (if any) following the video's cuts. ids name the video
-// renditions (derived from the picture height when missing).
-func SegmentFiles(ctx context.Context, videoFiles []string, audioFile string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]Rendition, error) {
-	rends, err := segmentFiles(ctx, videoFiles, audioFile, ids, segDur, outDir, progress)
+// track of each of videoFiles, aligned at segDur, and the audio tracks of
+// audioFiles following the video's cuts. ids name the renditions, video
+// then audio (from the picture height and the language when missing).
+func SegmentFiles(ctx context.Context, videoFiles, audioFiles []string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]Rendition, error) {
+	rends, err := segmentFiles(ctx, videoFiles, audioFiles, ids, segDur, outDir, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -291,11 +316,11 @@ func SegmentFiles(ctx context.Context, videoFiles []string, audioFile string, id
 	return out, nil
 }
 
-func segmentFiles(ctx context.Context, videoFiles []string, audioFile string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]*rendition, error) {
+func segmentFiles(ctx context.Context, videoFiles, audioFiles []string, ids []string, segDur time.Duration, outDir string, progress ProgressFunc) ([]*rendition, error) {
 	if len(videoFiles) == 0 {
 		return nil, fmt.Errorf("segment: no video files")
 	}
-	rends, err := planRenditions(videoFiles, audioFile, ids, segDur)
+	rends, err := planRenditions(videoFiles, audioFiles, ids, segDur)
 	if err != nil {
 		return nil, err
 	}
@@ -307,7 +332,7 @@ func segmentFiles(ctx context.Context, videoFiles []string, audioFile string, id
 
 // planRenditions reads the tracks and plans aligned cuts for all of them,
 // refusing renditions whose keyframes do not line up.
-func planRenditions(videoFiles []string, audioFile string, ids []string, segDur time.Duration) ([]*rendition, error) {
+func planRenditions(videoFiles, audioFiles []string, ids []string, segDur time.Duration) ([]*rendition, error) {
 	var rends []*rendition
 	used := map[string]bool{}
 	for i, f := range videoFiles {
@@ -351,20 +376,45 @@ func planRenditions(videoFiles []string, audioFile string, ids []string, segDur 
 				cutDesc(lead.cuts, k, lead.track.Timescale), cutDesc(r.cuts, k, r.track.Timescale))
 		}
 	}
-	if audioFile != "" {
-		tracks, err := ReadTracks(audioFile)
+	var sound []*Track
+	for _, f := range audioFiles {
+		tracks, err := ReadTracks(f)
 		if err != nil {
 			return nil, err
 		}
 		for _, t := range tracks {
-			if t.Kind == "audio" {
-				cuts := PlanFollowerCuts(t, lead.cuts, lead.track.Timescale)
-				rends = append(rends, &rendition{id: fmt.Sprintf("audio-%dk", AudioKbps), track: t, cuts: cuts})
-				break
+			if t.Kind == "audio" && len(sound) < MaxAudioStreams {
+				sound = append(sound, t)
 			}
 		}
 	}
+	for k, t := range sound {
+		id := audioRenditionID(LanguageTag(t.Lang), "", len(sound) > 1)
+		if i := len(videoFiles) + k; i < len(ids) {
+			id = ids[i]
+		}
+		base := id
+		for n := 2; used[id]; n++ {
+			id = fmt.Sprintf("%s-%d", base, n)
+		}
+		used[id] = true
+		rends = append(rends, &rendition{id: id, track: t, cuts: PlanFollowerCuts(t, lead.cuts, lead.track.Timescale)})
+	}
 	return rends, nil
+}
+
+// audioRenditionID names an audio rendition: one sound keeps the name it
+// always had; several are told apart by language and by what they are
+// when they are not the programme's sound itself.
+func audioRenditionID(lang, role string, several bool) string {
+	if !several {
+		return fmt.Sprintf("audio-%dk", AudioKbps)
+	}
+	id := "audio-" + strings.ToLower(cmp.Or(lang, "und"))
+	if role == "commentary" || role == "description" || role == "dub" {
+		id += "-" + role
+	}
+	return fmt.Sprintf("%s-%dk", id, AudioKbps)
 }
 
 func cutDesc(cuts []Cut, k int, timescale uint32) string {

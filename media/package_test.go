@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,27 +21,15 @@ import (
 
 	"github.com/Eyevinn/mp4ff/mp4"
 
+	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 func TestMain(m *testing.M) { mediatest.Main(m) }
 
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
 func TestPackagedMPDValidatesAgainstSchema(t *testing.T) {
-	lib := mediatest.Library(t)
-	schema := filepath.Join(repoRoot(t), "testdata", "dash-schema")
-	cmd := exec.Command("xmllint", "--nonet", "--noout", "--schema", "DASH-MPD.xsd", filepath.Join(lib, mediatest.AssetName, "manifest.mpd"))
-	cmd.Dir = schema
-	cmd.Env = append(os.Environ(), "XML_CATALOG_FILES="+filepath.Join(schema, "catalog.xml"))
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "validates") {
-		t.Fatalf("xmllint: %v\n%s", err, out)
-	}
+	mediatest.ValidateMPD(t, filepath.Join(mediatest.Library(t), mediatest.AssetName, "manifest.mpd"))
 }
 
 func TestFFmpegDecodesEveryFrameOfEveryRendition(t *testing.T) {
@@ -449,6 +437,86 @@ func TestLateSoundKeepsItsPlace(t *testing.T) {
 	}
 	if got := mediatest.CountFrames(t, joinFirstSegment(t, filepath.Join(lib, b.Name, b.Renditions[0].ID))); got != 50 {
 		t.Errorf("the first 2 s segment of a picture that starts 0.5 s late holds %d frames, want 50", got)
+	}
+}
+
+// TestEveryAudioStreamIsPackaged: a film's French dub, its English
+// sound (flagged default, though not first), a director's commentary
+// and an audio description each become an audio AdaptationSet and an
+// HLS rendition a viewer can choose, named and described as the source
+// names them, the default one first and marked main; each carries its
+// own stream's sound (told apart by level) and its language in the
+// track header.
+func TestEveryAudioStreamIsPackaged(t *testing.T) {
+	tmp := t.TempDir()
+	src := mediatest.FilmWithSounds(t, tmp, 3*time.Second)
+	lib := filepath.Join(tmp, "lib")
+	ladder, _ := media.ParseLadder("320x180@300k")
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Ladder: ladder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// MP4 track headers hold ISO 639-2/T codes (fra, not fre).
+	mdhd := map[string]string{"fr": "fra", "en": "eng"}
+	want := mediatest.FilmSounds
+	var got []media.Rendition
+	for _, r := range a.Renditions {
+		if r.Type == "audio" {
+			got = append(got, r)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d audio renditions, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		r := got[i]
+		if r.ID != w.Rendition || r.Lang != w.Lang || r.Role != w.Role || r.Label != w.Label {
+			t.Errorf("audio %d is %s (%s, %s, %q), want %+v", i, r.ID, r.Lang, r.Role, r.Label, w)
+			continue
+		}
+		first := joinFirstSegment(t, filepath.Join(lib, a.Name, r.ID))
+		if peak := maxVolume(t, first, "0.5", "1"); math.Abs(peak-w.Peak) > 3 {
+			t.Errorf("%s peaks at %.1f dB, want %.0f: another stream's sound", r.ID, peak, w.Peak)
+		}
+		out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream_tags=language", "-of", "csv=p=0", first).Output()
+		if err != nil || strings.TrimSpace(string(out)) != mdhd[w.Lang] {
+			t.Errorf("%s's track header says language %q (%v), want %s", r.ID, out, err, mdhd[w.Lang])
+		}
+	}
+
+	mpdPath := filepath.Join(lib, a.Name, media.ManifestFile)
+	mediatest.ValidateMPD(t, mpdPath)
+	doc, _ := os.ReadFile(mpdPath)
+	m, err := manifest.Parse(doc, &url.URL{Scheme: "http", Host: "origin", Path: "/vod/" + a.Name + "/manifest.mpd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if main := m.MainAudio(); len(main) != 1 || main[0].ID != "audio-en-128k" || main[0].Lang != "en" {
+		t.Errorf("the MPD's main sound is %+v, want audio-en-128k", main)
+	}
+	for _, w := range []string{`lang="en"`, `lang="fr"`, `<Role schemeIdUri="urn:mpeg:dash:role:2011" value="commentary">`,
+		`<Accessibility schemeIdUri="urn:tva:metadata:cs:AudioPurposeCS:2007" value="1">`, `<Label>Director&#39;s commentary</Label>`} {
+		if !strings.Contains(string(doc), w) {
+			t.Errorf("the MPD lacks %s", w)
+		}
+	}
+	if i, j := strings.Index(string(doc), `id="audio-en-128k"`), strings.Index(string(doc), `id="audio-fr-128k"`); i < 0 || j < i {
+		t.Errorf("the main sound's AdaptationSet is not the first audio one")
+	}
+
+	hls, err := manifest.BuildHLS(a.Presentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := string(hls.Multivariant)
+	for _, w := range []string{`NAME="français",LANGUAGE="fr",DEFAULT=NO`, `NAME="English",LANGUAGE="en",DEFAULT=YES`,
+		`NAME="Director's commentary"`, `CHARACTERISTICS="public.accessibility.describes-video"`} {
+		if !strings.Contains(mv, w) {
+			t.Errorf("the multivariant playlist lacks %s:\n%s", w, mv)
+		}
+	}
+	if n := strings.Count(mv, "DEFAULT=YES"); n != 1 {
+		t.Errorf("%d audio renditions are DEFAULT=YES, want 1", n)
 	}
 }
 

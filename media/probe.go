@@ -21,7 +21,12 @@ type Probe struct {
 	Duration float64 // seconds
 	Size     int64
 	Video    *VideoStream
-	Audio    *AudioStream
+	// Audio is the sound a player starts with: the stream flagged default,
+	// else the first. Nil for a silent source.
+	Audio *AudioStream
+	// Audios is every audio stream (languages, commentary, description),
+	// in the file's order, at most MaxAudioStreams.
+	Audios []*AudioStream
 	// Untrusted: the file came from an untrusted party (ProbeUpload), and
 	// ffmpeg reads it with the same restrictions.
 	Untrusted bool
@@ -53,13 +58,30 @@ type VideoStream struct {
 	Duration  float64 // seconds; the container's duration when the stream has none
 }
 
-// AudioStream describes a source's first audio stream.
+// AudioStream describes one of a source's audio streams.
 type AudioStream struct {
 	Index      int
 	Codec      string
 	SampleRate int
 	Channels   int
+	// Lang is the stream's language as a BCP 47 tag ("en", "fr"), from
+	// its language tag (ISO 639-2, "eng" or "fre"); "" when it has none,
+	// "und" or one that names no language.
+	Lang string
+	// Title is the stream's title tag ("Director's commentary"), cleaned
+	// of control characters and cut to 64 characters; "" when none.
+	Title string
+	// Role is what the stream is to a viewer, in DASH's Role words:
+	// "main" (the one to start with), "commentary", "description" (audio
+	// description for the blind and partially sighted), "dub", or
+	// "alternate" for any other.
+	Role string
 }
+
+// MaxAudioStreams bounds the audio streams packaged from one source: a
+// film has a few languages and commentaries, and a hostile file's
+// thousand streams would each cost an encode.
+const MaxAudioStreams = 16
 
 // Rational is a fraction such as a frame rate of 30000/1001.
 type Rational struct{ Num, Den int }
@@ -131,8 +153,16 @@ type ffprobeOutput struct {
 		ColorPrimaries    string `json:"color_primaries"`
 		ColorRange        string `json:"color_range"`
 		Disposition       struct {
-			AttachedPic int `json:"attached_pic"`
+			AttachedPic    int `json:"attached_pic"`
+			Default        int `json:"default"`
+			Dub            int `json:"dub"`
+			Comment        int `json:"comment"`
+			VisualImpaired int `json:"visual_impaired"`
 		} `json:"disposition"`
+		Tags struct {
+			Language string `json:"language"`
+			Title    string `json:"title"`
+		} `json:"tags"`
 		SideData []struct {
 			Type     string  `json:"side_data_type"`
 			Rotation float64 `json:"rotation"`
@@ -267,12 +297,41 @@ func parseProbe(data []byte) (*Probe, error) {
 			}
 			p.Video = v
 		case "audio":
-			if p.Audio != nil {
+			if len(p.Audios) == MaxAudioStreams {
 				continue
 			}
 			sr, _ := strconv.Atoi(s.SampleRate)
-			p.Audio = &AudioStream{Index: s.Index, Codec: s.CodecName, SampleRate: sr, Channels: s.Channels}
+			a := &AudioStream{Index: s.Index, Codec: s.CodecName, SampleRate: sr, Channels: s.Channels,
+				Lang: LanguageTag(s.Tags.Language), Title: cleanTitle(s.Tags.Title)}
+			switch d := s.Disposition; {
+			case d.VisualImpaired == 1:
+				a.Role = "description"
+			case d.Comment == 1:
+				a.Role = "commentary"
+			case d.Dub == 1:
+				a.Role = "dub"
+			default:
+				a.Role = "alternate"
+			}
+			if s.Disposition.Default == 1 && p.Audio == nil && a.Role != "description" && a.Role != "commentary" {
+				p.Audio = a
+			}
+			p.Audios = append(p.Audios, a)
 		}
+	}
+	if p.Audio == nil && len(p.Audios) > 0 {
+		// No stream is flagged default: the first that is not a
+		// commentary or a description.
+		p.Audio = p.Audios[0]
+		for _, a := range p.Audios {
+			if a.Role == "alternate" || a.Role == "dub" {
+				p.Audio = a
+				break
+			}
+		}
+	}
+	if p.Audio != nil {
+		p.Audio.Role = "main"
 	}
 	switch {
 	case p.Video == nil:

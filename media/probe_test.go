@@ -3,6 +3,7 @@ package media
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -167,4 +168,82 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("ValidName(%q) = %v, want %v", s, got, want)
 		}
 	})
+}
+
+// TestAudioStreamsAreRead: every audio stream is read with its language,
+// title and role; the main one is the stream flagged default, else the
+// first that is the programme's sound, never a commentary chosen over it.
+func TestAudioStreamsAreRead(t *testing.T) {
+	stream := func(i int, lang, title, disposition string) string {
+		return fmt.Sprintf(`{"index":%d,"codec_type":"audio","codec_name":"aac","sample_rate":"48000","channels":2,
+			"tags":{"language":%q,"title":%q},"disposition":{%s}}`, i, lang, title, disposition)
+	}
+	for _, c := range []struct {
+		name    string
+		streams []string
+		main    int // index in Audios
+		roles   []string
+		langs   []string
+	}{
+		{"one untagged", []string{stream(1, "", "", "")}, 0, []string{"main"}, []string{""}},
+		{"default flag wins over order", []string{stream(1, "fre", "", `"default":0`), stream(2, "eng", "", `"default":1`)},
+			1, []string{"alternate", "main"}, []string{"fr", "en"}},
+		{"no flag: the first that is not a commentary",
+			[]string{stream(1, "eng", "Commentary", `"comment":1`), stream(2, "ger", "", ""), stream(3, "und", "", `"visual_impaired":1`)},
+			1, []string{"commentary", "main", "description"}, []string{"en", "de", ""}},
+		{"a flagged commentary is not the main sound", []string{stream(1, "eng", "", `"default":1,"comment":1`), stream(2, "spa", "", `"dub":1`)},
+			1, []string{"commentary", "main"}, []string{"en", "es"}},
+		{"only commentaries: the first", []string{stream(1, "xx", "", `"comment":1`), stream(2, "eng", "", `"comment":1`)},
+			0, []string{"main", "commentary"}, []string{"", "en"}},
+	} {
+		js := `{"streams":[{"index":0,"codec_type":"video","width":640,"height":360,"avg_frame_rate":"25/1"},` +
+			strings.Join(c.streams, ",") + `],"format":{"duration":"3"}}`
+		p, err := parseProbe([]byte(js))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var roles, langs []string
+		for _, a := range p.Audios {
+			roles, langs = append(roles, a.Role), append(langs, a.Lang)
+		}
+		if p.Audio != p.Audios[c.main] || !slices.Equal(roles, c.roles) || !slices.Equal(langs, c.langs) {
+			t.Errorf("%s: main %+v, roles %v, languages %q; want Audios[%d], %v, %q", c.name, p.Audio, roles, langs, c.main, c.roles, c.langs)
+		}
+	}
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = stream(i+1, "eng", "", "")
+	}
+	js := `{"streams":[{"index":0,"codec_type":"video","width":640,"height":360,"avg_frame_rate":"25/1"},` + strings.Join(many, ",") + `],"format":{"duration":"3"}}`
+	if p, err := parseProbe([]byte(js)); err != nil || len(p.Audios) != MaxAudioStreams {
+		t.Errorf("40 audio streams: %d read (%v), want the first %d", len(p.Audios), err, MaxAudioStreams)
+	}
+}
+
+func TestLanguageAndTitle(t *testing.T) {
+	for in, want := range map[string]string{"eng": "en", "fre": "fr", "fra": "fr", "ger": "de", "chi": "zh", "pt-BR": "pt-BR", "en-us": "en-US",
+		"und": "", "": "", "xx": "", "English": "", " spa ": "es", "zxx": "zxx", strings.Repeat("a", 40): ""} {
+		if got := LanguageTag(in); got != want {
+			t.Errorf("LanguageTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"en": "eng", "fr": "fra", "pt-BR": "por", "": "und", "und": "und", "zxx": "zxx"} {
+		if got := mdhdLanguage(in); got != want {
+			t.Errorf("mdhdLanguage(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{"Director's commentary": "Director's commentary", "  two\t\nlines  ": "two lines",
+		"a\x00b\u202ec\"d": "abcd", strings.Repeat("é", 100): strings.Repeat("é", maxTitle)} {
+		if got := cleanTitle(in); got != want {
+			t.Errorf("cleanTitle(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, c := range []struct{ lang, title, role, want string }{
+		{"en", "", "main", "English"}, {"fr", "", "alternate", "français"}, {"en", "", "commentary", "English (commentary)"},
+		{"", "", "description", "Audio 3 (audio description)"}, {"de", "Originalton", "main", "Originalton"},
+	} {
+		if got := audioLabel(c.lang, c.title, c.role, 3); got != c.want {
+			t.Errorf("audioLabel(%q, %q, %q) = %q, want %q", c.lang, c.title, c.role, got, c.want)
+		}
+	}
 }

@@ -225,8 +225,8 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 			v.Sizes[k][i], v.URLs[k][i] = n, r.Segments[k].URL
 		}
 	}
-	if len(m.Audio) > 0 {
-		a := m.Audio[0] // the lowest: the ABR chooses video only
+	if sound := m.MainAudio(); len(sound) > 0 {
+		a := sound[0] // the main sound's lowest: the ABR chooses video only
 		v.AudioInit = a.Init
 		for _, s := range a.Segments {
 			v.AudioURLs = append(v.AudioURLs, s.URL)

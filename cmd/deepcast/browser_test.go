@@ -23,6 +23,7 @@ import (
 
 	"github.com/deepcast/deepcast/edge"
 	"github.com/deepcast/deepcast/edge/auth"
+	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/mediatest"
 	"github.com/deepcast/deepcast/media/store"
 	"github.com/deepcast/deepcast/media/store/storetest"
@@ -172,6 +173,16 @@ type pageStats struct {
 	DownSwitches   int      `json:"downSwitches"`
 	UpSwitches     int      `json:"upSwitches"`
 	Bitrate        int      `json:"bitrate"`
+	// The Sound menu: the audio tracks the player lists, the one playing
+	// (an index in AudioTracks), and the audio segments fetched.
+	AudioTracks []struct {
+		Label, Lang, Role string
+	} `json:"audioTracks"`
+	AudioTrack   int `json:"audioTrack"`
+	SoundFetched []struct {
+		Rendition string `json:"rendition"`
+		N         int    `json:"n"`
+	} `json:"soundFetched"`
 }
 
 func readStats(t *testing.T, ctx context.Context) pageStats {
@@ -835,4 +846,72 @@ func (l *networkLog) String() string {
 		return "no failed request"
 	}
 	return strings.Join(l.events, "\n")
+}
+
+// TestBrowserChoosesTheSound: a film with a French dub, its English sound,
+// a commentary and an audio description plays through an enter-deep edge
+// in each of the page's players (DASH and HLS), starting with the main
+// English sound; the Sound menu lists all four, and choosing French there
+// fetches and plays the French sound from then on.
+func TestBrowserChoosesTheSound(t *testing.T) {
+	lib := filepath.Join(t.TempDir(), "lib")
+	ladder, _ := media.ParseLadder("320x180@300k")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := media.Package(ctx, []string{mediatest.FilmWithSounds(t, t.TempDir(), 16*time.Second)},
+		media.PackageOptions{Library: lib, Name: "film", Ladder: ladder}); err != nil {
+		t.Fatal(err)
+	}
+	setup := startWebChainOn(t, lib, chainOptions{})
+	fetched := func(s pageStats, rendition string) int {
+		n := 0
+		for _, f := range s.SoundFetched {
+			if f.Rendition == rendition {
+				n++
+			}
+		}
+		return n
+	}
+	for _, engine := range []string{"dashjs", "hlsjs", "shaka-dash", "shaka-hls"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := browser(t)
+			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=film&buffer=4&engine="+engine)); err != nil {
+				t.Fatal(err)
+			}
+			s := waitFor(t, ctx, 60*time.Second, "the sounds listed and the first fetched", func(s pageStats) bool {
+				return len(s.AudioTracks) == len(mediatest.FilmSounds) && len(s.SoundFetched) > 0 && s.AudioTrack >= 0 && s.CurrentTime > 1
+			})
+			if first := s.SoundFetched[0].Rendition; first != "audio-en-128k" || s.AudioTracks[s.AudioTrack].Lang != "en" {
+				t.Errorf("started with %s (menu at %+v), want the main English sound", first, s.AudioTracks[s.AudioTrack])
+			}
+			french := -1
+			labels := map[string]bool{}
+			for i, a := range s.AudioTracks {
+				labels[a.Label] = true
+				if a.Lang == "fr" {
+					french = i
+				}
+			}
+			if french < 0 {
+				t.Fatalf("no French sound in the menu: %+v", s.AudioTracks)
+			}
+			if !labels["Director's commentary"] || !labels["français"] {
+				t.Errorf("the menu's labels are %v, want the manifest's", labels)
+			}
+			// The viewer picks French in the menu.
+			pick := fmt.Sprintf(`(() => { const s = document.getElementById('sound'); s.value = '%d'; s.dispatchEvent(new Event('change')); return s.options.length; })()`, french)
+			if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](pick)); err != nil || n != len(mediatest.FilmSounds) {
+				t.Fatalf("choosing French: %d options (%v)", n, err)
+			}
+			from := s.CurrentTime
+			s = waitFor(t, ctx, 60*time.Second, "the French sound fetched and played", func(s pageStats) bool {
+				return fetched(s, "audio-fr-128k") >= 2 && s.AudioTrack == french && s.CurrentTime > from+3
+			})
+			if len(s.Errors) > 0 || s.DecodedFrames == 0 {
+				t.Errorf("errors %v, %d frames decoded", s.Errors, s.DecodedFrames)
+			}
+			t.Logf("%s: menu %+v; fetched en %d, fr %d, others %d", engine, s.AudioTracks, fetched(s, "audio-en-128k"), fetched(s, "audio-fr-128k"),
+				len(s.SoundFetched)-fetched(s, "audio-en-128k")-fetched(s, "audio-fr-128k"))
+		})
+	}
 }

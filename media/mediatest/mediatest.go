@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,4 +182,60 @@ func tail(s string) string {
 		return "..." + s[len(s)-3000:]
 	}
 	return s
+}
+
+// ValidateMPD checks the MPD file at path against the DASH schema in the
+// repository's testdata (xmllint, offline).
+func ValidateMPD(tb testing.TB, path string) {
+	tb.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	schema := filepath.Join(filepath.Dir(file), "..", "..", "testdata", "dash-schema")
+	cmd := exec.Command("xmllint", "--nonet", "--noout", "--schema", "DASH-MPD.xsd", path)
+	cmd.Dir = schema
+	cmd.Env = append(os.Environ(), "XML_CATALOG_FILES="+filepath.Join(schema, "catalog.xml"))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "validates") {
+		tb.Fatalf("%s against the DASH schema: %v\n%s", path, err, out)
+	}
+}
+
+// Sound is one of FilmWithSounds' audio streams and what packaging it
+// must make of it.
+type Sound struct {
+	Rendition, Lang, Role, Label string
+	// Peak is the tone's level in dB: each stream's is its own, which
+	// tells them apart in what is played.
+	Peak float64
+}
+
+// FilmSounds are FilmWithSounds' audio streams in the file's order: a
+// French dub first, the English sound flagged default second, then an
+// English director's commentary and an English audio description.
+var FilmSounds = []Sound{
+	{"audio-fr-128k", "fr", "alternate", "français", -30},
+	{"audio-en-128k", "en", "main", "English", -18},
+	{"audio-en-commentary-128k", "en", "commentary", "Director's commentary", -42},
+	{"audio-en-description-128k", "en", "description", "English (audio description)", -24},
+}
+
+// FilmWithSounds writes a Matroska film of d with a test picture and the
+// four audio streams of FilmSounds (tones at their levels), tagged with
+// languages, a title and dispositions as a film's are, and returns its
+// path.
+func FilmWithSounds(tb testing.TB, dir string, d time.Duration) string {
+	tb.Helper()
+	src := filepath.Join(dir, "film.mkv")
+	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error",
+		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=880", "-f", "lavfi", "-i", "sine=f=440",
+		"-f", "lavfi", "-i", "sine=f=660", "-f", "lavfi", "-i", "sine=f=550", "-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
+		"-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:a",
+		// lavfi's sine is at -18 dBFS.
+		"-filter:a:0", "volume=0.25", "-filter:a:2", "volume=0.0625", "-filter:a:3", "volume=0.5",
+		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+		"-metadata:s:a:0", "language=fre", "-metadata:s:a:1", "language=eng", "-metadata:s:a:2", "language=eng",
+		"-metadata:s:a:2", "title=Director's commentary", "-metadata:s:a:3", "language=eng",
+		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment", "-disposition:a:3", "visual_impaired", src}
+	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+	}
+	return src
 }

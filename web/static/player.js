@@ -7,7 +7,8 @@ const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
-           recent: [] },
+           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [] },
+  soundKey: '', wantSound: '',
 };
 window.deepcast = state.stats;
 
@@ -49,6 +50,11 @@ function recordSegment(url, headers) {
   state.stats.recent.unshift(row);
   state.stats.recent.length = Math.min(state.stats.recent.length, 14);
   const lad = state.ladder[m[1]];
+  if (lad && lad.type === 'audio') {
+    // Which sound is being fetched: what the viewer chose in Sound.
+    state.stats.soundFetched.push({ time: row.time, rendition: m[1], n: row.n });
+    if (state.stats.soundFetched.length > 500) state.stats.soundFetched.shift();
+  }
   if (lad && lad.type === 'video') {
     // Plotted at the segment's media time (its start in the video), not at
     // when it arrived: the chart reads as the quality of the video.
@@ -210,7 +216,7 @@ function resetStats() {
   state.points = [[], []];
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
-    stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [] });
+    stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [] });
   state.lastRendition = null;
 }
 
@@ -265,6 +271,15 @@ const engines = {
       p.initialize($('video'), url, true);
       return {
         stop() { p.reset(); },
+        sounds() {
+          const tracks = p.getTracksFor('audio') || [];
+          const cur = p.getCurrentTrackFor('audio');
+          return { tracks: tracks.map(dashSound), current: cur ? tracks.findIndex((t) => t.id === cur.id && t.index === cur.index) : -1 };
+        },
+        chooseSound(i) {
+          const t = (p.getTracksFor('audio') || [])[i];
+          if (t) p.setCurrentTrack(t);
+        },
         rules(strategy) { p.updateSettings({ streaming: { abr: { rules: abrRules(strategy) } } }); },
         cap(kbps) { p.updateSettings({ streaming: { abr: { maxBitrate: { video: kbps } } } }); },
         now() {
@@ -307,6 +322,11 @@ const engines = {
       hls.attachMedia($('video'));
       return {
         stop() { hls.destroy(); },
+        sounds() {
+          return { tracks: hls.audioTracks.map((t) => ({ label: t.name || '', lang: t.lang || '',
+            role: /describes-video/.test(t.characteristics || '') ? 'description' : '' })), current: hls.audioTrack };
+        },
+        chooseSound(i) { hls.audioTrack = i; },
         cap(kbps) { capHls(hls, kbps); },
         now() {
           const l = hls.levels[hls.currentLevel];
@@ -362,6 +382,15 @@ function startShaka(url) {
   p.attach($('video')).then(() => p.load(url)).then(shown).catch((e) => showError(`Shaka ${e.code || e.message || e}`));
   return {
     stop() { p.destroy(); },
+    sounds() {
+      const tracks = p.getAudioTracks();
+      return { tracks: tracks.map((t) => ({ label: t.label || '', lang: t.language || '', role: (t.roles || [])[0] || '' })),
+        current: tracks.findIndex((t) => t.active) };
+    },
+    chooseSound(i) {
+      const t = p.getAudioTracks()[i];
+      if (t) p.selectAudioTrack(t);
+    },
     cap(kbps) { p.configure({ abr: { restrictions: { maxBandwidth: kbps > 0 ? kbps * 1000 : Infinity } } }); },
     now() {
       const t = active();
@@ -369,6 +398,44 @@ function startShaka(url) {
       return { bandwidth: t && (t.videoBandwidth || t.bandwidth), width: t && t.width, height: t && t.height, buffer: bufferAhead(), throughput: st.estimatedBandwidth || 0 };
     },
   };
+}
+
+// dashSound is a dash.js audio track as the Sound menu lists it. dash.js 5
+// gives labels and roles as objects, older ones as strings.
+function dashSound(t) {
+  const label = (t.labels || [])[0];
+  const role = (t.roles || [])[0];
+  return { label: (label && (label.text || label)) || '', lang: t.lang || '', role: (role && (role.value || role)) || '' };
+}
+
+// showSound keeps the Sound menu to the stream's audio tracks (languages,
+// commentaries, audio description) and the one playing, and applies a
+// language asked for with ?sound= once the tracks are known.
+function showSound() {
+  const session = state.session;
+  if (!session || !session.sounds) return;
+  let list;
+  try { list = session.sounds(); } catch (e) { return; /* not ready yet */ }
+  if (!list || !list.tracks) return;
+  const key = JSON.stringify(list.tracks);
+  if (key !== state.soundKey) {
+    state.soundKey = key;
+    state.stats.audioTracks = list.tracks;
+    $('sound').innerHTML = list.tracks.map((t, i) => `<option value="${i}">${esc(soundName(t, i))}</option>`).join('');
+    $('sound').disabled = list.tracks.length < 2;
+  }
+  if (state.wantSound && list.tracks.length) {
+    const i = list.tracks.findIndex((t) => t.lang === state.wantSound || t.lang.startsWith(state.wantSound + '-'));
+    state.wantSound = '';
+    if (i >= 0 && i !== list.current) { session.chooseSound(i); return; }
+  }
+  state.stats.audioTrack = list.current;
+  if (list.current >= 0) $('sound').value = String(list.current);
+}
+
+function soundName(t, i) {
+  const name = t.label || t.lang || `Audio ${i + 1}`;
+  return t.label && t.lang ? `${name} (${t.lang})` : name;
 }
 
 function applyCap() {
@@ -385,6 +452,9 @@ function play() {
   if (!state.mpdOverride && (!asset || asset === moreAssets || !node)) return;
   if (state.session) { state.session.stop(); state.session = null; }
   resetStats();
+  state.soundKey = '';
+  $('sound').innerHTML = '';
+  $('sound').disabled = true;
   $('error').classList.add('hidden');
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
@@ -432,6 +502,7 @@ function tick() {
   $('s-hits').textContent = `${s.cacheHits} / ${s.cacheResponses}`;
   $('s-switches').textContent = `${s.downSwitches} / ${s.upSwitches}`;
   $('s-abr').textContent = state.abrDecision || '–';
+  showSound();
 }
 
 function watchStalls() {
@@ -552,10 +623,14 @@ async function init() {
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
   if (params.get('cap')) setCapValue(params.get('cap'));
+  if (params.get('sound')) state.wantSound = params.get('sound');
   state.chart = makeChart();
   watchStalls();
   $('play').addEventListener('click', play);
   $('cap').addEventListener('change', applyCap);
+  $('sound').addEventListener('change', () => {
+    if (state.session && state.session.chooseSound) state.session.chooseSound(+$('sound').value);
+  });
   $('abr').addEventListener('change', () => {
     // The Go core's rule is added when dash.js starts: to or from it, restart.
     if (coreStrategies.has($('abr').value) || coreStrategies.has(state.playingAbr)) { play(); return; }
