@@ -1078,3 +1078,19 @@ func TestWeightedUpstreamPool(t *testing.T) {
 		}
 	}
 }
+
+// TestObjectPathKinds: every file of the URL scheme parses as its kind,
+// a subtitle track's WebVTT as a whole immutable object like an init
+// segment; anything else is refused.
+func TestObjectPathKinds(t *testing.T) {
+	for path, kind := range map[string]string{
+		"/vod/a/manifest.mpd": "manifest", "/vod/a/master.m3u8": "manifest", "/vod/a/v/media.m3u8": "manifest",
+		"/vod/a/v/iframes.m3u8": "manifest", "/vod/a/v/init.mp4": "init", "/vod/a/text-en/text.vtt": "init",
+		"/vod/a/v/3.m4s": "segment", "/vod/a/v/3.vtt": "", "/vod/a/text.vtt": "", "/vod/a/v/w/text.vtt": "", "/vod/a/%2e%2e/text.vtt": "",
+	} {
+		p, ok := parseObjectPath(path)
+		if ok != (kind != "") || ok && p.Kind != kind {
+			t.Errorf("%s: kind %q (%v), want %q", path, p.Kind, ok, kind)
+		}
+	}
+}

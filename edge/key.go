@@ -33,8 +33,9 @@ type objectPath struct {
 
 // parseObjectPath validates an escaped request path against the URL scheme
 // (/vod/{asset}/manifest.mpd, /vod/{asset}/master.m3u8,
-// /vod/{asset}/{rendition}/init.mp4, /vod/{asset}/{rendition}/{n}.m4s and
-// the rendition's media.m3u8 and iframes.m3u8) and returns it parsed. The escaped form
+// /vod/{asset}/{rendition}/init.mp4, /vod/{asset}/{rendition}/{n}.m4s,
+// a subtitle track's text.vtt and the rendition's media.m3u8 and
+// iframes.m3u8) and returns it parsed. The escaped form
 // is used so that encoded slashes or dots can never pass as separators.
 func parseObjectPath(escaped string) (objectPath, bool) {
 	rest, ok := strings.CutPrefix(escaped, "/vod/")
@@ -47,7 +48,9 @@ func parseObjectPath(escaped string) (objectPath, bool) {
 		return objectPath{Asset: parts[0], Kind: "manifest"}, true
 	case len(parts) == 3 && validName(parts[0]) && validName(parts[1]):
 		switch parts[2] {
-		case "init.mp4":
+		case "init.mp4", "text.vtt":
+			// Whole immutable objects of a rendition: a CMAF header, a
+			// subtitle track's WebVTT.
 			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "init"}, true
 		case "media.m3u8", "iframes.m3u8":
 			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "manifest"}, true

@@ -19,6 +19,9 @@ type Presentation struct {
 	MinBufferTime time.Duration
 	Video         []Track
 	Audio         []Track
+	// Text are the subtitle tracks, each a WebVTT file for the whole
+	// presentation.
+	Text []TextTrack
 	// Protection, when set, says the media are encrypted (Common
 	// Encryption) and where the ClearKey licence is.
 	Protection *Protection
@@ -83,6 +86,20 @@ type Track struct {
 	Keyframes []int64
 }
 
+// TextTrack is a subtitle track: one WebVTT file, {ID}/text.vtt.
+type TextTrack struct {
+	ID    string
+	Lang  string // BCP 47, "" when unknown
+	Label string
+	// Role is DASH's: "subtitle", "caption" (for the deaf and hard of
+	// hearing) or "forced-subtitle".
+	Role string
+	Size int64 // bytes of the file
+}
+
+// TextFile is the file name of a subtitle track's WebVTT in its folder.
+const TextFile = "text.vtt"
+
 // Span is one media segment on a track's timeline, in its timescale.
 type Span struct {
 	Time     uint64
@@ -142,6 +159,10 @@ func Build(p Presentation) (*mpd.MPD, error) {
 				maxSeg = max(maxSeg, ticks(s.Duration, t.Timescale))
 			}
 		}
+	}
+	for _, t := range p.Text {
+		period.AppendAdaptationSet(textSet(t, id, p.Duration))
+		id++
 	}
 	if maxSeg > 0 {
 		m.MaxSegmentDuration = durPtr(maxSeg)
@@ -276,6 +297,34 @@ func describeAudioSet(as *mpd.AdaptationSetType, t Track) {
 	if t.Label != "" {
 		as.Labels = []*mpd.LabelType{{Value: t.Label}}
 	}
+}
+
+// textSet is a subtitle track's AdaptationSet: one Representation whose
+// BaseURL is the whole WebVTT file, the form every DASH player reads
+// ("sidecar" subtitles).
+func textSet(t TextTrack, id uint32, d time.Duration) *mpd.AdaptationSetType {
+	as := mpd.NewAdaptationSet()
+	as.Id = mpd.Ptr(id)
+	as.ContentType = "text"
+	as.MimeType = "text/vtt"
+	if t.Lang != "" {
+		as.Lang = t.Lang
+	}
+	if t.Role != "" {
+		as.Roles = []*mpd.DescriptorType{{SchemeIdUri: schemeRole, Value: t.Role}}
+	}
+	if t.Label != "" {
+		as.Labels = []*mpd.LabelType{{Value: t.Label}}
+	}
+	rep := mpd.NewRepresentation()
+	rep.Id = t.ID
+	rep.Bandwidth = 1
+	if secs := d.Seconds(); secs > 0 {
+		rep.Bandwidth = uint32(min(max(float64(t.Size)*8/secs, 1), 1<<32-1))
+	}
+	rep.BaseURLs = []*mpd.BaseURLType{{Value: mpd.AnyURI(t.ID + "/" + TextFile)}}
+	as.AppendRepresentation(rep)
+	return as
 }
 
 // template makes the SegmentTemplate of a track: @duration when every

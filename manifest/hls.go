@@ -28,6 +28,8 @@ const (
 	HLSContentType = "application/vnd.apple.mpegurl"
 	// HLSAudioGroup is the GROUP-ID of the audio renditions.
 	HLSAudioGroup = "audio"
+	// HLSSubtitleGroup is the GROUP-ID of the subtitle renditions.
+	HLSSubtitleGroup = "subs"
 )
 
 // HLS is an asset's playlists.
@@ -52,6 +54,9 @@ func BuildHLS(p Presentation) (*HLS, error) {
 			return nil, err
 		}
 		out.Media[t.ID] = b
+	}
+	for _, t := range p.Text {
+		out.Media[t.ID] = textPlaylist(p.Duration)
 	}
 	for _, t := range p.Video {
 		if len(t.Keyframes) == 0 {
@@ -82,13 +87,7 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 	names := map[string]bool{}
 	for i, a := range p.Audio {
 		// NAME is what a player's menu shows, unique in the group.
-		// A quote or a line break would end the attribute or the line.
-		name := strings.Map(func(r rune) rune {
-			if r == '"' || r < ' ' || r == 0x7f {
-				return -1
-			}
-			return r
-		}, cmp.Or(a.Label, a.ID))
+		name := playlistName(cmp.Or(a.Label, a.ID))
 		base := name
 		for n := 2; names[name]; n++ {
 			name = fmt.Sprintf("%s %d", base, n)
@@ -113,6 +112,18 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 			audioCodecs = a.Codecs
 		}
 	}
+	var subs []*m3u8.Alternative
+	for _, t := range p.Text {
+		alt := &m3u8.Alternative{Type: "SUBTITLES", GroupId: HLSSubtitleGroup, Name: playlistName(cmp.Or(t.Label, t.ID)),
+			Autoselect: t.Role != "caption", Forced: t.Role == "forced-subtitle", URI: t.ID + "/" + HLSMedia}
+		if t.Lang != "" {
+			alt.Language = t.Lang
+		}
+		if t.Role == "caption" {
+			alt.Characteristics = "public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"
+		}
+		subs = append(subs, alt)
+	}
 	video := slices.Clone(p.Video)
 	slices.SortStableFunc(video, func(a, b Track) int { return int(a.Bandwidth) - int(b.Bandwidth) })
 	for _, t := range video {
@@ -125,6 +136,10 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 			params.Codecs += "," + audioCodecs
 			params.Audio = HLSAudioGroup
 			params.Alternatives = alts
+		}
+		if len(subs) > 0 {
+			params.Subtitles = HLSSubtitleGroup
+			params.Alternatives = append(slices.Clone(params.Alternatives), subs...)
 		}
 		m.Append(t.ID+"/"+HLSMedia, nil, params)
 	}
@@ -191,6 +206,16 @@ func mediaPlaylist(t Track) ([]byte, error) {
 	pl.Close()
 	pl.SetVersion(minVersion(pl))
 	return pl.Encode().Bytes(), nil
+}
+
+// textPlaylist is a subtitle track's media playlist: its WebVTT file as
+// one segment as long as the presentation (the same file the MPD names).
+func textPlaylist(d time.Duration) []byte {
+	secs := max(d.Seconds(), 0.001)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%d\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:%.3f,\n%s\n#EXT-X-ENDLIST\n",
+		int(math.Ceil(secs)), secs, TextFile)
+	return b.Bytes()
 }
 
 // iframePlaylist is a video track's I-frame playlist: per segment, the
@@ -508,8 +533,10 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 			params.Alternatives = nil
 			if !params.Iframe {
 				for _, a := range alts {
-					if g, ok := groups[params.Audio]; a.GroupId == params.Audio || ok && a.GroupId == g {
-						params.Alternatives = append(params.Alternatives, a)
+					for _, in := range []string{params.Audio, params.Subtitles} {
+						if g, ok := groups[in]; in != "" && (a.GroupId == in || ok && a.GroupId == g) {
+							params.Alternatives = append(params.Alternatives, a)
+						}
 					}
 				}
 			}
@@ -517,6 +544,9 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 				params.PathwayId = pw.Name
 				if g, ok := groups[params.Audio]; ok {
 					params.Audio = g
+				}
+				if g, ok := groups[params.Subtitles]; ok {
+					params.Subtitles = g
 				}
 			}
 			out.Append(uri, nil, params)
@@ -531,6 +561,17 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
 	return defaultsFirst(out.Encode().Bytes()), nil
+}
+
+// playlistName is a label fit for a quoted playlist attribute: a quote
+// or a line break would end the attribute or the line.
+func playlistName(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '"' || r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // defaultsFirst moves a multivariant playlist's DEFAULT=YES renditions

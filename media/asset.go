@@ -34,7 +34,9 @@ type Asset struct {
 	Duration   float64     `json:"duration"`
 	Ladder     Ladder      `json:"ladder,omitempty"`
 	Renditions []Rendition `json:"renditions"`
-	Manifest   FileInfo    `json:"manifest"`
+	// Texts are the subtitle tracks, each one WebVTT file.
+	Texts    []TextTrack `json:"texts,omitempty"`
+	Manifest FileInfo    `json:"manifest"`
 	// DecodeErrors counts the errors met decoding a source packaged with
 	// AllowDamaged: its frames may show damage.
 	DecodeErrors int `json:"decodeErrors,omitempty"`
@@ -89,6 +91,9 @@ type Rendition struct {
 // SizeOnDisk is the byte count of every file of the asset.
 func (a *Asset) SizeOnDisk() int64 {
 	total := a.Manifest.Size
+	for _, t := range a.Texts {
+		total += t.File.Size
+	}
 	for _, r := range a.Renditions {
 		total += r.Init.Size
 		for _, s := range r.Segments {
@@ -106,6 +111,9 @@ func (a *Asset) Presentation() manifest.Presentation {
 	if a.Protection != nil {
 		kid, _ := parseHex16(a.Protection.KeyID)
 		p.Protection = &manifest.Protection{Scheme: a.Protection.Scheme, KeyID: uuidString(kid), LicenceURL: LicencePath(a.Name)}
+	}
+	for _, t := range a.Texts {
+		p.Text = append(p.Text, manifest.TextTrack{ID: t.ID, Lang: LanguageTag(t.Lang), Label: t.Label, Role: t.Role, Size: t.File.Size})
 	}
 	for _, r := range a.Renditions {
 		t := manifest.Track{ID: r.ID, Codecs: r.Codecs, Bandwidth: uint32(min(r.Bandwidth, 1<<32-1)),
@@ -128,6 +136,16 @@ func (a *Asset) Presentation() manifest.Presentation {
 		}
 	}
 	return p
+}
+
+// Text returns the subtitle track with the given ID.
+func (a *Asset) Text(id string) (*TextTrack, bool) {
+	for i := range a.Texts {
+		if a.Texts[i].ID == id {
+			return &a.Texts[i], true
+		}
+	}
+	return nil, false
 }
 
 // Rendition returns the rendition with the given ID.

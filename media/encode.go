@@ -2,6 +2,7 @@ package media
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,7 +67,9 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 		}
 		return nil, fmt.Errorf("encode %s: %w", src.Path, err)
 	}
-	total := time.Duration(src.Duration * float64(time.Second))
+	// The picture's length, not the container's: subtitles (not encoded
+	// here) may run past the picture's end.
+	total := time.Duration(cmp.Or(src.Video.Duration, src.Duration) * float64(time.Second))
 	var last time.Duration
 	var wg sync.WaitGroup
 	wg.Go(func() {

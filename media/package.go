@@ -41,6 +41,9 @@ type PackageOptions struct {
 	// Encrypt, when set, encrypts every rendition (Common Encryption);
 	// the key goes to the asset's private KeysFile.
 	Encrypt *Encryption
+	// Subtitles are subtitle files to package beside the source's own
+	// text subtitle streams.
+	Subtitles []Subtitle
 }
 
 // DefaultSegmentDur is the segment length when none is given.
@@ -250,6 +253,9 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			return nil, err
 		}
 		asset.Protection = &Protection{Scheme: e.Scheme, KeyID: hex.EncodeToString(e.KeyID)}
+	}
+	if asset.Texts, err = packageSubtitles(ctx, src, opt.Subtitles, staging); err != nil {
+		return nil, err
 	}
 	lead := rends[0]
 	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)

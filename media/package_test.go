@@ -449,7 +449,7 @@ func TestLateSoundKeepsItsPlace(t *testing.T) {
 // track header.
 func TestEveryAudioStreamIsPackaged(t *testing.T) {
 	tmp := t.TempDir()
-	src := mediatest.FilmWithSounds(t, tmp, 3*time.Second)
+	src := mediatest.Film(t, tmp, 3*time.Second)
 	lib := filepath.Join(tmp, "lib")
 	ladder, _ := media.ParseLadder("320x180@300k")
 	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Ladder: ladder})
@@ -517,6 +517,89 @@ func TestEveryAudioStreamIsPackaged(t *testing.T) {
 	}
 	if n := strings.Count(mv, "DEFAULT=YES"); n != 1 {
 		t.Errorf("%d audio renditions are DEFAULT=YES, want 1", n)
+	}
+}
+
+// TestSubtitlesArePackaged: a film's text subtitle streams (SubRip in
+// Matroska; one for the hard of hearing) and a subtitle file beside it
+// become WebVTT tracks with their cues at their times, in the MPD (an
+// AdaptationSet per track, valid against the schema) and in HLS (a
+// SUBTITLES group); a file that holds no subtitles is refused by name.
+func TestSubtitlesArePackaged(t *testing.T) {
+	tmp := t.TempDir()
+	d := 6 * time.Second
+	src := mediatest.Film(t, tmp, d)
+	de := mediatest.WriteSRT(t, filepath.Join(tmp, "de.srt"), "Deutsch", d)
+	lib := filepath.Join(tmp, "lib")
+	ladder, _ := media.ParseLadder("320x180@300k")
+	sub, err := media.ParseSubtitle("ger=" + de)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Ladder: ladder, Subtitles: []media.Subtitle{sub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(mediatest.FilmSubtitles), struct{ ID, Lang, Role, Label, Word string }{"text-de", "de", "subtitle", "Deutsch", "Deutsch"})
+	if len(a.Texts) != len(want) {
+		t.Fatalf("%d subtitle tracks, want %d: %+v", len(a.Texts), len(want), a.Texts)
+	}
+	// Matroska's muxer started the source's picture and subtitles 23 ms
+	// late (AAC priming): the cues keep their place against the picture.
+	cue := regexp.MustCompile(`(?m)^(?:00:)?00:(\d\d\.\d\d\d) --> (?:00:)?00:(\d\d\.\d\d\d)\n(\S+) (\d+)$`)
+	for i, w := range want {
+		tr := a.Texts[i]
+		if tr.ID != w.ID || tr.Lang != w.Lang || tr.Role != w.Role || tr.Label != w.Label {
+			t.Errorf("subtitles %d are %+v, want %+v", i, tr, w)
+			continue
+		}
+		vtt, err := os.ReadFile(filepath.Join(lib, a.Name, tr.ID, "text.vtt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cues := cue.FindAllStringSubmatch(string(vtt), -1)
+		if !strings.HasPrefix(string(vtt), "WEBVTT") || len(cues) != 3 {
+			t.Errorf("%s: %d cues like \"00:02.000 --> 00:04.000 / %s 2\" in:\n%s", tr.ID, len(cues), w.Word, vtt)
+			continue
+		}
+		for _, c := range cues {
+			n, _ := strconv.Atoi(c[4])
+			if from, _ := strconv.ParseFloat(c[1], 64); math.Abs(from-float64(2*(n-1))) > 0.05 || c[3] != w.Word {
+				t.Errorf("%s: cue %q at %ss, want %s %d at %ds", tr.ID, c[3]+" "+c[4], c[1], w.Word, n, 2*(n-1))
+			}
+		}
+	}
+	mpdPath := filepath.Join(lib, a.Name, media.ManifestFile)
+	mediatest.ValidateMPD(t, mpdPath)
+	doc, _ := os.ReadFile(mpdPath)
+	for _, w := range []string{`contentType="text"`, `mimeType="text/vtt"`, `<BaseURL>text-fr-caption/text.vtt</BaseURL>`,
+		`<Role schemeIdUri="urn:mpeg:dash:role:2011" value="caption">`, `lang="de"`} {
+		if !strings.Contains(string(doc), w) {
+			t.Errorf("the MPD lacks %s", w)
+		}
+	}
+	hls, err := manifest.BuildHLS(a.Presentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`TYPE=SUBTITLES,GROUP-ID="subs",NAME="Deutsch",LANGUAGE="de"`, `SUBTITLES="subs"`, `URI="text-en/media.m3u8"`,
+		`CHARACTERISTICS="public.accessibility.transcribes-spoken-dialog,public.accessibility.describes-music-and-sound"`} {
+		if !strings.Contains(string(hls.Multivariant), w) {
+			t.Errorf("the multivariant playlist lacks %s:\n%s", w, hls.Multivariant)
+		}
+	}
+	if pl := string(hls.Media["text-en"]); !strings.Contains(pl, "\ntext.vtt\n") || !strings.Contains(pl, "#EXT-X-ENDLIST") {
+		t.Errorf("text-en/media.m3u8:\n%s", pl)
+	}
+
+	// A "subtitle file" that is a video: refused, naming it.
+	_, err = media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: "bad", Ladder: ladder,
+		Subtitles: []media.Subtitle{{Path: mediatest.Source(t), Lang: "en"}}})
+	if err == nil || !strings.Contains(err.Error(), "not a subtitle file") || !strings.Contains(err.Error(), mediatest.Source(t)) {
+		t.Errorf("a video as subtitles: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lib, "bad")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused asset was published: %v", err)
 	}
 }
 

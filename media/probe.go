@@ -27,6 +27,12 @@ type Probe struct {
 	// Audios is every audio stream (languages, commentary, description),
 	// in the file's order, at most MaxAudioStreams.
 	Audios []*AudioStream
+	// Subtitles is every text subtitle stream (SubRip, ASS, MP4 timed
+	// text, WebVTT), in the file's order, at most MaxSubtitleStreams;
+	// PictureSubtitles counts the others (DVD, Blu-ray and DVB bitmaps),
+	// which no web player shows.
+	Subtitles        []*SubtitleStream
+	PictureSubtitles int
 	// Untrusted: the file came from an untrusted party (ProbeUpload), and
 	// ffmpeg reads it with the same restrictions.
 	Untrusted bool
@@ -153,16 +159,17 @@ type ffprobeOutput struct {
 		ColorPrimaries    string `json:"color_primaries"`
 		ColorRange        string `json:"color_range"`
 		Disposition       struct {
-			AttachedPic    int `json:"attached_pic"`
-			Default        int `json:"default"`
-			Dub            int `json:"dub"`
-			Comment        int `json:"comment"`
-			VisualImpaired int `json:"visual_impaired"`
+			AttachedPic     int `json:"attached_pic"`
+			Default         int `json:"default"`
+			Dub             int `json:"dub"`
+			Comment         int `json:"comment"`
+			VisualImpaired  int `json:"visual_impaired"`
+			HearingImpaired int `json:"hearing_impaired"`
+			Forced          int `json:"forced"`
 		} `json:"disposition"`
-		Tags struct {
-			Language string `json:"language"`
-			Title    string `json:"title"`
-		} `json:"tags"`
+		// Tags: language, title and, in Matroska, DURATION (the
+		// stream's length, which has no field of its own there).
+		Tags     map[string]string `json:"tags"`
 		SideData []struct {
 			Type     string  `json:"side_data_type"`
 			Rotation float64 `json:"rotation"`
@@ -281,7 +288,10 @@ func parseProbe(data []byte) (*Probe, error) {
 			frames, _ := strconv.Atoi(s.NbFrames)
 			dur, _ := strconv.ParseFloat(s.Duration, 64)
 			if dur <= 0 || math.IsInf(dur, 0) || math.IsNaN(dur) {
-				dur = 0
+				// Matroska keeps it as a tag: without it, the container's
+				// length (which subtitles outlasting the picture lengthen)
+				// would pass for the picture's.
+				dur = matroskaDuration(s.Tags)
 			}
 			v := &VideoStream{Index: s.Index, Codec: s.CodecName, Width: s.Width, Height: s.Height, FrameRate: fr, Frames: frames, Duration: dur}
 			v.Width = shownWidth(s.Width, s.SampleAspectRatio)
@@ -302,7 +312,7 @@ func parseProbe(data []byte) (*Probe, error) {
 			}
 			sr, _ := strconv.Atoi(s.SampleRate)
 			a := &AudioStream{Index: s.Index, Codec: s.CodecName, SampleRate: sr, Channels: s.Channels,
-				Lang: LanguageTag(s.Tags.Language), Title: cleanTitle(s.Tags.Title)}
+				Lang: LanguageTag(s.Tags["language"]), Title: cleanTitle(s.Tags["title"])}
 			switch d := s.Disposition; {
 			case d.VisualImpaired == 1:
 				a.Role = "description"
@@ -317,6 +327,23 @@ func parseProbe(data []byte) (*Probe, error) {
 				p.Audio = a
 			}
 			p.Audios = append(p.Audios, a)
+		case "subtitle":
+			if !slices.Contains(textSubtitleCodecs, s.CodecName) {
+				p.PictureSubtitles++
+				continue
+			}
+			if len(p.Subtitles) == MaxSubtitleStreams {
+				continue
+			}
+			sub := &SubtitleStream{Index: s.Index, Codec: s.CodecName, Lang: LanguageTag(s.Tags["language"]), Title: cleanTitle(s.Tags["title"]),
+				Role: "subtitle"}
+			switch {
+			case s.Disposition.Forced == 1:
+				sub.Role = "forced-subtitle"
+			case s.Disposition.HearingImpaired == 1:
+				sub.Role = "caption"
+			}
+			p.Subtitles = append(p.Subtitles, sub)
 		}
 	}
 	if p.Audio == nil && len(p.Audios) > 0 {
@@ -350,6 +377,27 @@ func parseProbe(data []byte) (*Probe, error) {
 		p.Video.Duration = p.Duration
 	}
 	return p, nil
+}
+
+// matroskaDuration reads a Matroska stream's DURATION tag
+// ("00:01:23.456000000", or DURATION-eng from some muxers) in seconds; 0
+// when there is none or it does not parse.
+func matroskaDuration(tags map[string]string) float64 {
+	v, ok := tags["DURATION"]
+	if !ok {
+		for k, t := range tags {
+			if strings.HasPrefix(k, "DURATION-") {
+				v = t
+				break
+			}
+		}
+	}
+	var h, m int
+	var sec float64
+	if n, err := fmt.Sscanf(v, "%d:%d:%f", &h, &m, &sec); n != 3 || err != nil || h < 0 || m < 0 || m > 59 || sec < 0 || sec >= 60 {
+		return 0
+	}
+	return float64(h)*3600 + float64(m)*60 + sec
 }
 
 // Colour is a video stream's colour description, in ffprobe's names.

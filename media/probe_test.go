@@ -247,3 +247,54 @@ func TestLanguageAndTitle(t *testing.T) {
 		}
 	}
 }
+
+// TestMatroskaStreamDuration: Matroska gives a stream's length only as a
+// DURATION tag; the picture's length comes from it, not from the
+// container's, which subtitles outlasting the picture make longer.
+func TestMatroskaStreamDuration(t *testing.T) {
+	for tag, want := range map[string]float64{`"DURATION":"00:00:03.023000000"`: 3.023, `"DURATION-eng":"01:02:03.5"`: 3723.5,
+		`"DURATION":"junk"`: 4.5, `"DURATION":"00:61:00.0"`: 4.5, `"title":"x"`: 4.5} {
+		js := `{"streams":[{"index":0,"codec_type":"video","width":640,"height":360,"avg_frame_rate":"25/1","tags":{` + tag + `}}],
+			"format":{"duration":"4.5"}}`
+		p, err := parseProbe([]byte(js))
+		if err != nil || p.Video.Duration != want {
+			t.Errorf("tags {%s}: picture lasts %v (%v), want %v", tag, p.Video.Duration, err, want)
+		}
+	}
+}
+
+// TestParseSubtitle: the -subtitles flag's forms, and clear refusals.
+func TestParseSubtitle(t *testing.T) {
+	for in, want := range map[string]Subtitle{
+		"film.srt":                    {Path: "film.srt", Role: "subtitle"},
+		"en=film.en.srt":              {Path: "film.en.srt", Lang: "en", Role: "subtitle"},
+		"fre=a=b.vtt":                 {Path: "a=b.vtt", Lang: "fr", Role: "subtitle"},
+		"en+caption=film.sdh.srt":     {Path: "film.sdh.srt", Lang: "en", Role: "caption"},
+		"pt-BR+forced-subtitle=f.srt": {Path: "f.srt", Lang: "pt-BR", Role: "forced-subtitle"},
+	} {
+		if got, err := ParseSubtitle(in); err != nil || got != want {
+			t.Errorf("ParseSubtitle(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for in, msg := range map[string]string{"": "no file", "en=": "no file", "English=f.srt": "not a language tag", "en+dub=f.srt": "role"} {
+		if _, err := ParseSubtitle(in); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("ParseSubtitle(%q): %v, want an error saying %q", in, err, msg)
+		}
+	}
+}
+
+func FuzzParseSubtitle(f *testing.F) {
+	for _, s := range []string{"film.srt", "en=film.srt", "en+caption=x", "=", "+=", "und=x", "x-klingon=y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sub, err := ParseSubtitle(s)
+		if err != nil {
+			return
+		}
+		if sub.Path == "" || sub.Lang != LanguageTag(sub.Lang) ||
+			!slices.Contains([]string{"subtitle", "caption", "forced-subtitle"}, sub.Role) {
+			t.Fatalf("ParseSubtitle(%q) = %+v", s, sub)
+		}
+	})
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/deepcast/deepcast/edge/httpsem"
+	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
 )
 
@@ -31,6 +32,8 @@ type AssetSummary struct {
 	ManifestURL     string        `json:"manifestUrl"`
 	SizeOnDisk      int64         `json:"sizeOnDisk"`
 	Ladder          []LadderEntry `json:"ladder"`
+	// Subtitles are the asset's subtitle tracks.
+	Subtitles []SubtitleEntry `json:"subtitles,omitempty"`
 	// Protection, for an encrypted asset, is its scheme and key id (never
 	// the key): players need them to set up ClearKey.
 	Protection *media.Protection `json:"protection,omitempty"`
@@ -45,6 +48,19 @@ type LadderEntry struct {
 	Codecs    string `json:"codecs"`
 	Bitrate   int64  `json:"bitrate"`
 	Bandwidth int64  `json:"bandwidth"`
+	// An audio rendition's language, label and role.
+	Lang  string `json:"lang,omitempty"`
+	Label string `json:"label,omitempty"`
+	Role  string `json:"role,omitempty"`
+}
+
+// SubtitleEntry is one subtitle track in the catalogue API.
+type SubtitleEntry struct {
+	ID    string `json:"id"`
+	Lang  string `json:"lang,omitempty"`
+	Label string `json:"label"`
+	Role  string `json:"role"`
+	URL   string `json:"url"` // the WebVTT file
 }
 
 func summary(e *Entry) AssetSummary {
@@ -56,7 +72,11 @@ func summary(e *Entry) AssetSummary {
 			out.Segments = max(out.Segments, len(r.Segments))
 		}
 		out.Ladder = append(out.Ladder, LadderEntry{ID: r.ID, Type: r.Type, Width: r.Width, Height: r.Height, Codecs: r.Codecs,
-			Bitrate: r.Bitrate, Bandwidth: r.Bandwidth})
+			Bitrate: r.Bitrate, Bandwidth: r.Bandwidth, Lang: r.Lang, Label: r.Label, Role: r.Role})
+	}
+	for _, t := range a.Texts {
+		out.Subtitles = append(out.Subtitles, SubtitleEntry{ID: t.ID, Lang: t.Lang, Label: t.Label, Role: t.Role,
+			URL: "/vod/" + e.Name + "/" + t.ID + "/" + manifest.TextFile})
 	}
 	return out
 }

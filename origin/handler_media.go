@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/deepcast/deepcast/edge/httpsem"
+	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/store"
 )
@@ -180,6 +181,7 @@ var (
 	hdrVideoMP4       = []string{"video/mp4"}
 	hdrAudioMP4       = []string{"audio/mp4"}
 	hdrSegment        = []string{"video/iso.segment"}
+	hdrWebVTT         = []string{"text/vtt; charset=utf-8"}
 	hdrBytes          = []string{"bytes"}
 )
 
@@ -197,6 +199,32 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveFile(w, r, e, filepath.Join(rd.ID, "init.mp4"), ct, rd.Init)
+}
+
+// serveText serves a subtitle track's WebVTT file.
+func (s *Server) serveText(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	id := chi.URLParam(r, "rendition")
+	if !media.ValidName(id) {
+		httpError(w, http.StatusBadRequest, "invalid rendition name")
+		return
+	}
+	t, ok := e.Asset.Text(id)
+	if !ok {
+		if p := e.prev.Load(); p != nil {
+			if t, ok = p.Asset.Text(id); ok {
+				e = p
+			}
+		}
+	}
+	if !ok {
+		missing(w, r, "no such subtitle track")
+		return
+	}
+	s.serveFile(w, r, e, filepath.Join(t.ID, manifest.TextFile), hdrWebVTT, t.File)
 }
 
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {

@@ -494,3 +494,60 @@ func TestDamagedAssetIsNotReadAgainPerRequest(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSubtitleTracksAreServed: a film's subtitle tracks are served from a
+// folder and from an object store alike, as WebVTT with the headers of
+// every immutable object (validators, ranges, conditionals), listed in
+// the catalogue; an unknown or hostile track name is refused; and ffmpeg,
+// an independent DASH client, reads the cues through the MPD.
+func TestSubtitleTracksAreServed(t *testing.T) {
+	lib := t.TempDir()
+	ladder, _ := media.ParseLadder("320x180@300k")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a, err := media.Package(ctx, []string{mediatest.Film(t, t.TempDir(), 4*time.Second)}, media.PackageOptions{Library: lib, Name: "film", Ladder: ladder})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := storetest.Start(t)
+	s3lib, err := store.Open(ctx, "s3://"+srv.Bucket(t, "subtitles")+"/lib", store.S3Options{Endpoint: srv.Endpoint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storetest.CopyAsset(t, s3lib, lib, "film")
+	_, folder := start(t, lib)
+	_, objects := start(t, lib, func(c *Config) { c.Store = s3lib })
+	for name, ts := range map[string]*httptest.Server{"folder": folder, "s3": objects} {
+		base := ts.URL + "/vod/film/"
+		for _, tr := range a.Texts {
+			want, _ := os.ReadFile(filepath.Join(lib, "film", tr.ID, "text.vtt"))
+			resp, body := get(t, base+tr.ID+"/text.vtt")
+			h := resp.Header
+			if resp.StatusCode != 200 || !bytes.Equal(body, want) || h.Get("Content-Type") != "text/vtt; charset=utf-8" ||
+				h.Get("Cache-Control") != "public, max-age=31536000, immutable" || h.Get("ETag") != etag(tr.File.SHA256) {
+				t.Errorf("%s %s: %d, %d bytes (want %d), headers %v", name, tr.ID, resp.StatusCode, len(body), len(want), h)
+			}
+			if resp, body := get(t, base+tr.ID+"/text.vtt", "Range", "bytes=0-5"); resp.StatusCode != 206 || string(body) != "WEBVTT" {
+				t.Errorf("%s %s bytes=0-5: %d %q", name, tr.ID, resp.StatusCode, body)
+			}
+			if resp, _ := get(t, base+tr.ID+"/text.vtt", "If-None-Match", h.Get("ETag")); resp.StatusCode != 304 {
+				t.Errorf("%s %s If-None-Match: %d, want 304", name, tr.ID, resp.StatusCode)
+			}
+		}
+		for path, code := range map[string]int{"text-xx/text.vtt": 404, "180p-300k/text.vtt": 404, "..%2ftext-en/text.vtt": 400, "text-en/text.vtt%00": 404} {
+			if resp, body := get(t, base+path); resp.StatusCode != code || bytes.HasPrefix(body, []byte("WEBVTT")) {
+				t.Errorf("%s %s: %d, want %d", name, path, resp.StatusCode, code)
+			}
+		}
+		var summary AssetSummary
+		if _, body := get(t, ts.URL+"/api/assets/film"); json.Unmarshal(body, &summary) != nil || len(summary.Subtitles) != len(a.Texts) ||
+			summary.Subtitles[0].URL != "/vod/film/text-en/text.vtt" || summary.Subtitles[1].Role != "caption" {
+			t.Errorf("%s catalogue: subtitles %+v", name, summary.Subtitles)
+		}
+	}
+	out, err := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", folder.URL+"/vod/film/manifest.mpd",
+		"-map", "0:s:0", "-f", "webvtt", "-").Output()
+	if err != nil || !strings.Contains(string(out), "English 2") {
+		t.Errorf("ffmpeg reading the first subtitle track through the MPD: %v\n%s", err, out)
+	}
+}

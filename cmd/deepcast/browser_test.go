@@ -183,6 +183,16 @@ type pageStats struct {
 		Rendition string `json:"rendition"`
 		N         int    `json:"n"`
 	} `json:"soundFetched"`
+	// The Subtitles menu: the tracks listed, the one shown (-1: off), and
+	// the cues on screen at media times.
+	TextTracks []struct {
+		Label, Lang, Role string
+	} `json:"textTracks"`
+	TextTrack int `json:"textTrack"`
+	Cues      []struct {
+		T    float64 `json:"t"`
+		Text string  `json:"text"`
+	} `json:"cues"`
 }
 
 func readStats(t *testing.T, ctx context.Context) pageStats {
@@ -848,17 +858,19 @@ func (l *networkLog) String() string {
 	return strings.Join(l.events, "\n")
 }
 
-// TestBrowserChoosesTheSound: a film with a French dub, its English sound,
-// a commentary and an audio description plays through an enter-deep edge
-// in each of the page's players (DASH and HLS), starting with the main
-// English sound; the Sound menu lists all four, and choosing French there
-// fetches and plays the French sound from then on.
-func TestBrowserChoosesTheSound(t *testing.T) {
+// TestBrowserChoosesSoundAndSubtitles: a film with a French dub, its
+// English sound, a commentary, an audio description and two subtitle
+// tracks plays through an enter-deep edge in each of the page's players
+// (DASH and HLS), starting with the main English sound and no subtitles;
+// the Sound menu lists all four sounds, and choosing French there fetches
+// and plays the French sound from then on; the Subtitles menu lists both
+// tracks, and choosing English shows its cues at their times.
+func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 	lib := filepath.Join(t.TempDir(), "lib")
 	ladder, _ := media.ParseLadder("320x180@300k")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := media.Package(ctx, []string{mediatest.FilmWithSounds(t, t.TempDir(), 16*time.Second)},
+	if _, err := media.Package(ctx, []string{mediatest.Film(t, t.TempDir(), 16*time.Second)},
 		media.PackageOptions{Library: lib, Name: "film", Ladder: ladder}); err != nil {
 		t.Fatal(err)
 	}
@@ -910,8 +922,38 @@ func TestBrowserChoosesTheSound(t *testing.T) {
 			if len(s.Errors) > 0 || s.DecodedFrames == 0 {
 				t.Errorf("errors %v, %d frames decoded", s.Errors, s.DecodedFrames)
 			}
+			if s.TextTrack != -1 || len(s.Cues) > 0 || len(s.TextTracks) != len(mediatest.FilmSubtitles) {
+				t.Fatalf("subtitles: %d tracks listed (%+v), track %d shown, cues %+v; want %d listed, none shown",
+					len(s.TextTracks), s.TextTracks, s.TextTrack, s.Cues, len(mediatest.FilmSubtitles))
+			}
+			english := slices.IndexFunc(s.TextTracks, func(x struct{ Label, Lang, Role string }) bool { return x.Lang == "en" })
+			pick = fmt.Sprintf(`(() => { const s = document.getElementById('subtitles'); s.value = '%d'; s.dispatchEvent(new Event('change')); return s.options.length; })()`, english)
+			if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](pick)); err != nil || n != len(mediatest.FilmSubtitles)+1 || english < 0 {
+				t.Fatalf("choosing English subtitles (%d): %d options (%v)", english, n, err)
+			}
+			s = waitFor(t, ctx, 30*time.Second, "English subtitles on screen", func(s pageStats) bool { return len(s.Cues) >= 8 && s.TextTrack == english })
+			for _, c := range s.Cues {
+				// Cue n covers [2(n-1), 2n) s of the film (23 ms later in
+				// its Matroska source); the page samples four times a
+				// second, while cues change on the player's clock.
+				var n int
+				if _, err := fmt.Sscanf(c.Text, "English %d", &n); err != nil || c.T < float64(2*(n-1))-0.3 || c.T > float64(2*n)+0.3 {
+					t.Errorf("at %.2f s the screen reads %q, want English %d", c.T, c.Text, int(c.T/2)+1)
+				}
+			}
 			t.Logf("%s: menu %+v; fetched en %d, fr %d, others %d", engine, s.AudioTracks, fetched(s, "audio-en-128k"), fetched(s, "audio-fr-128k"),
 				len(s.SoundFetched)-fetched(s, "audio-en-128k")-fetched(s, "audio-fr-128k"))
 		})
 	}
+	// A link can ask for both: ?sound=fr&subtitles=en.
+	t.Run("link", func(t *testing.T) {
+		ctx := browser(t)
+		if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=film&buffer=4&sound=fr&subtitles=en")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 60*time.Second, "the French sound and English subtitles the link asks for", func(s pageStats) bool {
+			return s.AudioTrack >= 0 && s.AudioTracks[s.AudioTrack].Lang == "fr" && fetched(s, "audio-fr-128k") > 0 &&
+				len(s.Cues) > 0 && strings.HasPrefix(s.Cues[len(s.Cues)-1].Text, "English ")
+		})
+	})
 }

@@ -66,6 +66,19 @@ func packageCommand() command {
 			keyID := fs.String("key-id", "", "-encrypt: the key id, 32 hex digits (default: random)")
 			key := fs.String("key", "", "-encrypt: the content key, 32 hex digits (default: random)")
 			keyFile := fs.String("key-file", "", "-encrypt: a file holding KID:KEY in hex (instead of -key-id and -key, which a process list would show)")
+			var subtitles []media.Subtitle
+			fs.Func("subtitles", "a subtitle file to package with the source, `[LANG[+ROLE]=]FILE` (en=film.en.srt, fr=film.fr.vtt, "+
+				"en+caption=film.sdh.srt; ROLE caption or forced-subtitle); repeat for more. The source's own text subtitles are packaged too",
+				func(v string) error {
+					sub, err := media.ParseSubtitle(v)
+					if err == nil {
+						if _, err = os.Stat(sub.Path); err != nil {
+							err = fmt.Errorf("subtitles %s: %w", sub.Path, err)
+						}
+					}
+					subtitles = append(subtitles, sub)
+					return err
+				})
 			return func(ctx context.Context, args []string) error {
 				if *lib == "" || len(args) == 0 {
 					return fmt.Errorf("-o LIBRARY and at least one INPUT are required: %w", errUsage)
@@ -85,7 +98,7 @@ func packageCommand() command {
 					}
 				}
 				opt := media.PackageOptions{Library: *lib, Store: libStore, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged,
-					Encrypt: enc}
+					Encrypt: enc, Subtitles: subtitles}
 				if *ladder != "" {
 					l, err := media.ParseLadder(*ladder)
 					if err != nil {
@@ -109,6 +122,9 @@ func packageCommand() command {
 					} else {
 						fmt.Printf("  %-12s %d Hz x%d  %s  %5d kbit/s mean\n", r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000)
 					}
+				}
+				for _, t := range a.Texts {
+					fmt.Printf("  %-12s %s subtitles (%s), %.1f KiB\n", t.ID, t.Label, t.Role, float64(t.File.Size)/1024)
 				}
 				if store.IsS3(*lib) {
 					fmt.Printf("published: %s/%s (version %s.%s)\n", strings.TrimSuffix(*lib, "/"), a.Name, a.Name, a.Build)

@@ -217,23 +217,51 @@ var FilmSounds = []Sound{
 	{"audio-en-description-128k", "en", "description", "English (audio description)", -24},
 }
 
-// FilmWithSounds writes a Matroska film of d with a test picture and the
-// four audio streams of FilmSounds (tones at their levels), tagged with
-// languages, a title and dispositions as a film's are, and returns its
-// path.
-func FilmWithSounds(tb testing.TB, dir string, d time.Duration) string {
+// FilmSubtitles are Film's subtitle streams in the file's order, and
+// the tracks packaging must make of them. Cue n of each covers
+// [2(n-1), 2n) seconds and reads "<Word> n".
+var FilmSubtitles = []struct{ ID, Lang, Role, Label, Word string }{
+	{"text-en", "en", "subtitle", "English", "English"},
+	{"text-fr-caption", "fr", "caption", "français (captions)", "Français"},
+}
+
+// WriteSRT writes a SubRip file of d whose cue n covers [2(n-1), 2n)
+// seconds and reads "word n", and returns its path.
+func WriteSRT(tb testing.TB, path, word string, d time.Duration) string {
+	tb.Helper()
+	var b strings.Builder
+	stamp := func(s int) string { return fmt.Sprintf("00:%02d:%02d,000", s/60, s%60) }
+	for n := 1; 2*(n-1) < int(d.Seconds()); n++ {
+		fmt.Fprintf(&b, "%d\n%s --> %s\n%s %d\n\n", n, stamp(2*(n-1)), stamp(2*n), word, n)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return path
+}
+
+// Film writes a Matroska film of d with a test picture, the four audio
+// streams of FilmSounds (tones at their levels) and the two subtitle
+// streams of FilmSubtitles, tagged with languages, a title and
+// dispositions as a film's are, and returns its path.
+func Film(tb testing.TB, dir string, d time.Duration) string {
 	tb.Helper()
 	src := filepath.Join(dir, "film.mkv")
+	en := WriteSRT(tb, filepath.Join(dir, "en.srt"), FilmSubtitles[0].Word, d)
+	fr := WriteSRT(tb, filepath.Join(dir, "fr.srt"), FilmSubtitles[1].Word, d)
 	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error",
 		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=880", "-f", "lavfi", "-i", "sine=f=440",
-		"-f", "lavfi", "-i", "sine=f=660", "-f", "lavfi", "-i", "sine=f=550", "-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
-		"-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:a",
+		"-f", "lavfi", "-i", "sine=f=660", "-f", "lavfi", "-i", "sine=f=550", "-i", en, "-i", fr,
+		"-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
+		"-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:a", "-map", "5:s", "-map", "6:s",
 		// lavfi's sine is at -18 dBFS.
 		"-filter:a:0", "volume=0.25", "-filter:a:2", "volume=0.0625", "-filter:a:3", "volume=0.5",
-		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s", "srt",
 		"-metadata:s:a:0", "language=fre", "-metadata:s:a:1", "language=eng", "-metadata:s:a:2", "language=eng",
 		"-metadata:s:a:2", "title=Director's commentary", "-metadata:s:a:3", "language=eng",
-		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment", "-disposition:a:3", "visual_impaired", src}
+		"-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre",
+		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment", "-disposition:a:3", "visual_impaired",
+		"-disposition:s:0", "0", "-disposition:s:1", "hearing_impaired", src}
 	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
 		tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
 	}

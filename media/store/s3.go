@@ -574,6 +574,8 @@ func contentType(rel string) string {
 		return "video/iso.segment"
 	case ".mp4":
 		return "video/mp4"
+	case ".vtt":
+		return "text/vtt; charset=utf-8"
 	}
 	return mime.TypeByExtension(path.Ext(rel))
 }

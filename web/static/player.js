@@ -7,8 +7,7 @@ const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
-           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [] },
-  soundKey: '', wantSound: '',
+           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [] },
 };
 window.deepcast = state.stats;
 
@@ -216,7 +215,8 @@ function resetStats() {
   state.points = [[], []];
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
-    stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [] });
+    stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [],
+    textTracks: [], textTrack: -1, cues: [] });
   state.lastRendition = null;
 }
 
@@ -238,6 +238,8 @@ const engines = {
       const p = dashjs.MediaPlayer().create();
       const streaming = {
         abr: { rules: abrRules($('abr').value), maxBitrate: { video: +$('cap').value } },
+        // Subtitles stay off until the viewer picks a track.
+        text: { defaultEnabled: false },
         cmcd: { enabled: true, mode: 'query', sid: 'deepcast-' + Math.random().toString(16).slice(2, 10) },
       };
       if (state.bufferTarget > 0) {
@@ -280,6 +282,12 @@ const engines = {
           const t = (p.getTracksFor('audio') || [])[i];
           if (t) p.setCurrentTrack(t);
         },
+        texts() {
+          const tracks = (p.getTracksFor('text') || []).map(dashSound);
+          const cur = p.getCurrentTextTrackIndex();
+          return { tracks, current: Number.isInteger(cur) ? cur : -1 };
+        },
+        chooseText(i) { p.setTextTrack(i); },
         rules(strategy) { p.updateSettings({ streaming: { abr: { rules: abrRules(strategy) } } }); },
         cap(kbps) { p.updateSettings({ streaming: { abr: { maxBitrate: { video: kbps } } } }); },
         now() {
@@ -327,6 +335,12 @@ const engines = {
             role: /describes-video/.test(t.characteristics || '') ? 'description' : '' })), current: hls.audioTrack };
         },
         chooseSound(i) { hls.audioTrack = i; },
+        texts() {
+          return { tracks: hls.subtitleTracks.map((t) => ({ label: t.name || '', lang: t.lang || '',
+            role: /transcribes-spoken-dialog/.test(t.characteristics || '') ? 'caption' : (t.forced ? 'forced-subtitle' : '') })),
+            current: hls.subtitleTrack };
+        },
+        chooseText(i) { hls.subtitleDisplay = true; hls.subtitleTrack = i; },
         cap(kbps) { capHls(hls, kbps); },
         now() {
           const l = hls.levels[hls.currentLevel];
@@ -391,6 +405,13 @@ function startShaka(url) {
       const t = p.getAudioTracks()[i];
       if (t) p.selectAudioTrack(t);
     },
+    texts() {
+      const tracks = p.getTextTracks();
+      return { tracks: tracks.map((t) => ({ label: t.label || '', lang: t.language || '', role: (t.roles || [])[0] || '' })),
+        current: tracks.findIndex((t) => t.active) };
+    },
+    // Shaka 5 shows the selected track; null unloads it (subtitles off).
+    chooseText(i) { p.selectTextTrack(p.getTextTracks()[i] || null); },
     cap(kbps) { p.configure({ abr: { restrictions: { maxBandwidth: kbps > 0 ? kbps * 1000 : Infinity } } }); },
     now() {
       const t = active();
@@ -408,29 +429,56 @@ function dashSound(t) {
   return { label: (label && (label.text || label)) || '', lang: t.lang || '', role: (role && (role.value || role)) || '' };
 }
 
-// showSound keeps the Sound menu to the stream's audio tracks (languages,
-// commentaries, audio description) and the one playing, and applies a
-// language asked for with ?sound= once the tracks are known.
-function showSound() {
+// trackMenus are the Sound and Subtitles menus: each lists the engine's
+// tracks of its kind (languages, commentaries, audio description;
+// subtitle tracks after "off") with the one playing, and applies a
+// language asked for in the page's URL (?sound=fr, ?subtitles=en) once
+// the tracks are known.
+const trackMenus = {
+  sound: { list: 'sounds', choose: 'chooseSound', menu: 'sound', tracks: 'audioTracks', current: 'audioTrack', off: false, key: '', want: '' },
+  text: { list: 'texts', choose: 'chooseText', menu: 'subtitles', tracks: 'textTracks', current: 'textTrack', off: true, key: '', want: '' },
+};
+
+// syncMenu brings menu m up to date with the session; it returns the
+// engine's list, or null when there is none yet or a choice was just made.
+function syncMenu(m) {
   const session = state.session;
-  if (!session || !session.sounds) return;
+  if (!session || !session[m.list]) return null;
   let list;
-  try { list = session.sounds(); } catch (e) { return; /* not ready yet */ }
-  if (!list || !list.tracks) return;
+  try { list = session[m.list](); } catch (e) { return null; /* not ready yet */ }
+  if (!list || !list.tracks) return null;
   const key = JSON.stringify(list.tracks);
-  if (key !== state.soundKey) {
-    state.soundKey = key;
-    state.stats.audioTracks = list.tracks;
-    $('sound').innerHTML = list.tracks.map((t, i) => `<option value="${i}">${esc(soundName(t, i))}</option>`).join('');
-    $('sound').disabled = list.tracks.length < 2;
+  if (key !== m.key) {
+    m.key = key;
+    state.stats[m.tracks] = list.tracks;
+    $(m.menu).innerHTML = (m.off ? '<option value="-1">off</option>' : '') +
+      list.tracks.map((t, i) => `<option value="${i}">${esc(soundName(t, i))}</option>`).join('');
+    $(m.menu).disabled = list.tracks.length < (m.off ? 1 : 2);
   }
-  if (state.wantSound && list.tracks.length) {
-    const i = list.tracks.findIndex((t) => t.lang === state.wantSound || t.lang.startsWith(state.wantSound + '-'));
-    state.wantSound = '';
-    if (i >= 0 && i !== list.current) { session.chooseSound(i); return; }
+  if (m.want && list.tracks.length) {
+    const i = list.tracks.findIndex((t) => t.lang === m.want || t.lang.startsWith(m.want + '-'));
+    m.want = '';
+    if (i >= 0 && i !== list.current) { session[m.choose](i); return null; }
   }
-  state.stats.audioTrack = list.current;
-  if (list.current >= 0) $('sound').value = String(list.current);
+  state.stats[m.current] = list.current;
+  if (m.off || list.current >= 0) $(m.menu).value = String(list.current);
+  return list;
+}
+
+// showText keeps the Subtitles menu and records the cues on screen (for
+// tests: what a viewer reads when).
+function showText() {
+  if (!syncMenu(trackMenus.text)) return;
+  const v = $('video');
+  const shown = [];
+  for (const tt of v.textTracks) {
+    if (tt.mode !== 'showing' || !tt.activeCues) continue;
+    for (const c of tt.activeCues) shown.push(c.text);
+  }
+  if (shown.length) {
+    state.stats.cues.push({ t: v.currentTime, text: shown.join(' / ') });
+    if (state.stats.cues.length > 500) state.stats.cues.shift();
+  }
 }
 
 function soundName(t, i) {
@@ -452,9 +500,11 @@ function play() {
   if (!state.mpdOverride && (!asset || asset === moreAssets || !node)) return;
   if (state.session) { state.session.stop(); state.session = null; }
   resetStats();
-  state.soundKey = '';
-  $('sound').innerHTML = '';
-  $('sound').disabled = true;
+  for (const m of Object.values(trackMenus)) {
+    m.key = '';
+    $(m.menu).innerHTML = '';
+    $(m.menu).disabled = true;
+  }
   $('error').classList.add('hidden');
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
@@ -502,7 +552,8 @@ function tick() {
   $('s-hits').textContent = `${s.cacheHits} / ${s.cacheResponses}`;
   $('s-switches').textContent = `${s.downSwitches} / ${s.upSwitches}`;
   $('s-abr').textContent = state.abrDecision || '–';
-  showSound();
+  syncMenu(trackMenus.sound);
+  showText();
 }
 
 function watchStalls() {
@@ -623,14 +674,17 @@ async function init() {
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
   if (params.get('cap')) setCapValue(params.get('cap'));
-  if (params.get('sound')) state.wantSound = params.get('sound');
+  trackMenus.sound.want = params.get('sound') || '';
+  trackMenus.text.want = params.get('subtitles') || '';
   state.chart = makeChart();
   watchStalls();
   $('play').addEventListener('click', play);
   $('cap').addEventListener('change', applyCap);
-  $('sound').addEventListener('change', () => {
-    if (state.session && state.session.chooseSound) state.session.chooseSound(+$('sound').value);
-  });
+  for (const m of Object.values(trackMenus)) {
+    $(m.menu).addEventListener('change', () => {
+      if (state.session && state.session[m.choose]) state.session[m.choose](+$(m.menu).value);
+    });
+  }
   $('abr').addEventListener('change', () => {
     // The Go core's rule is added when dash.js starts: to or from it, restart.
     if (coreStrategies.has($('abr').value) || coreStrategies.has(state.playingAbr)) { play(); return; }
