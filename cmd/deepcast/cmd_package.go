@@ -116,15 +116,22 @@ func packageCommand() command {
 				fmt.Printf("packaged %s in %s: %.1fs, %d renditions, %d segments of %gs, %.1f MiB\n",
 					a.Name, time.Since(start).Round(time.Millisecond), a.Duration, len(a.Renditions),
 					len(a.Renditions[0].Segments), a.SegmentDuration, float64(a.SizeOnDisk())/(1<<20))
+				w := 12 // the ID column, as wide as the longest
+				for _, r := range a.Renditions {
+					w = max(w, len(r.ID))
+				}
+				for _, t := range a.Texts {
+					w = max(w, len(t.ID))
+				}
 				for _, r := range a.Renditions {
 					if r.Type == "video" {
-						fmt.Printf("  %-12s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak\n", r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000)
+						fmt.Printf("  %-*s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak\n", w, r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000)
 					} else {
-						fmt.Printf("  %-12s %d Hz x%d  %s  %5d kbit/s mean\n", r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000)
+						fmt.Printf("  %-*s %d Hz x%d  %s  %5d kbit/s mean  %s (%s)\n", w, r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000, r.Label, r.Role)
 					}
 				}
 				for _, t := range a.Texts {
-					fmt.Printf("  %-12s %s subtitles (%s), %.1f KiB\n", t.ID, t.Label, t.Role, float64(t.File.Size)/1024)
+					fmt.Printf("  %-*s WebVTT  %s (%s), %.1f KiB\n", w, t.ID, t.Label, t.Role, float64(t.File.Size)/1024)
 				}
 				if store.IsS3(*lib) {
 					fmt.Printf("published: %s/%s (version %s.%s)\n", strings.TrimSuffix(*lib, "/"), a.Name, a.Name, a.Build)
