@@ -36,9 +36,9 @@ var textSubtitleCodecs = []string{"subrip", "srt", "ass", "ssa", "mov_text", "we
 // MaxSubtitleStreams bounds the subtitle streams packaged from a source.
 const MaxSubtitleStreams = 32
 
-// maxSubtitleBytes bounds one track's WebVTT: a feature film's is a few
-// hundred KiB.
-const maxSubtitleBytes = 16 << 20
+// MaxSubtitleBytes bounds one track's WebVTT, and a subtitle file an
+// upload may carry: a feature film's is a few hundred KiB.
+const MaxSubtitleBytes = 16 << 20
 
 // Subtitle is a subtitle file packaged beside a source (a film's .srt or
 // .vtt files), in any text format ffmpeg reads.
@@ -47,7 +47,14 @@ type Subtitle struct {
 	Lang  string // a language tag (BCP 47 or ISO 639); "" when unknown
 	Title string
 	Role  string // "subtitle" when empty, "caption" or "forced-subtitle"
+	// Untrusted files (uploads) are read as SubRip, ASS or WebVTT only,
+	// never as a format that names other files.
+	Untrusted bool
 }
+
+// subtitleUploadFormats are the demuxers an untrusted subtitle file may
+// be read with: text formats that hold their cues themselves.
+var subtitleUploadFormats = []string{"srt", "ass", "webvtt"}
 
 // ParseSubtitle reads a -subtitles flag's value: FILE, or LANG=FILE
 // (en=film.en.srt), with an optional role after the language
@@ -118,7 +125,11 @@ func packageSubtitles(ctx context.Context, src *Probe, sidecars []Subtitle, stag
 	for i := range sidecars {
 		sc := &sidecars[i]
 		out := filepath.Join(work, fmt.Sprintf("sidecar%d.vtt", i))
-		args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error", "-i", sc.Path, "-map", "0:s:0", "-c:s", "webvtt", "-f", "webvtt", out}
+		args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error"}
+		if sc.Untrusted {
+			args = append(args, "-protocol_whitelist", "file", "-format_whitelist", strings.Join(subtitleUploadFormats, ","))
+		}
+		args = append(args, "-i", sc.Path, "-map", "0:s:0", "-c:s", "webvtt", "-f", "webvtt", out)
 		if err := runSubtitleFFmpeg(ctx, args); err != nil {
 			return nil, fmt.Errorf("subtitles %s: not a subtitle file ffmpeg reads as text: %w", sc.Path, err)
 		}
@@ -188,14 +199,14 @@ func runSubtitleFFmpeg(ctx context.Context, args []string) error {
 }
 
 // readWebVTT reads what ffmpeg wrote and checks it is WebVTT with at
-// least one cue, within maxSubtitleBytes.
+// least one cue, within MaxSubtitleBytes.
 func readWebVTT(path string) ([]byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("no WebVTT written: %w", err)
 	}
-	if st.Size() > maxSubtitleBytes {
-		return nil, fmt.Errorf("%d bytes of WebVTT: more than %d MiB", st.Size(), maxSubtitleBytes>>20)
+	if st.Size() > MaxSubtitleBytes {
+		return nil, fmt.Errorf("%d bytes of WebVTT: more than %d MiB", st.Size(), MaxSubtitleBytes>>20)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -138,6 +139,10 @@ type upload struct {
 	name      string
 	ladder    media.Ladder
 	filename  string
+	// subtitles are the subtitle files sent with the source, and the
+	// names they were sent under (for messages).
+	subtitles []media.Subtitle
+	subNames  map[string]string
 }
 
 // receive streams the multipart body to a temporary file: the upload is
@@ -169,6 +174,10 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 			if err := up.save(js.s.cfg.UploadDir, part); err != nil {
 				return up, err
 			}
+		case "subtitles":
+			if err := up.saveSubtitles(js.s.cfg.UploadDir, part, ""); err != nil {
+				return up, err
+			}
 		case "name", "ladder":
 			v, err := io.ReadAll(io.LimitReader(part, 1024))
 			if err != nil {
@@ -180,6 +189,11 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 				if up.ladder, err = media.ParseLadder(spec); err != nil {
 					return up, err
 				}
+			}
+		}
+		if spec, ok := strings.CutPrefix(part.FormName(), "subtitles:"); ok {
+			if err := up.saveSubtitles(js.s.cfg.UploadDir, part, spec); err != nil {
+				return up, err
 			}
 		}
 		part.Close()
@@ -196,17 +210,28 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 	return up, nil
 }
 
-func (up *upload) save(dir string, part *multipart.Part) error {
+// makeDir makes the upload's work folder under dir, once.
+func (up *upload) makeDir(dir string) error {
+	if up.dir != "" {
+		return nil
+	}
 	dir, err := store.MakeWorkFolder(dir, "deepcast-upload-", "")
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	up.dir = dir
+	return nil
+}
+
+func (up *upload) save(dir string, part *multipart.Part) error {
+	if err := up.makeDir(dir); err != nil {
+		return err
+	}
 	up.filename = filepath.Base(part.FileName())
 	if up.filename == "." || up.filename == "/" || up.filename == "" {
 		up.filename = "upload"
 	}
-	up.path = filepath.Join(dir, "source"+filepath.Ext(up.filename))
+	up.path = filepath.Join(up.dir, "source"+filepath.Ext(up.filename))
 	f, err := os.Create(up.path)
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -218,6 +243,53 @@ func (up *upload) save(dir string, part *multipart.Part) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
+	return nil
+}
+
+// maxUploadSubtitles bounds the subtitle files of one upload.
+const maxUploadSubtitles = 32
+
+// saveSubtitles keeps a subtitle file part (field "subtitles", or
+// "subtitles:LANG[+ROLE]" such as subtitles:en+caption) beside the
+// source, to be read as an untrusted text subtitle file.
+func (up *upload) saveSubtitles(dir string, part *multipart.Part, spec string) error {
+	if err := up.makeDir(dir); err != nil {
+		return err
+	}
+	if len(up.subtitles) == maxUploadSubtitles {
+		return fmt.Errorf("upload: more than %d subtitle files", maxUploadSubtitles)
+	}
+	// Fixed width: no name is the start of another (messages swap them
+	// for the names they were sent under).
+	path := filepath.Join(up.dir, fmt.Sprintf("subtitles-%02d", len(up.subtitles)))
+	sub, err := media.ParseSubtitle(path)
+	if spec != "" {
+		sub, err = media.ParseSubtitle(spec + "=" + path)
+	}
+	if err != nil {
+		return fmt.Errorf("upload: field %q: %w", part.FormName(), err)
+	}
+	sub.Untrusted = true
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	n, err := io.Copy(f, io.LimitReader(part, media.MaxSubtitleBytes+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	name := cmp.Or(filepath.Base(part.FileName()), part.FormName())
+	if n > media.MaxSubtitleBytes {
+		return fmt.Errorf("upload: subtitles %s: more than %d MiB", name, media.MaxSubtitleBytes>>20)
+	}
+	if up.subNames == nil {
+		up.subNames = map[string]string{}
+	}
+	up.subNames[path] = name
+	up.subtitles = append(up.subtitles, sub)
 	return nil
 }
 
@@ -289,6 +361,7 @@ func (js *jobs) work(j *job, up *upload) func(*Job) {
 	_, err := media.Package(js.ctx, []string{up.path}, media.PackageOptions{
 		Library: js.s.catalog.Root(), Store: js.s.catalog.Store(), Name: up.name, Ladder: up.ladder,
 		Untrusted: true, // an upload: a plain container, no references to other files
+		Subtitles: up.subtitles,
 		Progress: func(p media.Progress) {
 			j.update(func(j *Job) { j.Stage, j.Progress = p.Stage, p.Fraction() })
 		},
@@ -296,6 +369,9 @@ func (js *jobs) work(j *job, up *upload) func(*Job) {
 	if err != nil {
 		// The packager names the temporary file; the user knows it by its upload name.
 		msg := strings.ReplaceAll(err.Error(), up.path, up.filename)
+		for path, name := range up.subNames {
+			msg = strings.ReplaceAll(msg, path, name)
+		}
 		log.Warn("ingest failed", "err", msg)
 		return failed(fmt.Errorf("%s", msg))
 	}

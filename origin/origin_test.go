@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -485,17 +486,26 @@ func TestParseSegmentNumber(t *testing.T) {
 
 func uploadFile(t *testing.T, url, token, path string, fields map[string]string) (*http.Response, Job) {
 	t.Helper()
+	return uploadWith(t, url, token, path, fields, nil)
+}
+
+// uploadWith is uploadFile with more file parts after the source: field
+// name and file, in order.
+func uploadWith(t *testing.T, url, token, path string, fields map[string]string, files [][2]string) (*http.Response, Job) {
+	t.Helper()
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
 		for k, v := range fields {
 			mw.WriteField(k, v)
 		}
-		fw, _ := mw.CreateFormFile("file", filepath.Base(path))
-		f, err := os.Open(path)
-		if err == nil {
-			io.Copy(fw, f)
-			f.Close()
+		for _, part := range append([][2]string{{"file", path}}, files...) {
+			fw, _ := mw.CreateFormFile(part[0], filepath.Base(part[1]))
+			f, err := os.Open(part[1])
+			if err == nil {
+				io.Copy(fw, f)
+				f.Close()
+			}
 		}
 		pw.CloseWithError(mw.Close())
 	}()
@@ -603,6 +613,54 @@ func TestIngest(t *testing.T) {
 		if strings.Contains(e.Name(), "broken") || strings.HasPrefix(e.Name(), ".staging") {
 			t.Errorf("failed job left %s", e.Name())
 		}
+	}
+}
+
+// TestIngestTakesSubtitleFiles: subtitle files sent with a source
+// (fields subtitles and subtitles:LANG[+ROLE]) are packaged as its
+// subtitle tracks; one that is not a text subtitle file (a playlist
+// naming a server file) fails the job by its upload name and publishes
+// nothing, and a field that names no language or a file over
+// media.MaxSubtitleBytes is refused at once.
+func TestIngestTakesSubtitleFiles(t *testing.T) {
+	lib := t.TempDir()
+	_, ts := start(t, lib)
+	dir := t.TempDir()
+	de := mediatest.WriteSRT(t, filepath.Join(dir, "film.de.srt"), "Deutsch", 6*time.Second)
+	und := mediatest.WriteSRT(t, filepath.Join(dir, "film.srt"), "Text", 6*time.Second)
+	resp, j := uploadWith(t, ts.URL, "secret-token", mediatest.Source(t), map[string]string{"name": "subbed", "ladder": "320x180@300k"},
+		[][2]string{{"subtitles:de", de}, {"subtitles:en+caption", und}, {"subtitles", und}})
+	if resp.StatusCode != 202 {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	if done, _ := waitJob(t, ts.URL, j.ID); done.State != JobDone {
+		t.Fatalf("job ended %+v", done)
+	}
+	var summary AssetSummary
+	if _, body := get(t, ts.URL+"/api/assets/subbed"); json.Unmarshal(body, &summary) != nil {
+		t.Fatal("catalogue")
+	}
+	var ids []string
+	for _, s := range summary.Subtitles {
+		ids = append(ids, s.ID)
+	}
+	if !slices.Equal(ids, []string{"text-de", "text-en-caption", "text-und"}) {
+		t.Errorf("subtitle tracks %v", summary.Subtitles)
+	}
+	if resp, body := get(t, ts.URL+"/vod/subbed/text-de/text.vtt"); resp.StatusCode != 200 || !strings.Contains(string(body), "Deutsch 2") {
+		t.Errorf("text-de: %d %q", resp.StatusCode, body)
+	}
+
+	leak := playlistNaming(t, filepath.Join(dir, "innocent.srt"), filepath.Join(lib, "subbed", "text-de", "text.vtt"))
+	resp, j = uploadWith(t, ts.URL, "secret-token", mediatest.Source(t), map[string]string{"name": "leak"}, [][2]string{{"subtitles:en", leak}})
+	wantRefusedJob(t, ts.URL, resp, j, "leak", "not a subtitle file", "innocent.srt")
+	if resp, _ := uploadWith(t, ts.URL, "secret-token", mediatest.Source(t), nil, [][2]string{{"subtitles:English", de}}); resp.StatusCode != 400 {
+		t.Errorf("subtitles:English: %d, want 400", resp.StatusCode)
+	}
+	huge := filepath.Join(dir, "huge.srt")
+	os.WriteFile(huge, bytes.Repeat([]byte("a"), media.MaxSubtitleBytes+1), 0o644)
+	if resp, _ := uploadWith(t, ts.URL, "secret-token", mediatest.Source(t), nil, [][2]string{{"subtitles", huge}}); resp.StatusCode != 400 {
+		t.Errorf("subtitles of %d bytes: %d, want 400", media.MaxSubtitleBytes+1, resp.StatusCode)
 	}
 }
 
@@ -746,18 +804,37 @@ func startBench(b *testing.B, lib string) (*Server, *httptest.Server) {
 func TestIngestRefusesPlaylistsThatNameServerFiles(t *testing.T) {
 	lib := t.TempDir()
 	_, ts := start(t, lib)
-	playlist := filepath.Join(t.TempDir(), "innocent.m3u8")
-	os.WriteFile(playlist, []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6.0,\n"+mediatest.Source(t)+"\n#EXT-X-ENDLIST\n"), 0o644)
+	playlist := playlistNaming(t, filepath.Join(t.TempDir(), "innocent.m3u8"), mediatest.Source(t))
 	resp, j := uploadFile(t, ts.URL, "secret-token", playlist, map[string]string{"name": "leak"})
+	wantRefusedJob(t, ts.URL, resp, j, "leak", "plain media container", "innocent.m3u8")
+}
+
+// playlistNaming writes at path an HLS playlist whose one segment is
+// target, a file of the server's, and returns path.
+func playlistNaming(t *testing.T, path, target string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:6.0,\n"+target+"\n#EXT-X-ENDLIST\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// wantRefusedJob fails the test unless the upload was accepted (202) and
+// its job failed with an error saying every one of words, publishing
+// nothing under name.
+func wantRefusedJob(t *testing.T, url string, resp *http.Response, j Job, name string, words ...string) {
+	t.Helper()
 	if resp.StatusCode != 202 {
 		t.Fatalf("upload: %d", resp.StatusCode)
 	}
-	failed, _ := waitJob(t, ts.URL, j.ID)
-	if failed.State != JobFailed || !strings.Contains(failed.Error, "plain media container") || !strings.Contains(failed.Error, "innocent.m3u8") {
-		t.Errorf("playlist upload: %+v", failed)
+	failed, _ := waitJob(t, url, j.ID)
+	for _, w := range words {
+		if failed.State != JobFailed || !strings.Contains(failed.Error, w) {
+			t.Errorf("job ended %+v, want it failed saying %q", failed, w)
+		}
 	}
-	if resp, _ := get(t, ts.URL+"/vod/leak/manifest.mpd"); resp.StatusCode != 404 {
-		t.Errorf("a playlist's target was published: %d", resp.StatusCode)
+	if resp, _ := get(t, url+"/vod/"+name+"/manifest.mpd"); resp.StatusCode != 404 {
+		t.Errorf("the refused upload was published as %s: %d", name, resp.StatusCode)
 	}
 }
 
