@@ -84,16 +84,9 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 	var audioPeak, audioAvg uint32
 	audioCodecs := ""
 	first := slices.IndexFunc(p.Audio, func(t Track) bool { return t.Role == "main" })
-	names := map[string]bool{}
+	sounds := uniqueNames{}
 	for i, a := range p.Audio {
-		// NAME is what a player's menu shows, unique in the group.
-		name := playlistName(cmp.Or(a.Label, a.ID))
-		base := name
-		for n := 2; names[name]; n++ {
-			name = fmt.Sprintf("%s %d", base, n)
-		}
-		names[name] = true
-		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: name, Default: i == max(first, 0), Autoselect: true,
+		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: sounds.name(cmp.Or(a.Label, a.ID)), Default: i == max(first, 0), Autoselect: true,
 			URI: a.ID + "/" + HLSMedia}
 		if a.Lang != "" && a.Lang != "und" {
 			alt.Language = a.Lang
@@ -113,8 +106,9 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 		}
 	}
 	var subs []*m3u8.Alternative
+	texts := uniqueNames{}
 	for _, t := range p.Text {
-		alt := &m3u8.Alternative{Type: "SUBTITLES", GroupId: HLSSubtitleGroup, Name: playlistName(cmp.Or(t.Label, t.ID)),
+		alt := &m3u8.Alternative{Type: "SUBTITLES", GroupId: HLSSubtitleGroup, Name: texts.name(cmp.Or(t.Label, t.ID)),
 			Autoselect: t.Role != "caption", Forced: t.Role == "forced-subtitle", URI: t.ID + "/" + HLSMedia}
 		if t.Lang != "" {
 			alt.Language = t.Lang
@@ -561,6 +555,21 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
 	return defaultsFirst(out.Encode().Bytes()), nil
+}
+
+// uniqueNames gives the renditions of one group their NAMEs: what a
+// player's menu shows, unique in the group (RFC 8216), "English 2" after
+// "English".
+type uniqueNames map[string]bool
+
+func (u uniqueNames) name(label string) string {
+	base := playlistName(label)
+	name := base
+	for n := 2; u[name]; n++ {
+		name = fmt.Sprintf("%s %d", base, n)
+	}
+	u[name] = true
+	return name
 }
 
 // playlistName is a label fit for a quoted playlist attribute: a quote

@@ -262,11 +262,19 @@ func TestDefaultRenditionComesFirst(t *testing.T) {
 	if got := first(h.Multivariant); len(got) != 4 || got[0] != "English" || !slices.Contains(got, "English#EXT-X-ENDLIST") {
 		t.Errorf("renditions in the order %q, want English first and the quote and line break dropped from a label", got)
 	}
+	// Two subtitle tracks of one label (a file's and the source's own).
+	p.Text = []TextTrack{{ID: "text-en", Lang: "en", Label: "English", Role: "subtitle"}, {ID: "text-en-2", Lang: "en", Label: "English", Role: "subtitle"}}
+	if h, err = BuildHLS(p); err != nil {
+		t.Fatal(err)
+	}
+	if got := first(h.Multivariant); !slices.Contains(got, "English 2") || len(got) != 6 {
+		t.Errorf("renditions %q: want two subtitle tracks labelled English told apart", got)
+	}
 	steered, err := RewriteHLS(h.Multivariant, []Pathway{{"a", "http://a/vod/x/"}, {"b", "http://b/vod/x/"}}, "http://r/steer")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := first(steered); len(got) != 8 || got[0] != "English" || got[1] != "English" {
+	if got := first(steered); len(got) != 12 || got[0] != "English" || got[1] != "English" {
 		t.Errorf("steered renditions in the order %q, want both pathways' English first", got)
 	}
 }

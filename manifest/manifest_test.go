@@ -158,23 +158,29 @@ func TestParseSurvivesRawGreaterThan(t *testing.T) {
 }
 
 func TestRewriteBaseURLsAndSteering(t *testing.T) {
-	m, _ := Build(testPresentation())
+	p := testPresentation()
+	p.Audio[0].Lang, p.Audio[0].Role, p.Audio[0].Label = "en", "main", "English"
+	p.Text = []TextTrack{{ID: "text-fr", Lang: "fr", Label: "français", Role: "subtitle", Size: 100}}
+	m, _ := Build(p)
 	xml, _ := Marshal(m)
 	out, err := Rewrite(xml, []BaseURL{{URL: "http://127.0.0.1:9101/vod/a/", ServiceLocation: "deep-a"}, {URL: "http://127.0.0.1:9201/vod/a/", ServiceLocation: "home-1"}},
 		&Steering{ServerURL: "http://127.0.0.1:8000/steering?asset=a", DefaultServiceLocation: "deep-a", QueryBeforeStart: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`<BaseURL serviceLocation="deep-a">http://127.0.0.1:9101/vod/a/</BaseURL>`, `<ContentSteering defaultServiceLocation="deep-a" queryBeforeStart="true">`} {
+	// The sounds' and subtitles' descriptions, and a subtitle track's own
+	// (relative) BaseURL, come through.
+	for _, want := range []string{`<BaseURL serviceLocation="deep-a">http://127.0.0.1:9101/vod/a/</BaseURL>`, `<ContentSteering defaultServiceLocation="deep-a" queryBeforeStart="true">`,
+		`<Role schemeIdUri="urn:mpeg:dash:role:2011" value="main">`, `<Label>English</Label>`, `<BaseURL>text-fr/text.vtt</BaseURL>`, `lang="fr"`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("rewritten MPD lacks %s:\n%s", want, out)
 		}
 	}
-	p, err := Parse(out, nil)
+	parsed, err := Parse(out, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := p.Video[0].Segments[0].URL; got != "http://127.0.0.1:9101/vod/a/360p/1.m4s" {
+	if got := parsed.Video[0].Segments[0].URL; got != "http://127.0.0.1:9101/vod/a/360p/1.m4s" {
 		t.Errorf("segments resolve to %s", got)
 	}
 	if _, err := Rewrite([]byte("abc>"), nil, nil); err == nil {
