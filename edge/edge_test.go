@@ -1086,7 +1086,8 @@ func TestObjectPathKinds(t *testing.T) {
 	for path, kind := range map[string]string{
 		"/vod/a/manifest.mpd": "manifest", "/vod/a/master.m3u8": "manifest", "/vod/a/v/media.m3u8": "manifest",
 		"/vod/a/v/iframes.m3u8": "manifest", "/vod/a/v/init.mp4": "init", "/vod/a/text-en/text.vtt": "init",
-		"/vod/a/v/3.m4s": "segment", "/vod/a/v/3.vtt": "", "/vod/a/text.vtt": "", "/vod/a/v/w/text.vtt": "", "/vod/a/%2e%2e/text.vtt": "",
+		"/vod/a/v/3.m4s": "segment", "/vod/a/thumbs/2.jpg": "init", "/vod/a/thumbs/02.jpg": "", "/vod/a/v/2.jpg": "", "/vod/a/thumbs/2.m4s": "",
+		"/vod/a/v/3.vtt": "", "/vod/a/text.vtt": "", "/vod/a/v/w/text.vtt": "", "/vod/a/%2e%2e/text.vtt": "",
 	} {
 		p, ok := parseObjectPath(path)
 		if ok != (kind != "") || ok && p.Kind != kind {

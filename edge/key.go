@@ -34,8 +34,8 @@ type objectPath struct {
 // parseObjectPath validates an escaped request path against the URL scheme
 // (/vod/{asset}/manifest.mpd, /vod/{asset}/master.m3u8,
 // /vod/{asset}/{rendition}/init.mp4, /vod/{asset}/{rendition}/{n}.m4s,
-// a subtitle track's text.vtt and the rendition's media.m3u8 and
-// iframes.m3u8) and returns it parsed. The escaped form
+// a subtitle track's text.vtt, a thumbnail tile's thumbs/{n}.jpg and the
+// rendition's media.m3u8 and iframes.m3u8) and returns it parsed. The escaped form
 // is used so that encoded slashes or dots can never pass as separators.
 func parseObjectPath(escaped string) (objectPath, bool) {
 	rest, ok := strings.CutPrefix(escaped, "/vod/")
@@ -55,13 +55,21 @@ func parseObjectPath(escaped string) (objectPath, bool) {
 		case "media.m3u8", "iframes.m3u8":
 			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "manifest"}, true
 		}
-		num, ok := strings.CutSuffix(parts[2], ".m4s")
+		ext := ".m4s"
+		if parts[1] == "thumbs" {
+			// A thumbnail tile: whole and immutable, never prefetched.
+			ext = ".jpg"
+		}
+		num, ok := strings.CutSuffix(parts[2], ext)
 		if !ok || num == "" || len(num) > 9 || num[0] == '0' {
 			return objectPath{}, false
 		}
 		n, err := strconv.Atoi(num)
 		if err != nil || n < 1 || strconv.Itoa(n) != num {
 			return objectPath{}, false
+		}
+		if ext == ".jpg" {
+			return objectPath{Asset: parts[0], Rendition: parts[1], Kind: "init"}, true
 		}
 		return objectPath{Asset: parts[0], Rendition: parts[1], Segment: n, Kind: "segment"}, true
 	}

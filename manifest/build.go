@@ -22,6 +22,8 @@ type Presentation struct {
 	// Text are the subtitle tracks, each a WebVTT file for the whole
 	// presentation.
 	Text []TextTrack
+	// Thumbnails, when set, are seek-preview tiles.
+	Thumbnails *Thumbnails
 	// Protection, when set, says the media are encrypted (Common
 	// Encryption) and where the ClearKey licence is.
 	Protection *Protection
@@ -97,6 +99,45 @@ type TextTrack struct {
 	Size int64 // bytes of the file
 }
 
+// Thumbnails describes an asset's seek-preview tiles (DASH-IF thumbnail
+// tiles): JPEGs ThumbnailsID/1.jpg, 2.jpg, ..., each Columns x Rows
+// thumbnails of Width x Height, one every Interval from the start.
+type Thumbnails struct {
+	Interval      time.Duration
+	Width, Height int
+	Columns, Rows int
+	MaxTile       int64 // bytes of the largest tile
+}
+
+// ThumbnailsID is the Representation (and folder) of the thumbnails.
+const ThumbnailsID = "thumbs"
+
+// schemeThumbnailTile is DASH-IF's property of a thumbnail tile
+// AdaptationSet, valued COLUMNSxROWS.
+const schemeThumbnailTile = "http://dashif.org/thumbnail_tile"
+
+// thumbnailSet is the thumbnails' image AdaptationSet: one tile a
+// "segment", addressed by number as media segments are.
+func thumbnailSet(th *Thumbnails, id uint32) *mpd.AdaptationSetType {
+	as := mpd.NewAdaptationSet()
+	as.Id = mpd.Ptr(id)
+	as.ContentType = "image"
+	as.MimeType = "image/jpeg"
+	st := &mpd.SegmentTemplateType{Media: "$RepresentationID$/$Number$.jpg"}
+	st.StartNumber = mpd.Ptr(uint32(1))
+	st.Timescale = mpd.Ptr(uint32(1000))
+	tile := th.Interval * time.Duration(th.Columns*th.Rows)
+	st.Duration = mpd.Ptr(uint32(tile.Milliseconds()))
+	as.SegmentTemplate = st
+	rep := mpd.NewRepresentation()
+	rep.Id = ThumbnailsID
+	rep.Bandwidth = uint32(min(max(float64(th.MaxTile)*8/max(tile.Seconds(), 0.001), 1), 1<<32-1))
+	rep.Width, rep.Height = uint32(th.Width*th.Columns), uint32(th.Height*th.Rows)
+	rep.EssentialProperties = []*mpd.DescriptorType{{SchemeIdUri: schemeThumbnailTile, Value: fmt.Sprintf("%dx%d", th.Columns, th.Rows)}}
+	as.AppendRepresentation(rep)
+	return as
+}
+
 // TextFile is the file name of a subtitle track's WebVTT in its folder.
 const TextFile = "text.vtt"
 
@@ -163,6 +204,9 @@ func Build(p Presentation) (*mpd.MPD, error) {
 	for _, t := range p.Text {
 		period.AppendAdaptationSet(textSet(t, id, p.Duration))
 		id++
+	}
+	if p.Thumbnails != nil && p.Thumbnails.Interval > 0 && p.Thumbnails.Columns > 0 && p.Thumbnails.Rows > 0 {
+		period.AppendAdaptationSet(thumbnailSet(p.Thumbnails, id))
 	}
 	if maxSeg > 0 {
 		m.MaxSegmentDuration = durPtr(maxSeg)

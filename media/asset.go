@@ -35,8 +35,10 @@ type Asset struct {
 	Ladder     Ladder      `json:"ladder,omitempty"`
 	Renditions []Rendition `json:"renditions"`
 	// Texts are the subtitle tracks, each one WebVTT file.
-	Texts    []TextTrack `json:"texts,omitempty"`
-	Manifest FileInfo    `json:"manifest"`
+	Texts []TextTrack `json:"texts,omitempty"`
+	// Thumbnails are the seek-preview tiles (none for copied renditions).
+	Thumbnails *Thumbnails `json:"thumbnails,omitempty"`
+	Manifest   FileInfo    `json:"manifest"`
 	// DecodeErrors counts the errors met decoding a source packaged with
 	// AllowDamaged: its frames may show damage.
 	DecodeErrors int `json:"decodeErrors,omitempty"`
@@ -94,6 +96,11 @@ func (a *Asset) SizeOnDisk() int64 {
 	for _, t := range a.Texts {
 		total += t.File.Size
 	}
+	if a.Thumbnails != nil {
+		for _, f := range a.Thumbnails.Tiles {
+			total += f.Size
+		}
+	}
 	for _, r := range a.Renditions {
 		total += r.Init.Size
 		for _, s := range r.Segments {
@@ -111,6 +118,13 @@ func (a *Asset) Presentation() manifest.Presentation {
 	if a.Protection != nil {
 		kid, _ := parseHex16(a.Protection.KeyID)
 		p.Protection = &manifest.Protection{Scheme: a.Protection.Scheme, KeyID: uuidString(kid), LicenceURL: LicencePath(a.Name)}
+	}
+	if th := a.Thumbnails; th != nil && len(th.Tiles) > 0 {
+		p.Thumbnails = &manifest.Thumbnails{Interval: time.Duration(th.Interval * float64(time.Second)), Width: th.Width, Height: th.Height,
+			Columns: th.Columns, Rows: th.Rows}
+		for _, f := range th.Tiles {
+			p.Thumbnails.MaxTile = max(p.Thumbnails.MaxTile, f.Size)
+		}
 	}
 	for _, t := range a.Texts {
 		p.Text = append(p.Text, manifest.TextTrack{ID: t.ID, Lang: LanguageTag(t.Lang), Label: t.Label, Role: t.Role, Size: t.File.Size})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,9 @@ type EncodeOptions struct {
 	// AllowDamaged lets an encode that met decode errors succeed (they are
 	// counted in Encoded.DecodeErrors); otherwise it fails.
 	AllowDamaged bool
+	// Thumbnails, when set, are made in the same run from the same
+	// decoded pictures (Encoded.Thumbnails names their folder).
+	Thumbnails *Thumbnails
 }
 
 // Encoded names the files one ffmpeg run wrote: one video file per rung
@@ -35,6 +39,9 @@ type EncodeOptions struct {
 type Encoded struct {
 	Video []string
 	Audio []string
+	// Thumbnails is the folder of the thumbnail tiles, 1.jpg on ("" when
+	// none were asked for).
+	Thumbnails string
 	// DecodeErrors counts the errors ffmpeg reported reading the source
 	// (each a damaged frame or packet); DecodeErrorSample quotes the first.
 	DecodeErrors      int
@@ -50,6 +57,11 @@ const AudioKbps = 128
 // Cancelling ctx stops ffmpeg.
 func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*Encoded, error) {
 	args, enc := encodeArgs(src, dir, opt)
+	if enc.Thumbnails != "" {
+		if err := os.MkdirAll(enc.Thumbnails, 0o755); err != nil {
+			return nil, fmt.Errorf("encode %s: %w", src.Path, err)
+		}
+	}
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(interruptSignal) }
 	cmd.WaitDelay = 5 * time.Second
@@ -70,13 +82,24 @@ func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*En
 	// The picture's length, not the container's: subtitles (not encoded
 	// here) may run past the picture's end.
 	total := time.Duration(cmp.Or(src.Video.Duration, src.Duration) * float64(time.Second))
+	// How far the encode is: the first rendition's frames at its rate.
+	// ffmpeg's out_time is the furthest of all outputs, and a thumbnail
+	// tile's reaches to the end of the time its thumbnails cover before
+	// the picture does (to the end of a truncated source's index).
+	rate, _ := renditionRate(src.Video.FrameRate)
+	videoTime := func(p ffmpegProgress) time.Duration {
+		if p.Frame > 0 && rate.Float() > 0 {
+			return time.Duration(float64(p.Frame) / rate.Float() * float64(time.Second))
+		}
+		return p.OutTime
+	}
 	var last time.Duration
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		_ = readFFmpegProgress(stdout, func(p ffmpegProgress) {
-			last = p.OutTime
+			last = videoTime(p)
 			if opt.Progress != nil {
-				done := p.OutTime
+				done := last
 				if p.End {
 					done = total
 				}
@@ -280,12 +303,19 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 	if every > 1 {
 		fmt.Fprintf(&graph, "fps=%d/%d,", rate.Num, rate.Den)
 	}
-	fmt.Fprintf(&graph, "split=%d", n)
-	for i := range n {
+	branches := n
+	if opt.Thumbnails != nil {
+		branches++
+	}
+	fmt.Fprintf(&graph, "split=%d", branches)
+	for i := range branches {
 		fmt.Fprintf(&graph, "[s%d]", i)
 	}
 	for i, r := range opt.Ladder {
 		fmt.Fprintf(&graph, ";[s%d]scale=%d:%d:flags=bicubic,setsar=1,format=yuv420p[v%d]", i, r.Width, r.Height, i)
+	}
+	if opt.Thumbnails != nil {
+		fmt.Fprintf(&graph, ";[s%d]%s[thumbs]", n, opt.Thumbnails.thumbnailFilter())
 	}
 	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error", "-nostats", "-progress", "pipe:1"}
 	if src.Untrusted {
@@ -306,6 +336,11 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 			"-x264-params", "open-gop=0:scenecut=0",
 			"-force_key_frames", keyExpr,
 			"-map_metadata", "-1", "-f", "mp4", out)
+	}
+	if opt.Thumbnails != nil {
+		enc.Thumbnails = filepath.Join(dir, "thumbs")
+		args = append(args, "-map", "[thumbs]", "-an", "-sn", "-dn", "-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1",
+			"-f", "image2", "-start_number", "1", filepath.Join(enc.Thumbnails, "%d.jpg"))
 	}
 	for i, a := range src.Audios {
 		out := filepath.Join(dir, fmt.Sprintf("audio%d.mp4", i))

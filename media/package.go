@@ -219,8 +219,13 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			return nil, fmt.Errorf("package: %w", err)
 		}
 		defer os.RemoveAll(work)
-		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress, AllowDamaged: opt.AllowDamaged})
+		thumbs := planThumbnails(src.Video.Width, src.Video.Height, src.Video.Duration, opt.SegmentDur.Seconds())
+		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress,
+			AllowDamaged: opt.AllowDamaged, Thumbnails: &thumbs})
 		if err != nil {
+			return nil, err
+		}
+		if asset.Thumbnails, err = collectThumbnails(thumbs, enc.Thumbnails, staging); err != nil {
 			return nil, err
 		}
 		videoFiles, audioFiles, audioStreams = enc.Video, enc.Audio, src.Audios

@@ -298,3 +298,29 @@ func FuzzParseSubtitle(f *testing.F) {
 		}
 	})
 }
+
+// TestPlanThumbnails: one thumbnail a segment, 160 pixels on the long
+// side, at most 10x10 to a tile; a long film's are spaced out to at most
+// maxThumbnails.
+func TestPlanThumbnails(t *testing.T) {
+	for _, c := range []struct {
+		w, h                      int
+		duration, seg             float64
+		interval                  float64
+		tw, th, cols, rows, count int
+	}{
+		{640, 360, 6, 2, 2, 160, 90, 3, 1, 3},
+		{1920, 1080, 24, 2, 2, 160, 90, 10, 2, 12},
+		{1080, 1920, 600, 4, 4, 90, 160, 10, 10, 150},
+		{720, 480, 10, 2, 2, 160, 106, 5, 1, 5},
+		{120, 68, 1, 2, 2, 120, 68, 1, 1, 1},
+		{1920, 1080, 4 * 3600, 2, 4, 160, 90, 10, 10, 3600},
+		{1920, 1080, 2 * 3600, 2, 2, 160, 90, 10, 10, 3600},
+	} {
+		got := planThumbnails(c.w, c.h, c.duration, c.seg)
+		if got.Interval != c.interval || got.Width != c.tw || got.Height != c.th || got.Columns != c.cols || got.Rows != c.rows || got.Count != c.count {
+			t.Errorf("%dx%d, %gs in %gs segments: %+v; want every %gs, %dx%d, %dx%d, %d", c.w, c.h, c.duration, c.seg, got,
+				c.interval, c.tw, c.th, c.cols, c.rows, c.count)
+		}
+	}
+}

@@ -51,8 +51,10 @@ type ProgressFunc func(Progress)
 // ffmpegProgress is one block of ffmpeg's `-progress` key=value output.
 type ffmpegProgress struct {
 	OutTime time.Duration
-	Speed   float64
-	End     bool
+	// Frame is the frames written of the first video output.
+	Frame int64
+	Speed float64
+	End   bool
 }
 
 // readFFmpegProgress parses ffmpeg's -progress stream, calling fn at the end of each block.
@@ -70,6 +72,10 @@ func readFFmpegProgress(r io.Reader, fn func(ffmpegProgress)) error {
 		case "out_time_us", "out_time_ms": // ffmpeg's out_time_ms is in microseconds too
 			if us, err := strconv.ParseInt(val, 10, 64); err == nil && us >= 0 {
 				cur.OutTime = time.Duration(us) * time.Microsecond
+			}
+		case "frame":
+			if n, err := strconv.ParseInt(val, 10, 64); err == nil && n >= 0 {
+				cur.Frame = n
 			}
 		case "speed":
 			if s, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(val), "x"), 64); err == nil && s >= 0 {

@@ -15,9 +15,9 @@ func TestReadFFmpegProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []ffmpegProgress{
-		{OutTime: 1500 * time.Millisecond, Speed: 1.5},
-		{OutTime: 1500 * time.Millisecond, Speed: 1.5}, // N/A keeps the last value
-		{OutTime: 3 * time.Second, Speed: 2.25, End: true},
+		{OutTime: 1500 * time.Millisecond, Frame: 10, Speed: 1.5},
+		{OutTime: 1500 * time.Millisecond, Frame: 10, Speed: 1.5}, // N/A keeps the last value
+		{OutTime: 3 * time.Second, Frame: 10, Speed: 2.25, End: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d blocks, want %d: %+v", len(got), len(want), got)

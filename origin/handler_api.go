@@ -34,6 +34,8 @@ type AssetSummary struct {
 	Ladder          []LadderEntry `json:"ladder"`
 	// Subtitles are the asset's subtitle tracks.
 	Subtitles []SubtitleEntry `json:"subtitles,omitempty"`
+	// Thumbnails, when the asset has them, lay out its seek-preview tiles.
+	Thumbnails *ThumbnailsEntry `json:"thumbnails,omitempty"`
 	// Protection, for an encrypted asset, is its scheme and key id (never
 	// the key): players need them to set up ClearKey.
 	Protection *media.Protection `json:"protection,omitempty"`
@@ -52,6 +54,20 @@ type LadderEntry struct {
 	Lang  string `json:"lang,omitempty"`
 	Label string `json:"label,omitempty"`
 	Role  string `json:"role,omitempty"`
+}
+
+// ThumbnailsEntry describes an asset's thumbnail tiles in the catalogue
+// API: Count thumbnails of Width x Height, one every Interval seconds,
+// Columns x Rows to a tile, tile n at URL with {n} replaced (from 1).
+type ThumbnailsEntry struct {
+	Interval float64 `json:"interval"`
+	Width    int     `json:"width"`
+	Height   int     `json:"height"`
+	Columns  int     `json:"columns"`
+	Rows     int     `json:"rows"`
+	Count    int     `json:"count"`
+	Tiles    int     `json:"tiles"`
+	URL      string  `json:"url"`
 }
 
 // SubtitleEntry is one subtitle track in the catalogue API.
@@ -73,6 +89,10 @@ func summary(e *Entry) AssetSummary {
 		}
 		out.Ladder = append(out.Ladder, LadderEntry{ID: r.ID, Type: r.Type, Width: r.Width, Height: r.Height, Codecs: r.Codecs,
 			Bitrate: r.Bitrate, Bandwidth: r.Bandwidth, Lang: r.Lang, Label: r.Label, Role: r.Role})
+	}
+	if th := a.Thumbnails; th != nil && len(th.Tiles) > 0 {
+		out.Thumbnails = &ThumbnailsEntry{Interval: th.Interval, Width: th.Width, Height: th.Height, Columns: th.Columns, Rows: th.Rows,
+			Count: th.Count, Tiles: len(th.Tiles), URL: "/vod/" + e.Name + "/" + manifest.ThumbnailsID + "/{n}.jpg"}
 	}
 	for _, t := range a.Texts {
 		out.Subtitles = append(out.Subtitles, SubtitleEntry{ID: t.ID, Lang: t.Lang, Label: t.Label, Role: t.Role,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -182,6 +183,7 @@ var (
 	hdrAudioMP4       = []string{"audio/mp4"}
 	hdrSegment        = []string{"video/iso.segment"}
 	hdrWebVTT         = []string{"text/vtt; charset=utf-8"}
+	hdrJPEG           = []string{"image/jpeg"}
 	hdrBytes          = []string{"bytes"}
 )
 
@@ -225,6 +227,32 @@ func (s *Server) serveText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveFile(w, r, e, filepath.Join(t.ID, manifest.TextFile), hdrWebVTT, t.File)
+}
+
+// serveTile serves a tile of the asset's thumbnails, thumbs/N.jpg.
+func (s *Server) serveTile(w http.ResponseWriter, r *http.Request) {
+	e, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	num, found := strings.CutSuffix(chi.URLParam(r, "tile"), ".jpg")
+	n, valid := parseSegmentNumber(num)
+	if !found || !valid {
+		missing(w, r, "no such thumbnail tile")
+		return
+	}
+	th := e.Asset.Thumbnails
+	if (th == nil || n > len(th.Tiles)) && e.prev.Load() != nil {
+		// A tile of the previous version, for sessions that began on it.
+		if p := e.prev.Load(); p.Asset.Thumbnails != nil && n <= len(p.Asset.Thumbnails.Tiles) {
+			e, th = p, p.Asset.Thumbnails
+		}
+	}
+	if th == nil || n > len(th.Tiles) {
+		missing(w, r, "no such thumbnail tile")
+		return
+	}
+	s.serveFile(w, r, e, path.Join(manifest.ThumbnailsID, num+".jpg"), hdrJPEG, th.Tiles[n-1])
 }
 
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {

@@ -116,6 +116,7 @@ func TestHeadersPerRoute(t *testing.T) {
 			{base + "/" + v.ID + "/init.mp4", "video/mp4", "public, max-age=31536000, immutable", v.Init.SHA256},
 			{base + "/" + audio.ID + "/init.mp4", "audio/mp4", "public, max-age=31536000, immutable", audio.Init.SHA256},
 			{base + "/" + v.ID + "/2.m4s", "video/iso.segment", "public, max-age=31536000, immutable", v.Segments[1].SHA256},
+			{base + "/thumbs/1.jpg", "image/jpeg", "public, max-age=31536000, immutable", a.Thumbnails.Tiles[0].SHA256},
 			{ts.URL + "/api/assets", "application/json", "no-store", ""},
 			{ts.URL + "/api/assets/" + mediatest.AssetName, "application/json", "no-store", ""},
 			{ts.URL + "/healthz", "text/plain; charset=utf-8", "no-store", ""},
@@ -349,6 +350,14 @@ func TestHostilePaths(t *testing.T) {
 			"/../../../../etc/passwd",
 			"/vod/%00/manifest.mpd",
 			"/vod/" + a + "/%2e%2e/%2e%2e/secret.m4s",
+			"/vod/" + a + "/thumbs/0.jpg",
+			"/vod/" + a + "/thumbs/01.jpg",
+			"/vod/" + a + "/thumbs/2.jpg",
+			"/vod/" + a + "/thumbs/" + strings.Repeat("9", 40) + ".jpg",
+			"/vod/" + a + "/thumbs/..%2f..%2f..%2fsecret.jpg",
+			"/vod/" + a + "/thumbs/1.jpg%00",
+			"/vod/" + a + "/thumbs/1.m4s",
+			"/vod/" + a + "/x/text.vtt",
 		}
 		if len(paths) < 25 {
 			t.Fatalf("only %d hostile paths", len(paths))

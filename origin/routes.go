@@ -27,6 +27,8 @@ func (s *Server) routes() http.Handler {
 	r.Head("/vod/{asset}/master.m3u8", s.servePlaylist)
 	r.Get("/vod/{asset}/{rendition}/{playlist:(media|iframes)\\.m3u8}", s.servePlaylist)
 	r.Head("/vod/{asset}/{rendition}/{playlist:(media|iframes)\\.m3u8}", s.servePlaylist)
+	r.Get("/vod/{asset}/thumbs/{tile}", s.serveTile)
+	r.Head("/vod/{asset}/thumbs/{tile}", s.serveTile)
 	r.Get("/vod/{asset}/{rendition}/text.vtt", s.serveText)
 	r.Head("/vod/{asset}/{rendition}/text.vtt", s.serveText)
 	r.Get("/vod/{asset}/{rendition}/init.mp4", s.serveInit)

@@ -88,7 +88,7 @@ func TestS3OriginServesWhatTheFolderOriginServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths := []string{"/manifest.mpd", "/master.m3u8"}
+	paths := []string{"/manifest.mpd", "/master.m3u8", "/thumbs/1.jpg"}
 	for _, r := range a.Renditions {
 		paths = append(paths, "/"+r.ID+"/init.mp4", "/"+r.ID+"/media.m3u8")
 		for _, s := range r.Segments {

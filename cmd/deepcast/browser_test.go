@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"image/jpeg"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -193,6 +195,12 @@ type pageStats struct {
 		T    float64 `json:"t"`
 		Text string  `json:"text"`
 	} `json:"cues"`
+	// Preview is the thumbnail the seek bar shows under the pointer.
+	Preview *struct {
+		T          float64 `json:"t"`
+		URL        string  `json:"url"`
+		X, Y, W, H int
+	} `json:"preview"`
 }
 
 func readStats(t *testing.T, ctx context.Context) pageStats {
@@ -956,4 +964,67 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 				len(s.Cues) > 0 && strings.HasPrefix(s.Cues[len(s.Cues)-1].Text, "English ")
 		})
 	})
+}
+
+// TestBrowserSeekBarShowsThumbnails: hovering the player page's seek bar
+// shows the thumbnail of the time under the pointer, cut from the asset's
+// thumbnail tiles (fetched through the enter-deep edge) at the place the
+// tile layout gives it, with dash.js and Shaka; HLS has none.
+func TestBrowserSeekBarShowsThumbnails(t *testing.T) {
+	setup := startWebChain(t)
+	a, err := media.LoadAsset(filepath.Join(setup.lib, "clip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := a.Thumbnails
+	if th == nil || th.Interval != 2 || th.Width != 160 || th.Height != 90 || th.Columns != 10 || th.Rows != 2 || len(th.Tiles) != 1 {
+		t.Fatalf("thumbnails of the 24 s clip: %+v", th)
+	}
+	for _, engine := range []string{"dashjs", "shaka-dash", "hlsjs"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := browser(t)
+			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4&engine="+engine)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 60*time.Second, "playback", func(s pageStats) bool { return s.CurrentTime > 1 })
+			rect, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(() => { const r = document.getElementById('scrub').getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()`))
+			if err != nil || len(rect) != 4 || rect[2] <= 0 {
+				t.Fatalf("seek bar: %v %v", rect, err)
+			}
+			// At 12 s (thumbnail 6: the tile's seventh column) and at
+			// 23 s (thumbnail 11: second column of the second row).
+			for _, c := range []struct {
+				at   float64
+				x, y int
+			}{{12.5, 6 * 160, 0}, {23, 160, 90}} {
+				x, y := rect[0]+rect[2]*c.at/24, rect[1]+rect[3]/2
+				if err := chromedp.Do(ctx, chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, x, y)); err != nil {
+					t.Fatal(err)
+				}
+				if engine == "hlsjs" {
+					time.Sleep(time.Second)
+					if s := readStats(t, ctx); s.Preview != nil {
+						t.Errorf("a thumbnail in HLS: %+v", s.Preview)
+					}
+					continue
+				}
+				s := waitFor(t, ctx, 10*time.Second, fmt.Sprintf("the thumbnail at %.1f s", c.at), func(s pageStats) bool {
+					return s.Preview != nil && math.Abs(s.Preview.T-c.at) < 0.5
+				})
+				p := s.Preview
+				if !strings.HasSuffix(p.URL, "/vod/clip/thumbs/1.jpg") || !strings.HasPrefix(p.URL, setup.deep) || p.X != c.x || p.Y != c.y || p.W != 160 || p.H != 90 {
+					t.Errorf("at %.1f s the preview is %+v, want thumbs/1.jpg from the edge at %d,%d, 160x90", c.at, *p, c.x, c.y)
+				}
+				resp, err := http.Get(p.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg, err := jpeg.DecodeConfig(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.Header.Get("Content-Type") != "image/jpeg" || cfg.Width != 1600 || cfg.Height != 180 {
+					t.Errorf("%s: %s, %dx%d (%v), want a 1600x180 JPEG", p.URL, resp.Header.Get("Content-Type"), cfg.Width, cfg.Height, err)
+				}
+			}
+		})
+	}
 }

@@ -7,7 +7,7 @@ const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
-           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [] },
+           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [], preview: null },
 };
 window.deepcast = state.stats;
 
@@ -216,7 +216,7 @@ function resetStats() {
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
     stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [],
-    textTracks: [], textTrack: -1, cues: [] });
+    textTracks: [], textTrack: -1, cues: [], preview: null });
   state.lastRendition = null;
 }
 
@@ -288,6 +288,10 @@ const engines = {
           return { tracks, current: Number.isInteger(cur) ? cur : -1 };
         },
         chooseText(i) { p.setTextTrack(i); },
+        thumbnail(t) {
+          return new Promise((resolve) => p.provideThumbnail(t, (th) =>
+            resolve(th && th.url ? { url: th.url, x: th.x, y: th.y, w: th.width, h: th.height } : null)));
+        },
         rules(strategy) { p.updateSettings({ streaming: { abr: { rules: abrRules(strategy) } } }); },
         cap(kbps) { p.updateSettings({ streaming: { abr: { maxBitrate: { video: kbps } } } }); },
         now() {
@@ -412,6 +416,11 @@ function startShaka(url) {
     },
     // Shaka 5 shows the selected track; null unloads it (subtitles off).
     chooseText(i) { p.selectTextTrack(p.getTextTracks()[i] || null); },
+    async thumbnail(t) {
+      const track = p.getImageTracks()[0];
+      const th = track && await p.getThumbnails(track.id, t);
+      return th && th.uris && th.uris.length ? { url: th.uris[0], x: th.positionX, y: th.positionY, w: th.width, h: th.height } : null;
+    },
     cap(kbps) { p.configure({ abr: { restrictions: { maxBandwidth: kbps > 0 ? kbps * 1000 : Infinity } } }); },
     now() {
       const t = active();
@@ -479,6 +488,35 @@ function showText() {
     state.stats.cues.push({ t: v.currentTime, text: shown.join(' / ') });
     if (state.stats.cues.length > 500) state.stats.cues.shift();
   }
+}
+
+// The seek bar under the video: it shows how far playback is, jumps where
+// it is clicked, and over it the thumbnail of the time under the pointer
+// (DASH thumbnail tiles, with dash.js and Shaka; none in HLS).
+function scrubTime(ev) {
+  const r = $('scrub').getBoundingClientRect();
+  const d = $('video').duration;
+  if (!(d > 0) || r.width <= 0) return -1;
+  return Math.min(Math.max((ev.clientX - r.left) / r.width, 0), 1) * d;
+}
+
+async function showPreview(ev) {
+  const t = scrubTime(ev);
+  const session = state.session;
+  if (t < 0 || !session || !session.thumbnail) return;
+  let th = null;
+  try { th = await session.thumbnail(t); } catch (e) { /* none */ }
+  const box = $('preview');
+  if (!th) { box.classList.add('hidden'); return; }
+  const img = $('preview-img');
+  img.style.width = `${th.w}px`;
+  img.style.height = `${th.h}px`;
+  img.style.backgroundImage = `url("${encodeURI(th.url)}")`;
+  img.style.backgroundPosition = `-${th.x}px -${th.y}px`;
+  $('preview-time').textContent = `${t.toFixed(1)} s`;
+  box.style.left = `${ev.clientX - $('scrub').getBoundingClientRect().left}px`;
+  box.classList.remove('hidden');
+  state.stats.preview = { t, url: th.url, x: th.x, y: th.y, w: th.w, h: th.h };
 }
 
 function soundName(t, i) {
@@ -554,6 +592,8 @@ function tick() {
   $('s-abr').textContent = state.abrDecision || '–';
   syncMenu(trackMenus.sound);
   showText();
+  const d = v.duration;
+  $('scrub-fill').style.width = d > 0 ? `${Math.min(100, (v.currentTime / d) * 100)}%` : '0';
 }
 
 function watchStalls() {
@@ -680,6 +720,9 @@ async function init() {
   watchStalls();
   $('play').addEventListener('click', play);
   $('cap').addEventListener('change', applyCap);
+  $('scrub').addEventListener('mousemove', showPreview);
+  $('scrub').addEventListener('mouseleave', () => $('preview').classList.add('hidden'));
+  $('scrub').addEventListener('click', (ev) => { const t = scrubTime(ev); if (t >= 0) $('video').currentTime = t; });
   for (const m of Object.values(trackMenus)) {
     $(m.menu).addEventListener('change', () => {
       if (state.session && state.session[m.choose]) state.session[m.choose](+$(m.menu).value);
