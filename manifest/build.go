@@ -109,6 +109,20 @@ type Thumbnails struct {
 	MaxTile       int64 // bytes of the largest tile
 }
 
+func (th *Thumbnails) valid() bool {
+	return th != nil && th.Interval > 0 && th.Columns > 0 && th.Rows > 0 && th.Width > 0 && th.Height > 0
+}
+
+// tileDuration is the time one tile's thumbnails cover.
+func (th *Thumbnails) tileDuration() time.Duration {
+	return th.Interval * time.Duration(th.Columns*th.Rows)
+}
+
+// bandwidth is the tiles' peak bitrate: the largest in a tile's time.
+func (th *Thumbnails) bandwidth() uint32 {
+	return uint32(min(max(float64(th.MaxTile)*8/max(th.tileDuration().Seconds(), 0.001), 1), 1<<32-1))
+}
+
 // ThumbnailsID is the Representation (and folder) of the thumbnails.
 const ThumbnailsID = "thumbs"
 
@@ -126,12 +140,11 @@ func thumbnailSet(th *Thumbnails, id uint32) *mpd.AdaptationSetType {
 	st := &mpd.SegmentTemplateType{Media: "$RepresentationID$/$Number$.jpg"}
 	st.StartNumber = mpd.Ptr(uint32(1))
 	st.Timescale = mpd.Ptr(uint32(1000))
-	tile := th.Interval * time.Duration(th.Columns*th.Rows)
-	st.Duration = mpd.Ptr(uint32(tile.Milliseconds()))
+	st.Duration = mpd.Ptr(uint32(th.tileDuration().Milliseconds()))
 	as.SegmentTemplate = st
 	rep := mpd.NewRepresentation()
 	rep.Id = ThumbnailsID
-	rep.Bandwidth = uint32(min(max(float64(th.MaxTile)*8/max(tile.Seconds(), 0.001), 1), 1<<32-1))
+	rep.Bandwidth = th.bandwidth()
 	rep.Width, rep.Height = uint32(th.Width*th.Columns), uint32(th.Height*th.Rows)
 	rep.EssentialProperties = []*mpd.DescriptorType{{SchemeIdUri: schemeThumbnailTile, Value: fmt.Sprintf("%dx%d", th.Columns, th.Rows)}}
 	as.AppendRepresentation(rep)
@@ -205,7 +218,7 @@ func Build(p Presentation) (*mpd.MPD, error) {
 		period.AppendAdaptationSet(textSet(t, id, p.Duration))
 		id++
 	}
-	if p.Thumbnails != nil && p.Thumbnails.Interval > 0 && p.Thumbnails.Columns > 0 && p.Thumbnails.Rows > 0 {
+	if p.Thumbnails.valid() {
 		period.AppendAdaptationSet(thumbnailSet(p.Thumbnails, id))
 	}
 	if maxSeg > 0 {

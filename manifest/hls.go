@@ -58,6 +58,9 @@ func BuildHLS(p Presentation) (*HLS, error) {
 	for _, t := range p.Text {
 		out.Media[t.ID] = textPlaylist(p.Duration)
 	}
+	if th := p.Thumbnails; th.valid() {
+		out.Media[ThumbnailsID] = imagePlaylist(th, p.Duration)
+	}
 	for _, t := range p.Video {
 		if len(t.Keyframes) == 0 {
 			continue
@@ -71,6 +74,9 @@ func BuildHLS(p Presentation) (*HLS, error) {
 	m := multivariant(p)
 	v, _ := m.CalcMinVersion()
 	m.SetVersion(v)
+	if th := p.Thumbnails; th.valid() {
+		m.Custom = m3u8.CustomMap{imageStreamTag: imageStream{th}}
+	}
 	out.Multivariant = defaultsFirst(m.Encode().Bytes())
 	return out, nil
 }
@@ -209,6 +215,45 @@ func textPlaylist(d time.Duration) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:%d\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:%.3f,\n%s\n#EXT-X-ENDLIST\n",
 		int(math.Ceil(secs)), secs, TextFile)
+	return b.Bytes()
+}
+
+// The thumbnails in HLS follow the image playlist extension that Roku
+// wrote and Shaka Player reads: EXT-X-IMAGE-STREAM-INF in the
+// multivariant playlist, and a media playlist of tiles (EXT-X-IMAGES-ONLY,
+// EXT-X-TILES). Other players skip tags they do not know (RFC 8216 §4.1).
+const imageStreamTag = "#EXT-X-IMAGE-STREAM-INF:"
+
+// imageStream is the multivariant playlist's thumbnail line.
+type imageStream struct{ th *Thumbnails }
+
+func (imageStream) TagName() string { return imageStreamTag }
+
+func (s imageStream) Encode() *bytes.Buffer {
+	var b bytes.Buffer
+	b.WriteString(s.String())
+	return &b
+}
+
+func (s imageStream) String() string {
+	return fmt.Sprintf(`%sBANDWIDTH=%d,RESOLUTION=%dx%d,CODECS="jpeg",URI="%s/%s"`, imageStreamTag, s.th.bandwidth(),
+		s.th.Width, s.th.Height, ThumbnailsID, HLSMedia)
+}
+
+// imagePlaylist is the thumbnails' media playlist: one tile a segment,
+// each as long as the thumbnails it holds cover.
+func imagePlaylist(th *Thumbnails, d time.Duration) []byte {
+	tile := th.tileDuration()
+	n := max(1, int(math.Ceil(d.Seconds()/tile.Seconds()-1e-9)))
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:1\n#EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-IMAGES-ONLY\n",
+		int(math.Ceil(tile.Seconds())))
+	for k := range n {
+		length := min(tile, d-time.Duration(k)*tile)
+		fmt.Fprintf(&b, "#EXTINF:%.3f,\n#EXT-X-TILES:RESOLUTION=%dx%d,LAYOUT=%dx%d,DURATION=%.3f\n%d.jpg\n",
+			length.Seconds(), th.Width, th.Height, th.Columns, th.Rows, th.Interval.Seconds(), k+1)
+	}
+	b.WriteString("#EXT-X-ENDLIST\n")
 	return b.Bytes()
 }
 

@@ -278,3 +278,33 @@ func TestDefaultRenditionComesFirst(t *testing.T) {
 		t.Errorf("steered renditions in the order %q, want both pathways' English first", got)
 	}
 }
+
+// TestThumbnailImagePlaylist: thumbnail tiles are an HLS image stream
+// (EXT-X-IMAGE-STREAM-INF) whose playlist has a segment a tile, the last
+// as long as what is left, with the tiles' layout; and an image
+// AdaptationSet in the MPD.
+func TestThumbnailImagePlaylist(t *testing.T) {
+	p := testPresentation()
+	p.Duration = 50 * time.Second
+	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	h, err := BuildHLS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(h.Multivariant), `#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=16000,RESOLUTION=160x90,CODECS="jpeg",URI="thumbs/media.m3u8"`) {
+		t.Errorf("multivariant playlist:\n%s", h.Multivariant)
+	}
+	want := "#EXTINF:20.000,\n#EXT-X-TILES:RESOLUTION=160x90,LAYOUT=5x2,DURATION=2.000\n1.jpg\n" +
+		"#EXTINF:20.000,\n#EXT-X-TILES:RESOLUTION=160x90,LAYOUT=5x2,DURATION=2.000\n2.jpg\n" +
+		"#EXTINF:10.000,\n#EXT-X-TILES:RESOLUTION=160x90,LAYOUT=5x2,DURATION=2.000\n3.jpg\n#EXT-X-ENDLIST\n"
+	if pl := string(h.Media["thumbs"]); !strings.Contains(pl, "#EXT-X-IMAGES-ONLY\n") || !strings.HasSuffix(pl, want) {
+		t.Errorf("image playlist:\n%s", pl)
+	}
+	m, _ := Build(p)
+	xml, _ := Marshal(m)
+	for _, w := range []string{`contentType="image"`, `duration="20000"`, `width="800" height="180"`, `value="5x2"`} {
+		if !strings.Contains(string(xml), w) {
+			t.Errorf("MPD lacks %s", w)
+		}
+	}
+}

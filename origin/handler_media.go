@@ -235,6 +235,12 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if chi.URLParam(r, "tile") == manifest.HLSMedia {
+		// The thumbnails' HLS image playlist: this static route catches
+		// it before the playlist routes' {rendition} can.
+		s.serveEntryPlaylist(w, r, e, manifest.ThumbnailsID+"/"+manifest.HLSMedia)
+		return
+	}
 	num, found := strings.CutSuffix(chi.URLParam(r, "tile"), ".jpg")
 	n, valid := parseSegmentNumber(num)
 	if !found || !valid {

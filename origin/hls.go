@@ -157,6 +157,12 @@ func (s *Server) servePlaylist(w http.ResponseWriter, r *http.Request) {
 		}
 		rel = id + "/" + chi.URLParam(r, "playlist")
 	}
+	s.serveEntryPlaylist(w, r, e, rel)
+}
+
+// serveEntryPlaylist answers with the entry's playlist at rel (relative
+// to the asset), or 404.
+func (s *Server) serveEntryPlaylist(w http.ResponseWriter, r *http.Request, e *Entry, rel string) {
 	p, _, ok := e.findPlaylist(rel)
 	if !ok {
 		missing(w, r, "no such playlist")

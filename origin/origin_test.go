@@ -437,7 +437,7 @@ func TestAnswerPlainMatchesServeHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	paths := []string{"/vod/" + a.Name + "/manifest.mpd"}
+	paths := []string{"/vod/" + a.Name + "/manifest.mpd", "/vod/" + a.Name + "/thumbs/media.m3u8"}
 	for _, r := range a.Renditions {
 		paths = append(paths, "/vod/"+a.Name+"/"+r.ID+"/init.mp4", fmt.Sprintf("/vod/%s/%s/%d.m4s", a.Name, r.ID, len(r.Segments)))
 	}

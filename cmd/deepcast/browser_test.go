@@ -969,7 +969,8 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 // TestBrowserSeekBarShowsThumbnails: hovering the player page's seek bar
 // shows the thumbnail of the time under the pointer, cut from the asset's
 // thumbnail tiles (fetched through the enter-deep edge) at the place the
-// tile layout gives it, with dash.js and Shaka; HLS has none.
+// tile layout gives it, with dash.js and Shaka (DASH and HLS); hls.js
+// reads no thumbnails.
 func TestBrowserSeekBarShowsThumbnails(t *testing.T) {
 	setup := startWebChain(t)
 	a, err := media.LoadAsset(filepath.Join(setup.lib, "clip"))
@@ -980,7 +981,7 @@ func TestBrowserSeekBarShowsThumbnails(t *testing.T) {
 	if th == nil || th.Interval != 2 || th.Width != 160 || th.Height != 90 || th.Columns != 10 || th.Rows != 2 || len(th.Tiles) != 1 {
 		t.Fatalf("thumbnails of the 24 s clip: %+v", th)
 	}
-	for _, engine := range []string{"dashjs", "shaka-dash", "hlsjs"} {
+	for _, engine := range []string{"dashjs", "shaka-dash", "shaka-hls", "hlsjs"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := browser(t)
 			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4&engine="+engine)); err != nil {

@@ -492,7 +492,8 @@ function showText() {
 
 // The seek bar under the video: it shows how far playback is, jumps where
 // it is clicked, and over it the thumbnail of the time under the pointer
-// (DASH thumbnail tiles, with dash.js and Shaka; none in HLS).
+// (DASH thumbnail tiles with dash.js and Shaka, HLS image playlists with
+// Shaka; hls.js reads none).
 function scrubTime(ev) {
   const r = $('scrub').getBoundingClientRect();
   const d = $('video').duration;
