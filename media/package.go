@@ -262,6 +262,11 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	if asset.Texts, err = packageSubtitles(ctx, src, opt.Subtitles, staging); err != nil {
 		return nil, err
 	}
+	if opt.Copy {
+		if asset.Thumbnails, err = thumbnailsOf(ctx, probes, opt.SegmentDur.Seconds(), staging); err != nil {
+			return nil, err
+		}
+	}
 	lead := rends[0]
 	asset.Duration = float64(lead.track.DTS[lead.track.Len()]) / float64(lead.track.Timescale)
 	n := 0

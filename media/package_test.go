@@ -603,31 +603,38 @@ func TestSubtitlesArePackaged(t *testing.T) {
 	}
 }
 
-// TestThumbnailsShowTheirTimes: the packaged clip's thumbnail tile holds,
-// at slot k, the picture at k x 2 s: a crop of it is nearer (PSNR) to the
-// source's frame at that time than to the frame of the next slot's.
+// TestThumbnailsShowTheirTimes: the thumbnail tile holds, at slot k, the
+// picture at k x 2 s: a crop of it is nearer (PSNR) to the source's frame
+// at that time than to the frame of the next slot's. For the encoded
+// clip (made in the encode's run) and for the source packaged as it is
+// (-copy: made from its keyframes).
 func TestThumbnailsShowTheirTimes(t *testing.T) {
-	lib := mediatest.Library(t)
-	a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
-	if err != nil {
+	copied := t.TempDir()
+	if _, err := media.Package(context.Background(), []string{mediatest.Source(t)}, media.PackageOptions{Library: copied, Name: mediatest.AssetName, Copy: true}); err != nil {
 		t.Fatal(err)
 	}
-	th := a.Thumbnails
-	if th == nil || th.Count != 3 || th.Columns != 3 || th.Rows != 1 || len(th.Tiles) != 1 || th.Width != 160 || th.Height != 90 {
-		t.Fatalf("thumbnails of the %v clip: %+v", mediatest.Duration, th)
-	}
-	tile := filepath.Join(lib, mediatest.AssetName, "thumbs", "1.jpg")
-	psnr := func(slot int, at float64) float64 {
-		graph := fmt.Sprintf("[0:v]crop=160:90:%d:0,format=yuv420p[a];[1:v]scale=160:90,format=yuv420p[b];[a][b]psnr", slot*160)
-		m := analyse(t, `PSNR .* average:([0-9.]+|inf)`, "-i", tile, "-ss", strconv.FormatFloat(at, 'f', 2, 64), "-i", mediatest.Source(t),
-			"-lavfi", graph, "-frames:v", "1")
-		return decibels(m[1])
-	}
-	for slot := range 2 {
-		own, next := psnr(slot, float64(2*slot)), psnr(slot, float64(2*slot+2))
-		t.Logf("thumbnail %d: %.1f dB against its time, %.1f dB against the next slot's", slot, own, next)
-		if own < 25 || own <= next {
-			t.Errorf("thumbnail %d: %.1f dB against the picture at %d s, %.1f dB against %d s", slot, own, 2*slot, next, 2*slot+2)
+	for name, lib := range map[string]string{"encoded": mediatest.Library(t), "copied": copied} {
+		a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		th := a.Thumbnails
+		if th == nil || th.Count != 3 || th.Columns != 3 || th.Rows != 1 || len(th.Tiles) != 1 || th.Width != 160 || th.Height != 90 {
+			t.Fatalf("%s: thumbnails of the %v clip: %+v", name, mediatest.Duration, th)
+		}
+		tile := filepath.Join(lib, mediatest.AssetName, "thumbs", "1.jpg")
+		psnr := func(slot int, at float64) float64 {
+			graph := fmt.Sprintf("[0:v]crop=160:90:%d:0,format=yuv420p[a];[1:v]scale=160:90,format=yuv420p[b];[a][b]psnr", slot*160)
+			m := analyse(t, `PSNR .* average:([0-9.]+|inf)`, "-i", tile, "-ss", strconv.FormatFloat(at, 'f', 2, 64), "-i", mediatest.Source(t),
+				"-lavfi", graph, "-frames:v", "1")
+			return decibels(m[1])
+		}
+		for slot := range 2 {
+			own, next := psnr(slot, float64(2*slot)), psnr(slot, float64(2*slot+2))
+			t.Logf("%s thumbnail %d: %.1f dB against its time, %.1f dB against the next slot's", name, slot, own, next)
+			if own < 25 || own <= next {
+				t.Errorf("%s thumbnail %d: %.1f dB against the picture at %d s, %.1f dB against %d s", name, slot, own, 2*slot, next, 2*slot+2)
+			}
 		}
 	}
 }

@@ -118,7 +118,7 @@ func packageSubtitles(ctx context.Context, src *Probe, sidecars []Subtitle, stag
 			args = append(args, "-map", fmt.Sprintf("0:%d", s.Index), "-c:s", "webvtt", "-f", "webvtt", out)
 			jobs = append(jobs, job{stream: s, tmp: out, embedded: true})
 		}
-		if err := runSubtitleFFmpeg(ctx, args); err != nil {
+		if err := runFFmpeg(ctx, args); err != nil {
 			return nil, fmt.Errorf("subtitles of %s: %w", src.Path, err)
 		}
 	}
@@ -130,7 +130,7 @@ func packageSubtitles(ctx context.Context, src *Probe, sidecars []Subtitle, stag
 			args = append(args, "-protocol_whitelist", "file", "-format_whitelist", strings.Join(subtitleUploadFormats, ","))
 		}
 		args = append(args, "-i", sc.Path, "-map", "0:s:0", "-c:s", "webvtt", "-f", "webvtt", out)
-		if err := runSubtitleFFmpeg(ctx, args); err != nil {
+		if err := runFFmpeg(ctx, args); err != nil {
 			return nil, fmt.Errorf("subtitles %s: not a subtitle file ffmpeg reads as text: %w", sc.Path, err)
 		}
 		jobs = append(jobs, job{sidecar: sc, tmp: out})
@@ -180,7 +180,10 @@ func packageSubtitles(ctx context.Context, src *Probe, sidecars []Subtitle, stag
 	return tracks, nil
 }
 
-func runSubtitleFFmpeg(ctx context.Context, args []string) error {
+// runFFmpeg runs ffmpeg with args for at most ten minutes (the short jobs
+// beside the encode: subtitles, copied renditions' thumbnails), its last
+// lines of stderr in the error.
+func runFFmpeg(ctx context.Context, args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "ffmpeg", args...)

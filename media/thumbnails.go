@@ -1,6 +1,7 @@
 package media
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"os"
@@ -66,6 +67,36 @@ func (t Thumbnails) thumbnailFilter() string {
 func (t Thumbnails) tiles() int {
 	per := t.Columns * t.Rows
 	return (t.Count + per - 1) / per
+}
+
+// thumbnailsOf makes the thumbnails of copied renditions (probes) from
+// one of them: the smallest whose long side reaches thumbnailSide, the
+// cheapest to decode. Every frame is decoded: a rendition's keyframes
+// alone may be too few (a source copied as it is may have one).
+func thumbnailsOf(ctx context.Context, probes []*Probe, segDur float64, staging string) (*Thumbnails, error) {
+	long := func(p *Probe) int { return max(p.Video.Width, p.Video.Height) }
+	pick := probes[0]
+	for _, p := range probes[1:] {
+		if l := long(p); l >= thumbnailSide && (l < long(pick) || long(pick) < thumbnailSide) {
+			pick = p
+		}
+	}
+	plan := planThumbnails(pick.Video.Width, pick.Video.Height, pick.Video.Duration, segDur)
+	dir, err := os.MkdirTemp(staging, ".thumbs-")
+	if err != nil {
+		return nil, fmt.Errorf("thumbnails: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error"}
+	if pick.Untrusted {
+		args = append(args, untrustedInputArgs()...)
+	}
+	args = append(args, "-i", pick.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", plan.thumbnailFilter(),
+		"-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1", "-f", "image2", "-start_number", "1", filepath.Join(dir, "%d.jpg"))
+	if err := runFFmpeg(ctx, args); err != nil {
+		return nil, fmt.Errorf("thumbnails of %s: %w", pick.Path, err)
+	}
+	return collectThumbnails(plan, dir, staging)
 }
 
 // collectThumbnails moves the tiles ffmpeg wrote into dir (from 1.jpg on)
