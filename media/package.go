@@ -44,6 +44,9 @@ type PackageOptions struct {
 	// Subtitles are subtitle files to package beside the source's own
 	// text subtitle streams.
 	Subtitles []Subtitle
+	// NoThumbnails leaves out the seek-preview thumbnails (an owner who
+	// wants no picture of an encrypted asset in the clear).
+	NoThumbnails bool
 }
 
 // DefaultSegmentDur is the segment length when none is given.
@@ -219,14 +222,20 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			return nil, fmt.Errorf("package: %w", err)
 		}
 		defer os.RemoveAll(work)
-		thumbs := planThumbnails(src.Video.Width, src.Video.Height, src.Video.Duration, opt.SegmentDur.Seconds())
+		var thumbs *Thumbnails
+		if !opt.NoThumbnails {
+			plan := planThumbnails(src.Video.Width, src.Video.Height, src.Video.Duration, opt.SegmentDur.Seconds())
+			thumbs = &plan
+		}
 		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress,
-			AllowDamaged: opt.AllowDamaged, Thumbnails: &thumbs})
+			AllowDamaged: opt.AllowDamaged, Thumbnails: thumbs})
 		if err != nil {
 			return nil, err
 		}
-		if asset.Thumbnails, err = collectThumbnails(thumbs, enc.Thumbnails, staging); err != nil {
-			return nil, err
+		if thumbs != nil {
+			if asset.Thumbnails, err = collectThumbnails(*thumbs, enc.Thumbnails, staging); err != nil {
+				return nil, err
+			}
 		}
 		videoFiles, audioFiles, audioStreams = enc.Video, enc.Audio, src.Audios
 		if enc.DecodeErrors > 0 {
@@ -262,7 +271,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	if asset.Texts, err = packageSubtitles(ctx, src, opt.Subtitles, staging); err != nil {
 		return nil, err
 	}
-	if opt.Copy {
+	if opt.Copy && !opt.NoThumbnails {
 		if asset.Thumbnails, err = thumbnailsOf(ctx, probes, opt.SegmentDur.Seconds(), staging); err != nil {
 			return nil, err
 		}

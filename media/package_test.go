@@ -1,6 +1,7 @@
 package media_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -612,6 +613,14 @@ func TestThumbnailsShowTheirTimes(t *testing.T) {
 	copied := t.TempDir()
 	if _, err := media.Package(context.Background(), []string{mediatest.Source(t)}, media.PackageOptions{Library: copied, Name: mediatest.AssetName, Copy: true}); err != nil {
 		t.Fatal(err)
+	}
+	// Or none, when asked for none.
+	none, err := media.Package(context.Background(), []string{mediatest.Source(t)}, media.PackageOptions{Library: copied, Name: "none", Copy: true, NoThumbnails: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mpd, _ := os.ReadFile(filepath.Join(copied, "none", media.ManifestFile)); none.Thumbnails != nil || bytes.Contains(mpd, []byte("thumbnail_tile")) {
+		t.Errorf("NoThumbnails: %+v, MPD with tiles %v", none.Thumbnails, bytes.Contains(mpd, []byte("thumbnail_tile")))
 	}
 	for name, lib := range map[string]string{"encoded": mediatest.Library(t), "copied": copied} {
 		a, err := media.LoadAsset(filepath.Join(lib, mediatest.AssetName))
