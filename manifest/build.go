@@ -120,7 +120,16 @@ func (th *Thumbnails) tileDuration() time.Duration {
 
 // bandwidth is the tiles' peak bitrate: the largest in a tile's time.
 func (th *Thumbnails) bandwidth() uint32 {
-	return uint32(min(max(float64(th.MaxTile)*8/max(th.tileDuration().Seconds(), 0.001), 1), 1<<32-1))
+	return bitrate(th.MaxTile, th.tileDuration())
+}
+
+// bitrate is @bandwidth for size bytes over d: at least 1 (the schema's
+// floor, and a zero or unknown length's), at most what 32 bits hold.
+func bitrate(size int64, d time.Duration) uint32 {
+	if d <= 0 {
+		return 1
+	}
+	return uint32(min(max(float64(size)*8/d.Seconds(), 1), 1<<32-1))
 }
 
 // ThumbnailsID is the Representation (and folder) of the thumbnails.
@@ -375,10 +384,7 @@ func textSet(t TextTrack, id uint32, d time.Duration) *mpd.AdaptationSetType {
 	}
 	rep := mpd.NewRepresentation()
 	rep.Id = t.ID
-	rep.Bandwidth = 1
-	if secs := d.Seconds(); secs > 0 {
-		rep.Bandwidth = uint32(min(max(float64(t.Size)*8/secs, 1), 1<<32-1))
-	}
+	rep.Bandwidth = bitrate(t.Size, d)
 	rep.BaseURLs = []*mpd.BaseURLType{{Value: mpd.AnyURI(t.ID + "/" + TextFile)}}
 	as.AppendRepresentation(rep)
 	return as

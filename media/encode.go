@@ -358,6 +358,27 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 	return args, enc
 }
 
+// runFFmpeg runs ffmpeg with args for at most ten minutes (the short jobs
+// beside the encode: subtitles, copied renditions' thumbnails), its last
+// lines of stderr in the error.
+func runFFmpeg(ctx context.Context, args []string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
+	var stderr tailBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) {
+			return fmt.Errorf("ffmpeg not found on PATH (install ffmpeg)")
+		}
+		if msg := stderr.lastLines(3); msg != "" {
+			return fmt.Errorf("%w: %s", err, msg)
+		}
+		return err
+	}
+	return nil
+}
+
 // tailBuffer keeps the last few KiB written to it (ffmpeg's stderr).
 type tailBuffer struct {
 	mu  sync.Mutex

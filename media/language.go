@@ -84,22 +84,31 @@ func cleanTitle(s string) string {
 	return b.String()
 }
 
-// audioLabel is what a player's menu shows for an audio track: its title,
-// else its language's name with what the track is when it is not the
-// programme's sound itself, else "Audio n".
-func audioLabel(lang, title, role string, n int) string {
+// trackLabel is what a player's menu shows for an audio or subtitle
+// track: its title, else its language's name followed by what the track
+// is (roles' words, for the roles that are not the plain kind), else
+// "<kind> n".
+func trackLabel(lang, title, role, kind string, n int, roles map[string]string) string {
 	if title != "" {
 		return title
 	}
 	name := languageName(lang)
 	if name == "" {
-		name = "Audio " + strconv.Itoa(n)
+		name = kind + " " + strconv.Itoa(n)
 	}
-	switch role {
-	case "commentary":
-		name += " (commentary)"
-	case "description":
-		name += " (audio description)"
+	if what, ok := roles[role]; ok {
+		name += " (" + what + ")"
 	}
 	return name
+}
+
+// audioRoleWords and textRoleWords say in a label what a track is.
+var (
+	audioRoleWords = map[string]string{"commentary": "commentary", "description": "audio description"}
+	textRoleWords  = map[string]string{"caption": "captions", "forced-subtitle": "forced"}
+)
+
+// audioLabel is an audio track's label ("English (commentary)").
+func audioLabel(lang, title, role string, n int) string {
+	return trackLabel(lang, title, role, "Audio", n, audioRoleWords)
 }

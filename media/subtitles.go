@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/deepcast/deepcast/manifest"
 )
@@ -180,27 +177,6 @@ func packageSubtitles(ctx context.Context, src *Probe, sidecars []Subtitle, stag
 	return tracks, nil
 }
 
-// runFFmpeg runs ffmpeg with args for at most ten minutes (the short jobs
-// beside the encode: subtitles, copied renditions' thumbnails), its last
-// lines of stderr in the error.
-func runFFmpeg(ctx context.Context, args []string) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ffmpeg", args...)
-	var stderr tailBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("ffmpeg not found on PATH (install ffmpeg)")
-		}
-		if msg := stderr.lastLines(3); msg != "" {
-			return fmt.Errorf("%w: %s", err, msg)
-		}
-		return err
-	}
-	return nil
-}
-
 // readWebVTT reads what ffmpeg wrote and checks it is WebVTT with at
 // least one cue, within MaxSubtitleBytes.
 func readWebVTT(path string) ([]byte, error) {
@@ -224,22 +200,7 @@ func readWebVTT(path string) ([]byte, error) {
 	return b, nil
 }
 
-// textLabel is what a player's subtitle menu shows for a track: its
-// title, else its language's name with what the track is when it is not
-// plain subtitles, else "Subtitles n".
+// textLabel is a subtitle track's label ("français (captions)").
 func textLabel(lang, title, role string, n int) string {
-	if title != "" {
-		return title
-	}
-	name := languageName(lang)
-	if name == "" {
-		name = fmt.Sprintf("Subtitles %d", n)
-	}
-	switch role {
-	case "caption":
-		name += " (captions)"
-	case "forced-subtitle":
-		name += " (forced)"
-	}
-	return name
+	return trackLabel(lang, title, role, "Subtitles", n, textRoleWords)
 }

@@ -70,18 +70,26 @@ func (s *Server) rendition(w http.ResponseWriter, r *http.Request) (*Entry, *med
 		httpError(w, http.StatusBadRequest, "invalid rendition name")
 		return nil, nil, false
 	}
-	rd, ok := e.Asset.Rendition(id)
-	if !ok {
-		// A rendition of the previous ladder, for sessions that began on it.
-		if p := e.prev.Load(); p != nil {
-			if rd, ok := p.Asset.Rendition(id); ok {
-				return p, rd, true
-			}
-		}
+	// A rendition of the previous ladder too, for sessions that began on it.
+	if e = e.holding(func(a *media.Asset) bool { _, ok := a.Rendition(id); return ok }); e == nil {
 		missing(w, r, "no such rendition")
 		return nil, nil, false
 	}
+	rd, _ := e.Asset.Rendition(id)
 	return e, rd, true
+}
+
+// holding is the version of the entry's asset that has what found looks
+// for: this one, else the previous one (for sessions that began on it);
+// nil when neither has it.
+func (e *Entry) holding(found func(*media.Asset) bool) *Entry {
+	if found(e.Asset) {
+		return e
+	}
+	if p := e.prev.Load(); p != nil && found(p.Asset) {
+		return p
+	}
+	return nil
 }
 
 func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request) {
@@ -214,18 +222,11 @@ func (s *Server) serveText(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "invalid rendition name")
 		return
 	}
-	t, ok := e.Asset.Text(id)
-	if !ok {
-		if p := e.prev.Load(); p != nil {
-			if t, ok = p.Asset.Text(id); ok {
-				e = p
-			}
-		}
-	}
-	if !ok {
+	if e = e.holding(func(a *media.Asset) bool { _, ok := a.Text(id); return ok }); e == nil {
 		missing(w, r, "no such subtitle track")
 		return
 	}
+	t, _ := e.Asset.Text(id)
 	s.serveFile(w, r, e, filepath.Join(t.ID, manifest.TextFile), hdrWebVTT, t.File)
 }
 
@@ -247,18 +248,11 @@ func (s *Server) serveTile(w http.ResponseWriter, r *http.Request) {
 		missing(w, r, "no such thumbnail tile")
 		return
 	}
-	th := e.Asset.Thumbnails
-	if (th == nil || n > len(th.Tiles)) && e.prev.Load() != nil {
-		// A tile of the previous version, for sessions that began on it.
-		if p := e.prev.Load(); p.Asset.Thumbnails != nil && n <= len(p.Asset.Thumbnails.Tiles) {
-			e, th = p, p.Asset.Thumbnails
-		}
-	}
-	if th == nil || n > len(th.Tiles) {
+	if e = e.holding(func(a *media.Asset) bool { return a.Thumbnails != nil && n <= len(a.Thumbnails.Tiles) }); e == nil {
 		missing(w, r, "no such thumbnail tile")
 		return
 	}
-	s.serveFile(w, r, e, path.Join(manifest.ThumbnailsID, num+".jpg"), hdrJPEG, th.Tiles[n-1])
+	s.serveFile(w, r, e, path.Join(manifest.ThumbnailsID, num+".jpg"), hdrJPEG, e.Asset.Thumbnails.Tiles[n-1])
 }
 
 func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
@@ -277,21 +271,19 @@ func (s *Server) serveSegment(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "segment number must be a positive integer")
 		return
 	}
-	info, ok := rd.Segment(n)
-	if !ok {
-		// Past the new version's end: the previous one may have it.
-		if p := e.prev.Load(); p != nil {
-			if prd, found := p.Asset.Rendition(rd.ID); found {
-				if info, ok = prd.Segment(n); ok {
-					e, rd = p, prd
-				}
-			}
+	// Past the new version's end, the previous one may have it.
+	if e = e.holding(func(a *media.Asset) bool {
+		prd, ok := a.Rendition(rd.ID)
+		if ok {
+			_, ok = prd.Segment(n)
 		}
-	}
-	if !ok {
+		return ok
+	}); e == nil {
 		missing(w, r, "no such segment")
 		return
 	}
+	rd, _ = e.Asset.Rendition(rd.ID)
+	info, _ := rd.Segment(n)
 	// Edges bound their prefetching by this: no request past the last segment.
 	w.Header()["X-Deepcast-Last-Segment"] = []string{strconv.Itoa(len(rd.Segments))}
 	s.serveFile(w, r, e, filepath.Join(rd.ID, strconv.Itoa(n)+".m4s"), hdrSegment, media.FileInfo{Size: info.Size, SHA256: info.SHA256})

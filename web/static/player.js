@@ -276,14 +276,14 @@ const engines = {
         sounds() {
           const tracks = p.getTracksFor('audio') || [];
           const cur = p.getCurrentTrackFor('audio');
-          return { tracks: tracks.map(dashSound), current: cur ? tracks.findIndex((t) => t.id === cur.id && t.index === cur.index) : -1 };
+          return { tracks: tracks.map(dashTrack), current: cur ? tracks.findIndex((t) => t.id === cur.id && t.index === cur.index) : -1 };
         },
         chooseSound(i) {
           const t = (p.getTracksFor('audio') || [])[i];
           if (t) p.setCurrentTrack(t);
         },
         texts() {
-          const tracks = (p.getTracksFor('text') || []).map(dashSound);
+          const tracks = (p.getTracksFor('text') || []).map(dashTrack);
           const cur = p.getCurrentTextTrackIndex();
           return { tracks, current: Number.isInteger(cur) ? cur : -1 };
         },
@@ -430,9 +430,10 @@ function startShaka(url) {
   };
 }
 
-// dashSound is a dash.js audio track as the Sound menu lists it. dash.js 5
-// gives labels and roles as objects, older ones as strings.
-function dashSound(t) {
+// dashTrack is a dash.js audio or text track as the Sound and Subtitles
+// menus list it. dash.js 5 gives labels and roles as objects, older
+// ones as strings.
+function dashTrack(t) {
   const label = (t.labels || [])[0];
   const role = (t.roles || [])[0];
   return { label: (label && (label.text || label)) || '', lang: t.lang || '', role: (role && (role.value || role)) || '' };
