@@ -75,7 +75,7 @@ func BuildHLS(p Presentation) (*HLS, error) {
 	v, _ := m.CalcMinVersion()
 	m.SetVersion(v)
 	if th := p.Thumbnails; th.valid() {
-		m.Custom = m3u8.CustomMap{imageStreamTag: imageStream{th}}
+		m.SetCustomTag(newImageStream(th))
 	}
 	out.Multivariant = defaultsFirst(m.Encode().Bytes())
 	return out, nil
@@ -224,8 +224,15 @@ func textPlaylist(d time.Duration) []byte {
 // EXT-X-TILES). Other players skip tags they do not know (RFC 8216 §4.1).
 const imageStreamTag = "#EXT-X-IMAGE-STREAM-INF:"
 
-// imageStream is the multivariant playlist's thumbnail line.
-type imageStream struct{ th *Thumbnails }
+// imageStream is the multivariant playlist's thumbnail line: its
+// attribute list, as written here or read back from a playlist.
+type imageStream struct{ attrs string }
+
+// newImageStream is the thumbnail line of th.
+func newImageStream(th *Thumbnails) imageStream {
+	return imageStream{fmt.Sprintf(`BANDWIDTH=%d,RESOLUTION=%dx%d,CODECS="jpeg",URI="%s/%s"`, th.bandwidth(),
+		th.Width, th.Height, ThumbnailsID, HLSMedia)}
+}
 
 func (imageStream) TagName() string { return imageStreamTag }
 
@@ -235,10 +242,16 @@ func (s imageStream) Encode() *bytes.Buffer {
 	return &b
 }
 
-func (s imageStream) String() string {
-	return fmt.Sprintf(`%sBANDWIDTH=%d,RESOLUTION=%dx%d,CODECS="jpeg",URI="%s/%s"`, imageStreamTag, s.th.bandwidth(),
-		s.th.Width, s.th.Height, ThumbnailsID, HLSMedia)
+func (s imageStream) String() string { return imageStreamTag + s.attrs }
+
+// Decode reads an image stream line back, so that a rewritten
+// multivariant playlist keeps its thumbnails.
+func (imageStream) Decode(line string) (m3u8.CustomTag, error) {
+	return imageStream{strings.TrimPrefix(line, imageStreamTag)}, nil
 }
+
+// SegmentTag is false: the line belongs to a multivariant playlist.
+func (imageStream) SegmentTag() bool { return false }
 
 // imagePlaylist is the thumbnails' media playlist: one tile a segment,
 // each as long as the thumbnails it holds cover.
@@ -452,7 +465,7 @@ func decodePlaylist(data []byte) (pl m3u8.Playlist, kind m3u8.ListType, err erro
 	if !startsM3U(data) {
 		return nil, 0, errors.New("hls: not a playlist (no #EXTM3U)")
 	}
-	pl, kind, err = m3u8.Decode(*bytes.NewBuffer(data), true)
+	pl, kind, err = m3u8.DecodeWith(*bytes.NewBuffer(data), true, []m3u8.CustomDecoder{imageStream{}})
 	if err != nil {
 		return nil, 0, fmt.Errorf("hls: %w", err)
 	}
@@ -534,6 +547,9 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	if len(in.Variants) == 0 {
+		return nil, errors.New("hls: a multivariant playlist without variants")
+	}
 	out := m3u8.NewMasterPlaylist()
 	out.SetIndependentSegments(in.IndependentSegments())
 	for _, pw := range pathways {
@@ -597,6 +613,25 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	if steering != "" {
 		out.ContentSteering = &m3u8.ContentSteering{ServerURI: steering, PathwayId: pathways[0].Name}
 	}
+	// The thumbnails go on the default pathway alone: Shaka, the player
+	// that reads them, knows no PATHWAY-ID on an image stream and would
+	// list each pathway's copy as a track of its own; a player that loses
+	// that pathway loses only its seek previews.
+	if tag, ok := in.Custom[imageStreamTag].(imageStream); ok {
+		uri, at, found := attribute(tag.attrs, "URI")
+		if !found || len(uri) < 2 {
+			return nil, errors.New("hls: image stream without a URI")
+		}
+		base, err := url.Parse(pathways[0].Base)
+		if err != nil {
+			return nil, fmt.Errorf("hls: pathway %s: %w", pathways[0].Name, err)
+		}
+		u, err := base.Parse(strings.Trim(uri, `"`))
+		if err != nil {
+			return nil, fmt.Errorf("hls: image stream URI %s: %w", uri, err)
+		}
+		out.SetCustomTag(imageStream{tag.attrs[:at] + `"` + u.String() + `"` + tag.attrs[at+len(uri):]})
+	}
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
 	return defaultsFirst(out.Encode().Bytes()), nil
@@ -656,19 +691,32 @@ func defaultsFirst(playlist []byte) []byte {
 // isDefault says whether an EXT-X-MEDIA line has DEFAULT=YES among its
 // attributes (not inside a quoted value such as a NAME).
 func isDefault(line []byte) bool {
-	attrs := line[bytes.IndexByte(line, ':')+1:]
+	list := string(line[bytes.IndexByte(line, ':')+1:])
+	v, _, _ := attribute(strings.TrimRight(list, "\r\n"), "DEFAULT")
+	return v == "YES"
+}
+
+// attribute finds an attribute of an HLS attribute list by name (never
+// inside another's quoted value) and gives its value as written (a
+// quoted string with its quotes) and where that value starts in list.
+func attribute(list, name string) (value string, at int, found bool) {
 	quoted := false
-	for i := 0; i < len(attrs); i++ {
+	for i := 0; i < len(list); i++ {
 		switch {
-		case attrs[i] == '"':
+		case list[i] == '"':
 			quoted = !quoted
-		case !quoted && (i == 0 || attrs[i-1] == ','):
-			if bytes.HasPrefix(attrs[i:], []byte("DEFAULT=YES")) {
-				return true
+		case !quoted && (i == 0 || list[i-1] == ',') && strings.HasPrefix(list[i:], name+"="):
+			at = i + len(name) + 1
+			end, q := at, false
+			for ; end < len(list) && (q || list[end] != ','); end++ {
+				if list[end] == '"' {
+					q = !q
+				}
 			}
+			return list[at:end], at, true
 		}
 	}
-	return false
+	return "", 0, false
 }
 
 func boolInt(b bool) int {

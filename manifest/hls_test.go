@@ -155,6 +155,42 @@ func TestParseHLSRefuses(t *testing.T) {
 	}
 }
 
+// FuzzRewriteHLS: no multivariant playlist, however hostile, panics the
+// router's rewrite, and what it writes is a multivariant playlist again,
+// its image stream (if any) at an absolute URI.
+func FuzzRewriteHLS(f *testing.F) {
+	p := hlsPresentation()
+	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	h, err := BuildHLS(p)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(h.Multivariant, true)
+	f.Add([]byte("#EXTM3U\n#EXT-X-IMAGE-STREAM-INF:NAME=\"a,URI=x\",URI=y\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"), false)
+	f.Add([]byte("#EXTM3U\n#EXT-X-IMAGE-STREAM-INF:URI=\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"), false)
+	pathways := []Pathway{{"deep1", "https://d1.example/vod/a/"}, {"deep2", "https://d2.example/vod/a/"}}
+	f.Fuzz(func(t *testing.T, master []byte, steer bool) {
+		steering := ""
+		if steer {
+			steering = "https://router.example/steering?asset=a"
+		}
+		out, err := RewriteHLS(master, pathways, steering)
+		if err != nil {
+			return
+		}
+		again, err := decodeMaster(out)
+		if err != nil {
+			t.Fatalf("wrote a playlist it cannot read (%v):\n%s", err, out)
+		}
+		if tag, ok := again.Custom[imageStreamTag].(imageStream); ok {
+			uri, _, _ := attribute(tag.attrs, "URI")
+			if u, err := url.Parse(strings.Trim(uri, `"`)); err != nil || !u.IsAbs() {
+				t.Fatalf("image stream on %s", uri)
+			}
+		}
+	})
+}
+
 // FuzzParseHLS: no playlist, however hostile, panics the reader or loops
 // it; what it accepts has segments with sane durations.
 func FuzzParseHLS(f *testing.F) {
@@ -185,7 +221,9 @@ func FuzzParseHLS(f *testing.F) {
 }
 
 func TestRewriteHLS(t *testing.T) {
-	h, err := BuildHLS(hlsPresentation())
+	p := hlsPresentation()
+	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	h, err := BuildHLS(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +232,8 @@ func TestRewriteHLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"\nhttps://d1.example/vod/a/360p/media.m3u8\n", `URI="https://d1.example/vod/a/audio/media.m3u8"`,
-		`URI="https://d1.example/vod/a/720p/iframes.m3u8"`, `AUDIO="audio"`} {
+		`URI="https://d1.example/vod/a/720p/iframes.m3u8"`, `AUDIO="audio"`,
+		`#EXT-X-IMAGE-STREAM-INF:BANDWIDTH=`} {
 		if !strings.Contains(string(one), want) {
 			t.Errorf("one pathway: lacks %q:\n%s", want, one)
 		}
@@ -213,6 +252,16 @@ func TestRewriteHLS(t *testing.T) {
 		`URI="https://d2.example/vod/a/audio/media.m3u8"`} {
 		if !strings.Contains(text, want) {
 			t.Errorf("steering: lacks %q:\n%s", want, text)
+		}
+	}
+	// The thumbnails stay, once, on the default pathway: Shaka, the one
+	// player that reads them, takes no PATHWAY-ID on an image stream and
+	// would list every pathway's copy as a track of its own.
+	for name, playlist := range map[string][]byte{"one pathway": one, "steering": two} {
+		lines := regexp.MustCompile(`(?m)^#EXT-X-IMAGE-STREAM-INF:.*$`).FindAllString(string(playlist), -1)
+		if len(lines) != 1 || !strings.HasSuffix(lines[0], `,URI="https://d1.example/vod/a/thumbs/media.m3u8"`) ||
+			!strings.Contains(lines[0], `RESOLUTION=160x90,CODECS="jpeg"`) {
+			t.Errorf("%s: image streams %q, want one on https://d1.example/vod/a/", name, lines)
 		}
 	}
 	// A player of the default pathway reads the same presentation as from

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -464,6 +465,40 @@ func TestFFmpegPlaysThroughTheRouter(t *testing.T) {
 			streams = 4
 		}
 		mediatest.CheckDecodesAll(t, router+"/vod/"+mediatest.AssetName+"/master.m3u8"+mode, streams, frames)
+		checkThumbnailsReachable(t, router+"/vod/"+mediatest.AssetName+"/master.m3u8"+mode, deep)
+	}
+}
+
+// checkThumbnailsReachable reads the image stream of a routed
+// multivariant playlist (the edge's own after a redirect, or the
+// router's rewrite) and fetches its first tile from the edge it names.
+func checkThumbnailsReachable(t *testing.T, master, edge string) {
+	t.Helper()
+	get := func(u string) ([]byte, *http.Response) {
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", u, resp.Status)
+		}
+		return b, resp
+	}
+	playlist, resp := get(master)
+	m := regexp.MustCompile(`(?m)^#EXT-X-IMAGE-STREAM-INF:.*URI="([^"]+)"`).FindAllStringSubmatch(string(playlist), -1)
+	if len(m) != 1 {
+		t.Fatalf("%s: image streams %q, want one:\n%s", master, m, playlist)
+	}
+	images, err := resp.Request.URL.Parse(m[0][1])
+	if err != nil || !strings.HasPrefix(images.String(), edge) {
+		t.Fatalf("%s: image stream %s, want one on %s", master, images, edge)
+	}
+	list, _ := get(images.String())
+	tile, _ := images.Parse(regexp.MustCompile(`(?m)^[^#].*\.jpg$`).FindString(string(list)))
+	if jpeg, resp := get(tile.String()); resp.Header.Get("Content-Type") != "image/jpeg" || !bytes.HasPrefix(jpeg, []byte{0xff, 0xd8}) {
+		t.Errorf("%s: tile %s is %s", master, tile, resp.Header.Get("Content-Type"))
 	}
 }
 
