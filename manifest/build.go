@@ -309,15 +309,19 @@ func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.Adaptatio
 }
 
 // AudioGroups splits audio tracks into the sets a viewer chooses between:
-// tracks of one language, role and label are bitrates of one sound, and
-// make one AdaptationSet. The main sound's set comes first, the others in
+// tracks of one language, role and label, stereo or surround, are
+// bitrates of one sound, and make one AdaptationSet (a player switches
+// bitrates within a set, never between 2 and 6 channels). The main sound's set comes first, the others in
 // the order their first track has in tracks.
 func AudioGroups(tracks []Track) [][]Track {
-	type key struct{ lang, role, label string }
+	type key struct {
+		lang, role, label string
+		surround          bool
+	}
 	var order []key
 	groups := map[key][]Track{}
 	for _, t := range tracks {
-		k := key{t.Lang, t.Role, t.Label}
+		k := key{t.Lang, t.Role, t.Label, t.Surround()}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -363,7 +367,16 @@ func describeAudioSet(as *mpd.AdaptationSetType, t Track) {
 	if t.Label != "" {
 		as.Labels = []*mpd.LabelType{{Value: t.Label}}
 	}
+	// Below the default of 1: a player starts with a stereo set, which
+	// every device plays, even one that breaks ties between sets by
+	// bitrate; a viewer with the speakers for it picks 5.1.
+	if t.Surround() {
+		as.SelectionPriority = mpd.Ptr(uint32(0))
+	}
 }
+
+// Surround says whether an audio track has more than two channels.
+func (t Track) Surround() bool { return t.Channels > 2 }
 
 // textSet is a subtitle track's AdaptationSet: one Representation whose
 // BaseURL is the whole WebVTT file, the form every DASH player reads

@@ -89,9 +89,10 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 	var alts []*m3u8.Alternative
 	var audioPeak, audioAvg uint32
 	audioCodecs := ""
-	first := slices.IndexFunc(p.Audio, func(t Track) bool { return t.Role == "main" })
 	sounds := uniqueNames{}
-	for i, a := range p.Audio {
+	audio := hlsSounds(p.Audio)
+	first := slices.IndexFunc(audio, func(t Track) bool { return t.Role == "main" })
+	for i, a := range audio {
 		alt := &m3u8.Alternative{Type: "AUDIO", GroupId: HLSAudioGroup, Name: sounds.name(cmp.Or(a.Label, a.ID)), Default: i == max(first, 0), Autoselect: true,
 			URI: a.ID + "/" + HLSMedia}
 		if a.Lang != "" && a.Lang != "und" {
@@ -151,6 +152,21 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 			Resolution: fmt.Sprintf("%dx%d", t.Width, t.Height)})
 	}
 	return m
+}
+
+// hlsSounds are the audio tracks the multivariant playlist offers: a
+// surround track only where no stereo track has its language and role.
+// One group with both would have every variant's BANDWIDTH count the
+// 5.1 bitrate (RFC 8216 §4.3.4.2), and a group of its own needs a copy
+// of every variant, between which hls.js's ABR moves as bandwidth does
+// (it keeps to a codec set, and 5.1 AAC is mp4a.40.2 as stereo is),
+// flipping the sound between stereo and 5.1. DASH offers both.
+func hlsSounds(tracks []Track) []Track {
+	return slices.DeleteFunc(slices.Clone(tracks), func(t Track) bool {
+		return t.Surround() && slices.ContainsFunc(tracks, func(s Track) bool {
+			return !s.Surround() && s.Lang == t.Lang && s.Role == t.Role
+		})
+	})
 }
 
 // frameRate reads "30" or "30000/1001" as frames per second, to three

@@ -223,6 +223,57 @@ func TestBasesStartAtTheSteeringDefault(t *testing.T) {
 
 // TestAudioSetsByLanguageAndRole: bitrates of one sound share an
 // AdaptationSet; each language and role is a set of its own, the main one
+// TestSurroundBesideStereo: a 5.1 sound is a set of its own even under
+// its stereo twin's label, one a player does not start with (DASH's
+// selectionPriority below the default); HLS offers a 5.1 sound only
+// where no stereo one has its language and role.
+func TestSurroundBesideStereo(t *testing.T) {
+	p := testPresentation()
+	a := p.Audio[0]
+	sound := func(id, lang, role string, channels int, bw uint32) Track {
+		t := a
+		t.ID, t.Lang, t.Role, t.Label, t.Channels, t.Bandwidth = id, lang, role, lang, channels, bw
+		return t
+	}
+	p.Audio = []Track{sound("en", "en", "main", 2, 130_000), sound("en-51", "en", "main", 6, 390_000), sound("fr-51", "fr", "alternate", 6, 390_000)}
+	var sets [][]string
+	for _, g := range AudioGroups(p.Audio) {
+		var ids []string
+		for _, t := range g {
+			ids = append(ids, t.ID)
+		}
+		sets = append(sets, ids)
+	}
+	if want := [][]string{{"en"}, {"en-51"}, {"fr-51"}}; !slices.EqualFunc(sets, want, slices.Equal) {
+		t.Fatalf("audio sets %v, want %v", sets, want)
+	}
+	m, err := Build(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, as := range m.Periods[0].AdaptationSets {
+		if as.ContentType != "audio" {
+			continue
+		}
+		surround := as.Representations[0].Id != "en"
+		if got := as.SelectionPriority != nil && *as.SelectionPriority == 0; got != surround {
+			t.Errorf("set of %s: selectionPriority %v", as.Representations[0].Id, as.SelectionPriority)
+		}
+	}
+	h, err := BuildHLS(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mv := string(h.Multivariant)
+	if strings.Contains(mv, "en-51/") || !strings.Contains(mv, `URI="fr-51/media.m3u8"`) || !strings.Contains(mv, `CHANNELS="6"`) {
+		t.Errorf("HLS sounds, want en in stereo and fr in 5.1:\n%s", mv)
+	}
+	// Every variant's BANDWIDTH counts the largest sound it offers.
+	if !strings.Contains(mv, "BANDWIDTH=1190000,") {
+		t.Errorf("variant bandwidths without the 5.1 sound's:\n%s", mv)
+	}
+}
+
 // first, which the parser finds again as the sound to start with.
 func TestAudioSetsByLanguageAndRole(t *testing.T) {
 	p := testPresentation()

@@ -31,11 +31,43 @@ type EncodeOptions struct {
 	// Thumbnails, when set, are made in the same run from the same
 	// decoded pictures (Encoded.Thumbnails names their folder).
 	Thumbnails *Thumbnails
+	// Sounds are the audio renditions to make; when nil, every audio
+	// stream of the source in stereo (Sounds(src.Audios, false)).
+	Sounds []Sound
+}
+
+// Sound is one audio rendition an encode makes from a source stream: in
+// stereo AAC, or (Surround) in 5.1 AAC.
+type Sound struct {
+	Stream   *AudioStream
+	Surround bool
+}
+
+// SurroundKbps is the AAC bitrate of a 5.1 rendition: 64 kbit/s a
+// channel, where stereo has 64 too.
+const SurroundKbps = 384
+
+// surroundChannels is how many channels a source stream needs for a
+// surround rendition: 5.1 and more (6.1 and 7.1 are mixed down to 5.1).
+const surroundChannels = 6
+
+// Sounds lists the audio renditions of streams, in their order: each in
+// stereo, which every device plays, and, when surround is asked for and
+// the stream has six channels or more, in 5.1 right after it.
+func Sounds(streams []*AudioStream, surround bool) []Sound {
+	var out []Sound
+	for _, a := range streams {
+		out = append(out, Sound{Stream: a})
+		if surround && a.Channels >= surroundChannels {
+			out = append(out, Sound{Stream: a, Surround: true})
+		}
+	}
+	return out
 }
 
 // Encoded names the files one ffmpeg run wrote: one video file per rung
-// (same order as the ladder) and one audio file per audio stream of the
-// source (same order as its Audios).
+// (same order as the ladder) and one audio file per Sound (same order as
+// EncodeOptions.Sounds).
 type Encoded struct {
 	Video []string
 	Audio []string
@@ -342,7 +374,11 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 		args = append(args, "-map", "[thumbs]", "-an", "-sn", "-dn", "-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1",
 			"-f", "image2", "-start_number", "1", filepath.Join(enc.Thumbnails, "%d.jpg"))
 	}
-	for i, a := range src.Audios {
+	sounds := opt.Sounds
+	if sounds == nil {
+		sounds = Sounds(src.Audios, false)
+	}
+	for i, a := range sounds {
 		out := filepath.Join(dir, fmt.Sprintf("audio%d.mp4", i))
 		enc.Audio = append(enc.Audio, out)
 		// The sound keeps its place against the picture: a track that
@@ -350,10 +386,16 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 		// the presentation's start, as every segmented track starts there
 		// (the picture's own gap is filled by the constant-rate output).
 		// Its language goes into the track header, where the segmenter
-		// and any player reading the init segment find it.
-		args = append(args, "-map", fmt.Sprintf("0:%d", a.Index), "-vn", "-sn", "-dn",
-			"-af", "aresample=first_pts=0", "-c:a", "aac", "-b:a", fmt.Sprintf("%dk", AudioKbps), "-ac", "2", "-ar", "48000",
-			"-map_metadata", "-1", "-metadata:s:a:0", "language="+mdhdLanguage(a.Lang), "-f", "mp4", out)
+		// and any player reading the init segment find it. Surround is
+		// the standard 5.1 layout whatever the source's (5.1 with side
+		// speakers, 6.1, 7.1), the one AAC decoders map to speakers.
+		filter, kbps, channels := "aresample=first_pts=0", AudioKbps, "2"
+		if a.Surround {
+			filter, kbps, channels = filter+",aformat=channel_layouts=5.1", SurroundKbps, "6"
+		}
+		args = append(args, "-map", fmt.Sprintf("0:%d", a.Stream.Index), "-vn", "-sn", "-dn",
+			"-af", filter, "-c:a", "aac", "-b:a", fmt.Sprintf("%dk", kbps), "-ac", channels, "-ar", "48000",
+			"-map_metadata", "-1", "-metadata:s:a:0", "language="+mdhdLanguage(a.Stream.Lang), "-f", "mp4", out)
 	}
 	return args, enc
 }

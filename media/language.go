@@ -112,3 +112,16 @@ var (
 func audioLabel(lang, title, role string, n int) string {
 	return trackLabel(lang, title, role, "Audio", n, audioRoleWords)
 }
+
+// withChannels adds a surround sound's layout to its label: "English
+// (5.1)", "English (commentary, 5.1)".
+func withChannels(label string, channels int) string {
+	layout := map[int]string{6: "5.1", 7: "6.1", 8: "7.1"}[channels]
+	if layout == "" {
+		layout = strconv.Itoa(channels) + " channels"
+	}
+	if head, ok := strings.CutSuffix(label, ")"); ok && strings.Contains(head, " (") {
+		return head + ", " + layout + ")"
+	}
+	return label + " (" + layout + ")"
+}

@@ -47,6 +47,9 @@ type PackageOptions struct {
 	// NoThumbnails leaves out the seek-preview thumbnails (an owner who
 	// wants no picture of an encrypted asset in the clear).
 	NoThumbnails bool
+	// NoSurround makes stereo alone from a source with surround sound,
+	// where a 5.1 rendition is otherwise added beside the stereo one.
+	NoSurround bool
 }
 
 // DefaultSegmentDur is the segment length when none is given.
@@ -188,7 +191,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			Width: p.Video.Width, Height: p.Video.Height, FrameRate: p.Video.FrameRate.String(), Frames: p.Video.Frames})
 	}
 	var videoFiles, audioFiles []string
-	var audioStreams []*AudioStream // what the encoded audio files are, in order; nil when copied
+	var sounds []Sound // what the encoded audio files are, in order; nil when copied
 	var ids []string
 	if opt.Copy {
 		videoFiles = make([]string, len(probes))
@@ -227,8 +230,9 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			plan := planThumbnails(src.Video.Width, src.Video.Height, src.Video.Duration, opt.SegmentDur.Seconds())
 			thumbs = &plan
 		}
+		sounds = Sounds(src.Audios, !opt.NoSurround)
 		enc, err := Encode(ctx, src, work, EncodeOptions{Ladder: ladder, SegmentDur: opt.SegmentDur, Preset: opt.Preset, Progress: opt.Progress,
-			AllowDamaged: opt.AllowDamaged, Thumbnails: thumbs})
+			AllowDamaged: opt.AllowDamaged, Thumbnails: thumbs, Sounds: sounds})
 		if err != nil {
 			return nil, err
 		}
@@ -237,7 +241,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 				return nil, err
 			}
 		}
-		videoFiles, audioFiles, audioStreams = enc.Video, enc.Audio, src.Audios
+		videoFiles, audioFiles = enc.Video, enc.Audio
 		if enc.DecodeErrors > 0 {
 			asset.DecodeErrors = enc.DecodeErrors
 			slog.Warn("packaging a damaged source (-allow-damaged)", "source", src.Path, "decode_errors", enc.DecodeErrors, "first", enc.DecodeErrorSample)
@@ -245,8 +249,8 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 		for _, r := range ladder {
 			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Lines(), r.Kbps))
 		}
-		for _, a := range src.Audios {
-			ids = append(ids, audioRenditionID(a.Lang, a.Role, len(src.Audios) > 1))
+		for _, a := range sounds {
+			ids = append(ids, audioRenditionID(a.Stream.Lang, a.Stream.Role, a.Surround, len(src.Audios) > 1))
 		}
 	}
 	rends, err := segmentFiles(ctx, videoFiles, audioFiles, ids, opt.SegmentDur, staging, opt.Progress)
@@ -281,7 +285,7 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 	n := 0
 	for _, r := range rends {
 		if r.out.Type == "audio" {
-			describeAudio(&r.out, r.track, audioStreams, n)
+			describeAudio(&r.out, r.track, sounds, n)
 			n++
 		}
 		asset.Renditions = append(asset.Renditions, r.out)
@@ -306,22 +310,34 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 }
 
 // describeAudio gives the n-th audio rendition its language, role and
-// label: from the source stream it was encoded from (streams[n]) or,
-// copied, from its track header, the first being the main one.
-func describeAudio(out *Rendition, track *Track, streams []*AudioStream, n int) {
+// label: from the sound it was encoded as (sounds[n]) or, copied, from
+// its track header, the first being the main one.
+func describeAudio(out *Rendition, track *Track, sounds []Sound, n int) {
 	out.Lang = LanguageTag(track.Lang)
 	title := ""
 	out.Role = "alternate"
 	if n == 0 {
 		out.Role = "main"
 	}
-	if n < len(streams) {
-		out.Role, title = streams[n].Role, streams[n].Title
-		if streams[n].Lang != "" {
-			out.Lang = streams[n].Lang
+	number := n + 1
+	if n < len(sounds) {
+		a := sounds[n].Stream
+		out.Role, title = a.Role, a.Title
+		if a.Lang != "" {
+			out.Lang = a.Lang
+		}
+		// A 5.1 rendition has its stream's number, as its stereo one.
+		number = 0
+		for _, s := range sounds[:n+1] {
+			if !s.Surround {
+				number++
+			}
 		}
 	}
-	out.Label = audioLabel(out.Lang, title, out.Role, n+1)
+	out.Label = audioLabel(out.Lang, title, out.Role, number)
+	if track.Channels >= surroundChannels {
+		out.Label = withChannels(out.Label, track.Channels)
+	}
 }
 
 // SegmentFiles cuts pre-encoded single-title files into CMAF renditions
@@ -414,7 +430,7 @@ func planRenditions(videoFiles, audioFiles []string, ids []string, segDur time.D
 		}
 	}
 	for k, t := range sound {
-		id := audioRenditionID(LanguageTag(t.Lang), "", len(sound) > 1)
+		id := audioRenditionID(LanguageTag(t.Lang), "", false, len(sound) > 1)
 		if i := len(videoFiles) + k; i < len(ids) {
 			id = ids[i]
 		}
@@ -430,16 +446,21 @@ func planRenditions(videoFiles, audioFiles []string, ids []string, segDur time.D
 
 // audioRenditionID names an audio rendition: one sound keeps the name it
 // always had; several are told apart by language and by what they are
-// when they are not the programme's sound itself.
-func audioRenditionID(lang, role string, several bool) string {
-	if !several {
-		return fmt.Sprintf("audio-%dk", AudioKbps)
+// when they are not the programme's sound itself; a 5.1 rendition says
+// so ("audio-surround-384k", "audio-en-surround-384k").
+func audioRenditionID(lang, role string, surround, several bool) string {
+	id := "audio"
+	if several {
+		id += "-" + strings.ToLower(cmp.Or(lang, "und"))
+		if role == "commentary" || role == "description" || role == "dub" {
+			id += "-" + role
+		}
 	}
-	id := "audio-" + strings.ToLower(cmp.Or(lang, "und"))
-	if role == "commentary" || role == "description" || role == "dub" {
-		id += "-" + role
+	kbps := AudioKbps
+	if surround {
+		id, kbps = id+"-surround", SurroundKbps
 	}
-	return fmt.Sprintf("%s-%dk", id, AudioKbps)
+	return fmt.Sprintf("%s-%dk", id, kbps)
 }
 
 func cutDesc(cuts []Cut, k int, timescale uint32) string {

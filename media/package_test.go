@@ -483,6 +483,19 @@ func TestEveryAudioStreamIsPackaged(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(out)) != mdhd[w.Lang] {
 			t.Errorf("%s's track header says language %q (%v), want %s", r.ID, out, err, mdhd[w.Lang])
 		}
+		out, err = exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=channels,channel_layout", "-of", "csv=p=0", first).Output()
+		layout := map[int]string{2: "2,stereo", 6: "6,5.1"}[w.Channels]
+		if err != nil || strings.TrimSpace(string(out)) != layout || r.Channels != w.Channels {
+			t.Errorf("%s has channels %q (asset.json: %d), want %s", r.ID, out, r.Channels, layout)
+		}
+		if w.Channels == 6 {
+			// The centre speaker's own sound, from the 7.1 source's
+			// centre: a 5.1 mixed from the source, not spread from stereo.
+			m := analyse(t, `max_volume: (-?[0-9.]+|-inf) dB`, "-ss", "0.5", "-t", "1", "-i", first, "-af", "pan=mono|c0=c2,volumedetect")
+			if peak := decibels(m[1]); math.Abs(peak-mediatest.FilmCentre) > 3 {
+				t.Errorf("%s's centre peaks at %.1f dB, want %.0f", r.ID, peak, mediatest.FilmCentre)
+			}
+		}
 	}
 
 	mpdPath := filepath.Join(lib, a.Name, media.ManifestFile)
@@ -496,7 +509,8 @@ func TestEveryAudioStreamIsPackaged(t *testing.T) {
 		t.Errorf("the MPD's main sound is %+v, want audio-en-128k", main)
 	}
 	for _, w := range []string{`lang="en"`, `lang="fr"`, `<Role schemeIdUri="urn:mpeg:dash:role:2011" value="commentary">`,
-		`<Accessibility schemeIdUri="urn:tva:metadata:cs:AudioPurposeCS:2007" value="1">`, `<Label>Director&#39;s commentary</Label>`} {
+		`<Accessibility schemeIdUri="urn:tva:metadata:cs:AudioPurposeCS:2007" value="1">`, `<Label>Director&#39;s commentary</Label>`,
+		`selectionPriority="0"`, `<AudioChannelConfiguration schemeIdUri="urn:mpeg:dash:23003:3:audio_channel_configuration:2011" value="6">`} {
 		if !strings.Contains(string(doc), w) {
 			t.Errorf("the MPD lacks %s", w)
 		}
@@ -518,6 +532,20 @@ func TestEveryAudioStreamIsPackaged(t *testing.T) {
 	}
 	if n := strings.Count(mv, "DEFAULT=YES"); n != 1 {
 		t.Errorf("%d audio renditions are DEFAULT=YES, want 1", n)
+	}
+	// HLS offers the stereo English alone (see manifest.hlsSounds).
+	if strings.Contains(mv, "surround") || strings.Count(mv, "#EXT-X-MEDIA:TYPE=AUDIO") != len(want)-1 {
+		t.Errorf("the multivariant playlist offers the 5.1 sound:\n%s", mv)
+	}
+	// Without -surround, stereo alone.
+	b, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib, Name: "stereo", Ladder: ladder, NoSurround: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range b.Renditions {
+		if r.Type == "audio" && (r.Channels != 2 || strings.Contains(r.ID, "surround")) {
+			t.Errorf("NoSurround made %s with %d channels", r.ID, r.Channels)
+		}
 	}
 }
 

@@ -261,7 +261,23 @@ func (t *Track) describe(stsd *mp4.StsdBox) error {
 		}
 		t.Codecs = fmt.Sprintf("mp4a.40.%d", asc.ObjectType)
 		t.SampleRate = int(stsd.Mp4a.SampleRate)
-		t.Channels = int(stsd.Mp4a.ChannelCount)
+		t.Channels = aacChannels(asc, int(stsd.Mp4a.ChannelCount))
 	}
 	return nil
+}
+
+// aacChannels is how many channels an AAC stream has: from its decoder
+// configuration, as the sample entry's count is 2 whatever the sound in
+// an ISO file (ffmpeg writes 2 for 5.1); the entry's count when the
+// configuration leaves the layout to a program config element (0).
+func aacChannels(asc *aac.AudioSpecificConfig, entry int) int {
+	if asc.PSPresentFlag && asc.ChannelConfiguration == 1 {
+		return 2 // HE-AAC v2: parametric stereo coded as one channel
+	}
+	// ISO/IEC 14496-3 Table 1.19 (and 23001-8 for 11 to 14).
+	byConfig := map[byte]int{1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 8, 11: 7, 12: 8, 13: 24, 14: 8}
+	if n, ok := byConfig[asc.ChannelConfiguration]; ok {
+		return n
+	}
+	return entry
 }

@@ -869,8 +869,9 @@ func (l *networkLog) String() string {
 // TestBrowserChoosesSoundAndSubtitles: a film with a French dub, its
 // English sound, a commentary, an audio description and two subtitle
 // tracks plays through an enter-deep edge in each of the page's players
-// (DASH and HLS), starting with the main English sound and no subtitles;
-// the Sound menu lists all four sounds, and choosing French there fetches
+// (DASH and HLS), starting with the main English sound in stereo and no
+// subtitles; the Sound menu lists every sound (with DASH, the English
+// 5.1 too, which plays when chosen), and choosing French there fetches
 // and plays the French sound from then on; the Subtitles menu lists both
 // tracks, and choosing English shows its cues at their times.
 func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
@@ -898,19 +899,41 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=film&buffer=4&engine="+engine)); err != nil {
 				t.Fatal(err)
 			}
+			// HLS offers the 5.1 sound in DASH alone (manifest.hlsSounds).
+			sounds := len(mediatest.FilmSounds)
+			if strings.Contains(engine, "hls") {
+				sounds--
+			}
 			s := waitFor(t, ctx, 60*time.Second, "the sounds listed and the first fetched", func(s pageStats) bool {
-				return len(s.AudioTracks) == len(mediatest.FilmSounds) && len(s.SoundFetched) > 0 && s.AudioTrack >= 0 && s.CurrentTime > 1
+				return len(s.AudioTracks) == sounds && len(s.SoundFetched) > 0 && s.AudioTrack >= 0 && s.CurrentTime > 1
 			})
 			if first := s.SoundFetched[0].Rendition; first != "audio-en-128k" || s.AudioTracks[s.AudioTrack].Lang != "en" {
 				t.Errorf("started with %s (menu at %+v), want the main English sound", first, s.AudioTracks[s.AudioTrack])
 			}
-			french := -1
+			french, surround := -1, -1
 			labels := map[string]bool{}
 			for i, a := range s.AudioTracks {
 				labels[a.Label] = true
 				if a.Lang == "fr" {
 					french = i
 				}
+				if a.Label == "English (5.1)" {
+					surround = i
+				}
+			}
+			if fetched(s, "audio-en-surround-384k") > 0 {
+				t.Errorf("fetched the 5.1 sound before it was chosen")
+			}
+			if sounds == len(mediatest.FilmSounds) {
+				// The viewer picks English 5.1: fetched and played.
+				if surround < 0 {
+					t.Fatalf("no English 5.1 in the menu: %+v", s.AudioTracks)
+				}
+				chooseInMenu(t, ctx, "sound", surround, sounds)
+				from := s.CurrentTime
+				s = waitFor(t, ctx, 60*time.Second, "the 5.1 sound fetched and played", func(s pageStats) bool {
+					return fetched(s, "audio-en-surround-384k") >= 2 && s.AudioTrack == surround && s.CurrentTime > from+2
+				})
 			}
 			if french < 0 {
 				t.Fatalf("no French sound in the menu: %+v", s.AudioTracks)
@@ -919,10 +942,7 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 				t.Errorf("the menu's labels are %v, want the manifest's", labels)
 			}
 			// The viewer picks French in the menu.
-			pick := fmt.Sprintf(`(() => { const s = document.getElementById('sound'); s.value = '%d'; s.dispatchEvent(new Event('change')); return s.options.length; })()`, french)
-			if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](pick)); err != nil || n != len(mediatest.FilmSounds) {
-				t.Fatalf("choosing French: %d options (%v)", n, err)
-			}
+			chooseInMenu(t, ctx, "sound", french, sounds)
 			from := s.CurrentTime
 			s = waitFor(t, ctx, 60*time.Second, "the French sound fetched and played", func(s pageStats) bool {
 				return fetched(s, "audio-fr-128k") >= 2 && s.AudioTrack == french && s.CurrentTime > from+3
@@ -935,10 +955,10 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 					len(s.TextTracks), s.TextTracks, s.TextTrack, s.Cues, len(mediatest.FilmSubtitles))
 			}
 			english := slices.IndexFunc(s.TextTracks, func(x struct{ Label, Lang, Role string }) bool { return x.Lang == "en" })
-			pick = fmt.Sprintf(`(() => { const s = document.getElementById('subtitles'); s.value = '%d'; s.dispatchEvent(new Event('change')); return s.options.length; })()`, english)
-			if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](pick)); err != nil || n != len(mediatest.FilmSubtitles)+1 || english < 0 {
-				t.Fatalf("choosing English subtitles (%d): %d options (%v)", english, n, err)
+			if english < 0 {
+				t.Fatalf("no English subtitles in the menu: %+v", s.TextTracks)
 			}
+			chooseInMenu(t, ctx, "subtitles", english, len(mediatest.FilmSubtitles)+1)
 			s = waitFor(t, ctx, 30*time.Second, "English subtitles on screen", func(s pageStats) bool { return len(s.Cues) >= 8 && s.TextTrack == english })
 			for _, c := range s.Cues {
 				// Cue n covers [2(n-1), 2n) s of the film (23 ms later in
@@ -964,6 +984,16 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 				len(s.Cues) > 0 && strings.HasPrefix(s.Cues[len(s.Cues)-1].Text, "English ")
 		})
 	})
+}
+
+// chooseInMenu picks option value in the page's menu (a select) as a
+// viewer does, which must hold options entries.
+func chooseInMenu(t *testing.T, ctx context.Context, menu string, value, options int) {
+	t.Helper()
+	pick := fmt.Sprintf(`(() => { const s = document.getElementById('%s'); s.value = '%d'; s.dispatchEvent(new Event('change')); return s.options.length; })()`, menu, value)
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](pick)); err != nil || n != options {
+		t.Fatalf("choosing %d in the %s menu: %d options, want %d (%v)", value, menu, n, options, err)
+	}
 }
 
 // TestBrowserSeekBarShowsThumbnails: hovering the player page's seek bar

@@ -67,6 +67,7 @@ func packageCommand() command {
 			key := fs.String("key", "", "-encrypt: the content key, 32 hex digits (default: random)")
 			keyFile := fs.String("key-file", "", "-encrypt: a file holding KID:KEY in hex (instead of -key-id and -key, which a process list would show)")
 			thumbnails := fs.Bool("thumbnails", true, "make seek-preview thumbnail tiles (thumbs/N.jpg, in the MPD and HLS); -thumbnails=false for none")
+			surround := fs.Bool("surround", true, "add a 5.1 AAC rendition (384 kbit/s) beside the stereo one for every source sound of six channels or more; -surround=false for stereo alone")
 			var subtitles []media.Subtitle
 			fs.Func("subtitles", "a subtitle file to package with the source, `[LANG[+ROLE]=]FILE` (en=film.en.srt, fr=film.fr.vtt, "+
 				"en+caption=film.sdh.srt; ROLE caption or forced-subtitle); repeat for more. The source's own text subtitles are packaged too",
@@ -99,7 +100,7 @@ func packageCommand() command {
 					}
 				}
 				opt := media.PackageOptions{Library: *lib, Store: libStore, Name: *name, SegmentDur: *seg, Copy: *cp, Preset: *preset, AllowDamaged: *damaged,
-					Encrypt: enc, Subtitles: subtitles, NoThumbnails: !*thumbnails}
+					Encrypt: enc, Subtitles: subtitles, NoThumbnails: !*thumbnails, NoSurround: !*surround}
 				if *ladder != "" {
 					l, err := media.ParseLadder(*ladder)
 					if err != nil {

@@ -205,17 +205,25 @@ type Sound struct {
 	// Peak is the tone's level in dB: each stream's is its own, which
 	// tells them apart in what is played.
 	Peak float64
+	// Channels is the rendition's channel count: 2, or 6 for 5.1.
+	Channels int
 }
 
-// FilmSounds are FilmWithSounds' audio streams in the file's order: a
-// French dub first, the English sound flagged default second, then an
-// English director's commentary and an English audio description.
+// FilmSounds are the audio renditions of Film's audio streams in the
+// file's order: a French dub first; the English sound, flagged default,
+// second: a 7.1 stream (its tone in the front left and right speakers,
+// and at FilmCentre in the centre one), so in stereo and in 5.1; then
+// an English director's commentary and an English audio description.
 var FilmSounds = []Sound{
-	{"audio-fr-128k", "fr", "alternate", "français", -30},
-	{"audio-en-128k", "en", "main", "English", -18},
-	{"audio-en-commentary-128k", "en", "commentary", "Director's commentary", -42},
-	{"audio-en-description-128k", "en", "description", "English (audio description)", -24},
+	{"audio-fr-128k", "fr", "alternate", "français", -30, 2},
+	{"audio-en-128k", "en", "main", "English", -18, 2},
+	{"audio-en-surround-384k", "en", "main", "English (5.1)", -18, 6},
+	{"audio-en-commentary-128k", "en", "commentary", "Director's commentary", -42, 2},
+	{"audio-en-description-128k", "en", "description", "English (audio description)", -24, 2},
 }
+
+// FilmCentre is the level in dB of the English sound's centre speaker.
+const FilmCentre = -42.0
 
 // FilmSubtitles are Film's subtitle streams in the file's order, and
 // the tracks packaging must make of them. Cue n of each covers
@@ -255,7 +263,7 @@ func Film(tb testing.TB, dir string, d time.Duration) string {
 		"-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
 		"-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:a", "-map", "5:s", "-map", "6:s",
 		// lavfi's sine is at -18 dBFS.
-		"-filter:a:0", "volume=0.25", "-filter:a:2", "volume=0.0625", "-filter:a:3", "volume=0.5",
+		"-filter:a:0", "volume=0.25", "-filter:a:1", "pan=7.1|c0=c0|c1=c0|c2=0.0625*c0", "-filter:a:2", "volume=0.0625", "-filter:a:3", "volume=0.5",
 		"-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s", "srt",
 		"-metadata:s:a:0", "language=fre", "-metadata:s:a:1", "language=eng", "-metadata:s:a:2", "language=eng",
 		"-metadata:s:a:2", "title=Director's commentary", "-metadata:s:a:3", "language=eng",
