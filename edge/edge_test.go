@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -975,7 +977,7 @@ func TestRelayedErrorLeavesTheParentUp(t *testing.T) {
 	}))
 	t.Cleanup(broken.Close)
 	_, home := newNode(t, Config{Profile: BringHome, Name: "home", Upstreams: []string{broken.URL}, Prefetch: noPrefetch()})
-	var logs syncBuffer
+	var logs mediatest.Capture
 	deep, deepSrv := newNode(t, Config{Name: "deep", Upstreams: []string{home.URL}, Prefetch: noPrefetch(),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	for i := 1; i <= 5; i++ {
@@ -992,20 +994,6 @@ func TestRelayedErrorLeavesTheParentUp(t *testing.T) {
 		t.Errorf("the enter-deep node marked its parent down:\n%s", logs.String())
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // TestCacheRulesOverrideTheUpstream: a path rule's TTL makes immutable
 // segments stale after it (revalidated upstream), and its query keys

@@ -897,8 +897,8 @@ func TestMethodsOutsideTheRoutes(t *testing.T) {
 // version is published.
 func TestUnreadableNewVersionKeepsTheLoadedOne(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
-	logs := &logCapture{}
-	_, ts := start(t, lib, func(c *Config) { c.Logger = logs.logger() })
+	logs := &mediatest.Capture{}
+	_, ts := start(t, lib, func(c *Config) { c.Logger = logs.Logger() })
 	manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
 	resp, before := get(t, manifest)
 	if resp.StatusCode != http.StatusOK {
@@ -970,8 +970,8 @@ func TestEvictedAssetKeepsItsVersionWhenTheNewOneIsDamaged(t *testing.T) {
 	for _, damagedFirst := range []bool{true, false} {
 		t.Run(fmt.Sprintf("damaged before the eviction %v", damagedFirst), func(t *testing.T) {
 			lib := mediatest.CopyLibrary(t)
-			logs := &logCapture{}
-			s, ts := start(t, lib, func(c *Config) { c.Logger = logs.logger() })
+			logs := &mediatest.Capture{}
+			s, ts := start(t, lib, func(c *Config) { c.Logger = logs.Logger() })
 			manifest := ts.URL + "/vod/" + mediatest.AssetName + "/manifest.mpd"
 			resp, before := get(t, manifest)
 			if resp.StatusCode != http.StatusOK {
@@ -1062,8 +1062,8 @@ func TestFreshOriginServesTheVersionBeforeADamagedOne(t *testing.T) {
 			_, segment := get(t, serving.URL+seg)
 
 			damage()
-			logs := &logCapture{}
-			_, fresh := start(t, lib, on, func(c *Config) { c.Logger = logs.logger() })
+			logs := &mediatest.Capture{}
+			_, fresh := start(t, lib, on, func(c *Config) { c.Logger = logs.Logger() })
 			time.Sleep(100 * time.Millisecond) // past the check interval (50 ms) of the serving one
 			for range 3 {
 				for _, o := range []*httptest.Server{fresh, serving} {
@@ -1112,26 +1112,3 @@ func TestFreshOriginServesTheVersionBeforeADamagedOne(t *testing.T) {
 		}
 	})
 }
-
-// logCapture keeps what a server logs, for a test to read while the
-// server runs.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logCapture) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// String is what was logged so far.
-func (l *logCapture) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// logger logs text lines into l.
-func (l *logCapture) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }

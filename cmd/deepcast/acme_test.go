@@ -62,7 +62,7 @@ func TestACMEWithPebble(t *testing.T) {
 	os.WriteFile(cfgFile, data, 0o644)
 	pcmd := exec.Command(pebble, "-config", cfgFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 	pcmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	plog := newLockedWriter()
+	plog := &mediatest.Capture{}
 	pcmd.Stdout, pcmd.Stderr = plog, plog
 	if err := pcmd.Start(); err != nil {
 		t.Fatal(err)

@@ -465,7 +465,7 @@ func TestEncryptedAssetThroughAProtectedEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs mediatest.Capture
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o, err := origin.New(origin.Config{Library: lib, Logger: logger})
 	if err != nil {

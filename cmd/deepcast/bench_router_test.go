@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge/routing"
+	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 var dnsperfQPS = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
@@ -75,7 +76,7 @@ zone:
 `, port, dir)
 	os.WriteFile(filepath.Join(dir, "nsd.conf"), []byte(conf), 0o644)
 	cmd := exec.Command("nsd", "-d", "-c", filepath.Join(dir, "nsd.conf"))
-	out := &lockedBuffer{}
+	out := &mediatest.Capture{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("nsd: %v", err)

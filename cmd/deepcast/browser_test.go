@@ -325,11 +325,11 @@ func shot(t *testing.T, ctx context.Context, name string) {
 // startDemo runs `deepcast demo` with args from the repository root
 // until it serves (3 minutes at most), killed when the test ends if still
 // running; done reports its exit.
-func startDemo(t *testing.T, bin string, args ...string) (*exec.Cmd, *lockedBuffer, <-chan error) {
+func startDemo(t *testing.T, bin string, args ...string) (*exec.Cmd, *mediatest.Capture, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"demo"}, args...)...)
 	cmd.Dir = repoRoot()
-	out := &lockedBuffer{}
+	out := &mediatest.Capture{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -410,7 +410,7 @@ func TestDemoServesEveryEnterDeepNodeAndStopsOnSIGINT(t *testing.T) {
 	// A second run reuses the packaged sample.
 	again := exec.Command(bin, "demo", "-dir", dir, "-play", "0")
 	again.Dir = repoRoot()
-	out2 := &lockedBuffer{}
+	out2 := &mediatest.Capture{}
 	again.Stdout, again.Stderr = out2, out2
 	if err := again.Start(); err != nil {
 		t.Fatal(err)

@@ -22,26 +22,6 @@ import (
 	"github.com/deepcast/deepcast/player"
 )
 
-// lockedWriter is a bytes.Buffer safe for a child's output and the test.
-type lockedWriter struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newLockedWriter() *lockedWriter { return &lockedWriter{mu: make(chan struct{}, 1)} }
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu <- struct{}{}
-	defer func() { <-w.mu }()
-	return w.buf.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu <- struct{}{}
-	defer func() { <-w.mu }()
-	return w.buf.String()
-}
-
 // needPrlimit skips a test that runs the binary under a small open-file
 // limit where that cannot be done.
 func needPrlimit(t *testing.T) {

@@ -38,7 +38,7 @@ import (
 // node is a deepcast server process of a test.
 type node struct {
 	cmd  *exec.Cmd
-	logs *lockedWriter
+	logs *mediatest.Capture
 	done chan error
 }
 
@@ -47,7 +47,7 @@ type node struct {
 // receives its exit.
 func runProcess(t *testing.T, cmd *exec.Cmd) *node {
 	t.Helper()
-	n := &node{cmd: cmd, logs: newLockedWriter(), done: make(chan error, 1)}
+	n := &node{cmd: cmd, logs: &mediatest.Capture{}, done: make(chan error, 1)}
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

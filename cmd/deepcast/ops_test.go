@@ -250,7 +250,7 @@ func TestBuiltBinaryServesPagesAlone(t *testing.T) {
 	cmd := exec.Command(bin, "origin", "-library", lib, "-listen", addr)
 	cmd.Dir = alone // no web/node_modules anywhere near
 	cmd.Env = append(os.Environ(), "DEEPCAST_WEB_MODULES=")
-	logs := newLockedWriter()
+	logs := &mediatest.Capture{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
