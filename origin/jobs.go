@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -143,6 +144,9 @@ type upload struct {
 	// names they were sent under (for messages).
 	subtitles []media.Subtitle
 	subNames  map[string]string
+	// noThumbnails and noSurround are the fields thumbnails=false and
+	// surround=false: what package -thumbnails=false and -surround=false do.
+	noThumbnails, noSurround bool
 }
 
 // receive streams the multipart body to a temporary file: the upload is
@@ -178,16 +182,30 @@ func (js *jobs) receive(r *http.Request) (up *upload, err error) {
 			if err := up.saveSubtitles(js.s.cfg.UploadDir, part, ""); err != nil {
 				return up, err
 			}
-		case "name", "ladder":
+		case "name", "ladder", "thumbnails", "surround":
 			v, err := io.ReadAll(io.LimitReader(part, 1024))
 			if err != nil {
 				return up, fmt.Errorf("upload: %w", err)
 			}
-			if part.FormName() == "name" {
-				up.name = strings.TrimSpace(string(v))
-			} else if spec := strings.TrimSpace(string(v)); spec != "" {
-				if up.ladder, err = media.ParseLadder(spec); err != nil {
-					return up, err
+			value := strings.TrimSpace(string(v))
+			switch part.FormName() {
+			case "name":
+				up.name = value
+			case "ladder":
+				if value != "" {
+					if up.ladder, err = media.ParseLadder(value); err != nil {
+						return up, err
+					}
+				}
+			default:
+				on, err := strconv.ParseBool(value)
+				if err != nil {
+					return up, fmt.Errorf("upload: field %s: %q is neither true nor false", part.FormName(), value)
+				}
+				if part.FormName() == "thumbnails" {
+					up.noThumbnails = !on
+				} else {
+					up.noSurround = !on
 				}
 			}
 		}
@@ -361,7 +379,7 @@ func (js *jobs) work(j *job, up *upload) func(*Job) {
 	_, err := media.Package(js.ctx, []string{up.path}, media.PackageOptions{
 		Library: js.s.catalog.Root(), Store: js.s.catalog.Store(), Name: up.name, Ladder: up.ladder,
 		Untrusted: true, // an upload: a plain container, no references to other files
-		Subtitles: up.subtitles,
+		Subtitles: up.subtitles, NoThumbnails: up.noThumbnails, NoSurround: up.noSurround,
 		Progress: func(p media.Progress) {
 			j.update(func(j *Job) { j.Stage, j.Progress = p.Stage, p.Fraction() })
 		},

@@ -602,6 +602,41 @@ func TestIngest(t *testing.T) {
 		t.Errorf("catalogue: %d", resp.StatusCode)
 	}
 
+	// thumbnails=false and surround=false do what package's flags do;
+	// a value that is neither true nor false is refused at once.
+	resp, j = uploadFile(t, ts.URL, "secret-token", mediatest.Film(t, t.TempDir(), 3*time.Second),
+		map[string]string{"name": "plain", "ladder": "320x180@300k", "thumbnails": "false", "surround": "0"})
+	if resp.StatusCode != 202 {
+		t.Fatalf("upload plain: %d", resp.StatusCode)
+	}
+	if done, _ := waitJob(t, ts.URL, j.ID); done.State != JobDone {
+		t.Fatalf("job ended %+v", done)
+	}
+	plain, err := media.LoadAsset(filepath.Join(lib, "plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sounds := 0
+	for _, r := range plain.Renditions {
+		if r.Type == "audio" {
+			sounds++
+			if r.Channels != 2 {
+				t.Errorf("surround=false made %s with %d channels", r.ID, r.Channels)
+			}
+		}
+	}
+	if plain.Thumbnails != nil || sounds != len(mediatest.FilmSounds)-1 {
+		t.Errorf("thumbnails=false, surround=false: thumbnails %+v, %d sounds", plain.Thumbnails, sounds)
+	}
+	if uploaded, err := media.LoadAsset(filepath.Join(lib, "uploaded")); err != nil || uploaded.Thumbnails == nil {
+		t.Errorf("an upload without the fields has no thumbnails (%v)", err)
+	}
+	for _, field := range []string{"thumbnails", "surround"} {
+		if resp, _ := uploadFile(t, ts.URL, "secret-token", src, map[string]string{"name": "x", field: "maybe"}); resp.StatusCode != 400 {
+			t.Errorf("%s=maybe: %d, want 400", field, resp.StatusCode)
+		}
+	}
+
 	// A corrupt upload fails with a reason and leaves no asset.
 	bad := filepath.Join(t.TempDir(), "broken.mp4")
 	data, _ := os.ReadFile(src)
