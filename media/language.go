@@ -94,7 +94,10 @@ func trackLabel(lang, title, role, kind string, n int, roles map[string]string) 
 	}
 	name := languageName(lang)
 	if name == "" {
-		name = kind + " " + strconv.Itoa(n)
+		name = kind
+		if n > 0 {
+			name += " " + strconv.Itoa(n)
+		}
 	}
 	if what, ok := roles[role]; ok {
 		name += " (" + what + ")"

@@ -326,12 +326,16 @@ func describeAudio(out *Rendition, track *Track, sounds []Sound, n int) {
 		if a.Lang != "" {
 			out.Lang = a.Lang
 		}
-		// A 5.1 rendition has its stream's number, as its stereo one.
+		// A 5.1 rendition has its stream's number, as its stereo one; a
+		// sole stream needs none ("Audio", "Audio (5.1)").
 		number = 0
 		for _, s := range sounds[:n+1] {
 			if !s.Surround {
 				number++
 			}
+		}
+		if !slices.ContainsFunc(sounds, func(s Sound) bool { return s.Stream != a }) {
+			number = 0
 		}
 	}
 	out.Label = audioLabel(out.Lang, title, out.Role, number)

@@ -246,6 +246,24 @@ func TestLanguageAndTitle(t *testing.T) {
 			t.Errorf("audioLabel(%q, %q, %q) = %q, want %q", c.lang, c.title, c.role, got, c.want)
 		}
 	}
+	// Untagged sounds are numbered by stream, a 5.1 rendition as its
+	// stereo twin, and a sole one not at all.
+	one, two := &AudioStream{Index: 1, Role: "main"}, &AudioStream{Index: 2, Role: "alternate"}
+	for _, c := range []struct {
+		sounds []Sound
+		want   []string
+	}{
+		{[]Sound{{one, false}, {one, true}}, []string{"Audio", "Audio (5.1)"}},
+		{[]Sound{{one, false}, {one, true}, {two, false}}, []string{"Audio 1", "Audio 1 (5.1)", "Audio 2"}},
+	} {
+		for n, s := range c.sounds {
+			var out Rendition
+			describeAudio(&out, &Track{Channels: map[bool]int{false: 2, true: 6}[s.Surround]}, c.sounds, n)
+			if out.Label != c.want[n] {
+				t.Errorf("sound %d of %d is labelled %q, want %q", n, len(c.sounds), out.Label, c.want[n])
+			}
+		}
+	}
 }
 
 // TestMatroskaStreamDuration: Matroska gives a stream's length only as a
