@@ -929,3 +929,36 @@ func TestUploadsMustBePlainContainers(t *testing.T) {
 		t.Errorf("plain MP4 upload: %v", err)
 	}
 }
+
+// TestCopiedRenditionKeepsItsTurn: a phone's video stored landscape with
+// a quarter turn in its display matrix, packaged as it is (-copy), keeps
+// the turn in its init segment, so players (ffmpeg here, through the
+// MPD) show it upright, as the encoded renditions are.
+func TestCopiedRenditionKeepsItsTurn(t *testing.T) {
+	dir := t.TempDir()
+	turned := mediatest.Turned(t, dir)
+	lib := filepath.Join(dir, "lib")
+	a, err := media.Package(context.Background(), []string{turned}, media.PackageOptions{Library: lib, Name: "turned", Copy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotation := func(path string) string {
+		out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream_side_data=rotation", "-of", "csv=p=0", path).Output()
+		if err != nil {
+			t.Fatalf("ffprobe %s: %v", path, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got, want := rotation(filepath.Join(lib, "turned", a.Renditions[0].ID, "init.mp4")), rotation(turned); got != want || want == "" {
+		t.Errorf("the init segment's rotation is %q, want the source's %q", got, want)
+	}
+	frame := filepath.Join(dir, "frame.png")
+	if out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", filepath.Join(lib, "turned", media.ManifestFile),
+		"-frames:v", "1", frame).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg through the MPD: %v\n%s", err, out)
+	}
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", frame).Output()
+	if err != nil || strings.TrimSpace(string(out)) != "180,320" {
+		t.Errorf("ffmpeg shows the copied rendition %q (%v), want upright 180,320", out, err)
+	}
+}

@@ -119,6 +119,10 @@ func WriteInit(t *Track, path string) (FileInfo, error) {
 		out.Mdia.Minf.Stbl.Stsd.AddChild(in.AvcX)
 		out.Tkhd.Width = t.trak.Tkhd.Width
 		out.Tkhd.Height = t.trak.Tkhd.Height
+		// The display matrix too: a phone's video copied (-copy) as it
+		// was stored, landscape with a quarter turn, plays upright (an
+		// encoded rendition is upright already, its matrix the unity).
+		out.Tkhd.Matrix = t.trak.Tkhd.Matrix
 	case "audio":
 		out.Mdia.Minf.Stbl.Stsd.AddChild(in.Mp4a)
 	}

@@ -986,6 +986,31 @@ func TestBrowserChoosesSoundAndSubtitles(t *testing.T) {
 	})
 }
 
+// TestBrowserShowsACopiedTurnedVideoUpright: a phone's portrait video
+// stored landscape with a quarter turn, packaged as it is (-copy), plays
+// upright in Chromium (its display matrix is in the init segment).
+func TestBrowserShowsACopiedTurnedVideoUpright(t *testing.T) {
+	lib := filepath.Join(t.TempDir(), "lib")
+	if _, err := media.Package(context.Background(), []string{mediatest.Turned(t, t.TempDir())},
+		media.PackageOptions{Library: lib, Name: "turned", Copy: true}); err != nil {
+		t.Fatal(err)
+	}
+	setup := startWebChainOn(t, lib, chainOptions{})
+	for _, engine := range []string{"dashjs", "hlsjs"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := browser(t)
+			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=turned&engine="+engine)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 60*time.Second, "playback", func(s pageStats) bool { return s.CurrentTime > 0.5 })
+			size, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`(() => { const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]; })()`))
+			if err != nil || len(size) != 2 || size[0] != 180 || size[1] != 320 {
+				t.Errorf("the video shows %v (%v), want upright 180x320", size, err)
+			}
+		})
+	}
+}
+
 // chooseInMenu picks option value in the page's menu (a select) as a
 // viewer does, which must hold options entries.
 func chooseInMenu(t *testing.T, ctx context.Context, menu string, value, options int) {

@@ -275,3 +275,20 @@ func Film(tb testing.TB, dir string, d time.Duration) string {
 	}
 	return src
 }
+
+// Turned writes a 2 s 320x180 H.264 video stored as a phone stores a
+// portrait one: landscape, with a quarter turn in its display matrix
+// (what ffmpeg calls rotate=90), and returns its path.
+func Turned(tb testing.TB, dir string) string {
+	tb.Helper()
+	flat, turned := filepath.Join(dir, "flat.mp4"), filepath.Join(dir, "turned.mp4")
+	for _, args := range [][]string{
+		{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "2", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", flat},
+		{"-i", flat, "-c", "copy", "-metadata:s:v:0", "rotate=90", turned},
+	} {
+		if out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...)...).CombinedOutput(); err != nil {
+			tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+		}
+	}
+	return turned
+}
