@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -66,9 +67,11 @@ type Track struct {
 	AvgBandwidth uint32
 	Width        int
 	Height       int
-	FrameRate    string // "30" or "30000/1001"
-	SampleRate   int
-	Channels     int
+	// Sar is the pixel aspect ratio, "W:H"; "" is square.
+	Sar        string
+	FrameRate  string // "30" or "30000/1001"
+	SampleRate int
+	Channels   int
 	// Lang is an audio track's language, a BCP 47 tag ("" when unknown).
 	Lang string
 	// Label names an audio track in a player's menu ("English",
@@ -292,7 +295,7 @@ func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.Adaptatio
 		if kind == "video" {
 			rep.Width, rep.Height = uint32(t.Width), uint32(t.Height)
 			rep.FrameRate = mpd.FrameRateType(t.FrameRate)
-			rep.Sar = "1:1"
+			rep.Sar = mpd.RatioType(cmp.Or(t.Sar, "1:1"))
 		} else {
 			rep.AudioSamplingRate = mpd.Ptr(mpd.UIntVectorType(fmt.Sprint(t.SampleRate)))
 			rep.AudioChannelConfigurations = []*mpd.DescriptorType{{

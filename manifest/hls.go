@@ -129,7 +129,7 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 	slices.SortStableFunc(video, func(a, b Track) int { return int(a.Bandwidth) - int(b.Bandwidth) })
 	for _, t := range video {
 		params := m3u8.VariantParams{Bandwidth: t.Bandwidth + audioPeak, AverageBandwidth: t.AvgBandwidth + audioAvg,
-			Codecs: t.Codecs, Resolution: fmt.Sprintf("%dx%d", t.Width, t.Height), FrameRate: frameRate(t.FrameRate)}
+			Codecs: t.Codecs, Resolution: t.displaySize(), FrameRate: frameRate(t.FrameRate)}
 		if t.AvgBandwidth == 0 {
 			params.AverageBandwidth = 0
 		}
@@ -149,7 +149,7 @@ func multivariant(p Presentation) *m3u8.MasterPlaylist {
 			continue
 		}
 		m.Append(t.ID+"/"+HLSIFrames, nil, m3u8.VariantParams{Iframe: true, Bandwidth: iframePeak(t), Codecs: t.Codecs,
-			Resolution: fmt.Sprintf("%dx%d", t.Width, t.Height)})
+			Resolution: t.displaySize()})
 	}
 	return m
 }
@@ -167,6 +167,18 @@ func hlsSounds(tracks []Track) []Track {
 			return !s.Surround() && s.Lang == t.Lang && s.Role == t.Role
 		})
 	})
+}
+
+// displaySize is a video track's RESOLUTION: the size it is shown at
+// (RFC 8216 §4.3.4.2), its width stretched by the pixel aspect ratio
+// (a DVD's 720x480 at 32:27 is 853x480).
+func (t Track) displaySize() string {
+	w := t.Width
+	var sw, sh int
+	if n, _ := fmt.Sscanf(t.Sar, "%d:%d", &sw, &sh); n == 2 && sw > 0 && sh > 0 {
+		w = int(math.Round(float64(t.Width) * float64(sw) / float64(sh)))
+	}
+	return fmt.Sprintf("%dx%d", w, t.Height)
 }
 
 // frameRate reads "30" or "30000/1001" as frames per second, to three

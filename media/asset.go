@@ -64,11 +64,14 @@ type Source struct {
 
 // Rendition is one Representation on disk: a folder with init.mp4 and N.m4s.
 type Rendition struct {
-	ID         string `json:"id"`
-	Type       string `json:"type"` // "video" or "audio"
-	Codecs     string `json:"codecs"`
-	Width      int    `json:"width,omitempty"`
-	Height     int    `json:"height,omitempty"`
+	ID     string `json:"id"`
+	Type   string `json:"type"` // "video" or "audio"
+	Codecs string `json:"codecs"`
+	Width  int    `json:"width,omitempty"`
+	Height int    `json:"height,omitempty"`
+	// Sar is a video rendition's pixel aspect ratio ("32:27"); "" is
+	// square, as every encoded rendition is.
+	Sar        string `json:"sar,omitempty"`
 	FrameRate  string `json:"frameRate,omitempty"`
 	SampleRate int    `json:"sampleRate,omitempty"`
 	Channels   int    `json:"channels,omitempty"`
@@ -131,7 +134,7 @@ func (a *Asset) Presentation() manifest.Presentation {
 	}
 	for _, r := range a.Renditions {
 		t := manifest.Track{ID: r.ID, Codecs: r.Codecs, Bandwidth: uint32(min(r.Bandwidth, 1<<32-1)),
-			AvgBandwidth: uint32(min(r.Bitrate, 1<<32-1)), Width: r.Width, Height: r.Height, FrameRate: r.FrameRate,
+			AvgBandwidth: uint32(min(r.Bitrate, 1<<32-1)), Width: r.Width, Height: r.Height, Sar: r.Sar, FrameRate: r.FrameRate,
 			SampleRate: r.SampleRate, Channels: r.Channels, Lang: LanguageTag(r.Lang), Label: r.Label, Role: r.Role, Timescale: r.Timescale, PTO: r.PTO}
 		keys := r.Type == "video"
 		for _, s := range r.Segments {

@@ -534,6 +534,9 @@ func (r *rendition) write(staging string) error {
 	r.out = Rendition{ID: r.id, Type: t.Kind, Codecs: t.Codecs, Width: t.Width, Height: t.Height,
 		SampleRate: t.SampleRate, Channels: t.Channels, Bandwidth: int64(peak + 0.5), Timescale: t.Timescale,
 		PTO: uint64(max(0, t.Shift)), Samples: t.Len(), Init: init, Segments: segs}
+	if t.Sar != "1:1" {
+		r.out.Sar = t.Sar
+	}
 	if total > 0 {
 		r.out.Bitrate = int64(float64(bytes) * 8 / total)
 	}

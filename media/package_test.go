@@ -962,3 +962,42 @@ func TestCopiedRenditionKeepsItsTurn(t *testing.T) {
 		t.Errorf("ffmpeg shows the copied rendition %q (%v), want upright 180,320", out, err)
 	}
 }
+
+// TestCopiedRenditionKeepsItsPixelShape: an anamorphic rendition (non
+// square pixels, given in its SPS) packaged as it is (-copy) says its
+// pixel aspect ratio in asset.json and the MPD, and HLS its shown size.
+func TestCopiedRenditionKeepsItsPixelShape(t *testing.T) {
+	dir := t.TempDir()
+	wide := filepath.Join(dir, "wide.mp4")
+	if out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=360x270:rate=25",
+		"-t", "2", "-vf", "setsar=4/3", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", wide).CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	lib := filepath.Join(dir, "lib")
+	a, err := media.Package(context.Background(), []string{wide}, media.PackageOptions{Library: lib, Name: "wide", Copy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Renditions[0]; r.Sar != "4:3" || r.Width != 360 {
+		t.Errorf("asset.json: %dx%d, sar %q; want 360x270 at 4:3", r.Width, r.Height, r.Sar)
+	}
+	doc, _ := os.ReadFile(filepath.Join(lib, "wide", media.ManifestFile))
+	if !strings.Contains(string(doc), `sar="4:3"`) {
+		t.Errorf("the MPD lacks sar=\"4:3\":\n%s", doc)
+	}
+	h, err := manifest.BuildHLS(a.Presentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(h.Multivariant), "RESOLUTION=480x270") {
+		t.Errorf("HLS RESOLUTION, want the shown 480x270:\n%s", h.Multivariant)
+	}
+	// An encoded rendition has square pixels, and says so.
+	enc, err := media.LoadAsset(filepath.Join(mediatest.Library(t), mediatest.AssetName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := enc.Renditions[0]; r.Sar != "" {
+		t.Errorf("an encoded rendition's sar is %q", r.Sar)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 
 	"github.com/Eyevinn/mp4ff/aac"
+	"github.com/Eyevinn/mp4ff/avc"
 	"github.com/Eyevinn/mp4ff/mp4"
 )
 
@@ -28,9 +29,12 @@ type Track struct {
 	Sync    []bool  // nil when every sample is a sync sample
 	DTS     []uint64
 
-	Codecs     string
-	Width      int
-	Height     int
+	Codecs string
+	Width  int
+	Height int
+	// Sar is a video track's sample (pixel) aspect ratio, "W:H" at its
+	// lowest terms: "1:1" for square pixels, "32:27" for a DVD's 16:9.
+	Sar        string
 	SampleRate int
 	Channels   int
 	Lang       string
@@ -90,11 +94,15 @@ func ReadTracks(path string) ([]*Track, error) {
 	if mf.IsFragmented() {
 		return nil, fmt.Errorf("mp4 %s: fragmented input is not supported", path)
 	}
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("mp4 %s: %w", path, err)
+	}
 	var tracks []*Track
-	for _, trak := range mf.Moov.Traks {
-		t, err := flattenTrak(trak)
+	for i, trak := range mf.Moov.Traks {
+		t, err := flattenTrakSafely(trak, info.Size())
 		if err != nil {
-			return nil, fmt.Errorf("mp4 %s track %d: %w", path, trak.Tkhd.TrackID, err)
+			return nil, fmt.Errorf("mp4 %s track %d: %w", path, i+1, err)
 		}
 		if t == nil {
 			continue
@@ -116,10 +124,28 @@ func decodeMP4(f *os.File) (mf *mp4.File, err error) {
 	return mp4.DecodeFile(f, mp4.WithDecodeMode(mp4.DecModeLazyMdat))
 }
 
-// flattenTrak reads one trak's tables; it returns nil for tracks that are
-// neither video nor audio.
-func flattenTrak(trak *mp4.TrakBox) (*Track, error) {
-	if trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil {
+// maxSamples bounds the samples of one track: 77 hours at 60 frames a
+// second. A hostile sample table claims billions in a few bytes (a
+// uniform size and a count), each an allocation and a loop here.
+const maxSamples = 1 << 24
+
+// flattenTrakSafely is flattenTrak, with a panic of mp4ff's table
+// accessors on a malformed table turned into an error: a file given to
+// -copy must not crash the packager.
+func flattenTrakSafely(trak *mp4.TrakBox, fileSize int64) (t *Track, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = nil, fmt.Errorf("malformed sample tables: %v", r)
+		}
+	}()
+	return flattenTrak(trak, fileSize)
+}
+
+// flattenTrak reads one trak's tables, every sample within the file's
+// fileSize bytes; it returns nil for tracks that are neither video nor
+// audio.
+func flattenTrak(trak *mp4.TrakBox, fileSize int64) (*Track, error) {
+	if trak.Tkhd == nil || trak.Mdia == nil || trak.Mdia.Hdlr == nil || trak.Mdia.Mdhd == nil || trak.Mdia.Minf == nil || trak.Mdia.Minf.Stbl == nil {
 		return nil, fmt.Errorf("incomplete trak")
 	}
 	t := &Track{TrackID: trak.Tkhd.TrackID, Timescale: trak.Mdia.Mdhd.Timescale, trak: trak}
@@ -145,6 +171,9 @@ func flattenTrak(trak *mp4.TrakBox) (*Track, error) {
 	n := int(stbl.Stsz.GetNrSamples())
 	if n == 0 {
 		return nil, fmt.Errorf("no samples")
+	}
+	if n > maxSamples {
+		return nil, fmt.Errorf("%d samples, more than %d", n, maxSamples)
 	}
 	t.Sizes = make([]uint32, n)
 	for i := range n {
@@ -181,7 +210,7 @@ func flattenTrak(trak *mp4.TrakBox) (*Track, error) {
 			}
 		}
 	}
-	if err := t.readOffsets(stbl); err != nil {
+	if err := t.readOffsets(stbl, fileSize); err != nil {
 		return nil, err
 	}
 	if trak.Edts != nil {
@@ -198,8 +227,9 @@ shifted:
 	return t, nil
 }
 
-// readOffsets resolves every sample's file offset from stsc and stco/co64.
-func (t *Track) readOffsets(stbl *mp4.StblBox) error {
+// readOffsets resolves every sample's file offset from stsc and
+// stco/co64, and checks that every sample lies within the file.
+func (t *Track) readOffsets(stbl *mp4.StblBox, fileSize int64) error {
 	n := t.Len()
 	var chunkOffsets []uint64
 	if stbl.Stco != nil {
@@ -227,9 +257,15 @@ func (t *Track) readOffsets(stbl *mp4.StblBox) error {
 		}
 		for c := first; c <= last && sample < n; c++ {
 			off := int64(chunkOffsets[c-1])
+			if off < 0 {
+				return fmt.Errorf("chunk %d at byte %d", c, chunkOffsets[c-1])
+			}
 			for k := 0; k < per && sample < n; k++ {
 				t.Offsets[sample] = off
 				off += int64(t.Sizes[sample])
+				if off > fileSize {
+					return fmt.Errorf("sample %d ends at byte %d of a %d-byte file", sample+1, off, fileSize)
+				}
 				sample++
 			}
 		}
@@ -250,6 +286,7 @@ func (t *Track) describe(stsd *mp4.StsdBox) error {
 		rec := stsd.AvcX.AvcC.DecConfRec
 		t.Codecs = fmt.Sprintf("%s.%02x%02x%02x", stsd.AvcX.Type(), rec.AVCProfileIndication, rec.ProfileCompatibility, rec.AVCLevelIndication)
 		t.Width, t.Height = int(stsd.AvcX.Width), int(stsd.AvcX.Height)
+		t.Sar = sampleAspect(stsd.AvcX)
 	case "audio":
 		if stsd.Mp4a == nil || stsd.Mp4a.Esds == nil || stsd.Mp4a.Esds.DecConfigDescriptor == nil ||
 			stsd.Mp4a.Esds.DecConfigDescriptor.DecSpecificInfo == nil {
@@ -280,4 +317,20 @@ func aacChannels(asc *aac.AudioSpecificConfig, entry int) int {
 		return n
 	}
 	return entry
+}
+
+// sampleAspect is a video sample entry's pixel aspect ratio: its pasp
+// box's, else its first SPS's (VUI), else square; at lowest terms.
+func sampleAspect(entry *mp4.VisualSampleEntryBox) string {
+	w, h := 1, 1
+	if p := entry.Pasp; p != nil && p.HSpacing > 0 && p.VSpacing > 0 {
+		w, h = int(p.HSpacing), int(p.VSpacing)
+	} else if spss := entry.AvcC.SPSnalus; len(spss) > 0 {
+		if sps, err := avc.ParseSPSNALUnit(spss[0], false); err == nil && sps.VUI != nil &&
+			sps.VUI.SampleAspectRatioWidth > 0 && sps.VUI.SampleAspectRatioHeight > 0 {
+			w, h = int(sps.VUI.SampleAspectRatioWidth), int(sps.VUI.SampleAspectRatioHeight)
+		}
+	}
+	g := gcd(w, h)
+	return fmt.Sprintf("%d:%d", w/g, h/g)
 }
