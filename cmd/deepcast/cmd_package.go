@@ -127,9 +127,13 @@ func packageCommand() command {
 				}
 				for _, r := range a.Renditions {
 					if r.Type == "video" {
-						fmt.Printf("  %-*s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak\n", w, r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000)
+						shape := ""
+						if r.Sar != "" {
+							shape = ", pixels " + r.Sar
+						}
+						fmt.Printf("  %-*s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak%s\n", w, r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000, shape)
 					} else {
-						fmt.Printf("  %-*s %d Hz x%d  %s  %5d kbit/s mean  %s (%s)\n", w, r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000, r.Label, r.Role)
+						fmt.Printf("  %-*s %d Hz x%d  %s  %5d kbit/s mean  %s, %s\n", w, r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000, r.Label, r.Role)
 					}
 				}
 				for _, t := range a.Texts {
