@@ -314,8 +314,9 @@ func adaptationSet(kind, mime string, tracks []Track, id uint32) (*mpd.Adaptatio
 // AudioGroups splits audio tracks into the sets a viewer chooses between:
 // tracks of one language, role and label, stereo or surround, are
 // bitrates of one sound, and make one AdaptationSet (a player switches
-// bitrates within a set, never between 2 and 6 channels). The main sound's set comes first, the others in
-// the order their first track has in tracks.
+// bitrates within a set, never between 2 and 6 channels). The main
+// sound's set comes first, the others in the order their first track
+// has in tracks.
 func AudioGroups(tracks []Track) [][]Track {
 	type key struct {
 		lang, role, label string
