@@ -581,16 +581,9 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	out := m3u8.NewMasterPlaylist()
 	out.SetIndependentSegments(in.IndependentSegments())
 	for _, pw := range pathways {
-		base, err := url.Parse(pw.Base)
+		abs, err := pw.resolver()
 		if err != nil {
-			return nil, fmt.Errorf("hls: pathway %s: %w", pw.Name, err)
-		}
-		abs := func(ref string) (string, error) {
-			u, err := base.Parse(ref)
-			if err != nil {
-				return "", fmt.Errorf("hls: URI %q: %w", ref, err)
-			}
-			return u.String(), nil
+			return nil, err
 		}
 		groups := map[string]string{} // group ID in -> out
 		var alts []*m3u8.Alternative
@@ -650,19 +643,34 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 		if !found || len(uri) < 2 {
 			return nil, errors.New("hls: image stream without a URI")
 		}
-		base, err := url.Parse(pathways[0].Base)
+		abs, err := pathways[0].resolver()
 		if err != nil {
-			return nil, fmt.Errorf("hls: pathway %s: %w", pathways[0].Name, err)
+			return nil, err
 		}
-		u, err := base.Parse(strings.Trim(uri, `"`))
+		u, err := abs(strings.Trim(uri, `"`))
 		if err != nil {
-			return nil, fmt.Errorf("hls: image stream URI %s: %w", uri, err)
+			return nil, err
 		}
-		out.SetCustomTag(imageStream{tag.attrs[:at] + `"` + u.String() + `"` + tag.attrs[at+len(uri):]})
+		out.SetCustomTag(imageStream{tag.attrs[:at] + `"` + u + `"` + tag.attrs[at+len(uri):]})
 	}
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
 	return defaultsFirst(out.Encode().Bytes()), nil
+}
+
+// resolver resolves URI references against the pathway's base.
+func (pw Pathway) resolver() (func(ref string) (string, error), error) {
+	base, err := url.Parse(pw.Base)
+	if err != nil {
+		return nil, fmt.Errorf("hls: pathway %s: %w", pw.Name, err)
+	}
+	return func(ref string) (string, error) {
+		u, err := base.Parse(ref)
+		if err != nil {
+			return "", fmt.Errorf("hls: URI %q: %w", ref, err)
+		}
+		return u.String(), nil
+	}, nil
 }
 
 // uniqueNames gives the renditions of one group their NAMEs: what a

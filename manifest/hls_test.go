@@ -31,6 +31,12 @@ func hlsPresentation() Presentation {
 		Lang: "en", Timescale: 48000, Segments: spans(96096, 96096, 48048)}}}
 }
 
+// testThumbnails are 160x90 thumbnails every 2 s, ten to a 5x2 tile of
+// at most 40 kB.
+func testThumbnails() *Thumbnails {
+	return &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+}
+
 // fromMap serves playlists from memory, as the origin would.
 func fromMap(files map[string][]byte) func(*url.URL) ([]byte, error) {
 	return func(u *url.URL) ([]byte, error) {
@@ -160,7 +166,7 @@ func TestParseHLSRefuses(t *testing.T) {
 // its image stream (if any) at an absolute URI.
 func FuzzRewriteHLS(f *testing.F) {
 	p := hlsPresentation()
-	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	p.Thumbnails = testThumbnails()
 	h, err := BuildHLS(p)
 	if err != nil {
 		f.Fatal(err)
@@ -222,7 +228,7 @@ func FuzzParseHLS(f *testing.F) {
 
 func TestRewriteHLS(t *testing.T) {
 	p := hlsPresentation()
-	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	p.Thumbnails = testThumbnails()
 	h, err := BuildHLS(p)
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +341,7 @@ func TestDefaultRenditionComesFirst(t *testing.T) {
 func TestThumbnailImagePlaylist(t *testing.T) {
 	p := testPresentation()
 	p.Duration = 50 * time.Second
-	p.Thumbnails = &Thumbnails{Interval: 2 * time.Second, Width: 160, Height: 90, Columns: 5, Rows: 2, MaxTile: 40_000}
+	p.Thumbnails = testThumbnails()
 	h, err := BuildHLS(p)
 	if err != nil {
 		t.Fatal(err)

@@ -371,8 +371,7 @@ func encodeArgs(src *Probe, dir string, opt EncodeOptions) ([]string, *Encoded) 
 	}
 	if opt.Thumbnails != nil {
 		enc.Thumbnails = filepath.Join(dir, "thumbs")
-		args = append(args, "-map", "[thumbs]", "-an", "-sn", "-dn", "-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1",
-			"-f", "image2", "-start_number", "1", filepath.Join(enc.Thumbnails, "%d.jpg"))
+		args = append(append(args, "-map", "[thumbs]"), tileOutput(enc.Thumbnails)...)
 	}
 	sounds := opt.Sounds
 	if sounds == nil {

@@ -326,15 +326,18 @@ func describeAudio(out *Rendition, track *Track, sounds []Sound, n int) {
 		if a.Lang != "" {
 			out.Lang = a.Lang
 		}
-		// A 5.1 rendition has its stream's number, as its stereo one; a
-		// sole stream needs none ("Audio", "Audio (5.1)").
-		number = 0
-		for _, s := range sounds[:n+1] {
+		// The stream's number (a 5.1 rendition's is its stereo twin's),
+		// none for a sole stream ("Audio", "Audio (5.1)").
+		streams := 0
+		for i, s := range sounds {
 			if !s.Surround {
-				number++
+				streams++
+				if i <= n {
+					number = streams
+				}
 			}
 		}
-		if !slices.ContainsFunc(sounds, func(s Sound) bool { return s.Stream != a }) {
+		if streams == 1 {
 			number = 0
 		}
 	}
@@ -532,11 +535,8 @@ func (r *rendition) write(staging string) error {
 	}
 	total := float64(t.DTS[t.Len()]) / float64(t.Timescale)
 	r.out = Rendition{ID: r.id, Type: t.Kind, Codecs: t.Codecs, Width: t.Width, Height: t.Height,
-		SampleRate: t.SampleRate, Channels: t.Channels, Bandwidth: int64(peak + 0.5), Timescale: t.Timescale,
+		Sar: t.Sar, SampleRate: t.SampleRate, Channels: t.Channels, Bandwidth: int64(peak + 0.5), Timescale: t.Timescale,
 		PTO: uint64(max(0, t.Shift)), Samples: t.Len(), Init: init, Segments: segs}
-	if t.Sar != "1:1" {
-		r.out.Sar = t.Sar
-	}
 	if total > 0 {
 		r.out.Bitrate = int64(float64(bytes) * 8 / total)
 	}

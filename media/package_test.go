@@ -188,14 +188,6 @@ func treeHash(t *testing.T, root string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func ffmpeg(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-	}
-}
-
 func TestBadInputsFailCleanly(t *testing.T) {
 	src := mediatest.Source(t)
 	tmp := t.TempDir()
@@ -219,14 +211,14 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	empty := filepath.Join(tmp, "empty.mp4")
 	os.WriteFile(empty, nil, 0o644)
 	audioOnly := filepath.Join(tmp, "audio.m4a")
-	ffmpeg(t, "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audioOnly)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "sine=d=1", "-c:a", "aac", audioOnly)
 	// Wider than any source deepcast encodes from (cheap to make: few pixels).
 	tooWide := filepath.Join(tmp, "wide.mkv")
-	ffmpeg(t, "-f", "lavfi", "-i", "color=c=black:s=8200x16:d=0.2", "-c:v", "mjpeg", tooWide)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "color=c=black:s=8200x16:d=0.2", "-c:v", "mjpeg", tooWide)
 
 	// Cut with its index first: it probes whole and decodes short.
 	faststart := filepath.Join(tmp, "faststart.mp4")
-	ffmpeg(t, "-i", src, "-c", "copy", "-movflags", "+faststart", faststart)
+	mediatest.FFmpeg(t, "-i", src, "-c", "copy", "-movflags", "+faststart", faststart)
 	whole, err := os.ReadFile(faststart)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +230,7 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	gop2 := filepath.Join(tmp, "gop2.mp4")
 	gop15 := filepath.Join(tmp, "gop15.mp4")
 	for _, g := range []struct{ out, gop string }{{gop2, "60"}, {gop15, "45"}} {
-		ffmpeg(t, "-i", src, "-an", "-t", "6", "-vf", "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast",
+		mediatest.FFmpeg(t, "-i", src, "-an", "-t", "6", "-vf", "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast",
 			"-g", g.gop, "-keyint_min", g.gop, "-sc_threshold", "0", "-bf", "0", g.out)
 	}
 
@@ -304,7 +296,7 @@ func TestWholeSourcesOfFewFramesPackage(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := filepath.Join(tmp, c.name+".mp4")
-			ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate="+c.rate, "-t", c.seconds, "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
+			mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate="+c.rate, "-t", c.seconds, "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
 			lib := filepath.Join(tmp, "lib-"+c.name)
 			if _, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib}); err != nil {
 				t.Fatalf("a whole %s s clip at %s frames a second: %v", c.seconds, c.rate, err)
@@ -333,11 +325,11 @@ func TestWholeSourcesOfFewFramesPackage(t *testing.T) {
 func TestSourcesArePackagedAsShown(t *testing.T) {
 	tmp := t.TempDir()
 	stored := filepath.Join(tmp, "stored.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", stored)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", stored)
 	phone := filepath.Join(tmp, "phone.mp4")
-	ffmpeg(t, "-i", stored, "-c", "copy", "-metadata:s:v:0", "rotate=90", phone)
+	mediatest.FFmpeg(t, "-i", stored, "-c", "copy", "-metadata:s:v:0", "rotate=90", phone)
 	dvd := filepath.Join(tmp, "dvd.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x480:rate=25", "-t", "2", "-vf", "setsar=32/27", "-c:v", "libx264", "-pix_fmt", "yuv420p", dvd)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x480:rate=25", "-t", "2", "-vf", "setsar=32/27", "-c:v", "libx264", "-pix_fmt", "yuv420p", dvd)
 	for _, c := range []struct {
 		src   string
 		shown [2]int
@@ -378,7 +370,7 @@ func TestSourcesArePackagedAsShown(t *testing.T) {
 func TestInterlacedSourceIsDeinterlaced(t *testing.T) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "broadcast.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x576:rate=50", "-t", "2", "-vf", "interlace=scan=tff,setfield=tff",
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=720x576:rate=50", "-t", "2", "-vf", "interlace=scan=tff,setfield=tff",
 		"-c:v", "libx264", "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-pix_fmt", "yuv420p", src)
 	if tff, progressive := fieldDetection(t, src); tff <= progressive {
 		t.Fatalf("the test source is not interlaced: %d frames top field first, %d progressive", tff, progressive)
@@ -404,7 +396,7 @@ func TestInterlacedSourceIsDeinterlaced(t *testing.T) {
 func TestLateSoundKeepsItsPlace(t *testing.T) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "late.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
 		"-t", "4", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", src)
 	lib := filepath.Join(tmp, "lib")
 	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib})
@@ -430,7 +422,7 @@ func TestLateSoundKeepsItsPlace(t *testing.T) {
 	// The other way round: a picture that begins half a second after the
 	// sound repeats its first frame from the start.
 	lateSrc := filepath.Join(tmp, "late-picture.mp4")
-	ffmpeg(t, "-itsoffset", "0.5", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:d=3.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
+	mediatest.FFmpeg(t, "-itsoffset", "0.5", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:d=3.5", "-f", "lavfi", "-i", "sine=f=440:d=4",
 		"-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-fps_mode", "passthrough", "-pix_fmt", "yuv420p", "-c:a", "aac", lateSrc)
 	b, err := media.Package(context.Background(), []string{lateSrc}, media.PackageOptions{Library: lib})
 	if err != nil {
@@ -721,7 +713,7 @@ func decibels(b []byte) float64 {
 func TestHDRSourcesArePackagedAsSDR(t *testing.T) {
 	tmp := t.TempDir()
 	sdr := filepath.Join(tmp, "sdr.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", sdr)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2", "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv420p", sdr)
 	ladder, _ := media.ParseLadder("640x360@2000k")
 	for _, c := range []struct {
 		name, transfer string
@@ -732,7 +724,7 @@ func TestHDRSourcesArePackagedAsSDR(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := filepath.Join(tmp, c.name+".mp4")
-			ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2",
+			mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25", "-t", "2",
 				"-vf", "zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t="+c.transfer+":m=bt2020nc:p=bt2020:r=tv:npl=100,format=yuv420p10le",
 				"-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020", "-color_trc", c.transfer, "-colorspace", "bt2020nc", src)
 			lib := filepath.Join(tmp, "lib-"+c.name)
@@ -762,7 +754,7 @@ func TestHDRSourcesArePackagedAsSDR(t *testing.T) {
 func TestHighFrameRateSourceIsPackagedAt60(t *testing.T) {
 	tmp := t.TempDir()
 	src := filepath.Join(tmp, "slowmo.mp4")
-	ffmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=120", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=120", "-t", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p", src)
 	lib := filepath.Join(tmp, "lib")
 	a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: lib})
 	if err != nil {
@@ -953,10 +945,7 @@ func TestCopiedRenditionKeepsItsTurn(t *testing.T) {
 		t.Errorf("the init segment's rotation is %q, want the source's %q", got, want)
 	}
 	frame := filepath.Join(dir, "frame.png")
-	if out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-i", filepath.Join(lib, "turned", media.ManifestFile),
-		"-frames:v", "1", frame).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg through the MPD: %v\n%s", err, out)
-	}
+	mediatest.FFmpeg(t, "-i", filepath.Join(lib, "turned", media.ManifestFile), "-frames:v", "1", frame)
 	out, err := exec.Command("ffprobe", "-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0", frame).Output()
 	if err != nil || strings.TrimSpace(string(out)) != "180,320" {
 		t.Errorf("ffmpeg shows the copied rendition %q (%v), want upright 180,320", out, err)
@@ -969,10 +958,8 @@ func TestCopiedRenditionKeepsItsTurn(t *testing.T) {
 func TestCopiedRenditionKeepsItsPixelShape(t *testing.T) {
 	dir := t.TempDir()
 	wide := filepath.Join(dir, "wide.mp4")
-	if out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=360x270:rate=25",
-		"-t", "2", "-vf", "setsar=4/3", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", wide).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=360x270:rate=25", "-t", "2", "-vf", "setsar=4/3", "-c:v", "libx264", "-g", "50",
+		"-pix_fmt", "yuv420p", wide)
 	lib := filepath.Join(dir, "lib")
 	a, err := media.Package(context.Background(), []string{wide}, media.PackageOptions{Library: lib, Name: "wide", Copy: true})
 	if err != nil {

@@ -63,6 +63,13 @@ func (t Thumbnails) thumbnailFilter() string {
 		strconv.FormatFloat(t.Interval, 'f', -1, 64), t.Width, t.Height, t.Columns, t.Rows)
 }
 
+// tileOutput is the ffmpeg output of tiles made by thumbnailFilter: JPEGs
+// dir/1.jpg, 2.jpg, ... and nothing else of the source.
+func tileOutput(dir string) []string {
+	return []string{"-an", "-sn", "-dn", "-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1",
+		"-f", "image2", "-start_number", "1", filepath.Join(dir, "%d.jpg")}
+}
+
 // tiles is how many tile images the thumbnails fill.
 func (t Thumbnails) tiles() int {
 	per := t.Columns * t.Rows
@@ -91,8 +98,7 @@ func thumbnailsOf(ctx context.Context, probes []*Probe, segDur float64, staging 
 	if pick.Untrusted {
 		args = append(args, untrustedInputArgs()...)
 	}
-	args = append(args, "-i", pick.Path, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", plan.thumbnailFilter(),
-		"-c:v", "mjpeg", "-q:v", "5", "-map_metadata", "-1", "-f", "image2", "-start_number", "1", filepath.Join(dir, "%d.jpg"))
+	args = append(append(args, "-i", pick.Path, "-map", "0:v:0", "-vf", plan.thumbnailFilter()), tileOutput(dir)...)
 	if err := runFFmpeg(ctx, args); err != nil {
 		return nil, fmt.Errorf("thumbnails of %s: %w", pick.Path, err)
 	}

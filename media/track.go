@@ -33,7 +33,7 @@ type Track struct {
 	Width  int
 	Height int
 	// Sar is a video track's sample (pixel) aspect ratio, "W:H" at its
-	// lowest terms: "1:1" for square pixels, "32:27" for a DVD's 16:9.
+	// lowest terms ("32:27" for a DVD's 16:9); "" for square pixels.
 	Sar        string
 	SampleRate int
 	Channels   int
@@ -78,13 +78,24 @@ func (t *Track) PTS(i int) int64 {
 
 // ReadTracks reads the video and audio tracks of the progressive MP4 at path.
 // It fails on fragmented files, which are not sources but outputs.
-func ReadTracks(path string) ([]*Track, error) {
+func ReadTracks(path string) (tracks []*Track, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("mp4 %s: %w", path, err)
 	}
 	defer f.Close()
-	mf, err := decodeMP4(f)
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("mp4 %s: %w", path, err)
+	}
+	// mp4ff's decoder and its table accessors panic on some malformed
+	// files: a file given to -copy must not crash the packager.
+	defer func() {
+		if r := recover(); r != nil {
+			tracks, err = nil, fmt.Errorf("mp4 %s: malformed: %v", path, r)
+		}
+	}()
+	mf, err := mp4.DecodeFile(f, mp4.WithDecodeMode(mp4.DecModeLazyMdat))
 	if err != nil {
 		return nil, fmt.Errorf("mp4 %s: %w", path, err)
 	}
@@ -94,13 +105,8 @@ func ReadTracks(path string) ([]*Track, error) {
 	if mf.IsFragmented() {
 		return nil, fmt.Errorf("mp4 %s: fragmented input is not supported", path)
 	}
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("mp4 %s: %w", path, err)
-	}
-	var tracks []*Track
 	for i, trak := range mf.Moov.Traks {
-		t, err := flattenTrakSafely(trak, info.Size())
+		t, err := flattenTrak(trak, info.Size())
 		if err != nil {
 			return nil, fmt.Errorf("mp4 %s track %d: %w", path, i+1, err)
 		}
@@ -113,33 +119,10 @@ func ReadTracks(path string) ([]*Track, error) {
 	return tracks, nil
 }
 
-// decodeMP4 wraps mp4ff's decoder: it must not crash the process on a
-// hostile file, so a panic in the decoder becomes an error.
-func decodeMP4(f *os.File) (mf *mp4.File, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("malformed mp4: %v", r)
-		}
-	}()
-	return mp4.DecodeFile(f, mp4.WithDecodeMode(mp4.DecModeLazyMdat))
-}
-
 // maxSamples bounds the samples of one track: 77 hours at 60 frames a
 // second. A hostile sample table claims billions in a few bytes (a
 // uniform size and a count), each an allocation and a loop here.
 const maxSamples = 1 << 24
-
-// flattenTrakSafely is flattenTrak, with a panic of mp4ff's table
-// accessors on a malformed table turned into an error: a file given to
-// -copy must not crash the packager.
-func flattenTrakSafely(trak *mp4.TrakBox, fileSize int64) (t *Track, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			t, err = nil, fmt.Errorf("malformed sample tables: %v", r)
-		}
-	}()
-	return flattenTrak(trak, fileSize)
-}
 
 // flattenTrak reads one trak's tables, every sample within the file's
 // fileSize bytes; it returns nil for tracks that are neither video nor
@@ -320,7 +303,7 @@ func aacChannels(asc *aac.AudioSpecificConfig, entry int) int {
 }
 
 // sampleAspect is a video sample entry's pixel aspect ratio: its pasp
-// box's, else its first SPS's (VUI), else square; at lowest terms.
+// box's, else its first SPS's (VUI), at lowest terms; "" when square.
 func sampleAspect(entry *mp4.VisualSampleEntryBox) string {
 	w, h := 1, 1
 	if p := entry.Pasp; p != nil && p.HSpacing > 0 && p.VSpacing > 0 {
@@ -330,6 +313,9 @@ func sampleAspect(entry *mp4.VisualSampleEntryBox) string {
 			sps.VUI.SampleAspectRatioWidth > 0 && sps.VUI.SampleAspectRatioHeight > 0 {
 			w, h = int(sps.VUI.SampleAspectRatioWidth), int(sps.VUI.SampleAspectRatioHeight)
 		}
+	}
+	if w == h {
+		return ""
 	}
 	g := gcd(w, h)
 	return fmt.Sprintf("%d:%d", w/g, h/g)

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/deepcast/deepcast/media"
+	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 // TestAudioChannelsFromTheDecoderConfig: an AAC track's channel count is
@@ -23,11 +23,7 @@ func TestAudioChannelsFromTheDecoderConfig(t *testing.T) {
 		want   int
 	}{{"mono", 1}, {"stereo", 2}, {"5.1", 6}, {"7.1", 8}} {
 		path := filepath.Join(dir, c.layout+".mp4")
-		out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=d=0.5",
-			"-af", "aformat=channel_layouts="+c.layout, "-c:a", "aac", path).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ffmpeg: %v\n%s", err, out)
-		}
+		mediatest.FFmpeg(t, "-f", "lavfi", "-i", "sine=d=0.5", "-af", "aformat=channel_layouts="+c.layout, "-c:a", "aac", path)
 		tracks, err := media.ReadTracks(path)
 		if err != nil {
 			t.Fatal(err)
@@ -50,9 +46,7 @@ func FuzzReadTracks(f *testing.F) {
 		{"-f", "lavfi", "-i", "sine", "-t", "0.2", "-af", "aformat=channel_layouts=5.1", "-c:a", "aac"},
 	} {
 		path := filepath.Join(dir, "seed.mp4")
-		if out, err := exec.Command("ffmpeg", append(append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...), path)...).CombinedOutput(); err != nil {
-			f.Fatalf("ffmpeg: %v\n%s", err, out)
-		}
+		mediatest.FFmpeg(f, append(args, path)...)
 		seed, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)
@@ -83,10 +77,7 @@ func FuzzReadTracks(f *testing.F) {
 func TestReadTracksRefusesMalformedTables(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.mp4")
-	if out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5",
-		"-t", "1", "-c:v", "libx264", "-movflags", "+faststart", src).CombinedOutput(); err != nil {
-		t.Fatalf("ffmpeg: %v\n%s", err, out)
-	}
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=5", "-t", "1", "-c:v", "libx264", "-movflags", "+faststart", src)
 	good, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)

@@ -250,18 +250,25 @@ func (up *upload) save(dir string, part *multipart.Part) error {
 		up.filename = "upload"
 	}
 	up.path = filepath.Join(up.dir, "source"+filepath.Ext(up.filename))
-	f, err := os.Create(up.path)
+	_, err := writePart(up.path, part)
+	return err
+}
+
+// writePart writes what r holds to a new file at path and says how many
+// bytes that was.
+func writePart(path string, r io.Reader) (int64, error) {
+	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("upload: %w", err)
+		return 0, fmt.Errorf("upload: %w", err)
 	}
-	if _, err := io.Copy(f, part); err != nil {
-		f.Close()
-		return fmt.Errorf("upload: %w", err)
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("upload: %w", err)
+	if err != nil {
+		return n, fmt.Errorf("upload: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 // maxUploadSubtitles bounds the subtitle files of one upload.
@@ -280,24 +287,18 @@ func (up *upload) saveSubtitles(dir string, part *multipart.Part, spec string) e
 	// Fixed width: no name is the start of another (messages swap them
 	// for the names they were sent under).
 	path := filepath.Join(up.dir, fmt.Sprintf("subtitles-%02d", len(up.subtitles)))
-	sub, err := media.ParseSubtitle(path)
+	flag := path
 	if spec != "" {
-		sub, err = media.ParseSubtitle(spec + "=" + path)
+		flag = spec + "=" + path
 	}
+	sub, err := media.ParseSubtitle(flag)
 	if err != nil {
 		return fmt.Errorf("upload: field %q: %w", part.FormName(), err)
 	}
 	sub.Untrusted = true
-	f, err := os.Create(path)
+	n, err := writePart(path, io.LimitReader(part, media.MaxSubtitleBytes+1))
 	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	n, err := io.Copy(f, io.LimitReader(part, media.MaxSubtitleBytes+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
+		return err
 	}
 	name := cmp.Or(filepath.Base(part.FileName()), part.FormName())
 	if n > media.MaxSubtitleBytes {

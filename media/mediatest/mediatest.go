@@ -257,8 +257,7 @@ func Film(tb testing.TB, dir string, d time.Duration) string {
 	src := filepath.Join(dir, "film.mkv")
 	en := WriteSRT(tb, filepath.Join(dir, "en.srt"), FilmSubtitles[0].Word, d)
 	fr := WriteSRT(tb, filepath.Join(dir, "fr.srt"), FilmSubtitles[1].Word, d)
-	args := []string{"-hide_banner", "-nostdin", "-y", "-v", "error",
-		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=880", "-f", "lavfi", "-i", "sine=f=440",
+	FFmpeg(tb, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=880", "-f", "lavfi", "-i", "sine=f=440",
 		"-f", "lavfi", "-i", "sine=f=660", "-f", "lavfi", "-i", "sine=f=550", "-i", en, "-i", fr,
 		"-t", strconv.FormatFloat(d.Seconds(), 'f', -1, 64),
 		"-map", "0:v", "-map", "1:a", "-map", "2:a", "-map", "3:a", "-map", "4:a", "-map", "5:s", "-map", "6:s",
@@ -269,10 +268,7 @@ func Film(tb testing.TB, dir string, d time.Duration) string {
 		"-metadata:s:a:2", "title=Director's commentary", "-metadata:s:a:3", "language=eng",
 		"-metadata:s:s:0", "language=eng", "-metadata:s:s:1", "language=fre",
 		"-disposition:a:0", "0", "-disposition:a:1", "default", "-disposition:a:2", "comment", "-disposition:a:3", "visual_impaired",
-		"-disposition:s:0", "0", "-disposition:s:1", "hearing_impaired", src}
-	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
-		tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-	}
+		"-disposition:s:0", "0", "-disposition:s:1", "hearing_impaired", src)
 	return src
 }
 
@@ -282,13 +278,17 @@ func Film(tb testing.TB, dir string, d time.Duration) string {
 func Turned(tb testing.TB, dir string) string {
 	tb.Helper()
 	flat, turned := filepath.Join(dir, "flat.mp4"), filepath.Join(dir, "turned.mp4")
-	for _, args := range [][]string{
-		{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "2", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", flat},
-		{"-i", flat, "-c", "copy", "-metadata:s:v:0", "rotate=90", turned},
-	} {
-		if out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...)...).CombinedOutput(); err != nil {
-			tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
-		}
-	}
+	FFmpeg(tb, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-t", "2", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p", flat)
+	FFmpeg(tb, "-i", flat, "-c", "copy", "-metadata:s:v:0", "rotate=90", turned)
 	return turned
+}
+
+// FFmpeg runs ffmpeg quietly with args (inputs, options, outputs, each
+// output overwritten) and fails the test with its messages if it fails.
+func FFmpeg(tb testing.TB, args ...string) {
+	tb.Helper()
+	out, err := exec.Command("ffmpeg", append([]string{"-hide_banner", "-nostdin", "-y", "-v", "error"}, args...)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("ffmpeg %v: %v\n%s", args, err, out)
+	}
 }
