@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,7 +20,7 @@ func certCommand() command {
 	return command{
 		name:    "cert",
 		summary: "make a local CA (once) and a certificate for the given hosts, for HTTPS without a public CA",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			out := fs.String("o", "certs", "folder for ca.pem, ca-key.pem, cert.pem and key.pem")
 			hosts := fs.String("hosts", "127.0.0.1,localhost", "names and addresses the certificate is for, comma-separated (wildcards like *.cdn.deepcast.test allowed)")
 			return func(ctx context.Context, args []string) error {
@@ -31,19 +32,19 @@ func certCommand() command {
 					return err
 				}
 				if made {
-					fmt.Printf("made a local CA: %s (its key %s stays private)\n", ca, filepath.Join(*out, tlsserve.CAKeyFile))
+					fmt.Fprintf(stdout, "made a local CA: %s (its key %s stays private)\n", ca, filepath.Join(*out, tlsserve.CAKeyFile))
 				} else {
-					fmt.Printf("using the local CA %s\n", ca)
+					fmt.Fprintf(stdout, "using the local CA %s\n", ca)
 				}
 				spki, err := spkiHash(leaf.Cert)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("certificate for %s: %s, key %s\n\n", *hosts, leaf.Cert, leaf.Key)
-				fmt.Printf("serve with:   -tls-listen ADDR -tls-cert %s -tls-key %s\n", leaf.Cert, leaf.Key)
-				fmt.Printf("trust the CA: curl --cacert %s …;  ffmpeg -ca_file %s …;  deepcast play -ca %s …\n", ca, ca, ca)
-				fmt.Printf("  system-wide (Debian): cp %s /usr/local/share/ca-certificates/deepcast.crt && update-ca-certificates\n", ca)
-				fmt.Printf("  Chromium, for this certificate only: --ignore-certificate-errors-spki-list=%s\n", spki)
+				fmt.Fprintf(stdout, "certificate for %s: %s, key %s\n\n", *hosts, leaf.Cert, leaf.Key)
+				fmt.Fprintf(stdout, "serve with:   -tls-listen ADDR -tls-cert %s -tls-key %s\n", leaf.Cert, leaf.Key)
+				fmt.Fprintf(stdout, "trust the CA: curl --cacert %s …;  ffmpeg -ca_file %s …;  deepcast play -ca %s …\n", ca, ca, ca)
+				fmt.Fprintf(stdout, "  system-wide (Debian): cp %s /usr/local/share/ca-certificates/deepcast.crt && update-ca-certificates\n", ca)
+				fmt.Fprintf(stdout, "  Chromium, for this certificate only: --ignore-certificate-errors-spki-list=%s\n", spki)
 				return nil
 			}
 		},

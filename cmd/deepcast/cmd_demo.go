@@ -35,7 +35,7 @@ func demoCommand() command {
 		name:    "demo",
 		serves:  true,
 		summary: "the whole CDN on this machine: sample content, origin, a bring-home and two enter-deep edges, player page, an ABR run",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			dir := fs.String("dir", "demo", "working folder for the sample, the library and the disk cache")
 			open := fs.Bool("open", false, "open the player page in a browser")
 			dur := fs.Duration("sample-duration", 30*time.Second, "length of the sample video")
@@ -47,7 +47,7 @@ func demoCommand() command {
 				if len(args) > 0 {
 					return fmt.Errorf("no arguments are taken: %w", errUsage)
 				}
-				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules, S3: *s3})
+				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules, S3: *s3, Out: stdout})
 			}
 		},
 	}
@@ -62,6 +62,8 @@ type demoOptions struct {
 	Modules        string
 	// S3 puts the library in a local S3 server with two origins on it.
 	S3 bool
+	// Out is where the demo reports what it runs.
+	Out io.Writer
 }
 
 // demoBucket is the demo's bucket on its own S3 server.
@@ -71,7 +73,7 @@ const demoBucket = "deepcast-demo"
 // runs, like the folder library; --keep-alive) and opens the demo library on it. The
 // demo's own process gets the server's credentials through the AWS
 // environment variables, as any deployment would.
-func startDemoS3(ctx context.Context, dir string) (*storetest.Server, store.Store, error) {
+func startDemoS3(ctx context.Context, dir string, out io.Writer) (*storetest.Server, store.Store, error) {
 	ln, err := listenPreferred("127.0.0.1:7070")
 	if err != nil {
 		return nil, nil, err
@@ -98,7 +100,7 @@ func startDemoS3(ctx context.Context, dir string) (*storetest.Server, store.Stor
 		gw.Stop()
 		return nil, nil, err
 	}
-	fmt.Printf("S3 server (versitygw) at %s, buckets in %s; library %s\n", gw.Endpoint, gw.Dir, lib)
+	fmt.Fprintf(out, "S3 server (versitygw) at %s, buckets in %s; library %s\n", gw.Endpoint, gw.Dir, lib)
 	return gw, lib, nil
 }
 
@@ -121,7 +123,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	}
 	var lib store.Store = store.Folder{Root: filepath.Join(o.Dir, "library")}
 	if o.S3 {
-		gw, s3lib, err := startDemoS3(ctx, o.Dir)
+		gw, s3lib, err := startDemoS3(ctx, o.Dir, o.Out)
 		if err != nil {
 			return err
 		}
@@ -293,24 +295,24 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	if missing := web.MissingModules(o.Modules); len(missing) > 0 {
 		fmt.Fprintln(&info, "\nnote: the player page needs `make deps` (npm ci in web/): dash.js and uPlot are not installed")
 	}
-	os.Stdout.WriteString(info.String())
+	io.WriteString(o.Out, info.String())
 	deep := nodes[2].URL
 	if o.Open {
 		_ = exec.Command("xdg-open", deep+"/?asset="+demoAsset).Start()
 	}
 	if o.Play > 0 {
-		fmt.Printf("\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
+		fmt.Fprintf(o.Out, "\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
 		var stats player.FetchStats
 		res, err := play(ctx, deep+"/vod/"+demoAsset+"/manifest.mpd", playOptions{ABR: "robustmpc", QoE: "lin", Duration: o.Play,
-			TraceValue: demoTrace(), Live: true, CA: ca, Stats: &stats})
+			TraceValue: demoTrace(), Live: true, CA: ca, Stats: &stats, Out: o.Out})
 		switch {
 		case err != nil && ctx.Err() == nil:
-			fmt.Printf("play: %v\n", err)
+			fmt.Fprintf(o.Out, "play: %v\n", err)
 		case err == nil:
-			printSession("robustmpc", res, stats.Protocol)
+			printSession(o.Out, "robustmpc", res, stats.Protocol)
 		}
 	}
-	fmt.Printf("\nserving; Ctrl-C stops every node\n")
+	fmt.Fprintf(o.Out, "\nserving; Ctrl-C stops every node\n")
 	select {
 	case <-ctx.Done():
 	case err := <-errs:
@@ -320,7 +322,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 	}
 	stop()
 	wg.Wait()
-	fmt.Println("all nodes stopped")
+	fmt.Fprintln(o.Out, "all nodes stopped")
 	return nil
 }
 
@@ -328,7 +330,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 // sample is already there (a second run reuses it).
 func prepareDemoContent(ctx context.Context, o demoOptions, lib store.Store) error {
 	if _, err := lib.Current(ctx, demoAsset, store.Version{}); err == nil {
-		fmt.Printf("reusing the packaged sample in %s/%s\n", lib, demoAsset)
+		fmt.Fprintf(o.Out, "reusing the packaged sample in %s/%s\n", lib, demoAsset)
 		return nil
 	}
 	src := filepath.Join(o.Dir, "sample.mp4")
@@ -347,7 +349,7 @@ func prepareDemoContent(ctx context.Context, o demoOptions, lib store.Store) err
 	if err != nil {
 		return err
 	}
-	fmt.Printf("packaged %s: %d renditions, %d segments\n", a.Name, len(a.Renditions), len(a.Renditions[0].Segments))
+	fmt.Fprintf(o.Out, "packaged %s: %d renditions, %d segments\n", a.Name, len(a.Renditions), len(a.Renditions[0].Segments))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -21,7 +22,7 @@ func edgeCommand() command {
 		name:    "edge",
 		serves:  true,
 		summary: "run a CDN cache node (enter-deep or bring-home) in front of an origin or a parent edge",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			profile := fs.String("profile", edge.EnterDeep, "enter-deep (RAM only, prefetch) or bring-home (RAM + disk, shield)")
 			upstream := fs.String("upstream", "", "upstream base URLs, comma-separated, tried in order (active-standby), required")
 			addr := fs.String("listen", "127.0.0.1:9100", "address to listen on")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,7 +18,7 @@ func originCommand() command {
 		name:    "origin",
 		serves:  true,
 		summary: "serve a library over HTTP: manifests, segments, catalogue, ingest, health, metrics",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			lib := fs.String("library", "", "library to serve, required: a folder or s3://BUCKET/PREFIX")
 			sf := addStoreFlags(fs)
 			storeTimeout := fs.Duration("store-timeout", 10*time.Second, "object store library: a read that gets no byte for this long is answered 504")

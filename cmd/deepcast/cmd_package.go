@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,7 @@ func sampleCommand() command {
 		name:    "sample",
 		usage:   "",
 		summary: "make a synthetic source video (moving pattern, burned-in clock and frame number, stereo tone)",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			out := fs.String("o", "", "output file (.mp4), required")
 			dur := fs.Duration("duration", 30*time.Second, "length of the video")
 			size := fs.String("size", "1920x1080", "picture size WIDTHxHEIGHT")
@@ -53,7 +54,7 @@ func packageCommand() command {
 		name:    "package",
 		usage:   "INPUT...",
 		summary: "encode a source into a bitrate ladder and package it as a DASH asset (CMAF segments + MPD)",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			lib := fs.String("o", "", "library to add the asset to, required: a folder or s3://BUCKET/PREFIX")
 			sf := addStoreFlags(fs)
 			name := fs.String("name", "", "asset name (default: the first input's file name)")
@@ -115,7 +116,7 @@ func packageCommand() command {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("packaged %s in %s: %.1fs, %d renditions, %d segments of %gs, %.1f MiB\n",
+				fmt.Fprintf(stdout, "packaged %s in %s: %.1fs, %d renditions, %d segments of %gs, %.1f MiB\n",
 					a.Name, time.Since(start).Round(time.Millisecond), a.Duration, len(a.Renditions),
 					len(a.Renditions[0].Segments), a.SegmentDuration, float64(a.SizeOnDisk())/(1<<20))
 				w := 12 // the ID column, as wide as the longest
@@ -131,18 +132,18 @@ func packageCommand() command {
 						if r.Sar != "" {
 							shape = ", pixels " + r.Sar
 						}
-						fmt.Printf("  %-*s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak%s\n", w, r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000, shape)
+						fmt.Fprintf(stdout, "  %-*s %4dx%-4d %s  %5d kbit/s mean, %5d kbit/s peak%s\n", w, r.ID, r.Width, r.Height, r.Codecs, r.Bitrate/1000, r.Bandwidth/1000, shape)
 					} else {
-						fmt.Printf("  %-*s %d Hz x%d  %s  %5d kbit/s mean  %s, %s\n", w, r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000, r.Label, r.Role)
+						fmt.Fprintf(stdout, "  %-*s %d Hz x%d  %s  %5d kbit/s mean  %s, %s\n", w, r.ID, r.SampleRate, r.Channels, r.Codecs, r.Bitrate/1000, r.Label, r.Role)
 					}
 				}
 				for _, t := range a.Texts {
-					fmt.Printf("  %-*s WebVTT  %s (%s), %.1f KiB\n", w, t.ID, t.Label, t.Role, float64(t.File.Size)/1024)
+					fmt.Fprintf(stdout, "  %-*s WebVTT  %s (%s), %.1f KiB\n", w, t.ID, t.Label, t.Role, float64(t.File.Size)/1024)
 				}
 				if store.IsS3(*lib) {
-					fmt.Printf("published: %s/%s (version %s.%s)\n", strings.TrimSuffix(*lib, "/"), a.Name, a.Name, a.Build)
+					fmt.Fprintf(stdout, "published: %s/%s (version %s.%s)\n", strings.TrimSuffix(*lib, "/"), a.Name, a.Name, a.Build)
 				} else {
-					fmt.Printf("manifest: %s\n", filepath.Join(*lib, a.Name, media.ManifestFile))
+					fmt.Fprintf(stdout, "manifest: %s\n", filepath.Join(*lib, a.Name, media.ManifestFile))
 				}
 				return nil
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -35,7 +36,7 @@ func simCommand() command {
 	return command{
 		name:    "sim",
 		summary: "simulate ABR algorithms over bandwidth traces (trace-driven, virtual clock); CSV, logs, plots",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, an MPD or .m3u8 URL, or an asset in an object store library (s3://BUCKET/PREFIX/NAME); required")
 			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
 			sf := addStoreFlags(fs)
@@ -110,39 +111,39 @@ func simCommand() command {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
+				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
 				sums := player.Summarize(results)
-				player.WriteSummary(os.Stdout, sums)
-				writeGaps(sums, algs)
+				player.WriteSummary(stdout, sums)
+				writeGaps(stdout, sums, algs)
 				// Each trace family apart: a gain can hold on one and not on
 				// another.
 				if fams := player.Families(results); len(fams) > 1 {
 					for _, f := range fams {
 						fr := player.OfFamily(results, f)
-						fmt.Printf("\nfamily %s (%d sessions):\n", f, len(fr))
+						fmt.Fprintf(stdout, "\nfamily %s (%d sessions):\n", f, len(fr))
 						fs := player.Summarize(fr)
-						player.WriteSummary(os.Stdout, fs)
-						writeGaps(fs, algs)
+						player.WriteSummary(stdout, fs)
+						writeGaps(stdout, fs, algs)
 					}
 				}
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteResults(f, results) }); err != nil {
 						return err
 					}
-					fmt.Printf("results: %s\n", *out)
+					fmt.Fprintf(stdout, "results: %s\n", *out)
 				}
 				if *logDir != "" {
 					if err := player.WriteLogs(*logDir, results); err != nil {
 						return err
 					}
-					fmt.Printf("logs: %s\n", *logDir)
+					fmt.Fprintf(stdout, "logs: %s\n", *logDir)
 				}
 				if *plotDir != "" {
 					if err := player.WritePlots(*plotDir, results, 3, ts); err != nil {
 						return err
 					}
-					fmt.Printf("plots: %s\n", filepath.Join(*plotDir, "qoe_cdf.png"))
+					fmt.Fprintf(stdout, "plots: %s\n", filepath.Join(*plotDir, "qoe_cdf.png"))
 				}
 				return nil
 			}
@@ -152,10 +153,10 @@ func simCommand() command {
 
 // writeGaps prints gap_closed for every algorithm that is not a
 // baseline: deepcast's own and the -model policies.
-func writeGaps(sums []player.Summary, algs []string) {
+func writeGaps(w io.Writer, sums []player.Summary, algs []string) {
 	for _, a := range algs {
 		if a != player.Optimal && !slices.Contains(player.Baselines, a) {
-			player.WriteGapClosed(os.Stdout, sums, a)
+			player.WriteGapClosed(w, sums, a)
 		}
 	}
 }
@@ -201,7 +202,7 @@ func playCommand() command {
 		name:    "play",
 		usage:   "URL",
 		summary: "play an MPD or HLS playlist over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a live line and a summary",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
 			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
 			rtt := fs.Duration("rtt", 0, "delay before each request's first byte")
@@ -225,7 +226,7 @@ func playCommand() command {
 				}
 				var stats player.FetchStats
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3})
+					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3, Out: stdout})
 				if *jsonOut != "" {
 					if werr := writePlayJSON(*jsonOut, res, stats, err); werr != nil && err == nil {
 						err = werr
@@ -234,7 +235,7 @@ func playCommand() command {
 				if err != nil {
 					return err
 				}
-				printSession(*abr, res, stats.Protocol)
+				printSession(stdout, *abr, res, stats.Protocol)
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err
@@ -255,6 +256,8 @@ type playOptions struct {
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
 	HTTP3 bool
+	// Out receives a line per chunk when Live is set.
+	Out io.Writer
 }
 
 // httpClient is the players' client: the system's roots plus ca, over
@@ -347,7 +350,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	if o.Live {
 		cfg.OnChunk = func(l player.ChunkLog) {
-			fmt.Printf("%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
+			fmt.Fprintf(o.Out, "%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
 				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate,
 				map[bool]string{true: fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds()), false: ""}[l.Rebuffer > 0])
 		}
@@ -400,8 +403,8 @@ func writable(dir string) error {
 
 // printSession prints one played session's figures: its own, not
 // percentiles of one value.
-func printSession(abr string, res player.Result, protocol string) {
-	fmt.Printf("%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
+func printSession(w io.Writer, abr string, res player.Result, protocol string) {
+	fmt.Fprintf(w, "%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
 		abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
 		res.RebufferRatio()*100, res.Switches, protocol)
 }

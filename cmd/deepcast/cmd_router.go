@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -22,7 +23,7 @@ func routerCommand() command {
 		name:    "router",
 		serves:  true,
 		summary: "send viewers to the right edge: DNS, HTTP redirect and DASH content steering, from live edge health",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			edgesFile := fs.String("edges", "", "YAML file listing the edges (name, url, addresses, profile, weight, subnets), required")
 			addr := fs.String("listen", "127.0.0.1:8000", "HTTP address (302 redirects, ?route=baseurl|steering manifests, /steering)")
 			dnsAddr := fs.String("dns", "127.0.0.1:8053", "DNS address, UDP and TCP (empty disables DNS)")

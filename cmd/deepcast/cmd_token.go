@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -16,7 +17,7 @@ func tokenCommand() command {
 	return command{
 		name:    "token",
 		summary: "make an access-token key, or mint a Common Access Token (or a secure_link link) for viewers",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			newKey := fs.String("new-key", "", "write a fresh key to FILE (refuses to overwrite) and stop")
 			alg := fs.String("alg", "HS256", "-new-key's algorithm: HS256 or ES256")
 			kid := fs.String("kid", "", "-new-key: the key id (default: random); minting: the key of -key to use (default: the first)")
@@ -54,7 +55,7 @@ func tokenCommand() command {
 					if err != nil {
 						return err
 					}
-					fmt.Println(*uri + "?" + s.Link(*uri, *remote, time.Now().Add(*ttl)))
+					fmt.Fprintln(stdout, *uri+"?"+s.Link(*uri, *remote, time.Now().Add(*ttl)))
 					return nil
 				}
 				keys, err := auth.LoadKeys(*keyFile)
@@ -90,7 +91,7 @@ func tokenCommand() command {
 					return err
 				}
 				fmt.Fprintf(os.Stderr, "token for %s, key %q, expires %s\n", *uri, key.ID, spec.Expires.UTC().Format(time.RFC3339))
-				fmt.Println(tok)
+				fmt.Fprintln(stdout, tok)
 				return nil
 			}
 		},

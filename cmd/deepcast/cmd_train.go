@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,7 +23,7 @@ func trainCommand() command {
 	return command{
 		name:    "train",
 		summary: "train a learned ABR policy by imitating the offline optimum over bandwidth traces (DAgger); writes model.json",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder or MPD; required")
 			traces := fs.String("traces", "", "training trace files or folders, comma-separated; required")
 			out := fs.String("o", "", "model file to write (JSON); required")
@@ -73,20 +74,20 @@ func trainCommand() command {
 				ts = learn.Sample(ts, *sample)
 				opt := learn.Options{Sim: player.SimOptions{Video: v, Traces: ts, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, Jobs: *jobs},
 					Hidden: widths, Rounds: *rounds, Epochs: *epochs, TeacherGrid: *grid, Rollout: *rollout, Seed: *seed, Scale: bounds, Progress: trainProgress()}
-				fmt.Printf("training on %d traces of %s: %d rounds of DAgger, network %d→%s→1, seed %d\n",
+				fmt.Fprintf(stdout, "training on %d traces of %s: %d rounds of DAgger, network %d→%s→1, seed %d\n",
 					len(ts), v.Name, *rounds, len(player.PolicyFeatures), *hidden, *seed)
 				model, rep, err := learn.Train(ctx, opt)
 				if err != nil {
 					return err
 				}
-				fmt.Printf("the hedged MPC (deepcast-mpc) it starts from: mean QoE %.2f\n", rep.StartQoE)
-				fmt.Println("round  decisions  loss    agreement  regret  own sessions' mean QoE")
+				fmt.Fprintf(stdout, "the hedged MPC (deepcast-mpc) it starts from: mean QoE %.2f\n", rep.StartQoE)
+				fmt.Fprintln(stdout, "round  decisions  loss    agreement  regret  own sessions' mean QoE")
 				for i, r := range rep.Rounds {
 					mark := ""
 					if i+1 == rep.Chosen {
 						mark = "  ← kept"
 					}
-					fmt.Printf("%5d  %9d  %.4f  %9.3f  %6.3f  %8.2f%s\n", i+1, r.Decisions, r.Loss, r.Agreement, r.Regret, r.MeanQoE, mark)
+					fmt.Fprintf(stdout, "%5d  %9d  %.4f  %9.3f  %6.3f  %8.2f%s\n", i+1, r.Decisions, r.Loss, r.Agreement, r.Regret, r.MeanQoE, mark)
 				}
 				data, err := json.Marshal(model)
 				if err != nil {
@@ -96,7 +97,7 @@ func trainCommand() command {
 				if err := atomicfile.Write(*out, data, 0o644); err != nil {
 					return err
 				}
-				fmt.Printf("model: %s (%d bytes) in %s; use it with sim -model %s\n", *out, len(data), rep.Elapsed.Round(time.Second), *out)
+				fmt.Fprintf(stdout, "model: %s (%d bytes) in %s; use it with sim -model %s\n", *out, len(data), rep.Elapsed.Round(time.Second), *out)
 				return nil
 			}
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
 
@@ -48,7 +49,7 @@ func versionCommand() command {
 	return command{
 		name:    "version",
 		summary: "print the version, commit and build date, and whether the web pages' packages are embedded",
-		setup: func(fs *flag.FlagSet) func(context.Context, []string) error {
+		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			return func(_ context.Context, args []string) error {
 				if len(args) > 0 {
 					return fmt.Errorf("no arguments are taken: %w", errUsage)
@@ -58,7 +59,7 @@ func versionCommand() command {
 				if !web.Embedded() {
 					pages = "web packages not embedded (build with `make build`)"
 				}
-				fmt.Printf("deepcast %s\ncommit %s\nbuilt %s with %s for %s/%s\n%s\n", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH, pages)
+				fmt.Fprintf(stdout, "deepcast %s\ncommit %s\nbuilt %s with %s for %s/%s\n%s\n", v, c, d, runtime.Version(), runtime.GOOS, runtime.GOARCH, pages)
 				return nil
 			}
 		},

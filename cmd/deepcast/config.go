@@ -166,7 +166,7 @@ var activeConfig struct {
 func newFlagSet(c command) *flag.FlagSet {
 	fs := flag.NewFlagSet("deepcast "+c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	c.setup(fs)
+	c.setup(fs, io.Discard)
 	addLogFlags(c, fs)
 	addConfigFlag(c, fs)
 	return fs

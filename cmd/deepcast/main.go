@@ -18,12 +18,14 @@ import (
 	"syscall"
 )
 
-// command is one subcommand: its flags are declared by setup, and run does the work.
+// command is one subcommand: its flags are declared by setup, and the
+// function setup returns does the work, reporting to stdout (run's, so
+// tests read what a user would see).
 type command struct {
 	name    string
 	usage   string // argument synopsis after the flags
 	summary string
-	setup   func(fs *flag.FlagSet) func(ctx context.Context, args []string) error
+	setup   func(fs *flag.FlagSet, stdout io.Writer) func(ctx context.Context, args []string) error
 	// serves: a long-running node, which SIGHUP reloads instead of ending
 	// (caught from the start: see catchEarlyHangups).
 	serves bool
@@ -78,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fs := flag.NewFlagSet("deepcast "+c.name, flag.ContinueOnError)
 		fs.SetOutput(stderr)
-		runFn := c.setup(fs)
+		runFn := c.setup(fs, stdout)
 		logs := addLogFlags(c, fs)
 		cfgPath := addConfigFlag(c, fs)
 		fs.Usage = func() { printCommandUsage(stderr, c, fs) }

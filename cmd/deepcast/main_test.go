@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -28,7 +29,7 @@ func TestHelpListsEveryCommand(t *testing.T) {
 			t.Errorf("%s -h exit %d", c.name, code)
 		}
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-		c.setup(fs)
+		c.setup(fs, io.Discard)
 		fs.VisitAll(func(f *flag.Flag) {
 			if !strings.Contains(errb.String(), "-"+f.Name+"\n") || !strings.Contains(errb.String(), envName(c.name, f.Name)) {
 				t.Errorf("%s -h does not explain -%s and its variable", c.name, f.Name)
@@ -77,7 +78,7 @@ func TestNoVariableMeansTwoThings(t *testing.T) {
 	}
 	for _, c := range commands() {
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
-		c.setup(fs)
+		c.setup(fs, io.Discard)
 		addLogFlags(c, fs)
 		fs.VisitAll(func(f *flag.Flag) {
 			v := envName(c.name, f.Name)
