@@ -1,5 +1,6 @@
 // Package manifest owns the DASH MPD model: it builds an MPD from a
 // description of a packaged presentation, and parses and validates MPDs for
-// the player, including segment addressing ($Number$ templates and
-// SegmentTimeline). It knows nothing of files or HTTP.
+// the player, including segment addressing (SegmentTemplate with $Number$
+// and $Time$ and SegmentTimeline, SegmentList, and SegmentBase's sidx
+// index, which its caller fetches). It knows nothing of files or HTTP.
 package manifest

@@ -75,7 +75,7 @@ func TestParseErrors(t *testing.T) {
 		{"no period", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT4S"></MPD>`, "no Period"},
 		{"no duration", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static"><Period/></MPD>`, "duration"},
 		{"no video", wrap(``), "no video"},
-		{"segment base", wrap(`<AdaptationSet contentType="video"><Representation id="a" bandwidth="1"><SegmentBase indexRange="0-1"/></Representation></AdaptationSet>`), "only SegmentTemplate"},
+		{"segment base", wrap(`<AdaptationSet contentType="video"><Representation id="a" bandwidth="1"><SegmentBase indexRange="0-1"/></Representation></AdaptationSet>`), "must be fetched"},
 		{"no media", wrap(`<AdaptationSet contentType="video"><SegmentTemplate duration="2"/><Representation id="a" bandwidth="1"/></AdaptationSet>`), "no @media"},
 		{"huge count", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Number$" duration="1" timescale="1000000"/><Representation id="a" bandwidth="1"/></AdaptationSet>`), "more than"},
 		{"huge repeat", wrap(`<AdaptationSet contentType="video"><SegmentTemplate media="$Number$"><SegmentTimeline><S d="1" r="2000000000"/></SegmentTimeline></SegmentTemplate><Representation id="a" bandwidth="1"/></AdaptationSet>`), "too large"},

@@ -45,9 +45,12 @@ type Representation struct {
 	// Set is the index of the Representation's AdaptationSet in the
 	// Period: Representations with the same Set are bitrates of one
 	// sound or picture.
-	Set      int
-	Init     string // absolute URL of the initialization segment
-	Segments []Segment
+	Set  int
+	Init string // absolute URL of the initialization segment
+	// InitRange is the initialization segment's byte range in Init
+	// ("first-last", as an HTTP Range header takes it), "" for the whole.
+	InitRange string
+	Segments  []Segment
 }
 
 // Segment is one media segment of a Representation.
@@ -56,6 +59,9 @@ type Segment struct {
 	Start    time.Duration // presentation time in the period
 	Duration time.Duration
 	URL      string
+	// Range is the segment's byte range in URL ("first-last"), "" for the
+	// whole resource: SegmentList's @mediaRange, or a sidx reference.
+	Range string
 }
 
 // MaxMPDSize bounds the MPD documents Parse accepts.
@@ -127,8 +133,16 @@ const maxDepth = 32
 
 // Parse reads an MPD for playback. base is the MPD's own URL; relative
 // BaseURLs and templates resolve against it. Unsupported features (live
-// MPDs, SegmentBase/SegmentList addressing) are clear errors.
-func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
+// MPDs, SegmentBase addressing, which needs its index fetched: see
+// ParseIndexed) are clear errors.
+func Parse(data []byte, base *url.URL) (*Manifest, error) {
+	return ParseIndexed(data, base, nil)
+}
+
+// ParseIndexed is Parse for MPDs that may address segments with
+// SegmentBase (the on-demand profile: one file per Representation, its
+// segments listed in a sidx box), whose index fetch reads.
+func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("mpd: malformed: %v", r)
@@ -207,7 +221,7 @@ func Parse(data []byte, base *url.URL) (m *Manifest, err error) {
 			if kind == "" {
 				continue
 			}
-			r, err := representation(as, rep, asBase, m.Duration, p.SegmentTemplate, budget)
+			r, err := representation(p, as, rep, asBase, m.Duration, budget, fetch)
 			if err != nil {
 				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
 			}
@@ -285,7 +299,7 @@ func resolve(base *url.URL, levels ...[]*mpd.BaseURLType) (*url.URL, error) {
 	return u, nil
 }
 
-func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, periodTpl *mpd.SegmentTemplateType, budget int) (*Representation, error) {
+func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, budget int, fetch IndexFetcher) (*Representation, error) {
 	if rep.Id == "" {
 		return nil, fmt.Errorf("no id")
 	}
@@ -297,120 +311,162 @@ func representation(as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBa
 		return nil, err
 	}
 	r := &Representation{ID: rep.Id, Bandwidth: int(rep.Bandwidth), Width: int(rep.Width), Height: int(rep.Height),
-		Codecs: rep.Codecs, MimeType: rep.MimeType}
-	if r.Codecs == "" {
-		r.Codecs = as.Codecs
+		Codecs: cmpOr(rep.Codecs, as.Codecs), MimeType: cmpOr(rep.MimeType, as.MimeType)}
+	a, err := resolveAddressing(
+		addressingLevel{p.SegmentBase, p.SegmentList, p.SegmentTemplate},
+		addressingLevel{as.SegmentBase, as.SegmentList, as.SegmentTemplate},
+		addressingLevel{rep.SegmentBase, rep.SegmentList, rep.SegmentTemplate})
+	if err != nil {
+		return nil, err
 	}
-	if r.MimeType == "" {
-		r.MimeType = as.MimeType
-	}
-	tpl := rep.SegmentTemplate
-	if tpl == nil {
-		tpl = as.SegmentTemplate
-	}
-	if tpl == nil {
-		tpl = periodTpl
-	}
-	if tpl == nil {
-		if rep.SegmentBase != nil || as.SegmentBase != nil || rep.SegmentList != nil || as.SegmentList != nil {
-			return nil, fmt.Errorf("only SegmentTemplate addressing is supported")
-		}
-		return nil, fmt.Errorf("no SegmentTemplate")
-	}
-	timescale := uint64(1)
-	if tpl.Timescale != nil && *tpl.Timescale > 0 {
-		timescale = uint64(*tpl.Timescale)
-	}
-	var pto uint64
-	if tpl.PresentationTimeOffset != nil {
-		pto = *tpl.PresentationTimeOffset
-	}
-	start := 1
-	if tpl.StartNumber != nil {
-		start = int(*tpl.StartNumber)
-	}
-	if tpl.Initialization != "" {
-		init, err := expand(tpl.Initialization, rep, 0, 0)
-		if err != nil {
-			return nil, err
-		}
-		if r.Init, err = join(base, init); err != nil {
-			return nil, err
-		}
-	}
-	if tpl.Media == "" {
-		return nil, fmt.Errorf("SegmentTemplate has no @media")
-	}
-	periodTicks := uint64(periodDur.Seconds()*float64(timescale) + 0.5)
-	add := func(t, d uint64) error {
-		if len(r.Segments) >= budget {
-			return fmt.Errorf("more than %d segments in the MPD", MaxSegments)
-		}
-		n := start + len(r.Segments)
-		path, err := expand(tpl.Media, rep, n, t)
-		if err != nil {
-			return err
-		}
-		u, err := join(base, path)
-		if err != nil {
-			return err
-		}
-		r.Segments = append(r.Segments, Segment{Number: n, Start: toDur(int64(t)-int64(pto), timescale), Duration: toDur(int64(d), timescale), URL: u})
-		return nil
-	}
-	switch {
-	case tpl.SegmentTimeline != nil:
-		var t uint64
-		for i, s := range tpl.SegmentTimeline.S {
-			if s.T != nil {
-				t = *s.T
+	number := func(k int) int { return a.startNumber + k }
+	var spans []span
+	var ranges []byteRange
+	var urls []string
+	switch a.scheme {
+	case "template":
+		if a.init != "" {
+			init, err := expand(a.init, rep, 0, 0)
+			if err != nil {
+				return nil, err
 			}
-			if s.D == 0 {
-				return nil, fmt.Errorf("SegmentTimeline S[%d] has no duration", i)
-			}
-			repeat := s.R
-			if repeat < 0 { // until the next S@t or the end of the period
-				end := pto + periodTicks
-				if i+1 < len(tpl.SegmentTimeline.S) && tpl.SegmentTimeline.S[i+1].T != nil {
-					end = *tpl.SegmentTimeline.S[i+1].T
-				}
-				if end <= t {
-					continue
-				}
-				repeat = int((end-t+s.D-1)/s.D) - 1
-			}
-			if repeat > MaxSegments {
-				return nil, fmt.Errorf("timeline entry %d: @r=%d is too large", i, repeat)
-			}
-			for range repeat + 1 {
-				if err := add(t, s.D); err != nil {
-					return nil, err
-				}
-				t += s.D
-			}
-		}
-	case tpl.Duration != nil && *tpl.Duration > 0:
-		d := uint64(*tpl.Duration)
-		count := (periodTicks + d - 1) / d
-		if count > uint64(budget) {
-			return nil, fmt.Errorf("%d segments of %d/%d s: more than %d segments in the MPD", count, d, timescale, MaxSegments)
-		}
-		for k := range count {
-			dur := d
-			if (k+1)*d > periodTicks {
-				dur = periodTicks - k*d
-			}
-			if err := add(pto+k*d, dur); err != nil {
+			if r.Init, err = join(base, init); err != nil {
 				return nil, err
 			}
 		}
-	default:
-		return nil, fmt.Errorf("SegmentTemplate has neither @duration nor SegmentTimeline")
+		if a.media == "" {
+			return nil, fmt.Errorf("SegmentTemplate has no @media")
+		}
+		if spans, err = a.spans(periodDur, -1, budget); err != nil {
+			return nil, err
+		}
+		for k, s := range spans {
+			path, err := expand(a.media, rep, number(k), s.t)
+			if err != nil {
+				return nil, err
+			}
+			u, err := join(base, path)
+			if err != nil {
+				return nil, err
+			}
+			urls = append(urls, u)
+		}
+	case "list":
+		if len(a.list) > budget {
+			return nil, fmt.Errorf("more than %d segments in the MPD", MaxSegments)
+		}
+		if spans, err = a.spans(periodDur, len(a.list), budget); err != nil {
+			return nil, err
+		}
+		for _, su := range a.list[:len(spans)] {
+			u, err := join(base, strings.TrimSpace(string(su.Media)))
+			if err != nil {
+				return nil, err
+			}
+			urls = append(urls, u)
+			var br byteRange
+			if su.MediaRange != "" {
+				if br, err = parseRange(string(su.MediaRange)); err != nil {
+					return nil, fmt.Errorf("SegmentURL @mediaRange: %w", err)
+				}
+			}
+			ranges = append(ranges, br)
+		}
+	case "base":
+		if spans, ranges, err = indexedSegments(a, base, fetch, budget); err != nil {
+			return nil, err
+		}
+		for range spans {
+			urls = append(urls, base.String())
+		}
+	}
+	if a.scheme != "template" {
+		if err := r.setInit(a, base); err != nil {
+			return nil, err
+		}
+	}
+	for k, s := range spans {
+		seg := Segment{Number: number(k), Start: toDur(int64(s.t)-int64(a.pto), a.timescale), Duration: toDur(int64(s.d), a.timescale), URL: urls[k]}
+		if k < len(ranges) && ranges[k] != (byteRange{}) {
+			seg.Range = ranges[k].String()
+		}
+		r.Segments = append(r.Segments, seg)
 	}
 	if len(r.Segments) == 0 {
 		return nil, fmt.Errorf("no segments")
 	}
 	return r, nil
+}
+
+// setInit sets the initialization segment of a SegmentList or SegmentBase
+// Representation: its Initialization element, else, in an on-demand file
+// whose index follows the movie header, the bytes before the index.
+func (r *Representation) setInit(a *addressing, base *url.URL) error {
+	if a.initURL == nil {
+		if a.scheme == "base" {
+			ir, _ := parseRange(a.indexRange)
+			if ir.first > 0 {
+				r.Init, r.InitRange = base.String(), byteRange{0, ir.first - 1}.String()
+			}
+		}
+		return nil
+	}
+	var err error
+	if r.Init, err = join(base, strings.TrimSpace(string(a.initURL.SourceURL))); err != nil {
+		return err
+	}
+	if a.initURL.Range != "" {
+		br, err := parseRange(a.initURL.Range)
+		if err != nil {
+			return fmt.Errorf("the Initialization element's @range: %w", err)
+		}
+		r.InitRange = br.String()
+	}
+	return nil
+}
+
+// indexedSegments fetches and reads the segment index of a SegmentBase
+// Representation.
+func indexedSegments(a *addressing, base *url.URL, fetch IndexFetcher, budget int) ([]span, []byteRange, error) {
+	if a.indexRange == "" {
+		return nil, nil, fmt.Errorf("SegmentBase has no @indexRange")
+	}
+	ir, err := parseRange(a.indexRange)
+	if err != nil {
+		return nil, nil, fmt.Errorf("SegmentBase @indexRange: %w", err)
+	}
+	if ir.last-ir.first+1 > MaxIndexSize || ir.last >= 1<<61 {
+		return nil, nil, fmt.Errorf("SegmentBase @indexRange %s: larger than %d bytes or too far into the file", ir, MaxIndexSize)
+	}
+	if fetch == nil {
+		return nil, nil, fmt.Errorf("SegmentBase addressing: the segment index (sidx) must be fetched, and this reader has no way to fetch it")
+	}
+	data, err := fetch(base, ir.first, ir.last)
+	if err != nil {
+		return nil, nil, fmt.Errorf("segment index %s bytes %s: %w", base, ir, err)
+	}
+	if int64(len(data)) != ir.last-ir.first+1 {
+		return nil, nil, fmt.Errorf("segment index %s bytes %s: got %d bytes", base, ir, len(data))
+	}
+	sidx, refs, err := sidxSegments(data, ir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("segment index %s: %w", base, err)
+	}
+	if len(refs) > budget {
+		return nil, nil, fmt.Errorf("more than %d segments in the MPD", MaxSegments)
+	}
+	// The index's clock is its own; the spans are on the SegmentBase's
+	// timescale, which the presentation time offset is given in.
+	scale := func(t uint64) uint64 {
+		return uint64(float64(t) * float64(a.timescale) / float64(sidx.Timescale))
+	}
+	spans := make([]span, len(refs))
+	t := sidx.EarliestPresentationTime
+	for i, r := range sidx.SidxRefs {
+		spans[i] = span{scale(t), scale(t+uint64(r.SubSegmentDuration)) - scale(t)}
+		t += uint64(r.SubSegmentDuration)
+	}
+	return spans, refs, nil
 }
 
 func toDur(ticks int64, timescale uint64) time.Duration {
@@ -478,6 +534,19 @@ func expand(tpl string, rep *mpd.RepresentationType, number int, t uint64) (stri
 		}
 		b.WriteString(val)
 	}
+}
+
+// RangeSize is the number of bytes in the segment's Range, 0 when it is a
+// whole resource.
+func (s Segment) RangeSize() int64 {
+	if s.Range == "" {
+		return 0
+	}
+	r, err := parseRange(s.Range)
+	if err != nil {
+		return 0
+	}
+	return r.last - r.first + 1
 }
 
 // SegmentIndexAt returns the index of the segment that holds presentation

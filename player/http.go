@@ -189,6 +189,11 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	if err != nil {
 		return Download{}, err
 	}
+	want := http.StatusOK
+	if req.Range != "" {
+		hreq.Header.Set("Range", "bytes="+req.Range)
+		want = http.StatusPartialContent
+	}
 	resp, err := f.Client.Do(hreq)
 	if err != nil {
 		return Download{}, err
@@ -196,12 +201,21 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	defer resp.Body.Close()
 	proto := resp.Proto
 	f.proto.Store(&proto)
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		switch {
+		case resp.StatusCode == http.StatusOK:
+			// The server ignored the range: the whole file is not the segment.
+			return Download{}, &permanentError{status: resp.Status + " for a byte range request: the server does not serve ranges"}
+		case resp.StatusCode >= 400 && resp.StatusCode < 500:
 			return Download{}, &permanentError{status: resp.Status}
 		}
 		return Download{}, errors.New(resp.Status)
+	}
+	if req.Range != "" {
+		if got, _, _ := strings.Cut(strings.TrimPrefix(resp.Header.Get("Content-Range"), "bytes "), "/"); got != req.Range {
+			return Download{}, fmt.Errorf("asked for bytes %s, got Content-Range %q", req.Range, resp.Header.Get("Content-Range"))
+		}
 	}
 	first := f.Clock.Now()
 	var body io.Reader = resp.Body
@@ -209,8 +223,9 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		body = f.Shaper.Reader(ctx, resp.Body)
 	}
 	var sum hash.Hash
-	want, from := declaredSHA256(resp)
-	if f.Verify && want != "" {
+	// A part's digest headers describe the whole representation.
+	wantSum, from := declaredSHA256(resp)
+	if f.Verify && wantSum != "" && req.Range == "" {
 		sum = sha256.New()
 		body = io.TeeReader(body, sum)
 	}
@@ -223,9 +238,9 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	}
 	if sum != nil {
 		f.verified.Add(1)
-		if got := hex.EncodeToString(sum.Sum(nil)); !strings.HasPrefix(got, want) {
+		if got := hex.EncodeToString(sum.Sum(nil)); !strings.HasPrefix(got, wantSum) {
 			f.corrupt.Add(1)
-			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its %s %s", got[:len(want)], from, want)
+			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its %s %s", got[:len(wantSum)], from, wantSum)
 		}
 	}
 	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
@@ -286,6 +301,9 @@ func (f *HTTPFetcher) cmcd(req Request) string {
 	}
 	if req.NextURL != "" {
 		kv = append(kv, "nor="+strconv.Quote(relativeURL(req.URL, req.NextURL)))
+	}
+	if req.NextRange != "" {
+		kv = append(kv, "nrr="+strconv.Quote(req.NextRange))
 	}
 	kv = append(kv, "ot="+ot)
 	if f.SessionID != "" {

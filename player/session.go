@@ -21,16 +21,20 @@ type Request struct {
 	Chunk     int
 	Rendition int // -1 for audio
 	URL       string
-	Size      int64 // expected bytes (known to sim; a hint for play)
+	// Range is the segment's byte range in URL ("first-last"), "" for the
+	// whole resource.
+	Range string
+	Size  int64 // expected bytes (known to sim; a hint for play)
 	// Player state for CMCD: bitrate (kbit/s), buffer, throughput estimate,
-	// object duration, the next object's URL, and whether playback has yet
-	// to start.
-	Bitrate  float64
-	Buffer   time.Duration
-	Estimate float64
-	Duration time.Duration
-	NextURL  string
-	Startup  bool
+	// object duration, the next object's URL and byte range, and whether
+	// playback has yet to start.
+	Bitrate   float64
+	Buffer    time.Duration
+	Estimate  float64
+	Duration  time.Duration
+	NextURL   string
+	NextRange string
+	Startup   bool
 }
 
 // Download is what a fetch measured, on the session's clock.
@@ -152,6 +156,12 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				req.NextURL = v.URLs[k+1][q]
 			}
 		}
+		if v.Ranges != nil {
+			req.Range = v.Ranges[k][q]
+			if k+1 < chunks {
+				req.NextRange = v.Ranges[k+1][q]
+			}
+		}
 		dl, err := s.Fetcher.Fetch(ctx, req)
 		if err != nil {
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
@@ -159,8 +169,12 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		elapsed := dl.Elapsed()
 		// Audio follows the video's timeline at its one rendition.
 		if k < len(v.AudioURLs) {
-			adl, err := s.Fetcher.Fetch(ctx, Request{Chunk: k, Rendition: -1, URL: v.AudioURLs[k], Size: v.AudioSize[k],
-				Buffer: buffer, Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0})
+			areq := Request{Chunk: k, Rendition: -1, URL: v.AudioURLs[k], Size: v.AudioSize[k],
+				Buffer: buffer, Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
+			if k < len(v.AudioRanges) {
+				areq.Range = v.AudioRanges[k]
+			}
+			adl, err := s.Fetcher.Fetch(ctx, areq)
 			if err != nil {
 				return res, fmt.Errorf("audio chunk %d: %w", k+1, err)
 			}

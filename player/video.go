@@ -26,6 +26,12 @@ type Video struct {
 	AudioURLs []string
 	AudioInit string
 	AudioSize []int64
+	// Ranges[chunk][rendition] and AudioRanges are the segments' byte
+	// ranges in their URLs ("first-last"), "" for a whole resource; nil
+	// when no segment is a range. The DASH on-demand profile keeps each
+	// rendition in one file and addresses its segments this way.
+	Ranges      [][]string
+	AudioRanges []string
 	// Bases are the MPD's alternative locations (see manifest.Manifest),
 	// the one the URLs above start with first.
 	Bases []string

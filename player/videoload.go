@@ -63,7 +63,7 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 			return os.ReadFile(u.Path)
 		})
 	} else {
-		m, err = manifest.Parse(data, &url.URL{Scheme: "file", Path: abs})
+		m, err = manifest.ParseIndexed(data, &url.URL{Scheme: "file", Path: abs}, readFileRange)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", source, err)
@@ -96,12 +96,54 @@ func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*ma
 			return b, err
 		})
 	} else {
-		m, err = manifest.Parse(data, base)
+		m, err = manifest.ParseIndexed(data, base, func(u *url.URL, first, last int64) ([]byte, error) {
+			return fetchRange(ctx, u.String(), first, last, client)
+		})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
 	}
 	return m, nil
+}
+
+// readFileRange reads bytes first..last of a file:// URL's file.
+func readFileRange(u *url.URL, first, last int64) ([]byte, error) {
+	f, err := os.Open(u.Path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, last-first+1)
+	if _, err := f.ReadAt(buf, first); err != nil {
+		return nil, fmt.Errorf("bytes %d-%d: %w", first, last, err)
+	}
+	return buf, nil
+}
+
+// fetchRange GETs bytes first..last of u (a segment index, at most
+// manifest.MaxIndexSize bytes).
+func fetchRange(ctx context.Context, u string, first, last int64, client *http.Client) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		return nil, fmt.Errorf("%s bytes %d-%d: %s, want 206 Partial Content", u, first, last, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, last-first+2))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != last-first+1 {
+		return nil, fmt.Errorf("%s bytes %d-%d: got %d bytes", u, first, last, len(data))
+	}
+	return data, nil
 }
 
 // fetchDocument GETs a manifest or playlist of at most limit bytes; base
@@ -214,23 +256,39 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 		v.Bitrates = append(v.Bitrates, float64(r.Bandwidth)/1000)
 		v.InitURLs = append(v.InitURLs, r.Init)
 	}
+	// A byte range is its own size; a whole resource's is asked for.
+	sizeOf := func(s manifest.Segment) (int64, error) {
+		if n := s.RangeSize(); n > 0 {
+			return n, nil
+		}
+		return size(s.URL)
+	}
+	ranged := false
+	v.Ranges = make([][]string, chunks)
 	for k := range chunks {
 		v.Sizes[k] = make([]int64, len(m.Video))
 		v.URLs[k] = make([]string, len(m.Video))
+		v.Ranges[k] = make([]string, len(m.Video))
 		for i, r := range m.Video {
-			n, err := size(r.Segments[k].URL)
+			s := r.Segments[k]
+			n, err := sizeOf(s)
 			if err != nil {
 				return nil, fmt.Errorf("video %s: segment %d of %s: %w", name, k+1, r.ID, err)
 			}
-			v.Sizes[k][i], v.URLs[k][i] = n, r.Segments[k].URL
+			v.Sizes[k][i], v.URLs[k][i], v.Ranges[k][i] = n, s.URL, s.Range
+			ranged = ranged || s.Range != ""
 		}
+	}
+	if !ranged {
+		v.Ranges = nil
 	}
 	if sound := m.MainAudio(); len(sound) > 0 {
 		a := sound[0] // the main sound's lowest: the ABR chooses video only
 		v.AudioInit = a.Init
 		for _, s := range a.Segments {
 			v.AudioURLs = append(v.AudioURLs, s.URL)
-			n, err := size(s.URL)
+			v.AudioRanges = append(v.AudioRanges, s.Range)
+			n, err := sizeOf(s)
 			if err != nil {
 				return nil, fmt.Errorf("video %s: audio segment %d: %w", name, s.Number, err)
 			}

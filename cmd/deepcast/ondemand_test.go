@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/Eyevinn/mp4ff/mp4"
+	"github.com/deepcast/deepcast/media/mediatest"
+	"github.com/deepcast/deepcast/player"
+)
+
+// rangeLog records what a static file server was asked for.
+type rangeLog struct {
+	mu   sync.Mutex
+	gets []string // "path range status"
+}
+
+func (l *rangeLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		l.mu.Lock()
+		l.gets = append(l.gets, fmt.Sprintf("%s %s %s %d", r.Method, r.URL.Path, strings.TrimPrefix(r.Header.Get("Range"), "bytes="), rec.status))
+		l.mu.Unlock()
+	})
+}
+
+func (l *rangeLog) take() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g := l.gets
+	l.gets = nil
+	return g
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// onDemandMPD rewrites an MPD of ffmpeg's single-file SegmentLists as the
+// DASH on-demand profile writes it: SegmentBase, whose indexRange points
+// at the sidx box of each file (written with -global_sidx).
+func onDemandMPD(t *testing.T, dir, mpd string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, mpd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := regexp.MustCompile(`(?s)<BaseURL>([^<]+)</BaseURL>\s*<SegmentList.*?</SegmentList>`)
+	return rep.ReplaceAllStringFunc(string(data), func(m string) string {
+		file := rep.FindStringSubmatch(m)[1]
+		f, err := os.Open(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for pos := uint64(0); ; {
+			box, err := mp4.DecodeBox(pos, f)
+			if err != nil {
+				t.Fatalf("%s: no sidx: %v", file, err)
+			}
+			if box.Type() == "sidx" {
+				return fmt.Sprintf(`<BaseURL>%s</BaseURL><SegmentBase timescale="1000" indexRange="%d-%d"><Initialization range="0-%d"/></SegmentBase>`,
+					file, pos, pos+box.Size()-1, pos-1)
+			}
+			pos += box.Size()
+		}
+	})
+}
+
+// TestPlayOnDemandProfile: deepcast play and sim read MPDs that address
+// segments as byte ranges of one file per rendition, SegmentList's
+// @mediaRange and SegmentBase's sidx, as ffmpeg, Shaka Packager's on-demand
+// output and MP4Box write them; every segment is fetched as its own range.
+func TestPlayOnDemandProfile(t *testing.T) {
+	dir := t.TempDir()
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "12",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-b:v:0", "300k", "-b:v:1", "900k", "-s:v:1", "640x360",
+		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+		"-f", "dash", "-single_file", "1", "-global_sidx", "1", "-use_template", "0", "-seg_duration", "2", filepath.Join(dir, "list.mpd"))
+	if err := os.WriteFile(filepath.Join(dir, "base.mpd"), []byte(onDemandMPD(t, dir, "list.mpd")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := &rangeLog{}
+	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+
+	for _, mpd := range []string{"list.mpd", "base.mpd"} {
+		t.Run(mpd, func(t *testing.T) {
+			// The segments the MPD names, as the player's parser reads them.
+			m, err := player.FetchManifest(context.Background(), srv.URL+"/"+mpd, http.DefaultClient)
+			if err != nil {
+				t.Fatal(err)
+			}
+			segments := map[string]bool{}
+			for _, r := range append(m.Video, m.Audio...) {
+				for _, s := range r.Segments {
+					if s.Range == "" {
+						t.Fatalf("%s segment %d: no byte range", r.ID, s.Number)
+					}
+					segments[strings.TrimPrefix(s.URL, srv.URL)+" "+s.Range] = true
+				}
+			}
+			if len(m.Video) != 2 || len(m.Video[0].Segments) != 6 {
+				t.Fatalf("%d video renditions of %d segments, want 2 of 6", len(m.Video), len(m.Video[0].Segments))
+			}
+			// SegmentBase's index is read once per file, when the MPD is.
+			index := map[string]bool{}
+			doc, _ := os.ReadFile(filepath.Join(dir, mpd))
+			for _, m := range regexp.MustCompile(`<BaseURL>([^<]+)</BaseURL><SegmentBase [^>]*indexRange="([0-9-]+)"`).FindAllStringSubmatch(string(doc), -1) {
+				index["/"+m[1]+" "+m[2]] = true
+			}
+			log.take()
+
+			var out, errb bytes.Buffer
+			if code := run([]string{"play", "-cmcd", srv.URL + "/" + mpd}, &out, &errb); code != 0 {
+				t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+			}
+			if report := out.String() + errb.String(); !strings.Contains(report, "chunk   6") || !strings.Contains(report, "0 stalls") {
+				t.Errorf("deepcast play:\n%s", report)
+			}
+			media, indexes := 0, 0
+			for _, g := range log.take() {
+				f := strings.Fields(g)
+				if f[0] != "GET" || !strings.HasSuffix(f[1], ".mp4") {
+					continue
+				}
+				switch {
+				case len(f) != 4 || f[3] != "206":
+					t.Errorf("request %q was not a byte range answered 206", g)
+				case index[f[1]+" "+f[2]]:
+					indexes++
+				case segments[f[1]+" "+f[2]]:
+					media++
+				default:
+					t.Errorf("request %q is neither a segment nor an index", g)
+				}
+			}
+			if media != 12 || indexes != len(index) { // six video, six audio; an index per file
+				t.Errorf("%d segment and %d index requests, want 12 and %d", media, indexes, len(index))
+			}
+
+			out.Reset()
+			errb.Reset()
+			if code := run([]string{"sim", "-video", srv.URL + "/" + mpd, "-traces", filepath.Join(repoRoot(), "testdata/traces/fcc"), "-abr", "bola"}, &out, &errb); code != 0 {
+				t.Fatalf("deepcast sim: exit %d\n%s", code, errb.String())
+			}
+		})
+	}
+	// A local file: the index is read from the disk.
+	var out, errb bytes.Buffer
+	if code := run([]string{"sim", "-video", filepath.Join(dir, "base.mpd"), "-traces", filepath.Join(repoRoot(), "testdata/traces/fcc"), "-abr", "bola"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast sim -video base.mpd: exit %d\n%s", code, errb.String())
+	}
+}

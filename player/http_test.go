@@ -1,0 +1,59 @@
+//go:build !js
+
+package player
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestFetchByteRange: a segment addressed as a byte range is fetched as
+// one, and an answer that is not that range is refused.
+func TestFetchByteRange(t *testing.T) {
+	body := strings.Repeat("0123456789", 100)
+	var lastCMCD atomic.Value
+	lastCMCD.Store("")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		lastCMCD.Store(r.URL.Query().Get("CMCD"))
+		switch r.URL.Path {
+		case "/ranges": // as any static file server
+			http.ServeContent(w, r, "f.mp4", time.Time{}, strings.NewReader(body))
+		case "/whole": // ignores Range
+			w.Write([]byte(body))
+		case "/shifted": // answers a range, not the one asked for
+			w.Header().Set("Content-Range", "bytes 1-100/1000")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write([]byte(body[1:101]))
+		}
+	}))
+	defer srv.Close()
+	tests := []struct {
+		path, rng string
+		bytes     int64
+		attempts  int64
+		err       string
+	}{
+		{"/ranges", "100-299", 200, 1, ""},
+		{"/ranges", "", 1000, 1, ""},
+		{"/whole", "100-299", 0, 1, "does not serve ranges"}, // permanent: no retry
+		{"/shifted", "0-99", 0, 2, "Content-Range"},
+	}
+	for _, tt := range tests {
+		f := &HTTPFetcher{Client: srv.Client(), Clock: NewWallClock(), Retries: 1, Backoff: time.Millisecond, CMCD: true}
+		d, err := f.Fetch(context.Background(), Request{URL: srv.URL + tt.path, Range: tt.rng, NextURL: srv.URL + tt.path, NextRange: "300-399"})
+		if tt.err == "" && (err != nil || d.Bytes != tt.bytes) || tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%s bytes %q: %d bytes, error %v; want %d, %q", tt.path, tt.rng, d.Bytes, err, tt.bytes, tt.err)
+		}
+		if got := f.Stats().Attempts; got != tt.attempts {
+			t.Errorf("%s bytes %q: %d attempts, want %d", tt.path, tt.rng, got, tt.attempts)
+		}
+		if cmcd := lastCMCD.Load().(string); !strings.Contains(cmcd, `nrr="300-399"`) {
+			t.Errorf("CMCD %q lacks the next range", cmcd)
+		}
+	}
+}
