@@ -4,7 +4,7 @@ go 1.26.8
 
 require (
 	github.com/Eyevinn/dash-mpd v0.17.0
-	github.com/Eyevinn/hls-m3u8 v0.6.2
+	github.com/Eyevinn/hls-m3u8 v0.6.5
 	github.com/Eyevinn/mp4ff v0.56.0
 	github.com/aws/aws-sdk-go-v2 v1.48.0
 	github.com/aws/aws-sdk-go-v2/config v1.33.18

@@ -527,14 +527,27 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 			return fmt.Errorf("hls: %s: EXT-X-MAP %q: %w", u, mp.Map.URI, err)
 		}
 		rep.Init = iu.String()
+		if mp.Map.Limit != 0 {
+			r, err := subRange(mp.Map.Limit, mp.Map.Offset)
+			if err != nil {
+				return fmt.Errorf("hls: %s: EXT-X-MAP BYTERANGE: %w", u, err)
+			}
+			rep.InitRange = r.String()
+		}
 	}
+	// The library reads a missing @o as 0; RFC 8216 §4.3.2.2 makes it the
+	// byte after the previous segment's sub-range.
+	offsets := byteRangeOffsets(data)
+	if n := len(slices.DeleteFunc(slices.Clone(mp.GetAllSegments()), func(s *m3u8.MediaSegment) bool { return s.Limit == 0 })); n != len(offsets) {
+		return fmt.Errorf("hls: %s: %d EXT-X-BYTERANGE tags for %d segments of a positive length", u, len(offsets), n)
+	}
+	ranged := 0
+	var prev Segment
+	var prevEnd int64
 	var start time.Duration
 	for k, s := range mp.GetAllSegments() {
 		if k >= maxHLSSegments {
 			return fmt.Errorf("hls: %s has more than %d segments", u, maxHLSSegments)
-		}
-		if s.Limit > 0 {
-			return fmt.Errorf("hls: %s: byte-range segments are not played", u)
 		}
 		su, err := u.Parse(s.URI)
 		if err != nil {
@@ -544,13 +557,50 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 			return fmt.Errorf("hls: %s: segment %q lasts %v s", u, s.URI, s.Duration)
 		}
 		d := time.Duration(math.Round(s.Duration * float64(time.Second)))
-		rep.Segments = append(rep.Segments, Segment{Number: k + 1, Start: start, Duration: d, URL: su.String()})
+		seg := Segment{Number: k + 1, Start: start, Duration: d, URL: su.String()}
+		if s.Limit != 0 {
+			off := s.Offset
+			if ranged < len(offsets) && !offsets[ranged] {
+				if prev.Range == "" || prev.URL != seg.URL {
+					return fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE has no offset and follows no sub-range of %q", u, k+1, s.URI)
+				}
+				off = prevEnd + 1
+			}
+			ranged++
+			r, err := subRange(s.Limit, off)
+			if err != nil {
+				return fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE: %w", u, k+1, err)
+			}
+			seg.Range, prevEnd = r.String(), r.last
+		}
+		rep.Segments = append(rep.Segments, seg)
+		prev = seg
 		start += d
 	}
 	if len(rep.Segments) == 0 {
 		return fmt.Errorf("hls: %s has no segments", u)
 	}
 	return nil
+}
+
+// subRange is the byte range of an HLS BYTERANGE: n bytes from offset o.
+func subRange(n, o int64) (byteRange, error) {
+	if n <= 0 || o < 0 || o > 1<<62 || n > 1<<62 {
+		return byteRange{}, fmt.Errorf("%d@%d is not a byte range", n, o)
+	}
+	return byteRange{o, o + n - 1}, nil
+}
+
+// byteRangeOffsets tells, for each EXT-X-BYTERANGE tag of a media
+// playlist in order, whether it gives its offset (@o).
+func byteRangeOffsets(data []byte) []bool {
+	var out []bool
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "#EXT-X-BYTERANGE:"); ok {
+			out = append(out, strings.Contains(v, "@"))
+		}
+	}
+	return out
 }
 
 // Pathway is one place an HLS presentation can be fetched from: a base

@@ -207,6 +207,8 @@ func FuzzParseHLS(f *testing.F) {
 	f.Add(h.Multivariant, h.Media["720p"])
 	f.Add(h.Multivariant, h.IFrames["720p"])
 	f.Add([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"), []byte("#EXTM3U\n#EXTINF:-1,\na\n#EXT-X-ENDLIST\n"))
+	f.Add([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"),
+		[]byte("#EXTM3U\n#EXT-X-MAP:URI=\"v.mp4\",BYTERANGE=\"8@0\"\n#EXTINF:2,\n#EXT-X-BYTERANGE:100@8\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:9\nv.mp4\n#EXT-X-ENDLIST\n"))
 	base, _ := url.Parse("https://e/vod/a/master.m3u8")
 	f.Fuzz(func(t *testing.T, master, media []byte) {
 		m, err := ParseHLS(master, base, func(*url.URL) ([]byte, error) { return media, nil })
@@ -220,6 +222,9 @@ func FuzzParseHLS(f *testing.F) {
 			for _, s := range r.Segments {
 				if s.Duration < 0 || s.Duration > time.Hour {
 					t.Fatalf("accepted a segment of %v", s.Duration)
+				}
+				if s.Range != "" && s.RangeSize() <= 0 {
+					t.Fatalf("accepted a segment of range %q", s.Range)
 				}
 			}
 		}
@@ -360,6 +365,49 @@ func TestThumbnailImagePlaylist(t *testing.T) {
 	for _, w := range []string{`contentType="image"`, `duration="20000"`, `width="800" height="180"`, `value="5x2"`} {
 		if !strings.Contains(string(xml), w) {
 			t.Errorf("MPD lacks %s", w)
+		}
+	}
+}
+
+// TestParseHLSByteRanges: a single-file fMP4 playlist (ffmpeg's
+// -hls_flags single_file, Apple's and Shaka's byte-range output) gives each
+// segment its sub-range, with a missing @o following the previous one.
+func TestParseHLSByteRanges(t *testing.T) {
+	base, _ := url.Parse("https://e/vod/a/master.m3u8")
+	master := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000,RESOLUTION=10x10\nv.m3u8\n"
+	head := "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n#EXT-X-MAP:URI=\"v.mp4\",BYTERANGE=\"847@0\"\n"
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+		err        string
+	}{
+		{"explicit offsets", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@847\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:50@947\nv.mp4\n",
+			[]string{"https://e/vod/a/v.mp4 847-946", "https://e/vod/a/v.mp4 947-996"}, ""},
+		{"implicit offset", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@847\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:50\nv.mp4\n#EXTINF:1,\n#EXT-X-BYTERANGE:7\nv.mp4\n",
+			[]string{"https://e/vod/a/v.mp4 847-946", "https://e/vod/a/v.mp4 947-996", "https://e/vod/a/v.mp4 997-1003"}, ""},
+		{"whole files", "#EXTINF:2,\n1.m4s\n", []string{"https://e/vod/a/1.m4s "}, ""},
+		{"first without offset", "#EXTINF:2,\n#EXT-X-BYTERANGE:100\nv.mp4\n", nil, "no offset"},
+		{"implicit offset in another file", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@0\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:5\nw.mp4\n", nil, "no offset"},
+		{"zero length", "#EXTINF:2,\n#EXT-X-BYTERANGE:0@5\nv.mp4\n", nil, "EXT-X-BYTERANGE tags"},
+		{"negative offset", "#EXTINF:2,\n#EXT-X-BYTERANGE:10@-5\nv.mp4\n", nil, "not a byte range"},
+	} {
+		files := map[string][]byte{"/vod/a/v.m3u8": []byte(head + tc.body + "#EXT-X-ENDLIST\n")}
+		m, err := ParseHLS([]byte(master), base, fromMap(files))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var got []string
+		for _, s := range m.Video[0].Segments {
+			got = append(got, s.URL+" "+s.Range)
+		}
+		if !slices.Equal(got, tc.want) || m.Video[0].InitRange != "0-846" {
+			t.Errorf("%s: segments %q init %q, want %q and 0-846", tc.name, got, m.Video[0].InitRange, tc.want)
 		}
 	}
 }

@@ -18,7 +18,8 @@ import (
 	"github.com/deepcast/deepcast/player"
 )
 
-// rangeLog records what a static file server was asked for.
+// rangeLog records what a static file server was asked for (http.FileServer
+// writes every status with WriteHeader).
 type rangeLog struct {
 	mu   sync.Mutex
 	gets []string // "path range status"
@@ -26,11 +27,7 @@ type rangeLog struct {
 
 func (l *rangeLog) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(rec, r)
-		l.mu.Lock()
-		l.gets = append(l.gets, fmt.Sprintf("%s %s %s %d", r.Method, r.URL.Path, strings.TrimPrefix(r.Header.Get("Range"), "bytes="), rec.status))
-		l.mu.Unlock()
+		h.ServeHTTP(&statusRecorder{ResponseWriter: w, log: l, req: r}, r)
 	})
 }
 
@@ -42,13 +39,18 @@ func (l *rangeLog) take() []string {
 	return g
 }
 
+// statusRecorder logs a request when its status is written, before the
+// body: a client that has read the body finds it logged.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	log *rangeLog
+	req *http.Request
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
+	s.log.mu.Lock()
+	s.log.gets = append(s.log.gets, fmt.Sprintf("%s %s %s %d", s.req.Method, s.req.URL.Path, strings.TrimPrefix(s.req.Header.Get("Range"), "bytes="), code))
+	s.log.mu.Unlock()
 	s.ResponseWriter.WriteHeader(code)
 }
 
@@ -86,7 +88,8 @@ func onDemandMPD(t *testing.T, dir, mpd string) string {
 // TestPlayOnDemandProfile: deepcast play and sim read MPDs that address
 // segments as byte ranges of one file per rendition, SegmentList's
 // @mediaRange and SegmentBase's sidx, as ffmpeg, Shaka Packager's on-demand
-// output and MP4Box write them; every segment is fetched as its own range.
+// output and MP4Box write them, and HLS playlists of EXT-X-BYTERANGE
+// segments; every segment is fetched as its own range.
 func TestPlayOnDemandProfile(t *testing.T) {
 	dir := t.TempDir()
 	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "12",
@@ -96,11 +99,18 @@ func TestPlayOnDemandProfile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "base.mpd"), []byte(onDemandMPD(t, dir, "list.mpd")), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// HLS over single files: EXT-X-BYTERANGE segments, EXT-X-MAP with a
+	// BYTERANGE.
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "12",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-b:v:0", "300k", "-b:v:1", "900k", "-s:v:1", "640x360",
+		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+		"-f", "hls", "-hls_segment_type", "fmp4", "-hls_flags", "single_file", "-hls_playlist_type", "vod", "-hls_time", "2",
+		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
 	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
 
-	for _, mpd := range []string{"list.mpd", "base.mpd"} {
+	for _, mpd := range []string{"list.mpd", "base.mpd", "master.m3u8"} {
 		t.Run(mpd, func(t *testing.T) {
 			// The segments the MPD names, as the player's parser reads them.
 			m, err := player.FetchManifest(context.Background(), srv.URL+"/"+mpd, http.DefaultClient)
@@ -137,7 +147,7 @@ func TestPlayOnDemandProfile(t *testing.T) {
 			media, indexes := 0, 0
 			for _, g := range log.take() {
 				f := strings.Fields(g)
-				if f[0] != "GET" || !strings.HasSuffix(f[1], ".mp4") {
+				if f[0] != "GET" || !strings.HasSuffix(f[1], ".mp4") && !strings.HasSuffix(f[1], ".m4s") {
 					continue
 				}
 				switch {
