@@ -54,8 +54,9 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 	}
 	elapsed := dl.Elapsed()
 	n.sample = Sample{Bytes: dl.Bytes, Elapsed: elapsed}
-	if k < len(v.AudioURLs) {
-		adl, err := n.link.Fetch(ctx, Request{Chunk: k, Rendition: -1, Size: v.AudioSize[k]})
+	from, to := v.AudioAt(k)
+	for i := from; i < to; i++ {
+		adl, err := n.link.Fetch(ctx, Request{Chunk: i, Rendition: -1, Size: v.AudioSize[i]})
 		if err != nil {
 			return n, err
 		}

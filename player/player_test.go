@@ -719,3 +719,42 @@ func TestSameTraceNamesInTwoFamilies(t *testing.T) {
 		t.Errorf("%d log files for %d sessions", len(files), len(traces))
 	}
 }
+
+// TestAudioFollowsTheVideoTimeline: sound cut on other boundaries than
+// the video is fetched by time, every segment of it by the last chunk.
+func TestAudioFollowsTheVideoTimeline(t *testing.T) {
+	const d = 2 * time.Second
+	ends := func(first, step time.Duration, n int) []time.Duration {
+		var out []time.Duration
+		for i := range n {
+			out = append(out, first+time.Duration(i)*step)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		ends []time.Duration
+		want [][2]int // AudioAt(k) for k = 0..5
+	}{
+		// deepcast's own: aligned, the sound 21 ms early (AAC priming).
+		{"aligned", ends(d-21*time.Millisecond, d, 6), [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}}},
+		// ffmpeg: 2 s of sound, then a short seventh past the video.
+		{"a short last segment", append(ends(d, d, 6), 12020*time.Millisecond), [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 7}}},
+		// 90 AAC frames at 48 kHz: 1.92 s a segment.
+		{"1.92 s sound", ends(1920*time.Millisecond, 1920*time.Millisecond, 7), [][2]int{{0, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}, {6, 7}}},
+		{"4 s sound", ends(4*time.Second, 4*time.Second, 3), [][2]int{{0, 1}, {1, 1}, {1, 2}, {2, 2}, {2, 3}, {3, 3}}},
+		{"no timing", nil, [][2]int{{0, 1}, {1, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 6}}},
+	}
+	for _, tt := range tests {
+		n := len(tt.ends)
+		if n == 0 {
+			n = 6
+		}
+		v := &Video{ChunkDuration: d, Chunks: 6, AudioEnds: tt.ends, AudioURLs: make([]string, n)}
+		for k, want := range tt.want {
+			if from, to := v.AudioAt(k); from != want[0] || to != want[1] {
+				t.Errorf("%s: AudioAt(%d) = %d, %d; want %d, %d", tt.name, k, from, to, want[0], want[1])
+			}
+		}
+	}
+}

@@ -167,16 +167,18 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
 		}
 		elapsed := dl.Elapsed()
-		// Audio follows the video's timeline at its one rendition.
-		if k < len(v.AudioURLs) {
-			areq := Request{Chunk: k, Rendition: -1, URL: v.AudioURLs[k], Size: v.AudioSize[k],
-				Buffer: buffer, Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
-			if k < len(v.AudioRanges) {
-				areq.Range = v.AudioRanges[k]
+		// Sound follows the video's timeline at its one rendition: what
+		// this chunk needs of it, the rest of it after the last.
+		from, to := v.AudioAt(k)
+		for i := from; i < to; i++ {
+			areq := Request{Chunk: i, Rendition: -1, URL: v.AudioURLs[i], Size: v.AudioSize[i],
+				Buffer: buffer, Estimate: st.Estimate(), Duration: v.audioDuration(i), Startup: k == 0}
+			if i < len(v.AudioRanges) {
+				areq.Range = v.AudioRanges[i]
 			}
 			adl, err := s.Fetcher.Fetch(ctx, areq)
 			if err != nil {
-				return res, fmt.Errorf("audio chunk %d: %w", k+1, err)
+				return res, fmt.Errorf("audio segment %d: %w", i+1, err)
 			}
 			elapsed = adl.LastByte - dl.Sent
 		}

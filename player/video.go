@@ -32,9 +32,59 @@ type Video struct {
 	// rendition in one file and addresses its segments this way.
 	Ranges      [][]string
 	AudioRanges []string
+	// AudioEnds is when each audio segment ends on the video's timeline
+	// (from the start of its first segment). A packager may cut sound on
+	// other boundaries than video (AAC frames do not divide 2 s), so the
+	// sound is fetched by time, not by index: see AudioAt.
+	AudioEnds []time.Duration
 	// Bases are the MPD's alternative locations (see manifest.Manifest),
 	// the one the URLs above start with first.
 	Bases []string
+}
+
+// audioSlack is how far the sound may end short of the video and still
+// cover it: two AAC frames (21.3 ms each at 48 kHz, 23.2 at 44.1), the
+// most that packagers' cuts on frame boundaries leave between the two.
+const audioSlack = 50 * time.Millisecond
+
+// AudioAt gives the audio segments [from, to) fetched with video chunk
+// k: those that cover the sound to the chunk's end, and all the rest with
+// the last chunk.
+func (v *Video) AudioAt(k int) (from, to int) {
+	if k > 0 {
+		from = v.audioDue(k - 1)
+	}
+	return from, v.audioDue(k)
+}
+
+// audioDue is how many audio segments must be in for video chunk k to play.
+func (v *Video) audioDue(k int) int {
+	n := len(v.AudioURLs)
+	if len(v.AudioEnds) != n {
+		return min(k+1, n) // no timing: one audio segment per chunk
+	}
+	if k >= v.Chunks-1 {
+		return n
+	}
+	end := time.Duration(k+1)*v.ChunkDuration - audioSlack
+	for i, e := range v.AudioEnds {
+		if e >= end {
+			return i + 1
+		}
+	}
+	return n
+}
+
+// audioDuration is audio segment i's duration, the chunk duration when
+// the sound has no timing.
+func (v *Video) audioDuration(i int) time.Duration {
+	if i >= len(v.AudioEnds) {
+		return v.ChunkDuration
+	}
+	if i == 0 {
+		return v.AudioEnds[0]
+	}
+	return v.AudioEnds[i] - v.AudioEnds[i-1]
 }
 
 // Size is the byte size of chunk at rendition; past the last row it repeats

@@ -285,7 +285,9 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 	if sound := m.MainAudio(); len(sound) > 0 {
 		a := sound[0] // the main sound's lowest: the ABR chooses video only
 		v.AudioInit = a.Init
+		t0 := m.Video[0].Segments[0].Start
 		for _, s := range a.Segments {
+			v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-t0)
 			v.AudioURLs = append(v.AudioURLs, s.URL)
 			v.AudioRanges = append(v.AudioRanges, s.Range)
 			n, err := sizeOf(s)
