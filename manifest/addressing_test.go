@@ -251,3 +251,50 @@ func FuzzParseIndexed(f *testing.F) {
 		}
 	})
 }
+
+// TestParseKeepsOneLadder: the video ladder is one codec's, the first
+// listed, without trick-mode sets, in DASH and in HLS alike.
+func TestParseKeepsOneLadder(t *testing.T) {
+	set := func(codecs, extra string, ids ...string) string {
+		s := `<AdaptationSet contentType="video" mimeType="video/mp4" codecs="` + codecs + `">` + extra +
+			`<SegmentTemplate media="$RepresentationID$/$Number$.m4s" duration="2"/>`
+		for i, id := range ids {
+			s += fmt.Sprintf(`<Representation id="%s" bandwidth="%d"/>`, id, (i+1)*1000)
+		}
+		return s + `</AdaptationSet>`
+	}
+	trick := `<EssentialProperty schemeIdUri="http://dashif.org/guidelines/trickmode" value="1"/>`
+	for _, tt := range []struct {
+		name, period string
+		want         []string
+	}{
+		{"avc first", set("avc1.64001f", "", "a1", "a2") + set("hvc1.1.6.L93.B0", "", "h1") + set("avc1.64001f", trick, "trick"), []string{"a1", "a2"}},
+		{"hevc first", set("hev1.1.6.L93.B0", "", "h1") + set("avc3.64001f", "", "a1"), []string{"h1"}},
+		{"one codec in two sets", set("avc1.64001e", "", "a1") + set("avc3.64001f", "", "a2"), []string{"a1", "a2"}},
+		{"sets that name no codecs", set("", "", "x1") + set("", "", "x2"), []string{"x1", "x2"}},
+	} {
+		m, err := Parse(wrapMPD(tt.period), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		var got []string
+		for _, r := range m.Video {
+			got = append(got, r.ID)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+			t.Errorf("%s: video %v, want %v", tt.name, got, tt.want)
+		}
+	}
+
+	media := []byte("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n1.m4s\n#EXT-X-ENDLIST\n")
+	master := "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000,CODECS=\"avc1.64001f,mp4a.40.2\"\na.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=900,CODECS=\"hvc1.1.6.L93.B0,mp4a.40.2\"\nh.m3u8\n" +
+		"#EXT-X-STREAM-INF:BANDWIDTH=3000,CODECS=\"avc1.640028,mp4a.40.2\"\nb.m3u8\n"
+	m, err := ParseHLS([]byte(master), &url.URL{Scheme: "https", Host: "e", Path: "/v/master.m3u8"}, func(*url.URL) ([]byte, error) { return media, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Video) != 2 || m.Video[0].Bandwidth != 1000 || m.Video[1].Bandwidth != 3000 {
+		t.Errorf("HLS video ladder %+v %+v, want the two AVC variants", m.Video[0], m.Video[len(m.Video)-1])
+	}
+}

@@ -389,7 +389,7 @@ func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*
 	}
 	m := &Manifest{}
 	seen := map[string]bool{}
-	audioGroup := ""
+	audioGroup, videoFamily := "", ""
 	for _, v := range master.Variants {
 		if v.Iframe || pathway != "" && v.PathwayId != "" && v.PathwayId != pathway {
 			continue
@@ -398,7 +398,7 @@ func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*
 		if err != nil {
 			return nil, fmt.Errorf("hls: variant %q: %w", v.URI, err)
 		}
-		if seen[u.String()] {
+		if seen[u.String()] || !sameFamily(&videoFamily, videoCodecs(v.Codecs)) {
 			continue
 		}
 		seen[u.String()] = true

@@ -211,7 +211,11 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 		return nil, err
 	}
 	budget := MaxSegments
+	videoFamily := ""
 	for set, as := range p.AdaptationSets {
+		if trickMode(as) {
+			continue // I-frame renditions for fast seeking, not for playing
+		}
 		asBase, err := resolve(pbase, as.BaseURLs)
 		if err != nil {
 			return nil, err
@@ -233,6 +237,12 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 				}
 			}
 			if kind == "video" {
+				// One codec's ladder: a player that decodes AVC does
+				// not switch into the HEVC set beside it. The first
+				// listed, as MPD authors put the most compatible first.
+				if !sameFamily(&videoFamily, r.Codecs) {
+					continue
+				}
 				m.Video = append(m.Video, r)
 			} else {
 				m.Audio = append(m.Audio, r)
@@ -269,6 +279,46 @@ func (m *Manifest) MainAudio() []*Representation {
 		}
 	}
 	return out
+}
+
+// schemeTrickMode marks an AdaptationSet of trick-mode (I-frame)
+// Representations (DASH-IF IOP 3.2.9).
+const schemeTrickMode = "http://dashif.org/guidelines/trickmode"
+
+func trickMode(as *mpd.AdaptationSetType) bool {
+	for _, p := range as.EssentialProperties {
+		if p.SchemeIdUri == schemeTrickMode {
+			return true
+		}
+	}
+	return false
+}
+
+// codecFamily names a video codec string's coding format, so that the
+// sample entries of one format (avc1 and avc3, hvc1 and hev1) are one.
+func codecFamily(codecs string) string {
+	entry, _, _ := strings.Cut(strings.TrimSpace(codecs), ".")
+	switch entry {
+	case "avc1", "avc3":
+		return "avc"
+	case "hvc1", "hev1":
+		return "hevc"
+	case "dvh1", "dvhe":
+		return "dolby-vision"
+	}
+	return entry
+}
+
+// sameFamily tells whether a video rendition of codecs belongs in the
+// ladder of family, the first rendition's (set on the first call); one
+// that does not say its codecs is let in.
+func sameFamily(family *string, codecs string) bool {
+	f := codecFamily(codecs)
+	if f == "" || *family == "" {
+		*family = cmpOr(*family, f)
+		return true
+	}
+	return f == *family
 }
 
 func contentKind(as *mpd.AdaptationSetType, rep *mpd.RepresentationType) string {
