@@ -21,6 +21,22 @@ type IndexFetcher func(u *url.URL, first, last int64) ([]byte, error)
 // Representation: a sidx of 65535 references is 786 kB.
 const MaxIndexSize = 1 << 20
 
+// MaxIndexTotal bounds the segment index bytes one MPD may have fetched,
+// so that a hostile MPD of thousands of SegmentBase Representations cannot
+// have gigabytes read.
+const MaxIndexTotal = 16 * MaxIndexSize
+
+// budgetedFetch is fetch refusing reads past MaxIndexTotal bytes in all.
+func budgetedFetch(fetch IndexFetcher) IndexFetcher {
+	var total int64
+	return func(u *url.URL, first, last int64) ([]byte, error) {
+		if total += last - first + 1; total > MaxIndexTotal {
+			return nil, fmt.Errorf("the MPD's segment indexes come to more than %d bytes", MaxIndexTotal)
+		}
+		return fetch(u, first, last)
+	}
+}
+
 // addressing is a Representation's segment addressing after DASH's
 // inheritance (ISO/IEC 23009-1 §5.3.9.1): the scheme of the lowest level
 // (Representation, AdaptationSet, Period) that names one, with what it

@@ -210,6 +210,29 @@ func TestParseSegmentBase(t *testing.T) {
 	}
 }
 
+// TestParseBoundsIndexFetches: the indexes one MPD has read are bounded
+// in total, however many SegmentBase Representations it lists.
+func TestParseBoundsIndexFetches(t *testing.T) {
+	// A valid index at the start of a 1 MiB index range.
+	file, _ := onDemandFile(t, 0, []uint32{100}, []uint32{90000}, 0, false)
+	file = append(file, make([]byte, MaxIndexSize)...)[:MaxIndexSize]
+	var reps strings.Builder
+	for i := range 40 {
+		fmt.Fprintf(&reps, `<Representation id="v%d" mimeType="video/mp4" bandwidth="%d"><SegmentBase indexRange="0-%d"/></Representation>`, i, i+1, MaxIndexSize-1)
+	}
+	var read int64
+	_, err := ParseIndexed(wrapMPD(`<AdaptationSet contentType="video">`+reps.String()+`</AdaptationSet>`), nil, func(u *url.URL, first, last int64) ([]byte, error) {
+		read += last - first + 1
+		return file[first : last+1], nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "segment indexes come to more than") {
+		t.Errorf("an MPD of 40 indexes of 1 MiB: error %v", err)
+	}
+	if read > MaxIndexTotal {
+		t.Errorf("%d index bytes read, more than %d", read, MaxIndexTotal)
+	}
+}
+
 func TestParseListErrors(t *testing.T) {
 	for _, tt := range []struct{ name, period, want string }{
 		{"timeline shorter than the list", `<AdaptationSet contentType="video"><Representation id="v" mimeType="video/mp4" bandwidth="1"><SegmentList><SegmentTimeline><S d="2"/></SegmentTimeline><SegmentURL media="a"/><SegmentURL media="b"/></SegmentList></Representation></AdaptationSet>`, "1 segments for 2 SegmentURLs"},

@@ -143,6 +143,9 @@ func Parse(data []byte, base *url.URL) (*Manifest, error) {
 // SegmentBase (the on-demand profile: one file per Representation, its
 // segments listed in a sidx box), whose index fetch reads.
 func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, err error) {
+	if fetch != nil {
+		fetch = budgetedFetch(fetch)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("mpd: malformed: %v", r)
