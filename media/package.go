@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,7 +251,11 @@ func buildAsset(ctx context.Context, probes []*Probe, staging, name, build strin
 			ids = append(ids, fmt.Sprintf("%dp-%dk", r.Lines(), r.Kbps))
 		}
 		for _, a := range sounds {
-			ids = append(ids, audioRenditionID(a.Stream.Lang, a.Stream.Role, a.Surround, len(src.Audios) > 1))
+			kbps := AudioKbps
+			if a.Surround {
+				kbps = SurroundKbps
+			}
+			ids = append(ids, audioRenditionID(a.Stream.Lang, a.Stream.Role, a.Surround, len(src.Audios) > 1, kbps))
 		}
 	}
 	rends, err := segmentFiles(ctx, videoFiles, audioFiles, ids, opt.SegmentDur, staging, opt.Progress)
@@ -437,7 +442,11 @@ func planRenditions(videoFiles, audioFiles []string, ids []string, segDur time.D
 		}
 	}
 	for k, t := range sound {
-		id := audioRenditionID(LanguageTag(t.Lang), "", false, len(sound) > 1)
+		// A copied sound is named for what it is: its channels and its
+		// mean bitrate, to the nearest 8 kbit/s (AAC's rates are steps
+		// of 8 or 16: 96k, 128k, 384k).
+		kbps := int(math.Round(t.MeanBitrate()/8000)) * 8
+		id := audioRenditionID(LanguageTag(t.Lang), "", t.Channels >= 6, len(sound) > 1, max(kbps, 8))
 		if i := len(videoFiles) + k; i < len(ids) {
 			id = ids[i]
 		}
@@ -454,8 +463,9 @@ func planRenditions(videoFiles, audioFiles []string, ids []string, segDur time.D
 // audioRenditionID names an audio rendition: one sound keeps the name it
 // always had; several are told apart by language and by what they are
 // when they are not the programme's sound itself; a 5.1 rendition says
-// so ("audio-surround-384k", "audio-en-surround-384k").
-func audioRenditionID(lang, role string, surround, several bool) string {
+// so ("audio-surround-384k", "audio-en-surround-384k"); kbps is its
+// bitrate in kbit/s.
+func audioRenditionID(lang, role string, surround, several bool, kbps int) string {
 	id := "audio"
 	if several {
 		id += "-" + strings.ToLower(cmp.Or(lang, "und"))
@@ -463,9 +473,8 @@ func audioRenditionID(lang, role string, surround, several bool) string {
 			id += "-" + role
 		}
 	}
-	kbps := AudioKbps
 	if surround {
-		id, kbps = id+"-surround", SurroundKbps
+		id += "-surround"
 	}
 	return fmt.Sprintf("%s-%dk", id, kbps)
 }

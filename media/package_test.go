@@ -988,3 +988,34 @@ func TestCopiedRenditionKeepsItsPixelShape(t *testing.T) {
 		t.Errorf("an encoded rendition's sar is %q", r.Sar)
 	}
 }
+
+// TestCopiedSoundIsNamedForWhatItIs: -copy names a sound by its channels
+// and its own bitrate, not as the 128 kbit/s stereo the encoder makes.
+func TestCopiedSoundIsNamedForWhatItIs(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		layout, rate, want string
+		channels           int
+	}{
+		{"5.1", "256k", "audio-surround-256k", 6},
+		{"stereo", "96k", "audio-96k", 2},
+	} {
+		src := filepath.Join(dir, c.layout+".mp4")
+		mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-f", "lavfi", "-i", "anoisesrc=d=6:c=pink:a=0.5",
+			"-t", "6", "-c:v", "libx264", "-g", "50", "-pix_fmt", "yuv420p",
+			"-af", "aformat=channel_layouts="+c.layout, "-c:a", "aac", "-b:a", c.rate, "-ar", "48000", src)
+		a, err := media.Package(context.Background(), []string{src}, media.PackageOptions{Library: filepath.Join(dir, "lib"), Name: "copied-" + c.rate, Copy: true, NoThumbnails: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range a.Renditions {
+			if r.Type == "audio" {
+				got = append(got, fmt.Sprintf("%s x%d", r.ID, r.Channels))
+			}
+		}
+		if want := fmt.Sprintf("%s x%d", c.want, c.channels); len(got) != 1 || got[0] != want {
+			t.Errorf("%s at %s copied as %v, want %s", c.layout, c.rate, got, want)
+		}
+	}
+}

@@ -43,6 +43,22 @@ type Track struct {
 	signedCTO bool
 }
 
+// MeanBitrate is the track's mean bitrate in bit/s, 0 when it has no
+// duration.
+func (t *Track) MeanBitrate() float64 {
+	var bytes, ticks float64
+	for i, n := range t.Sizes {
+		bytes += float64(n)
+		if i < len(t.Durs) {
+			ticks += float64(t.Durs[i])
+		}
+	}
+	if ticks == 0 || t.Timescale == 0 {
+		return 0
+	}
+	return bytes * 8 / (ticks / float64(t.Timescale))
+}
+
 // MoveShiftIntoCTO folds the edit-list shift into the composition offsets, the
 // CMAF way: the first frame is then presented at decode time 0 and no
 // presentationTimeOffset is needed (players such as ffmpeg's DASH demuxer
