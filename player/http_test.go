@@ -6,6 +6,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -54,6 +56,35 @@ func TestFetchByteRange(t *testing.T) {
 		}
 		if cmcd := lastCMCD.Load().(string); !strings.Contains(cmcd, `nrr="300-399"`) {
 			t.Errorf("CMCD %q lacks the next range", cmcd)
+		}
+	}
+}
+
+// TestLocalManifestReadsLocalFilesOnly: a manifest read from the disk has
+// its segments, indexes and playlists read from the disk; one that names
+// http:// locations is refused, not read at those paths on this machine.
+func TestLocalManifestReadsLocalFilesOnly(t *testing.T) {
+	dir := t.TempDir()
+	// A file at the path the remote URLs name, which must not be read.
+	decoy := filepath.Join(dir, "x")
+	if err := os.MkdirAll(decoy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(decoy, "1.m4s"), []byte("local"), 0o644)
+	remote := "http://127.0.0.1:1" + decoy + "/"
+	for name, doc := range map[string]string{
+		"template.mpd": `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S"><BaseURL>` + remote + `</BaseURL><Period>` +
+			`<AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate media="$Number$.m4s" duration="2"/><Representation id="v" bandwidth="1"/></AdaptationSet></Period></MPD>`,
+		"base.mpd": `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S"><BaseURL>` + remote + `1.m4s</BaseURL><Period>` +
+			`<AdaptationSet contentType="video" mimeType="video/mp4"><Representation id="v" bandwidth="1"><SegmentBase indexRange="0-3"/></Representation></AdaptationSet></Period></MPD>`,
+		"master.m3u8": "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\n" + remote + "media.m3u8\n",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadVideo(context.Background(), path, nil); err == nil || !strings.Contains(err.Error(), "must be local files") {
+			t.Errorf("%s: %v, want a refusal of its http:// locations", name, err)
 		}
 	}
 }

@@ -60,7 +60,11 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 	var m *manifest.Manifest
 	if manifest.IsHLS(source, data) {
 		m, err = manifest.ParseHLS(data, &url.URL{Scheme: "file", Path: abs}, func(u *url.URL) ([]byte, error) {
-			return os.ReadFile(u.Path)
+			path, err := localFile(u)
+			if err != nil {
+				return nil, err
+			}
+			return os.ReadFile(path)
 		})
 	} else {
 		m, err = manifest.ParseIndexed(data, &url.URL{Scheme: "file", Path: abs}, readFileRange)
@@ -73,12 +77,26 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 		if err != nil {
 			return 0, err
 		}
-		st, err := os.Stat(pu.Path)
+		path, err := localFile(pu)
+		if err != nil {
+			return 0, err
+		}
+		st, err := os.Stat(path)
 		if err != nil {
 			return 0, err
 		}
 		return st.Size(), nil
 	})
+}
+
+// localFile is the file a local manifest's URL names. A local manifest is
+// read from the disk alone: an http:// URL in it is not the local file
+// that has its path.
+func localFile(u *url.URL) (string, error) {
+	if u.Scheme != "file" {
+		return "", fmt.Errorf("%s: a local manifest's playlists, segments and indexes must be local files (play the manifest from its server instead)", u)
+	}
+	return u.Path, nil
 }
 
 // FetchManifest downloads and parses a manifest: an MPD, or an HLS
@@ -108,7 +126,11 @@ func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*ma
 
 // readFileRange reads bytes first..last of a file:// URL's file.
 func readFileRange(u *url.URL, first, last int64) ([]byte, error) {
-	f, err := os.Open(u.Path)
+	path, err := localFile(u)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
