@@ -68,7 +68,7 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 	} else if elapsed > n.buffer {
 		rebuf = elapsed - n.buffer
 	}
-	n.buffer = max(n.buffer-elapsed, 0) + v.ChunkDuration
+	n.buffer = max(n.buffer-elapsed, 0) + v.ChunkDur(k)
 	switch {
 	case k > 0:
 		n.qoe += m.qoe.Chunk(v.Bitrates, q, n.last, rebuf)

@@ -758,3 +758,25 @@ func TestAudioFollowsTheVideoTimeline(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionUsesEachChunksDuration: chunks of their own durations (a
+// SegmentTimeline cut at scene changes) fill the buffer by what each holds,
+// and a chunk longer than the link needs leaves no stall behind it.
+func TestSessionUsesEachChunksDuration(t *testing.T) {
+	// 1 s, 5 s, 1 s, 5 s of media, 2 Mbit each: 1 s to fetch at 2 Mbit/s.
+	v := &Video{ChunkDuration: 3 * time.Second, Bitrates: []float64{1000}, Chunks: 4,
+		Ends: []time.Duration{time.Second, 6 * time.Second, 7 * time.Second, 12 * time.Second}}
+	for range 4 {
+		v.Sizes = append(v.Sizes, []int64{250_000})
+	}
+	r := runSim(t, v, constTrace(2), &Throughput{Safety: 0.9}, DefaultConfig())
+	var got []time.Duration
+	for _, l := range r.Log {
+		got = append(got, l.Buffer.Round(time.Millisecond))
+	}
+	// Buffer after each chunk: 1; 1-1+5 = 5; 5-1+1 = 5; 5-1+5 = 9.
+	want := []time.Duration{time.Second, 5 * time.Second, 5 * time.Second, 9 * time.Second}
+	if !slices.Equal(got, want) || r.PlayTime != 12*time.Second || r.Rebuffer != 0 {
+		t.Errorf("buffer %v, played %v, stalled %v; want %v, 12s, none", got, r.PlayTime, r.Rebuffer, want)
+	}
+}

@@ -133,11 +133,11 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	var res Result
 	var buffer time.Duration
 	var bitrateSum float64
-	chunkDur := v.ChunkDuration
 	for k := range chunks {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
+		chunkDur := v.ChunkDur(k)
 		st.Chunk, st.Buffer = k, buffer
 		q := -1
 		if k == 0 && s.Config.StartRendition >= 0 {
@@ -206,6 +206,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		bitrateSum += v.Bitrates[q]
 		st.Last = q
 		res.Chunks++
+		res.PlayTime += chunkDur
 		log := ChunkLog{Time: s.Clock.Now(), Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
 			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term}
 		// A full buffer makes the loop wait before the next request.
@@ -228,7 +229,6 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			s.Config.OnChunk(log)
 		}
 	}
-	res.PlayTime = time.Duration(res.Chunks) * chunkDur
 	if res.Chunks > 0 {
 		res.MeanBitrate = bitrateSum / float64(res.Chunks)
 	}

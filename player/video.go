@@ -12,9 +12,16 @@ import (
 // Video describes what a session plays: chunk duration, the bitrate of
 // each video rendition (lowest first) and every chunk's size at each.
 type Video struct {
-	Name          string
+	Name string
+	// ChunkDuration is the chunks' nominal duration (the median of a
+	// manifest's), which the ABR algorithms plan with.
 	ChunkDuration time.Duration
-	Bitrates      []float64 // kbit/s, ascending
+	// Ends is when each chunk ends, from the start of the first, where a
+	// manifest gives each its own duration (a SegmentTimeline cut at
+	// scene changes, a short last segment); nil when every chunk lasts
+	// ChunkDuration. The buffer fills by each chunk's own.
+	Ends     []time.Duration
+	Bitrates []float64 // kbit/s, ascending
 	// Sizes[chunk][rendition] in bytes. It may hold more rows than Chunks
 	// (Pensieve's video has a 49th row for robustMPC's look-ahead).
 	Sizes  [][]int64
@@ -47,6 +54,29 @@ type Video struct {
 // most that packagers' cuts on frame boundaries leave between the two.
 const audioSlack = 50 * time.Millisecond
 
+// ChunkDur is chunk k's duration.
+func (v *Video) ChunkDur(k int) time.Duration { return between(v.Ends, k, v.ChunkDuration) }
+
+// between is the duration of item i of a timeline given by its items'
+// ends, or fallback past them.
+func between(ends []time.Duration, i int, fallback time.Duration) time.Duration {
+	switch {
+	case i >= len(ends):
+		return fallback
+	case i == 0:
+		return ends[0]
+	}
+	return ends[i] - ends[i-1]
+}
+
+// chunkEnd is when chunk k ends, from the start of the first.
+func (v *Video) chunkEnd(k int) time.Duration {
+	if k < len(v.Ends) {
+		return v.Ends[k]
+	}
+	return time.Duration(k+1) * v.ChunkDuration
+}
+
 // AudioAt gives the audio segments [from, to) fetched with video chunk
 // k: those that cover the sound to the chunk's end, and all the rest with
 // the last chunk.
@@ -66,7 +96,7 @@ func (v *Video) audioDue(k int) int {
 	if k >= v.Chunks-1 {
 		return n
 	}
-	end := time.Duration(k+1)*v.ChunkDuration - audioSlack
+	end := v.chunkEnd(k) - audioSlack
 	for i, e := range v.AudioEnds {
 		if e >= end {
 			return i + 1
@@ -78,13 +108,7 @@ func (v *Video) audioDue(k int) int {
 // audioDuration is audio segment i's duration, the chunk duration when
 // the sound has no timing.
 func (v *Video) audioDuration(i int) time.Duration {
-	if i >= len(v.AudioEnds) {
-		return v.ChunkDuration
-	}
-	if i == 0 {
-		return v.AudioEnds[0]
-	}
-	return v.AudioEnds[i] - v.AudioEnds[i-1]
+	return between(v.AudioEnds, i, v.ChunkDuration)
 }
 
 // Size is the byte size of chunk at rendition; past the last row it repeats

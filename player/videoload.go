@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -271,7 +272,17 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 		}
 	}
 	v.Chunks = chunks
-	v.ChunkDuration = m.Video[0].Segments[0].Duration
+	lead := m.Video[0].Segments
+	durs := make([]time.Duration, chunks)
+	v.Ends = make([]time.Duration, chunks)
+	for k, s := range lead {
+		if s.Duration <= 0 {
+			return nil, fmt.Errorf("video %s: segment %d lasts %v", name, k+1, s.Duration)
+		}
+		durs[k], v.Ends[k] = s.Duration, s.Start+s.Duration-lead[0].Start
+	}
+	slices.Sort(durs)
+	v.ChunkDuration = durs[chunks/2]
 	v.Sizes = make([][]int64, chunks)
 	v.URLs = make([][]string, chunks)
 	for _, r := range m.Video {
