@@ -52,6 +52,12 @@ func TestParseAddressing(t *testing.T) {
 			segments: []string{"5@0s+3s http://h/a/chunk-0-5.m4s ", "6@3s+3s http://h/a/chunk-0-6.m4s "},
 		},
 		{
+			name: "a one-byte range at the start",
+			period: `<AdaptationSet contentType="video"><Representation id="0" mimeType="video/mp4" bandwidth="3"><BaseURL>s.mp4</BaseURL>
+				<SegmentList duration="3"><SegmentURL mediaRange="0-0"/><SegmentURL mediaRange="1-9"/></SegmentList></Representation></AdaptationSet>`,
+			segments: []string{"1@0s+3s http://h/a/s.mp4 0-0", "2@3s+3s http://h/a/s.mp4 1-9"},
+		},
+		{
 			name: "segment list on a timeline",
 			period: `<AdaptationSet contentType="video"><Representation id="0" mimeType="video/mp4" bandwidth="300000">
 				<SegmentList timescale="10"><SegmentTimeline><S t="0" d="40"/><S d="20"/></SegmentTimeline>

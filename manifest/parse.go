@@ -228,6 +228,12 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 			if kind == "" {
 				continue
 			}
+			// One codec's ladder: a player that decodes AVC does not
+			// switch into the HEVC set beside it. The first listed, as
+			// MPD authors put the most compatible first.
+			if kind == "video" && !sameFamily(&videoFamily, cmpOr(rep.Codecs, as.Codecs)) {
+				continue
+			}
 			r, err := representation(p, as, rep, asBase, m.Duration, budget, fetch)
 			if err != nil {
 				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
@@ -240,12 +246,6 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 				}
 			}
 			if kind == "video" {
-				// One codec's ladder: a player that decodes AVC does
-				// not switch into the HEVC set beside it. The first
-				// listed, as MPD authors put the most compatible first.
-				if !sameFamily(&videoFamily, r.Codecs) {
-					continue
-				}
 				m.Video = append(m.Video, r)
 			} else {
 				m.Audio = append(m.Audio, r)
@@ -374,8 +374,7 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 	}
 	number := func(k int) int { return a.startNumber + k }
 	var spans []span
-	var ranges []byteRange
-	var urls []string
+	var urls, ranges []string // ranges: "" for a whole resource
 	switch a.scheme {
 	case "template":
 		if a.init != "" {
@@ -417,20 +416,23 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 				return nil, err
 			}
 			urls = append(urls, u)
-			var br byteRange
+			rng := ""
 			if su.MediaRange != "" {
-				if br, err = parseRange(string(su.MediaRange)); err != nil {
+				br, err := parseRange(string(su.MediaRange))
+				if err != nil {
 					return nil, fmt.Errorf("SegmentURL @mediaRange: %w", err)
 				}
+				rng = br.String()
 			}
-			ranges = append(ranges, br)
+			ranges = append(ranges, rng)
 		}
 	case "base":
-		if spans, ranges, err = indexedSegments(a, base, fetch, budget); err != nil {
+		var refs []byteRange
+		if spans, refs, err = indexedSegments(a, base, fetch, budget); err != nil {
 			return nil, err
 		}
-		for range spans {
-			urls = append(urls, base.String())
+		for _, ref := range refs {
+			urls, ranges = append(urls, base.String()), append(ranges, ref.String())
 		}
 	}
 	if a.scheme != "template" {
@@ -440,8 +442,8 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 	}
 	for k, s := range spans {
 		seg := Segment{Number: number(k), Start: toDur(int64(s.t)-int64(a.pto), a.timescale), Duration: toDur(int64(s.d), a.timescale), URL: urls[k]}
-		if k < len(ranges) && ranges[k] != (byteRange{}) {
-			seg.Range = ranges[k].String()
+		if k < len(ranges) {
+			seg.Range = ranges[k]
 		}
 		r.Segments = append(r.Segments, seg)
 	}
