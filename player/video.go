@@ -47,6 +47,8 @@ type Video struct {
 	// Bases are the MPD's alternative locations (see manifest.Manifest),
 	// the one the URLs above start with first.
 	Bases []string
+
+	lazy *lazySizes // sizes asked for as they are needed (play), or nil
 }
 
 // audioSlack is how far the sound may end short of the video and still
@@ -116,6 +118,9 @@ func (v *Video) audioDuration(i int) time.Duration {
 func (v *Video) Size(chunk, rendition int) int64 {
 	if chunk >= len(v.Sizes) {
 		chunk = len(v.Sizes) - 1
+	}
+	if v.lazy != nil {
+		return v.lazy.get(v, chunk, rendition)
 	}
 	return v.Sizes[chunk][rendition]
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,13 +17,28 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/manifest"
+	"golang.org/x/sync/errgroup"
 )
 
 // LoadVideo reads SOURCE: a video CSV, a local MPD or asset folder (sizes
-// from the segment files), or an MPD URL (sizes from HEAD requests).
+// from the segment files), or an MPD URL (sizes from HEAD requests, all
+// of them before it returns, as a simulation needs).
 func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video, error) {
+	return loadVideo(ctx, source, client, false)
+}
+
+// LoadVideoLazily is LoadVideo for a player: an MPD URL's segment sizes
+// are asked for as the ABR first looks at each chunk, a few chunks ahead
+// at a time, not all before playback starts (a two-hour film of 2 s
+// segments in six renditions is 21600 HEAD requests). The Video is for
+// one session at a time, bound to ctx.
+func LoadVideoLazily(ctx context.Context, source string, client *http.Client) (*Video, error) {
+	return loadVideo(ctx, source, client, true)
+}
+
+func loadVideo(ctx context.Context, source string, client *http.Client, lazy bool) (*Video, error) {
 	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
-		return loadRemoteMPD(ctx, source, client)
+		return loadRemoteMPD(ctx, source, client, lazy)
 	}
 	st, err := os.Stat(source)
 	if err != nil {
@@ -73,7 +89,7 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", source, err)
 	}
-	return videoFromManifest(m, filepath.Base(filepath.Dir(abs)), func(u string) (int64, error) {
+	return videoFromManifest(ctx, m, filepath.Base(filepath.Dir(abs)), false, func(u string) (int64, error) {
 		pu, err := url.Parse(u)
 		if err != nil {
 			return 0, err
@@ -198,7 +214,7 @@ func fetchDocument(ctx context.Context, u string, client *http.Client, limit int
 	return data, base, nil
 }
 
-func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Video, error) {
+func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy bool) (*Video, error) {
 	m, err := FetchManifest(ctx, mpdURL, client)
 	if err != nil {
 		return nil, err
@@ -219,7 +235,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Vi
 		}
 		return resp.ContentLength, nil
 	}
-	return videoFromManifest(m, mpdURL, func(u string) (int64, error) {
+	return videoFromManifest(ctx, m, mpdURL, lazy, func(u string) (int64, error) {
 		if v, ok := cache.Load(u); ok {
 			return v.(int64), nil
 		}
@@ -239,8 +255,6 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client) (*Vi
 	})
 }
 
-// videoFromManifest lays the MPD's video Representations out as a Video,
-// asking size for every segment.
 // VideoFromMPD makes a Video from an asset's MPD held in memory (read
 // from an object store, say); sizeOf gives a segment's size from its path
 // relative to the MPD, such as "720p/3.m4s".
@@ -250,7 +264,7 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 	if err != nil {
 		return nil, fmt.Errorf("video %s: %w", name, err)
 	}
-	return videoFromManifest(m, name, func(u string) (int64, error) {
+	return videoFromManifest(context.Background(), m, name, false, func(u string) (int64, error) {
 		pu, err := url.Parse(u)
 		if err != nil {
 			return 0, err
@@ -263,7 +277,12 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 	})
 }
 
-func videoFromManifest(m *manifest.Manifest, name string, size func(url string) (int64, error)) (*Video, error) {
+// videoFromManifest lays the manifest's video Representations out as a
+// Video. size gives a whole segment's size (a byte range is its own):
+// every one before it returns, or, when lazy, as the ABR first looks at a
+// chunk (see lazySizes); a lazy Video's audio sizes, which only a
+// simulated link uses, are left unknown (0).
+func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, lazy bool, size func(url string) (int64, error)) (*Video, error) {
 	v := &Video{Name: name, Bases: m.Bases}
 	chunks := len(m.Video[0].Segments)
 	for _, r := range m.Video {
@@ -283,20 +302,15 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 	}
 	slices.Sort(durs)
 	v.ChunkDuration = durs[chunks/2]
-	v.Sizes = make([][]int64, chunks)
-	v.URLs = make([][]string, chunks)
 	for _, r := range m.Video {
 		v.Bitrates = append(v.Bitrates, float64(r.Bandwidth)/1000)
 		v.InitURLs = append(v.InitURLs, r.Init)
 	}
-	// A byte range is its own size; a whole resource's is asked for.
-	sizeOf := func(s manifest.Segment) (int64, error) {
-		if n := s.RangeSize(); n > 0 {
-			return n, nil
-		}
-		return size(s.URL)
-	}
+	// Sizes still to ask for: (chunk, rendition), rendition -1 for audio.
+	var asks []sizeAsk
 	ranged := false
+	v.Sizes = make([][]int64, chunks)
+	v.URLs = make([][]string, chunks)
 	v.Ranges = make([][]string, chunks)
 	for k := range chunks {
 		v.Sizes[k] = make([]int64, len(m.Video))
@@ -304,12 +318,11 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 		v.Ranges[k] = make([]string, len(m.Video))
 		for i, r := range m.Video {
 			s := r.Segments[k]
-			n, err := sizeOf(s)
-			if err != nil {
-				return nil, fmt.Errorf("video %s: segment %d of %s: %w", name, k+1, r.ID, err)
-			}
-			v.Sizes[k][i], v.URLs[k][i], v.Ranges[k][i] = n, s.URL, s.Range
+			v.URLs[k][i], v.Ranges[k][i] = s.URL, s.Range
 			ranged = ranged || s.Range != ""
+			if v.Sizes[k][i] = s.RangeSize(); v.Sizes[k][i] == 0 {
+				asks = append(asks, sizeAsk{k, i})
+			}
 		}
 	}
 	if !ranged {
@@ -318,17 +331,103 @@ func videoFromManifest(m *manifest.Manifest, name string, size func(url string) 
 	if sound := m.MainAudio(); len(sound) > 0 {
 		a := sound[0] // the main sound's lowest: the ABR chooses video only
 		v.AudioInit = a.Init
-		t0 := m.Video[0].Segments[0].Start
-		for _, s := range a.Segments {
-			v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-t0)
+		for i, s := range a.Segments {
+			v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-lead[0].Start)
 			v.AudioURLs = append(v.AudioURLs, s.URL)
 			v.AudioRanges = append(v.AudioRanges, s.Range)
-			n, err := sizeOf(s)
-			if err != nil {
-				return nil, fmt.Errorf("video %s: audio segment %d: %w", name, s.Number, err)
+			v.AudioSize = append(v.AudioSize, s.RangeSize())
+			if v.AudioSize[i] == 0 && !lazy {
+				asks = append(asks, sizeAsk{i, -1})
 			}
-			v.AudioSize = append(v.AudioSize, n)
 		}
 	}
+	if lazy {
+		v.lazy = &lazySizes{ctx: ctx, size: size, loaded: make([]bool, chunks)}
+		return v, nil
+	}
+	if err := v.askSizes(ctx, asks, size); err != nil {
+		return nil, fmt.Errorf("video %s: %w", name, err)
+	}
 	return v, nil
+}
+
+// sizeAsk is a segment whose size must be asked for: chunk and rendition,
+// or audio segment chunk when rendition is -1.
+type sizeAsk struct{ chunk, rendition int }
+
+// sizeAskers bounds the size requests in flight.
+const sizeAskers = 8
+
+// askSizes fills in the asked sizes, sizeAskers at a time.
+func (v *Video) askSizes(ctx context.Context, asks []sizeAsk, size func(url string) (int64, error)) error {
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(sizeAskers)
+	for _, a := range asks {
+		g.Go(func() error {
+			if a.rendition < 0 {
+				n, err := size(v.AudioURLs[a.chunk])
+				if err != nil {
+					return fmt.Errorf("audio segment %d: %w", a.chunk+1, err)
+				}
+				v.AudioSize[a.chunk] = n
+				return nil
+			}
+			n, err := size(v.URLs[a.chunk][a.rendition])
+			if err != nil {
+				return fmt.Errorf("segment %d of rendition %d: %w", a.chunk+1, a.rendition, err)
+			}
+			v.Sizes[a.chunk][a.rendition] = n
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// lazySizeWindow is how many chunks a lazy Video asks sizes for at once:
+// more than the look-ahead of the MPC family (5), so a window's requests
+// go out together once every few chunks.
+const lazySizeWindow = 8
+
+// lazySizes asks a Video's segment sizes when the ABR first looks at a
+// chunk, for a window of chunks from there. A size that cannot be had
+// (its HEAD failed) is taken as the rendition's bitrate over the chunk;
+// fetching the segment itself will tell what is wrong.
+type lazySizes struct {
+	ctx    context.Context // the session's: the sizes are asked within it
+	size   func(url string) (int64, error)
+	mu     sync.Mutex
+	loaded []bool
+}
+
+func (l *lazySizes) get(v *Video, chunk, rendition int) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.loaded[chunk] {
+		var asks []sizeAsk
+		for k := chunk; k < min(chunk+lazySizeWindow, len(l.loaded)); k++ {
+			if l.loaded[k] {
+				continue
+			}
+			l.loaded[k] = true
+			for q, n := range v.Sizes[k] {
+				if n == 0 {
+					asks = append(asks, sizeAsk{k, q})
+				}
+			}
+		}
+		_ = v.askSizes(l.ctx, asks, func(u string) (int64, error) {
+			n, err := l.size(u)
+			if err != nil {
+				slog.Debug("segment size unknown", "url", u, "err", err)
+				return 0, nil
+			}
+			return n, nil
+		})
+		for _, a := range asks {
+			if v.Sizes[a.chunk][a.rendition] == 0 {
+				v.Sizes[a.chunk][a.rendition] = int64(v.Bitrates[a.rendition] * 1000 / 8 * v.ChunkDur(a.chunk).Seconds())
+			}
+		}
+	}
+	return v.Sizes[chunk][rendition]
 }

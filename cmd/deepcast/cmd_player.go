@@ -316,7 +316,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	// The session's connections end with it (a soak found idle ones of
 	// earlier sessions held open on the edge until its idle timeout).
 	defer client.CloseIdleConnections()
-	v, err := player.LoadVideo(ctx, url, client)
+	v, err := player.LoadVideoLazily(ctx, url, client)
 	if err != nil {
 		return player.Result{}, err
 	}

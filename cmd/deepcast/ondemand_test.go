@@ -180,3 +180,41 @@ func TestPlayOnDemandProfile(t *testing.T) {
 		t.Fatalf("deepcast sim -video base.mpd: exit %d\n%s", code, errb.String())
 	}
 }
+
+// TestPlayAsksSegmentSizesAsItGoes: play asks a template MPD's segment
+// sizes a few chunks ahead of its ABR, not all of them before it starts;
+// sim, which needs them all, asks for every one, a few at a time.
+func TestPlayAsksSegmentSizesAsItGoes(t *testing.T) {
+	dir := t.TempDir()
+	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "40",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-b:v:0", "100k", "-b:v:1", "300k",
+		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+		"-f", "dash", "-use_template", "1", "-use_timeline", "0", "-seg_duration", "2", filepath.Join(dir, "t.mpd"))
+	log := &rangeLog{}
+	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+	heads := func() int {
+		n := 0
+		for _, g := range log.take() {
+			if strings.HasPrefix(g, "HEAD ") {
+				n++
+			}
+		}
+		return n
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-abr", "robustmpc", "-duration", "4s", srv.URL + "/t.mpd"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	// Two chunks played; robustMPC looks five ahead: one window of eight
+	// chunks in two renditions.
+	if n := heads(); n != 16 {
+		t.Errorf("play of 2 of 20 chunks asked %d sizes, want 16", n)
+	}
+	if code := run([]string{"sim", "-video", srv.URL + "/t.mpd", "-traces", filepath.Join(repoRoot(), "testdata/traces/fcc"), "-abr", "robustmpc"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast sim: exit %d\n%s", code, errb.String())
+	}
+	if n := heads(); n != 60 { // 20 chunks in two renditions, 20 of sound
+		t.Errorf("sim asked %d sizes, want 60", n)
+	}
+}
