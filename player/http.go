@@ -147,7 +147,9 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 		backoff = 250 * time.Millisecond
 	}
 	var lastErr error
+	attempts := 0
 	for attempt := 0; attempt <= retries; attempt++ {
+		attempts++
 		if attempt > 0 {
 			if err := f.Clock.Sleep(ctx, backoff); err != nil {
 				return Download{}, err
@@ -166,7 +168,10 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 			break
 		}
 	}
-	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, retries+1)
+	if attempts == 1 {
+		return Download{}, fmt.Errorf("%s: %w", req.URL, lastErr)
+	}
+	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, attempts)
 }
 
 // permanentError is a failure a retry cannot fix (404 and other 4xx).

@@ -44,6 +44,7 @@ func TestFetchByteRange(t *testing.T) {
 		{"/ranges", "", 1000, 1, ""},
 		{"/whole", "100-299", 0, 1, "does not serve ranges"}, // permanent: no retry
 		{"/shifted", "0-99", 0, 2, "Content-Range"},
+		{"/shifted", "0-99", 0, 2, "(after 2 attempts)"},
 	}
 	for _, tt := range tests {
 		f := &HTTPFetcher{Client: srv.Client(), Clock: NewWallClock(), Retries: 1, Backoff: time.Millisecond, CMCD: true}
@@ -53,6 +54,9 @@ func TestFetchByteRange(t *testing.T) {
 		}
 		if got := f.Stats().Attempts; got != tt.attempts {
 			t.Errorf("%s bytes %q: %d attempts, want %d", tt.path, tt.rng, got, tt.attempts)
+		}
+		if tt.attempts == 1 && err != nil && strings.Contains(err.Error(), "attempts") {
+			t.Errorf("%s: one attempt reported as %v", tt.path, err)
 		}
 		if cmcd := lastCMCD.Load().(string); !strings.Contains(cmcd, `nrr="300-399"`) {
 			t.Errorf("CMCD %q lacks the next range", cmcd)

@@ -233,6 +233,33 @@ func TestFFmpegPlaysAProtectedAsset(t *testing.T) {
 	}
 }
 
+// TestPlayWithAnAccessToken: deepcast play and sim, given a manifest URL
+// with a token (?cat=), play through an edge that checks tokens: the edge
+// answers the manifest with a session cookie, which they keep and send
+// with every segment and size request, as a browser does.
+func TestPlayWithAnAccessToken(t *testing.T) {
+	key, _ := auth.NewKey("k1", "ES256")
+	base, _, _ := protectedEdge(t, mediatest.Library(t), key.Public(), "")
+	tok, err := auth.Mint(key, auth.TokenSpec{Issuer: "deepcast-test", Expires: time.Now().Add(time.Hour), PathPrefix: "/vod/" + mediatest.AssetName + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpd := base + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-quiet", "-duration", "6s", mpd + "?cat=" + tok}, &out, &errb); code != 0 || !strings.Contains(out.String(), "0 stalls") {
+		t.Errorf("play with a token: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"sim", "-video", mpd + "?cat=" + tok, "-traces", filepath.Join(repoRoot(), "testdata/traces/fcc"), "-abr", "bola"}, &out, &errb); code != 0 {
+		t.Errorf("sim with a token: exit %d\n%s", code, errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"play", "-quiet", "-duration", "6s", mpd}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "401") {
+		t.Errorf("play without a token: exit %d\n%s", code, errb.String())
+	}
+}
+
 // TestSecureLinkAgreesWithNginx: links made as nginx's secure_link_md5
 // documentation shows (openssl md5 | base64 | tr) and links made by
 // deepcast open the same doors on a real nginx configured with

@@ -9,6 +9,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -262,19 +263,26 @@ type playOptions struct {
 
 // httpClient is the players' client: the system's roots plus ca, over
 // HTTP/3 when h3 is set (https:// only), else HTTP/1.1 or HTTP/2 as the
-// server offers.
+// server offers, with a cookie jar.
 func httpClient(ca string, h3 bool, timeout time.Duration) (*http.Client, error) {
 	cfg, err := tlsserve.ClientConfig(ca, "", "")
 	if err != nil {
 		return nil, err
 	}
+	// Cookies are kept, as a browser keeps them: an edge checking access
+	// tokens turns the token on the manifest's URL into a session cookie
+	// for the segments (and renews it there).
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return nil, err
+	}
 	if h3 {
-		return &http.Client{Timeout: timeout, Transport: &http3.Transport{TLSClientConfig: cfg}}, nil
+		return &http.Client{Timeout: timeout, Jar: jar, Transport: &http3.Transport{TLSClientConfig: cfg}}, nil
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = cfg
 	t.ForceAttemptHTTP2 = true
-	return &http.Client{Timeout: timeout, Transport: t}, nil
+	return &http.Client{Timeout: timeout, Jar: jar, Transport: t}, nil
 }
 
 // playReport is the JSON of play -json.
