@@ -236,7 +236,8 @@ func TestFFmpegPlaysAProtectedAsset(t *testing.T) {
 // TestPlayWithAnAccessToken: deepcast play and sim, given a manifest URL
 // with a token (?cat=), play through an edge that checks tokens: the edge
 // answers the manifest with a session cookie, which they keep and send
-// with every segment and size request, as a browser does.
+// with every segment and size request, as a browser does; or the token is
+// given as a header (-header) for every request.
 func TestPlayWithAnAccessToken(t *testing.T) {
 	key, _ := auth.NewKey("k1", "ES256")
 	base, _, _ := protectedEdge(t, mediatest.Library(t), key.Public(), "")
@@ -257,6 +258,16 @@ func TestPlayWithAnAccessToken(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"play", "-quiet", "-duration", "6s", mpd}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "401") {
 		t.Errorf("play without a token: exit %d\n%s", code, errb.String())
+	}
+	// The token in a header of every request, as ffmpeg's -headers sends it.
+	out.Reset()
+	errb.Reset()
+	if code := run([]string{"play", "-quiet", "-duration", "6s", "-header", auth.HeaderName + ": " + tok, mpd}, &out, &errb); code != 0 || !strings.Contains(out.String(), "0 stalls") {
+		t.Errorf("play -header: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"play", "-header", "no colon", mpd}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "want Name: value") {
+		t.Errorf("play -header 'no colon': exit %d\n%s", code, errb.String())
 	}
 }
 

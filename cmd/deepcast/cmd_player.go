@@ -26,6 +26,7 @@ import (
 	"github.com/deepcast/deepcast/media"
 	"github.com/deepcast/deepcast/media/store"
 	"github.com/deepcast/deepcast/player"
+	"golang.org/x/net/http/httpguts"
 )
 
 func isTerminal(f *os.File) bool {
@@ -53,13 +54,15 @@ func simCommand() command {
 			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
 			ca := fs.String("ca", "", "PEM CA to verify an https:// -video with (besides the system's)")
 			h3 := fs.Bool("http3", false, "fetch an https:// -video over HTTP/3")
+			var headers requestHeaders
+			fs.Var(&headers, "header", "send this `Name: value` header with every request for an http(s) -video (repeatable)")
 			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
 				}
-				client, err := httpClient(*ca, *h3, 60*time.Second)
+				client, err := httpClient(*ca, *h3, 60*time.Second, headers.h)
 				if err != nil {
 					return err
 				}
@@ -216,6 +219,8 @@ func playCommand() command {
 			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
 			ca := fs.String("ca", "", "PEM CA to verify https:// URLs with (besides the system's)")
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
+			var headers requestHeaders
+			fs.Var(&headers, "header", "send this `Name: value` header with every request (repeatable), as an access token header")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("one MPD or playlist URL is required: %w", errUsage)
@@ -227,7 +232,7 @@ func playCommand() command {
 				}
 				var stats player.FetchStats
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3, Out: stdout})
+					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3, Header: headers.h, Out: stdout})
 				if *jsonOut != "" {
 					if werr := writePlayJSON(*jsonOut, res, stats, err); werr != nil && err == nil {
 						err = werr
@@ -257,6 +262,8 @@ type playOptions struct {
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
 	HTTP3 bool
+	// Header is sent with every request.
+	Header http.Header
 	// Out receives a line per chunk when Live is set.
 	Out io.Writer
 }
@@ -264,7 +271,7 @@ type playOptions struct {
 // httpClient is the players' client: the system's roots plus ca, over
 // HTTP/3 when h3 is set (https:// only), else HTTP/1.1 or HTTP/2 as the
 // server offers, with a cookie jar.
-func httpClient(ca string, h3 bool, timeout time.Duration) (*http.Client, error) {
+func httpClient(ca string, h3 bool, timeout time.Duration, header http.Header) (*http.Client, error) {
 	cfg, err := tlsserve.ClientConfig(ca, "", "")
 	if err != nil {
 		return nil, err
@@ -276,13 +283,56 @@ func httpClient(ca string, h3 bool, timeout time.Duration) (*http.Client, error)
 	if err != nil {
 		return nil, err
 	}
-	if h3 {
-		return &http.Client{Timeout: timeout, Jar: jar, Transport: &http3.Transport{TLSClientConfig: cfg}}, nil
+	var rt http.RoundTripper = &http3.Transport{TLSClientConfig: cfg}
+	if !h3 {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = cfg
+		t.ForceAttemptHTTP2 = true
+		rt = t
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = cfg
-	t.ForceAttemptHTTP2 = true
-	return &http.Client{Timeout: timeout, Jar: jar, Transport: t}, nil
+	if len(header) > 0 {
+		rt = headerTransport{rt, header}
+	}
+	return &http.Client{Timeout: timeout, Jar: jar, Transport: rt}, nil
+}
+
+// headerTransport sends its header with every request.
+type headerTransport struct {
+	http.RoundTripper
+	header http.Header
+}
+
+func (t headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context()) // a RoundTripper must not change the caller's request
+	for k, v := range t.header {
+		r.Header[k] = v
+	}
+	return t.RoundTripper.RoundTrip(r)
+}
+
+// requestHeaders is a repeatable -header flag of "Name: value".
+type requestHeaders struct{ h http.Header }
+
+func (r *requestHeaders) String() string {
+	if r == nil || r.h == nil {
+		return ""
+	}
+	var b strings.Builder
+	r.h.Write(&b)
+	return strings.TrimSpace(b.String())
+}
+
+func (r *requestHeaders) Set(s string) error {
+	name, value, ok := strings.Cut(s, ":")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !ok || name == "" || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
+		return fmt.Errorf("%q: want Name: value", s)
+	}
+	if r.h == nil {
+		r.h = http.Header{}
+	}
+	r.h.Add(name, value)
+	return nil
 }
 
 // playReport is the JSON of play -json.
@@ -317,7 +367,7 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, play
 
 // play runs one real-time session against url.
 func play(ctx context.Context, url string, o playOptions) (player.Result, error) {
-	client, err := httpClient(o.CA, o.HTTP3, 60*time.Second)
+	client, err := httpClient(o.CA, o.HTTP3, 60*time.Second, o.Header)
 	if err != nil {
 		return player.Result{}, err
 	}
