@@ -92,3 +92,25 @@ func TestLocalManifestReadsLocalFilesOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestSizesStopAtTheFirstFailure: sim's size requests stop once one has
+// failed, rather than asking the rest of a long film.
+func TestSizesStopAtTheFirstFailure(t *testing.T) {
+	var heads atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/m.mpd" {
+			w.Write([]byte(`<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2000S"><Period>` +
+				`<AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate media="$Number$.m4s" duration="2"/><Representation id="v" bandwidth="1"/></AdaptationSet></Period></MPD>`))
+			return
+		}
+		heads.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	if _, err := LoadVideo(context.Background(), srv.URL+"/m.mpd", srv.Client()); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("error %v, want the 404", err)
+	}
+	if n := heads.Load(); n > 4*sizeAskers {
+		t.Errorf("%d size requests of 1000 after the first 404", n)
+	}
+}

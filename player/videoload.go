@@ -360,10 +360,13 @@ const sizeAskers = 8
 
 // askSizes fills in the asked sizes, sizeAskers at a time.
 func (v *Video) askSizes(ctx context.Context, asks []sizeAsk, size func(url string) (int64, error)) error {
-	g, _ := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(sizeAskers)
 	for _, a := range asks {
 		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err // one failed (or the caller gave up): ask no more
+			}
 			if a.rendition < 0 {
 				n, err := size(v.AudioURLs[a.chunk])
 				if err != nil {
