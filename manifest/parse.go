@@ -15,8 +15,9 @@ import (
 	"github.com/Eyevinn/dash-mpd/mpd"
 )
 
-// Manifest is the player's view of a static MPD: the first Period's video
-// and audio Representations with every segment's address and timing.
+// Manifest is the player's view of a static MPD: its video and audio
+// Representations with every segment's address and timing, the Periods
+// of one ladder laid end to end.
 type Manifest struct {
 	Duration      time.Duration
 	MinBufferTime time.Duration
@@ -56,7 +57,7 @@ type Representation struct {
 // Segment is one media segment of a Representation.
 type Segment struct {
 	Number   int
-	Start    time.Duration // presentation time in the period
+	Start    time.Duration // presentation time from the first Period's start
 	Duration time.Duration
 	URL      string
 	// Range is the segment's byte range in URL ("first-last"), "" for the
@@ -175,18 +176,9 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 	if doc.MinBufferTime != nil {
 		m.MinBufferTime = time.Duration(*doc.MinBufferTime)
 	}
-	p := doc.Periods[0]
-	switch {
-	case p.Duration != nil:
-		m.Duration = time.Duration(*p.Duration)
-	case doc.MediaPresentationDuration != nil:
-		m.Duration = time.Duration(*doc.MediaPresentationDuration)
-		if p.Start != nil {
-			m.Duration -= time.Duration(*p.Start)
-		}
-	}
-	if m.Duration <= 0 {
-		return nil, fmt.Errorf("mpd: no positive duration (mediaPresentationDuration or Period@duration)")
+	spans, err := periodSpans(doc)
+	if err != nil {
+		return nil, fmt.Errorf("mpd: %w", err)
 	}
 	mpdBases := doc.BaseURL
 	if len(mpdBases) > 1 {
@@ -209,12 +201,35 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 			m.Bases = append(m.Bases, u.String())
 		}
 	}
-	pbase, err := resolve(base, mpdBases, p.BaseURLs)
-	if err != nil {
-		return nil, err
-	}
 	budget := MaxSegments
 	videoFamily := ""
+	for i, p := range doc.Periods {
+		pbase, err := resolve(base, mpdBases, p.BaseURLs)
+		if err != nil {
+			return nil, err
+		}
+		part, err := parsePeriod(p, pbase, spans[i].dur, &budget, &videoFamily, fetch)
+		if err != nil {
+			if len(doc.Periods) > 1 {
+				err = fmt.Errorf("period %d: %w", i+1, err)
+			}
+			return nil, fmt.Errorf("mpd: %w", err)
+		}
+		if i == 0 {
+			m.Video, m.Audio = part.Video, part.Audio
+		} else if err := m.stitch(part, spans[i].start-spans[0].start, i); err != nil {
+			return nil, fmt.Errorf("mpd: %w", err)
+		}
+		m.Duration += spans[i].dur
+	}
+	return m, nil
+}
+
+// parsePeriod reads one Period's video and audio Representations, each
+// sorted by bandwidth; budget is what is left of MaxSegments, family the
+// video ladder's codec family (see sameFamily).
+func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, family *string, fetch IndexFetcher) (*Manifest, error) {
+	m := &Manifest{}
 	for set, as := range p.AdaptationSets {
 		if trickMode(as) {
 			continue // I-frame renditions for fast seeking, not for playing
@@ -231,14 +246,14 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 			// One codec's ladder: a player that decodes AVC does not
 			// switch into the HEVC set beside it. The first listed, as
 			// MPD authors put the most compatible first.
-			if kind == "video" && !sameFamily(&videoFamily, cmpOr(rep.Codecs, as.Codecs)) {
+			if kind == "video" && !sameFamily(family, cmpOr(rep.Codecs, as.Codecs)) {
 				continue
 			}
-			r, err := representation(p, as, rep, asBase, m.Duration, budget, fetch)
+			r, err := representation(p, as, rep, asBase, dur, *budget, fetch)
 			if err != nil {
-				return nil, fmt.Errorf("mpd: representation %q: %w", rep.Id, err)
+				return nil, fmt.Errorf("representation %q: %w", rep.Id, err)
 			}
-			budget -= len(r.Segments)
+			*budget -= len(r.Segments)
 			r.Set, r.Lang = set, as.Lang
 			for _, role := range as.Roles {
 				if role.SchemeIdUri == schemeRole {
@@ -253,7 +268,7 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 		}
 	}
 	if len(m.Video) == 0 {
-		return nil, fmt.Errorf("mpd: no video Representation")
+		return nil, fmt.Errorf("no video Representation")
 	}
 	byBandwidth := func(a, b *Representation) int { return a.Bandwidth - b.Bandwidth }
 	slices.SortStableFunc(m.Video, byBandwidth)

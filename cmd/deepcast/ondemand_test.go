@@ -88,8 +88,8 @@ func onDemandMPD(t *testing.T, dir, mpd string) string {
 // TestPlayOnDemandProfile: deepcast play and sim read MPDs that address
 // segments as byte ranges of one file per rendition, SegmentList's
 // @mediaRange and SegmentBase's sidx, as ffmpeg, Shaka Packager's on-demand
-// output and MP4Box write them, and HLS playlists of EXT-X-BYTERANGE
-// segments; every segment is fetched as its own range.
+// output and MP4Box write them, in one Period or two, and HLS playlists of
+// EXT-X-BYTERANGE segments; every segment is fetched as its own range.
 func TestPlayOnDemandProfile(t *testing.T) {
 	dir := t.TempDir()
 	mediatest.FFmpeg(t, "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "12",
@@ -97,6 +97,17 @@ func TestPlayOnDemandProfile(t *testing.T) {
 		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
 		"-f", "dash", "-single_file", "1", "-global_sidx", "1", "-use_template", "0", "-seg_duration", "2", filepath.Join(dir, "list.mpd"))
 	if err := os.WriteFile(filepath.Join(dir, "base.mpd"), []byte(onDemandMPD(t, dir, "list.mpd")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Two Periods of the same ladder, the second a replay of the first.
+	list, err := os.ReadFile(filepath.Join(dir, "list.mpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	period := regexp.MustCompile(`(?s)<Period .*?</Period>`).Find(list)
+	replay := strings.Replace(string(period), `start="PT0.0S"`, `start="PT12.0S"`, 1)
+	two := strings.Replace(strings.Replace(string(list), string(period), string(period)+replay, 1), `mediaPresentationDuration="PT12.0S"`, `mediaPresentationDuration="PT24.0S"`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "two.mpd"), []byte(two), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// HLS over single files: EXT-X-BYTERANGE segments, EXT-X-MAP with a
@@ -110,7 +121,7 @@ func TestPlayOnDemandProfile(t *testing.T) {
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
 
-	for _, mpd := range []string{"list.mpd", "base.mpd", "master.m3u8"} {
+	for _, mpd := range []string{"list.mpd", "base.mpd", "master.m3u8", "two.mpd"} {
 		t.Run(mpd, func(t *testing.T) {
 			// The segments the MPD names, as the player's parser reads them.
 			m, err := player.FetchManifest(context.Background(), srv.URL+"/"+mpd, http.DefaultClient)
@@ -126,8 +137,12 @@ func TestPlayOnDemandProfile(t *testing.T) {
 					segments[strings.TrimPrefix(s.URL, srv.URL)+" "+s.Range] = true
 				}
 			}
-			if len(m.Video) != 2 || len(m.Video[0].Segments) != 6 {
-				t.Fatalf("%d video renditions of %d segments, want 2 of 6", len(m.Video), len(m.Video[0].Segments))
+			chunks := 6
+			if mpd == "two.mpd" {
+				chunks = 12
+			}
+			if len(m.Video) != 2 || len(m.Video[0].Segments) != chunks {
+				t.Fatalf("%d video renditions of %d segments, want 2 of %d", len(m.Video), len(m.Video[0].Segments), chunks)
 			}
 			// SegmentBase's index is read once per file, when the MPD is.
 			index := map[string]bool{}
@@ -141,7 +156,7 @@ func TestPlayOnDemandProfile(t *testing.T) {
 			if code := run([]string{"play", "-cmcd", srv.URL + "/" + mpd}, &out, &errb); code != 0 {
 				t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
 			}
-			if report := out.String() + errb.String(); !strings.Contains(report, "chunk   6") || !strings.Contains(report, "0 stalls") {
+			if report := out.String() + errb.String(); !strings.Contains(report, fmt.Sprintf("chunk %3d", chunks)) || !strings.Contains(report, "0 stalls") {
 				t.Errorf("deepcast play:\n%s", report)
 			}
 			media, indexes := 0, 0
@@ -161,9 +176,9 @@ func TestPlayOnDemandProfile(t *testing.T) {
 					t.Errorf("request %q is neither a segment nor an index", g)
 				}
 			}
-			// Six video segments and every audio one (ffmpeg's sound ends
-			// in a short seventh); an index per file.
-			if want := 6 + len(m.Audio[0].Segments); media != want || indexes != len(index) {
+			// Every video segment and every audio one (ffmpeg's sound
+			// ends in a short seventh); an index per file.
+			if want := chunks + len(m.Audio[0].Segments); media != want || indexes != len(index) {
 				t.Errorf("%d segment and %d index requests, want %d and %d", media, indexes, want, len(index))
 			}
 
