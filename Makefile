@@ -74,6 +74,9 @@ fuzz:
 lint:
 	gofmt -l . | (! grep .)
 	$(GO) vet ./...
+	# The ABR core also builds for the browser (WebAssembly), without the
+	# files that are not for it.
+	GOOS=js GOARCH=wasm $(GO) build -o /dev/null ./player/
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
 
 bench: deps build
