@@ -151,7 +151,15 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 	for attempt := 0; attempt <= retries; attempt++ {
 		attempts++
 		if attempt > 0 {
-			if err := f.Clock.Sleep(ctx, backoff); err != nil {
+			wait := backoff
+			// A server that says when to come back is believed, up to
+			// maxRetryAfter: an origin whose store is down answers 503
+			// with Retry-After rather than be asked again at once.
+			var later *retryLater
+			if errors.As(lastErr, &later) {
+				wait = max(wait, min(later.after, maxRetryAfter))
+			}
+			if err := f.Clock.Sleep(ctx, wait); err != nil {
 				return Download{}, err
 			}
 			backoff *= 2
@@ -172,6 +180,34 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 		return Download{}, fmt.Errorf("%s: %w", req.URL, lastErr)
 	}
 	return Download{}, fmt.Errorf("%s: %w (after %d attempts)", req.URL, lastErr, attempts)
+}
+
+// maxRetryAfter bounds the wait a Retry-After field can ask for: past it,
+// the player would rather try (and fail over) than sit.
+const maxRetryAfter = 10 * time.Second
+
+// retryLater is a 503 or 429 whose answer said, in Retry-After, when to
+// come back.
+type retryLater struct {
+	status string
+	after  time.Duration
+}
+
+func (e *retryLater) Error() string { return fmt.Sprintf("%s (retry after %v)", e.status, e.after) }
+
+// retryAfter reads a Retry-After field: delay-seconds or an HTTP date
+// (RFC 9110 §10.2.3); false when there is none that can be read.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	if n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
 }
 
 // permanentError is a failure a retry cannot fix (404 and other 4xx).
@@ -212,6 +248,11 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		case resp.StatusCode == http.StatusOK:
 			// The server ignored the range: the whole file is not the segment.
 			return Download{}, &permanentError{status: resp.Status + " for a byte range request: the server does not serve ranges"}
+		case resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests:
+			if after, ok := retryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+				return Download{}, &retryLater{status: resp.Status, after: after}
+			}
+			return Download{}, errors.New(resp.Status)
 		case resp.StatusCode >= 400 && resp.StatusCode < 500:
 			return Download{}, &permanentError{status: resp.Status}
 		}

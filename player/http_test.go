@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,5 +114,69 @@ func TestSizesStopAtTheFirstFailure(t *testing.T) {
 	}
 	if n := heads.Load(); n > 4*sizeAskers {
 		t.Errorf("%d size requests of 1000 after the first 404", n)
+	}
+}
+
+// sleepLog is a clock that records the waits asked of it and does not wait.
+type sleepLog struct {
+	mu     sync.Mutex
+	sleeps []time.Duration
+}
+
+func (c *sleepLog) Now() time.Duration { return 0 }
+func (c *sleepLog) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sleeps = append(c.sleeps, d)
+	return ctx.Err()
+}
+
+// TestFetchHonoursRetryAfter: a 503 or 429 that says when to come back is
+// retried then (up to maxRetryAfter), not at the next backoff step.
+func TestFetchHonoursRetryAfter(t *testing.T) {
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		switch {
+		case r.URL.Path == "/busy" && n%3 != 0:
+			w.Header().Set("Retry-After", "3")
+			http.Error(w, "store down", http.StatusServiceUnavailable)
+		case r.URL.Path == "/long":
+			w.Header().Set("Retry-After", "3600")
+			http.Error(w, "store down", http.StatusServiceUnavailable)
+		case r.URL.Path == "/throttled" && n%2 != 0:
+			http.Error(w, "slow down", http.StatusTooManyRequests)
+		default:
+			w.Write([]byte("segment"))
+		}
+	}))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path   string
+		ok     bool
+		sleeps []time.Duration
+	}{
+		{"/busy", true, []time.Duration{3 * time.Second, 3 * time.Second}},
+		{"/long", false, []time.Duration{maxRetryAfter, maxRetryAfter, maxRetryAfter}},
+		{"/throttled", true, []time.Duration{time.Millisecond}}, // no Retry-After: the backoff
+	} {
+		calls.Store(0)
+		clock := &sleepLog{}
+		f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 3, Backoff: time.Millisecond}
+		_, err := f.Fetch(context.Background(), Request{URL: srv.URL + tt.path})
+		if (err == nil) != tt.ok || !slices.Equal(clock.sleeps, tt.sleeps) {
+			t.Errorf("%s: error %v, waits %v; want ok=%v, %v", tt.path, err, clock.sleeps, tt.ok, tt.sleeps)
+		}
+	}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{"120": 2 * time.Minute, "Wed, 02 Dec 2026 12:00:05 GMT": 5 * time.Second, "Wed, 02 Dec 2026 11:00:00 GMT": 0} {
+		if got, ok := retryAfter(in, now); !ok || got != want {
+			t.Errorf("Retry-After %q: %v %v, want %v", in, got, ok, want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "-1"} {
+		if _, ok := retryAfter(bad, now); ok {
+			t.Errorf("Retry-After %q read", bad)
+		}
 	}
 }
