@@ -53,13 +53,17 @@ func (m *Manifest) stitch(next *Manifest, offset time.Duration, period int) erro
 	for i, r := range m.Video {
 		r.Segments = appendShifted(r.Segments, next.Video[i].Segments, offset)
 	}
-	later := soundRanks(next.Audio)
+	later := map[soundKey]*Representation{}
+	for i, k := range soundKeys(next.Audio) {
+		later[k] = next.Audio[i]
+	}
 	kept := m.Audio[:0]
-	for key, r := range soundRankedPairs(m.Audio) {
-		n, ok := later[key]
+	for i, k := range soundKeys(m.Audio) {
+		n, ok := later[k]
 		if !ok {
 			continue // this sound ends with the Periods before
 		}
+		r := m.Audio[i]
 		r.Segments = appendShifted(r.Segments, n.Segments, offset)
 		kept = append(kept, r)
 	}
@@ -82,24 +86,14 @@ type soundKey struct {
 	rank       int
 }
 
-// soundRankedPairs yields reps (sorted by bandwidth) with their keys, in order.
-func soundRankedPairs(reps []*Representation) func(yield func(soundKey, *Representation) bool) {
-	return func(yield func(soundKey, *Representation) bool) {
-		rank := map[[2]string]int{}
-		for _, r := range reps {
-			k := [2]string{r.Lang, r.Role}
-			if !yield(soundKey{r.Lang, r.Role, rank[k]}, r) {
-				return
-			}
-			rank[k]++
-		}
+// soundKeys gives each of reps (sorted by bandwidth) its key.
+func soundKeys(reps []*Representation) []soundKey {
+	keys := make([]soundKey, len(reps))
+	rank := map[[2]string]int{}
+	for i, r := range reps {
+		k := [2]string{r.Lang, r.Role}
+		keys[i] = soundKey{r.Lang, r.Role, rank[k]}
+		rank[k]++
 	}
-}
-
-func soundRanks(reps []*Representation) map[soundKey]*Representation {
-	out := map[soundKey]*Representation{}
-	for k, r := range soundRankedPairs(reps) {
-		out[k] = r
-	}
-	return out
+	return keys
 }

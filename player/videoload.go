@@ -160,20 +160,7 @@ func readFileRange(u *url.URL, first, last int64) ([]byte, error) {
 // fetchRange GETs bytes first..last of u (a segment index, at most
 // manifest.MaxIndexSize bytes).
 func fetchRange(ctx context.Context, u string, first, last int64, client *http.Client) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", first, last))
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusPartialContent {
-		return nil, fmt.Errorf("%s bytes %d-%d: %s, want 206 Partial Content", u, first, last, resp.Status)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, last-first+2))
+	data, _, err := getBody(ctx, u, client, fmt.Sprintf("%d-%d", first, last), last-first+1)
 	if err != nil {
 		return nil, err
 	}
@@ -186,30 +173,45 @@ func fetchRange(ctx context.Context, u string, first, last int64, client *http.C
 // fetchDocument GETs a manifest or playlist of at most limit bytes; base
 // is its URL after redirects, against which its relative URLs resolve.
 func fetchDocument(ctx context.Context, u string, client *http.Client, limit int64) ([]byte, *url.URL, error) {
+	return getBody(ctx, u, client, "", limit)
+}
+
+// getBody GETs u, or bytes rng ("first-last") of it, answered 200 (206
+// for a range), and reads at most limit bytes of the body; final is u
+// after redirects.
+func getBody(ctx context.Context, u string, client *http.Client, rng string, limit int64) (data []byte, final *url.URL, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, nil, err
+	}
+	want := http.StatusOK
+	if rng != "" {
+		req.Header.Set("Range", "bytes="+rng)
+		want = http.StatusPartialContent
 	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode != want {
+		if rng != "" {
+			return nil, nil, fmt.Errorf("%s bytes %s: %s, want 206 Partial Content", u, rng, resp.Status)
+		}
 		return nil, nil, fmt.Errorf("%s: %s", u, resp.Status)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return nil, nil, err
 	}
 	if int64(len(data)) > limit {
 		return nil, nil, fmt.Errorf("%s: larger than %d bytes", u, limit)
 	}
-	base := req.URL
+	final = req.URL
 	if resp.Request != nil && resp.Request.URL != nil {
-		base = resp.Request.URL // after redirects, relative URLs follow the final location
+		final = resp.Request.URL // after redirects, relative URLs follow the final location
 	}
-	return data, base, nil
+	return data, final, nil
 }
 
 func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy bool) (*Video, error) {
