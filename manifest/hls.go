@@ -705,7 +705,14 @@ func RewriteHLS(data []byte, pathways []Pathway, steering string) ([]byte, error
 	}
 	v, _ := out.CalcMinVersion()
 	out.SetVersion(v)
-	return defaultsFirst(out.Encode().Bytes()), nil
+	res := defaultsFirst(out.Encode().Bytes())
+	// The playlist library can write back, from a malformed attribute (an
+	// unterminated quote), a playlist that no reader parses: refuse it
+	// here rather than send players one.
+	if _, err := decodeMaster(res); err != nil {
+		return nil, fmt.Errorf("hls: the playlist cannot be rewritten: %w", err)
+	}
+	return res, nil
 }
 
 // resolver resolves URI references against the pathway's base.
