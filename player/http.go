@@ -332,7 +332,10 @@ func strongHexTag(tag string) string {
 func (f *HTTPFetcher) cmcd(req Request) string {
 	var kv []string
 	ot := "v"
-	if req.Rendition < 0 {
+	switch {
+	case req.Init:
+		ot = "i"
+	case req.Rendition < 0:
 		ot = "a"
 	}
 	if req.Bitrate > 0 {

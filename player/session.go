@@ -35,6 +35,8 @@ type Request struct {
 	NextURL   string
 	NextRange string
 	Startup   bool
+	// Init marks an initialization segment (CMCD ot=i).
+	Init bool
 }
 
 // Download is what a fetch measured, on the session's clock.
@@ -64,6 +66,12 @@ type Config struct {
 	SkipFirstQoE bool
 	// Chunks caps how many chunks are played (0: all).
 	Chunks int
+	// FetchInit fetches each rendition's initialization segment the first
+	// time the ABR chooses it, and the sound's before its first segment,
+	// as a player must before it can decode them; the time counts toward
+	// that chunk's download. play sets it; sim's models leave it out
+	// (Pensieve's has no initialization segments).
+	FetchInit bool
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)
 }
@@ -133,6 +141,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	var res Result
 	var buffer time.Duration
 	var bitrateSum float64
+	inits := newInitFetcher(s, v)
 	for k := range chunks {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -162,15 +171,27 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				req.NextRange = v.Ranges[k+1][q]
 			}
 		}
+		sent, err := inits.fetch(ctx, q, req)
+		if err != nil {
+			return res, err
+		}
 		dl, err := s.Fetcher.Fetch(ctx, req)
 		if err != nil {
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
 		}
-		elapsed := dl.Elapsed()
+		if sent < 0 {
+			sent = dl.Sent
+		}
+		elapsed := dl.LastByte - sent
 		// Sound follows the video's timeline at its one rendition: what
 		// this chunk needs of it, the rest of it after the last.
 		from, to := v.AudioAt(k)
 		for i := from; i < to; i++ {
+			if i == 0 {
+				if _, err := inits.fetch(ctx, -1, req); err != nil {
+					return res, err
+				}
+			}
 			areq := Request{Chunk: i, Rendition: -1, URL: v.AudioURLs[i], Size: v.AudioSize[i],
 				Buffer: buffer, Estimate: st.Estimate(), Duration: v.audioDuration(i), Startup: k == 0}
 			if i < len(v.AudioRanges) {
@@ -180,7 +201,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			if err != nil {
 				return res, fmt.Errorf("audio segment %d: %w", i+1, err)
 			}
-			elapsed = adl.LastByte - dl.Sent
+			elapsed = adl.LastByte - sent
 		}
 		st.addSample(dl)
 		var rebuf time.Duration
@@ -233,4 +254,45 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		res.MeanBitrate = bitrateSum / float64(res.Chunks)
 	}
 	return res, nil
+}
+
+// initFetcher fetches initialization segments once each, for a session
+// with Config.FetchInit.
+type initFetcher struct {
+	s    *Session
+	v    *Video
+	have map[int]bool // renditions whose init is in; -1 the sound
+}
+
+func newInitFetcher(s *Session, v *Video) *initFetcher {
+	return &initFetcher{s: s, v: v, have: map[int]bool{}}
+}
+
+// fetch gets rendition q's initialization segment (-1: the sound's) unless
+// it is already in, with the state of seg, the media request it comes
+// before. It returns when it was sent, or -1 when nothing was fetched.
+func (f *initFetcher) fetch(ctx context.Context, q int, seg Request) (time.Duration, error) {
+	if !f.s.Config.FetchInit || f.have[q] {
+		return -1, nil
+	}
+	f.have[q] = true
+	req := Request{Chunk: seg.Chunk, Rendition: q, Bitrate: seg.Bitrate, Buffer: seg.Buffer, Estimate: seg.Estimate,
+		Startup: seg.Startup, Init: true}
+	what := fmt.Sprintf("rendition %d", q)
+	if q < 0 {
+		req.URL, req.Range, req.Bitrate, what = f.v.AudioInit, f.v.AudioInitRange, 0, "audio"
+	} else if q < len(f.v.InitURLs) {
+		req.URL = f.v.InitURLs[q]
+		if q < len(f.v.InitRanges) {
+			req.Range = f.v.InitRanges[q]
+		}
+	}
+	if req.URL == "" {
+		return -1, nil // a rendition without one (MPEG-TS, a self-initializing segment)
+	}
+	dl, err := f.s.Fetcher.Fetch(ctx, req)
+	if err != nil {
+		return -1, fmt.Errorf("initialization segment of %s: %w", what, err)
+	}
+	return dl.Sent, nil
 }

@@ -28,11 +28,16 @@ type Video struct {
 	Chunks int
 	// URLs of each chunk's segment per rendition, and the audio segments
 	// that follow the video's timeline; empty for size-only sources.
-	URLs      [][]string
-	InitURLs  []string
-	AudioURLs []string
-	AudioInit string
-	AudioSize []int64
+	URLs [][]string
+	// InitURLs are each rendition's initialization segment ("" when it has
+	// none), InitRanges their byte ranges ("" for a whole resource); the
+	// sound's are AudioInit and AudioInitRange.
+	InitURLs       []string
+	InitRanges     []string
+	AudioURLs      []string
+	AudioInit      string
+	AudioInitRange string
+	AudioSize      []int64
 	// Ranges[chunk][rendition] and AudioRanges are the segments' byte
 	// ranges in their URLs ("first-last"), "" for a whole resource; nil
 	// when no segment is a range. The DASH on-demand profile keeps each

@@ -305,6 +305,7 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 	for _, r := range m.Video {
 		v.Bitrates = append(v.Bitrates, float64(r.Bandwidth)/1000)
 		v.InitURLs = append(v.InitURLs, r.Init)
+		v.InitRanges = append(v.InitRanges, r.InitRange)
 	}
 	// Sizes still to ask for: (chunk, rendition), rendition -1 for audio.
 	var asks []sizeAsk
@@ -330,7 +331,7 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 	}
 	if sound := m.MainAudio(); len(sound) > 0 {
 		a := sound[0] // the main sound's lowest: the ABR chooses video only
-		v.AudioInit = a.Init
+		v.AudioInit, v.AudioInitRange = a.Init, a.InitRange
 		for i, s := range a.Segments {
 			v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-lead[0].Start)
 			v.AudioURLs = append(v.AudioURLs, s.URL)

@@ -403,6 +403,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		f.Shaper = player.NewShaper(ts[0])
 	}
 	cfg := player.DefaultConfig()
+	cfg.FetchInit = true
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
 	}

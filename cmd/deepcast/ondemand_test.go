@@ -128,8 +128,12 @@ func TestPlayOnDemandProfile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			segments := map[string]bool{}
+			segments, inits := map[string]bool{}, map[string]string{}
 			for _, r := range append(m.Video, m.Audio...) {
+				if r.InitRange == "" {
+					t.Fatalf("%s: initialization segment %q has no byte range", r.ID, r.Init)
+				}
+				inits[strings.TrimPrefix(r.Init, srv.URL)+" "+r.InitRange] = r.ID
 				for _, s := range r.Segments {
 					if s.Range == "" {
 						t.Fatalf("%s segment %d: no byte range", r.ID, s.Number)
@@ -160,18 +164,27 @@ func TestPlayOnDemandProfile(t *testing.T) {
 				t.Errorf("deepcast play:\n%s", report)
 			}
 			media, indexes := 0, 0
+			initialized := map[string]int{} // file: its initialization segment's requests
 			for _, g := range log.take() {
 				f := strings.Fields(g)
 				if f[0] != "GET" || !strings.HasSuffix(f[1], ".mp4") && !strings.HasSuffix(f[1], ".m4s") {
 					continue
 				}
+				_, isInit := inits[f[1]+" "+f[2]]
 				switch {
 				case len(f) != 4 || f[3] != "206":
 					t.Errorf("request %q was not a byte range answered 206", g)
 				case index[f[1]+" "+f[2]]:
 					indexes++
+				case isInit:
+					if initialized[f[1]]++; initialized[f[1]] > 1 {
+						t.Errorf("initialization segment %q fetched again", g)
+					}
 				case segments[f[1]+" "+f[2]]:
 					media++
+					if initialized[f[1]] == 0 {
+						t.Errorf("segment %q fetched before its initialization segment", g)
+					}
 				default:
 					t.Errorf("request %q is neither a segment nor an index", g)
 				}
