@@ -522,17 +522,8 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 		return fmt.Errorf("hls: %s is a live playlist (no EXT-X-ENDLIST); only VOD is played", u)
 	}
 	if mp.Map != nil {
-		iu, err := u.Parse(mp.Map.URI)
-		if err != nil {
-			return fmt.Errorf("hls: %s: EXT-X-MAP %q: %w", u, mp.Map.URI, err)
-		}
-		rep.Init = iu.String()
-		if mp.Map.Limit != 0 {
-			r, err := subRange(mp.Map.Limit, mp.Map.Offset)
-			if err != nil {
-				return fmt.Errorf("hls: %s: EXT-X-MAP BYTERANGE: %w", u, err)
-			}
-			rep.InitRange = r.String()
+		if rep.Init, rep.InitRange, err = hlsInit(u, mp.Map); err != nil {
+			return err
 		}
 	}
 	// The library reads a missing @o as 0; RFC 8216 §4.3.2.2 makes it the
@@ -558,6 +549,12 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 		}
 		d := time.Duration(math.Round(s.Duration * float64(time.Second)))
 		seg := Segment{Number: k + 1, Start: start, Duration: d, URL: su.String()}
+		if s.Map != nil && k > 0 {
+			// A new EXT-X-MAP (after a discontinuity): this segment on needs it.
+			if seg.Init, seg.InitRange, err = hlsInit(u, s.Map); err != nil {
+				return err
+			}
+		}
 		if s.Limit != 0 {
 			off := s.Offset
 			if ranged < len(offsets) && !offsets[ranged] {
@@ -581,6 +578,23 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 		return fmt.Errorf("hls: %s has no segments", u)
 	}
 	return nil
+}
+
+// hlsInit is the initialization segment an EXT-X-MAP in playlist u names:
+// its URL and byte range ("" for the whole resource).
+func hlsInit(u *url.URL, m *m3u8.Map) (string, string, error) {
+	iu, err := u.Parse(m.URI)
+	if err != nil {
+		return "", "", fmt.Errorf("hls: %s: EXT-X-MAP %q: %w", u, m.URI, err)
+	}
+	if m.Limit == 0 {
+		return iu.String(), "", nil
+	}
+	r, err := subRange(m.Limit, m.Offset)
+	if err != nil {
+		return "", "", fmt.Errorf("hls: %s: EXT-X-MAP BYTERANGE: %w", u, err)
+	}
+	return iu.String(), r.String(), nil
 }
 
 // subRange is the byte range of an HLS BYTERANGE: n bytes from offset o.

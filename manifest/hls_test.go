@@ -386,6 +386,9 @@ func TestParseHLSByteRanges(t *testing.T) {
 		{"implicit offset", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@847\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:50\nv.mp4\n#EXTINF:1,\n#EXT-X-BYTERANGE:7\nv.mp4\n",
 			[]string{"https://e/vod/a/v.mp4 847-946", "https://e/vod/a/v.mp4 947-996", "https://e/vod/a/v.mp4 997-1003"}, ""},
 		{"whole files", "#EXTINF:2,\n1.m4s\n", []string{"https://e/vod/a/1.m4s "}, ""},
+		{"a new EXT-X-MAP after a discontinuity", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@847\nv.mp4\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"w.mp4\",BYTERANGE=\"500@0\"\n" +
+			"#EXTINF:2,\n#EXT-X-BYTERANGE:100@500\nw.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:100@600\nw.mp4\n",
+			[]string{"https://e/vod/a/v.mp4 847-946", "https://e/vod/a/w.mp4 500-599 after https://e/vod/a/w.mp4 0-499", "https://e/vod/a/w.mp4 600-699"}, ""},
 		{"first without offset", "#EXTINF:2,\n#EXT-X-BYTERANGE:100\nv.mp4\n", nil, "no offset"},
 		{"implicit offset in another file", "#EXTINF:2,\n#EXT-X-BYTERANGE:100@0\nv.mp4\n#EXTINF:2,\n#EXT-X-BYTERANGE:5\nw.mp4\n", nil, "no offset"},
 		{"zero length", "#EXTINF:2,\n#EXT-X-BYTERANGE:0@5\nv.mp4\n", nil, "EXT-X-BYTERANGE tags"},
@@ -404,7 +407,11 @@ func TestParseHLSByteRanges(t *testing.T) {
 		}
 		var got []string
 		for _, s := range m.Video[0].Segments {
-			got = append(got, s.URL+" "+s.Range)
+			g := s.URL + " " + s.Range
+			if s.Init != "" {
+				g += " after " + s.Init + " " + s.InitRange
+			}
+			got = append(got, g)
 		}
 		if !slices.Equal(got, tc.want) || m.Video[0].InitRange != "0-846" {
 			t.Errorf("%s: segments %q init %q, want %q and 0-846", tc.name, got, m.Video[0].InitRange, tc.want)

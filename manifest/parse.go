@@ -63,6 +63,11 @@ type Segment struct {
 	// Range is the segment's byte range in URL ("first-last"), "" for the
 	// whole resource: SegmentList's @mediaRange, or a sidx reference.
 	Range string
+	// Init and InitRange are set on the first segment that needs another
+	// initialization segment than those before it (a later Period's, or an
+	// HLS EXT-X-MAP after a discontinuity): the one it and the segments
+	// after it need. "" elsewhere: the Representation's Init holds.
+	Init, InitRange string
 }
 
 // MaxMPDSize bounds the MPD documents Parse accepts.

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/Eyevinn/dash-mpd/mpd"
@@ -51,7 +52,7 @@ func (m *Manifest) stitch(next *Manifest, offset time.Duration, period int) erro
 		return fmt.Errorf("period %d has %d video renditions, the first %d: a ladder that changes between periods (an inserted advertisement) is not supported", period+1, len(next.Video), len(m.Video))
 	}
 	for i, r := range m.Video {
-		r.Segments = appendShifted(r.Segments, next.Video[i].Segments, offset)
+		r.appendPeriod(next.Video[i], offset)
 	}
 	later := map[soundKey]*Representation{}
 	for i, k := range soundKeys(next.Audio) {
@@ -64,19 +65,31 @@ func (m *Manifest) stitch(next *Manifest, offset time.Duration, period int) erro
 			continue // this sound ends with the Periods before
 		}
 		r := m.Audio[i]
-		r.Segments = appendShifted(r.Segments, n.Segments, offset)
+		r.appendPeriod(n, offset)
 		kept = append(kept, r)
 	}
 	m.Audio = kept
 	return nil
 }
 
-func appendShifted(segs, more []Segment, offset time.Duration) []Segment {
-	for _, s := range more {
-		s.Start += offset
-		segs = append(segs, s)
+// appendPeriod continues r with next's segments, offset; where next's
+// initialization segment is not the one r's last segment needs, its first
+// segment names it.
+func (r *Representation) appendPeriod(next *Representation, offset time.Duration) {
+	init, rng := r.Init, r.InitRange
+	for _, s := range slices.Backward(r.Segments) {
+		if s.Init != "" {
+			init, rng = s.Init, s.InitRange
+			break
+		}
 	}
-	return segs
+	for k, s := range next.Segments {
+		s.Start += offset
+		if k == 0 && s.Init == "" && (next.Init != init || next.InitRange != rng) {
+			s.Init, s.InitRange = next.Init, next.InitRange
+		}
+		r.Segments = append(r.Segments, s)
+	}
 }
 
 // soundKey names a sound rendition across Periods: its language, role and

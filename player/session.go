@@ -141,7 +141,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	var res Result
 	var buffer time.Duration
 	var bitrateSum float64
-	inits := newInitFetcher(s, v)
+	inits := newInitFetcher(s)
 	for k := range chunks {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -171,7 +171,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				req.NextRange = v.Ranges[k+1][q]
 			}
 		}
-		sent, err := inits.fetch(ctx, q, req)
+		sent, err := inits.fetch(ctx, k, q, req)
 		if err != nil {
 			return res, err
 		}
@@ -187,10 +187,8 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// this chunk needs of it, the rest of it after the last.
 		from, to := v.AudioAt(k)
 		for i := from; i < to; i++ {
-			if i == 0 {
-				if _, err := inits.fetch(ctx, -1, req); err != nil {
-					return res, err
-				}
+			if _, err := inits.fetch(ctx, i, -1, req); err != nil {
+				return res, err
 			}
 			areq := Request{Chunk: i, Rendition: -1, URL: v.AudioURLs[i], Size: v.AudioSize[i],
 				Buffer: buffer, Estimate: st.Estimate(), Duration: v.audioDuration(i), Startup: k == 0}
@@ -260,35 +258,31 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 // with Config.FetchInit.
 type initFetcher struct {
 	s    *Session
-	v    *Video
-	have map[int]bool // renditions whose init is in; -1 the sound
+	have map[[2]string]bool // URL and range of those already in
 }
 
-func newInitFetcher(s *Session, v *Video) *initFetcher {
-	return &initFetcher{s: s, v: v, have: map[int]bool{}}
+func newInitFetcher(s *Session) *initFetcher {
+	return &initFetcher{s: s, have: map[[2]string]bool{}}
 }
 
-// fetch gets rendition q's initialization segment (-1: the sound's) unless
-// it is already in, with the state of seg, the media request it comes
-// before. It returns when it was sent, or -1 when nothing was fetched.
-func (f *initFetcher) fetch(ctx context.Context, q int, seg Request) (time.Duration, error) {
-	if !f.s.Config.FetchInit || f.have[q] {
+// fetch gets the initialization segment that chunk k of rendition q needs
+// (q -1: audio segment k) unless it is already in, with the state of seg,
+// the media request it comes before. It returns when it was sent, or -1
+// when nothing was fetched.
+func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) (time.Duration, error) {
+	if !f.s.Config.FetchInit {
 		return -1, nil
 	}
-	f.have[q] = true
-	req := Request{Chunk: seg.Chunk, Rendition: q, Bitrate: seg.Bitrate, Buffer: seg.Buffer, Estimate: seg.Estimate,
-		Startup: seg.Startup, Init: true}
+	u, rng := f.s.Video.InitFor(k, q)
+	if u == "" || f.have[[2]string{u, rng}] {
+		return -1, nil // fetched, or none (MPEG-TS, self-initializing segments)
+	}
+	f.have[[2]string{u, rng}] = true
+	req := Request{Chunk: k, Rendition: q, URL: u, Range: rng, Bitrate: seg.Bitrate, Buffer: seg.Buffer,
+		Estimate: seg.Estimate, Startup: seg.Startup, Init: true}
 	what := fmt.Sprintf("rendition %d", q)
 	if q < 0 {
-		req.URL, req.Range, req.Bitrate, what = f.v.AudioInit, f.v.AudioInitRange, 0, "audio"
-	} else if q < len(f.v.InitURLs) {
-		req.URL = f.v.InitURLs[q]
-		if q < len(f.v.InitRanges) {
-			req.Range = f.v.InitRanges[q]
-		}
-	}
-	if req.URL == "" {
-		return -1, nil // a rendition without one (MPEG-TS, a self-initializing segment)
+		req.Bitrate, what = 0, "audio"
 	}
 	dl, err := f.s.Fetcher.Fetch(ctx, req)
 	if err != nil {

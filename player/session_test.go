@@ -46,8 +46,9 @@ func (s scripted) Choose(st *State) int { return s[st.Chunk] }
 // TestSessionFetchesInitializationSegments: with FetchInit, each
 // rendition's initialization segment comes once, before its first segment
 // (a switch back does not fetch it again), the sound's before its first,
-// byte ranges kept, and their time counts toward the chunk; a missing one
-// fails the session, naming it. Without FetchInit none is fetched.
+// byte ranges kept, and their time counts toward the chunk; a later
+// Period's are fetched where it begins; a missing one fails the session,
+// naming it. Without FetchInit none is fetched.
 func TestSessionFetchesInitializationSegments(t *testing.T) {
 	v := &Video{ChunkDuration: 2 * time.Second, Bitrates: []float64{300, 750}, Chunks: 4,
 		InitURLs: []string{"v0/init.mp4", "v1/init.mp4"}, InitRanges: []string{"0-99", ""},
@@ -88,6 +89,18 @@ func TestSessionFetchesInitializationSegments(t *testing.T) {
 	f, _, err = run(false)
 	if err != nil || slices.ContainsFunc(f.got, func(u string) bool { return strings.Contains(u, "init") }) {
 		t.Errorf("without FetchInit: %v, requests %q", err, f.got)
+	}
+
+	// A later Period from chunk 3 (audio segment 3) on, with its own
+	// initialization segments: each is fetched when first needed.
+	v.noteInit(2, 0, "p2/v0/init.mp4", "")
+	v.noteInit(2, 1, "p2/v1/init.mp4", "0-49")
+	v.noteInit(2, -1, "p2/a/init.mp4", "")
+	f, _, err = run(true)
+	want = []string{"v0/init.mp4@0-99", "v0/1", "a/init.mp4", "a/1", "v1/init.mp4", "v1/2", "a/2",
+		"p2/v0/init.mp4", "v0/3", "p2/a/init.mp4", "a/3", "p2/v1/init.mp4@0-49", "v1/4", "a/4"}
+	if err != nil || !slices.Equal(f.got, want) {
+		t.Errorf("two periods: %v, requests %q,\nwant %q", err, f.got, want)
 	}
 
 	_, _, err = run(true, "v1/init.mp4")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,7 +54,49 @@ type Video struct {
 	// the one the URLs above start with first.
 	Bases []string
 
+	// reinit lists, by rendition (-1: the sound, by its segment index),
+	// the chunks from which another initialization segment is needed (a
+	// later Period's), in order.
+	reinit map[int][]initChange
+
 	lazy *lazySizes // sizes asked for as they are needed (play), or nil
+}
+
+// initChange is where a rendition's initialization segment changes.
+type initChange struct {
+	from     int // the first chunk (audio: segment) that needs it
+	url, rng string
+}
+
+// InitFor is the initialization segment chunk k of rendition q needs (q
+// -1: audio segment k), as URL and byte range; "" when there is none.
+func (v *Video) InitFor(k, q int) (url, rng string) {
+	switch {
+	case q < 0:
+		url, rng = v.AudioInit, v.AudioInitRange
+	case q < len(v.InitURLs):
+		url = v.InitURLs[q]
+		if q < len(v.InitRanges) {
+			rng = v.InitRanges[q]
+		}
+	}
+	changes := v.reinit[q]
+	if i, _ := slices.BinarySearchFunc(changes, k+1, func(c initChange, t int) int { return c.from - t }); i > 0 {
+		url, rng = changes[i-1].url, changes[i-1].rng
+	}
+	return url, rng
+}
+
+// noteInit records that from chunk k rendition q needs the initialization
+// segment url (at rng) when a segment says so.
+func (v *Video) noteInit(k, q int, url, rng string) {
+	if url == "" {
+		return
+	}
+	if v.reinit == nil {
+		v.reinit = map[int][]initChange{}
+	}
+	v.reinit[q] = append(v.reinit[q], initChange{k, url, rng})
 }
 
 // audioSlack is how far the sound may end short of the video and still

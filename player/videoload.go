@@ -320,6 +320,7 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 		for i, r := range m.Video {
 			s := r.Segments[k]
 			v.URLs[k][i], v.Ranges[k][i] = s.URL, s.Range
+			v.noteInit(k, i, s.Init, s.InitRange)
 			ranged = ranged || s.Range != ""
 			if v.Sizes[k][i] = s.RangeSize(); v.Sizes[k][i] == 0 {
 				asks = append(asks, sizeAsk{k, i})
@@ -337,6 +338,7 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 			v.AudioURLs = append(v.AudioURLs, s.URL)
 			v.AudioRanges = append(v.AudioRanges, s.Range)
 			v.AudioSize = append(v.AudioSize, s.RangeSize())
+			v.noteInit(i, -1, s.Init, s.InitRange)
 			if v.AudioSize[i] == 0 && !lazy {
 				asks = append(asks, sizeAsk{i, -1})
 			}
