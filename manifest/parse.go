@@ -23,6 +23,8 @@ type Manifest struct {
 	MinBufferTime time.Duration
 	Video         []*Representation // by bandwidth, lowest first
 	Audio         []*Representation // by bandwidth, lowest first
+	// Live describes a dynamic MPD read with ParseLive; nil for VOD.
+	Live *Live
 	// Bases are the MPD-level BaseURLs, absolute, the one the segment URLs
 	// were resolved against first: the content steering default pathway
 	// when the MPD names one, else the first listed. A player that fails
@@ -148,7 +150,12 @@ func Parse(data []byte, base *url.URL) (*Manifest, error) {
 // ParseIndexed is Parse for MPDs that may address segments with
 // SegmentBase (the on-demand profile: one file per Representation, its
 // segments listed in a sidx box), whose index fetch reads.
-func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, err error) {
+func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (*Manifest, error) {
+	return parse(data, base, fetch, nil)
+}
+
+// parse is ParseIndexed, and ParseLive when join is not nil.
+func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *Manifest, err error) {
 	if fetch != nil {
 		fetch = budgetedFetch(fetch)
 	}
@@ -168,9 +175,6 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 	if err != nil {
 		return nil, fmt.Errorf("mpd: %w", err)
 	}
-	if doc.GetType() != mpd.STATIC_TYPE {
-		return nil, fmt.Errorf("mpd: type %q: only static (VOD) MPDs are supported", doc.GetType())
-	}
 	if len(doc.Periods) == 0 {
 		return nil, fmt.Errorf("mpd: no Period")
 	}
@@ -181,9 +185,22 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 	if doc.MinBufferTime != nil {
 		m.MinBufferTime = time.Duration(*doc.MinBufferTime)
 	}
-	spans, err := periodSpans(doc)
-	if err != nil {
-		return nil, fmt.Errorf("mpd: %w", err)
+	var spans []periodSpan
+	var window *liveWindow
+	switch {
+	case doc.GetType() == mpd.STATIC_TYPE:
+		if spans, err = periodSpans(doc); err != nil {
+			return nil, fmt.Errorf("mpd: %w", err)
+		}
+	case doc.GetType() == mpd.DYNAMIC_TYPE && join != nil:
+		if m.Live, window, err = liveSetup(doc, join); err != nil {
+			return nil, fmt.Errorf("mpd: %w", err)
+		}
+		spans = []periodSpan{{dur: join.Length}}
+	case doc.GetType() == mpd.DYNAMIC_TYPE:
+		return nil, fmt.Errorf("mpd: type \"dynamic\": a live MPD is played (deepcast play -duration D), not simulated; only static (VOD) MPDs are supported here")
+	default:
+		return nil, fmt.Errorf("mpd: type %q: only static (VOD) MPDs are supported", doc.GetType())
 	}
 	mpdBases := doc.BaseURL
 	if len(mpdBases) > 1 {
@@ -213,7 +230,7 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 		if err != nil {
 			return nil, err
 		}
-		part, err := parsePeriod(p, pbase, spans[i].dur, &budget, &videoFamily, fetch)
+		part, err := parsePeriod(p, pbase, spans[i].dur, &budget, &videoFamily, fetch, window)
 		if err != nil {
 			if len(doc.Periods) > 1 {
 				err = fmt.Errorf("period %d: %w", i+1, err)
@@ -233,7 +250,7 @@ func ParseIndexed(data []byte, base *url.URL, fetch IndexFetcher) (m *Manifest, 
 // parsePeriod reads one Period's video and audio Representations, each
 // sorted by bandwidth; budget is what is left of MaxSegments, family the
 // video ladder's codec family (see sameFamily).
-func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, family *string, fetch IndexFetcher) (*Manifest, error) {
+func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, family *string, fetch IndexFetcher, live *liveWindow) (*Manifest, error) {
 	m := &Manifest{}
 	for set, as := range p.AdaptationSets {
 		if trickMode(as) {
@@ -254,7 +271,7 @@ func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, 
 			if kind == "video" && !sameFamily(family, cmpOr(rep.Codecs, as.Codecs)) {
 				continue
 			}
-			r, err := representation(p, as, rep, asBase, dur, *budget, fetch)
+			r, err := representation(p, as, rep, asBase, dur, *budget, fetch, live)
 			if err != nil {
 				return nil, fmt.Errorf("representation %q: %w", rep.Id, err)
 			}
@@ -372,7 +389,7 @@ func resolve(base *url.URL, levels ...[]*mpd.BaseURLType) (*url.URL, error) {
 	return u, nil
 }
 
-func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, budget int, fetch IndexFetcher) (*Representation, error) {
+func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.RepresentationType, asBase *url.URL, periodDur time.Duration, budget int, fetch IndexFetcher, live *liveWindow) (*Representation, error) {
 	if rep.Id == "" {
 		return nil, fmt.Errorf("no id")
 	}
@@ -392,7 +409,11 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 	if err != nil {
 		return nil, err
 	}
-	number := func(k int) int { return a.startNumber + k }
+	first := 0 // the first segment's index in the Period (live: where the player joins)
+	number := func(k int) int { return a.startNumber + first + k }
+	if live != nil && a.scheme != "template" {
+		return nil, fmt.Errorf("a live MPD addressed with Segment%s: only a SegmentTemplate is played live", map[string]string{"list": "List", "base": "Base"}[a.scheme])
+	}
 	var spans []span
 	var urls, ranges []string // ranges: "" for a whole resource
 	switch a.scheme {
@@ -409,7 +430,12 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 		if a.media == "" {
 			return nil, fmt.Errorf("SegmentTemplate has no @media")
 		}
-		if spans, err = a.spans(periodDur, -1, budget); err != nil {
+		if live != nil {
+			spans, first, err = a.liveSpans(live, budget)
+		} else {
+			spans, err = a.spans(periodDur, -1, budget)
+		}
+		if err != nil {
 			return nil, err
 		}
 		for k, s := range spans {

@@ -66,6 +66,11 @@ type HTTPFetcher struct {
 	// using, as dash.js fails over between BaseURLs.
 	Mirrors []string
 
+	// Live retries a 404: a live segment fetched at its availability time
+	// may be published a moment later (ffmpeg renames it into place as its
+	// last frame is written).
+	Live bool
+
 	// Verify checks each body against the SHA-256 its answer declares: the
 	// Repr-Digest field (RFC 9530, which deepcast's origin sends and its
 	// edges pass on, as any server may), else a strong ETag that is a hex
@@ -253,6 +258,10 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 				return Download{}, &retryLater{status: resp.Status, after: after}
 			}
 			return Download{}, errors.New(resp.Status)
+		case resp.StatusCode == http.StatusNotFound && f.Live:
+			// Asked for as it is published, a live segment may reach the
+			// server a moment after its availability time.
+			return Download{}, errors.New(resp.Status + " (a live segment not published yet?)")
 		case resp.StatusCode >= 400 && resp.StatusCode < 500:
 			return Download{}, &permanentError{status: resp.Status}
 		}

@@ -66,6 +66,11 @@ type Config struct {
 	SkipFirstQoE bool
 	// Chunks caps how many chunks are played (0: all).
 	Chunks int
+	// Wait, for a live stream, is how long from now chunk k (audio
+	// segment k when audio) is still to be published; the session sleeps
+	// that long before it asks for it, its buffer draining meanwhile. nil
+	// for VOD.
+	Wait func(k int, audio bool) time.Duration
 	// FetchInit fetches each rendition's initialization segment the first
 	// time the ABR chooses it, and the sound's before its first segment,
 	// as a player must before it can decode them; the time counts toward
@@ -147,7 +152,17 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			return res, err
 		}
 		chunkDur := v.ChunkDur(k)
-		st.Chunk, st.Buffer = k, buffer
+		// The chunk's time runs from here: a wait for a live segment to
+		// be published, initialization segments, failed attempts and
+		// their backoff drain the buffer as the download does.
+		chunkStart := s.Clock.Now()
+		// A live chunk not yet published is waited for before it is
+		// chosen, as a player schedules its request: the choice sees
+		// the buffer as it is then.
+		if err := s.waitFor(ctx, k, false); err != nil {
+			return res, err
+		}
+		st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
 		q := -1
 		if k == 0 && s.Config.StartRendition >= 0 {
 			q = min(s.Config.StartRendition, len(v.Bitrates)-1)
@@ -157,7 +172,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		if q < 0 || q >= len(v.Bitrates) {
 			return res, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, len(v.Bitrates))
 		}
-		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: buffer,
+		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
 			Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
 		if v.URLs != nil {
 			req.URL = v.URLs[k][q]
@@ -171,23 +186,22 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				req.NextRange = v.Ranges[k+1][q]
 			}
 		}
-		sent, err := inits.fetch(ctx, k, q, req)
-		if err != nil {
+		if err := inits.fetch(ctx, k, q, req); err != nil {
 			return res, err
 		}
 		dl, err := s.Fetcher.Fetch(ctx, req)
 		if err != nil {
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
 		}
-		if sent < 0 {
-			sent = dl.Sent
-		}
-		elapsed := dl.LastByte - sent
+		elapsed := dl.LastByte - chunkStart
 		// Sound follows the video's timeline at its one rendition: what
 		// this chunk needs of it, the rest of it after the last.
 		from, to := v.AudioAt(k)
 		for i := from; i < to; i++ {
-			if _, err := inits.fetch(ctx, i, -1, req); err != nil {
+			if err := s.waitFor(ctx, i, true); err != nil {
+				return res, err
+			}
+			if err := inits.fetch(ctx, i, -1, req); err != nil {
 				return res, err
 			}
 			areq := Request{Chunk: i, Rendition: -1, URL: v.AudioURLs[i], Size: v.AudioSize[i],
@@ -199,7 +213,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			if err != nil {
 				return res, fmt.Errorf("audio segment %d: %w", i+1, err)
 			}
-			elapsed = adl.LastByte - sent
+			elapsed = adl.LastByte - chunkStart
 		}
 		st.addSample(dl)
 		var rebuf time.Duration
@@ -254,6 +268,18 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// waitFor sleeps until chunk k (audio segment k) of a live stream is
+// published.
+func (s *Session) waitFor(ctx context.Context, k int, audio bool) error {
+	if s.Config.Wait == nil {
+		return nil
+	}
+	if w := s.Config.Wait(k, audio); w > 0 {
+		return s.Clock.Sleep(ctx, w)
+	}
+	return nil
+}
+
 // initFetcher fetches initialization segments once each, for a session
 // with Config.FetchInit.
 type initFetcher struct {
@@ -267,15 +293,14 @@ func newInitFetcher(s *Session) *initFetcher {
 
 // fetch gets the initialization segment that chunk k of rendition q needs
 // (q -1: audio segment k) unless it is already in, with the state of seg,
-// the media request it comes before. It returns when it was sent, or -1
-// when nothing was fetched.
-func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) (time.Duration, error) {
+// the media request it comes before.
+func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) error {
 	if !f.s.Config.FetchInit {
-		return -1, nil
+		return nil
 	}
 	u, rng := f.s.Video.InitFor(k, q)
 	if u == "" || f.have[[2]string{u, rng}] {
-		return -1, nil // fetched, or none (MPEG-TS, self-initializing segments)
+		return nil // fetched, or none (MPEG-TS, self-initializing segments)
 	}
 	f.have[[2]string{u, rng}] = true
 	req := Request{Chunk: k, Rendition: q, URL: u, Range: rng, Bitrate: seg.Bitrate, Buffer: seg.Buffer,
@@ -284,9 +309,8 @@ func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) (time.Du
 	if q < 0 {
 		req.Bitrate, what = 0, "audio"
 	}
-	dl, err := f.s.Fetcher.Fetch(ctx, req)
-	if err != nil {
-		return -1, fmt.Errorf("initialization segment of %s: %w", what, err)
+	if _, err := f.s.Fetcher.Fetch(ctx, req); err != nil {
+		return fmt.Errorf("initialization segment of %s: %w", what, err)
 	}
-	return dl.Sent, nil
+	return nil
 }

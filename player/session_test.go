@@ -12,10 +12,11 @@ import (
 // stepFetcher answers every request in 100 ms of virtual time and records
 // what was asked, failing the URLs in fail.
 type stepFetcher struct {
-	now  time.Duration
-	got  []string
-	fail map[string]bool
-	cmcd []string
+	now    time.Duration
+	got    []string
+	fail   map[string]bool
+	cmcd   []string
+	sentAt []time.Duration
 }
 
 func (f *stepFetcher) Now() time.Duration { return f.now }
@@ -23,6 +24,7 @@ func (f *stepFetcher) Now() time.Duration { return f.now }
 func (f *stepFetcher) Sleep(_ context.Context, d time.Duration) error { f.now += d; return nil }
 
 func (f *stepFetcher) Fetch(_ context.Context, req Request) (Download, error) {
+	f.sentAt = append(f.sentAt, f.now)
 	name := req.URL
 	if req.Range != "" {
 		name += "@" + req.Range
@@ -110,5 +112,71 @@ func TestSessionFetchesInitializationSegments(t *testing.T) {
 	_, _, err = run(true, "a/init.mp4")
 	if err == nil || !strings.Contains(err.Error(), "initialization segment of audio") {
 		t.Errorf("missing audio initialization segment: %v", err)
+	}
+}
+
+// watching records the buffer each choice saw, and chooses rendition 0.
+type watching struct{ seen []time.Duration }
+
+func (w *watching) Name() string { return "watching" }
+func (w *watching) Choose(st *State) int {
+	w.seen = append(w.seen, st.Buffer)
+	return 0
+}
+
+// TestSessionWaitsForLiveSegments: a live chunk is asked for when it is
+// published, not before; the choice sees the buffer drained by the wait,
+// and a wait within the buffer is no stall.
+func TestSessionWaitsForLiveSegments(t *testing.T) {
+	v := &Video{ChunkDuration: 2 * time.Second, Bitrates: []float64{300}, Chunks: 4}
+	for k := range v.Chunks {
+		v.Sizes = append(v.Sizes, []int64{1000})
+		v.URLs = append(v.URLs, []string{"v/" + string(rune('1'+k))})
+	}
+	f := &stepFetcher{}
+	published := func(k int) time.Duration { return time.Second + time.Duration(k)*2*time.Second }
+	cfg := DefaultConfig()
+	cfg.Wait = func(k int, audio bool) time.Duration { return published(k) - f.now }
+	q, _ := NewQoE("lin")
+	abr := &watching{}
+	r, err := (&Session{Video: v, ABR: abr, QoE: q, Clock: f, Fetcher: f, Config: cfg}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, at := range f.sentAt {
+		if at != published(k) {
+			t.Errorf("chunk %d asked for at %v, published at %v", k+1, at, published(k))
+		}
+	}
+	// Chunk 1 comes at 1.1 s with 2 s in it; chunk 2 is published at 3 s:
+	// 1.9 s later, 0.1 s of buffer left when it is chosen.
+	want := []time.Duration{0, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
+	if !slices.Equal(abr.seen, want) || r.Rebuffer != 0 || r.Startup != 1100*time.Millisecond {
+		t.Errorf("buffers seen %v, stalls %v, startup %v; want %v, none, 1.1s", abr.seen, r.Rebuffer, r.Startup, want)
+	}
+}
+
+// retryingFetcher spends a second on a failed attempt before each
+// successful one, as HTTPFetcher's retries and backoff do.
+type retryingFetcher struct{ *stepFetcher }
+
+func (f retryingFetcher) Fetch(ctx context.Context, req Request) (Download, error) {
+	f.now += time.Second
+	return f.stepFetcher.Fetch(ctx, req)
+}
+
+// TestSessionCountsRetriesAsDownloadTime: the time a segment's failed
+// attempts took drains the buffer as its download does (it was measured
+// from the last attempt alone).
+func TestSessionCountsRetriesAsDownloadTime(t *testing.T) {
+	v := &Video{ChunkDuration: 2 * time.Second, Bitrates: []float64{300}, Chunks: 2, Sizes: [][]int64{{1000}, {1000}}}
+	f := retryingFetcher{&stepFetcher{}}
+	q, _ := NewQoE("lin")
+	r, err := (&Session{Video: v, ABR: scripted{0, 0}, QoE: q, Clock: f, Fetcher: f, Config: DefaultConfig()}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Startup != 1100*time.Millisecond {
+		t.Errorf("startup %v, want 1.1s (a failed attempt of 1 s, then 0.1 s)", r.Startup)
 	}
 }

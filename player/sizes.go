@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -66,8 +67,8 @@ func (l *lazySizes) get(v *Video, chunk, rendition int) int64 {
 	if !l.loaded[chunk] {
 		var asks []sizeAsk
 		for k := chunk; k < min(chunk+lazySizeWindow, len(l.loaded)); k++ {
-			if l.loaded[k] {
-				continue
+			if l.loaded[k] || time.Now().Before(v.AvailableAt(k, false)) {
+				continue // known, or a live chunk not published yet: asked when it is
 			}
 			l.loaded[k] = true
 			for q, n := range v.Sizes[k] {
@@ -86,9 +87,17 @@ func (l *lazySizes) get(v *Video, chunk, rendition int) int64 {
 		})
 		for _, a := range asks {
 			if v.Sizes[a.chunk][a.rendition] == 0 {
-				v.Sizes[a.chunk][a.rendition] = int64(v.Bitrates[a.rendition] * 1000 / 8 * v.ChunkDur(a.chunk).Seconds())
+				v.Sizes[a.chunk][a.rendition] = v.nominalSize(a.chunk, a.rendition)
 			}
 		}
 	}
-	return v.Sizes[chunk][rendition]
+	if n := v.Sizes[chunk][rendition]; n > 0 {
+		return n
+	}
+	return v.nominalSize(chunk, rendition)
+}
+
+// nominalSize is a segment's size at its rendition's declared bitrate.
+func (v *Video) nominalSize(chunk, rendition int) int64 {
+	return int64(v.Bitrates[rendition] * 1000 / 8 * v.ChunkDur(chunk).Seconds())
 }

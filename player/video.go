@@ -54,12 +54,37 @@ type Video struct {
 	// the one the URLs above start with first.
 	Bases []string
 
+	// LiveStart is, for a live stream, the wall-clock time at which chunk
+	// 0's media begins (zero for VOD): a chunk can be fetched once the
+	// live edge has passed its end (see AvailableAt).
+	LiveStart time.Time
+
 	// reinit lists, by rendition (-1: the sound, by its segment index),
 	// the chunks from which another initialization segment is needed (a
 	// later Period's), in order.
 	reinit map[int][]initChange
 
 	lazy *lazySizes // sizes asked for as they are needed (play), or nil
+}
+
+// AvailableAt is when chunk k of a live stream can be fetched (audio
+// segment k when audio): once its end has been published. The zero time
+// for VOD, where every chunk can be.
+func (v *Video) AvailableAt(k int, audio bool) time.Time {
+	if v.LiveStart.IsZero() {
+		return time.Time{}
+	}
+	if audio {
+		if k < len(v.AudioEnds) {
+			return v.LiveStart.Add(v.AudioEnds[k])
+		}
+		return v.LiveStart.Add(time.Duration(k+1) * v.ChunkDuration)
+	}
+	end := time.Duration(k+1) * v.ChunkDuration
+	if k < len(v.Ends) {
+		end = v.Ends[k]
+	}
+	return v.LiveStart.Add(end)
 }
 
 // initChange is where a rendition's initialization segment changes.

@@ -29,14 +29,23 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 // are asked for as the ABR first looks at each chunk, a few chunks ahead
 // at a time, not all before playback starts (a two-hour film of 2 s
 // segments in six renditions is 21600 HEAD requests). The Video is for
-// one session at a time, bound to ctx.
-func LoadVideoLazily(ctx context.Context, source string, client *http.Client) (*Video, error) {
+// one session at a time, bound to ctx. A live (dynamic) MPD is joined now
+// for liveLength of media (see manifest.ParseLive); with liveLength 0 it
+// is refused.
+func LoadVideoLazily(ctx context.Context, source string, client *http.Client, liveLength time.Duration) (*Video, error) {
+	if liveLength > 0 && isURL(source) {
+		return loadRemoteMPD(ctx, source, client, true, &manifest.LiveJoin{Length: liveLength})
+	}
 	return loadVideo(ctx, source, client, true)
 }
 
+func isURL(source string) bool {
+	return strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://")
+}
+
 func loadVideo(ctx context.Context, source string, client *http.Client, lazy bool) (*Video, error) {
-	if strings.HasPrefix(source, "http://") || strings.HasPrefix(source, "https://") {
-		return loadRemoteMPD(ctx, source, client, lazy)
+	if isURL(source) {
+		return loadRemoteMPD(ctx, source, client, lazy, nil)
 	}
 	st, err := os.Stat(source)
 	if err != nil {
@@ -118,6 +127,12 @@ func localFile(u *url.URL) (string, error) {
 // multivariant playlist (a .m3u8 URL, or a body starting #EXTM3U) with
 // the media playlists it names.
 func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*manifest.Manifest, error) {
+	return fetchManifest(ctx, mpdURL, client, nil)
+}
+
+// fetchManifest is FetchManifest joining a live MPD as join says (its Now
+// set when the MPD has come), or refusing one when join is nil.
+func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join *manifest.LiveJoin) (*manifest.Manifest, error) {
 	data, base, err := fetchDocument(ctx, mpdURL, client, manifest.MaxMPDSize)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
@@ -129,9 +144,16 @@ func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*ma
 			return b, err
 		})
 	} else {
-		m, err = manifest.ParseIndexed(data, base, func(u *url.URL, first, last int64) ([]byte, error) {
+		index := func(u *url.URL, first, last int64) ([]byte, error) {
 			return fetchRange(ctx, u.String(), first, last, client)
-		})
+		}
+		if join != nil {
+			j := *join
+			j.Now = time.Now()
+			m, err = manifest.ParseLive(data, base, index, j)
+		} else {
+			m, err = manifest.ParseIndexed(data, base, index)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
@@ -214,8 +236,8 @@ func getBody(ctx context.Context, u string, client *http.Client, rng string, lim
 	return data, final, nil
 }
 
-func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy bool) (*Video, error) {
-	m, err := FetchManifest(ctx, mpdURL, client)
+func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy bool, join *manifest.LiveJoin) (*Video, error) {
+	m, err := fetchManifest(ctx, mpdURL, client, join)
 	if err != nil {
 		return nil, err
 	}
@@ -284,6 +306,9 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 // simulated link uses, are left unknown (0).
 func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, lazy bool, size func(url string) (int64, error)) (*Video, error) {
 	v := &Video{Name: name, Bases: m.Bases}
+	if m.Live != nil {
+		v.LiveStart = m.Live.Epoch.Add(m.Video[0].Segments[0].Start)
+	}
 	chunks := len(m.Video[0].Segments)
 	for _, r := range m.Video {
 		if len(r.Segments) != chunks {

@@ -210,7 +210,7 @@ func playCommand() command {
 			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
 			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
 			rtt := fs.Duration("rtt", 0, "delay before each request's first byte")
-			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video)")
+			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
 			out := fs.String("out", "", "write the per-chunk log as CSV to this file")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
@@ -374,7 +374,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	// The session's connections end with it (a soak found idle ones of
 	// earlier sessions held open on the edge until its idle timeout).
 	defer client.CloseIdleConnections()
-	v, err := player.LoadVideoLazily(ctx, url, client)
+	v, err := player.LoadVideoLazily(ctx, url, client, o.Duration)
 	if err != nil {
 		return player.Result{}, err
 	}
@@ -388,7 +388,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	clock := player.NewWallClock()
 	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3,
-		Mirrors: v.Bases, Verify: o.Verify}
+		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
 	if o.Stats != nil {
 		defer func() { *o.Stats = f.Stats() }()
 	}
@@ -404,6 +404,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
+	if !v.LiveStart.IsZero() {
+		cfg.Wait = func(k int, audio bool) time.Duration { return time.Until(v.AvailableAt(k, audio)) }
+	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
 	}

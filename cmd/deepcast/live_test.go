@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// timedLog records when each request for a file came and how it was
+// answered.
+type timedLog struct {
+	mu   sync.Mutex
+	reqs []timedRequest
+}
+
+type timedRequest struct {
+	at     time.Time
+	path   string
+	status int
+}
+
+func (l *timedLog) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at := time.Now()
+		sw := &statusOf{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if r.Method == http.MethodGet {
+			l.mu.Lock()
+			l.reqs = append(l.reqs, timedRequest{at, r.URL.Path, sw.status})
+			l.mu.Unlock()
+		}
+	})
+}
+
+type statusOf struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusOf) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// TestPlayJoinsALiveStream: ffmpeg packages a live stream in real time (a
+// dynamic MPD, SegmentTemplate of fixed duration, as a live encoder
+// writes it) behind a static file server; deepcast play joins it near
+// the live edge, asks for each segment only once it is published, and
+// plays the chunks it was asked for.
+func TestPlayJoinsALiveStream(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	ff := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "60",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-b:v:0", "200k", "-b:v:1", "500k", "-s:v:1", "480x270",
+		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+		"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
+		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
+	var ffErr bytes.Buffer
+	ff.Stderr = &ffErr
+	if err := ff.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		ff.Wait()
+	})
+	// Three segments published: the stream is under way.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "chunk-stream0-00003.m4s")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ffmpeg published no third segment in 30 s: %s", ffErr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	doc, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`availabilityStartTime="([^"]+)"`).FindSubmatch(doc)
+	if m == nil || !bytes.Contains(doc, []byte(`type="dynamic"`)) {
+		t.Fatalf("not a live MPD:\n%s", doc)
+	}
+	ast, err := time.Parse(time.RFC3339Nano, string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &timedLog{}
+	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+
+	joined := time.Now()
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-duration", "6s", "-cmcd", srv.URL + "/live.mpd"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if report := out.String(); !bytes.Contains([]byte(report), []byte("chunk   3")) || bytes.Contains([]byte(report), []byte("chunk   4")) {
+		t.Errorf("deepcast play -duration 6s of 2 s segments:\n%s", report)
+	}
+	// Segment n (from 1) spans [2(n-1), 2n) s after availabilityStartTime
+	// and is published at its end.
+	segment := regexp.MustCompile(`^/chunk-stream(\d)-(\d+)\.m4s$`)
+	publishedAtJoin := int(joined.Sub(ast) / (2 * time.Second))
+	var videoNumbers []int
+	log.mu.Lock()
+	reqs := log.reqs
+	log.mu.Unlock()
+	for _, r := range reqs {
+		g := segment.FindStringSubmatch(r.path)
+		if g == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(g[2])
+		if published := ast.Add(time.Duration(n) * 2 * time.Second); r.status == http.StatusOK && r.at.Before(published.Add(-50*time.Millisecond)) {
+			t.Errorf("%s was asked for %v before it was due", r.path, published.Sub(r.at))
+		}
+		if g[1] != "2" && r.status == http.StatusOK {
+			videoNumbers = append(videoNumbers, n)
+		}
+	}
+	if len(videoNumbers) != 3 {
+		t.Fatalf("video segments fetched: %v, want 3", videoNumbers)
+	}
+	// Joined near the live edge (ffmpeg suggests a delay of one segment:
+	// the player starts one or two behind), not at the stream's start.
+	if first := videoNumbers[0]; first < publishedAtJoin-2 || first > publishedAtJoin+1 {
+		t.Errorf("joined at segment %d when %d were published", first, publishedAtJoin)
+	}
+	for i, n := range videoNumbers {
+		if n != videoNumbers[0]+i {
+			t.Errorf("video segments %v are not consecutive", videoNumbers)
+			break
+		}
+	}
+	// Played in real time: the last chunk could not come before it was
+	// published.
+	if last := ast.Add(time.Duration(videoNumbers[2]) * 2 * time.Second); time.Now().Before(last) {
+		t.Errorf("finished %v before the last segment was published", time.Until(last))
+	}
+}

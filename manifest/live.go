@@ -1,0 +1,146 @@
+package manifest
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/Eyevinn/dash-mpd/mpd"
+)
+
+// Live is what a player needs of a dynamic (live) MPD besides its segments.
+type Live struct {
+	// Epoch is the wall-clock time of presentation time zero (a Segment's
+	// Start of 0): availabilityStartTime plus the Period's start. A
+	// segment can be fetched from Epoch + Start + Duration on.
+	Epoch time.Time
+	// Delay is how far behind the live edge the segments laid out begin.
+	Delay time.Duration
+	// TimeShiftBufferDepth is how long a segment stays available after
+	// it becomes so (0: the MPD does not say).
+	TimeShiftBufferDepth time.Duration
+}
+
+// LiveJoin is when and how a player joins a live MPD.
+type LiveJoin struct {
+	Now time.Time
+	// Length is the media time to lay segments out for, from the point
+	// where the player joins.
+	Length time.Duration
+	// Delay is how far behind the live edge to join: 0 for the MPD's
+	// suggestedPresentationDelay, else three segments (what dash.js and
+	// DASH-IF's guidelines take when the MPD says nothing).
+	Delay time.Duration
+}
+
+// maxLiveAge bounds how long ago a live stream may have started (a
+// hundred years), so its timeline stays within a time.Duration.
+const maxLiveAge = 100 * 365 * 24 * time.Hour
+
+// maxLiveLength bounds a live session's laid-out media time.
+const maxLiveLength = 7 * 24 * time.Hour
+
+// ParseLive reads an MPD as Parse does and, when it is dynamic (live),
+// lays out the segments a player joining at join.Now plays: from the live
+// edge minus the delay, for join.Length. A static MPD is read as
+// ParseIndexed reads it, with fetch.
+//
+// A live MPD must address segments with a SegmentTemplate of fixed
+// @duration, whose future segments follow from the clock; one with a
+// SegmentTimeline lists only those published so far and needs updates of
+// the MPD to go on, which this player does not make yet.
+func ParseLive(data []byte, base *url.URL, fetch IndexFetcher, join LiveJoin) (*Manifest, error) {
+	if join.Length <= 0 || join.Length > maxLiveLength {
+		return nil, fmt.Errorf("mpd: live length %v: want a positive duration of at most %v", join.Length, maxLiveLength)
+	}
+	return parse(data, base, fetch, &join)
+}
+
+// liveWindow is a live join placed on a Period's timeline.
+type liveWindow struct {
+	edge   time.Duration // the live edge, from the Period's start
+	delay  time.Duration // 0: three segments
+	length time.Duration
+	tsbd   time.Duration // 0: unbounded
+}
+
+// liveSetup checks a dynamic MPD and places join on its one Period.
+func liveSetup(doc *mpd.MPD, join *LiveJoin) (*Live, *liveWindow, error) {
+	if len(doc.Periods) != 1 {
+		return nil, nil, fmt.Errorf("a live MPD of %d Periods: only one Period is played live", len(doc.Periods))
+	}
+	ast := strings.TrimSpace(string(doc.AvailabilityStartTime))
+	if ast == "" {
+		return nil, nil, fmt.Errorf("a live MPD without availabilityStartTime")
+	}
+	t, err := parseDateTime(ast)
+	if err != nil {
+		return nil, nil, fmt.Errorf("availabilityStartTime %q: %w", ast, err)
+	}
+	live := &Live{Epoch: t}
+	if p := doc.Periods[0]; p.Start != nil {
+		live.Epoch = live.Epoch.Add(time.Duration(*p.Start))
+	}
+	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length}
+	if w.edge >= maxLiveAge {
+		return nil, nil, fmt.Errorf("availabilityStartTime %q is more than %v ago", ast, maxLiveAge)
+	}
+	if w.edge <= 0 {
+		return nil, nil, fmt.Errorf("the live stream starts at %s, after now (%s): is this machine's clock right?", live.Epoch.UTC().Format(time.RFC3339), join.Now.UTC().Format(time.RFC3339))
+	}
+	if doc.TimeShiftBufferDepth != nil {
+		w.tsbd = time.Duration(*doc.TimeShiftBufferDepth)
+		live.TimeShiftBufferDepth = w.tsbd
+	}
+	if w.delay == 0 && doc.SuggestedPresentationDelay != nil {
+		w.delay = time.Duration(*doc.SuggestedPresentationDelay)
+	}
+	return live, w, nil
+}
+
+// parseDateTime reads an xs:dateTime; one without a time zone is UTC.
+func parseDateTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("not an xs:dateTime")
+}
+
+// liveSpans lays out a fixed-duration template's segments for w: from
+// the one that holds the join point (the edge less the delay, no earlier
+// than the time-shift buffer reaches) for w.length and one more. It
+// returns them and the index of the first from the Period's start.
+func (a *addressing) liveSpans(w *liveWindow, budget int) ([]span, int, error) {
+	if a.timeline != nil || a.duration == 0 {
+		return nil, 0, fmt.Errorf("a live MPD addressed without a SegmentTemplate @duration: a SegmentTimeline lists only the segments published so far, and this player does not update the MPD yet")
+	}
+	d := toDur(int64(a.duration), a.timescale)
+	if d <= 0 {
+		return nil, 0, fmt.Errorf("segment duration %d/%d s", a.duration, a.timescale)
+	}
+	delay := w.delay
+	if delay == 0 {
+		delay = 3 * d
+	}
+	delay = max(delay, d) // the segment at the edge is not complete
+	if w.tsbd > 0 {
+		delay = min(delay, max(w.tsbd-d, d))
+	}
+	join := max(w.edge-delay, 0)
+	first := int(join / d)
+	n := int((w.length+d-1)/d) + 1
+	if n > budget {
+		return nil, 0, fmt.Errorf("%d live segments of %v: more than %d segments", n, d, MaxSegments)
+	}
+	if float64(a.pto)+float64(first+n)*float64(a.duration) > 1<<62 {
+		return nil, 0, fmt.Errorf("segment %d of %d/%d s: past the end of the media timeline", first+n, a.duration, a.timescale)
+	}
+	out := make([]span, n)
+	for k := range out {
+		out[k] = span{a.pto + uint64(first+k)*a.duration, a.duration}
+	}
+	return out, first, nil
+}
