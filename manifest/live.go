@@ -32,6 +32,14 @@ type LiveJoin struct {
 	// suggestedPresentationDelay, else three segments (what dash.js and
 	// DASH-IF's guidelines take when the MPD says nothing).
 	Delay time.Duration
+	// Resume lays the segments out from the one that holds At (media
+	// time from the Period's start) instead: a player re-reading the MPD
+	// where it has got to.
+	Resume bool
+	At     time.Duration
+	// MinSegments is the fewest segments to lay out (whatever Length
+	// makes of the last duration).
+	MinSegments int
 }
 
 // maxLiveAge bounds how long ago a live stream may have started (a
@@ -46,10 +54,11 @@ const maxLiveLength = 7 * 24 * time.Hour
 // edge minus the delay, for join.Length. A static MPD is read as
 // ParseIndexed reads it, with fetch.
 //
-// A live MPD must address segments with a SegmentTemplate of fixed
-// @duration, whose future segments follow from the clock; one with a
-// SegmentTimeline lists only those published so far and needs updates of
-// the MPD to go on, which this player does not make yet.
+// A live MPD must address segments with a SegmentTemplate: of fixed
+// @duration, whose segments follow from the clock, or with a
+// SegmentTimeline, which lists those published so far; the segments
+// after its last are laid out at its last duration and marked Predicted,
+// for the player to confirm from a later MPD (re-read with Resume).
 func ParseLive(data []byte, base *url.URL, fetch IndexFetcher, join LiveJoin) (*Manifest, error) {
 	if join.Length <= 0 || join.Length > maxLiveLength {
 		return nil, fmt.Errorf("mpd: live length %v: want a positive duration of at most %v", join.Length, maxLiveLength)
@@ -63,6 +72,9 @@ type liveWindow struct {
 	delay  time.Duration // 0: three segments
 	length time.Duration
 	tsbd   time.Duration // 0: unbounded
+	resume bool          // lay out from at, not from the edge less the delay
+	at     time.Duration
+	least  int // the fewest segments to lay out
 }
 
 // liveSetup checks a dynamic MPD and places join on its one Period.
@@ -82,7 +94,7 @@ func liveSetup(doc *mpd.MPD, join *LiveJoin) (*Live, *liveWindow, error) {
 	if p := doc.Periods[0]; p.Start != nil {
 		live.Epoch = live.Epoch.Add(time.Duration(*p.Start))
 	}
-	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length}
+	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length, resume: join.Resume, at: join.At, least: join.MinSegments}
 	if w.edge >= maxLiveAge {
 		return nil, nil, fmt.Errorf("availabilityStartTime %q is more than %v ago", ast, maxLiveAge)
 	}
@@ -109,38 +121,82 @@ func parseDateTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("not an xs:dateTime")
 }
 
-// liveSpans lays out a fixed-duration template's segments for w: from
-// the one that holds the join point (the edge less the delay, no earlier
-// than the time-shift buffer reaches) for w.length and one more. It
-// returns them and the index of the first from the Period's start.
-func (a *addressing) liveSpans(w *liveWindow, budget int) ([]span, int, error) {
-	if a.timeline != nil || a.duration == 0 {
-		return nil, 0, fmt.Errorf("a live MPD addressed without a SegmentTemplate @duration: a SegmentTimeline lists only the segments published so far, and this player does not update the MPD yet")
+// liveSpans lays out a live Representation's segments for w: from the
+// one that holds the join point (the edge less the delay, no earlier than
+// the time-shift buffer reaches; or w.at when resuming) for w.length and
+// one more. A fixed @duration gives every segment from the clock; a
+// SegmentTimeline lists those published so far, and the ones after its
+// last are laid out at its last duration (predicted: a later MPD tells).
+// It returns the spans, the index of the first from the Period's first
+// segment, and how many of them the MPD lists.
+func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, listed int, err error) {
+	var known []span // the timeline's segments, nil for a fixed duration
+	step := a.duration
+	if a.timeline != nil {
+		// An @r of -1 repeats up to the live edge.
+		if known, err = a.spans(w.edge, -1, budget); err != nil {
+			return nil, 0, 0, err
+		}
+		if len(known) == 0 {
+			return nil, 0, 0, fmt.Errorf("the live SegmentTimeline lists no segments")
+		}
+		step = known[len(known)-1].d
 	}
-	d := toDur(int64(a.duration), a.timescale)
+	if step == 0 {
+		return nil, 0, 0, fmt.Errorf("a live SegmentTemplate with neither @duration nor SegmentTimeline")
+	}
+	d := toDur(int64(step), a.timescale)
 	if d <= 0 {
-		return nil, 0, fmt.Errorf("segment duration %d/%d s", a.duration, a.timescale)
+		return nil, 0, 0, fmt.Errorf("segment duration %d/%d s", step, a.timescale)
 	}
-	delay := w.delay
-	if delay == 0 {
-		delay = 3 * d
+	join := w.at
+	if !w.resume {
+		delay := w.delay
+		if delay == 0 {
+			delay = 3 * d
+		}
+		delay = max(delay, d) // the segment at the edge is not complete
+		if w.tsbd > 0 {
+			delay = min(delay, max(w.tsbd-d, d))
+		}
+		join = max(w.edge-delay, 0)
 	}
-	delay = max(delay, d) // the segment at the edge is not complete
-	if w.tsbd > 0 {
-		delay = min(delay, max(w.tsbd-d, d))
+	n := max(int((w.length+d-1)/d)+1, w.least)
+	if n > budget || n < 0 {
+		return nil, 0, 0, fmt.Errorf("%d live segments of %v: more than %d segments", n, d, MaxSegments)
 	}
-	join := max(w.edge-delay, 0)
-	first := int(join / d)
-	n := int((w.length+d-1)/d) + 1
-	if n > budget {
-		return nil, 0, fmt.Errorf("%d live segments of %v: more than %d segments", n, d, MaxSegments)
+	joinTicks := a.pto + uint64(join.Seconds()*float64(a.timescale))
+	if known == nil {
+		first = int(join / d)
+		if float64(a.pto)+float64(first+n)*float64(step) > 1<<62 {
+			return nil, 0, 0, fmt.Errorf("segment %d of %d/%d s: past the end of the media timeline", first+n, step, a.timescale)
+		}
+		for k := range n {
+			out = append(out, span{a.pto + uint64(first+k)*step, step})
+		}
+		return out, first, n, nil
 	}
-	if float64(a.pto)+float64(first+n)*float64(a.duration) > 1<<62 {
-		return nil, 0, fmt.Errorf("segment %d of %d/%d s: past the end of the media timeline", first+n, a.duration, a.timescale)
+	// The listed segment that holds the join point (or the first listed,
+	// when the join point is before the timeline; or past the last).
+	first = len(known)
+	for k, s := range known {
+		if s.t+s.d > joinTicks {
+			first = k
+			break
+		}
 	}
-	out := make([]span, n)
-	for k := range out {
-		out[k] = span{a.pto + uint64(first+k)*a.duration, a.duration}
+	out = known[first:min(len(known), first+n)]
+	listed = len(out)
+	end := known[len(known)-1].t + step
+	if listed > 0 {
+		end = out[listed-1].t + out[listed-1].d
 	}
-	return out, first, nil
+	for len(out) < n {
+		if float64(end)+float64(step) > 1<<62 {
+			return nil, 0, 0, fmt.Errorf("segment at %d/%d s: past the end of the media timeline", end, a.timescale)
+		}
+		out = append(out, span{end, step})
+		end += step
+	}
+	return out, first, listed, nil
 }

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,9 +57,47 @@ func TestParseLive(t *testing.T) {
 		}
 	}
 
+	// A SegmentTimeline lists the segments published so far (to 100 s
+	// here); those after are laid out at the last one's duration, marked
+	// predicted. Resuming lays them out from a given time instead.
+	for _, tc := range []struct {
+		name, timeline string
+		resume         bool
+		wantURLs       []string
+		wantPredicted  int
+	}{
+		{"$Number$", `<SegmentTemplate timescale="1000" startNumber="5" media="$Number$.m4s"><SegmentTimeline><S t="0" d="2000" r="49"/></SegmentTimeline></SegmentTemplate>`, false,
+			[]string{"52", "53", "54", "55", "56", "57"}, 3},
+		{"$Time$", `<SegmentTemplate timescale="1000" media="$Time$.m4s"><SegmentTimeline><S t="0" d="2000" r="46"/><S d="1000"/><S d="3000" r="1"/></SegmentTimeline></SegmentTemplate>`, false,
+			// Three of the last duration (3 s) behind 101 s: 92 s.
+			[]string{"92000", "94000", "95000", "98000", "101000"}, 1},
+		{"resumed", `<SegmentTemplate timescale="1000" startNumber="5" media="$Number$.m4s"><SegmentTimeline><S t="0" d="2000" r="49"/></SegmentTimeline></SegmentTemplate>`, true,
+			[]string{"53", "54", "55", "56", "57", "58"}, 4},
+	} {
+		join := LiveJoin{Now: ast.Add(101 * time.Second), Length: 10 * time.Second, Resume: tc.resume, At: 96 * time.Second}
+		m, err := ParseLive([]byte(mpdDoc("", "", tc.timeline)), base, nil, join)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		var urls []string
+		predicted := 0
+		for _, s := range m.Video[0].Segments {
+			urls = append(urls, strings.TrimSuffix(strings.TrimPrefix(s.URL, "http://h/live/"), ".m4s"))
+			if s.Predicted {
+				predicted++
+			} else if predicted > 0 {
+				t.Errorf("%s: a listed segment after a predicted one", tc.name)
+			}
+		}
+		if !slices.Equal(urls, tc.wantURLs) || predicted != tc.wantPredicted {
+			t.Errorf("%s: segments %q (%d predicted), want %q (%d)", tc.name, urls, predicted, tc.wantURLs, tc.wantPredicted)
+		}
+	}
+
 	join := LiveJoin{Now: ast.Add(time.Minute), Length: 10 * time.Second}
 	for _, tc := range []struct{ name, doc, want string }{
-		{"a SegmentTimeline", mpdDoc("", "", `<SegmentTemplate media="$Time$.m4s"><SegmentTimeline><S t="0" d="2" r="10"/></SegmentTimeline></SegmentTemplate>`), "does not update the MPD"},
+		{"an empty SegmentTimeline", mpdDoc("", "", `<SegmentTemplate media="$Time$.m4s"><SegmentTimeline/></SegmentTemplate>`), "lists no segments"},
 		{"a SegmentList", mpdDoc("", "", `<SegmentList duration="2"><SegmentURL media="1.m4s"/></SegmentList>`), "SegmentList"},
 		{"no availabilityStartTime", strings.Replace(mpdDoc("", "", template), `availabilityStartTime="2026-12-01T10:00:00Z"`, "", 1), "without availabilityStartTime"},
 		{"a bad availabilityStartTime", strings.Replace(mpdDoc("", "", template), `2026-12-01T10:00:00Z`, "yesterday", 1), "not an xs:dateTime"},

@@ -65,6 +65,10 @@ type Segment struct {
 	// Range is the segment's byte range in URL ("first-last"), "" for the
 	// whole resource: SegmentList's @mediaRange, or a sidx reference.
 	Range string
+	// Predicted marks a live segment laid out past the last one its
+	// SegmentTimeline lists, at the last one's duration: a later MPD
+	// confirms or corrects its URL and timing.
+	Predicted bool
 	// Init and InitRange are set on the first segment that needs another
 	// initialization segment than those before it (a later Period's, or an
 	// HLS EXT-X-MAP after a discontinuity): the one it and the segments
@@ -409,7 +413,8 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 	if err != nil {
 		return nil, err
 	}
-	first := 0 // the first segment's index in the Period (live: where the player joins)
+	first := 0   // the first segment's index in the Period (live: where the player joins)
+	listed := -1 // live: how many of the segments the MPD lists (the rest are predicted)
 	number := func(k int) int { return a.startNumber + first + k }
 	if live != nil && a.scheme != "template" {
 		return nil, fmt.Errorf("a live MPD addressed with Segment%s: only a SegmentTemplate is played live", map[string]string{"list": "List", "base": "Base"}[a.scheme])
@@ -431,7 +436,7 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 			return nil, fmt.Errorf("SegmentTemplate has no @media")
 		}
 		if live != nil {
-			spans, first, err = a.liveSpans(live, budget)
+			spans, first, listed, err = a.liveSpans(live, budget)
 		} else {
 			spans, err = a.spans(periodDur, -1, budget)
 		}
@@ -491,6 +496,7 @@ func representation(p *mpd.Period, as *mpd.AdaptationSetType, rep *mpd.Represent
 		if k < len(ranges) {
 			seg.Range = ranges[k]
 		}
+		seg.Predicted = listed >= 0 && k >= listed
 		r.Segments = append(r.Segments, seg)
 	}
 	if len(r.Segments) == 0 {

@@ -66,11 +66,10 @@ type Config struct {
 	SkipFirstQoE bool
 	// Chunks caps how many chunks are played (0: all).
 	Chunks int
-	// Wait, for a live stream, is how long from now chunk k (audio
-	// segment k when audio) is still to be published; the session sleeps
-	// that long before it asks for it, its buffer draining meanwhile. nil
-	// for VOD.
-	Wait func(k int, audio bool) time.Duration
+	// Ready, for a live stream, returns once chunk k (audio segment k
+	// when audio) is published, sleeping on the session's clock; the
+	// buffer drains meanwhile. nil for VOD.
+	Ready func(ctx context.Context, k int, audio bool) error
 	// FetchInit fetches each rendition's initialization segment the first
 	// time the ABR chooses it, and the sound's before its first segment,
 	// as a player must before it can decode them; the time counts toward
@@ -271,13 +270,10 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 // waitFor sleeps until chunk k (audio segment k) of a live stream is
 // published.
 func (s *Session) waitFor(ctx context.Context, k int, audio bool) error {
-	if s.Config.Wait == nil {
+	if s.Config.Ready == nil {
 		return nil
 	}
-	if w := s.Config.Wait(k, audio); w > 0 {
-		return s.Clock.Sleep(ctx, w)
-	}
-	return nil
+	return s.Config.Ready(ctx, k, audio)
 }
 
 // initFetcher fetches initialization segments once each, for a session

@@ -136,7 +136,7 @@ func TestSessionWaitsForLiveSegments(t *testing.T) {
 	f := &stepFetcher{}
 	published := func(k int) time.Duration { return time.Second + time.Duration(k)*2*time.Second }
 	cfg := DefaultConfig()
-	cfg.Wait = func(k int, audio bool) time.Duration { return published(k) - f.now }
+	cfg.Ready = func(ctx context.Context, k int, audio bool) error { return f.Sleep(ctx, max(0, published(k)-f.now)) }
 	q, _ := NewQoE("lin")
 	abr := &watching{}
 	r, err := (&Session{Video: v, ABR: abr, QoE: q, Clock: f, Fetcher: f, Config: cfg}).Run(context.Background())

@@ -58,6 +58,10 @@ type Video struct {
 	// 0's media begins (zero for VOD): a chunk can be fetched once the
 	// live edge has passed its end (see AvailableAt).
 	LiveStart time.Time
+	// liveOffset is chunk 0's start on the live Period's timeline, and
+	// live what confirms predicted segments (nil when none is).
+	liveOffset time.Duration
+	live       *liveFeed
 
 	// reinit lists, by rendition (-1: the sound, by its segment index),
 	// the chunks from which another initialization segment is needed (a
@@ -168,8 +172,8 @@ func (v *Video) audioDue(k int) int {
 	if len(v.AudioEnds) != n {
 		return min(k+1, n) // no timing: one audio segment per chunk
 	}
-	if k >= v.Chunks-1 {
-		return n
+	if k >= v.Chunks-1 && v.LiveStart.IsZero() {
+		return n // the rest of the sound: it may end in a short segment past the video
 	}
 	end := v.chunkEnd(k) - audioSlack
 	for i, e := range v.AudioEnds {

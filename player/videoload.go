@@ -257,7 +257,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		}
 		return resp.ContentLength, nil
 	}
-	return videoFromManifest(ctx, m, mpdURL, lazy, func(u string) (int64, error) {
+	v, err := videoFromManifest(ctx, m, mpdURL, lazy, func(u string) (int64, error) {
 		if v, ok := cache.Load(u); ok {
 			return v.(int64), nil
 		}
@@ -275,6 +275,21 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		cache.Store(u, n)
 		return n, nil
 	})
+	if err != nil || m.Live == nil || !predicts(m) {
+		return v, err
+	}
+	v.live = &liveFeed{relayout: func(ctx context.Context, k int) error {
+		left := v.Chunks - k
+		at := v.liveOffset + v.chunkStart(k)
+		m, err := fetchManifest(ctx, mpdURL, client, &manifest.LiveJoin{Length: time.Duration(left) * v.ChunkDuration,
+			Resume: true, At: at, MinSegments: left})
+		if err != nil {
+			return err
+		}
+		return v.relayFrom(k, at, m)
+	}}
+	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	return v, nil
 }
 
 // VideoFromMPD makes a Video from an asset's MPD held in memory (read
@@ -307,7 +322,8 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, lazy bool, size func(url string) (int64, error)) (*Video, error) {
 	v := &Video{Name: name, Bases: m.Bases}
 	if m.Live != nil {
-		v.LiveStart = m.Live.Epoch.Add(m.Video[0].Segments[0].Start)
+		v.liveOffset = m.Video[0].Segments[0].Start
+		v.LiveStart = m.Live.Epoch.Add(v.liveOffset)
 	}
 	chunks := len(m.Video[0].Segments)
 	for _, r := range m.Video {

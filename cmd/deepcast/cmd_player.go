@@ -405,7 +405,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
 	if !v.LiveStart.IsZero() {
-		cfg.Wait = func(k int, audio bool) time.Duration { return time.Until(v.AvailableAt(k, audio)) }
+		cfg.Ready = func(ctx context.Context, k int, audio bool) error { return v.WaitPublished(ctx, clock, k, audio) }
 	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))

@@ -57,13 +57,22 @@ func (s *statusOf) WriteHeader(code int) {
 // the live edge, asks for each segment only once it is published, and
 // plays the chunks it was asked for.
 func TestPlayJoinsALiveStream(t *testing.T) {
+	// A template of fixed @duration, whose segments follow from the
+	// clock; and a SegmentTimeline, which lists those published so far
+	// (ffmpeg's default), so the player re-reads the MPD as it goes.
+	for _, timeline := range []string{"0", "1"} {
+		t.Run("use_timeline="+timeline, func(t *testing.T) { playLive(t, timeline) })
+	}
+}
+
+func playLive(t *testing.T, useTimeline string) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	ff := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-re",
 		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "60",
 		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-b:v:0", "200k", "-b:v:1", "500k", "-s:v:1", "480x270",
 		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
-		"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
+		"-f", "dash", "-use_timeline", useTimeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
 		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
 	var ffErr bytes.Buffer
 	ff.Stderr = &ffErr
@@ -130,6 +139,12 @@ func TestPlayJoinsALiveStream(t *testing.T) {
 			videoNumbers = append(videoNumbers, n)
 		}
 	}
+	// The MPD is read once, and re-read a few times a chunk at most.
+	// A SegmentTimeline does not list the chunks published after the join:
+	// the player re-reads it for them.
+	if mpds := countPath(reqs, "/live.mpd"); mpds > 1+5*3 || useTimeline == "1" && mpds < 2 {
+		t.Errorf("the MPD was read %d times for 3 chunks", mpds)
+	}
 	if len(videoNumbers) != 3 {
 		t.Fatalf("video segments fetched: %v, want 3", videoNumbers)
 	}
@@ -149,4 +164,14 @@ func TestPlayJoinsALiveStream(t *testing.T) {
 	if last := ast.Add(time.Duration(videoNumbers[2]) * 2 * time.Second); time.Now().Before(last) {
 		t.Errorf("finished %v before the last segment was published", time.Until(last))
 	}
+}
+
+func countPath(reqs []timedRequest, path string) int {
+	n := 0
+	for _, r := range reqs {
+		if r.path == path {
+			n++
+		}
+	}
+	return n
 }

@@ -1,0 +1,78 @@
+package player
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// liveFeed is what a live Video with predicted segments needs to confirm
+// them: a live SegmentTimeline lists the segments published so far, and
+// the ones after are laid out at the last one's duration until a later
+// MPD lists them.
+type liveFeed struct {
+	// relayout re-reads the MPD and lays the stream out again from video
+	// chunk k (and the sound from there).
+	relayout       func(ctx context.Context, k int) error
+	predicted      []bool // per video chunk
+	audioPredicted []bool // per audio segment
+	playing        int    // the video chunk the session is at
+}
+
+func (l *liveFeed) isPredicted(k int, audio bool) bool {
+	list := l.predicted
+	if audio {
+		list = l.audioPredicted
+	}
+	return k < len(list) && list[k]
+}
+
+// liveConfirmGrace is how long past its predicted publication a segment
+// may go unlisted by the MPD before the session gives up on it.
+const liveConfirmGrace = 3
+
+// WaitPublished waits on clock until chunk k (audio segment k when audio)
+// of a live stream is published, re-reading the MPD for one it only
+// predicted; it returns at once for VOD. It reads the wall clock: for
+// play, whose clock is the wall's.
+func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio bool) error {
+	if v.LiveStart.IsZero() {
+		return nil
+	}
+	if v.live != nil && !audio {
+		v.live.playing = k
+	}
+	var deadline time.Time
+	poll := v.ChunkDuration / 8 // doubling to half a chunk: a packager may list a segment a chunk late
+	for {
+		if w := time.Until(v.AvailableAt(k, audio)); w > 0 {
+			if err := clock.Sleep(ctx, w); err != nil {
+				return err
+			}
+		}
+		if v.live == nil || !v.live.isPredicted(k, audio) {
+			return nil
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(liveConfirmGrace*v.ChunkDuration + time.Second)
+		}
+		if time.Now().After(deadline) {
+			what := "video chunk"
+			if audio {
+				what = "audio segment"
+			}
+			return fmt.Errorf("live MPD: %s %d, due at %s, is still not listed", what, k+1, v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
+		}
+		if err := v.live.relayout(ctx, v.live.playing); err != nil {
+			return fmt.Errorf("live MPD: %w", err)
+		}
+		if v.live.isPredicted(k, audio) && time.Until(v.AvailableAt(k, audio)) <= 0 {
+			// Published by the clock, not yet in the MPD: the packager
+			// writes the MPD after the segment. Ask again shortly.
+			if err := clock.Sleep(ctx, poll); err != nil {
+				return err
+			}
+			poll = min(2*poll, v.ChunkDuration/2)
+		}
+	}
+}
