@@ -33,6 +33,9 @@ func NewWallClock() *WallClock { return &WallClock{start: time.Now()} }
 // Now implements Clock.
 func (c *WallClock) Now() time.Duration { return time.Since(c.start) }
 
+// Start is the wall time the clock began at.
+func (c *WallClock) Start() time.Time { return c.start }
+
 // Sleep implements Clock.
 func (c *WallClock) Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

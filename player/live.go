@@ -76,3 +76,29 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 		}
 	}
 }
+
+// Latency is how far behind the live edge a live session played: when
+// playback began and when its last chunk came.
+type Latency struct {
+	Start, End time.Duration
+}
+
+// LiveLatency measures res, a session of live v begun at start (wall
+// time), from the log it kept; false for VOD or a session without a log.
+// The playhead is at chunk 0's start when playback begins, and at the end
+// of the media in, less the buffer, when each chunk comes.
+func (v *Video) LiveLatency(start time.Time, res Result) (Latency, bool) {
+	if v.LiveStart.IsZero() || len(res.Log) == 0 {
+		return Latency{}, false
+	}
+	last := res.Log[len(res.Log)-1]
+	k := last.Chunk - 1
+	if k < 0 || k >= len(v.Ends) {
+		return Latency{}, false
+	}
+	playhead := v.LiveStart.Add(v.Ends[k] - last.Buffer)
+	return Latency{
+		Start: start.Add(res.Startup).Sub(v.LiveStart),
+		End:   start.Add(last.Time).Sub(playhead),
+	}, true
+}

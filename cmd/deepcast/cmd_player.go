@@ -231,10 +231,17 @@ func playCommand() command {
 					return fmt.Errorf("%q is not an http(s):// URL: play streams over HTTP (serve a library with `deepcast origin`, or simulate a local asset with `deepcast sim -video %s`): %w", args[0], args[0], errUsage)
 				}
 				var stats player.FetchStats
+				var latency player.Latency
+				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, CA: *ca, HTTP3: *h3, Header: headers.h, Out: stdout})
+					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
+					CA: *ca, HTTP3: *h3, Header: headers.h, Out: stdout})
 				if *jsonOut != "" {
-					if werr := writePlayJSON(*jsonOut, res, stats, err); werr != nil && err == nil {
+					var lat *player.Latency
+					if live {
+						lat = &latency
+					}
+					if werr := writePlayJSON(*jsonOut, res, stats, lat, err); werr != nil && err == nil {
 						err = werr
 					}
 				}
@@ -242,6 +249,9 @@ func playCommand() command {
 					return err
 				}
 				printSession(stdout, *abr, res, stats.Protocol)
+				if live {
+					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end\n", latency.Start.Seconds(), latency.End.Seconds())
+				}
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err
@@ -258,6 +268,10 @@ type playOptions struct {
 	TraceValue         *player.Trace // used instead of Trace when set
 	RTT, Duration      time.Duration
 	CMCD, Live, Verify bool
+	// Latency, when set and the stream is live, receives how far behind
+	// the live edge it played (LatencyOK tells whether it was live).
+	Latency   *player.Latency
+	LatencyOK *bool
 	// Stats, when set, receives the fetcher's request counts at the end.
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
@@ -337,26 +351,38 @@ func (r *requestHeaders) Set(s string) error {
 
 // playReport is the JSON of play -json.
 type playReport struct {
-	OK            bool              `json:"ok"`
-	Error         string            `json:"error,omitempty"`
-	Chunks        int               `json:"chunks"`
-	QoE           float64           `json:"qoe"`
-	MeanBitrate   float64           `json:"meanBitrateKbps"`
-	Startup       float64           `json:"startupSeconds"`
-	Stalls        int               `json:"stalls"`
-	StallSeconds  float64           `json:"stallSeconds"`
-	Switches      int               `json:"switches"`
-	PlaySeconds   float64           `json:"playSeconds"`
-	Requests      player.FetchStats `json:"requests"`
-	FinishedAtUTC time.Time         `json:"finished"`
+	OK           bool              `json:"ok"`
+	Error        string            `json:"error,omitempty"`
+	Chunks       int               `json:"chunks"`
+	QoE          float64           `json:"qoe"`
+	MeanBitrate  float64           `json:"meanBitrateKbps"`
+	Startup      float64           `json:"startupSeconds"`
+	Stalls       int               `json:"stalls"`
+	StallSeconds float64           `json:"stallSeconds"`
+	Switches     int               `json:"switches"`
+	PlaySeconds  float64           `json:"playSeconds"`
+	Requests     player.FetchStats `json:"requests"`
+	// LiveLatency is how far behind the live edge a live stream played
+	// (seconds); absent for VOD.
+	LiveLatency   *liveLatencyJSON `json:"liveLatency,omitempty"`
+	FinishedAtUTC time.Time        `json:"finished"`
 }
 
-func writePlayJSON(path string, res player.Result, stats player.FetchStats, playErr error) error {
+// liveLatencyJSON is a player.Latency in seconds.
+type liveLatencyJSON struct {
+	Start float64 `json:"startSeconds"`
+	End   float64 `json:"endSeconds"`
+}
+
+func writePlayJSON(path string, res player.Result, stats player.FetchStats, latency *player.Latency, playErr error) error {
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
 		Requests: stats, FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
+	}
+	if latency != nil {
+		r.LiveLatency = &liveLatencyJSON{Start: latency.Start.Seconds(), End: latency.End.Seconds()}
 	}
 	return writeFile(path, func(f *os.File) error {
 		enc := json.NewEncoder(f)
@@ -418,7 +444,11 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		}
 	}
 	s := &player.Session{Video: v, ABR: a, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}
-	return s.Run(ctx)
+	res, err := s.Run(ctx)
+	if o.Latency != nil && o.LatencyOK != nil {
+		*o.Latency, *o.LatencyOK = v.LiveLatency(clock.Start(), res)
+	}
+	return res, err
 }
 
 // checkOutputs makes sure sim can write what it was asked to: the -out

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -112,8 +114,21 @@ func playLive(t *testing.T, useTimeline string) {
 
 	joined := time.Now()
 	var out, errb bytes.Buffer
-	if code := run([]string{"play", "-duration", "6s", "-cmcd", srv.URL + "/live.mpd"}, &out, &errb); code != 0 {
+	report := filepath.Join(t.TempDir(), "play.json")
+	if code := run([]string{"play", "-duration", "6s", "-cmcd", "-json", report, srv.URL + "/live.mpd"}, &out, &errb); code != 0 {
 		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	// How far behind the live edge it played: at least the segment it
+	// joined in, at most the join delay and two segments of waiting.
+	var summary struct {
+		LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
+	}
+	if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
+		t.Fatalf("play -json: %v\n%s", err, data)
+	}
+	if l := summary.LiveLatency; l.StartSeconds < 1 || l.StartSeconds > 12 || l.EndSeconds < 1 || l.EndSeconds > 12 ||
+		!strings.Contains(out.String(), "behind the live edge") {
+		t.Errorf("live latency %+v s; output:\n%s", *l, out.String())
 	}
 	if report := out.String(); !bytes.Contains([]byte(report), []byte("chunk   3")) || bytes.Contains([]byte(report), []byte("chunk   4")) {
 		t.Errorf("deepcast play -duration 6s of 2 s segments:\n%s", report)
