@@ -415,6 +415,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	clock := player.NewWallClock()
 	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3,
 		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
+	if f.Live {
+		f.Retries = 5 // a live segment may be published late: up to 7.75 s of backoff
+	}
 	if o.Stats != nil {
 		defer func() { *o.Stats = f.Stats() }()
 	}
