@@ -371,6 +371,11 @@ func startsM3U(body []byte) bool {
 // With content steering, the variants of the default pathway (else the
 // first) are taken.
 func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*Manifest, error) {
+	return parseHLS(data, base, get, nil)
+}
+
+// parseHLS is ParseHLS, and ParseHLSLive when join is not nil.
+func parseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error), join *LiveJoin) (*Manifest, error) {
 	master, err := decodeMaster(data)
 	if err != nil {
 		return nil, err
@@ -390,6 +395,7 @@ func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*
 	m := &Manifest{}
 	seen := map[string]bool{}
 	audioGroup, videoFamily := "", ""
+	var lists []playlistInfo
 	for _, v := range master.Variants {
 		if v.Iframe || pathway != "" && v.PathwayId != "" && v.PathwayId != pathway {
 			continue
@@ -409,9 +415,11 @@ func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*
 			}
 		}
 		rep := &Representation{ID: repID(u), Bandwidth: int(v.Bandwidth), Width: w, Height: h, Codecs: videoCodecs(v.Codecs), MimeType: "video/mp4"}
-		if err := readMediaPlaylist(rep, u, get); err != nil {
+		info, err := readMediaPlaylist(rep, u, get, join != nil)
+		if err != nil {
 			return nil, err
 		}
+		lists = append(lists, info)
 		m.Video = append(m.Video, rep)
 		if audioGroup == "" {
 			audioGroup = v.Audio
@@ -429,15 +437,23 @@ func ParseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error)) (*
 			return nil, fmt.Errorf("hls: audio %q: %w", alt.URI, err)
 		}
 		rep := &Representation{ID: repID(u), MimeType: "audio/mp4"}
-		if err := readMediaPlaylist(rep, u, get); err != nil {
+		info, err := readMediaPlaylist(rep, u, get, join != nil)
+		if err != nil {
 			return nil, err
 		}
+		lists = append(lists, info)
 		m.Audio = []*Representation{rep}
 		if alt.Default {
 			break
 		}
 	}
 	slices.SortStableFunc(m.Video, func(a, b *Representation) int { return a.Bandwidth - b.Bandwidth })
+	if join != nil && slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open }) {
+		if err := m.layOutLiveHLS(lists, join); err != nil {
+			return nil, err
+		}
+		return m, nil
+	}
 	for _, s := range m.Video[0].Segments {
 		m.Duration += s.Duration
 	}
@@ -503,34 +519,49 @@ func decodePlaylist(data []byte) (pl m3u8.Playlist, kind m3u8.ListType, err erro
 // maxHLSSegments bounds the segments of one media playlist.
 const maxHLSSegments = 1 << 20
 
+// playlistInfo is what a media playlist says besides its segments.
+type playlistInfo struct {
+	open   bool          // live: no EXT-X-ENDLIST
+	target time.Duration // EXT-X-TARGETDURATION
+}
+
 // readMediaPlaylist fetches a media playlist and fills rep's init and
-// segments from it.
-func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]byte, error)) error {
+// segments from it. A live one (without EXT-X-ENDLIST) is refused unless
+// live; its segments are numbered by their media sequence numbers.
+func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]byte, error), live bool) (info playlistInfo, err error) {
 	data, err := get(u)
 	if err != nil {
-		return fmt.Errorf("hls: media playlist %s: %w", u, err)
+		return info, fmt.Errorf("hls: media playlist %s: %w", u, err)
 	}
 	pl, kind, err := decodePlaylist(data)
 	if err != nil {
-		return fmt.Errorf("media playlist %s: %w", u, err)
+		return info, fmt.Errorf("media playlist %s: %w", u, err)
 	}
 	if kind != m3u8.MEDIA {
-		return fmt.Errorf("hls: %s is not a media playlist", u)
+		return info, fmt.Errorf("hls: %s is not a media playlist", u)
 	}
 	mp := pl.(*m3u8.MediaPlaylist)
-	if !mp.Closed {
-		return fmt.Errorf("hls: %s is a live playlist (no EXT-X-ENDLIST); only VOD is played", u)
+	if !mp.Closed && !live {
+		return info, fmt.Errorf("hls: %s is a live playlist (no EXT-X-ENDLIST): a live stream is played (deepcast play -duration D), not simulated", u)
+	}
+	info = playlistInfo{open: !mp.Closed, target: time.Duration(min(mp.TargetDuration, 3600)) * time.Second}
+	first := 1
+	if info.open {
+		if mp.SeqNo > 1<<40 {
+			return info, fmt.Errorf("hls: %s: EXT-X-MEDIA-SEQUENCE %d is too large", u, mp.SeqNo)
+		}
+		first = int(mp.SeqNo)
 	}
 	if mp.Map != nil {
 		if rep.Init, rep.InitRange, err = hlsInit(u, mp.Map); err != nil {
-			return err
+			return info, err
 		}
 	}
 	// The library reads a missing @o as 0; RFC 8216 §4.3.2.2 makes it the
 	// byte after the previous segment's sub-range.
 	offsets := byteRangeOffsets(data)
 	if n := len(slices.DeleteFunc(slices.Clone(mp.GetAllSegments()), func(s *m3u8.MediaSegment) bool { return s.Limit == 0 })); n != len(offsets) {
-		return fmt.Errorf("hls: %s: %d EXT-X-BYTERANGE tags for %d segments of a positive length", u, len(offsets), n)
+		return info, fmt.Errorf("hls: %s: %d EXT-X-BYTERANGE tags for %d segments of a positive length", u, len(offsets), n)
 	}
 	ranged := 0
 	var prev Segment
@@ -538,35 +569,35 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 	var start time.Duration
 	for k, s := range mp.GetAllSegments() {
 		if k >= maxHLSSegments {
-			return fmt.Errorf("hls: %s has more than %d segments", u, maxHLSSegments)
+			return info, fmt.Errorf("hls: %s has more than %d segments", u, maxHLSSegments)
 		}
 		su, err := u.Parse(s.URI)
 		if err != nil {
-			return fmt.Errorf("hls: %s: segment %q: %w", u, s.URI, err)
+			return info, fmt.Errorf("hls: %s: segment %q: %w", u, s.URI, err)
 		}
 		if s.Duration < 0 || math.IsNaN(s.Duration) || s.Duration > 3600 {
-			return fmt.Errorf("hls: %s: segment %q lasts %v s", u, s.URI, s.Duration)
+			return info, fmt.Errorf("hls: %s: segment %q lasts %v s", u, s.URI, s.Duration)
 		}
 		d := time.Duration(math.Round(s.Duration * float64(time.Second)))
-		seg := Segment{Number: k + 1, Start: start, Duration: d, URL: su.String()}
+		seg := Segment{Number: first + k, Start: start, Duration: d, URL: su.String()}
 		if s.Map != nil && k > 0 {
 			// A new EXT-X-MAP (after a discontinuity): this segment on needs it.
 			if seg.Init, seg.InitRange, err = hlsInit(u, s.Map); err != nil {
-				return err
+				return info, err
 			}
 		}
 		if s.Limit != 0 {
 			off := s.Offset
 			if ranged < len(offsets) && !offsets[ranged] {
 				if prev.Range == "" || prev.URL != seg.URL {
-					return fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE has no offset and follows no sub-range of %q", u, k+1, s.URI)
+					return info, fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE has no offset and follows no sub-range of %q", u, k+1, s.URI)
 				}
 				off = prevEnd + 1
 			}
 			ranged++
 			r, err := subRange(s.Limit, off)
 			if err != nil {
-				return fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE: %w", u, k+1, err)
+				return info, fmt.Errorf("hls: %s: segment %d's EXT-X-BYTERANGE: %w", u, k+1, err)
 			}
 			seg.Range, prevEnd = r.String(), r.last
 		}
@@ -575,9 +606,9 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 		start += d
 	}
 	if len(rep.Segments) == 0 {
-		return fmt.Errorf("hls: %s has no segments", u)
+		return info, fmt.Errorf("hls: %s has no segments", u)
 	}
-	return nil
+	return info, nil
 }
 
 // hlsInit is the initialization segment an EXT-X-MAP in playlist u names:

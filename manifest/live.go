@@ -40,6 +40,11 @@ type LiveJoin struct {
 	// MinSegments is the fewest segments to lay out (whatever Length
 	// makes of the last duration).
 	MinSegments int
+	// AnchorNumber and AnchorStart place a resumed HLS layout on the
+	// timeline: the segment of that media sequence number (which both
+	// loads list) starts at AnchorStart. An MPD has its own clock.
+	AnchorNumber int
+	AnchorStart  time.Duration
 }
 
 // maxLiveAge bounds how long ago a live stream may have started (a

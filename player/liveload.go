@@ -80,6 +80,7 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 			if q == 0 {
 				v.Ends[j] = s.Start + s.Duration - v.liveOffset
 				v.live.predicted[j] = false
+				v.liveNumbers[j] = s.Number
 			}
 			v.live.predicted[j] = v.live.predicted[j] || s.Predicted
 		}

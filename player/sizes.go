@@ -72,7 +72,7 @@ func (l *lazySizes) get(v *Video, chunk, rendition int) int64 {
 			}
 			l.loaded[k] = true
 			for q, n := range v.Sizes[k] {
-				if n == 0 {
+				if n == 0 && v.URLs[k][q] != "" { // a live segment predicted has no URL yet
 					asks = append(asks, sizeAsk{k, q})
 				}
 			}

@@ -60,8 +60,9 @@ type Video struct {
 	LiveStart time.Time
 	// liveOffset is chunk 0's start on the live Period's timeline, and
 	// live what confirms predicted segments (nil when none is).
-	liveOffset time.Duration
-	live       *liveFeed
+	liveOffset  time.Duration
+	live        *liveFeed
+	liveNumbers []int // each chunk's segment number in the lowest rendition
 
 	// reinit lists, by rendition (-1: the sound, by its segment index),
 	// the chunks from which another initialization segment is needed (a

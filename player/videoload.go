@@ -139,10 +139,17 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 	}
 	var m *manifest.Manifest
 	if manifest.IsHLS(mpdURL, data) {
-		m, err = manifest.ParseHLS(data, base, func(u *url.URL) ([]byte, error) {
+		get := func(u *url.URL) ([]byte, error) {
 			b, _, err := fetchDocument(ctx, u.String(), client, manifest.MaxPlaylistSize)
 			return b, err
-		})
+		}
+		if join != nil {
+			j := *join
+			j.Now = time.Now()
+			m, err = manifest.ParseHLSLive(data, base, get, j)
+		} else {
+			m, err = manifest.ParseHLS(data, base, get)
+		}
 	} else {
 		index := func(u *url.URL, first, last int64) ([]byte, error) {
 			return fetchRange(ctx, u.String(), first, last, client)
@@ -281,8 +288,14 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	v.live = &liveFeed{relayout: func(ctx context.Context, k int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
+		// An HLS reload is placed by a segment both loads list: the last
+		// chunk up to k that a playlist listed.
+		anchor := k
+		for anchor > 0 && v.live.predicted[anchor] {
+			anchor--
+		}
 		m, err := fetchManifest(ctx, mpdURL, client, &manifest.LiveJoin{Length: time.Duration(left) * v.ChunkDuration,
-			Resume: true, At: at, MinSegments: left})
+			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)})
 		if err != nil {
 			return err
 		}
@@ -324,6 +337,9 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 	if m.Live != nil {
 		v.liveOffset = m.Video[0].Segments[0].Start
 		v.LiveStart = m.Live.Epoch.Add(v.liveOffset)
+		for _, s := range m.Video[0].Segments {
+			v.liveNumbers = append(v.liveNumbers, s.Number)
+		}
 	}
 	chunks := len(m.Video[0].Segments)
 	for _, r := range m.Video {

@@ -69,33 +69,9 @@ func TestPlayJoinsALiveStream(t *testing.T) {
 
 func playLive(t *testing.T, useTimeline string) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	ff := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "60",
-		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-b:v:0", "200k", "-b:v:1", "500k", "-s:v:1", "480x270",
-		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
-		"-f", "dash", "-use_timeline", useTimeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
-		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
-	var ffErr bytes.Buffer
-	ff.Stderr = &ffErr
-	if err := ff.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		ff.Wait()
-	})
 	// Three segments published: the stream is under way.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "chunk-stream0-00003.m4s")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ffmpeg published no third segment in 30 s: %s", ffErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	liveFFmpeg(t, dir, []string{"chunk-stream0-00003.m4s"}, "-f", "dash", "-use_timeline", useTimeline, "-use_template", "1",
+		"-seg_duration", "2", "-window_size", "10", "-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
 	doc, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
 	if err != nil {
 		t.Fatal(err)
@@ -189,4 +165,91 @@ func countPath(reqs []timedRequest, path string) int {
 		}
 	}
 	return n
+}
+
+// TestPlayJoinsALiveHLSStream: ffmpeg writes live HLS (media playlists
+// without EXT-X-ENDLIST, fMP4 segments, a separate audio rendition);
+// deepcast play joins three target durations behind the end of the
+// playlist, reloads the playlists for the segments published after, and
+// plays consecutive segments.
+func TestPlayJoinsALiveHLSStream(t *testing.T) {
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, []string{"master.m3u8", "s_04.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
+		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
+	log := &timedLog{}
+	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+
+	var out, errb bytes.Buffer
+	report := filepath.Join(t.TempDir(), "play.json")
+	if code := run([]string{"play", "-duration", "8s", "-cmcd", "-json", report, srv.URL + "/master.m3u8"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if r := out.String(); !strings.Contains(r, "chunk   4") || strings.Contains(r, "chunk   5") || !strings.Contains(r, "behind the live edge") {
+		t.Errorf("deepcast play -duration 8s of 2 s segments:\n%s", r)
+	}
+	var summary struct {
+		LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
+	}
+	if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
+		t.Fatalf("play -json: %v\n%s", err, data)
+	} else if l := summary.LiveLatency; l.StartSeconds < 2 || l.StartSeconds > 14 {
+		t.Errorf("joined %.2f s behind the live edge, want about three target durations (6 s)", l.StartSeconds)
+	}
+	log.mu.Lock()
+	reqs := log.reqs
+	log.mu.Unlock()
+	segment := regexp.MustCompile(`^/s_([01])(\d+)\.m4s$`)
+	var videoNumbers []int
+	for _, r := range reqs {
+		if g := segment.FindStringSubmatch(r.path); g != nil && r.status == http.StatusOK {
+			n, _ := strconv.Atoi(g[2])
+			videoNumbers = append(videoNumbers, n)
+		}
+	}
+	for i, n := range videoNumbers {
+		if len(videoNumbers) != 4 || n != videoNumbers[0]+i {
+			t.Errorf("video segments fetched: %v, want 4 consecutive", videoNumbers)
+			break
+		}
+	}
+	// Four segments from three target durations behind: the fourth was
+	// published after the join, so the playlists were reloaded.
+	if loads := countPath(reqs, "/s_0.m3u8"); loads < 2 || loads > 1+5*4 {
+		t.Errorf("the lowest rendition's playlist was read %d times for 4 chunks", loads)
+	}
+}
+
+// liveFFmpeg runs ffmpeg until the test ends, encoding a test pattern and
+// a tone in real time (two video renditions and the sound) to output, a
+// live packager's options and file; it returns once the files in ready
+// are in dir.
+func liveFFmpeg(t *testing.T, dir string, ready []string, output ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ff := exec.CommandContext(ctx, "ffmpeg", append([]string{"-hide_banner", "-nostdin", "-v", "error", "-re",
+		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "60",
+		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-b:v:0", "200k", "-b:v:1", "500k", "-s:v:1", "480x270",
+		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000"}, output...)...)
+	var ffErr bytes.Buffer
+	ff.Stderr = &ffErr
+	if err := ff.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		ff.Wait()
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range ready {
+		for {
+			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("ffmpeg wrote no %s in 30 s: %s", name, ffErr.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
