@@ -205,7 +205,7 @@ func playCommand() command {
 	return command{
 		name:    "play",
 		usage:   "URL",
-		summary: "play an MPD or HLS playlist over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a live line and a summary",
+		summary: "play an MPD or HLS playlist (VOD or live) over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a line per chunk and a summary",
 		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
 			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
