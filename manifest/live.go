@@ -22,6 +22,43 @@ type Live struct {
 	TimeShiftBufferDepth time.Duration
 }
 
+// LiveClocks returns a live MPD's UTCTiming elements, in its order of
+// preference: where the server's clock can be read, so that a player
+// whose clock differs computes availability by the server's (and joins
+// by it: read them before ParseLive). None for a static MPD or one that
+// does not parse.
+func LiveClocks(data []byte) (out []UTCTiming) {
+	defer func() {
+		if recover() != nil {
+			out = nil // the MPD library's panic on hostile input: no clocks
+		}
+	}()
+	if len(data) > MaxMPDSize {
+		return nil
+	}
+	clean, err := sanitize(data)
+	if err != nil {
+		return nil
+	}
+	doc, err := mpd.MPDFromBytes(clean)
+	if err != nil || doc.GetType() != mpd.DYNAMIC_TYPE {
+		return nil
+	}
+	for _, u := range doc.UTCTimings {
+		if u != nil {
+			out = append(out, UTCTiming{Scheme: strings.TrimSpace(string(u.SchemeIdUri)), Value: strings.TrimSpace(u.Value)})
+		}
+	}
+	return out
+}
+
+// UTCTiming is one of an MPD's clock sources (ISO/IEC 23009-1 §5.8.4.11):
+// a scheme such as urn:mpeg:dash:utc:http-iso:2014 and its value (a URL,
+// or the time itself for the direct scheme).
+type UTCTiming struct {
+	Scheme, Value string
+}
+
 // LiveJoin is when and how a player joins a live MPD.
 type LiveJoin struct {
 	Now time.Time

@@ -132,6 +132,7 @@ func FuzzParseLive(f *testing.F) {
 	ast := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, data []byte, nowMs, lengthMs int64) {
 		join := LiveJoin{Now: ast.Add(time.Duration(nowMs) * time.Millisecond), Length: time.Duration(lengthMs) * time.Millisecond}
+		_ = LiveClocks(data)
 		m, err := ParseLive(data, base, nil, join)
 		if err != nil {
 			return

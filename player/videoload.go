@@ -127,12 +127,12 @@ func localFile(u *url.URL) (string, error) {
 // multivariant playlist (a .m3u8 URL, or a body starting #EXTM3U) with
 // the media playlists it names.
 func FetchManifest(ctx context.Context, mpdURL string, client *http.Client) (*manifest.Manifest, error) {
-	return fetchManifest(ctx, mpdURL, client, nil)
+	return fetchManifest(ctx, mpdURL, client, nil, nil)
 }
 
 // fetchManifest is FetchManifest joining a live MPD as join says (its Now
 // set when the MPD has come), or refusing one when join is nil.
-func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join *manifest.LiveJoin) (*manifest.Manifest, error) {
+func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join *manifest.LiveJoin, clock *liveClock) (*manifest.Manifest, error) {
 	data, base, err := fetchDocument(ctx, mpdURL, client, manifest.MaxMPDSize)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
@@ -145,7 +145,9 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 		}
 		if join != nil {
 			j := *join
-			j.Now = time.Now()
+			if j.Now.IsZero() {
+				j.Now = time.Now()
+			}
 			m, err = manifest.ParseHLSLive(data, base, get, j)
 		} else {
 			m, err = manifest.ParseHLS(data, base, get)
@@ -156,7 +158,10 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 		}
 		if join != nil {
 			j := *join
-			j.Now = time.Now()
+			if j.Now.IsZero() {
+				clock.sync(ctx, client, data, mpdURL)
+				j.Now = clock.now()
+			}
 			m, err = manifest.ParseLive(data, base, index, j)
 		} else {
 			m, err = manifest.ParseIndexed(data, base, index)
@@ -244,7 +249,8 @@ func getBody(ctx context.Context, u string, client *http.Client, rng string, lim
 }
 
 func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy bool, join *manifest.LiveJoin) (*Video, error) {
-	m, err := fetchManifest(ctx, mpdURL, client, join)
+	clock := &liveClock{}
+	m, err := fetchManifest(ctx, mpdURL, client, join, clock)
 	if err != nil {
 		return nil, err
 	}
@@ -282,8 +288,12 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		cache.Store(u, n)
 		return n, nil
 	})
-	if err != nil || m.Live == nil || !predicts(m) {
+	if err != nil || m.Live == nil {
 		return v, err
+	}
+	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
+	if !predicts(m) {
+		return v, nil
 	}
 	v.live = &liveFeed{relayout: func(ctx context.Context, k int) error {
 		left := v.Chunks - k
@@ -294,8 +304,8 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		for anchor > 0 && v.live.predicted[anchor] {
 			anchor--
 		}
-		m, err := fetchManifest(ctx, mpdURL, client, &manifest.LiveJoin{Length: time.Duration(left) * v.ChunkDuration,
-			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)})
+		m, err := fetchManifest(ctx, mpdURL, client, &manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration,
+			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)}, clock)
 		if err != nil {
 			return err
 		}

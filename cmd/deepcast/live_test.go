@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -251,5 +254,60 @@ func liveFFmpeg(t *testing.T, dir string, ready []string, output ...string) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+	}
+}
+
+// TestPlayLiveFollowsTheServersClock: a live origin whose clock is 20 s
+// off this machine's (either way) names its clock in UTCTiming; play reads
+// it, joins by it (two seconds behind the edge, as the MPD suggests) and
+// asks for no segment before the server has it.
+func TestPlayLiveFollowsTheServersClock(t *testing.T) {
+	for _, skew := range []time.Duration{-20 * time.Second, 20 * time.Second} {
+		t.Run(skew.String(), func(t *testing.T) {
+			serverNow := func() time.Time { return time.Now().Add(skew) }
+			ast := serverNow().Add(-30 * time.Second).Truncate(time.Second)
+			var early, served atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" minBufferTime="PT2S">`+
+					`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" media="$RepresentationID$/v$Number$.m4s"/>`+
+					`<Representation id="lo" bandwidth="200000"/><Representation id="hi" bandwidth="400000"/></AdaptationSet></Period>`+
+					`<UTCTiming schemeIdUri="urn:mpeg:dash:utc:http-iso:2014" value="time"/></MPD>`, ast.UTC().Format(time.RFC3339))
+			})
+			mux.HandleFunc("/time", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, serverNow().UTC().Format(time.RFC3339Nano))
+			})
+			mux.HandleFunc("/{rep}/{segment}", func(w http.ResponseWriter, r *http.Request) {
+				var n int
+				if _, err := fmt.Sscanf(r.PathValue("segment"), "v%d.m4s", &n); err != nil {
+					http.NotFound(w, r)
+					return
+				}
+				// Segment n is published at its end, n seconds in.
+				if wait := ast.Add(time.Duration(n) * time.Second).Sub(serverNow()); wait > 50*time.Millisecond {
+					early.Add(1)
+					http.NotFound(w, r)
+					return
+				}
+				served.Add(1)
+				w.Header().Set("Content-Length", "20000")
+				w.Write(make([]byte, 20000))
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			var out, errb bytes.Buffer
+			report := filepath.Join(t.TempDir(), "play.json")
+			code := run([]string{"play", "-duration", "4s", "-json", report, srv.URL + "/live.mpd"}, &out, &errb)
+			var summary struct {
+				LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
+			}
+			data, _ := os.ReadFile(report)
+			if code != 0 || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
+				t.Fatalf("deepcast play: exit %d\n%s%s\n%s", code, out.String(), errb.String(), data)
+			}
+			if l := summary.LiveLatency; l.StartSeconds < 1 || l.StartSeconds > 4 || early.Load() != 0 {
+				t.Errorf("joined %.2f s behind the server's live edge (want 2 to 3), %d requests for segments not yet published", l.StartSeconds, early.Load())
+			}
+		})
 	}
 }
