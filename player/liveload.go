@@ -10,17 +10,6 @@ import (
 	"github.com/deepcast/deepcast/manifest"
 )
 
-// predicts reports a live manifest with segments it only predicted.
-func predicts(m *manifest.Manifest) bool {
-	video, audio := predictedOf(m)
-	for _, p := range append(video, audio...) {
-		if p {
-			return true
-		}
-	}
-	return false
-}
-
 // predictedOf marks the video chunks that some rendition only predicted,
 // and the main sound's predicted segments.
 func predictedOf(m *manifest.Manifest) (video, audio []bool) {

@@ -137,6 +137,16 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s: %w", mpdURL, err)
 	}
+	var j manifest.LiveJoin
+	if join != nil {
+		j = *join
+		if j.Now.IsZero() {
+			// A live MPD's segments are published by the server's clock
+			// (an HLS playlist names none: this machine's stands).
+			clock.sync(ctx, client, data, mpdURL)
+			j.Now = clock.now()
+		}
+	}
 	var m *manifest.Manifest
 	if manifest.IsHLS(mpdURL, data) {
 		get := func(u *url.URL) ([]byte, error) {
@@ -144,10 +154,6 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 			return b, err
 		}
 		if join != nil {
-			j := *join
-			if j.Now.IsZero() {
-				j.Now = time.Now()
-			}
 			m, err = manifest.ParseHLSLive(data, base, get, j)
 		} else {
 			m, err = manifest.ParseHLS(data, base, get)
@@ -157,11 +163,6 @@ func fetchManifest(ctx context.Context, mpdURL string, client *http.Client, join
 			return fetchRange(ctx, u.String(), first, last, client)
 		}
 		if join != nil {
-			j := *join
-			if j.Now.IsZero() {
-				clock.sync(ctx, client, data, mpdURL)
-				j.Now = clock.now()
-			}
 			m, err = manifest.ParseLive(data, base, index, j)
 		} else {
 			m, err = manifest.ParseIndexed(data, base, index)
@@ -292,7 +293,8 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		return v, err
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
-	if !predicts(m) {
+	predicted, audioPredicted := predictedOf(m)
+	if !slices.Contains(predicted, true) && !slices.Contains(audioPredicted, true) {
 		return v, nil
 	}
 	v.live = &liveFeed{relayout: func(ctx context.Context, k int) error {
@@ -311,7 +313,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		}
 		return v.relayFrom(k, at, m)
 	}}
-	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	v.live.predicted, v.live.audioPredicted = predicted, audioPredicted
 	return v, nil
 }
 

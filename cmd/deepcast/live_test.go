@@ -14,47 +14,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// timedLog records when each request for a file came and how it was
-// answered.
-type timedLog struct {
-	mu   sync.Mutex
-	reqs []timedRequest
-}
-
-type timedRequest struct {
-	at     time.Time
-	path   string
-	status int
-}
-
-func (l *timedLog) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		at := time.Now()
-		sw := &statusOf{ResponseWriter: w, status: http.StatusOK}
-		h.ServeHTTP(sw, r)
-		if r.Method == http.MethodGet {
-			l.mu.Lock()
-			l.reqs = append(l.reqs, timedRequest{at, r.URL.Path, sw.status})
-			l.mu.Unlock()
-		}
-	})
-}
-
-type statusOf struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusOf) WriteHeader(code int) {
-	s.status = code
-	s.ResponseWriter.WriteHeader(code)
-}
 
 // TestPlayJoinsALiveStream: ffmpeg packages a live stream in real time (a
 // dynamic MPD, SegmentTemplate of fixed duration, as a live encoder
@@ -87,7 +50,7 @@ func playLive(t *testing.T, useTimeline string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &timedLog{}
+	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
 
@@ -99,15 +62,9 @@ func playLive(t *testing.T, useTimeline string) {
 	}
 	// How far behind the live edge it played: at least the segment it
 	// joined in, at most the join delay and two segments of waiting.
-	var summary struct {
-		LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
-	}
-	if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
-		t.Fatalf("play -json: %v\n%s", err, data)
-	}
-	if l := summary.LiveLatency; l.StartSeconds < 1 || l.StartSeconds > 12 || l.EndSeconds < 1 || l.EndSeconds > 12 ||
+	if l := liveLatencyOf(t, report); l.StartSeconds < 1 || l.StartSeconds > 12 || l.EndSeconds < 1 || l.EndSeconds > 12 ||
 		!strings.Contains(out.String(), "behind the live edge") {
-		t.Errorf("live latency %+v s; output:\n%s", *l, out.String())
+		t.Errorf("live latency %+v s; output:\n%s", l, out.String())
 	}
 	if report := out.String(); !bytes.Contains([]byte(report), []byte("chunk   3")) || bytes.Contains([]byte(report), []byte("chunk   4")) {
 		t.Errorf("deepcast play -duration 6s of 2 s segments:\n%s", report)
@@ -117,12 +74,10 @@ func playLive(t *testing.T, useTimeline string) {
 	segment := regexp.MustCompile(`^/chunk-stream(\d)-(\d+)\.m4s$`)
 	publishedAtJoin := int(joined.Sub(ast) / (2 * time.Second))
 	var videoNumbers []int
-	log.mu.Lock()
-	reqs := log.reqs
-	log.mu.Unlock()
+	reqs := log.take()
 	for _, r := range reqs {
 		g := segment.FindStringSubmatch(r.path)
-		if g == nil {
+		if g == nil || r.method != http.MethodGet { // the sizes asked with HEAD aside
 			continue
 		}
 		n, _ := strconv.Atoi(g[2])
@@ -160,10 +115,10 @@ func playLive(t *testing.T, useTimeline string) {
 	}
 }
 
-func countPath(reqs []timedRequest, path string) int {
+func countPath(reqs []loggedRequest, path string) int {
 	n := 0
 	for _, r := range reqs {
-		if r.path == path {
+		if r.method == http.MethodGet && r.path == path {
 			n++
 		}
 	}
@@ -179,7 +134,7 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	dir := t.TempDir()
 	liveFFmpeg(t, dir, []string{"master.m3u8", "s_04.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
 		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
-	log := &timedLog{}
+	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
 
@@ -191,21 +146,14 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	if r := out.String(); !strings.Contains(r, "chunk   4") || strings.Contains(r, "chunk   5") || !strings.Contains(r, "behind the live edge") {
 		t.Errorf("deepcast play -duration 8s of 2 s segments:\n%s", r)
 	}
-	var summary struct {
-		LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
-	}
-	if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
-		t.Fatalf("play -json: %v\n%s", err, data)
-	} else if l := summary.LiveLatency; l.StartSeconds < 2 || l.StartSeconds > 14 {
+	if l := liveLatencyOf(t, report); l.StartSeconds < 2 || l.StartSeconds > 14 {
 		t.Errorf("joined %.2f s behind the live edge, want about three target durations (6 s)", l.StartSeconds)
 	}
-	log.mu.Lock()
-	reqs := log.reqs
-	log.mu.Unlock()
+	reqs := log.take()
 	segment := regexp.MustCompile(`^/s_([01])(\d+)\.m4s$`)
 	var videoNumbers []int
 	for _, r := range reqs {
-		if g := segment.FindStringSubmatch(r.path); g != nil && r.status == http.StatusOK {
+		if g := segment.FindStringSubmatch(r.path); g != nil && r.method == http.MethodGet && r.status == http.StatusOK {
 			n, _ := strconv.Atoi(g[2])
 			videoNumbers = append(videoNumbers, n)
 		}
@@ -298,16 +246,32 @@ func TestPlayLiveFollowsTheServersClock(t *testing.T) {
 			var out, errb bytes.Buffer
 			report := filepath.Join(t.TempDir(), "play.json")
 			code := run([]string{"play", "-duration", "4s", "-json", report, srv.URL + "/live.mpd"}, &out, &errb)
-			var summary struct {
-				LiveLatency *struct{ StartSeconds, EndSeconds float64 } `json:"liveLatency"`
+			if code != 0 {
+				t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
 			}
-			data, _ := os.ReadFile(report)
-			if code != 0 || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
-				t.Fatalf("deepcast play: exit %d\n%s%s\n%s", code, out.String(), errb.String(), data)
-			}
-			if l := summary.LiveLatency; l.StartSeconds < 1 || l.StartSeconds > 4 || early.Load() != 0 {
+			if l := liveLatencyOf(t, report); l.StartSeconds < 1 || l.StartSeconds > 4 || early.Load() != 0 {
 				t.Errorf("joined %.2f s behind the server's live edge (want 2 to 3), %d requests for segments not yet published", l.StartSeconds, early.Load())
+			}
+			if served.Load() < 4 {
+				t.Errorf("%d segments served for 4 chunks", served.Load())
 			}
 		})
 	}
+}
+
+// liveLatency is play -json's liveLatency.
+type liveLatency struct{ StartSeconds, EndSeconds float64 }
+
+// liveLatencyOf reads the liveLatency of the play -json report at path,
+// and fails the test when it has none.
+func liveLatencyOf(t *testing.T, path string) liveLatency {
+	t.Helper()
+	var summary struct {
+		LiveLatency *liveLatency `json:"liveLatency"`
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(data, &summary) != nil || summary.LiveLatency == nil {
+		t.Fatalf("play -json: %v\n%s", err, data)
+	}
+	return *summary.LiveLatency
 }

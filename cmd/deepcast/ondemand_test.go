@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/Eyevinn/mp4ff/mp4"
 	"github.com/deepcast/deepcast/media/mediatest"
@@ -22,16 +23,29 @@ import (
 // writes every status with WriteHeader).
 type rangeLog struct {
 	mu   sync.Mutex
-	gets []string // "path range status"
+	gets []loggedRequest
+}
+
+// loggedRequest is one request a rangeLog saw: when it came, what it
+// asked for (rng: its Range without "bytes=") and its status.
+type loggedRequest struct {
+	at                time.Time
+	method, path, rng string
+	status            int
+}
+
+// String is "METHOD path range status".
+func (r loggedRequest) String() string {
+	return fmt.Sprintf("%s %s %s %d", r.method, r.path, r.rng, r.status)
 }
 
 func (l *rangeLog) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&statusRecorder{ResponseWriter: w, log: l, req: r}, r)
+		h.ServeHTTP(&statusRecorder{ResponseWriter: w, log: l, req: r, at: time.Now()}, r)
 	})
 }
 
-func (l *rangeLog) take() []string {
+func (l *rangeLog) take() []loggedRequest {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	g := l.gets
@@ -45,11 +59,13 @@ type statusRecorder struct {
 	http.ResponseWriter
 	log *rangeLog
 	req *http.Request
+	at  time.Time // when the request came
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.log.mu.Lock()
-	s.log.gets = append(s.log.gets, fmt.Sprintf("%s %s %s %d", s.req.Method, s.req.URL.Path, strings.TrimPrefix(s.req.Header.Get("Range"), "bytes="), code))
+	s.log.gets = append(s.log.gets, loggedRequest{at: s.at, method: s.req.Method, path: s.req.URL.Path,
+		rng: strings.TrimPrefix(s.req.Header.Get("Range"), "bytes="), status: code})
 	s.log.mu.Unlock()
 	s.ResponseWriter.WriteHeader(code)
 }
@@ -165,7 +181,8 @@ func TestPlayOnDemandProfile(t *testing.T) {
 			}
 			media, indexes := 0, 0
 			initialized := map[string]int{} // file: its initialization segment's requests
-			for _, g := range log.take() {
+			for _, r := range log.take() {
+				g := r.String()
 				f := strings.Fields(g)
 				if f[0] != "GET" || !strings.HasSuffix(f[1], ".mp4") && !strings.HasSuffix(f[1], ".m4s") {
 					continue
@@ -223,8 +240,8 @@ func TestPlayAsksSegmentSizesAsItGoes(t *testing.T) {
 	defer srv.Close()
 	heads := func() int {
 		n := 0
-		for _, g := range log.take() {
-			if strings.HasPrefix(g, "HEAD ") {
+		for _, r := range log.take() {
+			if r.method == http.MethodHead {
 				n++
 			}
 		}
