@@ -448,7 +448,10 @@ func parseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error), jo
 		}
 	}
 	slices.SortStableFunc(m.Video, func(a, b *Representation) int { return a.Bandwidth - b.Bandwidth })
-	if join != nil && slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open }) {
+	// A reload that finds every playlist closed is a live stream that has
+	// ended: its layout goes on from where the player is, without
+	// predicted segments.
+	if join != nil && (join.Resume || slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open })) {
 		if err := m.layOutLiveHLS(lists, join); err != nil {
 			return nil, err
 		}
@@ -467,10 +470,10 @@ func parseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error), jo
 // else by the playlist's name.
 func repID(u *url.URL) string {
 	parts := strings.Split(strings.TrimSuffix(u.Path, "/"), "/")
-	if len(parts) >= 2 {
-		return parts[len(parts)-2]
+	if name := parts[len(parts)-1]; name != HLSMedia || len(parts) < 2 || parts[len(parts)-2] == "" {
+		return name // a packager's own names (ffmpeg's s_0.m3u8, s_1.m3u8 in one folder)
 	}
-	return parts[len(parts)-1]
+	return parts[len(parts)-2]
 }
 
 // videoCodecs keeps the video codec of a CODECS list.
@@ -546,7 +549,7 @@ func readMediaPlaylist(rep *Representation, u *url.URL, get func(*url.URL) ([]by
 	}
 	info = playlistInfo{open: !mp.Closed, target: time.Duration(min(mp.TargetDuration, 3600)) * time.Second}
 	first := 1
-	if info.open {
+	if live {
 		if mp.SeqNo > 1<<40 {
 			return info, fmt.Errorf("hls: %s: EXT-X-MEDIA-SEQUENCE %d is too large", u, mp.SeqNo)
 		}

@@ -418,3 +418,19 @@ func TestParseHLSByteRanges(t *testing.T) {
 		}
 	}
 }
+
+// TestRepID: a rendition read from HLS is named by its folder in
+// deepcast's layout, else by its playlist (ffmpeg writes every rendition's
+// playlist into one folder: a folder name would name them all alike).
+func TestRepID(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v/720p/media.m3u8": "720p",
+		"/live/s_1.m3u8":     "s_1.m3u8",
+		"/s_0.m3u8":          "s_0.m3u8",
+		"/media.m3u8":        "media.m3u8",
+	} {
+		if got := repID(&url.URL{Path: path}); got != want {
+			t.Errorf("repID(%s) = %q, want %q", path, got, want)
+		}
+	}
+}

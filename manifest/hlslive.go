@@ -57,7 +57,7 @@ func (m *Manifest) layOutLiveHLS(lists []playlistInfo, join *LiveJoin) error {
 	}
 	last := lead.Segments[len(lead.Segments)-1]
 	edge := last.Start + last.Duration
-	m.Live = &Live{Epoch: join.Now.Add(-edge)}
+	m.Live = &Live{Epoch: join.Now.Add(-edge), Ended: !slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open })}
 	at := join.At
 	if !join.Resume {
 		delay := join.Delay
@@ -72,7 +72,11 @@ func (m *Manifest) layOutLiveHLS(lists []playlistInfo, join *LiveJoin) error {
 		return fmt.Errorf("hls: %d live segments of %v: more than %d segments", n, target, MaxSegments)
 	}
 	for _, r := range append(slices.Clone(m.Video), m.Audio...) {
-		r.Segments = liveWindowOf(r.Segments, at, n, target)
+		if m.Live.Ended {
+			r.Segments = endedWindowOf(r.Segments, at, n)
+		} else {
+			r.Segments = liveWindowOf(r.Segments, at, n, target)
+		}
 	}
 	m.Duration = join.Length
 	return nil
@@ -108,4 +112,14 @@ func liveWindowOf(segs []Segment, at time.Duration, n int, step time.Duration) [
 		out = append(out, next)
 	}
 	return out
+}
+
+// endedWindowOf is at most n segments of a closed playlist from the one
+// that holds at: none when at is past its end.
+func endedWindowOf(segs []Segment, at time.Duration, n int) []Segment {
+	first := slices.IndexFunc(segs, func(s Segment) bool { return s.Start+s.Duration > at })
+	if first < 0 {
+		return nil
+	}
+	return slices.Clone(segs[first:min(len(segs), first+n)])
 }

@@ -81,6 +81,25 @@ func TestParseHLSLive(t *testing.T) {
 	if err != nil || !slices.Equal(names(ahead.Video[0]), []string{"(115)@30", "(116)@32", "(117)@34"}) {
 		t.Errorf("resumed ahead: %v %q", err, names(ahead.Video[0]))
 	}
+	// The stream ended: the playlists gained EXT-X-ENDLIST. A reload lays
+	// out what is left, none predicted; none when the player is past it.
+	ended := map[string][]byte{}
+	for name, pl := range files {
+		ended[name] = append(slices.Clone(pl), "#EXT-X-ENDLIST\n"...)
+	}
+	for _, c := range []struct {
+		at   time.Duration
+		want []string
+	}{
+		{20 * time.Second, []string{"lo110.m4s@20", "lo111.m4s@22"}},
+		{24 * time.Second, nil},
+	} {
+		rest, err := ParseHLSLive(master, base, fromMap(ended), LiveJoin{Now: now.Add(8 * time.Second), Length: 6 * time.Second,
+			Resume: true, At: c.at, MinSegments: 3, AnchorNumber: 109, AnchorStart: 18 * time.Second})
+		if err != nil || rest.Live == nil || !rest.Live.Ended || !slices.Equal(names(rest.Video[0]), c.want) || len(rest.Audio[0].Segments) != len(c.want) {
+			t.Errorf("resumed at %v on ended playlists: %v, live %+v, %q, want %q", c.at, err, rest.Live, names(rest.Video[0]), c.want)
+		}
+	}
 
 	for _, tc := range []struct {
 		name  string
@@ -109,6 +128,7 @@ func FuzzParseHLSLive(f *testing.F) {
 	f.Add(livePlaylist("v", 100, 5), int64(0), false, 0)
 	f.Add(livePlaylist("v", 7, 2), int64(40_000), true, 8)
 	f.Add([]byte("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:0.5,\na\n#EXTINF:3,\nb\n"), int64(1_000), true, 1)
+	f.Add(append(livePlaylist("v", 7, 2), "#EXT-X-ENDLIST\n"...), int64(2_000), true, 8)
 	base, _ := url.Parse("http://h/live/master.m3u8")
 	master := []byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nv.m3u8\n")
 	f.Fuzz(func(t *testing.T, media []byte, atMs int64, resume bool, anchor int) {
@@ -119,7 +139,7 @@ func FuzzParseHLSLive(f *testing.F) {
 			return
 		}
 		segs := m.Video[0].Segments
-		if len(segs) == 0 || len(segs) > MaxSegments {
+		if len(segs) == 0 && (m.Live == nil || !m.Live.Ended) || len(segs) > MaxSegments {
 			t.Fatalf("%d segments", len(segs))
 		}
 		for k := 1; k < len(segs); k++ {

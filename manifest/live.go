@@ -20,6 +20,14 @@ type Live struct {
 	// TimeShiftBufferDepth is how long a segment stays available after
 	// it becomes so (0: the MPD does not say).
 	TimeShiftBufferDepth time.Duration
+	// MinimumUpdatePeriod is how often the MPD may change
+	// (minimumUpdatePeriod): a player re-reads it that often. 0: the MPD
+	// does not say, or an HLS playlist (reloaded as its segments are due).
+	MinimumUpdatePeriod time.Duration
+	// Ended marks a resumed layout of a stream that has ended (an HLS
+	// playlist that gained EXT-X-ENDLIST): the segments laid out are all
+	// there are, none predicted.
+	Ended bool
 }
 
 // LiveClocks returns a live MPD's UTCTiming elements, in its order of
@@ -146,6 +154,9 @@ func liveSetup(doc *mpd.MPD, join *LiveJoin) (*Live, *liveWindow, error) {
 	if doc.TimeShiftBufferDepth != nil {
 		w.tsbd = time.Duration(*doc.TimeShiftBufferDepth)
 		live.TimeShiftBufferDepth = w.tsbd
+	}
+	if doc.MinimumUpdatePeriod != nil {
+		live.MinimumUpdatePeriod = max(time.Duration(*doc.MinimumUpdatePeriod), 0)
 	}
 	if w.delay == 0 && doc.SuggestedPresentationDelay != nil {
 		w.delay = time.Duration(*doc.SuggestedPresentationDelay)

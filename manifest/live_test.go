@@ -37,7 +37,7 @@ func TestParseLive(t *testing.T) {
 		{"the player's delay", `suggestedPresentationDelay="PT10S"`, "", template, 101 * time.Second, 4 * time.Second, 53, 96 * time.Second, 0},
 		// A delay under one segment: the segment at the edge is not complete.
 		{"at least one segment", "", "", template, 101 * time.Second, time.Millisecond, 54, 98 * time.Second, 0},
-		{"within the time-shift buffer", `suggestedPresentationDelay="PT30S" timeShiftBufferDepth="PT6S"`, "", template, 101 * time.Second, 0, 53, 96 * time.Second, 0},
+		{"within the time-shift buffer", `suggestedPresentationDelay="PT30S" timeShiftBufferDepth="PT6S" minimumUpdatePeriod="PT2S"`, "", template, 101 * time.Second, 0, 53, 96 * time.Second, 0},
 		{"a Period that starts later", "", `start="PT60S"`, template, 101 * time.Second, 0, 22, 34 * time.Second, 60 * time.Second},
 		{"just started", "", "", template, time.Second, 0, 5, 0, 0},
 	} {
@@ -54,6 +54,9 @@ func TestParseLive(t *testing.T) {
 		}
 		if m.Live == nil || !m.Live.Epoch.Equal(ast.Add(tc.wantEpoch)) {
 			t.Errorf("%s: live %+v, want the epoch %v", tc.name, m.Live, ast.Add(tc.wantEpoch))
+		}
+		if update := strings.Contains(tc.attrs, "minimumUpdatePeriod"); m.Live != nil && (m.Live.MinimumUpdatePeriod == 2*time.Second) != update {
+			t.Errorf("%s: minimumUpdatePeriod read as %v", tc.name, m.Live.MinimumUpdatePeriod)
 		}
 	}
 

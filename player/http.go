@@ -73,6 +73,11 @@ type HTTPFetcher struct {
 	// may be published a moment later (ffmpeg renames it into place as its
 	// last frame is written).
 	Live bool
+	// Ended, for a live stream, tells whether the stream ended before
+	// req's segment (Video.EndedBefore). A live segment not found twice
+	// is asked about, and the fetch then ends with ErrStreamEnded rather
+	// than retry a segment that will never come.
+	Ended func(ctx context.Context, req Request) bool
 
 	// Verify checks each body against the SHA-256 its answer declares: the
 	// Repr-Digest field (RFC 9530, which deepcast's origin sends and its
@@ -183,6 +188,10 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 		if errors.As(err, &perm) || ctx.Err() != nil {
 			break
 		}
+		var gone *liveNotFound
+		if errors.As(err, &gone) && attempt > 0 && f.Ended != nil && f.Ended(ctx, req) {
+			return Download{}, fmt.Errorf("%s: %w", req.URL, ErrStreamEnded)
+		}
 	}
 	if attempts == 1 {
 		return Download{}, fmt.Errorf("%s: %w", req.URL, lastErr)
@@ -217,6 +226,12 @@ func retryAfter(v string, now time.Time) (time.Duration, bool) {
 	}
 	return 0, false
 }
+
+// liveNotFound is a 404 of a live segment: not published yet, or past the
+// end of a stream that ended.
+type liveNotFound struct{ status string }
+
+func (e *liveNotFound) Error() string { return e.status + " (a live segment not published yet?)" }
 
 // permanentError is a failure a retry cannot fix (404 and other 4xx).
 type permanentError struct{ status string }
@@ -264,7 +279,7 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		case resp.StatusCode == http.StatusNotFound && f.Live:
 			// Asked for as it is published, a live segment may reach the
 			// server a moment after its availability time.
-			return Download{}, errors.New(resp.Status + " (a live segment not published yet?)")
+			return Download{}, &liveNotFound{status: resp.Status}
 		case resp.StatusCode >= 400 && resp.StatusCode < 500:
 			return Download{}, &permanentError{status: resp.Status}
 		}

@@ -2,14 +2,20 @@ package player
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
 
-// liveFeed is what a live Video with predicted segments needs to confirm
-// them: a live SegmentTimeline lists the segments published so far, and
-// the ones after are laid out at the last one's duration until a later
-// MPD lists them.
+// ErrStreamEnded is a live stream that ended before the session's length:
+// the MPD turned static, or the playlists gained EXT-X-ENDLIST. The
+// session ends there (Result.StreamEnded), as a viewer's player does.
+var ErrStreamEnded = errors.New("the live stream ended")
+
+// liveFeed is how a live Video follows its MPD: a live SegmentTimeline
+// lists the segments published so far, and the ones after are laid out at
+// the last one's duration until a later MPD lists them; an MPD with a
+// minimumUpdatePeriod is re-read that often; and a stream may end.
 type liveFeed struct {
 	// relayout re-reads the MPD and lays the stream out again from video
 	// chunk k (and the sound from there).
@@ -17,6 +23,34 @@ type liveFeed struct {
 	predicted      []bool // per video chunk
 	audioPredicted []bool // per audio segment
 	playing        int    // the video chunk the session is at
+	// updateEvery is the MPD's minimumUpdatePeriod (0: none); read is
+	// when it was last read.
+	updateEvery time.Duration
+	read        time.Time
+	// ended: the stream has ended, and the Video holds all of it there
+	// is (Chunks, AudioURLs cut to what was published).
+	ended bool
+}
+
+// reread lays the stream out again from the MPD, from chunk k on.
+func (l *liveFeed) reread(ctx context.Context, k int) error {
+	if err := l.relayout(ctx, k); err != nil {
+		return err
+	}
+	l.read = time.Now()
+	return nil
+}
+
+// past reports whether chunk k (audio segment k) is past the end of a
+// stream that has ended.
+func (v *Video) past(k int, audio bool) bool {
+	if v.live == nil || !v.live.ended {
+		return false
+	}
+	if audio {
+		return k >= len(v.AudioURLs)
+	}
+	return k >= v.Chunks
 }
 
 func (l *liveFeed) isPredicted(k int, audio bool) bool {
@@ -39,18 +73,33 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 	if v.LiveStart.IsZero() {
 		return nil
 	}
-	if v.live != nil && !audio {
+	if v.live == nil {
+		return nil
+	}
+	if !audio {
 		v.live.playing = k
 	}
 	var deadline time.Time
 	poll := v.ChunkDuration / 8 // doubling to half a chunk: a packager may list a segment a chunk late
 	for {
+		if v.past(k, audio) {
+			return ErrStreamEnded
+		}
 		if w := time.Until(v.AvailableAt(k, audio)); w > 0 {
 			if err := clock.Sleep(ctx, w); err != nil {
 				return err
 			}
 		}
-		if v.live == nil || !v.live.isPredicted(k, audio) {
+		if !v.live.isPredicted(k, audio) {
+			if every := v.live.updateEvery; every > 0 && time.Since(v.live.read) >= every {
+				// The MPD may have changed (or ended the stream): read it
+				// again. One that cannot be read now leaves the layout
+				// as it was; the segments will say.
+				_ = v.live.reread(ctx, v.live.playing)
+				if v.past(k, audio) {
+					return ErrStreamEnded
+				}
+			}
 			return nil
 		}
 		if deadline.IsZero() {
@@ -63,8 +112,11 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 			}
 			return fmt.Errorf("live MPD: %s %d, due at %s, is still not listed", what, k+1, v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
 		}
-		if err := v.live.relayout(ctx, v.live.playing); err != nil {
+		if err := v.live.reread(ctx, v.live.playing); err != nil {
 			return fmt.Errorf("live MPD: %w", err)
+		}
+		if v.past(k, audio) {
+			return ErrStreamEnded
 		}
 		if v.live.isPredicted(k, audio) && time.Until(v.AvailableAt(k, audio)) <= 0 {
 			// Published by the clock, not yet in the MPD: the packager
@@ -75,6 +127,23 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 			poll = min(2*poll, v.ChunkDuration/2)
 		}
 	}
+}
+
+// EndedBefore reports whether a live stream has ended before chunk k
+// (audio segment k): asked when the segment is not found, it re-reads the
+// MPD, which a packager makes static (or its playlists closed) when the
+// stream ends. False for VOD, a stream still going, or an MPD that cannot
+// be read.
+func (v *Video) EndedBefore(ctx context.Context, k int, audio bool) bool {
+	if v.live == nil {
+		return false
+	}
+	if !v.live.ended {
+		if err := v.live.reread(ctx, v.live.playing); err != nil {
+			return false
+		}
+	}
+	return v.past(k, audio)
 }
 
 // Latency is how far behind the live edge a live session played: when

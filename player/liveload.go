@@ -39,11 +39,14 @@ func (v *Video) chunkStart(k int) time.Duration {
 
 // relayFrom lays chunks k on, and the sound from the segment playing at
 // at (chunk k's start on the Period's timeline), out again from m, a
-// re-read of the live MPD (or the static one a finished stream leaves).
+// re-read of the live MPD; or, from the static MPD (closed playlists) a
+// stream leaves when it ends, what there is of them: the Video is cut to
+// the chunks published.
 func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 	if len(m.Video) != len(v.Bitrates) {
 		return fmt.Errorf("the ladder changed: %d video renditions, %d before", len(m.Video), len(v.Bitrates))
 	}
+	ended := m.Live == nil || m.Live.Ended
 	startsAt := func(segs []manifest.Segment, t time.Duration) int {
 		for i, s := range segs {
 			if d := s.Start - t; d > -time.Millisecond && d < time.Millisecond {
@@ -52,14 +55,33 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 		}
 		return -1
 	}
+	first := make([]int, len(m.Video))
+	chunks := v.Chunks
+	endsBy := func(segs []manifest.Segment, t time.Duration) bool {
+		return len(segs) == 0 || segs[len(segs)-1].Start+segs[len(segs)-1].Duration <= t+time.Millisecond
+	}
 	for q, r := range m.Video {
 		s0 := startsAt(r.Segments, at)
-		if s0 < 0 {
+		switch {
+		case s0 < 0 && ended && endsBy(r.Segments, at):
+			s0 = len(r.Segments) // the stream ended before chunk k
+		case s0 < 0:
 			return fmt.Errorf("rendition %s has no segment at %v, where chunk %d begins", r.ID, at, k+1)
 		}
-		if len(r.Segments)-s0 < v.Chunks-k {
-			return fmt.Errorf("rendition %s ends %d segments after chunk %d, %d short of the session's length", r.ID, len(r.Segments)-s0, k+1, v.Chunks-k-(len(r.Segments)-s0))
+		if left := len(r.Segments) - s0; left < chunks-k {
+			if !ended {
+				return fmt.Errorf("rendition %s ends %d segments after chunk %d, %d short of the session's length", r.ID, left, k+1, chunks-k-left)
+			}
+			chunks = k + left
 		}
+		first[q] = s0
+	}
+	if ended {
+		v.live.ended = true
+		v.Chunks = chunks
+	}
+	for q, r := range m.Video {
+		s0 := first[q]
 		for j := k; j < v.Chunks; j++ {
 			s := r.Segments[s0+j-k]
 			v.URLs[j][q], v.Sizes[j][q] = s.URL, s.RangeSize()
@@ -95,7 +117,10 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 	}
 	segs := sound[0].Segments
 	s0 := slices.IndexFunc(segs, func(s manifest.Segment) bool { return s.Start+s.Duration > at })
-	if s0 < 0 {
+	switch {
+	case s0 < 0 && ended:
+		s0 = len(segs) // no sound after at
+	case s0 < 0:
 		return fmt.Errorf("the sound has no segment at %v", at)
 	}
 	for len(v.AudioRanges) < i0 {

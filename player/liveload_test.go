@@ -29,17 +29,7 @@ func TestLiveRelayout(t *testing.T) {
 	}
 	// Listed to 100 s; the player joins at 94 s (three segments behind
 	// 101 s) for 10 s: 94, 96, 98 listed, 100, 102, 104 predicted.
-	m, err := manifest.ParseLive(doc(`<S t="0" d="2000" r="49"/>`, `<S t="0" d="2000" r="49"/>`), base, nil,
-		manifest.LiveJoin{Now: ast.Add(101 * time.Second), Length: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := videoFromManifest(context.Background(), m, "live", true, func(string) (int64, error) { return 1000, nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.live = &liveFeed{}
-	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	v := joinLive(t, doc(`<S t="0" d="2000" r="49"/>`, `<S t="0" d="2000" r="49"/>`), base, ast.Add(101*time.Second), 10*time.Second)
 	if !slices.Equal(v.live.predicted, []bool{false, false, false, true, true, true}) {
 		t.Fatalf("predicted chunks %v", v.live.predicted)
 	}
@@ -81,6 +71,61 @@ func TestLiveRelayout(t *testing.T) {
 	if err := v.relayFrom(4, 101*time.Second, gone); err == nil || !strings.Contains(err.Error(), "no segment at") {
 		t.Errorf("relayout on a timeline without the chunk: %v", err)
 	}
+}
+
+// TestLiveRelayoutOfAnEndedStream: the static MPD a live stream leaves
+// when it ends cuts the session to the chunks there are (none, when it
+// ended before the chunk the player is at), sound too.
+func TestLiveRelayoutOfAnEndedStream(t *testing.T) {
+	base, _ := url.Parse("http://h/live/m.mpd")
+	ast := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	doc := func(kind, timeline string) []byte {
+		set := func(media, id string) string {
+			return `<AdaptationSet contentType="` + media + `" mimeType="` + media + `/mp4"><SegmentTemplate timescale="1000" media="` + id + `/$Time$.m4s"><SegmentTimeline>` +
+				timeline + `</SegmentTimeline></SegmentTemplate><Representation id="` + id + `" bandwidth="300000"/></AdaptationSet>`
+		}
+		return []byte(`<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="` + kind + `" availabilityStartTime="2026-12-01T10:00:00Z" mediaPresentationDuration="PT104S"><Period start="PT0S">` +
+			set("video", "v") + set("audio", "a") + `</Period></MPD>`)
+	}
+	for _, c := range []struct {
+		name     string
+		timeline string
+		chunks   int // from chunk 3 (at 100 s) on
+	}{
+		{"two more chunks", `<S t="0" d="2000" r="51"/>`, 5},
+		{"ended before the chunk", `<S t="0" d="2000" r="49"/>`, 3},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := joinLive(t, doc("dynamic", `<S t="0" d="2000" r="49"/>`), base, ast.Add(101*time.Second), 10*time.Second)
+			ended, err := manifest.ParseLive(doc("static", c.timeline), base, nil, manifest.LiveJoin{Now: ast.Add(107 * time.Second), Length: 6 * time.Second, Resume: true, At: 100 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := v.relayFrom(3, 100*time.Second, ended); err != nil {
+				t.Fatal(err)
+			}
+			if v.Chunks != c.chunks || !v.live.ended || len(v.AudioURLs) != c.chunks || !v.past(c.chunks, false) || v.past(c.chunks-1, false) {
+				t.Errorf("%d chunks, %d sound segments (ended %v), want %d of each", v.Chunks, len(v.AudioURLs), v.live.ended, c.chunks)
+			}
+		})
+	}
+}
+
+// joinLive is the Video of a live MPD joined at now for length, its
+// segments 1000 bytes, with what it predicted marked.
+func joinLive(t *testing.T, doc []byte, base *url.URL, now time.Time, length time.Duration) *Video {
+	t.Helper()
+	m, err := manifest.ParseLive(doc, base, nil, manifest.LiveJoin{Now: now, Length: length})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := videoFromManifest(context.Background(), m, "live", true, func(string) (int64, error) { return 1000, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.live = &liveFeed{}
+	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	return v
 }
 
 func scale(secs []time.Duration) []time.Duration {

@@ -107,7 +107,10 @@ type Result struct {
 	Startup       time.Duration
 	QoE           float64
 	PlayTime      time.Duration // media time played
-	Log           []ChunkLog
+	// StreamEnded: a live stream ended before the session's length, and
+	// the session with it.
+	StreamEnded bool
+	Log         []ChunkLog
 }
 
 // RebufferRatio is stall time over media time.
@@ -141,16 +144,16 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	if s.Config.Chunks > 0 && s.Config.Chunks < chunks {
 		chunks = s.Config.Chunks
 	}
+	wanted := chunks
 	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
 	var res Result
 	var buffer time.Duration
 	var bitrateSum float64
 	inits := newInitFetcher(s)
-	for k := range chunks {
+	for k := 0; k < chunks; k++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		chunkDur := v.ChunkDur(k)
 		// The chunk's time runs from here: a wait for a live segment to
 		// be published, initialization segments, failed attempts and
 		// their backoff drain the buffer as the download does.
@@ -158,9 +161,18 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// A live chunk not yet published is waited for before it is
 		// chosen, as a player schedules its request: the choice sees
 		// the buffer as it is then.
-		if err := s.waitFor(ctx, k, false); err != nil {
+		err := s.waitFor(ctx, k, false)
+		if v.Chunks < chunks { // a live stream that ended
+			chunks, st.Chunks = v.Chunks, v.Chunks
+		}
+		if errors.Is(err, ErrStreamEnded) || err == nil && k >= chunks {
+			res.StreamEnded = true
+			break
+		}
+		if err != nil {
 			return res, err
 		}
+		chunkDur := v.ChunkDur(k)
 		st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
 		q := -1
 		if k == 0 && s.Config.StartRendition >= 0 {
@@ -189,6 +201,10 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			return res, err
 		}
 		dl, err := s.Fetcher.Fetch(ctx, req)
+		if errors.Is(err, ErrStreamEnded) {
+			res.StreamEnded = true
+			break
+		}
 		if err != nil {
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
 		}
@@ -196,8 +212,11 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// Sound follows the video's timeline at its one rendition: what
 		// this chunk needs of it, the rest of it after the last.
 		from, to := v.AudioAt(k)
-		for i := from; i < to; i++ {
-			if err := s.waitFor(ctx, i, true); err != nil {
+		for i := from; i < to && !res.StreamEnded; i++ {
+			if err := s.waitFor(ctx, i, true); errors.Is(err, ErrStreamEnded) {
+				res.StreamEnded = true // the sound ends first: the chunk plays without the rest
+				break
+			} else if err != nil {
 				return res, err
 			}
 			if err := inits.fetch(ctx, i, -1, req); err != nil {
@@ -209,6 +228,10 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				areq.Range = v.AudioRanges[i]
 			}
 			adl, err := s.Fetcher.Fetch(ctx, areq)
+			if errors.Is(err, ErrStreamEnded) {
+				res.StreamEnded = true
+				break
+			}
 			if err != nil {
 				return res, fmt.Errorf("audio segment %d: %w", i+1, err)
 			}
@@ -260,10 +283,14 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		if s.Config.OnChunk != nil {
 			s.Config.OnChunk(log)
 		}
+		if res.StreamEnded {
+			break
+		}
 	}
 	if res.Chunks > 0 {
 		res.MeanBitrate = bitrateSum / float64(res.Chunks)
 	}
+	res.StreamEnded = res.StreamEnded || chunks < wanted
 	return res, nil
 }
 

@@ -294,10 +294,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
 	predicted, audioPredicted := predictedOf(m)
-	if !slices.Contains(predicted, true) && !slices.Contains(audioPredicted, true) {
-		return v, nil
-	}
-	v.live = &liveFeed{relayout: func(ctx context.Context, k int) error {
+	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, read: time.Now(), relayout: func(ctx context.Context, k int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
 		// An HLS reload is placed by a segment both loads list: the last

@@ -252,6 +252,9 @@ func playCommand() command {
 				if live {
 					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end\n", latency.Start.Seconds(), latency.End.Seconds())
 				}
+				if res.StreamEnded {
+					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
+				}
 				if *out != "" {
 					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
 						return err
@@ -364,8 +367,11 @@ type playReport struct {
 	Requests     player.FetchStats `json:"requests"`
 	// LiveLatency is how far behind the live edge a live stream played
 	// (seconds); absent for VOD.
-	LiveLatency   *liveLatencyJSON `json:"liveLatency,omitempty"`
-	FinishedAtUTC time.Time        `json:"finished"`
+	LiveLatency *liveLatencyJSON `json:"liveLatency,omitempty"`
+	// StreamEnded: the live stream ended before -duration, and playback
+	// with it.
+	StreamEnded   bool      `json:"streamEnded,omitempty"`
+	FinishedAtUTC time.Time `json:"finished"`
 }
 
 // liveLatencyJSON is a player.Latency in seconds.
@@ -377,7 +383,7 @@ type liveLatencyJSON struct {
 func writePlayJSON(path string, res player.Result, stats player.FetchStats, latency *player.Latency, playErr error) error {
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
-		Requests: stats, FinishedAtUTC: time.Now().UTC()}
+		Requests: stats, StreamEnded: res.StreamEnded, FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
 	}
@@ -417,6 +423,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
 	if f.Live {
 		f.Retries = 5 // a live segment may be published late: up to 7.75 s of backoff
+		f.Ended = func(ctx context.Context, req player.Request) bool {
+			return v.EndedBefore(ctx, req.Chunk, req.Rendition < 0)
+		}
 	}
 	if o.Stats != nil {
 		defer func() { *o.Stats = f.Stats() }()

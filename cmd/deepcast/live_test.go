@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,7 +37,7 @@ func TestPlayJoinsALiveStream(t *testing.T) {
 func playLive(t *testing.T, useTimeline string) {
 	dir := t.TempDir()
 	// Three segments published: the stream is under way.
-	liveFFmpeg(t, dir, []string{"chunk-stream0-00003.m4s"}, "-f", "dash", "-use_timeline", useTimeline, "-use_template", "1",
+	liveFFmpeg(t, dir, 60, []string{"chunk-stream0-00003.m4s"}, "-f", "dash", "-use_timeline", useTimeline, "-use_template", "1",
 		"-seg_duration", "2", "-window_size", "10", "-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
 	doc, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
 	if err != nil {
@@ -132,7 +133,7 @@ func countPath(reqs []loggedRequest, path string) int {
 // plays consecutive segments.
 func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	dir := t.TempDir()
-	liveFFmpeg(t, dir, []string{"master.m3u8", "s_04.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
+	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_04.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
 		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
 	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
@@ -171,15 +172,15 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	}
 }
 
-// liveFFmpeg runs ffmpeg until the test ends, encoding a test pattern and
-// a tone in real time (two video renditions and the sound) to output, a
-// live packager's options and file; it returns once the files in ready
-// are in dir.
-func liveFFmpeg(t *testing.T, dir string, ready []string, output ...string) {
+// liveFFmpeg runs ffmpeg until the test ends, encoding seconds of a test
+// pattern and a tone in real time (two video renditions and the sound)
+// to output, a live packager's options and file; it returns once the
+// files in ready are in dir.
+func liveFFmpeg(t *testing.T, dir string, seconds int, ready []string, output ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ff := exec.CommandContext(ctx, "ffmpeg", append([]string{"-hide_banner", "-nostdin", "-v", "error", "-re",
-		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", "60",
+		"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", strconv.Itoa(seconds),
 		"-map", "0:v", "-map", "0:v", "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast", "-b:v:0", "200k", "-b:v:1", "500k", "-s:v:1", "480x270",
 		"-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000"}, output...)...)
 	var ffErr bytes.Buffer
@@ -274,4 +275,79 @@ func liveLatencyOf(t *testing.T, path string) liveLatency {
 		t.Fatalf("play -json: %v\n%s", err, data)
 	}
 	return *summary.LiveLatency
+}
+
+// TestPlayEndsWithTheLiveStream: ffmpeg's live stream ends (it writes a
+// static MPD, or EXT-X-ENDLIST) before the length play was asked for;
+// play plays it to its last segment and ends there, saying so, rather
+// than fail. DASH with a template of fixed duration, whose MPD says
+// nothing of the end until play re-reads it (on a segment not found), and
+// with a SegmentTimeline; HLS.
+func TestPlayEndsWithTheLiveStream(t *testing.T) {
+	dash := func(timeline string) []string {
+		return []string{"-f", "dash", "-use_timeline", timeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
+			"-adaptation_sets", "id=0,streams=v id=1,streams=a", "live.mpd"}
+	}
+	for _, c := range []struct {
+		name, ready, playlist string
+		output                []string
+		segment               *regexp.Regexp // a video segment's name: its number
+	}{
+		{"DASH template", "chunk-stream0-00003.m4s", "live.mpd", dash("0"), regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"DASH timeline", "chunk-stream0-00003.m4s", "live.mpd", dash("1"), regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"HLS", "s_03.m4s", "master.m3u8", []string{"-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
+			"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", "s_%v.m3u8"}, regexp.MustCompile(`^s_[01](\d+)\.m4s$`)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			output := slices.Clone(c.output)
+			output[len(output)-1] = filepath.Join(dir, output[len(output)-1])
+			// A 12 s stream, joined once three segments are out.
+			liveFFmpeg(t, dir, 12, []string{c.ready}, output...)
+			log := &rangeLog{}
+			srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+			defer srv.Close()
+			var out, errb bytes.Buffer
+			report := filepath.Join(t.TempDir(), "play.json")
+			if code := run([]string{"play", "-duration", "30s", "-json", report, srv.URL + "/" + c.playlist}, &out, &errb); code != 0 {
+				t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), "live: the stream ended after") {
+				t.Errorf("play's summary does not say the stream ended:\n%s", out.String())
+			}
+			var r struct {
+				Chunks      int  `json:"chunks"`
+				StreamEnded bool `json:"streamEnded"`
+			}
+			if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &r) != nil || !r.StreamEnded {
+				t.Errorf("play -json: %s (%v)", data, err)
+			}
+			// Played to the stream's last segment, each once.
+			last := 0
+			files, _ := os.ReadDir(dir)
+			for _, f := range files {
+				if g := c.segment.FindStringSubmatch(f.Name()); g != nil {
+					n, _ := strconv.Atoi(g[1])
+					last = max(last, n)
+				}
+			}
+			var played []int
+			for _, q := range log.take() {
+				if g := c.segment.FindStringSubmatch(strings.TrimPrefix(q.path, "/")); g != nil && q.method == http.MethodGet && q.status == http.StatusOK {
+					n, _ := strconv.Atoi(g[1])
+					played = append(played, n)
+				}
+			}
+			if len(played) != r.Chunks || len(played) < 2 || played[len(played)-1] != last {
+				t.Errorf("video segments played %v (%d chunks), want consecutive ones to the last, %d", played, r.Chunks, last)
+			}
+			for i, n := range played {
+				if n != played[0]+i {
+					t.Errorf("video segments played %v are not consecutive", played)
+					break
+				}
+			}
+		})
+	}
 }

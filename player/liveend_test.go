@@ -1,0 +1,92 @@
+//go:build !js
+
+package player
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestSessionEndsWithTheLiveStream: a live stream of 1 s segments ends
+// two seconds after the player joins, and its MPD turns static. The
+// session plays what there was and ends there, as a viewer's player
+// does, rather than fail: it learns of the end by re-reading the MPD as
+// its minimumUpdatePeriod asks, without asking for a segment that never
+// comes; or, with no minimumUpdatePeriod (ffmpeg's live template), from
+// the first segment not found twice.
+func TestSessionEndsWithTheLiveStream(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		update    string // the MPD's minimumUpdatePeriod attribute
+		most404   int64  // segment requests not found, at most
+		mostReads int64  // MPD reads, at most
+	}{
+		{"minimumUpdatePeriod", ` minimumUpdatePeriod="PT1S"`, 0, 8},
+		{"segments not found", "", 2, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ast := time.Now().Add(-30 * time.Second).Truncate(time.Second)
+			const last = 32 // the stream's last segment spans [31 s, 32 s)
+			var notFound, reads atomic.Int64
+			mux := http.NewServeMux()
+			mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
+				reads.Add(1)
+				kind, attrs := "dynamic", c.update
+				if time.Since(ast) >= last*time.Second {
+					kind, attrs = "static", fmt.Sprintf(` mediaPresentationDuration="PT%dS"`, last)
+				}
+				fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="%s" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" minBufferTime="PT1S"%s>`+
+					`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" media="$RepresentationID$/$Number$.m4s"/>`+
+					`<Representation id="lo" bandwidth="200000"/><Representation id="hi" bandwidth="400000"/></AdaptationSet></Period></MPD>`, kind, ast.UTC().Format(time.RFC3339), attrs)
+			})
+			mux.HandleFunc("/{rep}/{segment}", func(w http.ResponseWriter, r *http.Request) {
+				n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("segment"), ".m4s"))
+				if err != nil || n > last || time.Now().Before(ast.Add(time.Duration(n)*time.Second)) {
+					if r.Method == http.MethodGet { // the sizes asked with HEAD aside
+						notFound.Add(1)
+					}
+					http.NotFound(w, r)
+					return
+				}
+				w.Write(make([]byte, 1000))
+			})
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock := NewWallClock()
+			f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true,
+				Ended: func(ctx context.Context, req Request) bool { return v.EndedBefore(ctx, req.Chunk, req.Rendition < 0) }}
+			cfg := DefaultConfig()
+			cfg.Ready = func(ctx context.Context, k int, audio bool) error { return v.WaitPublished(ctx, clock, k, audio) }
+			cfg.Chunks = 10
+			q, _ := NewQoE("lin")
+			res, err := (&Session{Video: v, ABR: scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Joined two seconds behind the edge at 30 to 31 s (later on a
+			// loaded machine): segments 29 or 30 (31) to 32.
+			if !res.StreamEnded || res.Chunks < 2 || res.Chunks > 4 {
+				t.Errorf("%d chunks played (stream ended: %v), want 2 to 4 and the end noticed", res.Chunks, res.StreamEnded)
+			}
+			if n, r := notFound.Load(), reads.Load(); n > c.most404 || r > c.mostReads {
+				t.Errorf("%d segment requests not found and %d MPD reads; want at most %d and %d", n, r, c.most404, c.mostReads)
+			}
+			if took := time.Since(ast.Add(last * time.Second)); took > 3*time.Second {
+				t.Errorf("the session ended %v after the stream", took)
+			}
+		})
+	}
+}
