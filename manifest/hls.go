@@ -414,7 +414,7 @@ func parseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error), jo
 				return nil, fmt.Errorf("hls: variant %q: resolution %q", v.URI, v.Resolution)
 			}
 		}
-		rep := &Representation{ID: repID(u), Bandwidth: int(v.Bandwidth), Width: w, Height: h, Codecs: videoCodecs(v.Codecs), MimeType: "video/mp4"}
+		rep := &Representation{ID: repID(u), Bandwidth: int(v.Bandwidth), Width: w, Height: h, Codecs: videoCodecs(v.Codecs), MimeType: "video/mp4", Playlist: u.String()}
 		info, err := readMediaPlaylist(rep, u, get, join != nil)
 		if err != nil {
 			return nil, err
@@ -436,7 +436,7 @@ func parseHLS(data []byte, base *url.URL, get func(*url.URL) ([]byte, error), jo
 		if err != nil {
 			return nil, fmt.Errorf("hls: audio %q: %w", alt.URI, err)
 		}
-		rep := &Representation{ID: repID(u), MimeType: "audio/mp4"}
+		rep := &Representation{ID: repID(u), MimeType: "audio/mp4", Playlist: u.String()}
 		info, err := readMediaPlaylist(rep, u, get, join != nil)
 		if err != nil {
 			return nil, err

@@ -38,11 +38,9 @@ func (m *Manifest) layOutLiveHLS(lists []playlistInfo, join *LiveJoin) error {
 	}
 	lead := m.Video[0]
 	if join.Resume {
-		i := slices.IndexFunc(lead.Segments, func(s Segment) bool { return s.Number == join.AnchorNumber })
-		if i < 0 {
-			return fmt.Errorf("hls: media sequence number %d is no longer in the playlist of %s", join.AnchorNumber, lead.ID)
+		if err := lead.anchor(join); err != nil {
+			return err
 		}
-		lead.shift(join.AnchorStart - lead.Segments[i].Start)
 	}
 	starts := map[int]time.Duration{}
 	for _, s := range lead.Segments {
@@ -67,19 +65,76 @@ func (m *Manifest) layOutLiveHLS(lists []playlistInfo, join *LiveJoin) error {
 		m.Live.Delay = delay
 		at = max(edge-delay, lead.Segments[0].Start)
 	}
-	n := max(int((join.Length+target-1)/target)+1, join.MinSegments)
-	if n > MaxSegments {
-		return fmt.Errorf("hls: %d live segments of %v: more than %d segments", n, target, MaxSegments)
-	}
 	for _, r := range append(slices.Clone(m.Video), m.Audio...) {
-		if m.Live.Ended {
-			r.Segments = endedWindowOf(r.Segments, at, n)
-		} else {
-			r.Segments = liveWindowOf(r.Segments, at, n, target)
+		var err error
+		if r.Segments, err = windowOf(r.Segments, at, join, target, m.Live.Ended); err != nil {
+			return err
 		}
 	}
 	m.Duration = join.Length
 	return nil
+}
+
+// anchor places a reloaded playlist on the timeline of the first load:
+// the segment of media sequence number join.AnchorNumber starts at
+// join.AnchorStart.
+//
+// A playlist that lists the segment just before it (one written a moment
+// after another rendition's) ends where the anchor starts.
+func (r *Representation) anchor(join *LiveJoin) error {
+	i := slices.IndexFunc(r.Segments, func(s Segment) bool { return s.Number == join.AnchorNumber })
+	if i >= 0 {
+		r.shift(join.AnchorStart - r.Segments[i].Start)
+		return nil
+	}
+	if n := len(r.Segments); n > 0 && r.Segments[n-1].Number+1 == join.AnchorNumber {
+		last := r.Segments[n-1]
+		r.shift(join.AnchorStart - (last.Start + last.Duration))
+		return nil
+	}
+	return fmt.Errorf("hls: media sequence number %d is not in the playlist of %s", join.AnchorNumber, r.ID)
+}
+
+// windowOf is the segments of a live playlist a player plays from at for
+// join's length (predicted past the last listed, of the target
+// duration), or what is left of an ended one.
+func windowOf(segs []Segment, at time.Duration, join *LiveJoin, target time.Duration, ended bool) ([]Segment, error) {
+	n := max(int((join.Length+target-1)/target)+1, join.MinSegments)
+	if n > MaxSegments {
+		return nil, fmt.Errorf("hls: %d live segments of %v: more than %d segments", n, target, MaxSegments)
+	}
+	if ended {
+		return endedWindowOf(segs, at, n), nil
+	}
+	return liveWindowOf(segs, at, n, target), nil
+}
+
+// ReloadHLSMedia lays out data, a reload of one live media playlist (at
+// u) of a stream joined with ParseHLSLive, on the timeline of that join:
+// anchored as join says (Resume, AnchorNumber at AnchorStart), from
+// join.At. A player reloads only the playlist of the rendition it plays
+// (and the sound's), as hls.js does, not the whole ladder. ended: the
+// playlist gained EXT-X-ENDLIST, and the segments are all that is left.
+func ReloadHLSMedia(data []byte, u *url.URL, join LiveJoin) (segs []Segment, ended bool, err error) {
+	if !join.Resume || join.Length <= 0 || join.Length > maxLiveLength {
+		return nil, false, fmt.Errorf("hls: a reload resumes a live join of a positive length up to %v", maxLiveLength)
+	}
+	r := &Representation{ID: repID(u)}
+	info, err := readMediaPlaylist(r, u, func(*url.URL) ([]byte, error) { return data, nil }, true)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(r.Segments) == 0 {
+		return nil, false, fmt.Errorf("hls: %s lists no segments", u)
+	}
+	if info.target <= 0 {
+		return nil, false, fmt.Errorf("hls: %s: a live playlist without EXT-X-TARGETDURATION", u)
+	}
+	if err := r.anchor(&join); err != nil {
+		return nil, false, err
+	}
+	segs, err = windowOf(r.Segments, join.At, &join, info.target, !info.open)
+	return segs, !info.open, err
 }
 
 // shift moves every segment of r by d on the timeline.

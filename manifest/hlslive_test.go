@@ -81,6 +81,36 @@ func TestParseHLSLive(t *testing.T) {
 	if err != nil || !slices.Equal(names(ahead.Video[0]), []string{"(115)@30", "(116)@32", "(117)@34"}) {
 		t.Errorf("resumed ahead: %v %q", err, names(ahead.Video[0]))
 	}
+	// A player reloads only the playlist of the rendition it plays: laid
+	// out on the same timeline, live or ended.
+	lo, _ := url.Parse("http://h/live/lo.m3u8")
+	reload := LiveJoin{Now: now.Add(4 * time.Second), Length: 4 * time.Second, Resume: true, At: 20 * time.Second, MinSegments: 2, AnchorNumber: 109, AnchorStart: 18 * time.Second}
+	for _, c := range []struct {
+		playlist []byte
+		want     []string
+		ended    bool
+	}{
+		{files["/live/lo.m3u8"], []string{"lo110.m4s@20", "lo111.m4s@22", "(112)@24"}, false},
+		{append(slices.Clone(files["/live/lo.m3u8"]), "#EXT-X-ENDLIST\n"...), []string{"lo110.m4s@20", "lo111.m4s@22"}, true},
+	} {
+		segs, ended, err := ReloadHLSMedia(c.playlist, lo, reload)
+		if got := names(&Representation{Segments: segs}); err != nil || ended != c.ended || !slices.Equal(got, c.want) {
+			t.Errorf("reload of lo: %v, ended %v, %q; want %q, ended %v", err, ended, got, c.want, c.ended)
+		}
+	}
+	gone := reload
+	gone.AnchorNumber = 50
+	if _, _, err := ReloadHLSMedia(files["/live/lo.m3u8"], lo, gone); err == nil || !strings.Contains(err.Error(), "not in the playlist") {
+		t.Errorf("reload without the anchor: %v", err)
+	}
+	// A playlist written a moment after the others: its last segment is
+	// the one before the anchor, and ends where the anchor starts.
+	behind := reload
+	behind.AnchorNumber, behind.AnchorStart = 112, 24*time.Second
+	if segs, _, err := ReloadHLSMedia(files["/live/lo.m3u8"], lo, behind); err != nil || len(segs) == 0 || segs[0].Start != 20*time.Second || segs[0].Number != 110 {
+		t.Errorf("reload of a playlist one segment behind the anchor: %v, %q", err, names(&Representation{Segments: segs}))
+	}
+
 	// The stream ended: the playlists gained EXT-X-ENDLIST. A reload lays
 	// out what is left, none predicted; none when the player is past it.
 	ended := map[string][]byte{}
@@ -109,7 +139,7 @@ func TestParseHLSLive(t *testing.T) {
 	}{
 		{"no shared media sequence", map[string][]byte{"/live/lo.m3u8": livePlaylist("lo", 100, 3), "/live/hi.m3u8": livePlaylist("hi", 200, 3), "/live/a.m3u8": livePlaylist("a", 100, 3)},
 			LiveJoin{Now: now, Length: time.Second}, "share no media sequence number"},
-		{"an anchor gone", files, LiveJoin{Now: now, Length: time.Second, Resume: true, AnchorNumber: 5}, "no longer in the playlist"},
+		{"an anchor gone", files, LiveJoin{Now: now, Length: time.Second, Resume: true, AnchorNumber: 5}, "not in the playlist"},
 		{"no length", files, LiveJoin{Now: now}, "live length"},
 	} {
 		if _, err := ParseHLSLive(master, base, fromMap(tc.files), tc.join); err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -141,6 +171,31 @@ func FuzzParseHLSLive(f *testing.F) {
 		segs := m.Video[0].Segments
 		if len(segs) == 0 && (m.Live == nil || !m.Live.Ended) || len(segs) > MaxSegments {
 			t.Fatalf("%d segments", len(segs))
+		}
+		for k := 1; k < len(segs); k++ {
+			if segs[k].Start < segs[k-1].Start || segs[k].Number != segs[k-1].Number+1 {
+				t.Fatalf("segment %d (%d at %v) after %d at %v", k, segs[k].Number, segs[k].Start, segs[k-1].Number, segs[k-1].Start)
+			}
+		}
+	})
+}
+
+// FuzzReloadHLSMedia: any media playlist, reloaded at any point and
+// anchor, gives an error or segments in order, consecutively numbered.
+func FuzzReloadHLSMedia(f *testing.F) {
+	f.Add(livePlaylist("v", 100, 5), int64(4_000), 102, int64(4_000))
+	f.Add(append(livePlaylist("v", 7, 2), "#EXT-X-ENDLIST\n"...), int64(2_000), 8, int64(0))
+	f.Add([]byte("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:0.5,\na\n#EXTINF:3,\nb\n"), int64(1_000), 4, int64(-5_000))
+	u, _ := url.Parse("http://h/live/v.m3u8")
+	f.Fuzz(func(t *testing.T, media []byte, atMs int64, anchor int, anchorMs int64) {
+		join := LiveJoin{Now: time.Unix(1e9, 0), Length: 10 * time.Second, Resume: true, At: time.Duration(atMs) * time.Millisecond,
+			AnchorNumber: anchor, AnchorStart: time.Duration(anchorMs) * time.Millisecond, MinSegments: 3}
+		segs, ended, err := ReloadHLSMedia(media, u, join)
+		if err != nil {
+			return
+		}
+		if len(segs) == 0 && !ended || len(segs) > MaxSegments {
+			t.Fatalf("%d segments (ended %v)", len(segs), ended)
 		}
 		for k := 1; k < len(segs); k++ {
 			if segs[k].Start < segs[k-1].Start || segs[k].Number != segs[k-1].Number+1 {

@@ -54,6 +54,9 @@ type Representation struct {
 	// ("first-last", as an HTTP Range header takes it), "" for the whole.
 	InitRange string
 	Segments  []Segment
+	// Playlist is an HLS rendition's media playlist (absolute URL), which
+	// a live player reloads; "" for DASH.
+	Playlist string
 }
 
 // Segment is one media segment of a Representation.

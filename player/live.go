@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -18,11 +19,13 @@ var ErrStreamEnded = errors.New("the live stream ended")
 // minimumUpdatePeriod is re-read that often; and a stream may end.
 type liveFeed struct {
 	// relayout re-reads the MPD and lays the stream out again from video
-	// chunk k (and the sound from there).
-	relayout       func(ctx context.Context, k int) error
-	predicted      []bool // per video chunk
-	audioPredicted []bool // per audio segment
-	playing        int    // the video chunk the session is at
+	// chunk k (and the sound from there). An HLS stream reloads only the
+	// media playlist of rendition q (-1: the sound's), as hls.js does.
+	relayout       func(ctx context.Context, k, q int) error
+	predicted      [][]bool // per video chunk, per rendition
+	audioPredicted []bool   // per audio segment
+	playing        int      // the video chunk the session is at
+	current        int      // the rendition it last waited for
 	// updateEvery is the MPD's minimumUpdatePeriod (0: none); read is
 	// when it was last read.
 	updateEvery time.Duration
@@ -32,9 +35,10 @@ type liveFeed struct {
 	ended bool
 }
 
-// reread lays the stream out again from the MPD, from chunk k on.
-func (l *liveFeed) reread(ctx context.Context, k int) error {
-	if err := l.relayout(ctx, k); err != nil {
+// reread lays the stream out again from the MPD, from chunk k on (for
+// rendition q, or -1 the sound, where only those are reloaded).
+func (l *liveFeed) reread(ctx context.Context, k, q int) error {
+	if err := l.relayout(ctx, k, q); err != nil {
 		return err
 	}
 	l.read = time.Now()
@@ -53,31 +57,49 @@ func (v *Video) past(k int, audio bool) bool {
 	return k >= v.Chunks
 }
 
-func (l *liveFeed) isPredicted(k int, audio bool) bool {
-	list := l.predicted
-	if audio {
-		list = l.audioPredicted
+// isPredicted tells whether chunk k of rendition q (audio segment k
+// when q is -1) is only predicted, not listed yet.
+func (l *liveFeed) isPredicted(k, q int) bool {
+	if q < 0 {
+		return k < len(l.audioPredicted) && l.audioPredicted[k]
 	}
-	return k < len(list) && list[k]
+	return k < len(l.predicted) && q < len(l.predicted[k]) && l.predicted[k][q]
+}
+
+// anchor is the chunk an HLS reload of rendition q's playlist is placed
+// by (a segment both loads list): the last chunk up to k that its
+// playlist listed, else that any playlist listed (its start is known,
+// not predicted), else the first.
+func (l *liveFeed) anchor(k, q int) int {
+	for _, by := range []func(j int) bool{
+		func(j int) bool { return q >= 0 && !l.predicted[j][q] },
+		func(j int) bool { return slices.Contains(l.predicted[j], false) },
+	} {
+		for j := min(k, len(l.predicted)-1); j >= 0; j-- {
+			if by(j) {
+				return j
+			}
+		}
+	}
+	return 0
 }
 
 // liveConfirmGrace is how long past its predicted publication a segment
 // may go unlisted by the MPD before the session gives up on it.
 const liveConfirmGrace = 3
 
-// WaitPublished waits on clock until chunk k (audio segment k when audio)
-// of a live stream is published, re-reading the MPD for one it only
-// predicted; it returns at once for VOD. It reads the wall clock: for
-// play, whose clock is the wall's.
-func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio bool) error {
-	if v.LiveStart.IsZero() {
-		return nil
-	}
+// WaitPublished waits on clock until chunk k of rendition q (audio
+// segment k when q is -1) of a live stream is published, re-reading the
+// MPD (reloading the rendition's playlist) for one it only predicted; it
+// returns at once for VOD. It reads the wall clock: for play, whose clock
+// is the wall's.
+func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error {
 	if v.live == nil {
 		return nil
 	}
+	audio := q < 0
 	if !audio {
-		v.live.playing = k
+		v.live.playing, v.live.current = k, q
 	}
 	var deadline time.Time
 	poll := v.ChunkDuration / 8 // doubling to half a chunk: a packager may list a segment a chunk late
@@ -90,12 +112,12 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 				return err
 			}
 		}
-		if !v.live.isPredicted(k, audio) {
+		if !v.live.isPredicted(k, q) {
 			if every := v.live.updateEvery; every > 0 && time.Since(v.live.read) >= every {
 				// The MPD may have changed (or ended the stream): read it
 				// again. One that cannot be read now leaves the layout
 				// as it was; the segments will say.
-				_ = v.live.reread(ctx, v.live.playing)
+				_ = v.live.reread(ctx, v.live.playing, q)
 				if v.past(k, audio) {
 					return ErrStreamEnded
 				}
@@ -112,13 +134,13 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k int, audio boo
 			}
 			return fmt.Errorf("live MPD: %s %d, due at %s, is still not listed", what, k+1, v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
 		}
-		if err := v.live.reread(ctx, v.live.playing); err != nil {
+		if err := v.live.reread(ctx, v.live.playing, q); err != nil {
 			return fmt.Errorf("live MPD: %w", err)
 		}
 		if v.past(k, audio) {
 			return ErrStreamEnded
 		}
-		if v.live.isPredicted(k, audio) && time.Until(v.AvailableAt(k, audio)) <= 0 {
+		if v.live.isPredicted(k, q) && time.Until(v.AvailableAt(k, audio)) <= 0 {
 			// Published by the clock, not yet in the MPD: the packager
 			// writes the MPD after the segment. Ask again shortly.
 			if err := clock.Sleep(ctx, poll); err != nil {
@@ -138,8 +160,12 @@ func (v *Video) EndedBefore(ctx context.Context, k int, audio bool) bool {
 	if v.live == nil {
 		return false
 	}
-	if !v.live.ended {
-		if err := v.live.reread(ctx, v.live.playing); err != nil {
+	if !v.past(k, audio) {
+		q := v.live.current
+		if audio {
+			q = -1
+		}
+		if err := v.live.reread(ctx, v.live.playing, q); err != nil {
 			return false
 		}
 	}

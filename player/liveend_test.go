@@ -69,7 +69,7 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 			f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true,
 				Ended: func(ctx context.Context, req Request) bool { return v.EndedBefore(ctx, req.Chunk, req.Rendition < 0) }}
 			cfg := DefaultConfig()
-			cfg.Ready = func(ctx context.Context, k int, audio bool) error { return v.WaitPublished(ctx, clock, k, audio) }
+			cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 			cfg.Chunks = 10
 			q, _ := NewQoE("lin")
 			res, err := (&Session{Video: v, ABR: scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)

@@ -3,22 +3,24 @@
 package player
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/deepcast/deepcast/manifest"
 )
 
-// predictedOf marks the video chunks that some rendition only predicted,
-// and the main sound's predicted segments.
-func predictedOf(m *manifest.Manifest) (video, audio []bool) {
-	for _, r := range m.Video {
+// predictedOf marks the segments each video rendition only predicted
+// (per chunk, per rendition), and the main sound's.
+func predictedOf(m *manifest.Manifest) (video [][]bool, audio []bool) {
+	for q, r := range m.Video {
 		for k, s := range r.Segments {
 			if k >= len(video) {
-				video = append(video, false)
+				video = append(video, make([]bool, len(m.Video)))
 			}
-			video[k] = video[k] || s.Predicted
+			video[k][q] = s.Predicted
 		}
 	}
 	if sound := m.MainAudio(); len(sound) > 0 {
@@ -39,14 +41,37 @@ func (v *Video) chunkStart(k int) time.Duration {
 
 // relayFrom lays chunks k on, and the sound from the segment playing at
 // at (chunk k's start on the Period's timeline), out again from m, a
-// re-read of the live MPD; or, from the static MPD (closed playlists) a
-// stream leaves when it ends, what there is of them: the Video is cut to
-// the chunks published.
+// re-read of the live MPD; or, from the static MPD a stream leaves when it
+// ends, what there is of them: the Video is cut to the chunks published.
 func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 	if len(m.Video) != len(v.Bitrates) {
 		return fmt.Errorf("the ladder changed: %d video renditions, %d before", len(m.Video), len(v.Bitrates))
 	}
 	ended := m.Live == nil || m.Live.Ended
+	lists := make([]relaid, len(m.Video))
+	for q, r := range m.Video {
+		lists[q] = relaid{r.ID, r.Segments, true}
+	}
+	if err := v.relayVideo(k, at, lists, ended); err != nil {
+		return err
+	}
+	if sound := m.MainAudio(); len(sound) > 0 {
+		return v.relayAudio(at, sound[0].Segments, ended)
+	}
+	return nil
+}
+
+// relaid is a rendition's segments as a reload lists them.
+type relaid struct {
+	id       string
+	segs     []manifest.Segment
+	reloaded bool // false: this rendition was not reloaded
+}
+
+// relayVideo lays chunks k on out again for the renditions lists has
+// segments for (from the one that starts at at); ended cuts the Video to
+// the chunks there are.
+func (v *Video) relayVideo(k int, at time.Duration, lists []relaid, ended bool) error {
 	startsAt := func(segs []manifest.Segment, t time.Duration) int {
 		for i, s := range segs {
 			if d := s.Start - t; d > -time.Millisecond && d < time.Millisecond {
@@ -55,45 +80,53 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 		}
 		return -1
 	}
-	first := make([]int, len(m.Video))
-	chunks := v.Chunks
 	endsBy := func(segs []manifest.Segment, t time.Duration) bool {
 		return len(segs) == 0 || segs[len(segs)-1].Start+segs[len(segs)-1].Duration <= t+time.Millisecond
 	}
-	for q, r := range m.Video {
-		s0 := startsAt(r.Segments, at)
-		switch {
-		case s0 < 0 && ended && endsBy(r.Segments, at):
-			s0 = len(r.Segments) // the stream ended before chunk k
-		case s0 < 0:
-			return fmt.Errorf("rendition %s has no segment at %v, where chunk %d begins", r.ID, at, k+1)
+	first := make([]int, len(lists))
+	chunks := v.Chunks
+	lead := -1 // the first rendition reloaded: the chunks' timeline follows it
+	for q, r := range lists {
+		if !r.reloaded {
+			continue
 		}
-		if left := len(r.Segments) - s0; left < chunks-k {
+		s0 := startsAt(r.segs, at)
+		switch {
+		case s0 < 0 && ended && endsBy(r.segs, at):
+			s0 = len(r.segs) // the stream ended before chunk k
+		case s0 < 0:
+			return fmt.Errorf("rendition %s has no segment at %v, where chunk %d begins", r.id, at, k+1)
+		}
+		if left := len(r.segs) - s0; left < chunks-k {
 			if !ended {
-				return fmt.Errorf("rendition %s ends %d segments after chunk %d, %d short of the session's length", r.ID, left, k+1, chunks-k-left)
+				return fmt.Errorf("rendition %s ends %d segments after chunk %d, %d short of the session's length", r.id, left, k+1, chunks-k-left)
 			}
 			chunks = k + left
 		}
 		first[q] = s0
+		if lead < 0 {
+			lead = q
+		}
 	}
 	if ended {
 		v.live.ended = true
-		v.Chunks = chunks
+		v.Chunks = min(v.Chunks, chunks)
 	}
-	for q, r := range m.Video {
-		s0 := first[q]
+	for q, r := range lists {
+		if !r.reloaded {
+			continue
+		}
 		for j := k; j < v.Chunks; j++ {
-			s := r.Segments[s0+j-k]
+			s := r.segs[first[q]+j-k]
 			v.URLs[j][q], v.Sizes[j][q] = s.URL, s.RangeSize()
 			if v.Ranges != nil {
 				v.Ranges[j][q] = s.Range
 			}
-			if q == 0 {
+			if q == lead {
 				v.Ends[j] = s.Start + s.Duration - v.liveOffset
-				v.live.predicted[j] = false
 				v.liveNumbers[j] = s.Number
 			}
-			v.live.predicted[j] = v.live.predicted[j] || s.Predicted
+			v.live.predicted[j][q] = s.Predicted
 		}
 	}
 	if v.lazy != nil {
@@ -103,11 +136,15 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 		}
 		v.lazy.mu.Unlock()
 	}
-	sound := m.MainAudio()
-	if len(v.AudioURLs) == 0 || len(sound) == 0 {
+	return nil
+}
+
+// relayAudio lays the sound out again from segs (a reload of its
+// Representation), from its segment that is playing at at.
+func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool) error {
+	if len(v.AudioURLs) == 0 {
 		return nil
 	}
-	// The sound from its segment that is playing at chunk k's start.
 	i0 := len(v.AudioEnds)
 	for i, end := range v.AudioEnds {
 		if end > at-v.liveOffset {
@@ -115,7 +152,6 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 			break
 		}
 	}
-	segs := sound[0].Segments
 	s0 := slices.IndexFunc(segs, func(s manifest.Segment) bool { return s.Start+s.Duration > at })
 	switch {
 	case s0 < 0 && ended:
@@ -138,5 +174,51 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 		v.AudioRanges = append(v.AudioRanges, s.Range)
 		v.live.audioPredicted = append(v.live.audioPredicted, s.Predicted)
 	}
+	if ended {
+		v.live.ended = true
+	}
 	return nil
+}
+
+// hlsPlaylists is the media playlists of live HLS's video renditions and
+// then its sound's (nil for DASH).
+func hlsPlaylists(m *manifest.Manifest) []string {
+	if len(m.Video) == 0 || m.Video[0].Playlist == "" {
+		return nil
+	}
+	var out []string
+	for _, r := range m.Video {
+		out = append(out, r.Playlist)
+	}
+	if sound := m.MainAudio(); len(sound) > 0 {
+		out = append(out, sound[0].Playlist)
+	}
+	return out
+}
+
+// reloadPlaylist reloads the media playlist of rendition q (-1: the
+// sound) of live HLS and lays chunks k on out again from it: a player
+// reloads the playlist it plays from, not the ladder's.
+func (v *Video) reloadPlaylist(ctx context.Context, client *http.Client, playlists []string, k, q int, join manifest.LiveJoin) error {
+	i := q
+	if q < 0 {
+		i = len(v.Bitrates) // the sound's comes after the video's
+	}
+	if i >= len(playlists) {
+		return fmt.Errorf("no playlist for rendition %d", q)
+	}
+	data, u, err := fetchDocument(ctx, playlists[i], client, manifest.MaxPlaylistSize)
+	if err != nil {
+		return fmt.Errorf("playlist %s: %w", playlists[i], err)
+	}
+	segs, ended, err := manifest.ReloadHLSMedia(data, u, join)
+	if err != nil {
+		return err
+	}
+	if q < 0 {
+		return v.relayAudio(join.At, segs, ended)
+	}
+	lists := make([]relaid, len(v.Bitrates))
+	lists[q] = relaid{u.String(), segs, true}
+	return v.relayVideo(k, join.At, lists, ended)
 }

@@ -66,10 +66,12 @@ type Config struct {
 	SkipFirstQoE bool
 	// Chunks caps how many chunks are played (0: all).
 	Chunks int
-	// Ready, for a live stream, returns once chunk k (audio segment k
-	// when audio) is published, sleeping on the session's clock; the
-	// buffer drains meanwhile. nil for VOD.
-	Ready func(ctx context.Context, k int, audio bool) error
+	// Ready, for a live stream, returns once chunk k of rendition q
+	// (audio segment k when q is -1) is published, sleeping on the
+	// session's clock; the buffer drains meanwhile. It is asked for the
+	// rendition last played before the choice, and again for the one
+	// chosen when that differs. nil for VOD.
+	Ready func(ctx context.Context, k, q int) error
 	// FetchInit fetches each rendition's initialization segment the first
 	// time the ABR chooses it, and the sound's before its first segment,
 	// as a player must before it can decode them; the time counts toward
@@ -161,18 +163,17 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// A live chunk not yet published is waited for before it is
 		// chosen, as a player schedules its request: the choice sees
 		// the buffer as it is then.
-		err := s.waitFor(ctx, k, false)
-		if v.Chunks < chunks { // a live stream that ended
-			chunks, st.Chunks = v.Chunks, v.Chunks
+		cur := st.Last
+		if cur < 0 {
+			cur = min(max(s.Config.StartRendition, 0), len(v.Bitrates)-1)
 		}
-		if errors.Is(err, ErrStreamEnded) || err == nil && k >= chunks {
-			res.StreamEnded = true
+		if ended, err := s.ready(ctx, k, cur, &chunks, st); ended || err != nil {
+			res.StreamEnded = ended
+			if err != nil {
+				return res, err
+			}
 			break
 		}
-		if err != nil {
-			return res, err
-		}
-		chunkDur := v.ChunkDur(k)
 		st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
 		q := -1
 		if k == 0 && s.Config.StartRendition >= 0 {
@@ -183,6 +184,18 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		if q < 0 || q >= len(v.Bitrates) {
 			return res, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, len(v.Bitrates))
 		}
+		if q != cur {
+			// A live rendition the player switches to: its playlist may
+			// not list the chunk yet.
+			if ended, err := s.ready(ctx, k, q, &chunks, st); ended || err != nil {
+				res.StreamEnded = ended
+				if err != nil {
+					return res, err
+				}
+				break
+			}
+		}
+		chunkDur := v.ChunkDur(k)
 		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
 			Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
 		if v.URLs != nil {
@@ -213,7 +226,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// this chunk needs of it, the rest of it after the last.
 		from, to := v.AudioAt(k)
 		for i := from; i < to && !res.StreamEnded; i++ {
-			if err := s.waitFor(ctx, i, true); errors.Is(err, ErrStreamEnded) {
+			if err := s.waitFor(ctx, i, -1); errors.Is(err, ErrStreamEnded) {
 				res.StreamEnded = true // the sound ends first: the chunk plays without the rest
 				break
 			} else if err != nil {
@@ -294,13 +307,27 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// waitFor sleeps until chunk k (audio segment k) of a live stream is
-// published.
-func (s *Session) waitFor(ctx context.Context, k int, audio bool) error {
+// waitFor sleeps until chunk k of rendition q (audio segment k when q is
+// -1) of a live stream is published.
+func (s *Session) waitFor(ctx context.Context, k, q int) error {
 	if s.Config.Ready == nil {
 		return nil
 	}
-	return s.Config.Ready(ctx, k, audio)
+	return s.Config.Ready(ctx, k, q)
+}
+
+// ready waits for chunk k of rendition q of a live stream; true when the
+// stream ended before it. A stream that ended cuts *chunks (and st's) to
+// what was published.
+func (s *Session) ready(ctx context.Context, k, q int, chunks *int, st *State) (bool, error) {
+	err := s.waitFor(ctx, k, q)
+	if s.Video.Chunks < *chunks {
+		*chunks, st.Chunks = s.Video.Chunks, s.Video.Chunks
+	}
+	if errors.Is(err, ErrStreamEnded) || err == nil && k >= *chunks {
+		return true, nil
+	}
+	return false, err
 }
 
 // initFetcher fetches initialization segments once each, for a session

@@ -136,7 +136,7 @@ func TestSessionWaitsForLiveSegments(t *testing.T) {
 	f := &stepFetcher{}
 	published := func(k int) time.Duration { return time.Second + time.Duration(k)*2*time.Second }
 	cfg := DefaultConfig()
-	cfg.Ready = func(ctx context.Context, k int, audio bool) error { return f.Sleep(ctx, max(0, published(k)-f.now)) }
+	cfg.Ready = func(ctx context.Context, k, _ int) error { return f.Sleep(ctx, max(0, published(k)-f.now)) }
 	q, _ := NewQoE("lin")
 	abr := &watching{}
 	r, err := (&Session{Video: v, ABR: abr, QoE: q, Clock: f, Fetcher: f, Config: cfg}).Run(context.Background())
@@ -178,5 +178,34 @@ func TestSessionCountsRetriesAsDownloadTime(t *testing.T) {
 	}
 	if r.Startup != 1100*time.Millisecond {
 		t.Errorf("startup %v, want 1.1s (a failed attempt of 1 s, then 0.1 s)", r.Startup)
+	}
+}
+
+// TestSessionAsksTheChosenRenditionReady: a live chunk is waited for at
+// the rendition last played before the choice, and again at the one
+// chosen when the player switches (whose HLS playlist may not list it
+// yet); a stream that ends while it waits ends the session there.
+func TestSessionAsksTheChosenRenditionReady(t *testing.T) {
+	v := &Video{ChunkDuration: 2 * time.Second, Bitrates: []float64{300, 750}, Chunks: 4}
+	for range v.Chunks {
+		v.Sizes = append(v.Sizes, []int64{1000, 2000})
+	}
+	var asked [][2]int
+	cfg := DefaultConfig()
+	cfg.Ready = func(_ context.Context, k, q int) error {
+		asked = append(asked, [2]int{k, q})
+		if k == 3 && q == 0 {
+			return ErrStreamEnded // the lower rendition's playlist says the stream is over
+		}
+		return nil
+	}
+	f := &stepFetcher{}
+	q, _ := NewQoE("lin")
+	r, err := (&Session{Video: v, ABR: scripted{0, 1, 0, 0}, QoE: q, Clock: f, Fetcher: f, Config: cfg}).Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][2]int{{0, 0}, {1, 0}, {1, 1}, {2, 1}, {2, 0}, {3, 0}}; !slices.Equal(asked, want) || r.Chunks != 3 || !r.StreamEnded {
+		t.Errorf("asked ready %v, played %d chunks (ended %v); want %v, 3, ended", asked, r.Chunks, r.StreamEnded, want)
 	}
 }

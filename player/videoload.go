@@ -294,17 +294,17 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
 	predicted, audioPredicted := predictedOf(m)
-	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, read: time.Now(), relayout: func(ctx context.Context, k int) error {
+	playlists := hlsPlaylists(m)
+	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
-		// An HLS reload is placed by a segment both loads list: the last
-		// chunk up to k that a playlist listed.
-		anchor := k
-		for anchor > 0 && v.live.predicted[anchor] {
-			anchor--
+		anchor := v.live.anchor(k, q)
+		join := manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration,
+			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)}
+		if playlists != nil {
+			return v.reloadPlaylist(ctx, client, playlists, k, q, join)
 		}
-		m, err := fetchManifest(ctx, mpdURL, client, &manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration,
-			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)}, clock)
+		m, err := fetchManifest(ctx, mpdURL, client, &join, clock)
 		if err != nil {
 			return err
 		}

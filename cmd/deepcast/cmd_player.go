@@ -443,7 +443,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
 	if !v.LiveStart.IsZero() {
-		cfg.Ready = func(ctx context.Context, k int, audio bool) error { return v.WaitPublished(ctx, clock, k, audio) }
+		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))

@@ -166,9 +166,12 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 		}
 	}
 	// Four segments from three target durations behind: the fourth was
-	// published after the join, so the playlists were reloaded.
-	if loads := countPath(reqs, "/s_0.m3u8"); loads < 2 || loads > 1+5*4 {
-		t.Errorf("the lowest rendition's playlist was read %d times for 4 chunks", loads)
+	// published after the join, so a playlist was reloaded: only the one
+	// played from (and the sound's), not the multivariant playlist or
+	// the ladder's.
+	loads := countPath(reqs, "/s_0.m3u8") + countPath(reqs, "/s_1.m3u8")
+	if sound := countPath(reqs, "/s_2.m3u8"); loads < 3 || loads > 2+5*4 || sound > 1+5*4 || countPath(reqs, "/master.m3u8") != 1 {
+		t.Errorf("the video playlists were read %d times, the sound's %d, the multivariant playlist %d, for 4 chunks", loads, sound, countPath(reqs, "/master.m3u8"))
 	}
 }
 
