@@ -24,6 +24,9 @@ type Live struct {
 	// (minimumUpdatePeriod): a player re-reads it that often. 0: the MPD
 	// does not say, or an HLS playlist (reloaded as its segments are due).
 	MinimumUpdatePeriod time.Duration
+	// Location is where the MPD is to be re-read from (its Location
+	// element, resolved), "" to re-read it where it was read.
+	Location string
 	// Ended marks a resumed layout of a stream that has ended (an HLS
 	// playlist that gained EXT-X-ENDLIST): the segments laid out are all
 	// there are, none predicted.
@@ -127,8 +130,9 @@ type liveWindow struct {
 	least  int // the fewest segments to lay out
 }
 
-// liveSetup checks a dynamic MPD and places join on its one Period.
-func liveSetup(doc *mpd.MPD, join *LiveJoin) (*Live, *liveWindow, error) {
+// liveSetup checks a dynamic MPD (read from base) and places join on its
+// one Period.
+func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow, error) {
 	if len(doc.Periods) != 1 {
 		return nil, nil, fmt.Errorf("a live MPD of %d Periods: only one Period is played live", len(doc.Periods))
 	}
@@ -154,6 +158,14 @@ func liveSetup(doc *mpd.MPD, join *LiveJoin) (*Live, *liveWindow, error) {
 	if doc.TimeShiftBufferDepth != nil {
 		w.tsbd = time.Duration(*doc.TimeShiftBufferDepth)
 		live.TimeShiftBufferDepth = w.tsbd
+	}
+	for _, l := range doc.Location {
+		// The first that is an http(s) URL: a player follows no other
+		// scheme (file:, say) an MPD names.
+		if u, err := resolveRef(base, strings.TrimSpace(l.Value)); l.Value != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+			live.Location = u.String()
+			break
+		}
 	}
 	if doc.MinimumUpdatePeriod != nil {
 		live.MinimumUpdatePeriod = max(time.Duration(*doc.MinimumUpdatePeriod), 0)
@@ -252,4 +264,12 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		end += step
 	}
 	return out, first, listed, nil
+}
+
+// resolveRef reads ref relative to base (nil: ref as it is).
+func resolveRef(base *url.URL, ref string) (*url.URL, error) {
+	if base == nil {
+		return url.Parse(ref)
+	}
+	return base.Parse(ref)
 }

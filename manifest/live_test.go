@@ -98,6 +98,24 @@ func TestParseLive(t *testing.T) {
 		}
 	}
 
+	// Location says where the MPD is re-read: resolved against the MPD's
+	// URL; only an http(s) URL is followed.
+	for location, want := range map[string]string{
+		"<Location>next/m.mpd</Location>":                                             "http://h/live/next/m.mpd",
+		"<Location>file:///etc/passwd</Location><Location>https://o/m.mpd</Location>": "https://o/m.mpd",
+		"<Location>file:///etc/passwd</Location>":                                     "",
+		"": "",
+	} {
+		doc := strings.Replace(mpdDoc("", "", template), "<Period", location+"<Period", 1)
+		m, err := ParseLive([]byte(doc), base, nil, LiveJoin{Now: ast.Add(time.Minute), Length: 10 * time.Second})
+		if err != nil {
+			t.Fatalf("%q: %v", location, err)
+		}
+		if m.Live.Location != want {
+			t.Errorf("%q: location %q, want %q", location, m.Live.Location, want)
+		}
+	}
+
 	join := LiveJoin{Now: ast.Add(time.Minute), Length: 10 * time.Second}
 	for _, tc := range []struct{ name, doc, want string }{
 		{"an empty SegmentTimeline", mpdDoc("", "", `<SegmentTemplate media="$Time$.m4s"><SegmentTimeline/></SegmentTemplate>`), "lists no segments"},

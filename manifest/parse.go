@@ -200,7 +200,7 @@ func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *M
 			return nil, fmt.Errorf("mpd: %w", err)
 		}
 	case doc.GetType() == mpd.DYNAMIC_TYPE && join != nil:
-		if m.Live, window, err = liveSetup(doc, join); err != nil {
+		if m.Live, window, err = liveSetup(doc, base, join); err != nil {
 			return nil, fmt.Errorf("mpd: %w", err)
 		}
 		spans = []periodSpan{{dur: join.Length}}

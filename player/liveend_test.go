@@ -25,28 +25,40 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 	for _, c := range []struct {
 		name      string
 		update    string // the MPD's minimumUpdatePeriod attribute
+		location  bool   // the MPD names another URL to be re-read from
 		most404   int64  // segment requests not found, at most
 		mostReads int64  // MPD reads, at most
 	}{
-		{"minimumUpdatePeriod", ` minimumUpdatePeriod="PT1S"`, 0, 8},
-		{"segments not found", "", 2, 2},
+		{"minimumUpdatePeriod", ` minimumUpdatePeriod="PT1S"`, false, 0, 8},
+		{"segments not found", "", false, 2, 2},
+		{"re-read at its Location", ` minimumUpdatePeriod="PT1S"`, true, 0, 8},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ast := time.Now().Add(-30 * time.Second).Truncate(time.Second)
 			const last = 32 // the stream's last segment spans [31 s, 32 s)
 			var notFound, reads atomic.Int64
 			mux := http.NewServeMux()
-			mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
+			var first atomic.Int64 // reads at the URL first given
+			mpd := func(w http.ResponseWriter, r *http.Request) {
 				reads.Add(1)
 				kind, attrs := "dynamic", c.update
 				if time.Since(ast) >= last*time.Second {
 					kind, attrs = "static", fmt.Sprintf(` mediaPresentationDuration="PT%dS"`, last)
 				}
-				fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="%s" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" minBufferTime="PT1S"%s>`+
+				location := ""
+				if c.location {
+					location = "<Location>/moved/live.mpd</Location>"
+				}
+				fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="%s" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" minBufferTime="PT1S"%s>%s`+
 					`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" media="$RepresentationID$/$Number$.m4s"/>`+
-					`<Representation id="lo" bandwidth="200000"/><Representation id="hi" bandwidth="400000"/></AdaptationSet></Period></MPD>`, kind, ast.UTC().Format(time.RFC3339), attrs)
+					`<Representation id="lo" bandwidth="200000"/><Representation id="hi" bandwidth="400000"/></AdaptationSet></Period></MPD>`, kind, ast.UTC().Format(time.RFC3339), attrs, location)
+			}
+			mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
+				first.Add(1)
+				mpd(w, r)
 			})
-			mux.HandleFunc("/{rep}/{segment}", func(w http.ResponseWriter, r *http.Request) {
+			mux.HandleFunc("/moved/live.mpd", mpd)
+			segment := func(w http.ResponseWriter, r *http.Request) {
 				n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("segment"), ".m4s"))
 				if err != nil || n > last || time.Now().Before(ast.Add(time.Duration(n)*time.Second)) {
 					if r.Method == http.MethodGet { // the sizes asked with HEAD aside
@@ -56,7 +68,11 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 					return
 				}
 				w.Write(make([]byte, 1000))
-			})
+			}
+			// Segments are relative to the MPD's URL: the one it was read
+			// from last.
+			mux.HandleFunc("/{rep}/{segment}", segment)
+			mux.HandleFunc("/moved/{rep}/{segment}", segment)
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -83,6 +99,9 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 			}
 			if n, r := notFound.Load(), reads.Load(); n > c.most404 || r > c.mostReads {
 				t.Errorf("%d segment requests not found and %d MPD reads; want at most %d and %d", n, r, c.most404, c.mostReads)
+			}
+			if c.location && first.Load() != 1 {
+				t.Errorf("the MPD was read %d times where it was first, want once: then at its Location", first.Load())
 			}
 			if took := time.Since(ast.Add(last * time.Second)); took > 3*time.Second {
 				t.Errorf("the session ended %v after the stream", took)

@@ -3,6 +3,7 @@
 package player
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -295,6 +296,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
 	predicted, audioPredicted := predictedOf(m)
 	playlists := hlsPlaylists(m)
+	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
 	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
@@ -304,9 +306,12 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		if playlists != nil {
 			return v.reloadPlaylist(ctx, client, playlists, k, q, join)
 		}
-		m, err := fetchManifest(ctx, mpdURL, client, &join, clock)
+		m, err := fetchManifest(ctx, refresh, client, &join, clock)
 		if err != nil {
 			return err
+		}
+		if m.Live != nil {
+			refresh = cmp.Or(m.Live.Location, refresh)
 		}
 		return v.relayFrom(k, at, m)
 	}}
