@@ -46,7 +46,7 @@ type Deepcast struct {
 	// policy's features and rollouts come from the MPC its shipped model
 	// was trained with.
 	unprimed bool
-	bola     BOLA // the floor's rule, kept per session (its startup phase)
+	bola     BOLA // the floor's rule (cautious), kept per session (its startup phase)
 }
 
 // Deepcast's fixed constants.
@@ -107,6 +107,7 @@ func (d *Deepcast) Choose(s *State) int {
 		return q
 	}
 	// BOLA chooses every chunk, so its startup phase ends when it would.
+	d.bola.cautious = true
 	if b := d.bola.Choose(s); b > q && s.Buffer.Seconds() >= deepcastBolaBuffer {
 		q = b
 	}

@@ -150,6 +150,42 @@ func TestBOLA(t *testing.T) {
 	}
 }
 
+// TestBOLAPlaceholderBuffer: BOLA-E's placeholder buffer. On a live
+// stream the buffer cannot grow past the distance to the live edge (here
+// 4 to 6 s), and the player waits for each segment's publication: counting
+// the waits, BOLA holds the rendition throughput chose at startup, where
+// the buffer alone (the cautious variant, which keeps no placeholder)
+// sinks to the lowest. A stall drops the placeholder.
+func TestBOLAPlaceholderBuffer(t *testing.T) {
+	v := loadEnvivio(t)
+	v.ChunkDuration = 2 * time.Second // a live stream's short segments
+	run := func(b *BOLA, stallAt int) []int {
+		s := state(v, 0, -1, 50000)
+		var got []int
+		for k := range 12 {
+			s.Chunk, s.Buffer, s.Idle, s.Stalled = k, 4*time.Second, 0, k == stallAt
+			if k > 0 {
+				s.Buffer, s.Idle = 2*time.Second+time.Duration(k%2)*2*time.Second, 2*time.Second
+			}
+			if k < 2 {
+				s.Buffer = time.Duration(k) * 2 * time.Second // startup
+			}
+			q := b.Choose(s)
+			got = append(got, q)
+			s.Last = q
+		}
+		return got
+	}
+	placeholder, plain := run(&BOLA{}, -1), run(&BOLA{cautious: true}, -1)
+	if slices.Min(placeholder) != 5 || slices.Max(plain[4:]) != 0 {
+		t.Errorf("live-like waits at 4-6 s of buffer: %v with the placeholder buffer, %v without; want the top throughout, the lowest", placeholder, plain)
+	}
+	// After a stall, the placeholder starts again from the wait alone.
+	if stalled := run(&BOLA{}, 6); stalled[6] >= placeholder[6] {
+		t.Errorf("the chunk after a stall: %d, want below %d (the placeholder dropped)", stalled[6], placeholder[6])
+	}
+}
+
 func TestDynamicHysteresis(t *testing.T) {
 	v := loadEnvivio(t)
 	d := &Dynamic{}

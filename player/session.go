@@ -149,7 +149,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	wanted := chunks
 	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
 	var res Result
-	var buffer time.Duration
+	var buffer, lastDone time.Duration
 	var bitrateSum float64
 	inits := newInitFetcher(s)
 	for k := 0; k < chunks; k++ {
@@ -175,6 +175,9 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			break
 		}
 		st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
+		if k > 0 {
+			st.Idle = s.Clock.Now() - lastDone
+		}
 		q := -1
 		if k == 0 && s.Config.StartRendition >= 0 {
 			q = min(s.Config.StartRendition, len(v.Bitrates)-1)
@@ -275,7 +278,8 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		st.Last = q
 		res.Chunks++
 		res.PlayTime += chunkDur
-		log := ChunkLog{Time: s.Clock.Now(), Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
+		lastDone, st.Stalled = s.Clock.Now(), rebuf > 0
+		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
 			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term}
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {

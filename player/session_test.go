@@ -116,11 +116,11 @@ func TestSessionFetchesInitializationSegments(t *testing.T) {
 }
 
 // watching records the buffer each choice saw, and chooses rendition 0.
-type watching struct{ seen []time.Duration }
+type watching struct{ seen, idle []time.Duration }
 
 func (w *watching) Name() string { return "watching" }
 func (w *watching) Choose(st *State) int {
-	w.seen = append(w.seen, st.Buffer)
+	w.seen, w.idle = append(w.seen, st.Buffer), append(w.idle, st.Idle)
 	return 0
 }
 
@@ -153,6 +153,11 @@ func TestSessionWaitsForLiveSegments(t *testing.T) {
 	want := []time.Duration{0, 100 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
 	if !slices.Equal(abr.seen, want) || r.Rebuffer != 0 || r.Startup != 1100*time.Millisecond {
 		t.Errorf("buffers seen %v, stalls %v, startup %v; want %v, none, 1.1s", abr.seen, r.Rebuffer, r.Startup, want)
+	}
+	// The 1.9 s waited for each chunk after the first is idle time (what
+	// BOLA-E's placeholder buffer counts).
+	if want := []time.Duration{0, 1900 * time.Millisecond, 1900 * time.Millisecond, 1900 * time.Millisecond}; !slices.Equal(abr.idle, want) {
+		t.Errorf("idle times seen %v, want %v", abr.idle, want)
 	}
 }
 

@@ -25,8 +25,14 @@ type State struct {
 	Buffer    time.Duration
 	MaxBuffer time.Duration
 	Last      int // previous chunk's rendition; -1 before the first
-	History   []Sample
-	ewma      EWMA
+	// Idle is how long the player waited, not downloading, since the
+	// last chunk came: for a live segment's publication, or for room in
+	// a full buffer (BOLA-E's placeholder buffer makes up for it).
+	Idle time.Duration
+	// Stalled: the last chunk came after the buffer had run out.
+	Stalled bool
+	History []Sample
+	ewma    EWMA
 }
 
 func (s *State) addSample(d Download) {
