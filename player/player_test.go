@@ -118,6 +118,15 @@ func TestBBA(t *testing.T) {
 			}
 		}
 	}
+	// A live session joined 6 s behind the edge holds at most 6 s: the
+	// reservoir and cushion shrink to a tenth (0.5 s and 1 s).
+	live := *v
+	live.LiveDelay = 6 * time.Second
+	for buf, want := range map[time.Duration]int{400 * time.Millisecond: 0, time.Second: 2, 4 * time.Second: 5} {
+		if got := b.Choose(state(&live, buf, 0, 50000)); got != want {
+			t.Errorf("live, 6 s behind the edge, buffer %v: %d, want %d", buf, got, want)
+		}
+	}
 }
 
 func TestBOLA(t *testing.T) {

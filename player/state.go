@@ -51,6 +51,16 @@ func (s *State) Bitrates() []float64 { return s.Video.Bitrates }
 // ChunkSeconds is the chunk duration in seconds.
 func (s *State) ChunkSeconds() float64 { return s.Video.ChunkDuration.Seconds() }
 
+// BufferCapacity is the most buffer the player can hold: MaxBuffer, and
+// on a live stream no more than it joined behind the live edge (it cannot
+// fetch what is not published); 0 when unbounded.
+func (s *State) BufferCapacity() time.Duration {
+	if d := s.Video.LiveDelay; d > 0 && (s.MaxBuffer <= 0 || d < s.MaxBuffer) {
+		return d
+	}
+	return s.MaxBuffer
+}
+
 // Remaining is the number of chunks after the current one.
 func (s *State) Remaining() int { return s.Chunks - s.Chunk - 1 }
 

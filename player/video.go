@@ -58,6 +58,9 @@ type Video struct {
 	// 0's media begins (zero for VOD): a chunk can be fetched once the
 	// live edge has passed its end (see AvailableAt).
 	LiveStart time.Time
+	// LiveDelay is how far behind the live edge chunk 0 began when the
+	// player joined: the most buffer a live session can hold (0 for VOD).
+	LiveDelay time.Duration
 	// liveOffset is chunk 0's start on the live Period's timeline, and
 	// live what confirms predicted segments (nil when none is).
 	liveOffset  time.Duration

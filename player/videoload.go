@@ -294,6 +294,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		return v, err
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
+	v.LiveDelay = max(time.Since(v.LiveStart), 0)
 	predicted, audioPredicted := predictedOf(m)
 	playlists := hlsPlaylists(m)
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
