@@ -73,11 +73,12 @@ type HTTPFetcher struct {
 	// may be published a moment later (ffmpeg renames it into place as its
 	// last frame is written).
 	Live bool
-	// Ended, for a live stream, tells whether the stream ended before
-	// req's segment (Video.EndedBefore). A live segment not found twice
-	// is asked about, and the fetch then ends with ErrStreamEnded rather
-	// than retry a segment that will never come.
-	Ended func(ctx context.Context, req Request) bool
+	// Gone, for a live stream, says why req's segment will never come
+	// (Video.Gone): the stream ended before it (ErrStreamEnded), or it
+	// left the time-shift buffer; nil while it may still. A live segment
+	// not found twice is asked about, and the fetch then ends with that
+	// rather than retry.
+	Gone func(ctx context.Context, req Request) error
 
 	// Verify checks each body against the SHA-256 its answer declares: the
 	// Repr-Digest field (RFC 9530, which deepcast's origin sends and its
@@ -189,8 +190,10 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 			break
 		}
 		var gone *liveNotFound
-		if errors.As(err, &gone) && attempt > 0 && f.Ended != nil && f.Ended(ctx, req) {
-			return Download{}, fmt.Errorf("%s: %w", req.URL, ErrStreamEnded)
+		if errors.As(err, &gone) && attempt > 0 && f.Gone != nil {
+			if why := f.Gone(ctx, req); why != nil {
+				return Download{}, fmt.Errorf("%s: %w", req.URL, why)
+			}
 		}
 	}
 	if attempts == 1 {

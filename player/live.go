@@ -33,6 +33,9 @@ type liveFeed struct {
 	// ended: the stream has ended, and the Video holds all of it there
 	// is (Chunks, AudioURLs cut to what was published).
 	ended bool
+	// timeShift is the MPD's timeShiftBufferDepth: how long a segment
+	// stays available once published (0: unbounded or unknown).
+	timeShift time.Duration
 }
 
 // reread lays the stream out again from the MPD, from chunk k on (for
@@ -149,6 +152,24 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 			poll = min(2*poll, v.ChunkDuration/2)
 		}
 	}
+}
+
+// Gone says why chunk k (audio segment k) of a live stream, not found,
+// will never come: the stream ended before it (ErrStreamEnded), or it left
+// the MPD's time-shift buffer (the player fell further behind the live
+// edge than the stream keeps segments); nil while it may still come.
+func (v *Video) Gone(ctx context.Context, k int, audio bool) error {
+	if v.EndedBefore(ctx, k, audio) {
+		return ErrStreamEnded
+	}
+	if v.live == nil || v.live.timeShift <= 0 {
+		return nil
+	}
+	if late := time.Since(v.AvailableAt(k, audio)) - v.live.timeShift; late > 0 {
+		return fmt.Errorf("it left the time-shift buffer (%v) %v ago: the player fell further behind the live edge than the stream keeps segments",
+			v.live.timeShift, late.Round(time.Millisecond))
+	}
+	return nil
 }
 
 // EndedBefore reports whether a live stream has ended before chunk k

@@ -83,7 +83,7 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 			}
 			clock := NewWallClock()
 			f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true,
-				Ended: func(ctx context.Context, req Request) bool { return v.EndedBefore(ctx, req.Chunk, req.Rendition < 0) }}
+				Gone: func(ctx context.Context, req Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }}
 			cfg := DefaultConfig()
 			cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 			cfg.Chunks = 10
@@ -107,5 +107,56 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 				t.Errorf("the session ended %v after the stream", took)
 			}
 		})
+	}
+}
+
+// TestSessionSaysItFellBehindTheTimeShiftBuffer: a player whose every
+// request takes 3 s (of 1 s segments) falls behind the live edge until a
+// segment has left the MPD's 4 s time-shift buffer and the server no
+// longer has it. The session ends saying so, after the second 404, not
+// after its retries run out on a segment that will never come back.
+func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
+	ast := time.Now().Add(-30 * time.Second).Truncate(time.Second)
+	var notFound atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" timeShiftBufferDepth="PT4S" minBufferTime="PT1S">`+
+			`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" media="$RepresentationID$/$Number$.m4s"/>`+
+			`<Representation id="lo" bandwidth="200000"/></AdaptationSet></Period></MPD>`, ast.UTC().Format(time.RFC3339))
+	})
+	mux.HandleFunc("/{rep}/{segment}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("segment"), ".m4s"))
+		published := ast.Add(time.Duration(n) * time.Second)
+		if err != nil || time.Now().Before(published) || time.Since(published) > 4*time.Second {
+			if r.Method == http.MethodGet {
+				notFound.Add(1)
+			}
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(make([]byte, 1000))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewWallClock()
+	f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true, RTT: 3 * time.Second,
+		Gone: func(ctx context.Context, req Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }}
+	cfg := DefaultConfig()
+	cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
+	cfg.Chunks = 10
+	q, _ := NewQoE("lin")
+	res, err := (&Session{Video: v, ABR: scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "left the time-shift buffer (4s)") || res.StreamEnded {
+		t.Fatalf("session: %v (%d chunks, ended %v), want it to say it fell behind the time-shift buffer", err, res.Chunks, res.StreamEnded)
+	}
+	t.Log(err)
+	if n := notFound.Load(); n != 2 {
+		t.Errorf("%d segment requests not found, want 2 (the first, and one retry)", n)
 	}
 }

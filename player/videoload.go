@@ -298,7 +298,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	predicted, audioPredicted := predictedOf(m)
 	playlists := hlsPlaylists(m)
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
-	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
+	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, timeShift: m.Live.TimeShiftBufferDepth, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
 		anchor := v.live.anchor(k, q)

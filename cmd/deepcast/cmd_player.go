@@ -423,9 +423,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
 	if f.Live {
 		f.Retries = 5 // a live segment may be published late: up to 7.75 s of backoff
-		f.Ended = func(ctx context.Context, req player.Request) bool {
-			return v.EndedBefore(ctx, req.Chunk, req.Rendition < 0)
-		}
+		f.Gone = func(ctx context.Context, req player.Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }
 	}
 	if o.Stats != nil {
 		defer func() { *o.Stats = f.Stats() }()
