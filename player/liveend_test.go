@@ -75,20 +75,7 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 			mux.HandleFunc("/moved/{rep}/{segment}", segment)
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			clock := NewWallClock()
-			f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true,
-				Gone: func(ctx context.Context, req Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }}
-			cfg := DefaultConfig()
-			cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
-			cfg.Chunks = 10
-			q, _ := NewQoE("lin")
-			res, err := (&Session{Video: v, ABR: scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
+			res, err := playLiveMPD(t, srv, 0, scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,20 +125,7 @@ func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
 	})
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clock := NewWallClock()
-	f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true, RTT: 3 * time.Second,
-		Gone: func(ctx context.Context, req Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }}
-	cfg := DefaultConfig()
-	cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
-	cfg.Chunks = 10
-	q, _ := NewQoE("lin")
-	res, err := (&Session{Video: v, ABR: scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
+	res, err := playLiveMPD(t, srv, 3*time.Second, scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
 	if err == nil || !strings.Contains(err.Error(), "left the time-shift buffer (4s)") || res.StreamEnded {
 		t.Fatalf("session: %v (%d chunks, ended %v), want it to say it fell behind the time-shift buffer", err, res.Chunks, res.StreamEnded)
 	}
@@ -159,4 +133,25 @@ func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
 	if n := notFound.Load(); n != 2 {
 		t.Errorf("%d segment requests not found, want 2 (the first, and one retry)", n)
 	}
+}
+
+// playLiveMPD plays 10 s of srv's /live.mpd as play does (the session
+// waits for each segment's publication, asks why one not found will not
+// come), each request taking rtt more, choosing as abr says.
+func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR) (Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewWallClock()
+	f := &HTTPFetcher{Client: srv.Client(), Clock: clock, Retries: 5, Live: true, RTT: rtt,
+		Gone: func(ctx context.Context, req Request) error { return v.Gone(ctx, req.Chunk, req.Rendition < 0) }}
+	cfg := DefaultConfig()
+	cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
+	cfg.Chunks = 10
+	q, _ := NewQoE("lin")
+	return (&Session{Video: v, ABR: abr, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
 }
