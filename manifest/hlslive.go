@@ -103,10 +103,7 @@ func windowOf(segs []Segment, at time.Duration, join *LiveJoin, target time.Dura
 	if n > MaxSegments {
 		return nil, fmt.Errorf("hls: %d live segments of %v: more than %d segments", n, target, MaxSegments)
 	}
-	if ended {
-		return endedWindowOf(segs, at, n), nil
-	}
-	return liveWindowOf(segs, at, n, target), nil
+	return liveWindowOf(segs, at, n, target, ended), nil
 }
 
 // ReloadHLSMedia lays out data, a reload of one live media playlist (at
@@ -145,12 +142,16 @@ func (r *Representation) shift(d time.Duration) {
 }
 
 // liveWindowOf is n segments of a live playlist from the one that holds
-// at; past the last listed, predicted ones of step without a URL.
-func liveWindowOf(segs []Segment, at time.Duration, n int, step time.Duration) []Segment {
+// at; past the last listed, predicted ones of step without a URL. Of an
+// ended playlist, what it lists of them: none when at is past its end.
+func liveWindowOf(segs []Segment, at time.Duration, n int, step time.Duration, ended bool) []Segment {
 	first := slices.IndexFunc(segs, func(s Segment) bool { return s.Start+s.Duration > at })
 	var out []Segment
 	if first >= 0 {
 		out = slices.Clone(segs[first:min(len(segs), first+n)])
+	}
+	if ended {
+		return out
 	}
 	next := segs[len(segs)-1]
 	if len(out) > 0 {
@@ -167,14 +168,4 @@ func liveWindowOf(segs []Segment, at time.Duration, n int, step time.Duration) [
 		out = append(out, next)
 	}
 	return out
-}
-
-// endedWindowOf is at most n segments of a closed playlist from the one
-// that holds at: none when at is past its end.
-func endedWindowOf(segs []Segment, at time.Duration, n int) []Segment {
-	first := slices.IndexFunc(segs, func(s Segment) bool { return s.Start+s.Duration > at })
-	if first < 0 {
-		return nil
-	}
-	return slices.Clone(segs[first:min(len(segs), first+n)])
 }

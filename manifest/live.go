@@ -130,8 +130,8 @@ type liveWindow struct {
 	least  int // the fewest segments to lay out
 }
 
-// liveSetup checks a dynamic MPD (read from base) and places join on its
-// one Period.
+// liveSetup checks a dynamic MPD (read from base, never nil: parse sees
+// to it) and places join on its one Period.
 func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow, error) {
 	if len(doc.Periods) != 1 {
 		return nil, nil, fmt.Errorf("a live MPD of %d Periods: only one Period is played live", len(doc.Periods))
@@ -140,7 +140,7 @@ func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow,
 	if ast == "" {
 		return nil, nil, fmt.Errorf("a live MPD without availabilityStartTime")
 	}
-	t, err := parseDateTime(ast)
+	t, err := ParseDateTime(ast)
 	if err != nil {
 		return nil, nil, fmt.Errorf("availabilityStartTime %q: %w", ast, err)
 	}
@@ -162,7 +162,7 @@ func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow,
 	for _, l := range doc.Location {
 		// The first that is an http(s) URL: a player follows no other
 		// scheme (file:, say) an MPD names.
-		if u, err := resolveRef(base, strings.TrimSpace(l.Value)); l.Value != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		if u, err := base.Parse(strings.TrimSpace(l.Value)); l.Value != "" && err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
 			live.Location = u.String()
 			break
 		}
@@ -176,9 +176,12 @@ func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow,
 	return live, w, nil
 }
 
-// parseDateTime reads an xs:dateTime; one without a time zone is UTC.
-func parseDateTime(s string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+// ParseDateTime reads an xs:dateTime, as an MPD's times and a UTCTiming
+// clock source give them (surrounding space aside); one without a time
+// zone is UTC.
+func ParseDateTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700"} {
 		if t, err := time.Parse(layout, s); err == nil {
 			return t, nil
 		}
@@ -264,12 +267,4 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		end += step
 	}
 	return out, first, listed, nil
-}
-
-// resolveRef reads ref relative to base (nil: ref as it is).
-func resolveRef(base *url.URL, ref string) (*url.URL, error) {
-	if base == nil {
-		return url.Parse(ref)
-	}
-	return base.Parse(ref)
 }

@@ -59,9 +59,9 @@ func readClock(ctx context.Context, client *http.Client, c manifest.UTCTiming, b
 		scheme = scheme[:i+1]
 	}
 	if scheme == utcDirect {
-		t, err := parseClockTime(c.Value)
+		t, err := manifest.ParseDateTime(c.Value)
 		if err != nil {
-			return 0, err
+			return 0, fmt.Errorf("%q: %w", c.Value, err)
 		}
 		return t.Sub(fetched), nil
 	}
@@ -110,23 +110,11 @@ func readClock(ctx context.Context, client *http.Client, c manifest.UTCTiming, b
 		if err != nil {
 			return 0, err
 		}
-		if server, err = parseClockTime(string(body)); err != nil {
-			return 0, fmt.Errorf("%s: %w", u, err)
+		if server, err = manifest.ParseDateTime(string(body)); err != nil {
+			return 0, fmt.Errorf("%s: %q: %w", u, body, err)
 		}
 	}
 	return server.Sub(mid), nil
-}
-
-// parseClockTime reads an xs:dateTime or ISO 8601 time (UTC when it names
-// no zone).
-func parseClockTime(s string) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time", s)
 }
 
 // liveClock is the server's clock of a live stream: skew ahead of this

@@ -159,7 +159,7 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 // the MPD's time-shift buffer (the player fell further behind the live
 // edge than the stream keeps segments); nil while it may still come.
 func (v *Video) Gone(ctx context.Context, k int, audio bool) error {
-	if v.EndedBefore(ctx, k, audio) {
+	if v.endedBefore(ctx, k, audio) {
 		return ErrStreamEnded
 	}
 	if v.live == nil || v.live.timeShift <= 0 {
@@ -172,12 +172,12 @@ func (v *Video) Gone(ctx context.Context, k int, audio bool) error {
 	return nil
 }
 
-// EndedBefore reports whether a live stream has ended before chunk k
+// endedBefore reports whether a live stream has ended before chunk k
 // (audio segment k): asked when the segment is not found, it re-reads the
 // MPD, which a packager makes static (or its playlists closed) when the
 // stream ends. False for VOD, a stream still going, or an MPD that cannot
 // be read.
-func (v *Video) EndedBefore(ctx context.Context, k int, audio bool) bool {
+func (v *Video) endedBefore(ctx context.Context, k int, audio bool) bool {
 	if v.live == nil {
 		return false
 	}

@@ -62,10 +62,12 @@ type Video struct {
 	// player joined: the most buffer a live session can hold (0 for VOD).
 	LiveDelay time.Duration
 	// liveOffset is chunk 0's start on the live Period's timeline, and
-	// live what confirms predicted segments (nil when none is).
-	liveOffset  time.Duration
-	live        *liveFeed
-	liveNumbers []int // each chunk's segment number in the lowest rendition
+	// live how a live stream follows its MPD (nil for VOD).
+	liveOffset time.Duration
+	live       *liveFeed
+	// liveNumbers is each chunk's segment number ($Number$, an HLS media
+	// sequence number: alike in every rendition of an aligned stream).
+	liveNumbers []int
 
 	// reinit lists, by rendition (-1: the sound, by its segment index),
 	// the chunks from which another initialization segment is needed (a

@@ -295,7 +295,6 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
 	v.LiveDelay = max(time.Since(v.LiveStart), 0)
-	predicted, audioPredicted := predictedOf(m)
 	playlists := hlsPlaylists(m)
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
 	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, timeShift: m.Live.TimeShiftBufferDepth, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
@@ -316,7 +315,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		}
 		return v.relayFrom(k, at, m)
 	}}
-	v.live.predicted, v.live.audioPredicted = predicted, audioPredicted
+	v.live.predicted, v.live.audioPredicted = predictedOf(m)
 	return v, nil
 }
 

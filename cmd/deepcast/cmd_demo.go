@@ -304,7 +304,7 @@ func runDemo(ctx context.Context, o demoOptions) error {
 		fmt.Fprintf(o.Out, "\nABR session through %s (robustmpc over a variable link, %s of media):\n", addrs[2].name, o.Play)
 		var stats player.FetchStats
 		res, err := play(ctx, deep+"/vod/"+demoAsset+"/manifest.mpd", playOptions{ABR: "robustmpc", QoE: "lin", Duration: o.Play,
-			TraceValue: demoTrace(), Live: true, CA: ca, Stats: &stats, Out: o.Out})
+			TraceValue: demoTrace(), ChunkLines: true, CA: ca, Stats: &stats, Out: o.Out})
 		switch {
 		case err != nil && ctx.Err() == nil:
 			fmt.Fprintf(o.Out, "play: %v\n", err)

@@ -234,7 +234,7 @@ func playCommand() command {
 				var latency player.Latency
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
-					QoE: *qoe, Live: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
+					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
 					CA: *ca, HTTP3: *h3, Header: headers.h, Out: stdout})
 				if *jsonOut != "" {
 					var lat *player.Latency
@@ -267,10 +267,12 @@ func playCommand() command {
 }
 
 type playOptions struct {
-	ABR, Trace, QoE    string
-	TraceValue         *player.Trace // used instead of Trace when set
-	RTT, Duration      time.Duration
-	CMCD, Live, Verify bool
+	ABR, Trace, QoE string
+	TraceValue      *player.Trace // used instead of Trace when set
+	RTT, Duration   time.Duration
+	CMCD, Verify    bool
+	// ChunkLines prints a line per chunk to Out as it comes.
+	ChunkLines bool
 	// Latency, when set and the stream is live, receives how far behind
 	// the live edge it played (LatencyOK tells whether it was live).
 	Latency   *player.Latency
@@ -281,7 +283,7 @@ type playOptions struct {
 	HTTP3 bool
 	// Header is sent with every request.
 	Header http.Header
-	// Out receives a line per chunk when Live is set.
+	// Out receives a line per chunk when ChunkLines is set.
 	Out io.Writer
 }
 
@@ -446,7 +448,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
 	}
-	if o.Live {
+	if o.ChunkLines {
 		cfg.OnChunk = func(l player.ChunkLog) {
 			fmt.Fprintf(o.Out, "%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
 				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate,

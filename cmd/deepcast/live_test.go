@@ -39,8 +39,7 @@ func TestPlayJoinsALiveStream(t *testing.T) {
 func playLive(t *testing.T, useTimeline string) {
 	dir := t.TempDir()
 	// Three segments published: the stream is under way.
-	liveFFmpeg(t, dir, 60, []string{"chunk-stream0-00003.m4s"}, "-f", "dash", "-use_timeline", useTimeline, "-use_template", "1",
-		"-seg_duration", "2", "-window_size", "10", "-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
+	liveFFmpeg(t, dir, 60, []string{"chunk-stream0-00003.m4s"}, liveDASH(dir, useTimeline)...)
 	doc, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,8 +134,7 @@ func countPath(reqs []loggedRequest, path string) int {
 // plays consecutive segments.
 func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	dir := t.TempDir()
-	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_04.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
-		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
+	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_04.m4s"}, liveHLS(dir)...)
 	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
@@ -175,6 +173,22 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	if sound := countPath(reqs, "/s_2.m3u8"); loads < 3 || loads > 2+5*4 || sound > 1+5*4 || countPath(reqs, "/master.m3u8") != 1 {
 		t.Errorf("the video playlists were read %d times, the sound's %d, the multivariant playlist %d, for 4 chunks", loads, sound, countPath(reqs, "/master.m3u8"))
 	}
+}
+
+// liveDASH is ffmpeg's live DASH packager into dir: 2 s segments, a
+// SegmentTemplate with (useTimeline "1") or without a SegmentTimeline,
+// video and sound in their own AdaptationSets, live.mpd.
+func liveDASH(dir, useTimeline string) []string {
+	return []string{"-f", "dash", "-use_timeline", useTimeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
+		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd")}
+}
+
+// liveHLS is ffmpeg's live HLS packager into dir: 2 s fMP4 segments, the
+// two video renditions (s_0.m3u8, s_1.m3u8) sharing the sound (s_2.m3u8),
+// master.m3u8.
+func liveHLS(dir string) []string {
+	return []string{"-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
+		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8")}
 }
 
 // liveFFmpeg runs ffmpeg until the test ends, encoding seconds of a test
@@ -289,29 +303,22 @@ func liveLatencyOf(t *testing.T, path string) liveLatency {
 // nothing of the end until play re-reads it (on a segment not found), and
 // with a SegmentTimeline; HLS.
 func TestPlayEndsWithTheLiveStream(t *testing.T) {
-	dash := func(timeline string) []string {
-		return []string{"-f", "dash", "-use_timeline", timeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "10",
-			"-adaptation_sets", "id=0,streams=v id=1,streams=a", "live.mpd"}
-	}
 	for _, c := range []struct {
 		name, ready, playlist string
-		output                []string
+		output                func(dir string) []string
 		segment               *regexp.Regexp // a video segment's name: its number
 	}{
-		{"DASH template", "chunk-stream0-00003.m4s", "live.mpd", dash("0"), regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
-		{"DASH timeline", "chunk-stream0-00003.m4s", "live.mpd", dash("1"), regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
-		{"HLS", "s_03.m4s", "master.m3u8", []string{"-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
-			"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", "s_%v.m3u8"}, regexp.MustCompile(`^s_[01](\d+)\.m4s$`)},
+		{"DASH template", "chunk-stream0-00003.m4s", "live.mpd", func(dir string) []string { return liveDASH(dir, "0") }, regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"DASH timeline", "chunk-stream0-00003.m4s", "live.mpd", func(dir string) []string { return liveDASH(dir, "1") }, regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"HLS", "s_03.m4s", "master.m3u8", liveHLS, regexp.MustCompile(`^s_[01](\d+)\.m4s$`)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			output := slices.Clone(c.output)
-			output[len(output)-1] = filepath.Join(dir, output[len(output)-1])
 			// A 16 s stream, joined once three segments are out (on a
 			// loaded machine ffmpeg runs behind the clock, and fewer are
 			// left to play).
-			liveFFmpeg(t, dir, 16, []string{c.ready}, output...)
+			liveFFmpeg(t, dir, 16, []string{c.ready}, c.output(dir)...)
 			log := &rangeLog{}
 			srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 			defer srv.Close()
@@ -366,8 +373,7 @@ func TestPlayEndsWithTheLiveStream(t *testing.T) {
 // (bola, bba) sank to the lowest rendition there whatever the bandwidth.
 func TestPlayLiveEveryAlgorithm(t *testing.T) {
 	dir := t.TempDir()
-	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_03.m4s"}, "-f", "hls", "-hls_time", "2", "-hls_list_size", "10", "-hls_segment_type", "fmp4",
-		"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8"))
+	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_03.m4s"}, liveHLS(dir)...)
 	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(srv.Close) // after the parallel subtests
 	for _, abr := range player.Algorithms() {
