@@ -424,7 +424,11 @@ func addCMCD(raw, data string) string {
 }
 
 // Shaper throttles every download of a session to one link whose capacity
-// follows a trace over wall time (looping), as a bottleneck would.
+// follows a trace over wall time (looping), as a bottleneck would. What
+// the link could have carried while nothing was downloading is lost, as
+// in the simulator (TraceLink.Sleep) and in mahimahi, which drops unused
+// delivery opportunities: only shapeBank of it is kept, so a read that
+// lags a little behind the link loses nothing.
 type Shaper struct {
 	trace *Trace
 	start time.Time
@@ -437,6 +441,9 @@ func NewShaper(t *Trace) *Shaper { return &Shaper{trace: t, start: time.Now()} }
 
 // capacity is the bytes the link could carry from start to elapsed seconds.
 func (s *Shaper) capacity(elapsed float64) float64 {
+	if elapsed <= 0 {
+		return 0
+	}
 	t := s.trace
 	period := t.Time[len(t.Time)-1] - t.Time[0]
 	var perLoop float64
@@ -467,13 +474,18 @@ type shapedReader struct {
 
 const shapeQuantum = 8 << 10
 
+// shapeBank is the link time a Shaper keeps of what went unused.
+const shapeBank = 50 * time.Millisecond
+
 func (sr *shapedReader) Read(p []byte) (int, error) {
 	if len(p) > shapeQuantum {
 		p = p[:shapeQuantum]
 	}
 	for {
 		sr.s.mu.Lock()
-		avail := sr.s.capacity(time.Since(sr.s.start).Seconds()) - sr.s.used
+		elapsed := time.Since(sr.s.start).Seconds()
+		sr.s.used = max(sr.s.used, sr.s.capacity(elapsed-shapeBank.Seconds()))
+		avail := sr.s.capacity(elapsed) - sr.s.used
 		if avail >= float64(len(p)) || avail >= shapeQuantum {
 			n, err := sr.r.Read(p)
 			sr.s.used += float64(n)

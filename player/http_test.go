@@ -4,6 +4,7 @@ package player
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -178,5 +179,26 @@ func TestFetchHonoursRetryAfter(t *testing.T) {
 		if _, ok := retryAfter(bad, now); ok {
 			t.Errorf("Retry-After %q read", bad)
 		}
+	}
+}
+
+// TestShaperLosesWhatGoesUnused: a link of 8 Mbit/s (1 MB/s) idle for
+// 0.6 s carries 0.5 MB in about half a second afterwards, as a
+// bottleneck does (and the simulator's TraceLink), not at once from the
+// 0.6 MB it could have carried while nothing was asked of it.
+func TestShaperLosesWhatGoesUnused(t *testing.T) {
+	tr, err := ParseTrace(strings.NewReader("0 8\n1000 8\n"), "flat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewShaper(tr)
+	time.Sleep(600 * time.Millisecond)
+	begun := time.Now()
+	n, err := io.Copy(io.Discard, s.Reader(context.Background(), strings.NewReader(strings.Repeat("x", 500_000))))
+	if err != nil || n != 500_000 {
+		t.Fatalf("read %d bytes: %v", n, err)
+	}
+	if took := time.Since(begun); took < 400*time.Millisecond {
+		t.Errorf("0.5 MB over 1 MB/s after an idle 0.6 s took %v, want about 0.45 s", took)
 	}
 }
