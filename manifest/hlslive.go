@@ -55,7 +55,8 @@ func (m *Manifest) layOutLiveHLS(lists []playlistInfo, join *LiveJoin) error {
 	}
 	last := lead.Segments[len(lead.Segments)-1]
 	edge := last.Start + last.Duration
-	m.Live = &Live{Epoch: join.Now.Add(-edge), Ended: !slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open })}
+	m.Live = &Live{Epoch: join.Now.Add(-edge), Ended: !slices.ContainsFunc(lists, func(l playlistInfo) bool { return l.open }),
+		PlaylistWindow: edge - lead.Segments[0].Start}
 	at := join.At
 	if !join.Resume {
 		delay := join.Delay

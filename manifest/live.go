@@ -20,6 +20,12 @@ type Live struct {
 	// TimeShiftBufferDepth is how long a segment stays available after
 	// it becomes so (0: the MPD does not say).
 	TimeShiftBufferDepth time.Duration
+	// PlaylistWindow is, for live HLS, the media time the first load of
+	// the lead media playlist listed. A sliding playlist drops a segment
+	// about that long after it is published (RFC 8216 keeps it on the
+	// server a while longer), but a growing one (an EVENT) never does:
+	// unlike an MPD's depth it only explains a segment not found.
+	PlaylistWindow time.Duration
 	// MinimumUpdatePeriod is how often the MPD may change
 	// (minimumUpdatePeriod): a player re-reads it that often. 0: the MPD
 	// does not say, or an HLS playlist (reloaded as its segments are due).

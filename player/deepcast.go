@@ -36,6 +36,8 @@ import "math"
 // which is what a deep buffer is for, climbs. It is the switch dash.js's
 // DYNAMIC rule makes between throughput and BOLA, as a floor under the
 // plan rather than a hand-over.
+// On a live stream its plans, as robustMPC's, count on no more buffer than
+// a live buffer can hold.
 // Its constants are fixed for every trace and video.
 type Deepcast struct {
 	Horizon  int // chunks; 5 when zero
@@ -145,6 +147,7 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 	k := len(bw)
 	last := max(s.Last, 0)
 	chunkSec := s.ChunkSeconds()
+	ceiling := s.planCeiling()
 	best, bestFirst := math.Inf(-1), 0
 	bufs := make([][]float64, h+1)
 	for i := range bufs {
@@ -188,7 +191,7 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 				} else {
 					b -= dl
 				}
-				bufs[step+1][j] = b + chunkSec
+				bufs[step+1][j] = min(b+chunkSec, ceiling)
 			}
 			rews[step+1] = rews[step] + exp
 			walk(step+1, q, f)

@@ -13,6 +13,28 @@ import (
 // session ends there (Result.StreamEnded), as a viewer's player does.
 var ErrStreamEnded = errors.New("the live stream ended")
 
+// ErrFellBehind is a live segment that left the stream's time-shift
+// buffer before the player fetched it: the player fell further behind the
+// live edge than the stream keeps segments. A session with Config.Rejoin
+// jumps ahead to the live edge and plays on, as hls.js and dash.js do.
+var ErrFellBehind = errors.New("fell behind the live stream's time-shift buffer")
+
+// fellBehind is ErrFellBehind with how far.
+type fellBehind struct {
+	depth, late time.Duration
+	playlist    bool // depth is an HLS playlist's window, not an MPD's
+}
+
+func (e *fellBehind) Error() string {
+	what := fmt.Sprintf("it left the time-shift buffer (%v)", e.depth)
+	if e.playlist {
+		what = fmt.Sprintf("it slid off the playlist's %v window", e.depth)
+	}
+	return fmt.Sprintf("%s %v ago: the player fell further behind the live edge than the stream keeps segments", what, e.late.Round(time.Millisecond))
+}
+
+func (e *fellBehind) Is(target error) bool { return target == ErrFellBehind }
+
 // liveFeed is how a live Video follows its MPD: a live SegmentTimeline
 // lists the segments published so far, and the ones after are laid out at
 // the last one's duration until a later MPD lists them; an MPD with a
@@ -21,11 +43,20 @@ type liveFeed struct {
 	// relayout re-reads the MPD and lays the stream out again from video
 	// chunk k (and the sound from there). An HLS stream reloads only the
 	// media playlist of rendition q (-1: the sound's), as hls.js does.
-	relayout       func(ctx context.Context, k, q int) error
-	predicted      [][]bool // per video chunk, per rendition
-	audioPredicted []bool   // per audio segment
-	playing        int      // the video chunk the session is at
-	current        int      // the rendition it last waited for
+	relayout func(ctx context.Context, k, q int) error
+	// rejoin re-reads the MPD (every HLS playlist) and lays chunks k on
+	// out again from the segment the player joined at: as far behind the
+	// live edge now as when it joined. It returns the media time skipped.
+	rejoin func(ctx context.Context, k int) (time.Duration, error)
+	// since is the chunk the stream was last (re)joined at: the chunks
+	// before it lie on another stretch of the timeline, and no reload is
+	// anchored by them.
+	since          int
+	joinedAt       time.Time // LiveStart when the player joined
+	predicted      [][]bool  // per video chunk, per rendition
+	audioPredicted []bool    // per audio segment
+	playing        int       // the video chunk the session is at
+	current        int       // the rendition it last waited for
 	// updateEvery is the MPD's minimumUpdatePeriod (0: none); read is
 	// when it was last read.
 	updateEvery time.Duration
@@ -36,6 +67,8 @@ type liveFeed struct {
 	// timeShift is the MPD's timeShiftBufferDepth: how long a segment
 	// stays available once published (0: unbounded or unknown).
 	timeShift time.Duration
+	// playlistWindow is live HLS's manifest.Live.PlaylistWindow.
+	playlistWindow time.Duration
 }
 
 // reread lays the stream out again from the MPD, from chunk k on (for
@@ -78,13 +111,13 @@ func (l *liveFeed) anchor(k, q int) int {
 		func(j int) bool { return q >= 0 && !l.predicted[j][q] },
 		func(j int) bool { return slices.Contains(l.predicted[j], false) },
 	} {
-		for j := min(k, len(l.predicted)-1); j >= 0; j-- {
+		for j := min(k, len(l.predicted)-1); j >= min(l.since, k); j-- {
 			if by(j) {
 				return j
 			}
 		}
 	}
-	return 0
+	return min(l.since, k)
 }
 
 // liveConfirmGrace is how long past its predicted publication a segment
@@ -106,6 +139,10 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 	}
 	var deadline time.Time
 	poll := v.ChunkDuration / 8 // doubling to half a chunk: a packager may list a segment a chunk late
+	if late := time.Since(v.AvailableAt(k, audio)) - v.live.timeShift; v.live.timeShift > 0 && late > 0 {
+		// Gone by the MPD's clock: asking for it would only be refused.
+		return fmt.Errorf("%s: %w", segmentName(k, audio), &fellBehind{depth: v.live.timeShift, late: late})
+	}
 	for {
 		if v.past(k, audio) {
 			return ErrStreamEnded
@@ -131,13 +168,13 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 			deadline = time.Now().Add(liveConfirmGrace*v.ChunkDuration + time.Second)
 		}
 		if time.Now().After(deadline) {
-			what := "video chunk"
-			if audio {
-				what = "audio segment"
-			}
-			return fmt.Errorf("live MPD: %s %d, due at %s, is still not listed", what, k+1, v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
+			return fmt.Errorf("live MPD: %s, due at %s, is still not listed", segmentName(k, audio), v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
 		}
 		if err := v.live.reread(ctx, v.live.playing, q); err != nil {
+			if behind := v.leftStream(k, audio); behind != nil {
+				// The playlist slid past what the reload is placed by.
+				return fmt.Errorf("%s: %w (%v)", segmentName(k, audio), behind, err)
+			}
 			return fmt.Errorf("live MPD: %w", err)
 		}
 		if v.past(k, audio) {
@@ -154,6 +191,14 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 	}
 }
 
+// segmentName names video chunk k, or audio segment k, for messages.
+func segmentName(k int, audio bool) string {
+	if audio {
+		return fmt.Sprintf("audio segment %d", k+1)
+	}
+	return fmt.Sprintf("video chunk %d", k+1)
+}
+
 // Gone says why chunk k (audio segment k) of a live stream, not found,
 // will never come: the stream ended before it (ErrStreamEnded), or it left
 // the MPD's time-shift buffer (the player fell further behind the live
@@ -162,14 +207,38 @@ func (v *Video) Gone(ctx context.Context, k int, audio bool) error {
 	if v.endedBefore(ctx, k, audio) {
 		return ErrStreamEnded
 	}
-	if v.live == nil || v.live.timeShift <= 0 {
+	return v.leftStream(k, audio)
+}
+
+// leftStream says whether chunk k (audio segment k) of a live stream has
+// left it: published longer ago than the MPD's time-shift buffer, else
+// than an HLS playlist's window (a fellBehind); nil when it has not, or
+// the stream does not say.
+func (v *Video) leftStream(k int, audio bool) error {
+	if v.live == nil {
 		return nil
 	}
-	if late := time.Since(v.AvailableAt(k, audio)) - v.live.timeShift; late > 0 {
-		return fmt.Errorf("it left the time-shift buffer (%v) %v ago: the player fell further behind the live edge than the stream keeps segments",
-			v.live.timeShift, late.Round(time.Millisecond))
+	depth, playlist := v.live.timeShift, false
+	if depth <= 0 {
+		depth, playlist = v.live.playlistWindow, true
+	}
+	if late := time.Since(v.AvailableAt(k, audio)) - depth; depth > 0 && late > 0 {
+		return &fellBehind{depth: depth, late: late, playlist: playlist}
 	}
 	return nil
+}
+
+// Rejoin jumps a live stream that the player fell behind (ErrFellBehind)
+// ahead to the live edge from chunk k: chunk k becomes the segment as far
+// behind the edge as chunk 0 was when the player joined, and the media
+// before it is skipped (the duration returned). Chunks before k keep
+// playing from the buffer. An error when there is nothing to gain: the
+// stream is no further ahead than chunk k.
+func (v *Video) Rejoin(ctx context.Context, k int) (time.Duration, error) {
+	if v.live == nil || v.live.rejoin == nil {
+		return 0, errors.New("not a live stream")
+	}
+	return v.live.rejoin(ctx, k)
 }
 
 // endedBefore reports whether a live stream has ended before chunk k
@@ -212,9 +281,14 @@ func (v *Video) LiveLatency(start time.Time, res Result) (Latency, bool) {
 	if k < 0 || k >= len(v.Ends) {
 		return Latency{}, false
 	}
+	// A rejoin moved LiveStart: playback began behind the first one.
+	joined := v.LiveStart
+	if v.live != nil && !v.live.joinedAt.IsZero() {
+		joined = v.live.joinedAt
+	}
 	playhead := v.LiveStart.Add(v.Ends[k] - last.Buffer)
 	return Latency{
-		Start: start.Add(res.Startup).Sub(v.LiveStart),
+		Start: start.Add(res.Startup).Sub(joined),
 		End:   start.Add(last.Time).Sub(playhead),
 	}, true
 }

@@ -4,11 +4,14 @@ package player
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,7 +78,7 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 			mux.HandleFunc("/moved/{rep}/{segment}", segment)
 			srv := httptest.NewServer(mux)
 			defer srv.Close()
-			res, err := playLiveMPD(t, srv, 0, scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+			_, res, err := playLiveMPD(t, srv, 0, scripted{0, 1, 1, 1, 1, 1, 1, 1, 1, 1}, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,48 +100,146 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 	}
 }
 
-// TestSessionSaysItFellBehindTheTimeShiftBuffer: a player whose every
-// request takes 3 s (of 1 s segments) falls behind the live edge until a
-// segment has left the MPD's 4 s time-shift buffer and the server no
-// longer has it. The session ends saying so, after the second 404, not
-// after its retries run out on a segment that will never come back.
-func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
+// behindServer serves a live stream of segments of seg whose MPD keeps
+// them four segments (timeShiftBufferDepth) and asks players to join two
+// behind the edge; a segment older than that is not found, as a packager
+// deletes it. Each answer takes slow(now) longer. It records the numbers
+// of the segments served and counts those not found.
+type behindServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	served   []int
+	notFound atomic.Int64
+}
+
+func newBehindServer(t *testing.T, seg time.Duration, slow func(time.Time) time.Duration) *behindServer {
 	ast := time.Now().Add(-30 * time.Second).Truncate(time.Second)
-	var notFound atomic.Int64
+	b := &behindServer{}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/live.mpd", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT2S" timeShiftBufferDepth="PT4S" minBufferTime="PT1S">`+
-			`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="1000" startNumber="1" media="$RepresentationID$/$Number$.m4s"/>`+
-			`<Representation id="lo" bandwidth="200000"/></AdaptationSet></Period></MPD>`, ast.UTC().Format(time.RFC3339))
+		fmt.Fprintf(w, `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" profiles="urn:mpeg:dash:profile:isoff-live:2011" availabilityStartTime="%s" suggestedPresentationDelay="PT%gS" timeShiftBufferDepth="PT%gS" minBufferTime="PT1S">`+
+			`<Period id="p" start="PT0S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="%d" startNumber="1" media="$RepresentationID$/$Number$.m4s"/>`+
+			`<Representation id="lo" bandwidth="200000"/></AdaptationSet></Period></MPD>`, ast.UTC().Format(time.RFC3339), 2*seg.Seconds(), 4*seg.Seconds(), seg.Milliseconds())
 	})
 	mux.HandleFunc("/{rep}/{segment}", func(w http.ResponseWriter, r *http.Request) {
 		n, err := strconv.Atoi(strings.TrimSuffix(r.PathValue("segment"), ".m4s"))
-		published := ast.Add(time.Duration(n) * time.Second)
-		if err != nil || time.Now().Before(published) || time.Since(published) > 4*time.Second {
+		published := ast.Add(time.Duration(n) * seg)
+		if err != nil || time.Now().Before(published) || time.Since(published) > 4*seg {
 			if r.Method == http.MethodGet {
-				notFound.Add(1)
+				b.notFound.Add(1)
 			}
 			http.NotFound(w, r)
 			return
 		}
+		if r.Method == http.MethodGet {
+			time.Sleep(slow(time.Now()))
+			b.mu.Lock()
+			b.served = append(b.served, n)
+			b.mu.Unlock()
+		}
 		w.Write(make([]byte, 1000))
 	})
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	res, err := playLiveMPD(t, srv, 3*time.Second, scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	if err == nil || !strings.Contains(err.Error(), "left the time-shift buffer (4s)") || res.StreamEnded {
-		t.Fatalf("session: %v (%d chunks, ended %v), want it to say it fell behind the time-shift buffer", err, res.Chunks, res.StreamEnded)
-	}
-	t.Log(err)
-	if n := notFound.Load(); n != 2 {
-		t.Errorf("%d segment requests not found, want 2 (the first, and one retry)", n)
+	b.Server = httptest.NewServer(mux)
+	t.Cleanup(b.Close)
+	return b
+}
+
+// TestSessionSaysItFellBehindTheTimeShiftBuffer: a player whose every
+// request takes 1.25 s (of 0.25 s segments) cannot fetch a segment before
+// it leaves the stream's 1 s time-shift buffer. The session ends saying
+// so, after the second 404, not after its retries run out on a segment
+// that will never come back; one that may rejoin the live edge does so
+// three times, and then gives up.
+func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		rejoin   bool
+		notFound int64
+	}{
+		{"without rejoining", false, 2},
+		{"after three rejoins", true, 8},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			srv := newBehindServer(t, 250*time.Millisecond, func(time.Time) time.Duration { return 0 })
+			_, res, err := playLiveMPD(t, srv.Server, 1250*time.Millisecond, scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, c.rejoin)
+			if !errors.Is(err, ErrFellBehind) || !strings.Contains(err.Error(), "left the time-shift buffer (1s)") || res.StreamEnded || res.Chunks != 0 {
+				t.Fatalf("session: %v (%d chunks, ended %v), want it to say it fell behind the time-shift buffer", err, res.Chunks, res.StreamEnded)
+			}
+			t.Log(err)
+			if want := map[bool]int{false: 0, true: maxRejoins}[c.rejoin]; res.Rejoins != want || (res.Skipped > 0) != c.rejoin {
+				t.Errorf("%d rejoins, %v skipped; want %d", res.Rejoins, res.Skipped, want)
+			}
+			if n := srv.notFound.Load(); n != c.notFound {
+				t.Errorf("%d segment requests not found, want %d (the first, and one retry, for each place joined)", n, c.notFound)
+			}
+		})
 	}
 }
 
-// playLiveMPD plays 10 s of srv's /live.mpd as play does (the session
-// waits for each segment's publication, asks why one not found will not
-// come), each request taking rtt more, choosing as abr says.
-func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR) (Result, error) {
+// TestSessionJumpsToTheLiveEdge: the network is slow for the first 6 s
+// of a live session (each 0.5 s segment takes 1.5 s), and the player
+// falls further behind the live edge than the stream keeps segments
+// (2 s). Rather than fail, it jumps ahead to the live edge, as hls.js and
+// dash.js do, and plays the session out there: the segments it fetched
+// run on in order but for the jump, and it ends about as far behind the
+// edge as it joined, not the 6 s the slow start cost.
+func TestSessionJumpsToTheLiveEdge(t *testing.T) {
+	t.Parallel()
+	var until atomic.Pointer[time.Time]
+	srv := newBehindServer(t, 500*time.Millisecond, func(now time.Time) time.Duration {
+		if u := until.Load(); u == nil || now.Before(*u) {
+			if u == nil {
+				end := now.Add(6 * time.Second)
+				until.CompareAndSwap(nil, &end)
+			}
+			return 1500 * time.Millisecond
+		}
+		return 0
+	})
+	begun := time.Now()
+	v, res, err := playLiveMPD(t, srv.Server, 0, scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Chunks != 10 || res.Rejoins < 1 || res.Skipped <= 0 {
+		t.Fatalf("%d chunks, %d rejoins skipping %v; want 10 chunks and a jump", res.Chunks, res.Rejoins, res.Skipped)
+	}
+	var skipped time.Duration
+	for _, l := range res.Log {
+		skipped += l.Skipped
+	}
+	if skipped != res.Skipped {
+		t.Errorf("the chunks' logs skipped %v in all, the session %v", skipped, res.Skipped)
+	}
+	srv.mu.Lock()
+	served := slices.Clone(srv.served)
+	srv.mu.Unlock()
+	jumps := 0
+	for i := 1; i < len(served); i++ {
+		switch d := served[i] - served[i-1]; {
+		case d > 1:
+			jumps++
+		case d < 1:
+			t.Errorf("segments served %v: not in order", served)
+		}
+	}
+	if jumps < 1 || len(served) < 10 {
+		t.Errorf("segments served %v: want at least 10, with a jump", served)
+	}
+	// Joined 1 s behind the edge, and back near there after the jump.
+	lat, ok := v.LiveLatency(begun, res)
+	if !ok || lat.End > 2500*time.Millisecond {
+		t.Errorf("the session ended %v behind the live edge, want it near the 1 s it joined at", lat.End)
+	}
+	t.Logf("served %v; %d rejoins skipping %v; latency %v at the start, %v at the end", served, res.Rejoins, res.Skipped, lat.Start, lat.End)
+}
+
+// playLiveMPD plays 10 chunks of srv's /live.mpd as play does (the
+// session waits for each segment's publication, asks why one not found
+// will not come, and jumps to the live edge when it fell behind if
+// rejoin), each request taking rtt more, choosing as abr says.
+func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR, rejoin bool) (*Video, Result, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -152,6 +253,10 @@ func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR)
 	cfg := DefaultConfig()
 	cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 	cfg.Chunks = 10
+	if rejoin {
+		cfg.Rejoin = v.Rejoin
+	}
 	q, _ := NewQoE("lin")
-	return (&Session{Video: v, ABR: abr, QoE: q, Clock: clock, Fetcher: f, Config: cfg}).Run(ctx)
+	res, err := (&Session{Video: v, ABR: abr, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}).Run(ctx)
+	return v, res, err
 }

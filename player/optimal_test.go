@@ -53,29 +53,106 @@ func TestOptimalModelMatchesTheSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	qoe, _ := NewQoE("lin")
-	for _, pensieve := range []bool{true, false} {
-		opt := SimOptions{Video: v, Pensieve: pensieve, RTT: 40 * time.Millisecond}
+	for _, mode := range []struct {
+		pensieve bool
+		live     time.Duration // a live stream joined this far behind its edge
+	}{{true, 0}, {false, 0}, {true, 8 * time.Second}, {false, 12 * time.Second}} {
+		lv := *v
+		lv.LiveDelay = mode.live
+		opt := SimOptions{Video: &lv, Pensieve: mode.pensieve, RTT: 40 * time.Millisecond, Live: mode.live}
 		for _, tr := range traces[:5] {
 			cfg, link := simSetup(opt, tr)
-			chunks := v.Chunks
-			if cfg.Chunks > 0 {
-				chunks = min(chunks, cfg.Chunks)
-			}
-			m := &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks}
+			m := newOptModel(&lv, qoe, cfg)
 			seq, predicted, err := planOptimal(context.Background(), m, *link, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, link = simSetup(opt, tr)
-			s := &Session{Video: v, ABR: &replay{seq: seq}, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
+			cfg, link = simSetup(opt, tr) // a live session waits on its own link
+			s := &Session{Video: &lv, ABR: &replay{seq: seq}, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
 			res, err := s.Run(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if math.Abs(res.QoE-predicted) > 1e-9 {
-				t.Errorf("pensieve=%v %s: planner %.6f, session %.6f", pensieve, tr.Name, predicted, res.QoE)
+				t.Errorf("%+v %s: planner %.6f, session %.6f", mode, tr.Name, predicted, res.QoE)
 			}
 		}
+	}
+}
+
+// TestSimLive: a simulated live stream joined 12 s behind its edge. No
+// session's buffer ever holds more than its distance to the edge (which
+// VOD's does, with the same traces), every stall adds to that distance,
+// the optimum stays the ceiling, and a join closer than one chunk is
+// refused.
+func TestSimLive(t *testing.T) {
+	v := loadEnvivio(t)
+	all, err := LoadTraces([]string{testdata("traces", "fcc"), testdata("traces", "hsdpa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var traces []*Trace
+	for i := 0; i < len(all); i += 6 {
+		traces = append(traces, all[i])
+	}
+	const delay = 12 * time.Second
+	algs := append(Algorithms(), Optimal)
+	live, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, KeepLogs: true, Live: delay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	best := optimalByTrace(live)
+	stalled := 0
+	for _, r := range live {
+		if r.QoE > best[r.Trace]+1e-9 {
+			t.Errorf("%s, %s: %.3f above the optimum's %.3f", r.Trace, r.ABR, r.QoE, best[r.Trace])
+		}
+		if want := delay + r.Startup + r.Rebuffer; r.Latency != want {
+			t.Errorf("%s, %s: latency %v, want %v", r.Trace, r.ABR, r.Latency, want)
+		}
+		var stalls time.Duration
+		for _, l := range r.Log {
+			stalls += l.Rebuffer
+			// The buffer after chunk l came: media from the playhead to the
+			// chunk's end, which was published, so within the distance.
+			if lat := delay + r.Startup + stalls; l.Buffer > lat+time.Millisecond {
+				t.Fatalf("%s, %s, chunk %d: buffer %v, more than the %v to the live edge", r.Trace, r.ABR, l.Chunk, l.Buffer, lat)
+			}
+		}
+		if r.Rebuffer > 0 {
+			stalled++
+		}
+	}
+	if stalled == 0 {
+		t.Error("no live session stalled: the traces test nothing")
+	}
+	vod, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: Algorithms(), Pensieve: true, KeepLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deepest := time.Duration(0)
+	for _, r := range vod {
+		for _, l := range r.Log {
+			deepest = max(deepest, l.Buffer)
+		}
+	}
+	if deepest < delay+8*time.Second {
+		t.Errorf("VOD buffers reached only %v: the live bound is not what held the live ones", deepest)
+	}
+	for _, s := range Summarize(live) {
+		if math.IsNaN(s.Latency) || s.Latency < delay.Seconds() {
+			t.Errorf("%s: mean latency %.2f s", s.ABR, s.Latency)
+		}
+	}
+	var csv strings.Builder
+	if err := WriteResults(&csv, live[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if head, _, _ := strings.Cut(csv.String(), "\n"); head != strings.Join(append(slices.Clone(ResultColumns), LiveColumn), ",") {
+		t.Errorf("sim -live -out columns: %s", head)
+	}
+	if _, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"bba"}, Live: time.Second}); err == nil || !strings.Contains(err.Error(), "want one chunk") {
+		t.Errorf("a live join 1 s behind the edge of 4 s chunks: %v", err)
 	}
 }
 

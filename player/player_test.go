@@ -118,13 +118,24 @@ func TestBBA(t *testing.T) {
 			}
 		}
 	}
-	// A live session joined 6 s behind the edge holds at most 6 s: the
-	// reservoir and cushion shrink to a tenth (0.5 s and 1 s).
-	live := *v
-	live.LiveDelay = 6 * time.Second
-	for buf, want := range map[time.Duration]int{400 * time.Millisecond: 0, time.Second: 2, 4 * time.Second: 5} {
-		if got := b.Choose(state(&live, buf, 0, 50000)); got != want {
-			t.Errorf("live, 6 s behind the edge, buffer %v: %d, want %d", buf, got, want)
+	// A live session holds no more than it joined behind the edge: the
+	// reservoir and cushion shrink with it, but the reservoir keeps one
+	// chunk (4 s, what a stall leaves in the buffer) and the cushion one
+	// chunk per rendition step (20 s), or every stall is followed by the
+	// top rendition and another stall.
+	for _, c := range []struct {
+		delay time.Duration
+		buf   map[time.Duration]int
+	}{
+		{12 * time.Second, map[time.Duration]int{4 * time.Second: 0, 8 * time.Second: 1}},
+		{30 * time.Second, map[time.Duration]int{3 * time.Second: 0, 8 * time.Second: 1, 16 * time.Second: 3, 24 * time.Second: 5}},
+	} {
+		live := *v
+		live.LiveDelay = c.delay
+		for buf, want := range c.buf {
+			if got := b.Choose(state(&live, buf, 0, 50000)); got != want {
+				t.Errorf("live, %v behind the edge, buffer %v: %d, want %d", c.delay, buf, got, want)
+			}
 		}
 	}
 }
@@ -635,7 +646,7 @@ func planMPCReference(s *State, h int, predicted func(step int) float64, rebufPe
 			} else {
 				buf -= dl
 			}
-			buf += chunkSec
+			buf = min(buf+chunkSec, s.planCeiling()) // a live buffer stops at the edge
 			r := reward + br[q]/1000 - rebufPenalty*rebuf - smooth*math.Abs(br[q]-br[prev])/1000
 			walk(step+1, q, f, buf, r)
 		}
@@ -657,8 +668,8 @@ func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 		}
 		traces = append(traces, ts...)
 	}
-	decisions := func(pensieve bool) map[string][]int {
-		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: pensieve, KeepLogs: true})
+	decisions := func(pensieve bool, live time.Duration) map[string][]int {
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: pensieve, KeepLogs: true, Live: live})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -670,15 +681,18 @@ func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 		}
 		return out
 	}
-	for _, pensieve := range []bool{true, false} {
-		fast := decisions(pensieve)
+	for _, mode := range []struct {
+		pensieve bool
+		live     time.Duration
+	}{{true, 0}, {false, 0}, {true, 12 * time.Second}} {
+		fast := decisions(mode.pensieve, mode.live)
 		mpcPlanner = planMPCReference
-		ref := decisions(pensieve)
+		ref := decisions(mode.pensieve, mode.live)
 		mpcPlanner = planMPC
 		checked := 0
 		for trace, want := range ref {
 			if !slices.Equal(fast[trace], want) {
-				t.Errorf("pensieve=%v %s: fast %v, reference %v", pensieve, trace, fast[trace], want)
+				t.Errorf("%+v %s: fast %v, reference %v", mode, trace, fast[trace], want)
 			}
 			checked += len(want)
 		}

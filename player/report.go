@@ -18,10 +18,20 @@ import (
 // empty when the optimum was not run.
 var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "rebuffer_s", "rebuffer_count", "switches", "startup_s", "qoe", "optimal_qoe"}
 
-// WriteResults writes one CSV row per (trace, abr).
+// LiveColumn ends the columns of `sim -live`: how far behind the live
+// edge the session ended (SimResult.Latency).
+const LiveColumn = "latency_s"
+
+// WriteResults writes one CSV row per (trace, abr); live ones end with
+// LiveColumn.
 func WriteResults(w io.Writer, results []SimResult) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(ResultColumns); err != nil {
+	live := slices.ContainsFunc(results, func(r SimResult) bool { return r.Latency > 0 })
+	head := ResultColumns
+	if live {
+		head = append(slices.Clone(head), LiveColumn)
+	}
+	if err := cw.Write(head); err != nil {
 		return err
 	}
 	best := optimalByTrace(results)
@@ -30,8 +40,12 @@ func WriteResults(w io.Writer, results []SimResult) error {
 		if q, ok := best[r.Trace]; ok {
 			opt = f3(q)
 		}
-		if err := cw.Write([]string{r.Trace, r.ABR, strconv.Itoa(r.Chunks), f3(r.MeanBitrate), f3(r.Rebuffer.Seconds()),
-			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE), opt}); err != nil {
+		row := []string{r.Trace, r.ABR, strconv.Itoa(r.Chunks), f3(r.MeanBitrate), f3(r.Rebuffer.Seconds()),
+			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE), opt}
+		if live {
+			row = append(row, f3(r.Latency.Seconds()))
+		}
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}
@@ -103,6 +117,9 @@ type Summary struct {
 	// OfOptimal is the mean QoE as a fraction of the offline optimum's on
 	// the same traces; NaN when the optimum was not run.
 	OfOptimal float64
+	// Latency is, live, the mean distance to the live edge at the end
+	// (seconds); NaN for VOD.
+	Latency float64
 }
 
 // optimalByTrace is the optimum's QoE per trace, where it was run.
@@ -130,7 +147,7 @@ func Summarize(results []SimResult) []Summary {
 	var out []Summary
 	for _, a := range order {
 		rs := byABR[a]
-		s := Summary{ABR: a, Sessions: len(rs), OfOptimal: math.NaN()}
+		s := Summary{ABR: a, Sessions: len(rs), OfOptimal: math.NaN(), Latency: math.NaN()}
 		var mine, best float64
 		matched := 0
 		for _, r := range rs {
@@ -144,8 +161,9 @@ func Summarize(results []SimResult) []Summary {
 			s.OfOptimal = mine / best
 		}
 		qoes := make([]float64, len(rs))
-		var stall, play float64
+		var stall, play, latency float64
 		for i, r := range rs {
+			latency += r.Latency.Seconds()
 			qoes[i] = r.QoE
 			s.MeanQoE += r.QoE
 			s.MeanBitrate += r.MeanBitrate
@@ -159,6 +177,9 @@ func Summarize(results []SimResult) []Summary {
 		s.Switches /= n
 		if play > 0 {
 			s.RebufferRatio = stall / play
+		}
+		if latency > 0 {
+			s.Latency = latency / n
 		}
 		slices.Sort(qoes)
 		s.P10, s.P50, s.P90 = quantile(qoes, 0.1), quantile(qoes, 0.5), quantile(qoes, 0.9)
@@ -209,10 +230,14 @@ func OfFamily(results []SimResult, family string) []SimResult {
 // optimum was run.
 func WriteSummary(w io.Writer, sums []Summary) {
 	withOptimal := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.OfOptimal) })
+	live := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.Latency) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t"
 	if withOptimal {
 		head += "of_optimal\t"
+	}
+	if live {
+		head += "latency s\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, s := range sums {
@@ -220,6 +245,9 @@ func WriteSummary(w io.Writer, sums []Summary) {
 			s.MeanBitrate, 100*s.RebufferRatio, s.Switches)
 		if withOptimal {
 			fmt.Fprintf(tw, "%.3f\t", s.OfOptimal)
+		}
+		if live {
+			fmt.Fprintf(tw, "%.2f\t", s.Latency)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -7,7 +7,10 @@ import "math"
 // last 5 downloads divided by 1 + the largest relative prediction error of
 // the last 5, then search every rendition sequence over the next Horizon
 // chunks for the best linear QoE (bitrate − 4.3·rebuffer − |switch|) and
-// take its first step.
+// take its first step. On a live stream the plan's buffer stops where a
+// live buffer does (the distance to the edge less a chunk, State's
+// planCeiling), as the buffer cap B_max of Yin et al.'s model; Pensieve's
+// code, for VOD with 60 s, has none, and VOD decides as it does.
 type RobustMPC struct {
 	Horizon  int
 	errors   []float64
@@ -69,6 +72,7 @@ func planMPC(s *State, h int, predicted func(step int) float64, rebufPenalty, sm
 	}
 	last := max(s.Last, 0)
 	chunkSec := s.ChunkSeconds()
+	ceiling := s.planCeiling()
 	dl := make([]float64, h*n) // download time of rendition q at step
 	for step := range h {
 		bw := predicted(step)
@@ -118,7 +122,7 @@ func planMPC(s *State, h int, predicted func(step int) float64, rebufPenalty, sm
 		} else {
 			buf -= t
 		}
-		buf += chunkSec
+		buf = min(buf+chunkSec, ceiling)
 		r := rewardAt[d] + gain[q] - rebufPenalty*rebuf - switchCost[prevAt[d]*n+q]
 		if d == h-1 {
 			if r >= best {

@@ -78,6 +78,13 @@ type Config struct {
 	// that chunk's download. play sets it; sim's models leave it out
 	// (Pensieve's has no initialization segments).
 	FetchInit bool
+	// Rejoin, for a live stream, jumps ahead to the live edge from chunk
+	// k when the player fell so far behind that chunk k left the
+	// stream's time-shift buffer (ErrFellBehind), and returns the media
+	// time skipped (Video.Rejoin). The session then plays on from there,
+	// as hls.js and dash.js do, rather than fail; it fails when chunk k
+	// falls behind again. nil: the session fails.
+	Rejoin func(ctx context.Context, k int) (time.Duration, error)
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)
 }
@@ -97,6 +104,9 @@ type ChunkLog struct {
 	Buffer       time.Duration
 	Rebuffer     time.Duration
 	QoE          float64 // this chunk's QoE term (0 when left out)
+	// Skipped is the media a live session jumped over to the live edge
+	// just before this chunk (see Config.Rejoin).
+	Skipped time.Duration
 }
 
 // Result summarises a session.
@@ -112,7 +122,12 @@ type Result struct {
 	// StreamEnded: a live stream ended before the session's length, and
 	// the session with it.
 	StreamEnded bool
-	Log         []ChunkLog
+	// Rejoins is how often a live session fell behind the stream's
+	// time-shift buffer and jumped ahead to the live edge, and Skipped
+	// the media time it jumped over (neither played nor stalled on).
+	Rejoins int
+	Skipped time.Duration
+	Log     []ChunkLog
 }
 
 // RebufferRatio is stall time over media time.
@@ -152,6 +167,51 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	var buffer, lastDone time.Duration
 	var bitrateSum float64
 	inits := newInitFetcher(s)
+	// A live chunk that left the time-shift buffer is played again from
+	// the live edge (up to maxRejoins times in a row): its time runs from
+	// its first try.
+	rejoins, retryFrom := 0, time.Duration(-1)
+	var jumped time.Duration // skipped since the last chunk's log
+	rejoin := func(k int, err error, began time.Duration) (bool, error) {
+		if !errors.Is(err, ErrFellBehind) || s.Config.Rejoin == nil {
+			return false, err
+		}
+		if rejoins == maxRejoins {
+			return false, fmt.Errorf("%w, after %d jumps to the live edge in a row: the link cannot fetch a chunk while the stream keeps it", err, rejoins)
+		}
+		skipped, rerr := s.Config.Rejoin(ctx, k)
+		switch {
+		case errors.Is(rerr, ErrStreamEnded): // the next try finds the end
+		case rerr != nil:
+			return false, fmt.Errorf("%w (and no rejoining the live edge: %v)", err, rerr)
+		default:
+			res.Rejoins++
+			res.Skipped += skipped
+			jumped += skipped
+		}
+		rejoins++
+		retryFrom = began
+		return true, nil
+	}
+	// await waits for chunk k of rendition q of a live stream to be
+	// published, and says what comes next.
+	await := func(k, q int, began time.Duration) (chunkStep, error) {
+		err := s.waitFor(ctx, k, q)
+		if s.Video.Chunks < chunks {
+			chunks, st.Chunks = s.Video.Chunks, s.Video.Chunks // the stream ended
+		}
+		if errors.Is(err, ErrStreamEnded) || err == nil && k >= chunks {
+			res.StreamEnded = true
+			return endSession, nil
+		}
+		if again, err := rejoin(k, err, began); again {
+			return redoChunk, nil
+		} else if err != nil {
+			return 0, err
+		}
+		return playChunk, nil
+	}
+play:
 	for k := 0; k < chunks; k++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -160,6 +220,9 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		// be published, initialization segments, failed attempts and
 		// their backoff drain the buffer as the download does.
 		chunkStart := s.Clock.Now()
+		if retryFrom >= 0 {
+			chunkStart, retryFrom = retryFrom, -1
+		}
 		// A live chunk not yet published is waited for before it is
 		// chosen, as a player schedules its request: the choice sees
 		// the buffer as it is then.
@@ -167,36 +230,27 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		if cur < 0 {
 			cur = min(max(s.Config.StartRendition, 0), len(v.Bitrates)-1)
 		}
-		if ended, err := s.ready(ctx, k, cur, &chunks, st); ended || err != nil {
-			res.StreamEnded = ended
-			if err != nil {
-				return res, err
+		next, err := await(k, cur, chunkStart)
+		q := cur
+		if err == nil && next == playChunk {
+			st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
+			if k > 0 {
+				st.Idle = s.Clock.Now() - lastDone
 			}
-			break
-		}
-		st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
-		if k > 0 {
-			st.Idle = s.Clock.Now() - lastDone
-		}
-		q := -1
-		if k == 0 && s.Config.StartRendition >= 0 {
-			q = min(s.Config.StartRendition, len(v.Bitrates)-1)
-		} else {
-			q = s.ABR.Choose(st)
-		}
-		if q < 0 || q >= len(v.Bitrates) {
-			return res, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, len(v.Bitrates))
-		}
-		if q != cur {
-			// A live rendition the player switches to: its playlist may
-			// not list the chunk yet.
-			if ended, err := s.ready(ctx, k, q, &chunks, st); ended || err != nil {
-				res.StreamEnded = ended
-				if err != nil {
-					return res, err
-				}
-				break
+			if q, err = s.choose(st); err == nil && q != cur {
+				// A live rendition the player switches to: its playlist
+				// may not list the chunk yet.
+				next, err = await(k, q, chunkStart)
 			}
+		}
+		switch {
+		case err != nil:
+			return res, err
+		case next == redoChunk:
+			k--
+			continue
+		case next == endSession:
+			break play
 		}
 		chunkDur := v.ChunkDur(k)
 		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
@@ -222,6 +276,11 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			break
 		}
 		if err != nil {
+			again, err := rejoin(k, err, chunkStart)
+			if again {
+				k--
+				continue
+			}
 			return res, fmt.Errorf("chunk %d at rendition %d: %w", k+1, q, err)
 		}
 		elapsed := dl.LastByte - chunkStart
@@ -232,6 +291,10 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			if err := s.waitFor(ctx, i, -1); errors.Is(err, ErrStreamEnded) {
 				res.StreamEnded = true // the sound ends first: the chunk plays without the rest
 				break
+			} else if again, err := rejoin(k, err, chunkStart); again {
+				// The chunk's video is dropped: its sound is gone.
+				k--
+				continue play
 			} else if err != nil {
 				return res, err
 			}
@@ -248,7 +311,10 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 				res.StreamEnded = true
 				break
 			}
-			if err != nil {
+			if again, err := rejoin(k, err, chunkStart); again {
+				k--
+				continue play
+			} else if err != nil {
 				return res, fmt.Errorf("audio segment %d: %w", i+1, err)
 			}
 			elapsed = adl.LastByte - chunkStart
@@ -278,9 +344,11 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		st.Last = q
 		res.Chunks++
 		res.PlayTime += chunkDur
+		rejoins = 0
 		lastDone, st.Stalled = s.Clock.Now(), rebuf > 0
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
-			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term}
+			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped}
+		jumped = 0
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
 			wait := buffer - s.Config.MaxBuffer
@@ -311,6 +379,20 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// choose is the rendition of chunk st.Chunk: the start rendition's for the
+// first, if the config names one, else the ABR's.
+func (s *Session) choose(st *State) (int, error) {
+	n := len(s.Video.Bitrates)
+	if st.Chunk == 0 && s.Config.StartRendition >= 0 {
+		return min(s.Config.StartRendition, n-1), nil
+	}
+	q := s.ABR.Choose(st)
+	if q < 0 || q >= n {
+		return 0, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, n)
+	}
+	return q, nil
+}
+
 // waitFor sleeps until chunk k of rendition q (audio segment k when q is
 // -1) of a live stream is published.
 func (s *Session) waitFor(ctx context.Context, k, q int) error {
@@ -320,19 +402,19 @@ func (s *Session) waitFor(ctx context.Context, k, q int) error {
 	return s.Config.Ready(ctx, k, q)
 }
 
-// ready waits for chunk k of rendition q of a live stream; true when the
-// stream ended before it. A stream that ended cuts *chunks (and st's) to
-// what was published.
-func (s *Session) ready(ctx context.Context, k, q int, chunks *int, st *State) (bool, error) {
-	err := s.waitFor(ctx, k, q)
-	if s.Video.Chunks < *chunks {
-		*chunks, st.Chunks = s.Video.Chunks, s.Video.Chunks
-	}
-	if errors.Is(err, ErrStreamEnded) || err == nil && k >= *chunks {
-		return true, nil
-	}
-	return false, err
-}
+// maxRejoins is how often in a row a live session jumps to the live edge
+// without playing a chunk before it gives up: a link too slow to fetch a
+// chunk while the stream keeps it would jump for ever.
+const maxRejoins = 3
+
+// chunkStep is what a session does once a live chunk's wait is over.
+type chunkStep int
+
+const (
+	playChunk  chunkStep = iota
+	redoChunk            // from the live edge, after a rejoin
+	endSession           // the stream ended before the chunk
+)
 
 // initFetcher fetches initialization segments once each, for a session
 // with Config.FetchInit.

@@ -30,6 +30,12 @@ type SimOptions struct {
 	// Policies are learned policies to run besides the named algorithms,
 	// by the names Algorithms uses for them.
 	Policies map[string]*PolicyModel
+	// Live plays the video as a live stream joined this far behind its
+	// live edge (0: VOD): chunk k can be fetched once its end is
+	// published, at Ends[k] - Live on the session's clock, so the buffer
+	// never holds more than the distance to the edge, and every stall
+	// adds to it (SimResult.Latency). At least one chunk.
+	Live time.Duration
 }
 
 // newABR makes the named algorithm: one of opt.Policies or a built-in.
@@ -45,6 +51,9 @@ type SimResult struct {
 	Trace  string
 	Family string // the trace's family (its folder)
 	ABR    string
+	// Latency is, live, how far behind the live edge the session ended:
+	// the join's distance, plus the startup and every stall (0 for VOD).
+	Latency time.Duration
 	Result
 }
 
@@ -54,6 +63,15 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 	qoe, err := NewQoE(opt.QoE)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Live != 0 {
+		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxSimLive {
+			return nil, fmt.Errorf("live delay %v: want one chunk (%v) to %v behind the live edge", opt.Live, opt.Video.ChunkDuration, MaxSimLive)
+		}
+		// The ABRs see it as play's would: the buffer can hold no more.
+		live := *opt.Video
+		live.LiveDelay = opt.Live
+		opt.Video = &live
 	}
 	for _, a := range opt.Algorithms {
 		if a == Optimal {
@@ -69,6 +87,9 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		name := opt.Algorithms[i%len(opt.Algorithms)]
 		res, err := simulateOne(ctx, opt, t, name, qoe)
 		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
+		if opt.Live > 0 {
+			out[i].Latency = opt.Live + res.Startup + res.Rebuffer
+		}
 		if err != nil {
 			return fmt.Errorf("trace %s, %s: %w", t.Name, name, err)
 		}
@@ -139,9 +160,13 @@ func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe
 	return s.Run(ctx)
 }
 
+// MaxSimLive bounds SimOptions.Live: an hour behind the edge.
+const MaxSimLive = time.Hour
+
 // simSetup is a simulated session's buffer model and link.
 func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	cfg := DefaultConfig()
+	link := NewTraceLink(t, 1, opt.RTT)
 	if opt.Pensieve {
 		cfg.StartRendition = min(1, len(opt.Video.Bitrates)-1)
 		cfg.SleepQuantum = 500 * time.Millisecond
@@ -149,9 +174,25 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 		if opt.Video.Chunks > PensieveChunks {
 			cfg.Chunks = PensieveChunks
 		}
-		return cfg, NewTraceLink(t, 0.95, 80*time.Millisecond)
+		link = NewTraceLink(t, 0.95, 80*time.Millisecond)
 	}
-	return cfg, NewTraceLink(t, 1, opt.RTT)
+	if opt.Live > 0 {
+		v := opt.Video
+		cfg.Ready = func(ctx context.Context, k, q int) error {
+			if wait := v.simPublished(k, q < 0, opt.Live) - link.Now(); wait > 0 {
+				return link.Sleep(ctx, wait)
+			}
+			return nil
+		}
+	}
+	return cfg, link
+}
+
+// simPublished is when chunk k (audio segment k) of v, simulated live
+// and joined delay behind the edge at time 0, is published on the
+// session's clock.
+func (v *Video) simPublished(k int, audio bool, delay time.Duration) time.Duration {
+	return v.endOf(k, audio) - delay
 }
 
 // optimalSequence plans the optimum on trace t, with every other
@@ -183,5 +224,5 @@ func newOptModel(v *Video, qoe QoEModel, cfg Config) *optModel {
 	if cfg.Chunks > 0 && cfg.Chunks < chunks {
 		chunks = cfg.Chunks
 	}
-	return &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks}
+	return &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks, live: v.LiveDelay}
 }

@@ -1,6 +1,9 @@
 package player
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Sample is one measured download.
 type Sample struct {
@@ -59,6 +62,18 @@ func (s *State) BufferCapacity() time.Duration {
 		return d
 	}
 	return s.MaxBuffer
+}
+
+// planCeiling is the most buffer (seconds) a planner can count on when
+// the next chunk is asked for: live, the distance to the edge less that
+// chunk, for the player waits for its publication while the buffer drains
+// (however fast the link, a live buffer does not grow past it); +Inf for
+// VOD, where the MaxBuffer waits come after it.
+func (s *State) planCeiling() float64 {
+	if s.Video.LiveDelay <= 0 {
+		return math.Inf(1)
+	}
+	return max(s.BufferCapacity().Seconds()-s.ChunkSeconds(), 0)
 }
 
 // Remaining is the number of chunks after the current one.

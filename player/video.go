@@ -84,17 +84,20 @@ func (v *Video) AvailableAt(k int, audio bool) time.Time {
 	if v.LiveStart.IsZero() {
 		return time.Time{}
 	}
+	return v.LiveStart.Add(v.endOf(k, audio))
+}
+
+// endOf is when chunk k (audio segment k) ends, from chunk 0's start; past
+// the chunks laid out, at the chunk duration.
+func (v *Video) endOf(k int, audio bool) time.Duration {
+	ends := v.Ends
 	if audio {
-		if k < len(v.AudioEnds) {
-			return v.LiveStart.Add(v.AudioEnds[k])
-		}
-		return v.LiveStart.Add(time.Duration(k+1) * v.ChunkDuration)
+		ends = v.AudioEnds
 	}
-	end := time.Duration(k+1) * v.ChunkDuration
-	if k < len(v.Ends) {
-		end = v.Ends[k]
+	if k < len(ends) {
+		return ends[k]
 	}
-	return v.LiveStart.Add(end)
+	return time.Duration(k+1) * v.ChunkDuration
 }
 
 // initChange is where a rendition's initialization segment changes.

@@ -5,6 +5,7 @@ package player
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -316,7 +317,61 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		return v.relayFrom(k, at, m)
 	}}
 	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	v.live.joinedAt, v.live.playlistWindow = v.LiveStart, m.Live.PlaylistWindow
+	v.live.rejoin = func(ctx context.Context, k int) (time.Duration, error) {
+		// Joined afresh, as at the start (the MPD's delay, or three
+		// segments), for the chunks left: the whole ladder anew, as the
+		// chunks from k on are all at another place on the timeline.
+		left := v.Chunks - k
+		join := manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left}
+		from := refresh
+		if playlists != nil {
+			from = mpdURL // the multivariant playlist
+		}
+		m, err := fetchManifest(ctx, from, client, &join, clock)
+		if err != nil {
+			return 0, err
+		}
+		if m.Live == nil || m.Live.Ended {
+			v.live.ended = true
+			v.Chunks = k
+			return 0, ErrStreamEnded
+		}
+		if playlists == nil {
+			refresh = cmp.Or(m.Live.Location, refresh)
+		}
+		return v.jumpTo(k, m, m.Live.Epoch.Add(-clock.skew))
+	}
 	return v, nil
+}
+
+// jumpTo lays chunks k on out from m, a fresh join of the live stream
+// (its time zero at epoch on this machine's clock), further ahead on the
+// timeline: the chunks keep following one another in the session's media
+// time (Ends), and the stream's timeline moves under them (liveOffset,
+// LiveStart). It returns how much media was skipped.
+func (v *Video) jumpTo(k int, m *manifest.Manifest, epoch time.Time) (time.Duration, error) {
+	if len(m.Video) == 0 || len(m.Video[0].Segments) == 0 {
+		return 0, errors.New("the rejoined stream lists no video")
+	}
+	at := m.Video[0].Segments[0].Start
+	offset, start := v.liveOffset, v.LiveStart
+	v.liveOffset = at - v.chunkStart(k)
+	v.LiveStart = epoch.Add(v.liveOffset)
+	skipped := v.LiveStart.Sub(start)
+	if skipped <= 0 {
+		v.liveOffset, v.LiveStart = offset, start
+		return 0, fmt.Errorf("the live edge is no further ahead than chunk %d", k+1)
+	}
+	if err := v.relayFrom(k, at, m); err != nil {
+		v.liveOffset, v.LiveStart = offset, start
+		return 0, err
+	}
+	v.live.since = k
+	if k == 0 {
+		v.live.joinedAt = v.LiveStart // nothing played from where it joined first
+	}
+	return skipped, nil
 }
 
 // VideoFromMPD makes a Video from an asset's MPD held in memory (read

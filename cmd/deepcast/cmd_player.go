@@ -57,6 +57,7 @@ func simCommand() command {
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request for an http(s) -video (repeatable)")
 			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
+			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out a latency_s column")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
@@ -104,7 +105,7 @@ func simCommand() command {
 					algs = append(algs, name)
 				}
 				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
-					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies}
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -115,8 +116,12 @@ func simCommand() command {
 				if err != nil {
 					return err
 				}
+				mode := map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve]
+				if *live > 0 {
+					mode += fmt.Sprintf(", live %v behind the edge", *live)
+				}
 				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
-					time.Since(start).Round(time.Millisecond), *qoe, map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve])
+					time.Since(start).Round(time.Millisecond), *qoe, mode)
 				sums := player.Summarize(results)
 				player.WriteSummary(stdout, sums)
 				writeGaps(stdout, sums, algs)
@@ -252,6 +257,13 @@ func playCommand() command {
 				if live {
 					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end\n", latency.Start.Seconds(), latency.End.Seconds())
 				}
+				if res.Rejoins > 0 {
+					times := "once"
+					if res.Rejoins > 1 {
+						times = fmt.Sprintf("%d times", res.Rejoins)
+					}
+					fmt.Fprintf(stdout, "live: fell behind the stream's time-shift buffer %s, and jumped %.1fs of media ahead to the live edge\n", times, res.Skipped.Seconds())
+				}
 				if res.StreamEnded {
 					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
 				}
@@ -372,8 +384,13 @@ type playReport struct {
 	LiveLatency *liveLatencyJSON `json:"liveLatency,omitempty"`
 	// StreamEnded: the live stream ended before -duration, and playback
 	// with it.
-	StreamEnded   bool      `json:"streamEnded,omitempty"`
-	FinishedAtUTC time.Time `json:"finished"`
+	StreamEnded bool `json:"streamEnded,omitempty"`
+	// Rejoins and SkippedSeconds: how often a live session fell behind
+	// the time-shift buffer and jumped to the live edge, and the media
+	// it jumped over.
+	Rejoins        int       `json:"rejoins,omitempty"`
+	SkippedSeconds float64   `json:"skippedSeconds,omitempty"`
+	FinishedAtUTC  time.Time `json:"finished"`
 }
 
 // liveLatencyJSON is a player.Latency in seconds.
@@ -385,7 +402,7 @@ type liveLatencyJSON struct {
 func writePlayJSON(path string, res player.Result, stats player.FetchStats, latency *player.Latency, playErr error) error {
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
-		Requests: stats, StreamEnded: res.StreamEnded, FinishedAtUTC: time.Now().UTC()}
+		Requests: stats, StreamEnded: res.StreamEnded, Rejoins: res.Rejoins, SkippedSeconds: res.Skipped.Seconds(), FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
 	}
@@ -444,15 +461,22 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	cfg.FetchInit = true
 	if !v.LiveStart.IsZero() {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
+		cfg.Rejoin = v.Rejoin
 	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
 	}
 	if o.ChunkLines {
 		cfg.OnChunk = func(l player.ChunkLog) {
+			var notes string
+			if l.Skipped > 0 {
+				notes += fmt.Sprintf("  JUMPED %.1fs to the live edge", l.Skipped.Seconds())
+			}
+			if l.Rebuffer > 0 {
+				notes += fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds())
+			}
 			fmt.Fprintf(o.Out, "%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
-				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate,
-				map[bool]string{true: fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds()), false: ""}[l.Rebuffer > 0])
+				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate, notes)
 		}
 	}
 	s := &player.Session{Video: v, ABR: a, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}

@@ -181,6 +181,22 @@ func TestSimCommandOutputs(t *testing.T) {
 	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-traces", dir, "-abr", "nope"}, &stdout, &stderr); code == 0 {
 		t.Error("unknown ABR accepted")
 	}
+	// Live: the summary's latency, and -out's last column.
+	stdout.Reset()
+	live := filepath.Join(dir, "live.csv")
+	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-live", "12s",
+		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com"), "-abr", "bba,optimal", "-pensieve", "-out", live}, &stdout, &stderr); code != 0 {
+		t.Fatalf("sim -live exit %d: %s", code, stderr.String())
+	}
+	data, _ = os.ReadFile(live)
+	if lines := strings.Split(strings.TrimSpace(string(data)), "\n"); lines[0] != "trace,abr,chunks,mean_bitrate_kbps,rebuffer_s,rebuffer_count,switches,startup_s,qoe,optimal_qoe,latency_s" || len(lines) != 3 ||
+		!strings.Contains(stdout.String(), "live 12s behind the edge") || !strings.Contains(stdout.String(), "latency s") {
+		t.Errorf("sim -live:\n%s\n%s", stdout.String(), data)
+	}
+	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-live", "1s",
+		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com")}, &stdout, &stderr); code == 0 {
+		t.Error("sim -live 1s (under a chunk of 4 s) accepted")
+	}
 }
 
 // TestTrainCommand: deepcast train writes a model that sim -model runs
