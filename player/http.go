@@ -484,8 +484,11 @@ func (sr *shapedReader) Read(p []byte) (int, error) {
 	for {
 		sr.s.mu.Lock()
 		elapsed := time.Since(sr.s.start).Seconds()
-		sr.s.used = max(sr.s.used, sr.s.capacity(elapsed-shapeBank.Seconds()))
-		avail := sr.s.capacity(elapsed) - sr.s.used
+		now := sr.s.capacity(elapsed)
+		// Of what went unused, shapeBank's worth is kept, and at least a
+		// quantum, or a slow link would never gather one to read.
+		sr.s.used = max(sr.s.used, min(sr.s.capacity(elapsed-shapeBank.Seconds()), now-shapeQuantum))
+		avail := now - sr.s.used
 		if avail >= float64(len(p)) || avail >= shapeQuantum {
 			n, err := sr.r.Read(p)
 			sr.s.used += float64(n)

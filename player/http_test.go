@@ -182,23 +182,35 @@ func TestFetchHonoursRetryAfter(t *testing.T) {
 	}
 }
 
-// TestShaperLosesWhatGoesUnused: a link of 8 Mbit/s (1 MB/s) idle for
-// 0.6 s carries 0.5 MB in about half a second afterwards, as a
-// bottleneck does (and the simulator's TraceLink), not at once from the
-// 0.6 MB it could have carried while nothing was asked of it.
+// TestShaperLosesWhatGoesUnused: a link idle for 0.6 s then carries a
+// body in about the time its rate takes (less the 50 ms it keeps), as a
+// bottleneck does (and the simulator's TraceLink), not at once from what
+// it could have carried while nothing was asked of it; and a slow link
+// (whose 50 ms are less than a read) delivers too.
 func TestShaperLosesWhatGoesUnused(t *testing.T) {
-	tr, err := ParseTrace(strings.NewReader("0 8\n1000 8\n"), "flat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := NewShaper(tr)
-	time.Sleep(600 * time.Millisecond)
-	begun := time.Now()
-	n, err := io.Copy(io.Discard, s.Reader(context.Background(), strings.NewReader(strings.Repeat("x", 500_000))))
-	if err != nil || n != 500_000 {
-		t.Fatalf("read %d bytes: %v", n, err)
-	}
-	if took := time.Since(begun); took < 400*time.Millisecond {
-		t.Errorf("0.5 MB over 1 MB/s after an idle 0.6 s took %v, want about 0.45 s", took)
+	for _, c := range []struct {
+		mbps  string
+		bytes int
+		least time.Duration
+	}{
+		{"8", 500_000, 400 * time.Millisecond},  // 1 MB/s
+		{"0.5", 40_000, 400 * time.Millisecond}, // 62.5 kB/s
+	} {
+		tr, err := ParseTrace(strings.NewReader("0 "+c.mbps+"\n1000 "+c.mbps+"\n"), "flat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := NewShaper(tr)
+		time.Sleep(600 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		begun := time.Now()
+		n, err := io.Copy(io.Discard, s.Reader(ctx, strings.NewReader(strings.Repeat("x", c.bytes))))
+		cancel()
+		if err != nil || n != int64(c.bytes) {
+			t.Fatalf("%s Mbit/s: read %d bytes: %v", c.mbps, n, err)
+		}
+		if took := time.Since(begun); took < c.least {
+			t.Errorf("%d bytes over %s Mbit/s after an idle 0.6 s took %v, want at least %v", c.bytes, c.mbps, took, c.least)
+		}
 	}
 }
