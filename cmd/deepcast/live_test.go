@@ -367,7 +367,8 @@ func TestPlayEndsWithTheLiveStream(t *testing.T) {
 }
 
 // TestPlayJumpsToTheLiveEdge: ffmpeg's live DASH (an MPD keeping 8 s of
-// segments, the files deleted as they leave it) and HLS (playlists of
+// segments, the files deleted as they leave it; a template of fixed
+// duration and a SegmentTimeline) and HLS (playlists of
 // four segments, deleted as they slide off), played over a link that is
 // fast for 3 s, then 40 kbit/s until 25 s, then fast again. A chunk takes
 // about 20 s on the slow link, and the next has left the stream by then.
@@ -384,10 +385,8 @@ func TestPlayJumpsToTheLiveEdge(t *testing.T) {
 		output                func(dir string) []string
 		segment               *regexp.Regexp // a video segment's name: its number
 	}{
-		{"DASH", "chunk-stream0-00003.m4s", "live.mpd", func(dir string) []string {
-			return []string{"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "4", "-extra_window_size", "0",
-				"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd")}
-		}, regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"DASH template", "chunk-stream0-00003.m4s", "live.mpd", func(dir string) []string { return shortWindowDASH(dir, "0") }, regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
+		{"DASH timeline", "chunk-stream0-00003.m4s", "live.mpd", func(dir string) []string { return shortWindowDASH(dir, "1") }, regexp.MustCompile(`^chunk-stream[01]-(\d+)\.m4s$`)},
 		{"HLS", "s_03.m4s", "master.m3u8", func(dir string) []string {
 			return []string{"-f", "hls", "-hls_time", "2", "-hls_list_size", "4", "-hls_flags", "delete_segments", "-hls_segment_type", "fmp4",
 				"-master_pl_name", "master.m3u8", "-var_stream_map", "v:0,agroup:a v:1,agroup:a a:0,agroup:a,default:yes", filepath.Join(dir, "s_%v.m3u8")}
@@ -448,6 +447,13 @@ func TestPlayJumpsToTheLiveEdge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// shortWindowDASH is ffmpeg's live DASH packager into dir keeping 8 s of
+// segments (four), each file deleted as it leaves the MPD.
+func shortWindowDASH(dir, useTimeline string) []string {
+	return []string{"-f", "dash", "-use_timeline", useTimeline, "-use_template", "1", "-seg_duration", "2", "-window_size", "4", "-extra_window_size", "0",
+		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd")}
 }
 
 // TestPlayLiveEveryAlgorithm: every ABR algorithm plays a live stream
