@@ -44,9 +44,9 @@ type liveFeed struct {
 	// chunk k (and the sound from there). An HLS stream reloads only the
 	// media playlist of rendition q (-1: the sound's), as hls.js does.
 	relayout func(ctx context.Context, k, q int) error
-	// rejoin re-reads the MPD (every HLS playlist) and lays chunks k on
-	// out again from the segment the player joined at: as far behind the
-	// live edge now as when it joined. It returns the media time skipped.
+	// rejoin re-reads the MPD (every HLS playlist), joins it afresh and
+	// lays chunks k on out again from there (Video.Rejoin). It returns
+	// the media time skipped.
 	rejoin func(ctx context.Context, k int) (time.Duration, error)
 	// since is the chunk the stream was last (re)joined at: the chunks
 	// before it lie on another stretch of the timeline, and no reload is
@@ -139,9 +139,9 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 	}
 	var deadline time.Time
 	poll := v.ChunkDuration / 8 // doubling to half a chunk: a packager may list a segment a chunk late
-	if late := time.Since(v.AvailableAt(k, audio)) - v.live.timeShift; v.live.timeShift > 0 && late > 0 {
+	if behind := v.leftStream(k, audio, false); behind != nil {
 		// Gone by the MPD's clock: asking for it would only be refused.
-		return fmt.Errorf("%s: %w", segmentName(k, audio), &fellBehind{depth: v.live.timeShift, late: late})
+		return fmt.Errorf("%s: %w", segmentName(k, audio), behind)
 	}
 	for {
 		if v.past(k, audio) {
@@ -171,7 +171,7 @@ func (v *Video) WaitPublished(ctx context.Context, clock Clock, k, q int) error 
 			return fmt.Errorf("live MPD: %s, due at %s, is still not listed", segmentName(k, audio), v.AvailableAt(k, audio).UTC().Format("15:04:05.000"))
 		}
 		if err := v.live.reread(ctx, v.live.playing, q); err != nil {
-			if behind := v.leftStream(k, audio); behind != nil {
+			if behind := v.leftStream(k, audio, true); behind != nil {
 				// The playlist slid past what the reload is placed by.
 				return fmt.Errorf("%s: %w (%v)", segmentName(k, audio), behind, err)
 			}
@@ -207,19 +207,20 @@ func (v *Video) Gone(ctx context.Context, k int, audio bool) error {
 	if v.endedBefore(ctx, k, audio) {
 		return ErrStreamEnded
 	}
-	return v.leftStream(k, audio)
+	return v.leftStream(k, audio, true)
 }
 
 // leftStream says whether chunk k (audio segment k) of a live stream has
 // left it: published longer ago than the MPD's time-shift buffer, else
-// than an HLS playlist's window (a fellBehind); nil when it has not, or
-// the stream does not say.
-func (v *Video) leftStream(k int, audio bool) error {
+// (orPlaylist: something says it is gone) than an HLS playlist's window
+// at the join, which a growing playlist does not keep to; a fellBehind,
+// or nil when it has not or the stream does not say.
+func (v *Video) leftStream(k int, audio, orPlaylist bool) error {
 	if v.live == nil {
 		return nil
 	}
 	depth, playlist := v.live.timeShift, false
-	if depth <= 0 {
+	if depth <= 0 && orPlaylist {
 		depth, playlist = v.live.playlistWindow, true
 	}
 	if late := time.Since(v.AvailableAt(k, audio)) - depth; depth > 0 && late > 0 {
@@ -229,9 +230,10 @@ func (v *Video) leftStream(k int, audio bool) error {
 }
 
 // Rejoin jumps a live stream that the player fell behind (ErrFellBehind)
-// ahead to the live edge from chunk k: chunk k becomes the segment as far
-// behind the edge as chunk 0 was when the player joined, and the media
-// before it is skipped (the duration returned). Chunks before k keep
+// ahead to the live edge from chunk k: it joins afresh, as at the start
+// (the MPD's suggestedPresentationDelay, else three segments behind the
+// edge), chunk k becomes the segment it joins at, and the media before it
+// is skipped (the duration returned). Chunks before k keep
 // playing from the buffer. An error when there is nothing to gain: the
 // stream is no further ahead than chunk k.
 func (v *Video) Rejoin(ctx context.Context, k int) (time.Duration, error) {

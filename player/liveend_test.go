@@ -260,3 +260,29 @@ func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR,
 	res, err := (&Session{Video: v, ABR: abr, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}).Run(ctx)
 	return v, res, err
 }
+
+// TestWaitPublishedSaysAChunkLeftTheStream: a chunk older than the MPD's
+// time-shift buffer by the clock is known to be gone before it is asked
+// for (ErrFellBehind, no request), as a player reading the MPD's window
+// knows it.
+func TestWaitPublishedSaysAChunkLeftTheStream(t *testing.T) {
+	srv := newBehindServer(t, 250*time.Millisecond, func(time.Time) time.Duration { return 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := NewWallClock()
+	if err := v.WaitPublished(ctx, clock, 0, 0); err != nil {
+		t.Fatalf("chunk 1, joined 0.5 s behind the edge: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the 1 s buffer has moved past it
+	err = v.WaitPublished(ctx, clock, 0, 0)
+	if !errors.Is(err, ErrFellBehind) || !strings.Contains(err.Error(), "video chunk 1: it left the time-shift buffer (1s)") {
+		t.Errorf("chunk 1, 1.5 s later: %v, want it gone by the clock", err)
+	}
+	if n := srv.notFound.Load(); n != 0 {
+		t.Errorf("%d segment requests not found: the clock alone should tell", n)
+	}
+}

@@ -38,10 +38,6 @@ type optModel struct {
 	qoe    QoEModel
 	cfg    Config
 	chunks int
-	// live is the Video's LiveDelay (SimOptions.Live): each chunk is
-	// waited for until it is published, as the session's Config.Ready
-	// does in sim (0: VOD).
-	live time.Duration
 	// terminal, when set, values the state a plan ends in (its buffer)
 	// on top of its QoE: what a planner with a short horizon adds so it
 	// does not spend the buffer the chunks after the horizon need.
@@ -52,8 +48,10 @@ type optModel struct {
 func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, error) {
 	n := *s
 	v := m.video
-	began := n.link.Now() // the chunk's time runs from here, as in the session
-	if err := m.awaitLive(ctx, &n.link, k, false); err != nil {
+	// The chunk's time runs from here, as in the session; a live one (the
+	// Video's LiveDelay, sim -live) is waited for until it is published.
+	began := n.link.Now()
+	if err := awaitSimPublished(ctx, &n.link, v, k, false); err != nil {
 		return n, err
 	}
 	dl, err := n.link.Fetch(ctx, Request{Chunk: k, Rendition: q, Size: v.Size(k, q)})
@@ -64,7 +62,7 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 	elapsed := dl.LastByte - began
 	from, to := v.AudioAt(k)
 	for i := from; i < to; i++ {
-		if err := m.awaitLive(ctx, &n.link, i, true); err != nil {
+		if err := awaitSimPublished(ctx, &n.link, v, i, true); err != nil {
 			return n, err
 		}
 		adl, err := n.link.Fetch(ctx, Request{Chunk: i, Rendition: -1, Size: v.AudioSize[i]})
@@ -98,18 +96,6 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 		n.buffer -= wait
 	}
 	return n, nil
-}
-
-// awaitLive waits on link, live, until chunk k (audio segment k) is
-// published.
-func (m *optModel) awaitLive(ctx context.Context, link *TraceLink, k int, audio bool) error {
-	if m.live <= 0 {
-		return nil
-	}
-	if wait := m.video.simPublished(k, audio, m.live) - link.Now(); wait > 0 {
-		return link.Sleep(ctx, wait)
-	}
-	return nil
 }
 
 // planOptimal finds the rendition sequence with the highest QoE on a

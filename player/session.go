@@ -82,8 +82,8 @@ type Config struct {
 	// k when the player fell so far behind that chunk k left the
 	// stream's time-shift buffer (ErrFellBehind), and returns the media
 	// time skipped (Video.Rejoin). The session then plays on from there,
-	// as hls.js and dash.js do, rather than fail; it fails when chunk k
-	// falls behind again. nil: the session fails.
+	// as hls.js and dash.js do, rather than fail; it fails after
+	// maxRejoins jumps in a row without a chunk played. nil: it fails.
 	Rejoin func(ctx context.Context, k int) (time.Duration, error)
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)

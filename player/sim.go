@@ -176,23 +176,23 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 		}
 		link = NewTraceLink(t, 0.95, 80*time.Millisecond)
 	}
-	if opt.Live > 0 {
-		v := opt.Video
-		cfg.Ready = func(ctx context.Context, k, q int) error {
-			if wait := v.simPublished(k, q < 0, opt.Live) - link.Now(); wait > 0 {
-				return link.Sleep(ctx, wait)
-			}
-			return nil
-		}
+	if opt.Video.LiveDelay > 0 {
+		cfg.Ready = func(ctx context.Context, k, q int) error { return awaitSimPublished(ctx, link, opt.Video, k, q < 0) }
 	}
 	return cfg, link
 }
 
-// simPublished is when chunk k (audio segment k) of v, simulated live
-// and joined delay behind the edge at time 0, is published on the
-// session's clock.
-func (v *Video) simPublished(k int, audio bool, delay time.Duration) time.Duration {
-	return v.endOf(k, audio) - delay
+// awaitSimPublished waits on link until chunk k (audio segment k) of v,
+// simulated live and joined v.LiveDelay behind the edge at time 0, is
+// published: at its end less that delay. It returns at once for VOD.
+func awaitSimPublished(ctx context.Context, link *TraceLink, v *Video, k int, audio bool) error {
+	if v.LiveDelay <= 0 {
+		return nil
+	}
+	if wait := v.endOf(k, audio) - v.LiveDelay - link.Now(); wait > 0 {
+		return link.Sleep(ctx, wait)
+	}
+	return nil
 }
 
 // optimalSequence plans the optimum on trace t, with every other
@@ -224,5 +224,5 @@ func newOptModel(v *Video, qoe QoEModel, cfg Config) *optModel {
 	if cfg.Chunks > 0 && cfg.Chunks < chunks {
 		chunks = cfg.Chunks
 	}
-	return &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks, live: v.LiveDelay}
+	return &optModel{video: v, qoe: qoe, cfg: cfg, chunks: chunks}
 }

@@ -298,6 +298,18 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	v.LiveDelay = max(time.Since(v.LiveStart), 0)
 	playlists := hlsPlaylists(m)
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
+	// reread reads the MPD again (following a Location it names), or the
+	// multivariant playlist with every media playlist, laid out for join.
+	reread := func(ctx context.Context, join manifest.LiveJoin) (*manifest.Manifest, error) {
+		if playlists != nil {
+			return fetchManifest(ctx, mpdURL, client, &join, clock)
+		}
+		m, err := fetchManifest(ctx, refresh, client, &join, clock)
+		if err == nil && m.Live != nil {
+			refresh = cmp.Or(m.Live.Location, refresh)
+		}
+		return m, err
+	}
 	v.live = &liveFeed{updateEvery: m.Live.MinimumUpdatePeriod, timeShift: m.Live.TimeShiftBufferDepth, read: time.Now(), relayout: func(ctx context.Context, k, q int) error {
 		left := v.Chunks - k
 		at := v.liveOffset + v.chunkStart(k)
@@ -307,12 +319,9 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		if playlists != nil {
 			return v.reloadPlaylist(ctx, client, playlists, k, q, join)
 		}
-		m, err := fetchManifest(ctx, refresh, client, &join, clock)
+		m, err := reread(ctx, join)
 		if err != nil {
 			return err
-		}
-		if m.Live != nil {
-			refresh = cmp.Or(m.Live.Location, refresh)
 		}
 		return v.relayFrom(k, at, m)
 	}}
@@ -323,12 +332,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		// segments), for the chunks left: the whole ladder anew, as the
 		// chunks from k on are all at another place on the timeline.
 		left := v.Chunks - k
-		join := manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left}
-		from := refresh
-		if playlists != nil {
-			from = mpdURL // the multivariant playlist
-		}
-		m, err := fetchManifest(ctx, from, client, &join, clock)
+		m, err := reread(ctx, manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left})
 		if err != nil {
 			return 0, err
 		}
@@ -336,9 +340,6 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 			v.live.ended = true
 			v.Chunks = k
 			return 0, ErrStreamEnded
-		}
-		if playlists == nil {
-			refresh = cmp.Or(m.Live.Location, refresh)
 		}
 		return v.jumpTo(k, m, m.Live.Epoch.Add(-clock.skew))
 	}

@@ -346,13 +346,7 @@ func TestPlayEndsWithTheLiveStream(t *testing.T) {
 					last = max(last, n)
 				}
 			}
-			var played []int
-			for _, q := range log.take() {
-				if g := c.segment.FindStringSubmatch(strings.TrimPrefix(q.path, "/")); g != nil && q.method == http.MethodGet && q.status == http.StatusOK {
-					n, _ := strconv.Atoi(g[1])
-					played = append(played, n)
-				}
-			}
+			played := segmentsServed(log, c.segment)
 			if len(played) != r.Chunks || len(played) == 0 || played[len(played)-1] != last {
 				t.Errorf("video segments played %v (%d chunks), want consecutive ones to the last, %d", played, r.Chunks, last)
 			}
@@ -425,13 +419,7 @@ func TestPlayJumpsToTheLiveEdge(t *testing.T) {
 			if r.LiveLatency.End > r.LiveLatency.Start+4 || r.LiveLatency.Start > 10 {
 				t.Errorf("live latency %.1fs when playback began, %.1fs at the end: want it back near the start", r.LiveLatency.Start, r.LiveLatency.End)
 			}
-			var played []int
-			for _, q := range log.take() {
-				if g := c.segment.FindStringSubmatch(strings.TrimPrefix(q.path, "/")); g != nil && q.method == http.MethodGet && q.status == http.StatusOK {
-					n, _ := strconv.Atoi(g[1])
-					played = append(played, n)
-				}
-			}
+			played := segmentsServed(log, c.segment)
 			jumps := 0
 			for i := 1; i < len(played); i++ {
 				if d := played[i] - played[i-1]; d > 1 {
@@ -447,6 +435,20 @@ func TestPlayJumpsToTheLiveEdge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// segmentsServed is the numbers of the segments log served whole (GET,
+// 200) whose names segment matches (its first group: the number), in
+// order.
+func segmentsServed(log *rangeLog, segment *regexp.Regexp) []int {
+	var out []int
+	for _, q := range log.take() {
+		if g := segment.FindStringSubmatch(strings.TrimPrefix(q.path, "/")); g != nil && q.method == http.MethodGet && q.status == http.StatusOK {
+			n, _ := strconv.Atoi(g[1])
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // shortWindowDASH is ffmpeg's live DASH packager into dir keeping 8 s of
