@@ -25,6 +25,7 @@ type optState struct {
 	link    TraceLink
 	buffer  time.Duration
 	startup time.Duration
+	behind  time.Duration // the playhead's lag behind the join (catch-up)
 	last    int
 	qoe     float64
 	sample  Sample // the last video download, as the session measured it
@@ -71,13 +72,13 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 		}
 		elapsed = adl.LastByte - began
 	}
-	var rebuf time.Duration
 	if k == 0 {
 		n.startup = elapsed
-	} else if elapsed > n.buffer {
-		rebuf = elapsed - n.buffer
 	}
-	n.buffer = max(n.buffer-elapsed, 0) + v.ChunkDur(k)
+	ph := newPlayhead(v, m.cfg.CatchUp)
+	ph.behind = n.behind
+	var rebuf time.Duration
+	n.buffer, rebuf = ph.arrive(k, n.buffer, elapsed, v.ChunkDur(k))
 	switch {
 	case k > 0:
 		n.qoe += m.qoe.Chunk(v.Bitrates, q, n.last, rebuf)
@@ -93,8 +94,9 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 		if err := n.link.Sleep(ctx, wait); err != nil {
 			return n, err
 		}
-		n.buffer -= wait
+		n.buffer, _ = ph.play(n.buffer, wait)
 	}
+	n.behind = ph.behind
 	return n, nil
 }
 

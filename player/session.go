@@ -85,6 +85,13 @@ type Config struct {
 	// as hls.js and dash.js do, rather than fail; it fails after
 	// maxRejoins jumps in a row without a chunk played. nil: it fails.
 	Rejoin func(ctx context.Context, k int) (time.Duration, error)
+	// CatchUp, for a live stream, is the playback rate (above 1, at most
+	// MaxCatchUp) at which the session plays while it is further behind
+	// the live edge than it joined, after the startup and every stall,
+	// as long as the buffer holds more than a chunk (and a second); 0 or
+	// 1 plays at normal speed throughout. The media won back is
+	// Result.CaughtUp.
+	CatchUp float64
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)
 }
@@ -127,7 +134,10 @@ type Result struct {
 	// the media time it jumped over (neither played nor stalled on).
 	Rejoins int
 	Skipped time.Duration
-	Log     []ChunkLog
+	// CaughtUp is the media time a live session won back on the live
+	// edge by playing faster (Config.CatchUp).
+	CaughtUp time.Duration
+	Log      []ChunkLog
 }
 
 // RebufferRatio is stall time over media time.
@@ -165,6 +175,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
 	var res Result
 	var buffer, lastDone time.Duration
+	ph := newPlayhead(v, s.Config.CatchUp)
 	var bitrateSum float64
 	inits := newInitFetcher(s)
 	// A live chunk that left the time-shift buffer is played again from
@@ -188,6 +199,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 			res.Rejoins++
 			res.Skipped += skipped
 			jumped += skipped
+			ph.behind = 0 // joined afresh
 		}
 		rejoins++
 		retryFrom = began
@@ -233,7 +245,9 @@ play:
 		next, err := await(k, cur, chunkStart)
 		q := cur
 		if err == nil && next == playChunk {
-			st.Chunk, st.Buffer = k, max(buffer-(s.Clock.Now()-chunkStart), 0)
+			view := ph
+			st.Chunk = k
+			st.Buffer, _ = view.play(buffer, s.Clock.Now()-chunkStart)
 			if k > 0 {
 				st.Idle = s.Clock.Now() - lastDone
 			}
@@ -320,15 +334,15 @@ play:
 			elapsed = adl.LastByte - chunkStart
 		}
 		st.addSample(dl)
-		var rebuf time.Duration
 		if k == 0 {
 			res.Startup = elapsed // playback starts once the first segment is in
-		} else if elapsed > buffer {
-			rebuf = elapsed - buffer
+		}
+		var rebuf time.Duration
+		buffer, rebuf = ph.arrive(k, buffer, elapsed, chunkDur)
+		if rebuf > 0 {
 			res.Rebuffer += rebuf
 			res.RebufferCount++
 		}
-		buffer = max(buffer-elapsed, 0) + chunkDur
 		if k > 0 && q != st.Last {
 			res.Switches++
 		}
@@ -359,9 +373,10 @@ play:
 				if err := s.Clock.Sleep(ctx, wait); err != nil {
 					return res, err
 				}
-				buffer -= wait
+				buffer, _ = ph.play(buffer, wait)
 			}
 		}
+		res.CaughtUp = ph.caughtUp
 		if s.KeepLog {
 			res.Log = append(res.Log, log)
 		}

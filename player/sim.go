@@ -2,6 +2,7 @@ package player
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -36,6 +37,10 @@ type SimOptions struct {
 	// never holds more than the distance to the edge, and every stall
 	// adds to it (SimResult.Latency). At least one chunk.
 	Live time.Duration
+	// CatchUp, live, is the playback rate at which sessions catch up
+	// with the distance they joined at after the startup and each stall
+	// (Config.CatchUp); the optimum plays by the same rule.
+	CatchUp float64
 }
 
 // newABR makes the named algorithm: one of opt.Policies or a built-in.
@@ -52,7 +57,8 @@ type SimResult struct {
 	Family string // the trace's family (its folder)
 	ABR    string
 	// Latency is, live, how far behind the live edge the session ended:
-	// the join's distance, plus the startup and every stall (0 for VOD).
+	// the join's distance, plus the startup and every stall, less what
+	// it caught up (0 for VOD).
 	Latency time.Duration
 	Result
 }
@@ -68,10 +74,16 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxSimLive {
 			return nil, fmt.Errorf("live delay %v: want one chunk (%v) to %v behind the live edge", opt.Live, opt.Video.ChunkDuration, MaxSimLive)
 		}
+		if err := CheckCatchUp(opt.CatchUp); err != nil {
+			return nil, err
+		}
 		// The ABRs see it as play's would: the buffer can hold no more.
 		live := *opt.Video
 		live.LiveDelay = opt.Live
 		opt.Video = &live
+	}
+	if opt.Live == 0 && opt.CatchUp > 1 {
+		return nil, errors.New("a catch-up rate is for a live stream: simulate one with a live delay")
 	}
 	for _, a := range opt.Algorithms {
 		if a == Optimal {
@@ -88,7 +100,7 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		res, err := simulateOne(ctx, opt, t, name, qoe)
 		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
 		if opt.Live > 0 {
-			out[i].Latency = opt.Live + res.Startup + res.Rebuffer
+			out[i].Latency = opt.Live + res.Startup + res.Rebuffer - res.CaughtUp
 		}
 		if err != nil {
 			return fmt.Errorf("trace %s, %s: %w", t.Name, name, err)
@@ -178,6 +190,7 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	}
 	if opt.Video.LiveDelay > 0 {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return awaitSimPublished(ctx, link, opt.Video, k, q < 0) }
+		cfg.CatchUp = opt.CatchUp
 	}
 	return cfg, link
 }

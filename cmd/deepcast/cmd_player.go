@@ -58,10 +58,17 @@ func simCommand() command {
 			fs.Var(&headers, "header", "send this `Name: value` header with every request for an http(s) -video (repeatable)")
 			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
 			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out a latency_s column")
+			catchup := fs.Float64("catchup", 0, "with -live: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered; the latency s column shows what it wins back")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
+				}
+				if err := player.CheckCatchUp(*catchup); err != nil {
+					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
+				}
+				if *catchup > 1 && *live == 0 {
+					return fmt.Errorf("-catchup is for a live stream: add -live (e.g. -live 8s): %w", errUsage)
 				}
 				client, err := httpClient(*ca, *h3, 60*time.Second, headers.h)
 				if err != nil {
@@ -105,7 +112,7 @@ func simCommand() command {
 					algs = append(algs, name)
 				}
 				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
-					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live}
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live, CatchUp: *catchup}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -119,6 +126,9 @@ func simCommand() command {
 				mode := map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve]
 				if *live > 0 {
 					mode += fmt.Sprintf(", live %v behind the edge", *live)
+					if *catchup > 1 {
+						mode += fmt.Sprintf(", catching up at %g×", *catchup)
+					}
 				}
 				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, mode)
@@ -224,11 +234,15 @@ func playCommand() command {
 			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
 			ca := fs.String("ca", "", "PEM CA to verify https:// URLs with (besides the system's)")
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
+			catchup := fs.Float64("catchup", 0, "live streams: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered, as dash.js and hls.js catch up")
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request (repeatable), as an access token header")
 			return func(ctx context.Context, args []string) error {
 				if len(args) != 1 {
 					return fmt.Errorf("one MPD or playlist URL is required: %w", errUsage)
+				}
+				if err := player.CheckCatchUp(*catchup); err != nil {
+					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
 				}
 				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
 					// play measures real downloads: a file has none. Say so
@@ -240,7 +254,7 @@ func playCommand() command {
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
-					CA: *ca, HTTP3: *h3, Header: headers.h, Out: stdout})
+					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, Out: stdout})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -263,6 +277,12 @@ func playCommand() command {
 						times = fmt.Sprintf("%d times", res.Rejoins)
 					}
 					fmt.Fprintf(stdout, "live: fell behind the stream's time-shift buffer %s, and jumped %.1fs of media ahead to the live edge\n", times, res.Skipped.Seconds())
+				}
+				if *catchup > 1 && !live {
+					fmt.Fprintln(stdout, "note: -catchup is for live streams; this one is on demand and played at normal speed")
+				}
+				if res.CaughtUp > 0 {
+					fmt.Fprintf(stdout, "live: caught up %.2fs with the live edge by playing at up to %g×\n", res.CaughtUp.Seconds(), *catchup)
 				}
 				if res.StreamEnded {
 					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
@@ -293,6 +313,8 @@ type playOptions struct {
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
 	HTTP3 bool
+	// CatchUp is a live stream's catch-up playback rate (Config.CatchUp).
+	CatchUp float64
 	// Header is sent with every request.
 	Header http.Header
 	// Out receives a line per chunk when ChunkLines is set.
@@ -388,9 +410,12 @@ type playReport struct {
 	// Rejoins and SkippedSeconds: how often a live session fell behind
 	// the time-shift buffer and jumped to the live edge, and the media
 	// it jumped over.
-	Rejoins        int       `json:"rejoins,omitempty"`
-	SkippedSeconds float64   `json:"skippedSeconds,omitempty"`
-	FinishedAtUTC  time.Time `json:"finished"`
+	Rejoins        int     `json:"rejoins,omitempty"`
+	SkippedSeconds float64 `json:"skippedSeconds,omitempty"`
+	// CaughtUpSeconds is the media time a live session won back on the
+	// live edge by playing faster (-catchup).
+	CaughtUpSeconds float64   `json:"caughtUpSeconds,omitempty"`
+	FinishedAtUTC   time.Time `json:"finished"`
 }
 
 // liveLatencyJSON is a player.Latency in seconds.
@@ -402,7 +427,8 @@ type liveLatencyJSON struct {
 func writePlayJSON(path string, res player.Result, stats player.FetchStats, latency *player.Latency, playErr error) error {
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
-		Requests: stats, StreamEnded: res.StreamEnded, Rejoins: res.Rejoins, SkippedSeconds: res.Skipped.Seconds(), FinishedAtUTC: time.Now().UTC()}
+		Requests: stats, StreamEnded: res.StreamEnded, Rejoins: res.Rejoins, SkippedSeconds: res.Skipped.Seconds(),
+		CaughtUpSeconds: res.CaughtUp.Seconds(), FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
 	}
@@ -462,6 +488,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	if !v.LiveStart.IsZero() {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 		cfg.Rejoin = v.Rejoin
+		cfg.CatchUp = o.CatchUp
 	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))

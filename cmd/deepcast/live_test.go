@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -498,5 +499,73 @@ func TestPlayLiveEveryAlgorithm(t *testing.T) {
 				t.Errorf("renditions %v over loopback, want the top (1) %s", renditions, want)
 			}
 		})
+	}
+}
+
+// TestPlayCatchesUpWithTheLiveEdge: a slow stretch of the link stalls two
+// players of one live stream (ffmpeg's DASH) alike. The one at normal
+// speed ends as much further behind the live edge as it stalled; the one
+// with -catchup 1.5 plays faster until it is back about where it began,
+// stalls no more, and says how much it won back.
+func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
+	trace := filepath.Join(t.TempDir(), "slow-stretch.txt")
+	if err := os.WriteFile(trace, []byte("0 50\n3 50\n3.01 0.04\n11 0.04\n11.01 50\n600 50\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, 80, []string{"live.mpd", "chunk-stream0-00003.m4s"}, liveDASH(dir, "0")...)
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	defer srv.Close()
+	type outcome struct {
+		out                      string
+		code                     int
+		start, end, caught, stal float64
+	}
+	runs := map[string]*outcome{"normal": {}, "catchup": {}}
+	var wg sync.WaitGroup
+	for name, o := range runs {
+		wg.Go(func() {
+			args := []string{"play", "-abr", "throughput", "-trace", trace, "-duration", "40s"}
+			if name == "catchup" {
+				args = append(args, "-catchup", "1.5")
+			}
+			report := filepath.Join(t.TempDir(), "play.json")
+			var out, errb bytes.Buffer
+			o.code = run(append(args, "-json", report, srv.URL+"/live.mpd"), &out, &errb)
+			o.out = out.String() + errb.String()
+			var r struct {
+				StallSeconds    float64 `json:"stallSeconds"`
+				CaughtUpSeconds float64 `json:"caughtUpSeconds"`
+				LiveLatency     struct {
+					Start float64 `json:"startSeconds"`
+					End   float64 `json:"endSeconds"`
+				} `json:"liveLatency"`
+			}
+			if data, err := os.ReadFile(report); err == nil && json.Unmarshal(data, &r) == nil {
+				o.start, o.end, o.caught, o.stal = r.LiveLatency.Start, r.LiveLatency.End, r.CaughtUpSeconds, r.StallSeconds
+			}
+		})
+	}
+	wg.Wait()
+	for name, o := range runs {
+		t.Logf("%s: exit %d, latency %.2f s → %.2f s, stalled %.2f s, caught up %.2f s\n%s", name, o.code, o.start, o.end, o.stal, o.caught, o.out)
+		if o.code != 0 {
+			t.Fatalf("%s: deepcast play: exit %d", name, o.code)
+		}
+		if o.stal < 3 {
+			t.Fatalf("%s stalled %.2f s: the slow stretch tests nothing", name, o.stal)
+		}
+	}
+	normal, fast := runs["normal"], runs["catchup"]
+	if normal.caught != 0 || normal.end < normal.start+normal.stal-1.5 {
+		t.Errorf("at normal speed: latency %.2f s → %.2f s after %.2f s of stalls, caught up %.2f s", normal.start, normal.end, normal.stal, normal.caught)
+	}
+	// It plays faster only above a chunk of buffer: that much is left
+	// for the next download, so catching up adds no stall here.
+	if fast.stal > normal.stal+1 {
+		t.Errorf("catching up stalled %.2f s, at normal speed %.2f s", fast.stal, normal.stal)
+	}
+	if fast.end > fast.start+1.5 || fast.caught < fast.stal-1.5 || !strings.Contains(fast.out, "live: caught up") {
+		t.Errorf("catching up: latency %.2f s → %.2f s after %.2f s of stalls, caught up %.2f s; want back within 1.5 s of the start", fast.start, fast.end, fast.stal, fast.caught)
 	}
 }

@@ -197,6 +197,22 @@ func TestSimCommandOutputs(t *testing.T) {
 		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com")}, &stdout, &stderr); code == 0 {
 		t.Error("sim -live 1s (under a chunk of 4 s) accepted")
 	}
+	// Catching up: the mode line says so; a rate without -live, or out
+	// of range, is a usage error.
+	stdout.Reset()
+	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-live", "12s", "-catchup", "1.25",
+		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com"), "-abr", "bba", "-pensieve"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "catching up at 1.25×") {
+		t.Errorf("sim -live -catchup exit %d:\n%s%s", code, stdout.String(), stderr.String())
+	}
+	for _, args := range [][]string{{"-catchup", "1.25"}, {"-live", "12s", "-catchup", "2"}, {"-live", "12s", "-catchup", "0.9"}} {
+		stderr.Reset()
+		code := run(append([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"),
+			"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com")}, args...), &stdout, &stderr)
+		if code != 2 || !strings.Contains(stderr.String(), "-catchup") {
+			t.Errorf("sim %v: exit %d, %s", args, code, stderr.String())
+		}
+	}
 }
 
 // TestTrainCommand: deepcast train writes a model that sim -model runs

@@ -248,8 +248,12 @@ func TestPlayAsksSegmentSizesAsItGoes(t *testing.T) {
 		return n
 	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"play", "-abr", "robustmpc", "-duration", "4s", srv.URL + "/t.mpd"}, &out, &errb); code != 0 {
+	if code := run([]string{"play", "-abr", "robustmpc", "-duration", "4s", "-catchup", "1.2", srv.URL + "/t.mpd"}, &out, &errb); code != 0 {
 		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	// Catching up with a live edge means nothing on demand: play says so.
+	if !strings.Contains(out.String(), "note: -catchup is for live streams") {
+		t.Errorf("play -catchup of a VOD MPD says nothing of it:\n%s", out.String())
 	}
 	// Two chunks played; robustMPC looks five ahead: one window of eight
 	// chunks in two renditions.

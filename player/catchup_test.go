@@ -1,0 +1,104 @@
+package player
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPlayheadPlay: the playhead plays faster only while it is behind and
+// the buffer holds more than the floor, wins back no more than it lags,
+// and a stall adds to the lag.
+func TestPlayheadPlay(t *testing.T) {
+	s := time.Second
+	ms := time.Millisecond
+	for _, c := range []struct {
+		name                 string
+		rate                 float64
+		behind, buffer, wall time.Duration
+		left, stall          time.Duration
+		behindAfter, won     time.Duration
+	}{
+		{"normal speed", 0, 3 * s, 5 * s, 2 * s, 3 * s, 0, 3 * s, 0},
+		{"normal speed runs dry", 0, 0, s, 3 * s, 0, 2 * s, 2 * s, 0},
+		{"fast for the whole wait", 1.5, 10 * s, 5 * s, 2 * s, 2 * s, 0, 9 * s, s},
+		{"fast until caught up", 1.5, 200 * ms, 5 * s, 2 * s, 2800 * ms, 0, 0, 200 * ms},
+		{"fast down to the floor, then a stall", 1.5, 10 * s, 2500 * ms, 4 * s, 0, 2 * s, 11500 * ms, 500 * ms},
+		{"below the floor: normal speed", 1.25, 5 * s, 800 * ms, 500 * ms, 300 * ms, 0, 5 * s, 0},
+		{"not behind: normal speed", 1.25, 0, 5 * s, 2 * s, 3 * s, 0, 0, 0},
+		{"rate 1 is off", 1, 5 * s, 5 * s, 2 * s, 3 * s, 0, 5 * s, 0},
+	} {
+		p := playhead{rate: c.rate, floor: time.Second, behind: c.behind}
+		left, stall := p.play(c.buffer, c.wall)
+		if left != c.left || stall != c.stall || p.behind != c.behindAfter || p.caughtUp != c.won {
+			t.Errorf("%s: left %v stall %v behind %v won %v; want %v %v %v %v", c.name, left, stall, p.behind, p.caughtUp,
+				c.left, c.stall, c.behindAfter, c.won)
+		}
+	}
+}
+
+// TestSimLiveCatchUp: live sessions that catch up end closer to the live
+// edge than the same sessions at normal speed, never closer than they
+// joined, with the latency their startup, stalls and catch-up add up to;
+// the optimum, which plays by the same rule, stays the ceiling; and a
+// rate out of range or without a live stream is refused.
+func TestSimLiveCatchUp(t *testing.T) {
+	v, traces := liveSample(t)
+	const delay = 12 * time.Second
+	algs := append(Algorithms(), Optimal)
+	run := func(rate float64) []SimResult {
+		t.Helper()
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, Live: delay, CatchUp: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	normal, fast := run(0), run(1.25)
+	checkCeiling(t, fast)
+	caught := 0
+	for i, r := range fast {
+		if want := delay + r.Startup + r.Rebuffer - r.CaughtUp; r.Latency != want {
+			t.Errorf("%s, %s: latency %v, want %v", r.Trace, r.ABR, r.Latency, want)
+		}
+		if r.Latency < delay {
+			t.Errorf("%s, %s: ended %v behind the edge, closer than the %v it joined at", r.Trace, r.ABR, r.Latency, delay)
+		}
+		if normal[i].CaughtUp != 0 {
+			t.Fatalf("%s, %s: caught up %v at normal speed", r.Trace, r.ABR, normal[i].CaughtUp)
+		}
+		if r.CaughtUp > 0 {
+			caught++
+		}
+	}
+	if caught < len(fast)/2 {
+		t.Errorf("only %d of %d sessions caught up anything", caught, len(fast))
+	}
+	mean := func(rs []SimResult) map[string]float64 {
+		m := map[string]float64{}
+		for _, s := range Summarize(rs) {
+			m[s.ABR] = s.Latency
+		}
+		return m
+	}
+	was, now := mean(normal), mean(fast)
+	for _, a := range algs {
+		if now[a] >= was[a] {
+			t.Errorf("%s: mean latency %.2f s catching up, %.2f s at normal speed", a, now[a], was[a])
+		}
+	}
+	for _, c := range []struct {
+		opt  SimOptions
+		want string
+	}{
+		{SimOptions{Live: delay, CatchUp: 2}, "want 1 (off) to 1.5"},
+		{SimOptions{Live: delay, CatchUp: 0.5}, "want 1 (off) to 1.5"},
+		{SimOptions{CatchUp: 1.1}, "for a live stream"},
+	} {
+		c.opt.Video, c.opt.Traces, c.opt.Algorithms = v, traces, []string{"bba"}
+		if _, err := Simulate(context.Background(), c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("live %v, catch-up %g: %v, want %q", c.opt.Live, c.opt.CatchUp, err, c.want)
+		}
+	}
+}
