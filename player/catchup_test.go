@@ -2,6 +2,9 @@ package player
 
 import (
 	"context"
+	"image/png"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +103,54 @@ func TestSimLiveCatchUp(t *testing.T) {
 		if _, err := Simulate(context.Background(), c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("live %v, catch-up %g: %v, want %q", c.opt.Live, c.opt.CatchUp, err, c.want)
 		}
+	}
+}
+
+// TestLiveLogAndPlotShowTheLatency: each chunk's log says how much further
+// behind the edge than its join a live session plays (the startup after
+// the first, the join's distance less the latency at the end after the
+// last), and a live simulation's session plots gain a panel of it: a
+// third taller than VOD's.
+func TestLiveLogAndPlotShowTheLatency(t *testing.T) {
+	v, traces := liveSample(t)
+	const delay = 12 * time.Second
+	height := func(opt SimOptions) int {
+		t.Helper()
+		opt.Video, opt.Traces, opt.Algorithms, opt.Pensieve, opt.KeepLogs = v, traces[:2], []string{"bola", "robustmpc"}, true, true
+		res, err := Simulate(context.Background(), opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if opt.Live == 0 {
+				continue
+			}
+			if first, last := r.Log[0], r.Log[len(r.Log)-1]; first.Behind != r.Startup || delay+last.Behind != r.Latency {
+				t.Errorf("%s, %s: behind %v after the first chunk (startup %v), %v after the last (latency %v)", r.Trace, r.ABR,
+					first.Behind, r.Startup, last.Behind, r.Latency)
+			}
+		}
+		dir := t.TempDir()
+		if err := WritePlots(dir, res, 1, traces); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "session_*.png"))
+		if len(files) != 1 {
+			t.Fatalf("session plots: %v", files)
+		}
+		f, err := os.Open(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cfg, err := png.DecodeConfig(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Height
+	}
+	vod, live := height(SimOptions{}), height(SimOptions{Live: delay, CatchUp: 1.25})
+	if 3*live != 4*vod {
+		t.Errorf("session plot %d px high live, %d px VOD: want a fourth panel", live, vod)
 	}
 }

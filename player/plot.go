@@ -22,7 +22,8 @@ import (
 // algorithm), with several trace families one qoe_cdf_<family>.png each,
 // and, for up to sessions traces, session_<trace>.png with
 // bitrate (over the trace's bandwidth), buffer and throughput estimate over
-// time for every algorithm. Results must carry their logs for the session
+// time for every algorithm, and, for a live simulation, how far behind the
+// live edge each played. Results must carry their logs for the session
 // plots; traces, when given, are drawn under the bitrates.
 func WritePlots(dir string, results []SimResult, sessions int, traces []*Trace) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -139,20 +140,30 @@ func countBelow(sorted []float64, x float64) int {
 }
 
 func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
-	panels := []struct {
+	type panel struct {
 		title string
 		value func(ChunkLog) float64
 		x     func(ChunkLog) float64
 		step  plotter.StepKind
-	}{
+		// fromJoin adds the session's join distance to value: a live
+		// session's latency.
+		fromJoin bool
+	}
+	panels := []panel{
 		// The rendition chosen for each chunk holds from its download's
 		// start until the next one's: steps, not slopes.
 		{"video bitrate chosen (kbit/s)", func(l ChunkLog) float64 { return l.BitrateKbps },
-			func(l ChunkLog) float64 { return (l.Time - l.DownloadTime).Seconds() }, plotter.PostStep},
+			func(l ChunkLog) float64 { return (l.Time - l.DownloadTime).Seconds() }, plotter.PostStep, false},
 		{"buffer (s)", func(l ChunkLog) float64 { return l.Buffer.Seconds() },
-			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep},
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, false},
 		{"throughput estimate (kbit/s)", func(l ChunkLog) float64 { return l.Estimate },
-			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep},
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, false},
+	}
+	// A live session's latency: the join's distance plus how much further
+	// behind it played (its stalls, less what it caught up).
+	if slices.ContainsFunc(results, func(r SimResult) bool { return r.Trace == name && r.Latency > 0 }) {
+		panels = append(panels, panel{"behind the live edge (s)", func(l ChunkLog) float64 { return l.Behind.Seconds() },
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, true})
 	}
 	algs := algorithmsOf(results)
 	legend := plot.NewLegend()
@@ -183,9 +194,13 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 				continue
 			}
 			i := slices.Index(algs, r.ABR)
+			var join float64
+			if panel.fromJoin && len(r.Log) > 0 {
+				join = (r.Latency - r.Log[len(r.Log)-1].Behind).Seconds()
+			}
 			pts := make(plotter.XYs, len(r.Log))
 			for k, l := range r.Log {
-				pts[k] = plotter.XY{X: panel.x(l), Y: panel.value(l)}
+				pts[k] = plotter.XY{X: panel.x(l), Y: join + panel.value(l)}
 			}
 			line, err := addLine(p, pts, palette[i%len(palette)], 1.3, panel.step)
 			if err != nil {
@@ -196,14 +211,14 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 			}
 		}
 		p.X.Min, p.X.Max = 0, end
-		if pi < 2 {
-			p.Y.Min = 0 // bitrate and buffer read from zero; the estimate's range is its own
+		if pi < 2 || panel.fromJoin {
+			p.Y.Min = 0 // bitrate, buffer and latency read from zero; the estimate's range is its own
 		}
 		p.X.Tick.Marker, p.Y.Tick.Marker = cleanTicks{}, cleanTicks{}
 		p.Add(plotter.NewGrid())
 		plots[pi] = []*plot.Plot{p}
 	}
-	return saveWithLegend(filepath.Join(dir, "session_"+safeFile(name)+".png"), plots, legend, 9*vg.Inch, 9*vg.Inch)
+	return saveWithLegend(filepath.Join(dir, "session_"+safeFile(name)+".png"), plots, legend, 9*vg.Inch, vg.Length(3*len(panels))*vg.Inch)
 }
 
 // traceLine is a trace's bandwidth in kbit/s over [0, end] s, repeated as

@@ -114,6 +114,11 @@ type ChunkLog struct {
 	// Skipped is the media a live session jumped over to the live edge
 	// just before this chunk (see Config.Rejoin).
 	Skipped time.Duration
+	// Behind is how much further behind the live edge than it joined a
+	// live session plays once this chunk is in: the startup and the
+	// stalls, less what it caught up (Config.CatchUp); since the last
+	// jump to the edge, if any.
+	Behind time.Duration
 }
 
 // Result summarises a session.
@@ -361,7 +366,7 @@ play:
 		rejoins = 0
 		lastDone, st.Stalled = s.Clock.Now(), rebuf > 0
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
-			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped}
+			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind}
 		jumped = 0
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
