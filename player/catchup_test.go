@@ -109,8 +109,9 @@ func TestSimLiveCatchUp(t *testing.T) {
 // TestLiveLogAndPlotShowTheLatency: each chunk's log says how much further
 // behind the edge than its join a live session plays (the startup after
 // the first, the join's distance less the latency at the end after the
-// last), and a live simulation's session plots gain a panel of it: a
-// third taller than VOD's.
+// last), its -log CSV ends each row with the latency, and a live
+// simulation's session plots gain a panel of it: a third taller than
+// VOD's.
 func TestLiveLogAndPlotShowTheLatency(t *testing.T) {
 	v, traces := liveSample(t)
 	const delay = 12 * time.Second
@@ -133,6 +134,23 @@ func TestLiveLogAndPlotShowTheLatency(t *testing.T) {
 		dir := t.TempDir()
 		if err := WritePlots(dir, res, 1, traces); err != nil {
 			t.Fatal(err)
+		}
+		// The per-chunk CSV: a live one ends each row with the latency.
+		if err := WriteLogs(filepath.Join(dir, "logs"), res[:1]); err != nil {
+			t.Fatal(err)
+		}
+		logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.csv"))
+		data, err := os.ReadFile(logs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := strings.Split(strings.TrimSpace(string(data)), "\n")
+		head, last := strings.Split(rows[0], ","), strings.Split(rows[len(rows)-1], ",")
+		switch {
+		case opt.Live == 0 && len(head) != len(LogColumns):
+			t.Errorf("VOD log header %s", rows[0])
+		case opt.Live > 0 && (head[len(head)-1] != LiveColumn || last[len(last)-1] != f3(res[0].Latency.Seconds())):
+			t.Errorf("live log header %s, last row %s: want it to end with the latency %v", rows[0], rows[len(rows)-1], res[0].Latency)
 		}
 		files, _ := filepath.Glob(filepath.Join(dir, "session_*.png"))
 		if len(files) != 1 {

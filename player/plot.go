@@ -195,8 +195,8 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 			}
 			i := slices.Index(algs, r.ABR)
 			var join float64
-			if panel.fromJoin && len(r.Log) > 0 {
-				join = (r.Latency - r.Log[len(r.Log)-1].Behind).Seconds()
+			if panel.fromJoin {
+				join = max(r.joinDistance(), 0).Seconds()
 			}
 			pts := make(plotter.XYs, len(r.Log))
 			for k, l := range r.Log {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // ResultColumns are the columns of `sim -out`, a contract for scripts.
@@ -19,7 +20,8 @@ import (
 var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "rebuffer_s", "rebuffer_count", "switches", "startup_s", "qoe", "optimal_qoe"}
 
 // LiveColumn ends the columns of `sim -live`: how far behind the live
-// edge the session ended (SimResult.Latency).
+// edge the session ended (SimResult.Latency) in -out, and, in -log, where
+// it stood once each chunk was in.
 const LiveColumn = "latency_s"
 
 // WriteResults writes one CSV row per (trace, abr); live ones end with
@@ -59,15 +61,28 @@ func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 var LogColumns = []string{"time_s", "chunk", "rendition", "bitrate_kbps", "bytes", "download_s", "estimate_kbps", "buffer_s", "rebuffer_s", "qoe"}
 
 // WriteLog writes a session's per-chunk log as CSV.
-func WriteLog(w io.Writer, log []ChunkLog) error {
+func WriteLog(w io.Writer, log []ChunkLog) error { return writeLog(w, log, -1) }
+
+// writeLog writes log as CSV; with join ≥ 0, the log of a live session
+// joined that far behind the edge, each row ends with the latency once
+// the chunk was in (LiveColumn), as sim -live -out's rows do.
+func writeLog(w io.Writer, log []ChunkLog, join time.Duration) error {
 	cw := csv.NewWriter(w)
-	if err := cw.Write(LogColumns); err != nil {
+	head := LogColumns
+	if join >= 0 {
+		head = append(slices.Clone(LogColumns), LiveColumn)
+	}
+	if err := cw.Write(head); err != nil {
 		return err
 	}
 	for _, l := range log {
-		if err := cw.Write([]string{f3(l.Time.Seconds()), strconv.Itoa(l.Chunk), strconv.Itoa(l.Rendition), f3(l.BitrateKbps),
+		row := []string{f3(l.Time.Seconds()), strconv.Itoa(l.Chunk), strconv.Itoa(l.Rendition), f3(l.BitrateKbps),
 			strconv.FormatInt(l.Bytes, 10), f3(l.DownloadTime.Seconds()), f3(l.Estimate), f3(l.Buffer.Seconds()),
-			f3(l.Rebuffer.Seconds()), f3(l.QoE)}); err != nil {
+			f3(l.Rebuffer.Seconds()), f3(l.QoE)}
+		if join >= 0 {
+			row = append(row, f3((join + l.Behind).Seconds()))
+		}
+		if err := cw.Write(row); err != nil {
 			return err
 		}
 	}
@@ -75,7 +90,18 @@ func WriteLog(w io.Writer, log []ChunkLog) error {
 	return cw.Error()
 }
 
-// WriteLogs writes DIR/<trace>__<abr>.csv for every session.
+// joinDistance is how far behind the live edge a simulated live session
+// joined: its latency at the end less how much further behind it played
+// then; -1 for VOD.
+func (r SimResult) joinDistance() time.Duration {
+	if r.Latency <= 0 || len(r.Log) == 0 {
+		return -1
+	}
+	return r.Latency - r.Log[len(r.Log)-1].Behind
+}
+
+// WriteLogs writes DIR/<trace>__<abr>.csv for every session; a live
+// one's rows end with the latency (LiveColumn).
 func WriteLogs(dir string, results []SimResult) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
@@ -85,7 +111,7 @@ func WriteLogs(dir string, results []SimResult) error {
 		if err != nil {
 			return fmt.Errorf("log: %w", err)
 		}
-		err = WriteLog(f, r.Log)
+		err = writeLog(f, r.Log, r.joinDistance())
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
