@@ -24,7 +24,7 @@ func newPlayhead(v *Video, rate float64) playhead {
 // CheckCatchUp says whether rate is a playback rate a session can catch
 // up at (Config.CatchUp): 1 (or 0, off) to MaxCatchUp.
 func CheckCatchUp(rate float64) error {
-	if rate != 0 && (rate < 1 || rate > MaxCatchUp) {
+	if rate != 0 && !(rate >= 1 && rate <= MaxCatchUp) { // NaN too
 		return fmt.Errorf("catch-up rate %g: want 1 (off) to %g, the fastest playback rate to catch up with the live edge at", rate, MaxCatchUp)
 	}
 	return nil

@@ -3,6 +3,7 @@ package player
 import (
 	"context"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,7 @@ func TestSimLiveCatchUp(t *testing.T) {
 	}{
 		{SimOptions{Live: delay, CatchUp: 2}, "want 1 (off) to 1.5"},
 		{SimOptions{Live: delay, CatchUp: 0.5}, "want 1 (off) to 1.5"},
+		{SimOptions{Live: delay, CatchUp: math.NaN()}, "want 1 (off) to 1.5"},
 		{SimOptions{CatchUp: 1.1}, "for a live stream"},
 	} {
 		c.opt.Video, c.opt.Traces, c.opt.Algorithms = v, traces, []string{"bba"}
