@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// MaxCatchUp bounds Config.CatchUp: faster than 1.5× is no longer
-// watchable speech, and dash.js's own default for low-latency catch-up
-// tops out there.
+// MaxCatchUp bounds Config.CatchUp: dash.js's live catch-up plays at up
+// to 1.5× by default (it lets a page raise that to 2×, where speech is
+// hard to follow).
 const MaxCatchUp = 1.5
 
 // newPlayhead is the playhead of a session of v playing at up to rate to
