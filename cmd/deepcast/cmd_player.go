@@ -57,7 +57,7 @@ func simCommand() command {
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request for an http(s) -video (repeatable)")
 			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
-			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out a latency_s column")
+			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out and -log a latency_s column")
 			catchup := fs.Float64("catchup", 0, "with -live: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered; the latency s column shows what it wins back")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
