@@ -502,6 +502,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 			if l.Rebuffer > 0 {
 				notes += fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds())
 			}
+			if cfg.CatchUp > 1 && l.Behind >= 50*time.Millisecond {
+				notes += fmt.Sprintf("  %.1fs to catch up", l.Behind.Seconds())
+			}
 			fmt.Fprintf(o.Out, "%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
 				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate, notes)
 		}
