@@ -208,6 +208,11 @@ func TestSessionJumpsToTheLiveEdge(t *testing.T) {
 	var skipped time.Duration
 	for _, l := range res.Log {
 		skipped += l.Skipped
+		// A jump joins afresh: the lag behind the join starts again from
+		// the chunk that comes after it (its stall, if any).
+		if l.Skipped > 0 && l.Behind > l.Rebuffer {
+			t.Errorf("chunk %d after a jump: %v behind the join, more than its stall %v", l.Chunk, l.Behind, l.Rebuffer)
+		}
 	}
 	if skipped != res.Skipped {
 		t.Errorf("the chunks' logs skipped %v in all, the session %v", skipped, res.Skipped)
