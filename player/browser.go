@@ -18,6 +18,12 @@ type BrowserVideo struct {
 	// each is its rendition's bitrate over the chunk duration (what a
 	// player that has only the MPD can know).
 	Sizes [][]int64 `json:"sizes,omitempty"`
+	// LiveDelay, for a live stream, is how far behind its live edge the
+	// player plays (seconds; dash.js's target live delay): a live buffer
+	// holds no more, and the plans count on no more, as in play and sim
+	// -live. 0 for VOD. A live stream's Chunks is however many the page
+	// lets the session run (up to 100000).
+	LiveDelay float64 `json:"liveDelay,omitempty"`
 }
 
 // BrowserSample is one finished video segment download as the browser
@@ -80,6 +86,8 @@ func (v BrowserVideo) video() (*Video, error) {
 		return nil, fmt.Errorf("browser video: %d renditions", len(v.Bitrates))
 	case v.Sizes != nil && len(v.Sizes) != v.Chunks:
 		return nil, fmt.Errorf("browser video: sizes for %d chunks of %d", len(v.Sizes), v.Chunks)
+	case !(v.LiveDelay >= 0) || v.LiveDelay > 3600:
+		return nil, fmt.Errorf("browser video: live delay %v s", v.LiveDelay)
 	}
 	for i, b := range v.Bitrates {
 		if !(b > 0) || math.IsInf(b, 0) || i > 0 && b <= v.Bitrates[i-1] {
@@ -87,8 +95,15 @@ func (v BrowserVideo) video() (*Video, error) {
 		}
 	}
 	out := &Video{Name: "browser", ChunkDuration: time.Duration(v.ChunkSeconds * float64(time.Second)), Chunks: v.Chunks,
-		Bitrates: append([]float64(nil), v.Bitrates...)}
-	out.Sizes = make([][]int64, v.Chunks)
+		Bitrates: append([]float64(nil), v.Bitrates...), LiveDelay: seconds(v.LiveDelay)}
+	// Without sizes every chunk of a rendition is its bitrate's worth:
+	// one row serves them all (Size reads the last row past the end), so
+	// a live stream of 100000 chunks costs no more than one.
+	rows := v.Chunks
+	if v.Sizes == nil {
+		rows = 1
+	}
+	out.Sizes = make([][]int64, rows)
 	for k := range out.Sizes {
 		out.Sizes[k] = make([]int64, len(v.Bitrates))
 		for q, b := range v.Bitrates {

@@ -1,6 +1,7 @@
 package player
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"testing"
@@ -28,36 +29,53 @@ func (r *recorder) Choose(s *State) int {
 // TestBrowserSessionDecidesAsTheSimulator: for every algorithm a player
 // can run, on real traces, a BrowserSession (what the page's WebAssembly
 // runs) fed the states a simulated session saw makes the simulator's
-// choices, chunk by chunk.
+// choices, chunk by chunk: on demand, and on a live stream 8 s behind
+// its edge (sim -live), where the page hands over the live delay.
 func TestBrowserSessionDecidesAsTheSimulator(t *testing.T) {
 	v := loadEnvivio(t)
-	bv := BrowserVideo{ChunkSeconds: v.ChunkDuration.Seconds(), Chunks: v.Chunks, Bitrates: v.Bitrates, Sizes: v.Sizes[:v.Chunks]}
 	traces, err := LoadTraces([]string{testdata("traces", "hsdpa")})
 	if err != nil || len(traces) < 3 {
 		t.Fatalf("HSDPA traces: %v", err)
 	}
-	for _, name := range Algorithms() {
-		for _, tr := range traces[:3] {
-			path := tr.Name
-			abr, _ := NewABR(name)
-			rec := &recorder{ABR: abr}
-			runSim(t, v, tr, rec, Config{MaxBuffer: 60 * time.Second, StartRendition: -1})
-			bs, err := NewBrowserSession(name, bv)
+	for _, live := range []time.Duration{0, 8 * time.Second} {
+		bv := BrowserVideo{ChunkSeconds: v.ChunkDuration.Seconds(), Chunks: v.Chunks, Bitrates: v.Bitrates, Sizes: v.Sizes[:v.Chunks],
+			LiveDelay: live.Seconds()}
+		lv := *v
+		lv.LiveDelay = live
+		for _, name := range Algorithms() {
+			decidesAsTheSimulator(t, &lv, bv, name, traces[:3])
+		}
+	}
+}
+
+// decidesAsTheSimulator checks a browser session of v (as bv describes
+// it) against simulated ones of the named algorithm on traces.
+func decidesAsTheSimulator(t *testing.T, v *Video, bv BrowserVideo, name string, traces []*Trace) {
+	t.Helper()
+	for _, tr := range traces {
+		path := tr.Name
+		abr, _ := NewABR(name)
+		rec := &recorder{ABR: abr}
+		cfg, link := simSetup(SimOptions{Video: v, Live: v.LiveDelay}, tr)
+		q, _ := NewQoE("lin")
+		if _, err := (&Session{Video: v, ABR: rec, QoE: q, Clock: link, Fetcher: link, Config: cfg}).Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		bs, err := NewBrowserSession(name, bv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range rec.states {
+			q, err := bs.Choose(st)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s %s chunk %d: %v", name, filepath.Base(path), st.Chunk, err)
 			}
-			for i, st := range rec.states {
-				q, err := bs.Choose(st)
-				if err != nil {
-					t.Fatalf("%s %s chunk %d: %v", name, filepath.Base(path), st.Chunk, err)
-				}
-				if q != rec.picks[i] {
-					t.Fatalf("%s on %s, chunk %d: the browser session chose %d, the simulator %d", name, filepath.Base(path), st.Chunk, q, rec.picks[i])
-				}
-				// Asked again for the same chunk: the same answer.
-				if again, _ := bs.Choose(st); again != q {
-					t.Fatalf("%s chunk %d asked twice: %d then %d", name, st.Chunk, q, again)
-				}
+			if q != rec.picks[i] {
+				t.Fatalf("%s on %s (live delay %v), chunk %d: the browser session chose %d, the simulator %d", name, filepath.Base(path), v.LiveDelay, st.Chunk, q, rec.picks[i])
+			}
+			// Asked again for the same chunk: the same answer.
+			if again, _ := bs.Choose(st); again != q {
+				t.Fatalf("%s chunk %d asked twice: %d then %d", name, st.Chunk, q, again)
 			}
 		}
 	}
@@ -72,6 +90,9 @@ func TestBrowserSessionRefusesBadInput(t *testing.T) {
 		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{1200, 300}},
 		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300, math.NaN()}},
 		{ChunkSeconds: 2, Chunks: 2, Bitrates: []float64{300}, Sizes: [][]int64{{1}}},
+		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300}, LiveDelay: -1},
+		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300}, LiveDelay: math.NaN()},
+		{ChunkSeconds: 2, Chunks: 10, Bitrates: []float64{300}, LiveDelay: 7200},
 	} {
 		if _, err := NewBrowserSession("deepcast", v); err == nil {
 			t.Errorf("%+v accepted", v)
@@ -94,5 +115,27 @@ func TestBrowserSessionRefusesBadInput(t *testing.T) {
 	}
 	if _, err := s.Choose(BrowserState{Chunk: 2, Last: 0}); err == nil {
 		t.Error("a session went back a chunk")
+	}
+}
+
+// TestBrowserLiveSession: a live stream's session, as the page opens it
+// (as many chunks as a session may run, no sizes, the live delay), keeps
+// one row of sizes, holds no more buffer than the delay, and chooses to
+// the last chunk.
+func TestBrowserLiveSession(t *testing.T) {
+	s, err := NewBrowserSession("deepcast", BrowserVideo{ChunkSeconds: 2, Chunks: maxBrowserChunks, Bitrates: []float64{300, 1200, 3000}, LiveDelay: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.video.Sizes) != 1 || s.video.Size(maxBrowserChunks-1, 2) != 3000*1000/8*2 {
+		t.Errorf("%d rows of sizes; the last chunk's top rendition %d bytes", len(s.video.Sizes), s.video.Size(maxBrowserChunks-1, 2))
+	}
+	st := &State{Video: s.video, MaxBuffer: 60 * time.Second}
+	if c := st.BufferCapacity(); c != 6*time.Second {
+		t.Errorf("a live buffer 6 s behind the edge can hold %v", c)
+	}
+	fast := []BrowserSample{{Bytes: 1_000_000, Ms: 100}, {Bytes: 1_000_000, Ms: 100}}
+	if _, err := s.Choose(BrowserState{Chunk: maxBrowserChunks - 1, Buffer: 4, MaxBuffer: 60, Last: 1, History: fast}); err != nil {
+		t.Fatal(err)
 	}
 }

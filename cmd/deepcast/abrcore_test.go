@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -73,20 +76,9 @@ func TestBrowserRunsTheGoABRCore(t *testing.T) {
 	if !slices.Contains(got.Options, player.DeepcastMPC) || !slices.Contains(got.Options, player.DeepcastLearned) {
 		t.Errorf("the page offers %v", got.Options)
 	}
-	// The same decisions from the same states, natively.
-	s, err := player.NewBrowserSession("deepcast", got.Video)
-	if err != nil {
-		t.Fatal(err)
-	}
+	decidesAsTheGoCore(t, got.Video, got.Log)
 	ups, capped := 0, 0
-	for i, rec := range got.Log {
-		q, err := s.Choose(rec.State)
-		if err != nil {
-			t.Fatalf("decision %d: %v", i, err)
-		}
-		if q != rec.Quality {
-			t.Errorf("chunk %d: the browser's core chose %d, the Go core %d from %+v", rec.Chunk, rec.Quality, q, rec.State)
-		}
+	for _, rec := range got.Log {
 		if rec.Applied > rec.Quality {
 			t.Errorf("chunk %d: applied %d above the choice %d", rec.Chunk, rec.Applied, rec.Quality)
 		}
@@ -101,4 +93,74 @@ func TestBrowserRunsTheGoABRCore(t *testing.T) {
 		t.Errorf("over %d decisions the core never chose the top (%d) or was never capped (%d)", len(got.Log), ups, capped)
 	}
 	t.Logf("%d decisions, %d of the top rendition, %d capped; last shown: %s", len(got.Log), ups, capped, got.Shown)
+}
+
+// TestBrowserRunsTheGoABRCoreOnALiveStream: the page's Go core plays a
+// live stream (ffmpeg's live DASH, a 20 s window) with dash.js. The page
+// hands the core the live delay, and as many chunks as a session may run:
+// dash.js's duration() of a live stream is its window, from which the
+// core had been told the video ended after ten chunks, so it planned to
+// spend its buffer there and then made no more decisions. Every decision
+// is the one the Go core makes natively from the same states.
+func TestBrowserRunsTheGoABRCoreOnALiveStream(t *testing.T) {
+	abrDir := buildABRCore(t)
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, 120, []string{"live.mpd", "chunk-stream0-00003.m4s"}, liveDASH(dir, "0")...)
+	mux := http.NewServeMux()
+	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(dir))))
+	mux.Handle("/", web.Handler(web.Config{Self: "page", ModulesDir: webModulesForTest(t), ABRDir: abrDir, Logger: discard()}))
+	page := httptest.NewServer(mux)
+	t.Cleanup(page.Close)
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/?engine=dashjs&abr=deepcast&buffer=4&mpd="+url.QueryEscape(page.URL+"/live/live.mpd"))); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Log   []abrRecord         `json:"log"`
+		Video player.BrowserVideo `json:"video"`
+	}
+	const want = 14 // past the ten chunks of the window
+	deadline := time.Now().Add(90 * time.Second)
+	for len(got.Log) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page's core made %d decisions in 90 s over %+v; want %d", len(got.Log), got.Video, want)
+		}
+		time.Sleep(time.Second)
+		s := readStats(t, ctx)
+		if len(s.Errors) > 0 {
+			t.Fatalf("page errors: %v", s.Errors)
+		}
+		raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({log: window.deepcast.abrLog || [], video: window.deepcast.abrVideo || {}})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(raw), &got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.Video.LiveDelay <= 0 || got.Video.Chunks != 100000 {
+		t.Errorf("the page told the core %+v: want the live delay and 100000 chunks", got.Video)
+	}
+	decidesAsTheGoCore(t, got.Video, got.Log)
+	t.Logf("%d decisions on a live stream %.1f s behind its edge", len(got.Log), got.Video.LiveDelay)
+}
+
+// decidesAsTheGoCore checks that every decision the page's deepcast core
+// logged is the one the Go core makes natively from the same states, in
+// the same order, for the same video.
+func decidesAsTheGoCore(t *testing.T, video player.BrowserVideo, log []abrRecord) {
+	t.Helper()
+	s, err := player.NewBrowserSession("deepcast", video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rec := range log {
+		q, err := s.Choose(rec.State)
+		if err != nil {
+			t.Fatalf("decision %d: %v", i, err)
+		}
+		if q != rec.Quality {
+			t.Errorf("chunk %d: the browser's core chose %d, the Go core %d from %+v", rec.Chunk, rec.Quality, q, rec.State)
+		}
+	}
 }

@@ -139,6 +139,10 @@ async function loadABRCore() {
   return window.deepcastABR;
 }
 
+// LIVE_CHUNKS is how many chunks the core plans a live session for: the
+// most it takes (player.maxBrowserChunks).
+const LIVE_CHUNKS = 100000;
+
 // coreRule is a dash.js custom ABR rule whose choices are the Go core's
 // algorithm: the adapter turns dash.js's measurements (each video
 // segment's bytes and download time, the buffer, the last rendition)
@@ -174,6 +178,14 @@ function coreRule(p, algorithm) {
         ladder = [...abr.getPossibleVoRepresentations(mediaInfo, true)].sort((a, b) => a.bitrateInKbit - b.bitrateInKbit);
         const chunkSeconds = state.segmentDuration || 2;
         const video = { chunkSeconds, chunks: Math.max(1, Math.ceil(p.duration() / chunkSeconds - 1e-3)), bitrates: ladder.map((x) => x.bitrateInKbit) };
+        if (p.isDynamic()) {
+          // Live: duration() is the DVR window, not what is left to play.
+          // The session runs on, and a live buffer holds no more than the
+          // distance to the edge, which the core's plans count on.
+          const delay = p.getTargetLiveDelay();
+          video.chunks = LIVE_CHUNKS;
+          video.liveDelay = delay > 0 && delay < 3600 ? delay : 4 * chunkSeconds;
+        }
         const made = core.newSession(algorithm, JSON.stringify(video));
         if (made.error) { showError(`ABR core: ${made.error}`); return sr; }
         session = made.id;
