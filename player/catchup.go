@@ -1,6 +1,7 @@
 package player
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -26,6 +27,19 @@ func newPlayhead(v *Video, rate float64) playhead {
 func CheckCatchUp(rate float64) error {
 	if rate != 0 && !(rate >= 1 && rate <= MaxCatchUp) { // NaN too
 		return fmt.Errorf("catch-up rate %g: want 1 (off) to %g, the fastest playback rate to catch up with the live edge at", rate, MaxCatchUp)
+	}
+	return nil
+}
+
+// CheckSimCatchUp says whether a simulation joined live behind the edge
+// (0: VOD) can catch up at rate (SimOptions.CatchUp): a rate CheckCatchUp
+// takes, and above 1 only for a live stream.
+func CheckSimCatchUp(live time.Duration, rate float64) error {
+	if err := CheckCatchUp(rate); err != nil {
+		return err
+	}
+	if live == 0 && rate > 1 {
+		return errors.New("a catch-up rate is for a live stream: simulate one with a live delay (sim -live, e.g. -live 8s)")
 	}
 	return nil
 }

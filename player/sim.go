@@ -2,7 +2,6 @@ package player
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -70,20 +69,17 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckSimCatchUp(opt.Live, opt.CatchUp); err != nil {
+		return nil, err
+	}
 	if opt.Live != 0 {
 		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxSimLive {
 			return nil, fmt.Errorf("live delay %v: want one chunk (%v) to %v behind the live edge", opt.Live, opt.Video.ChunkDuration, MaxSimLive)
-		}
-		if err := CheckCatchUp(opt.CatchUp); err != nil {
-			return nil, err
 		}
 		// The ABRs see it as play's would: the buffer can hold no more.
 		live := *opt.Video
 		live.LiveDelay = opt.Live
 		opt.Video = &live
-	}
-	if opt.Live == 0 && opt.CatchUp > 1 {
-		return nil, errors.New("a catch-up rate is for a live stream: simulate one with a live delay")
 	}
 	for _, a := range opt.Algorithms {
 		if a == Optimal {

@@ -64,11 +64,8 @@ func simCommand() command {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
 				}
-				if err := player.CheckCatchUp(*catchup); err != nil {
+				if err := player.CheckSimCatchUp(*live, *catchup); err != nil {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
-				}
-				if *catchup > 1 && *live == 0 {
-					return fmt.Errorf("-catchup is for a live stream: add -live (e.g. -live 8s): %w", errUsage)
 				}
 				client, err := httpClient(*ca, *h3, 60*time.Second, headers.h)
 				if err != nil {
