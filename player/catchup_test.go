@@ -53,7 +53,7 @@ func TestSimLiveCatchUp(t *testing.T) {
 	algs := append(Algorithms(), Optimal)
 	run := func(rate float64) []SimResult {
 		t.Helper()
-		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, Live: delay, CatchUp: rate})
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, Live: delay, CatchUp: rate, KeepLogs: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,6 +65,16 @@ func TestSimLiveCatchUp(t *testing.T) {
 	for i, r := range fast {
 		if want := delay + r.Startup + r.Rebuffer - r.CaughtUp; r.Latency != want {
 			t.Errorf("%s, %s: latency %v, want %v", r.Trace, r.ABR, r.Latency, want)
+		}
+		// The playhead's distance from the edge, measured chunk by chunk,
+		// is the join's plus the lag the session's playhead keeps.
+		for _, l := range r.Log {
+			if d := l.Latency - (delay + l.Behind); d < -time.Microsecond || d > time.Microsecond {
+				t.Fatalf("%s, %s, chunk %d: %v behind the edge, but joined %v behind and fell %v further", r.Trace, r.ABR, l.Chunk, l.Latency, delay, l.Behind)
+			}
+		}
+		if last := r.Log[len(r.Log)-1]; last.Latency != r.Latency {
+			t.Errorf("%s, %s: last chunk %v behind the edge, the session %v", r.Trace, r.ABR, last.Latency, r.Latency)
 		}
 		if r.Latency < delay {
 			t.Errorf("%s, %s: ended %v behind the edge, closer than the %v it joined at", r.Trace, r.ABR, r.Latency, delay)

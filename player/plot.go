@@ -145,24 +145,22 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 		value func(ChunkLog) float64
 		x     func(ChunkLog) float64
 		step  plotter.StepKind
-		// fromJoin adds the session's join distance to value: a live
-		// session's latency.
-		fromJoin bool
+		// fromZero: the axis reads from zero (the estimate's range is its own).
+		fromZero bool
 	}
 	panels := []panel{
 		// The rendition chosen for each chunk holds from its download's
 		// start until the next one's: steps, not slopes.
 		{"video bitrate chosen (kbit/s)", func(l ChunkLog) float64 { return l.BitrateKbps },
-			func(l ChunkLog) float64 { return (l.Time - l.DownloadTime).Seconds() }, plotter.PostStep, false},
+			func(l ChunkLog) float64 { return (l.Time - l.DownloadTime).Seconds() }, plotter.PostStep, true},
 		{"buffer (s)", func(l ChunkLog) float64 { return l.Buffer.Seconds() },
-			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, false},
+			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, true},
 		{"throughput estimate (kbit/s)", func(l ChunkLog) float64 { return l.Estimate },
 			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, false},
 	}
-	// A live session's latency: the join's distance plus how much further
-	// behind it played (its stalls, less what it caught up).
+	// A live session's distance from the edge, chunk by chunk.
 	if slices.ContainsFunc(results, func(r SimResult) bool { return r.Trace == name && r.Latency > 0 }) {
-		panels = append(panels, panel{"behind the live edge (s)", func(l ChunkLog) float64 { return l.Behind.Seconds() },
+		panels = append(panels, panel{"behind the live edge (s)", func(l ChunkLog) float64 { return l.Latency.Seconds() },
 			func(l ChunkLog) float64 { return l.Time.Seconds() }, plotter.NoStep, true})
 	}
 	algs := algorithmsOf(results)
@@ -194,13 +192,9 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 				continue
 			}
 			i := slices.Index(algs, r.ABR)
-			var join float64
-			if panel.fromJoin {
-				join = max(r.joinDistance(), 0).Seconds()
-			}
 			pts := make(plotter.XYs, len(r.Log))
 			for k, l := range r.Log {
-				pts[k] = plotter.XY{X: panel.x(l), Y: join + panel.value(l)}
+				pts[k] = plotter.XY{X: panel.x(l), Y: panel.value(l)}
 			}
 			line, err := addLine(p, pts, palette[i%len(palette)], 1.3, panel.step)
 			if err != nil {
@@ -211,8 +205,8 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 			}
 		}
 		p.X.Min, p.X.Max = 0, end
-		if pi < 2 || panel.fromJoin {
-			p.Y.Min = 0 // bitrate, buffer and latency read from zero; the estimate's range is its own
+		if panel.fromZero {
+			p.Y.Min = 0
 		}
 		p.X.Tick.Marker, p.Y.Tick.Marker = cleanTicks{}, cleanTicks{}
 		p.Add(plotter.NewGrid())

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // ResultColumns are the columns of `sim -out`, a contract for scripts.
@@ -60,16 +59,13 @@ func f3(v float64) string { return strconv.FormatFloat(v, 'f', 3, 64) }
 // LogColumns are the columns of a per-chunk session log.
 var LogColumns = []string{"time_s", "chunk", "rendition", "bitrate_kbps", "bytes", "download_s", "estimate_kbps", "buffer_s", "rebuffer_s", "qoe"}
 
-// WriteLog writes a session's per-chunk log as CSV.
-func WriteLog(w io.Writer, log []ChunkLog) error { return writeLog(w, log, -1) }
-
-// writeLog writes log as CSV; with join ≥ 0, the log of a live session
-// joined that far behind the edge, each row ends with the latency once
-// the chunk was in (LiveColumn), as sim -live -out's rows do.
-func writeLog(w io.Writer, log []ChunkLog, join time.Duration) error {
+// WriteLog writes a session's per-chunk log as CSV; with live, the log of
+// a live session, each row ends with how far behind the live edge it
+// played once the chunk was in (LiveColumn, ChunkLog.Latency).
+func WriteLog(w io.Writer, log []ChunkLog, live bool) error {
 	cw := csv.NewWriter(w)
 	head := LogColumns
-	if join >= 0 {
+	if live {
 		head = append(slices.Clone(LogColumns), LiveColumn)
 	}
 	if err := cw.Write(head); err != nil {
@@ -79,8 +75,8 @@ func writeLog(w io.Writer, log []ChunkLog, join time.Duration) error {
 		row := []string{f3(l.Time.Seconds()), strconv.Itoa(l.Chunk), strconv.Itoa(l.Rendition), f3(l.BitrateKbps),
 			strconv.FormatInt(l.Bytes, 10), f3(l.DownloadTime.Seconds()), f3(l.Estimate), f3(l.Buffer.Seconds()),
 			f3(l.Rebuffer.Seconds()), f3(l.QoE)}
-		if join >= 0 {
-			row = append(row, f3((join + l.Behind).Seconds()))
+		if live {
+			row = append(row, f3(l.Latency.Seconds()))
 		}
 		if err := cw.Write(row); err != nil {
 			return err
@@ -88,16 +84,6 @@ func writeLog(w io.Writer, log []ChunkLog, join time.Duration) error {
 	}
 	cw.Flush()
 	return cw.Error()
-}
-
-// joinDistance is how far behind the live edge a simulated live session
-// joined: its latency at the end less how much further behind it played
-// then; -1 for VOD.
-func (r SimResult) joinDistance() time.Duration {
-	if r.Latency <= 0 || len(r.Log) == 0 {
-		return -1
-	}
-	return r.Latency - r.Log[len(r.Log)-1].Behind
 }
 
 // WriteLogs writes DIR/<trace>__<abr>.csv for every session; a live
@@ -111,7 +97,7 @@ func WriteLogs(dir string, results []SimResult) error {
 		if err != nil {
 			return fmt.Errorf("log: %w", err)
 		}
-		err = writeLog(f, r.Log, r.joinDistance())
+		err = WriteLog(f, r.Log, r.Latency > 0)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -92,6 +92,11 @@ type Config struct {
 	// 1 plays at normal speed throughout. The media won back is
 	// Result.CaughtUp.
 	CatchUp float64
+	// LiveEdge, for a live stream, is where the live edge stands on the
+	// session's media timeline (the chunks' Ends) at session time now;
+	// with it, each chunk's log gives the playhead's distance from the
+	// edge (ChunkLog.Latency). nil for VOD.
+	LiveEdge func(now time.Duration) time.Duration
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)
 }
@@ -119,6 +124,9 @@ type ChunkLog struct {
 	// stalls, less what it caught up (Config.CatchUp); since the last
 	// jump to the edge, if any.
 	Behind time.Duration
+	// Latency is how far behind the live edge the playhead stood once
+	// this chunk was in (with Config.LiveEdge; 0 otherwise).
+	Latency time.Duration
 }
 
 // Result summarises a session.
@@ -368,6 +376,10 @@ play:
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
 			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind}
 		jumped = 0
+		if s.Config.LiveEdge != nil {
+			// The playhead is the buffer's length before the end of the media in.
+			log.Latency = s.Config.LiveEdge(lastDone) - (v.endOf(k, false) - buffer)
+		}
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
 			wait := buffer - s.Config.MaxBuffer

@@ -187,6 +187,8 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	if opt.Video.LiveDelay > 0 {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return awaitSimPublished(ctx, link, opt.Video, k, q < 0) }
 		cfg.CatchUp = opt.CatchUp
+		// Media is published up to the delay ahead of the session's clock.
+		cfg.LiveEdge = func(now time.Duration) time.Duration { return now + opt.Video.LiveDelay }
 	}
 	return cfg, link
 }

@@ -223,7 +223,7 @@ func playCommand() command {
 			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
 			rtt := fs.Duration("rtt", 0, "delay before each request's first byte")
 			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
-			out := fs.String("out", "", "write the per-chunk log as CSV to this file")
+			out := fs.String("out", "", "write the per-chunk log as CSV to this file (a live stream's rows end with latency_s: how far behind the live edge it played once the chunk was in)")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
 			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
@@ -285,7 +285,7 @@ func playCommand() command {
 					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
 				}
 				if *out != "" {
-					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log) }); err != nil {
+					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log, live) }); err != nil {
 						return err
 					}
 				}
@@ -486,6 +486,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 		cfg.Rejoin = v.Rejoin
 		cfg.CatchUp = o.CatchUp
+		// The edge is as far into the stream as the wall clock is past its
+		// start (which a jump to the edge moves).
+		cfg.LiveEdge = func(now time.Duration) time.Duration { return clock.Start().Add(now).Sub(v.LiveStart) }
 	}
 	if o.Duration > 0 {
 		cfg.Chunks = max(1, int((o.Duration+v.ChunkDuration-1)/v.ChunkDuration))
@@ -501,6 +504,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 			}
 			if cfg.CatchUp > 1 && l.Behind >= 50*time.Millisecond {
 				notes += fmt.Sprintf("  %.1fs to catch up", l.Behind.Seconds())
+			}
+			if cfg.LiveEdge != nil {
+				notes += fmt.Sprintf("  latency %.1fs", l.Latency.Seconds())
 			}
 			fmt.Fprintf(o.Out, "%7.2fs  chunk %3d  rendition %d (%5.0f kbit/s)  buffer %5.1fs  estimate %6.0f kbit/s%s\n",
 				l.Time.Seconds(), l.Chunk, l.Rendition, l.BitrateKbps, l.Buffer.Seconds(), l.Estimate, notes)

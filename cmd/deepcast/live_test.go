@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -521,6 +522,8 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		out                      string
 		code                     int
 		start, end, caught, stal float64
+		// latencies is the -out log's last column, chunk by chunk.
+		latencies []float64
 	}
 	runs := map[string]*outcome{"normal": {}, "catchup": {}}
 	var wg sync.WaitGroup
@@ -530,10 +533,21 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 			if name == "catchup" {
 				args = append(args, "-catchup", "1.5")
 			}
-			report := filepath.Join(t.TempDir(), "play.json")
+			report, chunkLog := filepath.Join(t.TempDir(), "play.json"), filepath.Join(t.TempDir(), "chunks.csv")
 			var out, errb bytes.Buffer
-			o.code = run(append(args, "-json", report, srv.URL+"/live.mpd"), &out, &errb)
+			o.code = run(append(args, "-json", report, "-out", chunkLog, srv.URL+"/live.mpd"), &out, &errb)
 			o.out = out.String() + errb.String()
+			if data, err := os.ReadFile(chunkLog); err == nil {
+				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				if !strings.HasSuffix(lines[0], ","+player.LiveColumn) {
+					o.out += "\n-out's columns: " + lines[0]
+					return
+				}
+				for _, line := range lines[1:] {
+					v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ',')+1:], 64)
+					o.latencies = append(o.latencies, v)
+				}
+			}
 			var r struct {
 				StallSeconds    float64 `json:"stallSeconds"`
 				CaughtUpSeconds float64 `json:"caughtUpSeconds"`
@@ -555,6 +569,13 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		}
 		if o.stal < 3 {
 			t.Fatalf("%s stalled %.2f s: the slow stretch tests nothing", name, o.stal)
+		}
+		// The per-chunk latency in -out runs from the start's to the end's,
+		// up by the stalls on the way, as each chunk line says.
+		n := len(o.latencies)
+		if n == 0 || math.Abs(o.latencies[0]-o.start) > 0.5 || math.Abs(o.latencies[n-1]-o.end) > 0.01 ||
+			slices.Max(o.latencies) < o.start+o.stal-1.5 || !regexp.MustCompile(`chunk +\d+ .*  latency \d+\.\ds\n`).MatchString(o.out) {
+			t.Errorf("%s: -out's latency by chunk %v, want from %.2f s to %.2f s and up by the %.2f s stalled, as the chunk lines say", name, o.latencies, o.start, o.end, o.stal)
 		}
 	}
 	normal, fast := runs["normal"], runs["catchup"]
