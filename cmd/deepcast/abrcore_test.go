@@ -3,10 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -161,6 +166,68 @@ func decidesAsTheGoCore(t *testing.T, video player.BrowserVideo, log []abrRecord
 		}
 		if q != rec.Quality {
 			t.Errorf("chunk %d: the browser's core chose %d, the Go core %d from %+v", rec.Chunk, rec.Quality, q, rec.State)
+		}
+	}
+}
+
+// TestBrowserShowsHowFarBehindTheLiveEdge: the page says, for a live
+// stream, how far behind its live edge each engine plays, and the figure
+// is the wall clock's distance from the media the video element shows.
+// ffmpeg packages one live stream in real time as DASH with HLS playlists
+// beside it, media time t published at the MPD's availabilityStartTime
+// plus t (the playlists' PROGRAM-DATE-TIMEs say the same).
+func TestBrowserShowsHowFarBehindTheLiveEdge(t *testing.T) {
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, 150, []string{"live.mpd", "master.m3u8", "chunk-stream0-00003.m4s"},
+		"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "10", "-hls_playlist", "1",
+		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
+	mpd, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`availabilityStartTime="([^"]+)"`).FindSubmatch(mpd)
+	if m == nil {
+		t.Fatalf("ffmpeg's live MPD has no availabilityStartTime:\n%s", mpd)
+	}
+	ast, err := time.Parse(time.RFC3339Nano, string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(dir))))
+	mux.Handle("/", web.Handler(web.Config{Self: "page", ModulesDir: webModulesForTest(t), Logger: discard()}))
+	page := httptest.NewServer(mux)
+	t.Cleanup(page.Close)
+	ctx := browser(t)
+	for _, c := range []struct{ engine, manifest string }{
+		{"dashjs", "live.mpd"}, {"shaka-dash", "live.mpd"}, {"hlsjs", "master.m3u8"}, {"shaka-hls", "master.m3u8"},
+	} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/?engine="+c.engine+"&buffer=4&mpd="+url.QueryEscape(page.URL+"/live/"+c.manifest))); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 40*time.Second, c.engine+" playing a live stream", func(s pageStats) bool { return s.CurrentTime > 0 && s.LiveLatency > 0 })
+		time.Sleep(3 * time.Second) // past the start, playing at its pace
+		type liveStat struct {
+			Latency, Now, Media float64
+			Shown               bool
+			Text                string
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[liveStat](`({Latency: window.deepcast.liveLatency, Now: Date.now() / 1000, Media: document.getElementById('video').currentTime,
+			Shown: !document.getElementById('s-live-box').classList.contains('hidden'), Text: document.getElementById('s-live').textContent})`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		truth := got.Now - float64(ast.UnixMilli())/1000 - got.Media
+		t.Logf("%s: %.2f s behind the live edge, the page shows %q; by the stream's clock %.2f s", c.engine, got.Latency, got.Text, truth)
+		// At least a segment behind (one must be published to be played),
+		// at most the ten the window keeps.
+		if shown, err := strconv.ParseFloat(got.Text, 64); got.Latency < 2 || got.Latency > 22 || !got.Shown || err != nil || math.Abs(shown-got.Latency) > 0.051 {
+			t.Errorf("%s: %.2f s behind the live edge, shown %v as %q; want 2 s to 22 s, shown as such", c.engine, got.Latency, got.Shown, got.Text)
+		}
+		// hls.js reckons the edge from the playlist's last segment and
+		// the time since it was read: within a segment (2 s).
+		if math.Abs(got.Latency-truth) > 2 {
+			t.Errorf("%s: %.2f s behind the live edge, but %.2f s by the stream's clock and the media shown", c.engine, got.Latency, truth)
 		}
 	}
 }

@@ -195,6 +195,9 @@ type pageStats struct {
 		T    float64 `json:"t"`
 		Text string  `json:"text"`
 	} `json:"cues"`
+	// LiveLatency is how far behind a live stream's edge the player
+	// plays (s), as its engine reckons it; 0 on demand.
+	LiveLatency float64 `json:"liveLatency"`
 	// Preview is the thumbnail the seek bar shows under the pointer.
 	Preview *struct {
 		T          float64 `json:"t"`
@@ -246,6 +249,9 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 	}
 	if s.CacheHits == 0 {
 		t.Errorf("the page saw no edge hit in %d segment responses", s.CacheResponses)
+	}
+	if s.LiveLatency != 0 {
+		t.Errorf("an on-demand asset %.1f s behind a live edge", s.LiveLatency)
 	}
 	t.Logf("player: %+v", s)
 	// The chart: the bitrate of each segment at its media time (a step

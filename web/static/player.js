@@ -7,7 +7,8 @@ const state = {
   session: null, chart: null, t0: 0, ladder: {}, points: [[], []], routers: new Set(), mpdOverride: '',
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
-           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [], preview: null },
+           recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [], preview: null,
+           liveLatency: 0 },
 };
 window.deepcast = state.stats;
 
@@ -228,7 +229,7 @@ function resetStats() {
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
     stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [],
-    textTracks: [], textTrack: -1, cues: [], preview: null });
+    textTracks: [], textTrack: -1, cues: [], preview: null, liveLatency: 0 });
   state.lastRendition = null;
 }
 
@@ -309,7 +310,8 @@ const engines = {
         now() {
           const r = p.getCurrentRepresentationForType && p.getCurrentRepresentationForType('video');
           return { bandwidth: r && r.bandwidth, width: r && r.width, height: r && r.height,
-            buffer: p.getBufferLength('video') || 0, throughput: p.getAverageThroughput ? p.getAverageThroughput('video') || 0 : 0 };
+            buffer: p.getBufferLength('video') || 0, throughput: p.getAverageThroughput ? p.getAverageThroughput('video') || 0 : 0,
+            latency: p.isDynamic() ? p.getCurrentLiveLatency() : NaN };
         },
       };
     },
@@ -360,7 +362,8 @@ const engines = {
         cap(kbps) { capHls(hls, kbps); },
         now() {
           const l = hls.levels[hls.currentLevel];
-          return { bandwidth: l && l.bitrate, width: l && l.width, height: l && l.height, buffer: bufferAhead(), throughput: hls.bandwidthEstimate || 0 };
+          return { bandwidth: l && l.bitrate, width: l && l.width, height: l && l.height, buffer: bufferAhead(), throughput: hls.bandwidthEstimate || 0,
+            latency: l && l.details && l.details.live ? hls.latency : NaN };
         },
       };
     },
@@ -437,7 +440,8 @@ function startShaka(url) {
     now() {
       const t = active();
       const st = p.getStats();
-      return { bandwidth: t && (t.videoBandwidth || t.bandwidth), width: t && t.width, height: t && t.height, buffer: bufferAhead(), throughput: st.estimatedBandwidth || 0 };
+      return { bandwidth: t && (t.videoBandwidth || t.bandwidth), width: t && t.width, height: t && t.height, buffer: bufferAhead(), throughput: st.estimatedBandwidth || 0,
+        latency: p.isLive() ? st.liveLatency : NaN };
     },
   };
 }
@@ -595,8 +599,13 @@ function tick() {
       }
       s.buffer = n.buffer || 0;
       s.throughput = Math.round(n.throughput > 100000 ? n.throughput / 1000 : n.throughput || 0);
+      // A live stream's distance from its edge, as the engine reckons it
+      // (NaN on demand, and before it knows).
+      s.liveLatency = Number.isFinite(n.latency) && n.latency > 0 ? n.latency : 0;
     } catch (e) { /* not ready yet */ }
   }
+  $('s-live-box').classList.toggle('hidden', !(s.liveLatency > 0));
+  if (s.liveLatency > 0) $('s-live').textContent = s.liveLatency.toFixed(1);
   $('s-buffer').textContent = s.buffer.toFixed(1);
   $('s-throughput').textContent = kbps(s.throughput);
   $('s-stalls').textContent = `${s.stalls} (${s.stallSeconds.toFixed(1)})`;
