@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,32 +178,12 @@ func decidesAsTheGoCore(t *testing.T, video player.BrowserVideo, log []abrRecord
 // beside it, media time t published at the MPD's availabilityStartTime
 // plus t (the playlists' PROGRAM-DATE-TIMEs say the same).
 func TestBrowserShowsHowFarBehindTheLiveEdge(t *testing.T) {
-	dir := t.TempDir()
-	liveFFmpeg(t, dir, 150, []string{"live.mpd", "master.m3u8", "chunk-stream0-00003.m4s"},
-		"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "10", "-hls_playlist", "1",
-		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
-	mpd, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`availabilityStartTime="([^"]+)"`).FindSubmatch(mpd)
-	if m == nil {
-		t.Fatalf("ffmpeg's live MPD has no availabilityStartTime:\n%s", mpd)
-	}
-	ast, err := time.Parse(time.RFC3339Nano, string(m[1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(dir))))
-	mux.Handle("/", web.Handler(web.Config{Self: "page", ModulesDir: webModulesForTest(t), Logger: discard()}))
-	page := httptest.NewServer(mux)
-	t.Cleanup(page.Close)
+	page, ast := liveStreamBesideThePage(t)
 	ctx := browser(t)
 	for _, c := range []struct{ engine, manifest string }{
 		{"dashjs", "live.mpd"}, {"shaka-dash", "live.mpd"}, {"hlsjs", "master.m3u8"}, {"shaka-hls", "master.m3u8"},
 	} {
-		if err := chromedp.Do(ctx, chromedp.Navigate(page.URL+"/?engine="+c.engine+"&buffer=4&mpd="+url.QueryEscape(page.URL+"/live/"+c.manifest))); err != nil {
+		if err := chromedp.Do(ctx, chromedp.Navigate(page+"/?engine="+c.engine+"&buffer=4&mpd="+url.QueryEscape(page+"/live/"+c.manifest))); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, ctx, 40*time.Second, c.engine+" playing a live stream", func(s pageStats) bool { return s.CurrentTime > 0 && s.LiveLatency > 0 })
@@ -229,5 +210,113 @@ func TestBrowserShowsHowFarBehindTheLiveEdge(t *testing.T) {
 		if math.Abs(got.Latency-truth) > 2 {
 			t.Errorf("%s: %.2f s behind the live edge, but %.2f s by the stream's clock and the media shown", c.engine, got.Latency, truth)
 		}
+	}
+}
+
+// liveStreamBesideThePage has ffmpeg package a live stream in real time
+// (150 s) as DASH with HLS playlists beside it (live.mpd, master.m3u8),
+// served under /live/ beside the player page; it returns the page's URL
+// and the MPD's availabilityStartTime, when media time 0 was published.
+func liveStreamBesideThePage(t *testing.T) (string, time.Time) {
+	t.Helper()
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, 150, []string{"live.mpd", "master.m3u8", "chunk-stream0-00003.m4s"},
+		"-f", "dash", "-use_timeline", "0", "-use_template", "1", "-seg_duration", "2", "-window_size", "10", "-hls_playlist", "1",
+		"-adaptation_sets", "id=0,streams=v id=1,streams=a", filepath.Join(dir, "live.mpd"))
+	mpd, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`availabilityStartTime="([^"]+)"`).FindSubmatch(mpd)
+	if m == nil {
+		t.Fatalf("ffmpeg's live MPD has no availabilityStartTime:\n%s", mpd)
+	}
+	ast, err := time.Parse(time.RFC3339Nano, string(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/live/", http.StripPrefix("/live/", http.FileServer(http.Dir(dir))))
+	mux.Handle("/", web.Handler(web.Config{Self: "page", ModulesDir: webModulesForTest(t), Logger: discard()}))
+	page := httptest.NewServer(mux)
+	t.Cleanup(page.Close)
+	return page.URL, ast
+}
+
+// TestBrowserCatchesUpWithTheLiveEdge: with ?catchup=1.5, each engine
+// wins back a pause on a live stream by playing faster, as deepcast play
+// -catchup does, back to about where it played before; without it,
+// dash.js stays as far behind as the pause put it.
+func TestBrowserCatchesUpWithTheLiveEdge(t *testing.T) {
+	page, _ := liveStreamBesideThePage(t)
+	ctx := browser(t)
+	const pause = 4 * time.Second
+	for _, c := range []struct {
+		engine, manifest string
+		catchup          bool
+	}{
+		{"dashjs", "live.mpd", false}, {"dashjs", "live.mpd", true}, {"hlsjs", "master.m3u8", true}, {"shaka-dash", "live.mpd", true},
+	} {
+		q := "/?engine=" + c.engine + "&buffer=4&mpd=" + url.QueryEscape(page+"/live/"+c.manifest)
+		if c.catchup {
+			q += "&catchup=1.5"
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(page+q)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, ctx, 40*time.Second, c.engine+" playing a live stream", func(s pageStats) bool { return s.CurrentTime > 2 && s.LiveLatency > 0 })
+		time.Sleep(3 * time.Second) // settled where it joined
+		before := readStats(t, ctx).LiveLatency
+		video := func(call string) {
+			if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`void document.getElementById('video').`+call+`()`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		video("pause")
+		time.Sleep(pause)
+		video("play")
+		// Back within a second of where it was, or 20 s after the pause
+		// ended (it takes 8 s at 1.5×).
+		var after pageStats
+		var fastest float64
+		var said bool // the page said it played faster
+		wait := 20 * time.Second
+		if !c.catchup {
+			wait = 12 * time.Second
+		}
+		for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+			time.Sleep(500 * time.Millisecond)
+			after = readStats(t, ctx)
+			fastest = max(fastest, after.PlaybackRate)
+			text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.getElementById('s-live').textContent`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			said = said || strings.Contains(text, "(playing at 1.5×)")
+			if c.catchup && after.LiveLatency < before+1 {
+				break
+			}
+		}
+		t.Logf("%s, catch-up %v: %.2f s behind the live edge before a %v pause, %.2f s after; played at up to %.2f×", c.engine, c.catchup, before, pause, after.LiveLatency, fastest)
+		switch {
+		case len(after.Errors) > 0:
+			t.Errorf("%s: page errors %v", c.engine, after.Errors)
+		case c.catchup && (after.LiveLatency >= before+1 || fastest <= 1 || fastest > 1.5 || !said):
+			t.Errorf("%s with catchup=1.5: %.2f s behind the edge before the pause, still %.2f s 20 s after it; played at up to %.2f× (the page said so: %v)", c.engine, before, after.LiveLatency, fastest, said)
+		case !c.catchup && (after.LiveLatency < before+pause.Seconds()-1 || fastest != 1):
+			t.Errorf("%s without catch-up: %.2f s behind the edge before the pause, %.2f s after it; played at up to %.2f×", c.engine, before, after.LiveLatency, fastest)
+		}
+	}
+	// A rate no engine plays at is refused, saying so.
+	if err := chromedp.Do(ctx, chromedp.Navigate(page+"/?catchup=3&mpd="+url.QueryEscape(page+"/live/live.mpd"))); err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	for deadline := time.Now().Add(10 * time.Second); len(errs) == 0 && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		errs = readStats(t, ctx).Errors
+	}
+	if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, "catchup=3: want a playback rate above 1, at most 2") }) {
+		t.Errorf("catchup=3: page errors %q", errs)
 	}
 }

@@ -198,6 +198,8 @@ type pageStats struct {
 	// LiveLatency is how far behind a live stream's edge the player
 	// plays (s), as its engine reckons it; 0 on demand.
 	LiveLatency float64 `json:"liveLatency"`
+	// PlaybackRate is the video element's (above 1 while catching up).
+	PlaybackRate float64 `json:"playbackRate"`
 	// Preview is the thumbnail the seek bar shows under the pointer.
 	Preview *struct {
 		T          float64 `json:"t"`

@@ -260,6 +260,11 @@ const engines = {
         const b = state.bufferTarget;
         streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
       }
+      if (state.catchup > 1) {
+        // Towards dash.js's target live delay (where it joined), never
+        // slower than normal when ahead of it.
+        streaming.liveCatchup = { enabled: true, playbackRate: { min: 0, max: state.catchup - 1 } };
+      }
       p.updateSettings({ streaming });
       if (coreStrategies.has($('abr').value) && state.abrCore) p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', coreRule(p, $('abr').value));
       if (typeof p.addResponseInterceptor === 'function') {
@@ -325,6 +330,8 @@ const engines = {
         // bound both, or a short clip is all fetched at its first level.
         Object.assign(cfg, { maxBufferLength: state.bufferTarget, maxMaxBufferLength: state.bufferTarget });
       }
+      // Towards hls.js's target latency (where it joined).
+      if (state.catchup > 1) Object.assign(cfg, { lowLatencyMode: true, maxLiveSyncPlaybackRate: state.catchup });
       const hls = new Hls(cfg);
       const E = Hls.Events;
       hls.on(E.FRAG_LOADED, (_, d) => {
@@ -401,8 +408,14 @@ function startShaka(url) {
   shaka.polyfill.installAll();
   const p = new shaka.Player();
   const cap = +$('cap').value;
-  p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } },
-    streaming: state.bufferTarget > 0 ? { bufferingGoal: state.bufferTarget } : {},
+  const streaming = state.bufferTarget > 0 ? { bufferingGoal: state.bufferTarget } : {};
+  if (state.catchup > 1) {
+    // Shaka follows live sync only when it is on as the stream loads: on,
+    // with a target no stream is behind (so nothing happens) until
+    // playback begins (below).
+    streaming.liveSync = { enabled: true, targetLatency: 3600, targetLatencyTolerance: 0.5, maxPlaybackRate: state.catchup, minPlaybackRate: 1 };
+  }
+  p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } }, streaming,
     drm: { servers: { 'org.w3.clearkey': licenceURL(url) } } });
   p.getNetworkingEngine().registerResponseFilter((type, resp) => {
     try { recordSegment(resp.uri, resp.headers); } catch (e) { /* stats only */ }
@@ -413,8 +426,20 @@ function startShaka(url) {
   p.addEventListener('variantchanged', shown);
   p.addEventListener('error', (e) => showError(`Shaka ${e.detail && e.detail.code}`));
   p.attach($('video')).then(() => p.load(url)).then(shown).catch((e) => showError(`Shaka ${e.code || e.message || e}`));
+  // Shaka's live sync aims at a configured latency: with catch-up on,
+  // make it the one playback began at, as the other engines' targets are.
+  // It reckons latency from the end of its seek range (the edge less a
+  // presentation delay), not as its liveLatency statistic does.
+  const v = $('video');
+  const began = () => {
+    const lat = p.isLive() && v.currentTime > 0 ? p.seekRange().end - v.currentTime : NaN;
+    if (!Number.isFinite(lat)) return;
+    v.removeEventListener('timeupdate', began);
+    p.configure({ streaming: { liveSync: { targetLatency: Math.max(lat, 0) } } });
+  };
+  if (state.catchup > 1) v.addEventListener('timeupdate', began);
   return {
-    stop() { p.destroy(); },
+    stop() { v.removeEventListener('timeupdate', began); p.destroy(); },
     sounds() {
       const tracks = p.getAudioTracks();
       return { tracks: tracks.map((t) => ({ label: t.label || '', lang: t.language || '', role: (t.roles || [])[0] || '' })),
@@ -555,6 +580,7 @@ function play() {
   const node = $('node').value;
   if (!state.mpdOverride && (!asset || asset === moreAssets || !node)) return;
   if (state.session) { state.session.stop(); state.session = null; }
+  $('video').playbackRate = 1; // a live session may have left it catching up
   resetStats();
   for (const m of Object.values(trackMenus)) {
     m.key = '';
@@ -562,6 +588,13 @@ function play() {
     $(m.menu).disabled = true;
   }
   $('error').classList.add('hidden');
+  if (state.catchupParam) {
+    // Live catch-up, as deepcast play -catchup: at most 2× (what every
+    // engine allows).
+    const r = +state.catchupParam;
+    state.catchup = Number.isFinite(r) && r > 1 && r <= 2 ? r : 0;
+    if (!state.catchup) showError(`catchup=${state.catchupParam}: want a playback rate above 1, at most 2`);
+  }
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
   const engine = engines[$('engine').value] || engines.dashjs;
@@ -605,7 +638,8 @@ function tick() {
     } catch (e) { /* not ready yet */ }
   }
   $('s-live-box').classList.toggle('hidden', !(s.liveLatency > 0));
-  if (s.liveLatency > 0) $('s-live').textContent = s.liveLatency.toFixed(1);
+  s.playbackRate = v.playbackRate;
+  if (s.liveLatency > 0) $('s-live').textContent = s.liveLatency.toFixed(1) + (v.playbackRate > 1 ? ` (playing at ${+v.playbackRate.toFixed(2)}×)` : '');
   $('s-buffer').textContent = s.buffer.toFixed(1);
   $('s-throughput').textContent = kbps(s.throughput);
   $('s-stalls').textContent = `${s.stalls} (${s.stallSeconds.toFixed(1)})`;
@@ -736,6 +770,7 @@ async function init() {
   if (params.get('abr')) $('abr').value = params.get('abr');
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
+  state.catchupParam = params.get('catchup') || '';
   if (params.get('cap')) setCapValue(params.get('cap'));
   trackMenus.sound.want = params.get('sound') || '';
   trackMenus.text.want = params.get('subtitles') || '';
