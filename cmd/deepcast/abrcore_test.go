@@ -284,7 +284,8 @@ func TestBrowserCatchesUpWithTheLiveEdge(t *testing.T) {
 		if !c.catchup {
 			wait = 12 * time.Second
 		}
-		for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		resumed := time.Now()
+		for deadline := resumed.Add(wait); time.Now().Before(deadline); {
 			time.Sleep(500 * time.Millisecond)
 			after = readStats(t, ctx)
 			fastest = max(fastest, after.PlaybackRate)
@@ -297,7 +298,7 @@ func TestBrowserCatchesUpWithTheLiveEdge(t *testing.T) {
 				break
 			}
 		}
-		t.Logf("%s, catch-up %v: %.2f s behind the live edge before a %v pause, %.2f s after; played at up to %.2f×", c.engine, c.catchup, before, pause, after.LiveLatency, fastest)
+		t.Logf("%s, catch-up %v: %.2f s behind the live edge before a %v pause, %.2f s %.1f s after it; played at up to %.2f×", c.engine, c.catchup, before, pause, after.LiveLatency, time.Since(resumed).Seconds(), fastest)
 		switch {
 		case len(after.Errors) > 0:
 			t.Errorf("%s: page errors %v", c.engine, after.Errors)
