@@ -42,6 +42,56 @@ func TestPlayheadPlay(t *testing.T) {
 	}
 }
 
+// TestPlayheadSigmoid: under the sigmoid law the playhead wins back
+// what a step-by-step integration of dash.js's rate 1 + (R−1)·tanh(2.5·lag)
+// does, stops playing faster at the buffer's floor, and handles lags of
+// milliseconds and of a quarter of an hour alike.
+func TestPlayheadSigmoid(t *testing.T) {
+	s, ms := time.Second, time.Millisecond
+	for _, c := range []struct {
+		name                 string
+		rate                 float64
+		behind, buffer, wall time.Duration
+	}{
+		{"a few seconds behind, a deep buffer", 1.5, 3 * s, 20 * s, 2 * s},
+		{"down to the floor, then a stall", 1.5, 10 * s, 2500 * ms, 4 * s},
+		{"a quarter of an hour behind: nearly the full rate", 1.5, 900 * s, 30 * s, 10 * s},
+		{"ten milliseconds behind: barely faster", 1.25, 10 * ms, 8 * s, 2 * s},
+		{"gentle rate, long wait", 1.1, 2 * s, 60 * s, 30 * s},
+	} {
+		p := playhead{rate: c.rate, floor: time.Second, behind: c.behind, sigmoid: true}
+		left, stall := p.play(c.buffer, c.wall)
+		// The reference: 10 µs steps of the same law and floor.
+		const h = 10e-6
+		lag, buf, floor, stalled, won := c.behind.Seconds(), c.buffer.Seconds(), 1.0, 0.0, 0.0
+		for t := 0.0; t < c.wall.Seconds()-h/2; t += h {
+			rate := 1.0
+			if lag > 0 && buf > floor {
+				rate = 1 + (c.rate-1)*math.Tanh(2.5*lag)
+			}
+			if buf <= 0 {
+				stalled += h
+				lag += h
+				continue
+			}
+			buf -= rate * h
+			lag -= (rate - 1) * h
+			won += (rate - 1) * h
+		}
+		near := func(got time.Duration, want float64) bool { return math.Abs(got.Seconds()-want) < 2e-3 }
+		if !near(left, max(buf, 0)) || !near(stall, stalled) || !near(p.behind, lag) || !near(p.caughtUp, won) {
+			t.Errorf("%s: left %v stall %v behind %v won %v; integrated %.4f %.4f %.4f %.4f", c.name, left, stall, p.behind, p.caughtUp,
+				max(buf, 0), stalled, lag, won)
+		}
+		if p.caughtUp > c.behind || p.behind < 0 {
+			t.Errorf("%s: won %v of a lag of %v", c.name, p.caughtUp, c.behind)
+		}
+	}
+	if err := CheckCatchUpLaw("linear"); err == nil || !strings.Contains(err.Error(), "want fixed or sigmoid") {
+		t.Errorf("law linear: %v", err)
+	}
+}
+
 // TestSimLiveCatchUp: live sessions that catch up end closer to the live
 // edge than the same sessions at normal speed, never closer than they
 // joined, with the latency their startup, stalls and catch-up add up to;
@@ -51,43 +101,14 @@ func TestSimLiveCatchUp(t *testing.T) {
 	v, traces := liveSample(t)
 	const delay = 12 * time.Second
 	algs := append(Algorithms(), Optimal)
-	run := func(rate float64) []SimResult {
+	run := func(rate float64, law string) []SimResult {
 		t.Helper()
-		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, Live: delay, CatchUp: rate, KeepLogs: true})
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: algs, Pensieve: true, Live: delay,
+			CatchUp: rate, CatchUpLaw: law, KeepLogs: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return res
-	}
-	normal, fast := run(0), run(1.25)
-	checkCeiling(t, fast)
-	caught := 0
-	for i, r := range fast {
-		if want := delay + r.Startup + r.Rebuffer - r.CaughtUp; r.Latency != want {
-			t.Errorf("%s, %s: latency %v, want %v", r.Trace, r.ABR, r.Latency, want)
-		}
-		// The playhead's distance from the edge, measured chunk by chunk,
-		// is the join's plus the lag the session's playhead keeps.
-		for _, l := range r.Log {
-			if d := l.Latency - (delay + l.Behind); d < -time.Microsecond || d > time.Microsecond {
-				t.Fatalf("%s, %s, chunk %d: %v behind the edge, but joined %v behind and fell %v further", r.Trace, r.ABR, l.Chunk, l.Latency, delay, l.Behind)
-			}
-		}
-		if last := r.Log[len(r.Log)-1]; last.Latency != r.Latency {
-			t.Errorf("%s, %s: last chunk %v behind the edge, the session %v", r.Trace, r.ABR, last.Latency, r.Latency)
-		}
-		if r.Latency < delay {
-			t.Errorf("%s, %s: ended %v behind the edge, closer than the %v it joined at", r.Trace, r.ABR, r.Latency, delay)
-		}
-		if normal[i].CaughtUp != 0 {
-			t.Fatalf("%s, %s: caught up %v at normal speed", r.Trace, r.ABR, normal[i].CaughtUp)
-		}
-		if r.CaughtUp > 0 {
-			caught++
-		}
-	}
-	if caught < len(fast)/2 {
-		t.Errorf("only %d of %d sessions caught up anything", caught, len(fast))
 	}
 	mean := func(rs []SimResult) map[string]float64 {
 		m := map[string]float64{}
@@ -96,10 +117,43 @@ func TestSimLiveCatchUp(t *testing.T) {
 		}
 		return m
 	}
-	was, now := mean(normal), mean(fast)
-	for _, a := range algs {
-		if now[a] >= was[a] {
-			t.Errorf("%s: mean latency %.2f s catching up, %.2f s at normal speed", a, now[a], was[a])
+	normal := run(0, "")
+	for _, law := range []string{CatchUpFixed, CatchUpSigmoid} {
+		fast := run(1.25, law)
+		checkCeiling(t, fast)
+		caught := 0
+		for i, r := range fast {
+			if want := delay + r.Startup + r.Rebuffer - r.CaughtUp; r.Latency != want {
+				t.Errorf("%s, %s, %s: latency %v, want %v", law, r.Trace, r.ABR, r.Latency, want)
+			}
+			// The playhead's distance from the edge, measured chunk by
+			// chunk, is the join's plus the lag the session's playhead keeps.
+			for _, l := range r.Log {
+				if d := l.Latency - (delay + l.Behind); d < -time.Microsecond || d > time.Microsecond {
+					t.Fatalf("%s, %s, %s, chunk %d: %v behind the edge, but joined %v behind and fell %v further", law, r.Trace, r.ABR, l.Chunk, l.Latency, delay, l.Behind)
+				}
+			}
+			if last := r.Log[len(r.Log)-1]; last.Latency != r.Latency {
+				t.Errorf("%s, %s, %s: last chunk %v behind the edge, the session %v", law, r.Trace, r.ABR, last.Latency, r.Latency)
+			}
+			if r.Latency < delay {
+				t.Errorf("%s, %s, %s: ended %v behind the edge, closer than the %v it joined at", law, r.Trace, r.ABR, r.Latency, delay)
+			}
+			if normal[i].CaughtUp != 0 {
+				t.Fatalf("%s, %s: caught up %v at normal speed", r.Trace, r.ABR, normal[i].CaughtUp)
+			}
+			if r.CaughtUp > 0 {
+				caught++
+			}
+		}
+		if caught < len(fast)/2 {
+			t.Errorf("%s: only %d of %d sessions caught up anything", law, caught, len(fast))
+		}
+		was, now := mean(normal), mean(fast)
+		for _, a := range algs {
+			if now[a] >= was[a] {
+				t.Errorf("%s, %s: mean latency %.2f s catching up, %.2f s at normal speed", law, a, now[a], was[a])
+			}
 		}
 	}
 	for _, c := range []struct {
@@ -110,6 +164,7 @@ func TestSimLiveCatchUp(t *testing.T) {
 		{SimOptions{Live: delay, CatchUp: 0.5}, "want 1 (off) to 1.5"},
 		{SimOptions{Live: delay, CatchUp: math.NaN()}, "want 1 (off) to 1.5"},
 		{SimOptions{CatchUp: 1.1}, "for a live stream"},
+		{SimOptions{Live: delay, CatchUp: 1.1, CatchUpLaw: "linear"}, "want fixed or sigmoid"},
 	} {
 		c.opt.Video, c.opt.Traces, c.opt.Algorithms = v, traces, []string{"bba"}
 		if _, err := Simulate(context.Background(), c.opt); err == nil || !strings.Contains(err.Error(), c.want) {

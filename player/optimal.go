@@ -75,7 +75,7 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 	if k == 0 {
 		n.startup = elapsed
 	}
-	ph := newPlayhead(v, m.cfg.CatchUp)
+	ph := newPlayhead(v, m.cfg.CatchUp, m.cfg.CatchUpLaw)
 	ph.behind = n.behind
 	var rebuf time.Duration
 	n.buffer, rebuf = ph.arrive(k, n.buffer, elapsed, v.ChunkDur(k))

@@ -57,11 +57,12 @@ func TestOptimalModelMatchesTheSession(t *testing.T) {
 		pensieve bool
 		live     time.Duration // a live stream joined this far behind its edge
 		catchUp  float64
-	}{{true, 0, 0}, {false, 0, 0}, {true, 8 * time.Second, 0}, {false, 12 * time.Second, 0},
-		{true, 8 * time.Second, 1.25}, {false, 12 * time.Second, 1.1}} {
+		law      string
+	}{{true, 0, 0, ""}, {false, 0, 0, ""}, {true, 8 * time.Second, 0, ""}, {false, 12 * time.Second, 0, ""},
+		{true, 8 * time.Second, 1.25, ""}, {false, 12 * time.Second, 1.1, ""}, {true, 12 * time.Second, 1.5, CatchUpSigmoid}} {
 		lv := *v
 		lv.LiveDelay = mode.live
-		opt := SimOptions{Video: &lv, Pensieve: mode.pensieve, RTT: 40 * time.Millisecond, Live: mode.live, CatchUp: mode.catchUp}
+		opt := SimOptions{Video: &lv, Pensieve: mode.pensieve, RTT: 40 * time.Millisecond, Live: mode.live, CatchUp: mode.catchUp, CatchUpLaw: mode.law}
 		for _, tr := range traces[:5] {
 			cfg, link := simSetup(opt, tr)
 			m := newOptModel(&lv, qoe, cfg)

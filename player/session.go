@@ -92,6 +92,10 @@ type Config struct {
 	// 1 plays at normal speed throughout. The media won back is
 	// Result.CaughtUp.
 	CatchUp float64
+	// CatchUpLaw is how the rate follows the lag: CatchUpFixed (or "")
+	// plays at CatchUp whenever behind, CatchUpSigmoid scales it with the
+	// lag as dash.js does.
+	CatchUpLaw string
 	// LiveEdge, for a live stream, is where the live edge stands on the
 	// session's media timeline (the chunks' Ends) at session time now;
 	// with it, each chunk's log gives the playhead's distance from the
@@ -188,7 +192,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
 	var res Result
 	var buffer, lastDone time.Duration
-	ph := newPlayhead(v, s.Config.CatchUp)
+	ph := newPlayhead(v, s.Config.CatchUp, s.Config.CatchUpLaw)
 	var bitrateSum float64
 	inits := newInitFetcher(s)
 	// A live chunk that left the time-shift buffer is played again from

@@ -40,6 +40,8 @@ type SimOptions struct {
 	// with the distance they joined at after the startup and each stall
 	// (Config.CatchUp); the optimum plays by the same rule.
 	CatchUp float64
+	// CatchUpLaw is how the rate follows the lag (Config.CatchUpLaw).
+	CatchUpLaw string
 }
 
 // newABR makes the named algorithm: one of opt.Policies or a built-in.
@@ -70,6 +72,9 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		return nil, err
 	}
 	if err := CheckSimCatchUp(opt.Live, opt.CatchUp); err != nil {
+		return nil, err
+	}
+	if err := CheckCatchUpLaw(opt.CatchUpLaw); err != nil {
 		return nil, err
 	}
 	if opt.Live != 0 {
@@ -186,7 +191,7 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	}
 	if opt.Video.LiveDelay > 0 {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return awaitSimPublished(ctx, link, opt.Video, k, q < 0) }
-		cfg.CatchUp = opt.CatchUp
+		cfg.CatchUp, cfg.CatchUpLaw = opt.CatchUp, opt.CatchUpLaw
 		// Media is published up to the delay ahead of the session's clock.
 		cfg.LiveEdge = func(now time.Duration) time.Duration { return now + opt.Video.LiveDelay }
 	}

@@ -59,6 +59,7 @@ func simCommand() command {
 			scale := fs.String("scale", "", "bandwidth factors, comma-separated (e.g. 0.5,1,2): every trace is simulated with its bandwidth multiplied by each, and each factor other than 1 is a family of its own (fcc-x0.5): a check on bandwidth regimes the trace sets do not have")
 			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out and -log a latency_s column")
 			catchup := fs.Float64("catchup", 0, "with -live: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered; the latency s column shows what it wins back")
+			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" || len(args) > 0 {
@@ -66,6 +67,9 @@ func simCommand() command {
 				}
 				if err := player.CheckSimCatchUp(*live, *catchup); err != nil {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
+				}
+				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
+					return err
 				}
 				client, err := httpClient(*ca, *h3, 60*time.Second, headers.h)
 				if err != nil {
@@ -109,7 +113,7 @@ func simCommand() command {
 					algs = append(algs, name)
 				}
 				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
-					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live, CatchUp: *catchup}
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live, CatchUp: *catchup, CatchUpLaw: *catchupLaw}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -123,7 +127,10 @@ func simCommand() command {
 				mode := map[bool]string{true: ", Pensieve-compatible", false: ""}[*pensieve]
 				if *live > 0 {
 					mode += fmt.Sprintf(", live %v behind the edge", *live)
-					if *catchup > 1 {
+					switch {
+					case *catchup > 1 && *catchupLaw == player.CatchUpSigmoid:
+						mode += fmt.Sprintf(", catching up at up to %g× as the lag goes (sigmoid)", *catchup)
+					case *catchup > 1:
 						mode += fmt.Sprintf(", catching up at %g×", *catchup)
 					}
 				}
@@ -232,6 +239,7 @@ func playCommand() command {
 			ca := fs.String("ca", "", "PEM CA to verify https:// URLs with (besides the system's)")
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
 			catchup := fs.Float64("catchup", 0, "live streams: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered, as dash.js and hls.js catch up")
+			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request (repeatable), as an access token header")
 			return func(ctx context.Context, args []string) error {
@@ -240,6 +248,9 @@ func playCommand() command {
 				}
 				if err := player.CheckCatchUp(*catchup); err != nil {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
+				}
+				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
+					return err
 				}
 				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
 					// play measures real downloads: a file has none. Say so
@@ -251,7 +262,7 @@ func playCommand() command {
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
-					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, Out: stdout})
+					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, Out: stdout})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -295,6 +306,18 @@ func playCommand() command {
 	}
 }
 
+// checkCatchUpLaw checks -catchup-law: a law player.CheckCatchUpLaw
+// takes, and the sigmoid only with a rate to follow.
+func checkCatchUpLaw(law string, rate float64) error {
+	if err := player.CheckCatchUpLaw(law); err != nil {
+		return fmt.Errorf("-catchup-law: %w: %w", err, errUsage)
+	}
+	if law == player.CatchUpSigmoid && rate <= 1 {
+		return fmt.Errorf("-catchup-law sigmoid needs -catchup, the fastest rate (e.g. 1.5): %w", errUsage)
+	}
+	return nil
+}
+
 type playOptions struct {
 	ABR, Trace, QoE string
 	TraceValue      *player.Trace // used instead of Trace when set
@@ -310,8 +333,10 @@ type playOptions struct {
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
 	HTTP3 bool
-	// CatchUp is a live stream's catch-up playback rate (Config.CatchUp).
-	CatchUp float64
+	// CatchUp is a live stream's catch-up playback rate (Config.CatchUp),
+	// CatchUpLaw how it follows the lag (Config.CatchUpLaw).
+	CatchUp    float64
+	CatchUpLaw string
 	// Header is sent with every request.
 	Header http.Header
 	// Out receives a line per chunk when ChunkLines is set.
@@ -485,7 +510,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	if !v.LiveStart.IsZero() {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 		cfg.Rejoin = v.Rejoin
-		cfg.CatchUp = o.CatchUp
+		cfg.CatchUp, cfg.CatchUpLaw = o.CatchUp, o.CatchUpLaw
 		// The edge is as far into the stream as the wall clock is past its
 		// start (which a jump to the edge moves).
 		cfg.LiveEdge = func(now time.Duration) time.Duration { return clock.Start().Add(now).Sub(v.LiveStart) }

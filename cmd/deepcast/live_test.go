@@ -503,20 +503,39 @@ func TestPlayLiveEveryAlgorithm(t *testing.T) {
 	}
 }
 
-// TestPlayCatchesUpWithTheLiveEdge: a slow stretch of the link stalls two
-// players of one live stream (ffmpeg's DASH) alike. The one at normal
-// speed ends as much further behind the live edge as it stalled; the one
-// with -catchup 1.5 plays faster until it is back about where it began,
-// stalls no more, and says, chunk by chunk and at the end, how much it
-// had to win back and won.
+// TestPlayCatchesUpWithTheLiveEdge: a slow stretch of the link stalls
+// three players of one live stream (ffmpeg's DASH) alike. The one at
+// normal speed ends as much further behind the live edge as it stalled;
+// those with -catchup 1.5, at a fixed rate or as the lag goes (the
+// sigmoid law), play faster until they are back about where they began,
+// stall no more, and say, chunk by chunk and at the end, how much they
+// had to win back and won. -out's per-chunk latency follows it all.
 func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 	trace := filepath.Join(t.TempDir(), "slow-stretch.txt")
-	if err := os.WriteFile(trace, []byte("0 50\n3 50\n3.01 0.04\n11 0.04\n11.01 50\n600 50\n"), 0o644); err != nil {
+	if err := os.WriteFile(trace, []byte("0 50\n3 50\n3.01 0.04\n14 0.04\n14.01 50\n600 50\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	liveFFmpeg(t, dir, 80, []string{"live.mpd", "chunk-stream0-00003.m4s"}, liveDASH(dir, "0")...)
-	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	liveFFmpeg(t, dir, 80, []string{"live.mpd", "chunk-stream0-00004.m4s"}, liveDASH(dir, "0")...)
+	// ffmpeg suggests joining one segment behind the edge, where a
+	// segment written a little late stalls a player that caught up to
+	// there: the MPD served suggests three, as a packager for players
+	// (and dash.js's default) would.
+	files := http.FileServer(http.Dir(dir))
+	spd := regexp.MustCompile(`suggestedPresentationDelay="[^"]*"`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/live.mpd" {
+			files.ServeHTTP(w, r)
+			return
+		}
+		mpd, err := os.ReadFile(filepath.Join(dir, "live.mpd"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/dash+xml")
+		w.Write(spd.ReplaceAll(mpd, []byte(`suggestedPresentationDelay="PT6S"`)))
+	}))
 	defer srv.Close()
 	type outcome struct {
 		out                      string
@@ -525,13 +544,16 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		// latencies is the -out log's last column, chunk by chunk.
 		latencies []float64
 	}
-	runs := map[string]*outcome{"normal": {}, "catchup": {}}
+	runs := map[string]*outcome{"normal": {}, "catchup": {}, "sigmoid": {}}
 	var wg sync.WaitGroup
 	for name, o := range runs {
 		wg.Go(func() {
 			args := []string{"play", "-abr", "throughput", "-trace", trace, "-duration", "40s"}
-			if name == "catchup" {
+			switch name {
+			case "catchup":
 				args = append(args, "-catchup", "1.5")
+			case "sigmoid":
+				args = append(args, "-catchup", "1.5", "-catchup-law", "sigmoid")
 			}
 			report, chunkLog := filepath.Join(t.TempDir(), "play.json"), filepath.Join(t.TempDir(), "chunks.csv")
 			var out, errb bytes.Buffer
@@ -578,16 +600,24 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 			t.Errorf("%s: -out's latency by chunk %v, want from %.2f s to %.2f s and up by the %.2f s stalled, as the chunk lines say", name, o.latencies, o.start, o.end, o.stal)
 		}
 	}
-	normal, fast := runs["normal"], runs["catchup"]
+	normal := runs["normal"]
 	if normal.caught != 0 || normal.end < normal.start+normal.stal-1.5 {
 		t.Errorf("at normal speed: latency %.2f s → %.2f s after %.2f s of stalls, caught up %.2f s", normal.start, normal.end, normal.stal, normal.caught)
 	}
-	// It plays faster only above a chunk of buffer: that much is left
-	// for the next download, so catching up adds no stall here.
-	if fast.stal > normal.stal+1 {
-		t.Errorf("catching up stalled %.2f s, at normal speed %.2f s", fast.stal, normal.stal)
+	for _, law := range []string{"catchup", "sigmoid"} {
+		fast := runs[law]
+		// It plays faster only above a chunk of buffer: that much is left
+		// for the next download, so catching up adds no stall here.
+		if fast.stal > normal.stal+1 {
+			t.Errorf("%s: catching up stalled %.2f s, at normal speed %.2f s", law, fast.stal, normal.stal)
+		}
+		if fast.end > fast.start+1.5 || fast.caught < fast.stal-1.5 || !strings.Contains(fast.out, "live: caught up") || !strings.Contains(fast.out, "s to catch up") {
+			t.Errorf("%s: latency %.2f s → %.2f s after %.2f s of stalls, caught up %.2f s; want back within 1.5 s of the start", law, fast.start, fast.end, fast.stal, fast.caught)
+		}
 	}
-	if fast.end > fast.start+1.5 || fast.caught < fast.stal-1.5 || !strings.Contains(fast.out, "live: caught up") || !strings.Contains(fast.out, "s to catch up") {
-		t.Errorf("catching up: latency %.2f s → %.2f s after %.2f s of stalls, caught up %.2f s; want back within 1.5 s of the start", fast.start, fast.end, fast.stal, fast.caught)
+	// A sigmoid with no rate to follow is a usage error, before any request.
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-catchup-law", "sigmoid", srv.URL + "/live.mpd"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-catchup-law sigmoid needs -catchup") {
+		t.Errorf("play -catchup-law sigmoid without -catchup: exit %d, %s", code, errb.String())
 	}
 }

@@ -205,7 +205,14 @@ func TestSimCommandOutputs(t *testing.T) {
 		!strings.Contains(stdout.String(), "catching up at 1.25×") {
 		t.Errorf("sim -live -catchup exit %d:\n%s%s", code, stdout.String(), stderr.String())
 	}
-	for _, args := range [][]string{{"-catchup", "1.25"}, {"-live", "12s", "-catchup", "2"}, {"-live", "12s", "-catchup", "0.9"}} {
+	stdout.Reset()
+	if code := run([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"), "-live", "12s", "-catchup", "1.5", "-catchup-law", "sigmoid",
+		"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com"), "-abr", "bba", "-pensieve"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "catching up at up to 1.5× as the lag goes (sigmoid)") {
+		t.Errorf("sim -live -catchup -catchup-law sigmoid exit %d:\n%s%s", code, stdout.String(), stderr.String())
+	}
+	for _, args := range [][]string{{"-catchup", "1.25"}, {"-live", "12s", "-catchup", "2"}, {"-live", "12s", "-catchup", "0.9"},
+		{"-live", "12s", "-catchup", "1.5", "-catchup-law", "linear"}, {"-live", "12s", "-catchup-law", "sigmoid"}} {
 		stderr.Reset()
 		code := run(append([]string{"sim", "-video", filepath.Join(root, "videos", "envivio-4s-48.csv"),
 			"-traces", filepath.Join(root, "traces", "fcc", "trace_10322_http---edition.cnn.com")}, args...), &stdout, &stderr)
