@@ -248,7 +248,7 @@ func playLiveMPD(t *testing.T, srv *httptest.Server, rtt time.Duration, abr ABR,
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second)
+	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 10*time.Second, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestWaitPublishedSaysAChunkLeftTheStream(t *testing.T) {
 	srv := newBehindServer(t, 250*time.Millisecond, func(time.Time) time.Duration { return 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 5*time.Second)
+	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 5*time.Second, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

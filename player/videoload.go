@@ -32,11 +32,13 @@ func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video,
 // at a time, not all before playback starts (a two-hour film of 2 s
 // segments in six renditions is 21600 HEAD requests). The Video is for
 // one session at a time, bound to ctx. A live (dynamic) MPD is joined now
-// for liveLength of media (see manifest.ParseLive); with liveLength 0 it
-// is refused.
-func LoadVideoLazily(ctx context.Context, source string, client *http.Client, liveLength time.Duration) (*Video, error) {
+// for liveLength of media (see manifest.ParseLive), liveDelay behind its
+// edge (0: the MPD's suggestedPresentationDelay, else three segments), and
+// joined again there after falling behind; with liveLength 0 it is
+// refused.
+func LoadVideoLazily(ctx context.Context, source string, client *http.Client, liveLength, liveDelay time.Duration) (*Video, error) {
 	if liveLength > 0 && isURL(source) {
-		return loadRemoteMPD(ctx, source, client, true, &manifest.LiveJoin{Length: liveLength})
+		return loadRemoteMPD(ctx, source, client, true, &manifest.LiveJoin{Length: liveLength, Delay: liveDelay})
 	}
 	return loadVideo(ctx, source, client, true)
 }
@@ -296,6 +298,10 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 	}
 	v.LiveStart = v.LiveStart.Add(-clock.skew) // on this machine's clock
 	v.LiveDelay = max(time.Since(v.LiveStart), 0)
+	var joinDelay time.Duration // a rejoin is as far behind as the join
+	if join != nil {
+		joinDelay = join.Delay
+	}
 	playlists := hlsPlaylists(m)
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
 	// reread reads the MPD again (following a Location it names), or the
@@ -332,7 +338,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		// segments), for the chunks left: the whole ladder anew, as the
 		// chunks from k on are all at another place on the timeline.
 		left := v.Chunks - k
-		m, err := reread(ctx, manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left})
+		m, err := reread(ctx, manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left, Delay: joinDelay})
 		if err != nil {
 			return 0, err
 		}

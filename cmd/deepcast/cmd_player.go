@@ -240,6 +240,7 @@ func playCommand() command {
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
 			catchup := fs.Float64("catchup", 0, "live streams: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered, as dash.js and hls.js catch up")
 			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
+			liveDelay := fs.Duration("live-delay", 0, "live streams: join this far behind the live edge (as dash.js's liveDelay, hls.js's liveSyncDuration), and again after falling behind; default: the MPD's suggestedPresentationDelay, else three segments")
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request (repeatable), as an access token header")
 			return func(ctx context.Context, args []string) error {
@@ -252,6 +253,9 @@ func playCommand() command {
 				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
 					return err
 				}
+				if *liveDelay < 0 || *liveDelay > player.MaxSimLive {
+					return fmt.Errorf("-live-delay %v: want 0 (the stream's suggestion) to %v: %w", *liveDelay, player.MaxSimLive, errUsage)
+				}
 				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
 					// play measures real downloads: a file has none. Say so
 					// now rather than after retries.
@@ -262,7 +266,7 @@ func playCommand() command {
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
-					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, Out: stdout})
+					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Out: stdout})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -337,6 +341,9 @@ type playOptions struct {
 	// CatchUpLaw how it follows the lag (Config.CatchUpLaw).
 	CatchUp    float64
 	CatchUpLaw string
+	// LiveDelay is how far behind a live stream's edge to join (0: as the
+	// stream suggests).
+	LiveDelay time.Duration
 	// Header is sent with every request.
 	Header http.Header
 	// Out receives a line per chunk when ChunkLines is set.
@@ -473,7 +480,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	// The session's connections end with it (a soak found idle ones of
 	// earlier sessions held open on the edge until its idle timeout).
 	defer client.CloseIdleConnections()
-	v, err := player.LoadVideoLazily(ctx, url, client, o.Duration)
+	v, err := player.LoadVideoLazily(ctx, url, client, o.Duration, o.LiveDelay)
 	if err != nil {
 		return player.Result{}, err
 	}

@@ -248,8 +248,15 @@ func TestPlayAsksSegmentSizesAsItGoes(t *testing.T) {
 		return n
 	}
 	var out, errb bytes.Buffer
-	if code := run([]string{"play", "-abr", "robustmpc", "-duration", "4s", "-catchup", "1.2", srv.URL + "/t.mpd"}, &out, &errb); code != 0 {
+	chunkLog := filepath.Join(t.TempDir(), "chunks.csv")
+	if code := run([]string{"play", "-abr", "robustmpc", "-duration", "4s", "-catchup", "1.2", "-out", chunkLog, srv.URL + "/t.mpd"}, &out, &errb); code != 0 {
 		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	// On demand there is no live edge: the log keeps its columns, and
+	// the chunk lines say no latency.
+	if data, err := os.ReadFile(chunkLog); err != nil || !strings.HasPrefix(string(data), strings.Join(player.LogColumns, ",")+"\n") ||
+		strings.Contains(out.String(), "latency") {
+		t.Errorf("play -out of a VOD MPD (%v):\n%s\nchunk lines:\n%s", err, data, out.String())
 	}
 	// Catching up with a live edge means nothing on demand: play says so.
 	if !strings.Contains(out.String(), "note: -catchup is for live streams") {
