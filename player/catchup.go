@@ -130,6 +130,18 @@ func (p *playhead) play(b, d time.Duration) (left, stall time.Duration) {
 	return b - d, 0
 }
 
+// rateAt is the playback rate the playhead plays at from a buffer of b:
+// the catch-up rate (by its law) while behind and above the floor, else 1.
+func (p *playhead) rateAt(b time.Duration) float64 {
+	if p.rate <= 1 || p.behind <= 0 || b <= p.floor {
+		return 1
+	}
+	if p.sigmoid {
+		return 1 + (p.rate-1)*math.Tanh(sigmoidSteepness*p.behind.Seconds())
+	}
+	return p.rate
+}
+
 // sigmoidFast is how long the sigmoid law plays faster from a buffer of
 // b within d of wall time, and the media it wins back: until d ends or
 // the buffer is down to the floor. The lag δ follows dδ/dt = −c·tanh(kδ)

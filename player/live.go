@@ -265,9 +265,12 @@ func (v *Video) endedBefore(ctx context.Context, k int, audio bool) bool {
 }
 
 // Latency is how far behind the live edge a live session played: when
-// playback began and when its last chunk came.
+// playback began and when its last chunk came, and over its chunks.
 type Latency struct {
 	Start, End time.Duration
+	// Mean and Max are over the chunks' ChunkLog.Latency, as each chunk
+	// came: zero unless the session had a Config.LiveEdge.
+	Mean, Max time.Duration
 }
 
 // LiveLatency measures res, a session of live v begun at start (wall
@@ -289,8 +292,17 @@ func (v *Video) LiveLatency(start time.Time, res Result) (Latency, bool) {
 		joined = v.live.joinedAt
 	}
 	playhead := v.LiveStart.Add(v.Ends[k] - last.Buffer)
-	return Latency{
+	lat := Latency{
 		Start: start.Add(res.Startup).Sub(joined),
 		End:   start.Add(last.Time).Sub(playhead),
-	}, true
+	}
+	var sum time.Duration
+	for i, l := range res.Log {
+		sum += l.Latency
+		if i == 0 || l.Latency > lat.Max {
+			lat.Max = l.Latency
+		}
+	}
+	lat.Mean = sum / time.Duration(len(res.Log))
+	return lat, true
 }

@@ -52,14 +52,20 @@ func TestOptimalModelMatchesTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qoe, _ := NewQoE("lin")
 	for _, mode := range []struct {
 		pensieve bool
 		live     time.Duration // a live stream joined this far behind its edge
 		catchUp  float64
 		law      string
-	}{{true, 0, 0, ""}, {false, 0, 0, ""}, {true, 8 * time.Second, 0, ""}, {false, 12 * time.Second, 0, ""},
-		{true, 8 * time.Second, 1.25, ""}, {false, 12 * time.Second, 1.1, ""}, {true, 12 * time.Second, 1.5, CatchUpSigmoid}} {
+		qoe      string
+	}{{true, 0, 0, "", "lin"}, {false, 0, 0, "", "lin"}, {true, 8 * time.Second, 0, "", "lin"}, {false, 12 * time.Second, 0, "", "lin"},
+		{true, 8 * time.Second, 1.25, "", "lin"}, {false, 12 * time.Second, 1.1, "", "lin"}, {true, 12 * time.Second, 1.5, CatchUpSigmoid, "lin"},
+		// LoL+'s QoE scores the latency and the rate each chunk played at.
+		{false, 0, 0, "", "lolp"}, {true, 8 * time.Second, 1.25, "", "lolp"}, {false, 12 * time.Second, 1.5, CatchUpSigmoid, "lolp"}} {
+		qoe, err := NewQoE(mode.qoe)
+		if err != nil {
+			t.Fatal(err)
+		}
 		lv := *v
 		lv.LiveDelay = mode.live
 		opt := SimOptions{Video: &lv, Pensieve: mode.pensieve, RTT: 40 * time.Millisecond, Live: mode.live, CatchUp: mode.catchUp, CatchUpLaw: mode.law}

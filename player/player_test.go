@@ -293,34 +293,50 @@ func TestQoEModels(t *testing.T) {
 	tests := []struct {
 		model     string
 		q, last   int
-		rebuf     time.Duration
+		play      ChunkPlay
 		want      float64
 		startup   time.Duration
 		wantStart float64
 	}{
 		// lin: 1.85 - 4.3*0.5 - |1.85-0.75| = 1.85 - 2.15 - 1.1 = -1.4
-		{"lin", 3, 1, 500 * time.Millisecond, -1.4, time.Second, 0},
+		{"lin", 3, 1, ChunkPlay{Rebuffer: 500 * time.Millisecond}, -1.4, time.Second, 0},
+		// Pensieve's models ignore the latency and the rate.
+		{"lin", 3, 1, ChunkPlay{Rebuffer: 500 * time.Millisecond, Latency: 9 * time.Second, Rate: 1.5, Duration: 4 * time.Second}, -1.4, 0, 0},
 		// log: ln(4300/300) - 0 - |ln(4300/300) - ln(2850/300)| = 2.6626 - 0.4113
-		{"log", 5, 4, 0, math.Log(4300.0/300) - math.Log(4300.0/2850), 0, 0},
+		{"log", 5, 4, ChunkPlay{}, math.Log(4300.0/300) - math.Log(4300.0/2850), 0, 0},
 		// hd: 20 - 8*1 - |20-12| = 4
-		{"hd", 5, 3, time.Second, 4, 0, 0},
+		{"hd", 5, 3, ChunkPlay{Rebuffer: time.Second}, 4, 0, 0},
 		// yin: 2.85 - |2.85-4.3| - 3*2 = 2.85 - 1.45 - 6 = -4.6; startup 1.5 s costs 4.5
-		{"yin", 4, 5, 2 * time.Second, -4.6, 1500 * time.Millisecond, 4.5},
+		{"yin", 4, 5, ChunkPlay{Rebuffer: 2 * time.Second}, -4.6, 1500 * time.Millisecond, 4.5},
+		// lolp on demand: 4 s · 2.85 - |2.85-4.3| - 4.3·0.5 = 11.4 - 1.45 - 2.15 = 7.8
+		{"lolp", 4, 5, ChunkPlay{Duration: 4 * time.Second, Rebuffer: 500 * time.Millisecond}, 7.8, time.Second, 0},
+		// lolp live, 1 s behind (≤ 1.1 s: 0.05·R_min a second) at 1.2×:
+		// 2 s · 1.2 - |1.2-1.2| - 0 - 0.05·0.3·1 - 0.3·0.2 = 2.4 - 0.015 - 0.06
+		{"lolp", 2, 2, ChunkPlay{Duration: 2 * time.Second, Latency: time.Second, Rate: 1.2}, 2.4 - 0.015 - 0.06, 0, 0},
+		// 8 s behind (0.1·R_max a second), normal speed: 2.4 - 0.43·8 = -1.04
+		{"lolp", 2, 2, ChunkPlay{Duration: 2 * time.Second, Latency: 8 * time.Second, Rate: 1}, 2.4 - 3.44, 0, 0},
+		// A rate left unset is normal speed.
+		{"lolp", 2, 2, ChunkPlay{Duration: 2 * time.Second, Latency: 8 * time.Second}, 2.4 - 3.44, 0, 0},
 	}
 	for _, tt := range tests {
 		m, err := NewQoE(tt.model)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := m.Chunk(br, tt.q, tt.last, tt.rebuf); math.Abs(got-tt.want) > 1e-9 {
-			t.Errorf("%s: %.6f, want %.6f", tt.model, got, tt.want)
+		if got := m.Chunk(br, tt.q, tt.last, tt.play); math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("%s %+v: %.6f, want %.6f", tt.model, tt.play, got, tt.want)
 		}
 		if got := m.Startup(tt.startup); math.Abs(got-tt.wantStart) > 1e-9 {
 			t.Errorf("%s startup: %.6f, want %.6f", tt.model, got, tt.wantStart)
 		}
 	}
-	if _, err := NewQoE("nope"); err == nil {
-		t.Error("unknown model accepted")
+	for _, name := range QoEModels() {
+		if m, err := NewQoE(name); err != nil || m.Name() != name {
+			t.Errorf("NewQoE(%q): %v", name, err)
+		}
+	}
+	if _, err := NewQoE("nope"); err == nil || !strings.Contains(err.Error(), "have lin, log, hd, yin, lolp") {
+		t.Errorf("unknown model: %v", err)
 	}
 }
 

@@ -3,21 +3,42 @@ package player
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
 // QoEModel scores a chunk: quality of its bitrate, minus penalties for the
-// stall before it and the quality change from the previous chunk.
+// stall before it and the quality change from the previous chunk (and,
+// for a live model, for how far behind the live edge it played and how
+// fast).
 type QoEModel interface {
 	Name() string
 	// Chunk is the QoE term of playing rendition q after rendition last
-	// (last == q for the first chunk) with rebuffer before it.
-	Chunk(bitrates []float64, q, last int, rebuffer time.Duration) float64
+	// (last == q for the first chunk), as p says it played.
+	Chunk(bitrates []float64, q, last int, p ChunkPlay) float64
 	// Startup is the penalty for the startup delay (0 for Pensieve's models).
 	Startup(d time.Duration) float64
 }
 
-// NewQoE returns a model by name: lin, log, hd or yin.
+// ChunkPlay is how a chunk played, beyond its rendition: what a QoE model
+// may score.
+type ChunkPlay struct {
+	// Duration is the chunk's media duration.
+	Duration time.Duration
+	// Rebuffer is the stall before it.
+	Rebuffer time.Duration
+	// Latency is, live, how far behind the live edge the playhead stood
+	// once the chunk was in (ChunkLog.Latency); 0 on demand.
+	Latency time.Duration
+	// Rate is the playback rate then: above 1 while catching up with the
+	// live edge (ChunkLog.Rate); 0 reads as 1.
+	Rate float64
+}
+
+// QoEModels returns the names NewQoE takes.
+func QoEModels() []string { return []string{"lin", "log", "hd", "yin", "lolp"} }
+
+// NewQoE returns a model by name: lin, log, hd, yin or lolp.
 func NewQoE(name string) (QoEModel, error) {
 	switch name {
 	case "", "lin":
@@ -28,8 +49,10 @@ func NewQoE(name string) (QoEModel, error) {
 		return hdQoE{}, nil
 	case "yin":
 		return yinQoE{}, nil
+	case "lolp":
+		return lolpQoE{}, nil
 	}
-	return nil, fmt.Errorf("unknown QoE model %q (have lin, log, hd, yin)", name)
+	return nil, fmt.Errorf("unknown QoE model %q (have %s)", name, strings.Join(QoEModels(), ", "))
 }
 
 // linQoE is Pensieve's QoE_lin: q(R) = R in Mbit/s, 4.3 per stalled second,
@@ -37,8 +60,8 @@ func NewQoE(name string) (QoEModel, error) {
 type linQoE struct{}
 
 func (linQoE) Name() string { return "lin" }
-func (linQoE) Chunk(br []float64, q, last int, rebuf time.Duration) float64 {
-	return br[q]/1000 - 4.3*rebuf.Seconds() - math.Abs(br[q]-br[last])/1000
+func (linQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
+	return br[q]/1000 - 4.3*p.Rebuffer.Seconds() - math.Abs(br[q]-br[last])/1000
 }
 func (linQoE) Startup(time.Duration) float64 { return 0 }
 
@@ -46,9 +69,9 @@ func (linQoE) Startup(time.Duration) float64 { return 0 }
 type logQoE struct{}
 
 func (logQoE) Name() string { return "log" }
-func (logQoE) Chunk(br []float64, q, last int, rebuf time.Duration) float64 {
+func (logQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 	u := func(i int) float64 { return math.Log(br[i] / br[0]) }
-	return u(q) - 2.66*rebuf.Seconds() - math.Abs(u(q)-u(last))
+	return u(q) - 2.66*p.Rebuffer.Seconds() - math.Abs(u(q)-u(last))
 }
 func (logQoE) Startup(time.Duration) float64 { return 0 }
 
@@ -74,8 +97,8 @@ func hdUtility(kbps float64) float64 {
 }
 
 func (hdQoE) Name() string { return "hd" }
-func (hdQoE) Chunk(br []float64, q, last int, rebuf time.Duration) float64 {
-	return hdUtility(br[q]) - 8*rebuf.Seconds() - math.Abs(hdUtility(br[q])-hdUtility(br[last]))
+func (hdQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
+	return hdUtility(br[q]) - 8*p.Rebuffer.Seconds() - math.Abs(hdUtility(br[q])-hdUtility(br[last]))
 }
 func (hdQoE) Startup(time.Duration) float64 { return 0 }
 
@@ -85,7 +108,39 @@ func (hdQoE) Startup(time.Duration) float64 { return 0 }
 type yinQoE struct{}
 
 func (yinQoE) Name() string { return "yin" }
-func (yinQoE) Chunk(br []float64, q, last int, rebuf time.Duration) float64 {
-	return br[q]/1000 - math.Abs(br[q]-br[last])/1000 - 3*rebuf.Seconds()
+func (yinQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
+	return br[q]/1000 - math.Abs(br[q]-br[last])/1000 - 3*p.Rebuffer.Seconds()
 }
 func (yinQoE) Startup(d time.Duration) float64 { return 3 * d.Seconds() }
+
+// lolpQoE is the QoE of LoL+ (Bentaleb et al., "Catching the Moment with
+// LoL+ in Twitch-like Low-latency Live Streaming Platforms", 2021), with
+// the weights dash.js's LoL+ rule scores segments by, in Mbit/s: the
+// bitrate times the chunk's seconds, less the switch |ΔR|, R_max per
+// stalled second, R_min per unit of |1 − playback rate|, and the latency
+// L times 0.05·R_min up to 1.1 s behind the live edge, 0.1·R_max beyond.
+// On demand (no latency, normal speed) it is the first three: a
+// bitrate-over-time reward with stalls at the top bitrate's price.
+type lolpQoE struct{}
+
+// lolpLowLatency is where LoL+'s latency weight steps up.
+const lolpLowLatency = 1100 * time.Millisecond
+
+func (lolpQoE) Name() string { return "lolp" }
+func (lolpQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
+	lo, hi := br[0]/1000, br[len(br)-1]/1000
+	for _, b := range br {
+		lo, hi = min(lo, b/1000), max(hi, b/1000)
+	}
+	latencyWeight := 0.1 * hi
+	if p.Latency <= lolpLowLatency {
+		latencyWeight = 0.05 * lo
+	}
+	rate := p.Rate
+	if rate == 0 {
+		rate = 1
+	}
+	return p.Duration.Seconds()*br[q]/1000 - math.Abs(br[q]-br[last])/1000 - hi*p.Rebuffer.Seconds() -
+		latencyWeight*p.Latency.Seconds() - lo*math.Abs(1-rate)
+}
+func (lolpQoE) Startup(time.Duration) float64 { return 0 }

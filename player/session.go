@@ -131,6 +131,9 @@ type ChunkLog struct {
 	// Latency is how far behind the live edge the playhead stood once
 	// this chunk was in (with Config.LiveEdge; 0 otherwise).
 	Latency time.Duration
+	// Rate is the playback rate the playhead went on at once this chunk
+	// was in: above 1 while catching up with the live edge, else 1.
+	Rate float64
 }
 
 // Result summarises a session.
@@ -363,12 +366,18 @@ play:
 		if k > 0 && q != st.Last {
 			res.Switches++
 		}
+		lastDone = s.Clock.Now()
+		played := ChunkPlay{Duration: chunkDur, Rebuffer: rebuf, Rate: ph.rateAt(buffer)}
+		if s.Config.LiveEdge != nil {
+			// The playhead is the buffer's length before the end of the media in.
+			played.Latency = s.Config.LiveEdge(lastDone) - (v.endOf(k, false) - buffer)
+		}
 		var term float64
 		switch {
 		case k > 0:
-			term = s.QoE.Chunk(v.Bitrates, q, st.Last, rebuf)
+			term = s.QoE.Chunk(v.Bitrates, q, st.Last, played)
 		case !s.Config.SkipFirstQoE:
-			term = s.QoE.Chunk(v.Bitrates, q, q, 0) - s.QoE.Startup(res.Startup)
+			term = s.QoE.Chunk(v.Bitrates, q, q, played) - s.QoE.Startup(res.Startup)
 		}
 		res.QoE += term
 		bitrateSum += v.Bitrates[q]
@@ -376,14 +385,11 @@ play:
 		res.Chunks++
 		res.PlayTime += chunkDur
 		rejoins = 0
-		lastDone, st.Stalled = s.Clock.Now(), rebuf > 0
+		st.Stalled = rebuf > 0
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
-			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind}
+			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind,
+			Latency: played.Latency, Rate: played.Rate}
 		jumped = 0
-		if s.Config.LiveEdge != nil {
-			// The playhead is the buffer's length before the end of the media in.
-			log.Latency = s.Config.LiveEdge(lastDone) - (v.endOf(k, false) - buffer)
-		}
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
 			wait := buffer - s.Config.MaxBuffer

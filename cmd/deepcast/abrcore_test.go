@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -176,30 +177,55 @@ func decidesAsTheGoCore(t *testing.T, video player.BrowserVideo, log []abrRecord
 // is the wall clock's distance from the media the video element shows.
 // ffmpeg packages one live stream in real time as DASH with HLS playlists
 // beside it, media time t published at the MPD's availabilityStartTime
-// plus t (the playlists' PROGRAM-DATE-TIMEs say the same).
+// plus t (the playlists' PROGRAM-DATE-TIMEs say the same). With
+// &livedelay=12 each engine joins that far behind, where by default they
+// join 2 s to 8 s behind (the MPD suggests one segment, the playlists say
+// nothing).
 func TestBrowserShowsHowFarBehindTheLiveEdge(t *testing.T) {
 	page, ast := liveStreamBesideThePage(t)
 	ctx := browser(t)
-	for _, c := range []struct{ engine, manifest string }{
-		{"dashjs", "live.mpd"}, {"shaka-dash", "live.mpd"}, {"hlsjs", "master.m3u8"}, {"shaka-hls", "master.m3u8"},
+	const delay = 12.0
+	for _, c := range []struct {
+		engine, manifest string
+		delay            float64 // 0: the engine's default
+	}{
+		{"dashjs", "live.mpd", 0}, {"shaka-hls", "master.m3u8", 0},
+		{"dashjs", "live.mpd", delay}, {"shaka-dash", "live.mpd", delay}, {"hlsjs", "master.m3u8", delay}, {"shaka-hls", "master.m3u8", delay},
 	} {
-		if err := chromedp.Do(ctx, chromedp.Navigate(page+"/?engine="+c.engine+"&buffer=4&mpd="+url.QueryEscape(page+"/live/"+c.manifest))); err != nil {
+		q := "/?engine=" + c.engine + "&buffer=4&mpd=" + url.QueryEscape(page+"/live/"+c.manifest)
+		if c.delay > 0 {
+			q += fmt.Sprintf("&livedelay=%g", c.delay)
+			// The stream must hold that much and more (its window is 20 s).
+			time.Sleep(time.Until(ast.Add(time.Duration(c.delay+6) * time.Second)))
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(page+q)); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, ctx, 40*time.Second, c.engine+" playing a live stream", func(s pageStats) bool { return s.CurrentTime > 0 && s.LiveLatency > 0 })
 		time.Sleep(3 * time.Second) // past the start, playing at its pace
 		type liveStat struct {
-			Latency, Now, Media float64
-			Shown               bool
-			Text                string
+			Latency, Now, Media, Date float64
+			Shown                     bool
+			Text                      string
 		}
 		got, err := chromedp.Run(ctx, chromedp.Evaluate[liveStat](`({Latency: window.deepcast.liveLatency, Now: Date.now() / 1000, Media: document.getElementById('video').currentTime,
+			Date: window.deepcast.playheadDate / 1000,
 			Shown: !document.getElementById('s-live-box').classList.contains('hidden'), Text: document.getElementById('s-live').textContent})`))
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A DASH engine's media time is the stream's, from its
+		// availabilityStartTime. An HLS engine's starts where the playlist
+		// it first read did, which has slid on once the stream is older
+		// than its window: there the media shown is dated by the
+		// playlist's PROGRAM-DATE-TIMEs, which ffmpeg writes in whole
+		// seconds of the MPD's clock.
 		truth := got.Now - float64(ast.UnixMilli())/1000 - got.Media
-		t.Logf("%s: %.2f s behind the live edge, the page shows %q; by the stream's clock %.2f s", c.engine, got.Latency, got.Text, truth)
+		if strings.HasSuffix(c.manifest, ".m3u8") {
+			truth = got.Now - (got.Date + float64(ast.Nanosecond())/1e9)
+		}
+		t.Logf("%s, livedelay %g: %.2f s behind the live edge, the page shows %q; by the stream's clock %.2f s (by the media's date %.2f s)",
+			c.engine, c.delay, got.Latency, got.Text, truth, got.Now-got.Date)
 		// At least a segment behind (one must be published to be played),
 		// at most the ten the window keeps.
 		if shown, err := strconv.ParseFloat(got.Text, 64); got.Latency < 2 || got.Latency > 22 || !got.Shown || err != nil || math.Abs(shown-got.Latency) > 0.051 {
@@ -210,6 +236,36 @@ func TestBrowserShowsHowFarBehindTheLiveEdge(t *testing.T) {
 		if math.Abs(got.Latency-truth) > 2 {
 			t.Errorf("%s: %.2f s behind the live edge, but %.2f s by the stream's clock and the media shown", c.engine, got.Latency, truth)
 		}
+		// The page dates the media shown by the stream's clock (for DASH,
+		// as its availabilityStartTime places it).
+		if !strings.HasSuffix(c.manifest, ".m3u8") && math.Abs(got.Now-got.Date-truth) > 0.5 {
+			t.Errorf("%s: the page dates the media shown %.2f s ago, the stream's clock %.2f s", c.engine, got.Now-got.Date, truth)
+		}
+		// Joined that far behind: up to two segments more, where an
+		// engine reckons the edge at the last segment listed (Shaka's
+		// seek range ends a segment before it) and starts at the segment
+		// holding that point, and a second for the startup.
+		if c.delay > 0 && (truth < c.delay-1 || truth > c.delay+5) {
+			t.Errorf("%s with livedelay=%g: %.2f s behind the live edge by the stream's clock", c.engine, c.delay, truth)
+		}
+	}
+	pageRefuses(t, ctx, page, "livedelay=-3", "livedelay=-3: want the seconds behind the live edge")
+}
+
+// pageRefuses opens the player page with query on the live stream beside
+// it and checks that the page says want.
+func pageRefuses(t *testing.T, ctx context.Context, page, query, want string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Navigate(page+"/?"+query+"&mpd="+url.QueryEscape(page+"/live/live.mpd"))); err != nil {
+		t.Fatal(err)
+	}
+	var errs []string
+	for deadline := time.Now().Add(10 * time.Second); len(errs) == 0 && time.Now().Before(deadline); {
+		time.Sleep(250 * time.Millisecond)
+		errs = readStats(t, ctx).Errors
+	}
+	if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, want) }) {
+		t.Errorf("%s: page errors %q, want %q", query, errs, want)
 	}
 }
 
@@ -256,6 +312,7 @@ func TestBrowserCatchesUpWithTheLiveEdge(t *testing.T) {
 		catchup          bool
 	}{
 		{"dashjs", "live.mpd", false}, {"dashjs", "live.mpd", true}, {"hlsjs", "master.m3u8", true}, {"shaka-dash", "live.mpd", true},
+		{"shaka-hls", "master.m3u8", true},
 	} {
 		q := "/?engine=" + c.engine + "&buffer=4&mpd=" + url.QueryEscape(page+"/live/"+c.manifest)
 		if c.catchup {
@@ -309,15 +366,5 @@ func TestBrowserCatchesUpWithTheLiveEdge(t *testing.T) {
 		}
 	}
 	// A rate no engine plays at is refused, saying so.
-	if err := chromedp.Do(ctx, chromedp.Navigate(page+"/?catchup=3&mpd="+url.QueryEscape(page+"/live/live.mpd"))); err != nil {
-		t.Fatal(err)
-	}
-	var errs []string
-	for deadline := time.Now().Add(10 * time.Second); len(errs) == 0 && time.Now().Before(deadline); {
-		time.Sleep(250 * time.Millisecond)
-		errs = readStats(t, ctx).Errors
-	}
-	if !slices.ContainsFunc(errs, func(e string) bool { return strings.Contains(e, "catchup=3: want a playback rate above 1, at most 2") }) {
-		t.Errorf("catchup=3: page errors %q", errs)
-	}
+	pageRefuses(t, ctx, page, "catchup=3", "catchup=3: want a playback rate above 1, at most 2")
 }

@@ -45,7 +45,7 @@ func simCommand() command {
 			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", ")+
 				", optimal (the offline optimum, knowing the trace: all,optimal adds it)")
 			grid := fs.Duration("optimal-grid", player.DefaultOptimalGrid, "buffer resolution of the optimum's dynamic program")
-			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
+			qoe := fs.String("qoe", "lin", "QoE model: "+strings.Join(player.QoEModels(), ", ")+" (lolp: LoL+'s, which scores latency and playback rate too)")
 			pensieve := fs.Bool("pensieve", false, "Pensieve's simulator assumptions (95% payload, 80 ms RTT, 60 s cap, start at rendition 1, first chunk out of QoE)")
 			jobs := fs.Int("j", 0, "parallel sessions (default: number of CPUs)")
 			out := fs.String("out", "", "write one CSV row per (trace, abr) to this file")
@@ -232,7 +232,7 @@ func playCommand() command {
 			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
 			out := fs.String("out", "", "write the per-chunk log as CSV to this file (a live stream's rows end with latency_s: how far behind the live edge it played once the chunk was in)")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
-			qoe := fs.String("qoe", "lin", "QoE model: lin, log, hd or yin")
+			qoe := fs.String("qoe", "lin", "QoE model: "+strings.Join(player.QoEModels(), ", ")+" (lolp: LoL+'s, which scores latency and playback rate too)")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
 			verify := fs.Bool("verify", false, "check every body against the SHA-256 its answer declares (Repr-Digest, else a deepcast ETag); a mismatch counts as corrupt and is refetched")
 			jsonOut := fs.String("json", "", "write the session's summary and request counts as JSON to this file (written on failure too)")
@@ -281,7 +281,8 @@ func playCommand() command {
 				}
 				printSession(stdout, *abr, res, stats.Protocol)
 				if live {
-					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end\n", latency.Start.Seconds(), latency.End.Seconds())
+					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end, %.2fs on average over the chunks, %.2fs at most\n",
+						latency.Start.Seconds(), latency.End.Seconds(), latency.Mean.Seconds(), latency.Max.Seconds())
 				}
 				if res.Rejoins > 0 {
 					times := "once"
@@ -451,6 +452,9 @@ type playReport struct {
 type liveLatencyJSON struct {
 	Start float64 `json:"startSeconds"`
 	End   float64 `json:"endSeconds"`
+	// Mean and Max are over the chunks, as -out's latency_s.
+	Mean float64 `json:"meanSeconds"`
+	Max  float64 `json:"maxSeconds"`
 }
 
 func writePlayJSON(path string, res player.Result, stats player.FetchStats, latency *player.Latency, playErr error) error {
@@ -462,7 +466,7 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, late
 		r.Error = playErr.Error()
 	}
 	if latency != nil {
-		r.LiveLatency = &liveLatencyJSON{Start: latency.Start.Seconds(), End: latency.End.Seconds()}
+		r.LiveLatency = &liveLatencyJSON{Start: latency.Start.Seconds(), End: latency.End.Seconds(), Mean: latency.Mean.Seconds(), Max: latency.Max.Seconds()}
 	}
 	return writeFile(path, func(f *os.File) error {
 		enc := json.NewEncoder(f)

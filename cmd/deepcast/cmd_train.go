@@ -27,7 +27,7 @@ func trainCommand() command {
 			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder or MPD; required")
 			traces := fs.String("traces", "", "training trace files or folders, comma-separated; required")
 			out := fs.String("o", "", "model file to write (JSON); required")
-			qoe := fs.String("qoe", "lin", "QoE model the optimum maximises: lin, log, hd or yin")
+			qoe := fs.String("qoe", "lin", "QoE model the optimum maximises: "+strings.Join(player.QoEModels(), ", "))
 			pensieve := fs.Bool("pensieve", true, "Pensieve's simulator assumptions (as sim -pensieve)")
 			rtt := fs.Duration("rtt", 0, "round trip added to each download (with -pensieve=false)")
 			seed := fs.Uint64("seed", 1, "seed of the initial weights and batch order: the same seed and data give the same model")

@@ -524,6 +524,7 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		out                      string
 		code                     int
 		start, end, caught, stal float64
+		mean, max                float64 // over the chunks, from -json
 		// latencies is the -out log's last column, chunk by chunk.
 		latencies []float64
 	}
@@ -563,10 +564,13 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 				LiveLatency     struct {
 					Start float64 `json:"startSeconds"`
 					End   float64 `json:"endSeconds"`
+					Mean  float64 `json:"meanSeconds"`
+					Max   float64 `json:"maxSeconds"`
 				} `json:"liveLatency"`
 			}
 			if data, err := os.ReadFile(report); err == nil && json.Unmarshal(data, &r) == nil {
 				o.start, o.end, o.caught, o.stal = r.LiveLatency.Start, r.LiveLatency.End, r.CaughtUpSeconds, r.StallSeconds
+				o.mean, o.max = r.LiveLatency.Mean, r.LiveLatency.Max
 			}
 		})
 	}
@@ -590,6 +594,18 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		if n == 0 || math.Abs(o.latencies[0]-o.start) > 0.5 || math.Abs(o.latencies[n-1]-o.end) > 0.01 ||
 			slices.Max(o.latencies) < o.start+o.stal-1.5 || !regexp.MustCompile(`chunk +\d+ .*  latency \d+\.\ds\n`).MatchString(o.out) {
 			t.Errorf("%s: -out's latency by chunk %v, want from %.2f s to %.2f s and up by the %.2f s stalled, as the chunk lines say", name, o.latencies, o.start, o.end, o.stal)
+		}
+		// -json's mean and maximum are those of the chunks' (to -out's
+		// millisecond), and the summary says them.
+		if n > 0 {
+			var sum float64
+			for _, l := range o.latencies {
+				sum += l
+			}
+			if math.Abs(o.mean-sum/float64(n)) > 0.001 || math.Abs(o.max-slices.Max(o.latencies)) > 0.001 ||
+				!strings.Contains(o.out, fmt.Sprintf("%.2fs on average over the chunks, %.2fs at most", o.mean, o.max)) {
+				t.Errorf("%s: -json's latency mean %.3f s, max %.3f s; the chunks' %.3f s, %.3f s", name, o.mean, o.max, sum/float64(n), slices.Max(o.latencies))
+			}
 		}
 	}
 	normal := runs["normal"]

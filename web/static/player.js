@@ -8,7 +8,7 @@ const state = {
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
            recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [], preview: null,
-           liveLatency: 0 },
+           liveLatency: 0, playheadDate: 0 },
 };
 window.deepcast = state.stats;
 
@@ -229,7 +229,7 @@ function resetStats() {
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
     stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [],
-    textTracks: [], textTrack: -1, cues: [], preview: null, liveLatency: 0 });
+    textTracks: [], textTrack: -1, cues: [], preview: null, liveLatency: 0, playheadDate: 0 });
   state.lastRendition = null;
 }
 
@@ -260,6 +260,8 @@ const engines = {
         const b = state.bufferTarget;
         streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
       }
+      // Its live delay outranks the MPD's suggestedPresentationDelay.
+      if (state.liveDelay > 0) streaming.delay = { liveDelay: state.liveDelay };
       if (state.catchup > 1) {
         // Towards dash.js's target live delay (where it joined), never
         // slower than normal when ahead of it.
@@ -316,7 +318,7 @@ const engines = {
           const r = p.getCurrentRepresentationForType && p.getCurrentRepresentationForType('video');
           return { bandwidth: r && r.bandwidth, width: r && r.width, height: r && r.height,
             buffer: p.getBufferLength('video') || 0, throughput: p.getAverageThroughput ? p.getAverageThroughput('video') || 0 : 0,
-            latency: p.isDynamic() ? p.getCurrentLiveLatency() : NaN };
+            latency: p.isDynamic() ? p.getCurrentLiveLatency() : NaN, date: p.isDynamic() ? p.timeAsUTC() * 1000 : NaN };
         },
       };
     },
@@ -330,6 +332,9 @@ const engines = {
         // bound both, or a short clip is all fetched at its first level.
         Object.assign(cfg, { maxBufferLength: state.bufferTarget, maxMaxBufferLength: state.bufferTarget });
       }
+      // Where hls.js joins, and its target latency (in place of three
+      // target durations).
+      if (state.liveDelay > 0) cfg.liveSyncDuration = state.liveDelay;
       // Towards hls.js's target latency (where it joined).
       if (state.catchup > 1) Object.assign(cfg, { lowLatencyMode: true, maxLiveSyncPlaybackRate: state.catchup });
       const hls = new Hls(cfg);
@@ -370,7 +375,7 @@ const engines = {
         now() {
           const l = hls.levels[hls.currentLevel];
           return { bandwidth: l && l.bitrate, width: l && l.width, height: l && l.height, buffer: bufferAhead(), throughput: hls.bandwidthEstimate || 0,
-            latency: l && l.details && l.details.live ? hls.latency : NaN };
+            latency: l && l.details && l.details.live ? hls.latency : NaN, date: hls.playingDate ? hls.playingDate.getTime() : NaN };
         },
       };
     },
@@ -415,7 +420,10 @@ function startShaka(url) {
     // playback begins (below).
     streaming.liveSync = { enabled: true, targetLatency: 3600, targetLatencyTolerance: 0.5, maxPlaybackRate: state.catchup, minPlaybackRate: 1 };
   }
-  p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } }, streaming,
+  // Shaka's presentation delay: a DASH MPD's suggestedPresentationDelay
+  // would outrank the configured one, so it is set aside.
+  const manifest = state.liveDelay > 0 ? { defaultPresentationDelay: state.liveDelay, dash: { ignoreSuggestedPresentationDelay: true } } : {};
+  p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } }, streaming, manifest,
     drm: { servers: { 'org.w3.clearkey': licenceURL(url) } } });
   p.getNetworkingEngine().registerResponseFilter((type, resp) => {
     try { recordSegment(resp.uri, resp.headers); } catch (e) { /* stats only */ }
@@ -466,7 +474,7 @@ function startShaka(url) {
       const t = active();
       const st = p.getStats();
       return { bandwidth: t && (t.videoBandwidth || t.bandwidth), width: t && t.width, height: t && t.height, buffer: bufferAhead(), throughput: st.estimatedBandwidth || 0,
-        latency: p.isLive() ? st.liveLatency : NaN };
+        latency: p.isLive() ? st.liveLatency : NaN, date: p.isLive() ? p.getPlayheadTimeAsDate().getTime() : NaN };
     },
   };
 }
@@ -595,6 +603,13 @@ function play() {
     state.catchup = Number.isFinite(r) && r > 1 && r <= 2 ? r : 0;
     if (!state.catchup) showError(`catchup=${state.catchupParam}: want a playback rate above 1, at most 2`);
   }
+  if (state.liveDelayParam) {
+    // How far behind a live stream's edge to join, as deepcast play
+    // -live-delay (and its bound).
+    const d = +state.liveDelayParam;
+    state.liveDelay = Number.isFinite(d) && d > 0 && d <= 3600 ? d : 0;
+    if (!state.liveDelay) showError(`livedelay=${state.liveDelayParam}: want the seconds behind the live edge to join at, above 0, at most 3600`);
+  }
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
   const engine = engines[$('engine').value] || engines.dashjs;
@@ -635,6 +650,10 @@ function tick() {
       // A live stream's distance from its edge, as the engine reckons it
       // (NaN on demand, and before it knows).
       s.liveLatency = Number.isFinite(n.latency) && n.latency > 0 ? n.latency : 0;
+      // The wall-clock time of the media shown, by the stream's clock (its
+      // availabilityStartTime, or an HLS playlist's PROGRAM-DATE-TIMEs), in
+      // ms: 0 on demand.
+      s.playheadDate = Number.isFinite(n.date) && s.liveLatency > 0 ? n.date : 0;
     } catch (e) { /* not ready yet */ }
   }
   $('s-live-box').classList.toggle('hidden', !(s.liveLatency > 0));
@@ -771,6 +790,7 @@ async function init() {
   if (params.get('engine')) $('engine').value = params.get('engine');
   if (params.get('buffer')) state.bufferTarget = +params.get('buffer');
   state.catchupParam = params.get('catchup') || '';
+  state.liveDelayParam = params.get('livedelay') || '';
   if (params.get('cap')) setCapValue(params.get('cap'));
   trackMenus.sound.want = params.get('sound') || '';
   trackMenus.text.want = params.get('subtitles') || '';
