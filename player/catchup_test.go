@@ -239,3 +239,60 @@ func TestLiveLogAndPlotShowTheLatency(t *testing.T) {
 		t.Errorf("session plot %d px high live, %d px VOD: want a fourth panel", live, vod)
 	}
 }
+
+// TestSimLoLPScoresLatencyAndRate: under LoL+'s QoE (-qoe lolp) every
+// chunk's term, in a live session catching up at 1.5×, is the model's
+// formula of what the log says of it: its bitrate over its seconds, the
+// switch, the stall at the top bitrate's price, its distance from the
+// live edge (0.1·R_max a second, this far behind) and the rate it played
+// on at (R_min per unit above 1), which is 1.5 only while behind and above
+// the floor. The optimum stays the ceiling, and a summary whose optimum
+// scores below zero gives no of_optimal.
+func TestSimLoLPScoresLatencyAndRate(t *testing.T) {
+	v, traces := liveSample(t)
+	res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: append(Algorithms(), Optimal), Pensieve: true,
+		Live: 12 * time.Second, CatchUp: 1.5, QoE: "lolp", KeepLogs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkCeiling(t, res)
+	lo, hi := v.Bitrates[0]/1000, v.Bitrates[len(v.Bitrates)-1]/1000
+	floor := max(v.ChunkDuration, time.Second)
+	fast := 0
+	for _, r := range res {
+		var qoe float64
+		for i, l := range r.Log {
+			if l.Rate != 1 && l.Rate != 1.5 || l.Rate > 1 && (l.Behind <= 0 || l.Buffer <= floor) {
+				t.Fatalf("%s, %s, chunk %d: playing on at %g×, %v behind with %v buffered", r.Trace, r.ABR, l.Chunk, l.Rate, l.Behind, l.Buffer)
+			}
+			if l.Rate > 1 {
+				fast++
+			}
+			want := 0.0 // Pensieve's mode scores no first chunk
+			if i > 0 {
+				br, last := l.BitrateKbps/1000, r.Log[i-1].BitrateKbps/1000
+				weight := 0.1 * hi
+				if l.Latency <= 1100*time.Millisecond {
+					weight = 0.05 * lo
+				}
+				want = v.ChunkDur(l.Chunk-1).Seconds()*br - math.Abs(br-last) - hi*l.Rebuffer.Seconds() - weight*l.Latency.Seconds() - lo*(l.Rate-1)
+			}
+			if math.Abs(l.QoE-want) > 1e-9 {
+				t.Fatalf("%s, %s, chunk %d: QoE term %.9f, want %.9f from %+v", r.Trace, r.ABR, l.Chunk, l.QoE, want, l)
+			}
+			qoe += l.QoE
+		}
+		if math.Abs(qoe-r.QoE) > 1e-6 {
+			t.Errorf("%s, %s: QoE %.6f, its chunks' %.6f", r.Trace, r.ABR, r.QoE, qoe)
+		}
+	}
+	if fast == 0 {
+		t.Error("no chunk played on faster: the sample tests no catch-up")
+	}
+	var b strings.Builder
+	WriteSummary(&b, Summarize([]SimResult{{Trace: "a", ABR: "bola", Result: Result{QoE: -30}}, {Trace: "a", ABR: Optimal, Result: Result{QoE: -10}}}))
+	if lines := strings.Split(strings.TrimSpace(b.String()), "\n"); len(lines) != 3 || !strings.Contains(lines[0], "of_optimal") ||
+		!strings.Contains(lines[1], "  -") || !strings.Contains(lines[2], "  -") {
+		t.Errorf("a summary whose optimum scores -10:\n%s", b.String())
+	}
+}

@@ -127,7 +127,9 @@ type Summary struct {
 	RebufferRatio float64
 	Switches      float64 // mean per session
 	// OfOptimal is the mean QoE as a fraction of the offline optimum's on
-	// the same traces; NaN when the optimum was not run.
+	// the same traces; NaN when the optimum was not run, or its mean QoE
+	// is not above zero (as LoL+'s can be far behind the live edge), where
+	// a fraction of it means nothing: GapClosed still compares.
 	OfOptimal float64
 	// Latency is, live, the mean distance to the live edge at the end
 	// (seconds); NaN for VOD.
@@ -169,7 +171,7 @@ func Summarize(results []SimResult) []Summary {
 				matched++
 			}
 		}
-		if matched > 0 && best != 0 {
+		if matched > 0 && best > 0 {
 			s.OfOptimal = mine / best
 		}
 		qoes := make([]float64, len(rs))
@@ -239,9 +241,9 @@ func OfFamily(results []SimResult, family string) []SimResult {
 }
 
 // WriteSummary prints the per-algorithm table; of_optimal when the
-// optimum was run.
+// optimum was run ("-" where it means nothing).
 func WriteSummary(w io.Writer, sums []Summary) {
-	withOptimal := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.OfOptimal) })
+	withOptimal := slices.ContainsFunc(sums, func(s Summary) bool { return s.ABR == Optimal })
 	live := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.Latency) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t"
@@ -255,7 +257,10 @@ func WriteSummary(w io.Writer, sums []Summary) {
 	for _, s := range sums {
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.1f\t", s.ABR, s.Sessions, s.MeanQoE, s.P10, s.P50, s.P90,
 			s.MeanBitrate, 100*s.RebufferRatio, s.Switches)
-		if withOptimal {
+		switch {
+		case withOptimal && math.IsNaN(s.OfOptimal):
+			fmt.Fprint(tw, "-\t")
+		case withOptimal:
 			fmt.Fprintf(tw, "%.3f\t", s.OfOptimal)
 		}
 		if live {
