@@ -104,7 +104,7 @@ func TestSessionEndsWithTheLiveStream(t *testing.T) {
 // behindServer serves a live stream of segments of seg whose MPD keeps
 // them four segments (timeShiftBufferDepth) and asks players to join two
 // behind the edge; a segment older than that is not found, as a packager
-// deletes it. Each answer takes slow(now) longer. It records the numbers
+// deletes it. Each answer takes slow() longer. It records the numbers
 // of the segments served and counts those not found.
 type behindServer struct {
 	*httptest.Server
@@ -113,7 +113,7 @@ type behindServer struct {
 	notFound atomic.Int64
 }
 
-func newBehindServer(t *testing.T, seg time.Duration, slow func(time.Time) time.Duration) *behindServer {
+func newBehindServer(t *testing.T, seg time.Duration, slow func() time.Duration) *behindServer {
 	ast := time.Now().Add(-30 * time.Second).Truncate(time.Second)
 	b := &behindServer{}
 	mux := http.NewServeMux()
@@ -133,7 +133,7 @@ func newBehindServer(t *testing.T, seg time.Duration, slow func(time.Time) time.
 			return
 		}
 		if r.Method == http.MethodGet {
-			time.Sleep(slow(time.Now()))
+			time.Sleep(slow())
 			b.mu.Lock()
 			b.served = append(b.served, n)
 			b.mu.Unlock()
@@ -162,7 +162,7 @@ func TestSessionSaysItFellBehindTheTimeShiftBuffer(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newBehindServer(t, 250*time.Millisecond, func(time.Time) time.Duration { return 0 })
+			srv := newBehindServer(t, 250*time.Millisecond, func() time.Duration { return 0 })
 			_, res, err := playLiveMPD(t, srv.Server, 1250*time.Millisecond, 0, scripted{0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, c.rejoin)
 			if !errors.Is(err, ErrFellBehind) || !strings.Contains(err.Error(), "left the time-shift buffer (1s)") || res.StreamEnded || res.Chunks != 0 {
 				t.Fatalf("session: %v (%d chunks, ended %v), want it to say it fell behind the time-shift buffer", err, res.Chunks, res.StreamEnded)
@@ -213,7 +213,7 @@ func jumpToTheLiveEdge(t *testing.T, delay time.Duration) time.Duration {
 	// machine is busy, and that stall would count against the join's
 	// distance (2.5 s behind at the end, once).
 	var requests atomic.Int32
-	srv := newBehindServer(t, 500*time.Millisecond, func(time.Time) time.Duration {
+	srv := newBehindServer(t, 500*time.Millisecond, func() time.Duration {
 		if requests.Add(1) <= 2 {
 			return 1500 * time.Millisecond
 		}
@@ -298,7 +298,7 @@ func playLiveMPD(t *testing.T, srv *httptest.Server, rtt, delay time.Duration, a
 // for (ErrFellBehind, no request), as a player reading the MPD's window
 // knows it.
 func TestWaitPublishedSaysAChunkLeftTheStream(t *testing.T) {
-	srv := newBehindServer(t, 250*time.Millisecond, func(time.Time) time.Duration { return 0 })
+	srv := newBehindServer(t, 250*time.Millisecond, func() time.Duration { return 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	v, err := LoadVideoLazily(ctx, srv.URL+"/live.mpd", srv.Client(), 5*time.Second, 0)

@@ -133,18 +133,37 @@ func countPath(reqs []loggedRequest, path string) int {
 // without EXT-X-ENDLIST, fMP4 segments, a separate audio rendition);
 // deepcast play joins three target durations behind the end of the
 // playlist, reloads the playlists for the segments published after, and
-// plays consecutive segments.
+// plays consecutive segments. A second player beside it, given
+// -live-delay 2s, joins about the 4 s nearer the end that asks for.
 func TestPlayJoinsALiveHLSStream(t *testing.T) {
 	dir := t.TempDir()
 	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_04.m4s"}, liveHLS(dir)...)
 	log := &rangeLog{}
 	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
 	defer srv.Close()
+	near := httptest.NewServer(http.FileServer(http.Dir(dir))) // its own, out of the request log
+	defer near.Close()
+	nearReport := filepath.Join(t.TempDir(), "near.json")
+	var nearOut bytes.Buffer
+	var nearCode int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		nearCode = run([]string{"play", "-duration", "8s", "-live-delay", "2s", "-json", nearReport, near.URL + "/master.m3u8"}, &nearOut, &nearOut)
+	})
 
 	var out, errb bytes.Buffer
 	report := filepath.Join(t.TempDir(), "play.json")
-	if code := run([]string{"play", "-duration", "8s", "-cmcd", "-json", report, srv.URL + "/master.m3u8"}, &out, &errb); code != 0 {
-		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	code := run([]string{"play", "-duration", "8s", "-cmcd", "-json", report, srv.URL + "/master.m3u8"}, &out, &errb)
+	wg.Wait()
+	if code != 0 || nearCode != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s\nwith -live-delay 2s: exit %d\n%s", code, out.String(), errb.String(), nearCode, nearOut.String())
+	}
+	// Three target durations (6 s) against one segment (2 s), each from
+	// the segment that holds that point.
+	suggested, given := liveLatencyOf(t, report).StartSeconds, liveLatencyOf(t, nearReport).StartSeconds
+	t.Logf("joined %.2f s behind the live edge as the playlist suggests, %.2f s with -live-delay 2s", suggested, given)
+	if suggested-given < 2.5 || given > 5 {
+		t.Errorf("joined %.2f s behind the live edge as the playlist suggests, %.2f s with -live-delay 2s", suggested, given)
 	}
 	if r := out.String(); !strings.Contains(r, "chunk   4") || strings.Contains(r, "chunk   5") || !strings.Contains(r, "behind the live edge") {
 		t.Errorf("deepcast play -duration 8s of 2 s segments:\n%s", r)
