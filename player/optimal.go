@@ -79,16 +79,7 @@ func (m *optModel) step(ctx context.Context, s *optState, k, q int) (optState, e
 	ph.behind = n.behind
 	var rebuf time.Duration
 	n.buffer, rebuf = ph.arrive(k, n.buffer, elapsed, v.ChunkDur(k))
-	played := ChunkPlay{Duration: v.ChunkDur(k), Rebuffer: rebuf, Rate: ph.rateAt(n.buffer)}
-	if m.cfg.LiveEdge != nil {
-		played.Latency = m.cfg.LiveEdge(n.link.Now()) - (v.endOf(k, false) - n.buffer)
-	}
-	switch {
-	case k > 0:
-		n.qoe += m.qoe.Chunk(v.Bitrates, q, n.last, played)
-	case !m.cfg.SkipFirstQoE:
-		n.qoe += m.qoe.Chunk(v.Bitrates, q, q, played) - m.qoe.Startup(n.startup)
-	}
+	n.qoe += chunkTerm(m.qoe, m.cfg, v, k, q, n.last, chunkPlayed(v, m.cfg, &ph, k, rebuf, n.buffer, n.link.Now()), n.startup)
 	n.last, n.q = q, int8(q)
 	if m.cfg.MaxBuffer > 0 && n.buffer > m.cfg.MaxBuffer && k+1 < m.chunks {
 		wait := n.buffer - m.cfg.MaxBuffer

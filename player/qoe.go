@@ -3,6 +3,7 @@ package player
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,31 @@ type ChunkPlay struct {
 	// Rate is the playback rate then: above 1 while catching up with the
 	// live edge (ChunkLog.Rate); 0 reads as 1.
 	Rate float64
+}
+
+// chunkPlayed is how chunk k of v played, come in after a stall of rebuf
+// with buffer then buffered at now (session time), under cfg: what
+// Session.Run and the optimum score alike.
+func chunkPlayed(v *Video, cfg Config, ph *playhead, k int, rebuf, buffer, now time.Duration) ChunkPlay {
+	p := ChunkPlay{Duration: v.ChunkDur(k), Rebuffer: rebuf, Rate: ph.rateAt(buffer)}
+	if cfg.LiveEdge != nil {
+		// The playhead is the buffer's length before the end of the media in.
+		p.Latency = cfg.LiveEdge(now) - (v.endOf(k, false) - buffer)
+	}
+	return p
+}
+
+// chunkTerm is chunk k's QoE term at rendition q after last: the first
+// chunk is scored as switching from itself, less the startup's penalty,
+// unless cfg leaves it out of the sum (Pensieve's mode).
+func chunkTerm(m QoEModel, cfg Config, v *Video, k, q, last int, p ChunkPlay, startup time.Duration) float64 {
+	switch {
+	case k > 0:
+		return m.Chunk(v.Bitrates, q, last, p)
+	case !cfg.SkipFirstQoE:
+		return m.Chunk(v.Bitrates, q, q, p) - m.Startup(startup)
+	}
+	return 0
 }
 
 // QoEModels returns the names NewQoE takes.
@@ -128,10 +154,7 @@ const lolpLowLatency = 1100 * time.Millisecond
 
 func (lolpQoE) Name() string { return "lolp" }
 func (lolpQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	lo, hi := br[0]/1000, br[len(br)-1]/1000
-	for _, b := range br {
-		lo, hi = min(lo, b/1000), max(hi, b/1000)
-	}
+	lo, hi := slices.Min(br)/1000, slices.Max(br)/1000
 	latencyWeight := 0.1 * hi
 	if p.Latency <= lolpLowLatency {
 		latencyWeight = 0.05 * lo

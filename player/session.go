@@ -367,18 +367,8 @@ play:
 			res.Switches++
 		}
 		lastDone = s.Clock.Now()
-		played := ChunkPlay{Duration: chunkDur, Rebuffer: rebuf, Rate: ph.rateAt(buffer)}
-		if s.Config.LiveEdge != nil {
-			// The playhead is the buffer's length before the end of the media in.
-			played.Latency = s.Config.LiveEdge(lastDone) - (v.endOf(k, false) - buffer)
-		}
-		var term float64
-		switch {
-		case k > 0:
-			term = s.QoE.Chunk(v.Bitrates, q, st.Last, played)
-		case !s.Config.SkipFirstQoE:
-			term = s.QoE.Chunk(v.Bitrates, q, q, played) - s.QoE.Startup(res.Startup)
-		}
+		played := chunkPlayed(v, s.Config, &ph, k, rebuf, buffer, lastDone)
+		term := chunkTerm(s.QoE, s.Config, v, k, q, st.Last, played, res.Startup)
 		res.QoE += term
 		bitrateSum += v.Bitrates[q]
 		st.Last = q

@@ -78,8 +78,8 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		return nil, err
 	}
 	if opt.Live != 0 {
-		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxSimLive {
-			return nil, fmt.Errorf("live delay %v: want one chunk (%v) to %v behind the live edge", opt.Live, opt.Video.ChunkDuration, MaxSimLive)
+		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxLiveDelay {
+			return nil, fmt.Errorf("live delay %v: want one chunk (%v) to %v behind the live edge", opt.Live, opt.Video.ChunkDuration, MaxLiveDelay)
 		}
 		// The ABRs see it as play's would: the buffer can hold no more.
 		live := *opt.Video
@@ -173,8 +173,10 @@ func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe
 	return s.Run(ctx)
 }
 
-// MaxSimLive bounds SimOptions.Live: an hour behind the edge.
-const MaxSimLive = time.Hour
+// MaxLiveDelay bounds how far behind a live edge a session joins, played
+// (play -live-delay, the player page's livedelay) or simulated
+// (SimOptions.Live): an hour.
+const MaxLiveDelay = time.Hour
 
 // simSetup is a simulated session's buffer model and link.
 func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {

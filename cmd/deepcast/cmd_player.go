@@ -253,8 +253,8 @@ func playCommand() command {
 				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
 					return err
 				}
-				if *liveDelay < 0 || *liveDelay > player.MaxSimLive {
-					return fmt.Errorf("-live-delay %v: want 0 (the stream's suggestion) to %v: %w", *liveDelay, player.MaxSimLive, errUsage)
+				if *liveDelay < 0 || *liveDelay > player.MaxLiveDelay {
+					return fmt.Errorf("-live-delay %v: want 0 (the stream's suggestion) to %v: %w", *liveDelay, player.MaxLiveDelay, errUsage)
 				}
 				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
 					// play measures real downloads: a file has none. Say so

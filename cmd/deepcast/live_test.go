@@ -546,6 +546,8 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 		mean, max                float64 // over the chunks, from -json
 		// latencies is the -out log's last column, chunk by chunk.
 		latencies []float64
+		// rows are the -out log's rows, as numbers.
+		rows [][]float64
 	}
 	runs := map[string]*outcome{"normal": {}, "catchup": {}, "sigmoid": {}}
 	var wg sync.WaitGroup
@@ -560,7 +562,8 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 			case "catchup":
 				args = append(args, "-catchup", "1.5")
 			case "sigmoid":
-				args = append(args, "-catchup", "1.5", "-catchup-law", "sigmoid")
+				// Scored by LoL+'s QoE, which prices the latency.
+				args = append(args, "-catchup", "1.5", "-catchup-law", "sigmoid", "-qoe", "lolp")
 			}
 			report, chunkLog := filepath.Join(t.TempDir(), "play.json"), filepath.Join(t.TempDir(), "chunks.csv")
 			var out, errb bytes.Buffer
@@ -573,8 +576,13 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 					return
 				}
 				for _, line := range lines[1:] {
-					v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ',')+1:], 64)
-					o.latencies = append(o.latencies, v)
+					var row []float64
+					for _, f := range strings.Split(line, ",") {
+						v, _ := strconv.ParseFloat(f, 64)
+						row = append(row, v)
+					}
+					o.rows = append(o.rows, row)
+					o.latencies = append(o.latencies, row[len(row)-1])
 				}
 			}
 			var r struct {
@@ -624,6 +632,32 @@ func TestPlayCatchesUpWithTheLiveEdge(t *testing.T) {
 			if math.Abs(o.mean-sum/float64(n)) > 0.001 || math.Abs(o.max-slices.Max(o.latencies)) > 0.001 ||
 				!strings.Contains(o.out, fmt.Sprintf("%.2fs on average over the chunks, %.2fs at most", o.mean, o.max)) {
 				t.Errorf("%s: -json's latency mean %.3f s, max %.3f s; the chunks' %.3f s, %.3f s", name, o.mean, o.max, sum/float64(n), slices.Max(o.latencies))
+			}
+		}
+	}
+	// Under -qoe lolp each chunk's term is its bitrate times its 2 s, less
+	// the switch, R_max per stalled second and 0.1·R_max per second behind
+	// the edge (here always more than 1.1 s), less R_min per unit of rate
+	// above 1, which at up to 1.5× leaves the rest within R_min/2.
+	{
+		rows := runs["sigmoid"].rows
+		col := func(name string) int { return slices.Index(player.LogColumns, name) }
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for _, r := range rows {
+			lo, hi = min(lo, r[col("bitrate_kbps")]/1000), max(hi, r[col("bitrate_kbps")]/1000)
+		}
+		if len(rows) == 0 || lo == hi {
+			t.Fatalf("-qoe lolp: %d chunks between %.3f and %.3f Mbit/s: the slow stretch should have played both renditions", len(rows), lo, hi)
+		}
+		for i, r := range rows {
+			br, last := r[col("bitrate_kbps")]/1000, r[col("bitrate_kbps")]/1000
+			if i > 0 {
+				last = rows[i-1][col("bitrate_kbps")] / 1000
+			}
+			rest := r[col("qoe")] - (2*br - math.Abs(br-last) - hi*r[col("rebuffer_s")] - 0.1*hi*r[len(r)-1])
+			if rest > 0.01 || rest < -lo/2-0.01 {
+				t.Errorf("-qoe lolp, chunk %d: term %.3f at %.0f kbit/s, %.3f s stalled, %.3f s behind: %.3f beyond the bitrate, stall and latency terms, want 0 to -R_min/2 (%.3f)",
+					i+1, r[col("qoe")], br*1000, r[col("rebuffer_s")], r[len(r)-1], rest, -lo/2)
 			}
 		}
 	}

@@ -12,6 +12,17 @@ const state = {
 };
 window.deepcast = state.stats;
 
+// numberParam is the page parameter name's value raw as a number when ok
+// takes it; 0 when it is not given, and, said on the page, when ok does
+// not take it.
+function numberParam(name, raw, ok, want) {
+  if (!raw) return 0;
+  const x = +raw;
+  if (Number.isFinite(x) && ok(x)) return x;
+  showError(`${name}=${raw}: ${want}`);
+  return 0;
+}
+
 function showError(msg) {
   state.stats.errors.push(String(msg));
   const el = $('error');
@@ -596,20 +607,13 @@ function play() {
     $(m.menu).disabled = true;
   }
   $('error').classList.add('hidden');
-  if (state.catchupParam) {
-    // Live catch-up, as deepcast play -catchup: at most 2× (what every
-    // engine allows).
-    const r = +state.catchupParam;
-    state.catchup = Number.isFinite(r) && r > 1 && r <= 2 ? r : 0;
-    if (!state.catchup) showError(`catchup=${state.catchupParam}: want a playback rate above 1, at most 2`);
-  }
-  if (state.liveDelayParam) {
-    // How far behind a live stream's edge to join, as deepcast play
-    // -live-delay (and its bound).
-    const d = +state.liveDelayParam;
-    state.liveDelay = Number.isFinite(d) && d > 0 && d <= 3600 ? d : 0;
-    if (!state.liveDelay) showError(`livedelay=${state.liveDelayParam}: want the seconds behind the live edge to join at, above 0, at most 3600`);
-  }
+  // Live catch-up, as deepcast play -catchup: at most 2× (what every
+  // engine allows).
+  state.catchup = numberParam('catchup', state.catchupParam, (r) => r > 1 && r <= 2, 'want a playback rate above 1, at most 2');
+  // How far behind a live stream's edge to join, as deepcast play
+  // -live-delay (and its bound).
+  state.liveDelay = numberParam('livedelay', state.liveDelayParam, (d) => d > 0 && d <= 3600,
+    'want the seconds behind the live edge to join at, above 0, at most 3600');
   state.t0 = performance.now();
   if (state.chart) state.chart.setData(state.points);
   const engine = engines[$('engine').value] || engines.dashjs;
