@@ -10,11 +10,12 @@ import "math"
 // prediction error) and values nothing after its 5-chunk horizon, so it
 // spends buffer greedily inside the horizon and is caught out by the next
 // drop. Deepcast changes two things. It scores each rendition sequence by
-// its expected linear QoE over three throughput scenarios: the robust
-// prediction and a half-discounted one (harmonic mean / (1 + max error/2)),
-// 45% each, where the max error is over the last 10 predictions rather
-// than 5, and, 10%, the harmonic mean with a fixed 30% margin whatever the
-// recent errors. So a plan that only works if the worst case never comes
+// its expected QoE (the session's model, State.QoE; QoE_lin unless set)
+// over three throughput scenarios: the robust prediction and a
+// half-discounted one (harmonic mean / (1 + max error/2)), 45% each,
+// where the max error is over the last 10 predictions rather than 5, and,
+// 10%, the harmonic mean with a fixed 30% margin whatever the recent
+// errors. So a plan that only works if the worst case never comes
 // is not chosen, one that would starve only in the worst case is not
 // thrown away, and one outage (whose error stays in the memory for ten
 // chunks, and which the lagging harmonic mean follows with more large
@@ -137,10 +138,13 @@ func (d *Deepcast) maxError() float64 {
 }
 
 // planScenarios scores every rendition sequence of length h by its weighted
-// linear QoE over the throughput scenarios (kbit/s, each constant over the
-// horizon) plus value × min(buffer left, target) per chunk duration at the
-// lowest bitrate, and returns the best sequence's first rendition. Each
-// prefix is evaluated once for all scenarios.
+// QoE (the session's model, State.QoE) over the throughput scenarios
+// (kbit/s, each constant over the horizon) plus value × min(buffer left,
+// target) per chunk duration at the lowest bitrate, and returns the best
+// sequence's first rendition. The buffer's value is QoE_lin's, in its
+// units: under another model it is scaled by the model's price of a
+// stalled second against QoE_lin's, for what a second of buffer saves is
+// a second of stall. Each prefix is evaluated once for all scenarios.
 func planScenarios(s *State, h int, bw, weight []float64, value, target float64) int {
 	br := s.Bitrates()
 	n := len(br)
@@ -148,10 +152,16 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 	last := max(s.Last, 0)
 	chunkSec := s.ChunkSeconds()
 	ceiling := s.planCeiling()
+	t := s.planTerms()
+	worth := value
+	if t.stall != linStallPrice {
+		worth = value * t.stall / linStallPrice
+	}
 	best, bestFirst := math.Inf(-1), 0
 	bufs := make([][]float64, h+1)
+	stalled := make([][]float64, h+1) // stall planned so far, for t.lag
 	for i := range bufs {
-		bufs[i] = make([]float64, k)
+		bufs[i], stalled[i] = make([]float64, k), make([]float64, k)
 	}
 	for j := range k {
 		bufs[0][j] = s.Buffer.Seconds()
@@ -165,7 +175,7 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 				if target <= 0 {
 					break
 				}
-				v += weight[j] * value * math.Min(bufs[step][j], target) / chunkSec * br[0] / 1000
+				v += weight[j] * worth * math.Min(bufs[step][j], target) / chunkSec * br[0] / 1000
 			}
 			if v >= best {
 				best, bestFirst = v, first
@@ -178,20 +188,24 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 				f = q
 			}
 			kbits := float64(s.Video.Size(s.Chunk+step, q)) * 8 / 1000
-			exp := br[q]/1000 - math.Abs(br[q]-br[prev])/1000
+			exp := t.util[q] - t.switching[prev*n+q]
 			for j := range k {
 				dl := math.Inf(1)
 				if bw[j] > 0 {
 					dl = kbits / bw[j]
 				}
-				b := bufs[step][j]
+				b, st := bufs[step][j], stalled[step][j]
 				if b < dl {
-					exp -= weight[j] * 4.3 * (dl - b)
+					exp -= weight[j] * t.stall * (dl - b)
+					st += dl - b
 					b = 0
 				} else {
 					b -= dl
 				}
-				bufs[step+1][j] = min(b+chunkSec, ceiling)
+				if t.lag != 0 {
+					exp -= weight[j] * t.lag * st
+				}
+				bufs[step+1][j], stalled[step+1][j] = min(b+chunkSec, ceiling), st
 			}
 			rews[step+1] = rews[step] + exp
 			walk(step+1, q, f)

@@ -1,6 +1,8 @@
 package player
 
 import (
+	"context"
+	"math"
 	"testing"
 	"time"
 )
@@ -63,5 +65,74 @@ func TestDeepcastBolaFloor(t *testing.T) {
 	}
 	if got, plan, _ := choose(&Deepcast{errors: dip, unprimed: true}, 30*time.Second); got != plan {
 		t.Errorf("unprimed: %d, want the plan's %d", got, plan)
+	}
+}
+
+// plansFor makes an ABR plan for model m whatever the session is scored
+// by: the planners as they were before they read State.QoE.
+type plansFor struct {
+	ABR
+	m QoEModel
+}
+
+func (p plansFor) Choose(s *State) int {
+	scored, terms := s.QoE, s.terms
+	s.QoE, s.terms = p.m, nil
+	q := p.ABR.Choose(s)
+	s.QoE, s.terms = scored, terms
+	return q
+}
+
+// TestPlannersPlanForTheSessionsQoE: scored by another model than
+// QoE_lin, robustMPC and deepcast plan for it, and score higher than when
+// they plan for QoE_lin as they did before they read State.QoE. Measured
+// on fcc: by QoE_HD, robustMPC 174.15 against 152.92 and deepcast 190.15
+// against 158.90; by LoL+'s QoE, 8 s behind a live edge, deepcast
+// -190.43 against -227.15 (robustMPC, not checked here, gains less
+// and not everywhere: player/README.md). The test wants 5 % of the lin
+// plan's magnitude more.
+func TestPlannersPlanForTheSessionsQoE(t *testing.T) {
+	v, traces, lin, opt := pensieveSetup(t, "fcc")
+	for _, tc := range []struct {
+		abr, qoe string
+		live     time.Duration
+	}{
+		{"robustmpc", "hd", 0},
+		{DeepcastMPC, "hd", 0},
+		{DeepcastMPC, "lolp", 8 * time.Second},
+	} {
+		m, err := NewQoE(tc.qoe)
+		if err != nil {
+			t.Fatal(err)
+		}
+		video := *v
+		video.LiveDelay = tc.live
+		opt := opt
+		opt.Video = &video
+		mean := func(planFor QoEModel) float64 {
+			sum := 0.0
+			for _, tr := range traces {
+				a, err := NewABR(tc.abr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if planFor != nil {
+					a = plansFor{a, planFor}
+				}
+				cfg, link := simSetup(opt, tr)
+				s := &Session{Video: &video, ABR: a, QoE: m, Clock: link, Fetcher: link, Config: cfg}
+				res, err := s.Run(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum += res.QoE
+			}
+			return sum / float64(len(traces))
+		}
+		own, asLin := mean(nil), mean(lin)
+		t.Logf("%s on fcc, scored by %s, %s behind: %.2f planning for it, %.2f planning for QoE_lin", tc.abr, tc.qoe, tc.live, own, asLin)
+		if own < asLin+0.05*math.Abs(asLin) {
+			t.Errorf("%s scored by %s: planning for it scores %.2f, for QoE_lin %.2f: want at least 5 %% more", tc.abr, tc.qoe, own, asLin)
+		}
 	}
 }

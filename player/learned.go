@@ -390,7 +390,7 @@ func (t *teacher) label(s *State, n int) (Decision, error) {
 func (t *teacher) rollout(s *State, cur optState) (float64, error) {
 	mpc := t.feat.mpc
 	mpc.errors = slices.Clone(mpc.errors)
-	st := &State{Video: s.Video, Chunks: s.Chunks, MaxBuffer: s.MaxBuffer,
+	st := &State{Video: s.Video, Chunks: s.Chunks, MaxBuffer: s.MaxBuffer, QoE: s.QoE,
 		History: append(slices.Clone(s.History), cur.sample)}
 	for k := s.Chunk + 1; k < t.model.chunks; k++ {
 		st.Chunk, st.Buffer, st.Last = k, cur.buffer, cur.last

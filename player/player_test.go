@@ -340,6 +340,73 @@ func TestQoEModels(t *testing.T) {
 	}
 }
 
+// unsplitQoE hides a model's own split, so termsOf splits it by
+// differences of its Chunk.
+type unsplitQoE struct{ QoEModel }
+
+// TestPlanTermsAddUpToTheChunkTerm: the terms a planner sums for a
+// model are its Chunk term, on demand, for every pair of renditions and
+// stall, within rounding; QoE_lin's to the last bit, as robustMPC
+// summed it before it planned for other models (its decisions are
+// checked against Pensieve's).
+func TestPlanTermsAddUpToTheChunkTerm(t *testing.T) {
+	br := []float64{300, 750, 1200, 1850, 2850, 4300}
+	d := 4 * time.Second
+	for _, name := range QoEModels() {
+		m, err := NewQoE(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			m     QoEModel
+			exact bool
+		}{{m, name == "lin"}, {unsplitQoE{m}, false}} {
+			terms := termsOf(tc.m, br, d, 0)
+			n := len(br)
+			for p := range n {
+				for q := range n {
+					for _, stall := range []time.Duration{0, 700 * time.Millisecond, 3 * time.Second} {
+						want := m.Chunk(br, q, p, ChunkPlay{Duration: d, Rebuffer: stall})
+						got := terms.util[q] - terms.stall*stall.Seconds() - terms.switching[p*n+q]
+						if tc.exact && got != want || math.Abs(got-want) > 1e-9 {
+							t.Errorf("%s (exact %v) %d after %d, %s stalled: terms sum to %v, Chunk %v", name, tc.exact, q, p, stall, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestPlanTermsPriceALiveStallsLag: live, a stall leaves the playhead
+// further behind the edge for the chunks after it; a model that prices
+// the latency (lolp) charges the planner for each such second, at its
+// weight at the join's distance, and the others do not.
+func TestPlanTermsPriceALiveStallsLag(t *testing.T) {
+	br := []float64{300, 750, 1200, 1850, 2850, 4300}
+	for _, tc := range []struct {
+		model  string
+		behind time.Duration
+		want   float64
+	}{
+		{"lolp", 12 * time.Second, 0.43}, // 0.1·R_max
+		{"lolp", 500 * time.Millisecond, 0.015},
+		{"lolp", 0, 0}, // on demand
+		{"lin", 12 * time.Second, 0},
+		{"hd", 12 * time.Second, 0},
+		{"log", 12 * time.Second, 0},
+		{"yin", 12 * time.Second, 0},
+	} {
+		m, err := NewQoE(tc.model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := termsOf(m, br, 4*time.Second, tc.behind).lag; math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s %s behind: lag %v, want %v", tc.model, tc.behind, got, tc.want)
+		}
+	}
+}
+
 func TestSessionBufferModel(t *testing.T) {
 	v := &Video{ChunkDuration: 4 * time.Second, Bitrates: []float64{1000}, Chunks: 30}
 	for range 30 {
@@ -627,7 +694,7 @@ func TestPlotsAreReadable(t *testing.T) {
 
 // planMPCReference is the plain recursive search planMPC must decide
 // exactly as (kept here as the specification).
-func planMPCReference(s *State, h int, predicted func(step int) float64, rebufPenalty, smooth float64) int {
+func planMPCReference(s *State, h int, predicted func(step int) float64, t *planTerms) int {
 	br := s.Bitrates()
 	n := len(br)
 	last := s.Last
@@ -636,8 +703,8 @@ func planMPCReference(s *State, h int, predicted func(step int) float64, rebufPe
 	}
 	chunkSec := s.ChunkSeconds()
 	best, bestFirst := math.Inf(-1), 0
-	var walk func(step, prev, first int, buffer, reward float64)
-	walk = func(step, prev, first int, buffer, reward float64) {
+	var walk func(step, prev, first int, buffer, stalled, reward float64)
+	walk = func(step, prev, first int, buffer, stalled, reward float64) {
 		if step == h {
 			if reward >= best {
 				best, bestFirst = reward, first
@@ -663,17 +730,21 @@ func planMPCReference(s *State, h int, predicted func(step int) float64, rebufPe
 				buf -= dl
 			}
 			buf = min(buf+chunkSec, s.planCeiling()) // a live buffer stops at the edge
-			r := reward + br[q]/1000 - rebufPenalty*rebuf - smooth*math.Abs(br[q]-br[prev])/1000
-			walk(step+1, q, f, buf, r)
+			r := reward + t.util[q] - t.stall*rebuf - t.switching[prev*n+q]
+			if t.lag != 0 { // a live stall's lag for this chunk and the rest
+				r -= t.lag * (stalled + rebuf)
+			}
+			walk(step+1, q, f, buf, stalled+rebuf, r)
 		}
 	}
-	walk(0, last, 0, s.Buffer.Seconds(), 0)
+	walk(0, last, 0, s.Buffer.Seconds(), 0, 0)
 	return bestFirst
 }
 
 // TestRobustMPCDecisionsUnchanged: the fast planner chooses, chunk by
 // chunk, exactly what the plain search chooses, over every fcc and hsdpa
-// trace in Pensieve's mode and in the plain one.
+// trace in Pensieve's mode and in the plain one, live, and planning for
+// QoE_HD, QoE_log and, live, LoL+'s QoE with its price on a stall's lag.
 func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 	v := loadEnvivio(t)
 	var traces []*Trace
@@ -684,8 +755,8 @@ func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 		}
 		traces = append(traces, ts...)
 	}
-	decisions := func(pensieve bool, live time.Duration) map[string][]int {
-		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: pensieve, KeepLogs: true, Live: live})
+	decisions := func(pensieve bool, live time.Duration, qoe string) map[string][]int {
+		res, err := Simulate(context.Background(), SimOptions{Video: v, Traces: traces, Algorithms: []string{"robustmpc"}, Pensieve: pensieve, KeepLogs: true, Live: live, QoE: qoe})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -700,10 +771,11 @@ func TestRobustMPCDecisionsUnchanged(t *testing.T) {
 	for _, mode := range []struct {
 		pensieve bool
 		live     time.Duration
-	}{{true, 0}, {false, 0}, {true, 12 * time.Second}} {
-		fast := decisions(mode.pensieve, mode.live)
+		qoe      string
+	}{{true, 0, "lin"}, {false, 0, "lin"}, {true, 12 * time.Second, "lin"}, {true, 0, "hd"}, {true, 0, "log"}, {true, 12 * time.Second, "lolp"}} {
+		fast := decisions(mode.pensieve, mode.live, mode.qoe)
 		mpcPlanner = planMPCReference
-		ref := decisions(mode.pensieve, mode.live)
+		ref := decisions(mode.pensieve, mode.live, mode.qoe)
 		mpcPlanner = planMPC
 		checked := 0
 		for trace, want := range ref {

@@ -61,6 +61,85 @@ func chunkTerm(m QoEModel, cfg Config, v *Video, k, q, last int, p ChunkPlay, st
 	return 0
 }
 
+// planTerms are a QoE model's chunk term as a planner sums it over a
+// horizon: util[q] for playing rendition q, less switching[p*n+q] for
+// coming to it from rendition p, less stall for each second stalled
+// before it, and, live, less lag for each second the plan has stalled up
+// to and including it: a live stall leaves the playhead that much further
+// behind the edge for every chunk after it.
+type planTerms struct {
+	util, switching []float64
+	stall, lag      float64
+}
+
+// splitTerms is a QoE model that gives its planTerms itself, in the
+// expressions its Chunk adds up (for QoE_lin, in the order too, so that
+// robustMPC's plans are to the last bit what they were before it planned
+// for other models). The lag is termsOf's.
+type splitTerms interface {
+	planTerms(br []float64, d time.Duration) planTerms
+}
+
+// termsOf is m's chunk term split for a planner, for chunks of d, on a
+// stream joined behind its live edge (0 on demand). A model that does
+// not split itself is split by differences of its Chunk (exact when its
+// term is a utility less a switch cost less a price per stalled second,
+// as every model here is). The lag is the price of one second more
+// behind the edge than the join's distance; the playback rate, which
+// the rendition does not set, is left out.
+func termsOf(m QoEModel, br []float64, d, behind time.Duration) planTerms {
+	var t planTerms
+	if s, ok := m.(splitTerms); ok {
+		t = s.planTerms(br, d)
+	} else {
+		t = splitByDifferences(m, br, d)
+	}
+	if behind > 0 && len(br) > 0 {
+		at := func(l time.Duration) float64 { return m.Chunk(br, 0, 0, ChunkPlay{Duration: d, Latency: l}) }
+		// Per second, from a millisecond's difference: lolp's weight steps
+		// up at 1.1 s, and a join just below that pays the lower one.
+		t.lag = max(at(behind)-at(behind+time.Millisecond), 0) * 1000
+	}
+	return t
+}
+
+// splitByDifferences splits m's chunk term by differences of its Chunk.
+func splitByDifferences(m QoEModel, br []float64, d time.Duration) planTerms {
+	n := len(br)
+	t := planTerms{util: make([]float64, n), switching: make([]float64, n*n)}
+	for q := range n {
+		t.util[q] = m.Chunk(br, q, q, ChunkPlay{Duration: d})
+	}
+	for p := range n {
+		for q := range n {
+			t.switching[p*n+q] = t.util[q] - m.Chunk(br, q, p, ChunkPlay{Duration: d})
+		}
+	}
+	if n > 0 {
+		t.stall = t.util[0] - m.Chunk(br, 0, 0, ChunkPlay{Duration: d, Rebuffer: time.Second})
+	}
+	return t
+}
+
+// newPlanTerms tabulates planTerms for n renditions.
+func newPlanTerms(n int, util func(q int) float64, switching func(p, q int) float64, stall float64) planTerms {
+	t := planTerms{util: make([]float64, n), switching: make([]float64, n*n), stall: stall}
+	for q := range n {
+		t.util[q] = util(q)
+	}
+	for p := range n {
+		for q := range n {
+			t.switching[p*n+q] = switching(p, q)
+		}
+	}
+	return t
+}
+
+// kbpsSwitch is the switch cost in Mbit/s that lin, yin and lolp charge.
+func kbpsSwitch(br []float64) func(p, q int) float64 {
+	return func(p, q int) float64 { return math.Abs(br[q]-br[p]) / 1000 }
+}
+
 // QoEModels returns the names NewQoE takes.
 func QoEModels() []string { return []string{"lin", "log", "hd", "yin", "lolp"} }
 
@@ -85,21 +164,36 @@ func NewQoE(name string) (QoEModel, error) {
 // |ΔR| in Mbit/s.
 type linQoE struct{}
 
+// linStallPrice is QoE_lin's price of a stalled second.
+const linStallPrice = 4.3
+
 func (linQoE) Name() string { return "lin" }
 func (linQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	return br[q]/1000 - 4.3*p.Rebuffer.Seconds() - math.Abs(br[q]-br[last])/1000
+	return br[q]/1000 - linStallPrice*p.Rebuffer.Seconds() - math.Abs(br[q]-br[last])/1000
 }
 func (linQoE) Startup(time.Duration) float64 { return 0 }
+func (linQoE) planTerms(br []float64, _ time.Duration) planTerms {
+	return newPlanTerms(len(br), func(q int) float64 { return br[q] / 1000 }, kbpsSwitch(br), linStallPrice)
+}
 
 // logQoE is Pensieve's QoE_log: q(R) = ln(R/Rmin), 2.66 per stalled second.
 type logQoE struct{}
 
 func (logQoE) Name() string { return "log" }
 func (logQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	u := func(i int) float64 { return math.Log(br[i] / br[0]) }
+	u := logUtility(br)
 	return u(q) - 2.66*p.Rebuffer.Seconds() - math.Abs(u(q)-u(last))
 }
 func (logQoE) Startup(time.Duration) float64 { return 0 }
+func (logQoE) planTerms(br []float64, _ time.Duration) planTerms {
+	u := logUtility(br)
+	return newPlanTerms(len(br), u, func(p, q int) float64 { return math.Abs(u(q) - u(p)) }, 2.66)
+}
+
+// logUtility is QoE_log's ln(R/Rmin) of rendition i.
+func logUtility(br []float64) func(i int) float64 {
+	return func(i int) float64 { return math.Log(br[i] / br[0]) }
+}
 
 // hdQoE is Pensieve's QoE_HD (Table 1): the six renditions of its video
 // score 1, 2, 3, 12, 15, 20 (HD favoured), 8 per stalled second. Other
@@ -127,6 +221,10 @@ func (hdQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 	return hdUtility(br[q]) - 8*p.Rebuffer.Seconds() - math.Abs(hdUtility(br[q])-hdUtility(br[last]))
 }
 func (hdQoE) Startup(time.Duration) float64 { return 0 }
+func (hdQoE) planTerms(br []float64, _ time.Duration) planTerms {
+	u := func(i int) float64 { return hdUtility(br[i]) }
+	return newPlanTerms(len(br), u, func(p, q int) float64 { return math.Abs(u(q) - u(p)) }, 8)
+}
 
 // yinQoE is Yin et al. 2015's QoE with balanced weights (λ=1, μ=μs=3000
 // with bitrates in kbit/s), here in Mbit/s units: bitrate − |switch| −
@@ -138,6 +236,9 @@ func (yinQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 	return br[q]/1000 - math.Abs(br[q]-br[last])/1000 - 3*p.Rebuffer.Seconds()
 }
 func (yinQoE) Startup(d time.Duration) float64 { return 3 * d.Seconds() }
+func (yinQoE) planTerms(br []float64, _ time.Duration) planTerms {
+	return newPlanTerms(len(br), func(q int) float64 { return br[q] / 1000 }, kbpsSwitch(br), 3)
+}
 
 // lolpQoE is the QoE of LoL+ (Bentaleb et al., "Catching the Moment with
 // LoL+ in Twitch-like Low-latency Live Streaming Platforms", 2021), with
@@ -167,3 +268,7 @@ func (lolpQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 		latencyWeight*p.Latency.Seconds() - lo*math.Abs(1-rate)
 }
 func (lolpQoE) Startup(time.Duration) float64 { return 0 }
+
+func (lolpQoE) planTerms(br []float64, d time.Duration) planTerms {
+	return newPlanTerms(len(br), func(q int) float64 { return d.Seconds() * br[q] / 1000 }, kbpsSwitch(br), slices.Max(br)/1000)
+}

@@ -1,16 +1,22 @@
 package player
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // RobustMPC is robust model-predictive control (Yin et al., SIGCOMM 2015)
 // as Pensieve evaluates it: predict throughput as the harmonic mean of the
 // last 5 downloads divided by 1 + the largest relative prediction error of
 // the last 5, then search every rendition sequence over the next Horizon
-// chunks for the best linear QoE (bitrate − 4.3·rebuffer − |switch|) and
-// take its first step. On a live stream the plan's buffer stops where a
-// live buffer does (the distance to the edge less a chunk, State's
-// planCeiling), as the buffer cap B_max of Yin et al.'s model; Pensieve's
-// code, for VOD with 60 s, has none, and VOD decides as it does.
+// chunks for the best QoE and take its first step. The QoE is the
+// session's model (State.QoE): Pensieve's linear one (bitrate −
+// 4.3·rebuffer − |switch|) unless the session is scored by another, for
+// Yin et al. plan for whichever QoE the player is judged by. On a live
+// stream the plan's buffer stops where a live buffer does (the distance
+// to the edge less a chunk, State's planCeiling), as the buffer cap B_max
+// of Yin et al.'s model; Pensieve's code, for VOD with 60 s, has none,
+// and VOD decides as it does.
 type RobustMPC struct {
 	Horizon  int
 	errors   []float64
@@ -43,7 +49,7 @@ func (m *RobustMPC) Choose(s *State) int {
 	if h <= 0 {
 		h = 1
 	}
-	return mpcPlanner(s, h, func(int) float64 { return predicted }, 4.3, 1)
+	return mpcPlanner(s, h, func(int) float64 { return predicted }, s.planTerms())
 }
 
 // mpcPlanner is planMPC; the tests swap in the reference search to check
@@ -51,20 +57,20 @@ func (m *RobustMPC) Choose(s *State) int {
 var mpcPlanner = planMPC
 
 // planMPC searches every rendition sequence of length h from the current
-// chunk with predicted throughput (kbit/s) per step, maximising
-// Σ bitrate/1000 − rebufPenalty·rebuffer − smooth·|Δbitrate|/1000 (Mbit/s
-// units, as Pensieve), and returns the first rendition of the best. On
-// equal rewards the later sequence in enumeration order wins, as in
-// Pensieve's implementation.
+// chunk with predicted throughput (kbit/s) per step, maximising the sum
+// of t's terms (for QoE_lin, Σ bitrate/1000 − 4.3·rebuffer −
+// |Δbitrate|/1000 in Mbit/s, as Pensieve), and returns the first
+// rendition of the best. On equal rewards the later sequence in
+// enumeration order wins, as in Pensieve's implementation.
 //
 // It decides exactly as the plain recursive search (planMPCReference in
-// the tests, which compare them) but 2-3x faster: every download time,
-// bitrate term and switch term is computed once per call into tables (the
+// the tests, which compare them) but 2-3x faster: every download time is
+// computed once per call into a table, and the terms come tabulated (the
 // same expressions, so the same floating-point sums), the walk is a loop
 // over an explicit stack, and a prefix whose reward could not reach the
-// best even with the top bitrate, no stall and no switch for every step
+// best even with the top utility, no stall and no switch for every step
 // left is not walked further.
-func planMPC(s *State, h int, predicted func(step int) float64, rebufPenalty, smooth float64) int {
+func planMPC(s *State, h int, predicted func(step int) float64, t *planTerms) int {
 	br := s.Bitrates()
 	n := len(br)
 	if n == 0 || h <= 0 {
@@ -85,22 +91,14 @@ func planMPC(s *State, h int, predicted func(step int) float64, rebufPenalty, sm
 			dl[step*n+q] = d
 		}
 	}
-	gain := make([]float64, n)
-	topGain := 0.0
-	for q := range n {
-		gain[q] = br[q] / 1000
-		topGain = max(topGain, gain[q])
-	}
-	switchCost := make([]float64, n*n) // [prev*n+q]
-	for p := range n {
-		for q := range n {
-			switchCost[p*n+q] = smooth * math.Abs(br[q]-br[p]) / 1000
-		}
-	}
+	topGain := slices.Max(t.util)
+	// The bound below holds while no term but the utility is a gain.
+	prune := t.stall >= 0 && slices.Min(t.switching) >= 0
 	// The stack: at depth d, the rendition tried (choice), the buffer and
 	// reward before it, and the rendition before it.
 	choice := make([]int, h)
 	bufAt := make([]float64, h+1)
+	stalledAt := make([]float64, h+1) // stall planned before it, for t.lag
 	rewardAt := make([]float64, h+1)
 	prevAt := make([]int, h+1)
 	bufAt[0], prevAt[0] = s.Buffer.Seconds(), last
@@ -115,29 +113,33 @@ func planMPC(s *State, h int, predicted func(step int) float64, rebufPenalty, sm
 		}
 		q := choice[d]
 		buf, rebuf := bufAt[d], 0.0
-		t := dl[d*n+q]
-		if buf < t {
-			rebuf = t - buf
+		took := dl[d*n+q]
+		if buf < took {
+			rebuf = took - buf
 			buf = 0
 		} else {
-			buf -= t
+			buf -= took
 		}
 		buf = min(buf+chunkSec, ceiling)
-		r := rewardAt[d] + gain[q] - rebufPenalty*rebuf - switchCost[prevAt[d]*n+q]
+		r := rewardAt[d] + t.util[q] - t.stall*rebuf - t.switching[prevAt[d]*n+q]
+		stalled := stalledAt[d] + rebuf
+		if t.lag != 0 {
+			r -= t.lag * stalled
+		}
 		if d == h-1 {
 			if r >= best {
 				best, bestFirst = r, choice[0]
 			}
 			continue
 		}
-		// Even the best case from here (top bitrate, no stall, no switch
-		// cost) stays below the best found: skip the subtree. The margin
+		// Even the best case from here (top utility, no stall, no
+		// switch cost: no term is a gain) stays below the best found: skip the subtree. The margin
 		// keeps rounding from ever skipping a tie.
-		if bound := r + float64(h-1-d)*topGain; bound+1e-9*(1+math.Abs(bound)) < best {
+		if bound := r + float64(h-1-d)*topGain; prune && bound+1e-9*(1+math.Abs(bound)) < best {
 			continue
 		}
 		d++
-		bufAt[d], rewardAt[d], prevAt[d], choice[d] = buf, r, q, -1
+		bufAt[d], stalledAt[d], rewardAt[d], prevAt[d], choice[d] = buf, stalled, r, q, -1
 	}
 	return bestFirst
 }

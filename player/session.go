@@ -192,7 +192,7 @@ func (s *Session) Run(ctx context.Context) (Result, error) {
 		chunks = s.Config.Chunks
 	}
 	wanted := chunks
-	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer}
+	st := &State{Video: v, Chunks: chunks, Last: -1, MaxBuffer: s.Config.MaxBuffer, QoE: s.QoE}
 	var res Result
 	var buffer, lastDone time.Duration
 	ph := newPlayhead(v, s.Config.CatchUp, s.Config.CatchUpLaw)

@@ -35,7 +35,12 @@ type State struct {
 	// Stalled: the last chunk came after the buffer had run out.
 	Stalled bool
 	History []Sample
-	ewma    EWMA
+	// QoE is the model the session is scored by: what the planning rules
+	// (robustMPC, deepcast) maximise over their horizon. Nil plans for
+	// QoE_lin, as Pensieve's robustMPC does.
+	QoE   QoEModel
+	ewma  EWMA
+	terms *planTerms // QoE's terms for the planners, made on first use
 }
 
 func (s *State) addSample(d Download) {
@@ -74,6 +79,19 @@ func (s *State) planCeiling() float64 {
 		return math.Inf(1)
 	}
 	return max(s.BufferCapacity().Seconds()-s.ChunkSeconds(), 0)
+}
+
+// planTerms are the session's QoE model's terms as a planner adds them up.
+func (s *State) planTerms() *planTerms {
+	if s.terms == nil {
+		m := s.QoE
+		if m == nil {
+			m = linQoE{}
+		}
+		t := termsOf(m, s.Bitrates(), s.Video.ChunkDuration, s.Video.LiveDelay)
+		s.terms = &t
+	}
+	return s.terms
 }
 
 // Remaining is the number of chunks after the current one.
