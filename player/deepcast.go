@@ -153,10 +153,7 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 	chunkSec := s.ChunkSeconds()
 	ceiling := s.planCeiling()
 	t := s.planTerms()
-	worth := value
-	if t.stall != linStallPrice {
-		worth = value * t.stall / linStallPrice
-	}
+	worth := value * (t.stall / linStallPrice) // value itself under QoE_lin
 	best, bestFirst := math.Inf(-1), 0
 	bufs := make([][]float64, h+1)
 	stalled := make([][]float64, h+1) // stall planned so far, for t.lag

@@ -135,9 +135,19 @@ func newPlanTerms(n int, util func(q int) float64, switching func(p, q int) floa
 	return t
 }
 
-// kbpsSwitch is the switch cost in Mbit/s that lin, yin and lolp charge.
-func kbpsSwitch(br []float64) func(p, q int) float64 {
-	return func(p, q int) float64 { return math.Abs(br[q]-br[p]) / 1000 }
+// bitrateTerms are the planTerms of lin, yin and lolp: the bitrate in
+// Mbit/s times seconds (1 for a per-chunk bitrate, the chunk's duration
+// for lolp's bitrate over time), the switch |ΔR| in Mbit/s and stall a
+// stalled second.
+func bitrateTerms(br []float64, seconds, stall float64) planTerms {
+	return newPlanTerms(len(br), func(q int) float64 { return seconds * br[q] / 1000 },
+		func(p, q int) float64 { return math.Abs(br[q]-br[p]) / 1000 }, stall)
+}
+
+// utilityTerms are the planTerms of log and hd: a utility per rendition,
+// the switch its |Δutility|, and stall a stalled second.
+func utilityTerms(n int, u func(i int) float64, stall float64) planTerms {
+	return newPlanTerms(n, u, func(p, q int) float64 { return math.Abs(u(q) - u(p)) }, stall)
 }
 
 // QoEModels returns the names NewQoE takes.
@@ -173,21 +183,23 @@ func (linQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 }
 func (linQoE) Startup(time.Duration) float64 { return 0 }
 func (linQoE) planTerms(br []float64, _ time.Duration) planTerms {
-	return newPlanTerms(len(br), func(q int) float64 { return br[q] / 1000 }, kbpsSwitch(br), linStallPrice)
+	return bitrateTerms(br, 1, linStallPrice)
 }
 
 // logQoE is Pensieve's QoE_log: q(R) = ln(R/Rmin), 2.66 per stalled second.
 type logQoE struct{}
 
+// logStallPrice is QoE_log's price of a stalled second.
+const logStallPrice = 2.66
+
 func (logQoE) Name() string { return "log" }
 func (logQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 	u := logUtility(br)
-	return u(q) - 2.66*p.Rebuffer.Seconds() - math.Abs(u(q)-u(last))
+	return u(q) - logStallPrice*p.Rebuffer.Seconds() - math.Abs(u(q)-u(last))
 }
 func (logQoE) Startup(time.Duration) float64 { return 0 }
 func (logQoE) planTerms(br []float64, _ time.Duration) planTerms {
-	u := logUtility(br)
-	return newPlanTerms(len(br), u, func(p, q int) float64 { return math.Abs(u(q) - u(p)) }, 2.66)
+	return utilityTerms(len(br), logUtility(br), logStallPrice)
 }
 
 // logUtility is QoE_log's ln(R/Rmin) of rendition i.
@@ -199,6 +211,9 @@ func logUtility(br []float64) func(i int) float64 {
 // score 1, 2, 3, 12, 15, 20 (HD favoured), 8 per stalled second. Other
 // ladders map by bitrate onto the same curve.
 type hdQoE struct{}
+
+// hdStallPrice is QoE_HD's price of a stalled second.
+const hdStallPrice = 8
 
 var hdKbps = []float64{300, 750, 1200, 1850, 2850, 4300}
 var hdScore = []float64{1, 2, 3, 12, 15, 20}
@@ -218,12 +233,11 @@ func hdUtility(kbps float64) float64 {
 
 func (hdQoE) Name() string { return "hd" }
 func (hdQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	return hdUtility(br[q]) - 8*p.Rebuffer.Seconds() - math.Abs(hdUtility(br[q])-hdUtility(br[last]))
+	return hdUtility(br[q]) - hdStallPrice*p.Rebuffer.Seconds() - math.Abs(hdUtility(br[q])-hdUtility(br[last]))
 }
 func (hdQoE) Startup(time.Duration) float64 { return 0 }
 func (hdQoE) planTerms(br []float64, _ time.Duration) planTerms {
-	u := func(i int) float64 { return hdUtility(br[i]) }
-	return newPlanTerms(len(br), u, func(p, q int) float64 { return math.Abs(u(q) - u(p)) }, 8)
+	return utilityTerms(len(br), func(i int) float64 { return hdUtility(br[i]) }, hdStallPrice)
 }
 
 // yinQoE is Yin et al. 2015's QoE with balanced weights (λ=1, μ=μs=3000
@@ -231,13 +245,16 @@ func (hdQoE) planTerms(br []float64, _ time.Duration) planTerms {
 // 3·rebuffer seconds, and 3·startup seconds once.
 type yinQoE struct{}
 
+// yinStallPrice is Yin et al.'s price of a stalled (or startup) second.
+const yinStallPrice = 3
+
 func (yinQoE) Name() string { return "yin" }
 func (yinQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	return br[q]/1000 - math.Abs(br[q]-br[last])/1000 - 3*p.Rebuffer.Seconds()
+	return br[q]/1000 - math.Abs(br[q]-br[last])/1000 - yinStallPrice*p.Rebuffer.Seconds()
 }
-func (yinQoE) Startup(d time.Duration) float64 { return 3 * d.Seconds() }
+func (yinQoE) Startup(d time.Duration) float64 { return yinStallPrice * d.Seconds() }
 func (yinQoE) planTerms(br []float64, _ time.Duration) planTerms {
-	return newPlanTerms(len(br), func(q int) float64 { return br[q] / 1000 }, kbpsSwitch(br), 3)
+	return bitrateTerms(br, 1, yinStallPrice)
 }
 
 // lolpQoE is the QoE of LoL+ (Bentaleb et al., "Catching the Moment with
@@ -255,7 +272,7 @@ const lolpLowLatency = 1100 * time.Millisecond
 
 func (lolpQoE) Name() string { return "lolp" }
 func (lolpQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
-	lo, hi := slices.Min(br)/1000, slices.Max(br)/1000
+	lo, hi := slices.Min(br)/1000, lolpStallPrice(br)
 	latencyWeight := 0.1 * hi
 	if p.Latency <= lolpLowLatency {
 		latencyWeight = 0.05 * lo
@@ -270,5 +287,8 @@ func (lolpQoE) Chunk(br []float64, q, last int, p ChunkPlay) float64 {
 func (lolpQoE) Startup(time.Duration) float64 { return 0 }
 
 func (lolpQoE) planTerms(br []float64, d time.Duration) planTerms {
-	return newPlanTerms(len(br), func(q int) float64 { return d.Seconds() * br[q] / 1000 }, kbpsSwitch(br), slices.Max(br)/1000)
+	return bitrateTerms(br, d.Seconds(), lolpStallPrice(br))
 }
+
+// lolpStallPrice is LoL+'s price of a stalled second: R_max in Mbit/s.
+func lolpStallPrice(br []float64) float64 { return slices.Max(br) / 1000 }
