@@ -23,21 +23,47 @@ type Trace struct {
 	Mbps   []float64
 }
 
-// ParseTrace reads "time_s throughput_Mbps" lines (whitespace separated).
+// ParseTrace reads a bandwidth trace in either of two formats, told apart
+// by its first line:
+//   - "time_s throughput_Mbps" lines (whitespace separated), as Pensieve's
+//     cooked traces and the bundled families are;
+//   - mahimahi's packet-delivery format (one integer per line: a time in
+//     milliseconds at which one 1500-byte packet can be delivered, as
+//     many lines as packets, the trace repeating after its last time), as
+//     Pensieve's, Puffer's and Oboe's emulation traces are. Deliveries are
+//     counted in 100 ms bins (the last one ends at the last time), which
+//     keeps every byte the trace carries.
 func ParseTrace(r io.Reader, name string) (*Trace, error) {
 	t := &Trace{Name: name}
 	sc := bufio.NewScanner(r)
 	line := 0
+	var mm *mahimahiBins
 	for sc.Scan() {
 		line++
 		if text := sc.Text(); strings.IndexByte(text, 0) >= 0 || !utf8.ValidString(text) {
 			// A video or another binary file given as a trace: say so,
 			// without printing its bytes.
-			return nil, fmt.Errorf("trace %s: binary data, not a bandwidth trace (want text lines of a time in seconds and a throughput in Mbit/s)", name)
+			return nil, fmt.Errorf("trace %s: binary data, not a bandwidth trace (want text lines of a time in seconds and a throughput in Mbit/s, or mahimahi's delivery times in ms)", name)
 		}
 		f := strings.Fields(sc.Text())
 		if len(f) == 0 {
 			continue
+		}
+		if len(f) == 1 && (mm != nil || len(t.Time) == 0) {
+			if mm == nil {
+				mm = &mahimahiBins{trace: t}
+			}
+			ms, err := strconv.ParseUint(f[0], 10, 64)
+			if err != nil || ms > maxMahimahiMS {
+				return nil, fmt.Errorf("trace %s line %d: %q is not a delivery time in whole milliseconds (mahimahi format: one per line)", name, line, clip(f[0], 60))
+			}
+			if err := mm.add(ms); err != nil {
+				return nil, fmt.Errorf("trace %s line %d: %w", name, line, err)
+			}
+			continue
+		}
+		if mm != nil {
+			return nil, fmt.Errorf("trace %s line %d: want one delivery time in ms per line, as the lines before (mahimahi format)", name, line)
 		}
 		if len(f) < 2 {
 			return nil, fmt.Errorf("trace %s line %d: want two columns, time and Mbit/s", name, line)
@@ -53,12 +79,17 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 		}
 		t.Time = append(t.Time, ts)
 		t.Mbps = append(t.Mbps, bw)
-		if len(t.Time) > 10_000_000 {
+		if len(t.Time) > maxTraceSamples {
 			return nil, fmt.Errorf("trace %s: too long", name)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("trace %s: %w", name, err)
+	}
+	if mm != nil {
+		if err := mm.finish(); err != nil {
+			return nil, fmt.Errorf("trace %s: %w", name, err)
+		}
 	}
 	if len(t.Time) < 2 {
 		return nil, fmt.Errorf("trace %s: needs at least two samples", name)
@@ -71,6 +102,94 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 		return nil, fmt.Errorf("trace %s: carries no data at all (every sample is zero)", name)
 	}
 	return t, nil
+}
+
+// Mahimahi traces: each line one packet of mahimahiPacket bytes.
+const (
+	mahimahiPacket = 1500
+	mahimahiBinMS  = 100
+	// maxMahimahiMS bounds a delivery time (about 116 days): with the
+	// two-column format's 1e8 s bound, a trace's clock stays exact.
+	maxMahimahiMS = 1e10
+	// maxTraceSamples bounds a trace's samples in either format.
+	maxTraceSamples = 10_000_000
+)
+
+// mahimahiBins turns mahimahi delivery times, in order, into a trace's
+// samples: one per 100 ms bin that delivered something, and one for each
+// run of bins that delivered nothing (so a long outage costs one sample).
+type mahimahiBins struct {
+	trace   *Trace
+	bin     uint64 // the bin being counted
+	packets uint64 // deliveries in it so far
+	last    uint64 // the latest delivery time
+	started bool
+}
+
+// binOf is the bin of a delivery at ms: bin k holds (100k, 100(k+1)], and
+// a delivery at 0 counts in bin 0.
+func binOf(ms uint64) uint64 {
+	if ms == 0 {
+		return 0
+	}
+	return (ms - 1) / mahimahiBinMS
+}
+
+func (m *mahimahiBins) add(ms uint64) error {
+	if m.started && ms < m.last {
+		return fmt.Errorf("delivery time %d ms is before the one above it (%d ms)", ms, m.last)
+	}
+	if !m.started {
+		m.started = true
+		m.trace.Time, m.trace.Mbps = append(m.trace.Time, 0), append(m.trace.Mbps, 0)
+	}
+	m.last = ms
+	if b := binOf(ms); b != m.bin {
+		if err := m.flush(float64((m.bin+1)*mahimahiBinMS), mahimahiBinMS); err != nil {
+			return err
+		}
+		if b > m.bin+1 {
+			// Nothing delivered from the end of the bin above to the
+			// start of this one.
+			if err := m.emit(float64(b*mahimahiBinMS), 0); err != nil {
+				return err
+			}
+		}
+		m.bin, m.packets = b, 0
+	}
+	m.packets++
+	return nil
+}
+
+// flush ends the bin being counted at end ms, width ms long.
+func (m *mahimahiBins) flush(end float64, width uint64) error {
+	// Bits per ms are kbit/s: packets·12000 bit / width ms / 1000 = Mbit/s.
+	return m.emit(end, float64(m.packets)*mahimahiPacket*8/float64(width)/1000)
+}
+
+// emit appends a sample ending at end ms, merging it into the last one
+// when the rate is the same.
+func (m *mahimahiBins) emit(end, mbps float64) error {
+	t := m.trace
+	n := len(t.Time)
+	if n > 1 && t.Mbps[n-1] == mbps {
+		t.Time[n-1] = end / 1000
+		return nil
+	}
+	if n >= maxTraceSamples {
+		return fmt.Errorf("too long")
+	}
+	t.Time, t.Mbps = append(t.Time, end/1000), append(t.Mbps, mbps)
+	return nil
+}
+
+// finish ends the last bin at the last delivery time, where mahimahi
+// starts the trace over.
+func (m *mahimahiBins) finish() error {
+	if m.last == 0 {
+		return fmt.Errorf("its last delivery time is 0 ms: a mahimahi trace repeats after its last time, so it needs one after 0")
+	}
+	return m.flush(float64(m.last), m.last-m.bin*mahimahiBinMS)
 }
 
 // Scale is a copy of t with every bandwidth sample multiplied by f.
