@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/edge/httpsem/httpsemtest"
+	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 // Regression tests for what a hostile review of the edge found: each
@@ -463,5 +464,56 @@ func TestHugeUpstreamHeadersAreRefused(t *testing.T) {
 	resp, _ := fetch(t, ts.URL+"/vod/a/v/2.m4s")
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("answer with %d KiB of headers: %d, want 502", MaxUpstreamHeaderBytes>>10, resp.StatusCode)
+	}
+}
+
+// TestUpstreamPasswordStaysSecret: an upstream URL may carry HTTP Basic
+// credentials (user:password@host); the node sends them, and neither its
+// logs nor /api/stats nor /metrics show the password (they used to print
+// the URL whole).
+func TestUpstreamPasswordStaysSecret(t *testing.T) {
+	o := newFakeOrigin(t)
+	locked := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "cdn" || p != "s3cret" {
+			http.Error(w, "who?", http.StatusUnauthorized)
+			return
+		}
+		o.ServeHTTP(w, r)
+	}))
+	var logs mediatest.Capture
+	up := "http://cdn:s3cret@" + strings.TrimPrefix(locked.URL, "http://")
+	_, ts := newNode(t, Config{Upstreams: []string{up}, Prefetch: noPrefetch(), Logger: logs.Logger()})
+	if resp, _ := fetch(t, ts.URL+"/vod/a/v/1.m4s"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("segment through an upstream that wants the credentials: %d", resp.StatusCode)
+	}
+	_, stats := fetch(t, ts.URL+"/api/stats")
+	if !strings.Contains(string(stats), "cdn:xxxxx@") {
+		t.Errorf("/api/stats does not name the upstream (redacted): %s", stats)
+	}
+	// The upstream goes down: the node says so, naming it.
+	locked.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "upstream down") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "upstream down") {
+		t.Fatalf("no upstream down in the log:\n%s", logs.String())
+	}
+	_, metrics := fetch(t, ts.URL+"/metrics")
+	for what, text := range map[string]string{"the log": logs.String(), "/api/stats": string(stats), "/metrics": string(metrics)} {
+		if strings.Contains(text, "s3cret") {
+			t.Errorf("%s shows the upstream's password", what)
+		}
+	}
+	for _, bad := range []string{"http://cdn:s3cret@h/?token=1", "http://h/path#frag", "http://h/?", "http://cdn:s3cret@h/%zz"} {
+		_, err := parseUpstreamURL(bad)
+		if err == nil {
+			t.Errorf("upstream %q accepted", bad)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("upstream %q: the error shows the password: %v", bad, err)
+		}
+	}
+	if u, err := parseUpstreamURL("https://cdn:s3cret@origin.example/prefix/"); err != nil || u.Path != "/prefix" {
+		t.Errorf("an upstream with a path prefix: %v, %v", u, err)
 	}
 }

@@ -217,7 +217,7 @@ func (n *Node) resolveSiblings(ctx context.Context) {
 			ips, err := net.DefaultResolver.LookupNetIP(lctx, "ip", host)
 			cancel()
 			if err != nil {
-				n.log.Warn("sibling address not resolved", "sibling", u.url.String(), "err", err)
+				n.log.Warn("sibling address not resolved", "sibling", u.String(), "err", err)
 				continue
 			}
 			for i := range ips {
@@ -404,7 +404,7 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 				if eu := (*errUpstream)(nil); !errors.As(err, &eu) || !eu.answered {
 					n.siblings.markFailure(sib, err)
 				}
-				n.log.Warn("sibling fetch failed, going upstream", "sibling", sib.url.String(), "key", key, "err", err)
+				n.log.Warn("sibling fetch failed, going upstream", "sibling", sib.String(), "key", key, "err", err)
 			}
 		}
 	}

@@ -99,12 +99,32 @@ func (p *upstreamPool) replaceWeighted(urls []string, weights []float64) error {
 	return nil
 }
 
+// parseUpstreamURL reads an upstream: http(s)://[user:password@]host[:port][/path].
+// A request's path is appended to it, so a query or fragment, which would
+// end up in the middle of every URL, is refused.
 func parseUpstreamURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(raw), "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("edge: upstream %q: want an http(s)://host[:port] URL", raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, fmt.Errorf("edge: upstream %q: want an http(s)://host[:port] URL, with no query or fragment", RedactURL(raw))
 	}
 	return u, nil
+}
+
+// String is the upstream's URL for logs and /api/stats: a password in it
+// (sent as HTTP Basic authentication) shows as xxxxx.
+func (u *upstream) String() string { return u.url.Redacted() }
+
+// RedactURL is raw with the password of its user information, if any,
+// shown as xxxxx: what logs may print of an upstream URL.
+func RedactURL(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		if strings.Contains(raw, "@") {
+			return "(an unreadable URL with user information)"
+		}
+		return raw
+	}
+	return u.Redacted()
 }
 
 // order returns the upstreams to try: healthy ones first, in configured order.
@@ -135,14 +155,14 @@ func (p *upstreamPool) order(key string) []*upstream {
 
 func (p *upstreamPool) markFailure(u *upstream, why error) {
 	if u.fails.Add(1) >= downAfter && u.healthy.Swap(false) {
-		p.log.Warn("upstream down", "upstream", u.url.String(), "err", why)
+		p.log.Warn("upstream down", "upstream", u.String(), "err", why)
 	}
 }
 
 func (p *upstreamPool) markSuccess(u *upstream) {
 	u.fails.Store(0)
 	if !u.healthy.Swap(true) {
-		p.log.Info("upstream up", "upstream", u.url.String())
+		p.log.Info("upstream up", "upstream", u.String())
 	}
 }
 
@@ -210,7 +230,7 @@ func (p *upstreamPool) health() []UpstreamHealth {
 	list := p.list()
 	out := make([]UpstreamHealth, len(list))
 	for i, u := range list {
-		out[i] = UpstreamHealth{URL: u.url.String(), Healthy: u.healthy.Load()}
+		out[i] = UpstreamHealth{URL: u.String(), Healthy: u.healthy.Load()}
 	}
 	return out
 }

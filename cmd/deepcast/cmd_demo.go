@@ -47,6 +47,9 @@ func demoCommand() command {
 				if len(args) > 0 {
 					return fmt.Errorf("no arguments are taken: %w", errUsage)
 				}
+				if *playFor < 0 {
+					return fmt.Errorf("-play %v: want the media time of the ABR session, or 0 to skip it: %w", *playFor, errUsage)
+				}
 				return runDemo(ctx, demoOptions{Dir: *dir, Open: *open, SampleDuration: *dur, SampleSize: *size, Play: *playFor, Modules: *modules, S3: *s3, Out: stdout})
 			}
 		},

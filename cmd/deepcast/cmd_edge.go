@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -57,6 +58,15 @@ func edgeCommand() command {
 						return err
 					}
 				}
+				if err := cf.check(); err != nil {
+					return err
+				}
+				if err := checkDuration("-check", *check, minCheckEvery, time.Hour); err != nil {
+					return err
+				}
+				if err := checkDuration("-fetch-timeout", *timeout, 100*time.Millisecond, 10*time.Minute); err != nil {
+					return err
+				}
 				if *upstream == "" && pool == nil || len(args) > 0 {
 					return fmt.Errorf("-upstream URL (or upstream-pool in -config) is required: %w", errUsage)
 				}
@@ -81,7 +91,10 @@ func edgeCommand() command {
 					cfg.UpstreamWeights = append(cfg.UpstreamWeights, u.Weight)
 				}
 				if *prefetch != "" {
-					v := *prefetch == "true" || *prefetch == "1" || *prefetch == "on"
+					v, err := parseSwitch("-prefetch", *prefetch)
+					if err != nil {
+						return err
+					}
 					cfg.Prefetch = &v
 				}
 				topts, err := tf.options()
@@ -123,7 +136,8 @@ func edgeCommand() command {
 				cfg.AccessLog = accessLogger(*accessLog, name)
 				nodes := []web.Node{{Name: name, Role: *profile, URL: l.selfURL()}}
 				for _, u := range cfg.Upstreams {
-					nodes = append(nodes, web.Node{Name: u, Role: "upstream", URL: u})
+					// The page is the viewers': no upstream's password on it.
+					nodes = append(nodes, web.Node{Name: edge.RedactURL(u), Role: "upstream", URL: withoutUser(u)})
 				}
 				cfg.Web = web.Handler(web.Config{Self: name, Nodes: nodes, ModulesDir: *modules, Logger: cfg.Logger})
 				n, err := edge.New(cfg)
@@ -133,7 +147,7 @@ func edgeCommand() command {
 				}
 				defer n.Close()
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
-					"upstreams", cfg.Upstreams, "mem", formatBytes(cfg.MemBytes), "disk", *disk, "auth", *af.mode)
+					"upstreams", redactURLs(cfg.Upstreams), "mem", formatBytes(cfg.MemBytes), "disk", *disk, "auth", *af.mode)
 				// SIGHUP: the -config file's upstreams replace the running ones.
 				// SIGHUP: the -config file's upstreams (or upstream pool) and
 				// cache rules replace the running ones, all checked first.
@@ -158,6 +172,26 @@ func edgeCommand() command {
 			}
 		},
 	}
+}
+
+// redactURLs is urls as logs may show them (edge.RedactURL).
+func redactURLs(urls []string) []string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = edge.RedactURL(u)
+	}
+	return out
+}
+
+// withoutUser is raw without its user information: a link a browser can
+// follow (it refuses credentials in a URL it fetches).
+func withoutUser(raw string) string {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return edge.RedactURL(raw)
+	}
+	u.User = nil
+	return u.String()
 }
 
 // tuneEdgeMemory keeps the process near its cache budget: the memory tier

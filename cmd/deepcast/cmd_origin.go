@@ -44,6 +44,12 @@ func originCommand() command {
 				if *lib == "" || len(args) > 0 {
 					return fmt.Errorf("-library DIR or -library s3://BUCKET/PREFIX is required: %w", errUsage)
 				}
+				if err := cf.check(); err != nil {
+					return err
+				}
+				if err := checkDuration("-check", *check, minCheckEvery, time.Hour); err != nil {
+					return err
+				}
 				if *maxJobs <= 0 {
 					return fmt.Errorf("-max-jobs must be positive: %w", errUsage)
 				}

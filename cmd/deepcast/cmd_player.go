@@ -65,6 +65,9 @@ func simCommand() command {
 				if *video == "" || *traces == "" || len(args) > 0 {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
 				}
+				if err := checkJobs(*jobs); err != nil {
+					return err
+				}
 				if err := player.CheckSimCatchUp(*live, *catchup); err != nil {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
 				}
@@ -255,6 +258,15 @@ func playCommand() command {
 				}
 				if *liveDelay < 0 || *liveDelay > player.MaxLiveDelay {
 					return fmt.Errorf("-live-delay %v: want 0 (the stream's suggestion) to %v: %w", *liveDelay, player.MaxLiveDelay, errUsage)
+				}
+				// The outputs too: a session can last as long as a film.
+				for _, o := range []struct{ flag, path string }{{"-out", *out}, {"-json", *jsonOut}} {
+					if o.path == "" {
+						continue
+					}
+					if err := writable(filepath.Dir(o.path)); err != nil {
+						return fmt.Errorf("%s %s: %w", o.flag, o.path, err)
+					}
 				}
 				if u, err := url.Parse(args[0]); err != nil || u.Scheme != "http" && u.Scheme != "https" {
 					// play measures real downloads: a file has none. Say so
@@ -477,6 +489,28 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, late
 
 // play runs one real-time session against url.
 func play(ctx context.Context, url string, o playOptions) (player.Result, error) {
+	// What the flags name is checked before the first request: a typo in
+	// -abr or -trace should not wait for a manifest (or a live stream's
+	// retries) to be reported.
+	a, err := player.NewABR(o.ABR)
+	if err != nil {
+		return player.Result{}, err
+	}
+	q, err := player.NewQoE(o.QoE)
+	if err != nil {
+		return player.Result{}, err
+	}
+	if o.RTT < 0 || o.Duration < 0 {
+		return player.Result{}, fmt.Errorf("-rtt %v, -duration %v: neither can be negative: %w", o.RTT, o.Duration, errUsage)
+	}
+	shape := o.TraceValue
+	if shape == nil && o.Trace != "" {
+		ts, err := player.LoadTraces([]string{o.Trace})
+		if err != nil {
+			return player.Result{}, err
+		}
+		shape = ts[0]
+	}
 	client, err := httpClient(o.CA, o.HTTP3, 60*time.Second, o.Header)
 	if err != nil {
 		return player.Result{}, err
@@ -485,14 +519,6 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	// earlier sessions held open on the edge until its idle timeout).
 	defer client.CloseIdleConnections()
 	v, err := player.LoadVideoLazily(ctx, url, client, o.Duration, o.LiveDelay)
-	if err != nil {
-		return player.Result{}, err
-	}
-	a, err := player.NewABR(o.ABR)
-	if err != nil {
-		return player.Result{}, err
-	}
-	q, err := player.NewQoE(o.QoE)
 	if err != nil {
 		return player.Result{}, err
 	}
@@ -506,15 +532,8 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	if o.Stats != nil {
 		defer func() { *o.Stats = f.Stats() }()
 	}
-	switch {
-	case o.TraceValue != nil:
-		f.Shaper = player.NewShaper(o.TraceValue)
-	case o.Trace != "":
-		ts, err := player.LoadTraces([]string{o.Trace})
-		if err != nil {
-			return player.Result{}, err
-		}
-		f.Shaper = player.NewShaper(ts[0])
+	if shape != nil {
+		f.Shaper = player.NewShaper(shape)
 	}
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
@@ -554,6 +573,18 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		*o.Latency, *o.LatencyOK = v.LiveLatency(clock.Start(), res)
 	}
 	return res, err
+}
+
+// maxJobs bounds -j: more sessions at once than this only adds goroutines
+// waiting for a core.
+const maxJobs = 1024
+
+// checkJobs checks a -j flag: 0 for one session per CPU, else 1…maxJobs.
+func checkJobs(j int) error {
+	if j < 0 || j > maxJobs {
+		return fmt.Errorf("-j %d: want 1…%d sessions at once, or 0 for one per CPU: %w", j, maxJobs, errUsage)
+	}
+	return nil
 }
 
 // checkOutputs makes sure sim can write what it was asked to: the -out

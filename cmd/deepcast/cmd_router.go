@@ -45,6 +45,12 @@ func routerCommand() command {
 				if *edgesFile == "" || len(args) > 0 {
 					return fmt.Errorf("-edges FILE is required: %w", errUsage)
 				}
+				if err := cf.check(); err != nil {
+					return err
+				}
+				if err := checkDuration("-check", *check, minCheckEvery, time.Hour); err != nil {
+					return err
+				}
 				edges, err := routing.LoadEdges(*edgesFile)
 				if err != nil {
 					return err

@@ -46,6 +46,9 @@ func tokenCommand() command {
 				if *ttl <= 0 {
 					return fmt.Errorf("-ttl %s: want a positive duration: %w", *ttl, errUsage)
 				}
+				if !strings.HasPrefix(*uri, "/") {
+					return fmt.Errorf("-uri %q: want a path from the root, such as /vod/NAME/: %w", *uri, errUsage)
+				}
 				if *secureLink {
 					b, err := os.ReadFile(*keyFile)
 					if err != nil {

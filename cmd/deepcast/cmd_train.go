@@ -51,6 +51,9 @@ func trainCommand() command {
 				if err != nil {
 					return err
 				}
+				if err := checkJobs(*jobs); err != nil {
+					return err
+				}
 				if *rounds < 1 || *rounds > 50 || *epochs < 1 || *epochs > 1000 {
 					return fmt.Errorf("-rounds 1…50 and -epochs 1…1000: %w", errUsage)
 				}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,14 @@ func addConnFlags(fs *flag.FlagSet, perClient int, usage string) connFlags {
 		total: fs.Int("max-conns", 0,
 			"connections the node holds in all; more are closed as they are accepted (default: the open-file limit less a fifth, kept for upstream connections and files; -1: no limit)"),
 	}
+}
+
+// check refuses bounds below -1 (no limit, or the default).
+func (f connFlags) check() error {
+	if *f.perClient < -1 || *f.total < -1 {
+		return fmt.Errorf("-max-conns %d, -max-conns-per-client %d: want a number of connections, 0 or -1 as their help says: %w", *f.total, *f.perClient, errUsage)
+	}
+	return nil
 }
 
 // limitConns raises the open-file limit (see raiseFileLimit) and bounds

@@ -6,7 +6,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
+
+// minCheckEvery is the shortest health or replacement check interval a
+// flag may ask for.
+const minCheckEvery = 50 * time.Millisecond
 
 // envName is the environment variable that can set flag name of command
 // cmd: DEEPCAST_<COMMAND>_<FLAG>, so that one environment can hold the
@@ -46,6 +51,32 @@ func applyEnv(cmd string, fs *flag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// checkDuration refuses a duration flag outside lo…hi: a health check
+// every nanosecond, or a fetch bound that has passed before the fetch
+// starts, is a typo rather than a setting.
+func checkDuration(flag string, d, lo, hi time.Duration) error {
+	if d < lo || d > hi {
+		return fmt.Errorf("%s %v: want %v to %v: %w", flag, d, lo, hi, errUsage)
+	}
+	return nil
+}
+
+// parseSwitch reads an on/off flag given as a word: true, false, 1, 0, t,
+// f, on, off, yes or no, any case.
+func parseSwitch(flag, s string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "on", "yes":
+		return true, nil
+	case "off", "no":
+		return false, nil
+	}
+	v, err := strconv.ParseBool(strings.TrimSpace(s))
+	if err != nil {
+		return false, fmt.Errorf("%s %q: want true or false: %w", flag, s, errUsage)
+	}
+	return v, nil
 }
 
 // byteSize is a flag value for sizes such as 256MiB, 20GiB or 1500000.

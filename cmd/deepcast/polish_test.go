@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +34,15 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 		{"a size is quoted as given", []string{"edge", "-upstream", "http://127.0.0.1:1", "-mem", "12XB"}, 2, `"12XB"`, `"12X"`},
 		{"enter-deep has no disk", []string{"edge", "-profile", "enter-deep", "-upstream", "http://127.0.0.1:1", "-disk", dir, "-listen", "127.0.0.1:0"}, 1, "memory only", ""},
 		{"play wants a URL, at once", []string{"play", "lib/demo/manifest.mpd"}, 2, "not an http(s):// URL", "unsupported protocol scheme"},
+		{"the library named once", []string{"origin", "-library", filepath.Join(dir, "nolib"), "-listen", "127.0.0.1:0"}, 1, "library " + filepath.Join(dir, "nolib") + ": open", "nolib: library"},
+		{"a health check every nanosecond", []string{"edge", "-upstream", "http://127.0.0.1:1", "-check", "1ns"}, 2, "-check 1ns: want 50ms to 1h0m0s", ""},
+		{"a fetch bound already past", []string{"edge", "-upstream", "http://127.0.0.1:1", "-fetch-timeout", "-1s"}, 2, "-fetch-timeout -1s: want", ""},
+		{"prefetch as a word", []string{"edge", "-upstream", "http://127.0.0.1:1", "-prefetch", "yess"}, 2, `-prefetch "yess": want true or false`, ""},
+		{"a negative connection bound", []string{"router", "-edges", filepath.Join(dir, "edges.yaml"), "-max-conns", "-5"}, 2, "-max-conns -5", ""},
+		{"an origin re-checking every nanosecond", []string{"origin", "-library", dir, "-check", "1ns"}, 2, "-check 1ns", ""},
+		{"an upstream with a query", []string{"edge", "-upstream", "http://u:pw0rd@127.0.0.1:1/?x=1", "-listen", "127.0.0.1:0"}, 1, "with no query or fragment", "pw0rd"},
+		{"a demo session of negative length", []string{"demo", "-dir", filepath.Join(dir, "demo"), "-play", "-1s"}, 2, "-play -1s: want", ""},
+		{"a token for a relative path", []string{"token", "-securelink", "-key", filepath.Join(dir, "secret"), "-uri", "vod/a/1.m4s"}, 2, `-uri "vod/a/1.m4s": want a path from the root`, ""},
 		{"flags after the input", []string{"package", "-o", filepath.Join(dir, "lib"), filepath.Join(dir, "missing.mp4"), "-name", "late"}, 1, "missing.mp4", "2 inputs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -47,6 +59,13 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.mkv")); err == nil {
 		t.Error("sample wrote x.mkv")
+	}
+	// The player page lists an edge's upstreams: links without a password.
+	if got := withoutUser("http://cdn:pw0rd@origin.example:8080/p"); got != "http://origin.example:8080/p" {
+		t.Errorf("page link %q", got)
+	}
+	if got := redactURLs([]string{"http://cdn:pw0rd@o:1", "http://o:2"}); strings.Join(got, " ") != "http://cdn:xxxxx@o:1 http://o:2" {
+		t.Errorf("logged upstreams %q", got)
 	}
 	// -h: one default per flag.
 	var out, errb bytes.Buffer
@@ -106,6 +125,7 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 		{"a video as a trace", []string{"-video", video, "-traces", binary}, "binary data, not a bandwidth trace", "\x00"},
 		{"a video file as the video", []string{"-video", binary, "-traces", traces}, "want a video CSV", "outside the root"},
 		{"a bandwidth factor of zero", []string{"-video", video, "-traces", traces, "-scale", "1,0"}, "want up to 16 distinct factors 0 < F <= 100", "traces x"},
+		{"a negative -j", []string{"-video", video, "-traces", traces, "-j", "-3"}, "-j -3: want 1…1024", "traces x"},
 		{"too many bandwidth factors", []string{"-video", video, "-traces", traces, "-scale", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"}, "want up to 16 distinct factors", "traces x"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -119,6 +139,53 @@ func TestSimSaysWhatIsWrongFirst(t *testing.T) {
 				t.Errorf("took %v: the check did not come first", time.Since(start))
 			}
 		})
+	}
+}
+
+// TestPlaySaysWhatIsWrongFirst: play checks its flags and outputs before
+// its first request, where it used to fetch the manifest first (and write
+// -out only after the whole session).
+func TestPlaySaysWhatIsWrongFirst(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.NotFound(w, r)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	binary := filepath.Join(dir, "clip.mp4")
+	os.WriteFile(binary, append([]byte{0, 0, 0, 0x20, 'f', 't', 'y', 'p'}, bytes.Repeat([]byte{0}, 100)...), 0o644)
+	mpd := srv.URL + "/vod/a/manifest.mpd"
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"an unknown ABR", []string{"-abr", "nope"}, `unknown ABR "nope"`},
+		{"an unknown QoE model", []string{"-qoe", "nope"}, `unknown QoE model "nope"`},
+		{"a video as the trace", []string{"-trace", binary}, "not a bandwidth trace"},
+		{"a negative round trip", []string{"-rtt", "-5ms"}, "neither can be negative"},
+		{"a negative duration", []string{"-duration", "-1s"}, "neither can be negative"},
+		{"-out in a missing folder", []string{"-out", "/nonexistent/log.csv"}, "-out /nonexistent/log.csv: folder /nonexistent does not exist"},
+		{"-json in a missing folder", []string{"-json", "/nonexistent/s.json"}, "-json /nonexistent/s.json: folder /nonexistent does not exist"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := requests.Load()
+			var out, errb bytes.Buffer
+			code := run(append(append([]string{"play"}, c.args...), mpd), &out, &errb)
+			if code == 0 || !strings.Contains(errb.String(), c.want) {
+				t.Errorf("exit %d\nstderr: %q", code, errb.String())
+			}
+			if n := requests.Load() - before; n != 0 {
+				t.Errorf("%d requests before the error", n)
+			}
+		})
+	}
+	// The same URL with good flags does reach the server (the checks above
+	// are not passing because nothing ever asks it).
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-abr", "bola", mpd}, &out, &errb); code == 0 || requests.Load() == 0 {
+		t.Errorf("exit %d after %d requests: %s", code, requests.Load(), errb.String())
 	}
 }
 
@@ -143,6 +210,44 @@ func TestSimScalesTheTraces(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "136 sessions (136 traces x 1 algorithms)") || len(kbps) != 2 || !(kbps["hsdpa-x0.5"] > 0 && kbps["hsdpa-x0.5"] < kbps["hsdpa"]) {
 		t.Errorf("mean kbit/s per family %v, want hsdpa-x0.5 below hsdpa:\n%s", kbps, out)
+	}
+}
+
+// TestSimReadsMahimahiTraces: sim takes a folder of traces in mahimahi's
+// packet-delivery format as it is; a fast link plays higher renditions
+// than a slow one.
+func TestSimReadsMahimahiTraces(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "lte")
+	os.MkdirAll(dir, 0o755)
+	// 12 Mbit/s as mahimahi's README writes it (a packet every ms, the
+	// one line repeated), and 0.48 Mbit/s for two minutes.
+	os.WriteFile(filepath.Join(dir, "fast.down"), []byte("1\n"), 0o644)
+	var slow strings.Builder
+	for ms := 25; ms <= 120_000; ms += 25 {
+		slow.WriteString(strconv.Itoa(ms) + "\n")
+	}
+	os.WriteFile(filepath.Join(dir, "slow.down"), []byte(slow.String()), 0o644)
+	results := filepath.Join(t.TempDir(), "r.csv")
+	var out, errb bytes.Buffer
+	code := run([]string{"sim", "-video", filepath.Join(repoRoot(), "testdata", "videos", "envivio-4s-48.csv"), "-traces", dir,
+		"-abr", "throughput", "-pensieve", "-out", results}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "2 sessions (2 traces x 1 algorithms)") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	data, err := os.ReadFile(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kbps := map[string]float64{} // mean_bitrate_kbps by trace
+	for line := range strings.Lines(string(data)) {
+		f := strings.Split(line, ",")
+		if len(f) > 3 {
+			kbps[f[0]], _ = strconv.ParseFloat(f[3], 64)
+		}
+	}
+	// envivio's top rendition is 4300 kbit/s, its lowest 300.
+	if !(kbps["fast.down"] > 3000 && kbps["slow.down"] > 0 && kbps["slow.down"] < 500) {
+		t.Errorf("mean bitrates %v:\n%s", kbps, data)
 	}
 }
 

@@ -97,6 +97,31 @@ func TestCATCheck(t *testing.T) {
 	}
 }
 
+// TestMintRefusesATokenThatOpensNothing: a path prefix not from the root
+// never matches a request's path, and a method that is not an HTTP token
+// is never a request's; minting either used to succeed.
+func TestMintRefusesATokenThatOpensNothing(t *testing.T) {
+	key := mustKey(t, "hs", "HS256")
+	for _, c := range []struct {
+		name string
+		spec TokenSpec
+		want string // in the error; "" for none
+	}{
+		{"a prefix from the root", TokenSpec{PathPrefix: "/vod/a/", Methods: []string{"GET", "HEAD"}}, ""},
+		{"no prefix", TokenSpec{}, ""},
+		{"a relative prefix", TokenSpec{PathPrefix: "vod/a/"}, `path prefix "vod/a/": want a path from the root`},
+		{"a method with a space", TokenSpec{PathPrefix: "/vod/a/", Methods: []string{"GET", "BAD METHOD"}}, `method "BAD METHOD"`},
+		{"an empty method", TokenSpec{Methods: []string{""}}, `method ""`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Mint(key, c.spec)
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("error %v, want %q", err, c.want)
+			}
+		})
+	}
+}
+
 func TestCATTampered(t *testing.T) {
 	k := mustKey(t, "k", "HS256")
 	c, _ := NewCAT(CATConfig{Keys: []*Key{k}})

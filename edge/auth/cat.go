@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Where a CAT travels.
@@ -464,6 +466,17 @@ type TokenSpec struct {
 func Mint(key *Key, s TokenSpec) (string, error) {
 	if !key.CanMint() {
 		return "", fmt.Errorf("key %q cannot mint tokens", key.ID)
+	}
+	// A token that could never open anything is a mistake to say now, not
+	// a 403 for every viewer later.
+	if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
+		return "", fmt.Errorf("path prefix %q: want a path from the root, such as /vod/NAME/", s.PathPrefix)
+	}
+	for _, m := range s.Methods {
+		// A method is an RFC 9110 token, as a field name is.
+		if !httpguts.ValidHeaderFieldName(m) {
+			return "", fmt.Errorf("method %q: want an HTTP method such as GET", m)
+		}
 	}
 	iat := s.IssuedAt
 	if iat.IsZero() {

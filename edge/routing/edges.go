@@ -91,8 +91,15 @@ func ParseEdges(data []byte) ([]*Edge, error) {
 		}
 		seen[e.Name] = true
 		u, err := url.Parse(strings.TrimRight(e.URL, "/"))
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, bad("url", "%q is not an http(s)://host[:port] URL", e.URL)
+		// Viewers are sent to the URL with an asset's path appended: a
+		// query or fragment would land mid-URL, and a password would be
+		// handed to every viewer.
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+			shown := e.URL
+			if err == nil {
+				shown = u.Redacted()
+			}
+			return nil, bad("url", "%q is not an http(s)://host[:port][/path] URL (no user, query or fragment)", shown)
 		}
 		edge := &Edge{Name: e.Name, URL: u, Profile: e.Profile, Weight: 1}
 		if len(e.Addresses) == 0 {

@@ -71,6 +71,9 @@ func TestParseEdges(t *testing.T) {
 	}
 	bad := []struct{ yaml, want string }{
 		{"edges: []", "no edges"},
+		{"edges:\n  - name: a\n    url: http://x/?region=1\n    addresses: [127.0.0.1]\n    profile: enter-deep\n", "edge 1 (a): field url"},
+		{"edges:\n  - name: a\n    url: http://x/#top\n    addresses: [127.0.0.1]\n    profile: enter-deep\n", "edge 1 (a): field url"},
+		{"edges:\n  - name: a\n    url: http://u:pw0rd@x/\n    addresses: [127.0.0.1]\n    profile: enter-deep\n", `"http://u:xxxxx@x" is not`},
 		{"edges:\n  - name: a\n    url: ftp://x\n    addresses: [127.0.0.1]\n    profile: enter-deep\n", "edge 1 (a): field url"},
 		{"edges:\n  - name: a\n    url: http://x\n    addresses: [nope]\n    profile: enter-deep\n", "edge 1 (a): field addresses"},
 		{"edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: deep\n", "edge 1 (a): field profile"},

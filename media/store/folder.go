@@ -169,10 +169,9 @@ func (l Folder) Staging(name string) (string, error) {
 
 // Check lists the library folder.
 func (l Folder) Check(context.Context) error {
-	if _, err := os.ReadDir(l.Root); err != nil {
-		return fmt.Errorf("library %s: %w", l.Root, err)
-	}
-	return nil
+	// The error names the folder already, and a caller names the library.
+	_, err := os.ReadDir(l.Root)
+	return err
 }
 
 // Publish moves a finished staging folder into place as the new version
