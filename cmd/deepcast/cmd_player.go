@@ -139,6 +139,11 @@ func simCommand() command {
 				}
 				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, mode)
+				for _, name := range algs {
+					if note := trainedForAnotherQoE(name, policies[name], *qoe); note != "" {
+						fmt.Fprintln(stdout, note)
+					}
+				}
 				sums := player.Summarize(results)
 				player.WriteSummary(stdout, sums)
 				writeGaps(stdout, sums, algs)
@@ -185,6 +190,24 @@ func writeGaps(w io.Writer, sums []player.Summary, algs []string) {
 			player.WriteGapClosed(w, sums, a)
 		}
 	}
+}
+
+// trainedForAnotherQoE is a note for a learned policy (m, or the shipped
+// one for deepcast-learned) that was trained to score well by another QoE
+// model than the one the session is scored by, "" otherwise: a network
+// does not re-plan for a new model as robustmpc and deepcast do.
+func trainedForAnotherQoE(name string, m *player.PolicyModel, qoe string) string {
+	if m == nil && strings.EqualFold(name, player.DeepcastLearned) {
+		m, _ = player.ShippedPolicy()
+	}
+	if m == nil {
+		return ""
+	}
+	trained, _ := m.Training["qoe"].(string)
+	if trained == "" || strings.EqualFold(trained, qoe) {
+		return ""
+	}
+	return fmt.Sprintf("note: %s was trained to score well by QoE %s, and is scored here by QoE %s (train -qoe %s makes one for it)", name, trained, qoe, qoe)
 }
 
 // loadPolicies reads model files, each named by its file name.
@@ -292,6 +315,9 @@ func playCommand() command {
 					return err
 				}
 				printSession(stdout, *abr, res, stats.Protocol)
+				if note := trainedForAnotherQoE(*abr, nil, *qoe); note != "" {
+					fmt.Fprintln(stdout, note)
+				}
 				if live {
 					fmt.Fprintf(stdout, "live: %.2fs behind the live edge when playback began, %.2fs at the end, %.2fs on average over the chunks, %.2fs at most\n",
 						latency.Start.Seconds(), latency.End.Seconds(), latency.Mean.Seconds(), latency.Max.Seconds())

@@ -251,6 +251,33 @@ func TestSimReadsMahimahiTraces(t *testing.T) {
 	}
 }
 
+// TestSimSaysAPolicyWasTrainedForAnotherQoE: a learned policy plays as it
+// was trained, whatever -qoe says (the planners re-plan for it): sim says
+// so when the two differ.
+func TestSimSaysAPolicyWasTrainedForAnotherQoE(t *testing.T) {
+	traces, _ := filepath.Glob(filepath.Join(repoRoot(), "testdata", "traces", "fcc", "*"))
+	for _, c := range []struct {
+		qoe  string
+		note bool
+	}{{"hd", true}, {"lin", false}} {
+		var out, errb bytes.Buffer
+		code := run([]string{"sim", "-video", filepath.Join(repoRoot(), "testdata", "videos", "envivio-4s-48.csv"), "-traces", traces[0],
+			"-abr", "deepcast-learned,robustmpc", "-model", filepath.Join(repoRoot(), "player", "model.json"), "-qoe", c.qoe}, &out, &errb)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errb.String())
+		}
+		for _, name := range []string{"deepcast-learned", "model"} {
+			want := "note: " + name + " was trained to score well by QoE lin, and is scored here by QoE hd"
+			if got := strings.Contains(out.String(), want); got != c.note {
+				t.Errorf("-qoe %s: note for %s %v, want %v:\n%s", c.qoe, name, got, c.note, out.String())
+			}
+		}
+		if strings.Contains(out.String(), "note: robustmpc") {
+			t.Errorf("a note for a planner:\n%s", out.String())
+		}
+	}
+}
+
 // TestSimSummarisesEachFamily: with traces from several folders, sim
 // prints the summary of each family after the overall one.
 func TestSimSummarisesEachFamily(t *testing.T) {
