@@ -834,8 +834,44 @@ func TestPlotsAreReadable(t *testing.T) {
 		seen[c] = a
 	}
 	band, err := traceLine(traces[0], 200)
-	if err != nil || band.StepStyle != plotter.PostStep || len(band.XYs) < 10 {
-		t.Errorf("trace line: %v", err)
+	if err != nil || len(band.XYs) < 10 {
+		t.Fatalf("trace line: %v", err)
+	}
+	// The bandwidth drawn at a time is the rate the simulated link has
+	// then: a small download started there says what that is.
+	drawnAt := func(x float64) float64 {
+		pts := band.XYs
+		for i := 1; i < len(pts); i++ {
+			if x > pts[i-1].X && x < pts[i].X {
+				switch band.StepStyle {
+				case plotter.PreStep:
+					return pts[i].Y
+				case plotter.PostStep:
+					return pts[i-1].Y
+				}
+			}
+		}
+		return math.NaN()
+	}
+	for _, x := range []float64{2.5, 7.5, 12.5, 33, 101} {
+		link := NewTraceLink(traces[0], 1, 0)
+		link.Sleep(context.Background(), time.Duration(x*float64(time.Second)))
+		d, err := link.Fetch(context.Background(), Request{Size: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kbps := 100 * 8 / d.Elapsed().Seconds() / 1000
+		if got := drawnAt(x); math.Abs(got-kbps) > 0.01*kbps+1 {
+			t.Errorf("at %gs the plot draws %.0f kbit/s, the link carries %.0f", x, got, kbps)
+		}
+	}
+	// A link far faster than the video runs off the top of the panel.
+	fast := []SimResult{{Trace: "t", Result: Result{Log: []ChunkLog{{BitrateKbps: 300}, {BitrateKbps: 1200}}}}}
+	if c := bandwidthCeiling(plotter.XYs{{X: 0, Y: 500}, {X: 1, Y: 30000}}, fast, "t"); c != 3600 {
+		t.Errorf("ceiling %v, want 3600", c)
+	}
+	if c := bandwidthCeiling(plotter.XYs{{X: 0, Y: 500}, {X: 1, Y: 3000}}, fast, "t"); c != 0 {
+		t.Errorf("ceiling %v, want none", c)
 	}
 }
 

@@ -185,6 +185,13 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 				return err
 			}
 			p.Add(band)
+			// A link far faster than the video would flatten the bitrates
+			// chosen against the axis: the bandwidth runs off the top
+			// instead, and the title says where.
+			if ceiling := bandwidthCeiling(band.XYs, results, name); ceiling > 0 {
+				p.Y.Max = ceiling
+				p.Title.Text += fmt.Sprintf("; trace bandwidth above %.0f off the top", ceiling)
+			}
 			legend.Add("trace bandwidth", band)
 		}
 		for _, r := range results {
@@ -215,8 +222,33 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 	return saveWithLegend(filepath.Join(dir, "session_"+safeFile(name)+".png"), plots, legend, 9*vg.Inch, vg.Length(3*len(panels))*vg.Inch)
 }
 
+// bandwidthCeiling is the top of the bitrate panel when the trace's
+// bandwidth (pts, kbit/s) goes past three times the highest bitrate a
+// session of trace name chose; 0 when the axis can show it all.
+func bandwidthCeiling(pts plotter.XYs, results []SimResult, name string) float64 {
+	top := 0.0
+	for _, r := range results {
+		if r.Trace == name {
+			for _, l := range r.Log {
+				top = max(top, l.BitrateKbps)
+			}
+		}
+	}
+	peak := 0.0
+	for _, p := range pts {
+		peak = max(peak, p.Y)
+	}
+	if top <= 0 || peak <= 3*top {
+		return 0
+	}
+	return 3 * top
+}
+
 // traceLine is a trace's bandwidth in kbit/s over [0, end] s, repeated as
-// the simulator loops it, as a light filled step line.
+// the simulator loops it, as a light filled step line. Row k holds for
+// (Time[k-1], Time[k]] as the simulator reads it, so each point's value is
+// drawn over the interval before it (a pre-step: drawn after it, every
+// rate would show one row late, 5 s on fcc).
 func traceLine(tr *Trace, end float64) (*plotter.Line, error) {
 	var pts plotter.XYs
 	if len(tr.Time) == 0 {
@@ -239,7 +271,7 @@ func traceLine(tr *Trace, end float64) (*plotter.Line, error) {
 	if err != nil {
 		return nil, fmt.Errorf("plot: %w", err)
 	}
-	line.StepStyle = plotter.PostStep
+	line.StepStyle = plotter.PreStep
 	line.Color = color.RGBA{170, 170, 170, 255}
 	line.FillColor = color.RGBA{225, 225, 225, 255}
 	line.Width = vg.Points(0.8)
