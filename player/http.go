@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -431,13 +432,24 @@ func addCMCD(raw, data string) string {
 // lags a little behind the link loses nothing.
 type Shaper struct {
 	trace *Trace
-	start time.Time
-	mu    sync.Mutex
-	used  float64 // bytes delivered so far
+	// carried[i] is the bytes the link carries from Time[0] to Time[i]:
+	// a read asks what the link could carry every few milliseconds, and a
+	// long trace (an hour of mahimahi's 100 ms bins is 36 000 rows) should
+	// not be summed each time.
+	carried []float64
+	start   time.Time
+	mu      sync.Mutex
+	used    float64 // bytes delivered so far
 }
 
 // NewShaper starts the trace now.
-func NewShaper(t *Trace) *Shaper { return &Shaper{trace: t, start: time.Now()} }
+func NewShaper(t *Trace) *Shaper {
+	carried := make([]float64, len(t.Time))
+	for i := 1; i < len(t.Time); i++ {
+		carried[i] = carried[i-1] + t.Mbps[i]*1e6/8*(t.Time[i]-t.Time[i-1])
+	}
+	return &Shaper{trace: t, carried: carried, start: time.Now()}
+}
 
 // capacity is the bytes the link could carry from start to elapsed seconds.
 func (s *Shaper) capacity(elapsed float64) float64 {
@@ -445,20 +457,14 @@ func (s *Shaper) capacity(elapsed float64) float64 {
 		return 0
 	}
 	t := s.trace
-	period := t.Time[len(t.Time)-1] - t.Time[0]
-	var perLoop float64
-	for i := 1; i < len(t.Time); i++ {
-		perLoop += t.Mbps[i] * 1e6 / 8 * (t.Time[i] - t.Time[i-1])
-	}
+	last := len(t.Time) - 1
+	period := t.Time[last] - t.Time[0]
 	loops := math.Floor(elapsed / period)
-	total := loops * perLoop
-	rest := elapsed - loops*period
-	for i := 1; i < len(t.Time) && rest > 0; i++ {
-		d := math.Min(rest, t.Time[i]-t.Time[i-1])
-		total += t.Mbps[i] * 1e6 / 8 * d
-		rest -= d
-	}
-	return total
+	at := t.Time[0] + elapsed - loops*period
+	// The row whose interval (Time[i-1], Time[i]] holds at.
+	i := min(max(sort.SearchFloat64s(t.Time, at), 1), last)
+	part := t.Mbps[i] * 1e6 / 8 * math.Max(0, math.Min(at, t.Time[i])-t.Time[i-1])
+	return loops*s.carried[last] + s.carried[i-1] + part
 }
 
 // Reader wraps a body so it is delivered no faster than the link allows.

@@ -5,11 +5,13 @@ package player
 import (
 	"context"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,6 +181,73 @@ func TestFetchHonoursRetryAfter(t *testing.T) {
 		if _, ok := retryAfter(bad, now); ok {
 			t.Errorf("Retry-After %q read", bad)
 		}
+	}
+}
+
+// capacityBySumming is what a Shaper's link carries in elapsed seconds,
+// summed row by row (the specification Shaper.capacity keeps to).
+func capacityBySumming(t *Trace, elapsed float64) float64 {
+	if elapsed <= 0 {
+		return 0
+	}
+	period := t.Time[len(t.Time)-1] - t.Time[0]
+	var perLoop float64
+	for i := 1; i < len(t.Time); i++ {
+		perLoop += t.Mbps[i] * 1e6 / 8 * (t.Time[i] - t.Time[i-1])
+	}
+	loops := math.Floor(elapsed / period)
+	total := loops * perLoop
+	rest := elapsed - loops*period
+	for i := 1; i < len(t.Time) && rest > 0; i++ {
+		d := math.Min(rest, t.Time[i]-t.Time[i-1])
+		total += t.Mbps[i] * 1e6 / 8 * d
+		rest -= d
+	}
+	return total
+}
+
+// longMahimahiTrace is ten minutes of a link in mahimahi's format whose
+// rate (0 to 4 packets a millisecond) changes every half second.
+func longMahimahiTrace(t testing.TB) *Trace {
+	var b strings.Builder
+	for ms := 1; ms <= 600_000; ms++ {
+		for range (ms / 500 * 7919) % 5 {
+			b.WriteString(strconv.Itoa(ms))
+			b.WriteByte('\n')
+		}
+	}
+	tr, err := ParseTrace(strings.NewReader(b.String()), "ten-minutes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// TestShaperCapacity: the link's capacity, from prefix sums, is the row by
+// row sum's, inside a row, on row ends, past the end (the trace loops) and
+// on a trace that starts after 0.
+func TestShaperCapacity(t *testing.T) {
+	late, _ := ParseTrace(strings.NewReader("2 0\n3 8\n5 1\n9 0\n10 4\n"), "late")
+	traces := []*Trace{late, stepTrace([2]float64{0, 2}, [2]float64{30, 0.3}, [2]float64{60, 6}), longMahimahiTrace(t)}
+	for _, tr := range traces {
+		s := NewShaper(tr)
+		period := tr.Time[len(tr.Time)-1] - tr.Time[0]
+		for _, e := range []float64{-1, 0, 0.001, 0.5, 1, 1.25, 3, 7.9999, period, period + 0.7, 2.5 * period, 3 * period, 1e5} {
+			got, want := s.capacity(e), capacityBySumming(tr, e)
+			if math.Abs(got-want) > 1e-9*math.Max(1, want) {
+				t.Errorf("%s after %gs: %.3f bytes, summed %.3f", tr.Name, e, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkShaperCapacity: what a shaped read asks every 2 ms while it
+// waits for the link, on ten minutes of mahimahi trace (6000 rows).
+func BenchmarkShaperCapacity(b *testing.B) {
+	s := NewShaper(longMahimahiTrace(b))
+	b.ResetTimer()
+	for i := range b.N {
+		s.capacity(float64(i%600_000) / 1000)
 	}
 }
 
