@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,14 +28,75 @@ const (
 	LeafKeyFile = "key.pem"
 )
 
+// checkHosts trims hosts and drops repeats, and refuses what no client
+// would match a certificate to: a name that is not a host name (a space,
+// an empty label, "300.1.1.1"), or a wildcard anywhere but as the whole
+// first label of a name with two more labels (*.cdn.example). It refuses
+// before anything is written, where a bad name used to yield a
+// certificate that every client then rejected.
+func checkHosts(hosts []string) ([]string, error) {
+	var out []string
+	for _, h := range hosts {
+		h = strings.TrimSpace(h)
+		if h == "" || slices.Contains(out, h) {
+			continue
+		}
+		if net.ParseIP(h) == nil {
+			if err := checkHostName(h); err != nil {
+				return nil, fmt.Errorf("cert: host %q: %w", h, err)
+			}
+		}
+		out = append(out, h)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("cert: give at least one host (-hosts 127.0.0.1,localhost)")
+	}
+	return out, nil
+}
+
+// checkHostName checks a DNS name for a certificate: labels of letters,
+// digits, '-' and '_' (1 to 63 bytes, no '-' at either end), 253 bytes
+// in all, a last label that is not all digits (that would be an IP
+// address misspelt), and "*" only as the whole first label.
+func checkHostName(h string) error {
+	if len(h) > 253 {
+		return errors.New("longer than 253 bytes")
+	}
+	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+	for i, l := range labels {
+		if l == "*" && i == 0 {
+			if len(labels) < 3 {
+				return errors.New("a wildcard needs two labels after it (*.cdn.example): clients refuse it over a single label")
+			}
+			continue
+		}
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("label %q: want 1 to 63 letters, digits, '-' or '_', not starting or ending with '-'", l)
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				if c == '*' {
+					return errors.New("a wildcard is only allowed as the whole first label (*.cdn.example)")
+				}
+				return fmt.Errorf("label %q: %q is not allowed in a host name", l, c)
+			}
+		}
+	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return errors.New("not an IP address, and a host name does not end in a number")
+	}
+	return nil
+}
+
 // LocalCA makes, once, a certificate authority of its own in dir (ECDSA
 // P-256, ten years) and, each time, a leaf certificate for hosts (names,
 // wildcards, IP addresses; ECDSA P-256, about a year) signed by it, as
 // mkcert does. It returns the paths of the CA and of the leaf pair, and
 // whether the CA was made now.
 func LocalCA(dir string, hosts []string, now time.Time) (ca string, leaf Pair, made bool, err error) {
-	if len(hosts) == 0 {
-		return "", Pair{}, false, errors.New("cert: give at least one host (-hosts 127.0.0.1,localhost)")
+	hosts, err = checkHosts(hosts)
+	if err != nil {
+		return "", Pair{}, false, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", Pair{}, false, fmt.Errorf("cert: %w", err)
@@ -62,10 +124,9 @@ func LocalCA(dir string, hosts []string, now time.Time) (ca string, leaf Pair, m
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, h := range hosts {
-		h = strings.TrimSpace(h)
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
+		} else {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}

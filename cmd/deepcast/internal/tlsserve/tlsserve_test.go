@@ -3,6 +3,7 @@ package tlsserve
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"log/slog"
 	"os"
@@ -78,6 +79,51 @@ func TestStoreReloadKeepsTheOldOnABadFile(t *testing.T) {
 			t.Fatal("the watcher did not load the new certificate")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestLocalCARefusesNamesNoClientMatches: a host that is not a host name
+// is refused before anything is written (it used to be signed into a
+// certificate every client rejected); good ones, repeats dropped, are
+// signed.
+func TestLocalCARefusesNamesNoClientMatches(t *testing.T) {
+	for _, c := range []struct {
+		hosts []string
+		want  string // in the error
+	}{
+		{[]string{"bad host!"}, `host "bad host!": label "bad host!": ' ' is not allowed`},
+		{[]string{"a..b"}, `host "a..b": label ""`},
+		{[]string{"-a.example"}, `label "-a"`},
+		{[]string{"300.1.1.1"}, "not an IP address"},
+		{[]string{"*.*.example"}, "only allowed as the whole first label"},
+		{[]string{"cdn.*.example"}, "only allowed as the whole first label"},
+		{[]string{"*.test"}, "two labels after it"},
+		{[]string{"x" + strings.Repeat(".abcdefgh", 30)}, "longer than 253 bytes"},
+		{[]string{strings.Repeat("a", 64) + ".example"}, "1 to 63"},
+		{[]string{" ", ""}, "give at least one host"},
+		{[]string{"fe80::1%eth0"}, "':' is not allowed"}, // a zone is not for a certificate
+	} {
+		dir := filepath.Join(t.TempDir(), "ca")
+		if _, _, _, err := LocalCA(dir, c.hosts, time.Now()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want %q", c.hosts, err, c.want)
+		}
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("%q: the folder was made before the refusal", c.hosts)
+		}
+	}
+	dir := t.TempDir()
+	_, leaf, _, err := LocalCA(dir, []string{"localhost", " localhost ", "*.cdn.deepcast.test", "edge_1.internal", "::1", "127.0.0.1", "example.com."}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(leaf.Cert)
+	block, _ := pem.Decode(data)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cert.DNSNames, " ") != "localhost *.cdn.deepcast.test edge_1.internal example.com." || len(cert.IPAddresses) != 2 {
+		t.Errorf("names %q, addresses %v", cert.DNSNames, cert.IPAddresses)
 	}
 }
 
