@@ -88,6 +88,9 @@ const AudioKbps = 128
 // plus AAC audio, writing single-track MP4 files into dir.
 // Cancelling ctx stops ffmpeg.
 func Encode(ctx context.Context, src *Probe, dir string, opt EncodeOptions) (*Encoded, error) {
+	if err := checkPreset(opt.Preset); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", src.Path, err)
+	}
 	args, enc := encodeArgs(src, dir, opt)
 	if enc.Thumbnails != "" {
 		if err := os.MkdirAll(enc.Thumbnails, 0o755); err != nil {
@@ -301,6 +304,18 @@ func (c *lineCounter) count() (int, string) {
 		c.partial = nil
 	}
 	return c.lines, c.first
+}
+
+// X264Presets are the x264 presets, fastest first.
+var X264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo"}
+
+// checkPreset refuses a preset x264 does not have, before any work: ffmpeg
+// would only say so after the probe, in its own words.
+func checkPreset(p string) error {
+	if p != "" && !slices.Contains(X264Presets, p) {
+		return fmt.Errorf("x264 preset %q: want one of %s", p, strings.Join(X264Presets, ", "))
+	}
+	return nil
 }
 
 // encodeArgs builds the single ffmpeg command line for the whole ladder.

@@ -81,6 +81,9 @@ func Package(ctx context.Context, inputs []string, opt PackageOptions) (*Asset, 
 	if opt.SegmentDur < 500*time.Millisecond || opt.SegmentDur > 30*time.Second {
 		return nil, fmt.Errorf("package: segment duration %s outside 0.5s..30s", opt.SegmentDur)
 	}
+	if err := checkPreset(opt.Preset); err != nil {
+		return nil, fmt.Errorf("package: %w", err)
+	}
 	name := opt.Name
 	if name == "" {
 		name = NameFromFile(inputs[0])

@@ -267,6 +267,13 @@ func TestBadInputsFailCleanly(t *testing.T) {
 			}
 		})
 	}
+	// A preset x264 does not have is refused before the source is probed
+	// (it used to surface as ffmpeg's own error after it).
+	if _, err := media.Package(context.Background(), []string{filepath.Join(tmp, "nope.mp4")},
+		media.PackageOptions{Library: lib, Name: mediatest.AssetName, Preset: "superduper"}); err == nil ||
+		!strings.Contains(err.Error(), `x264 preset "superduper": want one of ultrafast, superfast, veryfast`) {
+		t.Errorf("preset: %v", err)
+	}
 	// A failure into a library that did not exist leaves no folder behind.
 	fresh := filepath.Join(tmp, "fresh-library")
 	if _, err := media.Package(context.Background(), []string{text}, media.PackageOptions{Library: fresh}); err == nil {

@@ -62,7 +62,7 @@ func packageCommand() command {
 			ladder := fs.String("ladder", "", `bitrate ladder, e.g. "1280x720@2800k,640x360@800k" (default: follows the source, never upscales)`)
 			cp := fs.Bool("copy", false, "inputs are pre-encoded renditions of one title: package them without re-encoding")
 			damaged := fs.Bool("allow-damaged", false, "package a source that decodes with errors (damaged frames are published); refused without it")
-			preset := fs.String("preset", "veryfast", "x264 preset for encoding")
+			preset := fs.String("preset", "veryfast", "x264 preset for encoding: "+strings.Join(media.X264Presets, ", "))
 			encrypt := fs.String("encrypt", "", "encrypt the media (Common Encryption): cenc or cbcs; the key stays in the asset's private keys.json, handed out by the origin's ClearKey licence endpoint (default: clear)")
 			keyID := fs.String("key-id", "", "-encrypt: the key id, 32 hex digits (default: random)")
 			key := fs.String("key", "", "-encrypt: the content key, 32 hex digits (default: random)")
