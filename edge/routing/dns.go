@@ -27,6 +27,27 @@ const (
 // ServiceName is the name viewers resolve, under the zone.
 func (r *Router) ServiceName() string { return "video." + r.cfg.Zone }
 
+// checkZone refuses a zone (ending in a dot) that is not a DNS name of
+// host-name labels (letters, digits and '-', 1 to 63 bytes, no '-' at
+// either end) short enough for the names under it: the router would
+// answer for names no resolver asks.
+func checkZone(zone string) error {
+	name := strings.TrimSuffix(zone, ".")
+	if name == "" || len("video."+zone) > 254 {
+		return fmt.Errorf("zone %q: want a DNS name such as cdn.example.", zone)
+	}
+	for _, l := range strings.Split(name, ".") {
+		ok := l != "" && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
+		for _, c := range l {
+			ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-')
+		}
+		if !ok {
+			return fmt.Errorf("zone %q: label %q: want 1 to 63 letters, digits or '-', not starting or ending with '-'", zone, l)
+		}
+	}
+	return nil
+}
+
 func (r *Router) nsName() string { return "ns1." + r.cfg.Zone }
 
 // ServeDNS implements dns.Handler: it answers for the zone only, from live

@@ -109,6 +109,9 @@ func New(cfg Config) (*Router, error) {
 	if !strings.HasSuffix(cfg.Zone, ".") {
 		cfg.Zone += "."
 	}
+	if err := checkZone(cfg.Zone); err != nil {
+		return nil, err
+	}
 	r := &Router{cfg: cfg, log: cfg.Logger.With("node", "router"), strategy: st, client: &http.Client{Timeout: 10 * time.Second}}
 	if cfg.EdgeTLS != nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

@@ -91,6 +91,26 @@ func TestParseEdges(t *testing.T) {
 	}
 }
 
+// TestZoneMustBeADNSName: a zone no resolver asks for is refused when the
+// router is made (it used to serve "video.bad zone.").
+func TestZoneMustBeADNSName(t *testing.T) {
+	edges := []*Edge{{Name: "e", Profile: BringHome, Weight: 1, Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, URL: mustURL("http://127.0.0.1:1")}}
+	for _, c := range []struct{ zone, want string }{
+		{"cdn.deepcast.test", ""},
+		{"CDN.Example.", ""},
+		{"bad zone", `label "bad zone"`},
+		{"a..b", `label ""`},
+		{"-x.example", `label "-x"`},
+		{".", "want a DNS name"},
+		{strings.Repeat("abcdefgh.", 28) + "example", "want a DNS name"},
+	} {
+		_, err := New(Config{Edges: edges, Zone: c.zone, Logger: quiet()})
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("zone %q: %v, want %q", c.zone, err, c.want)
+		}
+	}
+}
+
 func FuzzParseEdges(f *testing.F) {
 	f.Add("edges:\n  - name: a\n    url: http://x\n    addresses: [127.0.0.1]\n    profile: bring-home\n")
 	f.Fuzz(func(t *testing.T, s string) {
