@@ -53,11 +53,11 @@ func originCommand() command {
 				if *maxJobs <= 0 {
 					return fmt.Errorf("-max-jobs must be positive: %w", errUsage)
 				}
-				if *uploadStall <= 0 {
-					return fmt.Errorf("-upload-stall must be positive: %w", errUsage)
+				if err := checkDuration("-upload-stall", *uploadStall, time.Second, time.Hour); err != nil {
+					return err
 				}
-				if *storeTimeout <= 0 {
-					return fmt.Errorf("-store-timeout must be positive: %w", errUsage)
+				if err := checkDuration("-store-timeout", *storeTimeout, 100*time.Millisecond, 10*time.Minute); err != nil {
+					return err
 				}
 				libStore, err := sf.open(ctx, *lib)
 				if err != nil {

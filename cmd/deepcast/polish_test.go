@@ -40,6 +40,8 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 		{"prefetch as a word", []string{"edge", "-upstream", "http://127.0.0.1:1", "-prefetch", "yess"}, 2, `-prefetch "yess": want true or false`, ""},
 		{"a negative connection bound", []string{"router", "-edges", filepath.Join(dir, "edges.yaml"), "-max-conns", "-5"}, 2, "-max-conns -5", ""},
 		{"an origin re-checking every nanosecond", []string{"origin", "-library", dir, "-check", "1ns"}, 2, "-check 1ns", ""},
+		{"an upload stall bound no upload meets", []string{"origin", "-library", dir, "-upload-stall", "1ns"}, 2, "-upload-stall 1ns: want 1s to 1h0m0s", ""},
+		{"a store read bound no store meets", []string{"origin", "-library", dir, "-store-timeout", "1ns"}, 2, "-store-timeout 1ns: want 100ms to 10m0s", ""},
 		{"an upstream with a query", []string{"edge", "-upstream", "http://u:pw0rd@127.0.0.1:1/?x=1", "-listen", "127.0.0.1:0"}, 1, "with no query or fragment", "pw0rd"},
 		{"a demo session of negative length", []string{"demo", "-dir", filepath.Join(dir, "demo"), "-play", "-1s"}, 2, "-play -1s: want", ""},
 		{"a token for a relative path", []string{"token", "-securelink", "-key", filepath.Join(dir, "secret"), "-uri", "vod/a/1.m4s"}, 2, `-uri "vod/a/1.m4s": want a path from the root`, ""},
