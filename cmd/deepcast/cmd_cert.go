@@ -24,9 +24,6 @@ func certCommand() command {
 			out := fs.String("o", "certs", "folder for ca.pem, ca-key.pem, cert.pem and key.pem")
 			hosts := fs.String("hosts", "127.0.0.1,localhost", "names and addresses the certificate is for, comma-separated (wildcards like *.cdn.deepcast.test allowed)")
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("unexpected arguments %q: %w", args, errUsage)
-				}
 				ca, leaf, made, err := tlsserve.LocalCA(*out, splitList(*hosts), time.Now())
 				if err != nil {
 					return err

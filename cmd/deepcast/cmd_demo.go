@@ -44,9 +44,6 @@ func demoCommand() command {
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			s3 := fs.Bool("s3", false, "keep the library in a local S3 server (versitygw, under -dir) with two origins in front of it")
 			return func(ctx context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("no arguments are taken: %w", errUsage)
-				}
 				if *playFor < 0 {
 					return fmt.Errorf("-play %v: want the media time of the ABR session, or 0 to skip it: %w", *playFor, errUsage)
 				}

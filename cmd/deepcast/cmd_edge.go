@@ -67,7 +67,7 @@ func edgeCommand() command {
 				if err := checkDuration("-fetch-timeout", *timeout, 100*time.Millisecond, 10*time.Minute); err != nil {
 					return err
 				}
-				if *upstream == "" && pool == nil || len(args) > 0 {
+				if *upstream == "" && pool == nil {
 					return fmt.Errorf("-upstream URL (or upstream-pool in -config) is required: %w", errUsage)
 				}
 				if *upstream != "" && pool != nil {

@@ -41,7 +41,7 @@ func originCommand() command {
 			clientCA := fs.String("client-ca", "", "PEM CA whose client certificates /vod/ and /api/ require (mutual TLS with the edges; cleartext requests to them are refused)")
 			modules := fs.String("web-modules", "", "web/node_modules with dash.js and uPlot (default: found from the working directory)")
 			return func(ctx context.Context, args []string) error {
-				if *lib == "" || len(args) > 0 {
+				if *lib == "" {
 					return fmt.Errorf("-library DIR or -library s3://BUCKET/PREFIX is required: %w", errUsage)
 				}
 				if err := cf.check(); err != nil {

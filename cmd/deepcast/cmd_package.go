@@ -25,7 +25,7 @@ func sampleCommand() command {
 			size := fs.String("size", "1920x1080", "picture size WIDTHxHEIGHT")
 			fps := fs.Int("fps", 30, "frames per second")
 			return func(ctx context.Context, args []string) error {
-				if *out == "" || len(args) > 0 {
+				if *out == "" {
 					return fmt.Errorf("-o FILE is required and no arguments are taken: %w", errUsage)
 				}
 				if ext := strings.ToLower(filepath.Ext(*out)); ext != ".mp4" {

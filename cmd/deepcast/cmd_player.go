@@ -62,7 +62,7 @@ func simCommand() command {
 			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
-				if *video == "" || *traces == "" || len(args) > 0 {
+				if *video == "" || *traces == "" {
 					return fmt.Errorf("-video and -traces are required: %w", errUsage)
 				}
 				if err := checkJobs(*jobs); err != nil {

@@ -42,7 +42,7 @@ func routerCommand() command {
 			tokenIssuer := fs.String("token-issuer", "", "iss of the router's tokens (the edges' -auth-issuer)")
 			tokenAudience := fs.String("token-audience", "", "aud of the router's tokens (the edges' -auth-audience), comma-separated")
 			return func(ctx context.Context, args []string) error {
-				if *edgesFile == "" || len(args) > 0 {
+				if *edgesFile == "" {
 					return fmt.Errorf("-edges FILE is required: %w", errUsage)
 				}
 				if err := cf.check(); err != nil {

@@ -34,9 +34,6 @@ func tokenCommand() command {
 			remote := fs.String("remote", "", "-securelink: the viewer's address ($remote_addr)")
 			expr := fs.String("securelink-md5", auth.DefaultSecureLinkMD5, "-securelink: the hashed expression, as the edge's -auth-securelink-md5")
 			return func(_ context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("no arguments are taken: %w", errUsage)
-				}
 				if *newKey != "" {
 					return writeNewKey(*newKey, *kid, *alg)
 				}

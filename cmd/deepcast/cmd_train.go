@@ -40,7 +40,7 @@ func trainCommand() command {
 			scale := fs.String("scale", "", "LO,HI: multiply each training trace's bandwidth by a factor drawn between LO and HI (log-uniform, from -seed), so the policy learns more than the traces' own regime; e.g. 0.5,2")
 			sample := fs.Int("sample", 0, "train on at most this many of the traces, evenly spaced in their order (0: all)")
 			return func(ctx context.Context, args []string) error {
-				if *video == "" || *traces == "" || *out == "" || len(args) > 0 {
+				if *video == "" || *traces == "" || *out == "" {
 					return fmt.Errorf("-video, -traces and -o are required: %w", errUsage)
 				}
 				widths, err := parseWidths(*hidden)

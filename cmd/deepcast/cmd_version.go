@@ -51,9 +51,6 @@ func versionCommand() command {
 		summary: "print the version, commit and build date, and whether the web pages' packages are embedded",
 		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			return func(_ context.Context, args []string) error {
-				if len(args) > 0 {
-					return fmt.Errorf("no arguments are taken: %w", errUsage)
-				}
 				v, c, d := buildInfo()
 				pages := "web packages embedded"
 				if !web.Embedded() {

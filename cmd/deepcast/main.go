@@ -91,6 +91,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 			return 2
 		}
+		if c.usage == "" && len(positional) > 0 {
+			// Said as it is: the command's own check read as "a required
+			// flag is missing", which it was not.
+			fmt.Fprintf(stderr, "deepcast %s: unexpected argument %q: %s takes flags only (a true/false flag takes its value as -flag=false)\n",
+				c.name, positional[0], c.name)
+			fs.Usage()
+			return 2
+		}
 		if err := applyEnv(c.name, fs); err != nil {
 			fmt.Fprintf(stderr, "deepcast %s: %v\n", c.name, err)
 			return 2

@@ -45,6 +45,8 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 		{"an upstream with a query", []string{"edge", "-upstream", "http://u:pw0rd@127.0.0.1:1/?x=1", "-listen", "127.0.0.1:0"}, 1, "with no query or fragment", "pw0rd"},
 		{"a demo session of negative length", []string{"demo", "-dir", filepath.Join(dir, "demo"), "-play", "-1s"}, 2, "-play -1s: want", ""},
 		{"a token for a relative path", []string{"token", "-securelink", "-key", filepath.Join(dir, "secret"), "-uri", "vod/a/1.m4s"}, 2, `-uri "vod/a/1.m4s": want a path from the root`, ""},
+		{"a true/false flag's value apart", []string{"origin", "-library", dir, "-hsts", "true"}, 2, `unexpected argument "true": origin takes flags only`, "is required"},
+		{"a stray argument to sim", []string{"sim", "-video", "v.csv", "-traces", "t", "extra"}, 2, `unexpected argument "extra"`, "are required"},
 		{"flags after the input", []string{"package", "-o", filepath.Join(dir, "lib"), filepath.Join(dir, "missing.mp4"), "-name", "late"}, 1, "missing.mp4", "2 inputs"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
