@@ -1,6 +1,8 @@
 package player
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"math"
@@ -694,6 +696,48 @@ func TestMahimahiTraces(t *testing.T) {
 	}
 	if got, want := score(read), score(originals); math.Abs(got-want) > 0.01*math.Abs(want) {
 		t.Errorf("bola: mean QoE %.3f over the mahimahi traces, %.3f over the originals", got, want)
+	}
+}
+
+// TestGzippedTraces: a trace file compressed with gzip reads as the plain
+// one (named without .gz), a damaged one says so, and one that unpacks
+// past the bound is refused rather than read for ever.
+func TestGzippedTraces(t *testing.T) {
+	dir := t.TempDir()
+	gz := func(name string, data []byte) string {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write(data)
+		w.Close()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	plain, err := LoadTraces([]string{testdata("traces", "hsdpa")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(testdata("traces", "hsdpa"), plain[0].Name)
+	data, _ := os.ReadFile(src)
+	got, err := LoadTraces([]string{gz(plain[0].Name+".gz", data)})
+	if err != nil || got[0].Name != plain[0].Name || !slices.Equal(got[0].Time, plain[0].Time) || !slices.Equal(got[0].Mbps, plain[0].Mbps) {
+		t.Errorf("gzipped %s: %v", plain[0].Name, err)
+	}
+	if mm, err := LoadTraces([]string{gz("lte.down.gz", []byte("1\n"))}); err != nil || mm[0].Mbps[1] != 12 {
+		t.Errorf("gzipped mahimahi: %v", err)
+	}
+	whole := gz("cut.gz", data)
+	packed, _ := os.ReadFile(whole)
+	os.WriteFile(whole, packed[:len(packed)/2], 0o644)
+	if _, err := LoadTraces([]string{whole}); err == nil || !strings.Contains(err.Error(), "trace cut") {
+		t.Errorf("a cut gzip file: %v", err)
+	}
+	defer func(old int64) { maxTraceText = old }(maxTraceText)
+	maxTraceText = 1 << 20
+	if _, err := LoadTraces([]string{gz("blank.gz", bytes.Repeat([]byte("\n"), 3<<20))}); err == nil || !strings.Contains(err.Error(), "unpacks to more than 1 MiB") {
+		t.Errorf("a file that unpacks past the bound: %v", err)
 	}
 }
 

@@ -2,6 +2,7 @@ package player
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
 	"os"
@@ -258,12 +259,7 @@ func LoadTraces(spec []string) ([]*Trace, error) {
 	}
 	traces := make([]*Trace, 0, len(files))
 	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			return nil, fmt.Errorf("traces: %w", err)
-		}
-		t, err := ParseTrace(fh, filepath.Base(f))
-		fh.Close()
+		t, err := loadTrace(f)
 		if err != nil {
 			return nil, err
 		}
@@ -272,6 +268,57 @@ func LoadTraces(spec []string) ([]*Trace, error) {
 	}
 	uniqueNames(traces)
 	return traces, nil
+}
+
+// maxTraceText bounds the text of one trace file once decompressed: a
+// gzip file of a few kilobytes can unpack to terabytes of blank lines.
+var maxTraceText int64 = 1 << 30
+
+// loadTrace reads one trace file, plain or gzip-compressed (told by its
+// first bytes; trace archives are often kept as .gz). Its name drops a
+// .gz suffix.
+func loadTrace(path string) (*Trace, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("traces: %w", err)
+	}
+	defer fh.Close()
+	name := filepath.Base(path)
+	br := bufio.NewReader(fh)
+	var r io.Reader = br
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("trace %s: %w", name, err)
+		}
+		defer zr.Close()
+		name = strings.TrimSuffix(name, ".gz")
+		r = &limitedText{r: zr, left: maxTraceText}
+	}
+	t, err := ParseTrace(r, name)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// limitedText reads at most left bytes, then fails: what a trace may
+// unpack to.
+type limitedText struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedText) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, fmt.Errorf("unpacks to more than %d MiB of text", maxTraceText>>20)
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
 }
 
 // uniqueNames makes every trace's name its own: a file name that several

@@ -34,7 +34,7 @@ func (r *Router) ServiceName() string { return "video." + r.cfg.Zone }
 func checkZone(zone string) error {
 	name := strings.TrimSuffix(zone, ".")
 	if name == "" || len("video."+zone) > 254 {
-		return fmt.Errorf("zone %q: want a DNS name such as cdn.example.", zone)
+		return fmt.Errorf("zone %q: want a DNS name such as cdn.example", zone)
 	}
 	for _, l := range strings.Split(name, ".") {
 		ok := l != "" && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
