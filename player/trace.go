@@ -117,8 +117,8 @@ const (
 )
 
 // mahimahiBins turns mahimahi delivery times, in order, into a trace's
-// samples: one per 100 ms bin that delivered something, and one for each
-// run of bins that delivered nothing (so a long outage costs one sample).
+// samples: one per 100 ms bin, consecutive bins of the same rate merged
+// into one (so a long outage, or a steady link, costs one sample).
 type mahimahiBins struct {
 	trace   *Trace
 	bin     uint64 // the bin being counted
