@@ -124,7 +124,6 @@ type mahimahiBins struct {
 	bin     uint64 // the bin being counted
 	packets uint64 // deliveries in it so far
 	last    uint64 // the latest delivery time
-	started bool
 }
 
 // binOf is the bin of a delivery at ms: bin k holds (100k, 100(k+1)], and
@@ -137,12 +136,11 @@ func binOf(ms uint64) uint64 {
 }
 
 func (m *mahimahiBins) add(ms uint64) error {
-	if m.started && ms < m.last {
-		return fmt.Errorf("delivery time %d ms is before the one above it (%d ms)", ms, m.last)
-	}
-	if !m.started {
-		m.started = true
+	if len(m.trace.Time) == 0 {
+		// The first delivery: the trace starts at time 0.
 		m.trace.Time, m.trace.Mbps = append(m.trace.Time, 0), append(m.trace.Mbps, 0)
+	} else if ms < m.last {
+		return fmt.Errorf("delivery time %d ms is before the one above it (%d ms)", ms, m.last)
 	}
 	m.last = ms
 	if b := binOf(ms); b != m.bin {
@@ -295,11 +293,7 @@ func loadTrace(path string) (*Trace, error) {
 		name = strings.TrimSuffix(name, ".gz")
 		r = &limitedText{r: zr, left: maxTraceText}
 	}
-	t, err := ParseTrace(r, name)
-	if err != nil {
-		return nil, err
-	}
-	return t, nil
+	return ParseTrace(r, name)
 }
 
 // limitedText reads at most left bytes, then fails: what a trace may
