@@ -56,7 +56,8 @@ type HTTPFetcher struct {
 	Clock  Clock
 	// Shaper limits the download rate to a trace over wall time (nil: none).
 	Shaper *Shaper
-	// RTT is waited before each request's first byte.
+	// RTT is waited before each request's first byte; a Shaper whose
+	// trace carries latency (Sabre's) has that waited instead.
 	RTT time.Duration
 	// CMCD sends CTA-5004 data as the CMCD query argument.
 	CMCD      bool
@@ -248,8 +249,13 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		u = addCMCD(u, f.cmcd(req))
 	}
 	sent := f.Clock.Now()
-	if f.RTT > 0 {
-		if err := f.Clock.Sleep(ctx, f.RTT); err != nil {
+	wait := f.RTT
+	if f.Shaper != nil && f.Shaper.trace.Latency != nil {
+		// The trace's own latency, as the simulator spends it.
+		wait = f.Shaper.Latency()
+	}
+	if wait > 0 {
+		if err := f.Clock.Sleep(ctx, wait); err != nil {
 			return Download{}, err
 		}
 	}
@@ -457,14 +463,33 @@ func (s *Shaper) capacity(elapsed float64) float64 {
 		return 0
 	}
 	t := s.trace
-	last := len(t.Time) - 1
-	period := t.Time[last] - t.Time[0]
-	loops := math.Floor(elapsed / period)
-	at := t.Time[0] + elapsed - loops*period
-	// The row whose interval (Time[i-1], Time[i]] holds at.
-	i := min(max(sort.SearchFloat64s(t.Time, at), 1), last)
+	loops, i, at := s.position(elapsed)
 	part := t.Mbps[i] * 1e6 / 8 * math.Max(0, math.Min(at, t.Time[i])-t.Time[i-1])
-	return loops*s.carried[last] + s.carried[i-1] + part
+	return loops*s.carried[len(t.Time)-1] + s.carried[i-1] + part
+}
+
+// position is where the trace is elapsed seconds after its start: the
+// loops it has made, the row whose interval (Time[i-1], Time[i]] holds
+// the moment, and the moment in trace time.
+func (s *Shaper) position(elapsed float64) (loops float64, i int, at float64) {
+	t := s.trace
+	last := len(t.Time) - 1
+	loops = math.Floor(elapsed / (t.Time[last] - t.Time[0]))
+	at = t.Time[0] + elapsed - loops*(t.Time[last]-t.Time[0])
+	i = min(max(sort.SearchFloat64s(t.Time, at), 1), last)
+	return loops, i, min(max(at, t.Time[i-1]), t.Time[i])
+}
+
+// Latency is how long a request sent now waits for its first byte on a
+// trace that carries latency (Sabre's): the simulator's walk from this
+// moment of the trace. It is 0 for other traces.
+func (s *Shaper) Latency() time.Duration {
+	if s.trace.Latency == nil {
+		return 0
+	}
+	_, i, at := s.position(time.Since(s.start).Seconds())
+	l := TraceLink{trace: s.trace, ptr: i, lastT: at}
+	return seconds(l.latency())
 }
 
 // Reader wraps a body so it is delivered no faster than the link allows.

@@ -746,10 +746,20 @@ func FuzzParseTrace(f *testing.F) {
 	f.Add("0 0\n5 0\n10 7.7\n")
 	f.Add("1\n1\n2\n350\n")
 	f.Add("0\n120\n120\n4000\n")
+	f.Add(`[{"duration_ms": 50, "bandwidth_kbps": 8000, "latency_ms": 80}, {"duration_ms": 1000, "bandwidth_kbps": 0, "latency_ms": 20}]`)
+	f.Add(`[{"duration_ms": 148, "bandwidth_kbps": 3133}]`)
 	f.Fuzz(func(t *testing.T, s string) {
 		tr, err := ParseTrace(strings.NewReader(s), "fuzz")
 		if err != nil {
 			return
+		}
+		if tr.Latency != nil && len(tr.Latency) != len(tr.Time) {
+			t.Fatalf("%d latencies for %d samples", len(tr.Latency), len(tr.Time))
+		}
+		for _, l := range tr.Latency {
+			if !(l >= 0 && l <= 60) {
+				t.Fatalf("latency %g s", l)
+			}
 		}
 		for i := range tr.Time {
 			if !(tr.Time[i] >= 0 && tr.Mbps[i] >= 0) || math.IsInf(tr.Time[i], 0) || math.IsInf(tr.Mbps[i], 0) ||

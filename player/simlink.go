@@ -65,8 +65,14 @@ func (l *TraceLink) advance() {
 }
 
 // Fetch implements Fetcher: the download takes as long as the trace needs
-// to carry req.Size payload bytes, plus the RTT.
+// to carry req.Size payload bytes, plus the RTT. A trace that carries its
+// own latency (Sabre's) has it spent first, along the trace, in place of
+// the RTT: the latency of the moment a request is sent, as Sabre has it.
 func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
+	wait := l.RTT
+	if l.trace.Latency != nil {
+		wait = seconds(l.latency())
+	}
 	size := float64(req.Size)
 	sent := 0.0
 	delay := 0.0
@@ -92,7 +98,6 @@ func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
 		}
 	}
 	start := l.now
-	elapsed := time.Duration(delay*float64(time.Second)) + l.RTT
-	l.now += elapsed
-	return Download{Bytes: req.Size, Sent: start, FirstByte: start + l.RTT, LastByte: l.now}, nil
+	l.now += seconds(delay) + wait
+	return Download{Bytes: req.Size, Sent: start, FirstByte: start + wait, LastByte: l.now}, nil
 }

@@ -22,6 +22,10 @@ type Trace struct {
 	Family string
 	Time   []float64 // seconds, increasing, from 0
 	Mbps   []float64
+	// Latency, when the trace carries it (Sabre's format), is each row's
+	// delay before a request's first byte in seconds; it takes the place
+	// of a fixed round trip (see TraceLink). Nil for traces without it.
+	Latency []float64
 }
 
 // ParseTrace reads a bandwidth trace in either of two formats, told apart
@@ -33,11 +37,28 @@ type Trace struct {
 //     many lines as packets, the trace repeating after its last time), as
 //     Pensieve's, Puffer's and Oboe's emulation traces are. Deliveries are
 //     counted in 100 ms bins (the last one ends at the last time), which
-//     keeps every byte the trace carries.
+//     keeps every byte the trace carries;
+//   - Sabre's network format (a JSON array of {"duration_ms",
+//     "bandwidth_kbps", "latency_ms"} periods), whose latency the
+//     simulator spends on each request (see parseSabreTrace).
 func ParseTrace(r io.Reader, name string) (*Trace, error) {
+	br := bufio.NewReader(r)
+	line, err := skipBlank(br)
+	if err != nil {
+		return nil, fmt.Errorf("trace %s: %w", name, err)
+	}
+	if first, err := br.Peek(1); err == nil && first[0] == '[' {
+		t, err := parseSabreTrace(br, name)
+		if err == nil {
+			err = t.carriesData()
+		}
+		if err != nil {
+			return nil, err
+		}
+		return t, nil
+	}
 	t := &Trace{Name: name}
-	sc := bufio.NewScanner(r)
-	line := 0
+	sc := bufio.NewScanner(br)
 	var mm *mahimahiBins
 	for sc.Scan() {
 		line++
@@ -95,14 +116,44 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 	if len(t.Time) < 2 {
 		return nil, fmt.Errorf("trace %s: needs at least two samples", name)
 	}
+	if err := t.carriesData(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// carriesData refuses a trace on which no download could ever end.
+func (t *Trace) carriesData() error {
 	var total float64
 	for i := 1; i < len(t.Time); i++ {
 		total += t.Mbps[i] * (t.Time[i] - t.Time[i-1])
 	}
 	if total <= 0 {
-		return nil, fmt.Errorf("trace %s: carries no data at all (every sample is zero)", name)
+		return fmt.Errorf("trace %s: carries no data at all (every sample is zero)", t.Name)
 	}
-	return t, nil
+	return nil
+}
+
+// skipBlank reads the white space before a trace's first text, counting
+// the lines it ends, so that the format can be told by its first byte and
+// errors still name the right line.
+func skipBlank(br *bufio.Reader) (lines int, err error) {
+	for {
+		b, err := br.ReadByte()
+		if err == io.EOF {
+			return lines, nil
+		}
+		if err != nil {
+			return lines, err
+		}
+		switch b {
+		case '\n':
+			lines++
+		case ' ', '\t', '\r':
+		default:
+			return lines, br.UnreadByte()
+		}
+	}
 }
 
 // Mahimahi traces: each line one packet of mahimahiPacket bytes.

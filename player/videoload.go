@@ -20,9 +20,10 @@ import (
 	"github.com/deepcast/deepcast/manifest"
 )
 
-// LoadVideo reads SOURCE: a video CSV, a local MPD or asset folder (sizes
-// from the segment files), or an MPD URL (sizes from HEAD requests, all
-// of them before it returns, as a simulation needs).
+// LoadVideo reads SOURCE: a video CSV, a Sabre video manifest (.json), a
+// local MPD or asset folder (sizes from the segment files), or an MPD URL
+// (sizes from HEAD requests, all of them before it returns, as a
+// simulation needs).
 func LoadVideo(ctx context.Context, source string, client *http.Client) (*Video, error) {
 	return loadVideo(ctx, source, client, false)
 }
@@ -75,10 +76,17 @@ func loadVideo(ctx context.Context, source string, client *http.Client, lazy boo
 	}
 	switch strings.ToLower(filepath.Ext(source)) {
 	case ".mpd", ".m3u8", ".m3u", ".xml":
+	case ".json":
+		f, err := os.Open(source)
+		if err != nil {
+			return nil, fmt.Errorf("video %s: %w", source, err)
+		}
+		defer f.Close()
+		return ParseSabreVideo(f, strings.TrimSuffix(filepath.Base(source), filepath.Ext(source)))
 	default:
 		// A media file (or anything else) given as the video: say what
 		// is wanted rather than what a manifest parser made of it.
-		return nil, fmt.Errorf("video %s: want a video CSV (chunk sizes per rendition, like envivio-4s-48.csv), a packaged asset folder, its manifest.mpd or master.m3u8, or an http(s) URL of one; to simulate a video file, package it first (deepcast package)", source)
+		return nil, fmt.Errorf("video %s: want a video CSV (chunk sizes per rendition, like envivio-4s-48.csv), a Sabre video manifest (.json), a packaged asset folder, its manifest.mpd or master.m3u8, or an http(s) URL of one; to simulate a video file, package it first (deepcast package)", source)
 	}
 	data, err := os.ReadFile(source)
 	if err != nil {

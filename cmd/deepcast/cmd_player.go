@@ -39,8 +39,8 @@ func simCommand() command {
 		name:    "sim",
 		summary: "simulate ABR algorithms over bandwidth traces (trace-driven, virtual clock); CSV, logs, plots",
 		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
-			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder, MPD or HLS playlist file, an MPD or .m3u8 URL, or an asset in an object store library (s3://BUCKET/PREFIX/NAME); required")
-			traces := fs.String("traces", "", "trace files or folders, comma-separated; required")
+			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, a Sabre video manifest (.json), an asset folder, MPD or HLS playlist file, an MPD or .m3u8 URL, or an asset in an object store library (s3://BUCKET/PREFIX/NAME); required")
+			traces := fs.String("traces", "", "trace files or folders, comma-separated (two-column, mahimahi or Sabre JSON, each maybe gzipped); required")
 			sf := addStoreFlags(fs)
 			abr := fs.String("abr", "all", "algorithms: all, or a comma-separated list of "+strings.Join(player.Algorithms(), ", ")+
 				", optimal (the offline optimum, knowing the trace: all,optimal adds it)")
@@ -51,7 +51,7 @@ func simCommand() command {
 			out := fs.String("out", "", "write one CSV row per (trace, abr) to this file")
 			logDir := fs.String("log", "", "write a per-chunk CSV per session into this folder")
 			plotDir := fs.String("plot", "", "write PNG plots (QoE CDF, a few sessions over time) into this folder")
-			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve)")
+			rtt := fs.Duration("rtt", 0, "round trip added to each download (without -pensieve; a trace that carries its own latency, as Sabre's do, has that instead)")
 			ca := fs.String("ca", "", "PEM CA to verify an https:// -video with (besides the system's)")
 			h3 := fs.Bool("http3", false, "fetch an https:// -video over HTTP/3")
 			var headers requestHeaders
@@ -253,8 +253,8 @@ func playCommand() command {
 		summary: "play an MPD or HLS playlist (VOD or live) over real HTTP with an ABR algorithm, optionally shaped to a trace; prints a line per chunk and a summary",
 		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			abr := fs.String("abr", "dynamic", "algorithm: "+strings.Join(player.Algorithms(), ", "))
-			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time")
-			rtt := fs.Duration("rtt", 0, "delay before each request's first byte")
+			trace := fs.String("trace", "", "shape the download rate to this bandwidth trace over wall time (two-column, mahimahi or Sabre JSON; a Sabre trace's latency is waited before each request)")
+			rtt := fs.Duration("rtt", 0, "delay before each request's first byte (not with a -trace that carries its own latency, as Sabre's do)")
 			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
 			out := fs.String("out", "", "write the per-chunk log as CSV to this file (a live stream's rows end with latency_s: how far behind the live edge it played once the chunk was in)")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
@@ -536,6 +536,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 			return player.Result{}, err
 		}
 		shape = ts[0]
+	}
+	if shape != nil && shape.Latency != nil && o.RTT > 0 {
+		return player.Result{}, fmt.Errorf("-rtt %v: trace %s carries its own latency (Sabre's format), which each request waits instead; leave -rtt out: %w", o.RTT, shape.Name, errUsage)
 	}
 	client, err := httpClient(o.CA, o.HTTP3, 60*time.Second, o.Header)
 	if err != nil {

@@ -25,7 +25,7 @@ func trainCommand() command {
 		summary: "train a learned ABR policy by imitating the offline optimum over bandwidth traces (DAgger); writes model.json",
 		setup: func(fs *flag.FlagSet, stdout io.Writer) func(context.Context, []string) error {
 			video := fs.String("video", "", "video: a CSV like envivio-4s-48.csv, an asset folder or MPD; required")
-			traces := fs.String("traces", "", "training trace files or folders, comma-separated; required")
+			traces := fs.String("traces", "", "training trace files or folders, comma-separated (two-column, mahimahi or Sabre JSON, each maybe gzipped); required")
 			out := fs.String("o", "", "model file to write (JSON); required")
 			qoe := fs.String("qoe", "lin", "QoE model the optimum maximises: "+strings.Join(player.QoEModels(), ", "))
 			pensieve := fs.Bool("pensieve", true, "Pensieve's simulator assumptions (as sim -pensieve)")
