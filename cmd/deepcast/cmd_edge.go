@@ -67,6 +67,12 @@ func edgeCommand() command {
 				if err := checkDuration("-fetch-timeout", *timeout, 100*time.Millisecond, 10*time.Minute); err != nil {
 					return err
 				}
+				if err := checkBytes(fs, "mem", mem, 1<<20, " (leave -mem out for the profile's default)"); err != nil {
+					return err
+				}
+				if err := checkBytes(fs, "disk-size", diskSize, 1<<20, ""); err != nil {
+					return err
+				}
 				if *upstream == "" && pool == nil {
 					return fmt.Errorf("-upstream URL (or upstream-pool in -config) is required: %w", errUsage)
 				}

@@ -59,6 +59,12 @@ func originCommand() command {
 				if err := checkDuration("-store-timeout", *storeTimeout, 100*time.Millisecond, 10*time.Minute); err != nil {
 					return err
 				}
+				if err := checkBytes(fs, "max-upload", maxUpload, 64<<10, " (to take no uploads, leave -admin-token out)"); err != nil {
+					return err
+				}
+				if err := checkBytes(fs, "catalog-memory", catalogMem, 1<<20, ""); err != nil {
+					return err
+				}
 				libStore, err := sf.open(ctx, *lib)
 				if err != nil {
 					return err

@@ -93,6 +93,18 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
+// checkBytes refuses a byte-size flag given below lo. Left out, a size
+// flag means its default; given as 0 or a few bytes, it used to mean the
+// default too (or a store that holds nothing), without a word.
+func checkBytes(fs *flag.FlagSet, name string, v byteSize, lo int64, hint string) error {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	if given && int64(v) < lo {
+		return fmt.Errorf("-%s %s: want at least %s%s: %w", name, formatBytes(int64(v)), formatBytes(lo), hint, errUsage)
+	}
+	return nil
+}
+
 var byteUnits = []struct {
 	suffix string
 	mult   int64

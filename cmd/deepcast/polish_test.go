@@ -42,6 +42,10 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 		{"an origin re-checking every nanosecond", []string{"origin", "-library", dir, "-check", "1ns"}, 2, "-check 1ns", ""},
 		{"an upload stall bound no upload meets", []string{"origin", "-library", dir, "-upload-stall", "1ns"}, 2, "-upload-stall 1ns: want 1s to 1h0m0s", ""},
 		{"a store read bound no store meets", []string{"origin", "-library", dir, "-store-timeout", "1ns"}, 2, "-store-timeout 1ns: want 100ms to 10m0s", ""},
+		{"a memory tier of nothing", []string{"edge", "-upstream", "http://127.0.0.1:1", "-mem", "0"}, 2, "-mem 0: want at least 1MiB (leave -mem out for the profile's default)", ""},
+		{"a disk tier of a few bytes", []string{"edge", "-upstream", "http://127.0.0.1:1", "-disk-size", "100"}, 2, "-disk-size 100: want at least 1MiB", ""},
+		{"uploads of nothing", []string{"origin", "-library", dir, "-max-upload", "0"}, 2, "-max-upload 0: want at least 64KiB (to take no uploads, leave -admin-token out)", ""},
+		{"a catalogue in one byte", []string{"origin", "-library", dir, "-catalog-memory", "1B"}, 2, "-catalog-memory 1: want at least 1MiB", ""},
 		{"an upstream with a query", []string{"edge", "-upstream", "http://u:pw0rd@127.0.0.1:1/?x=1", "-listen", "127.0.0.1:0"}, 1, "with no query or fragment", "pw0rd"},
 		{"a demo session of negative length", []string{"demo", "-dir", filepath.Join(dir, "demo"), "-play", "-1s"}, 2, "-play -1s: want", ""},
 		{"a token for a relative path", []string{"token", "-securelink", "-key", filepath.Join(dir, "secret"), "-uri", "vod/a/1.m4s"}, 2, `-uri "vod/a/1.m4s": want a path from the root`, ""},
@@ -159,6 +163,8 @@ func TestPlaySaysWhatIsWrongFirst(t *testing.T) {
 	dir := t.TempDir()
 	binary := filepath.Join(dir, "clip.mp4")
 	os.WriteFile(binary, append([]byte{0, 0, 0, 0x20, 'f', 't', 'y', 'p'}, bytes.Repeat([]byte{0}, 100)...), 0o644)
+	sabre := filepath.Join(dir, "bus.json")
+	os.WriteFile(sabre, []byte(`[{"duration_ms": 1000, "bandwidth_kbps": 5000, "latency_ms": 20}]`), 0o644)
 	mpd := srv.URL + "/vod/a/manifest.mpd"
 	for _, c := range []struct {
 		name string
@@ -169,6 +175,7 @@ func TestPlaySaysWhatIsWrongFirst(t *testing.T) {
 		{"an unknown QoE model", []string{"-qoe", "nope"}, `unknown QoE model "nope"`},
 		{"a video as the trace", []string{"-trace", binary}, "not a bandwidth trace"},
 		{"a negative round trip", []string{"-rtt", "-5ms"}, "neither can be negative"},
+		{"a round trip and a trace's own latency", []string{"-rtt", "40ms", "-trace", sabre}, "trace bus.json carries its own latency (Sabre's format)"},
 		{"a negative duration", []string{"-duration", "-1s"}, "neither can be negative"},
 		{"-out in a missing folder", []string{"-out", "/nonexistent/log.csv"}, "-out /nonexistent/log.csv: folder /nonexistent does not exist"},
 		{"-json in a missing folder", []string{"-json", "/nonexistent/s.json"}, "-json /nonexistent/s.json: folder /nonexistent does not exist"},
@@ -252,6 +259,41 @@ func TestSimReadsMahimahiTraces(t *testing.T) {
 	// envivio's top rendition is 4300 kbit/s, its lowest 300.
 	if !(kbps["fast.down"] > 3000 && kbps["slow.down"] > 0 && kbps["slow.down"] < 500) {
 		t.Errorf("mean bitrates %v:\n%s", kbps, data)
+	}
+}
+
+// TestSimReadsSabreInputs: sim runs on Sabre's own inputs, its video
+// manifest and its network traces (with their latency), the optimum
+// included.
+func TestSimReadsSabreInputs(t *testing.T) {
+	dir := t.TempDir()
+	traces := filepath.Join(dir, "4g")
+	os.MkdirAll(traces, 0o755)
+	os.WriteFile(filepath.Join(traces, "fast.json"), []byte(`[{"duration_ms": 1000, "bandwidth_kbps": 40000, "latency_ms": 20},
+		{"duration_ms": 1000, "bandwidth_kbps": 30000, "latency_ms": 25}]`), 0o644)
+	os.WriteFile(filepath.Join(traces, "slow.json"), []byte(`[{"duration_ms": 5000, "bandwidth_kbps": 600, "latency_ms": 300}]`), 0o644)
+	// Four 3 s segments at 1, 2.5 and 5 Mbit/s, sizes in bits.
+	video := filepath.Join(dir, "clip.json")
+	os.WriteFile(video, []byte(`{"segment_duration_ms": 3000, "bitrates_kbps": [1000, 2500, 5000], "segment_sizes_bits": [
+		[3000000, 7500000, 15000000], [3100000, 7400000, 15100000], [2900000, 7600000, 14900000], [3000000, 7500000, 15000000]]}`), 0o644)
+	results := filepath.Join(dir, "r.csv")
+	var out, errb bytes.Buffer
+	code := run([]string{"sim", "-video", video, "-traces", traces, "-abr", "bola,optimal", "-out", results}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "4 sessions (2 traces x 2 algorithms)") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	data, err := os.ReadFile(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kbps := map[string]float64{} // the optimum's mean_bitrate_kbps by trace
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Split(line, ","); len(f) > 3 && f[1] == "optimal" {
+			kbps[f[0]], _ = strconv.ParseFloat(f[3], 64)
+		}
+	}
+	if !(kbps["fast.json"] == 5000 && kbps["slow.json"] == 1000) {
+		t.Errorf("the optimum's mean bitrates %v:\n%s", kbps, data)
 	}
 }
 
