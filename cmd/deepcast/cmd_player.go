@@ -144,6 +144,9 @@ func simCommand() command {
 						fmt.Fprintln(stdout, note)
 					}
 				}
+				if note := ownLatencyNote(ts, *pensieve, *rtt); note != "" {
+					fmt.Fprintln(stdout, note)
+				}
 				sums := player.Summarize(results)
 				player.WriteSummary(stdout, sums)
 				writeGaps(stdout, sums, algs)
@@ -190,6 +193,26 @@ func writeGaps(w io.Writer, sums []player.Summary, algs []string) {
 			player.WriteGapClosed(w, sums, a)
 		}
 	}
+}
+
+// ownLatencyNote says how many traces wait their own latency per request
+// (Sabre's) instead of the run's round trip, so that a table is not read
+// as if every session paid the same one.
+func ownLatencyNote(ts []*player.Trace, pensieve bool, rtt time.Duration) string {
+	n := 0
+	for _, t := range ts {
+		if t.Latency != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	fixed := fmt.Sprintf("-rtt's %v", rtt)
+	if pensieve {
+		fixed = "-pensieve's 80ms"
+	}
+	return fmt.Sprintf("note: %d of %d traces carry their own latency (Sabre's format); their requests wait it in place of %s", n, len(ts), fixed)
 }
 
 // trainedForAnotherQoE is a note for a learned policy (m, or the shipped

@@ -279,7 +279,8 @@ func TestSimReadsSabreInputs(t *testing.T) {
 	results := filepath.Join(dir, "r.csv")
 	var out, errb bytes.Buffer
 	code := run([]string{"sim", "-video", video, "-traces", traces, "-abr", "bola,optimal", "-out", results}, &out, &errb)
-	if code != 0 || !strings.Contains(out.String(), "4 sessions (2 traces x 2 algorithms)") {
+	if code != 0 || !strings.Contains(out.String(), "4 sessions (2 traces x 2 algorithms)") ||
+		!strings.Contains(out.String(), "note: 2 of 2 traces carry their own latency (Sabre's format); their requests wait it in place of -rtt's 0s") {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 	data, err := os.ReadFile(results)
