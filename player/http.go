@@ -482,7 +482,9 @@ func (s *Shaper) position(elapsed float64) (loops float64, i int, at float64) {
 
 // Latency is how long a request sent now waits for its first byte on a
 // trace that carries latency (Sabre's): the simulator's walk from this
-// moment of the trace. It is 0 for other traces.
+// moment of the trace. It is 0 for other traces. What the link could
+// carry meanwhile goes unused as at any idle time, less the shapeBank
+// the shaper keeps of it.
 func (s *Shaper) Latency() time.Duration {
 	if s.trace.Latency == nil {
 		return 0

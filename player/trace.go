@@ -28,8 +28,8 @@ type Trace struct {
 	Latency []float64
 }
 
-// ParseTrace reads a bandwidth trace in either of two formats, told apart
-// by its first line:
+// ParseTrace reads a bandwidth trace in one of three formats, told apart
+// by its first text:
 //   - "time_s throughput_Mbps" lines (whitespace separated), as Pensieve's
 //     cooked traces and the bundled families are;
 //   - mahimahi's packet-delivery format (one integer per line: a time in
