@@ -92,7 +92,7 @@ func originCommand() command {
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),
 					MaxJobs: *maxJobs, UploadDir: *uploadDir, UploadStall: *uploadStall, CatalogBytes: int64(catalogMem),
 					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
-					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
+					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, *token, l.addrs()...)})
 				if err != nil {
 					l.close()
 					return err

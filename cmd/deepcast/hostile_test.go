@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -275,24 +276,34 @@ func TestEdgeProcessBoundsAClientsMisses(t *testing.T) {
 
 // TestOpsEndpointsOffOnPublicListeners: /metrics and /api/stats name the
 // upstreams; on a listener other machines reach they are off unless a
-// token guards them or an admin listener takes them.
+// token guards them or an admin listener takes them. There, a token short
+// enough to guess is warned of; on loopback, as in the demo, it is not.
 func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
+	long := strings.Repeat("k", minTokenLength)
 	for _, c := range []struct {
 		listen, admin, token string
 		hidden               bool
+		adminToken, warn     string
 	}{
-		{"127.0.0.1:0", "", "", false},
-		{"0.0.0.0:0", "", "", true},
-		{"0.0.0.0:0", "", "tok", false},
-		{"127.0.0.1:0", "127.0.0.1:0", "", true},
+		{"127.0.0.1:0", "", "", false, "", ""},
+		{"0.0.0.0:0", "", "", true, "", "/metrics and /api/stats are off"},
+		{"0.0.0.0:0", "", long, false, long, ""},
+		{"127.0.0.1:0", "127.0.0.1:0", "", true, "", ""},
+		{"127.0.0.1:0", "", "tok", false, "s3cret", ""},
+		{"0.0.0.0:0", "", "tok", false, long, "-metrics-token is 3 characters, short enough to guess"},
+		{"0.0.0.0:0", "127.0.0.1:0", "", true, "s3cret", "-admin-token is 6 characters, short enough to guess"},
 	} {
 		ln, err := net.Listen("tcp", c.listen)
 		if err != nil {
 			t.Fatal(err)
 		}
+		var logged bytes.Buffer
 		o := opsFlags{listen: &c.admin, token: &c.token}
-		if got := o.hidden(discard(), ln.Addr()); got != c.hidden {
+		if got := o.hidden(slog.New(slog.NewTextHandler(&logged, nil)), c.adminToken, ln.Addr()); got != c.hidden {
 			t.Errorf("listen %s admin %q token %q: hidden %v, want %v", c.listen, c.admin, c.token, got, c.hidden)
+		}
+		if c.warn == "" && logged.Len() > 0 || !strings.Contains(logged.String(), c.warn) {
+			t.Errorf("listen %s admin %q token %q admin token %q: logged %q, want %q", c.listen, c.admin, c.token, c.adminToken, logged.String(), c.warn)
 		}
 		ln.Close()
 	}

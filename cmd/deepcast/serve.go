@@ -210,23 +210,41 @@ func addOpsFlags(fs *flag.FlagSet) opsFlags {
 	}
 }
 
+// minTokenLength is the shortest bearer token that is not warned about
+// on a listener other machines reach.
+const minTokenLength = 16
+
 // hidden decides whether /metrics and /api/stats leave the listeners at
 // addrs: when an admin listener takes them, or when one of them is
 // reachable from other machines and no token guards them (they name
 // upstreams and show the traffic), which log says. On loopback they stay
-// open, as the demo needs.
-func (o opsFlags) hidden(log *slog.Logger, addrs ...net.Addr) bool {
+// open, as the demo needs. Where other machines reach a listener, it also
+// warns of an -admin-token or -metrics-token short enough to guess (on
+// loopback, as in the demo and the tests, any token will do).
+func (o opsFlags) hidden(log *slog.Logger, adminToken string, addrs ...net.Addr) bool {
+	reachable := ""
+	for _, a := range addrs {
+		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+			reachable = a.String()
+			break
+		}
+	}
+	if reachable != "" {
+		for _, t := range []struct{ flag, token string }{{"-admin-token", adminToken}, {"-metrics-token", *o.token}} {
+			if n := len(t.token); n > 0 && n < minTokenLength {
+				log.Warn(fmt.Sprintf("%s is %d characters, short enough to guess: other machines reach this node, so give at least %d random ones", t.flag, n, minTokenLength), "listen", reachable)
+			}
+		}
+	}
 	if *o.listen != "" {
 		return true
 	}
 	if *o.token != "" {
 		return false
 	}
-	for _, a := range addrs {
-		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-			log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", a.String())
-			return true
-		}
+	if reachable != "" {
+		log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", reachable)
+		return true
 	}
 	return false
 }
