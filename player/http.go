@@ -250,9 +250,10 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	}
 	sent := f.Clock.Now()
 	wait := f.RTT
-	if f.Shaper != nil && f.Shaper.trace.Latency != nil {
-		// The trace's own latency, as the simulator spends it.
-		wait = f.Shaper.Latency()
+	if f.Shaper != nil {
+		if lat, ok := f.Shaper.Latency(); ok {
+			wait = lat // the trace's own, as the simulator spends it
+		}
 	}
 	if wait > 0 {
 		if err := f.Clock.Sleep(ctx, wait); err != nil {
@@ -482,16 +483,16 @@ func (s *Shaper) position(elapsed float64) (loops float64, i int, at float64) {
 
 // Latency is how long a request sent now waits for its first byte on a
 // trace that carries latency (Sabre's): the simulator's walk from this
-// moment of the trace. It is 0 for other traces. What the link could
-// carry meanwhile goes unused as at any idle time, less the shapeBank
-// the shaper keeps of it.
-func (s *Shaper) Latency() time.Duration {
+// moment of the trace; ok is false for a trace without latency. What the
+// link could carry meanwhile goes unused as at any idle time, less the
+// shapeBank the shaper keeps of it.
+func (s *Shaper) Latency() (d time.Duration, ok bool) {
 	if s.trace.Latency == nil {
-		return 0
+		return 0, false
 	}
 	_, i, at := s.position(time.Since(s.start).Seconds())
 	l := TraceLink{trace: s.trace, ptr: i, lastT: at}
-	return seconds(l.latency())
+	return seconds(l.latency()), true
 }
 
 // Reader wraps a body so it is delivered no faster than the link allows.

@@ -69,14 +69,14 @@ func parseSabreTrace(r io.Reader, name string) (*Trace, error) {
 			return nil, fmt.Errorf("trace %s: too long", name)
 		}
 		end += *p.Duration
-		if end/1000 > 1e8 {
-			return nil, fmt.Errorf("trace %s period %d: the trace runs past 1e8 s", name, i)
+		if end > maxSabreDurationMS {
+			return nil, fmt.Errorf("trace %s period %d: the trace runs past %g ms", name, i, float64(maxSabreDurationMS))
 		}
 		t.Time = append(t.Time, end/1000)
 		t.Mbps = append(t.Mbps, *p.Bandwidth/1000)
 		if p.Latency != nil {
 			if i == 0 {
-				lat = []float64{*p.Latency / 1000}
+				lat = []float64{0} // row 0, as t.Mbps's
 			}
 			lat = append(lat, *p.Latency/1000)
 		}
@@ -92,7 +92,13 @@ func parseSabreTrace(r io.Reader, name string) (*Trace, error) {
 	}
 	// Row 0 only marks time zero; it reads as the first period.
 	t.Mbps[0] = t.Mbps[1]
+	if lat != nil {
+		lat[0] = lat[1]
+	}
 	t.Latency = lat
+	if err := t.carriesData(); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -128,13 +134,10 @@ func jsonProblem(err error) error {
 // latency spends one request's latency on the link as Sabre does: time
 // passes along the trace and nothing is sent. A latency that runs past
 // its row's end carries on at the next row's latency for the share of it
-// still to come. It returns the time spent, in seconds (0 for a trace
-// without latency).
+// still to come. It returns the time spent, in seconds; the trace must
+// carry latency.
 func (l *TraceLink) latency() float64 {
 	lat := l.trace.Latency
-	if lat == nil {
-		return 0
-	}
 	spent, share := 0.0, 1.0
 	// Each row either ends the walk or takes up its own length of it: a
 	// walk of at most a minute over rows of at least a millisecond. The

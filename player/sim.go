@@ -173,6 +173,10 @@ func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe
 	return s.Run(ctx)
 }
 
+// PensieveRTT is the round trip Pensieve's simulator adds to every
+// download (SimOptions.Pensieve).
+const PensieveRTT = 80 * time.Millisecond
+
 // MaxLiveDelay bounds how far behind a live edge a session joins, played
 // (play -live-delay, the player page's livedelay) or simulated
 // (SimOptions.Live): an hour.
@@ -189,7 +193,7 @@ func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 		if opt.Video.Chunks > PensieveChunks {
 			cfg.Chunks = PensieveChunks
 		}
-		link = NewTraceLink(t, 0.95, 80*time.Millisecond)
+		link = NewTraceLink(t, 0.95, PensieveRTT)
 	}
 	if opt.Video.LiveDelay > 0 {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return awaitSimPublished(ctx, link, opt.Video, k, q < 0) }

@@ -48,14 +48,7 @@ func ParseTrace(r io.Reader, name string) (*Trace, error) {
 		return nil, fmt.Errorf("trace %s: %w", name, err)
 	}
 	if first, err := br.Peek(1); err == nil && first[0] == '[' {
-		t, err := parseSabreTrace(br, name)
-		if err == nil {
-			err = t.carriesData()
-		}
-		if err != nil {
-			return nil, err
-		}
-		return t, nil
+		return parseSabreTrace(br, name)
 	}
 	t := &Trace{Name: name}
 	sc := bufio.NewScanner(br)

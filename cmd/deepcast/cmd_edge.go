@@ -134,7 +134,8 @@ func edgeCommand() command {
 				}
 				tuneEdgeMemory(cfg.MemBytes)
 				cfg.Logger = slog.Default()
-				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(cfg.Logger, *token, l.addrs()...)
+				cfg.MetricsToken, cfg.OpsHidden = *ops.token, ops.hidden(cfg.Logger, l.addrs()...)
+				ops.warnShortTokens(cfg.Logger, *token, l.addrs()...)
 				name := cfg.Name
 				if name == "" {
 					name = defaults.Name

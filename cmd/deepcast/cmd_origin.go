@@ -89,10 +89,11 @@ func originCommand() command {
 				cf.limitConns(&l, 0, log)
 				pages := web.Handler(web.Config{Self: "origin", ModulesDir: *modules, Logger: log,
 					Nodes: []web.Node{{Name: "origin", Role: "origin", URL: l.selfURL()}}})
+				ops.warnShortTokens(log, *token, l.addrs()...)
 				srv, err := origin.New(origin.Config{Library: *lib, Store: libStore, StoreTimeout: *storeTimeout, AdminToken: *token, MaxUpload: int64(maxUpload),
 					MaxJobs: *maxJobs, UploadDir: *uploadDir, UploadStall: *uploadStall, CatalogBytes: int64(catalogMem),
 					CheckEvery: *check, AccessLog: accessLogger(*accessLog, "origin"), Logger: log, Web: pages,
-					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, *token, l.addrs()...)})
+					MetricsToken: *ops.token, OpsHidden: ops.hidden(log, l.addrs()...)})
 				if err != nil {
 					l.close()
 					return err

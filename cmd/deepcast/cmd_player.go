@@ -210,7 +210,7 @@ func ownLatencyNote(ts []*player.Trace, pensieve bool, rtt time.Duration) string
 	}
 	fixed := fmt.Sprintf("-rtt's %v", rtt)
 	if pensieve {
-		fixed = "-pensieve's 80ms"
+		fixed = fmt.Sprintf("-pensieve's %v", player.PensieveRTT)
 	}
 	return fmt.Sprintf("note: %d of %d traces carry their own latency (Sabre's format); their requests wait it in place of %s", n, len(ts), fixed)
 }

@@ -299,7 +299,9 @@ func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
 		}
 		var logged bytes.Buffer
 		o := opsFlags{listen: &c.admin, token: &c.token}
-		if got := o.hidden(slog.New(slog.NewTextHandler(&logged, nil)), c.adminToken, ln.Addr()); got != c.hidden {
+		log := slog.New(slog.NewTextHandler(&logged, nil))
+		o.warnShortTokens(log, c.adminToken, ln.Addr())
+		if got := o.hidden(log, ln.Addr()); got != c.hidden {
 			t.Errorf("listen %s admin %q token %q: hidden %v, want %v", c.listen, c.admin, c.token, got, c.hidden)
 		}
 		if c.warn == "" && logged.Len() > 0 || !strings.Contains(logged.String(), c.warn) {

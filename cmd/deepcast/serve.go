@@ -210,43 +210,53 @@ func addOpsFlags(fs *flag.FlagSet) opsFlags {
 	}
 }
 
-// minTokenLength is the shortest bearer token that is not warned about
-// on a listener other machines reach.
-const minTokenLength = 16
-
 // hidden decides whether /metrics and /api/stats leave the listeners at
 // addrs: when an admin listener takes them, or when one of them is
 // reachable from other machines and no token guards them (they name
 // upstreams and show the traffic), which log says. On loopback they stay
-// open, as the demo needs. Where other machines reach a listener, it also
-// warns of an -admin-token or -metrics-token short enough to guess (on
-// loopback, as in the demo and the tests, any token will do).
-func (o opsFlags) hidden(log *slog.Logger, adminToken string, addrs ...net.Addr) bool {
-	reachable := ""
-	for _, a := range addrs {
-		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
-			reachable = a.String()
-			break
-		}
-	}
-	if reachable != "" {
-		for _, t := range []struct{ flag, token string }{{"-admin-token", adminToken}, {"-metrics-token", *o.token}} {
-			if n := len(t.token); n > 0 && n < minTokenLength {
-				log.Warn(fmt.Sprintf("%s is %d characters, short enough to guess: other machines reach this node, so give at least %d random ones", t.flag, n, minTokenLength), "listen", reachable)
-			}
-		}
-	}
+// open, as the demo needs.
+func (o opsFlags) hidden(log *slog.Logger, addrs ...net.Addr) bool {
 	if *o.listen != "" {
 		return true
 	}
 	if *o.token != "" {
 		return false
 	}
-	if reachable != "" {
-		log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", reachable)
+	if a := reachable(addrs); a != "" {
+		log.Warn("/metrics and /api/stats are off on a listener other machines reach: give -admin-listen ADDR or -metrics-token TOKEN", "listen", a)
 		return true
 	}
 	return false
+}
+
+// reachable is the first of addrs that other machines can reach (not
+// loopback), "" when there is none.
+func reachable(addrs []net.Addr) string {
+	for _, a := range addrs {
+		if tcp, ok := a.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+			return a.String()
+		}
+	}
+	return ""
+}
+
+// minTokenLength is the shortest bearer token that is not warned about
+// on a listener other machines reach.
+const minTokenLength = 16
+
+// warnShortTokens warns of an -admin-token or -metrics-token short enough
+// to guess where other machines reach a listener; on loopback, as in the
+// demo and the tests, any token will do.
+func (o opsFlags) warnShortTokens(log *slog.Logger, adminToken string, addrs ...net.Addr) {
+	a := reachable(addrs)
+	if a == "" {
+		return
+	}
+	for _, t := range []struct{ flag, token string }{{"-admin-token", adminToken}, {"-metrics-token", *o.token}} {
+		if n := len(t.token); n > 0 && n < minTokenLength {
+			log.Warn(fmt.Sprintf("%s is %d characters, short enough to guess: other machines reach this node, so give at least %d random ones", t.flag, n, minTokenLength), "listen", a)
+		}
+	}
 }
 
 // serveOps serves h with net/http alone until ctx ends.
