@@ -260,6 +260,8 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 			return Download{}, err
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx) // for an abandonment
+	defer cancel()
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return Download{}, err
@@ -313,7 +315,20 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		sum = sha256.New()
 		body = io.TeeReader(body, sum)
 	}
+	given := func() bool { return false }
+	if req.Abandon != nil {
+		size := req.Size
+		if resp.ContentLength > 0 {
+			size = resp.ContentLength
+		}
+		body, given = f.watchAbandon(body, req, size, sent, first, cancel)
+	}
 	n, err := io.Copy(io.Discard, body)
+	if given() {
+		// The request's context is cancelled: HTTP/1.1 drops the
+		// connection, HTTP/2 and HTTP/3 reset the stream.
+		return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now(), Abandoned: true}, nil
+	}
 	if err != nil {
 		return Download{}, fmt.Errorf("body: %w", err)
 	}
@@ -328,6 +343,54 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		}
 	}
 	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
+}
+
+// watchAbandon asks req.Abandon every AbandonEvery, while the body is
+// read, whether to give the download up, and if so cancels it (cancel is
+// the request's). A link that has stopped delivering blocks the body's
+// reads, so the asking runs beside them. It counts the body's bytes in
+// through the reader it returns; stop ends the watch, and says whether
+// the download was given up. Abandon runs on the watch's goroutine while
+// the session waits in Fetch, and never after stop has returned.
+func (f *HTTPFetcher) watchAbandon(body io.Reader, req Request, size int64, sent, first time.Duration, cancel context.CancelFunc) (io.Reader, func() bool) {
+	c := &countingReader{r: body}
+	done := make(chan struct{})
+	var given atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(AbandonEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			p := Progress{Rendition: req.Rendition, Size: size, Bytes: c.n.Load(), Elapsed: f.Clock.Now() - sent, FirstByte: first - sent}
+			if p.Bytes < size && req.Abandon(p) {
+				given.Store(true)
+				cancel()
+				return
+			}
+		}
+	})
+	return c, func() bool {
+		close(done)
+		wg.Wait()
+		return given.Load()
+	}
+}
+
+// countingReader counts the bytes read through it, for another goroutine.
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // declaredSHA256 returns the hex SHA-256 (or a prefix of it) that resp

@@ -23,14 +23,24 @@ var ResultColumns = []string{"trace", "abr", "chunks", "mean_bitrate_kbps", "reb
 // it stood once each chunk was in.
 const LiveColumn = "latency_s"
 
+// AbandonColumn ends the columns of a run with an abandonment rule
+// (sim -abandon, play -abandon), after LiveColumn if there is one: the
+// downloads given up for a lower rendition, in -out per session, in a
+// per-chunk log before the chunk's download that played.
+const AbandonColumn = "abandoned"
+
 // WriteResults writes one CSV row per (trace, abr); live ones end with
-// LiveColumn.
+// LiveColumn, and runs with an abandonment rule with AbandonColumn.
 func WriteResults(w io.Writer, results []SimResult) error {
 	cw := csv.NewWriter(w)
 	live := slices.ContainsFunc(results, func(r SimResult) bool { return r.Latency > 0 })
-	head := ResultColumns
+	abandon := slices.ContainsFunc(results, func(r SimResult) bool { return r.AbandonRule != "" })
+	head := slices.Clone(ResultColumns)
 	if live {
-		head = append(slices.Clone(head), LiveColumn)
+		head = append(head, LiveColumn)
+	}
+	if abandon {
+		head = append(head, AbandonColumn)
 	}
 	if err := cw.Write(head); err != nil {
 		return err
@@ -45,6 +55,9 @@ func WriteResults(w io.Writer, results []SimResult) error {
 			strconv.Itoa(r.RebufferCount), strconv.Itoa(r.Switches), f3(r.Startup.Seconds()), f3(r.QoE), opt}
 		if live {
 			row = append(row, f3(r.Latency.Seconds()))
+		}
+		if abandon {
+			row = append(row, strconv.Itoa(r.Abandoned))
 		}
 		if err := cw.Write(row); err != nil {
 			return err
@@ -61,12 +74,17 @@ var LogColumns = []string{"time_s", "chunk", "rendition", "bitrate_kbps", "bytes
 
 // WriteLog writes a session's per-chunk log as CSV; with live, the log of
 // a live session, each row ends with how far behind the live edge it
-// played once the chunk was in (LiveColumn, ChunkLog.Latency).
-func WriteLog(w io.Writer, log []ChunkLog, live bool) error {
+// played once the chunk was in (LiveColumn, ChunkLog.Latency); with
+// abandon, a session with an abandonment rule, then with the downloads
+// of the chunk it gave up (AbandonColumn, ChunkLog.Abandoned).
+func WriteLog(w io.Writer, log []ChunkLog, live, abandon bool) error {
 	cw := csv.NewWriter(w)
-	head := LogColumns
+	head := slices.Clone(LogColumns)
 	if live {
-		head = append(slices.Clone(LogColumns), LiveColumn)
+		head = append(head, LiveColumn)
+	}
+	if abandon {
+		head = append(head, AbandonColumn)
 	}
 	if err := cw.Write(head); err != nil {
 		return err
@@ -78,6 +96,9 @@ func WriteLog(w io.Writer, log []ChunkLog, live bool) error {
 		if live {
 			row = append(row, f3(l.Latency.Seconds()))
 		}
+		if abandon {
+			row = append(row, strconv.Itoa(l.Abandoned))
+		}
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -87,7 +108,8 @@ func WriteLog(w io.Writer, log []ChunkLog, live bool) error {
 }
 
 // WriteLogs writes DIR/<trace>__<abr>.csv for every session; a live
-// one's rows end with the latency (LiveColumn).
+// one's rows end with the latency (LiveColumn), and one with an
+// abandonment rule's with AbandonColumn.
 func WriteLogs(dir string, results []SimResult) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("log dir: %w", err)
@@ -97,7 +119,7 @@ func WriteLogs(dir string, results []SimResult) error {
 		if err != nil {
 			return fmt.Errorf("log: %w", err)
 		}
-		err = WriteLog(f, r.Log, r.Latency > 0)
+		err = WriteLog(f, r.Log, r.Latency > 0, r.AbandonRule != "")
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -134,6 +156,9 @@ type Summary struct {
 	// Latency is, live, the mean distance to the live edge at the end
 	// (seconds); NaN for VOD.
 	Latency float64
+	// Abandoned is the mean number of downloads a session gave up for a
+	// lower rendition; NaN when its sessions ran with no abandonment rule.
+	Abandoned float64
 }
 
 // optimalByTrace is the optimum's QoE per trace, where it was run.
@@ -161,7 +186,7 @@ func Summarize(results []SimResult) []Summary {
 	var out []Summary
 	for _, a := range order {
 		rs := byABR[a]
-		s := Summary{ABR: a, Sessions: len(rs), OfOptimal: math.NaN(), Latency: math.NaN()}
+		s := Summary{ABR: a, Sessions: len(rs), OfOptimal: math.NaN(), Latency: math.NaN(), Abandoned: math.NaN()}
 		var mine, best float64
 		matched := 0
 		for _, r := range rs {
@@ -194,6 +219,13 @@ func Summarize(results []SimResult) []Summary {
 		}
 		if latency > 0 {
 			s.Latency = latency / n
+		}
+		if slices.ContainsFunc(rs, func(r SimResult) bool { return r.AbandonRule != "" }) {
+			abandoned := 0
+			for _, r := range rs {
+				abandoned += r.Abandoned
+			}
+			s.Abandoned = float64(abandoned) / n
 		}
 		slices.Sort(qoes)
 		s.P10, s.P50, s.P90 = quantile(qoes, 0.1), quantile(qoes, 0.5), quantile(qoes, 0.9)
@@ -245,6 +277,7 @@ func OfFamily(results []SimResult, family string) []SimResult {
 func WriteSummary(w io.Writer, sums []Summary) {
 	withOptimal := slices.ContainsFunc(sums, func(s Summary) bool { return s.ABR == Optimal })
 	live := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.Latency) })
+	abandon := slices.ContainsFunc(sums, func(s Summary) bool { return !math.IsNaN(s.Abandoned) })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "abr\tsessions\tmean QoE\tp10\tp50\tp90\tmean kbit/s\trebuffer %\tswitches\t"
 	if withOptimal {
@@ -252,6 +285,9 @@ func WriteSummary(w io.Writer, sums []Summary) {
 	}
 	if live {
 		head += "latency s\t"
+	}
+	if abandon {
+		head += "abandoned\t"
 	}
 	fmt.Fprintln(tw, head)
 	for _, s := range sums {
@@ -265,6 +301,12 @@ func WriteSummary(w io.Writer, sums []Summary) {
 		}
 		if live {
 			fmt.Fprintf(tw, "%.2f\t", s.Latency)
+		}
+		switch {
+		case abandon && math.IsNaN(s.Abandoned):
+			fmt.Fprint(tw, "-\t") // the optimum, which never abandons
+		case abandon:
+			fmt.Fprintf(tw, "%.2f\t", s.Abandoned)
 		}
 		fmt.Fprintln(tw)
 	}

@@ -37,6 +37,10 @@ type Request struct {
 	Startup   bool
 	// Init marks an initialization segment (CMCD ot=i).
 	Init bool
+	// Abandon, if set, is asked every AbandonEvery of the download (the
+	// fetcher fills in all but Progress.Buffer) whether to give it up:
+	// on true the fetch stops and returns what came, Download.Abandoned.
+	Abandon func(Progress) bool
 }
 
 // Download is what a fetch measured, on the session's clock.
@@ -45,6 +49,9 @@ type Download struct {
 	Sent      time.Duration // request sent
 	FirstByte time.Duration
 	LastByte  time.Duration
+	// Abandoned: Request.Abandon gave the download up at LastByte, with
+	// Bytes of it in.
+	Abandoned bool
 }
 
 // Elapsed is the time from request to last byte.
@@ -103,6 +110,10 @@ type Config struct {
 	LiveEdge func(now time.Duration) time.Duration
 	// OnChunk, if set, sees every chunk as it completes.
 	OnChunk func(ChunkLog)
+	// Abandon, if set, may give a video segment's download up while it
+	// runs and have the chunk fetched at a lower rendition (dash.js's
+	// AbandonRequestsRule); nil never abandons, as Pensieve's simulator.
+	Abandon Abandoner
 }
 
 // DefaultConfig is the buffer model of `play` and of `sim` without -pensieve.
@@ -134,6 +145,9 @@ type ChunkLog struct {
 	// Rate is the playback rate the playhead went on at once this chunk
 	// was in: above 1 while catching up with the live edge, else 1.
 	Rate float64
+	// Abandoned is how many downloads of this chunk were given up
+	// (Config.Abandon) before the one that played.
+	Abandoned int
 }
 
 // Result summarises a session.
@@ -157,7 +171,12 @@ type Result struct {
 	// CaughtUp is the media time a live session won back on the live
 	// edge by playing faster (Config.CatchUp).
 	CaughtUp time.Duration
-	Log      []ChunkLog
+	// Abandoned is how many downloads were given up for a lower
+	// rendition (Config.Abandon), and AbandonedBytes what they had
+	// brought in, thrown away.
+	Abandoned      int
+	AbandonedBytes int64
+	Log            []ChunkLog
 }
 
 // RebufferRatio is stall time over media time.
@@ -287,24 +306,45 @@ play:
 			break play
 		}
 		chunkDur := v.ChunkDur(k)
-		req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
-			Estimate: st.Estimate(), Duration: chunkDur, Startup: k == 0}
-		if v.URLs != nil {
-			req.URL = v.URLs[k][q]
-			if k+1 < chunks {
-				req.NextURL = v.URLs[k+1][q]
+		var dl Download
+		var req Request
+		var abandoned int
+		// A download given up is fetched again at the rendition the
+		// Abandoner named (lower each time, so at most once a rendition);
+		// the time it took stays in the chunk's.
+		for {
+			req = s.request(st, k, q, chunks)
+			if abandoned > 0 {
+				view := ph // CMCD's buffer is what is left of it now
+				req.Buffer, _ = view.play(buffer, s.Clock.Now()-chunkStart)
+			}
+			if err = inits.fetch(ctx, k, q, req); err != nil {
+				return res, err
+			}
+			var lower int
+			if a := s.Config.Abandon; a != nil && q > 0 {
+				sent := s.Clock.Now()
+				req.Abandon = func(p Progress) bool {
+					view := ph // the buffer as it drains, not played yet
+					p.Buffer, _ = view.play(buffer, sent-chunkStart+p.Elapsed)
+					var ok bool
+					lower, ok = a.Abandon(st, p)
+					return ok && lower >= 0 && lower < q
+				}
+			}
+			dl, err = s.Fetcher.Fetch(ctx, req)
+			if err != nil || !dl.Abandoned {
+				break
+			}
+			abandoned++
+			res.Abandoned++
+			res.AbandonedBytes += dl.Bytes
+			q = lower
+			// A live rendition's playlist may not list the chunk yet.
+			if err = s.waitFor(ctx, k, q); err != nil {
+				break
 			}
 		}
-		if v.Ranges != nil {
-			req.Range = v.Ranges[k][q]
-			if k+1 < chunks {
-				req.NextRange = v.Ranges[k+1][q]
-			}
-		}
-		if err := inits.fetch(ctx, k, q, req); err != nil {
-			return res, err
-		}
-		dl, err := s.Fetcher.Fetch(ctx, req)
 		if errors.Is(err, ErrStreamEnded) {
 			res.StreamEnded = true
 			break
@@ -378,7 +418,7 @@ play:
 		st.Stalled = rebuf > 0
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
 			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind,
-			Latency: played.Latency, Rate: played.Rate}
+			Latency: played.Latency, Rate: played.Rate, Abandoned: abandoned}
 		jumped = 0
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
@@ -409,6 +449,27 @@ play:
 	}
 	res.StreamEnded = res.StreamEnded || chunks < wanted
 	return res, nil
+}
+
+// request is the download of chunk k (of chunks) at rendition q, with
+// the player's state in st for CMCD.
+func (s *Session) request(st *State, k, q, chunks int) Request {
+	v := s.Video
+	req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
+		Estimate: st.Estimate(), Duration: v.ChunkDur(k), Startup: k == 0}
+	if v.URLs != nil {
+		req.URL = v.URLs[k][q]
+		if k+1 < chunks {
+			req.NextURL = v.URLs[k+1][q]
+		}
+	}
+	if v.Ranges != nil {
+		req.Range = v.Ranges[k][q]
+		if k+1 < chunks {
+			req.NextRange = v.Ranges[k+1][q]
+		}
+	}
+	return req
 }
 
 // choose is the rendition of chunk st.Chunk: the start rendition's for the

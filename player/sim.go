@@ -42,6 +42,11 @@ type SimOptions struct {
 	CatchUp float64
 	// CatchUpLaw is how the rate follows the lag (Config.CatchUpLaw).
 	CatchUpLaw string
+	// Abandon names the rule (NewAbandoner) by which every algorithm's
+	// sessions may give a download up for a lower rendition; "" never
+	// does. The optimum never abandons: knowing the trace, it has no
+	// download to regret.
+	Abandon string
 }
 
 // newABR makes the named algorithm: one of opt.Policies or a built-in.
@@ -61,6 +66,9 @@ type SimResult struct {
 	// the join's distance, plus the startup and every stall, less what
 	// it caught up (0 for VOD).
 	Latency time.Duration
+	// AbandonRule is the abandonment rule the session ran with
+	// (SimOptions.Abandon; "" for none, and for the optimum).
+	AbandonRule string
 	Result
 }
 
@@ -76,6 +84,11 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 	}
 	if err := CheckCatchUpLaw(opt.CatchUpLaw); err != nil {
 		return nil, err
+	}
+	if a, err := NewAbandoner(opt.Abandon); err != nil {
+		return nil, err
+	} else if a == nil {
+		opt.Abandon = "" // "none"
 	}
 	if opt.Live != 0 {
 		if opt.Live < opt.Video.ChunkDuration || opt.Live > MaxLiveDelay {
@@ -100,6 +113,9 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		name := opt.Algorithms[i%len(opt.Algorithms)]
 		res, err := simulateOne(ctx, opt, t, name, qoe)
 		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
+		if name != Optimal {
+			out[i].AbandonRule = opt.Abandon
+		}
 		if opt.Live > 0 {
 			out[i].Latency = opt.Live + res.Startup + res.Rebuffer - res.CaughtUp
 		}
@@ -158,6 +174,9 @@ func forEach(ctx context.Context, n, jobs int, progress func(done, total int), f
 }
 
 func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe QoEModel) (Result, error) {
+	if name == Optimal {
+		opt.Abandon = ""
+	}
 	cfg, link := simSetup(opt, t)
 	var abr ABR
 	if name == Optimal {
@@ -185,6 +204,7 @@ const MaxLiveDelay = time.Hour
 // simSetup is a simulated session's buffer model and link.
 func simSetup(opt SimOptions, t *Trace) (Config, *TraceLink) {
 	cfg := DefaultConfig()
+	cfg.Abandon, _ = NewAbandoner(opt.Abandon) // checked by Simulate
 	link := NewTraceLink(t, 1, opt.RTT)
 	if opt.Pensieve {
 		cfg.StartRendition = min(1, len(opt.Video.Bitrates)-1)

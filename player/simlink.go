@@ -68,6 +68,8 @@ func (l *TraceLink) advance() {
 // to carry req.Size payload bytes, plus the RTT. A trace that carries its
 // own latency (Sabre's) has it spent first, along the trace, in place of
 // the RTT: the latency of the moment a request is sent, as Sabre has it.
+// With req.Abandon, the download is checked every AbandonEvery after its
+// wait, and stops where it is given up.
 func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
 	wait := l.RTT
 	if l.trace.Latency != nil {
@@ -76,9 +78,17 @@ func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
 	size := float64(req.Size)
 	sent := 0.0
 	delay := 0.0
+	every := AbandonEvery.Seconds()
+	check := every
 	for guard := 0; ; guard++ {
 		rate := l.trace.Mbps[l.ptr] * 1e6 / 8 * l.Payload // payload bytes per second
 		dur := l.trace.Time[l.ptr] - l.lastT
+		// A check due within this row cuts it there; without checks the
+		// walk is row by row, as it always was.
+		cut := req.Abandon != nil && delay+dur > check
+		if cut {
+			dur = check - delay
+		}
 		chunk := rate * dur
 		if sent+chunk > size {
 			frac := (size - sent) / rate
@@ -88,7 +98,19 @@ func (l *TraceLink) Fetch(ctx context.Context, req Request) (Download, error) {
 		}
 		sent += chunk
 		delay += dur
-		l.advance()
+		if cut {
+			l.lastT += dur
+			p := Progress{Rendition: req.Rendition, Size: req.Size, Bytes: int64(sent),
+				Elapsed: wait + seconds(delay), FirstByte: wait}
+			if req.Abandon(p) {
+				start := l.now
+				l.now += p.Elapsed
+				return Download{Bytes: p.Bytes, Sent: start, FirstByte: start + wait, LastByte: l.now, Abandoned: true}, nil
+			}
+			check += every
+		} else {
+			l.advance()
+		}
 		if delay > maxSimDownload {
 			return Download{}, fmt.Errorf("trace %s carries %.0f of %d bytes in 24 h: its rates are near zero (are they in Mbit/s?)",
 				l.trace.Name, sent, req.Size)

@@ -81,14 +81,18 @@ func (s *State) planCeiling() float64 {
 	return max(s.BufferCapacity().Seconds()-s.ChunkSeconds(), 0)
 }
 
+// qoe is the session's QoE model: QoE_lin unless set.
+func (s *State) qoe() QoEModel {
+	if s.QoE == nil {
+		return linQoE{}
+	}
+	return s.QoE
+}
+
 // planTerms are the session's QoE model's terms as a planner adds them up.
 func (s *State) planTerms() *planTerms {
 	if s.terms == nil {
-		m := s.QoE
-		if m == nil {
-			m = linQoE{}
-		}
-		t := termsOf(m, s.Bitrates(), s.Video.ChunkDuration, s.Video.LiveDelay)
+		t := termsOf(s.qoe(), s.Bitrates(), s.Video.ChunkDuration, s.Video.LiveDelay)
 		s.terms = &t
 	}
 	return s.terms

@@ -60,6 +60,7 @@ func simCommand() command {
 			live := fs.Duration("live", 0, "simulate a live stream joined this far behind its live edge (e.g. 8s; at least one chunk): a chunk is fetched once published, the buffer holds no more than the distance to the edge, stalls add to it; the summary gains the mean latency at the end, -out and -log a latency_s column")
 			catchup := fs.Float64("catchup", 0, "with -live: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered; the latency s column shows what it wins back")
 			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
+			abandon := fs.String("abandon", "", "let sessions give a download up mid-way and fetch the chunk at a lower rendition, by this rule: "+abandonRulesHelp+"; the optimum never does")
 			models := fs.String("model", "", "learned policies (deepcast train's model.json files), comma-separated: each runs beside -abr, named by its file name without .json")
 			return func(ctx context.Context, args []string) error {
 				if *video == "" || *traces == "" {
@@ -70,6 +71,9 @@ func simCommand() command {
 				}
 				if err := player.CheckSimCatchUp(*live, *catchup); err != nil {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
+				}
+				if err := checkAbandon(*abandon); err != nil {
+					return err
 				}
 				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
 					return err
@@ -116,7 +120,8 @@ func simCommand() command {
 					algs = append(algs, name)
 				}
 				opt := player.SimOptions{Video: v, Traces: ts, Algorithms: algs, QoE: *qoe, Pensieve: *pensieve, RTT: *rtt, OptimalGrid: *grid,
-					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live, CatchUp: *catchup, CatchUpLaw: *catchupLaw}
+					Jobs: *jobs, KeepLogs: *logDir != "" || *plotDir != "", Policies: policies, Live: *live, CatchUp: *catchup, CatchUpLaw: *catchupLaw,
+					Abandon: *abandon}
 				if isTerminal(os.Stderr) {
 					bar := progressbar.NewOptions(len(ts)*len(algs), progressbar.OptionSetWriter(os.Stderr),
 						progressbar.OptionSetDescription("simulating"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
@@ -136,6 +141,9 @@ func simCommand() command {
 					case *catchup > 1:
 						mode += fmt.Sprintf(", catching up at %g×", *catchup)
 					}
+				}
+				if *abandon != "" && *abandon != "none" {
+					mode += fmt.Sprintf(", abandoning downloads by the %s rule", *abandon)
 				}
 				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
 					time.Since(start).Round(time.Millisecond), *qoe, mode)
@@ -289,6 +297,7 @@ func playCommand() command {
 			h3 := fs.Bool("http3", false, "play an https:// URL over HTTP/3 (QUIC)")
 			catchup := fs.Float64("catchup", 0, "live streams: play at up to this rate (e.g. 1.1; at most 1.5) while further behind the live edge than joined, after the startup and stalls, as long as more than a chunk (and a second) is buffered, as dash.js and hls.js catch up")
 			catchupLaw := fs.String("catchup-law", player.CatchUpFixed, "with -catchup: how the rate follows the lag behind the join: fixed (the rate whenever behind) or sigmoid (1 + (R-1)·tanh(2.5·lag/s), dash.js's default catch-up law)")
+			abandon := fs.String("abandon", "", "give a segment's download up mid-way and fetch the chunk at a lower rendition, by this rule: "+abandonRulesHelp)
 			liveDelay := fs.Duration("live-delay", 0, "live streams: join this far behind the live edge (as dash.js's liveDelay, hls.js's liveSyncDuration), and again after falling behind; default: the MPD's suggestedPresentationDelay, else three segments")
 			var headers requestHeaders
 			fs.Var(&headers, "header", "send this `Name: value` header with every request (repeatable), as an access token header")
@@ -300,6 +309,9 @@ func playCommand() command {
 					return fmt.Errorf("-catchup: %w: %w", err, errUsage)
 				}
 				if err := checkCatchUpLaw(*catchupLaw, *catchup); err != nil {
+					return err
+				}
+				if err := checkAbandon(*abandon); err != nil {
 					return err
 				}
 				if *liveDelay < 0 || *liveDelay > player.MaxLiveDelay {
@@ -324,7 +336,7 @@ func playCommand() command {
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
-					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Out: stdout})
+					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Abandon: *abandon, Out: stdout})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -362,7 +374,7 @@ func playCommand() command {
 					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
 				}
 				if *out != "" {
-					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log, live) }); err != nil {
+					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log, live, *abandon != "" && *abandon != "none") }); err != nil {
 						return err
 					}
 				}
@@ -406,6 +418,9 @@ type playOptions struct {
 	// LiveDelay is how far behind a live stream's edge to join (0: as the
 	// stream suggests).
 	LiveDelay time.Duration
+	// Abandon names the rule by which a download may be given up for a
+	// lower rendition (player.NewAbandoner; "" never).
+	Abandon string
 	// Header is sent with every request.
 	Header http.Header
 	// Out receives a line per chunk when ChunkLines is set.
@@ -505,8 +520,12 @@ type playReport struct {
 	SkippedSeconds float64 `json:"skippedSeconds,omitempty"`
 	// CaughtUpSeconds is the media time a live session won back on the
 	// live edge by playing faster (-catchup).
-	CaughtUpSeconds float64   `json:"caughtUpSeconds,omitempty"`
-	FinishedAtUTC   time.Time `json:"finished"`
+	CaughtUpSeconds float64 `json:"caughtUpSeconds,omitempty"`
+	// Abandoned and AbandonedBytes: the downloads given up for a lower
+	// rendition (-abandon), and the bytes they had brought in.
+	Abandoned      int       `json:"abandoned,omitempty"`
+	AbandonedBytes int64     `json:"abandonedBytes,omitempty"`
+	FinishedAtUTC  time.Time `json:"finished"`
 }
 
 // liveLatencyJSON is a player.Latency in seconds.
@@ -522,7 +541,7 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, late
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
 		Requests: stats, StreamEnded: res.StreamEnded, Rejoins: res.Rejoins, SkippedSeconds: res.Skipped.Seconds(),
-		CaughtUpSeconds: res.CaughtUp.Seconds(), FinishedAtUTC: time.Now().UTC()}
+		CaughtUpSeconds: res.CaughtUp.Seconds(), Abandoned: res.Abandoned, AbandonedBytes: res.AbandonedBytes, FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
 	}
@@ -589,6 +608,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
+	if cfg.Abandon, err = player.NewAbandoner(o.Abandon); err != nil {
+		return player.Result{}, fmt.Errorf("-abandon: %w: %w", err, errUsage)
+	}
 	if !v.LiveStart.IsZero() {
 		cfg.Ready = func(ctx context.Context, k, q int) error { return v.WaitPublished(ctx, clock, k, q) }
 		cfg.Rejoin = v.Rejoin
@@ -605,6 +627,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 			var notes string
 			if l.Skipped > 0 {
 				notes += fmt.Sprintf("  JUMPED %.1fs to the live edge", l.Skipped.Seconds())
+			}
+			if l.Abandoned > 0 {
+				notes += fmt.Sprintf("  ABANDONED %d download(s) of it", l.Abandoned)
 			}
 			if l.Rebuffer > 0 {
 				notes += fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds())
@@ -625,6 +650,17 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		*o.Latency, *o.LatencyOK = v.LiveLatency(clock.Start(), res)
 	}
 	return res, err
+}
+
+// abandonRulesHelp lists -abandon's rules for the flags' help.
+const abandonRulesHelp = "stall (only a download that would stall playback, for the lower rendition the QoE model prefers then) or throughput (dash.js's rule as Sabre has it: past 1.8 chunk durations at its own rate)"
+
+// checkAbandon checks an -abandon flag.
+func checkAbandon(rule string) error {
+	if _, err := player.NewAbandoner(rule); err != nil {
+		return fmt.Errorf("-abandon: %w: %w", err, errUsage)
+	}
+	return nil
 }
 
 // maxJobs bounds -j: more sessions at once than this only adds goroutines
@@ -687,6 +723,9 @@ func printSession(w io.Writer, abr string, res player.Result, protocol string) {
 	fmt.Fprintf(w, "%s: QoE %.2f, mean %.0f kbit/s, startup %.2fs, %d stalls (%.2fs, rebuffer %.2f %%), %d switches, over %s\n",
 		abr, res.QoE, res.MeanBitrate, res.Startup.Seconds(), res.RebufferCount, res.Rebuffer.Seconds(),
 		res.RebufferRatio()*100, res.Switches, protocol)
+	if res.Abandoned > 0 {
+		fmt.Fprintf(w, "%s: %d downloads given up for a lower rendition (%.0f kB of them thrown away)\n", abr, res.Abandoned, float64(res.AbandonedBytes)/1e3)
+	}
 }
 
 // loadStoreVideo reads an asset of an object store library, named by its
