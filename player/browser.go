@@ -152,4 +152,54 @@ func (b *BrowserSession) Choose(s BrowserState) (int, error) {
 	return q, nil
 }
 
+// BrowserProgress is a video segment download in progress, as the page
+// measured it when its player asked whether to give it up.
+type BrowserProgress struct {
+	Chunk     int   `json:"chunk"`     // from 0
+	Rendition int   `json:"rendition"` // the download's
+	Bytes     int64 `json:"bytes"`     // in so far
+	// Size is the segment's bytes (its Content-Length); 0 when unknown,
+	// for its rendition's bitrate over the chunk duration.
+	Size        int64   `json:"size"`
+	Ms          float64 `json:"ms"`          // since the request was sent
+	FirstByteMs float64 `json:"firstByteMs"` // from the request to its first byte
+	Buffer      float64 `json:"buffer"`      // seconds of video buffered now
+	Last        int     `json:"last"`        // the previous chunk's rendition; -1 before the first
+}
+
+// Abandon says whether the download p describes should be given up for
+// a lower rendition, by the stall rule play -abandon stall and sim
+// -abandon stall apply (scored by QoE_lin, as the page's sessions are):
+// the rendition to fetch the chunk at instead, or -1 to let it go on.
+// It changes nothing the session's next choices see: as in play and sim,
+// a download given up is not a throughput sample.
+func (b *BrowserSession) Abandon(p BrowserProgress) (int, error) {
+	n := len(b.video.Bitrates)
+	switch {
+	case p.Chunk < 0 || p.Chunk >= b.video.Chunks:
+		return 0, fmt.Errorf("chunk %d of %d", p.Chunk, b.video.Chunks)
+	case p.Rendition < 0 || p.Rendition >= n:
+		return 0, fmt.Errorf("rendition %d of %d", p.Rendition, n)
+	case p.Last < -1 || p.Last >= n:
+		return 0, fmt.Errorf("previous rendition %d of %d", p.Last, n)
+	case p.Bytes < 0 || p.Size < 0:
+		return 0, fmt.Errorf("%d of %d bytes", p.Bytes, p.Size)
+	case !(p.Ms >= 0) || p.Ms > 3.6e6 || !(p.FirstByteMs >= 0) || p.FirstByteMs > p.Ms:
+		return 0, fmt.Errorf("first byte after %v ms of %v", p.FirstByteMs, p.Ms)
+	case !(p.Buffer >= 0) || p.Buffer > 3600:
+		return 0, fmt.Errorf("buffer %v s", p.Buffer)
+	}
+	size := p.Size
+	if size == 0 {
+		size = b.video.Size(p.Chunk, p.Rendition)
+	}
+	st := &State{Video: b.video, Chunk: p.Chunk, Chunks: b.video.Chunks, Last: p.Last}
+	q, ok := stallAbandoner{}.Abandon(st, Progress{Rendition: p.Rendition, Size: size, Bytes: min(p.Bytes, size),
+		Elapsed: seconds(p.Ms / 1000), FirstByte: seconds(p.FirstByteMs / 1000), Buffer: seconds(p.Buffer)})
+	if !ok {
+		return -1, nil
+	}
+	return q, nil
+}
+
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

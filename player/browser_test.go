@@ -139,3 +139,51 @@ func TestBrowserLiveSession(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBrowserSessionAbandons: the page's abandonment asks the stall rule
+// sim and play run, with the segment's size when the page knows it and
+// its rendition's bitrate's worth when not; what cannot be a download in
+// progress is refused.
+func TestBrowserSessionAbandons(t *testing.T) {
+	s, err := NewBrowserSession("deepcast", BrowserVideo{ChunkSeconds: 4, Chunks: 10, Bitrates: []float64{300, 1200, 4300}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// TestAbandonRules's slow download: the lowest rendition saves the stall.
+	slow := BrowserProgress{Chunk: 5, Rendition: 2, Bytes: 50_000, Size: 2_150_000, Ms: 1080, FirstByteMs: 80, Buffer: 10, Last: 2}
+	for _, c := range []struct {
+		name string
+		edit func(*BrowserProgress)
+		want int
+	}{
+		{"the lowest saves the stall", func(*BrowserProgress) {}, 0},
+		{"the size unknown: the bitrate's worth", func(p *BrowserProgress) { p.Size = 0 }, 0},
+		{"in before the buffer runs out", func(p *BrowserProgress) { p.Buffer = 50 }, -1},
+		{"the first chunk, under QoE_lin", func(p *BrowserProgress) { p.Chunk, p.Last, p.Buffer = 0, -1, 0 }, -1},
+		{"more bytes than the size", func(p *BrowserProgress) { p.Bytes = 3_000_000 }, -1},
+	} {
+		p := slow
+		c.edit(&p)
+		if q, err := s.Abandon(p); err != nil || q != c.want {
+			t.Errorf("%s: %d (%v), want %d", c.name, q, err, c.want)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*BrowserProgress)
+	}{
+		{"chunk past the end", func(p *BrowserProgress) { p.Chunk = 10 }},
+		{"rendition out of range", func(p *BrowserProgress) { p.Rendition = 3 }},
+		{"previous rendition out of range", func(p *BrowserProgress) { p.Last = -2 }},
+		{"negative bytes", func(p *BrowserProgress) { p.Bytes = -1 }},
+		{"first byte after the time", func(p *BrowserProgress) { p.FirstByteMs = 2000 }},
+		{"NaN time", func(p *BrowserProgress) { p.Ms = math.NaN() }},
+		{"buffer of hours", func(p *BrowserProgress) { p.Buffer = 1e6 }},
+	} {
+		p := slow
+		c.edit(&p)
+		if _, err := s.Abandon(p); err == nil {
+			t.Errorf("%s: taken", c.name)
+		}
+	}
+}

@@ -8,6 +8,7 @@
 //	deepcastABR.algorithms                  // ["bba", "bola", "deepcast", …]
 //	deepcastABR.newSession(name, videoJSON) // {id} or {error}; videoJSON as player.BrowserVideo
 //	deepcastABR.choose(id, stateJSON)       // {quality} or {error}; stateJSON as player.BrowserState
+//	deepcastABR.abandon(id, progressJSON)   // {quality}: -1 goes on; or {error}; progressJSON as player.BrowserProgress
 //	deepcastABR.closeSession(id)
 //
 // and calls globalThis.onDeepcastABR() when it is ready, if that exists.

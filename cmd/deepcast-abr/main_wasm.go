@@ -53,6 +53,24 @@ func main() {
 		}
 		return map[string]any{"quality": q}
 	}))
+	api.Set("abandon", js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) != 2 || args[0].Type() != js.TypeNumber || args[1].Type() != js.TypeString {
+			return map[string]any{"error": "abandon(id, progressJSON)"}
+		}
+		s, ok := sessions[args[0].Int()]
+		if !ok {
+			return map[string]any{"error": "no such session"}
+		}
+		var p player.BrowserProgress
+		if err := json.Unmarshal([]byte(args[1].String()), &p); err != nil {
+			return fail(err)
+		}
+		q, err := s.Abandon(p)
+		if err != nil {
+			return fail(err)
+		}
+		return map[string]any{"quality": q}
+	}))
 	api.Set("closeSession", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		if len(args) == 1 && args[0].Type() == js.TypeNumber {
 			delete(sessions, args[0].Int())

@@ -44,22 +44,8 @@ func TestPlayAbandonsASegmentTheLinkCannotBring(t *testing.T) {
 			return
 		}
 		trickled.Add(1)
-		rec := httptest.NewRecorder()
-		proxy.ServeHTTP(rec, r)
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		body := rec.Body.Bytes()
-		for i := 0; i < len(body); i += 3000 {
-			w.Write(body[i:min(i+3000, len(body))])
-			w.(http.Flusher).Flush()
-			select {
-			case <-r.Context().Done():
-				cut.Add(1)
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
+		if !trickle(w, r, proxy, 3000) {
+			cut.Add(1)
 		}
 	}))
 	defer srv.Close()
@@ -113,6 +99,29 @@ func TestPlayAbandonsASegmentTheLinkCannotBring(t *testing.T) {
 	if logged != r.Abandoned {
 		t.Errorf("the log counts %d abandoned, the report %d", logged, r.Abandoned)
 	}
+}
+
+// trickle answers r as next would, its body chunk bytes every 100 ms
+// (10 × chunk bytes a second), as a link that fell; false when the
+// client went before the end.
+func trickle(w http.ResponseWriter, r *http.Request, next http.Handler, chunk int) bool {
+	rec := httptest.NewRecorder()
+	next.ServeHTTP(rec, r)
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	body := rec.Body.Bytes()
+	for i := 0; i < len(body); i += chunk {
+		w.Write(body[i:min(i+chunk, len(body))])
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // TestSimAbandons: sim -abandon says so in its heading, adds the

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,6 +102,103 @@ func TestBrowserRunsTheGoABRCore(t *testing.T) {
 		t.Errorf("over %d decisions the core never chose the top (%d) or was never capped (%d)", len(got.Log), ups, capped)
 	}
 	t.Logf("%d decisions, %d of the top rendition, %d capped; last shown: %s", len(got.Log), ups, capped, got.Shown)
+}
+
+// TestBrowserGivesUpASegmentTheLinkCannotBring: with the Go core, dash.js
+// gives a video segment up as it comes, by the core's stall rule, the one
+// play -abandon stall runs. The page is played through a proxy that
+// trickles the top rendition's segments from the third on at 40 kB/s (a
+// link that fell while they came: 7.5 s for a 2 s segment with 4 s of
+// buffer) and passes everything else at once. dash.js's own abandonment
+// rule is off with the core, so without the core's rule each would be
+// waited out. The page gives such a download up for the lower rendition,
+// the one the Go core names natively from the same progress; dash.js
+// asks for the chunk at that rendition at once, seconds before the
+// trickle would have ended, and plays to the end.
+func TestBrowserGivesUpASegmentTheLinkCannotBring(t *testing.T) {
+	setup := startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"), chainOptions{abrDir: buildABRCore(t)})
+	target, err := url.Parse(setup.deep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	segment := regexp.MustCompile(`/(360p-1200k|180p-300k)/(\d+)\.m4s$`)
+	type asked struct {
+		at        time.Time
+		rendition string
+		n         int
+	}
+	var mu sync.Mutex
+	var requests []asked
+	trickles := map[int][2]time.Time{} // segment number: when its trickle began and ended
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := segment.FindStringSubmatch(r.URL.Path)
+		if m == nil {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		n, _ := strconv.Atoi(m[2])
+		began := time.Now()
+		mu.Lock()
+		requests = append(requests, asked{began, m[1], n})
+		mu.Unlock()
+		if m[1] != "360p-1200k" || n < 3 {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		trickle(w, r, proxy, 4000)
+		mu.Lock()
+		trickles[n] = [2]time.Time{began, time.Now()}
+		mu.Unlock()
+	}))
+	defer front.Close()
+	ctx := browser(t)
+	page := front.URL + "/?buffer=4&engine=dashjs&abr=deepcast&mpd=" + url.QueryEscape(front.URL+"/vod/clip/manifest.mpd")
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, 90*time.Second, "playback to the end", func(s pageStats) bool { return s.CurrentTime > 23 })
+	var got struct {
+		Abandons []struct {
+			Progress player.BrowserProgress `json:"progress"`
+			Quality  int                    `json:"quality"`
+		} `json:"abandons"`
+		Video player.BrowserVideo `json:"video"`
+	}
+	raw, err := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({abandons: window.deepcast.abandons, video: window.deepcast.abrVideo})`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Abandons) == 0 {
+		t.Fatal("the page gave no download up")
+	}
+	s, err := player.NewBrowserSession("deepcast", got.Video)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range got.Abandons {
+		q, err := s.Abandon(a.Progress)
+		if err != nil || q != a.Quality || a.Progress.Rendition != 1 || q != 0 {
+			t.Errorf("the page gave %+v up for rendition %d; the Go core says %d (%v)", a.Progress, a.Quality, q, err)
+		}
+	}
+	// Each segment the proxy trickled was asked for again at the lower
+	// rendition while it came, at least 3 s before it would have ended.
+	mu.Lock()
+	defer mu.Unlock()
+	if len(trickles) == 0 {
+		t.Fatal("the top rendition was never trickled")
+	}
+	for n, tr := range trickles {
+		again := slices.IndexFunc(requests, func(a asked) bool { return a.rendition == "180p-300k" && a.n == n && a.at.After(tr[0]) })
+		if again < 0 || tr[1].Sub(requests[again].at) < 3*time.Second {
+			t.Errorf("segment %d trickled from %v to %v; asked again at the lower rendition: %v", n, tr[0], tr[1], again >= 0 && requests[again].at.Before(tr[1]))
+		}
+	}
+	t.Logf("%d downloads given up, the first %+v", len(got.Abandons), got.Abandons[0].Progress)
 }
 
 // TestBrowserRunsTheGoABRCoreOnALiveStream: the page's Go core plays a

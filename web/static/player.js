@@ -155,13 +155,18 @@ async function loadABRCore() {
 // most it takes (player.maxBrowserChunks).
 const LIVE_CHUNKS = 100000;
 
-// coreRule is a dash.js custom ABR rule whose choices are the Go core's
-// algorithm: the adapter turns dash.js's measurements (each video
-// segment's bytes and download time, the buffer, the last rendition)
-// into the core's state once per segment, and the core's choice into a
-// representation within the bitrate cap. Every decision is kept in
-// window.deepcast.abrLog with the state it was made from.
-function coreRule(p, algorithm) {
+// coreRules are two dash.js custom ABR rules run by the Go core. The
+// quality rule's choices are the core's algorithm: the adapter turns
+// dash.js's measurements (each video segment's bytes and download time,
+// the buffer, the last rendition) into the core's state once per segment,
+// and the core's choice into a representation within the bitrate cap.
+// The abandonment rule, asked as a video segment comes in, hands the
+// core the download's progress and gives it up for the lower rendition
+// the core names (its stall rule, play -abandon stall's): dash.js's own
+// abandonment rule is off with the core. Every decision is kept in
+// window.deepcast.abrLog with the state it was made from, every
+// abandonment in window.deepcast.abandons with the progress it saw.
+function coreRules(p, algorithm) {
   const core = state.abrCore;
   const samples = [];
   const decisions = new Map();
@@ -170,6 +175,7 @@ function coreRule(p, algorithm) {
   let session = null;
   let ladder = null; // video representations, lowest bitrate first
   state.stats.abrLog = [];
+  state.stats.abandons = [];
   p.on(dashjs.MediaPlayer.events.FRAGMENT_LOADING_COMPLETED, (e) => {
     const r = e.request;
     if (e.error || !r || r.mediaType !== 'video' || r.type !== 'MediaSegment') return;
@@ -215,9 +221,10 @@ function coreRule(p, algorithm) {
         decisions.set(chunk, rec);
         state.stats.abrLog.push(rec);
       }
-      // The page's cap: the highest allowed rendition at or below the choice.
+      // The page's cap: the highest allowed rendition at or below the
+      // choice, or below the rendition a download of it was given up for.
       const allowed = new Set(abr.getPossibleVoRepresentationsFilteredBySettings(mediaInfo, true).map((x) => x.id));
-      let q = rec.quality;
+      let q = rec.abandonedTo !== undefined ? rec.abandonedTo : rec.quality;
       while (q > 0 && !allowed.has(ladder[q].id)) q--;
       rec.applied = q;
       state.abrDecision = `${algorithm} (Go core): chunk ${chunk + 1} → ${ladder[rec.quality].height}p` + (q !== rec.quality ? `, capped to ${ladder[q].height}p` : '');
@@ -229,7 +236,41 @@ function coreRule(p, algorithm) {
     return { getSwitchRequest, reset() {} };
   }
   DeepcastCoreRule.__dashjs_factory_name = 'DeepcastCoreRule';
-  return dashjs.FactoryMaker.getClassFactory(DeepcastCoreRule);
+  function DeepcastAbandonRule() {
+    const context = this.context;
+    const SwitchRequest = dashjs.FactoryMaker.getClassFactoryByName('SwitchRequest');
+    const givenUp = new Set(); // request indexes: each is given up once, as dash.js's own rule does
+    function shouldAbandon(rulesContext) {
+      const sr = SwitchRequest(context).create();
+      const r = rulesContext.getCurrentRequest();
+      if (session === null || !ladder || !r || r.mediaType !== 'video' || r.type !== 'MediaSegment' || givenUp.has(r.index)) return sr;
+      // dash.js dates a request's start once it is over; while it runs,
+      // its first progress trace starts where the request did.
+      const sent = r.startDate || (r.traces && r.traces.length && r.traces[0].s);
+      if (!sent || !r.firstByteDate) return sr;
+      const from = ladder.findIndex((x) => x.id === (r.representation && r.representation.id));
+      if (from <= 0) return sr;
+      const ms = Math.max(0, Date.now() - sent.getTime());
+      const progress = { chunk, rendition: from, bytes: Math.max(0, r.bytesLoaded || 0), size: r.bytesTotal > 0 ? r.bytesTotal : 0,
+        ms, firstByteMs: Math.min(ms, Math.max(0, r.firstByteDate.getTime() - sent.getTime())),
+        buffer: p.getBufferLength('video') || 0, last };
+      const res = core.abandon(session, JSON.stringify(progress));
+      if (res.error) { showError(`ABR core: ${res.error}`); return sr; }
+      if (res.quality < 0) return sr;
+      givenUp.add(r.index);
+      const rec = decisions.get(chunk);
+      if (rec) rec.abandonedTo = res.quality; // the quality rule asks again for this chunk
+      state.stats.abandons.push({ progress, quality: res.quality });
+      state.abrDecision = `${algorithm} (Go core): chunk ${chunk + 1} given up at ${ladder[from].height}p for ${ladder[res.quality].height}p`;
+      sr.representation = ladder[res.quality];
+      sr.priority = 1; // strong
+      sr.reason = { rule: 'DeepcastAbandonRule', quality: res.quality };
+      return sr;
+    }
+    return { shouldAbandon, reset() {} };
+  }
+  DeepcastAbandonRule.__dashjs_factory_name = 'DeepcastAbandonRule';
+  return { quality: dashjs.FactoryMaker.getClassFactory(DeepcastCoreRule), abandon: dashjs.FactoryMaker.getClassFactory(DeepcastAbandonRule) };
 }
 
 // The engines the page plays with: dash.js (DASH), hls.js (HLS) and Shaka
@@ -279,7 +320,11 @@ const engines = {
         streaming.liveCatchup = { enabled: true, playbackRate: { min: 0, max: state.catchup - 1 } };
       }
       p.updateSettings({ streaming });
-      if (coreStrategies.has($('abr').value) && state.abrCore) p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', coreRule(p, $('abr').value));
+      if (coreStrategies.has($('abr').value) && state.abrCore) {
+        const rules = coreRules(p, $('abr').value);
+        p.addABRCustomRule('qualitySwitchRules', 'DeepcastCoreRule', rules.quality);
+        p.addABRCustomRule('abandonFragmentRules', 'DeepcastAbandonRule', rules.abandon);
+      }
       if (typeof p.addResponseInterceptor === 'function') {
         p.addResponseInterceptor((resp) => {
           try { recordSegment(resp.request && resp.request.url, resp.headers); } catch (e) { /* stats only */ }
