@@ -5,8 +5,11 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
+
+	"gonum.org/v1/plot/plotter"
 )
 
 // abandonVideo is three renditions of 4 s chunks whose sizes are their
@@ -158,6 +161,17 @@ func TestSessionAbandons(t *testing.T) {
 		}
 		if logged != res.Abandoned {
 			t.Errorf("%s: the log counts %d abandoned, the result %d", rule, logged, res.Abandoned)
+		}
+		// The session plot crosses each chunk given up, where its first
+		// download began, at the rendition it came at.
+		var marks plotter.XYs
+		for _, l := range res.Log {
+			if l.Abandoned > 0 {
+				marks = append(marks, plotter.XY{X: (l.Time - l.DownloadTime).Seconds(), Y: v.Bitrates[l.Rendition]})
+			}
+		}
+		if got := abandonedAt(res.Log); !slices.Equal(got, marks) || len(got) == 0 {
+			t.Errorf("%s: plot marks %v, want %v", rule, got, marks)
 		}
 		if rule == AbandonStall && (res.QoE <= plain.QoE || res.Rebuffer >= plain.Rebuffer) {
 			t.Errorf("stall rule: QoE %.2f, stalls %v; without it %.2f, %v", res.QoE, res.Rebuffer, plain.QoE, plain.Rebuffer)

@@ -209,7 +209,13 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 			}
 			if pi == 0 {
 				legend.Add(r.ABR, line)
+				if err := markAbandoned(p, r.Log, palette[i%len(palette)]); err != nil {
+					return err
+				}
 			}
+		}
+		if pi == 0 && slices.ContainsFunc(results, func(r SimResult) bool { return r.Trace == name && r.Abandoned > 0 }) {
+			p.Title.Text += "; × where a download was given up"
 		}
 		p.X.Min, p.X.Max = 0, end
 		if panel.fromZero {
@@ -220,6 +226,34 @@ func sessionPlot(dir, name string, tr *Trace, results []SimResult) error {
 		plots[pi] = []*plot.Plot{p}
 	}
 	return saveWithLegend(filepath.Join(dir, "session_"+safeFile(name)+".png"), plots, legend, 9*vg.Inch, vg.Length(3*len(panels))*vg.Inch)
+}
+
+// markAbandoned crosses, on the bitrate panel, each chunk whose download
+// was given up (sim -abandon): at the start of its first download, at the
+// rendition it was fetched at in the end.
+func markAbandoned(p *plot.Plot, log []ChunkLog, c color.Color) error {
+	pts := abandonedAt(log)
+	if len(pts) == 0 {
+		return nil
+	}
+	marks, err := plotter.NewScatter(pts)
+	if err != nil {
+		return err
+	}
+	marks.GlyphStyle = draw.GlyphStyle{Color: c, Radius: vg.Points(4), Shape: draw.CrossGlyph{}}
+	p.Add(marks)
+	return nil
+}
+
+// abandonedAt is where markAbandoned crosses: (session time, kbit/s).
+func abandonedAt(log []ChunkLog) plotter.XYs {
+	var pts plotter.XYs
+	for _, l := range log {
+		if l.Abandoned > 0 {
+			pts = append(pts, plotter.XY{X: (l.Time - l.DownloadTime).Seconds(), Y: l.BitrateKbps})
+		}
+	}
+	return pts
 }
 
 // bandwidthCeiling is the top of the bitrate panel when the trace's
