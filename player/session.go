@@ -113,6 +113,7 @@ type Config struct {
 	// Abandon, if set, may give a video segment's download up while it
 	// runs and have the chunk fetched at a lower rendition (dash.js's
 	// AbandonRequestsRule); nil never abandons, as Pensieve's simulator.
+	// The first chunk's is not given up when StartRendition fixes it.
 	Abandon Abandoner
 }
 
@@ -322,7 +323,11 @@ play:
 				return res, err
 			}
 			var lower int
-			if a := s.Config.Abandon; a != nil && q > 0 {
+			// A first chunk whose rendition the config fixes (Pensieve's
+			// start at rendition 1) is played at it: giving it up would
+			// choose what every session is told, and, its startup unscored
+			// there, buy a later start on the trace for nothing.
+			if a := s.Config.Abandon; a != nil && q > 0 && (k > 0 || s.Config.StartRendition < 0) {
 				sent := s.Clock.Now()
 				req.Abandon = func(p Progress) bool {
 					view := ph // the buffer as it drains, not played yet
