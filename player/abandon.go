@@ -78,12 +78,12 @@ func NewAbandoner(name string) (Abandoner, error) {
 // it is getting, would stall playback, and a lower rendition fetched
 // afresh at that rate (after the same wait for its first byte) scores
 // better under the session's QoE model: its quality and switch terms less
-// the price of the stall it leaves. Before playback starts the wait is
-// the startup delay, priced as the model prices it: never, under
-// Pensieve's models, which leave it out. A download that will be in before the
+// the price of the stall it leaves. A download that will be in before the
 // buffer runs out is never thrown away, however slow, for its bytes would
 // be lost for nothing; one that will stall is traded for the lower
-// rendition only where the stall saved is worth the quality lost.
+// rendition only where the stall saved is worth the quality lost. Before
+// playback starts the wait is the startup delay, priced as the model
+// prices it: not at all under Pensieve's models, which leave it out.
 type stallAbandoner struct{}
 
 func (stallAbandoner) Name() string { return AbandonStall }

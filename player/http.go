@@ -324,9 +324,10 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		body, given = f.watchAbandon(body, req, size, sent, first, cancel)
 	}
 	n, err := io.Copy(io.Discard, body)
-	if given() {
+	if given() && err != nil {
 		// The request's context is cancelled: HTTP/1.1 drops the
-		// connection, HTTP/2 and HTTP/3 reset the stream.
+		// connection, HTTP/2 and HTTP/3 reset the stream. (A body that
+		// ended as it was given up came whole: it is kept.)
 		return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now(), Abandoned: true}, nil
 	}
 	if err != nil {
