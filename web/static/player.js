@@ -171,6 +171,7 @@ function coreRules(p, algorithm) {
   const samples = [];
   const decisions = new Map();
   let chunk = 0;
+  let firstIndex = null; // the first video segment's dash.js index
   let last = -1;
   let session = null;
   let ladder = null; // video representations, lowest bitrate first
@@ -182,7 +183,15 @@ function coreRules(p, algorithm) {
     const ms = r.endDate && r.startDate ? r.endDate - r.startDate : 0;
     samples.push({ bytes: r.bytesLoaded || 0, ms: Math.max(0, ms) });
     if (ladder && r.representation) last = ladder.findIndex((x) => x.id === r.representation.id);
-    chunk++;
+    // The next chunk is the one after the furthest segment in, counted
+    // from the first: dash.js may fetch a segment twice (fast switching
+    // replaces one buffered at a lower rendition), which is no new chunk.
+    if (Number.isInteger(r.index)) {
+      if (firstIndex === null) firstIndex = r.index;
+      chunk = Math.max(chunk, r.index - firstIndex + 1);
+    } else {
+      chunk++;
+    }
   });
   function DeepcastCoreRule() {
     const context = this.context;
