@@ -284,10 +284,16 @@ play:
 		}
 		next, err := await(k, cur, chunkStart)
 		q := cur
-		if err == nil && next == playChunk {
+		// drained is the buffer left once d has played since the chunk's
+		// time began (the playhead itself moves only when it is in).
+		drained := func(d time.Duration) time.Duration {
 			view := ph
+			b, _ := view.play(buffer, d)
+			return b
+		}
+		if err == nil && next == playChunk {
 			st.Chunk = k
-			st.Buffer, _ = view.play(buffer, s.Clock.Now()-chunkStart)
+			st.Buffer = drained(s.Clock.Now() - chunkStart)
 			if k > 0 {
 				st.Idle = s.Clock.Now() - lastDone
 			}
@@ -316,8 +322,7 @@ play:
 		for {
 			req = s.request(st, k, q, chunks)
 			if abandoned > 0 {
-				view := ph // CMCD's buffer is what is left of it now
-				req.Buffer, _ = view.play(buffer, s.Clock.Now()-chunkStart)
+				req.Buffer = drained(s.Clock.Now() - chunkStart) // CMCD's: what is left of it now
 			}
 			if err = inits.fetch(ctx, k, q, req); err != nil {
 				return res, err
@@ -330,8 +335,7 @@ play:
 			if a := s.Config.Abandon; a != nil && q > 0 && (k > 0 || s.Config.StartRendition < 0) {
 				sent := s.Clock.Now()
 				req.Abandon = func(p Progress) bool {
-					view := ph // the buffer as it drains, not played yet
-					p.Buffer, _ = view.play(buffer, sent-chunkStart+p.Elapsed)
+					p.Buffer = drained(sent - chunkStart + p.Elapsed)
 					var ok bool
 					lower, ok = a.Abandon(st, p)
 					return ok && lower >= 0 && lower < q

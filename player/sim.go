@@ -57,6 +57,16 @@ func (opt SimOptions) newABR(name string) (ABR, error) {
 	return NewABR(name)
 }
 
+// abandonRule is the abandonment rule algorithm name's sessions run
+// with: opt.Abandon, but none for the optimum, which knowing the trace
+// has no download to regret.
+func (opt SimOptions) abandonRule(name string) string {
+	if name == Optimal {
+		return ""
+	}
+	return opt.Abandon
+}
+
 // SimResult is one (trace, algorithm) session.
 type SimResult struct {
 	Trace  string
@@ -112,10 +122,7 @@ func Simulate(ctx context.Context, opt SimOptions) ([]SimResult, error) {
 		t := opt.Traces[i/len(opt.Algorithms)]
 		name := opt.Algorithms[i%len(opt.Algorithms)]
 		res, err := simulateOne(ctx, opt, t, name, qoe)
-		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, Result: res}
-		if name != Optimal {
-			out[i].AbandonRule = opt.Abandon
-		}
+		out[i] = SimResult{Trace: t.Name, Family: t.Family, ABR: name, AbandonRule: opt.abandonRule(name), Result: res}
 		if opt.Live > 0 {
 			out[i].Latency = opt.Live + res.Startup + res.Rebuffer - res.CaughtUp
 		}
@@ -174,9 +181,7 @@ func forEach(ctx context.Context, n, jobs int, progress func(done, total int), f
 }
 
 func simulateOne(ctx context.Context, opt SimOptions, t *Trace, name string, qoe QoEModel) (Result, error) {
-	if name == Optimal {
-		opt.Abandon = ""
-	}
+	opt.Abandon = opt.abandonRule(name)
 	cfg, link := simSetup(opt, t)
 	var abr ABR
 	if name == Optimal {

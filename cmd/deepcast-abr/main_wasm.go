@@ -35,42 +35,8 @@ func main() {
 		sessions[next] = s
 		return map[string]any{"id": next}
 	}))
-	api.Set("choose", js.FuncOf(func(_ js.Value, args []js.Value) any {
-		if len(args) != 2 || args[0].Type() != js.TypeNumber || args[1].Type() != js.TypeString {
-			return map[string]any{"error": "choose(id, stateJSON)"}
-		}
-		s, ok := sessions[args[0].Int()]
-		if !ok {
-			return map[string]any{"error": "no such session"}
-		}
-		var st player.BrowserState
-		if err := json.Unmarshal([]byte(args[1].String()), &st); err != nil {
-			return fail(err)
-		}
-		q, err := s.Choose(st)
-		if err != nil {
-			return fail(err)
-		}
-		return map[string]any{"quality": q}
-	}))
-	api.Set("abandon", js.FuncOf(func(_ js.Value, args []js.Value) any {
-		if len(args) != 2 || args[0].Type() != js.TypeNumber || args[1].Type() != js.TypeString {
-			return map[string]any{"error": "abandon(id, progressJSON)"}
-		}
-		s, ok := sessions[args[0].Int()]
-		if !ok {
-			return map[string]any{"error": "no such session"}
-		}
-		var p player.BrowserProgress
-		if err := json.Unmarshal([]byte(args[1].String()), &p); err != nil {
-			return fail(err)
-		}
-		q, err := s.Abandon(p)
-		if err != nil {
-			return fail(err)
-		}
-		return map[string]any{"quality": q}
-	}))
+	api.Set("choose", sessionCall(sessions, "choose(id, stateJSON)", (*player.BrowserSession).Choose))
+	api.Set("abandon", sessionCall(sessions, "abandon(id, progressJSON)", (*player.BrowserSession).Abandon))
 	api.Set("closeSession", js.FuncOf(func(_ js.Value, args []js.Value) any {
 		if len(args) == 1 && args[0].Type() == js.TypeNumber {
 			delete(sessions, args[0].Int())
@@ -82,4 +48,28 @@ func main() {
 		ready.Invoke()
 	}
 	select {} // the functions above stay callable
+}
+
+// sessionCall is a function of the API that asks a session a question:
+// (id, JSON of T) → {quality} or {error}; usage is its signature, for the
+// error when it is called wrongly.
+func sessionCall[T any](sessions map[int]*player.BrowserSession, usage string, ask func(*player.BrowserSession, T) (int, error)) js.Func {
+	return js.FuncOf(func(_ js.Value, args []js.Value) any {
+		if len(args) != 2 || args[0].Type() != js.TypeNumber || args[1].Type() != js.TypeString {
+			return map[string]any{"error": usage}
+		}
+		s, ok := sessions[args[0].Int()]
+		if !ok {
+			return map[string]any{"error": "no such session"}
+		}
+		var in T
+		if err := json.Unmarshal([]byte(args[1].String()), &in); err != nil {
+			return map[string]any{"error": err.Error()}
+		}
+		q, err := ask(s, in)
+		if err != nil {
+			return map[string]any{"error": err.Error()}
+		}
+		return map[string]any{"quality": q}
+	})
 }

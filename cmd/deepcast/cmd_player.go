@@ -142,7 +142,7 @@ func simCommand() command {
 						mode += fmt.Sprintf(", catching up at %g×", *catchup)
 					}
 				}
-				if *abandon != "" && *abandon != "none" {
+				if abandoning(*abandon) {
 					mode += fmt.Sprintf(", abandoning downloads by the %s rule", *abandon)
 				}
 				fmt.Fprintf(stdout, "%d sessions (%d traces x %d algorithms) of %s in %s, QoE %s%s\n", len(results), len(ts), len(algs), v.Name,
@@ -374,7 +374,7 @@ func playCommand() command {
 					fmt.Fprintf(stdout, "live: the stream ended after %.1fs of media, before the %v asked for\n", res.PlayTime.Seconds(), *dur)
 				}
 				if *out != "" {
-					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log, live, *abandon != "" && *abandon != "none") }); err != nil {
+					if err := writeFile(*out, func(f *os.File) error { return player.WriteLog(f, res.Log, live, abandoning(*abandon)) }); err != nil {
 						return err
 					}
 				}
@@ -654,6 +654,12 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 
 // abandonRulesHelp lists -abandon's rules for the flags' help.
 const abandonRulesHelp = "stall (only a download that would stall playback, for the lower rendition the QoE model prefers then) or throughput (dash.js's rule as Sabre has it: past 1.8 chunk durations at its own rate)"
+
+// abandoning says whether an -abandon flag (checked) names a rule.
+func abandoning(rule string) bool {
+	a, _ := player.NewAbandoner(rule)
+	return a != nil
+}
 
 // checkAbandon checks an -abandon flag.
 func checkAbandon(rule string) error {
