@@ -292,21 +292,7 @@ var (
 )
 
 // cors lets dash.js on another origin play and read Cache-Status.
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
-		h["Access-Control-Expose-Headers"] = hdrExposed
-		if r.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", httpsem.CORSRequestHeaders)
-			h.Set("Access-Control-Max-Age", "86400")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+var cors = httpsem.CORS("GET, HEAD, POST, OPTIONS", hdrExposed[0])
 
 // nodeMetrics are the node's Prometheus series; most read the counters.
 type nodeMetrics struct {

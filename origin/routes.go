@@ -61,22 +61,7 @@ func (s *Server) routes() http.Handler {
 
 // cors lets dash.js on another origin play, read the headers it needs, and
 // send the conditional, range and CMCD headers it uses.
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
-		h["Access-Control-Expose-Headers"] = hdrExposed
-		if r.Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS")
-			h.Set("Access-Control-Allow-Headers", httpsem.CORSRequestHeaders)
-			h.Set("Access-Control-Max-Age", "86400")
-			h.Set("Cache-Control", cacheNoStore)
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+var cors = httpsem.CORS("GET, HEAD, POST, OPTIONS", hdrExposed[0])
 
 var (
 	hdrAnyOrigin = []string{"*"}

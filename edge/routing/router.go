@@ -399,20 +399,9 @@ func plain(w http.ResponseWriter, code int, msg string) {
 	_, _ = w.Write([]byte(msg + "\n"))
 }
 
-func cors(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		w.Header().Set("Access-Control-Expose-Headers", "Location, X-Deepcast-Edge")
-		if r.Method == http.MethodOptions {
-			w.Header().Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", httpsem.CORSRequestHeaders)
-			w.Header().Set("Access-Control-Max-Age", "86400")
-			w.WriteHeader(http.StatusNoContent)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+// cors lets a page on another origin follow the router's redirects and
+// read where they point.
+var cors = httpsem.CORS("GET, HEAD, OPTIONS", "Location, X-Deepcast-Edge")
 
 // routerMetrics are the router's Prometheus series. Counters are resolved
 // once per label set: the DNS path does no label hashing.
