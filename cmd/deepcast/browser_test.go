@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"image/jpeg"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -290,8 +291,62 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 	if hits == 0 {
 		t.Error("the dashboard shows no hits for the enter-deep node")
 	}
-	time.Sleep(1500 * time.Millisecond) // a second poll, so rates show
+	dashboardSparklines(t, ctx, setup.deep)
 	shot(t, ctx, "dashboard.png")
+}
+
+// dashboardSparklines checks the dashboard's last minute of the enter-deep
+// node: while a client fetches the manifest through it (hits), every poll
+// adds a point to its requests/s, hit-ratio and bytes-served lines, the
+// hit ratio of those seconds is 1, and each line is drawn.
+func dashboardSparklines(t *testing.T, ctx context.Context, deep string) {
+	t.Helper()
+	type spark struct {
+		History int
+		Hits    []float64
+		RPS     float64
+		Drawn   map[string]int
+	}
+	const probe = `(() => {
+	  const n = window.deepcastNodes && window.deepcastNodes.deep;
+	  const h = (n && n.rates && n.rates.history) || [];
+	  const drawn = {};
+	  for (const el of document.querySelectorAll('.spark')) {
+	    if (!el.closest('.node') || !el.closest('.node').textContent.includes('enter-deep')) continue;
+	    const pts = [...el.querySelectorAll('polyline')].reduce((a, l) => a + l.getAttribute('points').trim().split(' ').length, 0);
+	    drawn[el.dataset.series] = pts + el.querySelectorAll('circle').length;
+	  }
+	  return { History: h.length, Hits: h.filter((p) => p.hit !== null).map((p) => p.hit), RPS: Math.max(0, ...h.map((p) => p.rps)), Drawn: drawn };
+	})()`
+	client := &http.Client{Timeout: 5 * time.Second}
+	var got spark
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		// The manifest, cached at the edge since the page played it: a hit.
+		if resp, err := client.Get(deep + "/vod/clip/manifest.mpd"); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[spark](probe))
+		if err == nil {
+			got = v
+			if got.History >= 3 && len(got.Hits) >= 2 && got.Drawn["rps"] >= 3 && got.Drawn["hit"] >= 2 && got.Drawn["out"] >= 3 {
+				break
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if got.History < 3 || got.Drawn["rps"] != got.History || got.Drawn["out"] != got.History || got.Drawn["hit"] != len(got.Hits) {
+		t.Errorf("the deep node's last minute: %d polls kept, lines drawn with %v points, want 3 or more and one point a poll (hit ratio: one a poll with lookups, %d)", got.History, got.Drawn, len(got.Hits))
+	}
+	if got.RPS <= 0 {
+		t.Errorf("the deep node's requests/s line peaks at %v while a client fetched through it", got.RPS)
+	}
+	for _, h := range got.Hits[max(0, len(got.Hits)-2):] {
+		if h != 1 {
+			t.Errorf("hit ratio %v in a second when every lookup was of a cached manifest, want 1 (all %v)", h, got.Hits)
+		}
+	}
 }
 
 // capSwitches checks the page's player against a bitrate cap: it starts

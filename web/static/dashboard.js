@@ -1,9 +1,12 @@
 // deepcast dashboard: polls /api/stats of every node of the setup and shows
-// rates from the difference between polls. window.deepcastNodes keeps the
-// last figures for tests.
+// rates from the difference between polls, and the last minute of them as
+// sparklines. window.deepcastNodes keeps the last figures (and the
+// minute's history) for tests.
 'use strict';
 
 const prev = {};
+const history = {};
+const historyLength = 60; // polls, one a second
 window.deepcastNodes = {};
 
 const fmtBytes = (n) => {
@@ -12,6 +15,39 @@ const fmtBytes = (n) => {
   while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 };
+
+// sparkline draws one series of a node's history (null where it had no
+// value, e.g. no request to count hits of) as an SVG line, scaled to its
+// own peak, or to max when given (a ratio's 1), with its label and last value.
+function sparkline(points, key, label, fmt, max) {
+  const vals = points.map((p) => p[key]);
+  const known = vals.filter((v) => v !== null && Number.isFinite(v));
+  const peak = max || Math.max(...known, 0) || 1;
+  const x = (i) => (historyLength - points.length + i).toFixed(0);
+  const y = (v) => (30 - (28 * Math.min(v, peak)) / peak).toFixed(1);
+  // A gap where a value is missing, rather than a line drawn through it.
+  const runs = [];
+  let run = [];
+  vals.forEach((v, i) => {
+    if (v === null || !Number.isFinite(v)) {
+      if (run.length) runs.push(run);
+      run = [];
+      return;
+    }
+    run.push([x(i), y(v)]);
+  });
+  if (run.length) runs.push(run);
+  const lines = runs.map((r) => (r.length === 1 ? `<circle cx="${r[0][0]}" cy="${r[0][1]}" r="0.8"></circle>` :
+    `<polyline points="${r.map((p) => p.join(',')).join(' ')}"></polyline>`)).join('');
+  const last = known.length ? fmt(known[known.length - 1]) : '–';
+  const scale = max ? `0 to ${fmt(max)}` : `peak ${fmt(Math.max(...known, 0))}`;
+  return `<div class="spark" data-series="${esc(key)}"><div class="spark-k">${esc(label)} <span class="muted">last minute, ${esc(scale)}</span><span class="spark-v">${esc(last)}</span></div>
+    <svg viewBox="0 0 ${historyLength} 32" preserveAspectRatio="none" role="img" aria-label="${esc(label)} over the last minute">${lines}</svg></div>`;
+}
+
+const pct = (v) => `${(v * 100).toFixed(0)} %`;
+const perSecond = (v) => v.toFixed(1);
+const bytesPerSecond = (v) => `${fmtBytes(v)}/s`;
 
 function card(node, s, rates, err, tag = 'down') {
   if (err) {
@@ -31,7 +67,9 @@ function card(node, s, rates, err, tag = 'down') {
         <tr><th>assets</th><td>${count(s.assets)}</td></tr>
         <tr><th>jobs running</th><td>${count(s.jobsRunning)}</td></tr>
         ${s.heldBack ? `<tr><th>held back</th><td><span class="tag down">${count(s.heldBack)}</span> live version cannot be served (see the origin's log)</td></tr>` : ''}
-      </table></div>`;
+      </table>
+      ${sparkline(rates.history, 'rps', 'requests/s', perSecond)}
+      ${sparkline(rates.history, 'out', 'sent', bytesPerSecond)}</div>`;
   }
   const ratio = s.hitRatio || 0;
   const ups = (s.upstreams || []).map((u) => `<span class="tag ${u.healthy ? 'hit' : 'down'}">${esc(u.url.replace('http://', ''))}</span>`).join(' ');
@@ -50,7 +88,30 @@ function card(node, s, rates, err, tag = 'down') {
       <tr><th>upstream errors · bad bodies</th><td>${count(s.errors)} · ${count(s.digestMismatches)}</td></tr>
       <tr><th>objects</th><td>${objects}</td></tr>
       <tr><th>upstreams</th><td>${ups}</td></tr>
-    </table></div>`;
+    </table>
+    ${sparkline(rates.history, 'rps', 'requests/s', perSecond)}
+    ${sparkline(rates.history, 'hit', 'hit ratio', pct, 1)}
+    ${sparkline(rates.history, 'out', 'served', bytesPerSecond)}</div>`;
+}
+
+// remember adds this poll's rates to the node's last minute: requests/s,
+// bytes/s out (sent by an origin, served from every tier by an edge) and,
+// for an edge, the share of this second's lookups that were hits (null
+// when there were none, so an idle second is not a 0 % second).
+function remember(url, p, s, rates) {
+  const h = history[url] || (history[url] = []);
+  if (!p) return h;
+  let out = rates.sent;
+  if (s.bytesServed) out = Object.values(rates.tiers).reduce((a, b) => a + b, 0);
+  let hit = null;
+  if ('hits' in s) {
+    const hits = (s.hits || 0) - (p.s.hits || 0);
+    const looked = hits + (s.misses || 0) - (p.s.misses || 0) + (s.stale || 0) - (p.s.stale || 0);
+    if (looked > 0) hit = Math.max(0, Math.min(1, hits / looked));
+  }
+  h.push({ rps: rates.rps, out, hit });
+  if (h.length > historyLength) h.splice(0, h.length - historyLength);
+  return h;
 }
 
 async function poll(nodes) {
@@ -78,6 +139,7 @@ async function poll(nodes) {
       const rate = (a, b) => (dt > 0 ? Math.max(0, (a - b) / dt) : 0);
       const rates = { rps: p ? rate(s.requests, p.s.requests) : 0, sent: p ? rate(s.bytesSent || 0, p.s.bytesSent || 0) : 0, tiers: {} };
       for (const t of Object.keys(s.bytesServed || {})) rates.tiers[t] = p ? rate(s.bytesServed[t], p.s.bytesServed[t]) : 0;
+      rates.history = remember(n.url, p, s, rates);
       prev[n.url] = { t: now, s };
       window.deepcastNodes[n.name] = Object.assign({ role: n.role }, s, { rates });
       return card(n, s, rates);
