@@ -184,13 +184,20 @@ func TestBenchClairvoyantBound(t *testing.T) {
 
 // BenchmarkRobustMPCSession is one Pensieve-mode robustMPC session of the
 // 48-chunk envivio video: the unit issue 18's speed target counts in.
-func BenchmarkRobustMPCSession(b *testing.B) {
+func BenchmarkRobustMPCSession(b *testing.B) { benchmarkSession(b, "robustmpc") }
+
+// BenchmarkDeepcastSession is the same session played by deepcast, whose
+// three-scenario plan (a branch and bound over the horizon's sequences)
+// costs most of a simulation sweep.
+func BenchmarkDeepcastSession(b *testing.B) { benchmarkSession(b, DeepcastMPC) }
+
+func benchmarkSession(b *testing.B, abr string) {
 	v := loadEnvivio(b)
 	traces, err := LoadTraces([]string{testdata("traces", "fcc")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	opt := SimOptions{Video: v, Traces: traces[:1], Algorithms: []string{"robustmpc"}, Pensieve: true, Jobs: 1}
+	opt := SimOptions{Video: v, Traces: traces[:1], Algorithms: []string{abr}, Pensieve: true, Jobs: 1}
 	b.ResetTimer()
 	for b.Loop() {
 		if _, err := Simulate(context.Background(), opt); err != nil {

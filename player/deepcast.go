@@ -50,6 +50,9 @@ type Deepcast struct {
 	// was trained with.
 	unprimed bool
 	bola     BOLA // the floor's rule (cautious), kept per session (its startup phase)
+	// plan searches the horizon: planScenarios when nil (a test puts an
+	// exhaustive walk beside it).
+	plan func(s *State, h int, bw, weight []float64, value, target float64) int
 }
 
 // Deepcast's fixed constants.
@@ -105,7 +108,11 @@ func (d *Deepcast) Choose(s *State) int {
 	// Buffer left when the last chunk is in never plays out as a saved
 	// stall, so near the end only what the remaining chunks can use counts.
 	target := math.Min(deepcastBufferTarget, float64(s.Chunks-s.Chunk-h)*s.ChunkSeconds())
-	q := planScenarios(s, h, scenarios, weights, deepcastBufferValue, target)
+	plan := d.plan
+	if plan == nil {
+		plan = planScenarios
+	}
+	q := plan(s, h, scenarios, weights, deepcastBufferValue, target)
 	if d.unprimed {
 		return q
 	}
@@ -145,69 +152,206 @@ func (d *Deepcast) maxError() float64 {
 // units: under another model it is scaled by the model's price of a
 // stalled second against QoE_lin's, for what a second of buffer saves is
 // a second of stall. Each prefix is evaluated once for all scenarios.
+//
+// The search is branch and bound: a prefix is dropped when even the best
+// it could still earn (the highest chunk term a step allows, no stall,
+// the most buffer the remaining steps could add) falls short of the best
+// sequence so far, and the search starts from the best constant
+// sequence so that bound bites early. It returns what scoring every
+// sequence returns, ties included (the sequence last in rendition order
+// wins, as an exhaustive walk that keeps the last best leaf); a test
+// holds it to that walk on every bundled trace.
 func planScenarios(s *State, h int, bw, weight []float64, value, target float64) int {
+	p := newScenarioPlan(s, h, bw, weight, value, target)
+	for q := range p.n {
+		p.constant(q)
+	}
+	p.walk(0, p.last, 0)
+	return max(p.bestFirst, 0)
+}
+
+// scenarioPlan is one decision's search state.
+type scenarioPlan struct {
+	h, n, k          int
+	last             int
+	bw, weight       []float64
+	t                *planTerms
+	chunkSec, target float64
+	ceiling          float64
+	// terminal is the buffer's worth per second, per scenario:
+	// weight × value in the model's units / chunkSec × lowest bitrate.
+	worth float64
+	br0   float64
+	// dl[step][q][j] is chunk step's download time at rendition q in
+	// scenario j (+Inf for a scenario without throughput).
+	dl [][][]float64
+	// bufs and stalled per step and scenario along the current prefix;
+	// rews is its summed chunk terms.
+	bufs, stalled [][]float64
+	rews          []float64
+	// headroom[step] bounds what steps step…h-1 can add: the largest
+	// chunk term over every pair of renditions, each step.
+	headroom []float64
+	prune    bool
+	bestV    float64
+	// bestFirst is the best sequence's first rendition; -1 before any.
+	bestFirst int
+}
+
+func newScenarioPlan(s *State, h int, bw, weight []float64, value, target float64) *scenarioPlan {
 	br := s.Bitrates()
-	n := len(br)
-	k := len(bw)
-	last := max(s.Last, 0)
-	chunkSec := s.ChunkSeconds()
-	ceiling := s.planCeiling()
+	n, k := len(br), len(bw)
 	t := s.planTerms()
-	worth := value * (t.stall / linStallPrice) // value itself under QoE_lin
-	best, bestFirst := math.Inf(-1), 0
-	bufs := make([][]float64, h+1)
-	stalled := make([][]float64, h+1) // stall planned so far, for t.lag
-	for i := range bufs {
-		bufs[i], stalled[i] = make([]float64, k), make([]float64, k)
+	p := &scenarioPlan{h: h, n: n, k: k, last: max(s.Last, 0), bw: bw, weight: weight, t: t,
+		chunkSec: s.ChunkSeconds(), target: target, ceiling: s.planCeiling(),
+		worth: value * (t.stall / linStallPrice), br0: br[0], bestV: math.Inf(-1), bestFirst: -1}
+	p.dl = make([][][]float64, h)
+	for step := range h {
+		p.dl[step] = make([][]float64, n)
+		for q := range n {
+			kbits := float64(s.Video.Size(s.Chunk+step, q)) * 8 / 1000
+			row := make([]float64, k)
+			for j := range k {
+				row[j] = math.Inf(1)
+				if bw[j] > 0 {
+					row[j] = kbits / bw[j]
+				}
+			}
+			p.dl[step][q] = row
+		}
+	}
+	p.bufs, p.stalled = make([][]float64, h+1), make([][]float64, h+1)
+	for i := range p.bufs {
+		p.bufs[i], p.stalled[i] = make([]float64, k), make([]float64, k)
 	}
 	for j := range k {
-		bufs[0][j] = s.Buffer.Seconds()
+		p.bufs[0][j] = s.Buffer.Seconds()
 	}
-	rews := make([]float64, h+1)
-	var walk func(step, prev, first int)
-	walk = func(step, prev, first int) {
-		if step == h {
-			v := rews[step]
-			for j := range k {
-				if target <= 0 {
-					break
-				}
-				v += weight[j] * worth * math.Min(bufs[step][j], target) / chunkSec * br[0] / 1000
-			}
-			if v >= best {
-				best, bestFirst = v, first
-			}
+	p.rews = make([]float64, h+1)
+	// The bound holds only where every term it leaves out can only lower
+	// a score: stall and lag priced, weights and the buffer's worth not
+	// negative, and every figure a number.
+	p.prune = t.stall >= 0 && t.lag >= 0 && p.worth >= 0 && !math.IsInf(p.worth, 0)
+	for _, w := range weight {
+		p.prune = p.prune && w >= 0 && !math.IsInf(w, 0)
+	}
+	step := math.Inf(-1)
+	for prev := range n {
+		for q := range n {
+			step = math.Max(step, t.util[q]-t.switching[prev*n+q])
+		}
+	}
+	p.prune = p.prune && !math.IsNaN(step) && !math.IsInf(step, 0)
+	p.headroom = make([]float64, h+1)
+	for i := h - 1; i >= 0; i-- {
+		p.headroom[i] = p.headroom[i+1] + step
+	}
+	return p
+}
+
+// advance scores chunk step at rendition q after prev, from the prefix's
+// state at step into step+1.
+func (p *scenarioPlan) advance(step, prev, q int) {
+	t := p.t
+	exp := t.util[q] - t.switching[prev*p.n+q]
+	dls := p.dl[step][q]
+	for j := range p.k {
+		dl := dls[j]
+		b, st := p.bufs[step][j], p.stalled[step][j]
+		if b < dl {
+			exp -= p.weight[j] * t.stall * (dl - b)
+			st += dl - b
+			b = 0
+		} else {
+			b -= dl
+		}
+		if t.lag != 0 {
+			exp -= p.weight[j] * t.lag * st
+		}
+		p.bufs[step+1][j], p.stalled[step+1][j] = min(b+p.chunkSec, p.ceiling), st
+	}
+	p.rews[step+1] = p.rews[step] + exp
+}
+
+// terminal is the buffer's value: what the sequence ending with bufs
+// leaves, or (bound) the most it could leave from bufs in rem more steps.
+func (p *scenarioPlan) terminal(bufs []float64, rem int) float64 {
+	v := 0.0
+	if p.target <= 0 {
+		return v
+	}
+	for j := range p.k {
+		b := bufs[j]
+		if rem > 0 {
+			b = min(b+float64(rem)*p.chunkSec, p.ceiling)
+		}
+		v += p.weight[j] * p.worth * math.Min(b, p.target) / p.chunkSec * p.br0 / 1000
+	}
+	return v
+}
+
+// score is the whole sequence's score, its terms summed in the
+// exhaustive walk's order so that equal sequences score equal to the
+// last bit.
+func (p *scenarioPlan) score() float64 {
+	v := p.rews[p.h]
+	for j := range p.k {
+		if p.target <= 0 {
+			break
+		}
+		v += p.weight[j] * p.worth * math.Min(p.bufs[p.h][j], p.target) / p.chunkSec * p.br0 / 1000
+	}
+	return v
+}
+
+// bound is the most a sequence beginning with the prefix at step can
+// score.
+func (p *scenarioPlan) bound(step int) float64 {
+	return p.rews[step] + p.headroom[step] + p.terminal(p.bufs[step], p.h-step)
+}
+
+// leaf keeps the whole sequence if it is the best so far.
+func (p *scenarioPlan) leaf(first int) {
+	v := p.score()
+	// On a tie the later sequence in rendition order wins, which is the
+	// one with the higher first rendition.
+	if v > p.bestV || (v == p.bestV && first > p.bestFirst) {
+		p.bestV, p.bestFirst = v, first
+	}
+}
+
+// constant scores the sequence that stays at rendition q.
+func (p *scenarioPlan) constant(q int) {
+	prev := p.last
+	for step := range p.h {
+		p.advance(step, prev, q)
+		prev = q
+	}
+	p.leaf(q)
+}
+
+// walk tries every continuation of the prefix in state step (prev the
+// rendition of its last chunk, first that of its first), highest
+// rendition first, dropping those that cannot beat the best.
+func (p *scenarioPlan) walk(step, prev, first int) {
+	if step == p.h {
+		p.leaf(first)
+		return
+	}
+	if p.prune && step > 0 {
+		bound := p.bound(step)
+		// A margin for rounding: the bound's sum is not the leaves', and
+		// a near tie must still be scored.
+		if bound < p.bestV-1e-9*(1+math.Abs(p.bestV)+math.Abs(bound)) {
 			return
 		}
-		for q := range n {
-			f := first
-			if step == 0 {
-				f = q
-			}
-			kbits := float64(s.Video.Size(s.Chunk+step, q)) * 8 / 1000
-			exp := t.util[q] - t.switching[prev*n+q]
-			for j := range k {
-				dl := math.Inf(1)
-				if bw[j] > 0 {
-					dl = kbits / bw[j]
-				}
-				b, st := bufs[step][j], stalled[step][j]
-				if b < dl {
-					exp -= weight[j] * t.stall * (dl - b)
-					st += dl - b
-					b = 0
-				} else {
-					b -= dl
-				}
-				if t.lag != 0 {
-					exp -= weight[j] * t.lag * st
-				}
-				bufs[step+1][j], stalled[step+1][j] = min(b+chunkSec, ceiling), st
-			}
-			rews[step+1] = rews[step] + exp
-			walk(step+1, q, f)
-		}
 	}
-	walk(0, last, 0)
-	return bestFirst
+	for q := p.n - 1; q >= 0; q-- {
+		f := first
+		if step == 0 {
+			f = q
+		}
+		p.advance(step, prev, q)
+		p.walk(step+1, q, f)
+	}
 }
