@@ -105,12 +105,13 @@ func TestPlanScenariosMatchesExhaustiveSearch(t *testing.T) {
 	live := *v
 	live.LiveDelay = 12 * time.Second
 	cases := []struct {
-		qoe     string
-		video   *Video
-		abandon string
+		qoe       string
+		video     *Video
+		abandon   string
+		ownClient bool // sim -pensieve=false: a 60 s buffer, no fixed start
 	}{
-		{"lin", v, ""}, {"hd", v, ""}, {"log", v, ""}, {"yin", v, ""},
-		{"lin", v, "stall"}, {"lolp", &live, ""}, {"lin", &live, ""},
+		{"lin", v, "", false}, {"hd", v, "", false}, {"log", v, "", false}, {"yin", v, "", false},
+		{"lin", v, "stall", false}, {"lolp", &live, "", false}, {"lin", &live, "", false}, {"lin", v, "", true},
 	}
 	decisions, differ := 0, 0
 	for _, c := range cases {
@@ -120,10 +121,10 @@ func TestPlanScenariosMatchesExhaustiveSearch(t *testing.T) {
 		}
 		for i, tr := range traces {
 			// QoE_lin on demand on every trace; each other case on a third.
-			if (c.qoe != "lin" || c.video != v || c.abandon != "") && i%3 != 0 {
+			if (c.qoe != "lin" || c.video != v || c.abandon != "" || c.ownClient) && i%3 != 0 {
 				continue
 			}
-			opt := SimOptions{Video: c.video, Pensieve: true, QoE: c.qoe, Abandon: c.abandon}
+			opt := SimOptions{Video: c.video, Pensieve: !c.ownClient, QoE: c.qoe, Abandon: c.abandon}
 			cfg, link := simSetup(opt, tr)
 			d := &Deepcast{}
 			d.plan = func(s *State, h int, bw, weight []float64, value, target float64) int {
@@ -133,8 +134,8 @@ func TestPlanScenariosMatchesExhaustiveSearch(t *testing.T) {
 				if got != want {
 					differ++
 					if differ <= 5 {
-						t.Errorf("%s, %s, live %v, abandon %q, chunk %d, buffer %v: the search chooses %d, every sequence scored %d",
-							tr.Name, c.qoe, c.video.LiveDelay, c.abandon, s.Chunk, s.Buffer, got, want)
+						t.Errorf("%s, %s, live %v, abandon %q, pensieve %v, chunk %d, buffer %v: the search chooses %d, every sequence scored %d",
+							tr.Name, c.qoe, c.video.LiveDelay, c.abandon, !c.ownClient, s.Chunk, s.Buffer, got, want)
 					}
 				}
 				return got
