@@ -160,7 +160,8 @@ func (d *Deepcast) maxError() float64 {
 // sequence so that bound bites early. It returns what scoring every
 // sequence returns, ties included (the sequence last in rendition order
 // wins, as an exhaustive walk that keeps the last best leaf); a test
-// holds it to that walk on every bundled trace.
+// holds it to that walk on bundled traces, and the bound above every
+// prefix's best on random states.
 func planScenarios(s *State, h int, bw, weight []float64, value, target float64) int {
 	p := newScenarioPlan(s, h, bw, weight, value, target)
 	for q := range p.n {
@@ -174,14 +175,14 @@ func planScenarios(s *State, h int, bw, weight []float64, value, target float64)
 type scenarioPlan struct {
 	h, n, k          int
 	last             int
-	bw, weight       []float64
+	weight           []float64
 	t                *planTerms
 	chunkSec, target float64
 	ceiling          float64
-	// terminal is the buffer's worth per second, per scenario:
-	// weight × value in the model's units / chunkSec × lowest bitrate.
+	// worth is the buffer's value, in the model's units: the value
+	// planScenarios is given, scaled by the model's price of a stall.
 	worth float64
-	br0   float64
+	br0   float64 // the lowest bitrate, which a second of buffer is valued at
 	// dl[step][q][j] is chunk step's download time at rendition q in
 	// scenario j (+Inf for a scenario without throughput).
 	dl [][][]float64
@@ -198,11 +199,14 @@ type scenarioPlan struct {
 	bestFirst int
 }
 
+// newScenarioPlan sets a decision's search up: each step's download
+// times, the state along a prefix, and the bound's headroom (when the
+// model's terms allow a bound).
 func newScenarioPlan(s *State, h int, bw, weight []float64, value, target float64) *scenarioPlan {
 	br := s.Bitrates()
 	n, k := len(br), len(bw)
 	t := s.planTerms()
-	p := &scenarioPlan{h: h, n: n, k: k, last: max(s.Last, 0), bw: bw, weight: weight, t: t,
+	p := &scenarioPlan{h: h, n: n, k: k, last: max(s.Last, 0), weight: weight, t: t,
 		chunkSec: s.ChunkSeconds(), target: target, ceiling: s.planCeiling(),
 		worth: value * (t.stall / linStallPrice), br0: br[0], bestV: math.Inf(-1), bestFirst: -1}
 	p.dl = make([][][]float64, h)

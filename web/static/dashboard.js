@@ -5,7 +5,7 @@
 'use strict';
 
 const prev = {};
-const history = {};
+const nodeHistory = {}; // per node URL: its last minute of polls
 const historyLength = 60; // polls, one a second
 window.deepcastNodes = {};
 
@@ -99,7 +99,7 @@ function card(node, s, rates, err, tag = 'down') {
 // for an edge, the share of this second's lookups that were hits (null
 // when there were none, so an idle second is not a 0 % second).
 function remember(url, p, s, rates) {
-  const h = history[url] || (history[url] = []);
+  const h = nodeHistory[url] || (nodeHistory[url] = []);
   if (!p) return h;
   let out = rates.sent;
   if (s.bytesServed) out = Object.values(rates.tiers).reduce((a, b) => a + b, 0);
