@@ -183,9 +183,9 @@ type scenarioPlan struct {
 	// planScenarios is given, scaled by the model's price of a stall.
 	worth float64
 	br0   float64 // the lowest bitrate, which a second of buffer is valued at
-	// dl[step][q][j] is chunk step's download time at rendition q in
-	// scenario j (+Inf for a scenario without throughput).
-	dl [][][]float64
+	// dl[(step·n+q)·k+j] is chunk step's download time at rendition q
+	// in scenario j (+Inf for a scenario without throughput).
+	dl []float64
 	// bufs and stalled per step and scenario along the current prefix;
 	// rews is its summed chunk terms.
 	bufs, stalled [][]float64
@@ -209,24 +209,24 @@ func newScenarioPlan(s *State, h int, bw, weight []float64, value, target float6
 	p := &scenarioPlan{h: h, n: n, k: k, last: max(s.Last, 0), weight: weight, t: t,
 		chunkSec: s.ChunkSeconds(), target: target, ceiling: s.planCeiling(),
 		worth: value * (t.stall / linStallPrice), br0: br[0], bestV: math.Inf(-1), bestFirst: -1}
-	p.dl = make([][][]float64, h)
+	// One allocation for the figures of a decision, which runs per chunk.
+	mem := make([]float64, h*n*k+2*(h+1)*k)
+	p.dl, mem = mem[:h*n*k], mem[h*n*k:]
 	for step := range h {
-		p.dl[step] = make([][]float64, n)
 		for q := range n {
 			kbits := float64(s.Video.Size(s.Chunk+step, q)) * 8 / 1000
-			row := make([]float64, k)
 			for j := range k {
-				row[j] = math.Inf(1)
+				dl := math.Inf(1)
 				if bw[j] > 0 {
-					row[j] = kbits / bw[j]
+					dl = kbits / bw[j]
 				}
+				p.dl[(step*n+q)*k+j] = dl
 			}
-			p.dl[step][q] = row
 		}
 	}
 	p.bufs, p.stalled = make([][]float64, h+1), make([][]float64, h+1)
 	for i := range p.bufs {
-		p.bufs[i], p.stalled[i] = make([]float64, k), make([]float64, k)
+		p.bufs[i], p.stalled[i], mem = mem[:k:k], mem[k:2*k:2*k], mem[2*k:]
 	}
 	for j := range k {
 		p.bufs[0][j] = s.Buffer.Seconds()
@@ -258,7 +258,7 @@ func newScenarioPlan(s *State, h int, bw, weight []float64, value, target float6
 func (p *scenarioPlan) advance(step, prev, q int) {
 	t := p.t
 	exp := t.util[q] - t.switching[prev*p.n+q]
-	dls := p.dl[step][q]
+	dls := p.dl[(step*p.n+q)*p.k:][:p.k]
 	for j := range p.k {
 		dl := dls[j]
 		b, st := p.bufs[step][j], p.stalled[step][j]

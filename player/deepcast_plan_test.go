@@ -203,3 +203,26 @@ func TestPlanBoundHoldsEveryPrefix(t *testing.T) {
 		t.Errorf("only %d sequences scored", leaves)
 	}
 }
+
+// BenchmarkDeepcastSessionExhaustive is BenchmarkDeepcastSession's session
+// planned by scoring every sequence, as before the branch and bound: what
+// the bound saves is the ratio of the two.
+func BenchmarkDeepcastSessionExhaustive(b *testing.B) {
+	v := loadEnvivio(b)
+	traces, err := LoadTraces([]string{testdata("traces", "fcc")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opt := SimOptions{Video: v, Pensieve: true}
+	qoe, err := NewQoE("lin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		cfg, link := simSetup(opt, traces[0])
+		s := &Session{Video: v, ABR: &Deepcast{plan: planScenariosExhaustive}, QoE: qoe, Clock: link, Fetcher: link, Config: cfg}
+		if _, err := s.Run(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
