@@ -16,6 +16,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/deepcast/deepcast/edge/accesslog"
+	"github.com/deepcast/deepcast/edge/cmcd"
 	"github.com/deepcast/deepcast/edge/httpsem"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -63,6 +64,9 @@ type Stats struct {
 	Evictions        map[string]int64 `json:"evictions"`   // by tier
 	Upstreams        []UpstreamHealth `json:"upstreams"`
 	Siblings         []UpstreamHealth `json:"siblings,omitempty"`
+	// Viewers are the playback sessions of the last minute, as the CMCD
+	// of their requests reports them.
+	Viewers cmcd.Summary `json:"viewers"`
 }
 
 // Stats returns the node's counters now.
@@ -76,6 +80,7 @@ func (n *Node) Stats() Stats {
 		CachedBytes: map[string]int64{"memory": n.mem.bytes.Load()},
 		Evictions:   map[string]int64{"memory": n.mem.evictions.Load()},
 		Upstreams:   n.pool.health(),
+		Viewers:     n.viewers.Summary(time.Now()),
 	}
 	if n.disk != nil {
 		objs, bytes, ev := n.disk.stats()
@@ -303,6 +308,7 @@ type nodeMetrics struct {
 	requests        *prometheus.CounterVec
 	resolved        sync.Map // route/method/code -> prometheus.Counter
 	auth            *authMetrics
+	viewers         *viewerMetrics
 }
 
 // countRequest counts a request, resolving its series once per label set.
@@ -348,6 +354,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 	if n.cfg.Auth != nil {
 		m.auth = newAuthMetrics(m.reg)
 	}
+	m.viewers = newViewerMetrics(m.reg, n.viewers)
 	m.reg.MustRegister(m.upstreamLatency, m.requests, m.latency,
 		counter("deepcast_edge_cache_hits_total", "Requests served fresh from cache.", &c.hits),
 		counter("deepcast_edge_cache_misses_total", "Requests that went upstream for an object not in cache.", &c.misses),
@@ -430,9 +437,13 @@ func (n *Node) observe(next http.Handler) http.Handler {
 			rec.Status = http.StatusOK
 		}
 		n.metrics.countRequest(route, r.Method, rec.Status)
+		var viewer *cmcd.Data
+		if route == routeObjects {
+			viewer = n.noteViewer(r.URL.RawQuery, r.Header, r.Header.Get(loopHeader), rec.Status)
+		}
 		if info != nil {
 			n.cfg.AccessLog.Log(accesslog.Record{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.EscapedPath(), Status: rec.Status,
-				Bytes: rec.Bytes, Duration: elapsed, Cache: info.cache, Tier: info.tier, Upstream: info.upstream})
+				Bytes: rec.Bytes, Duration: elapsed, Cache: info.cache, Tier: info.tier, Upstream: info.upstream, CMCD: viewer})
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/edge/auth"
+	"github.com/deepcast/deepcast/edge/cmcd"
 )
 
 // FastResponse is a whole response to a plain request, for an HTTP/1.1
@@ -137,9 +138,13 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 	fr.Done = func(sent int64, elapsed time.Duration, _ error) {
 		n.metrics.countRequest(routeObjects, method, status)
 		n.metrics.latency.Observe(elapsed.Seconds())
+		var viewer *cmcd.Data
+		if q.Query != "" {
+			viewer = n.noteViewer(q.Query, nil, q.Loop, status)
+		}
 		if n.cfg.AccessLog != nil { // every hot hit passes here: no record to build when off
 			n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,
-				Duration: elapsed, Cache: out.cacheLabel(), Tier: out.tier, Upstream: out.upstream})
+				Duration: elapsed, Cache: out.cacheLabel(), Tier: out.tier, Upstream: out.upstream, CMCD: viewer})
 		}
 	}
 	return fr, true

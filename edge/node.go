@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/cmcd"
 	"github.com/deepcast/deepcast/edge/httpsem"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
@@ -56,6 +57,7 @@ type Node struct {
 	stats        counters
 	metrics      *nodeMetrics
 	handler      http.Handler
+	viewers      *cmcd.Viewers // the playback sessions its CMCD reports
 
 	via    []string // this node's Via header value
 	loopID string   // this node's identity in CDN-Loop (loop.go)
@@ -167,6 +169,7 @@ func New(cfg Config) (*Node, error) {
 			n.siblings, _ = newUpstreamPool(sibs, n.client, cfg.CheckEvery, n.log)
 		}
 	}
+	n.viewers = cmcd.NewViewers(viewerWindow, maxViewers)
 	n.metrics = newNodeMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Go(func() { n.pool.run(n.ctx) })
@@ -1136,18 +1139,9 @@ func (m *prefetchMemo) len() int {
 }
 
 // cmcdNextObject returns CMCD's nor (next object request) from the CMCD
-// query argument or the CMCD-Request header (CTA-5004), unquoted.
+// query argument or the CMCD-Request header (CTA-5004): what a player
+// will ask for next, even when the rest of its list is malformed.
 func cmcdNextObject(r *http.Request) string {
-	for _, src := range []string{r.URL.Query().Get("CMCD"), r.Header.Get("CMCD-Request")} {
-		for kv := range strings.SplitSeq(src, ",") {
-			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-			if ok && k == "nor" {
-				if s, err := strconv.Unquote(v); err == nil {
-					return s
-				}
-				return strings.Trim(v, `"`)
-			}
-		}
-	}
-	return ""
+	d, _, _ := cmcd.FromRequest(r.URL.RawQuery, r.Header)
+	return d.Next
 }

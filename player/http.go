@@ -444,6 +444,9 @@ func (f *HTTPFetcher) cmcd(req Request) string {
 		kv = append(kv, "br="+strconv.Itoa(int(math.Round(req.Bitrate))))
 	}
 	kv = append(kv, "bl="+strconv.Itoa(int(req.Buffer.Milliseconds()/100*100)))
+	if req.Starved {
+		kv = append(kv, "bs")
+	}
 	if req.Duration > 0 {
 		kv = append(kv, "d="+strconv.Itoa(int(req.Duration.Milliseconds())))
 	}
@@ -460,6 +463,11 @@ func (f *HTTPFetcher) cmcd(req Request) string {
 	if f.SessionID != "" {
 		kv = append(kv, "sid="+strconv.Quote(f.SessionID))
 	}
+	st := "v"
+	if f.Live {
+		st = "l"
+	}
+	kv = append(kv, "st="+st)
 	if req.Startup {
 		kv = append(kv, "su")
 	}

@@ -35,6 +35,9 @@ type Request struct {
 	NextURL   string
 	NextRange string
 	Startup   bool
+	// Starved: playback stalled since the session's previous request
+	// (CMCD bs), which the first request after a stall reports.
+	Starved bool
 	// Init marks an initialization segment (CMCD ot=i).
 	Init bool
 	// Abandon, if set, is asked every AbandonEvery of the download (the
@@ -323,8 +326,9 @@ play:
 			req = s.request(st, k, q, chunks)
 			if abandoned > 0 {
 				req.Buffer = drained(s.Clock.Now() - chunkStart) // CMCD's: what is left of it now
+				req.Starved = false                              // the first try reported it
 			}
-			if err = inits.fetch(ctx, k, q, req); err != nil {
+			if err = inits.fetch(ctx, k, q, &req); err != nil {
 				return res, err
 			}
 			var lower int
@@ -381,7 +385,7 @@ play:
 			} else if err != nil {
 				return res, err
 			}
-			if err := inits.fetch(ctx, i, -1, req); err != nil {
+			if err := inits.fetch(ctx, i, -1, &req); err != nil {
 				return res, err
 			}
 			areq := Request{Chunk: i, Rendition: -1, URL: v.AudioURLs[i], Size: v.AudioSize[i],
@@ -465,7 +469,7 @@ play:
 func (s *Session) request(st *State, k, q, chunks int) Request {
 	v := s.Video
 	req := Request{Chunk: k, Rendition: q, Size: v.Size(k, q), Bitrate: v.Bitrates[q], Buffer: st.Buffer,
-		Estimate: st.Estimate(), Duration: v.ChunkDur(k), Startup: k == 0}
+		Estimate: st.Estimate(), Duration: v.ChunkDur(k), Startup: k == 0, Starved: st.Stalled}
 	if v.URLs != nil {
 		req.URL = v.URLs[k][q]
 		if k+1 < chunks {
@@ -531,8 +535,9 @@ func newInitFetcher(s *Session) *initFetcher {
 
 // fetch gets the initialization segment that chunk k of rendition q needs
 // (q -1: audio segment k) unless it is already in, with the state of seg,
-// the media request it comes before.
-func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) error {
+// the media request it comes before. An initialization segment fetched
+// reports seg's stall (CMCD bs) in its place, as the first request after it.
+func (f *initFetcher) fetch(ctx context.Context, k, q int, seg *Request) error {
 	if !f.s.Config.FetchInit {
 		return nil
 	}
@@ -542,7 +547,8 @@ func (f *initFetcher) fetch(ctx context.Context, k, q int, seg Request) error {
 	}
 	f.have[[2]string{u, rng}] = true
 	req := Request{Chunk: k, Rendition: q, URL: u, Range: rng, Bitrate: seg.Bitrate, Buffer: seg.Buffer,
-		Estimate: seg.Estimate, Startup: seg.Startup, Init: true}
+		Estimate: seg.Estimate, Startup: seg.Startup, Starved: seg.Starved, Init: true}
+	seg.Starved = false
 	what := fmt.Sprintf("rendition %d", q)
 	if q < 0 {
 		req.Bitrate, what = 0, "audio"

@@ -214,3 +214,61 @@ func TestSessionAsksTheChosenRenditionReady(t *testing.T) {
 		t.Errorf("asked ready %v, played %d chunks (ended %v); want %v, 3, ended", asked, r.Chunks, r.StreamEnded, want)
 	}
 }
+
+// slowFetcher is a stepFetcher whose downloads of the URLs in slow take
+// that long.
+type slowFetcher struct {
+	stepFetcher
+	slow map[string]time.Duration
+}
+
+func (f *slowFetcher) Fetch(ctx context.Context, req Request) (Download, error) {
+	dl, err := f.stepFetcher.Fetch(ctx, req)
+	if d, ok := f.slow[req.URL]; ok && err == nil {
+		f.now += d
+		dl.LastByte = f.now
+	}
+	return dl, err
+}
+
+// TestSessionReportsStallsInCMCD: the first request after playback
+// stalled carries CMCD's bs (CTA-5004: the buffer ran dry since the
+// previous request), an initialization segment in its media segment's
+// place, and no request after it does, until the next stall.
+func TestSessionReportsStallsInCMCD(t *testing.T) {
+	v := &Video{ChunkDuration: time.Second, Bitrates: []float64{300, 750}, Chunks: 6, InitURLs: []string{"v0/init.mp4", "v1/init.mp4"}}
+	for k := range v.Chunks {
+		v.Sizes = append(v.Sizes, []int64{1000, 2000})
+		v.URLs = append(v.URLs, []string{"v0/" + string(rune('1'+k)), "v1/" + string(rune('1'+k))})
+	}
+	q, _ := NewQoE("lin")
+	cfg := DefaultConfig()
+	cfg.FetchInit = true
+	// Chunk 2 takes 3 s with about a second buffered: a stall, reported
+	// by chunk 3's first request, the new rendition's initialization
+	// segment. Chunk 5 stalls too; chunk 6 reports it.
+	f := &slowFetcher{stepFetcher: stepFetcher{fail: map[string]bool{}}, slow: map[string]time.Duration{"v0/2": 3 * time.Second, "v1/5": 3 * time.Second}}
+	s := &Session{Video: v, ABR: scripted{0, 0, 1, 1, 1, 1}, QoE: q, Clock: f, Fetcher: f, Config: cfg}
+	r, err := s.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RebufferCount != 2 {
+		t.Fatalf("%d stalls, want 2", r.RebufferCount)
+	}
+	var starved []string
+	for i, c := range f.cmcd {
+		if slices.Contains(strings.Split(c, ","), "bs") {
+			starved = append(starved, f.got[i])
+		}
+	}
+	if want := []string{"v1/init.mp4", "v1/6"}; !slices.Equal(starved, want) {
+		t.Errorf("bs sent with %q, want %q (requests %q)", starved, want, f.got)
+	}
+	if !strings.Contains(f.cmcd[0], "st=v") {
+		t.Errorf("CMCD %q lacks st=v", f.cmcd[0])
+	}
+	if c := (&HTTPFetcher{Live: true}).cmcd(Request{}); !strings.Contains(c, "st=l") {
+		t.Errorf("a live stream's CMCD %q lacks st=l", c)
+	}
+}

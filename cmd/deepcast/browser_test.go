@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/jpeg"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -291,8 +293,46 @@ func TestBrowserPlaysThroughEnterDeepAndDashboardShowsHits(t *testing.T) {
 	if hits == 0 {
 		t.Error("the dashboard shows no hits for the enter-deep node")
 	}
+	dashboardViewers(t, ctx, setup.deep)
 	dashboardSparklines(t, ctx, setup.deep)
 	shot(t, ctx, "dashboard.png")
+}
+
+// dashboardViewers checks what the enter-deep node read of dash.js's CMCD
+// (the page turns it on, with a session id): the page's one session,
+// with the buffer and bitrate it reported, in /api/stats and on the
+// node's card.
+func dashboardViewers(t *testing.T, ctx context.Context, deep string) {
+	t.Helper()
+	var stats struct {
+		Viewers struct {
+			Sessions            int
+			BufferMedianSeconds float64
+			BitrateMeanKbps     float64
+		}
+	}
+	resp, err := http.Get(deep + "/api/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	v := stats.Viewers
+	if err != nil || v.Sessions != 1 || v.BufferMedianSeconds <= 0 || v.BitrateMeanKbps <= 0 {
+		t.Errorf("the edge's viewers from dash.js's CMCD: %+v (%v), want one session with its buffer and bitrate", v, err)
+	}
+	var text string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.node')].filter((n) => n.textContent.includes('enter-deep')).map((n) => (n.querySelector('.viewers') || {}).textContent || '').join('')`))
+		if strings.Contains(text, "1 session") {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if !strings.Contains(text, "1 session") || !strings.Contains(text, "buffer median") || !strings.Contains(text, "Mbit/s") {
+		t.Errorf("the enter-deep card's viewers row says %q, want the page's session with its buffer and bitrate", text)
+	}
 }
 
 // dashboardSparklines checks the dashboard's last minute of the enter-deep
@@ -805,6 +845,7 @@ func TestBrowserPlaysHLS(t *testing.T) {
 	for _, engine := range []string{"hlsjs", "shaka-hls", "shaka-dash"} {
 		t.Run(engine, func(t *testing.T) {
 			ctx := browser(t)
+			reported := cmcdMediaRequests(t, setup.deep)
 			// HLS variants carry their audio in BANDWIDTH: 700 kbit/s
 			// holds the low rung only.
 			page := setup.deep + "/?asset=clip&buffer=4&cap=700&engine=" + engine
@@ -824,9 +865,48 @@ func TestBrowserPlaysHLS(t *testing.T) {
 			if s.DecodedFrames == 0 || len(s.Errors) > 0 || s.CacheHits == 0 {
 				t.Errorf("decoded %d frames, errors %v, %d hits in %d segment responses", s.DecodedFrames, s.Errors, s.CacheHits, s.CacheResponses)
 			}
+			// Each engine sends CMCD (the page turns it on), which the
+			// edge reads: with every segment at least (12 of video, 12
+			// of sound; Shaka leaves ot out of some, so all but the
+			// playlists' count).
+			if got := cmcdMediaRequests(t, setup.deep) - reported; got < 24 {
+				t.Errorf("the edge read CMCD from %d segment requests of %s, want one a segment (24 or more)", got, engine)
+			}
 			t.Logf("%s: %+v, heights %v", engine, s, heights)
 		})
 	}
+}
+
+// cmcdMediaRequests reads from an edge's /metrics how many requests
+// carried CMCD, but for manifests and playlists (ot=m).
+func cmcdMediaRequests(t *testing.T, edgeURL string) int {
+	t.Helper()
+	resp, err := http.Get(edgeURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	n, series := 0, 0
+	for l := range strings.Lines(string(body)) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(l), `deepcast_edge_cmcd_requests_total{ot="`)
+		if !ok {
+			continue
+		}
+		series++
+		ot, v, _ := strings.Cut(rest, `"} `)
+		c, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("/metrics: %q", l)
+		}
+		if ot != "m" {
+			n += c
+		}
+	}
+	if series == 0 {
+		t.Fatalf("/metrics of %s has no CMCD requests series", edgeURL)
+	}
+	return n
 }
 
 // TestBrowserShowsStreamDataAsText: the player page plays a stream from a

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/deepcast/deepcast/edge/cmcd"
 )
 
 // Record is one answered request.
@@ -28,6 +30,10 @@ type Record struct {
 	Tier string
 	// Upstream is the upstream or sibling an edge fetched from, if any.
 	Upstream string
+	// CMCD is what the viewer's player reported with the request (edges;
+	// nil when it sent none): logged as a "cmcd" group of the keys an
+	// operator follows a session by.
+	CMCD *cmcd.Data
 }
 
 // Logger writes records for one node.
@@ -52,7 +58,46 @@ func (l *Logger) Log(r Record) {
 		slog.String("remote", r.Remote), slog.String("method", r.Method), slog.String("path", r.Path),
 		slog.Int("status", r.Status), slog.Int64("bytes", r.Bytes),
 		slog.Float64("duration_ms", float64(r.Duration.Microseconds())/1000),
-		slog.String("cache", r.Cache), slog.String("tier", r.Tier), slog.String("upstream", r.Upstream))
+		slog.String("cache", r.Cache), slog.String("tier", r.Tier), slog.String("upstream", r.Upstream), cmcdGroup(r.CMCD))
+}
+
+// cmcdGroup is the keys of d that were sent; an empty group, which slog
+// leaves out, for none.
+func cmcdGroup(d *cmcd.Data) slog.Attr {
+	if d == nil {
+		return slog.Group("cmcd")
+	}
+	var as []any
+	str := func(k, v string) {
+		if v != "" {
+			as = append(as, slog.String(k, v))
+		}
+	}
+	num := func(k string, v int64) {
+		if v >= 0 {
+			as = append(as, slog.Int64(k, v))
+		}
+	}
+	str("sid", d.Session)
+	str("cid", d.Content)
+	str("ot", d.Object)
+	str("sf", d.Format)
+	str("st", d.StreamType)
+	num("br", d.Bitrate)
+	num("bl", d.Buffer)
+	num("mtp", d.Throughput)
+	num("d", d.Duration)
+	num("tb", d.TopBitrate)
+	if d.Starved {
+		as = append(as, slog.Bool("bs", true))
+	}
+	if d.Startup {
+		as = append(as, slog.Bool("su", true))
+	}
+	if d.Rate > 0 {
+		as = append(as, slog.Float64("pr", d.Rate))
+	}
+	return slog.Group("cmcd", as...)
 }
 
 // Recorder is a ResponseWriter that notes the status and body bytes of

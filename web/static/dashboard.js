@@ -75,6 +75,7 @@ function card(node, s, rates, err, tag = 'down') {
   const ups = (s.upstreams || []).map((u) => `<span class="tag ${u.healthy ? 'hit' : 'down'}">${esc(u.url.replace('http://', ''))}</span>`).join(' ');
   const tiers = ['memory', 'disk', 'upstream'].filter((t) => s.bytesServed && t in s.bytesServed)
     .map((t) => `<tr><th>${t} bytes/s</th><td>${fmtBytes(rates.tiers[t] || 0)}</td></tr>`).join('');
+  const viewers = viewerSummary(s.viewers);
   const objects = Object.entries(s.objects || {}).map(([t, n]) => `${esc(n)} in ${esc(t)} (${fmtBytes((s.cachedBytes || {})[t] || 0)})`).join(', ');
   return `<div class="panel node"><h3>${esc(node.name)}</h3><div class="role">${esc(node.role)} · ${esc(node.url)}</div>
     <div class="bar"><div style="width:${(ratio * 100).toFixed(1)}%"></div></div>
@@ -88,10 +89,25 @@ function card(node, s, rates, err, tag = 'down') {
       <tr><th>upstream errors · bad bodies</th><td>${count(s.errors)} · ${count(s.digestMismatches)}</td></tr>
       <tr><th>objects</th><td>${objects}</td></tr>
       <tr><th>upstreams</th><td>${ups}</td></tr>
+      <tr><th>viewers (CMCD)</th><td class="viewers">${viewers}</td></tr>
     </table>
     ${sparkline(rates.history, 'rps', 'requests/s', perSecond)}
     ${sparkline(rates.history, 'hit', 'hit ratio', pct, 1)}
-    ${sparkline(rates.history, 'out', 'served', bytesPerSecond)}</div>`;
+    ${sparkline(rates.history, 'out', 'served', bytesPerSecond)}
+    ${sparkline(rates.history, 'viewers', 'viewers', count)}</div>`;
+}
+
+// viewerSummary says what the players this edge serves report of
+// themselves (CMCD, CTA-5004) over the last minute: how many sessions,
+// how many stalled, their buffers and mean bitrate.
+function viewerSummary(v) {
+  if (!v || !v.sessions) return '<span class="muted">none reporting in the last minute</span>';
+  const parts = [`${count(v.sessions)} session${v.sessions === 1 ? '' : 's'}`];
+  if (v.live) parts.push(`${count(v.live)} live`);
+  parts.push(v.starved ? `<span class="tag down">${count(v.starved)} stalled</span>` : '0 stalled');
+  if (v.bufferMedianSeconds >= 0) parts.push(`buffer median ${v.bufferMedianSeconds.toFixed(1)} s, lowest ${v.bufferMinSeconds.toFixed(1)} s`);
+  if (v.bitrateMeanKbps >= 0) parts.push(`mean ${(v.bitrateMeanKbps / 1000).toFixed(2)} Mbit/s`);
+  return parts.join(' · ');
 }
 
 // remember adds this poll's rates to the node's last minute: requests/s,
@@ -109,7 +125,8 @@ function remember(url, p, s, rates) {
     const looked = hits + (s.misses || 0) - (p.s.misses || 0) + (s.stale || 0) - (p.s.stale || 0);
     if (looked > 0) hit = Math.max(0, Math.min(1, hits / looked));
   }
-  h.push({ rps: rates.rps, out, hit });
+  const viewers = s.viewers ? s.viewers.sessions : null;
+  h.push({ rps: rates.rps, out, hit, viewers });
   if (h.length > historyLength) h.splice(0, h.length - historyLength);
   return h;
 }

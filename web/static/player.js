@@ -305,6 +305,11 @@ function renditionShown(bandwidth, height, width) {
   state.lastRendition = { bandwidth, height, width };
 }
 
+// sessionID names this page's playback session in the CMCD (CTA-5004)
+// every engine sends with its requests, by which the edges tell their
+// viewers apart (their dashboards show them).
+const sessionID = 'deepcast-' + Math.random().toString(16).slice(2, 10);
+
 const engines = {
   dashjs: {
     manifest: 'manifest.mpd',
@@ -314,7 +319,7 @@ const engines = {
         abr: { rules: abrRules($('abr').value), maxBitrate: { video: +$('cap').value } },
         // Subtitles stay off until the viewer picks a track.
         text: { defaultEnabled: false },
-        cmcd: { enabled: true, mode: 'query', sid: 'deepcast-' + Math.random().toString(16).slice(2, 10) },
+        cmcd: { enabled: true, mode: 'query', sid: sessionID },
       };
       if (state.bufferTarget > 0) {
         // A short buffer makes ABR changes visible within seconds (tests, demos).
@@ -391,7 +396,9 @@ const engines = {
   hlsjs: {
     manifest: 'master.m3u8',
     start(url) {
-      const cfg = { capLevelToPlayerSize: false };
+      // CMCD in the query, as dash.js sends it (headers would cost a CORS
+      // preflight per request).
+      const cfg = { capLevelToPlayerSize: false, cmcd: { sessionId: sessionID, useHeaders: false } };
       if (state.bufferTarget > 0) {
         // hls.js buffers up to 60 MB past maxBufferLength at low bitrates:
         // bound both, or a short clip is all fetched at its first level.
@@ -489,7 +496,14 @@ function startShaka(url) {
   // would outrank the configured one, so it is set aside.
   const manifest = state.liveDelay > 0 ? { defaultPresentationDelay: state.liveDelay, dash: { ignoreSuggestedPresentationDelay: true } } : {};
   p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } }, streaming, manifest,
+    cmcd: { enabled: true, sessionId: sessionID, useHeaders: false },
     drm: { servers: { 'org.w3.clearkey': licenceURL(url) } } });
+  // Shaka 5.2's CMCD loses the licence URL's host and port as it adds its
+  // query (http://vod/clip/clearkey?CMCD=…): the licence request goes out
+  // as configured, without CMCD, which the edges do not count there.
+  p.getNetworkingEngine().registerRequestFilter((type, req) => {
+    if (type === shaka.net.NetworkingEngine.RequestType.LICENSE) req.uris = [licenceURL(url)];
+  });
   p.getNetworkingEngine().registerResponseFilter((type, resp) => {
     try { recordSegment(resp.uri, resp.headers); } catch (e) { /* stats only */ }
   });

@@ -1,0 +1,157 @@
+package cmcd
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Viewers keeps, for each playback session (sid) seen within a window,
+// the last state it reported: what a node's operator wants to know of
+// the people it serves right now (how many, how much buffer they hold,
+// which bitrate they get, who stalled). Its memory is bounded: sessions
+// past Max are counted but not kept.
+type Viewers struct {
+	// Window is how long a session that sent nothing more is counted.
+	Window time.Duration
+	// Max bounds the sessions kept.
+	Max int
+
+	mu        sync.Mutex
+	sessions  map[string]*viewer
+	lastSweep time.Time
+	untracked int64
+}
+
+// viewer is one session's last report.
+type viewer struct {
+	seen    time.Time
+	starved time.Time // last report of a starvation; zero: none
+	buffer  int64     // bl of its last media request, ms (-1: none)
+	bitrate int64     // br of its last video request, kbit/s (-1: none)
+	live    bool
+}
+
+// NewViewers keeps up to max sessions for window each.
+func NewViewers(window time.Duration, max int) *Viewers {
+	return &Viewers{Window: window, Max: max, sessions: map[string]*viewer{}}
+}
+
+// Observe records a request's data at now. Requests without a session id
+// count nowhere here (the node's counters take them).
+func (v *Viewers) Observe(d *Data, now time.Time) {
+	if d.Session == "" {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.sessions[d.Session]
+	if s == nil {
+		if len(v.sessions) >= v.Max {
+			v.sweep(now)
+		}
+		if len(v.sessions) >= v.Max {
+			v.untracked++
+			return
+		}
+		s = &viewer{buffer: -1, bitrate: -1}
+		v.sessions[d.Session] = s
+	}
+	s.seen = now
+	if d.Starved {
+		s.starved = now
+	}
+	if d.StreamType != "" {
+		s.live = d.StreamType == "l"
+	}
+	switch d.Object {
+	case "v", "av", "":
+		// Video (or a player that does not say): its buffer is the one
+		// that stalls playback, its bitrate the picture's.
+		if d.Buffer >= 0 {
+			s.buffer = d.Buffer
+		}
+		if d.Bitrate >= 0 && d.Object != "" {
+			s.bitrate = d.Bitrate
+		}
+	case "a":
+		if d.Buffer >= 0 && s.buffer < 0 {
+			s.buffer = d.Buffer // a sound-only session's
+		}
+	}
+}
+
+// sweep forgets the sessions past the window, at most once a second (a
+// flood of new session ids must not make every request walk the map).
+func (v *Viewers) sweep(now time.Time) {
+	if now.Sub(v.lastSweep) < time.Second {
+		return
+	}
+	v.lastSweep = now
+	for id, s := range v.sessions {
+		if now.Sub(s.seen) > v.Window {
+			delete(v.sessions, id)
+		}
+	}
+}
+
+// Summary is the viewers of a node within the window, as /api/stats
+// reports them.
+type Summary struct {
+	// Sessions reported within the window; Live of them live streams.
+	Sessions int `json:"sessions"`
+	Live     int `json:"live"`
+	// Starved is how many of them reported a stall within the window.
+	Starved int `json:"starved"`
+	// BufferMedianSeconds is the median of each session's last reported
+	// buffer, -1 when none reported one.
+	BufferMedianSeconds float64 `json:"bufferMedianSeconds"`
+	// BufferMinSeconds is the lowest of them: the viewer nearest a stall.
+	BufferMinSeconds float64 `json:"bufferMinSeconds"`
+	// BitrateMeanKbps is the mean of each session's last video bitrate,
+	// -1 when none reported one.
+	BitrateMeanKbps float64 `json:"bitrateMeanKbps"`
+	// Untracked counts session ids not kept because Max were.
+	Untracked int64 `json:"untracked"`
+}
+
+// Summary reads the sessions at now, forgetting those past the window.
+func (v *Viewers) Summary(now time.Time) Summary {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.lastSweep = time.Time{}
+	v.sweep(now)
+	sum := Summary{Sessions: len(v.sessions), BufferMedianSeconds: -1, BufferMinSeconds: -1, BitrateMeanKbps: -1, Untracked: v.untracked}
+	var buffers []int64
+	var rate float64
+	rated := 0
+	for _, s := range v.sessions {
+		if s.live {
+			sum.Live++
+		}
+		if !s.starved.IsZero() && now.Sub(s.starved) <= v.Window {
+			sum.Starved++
+		}
+		if s.buffer >= 0 {
+			buffers = append(buffers, s.buffer)
+		}
+		if s.bitrate >= 0 {
+			rate += float64(s.bitrate)
+			rated++
+		}
+	}
+	if len(buffers) > 0 {
+		slices.Sort(buffers)
+		m := len(buffers) / 2
+		med := float64(buffers[m])
+		if len(buffers)%2 == 0 {
+			med = float64(buffers[m-1]+buffers[m]) / 2
+		}
+		sum.BufferMedianSeconds = med / 1000
+		sum.BufferMinSeconds = float64(buffers[0]) / 1000
+	}
+	if rated > 0 {
+		sum.BitrateMeanKbps = rate / float64(rated)
+	}
+	return sum
+}
