@@ -102,8 +102,9 @@ func TestViewersSummary(t *testing.T) {
 	report(now, `sid="a",ot=v,br=3000,bl=12000`)
 	report(now, `sid="a",ot=a,br=128,bl=11000`) // the sound does not replace the picture's state
 	report(now, `sid="b",ot=v,br=1000,bl=2000,bs,st=l`)
-	report(now, `sid="c",ot=m`) // a manifest: watching, nothing known yet
-	report(now, `ot=v,bl=1`)    // no session: not a viewer
+	report(now, `sid="c",ot=m`)                                // a manifest: watching, nothing known yet
+	report(now, `ot=v,bl=1`)                                   // no session: not a viewer
+	report(now, `ot=v,bl=1,sid="`+strings.Repeat("x", 65)+`"`) // longer than CTA-5004 allows
 	s := v.Summary(now)
 	want := Summary{Sessions: 3, Live: 1, Starved: 1, BufferMedianSeconds: 7, BufferMinSeconds: 2, BitrateMeanKbps: 2000}
 	if s != want {

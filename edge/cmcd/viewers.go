@@ -2,6 +2,7 @@ package cmcd
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -32,15 +33,21 @@ type viewer struct {
 	live    bool
 }
 
+// maxSession is the longest session id kept (CTA-5004 allows 64
+// characters): a longer one is not a player's, and would let a client
+// make each entry weigh more.
+const maxSession = 64
+
 // NewViewers keeps up to max sessions for window each.
 func NewViewers(window time.Duration, max int) *Viewers {
 	return &Viewers{Window: window, Max: max, sessions: map[string]*viewer{}}
 }
 
-// Observe records a request's data at now. Requests without a session id
-// count nowhere here (the node's counters take them).
+// Observe records a request's data at now. Requests without a session id,
+// or with one longer than CTA-5004 allows, count nowhere here (the node's
+// counters take them).
 func (v *Viewers) Observe(d *Data, now time.Time) {
-	if d.Session == "" {
+	if d.Session == "" || len(d.Session) > maxSession {
 		return
 	}
 	v.mu.Lock()
@@ -55,7 +62,8 @@ func (v *Viewers) Observe(d *Data, now time.Time) {
 			return
 		}
 		s = &viewer{buffer: -1, bitrate: -1}
-		v.sessions[d.Session] = s
+		// A copy: the id is a slice of the whole list it came in.
+		v.sessions[strings.Clone(d.Session)] = s
 	}
 	s.seen = now
 	if d.Starved {
