@@ -346,6 +346,7 @@ play:
 				}
 			}
 			dl, err = s.Fetcher.Fetch(ctx, req)
+			req.Starved = false // reported: the sound's initialization segment must not again
 			if err != nil || !dl.Abandoned {
 				break
 			}

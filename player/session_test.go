@@ -236,17 +236,23 @@ func (f *slowFetcher) Fetch(ctx context.Context, req Request) (Download, error) 
 // previous request), an initialization segment in its media segment's
 // place, and no request after it does, until the next stall.
 func TestSessionReportsStallsInCMCD(t *testing.T) {
-	v := &Video{ChunkDuration: time.Second, Bitrates: []float64{300, 750}, Chunks: 6, InitURLs: []string{"v0/init.mp4", "v1/init.mp4"}}
+	v := &Video{ChunkDuration: time.Second, Bitrates: []float64{300, 750}, Chunks: 6, InitURLs: []string{"v0/init.mp4", "v1/init.mp4"},
+		AudioInit: "a/init.mp4", AudioSize: make([]int64, 6)}
 	for k := range v.Chunks {
 		v.Sizes = append(v.Sizes, []int64{1000, 2000})
 		v.URLs = append(v.URLs, []string{"v0/" + string(rune('1'+k)), "v1/" + string(rune('1'+k))})
+		v.AudioURLs = append(v.AudioURLs, "a/"+string(rune('1'+k)))
 	}
+	// The sound's later Period from chunk 6 on: its initialization
+	// segment follows chunk 6's video, which reports the stall before it.
+	v.noteInit(5, -1, "p2/a/init.mp4", "")
 	q, _ := NewQoE("lin")
 	cfg := DefaultConfig()
 	cfg.FetchInit = true
 	// Chunk 2 takes 3 s with about a second buffered: a stall, reported
 	// by chunk 3's first request, the new rendition's initialization
-	// segment. Chunk 5 stalls too; chunk 6 reports it.
+	// segment. Chunk 5 stalls too; chunk 6 reports it (and not the
+	// sound's initialization segment after it).
 	f := &slowFetcher{stepFetcher: stepFetcher{fail: map[string]bool{}}, slow: map[string]time.Duration{"v0/2": 3 * time.Second, "v1/5": 3 * time.Second}}
 	s := &Session{Video: v, ABR: scripted{0, 0, 1, 1, 1, 1}, QoE: q, Clock: f, Fetcher: f, Config: cfg}
 	r, err := s.Run(context.Background())
