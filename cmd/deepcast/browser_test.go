@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -881,32 +880,15 @@ func TestBrowserPlaysHLS(t *testing.T) {
 // carried CMCD, but for manifests and playlists (ot=m).
 func cmcdMediaRequests(t *testing.T, edgeURL string) int {
 	t.Helper()
-	resp, err := http.Get(edgeURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	n, series := 0, 0
-	for l := range strings.Lines(string(body)) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(l), `deepcast_edge_cmcd_requests_total{ot="`)
-		if !ok {
-			continue
-		}
-		series++
-		ot, v, _ := strings.Cut(rest, `"} `)
-		c, err := strconv.Atoi(v)
-		if err != nil {
-			t.Fatalf("/metrics: %q", l)
-		}
-		if ot != "m" {
-			n += c
-		}
-	}
-	if series == 0 {
+	page := scrape(t, edgeURL+"/metrics")
+	if !strings.Contains(page, "deepcast_edge_cmcd_requests_total{") {
 		t.Fatalf("/metrics of %s has no CMCD requests series", edgeURL)
 	}
-	return n
+	n := 0.0
+	for _, ot := range []string{"a", "v", "av", "i", "c", "tt", "k", "o", "none", "other"} {
+		n += metricValue(page, `deepcast_edge_cmcd_requests_total{ot="`+ot+`"}`)
+	}
+	return int(n)
 }
 
 // TestBrowserShowsStreamDataAsText: the player page plays a stream from a

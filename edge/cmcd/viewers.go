@@ -96,6 +96,11 @@ func (v *Viewers) sweep(now time.Time) {
 		return
 	}
 	v.lastSweep = now
+	v.forget(now)
+}
+
+// forget drops the sessions past the window.
+func (v *Viewers) forget(now time.Time) {
 	for id, s := range v.sessions {
 		if now.Sub(s.seen) > v.Window {
 			delete(v.sessions, id)
@@ -127,8 +132,7 @@ type Summary struct {
 func (v *Viewers) Summary(now time.Time) Summary {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.lastSweep = time.Time{}
-	v.sweep(now)
+	v.forget(now)
 	sum := Summary{Sessions: len(v.sessions), BufferMedianSeconds: -1, BufferMinSeconds: -1, BitrateMeanKbps: -1, Untracked: v.untracked}
 	var buffers []int64
 	var rate float64
