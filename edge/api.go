@@ -31,6 +31,11 @@ type counters struct {
 	memoryBytes, diskBytes, upstreamBytes                                       atomic.Int64 // served from each tier
 }
 
+// servedBytes is the body bytes answered from every tier so far.
+func (c *counters) servedBytes() int64 {
+	return c.memoryBytes.Load() + c.diskBytes.Load() + c.upstreamBytes.Load()
+}
+
 func (c *counters) addServed(tier string, n int) {
 	switch tier {
 	case "memory":
@@ -67,6 +72,8 @@ type Stats struct {
 	// Viewers are the playback sessions of the last minute, as the CMCD
 	// of their requests reports them.
 	Viewers cmcd.Summary `json:"viewers"`
+	// Advice is what the node tells players through CMSD-Dynamic.
+	Advice AdviceStats `json:"advice"`
 }
 
 // Stats returns the node's counters now.
@@ -81,6 +88,7 @@ func (n *Node) Stats() Stats {
 		Evictions:   map[string]int64{"memory": n.mem.evictions.Load()},
 		Upstreams:   n.pool.health(),
 		Viewers:     n.viewers.Summary(time.Now()),
+		Advice:      n.advice().stats(),
 	}
 	if n.disk != nil {
 		objs, bytes, ev := n.disk.stats()
@@ -293,7 +301,7 @@ func httpError(w http.ResponseWriter, code int, msg string) {
 
 var (
 	hdrAnyOrigin = []string{"*"}
-	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, X-Deepcast-Auth, CTA-Common-Access-Token, Repr-Digest"}
+	hdrExposed   = []string{"Content-Length, Content-Range, ETag, Last-Modified, Age, Cache-Status, Via, X-Deepcast-Last-Segment, X-Deepcast-Auth, CTA-Common-Access-Token, Repr-Digest, CMSD-Dynamic"}
 )
 
 // cors lets dash.js on another origin play and read Cache-Status.
@@ -355,6 +363,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		m.auth = newAuthMetrics(m.reg)
 	}
 	m.viewers = newViewerMetrics(m.reg, n.viewers)
+	registerAdviceMetrics(m.reg, n)
 	m.reg.MustRegister(m.upstreamLatency, m.requests, m.latency,
 		counter("deepcast_edge_cache_hits_total", "Requests served fresh from cache.", &c.hits),
 		counter("deepcast_edge_cache_misses_total", "Requests that went upstream for an object not in cache.", &c.misses),

@@ -73,6 +73,10 @@ type Config struct {
 	// (auth.CAT or auth.SecureLink): the node facing viewers enforces
 	// tokens; its upstreams, reached without them, do not.
 	Auth auth.Checker
+	// Advice is what the node tells players in CMSD-Dynamic (CTA-5006):
+	// a bitrate cap, and a fair share of its egress when it nears its
+	// limit (SetAdvice at run time).
+	Advice AdviceConfig
 }
 
 // ProfileDefaults returns the defaults of a profile (ARCHITECTURE.md's table).
@@ -94,6 +98,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.Name == "" {
 		c.Name = d.Name
+	}
+	if err := c.Advice.Check(); err != nil {
+		return err
 	}
 	if c.MemBytes <= 0 {
 		c.MemBytes = d.MemBytes

@@ -126,7 +126,9 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		if out.cacheStatus == "" {
 			fr.Header = n.hitHeader(out.obj)
 		} else {
-			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
+			now := time.Now()
+			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, now, out.cacheStatus)
+			fr.Header = append(fr.Header, n.advice().line...)
 		}
 	} else {
 		fr = n.recorded(out, path)
@@ -151,17 +153,19 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 }
 
 // hitHeader returns the header lines of a fresh hit on o, rebuilt only when
-// its Age (whole seconds) changes.
+// its Age (whole seconds) or the node's CMSD advice changes.
 func (n *Node) hitHeader(o *object) []byte {
 	now := time.Now()
 	age := int64(o.age(now) / time.Second)
-	if hb := o.hit.Load(); hb != nil && hb.age == age {
+	adv := n.advice()
+	if hb := o.hit.Load(); hb != nil && hb.age == age && hb.advice == adv.gen {
 		return hb.block
 	}
-	block := make([]byte, 0, len(o.headerBlock(n.via[0]))+96)
+	block := make([]byte, 0, len(o.headerBlock(n.via[0]))+96+len(adv.line))
 	block = append(block, o.headerBlock(n.via[0])...)
 	block = appendAgeAndStatus(block, o, now, n.hitStatus(o, now))
-	o.hit.Store(&hitBlock{age: age, block: block})
+	block = append(block, adv.line...)
+	o.hit.Store(&hitBlock{age: age, advice: adv.gen, block: block})
 	return block
 }
 

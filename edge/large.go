@@ -322,8 +322,10 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 	for k, v := range b.meta.headers(n.via) {
 		h[k] = v
 	}
-	h["Age"] = []string{strconv.Itoa(int(b.meta.age(time.Now()).Seconds()))}
+	now := time.Now()
+	h["Age"] = []string{strconv.Itoa(int(b.meta.age(now).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
+	n.adviseIn(h)
 	if seeker != nil {
 		lm, _ := http.ParseTime(b.meta.LastModified)
 		http.ServeContent(w, r, "", lm, seeker)

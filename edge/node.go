@@ -58,6 +58,7 @@ type Node struct {
 	metrics      *nodeMetrics
 	handler      http.Handler
 	viewers      *cmcd.Viewers // the playback sessions its CMCD reports
+	adviser      *adviser      // what it tells players (CMSD)
 
 	via    []string // this node's Via header value
 	loopID string   // this node's identity in CDN-Loop (loop.go)
@@ -170,9 +171,11 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.viewers = cmcd.NewViewers(viewerWindow, maxViewers)
+	n.adviser = newAdviser(cfg.Name, cfg.Advice, time.Now())
 	n.metrics = newNodeMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.wg.Go(func() { n.pool.run(n.ctx) })
+	n.wg.Go(func() { n.runAdviser(n.ctx) })
 	if n.siblings != nil {
 		n.wg.Go(func() { n.siblings.run(n.ctx) })
 		n.wg.Go(func() { n.resolveSiblings(n.ctx) })
@@ -937,10 +940,12 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 				h.Set(k, v)
 			}
 		}
+		now := time.Now()
 		if !out.pass.stored.IsZero() {
-			h.Set("Age", strconv.Itoa(out.pass.age(time.Now())))
+			h.Set("Age", strconv.Itoa(out.pass.age(now)))
 		}
 		h.Set("Cache-Status", out.cacheStatus)
+		n.adviseIn(h)
 		via := "1.1 " + n.cfg.Name
 		if up := strings.Join(out.pass.header.Values("Via"), ", "); up != "" {
 			via = up + ", " + via
@@ -990,8 +995,10 @@ func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheS
 	for k, v := range o.headers(n.via) {
 		h[k] = v
 	}
-	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
+	now := time.Now()
+	h["Age"] = []string{strconv.Itoa(int(o.age(now).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
+	n.adviseIn(h)
 	if plainGet(r) {
 		h["Content-Length"] = o.contentLength
 		w.WriteHeader(http.StatusOK)

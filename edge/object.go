@@ -105,10 +105,12 @@ func (o *object) gzipped() *object {
 	return g
 }
 
-// hitBlock is a fresh-hit header block for one value of Age.
+// hitBlock is a fresh-hit header block for one value of Age and of the
+// node's advice.
 type hitBlock struct {
-	age   int64
-	block []byte
+	age    int64
+	advice uint64 // the generation of the node's CMSD advice in it
+	block  []byte
 }
 
 // headers returns the object's fixed response headers (not Age or

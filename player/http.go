@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/cmsd"
 	"github.com/deepcast/deepcast/edge/httpsem"
 )
 
@@ -94,6 +95,26 @@ type HTTPFetcher struct {
 
 	attempts, failed, verified, corrupt, switches atomic.Int64
 	proto                                         atomic.Pointer[string]
+	// serverCap is the bitrate (kbit/s) the serving node last suggested
+	// in CMSD-Dynamic (0: none).
+	serverCap atomic.Int64
+}
+
+// MaxBitrateKbps implements ServerAdvisor: the mb of the nearest node's
+// entry in the last answer that carried CMSD-Dynamic (0 when it had
+// none). An answer without the field leaves it, as dash.js keeps a
+// suggestion until a later answer changes it.
+func (f *HTTPFetcher) MaxBitrateKbps() int64 { return f.serverCap.Load() }
+
+// noteAdvice reads an answer's CMSD-Dynamic.
+func (f *HTTPFetcher) noteAdvice(h http.Header) {
+	vs := h.Values(cmsd.Header)
+	if len(vs) == 0 {
+		return
+	}
+	if e, ok := cmsd.Nearest(strings.Join(vs, ", ")); ok {
+		f.serverCap.Store(e.MaxBitrateKbps)
+	}
 }
 
 // FetchStats are an HTTPFetcher's counts so far.
@@ -278,6 +299,7 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	defer resp.Body.Close()
 	proto := resp.Proto
 	f.proto.Store(&proto)
+	f.noteAdvice(resp.Header)
 	if resp.StatusCode != want {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		switch {

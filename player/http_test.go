@@ -283,3 +283,60 @@ func TestShaperLosesWhatGoesUnused(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionKeepsToServerCap: over HTTP, a session with ServerCap keeps
+// each chunk (with the sound) within the bitrate the nearest node last
+// suggested in CMSD-Dynamic, keeps that suggestion through answers that
+// say nothing, and drops it when an entry without mb comes; without
+// ServerCap the ABR's choice stands. The answer to chunk k+1 carries
+// advice[k], which the choice of the chunks after it follows.
+func TestSessionKeepsToServerCap(t *testing.T) {
+	advice := []string{"", `"deep";mb=1000`, "", `"home";mb=9000, "deep";mb=500`, "", `"deep"`, "", `"deep";mb=bad`}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, _ := strconv.Atoi(filepath.Base(r.URL.Path))
+		if strings.HasPrefix(r.URL.Path, "/v") && k >= 1 && k <= len(advice) && advice[k-1] != "" {
+			w.Header().Set("CMSD-Dynamic", advice[k-1])
+		}
+		w.Write(make([]byte, 500))
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		obey   bool
+		want   []int
+		capped int
+	}{
+		// mb=1000 less 128 kbit/s of sound: 750; mb=500: 300; "deep": none;
+		// a malformed field changes nothing.
+		{true, []int{3, 3, 1, 1, 0, 0, 3, 3}, 4},
+		{false, []int{3, 3, 3, 3, 3, 3, 3, 3}, 0},
+	} {
+		v := &Video{ChunkDuration: time.Second, Bitrates: []float64{300, 750, 1500, 3000}, Chunks: len(advice), AudioKbps: 128}
+		for k := range v.Chunks {
+			v.Sizes = append(v.Sizes, []int64{500, 500, 500, 500})
+			var urls []string
+			for q := range v.Bitrates {
+				urls = append(urls, srv.URL+"/v"+strconv.Itoa(q)+"/"+strconv.Itoa(k+1))
+			}
+			v.URLs = append(v.URLs, urls)
+		}
+		q, _ := NewQoE("lin")
+		cfg := DefaultConfig()
+		cfg.ServerCap = tc.obey
+		f := &HTTPFetcher{Client: srv.Client(), Clock: NewWallClock()}
+		s := &Session{Video: v, ABR: scripted{3, 3, 3, 3, 3, 3, 3, 3}, QoE: q, Clock: f.Clock, Fetcher: f, Config: cfg, KeepLog: true}
+		r, err := s.Run(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		for _, l := range r.Log {
+			got = append(got, l.Rendition)
+		}
+		if !slices.Equal(got, tc.want) || r.Capped != tc.capped {
+			t.Errorf("obey=%v: renditions %v (%d capped), want %v (%d)", tc.obey, got, r.Capped, tc.want, tc.capped)
+		}
+		if r.ServerCapKbps != 0 {
+			t.Errorf("obey=%v: last suggestion %d, want none", tc.obey, r.ServerCapKbps)
+		}
+	}
+}

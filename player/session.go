@@ -118,6 +118,12 @@ type Config struct {
 	// AbandonRequestsRule); nil never abandons, as Pensieve's simulator.
 	// The first chunk's is not given up when StartRendition fixes it.
 	Abandon Abandoner
+	// ServerCap keeps each chunk, with the sound, within the highest
+	// bitrate the serving node last suggested, when the Fetcher reads one
+	// (a ServerAdvisor: CMSD's mb), as dash.js does with applyMb: the
+	// ABR's choice is lowered to the best rendition that fits (the lowest
+	// when none does).
+	ServerCap bool
 }
 
 // DefaultConfig is the buffer model of `play` and of `sim` without -pensieve.
@@ -152,6 +158,9 @@ type ChunkLog struct {
 	// Abandoned is how many downloads of this chunk were given up
 	// (Config.Abandon) before the one that played.
 	Abandoned int
+	// Capped: the serving node's suggested bitrate (Config.ServerCap)
+	// lowered this chunk's rendition from the ABR's choice.
+	Capped bool
 }
 
 // Result summarises a session.
@@ -180,7 +189,12 @@ type Result struct {
 	// brought in, thrown away.
 	Abandoned      int
 	AbandonedBytes int64
-	Log            []ChunkLog
+	// Capped is how many chunks the serving node's suggested bitrate
+	// (Config.ServerCap) lowered, and ServerCapKbps the last suggestion
+	// seen (0: none).
+	Capped        int
+	ServerCapKbps int64
+	Log           []ChunkLog
 }
 
 // RebufferRatio is stall time over media time.
@@ -287,6 +301,7 @@ play:
 		}
 		next, err := await(k, cur, chunkStart)
 		q := cur
+		capped := false
 		// drained is the buffer left once d has played since the chunk's
 		// time began (the playhead itself moves only when it is in).
 		drained := func(d time.Duration) time.Duration {
@@ -300,7 +315,10 @@ play:
 			if k > 0 {
 				st.Idle = s.Clock.Now() - lastDone
 			}
-			if q, err = s.choose(st); err == nil && q != cur {
+			if q, capped, err = s.choose(st); capped {
+				res.Capped++
+			}
+			if err == nil && q != cur {
 				// A live rendition the player switches to: its playlist
 				// may not list the chunk yet.
 				next, err = await(k, q, chunkStart)
@@ -432,7 +450,7 @@ play:
 		st.Stalled = rebuf > 0
 		log := ChunkLog{Time: lastDone, Chunk: k + 1, Rendition: q, BitrateKbps: v.Bitrates[q], Bytes: dl.Bytes,
 			DownloadTime: elapsed, Estimate: st.Estimate(), Buffer: buffer, Rebuffer: rebuf, QoE: term, Skipped: jumped, Behind: ph.behind,
-			Latency: played.Latency, Rate: played.Rate, Abandoned: abandoned}
+			Latency: played.Latency, Rate: played.Rate, Abandoned: abandoned, Capped: capped}
 		jumped = 0
 		// A full buffer makes the loop wait before the next request.
 		if s.Config.MaxBuffer > 0 && buffer > s.Config.MaxBuffer {
@@ -461,6 +479,9 @@ play:
 	if res.Chunks > 0 {
 		res.MeanBitrate = bitrateSum / float64(res.Chunks)
 	}
+	if a, ok := s.Fetcher.(ServerAdvisor); ok {
+		res.ServerCapKbps = a.MaxBitrateKbps()
+	}
 	res.StreamEnded = res.StreamEnded || chunks < wanted
 	return res, nil
 }
@@ -487,17 +508,33 @@ func (s *Session) request(st *State, k, q, chunks int) Request {
 }
 
 // choose is the rendition of chunk st.Chunk: the start rendition's for the
-// first, if the config names one, else the ABR's.
-func (s *Session) choose(st *State) (int, error) {
+// first, if the config names one, else the ABR's; then kept within the
+// serving node's suggestion (Config.ServerCap), capped saying it lowered
+// the choice.
+func (s *Session) choose(st *State) (q int, capped bool, err error) {
 	n := len(s.Video.Bitrates)
 	if st.Chunk == 0 && s.Config.StartRendition >= 0 {
-		return min(s.Config.StartRendition, n-1), nil
+		q = min(s.Config.StartRendition, n-1)
+	} else if q = s.ABR.Choose(st); q < 0 || q >= n {
+		return 0, false, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, n)
 	}
-	q := s.ABR.Choose(st)
-	if q < 0 || q >= n {
-		return 0, fmt.Errorf("session: %s chose rendition %d of %d", s.ABR.Name(), q, n)
+	if a, ok := s.Fetcher.(ServerAdvisor); ok && s.Config.ServerCap {
+		if limit := a.MaxBitrateKbps(); limit > 0 {
+			within := s.Video.highestWithin(float64(limit) - s.Video.AudioKbps)
+			if within < q {
+				return within, true, nil
+			}
+		}
 	}
-	return q, nil
+	return q, false, nil
+}
+
+// ServerAdvisor is a Fetcher that reads the bitrate the serving node
+// suggests (CMSD-Dynamic's mb).
+type ServerAdvisor interface {
+	// MaxBitrateKbps is the last suggestion, in kbit/s, for video and
+	// sound together; 0 when none was made.
+	MaxBitrateKbps() int64
 }
 
 // waitFor sleeps until chunk k of rendition q (audio segment k when q is

@@ -39,6 +39,9 @@ type Video struct {
 	AudioInit      string
 	AudioInitRange string
 	AudioSize      []int64
+	// AudioKbps is the sound's bitrate as the manifest declares it (0:
+	// no sound, or not declared).
+	AudioKbps float64
 	// Ranges[chunk][rendition] and AudioRanges are the segments' byte
 	// ranges in their URLs ("first-last"), "" for a whole resource; nil
 	// when no segment is a range. The DASH on-demand profile keeps each
@@ -197,6 +200,24 @@ func (v *Video) audioDue(k int) int {
 // the sound has no timing.
 func (v *Video) audioDuration(i int) time.Duration {
 	return between(v.AudioEnds, i, v.ChunkDuration)
+}
+
+// highestWithin is the highest rendition whose declared bitrate is at
+// most kbps, the lowest when none is.
+func (v *Video) highestWithin(kbps float64) int {
+	best, lowest := -1, 0
+	for i, b := range v.Bitrates {
+		if b <= kbps && (best < 0 || b > v.Bitrates[best]) {
+			best = i
+		}
+		if b < v.Bitrates[lowest] {
+			lowest = i
+		}
+	}
+	if best < 0 {
+		return lowest
+	}
+	return best
 }
 
 // Size is the byte size of chunk at rendition; past the last row it repeats

@@ -474,6 +474,7 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 	if sound := m.MainAudio(); len(sound) > 0 {
 		a := sound[0] // the main sound's lowest: the ABR chooses video only
 		v.AudioInit, v.AudioInitRange = a.Init, a.InitRange
+		v.AudioKbps = float64(a.Bandwidth) / 1000
 		for i, s := range a.Segments {
 			v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-lead[0].Start)
 			v.AudioURLs = append(v.AudioURLs, s.URL)

@@ -93,6 +93,8 @@ type chainOptions struct {
 	abrDir string       // the pages' ABR core in WebAssembly (web.BuildABR)
 	// listPage is the origin's most assets per listing (0: its default).
 	listPage int
+	// advice is what the enter-deep node tells players (CMSD).
+	advice edge.AdviceConfig
 }
 
 // startWebChainOn is startWebChain on a library, with options.
@@ -125,7 +127,7 @@ func startWebChainOn(t *testing.T, lib string, opt chainOptions) webSetup {
 	t.Cleanup(home.Close)
 	mux[1].h = home
 	deep, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{lns[1].URL}, MemBytes: 64 << 20,
-		Logger: discard(), Web: pages("deep"), Auth: opt.auth})
+		Logger: discard(), Web: pages("deep"), Auth: opt.auth, Advice: opt.advice})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -873,6 +875,64 @@ func TestBrowserPlaysHLS(t *testing.T) {
 			}
 			t.Logf("%s: %+v, heights %v", engine, s, heights)
 		})
+	}
+}
+
+// TestBrowserKeepsToTheEdgesSuggestedBitrate: an enter-deep edge that
+// suggests 700 kbit/s (CMSD mb, video and sound together) holds dash.js,
+// hls.js and Shaka to the 300k rendition once its first answers are in,
+// where on loopback each takes the 1200k one within seconds (as
+// TestBrowserPlaysHLS sees); the page shows the suggestion. dash.js and
+// Shaka keep to it themselves (the page turns applyMb on in dash.js);
+// hls.js reads no CMSD, and the page caps it.
+func TestBrowserKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
+	setup := startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"),
+		chainOptions{advice: edge.AdviceConfig{MaxBitrateKbps: 700}})
+	for _, engine := range []string{"dashjs", "hlsjs", "shaka-dash"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := browser(t)
+			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4&engine="+engine)); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, ctx, 60*time.Second, "12 s played", func(s pageStats) bool { return s.CurrentTime > 12 })
+			type pageAdvice struct {
+				ServerCap int          `json:"serverCap"`
+				Chart     [2][]float64 `json:"chart"` // media time (s), kbit/s of each video segment fetched
+				Shown     string       `json:"shown"`
+			}
+			page, err := chromedp.Run(ctx, chromedp.Evaluate[pageAdvice](`({serverCap: deepcast.serverCap, chart: deepcast.chart,
+				shown: document.getElementById('s-cmsd').textContent})`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var over []string
+			for i, at := range page.Chart[0] {
+				// The first two segments may be asked for before any
+				// answer carried the suggestion.
+				if at >= 4 && page.Chart[1][i] > 700 {
+					over = append(over, fmt.Sprintf("%.0f kbit/s at %.0f s", page.Chart[1][i], at))
+				}
+			}
+			if len(page.Chart[0]) < 5 || len(over) > 0 {
+				t.Errorf("%s fetched past the edge's 700 kbit/s: %v (of %d video segments)", engine, over, len(page.Chart[0]))
+			}
+			if page.ServerCap != 700 || !strings.Contains(page.Shown, "700 kbit/s") {
+				t.Errorf("the page read a suggestion of %d kbit/s and shows %q; want 700", page.ServerCap, page.Shown)
+			}
+			t.Logf("%s: %d video segments %v, the page shows %q", engine, len(page.Chart[0]), page.Chart[1], page.Shown)
+		})
+	}
+	// The dashboard says what the enter-deep node tells its players.
+	ctx := browser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/dashboard")); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(text, "0.70 Mbit/s"); time.Sleep(250 * time.Millisecond) {
+		text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.node')].filter((n) => n.textContent.includes('enter-deep')).map((n) => (n.querySelector('.advice') || {}).textContent || '').join('')`))
+	}
+	if !strings.Contains(text, "at most 0.70 Mbit/s") {
+		t.Errorf("the enter-deep card's CMSD row says %q, want the 700 kbit/s suggestion", text)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,9 @@ func edgeCommand() command {
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
 			missRate := fs.Float64("client-miss-rate", 0, "cache misses a second one client (IP address, IPv6 /64) may cause, in bursts of 10 s worth; past it 429 with Retry-After (0: no bound; for nodes viewers reach directly)")
+			maxBitrate := fs.Int64("cmsd-max-bitrate", 0, "suggest players a bitrate of at most this many kbit/s (video and sound together) in every answer's CMSD-Dynamic mb (CTA-5006; dash.js and Shaka keep to it; 0: no cap)")
+			var egress bitRate
+			fs.Var(&egress, "egress-limit", "this node's outgoing capacity in bit/s (e.g. 800M, 10G): in CMSD-Dynamic it suggests the limit, and when its egress nears it, duress (du) and an equal share for each viewer's CMCD session (mb); 0: none")
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
@@ -83,6 +87,10 @@ func edgeCommand() command {
 					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
 					ClientMissRate: *missRate,
+					Advice:         edge.AdviceConfig{MaxBitrateKbps: *maxBitrate, EgressLimit: float64(egress)},
+				}
+				if err := cfg.Advice.Check(); err != nil {
+					return fmt.Errorf("-cmsd-max-bitrate, -egress-limit: %w: %w", err, errUsage)
 				}
 				if *missRate < 0 || math.IsNaN(*missRate) || math.IsInf(*missRate, 0) {
 					return fmt.Errorf("-client-miss-rate %v: want a rate of 0 (no bound) or more: %w", *missRate, errUsage)
@@ -155,16 +163,20 @@ func edgeCommand() command {
 				defer n.Close()
 				slog.Info("edge listening", "node", n.Name(), "profile", *profile, "url", l.selfURL(),
 					"upstreams", redactURLs(cfg.Upstreams), "mem", formatBytes(cfg.MemBytes), "disk", *disk, "auth", *af.mode)
-				// SIGHUP: the -config file's upstreams replace the running ones.
-				// SIGHUP: the -config file's upstreams (or upstream pool) and
-				// cache rules replace the running ones, all checked first.
+				// SIGHUP: the -config file's upstreams (or upstream pool),
+				// cache rules and CMSD advice replace the running ones, all
+				// checked first.
 				activeConfig.live = func(cf *configFile) error {
 					rules, pool, err := edgeExtras(cf)
 					if err != nil {
 						return err
 					}
+					adv, err := adviceFromFile(cf, cfg.Advice)
+					if err != nil {
+						return err
+					}
 					// Upstreams first: each setter is all or nothing, and the
-					// rules, checked by edgeExtras, cannot fail after them.
+					// rules and advice, checked above, cannot fail after them.
 					if v, hasUp := cf.fileValue("upstream"); pool == nil && hasUp {
 						err = n.SetUpstreams(splitList(v))
 					} else if pool != nil {
@@ -173,12 +185,46 @@ func edgeCommand() command {
 					if err != nil {
 						return err
 					}
-					return n.SetCacheRules(rules)
+					if err := n.SetCacheRules(rules); err != nil {
+						return err
+					}
+					return n.SetAdvice(adv)
 				}
 				return serveNode(ctx, n, l, ops, n.OpsHandler(), slog.Default().With("node", n.Name()))
 			}
 		},
 	}
+}
+
+// adviceFromFile is the CMSD advice after a reload of cf: a setting given
+// on the command line or by the environment keeps its value (started's);
+// the file gives the others, and one left out of it is back at none.
+func adviceFromFile(cf *configFile, started edge.AdviceConfig) (edge.AdviceConfig, error) {
+	adv := started
+	if !activeConfig.pinned["cmsd-max-bitrate"] {
+		adv.MaxBitrateKbps = 0
+		if v, ok := cf.fileValue("cmsd-max-bitrate"); ok {
+			kbps, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return adv, fmt.Errorf("%s: cmsd-max-bitrate %q: %w", cf.path, v, err)
+			}
+			adv.MaxBitrateKbps = kbps
+		}
+	}
+	if !activeConfig.pinned["egress-limit"] {
+		adv.EgressLimit = 0
+		if v, ok := cf.fileValue("egress-limit"); ok {
+			rate, err := parseBitRate(v)
+			if err != nil {
+				return adv, fmt.Errorf("%s: egress-limit: %w", cf.path, err)
+			}
+			adv.EgressLimit = rate
+		}
+	}
+	if err := adv.Check(); err != nil {
+		return adv, fmt.Errorf("%s: %w", cf.path, err)
+	}
+	return adv, nil
 }
 
 // redactURLs is urls as logs may show them (edge.RedactURL).

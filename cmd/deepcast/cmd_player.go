@@ -289,6 +289,7 @@ func playCommand() command {
 			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
 			out := fs.String("out", "", "write the per-chunk log as CSV to this file (a live stream's rows end with latency_s: how far behind the live edge it played once the chunk was in)")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
+			cmsdCap := fs.Bool("cmsd", true, "keep to the bitrate the serving node suggests in CMSD-Dynamic (CTA-5006 mb, for video and sound together), as dash.js does with cmsd.abr.applyMb; false ignores it")
 			qoe := fs.String("qoe", "lin", "QoE model: "+strings.Join(player.QoEModels(), ", ")+" (lolp: LoL+'s, which scores latency and playback rate too)")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
 			verify := fs.Bool("verify", false, "check every body against the SHA-256 its answer declares (Repr-Digest, else a deepcast ETag); a mismatch counts as corrupt and is refetched")
@@ -336,7 +337,8 @@ func playCommand() command {
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
-					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Abandon: *abandon, Out: stdout})
+					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Abandon: *abandon, Out: stdout,
+					IgnoreServerCap: !*cmsdCap})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -423,6 +425,9 @@ type playOptions struct {
 	Abandon string
 	// Header is sent with every request.
 	Header http.Header
+	// IgnoreServerCap plays as if no node suggested a bitrate (CMSD mb);
+	// by default the session keeps to it (player.Config.ServerCap).
+	IgnoreServerCap bool
 	// Out receives a line per chunk when ChunkLines is set.
 	Out io.Writer
 }
@@ -523,9 +528,13 @@ type playReport struct {
 	CaughtUpSeconds float64 `json:"caughtUpSeconds,omitempty"`
 	// Abandoned and AbandonedBytes: the downloads given up for a lower
 	// rendition (-abandon), and the bytes they had brought in.
-	Abandoned      int       `json:"abandoned,omitempty"`
-	AbandonedBytes int64     `json:"abandonedBytes,omitempty"`
-	FinishedAtUTC  time.Time `json:"finished"`
+	Abandoned      int   `json:"abandoned,omitempty"`
+	AbandonedBytes int64 `json:"abandonedBytes,omitempty"`
+	// Capped is how many chunks the serving node's suggested bitrate
+	// (CMSD mb) lowered; ServerCapKbps its last suggestion.
+	Capped        int       `json:"capped,omitempty"`
+	ServerCapKbps int64     `json:"serverCapKbps,omitempty"`
+	FinishedAtUTC time.Time `json:"finished"`
 }
 
 // liveLatencyJSON is a player.Latency in seconds.
@@ -541,7 +550,8 @@ func writePlayJSON(path string, res player.Result, stats player.FetchStats, late
 	r := playReport{OK: playErr == nil, Chunks: res.Chunks, QoE: res.QoE, MeanBitrate: res.MeanBitrate, Startup: res.Startup.Seconds(),
 		Stalls: res.RebufferCount, StallSeconds: res.Rebuffer.Seconds(), Switches: res.Switches, PlaySeconds: res.PlayTime.Seconds(),
 		Requests: stats, StreamEnded: res.StreamEnded, Rejoins: res.Rejoins, SkippedSeconds: res.Skipped.Seconds(),
-		CaughtUpSeconds: res.CaughtUp.Seconds(), Abandoned: res.Abandoned, AbandonedBytes: res.AbandonedBytes, FinishedAtUTC: time.Now().UTC()}
+		CaughtUpSeconds: res.CaughtUp.Seconds(), Abandoned: res.Abandoned, AbandonedBytes: res.AbandonedBytes,
+		Capped: res.Capped, ServerCapKbps: res.ServerCapKbps, FinishedAtUTC: time.Now().UTC()}
 	if playErr != nil {
 		r.Error = playErr.Error()
 	}
@@ -608,6 +618,7 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	cfg := player.DefaultConfig()
 	cfg.FetchInit = true
+	cfg.ServerCap = !o.IgnoreServerCap
 	if cfg.Abandon, err = player.NewAbandoner(o.Abandon); err != nil {
 		return player.Result{}, fmt.Errorf("-abandon: %w: %w", err, errUsage)
 	}
@@ -630,6 +641,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 			}
 			if l.Abandoned > 0 {
 				notes += fmt.Sprintf("  ABANDONED %d download(s) of it", l.Abandoned)
+			}
+			if l.Capped {
+				notes += fmt.Sprintf("  lowered to the node's %d kbit/s (CMSD)", f.MaxBitrateKbps())
 			}
 			if l.Rebuffer > 0 {
 				notes += fmt.Sprintf("  STALL %.2fs", l.Rebuffer.Seconds())
@@ -731,6 +745,9 @@ func printSession(w io.Writer, abr string, res player.Result, protocol string) {
 		res.RebufferRatio()*100, res.Switches, protocol)
 	if res.Abandoned > 0 {
 		fmt.Fprintf(w, "%s: %d downloads given up for a lower rendition (%.0f kB of them thrown away)\n", abr, res.Abandoned, float64(res.AbandonedBytes)/1e3)
+	}
+	if res.Capped > 0 {
+		fmt.Fprintf(w, "%s: %d chunks lowered to the bitrate the serving node suggested (CMSD mb, last %d kbit/s)\n", abr, res.Capped, res.ServerCapKbps)
 	}
 }
 

@@ -77,9 +77,10 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
-// TestSIGHUPReloadsTheConfig: a running edge takes the upstreams and log
-// level of its edited -config file on SIGHUP, and keeps them when a later
-// edit is broken (a log line says why).
+// TestSIGHUPReloadsTheConfig: a running edge takes the upstreams, log
+// level, cache rules and CMSD advice of its edited -config file on
+// SIGHUP, and keeps them when a later edit is broken (a log line says
+// why).
 func TestSIGHUPReloadsTheConfig(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
@@ -100,13 +101,16 @@ func TestSIGHUPReloadsTheConfig(t *testing.T) {
 			return nil
 		}
 		defer resp.Body.Close()
-		var s struct{ Upstreams []struct{ URL string } }
+		var s struct {
+			Upstreams []struct{ URL string }
+			Advice    struct{ Header string }
+		}
 		json.NewDecoder(resp.Body).Decode(&s)
 		var out []string
 		for _, u := range s.Upstreams {
 			out = append(out, u.URL)
 		}
-		return out
+		return append(out, "advice:"+s.Advice.Header)
 	}
 	waitUntil := func(what string, cond func() bool) {
 		t.Helper()
@@ -118,16 +122,17 @@ func TestSIGHUPReloadsTheConfig(t *testing.T) {
 	}
 	write(fmt.Sprintf("listen: %s\nupstream: [http://127.0.0.1:2, http://127.0.0.1:3]\nlog-level: debug\n", addr))
 	n.cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil("the new upstreams", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:2 http://127.0.0.1:3" })
+	waitUntil("the new upstreams", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:2 http://127.0.0.1:3 advice:" })
 	waitUntil("the debug level", func() bool { return strings.Contains(n.logs.String(), "log_level=DEBUG") })
-	// A weighted pool and cache rules, by the same reload.
-	write(fmt.Sprintf("listen: %s\nupstream-pool:\n  - {url: http://127.0.0.1:4, weight: 2}\n  - {url: http://127.0.0.1:5}\ncache-rules:\n  - {prefix: /vod/, ttl: 5s}\n", addr))
+	// A weighted pool, cache rules and a bitrate cap, by the same reload.
+	write(fmt.Sprintf("listen: %s\nupstream-pool:\n  - {url: http://127.0.0.1:4, weight: 2}\n  - {url: http://127.0.0.1:5}\ncache-rules:\n  - {prefix: /vod/, ttl: 5s}\ncmsd-max-bitrate: 1200\negress-limit: 1G\n", addr))
 	n.cmd.Process.Signal(syscall.SIGHUP)
-	waitUntil("the pool", func() bool { return strings.Join(upstreams(), " ") == "http://127.0.0.1:4 http://127.0.0.1:5" })
+	const reloaded = `http://127.0.0.1:4 http://127.0.0.1:5 advice:"deepcast-deep";mb=1200`
+	waitUntil("the pool and the cap", func() bool { return strings.Join(upstreams(), " ") == reloaded })
 	write("listen: [broken\n")
 	n.cmd.Process.Signal(syscall.SIGHUP)
 	waitUntil("the refusal", func() bool { return strings.Contains(n.logs.String(), "configuration not reloaded; the old one stays") })
-	if got := strings.Join(upstreams(), " "); got != "http://127.0.0.1:4 http://127.0.0.1:5" {
+	if got := strings.Join(upstreams(), " "); got != reloaded {
 		t.Errorf("after a broken file the upstreams are %q", got)
 	}
 }

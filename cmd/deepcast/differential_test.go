@@ -93,8 +93,9 @@ func startPairOn(tb testing.TB, o *origin.Server) differentialPair {
 }
 
 // startEdgePair serves one enter-deep node (no prefetch, so its cache
-// changes only by what the tests ask) in front of an origin, with and
-// without the fast path, until tb ends.
+// changes only by what the tests ask; a bitrate cap, so every answer
+// carries CMSD-Dynamic) in front of an origin, with and without the fast
+// path, until tb ends.
 func startEdgePair(tb testing.TB) differentialPair {
 	tb.Helper()
 	o := startOrigin(tb, mediatest.CopyLibrary(tb))
@@ -102,7 +103,7 @@ func startEdgePair(tb testing.TB) differentialPair {
 	tb.Cleanup(ots.Close)
 	noPrefetch := false
 	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{ots.URL}, MemBytes: 32 << 20,
-		Prefetch: &noPrefetch, Logger: discard()})
+		Prefetch: &noPrefetch, Logger: discard(), Advice: edge.AdviceConfig{MaxBitrateKbps: 4000}})
 	if err != nil {
 		tb.Fatal(err)
 	}

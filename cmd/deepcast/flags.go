@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -130,6 +131,55 @@ func parseBytes(in string) (int64, error) {
 		return 0, fmt.Errorf("size %q: want a number with an optional unit (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB), such as 256MiB", in)
 	}
 	return int64(v * float64(mult)), nil
+}
+
+// bitRate is a flag of bits per second with an optional decimal unit
+// (k, M, G, T, also written kbit, Mbit/s, Gbps...): a link's capacity.
+type bitRate float64
+
+func (b *bitRate) String() string { return formatBitRate(float64(*b)) }
+
+func (b *bitRate) Set(s string) error {
+	v, err := parseBitRate(s)
+	if err != nil {
+		return err
+	}
+	*b = bitRate(v)
+	return nil
+}
+
+// parseBitRate reads bits per second: a number with an optional k, M, G
+// or T (powers of 1000, as links are sold), optionally followed by bit,
+// bit/s, bps or b/s.
+func parseBitRate(in string) (float64, error) {
+	s := strings.TrimSpace(in)
+	for _, unit := range []string{"bit/s", "bps", "b/s", "bit"} {
+		if t, ok := strings.CutSuffix(s, unit); ok {
+			s = strings.TrimSpace(t)
+			break
+		}
+	}
+	mult := 1.0
+	if s != "" {
+		if i := strings.IndexByte("kMGT", s[len(s)-1]); i >= 0 {
+			mult, s = math.Pow(1000, float64(i+1)), strings.TrimSpace(s[:len(s)-1])
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v >= 0 && v*mult <= 1e15) {
+		return 0, fmt.Errorf("bit rate %q: want bits per second with an optional unit (k, M, G, T), such as 800M or 10Gbit/s", in)
+	}
+	return v * mult, nil
+}
+
+// formatBitRate is the shortest of the forms parseBitRate reads.
+func formatBitRate(v float64) string {
+	for i := 4; i >= 1; i-- {
+		if m := math.Pow(1000, float64(i)); v >= m && math.Mod(v, m) == 0 {
+			return strconv.FormatFloat(v/m, 'f', -1, 64) + string("kMGT"[i-1])
+		}
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
 func formatBytes(n int64) string {

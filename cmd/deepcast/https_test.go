@@ -69,21 +69,28 @@ func runProcess(t *testing.T, cmd *exec.Cmd) *node {
 func startNode(t *testing.T, bin, addr string, args ...string) *node {
 	t.Helper()
 	n := runProcess(t, exec.Command(bin, args...))
+	awaitListening(t, n, addr, args[0])
+	return n
+}
+
+// awaitListening waits, up to 15 s, until n's listener on addr accepts
+// connections; what names n in the failure.
+func awaitListening(t *testing.T, n *node, addr, what string) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-n.done:
-			t.Fatalf("%s exited: %v\n%s", args[0], err, n.logs.String())
+			t.Fatalf("%s exited: %v\n%s", what, err, n.logs.String())
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 			c.Close()
-			return n
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s never listened on %s:\n%s", args[0], addr, n.logs.String())
-	return n
+	t.Fatalf("%s never listened on %s:\n%s", what, addr, n.logs.String())
 }
 
 // testCerts makes a local CA and a leaf for 127.0.0.1 and localhost.

@@ -93,6 +93,31 @@ func TestNoVariableMeansTwoThings(t *testing.T) {
 	}
 }
 
+func TestParseBitRate(t *testing.T) {
+	for in, want := range map[string]float64{"800M": 800e6, "10G": 10e9, "2.5Gbit/s": 2.5e9, "100 kbps": 100e3, "1T": 1e12,
+		"64000": 64000, "0": 0, "3Mbit": 3e6, "7 b/s": 7} {
+		got, err := parseBitRate(in)
+		if err != nil || got != want {
+			t.Errorf("parseBitRate(%q) = %v, %v; want %v", in, got, err, want)
+		}
+		if again, err := parseBitRate(formatBitRate(got)); err != nil || again != got {
+			t.Errorf("formatBitRate(%v) = %q reads back as %v, %v", got, formatBitRate(got), again, err)
+		}
+	}
+	for _, in := range []string{"", "fast", "-1M", "1P", "NaN", "Inf", "1e16", "M", "10MiB"} {
+		if _, err := parseBitRate(in); err == nil {
+			t.Errorf("parseBitRate(%q) accepted", in)
+		}
+	}
+	var stdout, stderr strings.Builder
+	for _, args := range [][]string{{"-cmsd-max-bitrate", "-5"}, {"-egress-limit", "lots"}} {
+		stderr.Reset()
+		if code := run(append([]string{"edge", "-upstream", "http://127.0.0.1:1"}, args...), &stdout, &stderr); code != 2 {
+			t.Errorf("edge %v: exit %d, want 2 (usage)\n%s", args, code, stderr.String())
+		}
+	}
+}
+
 func TestParseBytes(t *testing.T) {
 	tests := map[string]int64{"256MiB": 256 << 20, "20GiB": 20 << 30, "1.5GiB": 3 << 29, "1000": 1000, "2GB": 2e9, "64M": 64 << 20}
 	for in, want := range tests {

@@ -110,6 +110,16 @@ func TestViewersSummary(t *testing.T) {
 	if s != want {
 		t.Errorf("got  %+v\nwant %+v", s, want)
 	}
+	// Active: those that asked within the span; b, quiet for 20 s, is
+	// still a viewer of the minute but no longer fetching.
+	report(now.Add(20*time.Second), `sid="a",ot=v`)
+	report(now.Add(12*time.Second), `sid="c",ot=v`)
+	if got := v.Active(now.Add(20*time.Second), 10*time.Second); got != 2 {
+		t.Errorf("active within 10 s: %d, want 2 (a and c)", got)
+	}
+	if got := v.Active(now.Add(20*time.Second), time.Minute); got != 3 {
+		t.Errorf("active within the minute: %d, want 3", got)
+	}
 	// Full: a fourth session is counted, not kept, until the others age out.
 	report(now.Add(time.Second), `sid="d",ot=v,bl=5000`)
 	if s := v.Summary(now.Add(time.Second)); s.Sessions != 3 || s.Untracked != 1 {

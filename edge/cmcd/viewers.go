@@ -108,6 +108,21 @@ func (v *Viewers) forget(now time.Time) {
 	}
 }
 
+// Active counts the sessions that asked for something within the last
+// within (at most the window) at now: the players fetching now, whose
+// shares of a link are worked out from their number.
+func (v *Viewers) Active(now time.Time, within time.Duration) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := 0
+	for _, s := range v.sessions {
+		if now.Sub(s.seen) <= within {
+			n++
+		}
+	}
+	return n
+}
+
 // Summary is the viewers of a node within the window, as /api/stats
 // reports them.
 type Summary struct {

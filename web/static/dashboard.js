@@ -90,6 +90,7 @@ function card(node, s, rates, err, tag = 'down') {
       <tr><th>objects</th><td>${objects}</td></tr>
       <tr><th>upstreams</th><td>${ups}</td></tr>
       <tr><th>viewers (CMCD)</th><td class="viewers">${viewers}</td></tr>
+      ${s.advice && s.advice.header ? `<tr><th>tells players (CMSD)</th><td class="advice">${adviceSummary(s.advice)}</td></tr>` : ''}
     </table>
     ${sparkline(rates.history, 'rps', 'requests/s', perSecond)}
     ${sparkline(rates.history, 'hit', 'hit ratio', pct, 1)}
@@ -107,6 +108,18 @@ function viewerSummary(v) {
   parts.push(v.starved ? `<span class="tag down">${count(v.starved)} stalled</span>` : '0 stalled');
   if (v.bufferMedianSeconds >= 0) parts.push(`buffer median ${v.bufferMedianSeconds.toFixed(1)} s, lowest ${v.bufferMinSeconds.toFixed(1)} s`);
   if (v.bitrateMeanKbps >= 0) parts.push(`mean ${(v.bitrateMeanKbps / 1000).toFixed(2)} Mbit/s`);
+  return parts.join(' · ');
+}
+
+// adviceSummary says what the edge tells its players in CMSD-Dynamic
+// (CTA-5006): the bitrate it suggests, whether it says it is under
+// duress, and whether that bitrate is a fair share of its egress limit.
+function adviceSummary(a) {
+  const parts = [];
+  if (a.maxBitrateKbps > 0) parts.push(`at most ${(a.maxBitrateKbps / 1000).toFixed(2)} Mbit/s`);
+  if (a.capping) parts.push(`a fair share of its egress for ${count(a.sessions)} session${a.sessions === 1 ? '' : 's'}`);
+  if (a.duress) parts.push('<span class="tag down">duress</span>');
+  if (a.egressBitsPerSecond > 0) parts.push(`egress ${fmtBytes(a.egressBitsPerSecond / 8)}/s`);
   return parts.join(' · ');
 }
 

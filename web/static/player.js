@@ -8,7 +8,7 @@ const state = {
   stats: { errors: [], maxStall: 0, cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0, stallSeconds: 0,
            renditions: [], bitrate: 0, buffer: 0, throughput: 0, currentTime: 0, decodedFrames: 0, droppedFrames: 0,
            recent: [], audioTracks: [], audioTrack: -1, soundFetched: [], textTracks: [], textTrack: -1, cues: [], preview: null,
-           liveLatency: 0, playheadDate: 0 },
+           liveLatency: 0, playheadDate: 0, serverCap: 0, serverDuress: false },
 };
 window.deepcast = state.stats;
 
@@ -51,9 +51,51 @@ function headerValue(headers, name) {
   return null;
 }
 
+// cmsdAdvice reads the entry of the node nearest the player (the last)
+// in a CMSD-Dynamic field (CTA-5006: a Structured Field list of node
+// names with their keys as parameters): its suggested bitrate mb (kbit/s,
+// 0 for none) and duress du; null when there is no field.
+function cmsdAdvice(value) {
+  if (!value) return null;
+  let last = '', quoted = false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i];
+    if (quoted && c === '\\') { last += c + (value[i + 1] || ''); i++; continue; }
+    if (c === '"') quoted = !quoted;
+    if (c === ',' && !quoted) last = ''; else last += c;
+  }
+  last = last.trim();
+  // The parameters follow the node's name (a quoted string or a token).
+  let rest = last;
+  if (last.startsWith('"')) {
+    let i = 1;
+    while (i < last.length && last[i] !== '"') i += last[i] === '\\' ? 2 : 1;
+    rest = last.slice(i + 1);
+  } else {
+    rest = last.slice(Math.max(0, last.indexOf(';')));
+  }
+  const advice = { mb: 0, du: false };
+  for (const p of rest.split(';').slice(1)) {
+    const [k, v] = p.trim().split('=');
+    if (k === 'mb' && /^\d+$/.test(v || '')) advice.mb = +v;
+    if (k === 'du') advice.du = v === undefined || v === '?1';
+  }
+  return advice;
+}
+
 function recordSegment(url, headers) {
   const m = /\/vod\/[^/]+\/([^/]+)\/(\d+)\.m4s/.exec(url || '');
   if (!m) return;
+  // What the edge suggests (dash.js and Shaka keep to it themselves; the
+  // page caps hls.js with it): kept until an answer says otherwise.
+  const advice = cmsdAdvice(headerValue(headers, 'cmsd-dynamic'));
+  if (advice) {
+    state.stats.serverDuress = advice.du;
+    if (advice.mb !== state.stats.serverCap) {
+      state.stats.serverCap = advice.mb;
+      if (state.session && state.session.serverCap) state.session.serverCap(advice.mb);
+    }
+  }
   const cs = parseCacheStatus(headerValue(headers, 'cache-status'));
   state.stats.cacheResponses++;
   if (cs && cs.kind === 'hit') state.stats.cacheHits++;
@@ -290,7 +332,7 @@ function resetStats() {
   state.stats.chart = state.points; // for tests: what the chart draws
   Object.assign(state.stats, { errors: [], cacheHits: 0, cacheResponses: 0, downSwitches: 0, upSwitches: 0, stalls: 0,
     stallSeconds: 0, renditions: [], recent: [], engine: $('engine').value, levels: [], audioTracks: [], audioTrack: -1, soundFetched: [],
-    textTracks: [], textTrack: -1, cues: [], preview: null, liveLatency: 0, playheadDate: 0 });
+    textTracks: [], textTrack: -1, cues: [], preview: null, liveLatency: 0, playheadDate: 0, serverCap: 0, serverDuress: false });
   state.lastRendition = null;
 }
 
@@ -320,6 +362,8 @@ const engines = {
         // Subtitles stay off until the viewer picks a track.
         text: { defaultEnabled: false },
         cmcd: { enabled: true, mode: 'query', sid: sessionID },
+        // The edge's suggested bitrate (CMSD mb), for video and sound.
+        cmsd: { enabled: true, abr: { applyMb: true } },
       };
       if (state.bufferTarget > 0) {
         // A short buffer makes ABR changes visible within seconds (tests, demos).
@@ -422,7 +466,7 @@ const engines = {
       });
       hls.on(E.MANIFEST_PARSED, () => {
         state.stats.levels = hls.levels.map((l) => ({ bitrate: l.bitrate, height: l.height, url: l.url && l.url[0] }));
-        capHls(hls, +$('cap').value);
+        capHls(hls, effectiveCap(+$('cap').value));
       });
       hls.on(E.ERROR, (_, d) => {
         if (!d.fatal) { state.stats.networkErrors = (state.stats.networkErrors || 0) + 1; return; }
@@ -443,7 +487,10 @@ const engines = {
             current: hls.subtitleTrack };
         },
         chooseText(i) { hls.subtitleDisplay = true; hls.subtitleTrack = i; },
-        cap(kbps) { capHls(hls, kbps); },
+        cap(kbps) { capHls(hls, effectiveCap(kbps)); },
+        // hls.js reads no CMSD: the page caps it with the edge's
+        // suggestion (a variant's BANDWIDTH includes its sound, as mb).
+        serverCap() { capHls(hls, effectiveCap(+$('cap').value)); },
         now() {
           const l = hls.levels[hls.currentLevel];
           return { bandwidth: l && l.bitrate, width: l && l.width, height: l && l.height, buffer: bufferAhead(), throughput: hls.bandwidthEstimate || 0,
@@ -457,6 +504,14 @@ const engines = {
 };
 
 // capHls keeps hls.js at or below kbps (all levels when negative).
+// effectiveCap is the lower of the viewer's cap and the edge's suggestion
+// (0 for neither).
+function effectiveCap(kbps) {
+  const server = state.stats.serverCap;
+  if (!(server > 0)) return kbps;
+  return kbps > 0 ? Math.min(kbps, server) : server;
+}
+
 function capHls(hls, kbps) {
   if (!(kbps > 0)) { hls.autoLevelCapping = -1; return; }
   let best = 0;
@@ -497,6 +552,7 @@ function startShaka(url) {
   const manifest = state.liveDelay > 0 ? { defaultPresentationDelay: state.liveDelay, dash: { ignoreSuggestedPresentationDelay: true } } : {};
   p.configure({ abr: { restrictions: { maxBandwidth: cap > 0 ? cap * 1000 : Infinity } }, streaming, manifest,
     cmcd: { enabled: true, sessionId: sessionID, useHeaders: false },
+    cmsd: { enabled: true, applyMaximumSuggestedBitrate: true },
     drm: { servers: { 'org.w3.clearkey': licenceURL(url) } } });
   // Shaka 5.2's CMCD loses the licence URL's host and port as it adds its
   // query (http://vod/clip/clearkey?CMCD=…): the licence request goes out
@@ -738,6 +794,8 @@ function tick() {
   $('s-hits').textContent = `${s.cacheHits} / ${s.cacheResponses}`;
   $('s-switches').textContent = `${s.downSwitches} / ${s.upSwitches}`;
   $('s-abr').textContent = state.abrDecision || '–';
+  $('s-cmsd-box').classList.toggle('hidden', !(s.serverCap > 0) && !s.serverDuress);
+  $('s-cmsd').textContent = (s.serverCap > 0 ? '≤ ' + kbps(s.serverCap) : '–') + (s.serverDuress ? ' (under duress)' : '');
   syncMenu(trackMenus.sound);
   showText();
   const d = v.duration;

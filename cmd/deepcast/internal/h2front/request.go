@@ -383,7 +383,7 @@ func appendLines(fields []field, lines []byte) []field {
 var commonNames = func() map[string]string {
 	m := map[string]string{}
 	for _, n := range []string{"Accept-Ranges", "Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Age",
-		"Alt-Svc", "Cache-Control", "Cache-Status", "Content-Length", "Content-Type", "Date", "ETag", "Etag",
+		"Alt-Svc", "Cache-Control", "Cache-Status", "CMSD-Dynamic", "Content-Length", "Content-Type", "Date", "ETag", "Etag",
 		"Last-Modified", "Repr-Digest", "Strict-Transport-Security", "Via", "X-Deepcast-Last-Segment", "Connection"} {
 		m[n] = strings.ToLower(n)
 	}

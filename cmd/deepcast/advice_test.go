@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/media/mediatest"
+)
+
+// TestPlayerKeepsToTheEdgesSuggestedBitrate: an enter-deep edge that
+// suggests 600 kbit/s (CMSD mb) in front of the origin; deepcast play
+// with the throughput rule, which on loopback would take the 800k
+// rendition from the second chunk on, keeps to the 250k one (250 kbit/s
+// of video plus the sound fit in 600, 800k does not) and says so; with
+// -cmsd=false it takes the 800k rendition as before. An edge with an
+// egress limit the viewers go far past says duress and suggests each
+// session its share of the limit.
+func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
+	o := startOrigin(t, mediatest.Library(t))
+	no := false
+	n, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "deep", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{MaxBitrateKbps: 600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	mpd := serveLoopback(t, n) + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	dir := t.TempDir()
+	session := func(name string, extra ...string) (renditions []int, capped int, serverCap int64, summary string) {
+		t.Helper()
+		log, report := filepath.Join(dir, name+".csv"), filepath.Join(dir, name+".json")
+		args := append([]string{"play", "-abr", "throughput", "-out", log, "-json", report}, extra...)
+		var out, errb bytes.Buffer
+		if code := run(append(args, mpd), &out, &errb); code != 0 {
+			t.Fatalf("play %v: exit %d\n%s", extra, code, errb.String())
+		}
+		f, err := os.Open(log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rows, err := csv.NewReader(f).ReadAll()
+		if err != nil || len(rows) < 2 {
+			t.Fatalf("%s: %v %q", log, err, rows)
+		}
+		col := slices.Index(rows[0], "rendition")
+		for _, row := range rows[1:] {
+			r, _ := strconv.Atoi(row[col])
+			renditions = append(renditions, r)
+		}
+		var r struct {
+			Capped        int   `json:"capped"`
+			ServerCapKbps int64 `json:"serverCapKbps"`
+		}
+		if data, err := os.ReadFile(report); err != nil || json.Unmarshal(data, &r) != nil {
+			t.Fatalf("play -json: %s (%v)", data, err)
+		}
+		return renditions, r.Capped, r.ServerCapKbps, out.String()
+	}
+	got, capped, serverCap, summary := session("capped")
+	if len(got) != 3 || got[1] != 0 || got[2] != 0 || capped < 2 || serverCap != 600 {
+		t.Errorf("with the edge suggesting 600 kbit/s: renditions %v, %d capped, last suggestion %d; want 0 from the second chunk, at least 2 capped, 600\n%s",
+			got, capped, serverCap, summary)
+	}
+	if !bytes.Contains([]byte(summary), []byte("lowered to the bitrate the serving node suggested")) {
+		t.Errorf("the summary does not say the node's suggestion lowered chunks:\n%s", summary)
+	}
+	got, capped, _, summary = session("ignored", "-cmsd=false")
+	if len(got) != 3 || got[1] != 1 || got[2] != 1 || capped != 0 {
+		t.Errorf("with -cmsd=false: renditions %v, %d capped; want the 800k rendition from the second chunk, none capped\n%s", got, capped, summary)
+	}
+
+	// An edge with a 100 kbit/s egress limit: a viewer reporting CMCD
+	// plays the clip in well under a second, far past the limit, so the
+	// node says duress and gives that one session 90 % of the limit; the
+	// next session keeps to it.
+	limited, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "small", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: 100e3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(limited.Close)
+	mpd = serveLoopback(t, limited) + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	if _, _, _, summary := session("first", "-cmcd"); !bytes.Contains([]byte(summary), []byte("QoE")) {
+		t.Fatalf("play: %s", summary)
+	}
+	var adv edge.AdviceStats
+	// The advice is worked out again at most once a second.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if adv = limited.Stats().Advice; adv.Duress {
+			break
+		}
+	}
+	if !adv.Duress || !adv.Capping || adv.Sessions != 1 || adv.MaxBitrateKbps != 90 || adv.EgressBitsPerSecond < 100e3 {
+		t.Fatalf("after a viewer far past the 100 kbit/s limit the edge advises %+v; want duress and 90 kbit/s for its one session", adv)
+	}
+	got, capped, serverCap, summary = session("second", "-cmcd")
+	if got[1] != 0 || got[2] != 0 || capped < 2 || serverCap != 90 {
+		t.Errorf("the next viewer: renditions %v, %d capped, last suggestion %d; want 0 from the second chunk, 90\n%s", got, capped, serverCap, summary)
+	}
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deepcast/deepcast/player"
+)
+
+// TestBenchCMSDFairShare measures what an edge's CMSD advice does for
+// viewers who share its link. An enter-deep edge runs in a network
+// namespace of its own whose way out is a 4 Mbit/s link (tbf; the
+// origin's fills come in unshaped), with -egress-limit 4M. Four players
+// (deepcast play: dash.js's dynamic rule, CMCD on) start 2 s apart and
+// play a 40-s clip through it (2000k, 1000k and 350k renditions, sound at
+// 128k): once keeping to the node's suggestion, once ignoring it
+// (-cmsd=false), rounds interleaved, a fresh edge for each run. Four
+// players at 1000k (with their sound) do not fit the link, four at 350k
+// do: the node's fair share (90 % of the limit, 900 kbit/s each) is the
+// 350k rendition.
+func TestBenchCMSDFairShare(t *testing.T) {
+	if os.Getenv("DEEPCAST_BENCH") == "" {
+		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
+	}
+	if why := labNamespacesSupported(); why != "" {
+		t.Skip(why)
+	}
+	const (
+		viewers = 4
+		link    = "4mbit" // tc's spelling
+		limit   = "4M"    // the edge's
+		rounds  = 3
+	)
+	lib := packageClip(t, 40*time.Second, "640x360@2000k,480x270@1000k,320x180@350k")
+	nw := newLabNet(t, []string{"deep"}, map[string]string{})
+	h := nw.host("deep")
+	// Only the node's way out is shaped, with a small burst, so that the
+	// link's rate is what the players measure.
+	nw.run("tc", "-n", h.NS, "qdisc", "add", "dev", fmt.Sprintf("%sn%d", nw.id, h.idx), "root", "tbf", "rate", link, "burst", "32kb", "latency", "100ms")
+	o := startOrigin(t, lib)
+	ln, err := net.Listen("tcp", labPrefix+".250.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	osrv := &http.Server{Handler: o, ReadHeaderTimeout: 5 * time.Second}
+	go osrv.Serve(ln)
+	t.Cleanup(func() { osrv.Close() })
+	bin := buildBinary(t)
+	edgeURL := "http://" + h.IP + ":9100"
+
+	type run struct {
+		obey    bool
+		results []player.Result
+	}
+	var runs []run
+	for round := range rounds {
+		for _, obey := range []bool{true, false} {
+			if round%2 == 1 {
+				obey = !obey // alternate which goes first
+			}
+			n := runProcess(t, nw.command(h, bin, "edge", "-profile", "enter-deep", "-upstream", "http://"+ln.Addr().String(),
+				"-listen", h.IP+":9100", "-egress-limit", limit, "-mem", "256MiB"))
+			awaitListening(t, n, h.IP+":9100", "edge")
+			stop := func() {
+				// Gone before the next run's node takes the address; the
+				// test's cleanup still finds it ended.
+				n.cmd.Process.Signal(os.Interrupt)
+				err := <-n.done
+				n.done <- err
+			}
+			results := make([]player.Result, viewers)
+			var wg sync.WaitGroup
+			errs := make(chan error, viewers)
+			for i := range viewers {
+				wg.Go(func() {
+					time.Sleep(time.Duration(i) * 2 * time.Second)
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+					defer cancel()
+					r, err := play(ctx, edgeURL+"/vod/clip/manifest.mpd", playOptions{ABR: "dynamic", QoE: "lin", CMCD: true,
+						IgnoreServerCap: !obey, Out: io.Discard})
+					if err != nil {
+						errs <- fmt.Errorf("viewer %d (obey %v): %w", i+1, obey, err)
+					}
+					results[i] = r
+				})
+			}
+			wg.Wait()
+			stop()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			runs = append(runs, run{obey: obey, results: results})
+		}
+	}
+	fmt.Printf("%d viewers (dynamic rule, CMCD) through one enter-deep edge whose way out is %s, -egress-limit %s; a 40-s clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
+		viewers, link, limit, rounds)
+	fmt.Printf("%-22s %9s %12s %9s %13s %9s %13s %9s\n", "players", "stalls", "stalled (s)", "switches", "mean kbit/s", "fairness", "QoE (lin)", "capped")
+	for _, obey := range []bool{true, false} {
+		var stalls, switches, capped int
+		var stalled, qoe float64
+		var means []float64
+		var fair float64
+		n := 0
+		for _, r := range runs {
+			if r.obey != obey {
+				continue
+			}
+			var ms []float64
+			for _, res := range r.results {
+				stalls += res.RebufferCount
+				stalled += res.Rebuffer.Seconds()
+				switches += res.Switches
+				qoe += res.QoE
+				capped += res.Capped
+				ms = append(ms, res.MeanBitrate)
+			}
+			means = append(means, ms...)
+			fair += jain(ms)
+			n++
+		}
+		name := "keep to CMSD mb"
+		if !obey {
+			name = "ignore it (-cmsd=false)"
+		}
+		per := float64(n * viewers)
+		fmt.Printf("%-22s %9.2f %12.2f %9.2f %13.0f %9.3f %13.2f %9.1f\n", name, float64(stalls)/per, stalled/per, float64(switches)/per,
+			mean(means), fair/float64(n), qoe/per, float64(capped)/per)
+	}
+	fmt.Println("(per viewer and run; fairness is Jain's index of the viewers' mean bitrates in a run, 1 when equal)")
+}
+
+// jain is Jain's fairness index of xs: 1 when all are equal, 1/n when one
+// has everything.
+func jain(xs []float64) float64 {
+	var s, s2 float64
+	for _, x := range xs {
+		s += x
+		s2 += x * x
+	}
+	if s2 == 0 {
+		return 1
+	}
+	return s * s / (float64(len(xs)) * s2)
+}
+
+// mean is the mean of xs (0 for none).
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
+}

@@ -1,0 +1,263 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/deepcast/deepcast/edge/cmsd"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// What the node tells players (CMSD-Dynamic, CTA-5006) is worked out
+// again once per adviceEvery, from the bytes it served since and the
+// sessions its viewers' CMCD reports; answers only read the result.
+//
+// With an egress limit, the node is congested when its egress (smoothed
+// over about egressSmoothing) reaches congestedShare of the limit. It is
+// then under duress (du), and for the next holdCap it suggests each
+// session an equal part of fairShare of the limit (mb). The hold renews
+// while the egress stays above holdShare of the limit: players keeping
+// to their parts hold it there, so the cap stays while the demand does,
+// instead of being lifted the moment it works and the players climbing
+// back into the congestion.
+const (
+	adviceEvery     = time.Second
+	egressSmoothing = 3 * time.Second
+	congestedShare  = 0.9
+	holdShare       = 0.75
+	fairShare       = 0.9
+	holdCap         = 30 * time.Second
+)
+
+// AdviceConfig is what an operator sets for the node's CMSD: both zero
+// sends none.
+type AdviceConfig struct {
+	// MaxBitrateKbps caps every viewer's bitrate (video and sound
+	// together), in kbit/s: the node always suggests at most this.
+	MaxBitrateKbps int64
+	// EgressLimit is the node's outgoing capacity in bits/s. Below it the
+	// node suggests the limit itself (no viewer gains by more); when its
+	// egress nears it, an equal share per playback session (see above).
+	// Sessions are known from CMCD: with none, the node only says duress.
+	EgressLimit float64
+}
+
+// Check refuses settings that cannot be advice.
+func (c AdviceConfig) Check() error {
+	if c.MaxBitrateKbps < 0 {
+		return fmt.Errorf("maximum bitrate %d kbit/s: want 0 (none) or more", c.MaxBitrateKbps)
+	}
+	if c.EgressLimit < 0 || math.IsNaN(c.EgressLimit) || math.IsInf(c.EgressLimit, 0) {
+		return fmt.Errorf("egress limit %v bit/s: want 0 (none) or more", c.EgressLimit)
+	}
+	return nil
+}
+
+// advice is one state of what the node tells players; a new one replaces
+// it whole.
+type advice struct {
+	gen   uint64 // changes with value
+	entry cmsd.Entry
+	value []string // the CMSD-Dynamic field value; nil when off
+	line  []byte   // the header line, for the fronts
+	// egress is the smoothed egress (bits/s); sessions the sessions the
+	// share was worked out for; capping that a share is in force.
+	egress   float64
+	sessions int
+	capping  bool
+}
+
+// adviser keeps the node's advice current: a background loop works it
+// out once per adviceEvery (refresh), and answers read the last one.
+type adviser struct {
+	node string
+	cur  atomic.Pointer[advice]
+
+	mu        sync.Mutex
+	cfg       AdviceConfig
+	lastAt    time.Time
+	lastBytes int64
+	egress    float64
+	holdUntil time.Time
+}
+
+// newAdviser starts at now with nothing served.
+func newAdviser(node string, cfg AdviceConfig, now time.Time) *adviser {
+	a := &adviser{node: node, cfg: cfg}
+	a.cur.Store(&advice{})
+	a.publish(a.compute(now, 0, 0))
+	return a
+}
+
+// refresh works the advice out at now from the bytes served so far and
+// the sessions fetching (read only with an egress limit).
+func (a *adviser) refresh(now time.Time, served int64, sessions func() int) *advice {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n := 0
+	if a.cfg.EgressLimit > 0 {
+		n = sessions()
+	}
+	return a.publish(a.compute(now, served, n))
+}
+
+// set replaces the operator's settings; the next refresh applies them.
+func (a *adviser) set(cfg AdviceConfig) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg = cfg
+}
+
+// compute works out the advice at now from the bytes served so far and
+// the sessions known; a.mu is held.
+func (a *adviser) compute(now time.Time, served int64, sessions int) *advice {
+	if !a.lastAt.IsZero() {
+		if dt := now.Sub(a.lastAt); dt > 0 {
+			rate := float64(max(0, served-a.lastBytes)) * 8 / dt.Seconds()
+			w := 1 - math.Exp(-dt.Seconds()/egressSmoothing.Seconds())
+			a.egress += w * (rate - a.egress)
+		}
+	}
+	a.lastAt, a.lastBytes = now, served
+	e := cmsd.Entry{Node: a.node, MaxBitrateKbps: a.cfg.MaxBitrateKbps}
+	ad := &advice{egress: a.egress, sessions: sessions}
+	if limit := a.cfg.EgressLimit; limit > 0 {
+		switch {
+		case a.egress >= congestedShare*limit:
+			e.Duress = true
+			a.holdUntil = now.Add(holdCap)
+		case a.egress >= holdShare*limit && now.Before(a.holdUntil):
+			a.holdUntil = now.Add(holdCap)
+		}
+		suggest := int64(limit / 1000)
+		if now.Before(a.holdUntil) && sessions > 0 {
+			suggest = max(1, int64(fairShare*limit/float64(sessions)/1000))
+			ad.capping = true
+		}
+		if e.MaxBitrateKbps == 0 || suggest < e.MaxBitrateKbps {
+			e.MaxBitrateKbps = suggest
+		}
+	}
+	ad.entry = e
+	return ad
+}
+
+// publish makes ad the current advice, keeping the last one's header
+// (and generation) when it says the same.
+func (a *adviser) publish(ad *advice) *advice {
+	last := a.cur.Load()
+	if ad.entry == last.entry {
+		ad.gen, ad.value, ad.line = last.gen, last.value, last.line
+	} else {
+		ad.gen = last.gen + 1
+		if ad.entry.MaxBitrateKbps > 0 || ad.entry.Duress {
+			v := ad.entry.String()
+			ad.value = []string{v}
+			ad.line = appendHeaderLine(nil, cmsd.Header, v)
+		}
+	}
+	a.cur.Store(ad)
+	return ad
+}
+
+// advice is the node's current CMSD advice.
+func (n *Node) advice() *advice { return n.adviser.cur.Load() }
+
+// refreshAdvice works the node's advice out again at now.
+func (n *Node) refreshAdvice(now time.Time) *advice {
+	return n.adviser.refresh(now, n.stats.servedBytes(), func() int { return n.viewers.Active(now, activeWithin) })
+}
+
+// runAdviser refreshes the advice every adviceEvery until ctx ends.
+func (n *Node) runAdviser(ctx context.Context) {
+	t := time.NewTicker(adviceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n.refreshAdvice(now)
+		}
+	}
+}
+
+// activeWithin is how recently a session must have asked for something to
+// take a share of the egress: a player with a full buffer still asks for
+// a segment every segment's duration, one that left or paused stops.
+const activeWithin = 15 * time.Second
+
+// AdviceStats is the advice in /api/stats.
+type AdviceStats struct {
+	// Header is the CMSD-Dynamic the node sends ("" for none).
+	Header string `json:"header"`
+	// MaxBitrateKbps is the bitrate it suggests (mb; 0 for none); Duress
+	// whether it says du.
+	MaxBitrateKbps int64 `json:"maxBitrateKbps"`
+	Duress         bool  `json:"duress"`
+	// Capping is whether a fair share of the egress limit is in force,
+	// worked out for Sessions sessions.
+	Capping  bool `json:"capping"`
+	Sessions int  `json:"sessions"`
+	// EgressBitsPerSecond is the node's egress, smoothed over a few
+	// seconds, as the advice last read it.
+	EgressBitsPerSecond float64 `json:"egressBitsPerSecond"`
+}
+
+func (a *advice) stats() AdviceStats {
+	s := AdviceStats{MaxBitrateKbps: a.entry.MaxBitrateKbps, Duress: a.entry.Duress, Capping: a.capping, Sessions: a.sessions,
+		EgressBitsPerSecond: a.egress}
+	if a.value != nil {
+		s.Header = a.value[0]
+	}
+	return s
+}
+
+// registerAdviceMetrics adds the advice's series to reg.
+func registerAdviceMetrics(reg *prometheus.Registry, n *Node) {
+	mb := prometheus.NewDesc("deepcast_edge_cmsd_max_bitrate_kbps", "The bitrate the node suggests to players (CMSD mb), in kbit/s; 0 when it suggests none.", nil, nil)
+	du := prometheus.NewDesc("deepcast_edge_cmsd_duress", "1 while the node tells players it is under duress (CMSD du): its egress near its limit.", nil, nil)
+	capping := prometheus.NewDesc("deepcast_edge_cmsd_capping", "1 while the node suggests each session a fair share of its egress limit.", nil, nil)
+	egress := prometheus.NewDesc("deepcast_edge_egress_bits_per_second", "The node's egress as its advice reads it (bytes answered, smoothed over a few seconds).", nil, nil)
+	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
+		s := n.advice().stats()
+		ch <- prometheus.MustNewConstMetric(mb, prometheus.GaugeValue, float64(s.MaxBitrateKbps))
+		ch <- prometheus.MustNewConstMetric(du, prometheus.GaugeValue, boolValue(s.Duress))
+		ch <- prometheus.MustNewConstMetric(capping, prometheus.GaugeValue, boolValue(s.Capping))
+		ch <- prometheus.MustNewConstMetric(egress, prometheus.GaugeValue, s.EgressBitsPerSecond)
+	}, mb, du, capping, egress))
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// adviseIn adds the node's CMSD-Dynamic to an answer's header, if it has
+// something to say.
+func (n *Node) adviseIn(h http.Header) {
+	if a := n.advice(); a.value != nil {
+		h[cmsdKey] = a.value
+	}
+}
+
+// cmsdKey is cmsd.Header as net/http keys it.
+var cmsdKey = http.CanonicalHeaderKey(cmsd.Header)
+
+// SetAdvice replaces what the node tells players through CMSD (a reload);
+// settings it refuses change nothing.
+func (n *Node) SetAdvice(cfg AdviceConfig) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	n.adviser.set(cfg)
+	n.refreshAdvice(time.Now()) // the next answer carries it
+	return nil
+}
