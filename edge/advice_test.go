@@ -186,3 +186,33 @@ func TestEdgeSendsAdvice(t *testing.T) {
 		t.Errorf("advice off, a hit still carries %q", got)
 	}
 }
+
+// BenchmarkCacheHitWithAdvice: a hot hit on the fronts' path with the
+// node's CMSD advice off and on (its line is part of the hit's cached
+// header block, rebuilt when the advice changes).
+func BenchmarkCacheHitWithAdvice(b *testing.B) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Write(make([]byte, 2<<10))
+	}))
+	defer up.Close()
+	for _, tc := range []struct {
+		name   string
+		advice AdviceConfig
+	}{{"off", AdviceConfig{}}, {"on", AdviceConfig{MaxBitrateKbps: 3000, EgressLimit: 10e9}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			n, err := New(Config{Profile: EnterDeep, Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Logger: quiet(), Advice: tc.advice})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+			for b.Loop() {
+				fr, ok := n.AnswerPlain(false, "/vod/a/v/1.m4s", "", "x")
+				if !ok || fr.Status != http.StatusOK {
+					b.Fatalf("ok %v status %d", ok, fr.Status)
+				}
+				fr.Done(int64(len(fr.Body)), 0, nil)
+			}
+		})
+	}
+}
