@@ -25,9 +25,14 @@ import (
 // to their parts hold it there, so the cap stays while the demand does,
 // instead of being lifted the moment it works and the players climbing
 // back into the congestion.
+//
+// A link that is full caps the egress at the limit itself, so the
+// smoothed figure only creeps towards it: it crosses congestedShare
+// egressSmoothing·ln 10 after the link filled (2.3 s; 6.9 s with the 3-s
+// smoothing first used, which let players stall at the start).
 const (
 	adviceEvery     = time.Second
-	egressSmoothing = 3 * time.Second
+	egressSmoothing = time.Second
 	congestedShare  = 0.9
 	holdShare       = 0.75
 	fairShare       = 0.9
@@ -106,10 +111,14 @@ func (a *adviser) refresh(now time.Time, served int64, sessions func() int) *adv
 	return a.publish(a.compute(now, served, n))
 }
 
-// set replaces the operator's settings; the next refresh applies them.
+// set replaces the operator's settings; the next refresh applies them. A
+// share held for the old egress limit does not carry over to a new one.
 func (a *adviser) set(cfg AdviceConfig) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if cfg.EgressLimit != a.cfg.EgressLimit {
+		a.holdUntil = time.Time{}
+	}
 	a.cfg = cfg
 }
 
@@ -204,8 +213,8 @@ type AdviceStats struct {
 	// worked out for Sessions sessions.
 	Capping  bool `json:"capping"`
 	Sessions int  `json:"sessions"`
-	// EgressBitsPerSecond is the node's egress, smoothed over a few
-	// seconds, as the advice last read it.
+	// EgressBitsPerSecond is the node's egress, smoothed over about a
+	// second, as the advice last read it.
 	EgressBitsPerSecond float64 `json:"egressBitsPerSecond"`
 }
 
@@ -223,7 +232,7 @@ func registerAdviceMetrics(reg *prometheus.Registry, n *Node) {
 	mb := prometheus.NewDesc("deepcast_edge_cmsd_max_bitrate_kbps", "The bitrate the node suggests to players (CMSD mb), in kbit/s; 0 when it suggests none.", nil, nil)
 	du := prometheus.NewDesc("deepcast_edge_cmsd_duress", "1 while the node tells players it is under duress (CMSD du): its egress near its limit.", nil, nil)
 	capping := prometheus.NewDesc("deepcast_edge_cmsd_capping", "1 while the node suggests each session a fair share of its egress limit.", nil, nil)
-	egress := prometheus.NewDesc("deepcast_edge_egress_bits_per_second", "The node's egress as its advice reads it (bytes answered, smoothed over a few seconds).", nil, nil)
+	egress := prometheus.NewDesc("deepcast_edge_egress_bits_per_second", "The node's egress as its advice reads it (bytes answered, smoothed over about a second).", nil, nil)
 	reg.MustRegister(collectorFunc(func(ch chan<- prometheus.Metric) {
 		s := n.advice().stats()
 		ch <- prometheus.MustNewConstMetric(mb, prometheus.GaugeValue, float64(s.MaxBitrateKbps))

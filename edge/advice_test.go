@@ -58,7 +58,7 @@ func TestAdviceFollowsEgress(t *testing.T) {
 	// The same advice keeps its header and generation (hits keep their
 	// header blocks); a change makes a new one.
 	gen := a.cur.Load().gen
-	if ad := a.refresh(at, served, func() int { return sessions }); ad.gen != gen {
+	if ad := run(20e6, time.Second); ad.gen != gen {
 		t.Errorf("the same advice, a new generation")
 	}
 	a.set(AdviceConfig{MaxBitrateKbps: 700})

@@ -126,8 +126,7 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		if out.cacheStatus == "" {
 			fr.Header = n.hitHeader(out.obj)
 		} else {
-			now := time.Now()
-			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, now, out.cacheStatus)
+			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
 			fr.Header = append(fr.Header, n.advice().line...)
 		}
 	} else {

@@ -322,8 +322,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 	for k, v := range b.meta.headers(n.via) {
 		h[k] = v
 	}
-	now := time.Now()
-	h["Age"] = []string{strconv.Itoa(int(b.meta.age(now).Seconds()))}
+	h["Age"] = []string{strconv.Itoa(int(b.meta.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
 	n.adviseIn(h)
 	if seeker != nil {

@@ -940,9 +940,8 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 				h.Set(k, v)
 			}
 		}
-		now := time.Now()
 		if !out.pass.stored.IsZero() {
-			h.Set("Age", strconv.Itoa(out.pass.age(now)))
+			h.Set("Age", strconv.Itoa(out.pass.age(time.Now())))
 		}
 		h.Set("Cache-Status", out.cacheStatus)
 		n.adviseIn(h)
@@ -995,8 +994,7 @@ func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheS
 	for k, v := range o.headers(n.via) {
 		h[k] = v
 	}
-	now := time.Now()
-	h["Age"] = []string{strconv.Itoa(int(o.age(now).Seconds()))}
+	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
 	n.adviseIn(h)
 	if plainGet(r) {

@@ -315,10 +315,7 @@ play:
 			if k > 0 {
 				st.Idle = s.Clock.Now() - lastDone
 			}
-			if q, capped, err = s.choose(st); capped {
-				res.Capped++
-			}
-			if err == nil && q != cur {
+			if q, capped, err = s.choose(st); err == nil && q != cur {
 				// A live rendition the player switches to: its playlist
 				// may not list the chunk yet.
 				next, err = await(k, q, chunkStart)
@@ -445,6 +442,9 @@ play:
 		bitrateSum += v.Bitrates[q]
 		st.Last = q
 		res.Chunks++
+		if capped {
+			res.Capped++
+		}
 		res.PlayTime += chunkDur
 		rejoins = 0
 		st.Stalled = rebuf > 0
