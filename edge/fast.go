@@ -141,7 +141,7 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		n.metrics.latency.Observe(elapsed.Seconds())
 		var viewer *cmcd.Data
 		if q.Query != "" {
-			viewer = n.noteViewer(q.Query, nil, q.Loop, status)
+			viewer = n.noteViewer(q.Query, nil, q.Loop, remote, status)
 		}
 		if n.cfg.AccessLog != nil { // every hot hit passes here: no record to build when off
 			n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,

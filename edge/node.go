@@ -171,6 +171,7 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	n.viewers = cmcd.NewViewers(viewerWindow, maxViewers)
+	n.viewers.PerClient = maxViewersPerClient
 	n.adviser = newAdviser(cfg.Name, cfg.Advice, time.Now())
 	n.metrics = newNodeMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

@@ -10,10 +10,14 @@ import (
 
 // viewerWindow is how long a playback session that sent nothing more
 // still counts as watching; maxViewers bounds the sessions a node keeps
-// (some 200 bytes each).
+// (some 200 bytes each), maxViewersPerClient those of one client (an
+// address, an IPv6 /64): enough for a household or an office, while a
+// carrier's NAT, with more behind one address, only makes a node count
+// fewer sessions (larger egress shares) than it serves.
 const (
-	viewerWindow = time.Minute
-	maxViewers   = 50_000
+	viewerWindow        = time.Minute
+	maxViewers          = 50_000
+	maxViewersPerClient = 32
 )
 
 // viewerMetrics are the series read from the CMCD players send.
@@ -59,8 +63,9 @@ func newViewerMetrics(reg *prometheus.Registry, v *cmcd.Viewers) *viewerMetrics 
 // answered (status below 400), counts it and keeps its session's state;
 // it returns what it read for the access log (nil: nothing, or no access
 // log). A request another deepcast node sent (loop, its CDN-Loop header)
-// is a child's miss, whose viewer that node counts already.
-func (n *Node) noteViewer(rawQuery string, h http.Header, loop string, status int) *cmcd.Data {
+// is a child's miss, whose viewer that node counts already. remote is the
+// client's address, which bounds the sessions one client may add.
+func (n *Node) noteViewer(rawQuery string, h http.Header, loop, remote string, status int) *cmcd.Data {
 	if status >= 400 || loop != "" || rawQuery == "" && len(h) == 0 {
 		return nil
 	}
@@ -80,7 +85,8 @@ func (n *Node) noteViewer(rawQuery string, h http.Header, loop string, status in
 	if d.Buffer >= 0 && (d.Object == "v" || d.Object == "av") {
 		m.buffer.Observe(float64(d.Buffer) / 1000)
 	}
-	n.viewers.Observe(&d, time.Now())
+	client, _ := clientPrefix(remote)
+	n.viewers.ObserveFrom(&d, client, time.Now())
 	if n.cfg.AccessLog == nil {
 		return nil // d stays on the stack: every hit with CMCD passes here
 	}

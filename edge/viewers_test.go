@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -132,5 +133,33 @@ func BenchmarkCacheHitWithCMCD(b *testing.B) {
 				fr.Done(int64(len(fr.Body)), 0, nil)
 			}
 		})
+	}
+}
+
+// TestMadeUpSessionsDoNotPassForACrowd: one address that makes up CMCD
+// session ids, through the fronts' path and through net/http, has at
+// most maxViewersPerClient of them counted (the number that divides the
+// egress into shares); other addresses' sessions still count.
+func TestMadeUpSessionsDoNotPassForACrowd(t *testing.T) {
+	o := newFakeOrigin(t)
+	n, _ := newNode(t, Config{Name: "deep-f", Upstreams: []string{o.url()}, Prefetch: noPrefetch()})
+	q := func(sid string) string { return "CMCD=" + url.QueryEscape(`ot=v,sid="`+sid+`"`) }
+	for i := range 3 * maxViewersPerClient {
+		fr, ok := n.Answer(PlainRequest{Path: "/vod/a/v/1.m4s", Query: q("front-" + strconv.Itoa(i)), Remote: "198.51.100.7:40000"})
+		if !ok {
+			t.Fatal("front declined")
+		}
+		fr.Done(int64(len(fr.Body)), 0, nil)
+		r := httptest.NewRequest(http.MethodGet, "/vod/a/v/1.m4s?"+q("http-"+strconv.Itoa(i)), nil)
+		r.RemoteAddr = "[2001:db8:1:2::" + strconv.Itoa(i+1) + "]:5000" // one /64
+		n.ServeHTTP(httptest.NewRecorder(), r)
+	}
+	for _, remote := range []string{"203.0.113.1:1", "203.0.113.2:1"} {
+		fr, _ := n.Answer(PlainRequest{Path: "/vod/a/v/1.m4s", Query: q(remote), Remote: remote})
+		fr.Done(int64(len(fr.Body)), 0, nil)
+	}
+	s := n.Stats().Viewers
+	if want := 2*maxViewersPerClient + 2; s.Sessions != want || s.Untracked != int64(4*maxViewersPerClient) {
+		t.Errorf("sessions %d, untracked %d; want %d and %d", s.Sessions, s.Untracked, want, 4*maxViewersPerClient)
 	}
 }

@@ -1,7 +1,9 @@
 package cmcd
 
 import (
+	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -162,6 +164,51 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: %+v", list, s)
 		}
 	})
+}
+
+// TestViewersPerClient: one address that makes up session ids keeps
+// PerClient of them (the rest are untracked), others are not held back by
+// it, and its share comes back as its sessions age out; an unknown client
+// is not bounded.
+func TestViewersPerClient(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	v := NewViewers(time.Minute, 100)
+	v.PerClient = 3
+	flood, other := netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("2001:db8::/64")
+	for i := range 10 {
+		d := Empty()
+		d.Session = fmt.Sprintf("flood-%d", i)
+		v.ObserveFrom(&d, flood, now)
+	}
+	for _, sid := range []string{"x", "y"} {
+		d := Empty()
+		d.Session = sid
+		v.ObserveFrom(&d, other, now)
+	}
+	d := Empty()
+	d.Session = "flood-0" // a kept session goes on reporting
+	v.ObserveFrom(&d, flood, now.Add(30*time.Second))
+	if s := v.Summary(now.Add(30 * time.Second)); s.Sessions != 5 || s.Untracked != 7 {
+		t.Errorf("sessions %d, untracked %d; want 5 (3 of the flood, 2 others) and 7", s.Sessions, s.Untracked)
+	}
+	// Two of the flood's sessions age out: two new ones fit again.
+	later := now.Add(75 * time.Second)
+	for _, sid := range []string{"flood-a", "flood-b", "flood-c"} {
+		d := Empty()
+		d.Session = sid
+		v.ObserveFrom(&d, flood, later)
+	}
+	if got := v.Active(later, time.Second); got != 2 {
+		t.Errorf("new sessions of the flood's address after two aged out: %d, want 2", got)
+	}
+	for i := range 10 {
+		d := Empty()
+		d.Session = fmt.Sprintf("anon-%d", i)
+		v.ObserveFrom(&d, netip.Prefix{}, later)
+	}
+	if got := v.Active(later, time.Second); got != 12 {
+		t.Errorf("sessions from no known client: %d active, want all 10 beside the 2", got)
+	}
 }
 
 func BenchmarkFromRequestAndObserve(b *testing.B) {

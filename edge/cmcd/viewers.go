@@ -1,6 +1,7 @@
 package cmcd
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -17,9 +18,14 @@ type Viewers struct {
 	Window time.Duration
 	// Max bounds the sessions kept.
 	Max int
+	// PerClient bounds the sessions kept from one client (ObserveFrom), 0
+	// for no bound: one address that makes up session ids cannot pass
+	// for a crowd, whose number divides a node's egress into shares.
+	PerClient int
 
 	mu        sync.Mutex
 	sessions  map[string]*viewer
+	perClient map[netip.Prefix]int
 	lastSweep time.Time
 	untracked int64
 }
@@ -31,6 +37,7 @@ type viewer struct {
 	buffer  int64     // bl of its last media request, ms (-1: none)
 	bitrate int64     // br of its last video request, kbit/s (-1: none)
 	live    bool
+	client  netip.Prefix // who first reported it (invalid: unknown)
 }
 
 // maxSession is the longest session id kept (CTA-5004 allows 64
@@ -40,13 +47,18 @@ const maxSession = 64
 
 // NewViewers keeps up to max sessions for window each.
 func NewViewers(window time.Duration, max int) *Viewers {
-	return &Viewers{Window: window, Max: max, sessions: map[string]*viewer{}}
+	return &Viewers{Window: window, Max: max, sessions: map[string]*viewer{}, perClient: map[netip.Prefix]int{}}
 }
 
-// Observe records a request's data at now. Requests without a session id,
-// or with one longer than CTA-5004 allows, count nowhere here (the node's
-// counters take them).
-func (v *Viewers) Observe(d *Data, now time.Time) {
+// Observe records a request's data at now, from a client not known.
+func (v *Viewers) Observe(d *Data, now time.Time) { v.ObserveFrom(d, netip.Prefix{}, now) }
+
+// ObserveFrom records a request's data at now from client (an address or
+// a /64; invalid when not known, which no PerClient bound applies to).
+// Requests without a session id, or with one longer than CTA-5004 allows,
+// count nowhere here (the node's counters take them); a new session past
+// Max, or past PerClient of its client's, is counted as untracked.
+func (v *Viewers) ObserveFrom(d *Data, client netip.Prefix, now time.Time) {
 	if d.Session == "" || len(d.Session) > maxSession {
 		return
 	}
@@ -54,16 +66,19 @@ func (v *Viewers) Observe(d *Data, now time.Time) {
 	defer v.mu.Unlock()
 	s := v.sessions[d.Session]
 	if s == nil {
-		if len(v.sessions) >= v.Max {
+		if len(v.sessions) >= v.Max || v.full(client) {
 			v.sweep(now)
 		}
-		if len(v.sessions) >= v.Max {
+		if len(v.sessions) >= v.Max || v.full(client) {
 			v.untracked++
 			return
 		}
-		s = &viewer{buffer: -1, bitrate: -1}
+		s = &viewer{buffer: -1, bitrate: -1, client: client}
 		// A copy: the id is a slice of the whole list it came in.
 		v.sessions[strings.Clone(d.Session)] = s
+		if client.IsValid() {
+			v.perClient[client]++
+		}
 	}
 	s.seen = now
 	if d.Starved {
@@ -99,11 +114,21 @@ func (v *Viewers) sweep(now time.Time) {
 	v.forget(now)
 }
 
+// full reports whether client has as many sessions as PerClient allows.
+func (v *Viewers) full(client netip.Prefix) bool {
+	return v.PerClient > 0 && client.IsValid() && v.perClient[client] >= v.PerClient
+}
+
 // forget drops the sessions past the window.
 func (v *Viewers) forget(now time.Time) {
 	for id, s := range v.sessions {
 		if now.Sub(s.seen) > v.Window {
 			delete(v.sessions, id)
+			if s.client.IsValid() {
+				if v.perClient[s.client]--; v.perClient[s.client] <= 0 {
+					delete(v.perClient, s.client)
+				}
+			}
 		}
 	}
 }
