@@ -191,11 +191,7 @@ func TestEdgeSendsAdvice(t *testing.T) {
 // node's CMSD advice off and on (its line is part of the hit's cached
 // header block, rebuilt when the advice changes).
 func BenchmarkCacheHitWithAdvice(b *testing.B) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-		w.Write(make([]byte, 2<<10))
-	}))
-	defer up.Close()
+	up := immutableUpstream(b)
 	for _, tc := range []struct {
 		name   string
 		advice AdviceConfig

@@ -520,7 +520,7 @@ func (s *Session) choose(st *State) (q int, capped bool, err error) {
 	}
 	if a, ok := s.Fetcher.(ServerAdvisor); ok && s.Config.ServerCap {
 		if limit := a.MaxBitrateKbps(); limit > 0 {
-			within := s.Video.highestWithin(float64(limit) - s.Video.AudioKbps)
+			within := highestBelow(s.Video.Bitrates, float64(limit)-s.Video.AudioKbps)
 			if within < q {
 				return within, true, nil
 			}

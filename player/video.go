@@ -202,24 +202,6 @@ func (v *Video) audioDuration(i int) time.Duration {
 	return between(v.AudioEnds, i, v.ChunkDuration)
 }
 
-// highestWithin is the highest rendition whose declared bitrate is at
-// most kbps, the lowest when none is.
-func (v *Video) highestWithin(kbps float64) int {
-	best, lowest := -1, 0
-	for i, b := range v.Bitrates {
-		if b <= kbps && (best < 0 || b > v.Bitrates[best]) {
-			best = i
-		}
-		if b < v.Bitrates[lowest] {
-			lowest = i
-		}
-	}
-	if best < 0 {
-		return lowest
-	}
-	return best
-}
-
 // Size is the byte size of chunk at rendition; past the last row it repeats
 // the last row, so look-ahead never falls off the end.
 func (v *Video) Size(chunk, rendition int) int64 {

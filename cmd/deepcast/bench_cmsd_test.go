@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/deepcast/deepcast/player"
+	"gonum.org/v1/gonum/stat"
 )
 
 // TestBenchCMSDFairShare measures what an edge's CMSD advice does for
@@ -132,7 +133,7 @@ func TestBenchCMSDFairShare(t *testing.T) {
 		}
 		per := float64(n * viewers)
 		fmt.Printf("%-22s %9.2f %12.2f %9.2f %13.0f %9.3f %13.2f %9.1f\n", name, float64(stalls)/per, stalled/per, float64(switches)/per,
-			mean(means), fair/float64(n), qoe/per, float64(capped)/per)
+			stat.Mean(means, nil), fair/float64(n), qoe/per, float64(capped)/per)
 	}
 	fmt.Println("(per viewer and run; fairness is Jain's index of the viewers' mean bitrates in a run, 1 when equal)")
 }
@@ -149,16 +150,4 @@ func jain(xs []float64) float64 {
 		return 1
 	}
 	return s * s / (float64(len(xs)) * s2)
-}
-
-// mean is the mean of xs (0 for none).
-func mean(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	var s float64
-	for _, x := range xs {
-		s += x
-	}
-	return s / float64(len(xs))
 }

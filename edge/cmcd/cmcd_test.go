@@ -99,7 +99,7 @@ func TestViewersSummary(t *testing.T) {
 		if err := Parse(&d, list); err != nil {
 			t.Fatal(err)
 		}
-		v.Observe(&d, at)
+		v.ObserveFrom(&d, netip.Prefix{}, at)
 	}
 	report(now, `sid="a",ot=v,br=3000,bl=12000`)
 	report(now, `sid="a",ot=a,br=128,bl=11000`) // the sound does not replace the picture's state
@@ -159,7 +159,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: out of bounds: %+v", list, d)
 		}
 		v := NewViewers(time.Minute, 2)
-		v.Observe(&d, time.Unix(0, 0))
+		v.ObserveFrom(&d, netip.Prefix{}, time.Unix(0, 0))
 		if s := v.Summary(time.Unix(0, 0)); s.Sessions > 1 {
 			t.Fatalf("%q: %+v", list, s)
 		}
@@ -221,7 +221,7 @@ func BenchmarkFromRequestAndObserve(b *testing.B) {
 		if !found || err != nil {
 			b.Fatal(err)
 		}
-		v.Observe(&d, now)
+		v.ObserveFrom(&d, netip.Prefix{}, now)
 	}
 }
 

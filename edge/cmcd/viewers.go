@@ -50,9 +50,6 @@ func NewViewers(window time.Duration, max int) *Viewers {
 	return &Viewers{Window: window, Max: max, sessions: map[string]*viewer{}, perClient: map[netip.Prefix]int{}}
 }
 
-// Observe records a request's data at now, from a client not known.
-func (v *Viewers) Observe(d *Data, now time.Time) { v.ObserveFrom(d, netip.Prefix{}, now) }
-
 // ObserveFrom records a request's data at now from client (an address or
 // a /64; invalid when not known, which no PerClient bound applies to).
 // Requests without a session id, or with one longer than CTA-5004 allows,

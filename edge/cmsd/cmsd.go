@@ -106,7 +106,7 @@ func Parse(v string) ([]Entry, error) {
 			if err := p.skipInnerList(); err != nil {
 				return nil, err
 			}
-			if err := p.skipParams(); err != nil {
+			if err := p.params(dropParam); err != nil {
 				return nil, err
 			}
 		} else {
@@ -197,23 +197,8 @@ func (p *parser) entry() (Entry, error) {
 	if v.kind == 's' || v.kind == 't' {
 		e.Node = v.s
 	}
-	for p.peek() == ';' {
-		p.pos++
-		p.skipSpace()
-		key, err := p.key()
-		if err != nil {
-			return Entry{}, err
-		}
-		pv := value{kind: 'b', b: true}
-		if p.peek() == '=' {
-			p.pos++
-			if pv, err = p.bareItem(); err != nil {
-				return Entry{}, err
-			}
-		}
-		if err := e.set(key, pv); err != nil {
-			return Entry{}, err
-		}
+	if err := p.params(e.set); err != nil {
+		return Entry{}, err
 	}
 	return e, nil
 }
@@ -246,23 +231,32 @@ func (e *Entry) set(key string, v value) error {
 	return nil
 }
 
-// skipParams reads and drops the parameters after an inner list.
-func (p *parser) skipParams() error {
+// params reads the parameters after an item or inner list, handing each
+// to take (a key alone is the boolean true).
+func (p *parser) params(take func(key string, v value) error) error {
 	for p.peek() == ';' {
 		p.pos++
 		p.skipSpace()
-		if _, err := p.key(); err != nil {
+		key, err := p.key()
+		if err != nil {
 			return err
 		}
+		v := value{kind: 'b', b: true}
 		if p.peek() == '=' {
 			p.pos++
-			if _, err := p.bareItem(); err != nil {
+			if v, err = p.bareItem(); err != nil {
 				return err
 			}
+		}
+		if err := take(key, v); err != nil {
+			return err
 		}
 	}
 	return nil
 }
+
+// dropParam takes a parameter CMSD has no use for.
+func dropParam(string, value) error { return nil }
 
 // skipInnerList reads and drops an inner list with its items'
 // parameters.
@@ -280,7 +274,7 @@ func (p *parser) skipInnerList() error {
 		if _, err := p.bareItem(); err != nil {
 			return err
 		}
-		if err := p.skipParams(); err != nil {
+		if err := p.params(dropParam); err != nil {
 			return err
 		}
 		if c := p.peek(); c != ' ' && c != ')' {
