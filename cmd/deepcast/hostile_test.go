@@ -229,7 +229,7 @@ func TestEdgeStreamsLargeObjectsWithinItsMemoryBudget(t *testing.T) {
 	}
 	wg.Wait()
 	peak := peakRSS()
-	t.Logf("10 concurrent misses of %d MiB through a %d MiB cache: peak RSS %d MiB", objSize>>20, mem>>20, peak>>20)
+	t.Logf("10 concurrent misses of %d MiB through a %d MiB cache: peak RSS %d MiB, of it anonymous %d MiB", objSize>>20, mem>>20, peak.rss>>20, peak.anon>>20)
 	checkEdgeMemoryBound(t, peak, mem)
 }
 
