@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/deepcast/deepcast/edge/cmcd"
 	"github.com/deepcast/deepcast/edge/cmsd"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -47,9 +49,15 @@ type AdviceConfig struct {
 	MaxBitrateKbps int64
 	// EgressLimit is the node's outgoing capacity in bits/s. Below it the
 	// node suggests the limit itself (no viewer gains by more); when its
-	// egress nears it, an equal share per playback session (see above).
+	// egress nears it, a share per playback session (see above): by the
+	// rungs of the ladder each plays, where the node holds its MPD, else
+	// an equal one.
 	// Sessions are known from CMCD: with none, the node only says duress.
 	EgressLimit float64
+	// EqualShares keeps the shares equal for sessions whose ladder the
+	// node knows too: every viewer is told the same, and the parts that
+	// fall between two rungs stay unused (see splitByRungs).
+	EqualShares bool
 }
 
 // Check refuses settings that cannot be advice.
@@ -75,6 +83,40 @@ type advice struct {
 	egress   float64
 	sessions int
 	capping  bool
+	equal    bool // the operator wants equal shares
+	// shares is each session's own advice while the share follows the
+	// ladders (splitByRungs); answers to other sessions carry value.
+	shares map[string]*sessionAdvice
+}
+
+// sessionAdvice is one session's CMSD-Dynamic.
+type sessionAdvice struct {
+	value []string
+	line  []byte
+}
+
+// forSession is the advice for an answer to the request with rawQuery and
+// h (nil for none): the session's own when its CMCD sid has one, else
+// nil. CMCD is read only while shares are in force.
+func (a *advice) forSession(rawQuery string, h http.Header) *sessionAdvice {
+	if len(a.shares) == 0 {
+		return nil
+	}
+	d, found, err := cmcd.FromRequest(rawQuery, h)
+	if !found || err != nil || d.Session == "" {
+		return nil
+	}
+	return a.shares[d.Session]
+}
+
+// withSessionLine is block (a header ending with a's line) with the line
+// of the session the request with rawQuery names instead, if it has one.
+func (a *advice) withSessionLine(block []byte, rawQuery string) []byte {
+	s := a.forSession(rawQuery, nil)
+	if s == nil || !bytes.HasSuffix(block, a.line) {
+		return block
+	}
+	return append(bytes.Clone(block[:len(block)-len(a.line)]), s.line...)
 }
 
 // adviser keeps the node's advice current: a background loop works it
@@ -95,20 +137,21 @@ type adviser struct {
 func newAdviser(node string, cfg AdviceConfig, now time.Time) *adviser {
 	a := &adviser{node: node, cfg: cfg}
 	a.cur.Store(&advice{})
-	a.publish(a.compute(now, 0, 0))
+	a.publish(a.compute(now, 0, nil))
 	return a
 }
 
 // refresh works the advice out at now from the bytes served so far and
-// the sessions fetching (read only with an egress limit).
-func (a *adviser) refresh(now time.Time, served int64, sessions func() int) *advice {
+// the sessions fetching (read only with an egress limit; their ladders
+// without the rungs above capKbps, the operator's cap, 0 for none).
+func (a *adviser) refresh(now time.Time, served int64, sessions func(capKbps int64) []shareSession) *advice {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	n := 0
+	var list []shareSession
 	if a.cfg.EgressLimit > 0 {
-		n = sessions()
+		list = sessions(a.cfg.MaxBitrateKbps)
 	}
-	return a.publish(a.compute(now, served, n))
+	return a.publish(a.compute(now, served, list))
 }
 
 // set replaces the operator's settings; the next refresh applies them. A
@@ -124,7 +167,8 @@ func (a *adviser) set(cfg AdviceConfig) {
 
 // compute works out the advice at now from the bytes served so far and
 // the sessions known; a.mu is held.
-func (a *adviser) compute(now time.Time, served int64, sessions int) *advice {
+func (a *adviser) compute(now time.Time, served int64, list []shareSession) *advice {
+	sessions := len(list)
 	if !a.lastAt.IsZero() {
 		if dt := now.Sub(a.lastAt); dt > 0 {
 			rate := float64(max(0, served-a.lastBytes)) * 8 / dt.Seconds()
@@ -134,7 +178,7 @@ func (a *adviser) compute(now time.Time, served int64, sessions int) *advice {
 	}
 	a.lastAt, a.lastBytes = now, served
 	e := cmsd.Entry{Node: a.node, MaxBitrateKbps: a.cfg.MaxBitrateKbps}
-	ad := &advice{egress: a.egress, sessions: sessions}
+	ad := &advice{egress: a.egress, sessions: sessions, equal: a.cfg.EqualShares}
 	if limit := a.cfg.EgressLimit; limit > 0 {
 		switch {
 		case a.egress >= congestedShare*limit:
@@ -144,12 +188,34 @@ func (a *adviser) compute(now time.Time, served int64, sessions int) *advice {
 			a.holdUntil = now.Add(holdCap)
 		}
 		suggest := int64(limit / 1000)
+		var byRungs map[string]int64
 		if now.Before(a.holdUntil) && sessions > 0 {
 			suggest = max(1, int64(fairShare*limit/float64(sessions)/1000))
 			ad.capping = true
+			if !a.cfg.EqualShares {
+				byRungs = splitByRungs(fairShare*limit/1000, list)
+			}
 		}
 		if e.MaxBitrateKbps == 0 || suggest < e.MaxBitrateKbps {
 			e.MaxBitrateKbps = suggest
+		}
+		if len(byRungs) > 0 {
+			ad.shares = make(map[string]*sessionAdvice, len(byRungs))
+			same := map[int64]*sessionAdvice{} // few rungs: one line each
+			for id, mb := range byRungs {
+				if a.cfg.MaxBitrateKbps > 0 {
+					mb = min(mb, a.cfg.MaxBitrateKbps)
+				}
+				sa := same[mb]
+				if sa == nil {
+					se := e
+					se.MaxBitrateKbps = mb
+					v := se.String()
+					sa = &sessionAdvice{value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
+					same[mb] = sa
+				}
+				ad.shares[id] = sa
+			}
 		}
 	}
 	ad.entry = e
@@ -179,7 +245,7 @@ func (n *Node) advice() *advice { return n.adviser.cur.Load() }
 
 // refreshAdvice works the node's advice out again at now.
 func (n *Node) refreshAdvice(now time.Time) *advice {
-	return n.adviser.refresh(now, n.stats.servedBytes(), func() int { return n.viewers.Active(now, activeWithin) })
+	return n.adviser.refresh(now, n.stats.servedBytes(), func(capKbps int64) []shareSession { return n.shareSessions(now, capKbps) })
 }
 
 // runAdviser refreshes the advice every adviceEvery until ctx ends.
@@ -210,9 +276,14 @@ type AdviceStats struct {
 	MaxBitrateKbps int64 `json:"maxBitrateKbps"`
 	Duress         bool  `json:"duress"`
 	// Capping is whether a fair share of the egress limit is in force,
-	// worked out for Sessions sessions.
+	// worked out for Sessions sessions; ByLadder of them were each told
+	// their own bitrate, from the ladder of what they play.
 	Capping  bool `json:"capping"`
 	Sessions int  `json:"sessions"`
+	ByLadder int  `json:"byLadder"`
+	// EqualShares is whether the operator asked for equal shares, not
+	// shares by the ladder (-cmsd-share equal).
+	EqualShares bool `json:"equalShares"`
 	// EgressBitsPerSecond is the node's egress, smoothed over about a
 	// second, as the advice last read it.
 	EgressBitsPerSecond float64 `json:"egressBitsPerSecond"`
@@ -220,7 +291,7 @@ type AdviceStats struct {
 
 func (a *advice) stats() AdviceStats {
 	s := AdviceStats{MaxBitrateKbps: a.entry.MaxBitrateKbps, Duress: a.entry.Duress, Capping: a.capping, Sessions: a.sessions,
-		EgressBitsPerSecond: a.egress}
+		ByLadder: len(a.shares), EqualShares: a.equal, EgressBitsPerSecond: a.egress}
 	if a.value != nil {
 		s.Header = a.value[0]
 	}
@@ -249,10 +320,13 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// adviseIn adds the node's CMSD-Dynamic to an answer's header, if it has
-// something to say.
-func (n *Node) adviseIn(h http.Header) {
-	if a := n.advice(); a.value != nil {
+// adviseIn adds the node's CMSD-Dynamic to the header h of an answer to
+// r, if it has something to say: the session's own, when it has one.
+func (n *Node) adviseIn(h http.Header, r *http.Request) {
+	a := n.advice()
+	if s := a.forSession(r.URL.RawQuery, r.Header); s != nil {
+		h[cmsdKey] = s.value
+	} else if a.value != nil {
 		h[cmsdKey] = a.value
 	}
 }

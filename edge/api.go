@@ -448,7 +448,7 @@ func (n *Node) observe(next http.Handler) http.Handler {
 		n.metrics.countRequest(route, r.Method, rec.Status)
 		var viewer *cmcd.Data
 		if route == routeObjects {
-			viewer = n.noteViewer(r.URL.RawQuery, r.Header, r.Header.Get(loopHeader), r.RemoteAddr, rec.Status)
+			viewer = n.noteViewer(r.URL.RawQuery, r.Header, r.Header.Get(loopHeader), r.RemoteAddr, r.URL.EscapedPath(), rec.Status)
 		}
 		if info != nil {
 			n.cfg.AccessLog.Log(accesslog.Record{Remote: r.RemoteAddr, Method: r.Method, Path: r.URL.EscapedPath(), Status: rec.Status,

@@ -123,14 +123,16 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 	if out.obj != nil {
 		out.obj = out.obj.forClient([]string{q.AcceptEncoding})
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
+		adv := n.advice()
 		if out.cacheStatus == "" {
-			fr.Header = n.hitHeader(out.obj)
+			fr.Header = n.hitHeader(out.obj, adv)
 		} else {
 			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
-			fr.Header = append(fr.Header, n.advice().line...)
+			fr.Header = append(fr.Header, adv.line...)
 		}
+		fr.Header = adv.withSessionLine(fr.Header, q.Query)
 	} else {
-		fr = n.recorded(out, path)
+		fr = n.recorded(out, orPlain(r, path))
 	}
 	if authHeader != nil {
 		fr.Header = append(bytes.Clone(fr.Header), authHeader...)
@@ -141,7 +143,7 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		n.metrics.latency.Observe(elapsed.Seconds())
 		var viewer *cmcd.Data
 		if q.Query != "" {
-			viewer = n.noteViewer(q.Query, nil, q.Loop, remote, status)
+			viewer = n.noteViewer(q.Query, nil, q.Loop, remote, path, status)
 		}
 		if n.cfg.AccessLog != nil { // every hot hit passes here: no record to build when off
 			n.cfg.AccessLog.Log(accesslog.Record{Remote: remote, Method: method, Path: path, Status: status, Bytes: sent,
@@ -151,12 +153,12 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 	return fr, true
 }
 
-// hitHeader returns the header lines of a fresh hit on o, rebuilt only when
-// its Age (whole seconds) or the node's CMSD advice changes.
-func (n *Node) hitHeader(o *object) []byte {
+// hitHeader returns the header lines of a fresh hit on o with the node's
+// advice adv last, rebuilt only when its Age (whole seconds) or the advice
+// changes.
+func (n *Node) hitHeader(o *object, adv *advice) []byte {
 	now := time.Now()
 	age := int64(o.age(now) / time.Second)
-	adv := n.advice()
 	if hb := o.hit.Load(); hb != nil && hb.age == age && hb.advice == adv.gen {
 		return hb.block
 	}
@@ -179,12 +181,12 @@ func appendAgeAndStatus(h []byte, o *object, now time.Time, cacheStatus string) 
 // recorded renders an outcome without an object (a relayed upstream answer
 // or an upstream failure) through writeOutcome, with the CORS headers the
 // router's middleware adds, so both paths send the same.
-func (n *Node) recorded(out outcome, path string) FastResponse {
+func (n *Node) recorded(out outcome, r *http.Request) FastResponse {
 	rec := &bufferedResponse{header: http.Header{
 		"Access-Control-Allow-Origin":   hdrAnyOrigin,
 		"Access-Control-Expose-Headers": hdrExposed,
 	}}
-	n.writeOutcome(rec, orPlain(nil, path), out)
+	n.writeOutcome(rec, r, out)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}

@@ -324,7 +324,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 	}
 	h["Age"] = []string{strconv.Itoa(int(b.meta.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
-	n.adviseIn(h)
+	n.adviseIn(h, r)
 	if seeker != nil {
 		lm, _ := http.ParseTime(b.meta.LastModified)
 		http.ServeContent(w, r, "", lm, seeker)

@@ -59,6 +59,7 @@ type Node struct {
 	handler      http.Handler
 	viewers      *cmcd.Viewers // the playback sessions its CMCD reports
 	adviser      *adviser      // what it tells players (CMSD)
+	ladders      ladders       // of the assets its viewers play, for their shares
 
 	via    []string // this node's Via header value
 	loopID string   // this node's identity in CDN-Loop (loop.go)
@@ -945,7 +946,7 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 			h.Set("Age", strconv.Itoa(out.pass.age(time.Now())))
 		}
 		h.Set("Cache-Status", out.cacheStatus)
-		n.adviseIn(h)
+		n.adviseIn(h, r)
 		via := "1.1 " + n.cfg.Name
 		if up := strings.Join(out.pass.header.Values("Via"), ", "); up != "" {
 			via = up + ", " + via
@@ -997,7 +998,7 @@ func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheS
 	}
 	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
-	n.adviseIn(h)
+	n.adviseIn(h, r)
 	if plainGet(r) {
 		h["Content-Length"] = o.contentLength
 		w.WriteHeader(http.StatusOK)

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/deepcast/deepcast/edge/cmcd"
@@ -59,13 +60,28 @@ func newViewerMetrics(reg *prometheus.Registry, v *cmcd.Viewers) *viewerMetrics 
 	return m
 }
 
+// assetOf is the asset a /vod/ path is a part of ("" for another path),
+// without allocating: every hit with CMCD asks.
+func assetOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/vod/")
+	if !ok {
+		return ""
+	}
+	asset, _, ok := strings.Cut(rest, "/")
+	if !ok || !validName(asset) {
+		return ""
+	}
+	return asset
+}
+
 // noteViewer reads the CMCD of a viewer's request for an object the node
 // answered (status below 400), counts it and keeps its session's state;
 // it returns what it read for the access log (nil: nothing, or no access
 // log). A request another deepcast node sent (loop, its CDN-Loop header)
 // is a child's miss, whose viewer that node counts already. remote is the
-// client's address, which bounds the sessions one client may add.
-func (n *Node) noteViewer(rawQuery string, h http.Header, loop, remote string, status int) *cmcd.Data {
+// client's address, which bounds the sessions one client may add; path
+// the object's, which names the asset the session plays.
+func (n *Node) noteViewer(rawQuery string, h http.Header, loop, remote, path string, status int) *cmcd.Data {
 	if status >= 400 || loop != "" || rawQuery == "" && len(h) == 0 {
 		return nil
 	}
@@ -86,7 +102,7 @@ func (n *Node) noteViewer(rawQuery string, h http.Header, loop, remote string, s
 		m.buffer.Observe(float64(d.Buffer) / 1000)
 	}
 	client, _ := clientPrefix(remote)
-	n.viewers.ObserveFrom(&d, client, time.Now())
+	n.viewers.ObserveFrom(&d, client, assetOf(path), time.Now())
 	if n.cfg.AccessLog == nil {
 		return nil // d stays on the stack: every hit with CMCD passes here
 	}

@@ -21,11 +21,13 @@ import (
 // origin's fills come in unshaped), with -egress-limit 4M. Four players
 // (deepcast play: dash.js's dynamic rule, CMCD on) start 2 s apart and
 // play a 40-s clip through it (2000k, 1000k and 350k renditions, sound at
-// 128k): once keeping to the node's suggestion, once ignoring it
-// (-cmsd=false), rounds interleaved, a fresh edge for each run. Four
-// players at 1000k (with their sound) do not fit the link, four at 350k
-// do: the node's fair share (90 % of the limit, 900 kbit/s each) is the
-// 350k rendition.
+// 128k), three ways: keeping to the node's suggestion, split by the
+// ladder (the default); keeping to an equal split (-cmsd-share equal);
+// ignoring it (-cmsd=false); rounds interleaved, a fresh edge for each
+// run. Four players at 1000k (with their sound) do not fit the link, four
+// at 350k do, with half the link unused: an equal share (90 % of the
+// limit, 900 kbit/s each) is the 350k rendition, while the ladder's split
+// raises two sessions to 1000k.
 func TestBenchCMSDFairShare(t *testing.T) {
 	if os.Getenv("DEEPCAST_BENCH") == "" {
 		t.Skip("set DEEPCAST_BENCH=1 (make bench) to run")
@@ -56,18 +58,23 @@ func TestBenchCMSDFairShare(t *testing.T) {
 	bin := buildBinary(t)
 	edgeURL := "http://" + h.IP + ":9100"
 
+	type mode struct {
+		name  string
+		share string // the edge's -cmsd-share
+		obey  bool
+	}
+	modes := []mode{{"keep to mb, by ladder", "ladder", true}, {"keep to mb, equal", "equal", true}, {"ignore (-cmsd=false)", "ladder", false}}
 	type run struct {
-		obey    bool
+		mode    int
 		results []player.Result
 	}
 	var runs []run
 	for round := range rounds {
-		for _, obey := range []bool{true, false} {
-			if round%2 == 1 {
-				obey = !obey // alternate which goes first
-			}
+		for k := range modes {
+			m := (k + round) % len(modes) // each mode goes first once
+			obey := modes[m].obey
 			n := runProcess(t, nw.command(h, bin, "edge", "-profile", "enter-deep", "-upstream", "http://"+ln.Addr().String(),
-				"-listen", h.IP+":9100", "-egress-limit", limit, "-mem", "256MiB"))
+				"-listen", h.IP+":9100", "-egress-limit", limit, "-cmsd-share", modes[m].share, "-mem", "256MiB"))
 			awaitListening(t, n, h.IP+":9100", "edge")
 			stop := func() {
 				// Gone before the next run's node takes the address; the
@@ -87,7 +94,7 @@ func TestBenchCMSDFairShare(t *testing.T) {
 					r, err := play(ctx, edgeURL+"/vod/clip/manifest.mpd", playOptions{ABR: "dynamic", QoE: "lin", CMCD: true,
 						IgnoreServerCap: !obey, Out: io.Discard})
 					if err != nil {
-						errs <- fmt.Errorf("viewer %d (obey %v): %w", i+1, obey, err)
+						errs <- fmt.Errorf("viewer %d (%s): %w", i+1, modes[m].name, err)
 					}
 					results[i] = r
 				})
@@ -98,20 +105,20 @@ func TestBenchCMSDFairShare(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
-			runs = append(runs, run{obey: obey, results: results})
+			runs = append(runs, run{mode: m, results: results})
 		}
 	}
 	fmt.Printf("%d viewers (dynamic rule, CMCD) through one enter-deep edge whose way out is %s, -egress-limit %s; a 40-s clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
 		viewers, link, limit, rounds)
 	fmt.Printf("%-22s %9s %12s %9s %13s %9s %13s %9s\n", "players", "stalls", "stalled (s)", "switches", "mean kbit/s", "fairness", "QoE (lin)", "capped")
-	for _, obey := range []bool{true, false} {
+	for m, md := range modes {
 		var stalls, switches, capped int
 		var stalled, qoe float64
 		var means []float64
 		var fair float64
 		n := 0
 		for _, r := range runs {
-			if r.obey != obey {
+			if r.mode != m {
 				continue
 			}
 			var ms []float64
@@ -127,10 +134,7 @@ func TestBenchCMSDFairShare(t *testing.T) {
 			fair += jain(ms)
 			n++
 		}
-		name := "keep to CMSD mb"
-		if !obey {
-			name = "ignore it (-cmsd=false)"
-		}
+		name := md.name
 		per := float64(n * viewers)
 		fmt.Printf("%-22s %9.2f %12.2f %9.2f %13.0f %9.3f %13.2f %9.1f\n", name, float64(stalls)/per, stalled/per, float64(switches)/per,
 			stat.Mean(means, nil), fair/float64(n), qoe/per, float64(capped)/per)

@@ -110,7 +110,7 @@ func TestParseBitRate(t *testing.T) {
 		}
 	}
 	var stdout, stderr strings.Builder
-	for _, args := range [][]string{{"-cmsd-max-bitrate", "-5"}, {"-egress-limit", "lots"}} {
+	for _, args := range [][]string{{"-cmsd-max-bitrate", "-5"}, {"-egress-limit", "lots"}, {"-cmsd-share", "fair"}} {
 		stderr.Reset()
 		if code := run(append([]string{"edge", "-upstream", "http://127.0.0.1:1"}, args...), &stdout, &stderr); code != 2 {
 			t.Errorf("edge %v: exit %d, want 2 (usage)\n%s", args, code, stderr.String())

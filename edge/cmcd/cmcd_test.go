@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestViewersSummary(t *testing.T) {
 		if err := Parse(&d, list); err != nil {
 			t.Fatal(err)
 		}
-		v.ObserveFrom(&d, netip.Prefix{}, at)
+		v.ObserveFrom(&d, netip.Prefix{}, "", at)
 	}
 	report(now, `sid="a",ot=v,br=3000,bl=12000`)
 	report(now, `sid="a",ot=a,br=128,bl=11000`) // the sound does not replace the picture's state
@@ -159,7 +160,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("%q: out of bounds: %+v", list, d)
 		}
 		v := NewViewers(time.Minute, 2)
-		v.ObserveFrom(&d, netip.Prefix{}, time.Unix(0, 0))
+		v.ObserveFrom(&d, netip.Prefix{}, "", time.Unix(0, 0))
 		if s := v.Summary(time.Unix(0, 0)); s.Sessions > 1 {
 			t.Fatalf("%q: %+v", list, s)
 		}
@@ -178,16 +179,16 @@ func TestViewersPerClient(t *testing.T) {
 	for i := range 10 {
 		d := Empty()
 		d.Session = fmt.Sprintf("flood-%d", i)
-		v.ObserveFrom(&d, flood, now)
+		v.ObserveFrom(&d, flood, "", now)
 	}
 	for _, sid := range []string{"x", "y"} {
 		d := Empty()
 		d.Session = sid
-		v.ObserveFrom(&d, other, now)
+		v.ObserveFrom(&d, other, "", now)
 	}
 	d := Empty()
 	d.Session = "flood-0" // a kept session goes on reporting
-	v.ObserveFrom(&d, flood, now.Add(30*time.Second))
+	v.ObserveFrom(&d, flood, "", now.Add(30*time.Second))
 	if s := v.Summary(now.Add(30 * time.Second)); s.Sessions != 5 || s.Untracked != 7 {
 		t.Errorf("sessions %d, untracked %d; want 5 (3 of the flood, 2 others) and 7", s.Sessions, s.Untracked)
 	}
@@ -196,7 +197,7 @@ func TestViewersPerClient(t *testing.T) {
 	for _, sid := range []string{"flood-a", "flood-b", "flood-c"} {
 		d := Empty()
 		d.Session = sid
-		v.ObserveFrom(&d, flood, later)
+		v.ObserveFrom(&d, flood, "", later)
 	}
 	if got := v.Active(later, time.Second); got != 2 {
 		t.Errorf("new sessions of the flood's address after two aged out: %d, want 2", got)
@@ -204,7 +205,7 @@ func TestViewersPerClient(t *testing.T) {
 	for i := range 10 {
 		d := Empty()
 		d.Session = fmt.Sprintf("anon-%d", i)
-		v.ObserveFrom(&d, netip.Prefix{}, later)
+		v.ObserveFrom(&d, netip.Prefix{}, "", later)
 	}
 	if got := v.Active(later, time.Second); got != 12 {
 		t.Errorf("sessions from no known client: %d active, want all 10 beside the 2", got)
@@ -221,7 +222,7 @@ func BenchmarkFromRequestAndObserve(b *testing.B) {
 		if !found || err != nil {
 			b.Fatal(err)
 		}
-		v.ObserveFrom(&d, netip.Prefix{}, now)
+		v.ObserveFrom(&d, netip.Prefix{}, "", now)
 	}
 }
 
@@ -240,4 +241,30 @@ func FuzzUnescape(f *testing.F) {
 			t.Fatalf("unescape(%q) = %q, %v; url.QueryUnescape: %q, %v", q, got, err, want, werr)
 		}
 	})
+}
+
+// TestViewersSessions: the sessions fetching, with what they play (the
+// last asset named) and the video bitrate they last took.
+func TestViewersSessions(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	v := NewViewers(time.Minute, 10)
+	report := func(at time.Time, asset, list string) {
+		d := Empty()
+		if err := Parse(&d, list); err != nil {
+			t.Fatal(err)
+		}
+		v.ObserveFrom(&d, netip.Prefix{}, asset, at)
+	}
+	report(now, "film", `sid="a",ot=m`)
+	report(now, "film", `sid="a",ot=v,br=1000`)
+	report(now, "", `sid="a",ot=a,br=128`) // an asset not known keeps the last
+	report(now, "show", `sid="b",ot=v,br=350`)
+	report(now.Add(-20*time.Second), "film", `sid="c",ot=v,br=2000`) // quiet since
+	report(now, "film", `sid="b",ot=m`)                              // b moved on to the film
+	got := v.Sessions(now, 15*time.Second)
+	slices.SortFunc(got, func(x, y Session) int { return strings.Compare(x.ID, y.ID) })
+	want := []Session{{ID: "a", Asset: "film", BitrateKbps: 1000}, {ID: "b", Asset: "film", BitrateKbps: 350}}
+	if !slices.Equal(got, want) {
+		t.Errorf("sessions: %+v, want %+v", got, want)
+	}
 }

@@ -38,6 +38,7 @@ type viewer struct {
 	bitrate int64     // br of its last video request, kbit/s (-1: none)
 	live    bool
 	client  netip.Prefix // who first reported it (invalid: unknown)
+	asset   string       // what it last asked for a part of ("": not known)
 }
 
 // maxSession is the longest session id kept (CTA-5004 allows 64
@@ -51,11 +52,13 @@ func NewViewers(window time.Duration, max int) *Viewers {
 }
 
 // ObserveFrom records a request's data at now from client (an address or
-// a /64; invalid when not known, which no PerClient bound applies to).
+// a /64; invalid when not known, which no PerClient bound applies to) for
+// a part of asset (the presentation it plays; "": not known, which keeps
+// the last one known).
 // Requests without a session id, or with one longer than CTA-5004 allows,
 // count nowhere here (the node's counters take them); a new session past
 // Max, or past PerClient of its client's, is counted as untracked.
-func (v *Viewers) ObserveFrom(d *Data, client netip.Prefix, now time.Time) {
+func (v *Viewers) ObserveFrom(d *Data, client netip.Prefix, asset string, now time.Time) {
 	if d.Session == "" || len(d.Session) > maxSession {
 		return
 	}
@@ -78,6 +81,9 @@ func (v *Viewers) ObserveFrom(d *Data, client netip.Prefix, now time.Time) {
 		}
 	}
 	s.seen = now
+	if asset != "" && asset != s.asset {
+		s.asset = strings.Clone(asset) // a copy: it is a slice of the request's path
+	}
 	if d.Starved {
 		s.starved = now
 	}
@@ -143,6 +149,31 @@ func (v *Viewers) Active(now time.Time, within time.Duration) int {
 		}
 	}
 	return n
+}
+
+// Session is what a node needs of a session to give it a share of its
+// egress.
+type Session struct {
+	ID string
+	// Asset is what it last asked for a part of ("": not known).
+	Asset string
+	// BitrateKbps is the video bitrate (br) of its last request for
+	// video, -1 when it reported none.
+	BitrateKbps int64
+}
+
+// Sessions lists the sessions that asked for something within the last
+// within (at most the window) at now, in no order.
+func (v *Viewers) Sessions(now time.Time, within time.Duration) []Session {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Session
+	for id, s := range v.sessions {
+		if now.Sub(s.seen) <= within {
+			out = append(out, Session{ID: id, Asset: s.asset, BitrateKbps: s.bitrate})
+		}
+	}
+	return out
 }
 
 // Summary is the viewers of a node within the window, as /api/stats

@@ -117,7 +117,12 @@ function viewerSummary(v) {
 function adviceSummary(a) {
   const parts = [];
   if (a.maxBitrateKbps > 0) parts.push(`at most ${(a.maxBitrateKbps / 1000).toFixed(2)} Mbit/s`);
-  if (a.capping) parts.push(`a fair share of its egress for ${count(a.sessions)} session${a.sessions === 1 ? '' : 's'}`);
+  if (a.capping) {
+    let share = `a fair share of its egress for ${count(a.sessions)} session${a.sessions === 1 ? '' : 's'}`;
+    // The rest, whose ladder the node does not know, get equal parts.
+    if (a.byLadder > 0) share += `, ${count(a.byLadder)} of them each its own rung`;
+    parts.push(share);
+  }
   if (a.duress) parts.push('<span class="tag down">duress</span>');
   if (a.egressBitsPerSecond > 0) parts.push(`egress ${fmtBytes(a.egressBitsPerSecond / 8)}/s`);
   return parts.join(' · ');

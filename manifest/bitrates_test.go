@@ -1,0 +1,98 @@
+package manifest
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestReadBitrates(t *testing.T) {
+	built, err := Build(testPresentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deepcast, err := Marshal(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromParse, err := Parse(deepcast, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantVideo, wantAudio []int
+	for _, r := range fromParse.Video {
+		wantVideo = append(wantVideo, r.Bandwidth)
+	}
+	for _, r := range fromParse.Audio {
+		wantAudio = append(wantAudio, r.Bandwidth)
+	}
+	const live = `<MPD type="dynamic" availabilityStartTime="2024-01-01T00:00:00Z"><Period id="p"><AdaptationSet contentType="video">` +
+		`<SegmentTemplate media="$Number$.m4s" duration="2" timescale="1"/><Representation id="hi" bandwidth="3000000"/><Representation id="lo" bandwidth="400000"/>` +
+		`<Representation id="same" bandwidth="400000"/></AdaptationSet><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="128000"/></AdaptationSet>` +
+		`<AdaptationSet mimeType="text/vtt"><Representation id="t" bandwidth="100"/></AdaptationSet></Period><Period id="q"><AdaptationSet contentType="video"><Representation id="x" bandwidth="9000000"/></AdaptationSet></Period></MPD>`
+	tests := []struct {
+		name       string
+		mpd        string
+		video, aud []int
+		err        string
+	}{
+		{name: "a deepcast MPD: what the player reads", mpd: string(deepcast), video: wantVideo, aud: wantAudio},
+		{name: "live, first Period, distinct, text left out", mpd: live, video: []int{400000, 3000000}, aud: []int{128000}},
+		{name: "no video", mpd: `<MPD type="static"><Period><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="1"/></AdaptationSet></Period></MPD>`, err: "no video"},
+		{name: "no bandwidth", mpd: `<MPD type="static"><Period><AdaptationSet mimeType="video/mp4"><Representation id="v"/></AdaptationSet></Period></MPD>`, err: "no video"},
+		{name: "no Period", mpd: `<MPD type="static"></MPD>`, err: "no Period"},
+		{name: "not XML", mpd: "#EXTM3U\n", err: "mpd:"},
+		{name: "two roots", mpd: `<MPD/><MPD/>`, err: "more than one root"},
+		{name: "a hostile ladder", mpd: `<MPD type="static"><Period><AdaptationSet mimeType="video/mp4">` + manyReps(65) + `</AdaptationSet></Period></MPD>`, err: "more than 64"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := ReadBitrates([]byte(tc.mpd))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one saying %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(b.Video, tc.video) || !slices.Equal(b.Audio, tc.aud) {
+				t.Errorf("got video %v audio %v, want %v and %v", b.Video, b.Audio, tc.video, tc.aud)
+			}
+		})
+	}
+	if len(wantVideo) < 2 || len(wantAudio) == 0 {
+		t.Fatalf("the test presentation has %d video and %d audio bitrates: too few to tell", len(wantVideo), len(wantAudio))
+	}
+}
+
+func manyReps(n int) string {
+	var b strings.Builder
+	for i := range n {
+		b.WriteString(`<Representation id="r" bandwidth="` + strconv.Itoa(1000*(i+1)) + `"/>`)
+	}
+	return b.String()
+}
+
+func FuzzReadBitrates(f *testing.F) {
+	m, _ := Build(testPresentation())
+	xml, _ := Marshal(m)
+	f.Add(xml)
+	f.Add([]byte(`<MPD type="dynamic"><Period><AdaptationSet contentType="video"><Representation id="x" bandwidth="5"/></AdaptationSet></Period></MPD>`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := ReadBitrates(data)
+		if err != nil {
+			return
+		}
+		for _, list := range [][]int{b.Video, b.Audio} {
+			if len(list) > maxBitrates || !slices.IsSorted(list) || slices.Contains(list, 0) {
+				t.Fatalf("bitrates %v: unsorted, zero or too many", list)
+			}
+		}
+		if len(b.Video) == 0 {
+			t.Fatal("no video, and no error")
+		}
+	})
+}
