@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/deepcast/deepcast/edge"
+	"github.com/deepcast/deepcast/edge/cmsd"
+	"github.com/deepcast/deepcast/manifest"
 	"github.com/deepcast/deepcast/media/mediatest"
 )
 
@@ -105,5 +111,61 @@ func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 	got, capped, serverCap, summary = session("second", "-cmcd")
 	if got[1] != 0 || got[2] != 0 || capped < 2 || serverCap != 90 {
 		t.Errorf("the next viewer: renditions %v, %d capped, last suggestion %d; want 0 from the second chunk, 90\n%s", got, capped, serverCap, summary)
+	}
+
+	// An edge whose share fits the clip's top rung (its video and sound,
+	// as the packager declared them) with 10 kbit/s to spare: a session
+	// whose ladder the node holds is told its rung exactly, an answer to
+	// no session the whole share.
+	resp, err := http.Get(serveLoopback(t, o) + "/vod/" + mediatest.AssetName + "/manifest.mpd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	rates, err := manifest.ReadBitrates(body)
+	if err != nil || len(rates.Audio) == 0 {
+		t.Fatalf("the clip's ladder: %+v, %v", rates, err)
+	}
+	top := int64(rates.Video[len(rates.Video)-1]+rates.Audio[len(rates.Audio)-1]+999) / 1000
+	roomy, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "roomy", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: float64(top+10) * 1000 / 0.9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(roomy.Close)
+	base := serveLoopback(t, roomy)
+	mpd = base + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	session("roomy", "-cmcd", "-cmcd-sid", "viewer-1")
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if adv = roomy.Stats().Advice; adv.Capping && adv.ByLadder == 1 {
+			break
+		}
+	}
+	if !adv.Capping || adv.Sessions != 1 || adv.ByLadder != 1 || adv.MaxBitrateKbps != top+10 {
+		t.Fatalf("after a viewer past the limit the edge advises %+v; want a share of %d kbit/s, its one session told by its ladder", adv, top+10)
+	}
+	for _, tc := range []struct {
+		query string
+		want  int64
+	}{{"?CMCD=" + url.QueryEscape(`sid="viewer-1"`), top}, {"", top + 10}} {
+		resp, err := http.Get(base + "/vod/" + mediatest.AssetName + "/manifest.mpd" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if e, ok := cmsd.Nearest(resp.Header.Get(cmsd.Header)); !ok || e.MaxBitrateKbps != tc.want {
+			// (Duress, du, may be over already: the share holds 30 s.)
+			t.Errorf("an answer to %q carries %q, want mb=%d", tc.query, resp.Header.Get(cmsd.Header), tc.want)
+		}
+	}
+	if _, _, serverCap, summary = session("roomy-again", "-cmcd", "-cmcd-sid", "viewer-1"); serverCap != top {
+		t.Errorf("the session again: last suggestion %d, want its rung %d\n%s", serverCap, top, summary)
+	}
+	for _, bad := range []struct{ sid, says string }{{strings.Repeat("x", 65), "at most 64"}, {"zoë", "printable ASCII"}} {
+		var out, errb bytes.Buffer
+		if code := run([]string{"play", "-cmcd", "-cmcd-sid", bad.sid, mpd}, &out, &errb); code != 2 || !strings.Contains(errb.String(), bad.says) {
+			t.Errorf("play -cmcd-sid %q: exit %d, %q; want 2 saying %q", bad.sid, code, errb.String(), bad.says)
+		}
 	}
 }

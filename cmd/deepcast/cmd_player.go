@@ -289,6 +289,7 @@ func playCommand() command {
 			dur := fs.Duration("duration", 0, "stop after this much media (default: the whole video; a live stream needs it)")
 			out := fs.String("out", "", "write the per-chunk log as CSV to this file (a live stream's rows end with latency_s: how far behind the live edge it played once the chunk was in)")
 			cmcd := fs.Bool("cmcd", false, "send CTA-5004 CMCD data as the CMCD query argument")
+			sid := fs.String("cmcd-sid", "", "with -cmcd: the session id (sid) to send, up to 64 printable ASCII characters, to find the session in an edge's logs and stats (default: a new random one)")
 			cmsdCap := fs.Bool("cmsd", true, "keep to the bitrate the serving node suggests in CMSD-Dynamic (CTA-5006 mb, for video and sound together), as dash.js does with cmsd.abr.applyMb; false ignores it")
 			qoe := fs.String("qoe", "lin", "QoE model: "+strings.Join(player.QoEModels(), ", ")+" (lolp: LoL+'s, which scores latency and playback rate too)")
 			quiet := fs.Bool("quiet", false, "no live line per chunk")
@@ -332,13 +333,16 @@ func playCommand() command {
 					// now rather than after retries.
 					return fmt.Errorf("%q is not an http(s):// URL: play streams over HTTP (serve a library with `deepcast origin`, or simulate a local asset with `deepcast sim -video %s`): %w", args[0], args[0], errUsage)
 				}
+				if err := checkSessionID(*sid); err != nil {
+					return fmt.Errorf("-cmcd-sid: %w: %w", err, errUsage)
+				}
 				var stats player.FetchStats
 				var latency player.Latency
 				var live bool
 				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
 					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Abandon: *abandon, Out: stdout,
-					IgnoreServerCap: !*cmsdCap})
+					IgnoreServerCap: !*cmsdCap, SessionID: *sid})
 				if *jsonOut != "" {
 					var lat *player.Latency
 					if live {
@@ -428,6 +432,8 @@ type playOptions struct {
 	// IgnoreServerCap plays as if no node suggested a bitrate (CMSD mb);
 	// by default the session keeps to it (player.Config.ServerCap).
 	IgnoreServerCap bool
+	// SessionID is the CMCD sid ("": a new random one).
+	SessionID string
 	// Out receives a line per chunk when ChunkLines is set.
 	Out io.Writer
 }
@@ -604,7 +610,11 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 		return player.Result{}, err
 	}
 	clock := player.NewWallClock()
-	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: player.NewSessionID(), Retries: 3,
+	sid := o.SessionID
+	if sid == "" {
+		sid = player.NewSessionID()
+	}
+	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: sid, Retries: 3,
 		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
 	if f.Live {
 		f.Retries = 5 // a live segment may be published late: up to 7.75 s of backoff
@@ -817,4 +827,19 @@ func parseFactors(s string) ([]float64, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// checkSessionID refuses a CMCD session id CTA-5004 does not allow: more
+// than 64 characters, or any outside printable ASCII (a Structured Field
+// string holds no others).
+func checkSessionID(sid string) error {
+	if len(sid) > 64 {
+		return fmt.Errorf("%d characters: at most 64", len(sid))
+	}
+	for _, c := range []byte(sid) {
+		if c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%q: printable ASCII only", sid)
+		}
+	}
+	return nil
 }
