@@ -195,12 +195,17 @@ func (n *Node) shareSessions(now time.Time, capKbps int64) []shareSession {
 	return out
 }
 
-// bitratesOf is asset's ladder from its MPD in the memory tier, nil when
-// the node has none or cannot read it; n.ladders.mu is held.
+// bitratesOf is asset's ladder from its MPD in the memory tier, else from
+// its HLS multivariant playlist (for an asset only hls.js plays), nil when
+// the node has neither or cannot read it; n.ladders.mu is held.
 func (n *Node) bitratesOf(asset string, now time.Time) *manifest.Bitrates {
+	read := manifest.ReadBitrates
 	o, _ := n.mem.get("/vod/" + asset + "/manifest.mpd")
 	if o == nil || o.encoding != "" {
-		return nil
+		read = manifest.ReadHLSBitrates
+		if o, _ = n.mem.get("/vod/" + asset + "/master.m3u8"); o == nil || o.encoding != "" {
+			return nil
+		}
 	}
 	if n.ladders.byAsset == nil {
 		n.ladders.byAsset = map[string]*ladderMemo{}
@@ -208,7 +213,7 @@ func (n *Node) bitratesOf(asset string, now time.Time) *manifest.Bitrates {
 	m := n.ladders.byAsset[asset]
 	if m == nil || m.obj != o {
 		m = &ladderMemo{obj: o}
-		if b, err := manifest.ReadBitrates(o.Body); err == nil {
+		if b, err := read(o.Body); err == nil {
 			m.bitrates = &b
 		} else {
 			n.log.Debug("no ladder for the fair share", "asset", asset, "err", err)

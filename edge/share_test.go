@@ -101,6 +101,12 @@ func TestEdgeSharesByLadder(t *testing.T) {
 			w.Header().Set("Cache-Control", "public, max-age=60")
 			w.Header().Set("Content-Type", "application/dash+xml")
 			w.Write([]byte(filmMPD))
+		case r.URL.Path == "/vod/show/master.m3u8":
+			// An asset the node knows only from HLS: variants of 20 and
+			// 40 kbit/s, sound included.
+			w.Header().Set("Cache-Control", "public, max-age=60")
+			w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+			w.Write([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=40000\nhi/media.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=20000\nlo/media.m3u8\n"))
 		case strings.HasPrefix(r.URL.Path, "/vod/"):
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 			w.Write(make([]byte, 64<<10))
@@ -109,7 +115,7 @@ func TestEdgeSharesByLadder(t *testing.T) {
 		}
 	}))
 	t.Cleanup(up.Close)
-	const limit = 100e3 // bits/s: the budget is 90 kbit/s
+	const limit = 150e3 // bits/s: the budget is 135 kbit/s
 	n, _ := newNode(t, Config{Name: "deep-l", Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Advice: AdviceConfig{EgressLimit: limit}})
 	cmcdQuery := func(sid, ot string, br int) string {
 		list := `ot=` + ot + `,sid="` + sid + `"`
@@ -154,7 +160,8 @@ func TestEdgeSharesByLadder(t *testing.T) {
 		return mbOf(rec.Header().Get(cmsd.Header))
 	}
 	// Three viewers of the film start (manifest, then 60k and 10k
-	// segments), a fourth plays an asset whose MPD the node never saw.
+	// segments), one plays the show with hls.js, one an asset whose
+	// manifests the node never saw.
 	for _, sid := range []string{"a", "b", "c"} {
 		front("/vod/film/manifest.mpd", cmcdQuery(sid, "m", 0))
 	}
@@ -162,27 +169,34 @@ func TestEdgeSharesByLadder(t *testing.T) {
 	front("/vod/film/v10/1.m4s", cmcdQuery("b", "v", 10))
 	front("/vod/film/v10/2.m4s", cmcdQuery("c", "v", 10))
 	front("/vod/other/v/1.m4s", cmcdQuery("u", "v", 0))
+	front("/vod/show/master.m3u8", cmcdQuery("h", "m", 0))
+	front("/vod/show/lo/1.m4s", cmcdQuery("h", "av", 20))
 	// Some 300 KiB answered within the second: far over 90 % of the limit.
 	ad := n.refreshAdvice(time.Now())
 	if !ad.capping || !ad.entry.Duress {
 		t.Fatalf("after %d kbit answered: capping %v, duress %v (egress %.0f bit/s)", n.stats.servedBytes()*8/1000, ad.capping, ad.entry.Duress, ad.egress)
 	}
-	// The budget, 90 kbit/s: u's equal share is 22; a, b and c start at
-	// 15 (45 in all, 23 left); a, taking 60k, climbs to 35 (3 left).
-	want := map[string]int64{"a": 35, "b": 15, "c": 15}
-	equal := int64(22) // 90 kbit/s in four
-	if s := n.Stats().Advice; s.Sessions != 4 || s.ByLadder != 3 || s.MaxBitrateKbps != equal {
-		t.Errorf("stats: %+v, want 4 sessions, 3 by their ladder, %d kbit/s for the others", s, equal)
+	// The budget, 135 kbit/s: u's equal share is 27; a, b and c start
+	// at 15, h at 20 (65 in all, 43 left); a, taking 60k, climbs to 35
+	// first, then b (before c by its id), to 35 (3 left).
+	want := map[string]int64{"a": 35, "b": 35, "c": 15, "h": 20}
+	equal := int64(27) // 135 kbit/s in five
+	if s := n.Stats().Advice; s.Sessions != 5 || s.ByLadder != 4 || s.MaxBitrateKbps != equal {
+		t.Errorf("stats: %+v, want 5 sessions, 4 by their ladder, %d kbit/s for the others", s, equal)
 	}
 	var sum int64
 	for sid, mb := range want {
-		if got := front("/vod/film/v10/3.m4s", cmcdQuery(sid, "v", 10)); got != mb {
+		seg := "/vod/film/v10/"
+		if sid == "h" {
+			seg = "/vod/show/lo/"
+		}
+		if got := front(seg+"3.m4s", cmcdQuery(sid, "v", 10)); got != mb {
 			t.Errorf("session %s, fronts' path: mb=%d, want %d", sid, got, mb)
 		}
-		if got := viaHTTP("/vod/film/v10/3.m4s", cmcdQuery(sid, "v", 10), http.Header{"Range": {"bytes=0-9"}}); got != mb {
+		if got := viaHTTP(seg+"3.m4s", cmcdQuery(sid, "v", 10), http.Header{"Range": {"bytes=0-9"}}); got != mb {
 			t.Errorf("session %s, net/http: mb=%d, want %d", sid, got, mb)
 		}
-		if got := viaHTTP("/vod/film/v10/4.m4s", "", http.Header{"Cmcd-Session": {`sid="` + sid + `"`}}); got != mb {
+		if got := viaHTTP(seg+"4.m4s", "", http.Header{"Cmcd-Session": {`sid="` + sid + `"`}}); got != mb {
 			t.Errorf("session %s, CMCD in headers: mb=%d, want %d", sid, got, mb)
 		}
 		sum += mb

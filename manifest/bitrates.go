@@ -8,7 +8,9 @@ import (
 )
 
 // Bitrates is what a presentation offers its viewers in bitrates: the
-// Representations' @bandwidth (bit/s), distinct and lowest first.
+// Representations' @bandwidth (bit/s), distinct and lowest first. Read
+// from an HLS multivariant playlist, Video holds the variants' BANDWIDTH,
+// which counts their sound, and Audio is empty.
 type Bitrates struct {
 	Video []int
 	Audio []int
@@ -58,12 +60,47 @@ func ReadBitrates(data []byte) (b Bitrates, err error) {
 	if len(b.Video) == 0 {
 		return Bitrates{}, fmt.Errorf("mpd: no video Representation with a @bandwidth")
 	}
+	if err := b.tidy(); err != nil {
+		return Bitrates{}, fmt.Errorf("mpd: %w", err)
+	}
+	return b, nil
+}
+
+// ReadHLSBitrates reads the ladder of an HLS multivariant playlist: its
+// variants' BANDWIDTH (I-frame playlists left out), without reading a
+// media playlist.
+func ReadHLSBitrates(data []byte) (Bitrates, error) {
+	if len(data) > MaxMPDSize {
+		return Bitrates{}, fmt.Errorf("hls: %d bytes is larger than %d", len(data), MaxMPDSize)
+	}
+	master, err := decodeMaster(data)
+	if err != nil {
+		return Bitrates{}, err
+	}
+	var b Bitrates
+	for _, v := range master.Variants {
+		if v != nil && !v.Iframe && v.Bandwidth > 0 {
+			b.Video = append(b.Video, int(v.Bandwidth))
+		}
+	}
+	if len(b.Video) == 0 {
+		return Bitrates{}, fmt.Errorf("hls: no variant with a BANDWIDTH")
+	}
+	if err := b.tidy(); err != nil {
+		return Bitrates{}, fmt.Errorf("hls: %w", err)
+	}
+	return b, nil
+}
+
+// tidy sorts b's lists and drops repeats, refusing a ladder longer than
+// any real one.
+func (b *Bitrates) tidy() error {
 	for _, list := range []*[]int{&b.Video, &b.Audio} {
 		slices.Sort(*list)
 		*list = slices.Compact(*list)
 		if len(*list) > maxBitrates {
-			return Bitrates{}, fmt.Errorf("mpd: %d bitrates of one kind, more than %d", len(*list), maxBitrates)
+			return fmt.Errorf("%d bitrates of one kind, more than %d", len(*list), maxBitrates)
 		}
 	}
-	return b, nil
+	return nil
 }

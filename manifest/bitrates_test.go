@@ -1,6 +1,9 @@
 package manifest
 
 import (
+	"bytes"
+	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,6 +96,61 @@ func FuzzReadBitrates(f *testing.F) {
 		}
 		if len(b.Video) == 0 {
 			t.Fatal("no video, and no error")
+		}
+	})
+}
+
+// TestReadHLSBitrates: a multivariant playlist's variants, as the HLS
+// reader takes them, without their media playlists; I-frame playlists are
+// not a rung.
+func TestReadHLSBitrates(t *testing.T) {
+	h, err := BuildHLS(hlsPresentation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := url.Parse("https://e/vod/a/master.m3u8")
+	m, err := ParseHLS(h.Multivariant, base, func(u *url.URL) ([]byte, error) {
+		return h.Media[path.Base(path.Dir(u.Path))], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	for _, r := range m.Video {
+		want = append(want, r.Bandwidth)
+	}
+	if len(want) < 2 {
+		t.Fatalf("the test playlist has %d variants: too few to tell", len(want))
+	}
+	b, err := ReadHLSBitrates(h.Multivariant)
+	if err != nil || !slices.Equal(b.Video, want) || len(b.Audio) != 0 {
+		t.Fatalf("got %+v, %v; want video %v", b, err, want)
+	}
+	if !bytes.Contains(h.Multivariant, []byte("EXT-X-I-FRAME-STREAM-INF")) {
+		t.Fatal("the test playlist has no I-frame variant to leave out")
+	}
+	for _, bad := range []struct{ in, says string }{
+		{"#EXTM3U\n#EXTINF:2,\na.m4s\n", "media playlist"},
+		{"#EXTM3U\n#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1000,URI=\"i.m3u8\"\n", "no variant"},
+		{"<MPD/>", "hls"},
+	} {
+		if _, err := ReadHLSBitrates([]byte(bad.in)); err == nil || !strings.Contains(err.Error(), bad.says) {
+			t.Errorf("%q: %v, want an error saying %q", bad.in, err, bad.says)
+		}
+	}
+}
+
+func FuzzReadHLSBitrates(f *testing.F) {
+	h, _ := BuildHLS(hlsPresentation())
+	f.Add(h.Multivariant)
+	f.Add([]byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nx.m3u8\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		b, err := ReadHLSBitrates(data)
+		if err != nil {
+			return
+		}
+		if len(b.Video) == 0 || len(b.Video) > maxBitrates || !slices.IsSorted(b.Video) || slices.Contains(b.Video, 0) || len(b.Audio) != 0 {
+			t.Fatalf("bitrates %+v", b)
 		}
 	})
 }
