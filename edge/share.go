@@ -25,6 +25,15 @@ import (
 // sessions already taking the higher rung (no switch), then by session
 // id; so it is not shared out over time, which would cost every viewer
 // switches to gain a fairness no one sees.
+//
+// While any session reports (CMCD bl) less buffer than raiseBuffer, the
+// split stays equal. A session raised above its equal part counts on the
+// others leaving the link idle between their downloads; one still filling
+// its buffer (starting, or back from a stall) leaves none, and the first
+// bench of the split by ladder had the sessions that joined last stall
+// twice as long as with equal parts, while the one that came first kept
+// 1000k.
+const raiseBuffer = 10 * time.Second // about the buffer players aim for: Shaka 10 s, dash.js 12 s
 
 // rungLadder is the bitrates a session can take: each rung's video
 // bitrate and its total with the presentation's most demanding sound,
@@ -62,16 +71,22 @@ type shareSession struct {
 	id     string
 	ladder *rungLadder // nil: not known
 	taking int64       // the video bitrate it last took (CMCD br), kbit/s; -1: not known
+	buffer int64       // the buffer it last reported (CMCD bl), ms; -1: not known
 }
 
 // splitByRungs gives each session whose ladder is known a bitrate, kbit/s
 // with its sound, so that the sum with an equal share for each of the
 // others stays within budget. It returns nil when no session's ladder is
-// known, or when the lowest rungs alone do not fit: every session then
-// gets the equal share.
+// known, when the lowest rungs alone do not fit, or when a session is
+// short of buffer: every session then gets the equal share.
 func splitByRungs(budget float64, sessions []shareSession) map[string]int64 {
 	if len(sessions) == 0 {
 		return nil
+	}
+	for _, s := range sessions {
+		if s.buffer >= 0 && s.buffer < raiseBuffer.Milliseconds() {
+			return nil
+		}
 	}
 	equal := budget / float64(len(sessions))
 	left := budget
@@ -174,7 +189,7 @@ func (n *Node) shareSessions(now time.Time, capKbps int64) []shareSession {
 	n.ladders.mu.Lock()
 	defer n.ladders.mu.Unlock()
 	for i, s := range list {
-		out[i] = shareSession{id: s.ID, taking: s.BitrateKbps}
+		out[i] = shareSession{id: s.ID, taking: s.BitrateKbps, buffer: s.BufferMs}
 		if s.Asset == "" {
 			continue
 		}

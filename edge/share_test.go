@@ -34,7 +34,11 @@ func TestSplitByRungs(t *testing.T) {
 	}
 	small := newRungLadder(manifest.Bitrates{Video: []int{200_000, 400_000, 600_000, 800_000}}, 0)
 	s := func(id string, l *rungLadder, taking int64) shareSession {
-		return shareSession{id: id, ladder: l, taking: taking}
+		return shareSession{id: id, ladder: l, taking: taking, buffer: -1}
+	}
+	buffered := func(ss shareSession, buffer time.Duration) shareSession {
+		ss.buffer = buffer.Milliseconds()
+		return ss
 	}
 	tests := []struct {
 		name     string
@@ -57,6 +61,13 @@ func TestSplitByRungs(t *testing.T) {
 		{"a session with no ladder keeps the equal share out of the budget",
 			3000, []shareSession{s("a", film, -1), s("b", film, -1), s("u", nil, -1)}, map[string]int64{"a": 1128, "b": 478}},
 		{"no ladder known: equal shares", 3000, []shareSession{s("u", nil, -1), s("v", nil, -1)}, nil},
+		{"every session with buffer to spare (or not saying)",
+			3600, []shareSession{buffered(s("a", film, -1), 12*time.Second), buffered(s("b", film, -1), raiseBuffer), s("c", film, -1), buffered(s("u", nil, -1), time.Minute)},
+			map[string]int64{"a": 1128, "b": 478, "c": 478}},
+		{"a session short of buffer: equal shares",
+			3600, []shareSession{buffered(s("a", film, -1), 12*time.Second), buffered(s("b", film, -1), raiseBuffer-time.Millisecond), s("c", film, -1)}, nil},
+		{"a session whose ladder is not known, starting: equal shares",
+			3600, []shareSession{s("a", film, -1), buffered(s("u", nil, -1), 0)}, nil},
 		{"the lowest rungs do not fit: equal shares", 1000, []shareSession{s("a", film, -1), s("b", film, -1), s("c", film, -1)}, nil},
 		{"no session", 1000, nil, nil},
 	}

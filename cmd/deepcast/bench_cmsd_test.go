@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -39,9 +40,26 @@ func TestBenchCMSDFairShare(t *testing.T) {
 		viewers = 4
 		link    = "4mbit" // tc's spelling
 		limit   = "4M"    // the edge's
-		rounds  = 3
 	)
-	lib := packageClip(t, 40*time.Second, "640x360@2000k,480x270@1000k,320x180@350k")
+	// DEEPCAST_CMSD_CLIP and DEEPCAST_CMSD_ROUNDS change the clip's length
+	// and the rounds: a longer clip lets the players reach the steady
+	// state (full buffers) in which the split by ladder raises sessions.
+	clip, rounds := 40*time.Second, 3
+	if v := os.Getenv("DEEPCAST_CMSD_CLIP"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Second || d > 10*time.Minute {
+			t.Fatalf("DEEPCAST_CMSD_CLIP=%q: want a duration from 10s to 10m", v)
+		}
+		clip = d
+	}
+	if v := os.Getenv("DEEPCAST_CMSD_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 20 {
+			t.Fatalf("DEEPCAST_CMSD_ROUNDS=%q: want 1 to 20", v)
+		}
+		rounds = n
+	}
+	lib := packageClip(t, clip, "640x360@2000k,480x270@1000k,320x180@350k")
 	nw := newLabNet(t, []string{"deep"}, map[string]string{})
 	h := nw.host("deep")
 	// Only the node's way out is shaped, with a small burst, so that the
@@ -89,7 +107,7 @@ func TestBenchCMSDFairShare(t *testing.T) {
 			for i := range viewers {
 				wg.Go(func() {
 					time.Sleep(time.Duration(i) * 2 * time.Second)
-					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+3*clip)
 					defer cancel()
 					r, err := play(ctx, edgeURL+"/vod/clip/manifest.mpd", playOptions{ABR: "dynamic", QoE: "lin", CMCD: true,
 						IgnoreServerCap: !obey, Out: io.Discard})
@@ -105,11 +123,15 @@ func TestBenchCMSDFairShare(t *testing.T) {
 			for err := range errs {
 				t.Fatal(err)
 			}
+			for i, r := range results {
+				t.Logf("round %d, %s, viewer %d: %d stalls (%.2f s), %d switches, %.0f kbit/s, %d capped", round+1, modes[m].name, i+1,
+					r.RebufferCount, r.Rebuffer.Seconds(), r.Switches, r.MeanBitrate, r.Capped)
+			}
 			runs = append(runs, run{mode: m, results: results})
 		}
 	}
-	fmt.Printf("%d viewers (dynamic rule, CMCD) through one enter-deep edge whose way out is %s, -egress-limit %s; a 40-s clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
-		viewers, link, limit, rounds)
+	fmt.Printf("%d viewers (dynamic rule, CMCD) through one enter-deep edge whose way out is %s, -egress-limit %s; a %v clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
+		viewers, link, limit, clip, rounds)
 	fmt.Printf("%-22s %9s %12s %9s %13s %9s %13s %9s\n", "players", "stalls", "stalled (s)", "switches", "mean kbit/s", "fairness", "QoE (lin)", "capped")
 	for m, md := range modes {
 		var stalls, switches, capped int

@@ -256,14 +256,14 @@ func TestViewersSessions(t *testing.T) {
 		v.ObserveFrom(&d, netip.Prefix{}, asset, at)
 	}
 	report(now, "film", `sid="a",ot=m`)
-	report(now, "film", `sid="a",ot=v,br=1000`)
+	report(now, "film", `sid="a",ot=v,br=1000,bl=8000`)
 	report(now, "", `sid="a",ot=a,br=128`) // an asset not known keeps the last
 	report(now, "show", `sid="b",ot=v,br=350`)
 	report(now.Add(-20*time.Second), "film", `sid="c",ot=v,br=2000`) // quiet since
 	report(now, "film", `sid="b",ot=m`)                              // b moved on to the film
 	got := v.Sessions(now, 15*time.Second)
 	slices.SortFunc(got, func(x, y Session) int { return strings.Compare(x.ID, y.ID) })
-	want := []Session{{ID: "a", Asset: "film", BitrateKbps: 1000}, {ID: "b", Asset: "film", BitrateKbps: 350}}
+	want := []Session{{ID: "a", Asset: "film", BitrateKbps: 1000, BufferMs: 8000}, {ID: "b", Asset: "film", BitrateKbps: 350, BufferMs: -1}}
 	if !slices.Equal(got, want) {
 		t.Errorf("sessions: %+v, want %+v", got, want)
 	}

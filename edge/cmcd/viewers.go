@@ -160,6 +160,9 @@ type Session struct {
 	// BitrateKbps is the video bitrate (br) of its last request for
 	// video, -1 when it reported none.
 	BitrateKbps int64
+	// BufferMs is the buffer (bl) of its last media request, ms, -1 when
+	// it reported none.
+	BufferMs int64
 }
 
 // Sessions lists the sessions that asked for something within the last
@@ -170,7 +173,7 @@ func (v *Viewers) Sessions(now time.Time, within time.Duration) []Session {
 	var out []Session
 	for id, s := range v.sessions {
 		if now.Sub(s.seen) <= within {
-			out = append(out, Session{ID: id, Asset: s.asset, BitrateKbps: s.bitrate})
+			out = append(out, Session{ID: id, Asset: s.asset, BitrateKbps: s.bitrate, BufferMs: s.buffer})
 		}
 	}
 	return out
