@@ -50,14 +50,15 @@ type AdviceConfig struct {
 	// EgressLimit is the node's outgoing capacity in bits/s. Below it the
 	// node suggests the limit itself (no viewer gains by more); when its
 	// egress nears it, a share per playback session (see above): by the
-	// rungs of the ladder each plays, where the node holds its MPD, else
-	// an equal one.
+	// rungs of the ladder each plays with ShareByLadder, else an equal
+	// one.
 	// Sessions are known from CMCD: with none, the node only says duress.
 	EgressLimit float64
-	// EqualShares keeps the shares equal for sessions whose ladder the
-	// node knows too: every viewer is told the same, and the parts that
-	// fall between two rungs stay unused (see splitByRungs).
-	EqualShares bool
+	// ShareByLadder splits a congested node's egress by the ladder of
+	// what each session plays where the node holds its manifest, instead
+	// of in equal parts, whose room between two rungs stays unused (see
+	// splitByRungs).
+	ShareByLadder bool
 }
 
 // Check refuses settings that cannot be advice.
@@ -83,7 +84,7 @@ type advice struct {
 	egress   float64
 	sessions int
 	capping  bool
-	equal    bool // the operator wants equal shares
+	byLadder bool // the operator wants shares by the ladder
 	// shares is each session's own advice while the share follows the
 	// ladders (splitByRungs); answers to other sessions carry value.
 	shares map[string]*sessionAdvice
@@ -178,7 +179,7 @@ func (a *adviser) compute(now time.Time, served int64, list []shareSession) *adv
 	}
 	a.lastAt, a.lastBytes = now, served
 	e := cmsd.Entry{Node: a.node, MaxBitrateKbps: a.cfg.MaxBitrateKbps}
-	ad := &advice{egress: a.egress, sessions: sessions, equal: a.cfg.EqualShares}
+	ad := &advice{egress: a.egress, sessions: sessions, byLadder: a.cfg.ShareByLadder}
 	if limit := a.cfg.EgressLimit; limit > 0 {
 		switch {
 		case a.egress >= congestedShare*limit:
@@ -192,7 +193,7 @@ func (a *adviser) compute(now time.Time, served int64, list []shareSession) *adv
 		if now.Before(a.holdUntil) && sessions > 0 {
 			suggest = max(1, int64(fairShare*limit/float64(sessions)/1000))
 			ad.capping = true
-			if !a.cfg.EqualShares {
+			if a.cfg.ShareByLadder {
 				byRungs = splitByRungs(fairShare*limit/1000, list)
 			}
 		}
@@ -281,9 +282,9 @@ type AdviceStats struct {
 	Capping  bool `json:"capping"`
 	Sessions int  `json:"sessions"`
 	ByLadder int  `json:"byLadder"`
-	// EqualShares is whether the operator asked for equal shares, not
-	// shares by the ladder (-cmsd-share equal).
-	EqualShares bool `json:"equalShares"`
+	// ShareByLadder is whether the operator asked for shares by the
+	// ladder (-cmsd-share ladder), not equal ones.
+	ShareByLadder bool `json:"shareByLadder"`
 	// EgressBitsPerSecond is the node's egress, smoothed over about a
 	// second, as the advice last read it.
 	EgressBitsPerSecond float64 `json:"egressBitsPerSecond"`
@@ -291,7 +292,7 @@ type AdviceStats struct {
 
 func (a *advice) stats() AdviceStats {
 	s := AdviceStats{MaxBitrateKbps: a.entry.MaxBitrateKbps, Duress: a.entry.Duress, Capping: a.capping, Sessions: a.sessions,
-		ByLadder: len(a.shares), EqualShares: a.equal, EgressBitsPerSecond: a.egress}
+		ByLadder: len(a.shares), ShareByLadder: a.byLadder, EgressBitsPerSecond: a.egress}
 	if a.value != nil {
 		s.Header = a.value[0]
 	}

@@ -14,11 +14,13 @@ import (
 // A node that splits its egress in equal parts wastes a coarse ladder:
 // four viewers on a 4 Mbit/s node are each told 900 kbit/s, which holds
 // only the 350k rendition of a 350k/1000k/2000k ladder, and half the link
-// stays unused. Knowing each session's ladder (from the MPD of the asset
-// it fetches, which the node caches), the node instead raises sessions
-// rung by rung, the lowest first, while the sum fits the budget: two at
-// 1000k and two at 350k in that example. Each session is then told its
-// own bitrate, on the answers that carry its CMCD session id.
+// stays unused. Knowing each session's ladder (from the manifest of the
+// asset it fetches, which the node caches), a node asked to (ShareByLadder;
+// not the default, since no bench has shown viewers gain by it) instead
+// raises sessions rung by rung, the lowest first, while the sum fits the
+// budget: two at 1000k and two at 350k in that example. Each session is
+// then told its own bitrate, on the answers that carry its CMCD session
+// id.
 //
 // The split is max-min fair over the rungs: no session is raised while
 // another sits lower and could be. What is left between rungs goes to the

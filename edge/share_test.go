@@ -127,7 +127,7 @@ func TestEdgeSharesByLadder(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	const limit = 150e3 // bits/s: the budget is 135 kbit/s
-	n, _ := newNode(t, Config{Name: "deep-l", Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Advice: AdviceConfig{EgressLimit: limit}})
+	n, _ := newNode(t, Config{Name: "deep-l", Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Advice: AdviceConfig{EgressLimit: limit, ShareByLadder: true}})
 	cmcdQuery := func(sid, ot string, br int) string {
 		list := `ot=` + ot + `,sid="` + sid + `"`
 		if br > 0 {
@@ -221,14 +221,14 @@ func TestEdgeSharesByLadder(t *testing.T) {
 	if sum += equal; float64(sum) > fairShare*limit/1000 {
 		t.Errorf("the shares sum to %d kbit/s, over the %v budget", sum, fairShare*limit/1000)
 	}
-	// An operator who wants equal shares (-cmsd-share equal) gets them.
-	if err := n.SetAdvice(AdviceConfig{EgressLimit: limit, EqualShares: true}); err != nil {
+	// Equal shares (-cmsd-share equal, the default) are equal.
+	if err := n.SetAdvice(AdviceConfig{EgressLimit: limit}); err != nil {
 		t.Fatal(err)
 	}
 	if got := front("/vod/film/v10/3.m4s", cmcdQuery("a", "v", 10)); got != equal {
 		t.Errorf("equal shares asked for: session a told mb=%d, want %d", got, equal)
 	}
-	if s := n.Stats().Advice; !s.EqualShares || s.ByLadder != 0 || !s.Capping {
+	if s := n.Stats().Advice; s.ShareByLadder || s.ByLadder != 0 || !s.Capping {
 		t.Errorf("equal shares asked for: stats %+v", s)
 	}
 }

@@ -130,7 +130,7 @@ func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 	}
 	top := int64(rates.Video[len(rates.Video)-1]+rates.Audio[len(rates.Audio)-1]+999) / 1000
 	roomy, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "roomy", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
-		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: float64(top+10) * 1000 / 0.9}})
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: float64(top+10) * 1000 / 0.9, ShareByLadder: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

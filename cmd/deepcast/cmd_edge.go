@@ -44,7 +44,7 @@ func edgeCommand() command {
 			maxBitrate := fs.Int64("cmsd-max-bitrate", 0, "suggest players a bitrate of at most this many kbit/s (video and sound together) in every answer's CMSD-Dynamic mb (CTA-5006; dash.js and Shaka keep to it; 0: no cap)")
 			var egress bitRate
 			fs.Var(&egress, "egress-limit", "this node's outgoing capacity in bit/s (e.g. 800M, 10G): in CMSD-Dynamic it suggests the limit, and when its egress nears it, duress (du) and a share for each viewer's CMCD session (mb); 0: none")
-			shareBy := fs.String("cmsd-share", "ladder", "how a congested node (-egress-limit) splits its egress among sessions: ladder (each session its own rung, from the MPD of what it plays; all fit, the lowest raised first) or equal (every session the same)")
+			shareBy := fs.String("cmsd-share", "equal", "how a congested node (-egress-limit) splits its egress among sessions: equal (every session the same) or ladder (each session its own rung, from the manifest of what it plays: all fit, the lowest raised first, once every session reports 10 s of buffer)")
 			accessLog := fs.Bool("access-log", false, "log every request as a JSON line on stderr (time, node, remote, method, path, status, bytes, duration_ms, cache, tier, upstream)")
 			ops := addOpsFlags(fs)
 			tf := addTLSFlags(fs)
@@ -93,11 +93,11 @@ func edgeCommand() command {
 				if err := cfg.Advice.Check(); err != nil {
 					return fmt.Errorf("-cmsd-max-bitrate, -egress-limit: %w: %w", err, errUsage)
 				}
-				equal, shareErr := parseShareMode(*shareBy)
+				byLadder, shareErr := parseShareMode(*shareBy)
 				if shareErr != nil {
 					return fmt.Errorf("-cmsd-share: %w: %w", shareErr, errUsage)
 				}
-				cfg.Advice.EqualShares = equal
+				cfg.Advice.ShareByLadder = byLadder
 				if *missRate < 0 || math.IsNaN(*missRate) || math.IsInf(*missRate, 0) {
 					return fmt.Errorf("-client-miss-rate %v: want a rate of 0 (no bound) or more: %w", *missRate, errUsage)
 				}
@@ -228,13 +228,13 @@ func adviceFromFile(cf *configFile, started edge.AdviceConfig) (edge.AdviceConfi
 		}
 	}
 	if !activeConfig.pinned["cmsd-share"] {
-		adv.EqualShares = false
+		adv.ShareByLadder = false
 		if v, ok := cf.fileValue("cmsd-share"); ok {
-			equal, err := parseShareMode(v)
+			byLadder, err := parseShareMode(v)
 			if err != nil {
 				return adv, fmt.Errorf("%s: cmsd-share: %w", cf.path, err)
 			}
-			adv.EqualShares = equal
+			adv.ShareByLadder = byLadder
 		}
 	}
 	if err := adv.Check(); err != nil {
@@ -243,13 +243,13 @@ func adviceFromFile(cf *configFile, started edge.AdviceConfig) (edge.AdviceConfi
 	return adv, nil
 }
 
-// parseShareMode reads -cmsd-share: whether the shares are equal.
-func parseShareMode(s string) (equal bool, err error) {
+// parseShareMode reads -cmsd-share: whether the shares follow the ladder.
+func parseShareMode(s string) (byLadder bool, err error) {
 	switch strings.TrimSpace(s) {
 	case "ladder":
-		return false, nil
-	case "equal":
 		return true, nil
+	case "equal":
+		return false, nil
 	}
 	return false, fmt.Errorf("%q: want ladder or equal", s)
 }

@@ -138,7 +138,7 @@ func TestSIGHUPReloadsTheConfig(t *testing.T) {
 }
 
 // TestAdviceFromFile: a reload reads cmsd-share with the other CMSD
-// settings; one left out is back at its default (by the ladder).
+// settings; one left out is back at its default (equal shares).
 func TestAdviceFromFile(t *testing.T) {
 	c := edgeCommand0()
 	for _, tc := range []struct {
@@ -148,21 +148,21 @@ func TestAdviceFromFile(t *testing.T) {
 	}{
 		{"cmsd-share: equal\negress-limit: 10M\n", true, ""},
 		{"cmsd-share: ladder\negress-limit: 10M\n", false, ""},
-		{"egress-limit: 10M\n", false, ""},
+		{"egress-limit: 10M\n", true, ""},
 		{"cmsd-share: fair\n", false, "want ladder or equal"},
 	} {
 		cf, err := parseConfig("e.yaml", []byte(tc.yaml), newFlagSet(c), extraKeys["edge"]...)
 		if err != nil {
 			t.Fatalf("%q: %v", tc.yaml, err)
 		}
-		adv, err := adviceFromFile(cf, edge.AdviceConfig{EqualShares: true})
+		adv, err := adviceFromFile(cf, edge.AdviceConfig{ShareByLadder: true})
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: err %v, want %q", tc.yaml, err, tc.err)
 			}
 			continue
 		}
-		if err != nil || adv.EqualShares != tc.equal || adv.EgressLimit != 10e6 {
+		if err != nil || adv.ShareByLadder == tc.equal || adv.EgressLimit != 10e6 {
 			t.Errorf("%q: %+v, %v; want equal shares %v and a 10M limit", tc.yaml, adv, err, tc.equal)
 		}
 	}
