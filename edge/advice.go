@@ -144,13 +144,14 @@ func newAdviser(node string, cfg AdviceConfig, now time.Time) *adviser {
 
 // refresh works the advice out at now from the bytes served so far and
 // the sessions fetching (read only with an egress limit; their ladders
-// without the rungs above capKbps, the operator's cap, 0 for none).
-func (a *adviser) refresh(now time.Time, served int64, sessions func(capKbps int64) []shareSession) *advice {
+// only with ShareByLadder, without the rungs above capKbps, the
+// operator's cap, 0 for none).
+func (a *adviser) refresh(now time.Time, served int64, sessions func(ladders bool, capKbps int64) []shareSession) *advice {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var list []shareSession
 	if a.cfg.EgressLimit > 0 {
-		list = sessions(a.cfg.MaxBitrateKbps)
+		list = sessions(a.cfg.ShareByLadder, a.cfg.MaxBitrateKbps)
 	}
 	return a.publish(a.compute(now, served, list))
 }
@@ -246,7 +247,9 @@ func (n *Node) advice() *advice { return n.adviser.cur.Load() }
 
 // refreshAdvice works the node's advice out again at now.
 func (n *Node) refreshAdvice(now time.Time) *advice {
-	return n.adviser.refresh(now, n.stats.servedBytes(), func(capKbps int64) []shareSession { return n.shareSessions(now, capKbps) })
+	return n.adviser.refresh(now, n.stats.servedBytes(), func(ladders bool, capKbps int64) []shareSession {
+		return n.shareSessions(now, ladders, capKbps)
+	})
 }
 
 // runAdviser refreshes the advice every adviceEvery until ctx ends.

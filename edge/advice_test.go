@@ -28,7 +28,7 @@ func TestAdviceFollowsEgress(t *testing.T) {
 		var ad *advice
 		for end := at.Add(d); at.Before(end); at = at.Add(time.Second) {
 			served += int64(rate / 8)
-			ad = a.refresh(at, served, func(int64) []shareSession { return unknownSessions(sessions) })
+			ad = a.refresh(at, served, func(bool, int64) []shareSession { return unknownSessions(sessions) })
 		}
 		return ad
 	}
@@ -88,7 +88,7 @@ func TestAdviceConfig(t *testing.T) {
 		{AdviceConfig{MaxBitrateKbps: 3000, EgressLimit: 2e6}, `"deep";mb=2000`},
 	} {
 		a := newAdviser("deep", tc.cfg, time.Unix(1, 0))
-		ad := a.refresh(time.Unix(2, 0), 0, func(int64) []shareSession { return unknownSessions(1) })
+		ad := a.refresh(time.Unix(2, 0), 0, func(bool, int64) []shareSession { return unknownSessions(1) })
 		if got := ad.stats().Header; got != tc.want {
 			t.Errorf("%+v: header %q, want %q", tc.cfg, got, tc.want)
 		}
