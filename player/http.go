@@ -63,6 +63,9 @@ type HTTPFetcher struct {
 	// CMCD sends CTA-5004 data as the CMCD query argument.
 	CMCD      bool
 	SessionID string
+	// Format is the CMCD streaming format token: "d" (DASH) or "h" (HLS);
+	// "" sends none.
+	Format string
 	// Retries of a failed segment, with doubling backoff from Backoff.
 	Retries int
 	Backoff time.Duration
@@ -482,6 +485,9 @@ func (f *HTTPFetcher) cmcd(req Request) string {
 		kv = append(kv, "nrr="+strconv.Quote(req.NextRange))
 	}
 	kv = append(kv, "ot="+ot)
+	if f.Format != "" {
+		kv = append(kv, "sf="+f.Format)
+	}
 	if f.SessionID != "" {
 		kv = append(kv, "sid="+strconv.Quote(f.SessionID))
 	}

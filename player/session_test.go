@@ -274,6 +274,9 @@ func TestSessionReportsStallsInCMCD(t *testing.T) {
 	if !strings.Contains(f.cmcd[0], "st=v") {
 		t.Errorf("CMCD %q lacks st=v", f.cmcd[0])
 	}
+	if c, want := (&HTTPFetcher{Format: "h", SessionID: "s"}).cmcd(Request{}), `ot=v,sf=h,sid="s",st=v`; !strings.HasSuffix(c, want) {
+		t.Errorf("CMCD %q does not end %q (keys in order, the format among them)", c, want)
+	}
 	if c := (&HTTPFetcher{Live: true}).cmcd(Request{}); !strings.Contains(c, "st=l") {
 		t.Errorf("a live stream's CMCD %q lacks st=l", c)
 	}

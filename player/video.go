@@ -56,6 +56,9 @@ type Video struct {
 	// Bases are the MPD's alternative locations (see manifest.Manifest),
 	// the one the URLs above start with first.
 	Bases []string
+	// HLS is whether the video was read from HLS playlists, not an MPD
+	// (what CMCD's sf reports).
+	HLS bool
 
 	// LiveStart is, for a live stream, the wall-clock time at which chunk
 	// 0's media begins (zero for VOD): a chunk can be fetched once the

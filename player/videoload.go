@@ -417,7 +417,7 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 // chunk (see lazySizes); a lazy Video's audio sizes, which only a
 // simulated link uses, are left unknown (0).
 func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, lazy bool, size func(url string) (int64, error)) (*Video, error) {
-	v := &Video{Name: name, Bases: m.Bases}
+	v := &Video{Name: name, Bases: m.Bases, HLS: len(m.Video) > 0 && m.Video[0].Playlist != ""}
 	if m.Live != nil {
 		v.liveOffset = m.Video[0].Segments[0].Start
 		v.LiveStart = m.Live.Epoch.Add(v.liveOffset)

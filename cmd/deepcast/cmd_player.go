@@ -614,7 +614,11 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	if sid == "" {
 		sid = player.NewSessionID()
 	}
-	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: sid, Retries: 3,
+	format := "d"
+	if v.HLS {
+		format = "h"
+	}
+	f := &player.HTTPFetcher{Client: client, Clock: clock, RTT: o.RTT, CMCD: o.CMCD, SessionID: sid, Format: format, Retries: 3,
 		Mirrors: v.Bases, Verify: o.Verify, Live: !v.LiveStart.IsZero()}
 	if f.Live {
 		f.Retries = 5 // a live segment may be published late: up to 7.75 s of backoff

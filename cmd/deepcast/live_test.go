@@ -178,6 +178,10 @@ func TestPlayJoinsALiveHLSStream(t *testing.T) {
 		if g := segment.FindStringSubmatch(r.path); g != nil && r.method == http.MethodGet && r.status == http.StatusOK {
 			n, _ := strconv.Atoi(g[2])
 			videoNumbers = append(videoNumbers, n)
+			// -cmcd: the player says it plays HLS.
+			if !slices.Contains(strings.Split(r.cmcd, ","), "sf=h") {
+				t.Errorf("%s: CMCD %q, want sf=h", r.path, r.cmcd)
+			}
 		}
 	}
 	for i, n := range videoNumbers {

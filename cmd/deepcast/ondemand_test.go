@@ -32,6 +32,7 @@ type loggedRequest struct {
 	at                time.Time
 	method, path, rng string
 	status            int
+	cmcd              string // the CMCD query argument, "" for none
 }
 
 // String is "METHOD path range status".
@@ -65,7 +66,7 @@ type statusRecorder struct {
 func (s *statusRecorder) WriteHeader(code int) {
 	s.log.mu.Lock()
 	s.log.gets = append(s.log.gets, loggedRequest{at: s.at, method: s.req.Method, path: s.req.URL.Path,
-		rng: strings.TrimPrefix(s.req.Header.Get("Range"), "bytes="), status: code})
+		rng: strings.TrimPrefix(s.req.Header.Get("Range"), "bytes="), status: code, cmcd: s.req.URL.Query().Get("CMCD")})
 	s.log.mu.Unlock()
 	s.ResponseWriter.WriteHeader(code)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,7 +37,11 @@ func TestEdgeSeesPlayersStallThroughCMCD(t *testing.T) {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	second := regexp.MustCompile(`/vod/clip/[0-9]+p-[0-9]+k/2\.m4s$`)
 	var held atomic.Int32
+	var withoutFormat atomic.Int32 // media requests whose CMCD lacks sf=d (DASH)
 	link := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if list := r.URL.Query().Get("CMCD"); list != "" && !slices.Contains(strings.Split(list, ","), "sf=d") {
+			withoutFormat.Add(1)
+		}
 		if r.Method == http.MethodGet && second.MatchString(r.URL.Path) && held.Add(1) == 1 {
 			select {
 			case <-time.After(5 * time.Second):
@@ -62,6 +67,9 @@ func TestEdgeSeesPlayersStallThroughCMCD(t *testing.T) {
 	}
 	if held.Load() == 0 || r.Chunks != 3 || r.Stalls != 1 {
 		t.Fatalf("play: %+v, the link held %d segments back; want 3 chunks and the one stall it made\n%s", r, held.Load(), out.String())
+	}
+	if n := withoutFormat.Load(); n != 0 {
+		t.Errorf("%d requests carried CMCD without sf=d", n)
 	}
 
 	v := n.Stats().Viewers
