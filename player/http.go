@@ -510,12 +510,16 @@ func relativeURL(cur, next string) string {
 	if err1 != nil || err2 != nil || cu.Host != nu.Host {
 		return next
 	}
-	curDir := path.Dir(cu.Path)
-	if strings.HasPrefix(nu.Path, curDir+"/") {
-		return strings.TrimPrefix(nu.Path, curDir+"/")
+	// A folder with its slash: the root is "/", not "//".
+	dirOf := func(p string) string { return strings.TrimSuffix(path.Dir(p), "/") + "/" }
+	curDir := dirOf(cu.Path)
+	if rest, ok := strings.CutPrefix(nu.Path, curDir); ok {
+		return rest
 	}
-	if parent := path.Dir(curDir); strings.HasPrefix(nu.Path, parent+"/") {
-		return "../" + strings.TrimPrefix(nu.Path, parent+"/")
+	if curDir != "/" {
+		if rest, ok := strings.CutPrefix(nu.Path, dirOf(strings.TrimSuffix(curDir, "/"))); ok {
+			return "../" + rest
+		}
 	}
 	return nu.Path
 }

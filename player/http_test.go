@@ -340,3 +340,22 @@ func TestSessionKeepsToServerCap(t *testing.T) {
 		}
 	}
 }
+
+// TestRelativeURL: CMCD's nor is the next object relative to the current
+// one's folder or its parent's (which an edge may prefetch), else its
+// absolute path; another host's object keeps its whole URL.
+func TestRelativeURL(t *testing.T) {
+	for _, tc := range []struct{ cur, next, want string }{
+		{"http://e/vod/a/v1/2.m4s", "http://e/vod/a/v1/3.m4s", "3.m4s"},
+		{"http://e/vod/a/v1/2.m4s", "http://e/vod/a/a1/3.m4s", "../a1/3.m4s"},
+		{"http://e/vod/a/v1/2.m4s", "http://e/other/b/3.m4s", "/other/b/3.m4s"},
+		{"http://e/s_02.m4s", "http://e/s_03.m4s", "s_03.m4s"}, // at the root
+		{"http://e/x/s_02.m4s", "http://e/s_03.m4s", "../s_03.m4s"},
+		{"http://e/s_02.m4s", "http://e/x/s_03.m4s", "x/s_03.m4s"},
+		{"http://e/vod/a/v1/2.m4s", "http://f/vod/a/v1/3.m4s", "http://f/vod/a/v1/3.m4s"},
+	} {
+		if got := relativeURL(tc.cur, tc.next); got != tc.want {
+			t.Errorf("relativeURL(%q, %q) = %q, want %q", tc.cur, tc.next, got, tc.want)
+		}
+	}
+}
