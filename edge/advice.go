@@ -138,22 +138,22 @@ type adviser struct {
 func newAdviser(node string, cfg AdviceConfig, now time.Time) *adviser {
 	a := &adviser{node: node, cfg: cfg}
 	a.cur.Store(&advice{})
-	a.publish(a.compute(now, 0, nil))
+	a.publish(a.compute(now, 0, 0, nil))
 	return a
 }
 
 // refresh works the advice out at now from the bytes served so far and
-// the sessions fetching (read only with an egress limit; their ladders
-// only with ShareByLadder, without the rungs above capKbps, the
-// operator's cap, 0 for none).
-func (a *adviser) refresh(now time.Time, served int64, sessions func(ladders bool, capKbps int64) []shareSession) *advice {
+// the sessions fetching (read only with an egress limit): how many, and
+// with ShareByLadder each with its ladder, without the rungs above
+// capKbps (the operator's cap, 0 for none).
+func (a *adviser) refresh(now time.Time, served int64, sessions func(ladders bool, capKbps int64) (int, []shareSession)) *advice {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var list []shareSession
+	count, list := 0, []shareSession(nil)
 	if a.cfg.EgressLimit > 0 {
-		list = sessions(a.cfg.ShareByLadder, a.cfg.MaxBitrateKbps)
+		count, list = sessions(a.cfg.ShareByLadder, a.cfg.MaxBitrateKbps)
 	}
-	return a.publish(a.compute(now, served, list))
+	return a.publish(a.compute(now, served, count, list))
 }
 
 // set replaces the operator's settings; the next refresh applies them. A
@@ -168,9 +168,9 @@ func (a *adviser) set(cfg AdviceConfig) {
 }
 
 // compute works out the advice at now from the bytes served so far and
-// the sessions known; a.mu is held.
-func (a *adviser) compute(now time.Time, served int64, list []shareSession) *advice {
-	sessions := len(list)
+// the number of sessions known (list: them, for a split by ladder); a.mu
+// is held.
+func (a *adviser) compute(now time.Time, served int64, sessions int, list []shareSession) *advice {
 	if !a.lastAt.IsZero() {
 		if dt := now.Sub(a.lastAt); dt > 0 {
 			rate := float64(max(0, served-a.lastBytes)) * 8 / dt.Seconds()
@@ -194,7 +194,7 @@ func (a *adviser) compute(now time.Time, served int64, list []shareSession) *adv
 		if now.Before(a.holdUntil) && sessions > 0 {
 			suggest = max(1, int64(fairShare*limit/float64(sessions)/1000))
 			ad.capping = true
-			if a.cfg.ShareByLadder {
+			if a.cfg.ShareByLadder && len(list) > 0 {
 				byRungs = splitByRungs(fairShare*limit/1000, list)
 			}
 		}
@@ -247,8 +247,13 @@ func (n *Node) advice() *advice { return n.adviser.cur.Load() }
 
 // refreshAdvice works the node's advice out again at now.
 func (n *Node) refreshAdvice(now time.Time) *advice {
-	return n.adviser.refresh(now, n.stats.servedBytes(), func(ladders bool, capKbps int64) []shareSession {
-		return n.shareSessions(now, ladders, capKbps)
+	return n.adviser.refresh(now, n.stats.servedBytes(), func(ladders bool, capKbps int64) (int, []shareSession) {
+		if !ladders {
+			// Equal shares need only the count.
+			return n.viewers.Active(now, activeWithin), nil
+		}
+		list := n.shareSessions(now, capKbps)
+		return len(list), list
 	})
 }
 

@@ -3,7 +3,6 @@ package edge
 import (
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +27,7 @@ func TestAdviceFollowsEgress(t *testing.T) {
 		var ad *advice
 		for end := at.Add(d); at.Before(end); at = at.Add(time.Second) {
 			served += int64(rate / 8)
-			ad = a.refresh(at, served, func(bool, int64) []shareSession { return unknownSessions(sessions) })
+			ad = a.refresh(at, served, func(bool, int64) (int, []shareSession) { return sessions, nil })
 		}
 		return ad
 	}
@@ -68,15 +67,6 @@ func TestAdviceFollowsEgress(t *testing.T) {
 	}
 }
 
-// unknownSessions is n sessions whose ladders the node does not know.
-func unknownSessions(n int) []shareSession {
-	out := make([]shareSession, n)
-	for i := range out {
-		out[i] = shareSession{id: strconv.Itoa(i), taking: -1}
-	}
-	return out
-}
-
 func TestAdviceConfig(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  AdviceConfig
@@ -88,7 +78,7 @@ func TestAdviceConfig(t *testing.T) {
 		{AdviceConfig{MaxBitrateKbps: 3000, EgressLimit: 2e6}, `"deep";mb=2000`},
 	} {
 		a := newAdviser("deep", tc.cfg, time.Unix(1, 0))
-		ad := a.refresh(time.Unix(2, 0), 0, func(bool, int64) []shareSession { return unknownSessions(1) })
+		ad := a.refresh(time.Unix(2, 0), 0, func(bool, int64) (int, []shareSession) { return 1, nil })
 		if got := ad.stats().Header; got != tc.want {
 			t.Errorf("%+v: header %q, want %q", tc.cfg, got, tc.want)
 		}

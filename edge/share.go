@@ -181,11 +181,10 @@ type ladderMemo struct {
 // ladderIdle is how long an asset no session plays keeps its ladder.
 const ladderIdle = time.Minute
 
-// shareSessions lists the sessions fetching at now, with the ladders of
-// what they play when asked for them, without the rungs above capKbps (0:
-// none). A session whose asset's manifest the node does not hold in
-// memory has no ladder.
-func (n *Node) shareSessions(now time.Time, ladders bool, capKbps int64) []shareSession {
+// shareSessions lists the sessions fetching at now with the ladders of
+// what they play, without the rungs above capKbps (0: none). A session
+// whose asset's manifest the node does not hold in memory has no ladder.
+func (n *Node) shareSessions(now time.Time, capKbps int64) []shareSession {
 	list := n.viewers.Sessions(now, activeWithin)
 	out := make([]shareSession, len(list))
 	rungs := map[string]*rungLadder{}
@@ -193,7 +192,7 @@ func (n *Node) shareSessions(now time.Time, ladders bool, capKbps int64) []share
 	defer n.ladders.mu.Unlock()
 	for i, s := range list {
 		out[i] = shareSession{id: s.ID, taking: s.BitrateKbps, buffer: s.BufferMs}
-		if !ladders || s.Asset == "" {
+		if s.Asset == "" {
 			continue
 		}
 		l, done := rungs[s.Asset]
