@@ -132,6 +132,20 @@ func ReloadHLSMedia(data []byte, u *url.URL, join LiveJoin) (segs []Segment, end
 		return nil, false, err
 	}
 	segs, err = windowOf(r.Segments, join.At, &join, info.target, !info.open)
+	if err == nil && len(segs) > 0 && segs[0].Init == "" {
+		// The first names the initialization segment it needs (the last
+		// EXT-X-MAP before it), so that a player who had another for it
+		// learns of the change even when it is not in the window.
+		segs[0].Init, segs[0].InitRange = r.Init, r.InitRange
+		for _, s := range r.Segments {
+			if s.Start >= segs[0].Start+time.Millisecond {
+				break
+			}
+			if s.Init != "" {
+				segs[0].Init, segs[0].InitRange = s.Init, s.InitRange
+			}
+		}
+	}
 	return segs, !info.open, err
 }
 

@@ -98,6 +98,17 @@ func TestParseHLSLive(t *testing.T) {
 			t.Errorf("reload of lo: %v, ended %v, %q; want %q, ended %v", err, ended, got, c.want, c.ended)
 		}
 	}
+	// The first segment of a reload names the initialization segment it
+	// needs: the playlist's, or the EXT-X-MAP after a discontinuity before
+	// it (an inserted advertisement's), even when that is not in the
+	// window.
+	spliced := strings.Replace(string(files["/live/lo.m3u8"]), "#EXTINF:2.000,\nlo106.m4s", "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init_ad.mp4\"\n#EXTINF:2.000,\nlo106.m4s", 1)
+	for playlist, want := range map[string]string{string(files["/live/lo.m3u8"]): "http://h/live/init_lo.mp4", spliced: "http://h/live/init_ad.mp4"} {
+		segs, _, err := ReloadHLSMedia([]byte(playlist), lo, reload)
+		if err != nil || len(segs) == 0 || segs[0].Init != want || slices.ContainsFunc(segs[1:], func(s Segment) bool { return s.Init != "" }) {
+			t.Errorf("reload: %v, %+v; want the first to name %s", err, segs, want)
+		}
+	}
 	gone := reload
 	gone.AnchorNumber = 50
 	if _, _, err := ReloadHLSMedia(files["/live/lo.m3u8"], lo, gone); err == nil || !strings.Contains(err.Error(), "not in the playlist") {

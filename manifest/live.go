@@ -1,8 +1,11 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
+	"math"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,8 +15,10 @@ import (
 // Live is what a player needs of a dynamic (live) MPD besides its segments.
 type Live struct {
 	// Epoch is the wall-clock time of presentation time zero (a Segment's
-	// Start of 0): availabilityStartTime plus the Period's start. A
-	// segment can be fetched from Epoch + Start + Duration on.
+	// Start of 0): an MPD's availabilityStartTime, from which every
+	// Period's start counts, so that the segments of all its Periods lie
+	// on one timeline that stays put as Periods come and go. A segment can
+	// be fetched from Epoch + Start + Duration on.
 	Epoch time.Time
 	// Delay is how far behind the live edge the segments laid out begin.
 	Delay time.Duration
@@ -87,8 +92,8 @@ type LiveJoin struct {
 	// DASH-IF's guidelines take when the MPD says nothing).
 	Delay time.Duration
 	// Resume lays the segments out from the one that holds At (media
-	// time from the Period's start) instead: a player re-reading the MPD
-	// where it has got to.
+	// time from Epoch) instead: a player re-reading the MPD where it has
+	// got to.
 	Resume bool
 	At     time.Duration
 	// MinSegments is the fewest segments to lay out (whatever Length
@@ -125,7 +130,9 @@ func ParseLive(data []byte, base *url.URL, fetch IndexFetcher, join LiveJoin) (*
 	return parse(data, base, fetch, &join)
 }
 
-// liveWindow is a live join placed on a Period's timeline.
+// liveWindow is a live join placed on a Period's timeline: liveSetup
+// places it on the MPD's (from availabilityStartTime), and livePeriods
+// moves it to each Period's in turn.
 type liveWindow struct {
 	edge   time.Duration // the live edge, from the Period's start
 	delay  time.Duration // 0: three segments
@@ -134,14 +141,27 @@ type liveWindow struct {
 	resume bool          // lay out from at, not from the edge less the delay
 	at     time.Duration
 	least  int // the fewest segments to lay out
+
+	// end is where the Period ends, from its start (0: it has no end
+	// yet, the last of a live MPD); the segments from there on are cut,
+	// or with beyond (no later Period is listed yet) laid out on but
+	// predicted, for a later MPD to tell.
+	end    time.Duration
+	beyond bool
+	// step is the segment duration to predict with where the Period's
+	// SegmentTimeline lists none yet (one that has just begun; 0: none).
+	step time.Duration
+	// wanted is where the join, before it was held to the Period's start,
+	// fell on the Period's timeline (set by liveSpans; joinWanted is the
+	// video's): before a Period that has just begun, a join belongs in
+	// the Period before it.
+	wanted, joinWanted time.Duration
+	haveJoin           bool
 }
 
 // liveSetup checks a dynamic MPD (read from base, never nil: parse sees
-// to it) and places join on its one Period.
+// to it) and places join on its timeline.
 func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow, error) {
-	if len(doc.Periods) != 1 {
-		return nil, nil, fmt.Errorf("a live MPD of %d Periods: only one Period is played live", len(doc.Periods))
-	}
 	ast := strings.TrimSpace(string(doc.AvailabilityStartTime))
 	if ast == "" {
 		return nil, nil, fmt.Errorf("a live MPD without availabilityStartTime")
@@ -151,9 +171,6 @@ func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow,
 		return nil, nil, fmt.Errorf("availabilityStartTime %q: %w", ast, err)
 	}
 	live := &Live{Epoch: t}
-	if p := doc.Periods[0]; p.Start != nil {
-		live.Epoch = live.Epoch.Add(time.Duration(*p.Start))
-	}
 	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length, resume: join.Resume, at: join.At, least: join.MinSegments}
 	if w.edge >= maxLiveAge {
 		return nil, nil, fmt.Errorf("availabilityStartTime %q is more than %v ago", ast, maxLiveAge)
@@ -205,16 +222,28 @@ func ParseDateTime(s string) (time.Time, error) {
 // segment, and how many of them the MPD lists.
 func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, listed int, err error) {
 	var known []span // the timeline's segments, nil for a fixed duration
+	guessed := false // known is a guess: the timeline lists none yet
 	step := a.duration
 	if a.timeline != nil {
-		// An @r of -1 repeats up to the live edge.
-		if known, err = a.spans(w.edge, -1, budget); err != nil {
+		// An @r of -1 repeats up to the live edge (or the Period's end).
+		upTo := max(w.edge, 0)
+		if w.end > 0 {
+			upTo = min(upTo, w.end)
+		}
+		if known, err = a.spans(upTo, -1, budget); err != nil {
 			return nil, 0, 0, err
 		}
-		if len(known) == 0 {
-			return nil, 0, 0, fmt.Errorf("the live SegmentTimeline lists no segments")
+		switch {
+		case len(known) > 0:
+			step = known[len(known)-1].d
+		case w.step > 0:
+			// A Period that has just begun: its segments are predicted
+			// at the duration of the one before's, from its start.
+			step = max(ticksOf(w.step, a.timescale), 1)
+			known, guessed = []span{{a.pto, step}}, true
+		default:
+			return nil, 0, 0, errNoLiveSegments
 		}
-		step = known[len(known)-1].d
 	}
 	if step == 0 {
 		return nil, 0, 0, fmt.Errorf("a live SegmentTemplate with neither @duration nor SegmentTimeline")
@@ -233,7 +262,8 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		if w.tsbd > 0 {
 			delay = min(delay, max(w.tsbd-d, d))
 		}
-		join = max(w.edge-delay, 0)
+		w.wanted = w.edge - delay
+		join = max(w.wanted, 0)
 	}
 	n := max(int((w.length+d-1)/d)+1, w.least)
 	if n > budget || n < 0 {
@@ -248,7 +278,8 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		for k := range n {
 			out = append(out, span{a.pto + uint64(first+k)*step, step})
 		}
-		return out, first, n, nil
+		out, listed = w.cut(a, out, n)
+		return out, first, listed, nil
 	}
 	// The listed segment that holds the join point (or the first listed,
 	// when the join point is before the timeline; or past the last).
@@ -261,6 +292,9 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 	}
 	out = known[first:min(len(known), first+n)]
 	listed = len(out)
+	if guessed {
+		listed = 0
+	}
 	end := known[len(known)-1].t + step
 	if listed > 0 {
 		end = out[listed-1].t + out[listed-1].d
@@ -272,5 +306,187 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		out = append(out, span{end, step})
 		end += step
 	}
+	out, listed = w.cut(a, out, listed)
 	return out, first, listed, nil
+}
+
+// cut holds a Period's live segments to its end: those that start there
+// or after are dropped, or, when no later Period is listed yet
+// (w.beyond), kept as predicted (listed is how many are not).
+func (w *liveWindow) cut(a *addressing, out []span, listed int) ([]span, int) {
+	if w.end <= 0 {
+		return out, listed
+	}
+	endTicks := a.pto + ticksOf(w.end, a.timescale)
+	keep := len(out)
+	for k, s := range out {
+		if s.t >= endTicks {
+			keep = k
+			break
+		}
+	}
+	if w.beyond {
+		return out, min(listed, keep)
+	}
+	out = out[:keep]
+	if keep > 0 && out[keep-1].t+out[keep-1].d > endTicks {
+		out[keep-1].d = endTicks - out[keep-1].t // the Period ends within it
+	}
+	return out, min(listed, keep)
+}
+
+// ticksOf is d in ticks of timescale, rounded.
+func ticksOf(d time.Duration, timescale uint64) uint64 {
+	return uint64(math.Round(max(d.Seconds(), 0) * float64(timescale)))
+}
+
+// errNoLiveSegments is a live Period whose SegmentTimeline lists no
+// segment yet.
+var errNoLiveSegments = errors.New("the live SegmentTimeline lists no segments")
+
+// livePeriodSpans places a live MPD's Periods on its timeline (from
+// availabilityStartTime): each at its @start, else where the one before
+// ends; each ends where the next starts or, sooner, after its @duration;
+// the last, without a @duration, has no end yet (dur 0).
+func livePeriodSpans(doc *mpd.MPD) ([]periodSpan, error) {
+	spans := make([]periodSpan, len(doc.Periods))
+	for i, p := range doc.Periods {
+		switch {
+		case p.Start != nil:
+			spans[i].start = time.Duration(*p.Start)
+		case i > 0 && spans[i-1].dur > 0:
+			spans[i].start = spans[i-1].start + spans[i-1].dur
+		case i > 0:
+			return nil, fmt.Errorf("period %d has no @start, and the one before it no @duration: it cannot be placed", i+1)
+		}
+		if spans[i].start < 0 || i > 0 && spans[i].start < spans[i-1].start {
+			return nil, fmt.Errorf("period %d starts at %v, before the one before it", i+1, spans[i].start)
+		}
+		if p.Duration != nil {
+			if spans[i].dur = time.Duration(*p.Duration); spans[i].dur <= 0 {
+				return nil, fmt.Errorf("period %d lasts %v", i+1, spans[i].dur)
+			}
+		}
+		if i > 0 {
+			if until := spans[i].start - spans[i-1].start; spans[i-1].dur == 0 || spans[i-1].dur > until {
+				spans[i-1].dur = until
+			}
+		}
+	}
+	return spans, nil
+}
+
+// layLive lays out a live MPD's segments for w, on the MPD's timeline:
+// from the Period that holds the join point, on through the Periods
+// listed after it for w.length. The Periods must keep the video ladder,
+// as a static MPD's must (stitch); one that has just begun, whose
+// SegmentTimeline lists nothing yet, is laid out from its start at the
+// duration of the segments before it, predicted.
+func (m *Manifest) layLive(doc *mpd.MPD, base *url.URL, mpdBases []*mpd.BaseURLType, w *liveWindow, fetch IndexFetcher) error {
+	spans, err := livePeriodSpans(doc)
+	if err != nil {
+		return fmt.Errorf("mpd: %w", err)
+	}
+	// periodAt is the Period that holds x (the first when x is before it).
+	periodAt := func(x time.Duration) int {
+		i := 0
+		for j, s := range spans {
+			if s.start <= x && (s.dur > 0 || j+1 == len(spans)) {
+				i = j
+			}
+		}
+		return i
+	}
+	budget := MaxSegments
+	family := ""
+	// lay lays Period i out for pw, a window on the MPD's timeline,
+	// which it moves onto the Period's.
+	lay := func(i int, pw liveWindow) (*Manifest, *liveWindow, error) {
+		p := doc.Periods[i]
+		pbase, err := resolve(base, mpdBases, p.BaseURLs)
+		if err != nil {
+			return nil, nil, err
+		}
+		pw.edge -= spans[i].start
+		pw.at = max(pw.at-spans[i].start, 0)
+		pw.end, pw.beyond = spans[i].dur, i+1 == len(spans)
+		part, err := parsePeriod(p, pbase, pw.length, &budget, &family, fetch, &pw)
+		if err != nil {
+			if len(spans) > 1 {
+				err = fmt.Errorf("period %d: %w", i+1, err)
+			}
+			return nil, nil, fmt.Errorf("mpd: %w", err)
+		}
+		part.shift(spans[i].start)
+		return part, &pw, nil
+	}
+	var first *Manifest
+	i := periodAt(w.at)
+	if !w.resume {
+		i = periodAt(w.edge)
+		var pw *liveWindow
+		first, pw, err = lay(i, *w)
+		if errors.Is(err, errNoLiveSegments) && i > 0 {
+			// The Period at the edge has just begun: join in the one
+			// before it.
+			i--
+			first, pw, err = lay(i, *w)
+		}
+		if err != nil {
+			return err
+		}
+		if pw.haveJoin && pw.joinWanted < 0 && i > 0 {
+			// The join point lies before the Period at the edge began:
+			// join there, in the Period before.
+			rw := *w
+			rw.resume, rw.at = true, spans[i].start+pw.joinWanted
+			w, budget = &rw, MaxSegments
+			i = periodAt(rw.at)
+			first = nil
+		}
+	}
+	if first == nil {
+		if first, _, err = lay(i, *w); err != nil {
+			return err
+		}
+	}
+	m.Video, m.Audio = first.Video, first.Audio
+	lead := m.Video[0].Segments
+	end := lead[0].Start + w.length // the media time to lay out to, and a segment more
+	for j := i + 1; j < len(spans); j++ {
+		if spans[j].dur == 0 && j+1 < len(spans) {
+			continue // a Period of no length: the next starts where it does
+		}
+		last := m.Video[0].Segments[len(m.Video[0].Segments)-1]
+		if last.Start+last.Duration > end && len(m.Video[0].Segments) >= w.least {
+			break
+		}
+		cw := *w
+		cw.resume, cw.at = true, spans[j].start
+		cw.length = max(end-spans[j].start, 0)
+		cw.least = max(w.least-len(m.Video[0].Segments), 0)
+		cw.step = last.Duration
+		part, _, err := lay(j, cw)
+		if err != nil {
+			return err
+		}
+		if err := m.stitch(part, 0, j); err != nil {
+			return fmt.Errorf("mpd: %w", err)
+		}
+	}
+	for _, r := range slices.Concat(m.Video, m.Audio) {
+		for k := 1; k < len(r.Segments); k++ {
+			if r.Segments[k].Start <= r.Segments[k-1].Start {
+				return fmt.Errorf("mpd: representation %q: a segment at %v follows one at %v: the Periods overlap", r.ID, r.Segments[k].Start, r.Segments[k-1].Start)
+			}
+		}
+	}
+	return nil
+}
+
+// shift moves every segment of m by d on the timeline.
+func (m *Manifest) shift(d time.Duration) {
+	for _, r := range slices.Concat(m.Video, m.Audio) {
+		r.shift(d)
+	}
 }

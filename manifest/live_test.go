@@ -11,9 +11,9 @@ import (
 
 // TestParseLive: a player joining a live MPD gets the segments from the
 // live edge less the delay (the MPD's suggestedPresentationDelay, else
-// three segments, never past the time-shift buffer), numbered and timed
-// from the Period's start; what cannot be played live is refused, saying
-// why.
+// three segments, never past the time-shift buffer), numbered from the
+// Period's start and timed from availabilityStartTime; what cannot be
+// played live is refused, saying why.
 func TestParseLive(t *testing.T) {
 	base, _ := url.Parse("http://h/live/m.mpd")
 	ast := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
@@ -28,18 +28,17 @@ func TestParseLive(t *testing.T) {
 		now                             time.Duration // after availabilityStartTime
 		delay                           time.Duration
 		wantFirst                       int           // first segment's number
-		wantStart                       time.Duration // its start on the Period's timeline
-		wantEpoch                       time.Duration // the Period's start after availabilityStartTime
+		wantStart                       time.Duration // its start on the MPD's timeline (from availabilityStartTime)
 	}{
 		// Edge at 101 s; less 3 segments (6 s): 95 s is in segment 47 (94-96 s), number 47+5.
-		{"three segments behind", "", "", template, 101 * time.Second, 0, 52, 94 * time.Second, 0},
-		{"the MPD's delay", `suggestedPresentationDelay="PT10S"`, "", template, 101 * time.Second, 0, 50, 90 * time.Second, 0},
-		{"the player's delay", `suggestedPresentationDelay="PT10S"`, "", template, 101 * time.Second, 4 * time.Second, 53, 96 * time.Second, 0},
+		{"three segments behind", "", "", template, 101 * time.Second, 0, 52, 94 * time.Second},
+		{"the MPD's delay", `suggestedPresentationDelay="PT10S"`, "", template, 101 * time.Second, 0, 50, 90 * time.Second},
+		{"the player's delay", `suggestedPresentationDelay="PT10S"`, "", template, 101 * time.Second, 4 * time.Second, 53, 96 * time.Second},
 		// A delay under one segment: the segment at the edge is not complete.
-		{"at least one segment", "", "", template, 101 * time.Second, time.Millisecond, 54, 98 * time.Second, 0},
-		{"within the time-shift buffer", `suggestedPresentationDelay="PT30S" timeShiftBufferDepth="PT6S" minimumUpdatePeriod="PT2S"`, "", template, 101 * time.Second, 0, 53, 96 * time.Second, 0},
-		{"a Period that starts later", "", `start="PT60S"`, template, 101 * time.Second, 0, 22, 34 * time.Second, 60 * time.Second},
-		{"just started", "", "", template, time.Second, 0, 5, 0, 0},
+		{"at least one segment", "", "", template, 101 * time.Second, time.Millisecond, 54, 98 * time.Second},
+		{"within the time-shift buffer", `suggestedPresentationDelay="PT30S" timeShiftBufferDepth="PT6S" minimumUpdatePeriod="PT2S"`, "", template, 101 * time.Second, 0, 53, 96 * time.Second},
+		{"a Period that starts later", "", `start="PT60S"`, template, 101 * time.Second, 0, 22, 94 * time.Second},
+		{"just started", "", "", template, time.Second, 0, 5, 0},
 	} {
 		m, err := ParseLive([]byte(mpdDoc(tc.attrs, tc.period, tc.addressing)), base, nil,
 			LiveJoin{Now: ast.Add(tc.now), Length: 10 * time.Second, Delay: tc.delay})
@@ -52,8 +51,8 @@ func TestParseLive(t *testing.T) {
 			segs[0].URL != "http://h/live/v/"+strconv.Itoa(tc.wantFirst)+".m4s" || m.Video[0].Init != "http://h/live/v/init.mp4" {
 			t.Errorf("%s: %d segments from %d at %v (%s), want 6 from %d at %v", tc.name, len(segs), segs[0].Number, segs[0].Start, segs[0].URL, tc.wantFirst, tc.wantStart)
 		}
-		if m.Live == nil || !m.Live.Epoch.Equal(ast.Add(tc.wantEpoch)) {
-			t.Errorf("%s: live %+v, want the epoch %v", tc.name, m.Live, ast.Add(tc.wantEpoch))
+		if m.Live == nil || !m.Live.Epoch.Equal(ast) {
+			t.Errorf("%s: live %+v, want the epoch %v (availabilityStartTime)", tc.name, m.Live, ast)
 		}
 		if update := strings.Contains(tc.attrs, "minimumUpdatePeriod"); m.Live != nil && (m.Live.MinimumUpdatePeriod == 2*time.Second) != update {
 			t.Errorf("%s: minimumUpdatePeriod read as %v", tc.name, m.Live.MinimumUpdatePeriod)
@@ -123,7 +122,7 @@ func TestParseLive(t *testing.T) {
 		{"no availabilityStartTime", strings.Replace(mpdDoc("", "", template), `availabilityStartTime="2026-12-01T10:00:00Z"`, "", 1), "without availabilityStartTime"},
 		{"a bad availabilityStartTime", strings.Replace(mpdDoc("", "", template), `2026-12-01T10:00:00Z`, "yesterday", 1), "not an xs:dateTime"},
 		{"a stream that starts later", strings.Replace(mpdDoc("", "", template), `2026-12-01T10:00:00Z`, "2026-12-01T11:00:00Z", 1), "after now"},
-		{"two Periods", strings.Replace(mpdDoc("", "", template), `</Period>`, `</Period><Period id="q"/>`, 1), "2 Periods"},
+		{"a Period that cannot be placed", strings.Replace(mpdDoc("", "", template), `</Period>`, `</Period><Period id="q"/>`, 1), "period 2 has no @start"},
 	} {
 		if _, err := ParseLive([]byte(tc.doc), base, nil, join); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
@@ -149,6 +148,9 @@ func TestParseLive(t *testing.T) {
 func FuzzParseLive(f *testing.F) {
 	f.Add([]byte(`<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-12-01T10:00:00Z" suggestedPresentationDelay="PT4S" timeShiftBufferDepth="PT30S"><Period start="PT1S"><AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="2000" media="$Number$.m4s"/><Representation id="v" bandwidth="300000"/></AdaptationSet></Period></MPD>`), int64(100_000), int64(10_000))
 	f.Add([]byte(`<MPD type="dynamic" availabilityStartTime="2026-12-01T10:00:00"><Period><AdaptationSet mimeType="video/mp4"><SegmentTemplate duration="1" media="$Time$"/><Representation id="v" bandwidth="1"/></AdaptationSet><AdaptationSet mimeType="audio/mp4"><SegmentTemplate duration="3" timescale="2" media="a$Number$"/><Representation id="a" bandwidth="1"/></AdaptationSet></Period></MPD>`), int64(1), int64(1))
+	f.Add([]byte(`<MPD type="dynamic" availabilityStartTime="2026-12-01T10:00:00Z"><Period id="a" start="PT0S"><AdaptationSet mimeType="video/mp4"><SegmentTemplate timescale="1000" duration="2000" media="a$Number$"/><Representation id="v" bandwidth="1"/></AdaptationSet></Period>`+
+		`<Period id="b" start="PT60S"><AdaptationSet mimeType="video/mp4"><SegmentTemplate timescale="1000" presentationTimeOffset="5000" media="b$Time$"><SegmentTimeline><S t="5000" d="2000" r="-1"/></SegmentTimeline></SegmentTemplate><Representation id="v" bandwidth="1"/></AdaptationSet></Period>`+
+		`<Period id="c" start="PT100S"><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="c$Number$"><SegmentTimeline/></SegmentTemplate><Representation id="v" bandwidth="1"/></AdaptationSet></Period></MPD>`), int64(101_000), int64(10_000))
 	base, _ := url.Parse("http://h/live/m.mpd")
 	ast := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, data []byte, nowMs, lengthMs int64) {
@@ -169,4 +171,110 @@ func FuzzParseLive(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseLivePeriods: a live MPD of several Periods (a packager that
+// starts a new one at each splice, as livesim2 and ad insertion do) is
+// laid out on one timeline from availabilityStartTime: from the segment
+// that holds the join point, in whichever Period that is, on into the
+// Periods after it, each segment addressed by its own Period's template
+// and the first of a Period naming its initialization segment. A Period
+// with no end yet, or one whose SegmentTimeline lists nothing yet, goes on
+// predicted. Periods that cannot be joined into one stream are refused.
+func TestParseLivePeriods(t *testing.T) {
+	base, _ := url.Parse("http://h/live/m.mpd")
+	ast := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	video := func(addressing string) string {
+		return `<AdaptationSet contentType="video" mimeType="video/mp4">` + addressing +
+			`<Representation id="lo" bandwidth="300000"/><Representation id="hi" bandwidth="900000"/></AdaptationSet>`
+	}
+	template := func(startNumber int) string {
+		return `<SegmentTemplate timescale="1000" duration="2000" startNumber="` + strconv.Itoa(startNumber) +
+			`" initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number$.m4s"/>`
+	}
+	period := func(id, attrs, addressing string) string {
+		return `<Period id="` + id + `" ` + attrs + `><BaseURL>` + id + `/</BaseURL>` + video(addressing) + `</Period>`
+	}
+	doc := func(periods ...string) string {
+		return `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="dynamic" availabilityStartTime="2026-12-01T10:00:00Z" minimumUpdatePeriod="PT2S">` +
+			strings.Join(periods, "") + `</MPD>`
+	}
+	a := period("a", `start="PT0S"`, template(1))
+	b := period("b", `start="PT60S"`, template(31))
+	c := period("c", `start="PT100S"`, template(1))
+	for _, tc := range []struct {
+		name      string
+		mpd       string
+		now       time.Duration
+		resume    bool
+		at        time.Duration
+		want      []string // each segment as period/number, a * when predicted
+		wantStart time.Duration
+		wantInits map[int]string // segment index: the initialization segment it names
+	}{
+		{"within the last Period", doc(a, b, c), 131 * time.Second, false, 0,
+			[]string{"c/13", "c/14", "c/15", "c/16", "c/17", "c/18"}, 124 * time.Second, nil},
+		// The edge 3 s into c, three segments behind it is 97 s: in b.
+		{"joined in the Period before", doc(a, b, c), 103 * time.Second, false, 0,
+			[]string{"b/49", "b/50", "c/1", "c/2", "c/3", "c/4"}, 96 * time.Second, map[int]string{2: "c/lo/init.mp4"}},
+		{"resumed at a Period's last segment", doc(a, b, c), 103 * time.Second, true, 98 * time.Second,
+			[]string{"b/50", "c/1", "c/2", "c/3", "c/4", "c/5"}, 98 * time.Second, map[int]string{1: "c/lo/init.mp4"}},
+		{"a Period of no length between", doc(a, b, period("x", `start="PT100S"`, template(500)), c), 103 * time.Second, true, 98 * time.Second,
+			[]string{"b/50", "c/1", "c/2", "c/3", "c/4", "c/5"}, 98 * time.Second, map[int]string{1: "c/lo/init.mp4"}},
+		{"resumed where a Period begins", doc(a, b, c), 103 * time.Second, true, 100 * time.Second,
+			[]string{"c/1", "c/2", "c/3", "c/4", "c/5", "c/6"}, 100 * time.Second, nil},
+		// b ends at 100 s by its @duration and nothing follows it yet:
+		// what comes after is only predicted.
+		{"a Period that ends, none after it", doc(a, period("b", `start="PT60S" duration="PT40S"`, template(31))), 103 * time.Second, false, 0,
+			[]string{"b/49", "b/50", "b/51*", "b/52*", "b/53*", "b/54*"}, 96 * time.Second, nil},
+		// c has begun, its SegmentTimeline lists nothing yet.
+		{"a Period just begun", doc(a, b, period("c", `start="PT100S"`, `<SegmentTemplate timescale="1000" media="$RepresentationID$/t$Number$.m4s"><SegmentTimeline/></SegmentTemplate>`)), 101 * time.Second, false, 0,
+			[]string{"b/48", "b/49", "b/50", "c/t1*", "c/t2*", "c/t3*"}, 94 * time.Second, map[int]string{}},
+		// A SegmentTimeline Period cut where the next begins (its @r of -1
+		// would run on to the edge).
+		{"timelines", doc(a, period("b", `start="PT60S"`, `<SegmentTemplate timescale="1000" presentationTimeOffset="5000" media="$RepresentationID$/$Time$.m4s"><SegmentTimeline><S t="5000" d="2000" r="-1"/></SegmentTimeline></SegmentTemplate>`), c), 103 * time.Second, false, 0,
+			[]string{"b/41000", "b/43000", "c/1", "c/2", "c/3", "c/4"}, 96 * time.Second, map[int]string{2: "c/lo/init.mp4"}},
+	} {
+		m, err := ParseLive([]byte(tc.mpd), base, nil, LiveJoin{Now: ast.Add(tc.now), Length: 10 * time.Second, Resume: tc.resume, At: tc.at})
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if len(m.Video) != 2 || !m.Live.Epoch.Equal(ast) {
+			t.Errorf("%s: %d video renditions, epoch %v", tc.name, len(m.Video), m.Live.Epoch)
+			continue
+		}
+		var got []string
+		for k, s := range m.Video[0].Segments {
+			g := strings.TrimSuffix(strings.Replace(strings.TrimPrefix(s.URL, "http://h/live/"), "/lo/", "/", 1), ".m4s")
+			if s.Predicted {
+				g += "*"
+			}
+			got = append(got, g)
+			if want := tc.wantStart + time.Duration(k)*2*time.Second; s.Start != want || s.Duration != 2*time.Second {
+				t.Errorf("%s: segment %d at %v for %v, want %v for 2s", tc.name, k, s.Start, s.Duration, want)
+			}
+			if want := tc.wantInits[k]; s.Init != "" && !strings.HasSuffix(s.Init, "/"+want) || s.Init == "" && want != "" {
+				t.Errorf("%s: segment %d names the initialization segment %q, want %q", tc.name, k, s.Init, want)
+			}
+			if hi := m.Video[1].Segments[k]; hi.Start != s.Start || hi.Predicted != s.Predicted || !strings.Contains(hi.URL, "/hi/") {
+				t.Errorf("%s: the top rendition's segment %d is %+v", tc.name, k, hi)
+			}
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: segments %q, want %q", tc.name, got, tc.want)
+		}
+	}
+
+	join := LiveJoin{Now: ast.Add(103 * time.Second), Length: 10 * time.Second}
+	for _, tc := range []struct{ name, mpd, want string }{
+		{"a ladder that changes", doc(a, b, `<Period id="c" start="PT100S">`+strings.Replace(video(template(1)), `<Representation id="hi" bandwidth="900000"/>`, "", 1)+`</Period>`), "period 3 has 1 video renditions"},
+		{"Periods out of order", doc(a, c, b), "period 3 starts at 1m0s, before the one before it"},
+		{"a Period of no length", doc(a, period("b", `start="PT60S" duration="PT0S"`, template(31))), "period 2 lasts 0s"},
+		{"a later Period that cannot be read", doc(a, b, period("c", `start="PT100S"`, `<SegmentList duration="2"><SegmentURL media="1.m4s"/></SegmentList>`)), "period 3: representation \"lo\": a live MPD addressed with SegmentList"},
+	} {
+		if _, err := ParseLive([]byte(tc.mpd), base, nil, join); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one saying %q", tc.name, err, tc.want)
+		}
+	}
 }

@@ -62,7 +62,7 @@ type Representation struct {
 // Segment is one media segment of a Representation.
 type Segment struct {
 	Number   int
-	Start    time.Duration // presentation time from the first Period's start
+	Start    time.Duration // presentation time from the first Period's start (live: from availabilityStartTime)
 	Duration time.Duration
 	URL      string
 	// Range is the segment's byte range in URL ("first-last"), "" for the
@@ -203,7 +203,6 @@ func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *M
 		if m.Live, window, err = liveSetup(doc, base, join); err != nil {
 			return nil, fmt.Errorf("mpd: %w", err)
 		}
-		spans = []periodSpan{{dur: join.Length}}
 	case doc.GetType() == mpd.DYNAMIC_TYPE:
 		return nil, fmt.Errorf("mpd: type \"dynamic\": a live MPD is played (deepcast play -duration D), not simulated; only static (VOD) MPDs are supported here")
 	default:
@@ -229,6 +228,13 @@ func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *M
 			}
 			m.Bases = append(m.Bases, u.String())
 		}
+	}
+	if window != nil {
+		if err := m.layLive(doc, base, mpdBases, window, fetch); err != nil {
+			return nil, err
+		}
+		m.Duration = window.length
+		return m, nil
 	}
 	budget := MaxSegments
 	videoFamily := ""
@@ -281,6 +287,9 @@ func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, 
 			r, err := representation(p, as, rep, asBase, dur, *budget, fetch, live)
 			if err != nil {
 				return nil, fmt.Errorf("representation %q: %w", rep.Id, err)
+			}
+			if kind == "video" && live != nil && !live.haveJoin {
+				live.joinWanted, live.haveJoin = live.wanted, true
 			}
 			*budget -= len(r.Segments)
 			r.Set, r.Lang = set, as.Lang

@@ -40,7 +40,7 @@ func (v *Video) chunkStart(k int) time.Duration {
 }
 
 // relayFrom lays chunks k on, and the sound from the segment playing at
-// at (chunk k's start on the Period's timeline), out again from m, a
+// at (chunk k's start on the stream's timeline), out again from m, a
 // re-read of the live MPD; or, from the static MPD a stream leaves when it
 // ends, what there is of them: the Video is cut to the chunks published.
 func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
@@ -50,13 +50,13 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 	ended := m.Live == nil || m.Live.Ended
 	lists := make([]relaid, len(m.Video))
 	for q, r := range m.Video {
-		lists[q] = relaid{r.ID, r.Segments, true}
+		lists[q] = relaid{r.ID, r.Segments, true, r.Init, r.InitRange}
 	}
 	if err := v.relayVideo(k, at, lists, ended); err != nil {
 		return err
 	}
 	if sound := m.MainAudio(); len(sound) > 0 {
-		return v.relayAudio(at, sound[0].Segments, ended)
+		return v.relayAudio(at, sound[0].Segments, ended, sound[0].Init, sound[0].InitRange)
 	}
 	return nil
 }
@@ -66,6 +66,29 @@ type relaid struct {
 	id       string
 	segs     []manifest.Segment
 	reloaded bool // false: this rendition was not reloaded
+	// init is the initialization segment the first of segs needs, where
+	// the reload says (a segment that needs another names it).
+	init, initRange string
+}
+
+// renoteInits replaces what rendition q (-1: the sound) needs to
+// initialize its chunks (audio segments) from k on with what a reload
+// says: init for chunk k, and what segs (chunks k on) name.
+func (v *Video) renoteInits(q, k int, init, initRange string, segs []manifest.Segment) {
+	if init == "" && !slices.ContainsFunc(segs, func(s manifest.Segment) bool { return s.Init != "" }) {
+		return // the reload says nothing of them: keep what is known
+	}
+	if v.reinit != nil {
+		v.reinit[q] = slices.DeleteFunc(v.reinit[q], func(c initChange) bool { return c.from >= k })
+	}
+	if init != "" {
+		if u, rng := v.InitFor(k, q); u != init || rng != initRange {
+			v.noteInit(k, q, init, initRange)
+		}
+	}
+	for i, s := range segs {
+		v.noteInit(k+i, q, s.Init, s.InitRange)
+	}
 }
 
 // relayVideo lays chunks k on out again for the renditions lists has
@@ -116,6 +139,7 @@ func (v *Video) relayVideo(k int, at time.Duration, lists []relaid, ended bool) 
 		if !r.reloaded {
 			continue
 		}
+		v.renoteInits(q, k, r.init, r.initRange, r.segs[first[q]:first[q]+v.Chunks-k])
 		for j := k; j < v.Chunks; j++ {
 			s := r.segs[first[q]+j-k]
 			v.URLs[j][q], v.Sizes[j][q] = s.URL, s.RangeSize()
@@ -141,7 +165,7 @@ func (v *Video) relayVideo(k int, at time.Duration, lists []relaid, ended bool) 
 
 // relayAudio lays the sound out again from segs (a reload of its
 // Representation), from its segment that is playing at at.
-func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool) error {
+func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool, init, initRange string) error {
 	if len(v.AudioURLs) == 0 {
 		return nil
 	}
@@ -167,6 +191,7 @@ func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool
 	if len(v.AudioRanges) > i0 {
 		v.AudioRanges = v.AudioRanges[:i0]
 	}
+	v.renoteInits(-1, i0, init, initRange, segs[s0:])
 	for _, s := range segs[s0:] {
 		v.AudioURLs = append(v.AudioURLs, s.URL)
 		v.AudioEnds = append(v.AudioEnds, s.Start+s.Duration-v.liveOffset)
@@ -216,9 +241,9 @@ func (v *Video) reloadPlaylist(ctx context.Context, client *http.Client, playlis
 		return err
 	}
 	if q < 0 {
-		return v.relayAudio(join.At, segs, ended)
+		return v.relayAudio(join.At, segs, ended, "", "")
 	}
 	lists := make([]relaid, len(v.Bitrates))
-	lists[q] = relaid{u.String(), segs, true}
+	lists[q] = relaid{id: u.String(), segs: segs, reloaded: true}
 	return v.relayVideo(k, join.At, lists, ended)
 }

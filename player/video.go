@@ -67,7 +67,7 @@ type Video struct {
 	// LiveDelay is how far behind the live edge chunk 0 began when the
 	// player joined: the most buffer a live session can hold (0 for VOD).
 	LiveDelay time.Duration
-	// liveOffset is chunk 0's start on the live Period's timeline, and
+	// liveOffset is chunk 0's start on the live stream's timeline, and
 	// live how a live stream follows its MPD (nil for VOD).
 	liveOffset time.Duration
 	live       *liveFeed
