@@ -104,6 +104,11 @@ type LiveJoin struct {
 	// loads list) starts at AnchorStart. An MPD has its own clock.
 	AnchorNumber int
 	AnchorStart  time.Duration
+	// Ladder is the video ladder a player re-reading the MPD plays with
+	// (its renditions' ids and bandwidths; their segments are not read),
+	// onto which the Periods' renditions are laid (see stitch); nil for
+	// the Periods' own.
+	Ladder []*Representation
 }
 
 // maxLiveAge bounds how long ago a live stream may have started (a
@@ -131,7 +136,7 @@ func ParseLive(data []byte, base *url.URL, fetch IndexFetcher, join LiveJoin) (*
 }
 
 // liveWindow is a live join placed on a Period's timeline: liveSetup
-// places it on the MPD's (from availabilityStartTime), and livePeriods
+// places it on the MPD's (from availabilityStartTime), and layLive
 // moves it to each Period's in turn.
 type liveWindow struct {
 	edge   time.Duration // the live edge, from the Period's start
@@ -157,6 +162,9 @@ type liveWindow struct {
 	// the Period before it.
 	wanted, joinWanted time.Duration
 	haveJoin           bool
+	// ladder is the video ladder to lay out for (LiveJoin.Ladder); nil:
+	// the Periods' own (see ladderOf).
+	ladder []*Representation
 }
 
 // liveSetup checks a dynamic MPD (read from base, never nil: parse sees
@@ -171,7 +179,8 @@ func liveSetup(doc *mpd.MPD, base *url.URL, join *LiveJoin) (*Live, *liveWindow,
 		return nil, nil, fmt.Errorf("availabilityStartTime %q: %w", ast, err)
 	}
 	live := &Live{Epoch: t}
-	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length, resume: join.Resume, at: join.At, least: join.MinSegments}
+	w := &liveWindow{edge: join.Now.Sub(live.Epoch), delay: join.Delay, length: join.Length, resume: join.Resume, at: join.At, least: join.MinSegments,
+		ladder: join.Ladder}
 	if w.edge >= maxLiveAge {
 		return nil, nil, fmt.Errorf("availabilityStartTime %q is more than %v ago", ast, maxLiveAge)
 	}
@@ -450,30 +459,44 @@ func (m *Manifest) layLive(doc *mpd.MPD, base *url.URL, mpdBases []*mpd.BaseURLT
 			return err
 		}
 	}
-	m.Video, m.Audio = first.Video, first.Audio
-	lead := m.Video[0].Segments
+	parts := []periodPart{{first, i, doc.Periods[i].Id}}
+	lead := first.Video[0].Segments // every video rendition's are as many, at the same times
+	laid, last := len(lead), lead[len(lead)-1]
 	end := lead[0].Start + w.length // the media time to lay out to, and a segment more
 	for j := i + 1; j < len(spans); j++ {
 		if spans[j].dur == 0 && j+1 < len(spans) {
 			continue // a Period of no length: the next starts where it does
 		}
-		last := m.Video[0].Segments[len(m.Video[0].Segments)-1]
-		if last.Start+last.Duration > end && len(m.Video[0].Segments) >= w.least {
+		if last.Start+last.Duration > end && laid >= w.least {
 			break
 		}
 		cw := *w
 		cw.resume, cw.at = true, spans[j].start
 		cw.length = max(end-spans[j].start, 0)
-		cw.least = max(w.least-len(m.Video[0].Segments), 0)
+		cw.least = max(w.least-laid, 0)
 		cw.step = last.Duration
 		part, _, err := lay(j, cw)
 		if err != nil {
 			return err
 		}
-		if err := m.stitch(part, 0, j); err != nil {
-			return fmt.Errorf("mpd: %w", err)
-		}
+		parts = append(parts, periodPart{part, j, doc.Periods[j].Id})
+		segs := part.Video[0].Segments
+		laid, last = laid+len(segs), segs[len(segs)-1]
 	}
+	ladder := w.ladder
+	if ladder == nil {
+		ladder = liveLadder(doc, spans, w.edge, parts, func(j int) (*Manifest, error) {
+			cw := *w
+			cw.resume, cw.at, cw.length, cw.least, cw.step = true, spans[j].start, 0, 1, 0
+			part, _, err := lay(j, cw)
+			return part, err
+		})
+	}
+	joined, err := stitch(parts, ladder)
+	if err != nil {
+		return fmt.Errorf("mpd: %w", err)
+	}
+	m.Video, m.Audio, m.Remapped = joined.Video, joined.Audio, joined.Remapped
 	for _, r := range slices.Concat(m.Video, m.Audio) {
 		for k := 1; k < len(r.Segments); k++ {
 			if r.Segments[k].Start <= r.Segments[k-1].Start {
@@ -489,4 +512,65 @@ func (m *Manifest) shift(d time.Duration) {
 	for _, r := range slices.Concat(m.Video, m.Audio) {
 		r.shift(d)
 	}
+}
+
+// videoCount is how many video Representations p lists outside
+// trick-mode sets: at least as many as it plays.
+func videoCount(p *mpd.Period) int {
+	n := 0
+	for _, as := range p.AdaptationSets {
+		if trickMode(as) {
+			continue
+		}
+		for _, rep := range as.Representations {
+			if contentKind(as, rep) == "video" {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// liveLadder is the ladder a live session plays with: that of the Periods
+// (laid out in parts, or only listed) whose ladder, in number of video
+// renditions, lasts longest in all up to the live edge, so that a session
+// that joins during an advertisement plays with the programme's ladder.
+// probe lays out a Period that is not in parts, for its renditions.
+func liveLadder(doc *mpd.MPD, spans []periodSpan, edge time.Duration, parts []periodPart, probe func(j int) (*Manifest, error)) []*Representation {
+	lasts := func(j int) time.Duration {
+		if spans[j].dur > 0 {
+			return spans[j].dur
+		}
+		return max(edge-spans[j].start, time.Nanosecond) // the Period under way
+	}
+	counts := make([]int, len(doc.Periods))
+	total := map[int]time.Duration{}
+	for j, p := range doc.Periods {
+		counts[j] = videoCount(p)
+		for _, part := range parts {
+			if part.index == j {
+				counts[j] = len(part.Video)
+			}
+		}
+		total[counts[j]] += lasts(j)
+	}
+	want, longest := 0, time.Duration(-1)
+	for j := range doc.Periods {
+		if t := total[counts[j]]; t > longest {
+			want, longest = counts[j], t
+		}
+	}
+	for _, part := range parts {
+		if len(part.Video) == want {
+			return part.Video
+		}
+	}
+	for j := range doc.Periods {
+		if counts[j] == want {
+			if m, err := probe(j); err == nil && len(m.Video) == want {
+				return m.Video
+			}
+		}
+	}
+	return ladderOf(parts, lasts)
 }

@@ -221,6 +221,9 @@ func TestParseLivePeriods(t *testing.T) {
 			[]string{"b/50", "c/1", "c/2", "c/3", "c/4", "c/5"}, 98 * time.Second, map[int]string{1: "c/lo/init.mp4"}},
 		{"a Period of no length between", doc(a, b, period("x", `start="PT100S"`, template(500)), c), 103 * time.Second, true, 98 * time.Second,
 			[]string{"b/50", "c/1", "c/2", "c/3", "c/4", "c/5"}, 98 * time.Second, map[int]string{1: "c/lo/init.mp4"}},
+		// An advertisement of one rendition: both go on in it.
+		{"a ladder that changes", doc(a, b, `<Period id="c" start="PT100S"><BaseURL>c/</BaseURL>`+strings.Replace(video(template(1)), `<Representation id="hi" bandwidth="900000"/>`, "", 1)+`</Period>`), 103 * time.Second, false, 0,
+			[]string{"b/49", "b/50", "c/1", "c/2", "c/3", "c/4"}, 96 * time.Second, map[int]string{2: "c/lo/init.mp4"}},
 		{"resumed where a Period begins", doc(a, b, c), 103 * time.Second, true, 100 * time.Second,
 			[]string{"c/1", "c/2", "c/3", "c/4", "c/5", "c/6"}, 100 * time.Second, nil},
 		// b ends at 100 s by its @duration and nothing follows it yet:
@@ -257,7 +260,7 @@ func TestParseLivePeriods(t *testing.T) {
 			if want := tc.wantInits[k]; s.Init != "" && !strings.HasSuffix(s.Init, "/"+want) || s.Init == "" && want != "" {
 				t.Errorf("%s: segment %d names the initialization segment %q, want %q", tc.name, k, s.Init, want)
 			}
-			if hi := m.Video[1].Segments[k]; hi.Start != s.Start || hi.Predicted != s.Predicted || !strings.Contains(hi.URL, "/hi/") {
+			if hi := m.Video[1].Segments[k]; hi.Start != s.Start || hi.Predicted != s.Predicted || !strings.Contains(hi.URL, "/hi/") && tc.name != "a ladder that changes" {
 				t.Errorf("%s: the top rendition's segment %d is %+v", tc.name, k, hi)
 			}
 		}
@@ -266,9 +269,23 @@ func TestParseLivePeriods(t *testing.T) {
 		}
 	}
 
+	// Joined during an advertisement of one rendition (b, from 60 s), the
+	// programme's Period before it listed: the session plays with the
+	// programme's ladder, the advertisement standing in for both; and a
+	// player re-reading the MPD lays it onto the ladder it plays with.
+	ad := `<Period id="b" start="PT60S"><BaseURL>b/</BaseURL>` + strings.Replace(video(template(31)), `<Representation id="hi" bandwidth="900000"/>`, "", 1) + `</Period>`
+	m, err := ParseLive([]byte(doc(a, ad)), base, nil, LiveJoin{Now: ast.Add(80 * time.Second), Length: 4 * time.Second})
+	if err != nil || len(m.Video) != 2 || m.Video[1].ID != "hi" || !strings.HasSuffix(m.Video[1].Segments[0].URL, "/b/lo/38.m4s") || len(m.Remapped) != 2 {
+		t.Errorf("joined during an advertisement: %v, %+v", err, m)
+	}
+	ladder := []*Representation{{ID: "lo", Bandwidth: 300_000}, {ID: "mid", Bandwidth: 600_000}, {ID: "hi", Bandwidth: 900_000}}
+	m, err = ParseLive([]byte(doc(a, b, c)), base, nil, LiveJoin{Now: ast.Add(103 * time.Second), Length: 4 * time.Second, Resume: true, At: 98 * time.Second, Ladder: ladder})
+	if err != nil || len(m.Video) != 3 || m.Video[1].ID != "mid" || !strings.HasSuffix(m.Video[1].Segments[0].URL, "/b/hi/50.m4s") || !strings.HasSuffix(m.Video[0].Segments[0].URL, "/b/lo/50.m4s") || !strings.HasSuffix(m.Video[2].Segments[1].URL, "/c/hi/1.m4s") {
+		t.Errorf("re-read onto a ladder of three: %v, %+v", err, m)
+	}
+
 	join := LiveJoin{Now: ast.Add(103 * time.Second), Length: 10 * time.Second}
 	for _, tc := range []struct{ name, mpd, want string }{
-		{"a ladder that changes", doc(a, b, `<Period id="c" start="PT100S">`+strings.Replace(video(template(1)), `<Representation id="hi" bandwidth="900000"/>`, "", 1)+`</Period>`), "period 3 has 1 video renditions"},
 		{"Periods out of order", doc(a, c, b), "period 3 starts at 1m0s, before the one before it"},
 		{"a Period of no length", doc(a, period("b", `start="PT60S" duration="PT0S"`, template(31))), "period 2 lasts 0s"},
 		{"a later Period that cannot be read", doc(a, b, period("c", `start="PT100S"`, `<SegmentList duration="2"><SegmentURL media="1.m4s"/></SegmentList>`)), "period 3: representation \"lo\": a live MPD addressed with SegmentList"},

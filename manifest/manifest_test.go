@@ -118,6 +118,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`<MPD type="static" mediaPresentationDuration="PT1S"><Period><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="$Number%03d$" duration="1"/><Representation id="x" bandwidth="5"/></AdaptationSet></Period></MPD>`))
 	f.Add([]byte(`<MPD type="static" mediaPresentationDuration="PT3S"><Period duration="PT1S"><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="$Number$" duration="1"/><Representation id="x" bandwidth="5"/></AdaptationSet></Period>` +
 		`<Period><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="b$Number$" duration="1"/><Representation id="y" bandwidth="5"/></AdaptationSet><AdaptationSet mimeType="audio/mp4" lang="en"><SegmentTemplate media="a$Number$" duration="1"/><Representation id="a" bandwidth="1"/></AdaptationSet></Period></MPD>`))
+	f.Add([]byte(`<MPD type="static" mediaPresentationDuration="PT3S"><Period id="ad" duration="PT1S"><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="$Number$" duration="1"/><Representation id="x" bandwidth="5"/></AdaptationSet></Period>` +
+		`<Period><AdaptationSet mimeType="video/mp4"><SegmentTemplate media="b$Number$" duration="1"/><Representation id="y" bandwidth="5"/><Representation id="z" bandwidth="50"/></AdaptationSet></Period></MPD>`))
 	base, _ := url.Parse("http://h/a/m.mpd")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data, base)

@@ -31,6 +31,9 @@ type Manifest struct {
 	// at one location tries the next (DASH's BaseURL failover). Empty when
 	// the MPD has none.
 	Bases []string
+	// Remapped lists, for each later Period whose video ladder differs
+	// from the first's, where each rendition continues (see stitch).
+	Remapped []Remap
 }
 
 // Representation is one playable rendition.
@@ -238,6 +241,7 @@ func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *M
 	}
 	budget := MaxSegments
 	videoFamily := ""
+	var parts []periodPart
 	for i, p := range doc.Periods {
 		pbase, err := resolve(base, mpdBases, p.BaseURLs)
 		if err != nil {
@@ -250,13 +254,15 @@ func parse(data []byte, base *url.URL, fetch IndexFetcher, join *LiveJoin) (m *M
 			}
 			return nil, fmt.Errorf("mpd: %w", err)
 		}
-		if i == 0 {
-			m.Video, m.Audio = part.Video, part.Audio
-		} else if err := m.stitch(part, spans[i].start-spans[0].start, i); err != nil {
-			return nil, fmt.Errorf("mpd: %w", err)
-		}
+		part.shift(spans[i].start - spans[0].start)
+		parts = append(parts, periodPart{part, i, p.Id})
 		m.Duration += spans[i].dur
 	}
+	joined, err := stitch(parts, ladderOf(parts, func(i int) time.Duration { return spans[i].dur }))
+	if err != nil {
+		return nil, fmt.Errorf("mpd: %w", err)
+	}
+	m.Video, m.Audio, m.Remapped = joined.Video, joined.Audio, joined.Remapped
 	return m, nil
 }
 

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -41,41 +42,113 @@ func periodSpans(doc *mpd.MPD) ([]periodSpan, error) {
 	return spans, nil
 }
 
-// stitch continues m's renditions with those of a later Period, offset
-// from the first Period's start, as one presentation: the Period must
-// have the same video ladder (as many renditions; ids may differ, as
-// packagers name each Period's anew), and each sound continues in the
-// sound of the same language and role at the same rank, or ends with the
-// Periods before it where there is none.
-func (m *Manifest) stitch(next *Manifest, offset time.Duration, period int) error {
-	if len(next.Video) != len(m.Video) {
-		return fmt.Errorf("period %d has %d video renditions, the first %d: a ladder that changes between periods (an inserted advertisement) is not supported", period+1, len(next.Video), len(m.Video))
-	}
-	for i, r := range m.Video {
-		r.appendPeriod(next.Video[i], offset)
-	}
-	later := map[soundKey]*Representation{}
-	for i, k := range soundKeys(next.Audio) {
-		later[k] = next.Audio[i]
-	}
-	kept := m.Audio[:0]
-	for i, k := range soundKeys(m.Audio) {
-		n, ok := later[k]
-		if !ok {
-			continue // this sound ends with the Periods before
-		}
-		r := m.Audio[i]
-		r.appendPeriod(n, offset)
-		kept = append(kept, r)
-	}
-	m.Audio = kept
-	return nil
+// periodPart is one Period's renditions, laid out on the presentation's
+// timeline, for stitch.
+type periodPart struct {
+	*Manifest
+	index int    // the Period's, from 0
+	id    string // its @id
 }
 
-// appendPeriod continues r with next's segments, offset; where next's
+// stitch joins the Periods' renditions into one presentation, which plays
+// with ladder's video renditions (see ladderOf). A Period of as many video
+// renditions continues them rung by rung (ids may differ, as packagers
+// name each Period's anew); one whose ladder differs (an advertisement
+// not conditioned to the programme's ladder) continues each in its
+// rendition of the nearest bandwidth, so that a player keeps one ladder
+// throughout, as it keeps its throughput estimate. Each sound continues
+// in the sound of the same language and role at the same rank, or ends
+// with the Periods before it where there is none.
+func stitch(parts []periodPart, ladder []*Representation) (*Manifest, error) {
+	m := &Manifest{}
+	for _, l := range ladder {
+		r := *l
+		r.Segments, r.Init, r.InitRange = nil, "", ""
+		m.Video = append(m.Video, &r)
+	}
+	for i, part := range parts {
+		if len(part.Video) == 0 {
+			return nil, fmt.Errorf("period %d has no video", part.index+1)
+		}
+		for q, r := range m.Video {
+			to := q
+			if len(part.Video) != len(ladder) {
+				to = nearestBandwidth(part.Video, r.Bandwidth)
+				m.Remapped = append(m.Remapped, Remap{Period: part.index + 1, PeriodID: part.id, From: r.ID, To: part.Video[to].ID})
+			}
+			if i == 0 {
+				r.Init, r.InitRange = part.Video[to].Init, part.Video[to].InitRange
+			}
+			r.appendPeriod(part.Video[to])
+		}
+		if i == 0 {
+			m.Audio = part.Audio
+			continue
+		}
+		later := map[soundKey]*Representation{}
+		for i, k := range soundKeys(part.Audio) {
+			later[k] = part.Audio[i]
+		}
+		kept := m.Audio[:0]
+		for i, k := range soundKeys(m.Audio) {
+			n, ok := later[k]
+			if !ok {
+				continue // this sound ends with the Periods before
+			}
+			r := m.Audio[i]
+			r.appendPeriod(n)
+			kept = append(kept, r)
+		}
+		m.Audio = kept
+	}
+	return m, nil
+}
+
+// ladderOf is the ladder a presentation of Periods plays with: the video
+// renditions of the first of the Periods whose ladder, in number of
+// renditions, lasts longest in all (lasts gives each Period's duration by
+// its index): a programme's, not that of the advertisements that break
+// it, however many renditions they have.
+func ladderOf(parts []periodPart, lasts func(index int) time.Duration) []*Representation {
+	total := map[int]time.Duration{}
+	for _, p := range parts {
+		total[len(p.Video)] += lasts(p.index)
+	}
+	var best []*Representation
+	var longest time.Duration = -1
+	for _, p := range parts {
+		if t := total[len(p.Video)]; t > longest {
+			best, longest = p.Video, t
+		}
+	}
+	return best
+}
+
+// nearestBandwidth is the rendition of reps whose bandwidth is nearest
+// bandwidth by ratio, the lower of two as near.
+func nearestBandwidth(reps []*Representation, bandwidth int) int {
+	best, bestDist := 0, math.Inf(1)
+	for i, r := range reps {
+		d := math.Abs(math.Log(float64(max(r.Bandwidth, 1)) / float64(max(bandwidth, 1))))
+		if d < bestDist-1e-12 {
+			best, bestDist = i, d
+		}
+	}
+	return best
+}
+
+// Remap is a video rendition continued, in a later Period whose ladder
+// differs, in the rendition of that Period nearest its bandwidth.
+type Remap struct {
+	Period   int    // from 1, in the MPD it was read from
+	PeriodID string // its @id, "" when it has none
+	From, To string
+}
+
+// appendPeriod continues r with next's segments; where next's
 // initialization segment is not the one r's last segment needs, its first
 // segment names it.
-func (r *Representation) appendPeriod(next *Representation, offset time.Duration) {
+func (r *Representation) appendPeriod(next *Representation) {
 	init, rng := r.Init, r.InitRange
 	for _, s := range slices.Backward(r.Segments) {
 		if s.Init != "" {
@@ -84,7 +157,6 @@ func (r *Representation) appendPeriod(next *Representation, offset time.Duration
 		}
 	}
 	for k, s := range next.Segments {
-		s.Start += offset
 		if k == 0 && s.Init == "" && (next.Init != init || next.InitRange != rng) {
 			s.Init, s.InitRange = next.Init, next.InitRange
 		}

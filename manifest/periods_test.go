@@ -2,6 +2,8 @@ package manifest
 
 import (
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +11,8 @@ import (
 
 // TestParseMultiPeriod: Periods of one ladder play as one presentation,
 // each placed where its @start (or the one before it) says; a sound that
-// does not continue ends with its Period; a ladder that changes is refused.
+// does not continue ends with its Period; a ladder that changes is
+// followed by bandwidth.
 func TestParseMultiPeriod(t *testing.T) {
 	base, _ := url.Parse("http://h/a/m.mpd")
 	video := func(ids ...string) string {
@@ -58,9 +61,64 @@ func TestParseMultiPeriod(t *testing.T) {
 		t.Errorf("replayed period: %v, third segment needs %q", err, m.Video[0].Segments[2].Init)
 	}
 
+	// A Period whose ladder differs (an advertisement not conditioned to
+	// the programme's): each rendition goes on in its rendition of the
+	// nearest bandwidth, and back in the programme's after it.
+	ladder := func(bandwidths ...int) string {
+		s := `<AdaptationSet contentType="video" mimeType="video/mp4"><SegmentTemplate initialization="$RepresentationID$/init.mp4" media="$RepresentationID$/$Number$.m4s" duration="2" startNumber="1"/>`
+		for _, bw := range bandwidths {
+			s += `<Representation id="` + strconv.Itoa(bw) + `" bandwidth="` + strconv.Itoa(bw) + `"/>`
+		}
+		return s + `</AdaptationSet>`
+	}
+	for _, tc := range []struct {
+		name string
+		ad   []int
+		want []string // the ad Period's rendition each of 300k, 900k and 3000k goes on in
+	}{
+		{"one rendition", []int{500_000}, []string{"500000", "500000", "500000"}},
+		{"two", []int{400_000, 2_500_000}, []string{"400000", "400000", "2500000"}},
+		// 1000k is nearer 900k by ratio than 700k is.
+		{"four", []int{250_000, 700_000, 1_000_000, 4_000_000}, []string{"250000", "1000000", "4000000"}},
+	} {
+		doc := `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT12S">` +
+			`<Period duration="PT4S">` + ladder(300_000, 900_000, 3_000_000) + `</Period>` +
+			`<Period id="ad" duration="PT4S"><BaseURL>ad/</BaseURL>` + ladder(tc.ad...) + `</Period>` +
+			`<Period>` + ladder(300_000, 900_000, 3_000_000) + `</Period></MPD>`
+		m, err := Parse([]byte(doc), base)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		for q, r := range m.Video {
+			var got []string
+			for _, s := range r.Segments {
+				got = append(got, strings.TrimSuffix(strings.TrimPrefix(s.URL, "http://h/a/"), ".m4s"))
+			}
+			id := []string{"300000", "900000", "3000000"}[q]
+			want := []string{id + "/1", id + "/2", "ad/" + tc.want[q] + "/1", "ad/" + tc.want[q] + "/2", id + "/1", id + "/2"}
+			if !slices.Equal(got, want) || r.Segments[2].Init != "http://h/a/ad/"+tc.want[q]+"/init.mp4" || r.Segments[4].Init != "http://h/a/"+id+"/init.mp4" {
+				t.Errorf("%s: rendition %s plays %q (initialized by %q, %q), want %q", tc.name, r.ID, got, r.Segments[2].Init, r.Segments[4].Init, want)
+			}
+		}
+		if len(m.Remapped) != 3 || m.Remapped[0] != (Remap{Period: 2, PeriodID: "ad", From: "300000", To: tc.want[0]}) {
+			t.Errorf("%s: remapped %+v", tc.name, m.Remapped)
+		}
+	}
+
+	// A pre-roll advertisement of one rendition before a programme of
+	// three: the presentation plays with the programme's ladder (its
+	// Periods last longest), the advertisement standing in for it.
+	preroll := `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT12S">` +
+		`<Period id="ad" duration="PT4S"><BaseURL>ad/</BaseURL>` + ladder(500_000) + `</Period>` +
+		`<Period id="programme">` + ladder(300_000, 900_000, 3_000_000) + `</Period></MPD>`
+	if m, err := Parse([]byte(preroll), base); err != nil || len(m.Video) != 3 || m.Video[2].ID != "3000000" || m.Video[2].Bandwidth != 3_000_000 ||
+		m.Video[2].Init != "http://h/a/ad/500000/init.mp4" || m.Video[2].Segments[0].URL != "http://h/a/ad/500000/1.m4s" ||
+		m.Video[2].Segments[2].Init != "http://h/a/3000000/init.mp4" || m.Video[2].Segments[2].Start != 4*time.Second || len(m.Remapped) != 3 {
+		t.Errorf("pre-roll: %v, %+v", err, m)
+	}
+
 	for _, tc := range []struct{ name, doc, want string }{
-		{"a ladder that changes", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S">` +
-			`<Period duration="PT4S">` + video("lo", "hi") + `</Period><Period>` + video("ad") + `</Period></MPD>`, "ladder that changes"},
 		{"a period with no end", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S">` +
 			`<Period>` + video("lo") + `</Period><Period>` + video("lo") + `</Period></MPD>`, "period 1 has no positive duration"},
 		{"a period without video", `<MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT10S">` +

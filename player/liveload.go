@@ -48,6 +48,11 @@ func (v *Video) relayFrom(k int, at time.Duration, m *manifest.Manifest) error {
 		return fmt.Errorf("the ladder changed: %d video renditions, %d before", len(m.Video), len(v.Bitrates))
 	}
 	ended := m.Live == nil || m.Live.Ended
+	for _, c := range ladderChanges(m.Remapped) {
+		if !slices.Contains(v.LadderChanges, c) {
+			v.LadderChanges = append(v.LadderChanges, c) // a Period a re-read lists
+		}
+	}
 	lists := make([]relaid, len(m.Video))
 	for q, r := range m.Video {
 		lists[q] = relaid{r.ID, r.Segments, true, r.Init, r.InitRange}

@@ -311,6 +311,12 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		joinDelay = join.Delay
 	}
 	playlists := hlsPlaylists(m)
+	// The ladder the session plays with, which every re-read lays the
+	// Periods it lists onto (their segments are not kept).
+	var ladder []*manifest.Representation
+	for _, r := range m.Video {
+		ladder = append(ladder, &manifest.Representation{ID: r.ID, Bandwidth: r.Bandwidth, Width: r.Width, Height: r.Height, Codecs: r.Codecs, MimeType: r.MimeType})
+	}
 	refresh := cmp.Or(m.Live.Location, mpdURL) // where the MPD is re-read: its Location, else where it was
 	// reread reads the MPD again (following a Location it names), or the
 	// multivariant playlist with every media playlist, laid out for join.
@@ -329,7 +335,8 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		at := v.liveOffset + v.chunkStart(k)
 		anchor := v.live.anchor(k, q)
 		join := manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration,
-			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor)}
+			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor),
+			Ladder: ladder}
 		if playlists != nil {
 			return v.reloadPlaylist(ctx, client, playlists, k, q, join)
 		}
@@ -346,7 +353,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		// segments), for the chunks left: the whole ladder anew, as the
 		// chunks from k on are all at another place on the timeline.
 		left := v.Chunks - k
-		m, err := reread(ctx, manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left, Delay: joinDelay})
+		m, err := reread(ctx, manifest.LiveJoin{Now: clock.now(), Length: time.Duration(left) * v.ChunkDuration, MinSegments: left, Delay: joinDelay, Ladder: ladder})
 		if err != nil {
 			return 0, err
 		}
@@ -418,6 +425,7 @@ func VideoFromMPD(data []byte, name string, sizeOf func(rel string) (int64, erro
 // simulated link uses, are left unknown (0).
 func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, lazy bool, size func(url string) (int64, error)) (*Video, error) {
 	v := &Video{Name: name, Bases: m.Bases, HLS: len(m.Video) > 0 && m.Video[0].Playlist != ""}
+	v.LadderChanges = ladderChanges(m.Remapped)
 	if m.Live != nil {
 		v.liveOffset = m.Video[0].Segments[0].Start
 		v.LiveStart = m.Live.Epoch.Add(v.liveOffset)
@@ -494,4 +502,25 @@ func videoFromManifest(ctx context.Context, m *manifest.Manifest, name string, l
 		return nil, fmt.Errorf("video %s: %w", name, err)
 	}
 	return v, nil
+}
+
+// ladderChanges tells of the Periods whose ladder differs, one line each:
+// `period "ad" has another video ladder: its renditions of the nearest
+// bandwidth stand in (ad-lo for lo, ad-lo for hi)`.
+func ladderChanges(remaps []manifest.Remap) []string {
+	var out []string
+	for i := 0; i < len(remaps); {
+		j := i
+		var pairs []string
+		for ; j < len(remaps) && remaps[j].Period == remaps[i].Period; j++ {
+			pairs = append(pairs, remaps[j].To+" for "+remaps[j].From)
+		}
+		period := fmt.Sprintf("period %d", remaps[i].Period)
+		if id := remaps[i].PeriodID; id != "" {
+			period = fmt.Sprintf("period %q", id) // a live MPD's Periods are numbered anew as they go
+		}
+		out = append(out, period+" has another video ladder: its renditions of the nearest bandwidth stand in ("+strings.Join(pairs, ", ")+")")
+		i = j
+	}
+	return out
 }

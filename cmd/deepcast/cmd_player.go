@@ -339,7 +339,8 @@ func playCommand() command {
 				var stats player.FetchStats
 				var latency player.Latency
 				var live bool
-				res, err := play(ctx, args[0], playOptions{ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
+				var ladderChanges []string
+				res, err := play(ctx, args[0], playOptions{LadderChanges: &ladderChanges, ABR: *abr, Trace: *trace, RTT: *rtt, Duration: *dur, CMCD: *cmcd,
 					QoE: *qoe, ChunkLines: !*quiet, Verify: *verify, Stats: &stats, Latency: &latency, LatencyOK: &live,
 					CA: *ca, HTTP3: *h3, Header: headers.h, CatchUp: *catchup, CatchUpLaw: *catchupLaw, LiveDelay: *liveDelay, Abandon: *abandon, Out: stdout,
 					IgnoreServerCap: !*cmsdCap, SessionID: *sid})
@@ -356,6 +357,9 @@ func playCommand() command {
 					return err
 				}
 				printSession(stdout, *abr, res, stats.Protocol)
+				for _, change := range ladderChanges {
+					fmt.Fprintln(stdout, "note: "+change)
+				}
 				if note := trainedForAnotherQoE(*abr, nil, *qoe); note != "" {
 					fmt.Fprintln(stdout, note)
 				}
@@ -413,6 +417,8 @@ type playOptions struct {
 	// the live edge it played (LatencyOK tells whether it was live).
 	Latency   *player.Latency
 	LatencyOK *bool
+	// LadderChanges, when not nil, gets the Video's LadderChanges.
+	LadderChanges *[]string
 	// Stats, when set, receives the fetcher's request counts at the end.
 	Stats *player.FetchStats
 	CA    string // extra roots for https:// URLs
@@ -674,6 +680,9 @@ func play(ctx context.Context, url string, o playOptions) (player.Result, error)
 	}
 	s := &player.Session{Video: v, ABR: a, QoE: q, Clock: clock, Fetcher: f, Config: cfg, KeepLog: true}
 	res, err := s.Run(ctx)
+	if o.LadderChanges != nil {
+		*o.LadderChanges = v.LadderChanges
+	}
 	if o.Latency != nil && o.LatencyOK != nil {
 		*o.Latency, *o.LatencyOK = v.LiveLatency(clock.Start(), res)
 	}

@@ -8,11 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/deepcast/deepcast/media/mediatest"
 )
 
 // TestPlayCrossesLivePeriods: a live stream that starts a new Period
@@ -22,12 +25,14 @@ import (
 // writes the MPD as that packager would: each Period under its own path,
 // with its own initialization segments, numbering and timeline offset,
 // the MPD listing the Periods of its time-shift buffer and the one under
-// way (none ahead) and asking to be re-read every 2 s. deepcast play
-// joins it and plays on across the Periods that begin while it plays: it
-// asks for every segment through the Period that holds it (the server
-// refuses it through any other), fetches each new Period's
-// initialization segment before its first segment, and plays consecutive
-// segments of video and sound.
+// way (none ahead) and asking to be re-read every 2 s; every third Period
+// is an advertisement of the lower rendition alone. deepcast play joins
+// it and plays on across the Periods that begin while it plays: it asks
+// for every segment through the Period that holds it (the server refuses
+// it through any other, and the top rendition in an advertisement),
+// fetches each new Period's initialization segment before its first
+// segment, plays consecutive segments of video and sound, and says that
+// the advertisements' rendition stood in for the ladder.
 func TestPlayCrossesLivePeriods(t *testing.T) {
 	const periodSegments, segment = 2, 2 * time.Second
 	period := periodSegments * segment
@@ -46,6 +51,9 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 		t.Fatal(err)
 	}
 	periodRE := regexp.MustCompile(`(?s)<Period[^>]*>(.*)</Period>`)
+	// Every third Period is an advertisement of the lower rendition alone.
+	isAd := func(k int64) bool { return k%3 == 1 }
+	topRendition := regexp.MustCompile(`(?s)<Representation id="1".*?</Representation>`)
 	var wrongPeriod atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /live.mpd", func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +70,9 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 		now, depth := int64(time.Since(ast)/period), int64(20*time.Second/period)
 		for k := max(now-depth+1, 0); k <= now; k++ {
 			p := strings.ReplaceAll(inner, `startNumber="1"`, fmt.Sprintf(`startNumber="%d" presentationTimeOffset="%d"`, k*periodSegments+1, k*period.Microseconds()))
+			if isAd(k) {
+				p = topRendition.ReplaceAllString(p, "")
+			}
 			fmt.Fprintf(&periods, `<Period id="p%d" start="PT%dS"><BaseURL>p%d/</BaseURL>%s</Period>`, k, k*int64(period/time.Second), k, p)
 		}
 		out := string(doc[:g[0]]) + periods.String() + string(doc[g[1]:])
@@ -77,9 +88,9 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
-		if _, err := fmt.Sscanf(file, "chunk-stream%d-%d.m4s", &rep, &n); err == nil && (n-1)/periodSegments != k {
+		if _, err := fmt.Sscanf(file, "chunk-stream%d-%d.m4s", &rep, &n); err == nil && ((n-1)/periodSegments != k || rep == 1 && isAd(int64(k))) {
 			wrongPeriod.Add(1)
-			http.Error(w, fmt.Sprintf("segment %d is not in Period %d", n, k), http.StatusNotFound)
+			http.Error(w, fmt.Sprintf("segment %d of stream %d is not in Period %d", n, rep, k), http.StatusNotFound)
 			return
 		}
 		http.ServeFile(w, r, filepath.Join(dir, filepath.Base(file)))
@@ -141,11 +152,103 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 	if len(numbers["video"]) != 6 || len(numbers["sound"]) < 6 {
 		t.Errorf("segments played: %v, want 6 of video and as many of sound\n%s", numbers, out.String())
 	}
-	// 12 s of 4-s Periods: three of them at least, two joined on the way.
+	// 12 s of 4-s Periods: three of them at least, two joined on the way,
+	// one of them an advertisement.
 	if len(periods) < 3 {
 		t.Errorf("played segments of Periods %v, want three or more", periods)
 	}
+	if !strings.Contains(out.String(), `has another video ladder: its renditions of the nearest bandwidth stand in (0 for 0, 0 for 1)`) {
+		t.Errorf("play does not say that advertisements stood in for the ladder:\n%s", out.String())
+	}
 	if mpds := countPath(reqs, "/live.mpd"); mpds < 3 || mpds > 1+6*4 {
 		t.Errorf("the MPD was read %d times for 6 chunks", mpds)
+	}
+}
+
+// TestPlayCrossesAnAdvertisementsLadder: an on-demand presentation of
+// three Periods, a programme of two renditions (300k, 900k), an
+// advertisement of one (500k, not conditioned to the programme's ladder)
+// and the programme again, as a server-side ad insertion writes it. play
+// plays it through: each chunk of the advertisement from its one
+// rendition, whichever of the ladder's the ABR chose, with its own
+// initialization segment first, and says that the advertisement's
+// renditions stood in for the ladder's.
+func TestPlayCrossesAnAdvertisementsLadder(t *testing.T) {
+	dir := t.TempDir()
+	encode := func(sub string, seconds int, ladder ...string) string {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi", "-i", "sine=f=440", "-t", strconv.Itoa(seconds)}
+		for range ladder {
+			args = append(args, "-map", "0:v")
+		}
+		args = append(args, "-map", "1:a", "-c:v", "libx264", "-preset", "ultrafast")
+		for i, rate := range ladder {
+			args = append(args, fmt.Sprintf("-b:v:%d", i), rate)
+		}
+		args = append(args, "-g", "50", "-keyint_min", "50", "-sc_threshold", "0", "-c:a", "aac", "-ar", "48000",
+			"-f", "dash", "-use_template", "1", "-use_timeline", "0", "-seg_duration", "2", filepath.Join(dir, sub, "m.mpd"))
+		mediatest.FFmpeg(t, args...)
+		doc, err := os.ReadFile(filepath.Join(dir, sub, "m.mpd"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := regexp.MustCompile(`(?s)<Period[^>]*>(.*)</Period>`).FindSubmatch(doc)
+		if g == nil {
+			t.Fatalf("no Period in %s", doc)
+		}
+		return string(g[1])
+	}
+	programme := encode("prog", 8, "300k", "900k")
+	ad := encode("ad", 4, "500k")
+	mpd := `<?xml version="1.0" encoding="utf-8"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" profiles="urn:mpeg:dash:profile:isoff-live:2011" mediaPresentationDuration="PT20S" minBufferTime="PT4S">` +
+		`<Period id="programme" start="PT0S"><BaseURL>prog/</BaseURL>` + programme + `</Period>` +
+		`<Period id="ad" start="PT8S"><BaseURL>ad/</BaseURL>` + ad + `</Period>` +
+		`<Period id="programme-2" start="PT12S"><BaseURL>prog/</BaseURL>` + programme + `</Period></MPD>`
+	if err := os.WriteFile(filepath.Join(dir, "spliced.mpd"), []byte(mpd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	log := &rangeLog{}
+	srv := httptest.NewServer(log.wrap(http.FileServer(http.Dir(dir))))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", srv.URL + "/spliced.mpd"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), `note: period "ad" has another video ladder: its renditions of the nearest bandwidth stand in (0 for 0, 0 for 1)`) ||
+		!strings.Contains(out.String(), "chunk  10") {
+		t.Errorf("deepcast play:\n%s", out.String())
+	}
+	var played []string
+	adInit := time.Time{}
+	for _, r := range log.take() {
+		if r.method != http.MethodGet {
+			continue
+		}
+		if r.status != http.StatusOK {
+			t.Errorf("%s", r)
+		}
+		switch {
+		case r.path == "/ad/init-stream0.m4s":
+			adInit = r.at
+		case strings.HasPrefix(r.path, "/ad/chunk-stream0-") && (adInit.IsZero() || adInit.After(r.at)):
+			t.Errorf("%s came before the advertisement's initialization segment", r.path)
+		}
+		if strings.Contains(r.path, "/chunk-stream") && !strings.Contains(r.path, "stream2-") && !strings.Contains(r.path, "/ad/chunk-stream1-") {
+			played = append(played, strings.TrimSuffix(strings.TrimPrefix(r.path, "/"), ".m4s"))
+		}
+	}
+	// Video: the programme's four, the advertisement's two (of its one
+	// rendition), the programme's four again.
+	var periods []string
+	for _, p := range played {
+		dir, _, _ := strings.Cut(p, "/")
+		periods = append(periods, dir)
+	}
+	want := []string{"prog", "prog", "prog", "prog", "ad", "ad", "prog", "prog", "prog", "prog"}
+	if !slices.Equal(periods, want) || played[4] != "ad/chunk-stream0-00001" || played[5] != "ad/chunk-stream0-00002" {
+		t.Errorf("video segments fetched: %q", played)
 	}
 }
