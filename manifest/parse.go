@@ -31,8 +31,9 @@ type Manifest struct {
 	// at one location tries the next (DASH's BaseURL failover). Empty when
 	// the MPD has none.
 	Bases []string
-	// Remapped lists, for each later Period whose video ladder differs
-	// from the first's, where each rendition continues (see stitch).
+	// Remapped lists, for each Period whose video ladder differs from the
+	// one the presentation plays with (a pre-roll's may be the first),
+	// where each rendition continues (see stitch).
 	Remapped []Remap
 }
 

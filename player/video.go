@@ -23,10 +23,10 @@ type Video struct {
 	// ChunkDuration. The buffer fills by each chunk's own.
 	Ends     []time.Duration
 	Bitrates []float64 // kbit/s, ascending
-	// LadderChanges says, for each later Period whose video ladder
-	// differs from the first's (an advertisement), which of its
-	// renditions stand in for the ladder's, nearest by bandwidth: the ABR
-	// keeps choosing among Bitrates, which are the first Period's.
+	// LadderChanges says, for each Period whose video ladder differs
+	// from the one the session plays with (an advertisement's), which of
+	// its renditions stand in for the ladder's, nearest by bandwidth: the
+	// ABR keeps choosing among Bitrates, the ladder's.
 	LadderChanges []string
 	// Sizes[chunk][rendition] in bytes. It may hold more rows than Chunks
 	// (Pensieve's video has a 49th row for robustMPC's look-ahead).
