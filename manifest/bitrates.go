@@ -3,6 +3,7 @@ package manifest
 import (
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/Eyevinn/dash-mpd/mpd"
 )
@@ -21,10 +22,13 @@ type Bitrates struct {
 // of its ladder (an edge working out shares once a second) walk thousands.
 const maxBitrates = 64
 
-// ReadBitrates reads the ladder of an MPD's first Period, static or
-// dynamic, without expanding a single segment address: all a cache node
-// needs to know which bitrates its viewers can take. An MPD that is not
-// well-formed, or that offers no video, is an error.
+// ReadBitrates reads an MPD's ladder, static or dynamic, without
+// expanding a single segment address: all a cache node needs to know
+// which bitrates its viewers can take. Of several Periods it reads the
+// one a player plays with (that of the Periods whose ladder, in number of
+// video renditions, lasts longest in all; see ladderOf), not a pre-roll
+// advertisement's. An MPD that is not well-formed, or that offers no
+// video, is an error.
 func ReadBitrates(data []byte) (b Bitrates, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -44,7 +48,7 @@ func ReadBitrates(data []byte) (b Bitrates, err error) {
 	if len(doc.Periods) == 0 {
 		return Bitrates{}, fmt.Errorf("mpd: no Period")
 	}
-	for _, as := range doc.Periods[0].AdaptationSets {
+	for _, as := range doc.Periods[mainPeriod(doc)].AdaptationSets {
 		for _, rep := range as.Representations {
 			if rep.Bandwidth == 0 {
 				continue
@@ -103,4 +107,44 @@ func (b *Bitrates) tidy() error {
 		}
 	}
 	return nil
+}
+
+// mainPeriod is the index of the first of doc's Periods (at least one)
+// whose ladder lasts longest in all. The Period under way of a live MPD
+// lasts up to its publishTime; a Period whose length is not known (no
+// publishTime, or an MPD that does not place its Periods) counts as long
+// as the longest known.
+func mainPeriod(doc *mpd.MPD) int {
+	spans, err := periodSpans(doc)
+	var edge time.Duration // the live edge from availabilityStartTime, 0 when not known
+	if doc.GetType() == mpd.DYNAMIC_TYPE {
+		spans, err = livePeriodSpans(doc)
+		ast, err1 := ParseDateTime(string(doc.AvailabilityStartTime))
+		pub, err2 := ParseDateTime(string(doc.PublishTime))
+		if err1 == nil && err2 == nil {
+			edge = pub.Sub(ast)
+		}
+	}
+	if err != nil {
+		spans = make([]periodSpan, len(doc.Periods))
+	}
+	for i, s := range spans {
+		if s.dur == 0 && i+1 == len(spans) && edge > s.start {
+			spans[i].dur = edge - s.start
+		}
+	}
+	longest := time.Duration(1)
+	for _, s := range spans {
+		longest = max(longest, s.dur)
+	}
+	counts := make([]int, len(doc.Periods))
+	for i, p := range doc.Periods {
+		counts[i] = videoCount(p)
+	}
+	return longestLasting(counts, func(i int) time.Duration {
+		if spans[i].dur > 0 {
+			return spans[i].dur
+		}
+		return longest
+	})
 }

@@ -42,6 +42,14 @@ func TestReadBitrates(t *testing.T) {
 	}{
 		{name: "a deepcast MPD: what the player reads", mpd: string(deepcast), video: wantVideo, aud: wantAudio},
 		{name: "live, first Period, distinct, text left out", mpd: live, video: []int{400000, 3000000}, aud: []int{128000}},
+		{name: "a pre-roll advertisement of one rendition, then the programme", mpd: `<MPD type="static" mediaPresentationDuration="PT70S">` +
+			`<Period id="ad" duration="PT10S"><AdaptationSet contentType="video"><Representation id="ad" bandwidth="1500000"/></AdaptationSet></Period>` +
+			`<Period id="main"><AdaptationSet contentType="video"><Representation id="hi" bandwidth="3000000"/><Representation id="lo" bandwidth="400000"/></AdaptationSet>` +
+			`<AdaptationSet contentType="audio"><Representation id="a" bandwidth="96000"/></AdaptationSet></Period></MPD>`,
+			video: []int{400000, 3000000}, aud: []int{96000}},
+		{name: "live: the programme's ladder, an advertisement under way", mpd: liveAds(`publishTime="2024-01-01T00:00:15Z"`, 2, 1), video: []int{400000, 3000000}},
+		{name: "live: the programme's ladder, under way after a pre-roll", mpd: liveAds(`publishTime="2024-01-01T00:00:25Z"`, 1, 2), video: []int{400000, 3000000}},
+		{name: "live: the programme's ladder, no publishTime", mpd: liveAds("", 2, 1), video: []int{400000, 3000000}},
 		{name: "no video", mpd: `<MPD type="static"><Period><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="1"/></AdaptationSet></Period></MPD>`, err: "no video"},
 		{name: "no bandwidth", mpd: `<MPD type="static"><Period><AdaptationSet mimeType="video/mp4"><Representation id="v"/></AdaptationSet></Period></MPD>`, err: "no video"},
 		{name: "no Period", mpd: `<MPD type="static"></MPD>`, err: "no Period"},
@@ -69,6 +77,20 @@ func TestReadBitrates(t *testing.T) {
 	if len(wantVideo) < 2 || len(wantAudio) == 0 {
 		t.Fatalf("the test presentation has %d video and %d audio bitrates: too few to tell", len(wantVideo), len(wantAudio))
 	}
+}
+
+// liveAds is a live MPD of a 10-s Period then one under way, of first
+// and then video renditions of bandwidths 3000k and 400k (the first
+// dropped when there is one).
+func liveAds(attrs string, first, then int) string {
+	period := func(id string, n int, more string) string {
+		reps := `<Representation id="lo" bandwidth="400000"/>`
+		if n == 2 {
+			reps = `<Representation id="hi" bandwidth="3000000"/>` + reps
+		}
+		return `<Period id="` + id + `"` + more + `><AdaptationSet contentType="video"><SegmentTemplate media="$Number$.m4s" duration="2" timescale="1"/>` + reps + `</AdaptationSet></Period>`
+	}
+	return `<MPD type="dynamic" availabilityStartTime="2024-01-01T00:00:00Z" ` + attrs + `>` + period("p1", first, ` start="PT0S" duration="PT10S"`) + period("p2", then, ` start="PT10S"`) + `</MPD>`
 }
 
 func manyReps(n int) string {

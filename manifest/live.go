@@ -143,7 +143,7 @@ type liveWindow struct {
 	delay  time.Duration // 0: three segments
 	length time.Duration
 	tsbd   time.Duration // 0: unbounded
-	resume bool          // lay out from at, not from the edge less the delay
+	resume bool          // lay out from at, not from the edge less the delay (layLive turns the one into the other)
 	at     time.Duration
 	least  int // the fewest segments to lay out
 
@@ -156,12 +156,6 @@ type liveWindow struct {
 	// step is the segment duration to predict with where the Period's
 	// SegmentTimeline lists none yet (one that has just begun; 0: none).
 	step time.Duration
-	// wanted is where the join, before it was held to the Period's start,
-	// fell on the Period's timeline (set by liveSpans; joinWanted is the
-	// video's): before a Period that has just begun, a join belongs in
-	// the Period before it.
-	wanted, joinWanted time.Duration
-	haveJoin           bool
 	// ladder is the video ladder to lay out for (LiveJoin.Ladder); nil:
 	// the Periods' own (see ladderOf).
 	ladder []*Representation
@@ -221,9 +215,55 @@ func ParseDateTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("not an xs:dateTime")
 }
 
+// joinDelay is how far behind the live edge a session joins a stream of
+// d-long segments: the delay asked for, else three segments; at least
+// one (the segment at the edge is not complete), and within the
+// time-shift buffer.
+func (w *liveWindow) joinDelay(d time.Duration) time.Duration {
+	delay := w.delay
+	if delay == 0 {
+		delay = 3 * d
+	}
+	delay = max(delay, d)
+	if w.tsbd > 0 {
+		delay = min(delay, max(w.tsbd-d, d))
+	}
+	return delay
+}
+
+// edgeStep is the duration of the latest segment the first video
+// Representation of Period p lists (or, with a fixed @duration, of every
+// one): what the join delay counts in. 0: its SegmentTimeline lists none
+// yet, or p has no video the player would take (parsing it says why).
+func edgeStep(p *mpd.Period) time.Duration {
+	for _, as := range p.AdaptationSets {
+		if trickMode(as) {
+			continue
+		}
+		for _, rep := range as.Representations {
+			if contentKind(as, rep) != "video" {
+				continue
+			}
+			a, err := resolveAddressing(
+				addressingLevel{p.SegmentBase, p.SegmentList, p.SegmentTemplate},
+				addressingLevel{as.SegmentBase, as.SegmentList, as.SegmentTemplate},
+				addressingLevel{rep.SegmentBase, rep.SegmentList, rep.SegmentTemplate})
+			switch {
+			case err != nil:
+				return 0
+			case a.timeline != nil && len(a.timeline.S) > 0:
+				return toDur(int64(a.timeline.S[len(a.timeline.S)-1].D), a.timescale)
+			case a.timeline == nil:
+				return toDur(int64(a.duration), a.timescale)
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
 // liveSpans lays out a live Representation's segments for w: from the
-// one that holds the join point (the edge less the delay, no earlier than
-// the time-shift buffer reaches; or w.at when resuming) for w.length and
+// one that holds w.at (layLive places the join point) for w.length and
 // one more. A fixed @duration gives every segment from the clock; a
 // SegmentTimeline lists those published so far, and the ones after its
 // last are laid out at its last duration (predicted: a later MPD tells).
@@ -262,18 +302,6 @@ func (a *addressing) liveSpans(w *liveWindow, budget int) (out []span, first, li
 		return nil, 0, 0, fmt.Errorf("segment duration %d/%d s", step, a.timescale)
 	}
 	join := w.at
-	if !w.resume {
-		delay := w.delay
-		if delay == 0 {
-			delay = 3 * d
-		}
-		delay = max(delay, d) // the segment at the edge is not complete
-		if w.tsbd > 0 {
-			delay = min(delay, max(w.tsbd-d, d))
-		}
-		w.wanted = w.edge - delay
-		join = max(w.wanted, 0)
-	}
 	n := max(int((w.length+d-1)/d)+1, w.least)
 	if n > budget || n < 0 {
 		return nil, 0, 0, fmt.Errorf("%d live segments of %v: more than %d segments", n, d, MaxSegments)
@@ -360,12 +388,8 @@ var errNoLiveSegments = errors.New("the live SegmentTimeline lists no segments")
 func livePeriodSpans(doc *mpd.MPD) ([]periodSpan, error) {
 	spans := make([]periodSpan, len(doc.Periods))
 	for i, p := range doc.Periods {
-		switch {
-		case p.Start != nil:
-			spans[i].start = time.Duration(*p.Start)
-		case i > 0 && spans[i-1].dur > 0:
-			spans[i].start = spans[i-1].start + spans[i-1].dur
-		case i > 0:
+		var placed bool
+		if spans[i].start, placed = placeAt(doc, spans, i); !placed {
 			return nil, fmt.Errorf("period %d has no @start, and the one before it no @duration: it cannot be placed", i+1)
 		}
 		if spans[i].start < 0 || i > 0 && spans[i].start < spans[i-1].start {
@@ -429,35 +453,28 @@ func (m *Manifest) layLive(doc *mpd.MPD, base *url.URL, mpdBases []*mpd.BaseURLT
 		part.shift(spans[i].start)
 		return part, &pw, nil
 	}
-	var first *Manifest
 	i := periodAt(w.at)
 	if !w.resume {
+		// The join point is the edge less the delay, counted in the
+		// segments at the edge: of the Period that holds it or, when that
+		// has just begun and lists none yet, of the one before. It may lie
+		// in an earlier Period.
 		i = periodAt(w.edge)
-		var pw *liveWindow
-		first, pw, err = lay(i, *w)
-		if errors.Is(err, errNoLiveSegments) && i > 0 {
-			// The Period at the edge has just begun: join in the one
-			// before it.
+		d := edgeStep(doc.Periods[i])
+		if d == 0 && i > 0 {
+			d = edgeStep(doc.Periods[i-1])
 			i--
-			first, pw, err = lay(i, *w)
 		}
-		if err != nil {
-			return err
-		}
-		if pw.haveJoin && pw.joinWanted < 0 && i > 0 {
-			// The join point lies before the Period at the edge began:
-			// join there, in the Period before.
-			rw := *w
-			rw.resume, rw.at = true, spans[i].start+pw.joinWanted
-			w, budget = &rw, MaxSegments
-			i = periodAt(rw.at)
-			first = nil
+		rw := *w
+		rw.resume, rw.at = true, max(w.edge-w.joinDelay(d), spans[0].start)
+		w = &rw
+		if at := periodAt(rw.at); at < i {
+			i = at
 		}
 	}
-	if first == nil {
-		if first, _, err = lay(i, *w); err != nil {
-			return err
-		}
+	first, _, err := lay(i, *w)
+	if err != nil {
+		return err
 	}
 	parts := []periodPart{{first, i, doc.Periods[i].Id}}
 	lead := first.Video[0].Segments // every video rendition's are as many, at the same times
@@ -544,7 +561,6 @@ func liveLadder(doc *mpd.MPD, spans []periodSpan, edge time.Duration, parts []pe
 		return max(edge-spans[j].start, time.Nanosecond) // the Period under way
 	}
 	counts := make([]int, len(doc.Periods))
-	total := map[int]time.Duration{}
 	for j, p := range doc.Periods {
 		counts[j] = videoCount(p)
 		for _, part := range parts {
@@ -552,14 +568,8 @@ func liveLadder(doc *mpd.MPD, spans []periodSpan, edge time.Duration, parts []pe
 				counts[j] = len(part.Video)
 			}
 		}
-		total[counts[j]] += lasts(j)
 	}
-	want, longest := 0, time.Duration(-1)
-	for j := range doc.Periods {
-		if t := total[counts[j]]; t > longest {
-			want, longest = counts[j], t
-		}
-	}
+	want := counts[longestLasting(counts, lasts)]
 	for _, part := range parts {
 		if len(part.Video) == want {
 			return part.Video

@@ -295,9 +295,6 @@ func parsePeriod(p *mpd.Period, pbase *url.URL, dur time.Duration, budget *int, 
 			if err != nil {
 				return nil, fmt.Errorf("representation %q: %w", rep.Id, err)
 			}
-			if kind == "video" && live != nil && !live.haveJoin {
-				live.joinWanted, live.haveJoin = live.wanted, true
-			}
 			*budget -= len(r.Segments)
 			r.Set, r.Lang = set, as.Lang
 			for _, role := range as.Roles {

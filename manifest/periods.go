@@ -18,12 +18,7 @@ type periodSpan struct{ start, dur time.Duration }
 func periodSpans(doc *mpd.MPD) ([]periodSpan, error) {
 	spans := make([]periodSpan, len(doc.Periods))
 	for i, p := range doc.Periods {
-		switch {
-		case p.Start != nil:
-			spans[i].start = time.Duration(*p.Start)
-		case i > 0:
-			spans[i].start = spans[i-1].start + spans[i-1].dur
-		}
+		spans[i].start, _ = placeAt(doc, spans, i) // the one before lasts (checked below)
 		switch {
 		case p.Duration != nil:
 			spans[i].dur = time.Duration(*p.Duration)
@@ -40,6 +35,21 @@ func periodSpans(doc *mpd.MPD) ([]periodSpan, error) {
 		}
 	}
 	return spans, nil
+}
+
+// placeAt is where Period i starts, the ones before it placed in spans:
+// at its @start, else where the one before it ends (the first at 0);
+// false when neither says (the one before has no end yet, live).
+func placeAt(doc *mpd.MPD, spans []periodSpan, i int) (time.Duration, bool) {
+	switch {
+	case doc.Periods[i].Start != nil:
+		return time.Duration(*doc.Periods[i].Start), true
+	case i == 0:
+		return 0, true
+	case spans[i-1].dur > 0:
+		return spans[i-1].start + spans[i-1].dur, true
+	}
+	return 0, false
 }
 
 // periodPart is one Period's renditions, laid out on the presentation's
@@ -110,15 +120,28 @@ func stitch(parts []periodPart, ladder []*Representation) (*Manifest, error) {
 // its index): a programme's, not that of the advertisements that break
 // it, however many renditions they have.
 func ladderOf(parts []periodPart, lasts func(index int) time.Duration) []*Representation {
-	total := map[int]time.Duration{}
-	for _, p := range parts {
-		total[len(p.Video)] += lasts(p.index)
+	if len(parts) == 0 {
+		return nil
 	}
-	var best []*Representation
-	var longest time.Duration = -1
-	for _, p := range parts {
-		if t := total[len(p.Video)]; t > longest {
-			best, longest = p.Video, t
+	counts := make([]int, len(parts))
+	for k, p := range parts {
+		counts[k] = len(p.Video)
+	}
+	return parts[longestLasting(counts, func(k int) time.Duration { return lasts(parts[k].index) })].Video
+}
+
+// longestLasting is the first of n Periods (n = len(counts), at least
+// one) whose number of video renditions, counts[i], lasts longest in
+// all, lasts giving each one's duration.
+func longestLasting(counts []int, lasts func(i int) time.Duration) int {
+	total := map[int]time.Duration{}
+	for i, c := range counts {
+		total[c] += lasts(i)
+	}
+	best, longest := 0, time.Duration(-1)
+	for i, c := range counts {
+		if t := total[c]; t > longest {
+			best, longest = i, t
 		}
 	}
 	return best

@@ -83,9 +83,7 @@ func (v *Video) renoteInits(q, k int, init, initRange string, segs []manifest.Se
 	if init == "" && !slices.ContainsFunc(segs, func(s manifest.Segment) bool { return s.Init != "" }) {
 		return // the reload says nothing of them: keep what is known
 	}
-	if v.reinit != nil {
-		v.reinit[q] = slices.DeleteFunc(v.reinit[q], func(c initChange) bool { return c.from >= k })
-	}
+	v.forgetInits(k, q)
 	if init != "" {
 		if u, rng := v.InitFor(k, q); u != init || rng != initRange {
 			v.noteInit(k, q, init, initRange)

@@ -148,6 +148,14 @@ func (v *Video) noteInit(k, q int, url, rng string) {
 	v.reinit[q] = append(v.reinit[q], initChange{k, url, rng})
 }
 
+// forgetInits drops what noteInit recorded of rendition q's
+// initialization segments from chunk k on (a reload lays them out anew).
+func (v *Video) forgetInits(k, q int) {
+	if changes, ok := v.reinit[q]; ok {
+		v.reinit[q] = slices.DeleteFunc(changes, func(c initChange) bool { return c.from >= k })
+	}
+}
+
 // audioSlack is how far the sound may end short of the video and still
 // cover it: two AAC frames (21.3 ms each at 48 kHz, 23.2 at 44.1), the
 // most that packagers' cuts on frame boundaries leave between the two.

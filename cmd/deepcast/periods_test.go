@@ -25,14 +25,18 @@ import (
 // writes the MPD as that packager would: each Period under its own path,
 // with its own initialization segments, numbering and timeline offset,
 // the MPD listing the Periods of its time-shift buffer and the one under
-// way (none ahead) and asking to be re-read every 2 s; every third Period
-// is an advertisement of the lower rendition alone. deepcast play joins
-// it and plays on across the Periods that begin while it plays: it asks
-// for every segment through the Period that holds it (the server refuses
-// it through any other, and the top rendition in an advertisement),
-// fetches each new Period's initialization segment before its first
-// segment, plays consecutive segments of video and sound, and says that
-// the advertisements' rendition stood in for the ladder.
+// way (none ahead) and asking to be re-read every 2 s. From the third
+// Period on comes a long break of advertisements of the lower rendition
+// alone: deepcast play joins during the programme, before the break, and
+// the re-reads made once the break outlasts the programme in the MPD
+// (12 s of Periods listed) must keep laying the Periods onto the ladder
+// the session plays with, not the advertisements'. It plays on across the
+// Periods that begin while it plays: it asks for every segment through
+// the Period that holds it (the server refuses it through any other, and
+// the top rendition in an advertisement), fetches each new Period's
+// initialization segment before its first segment, plays consecutive
+// segments of video and sound, and says that the advertisements'
+// rendition stood in for the ladder.
 func TestPlayCrossesLivePeriods(t *testing.T) {
 	const periodSegments, segment = 2, 2 * time.Second
 	period := periodSegments * segment
@@ -51,8 +55,8 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 		t.Fatal(err)
 	}
 	periodRE := regexp.MustCompile(`(?s)<Period[^>]*>(.*)</Period>`)
-	// Every third Period is an advertisement of the lower rendition alone.
-	isAd := func(k int64) bool { return k%3 == 1 }
+	// The advertisements, of the lower rendition alone.
+	isAd := func(k int64) bool { return k >= 2 }
 	topRendition := regexp.MustCompile(`(?s)<Representation id="1".*?</Representation>`)
 	var wrongPeriod atomic.Int64
 	mux := http.NewServeMux()
@@ -64,10 +68,10 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 			return
 		}
 		inner := string(doc[g[2]:g[3]])
-		// The Periods of ffmpeg's 20 s time-shift buffer, to the one
-		// under way.
+		// The Periods of the last 12 s, to the one under way: from 12 s
+		// on, more of advertisements than of the programme.
 		var periods strings.Builder
-		now, depth := int64(time.Since(ast)/period), int64(20*time.Second/period)
+		now, depth := int64(time.Since(ast)/period), int64(12*time.Second/period)
 		for k := max(now-depth+1, 0); k <= now; k++ {
 			p := strings.ReplaceAll(inner, `startNumber="1"`, fmt.Sprintf(`startNumber="%d" presentationTimeOffset="%d"`, k*periodSegments+1, k*period.Microseconds()))
 			if isAd(k) {
@@ -159,6 +163,18 @@ func TestPlayCrossesLivePeriods(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `has another video ladder: its renditions of the nearest bandwidth stand in (0 for 0, 0 for 1)`) {
 		t.Errorf("play does not say that advertisements stood in for the ladder:\n%s", out.String())
+	}
+	// The session joined during the programme and read the MPD again
+	// once the break outlasted it (the Periods listed from 12 s on):
+	// else this test tells nothing of the ladder re-reads keep.
+	var reads []time.Duration
+	for _, r := range reqs {
+		if r.path == "/live.mpd" {
+			reads = append(reads, r.at.Sub(ast))
+		}
+	}
+	if len(reads) == 0 || reads[0] >= 12*time.Second || reads[len(reads)-1] < 12500*time.Millisecond {
+		t.Errorf("the MPD was read at %v from its start: want the first before 12 s and one after 12.5 s", reads)
 	}
 	if mpds := countPath(reqs, "/live.mpd"); mpds < 3 || mpds > 1+6*4 {
 		t.Errorf("the MPD was read %d times for 6 chunks", mpds)
