@@ -55,6 +55,7 @@ type liveFeed struct {
 	joinedAt       time.Time // LiveStart when the player joined
 	predicted      [][]bool  // per video chunk, per rendition
 	audioPredicted []bool    // per audio segment
+	audioNumbers   []int     // per audio segment, its number: reloads of HLS's sound are placed by it
 	playing        int       // the video chunk the session is at
 	current        int       // the rendition it last waited for
 	// updateEvery is the MPD's minimumUpdatePeriod (0: none); read is

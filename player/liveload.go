@@ -14,7 +14,7 @@ import (
 
 // predictedOf marks the segments each video rendition only predicted
 // (per chunk, per rendition), and the main sound's.
-func predictedOf(m *manifest.Manifest) (video [][]bool, audio []bool) {
+func predictedOf(m *manifest.Manifest) (video [][]bool, audio []bool, audioNumbers []int) {
 	for q, r := range m.Video {
 		for k, s := range r.Segments {
 			if k >= len(video) {
@@ -25,10 +25,34 @@ func predictedOf(m *manifest.Manifest) (video [][]bool, audio []bool) {
 	}
 	if sound := m.MainAudio(); len(sound) > 0 {
 		for _, s := range sound[0].Segments {
-			audio = append(audio, s.Predicted)
+			audio, audioNumbers = append(audio, s.Predicted), append(audioNumbers, s.Number)
 		}
 	}
-	return video, audio
+	return video, audio, audioNumbers
+}
+
+// soundAnchor places a reload of live HLS's sound playlist (the
+// AnchorNumber and AnchorStart of a LiveJoin) by the sound's own segments:
+// where the latest listed one that starts by at ends, on the stream's
+// timeline, the one numbered after it begins. Sound cut at AAC frames
+// drifts some milliseconds from the video segment of the same number
+// (ffmpeg's run 2.005 s, 2.005 s, 2.005 s, 1.984 s against 2 s), and a
+// reload placed by the video's would move it: the sound segment that
+// plays at at could seem over before it, and be skipped. false: none is
+// known since the session last joined (place it by the video's).
+func (v *Video) soundAnchor(at time.Duration) (number int, start time.Duration, ok bool) {
+	since := v.liveOffset + v.chunkStart(v.live.since)
+	for j := min(len(v.AudioEnds), len(v.live.audioNumbers)) - 1; j >= 0; j-- {
+		end := v.AudioEnds[j] + v.liveOffset
+		if end <= since {
+			break // laid out before the session last joined: another stretch
+		}
+		if j > 0 && v.AudioEnds[j-1]+v.liveOffset > at || j < len(v.live.audioPredicted) && v.live.audioPredicted[j] {
+			continue // after at, or not listed yet
+		}
+		return v.live.audioNumbers[j] + 1, end, true
+	}
+	return 0, 0, false
 }
 
 // chunkStart is when chunk k begins, from chunk 0's start.
@@ -191,6 +215,7 @@ func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool
 	}
 	v.AudioURLs, v.AudioEnds, v.AudioSize = v.AudioURLs[:i0], v.AudioEnds[:i0], v.AudioSize[:i0]
 	v.live.audioPredicted = v.live.audioPredicted[:min(i0, len(v.live.audioPredicted))]
+	v.live.audioNumbers = v.live.audioNumbers[:min(i0, len(v.live.audioNumbers))]
 	if len(v.AudioRanges) > i0 {
 		v.AudioRanges = v.AudioRanges[:i0]
 	}
@@ -201,6 +226,7 @@ func (v *Video) relayAudio(at time.Duration, segs []manifest.Segment, ended bool
 		v.AudioSize = append(v.AudioSize, s.RangeSize())
 		v.AudioRanges = append(v.AudioRanges, s.Range)
 		v.live.audioPredicted = append(v.live.audioPredicted, s.Predicted)
+		v.live.audioNumbers = append(v.live.audioNumbers, s.Number)
 	}
 	if ended {
 		v.live.ended = true

@@ -124,7 +124,7 @@ func joinLive(t *testing.T, doc []byte, base *url.URL, now time.Time, length tim
 		t.Fatal(err)
 	}
 	v.live = &liveFeed{}
-	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	v.live.predicted, v.live.audioPredicted, v.live.audioNumbers = predictedOf(m)
 	return v
 }
 

@@ -338,6 +338,9 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 			Resume: true, At: at, MinSegments: left, AnchorNumber: v.liveNumbers[anchor], AnchorStart: v.liveOffset + v.chunkStart(anchor),
 			Ladder: ladder}
 		if playlists != nil {
+			if n, start, ok := v.soundAnchor(at); q < 0 && ok {
+				join.AnchorNumber, join.AnchorStart = n, start
+			}
 			return v.reloadPlaylist(ctx, client, playlists, k, q, join)
 		}
 		m, err := reread(ctx, join)
@@ -346,7 +349,7 @@ func loadRemoteMPD(ctx context.Context, mpdURL string, client *http.Client, lazy
 		}
 		return v.relayFrom(k, at, m)
 	}}
-	v.live.predicted, v.live.audioPredicted = predictedOf(m)
+	v.live.predicted, v.live.audioPredicted, v.live.audioNumbers = predictedOf(m)
 	v.live.joinedAt, v.live.playlistWindow = v.LiveStart, m.Live.PlaylistWindow
 	v.live.rejoin = func(ctx context.Context, k int) (time.Duration, error) {
 		// Joined afresh, as at the start (the MPD's delay, or three

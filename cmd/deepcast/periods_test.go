@@ -268,3 +268,103 @@ func TestPlayCrossesAnAdvertisementsLadder(t *testing.T) {
 		t.Errorf("video segments fetched: %q", played)
 	}
 }
+
+// TestPlayFollowsALiveHLSDiscontinuity: live HLS spliced as a server-side
+// ad insertion splices it: from the first segment published after the
+// player joined, the media playlists mark a discontinuity and name
+// another initialization segment (EXT-X-MAP). deepcast play, learning of
+// the splice only by reloading the playlists, fetches the new
+// initialization segment of each stream before that stream's first
+// segment after the splice, and plays consecutive segments across it.
+func TestPlayFollowsALiveHLSDiscontinuity(t *testing.T) {
+	dir := t.TempDir()
+	liveFFmpeg(t, dir, 60, []string{"master.m3u8", "s_03.m4s"}, liveHLS(dir)...)
+	segLine := regexp.MustCompile(`(?m)^s_[0-2](\d+)\.m4s$`)
+	mapLine := regexp.MustCompile(`#EXT-X-MAP:URI="([^"]+)"`)
+	var spliceAt atomic.Int64 // the first segment number after the splice, once known
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{file}", func(w http.ResponseWriter, r *http.Request) {
+		file := r.PathValue("file")
+		if !strings.HasSuffix(file, ".m3u8") || file == "master.m3u8" {
+			http.ServeFile(w, r, filepath.Join(dir, file))
+			return
+		}
+		doc, err := os.ReadFile(filepath.Join(dir, file))
+		lines := segLine.FindAllSubmatchIndex(doc, -1)
+		if err != nil || len(lines) == 0 {
+			http.Error(w, "no playlist yet", http.StatusServiceUnavailable)
+			return
+		}
+		last, _ := strconv.Atoi(string(doc[lines[len(lines)-1][2]:lines[len(lines)-1][3]]))
+		spliceAt.CompareAndSwap(0, int64(last+1)) // the first read: the join
+		out := string(doc)
+		for _, g := range lines {
+			if n, _ := strconv.Atoi(string(doc[g[2]:g[3]])); int64(n) == spliceAt.Load() {
+				// The EXTINF line before the segment's URI.
+				extinf := strings.LastIndex(string(doc[:g[0]]), "#EXTINF")
+				m := mapLine.FindSubmatch(doc)
+				if extinf < 0 || m == nil {
+					http.Error(w, "a playlist without EXT-X-MAP or EXTINF", http.StatusInternalServerError)
+					return
+				}
+				out = string(doc[:extinf]) + "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"splice/" + string(m[1]) + "\"\n" + string(doc[extinf:])
+			}
+		}
+		w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+		w.Write([]byte(out))
+	})
+	mux.HandleFunc("GET /splice/{file}", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, filepath.Join(dir, r.PathValue("file")))
+	})
+	log := &rangeLog{}
+	srv := httptest.NewServer(log.wrap(mux))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	if code := run([]string{"play", "-duration", "10s", srv.URL + "/master.m3u8"}, &out, &errb); code != 0 {
+		t.Fatalf("deepcast play: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	splice := int(spliceAt.Load())
+	segment := regexp.MustCompile(`^/s_([0-2])(\d+)\.m4s$`)
+	spliceInit := regexp.MustCompile(`^/splice/init_([0-2])\.mp4$`)
+	initAt := map[string]time.Time{} // stream: when its new initialization segment was first fetched
+	numbers := map[string][]int{}    // video or sound: the segments played
+	after := 0                       // video segments played after the splice
+	for _, r := range log.take() {
+		if r.method != http.MethodGet || r.status != http.StatusOK {
+			continue
+		}
+		if g := spliceInit.FindStringSubmatch(r.path); g != nil {
+			if _, ok := initAt[g[1]]; !ok {
+				initAt[g[1]] = r.at
+			}
+			continue
+		}
+		g := segment.FindStringSubmatch(r.path)
+		if g == nil {
+			continue
+		}
+		n, _ := strconv.Atoi(g[2])
+		kind := map[string]string{"0": "video", "1": "video", "2": "sound"}[g[1]]
+		numbers[kind] = append(numbers[kind], n)
+		if n < splice {
+			continue
+		}
+		if kind == "video" {
+			after++
+		}
+		if at, ok := initAt[g[1]]; !ok || at.After(r.at) {
+			t.Errorf("%s, after the splice at segment %d, came before the stream's new initialization segment", r.path, splice)
+		}
+	}
+	for kind, ns := range numbers {
+		for i, n := range ns {
+			if n != ns[0]+i {
+				t.Errorf("%s segments played %v are not consecutive (splice at %d)\n%s", kind, ns, splice, out.String())
+				break
+			}
+		}
+	}
+	if len(numbers["video"]) != 5 || len(numbers["sound"]) < 5 || after < 2 {
+		t.Errorf("segments played: %v, want 5 of video and as many of sound, two or more after the splice at %d\n%s", numbers, splice, out.String())
+	}
+}
