@@ -106,6 +106,7 @@ func FuzzReadBitrates(f *testing.F) {
 	xml, _ := Marshal(m)
 	f.Add(xml)
 	f.Add([]byte(`<MPD type="dynamic"><Period><AdaptationSet contentType="video"><Representation id="x" bandwidth="5"/></AdaptationSet></Period></MPD>`))
+	f.Add([]byte(liveAds(`publishTime="2024-01-01T00:00:25Z"`, 1, 2)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := ReadBitrates(data)
 		if err != nil {
