@@ -102,6 +102,15 @@ func newLabNet(t *testing.T, names []string, kinds map[string]string) *labNet {
 	hostIf, fabIf := n.id+"h", n.id+"H"
 	n.run("ip", "link", "add", hostIf, "type", "veth", "peer", "name", fabIf)
 	n.run("ip", "link", "set", fabIf, "netns", n.fabric)
+	// No IPv6 on the host's end: its link-local address would appear 1 to
+	// 2 s after the link comes up (duplicate address detection), and
+	// Chromium, which runs in this namespace, takes any address change for
+	// a new network and fails every request under way with
+	// ERR_NETWORK_CHANGED (a CI run lost the lab browser's page and
+	// dash.js so).
+	if _, err := os.Stat("/proc/sys/net/ipv6/conf/" + hostIf); err == nil {
+		n.run("sysctl", "-qw", "net.ipv6.conf."+hostIf+".disable_ipv6=1")
+	}
 	n.run("ip", "addr", "add", labPrefix+".250.2/24", "dev", hostIf)
 	n.run("ip", "link", "set", hostIf, "up")
 	n.run("ip", "-n", n.fabric, "addr", "add", labPrefix+".250.1/24", "dev", fabIf)
