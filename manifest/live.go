@@ -143,7 +143,7 @@ type liveWindow struct {
 	delay  time.Duration // 0: three segments
 	length time.Duration
 	tsbd   time.Duration // 0: unbounded
-	resume bool          // lay out from at, not from the edge less the delay (layLive turns the one into the other)
+	resume bool          // lay out from at, not from the edge less the delay (layLive places that point, and resumes there)
 	at     time.Duration
 	least  int // the fewest segments to lay out
 
@@ -411,10 +411,10 @@ func livePeriodSpans(doc *mpd.MPD) ([]periodSpan, error) {
 
 // layLive lays out a live MPD's segments for w, on the MPD's timeline:
 // from the Period that holds the join point, on through the Periods
-// listed after it for w.length. The Periods must keep the video ladder,
-// as a static MPD's must (stitch); one that has just begun, whose
-// SegmentTimeline lists nothing yet, is laid out from its start at the
-// duration of the segments before it, predicted.
+// listed after it for w.length, stitched onto one video ladder (w.ladder,
+// else liveLadder's) as a static MPD's Periods are. A Period that has
+// just begun, whose SegmentTimeline lists nothing yet, is laid out from
+// its start at the duration of the segments before it, predicted.
 func (m *Manifest) layLive(doc *mpd.MPD, base *url.URL, mpdBases []*mpd.BaseURLType, w *liveWindow, fetch IndexFetcher) error {
 	spans, err := livePeriodSpans(doc)
 	if err != nil {

@@ -368,7 +368,10 @@ const engines = {
       if (state.bufferTarget > 0) {
         // A short buffer makes ABR changes visible within seconds (tests, demos).
         const b = state.bufferTarget;
-        streaming.buffer = { stableBufferTime: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
+        // dash.js 5 names the target bufferTimeDefault (4's
+        // stableBufferTime is gone and ignored): without it, it buffers
+        // 12 to 18 s whatever the page asks.
+        streaming.buffer = { bufferTimeDefault: b, bufferTimeAtTopQuality: b, bufferTimeAtTopQualityLongForm: b };
       }
       // Its live delay outranks the MPD's suggestedPresentationDelay.
       if (state.liveDelay > 0) streaming.delay = { liveDelay: state.liveDelay };
