@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,9 @@ type advice struct {
 	sessions int
 	capping  bool
 	byLadder bool // the operator wants shares by the ladder
+	// parentKbps is the upstream's suggestion the entry keeps to (0:
+	// none in force).
+	parentKbps int64
 	// shares is each session's own advice while the share follows the
 	// ladders (splitByRungs); answers to other sessions carry value.
 	shares map[string]*sessionAdvice
@@ -92,6 +96,7 @@ type advice struct {
 
 // sessionAdvice is one session's CMSD-Dynamic.
 type sessionAdvice struct {
+	entry cmsd.Entry
 	value []string
 	line  []byte
 }
@@ -132,6 +137,28 @@ type adviser struct {
 	lastBytes int64
 	egress    float64
 	holdUntil time.Time
+	// parentKbps is the lowest mb in the latest answer from upstream that
+	// carried CMSD-Dynamic, kept until parentUntil (see noteParent).
+	parentKbps  int64
+	parentUntil time.Time
+}
+
+// noteParent takes what the upstream's latest answer (a 200 or 304)
+// suggested: the lowest mb of its CMSD-Dynamic entries (0 when it
+// suggested none). The node's own suggestion keeps to it, on hits too,
+// for holdCap after the latest such answer: a player that the node
+// tells more than its parent can give would climb to a rendition the
+// node does not hold, and its next fetch would load the parent past what
+// it asked for. It reports whether the suggestion changed.
+func (a *adviser) noteParent(kbps int64, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	was := a.parentKbps
+	if !now.Before(a.parentUntil) {
+		was = 0
+	}
+	a.parentKbps, a.parentUntil = kbps, now.Add(holdCap)
+	return kbps != was
 }
 
 // newAdviser starts at now with nothing served.
@@ -213,15 +240,35 @@ func (a *adviser) compute(now time.Time, served int64, sessions int, list []shar
 					se := e
 					se.MaxBitrateKbps = mb
 					v := se.String()
-					sa = &sessionAdvice{value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
+					sa = &sessionAdvice{entry: se, value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
 					same[mb] = sa
 				}
 				ad.shares[id] = sa
 			}
 		}
 	}
+	if a.parentKbps > 0 && now.Before(a.parentUntil) {
+		ad.parentKbps = a.parentKbps
+		e.MaxBitrateKbps = lowerCap(e.MaxBitrateKbps, a.parentKbps)
+		for id, sa := range ad.shares {
+			if mb := lowerCap(sa.entry.MaxBitrateKbps, a.parentKbps); mb != sa.entry.MaxBitrateKbps {
+				se := sa.entry
+				se.MaxBitrateKbps = mb
+				v := se.String()
+				ad.shares[id] = &sessionAdvice{entry: se, value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
+			}
+		}
+	}
 	ad.entry = e
 	return ad
+}
+
+// lowerCap is the lower of two suggested bitrates, 0 meaning none.
+func lowerCap(a, b int64) int64 {
+	if a == 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // publish makes ad the current advice, keeping the last one's header
@@ -296,11 +343,15 @@ type AdviceStats struct {
 	// EgressBitsPerSecond is the node's egress, smoothed over about a
 	// second, as the advice last read it.
 	EgressBitsPerSecond float64 `json:"egressBitsPerSecond"`
+	// ParentMaxBitrateKbps is the upstream's latest suggestion, which
+	// MaxBitrateKbps keeps to (0: none in force).
+	ParentMaxBitrateKbps int64 `json:"parentMaxBitrateKbps"`
 }
 
 func (a *advice) stats() AdviceStats {
 	s := AdviceStats{MaxBitrateKbps: a.entry.MaxBitrateKbps, Duress: a.entry.Duress, Capping: a.capping, Sessions: a.sessions,
-		ByLadder: len(a.shares), ShareByLadder: a.byLadder, EgressBitsPerSecond: a.egress}
+		ByLadder: len(a.shares), ShareByLadder: a.byLadder, EgressBitsPerSecond: a.egress,
+		ParentMaxBitrateKbps: a.parentKbps}
 	if a.value != nil {
 		s.Header = a.value[0]
 	}
@@ -329,15 +380,81 @@ func boolValue(b bool) float64 {
 	return 0
 }
 
-// adviseIn adds the node's CMSD-Dynamic to the header h of an answer to
-// r, if it has something to say: the session's own, when it has one.
-func (n *Node) adviseIn(h http.Header, r *http.Request) {
+// adviseIn adds CMSD-Dynamic to the header h of an answer to r: the
+// entries of the nodes behind this one when the answer was fetched from
+// them for r (upstream, see upstreamAdvice; "" for an answer from the
+// cache), then the node's own if it has something to say (the session's
+// own, when it has one).
+func (n *Node) adviseIn(h http.Header, r *http.Request, upstream string) {
 	a := n.advice()
-	if s := a.forSession(r.URL.RawQuery, r.Header); s != nil {
+	s := a.forSession(r.URL.RawQuery, r.Header)
+	switch {
+	case upstream != "":
+		h[cmsdKey] = []string{a.relayed(s, upstream)}
+	case s != nil:
 		h[cmsdKey] = s.value
-	} else if a.value != nil {
+	case a.value != nil:
 		h[cmsdKey] = a.value
 	}
+}
+
+// relayed is the CMSD-Dynamic value of an answer fetched from upstream:
+// the upstream's entries as they came (checked by upstreamAdvice), then
+// the node's own (s's when the session has one), its mb lowered to the
+// lowest any of them suggests. A player that reads only the nearest entry,
+// as dash.js does, so keeps to what the whole path can give while its
+// requests load the nodes behind; a hit, which loads only this node,
+// carries this node's advice alone. A node with nothing of its own to say
+// adds no entry and passes the others on.
+func (a *advice) relayed(s *sessionAdvice, upstream string) string {
+	own, ok := a.entry, a.value != nil
+	if s != nil {
+		own, ok = s.entry, true
+	}
+	if !ok {
+		return upstream
+	}
+	own.MaxBitrateKbps = lowerCap(own.MaxBitrateKbps, lowestCap(upstream))
+	return string(own.Append([]byte(upstream + ", ")))
+}
+
+// lowestCap is the lowest mb of the entries in a CMSD-Dynamic value
+// (0 when none suggests one or it does not parse).
+func lowestCap(v string) int64 {
+	entries, _ := cmsd.Parse(v)
+	var kbps int64
+	for _, e := range entries {
+		kbps = lowerCap(kbps, e.MaxBitrateKbps)
+	}
+	return kbps
+}
+
+// maxUpstreamAdvice bounds the CMSD-Dynamic a node passes on: a few
+// entries of a few keys each; longer is no parent of ours.
+const maxUpstreamAdvice = 1024
+
+// upstreamAdvice is the CMSD-Dynamic of an upstream's answer h, to pass on
+// to the client of that fetch: "" when there is none, when it is not a
+// Structured Field list of entries, or when it is too long.
+func upstreamAdvice(h http.Header) string {
+	vs := h[cmsdKey]
+	if len(vs) == 0 {
+		return ""
+	}
+	lines := make([]string, 0, len(vs))
+	for _, l := range vs {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	v := strings.Join(lines, ", ")
+	if len(v) > maxUpstreamAdvice {
+		return ""
+	}
+	if entries, err := cmsd.Parse(v); err != nil || len(entries) == 0 {
+		return ""
+	}
+	return v
 }
 
 // cmsdKey is cmsd.Header as net/http keys it.

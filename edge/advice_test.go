@@ -101,21 +101,7 @@ func TestEdgeSendsAdvice(t *testing.T) {
 	n, _ := newNode(t, Config{Name: "deep-a", Upstreams: []string{o.url()}, Prefetch: noPrefetch(), MemBytes: 64 << 20,
 		Advice: AdviceConfig{MaxBitrateKbps: 2500}})
 	want := `"deep-a";mb=2500`
-	front := func(path string) string {
-		t.Helper()
-		fr, ok := n.Answer(PlainRequest{Path: path, Remote: "x"})
-		if !ok {
-			t.Fatalf("front declined %s", path)
-		}
-		fr.Done(int64(len(fr.Body)), 0, nil)
-		var got []string
-		for _, line := range strings.Split(string(fr.Header), "\r\n") {
-			if v, ok := strings.CutPrefix(line, cmsd.Header+": "); ok {
-				got = append(got, v)
-			}
-		}
-		return strings.Join(got, " | ")
-	}
+	front := func(path string) string { t.Helper(); return frontAdvice(t, n, path) }
 	viaHTTP := func(method, path string, h http.Header) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(method, path, nil)
 		for k, v := range h {
@@ -184,6 +170,178 @@ func TestEdgeSendsAdvice(t *testing.T) {
 	}
 	if got := front("/vod/a/v/1.m4s"); got != "" {
 		t.Errorf("advice off, a hit still carries %q", got)
+	}
+}
+
+// frontAdvice answers a plain GET of path on the fronts' path of n and
+// returns the answer's CMSD-Dynamic lines joined by " | ".
+func frontAdvice(t *testing.T, n *Node, path string) string {
+	t.Helper()
+	fr, ok := n.Answer(PlainRequest{Path: path, Remote: "x"})
+	if !ok || fr.Status != http.StatusOK {
+		t.Fatalf("front %s: %v %d", path, ok, fr.Status)
+	}
+	fr.Done(int64(len(fr.Body)), 0, nil)
+	var got []string
+	for _, line := range strings.Split(string(fr.Header), "\r\n") {
+		if v, ok := strings.CutPrefix(line, cmsd.Header+": "); ok {
+			got = append(got, v)
+		}
+	}
+	return strings.Join(got, " | ")
+}
+
+// TestEdgePassesOnItsParentsAdvice: a bring-home parent suggesting 600
+// kbit/s behind deep nodes. An answer a deep node fetched from the parent
+// carries the parent's entry first and then the node's own, lowered to
+// the parent's suggestion, so that a player reading only the nearest
+// entry (dash.js) keeps to it. A hit carries the node's own entry alone,
+// which keeps to the parent's suggestion too: so does a deep node that
+// has nothing of its own to say. Both the fronts' path and net/http's,
+// and a large object streamed from its spool, do the same.
+func TestEdgePassesOnItsParentsAdvice(t *testing.T) {
+	o := newFakeOrigin(t)
+	_, home := newNode(t, Config{Name: "home", Profile: BringHome, Upstreams: []string{o.url()}, Prefetch: noPrefetch(), MemBytes: 64 << 20,
+		Advice: AdviceConfig{MaxBitrateKbps: 600}})
+	const parent = `"home";mb=600`
+	for _, tc := range []struct {
+		name      string
+		advice    AdviceConfig
+		miss, hit string // the CMSD-Dynamic of each
+	}{
+		{"quiet", AdviceConfig{}, parent + `, "quiet";mb=600`, `"quiet";mb=600`},
+		{"roomy", AdviceConfig{MaxBitrateKbps: 3000}, parent + `, "roomy";mb=600`, `"roomy";mb=600`},
+		{"tight", AdviceConfig{MaxBitrateKbps: 400}, parent + `, "tight";mb=400`, `"tight";mb=400`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, srv := newNode(t, Config{Name: tc.name, Upstreams: []string{home.URL}, Prefetch: noPrefetch(), MemBytes: 64 << 20, Advice: tc.advice})
+			front := func(path string) string { t.Helper(); return frontAdvice(t, n, path) }
+			viaHTTP := func(path string) string {
+				t.Helper()
+				resp, err := http.Get(srv.URL + path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("GET %s: %s", path, resp.Status)
+				}
+				return strings.Join(resp.Header.Values(cmsd.Header), " | ")
+			}
+			for _, path := range []struct {
+				what string
+				get  func(string) string
+				path string
+			}{{"front", front, "/vod/a/v/1.m4s"}, {"net/http", viaHTTP, "/vod/a/v/2.m4s"}} {
+				if got := path.get(path.path); got != tc.miss {
+					t.Errorf("%s, a miss: %q, want %q", path.what, got, tc.miss)
+				}
+				if got := path.get(path.path); got != tc.hit {
+					t.Errorf("%s, a hit: %q, want %q", path.what, got, tc.hit)
+				}
+			}
+			if s := n.Stats().Advice; s.ParentMaxBitrateKbps != 600 {
+				t.Errorf("stats: %+v, want the parent's 600 kbit/s", s)
+			}
+		})
+	}
+
+	// A large object, streamed through the parent and a deep node's spool.
+	up := newBigUpstream(t, 12<<20, false, 0)
+	_, bigHome := newNode(t, Config{Name: "home", Profile: BringHome, Upstreams: []string{up.srv.URL}, Prefetch: noPrefetch(), MemBytes: 32 << 20,
+		SpoolDir: t.TempDir(), Advice: AdviceConfig{MaxBitrateKbps: 600}})
+	big, _ := newNode(t, Config{Name: "deep", Upstreams: []string{bigHome.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(),
+		SpoolDir: t.TempDir(), Advice: AdviceConfig{MaxBitrateKbps: 2500}})
+	rec := httptest.NewRecorder()
+	big.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/vod/a/v/9.m4s", nil))
+	if want := parent + `, "deep";mb=600`; rec.Code != http.StatusOK || rec.Body.Len() != 12<<20 || rec.Header().Get(cmsd.Header) != want {
+		t.Errorf("large object: %d, %d bytes, %q; want %q", rec.Code, rec.Body.Len(), rec.Header().Get(cmsd.Header), want)
+	}
+}
+
+// TestAdviceKeepsToTheParent: the node's own suggestion keeps to the
+// latest its upstream made, for holdCap after the answer that said it,
+// and no longer; the lower of the two wins, per session too.
+func TestAdviceKeepsToTheParent(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	a := newAdviser("deep", AdviceConfig{MaxBitrateKbps: 3000}, t0)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	mb := func(now time.Time) int64 {
+		t.Helper()
+		return a.refresh(now, 0, nil).entry.MaxBitrateKbps
+	}
+	if !a.noteParent(600, at(time.Second)) || mb(at(time.Second)) != 600 {
+		t.Fatalf("the parent suggests 600: the node suggests %d", mb(at(time.Second)))
+	}
+	if a.noteParent(600, at(20*time.Second)) {
+		t.Error("the same suggestion again counts as a change")
+	}
+	if got := mb(at(49 * time.Second)); got != 600 {
+		t.Errorf("29 s after the parent's latest answer: %d, want 600", got)
+	}
+	if got := mb(at(51 * time.Second)); got != 3000 {
+		t.Errorf("31 s after it: %d, want the node's own 3000", got)
+	}
+	if !a.noteParent(5000, at(52*time.Second)) || mb(at(52*time.Second)) != 3000 {
+		t.Errorf("a parent suggesting more than the node's own: %d, want 3000", mb(at(52*time.Second)))
+	}
+	if !a.noteParent(600, at(53*time.Second)) || !a.noteParent(0, at(54*time.Second)) || mb(at(54*time.Second)) != 3000 {
+		t.Errorf("a parent that stops suggesting: %d, want 3000", mb(at(54*time.Second)))
+	}
+	// A node with nothing of its own to say passes on its parent's word.
+	q := newAdviser("quiet", AdviceConfig{}, t0)
+	q.noteParent(700, at(time.Second))
+	if ad := q.refresh(at(time.Second), 0, nil); ad.value == nil || ad.value[0] != `"quiet";mb=700` || ad.stats().ParentMaxBitrateKbps != 700 {
+		t.Errorf("a quiet node behind a parent suggesting 700: %q %+v", ad.value, ad.stats())
+	}
+	// Sessions told their own rung keep to the parent too.
+	l := newAdviser("deep", AdviceConfig{EgressLimit: 10e6, ShareByLadder: true}, t0)
+	ladder := &rungLadder{video: []int64{300, 1000, 3000}, total: []int64{400, 1100, 3100}}
+	sessions := func(bool, int64) (int, []shareSession) {
+		return 2, []shareSession{{id: "a", ladder: ladder, taking: -1, buffer: 30000}, {id: "b", ladder: ladder, taking: -1, buffer: 30000}}
+	}
+	var ad *advice
+	for i := 1; i <= 10; i++ { // congest it
+		ad = l.refresh(at(time.Duration(i)*time.Second), int64(i)*12e6/8, sessions)
+	}
+	if len(ad.shares) != 2 {
+		t.Fatalf("no shares by the ladder: %+v", ad.stats())
+	}
+	l.noteParent(800, at(10*time.Second))
+	ad = l.refresh(at(11*time.Second), 11*12e6/8, sessions)
+	for id, sa := range ad.shares {
+		if sa.entry.MaxBitrateKbps > 800 || !strings.Contains(sa.value[0], "mb=") || len(sa.line) == 0 {
+			t.Errorf("session %s behind a parent suggesting 800: %q", id, sa.value)
+		}
+	}
+}
+
+// TestUpstreamAdvice: what a node passes on of its upstream's
+// CMSD-Dynamic: a list of entries, whole; nothing of a field that is not
+// one, or is too long to be a parent's.
+func TestUpstreamAdvice(t *testing.T) {
+	long := strings.Repeat(`"n";mb=1, `, 200) + `"n";mb=1`
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{`"home";mb=600`}, `"home";mb=600`},
+		{[]string{`"origin";etp=9000`, ` "home";du;mb=90 `}, `"origin";etp=9000, "home";du;mb=90`},
+		{[]string{`"home";mb=600;n="x";ht=3`}, `"home";mb=600;n="x";ht=3`}, // keys unknown here go on as sent
+		{[]string{`"home";mb="lots"`}, ""},
+		{[]string{`"home";mb=600,`}, ""},
+		{[]string{"<html>"}, ""},
+		{[]string{""}, ""},
+		{[]string{long}, ""},
+	} {
+		h := http.Header{}
+		for _, l := range tc.lines {
+			h.Add(cmsd.Header, l)
+		}
+		if got := upstreamAdvice(h); got != tc.want {
+			t.Errorf("upstreamAdvice(%q) = %q, want %q", tc.lines, got, tc.want)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/deepcast/deepcast/edge/accesslog"
 	"github.com/deepcast/deepcast/edge/auth"
 	"github.com/deepcast/deepcast/edge/cmcd"
+	"github.com/deepcast/deepcast/edge/cmsd"
 )
 
 // FastResponse is a whole response to a plain request, for an HTTP/1.1
@@ -124,13 +125,16 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		out.obj = out.obj.forClient([]string{q.AcceptEncoding})
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
 		adv := n.advice()
-		if out.cacheStatus == "" {
-			fr.Header = n.hitHeader(out.obj, adv)
-		} else {
+		switch {
+		case out.cacheStatus == "":
+			fr.Header = adv.withSessionLine(n.hitHeader(out.obj, adv), q.Query)
+		case out.upstreamCMSD != "":
 			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
-			fr.Header = append(fr.Header, adv.line...)
+			fr.Header = appendHeaderLine(fr.Header, cmsd.Header, adv.relayed(adv.forSession(q.Query, nil), out.upstreamCMSD))
+		default:
+			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
+			fr.Header = adv.withSessionLine(append(fr.Header, adv.line...), q.Query)
 		}
-		fr.Header = adv.withSessionLine(fr.Header, q.Query)
 	} else {
 		fr = n.recorded(out, orPlain(r, path))
 	}

@@ -308,7 +308,7 @@ func (n *Node) inflight(key string) *bigObject {
 // respondBig sends a large object through net/http: from a complete file
 // with ranges and conditions; from a fill as it arrives (a Range is
 // ignored, as RFC 9110 lets a server do, and the whole object is sent).
-func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus string) {
+func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus, upstreamCMSD string) {
 	body, seeker, err := b.open()
 	if err != nil {
 		n.log.Warn("large object unreadable", "key", b.meta.Key, "err", err)
@@ -324,7 +324,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 	}
 	h["Age"] = []string{strconv.Itoa(int(b.meta.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
-	n.adviseIn(h, r)
+	n.adviseIn(h, r, upstreamCMSD)
 	if seeker != nil {
 		lm, _ := http.ParseTime(b.meta.LastModified)
 		http.ServeContent(w, r, "", lm, seeker)

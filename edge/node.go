@@ -307,6 +307,7 @@ type fetchResult struct {
 	obj         *object       // the object to serve (new, or refreshed by a 304)
 	status      int           // upstream status
 	cacheStatus string        // upstream's Cache-Status, to keep in the chain
+	cmsd        string        // upstream's CMSD-Dynamic entries, checked (upstreamAdvice)
 	passthrough *passResponse // a non-200 answer relayed to the client
 	big         *bigObject    // a large object, streamed through a file
 	stored      bool          // obj was put in the cache (not private, not no-store)
@@ -530,6 +531,12 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	res.from = up.url.Host
 	res.status = resp.StatusCode
 	res.cacheStatus = resp.Header.Get("Cache-Status")
+	res.cmsd = upstreamAdvice(resp.Header)
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified {
+		if n.adviser.noteParent(lowestCap(res.cmsd), now) {
+			n.refreshAdvice(now) // hits keep to it from now on
+		}
+	}
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.StatusCode != http.StatusNotModified {
 		// Kept and served as the identity bytes it is not, an encoded body
 		// would reach every client undecodable.
@@ -734,6 +741,11 @@ type outcome struct {
 	retryAfter  time.Duration // sent as Retry-After (whole seconds, at least 1) with errCode when set
 	tier        string        // where the body came from: memory, disk or upstream (access log)
 	upstream    string        // the upstream or sibling fetched from, if any (access log)
+	// upstreamCMSD is the CMSD-Dynamic entries of the nodes behind this
+	// one, when the answer was fetched for this request (or a request it
+	// joined); never kept with an object, since it says how they were at
+	// the time.
+	upstreamCMSD string
 }
 
 // cacheLabel is the outcome in one word, for the access log: hit, stale,
@@ -871,7 +883,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	}
 	if res.passthrough != nil {
 		n.stats.misses.Add(1)
-		return outcome{pass: res.passthrough, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus,
+		return outcome{pass: res.passthrough, tier: "upstream", upstream: res.from, upstreamCMSD: res.cmsd, cacheStatus: chainStatus(res.cacheStatus,
 			fmt.Sprintf("%s; fwd=uri-miss; fwd-status=%d%s", n.cfg.Name, res.passthrough.status, collapsed))}
 	}
 	fwd := "uri-miss"
@@ -884,7 +896,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	if res.big != nil {
 		n.stats.addServed("upstream", int(max(0, res.big.size)))
 		status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; detail=streamed%s", n.cfg.Name, fwd, res.status, collapsed)
-		return outcome{big: res.big, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus, status)}
+		return outcome{big: res.big, tier: "upstream", upstream: res.from, upstreamCMSD: res.cmsd, cacheStatus: chainStatus(res.cacheStatus, status)}
 	}
 	n.stats.addServed("upstream", len(res.obj.Body))
 	n.maybePrefetch(r, p, res.obj)
@@ -897,7 +909,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		status += "; detail=not-stored"
 	}
 	status += collapsed
-	return outcome{obj: res.obj, tier: "upstream", upstream: res.from, cacheStatus: chainStatus(res.cacheStatus, status)}
+	return outcome{obj: res.obj, tier: "upstream", upstream: res.from, upstreamCMSD: res.cmsd, cacheStatus: chainStatus(res.cacheStatus, status)}
 }
 
 // orPlain returns r, or for the fast path (r nil) a plain GET of path.
@@ -946,7 +958,7 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 			h.Set("Age", strconv.Itoa(out.pass.age(time.Now())))
 		}
 		h.Set("Cache-Status", out.cacheStatus)
-		n.adviseIn(h, r)
+		n.adviseIn(h, r, out.upstreamCMSD)
 		via := "1.1 " + n.cfg.Name
 		if up := strings.Join(out.pass.header.Values("Via"), ", "); up != "" {
 			via = up + ", " + via
@@ -958,13 +970,13 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 			w.Write(out.pass.body)
 		}
 	case out.big != nil:
-		n.respondBig(w, r, out.big, out.cacheStatus)
+		n.respondBig(w, r, out.big, out.cacheStatus, out.upstreamCMSD)
 	default:
 		cs := out.cacheStatus
 		if cs == "" {
 			cs = n.hitStatus(out.obj, time.Now())
 		}
-		n.respond(w, r, out.obj, cs)
+		n.respond(w, r, out.obj, cs, out.upstreamCMSD)
 	}
 }
 
@@ -989,8 +1001,9 @@ func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
 
 // respond writes o with its headers; ranges and conditional requests are
 // answered from the whole cached object. The header values that never
-// change are built once per object.
-func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus string) {
+// change are built once per object. upstreamCMSD is the CMSD-Dynamic
+// entries of the nodes behind when o was fetched for r ("" for none).
+func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus, upstreamCMSD string) {
 	o = o.forClient(r.Header.Values("Accept-Encoding"))
 	h := w.Header()
 	for k, v := range o.headers(n.via) {
@@ -998,7 +1011,7 @@ func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheS
 	}
 	h["Age"] = []string{strconv.Itoa(int(o.age(time.Now()).Seconds()))}
 	h["Cache-Status"] = []string{cacheStatus}
-	n.adviseIn(h, r)
+	n.adviseIn(h, r, upstreamCMSD)
 	if plainGet(r) {
 		h["Content-Length"] = o.contentLength
 		w.WriteHeader(http.StatusOK)

@@ -84,6 +84,29 @@ func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 		t.Errorf("with -cmsd=false: renditions %v, %d capped; want the 800k rendition from the second chunk, none capped\n%s", got, capped, summary)
 	}
 
+	// Behind an enter-deep node with nothing to say of its own, a
+	// bring-home parent suggesting 600 kbit/s: the deep node passes the
+	// parent's entry on with what it fetched from it (every chunk here:
+	// nothing is cached yet), and the player keeps to it.
+	home, err := edge.New(edge.Config{Profile: edge.BringHome, Name: "home", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{MaxBitrateKbps: 600}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(home.Close)
+	quiet, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "quiet", Upstreams: []string{serveLoopback(t, home)}, MemBytes: 32 << 20,
+		Prefetch: &no, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(quiet.Close)
+	mpd = serveLoopback(t, quiet) + "/vod/" + mediatest.AssetName + "/manifest.mpd"
+	got, capped, serverCap, summary = session("behind a parent")
+	if len(got) != 3 || got[1] != 0 || got[2] != 0 || capped < 2 || serverCap != 600 {
+		t.Errorf("through a deep node, its parent suggesting 600 kbit/s: renditions %v, %d capped, last suggestion %d; want 0 from the second chunk, at least 2 capped, 600\n%s",
+			got, capped, serverCap, summary)
+	}
+
 	// An edge with a 100 kbit/s egress limit: a viewer reporting CMCD
 	// plays the clip in well under a second, far past the limit, so the
 	// node says duress and gives that one session 90 % of the limit; the

@@ -93,8 +93,9 @@ type chainOptions struct {
 	abrDir string       // the pages' ABR core in WebAssembly (web.BuildABR)
 	// listPage is the origin's most assets per listing (0: its default).
 	listPage int
-	// advice is what the enter-deep node tells players (CMSD).
-	advice edge.AdviceConfig
+	// advice is what the enter-deep node tells players (CMSD);
+	// homeAdvice what the bring-home node tells it and them.
+	advice, homeAdvice edge.AdviceConfig
 }
 
 // startWebChainOn is startWebChain on a library, with options.
@@ -120,7 +121,7 @@ func startWebChainOn(t *testing.T, lib string, opt chainOptions) webSetup {
 	t.Cleanup(o.Close)
 	mux[0].h = o
 	home, err := edge.New(edge.Config{Profile: edge.BringHome, Name: "home", Upstreams: []string{lns[0].URL}, MemBytes: 64 << 20,
-		Logger: discard(), Web: pages("home")})
+		Logger: discard(), Web: pages("home"), Advice: opt.homeAdvice})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,14 +885,27 @@ func TestBrowserPlaysHLS(t *testing.T) {
 // where on loopback each takes the 1200k one within seconds (as
 // TestBrowserPlaysHLS sees); the page shows the suggestion. dash.js and
 // Shaka keep to it themselves (the page turns applyMb on in dash.js);
-// hls.js reads no CMSD, and the page caps it.
+// hls.js reads no CMSD, and the page caps it. dash.js keeps to the same
+// suggestion made by the bring-home parent of an enter-deep node that
+// says nothing of its own (without the deep node passing it on, dash.js
+// takes the 1200k rendition from its second segment).
 func TestBrowserKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
-	setup := startWebChainOn(t, packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k"),
-		chainOptions{advice: edge.AdviceConfig{MaxBitrateKbps: 700}})
-	for _, engine := range []string{"dashjs", "hlsjs", "shaka-dash"} {
-		t.Run(engine, func(t *testing.T) {
+	lib := packageClip(t, 24*time.Second, "640x360@1200k,320x180@300k")
+	setup := startWebChainOn(t, lib, chainOptions{advice: edge.AdviceConfig{MaxBitrateKbps: 700}})
+	// The same suggestion made by the bring-home parent of an enter-deep
+	// node that has nothing of its own to say: the deep node passes it on.
+	parented := startWebChainOn(t, lib, chainOptions{homeAdvice: edge.AdviceConfig{MaxBitrateKbps: 700}})
+	for _, tc := range []struct {
+		name, engine string
+		setup        webSetup
+	}{
+		{"dashjs", "dashjs", setup}, {"hlsjs", "hlsjs", setup}, {"shaka-dash", "shaka-dash", setup},
+		{"dashjs-behind-a-parent", "dashjs", parented},
+	} {
+		engine := tc.engine
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := browser(t)
-			if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/?asset=clip&buffer=4&engine="+engine)); err != nil {
+			if err := chromedp.Do(ctx, chromedp.Navigate(tc.setup.deep+"/?asset=clip&buffer=4&engine="+engine)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, ctx, 60*time.Second, "12 s played", func(s pageStats) bool { return s.CurrentTime > 12 })
@@ -922,17 +936,24 @@ func TestBrowserKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 			t.Logf("%s: %d video segments %v, the page shows %q", engine, len(page.Chart[0]), page.Chart[1], page.Shown)
 		})
 	}
-	// The dashboard says what the enter-deep node tells its players.
-	ctx := browser(t)
-	if err := chromedp.Do(ctx, chromedp.Navigate(setup.deep+"/dashboard")); err != nil {
-		t.Fatal(err)
-	}
-	var text string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(text, "0.70 Mbit/s"); time.Sleep(250 * time.Millisecond) {
-		text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.node')].filter((n) => n.textContent.includes('enter-deep')).map((n) => (n.querySelector('.advice') || {}).textContent || '').join('')`))
-	}
-	if !strings.Contains(text, "at most 0.70 Mbit/s") {
-		t.Errorf("the enter-deep card's CMSD row says %q, want the 700 kbit/s suggestion", text)
+	// The dashboard says what the enter-deep node tells its players, and
+	// when that is its parent's word (which it keeps to for 30 s after its
+	// latest fetch from the parent: the parented chain comes first, just
+	// after its player fetched).
+	for _, tc := range []struct {
+		deep, want string
+	}{{parented.deep, "at most 0.70 Mbit/s · as its parent suggests"}, {setup.deep, "at most 0.70 Mbit/s"}} {
+		ctx := browser(t)
+		if err := chromedp.Do(ctx, chromedp.Navigate(tc.deep+"/dashboard")); err != nil {
+			t.Fatal(err)
+		}
+		var text string
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(text, tc.want); time.Sleep(250 * time.Millisecond) {
+			text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('.node')].filter((n) => n.textContent.includes('enter-deep')).map((n) => (n.querySelector('.advice') || {}).textContent || '').join('')`))
+		}
+		if !strings.Contains(text, tc.want) {
+			t.Errorf("the enter-deep card's CMSD row says %q, want %q", text, tc.want)
+		}
 	}
 }
 

@@ -117,6 +117,8 @@ function viewerSummary(v) {
 function adviceSummary(a) {
   const parts = [];
   if (a.maxBitrateKbps > 0) parts.push(`at most ${(a.maxBitrateKbps / 1000).toFixed(2)} Mbit/s`);
+  // Its parent's suggestion, when that is what holds it down.
+  if (a.parentMaxBitrateKbps > 0 && a.parentMaxBitrateKbps <= a.maxBitrateKbps) parts.push('as its parent suggests');
   if (a.capping) {
     let share = `a fair share of its egress for ${count(a.sessions)} session${a.sessions === 1 ? '' : 's'}`;
     // The rest, whose ladder the node does not know, get equal parts.
