@@ -297,11 +297,36 @@ func (n *Node) refreshAdvice(now time.Time) *advice {
 	return n.adviser.refresh(now, n.stats.servedBytes(), func(ladders bool, capKbps int64) (int, []shareSession) {
 		if !ladders {
 			// Equal shares need only the count.
-			return n.viewers.Active(now, activeWithin), nil
+			if n.relayed.Active(now, activeWithin) == 0 {
+				return n.viewers.Active(now, activeWithin), nil
+			}
+			return len(n.sharingSessions(now)), nil
 		}
 		list := n.shareSessions(now, capKbps)
 		return len(list), list
 	})
+}
+
+// sharingSessions lists the sessions that share the node's egress, each
+// once: its own viewers, and those of the nodes below it whose misses it
+// served (relayed). A bring-home shield has few viewers of its own, and
+// without the others an egress limit could only make it say duress.
+func (n *Node) sharingSessions(now time.Time) []cmcd.Session {
+	list := n.viewers.Sessions(now, activeWithin)
+	more := n.relayed.Sessions(now, activeWithin)
+	if len(more) == 0 {
+		return list
+	}
+	seen := make(map[string]bool, len(list))
+	for _, s := range list {
+		seen[s.ID] = true
+	}
+	for _, s := range more {
+		if !seen[s.ID] {
+			list = append(list, s)
+		}
+	}
+	return list
 }
 
 // runAdviser refreshes the advice every adviceEvery until ctx ends.

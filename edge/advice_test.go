@@ -1,8 +1,10 @@
 package edge
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -256,6 +258,45 @@ func TestEdgePassesOnItsParentsAdvice(t *testing.T) {
 	big.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/vod/a/v/9.m4s", nil))
 	if want := parent + `, "deep";mb=600`; rec.Code != http.StatusOK || rec.Body.Len() != 12<<20 || rec.Header().Get(cmsd.Header) != want {
 		t.Errorf("large object: %d, %d bytes, %q; want %q", rec.Code, rec.Body.Len(), rec.Header().Get(cmsd.Header), want)
+	}
+}
+
+// TestShieldSharesItsEgressWithTheSessionsBelow: a bring-home shield
+// with an egress limit, whose only clients are an enter-deep node's
+// misses. The sessions whose CMCD those misses forward share its egress:
+// past the limit it gives each its share (not only duress, as it did
+// when it counted none), which reaches the players through the deep node.
+// They are not the shield's own viewers: its CMCD sessions stay 0.
+func TestShieldSharesItsEgressWithTheSessionsBelow(t *testing.T) {
+	o := newFakeOrigin(t)
+	home, homeSrv := newNode(t, Config{Name: "home", Profile: BringHome, Upstreams: []string{o.url()}, Prefetch: noPrefetch(), MemBytes: 64 << 20,
+		Advice: AdviceConfig{EgressLimit: 200e3}})
+	_, deep := newNode(t, Config{Name: "deep", Upstreams: []string{homeSrv.URL}, Prefetch: noPrefetch(), MemBytes: 64 << 20})
+	get := func(path, sid string) string {
+		t.Helper()
+		resp, err := http.Get(deep.URL + path + "?CMCD=" + url.QueryEscape(`ot=v,sid="`+sid+`"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		return resp.Header.Get(cmsd.Header)
+	}
+	// Three sessions, a miss each: 3 × 64 KiB through a 200 kbit/s limit.
+	for i, sid := range []string{"s1", "s2", "s3"} {
+		get(fmt.Sprintf("/vod/a/v/%d.m4s", i+1), sid)
+	}
+	adv := home.refreshAdvice(time.Now()).stats()
+	if !adv.Duress || !adv.Capping || adv.Sessions != 3 || adv.MaxBitrateKbps != 60 {
+		t.Fatalf("the shield advises %+v; want duress, a share of 0.9 × 200 kbit/s for each of 3 sessions (60)", adv)
+	}
+	if v := home.Stats().Viewers.Sessions; v != 0 {
+		t.Errorf("the shield counts %d viewers of its own, want 0 (they are the deep node's)", v)
+	}
+	if got, want := get("/vod/a/v/4.m4s", "s1"), `"home";du;mb=60, "deep";mb=60`; got != want {
+		t.Errorf("the next miss through the deep node carries %q, want %q", got, want)
 	}
 }
 

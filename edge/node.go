@@ -58,8 +58,12 @@ type Node struct {
 	metrics      *nodeMetrics
 	handler      http.Handler
 	viewers      *cmcd.Viewers // the playback sessions its CMCD reports
-	adviser      *adviser      // what it tells players (CMSD)
-	ladders      ladders       // of the assets its viewers play, for their shares
+	// relayed is the sessions known only from the misses of the nodes
+	// below (their CMCD, which they forward): not this node's viewers,
+	// but sharers of its egress (see sharingSessions).
+	relayed *cmcd.Viewers
+	adviser *adviser // what it tells players (CMSD)
+	ladders ladders  // of the assets its viewers play, for their shares
 
 	via    []string // this node's Via header value
 	loopID string   // this node's identity in CDN-Loop (loop.go)
@@ -173,6 +177,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.viewers = cmcd.NewViewers(viewerWindow, maxViewers)
 	n.viewers.PerClient = maxViewersPerClient
+	n.relayed = cmcd.NewViewers(viewerWindow, maxViewers)
+	n.relayed.PerClient = maxRelayedPerNode
 	n.adviser = newAdviser(cfg.Name, cfg.Advice, time.Now())
 	n.metrics = newNodeMetrics(n)
 	n.ctx, n.cancel = context.WithCancel(context.Background())

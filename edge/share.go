@@ -185,7 +185,7 @@ const ladderIdle = time.Minute
 // what they play, without the rungs above capKbps (0: none). A session
 // whose asset's manifest the node does not hold in memory has no ladder.
 func (n *Node) shareSessions(now time.Time, capKbps int64) []shareSession {
-	list := n.viewers.Sessions(now, activeWithin)
+	list := n.sharingSessions(now)
 	out := make([]shareSession, len(list))
 	rungs := map[string]*rungLadder{}
 	n.ladders.mu.Lock()

@@ -19,6 +19,11 @@ const (
 	viewerWindow        = time.Minute
 	maxViewers          = 50_000
 	maxViewersPerClient = 32
+	// maxRelayedPerNode bounds the sessions one node below may report
+	// through its misses: a deep node serves thousands, while a client
+	// that sends a CDN-Loop header to pass for a node cannot shrink the
+	// shares past this many.
+	maxRelayedPerNode = 4096
 )
 
 // viewerMetrics are the series read from the CMCD players send.
@@ -78,11 +83,19 @@ func assetOf(path string) string {
 // answered (status below 400), counts it and keeps its session's state;
 // it returns what it read for the access log (nil: nothing, or no access
 // log). A request another deepcast node sent (loop, its CDN-Loop header)
-// is a child's miss, whose viewer that node counts already. remote is the
-// client's address, which bounds the sessions one client may add; path
-// the object's, which names the asset the session plays.
+// is a child's miss, whose viewer that node counts already: it is only
+// kept among the sessions that share this node's egress (relayed). remote
+// is the client's address, which bounds the sessions one client may add;
+// path the object's, which names the asset the session plays.
 func (n *Node) noteViewer(rawQuery string, h http.Header, loop, remote, path string, status int) *cmcd.Data {
-	if status >= 400 || loop != "" || rawQuery == "" && len(h) == 0 {
+	if status >= 400 || rawQuery == "" && len(h) == 0 {
+		return nil
+	}
+	if loop != "" {
+		if d, found, err := cmcd.FromRequest(rawQuery, h); found && err == nil {
+			client, _ := clientPrefix(remote)
+			n.relayed.ObserveFrom(&d, client, assetOf(path), time.Now())
+		}
 		return nil
 	}
 	d, found, err := cmcd.FromRequest(rawQuery, h)
