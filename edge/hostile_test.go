@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,6 +354,41 @@ func TestAHangingUpstreamLeavesTimeForTheNext(t *testing.T) {
 	}
 	if d := time.Since(start); d > 1800*time.Millisecond {
 		t.Errorf("took %s", d)
+	}
+}
+
+// TestASlowBodyIsNotAbandonedWhileItComes: on a congested link a segment
+// can take longer than the fetch timeout to come whole. A body that keeps
+// coming is read to its end (it used to be abandoned at the timeout, and
+// fetched again from the start by the next request); one that stops
+// coming is abandoned once it has paused for the timeout.
+func TestASlowBodyIsNotAbandonedWhileItComes(t *testing.T) {
+	const pieces, piece = 12, 16 << 10
+	var stop atomic.Int64 // the piece after which the body stops coming (0: never)
+	up := scriptedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(pieces*piece))
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		for i := range pieces {
+			if s := stop.Load(); s > 0 && int64(i) == s {
+				<-r.Context().Done()
+				return
+			}
+			w.Write(bytes.Repeat([]byte{byte('a' + i)}, piece))
+			w.(http.Flusher).Flush()
+			time.Sleep(150 * time.Millisecond)
+		}
+	})
+	_, ts := newNode(t, Config{Upstreams: []string{up.URL}, Prefetch: noPrefetch(), FetchTimeout: time.Second})
+	start := time.Now()
+	resp, body := fetch(t, ts.URL+"/vod/a/v/1.m4s")
+	if resp.StatusCode != http.StatusOK || len(body) != pieces*piece {
+		t.Errorf("a body that came over %s (fetch timeout 1 s): status %d, %d bytes; want 200 and all %d", time.Since(start), resp.StatusCode, len(body), pieces*piece)
+	}
+	stop.Store(4)
+	start = time.Now()
+	resp, _ = fetch(t, ts.URL+"/vod/a/v/2.m4s")
+	if d := time.Since(start); resp.StatusCode < 500 || d > 3*time.Second {
+		t.Errorf("a body that stopped coming: status %d after %s; want a 5xx within about 1.6 s", resp.StatusCode, d)
 	}
 }
 

@@ -557,7 +557,25 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		}
 		res.policy = p
 		res.cacheable = p.cacheable()
+		// The fetch's time bound is for the upstream to answer. A body
+		// under way is bounded by its progress instead, as a spooled one
+		// is: on a congested link a segment may take longer than
+		// FetchTimeout to come whole, and abandoning it there wastes what
+		// came, then sends it all again over the same link.
+		// The longest pause allowed is what was left of the bound when the
+		// answer came, so that a first attempt that stalls still leaves
+		// the retry its half (fetchOnce).
+		limit := n.cfg.FetchTimeout
+		if dl, ok := ctx.Deadline(); ok {
+			limit = max(time.Until(dl), n.cfg.FetchTimeout/4)
+		}
+		unlink()
+		stalled := time.AfterFunc(limit, reqCancel)
+		whole := resp.Body
+		resp.Body = &progressBody{ReadCloser: whole, stalled: stalled, limit: limit}
 		body, large, err := n.readSmall(resp)
+		stalled.Stop()
+		resp.Body = whole // a spool (large) bounds the rest by its own progress
 		if err != nil {
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
 		}
@@ -600,6 +618,22 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		res.passthrough = &passResponse{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
 	}
 	return res, nil
+}
+
+// progressBody is an upstream body whose every read that brings bytes
+// puts off stalled (which abandons the fetch) by limit.
+type progressBody struct {
+	io.ReadCloser
+	stalled *time.Timer
+	limit   time.Duration
+}
+
+func (b *progressBody) Read(p []byte) (int, error) {
+	k, err := b.ReadCloser.Read(p)
+	if k > 0 {
+		b.stalled.Reset(b.limit)
+	}
+	return k, err
 }
 
 // checkDigest compares a body's SHA-256 with the upstream's Repr-Digest
