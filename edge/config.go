@@ -40,8 +40,10 @@ type Config struct {
 	// weighted pool instead of an active-standby list (SetUpstreamPool).
 	UpstreamWeights []float64
 	CheckEvery      time.Duration
-	// FetchTimeout bounds one upstream fetch, so a dead upstream costs a
-	// client a bounded wait, not a hang.
+	// FetchTimeout bounds the wait for an upstream's answer, so a dead
+	// upstream costs a client a bounded wait, not a hang; a body is then
+	// read while it keeps coming, and abandoned after a pause as long as
+	// what was left of the bound.
 	FetchTimeout time.Duration
 	// ClientMissRate bounds the upstream fetches one client (an IP
 	// address, an IPv6 /64) may cause, per second, with bursts of 10

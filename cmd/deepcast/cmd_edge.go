@@ -39,7 +39,7 @@ func edgeCommand() command {
 			prefetch := fs.String("prefetch", "", "prefetch the next segment: true or false (default: on for enter-deep)")
 			queryAllow := fs.String("query-allow", "", "query parameters kept in the cache key (comma-separated; default: none)")
 			check := fs.Duration("check", 2*time.Second, "upstream health check interval")
-			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on one upstream fetch")
+			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on the wait for an upstream's answer (a body is then read while it keeps coming)")
 			missRate := fs.Float64("client-miss-rate", 0, "cache misses a second one client (IP address, IPv6 /64) may cause, in bursts of 10 s worth; past it 429 with Retry-After (0: no bound; for nodes viewers reach directly)")
 			maxBitrate := fs.Int64("cmsd-max-bitrate", 0, "suggest players a bitrate of at most this many kbit/s (video and sound together) in every answer's CMSD-Dynamic mb (CTA-5006; dash.js and Shaka keep to it; 0: no cap)")
 			var egress bitRate
