@@ -237,10 +237,7 @@ func (a *adviser) compute(now time.Time, served int64, sessions int, list []shar
 				}
 				sa := same[mb]
 				if sa == nil {
-					se := e
-					se.MaxBitrateKbps = mb
-					v := se.String()
-					sa = &sessionAdvice{entry: se, value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
+					sa = newSessionAdvice(e, mb)
 					same[mb] = sa
 				}
 				ad.shares[id] = sa
@@ -252,15 +249,19 @@ func (a *adviser) compute(now time.Time, served int64, sessions int, list []shar
 		e.MaxBitrateKbps = lowerCap(e.MaxBitrateKbps, a.parentKbps)
 		for id, sa := range ad.shares {
 			if mb := lowerCap(sa.entry.MaxBitrateKbps, a.parentKbps); mb != sa.entry.MaxBitrateKbps {
-				se := sa.entry
-				se.MaxBitrateKbps = mb
-				v := se.String()
-				ad.shares[id] = &sessionAdvice{entry: se, value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
+				ad.shares[id] = newSessionAdvice(sa.entry, mb)
 			}
 		}
 	}
 	ad.entry = e
 	return ad
+}
+
+// newSessionAdvice is e told to one session, with mb as its bitrate.
+func newSessionAdvice(e cmsd.Entry, mb int64) *sessionAdvice {
+	e.MaxBitrateKbps = mb
+	v := e.String()
+	return &sessionAdvice{entry: e, value: []string{v}, line: appendHeaderLine(nil, cmsd.Header, v)}
 }
 
 // lowerCap is the lower of two suggested bitrates, 0 meaning none.
@@ -297,9 +298,6 @@ func (n *Node) refreshAdvice(now time.Time) *advice {
 	return n.adviser.refresh(now, n.stats.servedBytes(), func(ladders bool, capKbps int64) (int, []shareSession) {
 		if !ladders {
 			// Equal shares need only the count.
-			if n.relayed.Active(now, activeWithin) == 0 {
-				return n.viewers.Active(now, activeWithin), nil
-			}
 			return len(n.sharingSessions(now)), nil
 		}
 		list := n.shareSessions(now, capKbps)
@@ -407,15 +405,15 @@ func boolValue(b bool) float64 {
 
 // adviseIn adds CMSD-Dynamic to the header h of an answer to r: the
 // entries of the nodes behind this one when the answer was fetched from
-// them for r (upstream, see upstreamAdvice; "" for an answer from the
-// cache), then the node's own if it has something to say (the session's
-// own, when it has one).
-func (n *Node) adviseIn(h http.Header, r *http.Request, upstream string) {
+// them for r (upstream; none for an answer from the cache), then the
+// node's own if it has something to say (the session's own, when it has
+// one).
+func (n *Node) adviseIn(h http.Header, r *http.Request, upstream upstreamAdvice) {
 	a := n.advice()
 	s := a.forSession(r.URL.RawQuery, r.Header)
 	switch {
-	case upstream != "":
-		h[cmsdKey] = []string{a.relayed(s, upstream)}
+	case upstream.value != "":
+		h[cmsdKey] = []string{a.withUpstream(s, upstream)}
 	case s != nil:
 		h[cmsdKey] = s.value
 	case a.value != nil:
@@ -423,48 +421,44 @@ func (n *Node) adviseIn(h http.Header, r *http.Request, upstream string) {
 	}
 }
 
-// relayed is the CMSD-Dynamic value of an answer fetched from upstream:
-// the upstream's entries as they came (checked by upstreamAdvice), then
+// withUpstream is the CMSD-Dynamic value of an answer fetched from
+// upstream: the upstream's entries as they came (see readUpstreamAdvice), then
 // the node's own (s's when the session has one), its mb lowered to the
 // lowest any of them suggests. A player that reads only the nearest entry,
 // as dash.js does, so keeps to what the whole path can give while its
 // requests load the nodes behind; a hit, which loads only this node,
 // carries this node's advice alone. A node with nothing of its own to say
 // adds no entry and passes the others on.
-func (a *advice) relayed(s *sessionAdvice, upstream string) string {
+func (a *advice) withUpstream(s *sessionAdvice, upstream upstreamAdvice) string {
 	own, ok := a.entry, a.value != nil
 	if s != nil {
 		own, ok = s.entry, true
 	}
 	if !ok {
-		return upstream
+		return upstream.value
 	}
-	own.MaxBitrateKbps = lowerCap(own.MaxBitrateKbps, lowestCap(upstream))
-	return string(own.Append([]byte(upstream + ", ")))
+	own.MaxBitrateKbps = lowerCap(own.MaxBitrateKbps, upstream.kbps)
+	return string(own.Append([]byte(upstream.value + ", ")))
 }
 
-// lowestCap is the lowest mb of the entries in a CMSD-Dynamic value
-// (0 when none suggests one or it does not parse).
-func lowestCap(v string) int64 {
-	entries, _ := cmsd.Parse(v)
-	var kbps int64
-	for _, e := range entries {
-		kbps = lowerCap(kbps, e.MaxBitrateKbps)
-	}
-	return kbps
+// upstreamAdvice is the CMSD-Dynamic of an upstream's answer, read once
+// per fetch for every answer that passes it on.
+type upstreamAdvice struct {
+	value string // the field, checked ("": none to pass on)
+	kbps  int64  // the lowest mb of its entries (0: none suggests one)
 }
 
 // maxUpstreamAdvice bounds the CMSD-Dynamic a node passes on: a few
 // entries of a few keys each; longer is no parent of ours.
 const maxUpstreamAdvice = 1024
 
-// upstreamAdvice is the CMSD-Dynamic of an upstream's answer h, to pass on
-// to the client of that fetch: "" when there is none, when it is not a
-// Structured Field list of entries, or when it is too long.
-func upstreamAdvice(h http.Header) string {
+// readUpstreamAdvice reads the CMSD-Dynamic of an upstream's answer h, to
+// pass on to the client of that fetch: none when there is none, when it is
+// not a Structured Field list of entries, or when it is too long.
+func readUpstreamAdvice(h http.Header) upstreamAdvice {
 	vs := h[cmsdKey]
 	if len(vs) == 0 {
-		return ""
+		return upstreamAdvice{}
 	}
 	lines := make([]string, 0, len(vs))
 	for _, l := range vs {
@@ -474,12 +468,17 @@ func upstreamAdvice(h http.Header) string {
 	}
 	v := strings.Join(lines, ", ")
 	if len(v) > maxUpstreamAdvice {
-		return ""
+		return upstreamAdvice{}
 	}
-	if entries, err := cmsd.Parse(v); err != nil || len(entries) == 0 {
-		return ""
+	entries, err := cmsd.Parse(v)
+	if err != nil || len(entries) == 0 {
+		return upstreamAdvice{}
 	}
-	return v
+	up := upstreamAdvice{value: v}
+	for _, e := range entries {
+		up.kbps = lowerCap(up.kbps, e.MaxBitrateKbps)
+	}
+	return up
 }
 
 // cmsdKey is cmsd.Header as net/http keys it.

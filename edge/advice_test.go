@@ -365,23 +365,29 @@ func TestUpstreamAdvice(t *testing.T) {
 	for _, tc := range []struct {
 		lines []string
 		want  string
+		kbps  int64 // the lowest mb in it
 	}{
-		{nil, ""},
-		{[]string{`"home";mb=600`}, `"home";mb=600`},
-		{[]string{`"origin";etp=9000`, ` "home";du;mb=90 `}, `"origin";etp=9000, "home";du;mb=90`},
-		{[]string{`"home";mb=600;n="x";ht=3`}, `"home";mb=600;n="x";ht=3`}, // keys unknown here go on as sent
-		{[]string{`"home";mb="lots"`}, ""},
-		{[]string{`"home";mb=600,`}, ""},
-		{[]string{"<html>"}, ""},
-		{[]string{""}, ""},
-		{[]string{long}, ""},
+		{nil, "", 0},
+		{[]string{`"home";mb=600`}, `"home";mb=600`, 600},
+		{[]string{`"origin";etp=9000`, ` "home";du;mb=90 `}, `"origin";etp=9000, "home";du;mb=90`, 90},
+		{[]string{`"home";mb=600;n="x";ht=3`}, `"home";mb=600;n="x";ht=3`, 600}, // keys unknown here go on as sent
+		{[]string{`"a";mb=900, "b";etp=5, "c";mb=700`}, `"a";mb=900, "b";etp=5, "c";mb=700`, 700},
+		{[]string{`"home";mb="lots"`}, "", 0},
+		{[]string{`"home";mb=600,`}, "", 0},
+		{[]string{"<html>"}, "", 0},
+		{[]string{""}, "", 0},
+		{[]string{long}, "", 0},
 	} {
 		h := http.Header{}
 		for _, l := range tc.lines {
 			h.Add(cmsd.Header, l)
 		}
-		if got := upstreamAdvice(h); got != tc.want {
-			t.Errorf("upstreamAdvice(%q) = %q, want %q", tc.lines, got, tc.want)
+		got := readUpstreamAdvice(h)
+		if got.value != tc.want {
+			t.Errorf("readUpstreamAdvice(%q) = %q, want %q", tc.lines, got.value, tc.want)
+		}
+		if got.kbps != tc.kbps {
+			t.Errorf("readUpstreamAdvice(%q): lowest mb %d, want %d", tc.lines, got.kbps, tc.kbps)
 		}
 	}
 }

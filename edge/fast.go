@@ -125,15 +125,15 @@ func (n *Node) answerPlain(q PlainRequest, hitsOnly bool) (FastResponse, bool) {
 		out.obj = out.obj.forClient([]string{q.AcceptEncoding})
 		fr = FastResponse{Status: http.StatusOK, Body: out.obj.Body}
 		adv := n.advice()
-		switch {
-		case out.cacheStatus == "":
+		if out.cacheStatus == "" {
 			fr.Header = adv.withSessionLine(n.hitHeader(out.obj, adv), q.Query)
-		case out.upstreamCMSD != "":
+		} else {
 			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
-			fr.Header = appendHeaderLine(fr.Header, cmsd.Header, adv.relayed(adv.forSession(q.Query, nil), out.upstreamCMSD))
-		default:
-			fr.Header = appendAgeAndStatus(bytes.Clone(out.obj.headerBlock(n.via[0])), out.obj, time.Now(), out.cacheStatus)
-			fr.Header = adv.withSessionLine(append(fr.Header, adv.line...), q.Query)
+			if out.upstreamCMSD.value != "" {
+				fr.Header = appendHeaderLine(fr.Header, cmsd.Header, adv.withUpstream(adv.forSession(q.Query, nil), out.upstreamCMSD))
+			} else {
+				fr.Header = adv.withSessionLine(append(fr.Header, adv.line...), q.Query)
+			}
 		}
 	} else {
 		fr = n.recorded(out, orPlain(r, path))

@@ -111,6 +111,7 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	sum := sha256.New()
 	stalled := time.AfterFunc(n.cfg.FetchTimeout, cancel)
 	defer stalled.Stop()
+	body = &progressBody{ReadCloser: body, stalled: stalled, limit: n.cfg.FetchTimeout}
 	// With a Repr-Digest to check, the last byte received is withheld
 	// from readers until the whole body has matched it: a body that does
 	// not match reaches no client whole (each is cut one byte short, so
@@ -135,7 +136,6 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	err := write(prefix)
 	buf := make([]byte, 256<<10)
 	for err == nil {
-		stalled.Reset(n.cfg.FetchTimeout)
 		k, rerr := body.Read(buf)
 		if k > 0 {
 			err = write(buf[:k])
@@ -308,7 +308,7 @@ func (n *Node) inflight(key string) *bigObject {
 // respondBig sends a large object through net/http: from a complete file
 // with ranges and conditions; from a fill as it arrives (a Range is
 // ignored, as RFC 9110 lets a server do, and the whole object is sent).
-func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus, upstreamCMSD string) {
+func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus string, upstreamCMSD upstreamAdvice) {
 	body, seeker, err := b.open()
 	if err != nil {
 		n.log.Warn("large object unreadable", "key", b.meta.Key, "err", err)

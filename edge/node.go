@@ -310,14 +310,14 @@ func (n *Node) store(o *object) {
 
 // fetchResult is what one (coalesced) upstream fetch produced.
 type fetchResult struct {
-	obj         *object       // the object to serve (new, or refreshed by a 304)
-	status      int           // upstream status
-	cacheStatus string        // upstream's Cache-Status, to keep in the chain
-	cmsd        string        // upstream's CMSD-Dynamic entries, checked (upstreamAdvice)
-	passthrough *passResponse // a non-200 answer relayed to the client
-	big         *bigObject    // a large object, streamed through a file
-	stored      bool          // obj was put in the cache (not private, not no-store)
-	from        string        // the upstream or sibling that answered
+	obj         *object        // the object to serve (new, or refreshed by a 304)
+	status      int            // upstream status
+	cacheStatus string         // upstream's Cache-Status, to keep in the chain
+	cmsd        upstreamAdvice // upstream's CMSD-Dynamic, to pass on
+	passthrough *passResponse  // a non-200 answer relayed to the client
+	big         *bigObject     // a large object, streamed through a file
+	stored      bool           // obj was put in the cache (not private, not no-store)
+	from        string         // the upstream or sibling that answered
 }
 
 // passResponse is an upstream answer that is not cached (404, ...).
@@ -537,9 +537,9 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	res.from = up.url.Host
 	res.status = resp.StatusCode
 	res.cacheStatus = resp.Header.Get("Cache-Status")
-	res.cmsd = upstreamAdvice(resp.Header)
+	res.cmsd = readUpstreamAdvice(resp.Header)
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified {
-		if n.adviser.noteParent(lowestCap(res.cmsd), now) {
+		if n.adviser.noteParent(res.cmsd.kbps, now) {
 			n.refreshAdvice(now) // hits keep to it from now on
 		}
 	}
@@ -620,8 +620,9 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	return res, nil
 }
 
-// progressBody is an upstream body whose every read that brings bytes
-// puts off stalled (which abandons the fetch) by limit.
+// progressBody is an upstream body bounded by its progress: each read
+// may wait up to limit for bytes before stalled fires (which abandons the
+// fetch). In memory and in a spool alike.
 type progressBody struct {
 	io.ReadCloser
 	stalled *time.Timer
@@ -629,11 +630,8 @@ type progressBody struct {
 }
 
 func (b *progressBody) Read(p []byte) (int, error) {
-	k, err := b.ReadCloser.Read(p)
-	if k > 0 {
-		b.stalled.Reset(b.limit)
-	}
-	return k, err
+	b.stalled.Reset(b.limit)
+	return b.ReadCloser.Read(p)
 }
 
 // checkDigest compares a body's SHA-256 with the upstream's Repr-Digest
@@ -785,7 +783,7 @@ type outcome struct {
 	// one, when the answer was fetched for this request (or a request it
 	// joined); never kept with an object, since it says how they were at
 	// the time.
-	upstreamCMSD string
+	upstreamCMSD upstreamAdvice
 }
 
 // cacheLabel is the outcome in one word, for the access log: hit, stale,
@@ -1042,8 +1040,8 @@ func (n *Node) revalidateAsync(r *http.Request, key string, o *object) {
 // respond writes o with its headers; ranges and conditional requests are
 // answered from the whole cached object. The header values that never
 // change are built once per object. upstreamCMSD is the CMSD-Dynamic
-// entries of the nodes behind when o was fetched for r ("" for none).
-func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus, upstreamCMSD string) {
+// entries of the nodes behind when o was fetched for r (none for a hit).
+func (n *Node) respond(w http.ResponseWriter, r *http.Request, o *object, cacheStatus string, upstreamCMSD upstreamAdvice) {
 	o = o.forClient(r.Header.Values("Accept-Encoding"))
 	h := w.Header()
 	for k, v := range o.headers(n.via) {
