@@ -33,24 +33,40 @@ import (
 // joined it: the reader looks the object up again.
 var errFillGone = errors.New("spooled object finished before the reader joined")
 
-// fill is one object being spooled from upstream to a file.
+// fill is one object coming from upstream, sent to its readers as it
+// comes: spooled to a file, or read into memory (mem) when it is small.
 type fill struct {
 	key  string
 	meta *object // headers and freshness, no Body
 	size int64   // Content-Length, or -1 when upstream sent none
 	path string
-	file *os.File // written by run, read by readers (pread)
-	keep bool     // cacheable: a complete fill enters the disk tier
+	file *os.File // written by run, read by readers (pread); nil in memory
+	mem  []byte   // the body, of size bytes, when read into memory
+	keep bool     // cacheable: a complete fill enters the cache
+	// whole makes the object of a complete fill small enough for memory
+	// (nil: none is kept there), from its body and the body's SHA-256:
+	// one read slowly is kept like one read at once.
+	whole func(body []byte, sum [32]byte) *object
+	// again is how to ask an upstream for the rest after a cut (nil: the
+	// body cannot be resumed).
+	again *resumeRequest
 
 	mu      sync.Mutex
 	cond    *sync.Cond
 	written int64
 	done    bool
-	err     error // why the fill failed, when done
-	readers int
-	joined  bool // a reader has joined (so none left means all left)
-	lapsed  bool // the grace after the end is over: no more readers join
-	closed  bool // file closed and removed
+	err     error         // why the fill failed, when done
+	sum     [32]byte      // the body's SHA-256, when done without err
+	over    chan struct{} // closed when done
+	// published: readers may join (always, for a spool). A fill in
+	// memory is published only when its body has not come whole within
+	// StreamAfter; until then the fetch that started it waits, and takes
+	// the object (or the failure) itself.
+	published bool
+	readers   int
+	joined    bool // a reader has joined (so none left means all left)
+	lapsed    bool // the grace after the end is over: no more readers join
+	closed    bool // file closed and removed
 }
 
 // fillGrace is how long a finished spool stays joinable: the requests that
@@ -83,8 +99,10 @@ func (n *Node) spoolDir() string {
 
 // startFill spools resp's body (after prefix, bytes already read from it)
 // in the background, and returns the object to serve from it. cancel
-// aborts the upstream request; the fill owns it.
-func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Response, prefix []byte, cancel context.CancelFunc) (*bigObject, error) {
+// aborts the upstream request; the fill owns it. whole and again are
+// the fill's (nil for none).
+func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Response, prefix []byte, cancel context.CancelFunc,
+	whole func([]byte, [32]byte) *object, again *resumeRequest) (*bigObject, error) {
 	dir := n.spoolDir()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -93,25 +111,71 @@ func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Respons
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, path: file.Name(), file: file}
+	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, path: file.Name(), file: file, whole: whole, again: again,
+		over: make(chan struct{}), published: true}
 	f.cond = sync.NewCond(&f.mu)
 	n.fillsMu.Lock()
 	n.fills[key] = f
 	n.fillsMu.Unlock()
 	n.stats.spooled.Add(1)
-	n.wg.Go(func() { n.runFill(f, resp.Body, prefix, cancel) })
+	n.wg.Go(func() { n.runFill(f, resp.Body, prefix, cancel, n.cfg.FetchTimeout) })
 	return &bigObject{meta: meta, size: f.size, fill: f}, nil
 }
 
-// runFill copies body to the fill's file; a body that stalls for
-// FetchTimeout is abandoned. A complete object enters the disk tier.
-func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel context.CancelFunc) {
-	defer cancel()
-	defer body.Close()
+// readInMemory reads resp's body, of size bytes (small), into memory
+// through a fill, and waits for it: it returns the object when the body
+// came whole within StreamAfter (or the failure, which the caller may
+// retry elsewhere), else the fill, published for readers to join, which
+// goes on in the background. cancel aborts the upstream request, and the
+// fill owns it; a pause of limit in the body abandons it. The in-flight
+// budget's size bytes are the fill's, released when it ends.
+func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Response, cancel context.CancelFunc, limit time.Duration,
+	whole func([]byte, [32]byte) *object, again *resumeRequest) (*object, *bigObject, error) {
+	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, mem: make([]byte, resp.ContentLength),
+		whole: whole, again: again, over: make(chan struct{})}
+	f.cond = sync.NewCond(&f.mu)
+	n.wg.Go(func() {
+		defer n.inflightBudget.Release(f.size)
+		n.runFill(f, resp.Body, nil, cancel, limit)
+	})
+	var slow <-chan time.Time
+	if n.cfg.StreamAfter > 0 {
+		t := time.NewTimer(n.cfg.StreamAfter)
+		defer t.Stop()
+		slow = t.C
+	}
+	select {
+	case <-f.over:
+	case <-slow:
+	}
+	f.mu.Lock()
+	done, err, sum := f.done, f.err, f.sum
+	if !done {
+		f.published = true
+	}
+	f.mu.Unlock()
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case done:
+		return whole(f.mem, sum), nil, nil
+	}
+	n.fillsMu.Lock()
+	n.fills[key] = f
+	n.fillsMu.Unlock()
+	n.stats.slowStreamed.Add(1)
+	return nil, &bigObject{meta: meta, size: f.size, fill: f}, nil
+}
+
+// runFill copies body to the fill's file or memory; a body that pauses
+// for limit is abandoned, and one cut off is resumed where it stopped
+// (resumeFill). A complete object enters the memory tier when small
+// enough (whole), else the disk tier; one that was never published is
+// left to the fetch that waits for it.
+func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel context.CancelFunc, limit time.Duration) {
+	src := n.boundBody(body, cancel, limit)
+	defer func() { src.Close() }()
 	sum := sha256.New()
-	stalled := time.AfterFunc(n.cfg.FetchTimeout, cancel)
-	defer stalled.Stop()
-	body = &progressBody{ReadCloser: body, stalled: stalled, limit: n.cfg.FetchTimeout}
 	// With a Repr-Digest to check, the last byte received is withheld
 	// from readers until the whole body has matched it: a body that does
 	// not match reaches no client whole (each is cut one byte short, so
@@ -122,7 +186,12 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	}
 	var got int64
 	write := func(p []byte) error {
-		if _, err := f.file.Write(p); err != nil {
+		if f.mem != nil {
+			if int64(len(p)) > f.size-got {
+				return fmt.Errorf("upstream body: longer than its %d bytes", f.size)
+			}
+			copy(f.mem[got:], p)
+		} else if _, err := f.file.Write(p); err != nil {
 			return fmt.Errorf("spool %s: %w", f.path, err)
 		}
 		sum.Write(p)
@@ -135,8 +204,9 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	}
 	err := write(prefix)
 	buf := make([]byte, 256<<10)
+	resumes := 0
 	for err == nil {
-		k, rerr := body.Read(buf)
+		k, rerr := src.Read(buf)
 		if k > 0 {
 			err = write(buf[:k])
 		}
@@ -145,32 +215,59 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 		}
 		if rerr != nil && err == nil {
 			err = fmt.Errorf("upstream body: %w", rerr)
+			if resumes < maxResumes && n.ctx.Err() == nil && !f.unwanted(n) {
+				resumes++
+				next, aerr := n.resumeFill(f, got)
+				if aerr == nil {
+					n.log.Info("upstream body cut off, resumed", "key", f.key, "at", got, "err", rerr)
+					src.Close()
+					src, err = next, nil
+					continue
+				}
+				err = fmt.Errorf("%w; not resumed: %w", err, aerr)
+			}
 		}
 		if err == nil && n.ctx.Err() != nil {
 			err = n.ctx.Err()
 		}
-		if err == nil && n.disk == nil && f.abandoned() {
-			err = errors.New("every reader left and there is no disk tier to keep it")
+		if err == nil && f.unwanted(n) {
+			err = errors.New("every reader left and there is no tier to keep it")
 		}
 	}
 	written := got
 	if err == nil && f.size >= 0 && written != f.size {
 		err = fmt.Errorf("upstream body: %d bytes of %d", written, f.size)
 	}
+	var digest [32]byte
 	if err == nil {
-		err = n.checkDigest(f.meta.Digest, [32]byte(sum.Sum(nil)))
+		digest = [32]byte(sum.Sum(nil))
+		err = n.checkDigest(f.meta.Digest, digest)
 	}
-	if err == nil && n.disk != nil && f.keep {
-		if perr := n.disk.putFile(f.meta, sum.Sum(nil), f.file, written); perr != nil {
-			n.log.Warn("disk tier write failed", "key", f.key, "err", perr)
+	f.mu.Lock()
+	if !f.published {
+		// Whole (or failed) within StreamAfter: the fetch waiting for it
+		// takes it, as it would a body read at once.
+		f.done, f.err, f.sum = true, err, digest
+		f.mu.Unlock()
+		close(f.over)
+		return
+	}
+	f.mu.Unlock()
+	if err == nil && f.keep {
+		if f.whole != nil && written <= n.maxMemObject {
+			n.keepWhole(f, written, digest)
+		} else if n.disk != nil {
+			if perr := n.disk.putFile(f.meta, digest[:], f.file, written); perr != nil {
+				n.log.Warn("disk tier write failed", "key", f.key, "err", perr)
+			}
 		}
 	}
 	if err != nil {
 		n.stats.errors.Add(1)
-		n.log.Warn("spooled fetch failed", "key", f.key, "err", err)
+		n.log.Warn("streamed fetch failed", "key", f.key, "err", err)
 	}
 	f.mu.Lock()
-	f.done, f.err = true, err
+	f.done, f.err, f.sum = true, err, digest
 	if err == nil {
 		f.written = written // the byte withheld for the digest check
 	}
@@ -179,6 +276,7 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	}
 	f.mu.Unlock()
 	f.cond.Broadcast()
+	close(f.over)
 	forget := func() {
 		n.fillsMu.Lock()
 		if n.fills[f.key] == f {
@@ -201,6 +299,12 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	})
 }
 
+// unwanted reports a fill whose readers all left and that no tier would
+// keep: finishing it would cost its upstream for nothing.
+func (f *fill) unwanted(n *Node) bool {
+	return n.disk == nil && (f.whole == nil || !f.keep) && f.abandoned()
+}
+
 // abandoned reports a fill whose readers all left.
 func (f *fill) abandoned() bool {
 	f.mu.Lock()
@@ -218,7 +322,7 @@ func (f *fill) release(delta int) {
 		f.closed = true
 	}
 	f.mu.Unlock()
-	if last {
+	if last && f.file != nil {
 		f.file.Close()
 		os.Remove(f.path)
 	}
@@ -258,6 +362,11 @@ func (r *fillReader) Read(p []byte) (int, error) {
 		}
 		return 0, io.EOF
 	}
+	if f.mem != nil {
+		k := copy(p[:min(int64(len(p)), avail)], f.mem[r.off:])
+		r.off += int64(k)
+		return k, nil
+	}
 	k, err := f.file.ReadAt(p[:min(int64(len(p)), avail)], r.off)
 	r.off += int64(k)
 	if err == io.EOF && k > 0 {
@@ -292,6 +401,19 @@ func (b *bigObject) open() (io.ReadCloser, io.ReadSeeker, error) {
 	}
 	sr := io.NewSectionReader(file, b.offset, b.size)
 	return file, sr, nil
+}
+
+// failed is why the fill failed, once it is over (nil: it did not).
+func (f *fill) failed() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// keptWhole reports a fill of a small object that enters the memory
+// tier once whole (when cacheable), as one read at once would have.
+func (b *bigObject) keptWhole() bool {
+	return b != nil && b.fill != nil && b.fill.keep && b.fill.whole != nil && b.fill.size >= 0
 }
 
 // inflight returns the object being spooled for key, if any.
@@ -329,6 +451,21 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		lm, _ := http.ParseTime(b.meta.LastModified)
 		http.ServeContent(w, r, "", lm, seeker)
 		return
+	}
+	if r.Method == http.MethodHead && b.fill != nil && b.fill.mem != nil {
+		// A HEAD of a small object is answered once its body is whole,
+		// as it was before slow misses streamed: a client that asks for every segment's size
+		// (deepcast play does, at its start) would otherwise set every
+		// fill going at once, and on a slow link the segments it plays
+		// next would wait behind all of them.
+		select {
+		case <-b.fill.over:
+		case <-r.Context().Done():
+			return
+		}
+		if err := b.fill.failed(); err != nil {
+			panic(http.ErrAbortHandler)
+		}
 	}
 	if httpsem.NotModified(r.Header, b.meta.ETag, b.meta.LastModified) {
 		w.WriteHeader(http.StatusNotModified)

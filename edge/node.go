@@ -570,18 +570,45 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			limit = max(time.Until(dl), n.cfg.FetchTimeout/4)
 		}
 		unlink()
+		ttl := n.defaultTTL(key)
+		meta := newObject(key, resp.Header, nil, p, now, ttl)
+		var whole func([]byte, [32]byte) *object
+		if resp.ContentLength <= n.maxMemObject {
+			whole = func(body []byte, sum [32]byte) *object { return newObjectSum(key, resp.Header, body, sum, p, now, ttl) }
+		}
+		again := newResumeRequest(req, strings.TrimPrefix(target, up.url.String()), meta.ETag, up.url.Host)
+		if size := resp.ContentLength; size >= 0 && size <= n.maxMemObject && n.inflightBudget.TryAcquire(size) {
+			spooled = true // the fill owns the request now
+			obj, big, err := n.readInMemory(key, meta, res.cacheable, resp, reqCancel, limit, whole, again)
+			switch {
+			case errors.Is(err, errDigestMismatch):
+				// The upstream is up and answering; one object behind it is
+				// bad. Its health stays as it is (answered), or one damaged
+				// object would take a healthy origin out of the pool.
+				n.log.Warn("upstream body refused", "upstream", up.url.Host, "key", key, "err", err)
+				return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), answered: true}
+			case err != nil:
+				return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
+			case big != nil:
+				res.big, res.cacheable = big, false
+			default:
+				res.obj = obj
+			}
+			return res, nil
+		}
+		// Of unknown length, or memory is busy: read at once when it fits,
+		// else spooled.
 		stalled := time.AfterFunc(limit, reqCancel)
-		whole := resp.Body
-		resp.Body = &progressBody{ReadCloser: whole, stalled: stalled, limit: limit}
-		body, large, err := n.readSmall(resp)
+		body := resp.Body
+		resp.Body = &progressBody{ReadCloser: body, stalled: stalled, limit: limit}
+		prefix, large, err := n.readSmall(resp)
 		stalled.Stop()
-		resp.Body = whole // a spool (large) bounds the rest by its own progress
+		resp.Body = body // a spool (large) bounds the rest by its own progress
 		if err != nil {
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err)}
 		}
 		if large {
-			meta := newObject(key, resp.Header, nil, p, now, n.defaultTTL(key))
-			big, err := n.startFill(key, meta, res.cacheable, resp, body, reqCancel)
+			big, err := n.startFill(key, meta, res.cacheable, resp, prefix, reqCancel, whole, again)
 			if err != nil {
 				return nil, &errUpstream{err: err}
 			}
@@ -590,11 +617,8 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			res.big, res.cacheable = big, false
 			return res, nil
 		}
-		res.obj = newObject(key, resp.Header, body, p, now, n.defaultTTL(key))
+		res.obj = newObject(key, resp.Header, prefix, p, now, ttl)
 		if err := n.checkDigest(res.obj.Digest, res.obj.Sum); err != nil {
-			// The upstream is up and answering; one object behind it is
-			// bad. Its health stays as it is (answered), or one damaged
-			// object would take a healthy origin out of the pool.
 			n.log.Warn("upstream body refused", "upstream", up.url.Host, "key", key, "err", err)
 			return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), answered: true}
 		}
@@ -634,6 +658,9 @@ func (b *progressBody) Read(p []byte) (int, error) {
 	return b.ReadCloser.Read(p)
 }
 
+// errDigestMismatch is a body that does not match its Repr-Digest.
+var errDigestMismatch = errors.New("body does not match its Repr-Digest")
+
 // checkDigest compares a body's SHA-256 with the upstream's Repr-Digest
 // field, when the field has a sha-256 member: a body altered anywhere
 // behind this node (a store object overwritten in place, a damaged disk
@@ -648,7 +675,7 @@ func (n *Node) checkDigest(field string, sum [32]byte) error {
 		return nil
 	}
 	n.stats.digestMismatches.Add(1)
-	return fmt.Errorf("body does not match its Repr-Digest: SHA-256 %x, Repr-Digest says %x", sum[:8], want[:8])
+	return fmt.Errorf("%w: SHA-256 %x, Repr-Digest says %x", errDigestMismatch, sum[:8], want[:8])
 }
 
 // isRedirect reports the statuses that mean nothing without a Location.
@@ -932,6 +959,21 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 		n.stats.misses.Add(1)
 	}
 	if res.big != nil {
+		if f := res.big.fill; res.big.keptWhole() && !shared {
+			// The next segment once this one is whole, as after a miss
+			// read at once: fetched beside it, the two would share a
+			// link that is slow already (which is why this one streams),
+			// and the player may not want that rendition next.
+			n.wg.Go(func() {
+				select {
+				case <-f.over:
+					if f.failed() == nil {
+						n.maybePrefetch(r, p, res.big.meta)
+					}
+				case <-n.ctx.Done():
+				}
+			})
+		}
 		n.stats.addServed("upstream", int(max(0, res.big.size)))
 		status := fmt.Sprintf("%s; fwd=%s; fwd-status=%d; detail=streamed%s", n.cfg.Name, fwd, res.status, collapsed)
 		return outcome{big: res.big, tier: "upstream", upstream: res.from, upstreamCMSD: res.cmsd, cacheStatus: chainStatus(res.cacheStatus, status)}
@@ -1096,7 +1138,7 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 		return
 	}
 	key := next
-	if _, ok := n.mem.get(key); ok {
+	if _, ok := n.mem.get(key); ok || n.inflight(key) != nil {
 		return
 	}
 	if !n.prefetched.mark(key) {
@@ -1114,7 +1156,7 @@ func (n *Node) maybePrefetch(r *http.Request, p objectPath, o *object) {
 		defer func() { <-n.prefetchSlots }()
 		n.stats.prefetches.Add(1)
 		res, _, err := n.fetch(req, key, nil, false)
-		if err != nil || !res.stored {
+		if err != nil || !res.stored && !res.big.keptWhole() {
 			n.prefetched.forget(key)
 		}
 		if err != nil {

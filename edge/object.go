@@ -210,11 +210,16 @@ func (o *object) cost() int64 {
 
 // newObject builds an object from an upstream 200 response and its body.
 func newObject(key string, h http.Header, body []byte, p policy, now time.Time, defaultTTL time.Duration) *object {
+	return newObjectSum(key, h, body, sha256.Sum256(body), p, now, defaultTTL)
+}
+
+// newObjectSum is newObject for a body whose SHA-256 is known (sum).
+func newObjectSum(key string, h http.Header, body []byte, sum [32]byte, p policy, now time.Time, defaultTTL time.Duration) *object {
 	ttl := p.TTL
 	if !p.hasTTL {
 		ttl = defaultTTL
 	}
-	return &object{Key: key, Body: body, Sum: sha256.Sum256(body), objectMeta: objectMeta{
+	return &object{Key: key, Body: body, Sum: sum, objectMeta: objectMeta{
 		ContentType: h.Get("Content-Type"), ETag: h.Get("ETag"),
 		LastModified: h.Get("Last-Modified"), CacheControl: h.Get("Cache-Control"),
 		LastSegment: h.Get("X-Deepcast-Last-Segment"), UpstreamVia: strings.Join(h.Values("Via"), ", "),

@@ -153,7 +153,10 @@ func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 	}
 	top := int64(rates.Video[len(rates.Video)-1]+rates.Audio[len(rates.Audio)-1]+999) / 1000
 	roomy, err := edge.New(edge.Config{Profile: edge.EnterDeep, Name: "roomy", Upstreams: []string{serveLoopback(t, o)}, MemBytes: 32 << 20,
-		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: float64(top+10) * 1000 / 0.9, ShareByLadder: true}})
+		// Half a kbit/s over, so that 0.9 of the limit, which the node
+		// rounds down to whole kbit/s, is not a hair under top+10 for
+		// some ladders (1044.9999 for a top of 1035).
+		Prefetch: &no, Logger: discard(), Advice: edge.AdviceConfig{EgressLimit: (float64(top+10)*1000 + 500) / 0.9, ShareByLadder: true}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -87,7 +87,9 @@ func TestBenchCMSDFairShare(t *testing.T) {
 // interleaved, fresh nodes for each run. A deep node's hits do not cross
 // the link, so the shield counts only the sessions whose fetches (or the
 // deep node's prefetches for them) miss. DEEPCAST_SHIELD_PREFETCH=false
-// turns the deep nodes' prefetch off. Results: cmd/deepcast/BENCHMARKS.md.
+// turns the deep nodes' prefetch off, DEEPCAST_SHIELD_STREAM_AFTER sets
+// their -stream-after, DEEPCAST_SHIELD_LOGS=1 logs what the nodes logged.
+// Results: cmd/deepcast/BENCHMARKS.md.
 func TestBenchCMSDThroughAShield(t *testing.T) {
 	skipUnlessLabBench(t)
 	const (
@@ -99,6 +101,10 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 	prefetch := "true" // as for any enter-deep node
 	if v := os.Getenv("DEEPCAST_SHIELD_PREFETCH"); v != "" {
 		prefetch = v
+	}
+	streamAfter := edge.DefaultStreamAfter.String()
+	if v := os.Getenv("DEEPCAST_SHIELD_STREAM_AFTER"); v != "" {
+		streamAfter = v // -stream-after of the deep nodes
 	}
 	lib := packageClip(t, clip, "640x360@2000k,480x270@1000k,320x180@350k")
 	nw := newLabNet(t, []string{"home", "deep1", "deep2"}, map[string]string{})
@@ -122,7 +128,7 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 			for _, d := range deeps {
 				addr := d.IP + ":9100"
 				n := runProcess(t, nw.command(d, bin, "edge", "-profile", "enter-deep", "-upstream", homeURL, "-listen", addr, "-mem", "256MiB",
-					"-prefetch", prefetch))
+					"-prefetch", prefetch, "-stream-after", streamAfter, "-access-log="+strconv.FormatBool(os.Getenv("DEEPCAST_SHIELD_LOGS") != "")))
 				awaitListening(t, n, addr, "enter-deep edge")
 				nodes = append(nodes, n)
 			}
@@ -147,14 +153,17 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 			results := playViewers(t, viewers, clip, modes[m].obey, func(i int) string { return "http://" + deeps[i%len(deeps)].IP + ":9100" },
 				fmt.Sprintf("round %d, %s", round+1, modes[m].name))
 			t.Logf("the shield advised: %s", <-stats)
-			for _, n := range nodes {
+			for i, n := range nodes {
 				stopProcess(n)
+				if os.Getenv("DEEPCAST_SHIELD_LOGS") != "" {
+					t.Logf("node %d's log:\n%s", i, n.logs.String()) // 0: the shield
+				}
 			}
 			runs = append(runs, viewerRun{mode: m, results: results})
 		}
 	}
-	fmt.Printf("%d viewers (dynamic rule, CMCD), two on each of two enter-deep edges (-prefetch %s) below a bring-home edge whose way out is %s, -egress-limit %s; a %v clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
-		viewers, prefetch, link, limit, clip, rounds)
+	fmt.Printf("%d viewers (dynamic rule, CMCD), two on each of two enter-deep edges (-prefetch %s, -stream-after %s) below a bring-home edge whose way out is %s, -egress-limit %s; a %v clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
+		viewers, prefetch, streamAfter, link, limit, clip, rounds)
 	names := make([]string, len(modes))
 	for m, md := range modes {
 		names[m] = md.name
@@ -232,8 +241,13 @@ func playViewers(t *testing.T, viewers int, clip time.Duration, obey bool, at fu
 			time.Sleep(time.Duration(i) * 2 * time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+3*clip)
 			defer cancel()
+			var lines bytes.Buffer
+			chunks := os.Getenv("DEEPCAST_SHIELD_CHUNKS") != ""
 			r, err := play(ctx, at(i)+"/vod/clip/manifest.mpd", playOptions{ABR: "dynamic", QoE: "lin", CMCD: true,
-				IgnoreServerCap: !obey, Out: io.Discard})
+				IgnoreServerCap: !obey, Out: &lines, ChunkLines: chunks})
+			if chunks {
+				t.Logf("%s, viewer %d's chunks:\n%s", label, i+1, lines.String())
+			}
 			if err != nil {
 				errs <- fmt.Errorf("viewer %d (%s): %w", i+1, label, err)
 			}

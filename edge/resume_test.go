@@ -1,0 +1,276 @@
+package edge
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// slowObject is the one object slowOrigin serves, and its size: small
+// enough for memory, large enough to come in several reads.
+const (
+	slowObject = "/vod/a/v/7.m4s"
+	slowSize   = 300 << 10
+)
+
+// slowOrigin serves slowObject: half of it at once, the rest only once
+// release is closed (or after a bound, so that a test never hangs), or
+// the body is cut off there (cut). It counts the object's requests.
+type slowOrigin struct {
+	cut     bool
+	release chan struct{}
+	hits    atomic.Int64
+	srv     *httptest.Server
+}
+
+func newSlowOrigin(t *testing.T, cut bool) *slowOrigin {
+	o := &slowOrigin{cut: cut, release: make(chan struct{})}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != slowObject {
+			return // health checks
+		}
+		o.hits.Add(1)
+		body := segmentBytes(slowObject, slowSize)
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Content-Length", fmt.Sprint(slowSize))
+		w.Write(body[:slowSize/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-o.release:
+		case <-time.After(10 * time.Second):
+		}
+		if o.cut {
+			panic(http.ErrAbortHandler) // the upstream dies mid-body
+		}
+		w.Write(body[slowSize/2:])
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+// rangeOrigin serves slowObject whole and in ranges (net/http's
+// ServeContent: If-Range too) with the ETag etag, or, ignoring Range,
+// always whole; it records the Range and If-Range of each request.
+type rangeOrigin struct {
+	mu     sync.Mutex
+	ranges []string
+	srv    *httptest.Server
+}
+
+func newRangeOrigin(t *testing.T, etag string, ignoreRange bool) *rangeOrigin {
+	o := &rangeOrigin{}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != slowObject {
+			return
+		}
+		o.mu.Lock()
+		o.ranges = append(o.ranges, r.Header.Get("Range")+" if-range "+r.Header.Get("If-Range"))
+		o.mu.Unlock()
+		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		w.Header().Set("ETag", etag)
+		if ignoreRange {
+			r.Header.Del("Range")
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(segmentBytes(slowObject, slowSize)))
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *rangeOrigin) asked() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.ranges...)
+}
+
+// TestSlowMissesAreStreamed: a miss whose body is still coming after
+// StreamAfter is sent to its client as it comes: the client has its first
+// bytes while the upstream still holds back the rest (store and forward
+// would have it wait for the last byte). Once whole, it is a memory hit.
+// A body cut off after streaming began is resumed from an upstream with a
+// ranged request for the same version, so the client still gets it whole;
+// when no upstream has that version the client's answer is cut short and
+// nothing is kept.
+func TestSlowMissesAreStreamed(t *testing.T) {
+	cases := []struct {
+		name        string
+		cut         bool
+		other       string // the second upstream's ETag ("": none)
+		ignoreRange bool
+		whole       bool   // the client gets the whole body
+		resumeAsked string // what the second upstream is asked for
+		resumes     int64
+	}{
+		{name: "streamed", whole: true},
+		{name: "cut, resumed with a range", cut: true, other: `"v1"`, whole: true, resumeAsked: fmt.Sprintf("bytes=%d- if-range \"v1\"", slowSize/2), resumes: 1},
+		{name: "cut, resumed from a 200", cut: true, other: `"v1"`, ignoreRange: true, whole: true, resumes: 1},
+		// The other upstream's answer is refused; the first one's (a 200
+		// read past what came) is taken, and cut off again, twice.
+		{name: "cut, another version upstream", cut: true, other: `"v2"`, resumes: maxResumes},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			slow := newSlowOrigin(t, c.cut)
+			ups := []string{slow.srv.URL}
+			var other *rangeOrigin
+			if c.other != "" {
+				other = newRangeOrigin(t, c.other, c.ignoreRange)
+				ups = append(ups, other.srv.URL)
+			}
+			n, ts := newNode(t, Config{Upstreams: ups, Prefetch: noPrefetch(), StreamAfter: 50 * time.Millisecond, SpoolDir: t.TempDir()})
+
+			first := make(chan struct{})
+			type answer struct {
+				status int
+				body   []byte
+				err    error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				resp, err := http.Get(ts.URL + slowObject)
+				if err != nil {
+					close(first)
+					done <- answer{err: err}
+					return
+				}
+				defer resp.Body.Close()
+				b := make([]byte, 1)
+				k, err := io.ReadFull(resp.Body, b)
+				close(first)
+				if err != nil {
+					done <- answer{status: resp.StatusCode, err: err}
+					return
+				}
+				rest, err := io.ReadAll(resp.Body)
+				done <- answer{status: resp.StatusCode, body: append(b[:k], rest...), err: err}
+			}()
+			select {
+			case <-first:
+			case <-time.After(5 * time.Second):
+				t.Errorf("no byte of the answer 5 s after the upstream sent half the object: the node waits for all of it")
+			}
+			close(slow.release)
+			var a answer
+			select {
+			case a = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the answer did not end within 10 s")
+			}
+			want := segmentBytes(slowObject, slowSize)
+			if c.whole {
+				if a.err != nil || a.status != http.StatusOK || !bytes.Equal(a.body, want) {
+					t.Fatalf("status %d, %d of %d bytes, err %v; want the whole object", a.status, len(a.body), slowSize, a.err)
+				}
+			} else if a.err == nil || len(a.body) >= slowSize {
+				t.Fatalf("status %d, %d of %d bytes, err %v; want an answer cut short", a.status, len(a.body), slowSize, a.err)
+			}
+			if got := n.stats.slowStreamed.Load(); got != 1 {
+				t.Errorf("slow streamed %d, want 1", got)
+			}
+			if c.resumeAsked != "" {
+				if asked := other.asked(); len(asked) != 1 || asked[0] != c.resumeAsked {
+					t.Errorf("the other upstream was asked %q, want [%q]", asked, c.resumeAsked)
+				}
+			}
+			waitFor(t, "fill over", func() bool { n.fillsMu.Lock(); defer n.fillsMu.Unlock(); return len(n.fills) == 0 })
+			if got := n.stats.fillResumes.Load(); got != c.resumes {
+				t.Errorf("resumes %d, want %d", got, c.resumes)
+			}
+			_, kept := n.mem.get(cacheKey(slowObject, "", nil))
+			if kept != c.whole {
+				t.Errorf("kept in memory %v, want %v", kept, c.whole)
+			}
+			if c.whole {
+				before := slow.hits.Load()
+				resp, body := fetch(t, ts.URL+slowObject)
+				if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "hit") || !bytes.Equal(body, want) {
+					t.Errorf("after the stream: Cache-Status %q, %d bytes; want a hit", cs, len(body))
+				}
+				if slow.hits.Load() != before {
+					t.Error("the hit went upstream")
+				}
+			}
+		})
+	}
+}
+
+// TestParseContentRange: what a 206 says it sends, and the forms refused.
+func TestParseContentRange(t *testing.T) {
+	cases := []struct {
+		v                  string
+		first, last, total int64
+		ok                 bool
+	}{
+		{"bytes 100-199/200", 100, 199, 200, true},
+		{"bytes 0-0/1", 0, 0, 1, true},
+		{"bytes 100-199/*", 0, 0, 0, false},
+		{"bytes */200", 0, 0, 0, false},
+		{"bytes 100-99/200", 0, 0, 0, false},
+		{"bytes 100-200/200", 0, 0, 0, false},
+		{"bytes -1-5/10", 0, 0, 0, false},
+		{"items 1-2/3", 0, 0, 0, false},
+		{"", 0, 0, 0, false},
+	}
+	for _, c := range cases {
+		first, last, total, ok := parseContentRange(c.v)
+		if ok != c.ok || ok && (first != c.first || last != c.last || total != c.total) {
+			t.Errorf("%q: %d-%d/%d %v; want %d-%d/%d %v", c.v, first, last, total, ok, c.first, c.last, c.total, c.ok)
+		}
+	}
+}
+
+// FuzzParseContentRange: any value is read without a panic, and a range
+// read is one a body can have.
+func FuzzParseContentRange(f *testing.F) {
+	for _, s := range []string{"bytes 100-199/200", "bytes */200", "bytes 1-2/3", "bytes 9223372036854775806-9223372036854775806/9223372036854775807"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		first, last, total, ok := parseContentRange(v)
+		if ok && !(0 <= first && first <= last && last < total) {
+			t.Fatalf("%q: %d-%d/%d", v, first, last, total)
+		}
+	})
+}
+
+// TestAHeadOfASlowMissWaitsForTheBody: a HEAD that misses is answered once
+// the object is whole, not when its streaming begins: deepcast play asks
+// for every segment's size at its start, and answered at once it would set
+// every fill going together on a link that is slow already.
+func TestAHeadOfASlowMissWaitsForTheBody(t *testing.T) {
+	slow := newSlowOrigin(t, false)
+	_, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 10 * time.Millisecond, SpoolDir: t.TempDir()})
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.Head(ts.URL + slowObject)
+		if err != nil {
+			t.Error(err)
+			close(answered)
+			return
+		}
+		resp.Body.Close()
+		answered <- resp
+	}()
+	select {
+	case resp := <-answered:
+		t.Fatalf("HEAD answered (%v) while the upstream still held back half the body", resp)
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(slow.release)
+	select {
+	case resp := <-answered:
+		if resp == nil || resp.StatusCode != http.StatusOK || resp.ContentLength != slowSize {
+			t.Fatalf("HEAD: %+v, want 200 with a Content-Length of %d", resp, slowSize)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("HEAD not answered 10 s after the body came whole")
+	}
+}
