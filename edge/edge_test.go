@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -817,6 +818,38 @@ func BenchmarkCacheHit(b *testing.B) {
 				n.ServeHTTP(w, req)
 				if w.Code != http.StatusOK {
 					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCacheMiss is a miss of an enter-deep node whose upstream answers
+// at once: a fetch over loopback, the body read into memory, the object
+// stored and served (every iteration asks for a new segment).
+func BenchmarkCacheMiss(b *testing.B) {
+	for _, size := range []int{2 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			body := make([]byte, size)
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+				w.Header().Set("Content-Length", strconv.Itoa(size))
+				w.Write(body)
+			}))
+			defer up.Close()
+			n, err := New(Config{Profile: EnterDeep, Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Logger: quiet(), MemBytes: 64 << 20})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer n.Close()
+			b.SetBytes(int64(size))
+			i := 0
+			for b.Loop() {
+				i++
+				w := httptest.NewRecorder()
+				n.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/vod/a/v/"+strconv.Itoa(i)+".m4s", nil))
+				if w.Code != http.StatusOK || w.Body.Len() != size {
+					b.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
 				}
 			}
 		})

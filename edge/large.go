@@ -185,12 +185,13 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 		hold = 1
 	}
 	var got int64
+	// write records p, the next bytes of the body: read in place into
+	// f.mem (at got) for a fill in memory, else written to the file.
 	write := func(p []byte) error {
 		if f.mem != nil {
-			if int64(len(p)) > f.size-got {
+			if int64(len(p)) > f.size-got || &p[0] != &f.mem[got] {
 				return fmt.Errorf("upstream body: longer than its %d bytes", f.size)
 			}
-			copy(f.mem[got:], p)
 		} else if _, err := f.file.Write(p); err != nil {
 			return fmt.Errorf("spool %s: %w", f.path, err)
 		}
@@ -202,13 +203,27 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 		f.cond.Broadcast()
 		return nil
 	}
-	err := write(prefix)
-	buf := make([]byte, 256<<10)
+	var err error
+	if len(prefix) > 0 {
+		err = write(prefix)
+	}
+	var buf []byte
+	var past [1]byte // a fill in memory reads past its length here: any byte is one too many
+	if f.mem == nil {
+		buf = make([]byte, 256<<10)
+	}
 	resumes := 0
 	for err == nil {
-		k, rerr := src.Read(buf)
+		p := buf
+		if f.mem != nil {
+			p = f.mem[got:]
+			if len(p) == 0 {
+				p = past[:]
+			}
+		}
+		k, rerr := src.Read(p)
 		if k > 0 {
-			err = write(buf[:k])
+			err = write(p[:k])
 		}
 		if rerr == io.EOF {
 			break
@@ -464,7 +479,10 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 			return
 		}
 		if err := b.fill.failed(); err != nil {
-			panic(http.ErrAbortHandler)
+			delete(h, "Cache-Control") // the object's, which this answer is not (httpError drops its validators)
+			h["Cache-Status"] = []string{n.cfg.Name + "; fwd=uri-miss; detail=upstream-error"}
+			httpError(w, http.StatusBadGateway, "upstream unavailable")
+			return
 		}
 	}
 	if httpsem.NotModified(r.Header, b.meta.ETag, b.meta.LastModified) {

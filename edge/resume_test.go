@@ -244,33 +244,44 @@ func FuzzParseContentRange(f *testing.F) {
 // TestAHeadOfASlowMissWaitsForTheBody: a HEAD that misses is answered once
 // the object is whole, not when its streaming begins: deepcast play asks
 // for every segment's size at its start, and answered at once it would set
-// every fill going together on a link that is slow already.
+// every fill going together on a link that is slow already. When the body
+// fails, the HEAD is a 502 that keeps none of the object's caching.
 func TestAHeadOfASlowMissWaitsForTheBody(t *testing.T) {
-	slow := newSlowOrigin(t, false)
-	_, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 10 * time.Millisecond, SpoolDir: t.TempDir()})
-	answered := make(chan *http.Response, 1)
-	go func() {
-		resp, err := http.Head(ts.URL + slowObject)
-		if err != nil {
-			t.Error(err)
-			close(answered)
-			return
-		}
-		resp.Body.Close()
-		answered <- resp
-	}()
-	select {
-	case resp := <-answered:
-		t.Fatalf("HEAD answered (%v) while the upstream still held back half the body", resp)
-	case <-time.After(500 * time.Millisecond):
-	}
-	close(slow.release)
-	select {
-	case resp := <-answered:
-		if resp == nil || resp.StatusCode != http.StatusOK || resp.ContentLength != slowSize {
-			t.Fatalf("HEAD: %+v, want 200 with a Content-Length of %d", resp, slowSize)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("HEAD not answered 10 s after the body came whole")
+	for _, cut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut=%v", cut), func(t *testing.T) {
+			slow := newSlowOrigin(t, cut)
+			_, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 10 * time.Millisecond, SpoolDir: t.TempDir()})
+			answered := make(chan *http.Response, 1)
+			go func() {
+				resp, err := http.Head(ts.URL + slowObject)
+				if err != nil {
+					t.Error(err)
+					close(answered)
+					return
+				}
+				resp.Body.Close()
+				answered <- resp
+			}()
+			select {
+			case resp := <-answered:
+				t.Fatalf("HEAD answered (%v) while the upstream still held back half the body", resp)
+			case <-time.After(500 * time.Millisecond):
+			}
+			close(slow.release)
+			var resp *http.Response
+			select {
+			case resp = <-answered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("HEAD not answered 10 s after the body came whole")
+			}
+			switch {
+			case resp == nil:
+				t.Fatal("HEAD failed")
+			case !cut && (resp.StatusCode != http.StatusOK || resp.ContentLength != slowSize):
+				t.Fatalf("HEAD: %d, %d bytes; want 200 with a Content-Length of %d", resp.StatusCode, resp.ContentLength, slowSize)
+			case cut && (resp.StatusCode != http.StatusBadGateway || resp.Header.Get("ETag") != "" || strings.Contains(resp.Header.Get("Cache-Control"), "immutable")):
+				t.Fatalf("HEAD of a body cut off: %d, ETag %q, Cache-Control %q; want a 502 with neither", resp.StatusCode, resp.Header.Get("ETag"), resp.Header.Get("Cache-Control"))
+			}
+		})
 	}
 }
