@@ -151,7 +151,12 @@ func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Resp
 	f.mu.Lock()
 	done, err, sum := f.done, f.err, f.sum
 	if !done {
+		// Joinable before runFill can see it published, so that the end
+		// of the fill (which forgets it) always comes after.
 		f.published = true
+		n.fillsMu.Lock()
+		n.fills[key] = f
+		n.fillsMu.Unlock()
 	}
 	f.mu.Unlock()
 	switch {
@@ -160,9 +165,6 @@ func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Resp
 	case done:
 		return whole(f.mem, sum), nil, nil
 	}
-	n.fillsMu.Lock()
-	n.fills[key] = f
-	n.fillsMu.Unlock()
 	n.stats.slowStreamed.Add(1)
 	return nil, &bigObject{meta: meta, size: f.size, fill: f}, nil
 }
