@@ -374,7 +374,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		counter("deepcast_edge_coalesced_total", "Requests that waited for another request's upstream fetch.", &c.coalesced),
 		counter("deepcast_edge_prefetch_total", "Segments prefetched.", &c.prefetches),
 		counter("deepcast_edge_spooled_total", "Large objects streamed to clients through a spool file instead of memory.", &c.spooled),
-		counter("deepcast_edge_slow_streamed_total", "Misses small enough for memory whose body was still coming after -stream-after: sent to clients as it came (through a spool file, so also in spooled), then kept in memory.", &c.slowStreamed),
+		counter("deepcast_edge_slow_streamed_total", "Misses small enough for memory whose body was still coming after -stream-after: sent to clients from memory as it came, then kept there.", &c.slowStreamed),
 		counter("deepcast_edge_fill_resumes_total", "Streamed bodies cut off upstream and resumed from where they stopped with a ranged request.", &c.fillResumes),
 		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),
 		counter("deepcast_edge_digest_mismatches_total", "Upstream bodies that did not match their Repr-Digest: refused, never cached.", &c.digestMismatches),

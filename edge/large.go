@@ -97,6 +97,14 @@ func (n *Node) spoolDir() string {
 	return os.TempDir()
 }
 
+// newFill is a fill of key, size bytes (-1: unknown), before its storage
+// (a file or memory) is set.
+func newFill(key string, meta *object, keep bool, size int64, whole func([]byte, [32]byte) *object, again *resumeRequest) *fill {
+	f := &fill{key: key, meta: meta, keep: keep, size: size, whole: whole, again: again, over: make(chan struct{})}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
 // startFill spools resp's body (after prefix, bytes already read from it)
 // in the background, and returns the object to serve from it. cancel
 // aborts the upstream request; the fill owns it. whole and again are
@@ -111,9 +119,8 @@ func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Respons
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, path: file.Name(), file: file, whole: whole, again: again,
-		over: make(chan struct{}), published: true}
-	f.cond = sync.NewCond(&f.mu)
+	f := newFill(key, meta, keep, resp.ContentLength, whole, again)
+	f.path, f.file, f.published = file.Name(), file, true
 	n.fillsMu.Lock()
 	n.fills[key] = f
 	n.fillsMu.Unlock()
@@ -131,9 +138,8 @@ func (n *Node) startFill(key string, meta *object, keep bool, resp *http.Respons
 // budget's size bytes are the fill's, released when it ends.
 func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Response, cancel context.CancelFunc, limit time.Duration,
 	whole func([]byte, [32]byte) *object, again *resumeRequest) (*object, *bigObject, error) {
-	f := &fill{key: key, meta: meta, keep: keep, size: resp.ContentLength, mem: make([]byte, resp.ContentLength),
-		whole: whole, again: again, over: make(chan struct{})}
-	f.cond = sync.NewCond(&f.mu)
+	f := newFill(key, meta, keep, resp.ContentLength, whole, again)
+	f.mem = make([]byte, f.size)
 	n.wg.Go(func() {
 		defer n.inflightBudget.Release(f.size)
 		n.runFill(f, resp.Body, nil, cancel, limit)

@@ -108,13 +108,14 @@ func TestSlowMissesAreStreamed(t *testing.T) {
 		whole       bool   // the client gets the whole body
 		resumeAsked string // what the second upstream is asked for
 		resumes     int64
+		firstAsked  int64 // requests to the first upstream (0: one)
 	}{
 		{name: "streamed", whole: true},
 		{name: "cut, resumed with a range", cut: true, other: `"v1"`, whole: true, resumeAsked: fmt.Sprintf("bytes=%d- if-range \"v1\"", slowSize/2), resumes: 1},
 		{name: "cut, resumed from a 200", cut: true, other: `"v1"`, ignoreRange: true, whole: true, resumes: 1},
 		// The other upstream's answer is refused; the first one's (a 200
 		// read past what came) is taken, and cut off again, twice.
-		{name: "cut, another version upstream", cut: true, other: `"v2"`, resumes: maxResumes},
+		{name: "cut, another version upstream", cut: true, other: `"v2"`, resumes: maxResumes, firstAsked: 1 + maxResumes},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -157,6 +158,11 @@ func TestSlowMissesAreStreamed(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Errorf("no byte of the answer 5 s after the upstream sent half the object: the node waits for all of it")
 			}
+			// A front's fast path leaves the object while it streams to
+			// net/http, which joins the same fill (the count below).
+			if _, ok := n.AnswerPlain(false, slowObject, "", "127.0.0.1:1"); ok {
+				t.Error("the fast path answered an object still streaming")
+			}
 			close(slow.release)
 			var a answer
 			select {
@@ -174,6 +180,9 @@ func TestSlowMissesAreStreamed(t *testing.T) {
 			}
 			if got := n.stats.slowStreamed.Load(); got != 1 {
 				t.Errorf("slow streamed %d, want 1", got)
+			}
+			if got, want := slow.hits.Load(), max(1, c.firstAsked); got != want {
+				t.Errorf("the first upstream was asked %d times, want %d", got, want)
 			}
 			if c.resumeAsked != "" {
 				if asked := other.asked(); len(asked) != 1 || asked[0] != c.resumeAsked {

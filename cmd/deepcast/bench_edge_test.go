@@ -56,6 +56,25 @@ func startVarnish(t testing.TB, port int, backend string) {
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
 }
 
+// startNginxCache runs nginx as a caching proxy in front of upstream, as
+// the edge benches compare it: proxy_cache (in memory where /dev/shm is)
+// with proxy_cache_lock, so that one request fills a miss. It returns its
+// base URL.
+func startNginxCache(t *testing.T, upstream string) string {
+	t.Helper()
+	cacheDir := t.TempDir()
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		cacheDir, _ = os.MkdirTemp("/dev/shm", "deepcast-nginx-cache-")
+		t.Cleanup(func() { os.RemoveAll(cacheDir) })
+	}
+	os.Chmod(cacheDir, 0o777)
+	port := freePort(t)
+	startNginx(t, port, fmt.Sprintf("proxy_cache_path %s levels=1:2 keys_zone=c:32m max_size=2g inactive=1d use_temp_path=off;", cacheDir),
+		fmt.Sprintf(`location / { proxy_pass %s; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 30s;
+      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; }`, upstream))
+	return fmt.Sprintf("http://127.0.0.1:%d", port)
+}
+
 // startBenchOrigin serves lib with an origin behind serve() (the fast
 // path, as deployed) on loopback until the test ends; it returns the
 // origin's base URL.
@@ -176,17 +195,7 @@ func TestBenchEdgeVsPeers(t *testing.T) {
 	}()
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", eport))
 
-	nport := freePort(t)
-	cacheDir := t.TempDir()
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		cacheDir, _ = os.MkdirTemp("/dev/shm", "deepcast-nginx-cache-")
-		defer os.RemoveAll(cacheDir)
-	}
-	os.Chmod(cacheDir, 0o777)
-	startNginx(t, nport, fmt.Sprintf("proxy_cache_path %s levels=1:2 keys_zone=c:32m max_size=2g inactive=1d use_temp_path=off;", cacheDir),
-		fmt.Sprintf(`location / { proxy_pass %s; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 30s;
-      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; }`, originURL))
-	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nport)
+	nginxURL := startNginxCache(t, originURL)
 	vport := freePort(t)
 	startVarnish(t, vport, originURL)
 	varnishURL := fmt.Sprintf("http://127.0.0.1:%d", vport)

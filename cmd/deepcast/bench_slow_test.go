@@ -3,10 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,11 +22,7 @@ func slowParent(t *testing.T, size int, rate float64) string {
 	for i := range body {
 		body[i] = byte(i * 7)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			return
 		}
@@ -46,10 +41,9 @@ func slowParent(t *testing.T, size int, rate float64) string {
 			}
 			w.(http.Flusher).Flush()
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return "http://" + ln.Addr().String()
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // missTiming is one client's view of a miss: when its first byte came,
@@ -113,33 +107,17 @@ func TestBenchSlowParent(t *testing.T) {
 	parent := slowParent(t, size, rate)
 	bin := buildBinary(t)
 	startEdge := func(extra ...string) string {
-		port := freePort(t)
-		args := append([]string{"edge", "-profile", "enter-deep", "-upstream", parent, "-listen", fmt.Sprintf("127.0.0.1:%d", port),
-			"-mem", "256MiB", "-prefetch", "false"}, extra...)
-		node := exec.Command(bin, args...)
-		node.Stderr = io.Discard
-		if err := node.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			node.Process.Signal(os.Interrupt)
-			node.Wait()
-		})
-		waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
-		return fmt.Sprintf("http://127.0.0.1:%d", port)
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		startNode(t, bin, addr, append([]string{"edge", "-profile", "enter-deep", "-upstream", parent, "-listen", addr,
+			"-mem", "256MiB", "-prefetch", "false"}, extra...)...)
+		return "http://" + addr
 	}
-	nport := freePort(t)
-	cacheDir := t.TempDir()
-	os.Chmod(cacheDir, 0o777)
-	startNginx(t, nport, fmt.Sprintf("proxy_cache_path %s levels=1:2 keys_zone=c:32m max_size=2g inactive=1d use_temp_path=off;", cacheDir),
-		fmt.Sprintf(`location / { proxy_pass %s; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 30s;
-      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; }`, parent))
 	vport := freePort(t)
 	startVarnish(t, vport, parent)
 	systems := []struct{ name, url string }{
 		{"deepcast (-stream-after 100ms)", startEdge()},
 		{"deepcast -stream-after -1s (store and forward)", startEdge("-stream-after", "-1s")},
-		{"nginx proxy_cache", fmt.Sprintf("http://127.0.0.1:%d", nport)},
+		{"nginx proxy_cache", startNginxCache(t, parent)},
 		{"Varnish", fmt.Sprintf("http://127.0.0.1:%d", vport)},
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: viewers, DisableCompression: true}, Timeout: 30 * time.Second}
