@@ -25,6 +25,11 @@ const (
 // as throughput: 250 ms of a 1-s download overstated it by a third).
 const DefaultStreamAfter = 100 * time.Millisecond
 
+// DefaultRangeAhead is Config.RangeAhead's default: a range that a fill
+// brings within a second is waited for; one further ahead costs the
+// client less as a request of its own.
+const DefaultRangeAhead = time.Second
+
 // Config configures a Node. Zero fields take the profile's defaults.
 type Config struct {
 	Name      string
@@ -62,6 +67,12 @@ type Config struct {
 	// from another upstream (a ranged request), or the clients' answers
 	// are cut short.
 	StreamAfter time.Duration
+	// RangeAhead is how long a range of an object still coming may wait
+	// for the fill to bring it, at the fill's rate so far; a range
+	// further ahead is fetched apart from an upstream, as a range, and
+	// not kept. Zero takes the default (DefaultRangeAhead); negative
+	// always waits for the fill.
+	RangeAhead time.Duration
 	// ClientMissRate bounds the upstream fetches one client (an IP
 	// address, an IPv6 /64) may cause, per second, with bursts of 10
 	// seconds' worth; past it a miss is answered 429 with Retry-After.
@@ -141,6 +152,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.StreamAfter == 0 {
 		c.StreamAfter = DefaultStreamAfter
+	}
+	if c.RangeAhead == 0 {
+		c.RangeAhead = DefaultRangeAhead
 	}
 	if c.ManifestSWR <= 0 {
 		c.ManifestSWR = 10 * time.Second

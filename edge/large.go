@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deepcast/deepcast/edge/httpsem"
@@ -51,6 +52,8 @@ type fill struct {
 	// body cannot be resumed).
 	again *resumeRequest
 
+	start time.Time // when the fill began: its rate so far is written over the time since
+
 	mu      sync.Mutex
 	cond    *sync.Cond
 	written int64
@@ -63,6 +66,7 @@ type fill struct {
 	// StreamAfter; until then the fetch that started it waits, and takes
 	// the object (or the failure) itself.
 	published bool
+	ahead     int // ranges of it being fetched apart (rangeAhead)
 	readers   int
 	joined    bool // a reader has joined (so none left means all left)
 	lapsed    bool // the grace after the end is over: no more readers join
@@ -100,7 +104,7 @@ func (n *Node) spoolDir() string {
 // newFill is a fill of key, size bytes (-1: unknown), before its storage
 // (a file or memory) is set.
 func newFill(key string, meta *object, keep bool, size int64, whole func([]byte, [32]byte) *object, again *resumeRequest) *fill {
-	f := &fill{key: key, meta: meta, keep: keep, size: size, whole: whole, again: again, over: make(chan struct{})}
+	f := &fill{key: key, meta: meta, keep: keep, size: size, whole: whole, again: again, over: make(chan struct{}), start: time.Now()}
 	f.cond = sync.NewCond(&f.mu)
 	return f
 }
@@ -398,6 +402,44 @@ func (r *fillReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
+// Seek sets where the next Read starts, so that ServeContent can answer
+// ranges of a fill whose size is known: a read past what has come waits
+// for it.
+func (r *fillReader) Seek(offset int64, whence int) (int64, error) {
+	at := offset
+	switch whence {
+	case io.SeekCurrent:
+		at += r.off
+	case io.SeekEnd:
+		if r.f.size < 0 {
+			return r.off, errors.New("seek from the end of a fill of unknown length")
+		}
+		at += r.f.size
+	}
+	if at < 0 {
+		return r.off, errors.New("seek before the start of a fill")
+	}
+	r.off = at
+	return at, nil
+}
+
+// reaches reports whether f has come to byte at, or will within d at its
+// rate so far (or is over: what did not come will not). A fill younger
+// than d is taken to bring in d what it brought so far: its first bytes
+// come in a burst (what the upstream had sent before the node read any),
+// and a rate over that burst alone would promise far more than the link
+// brings.
+func (f *fill) reaches(at int64, d time.Duration) bool {
+	f.mu.Lock()
+	written, done := f.written, f.done
+	f.mu.Unlock()
+	if at < written || done {
+		return true
+	}
+	rate := float64(written) / max(time.Since(f.start), d).Seconds()
+	return float64(at-written) <= rate*d.Seconds()
+}
+
 func (r *fillReader) Close() error {
 	if !r.closed {
 		r.closed = true
@@ -451,8 +493,10 @@ func (n *Node) inflight(key string) *bigObject {
 }
 
 // respondBig sends a large object through net/http: from a complete file
-// with ranges and conditions; from a fill as it arrives (a Range is
-// ignored, as RFC 9110 lets a server do, and the whole object is sent).
+// with ranges and conditions; from a fill as it arrives, with conditions,
+// and with ranges when its length is known (a range far ahead of the fill
+// is fetched apart: rangeAhead). A Range of a fill of unknown length is
+// ignored, as RFC 9110 lets a server do, and the whole object is sent.
 func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, cacheStatus string, upstreamCMSD upstreamAdvice) {
 	body, seeker, err := b.open()
 	if err != nil {
@@ -497,6 +541,23 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
+	if fr, ok := body.(*fillReader); ok && b.size >= 0 && r.Method == http.MethodGet && r.Header.Get("Range") != "" {
+		if n.rangeAhead(w, r, b.fill) {
+			return
+		}
+		// Ranges, multipart ones and If-Range too, as from a file: a
+		// read past what has come waits for it.
+		lm, _ := http.ParseTime(b.meta.LastModified)
+		src := &readSeekErr{rs: fr}
+		if _, ok := h["Content-Type"]; !ok {
+			h["Content-Type"] = nil // the upstream's absence of one, not a sniffed guess
+		}
+		http.ServeContent(w, r, "", lm, src)
+		if src.failed.Load() {
+			panic(http.ErrAbortHandler) // the fill failed: the part sent must not pass for the whole
+		}
+		return
+	}
 	if b.size >= 0 {
 		h["Content-Length"] = []string{strconv.FormatInt(b.size, 10)}
 	}
@@ -521,10 +582,107 @@ type readErr struct {
 	err error
 }
 
+// readSeekErr remembers whether its reader, which also seeks, failed. It
+// is read by ServeContent's own goroutine for a multipart answer, which
+// may still be reading when ServeContent returns (its client gone).
+type readSeekErr struct {
+	rs     io.ReadSeeker
+	failed atomic.Bool
+}
+
+func (e *readSeekErr) Read(p []byte) (int, error) {
+	n, err := e.rs.Read(p)
+	if err != nil && err != io.EOF {
+		e.failed.Store(true)
+	}
+	return n, err
+}
+
+func (e *readSeekErr) Seek(offset int64, whence int) (int64, error) {
+	return e.rs.Seek(offset, whence)
+}
+
 func (e *readErr) Read(p []byte) (int, error) {
 	n, err := e.r.Read(p)
 	if err != nil && err != io.EOF {
 		e.err = err
 	}
 	return n, err
+}
+
+// A range of an object still coming that the fill will not bring within
+// Config.RangeAhead (the rest of a body a node below had cut off, the end
+// of a large segment) is fetched from an upstream apart, as a range:
+// waiting for the fill would hold the client for the time the node takes
+// to bring every byte before it.
+
+// maxRangesAhead bounds the ranges of one fill fetched apart at once;
+// more wait for the fill. Each is a request upstream: a client asking for
+// many far ranges of an object at once must not become as many requests
+// above (ClientMissRate, when set, bounds them per client over time too).
+const maxRangesAhead = 4
+
+// takeAhead counts a range of f fetched apart, when fewer than
+// maxRangesAhead are; false when as many are.
+func (f *fill) takeAhead() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ahead >= maxRangesAhead {
+		return false
+	}
+	f.ahead++
+	return true
+}
+
+// doneAhead ends what takeAhead counted.
+func (f *fill) doneAhead() {
+	f.mu.Lock()
+	f.ahead--
+	f.mu.Unlock()
+}
+
+// rangeAhead answers r, a GET of one range of f that f will not reach
+// within Config.RangeAhead, with that range fetched apart from an upstream
+// (not kept: the fill brings the whole object). It reports false, having
+// sent nothing, when r is not such a request, or when no upstream sent the
+// range of the same version: the fill answers it then.
+func (n *Node) rangeAhead(w http.ResponseWriter, r *http.Request, f *fill) bool {
+	if f.again == nil || f.size < 0 || n.cfg.RangeAhead < 0 {
+		return false // not resumable (another version could come), or never asked apart
+	}
+	if ir := r.Header.Get("If-Range"); ir != "" && ir != f.meta.ETag {
+		return false // ServeContent decides (a date, or another tag: the whole object)
+	}
+	first, last, ok := httpsem.SingleRange(r.Header.Get("Range"), f.size)
+	if !ok || f.reaches(first, n.cfg.RangeAhead) || !f.takeAhead() {
+		return false
+	}
+	defer f.doneAhead()
+	if n.missLimit != nil && !n.sentBySibling(r) {
+		if ok, _ := n.missLimit.allow(r.RemoteAddr, time.Now()); !ok {
+			return false // a request upstream, as a miss is: past the client's rate it waits for the fill instead
+		}
+	}
+	order := n.pool.order(f.key)
+	for _, up := range order[:min(2, len(order))] {
+		body, err := n.fetchPart(r.Context(), up, f, first, last, false)
+		if err != nil {
+			n.log.Info("range ahead of a fill not fetched apart", "key", f.key, "err", err)
+			continue
+		}
+		defer body.Close()
+		n.stats.rangesAhead.Add(1)
+		h := w.Header()
+		h["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", first, last, f.size)}
+		h["Content-Length"] = []string{strconv.FormatInt(last-first+1, 10)}
+		h["Accept-Ranges"] = []string{"bytes"}
+		h["Cache-Status"] = []string{n.cfg.Name + "; fwd=partial; fwd-status=206; detail=range-ahead"}
+		w.WriteHeader(http.StatusPartialContent)
+		src := &readErr{r: io.LimitReader(body, last-first+1)}
+		if k, err := io.Copy(w, src); src.err != nil || err == nil && k < last-first+1 {
+			panic(http.ErrAbortHandler) // cut off upstream: a short 206 must not pass for the range
+		}
+		return true
+	}
+	return false
 }

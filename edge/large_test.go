@@ -18,13 +18,19 @@ import (
 
 // bigUpstream serves /vod/a/v/N.m4s as size deterministic bytes, sent in
 // chunks with a pause between them, with or without a Content-Length,
-// counting requests; cutSegment stops halfway.
+// counting requests; cutSegment stops halfway. With ranges set, a request
+// with a Range is answered by ServeContent (after rangeWait) and counted
+// apart.
 type bigUpstream struct {
 	size    int
 	chunked bool
 	pause   time.Duration
 	hits    atomic.Int64
-	srv     *httptest.Server
+	ranges  atomic.Bool
+	ranged  atomic.Int64
+	// rangeWait holds each ranged answer back this long (nanoseconds).
+	rangeWait atomic.Int64
+	srv       *httptest.Server
 }
 
 // cutSegment is the path bigUpstream cuts halfway.
@@ -36,10 +42,16 @@ func newBigUpstream(t *testing.T, size int, chunked bool, pause time.Duration) *
 		if r.URL.Path == "/healthz" {
 			return
 		}
-		u.hits.Add(1)
 		body := segmentBytes(r.URL.Path, u.size)
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		w.Header().Set("ETag", `"`+strconv.Itoa(len(r.URL.Path))+`"`)
+		if u.ranges.Load() && r.Header.Get("Range") != "" {
+			u.ranged.Add(1)
+			time.Sleep(time.Duration(u.rangeWait.Load()))
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+			return
+		}
+		u.hits.Add(1)
 		if !u.chunked {
 			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		}

@@ -629,8 +629,9 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		res.obj = stale.refreshed(resp.Header, res.policy, now, n.defaultTTL(key))
 		res.cacheable = true
 	case http.StatusPartialContent:
-		// The edge never asks for a range upstream: a 206 is a part taken
-		// for the whole, with or without its Content-Range.
+		// The whole-object request asks for no range (only a resumption or
+		// a range ahead of a fill does, apart): a 206 is a part taken for
+		// the whole, with or without its Content-Range.
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return nil, &errUpstream{err: fmt.Errorf("upstream %s: 206 Partial Content to a request without Range", up.url.Host)}
 	default:

@@ -107,8 +107,18 @@ func (n *Node) resumeFill(f *fill, at int64) (*upstreamBody, error) {
 // Content-Range asked for), or the whole again (200 of the same length,
 // read past what the node has).
 func (n *Node) fetchRest(up *upstream, f *fill, at int64) (*upstreamBody, error) {
-	ctx, cancel := context.WithCancel(n.ctx)
+	return n.fetchPart(n.ctx, up, f, at, f.size-1, true)
+}
+
+// fetchPart asks up for bytes first to last of f's object, within ctx.
+// The answer must be of the same version (its ETag) and exactly that
+// range (206 with its Content-Range); with readPast, a 200 of the whole
+// object of the same length is taken too, read past the bytes before
+// first.
+func (n *Node) fetchPart(ctx context.Context, up *upstream, f *fill, first, last int64, readPast bool) (*upstreamBody, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	answer := time.AfterFunc(n.cfg.FetchTimeout, cancel)
+	span := fmt.Sprintf("bytes %d-%d", first, last)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, up.url.String()+f.again.target, nil)
 	if err != nil {
 		answer.Stop()
@@ -116,18 +126,22 @@ func (n *Node) fetchRest(up *upstream, f *fill, at int64) (*upstreamBody, error)
 		return nil, err
 	}
 	req.Header = f.again.header.Clone()
-	req.Header.Set("Range", "bytes="+strconv.FormatInt(at, 10)+"-")
+	rng := "bytes=" + strconv.FormatInt(first, 10) + "-"
+	if last < f.size-1 {
+		rng += strconv.FormatInt(last, 10)
+	}
+	req.Header.Set("Range", rng) // the rest as bytes=N-, what every server reads alike
 	req.Header.Set("If-Range", f.meta.ETag)
 	resp, err := n.client.Do(req)
 	answer.Stop()
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("upstream %s: rest from byte %d: %w", up.url.Host, at, err)
+		return nil, fmt.Errorf("upstream %s: %s: %w", up.url.Host, span, err)
 	}
 	b := n.boundBody(resp.Body, cancel, n.cfg.FetchTimeout)
 	refuse := func(why string) (*upstreamBody, error) {
 		b.Close()
-		return nil, fmt.Errorf("upstream %s: rest from byte %d: %s", up.url.Host, at, why)
+		return nil, fmt.Errorf("upstream %s: %s: %s", up.url.Host, span, why)
 	}
 	if etag := resp.Header.Get("ETag"); etag != f.meta.ETag {
 		return refuse(fmt.Sprintf("%s with ETag %q, not %q", resp.Status, etag, f.meta.ETag))
@@ -135,18 +149,18 @@ func (n *Node) fetchRest(up *upstream, f *fill, at int64) (*upstreamBody, error)
 	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return refuse("Content-Encoding " + ce)
 	}
-	switch resp.StatusCode {
-	case http.StatusPartialContent:
-		first, last, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || first != at || last != f.size-1 || size != f.size {
-			return refuse(fmt.Sprintf("Content-Range %q, want bytes %d-%d/%d", resp.Header.Get("Content-Range"), at, f.size-1, f.size))
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
+		a, z, size, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || a != first || z != last || size != f.size || resp.ContentLength >= 0 && resp.ContentLength != last-first+1 {
+			return refuse(fmt.Sprintf("Content-Range %q, want %s/%d", resp.Header.Get("Content-Range"), span, f.size))
 		}
-	case http.StatusOK:
+	case resp.StatusCode == http.StatusOK && readPast:
 		if resp.ContentLength != f.size {
 			return refuse(fmt.Sprintf("200 of %d bytes, not %d", resp.ContentLength, f.size))
 		}
-		if _, err := io.CopyN(io.Discard, b, at); err != nil {
-			return refuse(fmt.Sprintf("200, reading past the first %d bytes: %v", at, err))
+		if _, err := io.CopyN(io.Discard, b, first); err != nil {
+			return refuse(fmt.Sprintf("200, reading past the first %d bytes: %v", first, err))
 		}
 	default:
 		return refuse(resp.Status)

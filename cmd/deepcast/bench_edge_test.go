@@ -58,9 +58,9 @@ func startVarnish(t testing.TB, port int, backend string) {
 
 // startNginxCache runs nginx as a caching proxy in front of upstream, as
 // the edge benches compare it: proxy_cache (in memory where /dev/shm is)
-// with proxy_cache_lock, so that one request fills a miss. It returns its
-// base URL.
-func startNginxCache(t *testing.T, upstream string) string {
+// with proxy_cache_lock, so that one request fills a miss, and the
+// directives in extra added to its location. It returns its base URL.
+func startNginxCache(t *testing.T, upstream string, extra ...string) string {
 	t.Helper()
 	cacheDir := t.TempDir()
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
@@ -71,7 +71,7 @@ func startNginxCache(t *testing.T, upstream string) string {
 	port := freePort(t)
 	startNginx(t, port, fmt.Sprintf("proxy_cache_path %s levels=1:2 keys_zone=c:32m max_size=2g inactive=1d use_temp_path=off;", cacheDir),
 		fmt.Sprintf(`location / { proxy_pass %s; proxy_cache c; proxy_cache_lock on; proxy_cache_lock_timeout 30s;
-      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; }`, upstream))
+      proxy_cache_valid 200 1d; proxy_http_version 1.1; proxy_set_header Connection ""; %s }`, upstream, strings.Join(extra, " ")))
 	return fmt.Sprintf("http://127.0.0.1:%d", port)
 }
 

@@ -38,6 +38,7 @@ func TestWhatANewUserTrippedOver(t *testing.T) {
 		{"a health check every nanosecond", []string{"edge", "-upstream", "http://127.0.0.1:1", "-check", "1ns"}, 2, "-check 1ns: want 50ms to 1h0m0s", ""},
 		{"a fetch bound already past", []string{"edge", "-upstream", "http://127.0.0.1:1", "-fetch-timeout", "-1s"}, 2, "-fetch-timeout -1s: want", ""},
 		{"a stream bound past any fetch", []string{"edge", "-upstream", "http://127.0.0.1:1", "-stream-after", "11m"}, 2, "-stream-after 11m0s: want 0s to 10m0s", ""},
+		{"a range wait past any fetch", []string{"edge", "-upstream", "http://127.0.0.1:1", "-range-ahead", "11m"}, 2, "-range-ahead 11m0s: want 0s to 10m0s", ""},
 		{"prefetch as a word", []string{"edge", "-upstream", "http://127.0.0.1:1", "-prefetch", "yess"}, 2, `-prefetch "yess": want true or false`, ""},
 		{"a negative connection bound", []string{"router", "-edges", filepath.Join(dir, "edges.yaml"), "-max-conns", "-5"}, 2, "-max-conns -5", ""},
 		{"an origin re-checking every nanosecond", []string{"origin", "-library", dir, "-check", "1ns"}, 2, "-check 1ns", ""},

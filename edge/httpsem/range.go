@@ -160,3 +160,43 @@ func Ranges(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// SingleRange reads a Range header that asks for exactly one range of a
+// representation of size bytes which that representation can satisfy, and
+// returns its first and last byte positions (RFC 9110 §14.1.2: a last-pos
+// past the end reaches the end; a suffix longer than the representation
+// is all of it). It reports false for anything else: no Range, another
+// unit, a malformed set, several ranges, or one that cannot be satisfied.
+// Those are what ServeContent answers, and a node that streams the object
+// leaves them to it.
+func SingleRange(field string, size int64) (first, last int64, ok bool) {
+	r := strings.TrimLeft(field, " \t")
+	if size <= 0 || len(r) < len(unit) || !strings.EqualFold(r[:len(unit)], unit) {
+		return 0, 0, false
+	}
+	set, n, ok := canonicalRangeSet(r[len(unit):])
+	if !ok || n != 1 || set == unsatisfiable {
+		return 0, 0, false
+	}
+	var spec string
+	for part := range strings.SplitSeq(set, ",") {
+		if spec = strings.Trim(part, blanks); spec != "" {
+			break
+		}
+	}
+	a, b, _ := strings.Cut(spec, "-")
+	a, b = strings.Trim(a, blanks), strings.Trim(b, blanks)
+	// canonicalRangeSet has made every number fit an int64.
+	f, _ := position(a)
+	l, _ := position(b)
+	switch {
+	case a == "":
+		// A suffix of l bytes (canonicalRangeSet dropped -0).
+		return max(0, size-l), size - 1, true
+	case f >= size:
+		return 0, 0, false
+	case b == "":
+		return f, size - 1, true
+	}
+	return f, min(l, size-1), true
+}
