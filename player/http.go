@@ -96,8 +96,8 @@ type HTTPFetcher struct {
 	mu     sync.Mutex
 	active int // the mirror in use
 
-	attempts, failed, verified, corrupt, switches atomic.Int64
-	proto                                         atomic.Pointer[string]
+	attempts, failed, verified, corrupt, switches, resumed atomic.Int64
+	proto                                                  atomic.Pointer[string]
 	// serverCap is the bitrate (kbit/s) the serving node last suggested
 	// in CMSD-Dynamic (0: none).
 	serverCap atomic.Int64
@@ -127,6 +127,9 @@ type FetchStats struct {
 	Verified int64 `json:"verified"` // bodies checked against their ETag
 	Corrupt  int64 `json:"corrupt"`  // bodies that did not match it
 	Switches int64 `json:"switches"` // failovers to another BaseURL
+	// Resumed counts segments whose body broke off and whose rest came
+	// in a ranged request, not the whole again.
+	Resumed int64 `json:"resumed"`
 	// Protocol is the HTTP version of the last response (HTTP/1.1,
 	// HTTP/2.0, HTTP/3.0).
 	Protocol string `json:"protocol"`
@@ -134,7 +137,8 @@ type FetchStats struct {
 
 // Stats returns the fetcher's counts so far.
 func (f *HTTPFetcher) Stats() FetchStats {
-	st := FetchStats{Attempts: f.attempts.Load(), Failed: f.failed.Load(), Verified: f.verified.Load(), Corrupt: f.corrupt.Load(), Switches: f.switches.Load()}
+	st := FetchStats{Attempts: f.attempts.Load(), Failed: f.failed.Load(), Verified: f.verified.Load(), Corrupt: f.corrupt.Load(), Switches: f.switches.Load(),
+		Resumed: f.resumed.Load()}
 	if p := f.proto.Load(); p != nil {
 		st.Protocol = *p
 	}
@@ -148,10 +152,13 @@ func NewSessionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Fetch implements Fetcher.
+// Fetch implements Fetcher. A body that breaks off is not fetched whole
+// again: the next attempt, at the same location or the next mirror, asks
+// for the rest (cutBody).
 func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) {
+	cut := &cutBody{}
 	if len(f.Mirrors) < 2 || !strings.HasPrefix(req.URL, f.Mirrors[0]) {
-		return f.fetchRetrying(ctx, req, f.Retries)
+		return f.fetchRetrying(ctx, req, f.Retries, cut)
 	}
 	rest := strings.TrimPrefix(req.URL, f.Mirrors[0])
 	f.mu.Lock()
@@ -162,7 +169,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) 
 		m := (start + k) % len(f.Mirrors)
 		at := req
 		at.URL = f.Mirrors[m] + rest
-		d, err := f.fetchRetrying(ctx, at, min(f.Retries, 1))
+		d, err := f.fetchRetrying(ctx, at, min(f.Retries, 1), cut)
 		if err == nil {
 			if m != start {
 				f.mu.Lock()
@@ -180,8 +187,10 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, req Request) (Download, error) 
 	return Download{}, errors.Join(errs...)
 }
 
-// fetchRetrying fetches req, retrying a failure that is not permanent.
-func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries int) (Download, error) {
+// fetchRetrying fetches req, retrying a failure that is not permanent;
+// cut carries what came of a body that broke off from one attempt to the
+// next.
+func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries int, cut *cutBody) (Download, error) {
 	backoff := f.Backoff
 	if backoff <= 0 {
 		backoff = 250 * time.Millisecond
@@ -205,7 +214,7 @@ func (f *HTTPFetcher) fetchRetrying(ctx context.Context, req Request, retries in
 			backoff *= 2
 		}
 		f.attempts.Add(1)
-		d, err := f.fetchOnce(ctx, req)
+		d, err := f.fetchOnce(ctx, req, cut)
 		if err == nil {
 			return d, nil
 		}
@@ -262,12 +271,39 @@ type liveNotFound struct{ status string }
 
 func (e *liveNotFound) Error() string { return e.status + " (a live segment not published yet?)" }
 
+// cutBody is what came of a segment whose body broke off (a connection
+// reset, a server that died mid-answer), so that the next attempt asks
+// only for the rest: Range: bytes=N- with If-Range on the body's strong
+// ETag, as a download manager resumes. That attempt takes a 206 of
+// exactly that rest and carries on (the SHA-256 check too, over the
+// whole); a 200 (the server has another version, or serves no ranges) is
+// read as a first attempt. Only a body with a strong ETag and a length is
+// resumed: the rest must be of the same bytes, and the same length.
+type cutBody struct {
+	etag          string
+	size, got     int64     // the whole body's length; the bytes that came
+	sum           hash.Hash // over the bytes that came (nil: not checked)
+	wantSum, from string    // the declared SHA-256 and the field it came in
+	sent, first   time.Duration
+}
+
+// keep records a body of size bytes with etag that broke off after got
+// bytes (sum over them), for the next attempt; a body that cannot be
+// resumed is forgotten instead.
+func (c *cutBody) keep(etag string, size, got int64, sum hash.Hash, wantSum, from string, sent, first time.Duration) {
+	if etag == "" || strings.HasPrefix(etag, "W/") || size <= 0 || got <= 0 || got >= size {
+		*c = cutBody{}
+		return
+	}
+	*c = cutBody{etag: etag, size: size, got: got, sum: sum, wantSum: wantSum, from: from, sent: sent, first: first}
+}
+
 // permanentError is a failure a retry cannot fix (404 and other 4xx).
 type permanentError struct{ status string }
 
 func (e *permanentError) Error() string { return e.status }
 
-func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, error) {
+func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request, cut *cutBody) (Download, error) {
 	u := req.URL
 	if f.CMCD {
 		u = addCMCD(u, f.cmcd(req))
@@ -295,6 +331,11 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 		hreq.Header.Set("Range", "bytes="+req.Range)
 		want = http.StatusPartialContent
 	}
+	resuming := req.Range == "" && cut.got > 0
+	if resuming {
+		hreq.Header.Set("Range", "bytes="+strconv.FormatInt(cut.got, 10)+"-")
+		hreq.Header.Set("If-Range", cut.etag)
+	}
 	resp, err := f.Client.Do(hreq)
 	if err != nil {
 		return Download{}, err
@@ -303,6 +344,22 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	proto := resp.Proto
 	f.proto.Store(&proto)
 	f.noteAdvice(resp.Header)
+	if resuming {
+		switch resp.StatusCode {
+		case http.StatusPartialContent:
+			rest := fmt.Sprintf("bytes %d-%d/%d", cut.got, cut.size-1, cut.size)
+			if cr, etag := resp.Header.Get("Content-Range"), resp.Header.Get("ETag"); cr != rest || etag != cut.etag {
+				*cut = cutBody{} // the next attempt asks for the whole
+				io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+				return Download{}, fmt.Errorf("the rest from byte %d: Content-Range %q and ETag %s, want %q and %s", cut.got, cr, etag, rest, cut.etag)
+			}
+			want = http.StatusPartialContent
+			f.resumed.Add(1)
+		case http.StatusOK:
+			*cut = cutBody{} // the whole, of another version or from a server without ranges
+			resuming = false
+		}
+	}
 	if resp.StatusCode != want {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		switch {
@@ -336,39 +393,53 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 	var sum hash.Hash
 	// A part's digest headers describe the whole representation.
 	wantSum, from := declaredSHA256(resp)
-	if f.Verify && wantSum != "" && req.Range == "" {
+	whole := resp.ContentLength // the body's length when whole (-1: unknown)
+	var before int64            // its bytes that came in earlier attempts
+	if resuming {
+		// The download is the first attempt's, carried on.
+		sum, wantSum, from, before, whole = cut.sum, cut.wantSum, cut.from, cut.got, cut.size
+		sent, first = cut.sent, cut.first
+	} else if f.Verify && wantSum != "" && req.Range == "" {
 		sum = sha256.New()
+	}
+	if sum != nil {
 		body = io.TeeReader(body, sum)
 	}
 	given := func() bool { return false }
 	if req.Abandon != nil {
 		size := req.Size
-		if resp.ContentLength > 0 {
-			size = resp.ContentLength
+		if whole > 0 {
+			size = whole
 		}
-		body, given = f.watchAbandon(body, req, size, sent, first, cancel)
+		body, given = f.watchAbandon(body, req, size, before, sent, first, cancel)
 	}
 	n, err := io.Copy(io.Discard, body)
 	if given() && err != nil {
 		// The request's context is cancelled: HTTP/1.1 drops the
 		// connection, HTTP/2 and HTTP/3 reset the stream. (A body that
 		// ended as it was given up came whole: it is kept.)
-		return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now(), Abandoned: true}, nil
+		*cut = cutBody{}
+		return Download{Bytes: before + n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now(), Abandoned: true}, nil
 	}
 	if err != nil {
+		if req.Range == "" {
+			cut.keep(resp.Header.Get("ETag"), whole, before+n, sum, wantSum, from, sent, first)
+		}
 		return Download{}, fmt.Errorf("body: %w", err)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		*cut = cutBody{}
 		return Download{}, fmt.Errorf("body: %d of %d bytes", n, resp.ContentLength)
 	}
 	if sum != nil {
 		f.verified.Add(1)
 		if got := hex.EncodeToString(sum.Sum(nil)); !strings.HasPrefix(got, wantSum) {
 			f.corrupt.Add(1)
+			*cut = cutBody{} // what came is not to be trusted: the next attempt asks for the whole
 			return Download{}, fmt.Errorf("body: SHA-256 %s does not match its %s %s", got[:len(wantSum)], from, wantSum)
 		}
 	}
-	return Download{Bytes: n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
+	return Download{Bytes: before + n, Sent: sent, FirstByte: first, LastByte: f.Clock.Now()}, nil
 }
 
 // watchAbandon asks req.Abandon every AbandonEvery, while the body is
@@ -378,8 +449,9 @@ func (f *HTTPFetcher) fetchOnce(ctx context.Context, req Request) (Download, err
 // through the reader it returns; stop ends the watch, and says whether
 // the download was given up. Abandon runs on the watch's goroutine while
 // the session waits in Fetch, and never after stop has returned.
-func (f *HTTPFetcher) watchAbandon(body io.Reader, req Request, size int64, sent, first time.Duration, cancel context.CancelFunc) (io.Reader, func() bool) {
+func (f *HTTPFetcher) watchAbandon(body io.Reader, req Request, size, before int64, sent, first time.Duration, cancel context.CancelFunc) (io.Reader, func() bool) {
 	c := &countingReader{r: body}
+	c.n.Store(before) // a resumed body's bytes that came before
 	done := make(chan struct{})
 	var given atomic.Bool
 	var wg sync.WaitGroup

@@ -312,8 +312,9 @@ func TestOpsEndpointsOffOnPublicListeners(t *testing.T) {
 }
 
 // TestPlayFailsOverBetweenBaseURLsAndVerifies: a session whose location
-// dies mid-play goes on at the MPD's next BaseURL, and a location that
-// sends other bytes than its ETag promises is caught by -verify.
+// dies mid-play goes on at the MPD's next BaseURL (one that dies mid-body
+// has the rest of that body asked of the next), and a location that sends
+// other bytes than its ETag promises is caught by -verify.
 func TestPlayFailsOverBetweenBaseURLsAndVerifies(t *testing.T) {
 	lib := mediatest.CopyLibrary(t)
 	o := startOrigin(t, lib)
@@ -379,6 +380,37 @@ func TestPlayFailsOverBetweenBaseURLsAndVerifies(t *testing.T) {
 	}
 	if stats.Switches != 1 || stats.Failed == 0 || stats.Corrupt != 0 {
 		t.Errorf("dead location: %+v, want one switch after failures", stats)
+	}
+	// A location that dies halfway through a segment's body: the session
+	// asks the next location for the rest of it only.
+	var cutServed atomic.Int64
+	var cutDead atomic.Bool
+	cutting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cutDead.Load() {
+			panic(http.ErrAbortHandler)
+		}
+		if !strings.HasSuffix(r.URL.Path, ".m4s") || r.Method != http.MethodGet || cutServed.Add(1) != 4 {
+			o.ServeHTTP(w, r)
+			return
+		}
+		cutDead.Store(true)
+		rec := httptest.NewRecorder()
+		o.ServeHTTP(rec, r)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	defer cutting.Close()
+	stats = player.FetchStats{}
+	if res, err := play(ctx, mpd(cutting.URL, good), playOptions{ABR: "throughput", QoE: "lin", Verify: true, Stats: &stats}); err != nil || res.Chunks == 0 {
+		t.Fatalf("a location dying mid-body ended the session: %v", err)
+	}
+	if stats.Resumed != 1 || stats.Switches != 1 || stats.Corrupt != 0 || stats.Verified == 0 {
+		t.Errorf("location dying mid-body: %+v, want the rest resumed at the next location, verified whole", stats)
 	}
 	for _, opaqueTags := range []bool{false, true} {
 		stats = player.FetchStats{}
