@@ -828,13 +828,26 @@ func BenchmarkCacheHit(b *testing.B) {
 // at once: a fetch over loopback, the body read into memory, the object
 // stored and served (every iteration asks for a new segment).
 func BenchmarkCacheMiss(b *testing.B) {
-	for _, size := range []int{2 << 10, 1 << 20} {
-		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+	for _, c := range []struct {
+		size    int
+		chunked bool // no Content-Length: through a spool file
+	}{{2 << 10, false}, {1 << 20, false}, {2 << 10, true}, {1 << 20, true}} {
+		size := c.size
+		name := fmt.Sprintf("%dKiB", size>>10)
+		if c.chunked {
+			name += "-chunked"
+		}
+		b.Run(name, func(b *testing.B) {
 			body := make([]byte, size)
 			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-				w.Header().Set("Content-Length", strconv.Itoa(size))
+				if !c.chunked {
+					w.Header().Set("Content-Length", strconv.Itoa(size))
+				}
 				w.Write(body)
+				if c.chunked {
+					w.(http.Flusher).Flush() // else net/http gives a small body its length
+				}
 			}))
 			defer up.Close()
 			n, err := New(Config{Profile: EnterDeep, Upstreams: []string{up.URL}, Prefetch: noPrefetch(), Logger: quiet(), MemBytes: 64 << 20})

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -43,7 +44,13 @@ type fill struct {
 	path string
 	file *os.File // written by run, read by readers (pread); nil in memory
 	mem  []byte   // the body, of size bytes, when read into memory
-	keep bool     // cacheable: a complete fill enters the cache
+	// pending is the body so far of a fill of unknown length not yet
+	// spooled to a file (file nil): one that comes whole and small
+	// within StreamAfter never needs one. It holds budget bytes of the
+	// node's in-flight budget.
+	pending []byte
+	budget  int64
+	keep    bool // cacheable: a complete fill enters the cache
 	// whole makes the object of a complete fill small enough for memory
 	// (nil: none is kept there), from its body and the body's SHA-256:
 	// one read slowly is kept like one read at once.
@@ -161,12 +168,7 @@ func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Resp
 	f.mu.Lock()
 	done, err, sum := f.done, f.err, f.sum
 	if !done {
-		// Joinable before runFill can see it published, so that the end
-		// of the fill (which forgets it) always comes after.
-		f.published = true
-		n.fillsMu.Lock()
-		n.fills[key] = f
-		n.fillsMu.Unlock()
+		n.publishLocked(f)
 	}
 	f.mu.Unlock()
 	switch {
@@ -178,6 +180,117 @@ func (n *Node) readInMemory(key string, meta *object, keep bool, resp *http.Resp
 	n.stats.slowStreamed.Add(1)
 	return nil, &bigObject{meta: meta, size: f.size, fill: f}, nil
 }
+
+// readUnknownLength reads resp's body, of unknown length (no
+// Content-Length: a chunked answer), through a fill, and waits for it as
+// readInMemory does: it returns the object when the body came whole
+// within StreamAfter and is small enough for memory (or the failure,
+// which the caller may retry elsewhere), else the fill, published for
+// readers to join, which goes on in the background. The fill holds the
+// body in memory (within the in-flight budget) until it is published or
+// grows larger than memory objects; then it spools it to a file, and a
+// body that grew so large and came whole within StreamAfter is published
+// by runFill and goes to the disk tier as any spool. cancel aborts the
+// upstream request, and the fill owns it; a pause of limit in the body
+// abandons it.
+func (n *Node) readUnknownLength(key string, meta *object, keep bool, resp *http.Response, cancel context.CancelFunc, limit time.Duration,
+	whole func([]byte, [32]byte) *object) (*object, *bigObject, error) {
+	f := newFill(key, meta, keep, -1, whole, nil)
+	if n.inflightBudget.TryAcquire(n.maxMemObject) {
+		f.budget = n.maxMemObject
+	} else if err := f.spoolLocked(n); err != nil { // memory is busy: a file from the start
+		cancel()
+		return nil, nil, err
+	}
+	n.wg.Go(func() { n.runFill(f, resp.Body, nil, cancel, limit) })
+	t := time.NewTimer(n.cfg.StreamAfter)
+	defer t.Stop()
+	select {
+	case <-f.over:
+	case <-t.C:
+	}
+	f.mu.Lock()
+	done, published, err, sum, size := f.done, f.published, f.err, f.sum, f.size
+	if !done {
+		if serr := f.spoolLocked(n); serr != nil {
+			// No file to stream from: the body is waited for whole.
+			n.log.Warn("slow miss not streamed", "key", key, "err", serr)
+			f.mu.Unlock()
+			<-f.over
+			f.mu.Lock()
+			done, published, err, sum, size = f.done, f.published, f.err, f.sum, f.size
+		} else {
+			n.publishLocked(f)
+		}
+	}
+	body, budget := f.pending, f.budget
+	f.pending, f.budget = nil, 0
+	f.mu.Unlock()
+	defer n.inflightBudget.Release(budget)
+	switch {
+	case published || !done:
+		n.stats.spooled.Add(1)
+		if !published {
+			n.stats.slowStreamed.Add(1)
+		}
+		return nil, &bigObject{meta: meta, size: size, fill: f}, nil // size -1 unless whole already
+	case err != nil:
+		f.removeFile()
+		return nil, nil, err
+	}
+	// Whole and small, never spooled: kept as a body read at once is,
+	// without slack capacity.
+	return whole(bytes.Clone(body), sum), nil, nil
+}
+
+// spoolLocked moves f's pending body to a new spool file, which the rest
+// of it is written to (f.mu held), and gives back the in-flight budget
+// it held; a fill already spooled is left as it is.
+func (f *fill) spoolLocked(n *Node) error {
+	if f.file != nil {
+		return nil
+	}
+	dir := n.spoolDir()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	file, err := os.CreateTemp(dir, "deepcast-spool-")
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if _, err := file.Write(f.pending); err != nil {
+		file.Close()
+		os.Remove(file.Name())
+		return fmt.Errorf("spool %s: %w", file.Name(), err)
+	}
+	f.path, f.file, f.pending = file.Name(), file, nil
+	n.inflightBudget.Release(f.budget)
+	f.budget = 0
+	return nil
+}
+
+// removeFile closes and removes the spool file of a fill nobody reads
+// (never published), if it has one.
+func (f *fill) removeFile() {
+	if f.file != nil {
+		f.file.Close()
+		os.Remove(f.path)
+	}
+}
+
+// publishLocked makes f joinable (f.mu held): listed in the node's fills
+// before runFill can see it published, so that the end of the fill
+// (which forgets it) always comes after.
+func (n *Node) publishLocked(f *fill) {
+	f.published = true
+	n.fillsMu.Lock()
+	n.fills[f.key] = f
+	n.fillsMu.Unlock()
+}
+
+// fillBuffers are the read buffers of fills not read in place: a fresh
+// 256 KiB one for each small chunked miss would cost more than the miss.
+var fillBuffers = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 // runFill copies body to the fill's file or memory; a body that pauses
 // for limit is abandoned, and one cut off is resumed where it stopped
@@ -204,8 +317,12 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 			if int64(len(p)) > f.size-got || &p[0] != &f.mem[got] {
 				return fmt.Errorf("upstream body: longer than its %d bytes", f.size)
 			}
-		} else if _, err := f.file.Write(p); err != nil {
-			return fmt.Errorf("spool %s: %w", f.path, err)
+		} else if file, err := f.spoolFor(n, got+int64(len(p)), p); err != nil {
+			return err
+		} else if file != nil {
+			if _, err := file.Write(p); err != nil {
+				return fmt.Errorf("spool %s: %w", f.path, err)
+			}
 		}
 		sum.Write(p)
 		got += int64(len(p))
@@ -222,7 +339,9 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 	var buf []byte
 	var past [1]byte // a fill in memory reads past its length here: any byte is one too many
 	if f.mem == nil {
-		buf = make([]byte, 256<<10)
+		b := fillBuffers.Get().(*[]byte)
+		defer fillBuffers.Put(b)
+		buf = *b
 	}
 	resumes := 0
 	for err == nil {
@@ -271,13 +390,19 @@ func (n *Node) runFill(f *fill, body io.ReadCloser, prefix []byte, cancel contex
 		err = n.checkDigest(f.meta.Digest, digest)
 	}
 	f.mu.Lock()
-	if !f.published {
+	if !f.published && (err != nil || f.mem != nil || f.file == nil) {
 		// Whole (or failed) within StreamAfter: the fetch waiting for it
 		// takes it, as it would a body read at once.
-		f.done, f.err, f.sum = true, err, digest
+		f.done, f.err, f.sum, f.written = true, err, digest, written
 		f.mu.Unlock()
 		close(f.over)
 		return
+	}
+	if !f.published {
+		// A body of unknown length, whole within StreamAfter but spooled
+		// (too large for memory, or memory was busy): served from its
+		// file, as any spool.
+		n.publishLocked(f)
 	}
 	f.mu.Unlock()
 	if err == nil && f.keep {
@@ -468,6 +593,68 @@ func (b *bigObject) open() (io.ReadCloser, io.ReadSeeker, error) {
 	return file, sr, nil
 }
 
+// spoolFor takes p, the body's next bytes up to total, for a fill of
+// unknown length: into its pending body while that is not spooled and
+// stays within memory objects (nil file), else it returns the spool file
+// to write p to (spooling the pending body first).
+func (f *fill) spoolFor(n *Node, total int64, p []byte) (*os.File, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.file == nil && total > n.maxMemObject {
+		if err := f.spoolLocked(n); err != nil {
+			return nil, err
+		}
+	}
+	if f.file == nil {
+		if int(total) > cap(f.pending) {
+			// Doubling, but never past the budget held for it.
+			grown := make([]byte, len(f.pending), min(max(2*cap(f.pending), int(total)), int(f.budget)))
+			copy(grown, f.pending)
+			f.pending = grown
+		}
+		f.pending = append(f.pending, p...)
+	}
+	return f.file, nil
+}
+
+// settled waits until f is over or, when its length is unknown, has
+// brought more than small bytes; false when ctx ends first.
+func (f *fill) settled(ctx context.Context, unknown bool, small int64) bool {
+	if !unknown {
+		select {
+		case <-f.over:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		f.mu.Lock()
+		large := f.written > small
+		f.mu.Unlock()
+		if large {
+			return true
+		}
+		select {
+		case <-f.over:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
+// length is f's length: its Content-Length, or once over, what came (-1
+// before then for a fill of unknown length).
+func (f *fill) length() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.size
+}
+
 // failed is why the fill failed, once it is over (nil: it did not).
 func (f *fill) failed() error {
 	f.mu.Lock()
@@ -478,7 +665,7 @@ func (f *fill) failed() error {
 // keptWhole reports a fill of a small object that enters the memory
 // tier once whole (when cacheable), as one read at once would have.
 func (b *bigObject) keptWhole() bool {
-	return b != nil && b.fill != nil && b.fill.keep && b.fill.whole != nil && b.fill.size >= 0
+	return b != nil && b.fill != nil && b.fill.keep && b.fill.whole != nil && b.size >= 0
 }
 
 // inflight returns the object being spooled for key, if any.
@@ -519,22 +706,25 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		http.ServeContent(w, r, "", lm, seeker)
 		return
 	}
-	if r.Method == http.MethodHead && b.fill != nil && b.fill.mem != nil {
+	if r.Method == http.MethodHead && b.fill != nil && (b.fill.mem != nil || b.size < 0) {
 		// A HEAD of a small object is answered once its body is whole,
 		// as it was before slow misses streamed: a client that asks for every segment's size
 		// (deepcast play does, at its start) would otherwise set every
 		// fill going at once, and on a slow link the segments it plays
-		// next would wait behind all of them.
-		select {
-		case <-b.fill.over:
-		case <-r.Context().Done():
-			return
+		// next would wait behind all of them. One of unknown length is
+		// waited for until it is whole (its length is then known) or
+		// larger than memory objects (a large one is answered at once).
+		if !b.fill.settled(r.Context(), b.size < 0, n.maxMemObject) {
+			return // the client left
 		}
 		if err := b.fill.failed(); err != nil {
 			delete(h, "Cache-Control") // the object's, which this answer is not (httpError drops its validators)
 			h["Cache-Status"] = []string{n.cfg.Name + "; fwd=uri-miss; detail=upstream-error"}
 			httpError(w, http.StatusBadGateway, "upstream unavailable")
 			return
+		}
+		if b.size < 0 {
+			b.size = b.fill.length()
 		}
 	}
 	if httpsem.NotModified(r.Header, b.meta.ETag, b.meta.LastModified) {

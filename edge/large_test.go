@@ -145,13 +145,23 @@ func TestLargeObjectsLandOnDiskAndServeRanges(t *testing.T) {
 }
 
 // TestLargeObjectCutUpstreamIsNotKept: an upstream that dies mid-body
-// leaves its readers with a short, failed response and nothing cached.
+// leaves its readers with a short, failed response and nothing cached;
+// one that dies within StreamAfter, before anything was sent, gives a
+// clean 502.
 func TestLargeObjectCutUpstreamIsNotKept(t *testing.T) {
 	const size = 8 << 20
-	for _, chunked := range []bool{false, true} {
-		up := newBigUpstream(t, size, chunked, 0)
+	for _, c := range []struct {
+		chunked     bool
+		streamAfter time.Duration
+		status      int
+	}{
+		{false, 0, http.StatusOK},              // too large for memory: streamed at once
+		{true, time.Nanosecond, http.StatusOK}, // of unknown length, streamed at once
+		{true, 0, http.StatusBadGateway},       // cut within StreamAfter (100 ms)
+	} {
+		up := newBigUpstream(t, size, c.chunked, 0)
 		dir := t.TempDir()
-		n, ts := newNode(t, Config{Profile: BringHome, Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, DiskDir: dir})
+		n, ts := newNode(t, Config{Profile: BringHome, Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, DiskDir: dir, StreamAfter: c.streamAfter})
 		resp, err := http.Get(ts.URL + cutSegment)
 		if err != nil {
 			t.Fatal(err)
@@ -161,15 +171,15 @@ func TestLargeObjectCutUpstreamIsNotKept(t *testing.T) {
 		// An error status, or a broken body: without a Content-Length,
 		// only a broken chunked body tells the client (or a cache below)
 		// that it did not get the whole object.
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("chunked %v: %d, want 200 and a broken body (the cut comes after the first bytes were sent)", chunked, resp.StatusCode)
+		if resp.StatusCode != c.status {
+			t.Fatalf("%+v: %d, want %d", c, resp.StatusCode, c.status)
 		}
-		if err == nil {
-			t.Fatalf("chunked %v: a cut body ended cleanly (%d of %d bytes)", chunked, len(got), size)
+		if c.status == http.StatusOK && err == nil {
+			t.Fatalf("%+v: a cut body ended cleanly (%d of %d bytes)", c, len(got), size)
 		}
 		waitFor(t, "fill over", func() bool { n.fillsMu.Lock(); defer n.fillsMu.Unlock(); return len(n.fills) == 0 })
 		if objs, _, _ := n.disk.stats(); objs != 0 {
-			t.Errorf("chunked %v: a cut object was stored on disk", chunked)
+			t.Errorf("%+v: a cut object was stored on disk", c)
 		}
 	}
 }

@@ -577,9 +577,9 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			whole = func(body []byte, sum [32]byte) *object { return newObjectSum(key, resp.Header, body, sum, p, now, ttl) }
 		}
 		again := newResumeRequest(req, strings.TrimPrefix(target, up.url.String()), meta.ETag, up.url.Host)
-		if size := resp.ContentLength; size >= 0 && size <= n.maxMemObject && n.inflightBudget.TryAcquire(size) {
-			spooled = true // the fill owns the request now
-			obj, big, err := n.readInMemory(key, meta, res.cacheable, resp, reqCancel, limit, whole, again)
+		// take is the outcome of a body read through a fill that waits
+		// StreamAfter: the object, or the fill still streaming.
+		take := func(obj *object, big *bigObject, err error) (*rawFetch, error) {
 			switch {
 			case errors.Is(err, errDigestMismatch):
 				// The upstream is up and answering; one object behind it is
@@ -596,8 +596,17 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			}
 			return res, nil
 		}
-		// Of unknown length, or memory is busy: read at once when it fits,
-		// else spooled.
+		if size := resp.ContentLength; size >= 0 && size <= n.maxMemObject && n.inflightBudget.TryAcquire(size) {
+			spooled = true // the fill owns the request now
+			return take(n.readInMemory(key, meta, res.cacheable, resp, reqCancel, limit, whole, again))
+		}
+		if resp.ContentLength < 0 && n.cfg.StreamAfter > 0 {
+			spooled = true
+			return take(n.readUnknownLength(key, meta, res.cacheable, resp, reqCancel, limit, whole))
+		}
+		// Of unknown length (with StreamAfter negative: store and
+		// forward), or memory is busy: read at once when it fits, else
+		// spooled.
 		stalled := time.AfterFunc(limit, reqCancel)
 		body := resp.Body
 		resp.Body = &progressBody{ReadCloser: body, stalled: stalled, limit: limit}

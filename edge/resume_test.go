@@ -22,7 +22,8 @@ const (
 
 // slowOrigin serves slowObject: half of it at once, the rest only once
 // release is closed (or after a bound, so that a test never hangs), or
-// the body is cut off there (cut). It counts the object's requests.
+// the body is cut off there (cut); chunked, without a Content-Length. It
+// counts the object's requests.
 type slowOrigin struct {
 	cut     bool
 	release chan struct{}
@@ -30,7 +31,9 @@ type slowOrigin struct {
 	srv     *httptest.Server
 }
 
-func newSlowOrigin(t *testing.T, cut bool) *slowOrigin {
+func newSlowOrigin(t *testing.T, cut bool) *slowOrigin { return newSlowOriginOf(t, cut, false) }
+
+func newSlowOriginOf(t *testing.T, cut, chunked bool) *slowOrigin {
 	o := &slowOrigin{cut: cut, release: make(chan struct{})}
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != slowObject {
@@ -40,7 +43,9 @@ func newSlowOrigin(t *testing.T, cut bool) *slowOrigin {
 		body := segmentBytes(slowObject, slowSize)
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		w.Header().Set("ETag", `"v1"`)
-		w.Header().Set("Content-Length", fmt.Sprint(slowSize))
+		if !chunked {
+			w.Header().Set("Content-Length", fmt.Sprint(slowSize))
+		}
 		w.Write(body[:slowSize/2])
 		w.(http.Flusher).Flush()
 		select {
@@ -91,6 +96,70 @@ func (o *rangeOrigin) asked() []string {
 	return append([]string(nil), o.ranges...)
 }
 
+// twoPartAnswer is what getInTwo's GET got: the answer (nil when the
+// request failed), its body, and the error of the request or the body.
+type twoPartAnswer struct {
+	resp *http.Response
+	body []byte
+	err  error
+}
+
+// status is the answer's status (0 for none).
+func (a twoPartAnswer) status() int {
+	if a.resp == nil {
+		return 0
+	}
+	return a.resp.StatusCode
+}
+
+// getInTwo GETs url in the background: first is closed once the answer's
+// first byte came (or the request failed), and done then has the answer.
+func getInTwo(url string) (first <-chan struct{}, done <-chan twoPartAnswer) {
+	firstc, donec := make(chan struct{}), make(chan twoPartAnswer, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			close(firstc)
+			donec <- twoPartAnswer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 1)
+		k, err := io.ReadFull(resp.Body, b)
+		close(firstc)
+		if err != nil {
+			donec <- twoPartAnswer{resp: resp, err: err}
+			return
+		}
+		rest, err := io.ReadAll(resp.Body)
+		donec <- twoPartAnswer{resp: resp, body: append(b[:k], rest...), err: err}
+	}()
+	return firstc, donec
+}
+
+// getStreamed GETs slowObject through the node at base, from slow: it
+// wants the answer's first byte within 5 s, while slow still holds back
+// half the body; then it calls during, lets slow send the rest, and
+// returns the answer.
+func getStreamed(t *testing.T, base string, slow *slowOrigin, during func()) twoPartAnswer {
+	t.Helper()
+	first, done := getInTwo(base + slowObject)
+	select {
+	case <-first:
+	case <-time.After(5 * time.Second):
+		t.Errorf("no byte of the answer 5 s after the upstream sent half the object: the node waits for all of it")
+	}
+	during()
+	close(slow.release)
+	select {
+	case a := <-done:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer did not end within 10 s")
+	}
+	return twoPartAnswer{}
+}
+
 // TestSlowMissesAreStreamed: a miss whose body is still coming after
 // StreamAfter is sent to its client as it comes: the client has its first
 // bytes while the upstream still holds back the rest (store and forward
@@ -128,55 +197,20 @@ func TestSlowMissesAreStreamed(t *testing.T) {
 			}
 			n, ts := newNode(t, Config{Upstreams: ups, Prefetch: noPrefetch(), StreamAfter: 50 * time.Millisecond, SpoolDir: t.TempDir()})
 
-			first := make(chan struct{})
-			type answer struct {
-				status int
-				body   []byte
-				err    error
-			}
-			done := make(chan answer, 1)
-			go func() {
-				resp, err := http.Get(ts.URL + slowObject)
-				if err != nil {
-					close(first)
-					done <- answer{err: err}
-					return
+			a := getStreamed(t, ts.URL, slow, func() {
+				// A front's fast path leaves the object while it streams to
+				// net/http, which joins the same fill (the count below).
+				if _, ok := n.AnswerPlain(false, slowObject, "", "127.0.0.1:1"); ok {
+					t.Error("the fast path answered an object still streaming")
 				}
-				defer resp.Body.Close()
-				b := make([]byte, 1)
-				k, err := io.ReadFull(resp.Body, b)
-				close(first)
-				if err != nil {
-					done <- answer{status: resp.StatusCode, err: err}
-					return
-				}
-				rest, err := io.ReadAll(resp.Body)
-				done <- answer{status: resp.StatusCode, body: append(b[:k], rest...), err: err}
-			}()
-			select {
-			case <-first:
-			case <-time.After(5 * time.Second):
-				t.Errorf("no byte of the answer 5 s after the upstream sent half the object: the node waits for all of it")
-			}
-			// A front's fast path leaves the object while it streams to
-			// net/http, which joins the same fill (the count below).
-			if _, ok := n.AnswerPlain(false, slowObject, "", "127.0.0.1:1"); ok {
-				t.Error("the fast path answered an object still streaming")
-			}
-			close(slow.release)
-			var a answer
-			select {
-			case a = <-done:
-			case <-time.After(10 * time.Second):
-				t.Fatal("the answer did not end within 10 s")
-			}
+			})
 			want := segmentBytes(slowObject, slowSize)
 			if c.whole {
-				if a.err != nil || a.status != http.StatusOK || !bytes.Equal(a.body, want) {
-					t.Fatalf("status %d, %d of %d bytes, err %v; want the whole object", a.status, len(a.body), slowSize, a.err)
+				if a.err != nil || a.status() != http.StatusOK || !bytes.Equal(a.body, want) {
+					t.Fatalf("status %d, %d of %d bytes, err %v; want the whole object", a.status(), len(a.body), slowSize, a.err)
 				}
 			} else if a.err == nil || len(a.body) >= slowSize {
-				t.Fatalf("status %d, %d of %d bytes, err %v; want an answer cut short", a.status, len(a.body), slowSize, a.err)
+				t.Fatalf("status %d, %d of %d bytes, err %v; want an answer cut short", a.status(), len(a.body), slowSize, a.err)
 			}
 			if got := n.stats.slowStreamed.Load(); got != 1 {
 				t.Errorf("slow streamed %d, want 1", got)
@@ -256,9 +290,10 @@ func FuzzParseContentRange(f *testing.F) {
 // every fill going together on a link that is slow already. When the body
 // fails, the HEAD is a 502 that keeps none of the object's caching.
 func TestAHeadOfASlowMissWaitsForTheBody(t *testing.T) {
-	for _, cut := range []bool{false, true} {
-		t.Run(fmt.Sprintf("cut=%v", cut), func(t *testing.T) {
-			slow := newSlowOrigin(t, cut)
+	for _, c := range []struct{ cut, chunked bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		cut := c.cut
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			slow := newSlowOriginOf(t, cut, c.chunked)
 			_, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 10 * time.Millisecond, SpoolDir: t.TempDir()})
 			answered := make(chan *http.Response, 1)
 			go func() {
@@ -292,5 +327,43 @@ func TestAHeadOfASlowMissWaitsForTheBody(t *testing.T) {
 				t.Fatalf("HEAD of a body cut off: %d, ETag %q, Cache-Control %q; want a 502 with neither", resp.StatusCode, resp.Header.Get("ETag"), resp.Header.Get("Cache-Control"))
 			}
 		})
+	}
+}
+
+// TestSlowChunkedMissesAreStreamed: a miss without a Content-Length (a
+// chunked answer) whose body is still coming after StreamAfter is sent
+// to its client as it comes, as one with a length is, and kept in memory
+// once whole; one that comes whole at once is read whole, as before.
+func TestSlowChunkedMissesAreStreamed(t *testing.T) {
+	slow := newSlowOriginOf(t, false, true)
+	n, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 50 * time.Millisecond, SpoolDir: t.TempDir()})
+	a := getStreamed(t, ts.URL, slow, func() {})
+	if a.err != nil || a.resp.StatusCode != http.StatusOK || !bytes.Equal(a.body, segmentBytes(slowObject, slowSize)) ||
+		!strings.Contains(a.resp.Header.Get("Cache-Status"), "detail=streamed") {
+		t.Fatalf("err %v, %d bytes of %d, Cache-Status %q; want the whole object, streamed", a.err, len(a.body), slowSize, a.resp.Header.Get("Cache-Status"))
+	}
+	waitFor(t, "the fill over", func() bool { n.fillsMu.Lock(); defer n.fillsMu.Unlock(); return len(n.fills) == 0 })
+	resp, body := fetch(t, ts.URL+slowObject)
+	if !bytes.Equal(body, segmentBytes(slowObject, slowSize)) || !strings.HasPrefix(resp.Header.Get("Cache-Status"), n.cfg.Name+"; hit") ||
+		resp.ContentLength != slowSize {
+		t.Errorf("after the fill: %d bytes, Cache-Status %q, Content-Length %d; want a memory hit", len(body), resp.Header.Get("Cache-Status"), resp.ContentLength)
+	}
+	if got := slow.hits.Load(); got != 1 {
+		t.Errorf("%d upstream requests, want 1", got)
+	}
+	if got := n.stats.slowStreamed.Load(); got != 1 {
+		t.Errorf("slow streamed %d, want 1", got)
+	}
+
+	// Whole at once: read whole, stored, not streamed.
+	fast := newBigUpstream(t, 64<<10, true, 0)
+	n2, ts2 := newNode(t, Config{Upstreams: []string{fast.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 5 * time.Second, SpoolDir: t.TempDir()})
+	resp, body = fetch(t, ts2.URL+"/vod/a/v/1.m4s")
+	if cs := resp.Header.Get("Cache-Status"); resp.StatusCode != 200 || !bytes.Equal(body, segmentBytes("/vod/a/v/1.m4s", 64<<10)) ||
+		strings.Contains(cs, "streamed") || !strings.Contains(cs, "stored") {
+		t.Errorf("a chunked miss that came at once: %d, %d bytes, Cache-Status %q; want it read whole and stored", resp.StatusCode, len(body), cs)
+	}
+	if got := n2.stats.slowStreamed.Load(); got != 0 {
+		t.Errorf("slow streamed %d, want 0", got)
 	}
 }
