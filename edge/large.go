@@ -738,7 +738,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		// Ranges, multipart ones and If-Range too, as from a file: a
 		// read past what has come waits for it.
 		lm, _ := http.ParseTime(b.meta.LastModified)
-		src := &readSeekErr{rs: fr}
+		src := &readErr{r: fr}
 		if _, ok := h["Content-Type"]; !ok {
 			h["Content-Type"] = nil // the upstream's absence of one, not a sniffed guess
 		}
@@ -756,7 +756,7 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 		return
 	}
 	src := &readErr{r: body}
-	if _, err := io.Copy(w, src); err != nil && src.err != nil {
+	if _, err := io.Copy(w, src); err != nil && src.failed.Load() {
 		// The fill failed (upstream cut, digest mismatch). Without a
 		// Content-Length, ending the response would end a chunked body
 		// cleanly, and the client, or a cache below, would take the part
@@ -765,39 +765,30 @@ func (n *Node) respondBig(w http.ResponseWriter, r *http.Request, b *bigObject, 
 	}
 }
 
-// readErr remembers the error of its reader, so a copy's error can be
-// told apart from the writer's (a client that left).
+// readErr remembers whether its reader failed, so that a copy's error can
+// be told apart from the writer's (a client that left). It may be asked
+// while ServeContent's own goroutine for a multipart answer still reads
+// (its client gone), and it seeks when its reader does (ServeContent
+// needs that).
 type readErr struct {
-	r   io.Reader
-	err error
-}
-
-// readSeekErr remembers whether its reader, which also seeks, failed. It
-// is read by ServeContent's own goroutine for a multipart answer, which
-// may still be reading when ServeContent returns (its client gone).
-type readSeekErr struct {
-	rs     io.ReadSeeker
+	r      io.Reader
 	failed atomic.Bool
 }
 
-func (e *readSeekErr) Read(p []byte) (int, error) {
-	n, err := e.rs.Read(p)
+func (e *readErr) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
 	if err != nil && err != io.EOF {
 		e.failed.Store(true)
 	}
 	return n, err
 }
 
-func (e *readSeekErr) Seek(offset int64, whence int) (int64, error) {
-	return e.rs.Seek(offset, whence)
-}
-
-func (e *readErr) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF {
-		e.err = err
+func (e *readErr) Seek(offset int64, whence int) (int64, error) {
+	s, ok := e.r.(io.Seeker)
+	if !ok {
+		return 0, errors.New("seek on a reader that cannot")
 	}
-	return n, err
+	return s.Seek(offset, whence)
 }
 
 // A range of an object still coming that the fill will not bring within
@@ -869,7 +860,7 @@ func (n *Node) rangeAhead(w http.ResponseWriter, r *http.Request, f *fill) bool 
 		h["Cache-Status"] = []string{n.cfg.Name + "; fwd=partial; fwd-status=206; detail=range-ahead"}
 		w.WriteHeader(http.StatusPartialContent)
 		src := &readErr{r: io.LimitReader(body, last-first+1)}
-		if k, err := io.Copy(w, src); src.err != nil || err == nil && k < last-first+1 {
+		if k, err := io.Copy(w, src); src.failed.Load() || err == nil && k < last-first+1 {
 			panic(http.ErrAbortHandler) // cut off upstream: a short 206 must not pass for the range
 		}
 		return true

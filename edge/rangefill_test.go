@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -186,10 +187,16 @@ func TestARangeAheadWaitsForTheFillWhenUpstreamSendsNoRange(t *testing.T) {
 			up := newBigUpstream(t, size, false, 200*time.Millisecond)
 			n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 16 << 20, Prefetch: noPrefetch(), SpoolDir: t.TempDir()})
 			first := startSlowFill(t, n, ts.URL, c.path)
+			asked := time.Now()
 			resp, body, err := getRange(t, ts.URL+c.path, "Range", fmt.Sprintf("bytes=%d-", size-100))
 			if c.cut {
 				if err == nil && resp.StatusCode == 206 && len(body) == 100 {
 					t.Fatalf("the fill was cut off before the range, yet the range came whole")
+				}
+				// The range's wait ends with the fill, not with the
+				// client's own 10-s bound.
+				if took := time.Since(asked); took > 5*time.Second || errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("the fill failed, yet the range waited %v (err %v)", took, err)
 				}
 			} else if err != nil || resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes(c.path, size)[size-100:]) ||
 				!strings.Contains(resp.Header.Get("Cache-Status"), "streamed") {
