@@ -165,8 +165,10 @@ func Ranges(next http.Handler) http.Handler {
 // representation of size bytes which that representation can satisfy, and
 // returns its first and last byte positions (RFC 9110 §14.1.2: a last-pos
 // past the end reaches the end; a suffix longer than the representation
-// is all of it). It reports false for anything else: no Range, another
-// unit, a malformed set, several ranges, or one that cannot be satisfied.
+// is all of it). Ranges this representation cannot satisfy are left out
+// first, as ServeContent leaves them (bytes=0-9,500- of 100 bytes is the
+// one range 0-9). It reports false for anything else: no Range, another
+// unit, a malformed set, several ranges, or none that can be satisfied.
 // Those are what ServeContent answers, and a node that streams the object
 // leaves them to it.
 func SingleRange(field string, size int64) (first, last int64, ok bool) {
@@ -174,29 +176,36 @@ func SingleRange(field string, size int64) (first, last int64, ok bool) {
 	if size <= 0 || len(r) < len(unit) || !strings.EqualFold(r[:len(unit)], unit) {
 		return 0, 0, false
 	}
-	set, n, ok := canonicalRangeSet(r[len(unit):])
-	if !ok || n != 1 || set == unsatisfiable {
+	set, _, ok := canonicalRangeSet(r[len(unit):])
+	if !ok || set == unsatisfiable {
 		return 0, 0, false
 	}
-	var spec string
+	found := 0
 	for part := range strings.SplitSeq(set, ",") {
-		if spec = strings.Trim(part, blanks); spec != "" {
-			break
+		spec := strings.Trim(part, blanks)
+		if spec == "" {
+			continue
 		}
+		a, b, _ := strings.Cut(spec, "-")
+		a, b = strings.Trim(a, blanks), strings.Trim(b, blanks)
+		// canonicalRangeSet has made every number fit an int64 and
+		// dropped a suffix of none (-0).
+		f, _ := position(a)
+		l, _ := position(b)
+		switch {
+		case a == "":
+			f, l = max(0, size-l), size-1
+		case f >= size:
+			continue // cannot be satisfied by this representation
+		case b == "":
+			l = size - 1
+		default:
+			l = min(l, size-1)
+		}
+		if found++; found > 1 {
+			return 0, 0, false
+		}
+		first, last = f, l
 	}
-	a, b, _ := strings.Cut(spec, "-")
-	a, b = strings.Trim(a, blanks), strings.Trim(b, blanks)
-	// canonicalRangeSet has made every number fit an int64.
-	f, _ := position(a)
-	l, _ := position(b)
-	switch {
-	case a == "":
-		// A suffix of l bytes (canonicalRangeSet dropped -0).
-		return max(0, size-l), size - 1, true
-	case f >= size:
-		return 0, 0, false
-	case b == "":
-		return f, size - 1, true
-	}
-	return f, min(l, size-1), true
+	return first, last, found == 1
 }

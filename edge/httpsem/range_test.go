@@ -176,6 +176,9 @@ func TestSingleRange(t *testing.T) {
 		{"bytes=100-", 100, 0, 0, false},
 		{"bytes=-0", 100, 0, 0, false},
 		{"bytes=0-1,5-6", 100, 0, 0, false},
+		{"BYtes=0-,100-", 100, 0, 99, true}, // the second cannot be satisfied: one range, as ServeContent reads it
+		{"bytes=200-300,-5", 100, 95, 99, true},
+		{"bytes=100-,200-", 100, 0, 0, false},
 		{"bytes=5-1", 100, 0, 0, false},
 		{"items=0-1", 100, 0, 0, false},
 		{"", 100, 0, 0, false},
