@@ -28,6 +28,7 @@ type counters struct {
 	requests, hits, misses, stale, coalesced, revalidations, prefetches, errors atomic.Int64
 	spooled                                                                     atomic.Int64 // large objects streamed through a file
 	rangesAhead                                                                 atomic.Int64 // ranges of objects still coming, fetched apart (rangeAhead)
+	headsForwarded                                                              atomic.Int64 // HEADs of objects not held, asked upstream as HEADs (head.go)
 	slowStreamed                                                                atomic.Int64 // small objects streamed because they came slowly
 	fillResumes                                                                 atomic.Int64 // streamed bodies resumed from an upstream after a cut
 	digestMismatches                                                            atomic.Int64 // upstream bodies refused for their Repr-Digest
@@ -261,6 +262,7 @@ func (n *Node) purge(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	purged += n.negative.del(req.Keys, req.Prefix)
+	purged += n.heads.del(req.Keys, req.Prefix)
 	n.log.Info("purged", "prefix", req.Prefix, "keys", purged)
 	writeJSON(w, http.StatusOK, map[string]int{"purged": purged})
 }
@@ -376,6 +378,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		counter("deepcast_edge_prefetch_total", "Segments prefetched.", &c.prefetches),
 		counter("deepcast_edge_spooled_total", "Large objects streamed to clients through a spool file instead of memory.", &c.spooled),
 		counter("deepcast_edge_ranges_ahead_total", "Ranges of objects still coming from upstream, too far ahead of the fill to wait for it: fetched apart from an upstream as ranges, not kept.", &c.rangesAhead),
+		counter("deepcast_edge_heads_forwarded_total", "HEADs of objects not held here, asked upstream as HEADs rather than fetching the object.", &c.headsForwarded),
 		counter("deepcast_edge_slow_streamed_total", "Misses small enough for memory whose body was still coming after -stream-after: sent to clients from memory as it came, then kept there.", &c.slowStreamed),
 		counter("deepcast_edge_fill_resumes_total", "Streamed bodies cut off upstream and resumed from where they stopped with a ranged request.", &c.fillResumes),
 		counter("deepcast_edge_upstream_errors_total", "Requests whose upstream fetch failed.", &c.errors),

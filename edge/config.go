@@ -73,6 +73,12 @@ type Config struct {
 	// not kept. Zero takes the default (DefaultRangeAhead); negative
 	// always waits for the fill.
 	RangeAhead time.Duration
+	// HeadFills makes a HEAD of an object the node does not hold fetch
+	// the whole object and keep it, as nginx and Varnish do. By default
+	// it is asked upstream as a HEAD and only its headers are kept
+	// (head.go): a player asking the sizes of renditions it may never
+	// play does not bring them across the link above.
+	HeadFills bool
 	// ClientMissRate bounds the upstream fetches one client (an IP
 	// address, an IPv6 /64) may cause, per second, with bursts of 10
 	// seconds' worth; past it a miss is answered 429 with Retry-After.

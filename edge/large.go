@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -554,15 +555,24 @@ func (r *fillReader) Seek(offset int64, whence int) (int64, error) {
 // come in a burst (what the upstream had sent before the node read any),
 // and a rate over that burst alone would promise far more than the link
 // brings.
-func (f *fill) reaches(at int64, d time.Duration) bool {
+func (f *fill) reaches(at int64, d time.Duration) bool { return f.eta(at, d) <= d }
+
+// eta is how long the fill will take to reach byte at, at its rate so far
+// taken as reaches takes it: 0 when it has, or is over; about 290 years
+// (the longest Duration) when nothing has come.
+func (f *fill) eta(at int64, d time.Duration) time.Duration {
 	f.mu.Lock()
 	written, done := f.written, f.done
 	f.mu.Unlock()
 	if at < written || done {
-		return true
+		return 0
 	}
 	rate := float64(written) / max(time.Since(f.start), d).Seconds()
-	return float64(at-written) <= rate*d.Seconds()
+	secs := float64(at-written) / rate
+	if rate <= 0 || secs >= math.MaxInt64/float64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(secs * float64(time.Second))
 }
 
 func (r *fillReader) Close() error {
@@ -844,11 +854,18 @@ func (n *Node) rangeAhead(w http.ResponseWriter, r *http.Request, f *fill) bool 
 			return false // a request upstream, as a miss is: past the client's rate it waits for the fill instead
 		}
 	}
+	// The answer is waited for until the fill would reach the range at
+	// its rate so far: an upstream slow to answer ranges (one that has to
+	// fetch them itself) is then no faster than the fill.
+	deadline := time.Now().Add(min(n.cfg.FetchTimeout, f.eta(first+1, n.cfg.RangeAhead)))
 	order := n.pool.order(f.key)
 	for _, up := range order[:min(2, len(order))] {
-		body, err := n.fetchPart(r.Context(), up, f, first, last, false)
+		body, err := n.fetchPart(r.Context(), up, f, first, last, false, time.Until(deadline))
 		if err != nil {
 			n.log.Info("range ahead of a fill not fetched apart", "key", f.key, "err", err)
+			if !time.Now().Before(deadline) {
+				return false // the fill is as near now: it brings the range
+			}
 			continue
 		}
 		defer body.Close()
@@ -857,7 +874,7 @@ func (n *Node) rangeAhead(w http.ResponseWriter, r *http.Request, f *fill) bool 
 		h["Content-Range"] = []string{fmt.Sprintf("bytes %d-%d/%d", first, last, f.size)}
 		h["Content-Length"] = []string{strconv.FormatInt(last-first+1, 10)}
 		h["Accept-Ranges"] = []string{"bytes"}
-		h["Cache-Status"] = []string{n.cfg.Name + "; fwd=partial; fwd-status=206; detail=range-ahead"}
+		h["Cache-Status"] = []string{chainStatus(body.cacheStatus, n.cfg.Name+"; fwd=partial; fwd-status=206; detail=range-ahead")}
 		w.WriteHeader(http.StatusPartialContent)
 		src := &readErr{r: io.LimitReader(body, last-first+1)}
 		if k, err := io.Copy(w, src); src.failed.Load() || err == nil && k < last-first+1 {

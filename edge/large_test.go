@@ -47,6 +47,7 @@ func newBigUpstream(t *testing.T, size int, chunked bool, pause time.Duration) *
 		w.Header().Set("ETag", `"`+strconv.Itoa(len(r.URL.Path))+`"`)
 		if u.ranges.Load() && r.Header.Get("Range") != "" {
 			u.ranged.Add(1)
+			w.Header().Set("Cache-Status", "parent; hit; ttl=99") // as a tier above answers
 			time.Sleep(time.Duration(u.rangeWait.Load()))
 			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 			return

@@ -101,7 +101,7 @@ func TestNegativeCacheIsBounded(t *testing.T) {
 	for i := range 3 * maxNegative {
 		c.put(fmt.Sprintf("/vod/a/v/%d.m4s", i+1), pass, now)
 	}
-	if n := len(c.entries); n > maxNegative {
+	if n := c.kept.len(); n > maxNegative {
 		t.Errorf("%d entries, bound %d", n, maxNegative)
 	}
 	c.put("/vod/a/v/big.m4s", &passResponse{status: http.StatusNotFound, header: pass.header, body: make([]byte, maxNegativeBody+1)}, now)

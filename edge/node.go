@@ -76,8 +76,9 @@ type Node struct {
 	fills          map[string]*fill
 	prefetchSlots  chan struct{}
 	prefetched     *prefetchMemo
-	negative       negativeCache // upstream 404s and 410s that may be kept
-	missLimit      *missLimiter  // nil: misses not limited per client
+	negative       negativeCache         // upstream 404s and 410s that may be kept
+	heads          expiring[*headAnswer] // upstream answers to HEADs (head.go)
+	missLimit      *missLimiter          // nil: misses not limited per client
 	missesRefused  atomic.Int64
 	fetching       sync.Map // keys whose fetch is running: a miss that joins one costs no upstream trip
 
@@ -92,6 +93,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.Name), prefetchSlots: make(chan struct{}, 4), via: []string{"1.1 " + cfg.Name}, loopID: newLoopID()}
+	n.heads.max = maxHeads
 	tr := cfg.Transport
 	if tr == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -316,6 +318,7 @@ type fetchResult struct {
 	cmsd        upstreamAdvice // upstream's CMSD-Dynamic, to pass on
 	passthrough *passResponse  // a non-200 answer relayed to the client
 	big         *bigObject     // a large object, streamed through a file
+	head        *headAnswer    // the answer to a HEAD asked upstream as one (head.go)
 	stored      bool           // obj was put in the cache (not private, not no-store)
 	from        string         // the upstream or sibling that answered
 }
@@ -328,6 +331,9 @@ type passResponse struct {
 	// stored is when a negative entry (negative.go) kept it; zero for an
 	// answer relayed as it came.
 	stored time.Time
+	// head: the answer to a HEAD, without the body its Content-Length
+	// tells of.
+	head bool
 }
 
 // age is the Age of a kept answer: what the upstream said plus the time
@@ -407,11 +413,21 @@ type rawFetch struct {
 }
 
 func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale *object, fromSibling bool) (*rawFetch, error) {
+	return n.tryUpstreams(ctx, key, fromSibling, func(ctx context.Context, up *upstream, toSibling bool) (*rawFetch, error) {
+		return n.fetchFrom(ctx, up, r, key, stale, toSibling)
+	})
+}
+
+// tryUpstreams asks for key with ask: from the sibling that owns it
+// (unless the request came from a sibling), then from the upstreams in
+// key's order, the next one once when the first fails.
+func (n *Node) tryUpstreams(ctx context.Context, key string, fromSibling bool,
+	ask func(ctx context.Context, up *upstream, toSibling bool) (*rawFetch, error)) (*rawFetch, error) {
 	if n.siblings != nil && !fromSibling {
 		if owner := rendezvousOwner(key, n.liveMembers()); owner > 0 {
 			sib := n.siblingByURL(n.liveMembers()[owner])
 			if sib != nil {
-				res, err := n.fetchFrom(ctx, sib, r, key, stale, true)
+				res, err := ask(ctx, sib, true)
 				if err == nil {
 					n.siblings.markSuccess(sib)
 					return res, nil
@@ -424,7 +440,7 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 		}
 	}
 	order := n.pool.order(key)
-	tries := min(2, len(order)) // an idempotent GET is retried once, on the next upstream
+	tries := min(2, len(order)) // an idempotent request is retried once, on the next upstream
 	var lastErr error
 	for i, up := range order[:tries] {
 		// A first attempt that hangs (a partitioned upstream takes
@@ -434,7 +450,7 @@ func (n *Node) fetchOnce(ctx context.Context, r *http.Request, key string, stale
 		if dl, ok := ctx.Deadline(); ok && i < tries-1 {
 			actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
 		}
-		res, err := n.fetchFrom(actx, up, r, key, stale, false)
+		res, err := ask(actx, up, false)
 		cancel()
 		if err == nil {
 			n.pool.markSuccess(up)
@@ -472,25 +488,23 @@ func (n *Node) siblingByURL(u string) *upstream {
 	return nil
 }
 
-func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key string, stale *object, toSibling bool) (*rawFetch, error) {
+// upstreamTarget is the URL of r's object at up: its path, and the part
+// of its query that goes upstream.
+func (n *Node) upstreamTarget(up *upstream, r *http.Request) string {
 	target := up.url.String() + r.URL.EscapedPath()
 	if q := forwardedQuery(r.URL.RawQuery, n.queryKeys(r.URL.Path)); q != "" {
 		target += "?" + q
 	}
-	// The request outlives ctx (the fetch's time bound) only when its body
-	// is spooled: the fill then owns it and bounds it by progress.
-	reqCtx, reqCancel := context.WithCancel(n.ctx)
-	unlink := context.AfterFunc(ctx, reqCancel)
-	spooled := false
-	defer func() {
-		if !spooled {
-			unlink()
-			reqCancel()
-		}
-	}()
-	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, target, nil)
+	return target
+}
+
+// upstreamRequest is the request for target that a client's request r
+// makes upstream: its CMCD, this node's Via and CDN-Loop entry, and the
+// identity representation.
+func (n *Node) upstreamRequest(ctx context.Context, method, target string, r *http.Request, toSibling bool) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
-		return nil, &errUpstream{err: err}
+		return nil, err
 	}
 	for k, v := range r.Header {
 		if strings.HasPrefix(k, "Cmcd-") {
@@ -507,6 +521,26 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 	if toSibling {
 		req.Header.Set(siblingHeader, n.cfg.Name)
 	}
+	return req, nil
+}
+
+func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key string, stale *object, toSibling bool) (*rawFetch, error) {
+	target := n.upstreamTarget(up, r)
+	// The request outlives ctx (the fetch's time bound) only when its body
+	// is spooled: the fill then owns it and bounds it by progress.
+	reqCtx, reqCancel := context.WithCancel(n.ctx)
+	unlink := context.AfterFunc(ctx, reqCancel)
+	spooled := false
+	defer func() {
+		if !spooled {
+			unlink()
+			reqCancel()
+		}
+	}()
+	req, err := n.upstreamRequest(reqCtx, http.MethodGet, target, r, toSibling)
+	if err != nil {
+		return nil, &errUpstream{err: err}
+	}
 	if stale != nil {
 		if stale.ETag != "" {
 			req.Header.Set("If-None-Match", stale.ETag)
@@ -515,39 +549,19 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 			req.Header.Set("If-Modified-Since", stale.LastModified)
 		}
 	}
-	start := time.Now()
-	resp, err := n.client.Do(req)
-	n.metrics.upstreamLatency.WithLabelValues(up.url.Host).Observe(time.Since(start).Seconds())
+	resp, err := n.send(up, req)
 	if err != nil {
-		var ne net.Error
-		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), timeout: errors.As(err, &ne) && ne.Timeout()}
+		return nil, err
 	}
 	defer func() {
 		if !spooled {
 			resp.Body.Close()
 		}
 	}()
-	if resp.StatusCode >= 500 {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true,
-			loop: resp.StatusCode == http.StatusLoopDetected}
-	}
 	now := time.Now()
-	res := &rawFetch{policy: n.applyRule(r.URL.Path, parsePolicy(resp.Header, now))}
-	res.from = up.url.Host
-	res.status = resp.StatusCode
-	res.cacheStatus = resp.Header.Get("Cache-Status")
-	res.cmsd = readUpstreamAdvice(resp.Header)
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified {
-		if n.adviser.noteParent(res.cmsd.kbps, now) {
-			n.refreshAdvice(now) // hits keep to it from now on
-		}
-	}
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.StatusCode != http.StatusNotModified {
-		// Kept and served as the identity bytes it is not, an encoded body
-		// would reach every client undecodable.
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil, &errUpstream{err: fmt.Errorf("upstream %s: Content-Encoding %q to a request for identity", up.url.Host, ce), answered: true}
+	res, err := n.readAnswer(up, r, resp, now)
+	if err != nil {
+		return nil, err
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
@@ -650,6 +664,48 @@ func (n *Node) fetchFrom(ctx context.Context, up *upstream, r *http.Request, key
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		res.passthrough = &passResponse{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
+	}
+	return res, nil
+}
+
+// send makes req to up. A transport failure or a 5xx answer is an
+// errUpstream (the answer's body drained and closed).
+func (n *Node) send(up *upstream, req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := n.client.Do(req)
+	n.metrics.upstreamLatency.WithLabelValues(up.url.Host).Observe(time.Since(start).Seconds())
+	if err != nil {
+		var ne net.Error
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %w", up.url.Host, err), timeout: errors.As(err, &ne) && ne.Timeout()}
+	}
+	if resp.StatusCode >= 500 {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: %s", up.url.Host, resp.Status), answered: true,
+			loop: resp.StatusCode == http.StatusLoopDetected}
+	}
+	return resp, nil
+}
+
+// readAnswer is what an upstream's answer to r says besides its body:
+// its freshness under the node's rules, status, Cache-Status and CMSD
+// (a parent's advice is taken in here). An encoded body is refused.
+func (n *Node) readAnswer(up *upstream, r *http.Request, resp *http.Response, now time.Time) (*rawFetch, error) {
+	res := &rawFetch{policy: n.applyRule(r.URL.Path, parsePolicy(resp.Header, now))}
+	res.from = up.url.Host
+	res.status = resp.StatusCode
+	res.cacheStatus = resp.Header.Get("Cache-Status")
+	res.cmsd = readUpstreamAdvice(resp.Header)
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusNotModified {
+		if n.adviser.noteParent(res.cmsd.kbps, now) {
+			n.refreshAdvice(now) // hits keep to it from now on
+		}
+	}
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") && resp.StatusCode != http.StatusNotModified {
+		// Kept and served as the identity bytes it is not, an encoded body
+		// would reach every client undecodable.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil, &errUpstream{err: fmt.Errorf("upstream %s: Content-Encoding %q to a request for identity", up.url.Host, ce), answered: true}
 	}
 	return res, nil
 }
@@ -811,6 +867,7 @@ type outcome struct {
 	cacheStatus string
 	pass        *passResponse // relayed as is
 	big         *bigObject    // a large object, sent from its file
+	head        *headAnswer   // an upstream's answer to a HEAD, sent without a body
 	errCode     int           // an error status: 502 or 504 (the upstream failed, nothing stale to serve), 508, 429
 	errMsg      string        // the reason sent with errCode ("upstream unavailable" when empty)
 	retryAfter  time.Duration // sent as Retry-After (whole seconds, at least 1) with errCode when set
@@ -909,6 +966,12 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			return outcome{pass: e.pass, tier: "memory", cacheStatus: n.hitEntry(e.expires.Sub(now))}
 		}
 	}
+	headUp := o == nil && n.forwardsHead(r)
+	if headUp {
+		if out, ok := n.heldHead(key, now); ok {
+			return out
+		}
+	}
 	if r != nil {
 		if why := n.loopedThrough(r.Header[loopHeader]); why != "" {
 			n.stats.errors.Add(1)
@@ -925,13 +988,14 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=client-miss-rate"}
 		}
 	}
+	if headUp && !n.fetchRunning(key) {
+		if out, ok := n.headOutcome(r, key, fromSibling); ok {
+			return out
+		}
+	}
 	r = orPlain(r, path)
 	res, shared, err := n.fetch(r, key, o, fromSibling)
-	collapsed := ""
-	if shared {
-		n.stats.coalesced.Add(1)
-		collapsed = "; collapsed"
-	}
+	collapsed := n.noteCollapsed(shared)
 	if err != nil {
 		n.stats.errors.Add(1)
 		if o != nil && now.Before(o.Expires.Add(o.SIE)) {
@@ -940,21 +1004,7 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 			n.stats.addServed(tier, len(o.Body))
 			return outcome{obj: o, tier: tier, cacheStatus: fmt.Sprintf("%s; fwd=stale; fwd-status=502; ttl=%d; detail=stale-if-error", n.cfg.Name, int(o.ttl(now).Seconds()))}
 		}
-		var ue *errUpstream
-		code := http.StatusBadGateway
-		if errors.As(err, &ue) && ue.timeout || errors.Is(err, context.DeadlineExceeded) {
-			code = http.StatusGatewayTimeout
-		}
-		n.log.Warn("upstream fetch failed", "key", key, "err", err)
-		if errors.As(err, &ue) && ue.loop {
-			return outcome{errCode: http.StatusLoopDetected, errMsg: loopUpstreamMessage,
-				cacheStatus: n.cfg.Name + "; fwd=uri-miss; fwd-status=508; detail=loop-detected"}
-		}
-		if reason := tlsFailure(err); reason != "" {
-			return outcome{errCode: http.StatusBadGateway, errMsg: "upstream certificate rejected: " + reason,
-				cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-tls-error"}
-		}
-		return outcome{errCode: code, cacheStatus: n.cfg.Name + "; fwd=uri-miss; detail=upstream-error"}
+		return n.upstreamFailure(key, "uri-miss", err)
 	}
 	if res.passthrough != nil {
 		n.stats.misses.Add(1)
@@ -1000,6 +1050,37 @@ func (n *Node) resolveFound(r *http.Request, p objectPath, key, path string, o *
 	}
 	status += collapsed
 	return outcome{obj: res.obj, tier: "upstream", upstream: res.from, upstreamCMSD: res.cmsd, cacheStatus: chainStatus(res.cacheStatus, status)}
+}
+
+// noteCollapsed counts a request that shared another's upstream fetch
+// (shared) and returns what its Cache-Status entry then ends with.
+func (n *Node) noteCollapsed(shared bool) string {
+	if !shared {
+		return ""
+	}
+	n.stats.coalesced.Add(1)
+	return "; collapsed"
+}
+
+// upstreamFailure is the answer to a request whose upstream fetch failed
+// with err and that has nothing stale to fall back on; fwd is why it
+// went upstream (RFC 9211).
+func (n *Node) upstreamFailure(key, fwd string, err error) outcome {
+	var ue *errUpstream
+	code := http.StatusBadGateway
+	if errors.As(err, &ue) && ue.timeout || errors.Is(err, context.DeadlineExceeded) {
+		code = http.StatusGatewayTimeout
+	}
+	n.log.Warn("upstream fetch failed", "key", key, "err", err)
+	if errors.As(err, &ue) && ue.loop {
+		return outcome{errCode: http.StatusLoopDetected, errMsg: loopUpstreamMessage,
+			cacheStatus: n.cfg.Name + "; fwd=" + fwd + "; fwd-status=508; detail=loop-detected"}
+	}
+	if reason := tlsFailure(err); reason != "" {
+		return outcome{errCode: http.StatusBadGateway, errMsg: "upstream certificate rejected: " + reason,
+			cacheStatus: n.cfg.Name + "; fwd=" + fwd + "; detail=upstream-tls-error"}
+	}
+	return outcome{errCode: code, cacheStatus: n.cfg.Name + "; fwd=" + fwd + "; detail=upstream-error"}
 }
 
 // orPlain returns r, or for the fast path (r nil) a plain GET of path.
@@ -1055,12 +1136,17 @@ func (n *Node) writeOutcome(w http.ResponseWriter, r *http.Request, out outcome)
 		}
 		h.Set("Via", via)
 		h.Set("Content-Length", strconv.Itoa(len(out.pass.body)))
+		if v := out.pass.header.Get("Content-Length"); out.pass.head && v != "" {
+			h.Set("Content-Length", v)
+		}
 		w.WriteHeader(out.pass.status)
 		if r.Method != http.MethodHead {
 			w.Write(out.pass.body)
 		}
 	case out.big != nil:
 		n.respondBig(w, r, out.big, out.cacheStatus, out.upstreamCMSD)
+	case out.head != nil:
+		n.respondHead(w, r, out)
 	default:
 		cs := out.cacheStatus
 		if cs == "" {

@@ -119,6 +119,9 @@ func TestRangesOfAnObjectStillComing(t *testing.T) {
 			if c.detail == "range-ahead" && took > 2*time.Second {
 				t.Errorf("%s: took %v, as long as the fill", c.name, took)
 			}
+			if cs := resp.Header.Get("Cache-Status"); c.detail == "range-ahead" && !strings.HasPrefix(cs, "parent; hit; ttl=99, ") {
+				t.Errorf("%s: Cache-Status %q; want the upstream's entry first", c.name, cs)
+			}
 		case 200:
 			if !bytes.Equal(body, want) {
 				t.Errorf("%s: %d bytes, want the whole object", c.name, len(body))
@@ -320,4 +323,45 @@ func TestRangesAheadAreBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestASlowRangeAnswerGivesWayToTheFill: a range fetched apart whose
+// upstream is slow to answer (as a parent that must fetch ranges itself
+// may be) is waited for only until the fill would reach the range at its
+// rate so far; then the range comes from the fill, not after the
+// upstream's 5 s or the node's 10-s bound.
+func TestASlowRangeAnswerGivesWayToTheFill(t *testing.T) {
+	const size = 12 << 20
+	up := newBigUpstream(t, size, false, 300*time.Millisecond) // 3.6 s from first to last byte
+	up.ranges.Store(true)
+	up.rangeWait.Store(int64(5 * time.Second))
+	n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(), SpoolDir: t.TempDir(), FetchTimeout: 10 * time.Second})
+	const path = "/vod/a/v/1.m4s"
+	first := startSlowFill(t, n, ts.URL, path)
+	// Asked once 3 MiB came (at about 3.3 MiB/s), 9 MiB is some 1.8 s
+	// ahead: further than RangeAhead (1 s), so fetched apart.
+	waitFor(t, "3 MiB of the fill", func() bool {
+		n.fillsMu.Lock()
+		defer n.fillsMu.Unlock()
+		for _, f := range n.fills {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.written >= 3<<20
+		}
+		return false
+	})
+	at := 9 << 20
+	asked := time.Now()
+	resp, body, err := getRange(t, ts.URL+path, "Range", fmt.Sprintf("bytes=%d-%d", at, at+999))
+	took := time.Since(asked)
+	if err != nil || resp.StatusCode != 206 || !bytes.Equal(body, segmentBytes(path, size)[at:at+1000]) || !strings.Contains(resp.Header.Get("Cache-Status"), "streamed") {
+		t.Fatalf("%d (Cache-Status %q), %d bytes, err %v; want the range from the fill", resp.StatusCode, resp.Header.Get("Cache-Status"), len(body), err)
+	}
+	if took > 4*time.Second {
+		t.Errorf("the range took %v: it waited for the upstream's slow answer, not for the fill (about 2 s away)", took)
+	}
+	if up.ranged.Load() != 1 {
+		t.Errorf("%d ranged requests upstream, want 1 (the one given up)", up.ranged.Load())
+	}
+	<-first
 }

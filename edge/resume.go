@@ -53,6 +53,9 @@ func newResumeRequest(req *http.Request, target, etag, from string) *resumeReque
 type upstreamBody struct {
 	progressBody
 	cancel context.CancelFunc
+	// cacheStatus is the upstream's Cache-Status (fetchPart's answers),
+	// for an answer relayed as it came to keep in its chain.
+	cacheStatus string
 }
 
 // boundBody bounds body, whose request cancel ends, by its progress: a
@@ -107,17 +110,17 @@ func (n *Node) resumeFill(f *fill, at int64) (*upstreamBody, error) {
 // Content-Range asked for), or the whole again (200 of the same length,
 // read past what the node has).
 func (n *Node) fetchRest(up *upstream, f *fill, at int64) (*upstreamBody, error) {
-	return n.fetchPart(n.ctx, up, f, at, f.size-1, true)
+	return n.fetchPart(n.ctx, up, f, at, f.size-1, true, n.cfg.FetchTimeout)
 }
 
-// fetchPart asks up for bytes first to last of f's object, within ctx.
-// The answer must be of the same version (its ETag) and exactly that
-// range (206 with its Content-Range); with readPast, a 200 of the whole
-// object of the same length is taken too, read past the bytes before
-// first.
-func (n *Node) fetchPart(ctx context.Context, up *upstream, f *fill, first, last int64, readPast bool) (*upstreamBody, error) {
+// fetchPart asks up for bytes first to last of f's object, within ctx,
+// waiting for the answer at most within. The answer must be of the same
+// version (its ETag) and exactly that range (206 with its Content-Range);
+// with readPast, a 200 of the whole object of the same length is taken
+// too, read past the bytes before first.
+func (n *Node) fetchPart(ctx context.Context, up *upstream, f *fill, first, last int64, readPast bool, within time.Duration) (*upstreamBody, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	answer := time.AfterFunc(n.cfg.FetchTimeout, cancel)
+	answer := time.AfterFunc(within, cancel)
 	span := fmt.Sprintf("bytes %d-%d", first, last)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, up.url.String()+f.again.target, nil)
 	if err != nil {
@@ -139,6 +142,7 @@ func (n *Node) fetchPart(ctx context.Context, up *upstream, f *fill, first, last
 		return nil, fmt.Errorf("upstream %s: %s: %w", up.url.Host, span, err)
 	}
 	b := n.boundBody(resp.Body, cancel, n.cfg.FetchTimeout)
+	b.cacheStatus = resp.Header.Get("Cache-Status")
 	refuse := func(why string) (*upstreamBody, error) {
 		b.Close()
 		return nil, fmt.Errorf("upstream %s: %s: %s", up.url.Host, span, why)

@@ -284,17 +284,31 @@ func FuzzParseContentRange(f *testing.F) {
 	})
 }
 
-// TestAHeadOfASlowMissWaitsForTheBody: a HEAD that misses is answered once
-// the object is whole, not when its streaming begins: deepcast play asks
-// for every segment's size at its start, and answered at once it would set
-// every fill going together on a link that is slow already. When the body
-// fails, the HEAD is a 502 that keeps none of the object's caching.
-func TestAHeadOfASlowMissWaitsForTheBody(t *testing.T) {
+// TestAHeadOfASlowFillWaitsForTheBody: a HEAD of an object whose fill is
+// under way (a GET missed and streams it) is answered once the object is
+// whole, not at once, so that its length is known and a body that fails
+// is not announced: then the HEAD is a 502 that keeps none of the
+// object's caching. (A HEAD with no fill to join is asked upstream as a
+// HEAD: TestAHeadIsAskedUpstreamAsAHead.)
+func TestAHeadOfASlowFillWaitsForTheBody(t *testing.T) {
 	for _, c := range []struct{ cut, chunked bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
 		cut := c.cut
 		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
 			slow := newSlowOriginOf(t, cut, c.chunked)
 			_, ts := newNode(t, Config{Upstreams: []string{slow.srv.URL}, Prefetch: noPrefetch(), StreamAfter: 10 * time.Millisecond, SpoolDir: t.TempDir()})
+			first, got := getInTwo(ts.URL + slowObject)
+			select {
+			case <-first:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the GET that starts the fill: no byte within 5 s")
+			}
+			defer func() {
+				select {
+				case <-got:
+				case <-time.After(10 * time.Second):
+					t.Error("the GET that started the fill did not end within 10 s")
+				}
+			}()
 			answered := make(chan *http.Response, 1)
 			go func() {
 				resp, err := http.Head(ts.URL + slowObject)

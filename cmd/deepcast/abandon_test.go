@@ -79,14 +79,9 @@ func TestPlayAbandonsASegmentTheLinkCannotBring(t *testing.T) {
 	if took > 20*time.Second {
 		t.Errorf("play took %v", took)
 	}
-	f, err := os.Open(chunkLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil || len(rows) != 4 || !slices.Equal(rows[0], append(slices.Clone(player.LogColumns), player.AbandonColumn)) {
-		t.Fatalf("play -out: %v (%v)", rows, err)
+	rows := readCSVFile(t, chunkLog)
+	if len(rows) != 4 || !slices.Equal(rows[0], append(slices.Clone(player.LogColumns), player.AbandonColumn)) {
+		t.Fatalf("play -out: %v", rows)
 	}
 	logged := 0
 	for _, row := range rows[1:] {

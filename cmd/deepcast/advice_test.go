@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -48,14 +47,9 @@ func TestPlayerKeepsToTheEdgesSuggestedBitrate(t *testing.T) {
 		if code := run(append(args, mpd), &out, &errb); code != 0 {
 			t.Fatalf("play %v: exit %d\n%s", extra, code, errb.String())
 		}
-		f, err := os.Open(log)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		rows, err := csv.NewReader(f).ReadAll()
-		if err != nil || len(rows) < 2 {
-			t.Fatalf("%s: %v %q", log, err, rows)
+		rows := readCSVFile(t, log)
+		if len(rows) < 2 {
+			t.Fatalf("%s: %q", log, rows)
 		}
 		col := slices.Index(rows[0], "rendition")
 		for _, row := range rows[1:] {

@@ -106,6 +106,10 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 	if v := os.Getenv("DEEPCAST_SHIELD_STREAM_AFTER"); v != "" {
 		streamAfter = v // -stream-after of the deep nodes
 	}
+	headFills := "false"
+	if v := os.Getenv("DEEPCAST_SHIELD_HEAD_FILLS"); v != "" {
+		headFills = v // -head-fills of every node: a HEAD fetches the object
+	}
 	lib := packageClip(t, clip, "640x360@2000k,480x270@1000k,320x180@350k")
 	nw := newLabNet(t, []string{"home", "deep1", "deep2"}, map[string]string{})
 	home := nw.host("home")
@@ -123,12 +127,12 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 		for k := range modes {
 			m := (k + round) % len(modes)
 			nodes := []*node{runProcess(t, nw.command(home, bin, "edge", "-profile", "bring-home", "-upstream", originURL,
-				"-listen", homeURL[len("http://"):], "-admin-listen", home.IP+":9101", "-egress-limit", limit, "-mem", "256MiB"))}
+				"-listen", homeURL[len("http://"):], "-admin-listen", home.IP+":9101", "-egress-limit", limit, "-mem", "256MiB", "-head-fills="+headFills))}
 			awaitListening(t, nodes[0], homeURL[len("http://"):], "bring-home edge")
 			for _, d := range deeps {
 				addr := d.IP + ":9100"
 				n := runProcess(t, nw.command(d, bin, "edge", "-profile", "enter-deep", "-upstream", homeURL, "-listen", addr, "-mem", "256MiB",
-					"-prefetch", prefetch, "-stream-after", streamAfter, "-access-log="+strconv.FormatBool(os.Getenv("DEEPCAST_SHIELD_LOGS") != "")))
+					"-prefetch", prefetch, "-stream-after", streamAfter, "-head-fills="+headFills, "-access-log="+strconv.FormatBool(os.Getenv("DEEPCAST_SHIELD_LOGS") != "")))
 				awaitListening(t, n, addr, "enter-deep edge")
 				nodes = append(nodes, n)
 			}
@@ -162,8 +166,8 @@ func TestBenchCMSDThroughAShield(t *testing.T) {
 			runs = append(runs, viewerRun{mode: m, results: results})
 		}
 	}
-	fmt.Printf("%d viewers (dynamic rule, CMCD), two on each of two enter-deep edges (-prefetch %s, -stream-after %s) below a bring-home edge whose way out is %s, -egress-limit %s; a %v clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
-		viewers, prefetch, streamAfter, link, limit, clip, rounds)
+	fmt.Printf("%d viewers (dynamic rule, CMCD), two on each of two enter-deep edges (-prefetch %s, -stream-after %s, -head-fills=%s) below a bring-home edge whose way out is %s, -egress-limit %s; a %v clip at 2000k/1000k/350k + 128k sound; %d rounds interleaved\n",
+		viewers, prefetch, streamAfter, headFills, link, limit, clip, rounds)
 	names := make([]string, len(modes))
 	for m, md := range modes {
 		names[m] = md.name

@@ -42,6 +42,7 @@ func edgeCommand() command {
 			timeout := fs.Duration("fetch-timeout", 10*time.Second, "bound on the wait for an upstream's answer (a body is then read while it keeps coming)")
 			streamAfter := fs.Duration("stream-after", edge.DefaultStreamAfter, "how long a miss's body may take to come whole before its clients are sent it as it comes instead of after it all came (0: at once; negative, e.g. -1s: always wait for all of it)")
 			rangeAhead := fs.Duration("range-ahead", edge.DefaultRangeAhead, "how long a range of an object still coming from upstream may wait for the fill to bring it, at its rate so far; one further ahead is fetched apart from an upstream as a range (0: whatever has not come; negative: always wait)")
+			headFills := fs.Bool("head-fills", false, "a HEAD of an object not held fetches the whole object and keeps it, as nginx and Varnish do (default: it is asked upstream as a HEAD and only its headers are kept)")
 			missRate := fs.Float64("client-miss-rate", 0, "cache misses a second one client (IP address, IPv6 /64) may cause, in bursts of 10 s worth; past it 429 with Retry-After (0: no bound; for nodes viewers reach directly)")
 			maxBitrate := fs.Int64("cmsd-max-bitrate", 0, "suggest players a bitrate of at most this many kbit/s (video and sound together) in every answer's CMSD-Dynamic mb (CTA-5006; dash.js and Shaka keep to it; 0: no cap)")
 			var egress bitRate
@@ -105,7 +106,7 @@ func edgeCommand() command {
 				cfg := edge.Config{Profile: *profile, Name: *name, Upstreams: splitList(*upstream), MemBytes: int64(mem),
 					DiskDir: *disk, DiskBytes: int64(diskSize), Siblings: splitList(*siblings), Self: *self,
 					AdminToken: *token, QueryAllow: splitList(*queryAllow), CheckEvery: *check, FetchTimeout: *timeout,
-					StreamAfter: *streamAfter, RangeAhead: *rangeAhead, ClientMissRate: *missRate,
+					StreamAfter: *streamAfter, RangeAhead: *rangeAhead, HeadFills: *headFills, ClientMissRate: *missRate,
 					Advice: edge.AdviceConfig{MaxBitrateKbps: *maxBitrate, EgressLimit: float64(egress)},
 				}
 				if err := cfg.Advice.Check(); err != nil {

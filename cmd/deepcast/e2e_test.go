@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -89,6 +90,22 @@ func serveLoopback(t *testing.T, h http.Handler) string {
 		}
 	})
 	return base
+}
+
+// readCSVFile returns the rows of the CSV file at path (a play or sim
+// -out log), failing the test when it cannot be read.
+func readCSVFile(t testing.TB, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rows
 }
 
 // startOrigin opens an origin on lib, closed when the test ends.
