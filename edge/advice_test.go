@@ -288,6 +288,9 @@ func TestShieldSharesItsEgressWithTheSessionsBelow(t *testing.T) {
 	for i, sid := range []string{"s1", "s2", "s3"} {
 		get(fmt.Sprintf("/vod/a/v/%d.m4s", i+1), sid)
 	}
+	// The shield notes a session once its answer is sent, which may be
+	// after the deep node has passed that answer on.
+	waitFor(t, "the shield to note the three sessions", func() bool { return len(home.sharingSessions(time.Now())) == 3 })
 	adv := home.refreshAdvice(time.Now()).stats()
 	if !adv.Duress || !adv.Capping || adv.Sessions != 3 || adv.MaxBitrateKbps != 60 {
 		t.Fatalf("the shield advises %+v; want duress, a share of 0.9 × 200 kbit/s for each of 3 sessions (60)", adv)
