@@ -298,10 +298,15 @@ func TestRangesAheadAreBounded(t *testing.T) {
 		{"never", 0, -1, 1, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			up := newBigUpstream(t, size, false, 300*time.Millisecond)
+			// The fill takes 7 s, so the ranges near its end stay some
+			// 4 s or more ahead of it while they are fetched apart (a
+			// range whose answer comes later than the fill would reach
+			// it gives way to the fill), even on a loaded machine.
+			up := newBigUpstream(t, size, false, 600*time.Millisecond)
 			up.ranges.Store(true)
 			up.rangeWait.Store(int64(time.Second)) // the ranges fetched apart are all still in flight as the last is asked
-			n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(), SpoolDir: t.TempDir(), ClientMissRate: c.missRate, RangeAhead: c.rangeAhead})
+			n, ts := newNode(t, Config{Upstreams: []string{up.srv.URL}, MemBytes: 32 << 20, Prefetch: noPrefetch(), SpoolDir: t.TempDir(), ClientMissRate: c.missRate, RangeAhead: c.rangeAhead,
+				FetchTimeout: 5 * time.Second})
 			first := startSlowFill(t, n, ts.URL, path)
 			want := segmentBytes(path, size)
 			var wg sync.WaitGroup
